@@ -1,0 +1,107 @@
+import path from 'node:path';
+import { z } from 'zod';
+
+const port = z.coerce.number().int().min(0).max(65535);
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+/**
+ * Every setting Mailward reads from the environment, parsed once at start.
+ * A bad value stops start-up with every problem listed (see loadConfig).
+ */
+export const envSchema = z.object({
+  MAILWARD_HTTP_PORT: port.default(8025),
+  MAILWARD_HTTP_HOST: z.string().min(1).default('127.0.0.1'),
+  MAILWARD_SMTP_PORT: port.default(2525),
+  MAILWARD_SMTP_HOST: z.string().min(1).default('127.0.0.1'),
+  MAILWARD_DATA_DIR: z.string().min(1).default('./data'),
+  DATABASE_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// URL')
+    .optional(),
+  MAILWARD_DB_POOL_SIZE: z.coerce.number().int().min(1).max(200).default(10),
+  MAILWARD_MASTER_KEY: z
+    .string()
+    .refine((v) => Buffer.from(v, 'base64').length === 32, 'must be base64 of exactly 32 bytes')
+    .optional(),
+  MAILWARD_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  MAILWARD_ORG_NAME: z.string().min(1).max(200).default('Mailward'),
+  MAILWARD_DOMAIN: z
+    .string()
+    .regex(/^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]$/i, 'must be a domain name')
+    .default('mailward.localhost'),
+  MAILWARD_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).default(3000),
+  MAILWARD_BODY_LIMIT_BYTES: z.coerce.number().int().min(1024).default(1_048_576),
+  MAILWARD_TRUST_PROXY: bool.default(false),
+  MAILWARD_APPROVAL_TTL: z.coerce.number().int().min(60).default(72 * 3600),
+  MAILWARD_AUDIT_RETENTION_DAYS: z.coerce.number().int().min(2190, 'must be at least 2190 (six years)').default(2190),
+  MAILWARD_MAX_MESSAGE_BYTES: z.coerce.number().int().min(1024).default(25 * 1024 * 1024),
+  MAILWARD_SMTP_RELAY: z
+    .string()
+    .regex(/^smtps?:\/\/[^\s]+$/, 'must look like smtp://host:port')
+    .optional(),
+  MAILWARD_DNS_OVERRIDES: z.string().min(1).optional(),
+});
+
+export type Env = z.infer<typeof envSchema>;
+
+export type Config = {
+  http: { host: string; port: number; bodyLimit: number; trustProxy: boolean };
+  smtp: { host: string; port: number; maxMessageBytes: number; relay: string | undefined };
+  dataDir: string;
+  database: { kind: 'sqlite'; file: string } | { kind: 'postgres'; url: string; poolSize: number };
+  masterKey: string | undefined;
+  logLevel: string;
+  bootstrap: { orgName: string; domain: string };
+  rateLimitPerMinute: number;
+  approvalTtlSeconds: number;
+  auditRetentionDays: number;
+  dnsOverridesFile: string | undefined;
+};
+
+export class ConfigError extends Error {
+  readonly problems: string[];
+  constructor(problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+/** Parses the environment once. Throws ConfigError listing every problem. */
+export const loadConfig = (env: NodeJS.ProcessEnv = process.env): Config => {
+  const parsed = envSchema.safeParse(
+    Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== '')),
+  );
+  if (!parsed.success) {
+    throw new ConfigError(parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`));
+  }
+  const e = parsed.data;
+  const dataDir = path.resolve(e.MAILWARD_DATA_DIR);
+  return {
+    http: {
+      host: e.MAILWARD_HTTP_HOST,
+      port: e.MAILWARD_HTTP_PORT,
+      bodyLimit: e.MAILWARD_BODY_LIMIT_BYTES,
+      trustProxy: e.MAILWARD_TRUST_PROXY,
+    },
+    smtp: {
+      host: e.MAILWARD_SMTP_HOST,
+      port: e.MAILWARD_SMTP_PORT,
+      maxMessageBytes: e.MAILWARD_MAX_MESSAGE_BYTES,
+      relay: e.MAILWARD_SMTP_RELAY,
+    },
+    dataDir,
+    database: e.DATABASE_URL
+      ? { kind: 'postgres', url: e.DATABASE_URL, poolSize: e.MAILWARD_DB_POOL_SIZE }
+      : { kind: 'sqlite', file: path.join(dataDir, 'mailward.db') },
+    masterKey: e.MAILWARD_MASTER_KEY,
+    logLevel: e.MAILWARD_LOG_LEVEL,
+    bootstrap: { orgName: e.MAILWARD_ORG_NAME, domain: e.MAILWARD_DOMAIN.toLowerCase() },
+    rateLimitPerMinute: e.MAILWARD_RATE_LIMIT_PER_MINUTE,
+    approvalTtlSeconds: e.MAILWARD_APPROVAL_TTL,
+    auditRetentionDays: e.MAILWARD_AUDIT_RETENTION_DAYS,
+    dnsOverridesFile: e.MAILWARD_DNS_OVERRIDES,
+  };
+};

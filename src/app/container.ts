@@ -1,0 +1,77 @@
+import fs from 'node:fs';
+import { createAuditService } from '../audit/audit-service.js';
+import { createApiKeysService } from '../identity/api-keys-service.js';
+import { createGuard } from '../identity/guard.js';
+import { createIdentityRepo } from '../identity/identity-repo.js';
+import { createIdentityService } from '../identity/identity-service.js';
+import { createRateLimiter } from '../identity/rate-limiter.js';
+import { type Clock, systemClock } from '../kernel/clock.js';
+import type { KeyRing } from '../kernel/crypto/keyring.js';
+import { AppError } from '../kernel/errors.js';
+import { createLogger, type Logger } from '../kernel/log.js';
+import { openStore, type Store } from '../store/db.js';
+import { migrateToLatest } from '../store/migrate.js';
+import type { Config } from './config.js';
+import { initOrganization, type InitInput } from './init.js';
+import { checkKeyRing, loadKeyRing, masterKeyPath, registerKeyRing, storeHasSealedData } from './master-key.js';
+
+export type ContainerOptions = {
+  clock?: Clock;
+  logger?: Logger;
+  /** Generate <data dir>/master.key if it is missing (init and first start). */
+  createMasterKey?: boolean;
+  store?: Store;
+};
+
+/**
+ * Wires every module. Order matters for safety: the master key is checked
+ * against the store before migrations or anything else touch data.
+ */
+export const createContainer = async (config: Config, opts: ContainerOptions = {}) => {
+  const clock = opts.clock ?? systemClock;
+  const logger = opts.logger ?? createLogger({ level: config.logLevel });
+  const store = opts.store ?? openStore(config.database);
+  let ring: KeyRing;
+  try {
+    const keyMissing = !config.masterKey && !fs.existsSync(masterKeyPath(config.dataDir));
+    // A missing key may only be generated for a store that has never sealed anything.
+    if (keyMissing && opts.createMasterKey && (await storeHasSealedData(store))) {
+      throw new AppError('master_key_missing', 500, `The store holds sealed data but ${masterKeyPath(config.dataDir)} is missing and MAILWARD_MASTER_KEY is not set.`);
+    }
+    ring = loadKeyRing({ masterKey: config.masterKey, dataDir: config.dataDir, create: !!opts.createMasterKey });
+    await checkKeyRing(store, ring);
+  } catch (e) {
+    await store.destroy();
+    throw e;
+  }
+  await migrateToLatest(store);
+  await checkKeyRing(store, ring);
+  await registerKeyRing(store, ring, clock);
+
+  const db = store.db;
+  const audit = createAuditService({ db, dialect: store.dialect, clock });
+  const guard = createGuard({ db, audit });
+  const repo = createIdentityRepo();
+  const identity = createIdentityService({ db, repo, guard, clock });
+  const apiKeys = createApiKeysService({ db, repo, guard, audit, clock });
+  const rateLimiter = createRateLimiter({ db, clock, limitPerMinute: config.rateLimitPerMinute });
+
+  const init = (input: InitInput, o: { onlyIfEmpty?: boolean } = {}) => initOrganization({ db, ring, clock, audit }, input, o);
+
+  return {
+    config,
+    clock,
+    logger,
+    store,
+    ring,
+    audit,
+    guard,
+    identity,
+    apiKeys,
+    rateLimiter,
+    init,
+    close: () => store.destroy(),
+  };
+};
+
+export type Container = Awaited<ReturnType<typeof createContainer>>;

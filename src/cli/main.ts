@@ -1,0 +1,15 @@
+#!/usr/bin/env node
+import { Command } from 'commander';
+import { registerInit } from './init-command.js';
+import { registerServe } from './serve-command.js';
+
+const program = new Command()
+  .name('mailward')
+  .description('Mailward: identity, oversight, mail, vault and audit for AI agents in healthcare.\nHonours MAILWARD_DATA_DIR and DATABASE_URL.')
+  .version('0.1.0')
+  .showHelpAfterError();
+
+registerServe(program);
+registerInit(program);
+
+await program.parseAsync(process.argv);

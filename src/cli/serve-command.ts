@@ -1,0 +1,40 @@
+import path from 'node:path';
+import type { Command } from 'commander';
+import { createContainer } from '../app/container.js';
+import { writeSecretFileExclusive } from '../app/master-key.js';
+import { buildServer } from '../http/build-server.js';
+import { configOrExit, runCommand } from './cli-support.js';
+
+export const bootstrapKeyPath = (dataDir: string) => path.join(dataDir, 'bootstrap-admin.key');
+
+export const registerServe = (program: Command) =>
+  program
+    .command('serve')
+    .description('Run the REST API and reviewer console (MAILWARD_HTTP_PORT) and inbound SMTP (MAILWARD_SMTP_PORT)')
+    .action(
+      runCommand(async () => {
+        const config = configOrExit();
+        const c = await createContainer(config, { createMasterKey: true });
+        const boot = await c.init({ orgName: config.bootstrap.orgName, domain: config.bootstrap.domain }, { onlyIfEmpty: true });
+        if (boot) {
+          const file = bootstrapKeyPath(config.dataDir);
+          writeSecretFileExclusive(file, `${boot.admin_api_key}\n`);
+          // CONTRACT.md: print only the path, never the key.
+          process.stderr.write(`mailward: initialised ${boot.domain}; first admin API key written to ${file}\n`);
+        }
+        const app = await buildServer(c);
+        await app.listen({ host: config.http.host, port: config.http.port });
+        c.logger.info({ http: `${config.http.host}:${config.http.port}`, store: c.store.describe }, 'mailward listening');
+        await new Promise<void>((resolve) => {
+          const stop = async (signal: string) => {
+            c.logger.info({ signal }, 'shutting down');
+            await app.close();
+            await c.close();
+            resolve();
+          };
+          process.once('SIGINT', () => void stop('SIGINT'));
+          process.once('SIGTERM', () => void stop('SIGTERM'));
+        });
+        return 0;
+      }),
+    );

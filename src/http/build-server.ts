@@ -1,0 +1,79 @@
+import fastifySwagger from '@fastify/swagger';
+import fastifySwaggerUi from '@fastify/swagger-ui';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
+import {
+  jsonSchemaTransform,
+  jsonSchemaTransformObject,
+  serializerCompiler,
+  validatorCompiler,
+} from 'fastify-type-provider-zod';
+import type { Container } from '../app/container.js';
+import { newId } from '../kernel/ids.js';
+import { auditRoutes } from './audit-routes.js';
+import { createAuthHook } from './auth.js';
+import { identityRoutes } from './identity-routes.js';
+import { createHttpMetrics } from './metrics.js';
+import { errorHandler, sendProblem } from './problem.js';
+import { systemRoutes } from './system-routes.js';
+
+const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,64}$/;
+
+/** Builds the REST API (not listening). Every /v1 route is behind the key check and rate limit. */
+export const buildServer = async (c: Container): Promise<FastifyInstance> => {
+  const metrics = createHttpMetrics();
+  const app = Fastify({
+    loggerInstance: c.logger as FastifyBaseLogger,
+    // Requests are logged by route pattern only: raw URLs can hold addresses (PUT /v1/contacts/{email}/...).
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: c.config.http.bodyLimit,
+    trustProxy: c.config.http.trustProxy,
+    requestIdHeader: false,
+    genReqId: (req) => {
+      const h = req.headers['x-request-id'];
+      return typeof h === 'string' && REQUEST_ID_RE.test(h) ? h : newId('request');
+    },
+    ajv: { customOptions: { removeAdditional: false } },
+  });
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  app.setErrorHandler(errorHandler);
+  app.setNotFoundHandler((req, reply) => sendProblem(reply, req, 404, 'route_not_found', 'No such route.'));
+  app.decorateRequest('ctx', null as never);
+
+  app.addHook('onSend', async (req, reply) => {
+    reply.header('x-request-id', req.id);
+    reply.header('cache-control', 'no-store');
+    reply.header('x-content-type-options', 'nosniff');
+  });
+  app.addHook('onResponse', async (req, reply) => {
+    const route = req.routeOptions.url ?? 'unmatched';
+    metrics.requests.inc({ method: req.method, route, status: String(reply.statusCode) });
+    metrics.duration.observe({ method: req.method, route }, reply.elapsedTime / 1000);
+    if (reply.statusCode >= 500) req.log.warn({ route, status: reply.statusCode, ms: reply.elapsedTime }, 'request failed');
+    else req.log.debug({ route, status: reply.statusCode, ms: reply.elapsedTime }, 'request');
+  });
+
+  await app.register(fastifySwagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'Mailward API',
+        version: '1',
+        description:
+          'Identity, oversight, mail, vault and audit for AI agents in healthcare. Errors are application/problem+json with a stable `code`.',
+      },
+      components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', description: 'mw_<key id>_<secret>' } } },
+    },
+    transform: jsonSchemaTransform,
+    transformObject: jsonSchemaTransformObject,
+  });
+  await app.register(fastifySwaggerUi, { routePrefix: '/docs', staticCSP: true });
+
+  await app.register(systemRoutes(c, metrics));
+  await app.register(async (v1) => {
+    v1.addHook('onRequest', createAuthHook({ apiKeys: c.apiKeys, rateLimiter: c.rateLimiter }));
+    await v1.register(identityRoutes({ identity: c.identity, apiKeys: c.apiKeys }));
+    await v1.register(auditRoutes({ audit: c.audit, guard: c.guard }));
+  });
+  return app as unknown as FastifyInstance;
+};

@@ -1,0 +1,92 @@
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { hasZodFastifySchemaValidationErrors, isResponseSerializationError } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { isAppError } from '../kernel/errors.js';
+
+export const problemSchema = z.looseObject({
+  type: z.string(),
+  title: z.string(),
+  status: z.number().int(),
+  code: z.string(),
+  detail: z.string(),
+  request_id: z.string().nullable(),
+});
+
+const TITLES: Record<number, string> = {
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'Not Found',
+  405: 'Method Not Allowed',
+  409: 'Conflict',
+  413: 'Payload Too Large',
+  415: 'Unsupported Media Type',
+  422: 'Unprocessable Content',
+  429: 'Too Many Requests',
+  500: 'Internal Server Error',
+  503: 'Service Unavailable',
+};
+
+export const sendProblem = (
+  reply: FastifyReply,
+  req: FastifyRequest,
+  status: number,
+  code: string,
+  detail: string,
+  extra: Record<string, unknown> = {},
+) =>
+  reply
+    .code(status)
+    .type('application/problem+json')
+    .send({
+      type: `urn:mailward:problem:${code}`,
+      title: TITLES[status] ?? 'Error',
+      status,
+      code,
+      detail,
+      request_id: req.id ?? null,
+      ...extra,
+    });
+
+/** Fastify's own client errors, by code, with stable Mailward codes. */
+const FASTIFY_CODES: Record<string, [number, string, string]> = {
+  FST_ERR_CTP_INVALID_JSON_BODY: [400, 'malformed_json', 'The request body is not valid JSON.'],
+  FST_ERR_CTP_EMPTY_JSON_BODY: [400, 'malformed_json', 'The request body is empty but its content type is JSON.'],
+  FST_ERR_CTP_BODY_TOO_LARGE: [413, 'payload_too_large', 'The request body is larger than this route accepts.'],
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: [415, 'unsupported_media_type', 'This route does not accept that content type.'],
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: [400, 'bad_content_length', 'Content-Length does not match the body.'],
+  FST_ERR_CTP_INVALID_TYPE: [400, 'bad_request', 'The content type header is invalid.'],
+  FST_ERR_VALIDATION: [400, 'validation_failed', 'The request does not match the schema.'],
+};
+
+/**
+ * One place maps every error to application/problem+json. 5xx never says why
+ * (the log has the error class and request id, never PHI); 4xx says what to fix.
+ */
+export const errorHandler = (err: FastifyError, req: FastifyRequest, reply: FastifyReply) => {
+  if (isAppError(err)) {
+    if (err.status >= 500) req.log.error({ code: err.code, err: { type: err.name, message: err.detail } }, 'request failed');
+    if (err.status === 429 && err.extra?.retry_after) reply.header('retry-after', String(err.extra.retry_after));
+    return sendProblem(reply, req, err.status, err.code, err.detail, err.extra ?? {});
+  }
+  if (hasZodFastifySchemaValidationErrors(err)) {
+    const errors = err.validation.map((v) => ({
+      in: err.validationContext ?? 'body',
+      path: v.instancePath || '/',
+      message: v.message ?? 'invalid',
+    }));
+    return sendProblem(reply, req, 400, 'validation_failed', `The request ${err.validationContext ?? 'body'} is invalid: ${errors.map((e) => `${e.path} ${e.message}`).join('; ')}`.slice(0, 1000), { errors });
+  }
+  if (isResponseSerializationError(err)) {
+    req.log.error({ err: { type: 'ResponseSerializationError' } }, 'response did not match its schema');
+    return sendProblem(reply, req, 500, 'internal', 'An internal error occurred.');
+  }
+  const known = err.code ? FASTIFY_CODES[err.code] : undefined;
+  if (known) return sendProblem(reply, req, known[0], known[1], known[2]);
+  if (err instanceof SyntaxError || (err.statusCode && err.statusCode >= 400 && err.statusCode < 500)) {
+    const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 400;
+    return sendProblem(reply, req, status, status === 400 ? 'bad_request' : `http_${status}`, 'The request could not be processed.');
+  }
+  req.log.error({ err: { type: err.name, code: err.code, stack: err.stack } }, 'unhandled error');
+  return sendProblem(reply, req, 500, 'internal', 'An internal error occurred.');
+};

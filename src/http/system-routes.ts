@@ -1,0 +1,47 @@
+import { createPublicKey } from 'node:crypto';
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { sql } from 'kysely';
+import { z } from 'zod';
+import type { Container } from '../app/container.js';
+import { unavailable } from '../kernel/errors.js';
+import type { HttpMetrics } from './metrics.js';
+import { problems } from './common-schemas.js';
+
+const jwk = z.looseObject({ kty: z.string(), kid: z.string(), alg: z.string(), use: z.string() });
+
+/** Unauthenticated routes: liveness, metrics, the OpenAPI document, public keys. */
+export const systemRoutes = (c: Container, metrics: HttpMetrics) => async (root: FastifyInstance) => {
+  const app = root.withTypeProvider<ZodTypeProvider>();
+  app.get('/healthz', { schema: { tags: ['system'], summary: 'Liveness and store reachability', response: { 200: z.object({ status: z.literal('ok'), store: z.string() }), ...problems(503) } } }, async () => {
+    try {
+      await sql`select 1`.execute(c.store.db);
+    } catch {
+      throw unavailable('store_unavailable', 'The store is not reachable.');
+    }
+    return { status: 'ok' as const, store: c.store.dialect };
+  });
+  app.get('/metrics', { schema: { tags: ['system'], summary: 'Prometheus metrics', hide: false } }, async (_req, reply) =>
+    reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
+  );
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  app.get('/', { schema: { hide: true } }, async (_req, reply) => reply.redirect('/docs'));
+  app.get('/.well-known/jwks.json', { schema: { tags: ['system'], summary: 'Public keys of identity headers (ES256) and audit checkpoints (Ed25519)', response: { 200: z.object({ keys: z.array(jwk) }) } } }, async () => {
+    const rows = await c.store.db
+      .selectFrom('signing_keys')
+      .select(['kid', 'purpose', 'public_key', 'org_id', 'retired_at'])
+      .where('purpose', 'in', ['identity-es256', 'audit-ed25519'])
+      .orderBy('created_at')
+      .execute();
+    return {
+      keys: rows.map((r) => ({
+        ...(createPublicKey(r.public_key).export({ format: 'jwk' }) as { kty: string }),
+        kid: r.kid,
+        alg: r.purpose === 'identity-es256' ? 'ES256' : 'EdDSA',
+        use: 'sig',
+        ...(r.org_id ? { org_id: r.org_id } : {}),
+        ...(r.retired_at ? { retired_at: r.retired_at } : {}),
+      })),
+    };
+  });
+};

@@ -1,0 +1,57 @@
+import { AppError } from '../kernel/errors.js';
+import type { AuditActor } from '../audit/audit-service.js';
+
+export const HUMAN_ROLES = ['admin', 'reviewer', 'privacy_officer', 'auditor'] as const;
+export type Role = (typeof HUMAN_ROLES)[number];
+
+export const AGENT_SCOPES = ['mail:read', 'mail:send', 'vault:read', 'vault:write', 'vault:reveal', 'vault:totp'] as const;
+export type Scope = (typeof AGENT_SCOPES)[number];
+
+/** What an agent key gets when no scopes are asked for: everything but vault:reveal, which an admin grants explicitly. */
+export const DEFAULT_AGENT_SCOPES: Scope[] = ['mail:read', 'mail:send', 'vault:read', 'vault:write', 'vault:totp'];
+
+/** One link of a delegation chain: organisation > department(s) > agent (or > human). */
+export type ChainEntry = { type: 'organization' | 'department' | 'agent' | 'human'; id: string; name: string };
+
+export type Principal = {
+  type: 'human' | 'agent';
+  id: string;
+  orgId: string;
+  name: string;
+  keyId: string;
+  /** Roles of a human key (a subset of the human's roles). Empty for agents. */
+  roles: Role[];
+  /** Scopes of an agent key. Empty for humans: no key may both send and approve. */
+  scopes: Scope[];
+  chain: ChainEntry[];
+};
+
+/** Everything a service needs to know about who is asking and from where. */
+export type RequestContext = { principal: Principal; requestId: string | null; clientIp: string | null };
+
+/** The system itself (CLI init, workers): an actor with no key. */
+export const systemActor = (orgId: string | null = null): AuditActor => ({
+  type: 'system',
+  id: null,
+  orgId,
+  chain: [],
+});
+
+export const actorOf = (ctx: RequestContext): AuditActor => ({
+  type: ctx.principal.type,
+  id: ctx.principal.id,
+  orgId: ctx.principal.orgId,
+  chain: ctx.principal.chain,
+});
+
+export const hasRole = (p: Principal, role: Role): boolean => p.type === 'human' && p.roles.includes(role);
+export const hasScope = (p: Principal, scope: Scope): boolean => p.type === 'agent' && p.scopes.includes(scope);
+
+/** Throws 403 unless the caller is a human holding one of `roles`; agents get 404 (they must not learn the route's resources exist). */
+export const requireAnyRole = (ctx: RequestContext, roles: Role[], what = 'resource') => {
+  const p = ctx.principal;
+  if (p.type !== 'human') throw new AppError('not_found', 404, `No such ${what}.`);
+  if (!roles.some((r) => p.roles.includes(r))) {
+    throw new AppError('role_required', 403, `This needs one of the roles: ${roles.join(', ')}.`);
+  }
+};
