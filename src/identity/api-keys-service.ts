@@ -185,7 +185,7 @@ export const createApiKeysService = ({ db, repo, guard, audit, clock }: Deps) =>
     let principal: Principal;
     if (k.principal_type === 'human') {
       const h = await repo.human(db, k.org_id, k.principal_id);
-      if (!h || h.is_active !== 1) throw await deny('principal_inactive', keyId, k.org_id);
+      if (h?.is_active !== 1) throw await deny('principal_inactive', keyId, k.org_id);
       const held = JSON.parse(h.roles) as Role[];
       principal = {
         type: 'human',
@@ -200,7 +200,7 @@ export const createApiKeysService = ({ db, repo, guard, audit, clock }: Deps) =>
       };
     } else {
       const a = await repo.agent(db, k.org_id, k.principal_id);
-      if (!a || a.is_active !== 1) throw await deny('principal_inactive', keyId, k.org_id);
+      if (a?.is_active !== 1) throw await deny('principal_inactive', keyId, k.org_id);
       principal = {
         type: 'agent',
         id: a.id,
