@@ -23,8 +23,8 @@ export const registerServe = (program: Command) =>
           process.stderr.write(`mailward: initialised ${boot.domain}; first admin API key written to ${file}\n`);
         }
         const app = await buildServer(c);
-        await app.listen({ host: config.http.host, port: config.http.port });
-        c.logger.info({ http: `${config.http.host}:${config.http.port}`, store: c.store.describe }, 'mailward listening');
+        const url = await app.listen({ host: config.http.host, port: config.http.port });
+        c.logger.info({ http: url, store: c.store.describe }, 'mailward listening');
         await new Promise<void>((resolve) => {
           const stop = async (signal: string) => {
             c.logger.info({ signal }, 'shutting down');

@@ -13,7 +13,7 @@ export type Executor = Kysely<Database>;
 
 export type StoreOptions = { kind: 'sqlite'; file: string } | { kind: 'postgres'; url: string; poolSize?: number };
 
-export type Store = { db: Db; dialect: Dialect; destroy: () => Promise<void>; describe: string };
+export type Store = { db: Db; dialect: Dialect; destroy: () => Promise<void>; describe: string; file?: string };
 
 // int8 (bigint) columns come back as JS numbers: audit seq stays far below 2^53.
 const pgTypes = {
@@ -32,7 +32,7 @@ export const openStore = (opts: StoreOptions): Store => {
     sqlite.pragma('foreign_keys = ON');
     sqlite.pragma('busy_timeout = 5000');
     const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
-    return { db, dialect: 'sqlite', destroy: () => db.destroy(), describe: `sqlite:${opts.file}` };
+    return { db, dialect: 'sqlite', destroy: () => db.destroy(), describe: `sqlite:${opts.file}`, file: opts.file };
   }
   const pool = new pg.Pool({ connectionString: opts.url, max: opts.poolSize ?? 10, types: pgTypes });
   // An idle client losing its connection must not crash the process; the pool replaces it.

@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import { type Migration, type MigrationProvider, Migrator, sql } from 'kysely';
 import { AppError } from '../kernel/errors.js';
 import type { Store } from './db.js';
@@ -13,10 +14,47 @@ const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };
 // Any 64-bit constant; all Mailward processes agree on it.
 const PG_MIGRATION_LOCK = 7_466_115_001;
 
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+const isAlive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+};
+
+/**
+ * SQLite has no advisory locks and Kysely's SQLite migration lock is a no-op,
+ * so processes sharing one database file take turns through an exclusive
+ * lock file next to it (a lock left by a dead process is taken over).
+ */
+const withFileLock = async <T>(lockPath: string, fn: () => Promise<T>): Promise<T> => {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    try {
+      fs.writeFileSync(lockPath, String(process.pid), { flag: 'wx' });
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      const holder = Number(fs.readFileSync(lockPath, 'utf8') || '0');
+      if (holder && !isAlive(holder)) fs.rmSync(lockPath, { force: true });
+      else if (Date.now() > deadline) throw new AppError('migration_locked', 503, `Timed out waiting for ${lockPath}.`, { temporary: true });
+      else await sleep(25);
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    fs.rmSync(lockPath, { force: true });
+  }
+};
+
 /**
  * Brings the schema up to date. Safe when several processes start at once: on
  * PostgreSQL a session advisory lock serialises them (Kysely's own lock table
- * also exists, but creating it can race); SQLite serialises writers itself.
+ * also exists, but creating it can race); on SQLite a lock file does the same.
  */
 export const migrateToLatest = async (store: Store): Promise<string[]> => {
   const run = async () => {
@@ -27,7 +65,7 @@ export const migrateToLatest = async (store: Store): Promise<string[]> => {
     }
     return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
   };
-  if (store.dialect === 'sqlite') return run();
+  if (store.dialect === 'sqlite') return withFileLock(`${store.file}.migrate.lock`, run);
   return store.db.connection().execute(async (conn) => {
     await sql`select pg_advisory_lock(${PG_MIGRATION_LOCK})`.execute(conn);
     try {
