@@ -78,7 +78,7 @@ for (const dialect of testDialects()) {
       it('serves correctly from two processes on one database, with one shared rate limit', async () => {
         const db = await freshDatabase(dialect);
         cleanups.push(db.drop);
-        const env = { ...db.env, MAILWARD_RATE_LIMIT_PER_MINUTE: '8' };
+        const env = { ...db.env, MAILWARD_RATE_LIMIT_PER_MINUTE: '8', MAILWARD_RATE_LIMIT_SYNC_MS: '0' };
         // Both start on the empty database at once: migrations and bootstrap must not collide.
         const [a, b] = (await Promise.all([startServer(env), startServer({ ...env, MAILWARD_DATA_DIR: db.dataDir })])) as [ServerProcess, ServerProcess];
         cleanups.push(a.stop, b.stop);
@@ -102,6 +102,30 @@ for (const dialect of testDialects()) {
         const limited = await api(a.port, 'GET', '/v1/me', key);
         expect(limited.body.code).toBe('rate_limited');
         expect(limited.headers.get('retry-after')).toBeTruthy();
+      });
+
+      it('stops a key revoked through one process in the other within the cache poll interval', async () => {
+        const db = await freshDatabase(dialect);
+        cleanups.push(db.drop);
+        const env = { ...db.env, MAILWARD_AUTH_CACHE_MS: '100' };
+        const a = await startServer(env);
+        const b = await startServer(env);
+        cleanups.push(a.stop, b.stop);
+        const admin = fs.readFileSync(path.join(db.dataDir, 'bootstrap-admin.key'), 'utf8').trim();
+        const me = await api(a.port, 'GET', '/v1/me', admin);
+        const dep = await api(a.port, 'POST', '/v1/departments', admin, { name: 'Lab' });
+        const hum = await api(a.port, 'POST', '/v1/humans', admin, { name: 'R', email: 'r@first-start.example', roles: ['reviewer', 'auditor'] });
+        const k = await api(a.port, 'POST', `/v1/humans/${hum.body.id}/api-keys`, admin, {});
+        expect(dep.status).toBe(201);
+        expect(me.status).toBe(200);
+        // Warm both processes' caches with the key.
+        expect((await api(a.port, 'GET', '/v1/me', k.body.key)).status).toBe(200);
+        expect((await api(b.port, 'GET', '/v1/me', k.body.key)).status).toBe(200);
+        const rev = await api(b.port, 'DELETE', `/v1/api-keys/${k.body.id}`, admin);
+        expect(rev.status).toBe(200);
+        expect((await api(b.port, 'GET', '/v1/me', k.body.key)).status).toBe(401);
+        await new Promise((r) => setTimeout(r, 400));
+        expect((await api(a.port, 'GET', '/v1/me', k.body.key)).status).toBe(401);
       });
     }
   });

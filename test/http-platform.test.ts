@@ -95,3 +95,22 @@ for (const dialect of testDialects()) {
     });
   });
 }
+
+describe('rate limiting with batched store sync', () => {
+  it('limits a key exactly within one process', async () => {
+    const t = await createTestApp('sqlite', { env: { MAILWARD_RATE_LIMIT_PER_MINUTE: '5', MAILWARD_RATE_LIMIT_SYNC_MS: '50' } });
+    try {
+      const msIntoMinute = Date.now() % 60_000;
+      if (msIntoMinute > 58_000) await new Promise((r) => setTimeout(r, 60_500 - msIntoMinute));
+      const statuses: number[] = [];
+      for (let i = 0; i < 7; i++) statuses.push((await t.call('GET', '/v1/me', t.adminKey)).status);
+      expect(statuses).toEqual([200, 200, 200, 200, 200, 429, 429]);
+      // The counts reach the store, where other processes read them.
+      await new Promise((r) => setTimeout(r, 150));
+      const rows = await t.c.store.db.selectFrom('rate_limit_buckets').selectAll().execute();
+      expect(rows.reduce((n, r) => n + Number(r.count), 0)).toBe(7);
+    } finally {
+      await t.close();
+    }
+  });
+});

@@ -32,6 +32,8 @@ export const envSchema = z.object({
     .regex(/^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]$/i, 'must be a domain name')
     .default('mailward.localhost'),
   MAILWARD_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).default(3000),
+  MAILWARD_RATE_LIMIT_SYNC_MS: z.coerce.number().int().min(0).max(10_000).default(250),
+  MAILWARD_AUTH_CACHE_MS: z.coerce.number().int().min(0).max(10_000).default(100),
   MAILWARD_BODY_LIMIT_BYTES: z.coerce.number().int().min(1024).default(1_048_576),
   MAILWARD_TRUST_PROXY: bool.default(false),
   MAILWARD_APPROVAL_TTL: z.coerce.number().int().min(60).default(72 * 3600),
@@ -55,6 +57,8 @@ export type Config = {
   logLevel: string;
   bootstrap: { orgName: string; domain: string };
   rateLimitPerMinute: number;
+  rateLimitSyncMs: number;
+  authCachePollMs: number;
   approvalTtlSeconds: number;
   auditRetentionDays: number;
   dnsOverridesFile: string | undefined;
@@ -100,6 +104,8 @@ export const loadConfig = (env: NodeJS.ProcessEnv = process.env): Config => {
     logLevel: e.MAILWARD_LOG_LEVEL,
     bootstrap: { orgName: e.MAILWARD_ORG_NAME, domain: e.MAILWARD_DOMAIN.toLowerCase() },
     rateLimitPerMinute: e.MAILWARD_RATE_LIMIT_PER_MINUTE,
+    rateLimitSyncMs: e.MAILWARD_RATE_LIMIT_SYNC_MS,
+    authCachePollMs: e.MAILWARD_AUTH_CACHE_MS,
     approvalTtlSeconds: e.MAILWARD_APPROVAL_TTL,
     auditRetentionDays: e.MAILWARD_AUDIT_RETENTION_DAYS,
     dnsOverridesFile: e.MAILWARD_DNS_OVERRIDES,

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import { createAuditService } from '../audit/audit-service.js';
 import { createApiKeysService } from '../identity/api-keys-service.js';
+import { createAuthCache } from '../identity/auth-cache.js';
 import { createGuard } from '../identity/guard.js';
 import { createIdentityRepo } from '../identity/identity-repo.js';
 import { createIdentityService } from '../identity/identity-service.js';
@@ -50,11 +51,14 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
 
   const db = store.db;
   const audit = createAuditService({ db, dialect: store.dialect, clock });
-  const guard = createGuard({ db, audit });
+  const authCache = createAuthCache({ db, pollMs: config.authCachePollMs });
+  await authCache.start();
+  const guard = createGuard({ db, audit, authCache });
   const repo = createIdentityRepo();
   const identity = createIdentityService({ db, repo, guard, clock });
-  const apiKeys = createApiKeysService({ db, repo, guard, audit, clock });
-  const rateLimiter = createRateLimiter({ db, clock, limitPerMinute: config.rateLimitPerMinute });
+  const apiKeys = createApiKeysService({ db, repo, guard, audit, clock, authCache });
+  const rateLimiter = createRateLimiter({ db, clock, limitPerMinute: config.rateLimitPerMinute, syncMs: config.rateLimitSyncMs });
+  rateLimiter.start();
 
   const init = (input: InitInput, o: { onlyIfEmpty?: boolean } = {}) => initOrganization({ db, ring, clock, audit }, input, o);
 
@@ -70,7 +74,11 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
     apiKeys,
     rateLimiter,
     init,
-    close: () => store.destroy(),
+    close: async () => {
+      authCache.stop();
+      await rateLimiter.stop();
+      await store.destroy();
+    },
   };
 };
 

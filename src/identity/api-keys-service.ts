@@ -6,6 +6,7 @@ import { newId } from '../kernel/ids.js';
 import type { Db } from '../store/db.js';
 import type { ApiKeysTable } from '../store/schema.js';
 import type { Guard } from './guard.js';
+import type { AuthCache, CachedKey } from './auth-cache.js';
 import type { IdentityRepo } from './identity-repo.js';
 import { requireAdmin } from './identity-service.js';
 import {
@@ -31,7 +32,7 @@ export const mintApiKey = () => {
   return { id, secretHash: hashSecret(secret).toString('hex'), key: `mw_${id}_${secret}` };
 };
 
-type Deps = { db: Db; repo: IdentityRepo; guard: Guard; audit: Pick<AuditService, 'recordAlone'>; clock: Clock };
+type Deps = { db: Db; repo: IdentityRepo; guard: Guard; audit: Pick<AuditService, 'recordAlone'>; clock: Clock; authCache: AuthCache };
 
 const keyView = (k: ApiKeysTable) => ({
   id: k.id,
@@ -76,7 +77,7 @@ export const resolveGrants = (
   return [...new Set(wanted)];
 };
 
-export const createApiKeysService = ({ db, repo, guard, audit, clock }: Deps) => {
+export const createApiKeysService = ({ db, repo, guard, audit, clock, authCache }: Deps) => {
   const now = () => clock.now().toISOString();
 
   /**
@@ -138,7 +139,7 @@ export const createApiKeysService = ({ db, repo, guard, audit, clock }: Deps) =>
         });
       }
       return keyView({ ...k, revoked_at: k.revoked_at ?? now() });
-    });
+    }, { invalidatesAuth: true });
 
   const list = (ctx: RequestContext, principalId?: string) =>
     guard.read(ctx, 'api_key.list', null, async () => {
@@ -174,14 +175,22 @@ export const createApiKeysService = ({ db, repo, guard, audit, clock }: Deps) =>
     const m = KEY_RE.exec(raw);
     if (!m) throw await deny('malformed_key', null);
     const [, keyId, secret] = m as unknown as [string, string, string];
-    const k = await db.selectFrom('api_keys').selectAll().where('id', '=', keyId).executeTakeFirst();
-    // Hash even when the key is unknown, so timing does not tell which ids exist.
     const presented = hashSecret(secret);
+    const cached = authCache.get(keyId);
+    if (cached) {
+      if (!constantTimeEqual(presented, cached.secretHash)) throw await deny('unknown_key', keyId);
+      await touch(keyId, cached);
+      return cached.principal;
+    }
+    const startedGeneration = authCache.generation();
+    const k = await db.selectFrom('api_keys').selectAll().where('id', '=', keyId).executeTakeFirst();
+    // Compare even when the key is unknown, so timing does not tell which ids exist.
     const stored = k ? Buffer.from(k.secret_hash, 'hex') : Buffer.alloc(32);
     if (!constantTimeEqual(presented, stored) || !k) throw await deny('unknown_key', keyId);
     if (k.revoked_at) throw await deny('revoked_key', keyId, k.org_id);
     const org = await repo.org(db, k.org_id);
     if (!org) throw await deny('unknown_org', keyId);
+    const orgView = { id: org.id, name: org.name, domain: org.domain };
     let principal: Principal;
     if (k.principal_type === 'human') {
       const h = await repo.human(db, k.org_id, k.principal_id);
@@ -197,10 +206,12 @@ export const createApiKeysService = ({ db, repo, guard, audit, clock }: Deps) =>
         roles: (JSON.parse(k.scopes) as Role[]).filter((r) => held.includes(r)),
         scopes: [],
         chain: repo.humanChain(h, org.name),
+        org: orgView,
       };
     } else {
       const a = await repo.agent(db, k.org_id, k.principal_id);
       if (a?.is_active !== 1) throw await deny('principal_inactive', keyId, k.org_id);
+      const rh = await db.selectFrom('humans').select(['id', 'name']).where('id', '=', a.responsible_human_id).executeTakeFirstOrThrow();
       principal = {
         type: 'agent',
         id: a.id,
@@ -210,13 +221,24 @@ export const createApiKeysService = ({ db, repo, guard, audit, clock }: Deps) =>
         roles: [],
         scopes: JSON.parse(k.scopes) as Scope[],
         chain: await repo.agentChain(db, a, org.name),
+        org: orgView,
+        address: a.address,
+        responsibleHuman: { id: rh.id, name: rh.name },
       };
     }
-    const t = clock.now();
-    if (!k.last_used_at || t.getTime() - Date.parse(k.last_used_at) >= LAST_USED_RESOLUTION_MS) {
-      await db.updateTable('api_keys').set({ last_used_at: t.toISOString() }).where('id', '=', keyId).execute();
-    }
+    const entry: CachedKey = { secretHash: stored, principal, lastUsedAt: k.last_used_at };
+    await touch(keyId, entry);
+    authCache.put(keyId, startedGeneration, entry);
     return principal;
+  };
+
+  /** last_used_at, written at most once a minute per key. */
+  const touch = async (keyId: string, entry: CachedKey) => {
+    const t = clock.now();
+    if (!entry.lastUsedAt || t.getTime() - Date.parse(entry.lastUsedAt) >= LAST_USED_RESOLUTION_MS) {
+      entry.lastUsedAt = t.toISOString();
+      await db.updateTable('api_keys').set({ last_used_at: entry.lastUsedAt }).where('id', '=', keyId).execute();
+    }
   };
 
   return { create, revoke, list, authenticate };

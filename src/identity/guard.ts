@@ -1,6 +1,7 @@
 import type { AuditService } from '../audit/audit-service.js';
 import { type AppError, isAppError } from '../kernel/errors.js';
 import type { Db, Tx } from '../store/db.js';
+import type { AuthCache } from './auth-cache.js';
 import { actorOf, type RequestContext } from './principal.js';
 
 export type Target = { type: string; id: string } | null;
@@ -8,7 +9,7 @@ export type Target = { type: string; id: string } | null;
 /** 401, 403 and 404 are refusals: each is recorded as a `denied` audit event. */
 const isDenial = (e: unknown): e is AppError => isAppError(e) && (e.status === 401 || e.status === 403 || e.status === 404);
 
-type Deps = { db: Db; audit: Pick<AuditService, 'record' | 'recordAlone'> };
+type Deps = { db: Db; audit: Pick<AuditService, 'record' | 'recordAlone'>; authCache?: Pick<AuthCache, 'bump' | 'invalidate'> };
 
 /**
  * The one path by which services change state or refuse a caller:
@@ -18,7 +19,7 @@ type Deps = { db: Db; audit: Pick<AuditService, 'record' | 'recordAlone'> };
  * - any refusal (401/403/404) from either is recorded as `denied` with the
  *   caller's delegation chain, then rethrown.
  */
-export const createGuard = ({ db, audit }: Deps) => {
+export const createGuard = ({ db, audit, authCache }: Deps) => {
   const denied = async (ctx: RequestContext, action: string, target: Target, e: AppError) => {
     await audit.recordAlone({
       action,
@@ -36,9 +37,18 @@ export const createGuard = ({ db, audit }: Deps) => {
     action: string,
     target: Target,
     fn: (tx: Tx) => Promise<T>,
+    opts: { invalidatesAuth?: boolean } = {},
   ): Promise<T> => {
     try {
-      return await db.transaction().execute(fn);
+      if (!opts.invalidatesAuth || !authCache) return await db.transaction().execute(fn);
+      // A change that can weaken keys: new auth epoch in the same transaction, local cache cleared on commit.
+      const out = await db.transaction().execute(async (tx) => {
+        const r = await fn(tx);
+        await authCache.bump(tx);
+        return r;
+      });
+      authCache.invalidate();
+      return out;
     } catch (e) {
       if (isDenial(e)) await denied(ctx, action, target, e);
       throw e;

@@ -182,7 +182,7 @@ export const createIdentityService = ({ db, repo, guard, clock }: Deps) => {
         await guard.recordIn(tx, ctx, 'human.deactivated', { type: 'human', id });
       }
       return humanView((await repo.human(tx, ctx.principal.orgId, id))!);
-    });
+    }, { invalidatesAuth: true });
 
   const allocateAddress = async (tx: Executor, base: string, domain: string, explicit: boolean): Promise<string> => {
     for (let n = 1; n <= 1000; n++) {
@@ -279,7 +279,7 @@ export const createIdentityService = ({ db, repo, guard, clock }: Deps) => {
         after: { department_id: after.department_id, responsible_human_id: after.responsible_human_id },
       });
       return agentView(tx, after);
-    });
+    }, { invalidatesAuth: true });
 
   /** Deactivates an agent: its keys stop working at once; never hard-deleted. Audits agent.deactivated. */
   const deactivateAgent = (ctx: RequestContext, id: string) =>
@@ -292,24 +292,19 @@ export const createIdentityService = ({ db, repo, guard, clock }: Deps) => {
         await guard.recordIn(tx, ctx, 'agent.deactivated', { type: 'agent', id });
       }
       return agentView(tx, (await repo.agent(tx, ctx.principal.orgId, id))!);
-    });
+    }, { invalidatesAuth: true });
 
-  /** GET /v1/me: who the key belongs to, its chain, and its roles or scopes. */
+  /** GET /v1/me: who the key belongs to, its chain, and its roles or scopes (no store query: all resolved at authentication). */
   const me = async (ctx: RequestContext) => {
     const p = ctx.principal;
-    const org = await repo.org(db, p.orgId);
-    if (!org) throw notFound('organization');
     const base = {
       principal: { id: p.id, type: p.type, name: p.name },
-      organization: { id: org.id, name: org.name, domain: org.domain },
+      organization: p.org,
       delegation_chain: p.chain,
       key_id: p.keyId,
     };
     if (p.type === 'human') return { ...base, roles: p.roles };
-    const a = await repo.agent(db, p.orgId, p.id);
-    if (!a) throw notFound('agent');
-    const h = await db.selectFrom('humans').select(['id', 'name']).where('id', '=', a.responsible_human_id).executeTakeFirstOrThrow();
-    return { ...base, scopes: p.scopes, address: a.address, responsible_human: { id: h.id, name: h.name } };
+    return { ...base, scopes: p.scopes, address: p.address, responsible_human: p.responsibleHuman };
   };
 
   return {

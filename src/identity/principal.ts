@@ -24,6 +24,10 @@ export type Principal = {
   /** Scopes of an agent key. Empty for humans: no key may both send and approve. */
   scopes: Scope[];
   chain: ChainEntry[];
+  org: { id: string; name: string; domain: string };
+  /** Agents only: their address and the human answerable for them. */
+  address?: string;
+  responsibleHuman?: { id: string; name: string };
 };
 
 /** Everything a service needs to know about who is asking and from where. */

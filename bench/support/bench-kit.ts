@@ -1,0 +1,109 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import autocannon from 'autocannon';
+import pg from 'pg';
+
+export const repoRoot = path.resolve(import.meta.dirname, '..', '..');
+export const seconds = Number(process.env.MAILWARD_BENCH_SECONDS ?? 8);
+export const PG_ADMIN_URL = process.env.MAILWARD_TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+
+export const freePort = () =>
+  new Promise<number>((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+
+export type Proc = { child: ChildProcess; port: number; stop: () => Promise<void> };
+
+/** Starts a server process and waits until `readyPath` answers 200. */
+export const startProcess = async (args: string[], env: Record<string, string>, readyPath = '/healthz'): Promise<Proc> => {
+  const port = await freePort();
+  const child = spawn(process.execPath, args, {
+    cwd: repoRoot,
+    env: { ...process.env, ...env, PORT: String(port), MAILWARD_HTTP_PORT: String(port), MAILWARD_SMTP_PORT: String(await freePort()) },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let err = '';
+  child.stderr?.on('data', (d) => {
+    err += d;
+  });
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`process exited: ${err}`);
+    try {
+      if ((await fetch(`http://127.0.0.1:${port}${readyPath}`)).ok) break;
+    } catch {
+      /* starting */
+    }
+    if (Date.now() > deadline) throw new Error(`not ready: ${err}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return {
+    child,
+    port,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        if (child.exitCode !== null) return resolve();
+        child.once('exit', () => resolve());
+        child.kill('SIGTERM');
+        setTimeout(() => child.kill('SIGKILL'), 5000).unref();
+      }),
+  };
+};
+
+/** A throwaway Mailward data dir (SQLite) or PostgreSQL database. */
+export const benchStore = async (dialect: 'sqlite' | 'postgres') => {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), `mw-bench-${dialect}-`));
+  if (dialect === 'sqlite') return { env: { MAILWARD_DATA_DIR: dataDir }, dataDir, drop: async () => fs.rmSync(dataDir, { recursive: true, force: true }) };
+  const name = `mw_bench_${Date.now().toString(36)}`;
+  const c = new pg.Client({ connectionString: PG_ADMIN_URL });
+  await c.connect();
+  await c.query(`create database ${name}`);
+  await c.end();
+  const u = new URL(PG_ADMIN_URL);
+  u.pathname = `/${name}`;
+  return {
+    env: { MAILWARD_DATA_DIR: dataDir, DATABASE_URL: u.toString() },
+    dataDir,
+    drop: async () => {
+      const d = new pg.Client({ connectionString: PG_ADMIN_URL });
+      await d.connect();
+      await d.query(`drop database if exists ${name} with (force)`);
+      await d.end();
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+};
+
+export type LoadResult = { rps: number; p50: number; p99: number; errors: number; non2xx: number };
+
+export const load = async (opts: { url: string; method?: 'GET' | 'POST'; headers?: Record<string, string>; body?: string; connections?: number; duration?: number }): Promise<LoadResult> => {
+  const r = await autocannon({
+    url: opts.url,
+    method: opts.method ?? 'GET',
+    headers: opts.headers,
+    body: opts.body,
+    connections: opts.connections ?? 50,
+    duration: opts.duration ?? seconds,
+  });
+  return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, errors: r.errors, non2xx: r.non2xx };
+};
+
+export const table = (title: string, rows: Record<string, string | number>[]) => {
+  const cols = Object.keys(rows[0] ?? {});
+  const width = cols.map((c) => Math.max(c.length, ...rows.map((r) => String(r[c]).length)));
+  const line = (vals: string[]) => `| ${vals.map((v, i) => v.padEnd(width[i]!)).join(' | ')} |`;
+  console.log(`\n${title}`);
+  console.log(line(cols));
+  console.log(`|${width.map((w) => '-'.repeat(w + 2)).join('|')}|`);
+  for (const r of rows) console.log(line(cols.map((c) => String(r[c]))));
+};
+
+export const fmt = (n: number, digits = 0) => n.toFixed(digits);
