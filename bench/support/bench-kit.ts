@@ -59,7 +59,7 @@ export const startProcess = async (args: string[], env: Record<string, string>, 
 };
 
 /** A throwaway Mailward data dir (SQLite) or PostgreSQL database. */
-export const benchStore = async (dialect: 'sqlite' | 'postgres') => {
+export const benchStore = async (dialect: 'sqlite' | 'postgres'): Promise<{ env: Record<string, string>; dataDir: string; drop: () => Promise<void> }> => {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), `mw-bench-${dialect}-`));
   if (dialect === 'sqlite') return { env: { MAILWARD_DATA_DIR: dataDir }, dataDir, drop: async () => fs.rmSync(dataDir, { recursive: true, force: true }) };
   const name = `mw_bench_${Date.now().toString(36)}`;
