@@ -25,6 +25,8 @@ export const envSchema = z.object({
     .string()
     .refine((v) => Buffer.from(v, 'base64').length === 32, 'must be base64 of exactly 32 bytes')
     .optional(),
+  // Several key versions as JSON {"active":"2","keys":{"1":"b64","2":"b64"}}: how a key kept outside the data dir is rotated.
+  MAILWARD_MASTER_KEYS: z.string().min(2).optional(),
   MAILWARD_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   MAILWARD_ORG_NAME: z.string().min(1).max(200).default('Mailward'),
   MAILWARD_DOMAIN: z
@@ -44,6 +46,16 @@ export const envSchema = z.object({
     .regex(/^smtps?:\/\/[^\s]+$/, 'must look like smtp://host:port')
     .optional(),
   MAILWARD_DNS_OVERRIDES: z.string().min(1).optional(),
+  // Outbound delivery (issue 6). STARTTLS with certificate checks stays on unless turned off explicitly.
+  MAILWARD_SMTP_RELAY_REQUIRE_TLS: bool.default(true),
+  MAILWARD_SMTP_TLS_CA_FILE: z.string().min(1).optional(),
+  MAILWARD_SMTP_MX_PORT: port.default(25),
+  MAILWARD_DELIVERY_RETRY_SCHEDULE: z
+    .string()
+    .regex(/^\d+(,\d+)*$/, 'must be comma-separated seconds, e.g. 60,300,900')
+    .optional(),
+  MAILWARD_DELIVERY_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(16),
+  MAILWARD_DELIVERY_POLL_MS: z.coerce.number().int().min(10).max(60_000).default(500),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -54,6 +66,8 @@ export type Config = {
   dataDir: string;
   database: { kind: 'sqlite'; file: string } | { kind: 'postgres'; url: string; poolSize: number };
   masterKey: string | undefined;
+  /** MAILWARD_MASTER_KEYS: a versioned key ring given in the environment (see master-key.ts). */
+  masterKeys?: string | undefined;
   logLevel: string;
   bootstrap: { orgName: string; domain: string };
   rateLimitPerMinute: number;
@@ -62,6 +76,15 @@ export type Config = {
   approvalTtlSeconds: number;
   auditRetentionDays: number;
   dnsOverridesFile: string | undefined;
+  delivery: {
+    requireTls: boolean;
+    tlsCaFile: string | undefined;
+    mxPort: number;
+    /** Seconds to wait before each retry; undefined keeps the built-in schedule. */
+    retryScheduleSeconds: number[] | undefined;
+    concurrency: number;
+    pollMs: number;
+  };
 };
 
 export class ConfigError extends Error {
@@ -101,6 +124,7 @@ export const loadConfig = (env: NodeJS.ProcessEnv = process.env): Config => {
       ? { kind: 'postgres', url: e.DATABASE_URL, poolSize: e.MAILWARD_DB_POOL_SIZE }
       : { kind: 'sqlite', file: path.join(dataDir, 'mailward.db') },
     masterKey: e.MAILWARD_MASTER_KEY,
+    masterKeys: e.MAILWARD_MASTER_KEYS,
     logLevel: e.MAILWARD_LOG_LEVEL,
     bootstrap: { orgName: e.MAILWARD_ORG_NAME, domain: e.MAILWARD_DOMAIN.toLowerCase() },
     rateLimitPerMinute: e.MAILWARD_RATE_LIMIT_PER_MINUTE,
@@ -109,5 +133,13 @@ export const loadConfig = (env: NodeJS.ProcessEnv = process.env): Config => {
     approvalTtlSeconds: e.MAILWARD_APPROVAL_TTL,
     auditRetentionDays: e.MAILWARD_AUDIT_RETENTION_DAYS,
     dnsOverridesFile: e.MAILWARD_DNS_OVERRIDES,
+    delivery: {
+      requireTls: e.MAILWARD_SMTP_RELAY_REQUIRE_TLS,
+      tlsCaFile: e.MAILWARD_SMTP_TLS_CA_FILE,
+      mxPort: e.MAILWARD_SMTP_MX_PORT,
+      retryScheduleSeconds: e.MAILWARD_DELIVERY_RETRY_SCHEDULE?.split(',').map(Number),
+      concurrency: e.MAILWARD_DELIVERY_CONCURRENCY,
+      pollMs: e.MAILWARD_DELIVERY_POLL_MS,
+    },
   };
 };

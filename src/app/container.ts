@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import { createAuditLog } from '../audit/audit-log.js';
 import { createAuditService } from '../audit/audit-service.js';
 import { createApiKeysService } from '../identity/api-keys-service.js';
 import { createAuthCache } from '../identity/auth-cache.js';
@@ -6,12 +7,16 @@ import { createGuard } from '../identity/guard.js';
 import { createIdentityRepo } from '../identity/identity-repo.js';
 import { createIdentityService } from '../identity/identity-service.js';
 import { createRateLimiter } from '../identity/rate-limiter.js';
+import { activeSigningKey, openPrivateKey } from '../identity/signing-keys.js';
 import { type Clock, systemClock } from '../kernel/clock.js';
 import type { KeyRing } from '../kernel/crypto/keyring.js';
 import { AppError } from '../kernel/errors.js';
 import { createLogger, type Logger } from '../kernel/log.js';
 import { openStore, type Store } from '../store/db.js';
+import { createMailModule } from '../mail/mail-module.js';
 import { migrateToLatest } from '../store/migrate.js';
+import { createVaultRepo } from '../vault/vault-repo.js';
+import { createVaultService } from '../vault/vault-service.js';
 import type { Config } from './config.js';
 import { initOrganization, type InitInput } from './init.js';
 import { checkKeyRing, loadKeyRing, masterKeyPath, registerKeyRing, storeHasSealedData } from './master-key.js';
@@ -34,12 +39,12 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
   const store = opts.store ?? openStore(config.database);
   let ring: KeyRing;
   try {
-    const keyMissing = !config.masterKey && !fs.existsSync(masterKeyPath(config.dataDir));
+    const keyMissing = !config.masterKey && !config.masterKeys && !fs.existsSync(masterKeyPath(config.dataDir));
     // A missing key may only be generated for a store that has never sealed anything.
     if (keyMissing && opts.createMasterKey && (await storeHasSealedData(store))) {
       throw new AppError('master_key_missing', 500, `The store holds sealed data but ${masterKeyPath(config.dataDir)} is missing and MAILWARD_MASTER_KEY is not set.`);
     }
-    ring = loadKeyRing({ masterKey: config.masterKey, dataDir: config.dataDir, create: !!opts.createMasterKey });
+    ring = loadKeyRing({ masterKey: config.masterKey, masterKeys: config.masterKeys, dataDir: config.dataDir, create: !!opts.createMasterKey });
     await checkKeyRing(store, ring);
   } catch (e) {
     await store.destroy();
@@ -51,6 +56,18 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
 
   const db = store.db;
   const audit = createAuditService({ db, dialect: store.dialect, clock });
+  const auditLog = createAuditLog({
+    db,
+    dialect: store.dialect,
+    clock,
+    audit,
+    retentionDays: config.auditRetentionDays,
+    keys: {
+      active: () => activeSigningKey(db, 'audit-ed25519', null),
+      byKid: (kid) => db.selectFrom('signing_keys').selectAll().where('kid', '=', kid).where('purpose', '=', 'audit-ed25519').executeTakeFirst(),
+      openPrivate: (row) => openPrivateKey(ring, row),
+    },
+  });
   const authCache = createAuthCache({ db, pollMs: config.authCachePollMs });
   await authCache.start();
   const guard = createGuard({ db, audit, authCache });
@@ -59,6 +76,9 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
   const apiKeys = createApiKeysService({ db, repo, guard, audit, clock, authCache });
   const rateLimiter = createRateLimiter({ db, clock, limitPerMinute: config.rateLimitPerMinute, syncMs: config.rateLimitSyncMs });
   rateLimiter.start();
+  const vault = createVaultService({ db, repo: createVaultRepo({ dialect: store.dialect }), guard, audit, ring, clock });
+
+  const mail = createMailModule({ config, store, ring, clock, logger, audit, guard, repo });
 
   const init = (input: InitInput, o: { onlyIfEmpty?: boolean } = {}) => initOrganization({ db, ring, clock, audit }, input, o);
 
@@ -69,12 +89,16 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
     store,
     ring,
     audit,
+    auditLog,
     guard,
     identity,
     apiKeys,
     rateLimiter,
+    vault,
+    mail,
     init,
     close: async () => {
+      await mail.delivery.stop();
       authCache.stop();
       await rateLimiter.stop();
       await store.destroy();

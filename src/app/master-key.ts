@@ -25,23 +25,137 @@ export const writeSecretFileExclusive = (file: string, content: string): boolean
   }
 };
 
-const parseKeyFile = (text: string, file: string): { entries: KekEntry[]; active: string } => {
+/** A set of key-encryption keys by version, one of them active (the one new data keys are wrapped under). */
+export type KekSet = { entries: KekEntry[]; active: string };
+
+/**
+ * Parses a key set: plain base64 of 32 bytes (version "1") or JSON
+ * {"active":"2","keys":{"1":"b64","2":"b64"}}. Messages name the source, never key bytes.
+ */
+export const parseKeySet = (text: string, where: string): KekSet => {
   const t = text.trim();
   if (t.startsWith('{')) {
-    const j = JSON.parse(t) as { active: string; keys: Record<string, string> };
-    return { entries: Object.entries(j.keys).map(([version, k]) => ({ version, key: Buffer.from(k, 'base64') })), active: j.active };
+    let j: { active?: unknown; keys?: unknown };
+    try {
+      j = JSON.parse(t) as typeof j;
+    } catch {
+      throw new AppError('master_key_invalid', 500, `${where} is not valid JSON.`);
+    }
+    if (typeof j.active !== 'string' || !j.keys || typeof j.keys !== 'object') {
+      throw new AppError('master_key_invalid', 500, `${where} must look like {"active":"2","keys":{"1":"<base64>","2":"<base64>"}}.`);
+    }
+    const entries = Object.entries(j.keys as Record<string, unknown>).map(([version, k]) => {
+      const key = typeof k === 'string' ? Buffer.from(k, 'base64') : Buffer.alloc(0);
+      if (key.length !== 32 || !/^[0-9A-Za-z._-]{1,32}$/.test(version)) {
+        throw new AppError('master_key_invalid', 500, `${where}: key version ${JSON.stringify(version).slice(0, 40)} must be base64 of exactly 32 bytes.`);
+      }
+      return { version, key };
+    });
+    return { entries, active: j.active };
   }
   const key = Buffer.from(t, 'base64');
-  if (key.length !== 32) throw new AppError('master_key_invalid', 500, `${file} must hold base64 of exactly 32 bytes.`);
+  if (key.length !== 32) throw new AppError('master_key_invalid', 500, `${where} must hold base64 of exactly 32 bytes.`);
   return { entries: [{ version: '1', key }], active: '1' };
 };
 
+const parseKeyFile = (text: string, file: string): KekSet => parseKeySet(text, file);
+
+export const serializeKeySet = (set: KekSet) =>
+  `${JSON.stringify({ active: set.active, keys: Object.fromEntries(set.entries.map((e) => [e.version, e.key.toString('base64')])) }, null, 2)}\n`;
+
+/** Replaces a secret file atomically (temp file with mode 0600, fsync, rename). */
+export const replaceSecretFile = (file: string, content: string) => {
+  const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  const fd = fs.openSync(tmp, 'wx', 0o600);
+  try {
+    fs.writeSync(fd, content);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(tmp, file);
+};
+
+const RELOAD_CHECK_MS = 1000;
+
 /**
- * The key-encryption key: MAILWARD_MASTER_KEY if set, else <data dir>/master.key.
+ * A ring over <data dir>/master.key that follows the file: `mailward keys
+ * rotate` (another process) appends a version and makes it active, and every
+ * running server picks it up within a second, or at once when it meets a
+ * value wrapped under a version it does not have yet. So reads keep working
+ * during and after a rotation. A reloaded file that changes the bytes of a
+ * version we already hold is ignored (the old ring stays).
+ */
+const createFileKeyRing = (file: string): KeyRing => {
+  const build = () => {
+    const set = parseKeyFile(fs.readFileSync(file, 'utf8'), file);
+    return createLocalKeyRing(set.entries, set.active);
+  };
+  const stampOf = () => {
+    try {
+      const st = fs.statSync(file);
+      return `${st.mtimeMs}:${st.size}:${st.ino}`;
+    } catch {
+      return 'missing';
+    }
+  };
+  let ring = build();
+  let stamp = stampOf();
+  let checkedAt = Date.now();
+  const current = (force = false): KeyRing => {
+    const now = Date.now();
+    if (!force && now - checkedAt < RELOAD_CHECK_MS) return ring;
+    checkedAt = now;
+    const s = stampOf();
+    if (s === stamp || s === 'missing') return ring;
+    try {
+      const next = build();
+      const compatible = ring.versions().every((v) => !next.versions().includes(v) || next.fingerprint(v) === ring.fingerprint(v));
+      if (compatible) ring = next;
+      stamp = s;
+    } catch {
+      // A half-written or broken file: keep the ring we have.
+    }
+    return ring;
+  };
+  return {
+    get activeVersion() {
+      return current().activeVersion;
+    },
+    versions: () => current().versions(),
+    wrap: (dataKey, context) => current().wrap(dataKey, context),
+    unwrap: (w, context) => {
+      const r = current();
+      return (r.versions().includes(w.kv) ? r : current(true)).unwrap(w, context);
+    },
+    fingerprint: (v) => {
+      const r = current();
+      return (r.versions().includes(v) ? r : current(true)).fingerprint(v);
+    },
+  };
+};
+
+/**
+ * Where the key-encryption keys come from. This is the seam for an external
+ * KMS: a KMS source would hold the KEKs wrapped by the KMS and unwrap them at
+ * start-up, then hand them to the same local ring (envelope operations stay
+ * synchronous and local). Today: MAILWARD_MASTER_KEYS, MAILWARD_MASTER_KEY or the key file.
+ */
+export type KeySourceOptions = { masterKey: string | undefined; masterKeys?: string | undefined; dataDir: string };
+export type KeySourceKind = 'env-ring' | 'env' | 'file';
+export const keySourceKind = (o: KeySourceOptions): KeySourceKind => (o.masterKeys ? 'env-ring' : o.masterKey ? 'env' : 'file');
+
+/**
+ * The key-encryption keys: MAILWARD_MASTER_KEYS (versioned JSON) if set, else
+ * MAILWARD_MASTER_KEY (version "1"), else <data dir>/master.key.
  * With `create`, a missing file is generated (mode 0600). Without it, a
  * missing key stops start-up: data sealed under a key we do not have is useless.
  */
-export const loadKeyRing = (opts: { masterKey: string | undefined; dataDir: string; create: boolean }): KeyRing => {
+export const loadKeyRing = (opts: KeySourceOptions & { create: boolean }): KeyRing => {
+  if (opts.masterKeys) {
+    const set = parseKeySet(opts.masterKeys, 'MAILWARD_MASTER_KEYS');
+    return createLocalKeyRing(set.entries, set.active);
+  }
   if (opts.masterKey) return createLocalKeyRing([{ version: '1', key: Buffer.from(opts.masterKey, 'base64') }], '1');
   const file = masterKeyPath(opts.dataDir);
   if (!fs.existsSync(file)) {
@@ -54,8 +168,7 @@ export const loadKeyRing = (opts: { masterKey: string | undefined; dataDir: stri
     }
     writeSecretFileExclusive(file, `${randomBytes(32).toString('base64')}\n`);
   }
-  const { entries, active } = parseKeyFile(fs.readFileSync(file, 'utf8'), file);
-  return createLocalKeyRing(entries, active);
+  return createFileKeyRing(file);
 };
 
 /**
@@ -64,14 +177,16 @@ export const loadKeyRing = (opts: { masterKey: string | undefined; dataDir: stri
  * false when the store has no key ring table yet (fresh database).
  */
 export const checkKeyRing = async (store: Store, ring: KeyRing): Promise<boolean> => {
-  let rows: { version: string; fingerprint: string }[];
+  let rows: { version: string; fingerprint: string; retired_at: string | null }[];
   try {
-    rows = await store.db.selectFrom('key_ring').select(['version', 'fingerprint']).execute();
+    rows = await store.db.selectFrom('key_ring').select(['version', 'fingerprint', 'retired_at']).execute();
   } catch {
     return false;
   }
   for (const r of rows) {
     if (!ring.versions().includes(r.version)) {
+      // A retired version has had every value re-wrapped away from it: the operator may drop it.
+      if (r.retired_at) continue;
       throw new AppError(
         'master_key_mismatch',
         500,

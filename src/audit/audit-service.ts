@@ -4,6 +4,7 @@ import { newId } from '../kernel/ids.js';
 import type { Db, Dialect, Executor } from '../store/db.js';
 import type { AuditEventsTable } from '../store/schema.js';
 import { type ChainedEvent, chainHash } from './audit-chain.js';
+import { canonicalJson } from './canonical.js';
 
 export type ChainEntry = { type: string; id: string; name: string };
 
@@ -123,14 +124,15 @@ export const createAuditService = ({ db, dialect, clock }: Deps) => {
         action: event.action,
         actor_type: event.actor.type,
         actor_id: event.actor.id,
-        delegation_chain: JSON.stringify(event.delegation_chain),
+        // Stored in RFC 8785 form so verification can splice instead of re-parsing (audit-chain.ts).
+        delegation_chain: canonicalJson(event.delegation_chain),
         target_type: event.target?.type ?? null,
         target_id: event.target?.id ?? null,
         outcome: event.outcome as AuditEventsTable['outcome'],
         request_id: event.request_id,
         client_ip: event.client_ip,
         content_hash: event.content_hash,
-        details: JSON.stringify(event.details),
+        details: canonicalJson(event.details),
         prev_hash: head.hash,
         hash,
       })
@@ -164,7 +166,15 @@ export const createAuditService = ({ db, dialect, clock }: Deps) => {
     return Number(r.n);
   };
 
-  return { record, recordAlone, list, count };
+  /** One event by seq, or undefined (also when it belongs to another organisation: callers answer 404). */
+  const get = async (seq: number, orgId: string | null): Promise<AuditEvent | undefined> => {
+    let query = db.selectFrom('audit_events').selectAll().where('seq', '=', seq);
+    if (orgId !== null) query = query.where('org_id', '=', orgId);
+    const row = await query.executeTakeFirst();
+    return row ? toAuditEvent(row) : undefined;
+  };
+
+  return { record, recordAlone, list, count, get };
 };
 
 export type AuditService = ReturnType<typeof createAuditService>;

@@ -1,6 +1,10 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
+import { registerAudit } from './audit-command.js';
+import { registerDns } from './dns-command.js';
+import { registerIdentity } from './identity-command.js';
 import { registerInit } from './init-command.js';
+import { registerKeys } from './keys-command.js';
 import { registerServe } from './serve-command.js';
 
 const program = new Command()
@@ -11,5 +15,9 @@ const program = new Command()
 
 registerServe(program);
 registerInit(program);
+registerIdentity(program);
+registerDns(program);
+registerAudit(program);
+registerKeys(program);
 
 await program.parseAsync(process.argv);

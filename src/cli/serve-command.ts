@@ -24,6 +24,8 @@ export const registerServe = (program: Command) =>
         }
         const app = await buildServer(c);
         const url = await app.listen({ host: config.http.host, port: config.http.port });
+        // Outbound delivery runs in this process (issue 6); c.close() stops it. Several processes may share one store.
+        c.mail.delivery.start();
         c.logger.info({ http: url, store: c.store.describe }, 'mailward listening');
         await new Promise<void>((resolve) => {
           const stop = async (signal: string) => {

@@ -11,10 +11,14 @@ import type { Container } from '../app/container.js';
 import { newId } from '../kernel/ids.js';
 import { auditRoutes } from './audit-routes.js';
 import { createAuthHook } from './auth.js';
+import { approvalRoutes } from './approval-routes.js';
 import { identityRoutes } from './identity-routes.js';
+import { identityVerifyRoutes } from './identity-verify-routes.js';
+import { mailRoutes } from './mail-routes.js';
 import { createHttpMetrics } from './metrics.js';
 import { errorHandler, sendProblem } from './problem.js';
 import { systemRoutes } from './system-routes.js';
+import { vaultRoutes } from './vault-routes.js';
 
 const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,64}$/;
 
@@ -73,7 +77,11 @@ export const buildServer = async (c: Container): Promise<FastifyInstance> => {
   await app.register(async (v1) => {
     v1.addHook('onRequest', createAuthHook({ apiKeys: c.apiKeys, rateLimiter: c.rateLimiter }));
     await v1.register(identityRoutes({ identity: c.identity, apiKeys: c.apiKeys }));
-    await v1.register(auditRoutes({ audit: c.audit, guard: c.guard }));
+    await v1.register(auditRoutes({ audit: c.audit, auditLog: c.auditLog, guard: c.guard }));
+    await v1.register(mailRoutes({ mailboxes: c.mail.mailboxes, mail: c.mail.mail, maxMessageBytes: c.config.smtp.maxMessageBytes }));
+    await v1.register(approvalRoutes({ approvals: c.mail.approvals }));
+    await v1.register(identityVerifyRoutes({ db: c.store.db, maxMessageBytes: c.config.smtp.maxMessageBytes }));
+    await v1.register(vaultRoutes({ vault: c.vault }));
   });
   return app as unknown as FastifyInstance;
 };

@@ -15,6 +15,8 @@ export const ID_PREFIXES = {
   signingKey: 'sgk',
   thread: 'thr',
   request: 'req',
+  legalHold: 'lgh',
+  auditPurge: 'pur',
 } as const;
 
 export type IdKind = keyof typeof ID_PREFIXES;

@@ -3,10 +3,16 @@ import { type Migration, type MigrationProvider, Migrator, sql } from 'kysely';
 import { AppError } from '../kernel/errors.js';
 import type { Store } from './db.js';
 import * as m0001 from './migrations/0001-foundation.js';
+import * as m0002 from './migrations/0002-audit-log.js';
+import * as m0003 from './migrations/0003-vault.js';
+import * as m0004 from './migrations/0004-outbound-mail.js';
 
 /** Migrations in order. Names are frozen once released; add, never edit. */
 export const MIGRATIONS: Record<string, Migration> = {
   '0001-foundation': m0001,
+  '0002-audit-log': m0002,
+  '0003-vault': m0003,
+  '0004-outbound-mail': m0004,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };

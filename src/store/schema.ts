@@ -87,6 +87,150 @@ export type AuditEventsTable = {
 
 export type AuditHeadTable = { id: number; seq: number; hash: string };
 
+/** Stored complete Merkle subtrees (level >= 4) over the audit leaves; see src/audit/tree-store.ts. */
+export type AuditTreeNodesTable = { level: number; idx: number; hash: string };
+
+export type AuditTreeStateTable = { id: number; size: number };
+
+export type AuditCheckpointsTable = {
+  tree_size: number;
+  root_hash: string;
+  at: string;
+  origin: string;
+  key_id: string;
+  signature: string; // base64 Ed25519 over the checkpoint text
+  note: string; // C2SP signed note
+};
+
+export type AuditPurgesTable = { id: string; through_seq: number; at: string; cutoff: string; boundary: string /* JSON */ };
+
+export type AuditLegalHoldsTable = {
+  id: string;
+  org_id: string;
+  matter: string;
+  created_by: string;
+  created_at: string;
+  released_by: string | null;
+  released_at: string | null;
+};
+
+export type VaultSecretKind = 'password' | 'api_key' | 'token' | 'note' | 'totp';
+
+export type VaultSecretsTable = {
+  id: string;
+  org_id: string;
+  agent_id: string;
+  name: string;
+  kind: VaultSecretKind;
+  current_version: number;
+  metadata: string; // JSON object, never secret
+  created_at: string;
+  updated_at: string;
+  deleted_at: string | null;
+};
+
+export type VaultSecretVersionsTable = {
+  id: string;
+  secret_id: string;
+  org_id: string;
+  agent_id: string;
+  name: string;
+  version: number;
+  kind: VaultSecretKind;
+  metadata: string; // JSON object
+  sealed: string; // envelope JSON (src/kernel/crypto/envelope.ts)
+  created_at: string;
+  created_by: string | null;
+  deleted_at: string | null;
+};
+
+export type OversightMode = 'autonomous' | 'monitored' | 'gated_send' | 'gated_all' | 'read_only';
+
+export type MailboxesTable = {
+  id: string;
+  org_id: string;
+  agent_id: string;
+  address: string;
+  display_name: string;
+  oversight_mode: OversightMode;
+  forward_to: string | null;
+  created_at: string;
+  updated_at: string;
+};
+
+export type MessagesTable = {
+  id: string;
+  org_id: string;
+  mailbox_id: string;
+  direction: 'inbound' | 'outbound';
+  status: string;
+  thread_id: string;
+  message_id: string;
+  in_reply_to: string | null;
+  references_ids: string; // JSON array of RFC 5322 message ids
+  created_by_type: string;
+  created_by_id: string | null;
+  content_sealed: string; // envelope-sealed JSON: addresses, subject, bodies, attachments
+  original_sealed: string | null; // the agent's content before a reviewer's edit
+  raw_sealed: string | null; // the signed RFC 5322 bytes, once queued
+  content_hash: string;
+  raw_hash: string | null;
+  size_bytes: number;
+  tags: string; // JSON array
+  status_reason: string | null; // JSON
+  approval_id: string | null;
+  oversight_mode: string;
+  is_read: number;
+  created_at: string;
+  updated_at: string;
+  delivered_at: string | null;
+};
+
+export type MessageEventsTable = { id: string; message_id: string; at: string; type: string; details: string };
+
+export type IdempotencyKeysTable = {
+  scope: string;
+  key: string;
+  request_hash: string;
+  message_id: string;
+  created_at: string;
+  expires_at: string;
+};
+
+export type ApprovalsTable = {
+  id: string;
+  org_id: string;
+  message_id: string;
+  mailbox_id: string;
+  direction: string;
+  status: 'pending' | 'approved' | 'rejected';
+  reasons: string; // JSON array of {code, ...}
+  created_at: string;
+  expires_at: string;
+  decided_at: string | null;
+  decided_by: string | null;
+  decision_reason: string | null; // JSON {code}
+  comment_sealed: string | null;
+  edits: string | null; // JSON [{field, before_hash, after_hash}]
+};
+
+export type OutboxTable = {
+  id: string;
+  org_id: string;
+  message_id: string;
+  kind: 'deliver' | 'copy';
+  route: string;
+  envelope_sealed: string;
+  status: 'pending' | 'sending' | 'done' | 'bounced' | 'failed';
+  attempts: number;
+  next_attempt_at: string;
+  lease_until: string | null;
+  claimed_by: string | null;
+  last_code: string | null;
+  created_at: string;
+  updated_at: string;
+};
+
 export type Database = {
   organizations: OrganizationsTable;
   departments: DepartmentsTable;
@@ -99,4 +243,17 @@ export type Database = {
   rate_limit_buckets: RateLimitBucketsTable;
   audit_events: AuditEventsTable;
   audit_head: AuditHeadTable;
+  audit_tree_nodes: AuditTreeNodesTable;
+  audit_tree_state: AuditTreeStateTable;
+  audit_checkpoints: AuditCheckpointsTable;
+  audit_purges: AuditPurgesTable;
+  audit_legal_holds: AuditLegalHoldsTable;
+  mailboxes: MailboxesTable;
+  messages: MessagesTable;
+  message_events: MessageEventsTable;
+  idempotency_keys: IdempotencyKeysTable;
+  approvals: ApprovalsTable;
+  outbox: OutboxTable;
+  vault_secrets: VaultSecretsTable;
+  vault_secret_versions: VaultSecretVersionsTable;
 };

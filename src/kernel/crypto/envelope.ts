@@ -32,6 +32,12 @@ export const seal = (ring: KeyRing, plaintext: Buffer | string, aad: string): st
   }
 };
 
+const isB64 = (v: unknown, bytes?: number): boolean => {
+  if (typeof v !== 'string') return false;
+  const b = Buffer.from(v, 'base64');
+  return b.toString('base64') === v && (bytes === undefined || b.length === bytes);
+};
+
 export const parseSealed = (stored: string): Sealed => {
   let s: unknown;
   try {
@@ -41,6 +47,22 @@ export const parseSealed = (stored: string): Sealed => {
   }
   const o = s as Partial<Sealed>;
   if (o?.v !== 1 || o.alg !== 'A256GCM' || !o.dk || !o.iv || !o.ct || !o.tag) {
+    throw new AppError('decrypt_failed', 500, 'Stored ciphertext is not in the sealed format.');
+  }
+  const dk = o.dk as Partial<WrappedKey>;
+  // Base64 decoding ignores stray characters and the spare bits of the last
+  // character, so a flipped byte there could go unnoticed: accept only the
+  // canonical encoding we wrote, at the exact lengths (96-bit nonces, 128-bit tags, 256-bit data key).
+  if (
+    typeof dk.kv !== 'string' ||
+    !/^[0-9A-Za-z._-]{1,32}$/.test(dk.kv) ||
+    !isB64(dk.iv, 12) ||
+    !isB64(dk.ct, 32) ||
+    !isB64(dk.tag, 16) ||
+    !isB64(o.iv, 12) ||
+    !isB64(o.tag, 16) ||
+    !isB64(o.ct)
+  ) {
     throw new AppError('decrypt_failed', 500, 'Stored ciphertext is not in the sealed format.');
   }
   return o as Sealed;

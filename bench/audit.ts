@@ -1,0 +1,172 @@
+/**
+ * Audit log benchmark (issue 4). Run: node --import tsx bench/audit.ts
+ * Env: BENCH_AUDIT_EVENTS (default 1,000,000), BENCH_PG_URL (default
+ * postgres://postgres@127.0.0.1:5432/postgres; set to "off" to skip PostgreSQL).
+ *
+ * Reports: single-event appends/s inside a transaction (SQLite, PostgreSQL),
+ * full verification of N events against raw SHA-256 over the same bytes in the
+ * same run, tree indexing time, and inclusion-proof time at N events.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import SQLite from 'better-sqlite3';
+import pg from 'pg';
+import { loadConfig } from '../src/app/config.js';
+import { type Container, createContainer } from '../src/app/container.js';
+import { canonicalOfRow, type EventRow } from '../src/audit/audit-chain.js';
+import { canonicalJson } from '../src/audit/canonical.js';
+import { systemActor } from '../src/identity/principal.js';
+import { createLogger } from '../src/kernel/log.js';
+
+const N = Number(process.env.BENCH_AUDIT_EVENTS ?? 1_000_000);
+const PG_URL = process.env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+const rows: [string, string][] = [];
+const out = (k: string, v: string) => {
+  rows.push([k, v]);
+  process.stderr.write(`${k}: ${v}\n`);
+};
+const secs = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e9;
+
+const open = async (env: Record<string, string>): Promise<Container> => {
+  const c = await createContainer(loadConfig({ MAILWARD_LOG_LEVEL: 'silent', ...env }), { createMasterKey: true, logger: createLogger({ level: 'silent' }) });
+  await c.init({ orgName: 'Bench Hospital', domain: 'bench.example' }, { onlyIfEmpty: true });
+  return c;
+};
+
+const actor = { ...systemActor('org_bench'), type: 'agent' as const, id: 'agt_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0', chain: [{ type: 'organization', id: 'org_bench', name: 'Bench Hospital' }, { type: 'agent', id: 'agt_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0', name: 'Scheduler' }] };
+
+/** Single-event appends, each in its own transaction, from `lanes` concurrent callers. */
+const appends = async (c: Container, count: number, lanes: number) => {
+  const t0 = process.hrtime.bigint();
+  await Promise.all(
+    Array.from({ length: lanes }, async () => {
+      for (let i = 0; i < count / lanes; i++) {
+        await c.store.db.transaction().execute((tx) =>
+          c.audit.record(tx, { action: 'email.read', actor, target: { type: 'message', id: `msg_${i}` }, requestId: 'req_bench', clientIp: '10.0.0.1', contentHash: 'ab'.repeat(32), details: { mailbox_id: 'mbx_1', bytes: 1234 } }),
+        );
+      }
+    }),
+  );
+  return count / secs(t0);
+};
+
+const main = async () => {
+  // 1. Appends on SQLite.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mw-bench-audit-'));
+  const c = await open({ MAILWARD_DATA_DIR: dir });
+  await appends(c, 500, 1); // warm-up
+  out('SQLite appends/s (1 caller, own transaction each)', (await appends(c, 10_000, 1)).toFixed(0));
+
+  // 2. Appends on PostgreSQL.
+  if (PG_URL !== 'off') {
+    const name = `mw_bench_${randomBytes(4).toString('hex')}`;
+    const admin = new pg.Client({ connectionString: PG_URL });
+    await admin.connect();
+    await admin.query(`create database ${name}`);
+    const u = new URL(PG_URL);
+    u.pathname = `/${name}`;
+    const pdir = fs.mkdtempSync(path.join(os.tmpdir(), 'mw-bench-audit-pg-'));
+    const p = await open({ MAILWARD_DATA_DIR: pdir, DATABASE_URL: u.toString() });
+    await appends(p, 300, 1);
+    out('PostgreSQL appends/s (1 caller)', (await appends(p, 3000, 1)).toFixed(0));
+    out('PostgreSQL appends/s (8 concurrent callers)', (await appends(p, 8000, 8)).toFixed(0));
+    await p.close();
+    await admin.query(`drop database ${name} with (force)`);
+    await admin.end();
+    fs.rmSync(pdir, { recursive: true, force: true });
+  }
+
+  // 3. Bulk-load N chained events (same shape record() writes) straight into SQLite.
+  const head = await c.auditLog.tree.headSeq();
+  const headRow = await c.store.db.selectFrom('audit_head').select('hash').where('id', '=', 1).executeTakeFirstOrThrow();
+  const raw = new SQLite(path.join(dir, 'mailward.db'));
+  raw.pragma('journal_mode = WAL');
+  raw.pragma('synchronous = NORMAL');
+  const ins = raw.prepare(
+    'insert into audit_events (seq, id, at, org_id, action, actor_type, actor_id, delegation_chain, target_type, target_id, outcome, request_id, client_ip, content_hash, details, prev_hash, hash) values (@seq, @id, @at, @org_id, @action, @actor_type, @actor_id, @delegation_chain, @target_type, @target_id, @outcome, @request_id, @client_ip, @content_hash, @details, @prev_hash, @hash)',
+  );
+  let prev = headRow.hash;
+  const chain = canonicalJson(actor.chain);
+  const t0 = process.hrtime.bigint();
+  const base = Date.parse('2026-01-01T00:00:00Z');
+  for (let start = 0; start < N; start += 50_000) {
+    raw.transaction(() => {
+      for (let i = start; i < Math.min(N, start + 50_000); i++) {
+        const r: EventRow = {
+          seq: head + i + 1,
+          id: `evt_${(i + 1).toString(16).padStart(32, '0')}`,
+          at: new Date(base + i * 10).toISOString(),
+          org_id: 'org_bench',
+          action: i % 5 === 0 ? 'email.submitted' : 'email.read',
+          actor_type: 'agent',
+          actor_id: actor.id,
+          delegation_chain: chain,
+          target_type: 'message',
+          target_id: `msg_${i.toString(16).padStart(32, '0')}`,
+          outcome: 'success',
+          request_id: `req_${i.toString(16).padStart(32, '0')}`,
+          client_ip: '10.0.0.1',
+          content_hash: 'ab'.repeat(32),
+          details: canonicalJson({ mailbox_id: 'mbx_1', bytes: i }),
+          prev_hash: prev,
+          hash: '',
+        };
+        r.hash = createHash('sha256').update(Buffer.from(prev, 'hex')).update(canonicalOfRow(r), 'utf8').digest('hex');
+        prev = r.hash;
+        ins.run(r);
+      }
+    })();
+  }
+  raw.prepare('update audit_head set seq = ?, hash = ? where id = 1').run(head + N, prev);
+  raw.close();
+  out(`bulk load of ${N.toLocaleString('en')} events (setup)`, `${secs(t0).toFixed(1)} s`);
+
+  // 4. Raw SHA-256 over the same bytes (prev hash || canonical event), read in the same batches.
+  let hashTime = 0;
+  let readTime = 0;
+  let after = 0;
+  for (;;) {
+    const r0 = process.hrtime.bigint();
+    const batch = (await c.store.db.selectFrom('audit_events').selectAll().where('seq', '>', after).orderBy('seq').limit(5000).execute()) as EventRow[];
+    readTime += secs(r0);
+    if (batch.length === 0) break;
+    const bufs = batch.map((r) => Buffer.concat([Buffer.from(r.prev_hash, 'hex'), Buffer.from(canonicalOfRow(r), 'utf8')]));
+    const h0 = process.hrtime.bigint();
+    for (const b of bufs) createHash('sha256').update(b).digest();
+    hashTime += secs(h0);
+    after = Number(batch.at(-1)!.seq);
+  }
+  const total = head + N;
+  out(`raw SHA-256 of the same ${total.toLocaleString('en')} events' bytes (hashing only)`, `${hashTime.toFixed(2)} s (${(total / hashTime / 1000).toFixed(0)}k/s)`);
+  out('reading the same rows from SQLite (keyset batches of 5,000)', `${readTime.toFixed(2)} s`);
+
+  // 5. Full verification.
+  const v0 = process.hrtime.bigint();
+  const report = await c.auditLog.verify();
+  const vt = secs(v0);
+  if (!report.ok) throw new Error(`bench log does not verify: ${JSON.stringify(report.problems[0])}`);
+  out(`audit verify of ${total.toLocaleString('en')} events (read + chain + tree + checkpoints)`, `${vt.toFixed(2)} s (${(total / vt / 1000).toFixed(0)}k events/s; ${(vt / hashTime).toFixed(1)}x raw hashing)`);
+
+  // 6. Tree indexing (once, amortised over appends) and proofs.
+  const i0 = process.hrtime.bigint();
+  await c.auditLog.tree.catchUp();
+  out('Merkle indexing of the new events (once)', `${secs(i0).toFixed(1)} s`);
+  const cp = await c.auditLog.checkpoints.current();
+  const p0 = process.hrtime.bigint();
+  const proofs = 500;
+  for (let i = 0; i < proofs; i++) await c.auditLog.tree.inclusionProof(Math.floor(Math.random() * cp.tree_size), cp.tree_size);
+  out(`inclusion proof at ${cp.tree_size.toLocaleString('en')} events (mean of ${proofs})`, `${((secs(p0) / proofs) * 1000).toFixed(2)} ms`);
+  const q0 = process.hrtime.bigint();
+  for (let i = 0; i < 100; i++) await c.auditLog.tree.consistencyProof(1 + Math.floor(Math.random() * (cp.tree_size - 1)), cp.tree_size);
+  out(`consistency proof at ${cp.tree_size.toLocaleString('en')} events (mean of 100)`, `${((secs(q0) / 100) * 1000).toFixed(2)} ms`);
+  await c.close();
+  fs.rmSync(dir, { recursive: true, force: true });
+
+  const w = Math.max(...rows.map(([k]) => k.length));
+  process.stdout.write(`\nAudit log benchmark (${os.cpus().length} CPUs, Node ${process.version})\n`);
+  for (const [k, v] of rows) process.stdout.write(`${k.padEnd(w)}  ${v}\n`);
+};
+
+await main();

@@ -1,0 +1,119 @@
+/**
+ * Issue 6 benchmark: outbound mail end to end. Messages/s from POST
+ * /v1/mailboxes/{id}/send (autonomous mailbox) to acceptance at a loopback
+ * SMTP sink (STARTTLS, both DKIM signatures, X-Agent-Identity), against plain
+ * nodemailer sending the same messages to the same sink without signing; and
+ * the `send` accept latency at 100 requests/s. Targets (2 cores, SQLite):
+ * >= 300 messages/s end to end, p99 accept < 25 ms at 100 req/s.
+ */
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import autocannon from 'autocannon';
+import { createTransport } from 'nodemailer';
+import { SMTPServer } from 'smtp-server';
+import { benchStore, fmt, repoRoot, startProcess, table } from './support/bench-kit.js';
+
+const N = Number(process.env.MAILWARD_BENCH_MESSAGES ?? 1000);
+const CONCURRENCY = 32;
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mw-bench-outbound-'));
+const key = path.join(dir, 'key.pem');
+const cert = path.join(dir, 'cert.pem');
+execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'], { stdio: 'ignore' });
+
+let received = 0;
+const sink = new SMTPServer({
+  secure: false,
+  disabledCommands: ['AUTH'],
+  key: fs.readFileSync(key),
+  cert: fs.readFileSync(cert),
+  logger: false,
+  onData(stream, _s, cb) {
+    stream.on('data', () => {});
+    stream.on('end', () => {
+      received++;
+      cb();
+    });
+  },
+});
+await new Promise<void>((r) => sink.listen(0, '127.0.0.1', () => r()));
+const sinkPort = (sink.server.address() as { port: number }).port;
+const waitFor = async (n: number) => {
+  const end = Date.now() + 300_000;
+  while (received < n) {
+    if (Date.now() > end) throw new Error(`sink got ${received} of ${n}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+};
+
+const message = (i: number) => ({ to: [`patient${i}@clinic.example`], subject: `Appointment reminder ${i}`, text: `Dear patient,\n\nyour appointment is on Tuesday at 10:00 (ref ${i}).\n\nCardiology` });
+
+// Baseline: plain nodemailer, pooled connections, STARTTLS, no signing.
+const baselineTransport = createTransport({ host: '127.0.0.1', port: sinkPort, pool: true, maxConnections: CONCURRENCY, maxMessages: Infinity, requireTLS: true, tls: { ca: fs.readFileSync(cert) } });
+const t0 = performance.now();
+await Promise.all(Array.from({ length: N }, (_, i) => baselineTransport.sendMail({ from: 'bot@bench.example', ...message(i) })));
+const baselineSecs = (performance.now() - t0) / 1000;
+baselineTransport.close();
+received = 0;
+
+const rows: Record<string, string | number>[] = [{ target: 'plain nodemailer (pooled, STARTTLS, unsigned)', 'messages/s': fmt(N / baselineSecs), 'of baseline': '100%', 'accept p50 ms': '-', 'accept p99 ms': '-' }];
+
+const dialects = (process.env.MAILWARD_BENCH_DIALECTS ?? 'sqlite').split(',') as ('sqlite' | 'postgres')[];
+for (const dialect of dialects) {
+  const store = await benchStore(dialect);
+  const server = await startProcess(['--import', 'tsx', path.join(repoRoot, 'src/cli/main.ts'), 'serve'], {
+    ...store.env,
+    MAILWARD_LOG_LEVEL: 'warn',
+    MAILWARD_RATE_LIMIT_PER_MINUTE: '100000000',
+    MAILWARD_DOMAIN: 'bench.example',
+    MAILWARD_SMTP_RELAY: `smtp://127.0.0.1:${sinkPort}`,
+    MAILWARD_SMTP_TLS_CA_FILE: cert,
+    MAILWARD_DELIVERY_POLL_MS: '50',
+    MAILWARD_DELIVERY_CONCURRENCY: String(CONCURRENCY),
+  });
+  const base = `http://127.0.0.1:${server.port}`;
+  const admin = fs.readFileSync(path.join(store.dataDir, 'bootstrap-admin.key'), 'utf8').trim();
+  const call = async (method: string, p: string, k: string, body?: unknown) => {
+    const r = await fetch(base + p, { method, headers: { authorization: `Bearer ${k}`, 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
+    const j = (await r.json()) as Record<string, string>;
+    if (r.status >= 300) throw new Error(`${p}: ${r.status} ${JSON.stringify(j)}`);
+    return j;
+  };
+  const dep = await call('POST', '/v1/departments', admin, { name: 'Cardiology' });
+  const human = await call('POST', '/v1/humans', admin, { name: 'Dr. Bench', email: 'bench@bench.example', roles: ['reviewer'] });
+  const agent = await call('POST', '/v1/agents', admin, { name: 'Reminder Bot', department_id: dep.id, responsible_human_id: human.id });
+  const agentKey = (await call('POST', `/v1/agents/${agent.id}/api-keys`, admin, {})).key!;
+  const mbx = await call('POST', '/v1/mailboxes', admin, { agent_id: agent.id, display_name: 'Reminders', oversight_mode: 'autonomous' });
+
+  // End to end: N sends with 32 in flight, timed until the sink has accepted all N.
+  const t1 = performance.now();
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      while (next < N) {
+        const i = next++;
+        await call('POST', `/v1/mailboxes/${mbx.id}/send`, agentKey, message(i));
+      }
+    }),
+  );
+  await waitFor(N);
+  const e2eSecs = (performance.now() - t1) / 1000;
+
+  // Accept latency at a steady 100 requests/s (delivery keeps running meanwhile).
+  received = 0;
+  const lat = await autocannon({ url: `${base}/v1/mailboxes/${mbx.id}/send`, method: 'POST', headers: { authorization: `Bearer ${agentKey}`, 'content-type': 'application/json' }, body: JSON.stringify(message(0)), connections: 10, overallRate: 100, duration: Number(process.env.MAILWARD_BENCH_SECONDS ?? 8) });
+  await server.stop();
+  await store.drop();
+  rows.push({
+    target: `mailward send -> sink (${dialect}; 2x DKIM + identity JWS)`,
+    'messages/s': fmt(N / e2eSecs),
+    'of baseline': `${fmt((100 * baselineSecs) / e2eSecs)}%`,
+    'accept p50 ms': lat.latency.p50,
+    'accept p99 ms': `${lat.latency.p99}${lat.non2xx + lat.errors > 0 ? ` (${lat.non2xx + lat.errors} errors)` : ''}`,
+  });
+}
+sink.close();
+fs.rmSync(dir, { recursive: true, force: true });
+table(`Outbound mail, ${N} messages end to end (targets: >= 300 messages/s, p99 accept < 25 ms at 100 req/s)`, rows);

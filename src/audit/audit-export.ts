@@ -1,0 +1,116 @@
+import { sql } from 'kysely';
+import { unprocessable } from '../kernel/errors.js';
+import type { Db } from '../store/db.js';
+import type { EventRow } from './audit-chain.js';
+import type { Boundary, ExportEvent } from './audit-verify.js';
+import type { CheckpointService } from './checkpoint-service.js';
+import type { TreeStore } from './tree-store.js';
+
+export const EXPORT_FORMAT = 'mailward-audit-export/1';
+
+const exportEvent = (r: EventRow): ExportEvent => ({
+  type: 'event',
+  seq: Number(r.seq),
+  id: r.id,
+  at: r.at,
+  org_id: r.org_id,
+  action: r.action,
+  actor: { id: r.actor_id, type: r.actor_type },
+  delegation_chain: JSON.parse(r.delegation_chain),
+  target: r.target_type && r.target_id ? { type: r.target_type, id: r.target_id } : null,
+  outcome: r.outcome,
+  request_id: r.request_id,
+  client_ip: r.client_ip,
+  content_hash: r.content_hash,
+  details: JSON.parse(r.details),
+  prev_hash: r.prev_hash,
+  hash: r.hash,
+});
+
+type Deps = { db: Db; tree: TreeStore; checkpoints: CheckpointService };
+
+export type ExportOptions = {
+  since?: string;
+  until?: string;
+  write: (line: string) => void | Promise<void>;
+  onProgress?: (done: number, total: number) => void;
+};
+
+/**
+ * Streams the log as JSONL (45 CFR 164.312(b): auditors get the whole trail):
+ * a header with the tree prefix before the first exported event, every event
+ * in the seq range [first at >= since, last at < until], the stored
+ * checkpoints inside that range, and last a checkpoint signed at the final
+ * exported seq. `mailward audit verify --file` (or any RFC 6962 + C2SP
+ * implementation) checks it with only the public key.
+ * Throws 422 export_empty. Signs (and stores) one checkpoint; audits nothing
+ * itself: the CLI records `audit.exported`.
+ */
+export const createAuditExporter = ({ db, tree, checkpoints }: Deps) => {
+  const exportLog = async (o: ExportOptions): Promise<{ events: number; first_seq: number; last_seq: number; tree_size: number; root_hash: string }> => {
+    const floor = await tree.purgedThrough();
+    const head = await tree.headSeq();
+    let first = floor + 1;
+    let last = head;
+    if (o.since) {
+      const r = await db.selectFrom('audit_events').select(sql<number | null>`min(seq)`.as('s')).where('at', '>=', o.since).executeTakeFirst();
+      first = Math.max(first, r?.s == null ? head + 1 : Number(r.s));
+    }
+    if (o.until) {
+      const r = await db.selectFrom('audit_events').select(sql<number | null>`max(seq)`.as('s')).where('at', '<', o.until).executeTakeFirst();
+      last = Math.min(last, r?.s == null ? 0 : Number(r.s));
+    }
+    if (last < first) throw unprocessable('export_empty', 'No audit events fall in that time range.');
+
+    // Sign first: this checks the chain up to `last` (fail closed) before any line is written.
+    const final = await checkpoints.createAt(last);
+    const prefixSize = first - 1;
+    const firstRow = await db.selectFrom('audit_events').select('prev_hash').where('seq', '=', first).executeTakeFirstOrThrow();
+    // Right after a retention purge the purged leaves are gone: the purge recorded this very boundary.
+    const purge = prefixSize === floor && floor > 0 ? await db.selectFrom('audit_purges').select('boundary').orderBy('through_seq', 'desc').limit(1).executeTakeFirst() : undefined;
+    const prefix: Boundary = purge
+      ? (JSON.parse(purge.boundary) as Boundary)
+      : {
+          size: prefixSize,
+          compact_range: (await tree.compactRangeAt(prefixSize)).map((b) => b.toString('hex')),
+          anchor_hash: firstRow.prev_hash,
+          anchor_proof: prefixSize > 0 ? (await tree.inclusionProof(prefixSize - 1, prefixSize)).map((b) => b.toString('hex')) : [],
+        };
+    await o.write(
+      JSON.stringify({
+        type: 'header',
+        format: EXPORT_FORMAT,
+        origin: final.origin,
+        verifier_key: final.verifier_key,
+        key_id: final.key_id,
+        first_seq: first,
+        last_seq: last,
+        since: o.since ?? null,
+        until: o.until ?? null,
+        prefix,
+        canonicalization: 'hash = SHA-256(prev_hash bytes || RFC 8785 JCS of the event without prev_hash and hash); leaves = RFC 6962 leaf hashes of the 32 hash bytes in seq order',
+      }),
+    );
+    let after = prefixSize;
+    let done = 0;
+    const total = last - prefixSize;
+    while (after < last) {
+      const rows = (await db.selectFrom('audit_events').selectAll().where('seq', '>', after).where('seq', '<=', last).orderBy('seq').limit(2000).execute()) as EventRow[];
+      if (rows.length === 0) break;
+      for (const r of rows) await o.write(JSON.stringify(exportEvent(r)));
+      done += rows.length;
+      after = Number(rows.at(-1)!.seq);
+      o.onProgress?.(done, total);
+    }
+    const inRange = await db.selectFrom('audit_checkpoints').select('tree_size').where('tree_size', '>', prefixSize).where('tree_size', '<', last).orderBy('tree_size').execute();
+    for (const c of inRange) {
+      const cp = await checkpoints.get(Number(c.tree_size));
+      if (cp) await o.write(JSON.stringify({ type: 'checkpoint', ...cp }));
+    }
+    await o.write(JSON.stringify({ type: 'checkpoint', ...final }));
+    return { events: done, first_seq: first, last_seq: last, tree_size: final.tree_size, root_hash: final.root_hash };
+  };
+  return { exportLog };
+};
+
+export type AuditExporter = ReturnType<typeof createAuditExporter>;

@@ -1,0 +1,31 @@
+import type { Clock } from '../kernel/clock.js';
+import type { Db, Dialect } from '../store/db.js';
+import { createAuditExporter } from './audit-export.js';
+import type { AuditService } from './audit-service.js';
+import { verifyStore } from './audit-verify.js';
+import { type AuditKeys, createCheckpointService } from './checkpoint-service.js';
+import { createRetentionService } from './retention.js';
+import { createTreeStore } from './tree-store.js';
+
+type Deps = {
+  db: Db;
+  dialect: Dialect;
+  clock: Clock;
+  audit: Pick<AuditService, 'record' | 'recordAlone'>;
+  /** The installation's audit-ed25519 key (identity/signing-keys.ts); audit imports no domain. */
+  keys: AuditKeys;
+  retentionDays: number;
+};
+
+/** Everything on top of the hash chain: Merkle tree, signed checkpoints, verification, export, retention. */
+export const createAuditLog = ({ db, dialect, clock, audit, keys, retentionDays }: Deps) => {
+  const tree = createTreeStore({ db, dialect });
+  const checkpoints = createCheckpointService({ db, tree, clock, keys });
+  /** Full verification of the store; never throws for tampering (see the report). */
+  const verify = (onProgress?: (done: number, total: number) => void) => verifyStore({ db, keyByKid: keys.byKid, onProgress });
+  const exporter = createAuditExporter({ db, tree, checkpoints });
+  const retention = createRetentionService({ db, clock, audit, tree, checkpoints, verify: () => verify(), retentionDays });
+  return { tree, checkpoints, verify, exporter, retention };
+};
+
+export type AuditLog = ReturnType<typeof createAuditLog>;

@@ -1,0 +1,392 @@
+import { createPublicKey } from 'node:crypto';
+import type { Db } from '../store/db.js';
+import type { AuditCheckpointsTable } from '../store/schema.js';
+import { type EventRow, GENESIS_HASH, recomputeRowHash } from './audit-chain.js';
+import { canonicalJson } from './canonical.js';
+import { checkStoredCheckpoint } from './checkpoint-service.js';
+import { CompactRange, decompose, leafHash, MerkleError, verifyInclusion } from './merkle.js';
+import { type NoteVerifier, openNote, parseCheckpointText, parseVerifierKey, rawPublicKey, verifierKey } from './signed-note.js';
+
+/**
+ * Verification of the whole audit log (45 CFR 164.312(c)(2); 21 CFR 11.10(e)):
+ * gapless seq, every prev_hash link, every chain hash recomputed from the
+ * event's content (RFC 8785), the RFC 6962 tree recomputed from the leaves
+ * and compared with every signed checkpoint, and every checkpoint signature.
+ * Stored Merkle nodes are never trusted here.
+ */
+
+export type VerifyProblem = { code: string; message: string; seq?: number; tree_size?: number };
+
+export type VerifyReport = {
+  ok: boolean;
+  source: 'store' | 'file';
+  events_checked: number;
+  first_seq: number | null;
+  last_seq: number;
+  tree_size: number;
+  root_hash: string;
+  purged_through: number;
+  checkpoints: { total: number; roots_checked: number; signatures_checked: number; before_retention: number };
+  first_bad_seq: number | null;
+  problems: VerifyProblem[];
+};
+
+/** Where the verified log starts: after a purge or an export's prefix, else the genesis. */
+export type StartPoint = { size: number; compact: Buffer[]; anchor: string };
+
+export type Boundary = { size: number; compact_range: string[]; anchor_hash: string; anchor_proof: string[] };
+
+type CheckpointRoot = { tree_size: number; root_hash: string };
+
+/** Streaming verifier: O(log n) memory, one pass. */
+export const createChainVerifier = (start: StartPoint, checkpoints: CheckpointRoot[]) => {
+  const problems: VerifyProblem[] = [];
+  let firstBad: number | null = null;
+  const fail = (p: VerifyProblem, bad: number | null) => {
+    problems.push(p);
+    if (bad !== null && (firstBad === null || bad < firstBad)) firstBad = bad;
+  };
+  const compact = new CompactRange(start.size, start.compact);
+  const pending = checkpoints.filter((c) => c.tree_size > start.size).sort((a, b) => a.tree_size - b.tree_size);
+  let lastGood = start.size;
+  let prev = start.anchor;
+  let expected = start.size + 1;
+  let checked = 0;
+  let rootsChecked = 0;
+  let firstSeq: number | null = null;
+  let stopped = false;
+
+  const atStart = checkpoints.find((c) => c.tree_size === start.size);
+  if (atStart && start.size > 0) {
+    rootsChecked++;
+    if (compact.root().toString('hex') !== atStart.root_hash) {
+      fail({ code: 'boundary_mismatch', tree_size: start.size, message: `the retained log does not start from the checkpoint at size ${start.size}` }, start.size + 1);
+      stopped = true;
+    }
+  }
+
+  const checkRoots = () => {
+    while (pending[0] && pending[0].tree_size === compact.size) {
+      const cp = pending.shift()!;
+      rootsChecked++;
+      if (compact.root().toString('hex') !== cp.root_hash) {
+        fail(
+          { code: 'checkpoint_mismatch', tree_size: cp.tree_size, message: `the events ${lastGood + 1}..${cp.tree_size} differ from what the checkpoint at size ${cp.tree_size} signed` },
+          lastGood + 1,
+        );
+        stopped = true;
+        return;
+      }
+      lastGood = cp.tree_size;
+    }
+  };
+
+  /** Feeds the next row; returns false once a problem stops the walk. */
+  const push = (r: EventRow): boolean => {
+    if (stopped) return false;
+    const seq = Number(r.seq);
+    firstSeq ??= seq;
+    if (seq !== expected) {
+      fail({ code: seq > expected ? 'missing_event' : 'out_of_order', seq: expected, message: `expected seq ${expected}, found ${seq}` }, expected);
+      stopped = true;
+      return false;
+    }
+    if (r.prev_hash !== prev) {
+      fail({ code: 'broken_link', seq, message: `prev_hash of seq ${seq} is not the hash of seq ${seq - 1}` }, seq);
+      stopped = true;
+      return false;
+    }
+    const h = recomputeRowHash(r, prev);
+    if (h !== r.hash || !/^[0-9a-f]{64}$/.test(r.hash)) {
+      fail({ code: 'hash_mismatch', seq, message: `the content of seq ${seq} does not match its hash` }, seq);
+      stopped = true;
+      return false;
+    }
+    compact.append(leafHash(Buffer.from(r.hash, 'hex')));
+    prev = r.hash;
+    expected++;
+    checked++;
+    checkRoots();
+    return !stopped;
+  };
+
+  /** Ends the walk: `head` is where the log claims to end (audit_head, or the export's last checkpoint). */
+  const finish = (head: number | null) => {
+    const last = expected - 1;
+    if (!stopped) {
+      if (head !== null && last < head) {
+        fail({ code: 'truncated', seq: last + 1, message: `the log ends at seq ${last} but its head is ${head}` }, last + 1);
+      } else if (pending[0]) {
+        fail({ code: 'truncated', seq: last + 1, tree_size: pending[0].tree_size, message: `a checkpoint signed ${pending[0].tree_size} events but the log ends at seq ${last}` }, last + 1);
+      }
+    }
+    return {
+      problems,
+      firstBad: firstBad as number | null,
+      checked,
+      firstSeq,
+      last,
+      rootsChecked,
+      treeSize: compact.size,
+      root: compact.root().toString('hex'),
+    };
+  };
+
+  return { push, finish, fail };
+};
+
+/** Checks a purge or export boundary: its anchor is the last leaf of the tree its compact range forms. */
+export const checkBoundary = (b: Boundary): StartPoint => {
+  const compact = b.compact_range.map((h) => Buffer.from(h, 'hex'));
+  if (decompose(0, b.size).length !== compact.length) throw new MerkleError('boundary compact range does not match its size');
+  if (b.size === 0) {
+    if (b.anchor_hash !== GENESIS_HASH) throw new MerkleError('a log from the start anchors on the genesis hash');
+    return { size: 0, compact: [], anchor: GENESIS_HASH };
+  }
+  const root = new CompactRange(b.size, compact).root();
+  verifyInclusion(b.size - 1, b.size, leafHash(Buffer.from(b.anchor_hash, 'hex')), b.anchor_proof.map((h) => Buffer.from(h, 'hex')), root);
+  return { size: b.size, compact, anchor: b.anchor_hash };
+};
+
+const BATCH = 5000;
+
+type KeyLookup = (kid: string) => Promise<{ public_key: string } | undefined>;
+
+/**
+ * Verifies the store. Never throws for tampering: the report says where.
+ * Reads every event once in seq order (keyset batches).
+ */
+export const verifyStore = async ({ db, keyByKid, onProgress }: { db: Db; keyByKid: KeyLookup; onProgress?: (done: number, total: number) => void }): Promise<VerifyReport> => {
+  const head = Number((await db.selectFrom('audit_head').select('seq').where('id', '=', 1).executeTakeFirstOrThrow()).seq);
+  const checkpoints = (await db.selectFrom('audit_checkpoints').selectAll().orderBy('tree_size').execute()) as AuditCheckpointsTable[];
+  const purge = await db.selectFrom('audit_purges').selectAll().orderBy('through_seq', 'desc').limit(1).executeTakeFirst();
+  const early: VerifyProblem[] = [];
+  let start: StartPoint = { size: 0, compact: [], anchor: GENESIS_HASH };
+  if (purge) {
+    try {
+      start = checkBoundary(JSON.parse(purge.boundary) as Boundary);
+      if (start.size !== Number(purge.through_seq)) throw new MerkleError('purge boundary size differs from its record');
+      if (!checkpoints.some((c) => Number(c.tree_size) === start.size)) throw new MerkleError('no signed checkpoint at the purge boundary');
+    } catch (e) {
+      early.push({ code: 'boundary_invalid', message: `retention purge boundary does not verify: ${(e as Error).message}` });
+      start = { size: Number(purge.through_seq), compact: [], anchor: '' };
+    }
+  }
+
+  let signatures = 0;
+  const sigProblems: VerifyProblem[] = [];
+  for (const cp of checkpoints) {
+    const key = await keyByKid(cp.key_id);
+    try {
+      if (!key) throw new Error('signed by an unknown key');
+      checkStoredCheckpoint(cp, key.public_key);
+      signatures++;
+    } catch (e) {
+      sigProblems.push({ code: 'bad_checkpoint', tree_size: Number(cp.tree_size), message: `checkpoint at size ${cp.tree_size}: ${(e as Error).message}` });
+    }
+  }
+
+  const roots = checkpoints.map((c) => ({ tree_size: Number(c.tree_size), root_hash: c.root_hash }));
+  const v = createChainVerifier(
+    early.length ? { size: start.size, compact: [], anchor: '' } : start,
+    early.length ? [] : roots,
+  );
+  let after = start.size;
+  let done = 0;
+  if (early.length === 0) {
+    for (;;) {
+      const rows = (await db.selectFrom('audit_events').selectAll().where('seq', '>', after).orderBy('seq').limit(BATCH).execute()) as EventRow[];
+      if (rows.length === 0) break;
+      let go = true;
+      for (const r of rows) {
+        if (!v.push(r)) {
+          go = false;
+          break;
+        }
+      }
+      done += rows.length;
+      onProgress?.(done, head - start.size);
+      after = Number(rows.at(-1)!.seq);
+      if (!go) break;
+    }
+  }
+  // Events below the purge boundary that survived it would be a second, unchained history.
+  const below = await db.selectFrom('audit_events').select('seq').where('seq', '<=', start.size).limit(1).executeTakeFirst();
+  if (below) early.push({ code: 'unexpected_event', seq: Number(below.seq), message: `seq ${below.seq} lies below the purge boundary` });
+  const f = v.finish(head);
+  const problems = [...early, ...f.problems, ...sigProblems];
+  const firstBad = [f.firstBad, ...early.map((p) => p.seq ?? null)].filter((x): x is number => x !== null);
+  return {
+    ok: problems.length === 0,
+    source: 'store',
+    events_checked: f.checked,
+    first_seq: f.firstSeq,
+    last_seq: f.last,
+    tree_size: f.treeSize,
+    root_hash: f.root,
+    purged_through: start.size,
+    checkpoints: {
+      total: checkpoints.length,
+      roots_checked: f.rootsChecked,
+      signatures_checked: signatures,
+      before_retention: checkpoints.filter((c) => Number(c.tree_size) < start.size).length,
+    },
+    first_bad_seq: firstBad.length ? Math.min(...firstBad) : null,
+    problems,
+  };
+};
+
+/** One line of an export file (JSONL), see audit-export.ts. */
+export type ExportEvent = {
+  type: 'event';
+  seq: number;
+  id: string;
+  at: string;
+  org_id: string | null;
+  action: string;
+  actor: { id: string | null; type: string };
+  delegation_chain: unknown;
+  target: { type: string; id: string } | null;
+  outcome: string;
+  request_id: string | null;
+  client_ip: string | null;
+  content_hash: string | null;
+  details: unknown;
+  prev_hash: string;
+  hash: string;
+};
+
+export const rowOfExportEvent = (e: ExportEvent): EventRow => ({
+  seq: e.seq,
+  id: e.id,
+  at: e.at,
+  org_id: e.org_id,
+  action: e.action,
+  actor_type: e.actor.type,
+  actor_id: e.actor.id,
+  delegation_chain: canonicalJson(e.delegation_chain),
+  target_type: e.target?.type ?? null,
+  target_id: e.target?.id ?? null,
+  outcome: e.outcome,
+  request_id: e.request_id,
+  client_ip: e.client_ip,
+  content_hash: e.content_hash,
+  details: canonicalJson(e.details),
+  prev_hash: e.prev_hash,
+  hash: e.hash,
+});
+
+/** Accepts a C2SP verifier key string or a JWKS document (its Ed25519 keys), for a given origin. */
+export const verifiersFrom = (keyText: string, origin: string): NoteVerifier[] => {
+  const t = keyText.trim();
+  if (t.startsWith('{')) {
+    const jwks = JSON.parse(t) as { keys?: { kty?: string; crv?: string; x?: string }[] };
+    return (jwks.keys ?? [])
+      .filter((k) => k.kty === 'OKP' && k.crv === 'Ed25519' && k.x)
+      .map((k) => parseVerifierKey(verifierKey(origin, rawPublicKey(createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: k.x! }, format: 'jwk' })))));
+  }
+  return [parseVerifierKey(t)];
+};
+
+/**
+ * Verifies an export file with nothing but its lines and a public key
+ * (`key`: verifier key string or JWKS). Without `key`, the key named in the
+ * file is used and the report says so (a forger could replace both).
+ * `open` is called twice: once for the header and checkpoints, once to
+ * stream the events, so memory stays O(log n).
+ */
+export const verifyExportLines = async (
+  open: () => AsyncIterable<string> | Iterable<string>,
+  key?: string,
+): Promise<VerifyReport & { key_pinned: boolean }> => {
+  type Header = { format?: string; origin?: string; verifier_key?: string; prefix?: Boundary };
+  let header: Header | null = null;
+  const problems: VerifyProblem[] = [];
+  const checkpoints: { tree_size: number; root_hash: string; note: string }[] = [];
+  let start: StartPoint = { size: 0, compact: [], anchor: GENESIS_HASH };
+  let lineNo = 0;
+  for await (const raw of open()) {
+    lineNo++;
+    // Cheap pre-filter: events are most lines and are parsed in the second pass.
+    if (!raw.startsWith('{"type":"header"') && !raw.startsWith('{"type":"checkpoint"')) continue;
+    try {
+      const obj = JSON.parse(raw) as { type: string };
+      if (obj.type === 'header' && !header) header = obj as Header;
+      else if (obj.type === 'checkpoint') checkpoints.push(obj as unknown as (typeof checkpoints)[number]);
+    } catch {
+      problems.push({ code: 'malformed_line', message: `line ${lineNo} is not JSON` });
+    }
+  }
+  if (!header?.prefix) problems.push({ code: 'no_header', message: 'the file has no header line' });
+  else {
+    try {
+      start = checkBoundary(header.prefix);
+    } catch (e) {
+      problems.push({ code: 'boundary_invalid', message: `export prefix does not verify: ${(e as Error).message}` });
+    }
+  }
+  const origin = header?.origin ?? '';
+  let verifiers: NoteVerifier[] = [];
+  try {
+    verifiers = key ? verifiersFrom(key, origin) : header?.verifier_key ? [parseVerifierKey(header.verifier_key)] : [];
+  } catch (e) {
+    problems.push({ code: 'bad_key', message: `public key: ${(e as Error).message}` });
+  }
+  let signatures = 0;
+  const good: CheckpointRoot[] = [];
+  for (const cp of checkpoints) {
+    let okSig = false;
+    for (const ver of verifiers) {
+      try {
+        const { text } = openNote(cp.note, ver);
+        const body = parseCheckpointText(text);
+        if (body.origin !== origin || body.size !== cp.tree_size || body.root.toString('hex') !== cp.root_hash) throw new Error('checkpoint fields differ from the signed note');
+        okSig = true;
+        break;
+      } catch {
+        /* try the next key */
+      }
+    }
+    if (okSig) {
+      signatures++;
+      good.push({ tree_size: cp.tree_size, root_hash: cp.root_hash });
+    } else problems.push({ code: 'bad_checkpoint', tree_size: cp.tree_size, message: `checkpoint at size ${cp.tree_size} is not signed by the given key` });
+  }
+  const v = createChainVerifier(start, good);
+  if (problems.length === 0) {
+    lineNo = 0;
+    for await (const raw of open()) {
+      lineNo++;
+      if (!raw.startsWith('{"type":"event"')) continue;
+      let row: EventRow;
+      try {
+        row = rowOfExportEvent(JSON.parse(raw) as ExportEvent);
+      } catch {
+        v.fail({ code: 'malformed_line', message: `line ${lineNo} is not an event` }, null);
+        break;
+      }
+      if (!v.push(row)) break;
+    }
+  }
+  const lastSigned = good.length ? Math.max(...good.map((c) => c.tree_size)) : 0;
+  const f = v.finish(lastSigned);
+  if (f.problems.length === 0 && problems.length === 0 && lastSigned !== f.last) {
+    problems.push({ code: 'unsigned_tail', seq: lastSigned + 1, message: `no signed checkpoint covers seq ${lastSigned + 1}..${f.last}` });
+  }
+  const all = [...problems, ...f.problems];
+  const bad = [f.firstBad, ...problems.map((p) => p.seq ?? null)].filter((x): x is number => x !== null);
+  return {
+    ok: all.length === 0,
+    source: 'file',
+    key_pinned: !!key,
+    events_checked: f.checked,
+    first_seq: f.firstSeq,
+    last_seq: f.last,
+    tree_size: f.treeSize,
+    root_hash: f.root,
+    purged_through: start.size,
+    checkpoints: { total: checkpoints.length, roots_checked: f.rootsChecked, signatures_checked: signatures, before_retention: 0 },
+    first_bad_seq: bad.length ? Math.min(...bad) : null,
+    problems: all,
+  };
+};

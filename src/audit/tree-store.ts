@@ -1,0 +1,219 @@
+import { sql } from 'kysely';
+import { AppError } from '../kernel/errors.js';
+import type { Db, Dialect, Executor } from '../store/db.js';
+import { type EventRow, GENESIS_HASH, recomputeRowHash } from './audit-chain.js';
+import {
+  CompactRange,
+  consistencyRanges,
+  decompose,
+  foldRange,
+  inclusionRanges,
+  leafHash,
+  type NodeId,
+  nodeKey,
+  nodesFor,
+  rangeHash,
+  type Range,
+  rootOfLeaves,
+} from './merkle.js';
+
+/**
+ * Stored Merkle subtrees over the audit leaves, so that a proof at a million
+ * events reads O(log n) rows instead of rehashing every leaf.
+ *
+ * Appends stay cheap: `record` writes no tree rows. The indexer (`catchUp`)
+ * later hashes whole blocks of 2^BASE_LEVEL leaves and stores each complete
+ * subtree of level >= BASE_LEVEL; nodes below that level are recomputed from
+ * at most two blocks of event hashes per proof. Stored nodes are derived data:
+ * `audit verify` never trusts them, and a proof built from a bad node fails
+ * against the signed checkpoint.
+ */
+export const BASE_LEVEL = 4;
+export const BLOCK = 2 ** BASE_LEVEL;
+const BATCH_BLOCKS = 1024;
+
+const fromHex = (h: string) => Buffer.from(h, 'hex');
+const hex = (b: Buffer) => b.toString('hex');
+
+export const chainBroken = (seq: number) =>
+  new AppError('audit_chain_broken', 500, `The audit chain does not verify at seq ${seq}; run mailward audit verify.`, { extra: { first_bad_seq: seq } });
+
+type Deps = { db: Db; dialect: Dialect };
+
+export const createTreeStore = ({ db, dialect }: Deps) => {
+  const headSeq = async (ex: Executor = db): Promise<number> => {
+    const h = await ex.selectFrom('audit_head').select('seq').where('id', '=', 1).executeTakeFirstOrThrow();
+    return Number(h.seq);
+  };
+
+  /** Retention boundary: events at or below it are gone (src/audit/retention.ts). */
+  const purgedThrough = async (ex: Executor = db): Promise<number> => {
+    const r = await ex.selectFrom('audit_purges').select(sql<number | null>`max(through_seq)`.as('p')).executeTakeFirst();
+    return Number(r?.p ?? 0);
+  };
+
+  /** Rows with seq in [from, to], in order. */
+  const rows = (ex: Executor, from: number, to: number): Promise<EventRow[]> =>
+    ex.selectFrom('audit_events').selectAll().where('seq', '>=', from).where('seq', '<=', to).orderBy('seq').execute() as Promise<EventRow[]>;
+
+  /** Leaf hashes of leaf indexes [lo, hi) (seq lo+1..hi). Throws if any is missing. */
+  const leafHashes = async (ex: Executor, lo: number, hi: number): Promise<Buffer[]> => {
+    if (hi <= lo) return [];
+    const r = await ex.selectFrom('audit_events').select(['seq', 'hash']).where('seq', '>', lo).where('seq', '<=', hi).orderBy('seq').execute();
+    if (r.length !== hi - lo) {
+      throw new AppError('proof_unavailable', 422, 'Events this proof needs are past retention and purged.');
+    }
+    return r.map((x) => leafHash(fromHex(x.hash)));
+  };
+
+  /**
+   * Hashes new complete blocks into stored subtrees, up to the committed head.
+   * Checks each row's chain hash on the way, so nothing is ever signed over a
+   * broken chain (fail closed). Several processes may run it: the state row
+   * is locked, and each batch commits on its own.
+   */
+  const catchUp = async (): Promise<number> => {
+    for (;;) {
+      const done = await db.transaction().execute(async (tx) => {
+        let stateQuery = tx.selectFrom('audit_tree_state').select('size').where('id', '=', 1);
+        if (dialect === 'postgres') stateQuery = stateQuery.forUpdate();
+        const size = Number((await stateQuery.executeTakeFirstOrThrow()).size);
+        const target = Math.floor((await headSeq(tx)) / BLOCK) * BLOCK;
+        if (size >= target) return size;
+        const end = Math.min(target, size + BATCH_BLOCKS * BLOCK);
+        const batch = await rows(tx, size, end);
+        // The row at `size` (if kept) links the batch to what is already indexed.
+        let prev: string | null = size === 0 ? GENESIS_HASH : null;
+        let start = 0;
+        if (size > 0 && batch[0] && Number(batch[0].seq) === size) {
+          prev = batch[0].hash;
+          start = 1;
+        }
+        const events = batch.slice(start);
+        if (events.length !== end - size) throw chainBroken(size + 1 + events.findIndex((r, i) => Number(r.seq) !== size + 1 + i));
+        const blockLevel = await frontier(tx, size);
+        const nodes: { level: number; idx: number; hash: string }[] = [];
+        let leaves = new CompactRange();
+        for (const [i, r] of events.entries()) {
+          if (Number(r.seq) !== size + 1 + i) throw chainBroken(size + 1 + i);
+          if (prev !== null && r.prev_hash !== prev) throw chainBroken(Number(r.seq));
+          if (recomputeRowHash(r, r.prev_hash) !== r.hash) throw chainBroken(Number(r.seq));
+          prev = r.hash;
+          leaves.append(leafHash(fromHex(r.hash)));
+          if (leaves.size === BLOCK) {
+            const block = leaves.root();
+            const blockIndex = blockLevel.size;
+            nodes.push({ level: BASE_LEVEL, idx: blockIndex, hash: hex(block) });
+            blockLevel.append(block, (n, h) => nodes.push({ level: n.level + BASE_LEVEL, idx: n.index, hash: hex(h) }));
+            leaves = new CompactRange();
+          }
+        }
+        for (let i = 0; i < nodes.length; i += 400) {
+          await tx.insertInto('audit_tree_nodes').values(nodes.slice(i, i + 400)).execute();
+        }
+        await tx.updateTable('audit_tree_state').set({ size: end }).where('id', '=', 1).execute();
+        return end >= target ? end : null;
+      });
+      if (done !== null) return done;
+    }
+  };
+
+  /** The stored right edge at `size` leaves (a multiple of BLOCK), in block units. */
+  const frontier = async (ex: Executor, size: number): Promise<CompactRange> => {
+    const ids = decompose(0, size / BLOCK).map((n) => ({ level: n.level + BASE_LEVEL, index: n.index }));
+    const got = await storedNodes(ex, ids);
+    return new CompactRange(
+      size / BLOCK,
+      ids.map((n) => got.get(nodeKey(n))!),
+    );
+  };
+
+  const storedNodes = async (ex: Executor, ids: NodeId[]): Promise<Map<string, Buffer>> => {
+    const out = new Map<string, Buffer>();
+    for (let i = 0; i < ids.length; i += 200) {
+      const chunk = ids.slice(i, i + 200);
+      const found = await ex
+        .selectFrom('audit_tree_nodes')
+        .select(['level', 'idx', 'hash'])
+        .where((eb) => eb.or(chunk.map((n) => eb.and([eb('level', '=', n.level), eb('idx', '=', n.index)]))))
+        .execute();
+      for (const f of found) out.set(`${f.level}:${Number(f.idx)}`, fromHex(f.hash));
+    }
+    const missing = ids.find((n) => !out.has(nodeKey(n)));
+    if (missing) throw new AppError('audit_tree_incomplete', 500, `Merkle node ${nodeKey(missing)} is missing from the store.`);
+    return out;
+  };
+
+  /**
+   * Resolves complete subtrees: level >= BASE_LEVEL from the store, lower
+   * ones by hashing their block's leaves. The caller has run catchUp past them.
+   */
+  const resolve = async (ids: NodeId[]): Promise<(n: NodeId) => Buffer> => {
+    const high = ids.filter((n) => n.level >= BASE_LEVEL);
+    const low = ids.filter((n) => n.level < BASE_LEVEL);
+    const table = await storedNodes(db, high);
+    const blocks = new Map<number, NodeId[]>();
+    for (const n of low) {
+      const b = Math.floor((n.index * 2 ** n.level) / BLOCK);
+      blocks.set(b, [...(blocks.get(b) ?? []), n]);
+    }
+    // One read per block: the leaves up to the furthest subtree wanted in it.
+    for (const [b, wanted] of blocks) {
+      const lo = b * BLOCK;
+      const hi = Math.max(...wanted.map((n) => (n.index + 1) * 2 ** n.level));
+      const leaves = await leafHashes(db, lo, hi);
+      for (const n of wanted) {
+        const start = n.index * 2 ** n.level - lo;
+        table.set(nodeKey(n), rootOfLeaves(leaves.slice(start, start + 2 ** n.level)));
+      }
+    }
+    return (n) => {
+      const h = table.get(nodeKey(n));
+      if (!h) throw new AppError('audit_tree_incomplete', 500, `Merkle node ${nodeKey(n)} was not resolved.`);
+      return h;
+    };
+  };
+
+  const hashesOf = async (ranges: Range[]): Promise<Buffer[]> => {
+    const lookup = await resolve(nodesFor(ranges));
+    return ranges.map((r) => rangeHash(r, lookup));
+  };
+
+  const checkSize = async (size: number) => {
+    const head = await headSeq();
+    if (size > head) throw new AppError('tree_size_too_large', 422, `The log holds ${head} events.`);
+    if (size > BLOCK) await catchUp();
+  };
+
+  /** RFC 6962 root of the first `size` leaves. */
+  const rootAt = async (size: number): Promise<Buffer> => {
+    await checkSize(size);
+    if (size === 0) return foldRange([]);
+    const [root] = await hashesOf([[0, size]]);
+    return root!;
+  };
+
+  /** The complete subtrees making up the first `size` leaves (the compact range), largest first. */
+  const compactRangeAt = async (size: number): Promise<Buffer[]> => {
+    await checkSize(size);
+    const ids = decompose(0, size);
+    const lookup = await resolve(ids);
+    return ids.map(lookup);
+  };
+
+  /** RFC 6962 2.1.1 audit path of leaf `index` in the tree of `size` leaves. */
+  const inclusionProof = async (index: number, size: number): Promise<Buffer[]> => {
+    await checkSize(size);
+    return hashesOf(inclusionRanges(index, size));
+  };
+
+  /** RFC 6962 2.1.2 consistency proof from `first` to `second` leaves. */
+  const consistencyProof = async (first: number, second: number): Promise<Buffer[]> => {
+    await checkSize(second);
+    return hashesOf(consistencyRanges(first, second));
+  };
+
+  return { catchUp, headSeq, purgedThrough, rootAt, compactRangeAt, inclusionProof, consistencyProof };
+};
+
+export type TreeStore = ReturnType<typeof createTreeStore>;

@@ -1,0 +1,159 @@
+import fs from 'node:fs';
+import readline from 'node:readline';
+import type { Command } from 'commander';
+import { createContainer } from '../app/container.js';
+import type { VerifyReport } from '../audit/audit-verify.js';
+import { verifyExportLines } from '../audit/audit-verify.js';
+import { systemActor } from '../identity/principal.js';
+import { createLogger } from '../kernel/log.js';
+import { configOrExit, runCommand } from './cli-support.js';
+
+const openContainer = () => createContainer(configOrExit(), { logger: createLogger({ level: 'warn', destination: 2 }) });
+
+/** Progress on stderr, only when a human watches (stdout may be the JSON or the export). */
+const progress = (label: string) => {
+  if (!process.stderr.isTTY) return undefined;
+  let last = 0;
+  return (done: number, total: number) => {
+    const now = Date.now();
+    if (now - last < 200 && done < total) return;
+    last = now;
+    const pct = total > 0 ? Math.floor((done / total) * 100) : 100;
+    process.stderr.write(`\r${label} ${done.toLocaleString('en')} / ${total.toLocaleString('en')} events (${pct}%)${done >= total ? '\n' : ''}`);
+  };
+};
+
+const printReport = (r: VerifyReport & { key_pinned?: boolean }, json: boolean | undefined) => {
+  if (json) {
+    process.stdout.write(`${JSON.stringify(r)}\n`);
+    return;
+  }
+  if (r.ok) {
+    process.stdout.write(
+      `audit log intact: ${r.events_checked} events (seq ${r.first_seq ?? '-'}..${r.last_seq}), tree size ${r.tree_size}, root ${r.root_hash}\n` +
+        `${r.checkpoints.signatures_checked} checkpoint signature(s) verified, ${r.checkpoints.roots_checked} root(s) recomputed` +
+        (r.purged_through ? `; events through seq ${r.purged_through} purged after retention` : '') +
+        '\n',
+    );
+    if (r.key_pinned === false) process.stdout.write('note: checked against the key named inside the file; pass --key to pin the published key\n');
+    return;
+  }
+  process.stdout.write(`audit log TAMPERED${r.first_bad_seq !== null ? `: first bad seq ${r.first_bad_seq}` : ''}\n`);
+  for (const p of r.problems) process.stdout.write(`  ${p.code}: ${p.message}\n`);
+};
+
+const readKey = (key: string | undefined) => (key && fs.existsSync(key) ? fs.readFileSync(key, 'utf8') : key);
+
+export const registerAudit = (program: Command) => {
+  const audit = program.command('audit').description('Tamper-evident audit log: verify, export, checkpoints, retention');
+
+  audit
+    .command('verify')
+    .description('Recompute the whole hash chain and Merkle tree and check every signed checkpoint; exit 0 intact, 1 tampered')
+    .option('--json', 'print one JSON document on stdout')
+    .option('--file <export.jsonl>', 'verify an export file instead of the store (needs no database)')
+    .option('--key <key>', 'with --file: C2SP verifier key, or a path to a JWKS file (e.g. /.well-known/jwks.json)')
+    .action(
+      runCommand(async (opts: { json?: boolean; file?: string; key?: string }) => {
+        if (opts.file) {
+          const file = opts.file;
+          if (!fs.existsSync(file)) {
+            process.stderr.write(`mailward: no such file: ${file}\n`);
+            return 2;
+          }
+          const lines = () => readline.createInterface({ input: fs.createReadStream(file), crlfDelay: Number.POSITIVE_INFINITY });
+          const r = await verifyExportLines(lines, readKey(opts.key));
+          printReport(r, opts.json);
+          return r.ok ? 0 : 1;
+        }
+        const c = await openContainer();
+        try {
+          const r = await c.auditLog.verify(progress('verified'));
+          printReport(r, opts.json);
+          return r.ok ? 0 : 1;
+        } finally {
+          await c.close();
+        }
+      }),
+    );
+
+  audit
+    .command('export')
+    .description('Stream the log as JSONL, ending with a signed checkpoint')
+    .option('--since <iso>', 'first event time (inclusive)')
+    .option('--until <iso>', 'last event time (exclusive)')
+    .option('--out <file>', 'write here (mode 0600) instead of stdout')
+    .action(
+      runCommand(async (opts: { since?: string; until?: string; out?: string }) => {
+        for (const [name, v] of [['--since', opts.since], ['--until', opts.until]] as const) {
+          if (v !== undefined && Number.isNaN(Date.parse(v))) {
+            process.stderr.write(`mailward: ${name} must be an ISO-8601 time such as 2026-01-01T00:00:00Z\n`);
+            return 2;
+          }
+        }
+        const c = await openContainer();
+        const out = opts.out ? fs.createWriteStream(opts.out, { mode: 0o600 }) : process.stdout;
+        try {
+          const write = (line: string) =>
+            new Promise<void>((resolve, reject) => {
+              const ok = out.write(`${line}\n`, (e) => (e ? reject(e) : undefined));
+              if (ok) resolve();
+              else out.once('drain', resolve);
+            });
+          const r = await c.auditLog.exporter.exportLog({
+            since: opts.since ? new Date(opts.since).toISOString() : undefined,
+            until: opts.until ? new Date(opts.until).toISOString() : undefined,
+            write,
+            onProgress: progress('exported'),
+          });
+          await c.audit.recordAlone({ action: 'audit.exported', actor: systemActor(), orgId: null, details: { first_seq: r.first_seq, last_seq: r.last_seq, events: r.events, tree_size: r.tree_size } });
+          if (opts.out) process.stderr.write(`mailward: exported ${r.events} events (seq ${r.first_seq}..${r.last_seq}) to ${opts.out}\n`);
+          return 0;
+        } finally {
+          if (opts.out) await new Promise((resolve) => (out as fs.WriteStream).end(resolve));
+          await c.close();
+        }
+      }),
+    );
+
+  audit
+    .command('checkpoint')
+    .description('Sign a checkpoint of the log as it is now (C2SP tlog-checkpoint)')
+    .option('--json', 'print one JSON document on stdout')
+    .action(
+      runCommand(async (opts: { json?: boolean }) => {
+        const c = await openContainer();
+        try {
+          const cp = await c.auditLog.checkpoints.current();
+          process.stdout.write(opts.json ? `${JSON.stringify(cp)}\n` : `${cp.note}`);
+          return 0;
+        } finally {
+          await c.close();
+        }
+      }),
+    );
+
+  audit
+    .command('purge')
+    .description(`Delete events past MAILWARD_AUDIT_RETENTION_DAYS (never under a legal hold); the purge is itself audited`)
+    .option('--dry-run', 'only say what would be purged')
+    .option('--json', 'print one JSON document on stdout')
+    .action(
+      runCommand(async (opts: { dryRun?: boolean; json?: boolean }) => {
+        const c = await openContainer();
+        try {
+          const r = await c.auditLog.retention.purge(systemActor(), { dryRun: opts.dryRun });
+          process.stdout.write(
+            opts.json
+              ? `${JSON.stringify(r)}\n`
+              : r.purged
+                ? `purged events through seq ${r.through_seq} (${r.deleted} deleted, older than ${r.cutoff}); boundary checkpoint at size ${r.checkpoint_size}\n`
+                : `nothing purged (${r.reason}); events older than ${r.cutoff} ${r.dry_run ? `would be purged through seq ${r.through_seq}` : 'are kept'}\n`,
+          );
+          return 0;
+        } finally {
+          await c.close();
+        }
+      }),
+    );
+};

@@ -1,0 +1,50 @@
+import type { Command } from 'commander';
+import { createContainer } from '../app/container.js';
+import { createLogger } from '../kernel/log.js';
+import { dnsRecordsFor } from '../mail/dns-records.js';
+import { configOrExit, runCommand } from './cli-support.js';
+
+/** `mailward dns [--domain D] [--json]`: the DKIM, SPF and DMARC TXT records to publish, per organization. */
+export const registerDns = (program: Command) =>
+  program
+    .command('dns')
+    .description('Print the DKIM (ed25519 + rsa), SPF and DMARC TXT records each organization must publish')
+    .option('--domain <domain>', 'only this organization')
+    .option('--json', 'print one JSON document on stdout')
+    .action(
+      runCommand(async (opts: { domain?: string; json?: boolean }) => {
+        const config = configOrExit();
+        const c = await createContainer(config, { logger: createLogger({ level: 'warn', destination: 2 }) });
+        try {
+          let q = c.store.db.selectFrom('organizations').select(['id', 'domain']).orderBy('domain');
+          if (opts.domain) q = q.where('domain', '=', opts.domain.toLowerCase());
+          const orgs = await q.execute();
+          if (orgs.length === 0) {
+            process.stderr.write('mailward: no organization found (run mailward init first)\n');
+            return 1;
+          }
+          const out = [];
+          for (const o of orgs) {
+            const keys = await c.store.db
+              .selectFrom('signing_keys')
+              .selectAll()
+              .where('org_id', '=', o.id)
+              .where('purpose', 'in', ['dkim-ed25519', 'dkim-rsa'])
+              .where('retired_at', 'is', null)
+              .orderBy('created_at')
+              .execute();
+            out.push({ domain: o.domain, dns_records: dnsRecordsFor(o.domain, keys) });
+          }
+          if (opts.json) {
+            process.stdout.write(`${JSON.stringify({ organizations: out.map((o) => ({ domain: o.domain, dns_records: o.dns_records.map(({ type, name, value }) => ({ type, name, value })) })) })}\n`);
+          } else {
+            for (const o of out) {
+              process.stdout.write(`${o.domain}:\n${o.dns_records.map((d) => `  ${d.name}  TXT  "${d.value}"\n    (${d.purpose})`).join('\n')}\n`);
+            }
+          }
+          return 0;
+        } finally {
+          await c.close();
+        }
+      }),
+    );

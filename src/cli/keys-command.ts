@@ -1,0 +1,50 @@
+import type { Command } from 'commander';
+import { createContainer } from '../app/container.js';
+import { rotateKeys } from '../app/key-rotation.js';
+import { SEALED_COLUMNS } from '../app/sealed-columns.js';
+import { createLogger } from '../kernel/log.js';
+import { configOrExit, runCommand } from './cli-support.js';
+
+export const registerKeys = (program: Command) => {
+  const keys = program.command('keys').description('Key-encryption keys (the master key)');
+  keys
+    .command('rotate')
+    .description(
+      'Add a new key-encryption key, re-wrap every sealed data key under it and retire the old one. ' +
+        'With the key in <data dir>/master.key the new version is appended there; with MAILWARD_MASTER_KEYS, set its "active" to the new version first. ' +
+        'Running servers pick up the new key by themselves.',
+    )
+    .option('--json', 'print one JSON document on stdout')
+    .action(
+      runCommand(async (opts: { json?: boolean }) => {
+        const config = configOrExit();
+        const c = await createContainer(config, { logger: createLogger({ level: 'warn', destination: 2 }) });
+        const tty = process.stderr.isTTY === true;
+        try {
+          const r = await rotateKeys({
+            store: c.store,
+            keys: { masterKey: config.masterKey, masterKeys: config.masterKeys, dataDir: config.dataDir },
+            clock: c.clock,
+            audit: c.audit,
+            columns: SEALED_COLUMNS,
+            // Progress only on a terminal: \r redraws one line per sealed column.
+            onProgress: tty
+              ? (p) => process.stderr.write(`\r  re-wrapping ${p.label}: ${p.done}/${p.total}${p.done >= p.total ? '\n' : ''}`)
+              : undefined,
+          });
+          if (opts.json) {
+            process.stdout.write(`${JSON.stringify(r)}\n`);
+          } else {
+            process.stdout.write(
+              `Key-encryption key version ${r.to} is active. Re-wrapped ${r.rewrapped} data keys (${r.unchanged} already current).\n` +
+                (r.retired.length ? `Retired version(s) ${r.retired.join(', ')}; keep them until every server has restarted, then they may be dropped.\n` : '') +
+                (r.failed.length ? `${r.failed.length} value(s) failed to re-wrap (tampered or sealed under a missing key); nothing was retired:\n${r.failed.map((f) => `  ${f.table} ${f.id} (${f.code})`).join('\n')}\n` : ''),
+            );
+          }
+          return r.failed.length ? 1 : 0;
+        } finally {
+          await c.close();
+        }
+      }),
+    );
+};

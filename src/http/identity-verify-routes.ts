@@ -1,0 +1,31 @@
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { badRequest } from '../kernel/errors.js';
+import { verifyMessageIdentity } from '../mail/identity-verifier.js';
+import type { Db } from '../store/db.js';
+import { problems, secured } from './common-schemas.js';
+
+const verifyOut = z.object({
+  valid: z.boolean(),
+  ai_generated: z.boolean(),
+  agent: z.object({ id: z.string(), address: z.string() }).nullable(),
+  delegation_chain: z.array(z.object({ type: z.string(), id: z.string(), name: z.string() })),
+  responsible_human: z.object({ id: z.string(), name: z.string() }).nullable(),
+  oversight_mode: z.string().nullable(),
+  approved_by: z.string().nullable(),
+  approval_id: z.string().nullable(),
+  kid: z.string().nullable(),
+  reasons: z.array(z.string()),
+});
+
+/** POST /v1/identity/verify: a raw RFC 5322 message in, the X-Agent-Identity verdict out. */
+export const identityVerifyRoutes = (deps: { db: Db; maxMessageBytes: number }) => async (root: FastifyInstance) => {
+  const app = root.withTypeProvider<ZodTypeProvider>();
+  // RFC 2046 5.2.1: message/rfc822 is the media type of a whole message; kept as bytes, never parsed as text.
+  app.addContentTypeParser('message/rfc822', { parseAs: 'buffer', bodyLimit: deps.maxMessageBytes }, (_req, body, done) => done(null, body));
+  app.post('/v1/identity/verify', { bodyLimit: deps.maxMessageBytes, schema: { tags: ['identity'], security: secured, summary: 'Verify the X-Agent-Identity header and body hash of a raw message (Content-Type: message/rfc822)', response: { 200: verifyOut, ...problems(400, 401, 413, 415) } } }, async (req) => {
+    if (!Buffer.isBuffer(req.body) || req.body.length === 0) throw badRequest('message_required', 'Send the raw message with Content-Type: message/rfc822.');
+    return verifyMessageIdentity(deps.db, req.body);
+  });
+};

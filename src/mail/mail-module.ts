@@ -1,0 +1,50 @@
+import type { Config } from '../app/config.js';
+import type { AuditService } from '../audit/audit-service.js';
+import type { Guard } from '../identity/guard.js';
+import type { IdentityRepo } from '../identity/identity-repo.js';
+import type { Clock } from '../kernel/clock.js';
+import type { KeyRing } from '../kernel/crypto/keyring.js';
+import type { Logger } from '../kernel/log.js';
+import { createApprovalsService } from '../oversight/approvals-service.js';
+import type { Store } from '../store/db.js';
+import { createDeliveryWorker } from './delivery-worker.js';
+import { createMailResolver, loadDnsOverrides } from './dns-overrides.js';
+import { createMailboxService } from './mailbox-service.js';
+import { createOutboundPipeline } from './outbound-pipeline.js';
+import { DEFAULT_RETRY_SCHEDULE_SECONDS } from './retry-schedule.js';
+import { createSendService } from './send-service.js';
+import { createSmtpSender } from './smtp-deliver.js';
+
+type Deps = { config: Config; store: Store; ring: KeyRing; clock: Clock; logger: Logger; audit: AuditService; guard: Guard; repo: IdentityRepo };
+
+/** Wires outbound mail: mailboxes, send, the approval queue and the delivery worker (issue 6). */
+export const createMailModule = ({ config, store, ring, clock, logger, audit, guard, repo }: Deps) => {
+  const db = store.db;
+  const resolver = createMailResolver(loadDnsOverrides(config.dnsOverridesFile));
+  const pipeline = createOutboundPipeline({ ring, clock, config });
+  // The worker is created below; senders wake it after each commit that queued mail.
+  let kick = () => {};
+  const onQueued = () => kick();
+  const mailboxes = createMailboxService({ db, repo, guard, clock });
+  const mail = createSendService({ db, ring, guard, repo, clock, pipeline, config, onQueued });
+  const approvals = createApprovalsService({ db, ring, guard, audit, repo, clock, pipeline, onQueued });
+  const sender = createSmtpSender(config, resolver, () => config.bootstrap.domain);
+  const delivery = createDeliveryWorker({
+    db,
+    dialect: store.dialect,
+    ring,
+    clock,
+    audit,
+    repo,
+    sender,
+    logger,
+    retrySchedule: config.delivery.retryScheduleSeconds ?? DEFAULT_RETRY_SCHEDULE_SECONDS,
+    concurrency: config.delivery.concurrency,
+    pollMs: config.delivery.pollMs,
+    sweep: () => approvals.expireDue(),
+  });
+  kick = delivery.kick;
+  return { mailboxes, mail, approvals, delivery, resolver };
+};
+
+export type MailModule = ReturnType<typeof createMailModule>;

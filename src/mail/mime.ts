@@ -1,0 +1,96 @@
+import { createHash } from 'node:crypto';
+import MailComposer from 'nodemailer/lib/mail-composer';
+
+/** What a message says: the sealed content of a message row (never logged). */
+export type MessageContent = {
+  from: { name: string; address: string };
+  to: string[];
+  cc: string[];
+  bcc: string[];
+  subject: string;
+  text: string | null;
+  html: string | null;
+  attachments: { filename: string; content_type: string; content_base64: string }[];
+};
+
+export type Threading = { messageId: string; inReplyTo: string | null; references: string[] };
+
+/**
+ * Builds the RFC 5322 bytes with nodemailer's MailComposer. Bcc stays out of
+ * the headers (RFC 5322 3.6.3: it goes only into the envelope).
+ */
+export const composeMime = async (c: MessageContent, t: Threading, date: Date): Promise<Buffer> => {
+  const composer = new MailComposer({
+    from: { name: c.from.name, address: c.from.address },
+    to: c.to,
+    cc: c.cc.length > 0 ? c.cc : undefined,
+    subject: c.subject,
+    text: c.text ?? undefined,
+    html: c.html ?? undefined,
+    messageId: t.messageId,
+    inReplyTo: t.inReplyTo ?? undefined,
+    references: t.references.length > 0 ? t.references : undefined,
+    date,
+    attachments: c.attachments.map((a) => ({
+      filename: a.filename,
+      contentType: a.content_type,
+      content: Buffer.from(a.content_base64, 'base64'),
+    })),
+  });
+  return composer.compile().build();
+};
+
+/** Splits raw message bytes at the first empty line (RFC 5322 2.1). */
+export const splitMessage = (raw: Buffer): { header: Buffer; body: Buffer } => {
+  const crlf = raw.indexOf('\r\n\r\n');
+  const lf = raw.indexOf('\n\n');
+  if (crlf >= 0 && (lf < 0 || crlf < lf)) return { header: raw.subarray(0, crlf + 2), body: raw.subarray(crlf + 4) };
+  if (lf >= 0) return { header: raw.subarray(0, lf + 1), body: raw.subarray(lf + 2) };
+  return { header: raw, body: Buffer.alloc(0) };
+};
+
+/**
+ * RFC 6376 3.4.4 relaxed body canonicalization: trailing whitespace of each
+ * line removed, runs of WSP reduced to one SP, trailing empty lines removed,
+ * a non-empty body ends with CRLF.
+ */
+export const relaxedBody = (body: Buffer): Buffer => {
+  const lines = body.toString('latin1').split(/\r?\n/);
+  const out = lines.map((l) => l.replace(/[ \t]+/g, ' ').replace(/ $/, ''));
+  while (out.length > 0 && out[out.length - 1] === '') out.pop();
+  if (out.length === 0) return Buffer.alloc(0);
+  return Buffer.from(`${out.join('\r\n')}\r\n`, 'latin1');
+};
+
+/** The DKIM `bh=` value for relaxed body canonicalization with SHA-256 (RFC 6376 3.7). */
+export const relaxedBodyHash = (body: Buffer): string => createHash('sha256').update(relaxedBody(body)).digest('base64');
+
+/**
+ * A header field for a long token without whitespace (a compact JWS): folded
+ * at 72 characters with CRLF + SP (RFC 5322 2.2.3), so every line stays under
+ * the 998-character limit. Readers unfold and drop the whitespace.
+ */
+export const foldedHeader = (name: string, token: string): string => {
+  const chunks: string[] = [];
+  const first = 72 - name.length - 2;
+  chunks.push(token.slice(0, first));
+  for (let i = first; i < token.length; i += 72) chunks.push(token.slice(i, i + 72));
+  return `${name}: ${chunks.join('\r\n ')}\r\n`;
+};
+
+/** Unfolded value of the first header `name` (case-insensitive) in a header block, or null. */
+export const headerValue = (header: Buffer | string, name: string): string | null => {
+  const text = typeof header === 'string' ? header : header.toString('latin1');
+  const unfolded = text.replace(/\r?\n[ \t]/g, ' ');
+  const re = new RegExp(`^${name.replace(/[-]/g, '\\-')}:[ \\t]*(.*)$`, 'im');
+  const m = re.exec(unfolded);
+  return m ? m[1]!.replace(/\r$/, '').trim() : null;
+};
+
+/** Header names present in a header block, lower-cased, in order. */
+export const headerNames = (header: Buffer): string[] =>
+  header
+    .toString('latin1')
+    .split(/\r?\n/)
+    .filter((l) => /^[!-9;-~]+:/.test(l))
+    .map((l) => l.slice(0, l.indexOf(':')).toLowerCase());

@@ -1,0 +1,350 @@
+import type { Config } from '../app/config.js';
+import { canonicalJson } from '../audit/canonical.js';
+import type { Guard } from '../identity/guard.js';
+import type { IdentityRepo } from '../identity/identity-repo.js';
+import { hasRole, hasScope, type RequestContext } from '../identity/principal.js';
+import type { Clock } from '../kernel/clock.js';
+import { sha256Hex } from '../kernel/crypto/hash.js';
+import type { KeyRing } from '../kernel/crypto/keyring.js';
+import { AppError, conflict, forbidden, notFound } from '../kernel/errors.js';
+import { newId } from '../kernel/ids.js';
+import { outboundDecision } from '../oversight/oversight-modes.js';
+import type { Db, Executor, Tx } from '../store/db.js';
+import { isUniqueViolation } from '../store/errors.js';
+import type { MailboxesTable, MessagesTable } from '../store/schema.js';
+import type { ReplyInput, SendInput } from './mail-schemas.js';
+import { visibleMailbox } from './mailbox-service.js';
+import { addMessageEvent, approvalView, openContent, sealContent } from './message-store.js';
+import type { MessageContent } from './mime.js';
+import type { OutboundPipeline } from './outbound-pipeline.js';
+
+type Deps = {
+  db: Db;
+  ring: KeyRing;
+  guard: Guard;
+  repo: IdentityRepo;
+  clock: Clock;
+  pipeline: OutboundPipeline;
+  config: Pick<Config, 'smtp' | 'approvalTtlSeconds'>;
+  /** Called after a commit that queued mail: wakes the delivery worker. */
+  onQueued?: () => void;
+};
+
+const IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000;
+
+// RFC 5322 3.6.4: msg-id = "<" id-left "@" id-right ">".
+const MSG_ID_RE = /^<[^<>\s@]+@[^<>\s@]+>$/;
+
+const requireSender = (ctx: RequestContext) => {
+  const p = ctx.principal;
+  if (p.type !== 'agent') throw forbidden('agent_required', 'Only an agent key with mail:send can send; humans review.');
+  if (!hasScope(p, 'mail:send')) throw forbidden('scope_required', 'This key lacks the mail:send scope.');
+};
+
+/** Agents read with mail:read or mail:send (their own mail's status); humans with admin or reviewer. */
+const requireReader = (ctx: RequestContext) => {
+  const p = ctx.principal;
+  if (p.type === 'agent' && !hasScope(p, 'mail:read') && !hasScope(p, 'mail:send')) throw forbidden('scope_required', 'This key lacks the mail:read scope.');
+};
+
+/** Rough size of the MIME message before composing (base64 grows by 4/3), to refuse early. */
+const estimateSize = (c: MessageContent) =>
+  8192 +
+  Buffer.byteLength(c.subject) +
+  Buffer.byteLength(c.text ?? '') * 1.1 +
+  Buffer.byteLength(c.html ?? '') * 1.1 +
+  c.attachments.reduce((n, a) => n + a.content_base64.length * 1.03, 0);
+
+export const createSendService = ({ db, ring, guard, repo, clock, pipeline, config, onQueued }: Deps) => {
+  const now = () => clock.now().toISOString();
+
+  const emailTarget = (id: string) => ({ type: 'email', id });
+
+  const threadingFor = async (tx: Executor, mailbox: MailboxesTable, inReplyTo: string | undefined) => {
+    if (!inReplyTo) return { threadId: newId('thread'), inReplyTo: null, references: [] as string[] };
+    let parent: MessagesTable | undefined;
+    if (/^msg_[0-9a-f]{32}$/.test(inReplyTo)) {
+      parent = await tx.selectFrom('messages').selectAll().where('id', '=', inReplyTo).where('mailbox_id', '=', mailbox.id).executeTakeFirst();
+      if (!parent) throw notFound('email');
+    } else {
+      if (!MSG_ID_RE.test(inReplyTo)) throw new AppError('invalid_in_reply_to', 400, 'in_reply_to must be an email id (msg_...) or a Message-ID like <id@domain>.');
+      parent = await tx.selectFrom('messages').selectAll().where('org_id', '=', mailbox.org_id).where('mailbox_id', '=', mailbox.id).where('message_id', '=', inReplyTo).executeTakeFirst();
+      if (!parent) return { threadId: newId('thread'), inReplyTo, references: [inReplyTo] };
+    }
+    // RFC 5322 3.6.4: References = parent's References (or In-Reply-To) + parent's Message-ID.
+    const refs = [...(JSON.parse(parent.references_ids) as string[]), parent.message_id].slice(-20);
+    return { threadId: parent.thread_id, inReplyTo: parent.message_id, references: refs };
+  };
+
+  /** The body of one send, inside the transaction; returns the accepted view. */
+  const submitIn = async (tx: Tx, ctx: RequestContext, mailbox: MailboxesTable, body: SendInput, idem: { key: string; hash: string } | null) => {
+    const decision = outboundDecision(mailbox.oversight_mode);
+    if (decision.kind === 'refuse') throw forbidden('mailbox_read_only', 'This mailbox is read-only: it cannot send.');
+    const at = now();
+    const id = newId('message');
+    const org = await repo.org(tx, mailbox.org_id);
+    if (!org) throw notFound('organization');
+    const content: MessageContent = {
+      from: { name: mailbox.display_name, address: mailbox.address },
+      to: body.to.map((a) => a.toLowerCase()),
+      cc: (body.cc ?? []).map((a) => a.toLowerCase()),
+      bcc: (body.bcc ?? []).map((a) => a.toLowerCase()),
+      subject: body.subject,
+      text: body.text ?? null,
+      html: body.html ?? null,
+      attachments: body.attachments ?? [],
+    };
+    if (estimateSize(content) > config.smtp.maxMessageBytes) {
+      throw new AppError('message_too_large', 413, `The message would be larger than ${config.smtp.maxMessageBytes} bytes.`);
+    }
+    const t = await threadingFor(tx, mailbox, body.in_reply_to);
+    const keys = { org_id: mailbox.org_id, mailbox_id: mailbox.id, id };
+    const sealed = sealContent(ring, keys, content);
+    const row: MessagesTable = {
+      id,
+      org_id: mailbox.org_id,
+      mailbox_id: mailbox.id,
+      direction: 'outbound',
+      status: 'pending_approval',
+      thread_id: t.threadId,
+      message_id: `<${id}@${org.domain}>`,
+      in_reply_to: t.inReplyTo,
+      references_ids: JSON.stringify(t.references),
+      created_by_type: ctx.principal.type,
+      created_by_id: ctx.principal.id,
+      content_sealed: sealed.sealed,
+      original_sealed: null,
+      raw_sealed: null,
+      content_hash: sealed.hash,
+      raw_hash: null,
+      size_bytes: 0,
+      tags: JSON.stringify(body.tags ?? []),
+      status_reason: null,
+      approval_id: null,
+      oversight_mode: mailbox.oversight_mode,
+      is_read: 1,
+      created_at: at,
+      updated_at: at,
+      delivered_at: null,
+    };
+    await tx.insertInto('messages').values(row).execute();
+    if (idem) {
+      // The primary key (scope, key) makes a concurrent duplicate fail here; the caller answers with the winner.
+      await tx.insertInto('idempotency_keys').values({ scope: mailbox.id, key: idem.key, request_hash: idem.hash, message_id: id, created_at: at, expires_at: new Date(clock.now().getTime() + IDEMPOTENCY_TTL_MS).toISOString() }).execute();
+    }
+    await addMessageEvent(tx, id, at, 'submitted', { oversight_mode: mailbox.oversight_mode });
+    await guard.recordIn(tx, ctx, 'email.submitted', emailTarget(id), {
+      mailbox_id: mailbox.id,
+      oversight_mode: mailbox.oversight_mode,
+      recipients: content.to.length + content.cc.length + content.bcc.length,
+      attachments: content.attachments.length,
+      thread_id: t.threadId,
+    }, sealed.hash);
+
+    if (decision.kind === 'hold') {
+      const approvalId = newId('approval');
+      const expires = new Date(clock.now().getTime() + config.approvalTtlSeconds * 1000).toISOString();
+      await tx.insertInto('approvals').values({
+        id: approvalId,
+        org_id: mailbox.org_id,
+        message_id: id,
+        mailbox_id: mailbox.id,
+        direction: 'outbound',
+        status: 'pending',
+        reasons: JSON.stringify(decision.reasons),
+        created_at: at,
+        expires_at: expires,
+        decided_at: null,
+        decided_by: null,
+        decision_reason: null,
+        comment_sealed: null,
+        edits: null,
+      }).execute();
+      await tx.updateTable('messages').set({ approval_id: approvalId, status_reason: JSON.stringify({ code: 'held', reasons: decision.reasons }) }).where('id', '=', id).execute();
+      await addMessageEvent(tx, id, at, 'held', { approval_id: approvalId, reasons: decision.reasons, expires_at: expires });
+      await guard.recordIn(tx, ctx, 'email.held', emailTarget(id), { approval_id: approvalId, reasons: decision.reasons, expires_at: expires });
+      return { id, status: 'pending_approval', thread_id: t.threadId, queued: false };
+    }
+    await pipeline.queue(tx, row, mailbox, { approvedBy: null, approvalId: null });
+    return { id, status: 'queued', thread_id: t.threadId, queued: true };
+  };
+
+  const replayOf = async (mailboxId: string, key: string, hash: string) => {
+    const hit = await db.selectFrom('idempotency_keys').selectAll().where('scope', '=', mailboxId).where('key', '=', key).executeTakeFirst();
+    if (!hit || hit.expires_at <= now()) return null;
+    if (hit.request_hash !== hash) throw conflict('idempotency_key_reused', 'This Idempotency-Key was used with a different request in the last 24 hours.');
+    const m = await db.selectFrom('messages').select(['id', 'status', 'thread_id']).where('id', '=', hit.message_id).executeTakeFirstOrThrow();
+    return { id: m.id, status: m.status, thread_id: m.thread_id };
+  };
+
+  /**
+   * Submits an outbound message from the caller's own mailbox. Throws 403
+   * agent_required / scope_required / mailbox_read_only, 404 mailbox (not the
+   * caller's), 409 idempotency_key_reused, 413 message_too_large. Writes the
+   * sealed message, `email.submitted` (content_hash only), then either an
+   * approval and `email.held`, or signed bytes and outbox jobs.
+   */
+  const send = async (ctx: RequestContext, mailboxId: string, body: SendInput, idempotencyKey?: string) => {
+    const hash = idempotencyKey ? sha256Hex(canonicalJson({ op: 'send', mailboxId, body })) : '';
+    const attempt = async () => {
+      if (idempotencyKey) {
+        const mb = await db.selectFrom('mailboxes').select(['id', 'agent_id']).where('id', '=', mailboxId).executeTakeFirst();
+        if (mb && ctx.principal.type === 'agent' && mb.agent_id === ctx.principal.id) {
+          const replay = await replayOf(mailboxId, idempotencyKey, hash);
+          if (replay) return { ...replay, queued: false };
+        }
+      }
+      return guard.change(ctx, 'email.submitted', { type: 'mailbox', id: mailboxId }, async (tx) => {
+        requireSender(ctx);
+        const mailbox = await visibleMailbox(tx, ctx, mailboxId);
+        if (idempotencyKey) await tx.deleteFrom('idempotency_keys').where('scope', '=', mailboxId).where('key', '=', idempotencyKey).where('expires_at', '<=', now()).execute();
+        return submitIn(tx, ctx, mailbox, body, idempotencyKey ? { key: idempotencyKey, hash } : null);
+      });
+    };
+    let r: { id: string; status: string; thread_id: string; queued: boolean };
+    try {
+      r = await attempt();
+    } catch (e) {
+      if (!(idempotencyKey && isUniqueViolation(e))) throw e;
+      // A concurrent twin won the key: answer with its message (or 409 if the bodies differ).
+      const replay = await replayOf(mailboxId, idempotencyKey, hash);
+      if (!replay) throw e;
+      r = { ...replay, queued: false };
+    }
+    if (r.queued) onQueued?.();
+    return { id: r.id, status: r.status, thread_id: r.thread_id };
+  };
+
+  const visibleMessage = async (ex: Executor, ctx: RequestContext, id: string) => {
+    const m = await ex.selectFrom('messages').selectAll().where('id', '=', id).where('org_id', '=', ctx.principal.orgId).executeTakeFirst();
+    if (!m) throw notFound('email');
+    const mailbox = await visibleMailbox(ex, ctx, m.mailbox_id).catch(() => {
+      throw notFound('email');
+    });
+    return { m, mailbox };
+  };
+
+  /**
+   * Replies to a message of the caller's mailbox: to its sender (inbound) or
+   * its recipients (outbound); `reply_all` keeps cc. Same errors and writes as send.
+   */
+  const reply = async (ctx: RequestContext, emailId: string, body: ReplyInput, idempotencyKey?: string) => {
+    const { m, mailbox } = await guard.read(ctx, 'email.submitted', emailTarget(emailId), async () => {
+      requireSender(ctx);
+      return visibleMessage(db, ctx, emailId);
+    });
+    const c = openContent(ring, m, m.content_sealed);
+    const own = mailbox.address.toLowerCase();
+    const to = m.direction === 'inbound' ? [c.from.address] : c.to;
+    const cc = body.reply_all ? [...(m.direction === 'inbound' ? c.to : []), ...c.cc].filter((a) => a.toLowerCase() !== own && !to.includes(a)) : [];
+    const subject = /^re:/i.test(c.subject) ? c.subject : `Re: ${c.subject}`.slice(0, 998);
+    return send(ctx, mailbox.id, { to, cc: cc.length > 0 ? cc : undefined, subject, text: body.text, html: body.html, in_reply_to: m.id }, idempotencyKey);
+  };
+
+  const eventsOf = async (ex: Executor, id: string) =>
+    (await ex.selectFrom('message_events').selectAll().where('message_id', '=', id).orderBy('id').execute()).map((e) => ({ at: e.at, type: e.type, details: JSON.parse(e.details) as Record<string, unknown> }));
+
+  const fullView = async (ex: Executor, m: MessagesTable) => {
+    const c = openContent(ring, m, m.content_sealed);
+    const approval = m.approval_id ? await ex.selectFrom('approvals').selectAll().where('id', '=', m.approval_id).executeTakeFirst() : undefined;
+    let original: Record<string, unknown> | null = null;
+    if (m.original_sealed) {
+      // The agent sees what a reviewer changed: its own fields before the edit.
+      const o = openContent(ring, m, m.original_sealed, 'original');
+      const a = approval ? approvalView(ring, approval) : null;
+      original = Object.fromEntries((a?.edits ?? []).map((d) => [d.field, (o as unknown as Record<string, unknown>)[d.field]]));
+    }
+    return {
+      id: m.id,
+      mailbox_id: m.mailbox_id,
+      direction: m.direction,
+      status: m.status,
+      status_reason: m.status_reason ? (JSON.parse(m.status_reason) as Record<string, unknown>) : null,
+      from: c.from.address,
+      to: c.to,
+      cc: c.cc,
+      bcc: c.bcc,
+      subject: c.subject,
+      text: c.text,
+      html: c.html,
+      attachments: c.attachments.map((a) => ({ filename: a.filename, content_type: a.content_type, size: Buffer.from(a.content_base64, 'base64').length })),
+      tags: JSON.parse(m.tags) as string[],
+      phi_findings: [] as unknown[],
+      thread_id: m.thread_id,
+      message_id: m.message_id,
+      in_reply_to: m.in_reply_to,
+      references: JSON.parse(m.references_ids) as string[],
+      oversight_mode: m.oversight_mode,
+      created_at: m.created_at,
+      delivered_at: m.delivered_at,
+      approval: approval ? approvalView(ring, approval) : null,
+      original,
+      events: await eventsOf(ex, m.id),
+    };
+  };
+
+  /** Reads one message with its status, approval and events. Throws 404. Audits email.read (164.312(b)). */
+  const get = (ctx: RequestContext, id: string) =>
+    guard.change(ctx, 'email.read', emailTarget(id), async (tx) => {
+      requireReader(ctx);
+      const { m } = await visibleMessage(tx, ctx, id);
+      const view = await fullView(tx, m);
+      await guard.recordIn(tx, ctx, 'email.read', emailTarget(id), { mailbox_id: m.mailbox_id });
+      return view;
+    });
+
+  const summary = (m: MessagesTable) => {
+    const c = openContent(ring, m, m.content_sealed);
+    return {
+      id: m.id,
+      mailbox_id: m.mailbox_id,
+      direction: m.direction,
+      status: m.status,
+      from: c.from.address,
+      to: c.to,
+      subject: c.subject,
+      thread_id: m.thread_id,
+      message_id: m.message_id,
+      tags: JSON.parse(m.tags) as string[],
+      created_at: m.created_at,
+    };
+  };
+
+  /**
+   * Lists a mailbox's messages, newest first, keyset-paginated by id. Held and
+   * rejected messages are listed like any other (nothing held is invisible).
+   * Throws 404. Audits email.read with the ids returned.
+   */
+  const list = (ctx: RequestContext, mailboxId: string, q: { direction?: 'inbound' | 'outbound'; status?: string; unread?: boolean; before?: string; limit: number }) =>
+    guard.change(ctx, 'email.read', { type: 'mailbox', id: mailboxId }, async (tx) => {
+      requireReader(ctx);
+      await visibleMailbox(tx, ctx, mailboxId);
+      let query = tx.selectFrom('messages').selectAll().where('mailbox_id', '=', mailboxId).orderBy('id', 'desc').limit(q.limit + 1);
+      if (q.direction) query = query.where('direction', '=', q.direction);
+      if (q.status) query = query.where('status', '=', q.status);
+      if (q.unread) query = query.where('is_read', '=', 0);
+      if (q.before) query = query.where('id', '<', q.before);
+      const rows = await query.execute();
+      const page = rows.slice(0, q.limit);
+      await guard.recordIn(tx, ctx, 'email.read', { type: 'mailbox', id: mailboxId }, { message_ids: page.map((r) => r.id) });
+      return { messages: page.map(summary), next: rows.length > q.limit ? page[page.length - 1]!.id : null };
+    });
+
+  /** A thread's messages the caller may see, oldest first. Throws 404 when none. Audits email.read. */
+  const thread = (ctx: RequestContext, threadId: string) =>
+    guard.change(ctx, 'email.read', { type: 'thread', id: threadId }, async (tx) => {
+      requireReader(ctx);
+      const p = ctx.principal;
+      let q = tx.selectFrom('messages').innerJoin('mailboxes', 'mailboxes.id', 'messages.mailbox_id').selectAll('messages').where('messages.thread_id', '=', threadId).where('messages.org_id', '=', p.orgId).orderBy('messages.id');
+      if (p.type === 'agent') q = q.where('mailboxes.agent_id', '=', p.id);
+      else if (!hasRole(p, 'admin') && !hasRole(p, 'reviewer')) throw notFound('thread');
+      const rows = await q.execute();
+      if (rows.length === 0) throw notFound('thread');
+      await guard.recordIn(tx, ctx, 'email.read', { type: 'thread', id: threadId }, { message_ids: rows.map((r) => r.id) });
+      return { id: threadId, messages: rows.map(summary) };
+    });
+
+  return { send, reply, get, list, thread };
+};
+
+export type SendService = ReturnType<typeof createSendService>;

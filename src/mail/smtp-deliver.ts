@@ -1,0 +1,76 @@
+import fs from 'node:fs';
+import { isIP } from 'node:net';
+import { createTransport } from 'nodemailer';
+import type { Config } from '../app/config.js';
+import { classifySmtpError, type DeliveryOutcome } from './bounce-rules.js';
+import type { MailResolver } from './dns-overrides.js';
+
+export type SmtpTarget = { host: string; port: number; secure: boolean };
+
+/**
+ * Sends raw signed bytes with nodemailer's SMTP transport (`raw` + `envelope`:
+ * nothing re-encodes or re-signs them). STARTTLS is required and the
+ * certificate verified (45 CFR 164.312(e)(1)) unless the operator turned the
+ * requirement off (then plain SMTP, for a loopback test relay only).
+ */
+export const createSmtpSender = (config: Pick<Config, 'smtp' | 'delivery'>, resolver: MailResolver, heloName: () => string) => {
+  const ca = config.delivery.tlsCaFile ? fs.readFileSync(config.delivery.tlsCaFile) : undefined;
+
+  const targetsFor = async (route: string): Promise<SmtpTarget[]> => {
+    if (route === 'relay' && config.smtp.relay) {
+      const u = new URL(config.smtp.relay);
+      const secure = u.protocol === 'smtps:';
+      return [{ host: u.hostname.replace(/^\[|\]$/g, ''), port: Number(u.port || (secure ? 465 : 587)), secure }];
+    }
+    const mx = await resolver.mx(route);
+    return mx.map((r) => ({ host: r.exchange, port: config.delivery.mxPort, secure: false }));
+  };
+
+  const sendVia = async (t: SmtpTarget, envelope: { from: string; to: string[] }, raw: Buffer): Promise<DeliveryOutcome & { rejected?: number }> => {
+    const requireTls = config.delivery.requireTls;
+    const transport = createTransport({
+      host: t.host,
+      port: t.port,
+      secure: t.secure,
+      requireTLS: requireTls && !t.secure,
+      ignoreTLS: !requireTls && !t.secure,
+      name: heloName(),
+      // RFC 6066 3: SNI carries host names only, never IP literals.
+      tls: { rejectUnauthorized: true, ...(isIP(t.host) ? {} : { servername: t.host }), ...(ca ? { ca } : {}) },
+      connectionTimeout: 30_000,
+      greetingTimeout: 30_000,
+      socketTimeout: 120_000,
+      disableFileAccess: true,
+      disableUrlAccess: true,
+    });
+    try {
+      const info = await transport.sendMail({ envelope, raw });
+      const code = Number(/^(\d{3})/.exec(String(info.response ?? ''))?.[1] ?? 250);
+      return { kind: 'accepted', code, rejected: (info.rejected ?? []).length };
+    } catch (e) {
+      return classifySmtpError(e as { responseCode?: number; response?: string; code?: string });
+    } finally {
+      transport.close();
+    }
+  };
+
+  /** Tries each host of the route in preference order (RFC 5321 5.1) until one gives an SMTP answer. */
+  const deliver = async (route: string, envelope: { from: string; to: string[] }, raw: Buffer): Promise<DeliveryOutcome & { host?: string }> => {
+    let targets: SmtpTarget[];
+    try {
+      targets = await targetsFor(route);
+    } catch {
+      return { kind: 'defer', code: null, category: 'dns' };
+    }
+    let last: DeliveryOutcome = { kind: 'defer', code: null, category: 'no_route' };
+    for (const t of targets) {
+      last = await sendVia(t, envelope, raw);
+      if (last.kind !== 'defer' || last.code !== null) return last;
+    }
+    return last;
+  };
+
+  return { deliver };
+};
+
+export type SmtpSender = ReturnType<typeof createSmtpSender>;

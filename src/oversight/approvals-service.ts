@@ -1,0 +1,171 @@
+import type { AuditService } from '../audit/audit-service.js';
+import type { Guard } from '../identity/guard.js';
+import type { IdentityRepo } from '../identity/identity-repo.js';
+import { hasRole, type RequestContext, requireAnyRole, systemActor } from '../identity/principal.js';
+import type { Clock } from '../kernel/clock.js';
+import { seal } from '../kernel/crypto/envelope.js';
+import { sha256Hex } from '../kernel/crypto/hash.js';
+import type { KeyRing } from '../kernel/crypto/keyring.js';
+import { conflict, forbidden, notFound } from '../kernel/errors.js';
+import type { ApproveInput } from '../mail/mail-schemas.js';
+import { addMessageEvent, approvalAad, approvalView, type EditDiff, openContent, sealContent } from '../mail/message-store.js';
+import type { MessageContent } from '../mail/mime.js';
+import type { OutboundPipeline } from '../mail/outbound-pipeline.js';
+import type { Db, Tx } from '../store/db.js';
+import type { ApprovalsTable } from '../store/schema.js';
+
+type Deps = {
+  db: Db;
+  ring: KeyRing;
+  guard: Guard;
+  audit: Pick<AuditService, 'record'>;
+  repo: IdentityRepo;
+  clock: Clock;
+  pipeline: OutboundPipeline;
+  onQueued?: () => void;
+};
+
+const EDITABLE = ['subject', 'text', 'html', 'to', 'cc'] as const;
+
+/** Hash of one field's value: the audit log keeps which fields changed and these hashes, never the text. */
+const fieldHash = (v: unknown) => sha256Hex(JSON.stringify(v ?? null));
+
+export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, pipeline, onQueued }: Deps) => {
+  const now = () => clock.now().toISOString();
+  const target = (id: string) => ({ type: 'approval', id });
+
+  /** Humans with `reviewer` decide; agents never hold roles (api-keys-service), so an agent gets 404. */
+  const requireReviewer = (ctx: RequestContext) => requireAnyRole(ctx, ['reviewer'], 'approval');
+
+  const load = async (tx: Tx, ctx: RequestContext, id: string) => {
+    const a = await tx.selectFrom('approvals').selectAll().where('id', '=', id).where('org_id', '=', ctx.principal.orgId).executeTakeFirst();
+    if (!a) throw notFound('approval');
+    if (a.status !== 'pending') throw conflict('approval_decided', `This approval is already ${a.status}.`);
+    if (a.expires_at <= now()) throw conflict('approval_expired', 'This approval has expired; the message is rejected.');
+    const m = await tx.selectFrom('messages').selectAll().where('id', '=', a.message_id).executeTakeFirstOrThrow();
+    // Never the sender (issue 6); humans cannot send today, but the rule holds whatever keys become.
+    if (m.created_by_id === ctx.principal.id) throw forbidden('sender_cannot_approve', 'The sender of a message can never approve it.');
+    const mailbox = await tx.selectFrom('mailboxes').selectAll().where('id', '=', a.mailbox_id).executeTakeFirstOrThrow();
+    return { a, m, mailbox };
+  };
+
+  /** Pending (or decided) approvals of the organisation, oldest first. Reviewers and admins only; agents get 404. */
+  const list = (ctx: RequestContext, status: ApprovalsTable['status'] = 'pending') =>
+    guard.read(ctx, 'approval.list', null, async () => {
+      requireAnyRole(ctx, ['reviewer', 'admin'], 'approval');
+      const rows = await db.selectFrom('approvals').selectAll().where('org_id', '=', ctx.principal.orgId).where('status', '=', status).orderBy('id').limit(500).execute();
+      return rows.map((a) => approvalView(ring, a));
+    });
+
+  /**
+   * Approves a held message, optionally with edits, then signs and queues it.
+   * Throws 404 (agents, other orgs), 403 role_required / sender_cannot_approve,
+   * 409 approval_decided / approval_expired. Audits email.approved with the
+   * edit diff (field names and hashes only); writes outbox jobs.
+   */
+  const approve = async (ctx: RequestContext, id: string, body: ApproveInput) => {
+    const r = await guard.change(ctx, 'email.approved', target(id), async (tx) => {
+      requireReviewer(ctx);
+      const { a, m, mailbox } = await load(tx, ctx, id);
+      const at = now();
+      const diff: EditDiff[] = [];
+      let msg = m;
+      if (body.edits) {
+        const before = openContent(ring, m, m.content_sealed);
+        const after: MessageContent = { ...before };
+        for (const f of EDITABLE) {
+          const v = body.edits[f];
+          if (v === undefined) continue;
+          const next = f === 'to' || f === 'cc' ? (v as string[]).map((x) => x.toLowerCase()) : v;
+          if (fieldHash(before[f]) === fieldHash(next)) continue;
+          diff.push({ field: f, before_hash: fieldHash(before[f]), after_hash: fieldHash(next) });
+          (after as Record<string, unknown>)[f] = next;
+        }
+        if (diff.length > 0) {
+          const sealedNew = sealContent(ring, m, after);
+          const sealedOld = m.original_sealed ?? sealContent(ring, m, before, 'original').sealed;
+          await tx.updateTable('messages').set({ content_sealed: sealedNew.sealed, content_hash: sealedNew.hash, original_sealed: sealedOld, updated_at: at }).where('id', '=', m.id).execute();
+          msg = { ...m, content_sealed: sealedNew.sealed, content_hash: sealedNew.hash, original_sealed: sealedOld };
+        }
+      }
+      await tx
+        .updateTable('approvals')
+        .set({
+          status: 'approved',
+          decided_at: at,
+          decided_by: ctx.principal.id,
+          decision_reason: JSON.stringify({ code: 'approved' }),
+          comment_sealed: body.comment ? seal(ring, body.comment, approvalAad(a)) : null,
+          edits: JSON.stringify(diff),
+        })
+        .where('id', '=', a.id)
+        .where('status', '=', 'pending')
+        .execute();
+      await addMessageEvent(tx, m.id, at, 'approved', { approval_id: a.id, by: ctx.principal.id, edits: diff });
+      await guard.recordIn(tx, ctx, 'email.approved', { type: 'email', id: m.id }, {
+        approval_id: a.id,
+        edits: diff,
+        has_comment: !!body.comment,
+        ...(body.comment ? { comment_hash: sha256Hex(body.comment) } : {}),
+      }, msg.content_hash);
+      await pipeline.queue(tx, msg, mailbox, { approvedBy: ctx.principal.id, approvalId: a.id });
+      return { id: m.id, status: 'queued', thread_id: m.thread_id, approval: approvalView(ring, (await tx.selectFrom('approvals').selectAll().where('id', '=', a.id).executeTakeFirstOrThrow())) };
+    });
+    onQueued?.();
+    return r;
+  };
+
+  /**
+   * Rejects a held message with a required comment the agent reads on
+   * GET /v1/emails/{id}. Throws like approve. Audits email.rejected with the
+   * comment's hash only.
+   */
+  const reject = (ctx: RequestContext, id: string, comment: string) =>
+    guard.change(ctx, 'email.rejected', target(id), async (tx) => {
+      requireReviewer(ctx);
+      const { a, m } = await load(tx, ctx, id);
+      const at = now();
+      const reason = { code: 'rejected_by_reviewer' };
+      await tx.updateTable('approvals').set({ status: 'rejected', decided_at: at, decided_by: ctx.principal.id, decision_reason: JSON.stringify(reason), comment_sealed: seal(ring, comment, approvalAad(a)) }).where('id', '=', a.id).execute();
+      await tx.updateTable('messages').set({ status: 'rejected', status_reason: JSON.stringify({ ...reason, approval_id: a.id }), updated_at: at }).where('id', '=', m.id).execute();
+      await addMessageEvent(tx, m.id, at, 'rejected', { approval_id: a.id, by: ctx.principal.id, reason });
+      await guard.recordIn(tx, ctx, 'email.rejected', { type: 'email', id: m.id }, { approval_id: a.id, reason, comment_hash: sha256Hex(comment) });
+      return { id: m.id, status: 'rejected', thread_id: m.thread_id, approval: approvalView(ring, (await tx.selectFrom('approvals').selectAll().where('id', '=', a.id).executeTakeFirstOrThrow())) };
+    });
+
+  /**
+   * Rejects every pending approval past its expiry (MAILWARD_APPROVAL_TTL) with
+   * reason `expired`, as the system. Each in its own transaction, guarded by
+   * `status = 'pending'` so concurrent sweepers and reviewers never both win.
+   * Audits email.expired. Returns how many expired.
+   */
+  const expireDue = async (limit = 100): Promise<number> => {
+    const at = now();
+    const due = await db.selectFrom('approvals').selectAll().where('status', '=', 'pending').where('expires_at', '<=', at).orderBy('expires_at').limit(limit).execute();
+    let n = 0;
+    for (const a of due) {
+      const done = await db.transaction().execute(async (tx) => {
+        const reason = { code: 'expired' };
+        const u = await tx.updateTable('approvals').set({ status: 'rejected', decided_at: at, decision_reason: JSON.stringify(reason) }).where('id', '=', a.id).where('status', '=', 'pending').executeTakeFirst();
+        if (Number(u.numUpdatedRows) === 0) return false;
+        await tx.updateTable('messages').set({ status: 'rejected', status_reason: JSON.stringify({ ...reason, approval_id: a.id }), updated_at: at }).where('id', '=', a.message_id).execute();
+        await addMessageEvent(tx, a.message_id, at, 'expired', { approval_id: a.id, reason });
+        const mailbox = await tx.selectFrom('mailboxes').selectAll().where('id', '=', a.mailbox_id).executeTakeFirst();
+        const agent = mailbox ? await repo.agent(tx, a.org_id, mailbox.agent_id) : undefined;
+        const org = await repo.org(tx, a.org_id);
+        const chain = agent && org ? await repo.agentChain(tx, agent, org.name) : [];
+        await audit.record(tx, { action: 'email.expired', actor: { ...systemActor(a.org_id), chain }, target: { type: 'email', id: a.message_id }, details: { approval_id: a.id, reason } });
+        return true;
+      });
+      if (done) n++;
+    }
+    return n;
+  };
+
+  /** Whether a human may see monitored traffic and approvals (reviewers and admins). */
+  const canReview = (ctx: RequestContext) => hasRole(ctx.principal, 'reviewer') || hasRole(ctx.principal, 'admin');
+
+  return { list, approve, reject, expireDue, canReview };
+};
+
+export type ApprovalsService = ReturnType<typeof createApprovalsService>;

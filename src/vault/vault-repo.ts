@@ -1,0 +1,81 @@
+import { sha256Hex } from '../kernel/crypto/hash.js';
+import type { Dialect, Executor } from '../store/db.js';
+import type { VaultSecretsTable, VaultSecretVersionsTable } from '../store/schema.js';
+
+/**
+ * Associated data of a vault ciphertext: organisation, agent, name, version,
+ * kind and a hash of the metadata. A ciphertext copied to another agent, name
+ * or version, or a row whose kind or metadata was edited, fails to decrypt
+ * (NIST SP 800-38D: GCM authenticates the AAD with the ciphertext).
+ */
+export const vaultAad = (r: Pick<VaultSecretVersionsTable, 'org_id' | 'agent_id' | 'name' | 'version' | 'kind' | 'metadata'>) =>
+  `mailward/vault/v1|${r.org_id}|${r.agent_id}|${r.name}|${Number(r.version)}|${r.kind}|${sha256Hex(r.metadata)}`;
+
+export const versionId = (secretId: string, version: number) => `${secretId}.v${version}`;
+
+export const createVaultRepo = ({ dialect }: { dialect: Dialect }) => {
+  /** The head row of (agent, name), deleted or not; locked on PostgreSQL when writing. */
+  const head = (ex: Executor, agentId: string, name: string, lock = false) => {
+    let q = ex.selectFrom('vault_secrets').selectAll().where('agent_id', '=', agentId).where('name', '=', name);
+    if (lock && dialect === 'postgres') q = q.forUpdate();
+    return q.executeTakeFirst();
+  };
+
+  /**
+   * The current version of a live secret, with its head, in one query (the TOTP
+   * hot path). Version columns are null when the head points at a version that
+   * is missing: the caller treats that as an integrity failure, not as 404.
+   */
+  const current = async (ex: Executor, agentId: string, name: string) => {
+    const r = await ex
+      .selectFrom('vault_secrets as s')
+      .leftJoin('vault_secret_versions as v', (j) => j.onRef('v.secret_id', '=', 's.id').onRef('v.version', '=', 's.current_version'))
+      .select([
+        's.id as secret_id',
+        's.kind as head_kind',
+        's.current_version',
+        'v.id',
+        'v.org_id',
+        'v.agent_id',
+        'v.name',
+        'v.version',
+        'v.kind',
+        'v.metadata',
+        'v.sealed',
+      ])
+      .where('s.agent_id', '=', agentId)
+      .where('s.name', '=', name)
+      .where('s.deleted_at', 'is', null)
+      .executeTakeFirst();
+    return r;
+  };
+
+  const list = (ex: Executor, agentId: string) =>
+    ex
+      .selectFrom('vault_secrets')
+      .select(['name', 'kind', 'current_version', 'metadata', 'created_at', 'updated_at'])
+      .where('agent_id', '=', agentId)
+      .where('deleted_at', 'is', null)
+      .orderBy('name')
+      .execute();
+
+  const insertHead = (ex: Executor, row: VaultSecretsTable) => ex.insertInto('vault_secrets').values(row).execute();
+
+  const updateHead = (ex: Executor, id: string, set: Partial<Omit<VaultSecretsTable, 'id'>>) =>
+    ex.updateTable('vault_secrets').set(set).where('id', '=', id).execute();
+
+  const insertVersion = (ex: Executor, row: VaultSecretVersionsTable) => ex.insertInto('vault_secret_versions').values(row).execute();
+
+  const markVersionsDeleted = (ex: Executor, secretId: string, at: string) =>
+    ex.updateTable('vault_secret_versions').set({ deleted_at: at }).where('secret_id', '=', secretId).where('deleted_at', 'is', null).execute();
+
+  /** Retention: versions of deleted secrets (or superseded before `cutoff`) whose deletion is older than `cutoff`. */
+  const purgeDeletedBefore = async (ex: Executor, cutoff: string): Promise<number> => {
+    const r = await ex.deleteFrom('vault_secret_versions').where('deleted_at', '<', cutoff).executeTakeFirst();
+    return Number(r.numDeletedRows);
+  };
+
+  return { head, current, list, insertHead, updateHead, insertVersion, markVersionsDeleted, purgeDeletedBefore };
+};
+
+export type VaultRepo = ReturnType<typeof createVaultRepo>;

@@ -1,0 +1,311 @@
+import type { AuditService } from '../audit/audit-service.js';
+import type { Guard, Target } from '../identity/guard.js';
+import { actorOf, hasRole, hasScope, type RequestContext, type Scope } from '../identity/principal.js';
+import type { Clock } from '../kernel/clock.js';
+import { open, seal } from '../kernel/crypto/envelope.js';
+import type { KeyRing } from '../kernel/crypto/keyring.js';
+import { AppError, conflict, forbidden, isAppError, notFound, unprocessable } from '../kernel/errors.js';
+import { newId } from '../kernel/ids.js';
+import type { Db, Executor } from '../store/db.js';
+import { isUniqueViolation } from '../store/errors.js';
+import type { VaultSecretKind } from '../store/schema.js';
+import { parseOtpauthUri, parseTotpSeed, type TotpSeed, totpCode } from './totp.js';
+import type { VaultRepo } from './vault-repo.js';
+import { vaultAad, versionId } from './vault-repo.js';
+import type { PutSecretBody } from './vault-schemas.js';
+
+type Deps = {
+  db: Db;
+  repo: VaultRepo;
+  guard: Guard;
+  audit: Pick<AuditService, 'recordAlone'>;
+  ring: KeyRing;
+  clock: Clock;
+};
+
+/** The sealed payload of one version. TOTP seeds are sealed like any value and never leave this module. */
+type Payload = { value?: string; username?: string; totp?: TotpSeed };
+
+/** Envelope failures that mean the stored bytes are not what was sealed for this owner and version. */
+const INTEGRITY_CODES = new Set(['decrypt_failed', 'kek_unknown']);
+
+const integrityError = () =>
+  new AppError(
+    'secret_integrity_failed',
+    500,
+    'The stored secret failed its integrity check: it was altered, or sealed for another agent, name or version. Nothing was returned; the event is in the audit log.',
+  );
+
+const requireScope = (ctx: RequestContext, scope: Scope) => {
+  if (!hasScope(ctx.principal, scope)) throw forbidden('scope_required', `This needs an agent key with the ${scope} scope.`);
+};
+
+/**
+ * The agent vault: secrets per agent and name, every write a new version,
+ * each version sealed with its own data key (164.312(a)(2)(iv)), every access
+ * audited with the caller's delegation chain (164.312(b)).
+ */
+export const createVaultService = ({ db, repo, guard, audit, ring, clock }: Deps) => {
+  const now = () => clock.now().toISOString();
+
+  /**
+   * Whose vault: an agent always its own (another agent's id answers 404);
+   * an admin may manage (store, list, delete) an agent's vault with
+   * `agent_id`, but never reveal values or get codes.
+   */
+  const owner = async (
+    ex: Executor,
+    ctx: RequestContext,
+    agentId: string | undefined,
+    scope: Scope,
+    adminMay: boolean,
+  ): Promise<{ orgId: string; agentId: string }> => {
+    const p = ctx.principal;
+    if (p.type === 'agent') {
+      if (agentId && agentId !== p.id) throw notFound('secret');
+      requireScope(ctx, scope);
+      return { orgId: p.orgId, agentId: p.id };
+    }
+    if (!adminMay) throw forbidden('agent_only', 'Only the agent that owns a vault can reveal its values or get its codes.');
+    if (!hasRole(p, 'admin')) throw forbidden('admin_required', 'Managing an agent vault needs an admin.');
+    if (!agentId) throw unprocessable('agent_id_required', 'Name the agent whose vault to manage with ?agent_id=agt_...');
+    const a = await ex.selectFrom('agents').select('id').where('id', '=', agentId).where('org_id', '=', p.orgId).executeTakeFirst();
+    if (!a) throw notFound('agent');
+    return { orgId: p.orgId, agentId };
+  };
+
+  const targetOf = (agentId: string | undefined, ctx: RequestContext): Target => ({
+    type: 'agent',
+    id: agentId ?? ctx.principal.id,
+  });
+
+  const openVersion = (
+    orgId: string,
+    agentId: string,
+    name: string,
+    row: {
+      org_id: string | null;
+      agent_id: string | null;
+      name: string | null;
+      version: number | null;
+      current_version: number;
+      kind: VaultSecretKind | null;
+      metadata: string | null;
+      sealed: string | null;
+      head_kind: VaultSecretKind;
+    },
+  ): Payload => {
+    if (row.sealed === null || row.kind === null || row.metadata === null) {
+      throw new AppError('decrypt_failed', 500, 'The current version of the secret is missing.');
+    }
+    // Every stored column must agree with what was asked for; the AAD below covers the rest.
+    const consistent =
+      row.org_id === orgId &&
+      row.agent_id === agentId &&
+      row.name === name &&
+      Number(row.version) === Number(row.current_version) &&
+      row.kind === row.head_kind;
+    if (!consistent) throw new AppError('decrypt_failed', 500, 'The stored version does not match its secret.');
+    // The expected owner comes from the request, not from the row: a row moved to another agent fails.
+    const aad = vaultAad({ org_id: orgId, agent_id: agentId, name, version: Number(row.version), kind: row.kind, metadata: row.metadata });
+    return JSON.parse(open(ring, row.sealed, aad).toString('utf8')) as Payload;
+  };
+
+  /** Runs `fn` (a guard.change); an integrity failure is audited as `error` outside the rolled-back transaction. */
+  const withIntegrity = async <T>(ctx: RequestContext, action: string, target: Target, name: string, fn: () => Promise<T>): Promise<T> => {
+    try {
+      return await fn();
+    } catch (e) {
+      if (!isAppError(e) || !INTEGRITY_CODES.has(e.code)) throw e;
+      await audit.recordAlone({
+        action,
+        actor: actorOf(ctx),
+        target,
+        outcome: 'error',
+        requestId: ctx.requestId,
+        clientIp: ctx.clientIp,
+        details: { code: 'secret_integrity_failed', cause: e.code, name },
+      });
+      throw integrityError();
+    }
+  };
+
+  const payloadOf = (body: PutSecretBody): Payload => {
+    const hasTotpParams = body.algorithm !== undefined || body.digits !== undefined || body.period !== undefined;
+    if (body.kind === 'totp') {
+      if (body.otpauth_uri && body.value) throw unprocessable('invalid_totp', 'Give either otpauth_uri or value (a base32 seed), not both.');
+      if (body.otpauth_uri) {
+        if (hasTotpParams) throw unprocessable('invalid_totp', 'algorithm, digits and period come from the otpauth URI.');
+        return { totp: parseOtpauthUri(body.otpauth_uri), ...(body.username ? { username: body.username } : {}) };
+      }
+      if (!body.value) throw unprocessable('value_required', 'A totp secret needs otpauth_uri or value (a base32 seed).');
+      const seed = parseTotpSeed({ secret: body.value, algorithm: body.algorithm, digits: body.digits, period: body.period });
+      return { totp: seed, ...(body.username ? { username: body.username } : {}) };
+    }
+    if (body.otpauth_uri || hasTotpParams) {
+      throw unprocessable('totp_fields_not_allowed', 'otpauth_uri, algorithm, digits and period belong to kind totp only.');
+    }
+    if (!body.value) throw unprocessable('value_required', `A ${body.kind} secret needs a value.`);
+    return { value: body.value, ...(body.username ? { username: body.username } : {}) };
+  };
+
+  /**
+   * Stores a new version of secret `name` (creating it, or reviving a deleted
+   * one with the next version number). Throws 403 scope_required (vault:write) /
+   * admin_required, 404 for another agent, 422 for a bad combination or TOTP
+   * seed, 409 on a concurrent first write. Writes the sealed version and the
+   * audit event `vault.secret.stored` in one transaction.
+   */
+  const store = (ctx: RequestContext, name: string, body: PutSecretBody, agentId?: string) =>
+    guard.change(ctx, 'vault.secret.stored', targetOf(agentId, ctx), async (tx) => {
+      const o = await owner(tx, ctx, agentId, 'vault:write', true);
+      const payload = payloadOf(body);
+      const metadata = JSON.stringify(body.metadata ?? {});
+      const at = now();
+      const head = await repo.head(tx, o.agentId, name, true);
+      const version = head ? Number(head.current_version) + 1 : 1;
+      const secretId = head?.id ?? newId('secret');
+      try {
+        if (head) {
+          await repo.updateHead(tx, secretId, { kind: body.kind, current_version: version, metadata, updated_at: at, deleted_at: null });
+        } else {
+          await repo.insertHead(tx, {
+            id: secretId,
+            org_id: o.orgId,
+            agent_id: o.agentId,
+            name,
+            kind: body.kind,
+            current_version: version,
+            metadata,
+            created_at: at,
+            updated_at: at,
+            deleted_at: null,
+          });
+        }
+        const owned = { org_id: o.orgId, agent_id: o.agentId, name, version, kind: body.kind, metadata };
+        await repo.insertVersion(tx, {
+          id: versionId(secretId, version),
+          secret_id: secretId,
+          ...owned,
+          sealed: seal(ring, JSON.stringify(payload), vaultAad(owned)),
+          created_at: at,
+          created_by: ctx.principal.id,
+          deleted_at: null,
+        });
+      } catch (e) {
+        if (isUniqueViolation(e)) throw conflict('concurrent_write', 'The secret was written concurrently; retry.');
+        throw e;
+      }
+      await guard.recordIn(tx, ctx, 'vault.secret.stored', { type: 'vault_secret', id: secretId }, {
+        agent_id: o.agentId,
+        name,
+        kind: body.kind,
+        version,
+        source: body.otpauth_uri ? 'otpauth_uri' : 'value',
+      });
+      return { name, kind: body.kind, version, agent_id: o.agentId };
+    });
+
+  /** Names, kinds, versions and metadata of live secrets; never values. Needs vault:read (agents) or admin. Audits vault.secret.listed. */
+  const list = (ctx: RequestContext, agentId?: string) =>
+    guard.change(ctx, 'vault.secret.listed', targetOf(agentId, ctx), async (tx) => {
+      const o = await owner(tx, ctx, agentId, 'vault:read', true);
+      const rows = await repo.list(tx, o.agentId);
+      await guard.recordIn(tx, ctx, 'vault.secret.listed', { type: 'agent', id: o.agentId }, { count: rows.length });
+      return {
+        agent_id: o.agentId,
+        secrets: rows.map((r) => ({
+          name: r.name,
+          kind: r.kind,
+          version: Number(r.current_version),
+          metadata: JSON.parse(r.metadata) as Record<string, unknown>,
+          created_at: r.created_at,
+          updated_at: r.updated_at,
+        })),
+      };
+    });
+
+  /**
+   * Returns the current value of a non-TOTP secret to the agent that owns it.
+   * Throws 403 scope_required (vault:reveal, which agents get only when an admin
+   * grants it) / agent_only, 404, 422 totp_not_revealable, 500
+   * secret_integrity_failed (audited as `error`). Audits vault.secret.revealed
+   * in the same transaction as the read.
+   */
+  const reveal = (ctx: RequestContext, name: string) =>
+    withIntegrity(ctx, 'vault.secret.revealed', targetOf(undefined, ctx), name, () =>
+      guard.change(ctx, 'vault.secret.revealed', targetOf(undefined, ctx), async (tx) => {
+        const o = await owner(tx, ctx, undefined, 'vault:reveal', false);
+        const row = await repo.current(tx, o.agentId, name);
+        if (!row) throw notFound('secret');
+        // The seed of a TOTP secret never leaves the vault: only codes do.
+        if (row.head_kind === 'totp') {
+          throw unprocessable('totp_not_revealable', 'A TOTP seed is never revealed; POST .../totp for a code.');
+        }
+        const p = openVersion(o.orgId, o.agentId, name, row);
+        await guard.recordIn(tx, ctx, 'vault.secret.revealed', { type: 'vault_secret', id: row.secret_id }, { name, version: Number(row.version) });
+        return {
+          name,
+          kind: row.head_kind,
+          version: Number(row.version),
+          value: p.value ?? '',
+          username: p.username ?? null,
+          metadata: JSON.parse(row.metadata ?? '{}') as Record<string, unknown>,
+        };
+      }),
+    );
+
+  /**
+   * The current one-time code of a TOTP secret (RFC 6238) and when it expires.
+   * Throws 403 scope_required (vault:totp) / agent_only, 404, 422 not_totp,
+   * 500 secret_integrity_failed (audited as `error`). Audits
+   * vault.totp.generated in the same transaction; the code is not recorded.
+   */
+  const totp = (ctx: RequestContext, name: string) =>
+    withIntegrity(ctx, 'vault.totp.generated', targetOf(undefined, ctx), name, () =>
+      guard.change(ctx, 'vault.totp.generated', targetOf(undefined, ctx), async (tx) => {
+        const o = await owner(tx, ctx, undefined, 'vault:totp', false);
+        const row = await repo.current(tx, o.agentId, name);
+        if (!row) throw notFound('secret');
+        if (row.head_kind !== 'totp') throw unprocessable('not_totp', 'This secret is not a TOTP secret.');
+        const p = openVersion(o.orgId, o.agentId, name, row);
+        if (!p.totp) throw new AppError('decrypt_failed', 500, 'no seed');
+        const at = clock.now();
+        const { code, expiresAt } = totpCode(p.totp, at);
+        await guard.recordIn(tx, ctx, 'vault.totp.generated', { type: 'vault_secret', id: row.secret_id }, {
+          name,
+          version: Number(row.version),
+          expires_at: expiresAt.toISOString(),
+        });
+        return { code, period: p.totp.period, digits: p.totp.digits, expires_at: expiresAt.toISOString() };
+      }),
+    );
+
+  /**
+   * Deletes a secret: it disappears from the vault at once, its versions stay
+   * sealed until retention ends (purgeDeleted). Throws 403, 404. Audits
+   * vault.secret.deleted.
+   */
+  const remove = (ctx: RequestContext, name: string, agentId?: string) =>
+    guard.change(ctx, 'vault.secret.deleted', targetOf(agentId, ctx), async (tx) => {
+      const o = await owner(tx, ctx, agentId, 'vault:write', true);
+      const head = await repo.head(tx, o.agentId, name, true);
+      if (!head || head.deleted_at) throw notFound('secret');
+      const at = now();
+      await repo.updateHead(tx, head.id, { deleted_at: at, updated_at: at });
+      await repo.markVersionsDeleted(tx, head.id, at);
+      await guard.recordIn(tx, ctx, 'vault.secret.deleted', { type: 'vault_secret', id: head.id }, {
+        agent_id: o.agentId,
+        name,
+        version: Number(head.current_version),
+      });
+      return { name, kind: head.kind, version: Number(head.current_version), deleted_at: at };
+    });
+
+  /** Retention: removes versions of secrets deleted before `cutoff` (ISO). Returns how many; the caller audits. */
+  const purgeDeleted = (cutoff: string) => repo.purgeDeletedBefore(db, cutoff);
+
+  return { store, list, reveal, totp, remove, purgeDeleted };
+};
+
+export type VaultService = ReturnType<typeof createVaultService>;

@@ -1,0 +1,165 @@
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { sql } from 'kysely';
+import { afterEach, describe, expect, it } from 'vitest';
+import { chainHash } from '../src/audit/audit-chain.js';
+import { chainedOfRow, type EventRow } from '../src/audit/audit-chain.js';
+import { canonicalJson } from '../src/audit/canonical.js';
+import { systemActor } from '../src/identity/principal.js';
+import type { Dialect } from '../src/store/db.js';
+import { testDialects } from './support/dialects.js';
+import { createTestApp, type TestApp } from './support/test-app.js';
+
+const run = promisify(execFile);
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+/** Appends `n` events straight through the audit service (as every domain does). */
+const append = async (t: TestApp, n: number) => {
+  for (let i = 0; i < n; i++) {
+    await t.c.audit.recordAlone({
+      action: 'test.event',
+      actor: { ...systemActor(t.orgId), chain: [{ type: 'organization', id: t.orgId, name: 'General Hospital' }] },
+      target: { type: 'thing', id: `thing_${i}` },
+      details: { n: i, z: 'last', a: ['first', { y: 1, b: null }] },
+      contentHash: i % 3 === 0 ? 'ab'.repeat(32) : null,
+    });
+  }
+};
+
+/** The append-only triggers stand in the way of a tamperer with DB access; the test plays one. */
+const dropTriggers = async (t: TestApp) => {
+  if (t.dialect === 'sqlite') {
+    await sql`drop trigger audit_events_no_update`.execute(t.c.store.db);
+    await sql`drop trigger audit_events_no_delete`.execute(t.c.store.db);
+  } else {
+    await sql`alter table audit_events disable trigger audit_events_append_only`.execute(t.c.store.db);
+  }
+};
+
+const cli = async (t: TestApp, args: string[]) => {
+  try {
+    const r = await run(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], { cwd: repoRoot, env: { ...process.env, ...t.env } });
+    return { code: 0, stdout: r.stdout, stderr: r.stderr };
+  } catch (e) {
+    const err = e as { code: number; stdout: string; stderr: string };
+    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
+  }
+};
+
+const verify = (t: TestApp) => t.c.auditLog.verify();
+
+for (const dialect of testDialects()) {
+  describe(`audit log tamper evidence (${dialect})`, () => {
+    let t: TestApp | undefined;
+    const fresh = async (d: Dialect, events = 40) => {
+      t = await createTestApp(d);
+      await append(t, events);
+      return t;
+    };
+    afterEach(async () => {
+      await t?.close();
+      t = undefined;
+    });
+
+    it('verifies the untouched log, through the service and the real CLI', async () => {
+      const app = await fresh(dialect);
+      await app.c.auditLog.checkpoints.current();
+      await append(app, 5);
+      const r = await verify(app);
+      expect(r.problems).toEqual([]);
+      expect(r.ok).toBe(true);
+      expect(r.events_checked).toBe(r.last_seq);
+      expect(r.checkpoints.signatures_checked).toBe(1);
+      const out = await cli(app, ['audit', 'verify', '--json']);
+      expect(out.code, out.stderr).toBe(0);
+      expect(JSON.parse(out.stdout)).toMatchObject({ ok: true, first_bad_seq: null });
+    });
+
+    it('refuses UPDATE and DELETE on audit rows through its triggers', async () => {
+      const app = await fresh(dialect, 3);
+      await expect(app.c.store.db.updateTable('audit_events').set({ action: 'x' }).where('seq', '=', 2).execute()).rejects.toThrow(/append-only/);
+      await expect(app.c.store.db.deleteFrom('audit_events').where('seq', '=', 2).execute()).rejects.toThrow(/append-only/);
+      await app.c.auditLog.checkpoints.current();
+      await expect(app.c.store.db.deleteFrom('audit_checkpoints').execute()).rejects.toThrow(/append-only/);
+      expect((await verify(app)).ok).toBe(true);
+    });
+
+    it('names the edited event when a field is changed, and the CLI exits 1', async () => {
+      const app = await fresh(dialect);
+      await dropTriggers(app);
+      await app.c.store.db.updateTable('audit_events').set({ action: 'email.read.innocent' }).where('seq', '=', 17).execute();
+      const r = await verify(app);
+      expect(r.ok).toBe(false);
+      expect(r.first_bad_seq).toBe(17);
+      expect(r.problems[0]!.code).toBe('hash_mismatch');
+      const out = await cli(app, ['audit', 'verify', '--json']);
+      expect(out.code).toBe(1);
+      expect(JSON.parse(out.stdout).first_bad_seq).toBe(17);
+      const human = await cli(app, ['audit', 'verify']);
+      expect(human.code).toBe(1);
+      expect(human.stdout).toContain('first bad seq 17');
+    });
+
+    it('names the gap when a row is deleted', async () => {
+      const app = await fresh(dialect);
+      await dropTriggers(app);
+      await app.c.store.db.deleteFrom('audit_events').where('seq', '=', 12).execute();
+      const r = await verify(app);
+      expect(r.first_bad_seq).toBe(12);
+      expect(r.problems[0]!.code).toBe('missing_event');
+    });
+
+    it('names the first of two swapped rows', async () => {
+      const app = await fresh(dialect);
+      await dropTriggers(app);
+      const db = app.c.store.db;
+      await db.updateTable('audit_events').set({ seq: -1 }).where('seq', '=', 20).execute();
+      await db.updateTable('audit_events').set({ seq: 20 }).where('seq', '=', 21).execute();
+      await db.updateTable('audit_events').set({ seq: 21 }).where('seq', '=', -1).execute();
+      const r = await verify(app);
+      expect(r.ok).toBe(false);
+      expect(r.first_bad_seq).toBe(20);
+    });
+
+    it('notices a truncated tail, even when the head row is rewound to match', async () => {
+      const app = await fresh(dialect);
+      await app.c.auditLog.checkpoints.current();
+      const head = await app.c.auditLog.tree.headSeq();
+      await dropTriggers(app);
+      await app.c.store.db.deleteFrom('audit_events').where('seq', '>', head - 5).execute();
+      let r = await verify(app);
+      expect(r.first_bad_seq).toBe(head - 4);
+      expect(r.problems[0]!.code).toBe('truncated');
+      // A careful tamperer also rewinds the head: the signed checkpoint still remembers.
+      await app.c.store.db.updateTable('audit_head').set({ seq: head - 5 }).where('id', '=', 1).execute();
+      r = await verify(app);
+      expect(r.first_bad_seq).toBe(head - 4);
+      expect(r.problems.map((p) => p.code)).toContain('truncated');
+    });
+
+    it('catches an edit whose chain was recomputed, through the signed checkpoint', async () => {
+      const app = await fresh(dialect);
+      await app.c.auditLog.checkpoints.current();
+      await dropTriggers(app);
+      const db = app.c.store.db;
+      const rows = (await db.selectFrom('audit_events').selectAll().where('seq', '>=', 30).orderBy('seq').execute()) as EventRow[];
+      let prev = rows[0]!.prev_hash;
+      for (const r of rows) {
+        const details = r.seq === 30 ? canonicalJson({ rewritten: true }) : r.details;
+        const hash = chainHash(prev, chainedOfRow({ ...r, details }));
+        await db.updateTable('audit_events').set({ details, prev_hash: prev, hash }).where('seq', '=', r.seq).execute();
+        prev = hash;
+      }
+      await db.updateTable('audit_head').set({ hash: prev }).where('id', '=', 1).execute();
+      const r = await verify(app);
+      expect(r.ok).toBe(false);
+      expect(r.problems[0]!.code).toBe('checkpoint_mismatch');
+      expect(r.first_bad_seq).toBe(1);
+      // Nothing new is signed over the rewritten history.
+      await append(app, 20);
+      await expect(app.c.auditLog.checkpoints.current()).rejects.toThrow();
+    });
+  });
+}

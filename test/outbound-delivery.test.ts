@@ -1,0 +1,170 @@
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, describe, expect, it } from 'vitest';
+import { newId } from '../src/kernel/ids.js';
+import { headerValue, splitMessage } from '../src/mail/mime.js';
+import { claimOutboxJobs } from '../src/queue/outbox-repo.js';
+import { openStore } from '../src/store/db.js';
+import { tempDir, testDialects } from './support/dialects.js';
+import { type Sink, selfSignedCert, startSink } from './support/outbound-sink.js';
+import { createTestApp, seedAgent, type TestApp } from './support/test-app.js';
+
+const run = promisify(execFile);
+const PATIENT = 'patient@clinic.example';
+
+const freePort = () =>
+  new Promise<number>((resolve) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const p = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(p));
+    });
+  });
+
+const drain = async (t: TestApp) => {
+  for (let i = 0; i < 50; i++) if ((await t.c.mail.delivery.runOnce()) === 0) return;
+};
+
+const autonomousMailbox = async (t: TestApp) => {
+  const s = await seedAgent(t, `Sender ${Math.random().toString(36).slice(2, 6)}`);
+  const m = await t.call('POST', '/v1/mailboxes', t.adminKey, { agent_id: s.agent.id, display_name: 'Sender', oversight_mode: 'autonomous' });
+  return { ...s, mailbox: m.body };
+};
+
+const sendOne = async (t: TestApp, key: string, mbx: string) => {
+  const r = await t.call('POST', `/v1/mailboxes/${mbx}/send`, key, { to: [PATIENT], subject: 'Hello', text: 'Body' });
+  expect(r.status).toBe(202);
+  return r.body.id as string;
+};
+
+const status = async (t: TestApp, id: string) => (await t.c.store.db.selectFrom('messages').select(['status', 'message_id']).where('id', '=', id).executeTakeFirstOrThrow());
+
+for (const dialect of testDialects()) {
+  describe(`durable outbound delivery (${dialect})`, () => {
+    const dir = tempDir('mw-outbound');
+    const cleanups: (() => Promise<void>)[] = [];
+    afterAll(async () => {
+      for (const c of cleanups.reverse()) await c();
+    });
+
+    it('never lets two workers claim the same outbox job', async () => {
+      const t = await createTestApp(dialect, { env: { MAILWARD_SMTP_RELAY: 'smtp://127.0.0.1:9' } });
+      cleanups.push(t.close);
+      const s = await autonomousMailbox(t);
+      // Queue 60 jobs without delivering them (no worker runs in this test).
+      for (let i = 0; i < 60; i++) await sendOne(t, s.agentKey, s.mailbox.id);
+      const other = openStore(dialect === 'sqlite' ? { kind: 'sqlite', file: path.join(t.dataDir, 'mailward.db') } : { kind: 'postgres', url: t.env.DATABASE_URL! });
+      try {
+        const now = new Date(Date.now() + 1000);
+        const claims = await Promise.all(
+          Array.from({ length: 6 }, (_, i) => claimOutboxJobs(i % 2 === 0 ? t.c.store.db : other.db, dialect, `w${i}`, now, 60_000, 15)),
+        );
+        const ids = claims.flat().map((j) => j.id);
+        expect(new Set(ids).size).toBe(ids.length);
+        expect(ids.length).toBe(60);
+      } finally {
+        await other.destroy();
+      }
+    });
+
+    it('requires STARTTLS by default and never sends in clear text to a relay without it', async () => {
+      const plain = await startSink(dir, { tls: false });
+      const t = await createTestApp(dialect, { env: { MAILWARD_SMTP_RELAY: `smtp://127.0.0.1:${plain.port}`, MAILWARD_DELIVERY_RETRY_SCHEDULE: '3600' } });
+      cleanups.push(async () => {
+        await t.close();
+        await plain.close();
+      });
+      const s = await autonomousMailbox(t);
+      const id = await sendOne(t, s.agentKey, s.mailbox.id);
+      await drain(t);
+      expect((await status(t, id)).status).toBe('deferred');
+      expect(plain.messages).toHaveLength(0);
+      const ev = await t.c.store.db.selectFrom('message_events').select('details').where('message_id', '=', id).where('type', '=', 'delivery_attempted').executeTakeFirstOrThrow();
+      expect(JSON.parse(ev.details)).toMatchObject({ result: 'deferred', category: 'tls' });
+    });
+
+    it('sends in clear text only when the TLS requirement is turned off explicitly', async () => {
+      const plain = await startSink(dir, { tls: false });
+      const t = await createTestApp(dialect, { env: { MAILWARD_SMTP_RELAY: `smtp://127.0.0.1:${plain.port}`, MAILWARD_SMTP_RELAY_REQUIRE_TLS: 'false' } });
+      cleanups.push(async () => {
+        await t.close();
+        await plain.close();
+      });
+      const s = await autonomousMailbox(t);
+      const id = await sendOne(t, s.agentKey, s.mailbox.id);
+      await drain(t);
+      expect((await status(t, id)).status).toBe('delivered');
+      expect(plain.messages).toHaveLength(1);
+    });
+
+    it('defers while the relay is down and delivers once it is back', async () => {
+      const port = await freePort();
+      const cert = selfSignedCert(dir);
+      const t = await createTestApp(dialect, { env: { MAILWARD_SMTP_RELAY: `smtp://127.0.0.1:${port}`, MAILWARD_SMTP_TLS_CA_FILE: cert.caFile, MAILWARD_DELIVERY_RETRY_SCHEDULE: '0,0,0,0' } });
+      let sink: Sink | undefined;
+      cleanups.push(async () => {
+        await t.close();
+        await sink?.close();
+      });
+      const s = await autonomousMailbox(t);
+      const id = await sendOne(t, s.agentKey, s.mailbox.id);
+      await t.c.mail.delivery.runOnce();
+      expect((await status(t, id)).status).toBe('deferred');
+      sink = await startSink(dir, { port, cert });
+      await drain(t);
+      const st = await status(t, id);
+      expect(st.status).toBe('delivered');
+      expect(sink.messages.filter((m) => headerValue(splitMessage(m.raw).header, 'Message-ID') === st.message_id)).toHaveLength(1);
+      const attempts = await t.c.store.db.selectFrom('message_events').select('details').where('message_id', '=', id).where('type', '=', 'delivery_attempted').orderBy('id').execute();
+      expect(attempts.map((a) => JSON.parse(a.details).result)).toEqual(['deferred', 'accepted']);
+    });
+
+    it("delivers to the recipient domain's MX from MAILWARD_DNS_OVERRIDES when no relay is set", async () => {
+      const sink = await startSink(dir);
+      const overrides = path.join(dir, `dns-${newId('request')}.json`);
+      fs.writeFileSync(overrides, JSON.stringify({ MX: { 'clinic.example': [{ exchange: '127.0.0.1', priority: 10 }] } }));
+      const t = await createTestApp(dialect, { env: { MAILWARD_DNS_OVERRIDES: overrides, MAILWARD_SMTP_MX_PORT: String(sink.port), MAILWARD_SMTP_TLS_CA_FILE: sink.caFile } });
+      cleanups.push(async () => {
+        await t.close();
+        await sink.close();
+      });
+      const s = await autonomousMailbox(t);
+      const id = await sendOne(t, s.agentKey, s.mailbox.id);
+      await drain(t);
+      expect((await status(t, id)).status).toBe('delivered');
+      expect(sink.messages).toHaveLength(1);
+      expect(sink.messages[0]!.tls).toBe(true);
+    });
+
+    it('verifies a delivered message with `mailward identity verify` and prints DNS records with `mailward dns`', async () => {
+      const sink = await startSink(dir);
+      const t = await createTestApp(dialect, { env: { MAILWARD_SMTP_RELAY: `smtp://127.0.0.1:${sink.port}`, MAILWARD_SMTP_TLS_CA_FILE: sink.caFile } });
+      cleanups.push(async () => {
+        await t.close();
+        await sink.close();
+      });
+      const s = await autonomousMailbox(t);
+      await sendOne(t, s.agentKey, s.mailbox.id);
+      await drain(t);
+      const eml = path.join(dir, `${newId('request')}.eml`);
+      fs.writeFileSync(eml, sink.messages[0]!.raw);
+      const env = { ...process.env, ...t.env };
+      const cli = ['--import', 'tsx', path.resolve('src/cli/main.ts')];
+      const ok = await run(process.execPath, [...cli, 'identity', 'verify', eml, '--json'], { env });
+      expect(JSON.parse(ok.stdout)).toMatchObject({ valid: true, agent: { id: s.agent.id }, reasons: [] });
+      const bad = path.join(dir, `${newId('request')}.eml`);
+      fs.writeFileSync(bad, Buffer.from(sink.messages[0]!.raw.toString().replace('Body', 'Bodz')));
+      const err = await run(process.execPath, [...cli, 'identity', 'verify', bad, '--json'], { env }).catch((e: { code: number; stdout: string }) => e);
+      expect((err as { code: number }).code).toBe(1);
+      expect(JSON.parse((err as { stdout: string }).stdout).reasons).toContain('body_hash_mismatch');
+      const dns = await run(process.execPath, [...cli, 'dns', '--json'], { env });
+      const records = JSON.parse(dns.stdout).organizations[0].dns_records as { name: string; value: string }[];
+      expect(records.filter((r) => r.value.startsWith('v=DKIM1')).map((r) => r.value.split(';')[1]!.trim()).sort()).toEqual(['k=ed25519', 'k=rsa']);
+      expect(records.some((r) => r.value.startsWith('v=spf1'))).toBe(true);
+      expect(records.some((r) => r.name === `_dmarc.${t.domain}`)).toBe(true);
+    }, 60_000);
+  });
+}

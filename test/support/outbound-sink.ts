@@ -1,0 +1,80 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { SMTPServer } from 'smtp-server';
+
+export type SinkCert = { private: string; cert: string; caFile: string };
+
+export type SinkMessage = { from: string; to: string[]; raw: Buffer; tls: boolean };
+
+/** A loopback SMTP sink on port 0 with a real STARTTLS certificate; `replies` scripts answers to DATA. */
+export type Sink = {
+  port: number;
+  caFile: string;
+  messages: SinkMessage[];
+  /** Answers for the next DATA commands, in order; empty means 250. */
+  replies: { code: number; text: string }[];
+  waitFor: (n: number, timeoutMs?: number) => Promise<void>;
+  close: () => Promise<void>;
+};
+
+/**
+ * A self-signed certificate for localhost and 127.0.0.1, made with the openssl
+ * CLI: the `selfsigned` package fails in this tree (two @peculiar/asn1-schema
+ * versions, mailauth's older one hoisted), see the report of issue 6.
+ */
+export const selfSignedCert = (dir: string): SinkCert => {
+  const key = path.join(dir, 'sink-key.pem');
+  const cert = path.join(dir, 'sink-cert.pem');
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'], { stdio: 'ignore' });
+  return { private: fs.readFileSync(key, 'utf8'), cert: fs.readFileSync(cert, 'utf8'), caFile: cert };
+};
+
+export const startSink = async (dir: string, opts: { tls?: boolean; port?: number; cert?: SinkCert } = {}): Promise<Sink> => {
+  const withTls = opts.tls ?? true;
+  const pems = opts.cert ?? selfSignedCert(fs.mkdtempSync(path.join(dir, 'cert-')));
+  const caFile = pems.caFile;
+  const messages: SinkMessage[] = [];
+  const replies: { code: number; text: string }[] = [];
+  const server = new SMTPServer({
+    secure: false,
+    disabledCommands: withTls ? ['AUTH'] : ['AUTH', 'STARTTLS'],
+    ...(withTls ? { key: pems.private, cert: pems.cert } : {}),
+    logger: false,
+    size: 50 * 1024 * 1024,
+    onData(stream, session, callback) {
+      const chunks: Buffer[] = [];
+      stream.on('data', (c: Buffer) => chunks.push(c));
+      stream.on('end', () => {
+        const r = replies.shift();
+        if (r && r.code !== 250) {
+          callback(Object.assign(new Error(r.text), { responseCode: r.code }));
+          return;
+        }
+        messages.push({
+          from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
+          to: session.envelope.rcptTo.map((x) => x.address),
+          raw: Buffer.concat(chunks),
+          tls: !!session.secure,
+        });
+        callback();
+      });
+    },
+  });
+  await new Promise<void>((resolve) => server.listen(opts.port ?? 0, '127.0.0.1', () => resolve()));
+  const port = (server.server.address() as { port: number }).port;
+  return {
+    port,
+    caFile,
+    messages,
+    replies,
+    waitFor: async (n, timeoutMs = 15_000) => {
+      const end = Date.now() + timeoutMs;
+      while (messages.length < n) {
+        if (Date.now() > end) throw new Error(`sink received ${messages.length} of ${n} messages`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    },
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+};
