@@ -21,6 +21,27 @@ const pgTypes = {
     oid === 20 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format as 'text'),
 };
 
+/**
+ * Kysely prepares every query anew; better-sqlite3 statements are reusable, and
+ * preparing is a large share of a small query's cost. Cache them by SQL text
+ * (bounded; a statement still iterating a stream is never handed out twice).
+ */
+const withStatementCache = (sqlite: SQLite.Database, max = 1000) => {
+  const cache = new Map<string, SQLite.Statement>();
+  return {
+    close: () => sqlite.close(),
+    prepare: (text: string) => {
+      let stmt = cache.get(text);
+      if (!stmt || stmt.busy) {
+        stmt = sqlite.prepare(text);
+        if (cache.size >= max) cache.delete(cache.keys().next().value as string);
+        cache.set(text, stmt);
+      }
+      return stmt;
+    },
+  };
+};
+
 export const openStore = (opts: StoreOptions): Store => {
   if (opts.kind === 'sqlite') {
     fs.mkdirSync(path.dirname(opts.file), { recursive: true });
@@ -31,7 +52,7 @@ export const openStore = (opts: StoreOptions): Store => {
     sqlite.pragma('synchronous = NORMAL');
     sqlite.pragma('foreign_keys = ON');
     sqlite.pragma('busy_timeout = 5000');
-    const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
+    const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
     return { db, dialect: 'sqlite', destroy: () => db.destroy(), describe: `sqlite:${opts.file}`, file: opts.file };
   }
   const pool = new pg.Pool({ connectionString: opts.url, max: opts.poolSize ?? 10, types: pgTypes });
