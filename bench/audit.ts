@@ -142,12 +142,20 @@ const main = async () => {
   out(`raw SHA-256 of the same ${total.toLocaleString('en')} events' bytes (hashing only)`, `${hashTime.toFixed(2)} s (${(total / hashTime / 1000).toFixed(0)}k/s)`);
   out('reading the same rows from SQLite (keyset batches of 5,000)', `${readTime.toFixed(2)} s`);
 
-  // 5. Full verification.
-  const v0 = process.hrtime.bigint();
-  const report = await c.auditLog.verify();
-  const vt = secs(v0);
-  if (!report.ok) throw new Error(`bench log does not verify: ${JSON.stringify(report.problems[0])}`);
-  out(`audit verify of ${total.toLocaleString('en')} events (read + chain + tree + checkpoints)`, `${vt.toFixed(2)} s (${(total / vt / 1000).toFixed(0)}k events/s; ${(vt / hashTime).toFixed(1)}x raw hashing)`);
+  // 5. Full verification, on this thread and with worker threads.
+  for (const [label, opts] of [
+    ['1 thread', { parallelFrom: Number.POSITIVE_INFINITY }],
+    ['worker threads', {}],
+  ] as const) {
+    const v0 = process.hrtime.bigint();
+    const report = await c.auditLog.verify(undefined, opts);
+    const vt = secs(v0);
+    if (!report.ok) throw new Error(`bench log does not verify: ${JSON.stringify(report.problems[0])}`);
+    out(
+      `audit verify of ${total.toLocaleString('en')} events, ${label} (${report.threads}): read + chain + tree + checkpoints`,
+      `${vt.toFixed(2)} s (${(total / vt / 1000).toFixed(0)}k events/s; ${(vt / hashTime).toFixed(1)}x raw hashing)`,
+    );
+  }
 
   // 6. Tree indexing (once, amortised over appends) and proofs.
   const i0 = process.hrtime.bigint();

@@ -61,7 +61,9 @@ received = 0;
 const rows: Record<string, string | number>[] = [{ target: 'plain nodemailer (pooled, STARTTLS, unsigned)', 'messages/s': fmt(N / baselineSecs), 'of baseline': '100%', 'accept p50 ms': '-', 'accept p99 ms': '-' }];
 
 const dialects = (process.env.MAILWARD_BENCH_DIALECTS ?? 'sqlite').split(',') as ('sqlite' | 'postgres')[];
-for (const dialect of dialects) {
+// MAILWARD_SIGNING_THREADS: 0 signs on the event loop, 1 on a worker thread.
+const threadModes = (process.env.MAILWARD_BENCH_SIGNING_THREADS ?? '0,1').split(',');
+for (const dialect of dialects) for (const threads of threadModes) {
   const store = await benchStore(dialect);
   const server = await startProcess(['--import', 'tsx', path.join(repoRoot, 'src/cli/main.ts'), 'serve'], {
     ...store.env,
@@ -72,6 +74,7 @@ for (const dialect of dialects) {
     MAILWARD_SMTP_TLS_CA_FILE: cert,
     MAILWARD_DELIVERY_POLL_MS: '50',
     MAILWARD_DELIVERY_CONCURRENCY: String(CONCURRENCY),
+    MAILWARD_SIGNING_THREADS: threads,
   });
   const base = `http://127.0.0.1:${server.port}`;
   const admin = fs.readFileSync(path.join(store.dataDir, 'bootstrap-admin.key'), 'utf8').trim();
@@ -107,7 +110,7 @@ for (const dialect of dialects) {
   await server.stop();
   await store.drop();
   rows.push({
-    target: `mailward send -> sink (${dialect}; 2x DKIM + identity JWS)`,
+    target: `mailward send -> sink (${dialect}, signing threads ${threads}; 2x DKIM + JWS)`,
     'messages/s': fmt(N / e2eSecs),
     'of baseline': `${fmt((100 * baselineSecs) / e2eSecs)}%`,
     'accept p50 ms': lat.latency.p50,

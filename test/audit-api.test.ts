@@ -124,6 +124,11 @@ for (const dialect of testDialects()) {
       expect(r.status).toBe(200);
       expect(r.body).toMatchObject({ ok: true, first_bad_seq: null, problems: [] });
       expect(r.body.checkpoints.signatures_checked).toBeGreaterThanOrEqual(2);
+      const recorded = await t.call('GET', '/v1/audit/events?action=audit.verified', auditorKey);
+      expect(recorded.body.events.at(-1)).toMatchObject({ outcome: 'success', details: { ok: true } });
+      expect((await t.call('GET', '/v1/audit/verify', seeded.agentKey)).status).toBe(404);
+      const paths = Object.keys((await t.call('GET', '/openapi.json', null)).body.paths);
+      expect(paths).toEqual(expect.arrayContaining(['/v1/audit/checkpoint', '/v1/audit/events/{seq}/proof', '/v1/audit/consistency', '/v1/audit/verify', '/v1/audit/legal-holds']));
     });
 
     it('exports JSONL that a third party verifies with only the file and the JWKS, and names an edited line', async () => {

@@ -48,7 +48,19 @@ const cli = async (t: TestApp, args: string[]) => {
   }
 };
 
-const verify = (t: TestApp) => t.c.auditLog.verify();
+/** Verifies on one thread and on worker threads (ranges of 16 events), which must agree. */
+const verify = async (t: TestApp) => {
+  const one = await t.c.auditLog.verify();
+  const many = await t.c.auditLog.verify(undefined, { parallelFrom: 0, chunkSize: 16 });
+  if (one.last_seq > 16) expect(many.threads).toBeGreaterThan(1);
+  expect(one.threads).toBe(1);
+  expect(many.ok).toBe(one.ok);
+  expect(many.first_bad_seq).toBe(one.first_bad_seq);
+  expect(many.problems.map((p) => p.code)).toEqual(one.problems.map((p) => p.code));
+  if (one.ok) expect(many.root_hash).toBe(one.root_hash);
+  if (one.ok) expect(many.checkpoints.roots_checked).toBe(one.checkpoints.roots_checked);
+  return one;
+};
 
 for (const dialect of testDialects()) {
   describe(`audit log tamper evidence (${dialect})`, () => {

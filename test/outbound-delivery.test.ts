@@ -70,6 +70,15 @@ for (const dialect of testDialects()) {
       }
     });
 
+    it('refuses a message larger than MAILWARD_MAX_MESSAGE_BYTES with 413 message_too_large', async () => {
+      const t = await createTestApp(dialect, { env: { MAILWARD_SMTP_RELAY: 'smtp://127.0.0.1:9', MAILWARD_MAX_MESSAGE_BYTES: '16384' } });
+      cleanups.push(t.close);
+      const s = await autonomousMailbox(t);
+      const r = await t.call('POST', `/v1/mailboxes/${s.mailbox.id}/send`, s.agentKey, { to: [PATIENT], subject: 'Big', text: 'x'.repeat(20_000) });
+      expect(r.status).toBe(413);
+      expect(r.body.code).toBe('message_too_large');
+    });
+
     it('requires STARTTLS by default and never sends in clear text to a relay without it', async () => {
       const plain = await startSink(dir, { tls: false });
       const t = await createTestApp(dialect, { env: { MAILWARD_SMTP_RELAY: `smtp://127.0.0.1:${plain.port}`, MAILWARD_DELIVERY_RETRY_SCHEDULE: '3600' } });

@@ -141,6 +141,9 @@ for (const dialect of testDialects()) {
       const tampered = Buffer.from(raw.toString().replace('room 4', 'room 5'));
       const bad = await t.app.inject({ method: 'POST', url: '/v1/identity/verify', headers: { authorization: `Bearer ${reviewerKey}`, 'content-type': 'message/rfc822' }, payload: tampered });
       expect(bad.json()).toMatchObject({ valid: false, reasons: ['body_hash_mismatch'] });
+      const doubled = Buffer.concat([Buffer.from(`X-Agent-Identity: ${token}\r\n`), raw]);
+      const twice = await t.app.inject({ method: 'POST', url: '/v1/identity/verify', headers: { authorization: `Bearer ${reviewerKey}`, 'content-type': 'message/rfc822' }, payload: doubled });
+      expect(twice.json()).toMatchObject({ valid: false, reasons: ['multiple_headers'] });
 
       // The audit log: submit, hold, approve with the diff (hashes, never text), deliver; each with the chain.
       const audit = await t.call('GET', `/v1/audit/events?target_id=${sent.body.id}`, t.adminKey);
@@ -321,6 +324,16 @@ for (const dialect of testDialects()) {
       const ok = audit.body.events.filter((e: { outcome: string }) => e.outcome === 'success');
       expect(ok.map((e: { details: { loosened: boolean } }) => e.details.loosened)).toEqual([false, true]);
       expect(ok[1].actor.type).toBe('human');
+    });
+
+    it('replaces tags on a message and audits them', async () => {
+      const s = await mailbox('gated_send');
+      const r = await send(s.agentKey, s.mailbox.id, { tags: ['reminder'] });
+      const put = await t.call('PUT', `/v1/emails/${r.body.id}/tags`, s.agentKey, { tags: ['reminder', 'cardiology'] });
+      expect(put.body).toEqual({ id: r.body.id, tags: ['reminder', 'cardiology'] });
+      expect((await t.call('GET', `/v1/emails/${r.body.id}`, s.agentKey)).body.tags).toEqual(['reminder', 'cardiology']);
+      const other = await seedAgent(t, 'Tag Snoop');
+      expect((await t.call('PUT', `/v1/emails/${r.body.id}/tags`, other.agentKey, { tags: [] })).status).toBe(404);
     });
 
     it('stores bodies and attachments sealed, never in clear text', async () => {

@@ -3,6 +3,8 @@ import fc from 'fast-check';
 import { dkimSign } from 'mailauth/lib/dkim/sign.js';
 import { describe, expect, it } from 'vitest';
 import { classifySmtpError } from '../src/mail/bounce-rules.js';
+import { createSigningPool } from '../src/mail/signing-pool.js';
+import { signMessage } from '../src/mail/sign-message.js';
 import { foldedHeader, headerValue, relaxedBody, relaxedBodyHash } from '../src/mail/mime.js';
 import { isLoosening, outboundDecision } from '../src/oversight/oversight-modes.js';
 import { DEFAULT_RETRY_SCHEDULE_SECONDS, nextRetryDelay } from '../src/mail/retry-schedule.js';
@@ -65,5 +67,32 @@ describe('oversight modes', () => {
     expect(outboundDecision('read_only')).toEqual({ kind: 'refuse' });
     expect(outboundDecision('gated_all')).toEqual({ kind: 'hold', reasons: [{ code: 'oversight_mode', mode: 'gated_all' }] });
     expect(outboundDecision('monitored')).toEqual({ kind: 'send', copy: true });
+  });
+});
+
+describe('the signing pool', () => {
+  it('signs on a worker thread exactly what the main thread would sign', async () => {
+    const pem = (t: 'ed25519' | 'rsa' | 'ec', o: object = {}) => (generateKeyPairSync as (t: string, o: object) => { privateKey: { export: (o: object) => string | Buffer } })(t, o).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+    const input = {
+      content: { from: { name: 'Bot', address: 'bot@b.example' }, to: ['p@c.example'], cc: [], bcc: [], subject: 'Hi', text: 'Hello', html: null, attachments: [] },
+      threading: { messageId: '<m1@b.example>', inReplyTo: null, references: [] },
+      dateMs: Date.UTC(2026, 0, 1),
+      domain: 'b.example',
+      claims: { ai_generated: true as const, iss: 'b.example', sub: 'agt_1', agent_address: 'bot@b.example', delegation_chain: [], responsible_human: { id: 'hum_1', name: 'H' }, oversight_mode: 'autonomous', approved_by: null, approval_id: null, message_id: '<m1@b.example>', iat: 1 },
+      identityKey: { kid: 'k1', pem: pem('ec', { namedCurve: 'P-256' }) },
+      dkim: { ed25519: { selector: 'ed', pem: pem('ed25519') }, rsa: { selector: 'rsa', pem: pem('rsa', { modulusLength: 2048 }) } },
+    };
+    const pool = createSigningPool({ size: 1 });
+    try {
+      const viaPool = (await pool.sign(input)).toString();
+      expect(pool.usingThreads()).toBe(true);
+      const local = (await signMessage(input)).toString();
+      expect((viaPool.match(/^DKIM-Signature:/gm) ?? []).length).toBe(2);
+      // Same message except the MIME boundary and signature values.
+      expect(viaPool).toContain('X-Agent-Identity: ');
+      expect(viaPool.split('\r\n\r\n').length).toBe(local.split('\r\n\r\n').length);
+    } finally {
+      await pool.close();
+    }
   });
 });

@@ -56,6 +56,8 @@ export const envSchema = z.object({
     .optional(),
   MAILWARD_DELIVERY_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(16),
   MAILWARD_DELIVERY_POLL_MS: z.coerce.number().int().min(10).max(60_000).default(500),
+  MAILWARD_DELIVERY_LEASE_SECONDS: z.coerce.number().int().min(1).max(86_400).default(300),
+  MAILWARD_SIGNING_THREADS: z.coerce.number().int().min(0).max(16).default(1),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -84,6 +86,10 @@ export type Config = {
     retryScheduleSeconds: number[] | undefined;
     concurrency: number;
     pollMs: number;
+    /** How long a claimed job stays with its worker before another may take it over (a crashed worker's jobs). */
+    leaseSeconds: number;
+    /** Worker threads for DKIM/JWS signing (default 1); 0 signs on the event loop. */
+    signingThreads: number;
   };
 };
 
@@ -140,6 +146,8 @@ export const loadConfig = (env: NodeJS.ProcessEnv = process.env): Config => {
       retryScheduleSeconds: e.MAILWARD_DELIVERY_RETRY_SCHEDULE?.split(',').map(Number),
       concurrency: e.MAILWARD_DELIVERY_CONCURRENCY,
       pollMs: e.MAILWARD_DELIVERY_POLL_MS,
+      leaseSeconds: e.MAILWARD_DELIVERY_LEASE_SECONDS,
+      signingThreads: e.MAILWARD_SIGNING_THREADS,
     },
   };
 };

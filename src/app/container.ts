@@ -14,6 +14,7 @@ import { AppError } from '../kernel/errors.js';
 import { createLogger, type Logger } from '../kernel/log.js';
 import { openStore, type Store } from '../store/db.js';
 import { createMailModule } from '../mail/mail-module.js';
+import { createConsentService } from '../phi/consent-service.js';
 import { migrateToLatest } from '../store/migrate.js';
 import { createVaultRepo } from '../vault/vault-repo.js';
 import { createVaultService } from '../vault/vault-service.js';
@@ -62,6 +63,7 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
     clock,
     audit,
     retentionDays: config.auditRetentionDays,
+    verifySource: config.database.kind === 'sqlite' ? { kind: 'sqlite', file: config.database.file } : { kind: 'postgres', url: config.database.url },
     keys: {
       active: () => activeSigningKey(db, 'audit-ed25519', null),
       byKid: (kid) => db.selectFrom('signing_keys').selectAll().where('kid', '=', kid).where('purpose', '=', 'audit-ed25519').executeTakeFirst(),
@@ -78,6 +80,7 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
   rateLimiter.start();
   const vault = createVaultService({ db, repo: createVaultRepo({ dialect: store.dialect }), guard, audit, ring, clock });
 
+  const consent = createConsentService({ db, guard, clock });
   const mail = createMailModule({ config, store, ring, clock, logger, audit, guard, repo });
 
   const init = (input: InitInput, o: { onlyIfEmpty?: boolean } = {}) => initOrganization({ db, ring, clock, audit }, input, o);
@@ -96,9 +99,11 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
     rateLimiter,
     vault,
     mail,
+    consent,
     init,
     close: async () => {
       await mail.delivery.stop();
+      await mail.signer.close();
       authCache.stop();
       await rateLimiter.stop();
       await store.destroy();

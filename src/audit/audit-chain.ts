@@ -88,8 +88,7 @@ export const chainedOfRow = (r: EventRow): ChainedEvent => ({
  * content cannot even be parsed.
  */
 export const recomputeRowHash = (r: EventRow, prevHashHex: string): string | null => {
-  const prev = Buffer.from(prevHashHex, 'hex');
-  const fast = createHash('sha256').update(prev).update(canonicalOfRow(r), 'utf8').digest('hex');
+  const fast = createHash('sha256').update(prevHashHex, 'hex').update(canonicalOfRow(r), 'utf8').digest('hex');
   if (fast === r.hash) return fast;
   try {
     return chainHash(prevHashHex, chainedOfRow(r));

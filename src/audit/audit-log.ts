@@ -6,6 +6,7 @@ import { verifyStore } from './audit-verify.js';
 import { type AuditKeys, createCheckpointService } from './checkpoint-service.js';
 import { createRetentionService } from './retention.js';
 import { createTreeStore } from './tree-store.js';
+import type { VerifySource } from './verify-worker.js';
 
 type Deps = {
   db: Db;
@@ -15,14 +16,17 @@ type Deps = {
   /** The installation's audit-ed25519 key (identity/signing-keys.ts); audit imports no domain. */
   keys: AuditKeys;
   retentionDays: number;
+  /** Lets `verify` read with worker threads (2^16 events each), for large logs. */
+  verifySource?: VerifySource;
 };
 
 /** Everything on top of the hash chain: Merkle tree, signed checkpoints, verification, export, retention. */
-export const createAuditLog = ({ db, dialect, clock, audit, keys, retentionDays }: Deps) => {
+export const createAuditLog = ({ db, dialect, clock, audit, keys, retentionDays, verifySource }: Deps) => {
   const tree = createTreeStore({ db, dialect });
   const checkpoints = createCheckpointService({ db, tree, clock, keys });
   /** Full verification of the store; never throws for tampering (see the report). */
-  const verify = (onProgress?: (done: number, total: number) => void) => verifyStore({ db, keyByKid: keys.byKid, onProgress });
+  const verify = (onProgress?: (done: number, total: number) => void, opts: { parallelFrom?: number; chunkSize?: number } = {}) =>
+    verifyStore({ db, keyByKid: keys.byKid, onProgress, source: verifySource, parallelFrom: opts.parallelFrom, chunkSize: opts.chunkSize });
   const exporter = createAuditExporter({ db, tree, checkpoints });
   const retention = createRetentionService({ db, clock, audit, tree, checkpoints, verify: () => verify(), retentionDays });
   return { tree, checkpoints, verify, exporter, retention };

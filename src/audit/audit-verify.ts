@@ -4,7 +4,10 @@ import type { AuditCheckpointsTable } from '../store/schema.js';
 import { type EventRow, GENESIS_HASH, recomputeRowHash } from './audit-chain.js';
 import { canonicalJson } from './canonical.js';
 import { checkStoredCheckpoint } from './checkpoint-service.js';
-import { CompactRange, decompose, leafHash, MerkleError, verifyInclusion } from './merkle.js';
+import os from 'node:os';
+import { Worker } from 'node:worker_threads';
+import { CompactRange, decompose, foldRange, leafHash, leafHashHex, MerkleError, verifyInclusion } from './merkle.js';
+import type { VerifyChunk, VerifyJob, VerifySource } from './verify-worker.js';
 import { type NoteVerifier, openNote, parseCheckpointText, parseVerifierKey, rawPublicKey, verifierKey } from './signed-note.js';
 
 /**
@@ -29,6 +32,8 @@ export type VerifyReport = {
   checkpoints: { total: number; roots_checked: number; signatures_checked: number; before_retention: number };
   first_bad_seq: number | null;
   problems: VerifyProblem[];
+  /** Threads that read and rehashed the events (1: this one). */
+  threads: number;
 };
 
 /** Where the verified log starts: after a purge or an export's prefix, else the genesis. */
@@ -39,7 +44,7 @@ export type Boundary = { size: number; compact_range: string[]; anchor_hash: str
 type CheckpointRoot = { tree_size: number; root_hash: string };
 
 /** Streaming verifier: O(log n) memory, one pass. */
-export const createChainVerifier = (start: StartPoint, checkpoints: CheckpointRoot[]) => {
+export const createChainVerifier = (start: StartPoint, checkpoints: CheckpointRoot[], chunk = DEFAULT_CHUNK) => {
   const problems: VerifyProblem[] = [];
   let firstBad: number | null = null;
   const fail = (p: VerifyProblem, bad: number | null) => {
@@ -102,12 +107,72 @@ export const createChainVerifier = (start: StartPoint, checkpoints: CheckpointRo
       stopped = true;
       return false;
     }
-    compact.append(leafHash(Buffer.from(r.hash, 'hex')));
+    compact.append(leafHashHex(r.hash));
     prev = r.hash;
     expected++;
     checked++;
     checkRoots();
     return !stopped;
+  };
+
+  /**
+   * Feeds a range already checked by a worker (verify-worker.ts): its rows are
+   * gapless, linked and rehashed; here it is linked to the previous range and
+   * its subtrees join the tree. Returns false once a problem stops the walk.
+   */
+  const pushChunk = (c: VerifyChunk): boolean => {
+    if (stopped) return false;
+    if (c.count > 0) {
+      firstSeq ??= c.from;
+      if (c.firstPrev !== prev) {
+        fail({ code: 'broken_link', seq: c.from, message: `prev_hash of seq ${c.from} is not the hash of seq ${c.from - 1}` }, c.from);
+        stopped = true;
+        return false;
+      }
+    }
+    const aligned = c.problem === null && compact.size === c.from - 1 && compact.size % chunk === 0;
+    if (aligned) {
+      // Roots of checkpoints inside the range: our right edge, then the range's own snapshot.
+      const base = [...compact.hashes];
+      const snaps = new Map(c.snapshots);
+      while (pending[0] && pending[0].tree_size < c.from + c.count) {
+        const cp = pending.shift()!;
+        rootsChecked++;
+        const local = (snaps.get(cp.tree_size) ?? []).map((u) => Buffer.from(u.buffer, u.byteOffset, u.byteLength));
+        if (foldRange([...base, ...local]).toString('hex') !== cp.root_hash) {
+          fail({ code: 'checkpoint_mismatch', tree_size: cp.tree_size, message: `the events ${lastGood + 1}..${cp.tree_size} differ from what the checkpoint at size ${cp.tree_size} signed` }, lastGood + 1);
+          stopped = true;
+          return false;
+        }
+        lastGood = cp.tree_size;
+      }
+      const levels = decompose(0, c.count);
+      for (const [i, u] of c.compact.entries()) compact.appendNode(levels[i]!.level, Buffer.from(u.buffer, u.byteOffset, u.byteLength));
+    } else {
+      const leaves = Buffer.from(c.leaves.buffer, c.leaves.byteOffset, c.leaves.byteLength);
+      for (let i = 0; i < c.count; i++) {
+        compact.append(leaves.subarray(i * 32, i * 32 + 32));
+        checkRoots();
+        if (stopped) return false;
+      }
+    }
+    expected += c.count;
+    checked += c.count;
+    if (c.lastHash !== null) prev = c.lastHash;
+    checkRoots();
+    if (stopped) return false;
+    if (c.problem && c.problem.code !== 'end') {
+      const p = c.problem;
+      const message =
+        p.code === 'missing_event' || p.code === 'out_of_order'
+          ? `expected seq ${p.seq}, found ${p.found}`
+          : p.code === 'broken_link'
+            ? `prev_hash of seq ${p.seq} is not the hash of seq ${p.seq - 1}`
+            : `the content of seq ${p.seq} does not match its hash`;
+      fail({ code: p.code, seq: p.seq, message }, p.seq);
+      stopped = true;
+    }
+    return !stopped && c.problem === null;
   };
 
   /** Ends the walk: `head` is where the log claims to end (audit_head, or the export's last checkpoint). */
@@ -132,7 +197,11 @@ export const createChainVerifier = (start: StartPoint, checkpoints: CheckpointRo
     };
   };
 
-  return { push, finish, fail };
+  const stop = (p: VerifyProblem, bad: number | null) => {
+    fail(p, bad);
+    stopped = true;
+  };
+  return { push, pushChunk, finish, fail: stop };
 };
 
 /** Checks a purge or export boundary: its anchor is the last leaf of the tree its compact range forms. */
@@ -148,7 +217,60 @@ export const checkBoundary = (b: Boundary): StartPoint => {
   return { size: b.size, compact, anchor: b.anchor_hash };
 };
 
-const BATCH = 5000;
+const BATCH = 10_000;
+/** Worker ranges are aligned on 2^16 leaves, so each one is a complete subtree of the whole tree. */
+const DEFAULT_CHUNK = 2 ** 16;
+
+/**
+ * Runs `jobs` on worker threads and hands their results to `onChunk` in job
+ * order; stops early when it returns false. Rejects if a worker fails.
+ */
+const runPool = (source: VerifySource, jobs: VerifyJob[], onChunk: (c: VerifyChunk) => boolean): Promise<void> =>
+  new Promise((resolve, reject) => {
+    // Dev and tests run the TypeScript sources through tsx; the build runs .js.
+    const isTs = import.meta.url.endsWith('.ts');
+    const url = new URL(isTs ? './verify-worker.ts' : './verify-worker.js', import.meta.url);
+    const n = Math.max(1, Math.min(os.availableParallelism(), 4, jobs.length));
+    const workers: Worker[] = [];
+    const results = new Map<number, VerifyChunk>();
+    const idle: Worker[] = [];
+    let nextJob = 0;
+    let nextDone = 0;
+    let finished = false;
+    const end = (e?: unknown) => {
+      if (finished) return;
+      finished = true;
+      for (const w of workers) void w.terminate();
+      if (e) reject(e);
+      else resolve();
+    };
+    const feed = () => {
+      // Bounded look-ahead keeps memory flat whatever the log size.
+      while (idle.length && nextJob < jobs.length && nextJob - nextDone < n * 2) idle.pop()!.postMessage(jobs[nextJob++]);
+    };
+    for (let i = 0; i < n; i++) {
+      // Node 20 does not apply --import loaders to a worker's entry module, so a .ts entry registers tsx first.
+      const w = isTs
+        ? new Worker(`import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(url.href)}); })`, { eval: true, workerData: source })
+        : new Worker(url, { workerData: source });
+      workers.push(w);
+      w.on('error', end);
+      w.on('message', (m: VerifyChunk | { ready: true } | { failed: string }) => {
+        if ('failed' in m) return end(new Error(m.failed));
+        if (!('ready' in m)) {
+          results.set(m.index, m);
+          while (!finished && results.has(nextDone)) {
+            const c = results.get(nextDone)!;
+            results.delete(nextDone);
+            nextDone++;
+            if (!onChunk(c) || nextDone === jobs.length) return end();
+          }
+        }
+        idle.push(w);
+        feed();
+      });
+    }
+  });
 
 type KeyLookup = (kid: string) => Promise<{ public_key: string } | undefined>;
 
@@ -156,7 +278,23 @@ type KeyLookup = (kid: string) => Promise<{ public_key: string } | undefined>;
  * Verifies the store. Never throws for tampering: the report says where.
  * Reads every event once in seq order (keyset batches).
  */
-export const verifyStore = async ({ db, keyByKid, onProgress }: { db: Db; keyByKid: KeyLookup; onProgress?: (done: number, total: number) => void }): Promise<VerifyReport> => {
+export const verifyStore = async ({
+  db,
+  keyByKid,
+  onProgress,
+  source,
+  parallelFrom = 100_000,
+  chunkSize = DEFAULT_CHUNK,
+}: {
+  db: Db;
+  keyByKid: KeyLookup;
+  onProgress?: (done: number, total: number) => void;
+  /** Where worker threads read from; without it (or below `parallelFrom` events) one thread verifies. */
+  source?: VerifySource;
+  parallelFrom?: number;
+  /** Events per worker range, a power of two (tests use small ones). */
+  chunkSize?: number;
+}): Promise<VerifyReport> => {
   const head = Number((await db.selectFrom('audit_head').select('seq').where('id', '=', 1).executeTakeFirstOrThrow()).seq);
   const checkpoints = (await db.selectFrom('audit_checkpoints').selectAll().orderBy('tree_size').execute()) as AuditCheckpointsTable[];
   const purge = await db.selectFrom('audit_purges').selectAll().orderBy('through_seq', 'desc').limit(1).executeTakeFirst();
@@ -187,13 +325,42 @@ export const verifyStore = async ({ db, keyByKid, onProgress }: { db: Db; keyByK
   }
 
   const roots = checkpoints.map((c) => ({ tree_size: Number(c.tree_size), root_hash: c.root_hash }));
-  const v = createChainVerifier(
-    early.length ? { size: start.size, compact: [], anchor: '' } : start,
-    early.length ? [] : roots,
-  );
+  const fresh = () => createChainVerifier(early.length ? { size: start.size, compact: [], anchor: '' } : start, early.length ? [] : roots, chunkSize);
+  let v = fresh();
   let after = start.size;
   let done = 0;
-  if (early.length === 0) {
+  let parallelDone = false;
+  let threads = 1;
+  if (early.length === 0 && source && head - start.size >= parallelFrom) {
+    const jobs: VerifyJob[] = [];
+    for (let from = start.size + 1, index = 0; from <= head; index++) {
+      const to = Math.min(head, (Math.floor((from - 1) / chunkSize) + 1) * chunkSize);
+      jobs.push({ index, from, to, snapshotsAt: roots.map((r) => r.tree_size).filter((x) => x >= from && x <= to) });
+      from = to + 1;
+    }
+    let endAt: number | null = null;
+    try {
+      await runPool(source, jobs, (c) => {
+        if (c.problem?.code === 'end') endAt = c.problem.seq;
+        const go = v.pushChunk(c);
+        done += c.count;
+        onProgress?.(done, head - start.size);
+        return go;
+      });
+      parallelDone = true;
+      threads = Math.max(1, Math.min(os.availableParallelism(), 4, jobs.length));
+      if (endAt !== null) {
+        // Rows ran out inside a range: a gap if later rows exist, else a cut tail (finish reports it).
+        const later = await db.selectFrom('audit_events').select('seq').where('seq', '>', endAt).orderBy('seq').limit(1).executeTakeFirst();
+        if (later) v.fail({ code: 'missing_event', seq: endAt, message: `expected seq ${endAt}, found ${later.seq}` }, endAt);
+      }
+    } catch {
+      // Workers unavailable (or one failed): verify on this thread instead.
+      v = fresh();
+      done = 0;
+    }
+  }
+  if (early.length === 0 && !parallelDone) {
     for (;;) {
       const rows = (await db.selectFrom('audit_events').selectAll().where('seq', '>', after).orderBy('seq').limit(BATCH).execute()) as EventRow[];
       if (rows.length === 0) break;
@@ -233,6 +400,7 @@ export const verifyStore = async ({ db, keyByKid, onProgress }: { db: Db; keyByK
     },
     first_bad_seq: firstBad.length ? Math.min(...firstBad) : null,
     problems,
+    threads,
   };
 };
 
@@ -388,5 +556,6 @@ export const verifyExportLines = async (
     checkpoints: { total: checkpoints.length, roots_checked: f.rootsChecked, signatures_checked: signatures, before_retention: 0 },
     first_bad_seq: bad.length ? Math.min(...bad) : null,
     problems: all,
+    threads: 1,
   };
 };

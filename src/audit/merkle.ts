@@ -17,11 +17,30 @@ export const sha256 = (data: Buffer): Buffer => oneShotHash('sha256', data, 'buf
 /** RFC 6962 2.1: the root of the empty tree is SHA-256 of the empty string. */
 export const EMPTY_ROOT = sha256(Buffer.alloc(0));
 
+// Scratch buffers: one-shot hashing copies its input synchronously, so reuse is safe and saves an allocation per hash.
+const leafScratch = Buffer.alloc(1 + HASH_SIZE);
+const nodeScratch = Buffer.alloc(1 + 2 * HASH_SIZE, 0x01);
+
 /** RFC 6962 2.1: leaf hash = SHA-256(0x00 || leaf). */
-export const leafHash = (leaf: Buffer): Buffer => sha256(Buffer.concat([LEAF_PREFIX, leaf]));
+export const leafHash = (leaf: Buffer): Buffer => {
+  if (leaf.length !== HASH_SIZE) return sha256(Buffer.concat([LEAF_PREFIX, leaf]));
+  leaf.copy(leafScratch, 1);
+  return sha256(leafScratch);
+};
+
+/** RFC 6962 2.1: leaf hash of a 32-byte value given in hex (the audit leaves). */
+export const leafHashHex = (hex: string): Buffer => {
+  if (hex.length !== 2 * HASH_SIZE || leafScratch.write(hex, 1, HASH_SIZE, 'hex') !== HASH_SIZE) throw new MerkleError('leaf is not a 32-byte hex hash');
+  return sha256(leafScratch);
+};
 
 /** RFC 6962 2.1: node hash = SHA-256(0x01 || left || right). */
-export const nodeHash = (left: Buffer, right: Buffer): Buffer => sha256(Buffer.concat([NODE_PREFIX, left, right]));
+export const nodeHash = (left: Buffer, right: Buffer): Buffer => {
+  if (left.length !== HASH_SIZE || right.length !== HASH_SIZE) return sha256(Buffer.concat([NODE_PREFIX, left, right]));
+  left.copy(nodeScratch, 1);
+  right.copy(nodeScratch, 1 + HASH_SIZE);
+  return sha256(nodeScratch);
+};
 
 /** A complete, aligned subtree: leaves [index * 2^level, (index + 1) * 2^level). */
 export type NodeId = { level: number; index: number };
@@ -160,6 +179,23 @@ export class CompactRange {
     }
     this.hashes.push(h);
     this.size++;
+  }
+
+  /**
+   * Appends a complete subtree of 2^level leaves; the range must end on a
+   * multiple of 2^level first (it then is the subtree's aligned left edge).
+   */
+  appendNode(level: number, node: Buffer): void {
+    const width = 2 ** level;
+    if (this.size % width !== 0) throw new RangeError('subtree is not aligned with the range');
+    let h = node;
+    let index = this.size / width;
+    while (index % 2 === 1) {
+      h = nodeHash(this.hashes.pop()!, h);
+      index = (index - 1) / 2;
+    }
+    this.hashes.push(h);
+    this.size += width;
   }
 
   root(): Buffer {

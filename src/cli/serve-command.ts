@@ -27,9 +27,12 @@ export const registerServe = (program: Command) =>
         // Outbound delivery runs in this process (issue 6); c.close() stops it. Several processes may share one store.
         c.mail.delivery.start();
         c.logger.info({ http: url, store: c.store.describe }, 'mailward listening');
+        // Signed audit checkpoints every N events or T seconds (src/audit/checkpoint-service.ts).
+        const stopCheckpoints = c.auditLog.checkpoints.startScheduler({ logger: c.logger });
         await new Promise<void>((resolve) => {
           const stop = async (signal: string) => {
             c.logger.info({ signal }, 'shutting down');
+            stopCheckpoints();
             await app.close();
             await c.close();
             resolve();

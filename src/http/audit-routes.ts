@@ -44,6 +44,7 @@ const verifyOut = z.object({
   purged_through: z.number().int(),
   checkpoints: z.object({ total: z.number().int(), roots_checked: z.number().int(), signatures_checked: z.number().int(), before_retention: z.number().int() }),
   first_bad_seq: z.number().int().nullable(),
+  threads: z.number().int(),
   problems: z.array(z.object({ code: z.string(), message: z.string(), seq: z.number().int().optional(), tree_size: z.number().int().optional() })),
 });
 
@@ -160,11 +161,11 @@ export const auditRoutes = ({ audit, auditLog, guard }: { audit: AuditService; a
         const seq = req.params.seq;
         const event = await audit.get(seq, req.ctx.principal.orgId);
         if (!event) throw notFound('audit event');
-        let cp = req.query.tree_size === undefined ? await auditLog.checkpoints.current() : await auditLog.checkpoints.get(req.query.tree_size);
+        // Default: the latest checkpoint (signed now if needed); an explicit size carries its checkpoint if one was signed.
+        const cp = req.query.tree_size === undefined ? await auditLog.checkpoints.current() : await auditLog.checkpoints.get(req.query.tree_size);
         const size = req.query.tree_size ?? cp!.tree_size;
         if (size < seq) throw unprocessable('tree_size_too_small', 'tree_size must be at least the event seq.');
         const path = await auditLog.tree.inclusionProof(seq - 1, size);
-        cp ??= null;
         return {
           seq,
           leaf_index: seq - 1,
@@ -173,7 +174,7 @@ export const auditRoutes = ({ audit, auditLog, guard }: { audit: AuditService; a
           leaf_hash: leafHash(Buffer.from(event.hash, 'hex')).toString('hex'),
           audit_path: path.map((b) => b.toString('hex')),
           root_hash: cp ? cp.root_hash : (await auditLog.tree.rootAt(size)).toString('hex'),
-          checkpoint: cp,
+          checkpoint: cp ?? null,
         };
       }),
   );

@@ -11,6 +11,7 @@ import type { Container } from '../app/container.js';
 import { newId } from '../kernel/ids.js';
 import { auditRoutes } from './audit-routes.js';
 import { createAuthHook } from './auth.js';
+import { consentRoutes } from './consent-routes.js';
 import { approvalRoutes } from './approval-routes.js';
 import { identityRoutes } from './identity-routes.js';
 import { identityVerifyRoutes } from './identity-verify-routes.js';
@@ -82,6 +83,7 @@ export const buildServer = async (c: Container): Promise<FastifyInstance> => {
     await v1.register(approvalRoutes({ approvals: c.mail.approvals }));
     await v1.register(identityVerifyRoutes({ db: c.store.db, maxMessageBytes: c.config.smtp.maxMessageBytes }));
     await v1.register(vaultRoutes({ vault: c.vault }));
+    await v1.register(consentRoutes({ consent: c.consent }));
   });
   return app as unknown as FastifyInstance;
 };

@@ -11,6 +11,7 @@ import {
   replyBody,
   sendAccepted,
   sendBody,
+  tagsBody,
   updateMailboxBody,
 } from '../mail/mail-schemas.js';
 import type { MailboxService } from '../mail/mailbox-service.js';
@@ -71,6 +72,9 @@ export const mailRoutes = (deps: Deps) => async (root: FastifyInstance) => {
   );
   app.get('/v1/emails/:id', { schema: { tags, security: secured, summary: 'Read a message with its status, approval (reason, edits) and delivery events', params: idParams('msg'), response: { 200: emailOut, ...problems(400, 401, 403, 404) } } }, (req) =>
     mail.get(req.ctx, req.params.id),
+  );
+  app.put('/v1/emails/:id/tags', { schema: { tags, security: secured, summary: 'Replace the tags of a message', params: idParams('msg'), body: tagsBody, response: { 200: z.object({ id: z.string(), tags: z.array(z.string()) }), ...problems(400, 401, 403, 404) } } }, (req) =>
+    mail.setTags(req.ctx, req.params.id, req.body.tags),
   );
   app.get('/v1/threads/:id', { schema: { tags, security: secured, summary: 'Messages of a thread the caller may see', params: idParams('thr'), response: { 200: z.object({ id: z.string(), messages: z.array(messageSummaryOut) }), ...problems(400, 401, 403, 404) } } }, (req) =>
     mail.thread(req.ctx, req.params.id),

@@ -16,7 +16,9 @@ export const BOUNCE_RULES: BounceRule[] = [
 
 export type DeliveryOutcome =
   | { kind: 'accepted'; code: number }
-  | { kind: 'defer' | 'bounce'; code: number | null; category: string };
+  | { kind: 'defer' | 'bounce'; code: number | null; category: string }
+  /** Our side cannot send it at all (e.g. too large once signed): `failed`, no retry. */
+  | { kind: 'fail'; code: null; category: string };
 
 /** Classifies a nodemailer error: SMTP replies by the table, anything without a reply (connection, TLS, DNS) is transient. */
 export const classifySmtpError = (err: { responseCode?: number; response?: string; code?: string }): DeliveryOutcome => {

@@ -1,17 +1,18 @@
 import { randomUUID } from 'node:crypto';
 import type { AuditService } from '../audit/audit-service.js';
-import type { IdentityRepo } from '../identity/identity-repo.js';
 import { systemActor } from '../identity/principal.js';
 import type { Clock } from '../kernel/clock.js';
-import { open } from '../kernel/crypto/envelope.js';
+import { open, seal } from '../kernel/crypto/envelope.js';
+import { sha256Hex } from '../kernel/crypto/hash.js';
 import type { KeyRing } from '../kernel/crypto/keyring.js';
+import { isAppError } from '../kernel/errors.js';
 import type { Logger } from '../kernel/log.js';
 import { claimOutboxJobs } from '../queue/outbox-repo.js';
-import type { Db, Dialect, Tx } from '../store/db.js';
+import type { Db, Dialect } from '../store/db.js';
 import type { OutboxTable } from '../store/schema.js';
 import type { DeliveryOutcome } from './bounce-rules.js';
 import { addMessageEvent, messageAad } from './message-store.js';
-import { type Envelope, outboxAad } from './outbound-pipeline.js';
+import { type Envelope, type OutboundPipeline, outboxAad } from './outbound-pipeline.js';
 import { nextRetryDelay } from './retry-schedule.js';
 import type { SmtpSender } from './smtp-deliver.js';
 
@@ -21,8 +22,8 @@ type Deps = {
   ring: KeyRing;
   clock: Clock;
   audit: Pick<AuditService, 'record'>;
-  repo: IdentityRepo;
   sender: SmtpSender;
+  pipeline: Pick<OutboundPipeline, 'sign'>;
   logger: Logger;
   retrySchedule: number[];
   concurrency: number;
@@ -46,45 +47,42 @@ export const createDeliveryWorker = (d: Deps) => {
   let wake: (() => void) | null = null;
   let kicked = false;
 
-  const actorFor = async (tx: Tx, orgId: string, mailboxId: string) => {
-    // The system delivers on behalf of the agent: its delegation chain goes with the event.
-    const mb = await tx.selectFrom('mailboxes').select('agent_id').where('id', '=', mailboxId).executeTakeFirst();
-    const agent = mb ? await d.repo.agent(tx, orgId, mb.agent_id) : undefined;
-    const org = await d.repo.org(tx, orgId);
-    return { ...systemActor(orgId), chain: agent && org ? await d.repo.agentChain(tx, agent, org.name) : [] };
-  };
+  // The system delivers on behalf of the agent: the chain snapshot taken when the message was queued goes with every event.
+  const actorFor = (job: OutboxTable) => ({ ...systemActor(job.org_id), chain: JSON.parse(job.actor_chain) as { type: string; id: string; name: string }[] });
 
-  const finish = async (job: OutboxTable, outcome: DeliveryOutcome & { rejected?: number }) => {
+  const finish = async (job: OutboxTable, rawHash: string | null, outcome: DeliveryOutcome & { rejected?: number }) => {
     const at = d.clock.now().toISOString();
     await d.db.transaction().execute(async (tx) => {
-      // Only the current claimant may record the outcome (a lease taken over by another worker wins).
-      const still = await tx.selectFrom('outbox').select(['id']).where('id', '=', job.id).where('claimed_by', '=', workerId).where('status', '=', 'sending').executeTakeFirst();
-      if (!still) return;
-      const m = await tx.selectFrom('messages').selectAll().where('id', '=', job.message_id).executeTakeFirstOrThrow();
-      const actor = await actorFor(tx, m.org_id, m.mailbox_id);
-      const target = { type: 'email', id: m.id };
       const delay = outcome.kind === 'defer' ? nextRetryDelay(d.retrySchedule, job.attempts) : null;
-      const jobStatus = outcome.kind === 'accepted' ? 'done' : outcome.kind === 'bounce' ? 'bounced' : delay === null ? 'failed' : 'pending';
-      const result = outcome.kind === 'accepted' ? 'accepted' : outcome.kind === 'bounce' ? 'bounced' : delay === null ? 'failed' : 'deferred';
-      await tx
+      const jobStatus = outcome.kind === 'accepted' ? 'done' : outcome.kind === 'bounce' ? 'bounced' : outcome.kind === 'fail' || delay === null ? 'failed' : 'pending';
+      const result = outcome.kind === 'accepted' ? 'accepted' : outcome.kind === 'bounce' ? 'bounced' : outcome.kind === 'fail' || delay === null ? 'failed' : 'deferred';
+      // Only the current claimant may record the outcome (a lease taken over by another worker wins).
+      const u = await tx
         .updateTable('outbox')
         .set({
           status: jobStatus,
           next_attempt_at: delay === null ? job.next_attempt_at : new Date(d.clock.now().getTime() + delay * 1000).toISOString(),
           lease_until: null,
           claimed_by: null,
-          last_code: outcome.code === null ? (outcome.kind === 'accepted' ? null : outcome.category) : String(outcome.code),
+          last_code: outcome.kind === 'accepted' ? null : outcome.code === null ? outcome.category : String(outcome.code),
           updated_at: at,
         })
         .where('id', '=', job.id)
-        .execute();
+        .where('claimed_by', '=', workerId)
+        .where('status', '=', 'sending')
+        .executeTakeFirst();
+      if (Number(u.numUpdatedRows) === 0) return;
+      const m = { id: job.message_id, raw_hash: rawHash };
+      const actor = actorFor(job);
+      const target = { type: 'email', id: m.id };
       const attempt = { attempt: job.attempts, kind: job.kind, route: job.route === 'relay' ? 'relay' : 'mx', result, code: outcome.code, ...(outcome.kind !== 'accepted' ? { category: outcome.category } : {}), ...(delay !== null ? { retry_in_seconds: delay } : {}) };
       await addMessageEvent(tx, m.id, at, job.kind === 'copy' ? 'copy_attempted' : 'delivery_attempted', attempt);
       await d.audit.record(tx, { action: 'email.delivery_attempted', actor, target, details: attempt });
       if (job.kind === 'copy') return;
 
       if (outcome.kind === 'accepted') {
-        const open_ = await tx.selectFrom('outbox').select('id').where('message_id', '=', m.id).where('kind', '=', 'deliver').where('status', '!=', 'done').executeTakeFirst();
+        // Through a relay a message has one delivery job; by MX one per recipient domain, all must be done.
+        const open_ = job.route === 'relay' ? undefined : await tx.selectFrom('outbox').select('id').where('message_id', '=', m.id).where('kind', '=', 'deliver').where('status', '!=', 'done').executeTakeFirst();
         if (!open_) {
           await tx.updateTable('messages').set({ status: 'delivered', delivered_at: at, status_reason: null, updated_at: at }).where('id', '=', m.id).execute();
           await addMessageEvent(tx, m.id, at, 'delivered', {});
@@ -92,7 +90,7 @@ export const createDeliveryWorker = (d: Deps) => {
         }
       } else if (jobStatus === 'bounced' || jobStatus === 'failed') {
         const status = jobStatus === 'bounced' ? 'bounced' : 'failed';
-        const reason = { code: status === 'bounced' ? 'smtp_permanent_failure' : 'retries_exhausted', smtp_code: outcome.code, category: outcome.category };
+        const reason = { code: status === 'bounced' ? 'smtp_permanent_failure' : outcome.kind === 'fail' ? outcome.category : 'retries_exhausted', smtp_code: outcome.code, category: outcome.category };
         await tx.updateTable('messages').set({ status, status_reason: JSON.stringify(reason), updated_at: at }).where('id', '=', m.id).execute();
         await addMessageEvent(tx, m.id, at, status, reason);
         await d.audit.record(tx, { action: status === 'bounced' ? 'email.bounced' : 'email.failed', actor, target, details: reason, contentHash: m.raw_hash });
@@ -104,13 +102,33 @@ export const createDeliveryWorker = (d: Deps) => {
 
   const process1 = async (job: OutboxTable) => {
     let outcome: DeliveryOutcome & { rejected?: number };
+    let rawHash: string | null = null;
     try {
-      const m = await d.db.selectFrom('messages').select(['id', 'org_id', 'mailbox_id', 'raw_sealed', 'status']).where('id', '=', job.message_id).executeTakeFirstOrThrow();
-      if (!m.raw_sealed) throw new Error('message has no signed bytes');
-      if (job.kind === 'deliver') {
-        await d.db.updateTable('messages').set({ status: 'sending' }).where('id', '=', m.id).where('status', 'in', ['queued', 'deferred']).execute();
+      const m = await d.db.selectFrom('messages').selectAll().where('id', '=', job.message_id).executeTakeFirstOrThrow();
+      let sealedRaw = m.raw_sealed;
+      if (!sealedRaw) {
+        // First attempt: sign now and keep the bytes, so every retry and route sends the same message.
+        let raw: Buffer;
+        try {
+          raw = await d.pipeline.sign(d.db, m);
+        } catch (e) {
+          if (isAppError(e) && e.status < 500) {
+            await finish(job, null, { kind: 'fail', code: null, category: e.code });
+            return;
+          }
+          throw e;
+        }
+        const candidate = seal(d.ring, raw, messageAad(m, 'raw'));
+        const hash = sha256Hex(raw);
+        // Two routes of one message may race to sign: the first stored bytes win, the other reads them.
+        await d.db.updateTable('messages').set({ raw_sealed: candidate, raw_hash: hash, size_bytes: raw.length }).where('id', '=', m.id).where('raw_sealed', 'is', null).execute();
+        const stored = await d.db.selectFrom('messages').select(['raw_sealed', 'raw_hash']).where('id', '=', m.id).executeTakeFirstOrThrow();
+        sealedRaw = stored.raw_sealed!;
+        rawHash = stored.raw_hash;
+      } else {
+        rawHash = m.raw_hash;
       }
-      const raw = open(d.ring, m.raw_sealed, messageAad(m, 'raw'));
+      const raw = open(d.ring, sealedRaw, messageAad(m, 'raw'));
       const envelope = JSON.parse(open(d.ring, job.envelope_sealed, outboxAad(job.org_id, job.message_id, job.id)).toString()) as Envelope;
       outcome = await d.sender.deliver(job.route, envelope, raw);
     } catch (e) {
@@ -118,13 +136,30 @@ export const createDeliveryWorker = (d: Deps) => {
       d.logger.error({ job: job.id, err: { type: (e as Error)?.name } }, 'delivery attempt failed internally');
       outcome = { kind: 'defer', code: null, category: 'internal' };
     }
-    await finish(job, outcome);
+    await finish(job, rawHash, outcome);
   };
 
   /** One pass: expire approvals, claim due jobs, deliver them concurrently. Returns how many jobs it handled. */
+  let lastSweep = 0;
+  const sweepIfDue = async (force: boolean) => {
+    // Expiry needs no sub-second precision: at most one sweep a second keeps the loop cheap.
+    if (!d.sweep || (!force && Date.now() - lastSweep < 1000)) return;
+    lastSweep = Date.now();
+    await d.sweep();
+  };
+
+  const claim = async (n: number) => {
+    const jobs = await claimOutboxJobs(d.db, d.dialect, workerId, d.clock.now(), leaseMs, n);
+    const delivering = jobs.filter((j) => j.kind === 'deliver').map((j) => j.message_id);
+    // One write for the whole batch: these messages are now `sending` (CONTRACT.md statuses).
+    if (delivering.length > 0) await d.db.updateTable('messages').set({ status: 'sending' }).where('id', 'in', delivering).where('status', 'in', ['queued', 'deferred']).execute();
+    return jobs;
+  };
+
+  /** One pass (tests drive the worker with it): expire approvals, claim due jobs, deliver them. Returns how many jobs it handled. */
   const runOnce = async (): Promise<number> => {
-    if (d.sweep) await d.sweep();
-    const jobs = await claimOutboxJobs(d.db, d.dialect, workerId, d.clock.now(), leaseMs, d.concurrency);
+    await sweepIfDue(true);
+    const jobs = await claim(d.concurrency);
     await Promise.all(jobs.map(process1));
     return jobs.length;
   };
@@ -147,7 +182,12 @@ export const createDeliveryWorker = (d: Deps) => {
       };
     });
 
-  /** Starts the loop (idempotent). */
+  /**
+   * Starts the loop (idempotent): claim a batch of up to `concurrency` due
+   * jobs, deliver them, repeat; sleep `pollMs` (or until kicked) when nothing
+   * is due. Batches keep the claim statements few and leave the event loop
+   * room for requests between them (accept latency).
+   */
   const start = () => {
     if (running) return;
     running = true;
@@ -155,7 +195,10 @@ export const createDeliveryWorker = (d: Deps) => {
       while (running) {
         let n = 0;
         try {
-          n = await runOnce();
+          await sweepIfDue(false);
+          const jobs = await claim(d.concurrency);
+          n = jobs.length;
+          await Promise.all(jobs.map(process1));
         } catch (e) {
           d.logger.error({ err: { type: (e as Error)?.name } }, 'delivery loop pass failed');
         }
@@ -170,6 +213,7 @@ export const createDeliveryWorker = (d: Deps) => {
     wake?.();
     await loop;
     loop = null;
+    d.sender.close();
   };
 
   /** Wakes the loop at once (after a commit that queued mail). */

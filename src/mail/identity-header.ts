@@ -1,6 +1,6 @@
 import { createPublicKey } from 'node:crypto';
 import { decodeProtectedHeader, importPKCS8, jwtVerify, SignJWT } from 'jose';
-import { headerValue, relaxedBodyHash, splitMessage } from './mime.js';
+import { headerNames, headerValue, relaxedBodyHash, splitMessage } from './mime.js';
 
 export const IDENTITY_HEADER = 'X-Agent-Identity';
 
@@ -69,6 +69,11 @@ export const verifyIdentityHeader = async (raw: Buffer, lookup: PublicKeyLookup)
     reasons: [],
   };
   const { header, body } = splitMessage(raw);
+  // Exactly one statement: a second, prepended header must not be able to shadow the signed one.
+  if (headerNames(header).filter((n) => n === IDENTITY_HEADER.toLowerCase()).length > 1) {
+    out.reasons.push('multiple_headers');
+    return out;
+  }
   const value = headerValue(header, IDENTITY_HEADER);
   if (!value) {
     out.reasons.push('header_missing');

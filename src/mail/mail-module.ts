@@ -13,6 +13,7 @@ import { createMailboxService } from './mailbox-service.js';
 import { createOutboundPipeline } from './outbound-pipeline.js';
 import { DEFAULT_RETRY_SCHEDULE_SECONDS } from './retry-schedule.js';
 import { createSendService } from './send-service.js';
+import { createSigningPool } from './signing-pool.js';
 import { createSmtpSender } from './smtp-deliver.js';
 
 type Deps = { config: Config; store: Store; ring: KeyRing; clock: Clock; logger: Logger; audit: AuditService; guard: Guard; repo: IdentityRepo };
@@ -21,7 +22,8 @@ type Deps = { config: Config; store: Store; ring: KeyRing; clock: Clock; logger:
 export const createMailModule = ({ config, store, ring, clock, logger, audit, guard, repo }: Deps) => {
   const db = store.db;
   const resolver = createMailResolver(loadDnsOverrides(config.dnsOverridesFile));
-  const pipeline = createOutboundPipeline({ ring, clock, config });
+  const signer = createSigningPool({ size: config.delivery.signingThreads, logger });
+  const pipeline = createOutboundPipeline({ ring, clock, config, signer });
   // The worker is created below; senders wake it after each commit that queued mail.
   let kick = () => {};
   const onQueued = () => kick();
@@ -35,16 +37,17 @@ export const createMailModule = ({ config, store, ring, clock, logger, audit, gu
     ring,
     clock,
     audit,
-    repo,
     sender,
+    pipeline,
     logger,
     retrySchedule: config.delivery.retryScheduleSeconds ?? DEFAULT_RETRY_SCHEDULE_SECONDS,
     concurrency: config.delivery.concurrency,
     pollMs: config.delivery.pollMs,
+    leaseMs: config.delivery.leaseSeconds * 1000,
     sweep: () => approvals.expireDue(),
   });
   kick = delivery.kick;
-  return { mailboxes, mail, approvals, delivery, resolver };
+  return { mailboxes, mail, approvals, delivery, resolver, signer };
 };
 
 export type MailModule = ReturnType<typeof createMailModule>;

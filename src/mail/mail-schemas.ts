@@ -49,6 +49,11 @@ export const attachmentIn = z.strictObject({
 
 const recipients = z.array(emailAddress).max(MAX_RECIPIENTS);
 
+const tagList = z.array(z.string().min(1).max(64).regex(/^[A-Za-z0-9:_.-]+$/)).max(20);
+
+export const tagsBody = z.strictObject({ tags: tagList });
+
+
 export const sendBody = z
   .strictObject({
     to: recipients.min(1),
@@ -57,7 +62,7 @@ export const sendBody = z
     subject: headerText(998),
     text: z.string().optional(),
     html: z.string().optional(),
-    tags: z.array(z.string().min(1).max(64).regex(/^[A-Za-z0-9:_.-]+$/)).max(20).optional(),
+    tags: tagList.optional(),
     attachments: z.array(attachmentIn).max(20).optional(),
     in_reply_to: z.string().max(998).refine((s) => !/[\r\n\0]/.test(s), 'must not contain CR, LF or NUL').optional(),
   })

@@ -3,29 +3,36 @@ import { createIdentityRepo } from '../identity/identity-repo.js';
 import { activeSigningKey, dkimSelectorOf, openPrivateKey } from '../identity/signing-keys.js';
 import type { Clock } from '../kernel/clock.js';
 import { seal } from '../kernel/crypto/envelope.js';
-import { sha256Hex } from '../kernel/crypto/hash.js';
 import type { KeyRing } from '../kernel/crypto/keyring.js';
 import { AppError } from '../kernel/errors.js';
 import { newId } from '../kernel/ids.js';
 import type { Executor } from '../store/db.js';
 import type { MailboxesTable, MessagesTable, SigningKeysTable } from '../store/schema.js';
-import { dkimSignMessage } from './dkim.js';
-import { IDENTITY_HEADER, signIdentityHeader } from './identity-header.js';
-import { addMessageEvent, messageAad, openContent } from './message-store.js';
-import { composeMime, foldedHeader, relaxedBodyHash, splitMessage } from './mime.js';
+import { addMessageEvent, openContent } from './message-store.js';
+import type { MessageContent } from './mime.js';
+import { type SignInput, signMessage } from './sign-message.js';
 
 export const outboxAad = (orgId: string, messageId: string, jobId: string) => `mailward/outbox/v1|${orgId}|${messageId}|${jobId}`;
 
 export type Envelope = { from: string; to: string[] };
 
-type Deps = { ring: KeyRing; clock: Clock; config: Pick<Config, 'smtp'> };
+/** Where a queued message goes: one job per route, and the chain it is sent under. */
+export type DeliveryPlan = {
+  jobs: { kind: 'deliver' | 'copy'; route: string; rcpt: string[] }[];
+  chain: { type: string; id: string; name: string }[];
+  from: string;
+};
+
+type Deps = { ring: KeyRing; clock: Clock; config: Pick<Config, 'smtp'>; signer?: { sign: (i: SignInput) => Promise<Buffer> } };
 
 /**
- * Turns an accepted message into signed bytes and outbox jobs: MIME, the
- * X-Agent-Identity JWS over the body hash, both DKIM signatures covering it,
- * the raw bytes sealed, one job per route. Runs inside the caller's transaction.
+ * From an accepted message to signed bytes. Accepting only plans and queues
+ * (cheap, inside the request); the delivery worker signs once, just before the
+ * first attempt: MIME, the X-Agent-Identity JWS over the body hash, both DKIM
+ * signatures covering it. The signed bytes are stored sealed, so every retry
+ * sends exactly the same message.
  */
-export const createOutboundPipeline = ({ ring, clock, config }: Deps) => {
+export const createOutboundPipeline = ({ ring, clock, config, signer = { sign: signMessage } }: Deps) => {
   const repo = createIdentityRepo();
   const pemCache = new Map<string, string>();
   const pem = (row: SigningKeysTable) => {
@@ -37,10 +44,16 @@ export const createOutboundPipeline = ({ ring, clock, config }: Deps) => {
     return p;
   };
 
-  const key = async (tx: Executor, purpose: SigningKeysTable['purpose'], orgId: string) => {
-    const k = await activeSigningKey(tx, purpose, orgId);
-    if (!k) throw new AppError('signing_key_missing', 500, `The organization has no active ${purpose} key.`);
-    return k;
+  // Active keys change only by rotation; a minute's cache keeps the key lookups off every message.
+  const keyCache = new Map<string, { row: SigningKeysTable; until: number }>();
+  const key = async (ex: Executor, purpose: SigningKeysTable['purpose'], orgId: string) => {
+    const k = `${orgId}|${purpose}`;
+    const hit = keyCache.get(k);
+    if (hit && hit.until > Date.now()) return hit.row;
+    const row = await activeSigningKey(ex, purpose, orgId);
+    if (!row) throw new AppError('signing_key_missing', 500, `The organization has no active ${purpose} key.`);
+    keyCache.set(k, { row, until: Date.now() + 60_000 });
+    return row;
   };
 
   /** Routes: everything through the relay, else one job per recipient domain (its MX). */
@@ -53,78 +66,27 @@ export const createOutboundPipeline = ({ ring, clock, config }: Deps) => {
     return m;
   };
 
-  /**
-   * Signs and queues `msg`. Throws 413 message_too_large when the signed bytes
-   * exceed MAILWARD_MAX_MESSAGE_BYTES, 500 when a key is missing. Writes the
-   * sealed raw message, outbox rows and a `queued` message event.
-   */
-  const queue = async (
-    tx: Executor,
-    msg: MessagesTable,
-    mailbox: MailboxesTable,
-    approval: { approvedBy: string | null; approvalId: string | null },
-  ): Promise<{ rawHash: string; size: number }> => {
-    const now = clock.now();
-    const org = await repo.org(tx, msg.org_id);
-    const agent = await repo.agent(tx, msg.org_id, mailbox.agent_id);
+  /** The delivery plan of a message (no signing): routes, the forward_to copy of monitored mode, the delegation chain. */
+  const plan = async (ex: Executor, msg: Pick<MessagesTable, 'org_id' | 'oversight_mode'>, content: MessageContent, mailbox: MailboxesTable): Promise<DeliveryPlan> => {
+    const org = await repo.org(ex, msg.org_id);
+    const agent = await repo.agent(ex, msg.org_id, mailbox.agent_id);
     if (!org || !agent) throw new AppError('internal', 500, 'Message owner not found.');
-    const human = await repo.human(tx, msg.org_id, agent.responsible_human_id);
-    const chain = await repo.agentChain(tx, agent, org.name);
-    const content = openContent(ring, msg, msg.content_sealed);
-
-    const mime = await composeMime(content, { messageId: msg.message_id, inReplyTo: msg.in_reply_to, references: JSON.parse(msg.references_ids) }, now);
-    const bodyHash = relaxedBodyHash(splitMessage(mime).body);
-    const idKey = await key(tx, 'identity-es256', msg.org_id);
-    const jws = await signIdentityHeader(
-      {
-        ai_generated: true,
-        iss: org.domain,
-        sub: agent.id,
-        agent_address: mailbox.address,
-        delegation_chain: chain,
-        responsible_human: { id: human?.id ?? agent.responsible_human_id, name: human?.name ?? '' },
-        oversight_mode: msg.oversight_mode,
-        approved_by: approval.approvedBy,
-        approval_id: approval.approvalId,
-        message_id: msg.message_id,
-        body_hash: bodyHash,
-        iat: Math.floor(now.getTime() / 1000),
-      },
-      idKey.kid,
-      pem(idKey),
-    );
-    const unsigned = Buffer.concat([Buffer.from(foldedHeader(IDENTITY_HEADER, jws)), mime]);
-    const ed = await key(tx, 'dkim-ed25519', msg.org_id);
-    const rsa = await key(tx, 'dkim-rsa', msg.org_id);
-    const raw = await dkimSignMessage(
-      unsigned,
-      org.domain,
-      [
-        { selector: dkimSelectorOf(ed.kid), privateKeyPem: pem(ed), algorithm: 'ed25519-sha256' },
-        { selector: dkimSelectorOf(rsa.kid), privateKeyPem: pem(rsa), algorithm: 'rsa-sha256' },
-      ],
-      now,
-    );
-    if (raw.length > config.smtp.maxMessageBytes) {
-      throw new AppError('message_too_large', 413, `The message is larger than ${config.smtp.maxMessageBytes} bytes.`);
-    }
-    const rawHash = sha256Hex(raw);
-    const at = now.toISOString();
-    await tx
-      .updateTable('messages')
-      .set({ raw_sealed: seal(ring, raw, messageAad(msg, 'raw')), raw_hash: rawHash, size_bytes: raw.length, status: 'queued', updated_at: at })
-      .where('id', '=', msg.id)
-      .execute();
-
     const recipients = [...new Set([...content.to, ...content.cc, ...content.bcc].map((a) => a.toLowerCase()))];
-    const jobs: { kind: 'deliver' | 'copy'; route: string; rcpt: string[] }[] = [...routesFor(recipients)].map(([route, rcpt]) => ({ kind: 'deliver', route, rcpt }));
+    const jobs: DeliveryPlan['jobs'] = [...routesFor(recipients)].map(([route, rcpt]) => ({ kind: 'deliver', route, rcpt }));
     // CONTRACT.md: monitored mode sends a copy to forward_to.
     if (mailbox.oversight_mode === 'monitored' && mailbox.forward_to && msg.oversight_mode === 'monitored') {
       for (const [route, rcpt] of routesFor([mailbox.forward_to])) jobs.push({ kind: 'copy', route, rcpt });
     }
-    for (const j of jobs) {
+    return { jobs, chain: await repo.agentChain(ex, agent, org.name), from: mailbox.address };
+  };
+
+  /** Queues a planned message inside the caller's transaction: status `queued`, outbox rows, a `queued` event. */
+  const write = async (tx: Executor, msg: Pick<MessagesTable, 'id' | 'org_id'>, p: DeliveryPlan) => {
+    const at = clock.now().toISOString();
+    await tx.updateTable('messages').set({ status: 'queued', updated_at: at }).where('id', '=', msg.id).execute();
+    for (const j of p.jobs) {
       const id = newId('message').replace('msg_', 'obx_');
-      const envelope: Envelope = { from: mailbox.address, to: j.rcpt };
+      const envelope: Envelope = { from: p.from, to: j.rcpt };
       await tx
         .insertInto('outbox')
         .values({
@@ -134,6 +96,7 @@ export const createOutboundPipeline = ({ ring, clock, config }: Deps) => {
           kind: j.kind,
           route: j.route,
           envelope_sealed: seal(ring, JSON.stringify(envelope), outboxAad(msg.org_id, msg.id, id)),
+          actor_chain: JSON.stringify(p.chain),
           status: 'pending',
           attempts: 0,
           next_attempt_at: at,
@@ -145,11 +108,62 @@ export const createOutboundPipeline = ({ ring, clock, config }: Deps) => {
         })
         .execute();
     }
-    await addMessageEvent(tx, msg.id, at, 'queued', { routes: jobs.filter((j) => j.kind === 'deliver').length, copies: jobs.filter((j) => j.kind === 'copy').length, size: raw.length });
-    return { rawHash, size: raw.length };
+    await addMessageEvent(tx, msg.id, at, 'queued', { routes: p.jobs.filter((j) => j.kind === 'deliver').length, copies: p.jobs.filter((j) => j.kind === 'copy').length });
   };
 
-  return { queue };
+  /** plan + write inside the caller's transaction. */
+  const queue = async (tx: Executor, msg: MessagesTable, mailbox: MailboxesTable) =>
+    write(tx, msg, await plan(tx, msg, openContent(ring, msg, msg.content_sealed), mailbox));
+
+  /**
+   * Signs a queued message (no transaction held): the identity claims come
+   * from the store as they are now (agent, chain, responsible human, the
+   * approval's reviewer). Throws 413 message_too_large past
+   * MAILWARD_MAX_MESSAGE_BYTES, 500 when a key is missing.
+   */
+  const sign = async (ex: Executor, msg: MessagesTable): Promise<Buffer> => {
+    const now = clock.now();
+    const mailbox = await ex.selectFrom('mailboxes').selectAll().where('id', '=', msg.mailbox_id).executeTakeFirst();
+    const org = await repo.org(ex, msg.org_id);
+    const agent = mailbox ? await repo.agent(ex, msg.org_id, mailbox.agent_id) : undefined;
+    if (!mailbox || !org || !agent) throw new AppError('internal', 500, 'Message owner not found.');
+    const human = await repo.human(ex, msg.org_id, agent.responsible_human_id);
+    const chain = await repo.agentChain(ex, agent, org.name);
+    const approval = msg.approval_id ? await ex.selectFrom('approvals').select(['id', 'decided_by', 'status']).where('id', '=', msg.approval_id).executeTakeFirst() : undefined;
+    if (approval && approval.status !== 'approved') throw new AppError('not_approved', 409, 'A held message is signed only after approval.');
+    const content = openContent(ring, msg, msg.content_sealed);
+
+    const idKey = await key(ex, 'identity-es256', msg.org_id);
+    const ed = await key(ex, 'dkim-ed25519', msg.org_id);
+    const rsa = await key(ex, 'dkim-rsa', msg.org_id);
+    const raw = await signer.sign({
+      content,
+      threading: { messageId: msg.message_id, inReplyTo: msg.in_reply_to, references: JSON.parse(msg.references_ids) },
+      dateMs: now.getTime(),
+      domain: org.domain,
+      claims: {
+        ai_generated: true,
+        iss: org.domain,
+        sub: agent.id,
+        agent_address: mailbox.address,
+        delegation_chain: chain,
+        responsible_human: { id: human?.id ?? agent.responsible_human_id, name: human?.name ?? '' },
+        oversight_mode: msg.oversight_mode,
+        approved_by: approval?.decided_by ?? null,
+        approval_id: approval?.id ?? null,
+        message_id: msg.message_id,
+        iat: Math.floor(now.getTime() / 1000),
+      },
+      identityKey: { kid: idKey.kid, pem: pem(idKey) },
+      dkim: { ed25519: { selector: dkimSelectorOf(ed.kid), pem: pem(ed) }, rsa: { selector: dkimSelectorOf(rsa.kid), pem: pem(rsa) } },
+    });
+    if (raw.length > config.smtp.maxMessageBytes) {
+      throw new AppError('message_too_large', 413, `The message is larger than ${config.smtp.maxMessageBytes} bytes.`);
+    }
+    return raw;
+  };
+
+  return { plan, write, queue, sign };
 };
 
 export type OutboundPipeline = ReturnType<typeof createOutboundPipeline>;

@@ -76,13 +76,11 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, conf
     return { threadId: parent.thread_id, inReplyTo: parent.message_id, references: refs };
   };
 
-  /** The body of one send, inside the transaction; returns the accepted view. */
-  const submitIn = async (tx: Tx, ctx: RequestContext, mailbox: MailboxesTable, body: SendInput, idem: { key: string; hash: string } | null) => {
-    const decision = outboundDecision(mailbox.oversight_mode);
-    if (decision.kind === 'refuse') throw forbidden('mailbox_read_only', 'This mailbox is read-only: it cannot send.');
+  /** Everything about a new message that needs no transaction: id, content, threading, the row to insert. */
+  const draft = async (ex: Executor, ctx: RequestContext, mailbox: MailboxesTable, body: SendInput) => {
     const at = now();
     const id = newId('message');
-    const org = await repo.org(tx, mailbox.org_id);
+    const org = await repo.org(ex, mailbox.org_id);
     if (!org) throw notFound('organization');
     const content: MessageContent = {
       from: { name: mailbox.display_name, address: mailbox.address },
@@ -97,9 +95,8 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, conf
     if (estimateSize(content) > config.smtp.maxMessageBytes) {
       throw new AppError('message_too_large', 413, `The message would be larger than ${config.smtp.maxMessageBytes} bytes.`);
     }
-    const t = await threadingFor(tx, mailbox, body.in_reply_to);
-    const keys = { org_id: mailbox.org_id, mailbox_id: mailbox.id, id };
-    const sealed = sealContent(ring, keys, content);
+    const t = await threadingFor(ex, mailbox, body.in_reply_to);
+    const sealed = sealContent(ring, { org_id: mailbox.org_id, mailbox_id: mailbox.id, id }, content);
     const row: MessagesTable = {
       id,
       org_id: mailbox.org_id,
@@ -127,6 +124,22 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, conf
       updated_at: at,
       delivered_at: null,
     };
+    return { row, content };
+  };
+
+  /** Writes a drafted message inside the transaction: row, idempotency key, events, audit; then holds or queues it. */
+  const persist = async (
+    tx: Tx,
+    ctx: RequestContext,
+    mailbox: MailboxesTable,
+    d: { row: MessagesTable; content: MessageContent },
+    idem: { key: string; hash: string } | null,
+  ) => {
+    const decision = outboundDecision(mailbox.oversight_mode);
+    if (decision.kind === 'refuse') throw forbidden('mailbox_read_only', 'This mailbox is read-only: it cannot send.');
+    const { row, content } = d;
+    const id = row.id;
+    const at = row.created_at;
     await tx.insertInto('messages').values(row).execute();
     if (idem) {
       // The primary key (scope, key) makes a concurrent duplicate fail here; the caller answers with the winner.
@@ -138,8 +151,8 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, conf
       oversight_mode: mailbox.oversight_mode,
       recipients: content.to.length + content.cc.length + content.bcc.length,
       attachments: content.attachments.length,
-      thread_id: t.threadId,
-    }, sealed.hash);
+      thread_id: row.thread_id,
+    }, row.content_hash);
 
     if (decision.kind === 'hold') {
       const approvalId = newId('approval');
@@ -163,10 +176,11 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, conf
       await tx.updateTable('messages').set({ approval_id: approvalId, status_reason: JSON.stringify({ code: 'held', reasons: decision.reasons }) }).where('id', '=', id).execute();
       await addMessageEvent(tx, id, at, 'held', { approval_id: approvalId, reasons: decision.reasons, expires_at: expires });
       await guard.recordIn(tx, ctx, 'email.held', emailTarget(id), { approval_id: approvalId, reasons: decision.reasons, expires_at: expires });
-      return { id, status: 'pending_approval', thread_id: t.threadId, queued: false };
+      return { id, status: 'pending_approval', thread_id: row.thread_id, queued: false };
     }
-    await pipeline.queue(tx, row, mailbox, { approvedBy: null, approvalId: null });
-    return { id, status: 'queued', thread_id: t.threadId, queued: true };
+    // Signing happens in the delivery worker: accepting stays cheap (issue 6: p99 accept latency).
+    await pipeline.write(tx, row, await pipeline.plan(tx, row, content, mailbox));
+    return { id, status: 'queued', thread_id: row.thread_id, queued: true };
   };
 
   const replayOf = async (mailboxId: string, key: string, hash: string) => {
@@ -186,6 +200,7 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, conf
    */
   const send = async (ctx: RequestContext, mailboxId: string, body: SendInput, idempotencyKey?: string) => {
     const hash = idempotencyKey ? sha256Hex(canonicalJson({ op: 'send', mailboxId, body })) : '';
+    const target = { type: 'mailbox', id: mailboxId };
     const attempt = async () => {
       if (idempotencyKey) {
         const mb = await db.selectFrom('mailboxes').select(['id', 'agent_id']).where('id', '=', mailboxId).executeTakeFirst();
@@ -194,11 +209,19 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, conf
           if (replay) return { ...replay, queued: false };
         }
       }
-      return guard.change(ctx, 'email.submitted', { type: 'mailbox', id: mailboxId }, async (tx) => {
+      // Draft (seal, thread) before the transaction, so the store's writer is held only for the writes.
+      const mailbox = await guard.read(ctx, 'email.submitted', target, async () => {
         requireSender(ctx);
-        const mailbox = await visibleMailbox(tx, ctx, mailboxId);
+        const m = await visibleMailbox(db, ctx, mailboxId);
+        if (m.oversight_mode === 'read_only') throw forbidden('mailbox_read_only', 'This mailbox is read-only: it cannot send.');
+        return m;
+      });
+      const d = await draft(db, ctx, mailbox, body);
+      return guard.change(ctx, 'email.submitted', target, async (tx) => {
+        // Decide under the mailbox as it is now (its mode may have changed since the draft).
+        const fresh = await visibleMailbox(tx, ctx, mailboxId);
         if (idempotencyKey) await tx.deleteFrom('idempotency_keys').where('scope', '=', mailboxId).where('key', '=', idempotencyKey).where('expires_at', '<=', now()).execute();
-        return submitIn(tx, ctx, mailbox, body, idempotencyKey ? { key: idempotencyKey, hash } : null);
+        return persist(tx, ctx, fresh, { row: { ...d.row, oversight_mode: fresh.oversight_mode }, content: d.content }, idempotencyKey ? { key: idempotencyKey, hash } : null);
       });
     };
     let r: { id: string; status: string; thread_id: string; queued: boolean };
@@ -344,7 +367,18 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, conf
       return { id: threadId, messages: rows.map(summary) };
     });
 
-  return { send, reply, get, list, thread };
+  /** Replaces a message's tags (PUT /v1/emails/{id}/tags). Throws 404. Audits email.tagged with the tags (labels, never content). */
+  const setTags = (ctx: RequestContext, id: string, tags: string[]) =>
+    guard.change(ctx, 'email.tagged', emailTarget(id), async (tx) => {
+      requireReader(ctx);
+      const { m } = await visibleMessage(tx, ctx, id);
+      const unique = [...new Set(tags)];
+      await tx.updateTable('messages').set({ tags: JSON.stringify(unique), updated_at: now() }).where('id', '=', m.id).execute();
+      await guard.recordIn(tx, ctx, 'email.tagged', emailTarget(id), { tags: unique });
+      return { id: m.id, tags: unique };
+    });
+
+  return { send, reply, get, list, thread, setTags };
 };
 
 export type SendService = ReturnType<typeof createSendService>;

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import { isIP } from 'node:net';
-import { createTransport } from 'nodemailer';
+import { createTransport, type Transporter } from 'nodemailer';
 import type { Config } from '../app/config.js';
 import { classifySmtpError, type DeliveryOutcome } from './bounce-rules.js';
 import type { MailResolver } from './dns-overrides.js';
@@ -26,32 +26,52 @@ export const createSmtpSender = (config: Pick<Config, 'smtp' | 'delivery'>, reso
     return mx.map((r) => ({ host: r.exchange, port: config.delivery.mxPort, secure: false }));
   };
 
+  // One pooled transport per host: connections (and their TLS sessions) are reused across messages.
+  const pools = new Map<string, Transporter>();
+  const transportFor = (t: SmtpTarget) => {
+    const k = `${t.host}|${t.port}|${t.secure}`;
+    let tr = pools.get(k);
+    if (!tr) {
+      const requireTls = config.delivery.requireTls;
+      tr = createTransport({
+        pool: true,
+        maxConnections: Math.max(1, Math.min(config.delivery.concurrency, 16)),
+        maxMessages: 100,
+        host: t.host,
+        port: t.port,
+        secure: t.secure,
+        requireTLS: requireTls && !t.secure,
+        ignoreTLS: !requireTls && !t.secure,
+        name: heloName(),
+        // RFC 6066 3: SNI carries host names only, never IP literals.
+        tls: { rejectUnauthorized: true, ...(isIP(t.host) ? {} : { servername: t.host }), ...(ca ? { ca } : {}) },
+        connectionTimeout: 30_000,
+        greetingTimeout: 30_000,
+        socketTimeout: 120_000,
+        disableFileAccess: true,
+        disableUrlAccess: true,
+      });
+      // Pool-level errors also fail the pending sendMail calls, which classify them; never crash the process.
+      tr.on('error', () => {});
+      pools.set(k, tr);
+    }
+    return tr;
+  };
+
   const sendVia = async (t: SmtpTarget, envelope: { from: string; to: string[] }, raw: Buffer): Promise<DeliveryOutcome & { rejected?: number }> => {
-    const requireTls = config.delivery.requireTls;
-    const transport = createTransport({
-      host: t.host,
-      port: t.port,
-      secure: t.secure,
-      requireTLS: requireTls && !t.secure,
-      ignoreTLS: !requireTls && !t.secure,
-      name: heloName(),
-      // RFC 6066 3: SNI carries host names only, never IP literals.
-      tls: { rejectUnauthorized: true, ...(isIP(t.host) ? {} : { servername: t.host }), ...(ca ? { ca } : {}) },
-      connectionTimeout: 30_000,
-      greetingTimeout: 30_000,
-      socketTimeout: 120_000,
-      disableFileAccess: true,
-      disableUrlAccess: true,
-    });
     try {
-      const info = await transport.sendMail({ envelope, raw });
+      const info = await transportFor(t).sendMail({ envelope, raw });
       const code = Number(/^(\d{3})/.exec(String(info.response ?? ''))?.[1] ?? 250);
       return { kind: 'accepted', code, rejected: (info.rejected ?? []).length };
     } catch (e) {
       return classifySmtpError(e as { responseCode?: number; response?: string; code?: string });
-    } finally {
-      transport.close();
     }
+  };
+
+  /** Closes every pooled connection (worker stop). */
+  const close = () => {
+    for (const tr of pools.values()) tr.close();
+    pools.clear();
   };
 
   /** Tries each host of the route in preference order (RFC 5321 5.1) until one gives an SMTP answer. */
@@ -70,7 +90,7 @@ export const createSmtpSender = (config: Pick<Config, 'smtp' | 'delivery'>, reso
     return last;
   };
 
-  return { deliver };
+  return { deliver, close };
 };
 
 export type SmtpSender = ReturnType<typeof createSmtpSender>;

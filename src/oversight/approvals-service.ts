@@ -11,7 +11,7 @@ import type { ApproveInput } from '../mail/mail-schemas.js';
 import { addMessageEvent, approvalAad, approvalView, type EditDiff, openContent, sealContent } from '../mail/message-store.js';
 import type { MessageContent } from '../mail/mime.js';
 import type { OutboundPipeline } from '../mail/outbound-pipeline.js';
-import type { Db, Tx } from '../store/db.js';
+import type { Db, Executor } from '../store/db.js';
 import type { ApprovalsTable } from '../store/schema.js';
 
 type Deps = {
@@ -37,7 +37,7 @@ export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, pi
   /** Humans with `reviewer` decide; agents never hold roles (api-keys-service), so an agent gets 404. */
   const requireReviewer = (ctx: RequestContext) => requireAnyRole(ctx, ['reviewer'], 'approval');
 
-  const load = async (tx: Tx, ctx: RequestContext, id: string) => {
+  const load = async (tx: Executor, ctx: RequestContext, id: string) => {
     const a = await tx.selectFrom('approvals').selectAll().where('id', '=', id).where('org_id', '=', ctx.principal.orgId).executeTakeFirst();
     if (!a) throw notFound('approval');
     if (a.status !== 'pending') throw conflict('approval_decided', `This approval is already ${a.status}.`);
@@ -64,31 +64,37 @@ export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, pi
    * edit diff (field names and hashes only); writes outbox jobs.
    */
   const approve = async (ctx: RequestContext, id: string, body: ApproveInput) => {
+    // Phase 1, no transaction: checks and the edited content.
+    const pre = await guard.read(ctx, 'email.approved', target(id), async () => {
+      requireReviewer(ctx);
+      return load(db, ctx, id);
+    });
+    const before = openContent(ring, pre.m, pre.m.content_sealed);
+    const after: MessageContent = { ...before };
+    const diff: EditDiff[] = [];
+    for (const f of EDITABLE) {
+      const v = body.edits?.[f];
+      if (v === undefined) continue;
+      const next = f === 'to' || f === 'cc' ? (v as string[]).map((x) => x.toLowerCase()) : v;
+      if (fieldHash(before[f]) === fieldHash(next)) continue;
+      diff.push({ field: f, before_hash: fieldHash(before[f]), after_hash: fieldHash(next) });
+      (after as Record<string, unknown>)[f] = next;
+    }
+
     const r = await guard.change(ctx, 'email.approved', target(id), async (tx) => {
       requireReviewer(ctx);
       const { a, m, mailbox } = await load(tx, ctx, id);
+      // The edits were computed on what phase 1 saw; a message changed meanwhile is not approved blind.
+      if (m.content_hash !== pre.m.content_hash) throw conflict('approval_conflict', 'The message changed while it was being approved; try again.');
       const at = now();
-      const diff: EditDiff[] = [];
       let msg = m;
-      if (body.edits) {
-        const before = openContent(ring, m, m.content_sealed);
-        const after: MessageContent = { ...before };
-        for (const f of EDITABLE) {
-          const v = body.edits[f];
-          if (v === undefined) continue;
-          const next = f === 'to' || f === 'cc' ? (v as string[]).map((x) => x.toLowerCase()) : v;
-          if (fieldHash(before[f]) === fieldHash(next)) continue;
-          diff.push({ field: f, before_hash: fieldHash(before[f]), after_hash: fieldHash(next) });
-          (after as Record<string, unknown>)[f] = next;
-        }
-        if (diff.length > 0) {
-          const sealedNew = sealContent(ring, m, after);
-          const sealedOld = m.original_sealed ?? sealContent(ring, m, before, 'original').sealed;
-          await tx.updateTable('messages').set({ content_sealed: sealedNew.sealed, content_hash: sealedNew.hash, original_sealed: sealedOld, updated_at: at }).where('id', '=', m.id).execute();
-          msg = { ...m, content_sealed: sealedNew.sealed, content_hash: sealedNew.hash, original_sealed: sealedOld };
-        }
+      if (diff.length > 0) {
+        const sealedNew = sealContent(ring, m, after);
+        const sealedOld = m.original_sealed ?? sealContent(ring, m, before, 'original').sealed;
+        await tx.updateTable('messages').set({ content_sealed: sealedNew.sealed, content_hash: sealedNew.hash, original_sealed: sealedOld, updated_at: at }).where('id', '=', m.id).execute();
+        msg = { ...m, content_sealed: sealedNew.sealed, content_hash: sealedNew.hash, original_sealed: sealedOld };
       }
-      await tx
+      const u = await tx
         .updateTable('approvals')
         .set({
           status: 'approved',
@@ -100,7 +106,8 @@ export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, pi
         })
         .where('id', '=', a.id)
         .where('status', '=', 'pending')
-        .execute();
+        .executeTakeFirst();
+      if (Number(u.numUpdatedRows) === 0) throw conflict('approval_decided', 'This approval was decided concurrently.');
       await addMessageEvent(tx, m.id, at, 'approved', { approval_id: a.id, by: ctx.principal.id, edits: diff });
       await guard.recordIn(tx, ctx, 'email.approved', { type: 'email', id: m.id }, {
         approval_id: a.id,
@@ -108,7 +115,8 @@ export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, pi
         has_comment: !!body.comment,
         ...(body.comment ? { comment_hash: sha256Hex(body.comment) } : {}),
       }, msg.content_hash);
-      await pipeline.queue(tx, msg, mailbox, { approvedBy: ctx.principal.id, approvalId: a.id });
+      // Signed by the delivery worker, with this reviewer as approved_by in X-Agent-Identity.
+      await pipeline.write(tx, msg, await pipeline.plan(tx, msg, after, mailbox));
       return { id: m.id, status: 'queued', thread_id: m.thread_id, approval: approvalView(ring, (await tx.selectFrom('approvals').selectAll().where('id', '=', a.id).executeTakeFirstOrThrow())) };
     });
     onQueued?.();

@@ -1,3 +1,4 @@
+import { CUE, PATTERN_CUE_WORDS } from './phi-pattern-detectors.js';
 import { DIAGNOSES, LAB_TESTS, MEDICATIONS, PART2_TERMS } from './phi-lexicon.js';
 import type { Finding, FindingType } from './phi-types.js';
 
@@ -7,6 +8,46 @@ import type { Finding, FindingType } from './phi-types.js';
  * after salutation or label cues. Words are looked up in hash maps, so the
  * cost does not grow with the size of the lists.
  */
+
+/**
+ * A set of small non-negative integers (word hashes) with open addressing in
+ * an Int32Array: the membership test of the word pass, for every word, is a
+ * couple of array reads instead of a call into Set.prototype.has.
+ */
+class IntSet {
+  private readonly table: Int32Array;
+  private readonly mask: number;
+  constructor(values: Iterable<number>) {
+    const list = [...new Set(values)];
+    let cap = 16;
+    while (cap < list.length * 4) cap *= 2;
+    this.table = new Int32Array(cap).fill(-1);
+    this.mask = cap - 1;
+    for (const v of list) {
+      let k = Math.imul(v, 0x9e3779b1) >>> 0;
+      for (;;) {
+        const slot = k & this.mask;
+        if (this.table[slot] === -1) {
+          this.table[slot] = v;
+          break;
+        }
+        k++;
+      }
+    }
+  }
+  has(v: number): boolean {
+    let k = Math.imul(v, 0x9e3779b1) >>> 0;
+    for (;;) {
+      const x = this.table[k & this.mask]!;
+      if (x === v) return true;
+      if (x === -1) return false;
+      k++;
+    }
+  }
+  values(): number[] {
+    return [...this.table].filter((x) => x !== -1);
+  }
+}
 
 type Entry = { rest: readonly string[]; type: FindingType | 'lab'; confidence: number; upper: boolean };
 
@@ -38,7 +79,40 @@ const LEXICON = (() => {
 const LAB_VALUE_TAIL =
   /(?:\s+(?:level|levels|count|result|value|reading))?\s*(?:(?:is|was|of|at|came back at|came back|=|:|-)\s*)?(?:(?:high|low|elevated|normal|slightly elevated)\s*(?:at\s*)?)?[<>≤≥]?\s*\d{1,4}(?:[.,]\d{1,3})?(?:\s*(?:%|mg\/dl|mmol\/l|miu\/l|uiu\/ml|µiu\/ml|g\/dl|ng\/ml|ng\/dl|pg\/ml|k\/ul|k\/µl|x\s?10\^?[39]\/l|u\/l|iu\/l|meq\/l|ml\/min(?:\/1\.73\s?m2)?|copies\/ml|cells\/mm3|mm\/hr|mg\/l|seconds|sec))?/iy;
 
+/**
+ * USAN stems (the naming scheme of generic drugs): an unknown word with one of
+ * these endings is very likely a drug ("nifedipine", "meloxicam").
+ */
+const DRUG_STEMS = [
+  'pril', 'sartan', 'olol', 'statin', 'dipine', 'prazole', 'conazole', 'nidazole', 'mab', 'tinib', 'cillin', 'mycin',
+  'floxacin', 'cycline', 'oxetine', 'gliflozin', 'gliptin', 'glutide', 'triptan', 'afil', 'icam', 'parin', 'xaban',
+  'azepam', 'zolam', 'tidine', 'setron', 'lukast', 'thiazide', 'semide', 'profen', 'codone', 'barbital', 'olone',
+  'asone', 'ciclovir', 'clovir', 'navir', 'previr', 'buvir', 'vudine', 'platin', 'rubicin', 'tadine', 'triptyline',
+  'peridone', 'apine', 'etine', 'vastatin', 'lamide', 'formin', 'gliptin', 'terol', 'tropium', 'nacin',
+];
+const tailKey = (w: string) => ((w.charCodeAt(w.length - 3) << 16) ^ (w.charCodeAt(w.length - 2) << 8) ^ w.charCodeAt(w.length - 1)) & 0x3fffffff;
+const STEMS_BY_TAIL = (() => {
+  const m = new Map<number, string[]>();
+  for (const st of DRUG_STEMS) m.set(tailKey(st), [...(m.get(tailKey(st)) ?? []), st]);
+  return m;
+})();
+const ALPHA_LOWER = /^[a-z]+$/;
+/** tailKey of the last three characters of text before `end`, lower-cased. */
+const tailKeyAt = (text: string, end: number) =>
+  (((text.charCodeAt(end - 3) | 0x20) << 16) ^ ((text.charCodeAt(end - 2) | 0x20) << 8) ^ (text.charCodeAt(end - 1) | 0x20)) & 0x3fffffff;
+const CONDITION_TAILS = new Set(['itis', 'osis', 'oma', 'emia', 'pathy'].map(tailKey));
+/** Tails of drug stems and condition endings: one look-up decides whether a long word needs a closer look. */
+const TAILS = new IntSet([...STEMS_BY_TAIL.keys(), ...CONDITION_TAILS]);
+const CONDITION_ENDING_RE = /(?:itis|oma|emia|osis|pathy)$/;
+
+/** Endings of condition names (CONDITION_ENDING_RE): inflammation (-itis), tumours (-oma), blood (-emia), disease processes (-osis), -pathy. */
+const NOT_CONDITIONS = new Set(['diagnosis', 'prognosis', 'osmosis', 'hypnosis', 'diploma', 'aroma', 'academia', 'stoma', 'sympathy', 'empathy', 'apathy', 'telepathy', 'antipathy', 'homeopathy']);
+/** Head nouns of condition names: with the word before them they name a condition ("vitamin D deficiency"). */
+const CONDITION_HEADS = new Set(['deficiency', 'insufficiency', 'disease', 'disorder', 'syndrome', 'infection', 'fasciitis', 'neoplasm', 'stenosis', 'tumor', 'tumour']);
+const NOT_MODIFIERS = new Set(['the', 'a', 'an', 'of', 'any', 'no', 'your', 'this', 'that', 'for', 'with', 'and', 'or', 'to', 'in', 'on', 'his', 'her', 'their', 'my', 'our', 'control', 'prevention']);
+
 const TITLES = new Set(['mr', 'mrs', 'ms', 'miss', 'mx']);
+const CUE_WORDS = new Set([...TITLES, 'dear', 'hi', 'hello', 'patient', 'pt', 'name', 'guardian', 'resident']);
 const CLINICIAN_TITLES = new Set(['dr', 'doctor', 'prof', 'professor', 'nurse']);
 
 /** Capitalised words that follow cues but are not names. */
@@ -51,59 +125,142 @@ const NOT_NAMES = new Set([
   'january', 'february', 'march', 'april', 'may', 'june', 'july', 'august', 'september', 'october', 'november',
   'december', 'monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday', 'sunday', 'mr', 'mrs', 'ms',
   'dr', 'doctor', 'nurse', 'care', 'coordinator', 'manager', 'office', 'hospital', 'health', 'medical', 'id',
+  // Hospital department names that follow "Patient": Patient Portal, Patient Services, Patient Safety...
+  'portal', 'services', 'service', 'safety', 'experience', 'relations', 'advocate', 'advocacy', 'access', 'financial',
+  'intake', 'navigator', 'transport', 'education', 'information', 'registration', 'accounts', 'support', 'liaison',
 ]);
+
+/** Hashes of every word the pass acts on; others are skipped after one integer look-up. */
+const HOT = new IntSet(
+  [...LEXICON.keys(), ...CUE_WORDS, ...CONDITION_HEADS, ...PATTERN_CUE_WORDS.keys()].map((w) => hashWord(w)),
+);
+const PATTERN_CUES = new Map<number, number>([...PATTERN_CUE_WORDS].map(([w, b]) => [hashWord(w), b]));
+
+/** Words after which a capitalised run is a group, not a person: "Hi Nephrology team". */
+const GROUP_NOUNS = new Set(['team', 'staff', 'department', 'dept', 'clinic', 'office', 'group', 'unit', 'desk', 'colleagues', 'nurses', 'providers', 'all', 'folks']);
 
 /** First names that are also everyday words: alone at the start of a sentence they are not taken as names. */
 const WORDLIKE_NAMES = new Set(['will', 'may', 'june', 'april', 'grace', 'hope', 'mark', 'bill', 'faith', 'joy', 'rose', 'dawn', 'summer', 'art', 'rich', 'frank', 'sue', 'pat', 'august', 'max', 'sage', 'sky']);
 
-type ContactIndex = Map<string, { first: boolean; last: boolean }>;
+type ContactIndex = { words: Map<string, { first: boolean; last: boolean }>; hashes: Set<number>; hot: IntSet };
 
 /** Indexes contact names by lower-case word; the scan matches them only where written with a capital. */
 export const indexContacts = (contacts: readonly string[]): ContactIndex => {
-  const idx: ContactIndex = new Map();
+  const words = new Map<string, { first: boolean; last: boolean }>();
   for (const full of contacts) {
-    const words = full.trim().split(/\s+/).filter((w) => w.length > 1);
-    words.forEach((w, i) => {
+    const parts = full.trim().split(/\s+/).filter((w) => w.length > 1);
+    parts.forEach((w, i) => {
       const k = w.toLowerCase().replace(/[’]/g, "'").replace(/\.$/, '');
-      const cur = idx.get(k) ?? { first: false, last: false };
+      const cur = words.get(k) ?? { first: false, last: false };
       if (i === 0) cur.first = true;
-      if (i === words.length - 1 && i > 0) cur.last = true;
-      idx.set(k, cur);
+      if (i === parts.length - 1 && i > 0) cur.last = true;
+      words.set(k, cur);
     });
   }
-  return idx;
+  const hashes = new Set([...words.keys()].map(hashWord));
+  // One set for the fast rejection: the fixed vocabulary plus these contacts.
+  return { words, hashes, hot: new IntSet([...HOT.values(), ...hashes]) };
 };
 
+/**
+ * Hash of a lower-case word, the same one tokenize computes from the text
+ * without allocating: most words are rejected by one integer set look-up.
+ */
+function hashWord(w: string): number {
+  let h = 0;
+  for (let k = 0; k < w.length; k++) h = (Math.imul(h, 31) + w.charCodeAt(k)) & 0x3fffffff;
+  return h;
+}
+
+/** ASCII letters and digits to their lower case; 0 for everything else. */
+const LOWER_ASCII = (() => {
+  const t = new Int32Array(128);
+  for (let c = 48; c <= 57; c++) t[c] = c;
+  for (let c = 65; c <= 90; c++) t[c] = c + 32;
+  for (let c = 97; c <= 122; c++) t[c] = c;
+  return t;
+})();
+/** Beyond ASCII: Latin-1 letters lower-cased like toLowerCase; other Latin letters -1 (slow path); anything else 0. */
+const lowerWide = (c: number) => {
+  if (c < 0xc0 || c > 0x24f || c === 0xd7 || c === 0xf7) return 0;
+  if (c <= 0xde) return c + 32;
+  if (c <= 0xff) return c;
+  return -1;
+};
 const isAlnum = (c: number) => (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || (c >= 48 && c <= 57) || (c >= 0xc0 && c <= 0x24f);
 const isUpper = (c: number) => (c >= 65 && c <= 90) || (c >= 0xc0 && c <= 0xde);
 const isSpace = (c: number) => c === 32 || c === 9 || c === 10 || c === 13 || c === 0xa0;
 
-/** Word tokens: letters and digits, with inner hyphens and apostrophes ("O'Brien", "covid-19"). */
-const tokenize = (text: string) => {
-  const starts: number[] = [];
-  const ends: number[] = [];
-  const n = text.length;
+// Word buffers reused by every call (the scan is synchronous and not re-entrant): no allocation per word.
+let T_START = new Int32Array(256);
+let T_END = new Int32Array(256);
+let T_HASH = new Int32Array(256);
+let T_BASE = new Int32Array(256);
+let T_FLAGS = new Uint8Array(256);
+const F_DIGIT = 1;
+const F_SLOW = 2;
+const ensureCapacity = (n: number) => {
+  if (n <= T_START.length) return;
+  const cap = Math.max(n, T_START.length * 2);
+  T_START = new Int32Array(cap);
+  T_END = new Int32Array(cap);
+  T_HASH = new Int32Array(cap);
+  T_BASE = new Int32Array(cap);
+  T_FLAGS = new Uint8Array(cap);
+};
+
+/**
+ * Splits `text` into words (letters and digits, with inner hyphens and
+ * apostrophes: "O'Brien", "covid-19") into the shared buffers: start, end,
+ * the hash of the lower-case word and of it without a possessive "'s", and
+ * flags (has a digit; has a character with no cheap lower case, which takes
+ * the slow path). Returns the number of words.
+ */
+export const tokenize = (text: string): number => {
+  const len = text.length;
+  ensureCapacity((len >> 1) + 2);
+  let count = 0;
   let i = 0;
-  while (i < n) {
-    if (!isAlnum(text.charCodeAt(i))) {
+  while (i < len) {
+    const c0 = text.charCodeAt(i);
+    if ((c0 < 128 ? LOWER_ASCII[c0]! : lowerWide(c0)) === 0) {
       i++;
       continue;
     }
     const s = i;
-    i++;
+    let h = 0;
+    let base = 0;
+    let flags = 0;
     for (;;) {
-      while (i < n && isAlnum(text.charCodeAt(i))) i++;
+      while (i < len) {
+        const c = text.charCodeAt(i);
+        const l = c < 128 ? LOWER_ASCII[c]! : lowerWide(c);
+        if (l === 0) break;
+        if (l < 0) flags |= F_SLOW;
+        else if (l <= 57) flags |= F_DIGIT;
+        // Kept within 30 bits so V8 keeps it a small integer.
+        h = (Math.imul(h, 31) + l) & 0x3fffffff;
+        i++;
+      }
+      if (i + 1 >= len) break;
       const c = text.charCodeAt(i);
-      if ((c === 45 || c === 39 || c === 0x2019) && i + 1 < n && isAlnum(text.charCodeAt(i + 1))) {
+      if ((c === 45 || c === 39 || c === 0x2019) && isAlnum(text.charCodeAt(i + 1))) {
+        base = h;
+        h = (Math.imul(h, 31) + (c === 45 ? 45 : 39)) & 0x3fffffff;
         i++;
         continue;
       }
       break;
     }
-    starts.push(s);
-    ends.push(i);
+    const possessive = i - s > 3 && (text.charCodeAt(i - 2) === 39 || text.charCodeAt(i - 2) === 0x2019) && (text.charCodeAt(i - 1) | 0x20) === 115;
+    T_START[count] = s;
+    T_END[count] = i;
+    T_HASH[count] = h;
+    T_BASE[count] = possessive ? base : h;
+    T_FLAGS[count] = flags;
+    count++;
   }
-  return { starts, ends };
+  return count;
 };
 
 const onlySpaces = (text: string, from: number, to: number) => {
@@ -129,43 +286,89 @@ const stripPossessive = (text: string, s: number, e: number) => {
   return e;
 };
 
-export const scanLexicon = (text: string, contacts: ContactIndex | null, out: Finding[]) => {
-  const { starts, ends } = tokenize(text);
-  const n = starts.length;
-  const low: (string | undefined)[] = new Array(n);
-  const lowerAt = (j: number) => {
-    let w = low[j];
+/** The words of one text, lower-cased on demand. A class, so that no closures are made per message. */
+class Words {
+  private readonly low: (string | undefined)[];
+  constructor(
+    private readonly text: string,
+    private readonly starts: Int32Array,
+    private readonly ends: Int32Array,
+    private readonly n: number,
+  ) {
+    this.low = new Array(n);
+  }
+
+  lower(j: number): string {
+    let w = this.low[j];
     if (w === undefined) {
-      w = text.slice(starts[j], ends[j]).toLowerCase();
+      w = this.text.slice(this.starts[j], this.ends[j]).toLowerCase();
       if (w.includes('’')) w = w.replace(/’/g, "'");
-      low[j] = w;
+      this.low[j] = w;
     }
     return w;
-  };
+  }
 
-  /** Name run from token j: up to `max` capitalised words separated by spaces (or one comma for "Lopez, Maria"). */
-  const nameRun = (j: number, max: number, allowComma: boolean): number => {
+  /** Name run from word j: up to `max` capitalised words separated by spaces (or one comma for "Lopez, Maria"). */
+  nameRun(j: number, max: number, allowComma: boolean): number {
+    const { text, starts, ends, n } = this;
     let k = j;
     let count = 0;
-    while (k < n && count < max && nameLike(text, starts[k]!, ends[k]!) && !NOT_NAMES.has(lowerAt(k))) {
+    while (k < n && count < max && nameLike(text, starts[k]!, ends[k]!) && !NOT_NAMES.has(this.lower(k))) {
       count++;
       if (k + 1 >= n) break;
       const gapOk = onlySpaces(text, ends[k]!, starts[k + 1]!) || (allowComma && text.charCodeAt(ends[k]!) === 44 && onlySpaces(text, ends[k]! + 1, starts[k + 1]!));
-      if (!gapOk || !nameLike(text, starts[k + 1]!, ends[k + 1]!) || NOT_NAMES.has(lowerAt(k + 1))) break;
+      if (!gapOk || !nameLike(text, starts[k + 1]!, ends[k + 1]!) || NOT_NAMES.has(this.lower(k + 1))) break;
       k++;
     }
     return count === 0 ? -1 : k;
-  };
+  }
 
-  const pushName = (j: number, k: number, confidence: number, detector: string) => {
-    out.push({ type: 'name', start: starts[j]!, end: stripPossessive(text, starts[k]!, ends[k]!), confidence, detector });
-  };
+  pushName(out: Finding[], j: number, k: number, confidence: number, detector: string) {
+    out.push({ type: 'name', start: this.starts[j]!, end: stripPossessive(this.text, this.starts[k]!, this.ends[k]!), confidence, detector });
+  }
+}
 
+/**
+ * The word pass. `onCue.at(cue, start)` is called at each word that can begin
+ * a pattern (CUE bits: a number, a capitalised code, a state, a month, a
+ * label such as "MRN"...), so the patterns run only there instead of over
+ * the whole text.
+ */
+export const scanLexicon = (text: string, contacts: ContactIndex | null, out: Finding[], onCue?: { at: (cue: number, start: number) => void }) => {
+  const n = tokenize(text);
+  const starts = T_START;
+  const ends = T_END;
+  const hashes = T_HASH;
+  const bases = T_BASE;
+  const flags = T_FLAGS;
+  const wd = new Words(text, starts, ends, n);
+  const hot = contacts ? contacts.hot : HOT;
   let skipUntil = -1;
   for (let i = 0; i < n; i++) {
-    if (i <= skipUntil) continue;
     const s = starts[i]!;
-    const w = lowerAt(i);
+    const h = hashes[i]!;
+    const len = ends[i]! - s;
+    if (onCue !== undefined) {
+      const c0 = text.charCodeAt(s);
+      if (c0 >= 48 && c0 <= 57) {
+        onCue.at(CUE.digit, s);
+        continue;
+      }
+      if (isUpper(c0)) {
+        if (flags[i]! & F_DIGIT) onCue.at(CUE.upperDigit, s);
+        else if (len === 2 && isUpper(text.charCodeAt(s + 1))) onCue.at(CUE.state, s);
+      }
+    }
+    // Fast rejection: neither a known word, nor a contact, nor a drug or condition shape.
+    if (!(flags[i]! & F_SLOW) && !hot.has(h) && !(bases[i] !== h && hot.has(bases[i]!)) && !(len >= 6 && TAILS.has(tailKeyAt(text, ends[i]!)))) {
+      continue;
+    }
+    if (onCue !== undefined) {
+      const cue = PATTERN_CUES.get(h);
+      if (cue !== undefined) onCue.at(cue, s);
+    }
+    const w = wd.lower(i);
+    if (i <= skipUntil) continue;
 
     // Clinical vocabulary and Part 2 terms.
     const entries = LEXICON.get(w);
@@ -176,7 +379,7 @@ export const scanLexicon = (text: string, contacts: ContactIndex | null, out: Fi
         if (last >= n) continue;
         let ok = true;
         for (let r = 0; r < en.rest.length && ok; r++) {
-          ok = lowerAt(i + r + 1) === en.rest[r] && onlySpaces(text, ends[i + r]!, starts[i + r + 1]!);
+          ok = wd.lower(i + r + 1) === en.rest[r] && onlySpaces(text, ends[i + r]!, starts[i + r + 1]!);
         }
         if (!ok) continue;
         if (en.upper && !isUpper(text.charCodeAt(s + 1))) continue;
@@ -200,22 +403,48 @@ export const scanLexicon = (text: string, contacts: ContactIndex | null, out: Fi
       if (matched) continue;
     }
 
+    // Words that look clinical though not in the lists: drug stems, condition endings and heads.
+    // (Not for a word of the lists that did not match here, such as "cholesterol" with no value.)
+    if (w.length >= 6 && !entries) {
+      const stems = STEMS_BY_TAIL.get(tailKey(w));
+      if (stems && w.length >= 7 && ALPHA_LOWER.test(w) && stems.some((st) => w.endsWith(st))) {
+        out.push({ type: 'medication', start: s, end: ends[i]!, confidence: 0.7, detector: 'lexicon.drug_stem' });
+        continue;
+      }
+      const last = w.charCodeAt(w.length - 1);
+      const mayEnd = last === 115 || last === 97 || last === 121; // s (-itis, -osis), a (-oma, -emia), y (-pathy)
+      if (CONDITION_HEADS.has(w) || (mayEnd && w.length >= 7 && CONDITION_ENDING_RE.test(w) && !NOT_CONDITIONS.has(w) && ALPHA_LOWER.test(w))) {
+        let from = i;
+        // Take up to two modifiers before the head ("plantar fasciitis", "vitamin D deficiency").
+        for (let back = 1; back <= 2 && from - 1 > skipUntil && from - 1 >= 0; back++) {
+          const prev = wd.lower(from - 1);
+          if (NOT_MODIFIERS.has(prev) || !onlySpaces(text, ends[from - 1]!, starts[from]!) || !/^[a-z0-9'-]+$/.test(prev)) break;
+          from--;
+          if (prev.length > 2) break;
+        }
+        if (from < i || !CONDITION_HEADS.has(w)) {
+          out.push({ type: 'diagnosis', start: starts[from]!, end: ends[i]!, confidence: 0.7, detector: 'lexicon.condition_shape' });
+          continue;
+        }
+      }
+    }
+
     // Names after cues: "Mr. Okafor", "Dear Maria,", "Patient: Lopez, Maria", "our patient Ana Ruiz".
-    if (i + 1 < n) {
+    if (i + 1 < n && CUE_WORDS.has(w)) {
       const gap = text.slice(ends[i], starts[i + 1]);
       if (TITLES.has(w) && /^\.?\s+$/.test(gap)) {
-        const k = nameRun(i + 1, 3, false);
+        const k = wd.nameRun(i + 1, 3, false);
         if (k >= 0) {
-          pushName(i + 1, k, 0.9, 'cue.title');
+          wd.pushName(out, i + 1, k, 0.9, 'cue.title');
           skipUntil = k;
           continue;
         }
-      } else if (w === 'dear' && /^\s+$/.test(gap)) {
-        const next = lowerAt(i + 1);
+      } else if ((w === 'dear' || w === 'hi' || w === 'hello') && /^\s+$/.test(gap)) {
+        const next = wd.lower(i + 1);
         if (!TITLES.has(next) && !CLINICIAN_TITLES.has(next)) {
-          const k = nameRun(i + 1, 2, false);
-          if (k >= 0) {
-            pushName(i + 1, k, 0.85, 'cue.salutation');
+          const k = wd.nameRun(i + 1, 2, false);
+          if (k >= 0 && !(k + 1 < n && GROUP_NOUNS.has(wd.lower(k + 1)))) {
+            wd.pushName(out, i + 1, k, w === 'dear' ? 0.85 : 0.75, 'cue.salutation');
             skipUntil = k;
             continue;
           }
@@ -223,14 +452,14 @@ export const scanLexicon = (text: string, contacts: ContactIndex | null, out: Fi
       } else if ((w === 'patient' || w === 'pt' || w === 'name' || w === 'guardian' || w === 'resident') && /^\s*(?::|-)?\s+$|^:$/.test(gap)) {
         let j = i + 1;
         // "Patient Name: ..." / "Patient's name: ..."
-        if (lowerAt(j) === 'name' && j + 1 < n && /^\s*:\s*$/.test(text.slice(ends[j], starts[j + 1]))) j++;
+        if (wd.lower(j) === 'name' && j + 1 < n && /^\s*:\s*$/.test(text.slice(ends[j], starts[j + 1]))) j++;
         const labelled = gap.includes(':') || j > i + 1 || gap.includes('-');
         if (labelled || w === 'patient') {
-          const next = lowerAt(j);
+          const next = wd.lower(j);
           if (!TITLES.has(next) && !CLINICIAN_TITLES.has(next)) {
-            const k = nameRun(j, 3, labelled);
+            const k = wd.nameRun(j, 3, labelled);
             if (k >= 0) {
-              pushName(j, k, labelled ? 0.9 : 0.75, 'cue.label');
+              wd.pushName(out, j, k, labelled ? 0.9 : 0.75, 'cue.label');
               skipUntil = k;
               continue;
             }
@@ -243,20 +472,20 @@ export const scanLexicon = (text: string, contacts: ContactIndex | null, out: Fi
     if (contacts && isUpper(text.charCodeAt(s))) {
       const e0 = stripPossessive(text, s, ends[i]!);
       const key = e0 === ends[i] ? w : w.slice(0, e0 - s);
-      const hit = contacts.get(key);
+      const hit = contacts.words.get(key);
       if (hit && nameLike(text, s, e0)) {
         let k = i;
         while (k + 1 < n && onlySpaces(text, ends[k]!, starts[k + 1]!) && nameLike(text, starts[k + 1]!, ends[k + 1]!)) {
           const e1 = stripPossessive(text, starts[k + 1]!, ends[k + 1]!);
-          const key1 = e1 === ends[k + 1] ? lowerAt(k + 1) : lowerAt(k + 1).slice(0, e1 - starts[k + 1]!);
-          if (!contacts.has(key1)) break;
+          const key1 = e1 === ends[k + 1] ? wd.lower(k + 1) : wd.lower(k + 1).slice(0, e1 - starts[k + 1]!);
+          if (!contacts.words.has(key1)) break;
           k++;
           if (e1 !== ends[k]) break;
         }
         let confidence = k > i ? 0.95 : hit.last ? 0.8 : 0.7;
         // "Will you confirm ..." is not a name even if a contact is called Will.
         if (k === i && WORDLIKE_NAMES.has(key) && sentenceStart(text, s)) confidence = 0.3;
-        pushName(i, k, confidence, 'contacts');
+        wd.pushName(out, i, k, confidence, 'contacts');
         skipUntil = k;
       }
     }

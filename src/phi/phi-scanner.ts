@@ -1,5 +1,5 @@
 import { indexContacts, scanLexicon } from './phi-lexicon-detector.js';
-import { compileMrnPatterns, normalisePhones, type PatternContext, scanPatterns } from './phi-pattern-detectors.js';
+import { addressKey, compileMrnPatterns, normalisePhones, type PatternContext, PatternScan } from './phi-pattern-detectors.js';
 import {
   type Category,
   type Finding,
@@ -25,6 +25,8 @@ const compile = (options: ScanOptions): Compiled => {
         orgPhones: normalisePhones(options.orgPhones ?? []),
         orgDomains: (options.orgDomains ?? []).map((d) => d.toLowerCase()),
         mrnPatterns: compileMrnPatterns(options.mrnPatterns ?? []),
+        orgAddressKeys: new Set((options.orgAddresses ?? []).map(addressKey).filter(Boolean)),
+        orgZips: new Set((options.orgAddresses ?? []).flatMap((a) => /\b\d{5}(?:-\d{4})?\b/.exec(a)?.[0] ?? [])),
       },
       contacts: options.contacts && options.contacts.length > 0 ? indexContacts(options.contacts) : null,
       minConfidence: options.minConfidence ?? 0.5,
@@ -40,7 +42,7 @@ const compile = (options: ScanOptions): Compiled => {
  */
 const resolveOverlaps = (found: Finding[]): Finding[] => {
   if (found.length < 2) return found;
-  const ranked = [...found].sort((a, b) => b.confidence - a.confidence || b.end - b.start - (a.end - a.start) || a.start - b.start);
+  const ranked = found.sort((a, b) => b.confidence - a.confidence || b.end - b.start - (a.end - a.start) || a.start - b.start);
   const kept: Finding[] = [];
   for (const f of ranked) {
     if (!kept.some((k) => f.start < k.end && k.start < f.end)) kept.push(f);
@@ -88,12 +90,13 @@ export const categoriesOf = (findings: readonly Pick<Finding, 'type'>[]): Catego
 const findingsIn = (text: string, c: Compiled): Finding[] => {
   const found: Finding[] = [];
   const min = c.minConfidence;
-  scanPatterns(text, c.patterns, (type, start, end, confidence, detector) => {
+  // One walk over the words: the vocabulary and names, and the patterns at the words that can begin them.
+  const patterns = new PatternScan(text, c.patterns, (type, start, end, confidence, detector) => {
     if (confidence >= min && end > start) found.push({ type, start, end, confidence, detector });
   });
-  const lex: Finding[] = [];
-  scanLexicon(text, c.contacts, lex);
-  for (const f of lex) if (f.confidence >= min) found.push(f);
+  scanLexicon(text, c.contacts, found, patterns);
+  patterns.finish();
+  if (min > 0) for (let k = found.length - 1; k >= 0; k--) if (found[k]!.confidence < min) found.splice(k, 1);
   return resolveOverlaps(found);
 };
 

@@ -73,6 +73,8 @@ export type ScanOptions = {
   mrnPatterns?: readonly (string | RegExp)[];
   /** The organisation's own phone and fax numbers (main lines): not PHI. Any format; digits are compared. */
   orgPhones?: readonly string[];
+  /** The organisation's own street addresses ("1200 Beacon Street, Quincy, MA 02169"): not PHI. */
+  orgAddresses?: readonly string[];
   /** The organisation's own domains: staff addresses and plain links there are not PHI. */
   orgDomains?: readonly string[];
   /** Findings below this confidence are dropped (default 0.5). */

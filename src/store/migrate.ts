@@ -6,6 +6,7 @@ import * as m0001 from './migrations/0001-foundation.js';
 import * as m0002 from './migrations/0002-audit-log.js';
 import * as m0003 from './migrations/0003-vault.js';
 import * as m0004 from './migrations/0004-outbound-mail.js';
+import * as m0005 from './migrations/0005-consent.js';
 
 /** Migrations in order. Names are frozen once released; add, never edit. */
 export const MIGRATIONS: Record<string, Migration> = {
@@ -13,6 +14,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0002-audit-log': m0002,
   '0003-vault': m0003,
   '0004-outbound-mail': m0004,
+  '0005-consent': m0005,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };

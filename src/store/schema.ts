@@ -221,6 +221,7 @@ export type OutboxTable = {
   kind: 'deliver' | 'copy';
   route: string;
   envelope_sealed: string;
+  actor_chain: string; // JSON: delegation chain the message was sent under
   status: 'pending' | 'sending' | 'done' | 'bounced' | 'failed';
   attempts: number;
   next_attempt_at: string;
@@ -228,6 +229,20 @@ export type OutboxTable = {
   claimed_by: string | null;
   last_code: string | null;
   created_at: string;
+  updated_at: string;
+};
+
+/** Consent to electronic communication per organisation and contact; keyed by SHA-256 of the normalised address (no address stored). */
+export type ContactConsentsTable = {
+  org_id: string;
+  address_hash: string;
+  electronic: number;
+  categories: string; // JSON array
+  source: string;
+  recorded_at: string;
+  recorded_by_type: 'human' | 'agent';
+  recorded_by_id: string;
+  version: number;
   updated_at: string;
 };
 
@@ -256,4 +271,5 @@ export type Database = {
   outbox: OutboxTable;
   vault_secrets: VaultSecretsTable;
   vault_secret_versions: VaultSecretVersionsTable;
+  contact_consents: ContactConsentsTable;
 };

@@ -30,13 +30,21 @@ export const selfSignedCert = (dir: string): SinkCert => {
   return { private: fs.readFileSync(key, 'utf8'), cert: fs.readFileSync(cert, 'utf8'), caFile: cert };
 };
 
-export const startSink = async (dir: string, opts: { tls?: boolean; port?: number; cert?: SinkCert } = {}): Promise<Sink> => {
+/**
+ * `replyDelayMs` holds each 250 back; a message whose client vanished before
+ * its 250 was written is not counted (the client never learnt it was accepted).
+ */
+export const startSink = async (dir: string, opts: { tls?: boolean; port?: number; cert?: SinkCert; replyDelayMs?: number } = {}): Promise<Sink> => {
   const withTls = opts.tls ?? true;
   const pems = opts.cert ?? selfSignedCert(fs.mkdtempSync(path.join(dir, 'cert-')));
   const caFile = pems.caFile;
   const messages: SinkMessage[] = [];
   const replies: { code: number; text: string }[] = [];
+  const closed = new Set<string>();
   const server = new SMTPServer({
+    onClose(session) {
+      closed.add(session.id);
+    },
     secure: false,
     disabledCommands: withTls ? ['AUTH'] : ['AUTH', 'STARTTLS'],
     ...(withTls ? { key: pems.private, cert: pems.cert } : {}),
@@ -45,7 +53,12 @@ export const startSink = async (dir: string, opts: { tls?: boolean; port?: numbe
     onData(stream, session, callback) {
       const chunks: Buffer[] = [];
       stream.on('data', (c: Buffer) => chunks.push(c));
-      stream.on('end', () => {
+      stream.on('end', async () => {
+        if (opts.replyDelayMs) await new Promise((res) => setTimeout(res, opts.replyDelayMs));
+        if (closed.has(session.id)) {
+          callback(new Error('client gone'));
+          return;
+        }
         const r = replies.shift();
         if (r && r.code !== 250) {
           callback(Object.assign(new Error(r.text), { responseCode: r.code }));
@@ -61,6 +74,8 @@ export const startSink = async (dir: string, opts: { tls?: boolean; port?: numbe
       });
     },
   });
+  // A client killed mid-session (the crash test) resets its connection; that is expected, not a failure.
+  server.on('error', () => {});
   await new Promise<void>((resolve) => server.listen(opts.port ?? 0, '127.0.0.1', () => resolve()));
   const port = (server.server.address() as { port: number }).port;
   return {

@@ -111,6 +111,8 @@ export const up = async (db: AnyDb): Promise<void> => {
     .addColumn('kind', 'text', (c) => c.notNull().check(sqlIn('kind', ['deliver', 'copy'])))
     .addColumn('route', 'text', (c) => c.notNull())
     .addColumn('envelope_sealed', 'text', (c) => c.notNull())
+    // The delegation chain the message was sent under, for the delivery audit events.
+    .addColumn('actor_chain', 'text', (c) => c.notNull())
     .addColumn('status', 'text', (c) => c.notNull().check(sqlIn('status', ['pending', 'sending', 'done', 'bounced', 'failed'])))
     .addColumn('attempts', 'integer', (c) => c.notNull().defaultTo(0))
     .addColumn('next_attempt_at', 'text', (c) => c.notNull())

@@ -1,0 +1,59 @@
+/**
+ * PHI scanning throughput on the labelled corpus, one core, against a
+ * baseline in the same run: a single combined regular expression (SSN | phone
+ * | email | URL | IPv4 | numeric and month-name dates | ICD-10) over the same
+ * text. The baseline finds far less (no names, labels, clinical words, no
+ * context checks); it shows what the detector's extra passes cost.
+ * Target (issue 9): at least 20 MB/s for scanText.
+ *
+ *   node --import tsx bench/phi.ts
+ */
+import path from 'node:path';
+import { loadCorpus } from '../src/phi/phi-eval.js';
+import { scanMessage, scanText } from '../src/phi/phi-scanner.js';
+
+const seconds = Number(process.env.MAILWARD_BENCH_SECONDS ?? 3);
+const { messages, options } = loadCorpus(path.join(import.meta.dirname, '..', 'test', 'fixtures', 'phi-corpus'));
+const texts = messages.map((m) => m.text);
+const bytes = texts.reduce((n, t) => n + Buffer.byteLength(t), 0);
+
+const COMBINED =
+  /\b\d{3}-\d{2}-\d{4}\b|(?:\(\d{3}\)\s?|\b\d{3}[\s.-])\d{3}[\s.-]\d{4}\b|\b[\w.%+-]+@[\w-]+(?:\.[\w-]+)*\.[A-Za-z]{2,}\b|\bhttps?:\/\/[^\s<>"']+|\b(?:\d{1,3}\.){3}\d{1,3}\b|\b\d{1,2}\/\d{1,2}\/\d{2,4}\b|\b\d{4}-\d{2}-\d{2}\b|\b(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*\.?\s+\d{1,2}(?:,\s+\d{4})?\b|\b[A-TV-Z]\d[0-9AB]\.[0-9A-Z]{1,4}\b/g;
+
+const baseline = (t: string) => {
+  let n = 0;
+  COMBINED.lastIndex = 0;
+  for (let m = COMBINED.exec(t); m !== null; m = COMBINED.exec(t)) n++;
+  return n;
+};
+
+/** Runs `fn` over the whole corpus repeatedly for `seconds`; returns MB/s and findings per pass. */
+const measure = (fn: (t: string) => number) => {
+  let found = 0;
+  for (const t of texts) found += fn(t); // warm-up pass, also the count
+  for (let i = 0; i < 20; i++) for (const t of texts) fn(t);
+  let passes = 0;
+  const start = process.hrtime.bigint();
+  let elapsed = 0;
+  while (elapsed < seconds) {
+    for (const t of texts) fn(t);
+    passes++;
+    elapsed = Number(process.hrtime.bigint() - start) / 1e9;
+  }
+  return { mbps: (bytes * passes) / elapsed / 1e6, passes, found, msgsPerSec: (texts.length * passes) / elapsed };
+};
+
+const rows = [
+  ['combined regex (baseline)', measure(baseline)],
+  ['scanText (no org options)', measure((t) => scanText(t).findings.length)],
+  ['scanText (org contacts, MRN, allow-lists)', measure((t) => scanText(t, options).findings.length)],
+  ['scanMessage (text as html too)', measure((t) => scanMessage({ subject: 'Message', text: t, html: `<p>${t}</p>` }, options).findings.length / 2)],
+] as const;
+
+console.log(`PHI scan throughput, one core, corpus of ${texts.length} messages (${(bytes / 1024).toFixed(0)} KiB), ${seconds}s each`);
+console.log(`${'scanner'.padEnd(44)}${'MB/s'.padStart(9)}${'msgs/s'.padStart(11)}${'findings'.padStart(10)}`);
+for (const [name, r] of rows) {
+  console.log(`${name.padEnd(44)}${r.mbps.toFixed(1).padStart(9)}${Math.round(r.msgsPerSec).toString().padStart(11)}${String(Math.round(r.found)).padStart(10)}`);
+}
+const main = rows[2][1].mbps;
+console.log(`\ntarget >= 20 MB/s for scanText with org options: ${main >= 20 ? 'met' : 'MISSED'} (${main.toFixed(1)} MB/s; ${(rows[0][1].mbps / main).toFixed(1)}x slower than the single-regex baseline)`);

@@ -1,0 +1,124 @@
+import { parentPort, workerData } from 'node:worker_threads';
+import SQLite from 'better-sqlite3';
+import pg from 'pg';
+import { type EventRow, recomputeRowHash } from './audit-chain.js';
+import { CompactRange, leafHashHex } from './merkle.js';
+
+/**
+ * Worker thread of `audit verify`: reads one seq range straight from the
+ * store (read-only), recomputes every chain hash and its RFC 6962 leaf hash,
+ * and hashes the range's own subtrees. The main thread checks the links
+ * between ranges and every checkpoint root (audit-verify.ts).
+ */
+
+export type VerifySource = { kind: 'sqlite'; file: string } | { kind: 'postgres'; url: string };
+export type VerifyJob = { index: number; from: number; to: number; snapshotsAt: number[] };
+export type VerifyChunk = {
+  index: number;
+  from: number;
+  count: number;
+  leaves: Uint8Array;
+  firstPrev: string | null;
+  lastHash: string | null;
+  /** The range's own compact range (its subtrees, largest first) and snapshots at the asked sizes. */
+  compact: Uint8Array[];
+  snapshots: [number, Uint8Array[]][];
+  problem: { code: 'missing_event' | 'out_of_order' | 'broken_link' | 'hash_mismatch' | 'end'; seq: number; found?: number } | null;
+};
+
+const COLS = ['seq', 'id', 'at', 'org_id', 'action', 'actor_type', 'actor_id', 'delegation_chain', 'target_type', 'target_id', 'outcome', 'request_id', 'client_ip', 'content_hash', 'details', 'prev_hash', 'hash'] as const;
+const SELECT = `select ${COLS.join(', ')} from audit_events where seq >= $1 and seq <= $2 order by seq limit $3`;
+const BATCH = 10_000;
+
+const toRow = (a: unknown[]): EventRow => ({
+  seq: Number(a[0]),
+  id: a[1] as string,
+  at: a[2] as string,
+  org_id: a[3] as string | null,
+  action: a[4] as string,
+  actor_type: a[5] as string,
+  actor_id: a[6] as string | null,
+  delegation_chain: a[7] as string,
+  target_type: a[8] as string | null,
+  target_id: a[9] as string | null,
+  outcome: a[10] as string,
+  request_id: a[11] as string | null,
+  client_ip: a[12] as string | null,
+  content_hash: a[13] as string | null,
+  details: a[14] as string,
+  prev_hash: a[15] as string,
+  hash: a[16] as string,
+});
+
+const openReader = async (src: VerifySource): Promise<(from: number, to: number) => Promise<unknown[][]>> => {
+  if (src.kind === 'sqlite') {
+    const db = new SQLite(src.file, { readonly: true, fileMustExist: true });
+    const stmt = db.prepare(SELECT.replace('$1', '?').replace('$2', '?').replace('$3', '?')).raw();
+    return async (from, to) => stmt.all(from, to, BATCH) as unknown[][];
+  }
+  const client = new pg.Client({ connectionString: src.url });
+  await client.connect();
+  return async (from, to) => (await client.query({ text: SELECT, values: [from, to, BATCH], rowMode: 'array' })).rows as unknown[][];
+};
+
+const run = async () => {
+  const read = await openReader(workerData as VerifySource);
+  parentPort!.on('message', async (job: VerifyJob) => {
+    const leaves = Buffer.allocUnsafe((job.to - job.from + 1) * 32);
+    const compact = new CompactRange();
+    const wanted = new Set(job.snapshotsAt);
+    const snapshots: [number, Uint8Array[]][] = [];
+    let expected = job.from;
+    let prev: string | null = null;
+    let firstPrev: string | null = null;
+    let problem: VerifyChunk['problem'] = null;
+    outer: while (expected <= job.to) {
+      const rows = await read(expected, job.to);
+      if (rows.length === 0) {
+        problem = { code: 'end', seq: expected };
+        break;
+      }
+      for (const a of rows) {
+        const r = toRow(a);
+        if (r.seq !== expected) {
+          problem = { code: r.seq > expected ? 'missing_event' : 'out_of_order', seq: expected, found: r.seq };
+          break outer;
+        }
+        if (prev === null) firstPrev = r.prev_hash;
+        else if (r.prev_hash !== prev) {
+          problem = { code: 'broken_link', seq: r.seq };
+          break outer;
+        }
+        if (!/^[0-9a-f]{64}$/.test(r.hash) || recomputeRowHash(r, r.prev_hash) !== r.hash) {
+          problem = { code: 'hash_mismatch', seq: r.seq };
+          break outer;
+        }
+        // RFC 6962 2.1: leaf hash = SHA-256(0x00 || event hash bytes).
+        const leaf = leafHashHex(r.hash);
+        leaf.copy(leaves, (expected - job.from) * 32);
+        compact.append(leaf);
+        if (wanted.has(expected)) snapshots.push([expected, compact.hashes.map((h) => Buffer.from(h))]);
+        prev = r.hash;
+        expected++;
+      }
+    }
+    const count = expected - job.from;
+    const out: VerifyChunk = {
+      index: job.index,
+      from: job.from,
+      count,
+      leaves: leaves.subarray(0, count * 32),
+      firstPrev,
+      lastHash: prev,
+      compact: compact.hashes,
+      snapshots,
+      problem,
+    };
+    parentPort!.postMessage(out);
+  });
+  parentPort!.postMessage({ ready: true });
+};
+
+void run().catch((e) => {
+  parentPort!.postMessage({ failed: String((e as Error)?.message ?? e) });
+});
