@@ -86,7 +86,6 @@ const LABS: [string, () => string][] = [
   ['ferritin', () => `${int(5, 300)} ng/mL`],
 ];
 const LAB_PHRASES = [' ', ': ', ' was ', ' is ', ' came back at ', ' of ', ' level was ', ' = '];
-const SUD: string[] = ['opioid use disorder', 'alcohol use disorder', 'buprenorphine', 'Suboxone', 'methadone', 'naltrexone', 'Vivitrol', 'substance use disorder', 'detox'];
 
 // --- a message builder that records gold spans -------------------------------
 class Doc {
