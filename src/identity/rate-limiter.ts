@@ -60,15 +60,14 @@ export const createRateLimiter = ({ db, clock, limitPerMinute, syncMs = 0 }: { d
     const windowStart = t - (t % WINDOW_MS);
     const windowEnd = windowStart + WINDOW_MS;
     const bucket = `${subject}:${windowStart}`;
-    const expiresAt = new Date(windowEnd).toISOString();
     if (syncMs <= 0) {
-      const count = await add(bucket, 1, expiresAt);
+      const count = await add(bucket, 1, new Date(windowEnd).toISOString());
       await sweep(t);
       return decide(count, windowEnd, t);
     }
     let b = buckets.get(bucket);
     if (!b) {
-      b = { synced: 0, pending: 0, expiresAt, windowEnd };
+      b = { synced: 0, pending: 0, expiresAt: new Date(windowEnd).toISOString(), windowEnd };
       buckets.set(bucket, b);
     }
     b.pending++;
