@@ -10,7 +10,7 @@ export const bootstrapKeyPath = (dataDir: string) => path.join(dataDir, 'bootstr
 export const registerServe = (program: Command) =>
   program
     .command('serve')
-    .description('Run the REST API and reviewer console (MAILWARD_HTTP_PORT) and inbound SMTP (MAILWARD_SMTP_PORT)')
+    .description('Run the REST API (MAILWARD_HTTP_PORT), the outbound delivery worker and the audit checkpoint scheduler')
     .action(
       runCommand(async () => {
         const config = configOrExit();
