@@ -81,7 +81,7 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
   const vault = createVaultService({ db, repo: createVaultRepo({ dialect: store.dialect }), guard, audit, ring, clock });
 
   const consent = createConsentService({ db, guard, clock });
-  const mail = createMailModule({ config, store, ring, clock, logger, audit, guard, repo });
+  const mail = createMailModule({ config, store, ring, clock, logger, audit, guard, repo, consent });
 
   const init = (input: InitInput, o: { onlyIfEmpty?: boolean } = {}) => initOrganization({ db, ring, clock, audit }, input, o);
 

@@ -15,7 +15,7 @@ export const approvalRoutes = (deps: { approvals: ApprovalsService }) => async (
   app.get('/v1/approvals', { schema: { tags, security: secured, summary: 'Approvals of the organization (reviewers and admins)', querystring: z.strictObject({ status: z.enum(['pending', 'approved', 'rejected']).default('pending') }), response: { 200: z.object({ approvals: z.array(approvalOut) }), ...problems(400, 401, 403, 404) } } }, async (req) => ({
     approvals: await approvals.list(req.ctx, req.query.status),
   }));
-  app.post('/v1/approvals/:id/approve', { schema: { tags, security: secured, summary: 'Approve a held message, optionally with edits (humans with reviewer; never the sender)', params: idParams('apr'), body: approveBody, response: { 200: decided, ...problems(400, 401, 403, 404, 409, 413) } } }, (req) =>
+  app.post('/v1/approvals/:id/approve', { schema: { tags, security: secured, summary: 'Approve a held message, optionally with edits (humans with reviewer; never the sender)', params: idParams('apr'), body: approveBody, response: { 200: decided, ...problems(400, 401, 403, 404, 409, 413, 422) } } }, (req) =>
     approvals.approve(req.ctx, req.params.id, req.body ?? {}),
   );
   app.post('/v1/approvals/:id/reject', { schema: { tags, security: secured, summary: 'Reject a held message; the comment is required and the agent reads it', params: idParams('apr'), body: rejectBody, response: { 200: decided, ...problems(400, 401, 403, 404, 409) } } }, (req) =>

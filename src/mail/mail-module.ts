@@ -6,6 +6,8 @@ import type { Clock } from '../kernel/clock.js';
 import type { KeyRing } from '../kernel/crypto/keyring.js';
 import type { Logger } from '../kernel/log.js';
 import { createApprovalsService } from '../oversight/approvals-service.js';
+import type { ConsentService } from '../phi/consent-service.js';
+import { createOutboundScreen } from '../phi/outbound-screen.js';
 import type { Store } from '../store/db.js';
 import { createDeliveryWorker } from './delivery-worker.js';
 import { createMailResolver, loadDnsOverrides } from './dns-overrides.js';
@@ -16,10 +18,10 @@ import { createSendService } from './send-service.js';
 import { createSigningPool } from './signing-pool.js';
 import { createSmtpSender } from './smtp-deliver.js';
 
-type Deps = { config: Config; store: Store; ring: KeyRing; clock: Clock; logger: Logger; audit: AuditService; guard: Guard; repo: IdentityRepo };
+type Deps = { config: Config; store: Store; ring: KeyRing; clock: Clock; logger: Logger; audit: AuditService; guard: Guard; repo: IdentityRepo; consent: Pick<ConsentService, 'consentFor'> };
 
-/** Wires outbound mail: mailboxes, send, the approval queue and the delivery worker (issue 6). */
-export const createMailModule = ({ config, store, ring, clock, logger, audit, guard, repo }: Deps) => {
+/** Wires outbound mail: mailboxes, send, the approval queue and the delivery worker (issue 6), PHI holds and consent (issue 9). */
+export const createMailModule = ({ config, store, ring, clock, logger, audit, guard, repo, consent }: Deps) => {
   const db = store.db;
   const resolver = createMailResolver(loadDnsOverrides(config.dnsOverridesFile));
   const signer = createSigningPool({ size: config.delivery.signingThreads, logger });
@@ -28,8 +30,9 @@ export const createMailModule = ({ config, store, ring, clock, logger, audit, gu
   let kick = () => {};
   const onQueued = () => kick();
   const mailboxes = createMailboxService({ db, repo, guard, clock });
-  const mail = createSendService({ db, ring, guard, repo, clock, pipeline, config, onQueued });
-  const approvals = createApprovalsService({ db, ring, guard, audit, repo, clock, pipeline, onQueued });
+  const screen = createOutboundScreen({ consent });
+  const mail = createSendService({ db, ring, guard, repo, clock, pipeline, screen, audit, config, onQueued });
+  const approvals = createApprovalsService({ db, ring, guard, audit, repo, clock, pipeline, screen, onQueued });
   const sender = createSmtpSender(config, resolver, () => config.bootstrap.domain);
   const delivery = createDeliveryWorker({
     db,

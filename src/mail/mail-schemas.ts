@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { OVERSIGHT_MODES } from '../oversight/oversight-modes.js';
+import { phiFindingOut, phiPolicySchema } from '../phi/phi-schemas.js';
 
 // RFC 5322 3.2.3 dot-atom local part @ a domain; no whitespace, CR or LF anywhere (header injection).
 const EMAIL_RE = /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z][A-Za-z0-9-]{0,61}[A-Za-z0-9]$/;
@@ -22,12 +23,14 @@ export const createMailboxBody = z.strictObject({
   display_name: headerText(200).pipe(z.string().min(1)),
   oversight_mode: oversightMode.optional(),
   forward_to: emailAddress.nullable().optional(),
+  phi_policy: phiPolicySchema.nullable().optional(),
 });
 
 export const updateMailboxBody = z.strictObject({
   oversight_mode: oversightMode.optional(),
   display_name: headerText(200).pipe(z.string().min(1)).optional(),
   forward_to: emailAddress.nullable().optional(),
+  phi_policy: phiPolicySchema.nullable().optional().describe('null restores the default policy; admin or privacy_officer'),
 });
 
 export const mailboxOut = z.object({
@@ -37,6 +40,7 @@ export const mailboxOut = z.object({
   display_name: z.string(),
   oversight_mode: oversightMode,
   forward_to: z.string().nullable(),
+  phi_policy: phiPolicySchema.nullable(),
   created_at: z.string(),
   updated_at: z.string(),
 });
@@ -91,7 +95,8 @@ export const approvalOut = z.object({
   direction: z.string(),
   status: z.string(),
   reasons: z.array(z.record(z.string(), z.unknown())),
-  phi_findings: z.array(z.unknown()),
+  phi_findings: z.array(phiFindingOut),
+  phi_sensitivity: z.string().nullable(),
   created_at: z.string(),
   expires_at: z.string(),
   decided_at: z.string().nullable(),
@@ -116,7 +121,8 @@ export const emailOut = z.object({
   html: z.string().nullable(),
   attachments: z.array(z.object({ filename: z.string(), content_type: z.string(), size: z.number() })),
   tags: z.array(z.string()),
-  phi_findings: z.array(z.unknown()),
+  phi_findings: z.array(phiFindingOut),
+  phi_sensitivity: z.string().nullable(),
   thread_id: z.string(),
   message_id: z.string(),
   in_reply_to: z.string().nullable(),

@@ -6,6 +6,7 @@ import type { Clock } from '../kernel/clock.js';
 import { conflict, forbidden, notFound, unprocessable } from '../kernel/errors.js';
 import { newId } from '../kernel/ids.js';
 import { DEFAULT_OVERSIGHT_MODE, isLoosening } from '../oversight/oversight-modes.js';
+import { isPhiPolicyLoosening, parsePhiPolicy } from '../phi/outbound-screen.js';
 import type { Db, Executor } from '../store/db.js';
 import { isUniqueViolation } from '../store/errors.js';
 import type { MailboxesTable } from '../store/schema.js';
@@ -20,6 +21,7 @@ export const mailboxView = (m: MailboxesTable) => ({
   display_name: m.display_name,
   oversight_mode: m.oversight_mode,
   forward_to: m.forward_to,
+  phi_policy: parsePhiPolicy(m.phi_policy),
   created_at: m.created_at,
   updated_at: m.updated_at,
 });
@@ -41,6 +43,29 @@ export const visibleMailbox = async (ex: Executor, ctx: RequestContext, id: stri
 const requireAdmin = (ctx: RequestContext) => {
   if (ctx.principal.type !== 'human') throw notFound('mailbox');
   if (!hasRole(ctx.principal, 'admin')) throw forbidden('admin_required', 'This action needs an admin.');
+};
+
+/** The PHI policy is the privacy officer's as much as the admin's (45 CFR 164.530(a): the privacy official sets privacy policy). */
+const requirePhiPolicyWriter = (ctx: RequestContext) => {
+  if (ctx.principal.type !== 'human') throw notFound('mailbox');
+  if (!hasRole(ctx.principal, 'admin') && !hasRole(ctx.principal, 'privacy_officer')) {
+    throw forbidden('role_required', 'Changing the PHI policy needs one of the roles: admin, privacy_officer.');
+  }
+};
+
+/**
+ * The mailbox for a PHI policy change: a privacy officer (who cannot read
+ * mail, so visibleMailbox hides mailboxes from them) finds those of the
+ * organisation; everyone else as visibleMailbox says.
+ */
+const mailboxForUpdate = async (ex: Executor, ctx: RequestContext, id: string, phiOnly: boolean): Promise<MailboxesTable> => {
+  const p = ctx.principal;
+  if (phiOnly && hasRole(p, 'privacy_officer')) {
+    const m = await ex.selectFrom('mailboxes').selectAll().where('id', '=', id).where('org_id', '=', p.orgId).executeTakeFirst();
+    if (!m) throw notFound('mailbox');
+    return m;
+  }
+  return visibleMailbox(ex, ctx, id);
 };
 
 export const createMailboxService = ({ db, repo, guard, clock }: Deps) => {
@@ -74,6 +99,7 @@ export const createMailboxService = ({ db, repo, guard, clock }: Deps) => {
         forward_to: body.forward_to?.toLowerCase() ?? null,
         created_at: at,
         updated_at: at,
+        phi_policy: body.phi_policy ? JSON.stringify(body.phi_policy) : null,
       };
       try {
         await tx.insertInto('mailboxes').values(row).execute();
@@ -81,27 +107,48 @@ export const createMailboxService = ({ db, repo, guard, clock }: Deps) => {
         if (isUniqueViolation(e)) throw conflict('address_taken', 'That address already has a mailbox.');
         throw e;
       }
-      await guard.recordIn(tx, ctx, 'mailbox.created', { type: 'mailbox', id: row.id }, { agent_id: agent.id, oversight_mode: mode, has_forward_to: row.forward_to !== null });
+      await guard.recordIn(tx, ctx, 'mailbox.created', { type: 'mailbox', id: row.id }, {
+        agent_id: agent.id,
+        oversight_mode: mode,
+        has_forward_to: row.forward_to !== null,
+        phi_policy: body.phi_policy ?? null,
+        phi_policy_loosened: isPhiPolicyLoosening(null, body.phi_policy ?? null),
+      });
       return mailboxView(row);
     });
 
   /**
-   * Changes mode, display name or forward_to. A reviewer or admin may tighten
-   * oversight; loosening it needs an admin human and the audit event says
-   * `loosened: true` with that human as actor (issue 6).
-   * Throws 403 admin_required, 404, 422 forward_to_required. Audits mailbox.updated.
+   * Changes mode, display name, forward_to or the PHI policy. A reviewer or
+   * admin may tighten oversight; loosening it needs an admin human and the
+   * audit event says `loosened: true` with that human as actor (issue 6). The
+   * PHI policy is set by an admin or privacy officer; loosening it is audited
+   * as `phi_policy_loosened: true` with both policies (issue 9).
+   * Throws 403 admin_required / role_required, 404, 422 forward_to_required. Audits mailbox.updated.
    */
   const update = (ctx: RequestContext, id: string, body: z.infer<typeof updateMailboxBody>) =>
     guard.change(ctx, 'mailbox.updated', { type: 'mailbox', id }, async (tx) => {
-      const m = await visibleMailbox(tx, ctx, id);
+      const otherChange = body.oversight_mode !== undefined || body.display_name !== undefined || body.forward_to !== undefined;
+      const phiChange = body.phi_policy !== undefined;
+      const m = await mailboxForUpdate(tx, ctx, id, phiChange && !otherChange);
       const mode = body.oversight_mode ?? m.oversight_mode;
       const forwardTo = body.forward_to === undefined ? m.forward_to : (body.forward_to?.toLowerCase() ?? null);
       const loosened = isLoosening(m.oversight_mode, mode);
-      // A reviewer may tighten oversight and nothing else; every other change needs an admin human.
-      const onlyTightens = !loosened && body.display_name === undefined && body.forward_to === undefined;
-      if (!(onlyTightens && hasRole(ctx.principal, 'reviewer'))) requireAdmin(ctx);
+      if (otherChange || !phiChange) {
+        // A reviewer may tighten oversight and nothing else; every other change needs an admin human.
+        const onlyTightens = !loosened && body.display_name === undefined && body.forward_to === undefined;
+        if (!(onlyTightens && hasRole(ctx.principal, 'reviewer'))) requireAdmin(ctx);
+      }
+      if (phiChange) requirePhiPolicyWriter(ctx);
       if (mode === 'monitored' && !forwardTo) throw unprocessable('forward_to_required', 'A monitored mailbox needs forward_to.');
-      const changes = { oversight_mode: mode, forward_to: forwardTo, display_name: body.display_name ?? m.display_name, updated_at: now() };
+      const policyBefore = parsePhiPolicy(m.phi_policy);
+      const policyAfter = body.phi_policy === undefined ? policyBefore : body.phi_policy;
+      const changes = {
+        oversight_mode: mode,
+        forward_to: forwardTo,
+        display_name: body.display_name ?? m.display_name,
+        phi_policy: policyAfter ? JSON.stringify(policyAfter) : null,
+        updated_at: now(),
+      };
       await tx.updateTable('mailboxes').set(changes).where('id', '=', id).execute();
       await guard.recordIn(tx, ctx, 'mailbox.updated', { type: 'mailbox', id }, {
         before: { oversight_mode: m.oversight_mode },
@@ -109,6 +156,9 @@ export const createMailboxService = ({ db, repo, guard, clock }: Deps) => {
         loosened,
         forward_to_changed: forwardTo !== m.forward_to,
         display_name_changed: changes.display_name !== m.display_name,
+        ...(phiChange
+          ? { phi_policy: { before: policyBefore, after: policyAfter }, phi_policy_loosened: isPhiPolicyLoosening(policyBefore, policyAfter) }
+          : {}),
       });
       return mailboxView({ ...m, ...changes });
     });

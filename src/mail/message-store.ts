@@ -2,6 +2,7 @@ import { open, seal } from '../kernel/crypto/envelope.js';
 import { sha256Hex } from '../kernel/crypto/hash.js';
 import type { KeyRing } from '../kernel/crypto/keyring.js';
 import { newId } from '../kernel/ids.js';
+import { parseFindings } from '../phi/outbound-screen.js';
 import type { Executor } from '../store/db.js';
 import type { ApprovalsTable, MessagesTable } from '../store/schema.js';
 import type { MessageContent } from './mime.js';
@@ -34,14 +35,16 @@ export const addMessageEvent = (tx: Executor, messageId: string, at: string, typ
 
 export type EditDiff = { field: string; before_hash: string; after_hash: string };
 
-export const approvalView = (ring: KeyRing, a: ApprovalsTable) => ({
+/** An approval as reviewers see it, with the PHI findings of its message (`m`: the message row, or its two PHI columns). */
+export const approvalView = (ring: KeyRing, a: ApprovalsTable, m?: Pick<MessagesTable, 'phi_findings' | 'phi_sensitivity'> | null) => ({
   id: a.id,
   email_id: a.message_id,
   mailbox_id: a.mailbox_id,
   direction: a.direction,
   status: a.status,
   reasons: JSON.parse(a.reasons) as Record<string, unknown>[],
-  phi_findings: [] as unknown[],
+  phi_findings: parseFindings(m?.phi_findings ?? null),
+  phi_sensitivity: m?.phi_sensitivity ?? null,
   created_at: a.created_at,
   expires_at: a.expires_at,
   decided_at: a.decided_at,

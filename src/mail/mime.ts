@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { RelaxedHash } from 'mailauth/lib/dkim/body/relaxed.js';
 import MailComposer from 'nodemailer/lib/mail-composer';
 
 /** What a message says: the sealed content of a message row (never logged). */
@@ -62,8 +62,18 @@ export const relaxedBody = (body: Buffer): Buffer => {
   return Buffer.from(`${out.join('\r\n')}\r\n`, 'latin1');
 };
 
-/** The DKIM `bh=` value for relaxed body canonicalization with SHA-256 (RFC 6376 3.7). */
-export const relaxedBodyHash = (body: Buffer): string => createHash('sha256').update(relaxedBody(body)).digest('base64');
+/**
+ * The DKIM `bh=` value for relaxed body canonicalization with SHA-256 (RFC 6376 3.7).
+ * CONTRACT.md: the identity header's `body_hash` IS the DKIM bh=, so it is
+ * computed by the same code that signs and verifies DKIM (mailauth), which
+ * differs from a literal reading of 3.4.4 on bodies whose last line is only
+ * spaces without a CRLF; `relaxedBody` above is the literal reading.
+ */
+export const relaxedBodyHash = (body: Buffer): string => {
+  const h = new RelaxedHash('sha256', undefined);
+  h.update(body);
+  return h.digest('base64');
+};
 
 /**
  * A header field for a long token without whitespace (a compact JWS): folded

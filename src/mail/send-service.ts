@@ -1,14 +1,18 @@
 import type { Config } from '../app/config.js';
+import type { AuditService } from '../audit/audit-service.js';
 import { canonicalJson } from '../audit/canonical.js';
 import type { Guard } from '../identity/guard.js';
 import type { IdentityRepo } from '../identity/identity-repo.js';
-import { hasRole, hasScope, type RequestContext } from '../identity/principal.js';
+import { actorOf, hasRole, hasScope, type RequestContext } from '../identity/principal.js';
 import type { Clock } from '../kernel/clock.js';
 import { sha256Hex } from '../kernel/crypto/hash.js';
 import type { KeyRing } from '../kernel/crypto/keyring.js';
 import { AppError, conflict, forbidden, notFound } from '../kernel/errors.js';
 import { newId } from '../kernel/ids.js';
 import { outboundDecision } from '../oversight/oversight-modes.js';
+import { noConsentError } from '../phi/consent-service.js';
+import { type ConsentCheck, type OutboundScreen, parseFindings, parsePhiPolicy, storedFindings } from '../phi/outbound-screen.js';
+import type { Finding } from '../phi/phi-types.js';
 import type { Db, Executor, Tx } from '../store/db.js';
 import { isUniqueViolation } from '../store/errors.js';
 import type { MailboxesTable, MessagesTable } from '../store/schema.js';
@@ -25,6 +29,10 @@ type Deps = {
   repo: IdentityRepo;
   clock: Clock;
   pipeline: OutboundPipeline;
+  /** PHI scan and consent checks (issue 9). */
+  screen: OutboundScreen;
+  /** For the one event a refused send leaves: its transaction rolled back. */
+  audit: Pick<AuditService, 'recordAlone'>;
   config: Pick<Config, 'smtp' | 'approvalTtlSeconds'>;
   /** Called after a commit that queued mail: wakes the delivery worker. */
   onQueued?: () => void;
@@ -55,7 +63,7 @@ const estimateSize = (c: MessageContent) =>
   Buffer.byteLength(c.html ?? '') * 1.1 +
   c.attachments.reduce((n, a) => n + a.content_base64.length * 1.03, 0);
 
-export const createSendService = ({ db, ring, guard, repo, clock, pipeline, config, onQueued }: Deps) => {
+export const createSendService = ({ db, ring, guard, repo, clock, pipeline, screen, audit, config, onQueued }: Deps) => {
   const now = () => clock.now().toISOString();
 
   const emailTarget = (id: string) => ({ type: 'email', id });
@@ -96,6 +104,8 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, conf
       throw new AppError('message_too_large', 413, `The message would be larger than ${config.smtp.maxMessageBytes} bytes.`);
     }
     const t = await threadingFor(ex, mailbox, body.in_reply_to);
+    // Issue 9: subject, bodies and text attachments are scanned before anything is stored.
+    const scan = screen.scan(content, org.domain);
     const sealed = sealContent(ring, { org_id: mailbox.org_id, mailbox_id: mailbox.id, id }, content);
     const row: MessagesTable = {
       id,
@@ -123,8 +133,10 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, conf
       created_at: at,
       updated_at: at,
       delivered_at: null,
+      phi_findings: JSON.stringify(storedFindings(scan.findings)),
+      phi_sensitivity: scan.sensitivity,
     };
-    return { row, content };
+    return { row, content, findings: scan.findings };
   };
 
   /** Writes a drafted message inside the transaction: row, idempotency key, events, audit; then holds or queues it. */
@@ -132,12 +144,22 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, conf
     tx: Tx,
     ctx: RequestContext,
     mailbox: MailboxesTable,
-    d: { row: MessagesTable; content: MessageContent },
+    d: { row: MessagesTable; content: MessageContent; findings: Finding[] },
     idem: { key: string; hash: string } | null,
+    onRefused: (check: ConsentCheck) => void,
   ) => {
     const decision = outboundDecision(mailbox.oversight_mode);
     if (decision.kind === 'refuse') throw forbidden('mailbox_read_only', 'This mailbox is read-only: it cannot send.');
     const { row, content } = d;
+    // 45 CFR 164.522(b): a recipient who refused email gets none; read in this transaction so a refusal recorded before the commit counts.
+    const check = await screen.checkConsent(tx, mailbox.org_id, content, d.findings.length > 0);
+    if (check.refused > 0) {
+      onRefused(check);
+      throw noConsentError(check.firstRefused);
+    }
+    // PHI policy and unknown consent can hold a message in any mode but read_only (CONTRACT.md, oversight modes).
+    const phi = screen.holdReasons(d.findings, mailbox.oversight_mode, parsePhiPolicy(mailbox.phi_policy), check);
+    const reasons = [...(decision.kind === 'hold' ? decision.reasons : []), ...phi.reasons];
     const id = row.id;
     const at = row.created_at;
     await tx.insertInto('messages').values(row).execute();
@@ -152,9 +174,10 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, conf
       recipients: content.to.length + content.cc.length + content.bcc.length,
       attachments: content.attachments.length,
       thread_id: row.thread_id,
+      phi: { sensitivity: phi.sensitivity, types: [...new Set(d.findings.map((f) => f.type))].sort(), findings: d.findings.length },
     }, row.content_hash);
 
-    if (decision.kind === 'hold') {
+    if (reasons.length > 0) {
       const approvalId = newId('approval');
       const expires = new Date(clock.now().getTime() + config.approvalTtlSeconds * 1000).toISOString();
       await tx.insertInto('approvals').values({
@@ -164,7 +187,7 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, conf
         mailbox_id: mailbox.id,
         direction: 'outbound',
         status: 'pending',
-        reasons: JSON.stringify(decision.reasons),
+        reasons: JSON.stringify(reasons),
         created_at: at,
         expires_at: expires,
         decided_at: null,
@@ -173,9 +196,9 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, conf
         comment_sealed: null,
         edits: null,
       }).execute();
-      await tx.updateTable('messages').set({ approval_id: approvalId, status_reason: JSON.stringify({ code: 'held', reasons: decision.reasons }) }).where('id', '=', id).execute();
-      await addMessageEvent(tx, id, at, 'held', { approval_id: approvalId, reasons: decision.reasons, expires_at: expires });
-      await guard.recordIn(tx, ctx, 'email.held', emailTarget(id), { approval_id: approvalId, reasons: decision.reasons, expires_at: expires });
+      await tx.updateTable('messages').set({ approval_id: approvalId, status_reason: JSON.stringify({ code: 'held', reasons }) }).where('id', '=', id).execute();
+      await addMessageEvent(tx, id, at, 'held', { approval_id: approvalId, reasons, expires_at: expires });
+      await guard.recordIn(tx, ctx, 'email.held', emailTarget(id), { approval_id: approvalId, reasons, expires_at: expires });
       return { id, status: 'pending_approval', thread_id: row.thread_id, queued: false };
     }
     // Signing happens in the delivery worker: accepting stays cheap (issue 6: p99 accept latency).
@@ -194,13 +217,17 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, conf
   /**
    * Submits an outbound message from the caller's own mailbox. Throws 403
    * agent_required / scope_required / mailbox_read_only, 404 mailbox (not the
-   * caller's), 409 idempotency_key_reused, 413 message_too_large. Writes the
-   * sealed message, `email.submitted` (content_hash only), then either an
-   * approval and `email.held`, or signed bytes and outbox jobs.
+   * caller's), 409 idempotency_key_reused, 413 message_too_large, 422
+   * no_consent (a recipient refused email: nothing is stored but a `denied`
+   * `email.submitted` event with counts, never addresses). Writes the sealed
+   * message with its PHI findings, `email.submitted` (content_hash, PHI
+   * types), then either an approval and `email.held` (oversight mode, PHI
+   * policy or unknown consent plus PHI), or outbox jobs.
    */
   const send = async (ctx: RequestContext, mailboxId: string, body: SendInput, idempotencyKey?: string) => {
     const hash = idempotencyKey ? sha256Hex(canonicalJson({ op: 'send', mailboxId, body })) : '';
     const target = { type: 'mailbox', id: mailboxId };
+    let refusal: ConsentCheck | null = null;
     const attempt = async () => {
       if (idempotencyKey) {
         const mb = await db.selectFrom('mailboxes').select(['id', 'agent_id']).where('id', '=', mailboxId).executeTakeFirst();
@@ -221,13 +248,29 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, conf
         // Decide under the mailbox as it is now (its mode may have changed since the draft).
         const fresh = await visibleMailbox(tx, ctx, mailboxId);
         if (idempotencyKey) await tx.deleteFrom('idempotency_keys').where('scope', '=', mailboxId).where('key', '=', idempotencyKey).where('expires_at', '<=', now()).execute();
-        return persist(tx, ctx, fresh, { row: { ...d.row, oversight_mode: fresh.oversight_mode }, content: d.content }, idempotencyKey ? { key: idempotencyKey, hash } : null);
+        return persist(tx, ctx, fresh, { ...d, row: { ...d.row, oversight_mode: fresh.oversight_mode } }, idempotencyKey ? { key: idempotencyKey, hash } : null, (c) => {
+          refusal = c;
+        });
       });
     };
     let r: { id: string; status: string; thread_id: string; queued: boolean };
     try {
       r = await attempt();
     } catch (e) {
+      if (refusal) {
+        const c: ConsentCheck = refusal;
+        // The send's transaction rolled back: the refusal is recorded on its own (45 CFR 164.312(b)).
+        await audit.recordAlone({
+          action: 'email.submitted',
+          actor: actorOf(ctx),
+          target,
+          outcome: 'denied',
+          requestId: ctx.requestId,
+          clientIp: ctx.clientIp,
+          details: { code: 'no_consent', status: 422, refused_recipients: c.refused },
+        });
+        throw e;
+      }
       if (!(idempotencyKey && isUniqueViolation(e))) throw e;
       // A concurrent twin won the key: answer with its message (or 409 if the bodies differ).
       const replay = await replayOf(mailboxId, idempotencyKey, hash);
@@ -292,7 +335,8 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, conf
       html: c.html,
       attachments: c.attachments.map((a) => ({ filename: a.filename, content_type: a.content_type, size: Buffer.from(a.content_base64, 'base64').length })),
       tags: JSON.parse(m.tags) as string[],
-      phi_findings: [] as unknown[],
+      phi_findings: parseFindings(m.phi_findings),
+      phi_sensitivity: m.phi_sensitivity,
       thread_id: m.thread_id,
       message_id: m.message_id,
       in_reply_to: m.in_reply_to,
@@ -300,7 +344,7 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, conf
       oversight_mode: m.oversight_mode,
       created_at: m.created_at,
       delivered_at: m.delivered_at,
-      approval: approval ? approvalView(ring, approval) : null,
+      approval: approval ? approvalView(ring, approval, m) : null,
       original,
       events: await eventsOf(ex, m.id),
     };

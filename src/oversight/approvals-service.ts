@@ -1,7 +1,7 @@
 import type { AuditService } from '../audit/audit-service.js';
 import type { Guard } from '../identity/guard.js';
 import type { IdentityRepo } from '../identity/identity-repo.js';
-import { hasRole, type RequestContext, requireAnyRole, systemActor } from '../identity/principal.js';
+import { actorOf, hasRole, type RequestContext, requireAnyRole, systemActor } from '../identity/principal.js';
 import type { Clock } from '../kernel/clock.js';
 import { seal } from '../kernel/crypto/envelope.js';
 import { sha256Hex } from '../kernel/crypto/hash.js';
@@ -11,26 +11,33 @@ import type { ApproveInput } from '../mail/mail-schemas.js';
 import { addMessageEvent, approvalAad, approvalView, type EditDiff, openContent, sealContent } from '../mail/message-store.js';
 import type { MessageContent } from '../mail/mime.js';
 import type { OutboundPipeline } from '../mail/outbound-pipeline.js';
-import type { Db, Executor } from '../store/db.js';
-import type { ApprovalsTable } from '../store/schema.js';
+import { noConsentError } from '../phi/consent-service.js';
+import { type ConsentCheck, type OutboundScreen, storedFindings } from '../phi/outbound-screen.js';
+import type { Db, Executor, Tx } from '../store/db.js';
+import type { ApprovalsTable, MessagesTable } from '../store/schema.js';
 
 type Deps = {
   db: Db;
   ring: KeyRing;
   guard: Guard;
-  audit: Pick<AuditService, 'record'>;
+  audit: Pick<AuditService, 'record' | 'recordAlone'>;
   repo: IdentityRepo;
   clock: Clock;
   pipeline: OutboundPipeline;
+  /** PHI re-scan of edited content and the consent check at approval (issue 9). */
+  screen: OutboundScreen;
   onQueued?: () => void;
 };
 
 const EDITABLE = ['subject', 'text', 'html', 'to', 'cc'] as const;
 
+/** Edits to these change what the PHI scan sees. */
+const SCANNED = new Set<string>(['subject', 'text', 'html']);
+
 /** Hash of one field's value: the audit log keeps which fields changed and these hashes, never the text. */
 const fieldHash = (v: unknown) => sha256Hex(JSON.stringify(v ?? null));
 
-export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, pipeline, onQueued }: Deps) => {
+export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, pipeline, screen, onQueued }: Deps) => {
   const now = () => clock.now().toISOString();
   const target = (id: string) => ({ type: 'approval', id });
 
@@ -54,14 +61,25 @@ export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, pi
     guard.read(ctx, 'approval.list', null, async () => {
       requireAnyRole(ctx, ['reviewer', 'admin'], 'approval');
       const rows = await db.selectFrom('approvals').selectAll().where('org_id', '=', ctx.principal.orgId).where('status', '=', status).orderBy('id').limit(500).execute();
-      return rows.map((a) => approvalView(ring, a));
+      // The reviewer sees each finding's type and place (issue 9); the findings hold no PHI text.
+      const phi = new Map<string, Pick<MessagesTable, 'phi_findings' | 'phi_sensitivity'>>();
+      for (let i = 0; i < rows.length; i += 100) {
+        const ids = rows.slice(i, i + 100).map((a) => a.message_id);
+        for (const m of await db.selectFrom('messages').select(['id', 'phi_findings', 'phi_sensitivity']).where('id', 'in', ids).execute()) phi.set(m.id, m);
+      }
+      return rows.map((a) => approvalView(ring, a, phi.get(a.message_id)));
     });
 
   /**
    * Approves a held message, optionally with edits, then signs and queues it.
+   * Edited subject, text or html is scanned again and the new findings
+   * replace the stored ones; every recipient's consent is checked again (it
+   * may have changed while the message waited).
    * Throws 404 (agents, other orgs), 403 role_required / sender_cannot_approve,
-   * 409 approval_decided / approval_expired. Audits email.approved with the
-   * edit diff (field names and hashes only); writes outbox jobs.
+   * 409 approval_decided / approval_expired, 422 no_consent (the approval stays
+   * pending; a `denied` email.approved event records it). Audits
+   * email.approved with the edit diff (field names and hashes only) and the
+   * PHI types after the edit; writes outbox jobs.
    */
   const approve = async (ctx: RequestContext, id: string, body: ApproveInput) => {
     // Phase 1, no transaction: checks and the edited content.
@@ -80,19 +98,30 @@ export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, pi
       diff.push({ field: f, before_hash: fieldHash(before[f]), after_hash: fieldHash(next) });
       (after as Record<string, unknown>)[f] = next;
     }
+    const rescan = diff.some((d) => SCANNED.has(d.field))
+      ? screen.scan(after, (await repo.org(db, pre.m.org_id))?.domain ?? '')
+      : null;
+    let refusal: ConsentCheck | null = null;
 
-    const r = await guard.change(ctx, 'email.approved', target(id), async (tx) => {
+    const approveIn = async (tx: Tx) => {
       requireReviewer(ctx);
       const { a, m, mailbox } = await load(tx, ctx, id);
       // The edits were computed on what phase 1 saw; a message changed meanwhile is not approved blind.
       if (m.content_hash !== pre.m.content_hash) throw conflict('approval_conflict', 'The message changed while it was being approved; try again.');
+      // 45 CFR 164.522(b): a refusal recorded while the message waited, or a refused recipient added by the edit, stops it.
+      const check = await screen.checkConsent(tx, m.org_id, after, false);
+      if (check.refused > 0) {
+        refusal = check;
+        throw noConsentError(check.firstRefused);
+      }
       const at = now();
       let msg = m;
       if (diff.length > 0) {
         const sealedNew = sealContent(ring, m, after);
         const sealedOld = m.original_sealed ?? sealContent(ring, m, before, 'original').sealed;
-        await tx.updateTable('messages').set({ content_sealed: sealedNew.sealed, content_hash: sealedNew.hash, original_sealed: sealedOld, updated_at: at }).where('id', '=', m.id).execute();
-        msg = { ...m, content_sealed: sealedNew.sealed, content_hash: sealedNew.hash, original_sealed: sealedOld };
+        const phiCols = rescan ? { phi_findings: JSON.stringify(storedFindings(rescan.findings)), phi_sensitivity: rescan.sensitivity } : {};
+        await tx.updateTable('messages').set({ content_sealed: sealedNew.sealed, content_hash: sealedNew.hash, original_sealed: sealedOld, ...phiCols, updated_at: at }).where('id', '=', m.id).execute();
+        msg = { ...m, content_sealed: sealedNew.sealed, content_hash: sealedNew.hash, original_sealed: sealedOld, ...phiCols };
       }
       const u = await tx
         .updateTable('approvals')
@@ -114,11 +143,31 @@ export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, pi
         edits: diff,
         has_comment: !!body.comment,
         ...(body.comment ? { comment_hash: sha256Hex(body.comment) } : {}),
+        ...(rescan ? { phi: { rescanned: true, sensitivity: rescan.sensitivity, types: [...new Set(rescan.findings.map((f) => f.type))].sort() } } : {}),
       }, msg.content_hash);
       // Signed by the delivery worker, with this reviewer as approved_by in X-Agent-Identity.
       await pipeline.write(tx, msg, await pipeline.plan(tx, msg, after, mailbox));
-      return { id: m.id, status: 'queued', thread_id: m.thread_id, approval: approvalView(ring, (await tx.selectFrom('approvals').selectAll().where('id', '=', a.id).executeTakeFirstOrThrow())) };
-    });
+      return { id: m.id, status: 'queued', thread_id: m.thread_id, approval: approvalView(ring, (await tx.selectFrom('approvals').selectAll().where('id', '=', a.id).executeTakeFirstOrThrow()), msg) };
+    };
+    let r: Awaited<ReturnType<typeof approveIn>>;
+    try {
+      r = await guard.change(ctx, 'email.approved', target(id), approveIn);
+    } catch (e) {
+      if (refusal) {
+        const c: ConsentCheck = refusal;
+        // The approval's transaction rolled back: the refusal is recorded on its own (45 CFR 164.312(b)).
+        await audit.recordAlone({
+          action: 'email.approved',
+          actor: actorOf(ctx),
+          target: target(id),
+          outcome: 'denied',
+          requestId: ctx.requestId,
+          clientIp: ctx.clientIp,
+          details: { code: 'no_consent', status: 422, refused_recipients: c.refused },
+        });
+      }
+      throw e;
+    }
     onQueued?.();
     return r;
   };
@@ -138,7 +187,7 @@ export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, pi
       await tx.updateTable('messages').set({ status: 'rejected', status_reason: JSON.stringify({ ...reason, approval_id: a.id }), updated_at: at }).where('id', '=', m.id).execute();
       await addMessageEvent(tx, m.id, at, 'rejected', { approval_id: a.id, by: ctx.principal.id, reason });
       await guard.recordIn(tx, ctx, 'email.rejected', { type: 'email', id: m.id }, { approval_id: a.id, reason, comment_hash: sha256Hex(comment) });
-      return { id: m.id, status: 'rejected', thread_id: m.thread_id, approval: approvalView(ring, (await tx.selectFrom('approvals').selectAll().where('id', '=', a.id).executeTakeFirstOrThrow())) };
+      return { id: m.id, status: 'rejected', thread_id: m.thread_id, approval: approvalView(ring, (await tx.selectFrom('approvals').selectAll().where('id', '=', a.id).executeTakeFirstOrThrow()), m) };
     });
 
   /**

@@ -7,6 +7,7 @@ import * as m0002 from './migrations/0002-audit-log.js';
 import * as m0003 from './migrations/0003-vault.js';
 import * as m0004 from './migrations/0004-outbound-mail.js';
 import * as m0005 from './migrations/0005-consent.js';
+import * as m0006 from './migrations/0006-phi-holds.js';
 
 /** Migrations in order. Names are frozen once released; add, never edit. */
 export const MIGRATIONS: Record<string, Migration> = {
@@ -15,6 +16,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0003-vault': m0003,
   '0004-outbound-mail': m0004,
   '0005-consent': m0005,
+  '0006-phi-holds': m0006,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };

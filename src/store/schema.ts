@@ -156,6 +156,7 @@ export type MailboxesTable = {
   forward_to: string | null;
   created_at: string;
   updated_at: string;
+  phi_policy: string | null; // JSON MailboxPhiPolicy; null = the default policy (0006)
 };
 
 export type MessagesTable = {
@@ -184,6 +185,8 @@ export type MessagesTable = {
   created_at: string;
   updated_at: string;
   delivered_at: string | null;
+  phi_findings: string | null; // JSON [{type, field, attachment?, start, end, confidence}], never the text (0006)
+  phi_sensitivity: string | null; // none | low | moderate | high | restricted (0006)
 };
 
 export type MessageEventsTable = { id: string; message_id: string; at: string; type: string; details: string };

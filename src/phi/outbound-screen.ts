@@ -1,0 +1,124 @@
+import type { Executor } from '../store/db.js';
+import type { OversightMode } from '../store/schema.js';
+import { type ConsentService, consentGate } from './consent-service.js';
+import { DEFAULT_HOLD_AT, type MailboxPhiPolicy, type PhiHoldReason, policyDecision } from './phi-policy.js';
+import type { PhiFindingOut, PhiPolicyInput } from './phi-schemas.js';
+import { scanMessage } from './phi-scanner.js';
+import { type Finding, SENSITIVITIES, type ScanOptions, type ScanResult } from './phi-types.js';
+
+/** The content the outbound path scans: the sealed message document, attachments as base64. */
+export type OutboundContent = {
+  to: string[];
+  cc: string[];
+  bcc: string[];
+  subject: string;
+  text: string | null;
+  html: string | null;
+  attachments: { filename: string; content_type: string; content_base64: string }[];
+};
+
+export type ConsentHoldReason = { code: 'consent_unknown'; recipients: number };
+
+export type ConsentCheck = {
+  /** Recipients whose consent is refused (45 CFR 164.522(b)): the message must not go. */
+  refused: number;
+  /** Index of the first refused recipient in to, cc, bcc order, or -1. */
+  firstRefused: number;
+  /** Recipients whose consent does not cover this message (unknown plus PHI). */
+  held: number;
+};
+
+/** What is stored with the message: type, place and confidence, never the matched text. */
+export const storedFindings = (findings: readonly Finding[]): PhiFindingOut[] =>
+  findings.map((f) => ({
+    type: f.type,
+    field: f.field ?? 'text',
+    ...(f.attachment === undefined ? {} : { attachment: f.attachment }),
+    start: f.start,
+    end: f.end,
+    confidence: f.confidence,
+  }));
+
+export const parseFindings = (json: string | null): PhiFindingOut[] => (json ? (JSON.parse(json) as PhiFindingOut[]) : []);
+
+export const parsePhiPolicy = (json: string | null): PhiPolicyInput | null => (json ? (JSON.parse(json) as PhiPolicyInput) : null);
+
+const THRESHOLDS = [...SENSITIVITIES, 'never'] as const;
+
+/**
+ * True when `after` holds less than `before` in some mode: a higher threshold
+ * (or 'never') for a mode, or an always-hold type removed. Audited as such.
+ */
+export const isPhiPolicyLoosening = (before: MailboxPhiPolicy | null, after: MailboxPhiPolicy | null): boolean => {
+  const at = (p: MailboxPhiPolicy | null, m: OversightMode) => THRESHOLDS.indexOf(p?.hold_at?.[m] ?? DEFAULT_HOLD_AT[m]);
+  if ((Object.keys(DEFAULT_HOLD_AT) as OversightMode[]).some((m) => at(after, m) > at(before, m))) return true;
+  const kept = new Set(after?.hold_types ?? []);
+  return (before?.hold_types ?? []).some((t) => !kept.has(t));
+};
+
+/** Recipients in to, cc, bcc order, lower case, each once. */
+const recipientsOf = (c: Pick<OutboundContent, 'to' | 'cc' | 'bcc'>) => [...new Set([...c.to, ...c.cc, ...c.bcc].map((a) => a.toLowerCase()))];
+
+/**
+ * The PHI and consent checks of the outbound path (issue 9), shared by send,
+ * reply and approve-with-edits. `scan` is pure CPU and runs before the
+ * transaction; `checkConsent` reads in the caller's transaction, so a consent
+ * recorded concurrently is either seen or ordered after the send.
+ */
+export const createOutboundScreen = ({ consent }: { consent: Pick<ConsentService, 'consentFor'> }) => {
+  const optionsCache = new Map<string, ScanOptions>();
+  /** The organisation's own domain: staff addresses and links there are not patient identifiers. */
+  const optionsFor = (domain: string): ScanOptions => {
+    let o = optionsCache.get(domain);
+    if (!o) {
+      o = { orgDomains: [domain] };
+      optionsCache.set(domain, o);
+    }
+    return o;
+  };
+
+  /** Scans subject, text, html and attachments (text types; images flagged as possible photos). */
+  const scan = (c: OutboundContent, orgDomain: string): ScanResult =>
+    scanMessage(
+      {
+        subject: c.subject,
+        text: c.text,
+        html: c.html,
+        attachments: c.attachments.map((a) => ({ filename: a.filename, content_type: a.content_type, content: Buffer.from(a.content_base64, 'base64') })),
+      },
+      optionsFor(orgDomain),
+    );
+
+  /**
+   * Consent of every recipient (to, cc and bcc): refused ones are counted
+   * (the caller refuses the message), unknown ones hold it when it carries PHI
+   * (`consentGate`). Writes nothing; returns counts only, never addresses.
+   */
+  const checkConsent = async (ex: Executor, orgId: string, c: Pick<OutboundContent, 'to' | 'cc' | 'bcc'>, hasPhi: boolean): Promise<ConsentCheck> => {
+    const out: ConsentCheck = { refused: 0, firstRefused: -1, held: 0 };
+    const all = recipientsOf(c);
+    for (const [i, address] of all.entries()) {
+      const gate = consentGate(await consent.consentFor(orgId, address, ex), { hasPhi });
+      if (gate === 'refuse') {
+        out.refused++;
+        if (out.firstRefused < 0) out.firstRefused = i;
+      } else if (gate === 'hold') out.held++;
+    }
+    return out;
+  };
+
+  /**
+   * The hold reasons PHI and consent add to a message in `mode` under the
+   * mailbox policy. `read_only` never gets here: it refuses before.
+   */
+  const holdReasons = (findings: readonly Finding[], mode: OversightMode, policy: MailboxPhiPolicy | null, check: ConsentCheck) => {
+    const phi = policyDecision(findings, mode, policy);
+    const reasons: (PhiHoldReason | ConsentHoldReason)[] = phi.hold ? [...phi.reasons] : [];
+    if (check.held > 0) reasons.push({ code: 'consent_unknown', recipients: check.held });
+    return { sensitivity: phi.sensitivity, reasons };
+  };
+
+  return { scan, checkConsent, holdReasons, recipientsOf };
+};
+
+export type OutboundScreen = ReturnType<typeof createOutboundScreen>;
