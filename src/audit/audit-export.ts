@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import { unprocessable } from '../kernel/errors.js';
 import type { Db } from '../store/db.js';
-import type { EventRow } from './audit-chain.js';
+import { chainedOfRow, type EventRow } from './audit-chain.js';
 import type { Boundary, ExportEvent } from './audit-verify.js';
 import type { CheckpointService } from './checkpoint-service.js';
 import type { TreeStore } from './tree-store.js';
@@ -10,19 +10,7 @@ export const EXPORT_FORMAT = 'mailward-audit-export/1';
 
 const exportEvent = (r: EventRow): ExportEvent => ({
   type: 'event',
-  seq: Number(r.seq),
-  id: r.id,
-  at: r.at,
-  org_id: r.org_id,
-  action: r.action,
-  actor: { id: r.actor_id, type: r.actor_type },
-  delegation_chain: JSON.parse(r.delegation_chain),
-  target: r.target_type && r.target_id ? { type: r.target_type, id: r.target_id } : null,
-  outcome: r.outcome,
-  request_id: r.request_id,
-  client_ip: r.client_ip,
-  content_hash: r.content_hash,
-  details: JSON.parse(r.details),
+  ...chainedOfRow(r),
   prev_hash: r.prev_hash,
   hash: r.hash,
 });

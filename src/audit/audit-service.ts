@@ -3,7 +3,7 @@ import type { Clock } from '../kernel/clock.js';
 import { newId } from '../kernel/ids.js';
 import type { Db, Dialect, Executor } from '../store/db.js';
 import type { AuditEventsTable } from '../store/schema.js';
-import { type ChainedEvent, chainHash } from './audit-chain.js';
+import { type ChainedEvent, chainedOfRow, chainHash } from './audit-chain.js';
 import { canonicalJson } from './canonical.js';
 
 export type ChainEntry = { type: string; id: string; name: string };
@@ -29,39 +29,15 @@ export type AuditInput = {
   details?: Record<string, unknown>;
 };
 
-export type AuditEvent = {
-  seq: number;
-  id: string;
-  at: string;
-  org_id: string | null;
-  action: string;
-  actor: { id: string | null; type: string };
+export type AuditEvent = Omit<ChainedEvent, 'delegation_chain' | 'details'> & {
   delegation_chain: ChainEntry[];
-  target: { type: string; id: string } | null;
-  outcome: string;
-  request_id: string | null;
-  client_ip: string | null;
-  content_hash: string | null;
   details: Record<string, unknown>;
   prev_hash: string;
   hash: string;
 };
 
-export const toChained = (r: AuditEventsTable): ChainedEvent => ({
-  seq: Number(r.seq),
-  id: r.id,
-  at: r.at,
-  org_id: r.org_id,
-  action: r.action,
-  actor: { type: r.actor_type, id: r.actor_id },
-  delegation_chain: JSON.parse(r.delegation_chain),
-  target: r.target_type && r.target_id ? { type: r.target_type, id: r.target_id } : null,
-  outcome: r.outcome,
-  request_id: r.request_id,
-  client_ip: r.client_ip,
-  content_hash: r.content_hash,
-  details: JSON.parse(r.details),
-});
+/** The event a stored row stands for (see audit-chain.ts). */
+export const toChained = (r: AuditEventsTable): ChainedEvent => chainedOfRow(r);
 
 export const toAuditEvent = (r: AuditEventsTable): AuditEvent => {
   const c = toChained(r);

@@ -1,7 +1,7 @@
 import { createPublicKey } from 'node:crypto';
 import type { Db } from '../store/db.js';
 import type { AuditCheckpointsTable } from '../store/schema.js';
-import { type EventRow, GENESIS_HASH, recomputeRowHash } from './audit-chain.js';
+import { type ChainedEvent, type EventRow, GENESIS_HASH, recomputeRowHash } from './audit-chain.js';
 import { canonicalJson } from './canonical.js';
 import { checkStoredCheckpoint } from './checkpoint-service.js';
 import os from 'node:os';
@@ -405,24 +405,7 @@ export const verifyStore = async ({
 };
 
 /** One line of an export file (JSONL), see audit-export.ts. */
-export type ExportEvent = {
-  type: 'event';
-  seq: number;
-  id: string;
-  at: string;
-  org_id: string | null;
-  action: string;
-  actor: { id: string | null; type: string };
-  delegation_chain: unknown;
-  target: { type: string; id: string } | null;
-  outcome: string;
-  request_id: string | null;
-  client_ip: string | null;
-  content_hash: string | null;
-  details: unknown;
-  prev_hash: string;
-  hash: string;
-};
+export type ExportEvent = ChainedEvent & { type: 'event'; prev_hash: string; hash: string };
 
 export const rowOfExportEvent = (e: ExportEvent): EventRow => ({
   seq: e.seq,

@@ -1,17 +1,9 @@
+import type { OutboundContent } from '../phi/outbound-screen.js';
 import { RelaxedHash } from 'mailauth/lib/dkim/body/relaxed.js';
 import MailComposer from 'nodemailer/lib/mail-composer';
 
-/** What a message says: the sealed content of a message row (never logged). */
-export type MessageContent = {
-  from: { name: string; address: string };
-  to: string[];
-  cc: string[];
-  bcc: string[];
-  subject: string;
-  text: string | null;
-  html: string | null;
-  attachments: { filename: string; content_type: string; content_base64: string }[];
-};
+/** What a message says (the sealed content of a message row, never logged): the fields the PHI screen reads, plus the sender. */
+export type MessageContent = OutboundContent & { from: { name: string; address: string } };
 
 export type Threading = { messageId: string; inReplyTo: string | null; references: string[] };
 
