@@ -65,7 +65,7 @@ const FASTIFY_CODES: Record<string, [number, string, string]> = {
  */
 export const errorHandler = (err: FastifyError, req: FastifyRequest, reply: FastifyReply) => {
   if (isAppError(err)) {
-    if (err.status >= 500) req.log.error({ code: err.code, err: { type: err.name, message: err.detail } }, 'request failed');
+    if (err.status >= 500) req.log.error({ reqId: req.id, code: err.code, err: { type: err.name, message: err.detail } }, 'request failed');
     if (err.status === 429 && err.extra?.retry_after) reply.header('retry-after', String(err.extra.retry_after));
     return sendProblem(reply, req, err.status, err.code, err.detail, err.extra ?? {});
   }
@@ -78,7 +78,7 @@ export const errorHandler = (err: FastifyError, req: FastifyRequest, reply: Fast
     return sendProblem(reply, req, 400, 'validation_failed', `The request ${err.validationContext ?? 'body'} is invalid: ${errors.map((e) => `${e.path} ${e.message}`).join('; ')}`.slice(0, 1000), { errors });
   }
   if (isResponseSerializationError(err)) {
-    req.log.error({ err: { type: 'ResponseSerializationError' } }, 'response did not match its schema');
+    req.log.error({ reqId: req.id, err: { type: 'ResponseSerializationError' } }, 'response did not match its schema');
     return sendProblem(reply, req, 500, 'internal', 'An internal error occurred.');
   }
   const known = err.code ? FASTIFY_CODES[err.code] : undefined;
@@ -87,6 +87,6 @@ export const errorHandler = (err: FastifyError, req: FastifyRequest, reply: Fast
     const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 400;
     return sendProblem(reply, req, status, status === 400 ? 'bad_request' : `http_${status}`, 'The request could not be processed.');
   }
-  req.log.error({ err: { type: err.name, code: err.code, stack: err.stack } }, 'unhandled error');
+  req.log.error({ reqId: req.id, err: { type: err.name, code: err.code, stack: err.stack } }, 'unhandled error');
   return sendProblem(reply, req, 500, 'internal', 'An internal error occurred.');
 };
