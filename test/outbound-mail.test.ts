@@ -5,7 +5,7 @@ import { fixedClock } from '../src/kernel/clock.js';
 import { dnsRecordsFor } from '../src/mail/dns-records.js';
 import { headerValue, splitMessage } from '../src/mail/mime.js';
 import { tempDir, testDialects } from './support/dialects.js';
-import { startSink, type Sink } from './support/outbound-sink.js';
+import { startSink, type Sink, relayEnv } from './support/outbound-sink.js';
 import { createTestApp, seedAgent, type TestApp } from './support/test-app.js';
 
 const PATIENT = 'patient@clinic.example';
@@ -36,13 +36,7 @@ for (const dialect of testDialects()) {
       sink = await startSink(tempDir('mw-sink'));
       t = await createTestApp(dialect, {
         clock,
-        env: {
-          MAILWARD_SMTP_RELAY: `smtp://127.0.0.1:${sink.port}`,
-          MAILWARD_SMTP_TLS_CA_FILE: sink.caFile,
-          MAILWARD_DELIVERY_RETRY_SCHEDULE: '0,0,0',
-          MAILWARD_APPROVAL_TTL: '3600',
-          MAILWARD_DELIVERY_POLL_MS: '20',
-        },
+        env: relayEnv(sink),
       });
       seed = await seedAgent(t, 'Scheduling Assistant');
       const k = await t.call('POST', `/v1/humans/${seed.reviewer.id}/api-keys`, t.adminKey, { scopes: ['reviewer'] });

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fixedClock } from '../src/kernel/clock.js';
 import { headerValue, splitMessage } from '../src/mail/mime.js';
 import { tempDir, testDialects } from './support/dialects.js';
-import { type Sink, startSink } from './support/outbound-sink.js';
+import { type Sink, startSink, relayEnv } from './support/outbound-sink.js';
 import { createTestApp, seedAgent, type TestApp } from './support/test-app.js';
 
 const REMINDER = { subject: 'Appointment reminder', text: 'Hi Maria, this is a reminder of your appointment on Tuesday, March 10 at 10:30 AM at the cardiology clinic.' };
@@ -45,13 +45,7 @@ for (const dialect of testDialects()) {
       sink = await startSink(tempDir('mw-phi-sink'));
       t = await createTestApp(dialect, {
         clock,
-        env: {
-          MAILWARD_SMTP_RELAY: `smtp://127.0.0.1:${sink.port}`,
-          MAILWARD_SMTP_TLS_CA_FILE: sink.caFile,
-          MAILWARD_DELIVERY_RETRY_SCHEDULE: '0,0,0',
-          MAILWARD_APPROVAL_TTL: '3600',
-          MAILWARD_DELIVERY_POLL_MS: '20',
-        },
+        env: relayEnv(sink),
       });
       const seed = await seedAgent(t, 'Seed');
       reviewerKey = (await t.call('POST', `/v1/humans/${seed.reviewer.id}/api-keys`, t.adminKey, { scopes: ['reviewer'] })).body.key;

@@ -1,3 +1,4 @@
+import type { AuditEventsTable } from '../store/schema.js';
 import { createHash } from 'node:crypto';
 import { canonicalJson } from './canonical.js';
 
@@ -30,25 +31,7 @@ export const chainHash = (prevHashHex: string, event: ChainedEvent): string =>
   createHash('sha256').update(Buffer.from(prevHashHex, 'hex')).update(canonicalJson(event)).digest('hex');
 
 /** The stored columns of one event, as both dialects return them. */
-export type EventRow = {
-  seq: number;
-  id: string;
-  at: string;
-  org_id: string | null;
-  action: string;
-  actor_type: string;
-  actor_id: string | null;
-  delegation_chain: string;
-  target_type: string | null;
-  target_id: string | null;
-  outcome: string;
-  request_id: string | null;
-  client_ip: string | null;
-  content_hash: string | null;
-  details: string;
-  prev_hash: string;
-  hash: string;
-};
+export type EventRow = Omit<AuditEventsTable, 'outcome'> & { outcome: string };
 
 const q = JSON.stringify;
 

@@ -1,3 +1,4 @@
+import type { AuditLegalHoldsTable } from '../store/schema.js';
 import { sql } from 'kysely';
 import type { Clock } from '../kernel/clock.js';
 import { AppError, conflict, notFound } from '../kernel/errors.js';
@@ -12,15 +13,7 @@ import { BLOCK, type TreeStore } from './tree-store.js';
 /** 45 CFR 164.316(b)(2)(i): documentation, audit trails included, is kept six years. */
 export const MIN_RETENTION_DAYS = 2190;
 
-export type LegalHold = {
-  id: string;
-  org_id: string;
-  matter: string;
-  created_by: string;
-  created_at: string;
-  released_by: string | null;
-  released_at: string | null;
-};
+export type LegalHold = AuditLegalHoldsTable;
 
 export type PurgeResult = {
   purged: boolean;

@@ -93,3 +93,13 @@ export const startSink = async (dir: string, opts: { tls?: boolean; port?: numbe
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
 };
+
+/** Environment for a test app delivering through `sink`: STARTTLS trusted by its CA, retries at once, fast polling. */
+export const relayEnv = (sink: Pick<Sink, 'port' | 'caFile'>, extra: Record<string, string> = {}): Record<string, string> => ({
+  MAILWARD_SMTP_RELAY: `smtp://127.0.0.1:${sink.port}`,
+  MAILWARD_SMTP_TLS_CA_FILE: sink.caFile,
+  MAILWARD_DELIVERY_RETRY_SCHEDULE: '0,0,0',
+  MAILWARD_APPROVAL_TTL: '3600',
+  MAILWARD_DELIVERY_POLL_MS: '20',
+  ...extra,
+});
