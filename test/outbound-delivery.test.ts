@@ -1,32 +1,21 @@
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { newId } from '../src/kernel/ids.js';
-import { headerValue, splitMessage } from '../src/mail/mime.js';
 import { claimOutboxJobs } from '../src/queue/outbox-repo.js';
 import { openStore } from '../src/store/db.js';
 import { tempDir, testDialects } from './support/dialects.js';
-import { type Sink, selfSignedCert, startSink } from './support/outbound-sink.js';
+import { type Sink, selfSignedCert, startSink, drainDeliveries, receivedWithId } from './support/outbound-sink.js';
+import { freePort } from './support/processes.js';
 import { createTestApp, seedAgent, type TestApp } from './support/test-app.js';
 
 const run = promisify(execFile);
 const PATIENT = 'patient@clinic.example';
 
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-  });
 
-const drain = async (t: TestApp) => {
-  for (let i = 0; i < 50; i++) if ((await t.c.mail.delivery.runOnce()) === 0) return;
-};
+const drain = drainDeliveries;
 
 const autonomousMailbox = async (t: TestApp) => {
   const s = await seedAgent(t, `Sender ${Math.random().toString(36).slice(2, 6)}`);
@@ -126,7 +115,7 @@ for (const dialect of testDialects()) {
       await drain(t);
       const st = await status(t, id);
       expect(st.status).toBe('delivered');
-      expect(sink.messages.filter((m) => headerValue(splitMessage(m.raw).header, 'Message-ID') === st.message_id)).toHaveLength(1);
+      expect(receivedWithId(sink, st.message_id)).toHaveLength(1);
       const attempts = await t.c.store.db.selectFrom('message_events').select('details').where('message_id', '=', id).where('type', '=', 'delivery_attempted').orderBy('id').execute();
       expect(attempts.map((a) => JSON.parse(a.details).result)).toEqual(['deferred', 'accepted']);
     });

@@ -5,7 +5,7 @@ import { fixedClock } from '../src/kernel/clock.js';
 import { dnsRecordsFor } from '../src/mail/dns-records.js';
 import { headerValue, splitMessage } from '../src/mail/mime.js';
 import { tempDir, testDialects } from './support/dialects.js';
-import { startSink, type Sink, relayEnv } from './support/outbound-sink.js';
+import { startSink, type Sink, relayEnv, drainDeliveries, receivedWithId, seedMailbox } from './support/outbound-sink.js';
 import { createTestApp, seedAgent, type TestApp } from './support/test-app.js';
 
 const PATIENT = 'patient@clinic.example';
@@ -18,17 +18,9 @@ for (const dialect of testDialects()) {
     let seed: Awaited<ReturnType<typeof seedAgent>>;
     let reviewerKey: string;
 
-    /** Runs delivery passes until nothing is due. */
-    const drain = async () => {
-      for (let i = 0; i < 50; i++) if ((await t.c.mail.delivery.runOnce()) === 0) return;
-    };
-    const atSink = (messageId: string) => sink.messages.filter((m) => headerValue(splitMessage(m.raw).header, 'Message-ID') === messageId);
-    const mailbox = async (mode: string, extra: Record<string, unknown> = {}) => {
-      const s = await seedAgent(t, `Agent ${mode} ${Math.random().toString(36).slice(2, 6)}`);
-      const r = await t.call('POST', '/v1/mailboxes', t.adminKey, { agent_id: s.agent.id, display_name: 'Clinic Assistant', oversight_mode: mode, ...extra });
-      expect(r.status).toBe(201);
-      return { ...s, mailbox: r.body };
-    };
+    const drain = () => drainDeliveries(t);
+    const atSink = (messageId: string) => receivedWithId(sink, messageId);
+    const mailbox = (mode: string, extra: Record<string, unknown> = {}) => seedMailbox(t, mode, extra);
     const send = (key: string, mbx: string, body: Record<string, unknown> = {}, headers: Record<string, string> = {}) =>
       t.call('POST', `/v1/mailboxes/${mbx}/send`, key, { to: [PATIENT], subject: 'Your appointment', text: 'See you Tuesday at 10:00.', ...body }, headers);
 

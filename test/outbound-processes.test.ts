@@ -1,22 +1,14 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { headerValue, splitMessage } from '../src/mail/mime.js';
 import { openStore } from '../src/store/db.js';
 import { freshDatabase, tempDir, testDialects } from './support/dialects.js';
 import { type Sink, startSink } from './support/outbound-sink.js';
+import { freePort } from './support/processes.js';
 
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-  });
 
 type Serve = { port: number; child: ChildProcess; stop: () => Promise<void>; kill9: () => Promise<void> };
 

@@ -1,8 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fixedClock } from '../src/kernel/clock.js';
-import { headerValue, splitMessage } from '../src/mail/mime.js';
 import { tempDir, testDialects } from './support/dialects.js';
-import { type Sink, startSink, relayEnv } from './support/outbound-sink.js';
+import { type Sink, startSink, relayEnv, drainDeliveries, receivedWithId, seedMailbox } from './support/outbound-sink.js';
 import { createTestApp, seedAgent, type TestApp } from './support/test-app.js';
 
 const REMINDER = { subject: 'Appointment reminder', text: 'Hi Maria, this is a reminder of your appointment on Tuesday, March 10 at 10:30 AM at the cardiology clinic.' };
@@ -28,16 +27,9 @@ for (const dialect of testDialects()) {
       }
       return address;
     };
-    const drain = async () => {
-      for (let i = 0; i < 50; i++) if ((await t.c.mail.delivery.runOnce()) === 0) return;
-    };
-    const atSink = (messageId: string) => sink.messages.filter((m) => headerValue(splitMessage(m.raw).header, 'Message-ID') === messageId);
-    const mailbox = async (mode: string, extra: Record<string, unknown> = {}) => {
-      const s = await seedAgent(t, `Agent ${mode} ${Math.random().toString(36).slice(2, 6)}`);
-      const r = await t.call('POST', '/v1/mailboxes', t.adminKey, { agent_id: s.agent.id, display_name: 'Clinic Assistant', oversight_mode: mode, ...extra });
-      expect(r.status).toBe(201);
-      return { ...s, mailbox: r.body };
-    };
+    const drain = () => drainDeliveries(t);
+    const atSink = (messageId: string) => receivedWithId(sink, messageId);
+    const mailbox = (mode: string, extra: Record<string, unknown> = {}) => seedMailbox(t, mode, extra);
     const send = (key: string, mbx: string, body: Record<string, unknown>) => t.call('POST', `/v1/mailboxes/${mbx}/send`, key, body);
     const audit = async (query: string) => (await t.call('GET', `/v1/audit/events?${query}`, t.adminKey)).body.events as any[];
 

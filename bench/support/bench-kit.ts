@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import autocannon from 'autocannon';
 import pg from 'pg';
-import { freePort } from '../../test/support/processes.js';
+import { freePort, stopChild } from '../../test/support/processes.js';
 
 export const repoRoot = path.resolve(import.meta.dirname, '..', '..');
 export const seconds = Number(process.env.MAILWARD_BENCH_SECONDS ?? 8);
@@ -40,13 +40,7 @@ export const startProcess = async (args: string[], env: Record<string, string>, 
   return {
     child,
     port,
-    stop: () =>
-      new Promise<void>((resolve) => {
-        if (child.exitCode !== null) return resolve();
-        child.once('exit', () => resolve());
-        child.kill('SIGTERM');
-        setTimeout(() => child.kill('SIGKILL'), 5000).unref();
-      }),
+    stop: () => stopChild(child),
   };
 };
 

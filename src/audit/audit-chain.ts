@@ -46,6 +46,30 @@ const q = JSON.stringify;
 export const canonicalOfRow = (r: EventRow): string =>
   `{"action":${q(r.action)},"actor":{"id":${q(r.actor_id)},"type":${q(r.actor_type)}},"at":${q(r.at)},"client_ip":${q(r.client_ip)},"content_hash":${q(r.content_hash)},"delegation_chain":${r.delegation_chain},"details":${r.details},"id":${q(r.id)},"org_id":${q(r.org_id)},"outcome":${q(r.outcome)},"request_id":${q(r.request_id)},"seq":${Number(r.seq)},"target":${r.target_type && r.target_id ? `{"id":${q(r.target_id)},"type":${q(r.target_type)}}` : 'null'}}`;
 
+/**
+ * The stored row of an event: the inverse of `chainedOfRow`. JSON columns are
+ * kept in RFC 8785 form so verification can splice instead of re-parsing.
+ */
+export const rowOfChained = (e: ChainedEvent, prevHash: string, hash: string): EventRow => ({
+  seq: e.seq,
+  id: e.id,
+  at: e.at,
+  org_id: e.org_id,
+  action: e.action,
+  actor_type: e.actor.type,
+  actor_id: e.actor.id,
+  delegation_chain: canonicalJson(e.delegation_chain),
+  target_type: e.target?.type ?? null,
+  target_id: e.target?.id ?? null,
+  outcome: e.outcome,
+  request_id: e.request_id,
+  client_ip: e.client_ip,
+  content_hash: e.content_hash,
+  details: canonicalJson(e.details),
+  prev_hash: prevHash,
+  hash,
+});
+
 /** The event a row stands for, with its JSON columns parsed (throws on malformed JSON). */
 export const chainedOfRow = (r: EventRow): ChainedEvent => ({
   seq: Number(r.seq),

@@ -3,8 +3,7 @@ import type { Clock } from '../kernel/clock.js';
 import { newId } from '../kernel/ids.js';
 import type { Db, Dialect, Executor } from '../store/db.js';
 import type { AuditEventsTable } from '../store/schema.js';
-import { type ChainedEvent, chainedOfRow, chainHash } from './audit-chain.js';
-import { canonicalJson } from './canonical.js';
+import { type ChainedEvent, chainedOfRow, chainHash, rowOfChained } from './audit-chain.js';
 
 export type ChainEntry = { type: string; id: string; name: string };
 
@@ -92,26 +91,7 @@ export const createAuditService = ({ db, dialect, clock }: Deps) => {
     const hash = chainHash(head.hash, event);
     await tx
       .insertInto('audit_events')
-      .values({
-        seq,
-        id: event.id,
-        at: event.at,
-        org_id: event.org_id,
-        action: event.action,
-        actor_type: event.actor.type,
-        actor_id: event.actor.id,
-        // Stored in RFC 8785 form so verification can splice instead of re-parsing (audit-chain.ts).
-        delegation_chain: canonicalJson(event.delegation_chain),
-        target_type: event.target?.type ?? null,
-        target_id: event.target?.id ?? null,
-        outcome: event.outcome as AuditEventsTable['outcome'],
-        request_id: event.request_id,
-        client_ip: event.client_ip,
-        content_hash: event.content_hash,
-        details: canonicalJson(event.details),
-        prev_hash: head.hash,
-        hash,
-      })
+      .values({ ...rowOfChained(event, head.hash, hash), outcome: event.outcome as AuditEventsTable['outcome'] })
       .execute();
     await tx.updateTable('audit_head').set({ seq, hash }).where('id', '=', 1).execute();
     return { seq, hash };

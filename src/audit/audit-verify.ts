@@ -1,8 +1,7 @@
 import { createPublicKey } from 'node:crypto';
 import type { Db } from '../store/db.js';
 import type { AuditCheckpointsTable } from '../store/schema.js';
-import { type ChainedEvent, type EventRow, GENESIS_HASH, recomputeRowHash } from './audit-chain.js';
-import { canonicalJson } from './canonical.js';
+import { type ChainedEvent, type EventRow, rowOfChained, GENESIS_HASH, recomputeRowHash } from './audit-chain.js';
 import { checkStoredCheckpoint } from './checkpoint-service.js';
 import os from 'node:os';
 import { Worker } from 'node:worker_threads';
@@ -407,25 +406,7 @@ export const verifyStore = async ({
 /** One line of an export file (JSONL), see audit-export.ts. */
 export type ExportEvent = ChainedEvent & { type: 'event'; prev_hash: string; hash: string };
 
-export const rowOfExportEvent = (e: ExportEvent): EventRow => ({
-  seq: e.seq,
-  id: e.id,
-  at: e.at,
-  org_id: e.org_id,
-  action: e.action,
-  actor_type: e.actor.type,
-  actor_id: e.actor.id,
-  delegation_chain: canonicalJson(e.delegation_chain),
-  target_type: e.target?.type ?? null,
-  target_id: e.target?.id ?? null,
-  outcome: e.outcome,
-  request_id: e.request_id,
-  client_ip: e.client_ip,
-  content_hash: e.content_hash,
-  details: canonicalJson(e.details),
-  prev_hash: e.prev_hash,
-  hash: e.hash,
-});
+export const rowOfExportEvent = (e: ExportEvent): EventRow => rowOfChained(e, e.prev_hash, e.hash);
 
 /** Accepts a C2SP verifier key string or a JWKS document (its Ed25519 keys), for a given origin. */
 export const verifiersFrom = (keyText: string, origin: string): NoteVerifier[] => {

@@ -2,6 +2,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { SMTPServer } from 'smtp-server';
+import { expect } from 'vitest';
+import { headerValue, splitMessage } from '../../src/mail/mime.js';
+import { seedAgent, type TestApp } from './test-app.js';
 
 export type SinkCert = { private: string; cert: string; caFile: string };
 
@@ -103,3 +106,20 @@ export const relayEnv = (sink: Pick<Sink, 'port' | 'caFile'>, extra: Record<stri
   MAILWARD_DELIVERY_POLL_MS: '20',
   ...extra,
 });
+
+/** Runs delivery passes until nothing is due. */
+export const drainDeliveries = async (t: TestApp) => {
+  for (let i = 0; i < 50; i++) if ((await t.c.mail.delivery.runOnce()) === 0) return;
+};
+
+/** What the sink received with this Message-ID. */
+export const receivedWithId = (sink: Pick<Sink, 'messages'>, messageId: string) =>
+  sink.messages.filter((m) => headerValue(splitMessage(m.raw).header, 'Message-ID') === messageId);
+
+/** A fresh agent with a mailbox in `mode`, created through the API. */
+export const seedMailbox = async (t: TestApp, mode: string, extra: Record<string, unknown> = {}) => {
+  const s = await seedAgent(t, `Agent ${mode} ${Math.random().toString(36).slice(2, 6)}`);
+  const r = await t.call('POST', '/v1/mailboxes', t.adminKey, { agent_id: s.agent.id, display_name: 'Clinic Assistant', oversight_mode: mode, ...extra });
+  expect(r.status).toBe(201);
+  return { ...s, mailbox: r.body };
+};

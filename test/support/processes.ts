@@ -4,6 +4,15 @@ import path from 'node:path';
 
 export const repoRoot = path.resolve(import.meta.dirname, '..', '..');
 
+/** SIGTERM, then SIGKILL after 5 s; resolves when the process has exited. */
+export const stopChild = (child: ChildProcess) =>
+  new Promise<void>((resolve) => {
+    if (child.exitCode !== null) return resolve();
+    child.once('exit', () => resolve());
+    child.kill('SIGTERM');
+    setTimeout(() => child.kill('SIGKILL'), 5000).unref();
+  });
+
 /** A free TCP port on loopback (bound, read, released). */
 export const freePort = () =>
   new Promise<number>((resolve, reject) => {
@@ -71,12 +80,6 @@ export const startServer = async (env: Record<string, string>): Promise<ServerPr
     child,
     port,
     output: () => out,
-    stop: () =>
-      new Promise<void>((resolve) => {
-        if (child.exitCode !== null) return resolve();
-        child.once('exit', () => resolve());
-        child.kill('SIGTERM');
-        setTimeout(() => child.kill('SIGKILL'), 5000).unref();
-      }),
+    stop: () => stopChild(child),
   };
 };
