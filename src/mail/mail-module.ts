@@ -11,6 +11,7 @@ import { createOutboundScreen } from '../phi/outbound-screen.js';
 import type { Store } from '../store/db.js';
 import { createDeliveryWorker } from './delivery-worker.js';
 import { createMailResolver, loadDnsOverrides } from './dns-overrides.js';
+import { createMailEvents } from './mail-events.js';
 import { createMailboxService } from './mailbox-service.js';
 import { createOutboundPipeline } from './outbound-pipeline.js';
 import { DEFAULT_RETRY_SCHEDULE_SECONDS } from './retry-schedule.js';
@@ -23,6 +24,7 @@ type Deps = { config: Config; store: Store; ring: KeyRing; clock: Clock; logger:
 /** Wires outbound mail: mailboxes, send, the approval queue and the delivery worker (issue 6), PHI holds and consent (issue 9). */
 export const createMailModule = ({ config, store, ring, clock, logger, audit, guard, repo, consent }: Deps) => {
   const db = store.db;
+  const events = createMailEvents();
   const resolver = createMailResolver(loadDnsOverrides(config.dnsOverridesFile));
   const signer = createSigningPool({ size: config.delivery.signingThreads, logger });
   const pipeline = createOutboundPipeline({ ring, clock, config, signer });
@@ -50,7 +52,7 @@ export const createMailModule = ({ config, store, ring, clock, logger, audit, gu
     sweep: () => approvals.expireDue(),
   });
   kick = delivery.kick;
-  return { mailboxes, mail, approvals, delivery, resolver, signer };
+  return { mailboxes, mail, approvals, delivery, resolver, signer, events };
 };
 
 export type MailModule = ReturnType<typeof createMailModule>;

@@ -100,6 +100,7 @@ export const createMailboxService = ({ db, repo, guard, clock }: Deps) => {
         created_at: at,
         updated_at: at,
         phi_policy: body.phi_policy ? JSON.stringify(body.phi_policy) : null,
+        dmarc_failure: 'flag',
       };
       try {
         await tx.insertInto('mailboxes').values(row).execute();

@@ -135,6 +135,7 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
       delivered_at: null,
       phi_findings: JSON.stringify(storedFindings(scan.findings)),
       phi_sensitivity: scan.sensitivity,
+      auth_results: null,
     };
     return { row, content, findings: scan.findings };
   };

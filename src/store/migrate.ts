@@ -8,6 +8,7 @@ import * as m0003 from './migrations/0003-vault.js';
 import * as m0004 from './migrations/0004-outbound-mail.js';
 import * as m0005 from './migrations/0005-consent.js';
 import * as m0006 from './migrations/0006-phi-holds.js';
+import * as m0007 from './migrations/0007-inbound-mail.js';
 
 /** Migrations in order. Names are frozen once released; add, never edit. */
 export const MIGRATIONS: Record<string, Migration> = {
@@ -17,6 +18,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0004-outbound-mail': m0004,
   '0005-consent': m0005,
   '0006-phi-holds': m0006,
+  '0007-inbound-mail': m0007,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };

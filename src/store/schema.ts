@@ -157,6 +157,7 @@ export type MailboxesTable = {
   created_at: string;
   updated_at: string;
   phi_policy: string | null; // JSON MailboxPhiPolicy; null = the default policy (0006)
+  dmarc_failure: 'flag' | 'quarantine'; // inbound mail failing DMARC: flagged or quarantined (0007)
 };
 
 export type MessagesTable = {
@@ -187,6 +188,10 @@ export type MessagesTable = {
   delivered_at: string | null;
   phi_findings: string | null; // JSON [{type, field, attachment?, start, end, confidence}], never the text (0006)
   phi_sensitivity: string | null; // none | low | moderate | high | restricted (0006)
+  /**
+   * Inbound only (0007): JSON InboundAuthResults of src/inbound (spf, dkim[], dmarc, arc, flags[]); null for outbound.
+   */
+  auth_results: string | null;
 };
 
 export type MessageEventsTable = { id: string; message_id: string; at: string; type: string; details: string };
