@@ -332,7 +332,7 @@ for (const dialect of testDialects()) {
       expect(dump).not.toContain(Buffer.from('attachment-marker-456').toString('base64'));
       expect(dump).not.toContain(PATIENT);
       const v = await t.call('GET', `/v1/emails/${r.body.id}`, s.agentKey);
-      expect(v.body.attachments).toEqual([{ filename: 'lab.txt', content_type: 'text/plain', size: 21 }]);
+      expect(v.body.attachments).toEqual([{ index: 0, filename: 'lab.txt', content_type: 'text/plain', size: 21 }]);
       expect(atSink(v.body.message_id)[0]!.raw.toString()).toContain(Buffer.from('attachment-marker-456').toString('base64'));
     });
   });

@@ -19,7 +19,7 @@ export const startProcess = async (args: string[], env: Record<string, string>, 
   const port = await freePort();
   const child = spawn(process.execPath, args, {
     cwd: repoRoot,
-    env: { ...process.env, ...env, PORT: String(port), MAILWARD_HTTP_PORT: String(port), MAILWARD_SMTP_PORT: String(await freePort()) },
+    env: { ...process.env, ...env, PORT: String(port), MAILWARD_HTTP_PORT: String(port), MAILWARD_SMTP_PORT: env.MAILWARD_SMTP_PORT ?? String(await freePort()) },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let err = '';

@@ -58,6 +58,16 @@ export const envSchema = z.object({
   MAILWARD_DELIVERY_POLL_MS: z.coerce.number().int().min(10).max(60_000).default(500),
   MAILWARD_DELIVERY_LEASE_SECONDS: z.coerce.number().int().min(1).max(86_400).default(300),
   MAILWARD_SIGNING_THREADS: z.coerce.number().int().min(0).max(16).default(1),
+  // Inbound SMTP (issue 7). Without key and cert files, a self-signed development certificate is generated into the data dir.
+  MAILWARD_SMTP_TLS_KEY_FILE: z.string().min(1).optional(),
+  MAILWARD_SMTP_TLS_CERT_FILE: z.string().min(1).optional(),
+  MAILWARD_SMTP_HOSTNAME: z.string().regex(/^[a-z0-9.-]{1,253}$/i, 'must be a host name').optional(),
+  MAILWARD_SMTP_REQUIRE_TLS: bool.default(false),
+  MAILWARD_SMTP_MAX_CLIENTS: z.coerce.number().int().min(1).max(10_000).default(200),
+  MAILWARD_SMTP_MAX_CLIENTS_PER_IP: z.coerce.number().int().min(1).max(10_000).default(20),
+  MAILWARD_SMTP_RATE_PER_MINUTE: z.coerce.number().int().min(0).default(1200),
+  MAILWARD_SMTP_MAX_RECIPIENTS: z.coerce.number().int().min(1).max(1000).default(100),
+  MAILWARD_INBOUND_THREADS: z.coerce.number().int().min(0).max(16).default(1),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -90,6 +100,22 @@ export type Config = {
     leaseSeconds: number;
     /** Worker threads for DKIM/JWS signing (default 1); 0 signs on the event loop. */
     signingThreads: number;
+  };
+  /** Inbound SMTP listener (issue 7). */
+  inbound: {
+    tlsKeyFile: string | undefined;
+    tlsCertFile: string | undefined;
+    /** Name in the greeting, EHLO answer and Authentication-Results; default the machine's host name. */
+    hostname: string | undefined;
+    /** Refuse MAIL FROM before STARTTLS (530 5.7.0); off by default, as public MX must accept opportunistic TLS (RFC 3207). */
+    requireTls: boolean;
+    maxClients: number;
+    maxClientsPerIp: number;
+    /** Messages per client address per minute; 0: no limit. */
+    ratePerMinute: number;
+    maxRecipients: number;
+    /** Worker threads for authentication, parsing and the PHI scan of received mail (default 1); 0 runs them on the event loop. */
+    analysisThreads: number;
   };
 };
 
@@ -148,6 +174,17 @@ export const loadConfig = (env: NodeJS.ProcessEnv = process.env): Config => {
       pollMs: e.MAILWARD_DELIVERY_POLL_MS,
       leaseSeconds: e.MAILWARD_DELIVERY_LEASE_SECONDS,
       signingThreads: e.MAILWARD_SIGNING_THREADS,
+    },
+    inbound: {
+      tlsKeyFile: e.MAILWARD_SMTP_TLS_KEY_FILE,
+      tlsCertFile: e.MAILWARD_SMTP_TLS_CERT_FILE,
+      hostname: e.MAILWARD_SMTP_HOSTNAME,
+      requireTls: e.MAILWARD_SMTP_REQUIRE_TLS,
+      maxClients: e.MAILWARD_SMTP_MAX_CLIENTS,
+      maxClientsPerIp: e.MAILWARD_SMTP_MAX_CLIENTS_PER_IP,
+      ratePerMinute: e.MAILWARD_SMTP_RATE_PER_MINUTE,
+      maxRecipients: e.MAILWARD_SMTP_MAX_RECIPIENTS,
+      analysisThreads: e.MAILWARD_INBOUND_THREADS,
     },
   };
 };

@@ -13,6 +13,7 @@ import type { KeyRing } from '../kernel/crypto/keyring.js';
 import { AppError } from '../kernel/errors.js';
 import { createLogger, type Logger } from '../kernel/log.js';
 import { openStore, type Store } from '../store/db.js';
+import { createInboundModule } from '../inbound/inbound-module.js';
 import { createMailModule } from '../mail/mail-module.js';
 import { createConsentService } from '../phi/consent-service.js';
 import { migrateToLatest } from '../store/migrate.js';
@@ -78,10 +79,12 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
   const apiKeys = createApiKeysService({ db, repo, guard, audit, clock, authCache });
   const rateLimiter = createRateLimiter({ db, clock, limitPerMinute: config.rateLimitPerMinute, syncMs: config.rateLimitSyncMs });
   rateLimiter.start();
-  const vault = createVaultService({ db, repo: createVaultRepo({ dialect: store.dialect }), guard, audit, ring, clock });
+  const vault = createVaultService({ db, repo: createVaultRepo({ dialect: store.dialect }), guard, audit, ring, clock, retentionDays: config.auditRetentionDays });
 
   const consent = createConsentService({ db, guard, clock });
   const mail = createMailModule({ config, store, ring, clock, logger, audit, guard, repo, consent });
+  // Inbound SMTP (issue 7): `serve` starts the listener over inbound.receiver.
+  const inbound = createInboundModule({ config, store, ring, clock, logger, audit, repo, events: mail.events });
 
   const init = (input: InitInput, o: { onlyIfEmpty?: boolean } = {}) => initOrganization({ db, ring, clock, audit }, input, o);
 
@@ -99,11 +102,13 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
     rateLimiter,
     vault,
     mail,
+    inbound,
     consent,
     init,
     close: async () => {
       await mail.delivery.stop();
       await mail.signer.close();
+      await inbound.close();
       authCache.stop();
       await rateLimiter.stop();
       await store.destroy();

@@ -1,9 +1,11 @@
+import { createHash } from 'node:crypto';
 import { sql } from 'kysely';
 import type { Clock } from '../kernel/clock.js';
 import { newId } from '../kernel/ids.js';
-import type { Db, Dialect, Executor } from '../store/db.js';
+import { compileOnce, type Db, type Dialect, type Executor, inGroupCommit } from '../store/db.js';
 import type { AuditEventsTable } from '../store/schema.js';
-import { type ChainedEvent, chainedOfRow, chainHash, rowOfChained } from './audit-chain.js';
+import { type ChainedEvent, chainedOfRow, type EventRow } from './audit-chain.js';
+import { canonicalJson } from './canonical.js';
 
 export type ChainEntry = { type: string; id: string; name: string };
 
@@ -62,43 +64,99 @@ export type AuditQuery = {
 
 type Deps = { db: Db; dialect: Dialect; clock: Clock };
 
+const q = JSON.stringify;
+
+/** The columns of an audit row, in the order of the prepared insert's parameters. */
+const EVENT_COLUMNS = [
+  'seq',
+  'id',
+  'at',
+  'org_id',
+  'action',
+  'actor_type',
+  'actor_id',
+  'delegation_chain',
+  'target_type',
+  'target_id',
+  'outcome',
+  'request_id',
+  'client_ip',
+  'content_hash',
+  'details',
+  'prev_hash',
+  'hash',
+] as const satisfies readonly (keyof AuditEventsTable)[];
+
+/**
+ * The append path's three statements, built by the same Kysely builders as
+ * before (one set of queries for both dialects) but compiled once: building
+ * and compiling them anew was a large share of an append's cost.
+ */
+const compileAppend = (db: Db, dialect: Dialect) => {
+  let head = db.selectFrom('audit_head').select(['seq', 'hash']).where('id', '=', 1);
+  if (dialect === 'postgres') head = head.forUpdate();
+  const insert = compileOnce(
+    (v) => db.insertInto('audit_events').values(Object.fromEntries(EVENT_COLUMNS.map((c, i) => [c, v[i]])) as unknown as AuditEventsTable),
+    EVENT_COLUMNS.length,
+  );
+  const update = compileOnce((v) => db.updateTable('audit_head').set({ seq: v[0], hash: v[1] }).where('id', '=', 1), 2);
+  return {
+    head: head.compile(),
+    insert: (row: EventRow) => insert(...EVENT_COLUMNS.map((c) => row[c])),
+    update: (seq: number, hash: string) => update(seq, hash),
+  };
+};
+
 export const createAuditService = ({ db, dialect, clock }: Deps) => {
+  const append = compileAppend(db, dialect);
+
   /**
    * Appends one event to the hash chain inside the caller's transaction
    * (45 CFR 164.312(b)). If this fails, the caller's change fails with it.
    * The head row is locked, so concurrent appenders form one gapless chain.
    */
   const record = async (tx: Executor, input: AuditInput): Promise<{ seq: number; hash: string }> => {
-    let headQuery = tx.selectFrom('audit_head').select(['seq', 'hash']).where('id', '=', 1);
-    if (dialect === 'postgres') headQuery = headQuery.forUpdate();
-    const head = await headQuery.executeTakeFirstOrThrow();
+    const { rows } = await tx.executeQuery<{ seq: number | string; hash: string }>(append.head);
+    const head = rows[0];
+    if (!head) throw new Error('audit: the chain head row is missing');
     const seq = Number(head.seq) + 1;
-    const event: ChainedEvent = {
+    const target = input.target ?? null;
+    const row: EventRow = {
       seq,
       id: newId('event'),
       at: clock.now().toISOString(),
       org_id: input.orgId !== undefined ? input.orgId : input.actor.orgId,
       action: input.action,
-      actor: { type: input.actor.type, id: input.actor.id },
-      delegation_chain: input.actor.chain,
-      target: input.target ?? null,
+      actor_type: input.actor.type,
+      actor_id: input.actor.id,
+      // Stored in RFC 8785 form, as rowOfChained does.
+      delegation_chain: canonicalJson(input.actor.chain),
+      target_type: target?.type ?? null,
+      target_id: target?.id ?? null,
       outcome: input.outcome ?? 'success',
       request_id: input.requestId ?? null,
       client_ip: input.clientIp ?? null,
       content_hash: input.contentHash ?? null,
-      details: input.details ?? {},
+      details: canonicalJson(input.details ?? {}),
+      prev_hash: head.hash,
+      hash: '',
     };
-    const hash = chainHash(head.hash, event);
-    await tx
-      .insertInto('audit_events')
-      .values({ ...rowOfChained(event, head.hash, hash), outcome: event.outcome as AuditEventsTable['outcome'] })
-      .execute();
-    await tx.updateTable('audit_head').set({ seq, hash }).where('id', '=', 1).execute();
-    return { seq, hash };
+    // chainHash(prev, event) without canonicalizing the event a second time:
+    // the same RFC 8785 text, spliced from the already canonical columns
+    // (members in JCS order; audit-service.test.ts checks it against chainHash).
+    const canonical = `{"action":${q(row.action)},"actor":{"id":${q(row.actor_id)},"type":${q(row.actor_type)}},"at":${q(row.at)},"client_ip":${q(row.client_ip)},"content_hash":${q(row.content_hash)},"delegation_chain":${row.delegation_chain},"details":${row.details},"id":${q(row.id)},"org_id":${q(row.org_id)},"outcome":${q(row.outcome)},"request_id":${q(row.request_id)},"seq":${seq},"target":${target ? `{"id":${q(target.id)},"type":${q(target.type)}}` : 'null'}}`;
+    row.hash = createHash('sha256').update(head.hash, 'hex').update(canonical, 'utf8').digest('hex');
+    await tx.executeQuery(append.insert(row));
+    await tx.executeQuery(append.update(seq, row.hash));
+    return { seq, hash: row.hash };
   };
 
-  /** Records an event in a transaction of its own (denied attempts, which change nothing else). */
-  const recordAlone = (input: AuditInput) => db.transaction().execute((tx) => record(tx, input));
+  /**
+   * Records an event in a transaction of its own (denied attempts, which change
+   * nothing else). Events arriving together share one commit (inGroupCommit);
+   * each caller returns only after that commit.
+   */
+  const recordAlone = (input: AuditInput) => inGroupCommit(db, (tx) => record(tx, input));
 
   /** Events of one organisation, oldest first, keyset-paginated by seq. */
   const list = async (q: AuditQuery): Promise<AuditEvent[]> => {

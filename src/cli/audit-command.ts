@@ -135,17 +135,23 @@ export const registerAudit = (program: Command) => {
 
   audit
     .command('purge')
-    .description(`Delete events past MAILWARD_AUDIT_RETENTION_DAYS (never under a legal hold); the purge is itself audited`)
+    .description(`Delete events, and vault versions of deleted or superseded secrets, past MAILWARD_AUDIT_RETENTION_DAYS (never under a legal hold); the purge is itself audited`)
     .option('--dry-run', 'only say what would be purged')
     .option('--json', 'print one JSON document on stdout')
     .action(
       runCommand(async (opts: { dryRun?: boolean; json?: boolean }) => {
         const c = await openContainer();
         try {
+          // Vault versions first: they honour legal holds per organisation, the audit purge refuses under any hold.
+          const vault = await c.vault.purgeExpired({ dryRun: opts.dryRun });
+          if (!opts.json) {
+            const verb = vault.dry_run ? 'would be destroyed' : 'destroyed';
+            process.stdout.write(`vault: ${vault.versions} version(s) of ${vault.secrets} secret(s), deleted or superseded before ${vault.cutoff}, ${verb}\n`);
+          }
           const r = await c.auditLog.retention.purge(systemActor(), { dryRun: opts.dryRun });
           process.stdout.write(
             opts.json
-              ? `${JSON.stringify(r)}\n`
+              ? `${JSON.stringify({ ...r, vault })}\n`
               : r.purged
                 ? `purged events through seq ${r.through_seq} (${r.deleted} deleted, older than ${r.cutoff}); boundary checkpoint at size ${r.checkpoint_size}\n`
                 : `nothing purged (${r.reason}); events older than ${r.cutoff} ${r.dry_run ? `would be purged through seq ${r.through_seq}` : 'are kept'}\n`,

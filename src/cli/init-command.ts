@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { createContainer } from '../app/container.js';
+import { loadSmtpTls } from '../inbound/tls-cert.js';
 import { createLogger } from '../kernel/log.js';
 import { configOrExit, runCommand } from './cli-support.js';
 
@@ -23,6 +24,8 @@ export const registerInit = (program: Command) =>
           }
           const r = await c.init({ orgName: opts.org, domain: opts.domain, adminName: opts.adminName, adminEmail: opts.adminEmail });
           if (!r) return 1;
+          // Inbound SMTP STARTTLS: a self-signed development certificate in the data dir unless files are configured.
+          loadSmtpTls({ ...config, bootstrap: { ...config.bootstrap, domain: r.domain } });
           if (opts.json) {
             process.stdout.write(`${JSON.stringify({ org_id: r.org_id, domain: r.domain, admin_api_key: r.admin_api_key, admin_human_id: r.admin_human_id, dns_records: r.dns_records.map(({ type, name, value }) => ({ type, name, value })) })}\n`);
           } else {

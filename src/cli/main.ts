@@ -5,6 +5,7 @@ import { registerDns } from './dns-command.js';
 import { registerIdentity } from './identity-command.js';
 import { registerInit } from './init-command.js';
 import { registerKeys } from './keys-command.js';
+import { registerMcp } from './mcp-command.js';
 import { registerServe } from './serve-command.js';
 
 const program = new Command()
@@ -19,5 +20,6 @@ registerIdentity(program);
 registerDns(program);
 registerAudit(program);
 registerKeys(program);
+registerMcp(program);
 
 await program.parseAsync(process.argv);

@@ -3,6 +3,8 @@ import type { Command } from 'commander';
 import { createContainer } from '../app/container.js';
 import { writeSecretFileExclusive } from '../app/master-key.js';
 import { buildServer } from '../http/build-server.js';
+import { createSmtpListener } from '../inbound/smtp-listener.js';
+import { loadSmtpTls } from '../inbound/tls-cert.js';
 import { configOrExit, runCommand } from './cli-support.js';
 
 export const bootstrapKeyPath = (dataDir: string) => path.join(dataDir, 'bootstrap-admin.key');
@@ -10,7 +12,7 @@ export const bootstrapKeyPath = (dataDir: string) => path.join(dataDir, 'bootstr
 export const registerServe = (program: Command) =>
   program
     .command('serve')
-    .description('Run the REST API (MAILWARD_HTTP_PORT), the outbound delivery worker and the audit checkpoint scheduler')
+    .description('Run the REST API (MAILWARD_HTTP_PORT), inbound SMTP (MAILWARD_SMTP_PORT), the outbound delivery worker and the audit checkpoint scheduler')
     .action(
       runCommand(async () => {
         const config = configOrExit();
@@ -22,17 +24,31 @@ export const registerServe = (program: Command) =>
           // CONTRACT.md: print only the path, never the key.
           process.stderr.write(`mailward: initialised ${boot.domain}; first admin API key written to ${file}\n`);
         }
+        // Inbound SMTP (issue 7): STARTTLS with the configured certificate, or the development one generated into the data dir.
+        let tls: ReturnType<typeof loadSmtpTls>;
+        try {
+          tls = loadSmtpTls(config);
+        } catch (e) {
+          await c.close();
+          throw e;
+        }
         const app = await buildServer(c);
         const url = await app.listen({ host: config.http.host, port: config.http.port });
+        const smtp = createSmtpListener({ receiver: c.inbound.receiver, config, tls, logger: c.logger });
+        const smtpPort = await smtp.listen();
         // Outbound delivery runs in this process (issue 6); c.close() stops it. Several processes may share one store.
         c.mail.delivery.start();
-        c.logger.info({ http: url, store: c.store.describe }, 'mailward listening');
+        c.logger.info({ http: url, smtp: `${config.smtp.host}:${smtpPort}`, smtp_tls: tls.generated ? 'generated development certificate' : tls.certFile, store: c.store.describe }, 'mailward listening');
         // Signed audit checkpoints every N events or T seconds (src/audit/checkpoint-service.ts).
         const stopCheckpoints = c.auditLog.checkpoints.startScheduler({ logger: c.logger });
+        // Sealed versions of deleted or superseded vault secrets are destroyed after retention (src/vault/vault-service.ts).
+        const stopVaultPurge = c.vault.startPurgeScheduler({ logger: c.logger });
         await new Promise<void>((resolve) => {
           const stop = async (signal: string) => {
             c.logger.info({ signal }, 'shutting down');
             stopCheckpoints();
+            stopVaultPurge();
+            await smtp.close();
             await app.close();
             await c.close();
             resolve();

@@ -9,9 +9,12 @@ import {
   validatorCompiler,
 } from 'fastify-type-provider-zod';
 import type { Container } from '../app/container.js';
+import { mcpRoutes } from '../mcp/mcp-http.js';
+import { mcpDepsOf } from '../mcp/mcp-tools.js';
 import { auditRoutes } from './audit-routes.js';
 import { createAuthHook } from './auth.js';
 import { consentRoutes } from './consent-routes.js';
+import { dnsRoutes } from './dns-routes.js';
 import { approvalRoutes } from './approval-routes.js';
 import { identityRoutes } from './identity-routes.js';
 import { identityVerifyRoutes } from './identity-verify-routes.js';
@@ -87,15 +90,18 @@ export const buildServer = async (c: Container): Promise<FastifyInstance> => {
   await app.register(fastifySwaggerUi, { routePrefix: '/docs', staticCSP: true });
 
   await app.register(systemRoutes(c, metrics));
+  // MCP over streamable HTTP (issue 8): same keys, rate limit and services as /v1.
+  await app.register(mcpRoutes({ deps: mcpDepsOf(c), apiKeys: c.apiKeys, rateLimiter: c.rateLimiter }));
   await app.register(async (v1) => {
     v1.addHook('onRequest', createAuthHook({ apiKeys: c.apiKeys, rateLimiter: c.rateLimiter }));
     await v1.register(identityRoutes({ identity: c.identity, apiKeys: c.apiKeys }));
     await v1.register(auditRoutes({ audit: c.audit, auditLog: c.auditLog, guard: c.guard }));
-    await v1.register(mailRoutes({ mailboxes: c.mail.mailboxes, mail: c.mail.mail, maxMessageBytes: c.config.smtp.maxMessageBytes }));
+    await v1.register(mailRoutes({ mailboxes: c.mail.mailboxes, mail: c.mail.mail, reader: c.mail.reader, maxMessageBytes: c.config.smtp.maxMessageBytes }));
     await v1.register(approvalRoutes({ approvals: c.mail.approvals }));
     await v1.register(identityVerifyRoutes({ db: c.store.db, maxMessageBytes: c.config.smtp.maxMessageBytes }));
     await v1.register(vaultRoutes({ vault: c.vault }));
     await v1.register(consentRoutes({ consent: c.consent }));
+    await v1.register(dnsRoutes({ db: c.store.db }));
   });
   return app as unknown as FastifyInstance;
 };

@@ -4,21 +4,27 @@ import { z } from 'zod';
 import { badRequest } from '../kernel/errors.js';
 import {
   createMailboxBody,
-  emailOut,
+  attachmentParams,
+  emailOrHeldOut,
   idempotencyKeyHeader,
   mailboxOut,
+  messagePageOut,
   messageSummaryOut,
+  messagesQuery,
   replyBody,
   sendAccepted,
+  searchPageOut,
+  searchQuery,
   sendBody,
   tagsBody,
   updateMailboxBody,
 } from '../mail/mail-schemas.js';
 import type { MailboxService } from '../mail/mailbox-service.js';
+import type { ReadService } from '../mail/read-service.js';
 import type { SendService } from '../mail/send-service.js';
-import { cursorQuery, decodeCursor, encodeCursor, idParams, problems, secured } from './common-schemas.js';
+import { decodeCursor, encodeCursor, idParams, problems, secured } from './common-schemas.js';
 
-type Deps = { mailboxes: MailboxService; mail: SendService; maxMessageBytes: number };
+type Deps = { mailboxes: MailboxService; mail: SendService; reader: ReadService; maxMessageBytes: number };
 
 const idempotencyKeyOf = (req: FastifyRequest): string | undefined => {
   const h = req.headers['idempotency-key'];
@@ -28,18 +34,35 @@ const idempotencyKeyOf = (req: FastifyRequest): string | undefined => {
   return r.data;
 };
 
-const messagesQuery = z.strictObject({
-  direction: z.enum(['inbound', 'outbound']).optional(),
-  status: z.string().regex(/^[a-z_]{1,32}$/).optional(),
-  unread: z.enum(['true', 'false']).optional(),
-  cursor: cursorQuery.optional(),
-  limit: z.coerce.number().int().min(1).max(200).default(50),
-});
+type MessagesQuery = z.infer<typeof messagesQuery>;
+
+/** The service's filters from a list or search query: cursor checked (400 invalid_cursor), times in UTC (400 invalid_filter when since >= until). */
+const filtersOf = (q: MessagesQuery) => {
+  const before = decodeCursor(q.cursor);
+  if (before !== undefined && !/^msg_[0-9a-f]{32}$/.test(before)) throw badRequest('invalid_cursor', 'cursor must come from next_cursor.');
+  const since = q.since ? new Date(q.since).toISOString() : undefined;
+  const until = q.until ? new Date(q.until).toISOString() : undefined;
+  if (since && until && since >= until) throw badRequest('invalid_filter', 'since must be before until.');
+  return {
+    direction: q.direction,
+    status: q.status,
+    unread: q.unread === undefined ? undefined : q.unread === 'true',
+    since,
+    until,
+    from: q.from,
+    subject: q.subject,
+    tag: q.tag,
+    before,
+    limit: q.limit,
+  };
+};
+
+const page = (r: { next: string | null; partial: boolean }) => ({ next_cursor: r.next ? encodeCursor(r.next) : null, partial: r.partial });
 
 /** Thin adapters over the mailbox and send services (issue 6). */
 export const mailRoutes = (deps: Deps) => async (root: FastifyInstance) => {
   const app = root.withTypeProvider<ZodTypeProvider>();
-  const { mailboxes, mail } = deps;
+  const { mailboxes, mail, reader } = deps;
   const tags = ['mail'];
   // JSON carries attachments as base64 (4/3 of their size) plus the text parts.
   const sendBodyLimit = Math.ceil(deps.maxMessageBytes * 1.4) + 65_536;
@@ -56,12 +79,23 @@ export const mailRoutes = (deps: Deps) => async (root: FastifyInstance) => {
   app.patch('/v1/mailboxes/:id', { schema: { tags, security: secured, summary: 'Change oversight mode, display name or forward_to; loosening oversight needs an admin', params: idParams('mbx'), body: updateMailboxBody, response: { 200: mailboxOut, ...problems(400, 401, 403, 404, 422) } } }, (req) =>
     mailboxes.update(req.ctx, req.params.id, req.body),
   );
-  app.get('/v1/mailboxes/:id/messages', { schema: { tags, security: secured, summary: 'List messages of a mailbox, newest first (held and rejected ones included)', params: idParams('mbx'), querystring: messagesQuery, response: { 200: z.object({ messages: z.array(messageSummaryOut), next_cursor: z.string().nullable() }), ...problems(400, 401, 403, 404) } } }, async (req) => {
-    const q = req.query;
-    const before = decodeCursor(q.cursor);
-    if (before !== undefined && !/^msg_[0-9a-f]{32}$/.test(before)) throw badRequest('invalid_cursor', 'cursor must come from next_cursor.');
-    const r = await mail.list(req.ctx, req.params.id, { direction: q.direction, status: q.status, unread: q.unread === 'true', before, limit: q.limit });
-    return { messages: r.messages, next_cursor: r.next ? encodeCursor(r.next) : null };
+  app.get('/v1/mailboxes/:id/messages', { schema: { tags, security: secured, summary: 'List messages of a mailbox, newest first (held, rejected and quarantined ones included); from and subject match decrypted content within a scan budget', params: idParams('mbx'), querystring: messagesQuery, response: { 200: messagePageOut, ...problems(400, 401, 403, 404) } } }, async (req) => {
+    const r = await reader.list(req.ctx, req.params.id, filtersOf(req.query));
+    return { messages: r.messages, ...page(r) };
+  });
+  app.get('/v1/mailboxes/:id/search', { schema: { tags, security: secured, summary: 'Search a mailbox: q over sender, subject and body text (case-insensitive), with the list filters; decrypts within a scan budget and pages by next_cursor', params: idParams('mbx'), querystring: searchQuery, response: { 200: searchPageOut, ...problems(400, 401, 403, 404) } } }, async (req) => {
+    const r = await reader.search(req.ctx, req.params.id, { ...filtersOf(req.query), q: req.query.q });
+    return { messages: r.messages, ...page(r) };
+  });
+  app.get('/v1/emails/:id/attachments/:index', { schema: { tags, security: secured, summary: 'Download one attachment (index from GET /v1/emails/{id}); always Content-Disposition: attachment', params: attachmentParams, response: { 200: z.any().describe('the attachment bytes, served with the attachment\'s content type'), ...problems(400, 401, 403, 404) } } }, async (req, reply) => {
+    const a = await reader.attachment(req.ctx, req.params.id, req.params.index);
+    // Served from the API's origin: never rendered, never sniffed, sandboxed if a browser opens it anyway.
+    return reply
+      .type(a.contentType)
+      .header('content-disposition', a.contentDisposition)
+      .header('content-security-policy', "default-src 'none'; sandbox")
+      .header('digest', `sha-256=${Buffer.from(a.sha256, 'hex').toString('base64')}`)
+      .send(a.bytes);
   });
 
   app.post('/v1/mailboxes/:id/send', { bodyLimit: sendBodyLimit, schema: { tags, security: secured, summary: 'Send from the agent\'s own mailbox; held for approval in gated modes. Optional Idempotency-Key header.', params: idParams('mbx'), body: sendBody, response: { 202: sendAccepted, ...problems(400, 401, 403, 404, 409, 413, 422) } } }, async (req, reply) =>
@@ -70,13 +104,13 @@ export const mailRoutes = (deps: Deps) => async (root: FastifyInstance) => {
   app.post('/v1/emails/:id/reply', { bodyLimit: sendBodyLimit, schema: { tags, security: secured, summary: 'Reply in the thread of a message of the agent\'s mailbox', params: idParams('msg'), body: replyBody, response: { 202: sendAccepted, ...problems(400, 401, 403, 404, 409, 413, 422) } } }, async (req, reply) =>
     reply.code(202).send(await mail.reply(req.ctx, req.params.id, req.body, idempotencyKeyOf(req))),
   );
-  app.get('/v1/emails/:id', { schema: { tags, security: secured, summary: 'Read a message with its status, approval (reason, edits) and delivery events', params: idParams('msg'), response: { 200: emailOut, ...problems(400, 401, 403, 404) } } }, (req) =>
-    mail.get(req.ctx, req.params.id),
+  app.get('/v1/emails/:id', { schema: { tags, security: secured, summary: 'Read a message with its status, approval, authentication results and events; marks an inbound message read. An agent sees a held inbound message (gated_all) as content_hidden', params: idParams('msg'), response: { 200: emailOrHeldOut, ...problems(400, 401, 403, 404) } } }, (req) =>
+    reader.get(req.ctx, req.params.id),
   );
   app.put('/v1/emails/:id/tags', { schema: { tags, security: secured, summary: 'Replace the tags of a message', params: idParams('msg'), body: tagsBody, response: { 200: z.object({ id: z.string(), tags: z.array(z.string()) }), ...problems(400, 401, 403, 404) } } }, (req) =>
-    mail.setTags(req.ctx, req.params.id, req.body.tags),
+    reader.setTags(req.ctx, req.params.id, req.body.tags),
   );
   app.get('/v1/threads/:id', { schema: { tags, security: secured, summary: 'Messages of a thread the caller may see', params: idParams('thr'), response: { 200: z.object({ id: z.string(), messages: z.array(messageSummaryOut) }), ...problems(400, 401, 403, 404) } } }, (req) =>
-    mail.thread(req.ctx, req.params.id),
+    reader.thread(req.ctx, req.params.id),
   );
 };

@@ -1,6 +1,6 @@
 import type { AuditService } from '../audit/audit-service.js';
 import { type AppError, isAppError } from '../kernel/errors.js';
-import type { Db, Tx } from '../store/db.js';
+import { type Db, inGroupCommit, type Tx } from '../store/db.js';
 import type { AuthCache } from './auth-cache.js';
 import { actorOf, type RequestContext } from './principal.js';
 
@@ -15,6 +15,9 @@ type Deps = { db: Db; audit: Pick<AuditService, 'record' | 'recordAlone'>; authC
  * The one path by which services change state or refuse a caller:
  * - `change` runs `fn` in a transaction; `fn` records its own success event
  *   (use `recordIn`) so the change and its audit event commit or fail together;
+ *   with `groupCommit`, callers arriving together share one transaction, each
+ *   in its own savepoint, and each returns after the shared commit (only for
+ *   `fn`s that lock nothing and await only queries on `tx`: see inGroupCommit);
  * - `read` runs `fn` without a transaction;
  * - any refusal (401/403/404) from either is recorded as `denied` with the
  *   caller's delegation chain, then rethrown.
@@ -37,10 +40,12 @@ export const createGuard = ({ db, audit, authCache }: Deps) => {
     action: string,
     target: Target,
     fn: (tx: Tx) => Promise<T>,
-    opts: { invalidatesAuth?: boolean } = {},
+    opts: { invalidatesAuth?: boolean; groupCommit?: boolean } = {},
   ): Promise<T> => {
     try {
-      if (!opts.invalidatesAuth || !authCache) return await db.transaction().execute(fn);
+      if (!opts.invalidatesAuth || !authCache) {
+        return await (opts.groupCommit ? inGroupCommit(db, fn) : db.transaction().execute(fn));
+      }
       // A change that can weaken keys: new auth epoch in the same transaction, local cache cleared on commit.
       const out = await db.transaction().execute(async (tx) => {
         const r = await fn(tx);

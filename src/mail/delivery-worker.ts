@@ -8,13 +8,15 @@ import type { KeyRing } from '../kernel/crypto/keyring.js';
 import { isAppError } from '../kernel/errors.js';
 import type { Logger } from '../kernel/log.js';
 import { claimOutboxJobs } from '../queue/outbox-repo.js';
-import type { Db, Dialect } from '../store/db.js';
+import type { Db, Dialect, Tx } from '../store/db.js';
 import type { OutboxTable } from '../store/schema.js';
 import type { DeliveryOutcome } from './bounce-rules.js';
 import { addMessageEvent, messageAad } from './message-store.js';
 import { type Envelope, type OutboundPipeline, outboxAad } from './outbound-pipeline.js';
 import { nextRetryDelay } from './retry-schedule.js';
 import type { SmtpSender } from './smtp-deliver.js';
+
+type Outcome = DeliveryOutcome & { rejected?: number };
 
 type Deps = {
   db: Db;
@@ -44,64 +46,115 @@ export const createDeliveryWorker = (d: Deps) => {
   const leaseMs = d.leaseMs ?? 5 * 60_000;
   let running = false;
   let loop: Promise<void> | null = null;
-  let wake: (() => void) | null = null;
-  let kicked = false;
 
   // The system delivers on behalf of the agent: the chain snapshot taken when the message was queued goes with every event.
   const actorFor = (job: OutboxTable) => ({ ...systemActor(job.org_id), chain: JSON.parse(job.actor_chain) as { type: string; id: string; name: string }[] });
 
-  const finish = async (job: OutboxTable, rawHash: string | null, outcome: DeliveryOutcome & { rejected?: number }) => {
+  /** Writes one attempt's outcome inside `tx`: the job's new state, the message status, events and audit. */
+  const finishIn = async (tx: Tx, job: OutboxTable, rawHash: string | null, outcome: Outcome) => {
     const at = d.clock.now().toISOString();
-    await d.db.transaction().execute(async (tx) => {
-      const delay = outcome.kind === 'defer' ? nextRetryDelay(d.retrySchedule, job.attempts) : null;
-      const jobStatus = outcome.kind === 'accepted' ? 'done' : outcome.kind === 'bounce' ? 'bounced' : outcome.kind === 'fail' || delay === null ? 'failed' : 'pending';
-      const result = outcome.kind === 'accepted' ? 'accepted' : outcome.kind === 'bounce' ? 'bounced' : outcome.kind === 'fail' || delay === null ? 'failed' : 'deferred';
-      // Only the current claimant may record the outcome (a lease taken over by another worker wins).
-      const u = await tx
-        .updateTable('outbox')
-        .set({
-          status: jobStatus,
-          next_attempt_at: delay === null ? job.next_attempt_at : new Date(d.clock.now().getTime() + delay * 1000).toISOString(),
-          lease_until: null,
-          claimed_by: null,
-          last_code: outcome.kind === 'accepted' ? null : outcome.code === null ? outcome.category : String(outcome.code),
-          updated_at: at,
-        })
-        .where('id', '=', job.id)
-        .where('claimed_by', '=', workerId)
-        .where('status', '=', 'sending')
-        .executeTakeFirst();
-      if (Number(u.numUpdatedRows) === 0) return;
-      const m = { id: job.message_id, raw_hash: rawHash };
-      const actor = actorFor(job);
-      const target = { type: 'email', id: m.id };
-      const attempt = { attempt: job.attempts, kind: job.kind, route: job.route === 'relay' ? 'relay' : 'mx', result, code: outcome.code, ...(outcome.kind !== 'accepted' ? { category: outcome.category } : {}), ...(delay !== null ? { retry_in_seconds: delay } : {}) };
-      await addMessageEvent(tx, m.id, at, job.kind === 'copy' ? 'copy_attempted' : 'delivery_attempted', attempt);
-      await d.audit.record(tx, { action: 'email.delivery_attempted', actor, target, details: attempt });
-      if (job.kind === 'copy') return;
+    const delay = outcome.kind === 'defer' ? nextRetryDelay(d.retrySchedule, job.attempts) : null;
+    const jobStatus = outcome.kind === 'accepted' ? 'done' : outcome.kind === 'bounce' ? 'bounced' : outcome.kind === 'fail' || delay === null ? 'failed' : 'pending';
+    const result = outcome.kind === 'accepted' ? 'accepted' : outcome.kind === 'bounce' ? 'bounced' : outcome.kind === 'fail' || delay === null ? 'failed' : 'deferred';
+    // Only the current claimant may record the outcome (a lease taken over by another worker wins), except a 250:
+    // the relay has the message, so it is delivered whoever holds the lease now (that worker's own outcome is then dropped).
+    let jobUpdate = tx
+      .updateTable('outbox')
+      .set({
+        status: jobStatus,
+        next_attempt_at: delay === null ? job.next_attempt_at : new Date(d.clock.now().getTime() + delay * 1000).toISOString(),
+        lease_until: null,
+        claimed_by: null,
+        last_code: outcome.kind === 'accepted' ? null : outcome.code === null ? outcome.category : String(outcome.code),
+        updated_at: at,
+      })
+      .where('id', '=', job.id)
+      .where('status', '=', 'sending');
+    if (outcome.kind !== 'accepted') jobUpdate = jobUpdate.where('claimed_by', '=', workerId);
+    const u = await jobUpdate.executeTakeFirst();
+    if (Number(u.numUpdatedRows) === 0) return;
+    const m = { id: job.message_id, raw_hash: rawHash };
+    const actor = actorFor(job);
+    const target = { type: 'email', id: m.id };
+    const attempt = { attempt: job.attempts, kind: job.kind, route: job.route === 'relay' ? 'relay' : 'mx', result, code: outcome.code, ...(outcome.kind !== 'accepted' ? { category: outcome.category } : {}), ...(delay !== null ? { retry_in_seconds: delay } : {}) };
+    await addMessageEvent(tx, m.id, at, job.kind === 'copy' ? 'copy_attempted' : 'delivery_attempted', attempt);
+    await d.audit.record(tx, { action: 'email.delivery_attempted', actor, target, details: attempt });
+    if (job.kind === 'copy') return;
 
-      if (outcome.kind === 'accepted') {
-        // Through a relay a message has one delivery job; by MX one per recipient domain, all must be done.
-        const open_ = job.route === 'relay' ? undefined : await tx.selectFrom('outbox').select('id').where('message_id', '=', m.id).where('kind', '=', 'deliver').where('status', '!=', 'done').executeTakeFirst();
-        if (!open_) {
-          await tx.updateTable('messages').set({ status: 'delivered', delivered_at: at, status_reason: null, updated_at: at }).where('id', '=', m.id).execute();
-          await addMessageEvent(tx, m.id, at, 'delivered', {});
-          await d.audit.record(tx, { action: 'email.delivered', actor, target, details: { attempts: job.attempts, rejected_recipients: outcome.rejected ?? 0 }, contentHash: m.raw_hash });
-        }
-      } else if (jobStatus === 'bounced' || jobStatus === 'failed') {
-        const status = jobStatus === 'bounced' ? 'bounced' : 'failed';
-        const reason = { code: status === 'bounced' ? 'smtp_permanent_failure' : outcome.kind === 'fail' ? outcome.category : 'retries_exhausted', smtp_code: outcome.code, category: outcome.category };
-        await tx.updateTable('messages').set({ status, status_reason: JSON.stringify(reason), updated_at: at }).where('id', '=', m.id).execute();
-        await addMessageEvent(tx, m.id, at, status, reason);
-        await d.audit.record(tx, { action: status === 'bounced' ? 'email.bounced' : 'email.failed', actor, target, details: reason, contentHash: m.raw_hash });
-      } else {
-        await tx.updateTable('messages').set({ status: 'deferred', status_reason: JSON.stringify({ code: 'deferred', smtp_code: outcome.code, category: outcome.category }), updated_at: at }).where('id', '=', m.id).where('status', 'in', ['queued', 'sending', 'deferred']).execute();
+    if (outcome.kind === 'accepted') {
+      // Through a relay a message has one delivery job; by MX one per recipient domain, all must be done.
+      const open_ = job.route === 'relay' ? undefined : await tx.selectFrom('outbox').select('id').where('message_id', '=', m.id).where('kind', '=', 'deliver').where('status', '!=', 'done').executeTakeFirst();
+      if (!open_) {
+        await tx.updateTable('messages').set({ status: 'delivered', delivered_at: at, status_reason: null, updated_at: at }).where('id', '=', m.id).execute();
+        await addMessageEvent(tx, m.id, at, 'delivered', {});
+        await d.audit.record(tx, { action: 'email.delivered', actor, target, details: { attempts: job.attempts, rejected_recipients: outcome.rejected ?? 0 }, contentHash: m.raw_hash });
       }
-    });
+    } else if (jobStatus === 'bounced' || jobStatus === 'failed') {
+      const status = jobStatus === 'bounced' ? 'bounced' : 'failed';
+      const reason = { code: status === 'bounced' ? 'smtp_permanent_failure' : outcome.kind === 'fail' ? outcome.category : 'retries_exhausted', smtp_code: outcome.code, category: outcome.category };
+      await tx.updateTable('messages').set({ status, status_reason: JSON.stringify(reason), updated_at: at }).where('id', '=', m.id).execute();
+      await addMessageEvent(tx, m.id, at, status, reason);
+      await d.audit.record(tx, { action: status === 'bounced' ? 'email.bounced' : 'email.failed', actor, target, details: reason, contentHash: m.raw_hash });
+    } else {
+      await tx.updateTable('messages').set({ status: 'deferred', status_reason: JSON.stringify({ code: 'deferred', smtp_code: outcome.code, category: outcome.category }), updated_at: at }).where('id', '=', m.id).where('status', 'in', ['queued', 'sending', 'deferred']).execute();
+    }
   };
 
+  /*
+   * Group commit. An outcome is committed as soon as the store's writer is free,
+   * together with every other outcome that arrived meanwhile: the time between
+   * the relay's 250 and our commit (the only window in which a crash makes a
+   * message go out twice, see README "Exactly once") is at most one commit, not
+   * a queue of one commit per message. Each outcome keeps its audit events in the
+   * same transaction as its state change.
+   */
+  type Pending = { job: OutboxTable; rawHash: string | null; outcome: Outcome; resolve: () => void; reject: (e: unknown) => void };
+  const outcomes: Pending[] = [];
+  let committing = false;
+  const commitOne = async (p: Pending) => {
+    // A lost commit after a 250 means a resend after the lease: retry a transient store error before giving up.
+    for (let i = 0; ; i++) {
+      try {
+        await d.db.transaction().execute((tx) => finishIn(tx, p.job, p.rawHash, p.outcome));
+        p.resolve();
+        return;
+      } catch (e) {
+        if (i >= 4) {
+          p.reject(e);
+          return;
+        }
+        await new Promise((r) => setTimeout(r, 50 * 2 ** i));
+      }
+    }
+  };
+  const flush = async () => {
+    if (committing) return;
+    committing = true;
+    try {
+      while (outcomes.length > 0) {
+        const group = outcomes.splice(0, 64);
+        try {
+          await d.db.transaction().execute(async (tx) => {
+            for (const p of group) await finishIn(tx, p.job, p.rawHash, p.outcome);
+          });
+          for (const p of group) p.resolve();
+        } catch {
+          // One bad outcome must not hold back the others: commit them one by one.
+          for (const p of group) await commitOne(p);
+        }
+      }
+    } finally {
+      committing = false;
+    }
+  };
+  const finish = (job: OutboxTable, rawHash: string | null, outcome: Outcome) =>
+    new Promise<void>((resolve, reject) => {
+      outcomes.push({ job, rawHash, outcome, resolve, reject });
+      void flush();
+    });
+
   const process1 = async (job: OutboxTable) => {
-    let outcome: DeliveryOutcome & { rejected?: number };
+    let outcome: Outcome;
     let rawHash: string | null = null;
     try {
       const m = await d.db.selectFrom('messages').selectAll().where('id', '=', job.message_id).executeTakeFirstOrThrow();
@@ -139,7 +192,6 @@ export const createDeliveryWorker = (d: Deps) => {
     await finish(job, rawHash, outcome);
   };
 
-  /** One pass: expire approvals, claim due jobs, deliver them concurrently. Returns how many jobs it handled. */
   let lastSweep = 0;
   const sweepIfDue = async (force: boolean) => {
     // Expiry needs no sub-second precision: at most one sweep a second keeps the loop cheap.
@@ -164,62 +216,111 @@ export const createDeliveryWorker = (d: Deps) => {
     return jobs.length;
   };
 
-  const sleep = (ms: number) =>
-    new Promise<void>((resolve) => {
-      if (kicked) {
-        kicked = false;
-        resolve();
+  // Wakes the loop: a commit queued mail (kick) or an in-flight job finished (a slot is free).
+  let signal: (() => void) | null = null;
+  let signalled = false;
+  const notify = () => {
+    if (signal) signal();
+    else signalled = true;
+  };
+  /** Waits for `notify` or `ms`; true when woken by the timer. */
+  const wait = (ms: number) =>
+    new Promise<boolean>((resolve) => {
+      if (signalled) {
+        signalled = false;
+        resolve(false);
         return;
       }
       const t = setTimeout(() => {
-        wake = null;
-        resolve();
+        signal = null;
+        resolve(true);
       }, ms);
-      wake = () => {
+      signal = () => {
         clearTimeout(t);
-        wake = null;
-        resolve();
+        signal = null;
+        resolve(false);
       };
     });
 
+  const inFlight = new Set<Promise<void>>();
+  const track = (job: OutboxTable) => {
+    const p = process1(job)
+      .catch((e) => d.logger.error({ job: job.id, err: { type: (e as Error)?.name } }, 'recording a delivery outcome failed'))
+      .finally(() => {
+        inFlight.delete(p);
+        notify();
+      });
+    inFlight.add(p);
+  };
+  // Nothing was due at the last claim: only a kick or the poll timer claims again, not every finished job.
+  let drained = false;
+
+  // Leases of jobs in flight are renewed while this process lives: a slow send never loses its lease to another
+  // worker, which would send the message a second time. Only a dead process's jobs are claimed again.
+  let renewing = false;
+  const renewLeases = async () => {
+    if (renewing || inFlight.size === 0) return;
+    renewing = true;
+    try {
+      const now = d.clock.now();
+      await d.db.updateTable('outbox').set({ lease_until: new Date(now.getTime() + leaseMs).toISOString() }).where('claimed_by', '=', workerId).where('status', '=', 'sending').execute();
+    } catch (e) {
+      d.logger.error({ err: { type: (e as Error)?.name } }, 'renewing delivery leases failed');
+    } finally {
+      renewing = false;
+    }
+  };
+  let renewTimer: NodeJS.Timeout | null = null;
+
   /**
-   * Starts the loop (idempotent): claim a batch of up to `concurrency` due
-   * jobs, deliver them, repeat; sleep `pollMs` (or until kicked) when nothing
-   * is due. Batches keep the claim statements few and leave the event loop
-   * room for requests between them (accept latency).
+   * Starts the loop (idempotent). Up to `concurrency` jobs are in flight at
+   * once; free slots are refilled as jobs finish (claims of at least a quarter
+   * of the slots, so claim statements stay few under load), and a job is
+   * claimed only when a slot is free to send it at once, which keeps leases
+   * short. With nothing due the loop sleeps `pollMs` or until kicked.
    */
   const start = () => {
     if (running) return;
     running = true;
+    const chunk = Math.max(1, Math.ceil(d.concurrency / 4));
+    renewTimer = setInterval(() => void renewLeases(), Math.max(100, Math.floor(leaseMs / 3)));
+    renewTimer.unref();
     loop = (async () => {
       while (running) {
-        let n = 0;
         try {
           await sweepIfDue(false);
-          const jobs = await claim(d.concurrency);
-          n = jobs.length;
-          await Promise.all(jobs.map(process1));
+          const free = d.concurrency - inFlight.size;
+          if (!drained && free > 0 && (free >= chunk || inFlight.size === 0)) {
+            const jobs = await claim(free);
+            drained = jobs.length < free;
+            for (const j of jobs) track(j);
+            if (jobs.length > 0) continue;
+          }
         } catch (e) {
           d.logger.error({ err: { type: (e as Error)?.name } }, 'delivery loop pass failed');
         }
-        if (n === 0 && running) await sleep(d.pollMs);
+        if (!running) break;
+        if (await wait(d.pollMs)) drained = false;
       }
+      await Promise.all(inFlight);
     })();
   };
 
-  /** Stops after the current pass; in-flight sends finish and record their outcome. */
+  /** Stops claiming; in-flight sends finish and record their outcome. */
   const stop = async () => {
     running = false;
-    wake?.();
+    notify();
     await loop;
     loop = null;
+    if (renewTimer) clearInterval(renewTimer);
+    renewTimer = null;
     d.sender.close();
   };
 
   /** Wakes the loop at once (after a commit that queued mail). */
   const kick = () => {
-    if (wake) wake();
-    else kicked = true;
+    drained = false;
+    notify();
   };
 
   return { start, stop, runOnce, kick, workerId };

@@ -1,38 +1,79 @@
-import { dkimSign } from 'mailauth/lib/dkim/sign.js';
+import { createHash, createPrivateKey, type KeyObject, sign } from 'node:crypto';
+import { createRequire } from 'node:module';
 import { AppError } from '../kernel/errors.js';
+import { relaxedBodyHash, splitMessage } from './mime.js';
 
 /**
- * Header fields both DKIM signatures cover. mailauth takes a colon-separated
- * STRING (an array is silently ignored, PITFALLS.md); `x-agent-identity` is in
- * it so the AI-identity statement cannot be stripped or swapped in transit.
+ * Header fields both DKIM signatures cover. `x-agent-identity` is in it so the
+ * AI-identity statement cannot be stripped or swapped in transit.
  */
 export const DKIM_HEADER_LIST =
   'from:sender:reply-to:subject:date:message-id:to:cc:mime-version:content-type:content-transfer-encoding:in-reply-to:references:x-agent-identity';
 
+const SIGNED = DKIM_HEADER_LIST.split(':');
+
 export type DkimKey = { selector: string; privateKeyPem: string; algorithm: 'ed25519-sha256' | 'rsa-sha256' };
+
+type ParsedHeader = { key: string; casedKey: string; line: Buffer };
+// mailauth's own header parser and DKIM-Signature formatter (same folding as its signer; no typings shipped).
+const tools = createRequire(import.meta.url)('mailauth/lib/tools.js') as {
+  parseHeaders: (buf: Buffer) => { parsed: ParsedHeader[] };
+  formatSignatureHeaderLine: (type: 'DKIM', values: Record<string, string | number>, folded: boolean) => string;
+  formatRelaxedLine: (line: Buffer | string, suffix?: string) => Buffer;
+};
+
+const keyCache = new Map<string, KeyObject>();
+const privateKey = (pem: string) => {
+  let k = keyCache.get(pem);
+  if (!k) {
+    k = createPrivateKey(pem);
+    keyCache.set(pem, k);
+  }
+  return k;
+};
+
+/**
+ * The h= list: every covered header present, bottom-up (the order RFC 6376
+ * 5.4.2 verifiers consume instances in), then each covered name ONCE MORE
+ * (over-signing, RFC 6376 5.4.2 and 8.15). A verifier treats a name with no
+ * unused instance left as the null string, so the signature holds as sent; a
+ * From:, Subject:, X-Agent-Identity: (or a Reply-To: that was absent) added
+ * later is picked up by that extra entry and breaks both signatures.
+ */
+export const signedHeaderNames = (parsed: ParsedHeader[]) => {
+  const present = parsed.filter((h) => SIGNED.includes(h.key)).reverse();
+  return { present, names: [...present.map((h) => h.casedKey), ...SIGNED] };
+};
 
 /**
  * Signs `raw` with every key (RFC 6376, RFC 8463 for ed25519), relaxed/relaxed,
- * and returns the message with the DKIM-Signature headers prepended.
- * Throws 500 dkim_failed when mailauth reports an error: a message never leaves unsigned.
+ * over-signing the covered headers, and returns the message with the
+ * DKIM-Signature headers prepended. mailauth
+ * signs only the header instances present, so the signature is computed here
+ * with mailauth's canonicalization pieces; tests verify it with mailauth's
+ * verifier. Throws 500 dkim_failed: a message never leaves unsigned.
  */
 export const dkimSignMessage = async (raw: Buffer, domain: string, keys: DkimKey[], signTime: Date): Promise<Buffer> => {
-  const result = await dkimSign(raw, {
-    canonicalization: 'relaxed/relaxed',
-    signTime,
-    // The types say string[], the library reads a string (PITFALLS.md).
-    headerList: DKIM_HEADER_LIST as unknown as string[],
-    signatureData: keys.map((k) => ({
-      signingDomain: domain,
-      selector: k.selector,
-      privateKey: k.privateKeyPem,
-      algorithm: k.algorithm,
-    })),
-  } as Parameters<typeof dkimSign>[1]);
-  if ((result.errors?.length ?? 0) > 0 || !result.signatures || result.signatures.trim() === '') {
+  try {
+    const { header, body } = splitMessage(raw);
+    const { present, names } = signedHeaderNames(tools.parseHeaders(header).parsed);
+    const headerData = Buffer.concat(present.map((h) => tools.formatRelaxedLine(h.line, '\r\n')));
+    const values = { v: 1, c: 'relaxed/relaxed', d: domain, h: names.join(': '), t: Math.floor(signTime.getTime() / 1000), bh: relaxedBodyHash(body) };
+    const lines: string[] = [];
+    for (const k of keys) {
+      const v = { ...values, a: k.algorithm, s: k.selector };
+      // RFC 6376 3.7: the DKIM-Signature itself is hashed last, with an empty b=. The placeholder keeps the folding of the final header.
+      const draft = tools.formatSignatureHeaderLine('DKIM', { ...v, b: 'a'.repeat(73) }, true);
+      const data = Buffer.concat([headerData, Buffer.from(tools.formatRelaxedLine(draft).toString('binary').replace(/([;:\s]+b=)[^;]+/, '$1'), 'binary')]);
+      const key = privateKey(k.privateKeyPem);
+      if (key.asymmetricKeyType !== k.algorithm.split('-')[0]) throw new AppError('dkim_failed', 500, 'DKIM key type does not match its algorithm.');
+      // RFC 8463 3: Ed25519 signs the SHA-256 of the data (PureEdDSA over the hash).
+      const b = k.algorithm === 'rsa-sha256' ? sign('sha256', data, key) : sign(null, createHash('sha256').update(data).digest(), key);
+      lines.push(tools.formatSignatureHeaderLine('DKIM', { ...v, b: b.toString('base64') }, true));
+    }
+    return Buffer.concat([Buffer.from(`${lines.join('\r\n')}\r\n`, 'binary'), raw]);
+  } catch (e) {
+    if (e instanceof AppError) throw e;
     throw new AppError('dkim_failed', 500, 'DKIM signing failed.');
   }
-  const count = (result.signatures.match(/^DKIM-Signature:/gim) ?? []).length;
-  if (count !== keys.length) throw new AppError('dkim_failed', 500, 'DKIM signing produced too few signatures.');
-  return Buffer.concat([Buffer.from(result.signatures), raw]);
 };

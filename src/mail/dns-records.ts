@@ -1,5 +1,6 @@
-import type { SigningKeysTable } from '../store/schema.js';
 import { dkimPublicValue } from '../identity/signing-keys.js';
+import type { Executor } from '../store/db.js';
+import type { SigningKeysTable } from '../store/schema.js';
 
 export type DnsRecord = { type: 'TXT'; name: string; value: string; purpose: string };
 
@@ -24,3 +25,22 @@ export const dnsRecordsFor = (domain: string, dkimKeys: SigningKeysTable[]): Dns
     purpose: 'DMARC',
   },
 ];
+
+/**
+ * The records of one organization as `mailward dns` prints them: its domain and
+ * the DKIM keys not retired (a key being rotated in is listed with the old
+ * one, so both can be published before the switch). Null for an unknown org.
+ */
+export const loadDnsRecords = async (ex: Executor, orgId: string): Promise<{ domain: string; dns_records: DnsRecord[] } | null> => {
+  const org = await ex.selectFrom('organizations').select(['id', 'domain']).where('id', '=', orgId).executeTakeFirst();
+  if (!org) return null;
+  const keys = await ex
+    .selectFrom('signing_keys')
+    .selectAll()
+    .where('org_id', '=', org.id)
+    .where('purpose', 'in', ['dkim-ed25519', 'dkim-rsa'])
+    .where('retired_at', 'is', null)
+    .orderBy('created_at')
+    .execute();
+  return { domain: org.domain, dns_records: dnsRecordsFor(org.domain, keys) };
+};

@@ -15,6 +15,7 @@ import { createMailEvents } from './mail-events.js';
 import { createMailboxService } from './mailbox-service.js';
 import { createOutboundPipeline } from './outbound-pipeline.js';
 import { DEFAULT_RETRY_SCHEDULE_SECONDS } from './retry-schedule.js';
+import { createReadService } from './read-service.js';
 import { createSendService } from './send-service.js';
 import { createSigningPool } from './signing-pool.js';
 import { createSmtpSender } from './smtp-deliver.js';
@@ -34,7 +35,9 @@ export const createMailModule = ({ config, store, ring, clock, logger, audit, gu
   const mailboxes = createMailboxService({ db, repo, guard, clock });
   const screen = createOutboundScreen({ consent });
   const mail = createSendService({ db, ring, guard, repo, clock, pipeline, screen, audit, config, onQueued });
-  const approvals = createApprovalsService({ db, ring, guard, audit, repo, clock, pipeline, screen, onQueued });
+  // Issue 7: get, list, thread, tags, search and attachments of both directions.
+  const reader = createReadService({ db, dialect: store.dialect, ring, guard, clock });
+  const approvals = createApprovalsService({ db, ring, guard, audit, repo, clock, pipeline, screen, onQueued, events });
   const sender = createSmtpSender(config, resolver, () => config.bootstrap.domain);
   const delivery = createDeliveryWorker({
     db,
@@ -52,7 +55,7 @@ export const createMailModule = ({ config, store, ring, clock, logger, audit, gu
     sweep: () => approvals.expireDue(),
   });
   kick = delivery.kick;
-  return { mailboxes, mail, approvals, delivery, resolver, signer, events };
+  return { mailboxes, mail, reader, approvals, delivery, resolver, signer, events };
 };
 
 export type MailModule = ReturnType<typeof createMailModule>;

@@ -17,6 +17,9 @@ export const MAX_RECIPIENTS = 50;
 
 export const oversightMode = z.enum(OVERSIGHT_MODES);
 
+/** Issue 7: inbound mail failing DMARC is delivered with a `dmarc_fail` flag, or quarantined (still listed) when the sender's policy asks for it. */
+export const dmarcFailure = z.enum(['flag', 'quarantine']).describe('inbound mail failing DMARC: flag (default) or quarantine (admin; still listed as quarantined)');
+
 export const createMailboxBody = z.strictObject({
   agent_id: z.string().regex(/^agt_[0-9a-f]{32}$/),
   address: emailAddress.optional(),
@@ -24,6 +27,7 @@ export const createMailboxBody = z.strictObject({
   oversight_mode: oversightMode.optional(),
   forward_to: emailAddress.nullable().optional(),
   phi_policy: phiPolicySchema.nullable().optional(),
+  dmarc_failure: dmarcFailure.optional(),
 });
 
 export const updateMailboxBody = z.strictObject({
@@ -31,6 +35,7 @@ export const updateMailboxBody = z.strictObject({
   display_name: headerText(200).pipe(z.string().min(1)).optional(),
   forward_to: emailAddress.nullable().optional(),
   phi_policy: phiPolicySchema.nullable().optional().describe('null restores the default policy; admin or privacy_officer'),
+  dmarc_failure: dmarcFailure.optional(),
 });
 
 export const mailboxOut = z.object({
@@ -41,6 +46,7 @@ export const mailboxOut = z.object({
   oversight_mode: oversightMode,
   forward_to: z.string().nullable(),
   phi_policy: phiPolicySchema.nullable(),
+  dmarc_failure: dmarcFailure,
   created_at: z.string(),
   updated_at: z.string(),
 });
@@ -106,23 +112,37 @@ export const approvalOut = z.object({
   edits: z.array(editDiff),
 });
 
+/** Issue 7: sender authentication of an inbound message (src/inbound/auth-results.ts); null for outbound. */
+export const authResultsOut = z.object({
+  spf: z.object({ result: z.string(), domain: z.string().nullable() }).nullable(),
+  dkim: z.array(z.object({ result: z.string(), domain: z.string().nullable(), selector: z.string().nullable(), algo: z.string().nullable(), aligned: z.boolean() })),
+  dmarc: z.object({ result: z.string(), policy: z.string().nullable(), domain: z.string().nullable() }).nullable(),
+  arc: z.object({ result: z.string() }).nullable(),
+  flags: z.array(z.string()).describe('problems a reader must see: dmarc_fail, dkim_fail, spf_fail, no_authentication...; empty when all passed'),
+});
+
 export const emailOut = z.object({
   id: z.string(),
   mailbox_id: z.string(),
   direction: z.string(),
   status: z.string(),
-  status_reason: z.record(z.string(), z.unknown()).nullable(),
+  status_reason: z.record(z.string(), z.unknown()).nullable().describe('why it is held, rejected, bounced or quarantined'),
+  content_hidden: z.literal(false),
   from: z.string(),
+  from_name: z.string().nullable(),
   to: z.array(z.string()),
   cc: z.array(z.string()),
   bcc: z.array(z.string()),
   subject: z.string(),
   text: z.string().nullable(),
   html: z.string().nullable(),
-  attachments: z.array(z.object({ filename: z.string(), content_type: z.string(), size: z.number() })),
+  attachments: z.array(z.object({ index: z.number().describe('for GET /v1/emails/{id}/attachments/{index}'), filename: z.string(), content_type: z.string(), size: z.number() })),
   tags: z.array(z.string()),
   phi_findings: z.array(phiFindingOut),
   phi_sensitivity: z.string().nullable(),
+  auth_results: authResultsOut.nullable(),
+  is_read: z.boolean(),
+  unread: z.boolean(),
   thread_id: z.string(),
   message_id: z.string(),
   in_reply_to: z.string().nullable(),
@@ -135,18 +155,83 @@ export const emailOut = z.object({
   events: z.array(eventOut),
 });
 
+/** Issue 7 part 6: what an agent sees of an inbound message no reviewer has released (held in gated_all, or quarantined). */
+export const heldEmailOut = z.object({
+  id: z.string(),
+  mailbox_id: z.string(),
+  direction: z.string(),
+  status: z.string(),
+  status_reason: z.record(z.string(), z.unknown()).nullable(),
+  content_hidden: z.literal(true),
+  from: z.string(),
+  auth_results: authResultsOut.nullable(),
+  is_read: z.boolean(),
+  unread: z.boolean(),
+  thread_id: z.string(),
+  created_at: z.string(),
+  approval: z.object({ id: z.string(), status: z.string(), created_at: z.string(), expires_at: z.string() }).nullable(),
+});
+
+export const emailOrHeldOut = z.discriminatedUnion('content_hidden', [emailOut, heldEmailOut]);
+
+/** One row of a list, thread or search; a held inbound message shows an agent its sender and time only (subject null, to empty). */
 export const messageSummaryOut = z.object({
   id: z.string(),
   mailbox_id: z.string(),
   direction: z.string(),
   status: z.string(),
+  status_reason: z.record(z.string(), z.unknown()).nullable(),
+  content_hidden: z.boolean(),
   from: z.string(),
   to: z.array(z.string()),
-  subject: z.string(),
+  subject: z.string().nullable(),
+  attachment_count: z.number().nullable(),
+  auth_flags: z.array(z.string()).nullable().describe('inbound: authentication problems (empty when all passed); null for outbound'),
+  is_read: z.boolean(),
+  unread: z.boolean(),
   thread_id: z.string(),
-  message_id: z.string(),
+  message_id: z.string().nullable(),
   tags: z.array(z.string()),
   created_at: z.string(),
+});
+
+const cursorParam = z.string().regex(/^[A-Za-z0-9_-]{1,200}$/, 'must be a cursor from next_cursor');
+const isoParam = z.iso.datetime({ offset: true });
+const tagParam = z.string().min(1).max(64).regex(/^[A-Za-z0-9:_.-]+$/);
+const needle = (what: string) => z.string().min(1).max(200).describe(`case-insensitive substring of the ${what} (matched after decryption)`);
+
+/** GET /v1/mailboxes/{id}/messages (issue 7 part 5). */
+export const messagesQuery = z.strictObject({
+  direction: z.enum(['inbound', 'outbound']).optional(),
+  status: z.string().regex(/^[a-z_]{1,32}$/).optional(),
+  unread: z.enum(['true', 'false']).optional().describe('true: unread only; false: read only'),
+  since: isoParam.optional().describe('created at or after (ISO-8601)'),
+  until: isoParam.optional().describe('created before (ISO-8601)'),
+  from: needle('sender (address or name)').optional(),
+  subject: needle('subject').optional(),
+  tag: tagParam.optional(),
+  cursor: cursorParam.optional(),
+  limit: z.coerce.number().int().min(1).max(200).default(50),
+});
+
+/** GET /v1/mailboxes/{id}/search: `q` over sender, subject and body text, plus the list filters. */
+export const searchQuery = messagesQuery.extend({ q: needle('sender, subject or body text').optional() });
+
+export const messagePageOut = z.object({
+  messages: z.array(messageSummaryOut),
+  next_cursor: z.string().nullable(),
+  partial: z.boolean().describe('true when the scan budget ended the page before it was full; follow next_cursor for more'),
+});
+
+export const searchPageOut = z.object({
+  messages: z.array(messageSummaryOut.extend({ matched_in: z.array(z.enum(['from', 'subject', 'body'])) })),
+  next_cursor: z.string().nullable(),
+  partial: z.boolean(),
+});
+
+export const attachmentParams = z.strictObject({
+  id: z.string().regex(/^msg_[0-9a-f]{32}$/, 'must be a msg_ id'),
+  index: z.string().regex(/^\d{1,4}$/, 'must be an attachment index from GET /v1/emails/{id}').transform(Number),
 });
 
 export const approveBody = z.strictObject({

@@ -22,6 +22,7 @@ export const mailboxView = (m: MailboxesTable) => ({
   oversight_mode: m.oversight_mode,
   forward_to: m.forward_to,
   phi_policy: parsePhiPolicy(m.phi_policy),
+  dmarc_failure: m.dmarc_failure,
   created_at: m.created_at,
   updated_at: m.updated_at,
 });
@@ -100,7 +101,7 @@ export const createMailboxService = ({ db, repo, guard, clock }: Deps) => {
         created_at: at,
         updated_at: at,
         phi_policy: body.phi_policy ? JSON.stringify(body.phi_policy) : null,
-        dmarc_failure: 'flag',
+        dmarc_failure: body.dmarc_failure ?? 'flag',
       };
       try {
         await tx.insertInto('mailboxes').values(row).execute();
@@ -111,6 +112,7 @@ export const createMailboxService = ({ db, repo, guard, clock }: Deps) => {
       await guard.recordIn(tx, ctx, 'mailbox.created', { type: 'mailbox', id: row.id }, {
         agent_id: agent.id,
         oversight_mode: mode,
+        dmarc_failure: row.dmarc_failure,
         has_forward_to: row.forward_to !== null,
         phi_policy: body.phi_policy ?? null,
         phi_policy_loosened: isPhiPolicyLoosening(null, body.phi_policy ?? null),
@@ -128,7 +130,7 @@ export const createMailboxService = ({ db, repo, guard, clock }: Deps) => {
    */
   const update = (ctx: RequestContext, id: string, body: z.infer<typeof updateMailboxBody>) =>
     guard.change(ctx, 'mailbox.updated', { type: 'mailbox', id }, async (tx) => {
-      const otherChange = body.oversight_mode !== undefined || body.display_name !== undefined || body.forward_to !== undefined;
+      const otherChange = body.oversight_mode !== undefined || body.display_name !== undefined || body.forward_to !== undefined || body.dmarc_failure !== undefined;
       const phiChange = body.phi_policy !== undefined;
       const m = await mailboxForUpdate(tx, ctx, id, phiChange && !otherChange);
       const mode = body.oversight_mode ?? m.oversight_mode;
@@ -136,7 +138,7 @@ export const createMailboxService = ({ db, repo, guard, clock }: Deps) => {
       const loosened = isLoosening(m.oversight_mode, mode);
       if (otherChange || !phiChange) {
         // A reviewer may tighten oversight and nothing else; every other change needs an admin human.
-        const onlyTightens = !loosened && body.display_name === undefined && body.forward_to === undefined;
+        const onlyTightens = !loosened && body.display_name === undefined && body.forward_to === undefined && body.dmarc_failure === undefined;
         if (!(onlyTightens && hasRole(ctx.principal, 'reviewer'))) requireAdmin(ctx);
       }
       if (phiChange) requirePhiPolicyWriter(ctx);
@@ -148,6 +150,7 @@ export const createMailboxService = ({ db, repo, guard, clock }: Deps) => {
         forward_to: forwardTo,
         display_name: body.display_name ?? m.display_name,
         phi_policy: policyAfter ? JSON.stringify(policyAfter) : null,
+        dmarc_failure: body.dmarc_failure ?? m.dmarc_failure,
         updated_at: now(),
       };
       await tx.updateTable('mailboxes').set(changes).where('id', '=', id).execute();
@@ -157,6 +160,7 @@ export const createMailboxService = ({ db, repo, guard, clock }: Deps) => {
         loosened,
         forward_to_changed: forwardTo !== m.forward_to,
         display_name_changed: changes.display_name !== m.display_name,
+        ...(changes.dmarc_failure !== m.dmarc_failure ? { dmarc_failure: { before: m.dmarc_failure, after: changes.dmarc_failure } } : {}),
         ...(phiChange
           ? { phi_policy: { before: policyBefore, after: policyAfter }, phi_policy_loosened: isPhiPolicyLoosening(policyBefore, policyAfter) }
           : {}),

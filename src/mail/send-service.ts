@@ -3,7 +3,7 @@ import type { AuditService } from '../audit/audit-service.js';
 import { canonicalJson } from '../audit/canonical.js';
 import type { Guard } from '../identity/guard.js';
 import type { IdentityRepo } from '../identity/identity-repo.js';
-import { actorOf, hasRole, hasScope, type RequestContext } from '../identity/principal.js';
+import { actorOf, hasScope, type RequestContext } from '../identity/principal.js';
 import type { Clock } from '../kernel/clock.js';
 import { sha256Hex } from '../kernel/crypto/hash.js';
 import type { KeyRing } from '../kernel/crypto/keyring.js';
@@ -11,16 +11,17 @@ import { AppError, conflict, forbidden, notFound } from '../kernel/errors.js';
 import { newId } from '../kernel/ids.js';
 import { outboundDecision } from '../oversight/oversight-modes.js';
 import { noConsentError } from '../phi/consent-service.js';
-import { type ConsentCheck, type OutboundScreen, parseFindings, parsePhiPolicy, storedFindings } from '../phi/outbound-screen.js';
+import { type ConsentCheck, type OutboundScreen, parsePhiPolicy, storedFindings } from '../phi/outbound-screen.js';
 import type { Finding } from '../phi/phi-types.js';
 import type { Db, Executor, Tx } from '../store/db.js';
 import { isUniqueViolation } from '../store/errors.js';
 import type { MailboxesTable, MessagesTable } from '../store/schema.js';
 import type { ReplyInput, SendInput } from './mail-schemas.js';
 import { visibleMailbox } from './mailbox-service.js';
-import { addMessageEvent, approvalView, openContent, sealContent } from './message-store.js';
+import { addMessageEvent, openContent, sealContent } from './message-store.js';
 import type { MessageContent } from './mime.js';
 import type { OutboundPipeline } from './outbound-pipeline.js';
+import { emailTarget, visibleMessage } from './read-service.js';
 
 type Deps = {
   db: Db;
@@ -49,12 +50,6 @@ const requireSender = (ctx: RequestContext) => {
   if (!hasScope(p, 'mail:send')) throw forbidden('scope_required', 'This key lacks the mail:send scope.');
 };
 
-/** Agents read with mail:read or mail:send (their own mail's status); humans with admin or reviewer. */
-const requireReader = (ctx: RequestContext) => {
-  const p = ctx.principal;
-  if (p.type === 'agent' && !hasScope(p, 'mail:read') && !hasScope(p, 'mail:send')) throw forbidden('scope_required', 'This key lacks the mail:read scope.');
-};
-
 /** Rough size of the MIME message before composing (base64 grows by 4/3), to refuse early. */
 const estimateSize = (c: MessageContent) =>
   8192 +
@@ -65,8 +60,6 @@ const estimateSize = (c: MessageContent) =>
 
 export const createSendService = ({ db, ring, guard, repo, clock, pipeline, screen, audit, config, onQueued }: Deps) => {
   const now = () => clock.now().toISOString();
-
-  const emailTarget = (id: string) => ({ type: 'email', id });
 
   const threadingFor = async (tx: Executor, mailbox: MailboxesTable, inReplyTo: string | undefined) => {
     if (!inReplyTo) return { threadId: newId('thread'), inReplyTo: null, references: [] as string[] };
@@ -282,15 +275,6 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
     return { id: r.id, status: r.status, thread_id: r.thread_id };
   };
 
-  const visibleMessage = async (ex: Executor, ctx: RequestContext, id: string) => {
-    const m = await ex.selectFrom('messages').selectAll().where('id', '=', id).where('org_id', '=', ctx.principal.orgId).executeTakeFirst();
-    if (!m) throw notFound('email');
-    const mailbox = await visibleMailbox(ex, ctx, m.mailbox_id).catch(() => {
-      throw notFound('email');
-    });
-    return { m, mailbox };
-  };
-
   /**
    * Replies to a message of the caller's mailbox: to its sender (inbound) or
    * its recipients (outbound); `reply_all` keeps cc. Same errors and writes as send.
@@ -308,122 +292,7 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
     return send(ctx, mailbox.id, { to, cc: cc.length > 0 ? cc : undefined, subject, text: body.text, html: body.html, in_reply_to: m.id }, idempotencyKey);
   };
 
-  const eventsOf = async (ex: Executor, id: string) =>
-    (await ex.selectFrom('message_events').selectAll().where('message_id', '=', id).orderBy('id').execute()).map((e) => ({ at: e.at, type: e.type, details: JSON.parse(e.details) as Record<string, unknown> }));
-
-  const fullView = async (ex: Executor, m: MessagesTable) => {
-    const c = openContent(ring, m, m.content_sealed);
-    const approval = m.approval_id ? await ex.selectFrom('approvals').selectAll().where('id', '=', m.approval_id).executeTakeFirst() : undefined;
-    let original: Record<string, unknown> | null = null;
-    if (m.original_sealed) {
-      // The agent sees what a reviewer changed: its own fields before the edit.
-      const o = openContent(ring, m, m.original_sealed, 'original');
-      const a = approval ? approvalView(ring, approval) : null;
-      original = Object.fromEntries((a?.edits ?? []).map((d) => [d.field, (o as unknown as Record<string, unknown>)[d.field]]));
-    }
-    return {
-      id: m.id,
-      mailbox_id: m.mailbox_id,
-      direction: m.direction,
-      status: m.status,
-      status_reason: m.status_reason ? (JSON.parse(m.status_reason) as Record<string, unknown>) : null,
-      from: c.from.address,
-      to: c.to,
-      cc: c.cc,
-      bcc: c.bcc,
-      subject: c.subject,
-      text: c.text,
-      html: c.html,
-      attachments: c.attachments.map((a) => ({ filename: a.filename, content_type: a.content_type, size: Buffer.from(a.content_base64, 'base64').length })),
-      tags: JSON.parse(m.tags) as string[],
-      phi_findings: parseFindings(m.phi_findings),
-      phi_sensitivity: m.phi_sensitivity,
-      thread_id: m.thread_id,
-      message_id: m.message_id,
-      in_reply_to: m.in_reply_to,
-      references: JSON.parse(m.references_ids) as string[],
-      oversight_mode: m.oversight_mode,
-      created_at: m.created_at,
-      delivered_at: m.delivered_at,
-      approval: approval ? approvalView(ring, approval, m) : null,
-      original,
-      events: await eventsOf(ex, m.id),
-    };
-  };
-
-  /** Reads one message with its status, approval and events. Throws 404. Audits email.read (164.312(b)). */
-  const get = (ctx: RequestContext, id: string) =>
-    guard.change(ctx, 'email.read', emailTarget(id), async (tx) => {
-      requireReader(ctx);
-      const { m } = await visibleMessage(tx, ctx, id);
-      const view = await fullView(tx, m);
-      await guard.recordIn(tx, ctx, 'email.read', emailTarget(id), { mailbox_id: m.mailbox_id });
-      return view;
-    });
-
-  const summary = (m: MessagesTable) => {
-    const c = openContent(ring, m, m.content_sealed);
-    return {
-      id: m.id,
-      mailbox_id: m.mailbox_id,
-      direction: m.direction,
-      status: m.status,
-      from: c.from.address,
-      to: c.to,
-      subject: c.subject,
-      thread_id: m.thread_id,
-      message_id: m.message_id,
-      tags: JSON.parse(m.tags) as string[],
-      created_at: m.created_at,
-    };
-  };
-
-  /**
-   * Lists a mailbox's messages, newest first, keyset-paginated by id. Held and
-   * rejected messages are listed like any other (nothing held is invisible).
-   * Throws 404. Audits email.read with the ids returned.
-   */
-  const list = (ctx: RequestContext, mailboxId: string, q: { direction?: 'inbound' | 'outbound'; status?: string; unread?: boolean; before?: string; limit: number }) =>
-    guard.change(ctx, 'email.read', { type: 'mailbox', id: mailboxId }, async (tx) => {
-      requireReader(ctx);
-      await visibleMailbox(tx, ctx, mailboxId);
-      let query = tx.selectFrom('messages').selectAll().where('mailbox_id', '=', mailboxId).orderBy('id', 'desc').limit(q.limit + 1);
-      if (q.direction) query = query.where('direction', '=', q.direction);
-      if (q.status) query = query.where('status', '=', q.status);
-      if (q.unread) query = query.where('is_read', '=', 0);
-      if (q.before) query = query.where('id', '<', q.before);
-      const rows = await query.execute();
-      const page = rows.slice(0, q.limit);
-      await guard.recordIn(tx, ctx, 'email.read', { type: 'mailbox', id: mailboxId }, { message_ids: page.map((r) => r.id) });
-      return { messages: page.map(summary), next: rows.length > q.limit ? page[page.length - 1]!.id : null };
-    });
-
-  /** A thread's messages the caller may see, oldest first. Throws 404 when none. Audits email.read. */
-  const thread = (ctx: RequestContext, threadId: string) =>
-    guard.change(ctx, 'email.read', { type: 'thread', id: threadId }, async (tx) => {
-      requireReader(ctx);
-      const p = ctx.principal;
-      let q = tx.selectFrom('messages').innerJoin('mailboxes', 'mailboxes.id', 'messages.mailbox_id').selectAll('messages').where('messages.thread_id', '=', threadId).where('messages.org_id', '=', p.orgId).orderBy('messages.id');
-      if (p.type === 'agent') q = q.where('mailboxes.agent_id', '=', p.id);
-      else if (!hasRole(p, 'admin') && !hasRole(p, 'reviewer')) throw notFound('thread');
-      const rows = await q.execute();
-      if (rows.length === 0) throw notFound('thread');
-      await guard.recordIn(tx, ctx, 'email.read', { type: 'thread', id: threadId }, { message_ids: rows.map((r) => r.id) });
-      return { id: threadId, messages: rows.map(summary) };
-    });
-
-  /** Replaces a message's tags (PUT /v1/emails/{id}/tags). Throws 404. Audits email.tagged with the tags (labels, never content). */
-  const setTags = (ctx: RequestContext, id: string, tags: string[]) =>
-    guard.change(ctx, 'email.tagged', emailTarget(id), async (tx) => {
-      requireReader(ctx);
-      const { m } = await visibleMessage(tx, ctx, id);
-      const unique = [...new Set(tags)];
-      await tx.updateTable('messages').set({ tags: JSON.stringify(unique), updated_at: now() }).where('id', '=', m.id).execute();
-      await guard.recordIn(tx, ctx, 'email.tagged', emailTarget(id), { tags: unique });
-      return { id: m.id, tags: unique };
-    });
-
-  return { send, reply, get, list, thread, setTags };
+  return { send, reply };
 };
 
 export type SendService = ReturnType<typeof createSendService>;

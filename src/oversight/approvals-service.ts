@@ -6,7 +6,8 @@ import type { Clock } from '../kernel/clock.js';
 import { seal } from '../kernel/crypto/envelope.js';
 import { sha256Hex } from '../kernel/crypto/hash.js';
 import type { KeyRing } from '../kernel/crypto/keyring.js';
-import { conflict, forbidden, notFound } from '../kernel/errors.js';
+import { conflict, forbidden, notFound, unprocessable } from '../kernel/errors.js';
+import type { MailEvents } from '../mail/mail-events.js';
 import type { ApproveInput } from '../mail/mail-schemas.js';
 import { addMessageEvent, approvalAad, approvalView, type EditDiff, openContent, sealContent } from '../mail/message-store.js';
 import type { MessageContent } from '../mail/mime.js';
@@ -27,6 +28,8 @@ type Deps = {
   /** PHI re-scan of edited content and the consent check at approval (issue 9). */
   screen: OutboundScreen;
   onQueued?: () => void;
+  /** Wakes waiters (wait_for_email) after an inbound message is released (issue 7). */
+  events?: Pick<MailEvents, 'publish'>;
 };
 
 const EDITABLE = ['subject', 'text', 'html', 'to', 'cc'] as const;
@@ -37,7 +40,7 @@ const SCANNED = new Set<string>(['subject', 'text', 'html']);
 /** Hash of one field's value: the audit log keeps which fields changed and these hashes, never the text. */
 const fieldHash = (v: unknown) => sha256Hex(JSON.stringify(v ?? null));
 
-export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, pipeline, screen, onQueued }: Deps) => {
+export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, pipeline, screen, onQueued, events }: Deps) => {
   const now = () => clock.now().toISOString();
   const target = (id: string) => ({ type: 'approval', id });
 
@@ -81,12 +84,49 @@ export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, pi
    * email.approved with the edit diff (field names and hashes only) and the
    * PHI types after the edit; writes outbox jobs.
    */
+  /**
+   * Releases a held inbound message (gated_all, or quarantined for DMARC) to
+   * the agent: status `received`. Received mail cannot be edited (422
+   * inbound_not_editable). Audits email.released with the raw bytes' hash.
+   */
+  const release = async (ctx: RequestContext, id: string, body: ApproveInput) => {
+    if (body.edits && Object.values(body.edits).some((v) => v !== undefined)) {
+      throw unprocessable('inbound_not_editable', 'A received message cannot be edited; approving releases it to the agent as received.');
+    }
+    const r = await guard.change(ctx, 'email.released', target(id), async (tx) => {
+      requireReviewer(ctx);
+      const { a, m } = await load(tx, ctx, id);
+      const at = now();
+      const u = await tx
+        .updateTable('approvals')
+        .set({ status: 'approved', decided_at: at, decided_by: ctx.principal.id, decision_reason: JSON.stringify({ code: 'released' }), comment_sealed: body.comment ? seal(ring, body.comment, approvalAad(a)) : null, edits: JSON.stringify([]) })
+        .where('id', '=', a.id)
+        .where('status', '=', 'pending')
+        .executeTakeFirst();
+      if (Number(u.numUpdatedRows) === 0) throw conflict('approval_decided', 'This approval was decided concurrently.');
+      await tx.updateTable('messages').set({ status: 'received', status_reason: null, updated_at: at }).where('id', '=', m.id).execute();
+      await addMessageEvent(tx, m.id, at, 'released', { approval_id: a.id, by: ctx.principal.id, previous_status: m.status });
+      await guard.recordIn(tx, ctx, 'email.released', { type: 'email', id: m.id }, {
+        approval_id: a.id,
+        previous_status: m.status,
+        has_comment: !!body.comment,
+        ...(body.comment ? { comment_hash: sha256Hex(body.comment) } : {}),
+      }, m.raw_hash ?? m.content_hash);
+      const released = { ...m, status: 'received', status_reason: null };
+      return { id: m.id, status: 'received', thread_id: m.thread_id, approval: approvalView(ring, await tx.selectFrom('approvals').selectAll().where('id', '=', a.id).executeTakeFirstOrThrow(), released), org_id: m.org_id, mailbox_id: m.mailbox_id };
+    });
+    events?.publish({ org_id: r.org_id, mailbox_id: r.mailbox_id, message_id: r.id, direction: 'inbound', status: 'received' });
+    return { id: r.id, status: r.status, thread_id: r.thread_id, approval: r.approval };
+  };
+
   const approve = async (ctx: RequestContext, id: string, body: ApproveInput) => {
     // Phase 1, no transaction: checks and the edited content.
     const pre = await guard.read(ctx, 'email.approved', target(id), async () => {
       requireReviewer(ctx);
       return load(db, ctx, id);
     });
+    // Issue 7: approving a held inbound message releases it to the agent; nothing is signed or sent.
+    if (pre.a.direction === 'inbound') return release(ctx, id, body);
     const before = openContent(ring, pre.m, pre.m.content_sealed);
     const after: MessageContent = { ...before };
     const diff: EditDiff[] = [];
@@ -183,11 +223,13 @@ export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, pi
       const { a, m } = await load(tx, ctx, id);
       const at = now();
       const reason = { code: 'rejected_by_reviewer' };
+      // Issue 7: a rejected inbound message stays withheld from the agent as `quarantined` (inbound has no `rejected`); never dropped.
+      const status = a.direction === 'inbound' ? 'quarantined' : 'rejected';
       await tx.updateTable('approvals').set({ status: 'rejected', decided_at: at, decided_by: ctx.principal.id, decision_reason: JSON.stringify(reason), comment_sealed: seal(ring, comment, approvalAad(a)) }).where('id', '=', a.id).execute();
-      await tx.updateTable('messages').set({ status: 'rejected', status_reason: JSON.stringify({ ...reason, approval_id: a.id }), updated_at: at }).where('id', '=', m.id).execute();
+      await tx.updateTable('messages').set({ status, status_reason: JSON.stringify({ ...reason, approval_id: a.id }), updated_at: at }).where('id', '=', m.id).execute();
       await addMessageEvent(tx, m.id, at, 'rejected', { approval_id: a.id, by: ctx.principal.id, reason });
       await guard.recordIn(tx, ctx, 'email.rejected', { type: 'email', id: m.id }, { approval_id: a.id, reason, comment_hash: sha256Hex(comment) });
-      return { id: m.id, status: 'rejected', thread_id: m.thread_id, approval: approvalView(ring, (await tx.selectFrom('approvals').selectAll().where('id', '=', a.id).executeTakeFirstOrThrow()), m) };
+      return { id: m.id, status, thread_id: m.thread_id, approval: approvalView(ring, (await tx.selectFrom('approvals').selectAll().where('id', '=', a.id).executeTakeFirstOrThrow()), m) };
     });
 
   /**
@@ -205,7 +247,8 @@ export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, pi
         const reason = { code: 'expired' };
         const u = await tx.updateTable('approvals').set({ status: 'rejected', decided_at: at, decision_reason: JSON.stringify(reason) }).where('id', '=', a.id).where('status', '=', 'pending').executeTakeFirst();
         if (Number(u.numUpdatedRows) === 0) return false;
-        await tx.updateTable('messages').set({ status: 'rejected', status_reason: JSON.stringify({ ...reason, approval_id: a.id }), updated_at: at }).where('id', '=', a.message_id).execute();
+        // Issue 7: an inbound message nobody released stays withheld as `quarantined`.
+        await tx.updateTable('messages').set({ status: a.direction === 'inbound' ? 'quarantined' : 'rejected', status_reason: JSON.stringify({ ...reason, approval_id: a.id }), updated_at: at }).where('id', '=', a.message_id).execute();
         await addMessageEvent(tx, a.message_id, at, 'expired', { approval_id: a.id, reason });
         const mailbox = await tx.selectFrom('mailboxes').selectAll().where('id', '=', a.mailbox_id).executeTakeFirst();
         const agent = mailbox ? await repo.agent(tx, a.org_id, mailbox.agent_id) : undefined;

@@ -1,5 +1,5 @@
 import { scanText } from './phi-scanner.js';
-import { type ScanOptions, SENSITIVITIES } from './phi-types.js';
+import { type ScanOptions, SENSITIVITIES, type Sensitivity } from './phi-types.js';
 
 /**
  * Routing tags for inbound mail, as data (a table of tag and pattern, like
@@ -21,10 +21,12 @@ export const INBOUND_RULES: readonly { tag: string; re: RegExp }[] = [
  * referral, results, appointment, insurance, records_request), plus `phi`
  * when the PHI scan rates it moderate or above and `part2` for
  * substance-use-disorder content. Pure; the message is not stored or logged here.
+ * `known`: the sensitivity of a scan the caller already made (the receiving
+ * path scans the whole message, attachments included), so the text is not scanned twice.
  */
-export const classifyInbound = (text: string, options?: ScanOptions): string[] => {
+export const classifyInbound = (text: string, options?: ScanOptions, known?: Sensitivity): string[] => {
   const tags = INBOUND_RULES.filter((r) => r.re.test(text)).map((r) => r.tag);
-  const { sensitivity } = scanText(text, options);
+  const sensitivity = known ?? scanText(text, options).sensitivity;
   if (SENSITIVITIES.indexOf(sensitivity) >= SENSITIVITIES.indexOf('moderate')) tags.push('phi');
   if (sensitivity === 'restricted') tags.push('part2');
   return tags;

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import SQLite from 'better-sqlite3';
-import { Kysely, PostgresDialect, SqliteDialect, type Transaction } from 'kysely';
+import { type Compilable, CompiledQuery, Kysely, PostgresAdapter, PostgresDialect, SqliteDialect, type Transaction } from 'kysely';
 import pg from 'pg';
 import type { Database } from './schema.js';
 
@@ -62,3 +62,143 @@ export const openStore = (opts: StoreOptions): Store => {
   const u = new URL(opts.url);
   return { db, dialect: 'postgres', destroy: () => db.destroy(), describe: `postgres://${u.host}${u.pathname}` };
 };
+
+/**
+ * A hot-path query built and compiled by Kysely once, then executed with new
+ * values: building and compiling a query object costs more than running a
+ * small statement. `build` receives one placeholder per value (opaque markers:
+ * pass them where the values go) and must put each in exactly one place;
+ * values it inlines as constants stay. The compiled SQL is the dialect's own,
+ * so one query serves SQLite and PostgreSQL as before.
+ */
+export const compileOnce = <R>(build: (values: readonly never[]) => Compilable<R>, count: number) => {
+  const markers = Array.from({ length: count }, (_, i) => `\u0000mailward-value-${i}`);
+  const compiled = build(markers as never[]).compile();
+  const slots = compiled.parameters.map((p) => markers.indexOf(p as string));
+  const used = slots.filter((i) => i >= 0);
+  if (used.length !== count || new Set(used).size !== count) {
+    throw new Error(`compileOnce: each of the ${count} values must appear exactly once in: ${compiled.sql}`);
+  }
+  return (...values: readonly unknown[]): CompiledQuery<R> => ({
+    ...compiled,
+    parameters: compiled.parameters.map((p, j) => (slots[j]! >= 0 ? values[slots[j]!] : p)),
+  });
+};
+
+/** One caller of a group commit: its transaction function and how to answer it. */
+type GroupJob = { fn: (tx: Tx) => Promise<unknown>; resolve: (v: unknown) => void; reject: (e: unknown) => void };
+
+type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
+
+/** Largest number of callers sharing one transaction (bounds how long one commit holds the writer). */
+const MAX_GROUP = 64;
+
+/**
+ * Group commit: callers that arrive while a transaction is being written share
+ * the next one. Each caller's function runs in its own savepoint inside the
+ * shared transaction:
+ * - a caller that throws is rolled back to its savepoint and gets its error;
+ *   the others' work is unaffected;
+ * - a caller gets its result only after the shared COMMIT succeeded, so its
+ *   change and its audit event are durable together (45 CFR 164.312(b));
+ * - if BEGIN, COMMIT or a rollback to a savepoint fails, nothing of the group
+ *   is known to be committed and every caller gets that error (fail closed).
+ * A group of one is a plain transaction, exactly as `db.transaction()`.
+ *
+ * Only for functions that take no row locks besides the audit head and await
+ * nothing but queries on `tx` (audit appends, reads of secrets): on
+ * PostgreSQL a caller holding the audit head while waiting for another
+ * lock could deadlock with another process; on SQLite a function waiting on
+ * another caller's result would wait on its own group.
+ */
+const createGroupCommit = (db: Db) => {
+  let queue: GroupJob[] = [];
+  let scheduled = false;
+
+  // PostgreSQL runs several parameterless statements in one round trip; better-sqlite3 takes one at a time.
+  const isPostgres = db.getExecutor().adapter instanceof PostgresAdapter;
+  const control = async (tx: Tx, statements: string[]) => {
+    if (isPostgres) await tx.executeQuery(CompiledQuery.raw(statements.join('; ')));
+    else for (const s of statements) await tx.executeQuery(CompiledQuery.raw(s));
+  };
+  const SAVEPOINT = 'savepoint mailward_group_job';
+  const RELEASE = 'release savepoint mailward_group_job';
+  const ROLLBACK_TO = 'rollback to savepoint mailward_group_job';
+
+  const runGroup = async (jobs: GroupJob[]) => {
+    if (jobs.length === 1) {
+      const job = jobs[0]!;
+      try {
+        job.resolve(await db.transaction().execute(job.fn));
+      } catch (e) {
+        job.reject(e);
+      }
+      return;
+    }
+    const outcomes: Outcome[] = [];
+    try {
+      await db.transaction().execute(async (tx) => {
+        await control(tx, [SAVEPOINT]);
+        for (const [i, job] of jobs.entries()) {
+          try {
+            outcomes.push({ ok: true, value: await job.fn(tx) });
+          } catch (error) {
+            outcomes.push({ ok: false, error });
+          }
+          const failed = !outcomes[i]!.ok;
+          // Undo a failed caller's work; COMMIT releases the last savepoint. If a
+          // control statement fails the transaction is gone (e.g. SQLite rolled it
+          // back): the whole group fails below.
+          const next = i < jobs.length - 1 ? [RELEASE, SAVEPOINT] : [];
+          const statements = failed ? [ROLLBACK_TO, ...next] : next;
+          if (statements.length) await control(tx, statements);
+        }
+      });
+    } catch (e) {
+      for (const job of jobs) job.reject(e);
+      return;
+    }
+    jobs.forEach((job, i) => {
+      const o = outcomes[i]!;
+      if (o.ok) job.resolve(o.value);
+      else job.reject(o.error);
+    });
+  };
+
+  const drain = async () => {
+    try {
+      while (queue.length) {
+        const jobs = queue.length <= MAX_GROUP ? queue : queue.slice(0, MAX_GROUP);
+        queue = queue.length <= MAX_GROUP ? [] : queue.slice(MAX_GROUP);
+        await runGroup(jobs);
+      }
+    } finally {
+      scheduled = false;
+    }
+  };
+
+  return <T>(fn: (tx: Tx) => Promise<T>): Promise<T> =>
+    new Promise<T>((resolve, reject) => {
+      queue.push({ fn, resolve: resolve as (v: unknown) => void, reject });
+      if (scheduled) return;
+      scheduled = true;
+      // After this turn's I/O callbacks, so the requests that arrived together are grouped together.
+      setImmediate(() => void drain());
+    });
+};
+
+const groupCommits = new WeakMap<Db, <T>(fn: (tx: Tx) => Promise<T>) => Promise<T>>();
+
+/**
+ * Runs `fn` in a transaction shared with other callers of the same handle
+ * (see createGroupCommit for the rules `fn` must keep). Resolves after commit.
+ */
+export const inGroupCommit = <T>(db: Db, fn: (tx: Tx) => Promise<T>): Promise<T> => {
+  let run = groupCommits.get(db);
+  if (!run) {
+    run = createGroupCommit(db);
+    groupCommits.set(db, run);
+  }
+  return run(fn);
+};
+

@@ -1,5 +1,5 @@
 import { sha256Hex } from '../kernel/crypto/hash.js';
-import type { Dialect, Executor } from '../store/db.js';
+import { compileOnce, type Dialect, type Executor } from '../store/db.js';
 import type { VaultSecretsTable, VaultSecretVersionsTable } from '../store/schema.js';
 
 /**
@@ -26,28 +26,41 @@ export const createVaultRepo = ({ dialect }: { dialect: Dialect }) => {
    * hot path). Version columns are null when the head points at a version that
    * is missing: the caller treats that as an integrity failure, not as 404.
    */
+  const compileCurrent = (ex: Executor) =>
+    compileOnce(
+      (v) =>
+        ex
+          .selectFrom('vault_secrets as s')
+          .leftJoin('vault_secret_versions as v', (j) => j.onRef('v.secret_id', '=', 's.id').onRef('v.version', '=', 's.current_version'))
+          .select([
+            's.id as secret_id',
+            's.kind as head_kind',
+            's.current_version',
+            'v.id',
+            'v.org_id',
+            'v.agent_id',
+            'v.name',
+            'v.version',
+            'v.kind',
+            'v.metadata',
+            'v.sealed',
+          ])
+          .where('s.agent_id', '=', v[0]!)
+          .where('s.name', '=', v[1]!)
+          .where('s.deleted_at', 'is', null),
+      2,
+    );
+  let currentQuery: ReturnType<typeof compileCurrent> | undefined;
+
+  /**
+   * The current version of a live secret, with its head, in one query (the TOTP
+   * hot path, compiled once). Version columns are null when the head points at
+   * a version that is missing: the caller treats that as an integrity failure, not as 404.
+   */
   const current = async (ex: Executor, agentId: string, name: string) => {
-    const r = await ex
-      .selectFrom('vault_secrets as s')
-      .leftJoin('vault_secret_versions as v', (j) => j.onRef('v.secret_id', '=', 's.id').onRef('v.version', '=', 's.current_version'))
-      .select([
-        's.id as secret_id',
-        's.kind as head_kind',
-        's.current_version',
-        'v.id',
-        'v.org_id',
-        'v.agent_id',
-        'v.name',
-        'v.version',
-        'v.kind',
-        'v.metadata',
-        'v.sealed',
-      ])
-      .where('s.agent_id', '=', agentId)
-      .where('s.name', '=', name)
-      .where('s.deleted_at', 'is', null)
-      .executeTakeFirst();
-    return r;
+    currentQuery ??= compileCurrent(ex);
+    const { rows } = await ex.executeQuery(currentQuery(agentId, name));
+    return rows[0];
   };
 
   const list = (ex: Executor, agentId: string) =>
@@ -69,13 +82,46 @@ export const createVaultRepo = ({ dialect }: { dialect: Dialect }) => {
   const markVersionsDeleted = (ex: Executor, secretId: string, at: string) =>
     ex.updateTable('vault_secret_versions').set({ deleted_at: at }).where('secret_id', '=', secretId).where('deleted_at', 'is', null).execute();
 
-  /** Retention: versions of deleted secrets (or superseded before `cutoff`) whose deletion is older than `cutoff`. */
-  const purgeDeletedBefore = async (ex: Executor, cutoff: string): Promise<number> => {
-    const r = await ex.deleteFrom('vault_secret_versions').where('deleted_at', '<', cutoff).executeTakeFirst();
-    return Number(r.numDeletedRows);
-  };
+  /**
+   * Retention: up to `limit` versions past retention, oldest secrets first:
+   * versions of secrets deleted before `cutoff`, and versions superseded (a
+   * newer version written) before `cutoff`. Never the current version of a
+   * live secret: it has no newer version and no deletion time. Nothing of an
+   * organisation under an active legal hold.
+   */
+  const purgeCandidates = (ex: Executor, cutoff: string, limit: number) =>
+    ex
+      .selectFrom('vault_secret_versions as v')
+      .select(['v.id', 'v.secret_id', 'v.org_id', 'v.agent_id', 'v.name', 'v.version'])
+      .where((eb) =>
+        eb.or([
+          eb('v.deleted_at', '<', cutoff),
+          eb.exists(
+            eb
+              .selectFrom('vault_secret_versions as n')
+              .select('n.id')
+              .whereRef('n.secret_id', '=', 'v.secret_id')
+              .whereRef('n.version', '>', 'v.version')
+              .where('n.created_at', '<', cutoff),
+          ),
+        ]),
+      )
+      // A legal hold of the organisation preserves its records, vault versions included.
+      .where('v.org_id', 'not in', (eb) => eb.selectFrom('audit_legal_holds').select('org_id').where('released_at', 'is', null))
+      .orderBy('v.secret_id')
+      .orderBy('v.version')
+      .limit(limit)
+      .execute();
 
-  return { head, current, list, insertHead, updateHead, insertVersion, markVersionsDeleted, purgeDeletedBefore };
+  /** Deletes the given versions; returns those this call deleted (another process may have taken some). */
+  const deleteVersions = (ex: Executor, ids: string[]) =>
+    ex
+      .deleteFrom('vault_secret_versions')
+      .where('id', 'in', ids)
+      .returning(['id', 'secret_id', 'org_id', 'agent_id', 'name', 'version'])
+      .execute();
+
+  return { head, current, list, insertHead, updateHead, insertVersion, markVersionsDeleted, purgeCandidates, deleteVersions };
 };
 
 export type VaultRepo = ReturnType<typeof createVaultRepo>;

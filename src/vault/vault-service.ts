@@ -1,11 +1,12 @@
 import type { AuditService } from '../audit/audit-service.js';
 import type { Guard, Target } from '../identity/guard.js';
-import { actorOf, hasRole, hasScope, type RequestContext, type Scope } from '../identity/principal.js';
+import { actorOf, hasRole, hasScope, type RequestContext, type Scope, systemActor } from '../identity/principal.js';
 import type { Clock } from '../kernel/clock.js';
 import { open, seal } from '../kernel/crypto/envelope.js';
 import type { KeyRing } from '../kernel/crypto/keyring.js';
 import { AppError, conflict, forbidden, isAppError, notFound, unprocessable } from '../kernel/errors.js';
 import { newId } from '../kernel/ids.js';
+import type { Logger } from '../kernel/log.js';
 import type { Db, Executor } from '../store/db.js';
 import { isUniqueViolation } from '../store/errors.js';
 import type { VaultSecretKind } from '../store/schema.js';
@@ -18,10 +19,19 @@ type Deps = {
   db: Db;
   repo: VaultRepo;
   guard: Guard;
-  audit: Pick<AuditService, 'recordAlone'>;
+  audit: Pick<AuditService, 'record' | 'recordAlone'>;
   ring: KeyRing;
   clock: Clock;
+  /** How long deleted and superseded versions are kept (MAILWARD_AUDIT_RETENTION_DAYS; six years by default). */
+  retentionDays?: number;
 };
+
+/** Six years: 45 CFR 164.316(b)(2), the config default of MAILWARD_AUDIT_RETENTION_DAYS. */
+const DEFAULT_RETENTION_DAYS = 2190;
+/** Versions destroyed per transaction, with their audit events. */
+const PURGE_CHUNK = 500;
+
+export type VaultPurgeResult = { cutoff: string; dry_run: boolean; versions: number; secrets: number };
 
 /** The sealed payload of one version. TOTP seeds are sealed like any value and never leave this module. */
 type Payload = { value?: string; username?: string; totp?: TotpSeed };
@@ -36,6 +46,13 @@ const integrityError = () =>
     'The stored secret failed its integrity check: it was altered, or sealed for another agent, name or version. Nothing was returned; the event is in the audit log.',
   );
 
+/**
+ * Reads of secrets (list, reveal, code) lock nothing and await only queries,
+ * so concurrent callers may share one transaction and one commit with their
+ * audit events (guard.change groupCommit); writes keep a transaction each.
+ */
+const GROUP = { groupCommit: true } as const;
+
 const requireScope = (ctx: RequestContext, scope: Scope) => {
   if (!hasScope(ctx.principal, scope)) throw forbidden('scope_required', `This needs an agent key with the ${scope} scope.`);
 };
@@ -45,7 +62,7 @@ const requireScope = (ctx: RequestContext, scope: Scope) => {
  * each version sealed with its own data key (164.312(a)(2)(iv)), every access
  * audited with the caller's delegation chain (164.312(b)).
  */
-export const createVaultService = ({ db, repo, guard, audit, ring, clock }: Deps) => {
+export const createVaultService = ({ db, repo, guard, audit, ring, clock, retentionDays = DEFAULT_RETENTION_DAYS }: Deps) => {
   const now = () => clock.now().toISOString();
 
   /**
@@ -223,7 +240,7 @@ export const createVaultService = ({ db, repo, guard, audit, ring, clock }: Deps
           updated_at: r.updated_at,
         })),
       };
-    });
+    }, GROUP);
 
   /**
    * Returns the current value of a non-TOTP secret to the agent that owns it.
@@ -252,7 +269,7 @@ export const createVaultService = ({ db, repo, guard, audit, ring, clock }: Deps
           username: p.username ?? null,
           metadata: JSON.parse(row.metadata ?? '{}') as Record<string, unknown>,
         };
-      }),
+      }, GROUP),
     );
 
   /**
@@ -278,7 +295,7 @@ export const createVaultService = ({ db, repo, guard, audit, ring, clock }: Deps
           expires_at: expiresAt.toISOString(),
         });
         return { code, period: p.totp.period, digits: p.totp.digits, expires_at: expiresAt.toISOString() };
-      }),
+      }, GROUP),
     );
 
   /**
@@ -302,10 +319,92 @@ export const createVaultService = ({ db, repo, guard, audit, ring, clock }: Deps
       return { name, kind: head.kind, version: Number(head.current_version), deleted_at: at };
     });
 
-  /** Retention: removes versions of secrets deleted before `cutoff` (ISO). Returns how many; the caller audits. */
-  const purgeDeleted = (cutoff: string) => repo.purgeDeletedBefore(db, cutoff);
+  /**
+   * Retention: destroys the sealed versions of secrets deleted before `cutoff`
+   * (ISO) and versions superseded by a newer one before `cutoff`; the current
+   * version of a live secret is never touched, and the head row (name, no
+   * value) stays as a tombstone. Each chunk of versions is deleted in one
+   * transaction with one `vault.secret.purged` event per secret (system actor,
+   * the secret's organisation, the version numbers): if an audit write fails,
+   * nothing of that chunk is deleted and this throws. `dryRun` only counts.
+   */
+  const purgeDeleted = async (cutoff: string, opts: { dryRun?: boolean } = {}): Promise<VaultPurgeResult> => {
+    if (opts.dryRun) {
+      const rows = await repo.purgeCandidates(db, cutoff, Number.MAX_SAFE_INTEGER);
+      return { cutoff, dry_run: true, versions: rows.length, secrets: new Set(rows.map((r) => r.secret_id)).size };
+    }
+    let versions = 0;
+    const secrets = new Set<string>();
+    for (;;) {
+      const { seen, gone } = await db.transaction().execute(async (tx) => {
+        const candidates = await repo.purgeCandidates(tx, cutoff, PURGE_CHUNK);
+        if (candidates.length === 0) return { seen: 0, gone: [] };
+        // Only what this transaction deleted is audited: another process may purge at the same time.
+        const deleted = await repo.deleteVersions(tx, candidates.map((c) => c.id));
+        const bySecret = new Map<string, typeof deleted>();
+        for (const r of deleted) bySecret.set(r.secret_id, [...(bySecret.get(r.secret_id) ?? []), r]);
+        for (const [secretId, rows] of bySecret) {
+          const first = rows[0]!;
+          await audit.record(tx, {
+            action: 'vault.secret.purged',
+            actor: systemActor(first.org_id),
+            orgId: first.org_id,
+            target: { type: 'vault_secret', id: secretId },
+            details: {
+              agent_id: first.agent_id,
+              name: first.name,
+              versions: rows.map((r) => Number(r.version)).sort((x, y) => x - y),
+              cutoff,
+              retention_days: retentionDays,
+            },
+          });
+        }
+        return { seen: candidates.length, gone: deleted };
+      });
+      versions += gone.length;
+      for (const r of gone) secrets.add(r.secret_id);
+      if (seen < PURGE_CHUNK) break;
+    }
+    return { cutoff, dry_run: false, versions, secrets: secrets.size };
+  };
 
-  return { store, list, reveal, totp, remove, purgeDeleted };
+  /** purgeDeleted with the cutoff `retentionDays` before now. */
+  const purgeExpired = (opts: { dryRun?: boolean } = {}) =>
+    purgeDeleted(new Date(clock.now().getTime() - retentionDays * 86_400_000).toISOString(), opts);
+
+  /**
+   * Runs purgeExpired `firstAfterMs` after start, then every `everyMs` (a day by
+   * default: retention is counted in years). Failures are logged with their
+   * code only and retried at the next tick. Returns a stop function.
+   */
+  const startPurgeScheduler = (opts: { everyMs?: number; firstAfterMs?: number; logger?: Logger } = {}) => {
+    let running = false;
+    const tick = async () => {
+      if (running) return;
+      running = true;
+      try {
+        const r = await purgeExpired();
+        if (r.versions > 0) opts.logger?.info({ versions: r.versions, secrets: r.secrets, cutoff: r.cutoff }, 'vault versions past retention purged');
+      } catch (e) {
+        opts.logger?.error({ code: isAppError(e) ? e.code : 'unexpected' }, 'vault retention purge failed');
+      } finally {
+        running = false;
+      }
+    };
+    let interval: NodeJS.Timeout | undefined;
+    const first = setTimeout(() => {
+      void tick();
+      interval = setInterval(() => void tick(), opts.everyMs ?? 86_400_000);
+      interval.unref();
+    }, opts.firstAfterMs ?? 60_000);
+    first.unref();
+    return () => {
+      clearTimeout(first);
+      if (interval) clearInterval(interval);
+    };
+  };
+
+  return { store, list, reveal, totp, remove, purgeDeleted, purgeExpired, startPurgeScheduler };
 };
 
 export type VaultService = ReturnType<typeof createVaultService>;

@@ -1,0 +1,158 @@
+/**
+ * Issue 7 benchmark: inbound mail. 10 KB DKIM-signed messages sent over SMTP
+ * (STARTTLS, several connections) to `mailward serve`: received,
+ * authenticated (SPF, DKIM, DMARC, ARC via MAILWARD_DNS_OVERRIDES), parsed,
+ * PHI-scanned, sealed and stored with their audit event before each 250;
+ * against a bare smtp-server sink (same TLS, same client) that discards the
+ * same messages, in the same run. Targets (2 cores, SQLite): >= 500
+ * messages/s and >= 40% of the bare sink.
+ */
+import { execFileSync } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+// mailauth's types require top-level signing fields; at runtime several signatures go in signatureData.
+import { type DKIMSignOptions, dkimSign } from 'mailauth';
+import { createTransport } from 'nodemailer';
+import { SMTPServer } from 'smtp-server';
+import { benchStore, fmt, freePort, repoRoot, startProcess, table } from './support/bench-kit.js';
+
+const N = Number(process.env.MAILWARD_BENCH_MESSAGES ?? 2000);
+const CONNECTIONS = Number(process.env.MAILWARD_BENCH_SMTP_CONNECTIONS ?? 8);
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mw-bench-inbound-'));
+const keyFile = path.join(dir, 'key.pem');
+const certFile = path.join(dir, 'cert.pem');
+execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', keyFile, '-out', certFile, '-days', '2', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'], { stdio: 'ignore' });
+const ca = fs.readFileSync(certFile);
+
+// The outside sender: DKIM key, SPF allowing loopback, DMARC p=reject, all through MAILWARD_DNS_OVERRIDES.
+const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+const dnsFile = path.join(dir, 'dns.json');
+fs.writeFileSync(
+  dnsFile,
+  JSON.stringify({
+    TXT: {
+      'sel._domainkey.lab.example': [`v=DKIM1; k=rsa; p=${publicKey.export({ type: 'spki', format: 'der' }).toString('base64')}`],
+      'lab.example': ['v=spf1 ip4:127.0.0.1 -all'],
+      '_dmarc.lab.example': ['v=DMARC1; p=reject'],
+    },
+  }),
+);
+const pem = privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
+
+const TO = 'results-reader@bench.example';
+const line = 'Your results from the cardiology lab are attached below; please call us about the follow-up visit. ';
+const messages: Buffer[] = [];
+for (let i = 0; i < N; i++) {
+  const body = `Dear colleague,\r\n\r\n${Array.from({ length: 100 }, () => line).join('\r\n')}\r\nReference ${i}\r\n`;
+  const raw = Buffer.from(`From: Lab Results <results@lab.example>\r\nTo: ${TO}\r\nSubject: Results ${i}\r\nMessage-ID: <bench.${i}.${Date.now()}@lab.example>\r\nDate: ${new Date().toUTCString()}\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n${body}`);
+  const s = await dkimSign(raw, { signatureData: [{ signingDomain: 'lab.example', selector: 'sel', privateKey: pem }] } as DKIMSignOptions);
+  messages.push(Buffer.concat([Buffer.from(s.signatures), raw]));
+}
+const avgKb = messages.reduce((n, m) => n + m.length, 0) / N / 1024;
+
+/** CPU seconds (user + system, all threads) a process has used so far, from /proc (Linux). */
+const cpuSeconds = (pid: number | undefined) => {
+  try {
+    const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return Number.NaN;
+  }
+};
+
+/** Sends every message over CONNECTIONS pooled STARTTLS connections; returns seconds and how many got 250. */
+const blast = async (port: number) => {
+  const tr = createTransport({ host: '127.0.0.1', port, secure: false, requireTLS: true, pool: true, maxConnections: CONNECTIONS, maxMessages: Infinity, tls: { ca, servername: 'localhost' } });
+  let ok = 0;
+  let next = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: CONNECTIONS * 2 }, async () => {
+      while (next < N) {
+        const raw = messages[next++]!;
+        try {
+          const info = await tr.sendMail({ envelope: { from: 'results@lab.example', to: [TO] }, raw });
+          if (/^250 /.test(String(info.response))) ok++;
+        } catch {
+          /* counted as not stored */
+        }
+      }
+    }),
+  );
+  const secs = (performance.now() - t0) / 1000;
+  tr.close();
+  return { secs, ok };
+};
+
+// Baseline: a bare smtp-server with the same certificate that reads and discards each message.
+const sink = new SMTPServer({
+  secure: false,
+  disabledCommands: ['AUTH'],
+  key: fs.readFileSync(keyFile),
+  cert: ca,
+  logger: false,
+  disableReverseLookup: true,
+  size: 25 * 1024 * 1024,
+  onData(stream, _s, cb) {
+    stream.on('data', () => {});
+    stream.on('end', () => cb());
+  },
+});
+await new Promise<void>((r) => sink.listen(0, '127.0.0.1', () => r()));
+await blast((sink.server.address() as { port: number }).port); // warm-up of the client side
+const own0 = process.cpuUsage();
+const bare = await blast((sink.server.address() as { port: number }).port);
+const own = process.cpuUsage(own0);
+// This process runs the client and the bare sink: their CPU per message, for comparison with the server's.
+const bareCpuMs = (own.user + own.system) / 1000 / N;
+sink.close();
+
+const rows: Record<string, string | number>[] = [{ target: 'bare smtp-server sink (STARTTLS, discards)', 'messages/s': fmt(N / bare.secs), 'of bare sink': '100%', stored: '-', 'server CPU ms/message': `${fmt(bareCpuMs, 2)} (sink + client)` }];
+
+const dialects = (process.env.MAILWARD_BENCH_DIALECTS ?? 'sqlite,postgres').split(',') as ('sqlite' | 'postgres')[];
+for (const dialect of dialects) {
+  const store = await benchStore(dialect);
+  const smtpPort = await freePort();
+  const server = await startProcess(['--import', 'tsx', path.join(repoRoot, 'src/cli/main.ts'), 'serve'], {
+    ...store.env,
+    MAILWARD_LOG_LEVEL: 'warn',
+    MAILWARD_DOMAIN: 'bench.example',
+    MAILWARD_DNS_OVERRIDES: dnsFile,
+    MAILWARD_SMTP_TLS_KEY_FILE: keyFile,
+    MAILWARD_SMTP_TLS_CERT_FILE: certFile,
+    MAILWARD_SMTP_RATE_PER_MINUTE: '0',
+    MAILWARD_SMTP_HOSTNAME: 'mx.bench.example',
+    MAILWARD_SMTP_PORT: String(smtpPort),
+  });
+  const base = `http://127.0.0.1:${server.port}`;
+  const admin = fs.readFileSync(path.join(store.dataDir, 'bootstrap-admin.key'), 'utf8').trim();
+  const call = async (method: string, p: string, body?: unknown) => {
+    const r = await fetch(base + p, { method, headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
+    const j = (await r.json()) as Record<string, string>;
+    if (r.status >= 300) throw new Error(`${p}: ${r.status} ${JSON.stringify(j)}`);
+    return j;
+  };
+  const dep = await call('POST', '/v1/departments', { name: 'Cardiology' });
+  const human = await call('POST', '/v1/humans', { name: 'Dr. Bench', email: 'bench@bench.example', roles: ['reviewer'] });
+  const agent = await call('POST', '/v1/agents', { name: 'Results Reader', department_id: dep.id, responsible_human_id: human.id });
+  await call('POST', '/v1/mailboxes', { agent_id: agent.id, address: TO, display_name: 'Results', oversight_mode: 'autonomous' });
+  const cpu0 = cpuSeconds(server.child.pid);
+  const client0 = process.cpuUsage();
+  const r = await blast(smtpPort);
+  const client = process.cpuUsage(client0);
+  const cpuMs = ((cpuSeconds(server.child.pid) - cpu0) * 1000) / N;
+  await server.stop();
+  await store.drop();
+  rows.push({
+    target: `mailward serve (${dialect}): auth + parse + PHI scan + seal + store + audit`,
+    'messages/s': fmt(r.ok / r.secs),
+    'of bare sink': `${fmt((100 * bare.secs) / r.secs)}%`,
+    stored: `${r.ok}/${N}`,
+    'server CPU ms/message': `${fmt(cpuMs, 2)} (client ${fmt((client.user + client.system) / 1000 / N, 2)})`,
+  });
+}
+fs.rmSync(dir, { recursive: true, force: true });
+table(`Inbound SMTP, ${N} messages of ${fmt(avgKb, 1)} KB over ${CONNECTIONS} connections (targets: >= 500 messages/s and >= 40% of the bare sink, SQLite)`, rows);

@@ -1,0 +1,32 @@
+import type { Command } from 'commander';
+import { createContainer } from '../app/container.js';
+import { createLogger } from '../kernel/log.js';
+import { runStdioServer } from '../mcp/mcp-stdio.js';
+import { configOrExit, runCommand } from './cli-support.js';
+
+export const registerMcp = (program: Command) =>
+  program
+    .command('mcp')
+    .description(
+      'MCP server over stdio for one agent, authenticating with MAILWARD_API_KEY. stdout carries only the protocol; logs go to stderr. ' +
+        'Needs the store of a running `mailward serve` (same MAILWARD_DATA_DIR or DATABASE_URL, same master key), which delivers and receives the mail.',
+    )
+    .action(
+      runCommand(async () => {
+        const key = process.env.MAILWARD_API_KEY;
+        if (!key) {
+          process.stderr.write('mailward: MAILWARD_API_KEY is not set; set it to the agent\'s API key (mw_...)\n');
+          return 2;
+        }
+        const config = configOrExit();
+        // Anything on stdout that is not protocol breaks MCP clients: every log line goes to stderr (fd 2).
+        const logger = createLogger({ level: config.logLevel, destination: 2 });
+        const c = await createContainer(config, { logger });
+        try {
+          await runStdioServer(c, key);
+        } finally {
+          await c.close();
+        }
+        return 0;
+      }),
+    );

@@ -1,0 +1,28 @@
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { requireAnyRole } from '../identity/principal.js';
+import { notFound } from '../kernel/errors.js';
+import { loadDnsRecords } from '../mail/dns-records.js';
+import type { Db } from '../store/db.js';
+import { problems, secured } from './common-schemas.js';
+
+const dnsRecordsOut = z.object({
+  domain: z.string(),
+  dns_records: z.array(z.object({ type: z.literal('TXT'), name: z.string(), value: z.string(), purpose: z.string() })),
+});
+
+/**
+ * GET /v1/dns-records (admin): the DKIM (ed25519 + rsa), SPF and DMARC TXT
+ * records of the caller's organization, the same as `mailward dns`. Public
+ * keys and policies only: nothing secret, so no audit event.
+ */
+export const dnsRoutes = ({ db }: { db: Db }) => async (root: FastifyInstance) => {
+  const app = root.withTypeProvider<ZodTypeProvider>();
+  app.get('/v1/dns-records', { schema: { tags: ['mail'], security: secured, summary: 'DNS TXT records to publish for DKIM, SPF and DMARC (admin; same as `mailward dns`)', response: { 200: dnsRecordsOut, ...problems(401, 403, 404) } } }, async (req) => {
+    requireAnyRole(req.ctx, ['admin'], 'route');
+    const r = await loadDnsRecords(db, req.ctx.principal.orgId);
+    if (!r) throw notFound('organization');
+    return r;
+  });
+};

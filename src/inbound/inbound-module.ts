@@ -1,0 +1,58 @@
+import os from 'node:os';
+import type { Config } from '../app/config.js';
+import type { AuditService } from '../audit/audit-service.js';
+import type { IdentityRepo } from '../identity/identity-repo.js';
+import type { Clock } from '../kernel/clock.js';
+import type { KeyRing } from '../kernel/crypto/keyring.js';
+import type { Logger } from '../kernel/log.js';
+import { loadDnsOverrides } from '../mail/dns-overrides.js';
+import type { MailEvents } from '../mail/mail-events.js';
+import type { ScanOptions } from '../phi/phi-types.js';
+import type { Store } from '../store/db.js';
+import { createAnalysisPool } from './analysis-pool.js';
+import { analyzeMessage } from './analyze-message.js';
+import { createCommitBatcher } from './commit-batcher.js';
+import { createAuthResolver } from './inbound-resolver.js';
+import { createReceiveService } from './receive-service.js';
+
+type Deps = { config: Config; store: Store; ring: KeyRing; clock: Clock; logger: Logger; audit: AuditService; repo: IdentityRepo; events: MailEvents };
+
+/** Wires inbound mail (issue 7): sender authentication, analysis and the receive service. The SMTP listener is started by `serve`. */
+export const createInboundModule = ({ config, store, ring, clock, logger, audit, repo, events }: Deps) => {
+  const resolver = createAuthResolver(loadDnsOverrides(config.dnsOverridesFile));
+  const mta = config.inbound.hostname ?? os.hostname();
+  // One options object per set of organisation domains: the scanner caches its compiled form per object.
+  const scanOptions = new Map<string, ScanOptions>();
+  const optionsFor = (domains: string[]) => {
+    const k = [...domains].sort().join(',');
+    let o = scanOptions.get(k);
+    if (!o) {
+      o = { orgDomains: domains };
+      scanOptions.set(k, o);
+    }
+    return o;
+  };
+  const pool = createAnalysisPool({
+    size: config.inbound.analysisThreads,
+    dnsOverridesFile: config.dnsOverridesFile,
+    mta,
+    logger,
+    inThread: (raw, env, domains) => analyzeMessage(raw, env, { resolver, mta, scanOptions: optionsFor(domains) }),
+  });
+  const receiver = createReceiveService({
+    db: store.db,
+    ring,
+    clock,
+    audit,
+    repo,
+    events,
+    logger,
+    approvalTtlSeconds: config.approvalTtlSeconds,
+    analyze: pool.analyze,
+    // Messages arriving together share a transaction; each is acknowledged only after its commit.
+    commit: createCommitBatcher(store.db),
+  });
+  return { receiver, resolver, pool, close: () => pool.close() };
+};
+
+export type InboundModule = ReturnType<typeof createInboundModule>;

@@ -1,0 +1,315 @@
+import type { AuditActor, AuditService } from '../audit/audit-service.js';
+import type { IdentityRepo } from '../identity/identity-repo.js';
+import { systemActor } from '../identity/principal.js';
+import type { Clock } from '../kernel/clock.js';
+import { seal } from '../kernel/crypto/envelope.js';
+import { sha256Hex } from '../kernel/crypto/hash.js';
+import type { KeyRing } from '../kernel/crypto/keyring.js';
+import { AppError, isAppError } from '../kernel/errors.js';
+import { newId } from '../kernel/ids.js';
+import type { Logger } from '../kernel/log.js';
+import type { MailEvent, MailEvents } from '../mail/mail-events.js';
+import { addMessageEvent, messageAad, sealContent } from '../mail/message-store.js';
+import type { MessageContent } from '../mail/mime.js';
+import type { Db, Executor, Tx } from '../store/db.js';
+import type { MailboxesTable, MessagesTable } from '../store/schema.js';
+import type { InboundAnalysis, InboundEnvelope } from './analyze-message.js';
+import type { DsnReport } from './dsn.js';
+import { inboundThread } from './threading.js';
+
+type Deps = {
+  db: Db;
+  ring: KeyRing;
+  clock: Clock;
+  audit: Pick<AuditService, 'record'>;
+  repo: IdentityRepo;
+  events: Pick<MailEvents, 'publish'>;
+  logger: Logger;
+  /** Authentication, parsing, PHI scan and tags (worker threads when configured). */
+  analyze: (raw: Buffer, env: InboundEnvelope, orgDomains: string[]) => Promise<InboundAnalysis>;
+  approvalTtlSeconds: number;
+  /** Runs the writes of one message; the default is one transaction each (see createCommitBatcher). */
+  commit?: <T>(work: (tx: Tx) => Promise<T>) => Promise<T>;
+};
+
+export type RecipientCheck = { ok: true } | { ok: false; reason: 'relay_denied' | 'unknown_mailbox' };
+
+export type ReceiveResult = { stored: { id: string; mailbox_id: string; status: string }[]; duplicates: number };
+
+/** Statuses from which a delivery status notification can still turn an outbound message `bounced`. */
+const BOUNCEABLE = ['queued', 'sending', 'deferred', 'delivered'];
+
+/** 451 4.3.0: the sender keeps the message and retries (RFC 5321 4.2.5); nothing was stored. */
+export const storeUnavailable = (cause?: unknown) =>
+  new AppError('store_unavailable', 503, 'The message store is unavailable; try again later.', { temporary: true, cause });
+
+const wrapStore = async <T>(fn: () => Promise<T>): Promise<T> => {
+  try {
+    return await fn();
+  } catch (e) {
+    if (isAppError(e)) throw e;
+    throw storeUnavailable(e);
+  }
+};
+
+const domainOf = (address: string) => address.slice(address.lastIndexOf('@') + 1).toLowerCase();
+
+/**
+ * Stores received mail (issue 7): one message row per recipient mailbox, the
+ * raw bytes and the parsed content sealed at rest, status `received`,
+ * `pending_approval` (gated_all) or `quarantined` (DMARC failure in a mailbox
+ * that quarantines), its thread, and an `email.received` audit event with the
+ * SHA-256 of the raw bytes, all in one transaction. A delivery status
+ * notification also turns the outbound message it reports on `bounced`.
+ */
+export const createReceiveService = (d: Deps) => {
+  const commit = d.commit ?? (<T>(work: (tx: Tx) => Promise<T>) => d.db.transaction().execute(work));
+
+  // The agent's delegation chain for audit events, per mailbox; it changes only when departments move.
+  const chains = new Map<string, { chain: AuditActor['chain']; until: number }>();
+  const actorFor = async (ex: Executor, mailbox: MailboxesTable): Promise<AuditActor> => {
+    const hit = chains.get(mailbox.id);
+    if (hit && hit.until > Date.now()) return { ...systemActor(mailbox.org_id), chain: hit.chain };
+    const agent = await d.repo.agent(ex, mailbox.org_id, mailbox.agent_id);
+    const org = await d.repo.org(ex, mailbox.org_id);
+    const chain = agent && org ? await d.repo.agentChain(ex, agent, org.name) : [];
+    if (chains.size > 10_000) chains.clear();
+    chains.set(mailbox.id, { chain, until: Date.now() + 60_000 });
+    return { ...systemActor(mailbox.org_id), chain };
+  };
+
+  // Which addresses have mailboxes, for RCPT and routing (10 s; only hits are kept, so a new mailbox is found at once).
+  // Mode and DMARC policy are read again inside the transaction that stores the message.
+  const known = new Map<string, { row: MailboxesTable; until: number }>();
+  const mailboxesAt = async (addresses: string[]): Promise<MailboxesTable[]> => {
+    const now = Date.now();
+    const out: MailboxesTable[] = [];
+    const missing: string[] = [];
+    for (const a of addresses) {
+      const hit = known.get(a);
+      if (hit && hit.until > now) out.push(hit.row);
+      else missing.push(a);
+    }
+    if (missing.length > 0) {
+      if (known.size > 10_000) known.clear();
+      for (const row of await d.db.selectFrom('mailboxes').selectAll().where('address', 'in', missing).execute()) {
+        known.set(row.address, { row, until: now + 10_000 });
+        out.push(row);
+      }
+    }
+    return out;
+  };
+  // Organisation domains never change.
+  const domains = new Map<string, string>();
+  const domainsOf = async (orgIds: string[]) => {
+    const missing = orgIds.filter((id) => !domains.has(id));
+    if (missing.length > 0) for (const o of await d.db.selectFrom('organizations').select(['id', 'domain']).where('id', 'in', missing).execute()) domains.set(o.id, o.domain);
+    return orgIds.flatMap((id) => domains.get(id) ?? []);
+  };
+
+  /**
+   * Whether mail for `address` is accepted: only provisioned mailbox
+   * addresses; an address on no organisation's domain is a relay attempt.
+   * Throws 503 store_unavailable (temporary) when the store cannot answer.
+   */
+  const checkRecipient = (address: string): Promise<RecipientCheck> =>
+    wrapStore(async () => {
+      const a = address.toLowerCase();
+      if (!/^[^@\s]{1,64}@[^@\s]{1,253}$/.test(a)) return { ok: false, reason: 'unknown_mailbox' };
+      if ((await mailboxesAt([a])).length > 0) return { ok: true };
+      const org = await d.db.selectFrom('organizations').select('id').where('domain', '=', domainOf(a)).executeTakeFirst();
+      return { ok: false, reason: org ? 'unknown_mailbox' : 'relay_denied' };
+    });
+
+  const statusFor = (mailbox: MailboxesTable, a: InboundAnalysis) => {
+    const dmarcFail = a.auth.flags.includes('dmarc_fail');
+    const dmarcReason = dmarcFail ? [{ code: 'dmarc_fail', policy: a.auth.dmarc?.policy ?? null }] : [];
+    // CONTRACT.md: gated_all holds every inbound message until a reviewer releases it.
+    if (mailbox.oversight_mode === 'gated_all') return { status: 'pending_approval', reasons: [{ code: 'oversight_mode', mode: 'gated_all' }, ...dmarcReason] };
+    // The sender's domain asked for quarantine or reject and this mailbox quarantines: kept, listed, never dropped.
+    if (dmarcFail && a.dmarcEnforced && mailbox.dmarc_failure === 'quarantine') return { status: 'quarantined', reasons: dmarcReason };
+    return { status: 'received', reasons: [] as Record<string, unknown>[] };
+  };
+
+  /** Turns the outbound messages a DSN reports on `bounced` (failed) or notes the delay. Returns the changed ones. */
+  const applyDsn = async (tx: Tx, mailbox: MailboxesTable, actor: AuditActor, reportId: string, dsn: DsnReport, at: string): Promise<MailEvent[]> => {
+    if (dsn.originalIds.length === 0) return [];
+    const originals = await tx
+      .selectFrom('messages')
+      .select(['id', 'status', 'raw_hash', 'thread_id'])
+      .where('org_id', '=', mailbox.org_id)
+      .where('mailbox_id', '=', mailbox.id)
+      .where('direction', '=', 'outbound')
+      .where('message_id', 'in', dsn.originalIds)
+      .execute();
+    const failed = dsn.recipients.filter((r) => r.action === 'failed');
+    const out: MailEvent[] = [];
+    for (const o of originals) {
+      const target = { type: 'email', id: o.id };
+      if (failed.length > 0 && BOUNCEABLE.includes(o.status)) {
+        const first = failed[0]!;
+        const reason = { code: 'dsn', action: 'failed', status: first.status, diagnostic: first.diagnostic, failed_recipients: failed.length, report_email_id: reportId };
+        await tx.updateTable('messages').set({ status: 'bounced', status_reason: JSON.stringify(reason), updated_at: at }).where('id', '=', o.id).execute();
+        await addMessageEvent(tx, o.id, at, 'bounced', reason);
+        // The diagnostic text stays out of the audit log (it can name the recipient): status code and counts only.
+        await d.audit.record(tx, { action: 'email.bounced', actor, target, contentHash: o.raw_hash, details: { source: 'dsn', status: first.status, failed_recipients: failed.length, report_email_id: reportId, previous_status: o.status } });
+        out.push({ org_id: mailbox.org_id, mailbox_id: mailbox.id, message_id: o.id, direction: 'outbound', status: 'bounced' });
+      } else {
+        const kinds = [...new Set(dsn.recipients.map((r) => r.action))];
+        await addMessageEvent(tx, o.id, at, 'delivery_report', { actions: kinds, statuses: [...new Set(dsn.recipients.map((r) => r.status).filter(Boolean))], report_email_id: reportId });
+      }
+    }
+    return out;
+  };
+
+  /**
+   * Stores one received message for every recipient mailbox in one
+   * transaction; a message already stored with the same Message-ID and raw
+   * bytes (a sender retrying after a lost 250) is not stored twice. Publishes
+   * mail events after the commit. Throws 503 store_unavailable (temporary):
+   * nothing was stored and the sender must retry.
+   */
+  const receive = async (env: InboundEnvelope, raw: Buffer): Promise<ReceiveResult> => {
+    const addresses = [...new Set(env.rcptTo.map((a) => a.toLowerCase()))];
+    const { mailboxes, orgDomains } = await wrapStore(async () => {
+      const mbx = addresses.length > 0 ? await mailboxesAt(addresses) : [];
+      return { mailboxes: mbx, orgDomains: await domainsOf([...new Set(mbx.map((m) => m.org_id))]) };
+    });
+    if (mailboxes.length === 0) throw new AppError('no_recipients', 550, 'No valid recipients.');
+    let analysis: InboundAnalysis;
+    try {
+      analysis = await d.analyze(raw, env, orgDomains);
+    } catch (e) {
+      // Analysis never fails on content; anything here is ours: the sender retries.
+      d.logger.error({ err: { type: (e as Error)?.name } }, 'inbound analysis failed');
+      throw new AppError('analysis_failed', 503, 'The message could not be processed; try again later.', { temporary: true, cause: e });
+    }
+    const rawHash = sha256Hex(raw);
+    const now = d.clock.now();
+    const at = now.toISOString();
+
+    // Everything that needs no transaction: ids, threads, sealing.
+    const drafts = await wrapStore(() =>
+      Promise.all(
+        mailboxes.map(async (mailbox) => {
+          const id = newId('message');
+          const own = mailbox.address.toLowerCase();
+          const content: MessageContent = { ...analysis.content, bcc: analysis.content.to.includes(own) || analysis.content.cc.includes(own) ? [] : [own] };
+          const thread = await inboundThread(d.db, d.ring, mailbox, {
+            inReplyTo: analysis.inReplyTo ?? (analysis.dsn ? (analysis.dsn.originalIds[0] ?? null) : null),
+            references: analysis.dsn ? [...analysis.references, ...analysis.dsn.originalIds] : analysis.references,
+            subject: content.subject,
+            from: content.from.address,
+            now,
+          });
+          const key = { org_id: mailbox.org_id, mailbox_id: mailbox.id, id };
+          const sealed = sealContent(d.ring, key, content);
+          // Status, reason and mode are decided in the transaction, under the mailbox as it is then.
+          const row: MessagesTable = {
+            id,
+            org_id: mailbox.org_id,
+            mailbox_id: mailbox.id,
+            direction: 'inbound',
+            status: 'received',
+            thread_id: thread.threadId,
+            message_id: analysis.messageId ?? `<inbound.${id}@${domainOf(own)}>`,
+            in_reply_to: analysis.inReplyTo,
+            references_ids: JSON.stringify(analysis.references),
+            created_by_type: 'system',
+            created_by_id: null,
+            content_sealed: sealed.sealed,
+            original_sealed: null,
+            raw_sealed: seal(d.ring, raw, messageAad(key, 'raw')),
+            content_hash: sealed.hash,
+            raw_hash: rawHash,
+            size_bytes: raw.length,
+            tags: JSON.stringify(analysis.tags),
+            status_reason: null,
+            approval_id: null,
+            oversight_mode: mailbox.oversight_mode,
+            is_read: 0,
+            created_at: at,
+            updated_at: at,
+            delivered_at: null,
+            phi_findings: JSON.stringify(analysis.findings),
+            phi_sensitivity: analysis.sensitivity,
+            auth_results: JSON.stringify(analysis.auth),
+          };
+          return { mailbox, draft: row, thread };
+        }),
+      ),
+    );
+
+    const result = await wrapStore(() =>
+      commit(async (tx) => {
+        const stored: ReceiveResult['stored'] = [];
+        const published: MailEvent[] = [];
+        let duplicates = 0;
+        for (const { mailbox: before, draft, thread } of drafts) {
+          // A mode tightened to gated_all while this message was analysed holds it.
+          const mailbox = (await tx.selectFrom('mailboxes').selectAll().where('id', '=', before.id).executeTakeFirst()) ?? before;
+          const { status, reasons } = statusFor(mailbox, analysis);
+          const row: MessagesTable = {
+            ...draft,
+            status,
+            oversight_mode: mailbox.oversight_mode,
+            status_reason: reasons.length > 0 ? JSON.stringify({ code: status === 'quarantined' ? 'quarantined' : 'held', reasons }) : null,
+          };
+          const dup = await tx.selectFrom('messages').select('id').where('org_id', '=', row.org_id).where('message_id', '=', row.message_id).where('mailbox_id', '=', row.mailbox_id).where('raw_hash', '=', rawHash).executeTakeFirst();
+          if (dup) {
+            duplicates++;
+            continue;
+          }
+          const actor = await actorFor(tx, mailbox);
+          const target = { type: 'email', id: row.id };
+          await tx.insertInto('messages').values(row).execute();
+          await addMessageEvent(tx, row.id, at, 'received', { tls: env.tls, auth_flags: analysis.auth.flags, threaded_by: thread.by });
+          await d.audit.record(tx, {
+            action: 'email.received',
+            actor,
+            target,
+            clientIp: env.clientIp,
+            contentHash: rawHash,
+            details: {
+              mailbox_id: mailbox.id,
+              status: row.status,
+              size: raw.length,
+              tls: env.tls,
+              attachments: analysis.content.attachments.length,
+              thread_id: row.thread_id,
+              threaded_by: thread.by,
+              auth: { spf: analysis.auth.spf?.result ?? null, dkim: analysis.auth.dkim.map((x) => x.result), dmarc: analysis.auth.dmarc?.result ?? null, arc: analysis.auth.arc?.result ?? null, flags: analysis.auth.flags },
+              phi: { sensitivity: analysis.sensitivity, types: analysis.findingTypes, findings: analysis.findings.length },
+              tags: analysis.tags,
+              unparsed: analysis.unparsed,
+              dsn: analysis.dsn !== null,
+            },
+          });
+          if (reasons.length > 0) {
+            // Held or quarantined: the reviewers' queue can release it (approvals-service, direction inbound).
+            const approvalId = newId('approval');
+            const expires = new Date(now.getTime() + d.approvalTtlSeconds * 1000).toISOString();
+            await tx
+              .insertInto('approvals')
+              .values({ id: approvalId, org_id: row.org_id, message_id: row.id, mailbox_id: mailbox.id, direction: 'inbound', status: 'pending', reasons: JSON.stringify(reasons), created_at: at, expires_at: expires, decided_at: null, decided_by: null, decision_reason: null, comment_sealed: null, edits: null })
+              .execute();
+            await tx.updateTable('messages').set({ approval_id: approvalId }).where('id', '=', row.id).execute();
+            const type = row.status === 'quarantined' ? 'quarantined' : 'held';
+            await addMessageEvent(tx, row.id, at, type, { approval_id: approvalId, reasons, expires_at: expires });
+            await d.audit.record(tx, { action: row.status === 'quarantined' ? 'email.quarantined' : 'email.held', actor, target, details: { approval_id: approvalId, reasons, expires_at: expires } });
+          }
+          if (analysis.dsn) published.push(...(await applyDsn(tx, mailbox, actor, row.id, analysis.dsn, at)));
+          stored.push({ id: row.id, mailbox_id: mailbox.id, status: row.status });
+          published.push({ org_id: row.org_id, mailbox_id: mailbox.id, message_id: row.id, direction: 'inbound', status: row.status });
+        }
+        return { stored, duplicates, published };
+      }),
+    );
+    for (const e of result.published) d.events.publish(e);
+    return { stored: result.stored, duplicates: result.duplicates };
+  };
+
+  return { checkRecipient, receive };
+};
+
+export type ReceiveService = ReturnType<typeof createReceiveService>;

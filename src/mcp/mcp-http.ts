@@ -1,0 +1,129 @@
+import { Readable } from 'node:stream';
+import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
+import { WebStandardStreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { createAuthHook } from '../http/auth.js';
+import { sendProblem } from '../http/problem.js';
+import type { ApiKeysService } from '../identity/api-keys-service.js';
+import type { RateLimiter } from '../identity/rate-limiter.js';
+import { AppError } from '../kernel/errors.js';
+import { createMcpServer } from './mcp-server.js';
+import type { McpDeps } from './mcp-tools.js';
+
+export type McpHttpOptions = {
+  deps: McpDeps;
+  apiKeys: ApiKeysService;
+  rateLimiter: RateLimiter;
+  /** Requests one key may have in flight at once (a waiting wait_for_email counts); 429 beyond. */
+  maxConcurrentPerKey?: number;
+  /** wait_for_email's slow store re-read; the in-process mail bus wakes waiters sooner. */
+  safetyRecheckMs?: number;
+};
+
+export const DEFAULT_MCP_CONCURRENCY_PER_KEY = 8;
+
+/** Fixed: the transport only reads it for request metadata, and a client's Host header must not flow anywhere. */
+const MCP_URL = 'http://mailward.local/mcp';
+
+const webRequestOf = (req: FastifyRequest) => {
+  const headers = new Headers();
+  for (const [k, v] of Object.entries(req.headers)) {
+    if (v === undefined) continue;
+    if (Array.isArray(v)) for (const x of v) headers.append(k, x);
+    else headers.set(k, v);
+  }
+  return new Request(MCP_URL, { method: 'POST', headers });
+};
+
+/**
+ * A tools/call whose client asked for progress (a `progressToken`) is answered
+ * as an SSE stream so progress notifications reach it during a long
+ * wait_for_email; everything else as one JSON response (cheaper).
+ */
+const wantsProgress = (body: unknown): boolean => {
+  const one = (m: unknown) => {
+    const p = (m as { method?: unknown; params?: { _meta?: { progressToken?: unknown } } } | null) ?? null;
+    return p?.method === 'tools/call' && p.params?._meta?.progressToken !== undefined;
+  };
+  return Array.isArray(body) ? body.some(one) : one(body);
+};
+
+/**
+ * Streamable HTTP at /mcp (MCP 2025-06-18), stateless: every POST gets a new
+ * server and transport, authenticated with the same Bearer key check and
+ * per-key rate limit as /v1. No sessions, so GET (SSE stream) and DELETE
+ * (session end) answer 405.
+ */
+export const mcpRoutes = (opts: McpHttpOptions) => async (app: FastifyInstance) => {
+  const max = opts.maxConcurrentPerKey ?? DEFAULT_MCP_CONCURRENCY_PER_KEY;
+  const safetyRecheckMs = opts.safetyRecheckMs ?? 10_000;
+  const inFlight = new Map<string, number>();
+
+  app.route({
+    method: ['GET', 'DELETE'],
+    url: '/mcp',
+    schema: { tags: ['mcp'], summary: 'Not offered: this MCP endpoint is stateless (405)' },
+    handler: (req, reply) => {
+      reply.header('allow', 'POST');
+      return sendProblem(reply, req, 405, 'method_not_allowed', 'This MCP endpoint is stateless: POST JSON-RPC messages. There is no SSE stream to open and no session to delete.');
+    },
+  });
+
+  await app.register(async (scope) => {
+    scope.addHook('onRequest', createAuthHook({ apiKeys: opts.apiKeys, rateLimiter: opts.rateLimiter }));
+    scope.post(
+      '/mcp',
+      {
+        schema: {
+          tags: ['mcp'],
+          summary: 'MCP over streamable HTTP (stateless): JSON-RPC initialize, tools/list, tools/call',
+          security: [{ bearerAuth: [] }],
+        },
+      },
+      async (req, reply) => {
+        const key = req.ctx.principal.keyId;
+        const n = inFlight.get(key) ?? 0;
+        if (n >= max) {
+          throw new AppError('too_many_concurrent_requests', 429, `At most ${max} MCP requests per key may be in flight at once.`, {
+            temporary: true,
+            extra: { retry_after: 1 },
+          });
+        }
+        inFlight.set(key, n + 1);
+        const dbg = JSON.stringify(req.body).slice(0, 120); console.error('DBG start', req.id, dbg);
+        const abort = new AbortController();
+        const server = createMcpServer(opts.deps, { context: async () => req.ctx, signal: abort.signal, safetyRecheckMs });
+        let released = false;
+        const release = () => {
+          if (released) return;
+          released = true;
+          console.error('DBG release', req.id);
+          const left = (inFlight.get(key) ?? 1) - 1;
+          if (left <= 0) inFlight.delete(key);
+          else inFlight.set(key, left);
+          // A client that went away ends its wait; the server and transport are per request.
+          abort.abort();
+          server.close().catch(() => {});
+        };
+        reply.raw.once('close', release);
+        reply.raw.once('finish', release);
+        try {
+          const stream = wantsProgress(req.body);
+          const transport = new WebStandardStreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: !stream });
+          await server.connect(transport);
+          const res = await transport.handleRequest(webRequestOf(req), { parsedBody: req.body });
+          reply.code(res.status);
+          res.headers.forEach((v, k) => {
+            reply.header(k, v);
+          });
+          if (!res.body) return reply.send();
+          if (stream) return reply.send(Readable.fromWeb(res.body as unknown as NodeReadableStream));
+          return reply.send(await res.text());
+        } catch (e) {
+          release();
+          throw e;
+        }
+      },
+    );
+  });
+};

@@ -1,0 +1,56 @@
+import { randomBytes } from 'node:crypto';
+import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
+import type { Container } from '../app/container.js';
+import type { RequestContext } from '../identity/principal.js';
+import { AppError } from '../kernel/errors.js';
+import { createMcpServer } from './mcp-server.js';
+import { mcpDepsOf } from './mcp-tools.js';
+
+/**
+ * wait_for_email's store re-read over stdio. This process does not receive
+ * SMTP (`mailward serve` does), so its mail bus never hears of inbound mail:
+ * the re-read is what finds it, hence shorter than over HTTP.
+ */
+export const STDIO_SAFETY_RECHECK_MS = 3000;
+
+const REQUEST_PREFIX = `mcp-${randomBytes(6).toString('hex')}-`;
+let counter = 0;
+
+/**
+ * Serves MCP on stdin/stdout for the key in `rawKey` until stdin closes or a
+ * signal arrives. The key is checked at start (a wrong key fails at once) and
+ * again, with the per-key rate limit, on every request, so a revoked key
+ * stops working mid-session exactly as it does on REST.
+ * Throws 401 unauthorized when the key is missing or invalid.
+ */
+export const runStdioServer = async (c: Container, rawKey: string | undefined): Promise<void> => {
+  const meta = () => ({ requestId: `${REQUEST_PREFIX}${(++counter).toString(16)}`, clientIp: null });
+  await c.apiKeys.authenticate(rawKey, meta());
+
+  const context = async (): Promise<RequestContext> => {
+    const m = meta();
+    const principal = await c.apiKeys.authenticate(rawKey, m);
+    const d = await c.rateLimiter.hit(principal.keyId);
+    if (!d.allowed) {
+      throw new AppError('rate_limited', 429, `Rate limit of ${d.limit} requests per minute exceeded for this key.`, {
+        temporary: true,
+        extra: { retry_after: d.resetSeconds },
+      });
+    }
+    return { principal, ...m };
+  };
+
+  const server = createMcpServer(mcpDepsOf(c), { context, safetyRecheckMs: STDIO_SAFETY_RECHECK_MS });
+  const transport = new StdioServerTransport();
+  const closed = new Promise<void>((resolve) => {
+    transport.onclose = () => resolve();
+    process.stdin.once('end', () => resolve());
+    process.stdin.once('close', () => resolve());
+    process.once('SIGINT', () => resolve());
+    process.once('SIGTERM', () => resolve());
+  });
+  await server.connect(transport);
+  c.logger.info({ transport: 'stdio' }, 'mailward mcp ready');
+  await closed;
+  await server.close().catch(() => {});
+};

@@ -1,0 +1,141 @@
+import type { z } from 'zod';
+import type { RequestContext } from '../identity/principal.js';
+import type { MailEvent, MailEvents } from '../mail/mail-events.js';
+import type { messageSummaryOut } from '../mail/mail-schemas.js';
+import type { ReadService } from '../mail/read-service.js';
+
+export type Summary = z.infer<typeof messageSummaryOut>;
+
+export type WaitFilter = {
+  mailboxId: string;
+  /** Case-insensitive substring of the sender (address or name), as the read service matches it. */
+  from?: string;
+  /** Case-insensitive substring of the subject. */
+  subject?: string;
+  /** Only mail stored strictly after this instant (ISO 8601). */
+  since: string;
+};
+
+type Deps = {
+  reader: Pick<ReadService, 'list'>;
+  events: Pick<MailEvents, 'subscribe'>;
+};
+
+export type WaitOptions = {
+  timeoutMs: number;
+  /**
+   * A slow re-read of the store, for mail another process stored (inbound
+   * SMTP in `mailward serve` while this is `mailward mcp`, or a second server
+   * on the same PostgreSQL): the in-process bus only sees this process's commits.
+   */
+  safetyRecheckMs: number;
+  signal?: AbortSignal;
+  /** Called every `progressMs` while waiting (MCP progress notifications keep clients from timing out). */
+  onProgress?: (elapsedMs: number) => void;
+  progressMs?: number;
+};
+
+const PAGE = 50;
+/** Pages read per check: with more than PAGE * MAX_PAGES matches since `since`, the oldest of those read is returned. */
+const MAX_PAGES = 10;
+
+/**
+ * Waits for the first inbound message of a mailbox matching `filter`, or
+ * until the timeout. Woken by the mail event bus (published after commit),
+ * re-reads through the read service (so every look is authorised and
+ * audited exactly like REST's message list), never polls in a tight loop:
+ * one re-check per wake-up (coalesced), plus one every `safetyRecheckMs`.
+ * Resolves `null` on timeout or abort. Throws what the read service throws
+ * (404 for a mailbox that is not the caller's, 403 scope_required).
+ */
+export const waitForEmail = async (deps: Deps, ctx: RequestContext, filter: WaitFilter, opts: WaitOptions): Promise<Summary | null> => {
+  const woken = new Set<string>();
+  // A message the bus woke us for may carry a created_at a moment before `since` (stamped before its commit).
+  const floor = new Date(Date.parse(filter.since) - 60_000).toISOString();
+  const matches = (m: Summary) => m.created_at > filter.since || woken.has(m.id);
+
+  /** Newest first through the read service's own filters, page by page; returns the oldest match. */
+  const check = async (): Promise<Summary | null> => {
+    let before: string | undefined;
+    let found: Summary | null = null;
+    for (let page = 0; page < MAX_PAGES; page++) {
+      const r = await deps.reader.list(ctx, filter.mailboxId, { direction: 'inbound', since: floor, from: filter.from, subject: filter.subject, before, limit: PAGE });
+      for (const m of r.messages) if (matches(m)) found = m;
+      if (!r.next) break;
+      before = r.next;
+    }
+    return found;
+  };
+
+  return new Promise<Summary | null>((resolve, reject) => {
+    let done = false;
+    let running = false;
+    let again = false;
+    const started = Date.now();
+    const timers: NodeJS.Timeout[] = [];
+    const finish = (err: unknown, value: Summary | null) => {
+      if (done) return;
+      done = true;
+      unsubscribe();
+      for (const t of timers) clearTimeout(t);
+      opts.signal?.removeEventListener('abort', onAbort);
+      if (err) reject(err);
+      else resolve(value);
+    };
+    const run = () => {
+      if (done) return;
+      if (running) {
+        again = true;
+        return;
+      }
+      running = true;
+      check().then(
+        (m) => {
+          running = false;
+          if (m) return finish(null, m);
+          if (again) {
+            again = false;
+            run();
+          }
+        },
+        (e) => {
+          running = false;
+          finish(e, null);
+        },
+      );
+    };
+    const onEvent = (e: MailEvent) => {
+      if (e.mailbox_id !== filter.mailboxId || e.direction !== 'inbound' || e.org_id !== ctx.principal.orgId) return;
+      woken.add(e.message_id);
+      run();
+    };
+    const onAbort = () => finish(null, null);
+    // Subscribe before the first look, so nothing committed in between is missed.
+    const unsubscribe = deps.events.subscribe(onEvent);
+    opts.signal?.addEventListener('abort', onAbort);
+    if (opts.signal?.aborted) return finish(null, null);
+    timers.push(setTimeout(() => finish(null, null), opts.timeoutMs));
+    const safety = () => {
+      timers.push(
+        setTimeout(() => {
+          run();
+          if (!done) safety();
+        }, opts.safetyRecheckMs),
+      );
+    };
+    safety();
+    if (opts.onProgress && opts.progressMs) {
+      const tick = () => {
+        timers.push(
+          setTimeout(() => {
+            if (done) return;
+            opts.onProgress?.(Date.now() - started);
+            tick();
+          }, opts.progressMs),
+        );
+      };
+      tick();
+    }
+    run();
+  });
+};

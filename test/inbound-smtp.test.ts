@@ -1,0 +1,290 @@
+import fs from 'node:fs';
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { open } from '../src/kernel/crypto/envelope.js';
+import { sha256Hex } from '../src/kernel/crypto/hash.js';
+import { messageAad, openContent } from '../src/mail/message-store.js';
+import { tempDir, testDialects } from './support/dialects.js';
+import { type Inbound, outsideSenders, rawMessage, smtpCode, startInbound } from './support/inbound-mail.js';
+import { seedMailbox } from './support/outbound-sink.js';
+import { createTestApp, type TestApp } from './support/test-app.js';
+
+const LAB = 'results@lab.example';
+
+for (const dialect of testDialects()) {
+  describe(`inbound mail over SMTP (${dialect})`, () => {
+    let t: TestApp;
+    let smtp: Inbound;
+    let senders: ReturnType<typeof outsideSenders>;
+    let reviewerKey: string;
+    let box: Awaited<ReturnType<typeof seedMailbox>>;
+
+    const stored = (id: string) => t.c.store.db.selectFrom('messages').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+    const inboxOf = async (mailboxId: string) => t.c.store.db.selectFrom('messages').selectAll().where('mailbox_id', '=', mailboxId).where('direction', '=', 'inbound').orderBy('id').execute();
+    const deliver = async (raw: Buffer, to: string, from = LAB) => {
+      const before = (await inboxOf(box.mailbox.id)).length;
+      const r = await smtp.sendRaw(raw, { from, to: [to] });
+      return { r, before };
+    };
+
+    beforeAll(async () => {
+      const dir = tempDir('mw-inbound');
+      senders = outsideSenders(dir);
+      t = await createTestApp(dialect, { env: { MAILWARD_DNS_OVERRIDES: senders.file, MAILWARD_MAX_MESSAGE_BYTES: String(256 * 1024), MAILWARD_APPROVAL_TTL: '3600' } });
+      smtp = await startInbound(t);
+      box = await seedMailbox(t, 'autonomous');
+      const k = await t.call('POST', `/v1/humans/${box.reviewer.id}/api-keys`, t.adminKey, { scopes: ['reviewer'] });
+      reviewerKey = k.body.key;
+    }, 60_000);
+    afterAll(async () => {
+      await smtp?.close();
+      await t?.close();
+    });
+
+    it('receives a DKIM-signed message over STARTTLS that the agent lists, reads and tags, with reads audited and the raw bytes sealed', async () => {
+      const marker = `MARKER-${Math.random().toString(36).slice(2)}-BODY`;
+      const raw = await senders.sign(rawMessage({ to: box.mailbox.address, subject: 'Refill request for lisinopril', body: `Please renew the prescription. ${marker}` }));
+      const r = await smtp.sendRaw(raw, { from: LAB, to: [box.mailbox.address] });
+      expect(r.response).toMatch(/^250 /);
+
+      const list = await t.call('GET', `/v1/mailboxes/${box.mailbox.id}/messages?direction=inbound`, box.agentKey);
+      expect(list.status).toBe(200);
+      const item = list.body.messages.find((m: { subject: string }) => m.subject === 'Refill request for lisinopril');
+      expect(item).toBeTruthy();
+      expect(item.status).toBe('received');
+      expect(item.direction).toBe('inbound');
+
+      const view = await t.call('GET', `/v1/emails/${item.id}`, box.agentKey);
+      expect(view.status).toBe(200);
+      expect(view.body.from).toBe(LAB);
+      expect(view.body.to).toEqual([box.mailbox.address]);
+      expect(view.body.text).toContain(marker);
+      expect(view.body.tags).toContain('prescription');
+      expect(view.body.auth_results.flags).toEqual([]);
+      expect(view.body.auth_results.dkim).toEqual([expect.objectContaining({ result: 'pass', domain: 'lab.example', aligned: true })]);
+      expect(view.body.auth_results.spf.result).toBe('pass');
+      expect(view.body.auth_results.dmarc.result).toBe('pass');
+
+      const tagged = await t.call('PUT', `/v1/emails/${item.id}/tags`, box.agentKey, { tags: ['pharmacy', 'reviewed'] });
+      expect(tagged.status).toBe(200);
+      expect(tagged.body.tags).toEqual(['pharmacy', 'reviewed']);
+
+      // The store: raw bytes sealed (what was sent, byte for byte), hashed, audited as received by the system with that hash.
+      const row = await stored(item.id);
+      expect(row.is_read === 0 || row.is_read === 1).toBe(true);
+      const opened = open(t.c.ring, row.raw_sealed!, messageAad(row, 'raw'));
+      expect(opened.equals(raw)).toBe(true);
+      expect(row.raw_hash).toBe(sha256Hex(raw));
+      expect(row.raw_sealed).not.toContain(marker);
+      expect(row.content_sealed).not.toContain(marker);
+      const events = await t.c.store.db.selectFrom('audit_events').selectAll().where('target_id', '=', item.id).orderBy('seq').execute();
+      const received = events.find((e) => e.action === 'email.received')!;
+      expect(received).toMatchObject({ actor_type: 'system', content_hash: sha256Hex(raw), client_ip: '127.0.0.1', outcome: 'success' });
+      expect(JSON.parse(received.delegation_chain).map((c: { type: string }) => c.type)).toEqual(['organization', 'department', 'agent']);
+      expect(received.details).not.toContain(marker);
+      expect(received.details).not.toContain(LAB);
+      expect(events.filter((e) => e.action === 'email.read' && e.actor_id === box.agent.id).length).toBeGreaterThanOrEqual(1);
+      expect(events.some((e) => e.action === 'email.tagged')).toBe(true);
+
+      if (dialect === 'sqlite') {
+        // Nothing readable in the database file or its write-ahead log.
+        for (const f of [`${t.dataDir}/mailward.db`, `${t.dataDir}/mailward.db-wal`]) {
+          if (fs.existsSync(f)) expect(fs.readFileSync(f).includes(Buffer.from(marker))).toBe(false);
+        }
+      } else {
+        const hits = await sql<{ n: number }>`select count(*)::int as n from messages where content_sealed like ${`%${marker}%`} or raw_sealed like ${`%${marker}%`}`.execute(t.c.store.db);
+        expect(hits.rows[0]!.n).toBe(0);
+      }
+    });
+
+    it('answers 550 5.1.1 for an unknown mailbox and 550 5.7.1 for any other domain (never relays)', async () => {
+      const unknown = smtp.sendRaw(rawMessage({ to: `nobody@${t.domain}` }), { from: LAB, to: [`nobody@${t.domain}`] });
+      await expect(unknown).rejects.toMatchObject({ responseCode: 550, response: expect.stringContaining('5.1.1') });
+      const relay = smtp.sendRaw(rawMessage({ to: 'someone@elsewhere.example' }), { from: LAB, to: ['someone@elsewhere.example'] });
+      await expect(relay).rejects.toMatchObject({ responseCode: 550, response: expect.stringContaining('5.7.1') });
+      expect(await smtpCode(smtp.sendRaw(rawMessage({ to: box.mailbox.address }), { from: LAB, to: ['not an address'] }))).not.toBe(250);
+    });
+
+    it('refuses a message over MAILWARD_MAX_MESSAGE_BYTES with 552 and stores nothing', async () => {
+      const { before } = { before: (await inboxOf(box.mailbox.id)).length };
+      const big = rawMessage({ to: box.mailbox.address, body: 'x'.repeat(300 * 1024).replace(/(.{76})/g, '$1\r\n') });
+      expect(await smtpCode(smtp.sendRaw(big, { from: LAB, to: [box.mailbox.address] }))).toBe(552);
+      expect((await inboxOf(box.mailbox.id)).length).toBe(before);
+    });
+
+    it('flags a forged message (DKIM fails, DMARC p=reject) and quarantines it in a quarantining mailbox, listed either way', async () => {
+      const signed = await senders.sign(rawMessage({ from: 'Billing <billing@forged.example>', to: box.mailbox.address, subject: 'Invoice overdue', body: 'Pay the balance now.' }), 'forged.example');
+      const forged = Buffer.from(signed.toString().replace('Pay the balance now.', 'Pay the balance to account 12345 now.'));
+      await deliver(forged, box.mailbox.address, 'billing@forged.example');
+      const flagged = (await inboxOf(box.mailbox.id)).at(-1)!;
+      expect(flagged.status).toBe('received');
+      const auth = JSON.parse(flagged.auth_results!);
+      expect(auth.flags).toEqual(expect.arrayContaining(['dmarc_fail', 'dkim_fail', 'spf_fail']));
+      expect(auth.dmarc).toMatchObject({ result: 'fail', policy: 'reject' });
+
+      const q = await seedMailbox(t, 'autonomous');
+      const patched = await t.call('PATCH', `/v1/mailboxes/${q.mailbox.id}`, t.adminKey, { dmarc_failure: 'quarantine' });
+      expect(patched.status).toBe(200);
+      expect(patched.body.dmarc_failure).toBe('quarantine');
+      await smtp.sendRaw(forged, { from: 'billing@forged.example', to: [q.mailbox.address] });
+      const list = await t.call('GET', `/v1/mailboxes/${q.mailbox.id}/messages`, q.agentKey);
+      expect(list.body.messages).toHaveLength(1);
+      expect(list.body.messages[0].status).toBe('quarantined');
+      const row = await stored(list.body.messages[0].id);
+      expect(JSON.parse(row.status_reason!)).toMatchObject({ code: 'quarantined', reasons: [{ code: 'dmarc_fail', policy: 'reject' }] });
+      // A reviewer may release it.
+      const pending = await t.call('GET', '/v1/approvals?status=pending', reviewerKey);
+      const apr = pending.body.approvals.find((a: { email_id: string }) => a.email_id === row.id);
+      expect(apr).toMatchObject({ direction: 'inbound', reasons: [{ code: 'dmarc_fail', policy: 'reject' }] });
+
+      // A sender whose domain does not ask for enforcement (p=none) is flagged, not quarantined.
+      await smtp.sendRaw(rawMessage({ from: 'news@relaxed.example', to: q.mailbox.address, subject: 'Newsletter' }), { from: 'news@relaxed.example', to: [q.mailbox.address] });
+      const relaxed = (await inboxOf(q.mailbox.id)).at(-1)!;
+      expect(relaxed.status).toBe('received');
+      expect(JSON.parse(relaxed.auth_results!).flags).toContain('dmarc_fail');
+    });
+
+    it('threads a reply to an outbound message into its thread, by In-Reply-To and by subject as a fallback', async () => {
+      const sent = await t.call('POST', `/v1/mailboxes/${box.mailbox.id}/send`, box.agentKey, { to: [LAB], subject: 'Lab order 7781', text: 'Please send the results.' });
+      expect(sent.status).toBe(202);
+      const out = await stored(sent.body.id);
+      await smtp.sendRaw(await senders.sign(rawMessage({ to: box.mailbox.address, subject: 'Re: Lab order 7781', headers: { 'In-Reply-To': out.message_id, References: out.message_id } })), { from: LAB, to: [box.mailbox.address] });
+      const reply = (await inboxOf(box.mailbox.id)).at(-1)!;
+      expect(reply.thread_id).toBe(out.thread_id);
+      const thread = await t.call('GET', `/v1/threads/${out.thread_id}`, box.agentKey);
+      expect(thread.body.messages.map((m: { id: string }) => m.id)).toEqual([out.id, reply.id]);
+
+      // No headers (a client that drops them): the same correspondent and base subject within 30 days.
+      await smtp.sendRaw(rawMessage({ to: box.mailbox.address, subject: 'RE: Lab order 7781' }), { from: LAB, to: [box.mailbox.address] });
+      expect((await inboxOf(box.mailbox.id)).at(-1)!.thread_id).toBe(out.thread_id);
+      // A different correspondent with the same subject starts its own thread.
+      await smtp.sendRaw(rawMessage({ from: 'x@relaxed.example', to: box.mailbox.address, subject: 'Re: Lab order 7781' }), { from: 'x@relaxed.example', to: [box.mailbox.address] });
+      expect((await inboxOf(box.mailbox.id)).at(-1)!.thread_id).not.toBe(out.thread_id);
+    });
+
+    it('turns an outbound message bounced when a delivery status notification reports it failed', async () => {
+      const sent = await t.call('POST', `/v1/mailboxes/${box.mailbox.id}/send`, box.agentKey, { to: ['nobody@clinic.example'], subject: 'Appointment', text: 'See you Tuesday.' });
+      const out = await stored(sent.body.id);
+      expect(out.status).toBe('queued');
+      const dsn = [
+        'From: Mail Delivery System <MAILER-DAEMON@mx.clinic.example>',
+        `To: ${box.mailbox.address}`,
+        'Subject: Undelivered Mail Returned to Sender',
+        'Message-ID: <dsn.1@mx.clinic.example>',
+        'MIME-Version: 1.0',
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="BOUNDARY"',
+        '',
+        '--BOUNDARY',
+        'Content-Type: text/plain',
+        '',
+        'Your message could not be delivered.',
+        '--BOUNDARY',
+        'Content-Type: message/delivery-status',
+        '',
+        'Reporting-MTA: dns; mx.clinic.example',
+        '',
+        'Final-Recipient: rfc822; nobody@clinic.example',
+        'Action: failed',
+        'Status: 5.1.1',
+        'Diagnostic-Code: smtp; 550 5.1.1 <nobody@clinic.example>: Recipient address rejected',
+        '',
+        '--BOUNDARY',
+        'Content-Type: text/rfc822-headers',
+        '',
+        `From: ${box.mailbox.address}`,
+        `Message-ID: ${out.message_id}`,
+        'Subject: Appointment',
+        '',
+        '--BOUNDARY--',
+        '',
+      ].join('\r\n');
+      await smtp.sendRaw(Buffer.from(dsn), { from: '', to: [box.mailbox.address] });
+      const after = await stored(out.id);
+      expect(after.status).toBe('bounced');
+      const reason = JSON.parse(after.status_reason!);
+      expect(reason).toMatchObject({ code: 'dsn', action: 'failed', status: '5.1.1', failed_recipients: 1 });
+      expect(reason.diagnostic).not.toContain('nobody@clinic.example');
+      const report = (await inboxOf(box.mailbox.id)).at(-1)!;
+      expect(report.thread_id).toBe(out.thread_id);
+      expect(JSON.parse(report.tags)).toContain('bounce');
+      const audit = await t.c.store.db.selectFrom('audit_events').selectAll().where('target_id', '=', out.id).where('action', '=', 'email.bounced').execute();
+      expect(audit).toHaveLength(1);
+      expect(JSON.parse(audit[0]!.details)).toMatchObject({ source: 'dsn', status: '5.1.1', report_email_id: report.id });
+      const view = await t.call('GET', `/v1/emails/${out.id}`, box.agentKey);
+      expect(view.body.status).toBe('bounced');
+      expect(view.body.events.map((e: { type: string }) => e.type)).toContain('bounced');
+    });
+
+    it('holds inbound mail of a gated_all mailbox until a reviewer releases it, audited; a rejected one stays withheld', async () => {
+      const g = await seedMailbox(t, 'gated_all');
+      const seen: string[] = [];
+      const stop = t.c.mail.events.subscribe((e) => {
+        if (e.mailbox_id === g.mailbox.id) seen.push(`${e.direction}:${e.status}`);
+      });
+      for (const subject of ['First held', 'Second held']) {
+        await smtp.sendRaw(await senders.sign(rawMessage({ to: g.mailbox.address, subject })), { from: LAB, to: [g.mailbox.address] });
+      }
+      const rows = await inboxOf(g.mailbox.id);
+      expect(rows.map((r) => r.status)).toEqual(['pending_approval', 'pending_approval']);
+      const list = await t.call('GET', `/v1/mailboxes/${g.mailbox.id}/messages`, g.agentKey);
+      expect(list.body.messages).toHaveLength(2);
+      const pending = await t.call('GET', '/v1/approvals?status=pending', reviewerKey);
+      const approvals = rows.map((r) => pending.body.approvals.find((a: { email_id: string }) => a.email_id === r.id));
+      for (const a of approvals) expect(a).toMatchObject({ direction: 'inbound', reasons: [{ code: 'oversight_mode', mode: 'gated_all' }] });
+
+      // Agents never decide; edits make no sense for received mail.
+      expect((await t.call('POST', `/v1/approvals/${approvals[0].id}/approve`, g.agentKey, {})).status).toBe(404);
+      expect((await t.call('POST', `/v1/approvals/${approvals[0].id}/approve`, reviewerKey, { edits: { text: 'changed' } })).status).toBe(422);
+
+      const released = await t.call('POST', `/v1/approvals/${approvals[0].id}/approve`, reviewerKey, { comment: 'Genuine lab results.' });
+      expect(released.status).toBe(200);
+      expect(released.body.status).toBe('received');
+      expect((await stored(rows[0]!.id)).status).toBe('received');
+      const view = await t.call('GET', `/v1/emails/${rows[0]!.id}`, g.agentKey);
+      expect(view.body.subject).toBe('First held');
+      const audit = await t.c.store.db.selectFrom('audit_events').selectAll().where('target_id', '=', rows[0]!.id).where('action', '=', 'email.released').execute();
+      expect(audit).toHaveLength(1);
+      expect(audit[0]).toMatchObject({ actor_type: 'human', actor_id: g.reviewer.id === box.reviewer.id ? box.reviewer.id : audit[0]!.actor_id, content_hash: rows[0]!.raw_hash });
+
+      const rejected = await t.call('POST', `/v1/approvals/${approvals[1].id}/reject`, reviewerKey, { comment: 'Phishing.' });
+      expect(rejected.status).toBe(200);
+      expect(rejected.body.status).toBe('quarantined');
+      expect((await stored(rows[1]!.id)).status).toBe('quarantined');
+      stop();
+      expect(seen).toEqual(['inbound:pending_approval', 'inbound:pending_approval', 'inbound:received']);
+    });
+
+    it('stores one sealed copy per recipient mailbox, marks a Bcc recipient, and quarantines a held message nobody released in time', async () => {
+      const g = await seedMailbox(t, 'gated_all');
+      const raw = await senders.sign(rawMessage({ to: box.mailbox.address, subject: 'Two mailboxes' }));
+      const r = await smtp.sendRaw(raw, { from: LAB, to: [box.mailbox.address, g.mailbox.address] });
+      expect(r.response).toMatch(/^250 /);
+      const a = (await inboxOf(box.mailbox.id)).at(-1)!;
+      const b = (await inboxOf(g.mailbox.id)).at(-1)!;
+      expect([a.status, b.status]).toEqual(['received', 'pending_approval']);
+      expect(a.raw_sealed).not.toBe(b.raw_sealed);
+      expect(a.raw_hash).toBe(b.raw_hash);
+      const bcc = (await t.call('GET', `/v1/emails/${a.id}`, box.agentKey)).body;
+      expect(bcc.bcc).toEqual([]);
+      expect(openContent(t.c.ring, b, b.content_sealed).bcc).toEqual([g.mailbox.address]);
+      // Expiry (MAILWARD_APPROVAL_TTL) keeps an unreleased inbound message withheld, as quarantined.
+      await t.c.store.db.updateTable('approvals').set({ expires_at: new Date(Date.now() - 1000).toISOString() }).where('message_id', '=', b.id).execute();
+      expect(await t.c.mail.approvals.expireDue()).toBeGreaterThanOrEqual(1);
+      const expired = await stored(b.id);
+      expect(expired.status).toBe('quarantined');
+      expect(JSON.parse(expired.status_reason!)).toMatchObject({ code: 'expired' });
+    });
+
+    it('limits messages per client address per minute with 451 4.7.1', async () => {
+      const limited = await startInbound(t, (c) => ({ ...c, inbound: { ...c.inbound, ratePerMinute: 2 } }));
+      try {
+        const send = () => limited.sendRaw(rawMessage({ to: box.mailbox.address }), { from: LAB, to: [box.mailbox.address] });
+        expect(await smtpCode(send())).toBe(250);
+        expect(await smtpCode(send())).toBe(250);
+        await expect(send()).rejects.toMatchObject({ responseCode: 451, response: expect.stringContaining('4.7.1') });
+      } finally {
+        await limited.close();
+      }
+    });
+  });
+}
