@@ -113,7 +113,9 @@ sink.close();
 const rows: Record<string, string | number>[] = [{ target: 'bare smtp-server sink (STARTTLS, discards)', 'messages/s': fmt(N / bare.secs), 'of bare sink': '100%', stored: '-', 'server CPU ms/message': `${fmt(bareCpuMs, 2)} (sink + client)` }];
 
 const dialects = (process.env.MAILWARD_BENCH_DIALECTS ?? 'sqlite,postgres').split(',') as ('sqlite' | 'postgres')[];
-for (const dialect of dialects) {
+// MAILWARD_INBOUND_THREADS of the server: 0 analyses on the event loop, 1 (the default) on a worker thread.
+const threadModes = (process.env.MAILWARD_BENCH_INBOUND_THREADS ?? '1').split(',');
+for (const dialect of dialects) for (const threads of threadModes) {
   const store = await benchStore(dialect);
   const smtpPort = await freePort();
   const server = await startProcess(['--import', 'tsx', path.join(repoRoot, 'src/cli/main.ts'), 'serve'], {
@@ -126,6 +128,7 @@ for (const dialect of dialects) {
     MAILWARD_SMTP_RATE_PER_MINUTE: '0',
     MAILWARD_SMTP_HOSTNAME: 'mx.bench.example',
     MAILWARD_SMTP_PORT: String(smtpPort),
+    MAILWARD_INBOUND_THREADS: threads,
   });
   const base = `http://127.0.0.1:${server.port}`;
   const admin = fs.readFileSync(path.join(store.dataDir, 'bootstrap-admin.key'), 'utf8').trim();
@@ -147,7 +150,7 @@ for (const dialect of dialects) {
   await server.stop();
   await store.drop();
   rows.push({
-    target: `mailward serve (${dialect}): auth + parse + PHI scan + seal + store + audit`,
+    target: `mailward serve (${dialect}, ${threads} analysis thread${threads === '1' ? '' : 's'}): auth + parse + PHI scan + seal + store + audit`,
     'messages/s': fmt(r.ok / r.secs),
     'of bare sink': `${fmt((100 * bare.secs) / r.secs)}%`,
     stored: `${r.ok}/${N}`,

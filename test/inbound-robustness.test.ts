@@ -150,6 +150,25 @@ for (const dialect of testDialects()) {
       expect(await smtpCode(smtp.sendRaw(rawMessage({ to: box.mailbox.address }), { from: LAB, to: [box.mailbox.address] }))).toBe(250);
     }, 120_000);
 
+    it('survives arbitrary bytes and command sequences on the socket (fast-check)', async () => {
+      const talk = (chunks: Uint8Array[]) =>
+        new Promise<void>((resolve) => {
+          const socket = net.connect(smtp.port, '127.0.0.1');
+          socket.on('error', () => resolve());
+          socket.on('close', () => resolve());
+          socket.once('data', async () => {
+            for (const c of chunks) socket.write(c);
+            setTimeout(() => socket.destroy(), 30);
+          });
+        });
+      const command = fc.oneof(
+        fc.uint8Array({ maxLength: 300 }),
+        fc.constantFrom('EHLO x\r\n', 'HELO \r\n', 'MAIL FROM:<a@lab.example>\r\n', `RCPT TO:<${'x'.repeat(70)}@hospital.example>\r\n`, 'DATA\r\n', '.\r\n', 'STARTTLS\r\n', 'AUTH PLAIN AAAA\r\n', 'BDAT 10 LAST\r\n', 'RSET\r\n', 'GET / HTTP/1.1\r\n', 'MAIL FROM:<> SIZE=99999999999\r\n').map((x) => Buffer.from(x)),
+      );
+      await fc.assert(fc.asyncProperty(fc.array(command, { maxLength: 12 }), async (chunks) => talk(chunks)), { numRuns: 40 });
+      expect(await smtpCode(smtp.sendRaw(rawMessage({ to: box.mailbox.address }), { from: LAB, to: [box.mailbox.address] }))).toBe(250);
+    }, 60_000);
+
     it('answers 451 4.3.0 while the store cannot take the message, and stores it when the sender retries', async () => {
       const raw = rawMessage({ to: box.mailbox.address, subject: 'retry me', messageId: '<retry.1@lab.example>' });
       await sql`alter table messages rename to messages_away`.execute(t.c.store.db);

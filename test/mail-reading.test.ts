@@ -434,6 +434,14 @@ for (const dialect of testDialects()) {
         expect(denied).toHaveLength(3);
       });
 
+      it('refuses a reply to a held message, which would copy its subject into the agent\'s own mail', async () => {
+        const r = await t.call('POST', `/v1/emails/${held}/reply`, g.agentKey, { text: 'Thanks' });
+        expect(r.status).toBe(403);
+        expect(r.body.code).toBe('message_held');
+        const mine = await list(g.agentKey, g.mailbox.id, 'direction=outbound');
+        expect(mine.body.messages).toEqual([]);
+      });
+
       it('shows reviewers everything, without marking it read for the agent', async () => {
         const r = await t.call('GET', `/v1/emails/${held}`, reviewerKey);
         expect(r.body).toMatchObject({ content_hidden: false, subject: 'Pathology: malignant', text: 'Findings consistent with carcinoma.', unread: true });
@@ -445,16 +453,15 @@ for (const dialect of testDialects()) {
         expect(att.rawPayload.toString()).toBe('%PDF secret');
       });
 
-      it('shows the agent the content once the message is released', async () => {
-        await t.c.store.db.updateTable('messages').set({ status: 'received' }).where('id', '=', held).execute();
-        try {
-          const r = await t.call('GET', `/v1/emails/${held}`, g.agentKey);
-          expect(r.body).toMatchObject({ content_hidden: false, subject: 'Pathology: malignant', is_read: true });
-          expect(ids(await search(g.agentKey, g.mailbox.id, 'q=carcinoma'))).toEqual([held]);
-          expect((await t.call('GET', `/v1/emails/${held}/attachments/0`, g.agentKey)).status).toBe(200);
-        } finally {
-          await t.c.store.db.updateTable('messages').set({ status: 'pending_approval' }).where('id', '=', held).execute();
-        }
+      it('shows the agent the content once a reviewer releases it', async () => {
+        const approval = (await t.call('GET', `/v1/emails/${held}`, reviewerKey)).body.approval.id;
+        const ok = await t.call('POST', `/v1/approvals/${approval}/approve`, reviewerKey, {});
+        expect(ok.status).toBe(200);
+        const r = await t.call('GET', `/v1/emails/${held}`, g.agentKey);
+        expect(r.body).toMatchObject({ status: 'received', content_hidden: false, subject: 'Pathology: malignant', is_read: true });
+        expect(ids(await search(g.agentKey, g.mailbox.id, 'q=carcinoma'))).toEqual([held]);
+        expect((await t.call('GET', `/v1/emails/${held}/attachments/0`, g.agentKey)).status).toBe(200);
+        expect((await list(g.agentKey, g.mailbox.id)).body.messages[0]).toMatchObject({ content_hidden: false, subject: 'Pathology: malignant', unread: false });
       });
     });
 

@@ -169,7 +169,7 @@ const countsByMessageId = (raws: Buffer[]) => {
 const until = async (what: string, ok: () => boolean | Promise<boolean>, timeoutMs = 120_000) => {
   for (const end = Date.now() + timeoutMs; !(await ok()); ) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    if (process.env.DBG && Math.random() < 0.05) console.error('DBG', what, await (globalThis as any).dbg?.());
+    if (process.env.DBG && Math.random() < 0.05) fs.appendFileSync('/tmp/outbound/dbg.log', `${what} ${await (globalThis as any).dbg?.()}\n`);
     await new Promise((r) => setTimeout(r, 50));
   }
 };
@@ -264,13 +264,16 @@ for (const dialect of testDialects()) {
         const N = 600;
         const K = 400;
         relay.limitTo(K);
-        (globalThis as any).dbg = async () => JSON.stringify({ acc: relay.accepted.length, held: relay.held(), del: await deliveredCount(store), o0: relay.openSessions(0), o1: relay.openSessions(1), jobs: await store.db.selectFrom('outbox').select(['status', 'claimed_by']).select((eb) => eb.fn.countAll().as('n')).groupBy(['status', 'claimed_by']).execute() });
+        (globalThis as any).dbg = async () => JSON.stringify({ acc: relay.accepted.length, held: relay.held(), del: await deliveredCount(store), o0: relay.openSessions(0), o1: relay.openSessions(1), uniq: countsByMessageId(relay.accepted).size, jobs: await store.db.selectFrom('outbox').select(['status', 'attempts', 'last_code']).select((eb) => eb.fn.countAll().as('n')).groupBy(['status', 'attempts', 'last_code']).execute() });
         const a = await serve(envA);
+        fs.appendFileSync('/tmp/outbound/dbg.log', 'a up\n');
         const b = await serve(envB);
+        fs.appendFileSync('/tmp/outbound/dbg.log', 'b up\n');
         try {
           const { agentKey, mailboxId } = await seed(a.port, db.dataDir);
+          fs.appendFileSync('/tmp/outbound/dbg.log', 'seeded\n');
           await submitAll([a.port, b.port], agentKey, mailboxId, N);
-          console.error('DBG submitted');
+          fs.appendFileSync('/tmp/outbound/dbg.log', 'submitted\n');
           await until('K acknowledged and committed, more in flight', async () => relay.accepted.length === K && relay.held() > 0 && (await deliveredCount(store)) === K);
           // Both processes were delivering at once.
           const byListener = await store.db.selectFrom('outbox').select('claimed_by').where('status', '=', 'sending').execute();

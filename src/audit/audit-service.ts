@@ -107,6 +107,27 @@ const compileAppend = (db: Db, dialect: Dialect) => {
   };
 };
 
+/**
+ * A resolved principal's delegation chain is one array reused by every request
+ * of that key (auth cache), so its canonical form is computed once per array.
+ * The cache is checked against the array's length and a shallow copy of its
+ * entries, so a chain changed in place is canonicalized again, never stale.
+ */
+const chainCache = new WeakMap<readonly ChainEntry[], { entries: ChainEntry[]; fields: string[]; json: string }>();
+const canonicalChain = (chain: ChainEntry[]): string => {
+  const hit = chainCache.get(chain);
+  if (
+    hit &&
+    hit.entries.length === chain.length &&
+    chain.every((e, i) => e === hit.entries[i] && e.type === hit.fields[3 * i] && e.id === hit.fields[3 * i + 1] && e.name === hit.fields[3 * i + 2] && Object.keys(e).length === 3)
+  ) {
+    return hit.json;
+  }
+  const json = canonicalJson(chain);
+  chainCache.set(chain, { entries: [...chain], fields: chain.flatMap((e) => [e.type, e.id, e.name]), json });
+  return json;
+};
+
 export const createAuditService = ({ db, dialect, clock }: Deps) => {
   const append = compileAppend(db, dialect);
 
@@ -130,7 +151,7 @@ export const createAuditService = ({ db, dialect, clock }: Deps) => {
       actor_type: input.actor.type,
       actor_id: input.actor.id,
       // Stored in RFC 8785 form, as rowOfChained does.
-      delegation_chain: canonicalJson(input.actor.chain),
+      delegation_chain: canonicalChain(input.actor.chain),
       target_type: target?.type ?? null,
       target_id: target?.id ?? null,
       outcome: input.outcome ?? 'success',

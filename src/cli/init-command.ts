@@ -22,10 +22,10 @@ export const registerInit = (program: Command) =>
             process.stderr.write('mailward: --domain must be a domain name such as hospital.example\n');
             return 1;
           }
+          // Inbound SMTP STARTTLS: a self-signed development certificate in the data dir unless files are configured (before the organisation, so a missing openssl leaves nothing half done).
+          loadSmtpTls({ ...config, bootstrap: { ...config.bootstrap, domain: opts.domain.toLowerCase() } });
           const r = await c.init({ orgName: opts.org, domain: opts.domain, adminName: opts.adminName, adminEmail: opts.adminEmail });
           if (!r) return 1;
-          // Inbound SMTP STARTTLS: a self-signed development certificate in the data dir unless files are configured.
-          loadSmtpTls({ ...config, bootstrap: { ...config.bootstrap, domain: r.domain } });
           if (opts.json) {
             process.stdout.write(`${JSON.stringify({ org_id: r.org_id, domain: r.domain, admin_api_key: r.admin_api_key, admin_human_id: r.admin_human_id, dns_records: r.dns_records.map(({ type, name, value }) => ({ type, name, value })) })}\n`);
           } else {

@@ -16,6 +16,9 @@ export const registerServe = (program: Command) =>
     .action(
       runCommand(async () => {
         const config = configOrExit();
+        // Inbound SMTP (issue 7): STARTTLS with the configured certificate, or the development one generated into
+        // the data dir; checked before anything is initialised, so a missing openssl stops a first start cleanly.
+        const tls = loadSmtpTls(config);
         const c = await createContainer(config, { createMasterKey: true });
         const boot = await c.init({ orgName: config.bootstrap.orgName, domain: config.bootstrap.domain }, { onlyIfEmpty: true });
         if (boot) {
@@ -24,18 +27,18 @@ export const registerServe = (program: Command) =>
           // CONTRACT.md: print only the path, never the key.
           process.stderr.write(`mailward: initialised ${boot.domain}; first admin API key written to ${file}\n`);
         }
-        // Inbound SMTP (issue 7): STARTTLS with the configured certificate, or the development one generated into the data dir.
-        let tls: ReturnType<typeof loadSmtpTls>;
-        try {
-          tls = loadSmtpTls(config);
-        } catch (e) {
-          await c.close();
-          throw e;
-        }
         const app = await buildServer(c);
         const url = await app.listen({ host: config.http.host, port: config.http.port });
         const smtp = createSmtpListener({ receiver: c.inbound.receiver, config, tls, logger: c.logger });
-        const smtpPort = await smtp.listen();
+        let smtpPort: number;
+        try {
+          smtpPort = await smtp.listen();
+        } catch (e) {
+          // E.g. the port is taken: stop what started, so the process exits with the error.
+          await app.close();
+          await c.close();
+          throw e;
+        }
         // Outbound delivery runs in this process (issue 6); c.close() stops it. Several processes may share one store.
         c.mail.delivery.start();
         c.logger.info({ http: url, smtp: `${config.smtp.host}:${smtpPort}`, smtp_tls: tls.generated ? 'generated development certificate' : tls.certFile, store: c.store.describe }, 'mailward listening');

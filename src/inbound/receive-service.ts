@@ -52,6 +52,9 @@ const wrapStore = async <T>(fn: () => Promise<T>): Promise<T> => {
   }
 };
 
+/** The client's HELO name as recorded: host-name characters only (it is client text). */
+const heloOf = (env: InboundEnvelope) => env.helo.replace(/[^A-Za-z0-9.:[\]-]/g, '').slice(0, 255);
+
 const domainOf = (address: string) => address.slice(address.lastIndexOf('@') + 1).toLowerCase();
 
 /**
@@ -263,7 +266,7 @@ export const createReceiveService = (d: Deps) => {
           const actor = await actorFor(tx, mailbox);
           const target = { type: 'email', id: row.id };
           await tx.insertInto('messages').values(row).execute();
-          await addMessageEvent(tx, row.id, at, 'received', { tls: env.tls, auth_flags: analysis.auth.flags, threaded_by: thread.by });
+          await addMessageEvent(tx, row.id, at, 'received', { client_ip: env.clientIp, helo: heloOf(env), tls: env.tls, auth_flags: analysis.auth.flags, threaded_by: thread.by });
           await d.audit.record(tx, {
             action: 'email.received',
             actor,
@@ -274,6 +277,7 @@ export const createReceiveService = (d: Deps) => {
               mailbox_id: mailbox.id,
               status: row.status,
               size: raw.length,
+              helo: heloOf(env),
               tls: env.tls,
               attachments: analysis.content.attachments.length,
               thread_id: row.thread_id,

@@ -46,7 +46,7 @@ export const isContentHidden = (p: Principal, m: Pick<MessagesTable, 'direction'
   p.type === 'agent' && m.direction === 'inbound' && m.status !== 'received';
 
 /** The message held from the agent: 403 `message_held` (audited as denied), whatever the attachment index, so the count does not leak. */
-const messageHeld = () => forbidden('message_held', 'This inbound message is held for review; a reviewer must release it before its content can be read.');
+export const messageHeld = () => forbidden('message_held', 'This inbound message is held for review; a reviewer must release it before its content can be read.');
 
 /** Filters of list and search; `from`, `subject` and `q` apply to opened content (sealed at rest). */
 export type ReadFilters = {

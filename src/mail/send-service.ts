@@ -21,7 +21,7 @@ import { visibleMailbox } from './mailbox-service.js';
 import { addMessageEvent, openContent, sealContent } from './message-store.js';
 import type { MessageContent } from './mime.js';
 import type { OutboundPipeline } from './outbound-pipeline.js';
-import { emailTarget, visibleMessage } from './read-service.js';
+import { emailTarget, isContentHidden, messageHeld, visibleMessage } from './read-service.js';
 
 type Deps = {
   db: Db;
@@ -282,7 +282,10 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
   const reply = async (ctx: RequestContext, emailId: string, body: ReplyInput, idempotencyKey?: string) => {
     const { m, mailbox } = await guard.read(ctx, 'email.submitted', emailTarget(emailId), async () => {
       requireSender(ctx);
-      return visibleMessage(db, ctx, emailId);
+      const found = await visibleMessage(db, ctx, emailId);
+      // Issue 7 part 6: a reply would copy the held message's subject and sender into the agent's own mail.
+      if (isContentHidden(ctx.principal, found.m)) throw messageHeld();
+      return found;
     });
     const c = openContent(ring, m, m.content_sealed);
     const own = mailbox.address.toLowerCase();

@@ -9,6 +9,7 @@ import type { RateLimiter } from '../identity/rate-limiter.js';
 import { AppError } from '../kernel/errors.js';
 import { createMcpServer } from './mcp-server.js';
 import type { McpDeps } from './mcp-tools.js';
+import { createAbortable } from './wait-for-email.js';
 
 export type McpHttpOptions = {
   deps: McpDeps;
@@ -90,20 +91,20 @@ export const mcpRoutes = (opts: McpHttpOptions) => async (app: FastifyInstance) 
           });
         }
         inFlight.set(key, n + 1);
-        const dbg = JSON.stringify(req.body).slice(0, 120); console.error('DBG start', req.id, dbg);
-        const abort = new AbortController();
+        const abort = createAbortable();
         const server = createMcpServer(opts.deps, { context: async () => req.ctx, signal: abort.signal, safetyRecheckMs });
         let released = false;
         const release = () => {
           if (released) return;
           released = true;
-          console.error('DBG release', req.id);
           const left = (inFlight.get(key) ?? 1) - 1;
           if (left <= 0) inFlight.delete(key);
           else inFlight.set(key, left);
-          // A client that went away ends its wait; the server and transport are per request.
-          abort.abort();
-          server.close().catch(() => {});
+          // The client went away before its answer: end its wait and drop the per-request server.
+          if (!reply.raw.writableFinished) {
+            abort.abort();
+            server.close().catch(() => {});
+          }
         };
         reply.raw.once('close', release);
         reply.raw.once('finish', release);

@@ -40,7 +40,14 @@ export const runStdioServer = async (c: Container, rawKey: string | undefined): 
     return { principal, ...m };
   };
 
-  const server = createMcpServer(mcpDepsOf(c), { context, safetyRecheckMs: STDIO_SAFETY_RECHECK_MS });
+  // Requests still being handled when stdin ends (a client that writes and closes) get their answers; waits end early.
+  const pending = new Set<Promise<unknown>>();
+  const track = (work: Promise<unknown>) => {
+    pending.add(work);
+    work.finally(() => pending.delete(work)).catch(() => {});
+  };
+  const ending = new AbortController();
+  const server = createMcpServer(mcpDepsOf(c), { context, safetyRecheckMs: STDIO_SAFETY_RECHECK_MS, signal: ending.signal, track });
   const transport = new StdioServerTransport();
   const closed = new Promise<void>((resolve) => {
     transport.onclose = () => resolve();
@@ -52,5 +59,9 @@ export const runStdioServer = async (c: Container, rawKey: string | undefined): 
   await server.connect(transport);
   c.logger.info({ transport: 'stdio' }, 'mailward mcp ready');
   await closed;
+  ending.abort();
+  await Promise.allSettled([...pending]);
+  // The protocol layer writes each answer just after its handler settles.
+  await new Promise((resolve) => setImmediate(resolve));
   await server.close().catch(() => {});
 };

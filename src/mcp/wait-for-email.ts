@@ -16,6 +16,33 @@ export type WaitFilter = {
   since: string;
 };
 
+/** What a wait listens to: an AbortSignal, or the cheaper flag below. */
+export type Abortable = {
+  readonly aborted: boolean;
+  addEventListener: (type: 'abort', fn: () => void) => void;
+  removeEventListener: (type: 'abort', fn: () => void) => void;
+};
+
+/** A one-shot abort flag; per HTTP request it is cheaper than an AbortController (measured on Node 20). */
+export const createAbortable = () => {
+  const fns = new Set<() => void>();
+  const state = {
+    aborted: false,
+    addEventListener: (_t: 'abort', fn: () => void) => {
+      fns.add(fn);
+    },
+    removeEventListener: (_t: 'abort', fn: () => void) => {
+      fns.delete(fn);
+    },
+  };
+  const abort = () => {
+    if (state.aborted) return;
+    state.aborted = true;
+    for (const fn of [...fns]) fn();
+  };
+  return { signal: state as Abortable, abort };
+};
+
 type Deps = {
   reader: Pick<ReadService, 'list'>;
   events: Pick<MailEvents, 'subscribe'>;
@@ -29,7 +56,8 @@ export type WaitOptions = {
    * on the same PostgreSQL): the in-process bus only sees this process's commits.
    */
   safetyRecheckMs: number;
-  signal?: AbortSignal;
+  /** Any of these aborting ends the wait with no message. */
+  signals?: Abortable[];
   /** Called every `progressMs` while waiting (MCP progress notifications keep clients from timing out). */
   onProgress?: (elapsedMs: number) => void;
   progressMs?: number;
@@ -78,7 +106,7 @@ export const waitForEmail = async (deps: Deps, ctx: RequestContext, filter: Wait
       done = true;
       unsubscribe();
       for (const t of timers) clearTimeout(t);
-      opts.signal?.removeEventListener('abort', onAbort);
+      for (const s of opts.signals ?? []) s.removeEventListener('abort', onAbort);
       if (err) reject(err);
       else resolve(value);
     };
@@ -112,8 +140,8 @@ export const waitForEmail = async (deps: Deps, ctx: RequestContext, filter: Wait
     const onAbort = () => finish(null, null);
     // Subscribe before the first look, so nothing committed in between is missed.
     const unsubscribe = deps.events.subscribe(onEvent);
-    opts.signal?.addEventListener('abort', onAbort);
-    if (opts.signal?.aborted) return finish(null, null);
+    for (const s of opts.signals ?? []) s.addEventListener('abort', onAbort);
+    if (opts.signals?.some((s) => s.aborted)) return finish(null, null);
     timers.push(setTimeout(() => finish(null, null), opts.timeoutMs));
     const safety = () => {
       timers.push(

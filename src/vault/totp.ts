@@ -1,3 +1,4 @@
+import { createHmac } from 'node:crypto';
 import { Secret, TOTP, URI } from 'otpauth';
 import { unprocessable } from '../kernel/errors.js';
 
@@ -59,16 +60,51 @@ export const parseOtpauthUri = (uri: string): TotpSeed => {
   return parseTotpSeed({ secret: otp.secret.base32, algorithm: otp.algorithm, digits: otp.digits, period: otp.period });
 };
 
-/** RFC 6238 section 4: the code for time `at`, and when its time step ends. */
+const BASE32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+
+/** RFC 4648 base32 (already normalised by parseTotpSeed) to bytes. */
+const base32Bytes = (s: string): Buffer => {
+  const out = Buffer.alloc(Math.floor((s.length * 5) / 8));
+  let bits = 0;
+  let acc = 0;
+  let n = 0;
+  for (const ch of s) {
+    const v = BASE32.indexOf(ch);
+    if (v < 0) throw new Error('not base32');
+    acc = ((acc << 5) | v) & 0xffff;
+    bits += 5;
+    if (bits >= 8) {
+      bits -= 8;
+      out[n++] = (acc >> bits) & 0xff;
+    }
+  }
+  return out;
+};
+
+const HMAC_OF: Record<TotpAlgorithm, string> = { SHA1: 'sha1', SHA256: 'sha256', SHA512: 'sha512' };
+
+/**
+ * RFC 6238 section 4: the code for time `at`, and when its time step ends.
+ * HOTP (RFC 4226 section 5.3) with node's HMAC: counter = whole periods since
+ * the epoch, dynamic truncation, modulo 10^digits. The key bytes are zeroed
+ * after use. Checked against RFC 6238 Appendix B, RFC 4226 Appendix D and oathtool.
+ */
 export const totpCode = (seed: TotpSeed, at: Date): { code: string; expiresAt: Date } => {
-  const code = TOTP.generate({
-    secret: Secret.fromBase32(seed.secret),
-    algorithm: seed.algorithm,
-    digits: seed.digits,
-    period: seed.period,
-    timestamp: at.getTime(),
-  });
   const stepMs = seed.period * 1000;
-  const expiresAt = new Date(Math.floor(at.getTime() / stepMs) * stepMs + stepMs);
-  return { code, expiresAt };
+  const step = Math.floor(at.getTime() / stepMs);
+  const counter = Buffer.alloc(8);
+  counter.writeUInt32BE(Math.floor(step / 2 ** 32), 0);
+  counter.writeUInt32BE(step % 2 ** 32, 4);
+  const key = base32Bytes(seed.secret);
+  let mac: Buffer;
+  try {
+    mac = createHmac(HMAC_OF[seed.algorithm], key).update(counter).digest();
+  } finally {
+    key.fill(0);
+  }
+  const offset = mac[mac.length - 1]! & 0x0f;
+  const binary = ((mac[offset]! & 0x7f) << 24) | (mac[offset + 1]! << 16) | (mac[offset + 2]! << 8) | mac[offset + 3]!;
+  mac.fill(0);
+  const code = String(binary % 10 ** seed.digits).padStart(seed.digits, '0');
+  return { code, expiresAt: new Date(step * stepMs + stepMs) };
 };
