@@ -48,6 +48,12 @@ const waitFor = async (n: number) => {
   }
 };
 
+/** CPU time (user + system, all threads) a process has used, in ms: a figure other load on a shared machine hardly moves. */
+const cpuMs = (pid: number | undefined) => {
+  const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
+};
+
 const message = (i: number) => ({ to: [`patient${i}@clinic.example`], subject: `Appointment reminder ${i}`, text: `Dear patient,\n\nyour appointment is on Tuesday at 10:00 (ref ${i}).\n\nCardiology` });
 
 // Baseline: plain nodemailer, pooled connections, STARTTLS, no signing.
@@ -58,14 +64,15 @@ const baselineSecs = (performance.now() - t0) / 1000;
 baselineTransport.close();
 received = 0;
 
-const rows: Record<string, string | number>[] = [{ target: 'plain nodemailer (pooled, STARTTLS, unsigned)', 'messages/s': fmt(N / baselineSecs), 'of baseline': '100%', 'accept p50 ms': '-', 'accept p99 ms': '-' }];
+const rows: Record<string, string | number>[] = [{ target: 'plain nodemailer (pooled, STARTTLS, unsigned)', 'messages/s': fmt(N / baselineSecs), 'of baseline': '100%', 'server CPU ms/msg': '-', 'accept p50 ms': '-', 'accept p99 ms': '-' }];
 
 const dialects = (process.env.MAILWARD_BENCH_DIALECTS ?? 'sqlite').split(',') as ('sqlite' | 'postgres')[];
 // MAILWARD_SIGNING_THREADS: 0 signs on the event loop, 1 on a worker thread.
 const threadModes = (process.env.MAILWARD_BENCH_SIGNING_THREADS ?? '0,1').split(',');
 for (const dialect of dialects) for (const threads of threadModes) {
   const store = await benchStore(dialect);
-  const server = await startProcess(['--import', 'tsx', path.join(repoRoot, 'src/cli/main.ts'), 'serve'], {
+  // MAILWARD_BENCH_NODE_ARGS (e.g. --cpu-prof) goes to the server process, for profiling.
+  const server = await startProcess([...(process.env.MAILWARD_BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []), '--import', 'tsx', path.join(repoRoot, 'src/cli/main.ts'), 'serve'], {
     ...store.env,
     MAILWARD_LOG_LEVEL: 'warn',
     MAILWARD_RATE_LIMIT_PER_MINUTE: '100000000',
@@ -91,6 +98,7 @@ for (const dialect of dialects) for (const threads of threadModes) {
   const mbx = await call('POST', '/v1/mailboxes', admin, { agent_id: agent.id, display_name: 'Reminders', oversight_mode: 'autonomous' });
 
   // End to end: N sends with 32 in flight, timed until the sink has accepted all N.
+  const cpu0 = cpuMs(server.child.pid);
   const t1 = performance.now();
   let next = 0;
   await Promise.all(
@@ -103,18 +111,34 @@ for (const dialect of dialects) for (const threads of threadModes) {
   );
   await waitFor(N);
   const e2eSecs = (performance.now() - t1) / 1000;
+  const cpuPerMessage = (cpuMs(server.child.pid) - cpu0) / N;
 
-  // Accept latency at a steady 100 requests/s (delivery keeps running meanwhile).
+  // Accept latency at a steady 100 requests/s. First into a gated_send mailbox (held: the same request work,
+  // no delivery), then into the autonomous one with delivery running meanwhile: the difference is what
+  // delivery costs a sender.
   received = 0;
-  const lat = await autocannon({ url: `${base}/v1/mailboxes/${mbx.id}/send`, method: 'POST', headers: { authorization: `Bearer ${agentKey}`, 'content-type': 'application/json' }, body: JSON.stringify(message(0)), connections: 10, overallRate: 100, duration: Number(process.env.MAILWARD_BENCH_SECONDS ?? 8) });
+  const load = (mailboxId: string) =>
+    autocannon({ url: `${base}/v1/mailboxes/${mailboxId}/send`, method: 'POST', headers: { authorization: `Bearer ${agentKey}`, 'content-type': 'application/json' }, body: JSON.stringify(message(0)), connections: 10, overallRate: 100, duration: Number(process.env.MAILWARD_BENCH_SECONDS ?? 8) });
+  const gated = await call('POST', '/v1/mailboxes', admin, { agent_id: agent.id, address: `held.${Date.now()}@bench.example`, display_name: 'Held', oversight_mode: 'gated_send' });
+  const held = await load(gated.id!);
+  const lat = await load(mbx.id!);
   await server.stop();
   await store.drop();
   rows.push({
     target: `mailward send -> sink (${dialect}, signing threads ${threads}; 2x DKIM + JWS)`,
     'messages/s': fmt(N / e2eSecs),
     'of baseline': `${fmt((100 * baselineSecs) / e2eSecs)}%`,
+    'server CPU ms/msg': cpuPerMessage.toFixed(2),
     'accept p50 ms': lat.latency.p50,
     'accept p99 ms': `${lat.latency.p99}${lat.non2xx + lat.errors > 0 ? ` (${lat.non2xx + lat.errors} errors)` : ''}`,
+  });
+  rows.push({
+    target: `  same, send into a gated_send mailbox (held, no delivery)`,
+    'messages/s': '-',
+    'of baseline': '-',
+    'server CPU ms/msg': '-',
+    'accept p50 ms': held.latency.p50,
+    'accept p99 ms': `${held.latency.p99}${held.non2xx + held.errors > 0 ? ` (${held.non2xx + held.errors} errors)` : ''}`,
   });
 }
 sink.close();

@@ -141,7 +141,8 @@ for (const dialect of testDialects()) {
             const view = await t.call('GET', `/v1/emails/${id}`, box.agentKey);
             expect(view.status).toBe(200);
           }),
-          { numRuns: 60 },
+          // Found by this property on PostgreSQL: a NUL in a Message-ID reached a query (text cannot hold NUL there).
+          { numRuns: 60, examples: [[['References: \u0000', 'Message-ID: <a\u0000b@x>', 'In-Reply-To: \u0000@\u0001'], '']] },
         );
       } finally {
         tr.close();

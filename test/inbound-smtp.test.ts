@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import net from 'node:net';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { open } from '../src/kernel/crypto/envelope.js';
@@ -110,6 +111,19 @@ for (const dialect of testDialects()) {
       const big = rawMessage({ to: box.mailbox.address, body: 'x'.repeat(300 * 1024).replace(/(.{76})/g, '$1\r\n') });
       expect(await smtpCode(smtp.sendRaw(big, { from: LAB, to: [box.mailbox.address] }))).toBe(552);
       expect((await inboxOf(box.mailbox.id)).length).toBe(before);
+      // A client that declares the size (RFC 1870) is refused before it sends anything.
+      const replies = await new Promise<string>((resolve, reject) => {
+        const socket = net.connect(smtp.port, '127.0.0.1');
+        let buf = '';
+        const steps = ['EHLO mx.lab.example\r\n', `MAIL FROM:<${LAB}> SIZE=${300 * 1024}\r\n`, 'QUIT\r\n'];
+        socket.on('data', (d) => {
+          buf += d.toString();
+          if (/^\d{3} /m.test(buf.split(/\r?\n/).filter(Boolean).at(-1) ?? '') && steps.length > 0) socket.write(steps.shift()!);
+        });
+        socket.on('close', () => resolve(buf));
+        socket.on('error', reject);
+      });
+      expect(replies).toMatch(/^552 /m);
     });
 
     it('flags a forged message (DKIM fails, DMARC p=reject) and quarantines it in a quarantining mailbox, listed either way', async () => {

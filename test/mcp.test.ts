@@ -346,7 +346,10 @@ for (const dialect of testDialects()) {
       const k = await t.call('POST', `/v1/agents/${agent.agent.id}/api-keys`, t.adminKey, { scopes: ['mail:read'] });
       const c = await stdioFromSources({ ...t.env, MAILWARD_API_KEY: k.body.key, MAILWARD_AUTH_CACHE_MS: '50' });
       clients.push(c);
-      expect((await c.call('whoami')).isError).toBeFalsy();
+      const first = await c.call('whoami').catch((e) => {
+        throw new Error(`${e}\n${c.stderr()}`);
+      });
+      expect(first.isError).toBeFalsy();
       expect((await t.call('DELETE', `/v1/api-keys/${k.body.id}`, t.adminKey)).status).toBe(200);
       let code = '';
       for (let i = 0; i < 100 && code !== 'unauthorized'; i++) {

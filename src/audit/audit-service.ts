@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { sql } from 'kysely';
 import type { Clock } from '../kernel/clock.js';
 import { newId } from '../kernel/ids.js';
-import { compileOnce, type Db, type Dialect, type Executor, inGroupCommit } from '../store/db.js';
+import { compileOnce, type Db, type Dialect, type Executor, inGroupCommit, rollbacksIn } from '../store/db.js';
 import type { AuditEventsTable } from '../store/schema.js';
 import { type ChainedEvent, chainedOfRow, type EventRow } from './audit-chain.js';
 import { canonicalJson } from './canonical.js';
@@ -88,9 +88,8 @@ const EVENT_COLUMNS = [
 ] as const satisfies readonly (keyof AuditEventsTable)[];
 
 /**
- * The append path's three statements, built by the same Kysely builders as
- * before (one set of queries for both dialects) but compiled once: building
- * and compiling them anew was a large share of an append's cost.
+ * The append path's statements, built by Kysely's builders but compiled once:
+ * building and compiling them anew was a large share of an append's cost.
  */
 const compileAppend = (db: Db, dialect: Dialect) => {
   let head = db.selectFrom('audit_head').select(['seq', 'hash']).where('id', '=', 1);
@@ -100,10 +99,26 @@ const compileAppend = (db: Db, dialect: Dialect) => {
     EVENT_COLUMNS.length,
   );
   const update = compileOnce((v) => db.updateTable('audit_head').set({ seq: v[0], hash: v[1] }).where('id', '=', 1), 2);
+  // PostgreSQL: the event and the new head in one statement, one round trip
+  // instead of two (SQLite has no INSERT inside WITH, so it runs both above).
+  const n = EVENT_COLUMNS.length;
+  const insertAndMove =
+    dialect === 'postgres'
+      ? compileOnce(
+          (v) =>
+            db
+              .with('appended', (qb) => qb.insertInto('audit_events').values(Object.fromEntries(EVENT_COLUMNS.map((c, i) => [c, v[i]])) as unknown as AuditEventsTable))
+              .updateTable('audit_head')
+              .set({ seq: v[n], hash: v[n + 1] })
+              .where('id', '=', 1),
+          n + 2,
+        )
+      : undefined;
   return {
     head: head.compile(),
-    insert: (row: EventRow) => insert(...EVENT_COLUMNS.map((c) => row[c])),
-    update: (seq: number, hash: string) => update(seq, hash),
+    /** The statements that store `row` and move the head to it. */
+    write: (row: EventRow) =>
+      insertAndMove ? [insertAndMove(...EVENT_COLUMNS.map((c) => row[c]), row.seq, row.hash)] : [insert(...EVENT_COLUMNS.map((c) => row[c])), update(row.seq, row.hash)],
   };
 };
 
@@ -132,15 +147,30 @@ export const createAuditService = ({ db, dialect, clock }: Deps) => {
   const append = compileAppend(db, dialect);
 
   /**
+   * The head as a transaction last wrote it. Once a transaction has appended it
+   * holds the head (FOR UPDATE on PostgreSQL, the write lock on SQLite) until
+   * it ends, so its next append need not read the head again; a rollback to a
+   * savepoint may undo appends, so after one (rollbacksIn changes) the head is
+   * read again. Only `record` moves the head; were it moved past this cache by
+   * other means, the next seq would already exist and the primary key would
+   * refuse the append (the caller fails; the chain cannot fork).
+   */
+  const heads = new WeakMap<Executor, { seq: number; hash: string; rollbacks: number }>();
+
+  /**
    * Appends one event to the hash chain inside the caller's transaction
    * (45 CFR 164.312(b)). If this fails, the caller's change fails with it.
    * The head row is locked, so concurrent appenders form one gapless chain.
    */
   const record = async (tx: Executor, input: AuditInput): Promise<{ seq: number; hash: string }> => {
-    const { rows } = await tx.executeQuery<{ seq: number | string; hash: string }>(append.head);
-    const head = rows[0];
-    if (!head) throw new Error('audit: the chain head row is missing');
-    const seq = Number(head.seq) + 1;
+    const rollbacks = tx.isTransaction ? rollbacksIn(tx) : -1;
+    let head = tx.isTransaction ? heads.get(tx) : undefined;
+    if (!head || head.rollbacks !== rollbacks) {
+      const { rows } = await tx.executeQuery<{ seq: number | string; hash: string }>(append.head);
+      if (!rows[0]) throw new Error('audit: the chain head row is missing');
+      head = { seq: Number(rows[0].seq), hash: rows[0].hash, rollbacks };
+    }
+    const seq = head.seq + 1;
     const target = input.target ?? null;
     const row: EventRow = {
       seq,
@@ -167,8 +197,8 @@ export const createAuditService = ({ db, dialect, clock }: Deps) => {
     // (members in JCS order; audit-service.test.ts checks it against chainHash).
     const canonical = `{"action":${q(row.action)},"actor":{"id":${q(row.actor_id)},"type":${q(row.actor_type)}},"at":${q(row.at)},"client_ip":${q(row.client_ip)},"content_hash":${q(row.content_hash)},"delegation_chain":${row.delegation_chain},"details":${row.details},"id":${q(row.id)},"org_id":${q(row.org_id)},"outcome":${q(row.outcome)},"request_id":${q(row.request_id)},"seq":${seq},"target":${target ? `{"id":${q(target.id)},"type":${q(target.type)}}` : 'null'}}`;
     row.hash = createHash('sha256').update(head.hash, 'hex').update(canonical, 'utf8').digest('hex');
-    await tx.executeQuery(append.insert(row));
-    await tx.executeQuery(append.update(seq, row.hash));
+    for (const statement of append.write(row)) await tx.executeQuery(statement);
+    if (tx.isTransaction) heads.set(tx, { seq, hash: row.hash, rollbacks });
     return { seq, hash: row.hash };
   };
 

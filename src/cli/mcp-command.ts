@@ -21,6 +21,11 @@ export const registerMcp = (program: Command) =>
         const config = configOrExit();
         // Anything on stdout that is not protocol breaks MCP clients: every log line goes to stderr (fd 2).
         const logger = createLogger({ level: config.logLevel, destination: 2 });
+        // A stray rejection must not end an agent's session: log its class on stderr (never its message: it may hold data) and keep serving.
+        process.on('unhandledRejection', (e) => {
+          const x = e as { name?: string; code?: unknown } | undefined;
+          logger.error({ err: { type: x?.name ?? typeof e, code: x?.code } }, 'unhandled rejection in mailward mcp');
+        });
         const c = await createContainer(config, { logger });
         try {
           await runStdioServer(c, key);

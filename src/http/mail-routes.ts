@@ -104,6 +104,9 @@ export const mailRoutes = (deps: Deps) => async (root: FastifyInstance) => {
   app.post('/v1/emails/:id/reply', { bodyLimit: sendBodyLimit, schema: { tags, security: secured, summary: 'Reply in the thread of a message of the agent\'s mailbox', params: idParams('msg'), body: replyBody, response: { 202: sendAccepted, ...problems(400, 401, 403, 404, 409, 413, 422) } } }, async (req, reply) =>
     reply.code(202).send(await mail.reply(req.ctx, req.params.id, req.body, idempotencyKeyOf(req))),
   );
+  app.post('/v1/emails/:id/cancel', { schema: { tags, security: secured, summary: 'Cancel an outbound message not yet handed to SMTP (pending_approval, queued, deferred): the sending agent or an admin; 409 not_cancellable otherwise', params: idParams('msg'), response: { 200: sendAccepted, ...problems(400, 401, 403, 404, 409) } } }, (req) =>
+    mail.cancel(req.ctx, req.params.id),
+  );
   app.get('/v1/emails/:id', { schema: { tags, security: secured, summary: 'Read a message with its status, approval, authentication results and events; marks an inbound message read. An agent sees a held inbound message (gated_all) as content_hidden', params: idParams('msg'), response: { 200: emailOrHeldOut, ...problems(400, 401, 403, 404) } } }, (req) =>
     reader.get(req.ctx, req.params.id),
   );

@@ -32,9 +32,10 @@ export type InboundAnalysis = {
   dsn: DsnReport | null;
 };
 
-const MSG_ID = /<[^<>\s]{1,990}>/;
+// RFC 5322 3.6.4: a msg-id is printable US-ASCII between angle brackets (no controls: NUL cannot even be stored in PostgreSQL text).
+const MSG_ID = /<[\x21-\x3b\x3d\x3f-\x7e]{1,990}>/;
 const ids = (v: string | string[] | undefined | null): string[] =>
-  (Array.isArray(v) ? v : v ? v.split(/\s+/) : []).map((s) => MSG_ID.exec(s)?.[0] ?? (s && !s.includes('<') && s.includes('@') ? `<${s}>` : '')).filter((s) => s.length > 2 && s.length <= 998);
+  (Array.isArray(v) ? v : v ? v.split(/\s+/) : []).map((s) => MSG_ID.exec(s)?.[0] ?? (/^[\x21-\x3b\x3d\x3f-\x7e]{1,990}$/.test(s) && s.includes('@') ? `<${s}>` : '')).filter((s) => s.length > 2 && s.length <= 998);
 
 const addresses = (a: AddressObject | AddressObject[] | undefined): string[] => {
   const out: string[] = [];

@@ -10,7 +10,8 @@ export type DsnReport = {
   recipients: DsnRecipient[];
 };
 
-const MSG_ID = /<[^<>\s]{1,990}>/g;
+// RFC 5322 3.6.4: printable US-ASCII between angle brackets.
+const MSG_ID = /<[\x21-\x3b\x3d\x3f-\x7e]{1,990}>/g;
 
 const unfold = (s: string) => s.replace(/\r?\n[ \t]+/g, ' ');
 
@@ -83,7 +84,7 @@ export const parseDsn = (raw: Buffer): DsnReport | null => {
       if (type.startsWith('message/delivery-status') || type.startsWith('message/global-delivery-status')) {
         const text = decodePart(part.header, part.body).toString('utf8');
         recipients.push(...recipientBlocks(text));
-        for (const m of text.matchAll(/^(?:X-)?Original-Message-ID:[ \t]*(<[^<>\s]+>)/gim)) ids.push(m[1]!);
+        for (const m of text.matchAll(/^(?:X-)?Original-Message-ID:[ \t]*(<[\x21-\x3b\x3d\x3f-\x7e]{1,990}>)/gim)) ids.push(m[1]!);
       } else if (type.startsWith('message/rfc822') || type.startsWith('text/rfc822-headers') || type.startsWith('message/global')) {
         const returned = splitMessage(decodePart(part.header, part.body)).header;
         const id = headerValue(returned, 'Message-ID');

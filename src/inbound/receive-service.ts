@@ -118,7 +118,8 @@ export const createReceiveService = (d: Deps) => {
   const checkRecipient = (address: string): Promise<RecipientCheck> =>
     wrapStore(async () => {
       const a = address.toLowerCase();
-      if (!/^[^@\s]{1,64}@[^@\s]{1,253}$/.test(a)) return { ok: false, reason: 'unknown_mailbox' };
+      // Mailbox addresses are printable ASCII (mail-schemas emailAddress); anything else cannot be one of ours.
+      if (!/^[\x21-\x3f\x41-\x7e]{1,64}@[\x21-\x3f\x41-\x7e]{1,253}$/.test(a)) return { ok: false, reason: 'unknown_mailbox' };
       if ((await mailboxesAt([a])).length > 0) return { ok: true };
       const org = await d.db.selectFrom('organizations').select('id').where('domain', '=', domainOf(a)).executeTakeFirst();
       return { ok: false, reason: org ? 'unknown_mailbox' : 'relay_denied' };

@@ -132,7 +132,7 @@ export const createDeliveryWorker = (d: Deps) => {
     committing = true;
     try {
       while (outcomes.length > 0) {
-        const group = outcomes.splice(0, 64);
+        const group = outcomes.splice(0, 16);
         try {
           await d.db.transaction().execute(async (tx) => {
             for (const p of group) await finishIn(tx, p.job, p.rawHash, p.outcome);
@@ -153,37 +153,59 @@ export const createDeliveryWorker = (d: Deps) => {
       void flush();
     });
 
+  /*
+   * At most PREPARING jobs read the store and sign at once (the signing pool has
+   * one thread by default, so more would only queue there). On SQLite every
+   * statement takes the one connection in turn: a deep queue of delivery reads
+   * would sit in front of each statement of a `send` request (accept latency).
+   * Sending (network I/O) and commits are not limited by this.
+   */
+  const PREPARING = 2;
+  let preparing = 0;
+  const prepQueue: (() => void)[] = [];
+  const prepared = async <T>(fn: () => Promise<T>): Promise<T> => {
+    if (preparing >= PREPARING) await new Promise<void>((r) => prepQueue.push(r));
+    else preparing++;
+    try {
+      return await fn();
+    } finally {
+      const next = prepQueue.shift();
+      if (next) next();
+      else preparing--;
+    }
+  };
+
+  /** The signed bytes of a job's message: signed and stored on the first attempt, read back on a retry. */
+  const rawFor = async (job: OutboxTable): Promise<{ raw: Buffer; rawHash: string | null }> => {
+    const m = await d.db.selectFrom('messages').selectAll().where('id', '=', job.message_id).executeTakeFirstOrThrow();
+    if (m.raw_sealed) return { raw: open(d.ring, m.raw_sealed, messageAad(m, 'raw')), rawHash: m.raw_hash };
+    // First attempt: sign now and keep the bytes, so every retry and route sends the same message.
+    const raw = await d.pipeline.sign(d.db, m);
+    const hash = sha256Hex(raw);
+    // Two routes of one message may race to sign: the first stored bytes win, the other reads them.
+    const u = await d.db.updateTable('messages').set({ raw_sealed: seal(d.ring, raw, messageAad(m, 'raw')), raw_hash: hash, size_bytes: raw.length }).where('id', '=', m.id).where('raw_sealed', 'is', null).executeTakeFirst();
+    if (Number(u.numUpdatedRows) > 0) return { raw, rawHash: hash };
+    const stored = await d.db.selectFrom('messages').select(['raw_sealed', 'raw_hash']).where('id', '=', m.id).executeTakeFirstOrThrow();
+    return { raw: open(d.ring, stored.raw_sealed!, messageAad(m, 'raw')), rawHash: stored.raw_hash };
+  };
+
   const process1 = async (job: OutboxTable) => {
     let outcome: Outcome;
     let rawHash: string | null = null;
     try {
-      const m = await d.db.selectFrom('messages').selectAll().where('id', '=', job.message_id).executeTakeFirstOrThrow();
-      let sealedRaw = m.raw_sealed;
-      if (!sealedRaw) {
-        // First attempt: sign now and keep the bytes, so every retry and route sends the same message.
-        let raw: Buffer;
-        try {
-          raw = await d.pipeline.sign(d.db, m);
-        } catch (e) {
-          if (isAppError(e) && e.status < 500) {
-            await finish(job, null, { kind: 'fail', code: null, category: e.code });
-            return;
-          }
-          throw e;
+      let signed: { raw: Buffer; rawHash: string | null };
+      try {
+        signed = await prepared(() => rawFor(job));
+      } catch (e) {
+        if (isAppError(e) && e.status < 500) {
+          await finish(job, null, { kind: 'fail', code: null, category: e.code });
+          return;
         }
-        const candidate = seal(d.ring, raw, messageAad(m, 'raw'));
-        const hash = sha256Hex(raw);
-        // Two routes of one message may race to sign: the first stored bytes win, the other reads them.
-        await d.db.updateTable('messages').set({ raw_sealed: candidate, raw_hash: hash, size_bytes: raw.length }).where('id', '=', m.id).where('raw_sealed', 'is', null).execute();
-        const stored = await d.db.selectFrom('messages').select(['raw_sealed', 'raw_hash']).where('id', '=', m.id).executeTakeFirstOrThrow();
-        sealedRaw = stored.raw_sealed!;
-        rawHash = stored.raw_hash;
-      } else {
-        rawHash = m.raw_hash;
+        throw e;
       }
-      const raw = open(d.ring, sealedRaw, messageAad(m, 'raw'));
+      rawHash = signed.rawHash;
       const envelope = JSON.parse(open(d.ring, job.envelope_sealed, outboxAad(job.org_id, job.message_id, job.id)).toString()) as Envelope;
-      outcome = await d.sender.deliver(job.route, envelope, raw);
+      outcome = await d.sender.deliver(job.route, envelope, signed.raw);
     } catch (e) {
       // Never the message or addresses in the log: the job id and error class only.
       d.logger.error({ job: job.id, err: { type: (e as Error)?.name } }, 'delivery attempt failed internally');

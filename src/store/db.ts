@@ -85,6 +85,14 @@ export const compileOnce = <R>(build: (values: readonly never[]) => Compilable<R
   });
 };
 
+const rollbackCounts = new WeakMap<Executor, number>();
+
+/**
+ * How many times a group commit rolled `tx` back to a savepoint: work done in
+ * `tx` before that may be undone (the audit service re-reads its chain head).
+ */
+export const rollbacksIn = (tx: Executor): number => rollbackCounts.get(tx) ?? 0;
+
 /** One caller of a group commit: its transaction function and how to answer it. */
 type GroupJob = { fn: (tx: Tx) => Promise<unknown>; resolve: (v: unknown) => void; reject: (e: unknown) => void };
 
@@ -146,6 +154,7 @@ const createGroupCommit = (db: Db) => {
             outcomes.push({ ok: false, error });
           }
           const failed = !outcomes[i]!.ok;
+          if (failed) rollbackCounts.set(tx, rollbacksIn(tx) + 1);
           // Undo a failed caller's work; COMMIT releases the last savepoint. If a
           // control statement fails the transaction is gone (e.g. SQLite rolled it
           // back): the whole group fails below.
