@@ -40,6 +40,12 @@ type Deps = {
  * signed bytes, and records every attempt as a message event and an audit
  * event in one transaction with the job's new state. Runs inside `mailward
  * serve`; tests start it, or drive it with `runOnce`.
+ *
+ * Exactly once (README, "Exactly once"): a job is claimed only when a slot can
+ * send it, its lease is renewed while this process lives, and a 250 is
+ * committed in the next store commit. The one window left is RFC 1047's: a
+ * crash after the relay wrote its 250 and before our commit sends that message
+ * again when the lease has run out. Nothing is lost.
  */
 export const createDeliveryWorker = (d: Deps) => {
   const workerId = `wrk_${randomUUID()}`;
@@ -285,7 +291,10 @@ export const createDeliveryWorker = (d: Deps) => {
     renewing = true;
     try {
       const now = d.clock.now();
-      await d.db.updateTable('outbox').set({ lease_until: new Date(now.getTime() + leaseMs).toISOString() }).where('claimed_by', '=', workerId).where('status', '=', 'sending').execute();
+      let mine = d.db.selectFrom('outbox').select('id').where('claimed_by', '=', workerId).where('status', '=', 'sending');
+      // Rows an outcome commit holds are being finished anyway: skipping them keeps the two from deadlocking.
+      if (d.dialect === 'postgres') mine = mine.forUpdate().skipLocked();
+      await d.db.updateTable('outbox').set({ lease_until: new Date(now.getTime() + leaseMs).toISOString() }).where('id', 'in', mine).execute();
     } catch (e) {
       d.logger.error({ err: { type: (e as Error)?.name } }, 'renewing delivery leases failed');
     } finally {

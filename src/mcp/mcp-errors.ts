@@ -17,6 +17,32 @@ export const toolErrorOut = z.object({
   }),
 });
 
+/**
+ * SQLite answers SQLITE_BUSY (and, in WAL mode, SQLITE_BUSY_SNAPSHOT at once,
+ * without waiting) when another process writes the same file: `mailward mcp`
+ * over stdio beside `mailward serve`. Every service call is one transaction
+ * that rolled back, so trying again is safe.
+ */
+export const isStoreBusy = (e: unknown): boolean => {
+  const code = (e as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && code.startsWith('SQLITE_BUSY');
+};
+
+export const storeBusy = () => new AppError('store_busy', 503, 'The store is busy with another process; retry shortly.', { temporary: true, extra: { retry_after: 1 } });
+
+/** Runs `fn`, trying again (up to 5 times, backing off) while the store is busy; then 503 store_busy. */
+export const retryWhileBusy = async <T>(fn: () => Promise<T>): Promise<T> => {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await fn();
+    } catch (e) {
+      if (!isStoreBusy(e)) throw e;
+      if (attempt >= 4) throw storeBusy();
+      await new Promise((r) => setTimeout(r, 20 * 2 ** attempt + Math.random() * 20));
+    }
+  }
+};
+
 /** A zod failure of tool arguments: 400 validation_failed with the paths, like REST. */
 export const validationError = (issues: z.core.$ZodIssue[]) => {
   const errors = issues.slice(0, 20).map((i) => ({ path: `/${i.path.map(String).join('/')}`, message: i.message }));

@@ -9,8 +9,8 @@ import {
 import { z } from 'zod';
 import type { RequestContext } from '../identity/principal.js';
 import { AppError } from '../kernel/errors.js';
-import { toolErrorOut, toolErrorResult, validationError } from './mcp-errors.js';
-import { type McpDeps, TOOL_BY_NAME, TOOLS, type ToolDef } from './mcp-tools.js';
+import { retryWhileBusy, toolErrorOut, toolErrorResult, validationError } from './mcp-errors.js';
+import { type McpDeps, TOOL_BY_NAME, TOOLS } from './mcp-tools.js';
 import type { Abortable } from './wait-for-email.js';
 
 export const MCP_SERVER_VERSION = '0.1.0';
@@ -65,14 +65,12 @@ const DEFINITIONS: ReadonlyMap<string, Tool> = new Map(
 /** One validator per process: the SDK otherwise builds a fresh Ajv per server, i.e. per stateless HTTP request (measured: a quarter of a call's CPU). */
 const SHARED_VALIDATOR = new AjvJsonSchemaValidator();
 
-const isListed = (deps: McpDeps, t: ToolDef) => t.available?.(deps) !== false;
-
 /**
  * The tools this caller may use: scopes and roles decide, and a key whose
  * mailboxes are all read_only (or that has none) sees no sending tools.
  */
 export const visibleTools = async (deps: McpDeps, ctx: RequestContext): Promise<Tool[]> => {
-  const allowed = TOOLS.filter((t) => isListed(deps, t) && t.access(ctx.principal) === null);
+  const allowed = TOOLS.filter((t) => t.access(ctx.principal) === null);
   let sendable: boolean | undefined;
   if (allowed.some((t) => t.needsSendableMailbox)) {
     sendable = (await deps.mailboxes.list(ctx)).some((m) => m.oversight_mode !== 'read_only');
@@ -89,12 +87,12 @@ type Extra = {
 /** Runs one tool call. Never throws: every failure is an isError result with a stable code. */
 export const callTool = async (deps: McpDeps, session: McpSession, name: string, args: unknown, extra: Extra): Promise<CallToolResult> => {
   const tool = TOOL_BY_NAME.get(name);
-  if (!tool || !isListed(deps, tool)) {
+  if (!tool) {
     const shown = /^[A-Za-z0-9_.-]{1,64}$/.test(name) ? ` ${name}` : '';
     return toolErrorResult(new AppError('unknown_tool', 404, `There is no tool${shown}; list the tools to see what this key may use.`), deps.logger, 'unknown');
   }
   try {
-    const ctx = await session.context();
+    const ctx = await retryWhileBusy(session.context);
     const denied = tool.access(ctx.principal);
     if (denied) {
       // 45 CFR 164.312(b): a refused attempt is an audit event, as it is on REST.
@@ -114,7 +112,7 @@ export const callTool = async (deps: McpDeps, session: McpSession, name: string,
               .sendNotification({ method: 'notifications/progress', params: { progressToken: token, progress: Math.round(ms / 1000), total: Math.round(totalMs / 1000), message: 'waiting for email' } })
               .catch(() => {});
           };
-    const r = await tool.run(deps, ctx, parsed.data, { signals, progress, safetyRecheckMs: session.safetyRecheckMs });
+    const r = await retryWhileBusy(() => tool.run(deps, ctx, parsed.data, { signals, progress, safetyRecheckMs: session.safetyRecheckMs }));
     return { content: [{ type: 'text', text: r.text }], structuredContent: r.structured };
   } catch (e) {
     return toolErrorResult(e, deps.logger, tool.name);
@@ -137,7 +135,7 @@ export const createMcpServer = (deps: McpDeps, session: McpSession) => {
     session.track?.(work);
     return work;
   };
-  server.setRequestHandler(ListToolsRequestSchema, () => tracked((async () => ({ tools: await visibleTools(deps, await session.context()) }))()));
+  server.setRequestHandler(ListToolsRequestSchema, () => tracked(retryWhileBusy(async () => ({ tools: await visibleTools(deps, await session.context()) }))));
   server.setRequestHandler(CallToolRequestSchema, (req, extra) => tracked(callTool(deps, session, req.params.name, req.params.arguments, extra as unknown as Extra)));
   return server;
 };

@@ -46,7 +46,7 @@ import { type Abortable, waitForEmail } from './wait-for-email.js';
 export type McpDeps = {
   identity: Pick<IdentityService, 'me'>;
   mailboxes: Pick<MailboxService, 'list'>;
-  mail: Pick<SendService, 'send' | 'reply'> & { cancel?: (ctx: RequestContext, emailId: string) => Promise<unknown> };
+  mail: Pick<SendService, 'send' | 'reply' | 'cancel'>;
   reader: Pick<ReadService, 'get' | 'list' | 'thread' | 'setTags' | 'search'>;
   vault: Pick<VaultService, 'list' | 'store' | 'totp' | 'reveal'>;
   consent: Pick<ConsentService, 'get'>;
@@ -92,8 +92,6 @@ export type ToolDef = {
   access: (p: Principal) => AppError | null;
   /** Listing only: send tools need a mailbox that is not read_only. */
   needsSendableMailbox?: boolean;
-  /** False when the server lacks what the tool calls (it is then neither listed nor callable). */
-  available?: (deps: McpDeps) => boolean;
   run: (deps: McpDeps, ctx: RequestContext, args: Record<string, unknown>, env: CallEnv) => Promise<ToolResult>;
 };
 
@@ -228,7 +226,6 @@ const waitOut = z.object({
   since: z.string(),
   waited_seconds: z.number(),
 });
-const cancelOut = z.looseObject({ id: z.string(), status: z.string() });
 
 /** Bodies returned in full by get_thread; older messages are listed as summaries. */
 const THREAD_FULL_MESSAGES = 20;
@@ -396,15 +393,14 @@ const tools: ToolDef[] = [
     name: 'cancel_email',
     title: 'Cancel an email',
     description:
-      'Cancels a message you sent that has not gone out yet (held for approval, queued or deferred); it becomes cancelled and is never delivered. Mail already delivered cannot be recalled. Not for deleting received mail.',
+      'Cancels a message you sent that has not been handed to SMTP yet (pending_approval, queued or deferred): it becomes cancelled and is never delivered, and a pending approval is closed. Anything already being sent or delivered cannot be recalled (not_cancellable). Not for deleting or hiding received mail.',
     input: z.strictObject({ email_id: emailId }),
-    output: cancelOut,
+    output: sendAccepted,
     annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
     access: agentScope('mail:send'),
     needsSendableMailbox: true,
-    available: (d) => typeof d.mail.cancel === 'function',
     run: async (d, ctx, a) => {
-      const r = out(cancelOut, await d.mail.cancel?.(ctx, a.email_id as string));
+      const r = out(sendAccepted, await d.mail.cancel(ctx, a.email_id as string));
       return resultOf(r, `Email ${r.id}: ${r.status}.\n${json(r)}`);
     },
   },

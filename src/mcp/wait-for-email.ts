@@ -3,6 +3,7 @@ import type { RequestContext } from '../identity/principal.js';
 import type { MailEvent, MailEvents } from '../mail/mail-events.js';
 import type { messageSummaryOut } from '../mail/mail-schemas.js';
 import type { ReadService } from '../mail/read-service.js';
+import { isStoreBusy } from './mcp-errors.js';
 
 export type Summary = z.infer<typeof messageSummaryOut>;
 
@@ -128,7 +129,9 @@ export const waitForEmail = async (deps: Deps, ctx: RequestContext, filter: Wait
         },
         (e) => {
           running = false;
-          finish(e, null);
+          // Another process holds the SQLite write lock: look again shortly instead of failing the wait.
+          if (isStoreBusy(e)) timers.push(setTimeout(run, 100 + Math.random() * 100));
+          else finish(e, null);
         },
       );
     };
