@@ -87,6 +87,14 @@ try {
     });
   }
 
+  // autocannon drops its connections with requests in flight; their slots come back as the server sees the sockets close.
+  for (let i = 0; ; i++) {
+    const r = await fetch(`${base}/mcp`, { method: 'POST', headers: mcpHeaders, body: rpc('whoami', {}) });
+    await r.arrayBuffer();
+    if (r.status === 200) break;
+    if (i > 100) throw new Error(`MCP slots did not come back: ${r.status}`);
+    await new Promise((res) => setTimeout(res, 50));
+  }
   const clients = await Promise.all(
     Array.from({ length: CALLERS }, async () => {
       const client = new Client({ name: 'bench', version: '1' });

@@ -2,6 +2,7 @@ import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { hasZodFastifySchemaValidationErrors, isResponseSerializationError } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { isAppError } from '../kernel/errors.js';
+import { isStoreBusy } from '../store/db.js';
 
 export const problemSchema = z.looseObject({
   type: z.string(),
@@ -80,6 +81,12 @@ export const errorHandler = (err: FastifyError, req: FastifyRequest, reply: Fast
   if (isResponseSerializationError(err)) {
     req.log.error({ reqId: req.id, err: { type: 'ResponseSerializationError' } }, 'response did not match its schema');
     return sendProblem(reply, req, 500, 'internal', 'An internal error occurred.');
+  }
+  if (isStoreBusy(err)) {
+    // Another process held the SQLite writer past busy_timeout: the transaction rolled back; retrying is safe.
+    req.log.warn({ reqId: req.id, err: { type: 'StoreBusy', code: err.code } }, 'store busy');
+    reply.header('retry-after', '1');
+    return sendProblem(reply, req, 503, 'store_busy', 'The store is busy with another process; retry shortly.');
   }
   const known = err.code ? FASTIFY_CODES[err.code] : undefined;
   if (known) return sendProblem(reply, req, known[0], known[1], known[2]);

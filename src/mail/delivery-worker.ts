@@ -228,13 +228,14 @@ export const createDeliveryWorker = (d: Deps) => {
     await d.sweep();
   };
 
-  const claim = async (n: number) => {
-    const jobs = await claimOutboxJobs(d.db, d.dialect, workerId, d.clock.now(), leaseMs, n);
-    const delivering = jobs.filter((j) => j.kind === 'deliver').map((j) => j.message_id);
-    // One write for the whole batch: these messages are now `sending` (CONTRACT.md statuses).
-    if (delivering.length > 0) await d.db.updateTable('messages').set({ status: 'sending' }).where('id', 'in', delivering).where('status', 'in', ['queued', 'deferred']).execute();
-    return jobs;
-  };
+  // One commit for the claim and the messages' new status `sending` (CONTRACT.md statuses).
+  const claim = (n: number) =>
+    d.db.transaction().execute(async (tx) => {
+      const jobs = await claimOutboxJobs(tx, d.dialect, workerId, d.clock.now(), leaseMs, n);
+      const delivering = jobs.filter((j) => j.kind === 'deliver').map((j) => j.message_id);
+      if (delivering.length > 0) await tx.updateTable('messages').set({ status: 'sending' }).where('id', 'in', delivering).where('status', 'in', ['queued', 'deferred']).execute();
+      return jobs;
+    });
 
   /** One pass (tests drive the worker with it): expire approvals, claim due jobs, deliver them. Returns how many jobs it handled. */
   const runOnce = async (): Promise<number> => {

@@ -2,6 +2,7 @@ import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
 import { AppError, isAppError } from '../kernel/errors.js';
 import type { Logger } from '../kernel/log.js';
+import { isStoreBusy } from '../store/db.js';
 
 /**
  * The error half of every tool's structured output: the same stable `code`
@@ -16,17 +17,6 @@ export const toolErrorOut = z.object({
     temporary: z.boolean(),
   }),
 });
-
-/**
- * SQLite answers SQLITE_BUSY (and, in WAL mode, SQLITE_BUSY_SNAPSHOT at once,
- * without waiting) when another process writes the same file: `mailward mcp`
- * over stdio beside `mailward serve`. Every service call is one transaction
- * that rolled back, so trying again is safe.
- */
-export const isStoreBusy = (e: unknown): boolean => {
-  const code = (e as { code?: unknown } | null)?.code;
-  return typeof code === 'string' && code.startsWith('SQLITE_BUSY');
-};
 
 export const storeBusy = () => new AppError('store_busy', 503, 'The store is busy with another process; retry shortly.', { temporary: true, extra: { retry_after: 1 } });
 

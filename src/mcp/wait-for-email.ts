@@ -3,7 +3,7 @@ import type { RequestContext } from '../identity/principal.js';
 import type { MailEvent, MailEvents } from '../mail/mail-events.js';
 import type { messageSummaryOut } from '../mail/mail-schemas.js';
 import type { ReadService } from '../mail/read-service.js';
-import { isStoreBusy } from './mcp-errors.js';
+import { isStoreBusy } from '../store/db.js';
 
 export type Summary = z.infer<typeof messageSummaryOut>;
 

@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import type { Db, Dialect } from '../store/db.js';
+import type { Dialect, Executor } from '../store/db.js';
 import type { OutboxTable } from '../store/schema.js';
 
 /**
@@ -10,7 +10,7 @@ import type { OutboxTable } from '../store/schema.js';
  * (its worker died) is due again.
  */
 export const claimOutboxJobs = async (
-  db: Db,
+  db: Executor,
   dialect: Dialect,
   workerId: string,
   now: Date,

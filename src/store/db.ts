@@ -30,7 +30,12 @@ const withStatementCache = (sqlite: SQLite.Database, max = 1000) => {
   const cache = new Map<string, SQLite.Statement>();
   return {
     close: () => sqlite.close(),
-    prepare: (text: string) => {
+    prepare: (sqlText: string) => {
+      // Every Mailward transaction writes (at least its audit event). A deferred
+      // BEGIN that reads first and writes later fails at once with
+      // SQLITE_BUSY_SNAPSHOT when another process wrote in between (WAL mode);
+      // BEGIN IMMEDIATE takes the write lock up front, waiting busy_timeout.
+      const text = sqlText === 'begin' ? 'begin immediate' : sqlText;
       let stmt = cache.get(text);
       if (!stmt || stmt.busy) {
         stmt = sqlite.prepare(text);
@@ -61,6 +66,15 @@ export const openStore = (opts: StoreOptions): Store => {
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   const u = new URL(opts.url);
   return { db, dialect: 'postgres', destroy: () => db.destroy(), describe: `postgres://${u.host}${u.pathname}` };
+};
+
+/**
+ * SQLite answered SQLITE_BUSY (another process held the writer past
+ * busy_timeout): the transaction rolled back, so trying again is safe.
+ */
+export const isStoreBusy = (e: unknown): boolean => {
+  const code = (e as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && code.startsWith('SQLITE_BUSY');
 };
 
 /**
