@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { createContainer } from '../app/container.js';
 import { createLogger } from '../kernel/log.js';
-import { dnsRecordsFor } from '../mail/dns-records.js';
+import { loadDnsRecords } from '../mail/dns-records.js';
 import { configOrExit, runCommand } from './cli-support.js';
 
 /** `mailward dns [--domain D] [--json]`: the DKIM, SPF and DMARC TXT records to publish, per organization. */
@@ -25,15 +25,8 @@ export const registerDns = (program: Command) =>
           }
           const out = [];
           for (const o of orgs) {
-            const keys = await c.store.db
-              .selectFrom('signing_keys')
-              .selectAll()
-              .where('org_id', '=', o.id)
-              .where('purpose', 'in', ['dkim-ed25519', 'dkim-rsa'])
-              .where('retired_at', 'is', null)
-              .orderBy('created_at')
-              .execute();
-            out.push({ domain: o.domain, dns_records: dnsRecordsFor(o.domain, keys) });
+            const records = await loadDnsRecords(c.store.db, o.id);
+            if (records) out.push(records);
           }
           if (opts.json) {
             process.stdout.write(`${JSON.stringify({ organizations: out.map((o) => ({ domain: o.domain, dns_records: o.dns_records.map(({ type, name, value }) => ({ type, name, value })) })) })}\n`);
