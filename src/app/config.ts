@@ -21,6 +21,7 @@ export const envSchema = z.object({
     .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// URL')
     .optional(),
   MAILWARD_DB_POOL_SIZE: z.coerce.number().int().min(1).max(200).default(10),
+  MAILWARD_SQLITE_CHECKPOINT_MS: z.coerce.number().int().min(0).max(60_000).default(200),
   MAILWARD_MASTER_KEY: z
     .string()
     .refine((v) => Buffer.from(v, 'base64').length === 32, 'must be base64 of exactly 32 bytes')
@@ -76,7 +77,7 @@ export type Config = {
   http: { host: string; port: number; bodyLimit: number; trustProxy: boolean };
   smtp: { host: string; port: number; maxMessageBytes: number; relay: string | undefined };
   dataDir: string;
-  database: { kind: 'sqlite'; file: string } | { kind: 'postgres'; url: string; poolSize: number };
+  database: { kind: 'sqlite'; file: string; checkpointEveryMs: number } | { kind: 'postgres'; url: string; poolSize: number };
   masterKey: string | undefined;
   /** MAILWARD_MASTER_KEYS: a versioned key ring given in the environment (see master-key.ts). */
   masterKeys?: string | undefined;
@@ -154,7 +155,7 @@ export const loadConfig = (env: NodeJS.ProcessEnv = process.env): Config => {
     dataDir,
     database: e.DATABASE_URL
       ? { kind: 'postgres', url: e.DATABASE_URL, poolSize: e.MAILWARD_DB_POOL_SIZE }
-      : { kind: 'sqlite', file: path.join(dataDir, 'mailward.db') },
+      : { kind: 'sqlite', file: path.join(dataDir, 'mailward.db'), checkpointEveryMs: e.MAILWARD_SQLITE_CHECKPOINT_MS },
     masterKey: e.MAILWARD_MASTER_KEY,
     masterKeys: e.MAILWARD_MASTER_KEYS,
     logLevel: e.MAILWARD_LOG_LEVEL,

@@ -1,5 +1,7 @@
 import fs from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
+import { Worker } from 'node:worker_threads';
 import SQLite from 'better-sqlite3';
 import { type Compilable, CompiledQuery, Kysely, PostgresAdapter, PostgresDialect, SqliteDialect, type Transaction } from 'kysely';
 import pg from 'pg';
@@ -11,7 +13,7 @@ export type Tx = Transaction<Database>;
 /** Either the root handle or an open transaction: repos accept both. */
 export type Executor = Kysely<Database>;
 
-export type StoreOptions = { kind: 'sqlite'; file: string } | { kind: 'postgres'; url: string; poolSize?: number };
+export type StoreOptions = { kind: 'sqlite'; file: string; /** Background WAL checkpoint period; 0 leaves checkpoints to SQLite's automatic one. */ checkpointEveryMs?: number } | { kind: 'postgres'; url: string; poolSize?: number };
 
 export type Store = { db: Db; dialect: Dialect; destroy: () => Promise<void>; describe: string; file?: string };
 
@@ -47,6 +49,39 @@ const withStatementCache = (sqlite: SQLite.Database, max = 1000) => {
   };
 };
 
+/**
+ * WAL checkpoints off the event loop: SQLite's automatic checkpoint runs
+ * inside the commit that crosses the threshold, copying pages and syncing the
+ * database file while every request behind that commit waits (the tail of
+ * request latency). A worker thread with its own connection runs PASSIVE
+ * checkpoints instead (they never block writers or readers); the automatic one
+ * stays as a backstop at a higher threshold in case the worker stops.
+ */
+const startCheckpointer = (file: string, everyMs: number) => {
+  const modulePath = createRequire(import.meta.url).resolve('better-sqlite3');
+  const code = `
+    const { workerData, parentPort } = require('node:worker_threads');
+    const Database = require(workerData.modulePath);
+    const db = new Database(workerData.file);
+    db.pragma('busy_timeout = 1000');
+    const timer = setInterval(() => { try { db.pragma('wal_checkpoint(PASSIVE)'); } catch {} }, workerData.everyMs);
+    parentPort.once('message', () => { clearInterval(timer); db.close(); parentPort.close(); });`;
+  const w = new Worker(code, { eval: true, workerData: { modulePath, file, everyMs } });
+  w.unref();
+  // Failing to start only loses the optimisation: the automatic checkpoint still runs.
+  w.on('error', () => {});
+  return async () => {
+    w.postMessage('stop');
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(() => void w.terminate().then(() => resolve()), 1000);
+      w.once('exit', () => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
+  };
+};
+
 export const openStore = (opts: StoreOptions): Store => {
   if (opts.kind === 'sqlite') {
     fs.mkdirSync(path.dirname(opts.file), { recursive: true });
@@ -57,8 +92,18 @@ export const openStore = (opts: StoreOptions): Store => {
     sqlite.pragma('synchronous = NORMAL');
     sqlite.pragma('foreign_keys = ON');
     sqlite.pragma('busy_timeout = 5000');
+    const everyMs = opts.checkpointEveryMs ?? 200;
+    let stopCheckpointer: (() => Promise<void>) | null = null;
+    if (everyMs > 0) {
+      sqlite.pragma('wal_autocheckpoint = 10000');
+      stopCheckpointer = startCheckpointer(opts.file, everyMs);
+    }
     const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
-    return { db, dialect: 'sqlite', destroy: () => db.destroy(), describe: `sqlite:${opts.file}`, file: opts.file };
+    const destroy = async () => {
+      await stopCheckpointer?.();
+      await db.destroy();
+    };
+    return { db, dialect: 'sqlite', destroy, describe: `sqlite:${opts.file}`, file: opts.file };
   }
   const pool = new pg.Pool({ connectionString: opts.url, max: opts.poolSize ?? 10, types: pgTypes });
   // An idle client losing its connection must not crash the process; the pool replaces it.

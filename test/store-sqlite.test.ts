@@ -1,0 +1,96 @@
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { sql } from 'kysely';
+import { afterEach, describe, expect, it } from 'vitest';
+import { openStore, type Store } from '../src/store/db.js';
+import { tempDir } from './support/dialects.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Writes about `pages` 4 KiB pages into a new table, one transaction. */
+const writePages = async (store: Store, pages: number) => {
+  await sql`create table filler (id integer primary key, blob text not null)`.execute(store.db);
+  await store.db.transaction().execute(async (tx) => {
+    for (let i = 0; i < pages; i++) await sql`insert into filler (blob) values (${'x'.repeat(4000)})`.execute(tx);
+  });
+};
+
+describe('SQLite store specifics', () => {
+  const dirs: string[] = [];
+  const stores: Store[] = [];
+  afterEach(async () => {
+    for (const s of stores.splice(0)) await s.destroy();
+    for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
+  });
+  const open = (checkpointEveryMs: number) => {
+    const dir = tempDir('mw-store');
+    dirs.push(dir);
+    const file = path.join(dir, 'm.db');
+    const store = openStore({ kind: 'sqlite', file, checkpointEveryMs });
+    stores.push(store);
+    return { store, file };
+  };
+
+  it('checkpoints the WAL into the database file from the background thread, not only inside commits', async () => {
+    // 200 pages stay below SQLite's own automatic checkpoint (1,000 pages), so only the background thread moves them.
+    for (const [every, grows] of [
+      [50, true],
+      [0, false],
+    ] as const) {
+      const { store, file } = open(every);
+      await sql`select 1`.execute(store.db);
+      const before = fs.statSync(file).size;
+      await writePages(store, 200);
+      await sleep(600);
+      const after = fs.statSync(file).size;
+      expect(after > before + 100 * 4096, `checkpointEveryMs=${every}: ${before} -> ${after}`).toBe(grows);
+    }
+  });
+
+  it('begins transactions IMMEDIATE, so another process waits for the writer instead of failing on a stale snapshot', async () => {
+    const { store, file } = open(0);
+    await sql`create table t (id integer primary key, v integer not null)`.execute(store.db);
+    await sql`insert into t (v) values (0)`.execute(store.db);
+    // This process holds a write transaction for 300 ms; meanwhile another process reads, then writes.
+    // With a deferred BEGIN its read snapshot is stale by the time it may write: SQLITE_BUSY_SNAPSHOT at once.
+    const child = `
+      import { sql } from 'kysely';
+      import { openStore } from ${JSON.stringify(path.resolve('src/store/db.ts'))};
+      const store = openStore({ kind: 'sqlite', file: process.argv[1], checkpointEveryMs: 0 });
+      await sql\`select 1\`.execute(store.db);
+      process.stdout.write('ready;');
+      await new Promise((r) => process.stdin.once('data', r));
+      process.stdin.destroy();
+      try {
+        await store.db.transaction().execute(async (tx) => {
+          await sql\`select v from t\`.execute(tx);
+          await sql\`update t set v = v + 1\`.execute(tx);
+        });
+        process.stdout.write('ok');
+      } catch (e) {
+        process.stdout.write(String(e.code ?? e));
+      } finally {
+        await store.destroy();
+      }`;
+    const proc = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', child, file], { stdio: ['pipe', 'pipe', 'inherit'] });
+    let out = '';
+    const ready = new Promise<void>((resolve) => {
+      proc.stdout.on('data', (d) => {
+        out += d;
+        if (out.startsWith('ready;')) resolve();
+      });
+    });
+    const childDone = new Promise<string>((resolve) => proc.on('exit', () => resolve(out.slice('ready;'.length))));
+    await ready;
+    await store.db.transaction().execute(async (tx) => {
+      await sql`select v from t`.execute(tx);
+      proc.stdin.end('go\n');
+      await sleep(300);
+      await sql`update t set v = v + 1`.execute(tx);
+    });
+    expect(await childDone).toBe('ok');
+    const { rows } = await sql<{ v: number }>`select v from t`.execute(store.db);
+    expect(rows[0]!.v).toBe(2);
+  });
+});
