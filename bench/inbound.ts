@@ -16,7 +16,7 @@ import path from 'node:path';
 import { type DKIMSignOptions, dkimSign } from 'mailauth';
 import { createTransport } from 'nodemailer';
 import { SMTPServer } from 'smtp-server';
-import { benchStore, fmt, freePort, repoRoot, startProcess, table } from './support/bench-kit.js';
+import { api, benchStore, fmt, freePort, repoRoot, startProcess, table } from './support/bench-kit.js';
 
 const N = Number(process.env.MAILWARD_BENCH_MESSAGES ?? 2000);
 const CONNECTIONS = Number(process.env.MAILWARD_BENCH_SMTP_CONNECTIONS ?? 8);
@@ -132,12 +132,7 @@ for (const dialect of dialects) for (const threads of threadModes) {
   });
   const base = `http://127.0.0.1:${server.port}`;
   const admin = fs.readFileSync(path.join(store.dataDir, 'bootstrap-admin.key'), 'utf8').trim();
-  const call = async (method: string, p: string, body?: unknown) => {
-    const r = await fetch(base + p, { method, headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
-    const j = (await r.json()) as Record<string, string>;
-    if (r.status >= 300) throw new Error(`${p}: ${r.status} ${JSON.stringify(j)}`);
-    return j;
-  };
+  const call = api(base, admin);
   const dep = await call('POST', '/v1/departments', { name: 'Cardiology' });
   const human = await call('POST', '/v1/humans', { name: 'Dr. Bench', email: 'bench@bench.example', roles: ['reviewer'] });
   const agent = await call('POST', '/v1/agents', { name: 'Results Reader', department_id: dep.id, responsible_human_id: human.id });

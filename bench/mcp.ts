@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { benchStore, fmt, load, repoRoot, seconds, startProcess, table } from './support/bench-kit.js';
+import { api, benchStore, fmt, load, repoRoot, seconds, startProcess, table } from './support/bench-kit.js';
 
 const CALLERS = 8;
 const main = path.join(repoRoot, 'src/cli/main.ts');
@@ -20,16 +20,6 @@ const store = await benchStore('sqlite');
 const server = await startProcess(['--import', 'tsx', main, 'serve'], { ...store.env, MAILWARD_LOG_LEVEL: 'warn', MAILWARD_RATE_LIMIT_PER_MINUTE: '100000000' });
 const base = `http://127.0.0.1:${server.port}`;
 
-const api = (key: string) => async (method: string, url: string, body?: unknown) => {
-  const r = await fetch(`${base}${url}`, {
-    method,
-    headers: { authorization: `Bearer ${key}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  const j = (await r.json()) as any;
-  if (!r.ok) throw new Error(`${method} ${url}: ${r.status} ${j.code}`);
-  return j;
-};
 
 /** Runs `fn` in `n` concurrent loops for `s` seconds; calls per second. */
 const loops = async (n: number, s: number, fn: (i: number) => Promise<void>) => {
@@ -48,12 +38,12 @@ const loops = async (n: number, s: number, fn: (i: number) => Promise<void>) => 
 
 const rows: Record<string, string | number>[] = [];
 try {
-  const admin = api(fs.readFileSync(path.join(store.dataDir, 'bootstrap-admin.key'), 'utf8').trim());
+  const admin = api(base, fs.readFileSync(path.join(store.dataDir, 'bootstrap-admin.key'), 'utf8').trim());
   const dep = await admin('POST', '/v1/departments', { name: 'Bench' });
   const hum = await admin('POST', '/v1/humans', { name: 'Bench Reviewer', email: 'bench@mailward.localhost', roles: ['reviewer'] });
   const agent = await admin('POST', '/v1/agents', { name: 'Bench Agent', department_id: dep.id, responsible_human_id: hum.id });
   const { key } = await admin('POST', `/v1/agents/${agent.id}/api-keys`, {});
-  await api(key)('PUT', '/v1/vault/secrets/bench-otp', { kind: 'totp', value: 'GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ' });
+  await api(base, key)('PUT', '/v1/vault/secrets/bench-otp', { kind: 'totp', value: 'GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ' });
 
   const auth = { authorization: `Bearer ${key}` };
   const mcpHeaders = { ...auth, 'content-type': 'application/json', accept: 'application/json, text/event-stream' };

@@ -13,7 +13,7 @@ import path from 'node:path';
 import autocannon from 'autocannon';
 import { createTransport } from 'nodemailer';
 import { SMTPServer } from 'smtp-server';
-import { benchStore, fmt, repoRoot, startProcess, table } from './support/bench-kit.js';
+import { api, benchStore, fmt, repoRoot, startProcess, table } from './support/bench-kit.js';
 
 const N = Number(process.env.MAILWARD_BENCH_MESSAGES ?? 1000);
 const CONCURRENCY = 32;
@@ -85,12 +85,7 @@ for (const dialect of dialects) for (const threads of threadModes) {
   });
   const base = `http://127.0.0.1:${server.port}`;
   const admin = fs.readFileSync(path.join(store.dataDir, 'bootstrap-admin.key'), 'utf8').trim();
-  const call = async (method: string, p: string, k: string, body?: unknown) => {
-    const r = await fetch(base + p, { method, headers: { authorization: `Bearer ${k}`, 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
-    const j = (await r.json()) as Record<string, string>;
-    if (r.status >= 300) throw new Error(`${p}: ${r.status} ${JSON.stringify(j)}`);
-    return j;
-  };
+  const call = (method: string, p: string, k: string, body?: unknown) => api(base, k)(method, p, body);
   const dep = await call('POST', '/v1/departments', admin, { name: 'Cardiology' });
   const human = await call('POST', '/v1/humans', admin, { name: 'Dr. Bench', email: 'bench@bench.example', roles: ['reviewer'] });
   const agent = await call('POST', '/v1/agents', admin, { name: 'Reminder Bot', department_id: dep.id, responsible_human_id: human.id });

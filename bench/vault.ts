@@ -9,7 +9,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { benchStore, fmt, load, repoRoot, seconds, startProcess, table } from './support/bench-kit.js';
+import { api, benchStore, fmt, load, repoRoot, seconds, startProcess, table } from './support/bench-kit.js';
 
 /**
  * CPU time (user + system, ms) a process has used, from /proc (Linux): on a
@@ -41,28 +41,18 @@ const rows: Record<string, string | number>[] = [
   },
 ];
 
-const api = (port: number, key: string) => async (method: string, url: string, body?: unknown) => {
-  const r = await fetch(`http://127.0.0.1:${port}${url}`, {
-    method,
-    headers: { authorization: `Bearer ${key}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  const j = (await r.json()) as any;
-  if (!r.ok) throw new Error(`${method} ${url}: ${r.status} ${j.code}`);
-  return j;
-};
 
 const dialects = (process.env.MAILWARD_BENCH_DIALECTS ?? 'sqlite,postgres').split(',') as ('sqlite' | 'postgres')[];
 for (const dialect of dialects) {
   const store = await benchStore(dialect);
   const server = await startProcess(['--import', 'tsx', main, 'serve'], { ...store.env, MAILWARD_LOG_LEVEL: 'warn', MAILWARD_RATE_LIMIT_PER_MINUTE: '100000000' });
   try {
-    const admin = api(server.port, fs.readFileSync(path.join(store.dataDir, 'bootstrap-admin.key'), 'utf8').trim());
+    const admin = api(`http://127.0.0.1:${server.port}`, fs.readFileSync(path.join(store.dataDir, 'bootstrap-admin.key'), 'utf8').trim());
     const dep = await admin('POST', '/v1/departments', { name: 'Bench' });
     const hum = await admin('POST', '/v1/humans', { name: 'Bench Reviewer', email: 'bench@mailward.localhost', roles: ['reviewer'] });
     const agent = await admin('POST', '/v1/agents', { name: 'Bench Agent', department_id: dep.id, responsible_human_id: hum.id });
     const { key } = await admin('POST', `/v1/agents/${agent.id}/api-keys`, {});
-    await api(server.port, key)('PUT', '/v1/vault/secrets/bench-otp', { kind: 'totp', value: 'GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ' });
+    await api(`http://127.0.0.1:${server.port}`, key)('PUT', '/v1/vault/secrets/bench-otp', { kind: 'totp', value: 'GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ' });
     const before = Number((await admin('GET', '/v1/audit/events?action=vault.totp.generated&limit=1')).events.length);
     const url = `http://127.0.0.1:${server.port}/v1/vault/secrets/bench-otp/totp`;
     const headers = { authorization: `Bearer ${key}` };

@@ -93,3 +93,17 @@ export const table = (title: string, rows: Record<string, string | number>[]) =>
 };
 
 export const fmt = (n: number, digits = 0) => n.toFixed(digits);
+
+/** A JSON REST caller for a bench server: `api(base, key)(method, path, body?)`; throws with the problem code on 4xx/5xx. */
+export const api =
+  (base: string, key: string) =>
+  async (method: string, url: string, body?: unknown): Promise<any> => {
+    const r = await fetch(`${base}${url}`, {
+      method,
+      headers: { authorization: `Bearer ${key}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const j = (await r.json()) as any;
+    if (!r.ok) throw new Error(`${method} ${url}: ${r.status} ${j.code ?? JSON.stringify(j)}`);
+    return j;
+  };
