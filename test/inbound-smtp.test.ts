@@ -126,6 +126,23 @@ for (const dialect of testDialects()) {
       expect(replies).toMatch(/^552 /m);
     });
 
+    it('records the delegation chain as it is now: an agent moved to another department is audited under the new one at once', async () => {
+      const receivedChain = async () => {
+        const r = await smtp.sendRaw(rawMessage({ to: box.mailbox.address, subject: 'Chain check' }), { from: LAB, to: [box.mailbox.address] });
+        expect(r.response).toMatch(/^250 /);
+        const ev = await t.c.store.db.selectFrom('audit_events').select('delegation_chain').where('action', '=', 'email.received').orderBy('seq', 'desc').executeTakeFirstOrThrow();
+        return JSON.parse(ev.delegation_chain) as { type: string; id: string }[];
+      };
+      const before = await receivedChain();
+      const dep = await t.call('POST', '/v1/departments', t.adminKey, { name: `Moved ${Math.random().toString(36).slice(2, 8)}` });
+      expect(dep.status).toBe(201);
+      const moved = await t.call('PATCH', `/v1/agents/${box.agent.id}`, t.adminKey, { department_id: dep.body.id });
+      expect(moved.status).toBe(200);
+      const after = await receivedChain();
+      expect(before.find((c) => c.type === 'department')?.id).not.toBe(dep.body.id);
+      expect(after.find((c) => c.type === 'department')?.id).toBe(dep.body.id);
+    });
+
     it('flags a forged message (DKIM fails, DMARC p=reject) and quarantines it in a quarantining mailbox, listed either way', async () => {
       const signed = await senders.sign(rawMessage({ from: 'Billing <billing@forged.example>', to: box.mailbox.address, subject: 'Invoice overdue', body: 'Pay the balance now.' }), 'forged.example');
       const forged = Buffer.from(signed.toString().replace('Pay the balance now.', 'Pay the balance to account 12345 now.'));

@@ -84,7 +84,7 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
   const consent = createConsentService({ db, guard, clock });
   const mail = createMailModule({ config, store, ring, clock, logger, audit, guard, repo, consent });
   // Inbound SMTP (issue 7): `serve` starts the listener over inbound.receiver.
-  const inbound = createInboundModule({ config, store, ring, clock, logger, audit, repo, events: mail.events });
+  const inbound = createInboundModule({ config, store, ring, clock, logger, audit, repo, events: mail.events, identityGeneration: authCache.generation });
 
   const init = (input: InitInput, o: { onlyIfEmpty?: boolean } = {}) => initOrganization({ db, ring, clock, audit }, input, o);
 

@@ -15,10 +15,10 @@ import { createCommitBatcher } from './commit-batcher.js';
 import { createAuthResolver } from './inbound-resolver.js';
 import { createReceiveService } from './receive-service.js';
 
-type Deps = { config: Config; store: Store; ring: KeyRing; clock: Clock; logger: Logger; audit: AuditService; repo: IdentityRepo; events: MailEvents };
+type Deps = { config: Config; store: Store; ring: KeyRing; clock: Clock; logger: Logger; audit: AuditService; repo: IdentityRepo; events: MailEvents; identityGeneration?: () => number };
 
 /** Wires inbound mail (issue 7): sender authentication, analysis and the receive service. The SMTP listener is started by `serve`. */
-export const createInboundModule = ({ config, store, ring, clock, logger, audit, repo, events }: Deps) => {
+export const createInboundModule = ({ config, store, ring, clock, logger, audit, repo, events, identityGeneration }: Deps) => {
   const resolver = createAuthResolver(loadDnsOverrides(config.dnsOverridesFile));
   const mta = config.inbound.hostname ?? os.hostname();
   // One options object per set of organisation domains: the scanner caches its compiled form per object.
@@ -48,6 +48,7 @@ export const createInboundModule = ({ config, store, ring, clock, logger, audit,
     events,
     logger,
     approvalTtlSeconds: config.approvalTtlSeconds,
+    identityGeneration,
     analyze: pool.analyze,
     // Messages arriving together share a transaction; each is acknowledged only after its commit.
     commit: createCommitBatcher(store.db),

@@ -28,6 +28,8 @@ type Deps = {
   /** Authentication, parsing, PHI scan and tags (worker threads when configured). */
   analyze: (raw: Buffer, env: InboundEnvelope, orgDomains: string[]) => Promise<InboundAnalysis>;
   approvalTtlSeconds: number;
+  /** Advances whenever identities (agents, departments, keys) may have changed: the auth cache's generation. */
+  identityGeneration?: () => number;
   /** Runs the writes of one message; the default is one transaction each (see createCommitBatcher). */
   commit?: <T>(work: (tx: Tx) => Promise<T>) => Promise<T>;
 };
@@ -68,16 +70,20 @@ const domainOf = (address: string) => address.slice(address.lastIndexOf('@') + 1
 export const createReceiveService = (d: Deps) => {
   const commit = d.commit ?? (<T>(work: (tx: Tx) => Promise<T>) => d.db.transaction().execute(work));
 
-  // The agent's delegation chain for audit events, per mailbox; it changes only when departments move.
-  const chains = new Map<string, { chain: AuditActor['chain']; until: number }>();
+  // The agent's delegation chain for audit events, per mailbox. It changes only with identity changes, which
+  // advance the auth cache's generation (in this process at commit, in others within MAILWARD_AUTH_CACHE_MS);
+  // 60 s bounds an entry when that cache is off.
+  const chains = new Map<string, { chain: AuditActor['chain']; until: number; generation: number }>();
+  const generation = d.identityGeneration ?? (() => 0);
   const actorFor = async (ex: Executor, mailbox: MailboxesTable): Promise<AuditActor> => {
     const hit = chains.get(mailbox.id);
-    if (hit && hit.until > Date.now()) return { ...systemActor(mailbox.org_id), chain: hit.chain };
+    const gen = generation();
+    if (hit && hit.until > Date.now() && hit.generation === gen) return { ...systemActor(mailbox.org_id), chain: hit.chain };
     const agent = await d.repo.agent(ex, mailbox.org_id, mailbox.agent_id);
     const org = await d.repo.org(ex, mailbox.org_id);
     const chain = agent && org ? await d.repo.agentChain(ex, agent, org.name) : [];
     if (chains.size > 10_000) chains.clear();
-    chains.set(mailbox.id, { chain, until: Date.now() + 60_000 });
+    chains.set(mailbox.id, { chain, until: Date.now() + 60_000, generation: gen });
     return { ...systemActor(mailbox.org_id), chain };
   };
 
