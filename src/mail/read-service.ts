@@ -151,6 +151,15 @@ export const createReadService = ({ db, dialect, ring, guard, clock }: Deps) => 
 
   const readState = (m: Pick<MessagesTable, 'is_read'>) => ({ is_read: m.is_read !== 0, unread: m.is_read === 0 });
 
+  /** What every view of a message starts with: identity, place and status with its reason. */
+  const headOf = (m: Pick<MessagesTable, 'id' | 'mailbox_id' | 'direction' | 'status' | 'status_reason'>) => ({
+    id: m.id,
+    mailbox_id: m.mailbox_id,
+    direction: m.direction,
+    status: m.status,
+    status_reason: m.status_reason ? (JSON.parse(m.status_reason) as Record<string, unknown>) : null,
+  });
+
   const fullView = async (ex: Executor, m: MessagesTable) => {
     const c = openContent(ring, m, m.content_sealed);
     const approval = m.approval_id ? await ex.selectFrom('approvals').selectAll().where('id', '=', m.approval_id).executeTakeFirst() : undefined;
@@ -162,11 +171,7 @@ export const createReadService = ({ db, dialect, ring, guard, clock }: Deps) => 
       original = Object.fromEntries((a?.edits ?? []).map((d) => [d.field, (o as unknown as Record<string, unknown>)[d.field]]));
     }
     return {
-      id: m.id,
-      mailbox_id: m.mailbox_id,
-      direction: m.direction,
-      status: m.status,
-      status_reason: m.status_reason ? (JSON.parse(m.status_reason) as Record<string, unknown>) : null,
+      ...headOf(m),
       content_hidden: false as const,
       from: c.from.address,
       from_name: c.from.name || null,
@@ -199,11 +204,7 @@ export const createReadService = ({ db, dialect, ring, guard, clock }: Deps) => 
   const heldView = async (ex: Executor, m: MessagesTable, c: MessageContent) => {
     const a = m.approval_id ? await ex.selectFrom('approvals').select(['id', 'status', 'created_at', 'expires_at']).where('id', '=', m.approval_id).executeTakeFirst() : undefined;
     return {
-      id: m.id,
-      mailbox_id: m.mailbox_id,
-      direction: m.direction,
-      status: m.status,
-      status_reason: m.status_reason ? (JSON.parse(m.status_reason) as Record<string, unknown>) : null,
+      ...headOf(m),
       content_hidden: true as const,
       from: c.from.address,
       auth_results: parseAuthResults(m.auth_results),
@@ -241,11 +242,7 @@ export const createReadService = ({ db, dialect, ring, guard, clock }: Deps) => 
     const hidden = isContentHidden(p, m);
     const auth = parseAuthResults(m.auth_results);
     return {
-      id: m.id,
-      mailbox_id: m.mailbox_id,
-      direction: m.direction,
-      status: m.status,
-      status_reason: m.status_reason ? (JSON.parse(m.status_reason) as Record<string, unknown>) : null,
+      ...headOf(m),
       content_hidden: hidden,
       from: c.from.address,
       to: hidden ? [] : c.to,

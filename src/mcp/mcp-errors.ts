@@ -20,19 +20,6 @@ export const toolErrorOut = z.object({
 
 export const storeBusy = () => new AppError('store_busy', 503, 'The store is busy with another process; retry shortly.', { temporary: true, extra: { retry_after: 1 } });
 
-/** Runs `fn`, trying again (up to 5 times, backing off) while the store is busy; then 503 store_busy. */
-export const retryWhileBusy = async <T>(fn: () => Promise<T>): Promise<T> => {
-  for (let attempt = 0; ; attempt++) {
-    try {
-      return await fn();
-    } catch (e) {
-      if (!isStoreBusy(e)) throw e;
-      if (attempt >= 4) throw storeBusy();
-      await new Promise((r) => setTimeout(r, 20 * 2 ** attempt + Math.random() * 20));
-    }
-  }
-};
-
 /** A zod failure of tool arguments: 400 validation_failed with the paths, like REST. */
 export const validationError = (issues: z.core.$ZodIssue[]) => {
   const errors = issues.slice(0, 20).map((i) => ({ path: `/${i.path.map(String).join('/')}`, message: i.message }));
@@ -49,7 +36,9 @@ export const validationError = (issues: z.core.$ZodIssue[]) => {
  * cannot take the server down. Unexpected errors say nothing about why
  * (the log has the error class, never PHI), exactly like REST's 500.
  */
-export const toolErrorResult = (e: unknown, log: Pick<Logger, 'error'>, tool: string): CallToolResult => {
+export const toolErrorResult = (thrown: unknown, log: Pick<Logger, 'error'>, tool: string): CallToolResult => {
+  // Another process held the SQLite writer past busy_timeout (transactions begin IMMEDIATE): the same 503 as REST.
+  const e = isStoreBusy(thrown) ? storeBusy() : thrown;
   let err: AppError;
   if (isAppError(e)) {
     err = e;

@@ -9,7 +9,7 @@ import {
 import { z } from 'zod';
 import type { RequestContext } from '../identity/principal.js';
 import { AppError } from '../kernel/errors.js';
-import { retryWhileBusy, toolErrorOut, toolErrorResult, validationError } from './mcp-errors.js';
+import { toolErrorOut, toolErrorResult, validationError } from './mcp-errors.js';
 import { type McpDeps, TOOL_BY_NAME, TOOLS } from './mcp-tools.js';
 import type { Abortable } from './wait-for-email.js';
 
@@ -92,7 +92,7 @@ export const callTool = async (deps: McpDeps, session: McpSession, name: string,
     return toolErrorResult(new AppError('unknown_tool', 404, `There is no tool${shown}; list the tools to see what this key may use.`), deps.logger, 'unknown');
   }
   try {
-    const ctx = await retryWhileBusy(session.context);
+    const ctx = await session.context();
     const denied = tool.access(ctx.principal);
     if (denied) {
       // 45 CFR 164.312(b): a refused attempt is an audit event, as it is on REST.
@@ -112,7 +112,7 @@ export const callTool = async (deps: McpDeps, session: McpSession, name: string,
               .sendNotification({ method: 'notifications/progress', params: { progressToken: token, progress: Math.round(ms / 1000), total: Math.round(totalMs / 1000), message: 'waiting for email' } })
               .catch(() => {});
           };
-    const r = await retryWhileBusy(() => tool.run(deps, ctx, parsed.data, { signals, progress, safetyRecheckMs: session.safetyRecheckMs }));
+    const r = await tool.run(deps, ctx, parsed.data, { signals, progress, safetyRecheckMs: session.safetyRecheckMs });
     return { content: [{ type: 'text', text: r.text }], structuredContent: r.structured };
   } catch (e) {
     return toolErrorResult(e, deps.logger, tool.name);
@@ -135,7 +135,7 @@ export const createMcpServer = (deps: McpDeps, session: McpSession) => {
     session.track?.(work);
     return work;
   };
-  server.setRequestHandler(ListToolsRequestSchema, () => tracked(retryWhileBusy(async () => ({ tools: await visibleTools(deps, await session.context()) }))));
+  server.setRequestHandler(ListToolsRequestSchema, () => tracked(session.context().then(async (ctx) => ({ tools: await visibleTools(deps, ctx) }))));
   server.setRequestHandler(CallToolRequestSchema, (req, extra) => tracked(callTool(deps, session, req.params.name, req.params.arguments, extra as unknown as Extra)));
   return server;
 };

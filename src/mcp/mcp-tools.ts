@@ -207,15 +207,7 @@ const threadOut = z.object({
 });
 const searchOut = searchPageOut.extend({ mailbox_id: z.string() });
 const tagOut = z.object({ id: z.string(), tags: z.array(z.string()) });
-const statusOut = z.object({
-  id: z.string(),
-  mailbox_id: z.string(),
-  direction: z.string(),
-  status: z.string(),
-  status_reason: z.record(z.string(), z.unknown()).nullable(),
-  content_hidden: z.boolean(),
-  thread_id: z.string(),
-  created_at: z.string(),
+const statusOut = messageSummaryOut.pick({ id: true, mailbox_id: true, direction: true, status: true, status_reason: true, content_hidden: true, thread_id: true, created_at: true }).extend({
   delivered_at: z.string().nullable(),
   approval: z.union([approvalOut, heldEmailOut.shape.approval.unwrap()]).nullable(),
   events: z.array(z.object({ at: z.string(), type: z.string(), details: z.record(z.string(), z.unknown()) })),
