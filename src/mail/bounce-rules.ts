@@ -31,7 +31,7 @@ export type DeliveryOutcome =
   | ({ kind: 'fail'; code: null; category: string } & AttemptDetail);
 
 // RFC 5321 4.1.2 Mailbox, loosely: anything around an "@" up to whitespace or angle brackets, quoted local parts too.
-const ADDRESS_RE = /(?:"[^"]*"|[^\s<>()[\],;:"]+)@[^\s<>()[\],;:"]+/g;
+const ADDRESS_RE = /<?(?:"[^"]*"|[^\s<>()[\],;:"]+)@[^\s<>()[\],;:"]+>?/g;
 
 /** Server or library text made safe to store: no addresses (replaced), printable ASCII only, one line, bounded. */
 export const scrubDiagnostic = (text: string, max = 200): string =>
@@ -52,11 +52,13 @@ export const parseSmtpReply = (code: number, response: string): NonNullable<Atte
   return { code, enhanced_status: enhanced, text: scrubDiagnostic(text) };
 };
 
-type SmtpError = { responseCode?: number; response?: string; code?: string; command?: string; message?: string };
+type SmtpError = { responseCode?: number; response?: string; code?: string; originalCode?: string; command?: string; message?: string };
 
 /** The network side of a failure without an SMTP reply: node's or nodemailer's error code, the SMTP stage, a scrubbed message. */
 const errorDetail = (err: SmtpError): NonNullable<AttemptDetail['error']> => {
-  const code = typeof err.code === 'string' && /^[A-Z0-9_]{1,32}$/.test(err.code) ? err.code : 'EUNKNOWN';
+  // nodemailer wraps socket errors as ESOCKET and keeps node's own code (ECONNREFUSED, ETIMEDOUT...) in originalCode.
+  const raw = err.originalCode ?? err.code;
+  const code = typeof raw === 'string' && /^[A-Z0-9_]{1,32}$/.test(raw) ? raw : 'EUNKNOWN';
   const stage = typeof err.command === 'string' && /^[A-Z ]{1,16}$/.test(err.command) ? err.command : undefined;
   return { code, ...(stage ? { stage } : {}), ...(err.message ? { message: scrubDiagnostic(err.message) } : {}) };
 };
