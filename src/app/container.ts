@@ -14,6 +14,7 @@ import { AppError } from '../kernel/errors.js';
 import { createLogger, type Logger } from '../kernel/log.js';
 import { openStore, type Store } from '../store/db.js';
 import { createInboundModule } from '../inbound/inbound-module.js';
+import type { DnsLookups } from '../mail/dns-overrides.js';
 import { createMailModule } from '../mail/mail-module.js';
 import { createConsentService } from '../phi/consent-service.js';
 import { migrateToLatest } from '../store/migrate.js';
@@ -29,6 +30,8 @@ export type ContainerOptions = {
   /** Generate <data dir>/master.key if it is missing (init and first start). */
   createMasterKey?: boolean;
   store?: Store;
+  /** DNS look-ups of outbound delivery (tests inject fakes); node:dns by default. */
+  dns?: DnsLookups;
 };
 
 /**
@@ -82,7 +85,7 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
   const vault = createVaultService({ db, repo: createVaultRepo({ dialect: store.dialect }), guard, audit, ring, clock, retentionDays: config.auditRetentionDays });
 
   const consent = createConsentService({ db, guard, clock });
-  const mail = createMailModule({ config, store, ring, clock, logger, audit, guard, repo, consent });
+  const mail = createMailModule({ config, store, ring, clock, logger, audit, guard, repo, consent, dns: opts.dns });
   // Inbound SMTP (issue 7): `serve` starts the listener over inbound.receiver.
   const inbound = createInboundModule({ config, store, ring, clock, logger, audit, repo, events: mail.events, identityGeneration: authCache.generation });
 

@@ -6,6 +6,7 @@ import { open, seal } from '../kernel/crypto/envelope.js';
 import { sha256Hex } from '../kernel/crypto/hash.js';
 import type { KeyRing } from '../kernel/crypto/keyring.js';
 import { isAppError } from '../kernel/errors.js';
+import { newId } from '../kernel/ids.js';
 import type { Logger } from '../kernel/log.js';
 import { claimOutboxJobs } from '../queue/outbox-repo.js';
 import type { Db, Dialect, Tx } from '../store/db.js';
@@ -57,7 +58,7 @@ export const createDeliveryWorker = (d: Deps) => {
   const actorFor = (job: OutboxTable) => ({ ...systemActor(job.org_id), chain: JSON.parse(job.actor_chain) as { type: string; id: string; name: string }[] });
 
   /** Writes one attempt's outcome inside `tx`: the job's new state, the message status, events and audit. */
-  const finishIn = async (tx: Tx, job: OutboxTable, rawHash: string | null, outcome: Outcome) => {
+  const finishIn = async (tx: Tx, job: OutboxTable, route: string, rawHash: string | null, outcome: Outcome) => {
     const at = d.clock.now().toISOString();
     const delay = outcome.kind === 'defer' ? nextRetryDelay(d.retrySchedule, job.attempts) : null;
     const jobStatus = outcome.kind === 'accepted' ? 'done' : outcome.kind === 'bounce' ? 'bounced' : outcome.kind === 'fail' || delay === null ? 'failed' : 'pending';
@@ -82,14 +83,25 @@ export const createDeliveryWorker = (d: Deps) => {
     const m = { id: job.message_id, raw_hash: rawHash };
     const actor = actorFor(job);
     const target = { type: 'email', id: m.id };
-    const attempt = { attempt: job.attempts, kind: job.kind, route: job.route === 'relay' ? 'relay' : 'mx', result, code: outcome.code, ...(outcome.kind !== 'accepted' ? { category: outcome.category } : {}), ...(delay !== null ? { retry_in_seconds: delay } : {}) };
+    // What the peer said (or the network error), scrubbed of addresses: operators see why without reading mail.
+    const detail = outcome.kind === 'accepted' ? {} : { ...(outcome.smtp_reply ? { smtp_reply: outcome.smtp_reply } : {}), ...(outcome.error ? { error: outcome.error } : {}) };
+    const attempt = {
+      attempt: job.attempts,
+      kind: job.kind,
+      route: route === 'relay' ? 'relay' : 'mx',
+      result,
+      code: outcome.code,
+      ...(outcome.kind !== 'accepted' ? { category: outcome.category } : {}),
+      ...detail,
+      ...(delay !== null ? { retry_in_seconds: delay } : {}),
+    };
     await addMessageEvent(tx, m.id, at, job.kind === 'copy' ? 'copy_attempted' : 'delivery_attempted', attempt);
     await d.audit.record(tx, { action: 'email.delivery_attempted', actor, target, details: attempt });
     if (job.kind === 'copy') return;
 
     if (outcome.kind === 'accepted') {
-      // Through a relay a message has one delivery job; by MX one per recipient domain, all must be done.
-      const open_ = job.route === 'relay' ? undefined : await tx.selectFrom('outbox').select('id').where('message_id', '=', m.id).where('kind', '=', 'deliver').where('status', '!=', 'done').executeTakeFirst();
+      // Through a relay a message has one delivery job; by MX one per recipient domain (also after a split, see routeFor): all must be done.
+      const open_ = await tx.selectFrom('outbox').select('id').where('message_id', '=', m.id).where('kind', '=', 'deliver').where('status', '!=', 'done').executeTakeFirst();
       if (!open_) {
         await tx.updateTable('messages').set({ status: 'delivered', delivered_at: at, status_reason: null, updated_at: at }).where('id', '=', m.id).execute();
         await addMessageEvent(tx, m.id, at, 'delivered', {});
@@ -97,12 +109,13 @@ export const createDeliveryWorker = (d: Deps) => {
       }
     } else if (jobStatus === 'bounced' || jobStatus === 'failed') {
       const status = jobStatus === 'bounced' ? 'bounced' : 'failed';
-      const reason = { code: status === 'bounced' ? 'smtp_permanent_failure' : outcome.kind === 'fail' ? outcome.category : 'retries_exhausted', smtp_code: outcome.code, category: outcome.category };
+      const bounceCode = outcome.code === null ? 'dns_permanent_failure' : 'smtp_permanent_failure';
+      const reason = { code: status === 'bounced' ? bounceCode : outcome.kind === 'fail' ? outcome.category : 'retries_exhausted', smtp_code: outcome.code, category: outcome.category, ...detail };
       await tx.updateTable('messages').set({ status, status_reason: JSON.stringify(reason), updated_at: at }).where('id', '=', m.id).execute();
       await addMessageEvent(tx, m.id, at, status, reason);
       await d.audit.record(tx, { action: status === 'bounced' ? 'email.bounced' : 'email.failed', actor, target, details: reason, contentHash: m.raw_hash });
     } else {
-      await tx.updateTable('messages').set({ status: 'deferred', status_reason: JSON.stringify({ code: 'deferred', smtp_code: outcome.code, category: outcome.category }), updated_at: at }).where('id', '=', m.id).where('status', 'in', ['queued', 'sending', 'deferred']).execute();
+      await tx.updateTable('messages').set({ status: 'deferred', status_reason: JSON.stringify({ code: 'deferred', smtp_code: outcome.code, category: outcome.category, ...detail }), updated_at: at }).where('id', '=', m.id).where('status', 'in', ['queued', 'sending', 'deferred']).execute();
     }
   };
 
@@ -114,14 +127,14 @@ export const createDeliveryWorker = (d: Deps) => {
    * a queue of one commit per message. Each outcome keeps its audit events in the
    * same transaction as its state change.
    */
-  type Pending = { job: OutboxTable; rawHash: string | null; outcome: Outcome; resolve: () => void; reject: (e: unknown) => void };
+  type Pending = { job: OutboxTable; route: string; rawHash: string | null; outcome: Outcome; resolve: () => void; reject: (e: unknown) => void };
   const outcomes: Pending[] = [];
   let committing = false;
   const commitOne = async (p: Pending) => {
     // A lost commit after a 250 means a resend after the lease: retry a transient store error before giving up.
     for (let i = 0; ; i++) {
       try {
-        await d.db.transaction().execute((tx) => finishIn(tx, p.job, p.rawHash, p.outcome));
+        await d.db.transaction().execute((tx) => finishIn(tx, p.job, p.route, p.rawHash, p.outcome));
         p.resolve();
         return;
       } catch (e) {
@@ -141,7 +154,7 @@ export const createDeliveryWorker = (d: Deps) => {
         const group = outcomes.splice(0, 16);
         try {
           await d.db.transaction().execute(async (tx) => {
-            for (const p of group) await finishIn(tx, p.job, p.rawHash, p.outcome);
+            for (const p of group) await finishIn(tx, p.job, p.route, p.rawHash, p.outcome);
           });
           for (const p of group) p.resolve();
         } catch {
@@ -153,9 +166,9 @@ export const createDeliveryWorker = (d: Deps) => {
       committing = false;
     }
   };
-  const finish = (job: OutboxTable, rawHash: string | null, outcome: Outcome) =>
+  const finish = (job: OutboxTable, route: string, rawHash: string | null, outcome: Outcome) =>
     new Promise<void>((resolve, reject) => {
-      outcomes.push({ job, rawHash, outcome, resolve, reject });
+      outcomes.push({ job, route, rawHash, outcome, resolve, reject });
       void flush();
     });
 
@@ -195,29 +208,90 @@ export const createDeliveryWorker = (d: Deps) => {
     return { raw: open(d.ring, stored.raw_sealed!, messageAad(m, 'raw')), rawHash: stored.raw_hash };
   };
 
+  /**
+   * The route of this attempt, decided now and not when the message was queued:
+   * MAILWARD_SMTP_RELAY as it is set now (CONTRACT.md, "Outbound delivery"),
+   * else the recipient domain's MX (RFC 5321 5.1). A job queued for a relay that
+   * has since been unset holds recipients of several domains: it keeps the first
+   * domain's and new jobs take the others, in one transaction, only while this
+   * worker holds the job.
+   */
+  const routeFor = async (job: OutboxTable, envelope: Envelope): Promise<{ route: string; envelope: Envelope }> => {
+    if (d.sender.relayConfigured) return { route: 'relay', envelope };
+    if (job.route !== 'relay') return { route: job.route, envelope };
+    const byDomain = new Map<string, string[]>();
+    for (const r of envelope.to) {
+      const domain = r.slice(r.lastIndexOf('@') + 1).toLowerCase();
+      byDomain.set(domain, [...(byDomain.get(domain) ?? []), r]);
+    }
+    const [first, ...rest] = [...byDomain];
+    if (!first) return { route: job.route, envelope };
+    const [domain, rcpt] = first;
+    const mine = { from: envelope.from, to: rcpt };
+    const at = d.clock.now().toISOString();
+    await d.db.transaction().execute(async (tx) => {
+      const u = await tx
+        .updateTable('outbox')
+        .set({ route: domain, envelope_sealed: seal(d.ring, JSON.stringify(mine), outboxAad(job.org_id, job.message_id, job.id)), updated_at: at })
+        .where('id', '=', job.id)
+        .where('status', '=', 'sending')
+        .where('claimed_by', '=', workerId)
+        .executeTakeFirst();
+      if (Number(u.numUpdatedRows) === 0) throw new Error('outbox job lease lost before routing');
+      for (const [other, to] of rest) {
+        const id = newId('message').replace('msg_', 'obx_');
+        await tx
+          .insertInto('outbox')
+          .values({
+            id,
+            org_id: job.org_id,
+            message_id: job.message_id,
+            kind: job.kind,
+            actor_chain: job.actor_chain,
+            route: other,
+            envelope_sealed: seal(d.ring, JSON.stringify({ from: envelope.from, to }), outboxAad(job.org_id, job.message_id, id)),
+            status: 'pending',
+            attempts: 0,
+            next_attempt_at: at,
+            lease_until: null,
+            claimed_by: null,
+            last_code: null,
+            created_at: at,
+            updated_at: at,
+          })
+          .execute();
+      }
+    });
+    if (rest.length > 0) kick();
+    return { route: domain, envelope: mine };
+  };
+
   const process1 = async (job: OutboxTable) => {
     let outcome: Outcome;
     let rawHash: string | null = null;
+    let route = job.route;
     try {
       let signed: { raw: Buffer; rawHash: string | null };
       try {
         signed = await prepared(() => rawFor(job));
       } catch (e) {
         if (isAppError(e) && e.status < 500) {
-          await finish(job, null, { kind: 'fail', code: null, category: e.code });
+          await finish(job, route, null, { kind: 'fail', code: null, category: e.code });
           return;
         }
         throw e;
       }
       rawHash = signed.rawHash;
-      const envelope = JSON.parse(open(d.ring, job.envelope_sealed, outboxAad(job.org_id, job.message_id, job.id)).toString()) as Envelope;
-      outcome = await d.sender.deliver(job.route, envelope, signed.raw);
+      const queued = JSON.parse(open(d.ring, job.envelope_sealed, outboxAad(job.org_id, job.message_id, job.id)).toString()) as Envelope;
+      const routed = await routeFor(job, queued);
+      route = routed.route;
+      outcome = await d.sender.deliver(route, routed.envelope, signed.raw);
     } catch (e) {
       // Never the message or addresses in the log: the job id and error class only.
       d.logger.error({ job: job.id, err: { type: (e as Error)?.name } }, 'delivery attempt failed internally');
       outcome = { kind: 'defer', code: null, category: 'internal' };
     }
-    await finish(job, rawHash, outcome);
+    await finish(job, route, rawHash, outcome);
   };
 
   let lastSweep = 0;

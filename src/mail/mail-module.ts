@@ -10,7 +10,7 @@ import type { ConsentService } from '../phi/consent-service.js';
 import { createOutboundScreen } from '../phi/outbound-screen.js';
 import type { Store } from '../store/db.js';
 import { createDeliveryWorker } from './delivery-worker.js';
-import { createMailResolver, loadDnsOverrides } from './dns-overrides.js';
+import { createMailResolver, type DnsLookups, loadDnsOverrides } from './dns-overrides.js';
 import { createMailEvents } from './mail-events.js';
 import { createMailboxService } from './mailbox-service.js';
 import { createOutboundPipeline } from './outbound-pipeline.js';
@@ -20,13 +20,13 @@ import { createSendService } from './send-service.js';
 import { createSigningPool } from './signing-pool.js';
 import { createSmtpSender } from './smtp-deliver.js';
 
-type Deps = { config: Config; store: Store; ring: KeyRing; clock: Clock; logger: Logger; audit: AuditService; guard: Guard; repo: IdentityRepo; consent: Pick<ConsentService, 'consentFor'> };
+type Deps = { config: Config; store: Store; ring: KeyRing; clock: Clock; logger: Logger; audit: AuditService; guard: Guard; repo: IdentityRepo; consent: Pick<ConsentService, 'consentFor'>; dns?: DnsLookups };
 
 /** Wires outbound mail: mailboxes, send, the approval queue and the delivery worker (issue 6), PHI holds and consent (issue 9). */
-export const createMailModule = ({ config, store, ring, clock, logger, audit, guard, repo, consent }: Deps) => {
+export const createMailModule = ({ config, store, ring, clock, logger, audit, guard, repo, consent, dns }: Deps) => {
   const db = store.db;
   const events = createMailEvents();
-  const resolver = createMailResolver(loadDnsOverrides(config.dnsOverridesFile));
+  const resolver = createMailResolver(loadDnsOverrides(config.dnsOverridesFile), dns);
   const signer = createSigningPool({ size: config.delivery.signingThreads, logger });
   const pipeline = createOutboundPipeline({ ring, clock, config, signer });
   // The worker is created below; senders wake it after each commit that queued mail.

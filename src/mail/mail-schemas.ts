@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { OVERSIGHT_MODES } from '../oversight/oversight-modes.js';
 import { phiFindingOut, phiPolicySchema } from '../phi/phi-schemas.js';
+import { hasUnsafeHeaderChars } from './header-text.js';
 
 // RFC 5322 3.2.3 dot-atom local part @ a domain; no whitespace, CR or LF anywhere (header injection).
 const EMAIL_RE = /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z][A-Za-z0-9-]{0,61}[A-Za-z0-9]$/;
@@ -13,6 +14,9 @@ const headerText = (max: number) =>
     .max(max)
     .refine((s) => !/[\r\n\0]/.test(s), 'must not contain CR, LF or NUL');
 
+/** Text shown as a name or subject in a header: the name character rules of src/mail/header-text.ts (no controls, bidi overrides or line breaks). */
+const nameText = (max: number) => headerText(max).refine((s) => !hasUnsafeHeaderChars(s), 'must not contain control characters, bidirectional overrides or line separators');
+
 export const MAX_RECIPIENTS = 50;
 
 export const oversightMode = z.enum(OVERSIGHT_MODES);
@@ -23,7 +27,7 @@ export const dmarcFailure = z.enum(['flag', 'quarantine']).describe('inbound mai
 export const createMailboxBody = z.strictObject({
   agent_id: z.string().regex(/^agt_[0-9a-f]{32}$/),
   address: emailAddress.optional(),
-  display_name: headerText(200).pipe(z.string().min(1)),
+  display_name: nameText(200).pipe(z.string().min(1)),
   oversight_mode: oversightMode.optional(),
   forward_to: emailAddress.nullable().optional(),
   phi_policy: phiPolicySchema.nullable().optional(),
@@ -32,7 +36,7 @@ export const createMailboxBody = z.strictObject({
 
 export const updateMailboxBody = z.strictObject({
   oversight_mode: oversightMode.optional(),
-  display_name: headerText(200).pipe(z.string().min(1)).optional(),
+  display_name: nameText(200).pipe(z.string().min(1)).optional(),
   forward_to: emailAddress.nullable().optional(),
   phi_policy: phiPolicySchema.nullable().optional().describe('null restores the default policy; admin or privacy_officer'),
   dmarc_failure: dmarcFailure.optional(),
@@ -69,7 +73,7 @@ export const sendBody = z
     to: recipients.min(1),
     cc: recipients.optional(),
     bcc: recipients.optional(),
-    subject: headerText(998),
+    subject: nameText(998),
     text: z.string().optional(),
     html: z.string().optional(),
     tags: tagList.optional(),
@@ -238,7 +242,7 @@ export const approveBody = z.strictObject({
   comment: z.string().max(4000).optional(),
   edits: z
     .strictObject({
-      subject: headerText(998).optional(),
+      subject: nameText(998).optional(),
       text: z.string().optional(),
       html: z.string().optional(),
       to: recipients.min(1).optional(),

@@ -1,6 +1,7 @@
 import type { OutboundContent } from '../phi/outbound-screen.js';
 import { RelaxedHash } from 'mailauth/lib/dkim/body/relaxed.js';
 import MailComposer from 'nodemailer/lib/mail-composer';
+import { encodeUnstructured, formatMailbox, headerLine, safeFilename } from './header-text.js';
 
 /** What a message says (the sealed content of a message row, never logged): the fields the PHI screen reads, plus the sender. */
 export type MessageContent = OutboundContent & { from: { name: string; address: string } };
@@ -9,14 +10,16 @@ export type Threading = { messageId: string; inReplyTo: string | null; reference
 
 /**
  * Builds the RFC 5322 bytes with nodemailer's MailComposer. Bcc stays out of
- * the headers (RFC 5322 3.6.3: it goes only into the envelope).
+ * the headers (RFC 5322 3.6.3: it goes only into the envelope). From and
+ * Subject are built here (src/mail/header-text.ts: the name character rules,
+ * and RFC 2047 encoded-words for a literal "=?", which nodemailer passes
+ * through or puts inside a quoted-string); attachment filenames go through
+ * safeFilename like inbound ones.
  */
 export const composeMime = async (c: MessageContent, t: Threading, date: Date): Promise<Buffer> => {
   const composer = new MailComposer({
-    from: { name: c.from.name, address: c.from.address },
     to: c.to,
     cc: c.cc.length > 0 ? c.cc : undefined,
-    subject: c.subject,
     text: c.text ?? undefined,
     html: c.html ?? undefined,
     messageId: t.messageId,
@@ -24,12 +27,14 @@ export const composeMime = async (c: MessageContent, t: Threading, date: Date): 
     references: t.references.length > 0 ? t.references : undefined,
     date,
     attachments: c.attachments.map((a) => ({
-      filename: a.filename,
+      filename: safeFilename(a.filename),
       contentType: a.content_type,
       content: Buffer.from(a.content_base64, 'base64'),
     })),
   });
-  return composer.compile().build();
+  const subject = encodeUnstructured(c.subject);
+  const own = headerLine('From', formatMailbox(c.from.name, c.from.address)) + (subject ? headerLine('Subject', subject) : '');
+  return Buffer.concat([Buffer.from(own, 'latin1'), await composer.compile().build()]);
 };
 
 /** Splits raw message bytes at the first empty line (RFC 5322 2.1). */

@@ -10,6 +10,7 @@ import { AppError, forbidden, notFound } from '../kernel/errors.js';
 import { parseFindings } from '../phi/outbound-screen.js';
 import type { Db, Dialect, Executor } from '../store/db.js';
 import type { MessagesTable } from '../store/schema.js';
+import { safeFilename } from './header-text.js';
 import { visibleMailbox } from './mailbox-service.js';
 import { approvalView, openContent } from './message-store.js';
 import type { MessageContent } from './mime.js';
@@ -101,16 +102,8 @@ const htmlText = (html: string) =>
 // RFC 5987 3.2.1 attr-char: everything else is percent-encoded in filename*.
 const rfc5987 = (s: string) => encodeURIComponent(s).replace(/['()*]/g, (ch) => `%${ch.charCodeAt(0).toString(16).toUpperCase()}`);
 
-/** A filename safe to hand to a browser or a file system: no path, no control characters, no leading dots, bounded. */
-export const safeFilename = (name: string) => {
-  const base = (name.split(/[\\/]/).pop() ?? '')
-    // Controls and format characters (U+202E turns "fdp.exe" into what looks like "exe.pdf").
-    .replace(/[\p{Cc}\p{Cf}]/gu, '')
-    .replace(/[<>:"|?*]/g, '_')
-    .replace(/^[.\s]+|[.\s]+$/g, '')
-    .slice(0, 200);
-  return base || 'attachment';
-};
+// One sanitiser for inbound names when served and outbound names when stored and sent.
+export { safeFilename };
 
 /** RFC 6266: `attachment` always (never rendered inline), an ASCII fallback and the exact name in filename* (RFC 8187). */
 export const contentDisposition = (name: string) => {

@@ -16,6 +16,7 @@ import type { Finding } from '../phi/phi-types.js';
 import type { Db, Executor, Tx } from '../store/db.js';
 import { isUniqueViolation } from '../store/errors.js';
 import type { MailboxesTable, MessagesTable } from '../store/schema.js';
+import { safeFilename } from './header-text.js';
 import type { ReplyInput, SendInput } from './mail-schemas.js';
 import { visibleMailbox } from './mailbox-service.js';
 import { addMessageEvent, openContent, sealContent } from './message-store.js';
@@ -91,7 +92,8 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
       subject: body.subject,
       text: body.text ?? null,
       html: body.html ?? null,
-      attachments: body.attachments ?? [],
+      // Stored as they are sent: without a path or anything the name rules forbid, like inbound names when served.
+      attachments: (body.attachments ?? []).map((a) => ({ ...a, filename: safeFilename(a.filename) })),
     };
     if (estimateSize(content) > config.smtp.maxMessageBytes) {
       throw new AppError('message_too_large', 413, `The message would be larger than ${config.smtp.maxMessageBytes} bytes.`);

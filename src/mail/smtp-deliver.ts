@@ -3,7 +3,7 @@ import { isIP } from 'node:net';
 import { createTransport, type Transporter } from 'nodemailer';
 import type { Config } from '../app/config.js';
 import { classifySmtpError, type DeliveryOutcome } from './bounce-rules.js';
-import type { MailResolver } from './dns-overrides.js';
+import { DnsLookupError, type MailResolver } from './dns-overrides.js';
 
 export type SmtpTarget = { host: string; port: number; secure: boolean };
 
@@ -16,14 +16,22 @@ export type SmtpTarget = { host: string; port: number; secure: boolean };
 export const createSmtpSender = (config: Pick<Config, 'smtp' | 'delivery'>, resolver: MailResolver, heloName: () => string) => {
   const ca = config.delivery.tlsCaFile ? fs.readFileSync(config.delivery.tlsCaFile) : undefined;
 
-  const targetsFor = async (route: string): Promise<SmtpTarget[]> => {
-    if (route === 'relay' && config.smtp.relay) {
-      const u = new URL(config.smtp.relay);
-      const secure = u.protocol === 'smtps:';
-      return [{ host: u.hostname.replace(/^\[|\]$/g, ''), port: Number(u.port || (secure ? 465 : 587)), secure }];
+  const relay = config.smtp.relay;
+  const relayTarget = (): SmtpTarget => {
+    const u = new URL(relay!);
+    const secure = u.protocol === 'smtps:';
+    return { host: u.hostname.replace(/^\[|\]$/g, ''), port: Number(u.port || (secure ? 465 : 587)), secure };
+  };
+
+  /** The hosts of a route, or the permanent outcome when the domain has none (RFC 5321 5.1, RFC 7505). */
+  const targetsFor = async (route: string): Promise<SmtpTarget[] | DeliveryOutcome> => {
+    if (route === 'relay') {
+      if (relay) return [relayTarget()];
+      return { kind: 'defer', code: null, category: 'no_route' };
     }
-    const mx = await resolver.mx(route);
-    return mx.map((r) => ({ host: r.exchange, port: config.delivery.mxPort, secure: false }));
+    const found = await resolver.mailHosts(route);
+    if (found.kind === 'none') return { kind: 'bounce', code: null, category: found.reason };
+    return found.hosts.map((r) => ({ host: r.exchange, port: config.delivery.mxPort, secure: false }));
   };
 
   // One pooled transport per host: connections (and their TLS sessions) are reused across messages.
@@ -74,14 +82,19 @@ export const createSmtpSender = (config: Pick<Config, 'smtp' | 'delivery'>, reso
     pools.clear();
   };
 
-  /** Tries each host of the route in preference order (RFC 5321 5.1) until one gives an SMTP answer. */
+  /**
+   * Tries each host of the route in preference order (RFC 5321 5.1) until one
+   * gives an SMTP answer. `route` is `relay` or a recipient domain; the caller
+   * decides it at each attempt (see `relayConfigured`).
+   */
   const deliver = async (route: string, envelope: { from: string; to: string[] }, raw: Buffer): Promise<DeliveryOutcome & { host?: string }> => {
-    let targets: SmtpTarget[];
+    let targets: SmtpTarget[] | DeliveryOutcome;
     try {
       targets = await targetsFor(route);
-    } catch {
-      return { kind: 'defer', code: null, category: 'dns' };
+    } catch (e) {
+      return { kind: 'defer', code: null, category: 'dns', error: { code: e instanceof DnsLookupError ? e.code : 'EUNKNOWN', stage: 'DNS' } };
     }
+    if (!Array.isArray(targets)) return targets;
     let last: DeliveryOutcome = { kind: 'defer', code: null, category: 'no_route' };
     for (const t of targets) {
       last = await sendVia(t, envelope, raw);
@@ -90,7 +103,10 @@ export const createSmtpSender = (config: Pick<Config, 'smtp' | 'delivery'>, reso
     return last;
   };
 
-  return { deliver, close };
+  /** Whether MAILWARD_SMTP_RELAY is set now: every attempt then goes through it, whatever route the job was queued with. */
+  const relayConfigured = relay !== undefined && relay !== '';
+
+  return { deliver, close, relayConfigured };
 };
 
 export type SmtpSender = ReturnType<typeof createSmtpSender>;
