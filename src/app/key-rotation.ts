@@ -165,7 +165,7 @@ export const rotateKeys = async ({ store, keys, clock, audit, columns, onProgres
   const result: RotationResult = { from, to: ring.activeVersion, rewrapped: 0, unchanged: 0, failed: [], retired: [], remaining: [] };
   const failedIds = new Set<string>();
   const sizeOf = (c: string) => (store.dialect === 'postgres' ? sql`pg_column_size(${sql.ref(c)})` : sql`length(${sql.ref(c)})`);
-  const rewrapColumn = async (col: SealedColumn) => {
+  const rewrapColumn = async (col: SealedColumn, firstPass: boolean) => {
     const table = sql.table(col.table);
     const idRef = sql.ref(col.idColumn);
     const sealedRef = sql.ref(col.sealedColumn);
@@ -176,9 +176,9 @@ export const rotateKeys = async ({ store, keys, clock, audit, columns, onProgres
     onProgress?.({ label: col.label, done, total });
     const meta = sql.join([col.idColumn, ...col.columns].map((c) => sql.ref(c)));
     for (;;) {
-      const from: RawBuilder<unknown> = after === null ? sql`` : sql`and ${idRef} > ${after}`;
+      const resume: RawBuilder<unknown> = after === null ? sql`` : sql`and ${idRef} > ${after}`;
       const page: { rows: Record<string, unknown>[] } = await sql<Record<string, unknown>>`select ${meta}, ${sizeOf(col.sealedColumn)} as sealed_len from ${table}
-        where ${sealedRef} is not null ${from} order by ${idRef} limit ${batchSize}`.execute(store.db);
+        where ${sealedRef} is not null ${resume} order by ${idRef} limit ${batchSize}`.execute(store.db);
       if (page.rows.length === 0) break;
       for (let i = 0; i < page.rows.length; ) {
         const group: Record<string, unknown>[] = [];
@@ -199,7 +199,8 @@ export const rotateKeys = async ({ store, keys, clock, audit, columns, onProgres
             if (typeof value !== 'string') continue;
             try {
               if (parseSealed(value).dk.kv === ring.activeVersion) {
-                result.unchanged++;
+                // Counted once: later passes meet the values earlier ones re-wrapped.
+                if (firstPass) result.unchanged++;
                 continue;
               }
               const next = rewrap(ring, value, col.aad(row));
@@ -223,7 +224,7 @@ export const rotateKeys = async ({ store, keys, clock, audit, columns, onProgres
 
   let pending = columns;
   for (let pass = 1; pass <= MAX_PASSES && pending.length > 0; pass++) {
-    for (const col of pending) await rewrapColumn(col);
+    for (const col of pending) await rewrapColumn(col, pass === 1);
     // Values a failed re-wrap left behind stay under their version: no further pass helps them.
     result.remaining = (await keyVersionsInUse(store, columns)).filter((u) => u.version !== ring.activeVersion);
     if (result.failed.length > 0) break;
