@@ -22,7 +22,9 @@ import { createVaultRepo } from '../vault/vault-repo.js';
 import { createVaultService } from '../vault/vault-service.js';
 import type { Config } from './config.js';
 import { initOrganization, type InitInput } from './init.js';
+import { assertRingOpensStore } from './key-rotation.js';
 import { checkKeyRing, loadKeyRing, masterKeyPath, registerKeyRing, storeHasSealedData } from './master-key.js';
+import { SEALED_COLUMNS } from './sealed-columns.js';
 
 export type ContainerOptions = {
   clock?: Clock;
@@ -55,8 +57,15 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
     await store.destroy();
     throw e;
   }
-  await migrateToLatest(store);
-  await checkKeyRing(store, ring);
+  try {
+    await migrateToLatest(store);
+    await checkKeyRing(store, ring);
+    // A retired version may be dropped only once nothing is sealed under it: refuse a ring that cannot open every value.
+    await assertRingOpensStore(store, ring, SEALED_COLUMNS);
+  } catch (e) {
+    await store.destroy();
+    throw e;
+  }
   await registerKeyRing(store, ring, clock);
 
   const db = store.db;

@@ -22,6 +22,8 @@ import {
 } from './master-key.js';
 
 export type RotationProgress = { label: string; done: number; total: number };
+/** Sealed values of one column whose data keys are wrapped under one key-encryption key version. */
+export type KeyVersionUse = { version: string; label: string; table: string; column: string; count: number };
 export type RotationResult = {
   from: string[];
   to: string;
@@ -29,6 +31,8 @@ export type RotationResult = {
   unchanged: number;
   failed: { table: string; id: string; code: string }[];
   retired: string[];
+  /** Values still under another version after the last pass (written meanwhile by a server on an old key); their versions are not retired. */
+  remaining: KeyVersionUse[];
 };
 
 type Deps = {
@@ -42,6 +46,65 @@ type Deps = {
 };
 
 const BATCH = 200;
+/** Sealed values are fetched in groups of at most this many bytes, so a table of large messages cannot exhaust memory. */
+const BATCH_BYTES = 8 * 1024 * 1024;
+/** Passes over every column before giving up on values that other servers keep writing under an old version. */
+const MAX_PASSES = 3;
+
+/**
+ * Every stored envelope starts with these characters: src/kernel/crypto/envelope.ts
+ * writes v, alg and dk first (JSON.stringify keeps insertion order, rewrap keeps
+ * the parsed order), and the key version is at most 32 characters of [0-9A-Za-z._-].
+ * Reading only this prefix lets PostgreSQL fetch a slice of a TOASTed value.
+ */
+const ENVELOPE_PREFIX = '{"v":1,"alg":"A256GCM","dk":{"kv":"';
+
+/**
+ * The key versions the sealed values of `columns` are wrapped under, with
+ * counts, read from the stored prefix (no decryption). A value not in the
+ * envelope format (corrupt) is not counted: it cannot be opened by any key.
+ */
+export const keyVersionsInUse = async (store: Store, columns: SealedColumn[]): Promise<KeyVersionUse[]> => {
+  const pos = (hay: RawBuilder<unknown>, needle: string) => (store.dialect === 'postgres' ? sql`strpos(${hay}, ${sql.lit(needle)})` : sql`instr(${hay}, ${sql.lit(needle)})`);
+  const out: KeyVersionUse[] = [];
+  for (const col of columns) {
+    const c = sql.ref(col.sealedColumn);
+    const n = ENVELOPE_PREFIX.length;
+    const tail = sql`substr(${c}, ${sql.lit(n + 1)}, 33)`;
+    const kv = sql`case when substr(${c}, 1, ${sql.lit(n)}) = ${sql.lit(ENVELOPE_PREFIX)} and ${pos(tail, '"')} > 1 then substr(${tail}, 1, ${pos(tail, '"')} - 1) end`;
+    const rows = await sql<{ kv: string | null; n: number | string }>`select ${kv} as kv, count(*) as n from ${sql.table(col.table)} where ${c} is not null group by 1`.execute(store.db);
+    for (const r of rows.rows) {
+      if (r.kv) out.push({ version: r.kv, label: col.label, table: col.table, column: col.sealedColumn, count: Number(r.n) });
+    }
+  }
+  return out;
+};
+
+/**
+ * Refuses a key ring that cannot open every sealed value (start-up, before
+ * anything reads data): a version may be dropped from the ring only once no
+ * value is wrapped under it. Every ring registers its versions in `key_ring`
+ * before it writes (createContainer, rotateKeys), so a ring holding every
+ * registered version opens every value and the scan is skipped; otherwise the
+ * sealed columns are scanned. Throws 500 master_key_incomplete naming the
+ * missing versions and where they are still used (labels and counts only).
+ */
+export const assertRingOpensStore = async (store: Store, ring: KeyRing, columns: SealedColumn[]) => {
+  const have = new Set(ring.versions());
+  const known = await store.db.selectFrom('key_ring').select('version').execute();
+  if (known.every((k) => have.has(k.version))) return;
+  const lacking = (await keyVersionsInUse(store, columns)).filter((u) => !have.has(u.version));
+  if (lacking.length === 0) return;
+  const versions = [...new Set(lacking.map((u) => u.version))].sort();
+  const where = lacking.map((u) => `${u.label}: ${u.count} under version ${u.version}`).join(', ');
+  throw new AppError(
+    'master_key_incomplete',
+    500,
+    `Refusing to start: sealed values are wrapped under key-encryption key version(s) ${versions.join(', ')}, which the configured master key does not include (${where}). ` +
+      `Put version(s) ${versions.join(', ')} back into the key file or MAILWARD_MASTER_KEYS and run \`mailward keys rotate\`; drop a version only after it reports it retired.`,
+    { extra: { versions } },
+  );
+};
 
 /**
  * Key rotation (issue 5):
@@ -50,15 +113,20 @@ const BATCH = 200;
  *    environment, taken from MAILWARD_MASTER_KEYS whose `active` the operator
  *    set to the new version;
  * 2. its fingerprint is registered in `key_ring`;
- * 3. every value of every sealed column is re-wrapped under it, in batches,
- *    with compare-and-set updates (a value rewritten meanwhile is left alone);
- * 4. if nothing failed, every other version is marked retired in `key_ring`
- *    (start-up then no longer needs it; the file keeps it until the operator
- *    drops it, so servers that have not yet reloaded stay readable).
+ * 3. every value of every sealed column (SEALED_COLUMNS, src/app/sealed-columns.ts)
+ *    is re-wrapped under it, in batches bounded in rows and bytes, with
+ *    compare-and-set updates (a value rewritten meanwhile is left alone);
+ * 4. the sealed columns are scanned for values still under another version
+ *    (written meanwhile by a server that had not yet reloaded the key); if
+ *    any, another pass runs, up to MAX_PASSES;
+ * 5. if nothing failed, every other version that no value uses any more is
+ *    marked retired in `key_ring`: only then may the operator drop it (the
+ *    file keeps it until then, so servers that have not yet reloaded stay
+ *    readable; start-up refuses a ring lacking a version still in use).
  * Running servers follow the key file within a second (master-key.ts), so reads
  * keep working during and after. Throws 409 master_key_from_env when the only
  * key is MAILWARD_MASTER_KEY (Mailward cannot rewrite the environment).
- * Audits key_ring.rotated (outcome error if any value failed).
+ * Audits key_ring.rotated (outcome error if any value failed or remains under an old version).
  */
 export const rotateKeys = async ({ store, keys, clock, audit, columns, onProgress, batchSize = BATCH }: Deps): Promise<RotationResult> => {
   const kind = keySourceKind(keys);
@@ -94,45 +162,79 @@ export const rotateKeys = async ({ store, keys, clock, audit, columns, onProgres
   }
   await registerKeyRing(store, ring, clock);
 
-  const result: RotationResult = { from, to: ring.activeVersion, rewrapped: 0, unchanged: 0, failed: [], retired: [] };
-  for (const col of columns) {
-    const countRow = await sql<{ n: number }>`select count(*) as n from ${sql.table(col.table)}`.execute(store.db);
+  const result: RotationResult = { from, to: ring.activeVersion, rewrapped: 0, unchanged: 0, failed: [], retired: [], remaining: [] };
+  const failedIds = new Set<string>();
+  const sizeOf = (c: string) => (store.dialect === 'postgres' ? sql`pg_column_size(${sql.ref(c)})` : sql`length(${sql.ref(c)})`);
+  const rewrapColumn = async (col: SealedColumn, firstPass: boolean) => {
+    const table = sql.table(col.table);
+    const idRef = sql.ref(col.idColumn);
+    const sealedRef = sql.ref(col.sealedColumn);
+    const countRow = await sql<{ n: number }>`select count(*) as n from ${table} where ${sealedRef} is not null`.execute(store.db);
     const total = Number(countRow.rows[0]?.n ?? 0);
     let done = 0;
     let after: string | null = null;
     onProgress?.({ label: col.label, done, total });
+    const meta = sql.join([col.idColumn, ...col.columns].map((c) => sql.ref(c)));
     for (;;) {
-      const cols = sql.join([col.idColumn, col.sealedColumn, ...col.columns].map((c) => sql.ref(c)));
-      const where: RawBuilder<unknown> = after === null ? sql`` : sql`where ${sql.ref(col.idColumn)} > ${after}`;
-      const batch: { rows: Record<string, unknown>[] } = await sql<Record<string, unknown>>`select ${cols} from ${sql.table(col.table)} ${where} order by ${sql.ref(col.idColumn)} limit ${batchSize}`.execute(store.db);
-      if (batch.rows.length === 0) break;
-      await store.db.transaction().execute(async (tx) => {
-        for (const row of batch.rows) {
-          const id = String(row[col.idColumn]);
-          const stored = String(row[col.sealedColumn]);
-          try {
-            if (parseSealed(stored).dk.kv === ring.activeVersion) {
-              result.unchanged++;
-              continue;
-            }
-            const next = rewrap(ring, stored, col.aad(row));
-            await sql`update ${sql.table(col.table)} set ${sql.ref(col.sealedColumn)} = ${next}
-                      where ${sql.ref(col.idColumn)} = ${id} and ${sql.ref(col.sealedColumn)} = ${stored}`.execute(tx);
-            result.rewrapped++;
-          } catch (e) {
-            result.failed.push({ table: col.table, id, code: isAppError(e) ? e.code : 'error' });
-          }
+      const resume: RawBuilder<unknown> = after === null ? sql`` : sql`and ${idRef} > ${after}`;
+      const page: { rows: Record<string, unknown>[] } = await sql<Record<string, unknown>>`select ${meta}, ${sizeOf(col.sealedColumn)} as sealed_len from ${table}
+        where ${sealedRef} is not null ${resume} order by ${idRef} limit ${batchSize}`.execute(store.db);
+      if (page.rows.length === 0) break;
+      for (let i = 0; i < page.rows.length; ) {
+        const group: Record<string, unknown>[] = [];
+        let bytes = 0;
+        while (i < page.rows.length && (group.length === 0 || bytes + Number(page.rows[i]!.sealed_len) <= BATCH_BYTES)) {
+          bytes += Number(page.rows[i]!.sealed_len);
+          group.push(page.rows[i++]!);
         }
-      });
-      after = String(batch.rows.at(-1)![col.idColumn]);
-      done += batch.rows.length;
+        const ids = group.map((r) => String(r[col.idColumn]));
+        const stored = new Map(
+          (await sql<Record<string, unknown>>`select ${idRef}, ${sealedRef} from ${table} where ${idRef} in (${sql.join(ids)})`.execute(store.db)).rows.map((r) => [String(r[col.idColumn]), r[col.sealedColumn]]),
+        );
+        await store.db.transaction().execute(async (tx) => {
+          for (const row of group) {
+            const id = String(row[col.idColumn]);
+            const value = stored.get(id);
+            // Deleted, or its sealed value cleared, since the page was read.
+            if (typeof value !== 'string') continue;
+            try {
+              if (parseSealed(value).dk.kv === ring.activeVersion) {
+                // Counted once: later passes meet the values earlier ones re-wrapped.
+                if (firstPass) result.unchanged++;
+                continue;
+              }
+              const next = rewrap(ring, value, col.aad(row));
+              await sql`update ${table} set ${sealedRef} = ${next} where ${idRef} = ${id} and ${sealedRef} = ${value}`.execute(tx);
+              result.rewrapped++;
+            } catch (e) {
+              const key = `${col.table}|${col.sealedColumn}|${id}`;
+              if (!failedIds.has(key)) {
+                failedIds.add(key);
+                result.failed.push({ table: col.table, id, code: isAppError(e) ? e.code : 'error' });
+              }
+            }
+          }
+        });
+      }
+      after = String(page.rows.at(-1)![col.idColumn]);
+      done += page.rows.length;
       onProgress?.({ label: col.label, done, total: Math.max(total, done) });
     }
+  };
+
+  let pending = columns;
+  for (let pass = 1; pass <= MAX_PASSES && pending.length > 0; pass++) {
+    for (const col of pending) await rewrapColumn(col, pass === 1);
+    // Values a failed re-wrap left behind stay under their version: no further pass helps them.
+    result.remaining = (await keyVersionsInUse(store, columns)).filter((u) => u.version !== ring.activeVersion);
+    if (result.failed.length > 0) break;
+    pending = columns.filter((c) => result.remaining.some((u) => u.table === c.table && u.column === c.sealedColumn));
   }
 
   if (result.failed.length === 0) {
     const at = clock.now().toISOString();
-    const toRetire = known.filter((k) => k.version !== ring.activeVersion && !k.retired_at).map((k) => k.version);
+    const inUse = new Set(result.remaining.map((u) => u.version));
+    const toRetire = known.filter((k) => k.version !== ring.activeVersion && !k.retired_at && !inUse.has(k.version)).map((k) => k.version);
     for (const v of toRetire) await store.db.updateTable('key_ring').set({ retired_at: at }).where('version', '=', v).execute();
     result.retired = toRetire;
   }
@@ -140,7 +242,7 @@ export const rotateKeys = async ({ store, keys, clock, audit, columns, onProgres
     action: 'key_ring.rotated',
     actor: systemActor(),
     target: { type: 'key_ring', id: ring.activeVersion },
-    outcome: result.failed.length === 0 ? 'success' : 'error',
+    outcome: result.failed.length === 0 && result.remaining.length === 0 ? 'success' : 'error',
     details: {
       from: result.from,
       to: result.to,
@@ -148,6 +250,7 @@ export const rotateKeys = async ({ store, keys, clock, audit, columns, onProgres
       unchanged: result.unchanged,
       failed: result.failed.slice(0, 100),
       retired: result.retired,
+      remaining: result.remaining.map((u) => ({ version: u.version, label: u.label, count: u.count })),
     },
   });
   return result;

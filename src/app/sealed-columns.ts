@@ -1,10 +1,24 @@
 import type { SealedColumn } from '../kernel/crypto/sealed-columns.js';
+import { approvalAad, messageAad } from '../mail/message-store.js';
+import { outboxAad } from '../mail/outbound-pipeline.js';
 import { vaultAad } from '../vault/vault-repo.js';
+
+const messagePart = (part: 'content' | 'original' | 'raw'): SealedColumn => ({
+  label: `message ${part}`,
+  table: 'messages',
+  idColumn: 'id',
+  sealedColumn: `${part}_sealed`,
+  columns: ['org_id', 'mailbox_id'],
+  // Same associated data as src/mail/message-store.ts messageAad.
+  aad: (r) => messageAad({ org_id: String(r.org_id), mailbox_id: String(r.mailbox_id), id: String(r.id) }, part),
+});
 
 /**
  * Every column in the store that holds sealed values. `mailward keys rotate`
- * re-wraps all of them: a domain that starts sealing data adds its column
- * here (and must, or its values become unreadable once an old key is dropped).
+ * re-wraps all of them and start-up checks that the key ring opens every key
+ * version they use: a domain that starts sealing data adds its column here
+ * (test/key-rotation-coverage.test.ts fails until it does). Null values are
+ * skipped (nullable sealed columns).
  */
 export const SEALED_COLUMNS: SealedColumn[] = [
   {
@@ -31,5 +45,25 @@ export const SEALED_COLUMNS: SealedColumn[] = [
         kind: r.kind as 'password',
         metadata: String(r.metadata),
       }),
+  },
+  messagePart('content'),
+  messagePart('original'),
+  messagePart('raw'),
+  {
+    label: 'approval comments',
+    table: 'approvals',
+    idColumn: 'id',
+    sealedColumn: 'comment_sealed',
+    columns: ['org_id', 'mailbox_id'],
+    aad: (r) => approvalAad({ org_id: String(r.org_id), mailbox_id: String(r.mailbox_id), id: String(r.id) }),
+  },
+  {
+    label: 'outbox envelopes',
+    table: 'outbox',
+    idColumn: 'id',
+    sealedColumn: 'envelope_sealed',
+    columns: ['org_id', 'message_id'],
+    // Same associated data as src/mail/outbound-pipeline.ts where the job is queued.
+    aad: (r) => outboxAad(String(r.org_id), String(r.message_id), String(r.id)),
   },
 ];

@@ -35,13 +35,19 @@ export const registerKeys = (program: Command) => {
           if (opts.json) {
             process.stdout.write(`${JSON.stringify(r)}\n`);
           } else {
+            const still = [...new Set(r.remaining.map((u) => u.version))];
             process.stdout.write(
               `Key-encryption key version ${r.to} is active. Re-wrapped ${r.rewrapped} data keys (${r.unchanged} already current).\n` +
-                (r.retired.length ? `Retired version(s) ${r.retired.join(', ')}; keep them until every server has restarted, then they may be dropped.\n` : '') +
-                (r.failed.length ? `${r.failed.length} value(s) failed to re-wrap (tampered or sealed under a missing key); nothing was retired:\n${r.failed.map((f) => `  ${f.table} ${f.id} (${f.code})`).join('\n')}\n` : ''),
+                (r.retired.length
+                  ? `Retired version(s) ${r.retired.join(', ')}: no sealed value uses them any more. Keep them until every server has reloaded the key (within a second for the key file; a restart for MAILWARD_MASTER_KEYS), then they may be dropped.\n`
+                  : '') +
+                (r.failed.length ? `${r.failed.length} value(s) failed to re-wrap (tampered or sealed under a missing key); nothing was retired:\n${r.failed.map((f) => `  ${f.table} ${f.id} (${f.code})`).join('\n')}\n` : '') +
+                (still.length
+                  ? `Values are still sealed under version(s) ${still.join(', ')} (${r.remaining.map((u) => `${u.label}: ${u.count}`).join(', ')}); do not drop them. Run \`mailward keys rotate\` again once every server uses version ${r.to}.\n`
+                  : ''),
             );
           }
-          return r.failed.length ? 1 : 0;
+          return r.failed.length || r.remaining.length ? 1 : 0;
         } finally {
           await c.close();
         }

@@ -57,7 +57,7 @@ const filtersOf = (q: MessagesQuery) => {
   };
 };
 
-const page = (r: { next: string | null; partial: boolean }) => ({ next_cursor: r.next ? encodeCursor(r.next) : null, partial: r.partial });
+const page = (r: { next: string | null; partial: boolean; unreadable: number }) => ({ next_cursor: r.next ? encodeCursor(r.next) : null, partial: r.partial, unreadable: r.unreadable });
 
 /** Thin adapters over the mailbox and send services (issue 6). */
 export const mailRoutes = (deps: Deps) => async (root: FastifyInstance) => {

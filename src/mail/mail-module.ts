@@ -36,7 +36,7 @@ export const createMailModule = ({ config, store, ring, clock, logger, audit, gu
   const screen = createOutboundScreen({ consent });
   const mail = createSendService({ db, ring, guard, repo, clock, pipeline, screen, audit, config, onQueued });
   // Issue 7: get, list, thread, tags, search and attachments of both directions.
-  const reader = createReadService({ db, dialect: store.dialect, ring, guard, clock });
+  const reader = createReadService({ db, dialect: store.dialect, ring, guard, clock, audit });
   const approvals = createApprovalsService({ db, ring, guard, audit, repo, clock, pipeline, screen, onQueued, events });
   const sender = createSmtpSender(config, resolver, () => config.bootstrap.domain);
   const delivery = createDeliveryWorker({

@@ -224,13 +224,15 @@ export const searchQuery = messagesQuery.extend({ q: needle('sender, subject or 
 export const messagePageOut = z.object({
   messages: z.array(messageSummaryOut),
   next_cursor: z.string().nullable(),
-  partial: z.boolean().describe('true when the scan budget ended the page before it was full; follow next_cursor for more'),
+  partial: z.boolean().describe('true when the scan budget ended the page before it was full (follow next_cursor for more), or when unreadable messages were skipped'),
+  unreadable: z.number().int().min(0).describe('messages skipped because their sealed content could not be opened (each audited as email.unreadable); partial is true when this is not 0'),
 });
 
 export const searchPageOut = z.object({
   messages: z.array(messageSummaryOut.extend({ matched_in: z.array(z.enum(['from', 'subject', 'body'])) })),
   next_cursor: z.string().nullable(),
   partial: z.boolean(),
+  unreadable: z.number().int().min(0).describe('messages skipped because their sealed content could not be opened (each audited as email.unreadable); partial is true when this is not 0'),
 });
 
 export const attachmentParams = z.strictObject({

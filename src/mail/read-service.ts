@@ -1,21 +1,22 @@
 import { sql } from 'kysely';
 import { canonicalJson } from '../audit/canonical.js';
+import type { AuditService } from '../audit/audit-service.js';
 import type { Guard } from '../identity/guard.js';
-import { hasRole, hasScope, type Principal, type RequestContext } from '../identity/principal.js';
+import { actorOf, hasRole, hasScope, type Principal, type RequestContext } from '../identity/principal.js';
 import { parseAuthResults } from '../inbound/auth-results.js';
 import type { Clock } from '../kernel/clock.js';
 import { sha256Hex } from '../kernel/crypto/hash.js';
 import type { KeyRing } from '../kernel/crypto/keyring.js';
-import { AppError, forbidden, notFound } from '../kernel/errors.js';
+import { AppError, forbidden, isAppError, notFound } from '../kernel/errors.js';
 import { parseFindings } from '../phi/outbound-screen.js';
-import type { Db, Dialect, Executor } from '../store/db.js';
+import type { Db, Dialect, Executor, Tx } from '../store/db.js';
 import type { MessagesTable } from '../store/schema.js';
 import { safeFilename } from './header-text.js';
 import { visibleMailbox } from './mailbox-service.js';
 import { approvalView, openContent } from './message-store.js';
 import type { MessageContent } from './mime.js';
 
-type Deps = { db: Db; dialect: Dialect; ring: KeyRing; guard: Guard; clock: Clock };
+type Deps = { db: Db; dialect: Dialect; ring: KeyRing; guard: Guard; clock: Clock; audit: Pick<AuditService, 'record'> };
 
 export const emailTarget = (id: string) => ({ type: 'email', id });
 
@@ -126,7 +127,7 @@ export const safeContentType = (t: string) => (MIME_RE.test(t) && t.length <= 12
 export const queryHash = (mailboxId: string, q: { q?: string; from?: string; subject?: string }) =>
   sha256Hex(`mailward/search-query/v1|${mailboxId}|${canonicalJson({ q: q.q ?? null, from: q.from ?? null, subject: q.subject ?? null })}`);
 
-export const createReadService = ({ db, dialect, ring, guard, clock }: Deps) => {
+export const createReadService = ({ db, dialect, ring, guard, clock, audit }: Deps) => {
   /**
    * Size of a row's sealed content without reading it where the store allows:
    * PostgreSQL's pg_column_size reads the TOAST header only (length() would
@@ -279,6 +280,42 @@ export const createReadService = ({ db, dialect, ring, guard, clock }: Deps) => 
     }
   }
 
+  type Unreadable = { id: string; code: string };
+
+  /**
+   * Opens a row's sealed content, or notes it in `skipped` and returns null
+   * when it cannot be opened (tampered, corrupt, or wrapped under a key the
+   * ring lacks): one bad message must not make its whole mailbox unreadable.
+   */
+  const openOrSkip = (row: Meta, sealed: string, skipped: Unreadable[]): MessageContent | null => {
+    try {
+      return openContent(ring, row, sealed);
+    } catch (e) {
+      skipped.push({ id: row.id, code: isAppError(e) ? e.code : 'content_invalid' });
+      return null;
+    }
+  };
+
+  /**
+   * 45 CFR 164.312(b) and (c)(1): a message whose sealed content failed to
+   * open is an integrity event, recorded as `email.unreadable` (outcome
+   * error) in the same transaction as the read that skipped it; the code
+   * only, never content.
+   */
+  const recordUnreadable = async (tx: Tx, ctx: RequestContext, mailboxId: string, during: 'list' | 'search', skipped: Unreadable[]) => {
+    for (const u of skipped) {
+      await audit.record(tx, {
+        action: 'email.unreadable',
+        actor: actorOf(ctx),
+        target: emailTarget(u.id),
+        outcome: 'error',
+        requestId: ctx.requestId,
+        clientIp: ctx.clientIp,
+        details: { mailbox_id: mailboxId, code: u.code, during },
+      });
+    }
+  };
+
   /**
    * Keyset scan, newest first, of a mailbox's rows passing the SQL filters;
    * `accept` matches each opened row. Reads chunks until the page has `limit`
@@ -286,10 +323,15 @@ export const createReadService = ({ db, dialect, ring, guard, clock }: Deps) => 
    * the budget (SCAN_BUDGET messages, SCAN_BYTES sealed bytes) is spent; then
    * `next` is the last row examined, so the next page resumes exactly after it
    * (`partial`: the budget ended the page, follow next_cursor for more).
+   * A message whose content cannot be opened is skipped, listed in
+   * `unreadable`, and makes the answer `partial`.
    * Without content filters one SQL page answers and no budget applies.
    */
   const scan = async (ex: Executor, mailboxId: string, f: ReadFilters, postFilter: boolean, accept: (m: Meta, c: MessageContent) => Match | null) => {
     const out: Match[] = [];
+    const unreadable: Unreadable[] = [];
+    // A skipped message makes the answer incomplete whatever else ended the page.
+    const done = (r: { items: Match[]; next: string | null; partial: boolean; examined: number }) => ({ ...r, partial: r.partial || unreadable.length > 0, unreadable });
     let cursor = f.before;
     let examined = 0;
     let bytes = 0;
@@ -310,8 +352,9 @@ export const createReadService = ({ db, dialect, ring, guard, clock }: Deps) => 
       // Without content filters only the page itself is opened; the extra row just proves a next page.
       const page = postFilter ? rows : rows.slice(0, f.limit);
       for await (const { row, sealed } of withContent(ex, page, tagOk)) {
-        const r = sealed !== null && tagOk(row) ? accept(row, openContent(ring, row, sealed)) : null;
-        if (r && out.length === f.limit) return { items: out, next: lastReturned, partial: false, examined };
+        const c = sealed !== null && tagOk(row) ? openOrSkip(row, sealed, unreadable) : null;
+        const r = c ? accept(row, c) : null;
+        if (r && out.length === f.limit) return done({ items: out, next: lastReturned, partial: false, examined });
         examined++;
         bytes += Number(row.sealed_len);
         cursor = row.id;
@@ -319,11 +362,11 @@ export const createReadService = ({ db, dialect, ring, guard, clock }: Deps) => 
           out.push(r);
           lastReturned = row.id;
         }
-        if (postFilter && bytes >= SCAN_BYTES) return { items: out, next: row.id, partial: out.length < f.limit, examined };
+        if (postFilter && bytes >= SCAN_BYTES) return done({ items: out, next: row.id, partial: out.length < f.limit, examined });
       }
-      if (!postFilter) return { items: out, next: rows.length > f.limit ? lastReturned : null, partial: false, examined };
-      if (rows.length < n) return { items: out, next: null, partial: false, examined };
-      if (examined >= SCAN_BUDGET) return { items: out, next: cursor ?? null, partial: out.length < f.limit, examined };
+      if (!postFilter) return done({ items: out, next: rows.length > f.limit ? lastReturned : null, partial: false, examined });
+      if (rows.length < n) return done({ items: out, next: null, partial: false, examined });
+      if (examined >= SCAN_BUDGET) return done({ items: out, next: cursor ?? null, partial: out.length < f.limit, examined });
     }
   };
 
@@ -372,8 +415,11 @@ export const createReadService = ({ db, dialect, ring, guard, clock }: Deps) => 
       return scan(db, mailboxId, f, needsContent(f), (m, c) => matchContent(ctx.principal, m, c, needles));
     });
     const ids = r.items.map((x) => x.summary.id);
-    await guard.change(ctx, 'email.read', target, (tx) => guard.recordIn(tx, ctx, 'email.read', target, { message_ids: ids }));
-    return { messages: r.items.map((x) => x.summary), next: r.next, partial: r.partial };
+    await guard.change(ctx, 'email.read', target, async (tx) => {
+      await guard.recordIn(tx, ctx, 'email.read', target, { message_ids: ids, ...(r.unreadable.length ? { unreadable: r.unreadable.length } : {}) });
+      await recordUnreadable(tx, ctx, mailboxId, 'list', r.unreadable);
+    });
+    return { messages: r.items.map((x) => x.summary), next: r.next, partial: r.partial, unreadable: r.unreadable.length };
   };
 
   /**
@@ -395,16 +441,18 @@ export const createReadService = ({ db, dialect, ring, guard, clock }: Deps) => 
       return scan(db, mailboxId, f, true, (m, c) => matchContent(ctx.principal, m, c, needles));
     });
     const ids = r.items.map((x) => x.summary.id);
-    await guard.change(ctx, 'email.searched', target, (tx) =>
-      guard.recordIn(tx, ctx, 'email.searched', target, {
+    await guard.change(ctx, 'email.searched', target, async (tx) => {
+      await guard.recordIn(tx, ctx, 'email.searched', target, {
         message_ids: ids,
         query_hash: queryHash(mailboxId, f),
         criteria: { q: Boolean(f.q), from: Boolean(f.from), subject: Boolean(f.subject), tag: f.tag ?? null, since: f.since ?? null, until: f.until ?? null },
         examined: r.examined,
         partial: r.partial,
-      }),
-    );
-    return { messages: r.items.map((x) => ({ ...x.summary, matched_in: x.matched_in ?? [] })), next: r.next, partial: r.partial };
+        unreadable: r.unreadable.length,
+      });
+      await recordUnreadable(tx, ctx, mailboxId, 'search', r.unreadable);
+    });
+    return { messages: r.items.map((x) => ({ ...x.summary, matched_in: x.matched_in ?? [] })), next: r.next, partial: r.partial, unreadable: r.unreadable.length };
   };
 
   /** A thread's messages the caller may see, oldest first (held inbound ones as sender and time only); at most 500. Throws 404 when none. Audits email.read. */

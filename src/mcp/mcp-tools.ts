@@ -260,7 +260,7 @@ const tools: ToolDef[] = [
     run: async (d, ctx, raw) => {
       const a = raw as z.infer<typeof checkInboxIn>;
       const r = await d.reader.list(ctx, a.mailbox_id, filtersOf(a));
-      const s = out(inboxOut, { mailbox_id: a.mailbox_id, messages: r.messages, next_cursor: r.next ? encodeCursor(r.next) : null, partial: r.partial });
+      const s = out(inboxOut, { mailbox_id: a.mailbox_id, messages: r.messages, next_cursor: r.next ? encodeCursor(r.next) : null, partial: r.partial, unreadable: r.unreadable });
       const more = s.next_cursor ? `\nMore: call again with cursor ${s.next_cursor}` : '';
       return resultOf(s, `${renderSummaries(`${s.messages.length} ${a.direction} message(s) in ${a.mailbox_id}, newest first:`, s.messages)}${more}`);
     },
@@ -346,7 +346,7 @@ const tools: ToolDef[] = [
     run: async (d, ctx, raw) => {
       const a = raw as z.infer<typeof searchIn>;
       const r = await d.reader.search(ctx, a.mailbox_id, { ...filtersOf(a), q: a.q });
-      const s = out(searchOut, { mailbox_id: a.mailbox_id, messages: r.messages, next_cursor: r.next ? encodeCursor(r.next) : null, partial: r.partial });
+      const s = out(searchOut, { mailbox_id: a.mailbox_id, messages: r.messages, next_cursor: r.next ? encodeCursor(r.next) : null, partial: r.partial, unreadable: r.unreadable });
       const more = s.next_cursor ? `\nMore: call again with cursor ${s.next_cursor}` : '';
       return resultOf(s, `${renderSummaries(`${s.messages.length} matching message(s) in ${a.mailbox_id}, newest first:`, s.messages)}${more}`);
     },
