@@ -233,7 +233,9 @@ export const createReceiveService = (d: Deps) => {
             content_hash: sealed.hash,
             raw_hash: rawHash,
             size_bytes: raw.length,
-            tags: JSON.stringify(analysis.tags),
+            // Content-derived tags are the system's; the agent's own start empty (see SYSTEM_TAGS).
+            tags: '[]',
+            system_tags: JSON.stringify(analysis.tags),
             status_reason: null,
             approval_id: null,
             oversight_mode: mailbox.oversight_mode,
