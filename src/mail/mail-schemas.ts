@@ -17,8 +17,18 @@ export const MAX_RECIPIENTS = 50;
 
 export const oversightMode = z.enum(OVERSIGHT_MODES);
 
-/** Issue 7: inbound mail failing DMARC is delivered with a `dmarc_fail` flag, or quarantined (still listed) when the sender's policy asks for it. */
-export const dmarcFailure = z.enum(['flag', 'quarantine']).describe('inbound mail failing DMARC: flag (default) or quarantine (admin; still listed as quarantined)');
+/**
+ * Inbound mail failing DMARC: `quarantine` (the default; status
+ * `quarantined`, still listed, a reviewer may release it) when the sender's
+ * domain publishes p=quarantine or p=reject, or when the mail claims the
+ * organisation's own domain without passing DMARC; `flag` (an admin's explicit
+ * opt-in) delivers it as `received` with the flags.
+ */
+export const dmarcFailure = z
+  .enum(['flag', 'quarantine'])
+  .describe("inbound mail failing DMARC: quarantine (default: when the sender's policy is p=quarantine or p=reject, or the mail claims the organisation's own domain without passing DMARC) or flag (admin opt-in: delivered with the flags)");
+
+export const DEFAULT_DMARC_FAILURE = 'quarantine' as const;
 
 export const createMailboxBody = z.strictObject({
   agent_id: z.string().regex(/^agt_[0-9a-f]{32}$/),
