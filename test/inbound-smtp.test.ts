@@ -22,11 +22,6 @@ for (const dialect of testDialects()) {
 
     const stored = (id: string) => t.c.store.db.selectFrom('messages').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
     const inboxOf = async (mailboxId: string) => t.c.store.db.selectFrom('messages').selectAll().where('mailbox_id', '=', mailboxId).where('direction', '=', 'inbound').orderBy('id').execute();
-    const deliver = async (raw: Buffer, to: string, from = LAB) => {
-      const before = (await inboxOf(box.mailbox.id)).length;
-      const r = await smtp.sendRaw(raw, { from, to: [to] });
-      return { r, before };
-    };
 
     beforeAll(async () => {
       const dir = tempDir('mw-inbound');
