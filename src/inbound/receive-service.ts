@@ -265,7 +265,7 @@ export const createReceiveService = (d: Deps) => {
             content_hash: sealed.hash,
             raw_hash: rawHash,
             size_bytes: raw.length,
-            // Content-derived tags are the system's; the agent's own start empty (see SYSTEM_TAGS).
+            // Content-derived tags are the system's (system_tags); the agent's own start empty.
             tags: '[]',
             system_tags: JSON.stringify(analysis.tags),
             status_reason: null,

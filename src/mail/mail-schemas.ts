@@ -71,7 +71,7 @@ const recipients = z.array(emailAddress).max(MAX_RECIPIENTS);
 
 const tagList = z.array(z.string().min(1).max(64).regex(/^[A-Za-z0-9:_.-]+$/)).max(20);
 
-export const tagsBody = z.strictObject({ tags: tagList.describe("the caller's own tags, replacing its previous ones; system tags (phi, part2, categories, bounce, unparsed) are kept and a name of theirs here is ignored") });
+export const tagsBody = z.strictObject({ tags: tagList.describe("the agent tags, replacing the previous ones; system tags (phi, part2, categories, bounce, unparsed) are kept whatever is sent") });
 
 /** The three views of a message's tags: `tags` (the union, as before), the system's (derived from content) and the agent's own. */
 const tagViews = {

@@ -7,7 +7,6 @@ import type { Clock } from '../kernel/clock.js';
 import { sha256Hex } from '../kernel/crypto/hash.js';
 import type { KeyRing } from '../kernel/crypto/keyring.js';
 import { AppError, forbidden, notFound } from '../kernel/errors.js';
-import { SYSTEM_TAGS } from '../phi/inbound-classifier.js';
 import { parseFindings } from '../phi/outbound-screen.js';
 import type { Db, Dialect, Executor } from '../store/db.js';
 import type { MessagesTable } from '../store/schema.js';
@@ -461,21 +460,23 @@ export const createReadService = ({ db, dialect, ring, guard, clock }: Deps) => 
   };
 
   /**
-   * Replaces the caller's own tags of a message (PUT /v1/emails/{id}/tags,
-   * MCP tag_email). System tags (SYSTEM_TAGS: derived from content) are kept
-   * apart and never changed here: a name of that set in `tags` is ignored,
-   * whatever the message, so the answer tells nothing of a held message's
-   * content. Returns the tags as the caller may see them. Throws 404.
-   * Audits email.tagged with the agent tags before and after (labels, never content).
+   * Replaces the agent tags of a message (PUT /v1/emails/{id}/tags, MCP
+   * tag_email). System tags (derived from content) are kept apart and never
+   * changed here; a name in `tags` that is already a system tag the caller
+   * can see is not stored again (a client writing back the `tags` it read).
+   * Returns the tags as the caller may see them. Throws 404. Audits
+   * email.tagged with the agent tags before and after (labels, never content).
    */
   const setTags = (ctx: RequestContext, id: string, tags: string[]) =>
     guard.change(ctx, 'email.tagged', emailTarget(id), async (tx) => {
       requireReader(ctx);
       const { m } = await visibleMessage(tx, ctx, id);
-      const agentTags = [...new Set(tags)].filter((t) => !SYSTEM_TAGS.has(t.toLowerCase()));
+      const visible = !isContentHidden(ctx.principal, m);
+      const system = tagFields(m, visible).system_tags;
+      const agentTags = [...new Set(tags)].filter((t) => !system.includes(t));
       await tx.updateTable('messages').set({ tags: JSON.stringify(agentTags), updated_at: now() }).where('id', '=', m.id).execute();
       await guard.recordIn(tx, ctx, 'email.tagged', emailTarget(id), { tags: agentTags, before: JSON.parse(m.tags) as string[] });
-      return { id: m.id, ...tagFields({ ...m, tags: JSON.stringify(agentTags) }, !isContentHidden(ctx.principal, m)) };
+      return { id: m.id, ...tagFields({ ...m, tags: JSON.stringify(agentTags) }, visible) };
     });
 
   /**

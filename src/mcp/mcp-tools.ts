@@ -355,7 +355,7 @@ const tools: ToolDef[] = [
     name: 'tag_email',
     title: 'Tag an email',
     description:
-      'Replaces your own tags of a message (labels such as triaged, needs-callback; letters, digits, : _ . -; at most 20). Pass the full list of your tags: yours not in it are removed. System tags Mailward derived from the content (phi, part2, prescription, bounce, ...) are kept whatever you pass and cannot be set or removed. Not for changing status, deleting or moving mail, and never put patient information in a tag.',
+      'Replaces your own tags of a message (labels such as triaged, needs-callback; letters, digits, : _ . -; at most 20). Pass the full list of your tags: yours not in it are removed. System tags Mailward derived from the content (phi, part2, prescription, bounce, ...) are kept whatever you pass: you cannot remove them. Not for changing status, deleting or moving mail, and never put patient information in a tag.',
     input: tagIn,
     output: tagsOut,
     annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: false },

@@ -17,14 +17,6 @@ export const INBOUND_RULES: readonly { tag: string; re: RegExp }[] = [
 ];
 
 /**
- * Every tag Mailward derives from a message's content: the routing
- * categories, `phi`, `part2` (42 CFR Part 2), and `bounce` / `unparsed` from
- * inbound analysis. They are stored apart from the agent's own tags
- * (`messages.system_tags`) and an agent can neither set nor remove them.
- */
-export const SYSTEM_TAGS: ReadonlySet<string> = new Set([...INBOUND_RULES.map((r) => r.tag), 'phi', 'part2', 'bounce', 'unparsed']);
-
-/**
  * Category tags for an inbound message (prescription, billing, urgent,
  * referral, results, appointment, insurance, records_request), plus `phi`
  * when the PHI scan rates it moderate or above and `part2` for
