@@ -22,15 +22,10 @@ for (const dialect of testDialects()) {
 
     const stored = (id: string) => t.c.store.db.selectFrom('messages').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
     const inboxOf = async (mailboxId: string) => t.c.store.db.selectFrom('messages').selectAll().where('mailbox_id', '=', mailboxId).where('direction', '=', 'inbound').orderBy('id').execute();
-    const deliver = async (raw: Buffer, to: string, from = LAB) => {
-      const before = (await inboxOf(box.mailbox.id)).length;
-      const r = await smtp.sendRaw(raw, { from, to: [to] });
-      return { r, before };
-    };
 
     beforeAll(async () => {
       const dir = tempDir('mw-inbound');
-      senders = outsideSenders(dir);
+      senders = outsideSenders(dir, { orgDomain: 'hospital.example' });
       t = await createTestApp(dialect, { env: { MAILWARD_DNS_OVERRIDES: senders.file, MAILWARD_MAX_MESSAGE_BYTES: String(256 * 1024), MAILWARD_APPROVAL_TTL: '3600' } });
       smtp = await startInbound(t);
       box = await seedMailbox(t, 'autonomous');
@@ -66,9 +61,20 @@ for (const dialect of testDialects()) {
       expect(view.body.auth_results.spf.result).toBe('pass');
       expect(view.body.auth_results.dmarc.result).toBe('pass');
 
+      expect(view.body.system_tags).toContain('prescription');
+      expect(view.body.agent_tags).toEqual([]);
+
+      // The agent's tags replace its own only: the content-derived ones stay.
       const tagged = await t.call('PUT', `/v1/emails/${item.id}/tags`, box.agentKey, { tags: ['pharmacy', 'reviewed'] });
       expect(tagged.status).toBe(200);
-      expect(tagged.body.tags).toEqual(['pharmacy', 'reviewed']);
+      expect(tagged.body.agent_tags).toEqual(['pharmacy', 'reviewed']);
+      expect(tagged.body.system_tags).toEqual(view.body.system_tags);
+      expect(tagged.body.tags).toEqual([...view.body.system_tags, 'pharmacy', 'reviewed']);
+      const erased = await t.call('PUT', `/v1/emails/${item.id}/tags`, box.agentKey, { tags: [] });
+      expect(erased.body).toEqual({ id: item.id, tags: view.body.system_tags, system_tags: view.body.system_tags, agent_tags: [] });
+      await t.call('PUT', `/v1/emails/${item.id}/tags`, box.agentKey, { tags: ['pharmacy', 'reviewed'] });
+      const relisted = (await t.call('GET', `/v1/mailboxes/${box.mailbox.id}/messages?tag=prescription`, box.agentKey)).body.messages;
+      expect(relisted.find((m: { id: string }) => m.id === item.id)).toMatchObject({ agent_tags: ['pharmacy', 'reviewed'], system_tags: view.body.system_tags });
 
       // The store: raw bytes sealed (what was sent, byte for byte), hashed, audited as received by the system with that hash.
       const row = await stored(item.id);
@@ -143,20 +149,21 @@ for (const dialect of testDialects()) {
       expect(after.find((c) => c.type === 'department')?.id).toBe(dep.body.id);
     });
 
-    it('flags a forged message (DKIM fails, DMARC p=reject) and quarantines it in a quarantining mailbox, listed either way', async () => {
+    it('quarantines a forged message (DKIM fails, DMARC p=reject) by default, and delivers it flagged only where an admin opted into flag', async () => {
       const signed = await senders.sign(rawMessage({ from: 'Billing <billing@forged.example>', to: box.mailbox.address, subject: 'Invoice overdue', body: 'Pay the balance now.' }), 'forged.example');
       const forged = Buffer.from(signed.toString().replace('Pay the balance now.', 'Pay the balance to account 12345 now.'));
-      await deliver(forged, box.mailbox.address, 'billing@forged.example');
-      const flagged = (await inboxOf(box.mailbox.id)).at(-1)!;
+      const f = await seedMailbox(t, 'autonomous', { dmarc_failure: 'flag' });
+      expect(f.mailbox.dmarc_failure).toBe('flag');
+      await smtp.sendRaw(forged, { from: 'billing@forged.example', to: [f.mailbox.address] });
+      const flagged = (await inboxOf(f.mailbox.id)).at(-1)!;
       expect(flagged.status).toBe('received');
       const auth = JSON.parse(flagged.auth_results!);
       expect(auth.flags).toEqual(expect.arrayContaining(['dmarc_fail', 'dkim_fail', 'spf_fail']));
       expect(auth.dmarc).toMatchObject({ result: 'fail', policy: 'reject' });
 
+      // A mailbox created without a choice quarantines.
       const q = await seedMailbox(t, 'autonomous');
-      const patched = await t.call('PATCH', `/v1/mailboxes/${q.mailbox.id}`, t.adminKey, { dmarc_failure: 'quarantine' });
-      expect(patched.status).toBe(200);
-      expect(patched.body.dmarc_failure).toBe('quarantine');
+      expect(q.mailbox.dmarc_failure).toBe('quarantine');
       await smtp.sendRaw(forged, { from: 'billing@forged.example', to: [q.mailbox.address] });
       const list = await t.call('GET', `/v1/mailboxes/${q.mailbox.id}/messages`, q.agentKey);
       expect(list.body.messages).toHaveLength(1);
@@ -173,6 +180,52 @@ for (const dialect of testDialects()) {
       const relaxed = (await inboxOf(q.mailbox.id)).at(-1)!;
       expect(relaxed.status).toBe('received');
       expect(JSON.parse(relaxed.auth_results!).flags).toContain('dmarc_fail');
+    });
+
+    it("quarantines mail from outside that claims the organisation's own domain and fails its DMARC, whatever its p=; flag stays an opt-in", async () => {
+      const q = await seedMailbox(t, 'autonomous');
+      const f = await seedMailbox(t, 'autonomous', { dmarc_failure: 'flag' });
+      const spoof = (from: string) => rawMessage({ from: `Front Desk <${from}>`, to: q.mailbox.address, subject: 'Password reset', body: 'Log in at the link below.' });
+      // The organisation's own p=reject.
+      await smtp.sendRaw(spoof('frontdesk@hospital.example'), { from: 'frontdesk@hospital.example', to: [q.mailbox.address, f.mailbox.address] });
+      const own = (await inboxOf(q.mailbox.id)).at(-1)!;
+      expect(own.status).toBe('quarantined');
+      expect(JSON.parse(own.status_reason!)).toMatchObject({ code: 'quarantined', reasons: [{ code: 'dmarc_fail', policy: 'reject' }, { code: 'org_domain_unauthenticated', dmarc: 'fail' }] });
+      expect(JSON.parse(own.auth_results!).flags).toEqual(expect.arrayContaining(['dmarc_fail', 'org_domain_unauthenticated']));
+      const seen = await t.call('GET', `/v1/emails/${own.id}`, q.agentKey);
+      expect(seen.body).toMatchObject({ status: 'quarantined', content_hidden: true });
+      expect(JSON.stringify(seen.body)).not.toContain('Log in at the link');
+      const optedIn = (await inboxOf(f.mailbox.id)).at(-1)!;
+      expect(optedIn.status).toBe('received');
+      expect(JSON.parse(optedIn.auth_results!).flags).toEqual(expect.arrayContaining(['dmarc_fail', 'org_domain_unauthenticated']));
+
+      // A subdomain whose policy is none (sp=none) fails DMARC too: still the organisation's, still quarantined.
+      await smtp.sendRaw(spoof('it@mail.hospital.example'), { from: 'it@mail.hospital.example', to: [q.mailbox.address] });
+      const sub = (await inboxOf(q.mailbox.id)).at(-1)!;
+      expect(JSON.parse(sub.auth_results!).dmarc).toMatchObject({ result: 'fail', policy: 'none' });
+      expect(sub.status).toBe('quarantined');
+      expect(JSON.parse(sub.status_reason!).reasons).toEqual(expect.arrayContaining([{ code: 'org_domain_unauthenticated', dmarc: 'fail' }]));
+      const pending = await t.call('GET', '/v1/approvals?status=pending', reviewerKey);
+      expect(pending.body.approvals.filter((a: { email_id: string }) => [own.id, sub.id].includes(a.email_id))).toHaveLength(2);
+    });
+
+    it("refuses mail for a deactivated agent's mailbox with 550 5.1.1, and holds one that raced the deactivation for review", async () => {
+      const d = await seedMailbox(t, 'autonomous');
+      const raw = await senders.sign(rawMessage({ to: d.mailbox.address, subject: 'Biopsy results', body: 'The biopsy of Maria Lopez came back.' }));
+      expect(await smtpCode(smtp.sendRaw(raw, { from: LAB, to: [d.mailbox.address] }))).toBe(250);
+      const off = await t.call('POST', `/v1/agents/${d.agent.id}/deactivate`, t.adminKey);
+      expect(off.status).toBe(200);
+      const before = (await inboxOf(d.mailbox.id)).length;
+      await expect(smtp.sendRaw(raw, { from: LAB, to: [d.mailbox.address] })).rejects.toMatchObject({ responseCode: 550, response: expect.stringContaining('5.1.1') });
+      expect((await inboxOf(d.mailbox.id)).length).toBe(before);
+
+      // Accepted at RCPT just before the deactivation committed: stored held, never shown, a reviewer decides.
+      const r = await t.c.inbound.receiver.receive({ mailFrom: LAB, rcptTo: [d.mailbox.address], clientIp: '127.0.0.1', helo: 'mx.lab.example', tls: true }, Buffer.from(raw.toString().replace('Biopsy results', 'Biopsy results again')));
+      expect(r.stored).toEqual([expect.objectContaining({ mailbox_id: d.mailbox.id, status: 'pending_approval' })]);
+      const row = await stored(r.stored[0]!.id);
+      expect(JSON.parse(row.status_reason!)).toMatchObject({ code: 'held', reasons: [{ code: 'agent_deactivated' }] });
+      const apr = (await t.call('GET', '/v1/approvals?status=pending', reviewerKey)).body.approvals.find((a: { email_id: string }) => a.email_id === row.id);
+      expect(apr).toMatchObject({ direction: 'inbound', reasons: [{ code: 'agent_deactivated' }] });
     });
 
     it('threads a reply to an outbound message into its thread, by In-Reply-To and by subject as a fallback', async () => {
@@ -237,7 +290,8 @@ for (const dialect of testDialects()) {
       expect(reason.diagnostic).not.toContain('nobody@clinic.example');
       const report = (await inboxOf(box.mailbox.id)).at(-1)!;
       expect(report.thread_id).toBe(out.thread_id);
-      expect(JSON.parse(report.tags)).toContain('bounce');
+      expect(JSON.parse(report.system_tags)).toContain('bounce');
+      expect(JSON.parse(report.tags)).toEqual([]);
       const audit = await t.c.store.db.selectFrom('audit_events').selectAll().where('target_id', '=', out.id).where('action', '=', 'email.bounced').execute();
       expect(audit).toHaveLength(1);
       expect(JSON.parse(audit[0]!.details)).toMatchObject({ source: 'dsn', status: '5.1.1', report_email_id: report.id });
@@ -259,6 +313,9 @@ for (const dialect of testDialects()) {
       expect(rows.map((r) => r.status)).toEqual(['pending_approval', 'pending_approval']);
       const list = await t.call('GET', `/v1/mailboxes/${g.mailbox.id}/messages`, g.agentKey);
       expect(list.body.messages).toHaveLength(2);
+      // Held: the tags Mailward derived from the content ('results') say what it is about, so the agent sees none.
+      expect(JSON.parse(rows[0]!.system_tags)).toContain('results');
+      for (const m of list.body.messages) expect(m).toMatchObject({ tags: [], system_tags: [] });
       const pending = await t.call('GET', '/v1/approvals?status=pending', reviewerKey);
       const approvals = rows.map((r) => pending.body.approvals.find((a: { email_id: string }) => a.email_id === r.id));
       for (const a of approvals) expect(a).toMatchObject({ direction: 'inbound', reasons: [{ code: 'oversight_mode', mode: 'gated_all' }] });
@@ -273,6 +330,7 @@ for (const dialect of testDialects()) {
       expect((await stored(rows[0]!.id)).status).toBe('received');
       const view = await t.call('GET', `/v1/emails/${rows[0]!.id}`, g.agentKey);
       expect(view.body.subject).toBe('First held');
+      expect(view.body.system_tags).toContain('results');
       const audit = await t.c.store.db.selectFrom('audit_events').selectAll().where('target_id', '=', rows[0]!.id).where('action', '=', 'email.released').execute();
       expect(audit).toHaveLength(1);
       expect(audit[0]).toMatchObject({ actor_type: 'human', actor_id: g.reviewer.id === box.reviewer.id ? box.reviewer.id : audit[0]!.actor_id, content_hash: rows[0]!.raw_hash });

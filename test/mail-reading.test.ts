@@ -373,6 +373,38 @@ for (const dialect of testDialects()) {
         expect(listed).toMatchObject({ status: 'quarantined', content_hidden: true, from: 'ceo@lab.example', subject: null, auth_flags: ['dmarc_fail'] });
         expect((await t.call('GET', `/v1/emails/${id}`, reviewerKey)).body.subject).toBe('Wire transfer');
       });
+
+      it('shows an agent no content-derived tag of a held or quarantined message in any view, only its own; reviewers see both', async () => {
+        const thread = `thr_${randomBytes(16).toString('hex')}`;
+        const system = ['prescription', 'phi', 'part2'];
+        const [held, quarantined] = await seedMessages(t, a.mailbox, [
+          { from: 'intake@clinic.example', subject: 'Held intake', status: 'pending_approval', systemTags: system, tags: ['mine'], threadId: thread },
+          { from: 'intake@clinic.example', subject: 'Quarantined intake', status: 'quarantined', systemTags: system, threadId: thread },
+        ]);
+        const hiddenTags = (id: string) => ({ id, tags: id === held ? ['mine'] : [], system_tags: [], agent_tags: id === held ? ['mine'] : [] });
+        for (const id of [held!, quarantined!]) {
+          const read = await t.call('GET', `/v1/emails/${id}`, a.agentKey);
+          expect(read.body).toMatchObject({ content_hidden: true, ...hiddenTags(id) });
+          const listed = (await list(a.agentKey, a.mailbox.id)).body.messages.find((x: any) => x.id === id);
+          expect(listed).toMatchObject(hiddenTags(id));
+          // Tagging answers with what the agent may see, and the system tags survive it.
+          const put = await t.call('PUT', `/v1/emails/${id}/tags`, a.agentKey, { tags: ['mine'] });
+          expect(put.status).toBe(200);
+          expect(put.body).toEqual({ id, tags: ['mine'], system_tags: [], agent_tags: ['mine'] });
+          const reviewed = await t.call('GET', `/v1/emails/${id}`, reviewerKey);
+          expect(reviewed.body).toMatchObject({ tags: [...system, 'mine'], system_tags: system, agent_tags: ['mine'] });
+        }
+        const threadView = await t.call('GET', `/v1/threads/${thread}`, a.agentKey);
+        expect(threadView.body.messages.map((x: any) => x.system_tags)).toEqual([[], []]);
+        expect(JSON.stringify(threadView.body.messages.map((x: any) => x.tags))).not.toMatch(/phi|part2|prescription/);
+        // A tag filter on a system tag finds nothing held for the agent: the filter would otherwise reveal it.
+        for (const tag of system) {
+          expect(ids(await list(a.agentKey, a.mailbox.id, `tag=${tag}`))).not.toEqual(expect.arrayContaining([held]));
+          expect(ids(await search(a.agentKey, a.mailbox.id, `tag=${tag}`))).not.toEqual(expect.arrayContaining([quarantined]));
+          expect(ids(await list(reviewerKey, a.mailbox.id, `tag=${tag}`))).toEqual(expect.arrayContaining([held, quarantined]));
+        }
+        expect(ids(await list(a.agentKey, a.mailbox.id, 'tag=mine'))).toEqual(expect.arrayContaining([held, quarantined]));
+      });
     });
 
     describe('gated_all', () => {
@@ -400,7 +432,9 @@ for (const dialect of testDialects()) {
         const r = await t.call('GET', `/v1/emails/${held}`, g.agentKey);
         expect(r.status).toBe(200);
         expect(r.body).toMatchObject({ id: held, status: 'pending_approval', content_hidden: true, from: 'oncology@lab.example', unread: true, approval: { status: 'pending' } });
-        expect(Object.keys(r.body).sort()).toEqual(['approval', 'auth_results', 'content_hidden', 'created_at', 'direction', 'from', 'id', 'is_read', 'mailbox_id', 'status', 'status_reason', 'thread_id', 'unread']);
+        // Tags: the agent's own only; the system's are derived from the content.
+        expect(Object.keys(r.body).sort()).toEqual(['agent_tags', 'approval', 'auth_results', 'content_hidden', 'created_at', 'direction', 'from', 'id', 'is_read', 'mailbox_id', 'status', 'status_reason', 'system_tags', 'tags', 'thread_id', 'unread']);
+        expect(r.body).toMatchObject({ tags: [], system_tags: [], agent_tags: [] });
         for (const s of secrets) expect(JSON.stringify(r.body)).not.toContain(s);
         const events = (await audit(`action=email.read&target_id=${held}`)).filter((e) => e.outcome === 'success');
         expect(events.at(-1).details).toMatchObject({ content_hidden: true, marked_read: false });
@@ -538,7 +572,7 @@ for (const dialect of testDialects()) {
       it('tags a message and finds it by the tag', async () => {
         const [id] = await seedMessages(t, a.mailbox, [{ from: 'y@lab.example', subject: 'Tag me' }]);
         const r = await t.call('PUT', `/v1/emails/${id}/tags`, a.agentKey, { tags: ['to_call', 'to_call', 'lab'] });
-        expect(r.body).toEqual({ id, tags: ['to_call', 'lab'] });
+        expect(r.body).toEqual({ id, tags: ['to_call', 'lab'], system_tags: [], agent_tags: ['to_call', 'lab'] });
         expect(ids(await list(a.agentKey, a.mailbox.id, 'tag=to_call'))).toEqual([id]);
         expect(ids(await search(a.agentKey, a.mailbox.id, 'tag=to_call&q=tag%20me'))).toEqual([id]);
       });

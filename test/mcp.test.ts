@@ -246,11 +246,25 @@ for (const dialect of testDialects()) {
       expect(found.structuredContent.messages.map((m: { id: string }) => m.id)).toEqual([id]);
       expect(found.structuredContent.messages[0].matched_in).toEqual(['body']);
       const tagged = await http.call('tag_email', { email_id: id, tags: ['triaged', 'imaging'] });
-      expect(tagged.structuredContent).toEqual({ id, tags: ['triaged', 'imaging'] });
+      expect(tagged.structuredContent).toEqual({ id, tags: ['triaged', 'imaging'], system_tags: [], agent_tags: ['triaged', 'imaging'] });
       const byTag = await http.call('check_inbox', { mailbox_id: mailbox.id, tag: 'imaging' });
       expect(byTag.structuredContent.messages.map((m: { id: string }) => m.id)).toEqual([id]);
       const noCriteria = await http.call('search_email', { mailbox_id: mailbox.id });
       expect(noCriteria.structuredContent.error.code).toBe('invalid_filter');
+    });
+
+    it('tag_email changes only the agent\'s own tags: system tags (part2, phi, prescription) stay and cannot be set', async () => {
+      const [id] = await seedMessages(t, mailbox, [{ from: 'counselor@clinic.example', subject: 'Program intake', systemTags: ['prescription', 'phi', 'part2'] }]);
+      const tagged = await http.call('tag_email', { email_id: id, tags: ['triaged'] });
+      expect(tagged.isError).toBeFalsy();
+      expect(tagged.structuredContent).toEqual({ id, tags: ['prescription', 'phi', 'part2', 'triaged'], system_tags: ['prescription', 'phi', 'part2'], agent_tags: ['triaged'] });
+      // Writing back the tags read clears the agent's own only; the system's are not stored twice.
+      const cleared = await http.call('tag_email', { email_id: id, tags: ['prescription', 'phi', 'part2'] });
+      expect(cleared.structuredContent).toMatchObject({ system_tags: ['prescription', 'phi', 'part2'], agent_tags: [] });
+      const read = await http.call('read_email', { email_id: id });
+      expect(read.structuredContent.email).toMatchObject({ tags: ['prescription', 'phi', 'part2'], system_tags: ['prescription', 'phi', 'part2'], agent_tags: [] });
+      const byTag = await http.call('check_inbox', { mailbox_id: mailbox.id, tag: 'part2' });
+      expect(byTag.structuredContent.messages.map((m: { id: string }) => m.id)).toEqual([id]);
     });
 
     it('checks consent, and a refused recipient fails send_email with no_consent', async () => {

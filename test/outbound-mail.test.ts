@@ -316,7 +316,7 @@ for (const dialect of testDialects()) {
       const s = await mailbox('gated_send');
       const r = await send(s.agentKey, s.mailbox.id, { tags: ['reminder'] });
       const put = await t.call('PUT', `/v1/emails/${r.body.id}/tags`, s.agentKey, { tags: ['reminder', 'cardiology'] });
-      expect(put.body).toEqual({ id: r.body.id, tags: ['reminder', 'cardiology'] });
+      expect(put.body).toEqual({ id: r.body.id, tags: ['reminder', 'cardiology'], system_tags: [], agent_tags: ['reminder', 'cardiology'] });
       expect((await t.call('GET', `/v1/emails/${r.body.id}`, s.agentKey)).body.tags).toEqual(['reminder', 'cardiology']);
       const other = await seedAgent(t, 'Tag Snoop');
       expect((await t.call('PUT', `/v1/emails/${r.body.id}/tags`, other.agentKey, { tags: [] })).status).toBe(404);

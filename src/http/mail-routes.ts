@@ -17,6 +17,7 @@ import {
   searchQuery,
   sendBody,
   tagsBody,
+  tagsOut,
   updateMailboxBody,
 } from '../mail/mail-schemas.js';
 import type { MailboxService } from '../mail/mailbox-service.js';
@@ -110,7 +111,7 @@ export const mailRoutes = (deps: Deps) => async (root: FastifyInstance) => {
   app.get('/v1/emails/:id', { schema: { tags, security: secured, summary: 'Read a message with its status, approval, authentication results and events; marks an inbound message read. An agent sees a held inbound message (gated_all) as content_hidden', params: idParams('msg'), response: { 200: emailOrHeldOut, ...problems(400, 401, 403, 404) } } }, (req) =>
     reader.get(req.ctx, req.params.id),
   );
-  app.put('/v1/emails/:id/tags', { schema: { tags, security: secured, summary: 'Replace the tags of a message', params: idParams('msg'), body: tagsBody, response: { 200: z.object({ id: z.string(), tags: z.array(z.string()) }), ...problems(400, 401, 403, 404) } } }, (req) =>
+  app.put('/v1/emails/:id/tags', { schema: { tags, security: secured, summary: 'Replace the caller\'s own tags of a message; system tags (phi, part2, categories) are kept and cannot be removed', params: idParams('msg'), body: tagsBody, response: { 200: tagsOut, ...problems(400, 401, 403, 404) } } }, (req) =>
     reader.setTags(req.ctx, req.params.id, req.body.tags),
   );
   app.get('/v1/threads/:id', { schema: { tags, security: secured, summary: 'Messages of a thread the caller may see', params: idParams('thr'), response: { 200: z.object({ id: z.string(), messages: z.array(messageSummaryOut) }), ...problems(400, 401, 403, 404) } } }, (req) =>

@@ -34,7 +34,7 @@ type Deps = {
   commit?: <T>(work: (tx: Tx) => Promise<T>) => Promise<T>;
 };
 
-export type RecipientCheck = { ok: true } | { ok: false; reason: 'relay_denied' | 'unknown_mailbox' };
+export type RecipientCheck = { ok: true } | { ok: false; reason: 'relay_denied' | 'unknown_mailbox' | 'mailbox_inactive' };
 
 export type ReceiveResult = { stored: { id: string; mailbox_id: string; status: string }[]; duplicates: number };
 
@@ -58,6 +58,14 @@ const wrapStore = async <T>(fn: () => Promise<T>): Promise<T> => {
 const heloOf = (env: InboundEnvelope) => env.helo.replace(/[^A-Za-z0-9.:[\]-]/g, '').slice(0, 255);
 
 const domainOf = (address: string) => address.slice(address.lastIndexOf('@') + 1).toLowerCase();
+
+/** `domain` is the organisation's domain or one of its subdomains (RFC 7489 3.2: one organisational domain). */
+const isOrgDomain = (domain: string | null | undefined, orgDomain: string | undefined) =>
+  !!domain && !!orgDomain && (domain === orgDomain.toLowerCase() || domain.endsWith(`.${orgDomain.toLowerCase()}`));
+
+/** Whether the mailbox's agent may still receive mail: a deactivated agent must not be sent PHI (45 CFR 164.308(a)(3)(ii)(C)). */
+const agentIsActive = async (ex: Executor, mailbox: Pick<MailboxesTable, 'org_id' | 'agent_id'>) =>
+  (await ex.selectFrom('agents').select('is_active').where('id', '=', mailbox.agent_id).where('org_id', '=', mailbox.org_id).executeTakeFirst())?.is_active === 1;
 
 /**
  * Stores received mail (issue 7): one message row per recipient mailbox, the
@@ -126,18 +134,42 @@ export const createReceiveService = (d: Deps) => {
       const a = address.toLowerCase();
       // Mailbox addresses are printable ASCII (mail-schemas emailAddress); anything else cannot be one of ours.
       if (!/^[\x21-\x3f\x41-\x7e]{1,64}@[\x21-\x3f\x41-\x7e]{1,253}$/.test(a)) return { ok: false, reason: 'unknown_mailbox' };
-      if ((await mailboxesAt([a])).length > 0) return { ok: true };
+      const boxes = await mailboxesAt([a]);
+      if (boxes.length > 0) {
+        // Read fresh, never cached: the agent may have been deactivated a moment ago. The SMTP reply is the
+        // same as for an unknown mailbox (550 5.1.1), so it says nothing about the agent.
+        for (const b of boxes) if (!(await agentIsActive(d.db, b))) return { ok: false, reason: 'mailbox_inactive' };
+        return { ok: true };
+      }
       const org = await d.db.selectFrom('organizations').select('id').where('domain', '=', domainOf(a)).executeTakeFirst();
       return { ok: false, reason: org ? 'unknown_mailbox' : 'relay_denied' };
     });
 
-  const statusFor = (mailbox: MailboxesTable, a: InboundAnalysis) => {
+  /**
+   * Mail from outside whose From (or DMARC) domain is the mailbox organisation's own but that did not pass
+   * DMARC: the organisation knows its own mail is authenticated, so this is a spoof whatever its p= says
+   * (none, no record or a DNS error included). Flagged in the stored results as `org_domain_unauthenticated`.
+   */
+  const claimsOrgUnauthenticated = (mailbox: MailboxesTable, a: InboundAnalysis) =>
+    a.auth.dmarc?.result !== 'pass' && [domainOf(a.content.from.address), a.auth.dmarc?.domain?.toLowerCase()].some((x) => isOrgDomain(x, domains.get(mailbox.org_id)));
+
+  const authFor = (mailbox: MailboxesTable, a: InboundAnalysis) => (claimsOrgUnauthenticated(mailbox, a) ? { ...a.auth, flags: [...a.auth.flags, 'org_domain_unauthenticated'] } : a.auth);
+
+  const statusFor = (mailbox: MailboxesTable, a: InboundAnalysis, agentActive: boolean) => {
     const dmarcFail = a.auth.flags.includes('dmarc_fail');
-    const dmarcReason = dmarcFail ? [{ code: 'dmarc_fail', policy: a.auth.dmarc?.policy ?? null }] : [];
+    const spoofsOrg = claimsOrgUnauthenticated(mailbox, a);
+    const authReasons: Record<string, unknown>[] = [
+      ...(dmarcFail ? [{ code: 'dmarc_fail', policy: a.auth.dmarc?.policy ?? null }] : []),
+      ...(spoofsOrg ? [{ code: 'org_domain_unauthenticated', dmarc: a.auth.dmarc?.result ?? null }] : []),
+    ];
+    // Deactivated between RCPT (which refuses it with 550 5.1.1) and the commit: held for a reviewer, never lost, never shown.
+    if (!agentActive) return { status: 'pending_approval', reasons: [{ code: 'agent_deactivated' }, ...authReasons] };
     // CONTRACT.md: gated_all holds every inbound message until a reviewer releases it.
-    if (mailbox.oversight_mode === 'gated_all') return { status: 'pending_approval', reasons: [{ code: 'oversight_mode', mode: 'gated_all' }, ...dmarcReason] };
-    // The sender's domain asked for quarantine or reject and this mailbox quarantines: kept, listed, never dropped.
-    if (dmarcFail && a.dmarcEnforced && mailbox.dmarc_failure === 'quarantine') return { status: 'quarantined', reasons: dmarcReason };
+    if (mailbox.oversight_mode === 'gated_all') return { status: 'pending_approval', reasons: [{ code: 'oversight_mode', mode: 'gated_all' }, ...authReasons] };
+    // RFC 7489 6.3: the sender's domain asked receivers to quarantine or reject what fails, or the mail spoofs the
+    // organisation's own domain. `quarantine` (the default) keeps it listed for a reviewer, never dropped; `flag`
+    // (an admin's explicit opt-in) delivers it with the flags.
+    if (mailbox.dmarc_failure === 'quarantine' && ((dmarcFail && a.dmarcEnforced) || spoofsOrg)) return { status: 'quarantined', reasons: authReasons };
     return { status: 'received', reasons: [] as Record<string, unknown>[] };
   };
 
@@ -233,7 +265,9 @@ export const createReceiveService = (d: Deps) => {
             content_hash: sealed.hash,
             raw_hash: rawHash,
             size_bytes: raw.length,
-            tags: JSON.stringify(analysis.tags),
+            // Content-derived tags are the system's (system_tags); the agent's own start empty.
+            tags: '[]',
+            system_tags: JSON.stringify(analysis.tags),
             status_reason: null,
             approval_id: null,
             oversight_mode: mailbox.oversight_mode,
@@ -243,7 +277,7 @@ export const createReceiveService = (d: Deps) => {
             delivered_at: null,
             phi_findings: JSON.stringify(analysis.findings),
             phi_sensitivity: analysis.sensitivity,
-            auth_results: JSON.stringify(analysis.auth),
+            auth_results: JSON.stringify(authFor(mailbox, analysis)),
           };
           return { mailbox, draft: row, thread };
         }),
@@ -258,7 +292,7 @@ export const createReceiveService = (d: Deps) => {
         for (const { mailbox: before, draft, thread } of drafts) {
           // A mode tightened to gated_all while this message was analysed holds it.
           const mailbox = (await tx.selectFrom('mailboxes').selectAll().where('id', '=', before.id).executeTakeFirst()) ?? before;
-          const { status, reasons } = statusFor(mailbox, analysis);
+          const { status, reasons } = statusFor(mailbox, analysis, await agentIsActive(tx, mailbox));
           const row: MessagesTable = {
             ...draft,
             status,

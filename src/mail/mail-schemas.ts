@@ -21,8 +21,18 @@ export const MAX_RECIPIENTS = 50;
 
 export const oversightMode = z.enum(OVERSIGHT_MODES);
 
-/** Issue 7: inbound mail failing DMARC is delivered with a `dmarc_fail` flag, or quarantined (still listed) when the sender's policy asks for it. */
-export const dmarcFailure = z.enum(['flag', 'quarantine']).describe('inbound mail failing DMARC: flag (default) or quarantine (admin; still listed as quarantined)');
+/**
+ * Inbound mail failing DMARC: `quarantine` (the default; status
+ * `quarantined`, still listed, a reviewer may release it) when the sender's
+ * domain publishes p=quarantine or p=reject, or when the mail claims the
+ * organisation's own domain without passing DMARC; `flag` (an admin's explicit
+ * opt-in) delivers it as `received` with the flags.
+ */
+export const dmarcFailure = z
+  .enum(['flag', 'quarantine'])
+  .describe("inbound mail failing DMARC: quarantine (default: when the sender's policy is p=quarantine or p=reject, or the mail claims the organisation's own domain without passing DMARC) or flag (admin opt-in: delivered with the flags)");
+
+export const DEFAULT_DMARC_FAILURE = 'quarantine' as const;
 
 export const createMailboxBody = z.strictObject({
   agent_id: z.string().regex(/^agt_[0-9a-f]{32}$/),
@@ -65,7 +75,17 @@ const recipients = z.array(emailAddress).max(MAX_RECIPIENTS);
 
 const tagList = z.array(z.string().min(1).max(64).regex(/^[A-Za-z0-9:_.-]+$/)).max(20);
 
-export const tagsBody = z.strictObject({ tags: tagList });
+export const tagsBody = z.strictObject({ tags: tagList.describe("the agent tags, replacing the previous ones; system tags (phi, part2, categories, bounce, unparsed) are kept whatever is sent") });
+
+/** The three views of a message's tags: `tags` (the union, as before), the system's (derived from content) and the agent's own. */
+const tagViews = {
+  tags: z.array(z.string()).describe('system_tags and agent_tags together'),
+  system_tags: z.array(z.string()).describe('derived by Mailward from the content (phi, part2, prescription, ...); an agent cannot change them, and an agent sees none on a message whose content is hidden'),
+  agent_tags: z.array(z.string()).describe('set by the agent (PUT /v1/emails/{id}/tags, tag_email) or given at send'),
+};
+
+/** PUT /v1/emails/{id}/tags and MCP tag_email. */
+export const tagsOut = z.object({ id: z.string(), ...tagViews });
 
 
 export const sendBody = z
@@ -141,7 +161,7 @@ export const emailOut = z.object({
   text: z.string().nullable(),
   html: z.string().nullable(),
   attachments: z.array(z.object({ index: z.number().describe('for GET /v1/emails/{id}/attachments/{index}'), filename: z.string(), content_type: z.string(), size: z.number() })),
-  tags: z.array(z.string()),
+  ...tagViews,
   phi_findings: z.array(phiFindingOut),
   phi_sensitivity: z.string().nullable(),
   auth_results: authResultsOut.nullable(),
@@ -168,6 +188,7 @@ export const heldEmailOut = z.object({
   status_reason: z.record(z.string(), z.unknown()).nullable(),
   content_hidden: z.literal(true),
   from: z.string(),
+  ...tagViews,
   auth_results: authResultsOut.nullable(),
   is_read: z.boolean(),
   unread: z.boolean(),
@@ -195,7 +216,7 @@ export const messageSummaryOut = z.object({
   unread: z.boolean(),
   thread_id: z.string(),
   message_id: z.string().nullable(),
-  tags: z.array(z.string()),
+  ...tagViews,
   created_at: z.string(),
 });
 

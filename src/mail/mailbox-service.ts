@@ -10,7 +10,7 @@ import { isPhiPolicyLoosening, parsePhiPolicy } from '../phi/outbound-screen.js'
 import type { Db, Executor } from '../store/db.js';
 import { isUniqueViolation } from '../store/errors.js';
 import type { MailboxesTable } from '../store/schema.js';
-import type { createMailboxBody, updateMailboxBody } from './mail-schemas.js';
+import { type createMailboxBody, DEFAULT_DMARC_FAILURE, type updateMailboxBody } from './mail-schemas.js';
 
 type Deps = { db: Db; repo: IdentityRepo; guard: Guard; clock: Clock };
 
@@ -101,7 +101,8 @@ export const createMailboxService = ({ db, repo, guard, clock }: Deps) => {
         created_at: at,
         updated_at: at,
         phi_policy: body.phi_policy ? JSON.stringify(body.phi_policy) : null,
-        dmarc_failure: body.dmarc_failure ?? 'flag',
+        // Fail closed: DMARC failures are quarantined unless an admin opts into `flag`.
+        dmarc_failure: body.dmarc_failure ?? DEFAULT_DMARC_FAILURE,
       };
       try {
         await tx.insertInto('mailboxes').values(row).execute();

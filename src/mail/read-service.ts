@@ -47,6 +47,18 @@ export const visibleMessage = async (ex: Executor, ctx: RequestContext, id: stri
 export const isContentHidden = (p: Principal, m: Pick<MessagesTable, 'direction' | 'status'>) =>
   p.type === 'agent' && m.direction === 'inbound' && m.status !== 'received';
 
+/**
+ * The tags a reader may see: the agent's own always; the system's (derived
+ * from content: phi, part2, categories) only where the content itself is
+ * visible, so a held or quarantined message tells an agent nothing of what
+ * it says (45 CFR 164.502(b) minimum necessary). `tags` is the union.
+ */
+export const tagFields = (m: Pick<MessagesTable, 'tags' | 'system_tags'>, contentVisible: boolean) => {
+  const agent = JSON.parse(m.tags) as string[];
+  const system = contentVisible ? (JSON.parse(m.system_tags) as string[]) : [];
+  return { tags: [...new Set([...system, ...agent])], system_tags: system, agent_tags: agent };
+};
+
 /** The message held from the agent: 403 `message_held` (audited as denied), whatever the attachment index, so the count does not leak. */
 export const messageHeld = () => forbidden('message_held', 'This inbound message is held for review; a reviewer must release it before its content can be read.');
 
@@ -81,7 +93,7 @@ export const SCAN_BYTES = 64 * 1024 * 1024;
 const SCAN_BATCH_BYTES = 8 * 1024 * 1024;
 
 /** The columns a list needs, without the sealed blobs (fetched separately, in bounded batches). */
-const META = ['id', 'org_id', 'mailbox_id', 'direction', 'status', 'status_reason', 'thread_id', 'message_id', 'tags', 'is_read', 'created_at', 'auth_results'] as const;
+const META = ['id', 'org_id', 'mailbox_id', 'direction', 'status', 'status_reason', 'thread_id', 'message_id', 'tags', 'system_tags', 'is_read', 'created_at', 'auth_results'] as const;
 type Meta = Pick<MessagesTable, (typeof META)[number]>;
 type MetaRow = Meta & { sealed_len: number };
 
@@ -176,7 +188,7 @@ export const createReadService = ({ db, dialect, ring, guard, clock, audit }: De
       text: c.text,
       html: c.html,
       attachments: attachmentsOf(c),
-      tags: JSON.parse(m.tags) as string[],
+      ...tagFields(m, true),
       phi_findings: parseFindings(m.phi_findings),
       phi_sensitivity: m.phi_sensitivity,
       auth_results: parseAuthResults(m.auth_results),
@@ -201,6 +213,7 @@ export const createReadService = ({ db, dialect, ring, guard, clock, audit }: De
       ...headOf(m),
       content_hidden: true as const,
       from: c.from.address,
+      ...tagFields(m, false),
       auth_results: parseAuthResults(m.auth_results),
       ...readState(m),
       thread_id: m.thread_id,
@@ -246,7 +259,7 @@ export const createReadService = ({ db, dialect, ring, guard, clock, audit }: De
       ...readState(m),
       thread_id: m.thread_id,
       message_id: hidden ? null : m.message_id,
-      tags: JSON.parse(m.tags) as string[],
+      ...tagFields(m, !hidden),
       created_at: m.created_at,
     };
   };
@@ -336,7 +349,8 @@ export const createReadService = ({ db, dialect, ring, guard, clock, audit }: De
     let examined = 0;
     let bytes = 0;
     let lastReturned: string | null = null;
-    const tagOk = (r: MetaRow) => !f.tag || (JSON.parse(r.tags) as string[]).includes(f.tag);
+    // Any tag of the row, so its content is fetched; matchContent decides what this reader may match on.
+    const tagOk = (r: MetaRow) => !f.tag || tagFields(r, true).tags.includes(f.tag);
     for (;;) {
       const n = postFilter ? Math.min(SCAN_CHUNK, SCAN_BUDGET - examined) : f.limit + 1;
       let q = ex.selectFrom('messages').select([...META, sealedSize('content_sealed')]).where('mailbox_id', '=', mailboxId).orderBy('id', 'desc').limit(n);
@@ -346,7 +360,10 @@ export const createReadService = ({ db, dialect, ring, guard, clock, audit }: De
       if (f.since) q = q.where('created_at', '>=', f.since);
       if (f.until) q = q.where('created_at', '<', f.until);
       // Tags are a JSON array of [A-Za-z0-9:_.-]; LIKE narrows (escaping _), the exact check (tagOk) decides.
-      if (f.tag) q = q.where(sql<boolean>`${sql.ref('tags')} like ${`%"${f.tag.replace(/[\\%_]/g, (ch) => `\\${ch}`)}"%`} escape '\\'`);
+      if (f.tag) {
+        const like = `%"${f.tag.replace(/[\\%_]/g, (ch) => `\\${ch}`)}"%`;
+        q = q.where((eb) => eb.or([sql<boolean>`${sql.ref('tags')} like ${like} escape '\\'`, sql<boolean>`${sql.ref('system_tags')} like ${like} escape '\\'`]));
+      }
       if (cursor) q = q.where('id', '<', cursor);
       const rows = (await q.execute()) as MetaRow[];
       // Without content filters only the page itself is opened; the extra row just proves a next page.
@@ -373,12 +390,14 @@ export const createReadService = ({ db, dialect, ring, guard, clock, audit }: De
   const needsContent = (f: { from?: string; subject?: string; q?: string; tag?: string }) => Boolean(f.from || f.subject || f.q || f.tag);
 
   /** The content filters of a request, folded once. */
-  type Needles = { from?: string; subject?: string; q?: string };
-  const needlesOf = (f: { from?: string; subject?: string; q?: string }): Needles => ({ from: f.from && fold(f.from), subject: f.subject && fold(f.subject), q: f.q && fold(f.q) });
+  type Needles = { from?: string; subject?: string; q?: string; tag?: string };
+  const needlesOf = (f: { from?: string; subject?: string; q?: string; tag?: string }): Needles => ({ from: f.from && fold(f.from), subject: f.subject && fold(f.subject), q: f.q && fold(f.q), tag: f.tag });
 
   /** The content filters on an opened message; a held one matches only on its sender for an agent. */
   const matchContent = (p: Principal, m: Meta, c: MessageContent, f: Needles): Match | null => {
     const hidden = isContentHidden(p, m);
+    // A held message matches an agent's tag filter on the agent's own tags only (its system tags are not shown).
+    if (f.tag && !tagFields(m, !hidden).tags.includes(f.tag)) return null;
     const sender = fold(`${c.from.name ?? ''} <${c.from.address}>`);
     if (f.from && !sender.includes(f.from)) return null;
     if (f.subject && (hidden || !fold(c.subject).includes(f.subject))) return null;
@@ -481,15 +500,24 @@ export const createReadService = ({ db, dialect, ring, guard, clock, audit }: De
     return { id: threadId, messages };
   };
 
-  /** Replaces a message's tags (PUT /v1/emails/{id}/tags). Throws 404. Audits email.tagged with the tags (labels, never content). */
+  /**
+   * Replaces the agent tags of a message (PUT /v1/emails/{id}/tags, MCP
+   * tag_email). System tags (derived from content) are kept apart and never
+   * changed here; a name in `tags` that is already a system tag the caller
+   * can see is not stored again (a client writing back the `tags` it read).
+   * Returns the tags as the caller may see them. Throws 404. Audits
+   * email.tagged with the agent tags before and after (labels, never content).
+   */
   const setTags = (ctx: RequestContext, id: string, tags: string[]) =>
     guard.change(ctx, 'email.tagged', emailTarget(id), async (tx) => {
       requireReader(ctx);
       const { m } = await visibleMessage(tx, ctx, id);
-      const unique = [...new Set(tags)];
-      await tx.updateTable('messages').set({ tags: JSON.stringify(unique), updated_at: now() }).where('id', '=', m.id).execute();
-      await guard.recordIn(tx, ctx, 'email.tagged', emailTarget(id), { tags: unique });
-      return { id: m.id, tags: unique };
+      const visible = !isContentHidden(ctx.principal, m);
+      const system = tagFields(m, visible).system_tags;
+      const agentTags = [...new Set(tags)].filter((t) => !system.includes(t));
+      await tx.updateTable('messages').set({ tags: JSON.stringify(agentTags), updated_at: now() }).where('id', '=', m.id).execute();
+      await guard.recordIn(tx, ctx, 'email.tagged', emailTarget(id), { tags: agentTags, before: JSON.parse(m.tags) as string[] });
+      return { id: m.id, ...tagFields({ ...m, tags: JSON.stringify(agentTags) }, visible) };
     });
 
   /**

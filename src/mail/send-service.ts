@@ -121,6 +121,7 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
       raw_hash: null,
       size_bytes: 0,
       tags: JSON.stringify(body.tags ?? []),
+      system_tags: '[]',
       status_reason: null,
       approval_id: null,
       oversight_mode: mailbox.oversight_mode,

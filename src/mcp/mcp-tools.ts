@@ -23,6 +23,7 @@ import {
   sendAccepted,
   sendBody,
   tagsBody,
+  tagsOut,
 } from '../mail/mail-schemas.js';
 import type { MailboxService } from '../mail/mailbox-service.js';
 import type { ReadService } from '../mail/read-service.js';
@@ -206,7 +207,6 @@ const threadOut = z.object({
   notice: z.string(),
 });
 const searchOut = searchPageOut.extend({ mailbox_id: z.string() });
-const tagOut = z.object({ id: z.string(), tags: z.array(z.string()) });
 const statusOut = messageSummaryOut.pick({ id: true, mailbox_id: true, direction: true, status: true, status_reason: true, content_hidden: true, thread_id: true, created_at: true }).extend({
   delivered_at: z.string().nullable(),
   approval: z.union([approvalOut, heldEmailOut.shape.approval.unwrap()]).nullable(),
@@ -355,14 +355,14 @@ const tools: ToolDef[] = [
     name: 'tag_email',
     title: 'Tag an email',
     description:
-      'Replaces the tags of a message (labels such as triaged, needs-callback; letters, digits, : _ . -; at most 20). Pass the full list: tags not in it are removed. Not for changing status, deleting or moving mail, and never put patient information in a tag.',
+      'Replaces your own tags of a message (labels such as triaged, needs-callback; letters, digits, : _ . -; at most 20). Pass the full list of your tags: yours not in it are removed. System tags Mailward derived from the content (phi, part2, prescription, bounce, ...) are kept whatever you pass: you cannot remove them. Not for changing status, deleting or moving mail, and never put patient information in a tag.',
     input: tagIn,
-    output: tagOut,
+    output: tagsOut,
     annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: false },
     access: mailReader(),
     run: async (d, ctx, raw) => {
       const a = raw as z.infer<typeof tagIn>;
-      return resultOf(out(tagOut, await d.reader.setTags(ctx, a.email_id, a.tags)));
+      return resultOf(out(tagsOut, await d.reader.setTags(ctx, a.email_id, a.tags)));
     },
   },
   {

@@ -157,7 +157,7 @@ export type MailboxesTable = {
   created_at: string;
   updated_at: string;
   phi_policy: string | null; // JSON MailboxPhiPolicy; null = the default policy (0006)
-  dmarc_failure: 'flag' | 'quarantine'; // inbound mail failing DMARC: flagged or quarantined (0007)
+  dmarc_failure: 'flag' | 'quarantine'; // inbound mail failing DMARC: flagged or quarantined (0007; quarantine the default since 0010)
 };
 
 export type MessagesTable = {
@@ -178,7 +178,8 @@ export type MessagesTable = {
   content_hash: string;
   raw_hash: string | null;
   size_bytes: number;
-  tags: string; // JSON array
+  tags: string; // JSON array: the agent's own labels (inbound, since 0010; outbound: from the send body)
+  system_tags: string; // JSON array: tags Mailward derived from content (phi, part2, categories, bounce, unparsed); agents cannot change them (0010)
   status_reason: string | null; // JSON
   approval_id: string | null;
   oversight_mode: string;

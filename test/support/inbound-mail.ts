@@ -14,9 +14,11 @@ import type { TestApp } from './test-app.js';
  * Outside senders for inbound tests: `lab.example` publishes DKIM, SPF
  * (127.0.0.1 allowed) and DMARC p=reject; `forged.example` publishes DMARC
  * p=reject but an SPF that excludes loopback, so only a valid DKIM signature
- * can pass it. Answered through MAILWARD_DNS_OVERRIDES.
+ * can pass it. Answered through MAILWARD_DNS_OVERRIDES. `orgDomain`: the
+ * organisation's own domain also publishes DMARC p=reject (sp=none for its
+ * subdomains) and an SPF that excludes loopback, as for mail spoofing it.
  */
-export const outsideSenders = (dir: string) => {
+export const outsideSenders = (dir: string, opts: { orgDomain?: string } = {}) => {
   const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
   const pub = publicKey.export({ type: 'spki', format: 'der' }).toString('base64');
   const pem = privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
@@ -30,7 +32,8 @@ export const outsideSenders = (dir: string) => {
       '_dmarc.forged.example': ['v=DMARC1; p=reject'],
       'relaxed.example': ['v=spf1 ip4:192.0.2.1 -all'],
       '_dmarc.relaxed.example': ['v=DMARC1; p=none'],
-    },
+      ...(opts.orgDomain ? { [opts.orgDomain]: ['v=spf1 ip4:192.0.2.1 -all'], [`_dmarc.${opts.orgDomain}`]: ['v=DMARC1; p=reject; sp=none'] } : {}),
+    } as Record<string, string[]>,
   };
   const file = path.join(dir, 'dns-overrides.json');
   fs.writeFileSync(file, JSON.stringify(overrides));

@@ -16,7 +16,10 @@ export type SeedMessage = {
   direction?: 'inbound' | 'outbound';
   /** Inbound: received (default), pending_approval (gets a pending approval), quarantined. Outbound: any outbound status. */
   status?: string;
+  /** The agent's own tags. */
   tags?: string[];
+  /** Tags Mailward derived from the content (phi, part2, categories). */
+  systemTags?: string[];
   /** Inbound only; defaults to everything passing. */
   authFlags?: string[];
   createdAt?: string;
@@ -78,6 +81,7 @@ export const seedMessages = async (t: TestApp, mailbox: { id: string; address: s
       raw_hash: null,
       size_bytes: 1000,
       tags: JSON.stringify(s.tags ?? []),
+      system_tags: JSON.stringify(s.systemTags ?? []),
       status_reason: held ? JSON.stringify({ code: status === 'quarantined' ? 'quarantined' : 'held', reasons: [status === 'quarantined' ? { code: 'dmarc_fail', policy: 'reject' } : { code: 'oversight_mode', mode: 'gated_all' }] }) : null,
       approval_id: null,
       oversight_mode: 'autonomous',
