@@ -244,6 +244,7 @@ export const createReceiveService = (d: Deps) => {
             phi_findings: JSON.stringify(analysis.findings),
             phi_sensitivity: analysis.sensitivity,
             auth_results: JSON.stringify(analysis.auth),
+            category: null,
           };
           return { mailbox, draft: row, thread };
         }),

@@ -129,6 +129,7 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
       phi_findings: JSON.stringify(storedFindings(scan.findings)),
       phi_sensitivity: scan.sensitivity,
       auth_results: null,
+      category: body.category ?? null,
     };
     return { row, content, findings: scan.findings };
   };
@@ -146,7 +147,7 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
     if (decision.kind === 'refuse') throw forbidden('mailbox_read_only', 'This mailbox is read-only: it cannot send.');
     const { row, content } = d;
     // 45 CFR 164.522(b): a recipient who refused email gets none; read in this transaction so a refusal recorded before the commit counts.
-    const check = await screen.checkConsent(tx, mailbox.org_id, content, d.findings.length > 0);
+    const check = await screen.checkConsent(tx, mailbox.org_id, content, d.findings.length > 0, row.category);
     if (check.refused > 0) {
       onRefused(check);
       throw noConsentError(check.firstRefused);
@@ -168,6 +169,7 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
       recipients: content.to.length + content.cc.length + content.bcc.length,
       attachments: content.attachments.length,
       thread_id: row.thread_id,
+      ...(row.category ? { category: row.category } : {}),
       phi: { sensitivity: phi.sensitivity, types: [...new Set(d.findings.map((f) => f.type))].sort(), findings: d.findings.length },
     }, row.content_hash);
 
@@ -292,7 +294,7 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
     const to = m.direction === 'inbound' ? [c.from.address] : c.to;
     const cc = body.reply_all ? [...(m.direction === 'inbound' ? c.to : []), ...c.cc].filter((a) => a.toLowerCase() !== own && !to.includes(a)) : [];
     const subject = /^re:/i.test(c.subject) ? c.subject : `Re: ${c.subject}`.slice(0, 998);
-    return send(ctx, mailbox.id, { to, cc: cc.length > 0 ? cc : undefined, subject, text: body.text, html: body.html, in_reply_to: m.id }, idempotencyKey);
+    return send(ctx, mailbox.id, { to, cc: cc.length > 0 ? cc : undefined, subject, text: body.text, html: body.html, in_reply_to: m.id, category: body.category }, idempotencyKey);
   };
 
   /**
