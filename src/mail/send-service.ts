@@ -304,8 +304,9 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
    * not_cancellable (inbound, being sent, partly or fully delivered, or final).
    * Writes status `cancelled`, its pending outbox jobs `failed` (last_code
    * `cancelled`), a pending approval closed as rejected (reason `cancelled`), a
-   * `cancelled` event and `email.cancelled`, in one transaction. The outbox
-   * rows are written first: on PostgreSQL a worker's claim (SKIP LOCKED) then
+   * `cancelled` event and `email.cancelled`, in one transaction. The approval
+   * is closed first (a reviewer's decision locks it first too), then the outbox
+   * rows are written: on PostgreSQL a worker's claim (SKIP LOCKED) then
    * skips them, and a job already claimed makes the cancel answer 409.
    */
   const cancel = (ctx: RequestContext, emailId: string) =>
@@ -317,17 +318,19 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
       const notCancellable = () => conflict('not_cancellable', `A message that is ${m.direction === 'inbound' ? 'inbound' : m.status} cannot be cancelled; only pending_approval, queued and deferred outbound messages can.`);
       if (m.direction !== 'outbound' || !['pending_approval', 'queued', 'deferred'].includes(m.status)) throw notCancellable();
       const at = now();
+      // The approval first, in the order reviewers' decisions lock (approval, then message): on PostgreSQL a
+      // cancel racing an approval waits for it instead of deadlocking, then sees the outbox rows it wrote.
+      let approvalId: string | null = null;
+      if (m.approval_id) {
+        const a = await tx.updateTable('approvals').set({ status: 'rejected', decided_at: at, decided_by: p.id, decision_reason: JSON.stringify({ code: 'cancelled' }) }).where('id', '=', m.approval_id).where('status', '=', 'pending').executeTakeFirst();
+        if (Number(a.numUpdatedRows) > 0) approvalId = m.approval_id;
+      }
       const jobs = await tx.updateTable('outbox').set({ status: 'failed', last_code: 'cancelled', lease_until: null, claimed_by: null, updated_at: at }).where('message_id', '=', m.id).where('status', '=', 'pending').executeTakeFirst();
       // Any job in SMTP now or done means (part of) the message was handed over: too late.
       const handed = await tx.selectFrom('outbox').select('id').where('message_id', '=', m.id).where('status', 'in', ['sending', 'done']).executeTakeFirst();
       if (handed) throw notCancellable();
       const u = await tx.updateTable('messages').set({ status: 'cancelled', status_reason: JSON.stringify({ code: 'cancelled', by: p.id }), updated_at: at }).where('id', '=', m.id).where('status', 'in', ['pending_approval', 'queued', 'deferred']).executeTakeFirst();
       if (Number(u.numUpdatedRows) === 0) throw notCancellable();
-      let approvalId: string | null = null;
-      if (m.approval_id) {
-        const a = await tx.updateTable('approvals').set({ status: 'rejected', decided_at: at, decided_by: p.id, decision_reason: JSON.stringify({ code: 'cancelled' }) }).where('id', '=', m.approval_id).where('status', '=', 'pending').executeTakeFirst();
-        if (Number(a.numUpdatedRows) > 0) approvalId = m.approval_id;
-      }
       const details = { previous_status: m.status, outbox_jobs_cancelled: Number(jobs.numUpdatedRows), approval_closed: approvalId };
       await addMessageEvent(tx, m.id, at, 'cancelled', { by: p.id, ...details });
       await guard.recordIn(tx, ctx, 'email.cancelled', emailTarget(m.id), details, m.content_hash);
