@@ -209,9 +209,9 @@ export const createAuditService = ({ db, dialect, clock }: Deps) => {
    */
   const recordAlone = (input: AuditInput) => inGroupCommit(db, (tx) => record(tx, input));
 
-  /** Events of one organisation, oldest first, keyset-paginated by seq. */
-  const list = async (q: AuditQuery): Promise<AuditEvent[]> => {
-    let query = db.selectFrom('audit_events').selectAll().orderBy('seq', 'asc').limit(q.limit);
+  /** Events of one organisation, oldest first, keyset-paginated by seq; read in `ex` (the caller's transaction, so its read event commits with it). */
+  const list = async (q: AuditQuery, ex: Executor = db): Promise<AuditEvent[]> => {
+    let query = ex.selectFrom('audit_events').selectAll().orderBy('seq', 'asc').limit(q.limit);
     if (q.orgId !== null) query = query.where('org_id', '=', q.orgId);
     if (q.actorId) query = query.where('actor_id', '=', q.actorId);
     if (q.action) query = query.where('action', '=', q.action);

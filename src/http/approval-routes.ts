@@ -3,18 +3,24 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { approvalOut, approveBody, rejectBody } from '../mail/mail-schemas.js';
 import type { ApprovalsService } from '../oversight/approvals-service.js';
-import { idParams, problems, secured } from './common-schemas.js';
+import { cursorQuery, idParams, limitQuery, problems, secured } from './common-schemas.js';
 
 const decided = z.object({ id: z.string(), status: z.string(), thread_id: z.string(), approval: approvalOut });
+
+const listQuery = z.strictObject({
+  status: z.enum(['pending', 'approved', 'rejected']).default('pending'),
+  cursor: cursorQuery.optional().describe('next_cursor of the previous page'),
+  limit: limitQuery,
+});
 
 /** The approval queue (issue 6): reviewers list, approve (with edits) and reject. */
 export const approvalRoutes = (deps: { approvals: ApprovalsService }) => async (root: FastifyInstance) => {
   const app = root.withTypeProvider<ZodTypeProvider>();
   const { approvals } = deps;
   const tags = ['approvals'];
-  app.get('/v1/approvals', { schema: { tags, security: secured, summary: 'Approvals of the organization (reviewers and admins)', querystring: z.strictObject({ status: z.enum(['pending', 'approved', 'rejected']).default('pending') }), response: { 200: z.object({ approvals: z.array(approvalOut) }), ...problems(400, 401, 403, 404) } } }, async (req) => ({
-    approvals: await approvals.list(req.ctx, req.query.status),
-  }));
+  app.get('/v1/approvals', { schema: { tags, security: secured, summary: 'Approvals of the organization, oldest first, one page at a time (reviewers and admins; every read is audited)', querystring: listQuery, response: { 200: z.object({ approvals: z.array(approvalOut), next_cursor: z.string().nullable() }), ...problems(400, 401, 403, 404) } } }, (req) =>
+    approvals.list(req.ctx, req.query),
+  );
   app.post('/v1/approvals/:id/approve', { schema: { tags, security: secured, summary: 'Approve a held message, optionally with edits (humans with reviewer; never the sender)', params: idParams('apr'), body: approveBody, response: { 200: decided, ...problems(400, 401, 403, 404, 409, 413, 422) } } }, (req) =>
     approvals.approve(req.ctx, req.params.id, req.body ?? {}),
   );

@@ -6,6 +6,8 @@ import type { AuditService } from '../audit/audit-service.js';
 import { leafHash } from '../audit/merkle.js';
 import type { Guard } from '../identity/guard.js';
 import { actorOf, type RequestContext, requireAnyRole } from '../identity/principal.js';
+import { canonicalJson } from '../audit/canonical.js';
+import { sha256Hex } from '../kernel/crypto/hash.js';
 import { notFound, unprocessable } from '../kernel/errors.js';
 import { cursorQuery, decodeCursor, encodeCursor, idParams, isoQuery, limitQuery, problems, secured } from './common-schemas.js';
 
@@ -104,24 +106,54 @@ export const auditRoutes = ({ audit, auditLog, guard }: { audit: AuditService; a
     },
     async (req) => {
       const q = req.query;
-      const events = await guard.read(req.ctx, 'audit.events.read', null, async () => {
-        requireAnyRole(req.ctx, ['admin', 'auditor', 'privacy_officer']);
-        const after = decodeCursor(q.cursor);
-        return audit.list({
-          orgId: req.ctx.principal.orgId,
-          actorId: q.actor_id,
-          action: q.action,
-          targetId: q.target_id,
-          since: q.since ? new Date(q.since).toISOString() : undefined,
-          until: q.until ? new Date(q.until).toISOString() : undefined,
-          afterSeq: after !== undefined && /^\d+$/.test(after) ? Number(after) : undefined,
-          limit: q.limit,
-        });
-      });
-      const last = events.at(-1);
+      // 45 CFR 164.312(b): the audit log holds who touched which patient's mail; reading it is itself audited,
+      // in the transaction that reads the page (group commit: it locks nothing but the audit head).
+      const events = await guard.change(
+        req.ctx,
+        'audit.events.read',
+        null,
+        async (tx) => {
+          requireAnyRole(req.ctx, ['admin', 'auditor', 'privacy_officer']);
+          const after = decodeCursor(q.cursor);
+          const filters = {
+            actor_id: q.actor_id ?? null,
+            action: q.action ?? null,
+            target_id: q.target_id ?? null,
+            since: q.since ? new Date(q.since).toISOString() : null,
+            until: q.until ? new Date(q.until).toISOString() : null,
+          };
+          // One row beyond the page tells whether another exists: a page that reached the end has no
+          // next_cursor, although this read's own event now follows it (else paging would never end).
+          const found = await audit.list(
+            {
+              orgId: req.ctx.principal.orgId,
+              actorId: q.actor_id,
+              action: q.action,
+              targetId: q.target_id,
+              since: filters.since ?? undefined,
+              until: filters.until ?? undefined,
+              afterSeq: after !== undefined && /^\d+$/.test(after) ? Number(after) : undefined,
+              limit: q.limit + 1,
+            },
+            tx,
+          );
+          const page = found.slice(0, q.limit);
+          // Which filters, as a hash and their names: a target or actor id is no PHI, but a filter is what the reader looked for.
+          await guard.recordIn(tx, req.ctx, 'audit.events.read', null, {
+            filters: Object.entries(filters).filter(([, v]) => v !== null).map(([k]) => k),
+            filter_hash: sha256Hex(canonicalJson({ ...filters, cursor: q.cursor ?? null, limit: q.limit })),
+            count: page.length,
+            first_seq: page[0]?.seq ?? null,
+            last_seq: page.at(-1)?.seq ?? null,
+          });
+          return { page, more: found.length > q.limit };
+        },
+        { groupCommit: true },
+      );
+      const last = events.page.at(-1);
       return {
-        events: events.map(({ org_id: _org, ...e }) => e),
-        next_cursor: events.length === q.limit && last ? encodeCursor(last.seq) : null,
+        events: events.page.map(({ org_id: _org, ...e }) => e),
+        next_cursor: events.more && last ? encodeCursor(last.seq) : null,
       };
     },
   );
@@ -155,8 +187,9 @@ export const auditRoutes = ({ audit, auditLog, guard }: { audit: AuditService; a
         response: { 200: proofOut, ...problems(400, 401, 403, 404, 422) },
       },
     },
-    (req) =>
-      guard.read(req.ctx, 'audit.proof.read', { type: 'audit_event', id: String(req.params.seq) }, async () => {
+    async (req) => {
+      const proofTarget = { type: 'audit_event', id: String(req.params.seq) };
+      const proof = await guard.read(req.ctx, 'audit.proof.read', proofTarget, async () => {
         requireAnyRole(req.ctx, [...READERS]);
         const seq = req.params.seq;
         const event = await audit.get(seq, req.ctx.principal.orgId);
@@ -176,7 +209,12 @@ export const auditRoutes = ({ audit, auditLog, guard }: { audit: AuditService; a
           root_hash: cp ? cp.root_hash : (await auditLog.tree.rootAt(size)).toString('hex'),
           checkpoint: cp ?? null,
         };
-      }),
+      });
+      // 45 CFR 164.312(b): a proof discloses an event of the log; audited before it is answered (fail closed). A
+      // transaction of its own: signing the default checkpoint above writes, so it cannot run inside one on SQLite.
+      await guard.change(req.ctx, 'audit.proof.read', proofTarget, (tx) => guard.recordIn(tx, req.ctx, 'audit.proof.read', proofTarget, { seq: proof.seq, tree_size: proof.tree_size }), { groupCommit: true });
+      return proof;
+    },
   );
 
   app.get(

@@ -278,6 +278,7 @@ export const createReceiveService = (d: Deps) => {
             phi_findings: JSON.stringify(analysis.findings),
             phi_sensitivity: analysis.sensitivity,
             auth_results: JSON.stringify(authFor(mailbox, analysis)),
+            category: null,
           };
           return { mailbox, draft: row, thread };
         }),

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { OVERSIGHT_MODES } from '../oversight/oversight-modes.js';
+import { CONSENT_CATEGORIES } from '../phi/consent-schemas.js';
 import { phiFindingOut, phiPolicySchema } from '../phi/phi-schemas.js';
 import { hasUnsafeHeaderChars } from './header-text.js';
 
@@ -87,6 +88,11 @@ const tagViews = {
 /** PUT /v1/emails/{id}/tags and MCP tag_email. */
 export const tagsOut = z.object({ id: z.string(), ...tagViews });
 
+/** CONTRACT.md (second wave): what kind of message this is, checked against each recipient's consent categories. */
+export const messageCategory = z
+  .enum(CONSENT_CATEGORIES)
+  .describe('consent category of the message; a recipient whose consent lists other categories only makes it held (consent_category)');
+
 
 export const sendBody = z
   .strictObject({
@@ -99,6 +105,7 @@ export const sendBody = z
     tags: tagList.optional(),
     attachments: z.array(attachmentIn).max(20).optional(),
     in_reply_to: z.string().max(998).refine((s) => !/[\r\n\0]/.test(s), 'must not contain CR, LF or NUL').optional(),
+    category: messageCategory.optional(),
   })
   .refine((b) => b.to.length + (b.cc?.length ?? 0) + (b.bcc?.length ?? 0) <= MAX_RECIPIENTS, {
     message: `at most ${MAX_RECIPIENTS} recipients in to, cc and bcc together`,
@@ -107,7 +114,7 @@ export const sendBody = z
   .refine((b) => b.text !== undefined || b.html !== undefined, { message: 'text or html is required', path: ['text'] });
 
 export const replyBody = z
-  .strictObject({ text: z.string().optional(), html: z.string().optional(), reply_all: z.boolean().optional() })
+  .strictObject({ text: z.string().optional(), html: z.string().optional(), reply_all: z.boolean().optional(), category: messageCategory.optional() })
   .refine((b) => b.text !== undefined || b.html !== undefined, { message: 'text or html is required', path: ['text'] });
 
 export const idempotencyKeyHeader = z.string().min(1).max(255).regex(/^[\x21-\x7e]+$/, 'must be printable ASCII');
@@ -263,6 +270,7 @@ export const attachmentParams = z.strictObject({
 
 export const approveBody = z.strictObject({
   comment: z.string().max(4000).optional(),
+  category: messageCategory.optional().describe('reclassifies the message; consent is checked against it (default: the category it was sent with)'),
   edits: z
     .strictObject({
       subject: nameText(998).optional(),

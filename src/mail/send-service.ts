@@ -132,6 +132,7 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
       phi_findings: JSON.stringify(storedFindings(scan.findings)),
       phi_sensitivity: scan.sensitivity,
       auth_results: null,
+      category: body.category ?? null,
     };
     return { row, content, findings: scan.findings };
   };
@@ -149,7 +150,7 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
     if (decision.kind === 'refuse') throw forbidden('mailbox_read_only', 'This mailbox is read-only: it cannot send.');
     const { row, content } = d;
     // 45 CFR 164.522(b): a recipient who refused email gets none; read in this transaction so a refusal recorded before the commit counts.
-    const check = await screen.checkConsent(tx, mailbox.org_id, content, d.findings.length > 0);
+    const check = await screen.checkConsent(tx, mailbox.org_id, content, d.findings.length > 0, row.category);
     if (check.refused > 0) {
       onRefused(check);
       throw noConsentError(check.firstRefused);
@@ -171,6 +172,7 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
       recipients: content.to.length + content.cc.length + content.bcc.length,
       attachments: content.attachments.length,
       thread_id: row.thread_id,
+      ...(row.category ? { category: row.category } : {}),
       phi: { sensitivity: phi.sensitivity, types: [...new Set(d.findings.map((f) => f.type))].sort(), findings: d.findings.length },
     }, row.content_hash);
 
@@ -295,7 +297,7 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
     const to = m.direction === 'inbound' ? [c.from.address] : c.to;
     const cc = body.reply_all ? [...(m.direction === 'inbound' ? c.to : []), ...c.cc].filter((a) => a.toLowerCase() !== own && !to.includes(a)) : [];
     const subject = /^re:/i.test(c.subject) ? c.subject : `Re: ${c.subject}`.slice(0, 998);
-    return send(ctx, mailbox.id, { to, cc: cc.length > 0 ? cc : undefined, subject, text: body.text, html: body.html, in_reply_to: m.id }, idempotencyKey);
+    return send(ctx, mailbox.id, { to, cc: cc.length > 0 ? cc : undefined, subject, text: body.text, html: body.html, in_reply_to: m.id, category: body.category }, idempotencyKey);
   };
 
   /**
@@ -305,8 +307,9 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
    * not_cancellable (inbound, being sent, partly or fully delivered, or final).
    * Writes status `cancelled`, its pending outbox jobs `failed` (last_code
    * `cancelled`), a pending approval closed as rejected (reason `cancelled`), a
-   * `cancelled` event and `email.cancelled`, in one transaction. The outbox
-   * rows are written first: on PostgreSQL a worker's claim (SKIP LOCKED) then
+   * `cancelled` event and `email.cancelled`, in one transaction. The approval
+   * is closed first (a reviewer's decision locks it first too), then the outbox
+   * rows are written: on PostgreSQL a worker's claim (SKIP LOCKED) then
    * skips them, and a job already claimed makes the cancel answer 409.
    */
   const cancel = (ctx: RequestContext, emailId: string) =>
@@ -318,17 +321,19 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
       const notCancellable = () => conflict('not_cancellable', `A message that is ${m.direction === 'inbound' ? 'inbound' : m.status} cannot be cancelled; only pending_approval, queued and deferred outbound messages can.`);
       if (m.direction !== 'outbound' || !['pending_approval', 'queued', 'deferred'].includes(m.status)) throw notCancellable();
       const at = now();
+      // The approval first, in the order reviewers' decisions lock (approval, then message): on PostgreSQL a
+      // cancel racing an approval waits for it instead of deadlocking, then sees the outbox rows it wrote.
+      let approvalId: string | null = null;
+      if (m.approval_id) {
+        const a = await tx.updateTable('approvals').set({ status: 'rejected', decided_at: at, decided_by: p.id, decision_reason: JSON.stringify({ code: 'cancelled' }) }).where('id', '=', m.approval_id).where('status', '=', 'pending').executeTakeFirst();
+        if (Number(a.numUpdatedRows) > 0) approvalId = m.approval_id;
+      }
       const jobs = await tx.updateTable('outbox').set({ status: 'failed', last_code: 'cancelled', lease_until: null, claimed_by: null, updated_at: at }).where('message_id', '=', m.id).where('status', '=', 'pending').executeTakeFirst();
       // Any job in SMTP now or done means (part of) the message was handed over: too late.
       const handed = await tx.selectFrom('outbox').select('id').where('message_id', '=', m.id).where('status', 'in', ['sending', 'done']).executeTakeFirst();
       if (handed) throw notCancellable();
       const u = await tx.updateTable('messages').set({ status: 'cancelled', status_reason: JSON.stringify({ code: 'cancelled', by: p.id }), updated_at: at }).where('id', '=', m.id).where('status', 'in', ['pending_approval', 'queued', 'deferred']).executeTakeFirst();
       if (Number(u.numUpdatedRows) === 0) throw notCancellable();
-      let approvalId: string | null = null;
-      if (m.approval_id) {
-        const a = await tx.updateTable('approvals').set({ status: 'rejected', decided_at: at, decided_by: p.id, decision_reason: JSON.stringify({ code: 'cancelled' }) }).where('id', '=', m.approval_id).where('status', '=', 'pending').executeTakeFirst();
-        if (Number(a.numUpdatedRows) > 0) approvalId = m.approval_id;
-      }
       const details = { previous_status: m.status, outbox_jobs_cancelled: Number(jobs.numUpdatedRows), approval_closed: approvalId };
       await addMessageEvent(tx, m.id, at, 'cancelled', { by: p.id, ...details });
       await guard.recordIn(tx, ctx, 'email.cancelled', emailTarget(m.id), details, m.content_hash);

@@ -6,14 +6,15 @@ import type { Clock } from '../kernel/clock.js';
 import { seal } from '../kernel/crypto/envelope.js';
 import { sha256Hex } from '../kernel/crypto/hash.js';
 import type { KeyRing } from '../kernel/crypto/keyring.js';
-import { conflict, forbidden, notFound, unprocessable } from '../kernel/errors.js';
+import { badRequest, conflict, forbidden, isAppError, notFound, unprocessable } from '../kernel/errors.js';
 import type { MailEvents } from '../mail/mail-events.js';
 import type { ApproveInput } from '../mail/mail-schemas.js';
-import { addMessageEvent, approvalAad, approvalView, type EditDiff, openContent, sealContent } from '../mail/message-store.js';
+import { addMessageEvent, approvalAad, approvalView, type EditDiff, openContent, sealContent, transitionMessage } from '../mail/message-store.js';
 import type { MessageContent } from '../mail/mime.js';
 import type { OutboundPipeline } from '../mail/outbound-pipeline.js';
-import { noConsentError } from '../phi/consent-service.js';
-import { type ConsentCheck, type OutboundScreen, storedFindings } from '../phi/outbound-screen.js';
+import { canonicalJson } from '../audit/canonical.js';
+import { consentCategoryError, noConsentError } from '../phi/consent-service.js';
+import { type OutboundScreen, storedFindings } from '../phi/outbound-screen.js';
 import type { Db, Executor, Tx } from '../store/db.js';
 import type { ApprovalsTable, MessagesTable } from '../store/schema.js';
 
@@ -33,6 +34,16 @@ type Deps = {
 };
 
 const EDITABLE = ['subject', 'text', 'html', 'to', 'cc'] as const;
+
+/** GET /v1/approvals: which approvals, and one page of them (cursor: next_cursor of the previous page). */
+export type ApprovalListQuery = { status: ApprovalsTable['status']; cursor?: string; limit: number };
+
+/** The opaque cursor is base64url of the last approval id of the previous page. */
+const decodeApprovalCursor = (cursor: string) => {
+  const id = Buffer.from(cursor, 'base64url').toString();
+  if (!/^apr_[0-9a-f]{32}$/.test(id)) throw badRequest('invalid_cursor', 'cursor must be a next_cursor from a previous page.');
+  return id;
+};
 
 /** Edits to these change what the PHI scan sees. */
 const SCANNED = new Set<string>(['subject', 'text', 'html']);
@@ -59,31 +70,76 @@ export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, pi
     return { a, m, mailbox };
   };
 
-  /** Pending (or decided) approvals of the organisation, oldest first. Reviewers and admins only; agents get 404. */
-  const list = (ctx: RequestContext, status: ApprovalsTable['status'] = 'pending') =>
-    guard.read(ctx, 'approval.list', null, async () => {
-      requireAnyRole(ctx, ['reviewer', 'admin'], 'approval');
-      const rows = await db.selectFrom('approvals').selectAll().where('org_id', '=', ctx.principal.orgId).where('status', '=', status).orderBy('id').limit(500).execute();
-      // The reviewer sees each finding's type and place (issue 9); the findings hold no PHI text.
-      const phi = new Map<string, Pick<MessagesTable, 'phi_findings' | 'phi_sensitivity'>>();
-      for (let i = 0; i < rows.length; i += 100) {
-        const ids = rows.slice(i, i + 100).map((a) => a.message_id);
-        for (const m of await db.selectFrom('messages').select(['id', 'phi_findings', 'phi_sensitivity']).where('id', 'in', ids).execute()) phi.set(m.id, m);
-      }
-      return rows.map((a) => approvalView(ring, a, phi.get(a.message_id)));
-    });
+  /**
+   * The decision's compare-and-set (STYLE.md, state machines): the approval
+   * moves from `pending` only once. It is the first write of every decision,
+   * so the row lock it takes on PostgreSQL orders concurrent deciders on
+   * other processes (the second waits, then matches no row); on SQLite the
+   * writer lock does the same. The loser's transaction rolls back: 409.
+   */
+  const decideOnce = async (tx: Tx, approvalId: string, set: Partial<Omit<ApprovalsTable, 'id'>>) => {
+    const u = await tx.updateTable('approvals').set(set).where('id', '=', approvalId).where('status', '=', 'pending').executeTakeFirst();
+    if (Number(u.numUpdatedRows) !== 1) throw conflict('approval_decided', 'This approval was decided concurrently.');
+  };
+
+  /** The held message left the status the decision read (cancelled, or moved by another process). */
+  const messageMoved = () => conflict('approval_decided', 'The held message was changed concurrently; this decision was not applied.');
 
   /**
-   * Approves a held message, optionally with edits, then signs and queues it.
-   * Edited subject, text or html is scanned again and the new findings
-   * replace the stored ones; every recipient's consent is checked again (it
-   * may have changed while the message waited).
-   * Throws 404 (agents, other orgs), 403 role_required / sender_cannot_approve,
-   * 409 approval_decided / approval_expired, 422 no_consent (the approval stays
-   * pending; a `denied` email.approved event records it). Audits
-   * email.approved with the edit diff (field names and hashes only) and the
-   * PHI types after the edit; writes outbox jobs.
+   * One page of the organisation's approvals with `status`, oldest first
+   * (keyset on the time-sortable id, so a page never skips or repeats a row
+   * while others are decided). Reviewers and admins only; agents get 404.
+   * Throws 400 invalid_cursor. Writes `approval.list` (status, page size,
+   * count and a hash of the query; no PHI) in the transaction that reads the
+   * page: the queue shows which messages carry which PHI types (45 CFR
+   * 164.312(b)).
    */
+  const list = (ctx: RequestContext, q: ApprovalListQuery) =>
+    guard.change(
+      ctx,
+      'approval.list',
+      null,
+      async (tx) => {
+        requireAnyRole(ctx, ['reviewer', 'admin'], 'approval');
+        const after = q.cursor === undefined ? undefined : decodeApprovalCursor(q.cursor);
+        let query = tx.selectFrom('approvals').selectAll().where('org_id', '=', ctx.principal.orgId).where('status', '=', q.status).orderBy('id').limit(q.limit + 1);
+        if (after) query = query.where('id', '>', after);
+        const found = await query.execute();
+        const rows = found.slice(0, q.limit);
+        // The reviewer sees each finding's type and place (issue 9); the findings hold no PHI text.
+        const phi = new Map<string, Pick<MessagesTable, 'phi_findings' | 'phi_sensitivity'>>();
+        for (let i = 0; i < rows.length; i += 100) {
+          const ids = rows.slice(i, i + 100).map((a) => a.message_id);
+          for (const m of await tx.selectFrom('messages').select(['id', 'phi_findings', 'phi_sensitivity']).where('id', 'in', ids).execute()) phi.set(m.id, m);
+        }
+        const last = rows.at(-1);
+        const next = found.length > q.limit && last ? Buffer.from(last.id).toString('base64url') : null;
+        await guard.recordIn(tx, ctx, 'approval.list', null, {
+          status: q.status,
+          limit: q.limit,
+          has_cursor: q.cursor !== undefined,
+          filter_hash: sha256Hex(canonicalJson({ status: q.status, cursor: q.cursor ?? null, limit: q.limit })),
+          count: rows.length,
+        });
+        return { approvals: rows.map((a) => approvalView(ring, a, phi.get(a.message_id))), next_cursor: next };
+      },
+      { groupCommit: true },
+    );
+
+  /**
+   * A decision that lost (409: already decided, expired, or changed meanwhile)
+   * changed nothing, and its transaction rolled back: it is recorded as a
+   * `denied` event on its own (45 CFR 164.312(b): every attempt is logged).
+   */
+  const auditLoss = async <T>(ctx: RequestContext, action: string, id: string, fn: () => Promise<T>): Promise<T> => {
+    try {
+      return await fn();
+    } catch (e) {
+      if (isAppError(e) && e.status === 409) await guard.denied(ctx, action, target(id), e);
+      throw e;
+    }
+  };
+
   /**
    * Releases a held inbound message (gated_all, or quarantined for DMARC) to
    * the agent: status `received`. Received mail cannot be edited (422
@@ -93,38 +149,52 @@ export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, pi
     if (body.edits && Object.values(body.edits).some((v) => v !== undefined)) {
       throw unprocessable('inbound_not_editable', 'A received message cannot be edited; approving releases it to the agent as received.');
     }
-    const r = await guard.change(ctx, 'email.released', target(id), async (tx) => {
-      requireReviewer(ctx);
-      const { a, m } = await load(tx, ctx, id);
-      const at = now();
-      const u = await tx
-        .updateTable('approvals')
-        .set({ status: 'approved', decided_at: at, decided_by: ctx.principal.id, decision_reason: JSON.stringify({ code: 'released' }), comment_sealed: body.comment ? seal(ring, body.comment, approvalAad(a)) : null, edits: JSON.stringify([]) })
-        .where('id', '=', a.id)
-        .where('status', '=', 'pending')
-        .executeTakeFirst();
-      if (Number(u.numUpdatedRows) === 0) throw conflict('approval_decided', 'This approval was decided concurrently.');
-      await tx.updateTable('messages').set({ status: 'received', status_reason: null, updated_at: at }).where('id', '=', m.id).execute();
-      await addMessageEvent(tx, m.id, at, 'released', { approval_id: a.id, by: ctx.principal.id, previous_status: m.status });
-      await guard.recordIn(tx, ctx, 'email.released', { type: 'email', id: m.id }, {
-        approval_id: a.id,
-        previous_status: m.status,
-        has_comment: !!body.comment,
-        ...(body.comment ? { comment_hash: sha256Hex(body.comment) } : {}),
-      }, m.raw_hash ?? m.content_hash);
-      const released = { ...m, status: 'received', status_reason: null };
-      return { id: m.id, status: 'received', thread_id: m.thread_id, approval: approvalView(ring, await tx.selectFrom('approvals').selectAll().where('id', '=', a.id).executeTakeFirstOrThrow(), released), org_id: m.org_id, mailbox_id: m.mailbox_id };
-    });
+    const r = await auditLoss(ctx, 'email.released', id, () =>
+      guard.change(ctx, 'email.released', target(id), async (tx) => {
+        requireReviewer(ctx);
+        const { a, m } = await load(tx, ctx, id);
+        const at = now();
+        await decideOnce(tx, a.id, { status: 'approved', decided_at: at, decided_by: ctx.principal.id, decision_reason: JSON.stringify({ code: 'released' }), comment_sealed: body.comment ? seal(ring, body.comment, approvalAad(a)) : null, edits: JSON.stringify([]) });
+        if (!(await transitionMessage(tx, m.id, m.status, { status: 'received', status_reason: null, updated_at: at }))) throw messageMoved();
+        await addMessageEvent(tx, m.id, at, 'released', { approval_id: a.id, by: ctx.principal.id, previous_status: m.status });
+        await guard.recordIn(tx, ctx, 'email.released', { type: 'email', id: m.id }, {
+          approval_id: a.id,
+          previous_status: m.status,
+          has_comment: !!body.comment,
+          ...(body.comment ? { comment_hash: sha256Hex(body.comment) } : {}),
+        }, m.raw_hash ?? m.content_hash);
+        const released = { ...m, status: 'received', status_reason: null };
+        return { id: m.id, status: 'received', thread_id: m.thread_id, approval: approvalView(ring, await tx.selectFrom('approvals').selectAll().where('id', '=', a.id).executeTakeFirstOrThrow(), released), org_id: m.org_id, mailbox_id: m.mailbox_id };
+      }),
+    );
     events?.publish({ org_id: r.org_id, mailbox_id: r.mailbox_id, message_id: r.id, direction: 'inbound', status: 'received' });
     return { id: r.id, status: r.status, thread_id: r.thread_id, approval: r.approval };
   };
 
+  /**
+   * Approves a held message, optionally with edits, then signs and queues it.
+   * Edited subject, text or html is scanned again and the new findings
+   * replace the stored ones; every recipient's consent is checked again (it
+   * may have changed while the message waited).
+   * `category` (optional) reclassifies the message; the consent check uses
+   * it, or else the category it was sent with.
+   * Throws 404 (agents, other orgs), 403 role_required / sender_cannot_approve,
+   * 409 approval_decided (another reviewer or process decided first: exactly
+   * one decision wins) / approval_expired / approval_conflict, each audited as
+   * a `denied` email.approved event; 422 no_consent or consent_category (a
+   * recipient's consent does not cover the category; the approval stays
+   * pending; a `denied` email.approved event records it). Audits
+   * email.approved with the edit diff (field names and hashes only) and the
+   * PHI types after the edit; writes outbox jobs.
+   */
   const approve = async (ctx: RequestContext, id: string, body: ApproveInput) => {
     // Phase 1, no transaction: checks and the edited content.
-    const pre = await guard.read(ctx, 'email.approved', target(id), async () => {
-      requireReviewer(ctx);
-      return load(db, ctx, id);
-    });
+    const pre = await auditLoss(ctx, 'email.approved', id, () =>
+      guard.read(ctx, 'email.approved', target(id), async () => {
+        requireReviewer(ctx);
+        return load(db, ctx, id);
+      }),
+    );
     // Issue 7: approving a held inbound message releases it to the agent; nothing is signed or sent.
     if (pre.a.direction === 'inbound') return release(ctx, id, body);
     const before = openContent(ring, pre.m, pre.m.content_sealed);
@@ -141,48 +211,54 @@ export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, pi
     const rescan = diff.some((d) => SCANNED.has(d.field))
       ? screen.scan(after, (await repo.org(db, pre.m.org_id))?.domain ?? '')
       : null;
-    let refusal: ConsentCheck | null = null;
+    let refusal: { code: 'no_consent' | 'consent_category'; recipients: number; category?: string } | null = null;
 
     const approveIn = async (tx: Tx) => {
       requireReviewer(ctx);
       const { a, m, mailbox } = await load(tx, ctx, id);
       // The edits were computed on what phase 1 saw; a message changed meanwhile is not approved blind.
       if (m.content_hash !== pre.m.content_hash) throw conflict('approval_conflict', 'The message changed while it was being approved; try again.');
-      // 45 CFR 164.522(b): a refusal recorded while the message waited, or a refused recipient added by the edit, stops it.
-      const check = await screen.checkConsent(tx, m.org_id, after, false);
+      const at = now();
+      await decideOnce(tx, a.id, {
+        status: 'approved',
+        decided_at: at,
+        decided_by: ctx.principal.id,
+        decision_reason: JSON.stringify({ code: 'approved' }),
+        comment_sealed: body.comment ? seal(ring, body.comment, approvalAad(a)) : null,
+        edits: JSON.stringify(diff),
+      });
+      // The reviewer may (re)classify the message; CONTRACT.md: approve bodies carry an optional category.
+      const category = body.category ?? m.category;
+      // 45 CFR 164.522(b): a refusal recorded while the message waited, or a refused recipient added by the edit, stops it;
+      // so does a recipient whose consent lists categories without this message's: the patient's restriction is not the reviewer's to waive.
+      const check = await screen.checkConsent(tx, m.org_id, after, false, category);
       if (check.refused > 0) {
-        refusal = check;
+        refusal = { code: 'no_consent', recipients: check.refused };
         throw noConsentError(check.firstRefused);
       }
-      const at = now();
-      let msg = m;
+      if (check.categoryHeld > 0 && category) {
+        refusal = { code: 'consent_category', recipients: check.categoryHeld, category };
+        throw consentCategoryError(category, check.firstCategoryHeld);
+      }
+      let msg = { ...m, category };
+      const cols: Partial<MessagesTable> = category === m.category ? {} : { category };
       if (diff.length > 0) {
         const sealedNew = sealContent(ring, m, after);
         const sealedOld = m.original_sealed ?? sealContent(ring, m, before, 'original').sealed;
         const phiCols = rescan ? { phi_findings: JSON.stringify(storedFindings(rescan.findings)), phi_sensitivity: rescan.sensitivity } : {};
-        await tx.updateTable('messages').set({ content_sealed: sealedNew.sealed, content_hash: sealedNew.hash, original_sealed: sealedOld, ...phiCols, updated_at: at }).where('id', '=', m.id).execute();
-        msg = { ...m, content_sealed: sealedNew.sealed, content_hash: sealedNew.hash, original_sealed: sealedOld, ...phiCols };
+        Object.assign(cols, { content_sealed: sealedNew.sealed, content_hash: sealedNew.hash, original_sealed: sealedOld, ...phiCols });
+        msg = { ...msg, ...cols };
       }
-      const u = await tx
-        .updateTable('approvals')
-        .set({
-          status: 'approved',
-          decided_at: at,
-          decided_by: ctx.principal.id,
-          decision_reason: JSON.stringify({ code: 'approved' }),
-          comment_sealed: body.comment ? seal(ring, body.comment, approvalAad(a)) : null,
-          edits: JSON.stringify(diff),
-        })
-        .where('id', '=', a.id)
-        .where('status', '=', 'pending')
-        .executeTakeFirst();
-      if (Number(u.numUpdatedRows) === 0) throw conflict('approval_decided', 'This approval was decided concurrently.');
-      await addMessageEvent(tx, m.id, at, 'approved', { approval_id: a.id, by: ctx.principal.id, edits: diff });
+      // The message's own compare-and-set: it leaves pending_approval once (the pipeline then writes the outbox).
+      if (!(await transitionMessage(tx, m.id, m.status, { ...cols, status: 'queued', updated_at: at }))) throw messageMoved();
+      await addMessageEvent(tx, m.id, at, 'approved', { approval_id: a.id, by: ctx.principal.id, edits: diff, ...(category === m.category ? {} : { category }) });
       await guard.recordIn(tx, ctx, 'email.approved', { type: 'email', id: m.id }, {
         approval_id: a.id,
         edits: diff,
         has_comment: !!body.comment,
         ...(body.comment ? { comment_hash: sha256Hex(body.comment) } : {}),
+        ...(category ? { category } : {}),
+        ...(category === m.category ? {} : { category_before: m.category }),
         ...(rescan ? { phi: { rescanned: true, sensitivity: rescan.sensitivity, types: [...new Set(rescan.findings.map((f) => f.type))].sort() } } : {}),
       }, msg.content_hash);
       // Signed by the delivery worker, with this reviewer as approved_by in X-Agent-Identity.
@@ -191,10 +267,10 @@ export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, pi
     };
     let r: Awaited<ReturnType<typeof approveIn>>;
     try {
-      r = await guard.change(ctx, 'email.approved', target(id), approveIn);
+      r = await auditLoss(ctx, 'email.approved', id, () => guard.change(ctx, 'email.approved', target(id), approveIn));
     } catch (e) {
       if (refusal) {
-        const c: ConsentCheck = refusal;
+        const c: { code: string; recipients: number; category?: string } = refusal;
         // The approval's transaction rolled back: the refusal is recorded on its own (45 CFR 164.312(b)).
         await audit.recordAlone({
           action: 'email.approved',
@@ -203,7 +279,7 @@ export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, pi
           outcome: 'denied',
           requestId: ctx.requestId,
           clientIp: ctx.clientIp,
-          details: { code: 'no_consent', status: 422, refused_recipients: c.refused },
+          details: c.code === 'no_consent' ? { code: 'no_consent', status: 422, refused_recipients: c.recipients } : { code: c.code, status: 422, category: c.category, held_recipients: c.recipients },
         });
       }
       throw e;
@@ -214,23 +290,27 @@ export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, pi
 
   /**
    * Rejects a held message with a required comment the agent reads on
-   * GET /v1/emails/{id}. Throws like approve. Audits email.rejected with the
+   * GET /v1/emails/{id}. Throws like approve (409 approval_decided when
+   * another reviewer or process decided first: exactly one decision wins,
+   * and the loser is audited `denied`). Audits email.rejected with the
    * comment's hash only.
    */
   const reject = (ctx: RequestContext, id: string, comment: string) =>
-    guard.change(ctx, 'email.rejected', target(id), async (tx) => {
-      requireReviewer(ctx);
-      const { a, m } = await load(tx, ctx, id);
-      const at = now();
-      const reason = { code: 'rejected_by_reviewer' };
-      // Issue 7: a rejected inbound message stays withheld from the agent as `quarantined` (inbound has no `rejected`); never dropped.
-      const status = a.direction === 'inbound' ? 'quarantined' : 'rejected';
-      await tx.updateTable('approvals').set({ status: 'rejected', decided_at: at, decided_by: ctx.principal.id, decision_reason: JSON.stringify(reason), comment_sealed: seal(ring, comment, approvalAad(a)) }).where('id', '=', a.id).execute();
-      await tx.updateTable('messages').set({ status, status_reason: JSON.stringify({ ...reason, approval_id: a.id }), updated_at: at }).where('id', '=', m.id).execute();
-      await addMessageEvent(tx, m.id, at, 'rejected', { approval_id: a.id, by: ctx.principal.id, reason });
-      await guard.recordIn(tx, ctx, 'email.rejected', { type: 'email', id: m.id }, { approval_id: a.id, reason, comment_hash: sha256Hex(comment) });
-      return { id: m.id, status, thread_id: m.thread_id, approval: approvalView(ring, (await tx.selectFrom('approvals').selectAll().where('id', '=', a.id).executeTakeFirstOrThrow()), m) };
-    });
+    auditLoss(ctx, 'email.rejected', id, () =>
+      guard.change(ctx, 'email.rejected', target(id), async (tx) => {
+        requireReviewer(ctx);
+        const { a, m } = await load(tx, ctx, id);
+        const at = now();
+        const reason = { code: 'rejected_by_reviewer' };
+        await decideOnce(tx, a.id, { status: 'rejected', decided_at: at, decided_by: ctx.principal.id, decision_reason: JSON.stringify(reason), comment_sealed: seal(ring, comment, approvalAad(a)) });
+        // Issue 7: a rejected inbound message stays withheld from the agent as `quarantined` (inbound has no `rejected`); never dropped.
+        const status = a.direction === 'inbound' ? 'quarantined' : 'rejected';
+        if (!(await transitionMessage(tx, m.id, m.status, { status, status_reason: JSON.stringify({ ...reason, approval_id: a.id }), updated_at: at }))) throw messageMoved();
+        await addMessageEvent(tx, m.id, at, 'rejected', { approval_id: a.id, by: ctx.principal.id, reason });
+        await guard.recordIn(tx, ctx, 'email.rejected', { type: 'email', id: m.id }, { approval_id: a.id, reason, comment_hash: sha256Hex(comment) });
+        return { id: m.id, status, thread_id: m.thread_id, approval: approvalView(ring, (await tx.selectFrom('approvals').selectAll().where('id', '=', a.id).executeTakeFirstOrThrow()), m) };
+      }),
+    );
 
   /**
    * Rejects every pending approval past its expiry (MAILWARD_APPROVAL_TTL) with

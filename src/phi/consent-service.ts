@@ -47,6 +47,15 @@ export const noConsentError = (recipientIndex?: number) =>
   });
 
 /**
+ * The error for approving a message whose category a recipient's consent does
+ * not cover (CONTRACT.md, hold reason `consent_category`); names no address.
+ */
+export const consentCategoryError = (category: string, recipientIndex: number) =>
+  new AppError('consent_category', 422, `A recipient's consent does not cover the category ${category}: change the category or the recipients, or reject the message.`, {
+    extra: { category, recipient_index: recipientIndex },
+  });
+
+/**
  * Patient consent to electronic communication, per organisation and contact
  * address. 45 CFR 164.522(b): patients may ask to be reached by other means;
  * the send path honours a refusal and holds PHI to contacts whose consent is unknown.

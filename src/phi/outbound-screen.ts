@@ -17,15 +17,22 @@ export type OutboundContent = {
   attachments: { filename: string; content_type: string; content_base64: string }[];
 };
 
-export type ConsentHoldReason = { code: 'consent_unknown'; recipients: number };
+/** CONTRACT.md, hold reason: `consent_category` names the message's category; counts, never addresses. */
+export type ConsentHoldReason = { code: 'consent_unknown'; recipients: number } | { code: 'consent_category'; category: string; recipients: number };
 
 export type ConsentCheck = {
   /** Recipients whose consent is refused (45 CFR 164.522(b)): the message must not go. */
   refused: number;
   /** Index of the first refused recipient in to, cc, bcc order, or -1. */
   firstRefused: number;
-  /** Recipients whose consent does not cover this message (unknown plus PHI). */
+  /** Recipients whose consent is unknown while the message carries PHI. */
   held: number;
+  /** Recipients who consented to categories that do not include the message's category. */
+  categoryHeld: number;
+  /** Index of the first of those in to, cc, bcc order, or -1. */
+  firstCategoryHeld: number;
+  /** The category checked (null: the message has none, so no category restriction applies). */
+  category: string | null;
 };
 
 /** What is stored with the message: type, place and confidence, never the matched text. */
@@ -91,17 +98,23 @@ export const createOutboundScreen = ({ consent }: { consent: Pick<ConsentService
 
   /**
    * Consent of every recipient (to, cc and bcc): refused ones are counted
-   * (the caller refuses the message), unknown ones hold it when it carries PHI
-   * (`consentGate`). Writes nothing; returns counts only, never addresses.
+   * (the caller refuses the message), unknown ones hold it when it carries PHI,
+   * and a granted consent listing categories without the message's `category`
+   * holds it too (`consentGate`; 45 CFR 164.522: the patient's restriction).
+   * Writes nothing; returns counts only, never addresses.
    */
-  const checkConsent = async (ex: Executor, orgId: string, c: Pick<OutboundContent, 'to' | 'cc' | 'bcc'>, hasPhi: boolean): Promise<ConsentCheck> => {
-    const out: ConsentCheck = { refused: 0, firstRefused: -1, held: 0 };
+  const checkConsent = async (ex: Executor, orgId: string, c: Pick<OutboundContent, 'to' | 'cc' | 'bcc'>, hasPhi: boolean, category: string | null = null): Promise<ConsentCheck> => {
+    const out: ConsentCheck = { refused: 0, firstRefused: -1, held: 0, categoryHeld: 0, firstCategoryHeld: -1, category };
     const all = recipientsOf(c);
     for (const [i, address] of all.entries()) {
-      const gate = consentGate(await consent.consentFor(orgId, address, ex), { hasPhi });
+      const state = await consent.consentFor(orgId, address, ex);
+      const gate = consentGate(state, { hasPhi, category });
       if (gate === 'refuse') {
         out.refused++;
         if (out.firstRefused < 0) out.firstRefused = i;
+      } else if (gate === 'hold' && state.status === 'granted') {
+        out.categoryHeld++;
+        if (out.firstCategoryHeld < 0) out.firstCategoryHeld = i;
       } else if (gate === 'hold') out.held++;
     }
     return out;
@@ -115,6 +128,7 @@ export const createOutboundScreen = ({ consent }: { consent: Pick<ConsentService
     const phi = policyDecision(findings, mode, policy);
     const reasons: (PhiHoldReason | ConsentHoldReason)[] = phi.hold ? [...phi.reasons] : [];
     if (check.held > 0) reasons.push({ code: 'consent_unknown', recipients: check.held });
+    if (check.categoryHeld > 0 && check.category) reasons.push({ code: 'consent_category', category: check.category, recipients: check.categoryHeld });
     return { sensitivity: phi.sensitivity, reasons };
   };
 

@@ -9,6 +9,7 @@ import * as m0004 from './migrations/0004-outbound-mail.js';
 import * as m0005 from './migrations/0005-consent.js';
 import * as m0006 from './migrations/0006-phi-holds.js';
 import * as m0007 from './migrations/0007-inbound-mail.js';
+import * as m0009ApprovalsCategory from './migrations/0009-approvals-category.js';
 import * as m0010InboundTagsAndDmarc from './migrations/0010-inbound-tags-and-dmarc.js';
 
 /** Migrations in order. Names are frozen once released; add, never edit. */
@@ -20,6 +21,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0005-consent': m0005,
   '0006-phi-holds': m0006,
   '0007-inbound-mail': m0007,
+  '0009-approvals-category': m0009ApprovalsCategory,
   '0010-inbound-tags-and-dmarc': m0010InboundTagsAndDmarc,
 };
 

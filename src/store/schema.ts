@@ -193,6 +193,8 @@ export type MessagesTable = {
    * Inbound only (0007): JSON InboundAuthResults of src/inbound (spf, dkim[], dmarc, arc, flags[]); null for outbound.
    */
   auth_results: string | null;
+  /** Outbound only (0009): the consent category the message was sent or approved under (CONSENT_CATEGORIES); null when none was given. */
+  category: string | null;
 };
 
 export type MessageEventsTable = { id: string; message_id: string; at: string; type: string; details: string };

@@ -92,6 +92,7 @@ export const seedMessages = async (t: TestApp, mailbox: { id: string; address: s
       phi_findings: '[]',
       phi_sensitivity: 'none',
       auth_results: direction === 'inbound' ? JSON.stringify(passing(s.authFlags ?? [])) : null,
+      category: null,
     };
     if (held) {
       const approvalId = newId('approval');
