@@ -10,7 +10,7 @@ import { newId } from '../kernel/ids.js';
 import type { Logger } from '../kernel/log.js';
 import type { MailEvent, MailEvents } from '../mail/mail-events.js';
 import { addMessageEvent, messageAad, sealContent } from '../mail/message-store.js';
-import type { MessageContent } from '../mail/mime.js';
+import { headerValue, type MessageContent, splitMessage } from '../mail/mime.js';
 import type { Db, Executor, Tx } from '../store/db.js';
 import type { MailboxesTable, MessagesTable } from '../store/schema.js';
 import type { InboundAnalysis, InboundEnvelope } from './analyze-message.js';
@@ -58,6 +58,22 @@ const wrapStore = async <T>(fn: () => Promise<T>): Promise<T> => {
 const heloOf = (env: InboundEnvelope) => env.helo.replace(/[^A-Za-z0-9.:[\]-]/g, '').slice(0, 255);
 
 const domainOf = (address: string) => address.slice(address.lastIndexOf('@') + 1).toLowerCase();
+
+/**
+ * The stored Message-ID of a message whose header holds no valid msg-id
+ * (RFC 5322 3.6.4: printable US-ASCII in angle brackets), e.g. one with NUL
+ * or bytes that are not UTF-8. It is derived from bytes, never from decoded
+ * text: the SHA-256 of the header's raw value (or of the whole message when
+ * there is no Message-ID header), so a retransmission maps to the same key on
+ * every dialect and duplicate suppression (same key and same raw_hash) holds.
+ * The result is plain ASCII, which every store keeps as it is.
+ */
+const derivedMessageId = (raw: Buffer, rawHash: string, domain: string) => {
+  const value = headerValue(splitMessage(raw).header, 'Message-ID');
+  // headerValue reads the header as latin1: one char per byte, so this restores the exact bytes.
+  const digest = value ? sha256Hex(Buffer.from(value, 'latin1')) : rawHash;
+  return `<inbound.${value ? 'h' : 'r'}${digest.slice(0, 40)}@${domain}>`;
+};
 
 /**
  * Stores received mail (issue 7): one message row per recipient mailbox, the
@@ -222,7 +238,7 @@ export const createReceiveService = (d: Deps) => {
             direction: 'inbound',
             status: 'received',
             thread_id: thread.threadId,
-            message_id: analysis.messageId ?? `<inbound.${id}@${domainOf(own)}>`,
+            message_id: analysis.messageId ?? derivedMessageId(raw, rawHash, domainOf(own)),
             in_reply_to: analysis.inReplyTo,
             references_ids: JSON.stringify(analysis.references),
             created_by_type: 'system',
