@@ -24,6 +24,13 @@ export const unsafeTextOf = (s: string): UnsafeTextCode | null => {
   return null;
 };
 
+// Only JSON-shaped data is looked into: class instances (a CLI command object, a Buffer) are not input text and may be cyclic.
+const isPlainObject = (v: unknown): v is Record<string, unknown> => {
+  if (v === null || typeof v !== 'object') return false;
+  const proto = Object.getPrototypeOf(v);
+  return proto === Object.prototype || proto === null;
+};
+
 /** RFC 6901 JSON Pointer segment. */
 const segment = (k: string) => k.replace(/~/g, '~0').replace(/\//g, '~1');
 
@@ -31,7 +38,8 @@ const segment = (k: string) => k.replace(/~/g, '~0').replace(/\//g, '~1');
  * The first NUL or lone surrogate in a parsed JSON value (object keys
  * included), with its JSON Pointer; null when the value is clean. Iterative:
  * a deeply nested body within the size limit cannot exhaust the stack.
- * Buffers (raw message bodies) are bytes, not text, and are not looked into.
+ * Only strings, arrays and plain objects are looked into: Buffers (raw
+ * message bodies) are bytes, not text.
  */
 export const findUnsafeText = (value: unknown): UnsafeText | null => {
   const stack: [unknown, string][] = [[value, '']];
@@ -42,8 +50,8 @@ export const findUnsafeText = (value: unknown): UnsafeText | null => {
       if (code) return { code, path: path || '/' };
     } else if (Array.isArray(v)) {
       for (let i = v.length - 1; i >= 0; i--) stack.push([v[i], `${path}/${i}`]);
-    } else if (v !== null && typeof v === 'object' && !Buffer.isBuffer(v) && !ArrayBuffer.isView(v)) {
-      const entries = Object.entries(v as Record<string, unknown>);
+    } else if (isPlainObject(v)) {
+      const entries = Object.entries(v);
       for (const [k] of entries) {
         // The key itself is not echoed: the pointer names the object holding it.
         const code = unsafeTextOf(k);
