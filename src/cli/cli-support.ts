@@ -1,5 +1,6 @@
 import { ConfigError, loadConfig } from '../app/config.js';
 import { isAppError } from '../kernel/errors.js';
+import { assertSafeText } from '../kernel/text-input.js';
 
 /** Loads the configuration or prints every problem and exits 2. */
 export const configOrExit = () => {
@@ -19,6 +20,8 @@ export const runCommand =
   <A extends unknown[]>(fn: (...args: A) => Promise<number | undefined>) =>
   async (...args: A) => {
     try {
+      // The same rule as REST and MCP (kernel/text-input.ts) for arguments and options that reach the store.
+      assertSafeText(args, 'arguments');
       const code = await fn(...args);
       if (code) process.exitCode = code;
     } catch (e) {

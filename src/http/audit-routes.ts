@@ -9,7 +9,7 @@ import { actorOf, type RequestContext, requireAnyRole } from '../identity/princi
 import { canonicalJson } from '../audit/canonical.js';
 import { sha256Hex } from '../kernel/crypto/hash.js';
 import { notFound, unprocessable } from '../kernel/errors.js';
-import { cursorQuery, decodeCursor, encodeCursor, idParams, isoQuery, limitQuery, problems, secured } from './common-schemas.js';
+import { cursorQuery, decodeIntCursor, encodeCursor, idParams, intQuery, isoQuery, limitQuery, problems, secured } from './common-schemas.js';
 
 const hex32 = z.string().regex(/^[0-9a-f]{64}$/);
 
@@ -59,7 +59,7 @@ const holdOut = z.object({
   released_at: z.string().nullable(),
 });
 
-const sizeQuery = z.coerce.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
+const sizeQuery = intQuery(1, Number.MAX_SAFE_INTEGER);
 const READERS = ['admin', 'auditor', 'privacy_officer'] as const;
 const humanActor = (ctx: RequestContext) => ({ ...actorOf(ctx), id: ctx.principal.id, orgId: ctx.principal.orgId });
 const reqInfo = (ctx: RequestContext) => ({ requestId: ctx.requestId, clientIp: ctx.clientIp });
@@ -114,7 +114,7 @@ export const auditRoutes = ({ audit, auditLog, guard }: { audit: AuditService; a
         null,
         async (tx) => {
           requireAnyRole(req.ctx, ['admin', 'auditor', 'privacy_officer']);
-          const after = decodeCursor(q.cursor);
+          const afterSeq = decodeIntCursor(q.cursor);
           const filters = {
             actor_id: q.actor_id ?? null,
             action: q.action ?? null,
@@ -132,7 +132,7 @@ export const auditRoutes = ({ audit, auditLog, guard }: { audit: AuditService; a
               targetId: q.target_id,
               since: filters.since ?? undefined,
               until: filters.until ?? undefined,
-              afterSeq: after !== undefined && /^\d+$/.test(after) ? Number(after) : undefined,
+              afterSeq,
               limit: q.limit + 1,
             },
             tx,
@@ -182,7 +182,7 @@ export const auditRoutes = ({ audit, auditLog, guard }: { audit: AuditService; a
         tags: ['audit'],
         security: secured,
         summary: 'RFC 6962 inclusion proof of one event of your organization (default: in the latest checkpoint)',
-        params: z.strictObject({ seq: z.coerce.number().int().min(1).max(Number.MAX_SAFE_INTEGER) }),
+        params: z.strictObject({ seq: intQuery(1, Number.MAX_SAFE_INTEGER) }),
         querystring: z.strictObject({ tree_size: sizeQuery.optional() }),
         response: { 200: proofOut, ...problems(400, 401, 403, 404, 422) },
       },

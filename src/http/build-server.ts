@@ -22,6 +22,7 @@ import { mailRoutes } from './mail-routes.js';
 import { createHttpMetrics } from './metrics.js';
 import { errorHandler, sendProblem } from './problem.js';
 import { systemRoutes } from './system-routes.js';
+import { frameworkErrors, refuseUnsafeText } from './text-input-hook.js';
 import { vaultRoutes } from './vault-routes.js';
 
 /**
@@ -53,6 +54,7 @@ export const buildServer = async (c: Container): Promise<FastifyInstance> => {
       return typeof h === 'string' && REQUEST_ID_RE.test(h) ? h : nextRequestId();
     },
     ajv: { customOptions: { removeAdditional: false } },
+    frameworkErrors,
   });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
@@ -94,6 +96,7 @@ export const buildServer = async (c: Container): Promise<FastifyInstance> => {
   await app.register(mcpRoutes({ deps: mcpDepsOf(c), apiKeys: c.apiKeys, rateLimiter: c.rateLimiter }));
   await app.register(async (v1) => {
     v1.addHook('onRequest', createAuthHook({ apiKeys: c.apiKeys, rateLimiter: c.rateLimiter }));
+    v1.addHook('preValidation', refuseUnsafeText);
     await v1.register(identityRoutes({ identity: c.identity, apiKeys: c.apiKeys }));
     await v1.register(auditRoutes({ audit: c.audit, auditLog: c.auditLog, guard: c.guard }));
     await v1.register(mailRoutes({ mailboxes: c.mail.mailboxes, mail: c.mail.mail, reader: c.mail.reader, maxMessageBytes: c.config.smtp.maxMessageBytes }));

@@ -10,7 +10,7 @@ import { newId } from '../kernel/ids.js';
 import type { Logger } from '../kernel/log.js';
 import type { MailEvent, MailEvents } from '../mail/mail-events.js';
 import { addMessageEvent, messageAad, sealContent } from '../mail/message-store.js';
-import type { MessageContent } from '../mail/mime.js';
+import { headerValue, type MessageContent, splitMessage } from '../mail/mime.js';
 import type { Db, Executor, Tx } from '../store/db.js';
 import type { MailboxesTable, MessagesTable } from '../store/schema.js';
 import type { InboundAnalysis, InboundEnvelope } from './analyze-message.js';
@@ -66,6 +66,22 @@ const isOrgDomain = (domain: string | null | undefined, orgDomain: string | unde
 /** Whether the mailbox's agent may still receive mail: a deactivated agent must not be sent PHI (45 CFR 164.308(a)(3)(ii)(C)). */
 const agentIsActive = async (ex: Executor, mailbox: Pick<MailboxesTable, 'org_id' | 'agent_id'>) =>
   (await ex.selectFrom('agents').select('is_active').where('id', '=', mailbox.agent_id).where('org_id', '=', mailbox.org_id).executeTakeFirst())?.is_active === 1;
+
+/**
+ * The stored Message-ID of a message whose header holds no valid msg-id
+ * (RFC 5322 3.6.4: printable US-ASCII in angle brackets), e.g. one with NUL
+ * or bytes that are not UTF-8. It is derived from bytes, never from decoded
+ * text: the SHA-256 of the header's raw value (or of the whole message when
+ * there is no Message-ID header), so a retransmission maps to the same key on
+ * every dialect and duplicate suppression (same key and same raw_hash) holds.
+ * The result is plain ASCII, which every store keeps as it is.
+ */
+const derivedMessageId = (raw: Buffer, rawHash: string, domain: string) => {
+  const value = headerValue(splitMessage(raw).header, 'Message-ID');
+  // headerValue reads the header as latin1: one char per byte, so this restores the exact bytes.
+  const digest = value ? sha256Hex(Buffer.from(value, 'latin1')) : rawHash;
+  return `<inbound.${value ? 'h' : 'r'}${digest.slice(0, 40)}@${domain}>`;
+};
 
 /**
  * Stores received mail (issue 7): one message row per recipient mailbox, the
@@ -254,7 +270,7 @@ export const createReceiveService = (d: Deps) => {
             direction: 'inbound',
             status: 'received',
             thread_id: thread.threadId,
-            message_id: analysis.messageId ?? `<inbound.${id}@${domainOf(own)}>`,
+            message_id: analysis.messageId ?? derivedMessageId(raw, rawHash, domainOf(own)),
             in_reply_to: analysis.inReplyTo,
             references_ids: JSON.stringify(analysis.references),
             created_by_type: 'system',

@@ -2,10 +2,12 @@ import { z } from 'zod';
 import { OVERSIGHT_MODES } from '../oversight/oversight-modes.js';
 import { CONSENT_CATEGORIES } from '../phi/consent-schemas.js';
 import { phiFindingOut, phiPolicySchema } from '../phi/phi-schemas.js';
+import { intQuery } from '../kernel/query-int.js';
 import { hasUnsafeHeaderChars } from './header-text.js';
 
 // RFC 5322 3.2.3 dot-atom local part @ a domain; no whitespace, CR or LF anywhere (header injection).
-const EMAIL_RE = /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z][A-Za-z0-9-]{0,61}[A-Za-z0-9]$/;
+// RFC 5321 4.5.3.1.1: a local part is at most 64 octets (the lookahead).
+const EMAIL_RE = /^(?=[^@]{1,64}@)[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z][A-Za-z0-9-]{0,61}[A-Za-z0-9]$/;
 export const emailAddress = z.string().max(254).regex(EMAIL_RE, 'must be a plain address such as name@example.org');
 
 /** A single-line header value: CR and LF can never reach a header (header injection). */
@@ -232,10 +234,14 @@ const isoParam = z.iso.datetime({ offset: true });
 const tagParam = z.string().min(1).max(64).regex(/^[A-Za-z0-9:_.-]+$/);
 const needle = (what: string) => z.string().min(1).max(200).describe(`case-insensitive substring of the ${what} (matched after decryption)`);
 
+/** CONTRACT.md, Message statuses: outbound, then the inbound ones not already named. */
+export const MESSAGE_STATUSES = ['pending_approval', 'rejected', 'queued', 'sending', 'deferred', 'delivered', 'bounced', 'failed', 'cancelled', 'received', 'quarantined'] as const;
+
 /** GET /v1/mailboxes/{id}/messages (issue 7 part 5). */
 export const messagesQuery = z.strictObject({
   direction: z.enum(['inbound', 'outbound']).optional(),
-  status: z.string().regex(/^[a-z_]{1,32}$/).optional(),
+  // A status no message can have is a mistake to report (400), not a filter that matches nothing.
+  status: z.enum(MESSAGE_STATUSES).optional(),
   unread: z.enum(['true', 'false']).optional().describe('true: unread only; false: read only'),
   since: isoParam.optional().describe('created at or after (ISO-8601)'),
   until: isoParam.optional().describe('created before (ISO-8601)'),
@@ -243,7 +249,7 @@ export const messagesQuery = z.strictObject({
   subject: needle('subject').optional(),
   tag: tagParam.optional(),
   cursor: cursorParam.optional(),
-  limit: z.coerce.number().int().min(1).max(200).default(50),
+  limit: intQuery(1, 200).default(50),
 });
 
 /** GET /v1/mailboxes/{id}/search: `q` over sender, subject and body text, plus the list filters. */

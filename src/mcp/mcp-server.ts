@@ -9,6 +9,7 @@ import {
 import { z } from 'zod';
 import type { RequestContext } from '../identity/principal.js';
 import { AppError } from '../kernel/errors.js';
+import { assertSafeText } from '../kernel/text-input.js';
 import { toolErrorOut, toolErrorResult, validationError } from './mcp-errors.js';
 import { type McpDeps, TOOL_BY_NAME, TOOLS } from './mcp-tools.js';
 import type { Abortable } from './wait-for-email.js';
@@ -100,6 +101,8 @@ export const callTool = async (deps: McpDeps, session: McpSession, name: string,
         throw denied;
       });
     }
+    // The same edge check as REST (http/text-input-hook.ts): NUL and lone surrogates are a 400, never a store error.
+    assertSafeText(args ?? {}, 'arguments');
     const parsed = tool.input.safeParse(args ?? {});
     if (!parsed.success) throw validationError(parsed.error.issues);
     const signals = session.signal ? [extra.signal, session.signal] : [extra.signal];
