@@ -96,7 +96,7 @@ for (const dialect of testDialects()) {
       const warned = (out: string) => out.split('\n').filter((l) => l.includes('"level":40') && l.includes(file) && l.includes(`rm ${file}`));
       try {
         for (let start = 1; start <= 2; start++) {
-          const out = await serveUntil(db.env, (o) => warned(o).length > 0);
+          const out = await serveUntil(db.env, (o) => warned(o).length > 0 || o.includes('mailward listening'));
           expect(fs.existsSync(file)).toBe(true);
           expect([start, warned(out).length]).toEqual([start, 1]);
         }
