@@ -35,7 +35,7 @@ const rawStdio = (env: Record<string, string>) => {
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const send = (line: string) => new Promise<void>((resolve, reject) => child.stdin.write(`${line}\n`, (e) => (e ? reject(e) : resolve())));
   /** The next answer (from `from` on) that `match` accepts; fails at the deadline or when the process exits. */
-  const answer = async (match: (a: Rpc) => boolean, from = 0, deadlineMs = 30_000): Promise<Rpc> => {
+  const answer = async (match: (a: Rpc) => boolean, from = 0, deadlineMs = 120_000): Promise<Rpc> => {
     const deadline = Date.now() + deadlineMs;
     for (;;) {
       const a = answers.slice(from).find(match);
@@ -79,7 +79,7 @@ for (const dialect of testDialects()) {
       return { status: r.status, type: r.headers.get('content-type') ?? '', body: (await r.json()) as Rpc };
     };
 
-    it('refuses an over-long stdio line with a JSON-RPC error naming the HTTP body limit, and keeps serving', async () => {
+    it('refuses an over-long stdio line with a JSON-RPC error naming the HTTP body limit, and keeps serving', { timeout: 300_000 }, async () => {
       const s = rawStdio({ ...t.env, MAILWARD_API_KEY: agent.agentKey, MAILWARD_LOG_LEVEL: 'warn' });
       try {
         await s.send(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } }));
@@ -139,7 +139,7 @@ for (const dialect of testDialects()) {
       expect(broken.body.error?.code).toBe(-32700);
     });
 
-    it('refuses every code and send over stdio once the revocation of the key has returned', async () => {
+    it('refuses every code and send over stdio once the revocation of the key has returned', { timeout: 300_000 }, async () => {
       const put = await t.call('PUT', '/v1/vault/secrets/portal-totp', agent.agentKey, { kind: 'totp', otpauth_uri: `otpauth://totp/Portal:billing?secret=${SEED}&issuer=Portal` });
       expect(put.status).toBe(200);
       const mb = await t.call('POST', '/v1/mailboxes', t.adminKey, { agent_id: agent.agent.id, display_name: 'Billing', oversight_mode: 'autonomous' });
@@ -162,7 +162,7 @@ for (const dialect of testDialects()) {
           else if (!r.isError) before++;
         }
       })();
-      const deadline = Date.now() + 20_000;
+      const deadline = Date.now() + 120_000;
       while (before < 5 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
       expect((await t.call('DELETE', `/v1/api-keys/${k.body.id}`, t.adminKey)).status).toBe(200);
       revoked = true;
