@@ -12,6 +12,7 @@ import { type Clock, systemClock } from '../kernel/clock.js';
 import type { KeyRing } from '../kernel/crypto/keyring.js';
 import { AppError } from '../kernel/errors.js';
 import { createLogger, type Logger } from '../kernel/log.js';
+import { ensurePrivateDir } from '../kernel/private-files.js';
 import { openStore, type Store } from '../store/db.js';
 import { createInboundModule } from '../inbound/inbound-module.js';
 import type { DnsLookups } from '../mail/dns-overrides.js';
@@ -43,6 +44,10 @@ export type ContainerOptions = {
 export const createContainer = async (config: Config, opts: ContainerOptions = {}) => {
   const clock = opts.clock ?? systemClock;
   const logger = opts.logger ?? createLogger({ level: config.logLevel });
+  // The data dir holds the store, master.key and TLS keys: the owner's alone (kernel/private-files.ts).
+  if (fs.existsSync(config.dataDir) && ensurePrivateDir(config.dataDir)) {
+    logger.warn({ path: config.dataDir }, 'data directory was readable by other users; its mode is now 0700');
+  }
   const store = opts.store ?? openStore(config.database);
   let ring: KeyRing;
   try {

@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { createContainer } from '../app/container.js';
@@ -5,9 +6,25 @@ import { writeSecretFileExclusive } from '../app/master-key.js';
 import { buildServer } from '../http/build-server.js';
 import { createSmtpListener } from '../inbound/smtp-listener.js';
 import { loadSmtpTls } from '../inbound/tls-cert.js';
+import type { Logger } from '../kernel/log.js';
 import { configOrExit, runCommand } from './cli-support.js';
 
 export const bootstrapKeyPath = (dataDir: string) => path.join(dataDir, 'bootstrap-admin.key');
+
+/**
+ * The first admin key lies in plain text in the data dir until the operator
+ * takes it away: a standing credential on disk (45 CFR 164.312(a)(1), 164.308(a)(5)(ii)(D)
+ * password management). Every start says so, naming the file, until it is gone.
+ */
+export const warnIfBootstrapKeyRemains = (dataDir: string, logger: Pick<Logger, 'warn'>) => {
+  const file = bootstrapKeyPath(dataDir);
+  if (!fs.existsSync(file)) return false;
+  logger.warn(
+    { path: file },
+    `the first admin API key is still on disk at ${file}: keep the key in a password manager (or create another admin key and revoke this one), then delete the file (rm ${file})`,
+  );
+  return true;
+};
 
 export const registerServe = (program: Command) =>
   program
@@ -27,6 +44,7 @@ export const registerServe = (program: Command) =>
           // CONTRACT.md: print only the path, never the key.
           process.stderr.write(`mailward: initialised ${boot.domain}; first admin API key written to ${file}\n`);
         }
+        warnIfBootstrapKeyRemains(config.dataDir, c.logger);
         const app = await buildServer(c);
         const url = await app.listen({ host: config.http.host, port: config.http.port });
         const smtp = createSmtpListener({ receiver: c.inbound.receiver, config, tls, logger: c.logger });

@@ -32,6 +32,8 @@ export const mintApiKey = () => {
   return { id, secretHash: hashSecret(secret).toString('hex'), key: `mw_${id}_${secret}` };
 };
 
+type AuthMeta = { requestId: string | null; clientIp: string | null };
+
 type Deps = { db: Db; repo: IdentityRepo; guard: Guard; audit: Pick<AuditService, 'recordAlone'>; clock: Clock; authCache: AuthCache };
 
 const keyView = (k: ApiKeysTable) => ({
@@ -157,20 +159,22 @@ export const createApiKeysService = ({ db, repo, guard, audit, clock, authCache 
    * failure is a 401 and an `auth.denied` audit event (45 CFR 164.312(b)); the
    * reason is recorded, never the key.
    */
-  const authenticate = async (raw: string | undefined, meta: { requestId: string | null; clientIp: string | null }): Promise<Principal> => {
-    const deny = async (reason: string, keyId: string | null, orgId: string | null = null) => {
-      await audit.recordAlone({
-        action: 'auth.denied',
-        actor: { type: 'anonymous', id: null, orgId, chain: [] },
-        orgId,
-        target: keyId ? { type: 'api_key', id: keyId } : null,
-        outcome: 'denied',
-        requestId: meta.requestId,
-        clientIp: meta.clientIp,
-        details: { reason },
-      });
-      return unauthorized();
-    };
+  const denial = async (meta: AuthMeta, reason: string, keyId: string | null, orgId: string | null = null) => {
+    await audit.recordAlone({
+      action: 'auth.denied',
+      actor: { type: 'anonymous', id: null, orgId, chain: [] },
+      orgId,
+      target: keyId ? { type: 'api_key', id: keyId } : null,
+      outcome: 'denied',
+      requestId: meta.requestId,
+      clientIp: meta.clientIp,
+      details: { reason },
+    });
+    return unauthorized();
+  };
+
+  const authenticate = async (raw: string | undefined, meta: AuthMeta): Promise<Principal> => {
+    const deny = (reason: string, keyId: string | null, orgId: string | null = null) => denial(meta, reason, keyId, orgId);
     if (!raw) throw await deny('missing_key', null);
     const m = KEY_RE.exec(raw);
     if (!m) throw await deny('malformed_key', null);
@@ -232,6 +236,38 @@ export const createApiKeysService = ({ db, repo, guard, audit, clock, authCache 
     return principal;
   };
 
+  /**
+   * Confirms in the store, past the auth cache, that the key behind `ctx` is
+   * still live: not revoked, its human or agent still active. Adapters call it
+   * before acts that cannot be taken back (sending mail, producing a one-time
+   * code, revealing or storing a secret), so a revocation that has committed
+   * stops them at once (README "revoked at once"; 45 CFR 164.312(a)(1) access
+   * control) instead of within the cache poll interval. Throws 401
+   * unauthorized and audits auth.denied with the reason; a stale cache entry
+   * found this way is dropped.
+   */
+  const assertLive = async (ctx: RequestContext): Promise<void> => {
+    const p = ctx.principal;
+    const k = await db
+      .selectFrom('api_keys')
+      .select(['revoked_at', 'org_id', 'principal_type', 'principal_id'])
+      .where('id', '=', p.keyId)
+      .executeTakeFirst();
+    let reason: string | null = null;
+    if (!k || k.principal_id !== p.id) reason = 'unknown_key';
+    else if (k.revoked_at) reason = 'revoked_key';
+    else {
+      const owner =
+        k.principal_type === 'human'
+          ? await db.selectFrom('humans').select('is_active').where('id', '=', k.principal_id).executeTakeFirst()
+          : await db.selectFrom('agents').select('is_active').where('id', '=', k.principal_id).executeTakeFirst();
+      if (owner?.is_active !== 1) reason = 'principal_inactive';
+    }
+    if (reason === null) return;
+    authCache.invalidate();
+    throw await denial(ctx, reason, p.keyId, k?.org_id ?? null);
+  };
+
   /** last_used_at, written at most once a minute per key. */
   const touch = async (keyId: string, entry: CachedKey) => {
     const t = clock.now();
@@ -241,7 +277,7 @@ export const createApiKeysService = ({ db, repo, guard, audit, clock, authCache 
     }
   };
 
-  return { create, revoke, list, authenticate };
+  return { create, revoke, list, authenticate, assertLive };
 };
 
 export type ApiKeysService = ReturnType<typeof createApiKeysService>;

@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Config } from '../app/config.js';
 import { AppError } from '../kernel/errors.js';
+import { ensurePrivateDir } from '../kernel/private-files.js';
 
 export type SmtpTls = { key: Buffer; cert: Buffer; keyFile: string; certFile: string; generated: boolean };
 
@@ -21,7 +22,7 @@ const HOST_RE = /^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/i;
  */
 export const generateDevCert = (dataDir: string, names: string[]): { keyFile: string; certFile: string } => {
   const { keyFile, certFile } = devCertPaths(dataDir);
-  fs.mkdirSync(dataDir, { recursive: true });
+  ensurePrivateDir(dataDir);
   const dns = [...new Set(['localhost', ...names.map((n) => n.toLowerCase())])].filter((n) => HOST_RE.test(n));
   const san = [...dns.map((n) => `DNS:${n}`), 'IP:127.0.0.1', 'IP:::1'].join(',');
   const tmpKey = `${keyFile}.${process.pid}.tmp`;

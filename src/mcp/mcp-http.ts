@@ -1,14 +1,15 @@
 import { Readable } from 'node:stream';
 import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
 import { WebStandardStreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyRequest } from 'fastify';
 import { createAuthHook } from '../http/auth.js';
-import { sendProblem } from '../http/problem.js';
+import { errorHandler, sendProblem } from '../http/problem.js';
 import type { ApiKeysService } from '../identity/api-keys-service.js';
 import type { RateLimiter } from '../identity/rate-limiter.js';
 import { AppError } from '../kernel/errors.js';
 import { createMcpServer } from './mcp-server.js';
 import type { McpDeps } from './mcp-tools.js';
+import { INVALID_REQUEST, PARSE_ERROR } from './stdio-transport.js';
 import { createAbortable } from './wait-for-email.js';
 
 export type McpHttpOptions = {
@@ -72,6 +73,20 @@ export const mcpRoutes = (opts: McpHttpOptions) => async (app: FastifyInstance) 
 
   await app.register(async (scope) => {
     scope.addHook('onRequest', createAuthHook({ apiKeys: opts.apiKeys, rateLimiter: opts.rateLimiter }));
+    // A body the MCP endpoint cannot read is a JSON-RPC error (JSON-RPC 2.0 section 5.1), with the same limit and
+    // wording as over stdio (stdio-transport.ts); authentication and everything else stay problem+json.
+    scope.setErrorHandler((err: FastifyError, req, reply) => {
+      const rpcError = (status: number, code: number, message: string) =>
+        reply.code(status).type('application/json').send({ jsonrpc: '2.0', id: null, error: { code, message } });
+      if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+        const limit = req.routeOptions.bodyLimit ?? app.initialConfig.bodyLimit;
+        return rpcError(413, INVALID_REQUEST, `Invalid Request: a message may be at most ${limit} bytes (the HTTP request body limit, MAILWARD_BODY_LIMIT_BYTES).`);
+      }
+      if (err.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || err.code === 'FST_ERR_CTP_EMPTY_JSON_BODY') {
+        return rpcError(400, PARSE_ERROR, 'Parse error: the body is not valid JSON.');
+      }
+      return errorHandler(err, req, reply);
+    });
     scope.post(
       '/mcp',
       {

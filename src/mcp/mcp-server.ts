@@ -1,11 +1,14 @@
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
-import { AjvJsonSchemaValidator } from '@modelcontextprotocol/sdk/validation/ajv-provider.js';
+import { Protocol } from '@modelcontextprotocol/sdk/shared/protocol.js';
 import {
   type CallToolResult,
-  CallToolRequestSchema,
-  ListToolsRequestSchema,
+  CallToolRequestParamsSchema,
+  ErrorCode,
+  McpError,
+  PaginatedRequestParamsSchema,
   type Tool,
 } from '@modelcontextprotocol/sdk/types.js';
+import { AjvJsonSchemaValidator } from '@modelcontextprotocol/sdk/validation/ajv-provider.js';
 import { z } from 'zod';
 import type { RequestContext } from '../identity/principal.js';
 import { AppError } from '../kernel/errors.js';
@@ -94,6 +97,7 @@ export const callTool = async (deps: McpDeps, session: McpSession, name: string,
   }
   try {
     const ctx = await session.context();
+    if (tool.requiresLiveKey) await deps.apiKeys.assertLive(ctx);
     const denied = tool.access(ctx.principal);
     if (denied) {
       // 45 CFR 164.312(b): a refused attempt is an audit event, as it is on REST.
@@ -122,6 +126,37 @@ export const callTool = async (deps: McpDeps, session: McpSession, name: string,
   }
 };
 
+type ParamsSchema<P> = { safeParse: (v: unknown) => { success: true; data: P } | { success: false; error: { issues: readonly { path: readonly PropertyKey[]; message: string }[] } } };
+
+/** JSON-RPC 2.0 section 5.1: params the method cannot take are -32602 Invalid params; the reason is short (at most three paths), never a schema dump. */
+export const invalidParams = (issues: readonly { path: readonly PropertyKey[]; message: string }[]) =>
+  new McpError(
+    ErrorCode.InvalidParams,
+    `Invalid params: ${issues
+      .slice(0, 3)
+      .map((i) => `/${i.path.map(String).join('/')} ${i.message}`)
+      .join('; ')}`.slice(0, 300),
+  );
+
+type ProtocolSetRequestHandler = (this: Server, schema: z.ZodType, handler: (req: { params?: unknown }, extra: unknown) => Promise<unknown>) => void;
+
+/**
+ * Registers a request handler that validates its own params. The SDK parses a
+ * request with its schema before any handler runs and answers a mismatch as
+ * -32603 Internal error carrying the whole zod report (Server's tools/call
+ * override re-parses it likewise); registering on Protocol with an envelope
+ * that only fixes the method lets `invalidParams` answer instead. Our tool
+ * results are built by callTool, so Server's result re-validation is not needed.
+ */
+const onRequest = <P>(server: Server, method: string, params: ParamsSchema<P>, handler: (p: P, extra: unknown) => Promise<unknown>) => {
+  const envelope = z.looseObject({ method: z.literal(method), params: z.unknown().optional() });
+  (Protocol.prototype.setRequestHandler as unknown as ProtocolSetRequestHandler).call(server, envelope, async (req, extra) => {
+    const parsed = params.safeParse(req.params ?? {});
+    if (!parsed.success) throw invalidParams(parsed.error.issues);
+    return handler(parsed.data, extra);
+  });
+};
+
 /**
  * A Mailward MCP server for one session (stdio) or one request (stateless
  * HTTP). The low-level SDK `Server` rather than `McpServer`: the tool list
@@ -138,7 +173,11 @@ export const createMcpServer = (deps: McpDeps, session: McpSession) => {
     session.track?.(work);
     return work;
   };
-  server.setRequestHandler(ListToolsRequestSchema, () => tracked(session.context().then(async (ctx) => ({ tools: await visibleTools(deps, ctx) }))));
-  server.setRequestHandler(CallToolRequestSchema, (req, extra) => tracked(callTool(deps, session, req.params.name, req.params.arguments, extra as unknown as Extra)));
+  onRequest(server, 'tools/list', PaginatedRequestParamsSchema, () =>
+    tracked(session.context().then(async (ctx) => ({ tools: await visibleTools(deps, ctx) }))),
+  );
+  onRequest(server, 'tools/call', CallToolRequestParamsSchema, (params, extra) =>
+    tracked(callTool(deps, session, params.name, params.arguments, extra as Extra)),
+  );
   return server;
 };

@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
 import type { Container } from '../app/container.js';
 import type { RequestContext } from '../identity/principal.js';
 import { AppError } from '../kernel/errors.js';
 import { createMcpServer } from './mcp-server.js';
 import { mcpDepsOf } from './mcp-tools.js';
+import { BoundedStdioTransport } from './stdio-transport.js';
 
 /**
  * wait_for_email's store re-read over stdio. This process does not receive
@@ -48,7 +48,8 @@ export const runStdioServer = async (c: Container, rawKey: string | undefined): 
   };
   const ending = new AbortController();
   const server = createMcpServer(mcpDepsOf(c), { context, safetyRecheckMs: STDIO_SAFETY_RECHECK_MS, signal: ending.signal, track });
-  const transport = new StdioServerTransport();
+  // One size limit for MCP whichever transport carries it: the HTTP body limit.
+  const transport = new BoundedStdioTransport({ input: process.stdin, output: process.stdout, maxLineBytes: c.config.http.bodyLimit });
   const closed = new Promise<void>((resolve) => {
     transport.onclose = () => resolve();
     process.stdin.once('end', () => resolve());

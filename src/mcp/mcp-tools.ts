@@ -1,6 +1,7 @@
 import type { ToolAnnotations } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
 import type { Container } from '../app/container.js';
+import type { ApiKeysService } from '../identity/api-keys-service.js';
 import type { Guard } from '../identity/guard.js';
 import type { IdentityService } from '../identity/identity-service.js';
 import { meOut } from '../identity/identity-schemas.js';
@@ -46,6 +47,7 @@ import { type Abortable, waitForEmail } from './wait-for-email.js';
 /** What the tools call: the same service functions as REST, nothing else. */
 export type McpDeps = {
   identity: Pick<IdentityService, 'me'>;
+  apiKeys: Pick<ApiKeysService, 'assertLive'>;
   mailboxes: Pick<MailboxService, 'list'>;
   mail: Pick<SendService, 'send' | 'reply' | 'cancel'>;
   reader: Pick<ReadService, 'get' | 'list' | 'thread' | 'setTags' | 'search'>;
@@ -59,6 +61,7 @@ export type McpDeps = {
 
 export const mcpDepsOf = (c: Container): McpDeps => ({
   identity: c.identity,
+  apiKeys: c.apiKeys,
   mailboxes: c.mail.mailboxes,
   mail: c.mail.mail,
   reader: c.mail.reader,
@@ -91,6 +94,12 @@ export type ToolDef = {
   annotations: ToolAnnotations;
   /** Who may see and call the tool; null when allowed, else the refusal (same codes as REST). */
   access: (p: Principal) => AppError | null;
+  /**
+   * Acts that cannot be taken back (mail leaves, a one-time code or a secret is
+   * handed out, a secret is written): the key is re-checked in the store, past
+   * the auth cache, just before the tool runs (ApiKeysService.assertLive).
+   */
+  requiresLiveKey?: boolean;
   /** Listing only: send tools need a mailbox that is not read_only. */
   needsSendableMailbox?: boolean;
   run: (deps: McpDeps, ctx: RequestContext, args: Record<string, unknown>, env: CallEnv) => Promise<ToolResult>;
@@ -288,6 +297,7 @@ const tools: ToolDef[] = [
     output: sendAccepted,
     annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true },
     access: agentScope('mail:send'),
+    requiresLiveKey: true,
     needsSendableMailbox: true,
     run: async (d, ctx, raw) => {
       const { mailbox_id, idempotency_key, ...body } = raw as z.infer<typeof sendIn>;
@@ -304,6 +314,7 @@ const tools: ToolDef[] = [
     output: sendAccepted,
     annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true },
     access: agentScope('mail:send'),
+    requiresLiveKey: true,
     needsSendableMailbox: true,
     run: async (d, ctx, raw) => {
       const { email_id, idempotency_key, ...body } = raw as z.infer<typeof replyIn>;
@@ -390,6 +401,7 @@ const tools: ToolDef[] = [
     output: sendAccepted,
     annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
     access: agentScope('mail:send'),
+    requiresLiveKey: true,
     needsSendableMailbox: true,
     run: async (d, ctx, a) => {
       const r = out(sendAccepted, await d.mail.cancel(ctx, a.email_id as string));
@@ -447,6 +459,7 @@ const tools: ToolDef[] = [
     output: secretStoredOut,
     annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: false },
     access: agentScope('vault:write'),
+    requiresLiveKey: true,
     run: async (d, ctx, raw) => {
       const { name, ...body } = raw as z.infer<typeof storeSecretIn>;
       const s = out(secretStoredOut, await d.vault.store(ctx, name, body));
@@ -462,6 +475,7 @@ const tools: ToolDef[] = [
     output: totpCodeOut,
     annotations: { readOnlyHint: false, openWorldHint: false },
     access: agentScope('vault:totp'),
+    requiresLiveKey: true,
     run: async (d, ctx, a) => {
       const s = out(totpCodeOut, await d.vault.totp(ctx, a.name as string));
       return resultOf(s, `Code ${s.code}, valid until ${s.expires_at} (period ${s.period} s).\n${json(s)}`);
@@ -476,6 +490,7 @@ const tools: ToolDef[] = [
     output: secretRevealedOut,
     annotations: { readOnlyHint: true, openWorldHint: false },
     access: agentScope('vault:reveal'),
+    requiresLiveKey: true,
     run: async (d, ctx, a) => resultOf(out(secretRevealedOut, await d.vault.reveal(ctx, a.name as string))),
   },
   {

@@ -1,10 +1,10 @@
-import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import SQLite from 'better-sqlite3';
 import { type Compilable, CompiledQuery, Kysely, PostgresAdapter, PostgresDialect, SqliteDialect, type Transaction } from 'kysely';
 import pg from 'pg';
+import { ensurePrivateDir, ensurePrivateFile, tightenFile } from '../kernel/private-files.js';
 import type { Database } from './schema.js';
 
 export type Dialect = 'sqlite' | 'postgres';
@@ -84,9 +84,14 @@ const startCheckpointer = (file: string, everyMs: number) => {
 
 export const openStore = (opts: StoreOptions): Store => {
   if (opts.kind === 'sqlite') {
-    fs.mkdirSync(path.dirname(opts.file), { recursive: true });
+    // The database holds PHI: the file is created 0600 before SQLite opens it, and
+    // SQLite gives the -wal and -shm files the mode of the database file (sqlite.org
+    // os_unix.c findCreateFileMode); ones left looser by an older version are tightened.
+    ensurePrivateDir(path.dirname(opts.file));
+    ensurePrivateFile(opts.file);
     const sqlite = new SQLite(opts.file);
     sqlite.pragma('journal_mode = WAL');
+    for (const suffix of ['-wal', '-shm', '-journal']) tightenFile(`${opts.file}${suffix}`);
     // WAL + NORMAL is durable across process crashes; an OS crash can lose the
     // last transactions but never corrupts the file (sqlite.org/wal.html).
     sqlite.pragma('synchronous = NORMAL');
