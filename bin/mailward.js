@@ -8,6 +8,13 @@ import { readdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+// package.json engines: >=22.12. Older Node.js is out of support, and better-sqlite3 13 crashes on 20.
+const [major, minor] = process.versions.node.split('.').map(Number);
+if (major < 22 || (major === 22 && minor < 12)) {
+  process.stderr.write(`mailward: Node.js ${process.version} is not supported; install Node.js 24 LTS (22.12 or later); see README "Quick start"\n`);
+  process.exit(2);
+}
+
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const main = join(root, 'dist', 'src', 'cli', 'main.js');
 
