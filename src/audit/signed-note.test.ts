@@ -1,5 +1,6 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import { readVectorJson } from '../../test/support/vectors.js';
 import { leafHash } from './merkle.js';
 import {
   checkpointText,
@@ -13,11 +14,12 @@ import {
   verifierKey,
 } from './signed-note.js';
 
-// ../shared/vectors/README.md: Go's sumdb note package reference vector.
-const VKEY = 'PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW';
-const SKEY = 'PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz';
-const TEXT = "If you think cryptography is the answer to your problem,\nthen you don't know what your problem is.\n";
-const SIG_LINE = '\u2014 PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n';
+// Go's sumdb note package reference vector (C2SP signed-note), vendored.
+const NOTE = readVectorJson<{ verifier_key: string; signer_key: string; text: string; signature_line: string }>('signed-note/peter-neumann.json');
+const VKEY = NOTE.verifier_key;
+const SKEY = NOTE.signer_key;
+const TEXT = NOTE.text;
+const SIG_LINE = `${NOTE.signature_line}\n`;
 
 describe('C2SP signed notes', () => {
   it('reproduces the PeterNeumann reference signature byte for byte', () => {

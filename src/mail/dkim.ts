@@ -16,10 +16,52 @@ export type DkimKey = { selector: string; privateKeyPem: string; algorithm: 'ed2
 
 type ParsedHeader = { key: string; casedKey: string; line: Buffer };
 // mailauth's own header parser and DKIM-Signature formatter (same folding as its signer; no typings shipped).
+// Not a public API: mailauth's signer (7.x too) cannot over-sign, so the signature is computed here from
+// its canonicalisation pieces. package.json pins mailauth to an exact version for this reason, and
+// test/dkim-vectors.test.ts reproduces RFC 8463's ed25519 signature byte for byte, so an upgrade
+// that changes these pieces fails the tests.
 const tools = createRequire(import.meta.url)('mailauth/lib/tools.js') as {
   parseHeaders: (buf: Buffer) => { parsed: ParsedHeader[] };
   formatSignatureHeaderLine: (type: 'DKIM', values: Record<string, string | number>, folded: boolean) => string;
   formatRelaxedLine: (line: Buffer | string, suffix?: string) => Buffer;
+};
+
+/** The header block's fields, top to bottom (each with its lower-cased name and raw line). */
+export const parseHeaderFields = (header: Buffer): ParsedHeader[] => tools.parseHeaders(header).parsed;
+
+/**
+ * RFC 6376 5.4.2: for each name of h=, in order, the bottom-most instance not
+ * yet used; a name with no instance left stands for the null string.
+ */
+export const selectSignedHeaders = (parsed: ParsedHeader[], names: string[]): ParsedHeader[] => {
+  const unused = [...parsed];
+  const out: ParsedHeader[] = [];
+  for (const name of names.map((n) => n.trim().toLowerCase())) {
+    for (let i = unused.length - 1; i >= 0; i--) {
+      if (unused[i]?.key === name) {
+        out.push(unused[i] as ParsedHeader);
+        unused.splice(i, 1);
+        break;
+      }
+    }
+  }
+  return out;
+};
+
+/**
+ * The b= value for one DKIM-Signature header (RFC 6376 3.7, relaxed header
+ * canonicalisation): the selected header fields, then the signature header
+ * itself with an empty b=, hashed with SHA-256 and signed. Ed25519 signs the
+ * SHA-256 of that data (RFC 8463 3, PureEdDSA over the hash), so the result is
+ * deterministic and can be checked byte for byte against RFC 8463's example.
+ */
+export const dkimSignatureValue = (selected: ParsedHeader[], signatureHeader: string, algorithm: DkimKey['algorithm'], key: KeyObject): string => {
+  if (key.asymmetricKeyType !== algorithm.split('-')[0]) throw new AppError('dkim_failed', 500, 'DKIM key type does not match its algorithm.');
+  const headerData = Buffer.concat(selected.map((h) => tools.formatRelaxedLine(h.line, '\r\n')));
+  const own = Buffer.from(tools.formatRelaxedLine(signatureHeader).toString('binary').replace(/([;:\s]+b=)[^;]+/, '$1'), 'binary');
+  const data = Buffer.concat([headerData, own]);
+  const b = algorithm === 'rsa-sha256' ? sign('sha256', data, key) : sign(null, createHash('sha256').update(data).digest(), key);
+  return b.toString('base64');
 };
 
 const keyCache = new Map<string, KeyObject>();
@@ -56,20 +98,17 @@ export const signedHeaderNames = (parsed: ParsedHeader[]) => {
 export const dkimSignMessage = async (raw: Buffer, domain: string, keys: DkimKey[], signTime: Date): Promise<Buffer> => {
   try {
     const { header, body } = splitMessage(raw);
-    const { present, names } = signedHeaderNames(tools.parseHeaders(header).parsed);
-    const headerData = Buffer.concat(present.map((h) => tools.formatRelaxedLine(h.line, '\r\n')));
+    const parsed = parseHeaderFields(header);
+    const { names } = signedHeaderNames(parsed);
+    const selected = selectSignedHeaders(parsed, names);
     const values = { v: 1, c: 'relaxed/relaxed', d: domain, h: names.join(': '), t: Math.floor(signTime.getTime() / 1000), bh: relaxedBodyHash(body) };
     const lines: string[] = [];
     for (const k of keys) {
       const v = { ...values, a: k.algorithm, s: k.selector };
-      // RFC 6376 3.7: the DKIM-Signature itself is hashed last, with an empty b=. The placeholder keeps the folding of the final header.
+      // The placeholder b= keeps the folding of the final header; dkimSignatureValue empties it before hashing.
       const draft = tools.formatSignatureHeaderLine('DKIM', { ...v, b: 'a'.repeat(73) }, true);
-      const data = Buffer.concat([headerData, Buffer.from(tools.formatRelaxedLine(draft).toString('binary').replace(/([;:\s]+b=)[^;]+/, '$1'), 'binary')]);
-      const key = privateKey(k.privateKeyPem);
-      if (key.asymmetricKeyType !== k.algorithm.split('-')[0]) throw new AppError('dkim_failed', 500, 'DKIM key type does not match its algorithm.');
-      // RFC 8463 3: Ed25519 signs the SHA-256 of the data (PureEdDSA over the hash).
-      const b = k.algorithm === 'rsa-sha256' ? sign('sha256', data, key) : sign(null, createHash('sha256').update(data).digest(), key);
-      lines.push(tools.formatSignatureHeaderLine('DKIM', { ...v, b: b.toString('base64') }, true));
+      const b = dkimSignatureValue(selected, draft, k.algorithm, privateKey(k.privateKeyPem));
+      lines.push(tools.formatSignatureHeaderLine('DKIM', { ...v, b }, true));
     }
     return Buffer.concat([Buffer.from(`${lines.join('\r\n')}\r\n`, 'binary'), raw]);
   } catch (e) {

@@ -1,4 +1,6 @@
 import type { OutboundContent } from '../phi/outbound-screen.js';
+// mailauth's RFC 6376 relaxed body hasher (not a typed public API; package.json pins mailauth exactly and
+// test/dkim-vectors.test.ts checks the RFC 8463 body hash, so an upgrade that changes it fails the tests).
 import { RelaxedHash } from 'mailauth/lib/dkim/body/relaxed.js';
 import MailComposer from 'nodemailer/lib/mail-composer';
 import { encodeUnstructured, formatMailbox, headerLine, safeFilename } from './header-text.js';

@@ -1,5 +1,6 @@
 import fs from 'node:fs';
-import { type Migration, type MigrationProvider, Migrator, sql } from 'kysely';
+import { sql } from 'kysely';
+import { type Migration, type MigrationProvider, Migrator } from 'kysely/migration';
 import { AppError } from '../kernel/errors.js';
 import type { Store } from './db.js';
 import * as m0001 from './migrations/0001-foundation.js';

@@ -1,27 +1,20 @@
 import { execFileSync } from 'node:child_process';
 import { HOTP, Secret } from 'otpauth';
 import { describe, expect, it } from 'vitest';
+import { readVectorJson } from '../../test/support/vectors.js';
 import { parseOtpauthUri, parseTotpSeed, totpCode } from './totp.js';
 
 const b32 = (ascii: string) => new Secret({ buffer: new Uint8Array(Buffer.from(ascii)).buffer }).base32;
 
-// RFC 6238 Appendix B: T0 = 0, X = 30 s, 8 digits.
-const SEEDS = {
-  SHA1: '12345678901234567890',
-  SHA256: '12345678901234567890123456789012',
-  SHA512: '1234567890123456789012345678901234567890123456789012345678901234',
-} as const;
-const RFC6238: [number, string, string, string][] = [
-  [59, '94287082', '46119246', '90693936'],
-  [1111111109, '07081804', '68084774', '25091201'],
-  [1111111111, '14050471', '67062674', '99943326'],
-  [1234567890, '89005924', '91819424', '93441116'],
-  [2000000000, '69279037', '90698825', '38618901'],
-  [20000000000, '65353130', '77737706', '47863826'],
-];
-
-// RFC 4226 Appendix D: HOTP of the SHA1 seed, 6 digits, counters 0-9.
-const RFC4226 = ['755224', '287082', '359152', '969429', '338314', '254676', '287922', '162583', '399871', '520489'];
+type TotpVectors = {
+  totp: { seeds_ascii: Record<'SHA1' | 'SHA256' | 'SHA512', string>; cases: ({ unix_time: number } & Record<'SHA1' | 'SHA256' | 'SHA512', string>)[] };
+  hotp: { codes_by_counter: string[] };
+};
+// RFC 6238 Appendix B (T0 = 0, X = 30 s, 8 digits) and RFC 4226 Appendix D (HOTP of the SHA1 seed, 6 digits), vendored.
+const V = readVectorJson<TotpVectors>('totp/rfc6238-rfc4226.json');
+const SEEDS = V.totp.seeds_ascii;
+const RFC6238 = V.totp.cases.map((c) => [c.unix_time, c.SHA1, c.SHA256, c.SHA512] as const);
+const RFC4226 = V.hotp.codes_by_counter;
 
 describe('TOTP codes', () => {
   for (const [t, ...codes] of RFC6238) {
