@@ -1,5 +1,6 @@
 import path from 'node:path';
-import { type Kysely, Migrator } from 'kysely';
+import type { Kysely } from 'kysely';
+import { Migrator } from 'kysely/migration';
 import { afterEach, describe, expect, it } from 'vitest';
 import { openStore, type Store } from '../src/store/db.js';
 import { MIGRATIONS, migrateToLatest } from '../src/store/migrate.js';
