@@ -106,8 +106,15 @@ export const openStore = (opts: StoreOptions): Store => {
     return { db, dialect: 'sqlite', destroy, describe: `sqlite:${opts.file}`, file: opts.file };
   }
   const pool = new pg.Pool({ connectionString: opts.url, max: opts.poolSize ?? 10, types: pgTypes });
-  // An idle client losing its connection must not crash the process; the pool replaces it.
+  // A client losing its connection (pg_terminate_backend, failover, restart, a pooler or idle timeout) emits
+  // 'error'; an EventEmitter 'error' without a listener kills the process. pg-pool listens only while a client
+  // is idle, so every client gets its own listener for the time it is checked out. The query in flight rejects
+  // with the same error (mapped to 503 store_unavailable, see isStoreUnavailable), and pg-pool drops a client
+  // that is no longer queryable when it is released, so the next checkout connects anew.
   pool.on('error', () => {});
+  pool.on('connect', (client) => {
+    client.on('error', () => {});
+  });
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   const u = new URL(opts.url);
   return { db, dialect: 'postgres', destroy: () => db.destroy(), describe: `postgres://${u.host}${u.pathname}` };
@@ -120,6 +127,34 @@ export const openStore = (opts: StoreOptions): Store => {
 export const isStoreBusy = (e: unknown): boolean => {
   const code = (e as { code?: unknown } | null)?.code;
   return typeof code === 'string' && code.startsWith('SQLITE_BUSY');
+};
+
+/**
+ * PostgreSQL SQLSTATEs after which the statement did not take effect and retrying later can succeed: class 08
+ * (connection exception), class 53 (insufficient resources: disk_full 53100, out_of_memory, too_many_connections),
+ * 57P01-57P05 (admin or crash shutdown, cannot connect now, idle session timeout) and 25006 (a read-only
+ * transaction: a standby after failover, or the database set read-only).
+ */
+const PG_UNAVAILABLE = /^(08|53)...$|^57P0[1-5]$|^25006$/;
+
+/** SQLite result codes of a store that cannot write or read now (sqlite.org/rescode.html); the transaction rolled back. */
+const SQLITE_UNAVAILABLE = /^SQLITE_(FULL|IOERR|READONLY|CANTOPEN|NOMEM|PROTOCOL)/;
+
+/** Socket errors and node-postgres's own messages for a connection that is gone or never came up. */
+const NET_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'ENOSPC']);
+const PG_CLIENT_MESSAGES = /^(Connection terminated|Client has encountered a connection error|Client was closed and is not queryable|timeout exceeded when trying to connect|Connection ended unexpectedly)/;
+
+/**
+ * True when the store could not do the work for a reason outside the request: the database connection was
+ * lost or refused, or the store cannot write (disk full, read-only). Nothing was committed; answer
+ * 503 store_unavailable (temporary) and let the client retry (SMTP: 451, RFC 5321 4.2.5).
+ */
+export const isStoreUnavailable = (e: unknown): boolean => {
+  const err = e as { code?: unknown; message?: unknown } | null;
+  if (!err || typeof err !== 'object') return false;
+  const code = typeof err.code === 'string' ? err.code : '';
+  if (PG_UNAVAILABLE.test(code) || SQLITE_UNAVAILABLE.test(code) || NET_CODES.has(code)) return true;
+  return !code && typeof err.message === 'string' && PG_CLIENT_MESSAGES.test(err.message);
 };
 
 /**
