@@ -30,9 +30,18 @@ const pgTypes = {
  */
 const withStatementCache = (sqlite: SQLite.Database, max = 1000) => {
   const cache = new Map<string, SQLite.Statement>();
+  let noop: SQLite.Statement | undefined;
   return {
     close: () => sqlite.close(),
     prepare: (sqlText: string) => {
+      // SQLITE_FULL, SQLITE_IOERR, SQLITE_NOMEM and SQLITE_BUSY may roll the whole transaction back on their own
+      // (sqlite.org/lang_transaction.html, "Response To Errors Within A Transaction"). Kysely then sends ROLLBACK,
+      // which fails ("cannot rollback - no transaction is active") and replaces the error that says why. With no
+      // transaction open there is nothing to undo: the ROLLBACK is skipped and the original error reaches the caller.
+      if (sqlText === 'rollback' && !sqlite.inTransaction) {
+        noop ??= sqlite.prepare('select 1 where 0');
+        return noop;
+      }
       // Every Mailward transaction writes (at least its audit event). A deferred
       // BEGIN that reads first and writes later fails at once with
       // SQLITE_BUSY_SNAPSHOT when another process wrote in between (WAL mode);
@@ -247,7 +256,11 @@ const createGroupCommit = (db: Db) => {
           } catch (error) {
             outcomes.push({ ok: false, error });
           }
-          const failed = !outcomes[i]!.ok;
+          const outcome = outcomes[i]!;
+          const failed = !outcome.ok;
+          // A lost connection or SQLite's own rollback (disk full, I/O error) ended the shared transaction: no
+          // savepoint is left to return to, so the group fails with the cause rather than with "no such savepoint".
+          if (!outcome.ok && (isStoreUnavailable(outcome.error) || isStoreBusy(outcome.error))) throw outcome.error;
           if (failed) rollbackCounts.set(tx, rollbacksIn(tx) + 1);
           // Undo a failed caller's work; COMMIT releases the last savepoint. If a
           // control statement fails the transaction is gone (e.g. SQLite rolled it
