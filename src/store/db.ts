@@ -3,7 +3,19 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import SQLite from 'better-sqlite3';
-import { type Compilable, CompiledQuery, Kysely, PostgresAdapter, PostgresDialect, SqliteDialect, type Transaction } from 'kysely';
+import {
+  type Compilable,
+  CompiledQuery,
+  type DatabaseConnection,
+  type Driver,
+  Kysely,
+  PostgresAdapter,
+  PostgresDialect,
+  SqliteDialect,
+  type Transaction,
+  type TransactionSettings,
+} from 'kysely';
+import { AppError } from '../kernel/errors.js';
 import pg from 'pg';
 import type { Database } from './schema.js';
 
@@ -13,7 +25,18 @@ export type Tx = Transaction<Database>;
 /** Either the root handle or an open transaction: repos accept both. */
 export type Executor = Kysely<Database>;
 
-export type StoreOptions = { kind: 'sqlite'; file: string; /** Background WAL checkpoint period; 0 leaves checkpoints to SQLite's automatic one. */ checkpointEveryMs?: number } | { kind: 'postgres'; url: string; poolSize?: number };
+export type StoreOptions =
+  | {
+      kind: 'sqlite';
+      file: string;
+      /** Background WAL checkpoint period; 0 leaves checkpoints to SQLite's automatic one. */
+      checkpointEveryMs?: number;
+      /** Most callers waiting for the connection; one more is refused with 503 store_busy (default 512). */
+      queueLimit?: number;
+      /** Longest wait for the connection before 503 store_busy (default 5000 ms). */
+      queueWaitMs?: number;
+    }
+  | { kind: 'postgres'; url: string; poolSize?: number };
 
 export type Store = { db: Db; dialect: Dialect; destroy: () => Promise<void>; describe: string; file?: string };
 
@@ -57,6 +80,104 @@ const withStatementCache = (sqlite: SQLite.Database, max = 1000) => {
     },
   };
 };
+
+/** 503 store_busy (temporary, Retry-After): the store's queue of waiting callers is full or the wait ran out. */
+export class StoreBusyError extends AppError {
+  constructor(detail: string) {
+    super('store_busy', 503, detail, { temporary: true, extra: { retry_after: 1 } });
+  }
+}
+
+/**
+ * A FIFO lock on SQLite's one connection, with a bounded queue and a bounded wait. Kysely's own mutex wakes
+ * every waiter on each release and lets whoever runs first take it, so under many writers some callers lose
+ * again and again (waits of tens of seconds next to a median of a fraction of one), and nothing bounds the queue.
+ * Here a release hands the connection to the oldest waiter directly; a caller beyond `limit` waiters, or one that
+ * waited `waitMs`, gets 503 store_busy with Retry-After (shed load early rather than queue without bound).
+ */
+export const createFairLock = ({ limit, waitMs }: { limit: number; waitMs: number }) => {
+  type Waiter = { grant: () => void; timer: NodeJS.Timeout };
+  const waiters: Waiter[] = [];
+  let head = 0;
+  let held = false;
+  const waiting = () => waiters.length - head;
+  const acquire = (): Promise<void> => {
+    if (!held) {
+      held = true;
+      return Promise.resolve();
+    }
+    if (waiting() >= limit) return Promise.reject(new StoreBusyError('Too many requests are waiting for the store; retry shortly.'));
+    return new Promise<void>((resolve, reject) => {
+      const w: Waiter = {
+        grant: () => {
+          clearTimeout(w.timer);
+          resolve();
+        },
+        timer: setTimeout(() => {
+          const i = waiters.indexOf(w, head);
+          if (i >= 0) waiters.splice(i, 1);
+          reject(new StoreBusyError('The store is busy; retry shortly.'));
+        }, waitMs),
+      };
+      waiters.push(w);
+    });
+  };
+  const release = () => {
+    if (head < waiters.length) {
+      const next = waiters[head++]!;
+      // Compact now and then: the array is a queue, and shift() on every release is O(n).
+      if (head > 1024 && head * 2 > waiters.length) {
+        waiters.splice(0, head);
+        head = 0;
+      }
+      next.grant();
+      return;
+    }
+    waiters.length = 0;
+    head = 0;
+    held = false;
+  };
+  return { acquire, release, waiting };
+};
+
+/** Kysely's SQLite driver behind the fair lock: every query and transaction waits its turn in one FIFO queue. */
+class FairSqliteDialect extends SqliteDialect {
+  readonly #lock: ReturnType<typeof createFairLock>;
+  constructor(config: ConstructorParameters<typeof SqliteDialect>[0], lock: ReturnType<typeof createFairLock>) {
+    super(config);
+    this.#lock = lock;
+  }
+  override createDriver(): Driver {
+    const inner = super.createDriver();
+    const lock = this.#lock;
+    return {
+      init: () => inner.init(),
+      acquireConnection: async () => {
+        await lock.acquire();
+        try {
+          return await inner.acquireConnection();
+        } catch (e) {
+          lock.release();
+          throw e;
+        }
+      },
+      beginTransaction: (c: DatabaseConnection, s: TransactionSettings) => inner.beginTransaction(c, s),
+      commitTransaction: (c: DatabaseConnection) => inner.commitTransaction(c),
+      rollbackTransaction: (c: DatabaseConnection) => inner.rollbackTransaction(c),
+      savepoint: inner.savepoint?.bind(inner),
+      rollbackToSavepoint: inner.rollbackToSavepoint?.bind(inner),
+      releaseSavepoint: inner.releaseSavepoint?.bind(inner),
+      releaseConnection: async (c: DatabaseConnection) => {
+        try {
+          await inner.releaseConnection(c);
+        } finally {
+          lock.release();
+        }
+      },
+      destroy: () => inner.destroy(),
+    };
+  }
+}
 
 /**
  * WAL checkpoints off the event loop: SQLite's automatic checkpoint runs
@@ -107,7 +228,8 @@ export const openStore = (opts: StoreOptions): Store => {
       sqlite.pragma('wal_autocheckpoint = 10000');
       stopCheckpointer = startCheckpointer(opts.file, everyMs);
     }
-    const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
+    const lock = createFairLock({ limit: opts.queueLimit ?? 512, waitMs: opts.queueWaitMs ?? 5000 });
+    const db = new Kysely<Database>({ dialect: new FairSqliteDialect({ database: withStatementCache(sqlite) }, lock) });
     const destroy = async () => {
       await stopCheckpointer?.();
       await db.destroy();
@@ -131,11 +253,12 @@ export const openStore = (opts: StoreOptions): Store => {
 
 /**
  * SQLite answered SQLITE_BUSY (another process held the writer past
- * busy_timeout): the transaction rolled back, so trying again is safe.
+ * busy_timeout), or this process's queue for the connection was full or too
+ * slow (StoreBusyError): nothing ran or it rolled back, so trying again is safe.
  */
 export const isStoreBusy = (e: unknown): boolean => {
   const code = (e as { code?: unknown } | null)?.code;
-  return typeof code === 'string' && code.startsWith('SQLITE_BUSY');
+  return typeof code === 'string' && (code.startsWith('SQLITE_BUSY') || code === 'store_busy');
 };
 
 /**
