@@ -64,11 +64,11 @@ describe.runIf(testDialects().includes('postgres'))('losing PostgreSQL connectio
     };
     const workers = Array.from({ length: 8 }, worker);
     let terminated = 0;
-    for (let round = 0; round < 6; round++) {
+    for (let round = 0; round < 5; round++) {
       // Wait for the loop to have made progress (and the pool to have reconnected) before the next cut.
       const before = n;
-      const deadline = Date.now() + 15_000;
-      while (n < before + 20 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      const deadline = Date.now() + 8000;
+      while (n < before + 10 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
       terminated += await terminateBackends(db.url!);
     }
     running = false;
@@ -77,15 +77,15 @@ describe.runIf(testDialects().includes('postgres'))('losing PostgreSQL connectio
     expect(s.child.exitCode, s.output()).toBeNull();
     // Every failure is the temporary store error, never a 500 or a dropped connection.
     expect([...codes].filter((c) => c !== '503 store_unavailable true'), s.output()).toEqual([]);
-    expect(statuses.get(0) ?? 0).toBe(0);
+    expect(statuses.get(0) ?? 0, `${JSON.stringify([...statuses])}\n${s.output()}`).toBe(0);
     // Requests in flight when their connection was cut got the temporary error.
     expect(statuses.get(503) ?? 0).toBeGreaterThan(0);
     // The pool reconnected: requests after the last cut succeed.
-    const deadline = Date.now() + 10_000;
+    const deadline = Date.now() + 30_000;
     let after = await api(s.port, 'POST', '/v1/departments', key, { name: 'After' });
     while (after.status !== 201 && Date.now() < deadline) after = await api(s.port, 'POST', '/v1/departments', key, { name: 'After' });
-    expect(after.status).toBe(201);
+    expect(after.status, JSON.stringify(after.body)).toBe(201);
     expect((await api(s.port, 'GET', '/v1/me', key)).status).toBe(200);
     expect(s.child.exitCode).toBeNull();
-  });
+  }, 120_000);
 });
