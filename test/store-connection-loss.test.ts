@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
+import { isStoreUnavailable } from '../src/store/db.js';
 import { freshDatabase, PG_ADMIN_URL, testDialects } from './support/dialects.js';
 import { type ServerProcess, startServer } from './support/processes.js';
 
@@ -38,6 +39,18 @@ const terminateBackends = async (url: string) => {
     await admin.end();
   }
 };
+
+describe('which store errors are temporary', () => {
+  it('treats lost connections and a store that cannot write as unavailable, and nothing the request caused', () => {
+    const err = (code: string | undefined, message = 'x') => Object.assign(new Error(message), code ? { code } : {});
+    for (const e of [err('57P01'), err('08006'), err('53100'), err('25006'), err('ECONNRESET', 'read ECONNRESET'), err(undefined, 'Connection terminated unexpectedly'), err('SQLITE_FULL'), err('SQLITE_IOERR_WRITE')]) {
+      expect(isStoreUnavailable(e), String((e as { code?: string }).code ?? e.message)).toBe(true);
+    }
+    for (const e of [err('23505'), err('SQLITE_CONSTRAINT_UNIQUE'), err('ECONNRESET', 'aborted'), err(undefined, 'boom'), null, 'text']) {
+      expect(isStoreUnavailable(e)).toBe(false);
+    }
+  });
+});
 
 // pg_terminate_backend is PostgreSQL's; SQLite has no connection to lose.
 describe.runIf(testDialects().includes('postgres'))('losing PostgreSQL connections (postgres)', () => {

@@ -285,7 +285,9 @@ export const isStoreUnavailable = (e: unknown): boolean => {
   const err = e as { code?: unknown; message?: unknown } | null;
   if (!err || typeof err !== 'object') return false;
   const code = typeof err.code === 'string' ? err.code : '';
-  if (PG_UNAVAILABLE.test(code) || SQLITE_UNAVAILABLE.test(code) || NET_CODES.has(code)) return true;
+  if (PG_UNAVAILABLE.test(code) || SQLITE_UNAVAILABLE.test(code)) return true;
+  // Node's HTTP server reports a client that hung up mid-request as ECONNRESET 'aborted': not the store.
+  if (NET_CODES.has(code)) return err.message !== 'aborted';
   return !code && typeof err.message === 'string' && PG_CLIENT_MESSAGES.test(err.message);
 };
 
