@@ -19,7 +19,7 @@ const memory = async (port: number) => {
   // Server-side durations of the route (from the first byte fastify sees to the reply): the tail the store adds,
   // apart from what the load generator and the network add.
   const bucket = (le: string) => Number(text.match(new RegExp(`^mailward_http_request_duration_seconds_bucket\\{le="${le}",method="POST",route="/v1/departments"\\} (\\S+)`, 'm'))?.[1] ?? 0);
-  return { rss: metric('mailward_process_resident_memory_bytes'), heap: metric('mailward_nodejs_heap_size_used_bytes'), total: bucket('+Inf'), within1s: bucket('1') };
+  return { rss: metric('mailward_process_resident_memory_bytes'), heap: metric('mailward_nodejs_heap_size_used_bytes'), total: bucket('\\+Inf'), within1s: bucket('1') };
 };
 
 const store = await benchStore('sqlite');
