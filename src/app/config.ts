@@ -22,6 +22,9 @@ export const envSchema = z.object({
     .optional(),
   MAILWARD_DB_POOL_SIZE: z.coerce.number().int().min(1).max(200).default(10),
   MAILWARD_SQLITE_CHECKPOINT_MS: z.coerce.number().int().min(0).max(60_000).default(200),
+  // SQLite has one connection per process: callers wait for it in a FIFO queue of at most this many, each at most this long (then 503 store_busy).
+  MAILWARD_SQLITE_QUEUE_LIMIT: z.coerce.number().int().min(1).max(100_000).default(512),
+  MAILWARD_SQLITE_QUEUE_WAIT_MS: z.coerce.number().int().min(10).max(600_000).default(5000),
   MAILWARD_MASTER_KEY: z
     .string()
     .refine((v) => Buffer.from(v, 'base64').length === 32, 'must be base64 of exactly 32 bytes')
@@ -77,7 +80,7 @@ export type Config = {
   http: { host: string; port: number; bodyLimit: number; trustProxy: boolean };
   smtp: { host: string; port: number; maxMessageBytes: number; relay: string | undefined };
   dataDir: string;
-  database: { kind: 'sqlite'; file: string; checkpointEveryMs: number } | { kind: 'postgres'; url: string; poolSize: number };
+  database: { kind: 'sqlite'; file: string; checkpointEveryMs: number; queueLimit: number; queueWaitMs: number } | { kind: 'postgres'; url: string; poolSize: number };
   masterKey: string | undefined;
   /** MAILWARD_MASTER_KEYS: a versioned key ring given in the environment (see master-key.ts). */
   masterKeys?: string | undefined;
@@ -155,7 +158,7 @@ export const loadConfig = (env: NodeJS.ProcessEnv = process.env): Config => {
     dataDir,
     database: e.DATABASE_URL
       ? { kind: 'postgres', url: e.DATABASE_URL, poolSize: e.MAILWARD_DB_POOL_SIZE }
-      : { kind: 'sqlite', file: path.join(dataDir, 'mailward.db'), checkpointEveryMs: e.MAILWARD_SQLITE_CHECKPOINT_MS },
+      : { kind: 'sqlite', file: path.join(dataDir, 'mailward.db'), checkpointEveryMs: e.MAILWARD_SQLITE_CHECKPOINT_MS, queueLimit: e.MAILWARD_SQLITE_QUEUE_LIMIT, queueWaitMs: e.MAILWARD_SQLITE_QUEUE_WAIT_MS },
     masterKey: e.MAILWARD_MASTER_KEY,
     masterKeys: e.MAILWARD_MASTER_KEYS,
     logLevel: e.MAILWARD_LOG_LEVEL,

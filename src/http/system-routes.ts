@@ -1,10 +1,10 @@
 import { createPublicKey } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
-import { sql } from 'kysely';
 import { z } from 'zod';
 import type { Container } from '../app/container.js';
-import { unavailable } from '../kernel/errors.js';
+import { AppError } from '../kernel/errors.js';
+import { createStoreHealth } from '../store/store-health.js';
 import type { HttpMetrics } from './metrics.js';
 import { problems } from './common-schemas.js';
 
@@ -13,13 +13,14 @@ const jwk = z.looseObject({ kty: z.string(), kid: z.string(), alg: z.string(), u
 /** Unauthenticated routes: liveness, metrics, the OpenAPI document, public keys. */
 export const systemRoutes = (c: Container, metrics: HttpMetrics) => async (root: FastifyInstance) => {
   const app = root.withTypeProvider<ZodTypeProvider>();
-  app.get('/healthz', { schema: { tags: ['system'], summary: 'Liveness and store reachability', response: { 200: z.object({ status: z.literal('ok'), store: z.string() }), ...problems(503) } } }, async () => {
-    try {
-      await sql`select 1`.execute(c.store.db);
-    } catch {
-      throw unavailable('store_unavailable', 'The store is not reachable.');
-    }
-    return { status: 'ok' as const, store: c.store.dialect };
+  const storeHealth = createStoreHealth(c.store);
+  app.get('/healthz', { schema: { tags: ['system'], summary: 'Liveness, store reachability and whether the store can write', response: { 200: z.object({ status: z.literal('ok'), store: z.string() }), ...problems(503) } } }, async () => {
+    const health = await storeHealth.check();
+    if (health === 'ok') return { status: 'ok' as const, store: c.store.dialect };
+    // A store that answers reads but cannot write (disk full, read-only) is not healthy: every change would fail.
+    if (health === 'read_only') throw new AppError('store_read_only', 503, 'The store cannot write (disk full or read-only).', { temporary: true, extra: { store: 'read_only', dialect: c.store.dialect } });
+    if (health === 'busy') throw new AppError('store_busy', 503, 'The store is busy with another process; retry shortly.', { temporary: true, extra: { store: 'busy', retry_after: 1 } });
+    throw new AppError('store_unavailable', 503, 'The store is not reachable.', { temporary: true, extra: { store: 'unreachable' } });
   });
   app.get('/metrics', { schema: { tags: ['system'], summary: 'Prometheus metrics', hide: false } }, async (_req, reply) =>
     reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),

@@ -2,7 +2,7 @@ import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
 import { AppError, isAppError } from '../kernel/errors.js';
 import type { Logger } from '../kernel/log.js';
-import { isStoreBusy } from '../store/db.js';
+import { isStoreBusy, isStoreUnavailable } from '../store/db.js';
 
 /**
  * The error half of every tool's structured output: the same stable `code`
@@ -19,6 +19,9 @@ export const toolErrorOut = z.object({
 });
 
 export const storeBusy = () => new AppError('store_busy', 503, 'The store is busy with another process; retry shortly.', { temporary: true, extra: { retry_after: 1 } });
+
+export const storeUnavailable = () =>
+  new AppError('store_unavailable', 503, 'The store is unavailable; retry shortly.', { temporary: true, extra: { retry_after: 5 } });
 
 /** A zod failure of tool arguments: 400 validation_failed with the paths, like REST. */
 export const validationError = (issues: z.core.$ZodIssue[]) => {
@@ -38,7 +41,8 @@ export const validationError = (issues: z.core.$ZodIssue[]) => {
  */
 export const toolErrorResult = (thrown: unknown, log: Pick<Logger, 'error'>, tool: string): CallToolResult => {
   // Another process held the SQLite writer past busy_timeout (transactions begin IMMEDIATE): the same 503 as REST.
-  const e = isStoreBusy(thrown) ? storeBusy() : thrown;
+  // A lost connection or a store that cannot write (disk full, read-only): the same 503 as REST.
+  const e = isStoreBusy(thrown) ? storeBusy() : isStoreUnavailable(thrown) ? storeUnavailable() : thrown;
   let err: AppError;
   if (isAppError(e)) {
     err = e;

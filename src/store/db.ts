@@ -2,7 +2,19 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import SQLite from 'better-sqlite3';
-import { type Compilable, CompiledQuery, Kysely, PostgresAdapter, PostgresDialect, SqliteDialect, type Transaction } from 'kysely';
+import {
+  type Compilable,
+  CompiledQuery,
+  type DatabaseConnection,
+  type Driver,
+  Kysely,
+  PostgresAdapter,
+  PostgresDialect,
+  SqliteDialect,
+  type Transaction,
+  type TransactionSettings,
+} from 'kysely';
+import { AppError } from '../kernel/errors.js';
 import pg from 'pg';
 import { ensurePrivateDir, ensurePrivateFile, tightenFile } from '../kernel/private-files.js';
 import type { Database } from './schema.js';
@@ -13,7 +25,18 @@ export type Tx = Transaction<Database>;
 /** Either the root handle or an open transaction: repos accept both. */
 export type Executor = Kysely<Database>;
 
-export type StoreOptions = { kind: 'sqlite'; file: string; /** Background WAL checkpoint period; 0 leaves checkpoints to SQLite's automatic one. */ checkpointEveryMs?: number } | { kind: 'postgres'; url: string; poolSize?: number };
+export type StoreOptions =
+  | {
+      kind: 'sqlite';
+      file: string;
+      /** Background WAL checkpoint period; 0 leaves checkpoints to SQLite's automatic one. */
+      checkpointEveryMs?: number;
+      /** Most callers waiting for the connection; one more is refused with 503 store_busy (default 512). */
+      queueLimit?: number;
+      /** Longest wait for the connection before 503 store_busy (default 5000 ms). */
+      queueWaitMs?: number;
+    }
+  | { kind: 'postgres'; url: string; poolSize?: number };
 
 export type Store = { db: Db; dialect: Dialect; destroy: () => Promise<void>; describe: string; file?: string };
 
@@ -30,9 +53,18 @@ const pgTypes = {
  */
 const withStatementCache = (sqlite: SQLite.Database, max = 1000) => {
   const cache = new Map<string, SQLite.Statement>();
+  let noop: SQLite.Statement | undefined;
   return {
     close: () => sqlite.close(),
     prepare: (sqlText: string) => {
+      // SQLITE_FULL, SQLITE_IOERR, SQLITE_NOMEM and SQLITE_BUSY may roll the whole transaction back on their own
+      // (sqlite.org/lang_transaction.html, "Response To Errors Within A Transaction"). Kysely then sends ROLLBACK,
+      // which fails ("cannot rollback - no transaction is active") and replaces the error that says why. With no
+      // transaction open there is nothing to undo: the ROLLBACK is skipped and the original error reaches the caller.
+      if (sqlText === 'rollback' && !sqlite.inTransaction) {
+        noop ??= sqlite.prepare('select 1 where 0');
+        return noop;
+      }
       // Every Mailward transaction writes (at least its audit event). A deferred
       // BEGIN that reads first and writes later fails at once with
       // SQLITE_BUSY_SNAPSHOT when another process wrote in between (WAL mode);
@@ -48,6 +80,104 @@ const withStatementCache = (sqlite: SQLite.Database, max = 1000) => {
     },
   };
 };
+
+/** 503 store_busy (temporary, Retry-After): the store's queue of waiting callers is full or the wait ran out. */
+export class StoreBusyError extends AppError {
+  constructor(detail: string) {
+    super('store_busy', 503, detail, { temporary: true, extra: { retry_after: 1 } });
+  }
+}
+
+/**
+ * A FIFO lock on SQLite's one connection, with a bounded queue and a bounded wait. Kysely's own mutex wakes
+ * every waiter on each release and lets whoever runs first take it, so under many writers some callers lose
+ * again and again (waits of tens of seconds next to a median of a fraction of one), and nothing bounds the queue.
+ * Here a release hands the connection to the oldest waiter directly; a caller beyond `limit` waiters, or one that
+ * waited `waitMs`, gets 503 store_busy with Retry-After (shed load early rather than queue without bound).
+ */
+export const createFairLock = ({ limit, waitMs }: { limit: number; waitMs: number }) => {
+  type Waiter = { grant: () => void; timer: NodeJS.Timeout };
+  const waiters: Waiter[] = [];
+  let head = 0;
+  let held = false;
+  const waiting = () => waiters.length - head;
+  const acquire = (): Promise<void> => {
+    if (!held) {
+      held = true;
+      return Promise.resolve();
+    }
+    if (waiting() >= limit) return Promise.reject(new StoreBusyError('Too many requests are waiting for the store; retry shortly.'));
+    return new Promise<void>((resolve, reject) => {
+      const w: Waiter = {
+        grant: () => {
+          clearTimeout(w.timer);
+          resolve();
+        },
+        timer: setTimeout(() => {
+          const i = waiters.indexOf(w, head);
+          if (i >= 0) waiters.splice(i, 1);
+          reject(new StoreBusyError('The store is busy; retry shortly.'));
+        }, waitMs),
+      };
+      waiters.push(w);
+    });
+  };
+  const release = () => {
+    if (head < waiters.length) {
+      const next = waiters[head++]!;
+      // Compact now and then: the array is a queue, and shift() on every release is O(n).
+      if (head > 1024 && head * 2 > waiters.length) {
+        waiters.splice(0, head);
+        head = 0;
+      }
+      next.grant();
+      return;
+    }
+    waiters.length = 0;
+    head = 0;
+    held = false;
+  };
+  return { acquire, release, waiting };
+};
+
+/** Kysely's SQLite driver behind the fair lock: every query and transaction waits its turn in one FIFO queue. */
+class FairSqliteDialect extends SqliteDialect {
+  readonly #lock: ReturnType<typeof createFairLock>;
+  constructor(config: ConstructorParameters<typeof SqliteDialect>[0], lock: ReturnType<typeof createFairLock>) {
+    super(config);
+    this.#lock = lock;
+  }
+  override createDriver(): Driver {
+    const inner = super.createDriver();
+    const lock = this.#lock;
+    return {
+      init: () => inner.init(),
+      acquireConnection: async () => {
+        await lock.acquire();
+        try {
+          return await inner.acquireConnection();
+        } catch (e) {
+          lock.release();
+          throw e;
+        }
+      },
+      beginTransaction: (c: DatabaseConnection, s: TransactionSettings) => inner.beginTransaction(c, s),
+      commitTransaction: (c: DatabaseConnection) => inner.commitTransaction(c),
+      rollbackTransaction: (c: DatabaseConnection) => inner.rollbackTransaction(c),
+      savepoint: inner.savepoint?.bind(inner),
+      rollbackToSavepoint: inner.rollbackToSavepoint?.bind(inner),
+      releaseSavepoint: inner.releaseSavepoint?.bind(inner),
+      releaseConnection: async (c: DatabaseConnection) => {
+        try {
+          await inner.releaseConnection(c);
+        } finally {
+          lock.release();
+        }
+      },
+      destroy: () => inner.destroy(),
+    };
+  }
+}
 
 /**
  * WAL checkpoints off the event loop: SQLite's automatic checkpoint runs
@@ -103,7 +233,8 @@ export const openStore = (opts: StoreOptions): Store => {
       sqlite.pragma('wal_autocheckpoint = 10000');
       stopCheckpointer = startCheckpointer(opts.file, everyMs);
     }
-    const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
+    const lock = createFairLock({ limit: opts.queueLimit ?? 512, waitMs: opts.queueWaitMs ?? 5000 });
+    const db = new Kysely<Database>({ dialect: new FairSqliteDialect({ database: withStatementCache(sqlite) }, lock) });
     const destroy = async () => {
       await stopCheckpointer?.();
       await db.destroy();
@@ -111,8 +242,15 @@ export const openStore = (opts: StoreOptions): Store => {
     return { db, dialect: 'sqlite', destroy, describe: `sqlite:${opts.file}`, file: opts.file };
   }
   const pool = new pg.Pool({ connectionString: opts.url, max: opts.poolSize ?? 10, types: pgTypes });
-  // An idle client losing its connection must not crash the process; the pool replaces it.
+  // A client losing its connection (pg_terminate_backend, failover, restart, a pooler or idle timeout) emits
+  // 'error'; an EventEmitter 'error' without a listener kills the process. pg-pool listens only while a client
+  // is idle, so every client gets its own listener for the time it is checked out. The query in flight rejects
+  // with the same error (mapped to 503 store_unavailable, see isStoreUnavailable), and pg-pool drops a client
+  // that is no longer queryable when it is released, so the next checkout connects anew.
   pool.on('error', () => {});
+  pool.on('connect', (client) => {
+    client.on('error', () => {});
+  });
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   const u = new URL(opts.url);
   return { db, dialect: 'postgres', destroy: () => db.destroy(), describe: `postgres://${u.host}${u.pathname}` };
@@ -120,11 +258,42 @@ export const openStore = (opts: StoreOptions): Store => {
 
 /**
  * SQLite answered SQLITE_BUSY (another process held the writer past
- * busy_timeout): the transaction rolled back, so trying again is safe.
+ * busy_timeout), or this process's queue for the connection was full or too
+ * slow (StoreBusyError): nothing ran or it rolled back, so trying again is safe.
  */
 export const isStoreBusy = (e: unknown): boolean => {
   const code = (e as { code?: unknown } | null)?.code;
-  return typeof code === 'string' && code.startsWith('SQLITE_BUSY');
+  return typeof code === 'string' && (code.startsWith('SQLITE_BUSY') || code === 'store_busy');
+};
+
+/**
+ * PostgreSQL SQLSTATEs after which the statement did not take effect and retrying later can succeed: class 08
+ * (connection exception), class 53 (insufficient resources: disk_full 53100, out_of_memory, too_many_connections),
+ * 57P01-57P05 (admin or crash shutdown, cannot connect now, idle session timeout) and 25006 (a read-only
+ * transaction: a standby after failover, or the database set read-only).
+ */
+const PG_UNAVAILABLE = /^(08|53)...$|^57P0[1-5]$|^25006$/;
+
+/** SQLite result codes of a store that cannot write or read now (sqlite.org/rescode.html); the transaction rolled back. */
+const SQLITE_UNAVAILABLE = /^SQLITE_(FULL|IOERR|READONLY|CANTOPEN|NOMEM|PROTOCOL)/;
+
+/** Socket errors and node-postgres's own messages for a connection that is gone or never came up. */
+const NET_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'ENOSPC']);
+const PG_CLIENT_MESSAGES = /^(Connection terminated|Client has encountered a connection error|Client was closed and is not queryable|timeout exceeded when trying to connect|Connection ended unexpectedly)/;
+
+/**
+ * True when the store could not do the work for a reason outside the request: the database connection was
+ * lost or refused, or the store cannot write (disk full, read-only). Nothing was committed; answer
+ * 503 store_unavailable (temporary) and let the client retry (SMTP: 451, RFC 5321 4.2.5).
+ */
+export const isStoreUnavailable = (e: unknown): boolean => {
+  const err = e as { code?: unknown; message?: unknown } | null;
+  if (!err || typeof err !== 'object') return false;
+  const code = typeof err.code === 'string' ? err.code : '';
+  if (PG_UNAVAILABLE.test(code) || SQLITE_UNAVAILABLE.test(code)) return true;
+  // Node's HTTP server reports a client that hung up mid-request as ECONNRESET 'aborted': not the store.
+  if (NET_CODES.has(code)) return err.message !== 'aborted';
+  return !code && typeof err.message === 'string' && PG_CLIENT_MESSAGES.test(err.message);
 };
 
 /**
@@ -217,7 +386,11 @@ const createGroupCommit = (db: Db) => {
           } catch (error) {
             outcomes.push({ ok: false, error });
           }
-          const failed = !outcomes[i]!.ok;
+          const outcome = outcomes[i]!;
+          const failed = !outcome.ok;
+          // A lost connection or SQLite's own rollback (disk full, I/O error) ended the shared transaction: no
+          // savepoint is left to return to, so the group fails with the cause rather than with "no such savepoint".
+          if (!outcome.ok && (isStoreUnavailable(outcome.error) || isStoreBusy(outcome.error))) throw outcome.error;
           if (failed) rollbackCounts.set(tx, rollbacksIn(tx) + 1);
           // Undo a failed caller's work; COMMIT releases the last savepoint. If a
           // control statement fails the transaction is gone (e.g. SQLite rolled it
