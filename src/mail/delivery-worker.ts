@@ -8,7 +8,7 @@ import type { KeyRing } from '../kernel/crypto/keyring.js';
 import { isAppError } from '../kernel/errors.js';
 import { newId } from '../kernel/ids.js';
 import type { Logger } from '../kernel/log.js';
-import { claimOutboxJobs } from '../queue/outbox-repo.js';
+import { claimOutboxJobs, insertOutboxJob } from '../queue/outbox-repo.js';
 import type { Db, Dialect, Tx } from '../store/db.js';
 import type { OutboxTable } from '../store/schema.js';
 import type { DeliveryOutcome } from './bounce-rules.js';
@@ -240,9 +240,9 @@ export const createDeliveryWorker = (d: Deps) => {
       if (Number(u.numUpdatedRows) === 0) throw new Error('outbox job lease lost before routing');
       for (const [other, to] of rest) {
         const id = newId('message').replace('msg_', 'obx_');
-        await tx
-          .insertInto('outbox')
-          .values({
+        await insertOutboxJob(
+          tx,
+          {
             id,
             org_id: job.org_id,
             message_id: job.message_id,
@@ -250,16 +250,9 @@ export const createDeliveryWorker = (d: Deps) => {
             actor_chain: job.actor_chain,
             route: other,
             envelope_sealed: seal(d.ring, JSON.stringify({ from: envelope.from, to }), outboxAad(job.org_id, job.message_id, id)),
-            status: 'pending',
-            attempts: 0,
-            next_attempt_at: at,
-            lease_until: null,
-            claimed_by: null,
-            last_code: null,
-            created_at: at,
-            updated_at: at,
-          })
-          .execute();
+          },
+          at,
+        );
       }
     });
     if (rest.length > 0) kick();

@@ -6,6 +6,7 @@ import { seal } from '../kernel/crypto/envelope.js';
 import type { KeyRing } from '../kernel/crypto/keyring.js';
 import { AppError } from '../kernel/errors.js';
 import { newId } from '../kernel/ids.js';
+import { insertOutboxJob } from '../queue/outbox-repo.js';
 import type { Executor } from '../store/db.js';
 import type { MailboxesTable, MessagesTable, SigningKeysTable } from '../store/schema.js';
 import { addMessageEvent, openContent } from './message-store.js';
@@ -87,9 +88,9 @@ export const createOutboundPipeline = ({ ring, clock, config, signer = { sign: s
     for (const j of p.jobs) {
       const id = newId('message').replace('msg_', 'obx_');
       const envelope: Envelope = { from: p.from, to: j.rcpt };
-      await tx
-        .insertInto('outbox')
-        .values({
+      await insertOutboxJob(
+        tx,
+        {
           id,
           org_id: msg.org_id,
           message_id: msg.id,
@@ -97,16 +98,9 @@ export const createOutboundPipeline = ({ ring, clock, config, signer = { sign: s
           route: j.route,
           envelope_sealed: seal(ring, JSON.stringify(envelope), outboxAad(msg.org_id, msg.id, id)),
           actor_chain: JSON.stringify(p.chain),
-          status: 'pending',
-          attempts: 0,
-          next_attempt_at: at,
-          lease_until: null,
-          claimed_by: null,
-          last_code: null,
-          created_at: at,
-          updated_at: at,
-        })
-        .execute();
+        },
+        at,
+      );
     }
     await addMessageEvent(tx, msg.id, at, 'queued', { routes: p.jobs.filter((j) => j.kind === 'deliver').length, copies: p.jobs.filter((j) => j.kind === 'copy').length });
   };

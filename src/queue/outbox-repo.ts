@@ -43,3 +43,14 @@ export const claimOutboxJobs = async (
     .returningAll()
     .execute();
 };
+
+/** A new, due delivery job (outbound queueing and re-routing at an attempt both make them here). */
+export const insertOutboxJob = (
+  db: Executor,
+  job: Pick<OutboxTable, 'id' | 'org_id' | 'message_id' | 'kind' | 'route' | 'envelope_sealed' | 'actor_chain'>,
+  at: string,
+) =>
+  db
+    .insertInto('outbox')
+    .values({ ...job, status: 'pending', attempts: 0, next_attempt_at: at, lease_until: null, claimed_by: null, last_code: null, created_at: at, updated_at: at })
+    .execute();
