@@ -192,6 +192,13 @@ for (const dialect of testDialects()) {
       r = await app.c.auditLog.verify(undefined, { external: { dir: null } });
       expect(r.ok).toBe(true);
       expect(codes(r.warnings)).toContain('no_external_checkpoint');
+
+      // A less careful insider leaves the Merkle index as it was: it still remembers how far the log went.
+      await app.c.store.db.updateTable('audit_tree_state').set({ size: Math.floor(cp.tree_size / 16) * 16 }).where('id', '=', 1).execute();
+      r = await app.c.auditLog.verify(undefined, { external: { dir: null } });
+      expect(r.ok).toBe(false);
+      expect(r.first_bad_seq).toBe(cp.tree_size - 29);
+      expect(codes(r.problems)).toEqual(['truncated']);
     });
 
     it('names the first edited event after a rewrite that recomputed the chain and deleted later checkpoints', async () => {
