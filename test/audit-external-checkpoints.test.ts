@@ -169,7 +169,7 @@ for (const dialect of testDialects()) {
       const bare = await cli(app, ['audit', 'verify']);
       expect(bare.code, bare.stderr).toBe(3);
       expect(bare.stdout).toContain('warning no_external_checkpoint');
-    });
+    }, 240_000);
 
     it('catches the last 30 events deleted, against the published directory or a note file', async () => {
       const app = await fresh(dialect);
