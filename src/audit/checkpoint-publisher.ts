@@ -25,18 +25,24 @@ const BATCH = 10_000;
 const noteFile = (dir: string, size: number) => path.join(dir, `${size}.note`);
 const hashesFile = (dir: string, size: number) => path.join(dir, `${size}.hashes`);
 
-/** Writes `content` to `file` unless it exists: temp file, fsync, then link (atomic and exclusive). Returns false if it existed. */
-const writeOnce = (file: string, write: (fd: number) => void): boolean => {
+/**
+ * Creates `file` unless it exists: a temp file written by `write` (which may
+ * return false to give up), fsynced, then linked into place, which is atomic
+ * and exclusive. Returns false if the file existed or `write` gave up.
+ */
+const writeOnce = async (file: string, write: (fd: number) => boolean | Promise<boolean>): Promise<boolean> => {
   if (fs.existsSync(file)) return false;
   const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
   const fd = fs.openSync(tmp, 'wx', 0o644);
   try {
-    write(fd);
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-  try {
+    let complete = false;
+    try {
+      complete = await write(fd);
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    if (!complete) return false;
     fs.chmodSync(tmp, 0o644);
     fs.linkSync(tmp, file);
     return true;
@@ -59,35 +65,27 @@ export const createCheckpointPublisher = ({ db, dir }: { db: Db; dir: string }) 
   const publish = async (cp: PublishedCheckpoint, from: number): Promise<void> => {
     fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
     const file = noteFile(dir, cp.tree_size);
-    if (!writeOnce(file, (fd) => fs.writeSync(fd, cp.note))) {
+    if (!(await writeOnce(file, (fd) => fs.writeSync(fd, cp.note) > 0))) {
       if (fs.readFileSync(file, 'utf8') !== cp.note) {
         throw new AppError('audit_inconsistent', 500, `A different checkpoint of size ${cp.tree_size} was already published; run mailward audit verify.`);
       }
     }
     const target = hashesFile(dir, cp.tree_size);
     if (fs.existsSync(target) || from > cp.tree_size) return;
-    // Read before writing, so a failed read leaves no partial file behind.
-    const hashes: string[] = [];
-    for (let after = from - 1; after < cp.tree_size; ) {
-      const rows = await db
-        .selectFrom('audit_events')
-        .select(['seq', 'hash'])
-        .where('seq', '>', after)
-        .where('seq', '<=', cp.tree_size)
-        .orderBy('seq')
-        .limit(BATCH)
-        .execute();
-      if (rows.length === 0) break;
-      for (const r of rows) {
-        if (Number(r.seq) !== after + 1) return; // a gap: publish no hashes (verify reports the gap)
-        hashes.push(r.hash);
-        after++;
-      }
-    }
-    if (hashes.length !== cp.tree_size - from + 1) return;
-    writeOnce(target, (fd) => {
+    // Streamed in batches, so memory stays flat whatever the range; a gap publishes nothing (verify reports the gap).
+    await writeOnce(target, async (fd) => {
       fs.writeSync(fd, `${HASHES_HEADER} ${from} ${cp.tree_size}\n`);
-      for (let i = 0; i < hashes.length; i += BATCH) fs.writeSync(fd, `${hashes.slice(i, i + BATCH).join('\n')}\n`);
+      let after = from - 1;
+      while (after < cp.tree_size) {
+        const rows = await db.selectFrom('audit_events').select(['seq', 'hash']).where('seq', '>', after).where('seq', '<=', cp.tree_size).orderBy('seq').limit(BATCH).execute();
+        if (rows.length === 0) return false;
+        for (const r of rows) {
+          if (Number(r.seq) !== after + 1) return false;
+          after++;
+        }
+        fs.writeSync(fd, `${rows.map((r) => r.hash).join('\n')}\n`);
+      }
+      return true;
     });
   };
 

@@ -108,6 +108,9 @@ export const createCheckpointService = ({ db, tree, clock, keys, publisher }: De
    * stored one). Fail closed: the chain under it must verify (the indexer
    * checks it) and the new root must be consistent with its stored
    * neighbours, else 500 audit_inconsistent and nothing is signed.
+   * Publishes the checkpoint outside the database once stored (also when it
+   * already was); throws audit_inconsistent when a different note of that size
+   * was published before, or the file system error when it cannot be written.
    */
   const before = async (size: number) => {
     const floor = await tree.purgedThrough();
