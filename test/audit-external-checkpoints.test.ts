@@ -13,7 +13,7 @@ import { canonicalJson } from '../src/audit/canonical.js';
 import { systemActor } from '../src/identity/principal.js';
 import { fixedClock } from '../src/kernel/clock.js';
 import type { Dialect } from '../src/store/db.js';
-import { tempDir, testDialects } from './support/dialects.js';
+import { freshDatabase, tempDir, testDialects } from './support/dialects.js';
 import { createTestApp, type TestApp } from './support/test-app.js';
 
 const run = promisify(execFile);
@@ -63,9 +63,11 @@ const rewriteFrom = async (t: TestApp, seq: number) => {
 
 const publishedDir = (t: TestApp) => path.join(t.dataDir, 'checkpoints');
 
-const cli = async (t: TestApp, args: string[]) => {
+const cli = (t: TestApp, args: string[]) => cliEnv(t.env, args);
+
+const cliEnv = async (env: Record<string, string>, args: string[]) => {
   try {
-    const r = await run(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], { cwd: repoRoot, env: { ...process.env, ...t.env } });
+    const r = await run(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], { cwd: repoRoot, env: { ...process.env, ...env } });
     return { code: 0, stdout: r.stdout, stderr: r.stderr };
   } catch (e) {
     const err = e as { code: number; stdout: string; stderr: string };
@@ -272,6 +274,22 @@ for (const dialect of testDialects()) {
       expect(rest.body.coverage.unsigned_events).toBeGreaterThanOrEqual(3);
       expect(codes(rest.body.warnings)).toContain('checkpoint_overdue');
     });
+
+    it('signs and publishes the first checkpoint at init, so a fresh install verifies with exit 0', async () => {
+      const db = await freshDatabase(dialect);
+      try {
+        const env = { ...db.env, MAILWARD_LOG_LEVEL: 'silent' };
+        const init = await cliEnv(env, ['init', '--org', 'St. Example Hospital', '--domain', 'st-example.org', '--json']);
+        expect(init.code, init.stderr).toBe(0);
+        const notes = fs.readdirSync(path.join(db.dataDir, 'checkpoints')).filter((f) => f.endsWith('.note'));
+        expect(notes).toHaveLength(1);
+        const out = await cliEnv(env, ['audit', 'verify', '--json']);
+        expect(out.code, out.stdout).toBe(0);
+        expect(JSON.parse(out.stdout)).toMatchObject({ ok: true, warnings: [], coverage: { unsigned_events: 0, external: { checked: 1 } } });
+      } finally {
+        await db.drop();
+      }
+    }, 240_000);
 
     it('accepts a witness-cosigned note and refuses one the required witness did not cosign', async () => {
       const app = await fresh(dialect);
