@@ -104,7 +104,7 @@ export const createChainVerifier = (start: StartPoint, checkpoints: CheckpointRo
   let stopped = false;
 
   for (const atStart of start.size > 0 ? checkpoints.filter((c) => c.tree_size === start.size) : []) {
-    rootsChecked++;
+    if (!atStart.source) rootsChecked++;
     if (!stopped && compact.root().toString('hex') !== atStart.root_hash) {
       fail({ code: 'boundary_mismatch', tree_size: start.size, message: `the retained log does not start from the checkpoint at size ${start.size}` }, start.size + 1);
       stopped = true;
@@ -114,7 +114,7 @@ export const createChainVerifier = (start: StartPoint, checkpoints: CheckpointRo
   const checkRoots = () => {
     while (pending[0] && pending[0].tree_size === compact.size) {
       const cp = pending.shift()!;
-      rootsChecked++;
+      if (!cp.source) rootsChecked++;
       if (compact.root().toString('hex') !== cp.root_hash) {
         fail(mismatch(cp, lastGood + 1), lastGood + 1);
         stopped = true;
@@ -175,7 +175,7 @@ export const createChainVerifier = (start: StartPoint, checkpoints: CheckpointRo
       const snaps = new Map(c.snapshots);
       while (pending[0] && pending[0].tree_size < c.from + c.count) {
         const cp = pending.shift()!;
-        rootsChecked++;
+        if (!cp.source) rootsChecked++;
         const local = (snaps.get(cp.tree_size) ?? []).map((u) => Buffer.from(u.buffer, u.byteOffset, u.byteLength));
         if (foldRange([...base, ...local]).toString('hex') !== cp.root_hash) {
           fail(mismatch(cp, lastGood + 1), lastGood + 1);
