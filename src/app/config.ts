@@ -44,6 +44,8 @@ export const envSchema = z.object({
   MAILWARD_TRUST_PROXY: bool.default(false),
   MAILWARD_APPROVAL_TTL: z.coerce.number().int().min(60).default(72 * 3600),
   MAILWARD_AUDIT_RETENTION_DAYS: z.coerce.number().int().min(2190, 'must be at least 2190 (six years)').default(2190),
+  // Where each signed audit checkpoint is published outside the database; `off` publishes nothing.
+  MAILWARD_CHECKPOINT_DIR: z.string().min(1).optional(),
   MAILWARD_MAX_MESSAGE_BYTES: z.coerce.number().int().min(1024).default(25 * 1024 * 1024),
   MAILWARD_SMTP_RELAY: z
     .string()
@@ -91,6 +93,8 @@ export type Config = {
   authCachePollMs: number;
   approvalTtlSeconds: number;
   auditRetentionDays: number;
+  /** Directory each signed audit checkpoint is published to (default <data dir>/checkpoints); null: off. */
+  checkpointDir: string | null;
   dnsOverridesFile: string | undefined;
   delivery: {
     requireTls: boolean;
@@ -168,6 +172,7 @@ export const loadConfig = (env: NodeJS.ProcessEnv = process.env): Config => {
     authCachePollMs: e.MAILWARD_AUTH_CACHE_MS,
     approvalTtlSeconds: e.MAILWARD_APPROVAL_TTL,
     auditRetentionDays: e.MAILWARD_AUDIT_RETENTION_DAYS,
+    checkpointDir: e.MAILWARD_CHECKPOINT_DIR === 'off' ? null : path.resolve(dataDir, e.MAILWARD_CHECKPOINT_DIR ?? 'checkpoints'),
     dnsOverridesFile: e.MAILWARD_DNS_OVERRIDES,
     delivery: {
       requireTls: e.MAILWARD_SMTP_RELAY_REQUIRE_TLS,

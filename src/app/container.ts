@@ -81,11 +81,13 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
     clock,
     audit,
     retentionDays: config.auditRetentionDays,
+    checkpointDir: config.checkpointDir,
     verifySource: config.database.kind === 'sqlite' ? { kind: 'sqlite', file: config.database.file } : { kind: 'postgres', url: config.database.url },
     keys: {
       active: () => activeSigningKey(db, 'audit-ed25519', null),
       byKid: (kid) => db.selectFrom('signing_keys').selectAll().where('kid', '=', kid).where('purpose', '=', 'audit-ed25519').executeTakeFirst(),
       openPrivate: (row) => openPrivateKey(ring, row),
+      all: () => db.selectFrom('signing_keys').selectAll().where('purpose', '=', 'audit-ed25519').execute(),
     },
   });
   const authCache = createAuthCache({ db, pollMs: config.authCachePollMs });

@@ -2,7 +2,8 @@ import type { Clock } from '../kernel/clock.js';
 import type { Db, Dialect } from '../store/db.js';
 import { createAuditExporter } from './audit-export.js';
 import type { AuditService } from './audit-service.js';
-import { verifyStore } from './audit-verify.js';
+import { type ExternalCheckpoints, verifyStore } from './audit-verify.js';
+import { createCheckpointPublisher } from './checkpoint-publisher.js';
 import { type AuditKeys, createCheckpointService } from './checkpoint-service.js';
 import { createRetentionService } from './retention.js';
 import { createTreeStore } from './tree-store.js';
@@ -16,17 +17,33 @@ type Deps = {
   /** The installation's audit-ed25519 key (identity/signing-keys.ts); audit imports no domain. */
   keys: AuditKeys;
   retentionDays: number;
+  /** Where each signed checkpoint is published outside the database (null: nowhere). */
+  checkpointDir?: string | null;
   /** Lets `verify` read with worker threads (2^16 events each), for large logs. */
   verifySource?: VerifySource;
 };
 
 /** Everything on top of the hash chain: Merkle tree, signed checkpoints, verification, export, retention. */
-export const createAuditLog = ({ db, dialect, clock, audit, keys, retentionDays, verifySource }: Deps) => {
+export const createAuditLog = ({ db, dialect, clock, audit, keys, retentionDays, checkpointDir, verifySource }: Deps) => {
   const tree = createTreeStore({ db, dialect });
-  const checkpoints = createCheckpointService({ db, tree, clock, keys });
-  /** Full verification of the store; never throws for tampering (see the report). */
-  const verify = (onProgress?: (done: number, total: number) => void, opts: { parallelFrom?: number; chunkSize?: number } = {}) =>
-    verifyStore({ db, keyByKid: keys.byKid, onProgress, source: verifySource, parallelFrom: opts.parallelFrom, chunkSize: opts.chunkSize });
+  const publisher = checkpointDir ? createCheckpointPublisher({ db, dir: checkpointDir }) : null;
+  const checkpoints = createCheckpointService({ db, tree, clock, keys, publisher });
+  /**
+   * Full verification of the store; never throws for tampering (see the report).
+   * Checks it against the published checkpoint directory unless `external.dir` says otherwise.
+   */
+  const verify = (onProgress?: (done: number, total: number) => void, opts: { parallelFrom?: number; chunkSize?: number; external?: ExternalCheckpoints } = {}) =>
+    verifyStore({
+      db,
+      keyByKid: keys.byKid,
+      allKeys: keys.all,
+      onProgress,
+      source: verifySource,
+      parallelFrom: opts.parallelFrom,
+      chunkSize: opts.chunkSize,
+      external: { dir: checkpointDir ?? null, ...opts.external },
+      now: clock.now(),
+    });
   const exporter = createAuditExporter({ db, tree, checkpoints });
   const retention = createRetentionService({ db, clock, audit, tree, checkpoints, verify: () => verify(), retentionDays });
   return { tree, checkpoints, verify, exporter, retention };

@@ -2,12 +2,13 @@ import { createPublicKey } from 'node:crypto';
 import type { Db } from '../store/db.js';
 import type { AuditCheckpointsTable } from '../store/schema.js';
 import { type ChainedEvent, type EventRow, rowOfChained, GENESIS_HASH, recomputeRowHash } from './audit-chain.js';
-import { checkStoredCheckpoint } from './checkpoint-service.js';
+import { readPublishedHashes, readPublishedNotes } from './checkpoint-publisher.js';
+import { CHECKPOINT_EVERY_EVENTS, CHECKPOINT_EVERY_MS, checkStoredCheckpoint } from './checkpoint-service.js';
 import os from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { CompactRange, decompose, foldRange, leafHash, leafHashHex, MerkleError, verifyInclusion } from './merkle.js';
 import type { VerifyChunk, VerifyJob, VerifySource } from './verify-worker.js';
-import { type NoteVerifier, openNote, parseCheckpointText, parseVerifierKey, rawPublicKey, verifierKey } from './signed-note.js';
+import { type NoteVerifier, openNote, openWitnessSignature, parseCheckpointText, parseVerifierKey, rawPublicKey, verifierKey } from './signed-note.js';
 
 /**
  * Verification of the whole audit log (45 CFR 164.312(c)(2); 21 CFR 11.10(e)):
@@ -33,14 +34,56 @@ export type VerifyReport = {
   problems: VerifyProblem[];
   /** Threads that read and rehashed the events (1: this one). */
   threads: number;
+  /** What the check could not rule out (store verification only): `ok` stays true, the CLI exits 3. */
+  warnings?: VerifyProblem[];
+  coverage?: Coverage;
 };
+
+export type StoreVerifyReport = VerifyReport & { warnings: VerifyProblem[]; coverage: Coverage };
+
+/**
+ * How much of the log signed checkpoints vouch for. Events after
+ * `signed_through` are covered by no signed checkpoint: they could be cut or
+ * rewritten without a trace unless a later checkpoint is kept outside the store.
+ */
+export type Coverage = {
+  signed_through: number;
+  unsigned_events: number;
+  oldest_unsigned_at: string | null;
+  newest_checkpoint_at: string | null;
+  cadence: { every_events: number; every_ms: number };
+  /** Checkpoints kept outside the store (given notes, URLs, the published directory). */
+  external: { given: number; checked: number; newest_size: number | null; key_pinned: boolean; published_dir: string | null };
+};
+
+/** Checkpoints kept outside the store to check it against (CONTRACT: `audit verify --checkpoint FILE`). */
+export type ExternalCheckpoints = {
+  /** Signed notes given by the operator (files, URLs, a witness's cosigned note), already read. */
+  notes?: { source: string; text: string }[];
+  /** The directory checkpoints are published to (checkpoint-publisher.ts); missing is fine. */
+  dir?: string | null;
+  /** Pins the log's key (C2SP verifier key or JWKS) instead of trusting the keys in the store. */
+  key?: string;
+  /** C2SP verifier keys of witnesses: every given note must carry a cosignature by each. */
+  witnessKeys?: string[];
+};
+
+/** The scheduler ticks every 10 s at most; a minute of slack keeps a busy or briefly stopped server from warning. */
+const CADENCE_GRACE_MS = 60_000;
 
 /** Where the verified log starts: after a purge or an export's prefix, else the genesis. */
 export type StartPoint = { size: number; compact: Buffer[]; anchor: string };
 
 export type Boundary = { size: number; compact_range: string[]; anchor_hash: string; anchor_proof: string[] };
 
-type CheckpointRoot = { tree_size: number; root_hash: string };
+/** A root to check the log against; `source` names a checkpoint kept outside the store (a file, URL or published note). */
+type CheckpointRoot = { tree_size: number; root_hash: string; source?: string };
+
+const mismatch = (cp: CheckpointRoot, from: number): VerifyProblem => ({
+  code: cp.source ? 'external_mismatch' : 'checkpoint_mismatch',
+  tree_size: cp.tree_size,
+  message: `the events ${from}..${cp.tree_size} differ from what the checkpoint at size ${cp.tree_size}${cp.source ? ` kept outside the store (${cp.source})` : ''} signed`,
+});
 
 /** Streaming verifier: O(log n) memory, one pass. */
 export const createChainVerifier = (start: StartPoint, checkpoints: CheckpointRoot[], chunk = DEFAULT_CHUNK) => {
@@ -60,10 +103,9 @@ export const createChainVerifier = (start: StartPoint, checkpoints: CheckpointRo
   let firstSeq: number | null = null;
   let stopped = false;
 
-  const atStart = checkpoints.find((c) => c.tree_size === start.size);
-  if (atStart && start.size > 0) {
-    rootsChecked++;
-    if (compact.root().toString('hex') !== atStart.root_hash) {
+  for (const atStart of start.size > 0 ? checkpoints.filter((c) => c.tree_size === start.size) : []) {
+    if (!atStart.source) rootsChecked++;
+    if (!stopped && compact.root().toString('hex') !== atStart.root_hash) {
       fail({ code: 'boundary_mismatch', tree_size: start.size, message: `the retained log does not start from the checkpoint at size ${start.size}` }, start.size + 1);
       stopped = true;
     }
@@ -72,12 +114,9 @@ export const createChainVerifier = (start: StartPoint, checkpoints: CheckpointRo
   const checkRoots = () => {
     while (pending[0] && pending[0].tree_size === compact.size) {
       const cp = pending.shift()!;
-      rootsChecked++;
+      if (!cp.source) rootsChecked++;
       if (compact.root().toString('hex') !== cp.root_hash) {
-        fail(
-          { code: 'checkpoint_mismatch', tree_size: cp.tree_size, message: `the events ${lastGood + 1}..${cp.tree_size} differ from what the checkpoint at size ${cp.tree_size} signed` },
-          lastGood + 1,
-        );
+        fail(mismatch(cp, lastGood + 1), lastGood + 1);
         stopped = true;
         return;
       }
@@ -136,10 +175,10 @@ export const createChainVerifier = (start: StartPoint, checkpoints: CheckpointRo
       const snaps = new Map(c.snapshots);
       while (pending[0] && pending[0].tree_size < c.from + c.count) {
         const cp = pending.shift()!;
-        rootsChecked++;
+        if (!cp.source) rootsChecked++;
         const local = (snaps.get(cp.tree_size) ?? []).map((u) => Buffer.from(u.buffer, u.byteOffset, u.byteLength));
         if (foldRange([...base, ...local]).toString('hex') !== cp.root_hash) {
-          fail({ code: 'checkpoint_mismatch', tree_size: cp.tree_size, message: `the events ${lastGood + 1}..${cp.tree_size} differ from what the checkpoint at size ${cp.tree_size} signed` }, lastGood + 1);
+          fail(mismatch(cp, lastGood + 1), lastGood + 1);
           stopped = true;
           return false;
         }
@@ -181,12 +220,15 @@ export const createChainVerifier = (start: StartPoint, checkpoints: CheckpointRo
       if (head !== null && last < head) {
         fail({ code: 'truncated', seq: last + 1, message: `the log ends at seq ${last} but its head is ${head}` }, last + 1);
       } else if (pending[0]) {
-        fail({ code: 'truncated', seq: last + 1, tree_size: pending[0].tree_size, message: `a checkpoint signed ${pending[0].tree_size} events but the log ends at seq ${last}` }, last + 1);
+        const cp = pending[0];
+        fail({ code: 'truncated', seq: last + 1, tree_size: cp.tree_size, message: `a checkpoint${cp.source ? ` kept outside the store (${cp.source})` : ''} signed ${cp.tree_size} events but the log ends at seq ${last}` }, last + 1);
       }
     }
     return {
       problems,
       firstBad: firstBad as number | null,
+      /** The largest checkpoint size the log was found to match. */
+      lastGood,
       checked,
       firstSeq,
       last,
@@ -284,6 +326,10 @@ export const verifyStore = async ({
   source,
   parallelFrom = 100_000,
   chunkSize = DEFAULT_CHUNK,
+  external,
+  allKeys,
+  now,
+  cadence,
 }: {
   db: Db;
   keyByKid: KeyLookup;
@@ -293,9 +339,19 @@ export const verifyStore = async ({
   parallelFrom?: number;
   /** Events per worker range, a power of two (tests use small ones). */
   chunkSize?: number;
-}): Promise<VerifyReport> => {
+  external?: ExternalCheckpoints;
+  /** Every audit key, retired ones too (external notes may be signed by any); default: the keys of stored checkpoints. */
+  allKeys?: () => Promise<{ public_key: string }[]>;
+  now?: Date;
+  cadence?: { everyEvents: number; everyMs: number };
+}): Promise<StoreVerifyReport> => {
   const head = Number((await db.selectFrom('audit_head').select('seq').where('id', '=', 1).executeTakeFirstOrThrow()).seq);
   const checkpoints = (await db.selectFrom('audit_checkpoints').selectAll().orderBy('tree_size').execute()) as AuditCheckpointsTable[];
+  const storedOrigin = (await db.selectFrom('settings').select('value').where('key', '=', 'audit_origin').executeTakeFirst())?.value ?? checkpoints[0]?.origin ?? null;
+  const publicKeys = allKeys
+    ? (await allKeys()).map((k) => k.public_key)
+    : (await Promise.all([...new Set(checkpoints.map((c) => c.key_id))].map(keyByKid))).filter((k) => k !== undefined).map((k) => k.public_key);
+  const ext = loadExternal(external ?? {}, storedOrigin, publicKeys);
   const purge = await db.selectFrom('audit_purges').selectAll().orderBy('through_seq', 'desc').limit(1).executeTakeFirst();
   const early: VerifyProblem[] = [];
   let start: StartPoint = { size: 0, compact: [], anchor: GENESIS_HASH };
@@ -323,7 +379,12 @@ export const verifyStore = async ({
     }
   }
 
-  const roots = checkpoints.map((c) => ({ tree_size: Number(c.tree_size), root_hash: c.root_hash }));
+  const roots: CheckpointRoot[] = [...checkpoints.map((c) => ({ tree_size: Number(c.tree_size), root_hash: c.root_hash })), ...ext.roots];
+  // Checkpoint rows are append-only: a signed checkpoint kept outside with no row in the store was deleted.
+  const stored = new Set(checkpoints.map((c) => Number(c.tree_size)));
+  const missingRows = [...new Map(ext.roots.filter((r) => !stored.has(r.tree_size)).map((r) => [r.tree_size, r])).values()].map(
+    (r): VerifyProblem => ({ code: 'checkpoint_missing', tree_size: r.tree_size, message: `the store has no checkpoint at size ${r.tree_size}, though one was signed (${r.source}): checkpoints were deleted` }),
+  );
   const fresh = () => createChainVerifier(early.length ? { size: start.size, compact: [], anchor: '' } : start, early.length ? [] : roots, chunkSize);
   let v = fresh();
   let after = start.size;
@@ -380,8 +441,25 @@ export const verifyStore = async ({
   const below = await db.selectFrom('audit_events').select('seq').where('seq', '<=', start.size).limit(1).executeTakeFirst();
   if (below) early.push({ code: 'unexpected_event', seq: Number(below.seq), message: `seq ${below.seq} lies below the purge boundary` });
   const f = v.finish(head);
-  const problems = [...early, ...f.problems, ...sigProblems];
+  // The Merkle indexer never indexes past the committed head, so an index beyond the log's end is a cut tail.
+  const indexed = Number((await db.selectFrom('audit_tree_state').select('size').where('id', '=', 1).executeTakeFirst())?.size ?? 0);
+  if (early.length === 0 && f.problems.length === 0 && indexed > f.last) {
+    f.problems.push({ code: 'truncated', seq: f.last + 1, message: `the Merkle index covers ${indexed} events but the log ends at seq ${f.last}` });
+    f.firstBad = f.last + 1;
+  }
+  await nameFirstEdit(db, f, roots, start, external?.dir ?? null);
+  const problems = [...early, ...f.problems, ...sigProblems, ...ext.problems, ...missingRows];
   const firstBad = [f.firstBad, ...early.map((p) => p.seq ?? null)].filter((x): x is number => x !== null);
+  const coverage = await coverageOf(db, {
+    f,
+    start,
+    checkpoints,
+    ext,
+    external: external ?? {},
+    now: now ?? new Date(),
+    cadence: cadence ?? { everyEvents: CHECKPOINT_EVERY_EVENTS, everyMs: CHECKPOINT_EVERY_MS },
+    walkClean: early.length === 0 && f.problems.length === 0,
+  });
   return {
     ok: problems.length === 0,
     source: 'store',
@@ -400,6 +478,158 @@ export const verifyStore = async ({
     first_bad_seq: firstBad.length ? Math.min(...firstBad) : null,
     problems,
     threads,
+    warnings: coverage.warnings,
+    coverage: coverage.coverage,
+  };
+};
+
+type Walk = ReturnType<ReturnType<typeof createChainVerifier>['finish']>;
+
+/**
+ * Reads, checks and opens the external notes. A note that does not verify is
+ * a problem, not something to skip: the store's keys may have been replaced.
+ */
+const loadExternal = (external: ExternalCheckpoints, storedOrigin: string | null, publicKeys: string[]) => {
+  const given = external.notes ?? [];
+  const published = external.dir ? readPublishedNotes(external.dir) : [];
+  const roots: CheckpointRoot[] = [];
+  const problems: VerifyProblem[] = [];
+  const all = [...given.map((n) => ({ ...n, witnessed: true })), ...published.map((n) => ({ ...n, witnessed: false }))];
+  for (const n of all) {
+    try {
+      // The note names its log on its first line; the key ID binds that name (C2SP signed-note).
+      const origin = n.text.slice(0, n.text.indexOf('\n'));
+      if (storedOrigin !== null && origin !== storedOrigin) throw new Error(`it is a checkpoint of another log (${origin || 'no origin'})`);
+      const verifiers = external.key ? verifiersFrom(external.key, origin) : publicKeys.map((k) => parseVerifierKey(verifierKey(origin, rawPublicKey(createPublicKey(k)))));
+      let text: string | null = null;
+      for (const ver of verifiers) {
+        try {
+          text = openNote(n.text, ver).text;
+          break;
+        } catch {
+          /* try the next key */
+        }
+      }
+      if (text === null) throw new Error(external.key ? 'it is not signed by the given key' : "it is not signed by any of the store's audit keys");
+      if (n.witnessed) for (const w of external.witnessKeys ?? []) openWitnessSignature(n.text, w);
+      const cp = parseCheckpointText(text);
+      roots.push({ tree_size: cp.size, root_hash: cp.root.toString('hex'), source: n.source });
+    } catch (e) {
+      problems.push({ code: 'external_invalid', message: `checkpoint ${n.source} does not verify: ${(e as Error).message}` });
+    }
+  }
+  return { roots, problems, given: all.length, keyPinned: !!external.key };
+};
+
+/**
+ * After a rewrite that recomputed the chain, the first mismatching checkpoint
+ * only bounds the damage (from the last good checkpoint on). The published
+ * event hashes, once they fold to that checkpoint's signed root (RFC 6962
+ * 2.1), name the first event that differs.
+ */
+const nameFirstEdit = async (db: Db, f: Walk, roots: CheckpointRoot[], start: StartPoint, dir: string | null) => {
+  const p = f.problems.find((x) => x.code === 'checkpoint_mismatch' || x.code === 'external_mismatch');
+  if (!p || !dir || p.tree_size === undefined || start.anchor === '') return;
+  const size = p.tree_size;
+  const published = readPublishedHashes(dir, start.size + 1, size);
+  if (!published) return;
+  const tree = new CompactRange(start.size, start.compact);
+  for (const h of published) tree.append(leafHashHex(h));
+  const root = tree.root().toString('hex');
+  if (!roots.some((r) => r.tree_size === size && r.root_hash === root)) return;
+  let seq = f.lastGood + 1;
+  while (seq <= size) {
+    const rows = await db.selectFrom('audit_events').select(['seq', 'hash']).where('seq', '>=', seq).where('seq', '<=', size).orderBy('seq').limit(BATCH).execute();
+    for (const r of rows) {
+      if (Number(r.seq) !== seq || r.hash !== published[seq - start.size - 1]) break;
+      seq++;
+    }
+    if (rows.length === 0 || seq <= Number(rows.at(-1)!.seq)) break;
+  }
+  if (seq > size) return;
+  p.seq = seq;
+  p.message += `; seq ${seq} is the first event that differs from the published hashes the checkpoint signed`;
+  f.firstBad = seq;
+};
+
+/** Coverage by signed checkpoints and the cadence warnings (checkpoint-service.ts signs every 1,000 events or 5 minutes). */
+const coverageOf = async (
+  db: Db,
+  o: {
+    f: Walk;
+    start: StartPoint;
+    checkpoints: AuditCheckpointsTable[];
+    ext: ReturnType<typeof loadExternal>;
+    external: ExternalCheckpoints;
+    now: Date;
+    cadence: { everyEvents: number; everyMs: number };
+    walkClean: boolean;
+  },
+): Promise<{ coverage: Coverage; warnings: VerifyProblem[] }> => {
+  const { f, start, checkpoints, ext, now, cadence } = o;
+  const warnings: VerifyProblem[] = [];
+  const signedThrough = f.lastGood;
+  const last = Math.max(f.last, start.size);
+  const unsigned = o.walkClean ? last - signedThrough : 0;
+  const atOf = async (seqs: number[]) => {
+    const out = new Map<number, string>();
+    for (let i = 0; i < seqs.length; i += 500) {
+      const rows = seqs.slice(i, i + 500);
+      if (rows.length === 0) continue;
+      for (const r of await db.selectFrom('audit_events').select(['seq', 'at']).where('seq', 'in', rows).execute()) out.set(Number(r.seq), r.at);
+    }
+    return out;
+  };
+  const kept = checkpoints.filter((c) => Number(c.tree_size) > start.size && Number(c.tree_size) <= last);
+  const firstAfter = await atOf([...new Set([start.size + 1, signedThrough + 1, ...kept.map((c) => Number(c.tree_size) + 1)])].filter((s) => s <= last));
+  const oldestUnsigned = unsigned > 0 ? (firstAfter.get(signedThrough + 1) ?? null) : null;
+  const late = (waited: number, events: number) => waited > cadence.everyMs + CADENCE_GRACE_MS || (events > cadence.everyEvents && waited > CADENCE_GRACE_MS);
+  if (oldestUnsigned !== null && late(now.getTime() - Date.parse(oldestUnsigned), unsigned)) {
+    warnings.push({
+      code: 'checkpoint_overdue',
+      seq: signedThrough + 1,
+      message: `the ${unsigned} newest event(s), seq ${signedThrough + 1}..${last}, are covered by no signed checkpoint, though one is due every ${cadence.everyEvents} events or ${cadence.everyMs / 60_000} minutes: checkpoints were deleted or none was signed`,
+    });
+  }
+  if (o.walkClean) {
+    // Between two stored checkpoints: the first event after the older one waited longer than the cadence for the newer one.
+    let prev = start.size;
+    let gaps = 0;
+    for (const c of kept) {
+      const size = Number(c.tree_size);
+      const firstAt = firstAfter.get(prev + 1);
+      if (size > prev && firstAt && late(Date.parse(c.at) - Date.parse(firstAt), size - prev)) {
+        if (++gaps <= 5) {
+          warnings.push({ code: 'checkpoint_gap', seq: prev + 1, tree_size: size, message: `events ${prev + 1}..${size} waited longer than the checkpoint cadence for a signed checkpoint: checkpoints between them are missing` });
+        }
+      }
+      prev = Math.max(prev, size);
+    }
+    if (gaps > 5) warnings.push({ code: 'checkpoint_gap', message: `${gaps - 5} more gap(s) in the checkpoint cadence` });
+  }
+  if (ext.roots.length === 0 && last > start.size) {
+    warnings.push({
+      code: 'no_external_checkpoint',
+      message: 'no checkpoint kept outside the store was checked, so a tail cut or rewritten together with its checkpoints cannot be ruled out: pass --checkpoint FILE|URL or keep the published checkpoint directory',
+    });
+  }
+  const newest = checkpoints.at(-1);
+  return {
+    warnings,
+    coverage: {
+      signed_through: signedThrough,
+      unsigned_events: unsigned,
+      oldest_unsigned_at: oldestUnsigned,
+      newest_checkpoint_at: newest?.at ?? null,
+      cadence: { every_events: cadence.everyEvents, every_ms: cadence.everyMs },
+      external: {
+        given: ext.given,
+        checked: ext.roots.length,
+        newest_size: ext.roots.length ? Math.max(...ext.roots.map((r) => r.tree_size)) : null,
+        key_pinned: ext.keyPinned,
+        published_dir: o.external.dir ?? null,
+      },
+    },
   };
 };
 

@@ -16,6 +16,7 @@ import {
   type NoteSigner,
   verifierKey,
 } from './signed-note.js';
+import type { CheckpointPublisher } from './checkpoint-publisher.js';
 import type { TreeStore } from './tree-store.js';
 
 /** What GET /v1/audit/checkpoint and the export's last line carry. */
@@ -39,9 +40,11 @@ export type AuditKeys = {
   active: () => Promise<SigningKeysTable | undefined>;
   byKid: (kid: string) => Promise<SigningKeysTable | undefined>;
   openPrivate: (row: SigningKeysTable) => string;
+  /** Every audit key, retired ones too: notes kept outside the store may be signed by any of them. */
+  all?: () => Promise<SigningKeysTable[]>;
 };
 
-type Deps = { db: Db; tree: TreeStore; clock: Clock; keys: AuditKeys };
+type Deps = { db: Db; tree: TreeStore; clock: Clock; keys: AuditKeys; publisher?: CheckpointPublisher | null };
 
 export const checkpointOut = (row: AuditCheckpointsTable, key: SigningKeysTable): CheckpointOut => ({
   tree_size: Number(row.tree_size),
@@ -68,7 +71,7 @@ export const checkStoredCheckpoint = (row: AuditCheckpointsTable, publicKeyPem: 
   if (signature.toString('base64') !== row.signature) throw new Error('checkpoint signature column differs from its note');
 };
 
-export const createCheckpointService = ({ db, tree, clock, keys }: Deps) => {
+export const createCheckpointService = ({ db, tree, clock, keys, publisher }: Deps) => {
   let signer: { kid: string; signer: NoteSigner; row: SigningKeysTable } | null = null;
 
   /** The log's name in checkpoints: fixed at the first checkpoint (C2SP tlog-checkpoint "origin"). */
@@ -105,13 +108,11 @@ export const createCheckpointService = ({ db, tree, clock, keys }: Deps) => {
    * stored one). Fail closed: the chain under it must verify (the indexer
    * checks it) and the new root must be consistent with its stored
    * neighbours, else 500 audit_inconsistent and nothing is signed.
+   * Publishes the checkpoint outside the database once stored (also when it
+   * already was); throws audit_inconsistent when a different note of that size
+   * was published before, or the file system error when it cannot be written.
    */
-  const createAt = async (size: number): Promise<CheckpointOut> => {
-    const existing = await at(size);
-    if (existing) return toOut(existing);
-    const name = await origin();
-    const s = await loadSigner(name);
-    const root = await tree.rootAt(size);
+  const before = async (size: number) => {
     const floor = await tree.purgedThrough();
     const prev = await db
       .selectFrom('audit_checkpoints')
@@ -121,6 +122,27 @@ export const createCheckpointService = ({ db, tree, clock, keys }: Deps) => {
       .orderBy('tree_size', 'desc')
       .limit(1)
       .executeTakeFirst();
+    return { floor, prev };
+  };
+
+  /** Publishes a stored checkpoint outside the database (idempotent; see checkpoint-publisher.ts). */
+  const publish = async (row: AuditCheckpointsTable) => {
+    if (!publisher) return;
+    const size = Number(row.tree_size);
+    const { floor, prev } = await before(size);
+    await publisher.publish({ tree_size: size, note: row.note }, Math.max(floor, prev ? Number(prev.tree_size) : 0) + 1);
+  };
+
+  const createAt = async (size: number): Promise<CheckpointOut> => {
+    const existing = await at(size);
+    if (existing) {
+      await publish(existing);
+      return toOut(existing);
+    }
+    const name = await origin();
+    const s = await loadSigner(name);
+    const root = await tree.rootAt(size);
+    const { prev } = await before(size);
     const next = await db.selectFrom('audit_checkpoints').selectAll().where('tree_size', '>', size).orderBy('tree_size').limit(1).executeTakeFirst();
     try {
       if (prev) {
@@ -151,7 +173,10 @@ export const createCheckpointService = ({ db, tree, clock, keys }: Deps) => {
       })
       .onConflict((oc) => oc.column('tree_size').doNothing())
       .execute();
-    return toOut((await at(size))!);
+    const stored = (await at(size))!;
+    // Published as it is made, outside the database, so a cut or rewritten store is caught against it.
+    await publish(stored);
+    return toOut(stored);
   };
 
   /** The newest checkpoint, signing a new one first if events were appended since (on demand). */
@@ -189,6 +214,8 @@ export const createCheckpointService = ({ db, tree, clock, keys }: Deps) => {
         const size = last ? Number(last.tree_size) : 0;
         const age = last ? clock.now().getTime() - new Date(last.at).getTime() : Number.POSITIVE_INFINITY;
         if (head > size && (head - size >= everyEvents || age >= everyMs)) await createAt(head);
+        // A checkpoint whose publication failed (or one signed before publishing existed) is published late.
+        else if (last) await publish(last);
       } catch (e) {
         opts.logger?.error({ code: isAppError(e) ? e.code : 'unexpected' }, 'audit checkpoint failed');
       } finally {
@@ -200,7 +227,7 @@ export const createCheckpointService = ({ db, tree, clock, keys }: Deps) => {
     return () => clearInterval(timer);
   };
 
-  return { origin, createAt, current, latest, get, startScheduler };
+  return { origin, createAt, current, latest, get, startScheduler, publisherDir: publisher?.dir ?? null };
 };
 
 export type CheckpointService = ReturnType<typeof createCheckpointService>;

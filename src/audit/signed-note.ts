@@ -115,3 +115,41 @@ export const parseCheckpointText = (text: string): { origin: string; size: numbe
   if (root.length !== 32 || !Number.isSafeInteger(size)) throw new NoteError('malformed checkpoint');
   return { origin, size, root };
 };
+
+const ALG_COSIGNATURE_V1 = 0x04;
+
+/**
+ * Checks that a witness signed `note`: either a c2sp.org/tlog-cosignature
+ * cosignature/v1 (verifier key algorithm 0x04; the signature line holds the
+ * key ID, an 8-byte big-endian timestamp and an Ed25519 signature over
+ * `cosignature/v1\ntime <timestamp>\n` followed by the note text), or a
+ * plain Ed25519 note signature (0x01). Returns the cosignature's time, if any.
+ * Throws NoteError.
+ */
+export const openWitnessSignature = (note: string, witnessKey: string): { time: number | null } => {
+  const [name, hexId, ...rest] = witnessKey.trim().split('+');
+  const raw = Buffer.from(rest.join('+'), 'base64');
+  if (!name || !hexId || raw.length !== 33) throw new NoteError('malformed witness key');
+  if (raw[0] === ALG_ED25519) {
+    openNote(note, parseVerifierKey(witnessKey.trim()));
+    return { time: null };
+  }
+  if (raw[0] !== ALG_COSIGNATURE_V1) throw new NoteError('witness key is neither Ed25519 nor cosignature/v1');
+  const pub = raw.subarray(1);
+  const keyId = oneShotHash('sha256', Buffer.concat([Buffer.from(`${name}\n`, 'utf8'), Buffer.from([ALG_COSIGNATURE_V1]), pub]), 'buffer').subarray(0, 4);
+  if (keyId.toString('hex') !== hexId) throw new NoteError('witness key id does not match its key');
+  const split = note.lastIndexOf('\n\n');
+  if (split < 0 || !note.endsWith('\n')) throw new NoteError('malformed note');
+  const text = note.slice(0, split + 1);
+  for (const line of note.slice(split + 2, -1).split('\n')) {
+    const m = /^\u2014 (\S+) ([A-Za-z0-9+/=]+)$/.exec(line);
+    if (!m) throw new NoteError('malformed signature line');
+    const sig = Buffer.from(m[2]!, 'base64');
+    if (m[1] !== name || sig.length !== 4 + 8 + 64 || !sig.subarray(0, 4).equals(keyId)) continue;
+    const time = sig.readBigUInt64BE(4);
+    const message = Buffer.from(`cosignature/v1\ntime ${time}\n${text}`, 'utf8');
+    if (!verify(null, message, ed25519PublicFromRaw(pub), sig.subarray(12))) throw new NoteError('witness cosignature does not verify');
+    return { time: Number(time) };
+  }
+  throw new NoteError(`no cosignature by witness ${name}`);
+};

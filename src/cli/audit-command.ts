@@ -28,6 +28,7 @@ const printReport = (r: VerifyReport & { key_pinned?: boolean }, json: boolean |
     process.stdout.write(`${JSON.stringify(r)}\n`);
     return;
   }
+  const cov = r.coverage;
   if (r.ok) {
     process.stdout.write(
       `audit log intact: ${r.events_checked} events (seq ${r.first_seq ?? '-'}..${r.last_seq}), tree size ${r.tree_size}, root ${r.root_hash}\n` +
@@ -35,12 +36,46 @@ const printReport = (r: VerifyReport & { key_pinned?: boolean }, json: boolean |
         (r.purged_through ? `; events through seq ${r.purged_through} purged after retention` : '') +
         '\n',
     );
+    if (cov) {
+      process.stdout.write(
+        `signed checkpoints cover seq ..${cov.signed_through}; ${cov.unsigned_events} newest event(s) are covered by no signed checkpoint\n` +
+          `${cov.external.checked} checkpoint(s) kept outside the store checked` +
+          (cov.external.newest_size !== null ? ` (newest at size ${cov.external.newest_size})` : '') +
+          (cov.external.checked && !cov.external.key_pinned ? "; their signatures were checked with the store's keys (pass --key to pin the published key)" : '') +
+          '\n',
+      );
+    }
     if (r.key_pinned === false) process.stdout.write('note: checked against the key named inside the file; pass --key to pin the published key\n');
-    return;
+  } else {
+    process.stdout.write(`audit log TAMPERED${r.first_bad_seq !== null ? `: first bad seq ${r.first_bad_seq}` : ''}\n`);
+    for (const p of r.problems) process.stdout.write(`  ${p.code}: ${p.message}\n`);
+    if (cov) process.stdout.write(`  ${cov.unsigned_events} newest event(s) are covered by no signed checkpoint\n`);
   }
-  process.stdout.write(`audit log TAMPERED${r.first_bad_seq !== null ? `: first bad seq ${r.first_bad_seq}` : ''}\n`);
-  for (const p of r.problems) process.stdout.write(`  ${p.code}: ${p.message}\n`);
+  for (const w of r.warnings ?? []) process.stdout.write(`warning ${w.code}: ${w.message}\n`);
 };
+
+/** Exit codes of `audit verify`: 0 intact, 1 tampered or inconsistent with a checkpoint, 3 nothing found but coverage short (warnings). */
+const verifyExit = (r: VerifyReport) => (!r.ok ? 1 : r.warnings?.length ? 3 : 0);
+
+/** A checkpoint note from a file or an http(s) URL; a JSON body (GET /v1/audit/checkpoint) gives its `note`. */
+const readNote = async (where: string): Promise<{ source: string; text: string }> => {
+  let text: string;
+  if (/^https?:\/\//i.test(where)) {
+    const res = await fetch(where, { signal: AbortSignal.timeout(15_000), redirect: 'error' });
+    if (!res.ok) throw new Error(`GET ${where} answered ${res.status}`);
+    text = await res.text();
+  } else {
+    text = fs.readFileSync(where, 'utf8');
+  }
+  if (text.trimStart().startsWith('{')) {
+    const note = (JSON.parse(text) as { note?: unknown }).note;
+    if (typeof note !== 'string') throw new Error(`${where} holds JSON without a note`);
+    text = note;
+  }
+  return { source: where, text };
+};
+
+const collect = (v: string, prev: string[] = []) => [...prev, v];
 
 const readKey = (key: string | undefined) => (key && fs.existsSync(key) ? fs.readFileSync(key, 'utf8') : key);
 
@@ -49,12 +84,17 @@ export const registerAudit = (program: Command) => {
 
   audit
     .command('verify')
-    .description('Recompute the whole hash chain and Merkle tree and check every signed checkpoint; exit 0 intact, 1 tampered')
+    .description(
+      'Recompute the whole hash chain and Merkle tree and check every signed checkpoint, in the store and kept outside it; exit 0 intact, 1 tampered, 3 nothing found but the checkpoints do not cover the log as the cadence requires',
+    )
     .option('--json', 'print one JSON document on stdout')
     .option('--file <export.jsonl>', 'verify an export file instead of the store (needs no database)')
-    .option('--key <key>', 'with --file: C2SP verifier key, or a path to a JWKS file (e.g. /.well-known/jwks.json)')
+    .option('--key <key>', 'C2SP verifier key, or a path to a JWKS file (e.g. /.well-known/jwks.json): pins the key of --file or of the checkpoints kept outside the store')
+    .option('--checkpoint <file|url>', 'a C2SP checkpoint note kept outside the store (a file, an http(s) URL, a witness-cosigned note); repeatable', collect)
+    .option('--checkpoint-dir <dir>', 'the directory checkpoints are published to (default MAILWARD_CHECKPOINT_DIR, <data dir>/checkpoints)')
+    .option('--witness-key <vkey>', 'C2SP verifier key of a witness whose cosignature every --checkpoint note must carry; repeatable', collect)
     .action(
-      runCommand(async (opts: { json?: boolean; file?: string; key?: string }) => {
+      runCommand(async (opts: { json?: boolean; file?: string; key?: string; checkpoint?: string[]; checkpointDir?: string; witnessKey?: string[] }) => {
         if (opts.file) {
           const file = opts.file;
           if (!fs.existsSync(file)) {
@@ -66,11 +106,27 @@ export const registerAudit = (program: Command) => {
           printReport(r, opts.json);
           return r.ok ? 0 : 1;
         }
+        const notes: { source: string; text: string }[] = [];
+        for (const where of opts.checkpoint ?? []) {
+          try {
+            notes.push(await readNote(where));
+          } catch (e) {
+            process.stderr.write(`mailward: cannot read checkpoint ${where}: ${(e as Error).message}\n`);
+            return 2;
+          }
+        }
         const c = await openContainer();
         try {
-          const r = await c.auditLog.verify(progress('verified'));
+          const r = await c.auditLog.verify(progress('verified'), {
+            external: {
+              notes,
+              ...(opts.checkpointDir ? { dir: opts.checkpointDir } : {}),
+              key: readKey(opts.key),
+              witnessKeys: opts.witnessKey,
+            },
+          });
           printReport(r, opts.json);
-          return r.ok ? 0 : 1;
+          return verifyExit(r);
         } finally {
           await c.close();
         }

@@ -43,6 +43,8 @@ export const registerServe = (program: Command) =>
           writeSecretFileExclusive(file, `${boot.admin_api_key}\n`);
           // CONTRACT.md: print only the path, never the key.
           process.stderr.write(`mailward: initialised ${boot.domain}; first admin API key written to ${file}\n`);
+          // Signed and published at once (src/audit/checkpoint-publisher.ts), like `mailward init` does.
+          await c.auditLog.checkpoints.current();
         }
         warnIfBootstrapKeyRemains(config.dataDir, c.logger);
         const app = await buildServer(c);

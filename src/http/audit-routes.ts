@@ -48,6 +48,15 @@ const verifyOut = z.object({
   first_bad_seq: z.number().int().nullable(),
   threads: z.number().int(),
   problems: z.array(z.object({ code: z.string(), message: z.string(), seq: z.number().int().optional(), tree_size: z.number().int().optional() })),
+  warnings: z.array(z.object({ code: z.string(), message: z.string(), seq: z.number().int().optional(), tree_size: z.number().int().optional() })).describe('what the check could not rule out (ok stays true)'),
+  coverage: z.object({
+    signed_through: z.number().int().describe('the newest checkpoint size the log matched'),
+    unsigned_events: z.number().int().describe('newest events covered by no signed checkpoint'),
+    oldest_unsigned_at: z.string().nullable(),
+    newest_checkpoint_at: z.string().nullable(),
+    cadence: z.object({ every_events: z.number().int(), every_ms: z.number().int() }),
+    external: z.object({ given: z.number().int(), checked: z.number().int(), newest_size: z.number().int().nullable(), key_pinned: z.boolean(), published_dir: z.string().nullable() }),
+  }),
 });
 
 const holdOut = z.object({
