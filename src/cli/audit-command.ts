@@ -54,8 +54,12 @@ const printReport = (r: VerifyReport & { key_pinned?: boolean }, json: boolean |
   for (const w of r.warnings ?? []) process.stdout.write(`warning ${w.code}: ${w.message}\n`);
 };
 
-/** Exit codes of `audit verify`: 0 intact, 1 tampered or inconsistent with a checkpoint, 3 nothing found but coverage short (warnings). */
-const verifyExit = (r: VerifyReport) => (!r.ok ? 1 : r.warnings?.length ? 3 : 0);
+/**
+ * Exit codes of `audit verify` (CONTRACT: 0 intact, 1 tampered): 0 intact (warnings, such as checkpoints
+ * overdue or none kept outside the store, are printed), 1 tampered or inconsistent with a checkpoint,
+ * 3 only with --strict: nothing found, but the checkpoints do not cover the log as the cadence requires.
+ */
+const verifyExit = (r: VerifyReport, strict: boolean) => (!r.ok ? 1 : strict && r.warnings?.length ? 3 : 0);
 
 /** A checkpoint note from a file or an http(s) URL; a JSON body (GET /v1/audit/checkpoint) gives its `note`. */
 const readNote = async (where: string): Promise<{ source: string; text: string }> => {
@@ -85,16 +89,17 @@ export const registerAudit = (program: Command) => {
   audit
     .command('verify')
     .description(
-      'Recompute the whole hash chain and Merkle tree and check every signed checkpoint, in the store and kept outside it; exit 0 intact, 1 tampered, 3 nothing found but the checkpoints do not cover the log as the cadence requires',
+      'Recompute the whole hash chain and Merkle tree and check every signed checkpoint, in the store and kept outside it; exit 0 intact (coverage warnings printed), 1 tampered, 3 with --strict when nothing was found but the checkpoints do not cover the log as the cadence requires',
     )
     .option('--json', 'print one JSON document on stdout')
     .option('--file <export.jsonl>', 'verify an export file instead of the store (needs no database)')
     .option('--key <key>', 'C2SP verifier key, or a path to a JWKS file (e.g. /.well-known/jwks.json): pins the key of --file or of the checkpoints kept outside the store')
     .option('--checkpoint <file|url>', 'a C2SP checkpoint note kept outside the store (a file, an http(s) URL, a witness-cosigned note); repeatable', collect)
     .option('--checkpoint-dir <dir>', 'the directory checkpoints are published to (default MAILWARD_CHECKPOINT_DIR, <data dir>/checkpoints)')
+    .option('--strict', 'exit 3 when a coverage warning stands (checkpoints overdue or missing against the cadence, none kept outside the store)')
     .option('--witness-key <vkey>', 'C2SP verifier key of a witness whose cosignature every --checkpoint note must carry; repeatable', collect)
     .action(
-      runCommand(async (opts: { json?: boolean; file?: string; key?: string; checkpoint?: string[]; checkpointDir?: string; witnessKey?: string[] }) => {
+      runCommand(async (opts: { json?: boolean; file?: string; key?: string; checkpoint?: string[]; checkpointDir?: string; witnessKey?: string[]; strict?: boolean }) => {
         if (opts.file) {
           const file = opts.file;
           if (!fs.existsSync(file)) {
@@ -126,7 +131,7 @@ export const registerAudit = (program: Command) => {
             },
           });
           printReport(r, opts.json);
-          return verifyExit(r);
+          return verifyExit(r, opts.strict === true);
         } finally {
           await c.close();
         }
