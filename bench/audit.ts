@@ -30,12 +30,23 @@ const out = (k: string, v: string) => {
 const secs = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e9;
 
 const open = async (env: Record<string, string>): Promise<Container> => {
-  const c = await createContainer(loadConfig({ MAILWARD_LOG_LEVEL: 'silent', ...env }), { createMasterKey: true, logger: createLogger({ level: 'silent' }) });
+  const c = await createContainer(loadConfig({ MAILWARD_LOG_LEVEL: 'silent', ...env }), {
+    createMasterKey: true,
+    logger: createLogger({ level: 'silent' }),
+  });
   await c.init({ orgName: 'Bench Hospital', domain: 'bench.example' }, { onlyIfEmpty: true });
   return c;
 };
 
-const actor = { ...systemActor('org_bench'), type: 'agent' as const, id: 'agt_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0', chain: [{ type: 'organization', id: 'org_bench', name: 'Bench Hospital' }, { type: 'agent', id: 'agt_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0', name: 'Scheduler' }] };
+const actor = {
+  ...systemActor('org_bench'),
+  type: 'agent' as const,
+  id: 'agt_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0',
+  chain: [
+    { type: 'organization', id: 'org_bench', name: 'Bench Hospital' },
+    { type: 'agent', id: 'agt_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0', name: 'Scheduler' },
+  ],
+};
 
 /** Single-event appends, each in its own transaction, from `lanes` concurrent callers. */
 const appends = async (c: Container, count: number, lanes: number) => {
@@ -44,7 +55,15 @@ const appends = async (c: Container, count: number, lanes: number) => {
     Array.from({ length: lanes }, async () => {
       for (let i = 0; i < count / lanes; i++) {
         await c.store.db.transaction().execute((tx) =>
-          c.audit.record(tx, { action: 'email.read', actor, target: { type: 'message', id: `msg_${i}` }, requestId: 'req_bench', clientIp: '10.0.0.1', contentHash: 'ab'.repeat(32), details: { mailbox_id: 'mbx_1', bytes: 1234 } }),
+          c.audit.record(tx, {
+            action: 'email.read',
+            actor,
+            target: { type: 'message', id: `msg_${i}` },
+            requestId: 'req_bench',
+            clientIp: '10.0.0.1',
+            contentHash: 'ab'.repeat(32),
+            details: { mailbox_id: 'mbx_1', bytes: 1234 },
+          }),
         );
       }
     }),
@@ -129,7 +148,13 @@ const main = async () => {
   let after = 0;
   for (;;) {
     const r0 = process.hrtime.bigint();
-    const batch = (await c.store.db.selectFrom('audit_events').selectAll().where('seq', '>', after).orderBy('seq').limit(5000).execute()) as EventRow[];
+    const batch = (await c.store.db
+      .selectFrom('audit_events')
+      .selectAll()
+      .where('seq', '>', after)
+      .orderBy('seq')
+      .limit(5000)
+      .execute()) as EventRow[];
     readTime += secs(r0);
     if (batch.length === 0) break;
     const bufs = batch.map((r) => Buffer.concat([Buffer.from(r.prev_hash, 'hex'), Buffer.from(canonicalOfRow(r), 'utf8')]));
@@ -139,7 +164,10 @@ const main = async () => {
     after = Number(batch.at(-1)!.seq);
   }
   const total = head + N;
-  out(`raw SHA-256 of the same ${total.toLocaleString('en')} events' bytes (hashing only)`, `${hashTime.toFixed(2)} s (${(total / hashTime / 1000).toFixed(0)}k/s)`);
+  out(
+    `raw SHA-256 of the same ${total.toLocaleString('en')} events' bytes (hashing only)`,
+    `${hashTime.toFixed(2)} s (${(total / hashTime / 1000).toFixed(0)}k/s)`,
+  );
   out('reading the same rows from SQLite (keyset batches of 5,000)', `${readTime.toFixed(2)} s`);
 
   // 5. Full verification, on this thread and with worker threads.
@@ -165,7 +193,10 @@ const main = async () => {
   const p0 = process.hrtime.bigint();
   const proofs = 500;
   for (let i = 0; i < proofs; i++) await c.auditLog.tree.inclusionProof(Math.floor(Math.random() * cp.tree_size), cp.tree_size);
-  out(`inclusion proof at ${cp.tree_size.toLocaleString('en')} events (mean of ${proofs})`, `${((secs(p0) / proofs) * 1000).toFixed(2)} ms`);
+  out(
+    `inclusion proof at ${cp.tree_size.toLocaleString('en')} events (mean of ${proofs})`,
+    `${((secs(p0) / proofs) * 1000).toFixed(2)} ms`,
+  );
   const q0 = process.hrtime.bigint();
   for (let i = 0; i < 100; i++) await c.auditLog.tree.consistencyProof(1 + Math.floor(Math.random() * (cp.tree_size - 1)), cp.tree_size);
   out(`consistency proof at ${cp.tree_size.toLocaleString('en')} events (mean of 100)`, `${((secs(q0) / 100) * 1000).toFixed(2)} ms`);

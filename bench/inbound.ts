@@ -24,7 +24,29 @@ const CONNECTIONS = Number(process.env.MAILWARD_BENCH_SMTP_CONNECTIONS ?? 8);
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mw-bench-inbound-'));
 const keyFile = path.join(dir, 'key.pem');
 const certFile = path.join(dir, 'cert.pem');
-execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', keyFile, '-out', certFile, '-days', '2', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'], { stdio: 'ignore' });
+execFileSync(
+  'openssl',
+  [
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-keyout',
+    keyFile,
+    '-out',
+    certFile,
+    '-days',
+    '2',
+    '-subj',
+    '/CN=localhost',
+    '-addext',
+    'subjectAltName=DNS:localhost,IP:127.0.0.1',
+  ],
+  { stdio: 'ignore' },
+);
 const ca = fs.readFileSync(certFile);
 
 // The outside sender: DKIM key, SPF allowing loopback, DMARC p=reject, all through MAILWARD_DNS_OVERRIDES.
@@ -47,7 +69,9 @@ const line = 'Your results from the cardiology lab are attached below; please ca
 const messages: Buffer[] = [];
 for (let i = 0; i < N; i++) {
   const body = `Dear colleague,\r\n\r\n${Array.from({ length: 100 }, () => line).join('\r\n')}\r\nReference ${i}\r\n`;
-  const raw = Buffer.from(`From: Lab Results <results@lab.example>\r\nTo: ${TO}\r\nSubject: Results ${i}\r\nMessage-ID: <bench.${i}.${Date.now()}@lab.example>\r\nDate: ${new Date().toUTCString()}\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n${body}`);
+  const raw = Buffer.from(
+    `From: Lab Results <results@lab.example>\r\nTo: ${TO}\r\nSubject: Results ${i}\r\nMessage-ID: <bench.${i}.${Date.now()}@lab.example>\r\nDate: ${new Date().toUTCString()}\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n${body}`,
+  );
   const s = await dkimSign(raw, { signatureData: [{ signingDomain: 'lab.example', selector: 'sel', privateKey: pem }] } as DKIMSignOptions);
   messages.push(Buffer.concat([Buffer.from(s.signatures), raw]));
 }
@@ -65,7 +89,16 @@ const cpuSeconds = (pid: number | undefined) => {
 
 /** Sends every message over CONNECTIONS pooled STARTTLS connections; returns seconds and how many got 250. */
 const blast = async (port: number) => {
-  const tr = createTransport({ host: '127.0.0.1', port, secure: false, requireTLS: true, pool: true, maxConnections: CONNECTIONS, maxMessages: Infinity, tls: { ca, servername: 'localhost' } });
+  const tr = createTransport({
+    host: '127.0.0.1',
+    port,
+    secure: false,
+    requireTLS: true,
+    pool: true,
+    maxConnections: CONNECTIONS,
+    maxMessages: Infinity,
+    tls: { ca, servername: 'localhost' },
+  });
   let ok = 0;
   let next = 0;
   const t0 = performance.now();
@@ -110,47 +143,59 @@ const own = process.cpuUsage(own0);
 const bareCpuMs = (own.user + own.system) / 1000 / N;
 sink.close();
 
-const rows: Record<string, string | number>[] = [{ target: 'bare smtp-server sink (STARTTLS, discards)', 'messages/s': fmt(N / bare.secs), 'of bare sink': '100%', stored: '-', 'server CPU ms/message': `${fmt(bareCpuMs, 2)} (sink + client)` }];
+const rows: Record<string, string | number>[] = [
+  {
+    target: 'bare smtp-server sink (STARTTLS, discards)',
+    'messages/s': fmt(N / bare.secs),
+    'of bare sink': '100%',
+    stored: '-',
+    'server CPU ms/message': `${fmt(bareCpuMs, 2)} (sink + client)`,
+  },
+];
 
 const dialects = (process.env.MAILWARD_BENCH_DIALECTS ?? 'sqlite,postgres').split(',') as ('sqlite' | 'postgres')[];
 // MAILWARD_INBOUND_THREADS of the server: 0 analyses on the event loop, 1 (the default) on a worker thread.
 const threadModes = (process.env.MAILWARD_BENCH_INBOUND_THREADS ?? '1').split(',');
-for (const dialect of dialects) for (const threads of threadModes) {
-  const store = await benchStore(dialect);
-  const smtpPort = await freePort();
-  const server = await startProcess(['--import', 'tsx', path.join(repoRoot, 'src/cli/main.ts'), 'serve'], {
-    ...store.env,
-    MAILWARD_LOG_LEVEL: 'warn',
-    MAILWARD_DOMAIN: 'bench.example',
-    MAILWARD_DNS_OVERRIDES: dnsFile,
-    MAILWARD_SMTP_TLS_KEY_FILE: keyFile,
-    MAILWARD_SMTP_TLS_CERT_FILE: certFile,
-    MAILWARD_SMTP_RATE_PER_MINUTE: '0',
-    MAILWARD_SMTP_HOSTNAME: 'mx.bench.example',
-    MAILWARD_SMTP_PORT: String(smtpPort),
-    MAILWARD_INBOUND_THREADS: threads,
-  });
-  const base = `http://127.0.0.1:${server.port}`;
-  const admin = fs.readFileSync(path.join(store.dataDir, 'bootstrap-admin.key'), 'utf8').trim();
-  const call = api(base, admin);
-  const dep = await call('POST', '/v1/departments', { name: 'Cardiology' });
-  const human = await call('POST', '/v1/humans', { name: 'Dr. Bench', email: 'bench@bench.example', roles: ['reviewer'] });
-  const agent = await call('POST', '/v1/agents', { name: 'Results Reader', department_id: dep.id, responsible_human_id: human.id });
-  await call('POST', '/v1/mailboxes', { agent_id: agent.id, address: TO, display_name: 'Results', oversight_mode: 'autonomous' });
-  const cpu0 = cpuSeconds(server.child.pid);
-  const client0 = process.cpuUsage();
-  const r = await blast(smtpPort);
-  const client = process.cpuUsage(client0);
-  const cpuMs = ((cpuSeconds(server.child.pid) - cpu0) * 1000) / N;
-  await server.stop();
-  await store.drop();
-  rows.push({
-    target: `mailward serve (${dialect}, ${threads} analysis thread${threads === '1' ? '' : 's'}): auth + parse + PHI scan + seal + store + audit`,
-    'messages/s': fmt(r.ok / r.secs),
-    'of bare sink': `${fmt((100 * bare.secs) / r.secs)}%`,
-    stored: `${r.ok}/${N}`,
-    'server CPU ms/message': `${fmt(cpuMs, 2)} (client ${fmt((client.user + client.system) / 1000 / N, 2)})`,
-  });
-}
+for (const dialect of dialects)
+  for (const threads of threadModes) {
+    const store = await benchStore(dialect);
+    const smtpPort = await freePort();
+    const server = await startProcess(['--import', 'tsx', path.join(repoRoot, 'src/cli/main.ts'), 'serve'], {
+      ...store.env,
+      MAILWARD_LOG_LEVEL: 'warn',
+      MAILWARD_DOMAIN: 'bench.example',
+      MAILWARD_DNS_OVERRIDES: dnsFile,
+      MAILWARD_SMTP_TLS_KEY_FILE: keyFile,
+      MAILWARD_SMTP_TLS_CERT_FILE: certFile,
+      MAILWARD_SMTP_RATE_PER_MINUTE: '0',
+      MAILWARD_SMTP_HOSTNAME: 'mx.bench.example',
+      MAILWARD_SMTP_PORT: String(smtpPort),
+      MAILWARD_INBOUND_THREADS: threads,
+    });
+    const base = `http://127.0.0.1:${server.port}`;
+    const admin = fs.readFileSync(path.join(store.dataDir, 'bootstrap-admin.key'), 'utf8').trim();
+    const call = api(base, admin);
+    const dep = await call('POST', '/v1/departments', { name: 'Cardiology' });
+    const human = await call('POST', '/v1/humans', { name: 'Dr. Bench', email: 'bench@bench.example', roles: ['reviewer'] });
+    const agent = await call('POST', '/v1/agents', { name: 'Results Reader', department_id: dep.id, responsible_human_id: human.id });
+    await call('POST', '/v1/mailboxes', { agent_id: agent.id, address: TO, display_name: 'Results', oversight_mode: 'autonomous' });
+    const cpu0 = cpuSeconds(server.child.pid);
+    const client0 = process.cpuUsage();
+    const r = await blast(smtpPort);
+    const client = process.cpuUsage(client0);
+    const cpuMs = ((cpuSeconds(server.child.pid) - cpu0) * 1000) / N;
+    await server.stop();
+    await store.drop();
+    rows.push({
+      target: `mailward serve (${dialect}, ${threads} analysis thread${threads === '1' ? '' : 's'}): auth + parse + PHI scan + seal + store + audit`,
+      'messages/s': fmt(r.ok / r.secs),
+      'of bare sink': `${fmt((100 * bare.secs) / r.secs)}%`,
+      stored: `${r.ok}/${N}`,
+      'server CPU ms/message': `${fmt(cpuMs, 2)} (client ${fmt((client.user + client.system) / 1000 / N, 2)})`,
+    });
+  }
 fs.rmSync(dir, { recursive: true, force: true });
-table(`Inbound SMTP, ${N} messages of ${fmt(avgKb, 1)} KB over ${CONNECTIONS} connections (targets: >= 500 messages/s and >= 40% of the bare sink, SQLite)`, rows);
+table(
+  `Inbound SMTP, ${N} messages of ${fmt(avgKb, 1)} KB over ${CONNECTIONS} connections (targets: >= 500 messages/s and >= 40% of the bare sink, SQLite)`,
+  rows,
+);

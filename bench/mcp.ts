@@ -17,9 +17,12 @@ import { api, benchStore, fmt, load, repoRoot, seconds, startProcess, table } fr
 const CALLERS = 8;
 const main = path.join(repoRoot, 'src/cli/main.ts');
 const store = await benchStore('sqlite');
-const server = await startProcess(['--import', 'tsx', main, 'serve'], { ...store.env, MAILWARD_LOG_LEVEL: 'warn', MAILWARD_RATE_LIMIT_PER_MINUTE: '100000000' });
+const server = await startProcess(['--import', 'tsx', main, 'serve'], {
+  ...store.env,
+  MAILWARD_LOG_LEVEL: 'warn',
+  MAILWARD_RATE_LIMIT_PER_MINUTE: '100000000',
+});
 const base = `http://127.0.0.1:${server.port}`;
-
 
 /** Runs `fn` in `n` concurrent loops for `s` seconds; calls per second. */
 const loops = async (n: number, s: number, fn: (i: number) => Promise<void>) => {
@@ -47,10 +50,15 @@ try {
 
   const auth = { authorization: `Bearer ${key}` };
   const mcpHeaders = { ...auth, 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
-  const rpc = (name: string, args: Record<string, unknown>) => JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name, arguments: args } });
+  const rpc = (name: string, args: Record<string, unknown>) =>
+    JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name, arguments: args } });
   const calls = [
     { tool: 'whoami', rest: { url: `${base}/v1/me`, method: 'GET' as const }, args: {} },
-    { tool: 'get_totp_code', rest: { url: `${base}/v1/vault/secrets/bench-otp/totp`, method: 'POST' as const }, args: { name: 'bench-otp' } },
+    {
+      tool: 'get_totp_code',
+      rest: { url: `${base}/v1/vault/secrets/bench-otp/totp`, method: 'POST' as const },
+      args: { name: 'bench-otp' },
+    },
   ];
 
   // A sanity check that the MCP call really succeeds (a 200 with isError would inflate the figure).

@@ -21,7 +21,29 @@ const CONCURRENCY = 32;
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mw-bench-outbound-'));
 const key = path.join(dir, 'key.pem');
 const cert = path.join(dir, 'cert.pem');
-execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'], { stdio: 'ignore' });
+execFileSync(
+  'openssl',
+  [
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-keyout',
+    key,
+    '-out',
+    cert,
+    '-days',
+    '2',
+    '-subj',
+    '/CN=localhost',
+    '-addext',
+    'subjectAltName=DNS:localhost,IP:127.0.0.1',
+  ],
+  { stdio: 'ignore' },
+);
 
 let received = 0;
 const sink = new SMTPServer({
@@ -54,88 +76,132 @@ const cpuMs = (pid: number | undefined) => {
   return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
 };
 
-const message = (i: number) => ({ to: [`patient${i}@clinic.example`], subject: `Appointment reminder ${i}`, text: `Dear patient,\n\nyour appointment is on Tuesday at 10:00 (ref ${i}).\n\nCardiology` });
+const message = (i: number) => ({
+  to: [`patient${i}@clinic.example`],
+  subject: `Appointment reminder ${i}`,
+  text: `Dear patient,\n\nyour appointment is on Tuesday at 10:00 (ref ${i}).\n\nCardiology`,
+});
 
 // Baseline: plain nodemailer, pooled connections, STARTTLS, no signing.
-const baselineTransport = createTransport({ host: '127.0.0.1', port: sinkPort, pool: true, maxConnections: CONCURRENCY, maxMessages: Infinity, requireTLS: true, tls: { ca: fs.readFileSync(cert) } });
+const baselineTransport = createTransport({
+  host: '127.0.0.1',
+  port: sinkPort,
+  pool: true,
+  maxConnections: CONCURRENCY,
+  maxMessages: Infinity,
+  requireTLS: true,
+  tls: { ca: fs.readFileSync(cert) },
+});
 const t0 = performance.now();
 await Promise.all(Array.from({ length: N }, (_, i) => baselineTransport.sendMail({ from: 'bot@bench.example', ...message(i) })));
 const baselineSecs = (performance.now() - t0) / 1000;
 baselineTransport.close();
 received = 0;
 
-const rows: Record<string, string | number>[] = [{ target: 'plain nodemailer (pooled, STARTTLS, unsigned)', 'messages/s': fmt(N / baselineSecs), 'of baseline': '100%', 'server CPU ms/msg': '-', 'accept p50 ms': '-', 'accept p99 ms': '-' }];
+const rows: Record<string, string | number>[] = [
+  {
+    target: 'plain nodemailer (pooled, STARTTLS, unsigned)',
+    'messages/s': fmt(N / baselineSecs),
+    'of baseline': '100%',
+    'server CPU ms/msg': '-',
+    'accept p50 ms': '-',
+    'accept p99 ms': '-',
+  },
+];
 
 const dialects = (process.env.MAILWARD_BENCH_DIALECTS ?? 'sqlite').split(',') as ('sqlite' | 'postgres')[];
 // MAILWARD_SIGNING_THREADS: 0 signs on the event loop, 1 on a worker thread.
 const threadModes = (process.env.MAILWARD_BENCH_SIGNING_THREADS ?? '0,1').split(',');
-for (const dialect of dialects) for (const threads of threadModes) {
-  const store = await benchStore(dialect);
-  // MAILWARD_BENCH_NODE_ARGS (e.g. --cpu-prof) goes to the server process, for profiling.
-  const server = await startProcess([...(process.env.MAILWARD_BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []), '--import', 'tsx', path.join(repoRoot, 'src/cli/main.ts'), 'serve'], {
-    ...store.env,
-    MAILWARD_LOG_LEVEL: 'warn',
-    MAILWARD_RATE_LIMIT_PER_MINUTE: '100000000',
-    MAILWARD_DOMAIN: 'bench.example',
-    MAILWARD_SMTP_RELAY: `smtp://127.0.0.1:${sinkPort}`,
-    MAILWARD_SMTP_TLS_CA_FILE: cert,
-    MAILWARD_DELIVERY_POLL_MS: '50',
-    MAILWARD_DELIVERY_CONCURRENCY: String(CONCURRENCY),
-    MAILWARD_SIGNING_THREADS: threads,
-  });
-  const base = `http://127.0.0.1:${server.port}`;
-  const admin = fs.readFileSync(path.join(store.dataDir, 'bootstrap-admin.key'), 'utf8').trim();
-  const call = (method: string, p: string, k: string, body?: unknown) => api(base, k)(method, p, body);
-  const dep = await call('POST', '/v1/departments', admin, { name: 'Cardiology' });
-  const human = await call('POST', '/v1/humans', admin, { name: 'Dr. Bench', email: 'bench@bench.example', roles: ['reviewer'] });
-  const agent = await call('POST', '/v1/agents', admin, { name: 'Reminder Bot', department_id: dep.id, responsible_human_id: human.id });
-  const agentKey = (await call('POST', `/v1/agents/${agent.id}/api-keys`, admin, {})).key!;
-  const mbx = await call('POST', '/v1/mailboxes', admin, { agent_id: agent.id, display_name: 'Reminders', oversight_mode: 'autonomous' });
+for (const dialect of dialects)
+  for (const threads of threadModes) {
+    const store = await benchStore(dialect);
+    // MAILWARD_BENCH_NODE_ARGS (e.g. --cpu-prof) goes to the server process, for profiling.
+    const server = await startProcess(
+      [
+        ...(process.env.MAILWARD_BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []),
+        '--import',
+        'tsx',
+        path.join(repoRoot, 'src/cli/main.ts'),
+        'serve',
+      ],
+      {
+        ...store.env,
+        MAILWARD_LOG_LEVEL: 'warn',
+        MAILWARD_RATE_LIMIT_PER_MINUTE: '100000000',
+        MAILWARD_DOMAIN: 'bench.example',
+        MAILWARD_SMTP_RELAY: `smtp://127.0.0.1:${sinkPort}`,
+        MAILWARD_SMTP_TLS_CA_FILE: cert,
+        MAILWARD_DELIVERY_POLL_MS: '50',
+        MAILWARD_DELIVERY_CONCURRENCY: String(CONCURRENCY),
+        MAILWARD_SIGNING_THREADS: threads,
+      },
+    );
+    const base = `http://127.0.0.1:${server.port}`;
+    const admin = fs.readFileSync(path.join(store.dataDir, 'bootstrap-admin.key'), 'utf8').trim();
+    const call = (method: string, p: string, k: string, body?: unknown) => api(base, k)(method, p, body);
+    const dep = await call('POST', '/v1/departments', admin, { name: 'Cardiology' });
+    const human = await call('POST', '/v1/humans', admin, { name: 'Dr. Bench', email: 'bench@bench.example', roles: ['reviewer'] });
+    const agent = await call('POST', '/v1/agents', admin, { name: 'Reminder Bot', department_id: dep.id, responsible_human_id: human.id });
+    const agentKey = (await call('POST', `/v1/agents/${agent.id}/api-keys`, admin, {})).key!;
+    const mbx = await call('POST', '/v1/mailboxes', admin, { agent_id: agent.id, display_name: 'Reminders', oversight_mode: 'autonomous' });
 
-  // End to end: N sends with 32 in flight, timed until the sink has accepted all N.
-  const cpu0 = cpuMs(server.child.pid);
-  const t1 = performance.now();
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: CONCURRENCY }, async () => {
-      while (next < N) {
-        const i = next++;
-        await call('POST', `/v1/mailboxes/${mbx.id}/send`, agentKey, message(i));
-      }
-    }),
-  );
-  await waitFor(N);
-  const e2eSecs = (performance.now() - t1) / 1000;
-  const cpuPerMessage = (cpuMs(server.child.pid) - cpu0) / N;
+    // End to end: N sends with 32 in flight, timed until the sink has accepted all N.
+    const cpu0 = cpuMs(server.child.pid);
+    const t1 = performance.now();
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: CONCURRENCY }, async () => {
+        while (next < N) {
+          const i = next++;
+          await call('POST', `/v1/mailboxes/${mbx.id}/send`, agentKey, message(i));
+        }
+      }),
+    );
+    await waitFor(N);
+    const e2eSecs = (performance.now() - t1) / 1000;
+    const cpuPerMessage = (cpuMs(server.child.pid) - cpu0) / N;
 
-  // Accept latency at a steady 100 requests/s. First into a gated_send mailbox (held: the same request work,
-  // no delivery), then into the autonomous one with delivery running meanwhile: the difference is what
-  // delivery costs a sender.
-  received = 0;
-  const load = (mailboxId: string) =>
-    autocannon({ url: `${base}/v1/mailboxes/${mailboxId}/send`, method: 'POST', headers: { authorization: `Bearer ${agentKey}`, 'content-type': 'application/json' }, body: JSON.stringify(message(0)), connections: 10, overallRate: 100, duration: Number(process.env.MAILWARD_BENCH_SECONDS ?? 8) });
-  const gated = await call('POST', '/v1/mailboxes', admin, { agent_id: agent.id, address: `held.${Date.now()}@bench.example`, display_name: 'Held', oversight_mode: 'gated_send' });
-  const held = await load(gated.id!);
-  const lat = await load(mbx.id!);
-  await server.stop();
-  await store.drop();
-  rows.push({
-    target: `mailward send -> sink (${dialect}, signing threads ${threads}; 2x DKIM + JWS)`,
-    'messages/s': fmt(N / e2eSecs),
-    'of baseline': `${fmt((100 * baselineSecs) / e2eSecs)}%`,
-    'server CPU ms/msg': cpuPerMessage.toFixed(2),
-    'accept p50 ms': lat.latency.p50,
-    'accept p99 ms': `${lat.latency.p99}${lat.non2xx + lat.errors > 0 ? ` (${lat.non2xx + lat.errors} errors)` : ''}`,
-  });
-  rows.push({
-    target: `  same, send into a gated_send mailbox (held, no delivery)`,
-    'messages/s': '-',
-    'of baseline': '-',
-    'server CPU ms/msg': '-',
-    'accept p50 ms': held.latency.p50,
-    'accept p99 ms': `${held.latency.p99}${held.non2xx + held.errors > 0 ? ` (${held.non2xx + held.errors} errors)` : ''}`,
-  });
-}
+    // Accept latency at a steady 100 requests/s. First into a gated_send mailbox (held: the same request work,
+    // no delivery), then into the autonomous one with delivery running meanwhile: the difference is what
+    // delivery costs a sender.
+    received = 0;
+    const load = (mailboxId: string) =>
+      autocannon({
+        url: `${base}/v1/mailboxes/${mailboxId}/send`,
+        method: 'POST',
+        headers: { authorization: `Bearer ${agentKey}`, 'content-type': 'application/json' },
+        body: JSON.stringify(message(0)),
+        connections: 10,
+        overallRate: 100,
+        duration: Number(process.env.MAILWARD_BENCH_SECONDS ?? 8),
+      });
+    const gated = await call('POST', '/v1/mailboxes', admin, {
+      agent_id: agent.id,
+      address: `held.${Date.now()}@bench.example`,
+      display_name: 'Held',
+      oversight_mode: 'gated_send',
+    });
+    const held = await load(gated.id!);
+    const lat = await load(mbx.id!);
+    await server.stop();
+    await store.drop();
+    rows.push({
+      target: `mailward send -> sink (${dialect}, signing threads ${threads}; 2x DKIM + JWS)`,
+      'messages/s': fmt(N / e2eSecs),
+      'of baseline': `${fmt((100 * baselineSecs) / e2eSecs)}%`,
+      'server CPU ms/msg': cpuPerMessage.toFixed(2),
+      'accept p50 ms': lat.latency.p50,
+      'accept p99 ms': `${lat.latency.p99}${lat.non2xx + lat.errors > 0 ? ` (${lat.non2xx + lat.errors} errors)` : ''}`,
+    });
+    rows.push({
+      target: `  same, send into a gated_send mailbox (held, no delivery)`,
+      'messages/s': '-',
+      'of baseline': '-',
+      'server CPU ms/msg': '-',
+      'accept p50 ms': held.latency.p50,
+      'accept p99 ms': `${held.latency.p99}${held.non2xx + held.errors > 0 ? ` (${held.non2xx + held.errors} errors)` : ''}`,
+    });
+  }
 sink.close();
 fs.rmSync(dir, { recursive: true, force: true });
 table(`Outbound mail, ${N} messages end to end (targets: >= 300 messages/s, p99 accept < 25 ms at 100 req/s)`, rows);

@@ -32,13 +32,21 @@ const rows: Record<string, string | number>[] = [];
 const dialects = (process.env.MAILWARD_BENCH_DIALECTS ?? 'sqlite,postgres').split(',') as ('sqlite' | 'postgres')[];
 for (const dialect of dialects) {
   const store = await benchStore(dialect);
-  const c = await createContainer(loadConfig({ ...store.env, MAILWARD_LOG_LEVEL: 'silent', MAILWARD_RATE_LIMIT_PER_MINUTE: '100000000' }), { createMasterKey: true, logger: createLogger({ level: 'silent' }) });
+  const c = await createContainer(loadConfig({ ...store.env, MAILWARD_LOG_LEVEL: 'silent', MAILWARD_RATE_LIMIT_PER_MINUTE: '100000000' }), {
+    createMasterKey: true,
+    logger: createLogger({ level: 'silent' }),
+  });
   const app = await buildServer(c);
   try {
     const init = await c.init({ orgName: 'Bench Hospital', domain: 'bench.example' });
     if (!init) throw new Error('init failed');
     const call = async (method: string, url: string, key: string, body?: unknown) => {
-      const r = await app.inject({ method: method as 'GET', url, headers: { authorization: `Bearer ${key}`, ...(body ? { 'content-type': 'application/json' } : {}) }, ...(body ? { payload: JSON.stringify(body) } : {}) });
+      const r = await app.inject({
+        method: method as 'GET',
+        url,
+        headers: { authorization: `Bearer ${key}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+        ...(body ? { payload: JSON.stringify(body) } : {}),
+      });
       if (r.statusCode >= 300) throw new Error(`${method} ${url}: ${r.statusCode} ${r.body.slice(0, 200)}`);
       return JSON.parse(r.body);
     };
@@ -50,7 +58,11 @@ for (const dialect of dialects) {
     const mailbox = await call('POST', '/v1/mailboxes', admin, { agent_id: agent.id, display_name: 'Bench', oversight_mode: 'autonomous' });
     const text = 'Potassium within range; please book a follow-up with the clinic. '.repeat(30);
     const t = { c, orgId: init.org_id, domain: 'bench.example' } as unknown as TestApp;
-    await seedMessages(t, mailbox, Array.from({ length: SCAN_BUDGET }, (_, i) => ({ from: `sender${i}@lab.example`, subject: `Results ${i}`, text })));
+    await seedMessages(
+      t,
+      mailbox,
+      Array.from({ length: SCAN_BUDGET }, (_, i) => ({ from: `sender${i}@lab.example`, subject: `Results ${i}`, text })),
+    );
 
     const search = await timed(() => call('GET', `/v1/mailboxes/${mailbox.id}/search?q=no-such-words&limit=50`, key));
     const page = await timed(() => call('GET', `/v1/mailboxes/${mailbox.id}/messages?limit=50`, key));
@@ -58,8 +70,18 @@ for (const dialect of dialects) {
     const bare = await timed(async () => {
       for (const m of all) openContent(c.ring, m, m.content_sealed);
     });
-    rows.push({ dialect, measure: `search over ${SCAN_BUDGET} messages (full budget, no match)`, 'median ms': fmt(search, 1), 'messages/s': fmt((SCAN_BUDGET / search) * 1000) });
-    rows.push({ dialect, measure: `baseline: open the same ${SCAN_BUDGET} sealed documents in a loop`, 'median ms': fmt(bare, 1), 'messages/s': fmt((SCAN_BUDGET / bare) * 1000) });
+    rows.push({
+      dialect,
+      measure: `search over ${SCAN_BUDGET} messages (full budget, no match)`,
+      'median ms': fmt(search, 1),
+      'messages/s': fmt((SCAN_BUDGET / search) * 1000),
+    });
+    rows.push({
+      dialect,
+      measure: `baseline: open the same ${SCAN_BUDGET} sealed documents in a loop`,
+      'median ms': fmt(bare, 1),
+      'messages/s': fmt((SCAN_BUDGET / bare) * 1000),
+    });
     rows.push({ dialect, measure: 'plain list, 50 messages (SQL page, 50 opened)', 'median ms': fmt(page, 1), 'messages/s': '' });
   } finally {
     await app.close();

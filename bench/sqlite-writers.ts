@@ -18,8 +18,18 @@ const memory = async (port: number) => {
   const metric = (name: string) => Number(text.match(new RegExp(`^${name} (\\S+)`, 'm'))?.[1] ?? Number.NaN) / 2 ** 20;
   // Server-side durations of the route (from the first byte fastify sees to the reply): the tail the store adds,
   // apart from what the load generator and the network add.
-  const bucket = (le: string) => Number(text.match(new RegExp(`^mailward_http_request_duration_seconds_bucket\\{le="${le}",method="POST",route="/v1/departments"\\} (\\S+)`, 'm'))?.[1] ?? 0);
-  return { rss: metric('mailward_process_resident_memory_bytes'), heap: metric('mailward_nodejs_heap_size_used_bytes'), total: bucket('\\+Inf'), within1s: bucket('1') };
+  const bucket = (le: string) =>
+    Number(
+      text.match(
+        new RegExp(`^mailward_http_request_duration_seconds_bucket\\{le="${le}",method="POST",route="/v1/departments"\\} (\\S+)`, 'm'),
+      )?.[1] ?? 0,
+    );
+  return {
+    rss: metric('mailward_process_resident_memory_bytes'),
+    heap: metric('mailward_nodejs_heap_size_used_bytes'),
+    total: bucket('\\+Inf'),
+    within1s: bucket('1'),
+  };
 };
 
 const store = await benchStore('sqlite');
@@ -31,7 +41,21 @@ const server = await startProcess(['--expose-gc', '--import', 'tsx', path.join(r
 const key = fs.readFileSync(path.join(store.dataDir, 'bootstrap-admin.key'), 'utf8').trim();
 const before = await memory(server.port);
 let counted = { total: before.total, within1s: before.within1s };
-const rows: Record<string, string | number>[] = [{ run: 'start', 'req/s': '-', 'p50 ms': '-', 'p99 ms': '-', 'max ms': '-', '>10 s': '-', '503 busy': '-', errors: '-', 'server >1 s': '-', 'rss MB': fmt(before.rss), 'heap MB': fmt(before.heap) }];
+const rows: Record<string, string | number>[] = [
+  {
+    run: 'start',
+    'req/s': '-',
+    'p50 ms': '-',
+    'p99 ms': '-',
+    'max ms': '-',
+    '>10 s': '-',
+    '503 busy': '-',
+    errors: '-',
+    'server >1 s': '-',
+    'rss MB': fmt(before.rss),
+    'heap MB': fmt(before.heap),
+  },
+];
 for (let run = 1; run <= runs; run++) {
   let busy = 0;
   let slow = 0;

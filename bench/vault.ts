@@ -41,18 +41,24 @@ const rows: Record<string, string | number>[] = [
   },
 ];
 
-
 const dialects = (process.env.MAILWARD_BENCH_DIALECTS ?? 'sqlite,postgres').split(',') as ('sqlite' | 'postgres')[];
 for (const dialect of dialects) {
   const store = await benchStore(dialect);
-  const server = await startProcess(['--import', 'tsx', main, 'serve'], { ...store.env, MAILWARD_LOG_LEVEL: 'warn', MAILWARD_RATE_LIMIT_PER_MINUTE: '100000000' });
+  const server = await startProcess(['--import', 'tsx', main, 'serve'], {
+    ...store.env,
+    MAILWARD_LOG_LEVEL: 'warn',
+    MAILWARD_RATE_LIMIT_PER_MINUTE: '100000000',
+  });
   try {
     const admin = api(`http://127.0.0.1:${server.port}`, fs.readFileSync(path.join(store.dataDir, 'bootstrap-admin.key'), 'utf8').trim());
     const dep = await admin('POST', '/v1/departments', { name: 'Bench' });
     const hum = await admin('POST', '/v1/humans', { name: 'Bench Reviewer', email: 'bench@mailward.localhost', roles: ['reviewer'] });
     const agent = await admin('POST', '/v1/agents', { name: 'Bench Agent', department_id: dep.id, responsible_human_id: hum.id });
     const { key } = await admin('POST', `/v1/agents/${agent.id}/api-keys`, {});
-    await api(`http://127.0.0.1:${server.port}`, key)('PUT', '/v1/vault/secrets/bench-otp', { kind: 'totp', value: 'GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ' });
+    await api(`http://127.0.0.1:${server.port}`, key)('PUT', '/v1/vault/secrets/bench-otp', {
+      kind: 'totp',
+      value: 'GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ',
+    });
     const before = Number((await admin('GET', '/v1/audit/events?action=vault.totp.generated&limit=1')).events.length);
     const url = `http://127.0.0.1:${server.port}/v1/vault/secrets/bench-otp/totp`;
     const headers = { authorization: `Bearer ${key}` };

@@ -11,7 +11,9 @@ import { fileURLToPath } from 'node:url';
 // package.json engines: >=22.12. Older Node.js is out of support, and better-sqlite3 13 crashes on 20.
 const [major, minor] = process.versions.node.split('.').map(Number);
 if (major < 22 || (major === 22 && minor < 12)) {
-  process.stderr.write(`mailward: Node.js ${process.version} is not supported; install Node.js 24 LTS (22.12 or later); see README "Quick start"\n`);
+  process.stderr.write(
+    `mailward: Node.js ${process.version} is not supported; install Node.js 24 LTS (22.12 or later); see README "Quick start"\n`,
+  );
   process.exit(2);
 }
 
@@ -43,7 +45,11 @@ const newestSource = (dir) => {
 
 const built = mtime(main);
 if (built < 0 || newestSource(join(root, 'src')) > built) {
-  process.stderr.write(built < 0 ? 'mailward: not built yet; compiling (npm run build)\n' : 'mailward: sources changed since the last build; compiling (npm run build)\n');
+  process.stderr.write(
+    built < 0
+      ? 'mailward: not built yet; compiling (npm run build)\n'
+      : 'mailward: sources changed since the last build; compiling (npm run build)\n',
+  );
   const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
   const r = spawnSync(process.execPath, [tsc, '-p', join(root, 'tsconfig.build.json')], { stdio: ['ignore', 'inherit', 'inherit'] });
   if (r.status !== 0) {

@@ -22,10 +22,12 @@ if (args.includes('--misses')) {
   for (const m of messages) {
     const found = scanText(m.text, options).findings;
     for (const g of m.spans) {
-      if (!found.some((f) => f.type === g.type && spansMatch(f, g))) console.log(`MISS ${m.id} ${g.type} ${JSON.stringify(m.text.slice(g.start, g.end))}`);
+      if (!found.some((f) => f.type === g.type && spansMatch(f, g)))
+        console.log(`MISS ${m.id} ${g.type} ${JSON.stringify(m.text.slice(g.start, g.end))}`);
     }
     for (const f of found) {
-      if (!m.spans.some((g) => f.type === g.type && spansMatch(f, g))) console.log(`FALSE ${m.id} ${f.type} ${JSON.stringify(m.text.slice(f.start, f.end))} (${f.detector})`);
+      if (!m.spans.some((g) => f.type === g.type && spansMatch(f, g)))
+        console.log(`FALSE ${m.id} ${f.type} ${JSON.stringify(m.text.slice(f.start, f.end))} (${f.detector})`);
     }
   }
 }

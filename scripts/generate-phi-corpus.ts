@@ -57,18 +57,241 @@ const ORG = {
   pharmacyLine: '617.555.0175',
 };
 
-const FIRST = ['Maria', 'James', 'Aisha', 'Wei', 'Olga', 'Tomás', 'Priya', 'Kwame', 'Hannah', 'Luis', 'Fatima', 'Daniel', 'Mei', 'Samuel', 'Ingrid', 'Rahul', 'Chloe', 'Dmitri', 'Amara', 'Jonah', 'Sofia', 'Emeka', 'Yuki', 'Brendan', 'Lucía', 'Omar', 'Greta', 'Tariq', 'Nadia', 'Elliot', 'Rosa', 'Hamid', 'Leah', 'Viktor', 'Zainab', 'Patrick', 'Ana', 'Connor', 'Imani', 'Felix', 'Beatriz', 'Cedric', 'Dolores', 'Eamon', 'Farida', 'Gideon', 'Hyun', 'Isolde', 'Jasper', 'Keiko', 'Lorenzo', 'Marisol', 'Nikolai', 'Odette', 'Pavel', 'Quentin', 'Renata', 'Soren', 'Thandiwe', 'Ulrich', 'Valentina', 'Wendell', 'Xiomara', 'Yusuf', 'Zofia', 'Agnieszka', 'Bashir', 'Cormac', 'Delphine', 'Esperanza', 'Florian', 'Gwendolyn', 'Horatio', 'Ilse', 'Jorge', 'Kalani', 'Leopold', 'Mireille', 'Nnamdi', 'Ottilie'];
-const LAST = ['Lopez', 'Okafor', 'Nguyen', 'Kowalski', 'Haddad', 'Fitzgerald', 'Patel', 'Mensah', 'Schneider', 'Ramirez', 'Chen', "O'Brien", 'Abernathy', 'Sato', 'Lindqvist', 'Moreau', 'Adeyemi', 'Castillo', 'Petrov', 'MacLeod', 'Rossi', 'Dubois', 'Nakamura', 'Oyelaran', 'Whitfield', 'Santos', 'Kaminski', 'Bergstrom', 'Achebe', 'Delgado', 'Hoffmann', 'Varga', 'Quigley', 'Mbeki', 'Halvorsen', 'Ferreira', 'Yilmaz', 'Grant', 'Novak', 'Ibarra', 'Albrecht', 'Brannigan', 'Cienfuegos', 'Drummond', 'Esposito', 'Fairweather', 'Gallagher', 'Hakimi', 'Iwasaki', 'Jablonski', 'Kavanagh', 'Lachance', 'Montgomery', 'Nordqvist', 'Ortega-Ruiz', 'Pemberton', 'Quintero', 'Rautenberg', 'Szymanski', 'Tanaka', 'Underwood', 'Valdivia', 'Wojcik', 'Xu', 'Yamamoto', 'Zielinski', 'Ashworth', 'Bellamy', 'Carmichael', 'Dufresne', 'Ekwueme', 'Forsythe', 'Gutierrez', 'Holloway', 'Ivanova', 'Jaramillo', 'Krishnan', 'Llewellyn', 'Muñoz', 'Nakashima'];
+const FIRST = [
+  'Maria',
+  'James',
+  'Aisha',
+  'Wei',
+  'Olga',
+  'Tomás',
+  'Priya',
+  'Kwame',
+  'Hannah',
+  'Luis',
+  'Fatima',
+  'Daniel',
+  'Mei',
+  'Samuel',
+  'Ingrid',
+  'Rahul',
+  'Chloe',
+  'Dmitri',
+  'Amara',
+  'Jonah',
+  'Sofia',
+  'Emeka',
+  'Yuki',
+  'Brendan',
+  'Lucía',
+  'Omar',
+  'Greta',
+  'Tariq',
+  'Nadia',
+  'Elliot',
+  'Rosa',
+  'Hamid',
+  'Leah',
+  'Viktor',
+  'Zainab',
+  'Patrick',
+  'Ana',
+  'Connor',
+  'Imani',
+  'Felix',
+  'Beatriz',
+  'Cedric',
+  'Dolores',
+  'Eamon',
+  'Farida',
+  'Gideon',
+  'Hyun',
+  'Isolde',
+  'Jasper',
+  'Keiko',
+  'Lorenzo',
+  'Marisol',
+  'Nikolai',
+  'Odette',
+  'Pavel',
+  'Quentin',
+  'Renata',
+  'Soren',
+  'Thandiwe',
+  'Ulrich',
+  'Valentina',
+  'Wendell',
+  'Xiomara',
+  'Yusuf',
+  'Zofia',
+  'Agnieszka',
+  'Bashir',
+  'Cormac',
+  'Delphine',
+  'Esperanza',
+  'Florian',
+  'Gwendolyn',
+  'Horatio',
+  'Ilse',
+  'Jorge',
+  'Kalani',
+  'Leopold',
+  'Mireille',
+  'Nnamdi',
+  'Ottilie',
+];
+const LAST = [
+  'Lopez',
+  'Okafor',
+  'Nguyen',
+  'Kowalski',
+  'Haddad',
+  'Fitzgerald',
+  'Patel',
+  'Mensah',
+  'Schneider',
+  'Ramirez',
+  'Chen',
+  "O'Brien",
+  'Abernathy',
+  'Sato',
+  'Lindqvist',
+  'Moreau',
+  'Adeyemi',
+  'Castillo',
+  'Petrov',
+  'MacLeod',
+  'Rossi',
+  'Dubois',
+  'Nakamura',
+  'Oyelaran',
+  'Whitfield',
+  'Santos',
+  'Kaminski',
+  'Bergstrom',
+  'Achebe',
+  'Delgado',
+  'Hoffmann',
+  'Varga',
+  'Quigley',
+  'Mbeki',
+  'Halvorsen',
+  'Ferreira',
+  'Yilmaz',
+  'Grant',
+  'Novak',
+  'Ibarra',
+  'Albrecht',
+  'Brannigan',
+  'Cienfuegos',
+  'Drummond',
+  'Esposito',
+  'Fairweather',
+  'Gallagher',
+  'Hakimi',
+  'Iwasaki',
+  'Jablonski',
+  'Kavanagh',
+  'Lachance',
+  'Montgomery',
+  'Nordqvist',
+  'Ortega-Ruiz',
+  'Pemberton',
+  'Quintero',
+  'Rautenberg',
+  'Szymanski',
+  'Tanaka',
+  'Underwood',
+  'Valdivia',
+  'Wojcik',
+  'Xu',
+  'Yamamoto',
+  'Zielinski',
+  'Ashworth',
+  'Bellamy',
+  'Carmichael',
+  'Dufresne',
+  'Ekwueme',
+  'Forsythe',
+  'Gutierrez',
+  'Holloway',
+  'Ivanova',
+  'Jaramillo',
+  'Krishnan',
+  'Llewellyn',
+  'Muñoz',
+  'Nakashima',
+];
 const CLINICIANS = ['Dr. Rivera', 'Dr. Goldberg', 'Dr. Amadi', 'Dr. Sorensen', 'Dr. Kapoor', 'Dr. Wallace', 'Dr. Huang', 'Dr. Eriksen'];
 const STAFF = ['Janet in Scheduling', 'the Front Desk', 'the Billing Office', 'Care Coordination', 'the Refill Line', 'Nurse Thompson'];
-const CLINICS = ['Cardiology', 'Endocrinology', 'Primary Care', 'Orthopedics', 'Dermatology', 'Oncology', 'Pulmonology', 'Women’s Health', 'Nephrology'];
+const CLINICS = [
+  'Cardiology',
+  'Endocrinology',
+  'Primary Care',
+  'Orthopedics',
+  'Dermatology',
+  'Oncology',
+  'Pulmonology',
+  'Women’s Health',
+  'Nephrology',
+];
 const STREETS = ['Maple', 'Oak', 'Harbor', 'Chestnut', 'Willow', 'Beacon', 'Elm', 'Granite', 'Lakeview', 'Summit', 'Mill', 'Cedar'];
 const SUFFIXES = ['Street', 'St', 'Avenue', 'Ave', 'Road', 'Rd', 'Lane', 'Drive', 'Court', 'Way', 'Blvd'];
-const CITIES: [string, string, string][] = [['Riverton', 'NJ', '08077'], ['Quincy', 'MA', '02169'], ['Springfield', 'IL', '62704'], ['Salem', 'OR', '97301'], ['Dover', 'DE', '19901'], ['Fall River', 'MA', '02720'], ['Ann Arbor', 'MI', '48104'], ['Bend', 'OR', '97701']];
+const CITIES: [string, string, string][] = [
+  ['Riverton', 'NJ', '08077'],
+  ['Quincy', 'MA', '02169'],
+  ['Springfield', 'IL', '62704'],
+  ['Salem', 'OR', '97301'],
+  ['Dover', 'DE', '19901'],
+  ['Fall River', 'MA', '02720'],
+  ['Ann Arbor', 'MI', '48104'],
+  ['Bend', 'OR', '97701'],
+];
 const MAIL_DOMAINS = ['gmail.com', 'yahoo.com', 'outlook.com', 'comcast.net', 'icloud.com', 'proton.me'];
 // Drugs: most are common enough to be in any compact list; the last few deliberately are not in the detector's.
-const DRUGS = ['lisinopril', 'metformin', 'atorvastatin', 'amlodipine', 'levothyroxine', 'omeprazole', 'losartan', 'sertraline', 'gabapentin', 'albuterol', 'Eliquis', 'Jardiance', 'warfarin', 'furosemide', 'prednisone', 'amoxicillin', 'Ozempic', 'insulin glargine', 'montelukast', 'escitalopram', 'tamsulosin', 'meloxicam', 'benzonatate', 'nifedipine'];
-const CONDITIONS: [string, string][] = [['type 2 diabetes', 'E11.9'], ['hypertension', 'I10'], ['hyperlipidemia', 'E78.5'], ['atrial fibrillation', 'I48.91'], ['asthma', 'J45.909'], ['hypothyroidism', 'E03.9'], ['chronic kidney disease', 'N18.3'], ['heart failure', 'I50.9'], ['COPD', 'J44.9'], ['major depressive disorder', 'F32.9'], ['osteoarthritis', 'M19.90'], ['iron deficiency anemia', 'D50.9'], ['breast cancer', 'C50.911'], ['migraine', 'G43.909'], ['plantar fasciitis', 'M72.2'], ['vitamin D deficiency', 'E55.9']];
+const DRUGS = [
+  'lisinopril',
+  'metformin',
+  'atorvastatin',
+  'amlodipine',
+  'levothyroxine',
+  'omeprazole',
+  'losartan',
+  'sertraline',
+  'gabapentin',
+  'albuterol',
+  'Eliquis',
+  'Jardiance',
+  'warfarin',
+  'furosemide',
+  'prednisone',
+  'amoxicillin',
+  'Ozempic',
+  'insulin glargine',
+  'montelukast',
+  'escitalopram',
+  'tamsulosin',
+  'meloxicam',
+  'benzonatate',
+  'nifedipine',
+];
+const CONDITIONS: [string, string][] = [
+  ['type 2 diabetes', 'E11.9'],
+  ['hypertension', 'I10'],
+  ['hyperlipidemia', 'E78.5'],
+  ['atrial fibrillation', 'I48.91'],
+  ['asthma', 'J45.909'],
+  ['hypothyroidism', 'E03.9'],
+  ['chronic kidney disease', 'N18.3'],
+  ['heart failure', 'I50.9'],
+  ['COPD', 'J44.9'],
+  ['major depressive disorder', 'F32.9'],
+  ['osteoarthritis', 'M19.90'],
+  ['iron deficiency anemia', 'D50.9'],
+  ['breast cancer', 'C50.911'],
+  ['migraine', 'G43.909'],
+  ['plantar fasciitis', 'M72.2'],
+  ['vitamin D deficiency', 'E55.9'],
+];
 const LABS: [string, () => string][] = [
   ['HbA1c', () => `${int(55, 110) / 10}%`],
   ['A1c', () => `${int(55, 110) / 10}%`],
@@ -146,13 +369,22 @@ function phone(): string {
   }
 }
 function email(first: string, last: string): string {
-  const f = first.normalize('NFD').replace(/[^A-Za-z]/g, '').toLowerCase();
+  const f = first
+    .normalize('NFD')
+    .replace(/[^A-Za-z]/g, '')
+    .toLowerCase();
   const l = last.replace(/[^A-Za-z]/g, '').toLowerCase();
   const local = pick([`${f}.${l}`, `${f[0]}${l}${int(1, 99)}`, `${f}_${l}`, `${l}.${f}${int(60, 99)}`, `${f}${l[0]}`]);
   return `${local}@${pick(MAIL_DOMAINS)}`;
 }
 function mrn(): string {
-  return pick([() => `GH-${digits(7)}`, () => `GH${digits(7)}`, () => digits(8), () => `${digits(4)}-${digits(4)}`, () => `A${digits(7)}`])();
+  return pick([
+    () => `GH-${digits(7)}`,
+    () => `GH${digits(7)}`,
+    () => digits(8),
+    () => `${digits(4)}-${digits(4)}`,
+    () => `A${digits(7)}`,
+  ])();
 }
 const MONTHS = ['January', 'February', 'March', 'April', 'May', 'June', 'July', 'August', 'September', 'October', 'November', 'December'];
 const fmtDate = (d: Date, withYear = true): string => {
@@ -160,7 +392,13 @@ const fmtDate = (d: Date, withYear = true): string => {
   const m = d.getUTCMonth() + 1;
   const day = d.getUTCDate();
   const mon = MONTHS[m - 1]!;
-  if (!withYear) return pick([`${mon} ${day}`, `${mon.slice(0, 3)} ${day}`, `${mon} ${day}${day === 1 ? 'st' : day === 2 ? 'nd' : day === 3 ? 'rd' : 'th'}`, `${day} ${mon}`]);
+  if (!withYear)
+    return pick([
+      `${mon} ${day}`,
+      `${mon.slice(0, 3)} ${day}`,
+      `${mon} ${day}${day === 1 ? 'st' : day === 2 ? 'nd' : day === 3 ? 'rd' : 'th'}`,
+      `${day} ${mon}`,
+    ]);
   switch (int(0, 6)) {
     case 0:
       return `${pad(m)}/${pad(day)}/${y}`;
@@ -181,7 +419,13 @@ const fmtDate = (d: Date, withYear = true): string => {
 const futureDate = () => new Date(Date.UTC(2025, int(0, 11), int(1, 28)));
 const time = () => `${int(7, 11)}:${pick(['00', '15', '30', '45'])} ${pick(['AM', 'am', 'a.m.'])}`;
 const pmTime = () => `${int(1, 4)}:${pick(['00', '15', '30', '45'])} ${pick(['PM', 'pm'])}`;
-const room = () => pick([`Room ${int(1, 9)}${pick(['A', 'B', 'C'])}`, `Suite ${int(100, 450)}`, `Building ${pick(['A', 'C', 'E'])}, ${pick(['2nd', '3rd', '4th'])} floor`, `Exam Room ${int(2, 14)}`]);
+const room = () =>
+  pick([
+    `Room ${int(1, 9)}${pick(['A', 'B', 'C'])}`,
+    `Suite ${int(100, 450)}`,
+    `Building ${pick(['A', 'C', 'E'])}, ${pick(['2nd', '3rd', '4th'])} floor`,
+    `Exam Room ${int(2, 14)}`,
+  ]);
 const clinician = () => pick(CLINICIANS);
 const clinic = () => pick(CLINICS);
 
@@ -223,13 +467,20 @@ const mrnLine = (d: Doc, p: Person) => {
       .t('\n');
     return;
   }
-  d.t(pick(['MRN: ', 'MRN ', 'Medical Record Number: ', 'MR#: ', 'Med Rec #', 'Patient ID: ', 'Medical record no. '])).p('mrn', p.mrn).t('\n');
+  d.t(pick(['MRN: ', 'MRN ', 'Medical Record Number: ', 'MR#: ', 'Med Rec #', 'Patient ID: ', 'Medical record no. ']))
+    .p('mrn', p.mrn)
+    .t('\n');
 };
 const dobLine = (d: Doc, p: Person) => {
-  d.t(pick(['DOB: ', 'DOB ', 'Date of birth: ', 'D.O.B. ', 'Birthdate: ', 'born '])).p('dob', fmtDate(p.dob)).t('\n');
+  d.t(pick(['DOB: ', 'DOB ', 'Date of birth: ', 'D.O.B. ', 'Birthdate: ', 'born ']))
+    .p('dob', fmtDate(p.dob))
+    .t('\n');
 };
 const nameLine = (d: Doc, p: Person) => {
-  if (chance(0.5)) d.t(pick(['Patient: ', 'Patient Name: ', 'Pt: ', 'Name: '])).p('name', chance(0.3) ? `${p.last}, ${p.first}` : `${p.first} ${p.last}`).t('\n');
+  if (chance(0.5))
+    d.t(pick(['Patient: ', 'Patient Name: ', 'Pt: ', 'Name: ']))
+      .p('name', chance(0.3) ? `${p.last}, ${p.first}` : `${p.first} ${p.last}`)
+      .t('\n');
   else d.t('Re: ').p('name', `${p.first} ${p.last}`).t('\n');
 };
 const labPhrase = (d: Doc) => {
@@ -266,12 +517,18 @@ const reminder = (): Doc => {
   switch (int(0, 3)) {
     case 0:
       greet(d, p);
-      d.t(`This is a reminder of your appointment with ${clinician()} in ${clinic()} on `).p('date', fmtDate(when, chance(0.5))).t(` at ${time()}, ${room()}.`);
+      d.t(`This is a reminder of your appointment with ${clinician()} in ${clinic()} on `)
+        .p('date', fmtDate(when, chance(0.5)))
+        .t(` at ${time()}, ${room()}.`);
       distractorSentence(d);
       d.t(` To reschedule, call ${ORG.mainLine}.`);
       break;
     case 1:
-      d.t('Hi ').p('name', p.first).t(`, just a reminder: you are booked for ${pmTime()} ${pick(['tomorrow', 'on Tuesday', 'on Friday', 'next Monday'])} with ${clinician()}. Reply C to confirm.`);
+      d.t('Hi ')
+        .p('name', p.first)
+        .t(
+          `, just a reminder: you are booked for ${pmTime()} ${pick(['tomorrow', 'on Tuesday', 'on Friday', 'next Monday'])} with ${clinician()}. Reply C to confirm.`,
+        );
       break;
     case 2:
       d.t('APPOINTMENT REMINDER\n');
@@ -283,8 +540,17 @@ const reminder = (): Doc => {
       break;
     default:
       greet(d, p);
-      d.t('Your ').t(pick(['follow-up', 'annual physical', 'telehealth visit', 'procedure'])).t(' is scheduled for ').p('date', fmtDate(when, chance(0.3))).t(`. We will text ${pick(['you', 'this number'])} at `).p('phone', p.phone).t(' the day before.');
-      if (chance(0.5)) d.t(' Join at ').p('url', `https://telehealth.${ORG.domain}/visit/${digits(6)}?pin=${digits(4)}`).t(' when it is time.');
+      d.t('Your ')
+        .t(pick(['follow-up', 'annual physical', 'telehealth visit', 'procedure']))
+        .t(' is scheduled for ')
+        .p('date', fmtDate(when, chance(0.3)))
+        .t(`. We will text ${pick(['you', 'this number'])} at `)
+        .p('phone', p.phone)
+        .t(' the day before.');
+      if (chance(0.5))
+        d.t(' Join at ')
+          .p('url', `https://telehealth.${ORG.domain}/visit/${digits(6)}?pin=${digits(4)}`)
+          .t(' when it is time.');
       distractorSentence(d);
   }
   signoff(d);
@@ -303,10 +569,28 @@ const referral = (): Doc => {
       d.t('Phone: ').p('phone', p.phone).t('\n');
     },
   ];
-  if (chance(0.5)) parts.push((d) => d.t('Insurance: ').t(pick(['Blue Cross', 'Aetna', 'Medicare', 'Tufts'])).t(pick([' Member ID: ', ' Member #', ' Subscriber ID: ', ' Policy #: '])).p('health_plan_id', `${pick(['XKH', 'BCB', 'AET', 'W'])}${digits(9)}`).t('\n'));
+  if (chance(0.5))
+    parts.push((d) =>
+      d
+        .t('Insurance: ')
+        .t(pick(['Blue Cross', 'Aetna', 'Medicare', 'Tufts']))
+        .t(pick([' Member ID: ', ' Member #', ' Subscriber ID: ', ' Policy #: ']))
+        .p('health_plan_id', `${pick(['XKH', 'BCB', 'AET', 'W'])}${digits(9)}`)
+        .t('\n'),
+    );
   if (chance(0.4)) {
     const [city, st, zip] = pick(CITIES);
-    parts.push((d) => d.t('Address: ').p('address', `${int(2, 9800)} ${pick(STREETS)} ${pick(SUFFIXES)}${chance(0.3) ? `, Apt ${int(1, 30)}${pick(['', 'B'])}` : ''}, ${city}`).t(`, ${st} `).p('zip', zip).t('\n'));
+    parts.push((d) =>
+      d
+        .t('Address: ')
+        .p(
+          'address',
+          `${int(2, 9800)} ${pick(STREETS)} ${pick(SUFFIXES)}${chance(0.3) ? `, Apt ${int(1, 30)}${pick(['', 'B'])}` : ''}, ${city}`,
+        )
+        .t(`, ${st} `)
+        .p('zip', zip)
+        .t('\n'),
+    );
   }
   switch (int(0, 2)) {
     case 0:
@@ -318,10 +602,20 @@ const referral = (): Doc => {
       d.t(`Referral to ${clinic()}\n`);
       for (const f of shuffle(parts)) f(d);
       d.t('Dx: ').p('diagnosis', cond).t(', ').p('icd10', icd).t('\n');
-      d.t('Current meds: ').p('medication', pick(DRUGS)).t(` ${pick(['10 mg', '20 mg daily', '500 mg BID', '81 mg'])}, `).p('medication', pick(DRUGS)).t('.\n');
+      d.t('Current meds: ')
+        .p('medication', pick(DRUGS))
+        .t(` ${pick(['10 mg', '20 mg daily', '500 mg BID', '81 mg'])}, `)
+        .p('medication', pick(DRUGS))
+        .t('.\n');
       break;
     default:
-      d.t(`Hello ${clinician()} - could you see our patient `).p('name', `${p.first} ${p.last}`).t(' (DOB ').p('dob', fmtDate(p.dob)).t(') for worsening ').p('diagnosis', cond).t('? Recent ');
+      d.t(`Hello ${clinician()} - could you see our patient `)
+        .p('name', `${p.first} ${p.last}`)
+        .t(' (DOB ')
+        .p('dob', fmtDate(p.dob))
+        .t(') for worsening ')
+        .p('diagnosis', cond)
+        .t('? Recent ');
       labPhrase(d);
       d.t('. Chart ').p('mrn', p.mrn).t(`. Fax notes to ${ORG.mainFax}.`);
   }
@@ -329,7 +623,9 @@ const referral = (): Doc => {
     d.t('\nReferral #: ').p('other_id', `R${digits(7)}`);
   }
   if (chance(0.15)) {
-    d.t('\nThe patient is a ').p('age_over_89', `${int(90, 103)}-year-old`).t(' living alone.');
+    d.t('\nThe patient is a ')
+      .p('age_over_89', `${int(90, 103)}-year-old`)
+      .t(' living alone.');
   }
   d.t(`\n\n${clinician()}\n${ORG.name}, ${clinic()}\n`);
   return d;
@@ -352,8 +648,12 @@ const labNotice = (): Doc => {
       nameLine(d, p);
       if (chance(0.6)) dobLine(d, p);
       mrnLine(d, p);
-      d.t('Collected: ').p('date', fmtDate(new Date(Date.UTC(2025, int(0, 11), int(1, 28))))).t(`, ${time()}\n`);
-      d.t(pick(['Accession #: ', 'Accession number '])).p('other_id', `${int(24, 25)}-${digits(6)}`).t('\n');
+      d.t('Collected: ')
+        .p('date', fmtDate(new Date(Date.UTC(2025, int(0, 11), int(1, 28)))))
+        .t(`, ${time()}\n`);
+      d.t(pick(['Accession #: ', 'Accession number ']))
+        .p('other_id', `${int(24, 25)}-${digits(6)}`)
+        .t('\n');
       labPhrase(d);
       d.t(' (flagged)\n');
       if (chance(0.5)) {
@@ -365,7 +665,11 @@ const labNotice = (): Doc => {
       d.t('Hi ').p('name', p.first).t(', ');
       d.t(pick(['good news: ', 'your results are in: ', 'quick update - ']));
       labPhrase(d);
-      d.t(`. No change to your `).p('medication', pick(DRUGS)).t(` dose for now. See the full report at `).p('url', `https://portal.${ORG.domain}/results/${digits(8)}`).t('.');
+      d.t(`. No change to your `)
+        .p('medication', pick(DRUGS))
+        .t(` dose for now. See the full report at `)
+        .p('url', `https://portal.${ORG.domain}/results/${digits(8)}`)
+        .t('.');
   }
   distractorSentence(d);
   signoff(d);
@@ -378,23 +682,57 @@ const refill = (): Doc => {
   const drug = pick(DRUGS);
   switch (int(0, 3)) {
     case 0:
-      d.t(`To: Refill Line\nFrom: `).p('email', p.email).t('\n\nHello, this is ').p('name', `${p.first} ${p.last}`).t(', born ').p('dob', fmtDate(p.dob)).t('. I need a refill of my ').p('medication', drug).t(` ${pick(['20 mg', '50 mcg', '10 mg tablets', '1000 mg'])}. My pharmacy is ${pick(['CVS on Main', 'Walgreens', 'the hospital pharmacy'])} (${ORG.pharmacyLine}). You can reach me at `).p('phone', p.phone).t('.\n');
+      d.t(`To: Refill Line\nFrom: `)
+        .p('email', p.email)
+        .t('\n\nHello, this is ')
+        .p('name', `${p.first} ${p.last}`)
+        .t(', born ')
+        .p('dob', fmtDate(p.dob))
+        .t('. I need a refill of my ')
+        .p('medication', drug)
+        .t(
+          ` ${pick(['20 mg', '50 mcg', '10 mg tablets', '1000 mg'])}. My pharmacy is ${pick(['CVS on Main', 'Walgreens', 'the hospital pharmacy'])} (${ORG.pharmacyLine}). You can reach me at `,
+        )
+        .p('phone', p.phone)
+        .t('.\n');
       break;
     case 1:
       d.t('REFILL REQUEST\n');
       nameLine(d, p);
       dobLine(d, p);
-      d.t('Medication: ').p('medication', drug).t(` ${pick(['5 mg', '25 mg', '100 mg', '40 mg'])}, #${pick(['30', '90'])}, ${int(0, 3)} refills\n`);
-      d.t(pick(['Rx #: ', 'Rx number ', 'Prescription #'])).p('other_id', digits(7)).t('\n');
-      d.t(pick(['Callback: ', 'Cell: ', 'Mobile '])).p('phone', chance(0.3) ? p.phone.replace(/\D/g, '').slice(-10) : p.phone).t('\n');
+      d.t('Medication: ')
+        .p('medication', drug)
+        .t(` ${pick(['5 mg', '25 mg', '100 mg', '40 mg'])}, #${pick(['30', '90'])}, ${int(0, 3)} refills\n`);
+      d.t(pick(['Rx #: ', 'Rx number ', 'Prescription #']))
+        .p('other_id', digits(7))
+        .t('\n');
+      d.t(pick(['Callback: ', 'Cell: ', 'Mobile ']))
+        .p('phone', chance(0.3) ? p.phone.replace(/\D/g, '').slice(-10) : p.phone)
+        .t('\n');
       break;
     case 2: {
       const rel = newPerson();
-      d.t(`Good afternoon, I am calling for my ${pick(['mother', 'father', 'husband', 'wife', 'son'])}, `).p('name', `${rel.first} ${rel.last}`).t('. ').t(pick(['He', 'She'])).t(' is out of ').p('medication', drug).t(' and the pharmacy says the prescription expired. My number is ').p('phone', p.phone).t(`. Thanks, `).p('name', p.first).t('\n');
+      d.t(`Good afternoon, I am calling for my ${pick(['mother', 'father', 'husband', 'wife', 'son'])}, `)
+        .p('name', `${rel.first} ${rel.last}`)
+        .t('. ')
+        .t(pick(['He', 'She']))
+        .t(' is out of ')
+        .p('medication', drug)
+        .t(' and the pharmacy says the prescription expired. My number is ')
+        .p('phone', p.phone)
+        .t(`. Thanks, `)
+        .p('name', p.first)
+        .t('\n');
       break;
     }
     default:
-      d.t('Hi ').p('name', p.first).t(', your ').p('medication', drug).t(` refill was sent to the pharmacy on `).p('date', fmtDate(futureDate(), false)).t(`. Pick-up is after ${pmTime()}. Take it with food.`);
+      d.t('Hi ')
+        .p('name', p.first)
+        .t(', your ')
+        .p('medication', drug)
+        .t(` refill was sent to the pharmacy on `)
+        .p('date', fmtDate(futureDate(), false))
+        .t(`. Pick-up is after ${pmTime()}. Take it with food.`);
   }
   distractorSentence(d);
   signoff(d);
@@ -408,23 +746,40 @@ const billing = (): Doc => {
   switch (int(0, 2)) {
     case 0:
       greet(d, p);
-      d.t(`Your statement is ready. Balance due: ${amount}. `).t(pick(['Account #: ', 'Account number ', 'Acct ', 'Patient account no. '])).p('account_number', pick([digits(8), `${digits(4)}-${digits(4)}`, `PA${digits(7)}`])).t('.');
-      d.t(' Date of service: ').p('date', fmtDate(new Date(Date.UTC(2025, int(0, 11), int(1, 28))))).t('.');
+      d.t(`Your statement is ready. Balance due: ${amount}. `)
+        .t(pick(['Account #: ', 'Account number ', 'Acct ', 'Patient account no. ']))
+        .p('account_number', pick([digits(8), `${digits(4)}-${digits(4)}`, `PA${digits(7)}`]))
+        .t('.');
+      d.t(' Date of service: ')
+        .p('date', fmtDate(new Date(Date.UTC(2025, int(0, 11), int(1, 28)))))
+        .t('.');
       break;
     case 1:
       d.t('Billing inquiry\n');
       nameLine(d, p);
       d.t('Guarantor account #').p('account_number', digits(9)).t('\n');
-      d.t(pick(['Claim number: ', 'Claim #'])).p('other_id', `CLM${digits(8)}`).t('\n');
-      d.t('Insurance member ID: ').p('health_plan_id', `${pick(['XKH', 'BCB', 'AET', 'MA'])}${digits(9)}`).t(` Group #: ${digits(5)}\n`);
+      d.t(pick(['Claim number: ', 'Claim #']))
+        .p('other_id', `CLM${digits(8)}`)
+        .t('\n');
+      d.t('Insurance member ID: ')
+        .p('health_plan_id', `${pick(['XKH', 'BCB', 'AET', 'MA'])}${digits(9)}`)
+        .t(` Group #: ${digits(5)}\n`);
       d.t(`Amount: ${amount}\n`);
       if (chance(0.5)) {
         const [city, st, zip] = pick(CITIES);
-        d.t('Billing address: ').p('address', `${int(2, 9800)} ${pick(STREETS)} ${pick(SUFFIXES)}, ${city}`).t(`, ${st} `).p('zip', zip).t('\n');
+        d.t('Billing address: ')
+          .p('address', `${int(2, 9800)} ${pick(STREETS)} ${pick(SUFFIXES)}, ${city}`)
+          .t(`, ${st} `)
+          .p('zip', zip)
+          .t('\n');
       }
       break;
     default:
-      d.t('Hello ').p('name', `${p.first} ${p.last}`).t(`, we received your payment of ${amount}, thank you. Confirmation PAY-${digits(6)}. A receipt was sent to `).p('email', p.email).t('.');
+      d.t('Hello ')
+        .p('name', `${p.first} ${p.last}`)
+        .t(`, we received your payment of ${amount}, thank you. Confirmation PAY-${digits(6)}. A receipt was sent to `)
+        .p('email', p.email)
+        .t('.');
       if (chance(0.5)) d.t(' Your SSN on file ends in ').t(digits(4)).t('.');
   }
   distractorSentence(d);
@@ -458,12 +813,34 @@ const recordsRequest = (): Doc => {
   const d = new Doc();
   const p = newPerson();
   const [city, st, zip] = pick(CITIES);
-  d.t('Records request\n\nI, ').p('name', `${p.first} ${p.last}`).t(', request a copy of my records. Date of birth ').p('dob', fmtDate(p.dob)).t('. ');
-  d.t(pick(['SSN: ', 'Social Security Number: ', 'SSN '])).p('ssn', pick([`${int(100, 665)}-${pad(int(1, 99))}-${pad(int(1, 9999), 4)}`, `${int(100, 665)} ${pad(int(1, 99))} ${pad(int(1, 9999), 4)}`, `${int(100, 665)}${pad(int(1, 99))}${pad(int(1, 9999), 4)}`])).t('. ');
-  d.t(pick(["Driver's license: ", 'Driver’s License #', 'License number '])).p('license_number', `${pick(['S', 'D', 'M'])}${digits(8)}`).t('.\n');
-  d.t('Mail to: ').p('address', `${int(2, 9800)} ${pick(STREETS)} ${pick(SUFFIXES)}, ${city}`).t(`, ${st} `).p('zip', zip).t('\n');
+  d.t('Records request\n\nI, ')
+    .p('name', `${p.first} ${p.last}`)
+    .t(', request a copy of my records. Date of birth ')
+    .p('dob', fmtDate(p.dob))
+    .t('. ');
+  d.t(pick(['SSN: ', 'Social Security Number: ', 'SSN ']))
+    .p(
+      'ssn',
+      pick([
+        `${int(100, 665)}-${pad(int(1, 99))}-${pad(int(1, 9999), 4)}`,
+        `${int(100, 665)} ${pad(int(1, 99))} ${pad(int(1, 9999), 4)}`,
+        `${int(100, 665)}${pad(int(1, 99))}${pad(int(1, 9999), 4)}`,
+      ]),
+    )
+    .t('. ');
+  d.t(pick(["Driver's license: ", 'Driver’s License #', 'License number ']))
+    .p('license_number', `${pick(['S', 'D', 'M'])}${digits(8)}`)
+    .t('.\n');
+  d.t('Mail to: ')
+    .p('address', `${int(2, 9800)} ${pick(STREETS)} ${pick(SUFFIXES)}, ${city}`)
+    .t(`, ${st} `)
+    .p('zip', zip)
+    .t('\n');
   if (chance(0.5)) d.t('Or email ').p('email', p.email).t('. ');
-  if (chance(0.4)) d.t('Parking permit for license plate ').p('vehicle_id', `${int(1, 9)}${pick(['KLM', 'TRX', 'BPD'])}${digits(3)}`).t('.');
+  if (chance(0.4))
+    d.t('Parking permit for license plate ')
+      .p('vehicle_id', `${int(1, 9)}${pick(['KLM', 'TRX', 'BPD'])}${digits(3)}`)
+      .t('.');
   signoff(d);
   return d;
 };
@@ -472,7 +849,13 @@ const portalSecurity = (): Doc => {
   const d = new Doc();
   const p = newPerson();
   greet(d, p);
-  d.t('We noticed a new sign-in to your patient portal account from IP address ').p('ip_address', `${int(11, 223)}.${int(0, 255)}.${int(0, 255)}.${int(1, 254)}`).t(` at ${pmTime()}. If this was not you, reset your password at `).p('url', `https://portal.${ORG.domain}/reset?token=${Array.from({ length: 24 }, () => pick([...'abcdef0123456789'])).join('')}`).t(`. The account email is `).p('email', p.email).t('.');
+  d.t('We noticed a new sign-in to your patient portal account from IP address ')
+    .p('ip_address', `${int(11, 223)}.${int(0, 255)}.${int(0, 255)}.${int(1, 254)}`)
+    .t(` at ${pmTime()}. If this was not you, reset your password at `)
+    .p('url', `https://portal.${ORG.domain}/reset?token=${Array.from({ length: 24 }, () => pick([...'abcdef0123456789'])).join('')}`)
+    .t(`. The account email is `)
+    .p('email', p.email)
+    .t('.');
   signoff(d);
   return d;
 };
@@ -481,8 +864,15 @@ const deviceClinic = (): Doc => {
   const d = new Doc();
   const p = newPerson();
   greet(d, p);
-  d.t(`Your remote ${pick(['pacemaker', 'defibrillator', 'glucose monitor'])} transmission was received. `).t(pick(['Serial number: ', 'Device serial ', 'S/N '])).p('device_id', `${pick(['PJN', 'RTX', 'G7'])}${digits(6)}${pick(['', 'H'])}`).t('. ');
-  d.t(`${clinician()} found no changes in your `).p('diagnosis', pick(['atrial fibrillation', 'heart failure', 'type 1 diabetes'])).t('. Next check: ').p('date', fmtDate(futureDate())).t('.');
+  d.t(`Your remote ${pick(['pacemaker', 'defibrillator', 'glucose monitor'])} transmission was received. `)
+    .t(pick(['Serial number: ', 'Device serial ', 'S/N ']))
+    .p('device_id', `${pick(['PJN', 'RTX', 'G7'])}${digits(6)}${pick(['', 'H'])}`)
+    .t('. ');
+  d.t(`${clinician()} found no changes in your `)
+    .p('diagnosis', pick(['atrial fibrillation', 'heart failure', 'type 1 diabetes']))
+    .t('. Next check: ')
+    .p('date', fmtDate(futureDate()))
+    .t('.');
   signoff(d);
   return d;
 };
@@ -493,13 +883,21 @@ const part2 = (): Doc => {
   switch (int(0, 1)) {
     case 0:
       greet(d, p);
-      d.t('This confirms your intake at the Recovery Program on ').p('date', fmtDate(futureDate(), chance(0.5))).t(`. Bring your `).p('part2', pick(['buprenorphine', 'Suboxone', 'methadone'])).t(' dose card.');
+      d.t('This confirms your intake at the Recovery Program on ')
+        .p('date', fmtDate(futureDate(), chance(0.5)))
+        .t(`. Bring your `)
+        .p('part2', pick(['buprenorphine', 'Suboxone', 'methadone']))
+        .t(' dose card.');
       break;
     default:
       d.t('Care coordination note\n');
       nameLine(d, p);
       mrnLine(d, p);
-      d.t('Enrolled in treatment for ').p('part2', pick(['opioid use disorder', 'alcohol use disorder', 'substance use disorder'])).t('; started ').p('part2', pick(['naltrexone', 'Vivitrol', 'buprenorphine'])).t('. Do not redisclose (42 CFR Part 2).\n');
+      d.t('Enrolled in treatment for ')
+        .p('part2', pick(['opioid use disorder', 'alcohol use disorder', 'substance use disorder']))
+        .t('; started ')
+        .p('part2', pick(['naltrexone', 'Vivitrol', 'buprenorphine']))
+        .t('. Do not redisclose (42 CFR Part 2).\n');
   }
   signoff(d);
   return d;
@@ -540,4 +938,6 @@ const org = {
   orgAddresses: [ORG.address],
 };
 fs.writeFileSync(path.join(OUT, 'org.json'), `${JSON.stringify(org, null, 2)}\n`);
-console.log(`wrote ${messages.length} messages, ${messages.reduce((n, m) => n + m.spans.length, 0)} gold spans, ${org.contacts.length} contacts to ${OUT}`);
+console.log(
+  `wrote ${messages.length} messages, ${messages.reduce((n, m) => n + m.spans.length, 0)} gold spans, ${org.contacts.length} contacts to ${OUT}`,
+);

@@ -8,10 +8,16 @@ import { freePort, repoRoot, stopChild } from './support/processes.js';
 
 type Answer = { status: number; body: any };
 
-const api = (port: number) => async (method: string, p: string, key: string, body?: unknown): Promise<Answer> => {
-  const r = await fetch(`http://127.0.0.1:${port}${p}`, { method, headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
-  return { status: r.status, body: await r.json() };
-};
+const api =
+  (port: number) =>
+  async (method: string, p: string, key: string, body?: unknown): Promise<Answer> => {
+    const r = await fetch(`http://127.0.0.1:${port}${p}`, {
+      method,
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    return { status: r.status, body: await r.json() };
+  };
 
 const APPROVALS = 24;
 
@@ -22,7 +28,13 @@ const serve = async (env: Record<string, string>): Promise<Serve> => {
   const port = await freePort();
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src/cli/main.ts'), 'serve'], {
     cwd: repoRoot,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env, MAILWARD_HTTP_PORT: String(port), MAILWARD_SMTP_PORT: String(await freePort()) },
+    env: {
+      PATH: process.env.PATH ?? '',
+      HOME: process.env.HOME ?? '/tmp',
+      ...env,
+      MAILWARD_HTTP_PORT: String(port),
+      MAILWARD_SMTP_PORT: String(await freePort()),
+    },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let err = '';
@@ -55,11 +67,20 @@ for (const dialect of testDialects()) {
     beforeAll(async () => {
       db = await freshDatabase(dialect);
       // Delivery goes to a closed port: approved mail is queued and deferred, never sent anywhere.
-      const env = { ...db.env, MAILWARD_LOG_LEVEL: 'warn', MAILWARD_SMTP_RELAY: `smtp://127.0.0.1:${await freePort()}`, MAILWARD_DELIVERY_RETRY_SCHEDULE: '3600' };
+      const env = {
+        ...db.env,
+        MAILWARD_LOG_LEVEL: 'warn',
+        MAILWARD_SMTP_RELAY: `smtp://127.0.0.1:${await freePort()}`,
+        MAILWARD_DELIVERY_RETRY_SCHEDULE: '3600',
+      };
       // The first process initialises the store; the second shares it (one PostgreSQL database, or one SQLite file).
       a = await serve(env);
       b = await serve(env);
-      store = openStore(db.url ? { kind: 'postgres', url: db.url, poolSize: 2 } : { kind: 'sqlite', file: path.join(db.dataDir, 'mailward.db'), checkpointEveryMs: 0 });
+      store = openStore(
+        db.url
+          ? { kind: 'postgres', url: db.url, poolSize: 2 }
+          : { kind: 'sqlite', file: path.join(db.dataDir, 'mailward.db'), checkpointEveryMs: 0 },
+      );
     }, 300_000);
     afterAll(async () => {
       await store?.destroy();
@@ -75,20 +96,43 @@ for (const dialect of testDialects()) {
       const dep = await onA('POST', '/v1/departments', admin, { name: 'Cardiology' });
       const reviewers: string[] = [];
       for (const name of ['Dr. Rivera', 'Dr. Chen']) {
-        const h = await onA('POST', '/v1/humans', admin, { name, email: `${name.slice(4).toLowerCase()}@hospital.example`, roles: ['reviewer'] });
+        const h = await onA('POST', '/v1/humans', admin, {
+          name,
+          email: `${name.slice(4).toLowerCase()}@hospital.example`,
+          roles: ['reviewer'],
+        });
         reviewers.push((await onA('POST', `/v1/humans/${h.body.id}/api-keys`, admin, {})).body.key);
       }
-      const agent = await onA('POST', '/v1/agents', admin, { name: 'Reminder Bot', department_id: dep.body.id, responsible_human_id: (await onA('GET', '/v1/me', reviewers[0]!)).body.principal.id });
+      const agent = await onA('POST', '/v1/agents', admin, {
+        name: 'Reminder Bot',
+        department_id: dep.body.id,
+        responsible_human_id: (await onA('GET', '/v1/me', reviewers[0]!)).body.principal.id,
+      });
       const agentKey = (await onA('POST', `/v1/agents/${agent.body.id}/api-keys`, admin, {})).body.key;
-      const mbx = await onA('POST', '/v1/mailboxes', admin, { agent_id: agent.body.id, display_name: 'Reminders', oversight_mode: 'gated_send' });
+      const mbx = await onA('POST', '/v1/mailboxes', admin, {
+        agent_id: agent.body.id,
+        display_name: 'Reminders',
+        oversight_mode: 'gated_send',
+      });
       expect(mbx.status).toBe(201);
       const emails: string[] = [];
       for (let i = 0; i < APPROVALS; i++) {
-        const r = await onA('POST', `/v1/mailboxes/${mbx.body.id}/send`, agentKey, { to: [`patient${i}@clinic.example`], subject: `Reminder ${i}`, text: `Appointment ${i}` });
+        const r = await onA('POST', `/v1/mailboxes/${mbx.body.id}/send`, agentKey, {
+          to: [`patient${i}@clinic.example`],
+          subject: `Reminder ${i}`,
+          text: `Appointment ${i}`,
+        });
         expect(r.body.status).toBe('pending_approval');
         emails.push(r.body.id);
       }
-      const pending = (await store.db.selectFrom('approvals').select(['id', 'message_id as email_id']).where('status', '=', 'pending').orderBy('id').execute()).map((r) => ({ id: r.id, email_id: r.email_id }));
+      const pending = (
+        await store.db
+          .selectFrom('approvals')
+          .select(['id', 'message_id as email_id'])
+          .where('status', '=', 'pending')
+          .orderBy('id')
+          .execute()
+      ).map((r) => ({ id: r.id, email_id: r.email_id }));
       expect(pending.map((p) => p.email_id).sort()).toEqual([...emails].sort());
 
       // Approve on one process, reject on the other, both sent at once; which process approves alternates.
@@ -120,7 +164,9 @@ for (const dialect of testDialects()) {
         const decisions = successes.filter((e) => e.outcome === 'success' && e.details.approval_id === p.id);
         expect(decisions.map((e) => e.action)).toEqual([approved ? 'email.approved' : 'email.rejected']);
         const denials = successes.filter((e) => e.outcome === 'denied' && e.target?.id === p.id);
-        expect(denials.map((e) => [e.action, e.details.code])).toEqual([[approved ? 'email.rejected' : 'email.approved', 'approval_decided']]);
+        expect(denials.map((e) => [e.action, e.details.code])).toEqual([
+          [approved ? 'email.rejected' : 'email.approved', 'approval_decided'],
+        ]);
 
         const apr = await store.db.selectFrom('approvals').selectAll().where('id', '=', p.id).executeTakeFirstOrThrow();
         expect(apr.status).toBe(approved ? 'approved' : 'rejected');

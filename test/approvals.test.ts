@@ -34,9 +34,17 @@ for (const dialect of testDialects()) {
       port = (t.app.server.address() as AddressInfo).port;
       const seed = await seedMailbox(t, 'autonomous');
       reviewerKey = (await t.call('POST', `/v1/humans/${seed.reviewer.id}/api-keys`, t.adminKey, { scopes: ['reviewer'] })).body.key;
-      const officer = await t.call('POST', '/v1/humans', t.adminKey, { name: 'Privacy Officer', email: 'privacy@hospital.example', roles: ['privacy_officer'] });
+      const officer = await t.call('POST', '/v1/humans', t.adminKey, {
+        name: 'Privacy Officer',
+        email: 'privacy@hospital.example',
+        roles: ['privacy_officer'],
+      });
       officerKey = (await t.call('POST', `/v1/humans/${officer.body.id}/api-keys`, t.adminKey, {})).body.key;
-      const auditor = await t.call('POST', '/v1/humans', t.adminKey, { name: 'Auditor', email: 'auditor@hospital.example', roles: ['auditor'] });
+      const auditor = await t.call('POST', '/v1/humans', t.adminKey, {
+        name: 'Auditor',
+        email: 'auditor@hospital.example',
+        roles: ['auditor'],
+      });
       auditorKey = (await t.call('POST', `/v1/humans/${auditor.body.id}/api-keys`, t.adminKey, {})).body.key;
     }, 60_000);
     afterAll(async () => {
@@ -48,7 +56,10 @@ for (const dialect of testDialects()) {
       const s = await seedMailbox(t, 'gated_send');
       const ids: string[] = [];
       for (let i = 0; i < 7; i++) {
-        const r = await t.call('POST', `/v1/mailboxes/${s.mailbox.id}/send`, s.agentKey, { to: [`queue${i}.${dialect}@clinic.example`], ...REMINDER });
+        const r = await t.call('POST', `/v1/mailboxes/${s.mailbox.id}/send`, s.agentKey, {
+          to: [`queue${i}.${dialect}@clinic.example`],
+          ...REMINDER,
+        });
         expect(r.body.status).toBe('pending_approval');
         ids.push(await approvalOf(r.body.id));
       }
@@ -83,7 +94,11 @@ for (const dialect of testDialects()) {
       expect(list.status).toBe(200);
       const reads = await events('action=approval.list');
       const mine = reads.at(-1);
-      expect(mine).toMatchObject({ outcome: 'success', actor: { type: 'human' }, details: { status: 'pending', limit: 2, count: list.body.approvals.length, has_cursor: false } });
+      expect(mine).toMatchObject({
+        outcome: 'success',
+        actor: { type: 'human' },
+        details: { status: 'pending', limit: 2, count: list.body.approvals.length, has_cursor: false },
+      });
       expect(mine.details.filter_hash).toMatch(/^[0-9a-f]{64}$/);
       expect(JSON.stringify(mine)).not.toMatch(/potassium|5\.9 mmol|clinic\.example/);
     });
@@ -92,7 +107,12 @@ for (const dialect of testDialects()) {
       const first = await t.call('GET', '/v1/audit/events?limit=5&action=consent.recorded', auditorKey);
       expect(first.status).toBe(200);
       const reads = await events('action=audit.events.read');
-      const read = reads.find((e) => e.details.filters?.includes('action') && e.details.count === first.body.events.length && e.details.last_seq === first.body.events.at(-1)?.seq);
+      const read = reads.find(
+        (e) =>
+          e.details.filters?.includes('action') &&
+          e.details.count === first.body.events.length &&
+          e.details.last_seq === first.body.events.at(-1)?.seq,
+      );
       expect(read).toMatchObject({ outcome: 'success', actor: { type: 'human' }, details: { filters: ['action'] } });
       expect(read.details.filter_hash).toMatch(/^[0-9a-f]{64}$/);
 
@@ -101,7 +121,11 @@ for (const dialect of testDialects()) {
       expect(proof.status).toBe(200);
       const proofs = await events(`action=audit.proof.read&target_id=${seq}`);
       expect(proofs).toHaveLength(1);
-      expect(proofs[0]).toMatchObject({ outcome: 'success', target: { type: 'audit_event', id: String(seq) }, details: { seq, tree_size: proof.body.tree_size } });
+      expect(proofs[0]).toMatchObject({
+        outcome: 'success',
+        target: { type: 'audit_event', id: String(seq) },
+        details: { seq, tree_size: proof.body.tree_size },
+      });
     });
 
     it('ends audit paging at the end of the log even though each read appends an event', async () => {
@@ -129,13 +153,21 @@ for (const dialect of testDialects()) {
       const ok = await t.call('POST', `/v1/mailboxes/${s.mailbox.id}/send`, s.agentKey, { to: [to], ...REMINDER, category: 'appointment' });
       expect(ok.body.status).toBe('queued');
       // A contact who consented without naming categories accepts every category.
-      const open = await t.call('POST', `/v1/mailboxes/${s.mailbox.id}/send`, s.agentKey, { to: [await patient([])], ...LAB, category: 'results' });
+      const open = await t.call('POST', `/v1/mailboxes/${s.mailbox.id}/send`, s.agentKey, {
+        to: [await patient([])],
+        ...LAB,
+        category: 'results',
+      });
       expect(open.body.status).toBe('queued');
 
       const reply = await t.call('POST', `/v1/emails/${ok.body.id}/reply`, s.agentKey, { text: LAB.text, category: 'results' });
       expect(reply.status).toBe(202);
       expect(reply.body.status).toBe('pending_approval');
-      expect((await t.call('GET', `/v1/emails/${reply.body.id}`, s.agentKey)).body.approval.reasons).toContainEqual({ code: 'consent_category', category: 'results', recipients: 1 });
+      expect((await t.call('GET', `/v1/emails/${reply.body.id}`, s.agentKey)).body.approval.reasons).toContainEqual({
+        code: 'consent_category',
+        category: 'results',
+        recipients: 1,
+      });
       const submitted = (await events(`action=email.submitted&target_id=${reply.body.id}`))[0];
       expect(submitted.details.category).toBe('results');
 
@@ -148,13 +180,30 @@ for (const dialect of testDialects()) {
       const to = await patient(['appointment']);
       const mcp = await connectHttp(port, s.agentKey);
       try {
-        const r = await mcp.call('send_email', { mailbox_id: s.mailbox.id, to: [to], ...LAB, category: 'results', idempotency_key: `k-${dialect}-1` });
+        const r = await mcp.call('send_email', {
+          mailbox_id: s.mailbox.id,
+          to: [to],
+          ...LAB,
+          category: 'results',
+          idempotency_key: `k-${dialect}-1`,
+        });
         expect(r.isError).toBeFalsy();
         expect(r.structuredContent.status).toBe('pending_approval');
         expect((await row(r.structuredContent.id)).status_reason).toContain('consent_category');
-        const base = await mcp.call('send_email', { mailbox_id: s.mailbox.id, to: [to], ...REMINDER, category: 'appointment', idempotency_key: `k-${dialect}-2` });
+        const base = await mcp.call('send_email', {
+          mailbox_id: s.mailbox.id,
+          to: [to],
+          ...REMINDER,
+          category: 'appointment',
+          idempotency_key: `k-${dialect}-2`,
+        });
         expect(base.structuredContent.status).toBe('queued');
-        const re = await mcp.call('reply_email', { email_id: base.structuredContent.id, text: LAB.text, category: 'results', idempotency_key: `k-${dialect}-3` });
+        const re = await mcp.call('reply_email', {
+          email_id: base.structuredContent.id,
+          text: LAB.text,
+          category: 'results',
+          idempotency_key: `k-${dialect}-3`,
+        });
         expect(re.structuredContent.status).toBe('pending_approval');
       } finally {
         await mcp.close();
@@ -186,10 +235,18 @@ for (const dialect of testDialects()) {
       // A consent narrowed while a message waited is seen at approval.
       const gated = await seedMailbox(t, 'gated_send');
       const later = await patient([]);
-      const held = await t.call('POST', `/v1/mailboxes/${gated.mailbox.id}/send`, gated.agentKey, { to: [later], ...LAB, category: 'results' });
-      expect((await t.call('GET', `/v1/emails/${held.body.id}`, gated.agentKey)).body.approval.reasons.map((x: { code: string }) => x.code)).not.toContain('consent_category');
+      const held = await t.call('POST', `/v1/mailboxes/${gated.mailbox.id}/send`, gated.agentKey, {
+        to: [later],
+        ...LAB,
+        category: 'results',
+      });
+      expect(
+        (await t.call('GET', `/v1/emails/${held.body.id}`, gated.agentKey)).body.approval.reasons.map((x: { code: string }) => x.code),
+      ).not.toContain('consent_category');
       await t.call('PUT', consentPath(later), officerKey, { electronic: true, categories: ['appointment'], source: 'patient_portal' });
-      expect((await t.call('POST', `/v1/approvals/${await approvalOf(held.body.id)}/approve`, reviewerKey, {})).body.code).toBe('consent_category');
+      expect((await t.call('POST', `/v1/approvals/${await approvalOf(held.body.id)}/approve`, reviewerKey, {})).body.code).toBe(
+        'consent_category',
+      );
     });
 
     it('lets only one decision win: a second decision answers 409 and is audited as denied', async () => {

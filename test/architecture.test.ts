@@ -15,12 +15,19 @@ const importsOf = (file: string): string[] =>
   [...fs.readFileSync(file, 'utf8').matchAll(/^\s*(?:import|export)[^'"]*from\s+'([^']+)'/gm)].map((m) => m[1]!);
 
 const offenders = (dirs: string[], forbidden: RegExp) =>
-  dirs.flatMap((d) => filesUnder(path.join(src, d)).flatMap((f) => importsOf(f).filter((i) => forbidden.test(i)).map((i) => `${path.relative(src, f)} -> ${i}`)));
+  dirs.flatMap((d) =>
+    filesUnder(path.join(src, d)).flatMap((f) =>
+      importsOf(f)
+        .filter((i) => forbidden.test(i))
+        .map((i) => `${path.relative(src, f)} -> ${i}`),
+    ),
+  );
 
 // STYLE.md, dependency direction: adapters -> services -> repos -> store -> kernel.
 describe('dependency direction', () => {
   it('keeps protocol libraries and adapters out of services', () => {
-    const adapters = /^(fastify|fastify-type-provider-zod|@fastify\/.*|smtp-server|commander|@modelcontextprotocol\/.*)$|\/(http|cli|mcp|web)\//;
+    const adapters =
+      /^(fastify|fastify-type-provider-zod|@fastify\/.*|smtp-server|commander|@modelcontextprotocol\/.*)$|\/(http|cli|mcp|web)\//;
     expect(offenders(['identity', 'audit', 'vault', 'mail', 'oversight', 'phi', 'queue', 'kernel', 'store'], adapters)).toEqual([]);
   });
 

@@ -31,7 +31,9 @@ const rootFromPath = (m: number, n: number, leaf: Buffer, path: Buffer[]): Buffe
   const last = path.at(-1);
   if (!last) throw new Error('path too short');
   const rest = path.slice(0, -1);
-  return m < k ? sha(Buffer.from([1]), rootFromPath(m, k, leaf, rest), last) : sha(Buffer.from([1]), last, rootFromPath(m - k, n - k, leaf, rest));
+  return m < k
+    ? sha(Buffer.from([1]), rootFromPath(m, k, leaf, rest), last)
+    : sha(Buffer.from([1]), last, rootFromPath(m - k, n - k, leaf, rest));
 };
 
 /** Checks a checkpoint's note with the Ed25519 key from /.well-known/jwks.json and nothing else. */
@@ -55,7 +57,11 @@ for (const dialect of testDialects()) {
     beforeAll(async () => {
       t = await createTestApp(dialect);
       seeded = await seedAgent(t);
-      const auditor = await t.call('POST', '/v1/humans', t.adminKey, { name: 'Ines Auditor', email: 'auditor@hospital.example', roles: ['auditor'] });
+      const auditor = await t.call('POST', '/v1/humans', t.adminKey, {
+        name: 'Ines Auditor',
+        email: 'auditor@hospital.example',
+        roles: ['auditor'],
+      });
       auditorKey = (await t.call('POST', `/v1/humans/${auditor.body.id}/api-keys`, t.adminKey, {})).body.key;
       for (let i = 0; i < 37; i++) await t.c.audit.recordAlone({ action: 'test.event', actor: systemActor(t.orgId), details: { i } });
     });
@@ -73,7 +79,8 @@ for (const dialect of testDialects()) {
       expect(denied.actor).toEqual({ id: seeded.agent.id, type: 'agent' });
       expect(denied.delegation_chain.at(-1)).toMatchObject({ type: 'agent', id: seeded.agent.id });
       // The chain is installation-wide: consecutive seqs of this organization link directly.
-      for (let i = 1; i < events.length; i++) if (events[i].seq === events[i - 1].seq + 1) expect(events[i].prev_hash).toBe(events[i - 1].hash);
+      for (let i = 1; i < events.length; i++)
+        if (events[i].seq === events[i - 1].seq + 1) expect(events[i].prev_hash).toBe(events[i - 1].hash);
     });
 
     it('serves a signed checkpoint that verifies against the published JWKS', async () => {
@@ -105,7 +112,15 @@ for (const dialect of testDialects()) {
       expect(second.tree_size).toBeGreaterThan(first.tree_size);
       const c = await t.call('GET', `/v1/audit/consistency?first=${first.tree_size}&second=${second.tree_size}`, auditorKey);
       expect(c.status).toBe(200);
-      expect(() => verifyConsistency(first.tree_size, second.tree_size, Buffer.from(first.root_hash, 'hex'), Buffer.from(second.root_hash, 'hex'), hexes(c.body.proof))).not.toThrow();
+      expect(() =>
+        verifyConsistency(
+          first.tree_size,
+          second.tree_size,
+          Buffer.from(first.root_hash, 'hex'),
+          Buffer.from(second.root_hash, 'hex'),
+          hexes(c.body.proof),
+        ),
+      ).not.toThrow();
       const latest = await t.call('GET', `/v1/audit/events/${second.tree_size}/proof`, auditorKey);
       expect(latest.status).toBe(200);
     });
@@ -128,19 +143,34 @@ for (const dialect of testDialects()) {
       expect(recorded.body.events.at(-1)).toMatchObject({ outcome: 'success', details: { ok: true } });
       expect((await t.call('GET', '/v1/audit/verify', seeded.agentKey)).status).toBe(404);
       const paths = Object.keys((await t.call('GET', '/openapi.json', null)).body.paths);
-      expect(paths).toEqual(expect.arrayContaining(['/v1/audit/checkpoint', '/v1/audit/events/{seq}/proof', '/v1/audit/consistency', '/v1/audit/verify', '/v1/audit/legal-holds']));
+      expect(paths).toEqual(
+        expect.arrayContaining([
+          '/v1/audit/checkpoint',
+          '/v1/audit/events/{seq}/proof',
+          '/v1/audit/consistency',
+          '/v1/audit/verify',
+          '/v1/audit/legal-holds',
+        ]),
+      );
     });
 
     it('exports JSONL that a third party verifies with only the file and the JWKS, and names an edited line', async () => {
       const file = path.join(t.dataDir, 'export.jsonl');
       const jwksFile = path.join(t.dataDir, 'jwks.json');
       fs.writeFileSync(jwksFile, JSON.stringify((await t.call('GET', '/.well-known/jwks.json', null)).body));
-      const ex = await run(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'audit', 'export', '--out', file], { cwd: repoRoot, env: { ...process.env, ...t.env } });
+      const ex = await run(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'audit', 'export', '--out', file], {
+        cwd: repoRoot,
+        env: { ...process.env, ...t.env },
+      });
       expect(ex.stderr).toContain('exported');
       const lines = fs.readFileSync(file, 'utf8').trim().split('\n');
       expect(JSON.parse(lines[0]!).type).toBe('header');
       expect(JSON.parse(lines.at(-1)!).type).toBe('checkpoint');
-      const ok = await run(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'audit', 'verify', '--json', '--file', file, '--key', jwksFile], { cwd: repoRoot, env: { PATH: process.env.PATH } });
+      const ok = await run(
+        process.execPath,
+        ['--import', 'tsx', 'src/cli/main.ts', 'audit', 'verify', '--json', '--file', file, '--key', jwksFile],
+        { cwd: repoRoot, env: { PATH: process.env.PATH } },
+      );
       expect(JSON.parse(ok.stdout)).toMatchObject({ ok: true, key_pinned: true });
 
       const edited = lines.map((l) => (l.includes('"seq":9,') ? l.replace('"action":"', '"action":"x') : l));
@@ -173,7 +203,9 @@ for (const dialect of testDialects()) {
       const hold = await t.call('POST', '/v1/audit/legal-holds', t.adminKey, { matter: 'OCR inquiry 2025-17' });
       expect(hold.status).toBe(201);
       await expect(t.c.auditLog.retention.purge(systemActor())).rejects.toMatchObject({ code: 'legal_hold_active' });
-      const events = (await t.c.store.db.selectFrom('audit_events').selectAll().where('action', '=', 'audit.purge').execute()).map((e) => e.outcome);
+      const events = (await t.c.store.db.selectFrom('audit_events').selectAll().where('action', '=', 'audit.purge').execute()).map(
+        (e) => e.outcome,
+      );
       expect(events).toEqual(['denied']);
       const released = await t.call('POST', `/v1/audit/legal-holds/${hold.body.id}/release`, t.adminKey, {});
       expect(released.status).toBe(200);
@@ -185,9 +217,18 @@ for (const dialect of testDialects()) {
       const r = await t.c.auditLog.retention.purge(systemActor());
       expect(r.purged).toBe(true);
       expect(r.through_seq % 16).toBe(0);
-      const oldest = await t.c.store.db.selectFrom('audit_events').select(['seq', 'action']).orderBy('seq').limit(1).executeTakeFirstOrThrow();
+      const oldest = await t.c.store.db
+        .selectFrom('audit_events')
+        .select(['seq', 'action'])
+        .orderBy('seq')
+        .limit(1)
+        .executeTakeFirstOrThrow();
       expect(oldest.seq).toBe(r.through_seq + 1);
-      const purged = await t.c.store.db.selectFrom('audit_events').selectAll().where('action', '=', 'audit.purged').executeTakeFirstOrThrow();
+      const purged = await t.c.store.db
+        .selectFrom('audit_events')
+        .selectAll()
+        .where('action', '=', 'audit.purged')
+        .executeTakeFirstOrThrow();
       expect(JSON.parse(purged.details)).toMatchObject({ through_seq: r.through_seq, deleted: r.deleted });
       expect(purged.seq).toBeGreaterThan(before);
       const v = await t.c.auditLog.verify();
@@ -199,7 +240,12 @@ for (const dialect of testDialects()) {
       const leaf = sha(Buffer.from([0]), Buffer.from((await t.c.audit.get(r.through_seq + 1, null))!.hash, 'hex'));
       expect(rootFromPath(r.through_seq, cp.tree_size, leaf, p).toString('hex')).toBe(cp.root_hash);
       // The trigger still refuses deleting anything the purge did not cover.
-      await expect(t.c.store.db.deleteFrom('audit_events').where('seq', '=', r.through_seq + 1).execute()).rejects.toThrow(/append-only/);
+      await expect(
+        t.c.store.db
+          .deleteFrom('audit_events')
+          .where('seq', '=', r.through_seq + 1)
+          .execute(),
+      ).rejects.toThrow(/append-only/);
       // An export after the purge still verifies from its prefix.
       const lines: string[] = [];
       await t.c.auditLog.exporter.exportLog({ write: (l) => void lines.push(l) });

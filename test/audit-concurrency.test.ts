@@ -22,7 +22,10 @@ describe.skipIf(!testDialects().includes('postgres'))('audit appends from severa
   it('leaves one gapless chain that verifies when two processes append thousands of events at once', async () => {
     const before = await t.c.auditLog.tree.headSeq();
     const child = (label: string) =>
-      run(process.execPath, ['--import', 'tsx', 'test/support/audit-appender.ts', '2000', '4', label], { cwd: repoRoot, env: { ...process.env, ...t.env } });
+      run(process.execPath, ['--import', 'tsx', 'test/support/audit-appender.ts', '2000', '4', label], {
+        cwd: repoRoot,
+        env: { ...process.env, ...t.env },
+      });
     const out = await Promise.all([child('a'), child('b')]);
     expect(out.map((o) => o.stdout.trim())).toEqual(['a done', 'b done']);
     const seqs = (await t.c.store.db.selectFrom('audit_events').select('seq').orderBy('seq').execute()).map((r) => Number(r.seq));

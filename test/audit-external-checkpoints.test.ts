@@ -21,7 +21,12 @@ const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..'
 
 const append = async (t: TestApp, n: number) => {
   for (let i = 0; i < n; i++) {
-    await t.c.audit.recordAlone({ action: 'test.event', actor: systemActor(t.orgId), target: { type: 'thing', id: `thing_${i}` }, details: { n: i } });
+    await t.c.audit.recordAlone({
+      action: 'test.event',
+      actor: systemActor(t.orgId),
+      target: { type: 'thing', id: `thing_${i}` },
+      details: { n: i },
+    });
   }
 };
 
@@ -29,7 +34,8 @@ const append = async (t: TestApp, n: number) => {
 const dropTriggers = async (t: TestApp) => {
   const db = t.c.store.db;
   if (t.dialect === 'sqlite') {
-    for (const name of ['audit_events_no_update', 'audit_events_no_delete', 'audit_checkpoints_no_delete']) await sql`drop trigger ${sql.raw(name)}`.execute(db);
+    for (const name of ['audit_events_no_update', 'audit_events_no_delete', 'audit_checkpoints_no_delete'])
+      await sql`drop trigger ${sql.raw(name)}`.execute(db);
   } else {
     await sql`alter table audit_events disable trigger audit_events_append_only`.execute(db);
     await sql`alter table audit_checkpoints disable trigger audit_checkpoints_append_only`.execute(db);
@@ -43,7 +49,11 @@ const cutAfter = async (t: TestApp, seq: number) => {
   await db.deleteFrom('audit_checkpoints').where('tree_size', '>', seq).execute();
   const last = await db.selectFrom('audit_events').select('hash').where('seq', '=', seq).executeTakeFirstOrThrow();
   await db.updateTable('audit_head').set({ seq, hash: last.hash }).where('id', '=', 1).execute();
-  await db.updateTable('audit_tree_state').set({ size: Math.floor(seq / 16) * 16 }).where('id', '=', 1).execute();
+  await db
+    .updateTable('audit_tree_state')
+    .set({ size: Math.floor(seq / 16) * 16 })
+    .where('id', '=', 1)
+    .execute();
 };
 
 /** Edits the event at `seq`, recomputes the chain after it and deletes the checkpoints it would contradict. */
@@ -67,7 +77,10 @@ const cli = (t: TestApp, args: string[]) => cliEnv(t.env, args);
 
 const cliEnv = async (env: Record<string, string>, args: string[]) => {
   try {
-    const r = await run(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], { cwd: repoRoot, env: { ...process.env, ...env } });
+    const r = await run(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
+      cwd: repoRoot,
+      env: { ...process.env, ...env },
+    });
     return { code: 0, stdout: r.stdout, stderr: r.stderr };
   } catch (e) {
     const err = e as { code: number; stdout: string; stderr: string };
@@ -118,14 +131,27 @@ for (const dialect of testDialects()) {
       expect(fs.readFileSync(path.join(dir, `${first.tree_size}.note`), 'utf8')).toBe(first.note);
       expect(fs.readFileSync(path.join(dir, `${second.tree_size}.note`), 'utf8')).toBe(second.note);
       expect(fs.statSync(path.join(dir, `${second.tree_size}.note`)).mode & 0o777).toBe(0o644);
-      const hashes = fs.readFileSync(path.join(dir, `${second.tree_size}.hashes`), 'utf8').trim().split('\n');
+      const hashes = fs
+        .readFileSync(path.join(dir, `${second.tree_size}.hashes`), 'utf8')
+        .trim()
+        .split('\n');
       expect(hashes[0]).toBe(`mailward-audit-hashes/v1 ${first.tree_size + 1} ${second.tree_size}`);
-      const stored = await app.c.store.db.selectFrom('audit_events').select('hash').where('seq', '>', first.tree_size).where('seq', '<=', second.tree_size).orderBy('seq').execute();
+      const stored = await app.c.store.db
+        .selectFrom('audit_events')
+        .select('hash')
+        .where('seq', '>', first.tree_size)
+        .where('seq', '<=', second.tree_size)
+        .orderBy('seq')
+        .execute();
       expect(hashes.slice(1)).toEqual(stored.map((r) => r.hash));
       const r = await app.c.auditLog.verify();
       expect(r.problems).toEqual([]);
       expect(r.warnings).toEqual([]);
-      expect(r.coverage).toMatchObject({ signed_through: second.tree_size, unsigned_events: 0, external: { checked: 2, newest_size: second.tree_size } });
+      expect(r.coverage).toMatchObject({
+        signed_through: second.tree_size,
+        unsigned_events: 0,
+        external: { checked: 2, newest_size: second.tree_size },
+      });
       // A different note at a published size means one of them was forged: nothing is overwritten.
       fs.writeFileSync(path.join(dir, `${second.tree_size + 3}.note`), first.note);
       await append(app, 3);
@@ -190,7 +216,9 @@ for (const dialect of testDialects()) {
       expect(r.first_bad_seq).toBe(cp.tree_size - 29);
       expect(codes(r.problems)).toEqual(expect.arrayContaining(['truncated', 'checkpoint_missing']));
 
-      r = await app.c.auditLog.verify(undefined, { external: { dir: null, notes: [{ source: noteFile, text: fs.readFileSync(noteFile, 'utf8') }] } });
+      r = await app.c.auditLog.verify(undefined, {
+        external: { dir: null, notes: [{ source: noteFile, text: fs.readFileSync(noteFile, 'utf8') }] },
+      });
       expect(r.ok).toBe(false);
       expect(r.first_bad_seq).toBe(cp.tree_size - 29);
 
@@ -199,7 +227,11 @@ for (const dialect of testDialects()) {
       expect(codes(r.warnings)).toContain('no_external_checkpoint');
 
       // A less careful insider leaves the Merkle index as it was: it still remembers how far the log went.
-      await app.c.store.db.updateTable('audit_tree_state').set({ size: Math.floor(cp.tree_size / 16) * 16 }).where('id', '=', 1).execute();
+      await app.c.store.db
+        .updateTable('audit_tree_state')
+        .set({ size: Math.floor(cp.tree_size / 16) * 16 })
+        .where('id', '=', 1)
+        .execute();
       r = await app.c.auditLog.verify(undefined, { external: { dir: null } });
       expect(r.ok).toBe(false);
       expect(r.first_bad_seq).toBe(cp.tree_size - 29);
@@ -288,7 +320,11 @@ for (const dialect of testDialects()) {
         expect(notes).toHaveLength(1);
         const out = await cliEnv(env, ['audit', 'verify', '--json']);
         expect(out.code, out.stdout).toBe(0);
-        expect(JSON.parse(out.stdout)).toMatchObject({ ok: true, warnings: [], coverage: { unsigned_events: 0, external: { checked: 1 } } });
+        expect(JSON.parse(out.stdout)).toMatchObject({
+          ok: true,
+          warnings: [],
+          coverage: { unsigned_events: 0, external: { checked: 1 } },
+        });
       } finally {
         await db.drop();
       }
@@ -300,10 +336,14 @@ for (const dialect of testDialects()) {
       const cp = await app.c.auditLog.checkpoints.current();
       const w = witness('witness.example/w1');
       const cosigned = w.cosign(cp.note);
-      let r = await app.c.auditLog.verify(undefined, { external: { dir: null, notes: [{ source: 'witness', text: cosigned }], witnessKeys: [w.vkey] } });
+      let r = await app.c.auditLog.verify(undefined, {
+        external: { dir: null, notes: [{ source: 'witness', text: cosigned }], witnessKeys: [w.vkey] },
+      });
       expect(r.problems).toEqual([]);
       expect(r.coverage.external.checked).toBe(1);
-      r = await app.c.auditLog.verify(undefined, { external: { dir: null, notes: [{ source: 'plain', text: cp.note }], witnessKeys: [w.vkey] } });
+      r = await app.c.auditLog.verify(undefined, {
+        external: { dir: null, notes: [{ source: 'plain', text: cp.note }], witnessKeys: [w.vkey] },
+      });
       expect(r.ok).toBe(false);
       expect(codes(r.problems)).toEqual(['external_invalid']);
       const forged = cosigned.replace(`\n${cp.tree_size}\n`, `\n${cp.tree_size - 1}\n`);

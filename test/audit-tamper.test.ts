@@ -40,7 +40,10 @@ const dropTriggers = async (t: TestApp) => {
 
 const cli = async (t: TestApp, args: string[]) => {
   try {
-    const r = await run(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], { cwd: repoRoot, env: { ...process.env, ...t.env } });
+    const r = await run(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
+      cwd: repoRoot,
+      env: { ...process.env, ...t.env },
+    });
     return { code: 0, stdout: r.stdout, stderr: r.stderr };
   } catch (e) {
     const err = e as { code: number; stdout: string; stderr: string };
@@ -91,7 +94,9 @@ for (const dialect of testDialects()) {
 
     it('refuses UPDATE and DELETE on audit rows through its triggers', async () => {
       const app = await fresh(dialect, 3);
-      await expect(app.c.store.db.updateTable('audit_events').set({ action: 'x' }).where('seq', '=', 2).execute()).rejects.toThrow(/append-only/);
+      await expect(app.c.store.db.updateTable('audit_events').set({ action: 'x' }).where('seq', '=', 2).execute()).rejects.toThrow(
+        /append-only/,
+      );
       await expect(app.c.store.db.deleteFrom('audit_events').where('seq', '=', 2).execute()).rejects.toThrow(/append-only/);
       await app.c.auditLog.checkpoints.current();
       await expect(app.c.store.db.deleteFrom('audit_checkpoints').execute()).rejects.toThrow(/append-only/);
@@ -140,12 +145,19 @@ for (const dialect of testDialects()) {
       await app.c.auditLog.checkpoints.current();
       const head = await app.c.auditLog.tree.headSeq();
       await dropTriggers(app);
-      await app.c.store.db.deleteFrom('audit_events').where('seq', '>', head - 5).execute();
+      await app.c.store.db
+        .deleteFrom('audit_events')
+        .where('seq', '>', head - 5)
+        .execute();
       let r = await verify(app);
       expect(r.first_bad_seq).toBe(head - 4);
       expect(r.problems[0]!.code).toBe('truncated');
       // A careful tamperer also rewinds the head: the signed checkpoint still remembers.
-      await app.c.store.db.updateTable('audit_head').set({ seq: head - 5 }).where('id', '=', 1).execute();
+      await app.c.store.db
+        .updateTable('audit_head')
+        .set({ seq: head - 5 })
+        .where('id', '=', 1)
+        .execute();
       r = await verify(app);
       expect(r.first_bad_seq).toBe(head - 4);
       expect(r.problems.map((p) => p.code)).toContain('truncated');

@@ -80,7 +80,10 @@ for (const dialect of testDialects()) {
         cleanups.push(db.drop);
         const env = { ...db.env, MAILWARD_RATE_LIMIT_PER_MINUTE: '8', MAILWARD_RATE_LIMIT_SYNC_MS: '0' };
         // Both start on the empty database at once: migrations and bootstrap must not collide.
-        const [a, b] = (await Promise.all([startServer(env), startServer({ ...env, MAILWARD_DATA_DIR: db.dataDir })])) as [ServerProcess, ServerProcess];
+        const [a, b] = (await Promise.all([startServer(env), startServer({ ...env, MAILWARD_DATA_DIR: db.dataDir })])) as [
+          ServerProcess,
+          ServerProcess,
+        ];
         cleanups.push(a.stop, b.stop);
         const key = fs.readFileSync(path.join(db.dataDir, 'bootstrap-admin.key'), 'utf8').trim();
         // A fixed one-minute window: every counted request below must fall in the same one.
@@ -114,7 +117,11 @@ for (const dialect of testDialects()) {
         const admin = fs.readFileSync(path.join(db.dataDir, 'bootstrap-admin.key'), 'utf8').trim();
         const me = await api(a.port, 'GET', '/v1/me', admin);
         const dep = await api(a.port, 'POST', '/v1/departments', admin, { name: 'Lab' });
-        const hum = await api(a.port, 'POST', '/v1/humans', admin, { name: 'R', email: 'r@first-start.example', roles: ['reviewer', 'auditor'] });
+        const hum = await api(a.port, 'POST', '/v1/humans', admin, {
+          name: 'R',
+          email: 'r@first-start.example',
+          roles: ['reviewer', 'auditor'],
+        });
         const k = await api(a.port, 'POST', `/v1/humans/${hum.body.id}/api-keys`, admin, {});
         expect(dep.status).toBe(201);
         expect(me.status).toBe(200);

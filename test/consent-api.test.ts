@@ -9,7 +9,11 @@ const hashOf = (address: string) => createHash('sha256').update(address.trim().t
 const path = (email: string) => `/v1/contacts/${encodeURIComponent(email)}/consent`;
 
 const humanKey = async (t: TestApp, roles: string[]) => {
-  const h = await t.call('POST', '/v1/humans', t.adminKey, { name: `Staff ${roles.join(' ')}`, email: `staff.${Math.random().toString(36).slice(2, 8)}@hospital.example`, roles });
+  const h = await t.call('POST', '/v1/humans', t.adminKey, {
+    name: `Staff ${roles.join(' ')}`,
+    email: `staff.${Math.random().toString(36).slice(2, 8)}@hospital.example`,
+    roles,
+  });
   const k = await t.call('POST', `/v1/humans/${h.body.id}/api-keys`, t.adminKey, {});
   if (k.status !== 201) throw new Error(JSON.stringify(k.body));
   return k.body.key as string;
@@ -30,17 +34,40 @@ for (const dialect of testDialects()) {
       const officer = await humanKey(t, ['privacy_officer']);
       const unknown = await t.call('GET', path('maria.lopez@patient.example'), officer);
       expect(unknown.status).toBe(200);
-      expect(unknown.body).toMatchObject({ email: 'maria.lopez@patient.example', status: 'unknown', electronic: null, categories: [], version: 0 });
+      expect(unknown.body).toMatchObject({
+        email: 'maria.lopez@patient.example',
+        status: 'unknown',
+        electronic: null,
+        categories: [],
+        version: 0,
+      });
 
-      const put = await t.call('PUT', path('Maria.Lopez@Patient.example'), officer, { electronic: true, categories: ['results', 'appointment', 'results'], source: 'paper_form', recorded_at: '2026-03-01T15:30:00Z' });
+      const put = await t.call('PUT', path('Maria.Lopez@Patient.example'), officer, {
+        electronic: true,
+        categories: ['results', 'appointment', 'results'],
+        source: 'paper_form',
+        recorded_at: '2026-03-01T15:30:00Z',
+      });
       expect(put.status).toBe(200);
-      expect(put.body).toMatchObject({ email: 'maria.lopez@patient.example', status: 'granted', electronic: true, categories: ['appointment', 'results'], source: 'paper_form', recorded_at: '2026-03-01T15:30:00.000Z', version: 1 });
+      expect(put.body).toMatchObject({
+        email: 'maria.lopez@patient.example',
+        status: 'granted',
+        electronic: true,
+        categories: ['appointment', 'results'],
+        source: 'paper_form',
+        recorded_at: '2026-03-01T15:30:00.000Z',
+        version: 1,
+      });
 
       // The address is case-insensitive: one patient, one record.
       const read = await t.call('GET', path('MARIA.LOPEZ@patient.example'), officer);
       expect(read.body).toMatchObject({ status: 'granted', version: 1, recorded_by: { type: 'human' } });
       // Reading consent is itself audited (whether someone is a patient is PHI).
-      const reads = await t.call('GET', `/v1/audit/events?action=consent.read&target_id=${hashOf('maria.lopez@patient.example')}`, t.adminKey);
+      const reads = await t.call(
+        'GET',
+        `/v1/audit/events?action=consent.read&target_id=${hashOf('maria.lopez@patient.example')}`,
+        t.adminKey,
+      );
       expect(reads.body.events.map((e: any) => e.details.status)).toEqual(['unknown', 'granted']);
     });
 
@@ -52,7 +79,13 @@ for (const dialect of testDialects()) {
       expect(ev.status).toBe(200);
       expect(ev.body.events).toHaveLength(2);
       expect(ev.body.events[0].target).toEqual({ type: 'contact', id: hashOf(email) });
-      expect(ev.body.events[1].details).toMatchObject({ electronic: false, categories: [], source: 'verbal', version: 2, previous: { electronic: true, categories: ['billing'] } });
+      expect(ev.body.events[1].details).toMatchObject({
+        electronic: false,
+        categories: [],
+        source: 'verbal',
+        version: 2,
+        previous: { electronic: true, categories: ['billing'] },
+      });
       const all = await t.call('GET', '/v1/audit/events?limit=500', t.adminKey);
       expect(JSON.stringify(all.body)).not.toContain('okafor');
       expect(JSON.stringify(all.body)).not.toContain('lopez');
@@ -97,16 +130,38 @@ for (const dialect of testDialects()) {
       const bad = await t.call('PUT', path('not-an-address'), t.adminKey, { electronic: true, categories: [], source: 'verbal' });
       expect(bad.status).toBe(400);
       expect(JSON.stringify(bad.body)).not.toContain('not-an-address');
-      const cat = await t.call('PUT', path('a@patient.example'), t.adminKey, { electronic: true, categories: ['marketing'], source: 'verbal' });
+      const cat = await t.call('PUT', path('a@patient.example'), t.adminKey, {
+        electronic: true,
+        categories: ['marketing'],
+        source: 'verbal',
+      });
       expect(cat.status).toBe(400);
-      const prose = await t.call('PUT', path('a@patient.example'), t.adminKey, { electronic: true, categories: [], source: 'Patient said yes at the desk, DOB 1/2/1950' });
+      const prose = await t.call('PUT', path('a@patient.example'), t.adminKey, {
+        electronic: true,
+        categories: [],
+        source: 'Patient said yes at the desk, DOB 1/2/1950',
+      });
       expect(prose.status).toBe(400);
-      const extra = await t.call('PUT', path('a@patient.example'), t.adminKey, { electronic: true, categories: [], source: 'verbal', note: 'x' });
+      const extra = await t.call('PUT', path('a@patient.example'), t.adminKey, {
+        electronic: true,
+        categories: [],
+        source: 'verbal',
+        note: 'x',
+      });
       expect(extra.status).toBe(400);
-      const future = await t.call('PUT', path('a@patient.example'), t.adminKey, { electronic: true, categories: [], source: 'verbal', recorded_at: '2026-03-03T09:00:00Z' });
+      const future = await t.call('PUT', path('a@patient.example'), t.adminKey, {
+        electronic: true,
+        categories: [],
+        source: 'verbal',
+        recorded_at: '2026-03-03T09:00:00Z',
+      });
       expect(future.status).toBe(422);
       expect(future.body.code).toBe('recorded_at_in_future');
-      const mixed = await t.call('PUT', path('a@patient.example'), t.adminKey, { electronic: false, categories: ['billing'], source: 'verbal' });
+      const mixed = await t.call('PUT', path('a@patient.example'), t.adminKey, {
+        electronic: false,
+        categories: ['billing'],
+        source: 'verbal',
+      });
       expect(mixed.status).toBe(422);
       expect(mixed.body.code).toBe('categories_without_consent');
     });

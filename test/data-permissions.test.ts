@@ -13,7 +13,10 @@ const modeOf = (p: string) => fs.statSync(p).mode & 0o777;
 
 /** Opens a container on `env` (as `serve` does), writes one audited change, and closes it. */
 const openAndWrite = async (env: Record<string, string>) => {
-  const c = await createContainer(loadConfig({ ...env, MAILWARD_LOG_LEVEL: 'silent' }), { createMasterKey: true, logger: createLogger({ level: 'silent' }) });
+  const c = await createContainer(loadConfig({ ...env, MAILWARD_LOG_LEVEL: 'silent' }), {
+    createMasterKey: true,
+    logger: createLogger({ level: 'silent' }),
+  });
   try {
     await c.init({ orgName: 'General Hospital', domain: `h${Date.now().toString(36)}.example` });
     return c.store.file;
@@ -26,7 +29,14 @@ const openAndWrite = async (env: Record<string, string>) => {
 const serveUntil = async (env: Record<string, string>, done: (out: string) => boolean) => {
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src/cli/main.ts'), 'serve'], {
     cwd: repoRoot,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', MAILWARD_LOG_LEVEL: 'info', ...env, MAILWARD_HTTP_PORT: String(await freePort()), MAILWARD_SMTP_PORT: String(await freePort()) },
+    env: {
+      PATH: process.env.PATH ?? '',
+      HOME: process.env.HOME ?? '/tmp',
+      MAILWARD_LOG_LEVEL: 'info',
+      ...env,
+      MAILWARD_HTTP_PORT: String(await freePort()),
+      MAILWARD_SMTP_PORT: String(await freePort()),
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
@@ -57,7 +67,10 @@ for (const dialect of testDialects()) {
       const old = process.umask(0o022);
       try {
         const env = { ...db.env, MAILWARD_DATA_DIR: dataDir };
-        const c = await createContainer(loadConfig({ ...env, MAILWARD_LOG_LEVEL: 'silent' }), { createMasterKey: true, logger: createLogger({ level: 'silent' }) });
+        const c = await createContainer(loadConfig({ ...env, MAILWARD_LOG_LEVEL: 'silent' }), {
+          createMasterKey: true,
+          logger: createLogger({ level: 'silent' }),
+        });
         try {
           await c.init({ orgName: 'General Hospital', domain: 'perm.example' });
           expect(modeOf(dataDir)).toBe(0o700);
@@ -90,10 +103,13 @@ for (const dialect of testDialects()) {
       }
     });
 
-    it('warns at every start while the bootstrap admin key file exists, naming it, and stops once it is removed', { timeout: 180_000 }, async () => {
+    it('warns at every start while the bootstrap admin key file exists, naming it, and stops once it is removed', {
+      timeout: 180_000,
+    }, async () => {
       const db = await freshDatabase(dialect);
       const file = path.join(db.dataDir, 'bootstrap-admin.key');
-      const warned = (out: string) => out.split('\n').filter((l) => l.includes('"level":40') && l.includes(file) && l.includes(`rm ${file}`));
+      const warned = (out: string) =>
+        out.split('\n').filter((l) => l.includes('"level":40') && l.includes(file) && l.includes(`rm ${file}`));
       try {
         for (let start = 1; start <= 2; start++) {
           const out = await serveUntil(db.env, (o) => warned(o).length > 0 || o.includes('mailward listening'));

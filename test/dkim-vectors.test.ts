@@ -15,13 +15,19 @@ const crlf = (b: Buffer) => Buffer.from(b.toString('binary').replace(/\r?\n/g, '
 
 // RFC 8410: a PKCS#8 Ed25519 private key is this DER prefix and the 32-byte seed.
 const ed25519FromSeed = (seedB64: string): KeyObject =>
-  createPrivateKey({ key: Buffer.concat([Buffer.from('302e020100300506032b657004220420', 'hex'), Buffer.from(seedB64, 'base64')]), format: 'der', type: 'pkcs8' });
+  createPrivateKey({
+    key: Buffer.concat([Buffer.from('302e020100300506032b657004220420', 'hex'), Buffer.from(seedB64, 'base64')]),
+    format: 'der',
+    type: 'pkcs8',
+  });
 
 // Debian's python3-dkim (dkimpy), a different implementation from the one under test. The system
 // python is named explicitly: a python on PATH (pyenv) may not see Debian's dist-packages.
 const DKIMPY = path.join(path.dirname(fileURLToPath(import.meta.url)), 'support', 'dkimpy-verify.py');
 const dkimpy = (message: Buffer, dns: Record<string, string>): boolean[] =>
-  (JSON.parse(execFileSync('/usr/bin/python3', [DKIMPY, JSON.stringify(dns)], { input: message, encoding: 'utf8' })) as { ok: boolean }[]).map((r) => r.ok);
+  (
+    JSON.parse(execFileSync('/usr/bin/python3', [DKIMPY, JSON.stringify(dns)], { input: message, encoding: 'utf8' })) as { ok: boolean }[]
+  ).map((r) => r.ok);
 
 describe('DKIM known answers (RFC 8463 Appendix A) and an independent verifier', () => {
   it("reproduces RFC 8463's body hash and its ed25519-sha256 signature byte for byte from the RFC's private key", () => {

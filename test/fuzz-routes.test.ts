@@ -14,8 +14,14 @@ const IGNORED_TABLES = new Set(['audit_events', 'audit_head', 'rate_limit_bucket
 const snapshot = async (t: TestApp): Promise<string> => {
   const tables = await t.c.store.db.introspection.getTables();
   const parts: string[] = [];
-  for (const table of tables.map((x) => x.name).filter((n) => !IGNORED_TABLES.has(n)).sort()) {
-    const rows = await t.c.store.db.selectFrom(table as 'agents').selectAll().execute();
+  for (const table of tables
+    .map((x) => x.name)
+    .filter((n) => !IGNORED_TABLES.has(n))
+    .sort()) {
+    const rows = await t.c.store.db
+      .selectFrom(table as 'agents')
+      .selectAll()
+      .execute();
     const clean = rows.map((r) => {
       const { last_used_at: _ignored, ...rest } = r as Record<string, unknown>;
       return JSON.stringify(rest);
@@ -41,7 +47,13 @@ const routesOf = async (t: TestApp): Promise<Route[]> => {
  * surrogates (no UTF-8 form), mixed with ordinary and astral characters.
  */
 const nastyText = (maxLength: number) =>
-  fc.string({ maxLength, unit: fc.oneof({ weight: 3, arbitrary: fc.string({ minLength: 1, maxLength: 1 }) }, fc.constantFrom('\u0000', '\ud800', '\udbff', '\udc00', '\udfff', '\ud83d\ude00', '\u00e9')) });
+  fc.string({
+    maxLength,
+    unit: fc.oneof(
+      { weight: 3, arbitrary: fc.string({ minLength: 1, maxLength: 1 }) },
+      fc.constantFrom('\u0000', '\ud800', '\udbff', '\udc00', '\udfff', '\ud83d\ude00', '\u00e9'),
+    ),
+  });
 
 const LONE_SURROGATE = /\p{Cs}/u;
 
@@ -57,7 +69,13 @@ const isUnsafe = (v: unknown): boolean => {
 const encodeComponent = (s: string) =>
   s
     .split(/(\p{Cs})/u)
-    .map((part) => (LONE_SURROGATE.test(part) ? [0xe0 | (part.charCodeAt(0) >> 12), 0x80 | ((part.charCodeAt(0) >> 6) & 0x3f), 0x80 | (part.charCodeAt(0) & 0x3f)].map((b) => `%${b.toString(16).toUpperCase()}`).join('') : encodeURIComponent(part)))
+    .map((part) =>
+      LONE_SURROGATE.test(part)
+        ? [0xe0 | (part.charCodeAt(0) >> 12), 0x80 | ((part.charCodeAt(0) >> 6) & 0x3f), 0x80 | (part.charCodeAt(0) & 0x3f)]
+            .map((b) => `%${b.toString(16).toUpperCase()}`)
+            .join('')
+        : encodeURIComponent(part),
+    )
     .join('');
 
 const idLike = (prefixes: string[]) =>
@@ -70,18 +88,26 @@ const idLike = (prefixes: string[]) =>
 
 const jsonValue = fc.oneof(
   fc.jsonValue({ maxDepth: 4 }),
-  fc.record({
-    name: fc.oneof(fc.string({ maxLength: 300 }), nastyText(60), fc.constantFrom('ok name', 'evil\r\nBcc: x@y.z', '\u0000', '\ud800', 'x'.repeat(5000)), fc.integer()),
-    matter: fc.oneof(fc.string({ maxLength: 50 }), nastyText(50)),
-    email: fc.oneof(fc.emailAddress(), fc.string(), fc.constantFrom('a@b', 'x@y.z\r\n', '@@')),
-    roles: fc.oneof(fc.array(fc.constantFrom('admin', 'reviewer', 'auditor', 'privacy_officer', 'root', '')), fc.string()),
-    parent_id: fc.oneof(fc.constant(null), idLike(['dep'])),
-    department_id: idLike(['dep', 'agt']),
-    responsible_human_id: idLike(['hum']),
-    scopes: fc.oneof(fc.array(fc.constantFrom('mail:send', 'mail:read', 'vault:reveal', 'reviewer', 'admin', 'x')), fc.integer()),
-    extra: fc.anything(),
-    'k\ud800': fc.string({ maxLength: 5 }),
-  }, { requiredKeys: [] }),
+  fc.record(
+    {
+      name: fc.oneof(
+        fc.string({ maxLength: 300 }),
+        nastyText(60),
+        fc.constantFrom('ok name', 'evil\r\nBcc: x@y.z', '\u0000', '\ud800', 'x'.repeat(5000)),
+        fc.integer(),
+      ),
+      matter: fc.oneof(fc.string({ maxLength: 50 }), nastyText(50)),
+      email: fc.oneof(fc.emailAddress(), fc.string(), fc.constantFrom('a@b', 'x@y.z\r\n', '@@')),
+      roles: fc.oneof(fc.array(fc.constantFrom('admin', 'reviewer', 'auditor', 'privacy_officer', 'root', '')), fc.string()),
+      parent_id: fc.oneof(fc.constant(null), idLike(['dep'])),
+      department_id: idLike(['dep', 'agt']),
+      responsible_human_id: idLike(['hum']),
+      scopes: fc.oneof(fc.array(fc.constantFrom('mail:send', 'mail:read', 'vault:reveal', 'reviewer', 'admin', 'x')), fc.integer()),
+      extra: fc.anything(),
+      'k\ud800': fc.string({ maxLength: 5 }),
+    },
+    { requiredKeys: [] },
+  ),
   fc.dictionary(nastyText(10), fc.oneof(nastyText(30), fc.integer()), { maxKeys: 4 }),
 );
 
@@ -126,7 +152,9 @@ for (const dialect of testDialects()) {
             { maxKeys: 3 },
           ),
           async (route, key, body, id, query) => {
-            const qs = Object.entries(query).map(([k, v]) => `${k}=${encodeComponent(v)}`).join('&');
+            const qs = Object.entries(query)
+              .map(([k, v]) => `${k}=${encodeComponent(v)}`)
+              .join('&');
             const url = route.path.replace(/\{[a-z_]+\}/g, encodeComponent(id)) + (qs ? `?${qs}` : '');
             const sendsBody = route.method !== 'GET' && route.method !== 'DELETE';
             let parsedBody: unknown;
@@ -135,7 +163,8 @@ for (const dialect of testDialects()) {
             } catch {
               parsedBody = undefined;
             }
-            const carriesUnsafe = (route.path.includes('{') && isUnsafe(id)) || Object.values(query).some(isUnsafe) || (sendsBody && isUnsafe(parsedBody));
+            const carriesUnsafe =
+              (route.path.includes('{') && isUnsafe(id)) || Object.values(query).some(isUnsafe) || (sendsBody && isUnsafe(parsedBody));
             const before = known ?? (await snapshot(t));
             known = undefined;
             const res = await t.app.inject({

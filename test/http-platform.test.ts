@@ -19,8 +19,12 @@ for (const dialect of testDialects()) {
       const doc = await t.call('GET', '/openapi.json', null);
       expect(doc.status).toBe(200);
       expect(doc.body.openapi).toBe('3.1.0');
-      expect(Object.keys(doc.body.paths)).toEqual(expect.arrayContaining(['/v1/me', '/v1/agents', '/v1/agents/{id}/api-keys', '/v1/api-keys/{id}', '/v1/audit/events']));
-      expect(doc.body.paths['/v1/agents'].post.requestBody.content['application/json'].schema.properties).toHaveProperty('responsible_human_id');
+      expect(Object.keys(doc.body.paths)).toEqual(
+        expect.arrayContaining(['/v1/me', '/v1/agents', '/v1/agents/{id}/api-keys', '/v1/api-keys/{id}', '/v1/audit/events']),
+      );
+      expect(doc.body.paths['/v1/agents'].post.requestBody.content['application/json'].schema.properties).toHaveProperty(
+        'responsible_human_id',
+      );
       const page = await t.app.inject({ method: 'GET', url: '/docs/' });
       expect(page.statusCode).toBe(200);
       expect(page.body).toContain('swagger');
@@ -64,7 +68,11 @@ for (const dialect of testDialects()) {
       expect(a.status).toBe(400);
       const b = await t.call('POST', '/v1/humans', t.adminKey, { name: 'X', email: 'x@hospital.example', roles: ['superuser'] });
       expect(b.status).toBe(400);
-      const c = await t.call('POST', '/v1/humans', t.adminKey, { name: 'X', email: 'x@hospital.example\r\nBcc: y@z.org', roles: ['reviewer'] });
+      const c = await t.call('POST', '/v1/humans', t.adminKey, {
+        name: 'X',
+        email: 'x@hospital.example\r\nBcc: y@z.org',
+        roles: ['reviewer'],
+      });
       expect(c.status).toBe(400);
     });
 

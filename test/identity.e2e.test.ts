@@ -25,9 +25,21 @@ for (const dialect of testDialects()) {
       const parent = await t.call('POST', '/v1/departments', t.adminKey, { name: 'Outpatient' });
       const child = await t.call('POST', '/v1/departments', t.adminKey, { name: 'Scheduling', parent_id: parent.body.id });
       expect(child.status).toBe(201);
-      const human = await t.call('POST', '/v1/humans', t.adminKey, { name: 'Ana Reviewer', email: 'ana@hospital.example', roles: ['reviewer'] });
-      const a1 = await t.call('POST', '/v1/agents', t.adminKey, { name: 'Reminder Bot', department_id: child.body.id, responsible_human_id: human.body.id });
-      const a2 = await t.call('POST', '/v1/agents', t.adminKey, { name: 'Reminder Bot', department_id: child.body.id, responsible_human_id: human.body.id });
+      const human = await t.call('POST', '/v1/humans', t.adminKey, {
+        name: 'Ana Reviewer',
+        email: 'ana@hospital.example',
+        roles: ['reviewer'],
+      });
+      const a1 = await t.call('POST', '/v1/agents', t.adminKey, {
+        name: 'Reminder Bot',
+        department_id: child.body.id,
+        responsible_human_id: human.body.id,
+      });
+      const a2 = await t.call('POST', '/v1/agents', t.adminKey, {
+        name: 'Reminder Bot',
+        department_id: child.body.id,
+        responsible_human_id: human.body.id,
+      });
       expect(a1.status).toBe(201);
       expect(a1.body.address).toBe('reminder-bot@hospital.example');
       expect(a2.body.address).toBe('reminder-bot-2@hospital.example');
@@ -127,7 +139,11 @@ for (const dialect of testDialects()) {
       expect((await t.call('GET', '/v1/me', s.agentKey)).status).toBe(401);
       expect((await t.call('GET', `/v1/agents/${s.agent.id}`, t.adminKey)).body.name).toBe('Deactivate Check');
 
-      const h = await t.call('POST', '/v1/humans', t.adminKey, { name: 'Temp Auditor', email: 'temp.auditor@hospital.example', roles: ['auditor'] });
+      const h = await t.call('POST', '/v1/humans', t.adminKey, {
+        name: 'Temp Auditor',
+        email: 'temp.auditor@hospital.example',
+        roles: ['auditor'],
+      });
       const hk = await t.call('POST', `/v1/humans/${h.body.id}/api-keys`, t.adminKey, {});
       expect((await t.call('GET', '/v1/me', hk.body.key)).status).toBe(200);
       await t.call('POST', `/v1/humans/${h.body.id}/deactivate`, t.adminKey);
@@ -161,7 +177,12 @@ for (const dialect of testDialects()) {
       expect(r.status).toBe(201);
       expect(await t.c.audit.count()).toBe(before + 1);
       const ev = await t.call('GET', `/v1/audit/events?target_id=${r.body.id}`, t.adminKey);
-      expect(ev.body.events[0]).toMatchObject({ action: 'department.created', outcome: 'success', request_id: 'trace-123', actor: { type: 'human' } });
+      expect(ev.body.events[0]).toMatchObject({
+        action: 'department.created',
+        outcome: 'success',
+        request_id: 'trace-123',
+        actor: { type: 'human' },
+      });
     });
 
     it('fails the change when the audit write fails', async () => {

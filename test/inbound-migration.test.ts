@@ -16,7 +16,11 @@ for (const dialect of testDialects()) {
     it('moves the content-derived tags of stored inbound mail apart from the agent tags, and quarantines where the old implicit flag default was', async () => {
       const fresh = await freshDatabase(dialect);
       cleanups.push(fresh.drop);
-      const store: Store = openStore(dialect === 'sqlite' ? { kind: 'sqlite', file: path.join(fresh.dataDir, 'mailward.db'), checkpointEveryMs: 0 } : { kind: 'postgres', url: fresh.url! });
+      const store: Store = openStore(
+        dialect === 'sqlite'
+          ? { kind: 'sqlite', file: path.join(fresh.dataDir, 'mailward.db'), checkpointEveryMs: 0 }
+          : { kind: 'postgres', url: fresh.url! },
+      );
       cleanups.push(() => store.destroy());
       const upTo = await new Migrator({ db: store.db, provider: { getMigrations: async () => MIGRATIONS } }).migrateTo('0007-inbound-mail');
       expect(upTo.error).toBeUndefined();
@@ -24,11 +28,43 @@ for (const dialect of testDialects()) {
       // Rows of the schema as it was before 0010 (today's types have system_tags).
       const db = store.db as unknown as Kysely<any>;
       const at = '2026-01-01T00:00:00.000Z';
-      await db.insertInto('organizations').values({ id: 'org_1', name: 'General Hospital', domain: 'hospital.example', created_at: at }).execute();
-      await db.insertInto('departments').values({ id: 'dep_1', org_id: 'org_1', name: 'Clinic', parent_id: null, created_at: at }).execute();
-      await db.insertInto('humans').values({ id: 'hum_1', org_id: 'org_1', name: 'Dr. Chen', email: 'chen@hospital.example', roles: '["admin"]', created_at: at }).execute();
-      await db.insertInto('agents').values({ id: 'agt_1', org_id: 'org_1', department_id: 'dep_1', responsible_human_id: 'hum_1', name: 'Assistant', address: 'assistant@hospital.example', created_at: at }).execute();
-      await db.insertInto('mailboxes').values({ id: 'mbx_1', org_id: 'org_1', agent_id: 'agt_1', address: 'assistant@hospital.example', display_name: 'Assistant', oversight_mode: 'autonomous', created_at: at, updated_at: at }).execute();
+      await db
+        .insertInto('organizations')
+        .values({ id: 'org_1', name: 'General Hospital', domain: 'hospital.example', created_at: at })
+        .execute();
+      await db
+        .insertInto('departments')
+        .values({ id: 'dep_1', org_id: 'org_1', name: 'Clinic', parent_id: null, created_at: at })
+        .execute();
+      await db
+        .insertInto('humans')
+        .values({ id: 'hum_1', org_id: 'org_1', name: 'Dr. Chen', email: 'chen@hospital.example', roles: '["admin"]', created_at: at })
+        .execute();
+      await db
+        .insertInto('agents')
+        .values({
+          id: 'agt_1',
+          org_id: 'org_1',
+          department_id: 'dep_1',
+          responsible_human_id: 'hum_1',
+          name: 'Assistant',
+          address: 'assistant@hospital.example',
+          created_at: at,
+        })
+        .execute();
+      await db
+        .insertInto('mailboxes')
+        .values({
+          id: 'mbx_1',
+          org_id: 'org_1',
+          agent_id: 'agt_1',
+          address: 'assistant@hospital.example',
+          display_name: 'Assistant',
+          oversight_mode: 'autonomous',
+          created_at: at,
+          updated_at: at,
+        })
+        .execute();
       const message = (id: string, direction: string, tags: string[]) => ({
         id,
         org_id: 'org_1',
@@ -48,7 +84,11 @@ for (const dialect of testDialects()) {
       });
       await db
         .insertInto('messages')
-        .values([message('msg_1', 'inbound', ['prescription', 'phi', 'part2', 'triaged']), message('msg_2', 'inbound', []), message('msg_3', 'outbound', ['phi', 'followup'])])
+        .values([
+          message('msg_1', 'inbound', ['prescription', 'phi', 'part2', 'triaged']),
+          message('msg_2', 'inbound', []),
+          message('msg_3', 'outbound', ['phi', 'followup']),
+        ])
         .execute();
       expect((await db.selectFrom('mailboxes').select('dmarc_failure').executeTakeFirstOrThrow()).dmarc_failure).toBe('flag');
 

@@ -29,10 +29,20 @@ const greeting = (port: number) =>
 const storedIdOf = (response: string) => /as (msg_[0-9a-f]{32})/.exec(response)?.[1];
 
 /** Odd but real-world messages: each must be accepted, stored and readable. */
-const ODD: { name: string; raw: (to: string) => Buffer; check: (v: { subject: string; text: string | null; attachments: unknown[] }) => void }[] = [
+const ODD: {
+  name: string;
+  raw: (to: string) => Buffer;
+  check: (v: { subject: string; text: string | null; attachments: unknown[] }) => void;
+}[] = [
   {
     name: 'windows-1252 body',
-    raw: (to) => Buffer.concat([Buffer.from(`From: a@lab.example${CRLF}To: ${to}${CRLF}Subject: =?windows-1252?Q?Caf=E9?=${CRLF}MIME-Version: 1.0${CRLF}Content-Type: text/plain; charset=windows-1252${CRLF}Content-Transfer-Encoding: 8bit${CRLF}${CRLF}`), Buffer.from([0x63, 0x61, 0x66, 0xe9, 0x20, 0x80, 0x0d, 0x0a])]),
+    raw: (to) =>
+      Buffer.concat([
+        Buffer.from(
+          `From: a@lab.example${CRLF}To: ${to}${CRLF}Subject: =?windows-1252?Q?Caf=E9?=${CRLF}MIME-Version: 1.0${CRLF}Content-Type: text/plain; charset=windows-1252${CRLF}Content-Transfer-Encoding: 8bit${CRLF}${CRLF}`,
+        ),
+        Buffer.from([0x63, 0x61, 0x66, 0xe9, 0x20, 0x80, 0x0d, 0x0a]),
+      ]),
     check: (v) => {
       expect(v.subject).toBe('Café');
       expect(v.text).toContain('café €');
@@ -40,7 +50,11 @@ const ODD: { name: string; raw: (to: string) => Buffer; check: (v: { subject: st
   },
   {
     name: 'ISO-2022-JP subject and body',
-    raw: (to) => Buffer.from(`From: a@lab.example${CRLF}To: ${to}${CRLF}Subject: =?ISO-2022-JP?B?GyRCJUYlOSVIGyhC?=${CRLF}MIME-Version: 1.0${CRLF}Content-Type: text/plain; charset=ISO-2022-JP${CRLF}${CRLF}\x1b$B%F%9%H\x1b(B${CRLF}`, 'latin1'),
+    raw: (to) =>
+      Buffer.from(
+        `From: a@lab.example${CRLF}To: ${to}${CRLF}Subject: =?ISO-2022-JP?B?GyRCJUYlOSVIGyhC?=${CRLF}MIME-Version: 1.0${CRLF}Content-Type: text/plain; charset=ISO-2022-JP${CRLF}${CRLF}\x1b$B%F%9%H\x1b(B${CRLF}`,
+        'latin1',
+      ),
     check: (v) => {
       expect(v.subject).toBe('テスト');
       expect(v.text).toContain('テスト');
@@ -48,17 +62,46 @@ const ODD: { name: string; raw: (to: string) => Buffer; check: (v: { subject: st
   },
   {
     name: 'unknown charset',
-    raw: (to) => Buffer.from(`From: a@lab.example${CRLF}To: ${to}${CRLF}Subject: odd charset${CRLF}Content-Type: text/plain; charset=x-no-such-charset${CRLF}${CRLF}plain words\xff\xfe${CRLF}`, 'latin1'),
+    raw: (to) =>
+      Buffer.from(
+        `From: a@lab.example${CRLF}To: ${to}${CRLF}Subject: odd charset${CRLF}Content-Type: text/plain; charset=x-no-such-charset${CRLF}${CRLF}plain words\xff\xfe${CRLF}`,
+        'latin1',
+      ),
     check: (v) => expect(v.text).toContain('plain words'),
   },
   {
     name: 'multipart without its closing boundary',
-    raw: (to) => Buffer.from([`From: a@lab.example`, `To: ${to}`, 'Subject: truncated multipart', 'MIME-Version: 1.0', 'Content-Type: multipart/mixed; boundary="XYZ"', '', '--XYZ', 'Content-Type: text/plain', '', 'first part text', '--XYZ', 'Content-Type: application/pdf; name="r.pdf"', 'Content-Transfer-Encoding: base64', '', 'JVBERi0xLjQK!!!not base64', ''].join(CRLF)),
+    raw: (to) =>
+      Buffer.from(
+        [
+          `From: a@lab.example`,
+          `To: ${to}`,
+          'Subject: truncated multipart',
+          'MIME-Version: 1.0',
+          'Content-Type: multipart/mixed; boundary="XYZ"',
+          '',
+          '--XYZ',
+          'Content-Type: text/plain',
+          '',
+          'first part text',
+          '--XYZ',
+          'Content-Type: application/pdf; name="r.pdf"',
+          'Content-Transfer-Encoding: base64',
+          '',
+          'JVBERi0xLjQK!!!not base64',
+          '',
+        ].join(CRLF),
+      ),
     check: (v) => expect(v.text).toContain('first part text'),
   },
   {
     name: 'multipart without a boundary parameter',
-    raw: (to) => Buffer.from([`From: a@lab.example`, `To: ${to}`, 'Subject: no boundary', 'Content-Type: multipart/alternative', '', 'just some text', ''].join(CRLF)),
+    raw: (to) =>
+      Buffer.from(
+        [`From: a@lab.example`, `To: ${to}`, 'Subject: no boundary', 'Content-Type: multipart/alternative', '', 'just some text', ''].join(
+          CRLF,
+        ),
+      ),
     check: (v) => expect(v.subject).toBe('no boundary'),
   },
   {
@@ -112,25 +155,66 @@ for (const dialect of testDialects()) {
     }
 
     it('never crashes on generated messages, and every accepted one is readable (fast-check)', async () => {
-      const tr = createTransport({ host: '127.0.0.1', port: smtp.port, secure: false, requireTLS: true, pool: true, maxConnections: 2, tls: { ca: smtp.ca, servername: 'localhost' } });
-      const headerName = fc.constantFrom('Subject', 'From', 'To', 'Cc', 'Content-Type', 'Content-Transfer-Encoding', 'MIME-Version', 'Message-ID', 'In-Reply-To', 'References', 'Date', 'X-Junk', 'Content-Disposition');
+      const tr = createTransport({
+        host: '127.0.0.1',
+        port: smtp.port,
+        secure: false,
+        requireTLS: true,
+        pool: true,
+        maxConnections: 2,
+        tls: { ca: smtp.ca, servername: 'localhost' },
+      });
+      const headerName = fc.constantFrom(
+        'Subject',
+        'From',
+        'To',
+        'Cc',
+        'Content-Type',
+        'Content-Transfer-Encoding',
+        'MIME-Version',
+        'Message-ID',
+        'In-Reply-To',
+        'References',
+        'Date',
+        'X-Junk',
+        'Content-Disposition',
+      );
       const value = fc.oneof(
         fc.string({ maxLength: 80 }),
-        fc.constantFrom('multipart/mixed; boundary="q"', 'multipart/report; report-type=delivery-status; boundary=q', 'text/plain; charset=klingon', 'text/html; charset=utf-16', 'base64', 'quoted-printable', '=?utf-8?B?w6k=?=', '<a@b>', '<<<>>>', 'message/rfc822'),
+        fc.constantFrom(
+          'multipart/mixed; boundary="q"',
+          'multipart/report; report-type=delivery-status; boundary=q',
+          'text/plain; charset=klingon',
+          'text/html; charset=utf-16',
+          'base64',
+          'quoted-printable',
+          '=?utf-8?B?w6k=?=',
+          '<a@b>',
+          '<<<>>>',
+          'message/rfc822',
+        ),
         fc.uint8Array({ maxLength: 60 }).map((b) => Buffer.from(b).toString('latin1')),
       );
       const headerLine = fc.tuple(headerName, value).map(([k, v]) => `${k}: ${v.replace(/[\r\n]/g, ' ')}`);
       const body = fc.oneof(
         fc.string({ maxLength: 500 }),
         fc.uint8Array({ maxLength: 2000 }).map((b) => Buffer.from(b).toString('latin1')),
-        fc.constantFrom('--q\r\nContent-Type: text/plain\r\n\r\nhi\r\n--q--\r\n', '--q\r\nContent-Type: message/delivery-status\r\n\r\nAction: failed\r\nStatus: 5.1.1\r\n--q', '=41=42=4', '.\r\n..\r\n.'),
+        fc.constantFrom(
+          '--q\r\nContent-Type: text/plain\r\n\r\nhi\r\n--q--\r\n',
+          '--q\r\nContent-Type: message/delivery-status\r\n\r\nAction: failed\r\nStatus: 5.1.1\r\n--q',
+          '=41=42=4',
+          '.\r\n..\r\n.',
+        ),
       );
       // fast-check replays inputs while shrinking: a message sent before is a retransmission, suppressed as a duplicate.
       const sent = new Set<string>();
       try {
         await fc.assert(
           fc.asyncProperty(fc.array(headerLine, { maxLength: 12 }), body, async (headers, b) => {
-            const raw = Buffer.from(`To: ${box.mailbox.address}\r\n${headers.join('\r\n')}\r\n\r\n${b.replace(/\r?\n/g, '\r\n')}\r\n`, 'latin1');
+            const raw = Buffer.from(
+              `To: ${box.mailbox.address}\r\n${headers.join('\r\n')}\r\n\r\n${b.replace(/\r?\n/g, '\r\n')}\r\n`,
+              'latin1',
+            );
             const resent = sent.has(raw.toString('base64'));
             sent.add(raw.toString('base64'));
             let response: string;
@@ -172,9 +256,27 @@ for (const dialect of testDialects()) {
         });
       const command = fc.oneof(
         fc.uint8Array({ maxLength: 300 }),
-        fc.constantFrom('EHLO x\r\n', 'HELO \r\n', 'MAIL FROM:<a@lab.example>\r\n', `RCPT TO:<${'x'.repeat(70)}@hospital.example>\r\n`, 'DATA\r\n', '.\r\n', 'STARTTLS\r\n', 'AUTH PLAIN AAAA\r\n', 'BDAT 10 LAST\r\n', 'RSET\r\n', 'GET / HTTP/1.1\r\n', 'MAIL FROM:<> SIZE=99999999999\r\n').map((x) => Buffer.from(x)),
+        fc
+          .constantFrom(
+            'EHLO x\r\n',
+            'HELO \r\n',
+            'MAIL FROM:<a@lab.example>\r\n',
+            `RCPT TO:<${'x'.repeat(70)}@hospital.example>\r\n`,
+            'DATA\r\n',
+            '.\r\n',
+            'STARTTLS\r\n',
+            'AUTH PLAIN AAAA\r\n',
+            'BDAT 10 LAST\r\n',
+            'RSET\r\n',
+            'GET / HTTP/1.1\r\n',
+            'MAIL FROM:<> SIZE=99999999999\r\n',
+          )
+          .map((x) => Buffer.from(x)),
       );
-      await fc.assert(fc.asyncProperty(fc.array(command, { maxLength: 12 }), async (chunks) => talk(chunks)), { numRuns: 40 });
+      await fc.assert(
+        fc.asyncProperty(fc.array(command, { maxLength: 12 }), async (chunks) => talk(chunks)),
+        { numRuns: 40 },
+      );
       expect(await smtpCode(smtp.sendRaw(rawMessage({ to: box.mailbox.address }), { from: LAB, to: [box.mailbox.address] }))).toBe(250);
     }, 60_000);
 
@@ -182,7 +284,10 @@ for (const dialect of testDialects()) {
       const raw = rawMessage({ to: box.mailbox.address, subject: 'retry me', messageId: '<retry.1@lab.example>' });
       await sql`alter table messages rename to messages_away`.execute(t.c.store.db);
       try {
-        await expect(smtp.sendRaw(raw, { from: LAB, to: [box.mailbox.address] })).rejects.toMatchObject({ responseCode: 451, response: expect.stringContaining('4.3.0') });
+        await expect(smtp.sendRaw(raw, { from: LAB, to: [box.mailbox.address] })).rejects.toMatchObject({
+          responseCode: 451,
+          response: expect.stringContaining('4.3.0'),
+        });
       } finally {
         await sql`alter table messages_away rename to messages`.execute(t.c.store.db);
       }
@@ -206,11 +311,15 @@ for (const dialect of testDialects()) {
         await new Promise((r) => setTimeout(r, 100));
         const plain = createTransport({ host: '127.0.0.1', port: limited.port, secure: false, ignoreTLS: true });
         try {
-          await expect(plain.sendMail({ envelope: { from: LAB, to: [box.mailbox.address] }, raw: rawMessage({ to: box.mailbox.address }) })).rejects.toMatchObject({ responseCode: 530 });
+          await expect(
+            plain.sendMail({ envelope: { from: LAB, to: [box.mailbox.address] }, raw: rawMessage({ to: box.mailbox.address }) }),
+          ).rejects.toMatchObject({ responseCode: 530 });
         } finally {
           plain.close();
         }
-        expect(await smtpCode(limited.sendRaw(rawMessage({ to: box.mailbox.address }), { from: LAB, to: [box.mailbox.address] }))).toBe(250);
+        expect(await smtpCode(limited.sendRaw(rawMessage({ to: box.mailbox.address }), { from: LAB, to: [box.mailbox.address] }))).toBe(
+          250,
+        );
       } finally {
         await limited.close();
       }
@@ -230,15 +339,29 @@ describe.skipIf(!testDialects().includes('sqlite'))('mailward serve', () => {
       const base = `http://127.0.0.1:${server.port}`;
       const admin = fs.readFileSync(path.join(db.dataDir, 'bootstrap-admin.key'), 'utf8').trim();
       const call = async (method: string, p: string, key: string, body?: unknown) => {
-        const r = await fetch(base + p, { method, headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
+        const r = await fetch(base + p, {
+          method,
+          headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+          body: body === undefined ? undefined : JSON.stringify(body),
+        });
         return (await r.json()) as Record<string, any>;
       };
       const dep = await call('POST', '/v1/departments', admin, { name: 'Lab' });
       const human = await call('POST', '/v1/humans', admin, { name: 'Dr. Serve', email: 'serve@hospital.example', roles: ['reviewer'] });
-      const agent = await call('POST', '/v1/agents', admin, { name: 'Results Reader', department_id: dep.id, responsible_human_id: human.id });
+      const agent = await call('POST', '/v1/agents', admin, {
+        name: 'Results Reader',
+        department_id: dep.id,
+        responsible_human_id: human.id,
+      });
       const key = (await call('POST', `/v1/agents/${agent.id}/api-keys`, admin, {})).key as string;
       const mbx = await call('POST', '/v1/mailboxes', admin, { agent_id: agent.id, display_name: 'Results', oversight_mode: 'autonomous' });
-      const tr = createTransport({ host: '127.0.0.1', port: smtpPort, secure: false, requireTLS: true, tls: { ca: fs.readFileSync(certFile), servername: 'localhost' } });
+      const tr = createTransport({
+        host: '127.0.0.1',
+        port: smtpPort,
+        secure: false,
+        requireTLS: true,
+        tls: { ca: fs.readFileSync(certFile), servername: 'localhost' },
+      });
       try {
         await tr.sendMail({ envelope: { from: LAB, to: [mbx.address] }, raw: rawMessage({ to: mbx.address, subject: 'Through serve' }) });
       } finally {

@@ -21,12 +21,21 @@ for (const dialect of testDialects()) {
     let box: Awaited<ReturnType<typeof seedMailbox>>;
 
     const stored = (id: string) => t.c.store.db.selectFrom('messages').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
-    const inboxOf = async (mailboxId: string) => t.c.store.db.selectFrom('messages').selectAll().where('mailbox_id', '=', mailboxId).where('direction', '=', 'inbound').orderBy('id').execute();
+    const inboxOf = async (mailboxId: string) =>
+      t.c.store.db
+        .selectFrom('messages')
+        .selectAll()
+        .where('mailbox_id', '=', mailboxId)
+        .where('direction', '=', 'inbound')
+        .orderBy('id')
+        .execute();
 
     beforeAll(async () => {
       const dir = tempDir('mw-inbound');
       senders = outsideSenders(dir, { orgDomain: 'hospital.example' });
-      t = await createTestApp(dialect, { env: { MAILWARD_DNS_OVERRIDES: senders.file, MAILWARD_MAX_MESSAGE_BYTES: String(256 * 1024), MAILWARD_APPROVAL_TTL: '3600' } });
+      t = await createTestApp(dialect, {
+        env: { MAILWARD_DNS_OVERRIDES: senders.file, MAILWARD_MAX_MESSAGE_BYTES: String(256 * 1024), MAILWARD_APPROVAL_TTL: '3600' },
+      });
       smtp = await startInbound(t);
       box = await seedMailbox(t, 'autonomous');
       const k = await t.call('POST', `/v1/humans/${box.reviewer.id}/api-keys`, t.adminKey, { scopes: ['reviewer'] });
@@ -39,7 +48,9 @@ for (const dialect of testDialects()) {
 
     it('receives a DKIM-signed message over STARTTLS that the agent lists, reads and tags, with reads audited and the raw bytes sealed', async () => {
       const marker = `MARKER-${Math.random().toString(36).slice(2)}-BODY`;
-      const raw = await senders.sign(rawMessage({ to: box.mailbox.address, subject: 'Refill request for lisinopril', body: `Please renew the prescription. ${marker}` }));
+      const raw = await senders.sign(
+        rawMessage({ to: box.mailbox.address, subject: 'Refill request for lisinopril', body: `Please renew the prescription. ${marker}` }),
+      );
       const r = await smtp.sendRaw(raw, { from: LAB, to: [box.mailbox.address] });
       expect(r.response).toMatch(/^250 /);
 
@@ -74,7 +85,10 @@ for (const dialect of testDialects()) {
       expect(erased.body).toEqual({ id: item.id, tags: view.body.system_tags, system_tags: view.body.system_tags, agent_tags: [] });
       await t.call('PUT', `/v1/emails/${item.id}/tags`, box.agentKey, { tags: ['pharmacy', 'reviewed'] });
       const relisted = (await t.call('GET', `/v1/mailboxes/${box.mailbox.id}/messages?tag=prescription`, box.agentKey)).body.messages;
-      expect(relisted.find((m: { id: string }) => m.id === item.id)).toMatchObject({ agent_tags: ['pharmacy', 'reviewed'], system_tags: view.body.system_tags });
+      expect(relisted.find((m: { id: string }) => m.id === item.id)).toMatchObject({
+        agent_tags: ['pharmacy', 'reviewed'],
+        system_tags: view.body.system_tags,
+      });
 
       // The store: raw bytes sealed (what was sent, byte for byte), hashed, audited as received by the system with that hash.
       const row = await stored(item.id);
@@ -99,7 +113,11 @@ for (const dialect of testDialects()) {
           if (fs.existsSync(f)) expect(fs.readFileSync(f).includes(Buffer.from(marker))).toBe(false);
         }
       } else {
-        const hits = await sql<{ n: number }>`select count(*)::int as n from messages where content_sealed like ${`%${marker}%`} or raw_sealed like ${`%${marker}%`}`.execute(t.c.store.db);
+        const hits = await sql<{
+          n: number;
+        }>`select count(*)::int as n from messages where content_sealed like ${`%${marker}%`} or raw_sealed like ${`%${marker}%`}`.execute(
+          t.c.store.db,
+        );
         expect(hits.rows[0]!.n).toBe(0);
       }
     });
@@ -134,9 +152,17 @@ for (const dialect of testDialects()) {
 
     it('records the delegation chain as it is now: an agent moved to another department is audited under the new one at once', async () => {
       const receivedChain = async () => {
-        const r = await smtp.sendRaw(rawMessage({ to: box.mailbox.address, subject: 'Chain check' }), { from: LAB, to: [box.mailbox.address] });
+        const r = await smtp.sendRaw(rawMessage({ to: box.mailbox.address, subject: 'Chain check' }), {
+          from: LAB,
+          to: [box.mailbox.address],
+        });
         expect(r.response).toMatch(/^250 /);
-        const ev = await t.c.store.db.selectFrom('audit_events').select('delegation_chain').where('action', '=', 'email.received').orderBy('seq', 'desc').executeTakeFirstOrThrow();
+        const ev = await t.c.store.db
+          .selectFrom('audit_events')
+          .select('delegation_chain')
+          .where('action', '=', 'email.received')
+          .orderBy('seq', 'desc')
+          .executeTakeFirstOrThrow();
         return JSON.parse(ev.delegation_chain) as { type: string; id: string }[];
       };
       const before = await receivedChain();
@@ -150,7 +176,15 @@ for (const dialect of testDialects()) {
     });
 
     it('quarantines a forged message (DKIM fails, DMARC p=reject) by default, and delivers it flagged only where an admin opted into flag', async () => {
-      const signed = await senders.sign(rawMessage({ from: 'Billing <billing@forged.example>', to: box.mailbox.address, subject: 'Invoice overdue', body: 'Pay the balance now.' }), 'forged.example');
+      const signed = await senders.sign(
+        rawMessage({
+          from: 'Billing <billing@forged.example>',
+          to: box.mailbox.address,
+          subject: 'Invoice overdue',
+          body: 'Pay the balance now.',
+        }),
+        'forged.example',
+      );
       const forged = Buffer.from(signed.toString().replace('Pay the balance now.', 'Pay the balance to account 12345 now.'));
       const f = await seedMailbox(t, 'autonomous', { dmarc_failure: 'flag' });
       expect(f.mailbox.dmarc_failure).toBe('flag');
@@ -176,7 +210,10 @@ for (const dialect of testDialects()) {
       expect(apr).toMatchObject({ direction: 'inbound', reasons: [{ code: 'dmarc_fail', policy: 'reject' }] });
 
       // A sender whose domain does not ask for enforcement (p=none) is flagged, not quarantined.
-      await smtp.sendRaw(rawMessage({ from: 'news@relaxed.example', to: q.mailbox.address, subject: 'Newsletter' }), { from: 'news@relaxed.example', to: [q.mailbox.address] });
+      await smtp.sendRaw(rawMessage({ from: 'news@relaxed.example', to: q.mailbox.address, subject: 'Newsletter' }), {
+        from: 'news@relaxed.example',
+        to: [q.mailbox.address],
+      });
       const relaxed = (await inboxOf(q.mailbox.id)).at(-1)!;
       expect(relaxed.status).toBe('received');
       expect(JSON.parse(relaxed.auth_results!).flags).toContain('dmarc_fail');
@@ -185,12 +222,22 @@ for (const dialect of testDialects()) {
     it("quarantines mail from outside that claims the organisation's own domain and fails its DMARC, whatever its p=; flag stays an opt-in", async () => {
       const q = await seedMailbox(t, 'autonomous');
       const f = await seedMailbox(t, 'autonomous', { dmarc_failure: 'flag' });
-      const spoof = (from: string) => rawMessage({ from: `Front Desk <${from}>`, to: q.mailbox.address, subject: 'Password reset', body: 'Log in at the link below.' });
+      const spoof = (from: string) =>
+        rawMessage({ from: `Front Desk <${from}>`, to: q.mailbox.address, subject: 'Password reset', body: 'Log in at the link below.' });
       // The organisation's own p=reject.
-      await smtp.sendRaw(spoof('frontdesk@hospital.example'), { from: 'frontdesk@hospital.example', to: [q.mailbox.address, f.mailbox.address] });
+      await smtp.sendRaw(spoof('frontdesk@hospital.example'), {
+        from: 'frontdesk@hospital.example',
+        to: [q.mailbox.address, f.mailbox.address],
+      });
       const own = (await inboxOf(q.mailbox.id)).at(-1)!;
       expect(own.status).toBe('quarantined');
-      expect(JSON.parse(own.status_reason!)).toMatchObject({ code: 'quarantined', reasons: [{ code: 'dmarc_fail', policy: 'reject' }, { code: 'org_domain_unauthenticated', dmarc: 'fail' }] });
+      expect(JSON.parse(own.status_reason!)).toMatchObject({
+        code: 'quarantined',
+        reasons: [
+          { code: 'dmarc_fail', policy: 'reject' },
+          { code: 'org_domain_unauthenticated', dmarc: 'fail' },
+        ],
+      });
       expect(JSON.parse(own.auth_results!).flags).toEqual(expect.arrayContaining(['dmarc_fail', 'org_domain_unauthenticated']));
       const seen = await t.call('GET', `/v1/emails/${own.id}`, q.agentKey);
       expect(seen.body).toMatchObject({ status: 'quarantined', content_hidden: true });
@@ -204,35 +251,60 @@ for (const dialect of testDialects()) {
       const sub = (await inboxOf(q.mailbox.id)).at(-1)!;
       expect(JSON.parse(sub.auth_results!).dmarc).toMatchObject({ result: 'fail', policy: 'none' });
       expect(sub.status).toBe('quarantined');
-      expect(JSON.parse(sub.status_reason!).reasons).toEqual(expect.arrayContaining([{ code: 'org_domain_unauthenticated', dmarc: 'fail' }]));
+      expect(JSON.parse(sub.status_reason!).reasons).toEqual(
+        expect.arrayContaining([{ code: 'org_domain_unauthenticated', dmarc: 'fail' }]),
+      );
       const pending = await t.call('GET', '/v1/approvals?status=pending', reviewerKey);
       expect(pending.body.approvals.filter((a: { email_id: string }) => [own.id, sub.id].includes(a.email_id))).toHaveLength(2);
     });
 
     it("refuses mail for a deactivated agent's mailbox with 550 5.1.1, and holds one that raced the deactivation for review", async () => {
       const d = await seedMailbox(t, 'autonomous');
-      const raw = await senders.sign(rawMessage({ to: d.mailbox.address, subject: 'Biopsy results', body: 'The biopsy of Maria Lopez came back.' }));
+      const raw = await senders.sign(
+        rawMessage({ to: d.mailbox.address, subject: 'Biopsy results', body: 'The biopsy of Maria Lopez came back.' }),
+      );
       expect(await smtpCode(smtp.sendRaw(raw, { from: LAB, to: [d.mailbox.address] }))).toBe(250);
       const off = await t.call('POST', `/v1/agents/${d.agent.id}/deactivate`, t.adminKey);
       expect(off.status).toBe(200);
       const before = (await inboxOf(d.mailbox.id)).length;
-      await expect(smtp.sendRaw(raw, { from: LAB, to: [d.mailbox.address] })).rejects.toMatchObject({ responseCode: 550, response: expect.stringContaining('5.1.1') });
+      await expect(smtp.sendRaw(raw, { from: LAB, to: [d.mailbox.address] })).rejects.toMatchObject({
+        responseCode: 550,
+        response: expect.stringContaining('5.1.1'),
+      });
       expect((await inboxOf(d.mailbox.id)).length).toBe(before);
 
       // Accepted at RCPT just before the deactivation committed: stored held, never shown, a reviewer decides.
-      const r = await t.c.inbound.receiver.receive({ mailFrom: LAB, rcptTo: [d.mailbox.address], clientIp: '127.0.0.1', helo: 'mx.lab.example', tls: true }, Buffer.from(raw.toString().replace('Biopsy results', 'Biopsy results again')));
+      const r = await t.c.inbound.receiver.receive(
+        { mailFrom: LAB, rcptTo: [d.mailbox.address], clientIp: '127.0.0.1', helo: 'mx.lab.example', tls: true },
+        Buffer.from(raw.toString().replace('Biopsy results', 'Biopsy results again')),
+      );
       expect(r.stored).toEqual([expect.objectContaining({ mailbox_id: d.mailbox.id, status: 'pending_approval' })]);
       const row = await stored(r.stored[0]!.id);
       expect(JSON.parse(row.status_reason!)).toMatchObject({ code: 'held', reasons: [{ code: 'agent_deactivated' }] });
-      const apr = (await t.call('GET', '/v1/approvals?status=pending', reviewerKey)).body.approvals.find((a: { email_id: string }) => a.email_id === row.id);
+      const apr = (await t.call('GET', '/v1/approvals?status=pending', reviewerKey)).body.approvals.find(
+        (a: { email_id: string }) => a.email_id === row.id,
+      );
       expect(apr).toMatchObject({ direction: 'inbound', reasons: [{ code: 'agent_deactivated' }] });
     });
 
     it('threads a reply to an outbound message into its thread, by In-Reply-To and by subject as a fallback', async () => {
-      const sent = await t.call('POST', `/v1/mailboxes/${box.mailbox.id}/send`, box.agentKey, { to: [LAB], subject: 'Lab order 7781', text: 'Please send the results.' });
+      const sent = await t.call('POST', `/v1/mailboxes/${box.mailbox.id}/send`, box.agentKey, {
+        to: [LAB],
+        subject: 'Lab order 7781',
+        text: 'Please send the results.',
+      });
       expect(sent.status).toBe(202);
       const out = await stored(sent.body.id);
-      await smtp.sendRaw(await senders.sign(rawMessage({ to: box.mailbox.address, subject: 'Re: Lab order 7781', headers: { 'In-Reply-To': out.message_id, References: out.message_id } })), { from: LAB, to: [box.mailbox.address] });
+      await smtp.sendRaw(
+        await senders.sign(
+          rawMessage({
+            to: box.mailbox.address,
+            subject: 'Re: Lab order 7781',
+            headers: { 'In-Reply-To': out.message_id, References: out.message_id },
+          }),
+        ),
+        { from: LAB, to: [box.mailbox.address] },
+      );
       const reply = (await inboxOf(box.mailbox.id)).at(-1)!;
       expect(reply.thread_id).toBe(out.thread_id);
       const thread = await t.call('GET', `/v1/threads/${out.thread_id}`, box.agentKey);
@@ -242,12 +314,19 @@ for (const dialect of testDialects()) {
       await smtp.sendRaw(rawMessage({ to: box.mailbox.address, subject: 'RE: Lab order 7781' }), { from: LAB, to: [box.mailbox.address] });
       expect((await inboxOf(box.mailbox.id)).at(-1)!.thread_id).toBe(out.thread_id);
       // A different correspondent with the same subject starts its own thread.
-      await smtp.sendRaw(rawMessage({ from: 'x@relaxed.example', to: box.mailbox.address, subject: 'Re: Lab order 7781' }), { from: 'x@relaxed.example', to: [box.mailbox.address] });
+      await smtp.sendRaw(rawMessage({ from: 'x@relaxed.example', to: box.mailbox.address, subject: 'Re: Lab order 7781' }), {
+        from: 'x@relaxed.example',
+        to: [box.mailbox.address],
+      });
       expect((await inboxOf(box.mailbox.id)).at(-1)!.thread_id).not.toBe(out.thread_id);
     });
 
     it('turns an outbound message bounced when a delivery status notification reports it failed', async () => {
-      const sent = await t.call('POST', `/v1/mailboxes/${box.mailbox.id}/send`, box.agentKey, { to: ['nobody@clinic.example'], subject: 'Appointment', text: 'See you Tuesday.' });
+      const sent = await t.call('POST', `/v1/mailboxes/${box.mailbox.id}/send`, box.agentKey, {
+        to: ['nobody@clinic.example'],
+        subject: 'Appointment',
+        text: 'See you Tuesday.',
+      });
       const out = await stored(sent.body.id);
       expect(out.status).toBe('queued');
       const dsn = [
@@ -292,7 +371,12 @@ for (const dialect of testDialects()) {
       expect(report.thread_id).toBe(out.thread_id);
       expect(JSON.parse(report.system_tags)).toContain('bounce');
       expect(JSON.parse(report.tags)).toEqual([]);
-      const audit = await t.c.store.db.selectFrom('audit_events').selectAll().where('target_id', '=', out.id).where('action', '=', 'email.bounced').execute();
+      const audit = await t.c.store.db
+        .selectFrom('audit_events')
+        .selectAll()
+        .where('target_id', '=', out.id)
+        .where('action', '=', 'email.bounced')
+        .execute();
       expect(audit).toHaveLength(1);
       expect(JSON.parse(audit[0]!.details)).toMatchObject({ source: 'dsn', status: '5.1.1', report_email_id: report.id });
       const view = await t.call('GET', `/v1/emails/${out.id}`, box.agentKey);
@@ -318,11 +402,14 @@ for (const dialect of testDialects()) {
       for (const m of list.body.messages) expect(m).toMatchObject({ tags: [], system_tags: [] });
       const pending = await t.call('GET', '/v1/approvals?status=pending', reviewerKey);
       const approvals = rows.map((r) => pending.body.approvals.find((a: { email_id: string }) => a.email_id === r.id));
-      for (const a of approvals) expect(a).toMatchObject({ direction: 'inbound', reasons: [{ code: 'oversight_mode', mode: 'gated_all' }] });
+      for (const a of approvals)
+        expect(a).toMatchObject({ direction: 'inbound', reasons: [{ code: 'oversight_mode', mode: 'gated_all' }] });
 
       // Agents never decide; edits make no sense for received mail.
       expect((await t.call('POST', `/v1/approvals/${approvals[0].id}/approve`, g.agentKey, {})).status).toBe(404);
-      expect((await t.call('POST', `/v1/approvals/${approvals[0].id}/approve`, reviewerKey, { edits: { text: 'changed' } })).status).toBe(422);
+      expect((await t.call('POST', `/v1/approvals/${approvals[0].id}/approve`, reviewerKey, { edits: { text: 'changed' } })).status).toBe(
+        422,
+      );
 
       const released = await t.call('POST', `/v1/approvals/${approvals[0].id}/approve`, reviewerKey, { comment: 'Genuine lab results.' });
       expect(released.status).toBe(200);
@@ -331,9 +418,18 @@ for (const dialect of testDialects()) {
       const view = await t.call('GET', `/v1/emails/${rows[0]!.id}`, g.agentKey);
       expect(view.body.subject).toBe('First held');
       expect(view.body.system_tags).toContain('results');
-      const audit = await t.c.store.db.selectFrom('audit_events').selectAll().where('target_id', '=', rows[0]!.id).where('action', '=', 'email.released').execute();
+      const audit = await t.c.store.db
+        .selectFrom('audit_events')
+        .selectAll()
+        .where('target_id', '=', rows[0]!.id)
+        .where('action', '=', 'email.released')
+        .execute();
       expect(audit).toHaveLength(1);
-      expect(audit[0]).toMatchObject({ actor_type: 'human', actor_id: g.reviewer.id === box.reviewer.id ? box.reviewer.id : audit[0]!.actor_id, content_hash: rows[0]!.raw_hash });
+      expect(audit[0]).toMatchObject({
+        actor_type: 'human',
+        actor_id: g.reviewer.id === box.reviewer.id ? box.reviewer.id : audit[0]!.actor_id,
+        content_hash: rows[0]!.raw_hash,
+      });
 
       const rejected = await t.call('POST', `/v1/approvals/${approvals[1].id}/reject`, reviewerKey, { comment: 'Phishing.' });
       expect(rejected.status).toBe(200);
@@ -357,7 +453,11 @@ for (const dialect of testDialects()) {
       expect(bcc.bcc).toEqual([]);
       expect(openContent(t.c.ring, b, b.content_sealed).bcc).toEqual([g.mailbox.address]);
       // Expiry (MAILWARD_APPROVAL_TTL) keeps an unreleased inbound message withheld, as quarantined.
-      await t.c.store.db.updateTable('approvals').set({ expires_at: new Date(Date.now() - 1000).toISOString() }).where('message_id', '=', b.id).execute();
+      await t.c.store.db
+        .updateTable('approvals')
+        .set({ expires_at: new Date(Date.now() - 1000).toISOString() })
+        .where('message_id', '=', b.id)
+        .execute();
       expect(await t.c.mail.approvals.expireDue()).toBeGreaterThanOrEqual(1);
       const expired = await stored(b.id);
       expect(expired.status).toBe('quarantined');

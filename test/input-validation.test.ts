@@ -13,7 +13,9 @@ const rawWithMessageId = (to: string, messageId: Buffer, subject: string) =>
   Buffer.concat([
     Buffer.from(`From: Lab <${LAB}>${CRLF}To: ${to}${CRLF}Subject: ${subject}${CRLF}Message-ID: `),
     messageId,
-    Buffer.from(`${CRLF}Date: Mon, 23 Nov 2026 10:00:00 +0000${CRLF}MIME-Version: 1.0${CRLF}Content-Type: text/plain; charset=utf-8${CRLF}${CRLF}Results are ready.${CRLF}`),
+    Buffer.from(
+      `${CRLF}Date: Mon, 23 Nov 2026 10:00:00 +0000${CRLF}MIME-Version: 1.0${CRLF}Content-Type: text/plain; charset=utf-8${CRLF}${CRLF}Results are ready.${CRLF}`,
+    ),
   ]);
 
 const problemOf = (r: { status: number; body: any; headers: Record<string, unknown> }) => ({
@@ -41,7 +43,14 @@ for (const dialect of testDialects()) {
     });
 
     const count = async (table: 'audit_legal_holds' | 'departments') =>
-      Number((await t.c.store.db.selectFrom(table).select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()).n);
+      Number(
+        (
+          await t.c.store.db
+            .selectFrom(table)
+            .select((eb) => eb.fn.countAll().as('n'))
+            .executeTakeFirstOrThrow()
+        ).n,
+      );
 
     it('refuses NUL in a legal-hold matter, the audit filters and the api-key filter with 400 nul_not_allowed, storing nothing', async () => {
       const holds = await count('audit_legal_holds');
@@ -54,7 +63,8 @@ for (const dialect of testDialects()) {
         await t.call('GET', `/v1/contacts/${encodeURIComponent('a\u0000b@x.example')}/consent`, t.adminKey),
         await t.call('PUT', '/v1/vault/secrets/portal', box.agentKey, { kind: 'note', value: 'x', metadata: { 'k\u0000': 'v' } }),
       ];
-      for (const r of cases) expect(problemOf(r)).toEqual({ status: 400, code: 'nul_not_allowed', type: expect.stringContaining('application/problem+json') });
+      for (const r of cases)
+        expect(problemOf(r)).toEqual({ status: 400, code: 'nul_not_allowed', type: expect.stringContaining('application/problem+json') });
       expect(await count('audit_legal_holds')).toBe(holds);
     });
 
@@ -65,9 +75,14 @@ for (const dialect of testDialects()) {
         await t.call('POST', '/v1/departments', t.adminKey, '{"name":"Cardio\\udc00logy"}'),
         await t.call('POST', '/v1/audit/legal-holds', t.adminKey, { matter: 'Case \udfff' }),
         await t.call('PUT', '/v1/vault/secrets/portal', box.agentKey, { kind: 'note', value: 'x', metadata: { 'k\ud83d': 'v' } }),
-        await t.call('POST', `/v1/mailboxes/${box.mailbox.id}/send`, box.agentKey, { to: ['pat@example.org'], subject: 'Hi', text: 'Fine \ud83d there' }),
+        await t.call('POST', `/v1/mailboxes/${box.mailbox.id}/send`, box.agentKey, {
+          to: ['pat@example.org'],
+          subject: 'Hi',
+          text: 'Fine \ud83d there',
+        }),
       ];
-      for (const r of cases) expect(problemOf(r)).toEqual({ status: 400, code: 'invalid_unicode', type: expect.stringContaining('application/problem+json') });
+      for (const r of cases)
+        expect(problemOf(r)).toEqual({ status: 400, code: 'invalid_unicode', type: expect.stringContaining('application/problem+json') });
       expect(await count('departments')).toBe(deps);
       // A well-formed surrogate pair is ordinary text and round-trips.
       const ok = await t.call('POST', '/v1/departments', t.adminKey, { name: 'Cardiology \ud83d\ude00' });
@@ -77,7 +92,11 @@ for (const dialect of testDialects()) {
 
     it('refuses invalid UTF-8 percent-encoding in query strings and path params with 400 problem+json', async () => {
       for (const url of ['/v1/audit/events?action=%ED%A0%80', '/v1/audit/events?action=%FF', '/v1/api-keys?principal_id=%C3']) {
-        expect(problemOf(await t.call('GET', url, t.adminKey))).toEqual({ status: 400, code: 'invalid_unicode', type: expect.stringContaining('application/problem+json') });
+        expect(problemOf(await t.call('GET', url, t.adminKey))).toEqual({
+          status: 400,
+          code: 'invalid_unicode',
+          type: expect.stringContaining('application/problem+json'),
+        });
       }
       const path = await t.call('GET', '/v1/contacts/%ED%A0%80%40x.example/consent', t.adminKey);
       expect(path.status).toBe(400);
@@ -95,9 +114,17 @@ for (const dialect of testDialects()) {
     });
 
     it('answers 400 invalid_cursor for a cursor no route issued, on every cursor-taking route', async () => {
-      for (const url of ['/v1/audit/events?cursor=zzz', `/v1/mailboxes/${box.mailbox.id}/messages?cursor=zzz`, `/v1/mailboxes/${box.mailbox.id}/search?q=x&cursor=zzz`]) {
+      for (const url of [
+        '/v1/audit/events?cursor=zzz',
+        `/v1/mailboxes/${box.mailbox.id}/messages?cursor=zzz`,
+        `/v1/mailboxes/${box.mailbox.id}/search?q=x&cursor=zzz`,
+      ]) {
         const r = await t.call('GET', url, t.adminKey);
-        expect(problemOf(r), url).toEqual({ status: 400, code: 'invalid_cursor', type: expect.stringContaining('application/problem+json') });
+        expect(problemOf(r), url).toEqual({
+          status: 400,
+          code: 'invalid_cursor',
+          type: expect.stringContaining('application/problem+json'),
+        });
       }
       const page = await t.call('GET', '/v1/audit/events?limit=1', t.adminKey);
       expect(page.status).toBe(200);
@@ -133,18 +160,32 @@ for (const dialect of testDialects()) {
 
     it('refuses an address whose local part exceeds 64 octets (RFC 5321 4.5.3.1.1) and accepts 64', async () => {
       const at = (n: number) => `${'a'.repeat(n)}@example.org`;
-      const send = (to: string) => t.call('POST', `/v1/mailboxes/${box.mailbox.id}/send`, box.agentKey, { to: [to], subject: 'Hi', text: 'Hello' });
+      const send = (to: string) =>
+        t.call('POST', `/v1/mailboxes/${box.mailbox.id}/send`, box.agentKey, { to: [to], subject: 'Hi', text: 'Hello' });
       expect((await send(at(65))).status).toBe(400);
       expect((await send(at(64))).status).toBe(202);
       const s = await seedMailbox(t, 'autonomous');
       const mbx = await t.call('PATCH', `/v1/mailboxes/${s.mailbox.id}`, t.adminKey, { forward_to: at(65) });
       expect(mbx.status).toBe(400);
       expect((await t.call('PATCH', `/v1/mailboxes/${s.mailbox.id}`, t.adminKey, { forward_to: at(64) })).status).toBe(200);
-      expect((await t.call('PUT', `/v1/contacts/${at(65)}/consent`, t.adminKey, { electronic: true, categories: ['general'], source: 'paper_form' })).status).toBe(400);
+      expect(
+        (
+          await t.call('PUT', `/v1/contacts/${at(65)}/consent`, t.adminKey, {
+            electronic: true,
+            categories: ['general'],
+            source: 'paper_form',
+          })
+        ).status,
+      ).toBe(400);
     });
 
     it('suppresses a retransmitted inbound message whose Message-ID holds NUL or invalid UTF-8', async () => {
-      const ids = [Buffer.from('<abc\u0000def@lab.example>'), Buffer.from([0x3c, 0x61, 0xff, 0xfe, 0x40, 0x6c, 0x61, 0x62, 0x3e]), Buffer.from('<caf\u00e9@lab.example>'), Buffer.from([0xed, 0xa0, 0x80])];
+      const ids = [
+        Buffer.from('<abc\u0000def@lab.example>'),
+        Buffer.from([0x3c, 0x61, 0xff, 0xfe, 0x40, 0x6c, 0x61, 0x62, 0x3e]),
+        Buffer.from('<caf\u00e9@lab.example>'),
+        Buffer.from([0xed, 0xa0, 0x80]),
+      ];
       const env = { mailFrom: LAB, rcptTo: [box.mailbox.address], clientIp: '127.0.0.1', helo: 'lab.example', tls: false };
       for (const [i, id] of ids.entries()) {
         const raw = rawWithMessageId(box.mailbox.address, id, `Retransmitted ${i}`);

@@ -32,7 +32,11 @@ const textColumns = async (store: Store) => {
 const envelopesInStore = async (store: Store) => {
   const out: { where: string; kv: string }[] = [];
   for (const { table, column } of await textColumns(store)) {
-    const rows = await sql<{ v: string }>`select ${sql.ref(column)} as v from ${sql.table(table)} where ${sql.ref(column)} like ${'{"v":1,"alg":"A256GCM"%'}`.execute(store.db);
+    const rows = await sql<{
+      v: string;
+    }>`select ${sql.ref(column)} as v from ${sql.table(table)} where ${sql.ref(column)} like ${'{"v":1,"alg":"A256GCM"%'}`.execute(
+      store.db,
+    );
     for (const r of rows.rows) out.push({ where: `${table}.${column}`, kv: (JSON.parse(r.v) as { dk: { kv: string } }).dk.kv });
   }
   return out;
@@ -71,25 +75,43 @@ for (const dialect of testDialects()) {
       t = await createTestApp(dialect, { env: relayEnv(sink) });
       const app = t;
       const box = await seedMailbox(app, 'gated_send');
-      const reviewerKey = (await app.call('POST', `/v1/humans/${box.reviewer.id}/api-keys`, app.adminKey, { scopes: ['reviewer'] })).body.key;
-      const send = (subject: string, text: string) => app.call('POST', `/v1/mailboxes/${box.mailbox.id}/send`, box.agentKey, { to: [PATIENT], subject, text });
+      const reviewerKey = (await app.call('POST', `/v1/humans/${box.reviewer.id}/api-keys`, app.adminKey, { scopes: ['reviewer'] })).body
+        .key;
+      const send = (subject: string, text: string) =>
+        app.call('POST', `/v1/mailboxes/${box.mailbox.id}/send`, box.agentKey, { to: [PATIENT], subject, text });
 
       // Approved with an edit and a comment, then delivered: content, original, raw bytes, comment and outbox envelope are sealed.
       const edited = await send('Your appointment', 'See you Tuesday at 10:00.');
       expect(edited.status).toBe(202);
       const apr1 = (await app.call('GET', `/v1/emails/${edited.body.id}`, box.agentKey)).body.approval.id;
-      expect((await app.call('POST', `/v1/approvals/${apr1}/approve`, reviewerKey, { comment: 'Added the room.', edits: { text: 'See you Tuesday at 10:00 in room 4.' } })).status).toBe(200);
+      expect(
+        (
+          await app.call('POST', `/v1/approvals/${apr1}/approve`, reviewerKey, {
+            comment: 'Added the room.',
+            edits: { text: 'See you Tuesday at 10:00 in room 4.' },
+          })
+        ).status,
+      ).toBe(200);
       const rejected = await send('Lab follow-up', 'Please call the clinic.');
       const apr2 = (await app.call('GET', `/v1/emails/${rejected.body.id}`, box.agentKey)).body.approval.id;
       expect((await app.call('POST', `/v1/approvals/${apr2}/reject`, reviewerKey, { comment: 'Use the portal.' })).status).toBe(200);
       await drainDeliveries(app);
       await sink.waitFor(1);
-      const [inbound] = await seedMessages(app, box.mailbox, [{ from: 'results@lab.example', subject: 'Quarterly newsletter', text: 'Clinic hours change in spring.' }]);
+      const [inbound] = await seedMessages(app, box.mailbox, [
+        { from: 'results@lab.example', subject: 'Quarterly newsletter', text: 'Clinic hours change in spring.' },
+      ]);
 
       const before = await envelopesInStore(app.c.store);
       const places = new Set(before.map((e) => e.where));
       // The data really exercises every mail column, so the checks below mean something.
-      for (const c of ['messages.content_sealed', 'messages.original_sealed', 'messages.raw_sealed', 'approvals.comment_sealed', 'outbox.envelope_sealed']) expect(places).toContain(c);
+      for (const c of [
+        'messages.content_sealed',
+        'messages.original_sealed',
+        'messages.raw_sealed',
+        'approvals.comment_sealed',
+        'outbox.envelope_sealed',
+      ])
+        expect(places).toContain(c);
       // Found by content: a sealed value in a column rotation does not know would stay under the old key.
       expect([...places].filter((p) => !registered.has(p))).toEqual([]);
       expect(new Set(before.map((e) => e.kv))).toEqual(new Set(['1']));
@@ -146,7 +168,13 @@ for (const dialect of testDialects()) {
       await seedMessages(t, box.mailbox, [{ from: 'results@lab.example', subject: 'Results ready' }]);
       // A rotation that knows only some of the columns (as before mail was covered) retires version 1 while mail still uses it.
       const partial = SEALED_COLUMNS.filter((c) => c.table === 'signing_keys' || c.table === 'vault_secret_versions');
-      const r = await rotateKeys({ store: t.c.store, keys: { masterKey: undefined, dataDir: t.dataDir }, clock: t.c.clock, audit: t.c.audit, columns: partial });
+      const r = await rotateKeys({
+        store: t.c.store,
+        keys: { masterKey: undefined, dataDir: t.dataDir },
+        clock: t.c.clock,
+        audit: t.c.audit,
+        columns: partial,
+      });
       expect(r.retired).toEqual(['1']);
       const keyFile = path.join(t.dataDir, 'master.key');
       const withBoth = fs.readFileSync(keyFile, 'utf8');
@@ -162,7 +190,13 @@ for (const dialect of testDialects()) {
       expect(serve.stderr).toContain('master_key_incomplete');
       // With version 1 back, a full rotation moves the mail too; then version 1 may really be dropped.
       fs.writeFileSync(keyFile, withBoth);
-      const full = await rotateKeys({ store: t.c.store, keys: { masterKey: undefined, dataDir: t.dataDir }, clock: t.c.clock, audit: t.c.audit, columns: SEALED_COLUMNS });
+      const full = await rotateKeys({
+        store: t.c.store,
+        keys: { masterKey: undefined, dataDir: t.dataDir },
+        clock: t.c.clock,
+        audit: t.c.audit,
+        columns: SEALED_COLUMNS,
+      });
       expect(full.failed).toEqual([]);
       expect(full.remaining).toEqual([]);
       dropKeyVersion(t.dataDir, '1');

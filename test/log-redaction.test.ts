@@ -28,7 +28,9 @@ const rawHttp = (port: number, bytes: string) =>
 
 /** The log as text plus every serialized Buffer (`{"type":"Buffer","data":[...]}`) decoded, so raw bytes cannot hide a key. */
 const searchable = (log: string) => {
-  const decoded = [...log.matchAll(/"data":\[([0-9,]+)\]/g)].map((m) => Buffer.from((m[1] as string).split(',').map(Number)).toString('latin1'));
+  const decoded = [...log.matchAll(/"data":\[([0-9,]+)\]/g)].map((m) =>
+    Buffer.from((m[1] as string).split(',').map(Number)).toString('latin1'),
+  );
   return [log, ...decoded].join('\n');
 };
 
@@ -71,19 +73,36 @@ for (const dialect of testDialects()) {
       const api = async (method: string, url: string, key: string, body?: unknown) => {
         const r = await fetch(`http://127.0.0.1:${port}${url}`, {
           method,
-          headers: { authorization: `Bearer ${key}`, cookie: `session=${COOKIE_SECRET}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+          headers: {
+            authorization: `Bearer ${key}`,
+            cookie: `session=${COOKIE_SECRET}`,
+            ...(body ? { 'content-type': 'application/json' } : {}),
+          },
           body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
         });
         return { status: r.status, body: (await r.json().catch(() => null)) as any };
       };
       const dep = await api('POST', '/v1/departments', adminKey, { name: 'Billing' });
       const human = await api('POST', '/v1/humans', adminKey, { name: 'Dr. Okafor', email: 'okafor@logs.example', roles: ['reviewer'] });
-      const agent = await api('POST', '/v1/agents', adminKey, { name: 'Claims Assistant', department_id: dep.body.id, responsible_human_id: human.body.id });
-      const key = await api('POST', `/v1/agents/${agent.body.id}/api-keys`, adminKey, { scopes: ['vault:read', 'vault:write', 'vault:reveal', 'vault:totp'] });
+      const agent = await api('POST', '/v1/agents', adminKey, {
+        name: 'Claims Assistant',
+        department_id: dep.body.id,
+        responsible_human_id: human.body.id,
+      });
+      const key = await api('POST', `/v1/agents/${agent.body.id}/api-keys`, adminKey, {
+        scopes: ['vault:read', 'vault:write', 'vault:reveal', 'vault:totp'],
+      });
       expect(key.status).toBe(201);
       const agentKey = key.body.key as string;
       expect((await api('PUT', '/v1/vault/secrets/portal-password', agentKey, { kind: 'password', value: VAULT_VALUE })).status).toBe(200);
-      expect((await api('PUT', '/v1/vault/secrets/portal-totp', agentKey, { kind: 'totp', otpauth_uri: `otpauth://totp/Portal:claims?secret=${SEED}&issuer=Portal` })).status).toBe(200);
+      expect(
+        (
+          await api('PUT', '/v1/vault/secrets/portal-totp', agentKey, {
+            kind: 'totp',
+            otpauth_uri: `otpauth://totp/Portal:claims?secret=${SEED}&issuer=Portal`,
+          })
+        ).status,
+      ).toBe(200);
       expect((await api('GET', '/v1/vault/secrets/portal-password', agentKey)).body.value).toBe(VAULT_VALUE);
       const code = (await api('POST', '/v1/vault/secrets/portal-totp/totp', agentKey)).body.code as string;
       expect(code).toMatch(/^\d{6}$/);
@@ -99,12 +118,16 @@ for (const dialect of testDialects()) {
         `GET /v1/me?token=${QUERY_SECRET} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${adminKey}\r\nCookie: s=${COOKIE_SECRET}\r\nX-Pad: ${'a'.repeat(20_000)}\r\n\r\n`,
       );
       expect(overflow).toContain('431');
-      const malformed = await rawHttp(port, `GET /v1/me?token=${QUERY_SECRET} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${agentKey}\r\nnot a header\r\n\r\n`);
+      const malformed = await rawHttp(
+        port,
+        `GET /v1/me?token=${QUERY_SECRET} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${agentKey}\r\nnot a header\r\n\r\n`,
+      );
       expect(malformed).toContain('400');
 
       // The trace lines for both client errors are written (so the search below searches something).
       const deadline = Date.now() + 10_000;
-      while (!(log.includes('client header_overflow') && log.includes('client error')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      while (!(log.includes('client header_overflow') && log.includes('client error')) && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 20));
       expect(log).toContain('client header_overflow');
       expect(log).toContain('client error');
 

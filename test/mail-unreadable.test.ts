@@ -23,14 +23,19 @@ for (const dialect of testDialects()) {
       // Two kinds of damage: a tampered authentication tag (still in the envelope format) and a value that is not an envelope at all.
       const row = await t.c.store.db.selectFrom('messages').select('content_sealed').where('id', '=', ids[1]!).executeTakeFirstOrThrow();
       const tampered = { ...JSON.parse(row.content_sealed), tag: randomBytes(16).toString('base64') };
-      await t.c.store.db.updateTable('messages').set({ content_sealed: JSON.stringify(tampered) }).where('id', '=', ids[1]!).execute();
+      await t.c.store.db
+        .updateTable('messages')
+        .set({ content_sealed: JSON.stringify(tampered) })
+        .where('id', '=', ids[1]!)
+        .execute();
       await t.c.store.db.updateTable('messages').set({ content_sealed: 'not sealed' }).where('id', '=', ids[2]!).execute();
     }, 60_000);
     afterAll(async () => {
       await t?.close();
     });
 
-    const unreadableEvents = () => t.c.store.db.selectFrom('audit_events').selectAll().where('action', '=', 'email.unreadable').orderBy('seq').execute();
+    const unreadableEvents = () =>
+      t.c.store.db.selectFrom('audit_events').selectAll().where('action', '=', 'email.unreadable').orderBy('seq').execute();
 
     it('skips them in search, answers partial with the count, and audits each as an error', async () => {
       const before = (await unreadableEvents()).length;
@@ -50,7 +55,12 @@ for (const dialect of testDialects()) {
       for (const e of events) {
         expect(JSON.parse(e.details)).toEqual({ mailbox_id: box.mailbox.id, code: 'decrypt_failed', during: 'search' });
       }
-      const searched = await t.c.store.db.selectFrom('audit_events').selectAll().where('action', '=', 'email.searched').orderBy('seq', 'desc').executeTakeFirstOrThrow();
+      const searched = await t.c.store.db
+        .selectFrom('audit_events')
+        .selectAll()
+        .where('action', '=', 'email.searched')
+        .orderBy('seq', 'desc')
+        .executeTakeFirstOrThrow();
       expect(JSON.parse(searched.details)).toMatchObject({ partial: true, unreadable: 2, message_ids: [ids[3], ids[0]] });
     });
 

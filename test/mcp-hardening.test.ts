@@ -14,11 +14,15 @@ type Rpc = { jsonrpc: '2.0'; id: string | number | null; result?: any; error?: {
 
 /** `mailward mcp` as a child process spoken to in raw JSON-RPC lines, as a client with its own framing would. */
 const rawStdio = (env: Record<string, string>) => {
-  const child: ChildProcessWithoutNullStreams = spawn(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src/cli/main.ts'), 'mcp'], {
-    cwd: repoRoot,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
+  const child: ChildProcessWithoutNullStreams = spawn(
+    process.execPath,
+    ['--import', 'tsx', path.join(repoRoot, 'src/cli/main.ts'), 'mcp'],
+    {
+      cwd: repoRoot,
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    },
+  );
   const answers: Rpc[] = [];
   let pending = '';
   let stderr = '';
@@ -48,7 +52,8 @@ const rawStdio = (env: Record<string, string>) => {
   return { child, answers, send, answer, exited, stderr: () => stderr };
 };
 
-const call = (id: number, name: string, args: unknown) => JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params: { name, arguments: args } });
+const call = (id: number, name: string, args: unknown) =>
+  JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params: { name, arguments: args } });
 
 for (const dialect of testDialects()) {
   describe(`MCP hardening (${dialect})`, () => {
@@ -73,16 +78,29 @@ for (const dialect of testDialects()) {
     const postMcp = async (body: string) => {
       const r = await fetch(`http://127.0.0.1:${port}/mcp`, {
         method: 'POST',
-        headers: { authorization: `Bearer ${agent.agentKey}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+        headers: {
+          authorization: `Bearer ${agent.agentKey}`,
+          'content-type': 'application/json',
+          accept: 'application/json, text/event-stream',
+        },
         body,
       });
       return { status: r.status, type: r.headers.get('content-type') ?? '', body: (await r.json()) as Rpc };
     };
 
-    it('refuses an over-long stdio line with a JSON-RPC error naming the HTTP body limit, and keeps serving', { timeout: 300_000 }, async () => {
+    it('refuses an over-long stdio line with a JSON-RPC error naming the HTTP body limit, and keeps serving', {
+      timeout: 300_000,
+    }, async () => {
       const s = rawStdio({ ...t.env, MAILWARD_API_KEY: agent.agentKey, MAILWARD_LOG_LEVEL: 'warn' });
       try {
-        await s.send(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } }));
+        await s.send(
+          JSON.stringify({
+            jsonrpc: '2.0',
+            id: 1,
+            method: 'initialize',
+            params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '1' } },
+          }),
+        );
         expect((await s.answer((a) => a.id === 1)).result.serverInfo.name).toBe('mailward');
         await s.send(JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }));
 
@@ -140,13 +158,25 @@ for (const dialect of testDialects()) {
     });
 
     it('refuses every code and send over stdio once the revocation of the key has returned', { timeout: 300_000 }, async () => {
-      const put = await t.call('PUT', '/v1/vault/secrets/portal-totp', agent.agentKey, { kind: 'totp', otpauth_uri: `otpauth://totp/Portal:billing?secret=${SEED}&issuer=Portal` });
+      const put = await t.call('PUT', '/v1/vault/secrets/portal-totp', agent.agentKey, {
+        kind: 'totp',
+        otpauth_uri: `otpauth://totp/Portal:billing?secret=${SEED}&issuer=Portal`,
+      });
       expect(put.status).toBe(200);
-      const mb = await t.call('POST', '/v1/mailboxes', t.adminKey, { agent_id: agent.agent.id, display_name: 'Billing', oversight_mode: 'autonomous' });
+      const mb = await t.call('POST', '/v1/mailboxes', t.adminKey, {
+        agent_id: agent.agent.id,
+        display_name: 'Billing',
+        oversight_mode: 'autonomous',
+      });
       expect(mb.status).toBe(201);
       const k = await t.call('POST', `/v1/agents/${agent.agent.id}/api-keys`, t.adminKey, { scopes: ['mail:send', 'vault:totp'] });
       // A long auth-cache poll makes the window the cache would leave obvious: the check must not depend on it.
-      const c = await stdioFromSources({ ...t.env, MAILWARD_API_KEY: k.body.key, MAILWARD_AUTH_CACHE_MS: '5000', MAILWARD_LOG_LEVEL: 'warn' });
+      const c = await stdioFromSources({
+        ...t.env,
+        MAILWARD_API_KEY: k.body.key,
+        MAILWARD_AUTH_CACHE_MS: '5000',
+        MAILWARD_LOG_LEVEL: 'warn',
+      });
       clients.push(c);
       expect((await c.call('get_totp_code', { name: 'portal-totp' })).isError).toBeFalsy();
 
@@ -173,7 +203,13 @@ for (const dialect of testDialects()) {
       expect(after.filter((a) => a.ok)).toEqual([]);
       expect(new Set(after.map((a) => a.code))).toEqual(new Set(['unauthorized']));
 
-      const send = await c.call('send_email', { mailbox_id: mb.body.id, to: ['billing@payer.example'], subject: 'Claim', text: 'Status?', idempotency_key: 'after-revoke-1' });
+      const send = await c.call('send_email', {
+        mailbox_id: mb.body.id,
+        to: ['billing@payer.example'],
+        subject: 'Claim',
+        text: 'Status?',
+        idempotency_key: 'after-revoke-1',
+      });
       expect(send.structuredContent.error.code).toBe('unauthorized');
       const sent = await t.call('GET', `/v1/mailboxes/${mb.body.id}/messages?direction=outbound`, agent.agentKey);
       expect(sent.body.messages).toEqual([]);

@@ -26,7 +26,13 @@ for (const dialect of testDialects()) {
     };
     const row = (id: string) => t.c.store.db.selectFrom('messages').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
     const jobsOf = (id: string) => t.c.store.db.selectFrom('outbox').select(['status', 'last_code']).where('message_id', '=', id).execute();
-    const auditOf = (id: string) => t.c.store.db.selectFrom('audit_events').select(['action', 'outcome']).where('target_id', '=', id).where('action', '=', 'email.cancelled').execute();
+    const auditOf = (id: string) =>
+      t.c.store.db
+        .selectFrom('audit_events')
+        .select(['action', 'outcome'])
+        .where('target_id', '=', id)
+        .where('action', '=', 'email.cancelled')
+        .execute();
 
     it('lets the agent cancel a held message, closing its approval so no reviewer can release it', async () => {
       const s = await seedMailbox(t, 'gated_send');
@@ -93,7 +99,11 @@ for (const dialect of testDialects()) {
       expect((await jobsOf(sending.id)).map((j) => j.status)).toEqual(['sending']);
       expect((await auditOf(sending.id)).map((e) => e.outcome)).not.toContain('success');
       // Release the claim so the rest of the suite can deliver.
-      await t.c.store.db.updateTable('outbox').set({ status: 'pending', claimed_by: null, lease_until: null }).where('claimed_by', '=', 'wrk_test').execute();
+      await t.c.store.db
+        .updateTable('outbox')
+        .set({ status: 'pending', claimed_by: null, lease_until: null })
+        .where('claimed_by', '=', 'wrk_test')
+        .execute();
 
       const delivered = await send(s.agentKey, s.mailbox.id, 'Delivered');
       await drainDeliveries(t);

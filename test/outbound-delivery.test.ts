@@ -14,12 +14,15 @@ import { createTestApp, seedAgent, type TestApp } from './support/test-app.js';
 const run = promisify(execFile);
 const PATIENT = 'patient@clinic.example';
 
-
 const drain = drainDeliveries;
 
 const autonomousMailbox = async (t: TestApp) => {
   const s = await seedAgent(t, `Sender ${Math.random().toString(36).slice(2, 6)}`);
-  const m = await t.call('POST', '/v1/mailboxes', t.adminKey, { agent_id: s.agent.id, display_name: 'Sender', oversight_mode: 'autonomous' });
+  const m = await t.call('POST', '/v1/mailboxes', t.adminKey, {
+    agent_id: s.agent.id,
+    display_name: 'Sender',
+    oversight_mode: 'autonomous',
+  });
   return { ...s, mailbox: m.body };
 };
 
@@ -29,7 +32,8 @@ const sendOne = async (t: TestApp, key: string, mbx: string) => {
   return r.body.id as string;
 };
 
-const status = async (t: TestApp, id: string) => (await t.c.store.db.selectFrom('messages').select(['status', 'message_id']).where('id', '=', id).executeTakeFirstOrThrow());
+const status = async (t: TestApp, id: string) =>
+  await t.c.store.db.selectFrom('messages').select(['status', 'message_id']).where('id', '=', id).executeTakeFirstOrThrow();
 
 for (const dialect of testDialects()) {
   describe(`durable outbound delivery (${dialect})`, () => {
@@ -45,7 +49,11 @@ for (const dialect of testDialects()) {
       const s = await autonomousMailbox(t);
       // Queue 60 jobs without delivering them (no worker runs in this test).
       for (let i = 0; i < 60; i++) await sendOne(t, s.agentKey, s.mailbox.id);
-      const other = openStore(dialect === 'sqlite' ? { kind: 'sqlite', file: path.join(t.dataDir, 'mailward.db') } : { kind: 'postgres', url: t.env.DATABASE_URL! });
+      const other = openStore(
+        dialect === 'sqlite'
+          ? { kind: 'sqlite', file: path.join(t.dataDir, 'mailward.db') }
+          : { kind: 'postgres', url: t.env.DATABASE_URL! },
+      );
       try {
         const now = new Date(Date.now() + 1000);
         const claims = await Promise.all(
@@ -63,14 +71,20 @@ for (const dialect of testDialects()) {
       const t = await createTestApp(dialect, { env: { MAILWARD_SMTP_RELAY: 'smtp://127.0.0.1:9', MAILWARD_MAX_MESSAGE_BYTES: '16384' } });
       cleanups.push(t.close);
       const s = await autonomousMailbox(t);
-      const r = await t.call('POST', `/v1/mailboxes/${s.mailbox.id}/send`, s.agentKey, { to: [PATIENT], subject: 'Big', text: 'x'.repeat(20_000) });
+      const r = await t.call('POST', `/v1/mailboxes/${s.mailbox.id}/send`, s.agentKey, {
+        to: [PATIENT],
+        subject: 'Big',
+        text: 'x'.repeat(20_000),
+      });
       expect(r.status).toBe(413);
       expect(r.body.code).toBe('message_too_large');
     });
 
     it('requires STARTTLS by default and never sends in clear text to a relay without it', async () => {
       const plain = await startSink(dir, { tls: false });
-      const t = await createTestApp(dialect, { env: { MAILWARD_SMTP_RELAY: `smtp://127.0.0.1:${plain.port}`, MAILWARD_DELIVERY_RETRY_SCHEDULE: '3600' } });
+      const t = await createTestApp(dialect, {
+        env: { MAILWARD_SMTP_RELAY: `smtp://127.0.0.1:${plain.port}`, MAILWARD_DELIVERY_RETRY_SCHEDULE: '3600' },
+      });
       cleanups.push(async () => {
         await t.close();
         await plain.close();
@@ -80,13 +94,20 @@ for (const dialect of testDialects()) {
       await drain(t);
       expect((await status(t, id)).status).toBe('deferred');
       expect(plain.messages).toHaveLength(0);
-      const ev = await t.c.store.db.selectFrom('message_events').select('details').where('message_id', '=', id).where('type', '=', 'delivery_attempted').executeTakeFirstOrThrow();
+      const ev = await t.c.store.db
+        .selectFrom('message_events')
+        .select('details')
+        .where('message_id', '=', id)
+        .where('type', '=', 'delivery_attempted')
+        .executeTakeFirstOrThrow();
       expect(JSON.parse(ev.details)).toMatchObject({ result: 'deferred', category: 'tls' });
     });
 
     it('sends in clear text only when the TLS requirement is turned off explicitly', async () => {
       const plain = await startSink(dir, { tls: false });
-      const t = await createTestApp(dialect, { env: { MAILWARD_SMTP_RELAY: `smtp://127.0.0.1:${plain.port}`, MAILWARD_SMTP_RELAY_REQUIRE_TLS: 'false' } });
+      const t = await createTestApp(dialect, {
+        env: { MAILWARD_SMTP_RELAY: `smtp://127.0.0.1:${plain.port}`, MAILWARD_SMTP_RELAY_REQUIRE_TLS: 'false' },
+      });
       cleanups.push(async () => {
         await t.close();
         await plain.close();
@@ -101,7 +122,13 @@ for (const dialect of testDialects()) {
     it('defers while the relay is down and delivers once it is back', async () => {
       const port = await freePort();
       const cert = selfSignedCert(dir);
-      const t = await createTestApp(dialect, { env: { MAILWARD_SMTP_RELAY: `smtp://127.0.0.1:${port}`, MAILWARD_SMTP_TLS_CA_FILE: cert.caFile, MAILWARD_DELIVERY_RETRY_SCHEDULE: '0,0,0,0' } });
+      const t = await createTestApp(dialect, {
+        env: {
+          MAILWARD_SMTP_RELAY: `smtp://127.0.0.1:${port}`,
+          MAILWARD_SMTP_TLS_CA_FILE: cert.caFile,
+          MAILWARD_DELIVERY_RETRY_SCHEDULE: '0,0,0,0',
+        },
+      });
       let sink: Sink | undefined;
       cleanups.push(async () => {
         await t.close();
@@ -116,7 +143,13 @@ for (const dialect of testDialects()) {
       const st = await status(t, id);
       expect(st.status).toBe('delivered');
       expect(receivedWithId(sink, st.message_id)).toHaveLength(1);
-      const attempts = await t.c.store.db.selectFrom('message_events').select('details').where('message_id', '=', id).where('type', '=', 'delivery_attempted').orderBy('id').execute();
+      const attempts = await t.c.store.db
+        .selectFrom('message_events')
+        .select('details')
+        .where('message_id', '=', id)
+        .where('type', '=', 'delivery_attempted')
+        .orderBy('id')
+        .execute();
       expect(attempts.map((a) => JSON.parse(a.details).result)).toEqual(['deferred', 'accepted']);
     });
 
@@ -124,7 +157,9 @@ for (const dialect of testDialects()) {
       const sink = await startSink(dir);
       const overrides = path.join(dir, `dns-${newId('request')}.json`);
       fs.writeFileSync(overrides, JSON.stringify({ MX: { 'clinic.example': [{ exchange: '127.0.0.1', priority: 10 }] } }));
-      const t = await createTestApp(dialect, { env: { MAILWARD_DNS_OVERRIDES: overrides, MAILWARD_SMTP_MX_PORT: String(sink.port), MAILWARD_SMTP_TLS_CA_FILE: sink.caFile } });
+      const t = await createTestApp(dialect, {
+        env: { MAILWARD_DNS_OVERRIDES: overrides, MAILWARD_SMTP_MX_PORT: String(sink.port), MAILWARD_SMTP_TLS_CA_FILE: sink.caFile },
+      });
       cleanups.push(async () => {
         await t.close();
         await sink.close();
@@ -139,7 +174,9 @@ for (const dialect of testDialects()) {
 
     it('verifies a delivered message with `mailward identity verify` and prints DNS records with `mailward dns`', async () => {
       const sink = await startSink(dir);
-      const t = await createTestApp(dialect, { env: { MAILWARD_SMTP_RELAY: `smtp://127.0.0.1:${sink.port}`, MAILWARD_SMTP_TLS_CA_FILE: sink.caFile } });
+      const t = await createTestApp(dialect, {
+        env: { MAILWARD_SMTP_RELAY: `smtp://127.0.0.1:${sink.port}`, MAILWARD_SMTP_TLS_CA_FILE: sink.caFile },
+      });
       cleanups.push(async () => {
         await t.close();
         await sink.close();
@@ -155,12 +192,19 @@ for (const dialect of testDialects()) {
       expect(JSON.parse(ok.stdout)).toMatchObject({ valid: true, agent: { id: s.agent.id }, reasons: [] });
       const bad = path.join(dir, `${newId('request')}.eml`);
       fs.writeFileSync(bad, Buffer.from(sink.messages[0]!.raw.toString().replace('Body', 'Bodz')));
-      const err = await run(process.execPath, [...cli, 'identity', 'verify', bad, '--json'], { env }).catch((e: { code: number; stdout: string }) => e);
+      const err = await run(process.execPath, [...cli, 'identity', 'verify', bad, '--json'], { env }).catch(
+        (e: { code: number; stdout: string }) => e,
+      );
       expect((err as { code: number }).code).toBe(1);
       expect(JSON.parse((err as { stdout: string }).stdout).reasons).toContain('body_hash_mismatch');
       const dns = await run(process.execPath, [...cli, 'dns', '--json'], { env });
       const records = JSON.parse(dns.stdout).organizations[0].dns_records as { name: string; value: string }[];
-      expect(records.filter((r) => r.value.startsWith('v=DKIM1')).map((r) => r.value.split(';')[1]!.trim()).sort()).toEqual(['k=ed25519', 'k=rsa']);
+      expect(
+        records
+          .filter((r) => r.value.startsWith('v=DKIM1'))
+          .map((r) => r.value.split(';')[1]!.trim())
+          .sort(),
+      ).toEqual(['k=ed25519', 'k=rsa']);
       expect(records.some((r) => r.value.startsWith('v=spf1'))).toBe(true);
       expect(records.some((r) => r.name === `_dmarc.${t.domain}`)).toBe(true);
     }, 60_000);

@@ -26,8 +26,12 @@ for (const dialect of testDialects()) {
 
       const cli = await runCli(['dns', '--json'], t.env);
       expect(cli.code).toBe(0);
-      const printed = JSON.parse(cli.stdout) as { organizations: { domain: string; dns_records: { type: string; name: string; value: string }[] }[] };
-      expect(printed.organizations).toEqual([{ domain: t.domain, dns_records: records.map(({ type, name, value }) => ({ type, name, value })) }]);
+      const printed = JSON.parse(cli.stdout) as {
+        organizations: { domain: string; dns_records: { type: string; name: string; value: string }[] }[];
+      };
+      expect(printed.organizations).toEqual([
+        { domain: t.domain, dns_records: records.map(({ type, name, value }) => ({ type, name, value })) },
+      ]);
     }, 60_000);
 
     it('refuses reviewers (403) and hides the route from agents (404)', async () => {

@@ -21,10 +21,19 @@ for (const dialect of testDialects()) {
 
     /** Sends from an autonomous mailbox and returns what the relay received, parsed by mailparser (an independent reader). */
     const sendAndParse = async (s: Awaited<ReturnType<typeof seedMailbox>>, body: Record<string, unknown>) => {
-      const r = await t.call('POST', `/v1/mailboxes/${s.mailbox.id}/send`, s.agentKey, { to: [PATIENT], subject: 'Your appointment', text: 'See you Tuesday.', ...body });
+      const r = await t.call('POST', `/v1/mailboxes/${s.mailbox.id}/send`, s.agentKey, {
+        to: [PATIENT],
+        subject: 'Your appointment',
+        text: 'See you Tuesday.',
+        ...body,
+      });
       expect(r.status).toBe(202);
       await drainDeliveries(t);
-      const row = await t.c.store.db.selectFrom('messages').select(['status', 'message_id']).where('id', '=', r.body.id).executeTakeFirstOrThrow();
+      const row = await t.c.store.db
+        .selectFrom('messages')
+        .select(['status', 'message_id'])
+        .where('id', '=', r.body.id)
+        .executeTakeFirstOrThrow();
       expect(row.status).toBe('delivered');
       const got = receivedWithId(sink, row.message_id);
       expect(got).toHaveLength(1);
@@ -33,15 +42,32 @@ for (const dialect of testDialects()) {
 
     it('refuses a display name with bidi overrides, controls or line separators on create and patch (400)', async () => {
       const s = await seedMailbox(t, 'autonomous');
-      for (const bad of ['Clinic \u202Eevil', 'Clinic\u2066x\u2069', 'Clinic\u200F', 'Clinic\tDesk', 'Clinic\u0085Desk', 'Clinic\u2028Desk', 'Clinic\u009bDesk']) {
-        const created = await t.call('POST', '/v1/mailboxes', t.adminKey, { agent_id: s.agent.id, address: `x${Math.random().toString(36).slice(2, 8)}@${t.domain}`, display_name: bad, oversight_mode: 'autonomous' });
+      for (const bad of [
+        'Clinic \u202Eevil',
+        'Clinic\u2066x\u2069',
+        'Clinic\u200F',
+        'Clinic\tDesk',
+        'Clinic\u0085Desk',
+        'Clinic\u2028Desk',
+        'Clinic\u009bDesk',
+      ]) {
+        const created = await t.call('POST', '/v1/mailboxes', t.adminKey, {
+          agent_id: s.agent.id,
+          address: `x${Math.random().toString(36).slice(2, 8)}@${t.domain}`,
+          display_name: bad,
+          oversight_mode: 'autonomous',
+        });
         expect(created.status, JSON.stringify(bad)).toBe(400);
         expect(created.headers['content-type']).toMatch(/application\/problem\+json/);
         const patched = await t.call('PATCH', `/v1/mailboxes/${s.mailbox.id}`, t.adminKey, { display_name: bad });
         expect(patched.status, JSON.stringify(bad)).toBe(400);
         expect(typeof patched.body.code).toBe('string');
       }
-      const subject = await t.call('POST', `/v1/mailboxes/${s.mailbox.id}/send`, s.agentKey, { to: [PATIENT], subject: 'Results \u202Efdp.exe', text: 'x' });
+      const subject = await t.call('POST', `/v1/mailboxes/${s.mailbox.id}/send`, s.agentKey, {
+        to: [PATIENT],
+        subject: 'Results \u202Efdp.exe',
+        text: 'x',
+      });
       expect(subject.status).toBe(400);
       // Ordinary names in any script stay allowed.
       const ok = await t.call('PATCH', `/v1/mailboxes/${s.mailbox.id}`, t.adminKey, { display_name: 'Zoë Ng, MD (מרפאה)' });
@@ -72,7 +98,11 @@ for (const dialect of testDialects()) {
     it('builds From without the bidi controls and line breaks of a display name stored before the rules', async () => {
       const s = await seedMailbox(t, 'autonomous');
       // A row written before the edge refused these characters (or by an older version).
-      await t.c.store.db.updateTable('mailboxes').set({ display_name: 'Clinic \u202Etxt.exe\u202C Desk\r\nBcc: x@evil.example' }).where('id', '=', s.mailbox.id).execute();
+      await t.c.store.db
+        .updateTable('mailboxes')
+        .set({ display_name: 'Clinic \u202Etxt.exe\u202C Desk\r\nBcc: x@evil.example' })
+        .where('id', '=', s.mailbox.id)
+        .execute();
       const { parsed, raw } = await sendAndParse(s, {});
       expect(parsed.from?.value).toEqual([{ name: 'Clinic txt.exe Desk Bcc: x@evil.example', address: s.mailbox.address }]);
       expect(parsed.headers.has('bcc')).toBe(false);

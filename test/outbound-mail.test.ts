@@ -22,7 +22,13 @@ for (const dialect of testDialects()) {
     const atSink = (messageId: string) => receivedWithId(sink, messageId);
     const mailbox = (mode: string, extra: Record<string, unknown> = {}) => seedMailbox(t, mode, extra);
     const send = (key: string, mbx: string, body: Record<string, unknown> = {}, headers: Record<string, string> = {}) =>
-      t.call('POST', `/v1/mailboxes/${mbx}/send`, key, { to: [PATIENT], subject: 'Your appointment', text: 'See you Tuesday at 10:00.', ...body }, headers);
+      t.call(
+        'POST',
+        `/v1/mailboxes/${mbx}/send`,
+        key,
+        { to: [PATIENT], subject: 'Your appointment', text: 'See you Tuesday at 10:00.', ...body },
+        headers,
+      );
 
     beforeAll(async () => {
       sink = await startSink(tempDir('mw-sink'));
@@ -66,7 +72,10 @@ for (const dialect of testDialects()) {
       const pending = await t.call('GET', '/v1/approvals?status=pending', reviewerKey);
       expect(pending.body.approvals.map((a: { email_id: string }) => a.email_id)).toContain(sent.body.id);
 
-      const approved = await t.call('POST', `/v1/approvals/${held.body.approval.id}/approve`, reviewerKey, { comment: 'Added the room.', edits: { text: 'See you Tuesday at 10:00 in room 4.' } });
+      const approved = await t.call('POST', `/v1/approvals/${held.body.approval.id}/approve`, reviewerKey, {
+        comment: 'Added the room.',
+        edits: { text: 'See you Tuesday at 10:00 in room 4.' },
+      });
       expect(approved.status).toBe(200);
       expect(approved.body.approval.edits.map((e: { field: string }) => e.field)).toEqual(['text']);
       expect((await t.call('POST', `/v1/approvals/${held.body.approval.id}/approve`, reviewerKey, {})).status).toBe(409);
@@ -77,7 +86,14 @@ for (const dialect of testDialects()) {
       expect(view.body.text).toBe('See you Tuesday at 10:00 in room 4.');
       expect(view.body.original).toEqual({ text: 'See you Tuesday at 10:00.' });
       expect(view.body.approval.comment).toBe('Added the room.');
-      expect(view.body.events.map((e: { type: string }) => e.type)).toEqual(['submitted', 'held', 'approved', 'queued', 'delivery_attempted', 'delivered']);
+      expect(view.body.events.map((e: { type: string }) => e.type)).toEqual([
+        'submitted',
+        'held',
+        'approved',
+        'queued',
+        'delivery_attempted',
+        'delivered',
+      ]);
 
       const got = atSink(view.body.message_id);
       expect(got).toHaveLength(1);
@@ -87,7 +103,12 @@ for (const dialect of testDialects()) {
       expect(raw.toString()).toContain('room 4');
 
       // Both DKIM signatures verify with the published records (DNS faked, nothing else).
-      const ed = await t.c.store.db.selectFrom('signing_keys').selectAll().where('org_id', '=', t.orgId).where('purpose', 'in', ['dkim-ed25519', 'dkim-rsa']).execute();
+      const ed = await t.c.store.db
+        .selectFrom('signing_keys')
+        .selectAll()
+        .where('org_id', '=', t.orgId)
+        .where('purpose', 'in', ['dkim-ed25519', 'dkim-rsa'])
+        .execute();
       const records = dnsRecordsFor(t.domain, ed);
       const resolver = async (name: string, type: string) => {
         const r = records.find((x) => x.name === name && type === 'TXT');
@@ -95,7 +116,9 @@ for (const dialect of testDialects()) {
         return [[r.value]];
       };
       // mailauth's types omit fields it returns (algo, bodyHash, signingHeaders).
-      const dkim = (await dkimVerify(raw, { resolver })) as unknown as { results: { signingDomain: string; algo: string; bodyHash: string; status: { result: string }; signingHeaders?: { keys: string } }[] };
+      const dkim = (await dkimVerify(raw, { resolver })) as unknown as {
+        results: { signingDomain: string; algo: string; bodyHash: string; status: { result: string }; signingHeaders?: { keys: string } }[];
+      };
       expect(dkim.results.map((r) => [r.signingDomain, r.algo, r.status.result]).sort()).toEqual([
         [t.domain, 'ed25519-sha256', 'pass'],
         [t.domain, 'rsa-sha256', 'pass'],
@@ -122,24 +145,60 @@ for (const dialect of testDialects()) {
       expect(payload.body_hash).toBe(dkim.results[0]!.bodyHash);
 
       // The verify route agrees, and notices a changed body.
-      const ok = await t.app.inject({ method: 'POST', url: '/v1/identity/verify', headers: { authorization: `Bearer ${reviewerKey}`, 'content-type': 'message/rfc822' }, payload: raw });
-      expect(ok.json()).toMatchObject({ valid: true, ai_generated: true, agent: { id: s.agent.id }, approved_by: seed.reviewer.id, reasons: [] });
+      const ok = await t.app.inject({
+        method: 'POST',
+        url: '/v1/identity/verify',
+        headers: { authorization: `Bearer ${reviewerKey}`, 'content-type': 'message/rfc822' },
+        payload: raw,
+      });
+      expect(ok.json()).toMatchObject({
+        valid: true,
+        ai_generated: true,
+        agent: { id: s.agent.id },
+        approved_by: seed.reviewer.id,
+        reasons: [],
+      });
       const tampered = Buffer.from(raw.toString().replace('room 4', 'room 5'));
-      const bad = await t.app.inject({ method: 'POST', url: '/v1/identity/verify', headers: { authorization: `Bearer ${reviewerKey}`, 'content-type': 'message/rfc822' }, payload: tampered });
+      const bad = await t.app.inject({
+        method: 'POST',
+        url: '/v1/identity/verify',
+        headers: { authorization: `Bearer ${reviewerKey}`, 'content-type': 'message/rfc822' },
+        payload: tampered,
+      });
       expect(bad.json()).toMatchObject({ valid: false, reasons: ['body_hash_mismatch'] });
       const doubled = Buffer.concat([Buffer.from(`X-Agent-Identity: ${token}\r\n`), raw]);
-      const twice = await t.app.inject({ method: 'POST', url: '/v1/identity/verify', headers: { authorization: `Bearer ${reviewerKey}`, 'content-type': 'message/rfc822' }, payload: doubled });
+      const twice = await t.app.inject({
+        method: 'POST',
+        url: '/v1/identity/verify',
+        headers: { authorization: `Bearer ${reviewerKey}`, 'content-type': 'message/rfc822' },
+        payload: doubled,
+      });
       expect(twice.json()).toMatchObject({ valid: false, reasons: ['multiple_headers'] });
 
       // The audit log: submit, hold, approve with the diff (hashes, never text), deliver; each with the chain.
       const audit = await t.call('GET', `/v1/audit/events?target_id=${sent.body.id}`, t.adminKey);
-      const all = audit.body.events as { action: string; details: Record<string, unknown>; delegation_chain: { type: string }[]; content_hash: string | null; prev_hash: string; hash: string }[];
+      const all = audit.body.events as {
+        action: string;
+        details: Record<string, unknown>;
+        delegation_chain: { type: string }[];
+        content_hash: string | null;
+        prev_hash: string;
+        hash: string;
+      }[];
       // Reads of the message are audited too (45 CFR 164.312(b)); the life cycle is the rest.
       expect(all.some((e) => e.action === 'email.read')).toBe(true);
       const events = all.filter((e) => e.action !== 'email.read');
-      expect(events.map((e) => e.action)).toEqual(['email.submitted', 'email.held', 'email.approved', 'email.delivery_attempted', 'email.delivered']);
+      expect(events.map((e) => e.action)).toEqual([
+        'email.submitted',
+        'email.held',
+        'email.approved',
+        'email.delivery_attempted',
+        'email.delivered',
+      ]);
       const approvedEvt = events.find((e) => e.action === 'email.approved')!;
-      expect(approvedEvt.details.edits).toEqual([{ field: 'text', before_hash: expect.stringMatching(/^[0-9a-f]{64}$/), after_hash: expect.stringMatching(/^[0-9a-f]{64}$/) }]);
+      expect(approvedEvt.details.edits).toEqual([
+        { field: 'text', before_hash: expect.stringMatching(/^[0-9a-f]{64}$/), after_hash: expect.stringMatching(/^[0-9a-f]{64}$/) },
+      ]);
       expect(JSON.stringify(events)).not.toContain('room 4');
       expect(JSON.stringify(events)).not.toContain(PATIENT);
       expect(events[0]!.delegation_chain.map((e) => e.type)).toEqual(['organization', 'department', 'agent']);
@@ -163,7 +222,8 @@ for (const dialect of testDialects()) {
         const r = await send(s.agentKey, s.mailbox.id, { subject: 'Reminder' });
         expect(r.status).toBe(202);
         expect(r.body.status).toBe('queued');
-        const mid = (await t.c.store.db.selectFrom('messages').select('message_id').where('id', '=', r.body.id).executeTakeFirstOrThrow()).message_id;
+        const mid = (await t.c.store.db.selectFrom('messages').select('message_id').where('id', '=', r.body.id).executeTakeFirstOrThrow())
+          .message_id;
         for (let i = 0; i < 500 && atSink(mid).length === 0; i++) await new Promise((res) => setTimeout(res, 20));
         expect(atSink(mid)).toHaveLength(1);
       } finally {
@@ -190,7 +250,9 @@ for (const dialect of testDialects()) {
       const r = await send(s.agentKey, s.mailbox.id, { text: 'Your results are in.' });
       const apr = (await t.call('GET', `/v1/emails/${r.body.id}`, s.agentKey)).body.approval.id;
       expect((await t.call('POST', `/v1/approvals/${apr}/reject`, reviewerKey, {})).status).toBe(400);
-      const rej = await t.call('POST', `/v1/approvals/${apr}/reject`, reviewerKey, { comment: 'Results go through the portal, not email.' });
+      const rej = await t.call('POST', `/v1/approvals/${apr}/reject`, reviewerKey, {
+        comment: 'Results go through the portal, not email.',
+      });
       expect(rej.status).toBe(200);
       await drain();
       const v = await t.call('GET', `/v1/emails/${r.body.id}`, s.agentKey);
@@ -261,7 +323,9 @@ for (const dialect of testDialects()) {
       const c = await send(s.agentKey, s.mailbox.id, { subject: 'Different' }, { 'idempotency-key': 'k-1' });
       expect(c.status).toBe(409);
       expect(c.body.code).toBe('idempotency_key_reused');
-      const race = await Promise.all(Array.from({ length: 8 }, () => send(s.agentKey, s.mailbox.id, { subject: 'Race' }, { 'idempotency-key': 'k-race' })));
+      const race = await Promise.all(
+        Array.from({ length: 8 }, () => send(s.agentKey, s.mailbox.id, { subject: 'Race' }, { 'idempotency-key': 'k-race' })),
+      );
       expect(race.map((r) => r.status)).toEqual(Array(8).fill(202));
       expect(new Set(race.map((r) => r.body.id)).size).toBe(1);
       const rows = await t.c.store.db.selectFrom('messages').select('id').where('mailbox_id', '=', s.mailbox.id).execute();
@@ -316,7 +380,12 @@ for (const dialect of testDialects()) {
       const s = await mailbox('gated_send');
       const r = await send(s.agentKey, s.mailbox.id, { tags: ['reminder'] });
       const put = await t.call('PUT', `/v1/emails/${r.body.id}/tags`, s.agentKey, { tags: ['reminder', 'cardiology'] });
-      expect(put.body).toEqual({ id: r.body.id, tags: ['reminder', 'cardiology'], system_tags: [], agent_tags: ['reminder', 'cardiology'] });
+      expect(put.body).toEqual({
+        id: r.body.id,
+        tags: ['reminder', 'cardiology'],
+        system_tags: [],
+        agent_tags: ['reminder', 'cardiology'],
+      });
       expect((await t.call('GET', `/v1/emails/${r.body.id}`, s.agentKey)).body.tags).toEqual(['reminder', 'cardiology']);
       const other = await seedAgent(t, 'Tag Snoop');
       expect((await t.call('PUT', `/v1/emails/${r.body.id}/tags`, other.agentKey, { tags: [] })).status).toBe(404);
@@ -324,7 +393,12 @@ for (const dialect of testDialects()) {
 
     it('stores bodies and attachments sealed, never in clear text', async () => {
       const s = await mailbox('autonomous');
-      const r = await send(s.agentKey, s.mailbox.id, { text: 'Diagnosis: secret-marker-123', attachments: [{ filename: 'lab.txt', content_type: 'text/plain', content_base64: Buffer.from('attachment-marker-456').toString('base64') }] });
+      const r = await send(s.agentKey, s.mailbox.id, {
+        text: 'Diagnosis: secret-marker-123',
+        attachments: [
+          { filename: 'lab.txt', content_type: 'text/plain', content_base64: Buffer.from('attachment-marker-456').toString('base64') },
+        ],
+      });
       await drain();
       const row = await t.c.store.db.selectFrom('messages').selectAll().where('id', '=', r.body.id).executeTakeFirstOrThrow();
       const dump = JSON.stringify(row);

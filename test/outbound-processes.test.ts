@@ -10,14 +10,19 @@ import { SMTPServer } from 'smtp-server';
 import { selfSignedCert } from './support/outbound-sink.js';
 import { freePort } from './support/processes.js';
 
-
 type Serve = { port: number; child: ChildProcess; stop: () => Promise<void>; kill9: () => Promise<void> };
 
 /** `mailward serve` in its own process, as a user runs it. */
 const serve = async (env: Record<string, string>): Promise<Serve> => {
   const port = await freePort();
   const child = spawn(process.execPath, ['--import', 'tsx', path.resolve('src/cli/main.ts'), 'serve'], {
-    env: { ...process.env, ...env, MAILWARD_HTTP_PORT: String(port), MAILWARD_SMTP_PORT: String(await freePort()), MAILWARD_LOG_LEVEL: 'warn' },
+    env: {
+      ...process.env,
+      ...env,
+      MAILWARD_HTTP_PORT: String(port),
+      MAILWARD_SMTP_PORT: String(await freePort()),
+      MAILWARD_LOG_LEVEL: 'warn',
+    },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let err = '';
@@ -50,7 +55,11 @@ const serve = async (env: Record<string, string>): Promise<Serve> => {
 };
 
 const api = (port: number) => async (method: string, p: string, key: string, body?: unknown) => {
-  const r = await fetch(`http://127.0.0.1:${port}${p}`, { method, headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
+  const r = await fetch(`http://127.0.0.1:${port}${p}`, {
+    method,
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
   return { status: r.status, body: (await r.json()) as Record<string, string> };
 };
 
@@ -59,9 +68,17 @@ const seed = async (port: number, dataDir: string) => {
   const admin = fs.readFileSync(path.join(dataDir, 'bootstrap-admin.key'), 'utf8').trim();
   const dep = await call('POST', '/v1/departments', admin, { name: 'Cardiology' });
   const human = await call('POST', '/v1/humans', admin, { name: 'Dr. Crash', email: 'crash@hospital.example', roles: ['reviewer'] });
-  const agent = await call('POST', '/v1/agents', admin, { name: 'Reminder Bot', department_id: dep.body.id, responsible_human_id: human.body.id });
+  const agent = await call('POST', '/v1/agents', admin, {
+    name: 'Reminder Bot',
+    department_id: dep.body.id,
+    responsible_human_id: human.body.id,
+  });
   const key = await call('POST', `/v1/agents/${agent.body.id}/api-keys`, admin, {});
-  const mbx = await call('POST', '/v1/mailboxes', admin, { agent_id: agent.body.id, display_name: 'Reminders', oversight_mode: 'autonomous' });
+  const mbx = await call('POST', '/v1/mailboxes', admin, {
+    agent_id: agent.body.id,
+    display_name: 'Reminders',
+    oversight_mode: 'autonomous',
+  });
   expect(mbx.status).toBe(201);
   return { agentKey: key.body.key!, mailboxId: mbx.body.id! };
 };
@@ -73,7 +90,11 @@ const submitAll = async (ports: number[], agentKey: string, mailboxId: string, n
     Array.from({ length: 16 }, async (_, w) => {
       while (next < n) {
         const i = next++;
-        const r = await api(ports[w % ports.length]!)('POST', `/v1/mailboxes/${mailboxId}/send`, agentKey, { to: [`patient${i}@clinic.example`], subject: `Reminder ${i}`, text: `Appointment ${i}` });
+        const r = await api(ports[w % ports.length]!)('POST', `/v1/mailboxes/${mailboxId}/send`, agentKey, {
+          to: [`patient${i}@clinic.example`],
+          subject: `Reminder ${i}`,
+          text: `Appointment ${i}`,
+        });
         expect(r.status).toBe(202);
         ids.push(r.body.id!);
       }
@@ -177,7 +198,15 @@ const storeOf = (env: Record<string, string>, dataDir: string): Store =>
   openStore(env.DATABASE_URL ? { kind: 'postgres', url: env.DATABASE_URL } : { kind: 'sqlite', file: path.join(dataDir, 'mailward.db') });
 
 const deliveredCount = async (store: Store) =>
-  Number((await store.db.selectFrom('messages').select((eb) => eb.fn.countAll().as('n')).where('status', '=', 'delivered').executeTakeFirstOrThrow()).n);
+  Number(
+    (
+      await store.db
+        .selectFrom('messages')
+        .select((eb) => eb.fn.countAll().as('n'))
+        .where('status', '=', 'delivered')
+        .executeTakeFirstOrThrow()
+    ).n,
+  );
 
 const envFor = (relay: GatedRelay, listener: number) => ({
   MAILWARD_DOMAIN: 'hospital.example',
@@ -198,7 +227,11 @@ const expectExactlyOnce = async (relay: GatedRelay, store: Store, n: number) => 
   expect(statuses.filter((r) => r.status !== 'delivered')).toEqual([]);
   const jobs = await store.db.selectFrom('outbox').select(['status', 'attempts']).execute();
   expect(jobs.filter((j) => j.status !== 'done')).toEqual([]);
-  const audited = await store.db.selectFrom('audit_events').select((eb) => eb.fn.countAll().as('n')).where('action', '=', 'email.delivered').executeTakeFirstOrThrow();
+  const audited = await store.db
+    .selectFrom('audit_events')
+    .select((eb) => eb.fn.countAll().as('n'))
+    .where('action', '=', 'email.delivered')
+    .executeTakeFirstOrThrow();
   expect(Number(audited.n)).toBe(n);
   return jobs;
 };
@@ -227,10 +260,13 @@ for (const dialect of testDialects()) {
         const a = await serve(env);
         const { agentKey, mailboxId } = await seed(a.port, db.dataDir);
         await submitAll([a.port], agentKey, mailboxId, N);
-        await until('K acknowledged and committed, more in flight', async () => relay.accepted.length === K && relay.held() > 0 && (await deliveredCount(store)) === K);
+        await until(
+          'K acknowledged and committed, more in flight',
+          async () => relay.accepted.length === K && relay.held() > 0 && (await deliveredCount(store)) === K,
+        );
         const inFlight = relay.held();
         await a.kill9();
-        await until('the killed process\'s connections to close', () => relay.openSessions(0) === 0);
+        await until("the killed process's connections to close", () => relay.openSessions(0) === 0);
         relay.release();
         // Nothing the dead process sent after the K-th was acknowledged.
         expect(relay.accepted.length).toBe(K);
@@ -251,41 +287,48 @@ for (const dialect of testDialects()) {
       }
     }, 300_000);
 
-    it.runIf(dialect === 'postgres')('never sends a message twice when two processes deliver from one database, even when one is killed', async () => {
-      const dir = tempDir('mw-two');
-      const relay = await startGatedRelay(dir, 2);
-      const db = await freshDatabase(dialect);
-      const masterKey = randomBytes(32).toString('base64');
-      const envA = { ...db.env, ...envFor(relay, 0), MAILWARD_MASTER_KEY: masterKey };
-      const envB = { ...db.env, ...envFor(relay, 1), MAILWARD_MASTER_KEY: masterKey };
-      const store = storeOf(envA, db.dataDir);
-      try {
-        const N = 600;
-        const K = 400;
-        relay.limitTo(K);
-        const a = await serve(envA);
-        const b = await serve(envB);
+    it.runIf(dialect === 'postgres')(
+      'never sends a message twice when two processes deliver from one database, even when one is killed',
+      async () => {
+        const dir = tempDir('mw-two');
+        const relay = await startGatedRelay(dir, 2);
+        const db = await freshDatabase(dialect);
+        const masterKey = randomBytes(32).toString('base64');
+        const envA = { ...db.env, ...envFor(relay, 0), MAILWARD_MASTER_KEY: masterKey };
+        const envB = { ...db.env, ...envFor(relay, 1), MAILWARD_MASTER_KEY: masterKey };
+        const store = storeOf(envA, db.dataDir);
         try {
-          const { agentKey, mailboxId } = await seed(a.port, db.dataDir);
-          await submitAll([a.port, b.port], agentKey, mailboxId, N);
-          await until('K acknowledged and committed, more in flight', async () => relay.accepted.length === K && relay.held() > 0 && (await deliveredCount(store)) === K);
-          // Both processes were delivering at once.
-          const byListener = await store.db.selectFrom('outbox').select('claimed_by').where('status', '=', 'sending').execute();
-          expect(new Set(byListener.map((j) => j.claimed_by)).size).toBe(2);
-          await a.kill9();
-          await until('the killed process\'s connections to close', () => relay.openSessions(0) === 0);
-          relay.release();
-          await until('all delivered', async () => (await deliveredCount(store)) === N);
-          await expectExactlyOnce(relay, store, N);
+          const N = 600;
+          const K = 400;
+          relay.limitTo(K);
+          const a = await serve(envA);
+          const b = await serve(envB);
+          try {
+            const { agentKey, mailboxId } = await seed(a.port, db.dataDir);
+            await submitAll([a.port, b.port], agentKey, mailboxId, N);
+            await until(
+              'K acknowledged and committed, more in flight',
+              async () => relay.accepted.length === K && relay.held() > 0 && (await deliveredCount(store)) === K,
+            );
+            // Both processes were delivering at once.
+            const byListener = await store.db.selectFrom('outbox').select('claimed_by').where('status', '=', 'sending').execute();
+            expect(new Set(byListener.map((j) => j.claimed_by)).size).toBe(2);
+            await a.kill9();
+            await until("the killed process's connections to close", () => relay.openSessions(0) === 0);
+            relay.release();
+            await until('all delivered', async () => (await deliveredCount(store)) === N);
+            await expectExactlyOnce(relay, store, N);
+          } finally {
+            await a.stop();
+            await b.stop();
+          }
         } finally {
-          await a.stop();
-          await b.stop();
+          await store.destroy();
+          await relay.close();
+          await db.drop();
         }
-      } finally {
-        await store.destroy();
-        await relay.close();
-        await db.drop();
-      }
-    }, 300_000);
+      },
+      300_000,
+    );
   });
 }

@@ -43,7 +43,11 @@ for (const dialect of testDialects()) {
       const t = await createTestApp(dialect, { env: { MAILWARD_DELIVERY_RETRY_SCHEDULE: '3600', ...env } });
       cleanups.push(t.close);
       const s = await seedAgent(t, `Sender ${Math.random().toString(36).slice(2, 6)}`);
-      const m = await t.call('POST', '/v1/mailboxes', t.adminKey, { agent_id: s.agent.id, display_name: 'Sender', oversight_mode: 'autonomous' });
+      const m = await t.call('POST', '/v1/mailboxes', t.adminKey, {
+        agent_id: s.agent.id,
+        display_name: 'Sender',
+        oversight_mode: 'autonomous',
+      });
       expect(m.status).toBe(201);
       const send = async (to: string[]) => {
         const r = await t.call('POST', `/v1/mailboxes/${m.body.id}/send`, s.agentKey, { to, subject: 'Hello', text: 'Body' });
@@ -64,11 +68,18 @@ for (const dialect of testDialects()) {
     const drain = async (c: Container) => {
       for (let i = 0; i < 50; i++) if ((await c.mail.delivery.runOnce()) === 0) return;
     };
-    const message = (t: TestApp, id: string) => t.c.store.db.selectFrom('messages').select(['status', 'status_reason', 'message_id']).where('id', '=', id).executeTakeFirstOrThrow();
+    const message = (t: TestApp, id: string) =>
+      t.c.store.db.selectFrom('messages').select(['status', 'status_reason', 'message_id']).where('id', '=', id).executeTakeFirstOrThrow();
     const attempts = async (t: TestApp, id: string) =>
-      (await t.c.store.db.selectFrom('message_events').select('details').where('message_id', '=', id).where('type', '=', 'delivery_attempted').orderBy('id').execute()).map(
-        (e) => JSON.parse(e.details) as Record<string, unknown>,
-      );
+      (
+        await t.c.store.db
+          .selectFrom('message_events')
+          .select('details')
+          .where('message_id', '=', id)
+          .where('type', '=', 'delivery_attempted')
+          .orderBy('id')
+          .execute()
+      ).map((e) => JSON.parse(e.details) as Record<string, unknown>);
 
     it('bounces mail to a domain that does not exist (NXDOMAIN) or has a null MX at the first attempt', async () => {
       const { t, send } = await app({});
@@ -84,7 +95,11 @@ for (const dialect of testDialects()) {
         expect(m.status).toBe('bounced');
         expect(JSON.parse(m.status_reason!)).toMatchObject({ code: 'dns_permanent_failure', category });
         expect(await attempts(t, id)).toEqual([expect.objectContaining({ attempt: 1, route: 'mx', result: 'bounced', category })]);
-        const job = await t.c.store.db.selectFrom('outbox').select(['status', 'attempts']).where('message_id', '=', id).executeTakeFirstOrThrow();
+        const job = await t.c.store.db
+          .selectFrom('outbox')
+          .select(['status', 'attempts'])
+          .where('message_id', '=', id)
+          .executeTakeFirstOrThrow();
         expect(job).toEqual({ status: 'bounced', attempts: 1 });
       }
     });
@@ -102,7 +117,9 @@ for (const dialect of testDialects()) {
         const m = await message(t, id);
         expect(m.status).toBe('deferred');
         expect(JSON.parse(m.status_reason!)).toMatchObject({ code: 'deferred', category: 'dns', error: { code } });
-        expect(await attempts(t, id)).toEqual([expect.objectContaining({ result: 'deferred', category: 'dns', error: { code, stage: 'DNS' }, retry_in_seconds: 3600 })]);
+        expect(await attempts(t, id)).toEqual([
+          expect.objectContaining({ result: 'deferred', category: 'dns', error: { code, stage: 'DNS' }, retry_in_seconds: 3600 }),
+        ]);
       }
     });
 
@@ -115,8 +132,18 @@ for (const dialect of testDialects()) {
       await drain(await restart(t, {}));
       expect((await message(t, id)).status).toBe('deferred');
       const [a] = await attempts(t, id);
-      expect(a).toMatchObject({ result: 'deferred', code: 451, category: 'transient', smtp_reply: { code: 451, enhanced_status: '4.2.0', text: '[address] mailbox busy, try later' } });
-      const audit = await t.c.store.db.selectFrom('audit_events').selectAll().where('action', '=', 'email.delivery_attempted').where('target_id', '=', id).executeTakeFirstOrThrow();
+      expect(a).toMatchObject({
+        result: 'deferred',
+        code: 451,
+        category: 'transient',
+        smtp_reply: { code: 451, enhanced_status: '4.2.0', text: '[address] mailbox busy, try later' },
+      });
+      const audit = await t.c.store.db
+        .selectFrom('audit_events')
+        .selectAll()
+        .where('action', '=', 'email.delivery_attempted')
+        .where('target_id', '=', id)
+        .executeTakeFirstOrThrow();
       const stored = JSON.stringify([a, audit, await message(t, id)]);
       expect(stored).toContain('mailbox busy');
       expect(stored).not.toMatch(/maria|lopez/i);
@@ -137,7 +164,11 @@ for (const dialect of testDialects()) {
       // Queued with no relay: its job is routed to clinic.example's MX, which this fake DNS says does not exist.
       const { t, send } = await app({});
       const id = await send(['patient@clinic.example']);
-      const c = await restart(t, { MAILWARD_SMTP_RELAY: `smtp://127.0.0.1:${sink.port}`, MAILWARD_SMTP_TLS_CA_FILE: sink.caFile }, fakeDns({ 'clinic.example': 'ENOTFOUND' }));
+      const c = await restart(
+        t,
+        { MAILWARD_SMTP_RELAY: `smtp://127.0.0.1:${sink.port}`, MAILWARD_SMTP_TLS_CA_FILE: sink.caFile },
+        fakeDns({ 'clinic.example': 'ENOTFOUND' }),
+      );
       await drain(c);
       const m = await message(t, id);
       expect(m.status).toBe('delivered');
@@ -151,14 +182,29 @@ for (const dialect of testDialects()) {
       const { t, send } = await app({ MAILWARD_SMTP_RELAY: 'smtp://127.0.0.1:9' });
       const id = await send(['a@clinic.example', 'b@lab.example', 'c@clinic.example']);
       const overrides = path.join(dir, `dns-${newId('request')}.json`);
-      fs.writeFileSync(overrides, JSON.stringify({ MX: { 'clinic.example': [{ exchange: '127.0.0.1', priority: 10 }], 'lab.example': [{ exchange: '127.0.0.1', priority: 10 }] } }));
-      const c = await restart(t, { MAILWARD_SMTP_RELAY: undefined, MAILWARD_DNS_OVERRIDES: overrides, MAILWARD_SMTP_MX_PORT: String(sink.port), MAILWARD_SMTP_TLS_CA_FILE: sink.caFile });
+      fs.writeFileSync(
+        overrides,
+        JSON.stringify({
+          MX: { 'clinic.example': [{ exchange: '127.0.0.1', priority: 10 }], 'lab.example': [{ exchange: '127.0.0.1', priority: 10 }] },
+        }),
+      );
+      const c = await restart(t, {
+        MAILWARD_SMTP_RELAY: undefined,
+        MAILWARD_DNS_OVERRIDES: overrides,
+        MAILWARD_SMTP_MX_PORT: String(sink.port),
+        MAILWARD_SMTP_TLS_CA_FILE: sink.caFile,
+      });
       await drain(c);
       const m = await message(t, id);
       expect(m.status).toBe('delivered');
       const got = receivedWithId(sink, m.message_id).map((x) => [...x.to].sort());
       expect(got.sort()).toEqual([['a@clinic.example', 'c@clinic.example'], ['b@lab.example']]);
-      const jobs = await t.c.store.db.selectFrom('outbox').select(['route', 'status']).where('message_id', '=', id).orderBy('route').execute();
+      const jobs = await t.c.store.db
+        .selectFrom('outbox')
+        .select(['route', 'status'])
+        .where('message_id', '=', id)
+        .orderBy('route')
+        .execute();
       expect(jobs).toEqual([
         { route: 'clinic.example', status: 'done' },
         { route: 'lab.example', status: 'done' },

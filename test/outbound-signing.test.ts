@@ -24,11 +24,32 @@ const keys = () => {
     return [[r]];
   };
   const input: SignInput = {
-    content: { from: { name: 'Reminder Bot', address: `bot@${DOMAIN}` }, to: ['patient@clinic.example'], cc: ['gp@clinic.example'], bcc: [], subject: 'Your appointment', text: 'Tuesday 10:00, room 4.', html: null, attachments: [] },
+    content: {
+      from: { name: 'Reminder Bot', address: `bot@${DOMAIN}` },
+      to: ['patient@clinic.example'],
+      cc: ['gp@clinic.example'],
+      bcc: [],
+      subject: 'Your appointment',
+      text: 'Tuesday 10:00, room 4.',
+      html: null,
+      attachments: [],
+    },
     threading: { messageId: `<m1@${DOMAIN}>`, inReplyTo: null, references: [] },
     dateMs: Date.UTC(2026, 0, 1),
     domain: DOMAIN,
-    claims: { ai_generated: true, iss: DOMAIN, sub: 'agt_1', agent_address: `bot@${DOMAIN}`, delegation_chain: [], responsible_human: { id: 'hum_1', name: 'Dr. H' }, oversight_mode: 'autonomous', approved_by: null, approval_id: null, message_id: `<m1@${DOMAIN}>`, iat: 1 },
+    claims: {
+      ai_generated: true,
+      iss: DOMAIN,
+      sub: 'agt_1',
+      agent_address: `bot@${DOMAIN}`,
+      delegation_chain: [],
+      responsible_human: { id: 'hum_1', name: 'Dr. H' },
+      oversight_mode: 'autonomous',
+      approved_by: null,
+      approval_id: null,
+      message_id: `<m1@${DOMAIN}>`,
+      iat: 1,
+    },
     identityKey: { kid: 'id1', pem: pem(ec.privateKey) },
     dkim: { ed25519: { selector: 'ed1', pem: pem(ed.privateKey) }, rsa: { selector: 'rsa1', pem: pem(rsa.privateKey) } },
   };
@@ -37,7 +58,9 @@ const keys = () => {
 
 type DkimResult = { algo: string; status: { result: string }; signingHeaders?: { keys: string } };
 const verify = async (raw: Buffer, resolver: (n: string, t: string) => Promise<string[][]>) =>
-  ((await dkimVerify(raw, { resolver } as never)) as unknown as { results: DkimResult[] }).results.map((r) => [r.algo, r.status.result]).sort();
+  ((await dkimVerify(raw, { resolver } as never)) as unknown as { results: DkimResult[] }).results
+    .map((r) => [r.algo, r.status.result])
+    .sort();
 
 /** Inserts a header line just before the blank line that ends the header block (where a later hop could add one). */
 const appendHeader = (raw: Buffer, line: string) => {
@@ -56,11 +79,18 @@ describe('DKIM over-signing (RFC 6376 5.4.2, 8.15)', () => {
       ['ed25519-sha256', 'pass'],
       ['rsa-sha256', 'pass'],
     ]);
-    const head = raw.toString('binary').split('\r\n\r\n')[0]!.replace(/\r\n[ \t]+/g, ' ');
+    const head = raw
+      .toString('binary')
+      .split('\r\n\r\n')[0]!
+      .replace(/\r\n[ \t]+/g, ' ');
     const sigs = head.split('\r\n').filter((l) => /^DKIM-Signature:/i.test(l));
     expect(sigs).toHaveLength(2);
     for (const sig of sigs) {
-      const h = /[;\s]h=([^;]+)/.exec(sig)![1]!.toLowerCase().split(':').map((x) => x.trim());
+      const h = /[;\s]h=([^;]+)/
+        .exec(sig)![1]!
+        .toLowerCase()
+        .split(':')
+        .map((x) => x.trim());
       const count = (n: string) => h.filter((x) => x === n).length;
       // Present once in the message, listed twice; absent (reply-to, sender), listed once.
       for (const n of ['from', 'to', 'cc', 'subject', 'date', 'message-id', 'x-agent-identity']) expect(count(n), n).toBe(2);

@@ -26,7 +26,10 @@ describe('relaxed body canonicalization and the DKIM body hash', () => {
       fc.asyncProperty(fc.array(fc.stringMatching(/^[ -~\t]{0,40}$/), { maxLength: 8 }), async (lines) => {
         const body = lines.join('\r\n');
         const raw = Buffer.from(`From: a@b.example\r\nSubject: x\r\n\r\n${body}`);
-        const r = await dkimSign(raw, { canonicalization: 'relaxed/relaxed', signatureData: [{ signingDomain: 'b.example', selector: 's', privateKey: pem, algorithm: 'ed25519-sha256' }] } as never);
+        const r = await dkimSign(raw, {
+          canonicalization: 'relaxed/relaxed',
+          signatureData: [{ signingDomain: 'b.example', selector: 's', privateKey: pem, algorithm: 'ed25519-sha256' }],
+        } as never);
         const bh = /bh=([^;]+);/.exec(r.signatures.replace(/\r\n\s+/g, ''))![1]!.trim();
         expect(relaxedBodyHash(Buffer.from(body))).toBe(bh);
       }),
@@ -47,7 +50,10 @@ describe('header folding', () => {
 describe('bounce rules and the retry schedule', () => {
   it('defers 4xx, connection and TLS failures and bounces 5xx', () => {
     expect(classifySmtpError({ responseCode: 451, response: '451 4.3.0 later' })).toMatchObject({ kind: 'defer', code: 451 });
-    expect(classifySmtpError({ responseCode: 550, response: '550 5.1.1 unknown user' })).toMatchObject({ kind: 'bounce', category: 'recipient' });
+    expect(classifySmtpError({ responseCode: 550, response: '550 5.1.1 unknown user' })).toMatchObject({
+      kind: 'bounce',
+      category: 'recipient',
+    });
     expect(classifySmtpError({ responseCode: 554, response: '554 5.7.1 rejected' })).toMatchObject({ kind: 'bounce', category: 'policy' });
     expect(classifySmtpError({ code: 'ECONNECTION' })).toMatchObject({ kind: 'defer', category: 'connection' });
     expect(classifySmtpError({ code: 'ETLS', responseCode: 502 })).toMatchObject({ kind: 'defer', category: 'tls' });
@@ -72,13 +78,37 @@ describe('oversight modes', () => {
 
 describe('the signing pool', () => {
   it('signs on a worker thread exactly what the main thread would sign', async () => {
-    const pem = (t: 'ed25519' | 'rsa' | 'ec', o: object = {}) => (generateKeyPairSync as (t: string, o: object) => { privateKey: { export: (o: object) => string | Buffer } })(t, o).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+    const pem = (t: 'ed25519' | 'rsa' | 'ec', o: object = {}) =>
+      (generateKeyPairSync as (t: string, o: object) => { privateKey: { export: (o: object) => string | Buffer } })(t, o)
+        .privateKey.export({ type: 'pkcs8', format: 'pem' })
+        .toString();
     const input = {
-      content: { from: { name: 'Bot', address: 'bot@b.example' }, to: ['p@c.example'], cc: [], bcc: [], subject: 'Hi', text: 'Hello', html: null, attachments: [] },
+      content: {
+        from: { name: 'Bot', address: 'bot@b.example' },
+        to: ['p@c.example'],
+        cc: [],
+        bcc: [],
+        subject: 'Hi',
+        text: 'Hello',
+        html: null,
+        attachments: [],
+      },
       threading: { messageId: '<m1@b.example>', inReplyTo: null, references: [] },
       dateMs: Date.UTC(2026, 0, 1),
       domain: 'b.example',
-      claims: { ai_generated: true as const, iss: 'b.example', sub: 'agt_1', agent_address: 'bot@b.example', delegation_chain: [], responsible_human: { id: 'hum_1', name: 'H' }, oversight_mode: 'autonomous', approved_by: null, approval_id: null, message_id: '<m1@b.example>', iat: 1 },
+      claims: {
+        ai_generated: true as const,
+        iss: 'b.example',
+        sub: 'agt_1',
+        agent_address: 'bot@b.example',
+        delegation_chain: [],
+        responsible_human: { id: 'hum_1', name: 'H' },
+        oversight_mode: 'autonomous',
+        approved_by: null,
+        approval_id: null,
+        message_id: '<m1@b.example>',
+        iat: 1,
+      },
       identityKey: { kid: 'k1', pem: pem('ec', { namedCurve: 'P-256' }) },
       dkim: { ed25519: { selector: 'ed', pem: pem('ed25519') }, rsa: { selector: 'rsa', pem: pem('rsa', { modulusLength: 2048 }) } },
     };

@@ -15,7 +15,8 @@ describe('PHI detector on the labelled corpus', () => {
   it('has at least 300 messages of every kind issue 9 names, some without any PHI', () => {
     expect(messages.length).toBeGreaterThanOrEqual(300);
     const kinds = new Set(messages.map((m) => m.kind));
-    for (const k of ['appointment_reminder', 'referral', 'lab_notice', 'refill_request', 'billing', 'scheduling_no_phi']) expect(kinds).toContain(k);
+    for (const k of ['appointment_reminder', 'referral', 'lab_notice', 'refill_request', 'billing', 'scheduling_no_phi'])
+      expect(kinds).toContain(k);
     expect(messages.filter((m) => m.kind === 'scheduling_no_phi').every((m) => m.spans.length === 0)).toBe(true);
   });
 
@@ -34,7 +35,11 @@ describe('PHI detector on the labelled corpus', () => {
   it('regenerates the committed corpus byte for byte from its seed', () => {
     const out = fs.mkdtempSync(path.join(os.tmpdir(), 'phi-corpus-'));
     try {
-      execFileSync(process.execPath, ['--import', 'tsx', path.join(import.meta.dirname, '..', 'scripts', 'generate-phi-corpus.ts'), '--out', out], { stdio: 'ignore' });
+      execFileSync(
+        process.execPath,
+        ['--import', 'tsx', path.join(import.meta.dirname, '..', 'scripts', 'generate-phi-corpus.ts'), '--out', out],
+        { stdio: 'ignore' },
+      );
       expect(fs.readFileSync(path.join(out, 'corpus.jsonl'), 'utf8')).toBe(fs.readFileSync(path.join(dir, 'corpus.jsonl'), 'utf8'));
       expect(fs.readFileSync(path.join(out, 'org.json'), 'utf8')).toBe(fs.readFileSync(path.join(dir, 'org.json'), 'utf8'));
     } finally {

@@ -4,7 +4,10 @@ import { tempDir, testDialects } from './support/dialects.js';
 import { type Sink, startSink, relayEnv, drainDeliveries, receivedWithId, seedMailbox } from './support/outbound-sink.js';
 import { createTestApp, seedAgent, type TestApp } from './support/test-app.js';
 
-const REMINDER = { subject: 'Appointment reminder', text: 'Hi Maria, this is a reminder of your appointment on Tuesday, March 10 at 10:30 AM at the cardiology clinic.' };
+const REMINDER = {
+  subject: 'Appointment reminder',
+  text: 'Hi Maria, this is a reminder of your appointment on Tuesday, March 10 at 10:30 AM at the cardiology clinic.',
+};
 const LAB_TEXT = 'Patient: Maria Lopez, MRN: 4820193. Diagnosis: type 2 diabetes mellitus. Please call us.';
 const LAB = { subject: 'Your lab results', text: LAB_TEXT };
 
@@ -22,7 +25,11 @@ for (const dialect of testDialects()) {
     const patient = async (consent: 'granted' | 'refused' | 'unknown' = 'granted') => {
       const address = `patient${++n}.${dialect}@clinic.example`;
       if (consent !== 'unknown') {
-        const r = await t.call('PUT', consentPath(address), officerKey, { electronic: consent === 'granted', categories: consent === 'granted' ? ['appointment', 'results'] : [], source: 'paper_form' });
+        const r = await t.call('PUT', consentPath(address), officerKey, {
+          electronic: consent === 'granted',
+          categories: consent === 'granted' ? ['appointment', 'results'] : [],
+          source: 'paper_form',
+        });
         expect(r.status).toBe(200);
       }
       return address;
@@ -41,7 +48,11 @@ for (const dialect of testDialects()) {
       });
       const seed = await seedAgent(t, 'Seed');
       reviewerKey = (await t.call('POST', `/v1/humans/${seed.reviewer.id}/api-keys`, t.adminKey, { scopes: ['reviewer'] })).body.key;
-      const officer = await t.call('POST', '/v1/humans', t.adminKey, { name: 'Privacy Officer', email: 'privacy@hospital.example', roles: ['privacy_officer'] });
+      const officer = await t.call('POST', '/v1/humans', t.adminKey, {
+        name: 'Privacy Officer',
+        email: 'privacy@hospital.example',
+        roles: ['privacy_officer'],
+      });
       officerKey = (await t.call('POST', `/v1/humans/${officer.body.id}/api-keys`, t.adminKey, {})).body.key;
     }, 60_000);
     afterAll(async () => {
@@ -60,7 +71,11 @@ for (const dialect of testDialects()) {
       expect(v.body.status).toBe('delivered');
       expect(v.body.phi_sensitivity).toBe('low');
       expect(v.body.phi_findings.map((f: any) => f.type).sort()).toEqual(['date', 'name']);
-      expect(atSink(v.body.message_id).map((m) => m.to[0]).sort()).toEqual([to, 'supervisor@hospital.example']);
+      expect(
+        atSink(v.body.message_id)
+          .map((m) => m.to[0])
+          .sort(),
+      ).toEqual([to, 'supervisor@hospital.example']);
     });
 
     for (const mode of ['monitored', 'gated_send', 'gated_all'] as const) {
@@ -92,17 +107,28 @@ for (const dialect of testDialects()) {
       expect(v.body.approval.reasons).toEqual([{ code: 'phi', types: ['diagnosis', 'mrn', 'name'] }]);
 
       const byType = await mailbox('autonomous', { phi_policy: { hold_types: ['mrn'] } });
-      expect((await send(byType.agentKey, byType.mailbox.id, { to: [await patient()], subject: 'Your chart', text: 'Your MRN is 4820193.' })).body.status).toBe('pending_approval');
+      expect(
+        (await send(byType.agentKey, byType.mailbox.id, { to: [await patient()], subject: 'Your chart', text: 'Your MRN is 4820193.' }))
+          .body.status,
+      ).toBe('pending_approval');
     });
 
     it('always holds Part 2 content and PHI in a subject, even in autonomous', async () => {
       const s = await mailbox('autonomous');
-      const p2 = await send(s.agentKey, s.mailbox.id, { to: [await patient()], subject: 'Program update', text: 'Your next session at the opioid treatment program is confirmed.' });
+      const p2 = await send(s.agentKey, s.mailbox.id, {
+        to: [await patient()],
+        subject: 'Program update',
+        text: 'Your next session at the opioid treatment program is confirmed.',
+      });
       expect(p2.body.status).toBe('pending_approval');
       const v2 = await t.call('GET', `/v1/emails/${p2.body.id}`, s.agentKey);
       expect(v2.body.phi_sensitivity).toBe('restricted');
       expect(v2.body.approval.reasons.map((x: any) => x.code)).toEqual(['part2', 'phi']);
-      const subj = await send(s.agentKey, s.mailbox.id, { to: [await patient()], subject: 'Results for MRN 4820193', text: 'Please log in to the portal.' });
+      const subj = await send(s.agentKey, s.mailbox.id, {
+        to: [await patient()],
+        subject: 'Results for MRN 4820193',
+        text: 'Please log in to the portal.',
+      });
       const vs = await t.call('GET', `/v1/emails/${subj.body.id}`, s.agentKey);
       expect(vs.body.status).toBe('pending_approval');
       expect(vs.body.approval.reasons.map((x: any) => x.code)).toEqual(['phi_in_subject', 'phi']);
@@ -114,7 +140,13 @@ for (const dialect of testDialects()) {
       const r = await send(s.agentKey, s.mailbox.id, {
         to: [await patient()],
         ...LAB,
-        attachments: [{ filename: 'results.csv', content_type: 'text/csv', content_base64: Buffer.from('mrn,result\nMRN 4820193,HbA1c 8.2%\n').toString('base64') }],
+        attachments: [
+          {
+            filename: 'results.csv',
+            content_type: 'text/csv',
+            content_base64: Buffer.from('mrn,result\nMRN 4820193,HbA1c 8.2%\n').toString('base64'),
+          },
+        ],
       });
       const queue = await t.call('GET', '/v1/approvals?status=pending', reviewerKey);
       expect(queue.status).toBe(200);
@@ -122,8 +154,16 @@ for (const dialect of testDialects()) {
       expect(apr.phi_sensitivity).toBe('high');
       const mrnInText = apr.phi_findings.find((f: any) => f.type === 'mrn' && f.field === 'text');
       expect(LAB_TEXT.slice(mrnInText.start, mrnInText.end)).toBe('4820193');
-      expect(apr.phi_findings).toContainEqual({ type: 'mrn', field: 'attachment', attachment: 0, start: 15, end: 22, confidence: expect.any(Number) });
-      for (const f of apr.phi_findings) expect(Object.keys(f).sort()).toEqual(expect.arrayContaining(['confidence', 'end', 'field', 'start', 'type']));
+      expect(apr.phi_findings).toContainEqual({
+        type: 'mrn',
+        field: 'attachment',
+        attachment: 0,
+        start: 15,
+        end: 22,
+        confidence: expect.any(Number),
+      });
+      for (const f of apr.phi_findings)
+        expect(Object.keys(f).sort()).toEqual(expect.arrayContaining(['confidence', 'end', 'field', 'start', 'type']));
       expect(JSON.stringify(apr)).not.toContain('4820193');
       const asReviewer = await t.call('GET', `/v1/emails/${r.body.id}`, reviewerKey);
       expect(asReviewer.body.phi_findings).toEqual(apr.phi_findings);
@@ -137,7 +177,9 @@ for (const dialect of testDialects()) {
       const s = await mailbox('gated_send');
       const r = await send(s.agentKey, s.mailbox.id, { to: [await patient()], ...LAB });
       const apr = (await t.call('GET', `/v1/emails/${r.body.id}`, s.agentKey)).body.approval.id;
-      const ok = await t.call('POST', `/v1/approvals/${apr}/approve`, reviewerKey, { edits: { text: 'Your results are ready in the patient portal.' } });
+      const ok = await t.call('POST', `/v1/approvals/${apr}/approve`, reviewerKey, {
+        edits: { text: 'Your results are ready in the patient portal.' },
+      });
       expect(ok.status).toBe(200);
       expect(ok.body.approval.phi_findings).toEqual([]);
       expect(ok.body.approval.phi_sensitivity).toBe('none');
@@ -186,7 +228,11 @@ for (const dialect of testDialects()) {
       expect(held[0].details.reasons).toEqual([{ code: 'consent_unknown', recipients: 2 }]);
       expect(JSON.stringify(held)).not.toContain('clinic.example');
       // Without PHI, unknown consent does not hold.
-      const plain = await send(s.agentKey, s.mailbox.id, { to: [unknown], subject: 'Clinic hours', text: 'The clinic is closed on the holiday.' });
+      const plain = await send(s.agentKey, s.mailbox.id, {
+        to: [unknown],
+        subject: 'Clinic hours',
+        text: 'The clinic is closed on the holiday.',
+      });
       expect(plain.body.status).toBe('queued');
     });
 

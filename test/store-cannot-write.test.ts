@@ -59,7 +59,8 @@ for (const dialect of testDialects()) {
 
       // Writes fail once the store cannot grow (SQLite may first fill its last pages).
       let r = await t.call('POST', '/v1/departments', t.adminKey, { name: 'Ward 0' });
-      for (let i = 1; r.status === 201 && i < 2000; i++) r = await t.call('POST', '/v1/departments', t.adminKey, { name: `Ward ${i} ${'x'.repeat(150)}` });
+      for (let i = 1; r.status === 201 && i < 2000; i++)
+        r = await t.call('POST', '/v1/departments', t.adminKey, { name: `Ward ${i} ${'x'.repeat(150)}` });
       expect(r.status).toBe(503);
       expect(r.headers['content-type']).toMatch(/application\/problem\+json/);
       expect(r.body).toMatchObject({ code: 'store_unavailable', temporary: true });
@@ -68,7 +69,11 @@ for (const dialect of testDialects()) {
       // Callers sharing a group commit all get the cause, not "no such savepoint".
       const actor = systemActor(t.orgId);
       const group = await Promise.allSettled(
-        Array.from({ length: 10 }, (_, i) => inGroupCommit(t!.c.store.db, (tx) => t!.c.audit.record(tx, { action: 'test.full', actor, details: { i, pad: 'x'.repeat(4000) } }))),
+        Array.from({ length: 10 }, (_, i) =>
+          inGroupCommit(t!.c.store.db, (tx) =>
+            t!.c.audit.record(tx, { action: 'test.full', actor, details: { i, pad: 'x'.repeat(4000) } }),
+          ),
+        ),
       );
       expect(group.every((g) => g.status === 'rejected' && isStoreUnavailable(g.reason))).toBe(true);
 

@@ -33,7 +33,10 @@ const terminateBackends = async (url: string) => {
   const admin = new pg.Client({ connectionString: PG_ADMIN_URL });
   await admin.connect();
   try {
-    const r = await admin.query('select pg_terminate_backend(pid) as ok from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()', [name]);
+    const r = await admin.query(
+      'select pg_terminate_backend(pid) as ok from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()',
+      [name],
+    );
     return r.rowCount ?? 0;
   } finally {
     await admin.end();
@@ -43,7 +46,16 @@ const terminateBackends = async (url: string) => {
 describe('which store errors are temporary', () => {
   it('treats lost connections and a store that cannot write as unavailable, and nothing the request caused', () => {
     const err = (code: string | undefined, message = 'x') => Object.assign(new Error(message), code ? { code } : {});
-    for (const e of [err('57P01'), err('08006'), err('53100'), err('25006'), err('ECONNRESET', 'read ECONNRESET'), err(undefined, 'Connection terminated unexpectedly'), err('SQLITE_FULL'), err('SQLITE_IOERR_WRITE')]) {
+    for (const e of [
+      err('57P01'),
+      err('08006'),
+      err('53100'),
+      err('25006'),
+      err('ECONNRESET', 'read ECONNRESET'),
+      err(undefined, 'Connection terminated unexpectedly'),
+      err('SQLITE_FULL'),
+      err('SQLITE_IOERR_WRITE'),
+    ]) {
       expect(isStoreUnavailable(e), String((e as { code?: string }).code ?? e.message)).toBe(true);
     }
     for (const e of [err('23505'), err('SQLITE_CONSTRAINT_UNIQUE'), err('ECONNRESET', 'aborted'), err(undefined, 'boom'), null, 'text']) {
@@ -67,7 +79,10 @@ describe.runIf(testDialects().includes('postgres'))('losing PostgreSQL connectio
     const worker = async () => {
       while (running) {
         const i = n++;
-        const r = await (i % 2 ? api(s.port, 'GET', '/v1/me', key) : api(s.port, 'POST', '/v1/departments', key, { name: `Ward ${i}` })).catch(() => ({
+        const r = await (i % 2
+          ? api(s.port, 'GET', '/v1/me', key)
+          : api(s.port, 'POST', '/v1/departments', key, { name: `Ward ${i}` })
+        ).catch(() => ({
           status: 0,
           body: null,
         }));
@@ -89,7 +104,10 @@ describe.runIf(testDialects().includes('postgres'))('losing PostgreSQL connectio
     expect(terminated).toBeGreaterThan(0);
     expect(s.child.exitCode, s.output()).toBeNull();
     // Every failure is the temporary store error, never a 500 or a dropped connection.
-    expect([...codes].filter((c) => c !== '503 store_unavailable true'), s.output()).toEqual([]);
+    expect(
+      [...codes].filter((c) => c !== '503 store_unavailable true'),
+      s.output(),
+    ).toEqual([]);
     expect(statuses.get(0) ?? 0, `${JSON.stringify([...statuses])}\n${s.output()}`).toBe(0);
     // Requests in flight when their connection was cut got the temporary error.
     expect(statuses.get(503) ?? 0).toBeGreaterThan(0);

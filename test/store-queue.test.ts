@@ -44,7 +44,9 @@ for (const dialect of testDialects().filter((d) => d === 'sqlite')) {
     it('answers writers beyond the queue limit 503 store_busy with Retry-After, and every other writer succeeds', async () => {
       t = await createTestApp(dialect, { env: { MAILWARD_SQLITE_QUEUE_LIMIT: '4', MAILWARD_RATE_LIMIT_PER_MINUTE: '100000' } });
       const app = t;
-      const results = await Promise.all(Array.from({ length: 60 }, (_, i) => app.call('POST', '/v1/departments', app.adminKey, { name: `Ward ${i}` })));
+      const results = await Promise.all(
+        Array.from({ length: 60 }, (_, i) => app.call('POST', '/v1/departments', app.adminKey, { name: `Ward ${i}` })),
+      );
       const busy = results.filter((r) => r.status === 503);
       expect(results.filter((r) => r.status !== 201 && r.status !== 503)).toEqual([]);
       expect(busy.length).toBeGreaterThan(0);

@@ -73,7 +73,9 @@ describe('SQLite store specifics', () => {
       } finally {
         await store.destroy();
       }`;
-    const proc = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', child, file], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const proc = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', child, file], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
     let out = '';
     const ready = new Promise<void>((resolve) => {
       proc.stdout.on('data', (d) => {

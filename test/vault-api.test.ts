@@ -8,7 +8,11 @@ import { createTestApp, seedAgent, type TestApp } from './support/test-app.js';
 const RFC_SEED_B32 = 'GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ';
 const RFC_SEED_HEX = Buffer.from('12345678901234567890').toString('hex');
 const oathtool = (hex: string, at: Date, algo = 'sha1', digits = 6, period = 30) =>
-  execFileSync('oathtool', [`--totp=${algo}`, '-d', String(digits), '-s', `${period}s`, '-N', `${at.toISOString().replace('T', ' ').slice(0, 19)} UTC`, hex], { encoding: 'utf8' }).trim();
+  execFileSync(
+    'oathtool',
+    [`--totp=${algo}`, '-d', String(digits), '-s', `${period}s`, '-N', `${at.toISOString().replace('T', ' ').slice(0, 19)} UTC`, hex],
+    { encoding: 'utf8' },
+  ).trim();
 
 const events = async (t: TestApp, action: string) =>
   (await t.call('GET', `/v1/audit/events?action=${action}&limit=500`, t.adminKey)).body.events as any[];
@@ -26,7 +30,12 @@ for (const dialect of testDialects()) {
 
     it('stores a portal password and a TOTP seed, gives codes that match oathtool, and never returns the seed', async () => {
       const a = await seedAgent(t, 'Portal Agent');
-      const pw = await t.call('PUT', '/v1/vault/secrets/epic-portal', a.agentKey, { kind: 'password', value: 'Tr0ub4dor&3-portal', username: 'svc-epic', metadata: { url: 'https://epic.example' } });
+      const pw = await t.call('PUT', '/v1/vault/secrets/epic-portal', a.agentKey, {
+        kind: 'password',
+        value: 'Tr0ub4dor&3-portal',
+        username: 'svc-epic',
+        metadata: { url: 'https://epic.example' },
+      });
       expect(pw.status).toBe(200);
       expect(pw.body).toEqual({ name: 'epic-portal', kind: 'password', version: 1, agent_id: a.agent.id });
       const otp = await t.call('PUT', '/v1/vault/secrets/epic-2fa', a.agentKey, { kind: 'totp', value: RFC_SEED_B32 });
@@ -39,7 +48,10 @@ for (const dialect of testDialects()) {
 
       const list = await t.call('GET', '/v1/vault/secrets', a.agentKey);
       expect(list.status).toBe(200);
-      expect(list.body.secrets.map((s: any) => [s.name, s.kind, s.version])).toEqual([['epic-2fa', 'totp', 1], ['epic-portal', 'password', 1]]);
+      expect(list.body.secrets.map((s: any) => [s.name, s.kind, s.version])).toEqual([
+        ['epic-2fa', 'totp', 1],
+        ['epic-portal', 'password', 1],
+      ]);
       expect(JSON.stringify(list.body)).not.toContain('Tr0ub4dor');
       expect(JSON.stringify(list.body)).not.toContain(RFC_SEED_B32);
 
@@ -47,10 +59,18 @@ for (const dialect of testDialects()) {
       const denied = await t.call('GET', '/v1/vault/secrets/epic-portal', a.agentKey);
       expect(denied.status).toBe(403);
       expect(denied.body.code).toBe('scope_required');
-      const revealKey = await t.call('POST', `/v1/agents/${a.agent.id}/api-keys`, t.adminKey, { scopes: ['vault:read', 'vault:reveal', 'vault:totp'] });
+      const revealKey = await t.call('POST', `/v1/agents/${a.agent.id}/api-keys`, t.adminKey, {
+        scopes: ['vault:read', 'vault:reveal', 'vault:totp'],
+      });
       const revealed = await t.call('GET', '/v1/vault/secrets/epic-portal', revealKey.body.key);
       expect(revealed.status).toBe(200);
-      expect(revealed.body).toMatchObject({ name: 'epic-portal', kind: 'password', version: 1, value: 'Tr0ub4dor&3-portal', username: 'svc-epic' });
+      expect(revealed.body).toMatchObject({
+        name: 'epic-portal',
+        kind: 'password',
+        version: 1,
+        value: 'Tr0ub4dor&3-portal',
+        username: 'svc-epic',
+      });
       const seed = await t.call('GET', '/v1/vault/secrets/epic-2fa', revealKey.body.key);
       expect(seed.status).toBe(422);
       expect(seed.body.code).toBe('totp_not_revealable');
@@ -77,7 +97,10 @@ for (const dialect of testDialects()) {
         expect(r.body.period).toBe(60);
         expect(r.body.code).toBe(oathtool(Buffer.from(ascii).toString('hex'), clock.now(), algo, 8, 60));
       }
-      const hotp = await t.call('PUT', '/v1/vault/secrets/h', a.agentKey, { kind: 'totp', otpauth_uri: `otpauth://hotp/x?secret=${RFC_SEED_B32}&counter=1` });
+      const hotp = await t.call('PUT', '/v1/vault/secrets/h', a.agentKey, {
+        kind: 'totp',
+        otpauth_uri: `otpauth://hotp/x?secret=${RFC_SEED_B32}&counter=1`,
+      });
       expect(hotp.status).toBe(422);
       const bad = await t.call('PUT', '/v1/vault/secrets/h', a.agentKey, { kind: 'totp', value: 'not base32 !!' });
       expect(bad.status).toBe(422);
@@ -86,14 +109,20 @@ for (const dialect of testDialects()) {
 
     it('makes a new version on every write and keeps old versions after delete', async () => {
       const a = await seedAgent(t, 'Version Agent');
-      for (const v of ['one', 'two', 'three']) await t.call('PUT', '/v1/vault/secrets/lab-api', a.agentKey, { kind: 'api_key', value: `key-${v}` });
+      for (const v of ['one', 'two', 'three'])
+        await t.call('PUT', '/v1/vault/secrets/lab-api', a.agentKey, { kind: 'api_key', value: `key-${v}` });
       const list = await t.call('GET', '/v1/vault/secrets', a.agentKey);
       expect(list.body.secrets).toEqual([expect.objectContaining({ name: 'lab-api', version: 3 })]);
       const del = await t.call('DELETE', '/v1/vault/secrets/lab-api', a.agentKey);
       expect(del.status).toBe(200);
       expect((await t.call('GET', '/v1/vault/secrets', a.agentKey)).body.secrets).toEqual([]);
       expect((await t.call('DELETE', '/v1/vault/secrets/lab-api', a.agentKey)).status).toBe(404);
-      const rows = await t.c.store.db.selectFrom('vault_secret_versions').select(['version', 'deleted_at']).where('agent_id', '=', a.agent.id).orderBy('version').execute();
+      const rows = await t.c.store.db
+        .selectFrom('vault_secret_versions')
+        .select(['version', 'deleted_at'])
+        .where('agent_id', '=', a.agent.id)
+        .orderBy('version')
+        .execute();
       expect(rows.map((r) => Number(r.version))).toEqual([1, 2, 3]);
       expect(rows.every((r) => r.deleted_at !== null)).toBe(true);
       const again = await t.call('PUT', '/v1/vault/secrets/lab-api', a.agentKey, { kind: 'api_key', value: 'key-four' });
@@ -120,9 +149,15 @@ for (const dialect of testDialects()) {
 
     it('lets an admin provision and list an agent vault but not read values', async () => {
       const a = await seedAgent(t, 'Provisioned Agent');
-      const put = await t.call('PUT', `/v1/vault/secrets/pharmacy?agent_id=${a.agent.id}`, t.adminKey, { kind: 'password', value: 'ph-pass-123', username: 'rx' });
+      const put = await t.call('PUT', `/v1/vault/secrets/pharmacy?agent_id=${a.agent.id}`, t.adminKey, {
+        kind: 'password',
+        value: 'ph-pass-123',
+        username: 'rx',
+      });
       expect(put.status).toBe(200);
-      expect((await t.call('PUT', '/v1/vault/secrets/pharmacy', t.adminKey, { kind: 'password', value: 'x' })).body.code).toBe('agent_id_required');
+      expect((await t.call('PUT', '/v1/vault/secrets/pharmacy', t.adminKey, { kind: 'password', value: 'x' })).body.code).toBe(
+        'agent_id_required',
+      );
       const list = await t.call('GET', `/v1/vault/secrets?agent_id=${a.agent.id}`, t.adminKey);
       expect(list.body.secrets.map((s: any) => s.name)).toEqual(['pharmacy']);
       expect((await t.call('GET', '/v1/vault/secrets/pharmacy', t.adminKey)).status).toBe(403);

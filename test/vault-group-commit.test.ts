@@ -9,9 +9,14 @@ const SEED = 'GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ';
 
 /** A second handle on the same database: sees only what was committed. */
 const otherHandle = (t: TestApp): Store =>
-  openStore(t.dialect === 'sqlite' ? { kind: 'sqlite', file: t.c.config.database.kind === 'sqlite' ? t.c.config.database.file : '' } : { kind: 'postgres', url: t.env.DATABASE_URL!, poolSize: 2 });
+  openStore(
+    t.dialect === 'sqlite'
+      ? { kind: 'sqlite', file: t.c.config.database.kind === 'sqlite' ? t.c.config.database.file : '' }
+      : { kind: 'postgres', url: t.env.DATABASE_URL!, poolSize: 2 },
+  );
 
-const eventsOf = (s: Store, action: string) => s.db.selectFrom('audit_events').select(['seq', 'details', 'outcome', 'request_id']).where('action', '=', action).orderBy('seq').execute();
+const eventsOf = (s: Store, action: string) =>
+  s.db.selectFrom('audit_events').select(['seq', 'details', 'outcome', 'request_id']).where('action', '=', action).orderBy('seq').execute();
 
 for (const dialect of testDialects()) {
   describe(`group commit of audited reads (${dialect})`, () => {
@@ -67,7 +72,9 @@ for (const dialect of testDialects()) {
       const db = t.c.store.db;
       // A deferred foreign key is checked at COMMIT: one caller's bad row makes the shared commit fail.
       await sql`create table gc_probe_parent (id text primary key)`.execute(db);
-      await sql`create table gc_probe (id text primary key, parent text references gc_probe_parent (id) deferrable initially deferred)`.execute(db);
+      await sql`create table gc_probe (id text primary key, parent text references gc_probe_parent (id) deferrable initially deferred)`.execute(
+        db,
+      );
       const before = (await eventsOf(other, 'test.commit_fails')).length;
       const outcomes = await Promise.allSettled(
         Array.from({ length: 10 }, (_, i) =>
@@ -82,7 +89,9 @@ for (const dialect of testDialects()) {
       expect((await eventsOf(other, 'test.commit_fails')).length).toBe(before);
       expect((await sql`select id from gc_probe`.execute(other.db)).rows).toEqual([]);
       // The queue is not stuck, and the chain is whole.
-      await expect(inGroupCommit(db, (tx) => t.c.audit.record(tx, { action: 'test.after', actor: systemActor(t.orgId) }))).resolves.toMatchObject({ seq: expect.any(Number) });
+      await expect(
+        inGroupCommit(db, (tx) => t.c.audit.record(tx, { action: 'test.after', actor: systemActor(t.orgId) })),
+      ).resolves.toMatchObject({ seq: expect.any(Number) });
       expect((await t.c.auditLog.verify()).ok).toBe(true);
     });
 
@@ -95,7 +104,9 @@ for (const dialect of testDialects()) {
       };
       const calls = Array.from({ length: 60 }, (_, i) => {
         const asOwner = i % 4 !== 3;
-        return t.call('POST', '/v1/vault/secrets/otp/totp', asOwner ? a.agentKey : b.agentKey, undefined, { 'x-request-id': `group-${i}` }).then((r) => ({ i, asOwner, r }));
+        return t
+          .call('POST', '/v1/vault/secrets/otp/totp', asOwner ? a.agentKey : b.agentKey, undefined, { 'x-request-id': `group-${i}` })
+          .then((r) => ({ i, asOwner, r }));
       });
       const results = await Promise.all(calls);
       for (const { asOwner, r } of results) {
@@ -110,7 +121,9 @@ for (const dialect of testDialects()) {
       const generated = (await eventsOf(t.c.store, 'vault.totp.generated')).slice(before.generated).filter((e) => e.outcome === 'success');
       const owners = results.filter((x) => x.asOwner).map((x) => `group-${x.i}`);
       expect(generated.map((e) => e.request_id).sort()).toEqual(owners.sort());
-      const denied = (await eventsOf(t.c.store, 'vault.totp.generated')).filter((e) => e.outcome === 'denied' && e.request_id?.startsWith('group-'));
+      const denied = (await eventsOf(t.c.store, 'vault.totp.generated')).filter(
+        (e) => e.outcome === 'denied' && e.request_id?.startsWith('group-'),
+      );
       expect(denied.map((e) => e.request_id).sort()).toEqual(
         results
           .filter((x) => !x.asOwner)

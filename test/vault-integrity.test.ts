@@ -73,7 +73,13 @@ for (const dialect of testDialects()) {
       const tampered: Record<string, unknown>[] = [];
       for (let i = 0; i < row.sealed.length; i++) tampered.push({ sealed: flip(row.sealed, i) });
       for (let i = 0; i < row.metadata.length; i++) tampered.push({ metadata: flip(row.metadata, i) });
-      tampered.push({ kind: 'note' }, { version: 2 }, { name: 'otq' }, { agent_id: flip(row.agent_id, 5) }, { org_id: flip(row.org_id, 5) });
+      tampered.push(
+        { kind: 'note' },
+        { version: 2 },
+        { name: 'otq' },
+        { agent_id: flip(row.agent_id, 5) },
+        { org_id: flip(row.org_id, 5) },
+      );
       const before = await errorEvents(t, 'vault.totp.generated');
       for (const change of tampered) {
         await db.updateTable('vault_secret_versions').set(change).where('id', '=', row.id).execute();
@@ -96,7 +102,12 @@ for (const dialect of testDialects()) {
         const before = await snapshot(t);
         const wrong = randomBytes(32).toString('base64');
         for (const createMasterKey of [false, true]) {
-          await expect(createContainer(loadConfig({ ...t.env, MAILWARD_MASTER_KEY: wrong }), { createMasterKey, logger: createLogger({ level: 'silent' }) })).rejects.toMatchObject({
+          await expect(
+            createContainer(loadConfig({ ...t.env, MAILWARD_MASTER_KEY: wrong }), {
+              createMasterKey,
+              logger: createLogger({ level: 'silent' }),
+            }),
+          ).rejects.toMatchObject({
             code: 'master_key_mismatch',
             detail: expect.stringMatching(/not the key this store was initialised with.*no data was touched/),
           });
@@ -105,7 +116,9 @@ for (const dialect of testDialects()) {
         const saved = fs.readFileSync(file);
         fs.rmSync(file);
         for (const createMasterKey of [false, true]) {
-          await expect(createContainer(loadConfig(t.env), { createMasterKey, logger: createLogger({ level: 'silent' }) })).rejects.toMatchObject({
+          await expect(
+            createContainer(loadConfig(t.env), { createMasterKey, logger: createLogger({ level: 'silent' }) }),
+          ).rejects.toMatchObject({
             code: 'master_key_missing',
             detail: expect.stringContaining('master.key'),
           });
@@ -142,15 +155,28 @@ for (const dialect of testDialects()) {
       const init = (await c.init({ orgName: 'Log Hospital', domain: 'log.example' }))!;
       const app = await buildServer(c);
       const call = async (method: string, url: string, key: string, body?: unknown) => {
-        const r = await app.inject({ method: method as 'GET', url, headers: { authorization: `Bearer ${key}`, ...(body ? { 'content-type': 'application/json' } : {}) }, ...(body ? { payload: JSON.stringify(body) } : {}) });
+        const r = await app.inject({
+          method: method as 'GET',
+          url,
+          headers: { authorization: `Bearer ${key}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+          ...(body ? { payload: JSON.stringify(body) } : {}),
+        });
         return { status: r.statusCode, body: r.body ? r.json() : undefined };
       };
       const secrets = ['Pa55-word-for-log-test-9d1c', 'api-key-value-7f3b2a', 'note text with-marker-4e6d'];
       const seedB32 = 'KRSXG5CTMVRXEZLUKRSXG5CTMVRXEZLU';
       const dep = await call('POST', '/v1/departments', init.admin_api_key, { name: 'Lab' });
       const hum = await call('POST', '/v1/humans', init.admin_api_key, { name: 'R', email: 'r@log.example', roles: ['reviewer'] });
-      const agent = await call('POST', '/v1/agents', init.admin_api_key, { name: 'Logger', department_id: dep.body.id, responsible_human_id: hum.body.id });
-      const key = (await call('POST', `/v1/agents/${agent.body.id}/api-keys`, init.admin_api_key, { scopes: ['vault:read', 'vault:write', 'vault:reveal', 'vault:totp'] })).body.key;
+      const agent = await call('POST', '/v1/agents', init.admin_api_key, {
+        name: 'Logger',
+        department_id: dep.body.id,
+        responsible_human_id: hum.body.id,
+      });
+      const key = (
+        await call('POST', `/v1/agents/${agent.body.id}/api-keys`, init.admin_api_key, {
+          scopes: ['vault:read', 'vault:write', 'vault:reveal', 'vault:totp'],
+        })
+      ).body.key;
       await call('PUT', '/v1/vault/secrets/pw', key, { kind: 'password', value: secrets[0], username: 'log-user-name-x1' });
       await call('PUT', '/v1/vault/secrets/api', key, { kind: 'api_key', value: secrets[1] });
       await call('PUT', '/v1/vault/secrets/note', key, { kind: 'note', value: secrets[2] });
@@ -167,14 +193,28 @@ for (const dialect of testDialects()) {
       // A tampered row and a rotation, whose errors are logged.
       await c.store.db.updateTable('vault_secret_versions').set({ metadata: '{"tampered":true}' }).where('name', '=', 'api').execute();
       expect((await call('GET', '/v1/vault/secrets/api', key)).status).toBe(500);
-      await rotateKeys({ store: c.store, keys: { masterKey: undefined, dataDir: fresh.dataDir }, clock: c.clock, audit: c.audit, columns: SEALED_COLUMNS });
+      await rotateKeys({
+        store: c.store,
+        keys: { masterKey: undefined, dataDir: fresh.dataDir },
+        clock: c.clock,
+        audit: c.audit,
+        columns: SEALED_COLUMNS,
+      });
       await app.close();
       await c.close();
 
       const log = lines.join('');
       expect(log.length).toBeGreaterThan(0);
       const masterKey = fs.readFileSync(path.join(fresh.dataDir, 'master.key'), 'utf8');
-      const needles = [...secrets, seedB32, seedB32.slice(0, 20), 'log-user-name-x1', ...codes, ...Object.values(JSON.parse(masterKey).keys as Record<string, string>), key.split('_').at(-1)];
+      const needles = [
+        ...secrets,
+        seedB32,
+        seedB32.slice(0, 20),
+        'log-user-name-x1',
+        ...codes,
+        ...Object.values(JSON.parse(masterKey).keys as Record<string, string>),
+        key.split('_').at(-1),
+      ];
       for (const n of needles) expect([n, log.includes(n)]).toEqual([n, false]);
     });
   });

@@ -10,18 +10,26 @@ const RETENTION_DAYS = 2190;
 const SCOPES = ['vault:read', 'vault:write', 'vault:reveal', 'vault:totp'];
 
 const versionsOf = async (t: TestApp, agentId: string) =>
-  (await t.c.store.db.selectFrom('vault_secret_versions').select(['name', 'version']).where('agent_id', '=', agentId).orderBy('name').orderBy('version').execute()).map(
-    (r) => `${r.name}.v${Number(r.version)}`,
-  );
+  (
+    await t.c.store.db
+      .selectFrom('vault_secret_versions')
+      .select(['name', 'version'])
+      .where('agent_id', '=', agentId)
+      .orderBy('name')
+      .orderBy('version')
+      .execute()
+  ).map((r) => `${r.name}.v${Number(r.version)}`);
 
 const purgedEvents = async (t: TestApp) =>
-  (await t.c.store.db.selectFrom('audit_events').selectAll().where('action', '=', 'vault.secret.purged').orderBy('seq').execute()).map((e) => ({
-    org_id: e.org_id,
-    actor_type: e.actor_type,
-    target_id: e.target_id,
-    outcome: e.outcome,
-    details: JSON.parse(e.details) as { name: string; versions: number[]; cutoff: string; retention_days: number; agent_id: string },
-  }));
+  (await t.c.store.db.selectFrom('audit_events').selectAll().where('action', '=', 'vault.secret.purged').orderBy('seq').execute()).map(
+    (e) => ({
+      org_id: e.org_id,
+      actor_type: e.actor_type,
+      target_id: e.target_id,
+      outcome: e.outcome,
+      details: JSON.parse(e.details) as { name: string; versions: number[]; cutoff: string; retention_days: number; agent_id: string },
+    }),
+  );
 
 for (const dialect of testDialects()) {
   describe(`vault retention (${dialect})`, () => {
@@ -62,7 +70,12 @@ for (const dialect of testDialects()) {
 
       clock.set(new Date(supersededAt + RETENTION_DAYS * DAY + 3_600_000));
       const r = await t.c.vault.purgeExpired();
-      expect(r).toEqual({ cutoff: new Date(clock.now().getTime() - RETENTION_DAYS * DAY).toISOString(), dry_run: false, versions: 1, secrets: 1 });
+      expect(r).toEqual({
+        cutoff: new Date(clock.now().getTime() - RETENTION_DAYS * DAY).toISOString(),
+        dry_run: false,
+        versions: 1,
+        secrets: 1,
+      });
       expect(await versionsOf(t, a.agent.id)).toEqual(['live.v2', 'otp.v1']);
       // Nothing left to do: a second run changes and records nothing.
       expect(await t.c.vault.purgeExpired()).toMatchObject({ versions: 0 });
@@ -74,7 +87,12 @@ for (const dialect of testDialects()) {
         ['live', [1]],
       ]);
       for (const e of events) {
-        expect(e).toMatchObject({ org_id: t.orgId, actor_type: 'system', outcome: 'success', details: { agent_id: a.agent.id, retention_days: RETENTION_DAYS } });
+        expect(e).toMatchObject({
+          org_id: t.orgId,
+          actor_type: 'system',
+          outcome: 'success',
+          details: { agent_id: a.agent.id, retention_days: RETENTION_DAYS },
+        });
         expect(JSON.stringify(e)).not.toMatch(/pw-\d/);
       }
 

@@ -24,7 +24,15 @@ const kvs = async (t: TestApp) => {
 };
 
 const rotate = (t: TestApp, keys: { masterKey?: string; masterKeys?: string }, onProgress?: (p: RotationProgress) => void, batchSize = 5) =>
-  rotateKeys({ store: t.c.store, keys: { masterKey: keys.masterKey, masterKeys: keys.masterKeys, dataDir: t.dataDir }, clock: t.c.clock, audit: t.c.audit, columns: SEALED_COLUMNS, onProgress, batchSize });
+  rotateKeys({
+    store: t.c.store,
+    keys: { masterKey: keys.masterKey, masterKeys: keys.masterKeys, dataDir: t.dataDir },
+    clock: t.c.clock,
+    audit: t.c.audit,
+    columns: SEALED_COLUMNS,
+    onProgress,
+    batchSize,
+  });
 
 for (const dialect of testDialects()) {
   describe(`key rotation (${dialect})`, () => {
@@ -41,13 +49,17 @@ for (const dialect of testDialects()) {
       const values: Record<string, string> = {};
       for (let i = 0; i < 23; i++) {
         values[`pw-${i}`] = `password-number-${i}-${randomBytes(4).toString('hex')}`;
-        expect((await app.call('PUT', `/v1/vault/secrets/pw-${i}`, a.agentKey, { kind: 'password', value: values[`pw-${i}`] })).status).toBe(200);
+        expect(
+          (await app.call('PUT', `/v1/vault/secrets/pw-${i}`, a.agentKey, { kind: 'password', value: values[`pw-${i}`] })).status,
+        ).toBe(200);
       }
       await app.call('PUT', '/v1/vault/secrets/otp', a.agentKey, { kind: 'totp', value: SEED });
       // The seed must still give the right code after rotation; computed independently (otpauth) for the moment of each call.
       const expectedCode = () => new TOTP({ secret: Secret.fromBase32(SEED) }).generate();
       const codeBefore = (await app.call('POST', '/v1/vault/secrets/otp/totp', a.agentKey)).body.code;
-      expect([expectedCode(), new TOTP({ secret: Secret.fromBase32(SEED) }).generate({ timestamp: Date.now() - 30_000 })]).toContain(codeBefore);
+      expect([expectedCode(), new TOTP({ secret: Secret.fromBase32(SEED) }).generate({ timestamp: Date.now() - 30_000 })]).toContain(
+        codeBefore,
+      );
       expect(await kvs(app)).toEqual(['1']);
 
       // Reads through the running server between batches: it has only version 1 in memory at the start.
@@ -80,7 +92,10 @@ for (const dialect of testDialects()) {
       await app.call('PUT', '/v1/vault/secrets/after', a.agentKey, { kind: 'note', value: 'written after rotation' });
       expect(await kvs(app)).toEqual(['2']);
       const ringRows = await app.c.store.db.selectFrom('key_ring').selectAll().orderBy('version').execute();
-      expect(ringRows.map((k) => [k.version, k.retired_at !== null])).toEqual([['1', true], ['2', false]]);
+      expect(ringRows.map((k) => [k.version, k.retired_at !== null])).toEqual([
+        ['1', true],
+        ['2', false],
+      ]);
       const audit = await app.c.store.db.selectFrom('audit_events').selectAll().where('action', '=', 'key_ring.rotated').execute();
       expect(audit).toHaveLength(1);
       expect(audit[0]!.outcome).toBe('success');
@@ -113,7 +128,11 @@ for (const dialect of testDialects()) {
       expect(r.retired).toEqual([]);
       const k1 = await t.c.store.db.selectFrom('key_ring').selectAll().where('version', '=', '1').executeTakeFirstOrThrow();
       expect(k1.retired_at).toBeNull();
-      const ev = await t.c.store.db.selectFrom('audit_events').selectAll().where('action', '=', 'key_ring.rotated').executeTakeFirstOrThrow();
+      const ev = await t.c.store.db
+        .selectFrom('audit_events')
+        .selectAll()
+        .where('action', '=', 'key_ring.rotated')
+        .executeTakeFirstOrThrow();
       expect(ev.outcome).toBe('error');
     });
 
@@ -125,7 +144,10 @@ for (const dialect of testDialects()) {
       const a = await seedAgent(t, 'Env Agent', ['vault:write', 'vault:reveal']);
       await t.call('PUT', '/v1/vault/secrets/p', a.agentKey, { kind: 'password', value: 'env-secret-value' });
 
-      await expect(rotate(t, { masterKey: k1 })).rejects.toMatchObject({ code: 'master_key_from_env', detail: expect.stringContaining('MAILWARD_MASTER_KEYS') });
+      await expect(rotate(t, { masterKey: k1 })).rejects.toMatchObject({
+        code: 'master_key_from_env',
+        detail: expect.stringContaining('MAILWARD_MASTER_KEYS'),
+      });
 
       const both = JSON.stringify({ active: '2', keys: { '1': k1, '2': k2 } });
       const r = await rotate(t, { masterKeys: both });
@@ -145,7 +167,9 @@ for (const dialect of testDialects()) {
         await c2.close();
       }
       // The old lone key no longer matches an active version of the store.
-      await expect(createContainer(loadConfig({ ...t.env, MAILWARD_MASTER_KEY: k2 }), { logger: silent })).rejects.toMatchObject({ code: 'master_key_mismatch' });
+      await expect(createContainer(loadConfig({ ...t.env, MAILWARD_MASTER_KEY: k2 }), { logger: silent })).rejects.toMatchObject({
+        code: 'master_key_mismatch',
+      });
     });
   });
 }

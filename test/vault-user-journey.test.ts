@@ -28,10 +28,20 @@ const curl = (base: string, key: string, method: string, url: string, input?: un
 };
 
 /** Every form the seed could leak in: base32 (whole and partial), the raw bytes as hex, base64 and latin1. */
-const seedForms = [SEED_B32, SEED_B32.slice(0, 16), SEED_HEX, Buffer.from('12345678901234567890').toString('base64'), '12345678901234567890'];
+const seedForms = [
+  SEED_B32,
+  SEED_B32.slice(0, 16),
+  SEED_HEX,
+  Buffer.from('12345678901234567890').toString('base64'),
+  '12345678901234567890',
+];
 
 const oathtool = (at: Date) =>
-  execFileSync('oathtool', ['--totp=sha1', '-d', '6', '-s', '30s', '-N', `${at.toISOString().replace('T', ' ').slice(0, 19)} UTC`, SEED_HEX], { encoding: 'utf8' }).trim();
+  execFileSync(
+    'oathtool',
+    ['--totp=sha1', '-d', '6', '-s', '30s', '-N', `${at.toISOString().replace('T', ' ').slice(0, 19)} UTC`, SEED_HEX],
+    { encoding: 'utf8' },
+  ).trim();
 
 for (const dialect of testDialects()) {
   describe(`a new user with curl against mailward serve (${dialect})`, () => {
@@ -43,12 +53,22 @@ for (const dialect of testDialects()) {
         const base = `http://127.0.0.1:${server.port}`;
         const admin = fs.readFileSync(path.join(db.dataDir, 'bootstrap-admin.key'), 'utf8').trim();
         const dep = curl(base, admin, 'POST', '/v1/departments', { name: 'Cardiology' });
-        const hum = curl(base, admin, 'POST', '/v1/humans', { name: 'Dr. Ana Rivera', email: 'ana.rivera@hospital.example', roles: ['reviewer'] });
-        const agent = curl(base, admin, 'POST', '/v1/agents', { name: 'Refill Assistant', department_id: dep.body.id, responsible_human_id: hum.body.id });
+        const hum = curl(base, admin, 'POST', '/v1/humans', {
+          name: 'Dr. Ana Rivera',
+          email: 'ana.rivera@hospital.example',
+          roles: ['reviewer'],
+        });
+        const agent = curl(base, admin, 'POST', '/v1/agents', {
+          name: 'Refill Assistant',
+          department_id: dep.body.id,
+          responsible_human_id: hum.body.id,
+        });
         expect([dep.status, hum.status, agent.status]).toEqual([201, 201, 201]);
         const key = curl(base, admin, 'POST', `/v1/agents/${agent.body.id}/api-keys`, {}).body.key as string;
 
-        expect(curl(base, key, 'PUT', '/v1/vault/secrets/epic-portal', { kind: 'password', value: PASSWORD, username: 'svc-refill' }).status).toBe(200);
+        expect(
+          curl(base, key, 'PUT', '/v1/vault/secrets/epic-portal', { kind: 'password', value: PASSWORD, username: 'svc-refill' }).status,
+        ).toBe(200);
         expect(curl(base, key, 'PUT', '/v1/vault/secrets/epic-2fa', { kind: 'totp', value: SEED_B32 }).status).toBe(200);
         for (let i = 0; i < 3; i++) {
           const code = curl(base, key, 'POST', '/v1/vault/secrets/epic-2fa/totp');
@@ -62,9 +82,18 @@ for (const dialect of testDialects()) {
         // parameters filled with this secret and agent: the seed comes back from none of them.
         const paths = Object.entries(curl(base, admin, 'GET', '/openapi.json').body.paths as Record<string, Record<string, unknown>>);
         const fill = (p: string) =>
-          p.replace(/\{name\}/g, 'epic-2fa').replace(/\{(agent_)?id\}/g, agent.body.id).replace(/\{seq\}/g, '1').replace(/\{[a-z_]+\}/g, 'x');
+          p
+            .replace(/\{name\}/g, 'epic-2fa')
+            .replace(/\{(agent_)?id\}/g, agent.body.id)
+            .replace(/\{seq\}/g, '1')
+            .replace(/\{[a-z_]+\}/g, 'x');
         const urls = paths.filter(([, ops]) => 'get' in ops).map(([p]) => fill(p));
-        urls.push('/v1/vault/secrets/epic-2fa', `/v1/vault/secrets?agent_id=${agent.body.id}`, `/v1/vault/secrets/epic-2fa?agent_id=${agent.body.id}`, '/v1/audit/events?limit=500');
+        urls.push(
+          '/v1/vault/secrets/epic-2fa',
+          `/v1/vault/secrets?agent_id=${agent.body.id}`,
+          `/v1/vault/secrets/epic-2fa?agent_id=${agent.body.id}`,
+          '/v1/audit/events?limit=500',
+        );
         expect(urls).toContain('/v1/vault/secrets/epic-2fa');
         let answered = 0;
         for (const url of urls) {
@@ -89,7 +118,9 @@ for (const dialect of testDialects()) {
         }
 
         // At rest the values are sealed: no column of any vault row holds them.
-        const store = openStore(dialect === 'sqlite' ? { kind: 'sqlite', file: path.join(db.dataDir, 'mailward.db') } : { kind: 'postgres', url: db.url! });
+        const store = openStore(
+          dialect === 'sqlite' ? { kind: 'sqlite', file: path.join(db.dataDir, 'mailward.db') } : { kind: 'postgres', url: db.url! },
+        );
         try {
           const rows = JSON.stringify(await store.db.selectFrom('vault_secret_versions').selectAll().execute());
           expect(rows).toContain('A256GCM');

@@ -19,7 +19,13 @@ export const startProcess = async (args: string[], env: Record<string, string>, 
   const port = await freePort();
   const child = spawn(process.execPath, args, {
     cwd: repoRoot,
-    env: { ...process.env, ...env, PORT: String(port), MAILWARD_HTTP_PORT: String(port), MAILWARD_SMTP_PORT: env.MAILWARD_SMTP_PORT ?? String(await freePort()) },
+    env: {
+      ...process.env,
+      ...env,
+      PORT: String(port),
+      MAILWARD_HTTP_PORT: String(port),
+      MAILWARD_SMTP_PORT: env.MAILWARD_SMTP_PORT ?? String(await freePort()),
+    },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let err = '';
@@ -45,9 +51,12 @@ export const startProcess = async (args: string[], env: Record<string, string>, 
 };
 
 /** A throwaway Mailward data dir (SQLite) or PostgreSQL database. */
-export const benchStore = async (dialect: 'sqlite' | 'postgres'): Promise<{ env: Record<string, string>; dataDir: string; drop: () => Promise<void> }> => {
+export const benchStore = async (
+  dialect: 'sqlite' | 'postgres',
+): Promise<{ env: Record<string, string>; dataDir: string; drop: () => Promise<void> }> => {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), `mw-bench-${dialect}-`));
-  if (dialect === 'sqlite') return { env: { MAILWARD_DATA_DIR: dataDir }, dataDir, drop: async () => fs.rmSync(dataDir, { recursive: true, force: true }) };
+  if (dialect === 'sqlite')
+    return { env: { MAILWARD_DATA_DIR: dataDir }, dataDir, drop: async () => fs.rmSync(dataDir, { recursive: true, force: true }) };
   const name = `mw_bench_${Date.now().toString(36)}`;
   const c = new pg.Client({ connectionString: PG_ADMIN_URL });
   await c.connect();
@@ -70,7 +79,14 @@ export const benchStore = async (dialect: 'sqlite' | 'postgres'): Promise<{ env:
 
 export type LoadResult = { rps: number; p50: number; p99: number; errors: number; non2xx: number };
 
-export const load = async (opts: { url: string; method?: 'GET' | 'POST'; headers?: Record<string, string>; body?: string; connections?: number; duration?: number }): Promise<LoadResult> => {
+export const load = async (opts: {
+  url: string;
+  method?: 'GET' | 'POST';
+  headers?: Record<string, string>;
+  body?: string;
+  connections?: number;
+  duration?: number;
+}): Promise<LoadResult> => {
   const r = await autocannon({
     url: opts.url,
     method: opts.method ?? 'GET',

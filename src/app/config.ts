@@ -2,9 +2,7 @@ import path from 'node:path';
 import { z } from 'zod';
 
 const port = z.coerce.number().int().min(0).max(65535);
-const bool = z
-  .enum(['true', 'false', '1', '0', 'yes', 'no'])
-  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+const bool = z.enum(['true', 'false', '1', '0', 'yes', 'no']).transform((v) => v === 'true' || v === '1' || v === 'yes');
 
 /**
  * Every setting Mailward reads from the environment, parsed once at start.
@@ -42,11 +40,19 @@ export const envSchema = z.object({
   MAILWARD_AUTH_CACHE_MS: z.coerce.number().int().min(0).max(10_000).default(100),
   MAILWARD_BODY_LIMIT_BYTES: z.coerce.number().int().min(1024).default(1_048_576),
   MAILWARD_TRUST_PROXY: bool.default(false),
-  MAILWARD_APPROVAL_TTL: z.coerce.number().int().min(60).default(72 * 3600),
+  MAILWARD_APPROVAL_TTL: z.coerce
+    .number()
+    .int()
+    .min(60)
+    .default(72 * 3600),
   MAILWARD_AUDIT_RETENTION_DAYS: z.coerce.number().int().min(2190, 'must be at least 2190 (six years)').default(2190),
   // Where each signed audit checkpoint is published outside the database; `off` publishes nothing.
   MAILWARD_CHECKPOINT_DIR: z.string().min(1).optional(),
-  MAILWARD_MAX_MESSAGE_BYTES: z.coerce.number().int().min(1024).default(25 * 1024 * 1024),
+  MAILWARD_MAX_MESSAGE_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .default(25 * 1024 * 1024),
   MAILWARD_SMTP_RELAY: z
     .string()
     .regex(/^smtps?:\/\/[^\s]+$/, 'must look like smtp://host:port')
@@ -67,7 +73,10 @@ export const envSchema = z.object({
   // Inbound SMTP (issue 7). Without key and cert files, a self-signed development certificate is generated into the data dir.
   MAILWARD_SMTP_TLS_KEY_FILE: z.string().min(1).optional(),
   MAILWARD_SMTP_TLS_CERT_FILE: z.string().min(1).optional(),
-  MAILWARD_SMTP_HOSTNAME: z.string().regex(/^[a-z0-9.-]{1,253}$/i, 'must be a host name').optional(),
+  MAILWARD_SMTP_HOSTNAME: z
+    .string()
+    .regex(/^[a-z0-9.-]{1,253}$/i, 'must be a host name')
+    .optional(),
   MAILWARD_SMTP_REQUIRE_TLS: bool.default(false),
   MAILWARD_SMTP_MAX_CLIENTS: z.coerce.number().int().min(1).max(10_000).default(200),
   MAILWARD_SMTP_MAX_CLIENTS_PER_IP: z.coerce.number().int().min(1).max(10_000).default(20),
@@ -82,7 +91,9 @@ export type Config = {
   http: { host: string; port: number; bodyLimit: number; trustProxy: boolean };
   smtp: { host: string; port: number; maxMessageBytes: number; relay: string | undefined };
   dataDir: string;
-  database: { kind: 'sqlite'; file: string; checkpointEveryMs: number; queueLimit: number; queueWaitMs: number } | { kind: 'postgres'; url: string; poolSize: number };
+  database:
+    | { kind: 'sqlite'; file: string; checkpointEveryMs: number; queueLimit: number; queueWaitMs: number }
+    | { kind: 'postgres'; url: string; poolSize: number };
   masterKey: string | undefined;
   /** MAILWARD_MASTER_KEYS: a versioned key ring given in the environment (see master-key.ts). */
   masterKeys?: string | undefined;
@@ -138,9 +149,7 @@ export class ConfigError extends Error {
 
 /** Parses the environment once. Throws ConfigError listing every problem. */
 export const loadConfig = (env: NodeJS.ProcessEnv = process.env): Config => {
-  const parsed = envSchema.safeParse(
-    Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== '')),
-  );
+  const parsed = envSchema.safeParse(Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== '')));
   if (!parsed.success) {
     throw new ConfigError(parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`));
   }
@@ -162,7 +171,13 @@ export const loadConfig = (env: NodeJS.ProcessEnv = process.env): Config => {
     dataDir,
     database: e.DATABASE_URL
       ? { kind: 'postgres', url: e.DATABASE_URL, poolSize: e.MAILWARD_DB_POOL_SIZE }
-      : { kind: 'sqlite', file: path.join(dataDir, 'mailward.db'), checkpointEveryMs: e.MAILWARD_SQLITE_CHECKPOINT_MS, queueLimit: e.MAILWARD_SQLITE_QUEUE_LIMIT, queueWaitMs: e.MAILWARD_SQLITE_QUEUE_WAIT_MS },
+      : {
+          kind: 'sqlite',
+          file: path.join(dataDir, 'mailward.db'),
+          checkpointEveryMs: e.MAILWARD_SQLITE_CHECKPOINT_MS,
+          queueLimit: e.MAILWARD_SQLITE_QUEUE_LIMIT,
+          queueWaitMs: e.MAILWARD_SQLITE_QUEUE_WAIT_MS,
+        },
     masterKey: e.MAILWARD_MASTER_KEY,
     masterKeys: e.MAILWARD_MASTER_KEYS,
     logLevel: e.MAILWARD_LOG_LEVEL,

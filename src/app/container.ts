@@ -54,9 +54,18 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
     const keyMissing = !config.masterKey && !config.masterKeys && !fs.existsSync(masterKeyPath(config.dataDir));
     // A missing key may only be generated for a store that has never sealed anything.
     if (keyMissing && opts.createMasterKey && (await storeHasSealedData(store))) {
-      throw new AppError('master_key_missing', 500, `The store holds sealed data but ${masterKeyPath(config.dataDir)} is missing and MAILWARD_MASTER_KEY is not set.`);
+      throw new AppError(
+        'master_key_missing',
+        500,
+        `The store holds sealed data but ${masterKeyPath(config.dataDir)} is missing and MAILWARD_MASTER_KEY is not set.`,
+      );
     }
-    ring = loadKeyRing({ masterKey: config.masterKey, masterKeys: config.masterKeys, dataDir: config.dataDir, create: !!opts.createMasterKey });
+    ring = loadKeyRing({
+      masterKey: config.masterKey,
+      masterKeys: config.masterKeys,
+      dataDir: config.dataDir,
+      create: !!opts.createMasterKey,
+    });
     await checkKeyRing(store, ring);
   } catch (e) {
     await store.destroy();
@@ -82,10 +91,12 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
     audit,
     retentionDays: config.auditRetentionDays,
     checkpointDir: config.checkpointDir,
-    verifySource: config.database.kind === 'sqlite' ? { kind: 'sqlite', file: config.database.file } : { kind: 'postgres', url: config.database.url },
+    verifySource:
+      config.database.kind === 'sqlite' ? { kind: 'sqlite', file: config.database.file } : { kind: 'postgres', url: config.database.url },
     keys: {
       active: () => activeSigningKey(db, 'audit-ed25519', null),
-      byKid: (kid) => db.selectFrom('signing_keys').selectAll().where('kid', '=', kid).where('purpose', '=', 'audit-ed25519').executeTakeFirst(),
+      byKid: (kid) =>
+        db.selectFrom('signing_keys').selectAll().where('kid', '=', kid).where('purpose', '=', 'audit-ed25519').executeTakeFirst(),
       openPrivate: (row) => openPrivateKey(ring, row),
       all: () => db.selectFrom('signing_keys').selectAll().where('purpose', '=', 'audit-ed25519').execute(),
     },
@@ -98,12 +109,30 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
   const apiKeys = createApiKeysService({ db, repo, guard, audit, clock, authCache });
   const rateLimiter = createRateLimiter({ db, clock, limitPerMinute: config.rateLimitPerMinute, syncMs: config.rateLimitSyncMs });
   rateLimiter.start();
-  const vault = createVaultService({ db, repo: createVaultRepo({ dialect: store.dialect }), guard, audit, ring, clock, retentionDays: config.auditRetentionDays });
+  const vault = createVaultService({
+    db,
+    repo: createVaultRepo({ dialect: store.dialect }),
+    guard,
+    audit,
+    ring,
+    clock,
+    retentionDays: config.auditRetentionDays,
+  });
 
   const consent = createConsentService({ db, guard, clock });
   const mail = createMailModule({ config, store, ring, clock, logger, audit, guard, repo, consent, dns: opts.dns });
   // Inbound SMTP (issue 7): `serve` starts the listener over inbound.receiver.
-  const inbound = createInboundModule({ config, store, ring, clock, logger, audit, repo, events: mail.events, identityGeneration: authCache.generation });
+  const inbound = createInboundModule({
+    config,
+    store,
+    ring,
+    clock,
+    logger,
+    audit,
+    repo,
+    events: mail.events,
+    identityGeneration: authCache.generation,
+  });
 
   const init = (input: InitInput, o: { onlyIfEmpty?: boolean } = {}) => initOrganization({ db, ring, clock, audit }, input, o);
 

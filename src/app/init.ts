@@ -48,17 +48,33 @@ export const initOrganization = async (
       const system = systemActor();
       const org = { id: newId('org'), name: input.orgName, domain, created_at: now };
       await tx.insertInto('organizations').values(org).execute();
-      await audit.record(tx, { action: 'organization.created', actor: { ...system, orgId: org.id }, target: { type: 'organization', id: org.id }, details: { domain } });
+      await audit.record(tx, {
+        action: 'organization.created',
+        actor: { ...system, orgId: org.id },
+        target: { type: 'organization', id: org.id },
+        details: { domain },
+      });
 
       const dkimEd = await createSigningKey(tx, ring, clock, 'dkim-ed25519', org);
       const dkimRsa = await createSigningKey(tx, ring, clock, 'dkim-rsa', org);
       const identity = await createSigningKey(tx, ring, clock, 'identity-es256', org);
       for (const k of [dkimEd, dkimRsa, identity]) {
-        await audit.record(tx, { action: 'signing_key.created', actor: { ...system, orgId: org.id }, target: { type: 'signing_key', id: k.id }, details: { purpose: k.purpose, kid: k.kid } });
+        await audit.record(tx, {
+          action: 'signing_key.created',
+          actor: { ...system, orgId: org.id },
+          target: { type: 'signing_key', id: k.id },
+          details: { purpose: k.purpose, kid: k.kid },
+        });
       }
       if (!(await activeSigningKey(tx, 'audit-ed25519', null))) {
         const k = await createSigningKey(tx, ring, clock, 'audit-ed25519', null);
-        await audit.record(tx, { action: 'signing_key.created', actor: system, orgId: null, target: { type: 'signing_key', id: k.id }, details: { purpose: k.purpose, kid: k.kid } });
+        await audit.record(tx, {
+          action: 'signing_key.created',
+          actor: system,
+          orgId: null,
+          target: { type: 'signing_key', id: k.id },
+          details: { purpose: k.purpose, kid: k.kid },
+        });
       }
 
       const admin = {
@@ -72,7 +88,12 @@ export const initOrganization = async (
         deactivated_at: null,
       };
       await tx.insertInto('humans').values(admin).execute();
-      await audit.record(tx, { action: 'human.created', actor: { ...system, orgId: org.id }, target: { type: 'human', id: admin.id }, details: { roles: ['admin'] } });
+      await audit.record(tx, {
+        action: 'human.created',
+        actor: { ...system, orgId: org.id },
+        target: { type: 'human', id: admin.id },
+        details: { roles: ['admin'] },
+      });
 
       const { id: keyId, secretHash, key } = mintApiKey();
       await tx
@@ -90,7 +111,12 @@ export const initOrganization = async (
           last_used_at: null,
         })
         .execute();
-      await audit.record(tx, { action: 'api_key.created', actor: { ...system, orgId: org.id }, target: { type: 'api_key', id: keyId }, details: { principal: { type: 'human', id: admin.id }, scopes: ['admin'] } });
+      await audit.record(tx, {
+        action: 'api_key.created',
+        actor: { ...system, orgId: org.id },
+        target: { type: 'api_key', id: keyId },
+        details: { principal: { type: 'human', id: admin.id }, scopes: ['admin'] },
+      });
 
       return {
         org_id: org.id,

@@ -65,14 +65,18 @@ const ENVELOPE_PREFIX = '{"v":1,"alg":"A256GCM","dk":{"kv":"';
  * envelope format (corrupt) is not counted: it cannot be opened by any key.
  */
 export const keyVersionsInUse = async (store: Store, columns: SealedColumn[]): Promise<KeyVersionUse[]> => {
-  const pos = (hay: RawBuilder<unknown>, needle: string) => (store.dialect === 'postgres' ? sql`strpos(${hay}, ${sql.lit(needle)})` : sql`instr(${hay}, ${sql.lit(needle)})`);
+  const pos = (hay: RawBuilder<unknown>, needle: string) =>
+    store.dialect === 'postgres' ? sql`strpos(${hay}, ${sql.lit(needle)})` : sql`instr(${hay}, ${sql.lit(needle)})`;
   const out: KeyVersionUse[] = [];
   for (const col of columns) {
     const c = sql.ref(col.sealedColumn);
     const n = ENVELOPE_PREFIX.length;
     const tail = sql`substr(${c}, ${sql.lit(n + 1)}, 33)`;
     const kv = sql`case when substr(${c}, 1, ${sql.lit(n)}) = ${sql.lit(ENVELOPE_PREFIX)} and ${pos(tail, '"')} > 1 then substr(${tail}, 1, ${pos(tail, '"')} - 1) end`;
-    const rows = await sql<{ kv: string | null; n: number | string }>`select ${kv} as kv, count(*) as n from ${sql.table(col.table)} where ${c} is not null group by 1`.execute(store.db);
+    const rows = await sql<{
+      kv: string | null;
+      n: number | string;
+    }>`select ${kv} as kv, count(*) as n from ${sql.table(col.table)} where ${c} is not null group by 1`.execute(store.db);
     for (const r of rows.rows) {
       if (r.kv) out.push({ version: r.kv, label: col.label, table: col.table, column: col.sealedColumn, count: Number(r.n) });
     }
@@ -157,7 +161,11 @@ export const rotateKeys = async ({ store, keys, clock, audit, columns, onProgres
   } else {
     ring = current;
     if (known.some((k) => k.version === ring.activeVersion && k.retired_at)) {
-      throw new AppError('kek_retired', 409, `Key version ${ring.activeVersion} was retired; give MAILWARD_MASTER_KEYS a new version as active.`);
+      throw new AppError(
+        'kek_retired',
+        409,
+        `Key version ${ring.activeVersion} was retired; give MAILWARD_MASTER_KEYS a new version as active.`,
+      );
     }
   }
   await registerKeyRing(store, ring, clock);
@@ -177,7 +185,9 @@ export const rotateKeys = async ({ store, keys, clock, audit, columns, onProgres
     const meta = sql.join([col.idColumn, ...col.columns].map((c) => sql.ref(c)));
     for (;;) {
       const resume: RawBuilder<unknown> = after === null ? sql`` : sql`and ${idRef} > ${after}`;
-      const page: { rows: Record<string, unknown>[] } = await sql<Record<string, unknown>>`select ${meta}, ${sizeOf(col.sealedColumn)} as sealed_len from ${table}
+      const page: { rows: Record<string, unknown>[] } = await sql<
+        Record<string, unknown>
+      >`select ${meta}, ${sizeOf(col.sealedColumn)} as sealed_len from ${table}
         where ${sealedRef} is not null ${resume} order by ${idRef} limit ${batchSize}`.execute(store.db);
       if (page.rows.length === 0) break;
       for (let i = 0; i < page.rows.length; ) {
@@ -189,7 +199,11 @@ export const rotateKeys = async ({ store, keys, clock, audit, columns, onProgres
         }
         const ids = group.map((r) => String(r[col.idColumn]));
         const stored = new Map(
-          (await sql<Record<string, unknown>>`select ${idRef}, ${sealedRef} from ${table} where ${idRef} in (${sql.join(ids)})`.execute(store.db)).rows.map((r) => [String(r[col.idColumn]), r[col.sealedColumn]]),
+          (
+            await sql<Record<string, unknown>>`select ${idRef}, ${sealedRef} from ${table} where ${idRef} in (${sql.join(ids)})`.execute(
+              store.db,
+            )
+          ).rows.map((r) => [String(r[col.idColumn]), r[col.sealedColumn]]),
         );
         await store.db.transaction().execute(async (tx) => {
           for (const row of group) {

@@ -47,7 +47,11 @@ export const parseKeySet = (text: string, where: string): KekSet => {
     const entries = Object.entries(j.keys as Record<string, unknown>).map(([version, k]) => {
       const key = typeof k === 'string' ? Buffer.from(k, 'base64') : Buffer.alloc(0);
       if (key.length !== 32 || !/^[0-9A-Za-z._-]{1,32}$/.test(version)) {
-        throw new AppError('master_key_invalid', 500, `${where}: key version ${JSON.stringify(version).slice(0, 40)} must be base64 of exactly 32 bytes.`);
+        throw new AppError(
+          'master_key_invalid',
+          500,
+          `${where}: key version ${JSON.stringify(version).slice(0, 40)} must be base64 of exactly 32 bytes.`,
+        );
       }
       return { version, key };
     });

@@ -14,7 +14,9 @@ const rowArb = fc.record({
   action: fc.string({ unit: 'binary', maxLength: 30 }),
   actor_type: fc.constantFrom('human', 'agent', 'system'),
   actor_id: text,
-  delegation_chain: fc.array(fc.record({ type: fc.string(), id: fc.string(), name: fc.string({ unit: 'binary' }) }), { maxLength: 4 }).map(canonicalJson),
+  delegation_chain: fc
+    .array(fc.record({ type: fc.string(), id: fc.string(), name: fc.string({ unit: 'binary' }) }), { maxLength: 4 })
+    .map(canonicalJson),
   target_type: text,
   target_id: text,
   outcome: fc.constantFrom('success', 'denied', 'error'),

@@ -35,17 +35,27 @@ export type ExportOptions = {
  * itself: the CLI records `audit.exported`.
  */
 export const createAuditExporter = ({ db, tree, checkpoints }: Deps) => {
-  const exportLog = async (o: ExportOptions): Promise<{ events: number; first_seq: number; last_seq: number; tree_size: number; root_hash: string }> => {
+  const exportLog = async (
+    o: ExportOptions,
+  ): Promise<{ events: number; first_seq: number; last_seq: number; tree_size: number; root_hash: string }> => {
     const floor = await tree.purgedThrough();
     const head = await tree.headSeq();
     let first = floor + 1;
     let last = head;
     if (o.since) {
-      const r = await db.selectFrom('audit_events').select(sql<number | null>`min(seq)`.as('s')).where('at', '>=', o.since).executeTakeFirst();
+      const r = await db
+        .selectFrom('audit_events')
+        .select(sql<number | null>`min(seq)`.as('s'))
+        .where('at', '>=', o.since)
+        .executeTakeFirst();
       first = Math.max(first, r?.s == null ? head + 1 : Number(r.s));
     }
     if (o.until) {
-      const r = await db.selectFrom('audit_events').select(sql<number | null>`max(seq)`.as('s')).where('at', '<', o.until).executeTakeFirst();
+      const r = await db
+        .selectFrom('audit_events')
+        .select(sql<number | null>`max(seq)`.as('s'))
+        .where('at', '<', o.until)
+        .executeTakeFirst();
       last = Math.min(last, r?.s == null ? 0 : Number(r.s));
     }
     if (last < first) throw unprocessable('export_empty', 'No audit events fall in that time range.');
@@ -55,7 +65,10 @@ export const createAuditExporter = ({ db, tree, checkpoints }: Deps) => {
     const prefixSize = first - 1;
     const firstRow = await db.selectFrom('audit_events').select('prev_hash').where('seq', '=', first).executeTakeFirstOrThrow();
     // Right after a retention purge the purged leaves are gone: the purge recorded this very boundary.
-    const purge = prefixSize === floor && floor > 0 ? await db.selectFrom('audit_purges').select('boundary').orderBy('through_seq', 'desc').limit(1).executeTakeFirst() : undefined;
+    const purge =
+      prefixSize === floor && floor > 0
+        ? await db.selectFrom('audit_purges').select('boundary').orderBy('through_seq', 'desc').limit(1).executeTakeFirst()
+        : undefined;
     const prefix: Boundary = purge
       ? (JSON.parse(purge.boundary) as Boundary)
       : {
@@ -76,21 +89,35 @@ export const createAuditExporter = ({ db, tree, checkpoints }: Deps) => {
         since: o.since ?? null,
         until: o.until ?? null,
         prefix,
-        canonicalization: 'hash = SHA-256(prev_hash bytes || RFC 8785 JCS of the event without prev_hash and hash); leaves = RFC 6962 leaf hashes of the 32 hash bytes in seq order',
+        canonicalization:
+          'hash = SHA-256(prev_hash bytes || RFC 8785 JCS of the event without prev_hash and hash); leaves = RFC 6962 leaf hashes of the 32 hash bytes in seq order',
       }),
     );
     let after = prefixSize;
     let done = 0;
     const total = last - prefixSize;
     while (after < last) {
-      const rows = (await db.selectFrom('audit_events').selectAll().where('seq', '>', after).where('seq', '<=', last).orderBy('seq').limit(2000).execute()) as EventRow[];
+      const rows = (await db
+        .selectFrom('audit_events')
+        .selectAll()
+        .where('seq', '>', after)
+        .where('seq', '<=', last)
+        .orderBy('seq')
+        .limit(2000)
+        .execute()) as EventRow[];
       if (rows.length === 0) break;
       for (const r of rows) await o.write(JSON.stringify(exportEvent(r)));
       done += rows.length;
       after = Number(rows.at(-1)!.seq);
       o.onProgress?.(done, total);
     }
-    const inRange = await db.selectFrom('audit_checkpoints').select('tree_size').where('tree_size', '>', prefixSize).where('tree_size', '<', last).orderBy('tree_size').execute();
+    const inRange = await db
+      .selectFrom('audit_checkpoints')
+      .select('tree_size')
+      .where('tree_size', '>', prefixSize)
+      .where('tree_size', '<', last)
+      .orderBy('tree_size')
+      .execute();
     for (const c of inRange) {
       const cp = await checkpoints.get(Number(c.tree_size));
       if (cp) await o.write(JSON.stringify({ type: 'checkpoint', ...cp }));

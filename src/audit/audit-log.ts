@@ -32,7 +32,10 @@ export const createAuditLog = ({ db, dialect, clock, audit, keys, retentionDays,
    * Full verification of the store; never throws for tampering (see the report).
    * Checks it against the published checkpoint directory unless `external.dir` says otherwise.
    */
-  const verify = (onProgress?: (done: number, total: number) => void, opts: { parallelFrom?: number; chunkSize?: number; external?: ExternalCheckpoints } = {}) =>
+  const verify = (
+    onProgress?: (done: number, total: number) => void,
+    opts: { parallelFrom?: number; chunkSize?: number; external?: ExternalCheckpoints } = {},
+  ) =>
     verifyStore({
       db,
       keyByKid: keys.byKid,

@@ -107,7 +107,11 @@ const compileAppend = (db: Db, dialect: Dialect) => {
       ? compileOnce(
           (v) =>
             db
-              .with('appended', (qb) => qb.insertInto('audit_events').values(Object.fromEntries(EVENT_COLUMNS.map((c, i) => [c, v[i]])) as unknown as AuditEventsTable))
+              .with('appended', (qb) =>
+                qb
+                  .insertInto('audit_events')
+                  .values(Object.fromEntries(EVENT_COLUMNS.map((c, i) => [c, v[i]])) as unknown as AuditEventsTable),
+              )
               .updateTable('audit_head')
               .set({ seq: v[n], hash: v[n + 1] })
               .where('id', '=', 1),
@@ -118,7 +122,9 @@ const compileAppend = (db: Db, dialect: Dialect) => {
     head: head.compile(),
     /** The statements that store `row` and move the head to it. */
     write: (row: EventRow) =>
-      insertAndMove ? [insertAndMove(...EVENT_COLUMNS.map((c) => row[c]), row.seq, row.hash)] : [insert(...EVENT_COLUMNS.map((c) => row[c])), update(row.seq, row.hash)],
+      insertAndMove
+        ? [insertAndMove(...EVENT_COLUMNS.map((c) => row[c]), row.seq, row.hash)]
+        : [insert(...EVENT_COLUMNS.map((c) => row[c])), update(row.seq, row.hash)],
   };
 };
 
@@ -134,7 +140,14 @@ const canonicalChain = (chain: ChainEntry[]): string => {
   if (
     hit &&
     hit.entries.length === chain.length &&
-    chain.every((e, i) => e === hit.entries[i] && e.type === hit.fields[3 * i] && e.id === hit.fields[3 * i + 1] && e.name === hit.fields[3 * i + 2] && Object.keys(e).length === 3)
+    chain.every(
+      (e, i) =>
+        e === hit.entries[i] &&
+        e.type === hit.fields[3 * i] &&
+        e.id === hit.fields[3 * i + 1] &&
+        e.name === hit.fields[3 * i + 2] &&
+        Object.keys(e).length === 3,
+    )
   ) {
     return hit.json;
   }
@@ -224,10 +237,7 @@ export const createAuditService = ({ db, dialect, clock }: Deps) => {
   };
 
   const count = async (): Promise<number> => {
-    const r = await db
-      .selectFrom('audit_events')
-      .select(sql<number>`count(*)`.as('n'))
-      .executeTakeFirstOrThrow();
+    const r = await db.selectFrom('audit_events').select(sql<number>`count(*)`.as('n')).executeTakeFirstOrThrow();
     return Number(r.n);
   };
 

@@ -8,7 +8,15 @@ import os from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { CompactRange, decompose, foldRange, leafHash, leafHashHex, MerkleError, verifyInclusion } from './merkle.js';
 import type { VerifyChunk, VerifyJob, VerifySource } from './verify-worker.js';
-import { type NoteVerifier, openNote, openWitnessSignature, parseCheckpointText, parseVerifierKey, rawPublicKey, verifierKey } from './signed-note.js';
+import {
+  type NoteVerifier,
+  openNote,
+  openWitnessSignature,
+  parseCheckpointText,
+  parseVerifierKey,
+  rawPublicKey,
+  verifierKey,
+} from './signed-note.js';
 
 /**
  * Verification of the whole audit log (45 CFR 164.312(c)(2); 21 CFR 11.10(e)):
@@ -106,7 +114,14 @@ export const createChainVerifier = (start: StartPoint, checkpoints: CheckpointRo
   for (const atStart of start.size > 0 ? checkpoints.filter((c) => c.tree_size === start.size) : []) {
     if (!atStart.source) rootsChecked++;
     if (!stopped && compact.root().toString('hex') !== atStart.root_hash) {
-      fail({ code: 'boundary_mismatch', tree_size: start.size, message: `the retained log does not start from the checkpoint at size ${start.size}` }, start.size + 1);
+      fail(
+        {
+          code: 'boundary_mismatch',
+          tree_size: start.size,
+          message: `the retained log does not start from the checkpoint at size ${start.size}`,
+        },
+        start.size + 1,
+      );
       stopped = true;
     }
   }
@@ -130,7 +145,10 @@ export const createChainVerifier = (start: StartPoint, checkpoints: CheckpointRo
     const seq = Number(r.seq);
     firstSeq ??= seq;
     if (seq !== expected) {
-      fail({ code: seq > expected ? 'missing_event' : 'out_of_order', seq: expected, message: `expected seq ${expected}, found ${seq}` }, expected);
+      fail(
+        { code: seq > expected ? 'missing_event' : 'out_of_order', seq: expected, message: `expected seq ${expected}, found ${seq}` },
+        expected,
+      );
       stopped = true;
       return false;
     }
@@ -221,7 +239,15 @@ export const createChainVerifier = (start: StartPoint, checkpoints: CheckpointRo
         fail({ code: 'truncated', seq: last + 1, message: `the log ends at seq ${last} but its head is ${head}` }, last + 1);
       } else if (pending[0]) {
         const cp = pending[0];
-        fail({ code: 'truncated', seq: last + 1, tree_size: cp.tree_size, message: `a checkpoint${cp.source ? ` kept outside the store (${cp.source})` : ''} signed ${cp.tree_size} events but the log ends at seq ${last}` }, last + 1);
+        fail(
+          {
+            code: 'truncated',
+            seq: last + 1,
+            tree_size: cp.tree_size,
+            message: `a checkpoint${cp.source ? ` kept outside the store (${cp.source})` : ''} signed ${cp.tree_size} events but the log ends at seq ${last}`,
+          },
+          last + 1,
+        );
       }
     }
     return {
@@ -254,7 +280,13 @@ export const checkBoundary = (b: Boundary): StartPoint => {
     return { size: 0, compact: [], anchor: GENESIS_HASH };
   }
   const root = new CompactRange(b.size, compact).root();
-  verifyInclusion(b.size - 1, b.size, leafHash(Buffer.from(b.anchor_hash, 'hex')), b.anchor_proof.map((h) => Buffer.from(h, 'hex')), root);
+  verifyInclusion(
+    b.size - 1,
+    b.size,
+    leafHash(Buffer.from(b.anchor_hash, 'hex')),
+    b.anchor_proof.map((h) => Buffer.from(h, 'hex')),
+    root,
+  );
   return { size: b.size, compact, anchor: b.anchor_hash };
 };
 
@@ -292,7 +324,10 @@ const runPool = (source: VerifySource, jobs: VerifyJob[], onChunk: (c: VerifyChu
     for (let i = 0; i < n; i++) {
       // Node 20 does not apply --import loaders to a worker's entry module, so a .ts entry registers tsx first.
       const w = isTs
-        ? new Worker(`import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(url.href)}); })`, { eval: true, workerData: source })
+        ? new Worker(`import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(url.href)}); })`, {
+            eval: true,
+            workerData: source,
+          })
         : new Worker(url, { workerData: source });
       workers.push(w);
       w.on('error', end);
@@ -347,10 +382,15 @@ export const verifyStore = async ({
 }): Promise<StoreVerifyReport> => {
   const head = Number((await db.selectFrom('audit_head').select('seq').where('id', '=', 1).executeTakeFirstOrThrow()).seq);
   const checkpoints = (await db.selectFrom('audit_checkpoints').selectAll().orderBy('tree_size').execute()) as AuditCheckpointsTable[];
-  const storedOrigin = (await db.selectFrom('settings').select('value').where('key', '=', 'audit_origin').executeTakeFirst())?.value ?? checkpoints[0]?.origin ?? null;
+  const storedOrigin =
+    (await db.selectFrom('settings').select('value').where('key', '=', 'audit_origin').executeTakeFirst())?.value ??
+    checkpoints[0]?.origin ??
+    null;
   const publicKeys = allKeys
     ? (await allKeys()).map((k) => k.public_key)
-    : (await Promise.all([...new Set(checkpoints.map((c) => c.key_id))].map(keyByKid))).filter((k) => k !== undefined).map((k) => k.public_key);
+    : (await Promise.all([...new Set(checkpoints.map((c) => c.key_id))].map(keyByKid)))
+        .filter((k) => k !== undefined)
+        .map((k) => k.public_key);
   const ext = loadExternal(external ?? {}, storedOrigin, publicKeys);
   const purge = await db.selectFrom('audit_purges').selectAll().orderBy('through_seq', 'desc').limit(1).executeTakeFirst();
   const early: VerifyProblem[] = [];
@@ -375,7 +415,11 @@ export const verifyStore = async ({
       checkStoredCheckpoint(cp, key.public_key);
       signatures++;
     } catch (e) {
-      sigProblems.push({ code: 'bad_checkpoint', tree_size: Number(cp.tree_size), message: `checkpoint at size ${cp.tree_size}: ${(e as Error).message}` });
+      sigProblems.push({
+        code: 'bad_checkpoint',
+        tree_size: Number(cp.tree_size),
+        message: `checkpoint at size ${cp.tree_size}: ${(e as Error).message}`,
+      });
     }
   }
 
@@ -383,9 +427,14 @@ export const verifyStore = async ({
   // Checkpoint rows are append-only: a signed checkpoint kept outside with no row in the store was deleted.
   const stored = new Set(checkpoints.map((c) => Number(c.tree_size)));
   const missingRows = [...new Map(ext.roots.filter((r) => !stored.has(r.tree_size)).map((r) => [r.tree_size, r])).values()].map(
-    (r): VerifyProblem => ({ code: 'checkpoint_missing', tree_size: r.tree_size, message: `the store has no checkpoint at size ${r.tree_size}, though one was signed (${r.source}): checkpoints were deleted` }),
+    (r): VerifyProblem => ({
+      code: 'checkpoint_missing',
+      tree_size: r.tree_size,
+      message: `the store has no checkpoint at size ${r.tree_size}, though one was signed (${r.source}): checkpoints were deleted`,
+    }),
   );
-  const fresh = () => createChainVerifier(early.length ? { size: start.size, compact: [], anchor: '' } : start, early.length ? [] : roots, chunkSize);
+  const fresh = () =>
+    createChainVerifier(early.length ? { size: start.size, compact: [], anchor: '' } : start, early.length ? [] : roots, chunkSize);
   let v = fresh();
   let after = start.size;
   let done = 0;
@@ -422,7 +471,13 @@ export const verifyStore = async ({
   }
   if (early.length === 0 && !parallelDone) {
     for (;;) {
-      const rows = (await db.selectFrom('audit_events').selectAll().where('seq', '>', after).orderBy('seq').limit(BATCH).execute()) as EventRow[];
+      const rows = (await db
+        .selectFrom('audit_events')
+        .selectAll()
+        .where('seq', '>', after)
+        .orderBy('seq')
+        .limit(BATCH)
+        .execute()) as EventRow[];
       if (rows.length === 0) break;
       let go = true;
       for (const r of rows) {
@@ -444,7 +499,11 @@ export const verifyStore = async ({
   // The Merkle indexer never indexes past the committed head, so an index beyond the log's end is a cut tail.
   const indexed = Number((await db.selectFrom('audit_tree_state').select('size').where('id', '=', 1).executeTakeFirst())?.size ?? 0);
   if (early.length === 0 && f.problems.length === 0 && indexed > f.last) {
-    f.problems.push({ code: 'truncated', seq: f.last + 1, message: `the Merkle index covers ${indexed} events but the log ends at seq ${f.last}` });
+    f.problems.push({
+      code: 'truncated',
+      seq: f.last + 1,
+      message: `the Merkle index covers ${indexed} events but the log ends at seq ${f.last}`,
+    });
     f.firstBad = f.last + 1;
   }
   await nameFirstEdit(db, f, roots, start, external?.dir ?? null);
@@ -500,7 +559,9 @@ const loadExternal = (external: ExternalCheckpoints, storedOrigin: string | null
       // The note names its log on its first line; the key ID binds that name (C2SP signed-note).
       const origin = n.text.slice(0, n.text.indexOf('\n'));
       if (storedOrigin !== null && origin !== storedOrigin) throw new Error(`it is a checkpoint of another log (${origin || 'no origin'})`);
-      const verifiers = external.key ? verifiersFrom(external.key, origin) : publicKeys.map((k) => parseVerifierKey(verifierKey(origin, rawPublicKey(createPublicKey(k)))));
+      const verifiers = external.key
+        ? verifiersFrom(external.key, origin)
+        : publicKeys.map((k) => parseVerifierKey(verifierKey(origin, rawPublicKey(createPublicKey(k)))));
       let text: string | null = null;
       for (const ver of verifiers) {
         try {
@@ -510,7 +571,8 @@ const loadExternal = (external: ExternalCheckpoints, storedOrigin: string | null
           /* try the next key */
         }
       }
-      if (text === null) throw new Error(external.key ? 'it is not signed by the given key' : "it is not signed by any of the store's audit keys");
+      if (text === null)
+        throw new Error(external.key ? 'it is not signed by the given key' : "it is not signed by any of the store's audit keys");
       if (n.witnessed) for (const w of external.witnessKeys ?? []) openWitnessSignature(n.text, w);
       const cp = parseCheckpointText(text);
       roots.push({ tree_size: cp.size, root_hash: cp.root.toString('hex'), source: n.source });
@@ -539,7 +601,14 @@ const nameFirstEdit = async (db: Db, f: Walk, roots: CheckpointRoot[], start: St
   if (!roots.some((r) => r.tree_size === size && r.root_hash === root)) return;
   let seq = f.lastGood + 1;
   while (seq <= size) {
-    const rows = await db.selectFrom('audit_events').select(['seq', 'hash']).where('seq', '>=', seq).where('seq', '<=', size).orderBy('seq').limit(BATCH).execute();
+    const rows = await db
+      .selectFrom('audit_events')
+      .select(['seq', 'hash'])
+      .where('seq', '>=', seq)
+      .where('seq', '<=', size)
+      .orderBy('seq')
+      .limit(BATCH)
+      .execute();
     for (const r of rows) {
       if (Number(r.seq) !== seq || r.hash !== published[seq - start.size - 1]) break;
       seq++;
@@ -576,14 +645,18 @@ const coverageOf = async (
     for (let i = 0; i < seqs.length; i += 500) {
       const rows = seqs.slice(i, i + 500);
       if (rows.length === 0) continue;
-      for (const r of await db.selectFrom('audit_events').select(['seq', 'at']).where('seq', 'in', rows).execute()) out.set(Number(r.seq), r.at);
+      for (const r of await db.selectFrom('audit_events').select(['seq', 'at']).where('seq', 'in', rows).execute())
+        out.set(Number(r.seq), r.at);
     }
     return out;
   };
   const kept = checkpoints.filter((c) => Number(c.tree_size) > start.size && Number(c.tree_size) <= last);
-  const firstAfter = await atOf([...new Set([start.size + 1, signedThrough + 1, ...kept.map((c) => Number(c.tree_size) + 1)])].filter((s) => s <= last));
+  const firstAfter = await atOf(
+    [...new Set([start.size + 1, signedThrough + 1, ...kept.map((c) => Number(c.tree_size) + 1)])].filter((s) => s <= last),
+  );
   const oldestUnsigned = unsigned > 0 ? (firstAfter.get(signedThrough + 1) ?? null) : null;
-  const late = (waited: number, events: number) => waited > cadence.everyMs + CADENCE_GRACE_MS || (events > cadence.everyEvents && waited > CADENCE_GRACE_MS);
+  const late = (waited: number, events: number) =>
+    waited > cadence.everyMs + CADENCE_GRACE_MS || (events > cadence.everyEvents && waited > CADENCE_GRACE_MS);
   if (oldestUnsigned !== null && late(now.getTime() - Date.parse(oldestUnsigned), unsigned)) {
     warnings.push({
       code: 'checkpoint_overdue',
@@ -600,7 +673,12 @@ const coverageOf = async (
       const firstAt = firstAfter.get(prev + 1);
       if (size > prev && firstAt && late(Date.parse(c.at) - Date.parse(firstAt), size - prev)) {
         if (++gaps <= 5) {
-          warnings.push({ code: 'checkpoint_gap', seq: prev + 1, tree_size: size, message: `events ${prev + 1}..${size} waited longer than the checkpoint cadence for a signed checkpoint: checkpoints between them are missing` });
+          warnings.push({
+            code: 'checkpoint_gap',
+            seq: prev + 1,
+            tree_size: size,
+            message: `events ${prev + 1}..${size} waited longer than the checkpoint cadence for a signed checkpoint: checkpoints between them are missing`,
+          });
         }
       }
       prev = Math.max(prev, size);
@@ -610,7 +688,8 @@ const coverageOf = async (
   if (ext.roots.length === 0 && last > start.size) {
     warnings.push({
       code: 'no_external_checkpoint',
-      message: 'no checkpoint kept outside the store was checked, so a tail cut or rewritten together with its checkpoints cannot be ruled out: pass --checkpoint FILE|URL or keep the published checkpoint directory',
+      message:
+        'no checkpoint kept outside the store was checked, so a tail cut or rewritten together with its checkpoints cannot be ruled out: pass --checkpoint FILE|URL or keep the published checkpoint directory',
     });
   }
   const newest = checkpoints.at(-1);
@@ -645,7 +724,11 @@ export const verifiersFrom = (keyText: string, origin: string): NoteVerifier[] =
     const jwks = JSON.parse(t) as { keys?: { kty?: string; crv?: string; x?: string }[] };
     return (jwks.keys ?? [])
       .filter((k) => k.kty === 'OKP' && k.crv === 'Ed25519' && k.x)
-      .map((k) => parseVerifierKey(verifierKey(origin, rawPublicKey(createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: k.x! }, format: 'jwk' })))));
+      .map((k) =>
+        parseVerifierKey(
+          verifierKey(origin, rawPublicKey(createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: k.x! }, format: 'jwk' }))),
+        ),
+      );
   }
   return [parseVerifierKey(t)];
 };
@@ -702,7 +785,8 @@ export const verifyExportLines = async (
       try {
         const { text } = openNote(cp.note, ver);
         const body = parseCheckpointText(text);
-        if (body.origin !== origin || body.size !== cp.tree_size || body.root.toString('hex') !== cp.root_hash) throw new Error('checkpoint fields differ from the signed note');
+        if (body.origin !== origin || body.size !== cp.tree_size || body.root.toString('hex') !== cp.root_hash)
+          throw new Error('checkpoint fields differ from the signed note');
         okSig = true;
         break;
       } catch {
@@ -712,7 +796,12 @@ export const verifyExportLines = async (
     if (okSig) {
       signatures++;
       good.push({ tree_size: cp.tree_size, root_hash: cp.root_hash });
-    } else problems.push({ code: 'bad_checkpoint', tree_size: cp.tree_size, message: `checkpoint at size ${cp.tree_size} is not signed by the given key` });
+    } else
+      problems.push({
+        code: 'bad_checkpoint',
+        tree_size: cp.tree_size,
+        message: `checkpoint at size ${cp.tree_size} is not signed by the given key`,
+      });
   }
   const v = createChainVerifier(start, good);
   if (problems.length === 0) {

@@ -67,7 +67,11 @@ export const createCheckpointPublisher = ({ db, dir }: { db: Db; dir: string }) 
     const file = noteFile(dir, cp.tree_size);
     if (!(await writeOnce(file, (fd) => fs.writeSync(fd, cp.note) > 0))) {
       if (fs.readFileSync(file, 'utf8') !== cp.note) {
-        throw new AppError('audit_inconsistent', 500, `A different checkpoint of size ${cp.tree_size} was already published; run mailward audit verify.`);
+        throw new AppError(
+          'audit_inconsistent',
+          500,
+          `A different checkpoint of size ${cp.tree_size} was already published; run mailward audit verify.`,
+        );
       }
     }
     const target = hashesFile(dir, cp.tree_size);
@@ -77,7 +81,14 @@ export const createCheckpointPublisher = ({ db, dir }: { db: Db; dir: string }) 
       fs.writeSync(fd, `${HASHES_HEADER} ${from} ${cp.tree_size}\n`);
       let after = from - 1;
       while (after < cp.tree_size) {
-        const rows = await db.selectFrom('audit_events').select(['seq', 'hash']).where('seq', '>', after).where('seq', '<=', cp.tree_size).orderBy('seq').limit(BATCH).execute();
+        const rows = await db
+          .selectFrom('audit_events')
+          .select(['seq', 'hash'])
+          .where('seq', '>', after)
+          .where('seq', '<=', cp.tree_size)
+          .orderBy('seq')
+          .limit(BATCH)
+          .execute();
         if (rows.length === 0) return false;
         for (const r of rows) {
           if (Number(r.seq) !== after + 1) return false;

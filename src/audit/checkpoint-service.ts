@@ -80,13 +80,18 @@ export const createCheckpointService = ({ db, tree, clock, keys, publisher }: De
     if (got) return got.value;
     const first = await db.selectFrom('organizations').select('domain').orderBy('created_at').limit(1).executeTakeFirst();
     const value = `${first?.domain ?? 'mailward.localhost'}/mailward-audit`;
-    await db.insertInto('settings').values({ key: 'audit_origin', value }).onConflict((oc) => oc.column('key').doNothing()).execute();
+    await db
+      .insertInto('settings')
+      .values({ key: 'audit_origin', value })
+      .onConflict((oc) => oc.column('key').doNothing())
+      .execute();
     return (await db.selectFrom('settings').select('value').where('key', '=', 'audit_origin').executeTakeFirstOrThrow()).value;
   };
 
   const loadSigner = async (name: string) => {
     const row = await keys.active();
-    if (!row) throw new AppError('audit_key_missing', 503, 'The installation has no audit signing key; run mailward init.', { temporary: true });
+    if (!row)
+      throw new AppError('audit_key_missing', 503, 'The installation has no audit signing key; run mailward init.', { temporary: true });
     if (!signer || signer.kid !== row.kid || signer.signer.name !== name) {
       signer = { kid: row.kid, row, signer: signerFromKey(name, createPrivateKey(keys.openPrivate(row))) };
     }
@@ -143,7 +148,13 @@ export const createCheckpointService = ({ db, tree, clock, keys, publisher }: De
     const s = await loadSigner(name);
     const root = await tree.rootAt(size);
     const { prev } = await before(size);
-    const next = await db.selectFrom('audit_checkpoints').selectAll().where('tree_size', '>', size).orderBy('tree_size').limit(1).executeTakeFirst();
+    const next = await db
+      .selectFrom('audit_checkpoints')
+      .selectAll()
+      .where('tree_size', '>', size)
+      .orderBy('tree_size')
+      .limit(1)
+      .executeTakeFirst();
     try {
       if (prev) {
         const p = Number(prev.tree_size);
@@ -155,7 +166,11 @@ export const createCheckpointService = ({ db, tree, clock, keys, publisher }: De
       }
     } catch (e) {
       if (e instanceof MerkleError) {
-        throw new AppError('audit_inconsistent', 500, 'The audit log is not consistent with its signed checkpoints; run mailward audit verify.');
+        throw new AppError(
+          'audit_inconsistent',
+          500,
+          'The audit log is not consistent with its signed checkpoints; run mailward audit verify.',
+        );
       }
       throw e;
     }

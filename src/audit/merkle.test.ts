@@ -17,7 +17,9 @@ import {
 import { vectorJsonFilesUnder } from '../../test/support/vectors.js';
 
 // test/vectors/README.md: the RFC 6962 reference tree and its roots by size.
-const LEAVES = ['', '00', '10', '2021', '3031', '40414243', '5051525354555657', '606162636465666768696a6b6c6d6e6f'].map((h) => Buffer.from(h, 'hex'));
+const LEAVES = ['', '00', '10', '2021', '3031', '40414243', '5051525354555657', '606162636465666768696a6b6c6d6e6f'].map((h) =>
+  Buffer.from(h, 'hex'),
+);
 const ROOTS = [
   '6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d',
   'fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125',
@@ -90,7 +92,13 @@ describe('RFC 6962 Merkle tree', () => {
         const root = mth(leaves);
         expect(rootOfLeaves(hashes).equals(root)).toBe(true);
         const m = a % n;
-        verifyInclusion(m, n, hashes[m]!, inclusionRanges(m, n).map((r) => rangeHash(r, lookup)), root);
+        verifyInclusion(
+          m,
+          n,
+          hashes[m]!,
+          inclusionRanges(m, n).map((r) => rangeHash(r, lookup)),
+          root,
+        );
         const size1 = (b % n) + 1;
         const proof = consistencyRanges(size1, n).map((r) => rangeHash(r, lookup));
         verifyConsistency(size1, n, mth(leaves.slice(0, size1)), root, proof);

@@ -30,7 +30,8 @@ export const leafHash = (leaf: Buffer): Buffer => {
 
 /** RFC 6962 2.1: leaf hash of a 32-byte value given in hex (the audit leaves). */
 export const leafHashHex = (hex: string): Buffer => {
-  if (hex.length !== 2 * HASH_SIZE || leafScratch.write(hex, 1, HASH_SIZE, 'hex') !== HASH_SIZE) throw new MerkleError('leaf is not a 32-byte hex hash');
+  if (hex.length !== 2 * HASH_SIZE || leafScratch.write(hex, 1, HASH_SIZE, 'hex') !== HASH_SIZE)
+    throw new MerkleError('leaf is not a 32-byte hex hash');
   return sha256(leafScratch);
 };
 
@@ -223,7 +224,8 @@ export const verifyInclusion = (index: number, size: number, leaf: Buffer, proof
   checkHash(leaf, 'leaf hash');
   checkHash(root, 'root hash');
   for (const p of proof) checkHash(p, 'proof hash');
-  if (!Number.isSafeInteger(index) || !Number.isSafeInteger(size) || index < 0 || index >= size) throw new MerkleError('leaf index out of range');
+  if (!Number.isSafeInteger(index) || !Number.isSafeInteger(size) || index < 0 || index >= size)
+    throw new MerkleError('leaf index out of range');
   const computed = rootFromInclusion(index, size, leaf, proof);
   if (!computed.equals(root)) throw new MerkleError('inclusion proof does not lead to the root');
 };
@@ -260,7 +262,8 @@ export const verifyConsistency = (size1: number, size2: number, root1: Buffer, r
   checkHash(root1, 'first root');
   checkHash(root2, 'second root');
   for (const p of proof) checkHash(p, 'proof hash');
-  if (!Number.isSafeInteger(size1) || !Number.isSafeInteger(size2) || size1 < 1 || size1 > size2) throw new MerkleError('tree sizes out of range');
+  if (!Number.isSafeInteger(size1) || !Number.isSafeInteger(size2) || size1 < 1 || size1 > size2)
+    throw new MerkleError('tree sizes out of range');
   if (size1 === size2) {
     if (proof.length !== 0) throw new MerkleError('proof must be empty for equal sizes');
     if (!root1.equals(root2)) throw new MerkleError('roots differ for equal sizes');

@@ -47,23 +47,56 @@ export const createRetentionService = ({ db, clock, audit, tree, checkpoints, ve
    * Places a legal hold: while any hold is active no event is purged, whatever
    * its age. Writes the hold and an `audit.legal_hold.placed` event together.
    */
-  const placeHold = (actor: AuditActor & { id: string; orgId: string }, matter: string, ctx: { requestId: string | null; clientIp: string | null }): Promise<LegalHold> =>
+  const placeHold = (
+    actor: AuditActor & { id: string; orgId: string },
+    matter: string,
+    ctx: { requestId: string | null; clientIp: string | null },
+  ): Promise<LegalHold> =>
     db.transaction().execute(async (tx) => {
-      const hold: LegalHold = { id: newId('legalHold'), org_id: actor.orgId, matter, created_by: actor.id, created_at: clock.now().toISOString(), released_by: null, released_at: null };
+      const hold: LegalHold = {
+        id: newId('legalHold'),
+        org_id: actor.orgId,
+        matter,
+        created_by: actor.id,
+        created_at: clock.now().toISOString(),
+        released_by: null,
+        released_at: null,
+      };
       await tx.insertInto('audit_legal_holds').values(hold).execute();
-      await audit.record(tx, { action: 'audit.legal_hold.placed', actor, target: { type: 'legal_hold', id: hold.id }, requestId: ctx.requestId, clientIp: ctx.clientIp });
+      await audit.record(tx, {
+        action: 'audit.legal_hold.placed',
+        actor,
+        target: { type: 'legal_hold', id: hold.id },
+        requestId: ctx.requestId,
+        clientIp: ctx.clientIp,
+      });
       return hold;
     });
 
   /** Releases a hold of the actor's organisation. Throws 404 not_found, 409 hold_released. Audited. */
-  const releaseHold = (actor: AuditActor & { id: string; orgId: string }, id: string, ctx: { requestId: string | null; clientIp: string | null }): Promise<LegalHold> =>
+  const releaseHold = (
+    actor: AuditActor & { id: string; orgId: string },
+    id: string,
+    ctx: { requestId: string | null; clientIp: string | null },
+  ): Promise<LegalHold> =>
     db.transaction().execute(async (tx) => {
-      const hold = await tx.selectFrom('audit_legal_holds').selectAll().where('id', '=', id).where('org_id', '=', actor.orgId).executeTakeFirst();
+      const hold = await tx
+        .selectFrom('audit_legal_holds')
+        .selectAll()
+        .where('id', '=', id)
+        .where('org_id', '=', actor.orgId)
+        .executeTakeFirst();
       if (!hold) throw notFound('legal hold');
       if (hold.released_at) throw conflict('hold_released', 'This legal hold was already released.');
       const now = clock.now().toISOString();
       await tx.updateTable('audit_legal_holds').set({ released_at: now, released_by: actor.id }).where('id', '=', id).execute();
-      await audit.record(tx, { action: 'audit.legal_hold.released', actor, target: { type: 'legal_hold', id }, requestId: ctx.requestId, clientIp: ctx.clientIp });
+      await audit.record(tx, {
+        action: 'audit.legal_hold.released',
+        actor,
+        target: { type: 'legal_hold', id },
+        requestId: ctx.requestId,
+        clientIp: ctx.clientIp,
+      });
       return { ...hold, released_at: now, released_by: actor.id };
     });
 
@@ -82,21 +115,49 @@ export const createRetentionService = ({ db, clock, audit, tree, checkpoints, ve
     const holds = await activeHolds();
     if (holds.length > 0) {
       if (!opts.dryRun) {
-        await audit.recordAlone({ action: 'audit.purge', actor, orgId: null, outcome: 'denied', details: { code: 'legal_hold_active', holds: holds.length, cutoff } });
+        await audit.recordAlone({
+          action: 'audit.purge',
+          actor,
+          orgId: null,
+          outcome: 'denied',
+          details: { code: 'legal_hold_active', holds: holds.length, cutoff },
+        });
       }
       throw conflict('legal_hold_active', `${holds.length} legal hold(s) active: nothing may be purged.`);
     }
     const floor = await tree.purgedThrough();
-    const old = await db.selectFrom('audit_events').select(sql<number | null>`max(seq)`.as('s')).where('at', '<', cutoff).executeTakeFirst();
+    const old = await db
+      .selectFrom('audit_events')
+      .select(sql<number | null>`max(seq)`.as('s'))
+      .where('at', '<', cutoff)
+      .executeTakeFirst();
     const through = Math.floor(Number(old?.s ?? 0) / BLOCK) * BLOCK;
-    const nothing: PurgeResult = { purged: false, dry_run: !!opts.dryRun, cutoff, through_seq: floor, deleted: 0, checkpoint_size: null, reason: 'nothing past retention' };
+    const nothing: PurgeResult = {
+      purged: false,
+      dry_run: !!opts.dryRun,
+      cutoff,
+      through_seq: floor,
+      deleted: 0,
+      checkpoint_size: null,
+      reason: 'nothing past retention',
+    };
     if (through <= floor) return nothing;
     if (opts.dryRun) return { ...nothing, through_seq: through, deleted: through - floor, reason: 'dry run' };
 
     const report = await verify();
     if (!report.ok) {
-      await audit.recordAlone({ action: 'audit.purge', actor, orgId: null, outcome: 'error', details: { code: 'audit_tampered', first_bad_seq: report.first_bad_seq } });
-      throw new AppError('audit_tampered', 409, `The audit log does not verify (first bad seq ${report.first_bad_seq}); nothing was purged.`);
+      await audit.recordAlone({
+        action: 'audit.purge',
+        actor,
+        orgId: null,
+        outcome: 'error',
+        details: { code: 'audit_tampered', first_bad_seq: report.first_bad_seq },
+      });
+      throw new AppError(
+        'audit_tampered',
+        409,
+        `The audit log does not verify (first bad seq ${report.first_bad_seq}); nothing was purged.`,
+      );
     }
     const cp = await checkpoints.createAt(through);
     const anchor = await db.selectFrom('audit_events').select('hash').where('seq', '=', through).executeTakeFirstOrThrow();
@@ -109,7 +170,13 @@ export const createRetentionService = ({ db, clock, audit, tree, checkpoints, ve
     const deleted = await db.transaction().execute(async (tx) => {
       await tx
         .insertInto('audit_purges')
-        .values({ id: newId('auditPurge'), through_seq: through, at: clock.now().toISOString(), cutoff, boundary: JSON.stringify(boundary) })
+        .values({
+          id: newId('auditPurge'),
+          through_seq: through,
+          at: clock.now().toISOString(),
+          cutoff,
+          boundary: JSON.stringify(boundary),
+        })
         .execute();
       // The append-only triggers let this DELETE through only up to the purge record just written.
       const r = await tx.deleteFrom('audit_events').where('seq', '<=', through).executeTakeFirst();
@@ -118,7 +185,14 @@ export const createRetentionService = ({ db, clock, audit, tree, checkpoints, ve
         action: 'audit.purged',
         actor,
         orgId: null,
-        details: { through_seq: through, deleted: n, cutoff, retention_days: retentionDays, checkpoint_size: cp.tree_size, checkpoint_root: cp.root_hash },
+        details: {
+          through_seq: through,
+          deleted: n,
+          cutoff,
+          retention_days: retentionDays,
+          checkpoint_size: cp.tree_size,
+          checkpoint_root: cp.root_hash,
+        },
       });
       return n;
     });

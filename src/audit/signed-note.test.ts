@@ -15,7 +15,9 @@ import {
 } from './signed-note.js';
 
 // Go's sumdb note package reference vector (C2SP signed-note), vendored.
-const NOTE = readVectorJson<{ verifier_key: string; signer_key: string; text: string; signature_line: string }>('signed-note/peter-neumann.json');
+const NOTE = readVectorJson<{ verifier_key: string; signer_key: string; text: string; signature_line: string }>(
+  'signed-note/peter-neumann.json',
+);
 const VKEY = NOTE.verifier_key;
 const SKEY = NOTE.signer_key;
 const TEXT = NOTE.text;

@@ -136,7 +136,11 @@ export const openWitnessSignature = (note: string, witnessKey: string): { time: 
   }
   if (raw[0] !== ALG_COSIGNATURE_V1) throw new NoteError('witness key is neither Ed25519 nor cosignature/v1');
   const pub = raw.subarray(1);
-  const keyId = oneShotHash('sha256', Buffer.concat([Buffer.from(`${name}\n`, 'utf8'), Buffer.from([ALG_COSIGNATURE_V1]), pub]), 'buffer').subarray(0, 4);
+  const keyId = oneShotHash(
+    'sha256',
+    Buffer.concat([Buffer.from(`${name}\n`, 'utf8'), Buffer.from([ALG_COSIGNATURE_V1]), pub]),
+    'buffer',
+  ).subarray(0, 4);
   if (keyId.toString('hex') !== hexId) throw new NoteError('witness key id does not match its key');
   const split = note.lastIndexOf('\n\n');
   if (split < 0 || !note.endsWith('\n')) throw new NoteError('malformed note');

@@ -36,7 +36,9 @@ const fromHex = (h: string) => Buffer.from(h, 'hex');
 const hex = (b: Buffer) => b.toString('hex');
 
 export const chainBroken = (seq: number) =>
-  new AppError('audit_chain_broken', 500, `The audit chain does not verify at seq ${seq}; run mailward audit verify.`, { extra: { first_bad_seq: seq } });
+  new AppError('audit_chain_broken', 500, `The audit chain does not verify at seq ${seq}; run mailward audit verify.`, {
+    extra: { first_bad_seq: seq },
+  });
 
 type Deps = { db: Db; dialect: Dialect };
 
@@ -54,12 +56,20 @@ export const createTreeStore = ({ db, dialect }: Deps) => {
 
   /** Rows with seq in [from, to], in order. */
   const rows = (ex: Executor, from: number, to: number): Promise<EventRow[]> =>
-    ex.selectFrom('audit_events').selectAll().where('seq', '>=', from).where('seq', '<=', to).orderBy('seq').execute() as Promise<EventRow[]>;
+    ex.selectFrom('audit_events').selectAll().where('seq', '>=', from).where('seq', '<=', to).orderBy('seq').execute() as Promise<
+      EventRow[]
+    >;
 
   /** Leaf hashes of leaf indexes [lo, hi) (seq lo+1..hi). Throws if any is missing. */
   const leafHashes = async (ex: Executor, lo: number, hi: number): Promise<Buffer[]> => {
     if (hi <= lo) return [];
-    const r = await ex.selectFrom('audit_events').select(['seq', 'hash']).where('seq', '>', lo).where('seq', '<=', hi).orderBy('seq').execute();
+    const r = await ex
+      .selectFrom('audit_events')
+      .select(['seq', 'hash'])
+      .where('seq', '>', lo)
+      .where('seq', '<=', hi)
+      .orderBy('seq')
+      .execute();
     if (r.length !== hi - lo) {
       throw new AppError('proof_unavailable', 422, 'Events this proof needs are past retention and purged.');
     }
@@ -109,7 +119,10 @@ export const createTreeStore = ({ db, dialect }: Deps) => {
           }
         }
         for (let i = 0; i < nodes.length; i += 400) {
-          await tx.insertInto('audit_tree_nodes').values(nodes.slice(i, i + 400)).execute();
+          await tx
+            .insertInto('audit_tree_nodes')
+            .values(nodes.slice(i, i + 400))
+            .execute();
         }
         await tx.updateTable('audit_tree_state').set({ size: end }).where('id', '=', 1).execute();
         return end >= target ? end : null;

@@ -19,7 +19,9 @@ const progress = (label: string) => {
     if (now - last < 200 && done < total) return;
     last = now;
     const pct = total > 0 ? Math.floor((done / total) * 100) : 100;
-    process.stderr.write(`\r${label} ${done.toLocaleString('en')} / ${total.toLocaleString('en')} events (${pct}%)${done >= total ? '\n' : ''}`);
+    process.stderr.write(
+      `\r${label} ${done.toLocaleString('en')} / ${total.toLocaleString('en')} events (${pct}%)${done >= total ? '\n' : ''}`,
+    );
   };
 };
 
@@ -41,11 +43,14 @@ const printReport = (r: VerifyReport & { key_pinned?: boolean }, json: boolean |
         `signed checkpoints cover seq ..${cov.signed_through}; ${cov.unsigned_events} newest event(s) are covered by no signed checkpoint\n` +
           `${cov.external.checked} checkpoint(s) kept outside the store checked` +
           (cov.external.newest_size !== null ? ` (newest at size ${cov.external.newest_size})` : '') +
-          (cov.external.checked && !cov.external.key_pinned ? "; their signatures were checked with the store's keys (pass --key to pin the published key)" : '') +
+          (cov.external.checked && !cov.external.key_pinned
+            ? "; their signatures were checked with the store's keys (pass --key to pin the published key)"
+            : '') +
           '\n',
       );
     }
-    if (r.key_pinned === false) process.stdout.write('note: checked against the key named inside the file; pass --key to pin the published key\n');
+    if (r.key_pinned === false)
+      process.stdout.write('note: checked against the key named inside the file; pass --key to pin the published key\n');
   } else {
     process.stdout.write(`audit log TAMPERED${r.first_bad_seq !== null ? `: first bad seq ${r.first_bad_seq}` : ''}\n`);
     for (const p of r.problems) process.stdout.write(`  ${p.code}: ${p.message}\n`);
@@ -93,49 +98,76 @@ export const registerAudit = (program: Command) => {
     )
     .option('--json', 'print one JSON document on stdout')
     .option('--file <export.jsonl>', 'verify an export file instead of the store (needs no database)')
-    .option('--key <key>', 'C2SP verifier key, or a path to a JWKS file (e.g. /.well-known/jwks.json): pins the key of --file or of the checkpoints kept outside the store')
-    .option('--checkpoint <file|url>', 'a C2SP checkpoint note kept outside the store (a file, an http(s) URL, a witness-cosigned note); repeatable', collect)
-    .option('--checkpoint-dir <dir>', 'the directory checkpoints are published to (default MAILWARD_CHECKPOINT_DIR, <data dir>/checkpoints)')
-    .option('--strict', 'exit 3 when a coverage warning stands (checkpoints overdue or missing against the cadence, none kept outside the store)')
-    .option('--witness-key <vkey>', 'C2SP verifier key of a witness whose cosignature every --checkpoint note must carry; repeatable', collect)
+    .option(
+      '--key <key>',
+      'C2SP verifier key, or a path to a JWKS file (e.g. /.well-known/jwks.json): pins the key of --file or of the checkpoints kept outside the store',
+    )
+    .option(
+      '--checkpoint <file|url>',
+      'a C2SP checkpoint note kept outside the store (a file, an http(s) URL, a witness-cosigned note); repeatable',
+      collect,
+    )
+    .option(
+      '--checkpoint-dir <dir>',
+      'the directory checkpoints are published to (default MAILWARD_CHECKPOINT_DIR, <data dir>/checkpoints)',
+    )
+    .option(
+      '--strict',
+      'exit 3 when a coverage warning stands (checkpoints overdue or missing against the cadence, none kept outside the store)',
+    )
+    .option(
+      '--witness-key <vkey>',
+      'C2SP verifier key of a witness whose cosignature every --checkpoint note must carry; repeatable',
+      collect,
+    )
     .action(
-      runCommand(async (opts: { json?: boolean; file?: string; key?: string; checkpoint?: string[]; checkpointDir?: string; witnessKey?: string[]; strict?: boolean }) => {
-        if (opts.file) {
-          const file = opts.file;
-          if (!fs.existsSync(file)) {
-            process.stderr.write(`mailward: no such file: ${file}\n`);
-            return 2;
+      runCommand(
+        async (opts: {
+          json?: boolean;
+          file?: string;
+          key?: string;
+          checkpoint?: string[];
+          checkpointDir?: string;
+          witnessKey?: string[];
+          strict?: boolean;
+        }) => {
+          if (opts.file) {
+            const file = opts.file;
+            if (!fs.existsSync(file)) {
+              process.stderr.write(`mailward: no such file: ${file}\n`);
+              return 2;
+            }
+            const lines = () => readline.createInterface({ input: fs.createReadStream(file), crlfDelay: Number.POSITIVE_INFINITY });
+            const r = await verifyExportLines(lines, readKey(opts.key));
+            printReport(r, opts.json);
+            return r.ok ? 0 : 1;
           }
-          const lines = () => readline.createInterface({ input: fs.createReadStream(file), crlfDelay: Number.POSITIVE_INFINITY });
-          const r = await verifyExportLines(lines, readKey(opts.key));
-          printReport(r, opts.json);
-          return r.ok ? 0 : 1;
-        }
-        const notes: { source: string; text: string }[] = [];
-        for (const where of opts.checkpoint ?? []) {
+          const notes: { source: string; text: string }[] = [];
+          for (const where of opts.checkpoint ?? []) {
+            try {
+              notes.push(await readNote(where));
+            } catch (e) {
+              process.stderr.write(`mailward: cannot read checkpoint ${where}: ${(e as Error).message}\n`);
+              return 2;
+            }
+          }
+          const c = await openContainer();
           try {
-            notes.push(await readNote(where));
-          } catch (e) {
-            process.stderr.write(`mailward: cannot read checkpoint ${where}: ${(e as Error).message}\n`);
-            return 2;
+            const r = await c.auditLog.verify(progress('verified'), {
+              external: {
+                notes,
+                ...(opts.checkpointDir ? { dir: opts.checkpointDir } : {}),
+                key: readKey(opts.key),
+                witnessKeys: opts.witnessKey,
+              },
+            });
+            printReport(r, opts.json);
+            return verifyExit(r, opts.strict === true);
+          } finally {
+            await c.close();
           }
-        }
-        const c = await openContainer();
-        try {
-          const r = await c.auditLog.verify(progress('verified'), {
-            external: {
-              notes,
-              ...(opts.checkpointDir ? { dir: opts.checkpointDir } : {}),
-              key: readKey(opts.key),
-              witnessKeys: opts.witnessKey,
-            },
-          });
-          printReport(r, opts.json);
-          return verifyExit(r, opts.strict === true);
-        } finally {
-          await c.close();
-        }
-      }),
+        },
+      ),
     );
 
   audit
@@ -146,7 +178,10 @@ export const registerAudit = (program: Command) => {
     .option('--out <file>', 'write here (mode 0600) instead of stdout')
     .action(
       runCommand(async (opts: { since?: string; until?: string; out?: string }) => {
-        for (const [name, v] of [['--since', opts.since], ['--until', opts.until]] as const) {
+        for (const [name, v] of [
+          ['--since', opts.since],
+          ['--until', opts.until],
+        ] as const) {
           if (v !== undefined && Number.isNaN(Date.parse(v))) {
             process.stderr.write(`mailward: ${name} must be an ISO-8601 time such as 2026-01-01T00:00:00Z\n`);
             return 2;
@@ -167,7 +202,12 @@ export const registerAudit = (program: Command) => {
             write,
             onProgress: progress('exported'),
           });
-          await c.audit.recordAlone({ action: 'audit.exported', actor: systemActor(), orgId: null, details: { first_seq: r.first_seq, last_seq: r.last_seq, events: r.events, tree_size: r.tree_size } });
+          await c.audit.recordAlone({
+            action: 'audit.exported',
+            actor: systemActor(),
+            orgId: null,
+            details: { first_seq: r.first_seq, last_seq: r.last_seq, events: r.events, tree_size: r.tree_size },
+          });
           if (opts.out) process.stderr.write(`mailward: exported ${r.events} events (seq ${r.first_seq}..${r.last_seq}) to ${opts.out}\n`);
           return 0;
         } finally {
@@ -196,7 +236,9 @@ export const registerAudit = (program: Command) => {
 
   audit
     .command('purge')
-    .description(`Delete events, and vault versions of deleted or superseded secrets, past MAILWARD_AUDIT_RETENTION_DAYS (never under a legal hold); the purge is itself audited`)
+    .description(
+      `Delete events, and vault versions of deleted or superseded secrets, past MAILWARD_AUDIT_RETENTION_DAYS (never under a legal hold); the purge is itself audited`,
+    )
     .option('--dry-run', 'only say what would be purged')
     .option('--json', 'print one JSON document on stdout')
     .action(
@@ -207,7 +249,9 @@ export const registerAudit = (program: Command) => {
           const vault = await c.vault.purgeExpired({ dryRun: opts.dryRun });
           if (!opts.json) {
             const verb = vault.dry_run ? 'would be destroyed' : 'destroyed';
-            process.stdout.write(`vault: ${vault.versions} version(s) of ${vault.secrets} secret(s), deleted or superseded before ${vault.cutoff}, ${verb}\n`);
+            process.stdout.write(
+              `vault: ${vault.versions} version(s) of ${vault.secrets} secret(s), deleted or superseded before ${vault.cutoff}, ${verb}\n`,
+            );
           }
           const r = await c.auditLog.retention.purge(systemActor(), { dryRun: opts.dryRun });
           process.stdout.write(

@@ -29,10 +29,14 @@ export const registerDns = (program: Command) =>
             if (records) out.push(records);
           }
           if (opts.json) {
-            process.stdout.write(`${JSON.stringify({ organizations: out.map((o) => ({ domain: o.domain, dns_records: o.dns_records.map(({ type, name, value }) => ({ type, name, value })) })) })}\n`);
+            process.stdout.write(
+              `${JSON.stringify({ organizations: out.map((o) => ({ domain: o.domain, dns_records: o.dns_records.map(({ type, name, value }) => ({ type, name, value })) })) })}\n`,
+            );
           } else {
             for (const o of out) {
-              process.stdout.write(`${o.domain}:\n${o.dns_records.map((d) => `  ${d.name}  TXT  "${d.value}"\n    (${d.purpose})`).join('\n')}\n`);
+              process.stdout.write(
+                `${o.domain}:\n${o.dns_records.map((d) => `  ${d.name}  TXT  "${d.value}"\n    (${d.purpose})`).join('\n')}\n`,
+              );
             }
           }
           return 0;

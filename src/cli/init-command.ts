@@ -29,7 +29,9 @@ export const registerInit = (program: Command) =>
           // The first signed checkpoint is published at once, so `audit verify` has one kept outside the store from the start.
           await c.auditLog.checkpoints.current();
           if (opts.json) {
-            process.stdout.write(`${JSON.stringify({ org_id: r.org_id, domain: r.domain, admin_api_key: r.admin_api_key, admin_human_id: r.admin_human_id, dns_records: r.dns_records.map(({ type, name, value }) => ({ type, name, value })) })}\n`);
+            process.stdout.write(
+              `${JSON.stringify({ org_id: r.org_id, domain: r.domain, admin_api_key: r.admin_api_key, admin_human_id: r.admin_human_id, dns_records: r.dns_records.map(({ type, name, value }) => ({ type, name, value })) })}\n`,
+            );
           } else {
             const out = [
               `Organization ${opts.org} (${r.domain}) created: ${r.org_id}`,

@@ -41,7 +41,9 @@ export const registerKeys = (program: Command) => {
                 (r.retired.length
                   ? `Retired version(s) ${r.retired.join(', ')}: no sealed value uses them any more. Keep them until every server has reloaded the key (within a second for the key file; a restart for MAILWARD_MASTER_KEYS), then they may be dropped.\n`
                   : '') +
-                (r.failed.length ? `${r.failed.length} value(s) failed to re-wrap (tampered or sealed under a missing key); nothing was retired:\n${r.failed.map((f) => `  ${f.table} ${f.id} (${f.code})`).join('\n')}\n` : '') +
+                (r.failed.length
+                  ? `${r.failed.length} value(s) failed to re-wrap (tampered or sealed under a missing key); nothing was retired:\n${r.failed.map((f) => `  ${f.table} ${f.id} (${f.code})`).join('\n')}\n`
+                  : '') +
                 (still.length
                   ? `Values are still sealed under version(s) ${still.join(', ')} (${r.remaining.map((u) => `${u.label}: ${u.count}`).join(', ')}); do not drop them. Run \`mailward keys rotate\` again once every server uses version ${r.to}.\n`
                   : ''),

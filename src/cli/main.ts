@@ -10,7 +10,9 @@ import { registerServe } from './serve-command.js';
 
 const program = new Command()
   .name('mailward')
-  .description('Mailward: identity, oversight, mail, vault and audit for AI agents in healthcare.\nHonours MAILWARD_DATA_DIR and DATABASE_URL.')
+  .description(
+    'Mailward: identity, oversight, mail, vault and audit for AI agents in healthcare.\nHonours MAILWARD_DATA_DIR and DATABASE_URL.',
+  )
   .version('0.1.0')
   .showHelpAfterError();
 

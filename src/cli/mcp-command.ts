@@ -15,7 +15,7 @@ export const registerMcp = (program: Command) =>
       runCommand(async () => {
         const key = process.env.MAILWARD_API_KEY;
         if (!key) {
-          process.stderr.write('mailward: MAILWARD_API_KEY is not set; set it to the agent\'s API key (mw_...)\n');
+          process.stderr.write("mailward: MAILWARD_API_KEY is not set; set it to the agent's API key (mw_...)\n");
           return 2;
         }
         const config = configOrExit();

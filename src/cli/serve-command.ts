@@ -29,7 +29,9 @@ export const warnIfBootstrapKeyRemains = (dataDir: string, logger: Pick<Logger, 
 export const registerServe = (program: Command) =>
   program
     .command('serve')
-    .description('Run the REST API (MAILWARD_HTTP_PORT), inbound SMTP (MAILWARD_SMTP_PORT), the outbound delivery worker and the audit checkpoint scheduler')
+    .description(
+      'Run the REST API (MAILWARD_HTTP_PORT), inbound SMTP (MAILWARD_SMTP_PORT), the outbound delivery worker and the audit checkpoint scheduler',
+    )
     .action(
       runCommand(async () => {
         const config = configOrExit();
@@ -61,7 +63,15 @@ export const registerServe = (program: Command) =>
         }
         // Outbound delivery runs in this process (issue 6); c.close() stops it. Several processes may share one store.
         c.mail.delivery.start();
-        c.logger.info({ http: url, smtp: `${config.smtp.host}:${smtpPort}`, smtp_tls: tls.generated ? 'generated development certificate' : tls.certFile, store: c.store.describe }, 'mailward listening');
+        c.logger.info(
+          {
+            http: url,
+            smtp: `${config.smtp.host}:${smtpPort}`,
+            smtp_tls: tls.generated ? 'generated development certificate' : tls.certFile,
+            store: c.store.describe,
+          },
+          'mailward listening',
+        );
         // Signed audit checkpoints every N events or T seconds (src/audit/checkpoint-service.ts).
         const stopCheckpoints = c.auditLog.checkpoints.startScheduler({ logger: c.logger });
         // Sealed versions of deleted or superseded vault secrets are destroyed after retention (src/vault/vault-service.ts).

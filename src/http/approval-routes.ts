@@ -18,13 +18,48 @@ export const approvalRoutes = (deps: { approvals: ApprovalsService }) => async (
   const app = root.withTypeProvider<ZodTypeProvider>();
   const { approvals } = deps;
   const tags = ['approvals'];
-  app.get('/v1/approvals', { schema: { tags, security: secured, summary: 'Approvals of the organization, oldest first, one page at a time (reviewers and admins; every read is audited)', querystring: listQuery, response: { 200: z.object({ approvals: z.array(approvalOut), next_cursor: z.string().nullable() }), ...problems(400, 401, 403, 404) } } }, (req) =>
-    approvals.list(req.ctx, req.query),
+  app.get(
+    '/v1/approvals',
+    {
+      schema: {
+        tags,
+        security: secured,
+        summary: 'Approvals of the organization, oldest first, one page at a time (reviewers and admins; every read is audited)',
+        querystring: listQuery,
+        response: {
+          200: z.object({ approvals: z.array(approvalOut), next_cursor: z.string().nullable() }),
+          ...problems(400, 401, 403, 404),
+        },
+      },
+    },
+    (req) => approvals.list(req.ctx, req.query),
   );
-  app.post('/v1/approvals/:id/approve', { schema: { tags, security: secured, summary: 'Approve a held message, optionally with edits (humans with reviewer; never the sender)', params: idParams('apr'), body: approveBody, response: { 200: decided, ...problems(400, 401, 403, 404, 409, 413, 422) } } }, (req) =>
-    approvals.approve(req.ctx, req.params.id, req.body ?? {}),
+  app.post(
+    '/v1/approvals/:id/approve',
+    {
+      schema: {
+        tags,
+        security: secured,
+        summary: 'Approve a held message, optionally with edits (humans with reviewer; never the sender)',
+        params: idParams('apr'),
+        body: approveBody,
+        response: { 200: decided, ...problems(400, 401, 403, 404, 409, 413, 422) },
+      },
+    },
+    (req) => approvals.approve(req.ctx, req.params.id, req.body ?? {}),
   );
-  app.post('/v1/approvals/:id/reject', { schema: { tags, security: secured, summary: 'Reject a held message; the comment is required and the agent reads it', params: idParams('apr'), body: rejectBody, response: { 200: decided, ...problems(400, 401, 403, 404, 409) } } }, (req) =>
-    approvals.reject(req.ctx, req.params.id, req.body.comment),
+  app.post(
+    '/v1/approvals/:id/reject',
+    {
+      schema: {
+        tags,
+        security: secured,
+        summary: 'Reject a held message; the comment is required and the agent reads it',
+        params: idParams('apr'),
+        body: rejectBody,
+        response: { 200: decided, ...problems(400, 401, 403, 404, 409) },
+      },
+    },
+    (req) => approvals.reject(req.ctx, req.params.id, req.body.comment),
   );
 };

@@ -5,10 +5,7 @@ import { problemSchema } from './problem.js';
 
 /** OpenAPI: the problem+json answers a route can give. */
 export const problems = (...statuses: number[]) =>
-  Object.fromEntries(statuses.map((s) => [s, problemSchema.describe('application/problem+json')])) as Record<
-    number,
-    typeof problemSchema
-  >;
+  Object.fromEntries(statuses.map((s) => [s, problemSchema.describe('application/problem+json')])) as Record<number, typeof problemSchema>;
 
 export const idParams = (prefix: string) =>
   z.strictObject({ id: z.string().regex(new RegExp(`^${prefix}_[0-9a-f]{32}$`), `must be a ${prefix}_ id`) });

@@ -9,14 +9,38 @@ import { problems, secured } from './common-schemas.js';
  * /v1/contacts/{email}/consent). The path holds an address: the server logs
  * route patterns only, never URLs.
  */
-export const consentRoutes = ({ consent }: { consent: ConsentService }) => async (root: FastifyInstance) => {
-  const app = root.withTypeProvider<ZodTypeProvider>();
-  const tags = ['consent'];
+export const consentRoutes =
+  ({ consent }: { consent: ConsentService }) =>
+  async (root: FastifyInstance) => {
+    const app = root.withTypeProvider<ZodTypeProvider>();
+    const tags = ['consent'];
 
-  app.put('/v1/contacts/:email/consent', { schema: { tags, security: secured, summary: 'Record a contact’s consent to electronic communication (admin or privacy_officer; an agent with mail:send may record a refusal)', params: consentParams, body: putConsentBody, response: { 200: consentOut, ...problems(400, 401, 403, 409, 422, 429) } } }, (req) =>
-    consent.record(req.ctx, req.params.email, req.body),
-  );
-  app.get('/v1/contacts/:email/consent', { schema: { tags, security: secured, summary: 'Read a contact’s consent: granted, refused or unknown (humans; agents with mail:send)', params: consentParams, response: { 200: consentOut, ...problems(400, 401, 403, 429) } } }, (req) =>
-    consent.get(req.ctx, req.params.email),
-  );
-};
+    app.put(
+      '/v1/contacts/:email/consent',
+      {
+        schema: {
+          tags,
+          security: secured,
+          summary:
+            'Record a contact’s consent to electronic communication (admin or privacy_officer; an agent with mail:send may record a refusal)',
+          params: consentParams,
+          body: putConsentBody,
+          response: { 200: consentOut, ...problems(400, 401, 403, 409, 422, 429) },
+        },
+      },
+      (req) => consent.record(req.ctx, req.params.email, req.body),
+    );
+    app.get(
+      '/v1/contacts/:email/consent',
+      {
+        schema: {
+          tags,
+          security: secured,
+          summary: 'Read a contact’s consent: granted, refused or unknown (humans; agents with mail:send)',
+          params: consentParams,
+          response: { 200: consentOut, ...problems(400, 401, 403, 429) },
+        },
+      },
+      (req) => consent.get(req.ctx, req.params.email),
+    );
+  };

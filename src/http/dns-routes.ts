@@ -17,12 +17,25 @@ const dnsRecordsOut = z.object({
  * records of the caller's organization, the same as `mailward dns`. Public
  * keys and policies only: nothing secret, so no audit event.
  */
-export const dnsRoutes = ({ db }: { db: Db }) => async (root: FastifyInstance) => {
-  const app = root.withTypeProvider<ZodTypeProvider>();
-  app.get('/v1/dns-records', { schema: { tags: ['mail'], security: secured, summary: 'DNS TXT records to publish for DKIM, SPF and DMARC (admin; same as `mailward dns`)', response: { 200: dnsRecordsOut, ...problems(401, 403, 404) } } }, async (req) => {
-    requireAnyRole(req.ctx, ['admin'], 'route');
-    const r = await loadDnsRecords(db, req.ctx.principal.orgId);
-    if (!r) throw notFound('organization');
-    return r;
-  });
-};
+export const dnsRoutes =
+  ({ db }: { db: Db }) =>
+  async (root: FastifyInstance) => {
+    const app = root.withTypeProvider<ZodTypeProvider>();
+    app.get(
+      '/v1/dns-records',
+      {
+        schema: {
+          tags: ['mail'],
+          security: secured,
+          summary: 'DNS TXT records to publish for DKIM, SPF and DMARC (admin; same as `mailward dns`)',
+          response: { 200: dnsRecordsOut, ...problems(401, 403, 404) },
+        },
+      },
+      async (req) => {
+        requireAnyRole(req.ctx, ['admin'], 'route');
+        const r = await loadDnsRecords(db, req.ctx.principal.orgId);
+        if (!r) throw notFound('organization');
+        return r;
+      },
+    );
+  };

@@ -23,9 +23,24 @@ const verifyOut = z.object({
 export const identityVerifyRoutes = (deps: { db: Db; maxMessageBytes: number }) => async (root: FastifyInstance) => {
   const app = root.withTypeProvider<ZodTypeProvider>();
   // RFC 2046 5.2.1: message/rfc822 is the media type of a whole message; kept as bytes, never parsed as text.
-  app.addContentTypeParser('message/rfc822', { parseAs: 'buffer', bodyLimit: deps.maxMessageBytes }, (_req, body, done) => done(null, body));
-  app.post('/v1/identity/verify', { bodyLimit: deps.maxMessageBytes, schema: { tags: ['identity'], security: secured, summary: 'Verify the X-Agent-Identity header and body hash of a raw message (Content-Type: message/rfc822)', response: { 200: verifyOut, ...problems(400, 401, 413, 415) } } }, async (req) => {
-    if (!Buffer.isBuffer(req.body) || req.body.length === 0) throw badRequest('message_required', 'Send the raw message with Content-Type: message/rfc822.');
-    return verifyMessageIdentity(deps.db, req.body);
-  });
+  app.addContentTypeParser('message/rfc822', { parseAs: 'buffer', bodyLimit: deps.maxMessageBytes }, (_req, body, done) =>
+    done(null, body),
+  );
+  app.post(
+    '/v1/identity/verify',
+    {
+      bodyLimit: deps.maxMessageBytes,
+      schema: {
+        tags: ['identity'],
+        security: secured,
+        summary: 'Verify the X-Agent-Identity header and body hash of a raw message (Content-Type: message/rfc822)',
+        response: { 200: verifyOut, ...problems(400, 401, 413, 415) },
+      },
+    },
+    async (req) => {
+      if (!Buffer.isBuffer(req.body) || req.body.length === 0)
+        throw badRequest('message_required', 'Send the raw message with Content-Type: message/rfc822.');
+      return verifyMessageIdentity(deps.db, req.body);
+    },
+  );
 };

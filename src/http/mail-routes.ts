@@ -58,7 +58,11 @@ const filtersOf = (q: MessagesQuery) => {
   };
 };
 
-const page = (r: { next: string | null; partial: boolean; unreadable: number }) => ({ next_cursor: r.next ? encodeCursor(r.next) : null, partial: r.partial, unreadable: r.unreadable });
+const page = (r: { next: string | null; partial: boolean; unreadable: number }) => ({
+  next_cursor: r.next ? encodeCursor(r.next) : null,
+  partial: r.partial,
+  unreadable: r.unreadable,
+});
 
 /** Thin adapters over the mailbox and send services (issue 6). */
 export const mailRoutes = (deps: Deps) => async (root: FastifyInstance) => {
@@ -68,53 +72,205 @@ export const mailRoutes = (deps: Deps) => async (root: FastifyInstance) => {
   // JSON carries attachments as base64 (4/3 of their size) plus the text parts.
   const sendBodyLimit = Math.ceil(deps.maxMessageBytes * 1.4) + 65_536;
 
-  app.post('/v1/mailboxes', { schema: { tags, security: secured, summary: 'Create a mailbox for an agent with its oversight mode (admin)', body: createMailboxBody, response: { 201: mailboxOut, ...problems(400, 401, 403, 404, 409, 422) } } }, async (req, reply) =>
-    reply.code(201).send(await mailboxes.create(req.ctx, req.body)),
+  app.post(
+    '/v1/mailboxes',
+    {
+      schema: {
+        tags,
+        security: secured,
+        summary: 'Create a mailbox for an agent with its oversight mode (admin)',
+        body: createMailboxBody,
+        response: { 201: mailboxOut, ...problems(400, 401, 403, 404, 409, 422) },
+      },
+    },
+    async (req, reply) => reply.code(201).send(await mailboxes.create(req.ctx, req.body)),
   );
-  app.get('/v1/mailboxes', { schema: { tags, security: secured, summary: 'List mailboxes (an agent sees its own)', response: { 200: z.object({ mailboxes: z.array(mailboxOut) }), ...problems(401) } } }, async (req) => ({
-    mailboxes: await mailboxes.list(req.ctx),
-  }));
-  app.get('/v1/mailboxes/:id', { schema: { tags, security: secured, summary: 'Read a mailbox', params: idParams('mbx'), response: { 200: mailboxOut, ...problems(400, 401, 404) } } }, (req) =>
-    mailboxes.get(req.ctx, req.params.id),
+  app.get(
+    '/v1/mailboxes',
+    {
+      schema: {
+        tags,
+        security: secured,
+        summary: 'List mailboxes (an agent sees its own)',
+        response: { 200: z.object({ mailboxes: z.array(mailboxOut) }), ...problems(401) },
+      },
+    },
+    async (req) => ({
+      mailboxes: await mailboxes.list(req.ctx),
+    }),
   );
-  app.patch('/v1/mailboxes/:id', { schema: { tags, security: secured, summary: 'Change oversight mode, display name or forward_to; loosening oversight needs an admin', params: idParams('mbx'), body: updateMailboxBody, response: { 200: mailboxOut, ...problems(400, 401, 403, 404, 422) } } }, (req) =>
-    mailboxes.update(req.ctx, req.params.id, req.body),
+  app.get(
+    '/v1/mailboxes/:id',
+    {
+      schema: {
+        tags,
+        security: secured,
+        summary: 'Read a mailbox',
+        params: idParams('mbx'),
+        response: { 200: mailboxOut, ...problems(400, 401, 404) },
+      },
+    },
+    (req) => mailboxes.get(req.ctx, req.params.id),
   );
-  app.get('/v1/mailboxes/:id/messages', { schema: { tags, security: secured, summary: 'List messages of a mailbox, newest first (held, rejected and quarantined ones included); from and subject match decrypted content within a scan budget', params: idParams('mbx'), querystring: messagesQuery, response: { 200: messagePageOut, ...problems(400, 401, 403, 404) } } }, async (req) => {
-    const r = await reader.list(req.ctx, req.params.id, filtersOf(req.query));
-    return { messages: r.messages, ...page(r) };
-  });
-  app.get('/v1/mailboxes/:id/search', { schema: { tags, security: secured, summary: 'Search a mailbox: q over sender, subject and body text (case-insensitive), with the list filters; decrypts within a scan budget and pages by next_cursor', params: idParams('mbx'), querystring: searchQuery, response: { 200: searchPageOut, ...problems(400, 401, 403, 404) } } }, async (req) => {
-    const r = await reader.search(req.ctx, req.params.id, { ...filtersOf(req.query), q: req.query.q });
-    return { messages: r.messages, ...page(r) };
-  });
-  app.get('/v1/emails/:id/attachments/:index', { schema: { tags, security: secured, summary: 'Download one attachment (index from GET /v1/emails/{id}); always Content-Disposition: attachment', params: attachmentParams, response: { 200: z.any().describe('the attachment bytes, served with the attachment\'s content type'), ...problems(400, 401, 403, 404) } } }, async (req, reply) => {
-    const a = await reader.attachment(req.ctx, req.params.id, req.params.index);
-    // Served from the API's origin: never rendered, never sniffed, sandboxed if a browser opens it anyway.
-    return reply
-      .type(a.contentType)
-      .header('content-disposition', a.contentDisposition)
-      .header('content-security-policy', "default-src 'none'; sandbox")
-      .header('digest', `sha-256=${Buffer.from(a.sha256, 'hex').toString('base64')}`)
-      .send(a.bytes);
-  });
+  app.patch(
+    '/v1/mailboxes/:id',
+    {
+      schema: {
+        tags,
+        security: secured,
+        summary: 'Change oversight mode, display name or forward_to; loosening oversight needs an admin',
+        params: idParams('mbx'),
+        body: updateMailboxBody,
+        response: { 200: mailboxOut, ...problems(400, 401, 403, 404, 422) },
+      },
+    },
+    (req) => mailboxes.update(req.ctx, req.params.id, req.body),
+  );
+  app.get(
+    '/v1/mailboxes/:id/messages',
+    {
+      schema: {
+        tags,
+        security: secured,
+        summary:
+          'List messages of a mailbox, newest first (held, rejected and quarantined ones included); from and subject match decrypted content within a scan budget',
+        params: idParams('mbx'),
+        querystring: messagesQuery,
+        response: { 200: messagePageOut, ...problems(400, 401, 403, 404) },
+      },
+    },
+    async (req) => {
+      const r = await reader.list(req.ctx, req.params.id, filtersOf(req.query));
+      return { messages: r.messages, ...page(r) };
+    },
+  );
+  app.get(
+    '/v1/mailboxes/:id/search',
+    {
+      schema: {
+        tags,
+        security: secured,
+        summary:
+          'Search a mailbox: q over sender, subject and body text (case-insensitive), with the list filters; decrypts within a scan budget and pages by next_cursor',
+        params: idParams('mbx'),
+        querystring: searchQuery,
+        response: { 200: searchPageOut, ...problems(400, 401, 403, 404) },
+      },
+    },
+    async (req) => {
+      const r = await reader.search(req.ctx, req.params.id, { ...filtersOf(req.query), q: req.query.q });
+      return { messages: r.messages, ...page(r) };
+    },
+  );
+  app.get(
+    '/v1/emails/:id/attachments/:index',
+    {
+      schema: {
+        tags,
+        security: secured,
+        summary: 'Download one attachment (index from GET /v1/emails/{id}); always Content-Disposition: attachment',
+        params: attachmentParams,
+        response: {
+          200: z.any().describe("the attachment bytes, served with the attachment's content type"),
+          ...problems(400, 401, 403, 404),
+        },
+      },
+    },
+    async (req, reply) => {
+      const a = await reader.attachment(req.ctx, req.params.id, req.params.index);
+      // Served from the API's origin: never rendered, never sniffed, sandboxed if a browser opens it anyway.
+      return reply
+        .type(a.contentType)
+        .header('content-disposition', a.contentDisposition)
+        .header('content-security-policy', "default-src 'none'; sandbox")
+        .header('digest', `sha-256=${Buffer.from(a.sha256, 'hex').toString('base64')}`)
+        .send(a.bytes);
+    },
+  );
 
-  app.post('/v1/mailboxes/:id/send', { bodyLimit: sendBodyLimit, schema: { tags, security: secured, summary: 'Send from the agent\'s own mailbox; held for approval in gated modes. Optional Idempotency-Key header.', params: idParams('mbx'), body: sendBody, response: { 202: sendAccepted, ...problems(400, 401, 403, 404, 409, 413, 422) } } }, async (req, reply) =>
-    reply.code(202).send(await mail.send(req.ctx, req.params.id, req.body, idempotencyKeyOf(req))),
+  app.post(
+    '/v1/mailboxes/:id/send',
+    {
+      bodyLimit: sendBodyLimit,
+      schema: {
+        tags,
+        security: secured,
+        summary: "Send from the agent's own mailbox; held for approval in gated modes. Optional Idempotency-Key header.",
+        params: idParams('mbx'),
+        body: sendBody,
+        response: { 202: sendAccepted, ...problems(400, 401, 403, 404, 409, 413, 422) },
+      },
+    },
+    async (req, reply) => reply.code(202).send(await mail.send(req.ctx, req.params.id, req.body, idempotencyKeyOf(req))),
   );
-  app.post('/v1/emails/:id/reply', { bodyLimit: sendBodyLimit, schema: { tags, security: secured, summary: 'Reply in the thread of a message of the agent\'s mailbox', params: idParams('msg'), body: replyBody, response: { 202: sendAccepted, ...problems(400, 401, 403, 404, 409, 413, 422) } } }, async (req, reply) =>
-    reply.code(202).send(await mail.reply(req.ctx, req.params.id, req.body, idempotencyKeyOf(req))),
+  app.post(
+    '/v1/emails/:id/reply',
+    {
+      bodyLimit: sendBodyLimit,
+      schema: {
+        tags,
+        security: secured,
+        summary: "Reply in the thread of a message of the agent's mailbox",
+        params: idParams('msg'),
+        body: replyBody,
+        response: { 202: sendAccepted, ...problems(400, 401, 403, 404, 409, 413, 422) },
+      },
+    },
+    async (req, reply) => reply.code(202).send(await mail.reply(req.ctx, req.params.id, req.body, idempotencyKeyOf(req))),
   );
-  app.post('/v1/emails/:id/cancel', { schema: { tags, security: secured, summary: 'Cancel an outbound message not yet handed to SMTP (pending_approval, queued, deferred): the sending agent or an admin; 409 not_cancellable otherwise', params: idParams('msg'), response: { 200: sendAccepted, ...problems(400, 401, 403, 404, 409) } } }, (req) =>
-    mail.cancel(req.ctx, req.params.id),
+  app.post(
+    '/v1/emails/:id/cancel',
+    {
+      schema: {
+        tags,
+        security: secured,
+        summary:
+          'Cancel an outbound message not yet handed to SMTP (pending_approval, queued, deferred): the sending agent or an admin; 409 not_cancellable otherwise',
+        params: idParams('msg'),
+        response: { 200: sendAccepted, ...problems(400, 401, 403, 404, 409) },
+      },
+    },
+    (req) => mail.cancel(req.ctx, req.params.id),
   );
-  app.get('/v1/emails/:id', { schema: { tags, security: secured, summary: 'Read a message with its status, approval, authentication results and events; marks an inbound message read. An agent sees a held inbound message (gated_all) as content_hidden', params: idParams('msg'), response: { 200: emailOrHeldOut, ...problems(400, 401, 403, 404) } } }, (req) =>
-    reader.get(req.ctx, req.params.id),
+  app.get(
+    '/v1/emails/:id',
+    {
+      schema: {
+        tags,
+        security: secured,
+        summary:
+          'Read a message with its status, approval, authentication results and events; marks an inbound message read. An agent sees a held inbound message (gated_all) as content_hidden',
+        params: idParams('msg'),
+        response: { 200: emailOrHeldOut, ...problems(400, 401, 403, 404) },
+      },
+    },
+    (req) => reader.get(req.ctx, req.params.id),
   );
-  app.put('/v1/emails/:id/tags', { schema: { tags, security: secured, summary: 'Replace the caller\'s own tags of a message; system tags (phi, part2, categories) are kept and cannot be removed', params: idParams('msg'), body: tagsBody, response: { 200: tagsOut, ...problems(400, 401, 403, 404) } } }, (req) =>
-    reader.setTags(req.ctx, req.params.id, req.body.tags),
+  app.put(
+    '/v1/emails/:id/tags',
+    {
+      schema: {
+        tags,
+        security: secured,
+        summary: "Replace the caller's own tags of a message; system tags (phi, part2, categories) are kept and cannot be removed",
+        params: idParams('msg'),
+        body: tagsBody,
+        response: { 200: tagsOut, ...problems(400, 401, 403, 404) },
+      },
+    },
+    (req) => reader.setTags(req.ctx, req.params.id, req.body.tags),
   );
-  app.get('/v1/threads/:id', { schema: { tags, security: secured, summary: 'Messages of a thread the caller may see', params: idParams('thr'), response: { 200: z.object({ id: z.string(), messages: z.array(messageSummaryOut) }), ...problems(400, 401, 403, 404) } } }, (req) =>
-    reader.thread(req.ctx, req.params.id),
+  app.get(
+    '/v1/threads/:id',
+    {
+      schema: {
+        tags,
+        security: secured,
+        summary: 'Messages of a thread the caller may see',
+        params: idParams('thr'),
+        response: { 200: z.object({ id: z.string(), messages: z.array(messageSummaryOut) }), ...problems(400, 401, 403, 404) },
+      },
+    },
+    (req) => reader.thread(req.ctx, req.params.id),
   );
 };

@@ -68,7 +68,10 @@ export const errorHandler = (err: FastifyError, req: FastifyRequest, reply: Fast
   if (isAppError(err)) {
     if (err.status >= 500) req.log.error({ reqId: req.id, code: err.code, err: { type: err.name, message: err.detail } }, 'request failed');
     if ((err.status === 429 || err.status === 503) && err.extra?.retry_after) reply.header('retry-after', String(err.extra.retry_after));
-    return sendProblem(reply, req, err.status, err.code, err.detail, { ...(err.temporary ? { temporary: true } : {}), ...(err.extra ?? {}) });
+    return sendProblem(reply, req, err.status, err.code, err.detail, {
+      ...(err.temporary ? { temporary: true } : {}),
+      ...(err.extra ?? {}),
+    });
   }
   if (hasZodFastifySchemaValidationErrors(err)) {
     const errors = err.validation.map((v) => ({
@@ -76,7 +79,14 @@ export const errorHandler = (err: FastifyError, req: FastifyRequest, reply: Fast
       path: v.instancePath || '/',
       message: v.message ?? 'invalid',
     }));
-    return sendProblem(reply, req, 400, 'validation_failed', `The request ${err.validationContext ?? 'body'} is invalid: ${errors.map((e) => `${e.path} ${e.message}`).join('; ')}`.slice(0, 1000), { errors });
+    return sendProblem(
+      reply,
+      req,
+      400,
+      'validation_failed',
+      `The request ${err.validationContext ?? 'body'} is invalid: ${errors.map((e) => `${e.path} ${e.message}`).join('; ')}`.slice(0, 1000),
+      { errors },
+    );
   }
   if (isResponseSerializationError(err)) {
     req.log.error({ reqId: req.id, err: { type: 'ResponseSerializationError' } }, 'response did not match its schema');
@@ -86,13 +96,19 @@ export const errorHandler = (err: FastifyError, req: FastifyRequest, reply: Fast
     // Another process held the SQLite writer past busy_timeout: the transaction rolled back; retrying is safe.
     req.log.warn({ reqId: req.id, err: { type: 'StoreBusy', code: err.code } }, 'store busy');
     reply.header('retry-after', '1');
-    return sendProblem(reply, req, 503, 'store_busy', 'The store is busy with another process; retry shortly.', { temporary: true, retry_after: 1 });
+    return sendProblem(reply, req, 503, 'store_busy', 'The store is busy with another process; retry shortly.', {
+      temporary: true,
+      retry_after: 1,
+    });
   }
   if (isStoreUnavailable(err)) {
     // The connection was lost or the store cannot write (disk full, read-only): nothing was committed.
     req.log.warn({ reqId: req.id, err: { type: 'StoreUnavailable', code: err.code } }, 'store unavailable');
     reply.header('retry-after', '5');
-    return sendProblem(reply, req, 503, 'store_unavailable', 'The store is unavailable; retry shortly.', { temporary: true, retry_after: 5 });
+    return sendProblem(reply, req, 503, 'store_unavailable', 'The store is unavailable; retry shortly.', {
+      temporary: true,
+      retry_after: 5,
+    });
   }
   const known = err.code ? FASTIFY_CODES[err.code] : undefined;
   if (known) return sendProblem(reply, req, known[0], known[1], known[2]);

@@ -14,35 +14,63 @@ const jwk = z.looseObject({ kty: z.string(), kid: z.string(), alg: z.string(), u
 export const systemRoutes = (c: Container, metrics: HttpMetrics) => async (root: FastifyInstance) => {
   const app = root.withTypeProvider<ZodTypeProvider>();
   const storeHealth = createStoreHealth(c.store);
-  app.get('/healthz', { schema: { tags: ['system'], summary: 'Liveness, store reachability and whether the store can write', response: { 200: z.object({ status: z.literal('ok'), store: z.string() }), ...problems(503) } } }, async () => {
-    const health = await storeHealth.check();
-    if (health === 'ok') return { status: 'ok' as const, store: c.store.dialect };
-    // A store that answers reads but cannot write (disk full, read-only) is not healthy: every change would fail.
-    if (health === 'read_only') throw new AppError('store_read_only', 503, 'The store cannot write (disk full or read-only).', { temporary: true, extra: { store: 'read_only', dialect: c.store.dialect } });
-    if (health === 'busy') throw new AppError('store_busy', 503, 'The store is busy with another process; retry shortly.', { temporary: true, extra: { store: 'busy', retry_after: 1 } });
-    throw new AppError('store_unavailable', 503, 'The store is not reachable.', { temporary: true, extra: { store: 'unreachable' } });
-  });
+  app.get(
+    '/healthz',
+    {
+      schema: {
+        tags: ['system'],
+        summary: 'Liveness, store reachability and whether the store can write',
+        response: { 200: z.object({ status: z.literal('ok'), store: z.string() }), ...problems(503) },
+      },
+    },
+    async () => {
+      const health = await storeHealth.check();
+      if (health === 'ok') return { status: 'ok' as const, store: c.store.dialect };
+      // A store that answers reads but cannot write (disk full, read-only) is not healthy: every change would fail.
+      if (health === 'read_only')
+        throw new AppError('store_read_only', 503, 'The store cannot write (disk full or read-only).', {
+          temporary: true,
+          extra: { store: 'read_only', dialect: c.store.dialect },
+        });
+      if (health === 'busy')
+        throw new AppError('store_busy', 503, 'The store is busy with another process; retry shortly.', {
+          temporary: true,
+          extra: { store: 'busy', retry_after: 1 },
+        });
+      throw new AppError('store_unavailable', 503, 'The store is not reachable.', { temporary: true, extra: { store: 'unreachable' } });
+    },
+  );
   app.get('/metrics', { schema: { tags: ['system'], summary: 'Prometheus metrics', hide: false } }, async (_req, reply) =>
     reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
   );
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   app.get('/', { schema: { hide: true } }, async (_req, reply) => reply.redirect('/docs'));
-  app.get('/.well-known/jwks.json', { schema: { tags: ['system'], summary: 'Public keys of identity headers (ES256) and audit checkpoints (Ed25519)', response: { 200: z.object({ keys: z.array(jwk) }) } } }, async () => {
-    const rows = await c.store.db
-      .selectFrom('signing_keys')
-      .select(['kid', 'purpose', 'public_key', 'org_id', 'retired_at'])
-      .where('purpose', 'in', ['identity-es256', 'audit-ed25519'])
-      .orderBy('created_at')
-      .execute();
-    return {
-      keys: rows.map((r) => ({
-        ...(createPublicKey(r.public_key).export({ format: 'jwk' }) as { kty: string }),
-        kid: r.kid,
-        alg: r.purpose === 'identity-es256' ? 'ES256' : 'EdDSA',
-        use: 'sig',
-        ...(r.org_id ? { org_id: r.org_id } : {}),
-        ...(r.retired_at ? { retired_at: r.retired_at } : {}),
-      })),
-    };
-  });
+  app.get(
+    '/.well-known/jwks.json',
+    {
+      schema: {
+        tags: ['system'],
+        summary: 'Public keys of identity headers (ES256) and audit checkpoints (Ed25519)',
+        response: { 200: z.object({ keys: z.array(jwk) }) },
+      },
+    },
+    async () => {
+      const rows = await c.store.db
+        .selectFrom('signing_keys')
+        .select(['kid', 'purpose', 'public_key', 'org_id', 'retired_at'])
+        .where('purpose', 'in', ['identity-es256', 'audit-ed25519'])
+        .orderBy('created_at')
+        .execute();
+      return {
+        keys: rows.map((r) => ({
+          ...(createPublicKey(r.public_key).export({ format: 'jwk' }) as { kty: string }),
+          kid: r.kid,
+          alg: r.purpose === 'identity-es256' ? 'ES256' : 'EdDSA',
+          use: 'sig',
+          ...(r.org_id ? { org_id: r.org_id } : {}),
+          ...(r.retired_at ? { retired_at: r.retired_at } : {}),
+        })),
+      };
+    },
+  );
 };

@@ -14,7 +14,8 @@ const INVALID_QUERY = 'The query string must be percent-encoded UTF-8 (RFC 3986 
  */
 export const refuseUnsafeText = async (req: FastifyRequest) => {
   const q = req.url.indexOf('?');
-  if (q >= 0 && !hasValidPercentUtf8(req.url.slice(q + 1).replace(/\+/g, ' '))) throw badRequest('invalid_unicode', INVALID_QUERY, { in: 'query' });
+  if (q >= 0 && !hasValidPercentUtf8(req.url.slice(q + 1).replace(/\+/g, ' ')))
+    throw badRequest('invalid_unicode', INVALID_QUERY, { in: 'query' });
   // Copied: the router and the query parser build objects on prototypes of their own, and only plain objects are walked.
   assertSafeText({ ...(req.params as object) }, 'params');
   assertSafeText({ ...(req.query as object) }, 'query');

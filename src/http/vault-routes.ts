@@ -14,23 +14,78 @@ import {
 import { problems, secured } from './common-schemas.js';
 
 /** Thin adapters over the vault service (CONTRACT.md, REST: /v1/vault/...). */
-export const vaultRoutes = ({ vault }: { vault: VaultService }) => async (root: FastifyInstance) => {
-  const app = root.withTypeProvider<ZodTypeProvider>();
-  const tags = ['vault'];
+export const vaultRoutes =
+  ({ vault }: { vault: VaultService }) =>
+  async (root: FastifyInstance) => {
+    const app = root.withTypeProvider<ZodTypeProvider>();
+    const tags = ['vault'];
 
-  app.put('/v1/vault/secrets/:name', { schema: { tags, security: secured, summary: 'Store a new version of a secret (vault:write; admins with ?agent_id=)', params: secretNameParams, querystring: vaultOwnerQuery, body: putSecretBody, response: { 200: secretStoredOut, ...problems(400, 401, 403, 404, 409, 422, 429) } } }, (req) =>
-    vault.store(req.ctx, req.params.name, req.body, req.query.agent_id),
-  );
-  app.get('/v1/vault/secrets', { schema: { tags, security: secured, summary: 'Names, kinds, versions and metadata of secrets; never values (vault:read; admins with ?agent_id=)', querystring: vaultOwnerQuery, response: { 200: secretListOut, ...problems(400, 401, 403, 404, 422, 429) } } }, (req) =>
-    vault.list(req.ctx, req.query.agent_id),
-  );
-  app.get('/v1/vault/secrets/:name', { schema: { tags, security: secured, summary: 'Reveal the current value (vault:reveal, granted by an admin; never for totp)', params: secretNameParams, response: { 200: secretRevealedOut, ...problems(400, 401, 403, 404, 422, 429, 500) } } }, (req) =>
-    vault.reveal(req.ctx, req.params.name),
-  );
-  app.post('/v1/vault/secrets/:name/totp', { schema: { tags, security: secured, summary: 'The current TOTP code and when it expires; the seed is never returned (vault:totp)', params: secretNameParams, response: { 200: totpCodeOut, ...problems(400, 401, 403, 404, 422, 429, 500) } } }, (req) =>
-    vault.totp(req.ctx, req.params.name),
-  );
-  app.delete('/v1/vault/secrets/:name', { schema: { tags, security: secured, summary: 'Delete a secret; versions stay sealed until retention ends (vault:write; admins with ?agent_id=)', params: secretNameParams, querystring: vaultOwnerQuery, response: { 200: secretDeletedOut, ...problems(400, 401, 403, 404, 422, 429) } } }, (req) =>
-    vault.remove(req.ctx, req.params.name, req.query.agent_id),
-  );
-};
+    app.put(
+      '/v1/vault/secrets/:name',
+      {
+        schema: {
+          tags,
+          security: secured,
+          summary: 'Store a new version of a secret (vault:write; admins with ?agent_id=)',
+          params: secretNameParams,
+          querystring: vaultOwnerQuery,
+          body: putSecretBody,
+          response: { 200: secretStoredOut, ...problems(400, 401, 403, 404, 409, 422, 429) },
+        },
+      },
+      (req) => vault.store(req.ctx, req.params.name, req.body, req.query.agent_id),
+    );
+    app.get(
+      '/v1/vault/secrets',
+      {
+        schema: {
+          tags,
+          security: secured,
+          summary: 'Names, kinds, versions and metadata of secrets; never values (vault:read; admins with ?agent_id=)',
+          querystring: vaultOwnerQuery,
+          response: { 200: secretListOut, ...problems(400, 401, 403, 404, 422, 429) },
+        },
+      },
+      (req) => vault.list(req.ctx, req.query.agent_id),
+    );
+    app.get(
+      '/v1/vault/secrets/:name',
+      {
+        schema: {
+          tags,
+          security: secured,
+          summary: 'Reveal the current value (vault:reveal, granted by an admin; never for totp)',
+          params: secretNameParams,
+          response: { 200: secretRevealedOut, ...problems(400, 401, 403, 404, 422, 429, 500) },
+        },
+      },
+      (req) => vault.reveal(req.ctx, req.params.name),
+    );
+    app.post(
+      '/v1/vault/secrets/:name/totp',
+      {
+        schema: {
+          tags,
+          security: secured,
+          summary: 'The current TOTP code and when it expires; the seed is never returned (vault:totp)',
+          params: secretNameParams,
+          response: { 200: totpCodeOut, ...problems(400, 401, 403, 404, 422, 429, 500) },
+        },
+      },
+      (req) => vault.totp(req.ctx, req.params.name),
+    );
+    app.delete(
+      '/v1/vault/secrets/:name',
+      {
+        schema: {
+          tags,
+          security: secured,
+          summary: 'Delete a secret; versions stay sealed until retention ends (vault:write; admins with ?agent_id=)',
+          params: secretNameParams,
+          querystring: vaultOwnerQuery,
+          response: { 200: secretDeletedOut, ...problems(400, 401, 403, 404, 422, 429) },
+        },
+      },
+      (req) => vault.remove(req.ctx, req.params.name, req.query.agent_id),
+    );
+  };

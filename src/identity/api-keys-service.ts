@@ -50,11 +50,7 @@ const keyView = (k: ApiKeysTable) => ({
  * agent keys carry scopes; the two sets are disjoint by construction, so no key
  * can both send mail (an agent scope) and approve it (the reviewer role).
  */
-export const resolveGrants = (
-  principalType: 'human' | 'agent',
-  requested: string[] | undefined,
-  humanRoles: Role[],
-): string[] => {
+export const resolveGrants = (principalType: 'human' | 'agent', requested: string[] | undefined, humanRoles: Role[]): string[] => {
   if (principalType === 'human') {
     const wanted = requested ?? humanRoles;
     const bad = wanted.filter((s) => !(HUMAN_ROLES as readonly string[]).includes(s));
@@ -91,8 +87,7 @@ export const createApiKeysService = ({ db, repo, guard, audit, clock, authCache 
     guard.change(ctx, 'api_key.created', { type: principalType, id: principalId }, async (tx) => {
       requireAdmin(ctx);
       const orgId = ctx.principal.orgId;
-      const owner =
-        principalType === 'human' ? await repo.human(tx, orgId, principalId) : await repo.agent(tx, orgId, principalId);
+      const owner = principalType === 'human' ? await repo.human(tx, orgId, principalId) : await repo.agent(tx, orgId, principalId);
       if (!owner) throw notFound(principalType);
       if (owner.is_active !== 1) throw unprocessable('principal_inactive', `The ${principalType} is deactivated.`);
       const roles = 'roles' in owner ? (JSON.parse(owner.roles) as Role[]) : [];
@@ -111,37 +106,55 @@ export const createApiKeysService = ({ db, repo, guard, audit, clock, authCache 
         last_used_at: null,
       };
       await tx.insertInto('api_keys').values(row).execute();
-      await guard.recordIn(tx, ctx, 'api_key.created', { type: 'api_key', id }, {
-        principal: { type: principalType, id: principalId },
-        scopes: grants,
-      });
+      await guard.recordIn(
+        tx,
+        ctx,
+        'api_key.created',
+        { type: 'api_key', id },
+        {
+          principal: { type: principalType, id: principalId },
+          scopes: grants,
+        },
+      );
       return { ...keyView(row), key };
     });
 
   /** Revokes a key at once. Admins revoke any key of the org; any principal may revoke its own keys. Audits api_key.revoked. */
   const revoke = (ctx: RequestContext, keyId: string) =>
-    guard.change(ctx, 'api_key.revoked', { type: 'api_key', id: keyId }, async (tx) => {
-      const k = await tx
-        .selectFrom('api_keys')
-        .selectAll()
-        .where('id', '=', keyId)
-        .where('org_id', '=', ctx.principal.orgId)
-        .executeTakeFirst();
-      if (!k) throw notFound('api key');
-      const isOwn = k.principal_id === ctx.principal.id;
-      if (!isOwn && !(ctx.principal.type === 'human' && ctx.principal.roles.includes('admin'))) {
-        // An agent must not learn that another agent's key exists.
-        if (ctx.principal.type === 'agent') throw notFound('api key');
-        throw forbidden('admin_required', 'This action needs an admin.');
-      }
-      if (!k.revoked_at) {
-        await tx.updateTable('api_keys').set({ revoked_at: now() }).where('id', '=', keyId).execute();
-        await guard.recordIn(tx, ctx, 'api_key.revoked', { type: 'api_key', id: keyId }, {
-          principal: { type: k.principal_type, id: k.principal_id },
-        });
-      }
-      return keyView({ ...k, revoked_at: k.revoked_at ?? now() });
-    }, { invalidatesAuth: true });
+    guard.change(
+      ctx,
+      'api_key.revoked',
+      { type: 'api_key', id: keyId },
+      async (tx) => {
+        const k = await tx
+          .selectFrom('api_keys')
+          .selectAll()
+          .where('id', '=', keyId)
+          .where('org_id', '=', ctx.principal.orgId)
+          .executeTakeFirst();
+        if (!k) throw notFound('api key');
+        const isOwn = k.principal_id === ctx.principal.id;
+        if (!isOwn && !(ctx.principal.type === 'human' && ctx.principal.roles.includes('admin'))) {
+          // An agent must not learn that another agent's key exists.
+          if (ctx.principal.type === 'agent') throw notFound('api key');
+          throw forbidden('admin_required', 'This action needs an admin.');
+        }
+        if (!k.revoked_at) {
+          await tx.updateTable('api_keys').set({ revoked_at: now() }).where('id', '=', keyId).execute();
+          await guard.recordIn(
+            tx,
+            ctx,
+            'api_key.revoked',
+            { type: 'api_key', id: keyId },
+            {
+              principal: { type: k.principal_type, id: k.principal_id },
+            },
+          );
+        }
+        return keyView({ ...k, revoked_at: k.revoked_at ?? now() });
+      },
+      { invalidatesAuth: true },
+    );
 
   const list = (ctx: RequestContext, principalId?: string) =>
     guard.read(ctx, 'api_key.list', null, async () => {

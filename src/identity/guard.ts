@@ -70,14 +70,7 @@ export const createGuard = ({ db, audit, authCache }: Deps) => {
   };
 
   /** Records a success event for `ctx` inside `tx`. */
-  const recordIn = (
-    tx: Tx,
-    ctx: RequestContext,
-    action: string,
-    target: Target,
-    details?: Record<string, unknown>,
-    contentHash?: string,
-  ) =>
+  const recordIn = (tx: Tx, ctx: RequestContext, action: string, target: Target, details?: Record<string, unknown>, contentHash?: string) =>
     audit.record(tx, {
       action,
       actor: actorOf(ctx),

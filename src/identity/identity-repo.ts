@@ -6,8 +6,7 @@ import type { ChainEntry, Role } from './principal.js';
 const MAX_DEPARTMENT_DEPTH = 32;
 
 export const createIdentityRepo = () => {
-  const org = (db: Executor, id: string) =>
-    db.selectFrom('organizations').selectAll().where('id', '=', id).executeTakeFirst();
+  const org = (db: Executor, id: string) => db.selectFrom('organizations').selectAll().where('id', '=', id).executeTakeFirst();
 
   const department = (db: Executor, orgId: string, id: string) =>
     db.selectFrom('departments').selectAll().where('id', '=', id).where('org_id', '=', orgId).executeTakeFirst();
@@ -45,12 +44,7 @@ export const createIdentityRepo = () => {
   ];
 
   const activeAdminCount = async (db: Executor, orgId: string): Promise<number> => {
-    const rows = await db
-      .selectFrom('humans')
-      .select(['roles'])
-      .where('org_id', '=', orgId)
-      .where('is_active', '=', 1)
-      .execute();
+    const rows = await db.selectFrom('humans').select(['roles']).where('org_id', '=', orgId).where('is_active', '=', 1).execute();
     return rows.filter((r) => (JSON.parse(r.roles) as Role[]).includes('admin')).length;
   };
 

@@ -7,12 +7,7 @@ import { isUniqueViolation } from '../store/errors.js';
 import type { AgentsTable, HumansTable } from '../store/schema.js';
 import type { Guard } from './guard.js';
 import type { IdentityRepo } from './identity-repo.js';
-import type {
-  createAgentBody,
-  createDepartmentBody,
-  createHumanBody,
-  updateAgentBody,
-} from './identity-schemas.js';
+import type { createAgentBody, createDepartmentBody, createHumanBody, updateAgentBody } from './identity-schemas.js';
 import { type ChainEntry, hasRole, type RequestContext, type Role } from './principal.js';
 
 type Deps = { db: Db; repo: IdentityRepo; guard: Guard; clock: Clock };
@@ -63,11 +58,7 @@ export const createIdentityService = ({ db, repo, guard, clock }: Deps) => {
   const orgName = async (ex: Executor, orgId: string) => (await repo.org(ex, orgId))?.name ?? '';
 
   const agentView = async (ex: Executor, a: AgentsTable): Promise<AgentView> => {
-    const h = await ex
-      .selectFrom('humans')
-      .select(['id', 'name'])
-      .where('id', '=', a.responsible_human_id)
-      .executeTakeFirstOrThrow();
+    const h = await ex.selectFrom('humans').select(['id', 'name']).where('id', '=', a.responsible_human_id).executeTakeFirstOrThrow();
     return {
       id: a.id,
       name: a.name,
@@ -157,32 +148,38 @@ export const createIdentityService = ({ db, repo, guard, clock }: Deps) => {
    * remains attributable. Throws 409 last_admin, 409 human_responsible_for_agents.
    */
   const deactivateHuman = (ctx: RequestContext, id: string) =>
-    guard.change(ctx, 'human.deactivated', { type: 'human', id }, async (tx) => {
-      requireAdmin(ctx);
-      const h = await repo.human(tx, ctx.principal.orgId, id);
-      if (!h) throw notFound('human');
-      if (h.is_active === 1) {
-        const roles = JSON.parse(h.roles) as Role[];
-        if (roles.includes('admin') && (await repo.activeAdminCount(tx, h.org_id)) <= 1) {
-          throw conflict('last_admin', 'The last active admin cannot be deactivated.');
+    guard.change(
+      ctx,
+      'human.deactivated',
+      { type: 'human', id },
+      async (tx) => {
+        requireAdmin(ctx);
+        const h = await repo.human(tx, ctx.principal.orgId, id);
+        if (!h) throw notFound('human');
+        if (h.is_active === 1) {
+          const roles = JSON.parse(h.roles) as Role[];
+          if (roles.includes('admin') && (await repo.activeAdminCount(tx, h.org_id)) <= 1) {
+            throw conflict('last_admin', 'The last active admin cannot be deactivated.');
+          }
+          const responsible = await tx
+            .selectFrom('agents')
+            .select('id')
+            .where('responsible_human_id', '=', id)
+            .where('is_active', '=', 1)
+            .executeTakeFirst();
+          if (responsible) {
+            throw conflict(
+              'human_responsible_for_agents',
+              'This human is responsible for active agents; reassign them (PATCH /v1/agents/{id}) first.',
+            );
+          }
+          await tx.updateTable('humans').set({ is_active: 0, deactivated_at: now() }).where('id', '=', id).execute();
+          await guard.recordIn(tx, ctx, 'human.deactivated', { type: 'human', id });
         }
-        const responsible = await tx
-          .selectFrom('agents')
-          .select('id')
-          .where('responsible_human_id', '=', id)
-          .where('is_active', '=', 1)
-          .executeTakeFirst();
-        if (responsible) {
-          throw conflict(
-            'human_responsible_for_agents',
-            'This human is responsible for active agents; reassign them (PATCH /v1/agents/{id}) first.',
-          );
-        }
-        await tx.updateTable('humans').set({ is_active: 0, deactivated_at: now() }).where('id', '=', id).execute();
-        await guard.recordIn(tx, ctx, 'human.deactivated', { type: 'human', id });
-      }
-      return humanView((await repo.human(tx, ctx.principal.orgId, id))!);
-    }, { invalidatesAuth: true });
+        return humanView((await repo.human(tx, ctx.principal.orgId, id))!);
+      },
+      { invalidatesAuth: true },
+    );
 
   const allocateAddress = async (tx: Executor, base: string, domain: string, explicit: boolean): Promise<string> => {
     for (let n = 1; n <= 1000; n++) {
@@ -225,15 +222,22 @@ export const createIdentityService = ({ db, repo, guard, clock }: Deps) => {
       try {
         await tx.insertInto('agents').values(row).execute();
       } catch (e) {
-        if (isUniqueViolation(e)) throw new AppError('address_taken', 409, 'That address was taken concurrently; retry.', { temporary: true });
+        if (isUniqueViolation(e))
+          throw new AppError('address_taken', 409, 'That address was taken concurrently; retry.', { temporary: true });
         throw e;
       }
       const view = await agentView(tx, row);
-      await guard.recordIn(tx, ctx, 'agent.created', { type: 'agent', id: row.id }, {
-        department_id: row.department_id,
-        responsible_human_id: row.responsible_human_id,
-        delegation_chain: view.delegation_chain,
-      });
+      await guard.recordIn(
+        tx,
+        ctx,
+        'agent.created',
+        { type: 'agent', id: row.id },
+        {
+          department_id: row.department_id,
+          responsible_human_id: row.responsible_human_id,
+          delegation_chain: view.delegation_chain,
+        },
+      );
       return view;
     });
 
@@ -256,43 +260,61 @@ export const createIdentityService = ({ db, repo, guard, clock }: Deps) => {
 
   /** Moves an agent or hands it to another responsible human. Audits agent.updated with before/after ids. */
   const updateAgent = (ctx: RequestContext, id: string, body: z.infer<typeof updateAgentBody>) =>
-    guard.change(ctx, 'agent.updated', { type: 'agent', id }, async (tx) => {
-      requireAdmin(ctx);
-      const orgId = ctx.principal.orgId;
-      const a = await repo.agent(tx, orgId, id);
-      if (!a) throw notFound('agent');
-      if (body.department_id && !(await repo.department(tx, orgId, body.department_id))) throw notFound('department');
-      if (body.responsible_human_id) {
-        const h = await repo.human(tx, orgId, body.responsible_human_id);
-        if (!h) throw notFound('responsible human');
-        if (h.is_active !== 1) throw unprocessable('responsible_human_inactive', 'The responsible human is deactivated.');
-      }
-      const changes = {
-        ...(body.name ? { name: body.name } : {}),
-        ...(body.department_id ? { department_id: body.department_id } : {}),
-        ...(body.responsible_human_id ? { responsible_human_id: body.responsible_human_id } : {}),
-      };
-      await tx.updateTable('agents').set(changes).where('id', '=', id).execute();
-      const after = (await repo.agent(tx, orgId, id))!;
-      await guard.recordIn(tx, ctx, 'agent.updated', { type: 'agent', id }, {
-        before: { department_id: a.department_id, responsible_human_id: a.responsible_human_id },
-        after: { department_id: after.department_id, responsible_human_id: after.responsible_human_id },
-      });
-      return agentView(tx, after);
-    }, { invalidatesAuth: true });
+    guard.change(
+      ctx,
+      'agent.updated',
+      { type: 'agent', id },
+      async (tx) => {
+        requireAdmin(ctx);
+        const orgId = ctx.principal.orgId;
+        const a = await repo.agent(tx, orgId, id);
+        if (!a) throw notFound('agent');
+        if (body.department_id && !(await repo.department(tx, orgId, body.department_id))) throw notFound('department');
+        if (body.responsible_human_id) {
+          const h = await repo.human(tx, orgId, body.responsible_human_id);
+          if (!h) throw notFound('responsible human');
+          if (h.is_active !== 1) throw unprocessable('responsible_human_inactive', 'The responsible human is deactivated.');
+        }
+        const changes = {
+          ...(body.name ? { name: body.name } : {}),
+          ...(body.department_id ? { department_id: body.department_id } : {}),
+          ...(body.responsible_human_id ? { responsible_human_id: body.responsible_human_id } : {}),
+        };
+        await tx.updateTable('agents').set(changes).where('id', '=', id).execute();
+        const after = (await repo.agent(tx, orgId, id))!;
+        await guard.recordIn(
+          tx,
+          ctx,
+          'agent.updated',
+          { type: 'agent', id },
+          {
+            before: { department_id: a.department_id, responsible_human_id: a.responsible_human_id },
+            after: { department_id: after.department_id, responsible_human_id: after.responsible_human_id },
+          },
+        );
+        return agentView(tx, after);
+      },
+      { invalidatesAuth: true },
+    );
 
   /** Deactivates an agent: its keys stop working at once; never hard-deleted. Audits agent.deactivated. */
   const deactivateAgent = (ctx: RequestContext, id: string) =>
-    guard.change(ctx, 'agent.deactivated', { type: 'agent', id }, async (tx) => {
-      requireAdmin(ctx);
-      const a = await repo.agent(tx, ctx.principal.orgId, id);
-      if (!a) throw notFound('agent');
-      if (a.is_active === 1) {
-        await tx.updateTable('agents').set({ is_active: 0, deactivated_at: now() }).where('id', '=', id).execute();
-        await guard.recordIn(tx, ctx, 'agent.deactivated', { type: 'agent', id });
-      }
-      return agentView(tx, (await repo.agent(tx, ctx.principal.orgId, id))!);
-    }, { invalidatesAuth: true });
+    guard.change(
+      ctx,
+      'agent.deactivated',
+      { type: 'agent', id },
+      async (tx) => {
+        requireAdmin(ctx);
+        const a = await repo.agent(tx, ctx.principal.orgId, id);
+        if (!a) throw notFound('agent');
+        if (a.is_active === 1) {
+          await tx.updateTable('agents').set({ is_active: 0, deactivated_at: now() }).where('id', '=', id).execute();
+          await guard.recordIn(tx, ctx, 'agent.deactivated', { type: 'agent', id });
+        }
+        return agentView(tx, (await repo.agent(tx, ctx.principal.orgId, id))!);
+      },
+      { invalidatesAuth: true },
+    );
 
   /** GET /v1/me: who the key belongs to, its chain, and its roles or scopes (no store query: all resolved at authentication). */
   const me = async (ctx: RequestContext) => {

@@ -15,7 +15,17 @@ const WINDOW_MS = 60_000;
  *   one process; across N processes a key can exceed its limit by at most what
  *   the others admitted during one sync interval.
  */
-export const createRateLimiter = ({ db, clock, limitPerMinute, syncMs = 0 }: { db: Db; clock: Clock; limitPerMinute: number; syncMs?: number }) => {
+export const createRateLimiter = ({
+  db,
+  clock,
+  limitPerMinute,
+  syncMs = 0,
+}: {
+  db: Db;
+  clock: Clock;
+  limitPerMinute: number;
+  syncMs?: number;
+}) => {
   const buckets = new Map<string, { synced: number; pending: number; expiresAt: string; windowEnd: number }>();
   let sinceSweep = 0;
   let timer: NodeJS.Timeout | undefined;
@@ -79,7 +89,10 @@ export const createRateLimiter = ({ db, clock, limitPerMinute, syncMs = 0 }: { d
     start: () => {
       if (syncMs <= 0 || timer) return;
       timer = setInterval(() => {
-        if (!flushing) flushing = flush().catch(() => {}).finally(() => (flushing = undefined));
+        if (!flushing)
+          flushing = flush()
+            .catch(() => {})
+            .finally(() => (flushing = undefined));
       }, syncMs);
       timer.unref();
     },

@@ -11,7 +11,13 @@ export type AnalysisRequest = { raw: Uint8Array; env: InboundEnvelope; domains: 
  * worker threads, so the event loop keeps to SMTP sessions, sealing and the
  * store (falls back to `inThread` when workers cannot start or die).
  */
-export const createAnalysisPool = (opts: { size: number; dnsOverridesFile: string | undefined; mta: string; inThread: Analyze; logger?: Logger }) => {
+export const createAnalysisPool = (opts: {
+  size: number;
+  dnsOverridesFile: string | undefined;
+  mta: string;
+  inThread: Analyze;
+  logger?: Logger;
+}) => {
   const pool = createWorkerPool<AnalysisRequest, InboundAnalysis>({
     name: 'analysis',
     size: opts.size,

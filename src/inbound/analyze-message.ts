@@ -35,7 +35,9 @@ export type InboundAnalysis = {
 // RFC 5322 3.6.4: a msg-id is printable US-ASCII between angle brackets (no controls: NUL cannot even be stored in PostgreSQL text).
 const MSG_ID = /<[\x21-\x3b\x3d\x3f-\x7e]{1,990}>/;
 const ids = (v: string | string[] | undefined | null): string[] =>
-  (Array.isArray(v) ? v : v ? v.split(/\s+/) : []).map((s) => MSG_ID.exec(s)?.[0] ?? (/^[\x21-\x3b\x3d\x3f-\x7e]{1,990}$/.test(s) && s.includes('@') ? `<${s}>` : '')).filter((s) => s.length > 2 && s.length <= 998);
+  (Array.isArray(v) ? v : v ? v.split(/\s+/) : [])
+    .map((s) => MSG_ID.exec(s)?.[0] ?? (/^[\x21-\x3b\x3d\x3f-\x7e]{1,990}$/.test(s) && s.includes('@') ? `<${s}>` : ''))
+    .filter((s) => s.length > 2 && s.length <= 998);
 
 const addresses = (a: AddressObject | AddressObject[] | undefined): string[] => {
   const out: string[] = [];
@@ -72,7 +74,8 @@ export const toAuthResults = (r: AuthenticateResult): InboundAuthResults => {
   if (spf && (spf.result === 'fail' || spf.result === 'softfail')) flags.push('spf_fail');
   if (arc?.result === 'fail') flags.push('arc_fail');
   if (!dkim.some((d) => d.result === 'pass') && spf?.result !== 'pass') flags.push('no_authentication');
-  if ([spf?.result, dmarc?.result, ...dkim.map((d) => d.result)].some((x) => x === 'temperror' || x === 'temperr')) flags.push('auth_temperror');
+  if ([spf?.result, dmarc?.result, ...dkim.map((d) => d.result)].some((x) => x === 'temperror' || x === 'temperr'))
+    flags.push('auth_temperror');
   return { spf, dkim, dmarc, arc, flags };
 };
 
@@ -84,7 +87,15 @@ const fallbackContent = (raw: Buffer, mailFrom: string): Omit<MessageContent, 'b
   const from = headerValue(header, 'From') ?? '';
   const addr = (/[^\s<>"]+@[^\s<>"]+/.exec(from)?.[0] ?? mailFrom).toLowerCase();
   const list = (h: string) => [...(headerValue(header, h) ?? '').matchAll(/[^\s<>",;]+@[^\s<>",;]+/g)].map((m) => m[0].toLowerCase());
-  return { from: { name: '', address: addr }, to: list('To'), cc: list('Cc'), subject: oneLine(headerValue(header, 'Subject') ?? '', 998), text: body.toString('utf8'), html: null, attachments: [] };
+  return {
+    from: { name: '', address: addr },
+    to: list('To'),
+    cc: list('Cc'),
+    subject: oneLine(headerValue(header, 'Subject') ?? '', 998),
+    text: body.toString('utf8'),
+    html: null,
+    attachments: [],
+  };
 };
 
 /**
@@ -152,7 +163,11 @@ export const analyzeMessage = async (
       subject: content.subject,
       text: content.text,
       html: content.html,
-      attachments: content.attachments.map((a) => ({ filename: a.filename, content_type: a.content_type, content: Buffer.from(a.content_base64, 'base64') })),
+      attachments: content.attachments.map((a) => ({
+        filename: a.filename,
+        content_type: a.content_type,
+        content: Buffer.from(a.content_base64, 'base64'),
+      })),
     },
     opts.scanOptions,
   );

@@ -22,7 +22,13 @@ const decodePart = (headers: string, body: Buffer): Buffer => {
   const cte = (headerValue(headers, 'Content-Transfer-Encoding') ?? '').toLowerCase();
   if (cte === 'base64') return Buffer.from(body.toString('latin1').replace(/[^A-Za-z0-9+/=]/g, ''), 'base64');
   if (cte === 'quoted-printable') {
-    return Buffer.from(body.toString('latin1').replace(/=\r?\n/g, '').replace(/=([0-9A-F]{2})/gi, (_, h: string) => String.fromCharCode(Number.parseInt(h, 16))), 'latin1');
+    return Buffer.from(
+      body
+        .toString('latin1')
+        .replace(/=\r?\n/g, '')
+        .replace(/=([0-9A-F]{2})/gi, (_, h: string) => String.fromCharCode(Number.parseInt(h, 16))),
+      'latin1',
+    );
   }
   return body;
 };

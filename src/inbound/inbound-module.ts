@@ -15,7 +15,17 @@ import { createCommitBatcher } from './commit-batcher.js';
 import { createAuthResolver } from './inbound-resolver.js';
 import { createReceiveService } from './receive-service.js';
 
-type Deps = { config: Config; store: Store; ring: KeyRing; clock: Clock; logger: Logger; audit: AuditService; repo: IdentityRepo; events: MailEvents; identityGeneration?: () => number };
+type Deps = {
+  config: Config;
+  store: Store;
+  ring: KeyRing;
+  clock: Clock;
+  logger: Logger;
+  audit: AuditService;
+  repo: IdentityRepo;
+  events: MailEvents;
+  identityGeneration?: () => number;
+};
 
 /** Wires inbound mail (issue 7): sender authentication, analysis and the receive service. The SMTP listener is started by `serve`. */
 export const createInboundModule = ({ config, store, ring, clock, logger, audit, repo, events, identityGeneration }: Deps) => {

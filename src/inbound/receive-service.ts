@@ -65,7 +65,14 @@ const isOrgDomain = (domain: string | null | undefined, orgDomain: string | unde
 
 /** Whether the mailbox's agent may still receive mail: a deactivated agent must not be sent PHI (45 CFR 164.308(a)(3)(ii)(C)). */
 const agentIsActive = async (ex: Executor, mailbox: Pick<MailboxesTable, 'org_id' | 'agent_id'>) =>
-  (await ex.selectFrom('agents').select('is_active').where('id', '=', mailbox.agent_id).where('org_id', '=', mailbox.org_id).executeTakeFirst())?.is_active === 1;
+  (
+    await ex
+      .selectFrom('agents')
+      .select('is_active')
+      .where('id', '=', mailbox.agent_id)
+      .where('org_id', '=', mailbox.org_id)
+      .executeTakeFirst()
+  )?.is_active === 1;
 
 /**
  * The stored Message-ID of a message whose header holds no valid msg-id
@@ -136,7 +143,9 @@ export const createReceiveService = (d: Deps) => {
   const domains = new Map<string, string>();
   const domainsOf = async (orgIds: string[]) => {
     const missing = orgIds.filter((id) => !domains.has(id));
-    if (missing.length > 0) for (const o of await d.db.selectFrom('organizations').select(['id', 'domain']).where('id', 'in', missing).execute()) domains.set(o.id, o.domain);
+    if (missing.length > 0)
+      for (const o of await d.db.selectFrom('organizations').select(['id', 'domain']).where('id', 'in', missing).execute())
+        domains.set(o.id, o.domain);
     return orgIds.flatMap((id) => domains.get(id) ?? []);
   };
 
@@ -167,9 +176,11 @@ export const createReceiveService = (d: Deps) => {
    * (none, no record or a DNS error included). Flagged in the stored results as `org_domain_unauthenticated`.
    */
   const claimsOrgUnauthenticated = (mailbox: MailboxesTable, a: InboundAnalysis) =>
-    a.auth.dmarc?.result !== 'pass' && [domainOf(a.content.from.address), a.auth.dmarc?.domain?.toLowerCase()].some((x) => isOrgDomain(x, domains.get(mailbox.org_id)));
+    a.auth.dmarc?.result !== 'pass' &&
+    [domainOf(a.content.from.address), a.auth.dmarc?.domain?.toLowerCase()].some((x) => isOrgDomain(x, domains.get(mailbox.org_id)));
 
-  const authFor = (mailbox: MailboxesTable, a: InboundAnalysis) => (claimsOrgUnauthenticated(mailbox, a) ? { ...a.auth, flags: [...a.auth.flags, 'org_domain_unauthenticated'] } : a.auth);
+  const authFor = (mailbox: MailboxesTable, a: InboundAnalysis) =>
+    claimsOrgUnauthenticated(mailbox, a) ? { ...a.auth, flags: [...a.auth.flags, 'org_domain_unauthenticated'] } : a.auth;
 
   const statusFor = (mailbox: MailboxesTable, a: InboundAnalysis, agentActive: boolean) => {
     const dmarcFail = a.auth.flags.includes('dmarc_fail');
@@ -181,16 +192,25 @@ export const createReceiveService = (d: Deps) => {
     // Deactivated between RCPT (which refuses it with 550 5.1.1) and the commit: held for a reviewer, never lost, never shown.
     if (!agentActive) return { status: 'pending_approval', reasons: [{ code: 'agent_deactivated' }, ...authReasons] };
     // CONTRACT.md: gated_all holds every inbound message until a reviewer releases it.
-    if (mailbox.oversight_mode === 'gated_all') return { status: 'pending_approval', reasons: [{ code: 'oversight_mode', mode: 'gated_all' }, ...authReasons] };
+    if (mailbox.oversight_mode === 'gated_all')
+      return { status: 'pending_approval', reasons: [{ code: 'oversight_mode', mode: 'gated_all' }, ...authReasons] };
     // RFC 7489 6.3: the sender's domain asked receivers to quarantine or reject what fails, or the mail spoofs the
     // organisation's own domain. `quarantine` (the default) keeps it listed for a reviewer, never dropped; `flag`
     // (an admin's explicit opt-in) delivers it with the flags.
-    if (mailbox.dmarc_failure === 'quarantine' && ((dmarcFail && a.dmarcEnforced) || spoofsOrg)) return { status: 'quarantined', reasons: authReasons };
+    if (mailbox.dmarc_failure === 'quarantine' && ((dmarcFail && a.dmarcEnforced) || spoofsOrg))
+      return { status: 'quarantined', reasons: authReasons };
     return { status: 'received', reasons: [] as Record<string, unknown>[] };
   };
 
   /** Turns the outbound messages a DSN reports on `bounced` (failed) or notes the delay. Returns the changed ones. */
-  const applyDsn = async (tx: Tx, mailbox: MailboxesTable, actor: AuditActor, reportId: string, dsn: DsnReport, at: string): Promise<MailEvent[]> => {
+  const applyDsn = async (
+    tx: Tx,
+    mailbox: MailboxesTable,
+    actor: AuditActor,
+    reportId: string,
+    dsn: DsnReport,
+    at: string,
+  ): Promise<MailEvent[]> => {
     if (dsn.originalIds.length === 0) return [];
     const originals = await tx
       .selectFrom('messages')
@@ -206,15 +226,42 @@ export const createReceiveService = (d: Deps) => {
       const target = { type: 'email', id: o.id };
       if (failed.length > 0 && BOUNCEABLE.includes(o.status)) {
         const first = failed[0]!;
-        const reason = { code: 'dsn', action: 'failed', status: first.status, diagnostic: first.diagnostic, failed_recipients: failed.length, report_email_id: reportId };
-        await tx.updateTable('messages').set({ status: 'bounced', status_reason: JSON.stringify(reason), updated_at: at }).where('id', '=', o.id).execute();
+        const reason = {
+          code: 'dsn',
+          action: 'failed',
+          status: first.status,
+          diagnostic: first.diagnostic,
+          failed_recipients: failed.length,
+          report_email_id: reportId,
+        };
+        await tx
+          .updateTable('messages')
+          .set({ status: 'bounced', status_reason: JSON.stringify(reason), updated_at: at })
+          .where('id', '=', o.id)
+          .execute();
         await addMessageEvent(tx, o.id, at, 'bounced', reason);
         // The diagnostic text stays out of the audit log (it can name the recipient): status code and counts only.
-        await d.audit.record(tx, { action: 'email.bounced', actor, target, contentHash: o.raw_hash, details: { source: 'dsn', status: first.status, failed_recipients: failed.length, report_email_id: reportId, previous_status: o.status } });
+        await d.audit.record(tx, {
+          action: 'email.bounced',
+          actor,
+          target,
+          contentHash: o.raw_hash,
+          details: {
+            source: 'dsn',
+            status: first.status,
+            failed_recipients: failed.length,
+            report_email_id: reportId,
+            previous_status: o.status,
+          },
+        });
         out.push({ org_id: mailbox.org_id, mailbox_id: mailbox.id, message_id: o.id, direction: 'outbound', status: 'bounced' });
       } else {
         const kinds = [...new Set(dsn.recipients.map((r) => r.action))];
-        await addMessageEvent(tx, o.id, at, 'delivery_report', { actions: kinds, statuses: [...new Set(dsn.recipients.map((r) => r.status).filter(Boolean))], report_email_id: reportId });
+        await addMessageEvent(tx, o.id, at, 'delivery_report', {
+          actions: kinds,
+          statuses: [...new Set(dsn.recipients.map((r) => r.status).filter(Boolean))],
+          report_email_id: reportId,
+        });
       }
     }
     return out;
@@ -252,7 +299,10 @@ export const createReceiveService = (d: Deps) => {
         mailboxes.map(async (mailbox) => {
           const id = newId('message');
           const own = mailbox.address.toLowerCase();
-          const content: MessageContent = { ...analysis.content, bcc: analysis.content.to.includes(own) || analysis.content.cc.includes(own) ? [] : [own] };
+          const content: MessageContent = {
+            ...analysis.content,
+            bcc: analysis.content.to.includes(own) || analysis.content.cc.includes(own) ? [] : [own],
+          };
           const thread = await inboundThread(d.db, d.ring, mailbox, {
             inReplyTo: analysis.inReplyTo ?? (analysis.dsn ? (analysis.dsn.originalIds[0] ?? null) : null),
             references: analysis.dsn ? [...analysis.references, ...analysis.dsn.originalIds] : analysis.references,
@@ -316,7 +366,14 @@ export const createReceiveService = (d: Deps) => {
             oversight_mode: mailbox.oversight_mode,
             status_reason: reasons.length > 0 ? JSON.stringify({ code: status === 'quarantined' ? 'quarantined' : 'held', reasons }) : null,
           };
-          const dup = await tx.selectFrom('messages').select('id').where('org_id', '=', row.org_id).where('message_id', '=', row.message_id).where('mailbox_id', '=', row.mailbox_id).where('raw_hash', '=', rawHash).executeTakeFirst();
+          const dup = await tx
+            .selectFrom('messages')
+            .select('id')
+            .where('org_id', '=', row.org_id)
+            .where('message_id', '=', row.message_id)
+            .where('mailbox_id', '=', row.mailbox_id)
+            .where('raw_hash', '=', rawHash)
+            .executeTakeFirst();
           if (dup) {
             duplicates++;
             continue;
@@ -324,7 +381,13 @@ export const createReceiveService = (d: Deps) => {
           const actor = await actorFor(tx, mailbox);
           const target = { type: 'email', id: row.id };
           await tx.insertInto('messages').values(row).execute();
-          await addMessageEvent(tx, row.id, at, 'received', { client_ip: env.clientIp, helo: heloOf(env), tls: env.tls, auth_flags: analysis.auth.flags, threaded_by: thread.by });
+          await addMessageEvent(tx, row.id, at, 'received', {
+            client_ip: env.clientIp,
+            helo: heloOf(env),
+            tls: env.tls,
+            auth_flags: analysis.auth.flags,
+            threaded_by: thread.by,
+          });
           await d.audit.record(tx, {
             action: 'email.received',
             actor,
@@ -340,7 +403,13 @@ export const createReceiveService = (d: Deps) => {
               attachments: analysis.content.attachments.length,
               thread_id: row.thread_id,
               threaded_by: thread.by,
-              auth: { spf: analysis.auth.spf?.result ?? null, dkim: analysis.auth.dkim.map((x) => x.result), dmarc: analysis.auth.dmarc?.result ?? null, arc: analysis.auth.arc?.result ?? null, flags: analysis.auth.flags },
+              auth: {
+                spf: analysis.auth.spf?.result ?? null,
+                dkim: analysis.auth.dkim.map((x) => x.result),
+                dmarc: analysis.auth.dmarc?.result ?? null,
+                arc: analysis.auth.arc?.result ?? null,
+                flags: analysis.auth.flags,
+              },
               phi: { sensitivity: analysis.sensitivity, types: analysis.findingTypes, findings: analysis.findings.length },
               tags: analysis.tags,
               unparsed: analysis.unparsed,
@@ -353,12 +422,32 @@ export const createReceiveService = (d: Deps) => {
             const expires = new Date(now.getTime() + d.approvalTtlSeconds * 1000).toISOString();
             await tx
               .insertInto('approvals')
-              .values({ id: approvalId, org_id: row.org_id, message_id: row.id, mailbox_id: mailbox.id, direction: 'inbound', status: 'pending', reasons: JSON.stringify(reasons), created_at: at, expires_at: expires, decided_at: null, decided_by: null, decision_reason: null, comment_sealed: null, edits: null })
+              .values({
+                id: approvalId,
+                org_id: row.org_id,
+                message_id: row.id,
+                mailbox_id: mailbox.id,
+                direction: 'inbound',
+                status: 'pending',
+                reasons: JSON.stringify(reasons),
+                created_at: at,
+                expires_at: expires,
+                decided_at: null,
+                decided_by: null,
+                decision_reason: null,
+                comment_sealed: null,
+                edits: null,
+              })
               .execute();
             await tx.updateTable('messages').set({ approval_id: approvalId }).where('id', '=', row.id).execute();
             const type = row.status === 'quarantined' ? 'quarantined' : 'held';
             await addMessageEvent(tx, row.id, at, type, { approval_id: approvalId, reasons, expires_at: expires });
-            await d.audit.record(tx, { action: row.status === 'quarantined' ? 'email.quarantined' : 'email.held', actor, target, details: { approval_id: approvalId, reasons, expires_at: expires } });
+            await d.audit.record(tx, {
+              action: row.status === 'quarantined' ? 'email.quarantined' : 'email.held',
+              actor,
+              target,
+              details: { approval_id: approvalId, reasons, expires_at: expires },
+            });
           }
           if (analysis.dsn) published.push(...(await applyDsn(tx, mailbox, actor, row.id, analysis.dsn, at)));
           stored.push({ id: row.id, mailbox_id: mailbox.id, status: row.status });

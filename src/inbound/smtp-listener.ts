@@ -119,12 +119,18 @@ export const createSmtpListener = ({ receiver, config, tls, logger }: Deps) => {
         };
         receiver.receive(env, raw).then(
           (r) => {
-            logger.info({ smtp: session.id, bytes: raw.length, stored: r.stored.length, duplicates: r.duplicates }, 'inbound message stored');
+            logger.info(
+              { smtp: session.id, bytes: raw.length, stored: r.stored.length, duplicates: r.duplicates },
+              'inbound message stored',
+            );
             finish(null, `2.0.0 Ok: stored${r.stored[0] ? ` as ${r.stored[0].id}` : ''}`);
           },
           (e: unknown) => {
             if (isAppError(e) && e.status === 550) return finish(reply(550, '5.1.1 No valid recipients'));
-            logger.warn({ smtp: session.id, code: isAppError(e) ? e.code : 'internal', err: { type: (e as Error)?.name } }, 'inbound message not stored; sender asked to retry');
+            logger.warn(
+              { smtp: session.id, code: isAppError(e) ? e.code : 'internal', err: { type: (e as Error)?.name } },
+              'inbound message not stored; sender asked to retry',
+            );
             finish(reply(451, '4.3.0 Temporary failure, try again later'));
           },
         );

@@ -64,7 +64,10 @@ export const inboundThread = async (
       try {
         const c = openContent(ring, r, r.content_sealed);
         if (baseSubject(c.subject) !== want) continue;
-        const party = r.direction === 'outbound' ? [...c.to, ...c.cc].map((a) => a.toLowerCase()).includes(from) : c.from.address.toLowerCase() === from;
+        const party =
+          r.direction === 'outbound'
+            ? [...c.to, ...c.cc].map((a) => a.toLowerCase()).includes(from)
+            : c.from.address.toLowerCase() === from;
         if (party) return { threadId: r.thread_id, parentId: r.id, by: 'subject' };
       } catch {
         // A row that does not open is not this message's thread; reading it reports the integrity failure.

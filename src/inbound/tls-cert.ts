@@ -28,7 +28,29 @@ export const generateDevCert = (dataDir: string, names: string[]): { keyFile: st
   const tmpKey = `${keyFile}.${process.pid}.tmp`;
   const tmpCert = `${certFile}.${process.pid}.tmp`;
   try {
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', tmpKey, '-out', tmpCert, '-days', '365', '-subj', `/CN=${dns[0] === 'localhost' && dns.length > 1 ? dns[1] : dns[0]}`, '-addext', `subjectAltName=${san}`], { stdio: 'ignore' });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-keyout',
+        tmpKey,
+        '-out',
+        tmpCert,
+        '-days',
+        '365',
+        '-subj',
+        `/CN=${dns[0] === 'localhost' && dns.length > 1 ? dns[1] : dns[0]}`,
+        '-addext',
+        `subjectAltName=${san}`,
+      ],
+      { stdio: 'ignore' },
+    );
   } catch (e) {
     fs.rmSync(tmpKey, { force: true });
     fs.rmSync(tmpCert, { force: true });

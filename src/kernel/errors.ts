@@ -29,13 +29,11 @@ export class AppError extends Error {
 
 export const isAppError = (e: unknown): e is AppError => e instanceof AppError;
 
-export const badRequest = (code: string, detail: string, extra?: Record<string, unknown>) =>
-  new AppError(code, 400, detail, { extra });
+export const badRequest = (code: string, detail: string, extra?: Record<string, unknown>) => new AppError(code, 400, detail, { extra });
 export const unauthorized = (detail = 'A valid API key is required.') => new AppError('unauthorized', 401, detail);
 export const forbidden = (code: string, detail: string) => new AppError(code, 403, detail);
 /** Resources of another tenant or agent answer 404, never 403 (CONTRACT.md, Auth). */
 export const notFound = (what = 'resource') => new AppError('not_found', 404, `No such ${what}.`);
 export const conflict = (code: string, detail: string) => new AppError(code, 409, detail);
 export const unprocessable = (code: string, detail: string) => new AppError(code, 422, detail);
-export const unavailable = (code: string, detail: string) =>
-  new AppError(code, 503, detail, { temporary: true });
+export const unavailable = (code: string, detail: string) => new AppError(code, 503, detail, { temporary: true });

@@ -24,5 +24,4 @@ export type IdKind = keyof typeof ID_PREFIXES;
 export const newId = (kind: IdKind): string => `${ID_PREFIXES[kind]}_${uuidv7().replaceAll('-', '')}`;
 
 const ID_RE = /^[a-z]{3}_[0-9a-f]{32}$/;
-export const isId = (kind: IdKind, value: string): boolean =>
-  ID_RE.test(value) && value.startsWith(`${ID_PREFIXES[kind]}_`);
+export const isId = (kind: IdKind, value: string): boolean => ID_RE.test(value) && value.startsWith(`${ID_PREFIXES[kind]}_`);

@@ -100,11 +100,20 @@ export const createLogger = ({ level = 'info', destination = 1 }: LogOptions = {
       level,
       base: { service: 'mailward' },
       redact: { paths: REDACT_PATHS, censor: '[redacted]' },
-      serializers: { err: serializeError, error: serializeError, req: serializeRequest, request: serializeRequest, res: serializeResponse, reply: serializeResponse },
+      serializers: {
+        err: serializeError,
+        error: serializeError,
+        req: serializeRequest,
+        request: serializeRequest,
+        res: serializeResponse,
+        reply: serializeResponse,
+      },
       hooks: {
         // Applies to every level (trace included): free-text arguments are scrubbed like error messages.
         logMethod(args, method) {
-          const clean = args.map((a) => (typeof a === 'string' ? scrubText(a) : a instanceof Error ? serializeError(a) : a)) as Parameters<typeof method>;
+          const clean = args.map((a) => (typeof a === 'string' ? scrubText(a) : a instanceof Error ? serializeError(a) : a)) as Parameters<
+            typeof method
+          >;
           return method.apply(this, clean);
         },
       },

@@ -54,7 +54,10 @@ export const createWorkerPool = <I, O>(o: WorkerPoolOptions<I, O>) => {
     try {
       // From TypeScript sources (tsx), the worker registers tsx itself before loading the module.
       const w = o.url.pathname.endsWith('.ts')
-        ? new Worker(`import('tsx/esm/api').then((m) => m.register()).then(() => import(${JSON.stringify(o.url.href)}))`, { eval: true, workerData: o.workerData })
+        ? new Worker(`import('tsx/esm/api').then((m) => m.register()).then(() => import(${JSON.stringify(o.url.href)}))`, {
+            eval: true,
+            workerData: o.workerData,
+          })
         : new Worker(o.url, { workerData: o.workerData });
       w.unref();
       w.on('message', (m: { id: number; result?: unknown; failed?: true; code?: string }) => {

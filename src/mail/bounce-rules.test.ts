@@ -8,7 +8,11 @@ describe('what a delivery attempt records', () => {
       enhanced_status: '5.1.1',
       text: '[address]: Recipient address rejected: User unknown',
     });
-    expect(parseSmtpReply(451, '451-4.7.1 Greylisted for "j.doe"@x.example\n451 4.7.1 try again later')).toEqual({ code: 451, enhanced_status: '4.7.1', text: 'Greylisted for [address] try again later' });
+    expect(parseSmtpReply(451, '451-4.7.1 Greylisted for "j.doe"@x.example\n451 4.7.1 try again later')).toEqual({
+      code: 451,
+      enhanced_status: '4.7.1',
+      text: 'Greylisted for [address] try again later',
+    });
     expect(parseSmtpReply(421, '421 busy')).toEqual({ code: 421, enhanced_status: null, text: 'busy' });
   });
 
@@ -24,7 +28,9 @@ describe('what a delivery attempt records', () => {
       category: 'connection',
       error: { code: 'ECONNREFUSED', stage: 'CONN', message: 'connect ECONNREFUSED 127.0.0.1:9' },
     });
-    expect(classifySmtpError({ code: 'bad code; drop table', message: 'to a@b.example' })).toMatchObject({ error: { code: 'EUNKNOWN', message: 'to [address]' } });
+    expect(classifySmtpError({ code: 'bad code; drop table', message: 'to a@b.example' })).toMatchObject({
+      error: { code: 'EUNKNOWN', message: 'to [address]' },
+    });
     expect(classifySmtpError({ responseCode: 550, response: '550 5.1.1 <p@clinic.example> unknown' })).toMatchObject({
       kind: 'bounce',
       category: 'recipient',

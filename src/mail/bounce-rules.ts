@@ -48,7 +48,10 @@ const ENHANCED_RE = /^([245]\.\d{1,3}\.\d{1,3})\b/;
 export const parseSmtpReply = (code: number, response: string): NonNullable<AttemptDetail['smtp_reply']> => {
   const lines = response.split(/\r?\n/).map((l) => l.replace(/^\d{3}[ -]?/, '').trim());
   const enhanced = ENHANCED_RE.exec(lines[0] ?? '')?.[1] ?? null;
-  const text = lines.map((l) => l.replace(ENHANCED_RE, '').trim()).filter(Boolean).join(' ');
+  const text = lines
+    .map((l) => l.replace(ENHANCED_RE, '').trim())
+    .filter(Boolean)
+    .join(' ');
   return { code, enhanced_status: enhanced, text: scrubDiagnostic(text) };
 };
 

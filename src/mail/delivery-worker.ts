@@ -55,14 +55,31 @@ export const createDeliveryWorker = (d: Deps) => {
   let loop: Promise<void> | null = null;
 
   // The system delivers on behalf of the agent: the chain snapshot taken when the message was queued goes with every event.
-  const actorFor = (job: OutboxTable) => ({ ...systemActor(job.org_id), chain: JSON.parse(job.actor_chain) as { type: string; id: string; name: string }[] });
+  const actorFor = (job: OutboxTable) => ({
+    ...systemActor(job.org_id),
+    chain: JSON.parse(job.actor_chain) as { type: string; id: string; name: string }[],
+  });
 
   /** Writes one attempt's outcome inside `tx`: the job's new state, the message status, events and audit. */
   const finishIn = async (tx: Tx, job: OutboxTable, route: string, rawHash: string | null, outcome: Outcome) => {
     const at = d.clock.now().toISOString();
     const delay = outcome.kind === 'defer' ? nextRetryDelay(d.retrySchedule, job.attempts) : null;
-    const jobStatus = outcome.kind === 'accepted' ? 'done' : outcome.kind === 'bounce' ? 'bounced' : outcome.kind === 'fail' || delay === null ? 'failed' : 'pending';
-    const result = outcome.kind === 'accepted' ? 'accepted' : outcome.kind === 'bounce' ? 'bounced' : outcome.kind === 'fail' || delay === null ? 'failed' : 'deferred';
+    const jobStatus =
+      outcome.kind === 'accepted'
+        ? 'done'
+        : outcome.kind === 'bounce'
+          ? 'bounced'
+          : outcome.kind === 'fail' || delay === null
+            ? 'failed'
+            : 'pending';
+    const result =
+      outcome.kind === 'accepted'
+        ? 'accepted'
+        : outcome.kind === 'bounce'
+          ? 'bounced'
+          : outcome.kind === 'fail' || delay === null
+            ? 'failed'
+            : 'deferred';
     // Only the current claimant may record the outcome (a lease taken over by another worker wins), except a 250:
     // the relay has the message, so it is delivered whoever holds the lease now (that worker's own outcome is then dropped).
     let jobUpdate = tx
@@ -84,7 +101,10 @@ export const createDeliveryWorker = (d: Deps) => {
     const actor = actorFor(job);
     const target = { type: 'email', id: m.id };
     // What the peer said (or the network error), scrubbed of addresses: operators see why without reading mail.
-    const detail = outcome.kind === 'accepted' ? {} : { ...(outcome.smtp_reply ? { smtp_reply: outcome.smtp_reply } : {}), ...(outcome.error ? { error: outcome.error } : {}) };
+    const detail =
+      outcome.kind === 'accepted'
+        ? {}
+        : { ...(outcome.smtp_reply ? { smtp_reply: outcome.smtp_reply } : {}), ...(outcome.error ? { error: outcome.error } : {}) };
     const attempt = {
       attempt: job.attempts,
       kind: job.kind,
@@ -101,21 +121,61 @@ export const createDeliveryWorker = (d: Deps) => {
 
     if (outcome.kind === 'accepted') {
       // Through a relay a message has one delivery job; by MX one per recipient domain (also after a split, see routeFor): all must be done.
-      const open_ = await tx.selectFrom('outbox').select('id').where('message_id', '=', m.id).where('kind', '=', 'deliver').where('status', '!=', 'done').executeTakeFirst();
+      const open_ = await tx
+        .selectFrom('outbox')
+        .select('id')
+        .where('message_id', '=', m.id)
+        .where('kind', '=', 'deliver')
+        .where('status', '!=', 'done')
+        .executeTakeFirst();
       if (!open_) {
-        await tx.updateTable('messages').set({ status: 'delivered', delivered_at: at, status_reason: null, updated_at: at }).where('id', '=', m.id).execute();
+        await tx
+          .updateTable('messages')
+          .set({ status: 'delivered', delivered_at: at, status_reason: null, updated_at: at })
+          .where('id', '=', m.id)
+          .execute();
         await addMessageEvent(tx, m.id, at, 'delivered', {});
-        await d.audit.record(tx, { action: 'email.delivered', actor, target, details: { attempts: job.attempts, rejected_recipients: outcome.rejected ?? 0 }, contentHash: m.raw_hash });
+        await d.audit.record(tx, {
+          action: 'email.delivered',
+          actor,
+          target,
+          details: { attempts: job.attempts, rejected_recipients: outcome.rejected ?? 0 },
+          contentHash: m.raw_hash,
+        });
       }
     } else if (jobStatus === 'bounced' || jobStatus === 'failed') {
       const status = jobStatus === 'bounced' ? 'bounced' : 'failed';
       const bounceCode = outcome.code === null ? 'dns_permanent_failure' : 'smtp_permanent_failure';
-      const reason = { code: status === 'bounced' ? bounceCode : outcome.kind === 'fail' ? outcome.category : 'retries_exhausted', smtp_code: outcome.code, category: outcome.category, ...detail };
-      await tx.updateTable('messages').set({ status, status_reason: JSON.stringify(reason), updated_at: at }).where('id', '=', m.id).execute();
+      const reason = {
+        code: status === 'bounced' ? bounceCode : outcome.kind === 'fail' ? outcome.category : 'retries_exhausted',
+        smtp_code: outcome.code,
+        category: outcome.category,
+        ...detail,
+      };
+      await tx
+        .updateTable('messages')
+        .set({ status, status_reason: JSON.stringify(reason), updated_at: at })
+        .where('id', '=', m.id)
+        .execute();
       await addMessageEvent(tx, m.id, at, status, reason);
-      await d.audit.record(tx, { action: status === 'bounced' ? 'email.bounced' : 'email.failed', actor, target, details: reason, contentHash: m.raw_hash });
+      await d.audit.record(tx, {
+        action: status === 'bounced' ? 'email.bounced' : 'email.failed',
+        actor,
+        target,
+        details: reason,
+        contentHash: m.raw_hash,
+      });
     } else {
-      await tx.updateTable('messages').set({ status: 'deferred', status_reason: JSON.stringify({ code: 'deferred', smtp_code: outcome.code, category: outcome.category, ...detail }), updated_at: at }).where('id', '=', m.id).where('status', 'in', ['queued', 'sending', 'deferred']).execute();
+      await tx
+        .updateTable('messages')
+        .set({
+          status: 'deferred',
+          status_reason: JSON.stringify({ code: 'deferred', smtp_code: outcome.code, category: outcome.category, ...detail }),
+          updated_at: at,
+        })
+        .where('id', '=', m.id)
+        .where('status', 'in', ['queued', 'sending', 'deferred'])
+        .execute();
     }
   };
 
@@ -127,7 +187,14 @@ export const createDeliveryWorker = (d: Deps) => {
    * a queue of one commit per message. Each outcome keeps its audit events in the
    * same transaction as its state change.
    */
-  type Pending = { job: OutboxTable; route: string; rawHash: string | null; outcome: Outcome; resolve: () => void; reject: (e: unknown) => void };
+  type Pending = {
+    job: OutboxTable;
+    route: string;
+    rawHash: string | null;
+    outcome: Outcome;
+    resolve: () => void;
+    reject: (e: unknown) => void;
+  };
   const outcomes: Pending[] = [];
   let committing = false;
   const commitOne = async (p: Pending) => {
@@ -202,7 +269,12 @@ export const createDeliveryWorker = (d: Deps) => {
     const raw = await d.pipeline.sign(d.db, m);
     const hash = sha256Hex(raw);
     // Two routes of one message may race to sign: the first stored bytes win, the other reads them.
-    const u = await d.db.updateTable('messages').set({ raw_sealed: seal(d.ring, raw, messageAad(m, 'raw')), raw_hash: hash, size_bytes: raw.length }).where('id', '=', m.id).where('raw_sealed', 'is', null).executeTakeFirst();
+    const u = await d.db
+      .updateTable('messages')
+      .set({ raw_sealed: seal(d.ring, raw, messageAad(m, 'raw')), raw_hash: hash, size_bytes: raw.length })
+      .where('id', '=', m.id)
+      .where('raw_sealed', 'is', null)
+      .executeTakeFirst();
     if (Number(u.numUpdatedRows) > 0) return { raw, rawHash: hash };
     const stored = await d.db.selectFrom('messages').select(['raw_sealed', 'raw_hash']).where('id', '=', m.id).executeTakeFirstOrThrow();
     return { raw: open(d.ring, stored.raw_sealed!, messageAad(m, 'raw')), rawHash: stored.raw_hash };
@@ -232,7 +304,11 @@ export const createDeliveryWorker = (d: Deps) => {
     await d.db.transaction().execute(async (tx) => {
       const u = await tx
         .updateTable('outbox')
-        .set({ route: domain, envelope_sealed: seal(d.ring, JSON.stringify(mine), outboxAad(job.org_id, job.message_id, job.id)), updated_at: at })
+        .set({
+          route: domain,
+          envelope_sealed: seal(d.ring, JSON.stringify(mine), outboxAad(job.org_id, job.message_id, job.id)),
+          updated_at: at,
+        })
         .where('id', '=', job.id)
         .where('status', '=', 'sending')
         .where('claimed_by', '=', workerId)
@@ -300,7 +376,13 @@ export const createDeliveryWorker = (d: Deps) => {
     d.db.transaction().execute(async (tx) => {
       const jobs = await claimOutboxJobs(tx, d.dialect, workerId, d.clock.now(), leaseMs, n);
       const delivering = jobs.filter((j) => j.kind === 'deliver').map((j) => j.message_id);
-      if (delivering.length > 0) await tx.updateTable('messages').set({ status: 'sending' }).where('id', 'in', delivering).where('status', 'in', ['queued', 'deferred']).execute();
+      if (delivering.length > 0)
+        await tx
+          .updateTable('messages')
+          .set({ status: 'sending' })
+          .where('id', 'in', delivering)
+          .where('status', 'in', ['queued', 'deferred'])
+          .execute();
       return jobs;
     });
 
@@ -362,7 +444,11 @@ export const createDeliveryWorker = (d: Deps) => {
       let mine = d.db.selectFrom('outbox').select('id').where('claimed_by', '=', workerId).where('status', '=', 'sending');
       // Rows an outcome commit holds are being finished anyway: skipping them keeps the two from deadlocking.
       if (d.dialect === 'postgres') mine = mine.forUpdate().skipLocked();
-      await d.db.updateTable('outbox').set({ lease_until: new Date(now.getTime() + leaseMs).toISOString() }).where('id', 'in', mine).execute();
+      await d.db
+        .updateTable('outbox')
+        .set({ lease_until: new Date(now.getTime() + leaseMs).toISOString() })
+        .where('id', 'in', mine)
+        .execute();
     } catch (e) {
       d.logger.error({ err: { type: (e as Error)?.name } }, 'renewing delivery leases failed');
     } finally {

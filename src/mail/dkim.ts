@@ -55,10 +55,22 @@ export const selectSignedHeaders = (parsed: ParsedHeader[], names: string[]): Pa
  * SHA-256 of that data (RFC 8463 3, PureEdDSA over the hash), so the result is
  * deterministic and can be checked byte for byte against RFC 8463's example.
  */
-export const dkimSignatureValue = (selected: ParsedHeader[], signatureHeader: string, algorithm: DkimKey['algorithm'], key: KeyObject): string => {
-  if (key.asymmetricKeyType !== algorithm.split('-')[0]) throw new AppError('dkim_failed', 500, 'DKIM key type does not match its algorithm.');
+export const dkimSignatureValue = (
+  selected: ParsedHeader[],
+  signatureHeader: string,
+  algorithm: DkimKey['algorithm'],
+  key: KeyObject,
+): string => {
+  if (key.asymmetricKeyType !== algorithm.split('-')[0])
+    throw new AppError('dkim_failed', 500, 'DKIM key type does not match its algorithm.');
   const headerData = Buffer.concat(selected.map((h) => tools.formatRelaxedLine(h.line, '\r\n')));
-  const own = Buffer.from(tools.formatRelaxedLine(signatureHeader).toString('binary').replace(/([;:\s]+b=)[^;]+/, '$1'), 'binary');
+  const own = Buffer.from(
+    tools
+      .formatRelaxedLine(signatureHeader)
+      .toString('binary')
+      .replace(/([;:\s]+b=)[^;]+/, '$1'),
+    'binary',
+  );
   const data = Buffer.concat([headerData, own]);
   const b = algorithm === 'rsa-sha256' ? sign('sha256', data, key) : sign(null, createHash('sha256').update(data).digest(), key);
   return b.toString('base64');
@@ -101,7 +113,14 @@ export const dkimSignMessage = async (raw: Buffer, domain: string, keys: DkimKey
     const parsed = parseHeaderFields(header);
     const { names } = signedHeaderNames(parsed);
     const selected = selectSignedHeaders(parsed, names);
-    const values = { v: 1, c: 'relaxed/relaxed', d: domain, h: names.join(': '), t: Math.floor(signTime.getTime() / 1000), bh: relaxedBodyHash(body) };
+    const values = {
+      v: 1,
+      c: 'relaxed/relaxed',
+      d: domain,
+      h: names.join(': '),
+      t: Math.floor(signTime.getTime() / 1000),
+      bh: relaxedBodyHash(body),
+    };
     const lines: string[] = [];
     for (const k of keys) {
       const v = { ...values, a: k.algorithm, s: k.selector };

@@ -29,7 +29,9 @@ export type DnsLookups = {
  * Where mail for a domain goes: hosts in preference order, or none (a
  * permanent answer: bounce). A transient DNS failure throws a DnsLookupError.
  */
-export type MailHosts = { kind: 'hosts'; hosts: { exchange: string; priority: number }[] } | { kind: 'none'; reason: 'domain_not_found' | 'null_mx' | 'no_mail_host' };
+export type MailHosts =
+  | { kind: 'hosts'; hosts: { exchange: string; priority: number }[] }
+  | { kind: 'none'; reason: 'domain_not_found' | 'null_mx' | 'no_mail_host' };
 
 /** A DNS failure worth retrying (SERVFAIL, timeout, refused, no reachable server): `code` is node's error code. */
 export class DnsLookupError extends Error {

@@ -16,7 +16,7 @@ export const dnsRecordsFor = (domain: string, dkimKeys: SigningKeysTable[]): Dns
     type: 'TXT',
     name: domain,
     value: 'v=spf1 mx -all',
-    purpose: 'SPF: add your relay\'s include: or ip4: terms if mail leaves through a relay',
+    purpose: "SPF: add your relay's include: or ip4: terms if mail leaves through a relay",
   },
   {
     type: 'TXT',

@@ -20,7 +20,18 @@ import { createSendService } from './send-service.js';
 import { createSigningPool } from './signing-pool.js';
 import { createSmtpSender } from './smtp-deliver.js';
 
-type Deps = { config: Config; store: Store; ring: KeyRing; clock: Clock; logger: Logger; audit: AuditService; guard: Guard; repo: IdentityRepo; consent: Pick<ConsentService, 'consentFor'>; dns?: DnsLookups };
+type Deps = {
+  config: Config;
+  store: Store;
+  ring: KeyRing;
+  clock: Clock;
+  logger: Logger;
+  audit: AuditService;
+  guard: Guard;
+  repo: IdentityRepo;
+  consent: Pick<ConsentService, 'consentFor'>;
+  dns?: DnsLookups;
+};
 
 /** Wires outbound mail: mailboxes, send, the approval queue and the delivery worker (issue 6), PHI holds and consent (issue 9). */
 export const createMailModule = ({ config, store, ring, clock, logger, audit, guard, repo, consent, dns }: Deps) => {

@@ -7,7 +7,8 @@ import { hasUnsafeHeaderChars } from './header-text.js';
 
 // RFC 5322 3.2.3 dot-atom local part @ a domain; no whitespace, CR or LF anywhere (header injection).
 // RFC 5321 4.5.3.1.1: a local part is at most 64 octets (the lookahead).
-const EMAIL_RE = /^(?=[^@]{1,64}@)[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z][A-Za-z0-9-]{0,61}[A-Za-z0-9]$/;
+const EMAIL_RE =
+  /^(?=[^@]{1,64}@)[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z][A-Za-z0-9-]{0,61}[A-Za-z0-9]$/;
 export const emailAddress = z.string().max(254).regex(EMAIL_RE, 'must be a plain address such as name@example.org');
 
 /** A single-line header value: CR and LF can never reach a header (header injection). */
@@ -18,7 +19,11 @@ const headerText = (max: number) =>
     .refine((s) => !/[\r\n\0]/.test(s), 'must not contain CR, LF or NUL');
 
 /** Text shown as a name or subject in a header: the name character rules of src/mail/header-text.ts (no controls, bidi overrides or line breaks). */
-const nameText = (max: number) => headerText(max).refine((s) => !hasUnsafeHeaderChars(s), 'must not contain control characters, bidirectional overrides or line separators');
+const nameText = (max: number) =>
+  headerText(max).refine(
+    (s) => !hasUnsafeHeaderChars(s),
+    'must not contain control characters, bidirectional overrides or line separators',
+  );
 
 export const MAX_RECIPIENTS = 50;
 
@@ -33,7 +38,9 @@ export const oversightMode = z.enum(OVERSIGHT_MODES);
  */
 export const dmarcFailure = z
   .enum(['flag', 'quarantine'])
-  .describe("inbound mail failing DMARC: quarantine (default: when the sender's policy is p=quarantine or p=reject, or the mail claims the organisation's own domain without passing DMARC) or flag (admin opt-in: delivered with the flags)");
+  .describe(
+    "inbound mail failing DMARC: quarantine (default: when the sender's policy is p=quarantine or p=reject, or the mail claims the organisation's own domain without passing DMARC) or flag (admin opt-in: delivered with the flags)",
+  );
 
 export const DEFAULT_DMARC_FAILURE = 'quarantine' as const;
 
@@ -70,20 +77,39 @@ export const mailboxOut = z.object({
 
 export const attachmentIn = z.strictObject({
   filename: headerText(255).pipe(z.string().min(1)),
-  content_type: z.string().max(127).regex(/^[a-z0-9][a-z0-9!#$&^_.+-]*\/[a-z0-9][a-z0-9!#$&^_.+-]*$/i, 'must be a MIME type'),
+  content_type: z
+    .string()
+    .max(127)
+    .regex(/^[a-z0-9][a-z0-9!#$&^_.+-]*\/[a-z0-9][a-z0-9!#$&^_.+-]*$/i, 'must be a MIME type'),
   content_base64: z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/, 'must be base64'),
 });
 
 const recipients = z.array(emailAddress).max(MAX_RECIPIENTS);
 
-const tagList = z.array(z.string().min(1).max(64).regex(/^[A-Za-z0-9:_.-]+$/)).max(20);
+const tagList = z
+  .array(
+    z
+      .string()
+      .min(1)
+      .max(64)
+      .regex(/^[A-Za-z0-9:_.-]+$/),
+  )
+  .max(20);
 
-export const tagsBody = z.strictObject({ tags: tagList.describe("the agent tags, replacing the previous ones; system tags (phi, part2, categories, bounce, unparsed) are kept whatever is sent") });
+export const tagsBody = z.strictObject({
+  tags: tagList.describe(
+    'the agent tags, replacing the previous ones; system tags (phi, part2, categories, bounce, unparsed) are kept whatever is sent',
+  ),
+});
 
 /** The three views of a message's tags: `tags` (the union, as before), the system's (derived from content) and the agent's own. */
 const tagViews = {
   tags: z.array(z.string()).describe('system_tags and agent_tags together'),
-  system_tags: z.array(z.string()).describe('derived by Mailward from the content (phi, part2, prescription, ...); an agent cannot change them, and an agent sees none on a message whose content is hidden'),
+  system_tags: z
+    .array(z.string())
+    .describe(
+      'derived by Mailward from the content (phi, part2, prescription, ...); an agent cannot change them, and an agent sees none on a message whose content is hidden',
+    ),
   agent_tags: z.array(z.string()).describe('set by the agent (PUT /v1/emails/{id}/tags, tag_email) or given at send'),
 };
 
@@ -95,7 +121,6 @@ export const messageCategory = z
   .enum(CONSENT_CATEGORIES)
   .describe('consent category of the message; a recipient whose consent lists other categories only makes it held (consent_category)');
 
-
 export const sendBody = z
   .strictObject({
     to: recipients.min(1),
@@ -106,7 +131,11 @@ export const sendBody = z
     html: z.string().optional(),
     tags: tagList.optional(),
     attachments: z.array(attachmentIn).max(20).optional(),
-    in_reply_to: z.string().max(998).refine((s) => !/[\r\n\0]/.test(s), 'must not contain CR, LF or NUL').optional(),
+    in_reply_to: z
+      .string()
+      .max(998)
+      .refine((s) => !/[\r\n\0]/.test(s), 'must not contain CR, LF or NUL')
+      .optional(),
     category: messageCategory.optional(),
   })
   .refine((b) => b.to.length + (b.cc?.length ?? 0) + (b.bcc?.length ?? 0) <= MAX_RECIPIENTS, {
@@ -116,10 +145,19 @@ export const sendBody = z
   .refine((b) => b.text !== undefined || b.html !== undefined, { message: 'text or html is required', path: ['text'] });
 
 export const replyBody = z
-  .strictObject({ text: z.string().optional(), html: z.string().optional(), reply_all: z.boolean().optional(), category: messageCategory.optional() })
+  .strictObject({
+    text: z.string().optional(),
+    html: z.string().optional(),
+    reply_all: z.boolean().optional(),
+    category: messageCategory.optional(),
+  })
   .refine((b) => b.text !== undefined || b.html !== undefined, { message: 'text or html is required', path: ['text'] });
 
-export const idempotencyKeyHeader = z.string().min(1).max(255).regex(/^[\x21-\x7e]+$/, 'must be printable ASCII');
+export const idempotencyKeyHeader = z
+  .string()
+  .min(1)
+  .max(255)
+  .regex(/^[\x21-\x7e]+$/, 'must be printable ASCII');
 
 export const sendAccepted = z.object({ id: z.string(), status: z.string(), thread_id: z.string() });
 
@@ -148,10 +186,20 @@ export const approvalOut = z.object({
 /** Issue 7: sender authentication of an inbound message (src/inbound/auth-results.ts); null for outbound. */
 export const authResultsOut = z.object({
   spf: z.object({ result: z.string(), domain: z.string().nullable() }).nullable(),
-  dkim: z.array(z.object({ result: z.string(), domain: z.string().nullable(), selector: z.string().nullable(), algo: z.string().nullable(), aligned: z.boolean() })),
+  dkim: z.array(
+    z.object({
+      result: z.string(),
+      domain: z.string().nullable(),
+      selector: z.string().nullable(),
+      algo: z.string().nullable(),
+      aligned: z.boolean(),
+    }),
+  ),
   dmarc: z.object({ result: z.string(), policy: z.string().nullable(), domain: z.string().nullable() }).nullable(),
   arc: z.object({ result: z.string() }).nullable(),
-  flags: z.array(z.string()).describe('problems a reader must see: dmarc_fail, dkim_fail, spf_fail, no_authentication...; empty when all passed'),
+  flags: z
+    .array(z.string())
+    .describe('problems a reader must see: dmarc_fail, dkim_fail, spf_fail, no_authentication...; empty when all passed'),
 });
 
 export const emailOut = z.object({
@@ -169,7 +217,14 @@ export const emailOut = z.object({
   subject: z.string(),
   text: z.string().nullable(),
   html: z.string().nullable(),
-  attachments: z.array(z.object({ index: z.number().describe('for GET /v1/emails/{id}/attachments/{index}'), filename: z.string(), content_type: z.string(), size: z.number() })),
+  attachments: z.array(
+    z.object({
+      index: z.number().describe('for GET /v1/emails/{id}/attachments/{index}'),
+      filename: z.string(),
+      content_type: z.string(),
+      size: z.number(),
+    }),
+  ),
   ...tagViews,
   phi_findings: z.array(phiFindingOut),
   phi_sensitivity: z.string().nullable(),
@@ -231,11 +286,28 @@ export const messageSummaryOut = z.object({
 
 const cursorParam = z.string().regex(/^[A-Za-z0-9_-]{1,200}$/, 'must be a cursor from next_cursor');
 const isoParam = z.iso.datetime({ offset: true });
-const tagParam = z.string().min(1).max(64).regex(/^[A-Za-z0-9:_.-]+$/);
-const needle = (what: string) => z.string().min(1).max(200).describe(`case-insensitive substring of the ${what} (matched after decryption)`);
+const tagParam = z
+  .string()
+  .min(1)
+  .max(64)
+  .regex(/^[A-Za-z0-9:_.-]+$/);
+const needle = (what: string) =>
+  z.string().min(1).max(200).describe(`case-insensitive substring of the ${what} (matched after decryption)`);
 
 /** CONTRACT.md, Message statuses: outbound, then the inbound ones not already named. */
-export const MESSAGE_STATUSES = ['pending_approval', 'rejected', 'queued', 'sending', 'deferred', 'delivered', 'bounced', 'failed', 'cancelled', 'received', 'quarantined'] as const;
+export const MESSAGE_STATUSES = [
+  'pending_approval',
+  'rejected',
+  'queued',
+  'sending',
+  'deferred',
+  'delivered',
+  'bounced',
+  'failed',
+  'cancelled',
+  'received',
+  'quarantined',
+] as const;
 
 /** GET /v1/mailboxes/{id}/messages (issue 7 part 5). */
 export const messagesQuery = z.strictObject({
@@ -258,25 +330,46 @@ export const searchQuery = messagesQuery.extend({ q: needle('sender, subject or 
 export const messagePageOut = z.object({
   messages: z.array(messageSummaryOut),
   next_cursor: z.string().nullable(),
-  partial: z.boolean().describe('true when the scan budget ended the page before it was full (follow next_cursor for more), or when unreadable messages were skipped'),
-  unreadable: z.number().int().min(0).describe('messages skipped because their sealed content could not be opened (each audited as email.unreadable); partial is true when this is not 0'),
+  partial: z
+    .boolean()
+    .describe(
+      'true when the scan budget ended the page before it was full (follow next_cursor for more), or when unreadable messages were skipped',
+    ),
+  unreadable: z
+    .number()
+    .int()
+    .min(0)
+    .describe(
+      'messages skipped because their sealed content could not be opened (each audited as email.unreadable); partial is true when this is not 0',
+    ),
 });
 
 export const searchPageOut = z.object({
   messages: z.array(messageSummaryOut.extend({ matched_in: z.array(z.enum(['from', 'subject', 'body'])) })),
   next_cursor: z.string().nullable(),
   partial: z.boolean(),
-  unreadable: z.number().int().min(0).describe('messages skipped because their sealed content could not be opened (each audited as email.unreadable); partial is true when this is not 0'),
+  unreadable: z
+    .number()
+    .int()
+    .min(0)
+    .describe(
+      'messages skipped because their sealed content could not be opened (each audited as email.unreadable); partial is true when this is not 0',
+    ),
 });
 
 export const attachmentParams = z.strictObject({
   id: z.string().regex(/^msg_[0-9a-f]{32}$/, 'must be a msg_ id'),
-  index: z.string().regex(/^\d{1,4}$/, 'must be an attachment index from GET /v1/emails/{id}').transform(Number),
+  index: z
+    .string()
+    .regex(/^\d{1,4}$/, 'must be an attachment index from GET /v1/emails/{id}')
+    .transform(Number),
 });
 
 export const approveBody = z.strictObject({
   comment: z.string().max(4000).optional(),
-  category: messageCategory.optional().describe('reclassifies the message; consent is checked against it (default: the category it was sent with)'),
+  category: messageCategory
+    .optional()
+    .describe('reclassifies the message; consent is checked against it (default: the category it was sent with)'),
   edits: z
     .strictObject({
       subject: nameText(998).optional(),

@@ -86,7 +86,8 @@ export const createMailboxService = ({ db, repo, guard, clock }: Deps) => {
       const agent = await repo.agent(tx, orgId, body.agent_id);
       if (!org || !agent) throw notFound('agent');
       const address = (body.address ?? agent.address).toLowerCase();
-      if (!address.endsWith(`@${org.domain}`)) throw unprocessable('address_off_domain', "A mailbox address must be on the organization's domain.");
+      if (!address.endsWith(`@${org.domain}`))
+        throw unprocessable('address_off_domain', "A mailbox address must be on the organization's domain.");
       const mode = body.oversight_mode ?? DEFAULT_OVERSIGHT_MODE;
       if (mode === 'monitored' && !body.forward_to) throw unprocessable('forward_to_required', 'A monitored mailbox needs forward_to.');
       const at = now();
@@ -110,14 +111,20 @@ export const createMailboxService = ({ db, repo, guard, clock }: Deps) => {
         if (isUniqueViolation(e)) throw conflict('address_taken', 'That address already has a mailbox.');
         throw e;
       }
-      await guard.recordIn(tx, ctx, 'mailbox.created', { type: 'mailbox', id: row.id }, {
-        agent_id: agent.id,
-        oversight_mode: mode,
-        dmarc_failure: row.dmarc_failure,
-        has_forward_to: row.forward_to !== null,
-        phi_policy: body.phi_policy ?? null,
-        phi_policy_loosened: isPhiPolicyLoosening(null, body.phi_policy ?? null),
-      });
+      await guard.recordIn(
+        tx,
+        ctx,
+        'mailbox.created',
+        { type: 'mailbox', id: row.id },
+        {
+          agent_id: agent.id,
+          oversight_mode: mode,
+          dmarc_failure: row.dmarc_failure,
+          has_forward_to: row.forward_to !== null,
+          phi_policy: body.phi_policy ?? null,
+          phi_policy_loosened: isPhiPolicyLoosening(null, body.phi_policy ?? null),
+        },
+      );
       return mailboxView(row);
     });
 
@@ -131,7 +138,11 @@ export const createMailboxService = ({ db, repo, guard, clock }: Deps) => {
    */
   const update = (ctx: RequestContext, id: string, body: z.infer<typeof updateMailboxBody>) =>
     guard.change(ctx, 'mailbox.updated', { type: 'mailbox', id }, async (tx) => {
-      const otherChange = body.oversight_mode !== undefined || body.display_name !== undefined || body.forward_to !== undefined || body.dmarc_failure !== undefined;
+      const otherChange =
+        body.oversight_mode !== undefined ||
+        body.display_name !== undefined ||
+        body.forward_to !== undefined ||
+        body.dmarc_failure !== undefined;
       const phiChange = body.phi_policy !== undefined;
       const m = await mailboxForUpdate(tx, ctx, id, phiChange && !otherChange);
       const mode = body.oversight_mode ?? m.oversight_mode;
@@ -139,7 +150,8 @@ export const createMailboxService = ({ db, repo, guard, clock }: Deps) => {
       const loosened = isLoosening(m.oversight_mode, mode);
       if (otherChange || !phiChange) {
         // A reviewer may tighten oversight and nothing else; every other change needs an admin human.
-        const onlyTightens = !loosened && body.display_name === undefined && body.forward_to === undefined && body.dmarc_failure === undefined;
+        const onlyTightens =
+          !loosened && body.display_name === undefined && body.forward_to === undefined && body.dmarc_failure === undefined;
         if (!(onlyTightens && hasRole(ctx.principal, 'reviewer'))) requireAdmin(ctx);
       }
       if (phiChange) requirePhiPolicyWriter(ctx);
@@ -155,17 +167,28 @@ export const createMailboxService = ({ db, repo, guard, clock }: Deps) => {
         updated_at: now(),
       };
       await tx.updateTable('mailboxes').set(changes).where('id', '=', id).execute();
-      await guard.recordIn(tx, ctx, 'mailbox.updated', { type: 'mailbox', id }, {
-        before: { oversight_mode: m.oversight_mode },
-        after: { oversight_mode: mode },
-        loosened,
-        forward_to_changed: forwardTo !== m.forward_to,
-        display_name_changed: changes.display_name !== m.display_name,
-        ...(changes.dmarc_failure !== m.dmarc_failure ? { dmarc_failure: { before: m.dmarc_failure, after: changes.dmarc_failure } } : {}),
-        ...(phiChange
-          ? { phi_policy: { before: policyBefore, after: policyAfter }, phi_policy_loosened: isPhiPolicyLoosening(policyBefore, policyAfter) }
-          : {}),
-      });
+      await guard.recordIn(
+        tx,
+        ctx,
+        'mailbox.updated',
+        { type: 'mailbox', id },
+        {
+          before: { oversight_mode: m.oversight_mode },
+          after: { oversight_mode: mode },
+          loosened,
+          forward_to_changed: forwardTo !== m.forward_to,
+          display_name_changed: changes.display_name !== m.display_name,
+          ...(changes.dmarc_failure !== m.dmarc_failure
+            ? { dmarc_failure: { before: m.dmarc_failure, after: changes.dmarc_failure } }
+            : {}),
+          ...(phiChange
+            ? {
+                phi_policy: { before: policyBefore, after: policyAfter },
+                phi_policy_loosened: isPhiPolicyLoosening(policyBefore, policyAfter),
+              }
+            : {}),
+        },
+      );
       return mailboxView({ ...m, ...changes });
     });
 

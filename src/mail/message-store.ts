@@ -21,17 +21,29 @@ export const approvalAad = (a: Pick<ApprovalsTable, 'org_id' | 'mailbox_id' | 'i
 /** The exact bytes sealed for a content document; their SHA-256 is the audit `content_hash`. */
 export const contentBytes = (c: MessageContent) => Buffer.from(JSON.stringify(c));
 
-export const sealContent = (ring: KeyRing, m: Pick<MessagesTable, 'org_id' | 'mailbox_id' | 'id'>, c: MessageContent, part: 'content' | 'original' = 'content') => {
+export const sealContent = (
+  ring: KeyRing,
+  m: Pick<MessagesTable, 'org_id' | 'mailbox_id' | 'id'>,
+  c: MessageContent,
+  part: 'content' | 'original' = 'content',
+) => {
   const bytes = contentBytes(c);
   return { sealed: seal(ring, bytes, messageAad(m, part)), hash: sha256Hex(bytes) };
 };
 
-export const openContent = (ring: KeyRing, m: Pick<MessagesTable, 'org_id' | 'mailbox_id' | 'id'>, sealed: string, part: 'content' | 'original' = 'content'): MessageContent =>
-  JSON.parse(open(ring, sealed, messageAad(m, part)).toString()) as MessageContent;
+export const openContent = (
+  ring: KeyRing,
+  m: Pick<MessagesTable, 'org_id' | 'mailbox_id' | 'id'>,
+  sealed: string,
+  part: 'content' | 'original' = 'content',
+): MessageContent => JSON.parse(open(ring, sealed, messageAad(m, part)).toString()) as MessageContent;
 
 /** Appends one event to a message's own history (what the agent sees on GET /v1/emails/{id}). */
 export const addMessageEvent = (tx: Executor, messageId: string, at: string, type: string, details: Record<string, unknown> = {}) =>
-  tx.insertInto('message_events').values({ id: newId('event'), message_id: messageId, at, type, details: JSON.stringify(details) }).execute();
+  tx
+    .insertInto('message_events')
+    .values({ id: newId('event'), message_id: messageId, at, type, details: JSON.stringify(details) })
+    .execute();
 
 /**
  * Compare-and-set of a message's status (STYLE.md, state machines): the row
@@ -39,7 +51,12 @@ export const addMessageEvent = (tx: Executor, messageId: string, at: string, typ
  * transaction. False when another decision or process moved it first; the
  * caller then fails the whole transaction, so two processes never both win.
  */
-export const transitionMessage = async (tx: Executor, id: string, from: string, set: Partial<Omit<MessagesTable, 'id'>> & { status: string; updated_at: string }) => {
+export const transitionMessage = async (
+  tx: Executor,
+  id: string,
+  from: string,
+  set: Partial<Omit<MessagesTable, 'id'>> & { status: string; updated_at: string },
+) => {
   const u = await tx.updateTable('messages').set(set).where('id', '=', id).where('status', '=', from).executeTakeFirst();
   return Number(u.numUpdatedRows) === 1;
 };

@@ -68,7 +68,12 @@ export const createOutboundPipeline = ({ ring, clock, config, signer = { sign: s
   };
 
   /** The delivery plan of a message (no signing): routes, the forward_to copy of monitored mode, the delegation chain. */
-  const plan = async (ex: Executor, msg: Pick<MessagesTable, 'org_id' | 'oversight_mode'>, content: MessageContent, mailbox: MailboxesTable): Promise<DeliveryPlan> => {
+  const plan = async (
+    ex: Executor,
+    msg: Pick<MessagesTable, 'org_id' | 'oversight_mode'>,
+    content: MessageContent,
+    mailbox: MailboxesTable,
+  ): Promise<DeliveryPlan> => {
     const org = await repo.org(ex, msg.org_id);
     const agent = await repo.agent(ex, msg.org_id, mailbox.agent_id);
     if (!org || !agent) throw new AppError('internal', 500, 'Message owner not found.');
@@ -102,7 +107,10 @@ export const createOutboundPipeline = ({ ring, clock, config, signer = { sign: s
         at,
       );
     }
-    await addMessageEvent(tx, msg.id, at, 'queued', { routes: p.jobs.filter((j) => j.kind === 'deliver').length, copies: p.jobs.filter((j) => j.kind === 'copy').length });
+    await addMessageEvent(tx, msg.id, at, 'queued', {
+      routes: p.jobs.filter((j) => j.kind === 'deliver').length,
+      copies: p.jobs.filter((j) => j.kind === 'copy').length,
+    });
   };
 
   /** plan + write inside the caller's transaction. */
@@ -123,8 +131,11 @@ export const createOutboundPipeline = ({ ring, clock, config, signer = { sign: s
     if (!mailbox || !org || !agent) throw new AppError('internal', 500, 'Message owner not found.');
     const human = await repo.human(ex, msg.org_id, agent.responsible_human_id);
     const chain = await repo.agentChain(ex, agent, org.name);
-    const approval = msg.approval_id ? await ex.selectFrom('approvals').select(['id', 'decided_by', 'status']).where('id', '=', msg.approval_id).executeTakeFirst() : undefined;
-    if (approval && approval.status !== 'approved') throw new AppError('not_approved', 409, 'A held message is signed only after approval.');
+    const approval = msg.approval_id
+      ? await ex.selectFrom('approvals').select(['id', 'decided_by', 'status']).where('id', '=', msg.approval_id).executeTakeFirst()
+      : undefined;
+    if (approval && approval.status !== 'approved')
+      throw new AppError('not_approved', 409, 'A held message is signed only after approval.');
     const content = openContent(ring, msg, msg.content_sealed);
 
     const idKey = await key(ex, 'identity-es256', msg.org_id);

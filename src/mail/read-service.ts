@@ -23,7 +23,8 @@ export const emailTarget = (id: string) => ({ type: 'email', id });
 /** Agents read with mail:read or mail:send (their own mail's status); humans with admin or reviewer. */
 export const requireReader = (ctx: RequestContext) => {
   const p = ctx.principal;
-  if (p.type === 'agent' && !hasScope(p, 'mail:read') && !hasScope(p, 'mail:send')) throw forbidden('scope_required', 'This key lacks the mail:read scope.');
+  if (p.type === 'agent' && !hasScope(p, 'mail:read') && !hasScope(p, 'mail:send'))
+    throw forbidden('scope_required', 'This key lacks the mail:read scope.');
 };
 
 /** A message of a mailbox the caller may see, with that mailbox; 404 otherwise (CONTRACT.md: never 403). */
@@ -60,7 +61,8 @@ export const tagFields = (m: Pick<MessagesTable, 'tags' | 'system_tags'>, conten
 };
 
 /** The message held from the agent: 403 `message_held` (audited as denied), whatever the attachment index, so the count does not leak. */
-export const messageHeld = () => forbidden('message_held', 'This inbound message is held for review; a reviewer must release it before its content can be read.');
+export const messageHeld = () =>
+  forbidden('message_held', 'This inbound message is held for review; a reviewer must release it before its content can be read.');
 
 /** Filters of list and search; `from`, `subject` and `q` apply to opened content (sealed at rest). */
 export type ReadFilters = {
@@ -93,7 +95,21 @@ export const SCAN_BYTES = 64 * 1024 * 1024;
 const SCAN_BATCH_BYTES = 8 * 1024 * 1024;
 
 /** The columns a list needs, without the sealed blobs (fetched separately, in bounded batches). */
-const META = ['id', 'org_id', 'mailbox_id', 'direction', 'status', 'status_reason', 'thread_id', 'message_id', 'tags', 'system_tags', 'is_read', 'created_at', 'auth_results'] as const;
+const META = [
+  'id',
+  'org_id',
+  'mailbox_id',
+  'direction',
+  'status',
+  'status_reason',
+  'thread_id',
+  'message_id',
+  'tags',
+  'system_tags',
+  'is_read',
+  'created_at',
+  'auth_results',
+] as const;
 type Meta = Pick<MessagesTable, (typeof META)[number]>;
 type MetaRow = Meta & { sealed_len: number };
 
@@ -150,10 +166,19 @@ export const createReadService = ({ db, dialect, ring, guard, clock, audit }: De
   const now = () => clock.now().toISOString();
 
   const eventsOf = async (ex: Executor, id: string) =>
-    (await ex.selectFrom('message_events').selectAll().where('message_id', '=', id).orderBy('id').execute()).map((e) => ({ at: e.at, type: e.type, details: JSON.parse(e.details) as Record<string, unknown> }));
+    (await ex.selectFrom('message_events').selectAll().where('message_id', '=', id).orderBy('id').execute()).map((e) => ({
+      at: e.at,
+      type: e.type,
+      details: JSON.parse(e.details) as Record<string, unknown>,
+    }));
 
   const attachmentsOf = (c: MessageContent) =>
-    c.attachments.map((a, index) => ({ index, filename: a.filename, content_type: a.content_type, size: Buffer.from(a.content_base64, 'base64').length }));
+    c.attachments.map((a, index) => ({
+      index,
+      filename: a.filename,
+      content_type: a.content_type,
+      size: Buffer.from(a.content_base64, 'base64').length,
+    }));
 
   const readState = (m: Pick<MessagesTable, 'is_read'>) => ({ is_read: m.is_read !== 0, unread: m.is_read === 0 });
 
@@ -168,7 +193,9 @@ export const createReadService = ({ db, dialect, ring, guard, clock, audit }: De
 
   const fullView = async (ex: Executor, m: MessagesTable) => {
     const c = openContent(ring, m, m.content_sealed);
-    const approval = m.approval_id ? await ex.selectFrom('approvals').selectAll().where('id', '=', m.approval_id).executeTakeFirst() : undefined;
+    const approval = m.approval_id
+      ? await ex.selectFrom('approvals').selectAll().where('id', '=', m.approval_id).executeTakeFirst()
+      : undefined;
     let original: Record<string, unknown> | null = null;
     if (m.original_sealed) {
       // The agent sees what a reviewer changed: its own fields before the edit.
@@ -208,7 +235,13 @@ export const createReadService = ({ db, dialect, ring, guard, clock, audit }: De
 
   /** What an agent sees of a held inbound message: that it exists, its sender and time, and where its review stands. */
   const heldView = async (ex: Executor, m: MessagesTable, c: MessageContent) => {
-    const a = m.approval_id ? await ex.selectFrom('approvals').select(['id', 'status', 'created_at', 'expires_at']).where('id', '=', m.approval_id).executeTakeFirst() : undefined;
+    const a = m.approval_id
+      ? await ex
+          .selectFrom('approvals')
+          .select(['id', 'status', 'created_at', 'expires_at'])
+          .where('id', '=', m.approval_id)
+          .executeTakeFirst()
+      : undefined;
     return {
       ...headOf(m),
       content_hidden: true as const,
@@ -240,7 +273,14 @@ export const createReadService = ({ db, dialect, ring, guard, clock, audit }: De
         m.is_read = 1;
       }
       const view = hidden ? await heldView(tx, m, openContent(ring, m, m.content_sealed)) : await fullView(tx, m);
-      await guard.recordIn(tx, ctx, 'email.read', emailTarget(id), { mailbox_id: m.mailbox_id, direction: m.direction, content_hidden: hidden, marked_read: markRead }, hidden ? undefined : m.content_hash);
+      await guard.recordIn(
+        tx,
+        ctx,
+        'email.read',
+        emailTarget(id),
+        { mailbox_id: m.mailbox_id, direction: m.direction, content_hidden: hidden, marked_read: markRead },
+        hidden ? undefined : m.content_hash,
+      );
       return view;
     });
 
@@ -287,7 +327,14 @@ export const createReadService = ({ db, dialect, ring, guard, clock, audit }: De
         }
         j++;
       }
-      const sealed = new Map(ids.length > 0 ? (await ex.selectFrom('messages').select(['id', 'content_sealed']).where('id', 'in', ids).execute()).map((x) => [x.id, x.content_sealed]) : []);
+      const sealed = new Map(
+        ids.length > 0
+          ? (await ex.selectFrom('messages').select(['id', 'content_sealed']).where('id', 'in', ids).execute()).map((x) => [
+              x.id,
+              x.content_sealed,
+            ])
+          : [],
+      );
       for (const r of rows.slice(i, j)) yield { row: r, sealed: sealed.get(r.id) ?? null };
       i = j;
     }
@@ -340,11 +387,21 @@ export const createReadService = ({ db, dialect, ring, guard, clock, audit }: De
    * `unreadable`, and makes the answer `partial`.
    * Without content filters one SQL page answers and no budget applies.
    */
-  const scan = async (ex: Executor, mailboxId: string, f: ReadFilters, postFilter: boolean, accept: (m: Meta, c: MessageContent) => Match | null) => {
+  const scan = async (
+    ex: Executor,
+    mailboxId: string,
+    f: ReadFilters,
+    postFilter: boolean,
+    accept: (m: Meta, c: MessageContent) => Match | null,
+  ) => {
     const out: Match[] = [];
     const unreadable: Unreadable[] = [];
     // A skipped message makes the answer incomplete whatever else ended the page.
-    const done = (r: { items: Match[]; next: string | null; partial: boolean; examined: number }) => ({ ...r, partial: r.partial || unreadable.length > 0, unreadable });
+    const done = (r: { items: Match[]; next: string | null; partial: boolean; examined: number }) => ({
+      ...r,
+      partial: r.partial || unreadable.length > 0,
+      unreadable,
+    });
     let cursor = f.before;
     let examined = 0;
     let bytes = 0;
@@ -353,7 +410,12 @@ export const createReadService = ({ db, dialect, ring, guard, clock, audit }: De
     const tagOk = (r: MetaRow) => !f.tag || tagFields(r, true).tags.includes(f.tag);
     for (;;) {
       const n = postFilter ? Math.min(SCAN_CHUNK, SCAN_BUDGET - examined) : f.limit + 1;
-      let q = ex.selectFrom('messages').select([...META, sealedSize('content_sealed')]).where('mailbox_id', '=', mailboxId).orderBy('id', 'desc').limit(n);
+      let q = ex
+        .selectFrom('messages')
+        .select([...META, sealedSize('content_sealed')])
+        .where('mailbox_id', '=', mailboxId)
+        .orderBy('id', 'desc')
+        .limit(n);
       if (f.direction) q = q.where('direction', '=', f.direction);
       if (f.status) q = q.where('status', '=', f.status);
       if (f.unread !== undefined) q = q.where('is_read', '=', f.unread ? 0 : 1);
@@ -362,7 +424,12 @@ export const createReadService = ({ db, dialect, ring, guard, clock, audit }: De
       // Tags are a JSON array of [A-Za-z0-9:_.-]; LIKE narrows (escaping _), the exact check (tagOk) decides.
       if (f.tag) {
         const like = `%"${f.tag.replace(/[\\%_]/g, (ch) => `\\${ch}`)}"%`;
-        q = q.where((eb) => eb.or([sql<boolean>`${sql.ref('tags')} like ${like} escape '\\'`, sql<boolean>`${sql.ref('system_tags')} like ${like} escape '\\'`]));
+        q = q.where((eb) =>
+          eb.or([
+            sql<boolean>`${sql.ref('tags')} like ${like} escape '\\'`,
+            sql<boolean>`${sql.ref('system_tags')} like ${like} escape '\\'`,
+          ]),
+        );
       }
       if (cursor) q = q.where('id', '<', cursor);
       const rows = (await q.execute()) as MetaRow[];
@@ -391,7 +458,12 @@ export const createReadService = ({ db, dialect, ring, guard, clock, audit }: De
 
   /** The content filters of a request, folded once. */
   type Needles = { from?: string; subject?: string; q?: string; tag?: string };
-  const needlesOf = (f: { from?: string; subject?: string; q?: string; tag?: string }): Needles => ({ from: f.from && fold(f.from), subject: f.subject && fold(f.subject), q: f.q && fold(f.q), tag: f.tag });
+  const needlesOf = (f: { from?: string; subject?: string; q?: string; tag?: string }): Needles => ({
+    from: f.from && fold(f.from),
+    subject: f.subject && fold(f.subject),
+    q: f.q && fold(f.q),
+    tag: f.tag,
+  });
 
   /** The content filters on an opened message; a held one matches only on its sender for an agent. */
   const matchContent = (p: Principal, m: Meta, c: MessageContent, f: Needles): Match | null => {
@@ -435,7 +507,10 @@ export const createReadService = ({ db, dialect, ring, guard, clock, audit }: De
     });
     const ids = r.items.map((x) => x.summary.id);
     await guard.change(ctx, 'email.read', target, async (tx) => {
-      await guard.recordIn(tx, ctx, 'email.read', target, { message_ids: ids, ...(r.unreadable.length ? { unreadable: r.unreadable.length } : {}) });
+      await guard.recordIn(tx, ctx, 'email.read', target, {
+        message_ids: ids,
+        ...(r.unreadable.length ? { unreadable: r.unreadable.length } : {}),
+      });
       await recordUnreadable(tx, ctx, mailboxId, 'list', r.unreadable);
     });
     return { messages: r.items.map((x) => x.summary), next: r.next, partial: r.partial, unreadable: r.unreadable.length };
@@ -455,7 +530,8 @@ export const createReadService = ({ db, dialect, ring, guard, clock, audit }: De
     const r = await guard.read(ctx, 'email.searched', target, async () => {
       requireReader(ctx);
       await visibleMailbox(db, ctx, mailboxId);
-      if (!f.q && !f.from && !f.subject && !f.tag && !f.since && !f.until) throw new AppError('invalid_filter', 400, 'Search needs q or at least one of from, subject, tag, since, until.');
+      if (!f.q && !f.from && !f.subject && !f.tag && !f.since && !f.until)
+        throw new AppError('invalid_filter', 400, 'Search needs q or at least one of from, subject, tag, since, until.');
       const needles = needlesOf(f);
       return scan(db, mailboxId, f, true, (m, c) => matchContent(ctx.principal, m, c, needles));
     });
@@ -464,14 +540,26 @@ export const createReadService = ({ db, dialect, ring, guard, clock, audit }: De
       await guard.recordIn(tx, ctx, 'email.searched', target, {
         message_ids: ids,
         query_hash: queryHash(mailboxId, f),
-        criteria: { q: Boolean(f.q), from: Boolean(f.from), subject: Boolean(f.subject), tag: f.tag ?? null, since: f.since ?? null, until: f.until ?? null },
+        criteria: {
+          q: Boolean(f.q),
+          from: Boolean(f.from),
+          subject: Boolean(f.subject),
+          tag: f.tag ?? null,
+          since: f.since ?? null,
+          until: f.until ?? null,
+        },
         examined: r.examined,
         partial: r.partial,
         unreadable: r.unreadable.length,
       });
       await recordUnreadable(tx, ctx, mailboxId, 'search', r.unreadable);
     });
-    return { messages: r.items.map((x) => ({ ...x.summary, matched_in: x.matched_in ?? [] })), next: r.next, partial: r.partial, unreadable: r.unreadable.length };
+    return {
+      messages: r.items.map((x) => ({ ...x.summary, matched_in: x.matched_in ?? [] })),
+      next: r.next,
+      partial: r.partial,
+      unreadable: r.unreadable.length,
+    };
   };
 
   /** A thread's messages the caller may see, oldest first (held inbound ones as sender and time only); at most 500. Throws 404 when none. Audits email.read. */
@@ -493,10 +581,13 @@ export const createReadService = ({ db, dialect, ring, guard, clock, audit }: De
       const rows = (await q.execute()) as MetaRow[];
       if (rows.length === 0) throw notFound('thread');
       const out: Summary[] = [];
-      for await (const { row, sealed } of withContent(db, rows, () => true)) if (sealed !== null) out.push(summaryOf(p, row, openContent(ring, row, sealed)));
+      for await (const { row, sealed } of withContent(db, rows, () => true))
+        if (sealed !== null) out.push(summaryOf(p, row, openContent(ring, row, sealed)));
       return out;
     });
-    await guard.change(ctx, 'email.read', target, (tx) => guard.recordIn(tx, ctx, 'email.read', target, { message_ids: messages.map((m) => m.id) }));
+    await guard.change(ctx, 'email.read', target, (tx) =>
+      guard.recordIn(tx, ctx, 'email.read', target, { message_ids: messages.map((m) => m.id) }),
+    );
     return { id: threadId, messages };
   };
 
@@ -515,7 +606,11 @@ export const createReadService = ({ db, dialect, ring, guard, clock, audit }: De
       const visible = !isContentHidden(ctx.principal, m);
       const system = tagFields(m, visible).system_tags;
       const agentTags = [...new Set(tags)].filter((t) => !system.includes(t));
-      await tx.updateTable('messages').set({ tags: JSON.stringify(agentTags), updated_at: now() }).where('id', '=', m.id).execute();
+      await tx
+        .updateTable('messages')
+        .set({ tags: JSON.stringify(agentTags), updated_at: now() })
+        .where('id', '=', m.id)
+        .execute();
       await guard.recordIn(tx, ctx, 'email.tagged', emailTarget(id), { tags: agentTags, before: JSON.parse(m.tags) as string[] });
       return { id: m.id, ...tagFields({ ...m, tags: JSON.stringify(agentTags) }, visible) };
     });
@@ -536,7 +631,14 @@ export const createReadService = ({ db, dialect, ring, guard, clock, audit }: De
       if (!a) throw notFound('attachment');
       const bytes = Buffer.from(a.content_base64, 'base64');
       const hash = sha256Hex(bytes);
-      await guard.recordIn(tx, ctx, 'email.attachment.read', emailTarget(id), { mailbox_id: m.mailbox_id, index, size: bytes.length }, hash);
+      await guard.recordIn(
+        tx,
+        ctx,
+        'email.attachment.read',
+        emailTarget(id),
+        { mailbox_id: m.mailbox_id, index, size: bytes.length },
+        hash,
+      );
       return { bytes, contentType: safeContentType(a.content_type), contentDisposition: contentDisposition(a.filename), sha256: hash };
     });
 

@@ -66,11 +66,23 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
     if (!inReplyTo) return { threadId: newId('thread'), inReplyTo: null, references: [] as string[] };
     let parent: MessagesTable | undefined;
     if (/^msg_[0-9a-f]{32}$/.test(inReplyTo)) {
-      parent = await tx.selectFrom('messages').selectAll().where('id', '=', inReplyTo).where('mailbox_id', '=', mailbox.id).executeTakeFirst();
+      parent = await tx
+        .selectFrom('messages')
+        .selectAll()
+        .where('id', '=', inReplyTo)
+        .where('mailbox_id', '=', mailbox.id)
+        .executeTakeFirst();
       if (!parent) throw notFound('email');
     } else {
-      if (!MSG_ID_RE.test(inReplyTo)) throw new AppError('invalid_in_reply_to', 400, 'in_reply_to must be an email id (msg_...) or a Message-ID like <id@domain>.');
-      parent = await tx.selectFrom('messages').selectAll().where('org_id', '=', mailbox.org_id).where('mailbox_id', '=', mailbox.id).where('message_id', '=', inReplyTo).executeTakeFirst();
+      if (!MSG_ID_RE.test(inReplyTo))
+        throw new AppError('invalid_in_reply_to', 400, 'in_reply_to must be an email id (msg_...) or a Message-ID like <id@domain>.');
+      parent = await tx
+        .selectFrom('messages')
+        .selectAll()
+        .where('org_id', '=', mailbox.org_id)
+        .where('mailbox_id', '=', mailbox.id)
+        .where('message_id', '=', inReplyTo)
+        .executeTakeFirst();
       if (!parent) return { threadId: newId('thread'), inReplyTo, references: [inReplyTo] };
     }
     // RFC 5322 3.6.4: References = parent's References (or In-Reply-To) + parent's Message-ID.
@@ -163,39 +175,63 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
     await tx.insertInto('messages').values(row).execute();
     if (idem) {
       // The primary key (scope, key) makes a concurrent duplicate fail here; the caller answers with the winner.
-      await tx.insertInto('idempotency_keys').values({ scope: mailbox.id, key: idem.key, request_hash: idem.hash, message_id: id, created_at: at, expires_at: new Date(clock.now().getTime() + IDEMPOTENCY_TTL_MS).toISOString() }).execute();
+      await tx
+        .insertInto('idempotency_keys')
+        .values({
+          scope: mailbox.id,
+          key: idem.key,
+          request_hash: idem.hash,
+          message_id: id,
+          created_at: at,
+          expires_at: new Date(clock.now().getTime() + IDEMPOTENCY_TTL_MS).toISOString(),
+        })
+        .execute();
     }
     await addMessageEvent(tx, id, at, 'submitted', { oversight_mode: mailbox.oversight_mode });
-    await guard.recordIn(tx, ctx, 'email.submitted', emailTarget(id), {
-      mailbox_id: mailbox.id,
-      oversight_mode: mailbox.oversight_mode,
-      recipients: content.to.length + content.cc.length + content.bcc.length,
-      attachments: content.attachments.length,
-      thread_id: row.thread_id,
-      ...(row.category ? { category: row.category } : {}),
-      phi: { sensitivity: phi.sensitivity, types: [...new Set(d.findings.map((f) => f.type))].sort(), findings: d.findings.length },
-    }, row.content_hash);
+    await guard.recordIn(
+      tx,
+      ctx,
+      'email.submitted',
+      emailTarget(id),
+      {
+        mailbox_id: mailbox.id,
+        oversight_mode: mailbox.oversight_mode,
+        recipients: content.to.length + content.cc.length + content.bcc.length,
+        attachments: content.attachments.length,
+        thread_id: row.thread_id,
+        ...(row.category ? { category: row.category } : {}),
+        phi: { sensitivity: phi.sensitivity, types: [...new Set(d.findings.map((f) => f.type))].sort(), findings: d.findings.length },
+      },
+      row.content_hash,
+    );
 
     if (reasons.length > 0) {
       const approvalId = newId('approval');
       const expires = new Date(clock.now().getTime() + config.approvalTtlSeconds * 1000).toISOString();
-      await tx.insertInto('approvals').values({
-        id: approvalId,
-        org_id: mailbox.org_id,
-        message_id: id,
-        mailbox_id: mailbox.id,
-        direction: 'outbound',
-        status: 'pending',
-        reasons: JSON.stringify(reasons),
-        created_at: at,
-        expires_at: expires,
-        decided_at: null,
-        decided_by: null,
-        decision_reason: null,
-        comment_sealed: null,
-        edits: null,
-      }).execute();
-      await tx.updateTable('messages').set({ approval_id: approvalId, status_reason: JSON.stringify({ code: 'held', reasons }) }).where('id', '=', id).execute();
+      await tx
+        .insertInto('approvals')
+        .values({
+          id: approvalId,
+          org_id: mailbox.org_id,
+          message_id: id,
+          mailbox_id: mailbox.id,
+          direction: 'outbound',
+          status: 'pending',
+          reasons: JSON.stringify(reasons),
+          created_at: at,
+          expires_at: expires,
+          decided_at: null,
+          decided_by: null,
+          decision_reason: null,
+          comment_sealed: null,
+          edits: null,
+        })
+        .execute();
+      await tx
+        .updateTable('messages')
+        .set({ approval_id: approvalId, status_reason: JSON.stringify({ code: 'held', reasons }) })
+        .where('id', '=', id)
+        .execute();
       await addMessageEvent(tx, id, at, 'held', { approval_id: approvalId, reasons, expires_at: expires });
       await guard.recordIn(tx, ctx, 'email.held', emailTarget(id), { approval_id: approvalId, reasons, expires_at: expires });
       return { id, status: 'pending_approval', thread_id: row.thread_id, queued: false };
@@ -206,10 +242,20 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
   };
 
   const replayOf = async (mailboxId: string, key: string, hash: string) => {
-    const hit = await db.selectFrom('idempotency_keys').selectAll().where('scope', '=', mailboxId).where('key', '=', key).executeTakeFirst();
+    const hit = await db
+      .selectFrom('idempotency_keys')
+      .selectAll()
+      .where('scope', '=', mailboxId)
+      .where('key', '=', key)
+      .executeTakeFirst();
     if (!hit || hit.expires_at <= now()) return null;
-    if (hit.request_hash !== hash) throw conflict('idempotency_key_reused', 'This Idempotency-Key was used with a different request in the last 24 hours.');
-    const m = await db.selectFrom('messages').select(['id', 'status', 'thread_id']).where('id', '=', hit.message_id).executeTakeFirstOrThrow();
+    if (hit.request_hash !== hash)
+      throw conflict('idempotency_key_reused', 'This Idempotency-Key was used with a different request in the last 24 hours.');
+    const m = await db
+      .selectFrom('messages')
+      .select(['id', 'status', 'thread_id'])
+      .where('id', '=', hit.message_id)
+      .executeTakeFirstOrThrow();
     return { id: m.id, status: m.status, thread_id: m.thread_id };
   };
 
@@ -246,10 +292,23 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
       return guard.change(ctx, 'email.submitted', target, async (tx) => {
         // Decide under the mailbox as it is now (its mode may have changed since the draft).
         const fresh = await visibleMailbox(tx, ctx, mailboxId);
-        if (idempotencyKey) await tx.deleteFrom('idempotency_keys').where('scope', '=', mailboxId).where('key', '=', idempotencyKey).where('expires_at', '<=', now()).execute();
-        return persist(tx, ctx, fresh, { ...d, row: { ...d.row, oversight_mode: fresh.oversight_mode } }, idempotencyKey ? { key: idempotencyKey, hash } : null, (c) => {
-          refusal = c;
-        });
+        if (idempotencyKey)
+          await tx
+            .deleteFrom('idempotency_keys')
+            .where('scope', '=', mailboxId)
+            .where('key', '=', idempotencyKey)
+            .where('expires_at', '<=', now())
+            .execute();
+        return persist(
+          tx,
+          ctx,
+          fresh,
+          { ...d, row: { ...d.row, oversight_mode: fresh.oversight_mode } },
+          idempotencyKey ? { key: idempotencyKey, hash } : null,
+          (c) => {
+            refusal = c;
+          },
+        );
       });
     };
     let r: { id: string; status: string; thread_id: string; queued: boolean };
@@ -295,9 +354,16 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
     const c = openContent(ring, m, m.content_sealed);
     const own = mailbox.address.toLowerCase();
     const to = m.direction === 'inbound' ? [c.from.address] : c.to;
-    const cc = body.reply_all ? [...(m.direction === 'inbound' ? c.to : []), ...c.cc].filter((a) => a.toLowerCase() !== own && !to.includes(a)) : [];
+    const cc = body.reply_all
+      ? [...(m.direction === 'inbound' ? c.to : []), ...c.cc].filter((a) => a.toLowerCase() !== own && !to.includes(a))
+      : [];
     const subject = /^re:/i.test(c.subject) ? c.subject : `Re: ${c.subject}`.slice(0, 998);
-    return send(ctx, mailbox.id, { to, cc: cc.length > 0 ? cc : undefined, subject, text: body.text, html: body.html, in_reply_to: m.id, category: body.category }, idempotencyKey);
+    return send(
+      ctx,
+      mailbox.id,
+      { to, cc: cc.length > 0 ? cc : undefined, subject, text: body.text, html: body.html, in_reply_to: m.id, category: body.category },
+      idempotencyKey,
+    );
   };
 
   /**
@@ -318,21 +384,45 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
       if (p.type === 'agent') requireSender(ctx);
       else requireAnyRole(ctx, ['admin'], 'email');
       const { m } = await visibleMessage(tx, ctx, emailId);
-      const notCancellable = () => conflict('not_cancellable', `A message that is ${m.direction === 'inbound' ? 'inbound' : m.status} cannot be cancelled; only pending_approval, queued and deferred outbound messages can.`);
+      const notCancellable = () =>
+        conflict(
+          'not_cancellable',
+          `A message that is ${m.direction === 'inbound' ? 'inbound' : m.status} cannot be cancelled; only pending_approval, queued and deferred outbound messages can.`,
+        );
       if (m.direction !== 'outbound' || !['pending_approval', 'queued', 'deferred'].includes(m.status)) throw notCancellable();
       const at = now();
       // The approval first, in the order reviewers' decisions lock (approval, then message): on PostgreSQL a
       // cancel racing an approval waits for it instead of deadlocking, then sees the outbox rows it wrote.
       let approvalId: string | null = null;
       if (m.approval_id) {
-        const a = await tx.updateTable('approvals').set({ status: 'rejected', decided_at: at, decided_by: p.id, decision_reason: JSON.stringify({ code: 'cancelled' }) }).where('id', '=', m.approval_id).where('status', '=', 'pending').executeTakeFirst();
+        const a = await tx
+          .updateTable('approvals')
+          .set({ status: 'rejected', decided_at: at, decided_by: p.id, decision_reason: JSON.stringify({ code: 'cancelled' }) })
+          .where('id', '=', m.approval_id)
+          .where('status', '=', 'pending')
+          .executeTakeFirst();
         if (Number(a.numUpdatedRows) > 0) approvalId = m.approval_id;
       }
-      const jobs = await tx.updateTable('outbox').set({ status: 'failed', last_code: 'cancelled', lease_until: null, claimed_by: null, updated_at: at }).where('message_id', '=', m.id).where('status', '=', 'pending').executeTakeFirst();
+      const jobs = await tx
+        .updateTable('outbox')
+        .set({ status: 'failed', last_code: 'cancelled', lease_until: null, claimed_by: null, updated_at: at })
+        .where('message_id', '=', m.id)
+        .where('status', '=', 'pending')
+        .executeTakeFirst();
       // Any job in SMTP now or done means (part of) the message was handed over: too late.
-      const handed = await tx.selectFrom('outbox').select('id').where('message_id', '=', m.id).where('status', 'in', ['sending', 'done']).executeTakeFirst();
+      const handed = await tx
+        .selectFrom('outbox')
+        .select('id')
+        .where('message_id', '=', m.id)
+        .where('status', 'in', ['sending', 'done'])
+        .executeTakeFirst();
       if (handed) throw notCancellable();
-      const u = await tx.updateTable('messages').set({ status: 'cancelled', status_reason: JSON.stringify({ code: 'cancelled', by: p.id }), updated_at: at }).where('id', '=', m.id).where('status', 'in', ['pending_approval', 'queued', 'deferred']).executeTakeFirst();
+      const u = await tx
+        .updateTable('messages')
+        .set({ status: 'cancelled', status_reason: JSON.stringify({ code: 'cancelled', by: p.id }), updated_at: at })
+        .where('id', '=', m.id)
+        .where('status', 'in', ['pending_approval', 'queued', 'deferred'])
+        .executeTakeFirst();
       if (Number(u.numUpdatedRows) === 0) throw notCancellable();
       const details = { previous_status: m.status, outbox_jobs_cancelled: Number(jobs.numUpdatedRows), approval_closed: approvalId };
       await addMessageEvent(tx, m.id, at, 'cancelled', { by: p.id, ...details });

@@ -66,7 +66,11 @@ export const createSmtpSender = (config: Pick<Config, 'smtp' | 'delivery'>, reso
     return tr;
   };
 
-  const sendVia = async (t: SmtpTarget, envelope: { from: string; to: string[] }, raw: Buffer): Promise<DeliveryOutcome & { rejected?: number }> => {
+  const sendVia = async (
+    t: SmtpTarget,
+    envelope: { from: string; to: string[] },
+    raw: Buffer,
+  ): Promise<DeliveryOutcome & { rejected?: number }> => {
     try {
       const info = await transportFor(t).sendMail({ envelope, raw });
       const code = Number(/^(\d{3})/.exec(String(info.response ?? ''))?.[1] ?? 250);
@@ -87,12 +91,21 @@ export const createSmtpSender = (config: Pick<Config, 'smtp' | 'delivery'>, reso
    * gives an SMTP answer. `route` is `relay` or a recipient domain; the caller
    * decides it at each attempt (see `relayConfigured`).
    */
-  const deliver = async (route: string, envelope: { from: string; to: string[] }, raw: Buffer): Promise<DeliveryOutcome & { host?: string }> => {
+  const deliver = async (
+    route: string,
+    envelope: { from: string; to: string[] },
+    raw: Buffer,
+  ): Promise<DeliveryOutcome & { host?: string }> => {
     let targets: SmtpTarget[] | DeliveryOutcome;
     try {
       targets = await targetsFor(route);
     } catch (e) {
-      return { kind: 'defer', code: null, category: 'dns', error: { code: e instanceof DnsLookupError ? e.code : 'EUNKNOWN', stage: 'DNS' } };
+      return {
+        kind: 'defer',
+        code: null,
+        category: 'dns',
+        error: { code: e instanceof DnsLookupError ? e.code : 'EUNKNOWN', stage: 'DNS' },
+      };
     }
     if (!Array.isArray(targets)) return targets;
     let last: DeliveryOutcome = { kind: 'defer', code: null, category: 'no_route' };

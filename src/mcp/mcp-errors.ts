@@ -18,7 +18,8 @@ export const toolErrorOut = z.object({
   }),
 });
 
-export const storeBusy = () => new AppError('store_busy', 503, 'The store is busy with another process; retry shortly.', { temporary: true, extra: { retry_after: 1 } });
+export const storeBusy = () =>
+  new AppError('store_busy', 503, 'The store is busy with another process; retry shortly.', { temporary: true, extra: { retry_after: 1 } });
 
 export const storeUnavailable = () =>
   new AppError('store_unavailable', 503, 'The store is unavailable; retry shortly.', { temporary: true, extra: { retry_after: 5 } });

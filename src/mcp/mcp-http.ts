@@ -67,7 +67,13 @@ export const mcpRoutes = (opts: McpHttpOptions) => async (app: FastifyInstance) 
     schema: { tags: ['mcp'], summary: 'Not offered: this MCP endpoint is stateless (405)' },
     handler: (req, reply) => {
       reply.header('allow', 'POST');
-      return sendProblem(reply, req, 405, 'method_not_allowed', 'This MCP endpoint is stateless: POST JSON-RPC messages. There is no SSE stream to open and no session to delete.');
+      return sendProblem(
+        reply,
+        req,
+        405,
+        'method_not_allowed',
+        'This MCP endpoint is stateless: POST JSON-RPC messages. There is no SSE stream to open and no session to delete.',
+      );
     },
   });
 
@@ -80,7 +86,11 @@ export const mcpRoutes = (opts: McpHttpOptions) => async (app: FastifyInstance) 
         reply.code(status).type('application/json').send({ jsonrpc: '2.0', id: null, error: { code, message } });
       if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
         const limit = req.routeOptions.bodyLimit ?? app.initialConfig.bodyLimit;
-        return rpcError(413, INVALID_REQUEST, `Invalid Request: a message may be at most ${limit} bytes (the HTTP request body limit, MAILWARD_BODY_LIMIT_BYTES).`);
+        return rpcError(
+          413,
+          INVALID_REQUEST,
+          `Invalid Request: a message may be at most ${limit} bytes (the HTTP request body limit, MAILWARD_BODY_LIMIT_BYTES).`,
+        );
       }
       if (err.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || err.code === 'FST_ERR_CTP_EMPTY_JSON_BODY') {
         return rpcError(400, PARSE_ERROR, 'Parse error: the body is not valid JSON.');

@@ -85,7 +85,10 @@ export const visibleTools = async (deps: McpDeps, ctx: RequestContext): Promise<
 type Extra = {
   signal: AbortSignal;
   _meta?: { progressToken?: string | number };
-  sendNotification: (n: { method: 'notifications/progress'; params: { progressToken: string | number; progress: number; total?: number; message?: string } }) => Promise<void>;
+  sendNotification: (n: {
+    method: 'notifications/progress';
+    params: { progressToken: string | number; progress: number; total?: number; message?: string };
+  }) => Promise<void>;
 };
 
 /** Runs one tool call. Never throws: every failure is an isError result with a stable code. */
@@ -93,7 +96,11 @@ export const callTool = async (deps: McpDeps, session: McpSession, name: string,
   const tool = TOOL_BY_NAME.get(name);
   if (!tool) {
     const shown = /^[A-Za-z0-9_.-]{1,64}$/.test(name) ? ` ${name}` : '';
-    return toolErrorResult(new AppError('unknown_tool', 404, `There is no tool${shown}; list the tools to see what this key may use.`), deps.logger, 'unknown');
+    return toolErrorResult(
+      new AppError('unknown_tool', 404, `There is no tool${shown}; list the tools to see what this key may use.`),
+      deps.logger,
+      'unknown',
+    );
   }
   try {
     const ctx = await session.context();
@@ -116,7 +123,15 @@ export const callTool = async (deps: McpDeps, session: McpSession, name: string,
         ? undefined
         : (ms: number, totalMs: number) => {
             extra
-              .sendNotification({ method: 'notifications/progress', params: { progressToken: token, progress: Math.round(ms / 1000), total: Math.round(totalMs / 1000), message: 'waiting for email' } })
+              .sendNotification({
+                method: 'notifications/progress',
+                params: {
+                  progressToken: token,
+                  progress: Math.round(ms / 1000),
+                  total: Math.round(totalMs / 1000),
+                  message: 'waiting for email',
+                },
+              })
               .catch(() => {});
           };
     const r = await tool.run(deps, ctx, parsed.data, { signals, progress, safetyRecheckMs: session.safetyRecheckMs });
@@ -126,7 +141,11 @@ export const callTool = async (deps: McpDeps, session: McpSession, name: string,
   }
 };
 
-type ParamsSchema<P> = { safeParse: (v: unknown) => { success: true; data: P } | { success: false; error: { issues: readonly { path: readonly PropertyKey[]; message: string }[] } } };
+type ParamsSchema<P> = {
+  safeParse: (
+    v: unknown,
+  ) => { success: true; data: P } | { success: false; error: { issues: readonly { path: readonly PropertyKey[]; message: string }[] } };
+};
 
 /** JSON-RPC 2.0 section 5.1: params the method cannot take are -32602 Invalid params; the reason is short (at most three paths), never a schema dump. */
 export const invalidParams = (issues: readonly { path: readonly PropertyKey[]; message: string }[]) =>
@@ -138,7 +157,11 @@ export const invalidParams = (issues: readonly { path: readonly PropertyKey[]; m
       .join('; ')}`.slice(0, 300),
   );
 
-type ProtocolSetRequestHandler = (this: Server, schema: z.ZodType, handler: (req: { params?: unknown }, extra: unknown) => Promise<unknown>) => void;
+type ProtocolSetRequestHandler = (
+  this: Server,
+  schema: z.ZodType,
+  handler: (req: { params?: unknown }, extra: unknown) => Promise<unknown>,
+) => void;
 
 /**
  * Registers a request handler that validates its own params. The SDK parses a

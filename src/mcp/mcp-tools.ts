@@ -108,17 +108,20 @@ export type ToolDef = {
 // ---- access rules (mirror the services; where MCP is stricter it fails closed) ----
 
 const agentScope = (scope: Scope, also?: Scope) => (p: Principal) => {
-  if (p.type !== 'agent') return forbidden('agent_required', 'This tool is for agent keys; humans use the REST API or the reviewer console.');
+  if (p.type !== 'agent')
+    return forbidden('agent_required', 'This tool is for agent keys; humans use the REST API or the reviewer console.');
   if (hasScope(p, scope) || (also && hasScope(p, also))) return null;
   return forbidden('scope_required', `This tool needs an agent key with the ${scope} scope.`);
 };
 
 /** Mail reading: agents with mail:read; humans who may see mailboxes (admin, reviewer). */
-const mailReader = (alsoSend = false) => (p: Principal) => {
-  if (p.type === 'agent') return agentScope('mail:read', alsoSend ? 'mail:send' : undefined)(p);
-  if (hasRole(p, 'admin') || hasRole(p, 'reviewer')) return null;
-  return forbidden('role_required', 'This tool needs one of the roles: admin, reviewer.');
-};
+const mailReader =
+  (alsoSend = false) =>
+  (p: Principal) => {
+    if (p.type === 'agent') return agentScope('mail:read', alsoSend ? 'mail:send' : undefined)(p);
+    if (hasRole(p, 'admin') || hasRole(p, 'reviewer')) return null;
+    return forbidden('role_required', 'This tool needs one of the roles: admin, reviewer.');
+  };
 
 const anyone = () => null;
 
@@ -128,7 +131,10 @@ const consentReader = (p: Principal) => (p.type === 'agent' ? agentScope('mail:s
 // ---- shared argument pieces (REST field names) ----
 
 const idArg = (prefix: string, what: string) =>
-  z.string().regex(new RegExp(`^${prefix}_[0-9a-f]{32}$`), `must be a ${prefix}_ id`).describe(what);
+  z
+    .string()
+    .regex(new RegExp(`^${prefix}_[0-9a-f]{32}$`), `must be a ${prefix}_ id`)
+    .describe(what);
 
 const mailboxId = idArg('mbx', 'Mailbox id (mbx_...), from list_mailboxes');
 const emailId = idArg('msg', 'Email id (msg_...), from check_inbox, send_email or wait_for_email');
@@ -168,7 +174,10 @@ const listFilters = {
 
 const checkInboxIn = messagesQuery.omit({ unread: true, limit: true, direction: true }).extend({
   mailbox_id: mailboxId,
-  direction: z.enum(['inbound', 'outbound']).default('inbound').describe('inbound (default): mail received; outbound: mail this mailbox sent'),
+  direction: z
+    .enum(['inbound', 'outbound'])
+    .default('inbound')
+    .describe('inbound (default): mail received; outbound: mail this mailbox sent'),
   ...listFilters,
 });
 
@@ -199,7 +208,9 @@ const waitIn = z.strictObject({
   since: z.iso
     .datetime({ offset: true })
     .optional()
-    .describe('Only mail stored after this instant (ISO 8601). Default: now. Pass the created_at of the last message you handled so nothing that arrived in between is missed.'),
+    .describe(
+      'Only mail stored after this instant (ISO 8601). Default: now. Pass the created_at of the last message you handled so nothing that arrived in between is missed.',
+    ),
   timeout_seconds: z.number().int().min(1).max(120).default(30).describe('How long to wait, 1-120 seconds (default 30)'),
 });
 
@@ -216,11 +227,22 @@ const threadOut = z.object({
   notice: z.string(),
 });
 const searchOut = searchPageOut.extend({ mailbox_id: z.string() });
-const statusOut = messageSummaryOut.pick({ id: true, mailbox_id: true, direction: true, status: true, status_reason: true, content_hidden: true, thread_id: true, created_at: true }).extend({
-  delivered_at: z.string().nullable(),
-  approval: z.union([approvalOut, heldEmailOut.shape.approval.unwrap()]).nullable(),
-  events: z.array(z.object({ at: z.string(), type: z.string(), details: z.record(z.string(), z.unknown()) })),
-});
+const statusOut = messageSummaryOut
+  .pick({
+    id: true,
+    mailbox_id: true,
+    direction: true,
+    status: true,
+    status_reason: true,
+    content_hidden: true,
+    thread_id: true,
+    created_at: true,
+  })
+  .extend({
+    delivered_at: z.string().nullable(),
+    approval: z.union([approvalOut, heldEmailOut.shape.approval.unwrap()]).nullable(),
+    events: z.array(z.object({ at: z.string(), type: z.string(), details: z.record(z.string(), z.unknown()) })),
+  });
 const waitOut = z.object({
   result: z.enum(['received', 'timeout']),
   message: messageSummaryOut.nullable(),
@@ -254,7 +276,10 @@ const tools: ToolDef[] = [
     access: (p) => (p.type === 'agent' ? agentScope('mail:read', 'mail:send')(p) : mailReader()(p)),
     run: async (d, ctx) => {
       const s = out(mailboxesOut, { mailboxes: await d.mailboxes.list(ctx) });
-      return resultOf(s, `${s.mailboxes.length} mailbox(es):\n${s.mailboxes.map((m) => `- ${m.id} ${m.address} (${m.oversight_mode})`).join('\n')}\n${json(s)}`);
+      return resultOf(
+        s,
+        `${s.mailboxes.length} mailbox(es):\n${s.mailboxes.map((m) => `- ${m.id} ${m.address} (${m.oversight_mode})`).join('\n')}\n${json(s)}`,
+      );
     },
   },
   {
@@ -269,9 +294,18 @@ const tools: ToolDef[] = [
     run: async (d, ctx, raw) => {
       const a = raw as z.infer<typeof checkInboxIn>;
       const r = await d.reader.list(ctx, a.mailbox_id, filtersOf(a));
-      const s = out(inboxOut, { mailbox_id: a.mailbox_id, messages: r.messages, next_cursor: r.next ? encodeCursor(r.next) : null, partial: r.partial, unreadable: r.unreadable });
+      const s = out(inboxOut, {
+        mailbox_id: a.mailbox_id,
+        messages: r.messages,
+        next_cursor: r.next ? encodeCursor(r.next) : null,
+        partial: r.partial,
+        unreadable: r.unreadable,
+      });
       const more = s.next_cursor ? `\nMore: call again with cursor ${s.next_cursor}` : '';
-      return resultOf(s, `${renderSummaries(`${s.messages.length} ${a.direction} message(s) in ${a.mailbox_id}, newest first:`, s.messages)}${more}`);
+      return resultOf(
+        s,
+        `${renderSummaries(`${s.messages.length} ${a.direction} message(s) in ${a.mailbox_id}, newest first:`, s.messages)}${more}`,
+      );
     },
   },
   {
@@ -302,7 +336,10 @@ const tools: ToolDef[] = [
     run: async (d, ctx, raw) => {
       const { mailbox_id, idempotency_key, ...body } = raw as z.infer<typeof sendIn>;
       const r = out(sendAccepted, await d.mail.send(ctx, mailbox_id, body, idempotency_key));
-      return resultOf(r, `${r.status === 'pending_approval' ? 'Held for review' : 'Accepted'}: email ${r.id}, status ${r.status}, thread ${r.thread_id}.\n${json(r)}`);
+      return resultOf(
+        r,
+        `${r.status === 'pending_approval' ? 'Held for review' : 'Accepted'}: email ${r.id}, status ${r.status}, thread ${r.thread_id}.\n${json(r)}`,
+      );
     },
   },
   {
@@ -319,7 +356,10 @@ const tools: ToolDef[] = [
     run: async (d, ctx, raw) => {
       const { email_id, idempotency_key, ...body } = raw as z.infer<typeof replyIn>;
       const r = out(sendAccepted, await d.mail.reply(ctx, email_id, body, idempotency_key));
-      return resultOf(r, `${r.status === 'pending_approval' ? 'Held for review' : 'Accepted'}: reply ${r.id}, status ${r.status}, thread ${r.thread_id}.\n${json(r)}`);
+      return resultOf(
+        r,
+        `${r.status === 'pending_approval' ? 'Held for review' : 'Accepted'}: reply ${r.id}, status ${r.status}, thread ${r.thread_id}.\n${json(r)}`,
+      );
     },
   },
   {
@@ -357,9 +397,18 @@ const tools: ToolDef[] = [
     run: async (d, ctx, raw) => {
       const a = raw as z.infer<typeof searchIn>;
       const r = await d.reader.search(ctx, a.mailbox_id, { ...filtersOf(a), q: a.q });
-      const s = out(searchOut, { mailbox_id: a.mailbox_id, messages: r.messages, next_cursor: r.next ? encodeCursor(r.next) : null, partial: r.partial, unreadable: r.unreadable });
+      const s = out(searchOut, {
+        mailbox_id: a.mailbox_id,
+        messages: r.messages,
+        next_cursor: r.next ? encodeCursor(r.next) : null,
+        partial: r.partial,
+        unreadable: r.unreadable,
+      });
       const more = s.next_cursor ? `\nMore: call again with cursor ${s.next_cursor}` : '';
-      return resultOf(s, `${renderSummaries(`${s.messages.length} matching message(s) in ${a.mailbox_id}, newest first:`, s.messages)}${more}`);
+      return resultOf(
+        s,
+        `${renderSummaries(`${s.messages.length} matching message(s) in ${a.mailbox_id}, newest first:`, s.messages)}${more}`,
+      );
     },
   },
   {
@@ -380,7 +429,7 @@ const tools: ToolDef[] = [
     name: 'get_email_status',
     title: 'Get email status',
     description:
-      'Status of a message without its content (nothing the sender wrote): pending_approval (held for a reviewer, with reasons), rejected (with the reviewer\'s reason), queued, sending, deferred, delivered, bounced, failed, cancelled; inbound received, quarantined. Includes the approval decision and delivery events. Use it after send_email or reply_email. Not for reading content (use read_email).',
+      "Status of a message without its content (nothing the sender wrote): pending_approval (held for a reviewer, with reasons), rejected (with the reviewer's reason), queued, sending, deferred, delivered, bounced, failed, cancelled; inbound received, quarantined. Includes the approval decision and delivery events. Use it after send_email or reply_email. Not for reading content (use read_email).",
     input: z.strictObject({ email_id: emailId }),
     output: statusOut,
     annotations: { readOnlyHint: true, openWorldHint: false },
@@ -422,14 +471,24 @@ const tools: ToolDef[] = [
       const since = a.since ? new Date(a.since).toISOString() : d.clock.now().toISOString();
       const timeoutMs = a.timeout_seconds * 1000;
       const started = Date.now();
-      const m = await waitForEmail(d, ctx, { mailboxId: a.mailbox_id, from: a.from, subject: a.subject, since }, {
-        timeoutMs,
-        safetyRecheckMs: env.safetyRecheckMs,
-        signals: env.signals,
-        progressMs: 10_000,
-        onProgress: env.progress ? (ms) => env.progress?.(ms, timeoutMs) : undefined,
+      const m = await waitForEmail(
+        d,
+        ctx,
+        { mailboxId: a.mailbox_id, from: a.from, subject: a.subject, since },
+        {
+          timeoutMs,
+          safetyRecheckMs: env.safetyRecheckMs,
+          signals: env.signals,
+          progressMs: 10_000,
+          onProgress: env.progress ? (ms) => env.progress?.(ms, timeoutMs) : undefined,
+        },
+      );
+      const s = out(waitOut, {
+        result: m ? 'received' : 'timeout',
+        message: m,
+        since,
+        waited_seconds: Math.round((Date.now() - started) / 100) / 10,
       });
-      const s = out(waitOut, { result: m ? 'received' : 'timeout', message: m, since, waited_seconds: Math.round((Date.now() - started) / 100) / 10 });
       const text = s.message
         ? renderSummaries('New message:', [s.message])
         : `No matching message arrived within ${a.timeout_seconds} s (since ${since}). Call again to keep waiting.`;
@@ -447,7 +506,10 @@ const tools: ToolDef[] = [
     access: agentScope('vault:read'),
     run: async (d, ctx) => {
       const s = out(secretListOut, await d.vault.list(ctx));
-      return resultOf(s, `${s.secrets.length} secret(s):\n${s.secrets.map((x) => `- ${x.name} (${x.kind}, v${x.version})`).join('\n')}\n${json(s)}`);
+      return resultOf(
+        s,
+        `${s.secrets.length} secret(s):\n${s.secrets.map((x) => `- ${x.name} (${x.kind}, v${x.version})`).join('\n')}\n${json(s)}`,
+      );
     },
   },
   {

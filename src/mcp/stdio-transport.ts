@@ -52,7 +52,10 @@ export class BoundedStdioTransport implements Transport {
       } else if (this.size + (end - pos) > this.maxLineBytes) {
         this.parts = [];
         this.size = 0;
-        this.refuse(INVALID_REQUEST, `Invalid Request: a message may be at most ${this.maxLineBytes} bytes (the HTTP request body limit, MAILWARD_BODY_LIMIT_BYTES); this one was skipped.`);
+        this.refuse(
+          INVALID_REQUEST,
+          `Invalid Request: a message may be at most ${this.maxLineBytes} bytes (the HTTP request body limit, MAILWARD_BODY_LIMIT_BYTES); this one was skipped.`,
+        );
         this.skipping = nl === -1;
       } else if (nl === -1) {
         this.parts.push(buf.subarray(pos));
@@ -82,7 +85,11 @@ export class BoundedStdioTransport implements Transport {
     const parsed = JSONRPCMessageSchema.safeParse(value);
     if (!parsed.success) {
       const id = (value as { id?: unknown } | null)?.id;
-      this.refuse(INVALID_REQUEST, 'Invalid Request: not a JSON-RPC 2.0 message.', typeof id === 'string' || typeof id === 'number' ? id : null);
+      this.refuse(
+        INVALID_REQUEST,
+        'Invalid Request: not a JSON-RPC 2.0 message.',
+        typeof id === 'string' || typeof id === 'number' ? id : null,
+      );
       return;
     }
     this.onmessage?.(parsed.data);

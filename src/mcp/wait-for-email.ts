@@ -88,7 +88,14 @@ export const waitForEmail = async (deps: Deps, ctx: RequestContext, filter: Wait
     let before: string | undefined;
     let found: Summary | null = null;
     for (let page = 0; page < MAX_PAGES; page++) {
-      const r = await deps.reader.list(ctx, filter.mailboxId, { direction: 'inbound', since: floor, from: filter.from, subject: filter.subject, before, limit: PAGE });
+      const r = await deps.reader.list(ctx, filter.mailboxId, {
+        direction: 'inbound',
+        since: floor,
+        from: filter.from,
+        subject: filter.subject,
+        before,
+        limit: PAGE,
+      });
       for (const m of r.messages) if (matches(m)) found = m;
       if (!r.next) break;
       before = r.next;

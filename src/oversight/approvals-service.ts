@@ -9,7 +9,15 @@ import type { KeyRing } from '../kernel/crypto/keyring.js';
 import { badRequest, conflict, forbidden, isAppError, notFound, unprocessable } from '../kernel/errors.js';
 import type { MailEvents } from '../mail/mail-events.js';
 import type { ApproveInput } from '../mail/mail-schemas.js';
-import { addMessageEvent, approvalAad, approvalView, type EditDiff, openContent, sealContent, transitionMessage } from '../mail/message-store.js';
+import {
+  addMessageEvent,
+  approvalAad,
+  approvalView,
+  type EditDiff,
+  openContent,
+  sealContent,
+  transitionMessage,
+} from '../mail/message-store.js';
 import type { MessageContent } from '../mail/mime.js';
 import type { OutboundPipeline } from '../mail/outbound-pipeline.js';
 import { canonicalJson } from '../audit/canonical.js';
@@ -59,7 +67,12 @@ export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, pi
   const requireReviewer = (ctx: RequestContext) => requireAnyRole(ctx, ['reviewer'], 'approval');
 
   const load = async (tx: Executor, ctx: RequestContext, id: string) => {
-    const a = await tx.selectFrom('approvals').selectAll().where('id', '=', id).where('org_id', '=', ctx.principal.orgId).executeTakeFirst();
+    const a = await tx
+      .selectFrom('approvals')
+      .selectAll()
+      .where('id', '=', id)
+      .where('org_id', '=', ctx.principal.orgId)
+      .executeTakeFirst();
     if (!a) throw notFound('approval');
     if (a.status !== 'pending') throw conflict('approval_decided', `This approval is already ${a.status}.`);
     if (a.expires_at <= now()) throw conflict('approval_expired', 'This approval has expired; the message is rejected.');
@@ -102,7 +115,13 @@ export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, pi
       async (tx) => {
         requireAnyRole(ctx, ['reviewer', 'admin'], 'approval');
         const after = q.cursor === undefined ? undefined : decodeApprovalCursor(q.cursor);
-        let query = tx.selectFrom('approvals').selectAll().where('org_id', '=', ctx.principal.orgId).where('status', '=', q.status).orderBy('id').limit(q.limit + 1);
+        let query = tx
+          .selectFrom('approvals')
+          .selectAll()
+          .where('org_id', '=', ctx.principal.orgId)
+          .where('status', '=', q.status)
+          .orderBy('id')
+          .limit(q.limit + 1);
         if (after) query = query.where('id', '>', after);
         const found = await query.execute();
         const rows = found.slice(0, q.limit);
@@ -110,7 +129,12 @@ export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, pi
         const phi = new Map<string, Pick<MessagesTable, 'phi_findings' | 'phi_sensitivity'>>();
         for (let i = 0; i < rows.length; i += 100) {
           const ids = rows.slice(i, i + 100).map((a) => a.message_id);
-          for (const m of await tx.selectFrom('messages').select(['id', 'phi_findings', 'phi_sensitivity']).where('id', 'in', ids).execute()) phi.set(m.id, m);
+          for (const m of await tx
+            .selectFrom('messages')
+            .select(['id', 'phi_findings', 'phi_sensitivity'])
+            .where('id', 'in', ids)
+            .execute())
+            phi.set(m.id, m);
         }
         const last = rows.at(-1);
         const next = found.length > q.limit && last ? Buffer.from(last.id).toString('base64url') : null;
@@ -154,17 +178,43 @@ export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, pi
         requireReviewer(ctx);
         const { a, m } = await load(tx, ctx, id);
         const at = now();
-        await decideOnce(tx, a.id, { status: 'approved', decided_at: at, decided_by: ctx.principal.id, decision_reason: JSON.stringify({ code: 'released' }), comment_sealed: body.comment ? seal(ring, body.comment, approvalAad(a)) : null, edits: JSON.stringify([]) });
-        if (!(await transitionMessage(tx, m.id, m.status, { status: 'received', status_reason: null, updated_at: at }))) throw messageMoved();
+        await decideOnce(tx, a.id, {
+          status: 'approved',
+          decided_at: at,
+          decided_by: ctx.principal.id,
+          decision_reason: JSON.stringify({ code: 'released' }),
+          comment_sealed: body.comment ? seal(ring, body.comment, approvalAad(a)) : null,
+          edits: JSON.stringify([]),
+        });
+        if (!(await transitionMessage(tx, m.id, m.status, { status: 'received', status_reason: null, updated_at: at })))
+          throw messageMoved();
         await addMessageEvent(tx, m.id, at, 'released', { approval_id: a.id, by: ctx.principal.id, previous_status: m.status });
-        await guard.recordIn(tx, ctx, 'email.released', { type: 'email', id: m.id }, {
-          approval_id: a.id,
-          previous_status: m.status,
-          has_comment: !!body.comment,
-          ...(body.comment ? { comment_hash: sha256Hex(body.comment) } : {}),
-        }, m.raw_hash ?? m.content_hash);
+        await guard.recordIn(
+          tx,
+          ctx,
+          'email.released',
+          { type: 'email', id: m.id },
+          {
+            approval_id: a.id,
+            previous_status: m.status,
+            has_comment: !!body.comment,
+            ...(body.comment ? { comment_hash: sha256Hex(body.comment) } : {}),
+          },
+          m.raw_hash ?? m.content_hash,
+        );
         const released = { ...m, status: 'received', status_reason: null };
-        return { id: m.id, status: 'received', thread_id: m.thread_id, approval: approvalView(ring, await tx.selectFrom('approvals').selectAll().where('id', '=', a.id).executeTakeFirstOrThrow(), released), org_id: m.org_id, mailbox_id: m.mailbox_id };
+        return {
+          id: m.id,
+          status: 'received',
+          thread_id: m.thread_id,
+          approval: approvalView(
+            ring,
+            await tx.selectFrom('approvals').selectAll().where('id', '=', a.id).executeTakeFirstOrThrow(),
+            released,
+          ),
+          org_id: m.org_id,
+          mailbox_id: m.mailbox_id,
+        };
       }),
     );
     events?.publish({ org_id: r.org_id, mailbox_id: r.mailbox_id, message_id: r.id, direction: 'inbound', status: 'received' });
@@ -208,16 +258,15 @@ export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, pi
       diff.push({ field: f, before_hash: fieldHash(before[f]), after_hash: fieldHash(next) });
       (after as Record<string, unknown>)[f] = next;
     }
-    const rescan = diff.some((d) => SCANNED.has(d.field))
-      ? screen.scan(after, (await repo.org(db, pre.m.org_id))?.domain ?? '')
-      : null;
+    const rescan = diff.some((d) => SCANNED.has(d.field)) ? screen.scan(after, (await repo.org(db, pre.m.org_id))?.domain ?? '') : null;
     let refusal: { code: 'no_consent' | 'consent_category'; recipients: number; category?: string } | null = null;
 
     const approveIn = async (tx: Tx) => {
       requireReviewer(ctx);
       const { a, m, mailbox } = await load(tx, ctx, id);
       // The edits were computed on what phase 1 saw; a message changed meanwhile is not approved blind.
-      if (m.content_hash !== pre.m.content_hash) throw conflict('approval_conflict', 'The message changed while it was being approved; try again.');
+      if (m.content_hash !== pre.m.content_hash)
+        throw conflict('approval_conflict', 'The message changed while it was being approved; try again.');
       const at = now();
       await decideOnce(tx, a.id, {
         status: 'approved',
@@ -245,25 +294,46 @@ export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, pi
       if (diff.length > 0) {
         const sealedNew = sealContent(ring, m, after);
         const sealedOld = m.original_sealed ?? sealContent(ring, m, before, 'original').sealed;
-        const phiCols = rescan ? { phi_findings: JSON.stringify(storedFindings(rescan.findings)), phi_sensitivity: rescan.sensitivity } : {};
+        const phiCols = rescan
+          ? { phi_findings: JSON.stringify(storedFindings(rescan.findings)), phi_sensitivity: rescan.sensitivity }
+          : {};
         Object.assign(cols, { content_sealed: sealedNew.sealed, content_hash: sealedNew.hash, original_sealed: sealedOld, ...phiCols });
         msg = { ...msg, ...cols };
       }
       // The message's own compare-and-set: it leaves pending_approval once (the pipeline then writes the outbox).
       if (!(await transitionMessage(tx, m.id, m.status, { ...cols, status: 'queued', updated_at: at }))) throw messageMoved();
-      await addMessageEvent(tx, m.id, at, 'approved', { approval_id: a.id, by: ctx.principal.id, edits: diff, ...(category === m.category ? {} : { category }) });
-      await guard.recordIn(tx, ctx, 'email.approved', { type: 'email', id: m.id }, {
+      await addMessageEvent(tx, m.id, at, 'approved', {
         approval_id: a.id,
+        by: ctx.principal.id,
         edits: diff,
-        has_comment: !!body.comment,
-        ...(body.comment ? { comment_hash: sha256Hex(body.comment) } : {}),
-        ...(category ? { category } : {}),
-        ...(category === m.category ? {} : { category_before: m.category }),
-        ...(rescan ? { phi: { rescanned: true, sensitivity: rescan.sensitivity, types: [...new Set(rescan.findings.map((f) => f.type))].sort() } } : {}),
-      }, msg.content_hash);
+        ...(category === m.category ? {} : { category }),
+      });
+      await guard.recordIn(
+        tx,
+        ctx,
+        'email.approved',
+        { type: 'email', id: m.id },
+        {
+          approval_id: a.id,
+          edits: diff,
+          has_comment: !!body.comment,
+          ...(body.comment ? { comment_hash: sha256Hex(body.comment) } : {}),
+          ...(category ? { category } : {}),
+          ...(category === m.category ? {} : { category_before: m.category }),
+          ...(rescan
+            ? { phi: { rescanned: true, sensitivity: rescan.sensitivity, types: [...new Set(rescan.findings.map((f) => f.type))].sort() } }
+            : {}),
+        },
+        msg.content_hash,
+      );
       // Signed by the delivery worker, with this reviewer as approved_by in X-Agent-Identity.
       await pipeline.write(tx, msg, await pipeline.plan(tx, msg, after, mailbox));
-      return { id: m.id, status: 'queued', thread_id: m.thread_id, approval: approvalView(ring, (await tx.selectFrom('approvals').selectAll().where('id', '=', a.id).executeTakeFirstOrThrow()), msg) };
+      return {
+        id: m.id,
+        status: 'queued',
+        thread_id: m.thread_id,
+        approval: approvalView(ring, await tx.selectFrom('approvals').selectAll().where('id', '=', a.id).executeTakeFirstOrThrow(), msg),
+      };
     };
     let r: Awaited<ReturnType<typeof approveIn>>;
     try {
@@ -279,7 +349,10 @@ export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, pi
           outcome: 'denied',
           requestId: ctx.requestId,
           clientIp: ctx.clientIp,
-          details: c.code === 'no_consent' ? { code: 'no_consent', status: 422, refused_recipients: c.recipients } : { code: c.code, status: 422, category: c.category, held_recipients: c.recipients },
+          details:
+            c.code === 'no_consent'
+              ? { code: 'no_consent', status: 422, refused_recipients: c.recipients }
+              : { code: c.code, status: 422, category: c.category, held_recipients: c.recipients },
         });
       }
       throw e;
@@ -302,13 +375,37 @@ export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, pi
         const { a, m } = await load(tx, ctx, id);
         const at = now();
         const reason = { code: 'rejected_by_reviewer' };
-        await decideOnce(tx, a.id, { status: 'rejected', decided_at: at, decided_by: ctx.principal.id, decision_reason: JSON.stringify(reason), comment_sealed: seal(ring, comment, approvalAad(a)) });
+        await decideOnce(tx, a.id, {
+          status: 'rejected',
+          decided_at: at,
+          decided_by: ctx.principal.id,
+          decision_reason: JSON.stringify(reason),
+          comment_sealed: seal(ring, comment, approvalAad(a)),
+        });
         // Issue 7: a rejected inbound message stays withheld from the agent as `quarantined` (inbound has no `rejected`); never dropped.
         const status = a.direction === 'inbound' ? 'quarantined' : 'rejected';
-        if (!(await transitionMessage(tx, m.id, m.status, { status, status_reason: JSON.stringify({ ...reason, approval_id: a.id }), updated_at: at }))) throw messageMoved();
+        if (
+          !(await transitionMessage(tx, m.id, m.status, {
+            status,
+            status_reason: JSON.stringify({ ...reason, approval_id: a.id }),
+            updated_at: at,
+          }))
+        )
+          throw messageMoved();
         await addMessageEvent(tx, m.id, at, 'rejected', { approval_id: a.id, by: ctx.principal.id, reason });
-        await guard.recordIn(tx, ctx, 'email.rejected', { type: 'email', id: m.id }, { approval_id: a.id, reason, comment_hash: sha256Hex(comment) });
-        return { id: m.id, status, thread_id: m.thread_id, approval: approvalView(ring, (await tx.selectFrom('approvals').selectAll().where('id', '=', a.id).executeTakeFirstOrThrow()), m) };
+        await guard.recordIn(
+          tx,
+          ctx,
+          'email.rejected',
+          { type: 'email', id: m.id },
+          { approval_id: a.id, reason, comment_hash: sha256Hex(comment) },
+        );
+        return {
+          id: m.id,
+          status,
+          thread_id: m.thread_id,
+          approval: approvalView(ring, await tx.selectFrom('approvals').selectAll().where('id', '=', a.id).executeTakeFirstOrThrow(), m),
+        };
       }),
     );
 
@@ -320,21 +417,46 @@ export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, pi
    */
   const expireDue = async (limit = 100): Promise<number> => {
     const at = now();
-    const due = await db.selectFrom('approvals').selectAll().where('status', '=', 'pending').where('expires_at', '<=', at).orderBy('expires_at').limit(limit).execute();
+    const due = await db
+      .selectFrom('approvals')
+      .selectAll()
+      .where('status', '=', 'pending')
+      .where('expires_at', '<=', at)
+      .orderBy('expires_at')
+      .limit(limit)
+      .execute();
     let n = 0;
     for (const a of due) {
       const done = await db.transaction().execute(async (tx) => {
         const reason = { code: 'expired' };
-        const u = await tx.updateTable('approvals').set({ status: 'rejected', decided_at: at, decision_reason: JSON.stringify(reason) }).where('id', '=', a.id).where('status', '=', 'pending').executeTakeFirst();
+        const u = await tx
+          .updateTable('approvals')
+          .set({ status: 'rejected', decided_at: at, decision_reason: JSON.stringify(reason) })
+          .where('id', '=', a.id)
+          .where('status', '=', 'pending')
+          .executeTakeFirst();
         if (Number(u.numUpdatedRows) === 0) return false;
         // Issue 7: an inbound message nobody released stays withheld as `quarantined`.
-        await tx.updateTable('messages').set({ status: a.direction === 'inbound' ? 'quarantined' : 'rejected', status_reason: JSON.stringify({ ...reason, approval_id: a.id }), updated_at: at }).where('id', '=', a.message_id).execute();
+        await tx
+          .updateTable('messages')
+          .set({
+            status: a.direction === 'inbound' ? 'quarantined' : 'rejected',
+            status_reason: JSON.stringify({ ...reason, approval_id: a.id }),
+            updated_at: at,
+          })
+          .where('id', '=', a.message_id)
+          .execute();
         await addMessageEvent(tx, a.message_id, at, 'expired', { approval_id: a.id, reason });
         const mailbox = await tx.selectFrom('mailboxes').selectAll().where('id', '=', a.mailbox_id).executeTakeFirst();
         const agent = mailbox ? await repo.agent(tx, a.org_id, mailbox.agent_id) : undefined;
         const org = await repo.org(tx, a.org_id);
         const chain = agent && org ? await repo.agentChain(tx, agent, org.name) : [];
-        await audit.record(tx, { action: 'email.expired', actor: { ...systemActor(a.org_id), chain }, target: { type: 'email', id: a.message_id }, details: { approval_id: a.id, reason } });
+        await audit.record(tx, {
+          action: 'email.expired',
+          actor: { ...systemActor(a.org_id), chain },
+          target: { type: 'email', id: a.message_id },
+          details: { approval_id: a.id, reason },
+        });
         return true;
       });
       if (done) n++;

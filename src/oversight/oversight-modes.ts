@@ -1,7 +1,13 @@
 import type { OversightMode } from '../store/schema.js';
 
 /** CONTRACT.md "Oversight modes", from least to most human oversight. */
-export const OVERSIGHT_MODES = ['autonomous', 'monitored', 'gated_send', 'gated_all', 'read_only'] as const satisfies readonly OversightMode[];
+export const OVERSIGHT_MODES = [
+  'autonomous',
+  'monitored',
+  'gated_send',
+  'gated_all',
+  'read_only',
+] as const satisfies readonly OversightMode[];
 
 export const DEFAULT_OVERSIGHT_MODE: OversightMode = 'gated_send';
 
@@ -14,7 +20,9 @@ export const isLoosening = (from: OversightMode, to: OversightMode) => rank(to) 
 export type HoldReason = { code: string; [k: string]: unknown };
 
 /** What the mode says an outbound message needs: refusal, a human, or nothing. */
-export const outboundDecision = (mode: OversightMode): { kind: 'refuse' } | { kind: 'hold'; reasons: HoldReason[] } | { kind: 'send'; copy: boolean } => {
+export const outboundDecision = (
+  mode: OversightMode,
+): { kind: 'refuse' } | { kind: 'hold'; reasons: HoldReason[] } | { kind: 'send'; copy: boolean } => {
   switch (mode) {
     case 'read_only':
       return { kind: 'refuse' };

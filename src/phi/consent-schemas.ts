@@ -2,7 +2,15 @@ import { z } from 'zod';
 import { emailAddress } from '../identity/identity-schemas.js';
 
 /** One zod schema per wire shape: REST and MCP (check_consent) both use these. */
-export const CONSENT_CATEGORIES = ['appointment', 'results', 'billing', 'care_coordination', 'prescription', 'referral', 'general'] as const;
+export const CONSENT_CATEGORIES = [
+  'appointment',
+  'results',
+  'billing',
+  'care_coordination',
+  'prescription',
+  'referral',
+  'general',
+] as const;
 export type ConsentCategory = (typeof CONSENT_CATEGORIES)[number];
 
 export const consentParams = z.strictObject({ email: emailAddress });

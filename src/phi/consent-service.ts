@@ -51,9 +51,14 @@ export const noConsentError = (recipientIndex?: number) =>
  * not cover (CONTRACT.md, hold reason `consent_category`); names no address.
  */
 export const consentCategoryError = (category: string, recipientIndex: number) =>
-  new AppError('consent_category', 422, `A recipient's consent does not cover the category ${category}: change the category or the recipients, or reject the message.`, {
-    extra: { category, recipient_index: recipientIndex },
-  });
+  new AppError(
+    'consent_category',
+    422,
+    `A recipient's consent does not cover the category ${category}: change the category or the recipients, or reject the message.`,
+    {
+      extra: { category, recipient_index: recipientIndex },
+    },
+  );
 
 /**
  * Patient consent to electronic communication, per organisation and contact
@@ -77,7 +82,17 @@ export const createConsentService = ({ db, guard, clock }: Deps) => {
           version: Number(row.version),
           updated_at: row.updated_at,
         }
-      : { email: normaliseAddress(email), status: 'unknown', electronic: null, categories: [], source: null, recorded_at: null, recorded_by: null, version: 0, updated_at: null };
+      : {
+          email: normaliseAddress(email),
+          status: 'unknown',
+          electronic: null,
+          categories: [],
+          source: null,
+          recorded_at: null,
+          recorded_by: null,
+          version: 0,
+          updated_at: null,
+        };
 
   /**
    * Who may write: humans with `admin` or `privacy_officer`. An agent with
@@ -89,7 +104,11 @@ export const createConsentService = ({ db, guard, clock }: Deps) => {
     const p = ctx.principal;
     if (p.type === 'agent') {
       if (!hasScope(p, 'mail:send')) throw forbidden('scope_required', 'Recording consent needs an agent key with the mail:send scope.');
-      if (body.electronic) throw forbidden('consent_grant_requires_human', 'Only an admin or privacy officer can record that a patient agreed to email; an agent may record a refusal.');
+      if (body.electronic)
+        throw forbidden(
+          'consent_grant_requires_human',
+          'Only an admin or privacy officer can record that a patient agreed to email; an agent may record a refusal.',
+        );
       return;
     }
     if (!hasRole(p, 'admin') && !hasRole(p, 'privacy_officer')) {
@@ -100,7 +119,8 @@ export const createConsentService = ({ db, guard, clock }: Deps) => {
   /** Humans of the organisation (any role) and agents with `mail:send` may read. */
   const checkReader = (ctx: RequestContext) => {
     const p = ctx.principal;
-    if (p.type === 'agent' && !hasScope(p, 'mail:send')) throw forbidden('scope_required', 'Reading consent needs an agent key with the mail:send scope.');
+    if (p.type === 'agent' && !hasScope(p, 'mail:send'))
+      throw forbidden('scope_required', 'Reading consent needs an agent key with the mail:send scope.');
   };
 
   /**
@@ -116,7 +136,8 @@ export const createConsentService = ({ db, guard, clock }: Deps) => {
       checkWriter(ctx, body);
       const now = clock.now();
       const recordedAt = body.recorded_at ? new Date(body.recorded_at) : now;
-      if (recordedAt.getTime() > now.getTime() + FUTURE_SKEW_MS) throw unprocessable('recorded_at_in_future', 'recorded_at must not be in the future.');
+      if (recordedAt.getTime() > now.getTime() + FUTURE_SKEW_MS)
+        throw unprocessable('recorded_at_in_future', 'recorded_at must not be in the future.');
       if (!body.electronic && body.categories.length > 0) {
         throw unprocessable('categories_without_consent', 'A refusal covers every category: send categories [] with electronic false.');
       }
@@ -145,7 +166,10 @@ export const createConsentService = ({ db, guard, clock }: Deps) => {
             .executeTakeFirst();
           if (Number(r.numUpdatedRows) !== 1) throw conflict('concurrent_write', 'The consent was changed concurrently; retry.');
         } else {
-          await tx.insertInto('contact_consents').values({ org_id: orgId, address_hash: hash, ...values }).execute();
+          await tx
+            .insertInto('contact_consents')
+            .values({ org_id: orgId, address_hash: hash, ...values })
+            .execute();
         }
       } catch (e) {
         if (isUniqueViolation(e)) throw conflict('concurrent_write', 'The consent was recorded concurrently; retry.');
@@ -172,7 +196,9 @@ export const createConsentService = ({ db, guard, clock }: Deps) => {
     guard.change(ctx, 'consent.read', contactTarget(email), async (tx) => {
       checkReader(ctx);
       const row = await rowFor(tx, ctx.principal.orgId, contactHash(email));
-      await guard.recordIn(tx, ctx, 'consent.read', contactTarget(email), { status: row ? (row.electronic === 1 ? 'granted' : 'refused') : 'unknown' });
+      await guard.recordIn(tx, ctx, 'consent.read', contactTarget(email), {
+        status: row ? (row.electronic === 1 ? 'granted' : 'refused') : 'unknown',
+      });
       return toOut(email, row);
     });
 

@@ -18,7 +18,9 @@ export type OutboundContent = {
 };
 
 /** CONTRACT.md, hold reason: `consent_category` names the message's category; counts, never addresses. */
-export type ConsentHoldReason = { code: 'consent_unknown'; recipients: number } | { code: 'consent_category'; category: string; recipients: number };
+export type ConsentHoldReason =
+  | { code: 'consent_unknown'; recipients: number }
+  | { code: 'consent_category'; category: string; recipients: number };
 
 export type ConsentCheck = {
   /** Recipients whose consent is refused (45 CFR 164.522(b)): the message must not go. */
@@ -64,7 +66,9 @@ export const isPhiPolicyLoosening = (before: MailboxPhiPolicy | null, after: Mai
 };
 
 /** Recipients in to, cc, bcc order, lower case, each once. */
-const recipientsOf = (c: Pick<OutboundContent, 'to' | 'cc' | 'bcc'>) => [...new Set([...c.to, ...c.cc, ...c.bcc].map((a) => a.toLowerCase()))];
+const recipientsOf = (c: Pick<OutboundContent, 'to' | 'cc' | 'bcc'>) => [
+  ...new Set([...c.to, ...c.cc, ...c.bcc].map((a) => a.toLowerCase())),
+];
 
 /**
  * The PHI and consent checks of the outbound path (issue 9), shared by send,
@@ -91,7 +95,11 @@ export const createOutboundScreen = ({ consent }: { consent: Pick<ConsentService
         subject: c.subject,
         text: c.text,
         html: c.html,
-        attachments: c.attachments.map((a) => ({ filename: a.filename, content_type: a.content_type, content: Buffer.from(a.content_base64, 'base64') })),
+        attachments: c.attachments.map((a) => ({
+          filename: a.filename,
+          content_type: a.content_type,
+          content: Buffer.from(a.content_base64, 'base64'),
+        })),
       },
       optionsFor(orgDomain),
     );
@@ -103,7 +111,13 @@ export const createOutboundScreen = ({ consent }: { consent: Pick<ConsentService
    * holds it too (`consentGate`; 45 CFR 164.522: the patient's restriction).
    * Writes nothing; returns counts only, never addresses.
    */
-  const checkConsent = async (ex: Executor, orgId: string, c: Pick<OutboundContent, 'to' | 'cc' | 'bcc'>, hasPhi: boolean, category: string | null = null): Promise<ConsentCheck> => {
+  const checkConsent = async (
+    ex: Executor,
+    orgId: string,
+    c: Pick<OutboundContent, 'to' | 'cc' | 'bcc'>,
+    hasPhi: boolean,
+    category: string | null = null,
+  ): Promise<ConsentCheck> => {
     const out: ConsentCheck = { refused: 0, firstRefused: -1, held: 0, categoryHeld: 0, firstCategoryHeld: -1, category };
     const all = recipientsOf(c);
     for (const [i, address] of all.entries()) {
@@ -128,7 +142,8 @@ export const createOutboundScreen = ({ consent }: { consent: Pick<ConsentService
     const phi = policyDecision(findings, mode, policy);
     const reasons: (PhiHoldReason | ConsentHoldReason)[] = phi.hold ? [...phi.reasons] : [];
     if (check.held > 0) reasons.push({ code: 'consent_unknown', recipients: check.held });
-    if (check.categoryHeld > 0 && check.category) reasons.push({ code: 'consent_category', category: check.category, recipients: check.categoryHeld });
+    if (check.categoryHeld > 0 && check.category)
+      reasons.push({ code: 'consent_category', category: check.category, recipients: check.categoryHeld });
     return { sensitivity: phi.sensitivity, reasons };
   };
 

@@ -16,7 +16,16 @@ export const loadCorpus = (dir: string): { messages: CorpusMessage[]; options: S
     .filter((l) => l.trim())
     .map((l) => JSON.parse(l) as CorpusMessage);
   const org = JSON.parse(fs.readFileSync(path.join(dir, 'org.json'), 'utf8')) as ScanOptions;
-  return { messages, options: { contacts: org.contacts, mrnPatterns: org.mrnPatterns, orgPhones: org.orgPhones, orgDomains: org.orgDomains, orgAddresses: org.orgAddresses } };
+  return {
+    messages,
+    options: {
+      contacts: org.contacts,
+      mrnPatterns: org.mrnPatterns,
+      orgPhones: org.orgPhones,
+      orgDomains: org.orgDomains,
+      orgAddresses: org.orgAddresses,
+    },
+  };
 };
 
 /**
@@ -42,7 +51,11 @@ const score = (type: string, gold: number, predicted: number, tp: number): TypeS
 const CLINICAL = new Set(['icd10', 'medication', 'diagnosis', 'lab_value', 'part2']);
 
 /** Runs scanText over every message and scores the findings against the gold spans. */
-export const evaluate = (messages: readonly CorpusMessage[], options: ScanOptions, scan: (text: string) => Finding[] = (t) => scanText(t, options).findings): EvalReport => {
+export const evaluate = (
+  messages: readonly CorpusMessage[],
+  options: ScanOptions,
+  scan: (text: string) => Finding[] = (t) => scanText(t, options).findings,
+): EvalReport => {
   const counts = new Map<string, { gold: number; predicted: number; tp: number }>();
   const bump = (type: string, k: 'gold' | 'predicted' | 'tp') => {
     const c = counts.get(type) ?? { gold: 0, predicted: 0, tp: 0 };
@@ -69,7 +82,12 @@ export const evaluate = (messages: readonly CorpusMessage[], options: ScanOption
   const perType = [...counts.entries()].sort((a, b) => order(a[0]) - order(b[0])).map(([t, c]) => score(t, c.gold, c.predicted, c.tp));
   const sum = (name: string, filter: (t: string) => boolean) => {
     const xs = perType.filter((s) => filter(s.type));
-    return score(name, xs.reduce((n, s) => n + s.gold, 0), xs.reduce((n, s) => n + s.predicted, 0), xs.reduce((n, s) => n + s.tp, 0));
+    return score(
+      name,
+      xs.reduce((n, s) => n + s.gold, 0),
+      xs.reduce((n, s) => n + s.predicted, 0),
+      xs.reduce((n, s) => n + s.tp, 0),
+    );
   };
   return {
     messages: messages.length,
@@ -85,5 +103,14 @@ export const formatReport = (r: EvalReport): string => {
     `${s.type.padEnd(26)}${String(s.gold).padStart(6)}${String(s.predicted).padStart(7)}${String(s.tp).padStart(6)}${s.precision.toFixed(3).padStart(11)}${s.recall.toFixed(3).padStart(9)}`;
   const head = `${'type'.padEnd(26)}${'gold'.padStart(6)}${'pred'.padStart(7)}${'tp'.padStart(6)}${'precision'.padStart(11)}${'recall'.padStart(9)}`;
   const rule = '-'.repeat(head.length);
-  return [`PHI detector evaluation on ${r.messages} messages`, head, rule, ...r.perType.map(row), rule, row(r.identifiers), row(r.clinical), row(r.overall)].join('\n');
+  return [
+    `PHI detector evaluation on ${r.messages} messages`,
+    head,
+    rule,
+    ...r.perType.map(row),
+    rule,
+    row(r.identifiers),
+    row(r.clinical),
+    row(r.overall),
+  ].join('\n');
 };

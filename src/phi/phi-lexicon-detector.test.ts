@@ -30,18 +30,36 @@ describe('name detector', () => {
 
 describe('clinical vocabulary detector', () => {
   it('finds medications, diagnoses and lab values, multi-word and case-insensitive', () => {
-    expect(found('Continue Metformin 500 mg and lisinopril.')).toEqual([['medication', 'Metformin'], ['medication', 'lisinopril']]);
-    expect(found('History of congestive heart failure and type 2 diabetes.')).toEqual([['diagnosis', 'congestive heart failure'], ['diagnosis', 'type 2 diabetes']]);
-    expect(found('Your HbA1c was 7.2% and LDL cholesterol 162 mg/dL.')).toEqual([['lab_value', 'HbA1c was 7.2%'], ['lab_value', 'LDL cholesterol 162 mg/dL']]);
+    expect(found('Continue Metformin 500 mg and lisinopril.')).toEqual([
+      ['medication', 'Metformin'],
+      ['medication', 'lisinopril'],
+    ]);
+    expect(found('History of congestive heart failure and type 2 diabetes.')).toEqual([
+      ['diagnosis', 'congestive heart failure'],
+      ['diagnosis', 'type 2 diabetes'],
+    ]);
+    expect(found('Your HbA1c was 7.2% and LDL cholesterol 162 mg/dL.')).toEqual([
+      ['lab_value', 'HbA1c was 7.2%'],
+      ['lab_value', 'LDL cholesterol 162 mg/dL'],
+    ]);
   });
   it('recognises unknown drugs by their USAN stem and conditions by their shape', () => {
-    expect(found('Started nifedipine and meloxicam.')).toEqual([['medication', 'nifedipine'], ['medication', 'meloxicam']]);
-    expect(found('Treated for plantar fasciitis and vitamin D deficiency.')).toEqual([['diagnosis', 'plantar fasciitis'], ['diagnosis', 'vitamin D deficiency']]);
+    expect(found('Started nifedipine and meloxicam.')).toEqual([
+      ['medication', 'nifedipine'],
+      ['medication', 'meloxicam'],
+    ]);
+    expect(found('Treated for plantar fasciitis and vitamin D deficiency.')).toEqual([
+      ['diagnosis', 'plantar fasciitis'],
+      ['diagnosis', 'vitamin D deficiency'],
+    ]);
   });
   it('does not report a lab name without a value, acronyms in lower case, or everyday words', () => {
     expect(typesOf('Your cholesterol panel is ready. Hearing aids are in. The diagnosis and prognosis were discussed.')).toEqual([]);
   });
   it('reports substance-use-disorder content as Part 2, not as a medication', () => {
-    expect(found('Enrolled for opioid use disorder; started Suboxone.')).toEqual([['part2', 'opioid use disorder'], ['part2', 'Suboxone']]);
+    expect(found('Enrolled for opioid use disorder; started Suboxone.')).toEqual([
+      ['part2', 'opioid use disorder'],
+      ['part2', 'Suboxone'],
+    ]);
   });
 });

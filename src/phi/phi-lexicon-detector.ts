@@ -84,13 +84,64 @@ const LAB_VALUE_TAIL =
  * these endings is very likely a drug ("nifedipine", "meloxicam").
  */
 const DRUG_STEMS = [
-  'pril', 'sartan', 'olol', 'statin', 'dipine', 'prazole', 'conazole', 'nidazole', 'mab', 'tinib', 'cillin', 'mycin',
-  'floxacin', 'cycline', 'oxetine', 'gliflozin', 'gliptin', 'glutide', 'triptan', 'afil', 'icam', 'parin', 'xaban',
-  'azepam', 'zolam', 'tidine', 'setron', 'lukast', 'thiazide', 'semide', 'profen', 'codone', 'barbital', 'olone',
-  'asone', 'ciclovir', 'clovir', 'navir', 'previr', 'buvir', 'vudine', 'platin', 'rubicin', 'tadine', 'triptyline',
-  'peridone', 'apine', 'etine', 'vastatin', 'lamide', 'formin', 'gliptin', 'terol', 'tropium', 'nacin',
+  'pril',
+  'sartan',
+  'olol',
+  'statin',
+  'dipine',
+  'prazole',
+  'conazole',
+  'nidazole',
+  'mab',
+  'tinib',
+  'cillin',
+  'mycin',
+  'floxacin',
+  'cycline',
+  'oxetine',
+  'gliflozin',
+  'gliptin',
+  'glutide',
+  'triptan',
+  'afil',
+  'icam',
+  'parin',
+  'xaban',
+  'azepam',
+  'zolam',
+  'tidine',
+  'setron',
+  'lukast',
+  'thiazide',
+  'semide',
+  'profen',
+  'codone',
+  'barbital',
+  'olone',
+  'asone',
+  'ciclovir',
+  'clovir',
+  'navir',
+  'previr',
+  'buvir',
+  'vudine',
+  'platin',
+  'rubicin',
+  'tadine',
+  'triptyline',
+  'peridone',
+  'apine',
+  'etine',
+  'vastatin',
+  'lamide',
+  'formin',
+  'gliptin',
+  'terol',
+  'tropium',
+  'nacin',
 ];
-const tailKey = (w: string) => ((w.charCodeAt(w.length - 3) << 16) ^ (w.charCodeAt(w.length - 2) << 8) ^ w.charCodeAt(w.length - 1)) & 0x3fffffff;
+const tailKey = (w: string) =>
+  ((w.charCodeAt(w.length - 3) << 16) ^ (w.charCodeAt(w.length - 2) << 8) ^ w.charCodeAt(w.length - 1)) & 0x3fffffff;
 const STEMS_BY_TAIL = (() => {
   const m = new Map<number, string[]>();
   for (const st of DRUG_STEMS) m.set(tailKey(st), [...(m.get(tailKey(st)) ?? []), st]);
@@ -106,10 +157,61 @@ const TAILS = new IntSet([...STEMS_BY_TAIL.keys(), ...CONDITION_TAILS]);
 const CONDITION_ENDING_RE = /(?:itis|oma|emia|osis|pathy)$/;
 
 /** Endings of condition names (CONDITION_ENDING_RE): inflammation (-itis), tumours (-oma), blood (-emia), disease processes (-osis), -pathy. */
-const NOT_CONDITIONS = new Set(['diagnosis', 'prognosis', 'osmosis', 'hypnosis', 'diploma', 'aroma', 'academia', 'stoma', 'sympathy', 'empathy', 'apathy', 'telepathy', 'antipathy', 'homeopathy']);
+const NOT_CONDITIONS = new Set([
+  'diagnosis',
+  'prognosis',
+  'osmosis',
+  'hypnosis',
+  'diploma',
+  'aroma',
+  'academia',
+  'stoma',
+  'sympathy',
+  'empathy',
+  'apathy',
+  'telepathy',
+  'antipathy',
+  'homeopathy',
+]);
 /** Head nouns of condition names: with the word before them they name a condition ("vitamin D deficiency"). */
-const CONDITION_HEADS = new Set(['deficiency', 'insufficiency', 'disease', 'disorder', 'syndrome', 'infection', 'fasciitis', 'neoplasm', 'stenosis', 'tumor', 'tumour']);
-const NOT_MODIFIERS = new Set(['the', 'a', 'an', 'of', 'any', 'no', 'your', 'this', 'that', 'for', 'with', 'and', 'or', 'to', 'in', 'on', 'his', 'her', 'their', 'my', 'our', 'control', 'prevention']);
+const CONDITION_HEADS = new Set([
+  'deficiency',
+  'insufficiency',
+  'disease',
+  'disorder',
+  'syndrome',
+  'infection',
+  'fasciitis',
+  'neoplasm',
+  'stenosis',
+  'tumor',
+  'tumour',
+]);
+const NOT_MODIFIERS = new Set([
+  'the',
+  'a',
+  'an',
+  'of',
+  'any',
+  'no',
+  'your',
+  'this',
+  'that',
+  'for',
+  'with',
+  'and',
+  'or',
+  'to',
+  'in',
+  'on',
+  'his',
+  'her',
+  'their',
+  'my',
+  'our',
+  'control',
+  'prevention',
+]);
 
 const TITLES = new Set(['mr', 'mrs', 'ms', 'miss', 'mx']);
 const CUE_WORDS = new Set([...TITLES, 'dear', 'hi', 'hello', 'patient', 'pt', 'name', 'guardian', 'resident']);
@@ -117,30 +219,169 @@ const CLINICIAN_TITLES = new Set(['dr', 'doctor', 'prof', 'professor', 'nurse'])
 
 /** Capitalised words that follow cues but are not names. */
 const NOT_NAMES = new Set([
-  'the', 'a', 'an', 'your', 'our', 'this', 'that', 'thank', 'thanks', 'please', 'we', 'you', 'hello', 'hi', 'team',
-  'all', 'colleague', 'colleagues', 'sir', 'madam', 'patient', 'patients', 'name', 'dob', 'mrn', 'date', 'family',
-  'friend', 'parent', 'parents', 'guardian', 'provider', 'member', 'customer', 'valued', 'staff', 'everyone', 'front',
-  'billing', 'scheduling', 'pharmacy', 'clinic', 'department', 'records', 'referral', 'lab', 'results', 'account',
-  'appointment', 'reminder', 'new', 'unknown', 'see', 'per', 'is', 'has', 'was', 'will', 'needs', 'and', 'or',
-  'january', 'february', 'march', 'april', 'may', 'june', 'july', 'august', 'september', 'october', 'november',
-  'december', 'monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday', 'sunday', 'mr', 'mrs', 'ms',
-  'dr', 'doctor', 'nurse', 'care', 'coordinator', 'manager', 'office', 'hospital', 'health', 'medical', 'id',
+  'the',
+  'a',
+  'an',
+  'your',
+  'our',
+  'this',
+  'that',
+  'thank',
+  'thanks',
+  'please',
+  'we',
+  'you',
+  'hello',
+  'hi',
+  'team',
+  'all',
+  'colleague',
+  'colleagues',
+  'sir',
+  'madam',
+  'patient',
+  'patients',
+  'name',
+  'dob',
+  'mrn',
+  'date',
+  'family',
+  'friend',
+  'parent',
+  'parents',
+  'guardian',
+  'provider',
+  'member',
+  'customer',
+  'valued',
+  'staff',
+  'everyone',
+  'front',
+  'billing',
+  'scheduling',
+  'pharmacy',
+  'clinic',
+  'department',
+  'records',
+  'referral',
+  'lab',
+  'results',
+  'account',
+  'appointment',
+  'reminder',
+  'new',
+  'unknown',
+  'see',
+  'per',
+  'is',
+  'has',
+  'was',
+  'will',
+  'needs',
+  'and',
+  'or',
+  'january',
+  'february',
+  'march',
+  'april',
+  'may',
+  'june',
+  'july',
+  'august',
+  'september',
+  'october',
+  'november',
+  'december',
+  'monday',
+  'tuesday',
+  'wednesday',
+  'thursday',
+  'friday',
+  'saturday',
+  'sunday',
+  'mr',
+  'mrs',
+  'ms',
+  'dr',
+  'doctor',
+  'nurse',
+  'care',
+  'coordinator',
+  'manager',
+  'office',
+  'hospital',
+  'health',
+  'medical',
+  'id',
   // Hospital department names that follow "Patient": Patient Portal, Patient Services, Patient Safety...
-  'portal', 'services', 'service', 'safety', 'experience', 'relations', 'advocate', 'advocacy', 'access', 'financial',
-  'intake', 'navigator', 'transport', 'education', 'information', 'registration', 'accounts', 'support', 'liaison',
+  'portal',
+  'services',
+  'service',
+  'safety',
+  'experience',
+  'relations',
+  'advocate',
+  'advocacy',
+  'access',
+  'financial',
+  'intake',
+  'navigator',
+  'transport',
+  'education',
+  'information',
+  'registration',
+  'accounts',
+  'support',
+  'liaison',
 ]);
 
 /** Hashes of every word the pass acts on; others are skipped after one integer look-up. */
-const HOT = new IntSet(
-  [...LEXICON.keys(), ...CUE_WORDS, ...CONDITION_HEADS, ...PATTERN_CUE_WORDS.keys()].map((w) => hashWord(w)),
-);
+const HOT = new IntSet([...LEXICON.keys(), ...CUE_WORDS, ...CONDITION_HEADS, ...PATTERN_CUE_WORDS.keys()].map((w) => hashWord(w)));
 const PATTERN_CUES = new Map<number, number>([...PATTERN_CUE_WORDS].map(([w, b]) => [hashWord(w), b]));
 
 /** Words after which a capitalised run is a group, not a person: "Hi Nephrology team". */
-const GROUP_NOUNS = new Set(['team', 'staff', 'department', 'dept', 'clinic', 'office', 'group', 'unit', 'desk', 'colleagues', 'nurses', 'providers', 'all', 'folks']);
+const GROUP_NOUNS = new Set([
+  'team',
+  'staff',
+  'department',
+  'dept',
+  'clinic',
+  'office',
+  'group',
+  'unit',
+  'desk',
+  'colleagues',
+  'nurses',
+  'providers',
+  'all',
+  'folks',
+]);
 
 /** First names that are also everyday words: alone at the start of a sentence they are not taken as names. */
-const WORDLIKE_NAMES = new Set(['will', 'may', 'june', 'april', 'grace', 'hope', 'mark', 'bill', 'faith', 'joy', 'rose', 'dawn', 'summer', 'art', 'rich', 'frank', 'sue', 'pat', 'august', 'max', 'sage', 'sky']);
+const WORDLIKE_NAMES = new Set([
+  'will',
+  'may',
+  'june',
+  'april',
+  'grace',
+  'hope',
+  'mark',
+  'bill',
+  'faith',
+  'joy',
+  'rose',
+  'dawn',
+  'summer',
+  'art',
+  'rich',
+  'frank',
+  'sue',
+  'pat',
+  'august',
+  'max',
+  'sage',
+  'sky',
+]);
 
 type ContactIndex = { words: Map<string, { first: boolean; last: boolean }>; hashes: Set<number>; hot: IntSet };
 
@@ -148,7 +389,10 @@ type ContactIndex = { words: Map<string, { first: boolean; last: boolean }>; has
 export const indexContacts = (contacts: readonly string[]): ContactIndex => {
   const words = new Map<string, { first: boolean; last: boolean }>();
   for (const full of contacts) {
-    const parts = full.trim().split(/\s+/).filter((w) => w.length > 1);
+    const parts = full
+      .trim()
+      .split(/\s+/)
+      .filter((w) => w.length > 1);
     parts.forEach((w, i) => {
       const k = w.toLowerCase().replace(/[’]/g, "'").replace(/\.$/, '');
       const cur = words.get(k) ?? { first: false, last: false };
@@ -252,7 +496,8 @@ export const tokenize = (text: string): number => {
       }
       break;
     }
-    const possessive = i - s > 3 && (text.charCodeAt(i - 2) === 39 || text.charCodeAt(i - 2) === 0x2019) && (text.charCodeAt(i - 1) | 0x20) === 115;
+    const possessive =
+      i - s > 3 && (text.charCodeAt(i - 2) === 39 || text.charCodeAt(i - 2) === 0x2019) && (text.charCodeAt(i - 1) | 0x20) === 115;
     T_START[count] = s;
     T_END[count] = i;
     T_HASH[count] = h;
@@ -282,7 +527,12 @@ const nameLike = (text: string, s: number, e: number) => {
 };
 
 const stripPossessive = (text: string, s: number, e: number) => {
-  if (e - s > 3 && (text.charCodeAt(e - 2) === 39 || text.charCodeAt(e - 2) === 0x2019) && (text.charCodeAt(e - 1) === 115 || text.charCodeAt(e - 1) === 83)) return e - 2;
+  if (
+    e - s > 3 &&
+    (text.charCodeAt(e - 2) === 39 || text.charCodeAt(e - 2) === 0x2019) &&
+    (text.charCodeAt(e - 1) === 115 || text.charCodeAt(e - 1) === 83)
+  )
+    return e - 2;
   return e;
 };
 
@@ -316,7 +566,9 @@ class Words {
     while (k < n && count < max && nameLike(text, starts[k]!, ends[k]!) && !NOT_NAMES.has(this.lower(k))) {
       count++;
       if (k + 1 >= n) break;
-      const gapOk = onlySpaces(text, ends[k]!, starts[k + 1]!) || (allowComma && text.charCodeAt(ends[k]!) === 44 && onlySpaces(text, ends[k]! + 1, starts[k + 1]!));
+      const gapOk =
+        onlySpaces(text, ends[k]!, starts[k + 1]!) ||
+        (allowComma && text.charCodeAt(ends[k]!) === 44 && onlySpaces(text, ends[k]! + 1, starts[k + 1]!));
       if (!gapOk || !nameLike(text, starts[k + 1]!, ends[k + 1]!) || NOT_NAMES.has(this.lower(k + 1))) break;
       k++;
     }
@@ -324,7 +576,13 @@ class Words {
   }
 
   pushName(out: Finding[], j: number, k: number, confidence: number, detector: string) {
-    out.push({ type: 'name', start: this.starts[j]!, end: stripPossessive(this.text, this.starts[k]!, this.ends[k]!), confidence, detector });
+    out.push({
+      type: 'name',
+      start: this.starts[j]!,
+      end: stripPossessive(this.text, this.starts[k]!, this.ends[k]!),
+      confidence,
+      detector,
+    });
   }
 }
 
@@ -334,7 +592,12 @@ class Words {
  * label such as "MRN"...), so the patterns run only there instead of over
  * the whole text.
  */
-export const scanLexicon = (text: string, contacts: ContactIndex | null, out: Finding[], onCue?: { at: (cue: number, start: number) => void }) => {
+export const scanLexicon = (
+  text: string,
+  contacts: ContactIndex | null,
+  out: Finding[],
+  onCue?: { at: (cue: number, start: number) => void },
+) => {
   const n = tokenize(text);
   const starts = T_START;
   const ends = T_END;
@@ -360,7 +623,12 @@ export const scanLexicon = (text: string, contacts: ContactIndex | null, out: Fi
       }
     }
     // Fast rejection: neither a known word, nor a contact, nor a drug or condition shape.
-    if (!(flags[i]! & F_SLOW) && !hot.has(h) && !(bases[i] !== h && hot.has(bases[i]!)) && !(len >= 6 && TAILS.has(tailKeyAt(text, ends[i]!)))) {
+    if (
+      !(flags[i]! & F_SLOW) &&
+      !hot.has(h) &&
+      !(bases[i] !== h && hot.has(bases[i]!)) &&
+      !(len >= 6 && TAILS.has(tailKeyAt(text, ends[i]!)))
+    ) {
       continue;
     }
     if (onCue !== undefined) {
@@ -413,7 +681,10 @@ export const scanLexicon = (text: string, contacts: ContactIndex | null, out: Fi
       }
       const last = w.charCodeAt(w.length - 1);
       const mayEnd = last === 115 || last === 97 || last === 121; // s (-itis, -osis), a (-oma, -emia), y (-pathy)
-      if (CONDITION_HEADS.has(w) || (mayEnd && w.length >= 7 && CONDITION_ENDING_RE.test(w) && !NOT_CONDITIONS.has(w) && ALPHA_LOWER.test(w))) {
+      if (
+        CONDITION_HEADS.has(w) ||
+        (mayEnd && w.length >= 7 && CONDITION_ENDING_RE.test(w) && !NOT_CONDITIONS.has(w) && ALPHA_LOWER.test(w))
+      ) {
         let from = i;
         // Take up to two modifiers before the head ("plantar fasciitis", "vitamin D deficiency").
         for (let back = 1; back <= 2 && from - 1 > skipUntil && from - 1 >= 0; back++) {
@@ -449,7 +720,10 @@ export const scanLexicon = (text: string, contacts: ContactIndex | null, out: Fi
             continue;
           }
         }
-      } else if ((w === 'patient' || w === 'pt' || w === 'name' || w === 'guardian' || w === 'resident') && /^\s*(?::|-)?\s+$|^:$/.test(gap)) {
+      } else if (
+        (w === 'patient' || w === 'pt' || w === 'name' || w === 'guardian' || w === 'resident') &&
+        /^\s*(?::|-)?\s+$|^:$/.test(gap)
+      ) {
         let j = i + 1;
         // "Patient Name: ..." / "Patient's name: ..."
         if (wd.lower(j) === 'name' && j + 1 < n && /^\s*:\s*$/.test(text.slice(ends[j], starts[j + 1]))) j++;

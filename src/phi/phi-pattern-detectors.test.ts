@@ -24,7 +24,10 @@ describe('phone and fax detector', () => {
     for (const p of ['(617) 555-0142', '617-555-0142', '617.555.0142', '+1 617 555 0142', '1-617-555-0142', '617 555 0142 ext. 12']) {
       expect(found(`Call me at ${p} today`), p).toEqual([['phone', p]]);
     }
-    expect(found('Phone: 617-555-0142, Fax: 617-555-0199')).toEqual([['phone', '617-555-0142'], ['fax', '617-555-0199']]);
+    expect(found('Phone: 617-555-0142, Fax: 617-555-0199')).toEqual([
+      ['phone', '617-555-0142'],
+      ['fax', '617-555-0199'],
+    ]);
     expect(found('Cell: 6175550142')).toEqual([['phone', '6175550142']]);
   });
   it('skips the organisation’s own lines, toll-free numbers, and unlabelled digit runs', () => {
@@ -39,7 +42,9 @@ describe('email, URL and IP detectors', () => {
     const o = { orgDomains: ['mercy.example'] };
     expect(found('Write to ana.ruiz@gmail.com or scheduling@mercy.example', o)).toEqual([['email', 'ana.ruiz@gmail.com']]);
     expect(found('See https://www.mercy.example/locations.', o)).toEqual([]);
-    expect(found('Results: https://portal.mercy.example/results/12345678.', o)).toEqual([['url', 'https://portal.mercy.example/results/12345678']]);
+    expect(found('Results: https://portal.mercy.example/results/12345678.', o)).toEqual([
+      ['url', 'https://portal.mercy.example/results/12345678'],
+    ]);
     expect(found('Visit www.example.org/x?id=9 now')).toEqual([['url', 'www.example.org/x?id=9']]);
   });
   it('finds IPv4 and IPv6 addresses but not version numbers', () => {
@@ -72,11 +77,16 @@ describe('date detector', () => {
 describe('address and ZIP detectors', () => {
   it('finds a street address with unit and city, and the ZIP after the state', () => {
     const text = 'Mail to: 48 Maple Avenue, Apt 3B, Fall River, MA 02720.';
-    expect(found(text)).toEqual([['address', '48 Maple Avenue, Apt 3B, Fall River'], ['zip', '02720']]);
+    expect(found(text)).toEqual([
+      ['address', '48 Maple Avenue, Apt 3B, Fall River'],
+      ['zip', '02720'],
+    ]);
     expect(found('zip code 02139')).toEqual([['zip', '02139']]);
   });
   it('skips the organisation’s own address and five-digit numbers that are not ZIP codes', () => {
-    expect(typesOf('Visit us at 1200 Beacon Street, Quincy, MA 02169.', { orgAddresses: ['1200 Beacon Street, Quincy, MA 02169'] })).toEqual([]);
+    expect(
+      typesOf('Visit us at 1200 Beacon Street, Quincy, MA 02169.', { orgAddresses: ['1200 Beacon Street, Quincy, MA 02169'] }),
+    ).toEqual([]);
     expect(typesOf('Group #: 88120; 45 boxes in Room 12')).toEqual([]);
   });
 });
@@ -93,10 +103,16 @@ describe('labelled identifier detector', () => {
     expect(found('license plate 7KLM221')).toEqual([['vehicle_id', '7KLM221']]);
     expect(found('VIN 1HGCM82633A004352')).toEqual([['vehicle_id', '1HGCM82633A004352']]);
     expect(found('pacemaker serial number: PJN448812')).toEqual([['device_id', 'PJN448812']]);
-    expect(found('Rx #: 4471823 and Claim #CLM30794712')).toEqual([['other_id', '4471823'], ['other_id', 'CLM30794712']]);
+    expect(found('Rx #: 4471823 and Claim #CLM30794712')).toEqual([
+      ['other_id', '4471823'],
+      ['other_id', 'CLM30794712'],
+    ]);
   });
   it('uses organisation MRN formats without a label', () => {
-    expect(found('see GH2291834 and GH-1234567', { mrnPatterns: ['GH-?\\d{7}'] })).toEqual([['mrn', 'GH2291834'], ['mrn', 'GH-1234567']]);
+    expect(found('see GH2291834 and GH-1234567', { mrnPatterns: ['GH-?\\d{7}'] })).toEqual([
+      ['mrn', 'GH2291834'],
+      ['mrn', 'GH-1234567'],
+    ]);
     expect(typesOf('see GH2291834')).toEqual([]);
   });
   it('ignores labels without a number and numbers of purchase orders, tickets and groups', () => {
@@ -113,7 +129,10 @@ describe('labelled identifier detector', () => {
 describe('ICD-10 detector', () => {
   it('finds dotted codes anywhere and three-character codes near a diagnosis cue', () => {
     expect(found('Dx: E11.9')).toEqual([['icd10', 'E11.9']]);
-    expect(found('Assessment: hypertension, I10')).toEqual([['diagnosis', 'hypertension'], ['icd10', 'I10']]);
+    expect(found('Assessment: hypertension, I10')).toEqual([
+      ['diagnosis', 'hypertension'],
+      ['icd10', 'I10'],
+    ]);
   });
   it('ignores vitamin names and room codes', () => {
     expect(typesOf('Take vitamin B12 daily; meet in room C12.')).toEqual([]);

@@ -54,7 +54,8 @@ const URL_RE = /\b(?:https?:\/\/|www\.)[^\s<>"'()[\]{}]+/gi;
 const IPV6_RE = /\b(?:[0-9a-f]{1,4}:){7}[0-9a-f]{1,4}\b|\b(?:[0-9a-f]{1,4}:){1,6}:(?:[0-9a-f]{1,4}:?){1,6}\b/gi;
 
 // --- dates (C) ------------------------------------------------------------
-const MONTH = '(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)';
+const MONTH =
+  '(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)';
 const DOB_LABEL = /(?:\bdob|d\.o\.b\.?|date of birth|birth\s?date|born(?: on)?|birthday)\s*(?:is|was)?\s*[:\-–]?\s*$/i;
 
 // --- geography (B) ----------------------------------------------------------
@@ -84,15 +85,17 @@ const LABELLED_RE = new RegExp(
       `(?<dev>serial\\s?${NUM}|s\\/n|device\\s(?:id|serial|identifier)(?:\\s?${NUM})?|udi|implant\\s(?:id|serial)|(?:pump|pacemaker|defibrillator|monitor|meter)\\sserial(?:\\s?${NUM})?)`,
       `(?<other>rx\\s?(?:${NUM})?|prescription\\s?${NUM}|claim\\s?${NUM}|case\\s?${NUM}|encounter\\s?${NUM}|accession\\s?${NUM}|visit\\s?${NUM}|referral\\s?${NUM}|(?:prior\\s)?authori[sz]ation\\s?${NUM}|prior auth\\s?#)`,
     ].join('|') +
-    ")(?:(?<=#)|(?![a-z]))\\s*(?:is\\s+)?[:#]?\\s*(?:is\\s+)?(?<value>(?=[A-Z0-9-]*\\d)[A-Z0-9](?:[A-Z0-9-]{1,22}[A-Z0-9])?)(?![\\w-])",
+    ')(?:(?<=#)|(?![a-z]))\\s*(?:is\\s+)?[:#]?\\s*(?:is\\s+)?(?<value>(?=[A-Z0-9-]*\\d)[A-Z0-9](?:[A-Z0-9-]{1,22}[A-Z0-9])?)(?![\\w-])',
   'iy',
 );
 /** First words (lower case) of the labels above. */
 export const LABEL_HEADS: ReadonlySet<string> = new Set(
-  ('mrn mr medical med chart hospital patient member subscriber policy insurance medicare mbi medicaid health beneficiary ' +
+  (
+    'mrn mr medical med chart hospital patient member subscriber policy insurance medicare mbi medicaid health beneficiary ' +
     "account acct guarantor billing driver driver's dl license licence certificate birth passport vin vehicle plate serial s " +
     'device udi implant pump pacemaker defibrillator monitor meter rx prescription claim case encounter accession visit ' +
-    'referral authorization authorisation prior').split(' '),
+    'referral authorization authorisation prior'
+  ).split(' '),
 );
 
 /** Lower-case words at which the word pass calls the patterns, with their CUE bits. */
@@ -101,7 +104,10 @@ export const PATTERN_CUE_WORDS: ReadonlyMap<string, number> = (() => {
   const add = (words: string, bit: number) => {
     for (const w of words.split(' ')) m.set(w, (m.get(w) ?? 0) | bit);
   };
-  add('jan january feb february mar march apr april may jun june jul july aug august sep sept september oct october nov november dec december', CUE.month);
+  add(
+    'jan january feb february mar march apr april may jun june jul july aug august sep sept september oct october nov november dec december',
+    CUE.month,
+  );
   add('age aged ages', CUE.age);
   add('zip postal', CUE.zipWord);
   add('icd icd-10 icd-10-cm dx diagnosis', CUE.icdCue);
@@ -166,7 +172,13 @@ const isHex = (c: number) => (c >= 48 && c <= 57) || (c >= 97 && c <= 102) || (c
 const mayHoldIpv6 = (text: string) => {
   for (let k = text.indexOf(':'); k > 0 && k + 1 < text.length; k = text.indexOf(':', k + 1)) {
     const next = text.indexOf(':', k + 1);
-    if (next > 0 && next - k <= 5 && (isHex(text.charCodeAt(k - 1)) || text.charCodeAt(k + 1) === 58) && isHex(text.charCodeAt(next - 1) === 58 ? 48 : text.charCodeAt(next - 1))) return true;
+    if (
+      next > 0 &&
+      next - k <= 5 &&
+      (isHex(text.charCodeAt(k - 1)) || text.charCodeAt(k + 1) === 58) &&
+      isHex(text.charCodeAt(next - 1) === 58 ? 48 : text.charCodeAt(next - 1))
+    )
+      return true;
   }
   return false;
 };
@@ -261,10 +273,12 @@ export class PatternScan {
       const d = m[0].replace('+', '');
       const label = labelBefore(text, start, 30);
       if (d.length === 9 && ssnIssuable(d) && SSN_LABEL.test(label)) this.push('ssn', start, end, 0.9, 'pattern.ssn_labelled');
-      else if ((d.length === 10 || (d.length === 11 && d.startsWith('1'))) && PHONE_LABEL.test(label)) this.phone(start, end, 0.8, 'pattern.phone_labelled');
+      else if ((d.length === 10 || (d.length === 11 && d.startsWith('1'))) && PHONE_LABEL.test(label))
+        this.phone(start, end, 0.8, 'pattern.phone_labelled');
     } else if (g['ipv4'] !== undefined) {
       // "version 10.2.14.3" and "v10.2.14.3" are software versions, not addresses.
-      if (!/(?:\bv|version\s?|build\s?|release\s?)$/i.test(text.slice(Math.max(0, start - 8), start))) this.push('ip_address', start, end, 0.85, 'pattern.ipv4');
+      if (!/(?:\bv|version\s?|build\s?|release\s?)$/i.test(text.slice(Math.max(0, start - 8), start)))
+        this.push('ip_address', start, end, 0.85, 'pattern.ipv4');
     } else if (g['daten'] !== undefined) this.date(start, end, g['s2']);
     else if (g['datem'] !== undefined) this.date(start, end, undefined);
     else if (g['age'] !== undefined) this.push('age_over_89', start, end, 0.85, 'pattern.age');
@@ -309,7 +323,8 @@ export class PatternScan {
       if (m) {
         const zs = m.index + m[0].length - m[1]!.length;
         const end = this.orgAddressEnd;
-        if (!(this.ctx.orgZips.has(m[1]!) && end >= 0 && zs > end && zs - end < 12)) push('zip', zs, zs + m[1]!.length, 0.85, 'pattern.zip');
+        if (!(this.ctx.orgZips.has(m[1]!) && end >= 0 && zs > end && zs - end < 12))
+          push('zip', zs, zs + m[1]!.length, 0.85, 'pattern.zip');
       }
     }
     if (cue & CUE.month) {
@@ -373,7 +388,31 @@ export class PatternScan {
 
 const isDigit = (c: number) => c >= 48 && c <= 57;
 
-const VIN_VALUES: Record<string, number> = { A: 1, B: 2, C: 3, D: 4, E: 5, F: 6, G: 7, H: 8, J: 1, K: 2, L: 3, M: 4, N: 5, P: 7, R: 9, S: 2, T: 3, U: 4, V: 5, W: 6, X: 7, Y: 8, Z: 9 };
+const VIN_VALUES: Record<string, number> = {
+  A: 1,
+  B: 2,
+  C: 3,
+  D: 4,
+  E: 5,
+  F: 6,
+  G: 7,
+  H: 8,
+  J: 1,
+  K: 2,
+  L: 3,
+  M: 4,
+  N: 5,
+  P: 7,
+  R: 9,
+  S: 2,
+  T: 3,
+  U: 4,
+  V: 5,
+  W: 6,
+  X: 7,
+  Y: 8,
+  Z: 9,
+};
 const VIN_WEIGHTS = [8, 7, 6, 5, 4, 3, 2, 10, 0, 9, 8, 7, 6, 5, 4, 3, 2];
 /** 49 CFR 565.15: position 9 is the weighted sum mod 11 (10 written X). */
 export const vinCheckDigitOk = (vin: string) => {
@@ -396,7 +435,13 @@ const plausibleNumericDate = (s: string) => {
 
 /** Compiles organisation MRN formats with word boundaries; invalid sources throw (validate at the edge). */
 export const compileMrnPatterns = (patterns: readonly (string | RegExp)[]): RegExp[] =>
-  patterns.map((p) => new RegExp(`\\b(?:${typeof p === 'string' ? p : p.source})\\b`, typeof p === 'string' ? 'g' : p.flags.includes('g') ? p.flags : `${p.flags}g`));
+  patterns.map(
+    (p) =>
+      new RegExp(
+        `\\b(?:${typeof p === 'string' ? p : p.source})\\b`,
+        typeof p === 'string' ? 'g' : p.flags.includes('g') ? p.flags : `${p.flags}g`,
+      ),
+  );
 
 /** "1200 Beacon Street, Quincy" -> "1200 beacon": house number and first street word identify an address well enough. */
 export const addressKey = (s: string) => {

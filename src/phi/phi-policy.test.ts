@@ -4,7 +4,10 @@ import { policyDecision } from './phi-policy.js';
 import { blankHtml, scanMessage } from './phi-scanner.js';
 
 const org = { contacts: ['Maria Lopez'], orgPhones: ['(617) 555-0100'], orgDomains: ['mercy.example'] };
-const reminder = { subject: 'Your appointment', text: 'Hi Maria, a reminder of your appointment on Tuesday at 3:30 PM. Call (617) 555-0100 to reschedule.' };
+const reminder = {
+  subject: 'Your appointment',
+  text: 'Hi Maria, a reminder of your appointment on Tuesday at 3:30 PM. Call (617) 555-0100 to reschedule.',
+};
 const labResult = {
   subject: 'Lab results',
   text: 'Dear Maria,\nMRN: 00482913\nYour HbA1c was 8.1%, consistent with type 2 diabetes (E11.9).',
@@ -85,7 +88,9 @@ describe('scanMessage', () => {
 
 describe('inbound tagging', () => {
   it('tags prescription, billing, urgent, referral, results and appointment mail, with PHI and Part 2 tags', () => {
-    expect(classifyInbound('I need a refill of my lisinopril, my pharmacy is CVS.')).toEqual(expect.arrayContaining(['prescription', 'phi']));
+    expect(classifyInbound('I need a refill of my lisinopril, my pharmacy is CVS.')).toEqual(
+      expect.arrayContaining(['prescription', 'phi']),
+    );
     expect(classifyInbound('Question about my bill: the balance seems wrong.')).toEqual(['billing']);
     expect(classifyInbound('URGENT: chest pain since this morning')).toContain('urgent');
     expect(classifyInbound('Referral for cardiology consult attached')).toContain('referral');

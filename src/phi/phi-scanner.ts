@@ -52,8 +52,18 @@ const resolveOverlaps = (found: Finding[]): Finding[] => {
 
 /** Identifiers that single a person out on their own (or nearly): with nothing else they already make a message moderate. */
 const STRONG: ReadonlySet<FindingType> = new Set<FindingType>([
-  'ssn', 'mrn', 'health_plan_id', 'account_number', 'license_number', 'vehicle_id', 'device_id', 'dob', 'age_over_89',
-  'other_id', 'address', 'possible_full_face_photo',
+  'ssn',
+  'mrn',
+  'health_plan_id',
+  'account_number',
+  'license_number',
+  'vehicle_id',
+  'device_id',
+  'dob',
+  'age_over_89',
+  'other_id',
+  'address',
+  'possible_full_face_photo',
 ]);
 
 /**
@@ -110,7 +120,12 @@ export const scanText = (text: string, options: ScanOptions = EMPTY): ScanResult
 };
 
 export type MessageAttachment = { filename?: string | null; content_type?: string | null; content?: Buffer | Uint8Array | null };
-export type MessageToScan = { subject?: string | null; text?: string | null; html?: string | null; attachments?: readonly MessageAttachment[] };
+export type MessageToScan = {
+  subject?: string | null;
+  text?: string | null;
+  html?: string | null;
+  attachments?: readonly MessageAttachment[];
+};
 
 /**
  * Blanks tags, comments, scripts and entities with spaces of the same length,
@@ -149,7 +164,15 @@ export const scanMessage = (msg: MessageToScan, options: ScanOptions = EMPTY): S
     add('attachment_name', a.filename?.replace(/[_.]+/g, ' '), i);
     const type = a.content_type ?? '';
     if (IMAGE_TYPES.test(type) || (!type && a.filename && IMAGE_NAMES.test(a.filename))) {
-      findings.push({ type: 'possible_full_face_photo', start: 0, end: 0, confidence: 0.5, detector: 'attachment.image', field: 'attachment', attachment: i });
+      findings.push({
+        type: 'possible_full_face_photo',
+        start: 0,
+        end: 0,
+        confidence: 0.5,
+        detector: 'attachment.image',
+        field: 'attachment',
+        attachment: i,
+      });
       return;
     }
     if (a.content && TEXT_TYPES.test(type)) {

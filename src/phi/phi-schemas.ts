@@ -8,9 +8,16 @@ const threshold = z.enum([...SENSITIVITIES, 'never'] as const);
 export const phiPolicySchema = z
   .strictObject({
     hold_at: z
-      .strictObject(Object.fromEntries(OVERSIGHT_MODES.map((m) => [m, threshold.optional()])) as Record<(typeof OVERSIGHT_MODES)[number], z.ZodOptional<typeof threshold>>)
+      .strictObject(
+        Object.fromEntries(OVERSIGHT_MODES.map((m) => [m, threshold.optional()])) as Record<
+          (typeof OVERSIGHT_MODES)[number],
+          z.ZodOptional<typeof threshold>
+        >,
+      )
       .optional()
-      .describe('Per oversight mode, the lowest sensitivity that holds a message (none|low|moderate|high|restricted) or never; unset modes use the default'),
+      .describe(
+        'Per oversight mode, the lowest sensitivity that holds a message (none|low|moderate|high|restricted) or never; unset modes use the default',
+      ),
     hold_types: z
       .array(z.enum(FINDING_TYPES as [FindingType, ...FindingType[]]))
       .max(FINDING_TYPES.length)

@@ -52,5 +52,15 @@ export const insertOutboxJob = (
 ) =>
   db
     .insertInto('outbox')
-    .values({ ...job, status: 'pending', attempts: 0, next_attempt_at: at, lease_until: null, claimed_by: null, last_code: null, created_at: at, updated_at: at })
+    .values({
+      ...job,
+      status: 'pending',
+      attempts: 0,
+      next_attempt_at: at,
+      lease_until: null,
+      claimed_by: null,
+      last_code: null,
+      created_at: at,
+      updated_at: at,
+    })
     .execute();

@@ -42,8 +42,7 @@ export type Store = { db: Db; dialect: Dialect; destroy: () => Promise<void>; de
 
 // int8 (bigint) columns come back as JS numbers: audit seq stays far below 2^53.
 const pgTypes = {
-  getTypeParser: (oid: number, format?: string) =>
-    oid === 20 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format as 'text'),
+  getTypeParser: (oid: number, format?: string) => (oid === 20 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format as 'text')),
 };
 
 /**
@@ -278,8 +277,19 @@ const PG_UNAVAILABLE = /^(08|53)...$|^57P0[1-5]$|^25006$/;
 const SQLITE_UNAVAILABLE = /^SQLITE_(FULL|IOERR|READONLY|CANTOPEN|NOMEM|PROTOCOL)/;
 
 /** Socket errors and node-postgres's own messages for a connection that is gone or never came up. */
-const NET_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'ENOSPC']);
-const PG_CLIENT_MESSAGES = /^(Connection terminated|Client has encountered a connection error|Client was closed and is not queryable|timeout exceeded when trying to connect|Connection ended unexpectedly)/;
+const NET_CODES = new Set([
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'ENOSPC',
+]);
+const PG_CLIENT_MESSAGES =
+  /^(Connection terminated|Client has encountered a connection error|Client was closed and is not queryable|timeout exceeded when trying to connect|Connection ended unexpectedly)/;
 
 /**
  * True when the store could not do the work for a reason outside the request: the database connection was
@@ -447,4 +457,3 @@ export const inGroupCommit = <T>(db: Db, fn: (tx: Tx) => Promise<T>): Promise<T>
   }
   return run(fn);
 };
-

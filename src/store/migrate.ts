@@ -57,7 +57,8 @@ const withFileLock = async <T>(lockPath: string, fn: () => Promise<T>): Promise<
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
       const holder = Number(fs.readFileSync(lockPath, 'utf8') || '0');
       if (holder && !isAlive(holder)) fs.rmSync(lockPath, { force: true });
-      else if (Date.now() > deadline) throw new AppError('migration_locked', 503, `Timed out waiting for ${lockPath}.`, { temporary: true });
+      else if (Date.now() > deadline)
+        throw new AppError('migration_locked', 503, `Timed out waiting for ${lockPath}.`, { temporary: true });
       else await sleep(25);
     }
   }

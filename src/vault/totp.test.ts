@@ -7,7 +7,10 @@ import { parseOtpauthUri, parseTotpSeed, totpCode } from './totp.js';
 const b32 = (ascii: string) => new Secret({ buffer: new Uint8Array(Buffer.from(ascii)).buffer }).base32;
 
 type TotpVectors = {
-  totp: { seeds_ascii: Record<'SHA1' | 'SHA256' | 'SHA512', string>; cases: ({ unix_time: number } & Record<'SHA1' | 'SHA256' | 'SHA512', string>)[] };
+  totp: {
+    seeds_ascii: Record<'SHA1' | 'SHA256' | 'SHA512', string>;
+    cases: ({ unix_time: number } & Record<'SHA1' | 'SHA256' | 'SHA512', string>)[];
+  };
   hotp: { codes_by_counter: string[] };
 };
 // RFC 6238 Appendix B (T0 = 0, X = 30 s, 8 digits) and RFC 4226 Appendix D (HOTP of the SHA1 seed, 6 digits), vendored.
@@ -42,7 +45,20 @@ describe('TOTP codes', () => {
           const seed = parseTotpSeed({ secret: b32(SEEDS[algorithm]), algorithm, digits, period });
           for (const t of times) {
             const at = new Date(t * 1000);
-            const want = execFileSync('oathtool', [`--totp=${algorithm.toLowerCase()}`, '-d', String(digits), '-s', `${period}s`, '-N', `${at.toISOString().replace('T', ' ').slice(0, 19)} UTC`, Buffer.from(SEEDS[algorithm]).toString('hex')], { encoding: 'utf8' }).trim();
+            const want = execFileSync(
+              'oathtool',
+              [
+                `--totp=${algorithm.toLowerCase()}`,
+                '-d',
+                String(digits),
+                '-s',
+                `${period}s`,
+                '-N',
+                `${at.toISOString().replace('T', ' ').slice(0, 19)} UTC`,
+                Buffer.from(SEEDS[algorithm]).toString('hex'),
+              ],
+              { encoding: 'utf8' },
+            ).trim();
             expect([algorithm, digits, period, t, totpCode(seed, at).code]).toEqual([algorithm, digits, period, t, want]);
           }
         }

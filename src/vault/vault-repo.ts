@@ -80,7 +80,12 @@ export const createVaultRepo = ({ dialect }: { dialect: Dialect }) => {
   const insertVersion = (ex: Executor, row: VaultSecretVersionsTable) => ex.insertInto('vault_secret_versions').values(row).execute();
 
   const markVersionsDeleted = (ex: Executor, secretId: string, at: string) =>
-    ex.updateTable('vault_secret_versions').set({ deleted_at: at }).where('secret_id', '=', secretId).where('deleted_at', 'is', null).execute();
+    ex
+      .updateTable('vault_secret_versions')
+      .set({ deleted_at: at })
+      .where('secret_id', '=', secretId)
+      .where('deleted_at', 'is', null)
+      .execute();
 
   /**
    * Retention: up to `limit` versions past retention, oldest secrets first:

@@ -150,7 +150,8 @@ export const createVaultService = ({ db, repo, guard, audit, ring, clock, retent
   const payloadOf = (body: PutSecretBody): Payload => {
     const hasTotpParams = body.algorithm !== undefined || body.digits !== undefined || body.period !== undefined;
     if (body.kind === 'totp') {
-      if (body.otpauth_uri && body.value) throw unprocessable('invalid_totp', 'Give either otpauth_uri or value (a base32 seed), not both.');
+      if (body.otpauth_uri && body.value)
+        throw unprocessable('invalid_totp', 'Give either otpauth_uri or value (a base32 seed), not both.');
       if (body.otpauth_uri) {
         if (hasTotpParams) throw unprocessable('invalid_totp', 'algorithm, digits and period come from the otpauth URI.');
         return { totp: parseOtpauthUri(body.otpauth_uri), ...(body.username ? { username: body.username } : {}) };
@@ -213,34 +214,46 @@ export const createVaultService = ({ db, repo, guard, audit, ring, clock, retent
         if (isUniqueViolation(e)) throw conflict('concurrent_write', 'The secret was written concurrently; retry.');
         throw e;
       }
-      await guard.recordIn(tx, ctx, 'vault.secret.stored', { type: 'vault_secret', id: secretId }, {
-        agent_id: o.agentId,
-        name,
-        kind: body.kind,
-        version,
-        source: body.otpauth_uri ? 'otpauth_uri' : 'value',
-      });
+      await guard.recordIn(
+        tx,
+        ctx,
+        'vault.secret.stored',
+        { type: 'vault_secret', id: secretId },
+        {
+          agent_id: o.agentId,
+          name,
+          kind: body.kind,
+          version,
+          source: body.otpauth_uri ? 'otpauth_uri' : 'value',
+        },
+      );
       return { name, kind: body.kind, version, agent_id: o.agentId };
     });
 
   /** Names, kinds, versions and metadata of live secrets; never values. Needs vault:read (agents) or admin. Audits vault.secret.listed. */
   const list = (ctx: RequestContext, agentId?: string) =>
-    guard.change(ctx, 'vault.secret.listed', targetOf(agentId, ctx), async (tx) => {
-      const o = await owner(tx, ctx, agentId, 'vault:read', true);
-      const rows = await repo.list(tx, o.agentId);
-      await guard.recordIn(tx, ctx, 'vault.secret.listed', { type: 'agent', id: o.agentId }, { count: rows.length });
-      return {
-        agent_id: o.agentId,
-        secrets: rows.map((r) => ({
-          name: r.name,
-          kind: r.kind,
-          version: Number(r.current_version),
-          metadata: JSON.parse(r.metadata) as Record<string, unknown>,
-          created_at: r.created_at,
-          updated_at: r.updated_at,
-        })),
-      };
-    }, GROUP);
+    guard.change(
+      ctx,
+      'vault.secret.listed',
+      targetOf(agentId, ctx),
+      async (tx) => {
+        const o = await owner(tx, ctx, agentId, 'vault:read', true);
+        const rows = await repo.list(tx, o.agentId);
+        await guard.recordIn(tx, ctx, 'vault.secret.listed', { type: 'agent', id: o.agentId }, { count: rows.length });
+        return {
+          agent_id: o.agentId,
+          secrets: rows.map((r) => ({
+            name: r.name,
+            kind: r.kind,
+            version: Number(r.current_version),
+            metadata: JSON.parse(r.metadata) as Record<string, unknown>,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+          })),
+        };
+      },
+      GROUP,
+    );
 
   /**
    * Returns the current value of a non-TOTP secret to the agent that owns it.
@@ -251,25 +264,37 @@ export const createVaultService = ({ db, repo, guard, audit, ring, clock, retent
    */
   const reveal = (ctx: RequestContext, name: string) =>
     withIntegrity(ctx, 'vault.secret.revealed', targetOf(undefined, ctx), name, () =>
-      guard.change(ctx, 'vault.secret.revealed', targetOf(undefined, ctx), async (tx) => {
-        const o = await owner(tx, ctx, undefined, 'vault:reveal', false);
-        const row = await repo.current(tx, o.agentId, name);
-        if (!row) throw notFound('secret');
-        // The seed of a TOTP secret never leaves the vault: only codes do.
-        if (row.head_kind === 'totp') {
-          throw unprocessable('totp_not_revealable', 'A TOTP seed is never revealed; POST .../totp for a code.');
-        }
-        const p = openVersion(o.orgId, o.agentId, name, row);
-        await guard.recordIn(tx, ctx, 'vault.secret.revealed', { type: 'vault_secret', id: row.secret_id }, { name, version: Number(row.version) });
-        return {
-          name,
-          kind: row.head_kind,
-          version: Number(row.version),
-          value: p.value ?? '',
-          username: p.username ?? null,
-          metadata: JSON.parse(row.metadata ?? '{}') as Record<string, unknown>,
-        };
-      }, GROUP),
+      guard.change(
+        ctx,
+        'vault.secret.revealed',
+        targetOf(undefined, ctx),
+        async (tx) => {
+          const o = await owner(tx, ctx, undefined, 'vault:reveal', false);
+          const row = await repo.current(tx, o.agentId, name);
+          if (!row) throw notFound('secret');
+          // The seed of a TOTP secret never leaves the vault: only codes do.
+          if (row.head_kind === 'totp') {
+            throw unprocessable('totp_not_revealable', 'A TOTP seed is never revealed; POST .../totp for a code.');
+          }
+          const p = openVersion(o.orgId, o.agentId, name, row);
+          await guard.recordIn(
+            tx,
+            ctx,
+            'vault.secret.revealed',
+            { type: 'vault_secret', id: row.secret_id },
+            { name, version: Number(row.version) },
+          );
+          return {
+            name,
+            kind: row.head_kind,
+            version: Number(row.version),
+            value: p.value ?? '',
+            username: p.username ?? null,
+            metadata: JSON.parse(row.metadata ?? '{}') as Record<string, unknown>,
+          };
+        },
+        GROUP,
+      ),
     );
 
   /**
@@ -280,22 +305,34 @@ export const createVaultService = ({ db, repo, guard, audit, ring, clock, retent
    */
   const totp = (ctx: RequestContext, name: string) =>
     withIntegrity(ctx, 'vault.totp.generated', targetOf(undefined, ctx), name, () =>
-      guard.change(ctx, 'vault.totp.generated', targetOf(undefined, ctx), async (tx) => {
-        const o = await owner(tx, ctx, undefined, 'vault:totp', false);
-        const row = await repo.current(tx, o.agentId, name);
-        if (!row) throw notFound('secret');
-        if (row.head_kind !== 'totp') throw unprocessable('not_totp', 'This secret is not a TOTP secret.');
-        const p = openVersion(o.orgId, o.agentId, name, row);
-        if (!p.totp) throw new AppError('decrypt_failed', 500, 'no seed');
-        const at = clock.now();
-        const { code, expiresAt } = totpCode(p.totp, at);
-        await guard.recordIn(tx, ctx, 'vault.totp.generated', { type: 'vault_secret', id: row.secret_id }, {
-          name,
-          version: Number(row.version),
-          expires_at: expiresAt.toISOString(),
-        });
-        return { code, period: p.totp.period, digits: p.totp.digits, expires_at: expiresAt.toISOString() };
-      }, GROUP),
+      guard.change(
+        ctx,
+        'vault.totp.generated',
+        targetOf(undefined, ctx),
+        async (tx) => {
+          const o = await owner(tx, ctx, undefined, 'vault:totp', false);
+          const row = await repo.current(tx, o.agentId, name);
+          if (!row) throw notFound('secret');
+          if (row.head_kind !== 'totp') throw unprocessable('not_totp', 'This secret is not a TOTP secret.');
+          const p = openVersion(o.orgId, o.agentId, name, row);
+          if (!p.totp) throw new AppError('decrypt_failed', 500, 'no seed');
+          const at = clock.now();
+          const { code, expiresAt } = totpCode(p.totp, at);
+          await guard.recordIn(
+            tx,
+            ctx,
+            'vault.totp.generated',
+            { type: 'vault_secret', id: row.secret_id },
+            {
+              name,
+              version: Number(row.version),
+              expires_at: expiresAt.toISOString(),
+            },
+          );
+          return { code, period: p.totp.period, digits: p.totp.digits, expires_at: expiresAt.toISOString() };
+        },
+        GROUP,
+      ),
     );
 
   /**
@@ -311,11 +348,17 @@ export const createVaultService = ({ db, repo, guard, audit, ring, clock, retent
       const at = now();
       await repo.updateHead(tx, head.id, { deleted_at: at, updated_at: at });
       await repo.markVersionsDeleted(tx, head.id, at);
-      await guard.recordIn(tx, ctx, 'vault.secret.deleted', { type: 'vault_secret', id: head.id }, {
-        agent_id: o.agentId,
-        name,
-        version: Number(head.current_version),
-      });
+      await guard.recordIn(
+        tx,
+        ctx,
+        'vault.secret.deleted',
+        { type: 'vault_secret', id: head.id },
+        {
+          agent_id: o.agentId,
+          name,
+          version: Number(head.current_version),
+        },
+      );
       return { name, kind: head.kind, version: Number(head.current_version), deleted_at: at };
     });
 
@@ -340,7 +383,10 @@ export const createVaultService = ({ db, repo, guard, audit, ring, clock, retent
         const candidates = await repo.purgeCandidates(tx, cutoff, PURGE_CHUNK);
         if (candidates.length === 0) return { seen: 0, gone: [] };
         // Only what this transaction deleted is audited: another process may purge at the same time.
-        const deleted = await repo.deleteVersions(tx, candidates.map((c) => c.id));
+        const deleted = await repo.deleteVersions(
+          tx,
+          candidates.map((c) => c.id),
+        );
         const bySecret = new Map<string, typeof deleted>();
         for (const r of deleted) bySecret.set(r.secret_id, [...(bySecret.get(r.secret_id) ?? []), r]);
         for (const [secretId, rows] of bySecret) {
@@ -384,7 +430,8 @@ export const createVaultService = ({ db, repo, guard, audit, ring, clock, retent
       running = true;
       try {
         const r = await purgeExpired();
-        if (r.versions > 0) opts.logger?.info({ versions: r.versions, secrets: r.secrets, cutoff: r.cutoff }, 'vault versions past retention purged');
+        if (r.versions > 0)
+          opts.logger?.info({ versions: r.versions, secrets: r.secrets, cutoff: r.cutoff }, 'vault versions past retention purged');
       } catch (e) {
         opts.logger?.error({ code: isAppError(e) ? e.code : 'unexpected' }, 'vault retention purge failed');
       } finally {

@@ -22,7 +22,9 @@ export const PG_ADMIN_URL = process.env.MAILWARD_TEST_DATABASE_URL ?? 'postgres:
 export const tempDir = (label = 'mw') => fs.mkdtempSync(path.join(os.tmpdir(), `${label}-`));
 
 /** A fresh, empty database for one test: a temp SQLite file, or a new PostgreSQL database dropped afterwards. */
-export const freshDatabase = async (dialect: Dialect): Promise<{ env: Record<string, string>; dataDir: string; url?: string; drop: () => Promise<void> }> => {
+export const freshDatabase = async (
+  dialect: Dialect,
+): Promise<{ env: Record<string, string>; dataDir: string; url?: string; drop: () => Promise<void> }> => {
   const dataDir = tempDir(`mw-${dialect}`);
   if (dialect === 'sqlite') {
     return { env: { MAILWARD_DATA_DIR: dataDir }, dataDir, drop: async () => fs.rmSync(dataDir, { recursive: true, force: true }) };

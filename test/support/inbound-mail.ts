@@ -32,7 +32,9 @@ export const outsideSenders = (dir: string, opts: { orgDomain?: string } = {}) =
       '_dmarc.forged.example': ['v=DMARC1; p=reject'],
       'relaxed.example': ['v=spf1 ip4:192.0.2.1 -all'],
       '_dmarc.relaxed.example': ['v=DMARC1; p=none'],
-      ...(opts.orgDomain ? { [opts.orgDomain]: ['v=spf1 ip4:192.0.2.1 -all'], [`_dmarc.${opts.orgDomain}`]: ['v=DMARC1; p=reject; sp=none'] } : {}),
+      ...(opts.orgDomain
+        ? { [opts.orgDomain]: ['v=spf1 ip4:192.0.2.1 -all'], [`_dmarc.${opts.orgDomain}`]: ['v=DMARC1; p=reject; sp=none'] }
+        : {}),
     } as Record<string, string[]>,
   };
   const file = path.join(dir, 'dns-overrides.json');
@@ -47,7 +49,14 @@ export const outsideSenders = (dir: string, opts: { orgDomain?: string } = {}) =
 };
 
 /** A simple RFC 5322 message with CRLF line ends. */
-export const rawMessage = (o: { from?: string; to: string; subject?: string; body?: string; headers?: Record<string, string>; messageId?: string }) =>
+export const rawMessage = (o: {
+  from?: string;
+  to: string;
+  subject?: string;
+  body?: string;
+  headers?: Record<string, string>;
+  messageId?: string;
+}) =>
   Buffer.from(
     [
       `From: ${o.from ?? 'Lab Results <results@lab.example>'}`,
@@ -79,7 +88,16 @@ export const startInbound = async (t: TestApp, patch: (c: Config) => Config = (c
   const listener = createSmtpListener({ receiver: t.c.inbound.receiver, config, tls, logger: createLogger({ level: 'silent' }) });
   const port = await listener.listen(0, '127.0.0.1');
   const sendRaw = async (raw: Buffer, envelope: { from: string; to: string[] }) => {
-    const tr = createTransport({ host: '127.0.0.1', port, secure: false, requireTLS: true, tls: { ca: tls.cert, servername: 'localhost' }, name: 'mx.lab.example', disableFileAccess: true, disableUrlAccess: true });
+    const tr = createTransport({
+      host: '127.0.0.1',
+      port,
+      secure: false,
+      requireTLS: true,
+      tls: { ca: tls.cert, servername: 'localhost' },
+      name: 'mx.lab.example',
+      disableFileAccess: true,
+      disableUrlAccess: true,
+    });
     try {
       const info = await tr.sendMail({ envelope, raw });
       return { response: String(info.response) };

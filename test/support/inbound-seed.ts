@@ -29,7 +29,9 @@ export type SeedMessage = {
 
 const passing = (flags: string[]): InboundAuthResults => ({
   spf: { result: flags.includes('spf_fail') ? 'fail' : 'pass', domain: 'lab.example' },
-  dkim: [{ result: flags.includes('dkim_fail') ? 'fail' : 'pass', domain: 'lab.example', selector: 's1', algo: 'rsa-sha256', aligned: true }],
+  dkim: [
+    { result: flags.includes('dkim_fail') ? 'fail' : 'pass', domain: 'lab.example', selector: 's1', algo: 'rsa-sha256', aligned: true },
+  ],
   dmarc: { result: flags.includes('dmarc_fail') ? 'fail' : 'pass', policy: 'reject', domain: 'lab.example' },
   arc: null,
   flags,
@@ -82,7 +84,12 @@ export const seedMessages = async (t: TestApp, mailbox: { id: string; address: s
       size_bytes: 1000,
       tags: JSON.stringify(s.tags ?? []),
       system_tags: JSON.stringify(s.systemTags ?? []),
-      status_reason: held ? JSON.stringify({ code: status === 'quarantined' ? 'quarantined' : 'held', reasons: [status === 'quarantined' ? { code: 'dmarc_fail', policy: 'reject' } : { code: 'oversight_mode', mode: 'gated_all' }] }) : null,
+      status_reason: held
+        ? JSON.stringify({
+            code: status === 'quarantined' ? 'quarantined' : 'held',
+            reasons: [status === 'quarantined' ? { code: 'dmarc_fail', policy: 'reject' } : { code: 'oversight_mode', mode: 'gated_all' }],
+          })
+        : null,
       approval_id: null,
       oversight_mode: 'autonomous',
       is_read: direction === 'outbound' || s.isRead ? 1 : 0,
@@ -102,12 +109,31 @@ export const seedMessages = async (t: TestApp, mailbox: { id: string; address: s
     rows.push(row);
     ids.push(id);
   }
-  for (let i = 0; i < rows.length; i += 200) await db.insertInto('messages').values(rows.slice(i, i + 200)).execute();
+  for (let i = 0; i < rows.length; i += 200)
+    await db
+      .insertInto('messages')
+      .values(rows.slice(i, i + 200))
+      .execute();
   for (const a of approvals) {
     const m = a.message;
     await db
       .insertInto('approvals')
-      .values({ id: a.id, org_id: m.org_id, message_id: m.id, mailbox_id: m.mailbox_id, direction: 'inbound', status: 'pending', reasons: JSON.stringify((JSON.parse(m.status_reason ?? '{}') as { reasons?: unknown[] }).reasons ?? []), created_at: m.created_at, expires_at: new Date(Date.parse(m.created_at) + 86_400_000).toISOString(), decided_at: null, decided_by: null, decision_reason: null, comment_sealed: null, edits: null })
+      .values({
+        id: a.id,
+        org_id: m.org_id,
+        message_id: m.id,
+        mailbox_id: m.mailbox_id,
+        direction: 'inbound',
+        status: 'pending',
+        reasons: JSON.stringify((JSON.parse(m.status_reason ?? '{}') as { reasons?: unknown[] }).reasons ?? []),
+        created_at: m.created_at,
+        expires_at: new Date(Date.parse(m.created_at) + 86_400_000).toISOString(),
+        decided_at: null,
+        decided_by: null,
+        decision_reason: null,
+        comment_sealed: null,
+        edits: null,
+      })
       .execute();
     await addMessageEvent(db, m.id, m.created_at, 'held', { approval_id: a.id });
   }

@@ -7,7 +7,11 @@ import { repoRoot } from './processes.js';
 
 export type McpClient = {
   client: Client;
-  call: (name: string, args?: Record<string, unknown>, opts?: { timeoutMs?: number }) => Promise<CallToolResult & { structuredContent?: any }>;
+  call: (
+    name: string,
+    args?: Record<string, unknown>,
+    opts?: { timeoutMs?: number },
+  ) => Promise<CallToolResult & { structuredContent?: any }>;
   toolNames: () => Promise<string[]>;
   close: () => Promise<void>;
 };
@@ -15,7 +19,9 @@ export type McpClient = {
 const wrap = (client: Client): McpClient => ({
   client,
   call: async (name, args = {}, opts = {}) =>
-    (await client.callTool({ name, arguments: args }, undefined, { timeout: opts.timeoutMs ?? 60_000 })) as CallToolResult & { structuredContent?: any },
+    (await client.callTool({ name, arguments: args }, undefined, { timeout: opts.timeoutMs ?? 60_000 })) as CallToolResult & {
+      structuredContent?: any;
+    },
   toolNames: async () => (await client.listTools()).tools.map((t) => t.name).sort(),
   close: () => client.close(),
 });

@@ -29,7 +29,29 @@ export type Sink = {
 export const selfSignedCert = (dir: string): SinkCert => {
   const key = path.join(dir, 'sink-key.pem');
   const cert = path.join(dir, 'sink-cert.pem');
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'], { stdio: 'ignore' });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+      '-days',
+      '2',
+      '-subj',
+      '/CN=localhost',
+      '-addext',
+      'subjectAltName=DNS:localhost,IP:127.0.0.1',
+    ],
+    { stdio: 'ignore' },
+  );
   return { private: fs.readFileSync(key, 'utf8'), cert: fs.readFileSync(cert, 'utf8'), caFile: cert };
 };
 
@@ -37,7 +59,10 @@ export const selfSignedCert = (dir: string): SinkCert => {
  * `replyDelayMs` holds each 250 back; a message whose client vanished before
  * its 250 was written is not counted (the client never learnt it was accepted).
  */
-export const startSink = async (dir: string, opts: { tls?: boolean; port?: number; cert?: SinkCert; replyDelayMs?: number } = {}): Promise<Sink> => {
+export const startSink = async (
+  dir: string,
+  opts: { tls?: boolean; port?: number; cert?: SinkCert; replyDelayMs?: number } = {},
+): Promise<Sink> => {
   const withTls = opts.tls ?? true;
   const pems = opts.cert ?? selfSignedCert(fs.mkdtempSync(path.join(dir, 'cert-')));
   const caFile = pems.caFile;
@@ -119,7 +144,12 @@ export const receivedWithId = (sink: Pick<Sink, 'messages'>, messageId: string) 
 /** A fresh agent with a mailbox in `mode`, created through the API. */
 export const seedMailbox = async (t: TestApp, mode: string, extra: Record<string, unknown> = {}) => {
   const s = await seedAgent(t, `Agent ${mode} ${Math.random().toString(36).slice(2, 6)}`);
-  const r = await t.call('POST', '/v1/mailboxes', t.adminKey, { agent_id: s.agent.id, display_name: 'Clinic Assistant', oversight_mode: mode, ...extra });
+  const r = await t.call('POST', '/v1/mailboxes', t.adminKey, {
+    agent_id: s.agent.id,
+    display_name: 'Clinic Assistant',
+    oversight_mode: mode,
+    ...extra,
+  });
   expect(r.status).toBe(201);
   return { ...s, mailbox: r.body };
 };

@@ -51,7 +51,14 @@ export const startServer = async (env: Record<string, string>): Promise<ServerPr
   const port = await freePort();
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src/cli/main.ts'), 'serve'], {
     cwd: repoRoot,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', MAILWARD_LOG_LEVEL: 'info', ...env, MAILWARD_HTTP_PORT: String(port), MAILWARD_SMTP_PORT: String(await freePort()) },
+    env: {
+      PATH: process.env.PATH ?? '',
+      HOME: process.env.HOME ?? '/tmp',
+      MAILWARD_LOG_LEVEL: 'info',
+      ...env,
+      MAILWARD_HTTP_PORT: String(port),
+      MAILWARD_SMTP_PORT: String(await freePort()),
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';

@@ -17,7 +17,13 @@ export type TestApp = {
   dataDir: string;
   env: Record<string, string>;
   /** Authenticated JSON request through fastify's inject (no socket). */
-  call: (method: string, url: string, key: string | null, body?: unknown, headers?: Record<string, string>) => Promise<{ status: number; body: any; headers: Record<string, unknown> }>;
+  call: (
+    method: string,
+    url: string,
+    key: string | null,
+    body?: unknown,
+    headers?: Record<string, string>,
+  ) => Promise<{ status: number; body: any; headers: Record<string, unknown> }>;
   close: () => Promise<void>;
 };
 
@@ -75,9 +81,23 @@ export const createTestApp = async (
 /** Creates department > reviewer > agent with an agent key, through the API, as a new user would. */
 export const seedAgent = async (t: TestApp, name = 'Scheduling Assistant', scopes?: string[]) => {
   const dep = await t.call('POST', '/v1/departments', t.adminKey, { name: 'Cardiology' });
-  const reviewer = await t.call('POST', '/v1/humans', t.adminKey, { name: 'Dr. Rivera', email: `rivera.${Math.random().toString(36).slice(2, 8)}@hospital.example`, roles: ['reviewer'] });
-  const agent = await t.call('POST', '/v1/agents', t.adminKey, { name, department_id: dep.body.id, responsible_human_id: reviewer.body.id });
+  const reviewer = await t.call('POST', '/v1/humans', t.adminKey, {
+    name: 'Dr. Rivera',
+    email: `rivera.${Math.random().toString(36).slice(2, 8)}@hospital.example`,
+    roles: ['reviewer'],
+  });
+  const agent = await t.call('POST', '/v1/agents', t.adminKey, {
+    name,
+    department_id: dep.body.id,
+    responsible_human_id: reviewer.body.id,
+  });
   const key = await t.call('POST', `/v1/agents/${agent.body.id}/api-keys`, t.adminKey, scopes ? { scopes } : {});
   if (agent.status !== 201 || key.status !== 201) throw new Error(`seeding failed: ${JSON.stringify([agent.body, key.body])}`);
-  return { department: dep.body, reviewer: reviewer.body, agent: agent.body, agentKey: key.body.key as string, agentKeyId: key.body.id as string };
+  return {
+    department: dep.body,
+    reviewer: reviewer.body,
+    agent: agent.body,
+    agentKey: key.body.key as string,
+    agentKeyId: key.body.id as string,
+  };
 };

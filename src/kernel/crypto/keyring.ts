@@ -68,7 +68,6 @@ export const createLocalKeyRing = (entries: KekEntry[], active?: string): KeyRin
         });
       }
     },
-    fingerprint: (v) =>
-      createHash('sha256').update('mailward/kek-fingerprint/v1|').update(kek(v)).digest('base64url').slice(0, 22),
+    fingerprint: (v) => createHash('sha256').update('mailward/kek-fingerprint/v1|').update(kek(v)).digest('base64url').slice(0, 22),
   };
 };

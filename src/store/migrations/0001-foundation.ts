@@ -135,5 +135,4 @@ export const up = async (db: AnyDb): Promise<void> => {
     .execute();
 };
 
-const sqlIn = (col: string, values: string[]) =>
-  sql`${sql.ref(col)} in (${sql.join(values.map((v) => sql.lit(v)))})`;
+const sqlIn = (col: string, values: string[]) => sql`${sql.ref(col)} in (${sql.join(values.map((v) => sql.lit(v)))})`;

@@ -81,14 +81,22 @@ export const up = async (db: AnyDb): Promise<void> => {
         raise exception 'mailward: % is append-only (%)', tg_table_name, tg_op using errcode = 'P0001';
       end $$`.execute(db);
     for (const t of APPEND_ONLY) {
-      await sql`create trigger ${sql.raw(`${t}_append_only`)} before update or delete on ${sql.table(t)} for each row execute function mailward_audit_append_only()`.execute(db);
-      await sql`create trigger ${sql.raw(`${t}_no_truncate`)} before truncate on ${sql.table(t)} for each statement execute function mailward_audit_append_only()`.execute(db);
+      await sql`create trigger ${sql.raw(`${t}_append_only`)} before update or delete on ${sql.table(t)} for each row execute function mailward_audit_append_only()`.execute(
+        db,
+      );
+      await sql`create trigger ${sql.raw(`${t}_no_truncate`)} before truncate on ${sql.table(t)} for each statement execute function mailward_audit_append_only()`.execute(
+        db,
+      );
     }
   } else {
     for (const t of APPEND_ONLY) {
-      await sql`create trigger ${sql.raw(`${t}_no_update`)} before update on ${sql.table(t)} begin select raise(abort, ${sql.lit(`mailward: ${t} is append-only (UPDATE)`)}); end`.execute(db);
+      await sql`create trigger ${sql.raw(`${t}_no_update`)} before update on ${sql.table(t)} begin select raise(abort, ${sql.lit(`mailward: ${t} is append-only (UPDATE)`)}); end`.execute(
+        db,
+      );
       const when = t === 'audit_events' ? sql`when old.seq > coalesce((select max(through_seq) from audit_purges), 0)` : sql``;
-      await sql`create trigger ${sql.raw(`${t}_no_delete`)} before delete on ${sql.table(t)} ${when} begin select raise(abort, ${sql.lit(`mailward: ${t} is append-only (DELETE)`)}); end`.execute(db);
+      await sql`create trigger ${sql.raw(`${t}_no_delete`)} before delete on ${sql.table(t)} ${when} begin select raise(abort, ${sql.lit(`mailward: ${t} is append-only (DELETE)`)}); end`.execute(
+        db,
+      );
     }
   }
 };

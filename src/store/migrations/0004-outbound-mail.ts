@@ -3,8 +3,7 @@ import { type Kysely, sql } from 'kysely';
 // biome-ignore lint/suspicious/noExplicitAny: migrations are frozen in time and must not depend on today's schema types
 type AnyDb = Kysely<any>;
 
-const sqlIn = (col: string, values: string[]) =>
-  sql`${sql.ref(col)} in (${sql.join(values.map((v) => sql.lit(v)))})`;
+const sqlIn = (col: string, values: string[]) => sql`${sql.ref(col)} in (${sql.join(values.map((v) => sql.lit(v)))})`;
 
 /**
  * Outbound mail: mailboxes with their oversight mode, messages (content sealed

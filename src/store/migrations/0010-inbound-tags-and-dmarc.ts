@@ -8,7 +8,20 @@ type AnyDb = Kysely<any>;
  * (src/phi/inbound-classifier.ts rules, phi, part2, bounce, unparsed), frozen
  * here: agents could not tell them from their own and could erase them.
  */
-const SYSTEM_TAGS = new Set(['urgent', 'prescription', 'billing', 'insurance', 'referral', 'results', 'appointment', 'records_request', 'phi', 'part2', 'bounce', 'unparsed']);
+const SYSTEM_TAGS = new Set([
+  'urgent',
+  'prescription',
+  'billing',
+  'insurance',
+  'referral',
+  'results',
+  'appointment',
+  'records_request',
+  'phi',
+  'part2',
+  'bounce',
+  'unparsed',
+]);
 
 /**
  * Inbound hardening:
