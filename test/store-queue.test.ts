@@ -44,13 +44,32 @@ for (const dialect of testDialects().filter((d) => d === 'sqlite')) {
     it('answers writers beyond the queue limit 503 store_busy with Retry-After, and every other writer succeeds', async () => {
       t = await createTestApp(dialect, { env: { MAILWARD_SQLITE_QUEUE_LIMIT: '4', MAILWARD_RATE_LIMIT_PER_MINUTE: '100000' } });
       const app = t;
-      const results = await Promise.all(
-        Array.from({ length: 60 }, (_, i) => app.call('POST', '/v1/departments', app.adminKey, { name: `Ward ${i}` })),
+      // Hold the one connection, so every writer either waits in the queue (at most 4) or is refused at once;
+      // then let the waiting ones through. Deterministic whatever the machine's speed.
+      let open!: () => void;
+      const gate = new Promise<void>((r) => {
+        open = r;
+      });
+      const holder = app.c.store.db.transaction().execute(async () => {
+        await gate;
+      });
+      let settled = 0;
+      const pending = Array.from({ length: 60 }, (_, i) =>
+        app.call('POST', '/v1/departments', app.adminKey, { name: `Ward ${i}` }).finally(() => {
+          settled++;
+        }),
       );
+      const deadline = Date.now() + 20_000;
+      while (settled < 56 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      expect(settled).toBe(56);
+      open();
+      await holder;
+      const results = await Promise.all(pending);
       const busy = results.filter((r) => r.status === 503);
       expect(results.filter((r) => r.status !== 201 && r.status !== 503)).toEqual([]);
       expect(busy.length).toBeGreaterThan(0);
-      expect(results.filter((r) => r.status === 201).length).toBeGreaterThan(0);
+      expect(results.filter((r) => r.status === 201).length).toBe(4);
+      expect(busy.length).toBe(56);
       for (const r of busy) {
         expect(r.body).toMatchObject({ code: 'store_busy', temporary: true });
         expect(r.headers['retry-after']).toBe('1');

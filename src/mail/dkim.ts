@@ -20,14 +20,21 @@ type ParsedHeader = { key: string; casedKey: string; line: Buffer };
 // its canonicalisation pieces. package.json pins mailauth to an exact version for this reason, and
 // test/dkim-vectors.test.ts reproduces RFC 8463's ed25519 signature byte for byte, so an upgrade
 // that changes these pieces fails the tests.
-const tools = createRequire(import.meta.url)('mailauth/lib/tools.js') as {
+type MailauthTools = {
   parseHeaders: (buf: Buffer) => { parsed: ParsedHeader[] };
   formatSignatureHeaderLine: (type: 'DKIM', values: Record<string, string | number>, folded: boolean) => string;
   formatRelaxedLine: (line: Buffer | string, suffix?: string) => Buffer;
 };
+// Loaded on first use: mailauth's tools module costs about 0.4 s to load, and signing runs on worker
+// threads by default, so the main thread of `mailward serve` never needs it (a faster start).
+let toolsModule: MailauthTools | undefined;
+const tools = (): MailauthTools => {
+  toolsModule ??= createRequire(import.meta.url)('mailauth/lib/tools.js') as MailauthTools;
+  return toolsModule;
+};
 
 /** The header block's fields, top to bottom (each with its lower-cased name and raw line). */
-export const parseHeaderFields = (header: Buffer): ParsedHeader[] => tools.parseHeaders(header).parsed;
+export const parseHeaderFields = (header: Buffer): ParsedHeader[] => tools().parseHeaders(header).parsed;
 
 /**
  * RFC 6376 5.4.2: for each name of h=, in order, the bottom-most instance not
@@ -63,9 +70,9 @@ export const dkimSignatureValue = (
 ): string => {
   if (key.asymmetricKeyType !== algorithm.split('-')[0])
     throw new AppError('dkim_failed', 500, 'DKIM key type does not match its algorithm.');
-  const headerData = Buffer.concat(selected.map((h) => tools.formatRelaxedLine(h.line, '\r\n')));
+  const headerData = Buffer.concat(selected.map((h) => tools().formatRelaxedLine(h.line, '\r\n')));
   const own = Buffer.from(
-    tools
+    tools()
       .formatRelaxedLine(signatureHeader)
       .toString('binary')
       .replace(/([;:\s]+b=)[^;]+/, '$1'),
@@ -125,9 +132,9 @@ export const dkimSignMessage = async (raw: Buffer, domain: string, keys: DkimKey
     for (const k of keys) {
       const v = { ...values, a: k.algorithm, s: k.selector };
       // The placeholder b= keeps the folding of the final header; dkimSignatureValue empties it before hashing.
-      const draft = tools.formatSignatureHeaderLine('DKIM', { ...v, b: 'a'.repeat(73) }, true);
+      const draft = tools().formatSignatureHeaderLine('DKIM', { ...v, b: 'a'.repeat(73) }, true);
       const b = dkimSignatureValue(selected, draft, k.algorithm, privateKey(k.privateKeyPem));
-      lines.push(tools.formatSignatureHeaderLine('DKIM', { ...v, b }, true));
+      lines.push(tools().formatSignatureHeaderLine('DKIM', { ...v, b }, true));
     }
     return Buffer.concat([Buffer.from(`${lines.join('\r\n')}\r\n`, 'binary'), raw]);
   } catch (e) {

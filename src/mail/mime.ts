@@ -1,7 +1,8 @@
 import type { OutboundContent } from '../phi/outbound-screen.js';
 // mailauth's RFC 6376 relaxed body hasher (not a typed public API; package.json pins mailauth exactly and
 // test/dkim-vectors.test.ts checks the RFC 8463 body hash, so an upgrade that changes it fails the tests).
-import { RelaxedHash } from 'mailauth/lib/dkim/body/relaxed.js';
+import { createRequire } from 'node:module';
+import type { RelaxedHash as RelaxedHashClass } from 'mailauth/lib/dkim/body/relaxed.js';
 import MailComposer from 'nodemailer/lib/mail-composer';
 import { encodeUnstructured, formatMailbox, headerLine, safeFilename } from './header-text.js';
 
@@ -68,7 +69,11 @@ export const relaxedBody = (body: Buffer): Buffer => {
  * differs from a literal reading of 3.4.4 on bodies whose last line is only
  * spaces without a CRLF; `relaxedBody` above is the literal reading.
  */
+let RelaxedHash: typeof RelaxedHashClass | undefined;
 export const relaxedBodyHash = (body: Buffer): string => {
+  // Loaded on first use (see src/mail/dkim.ts: mailauth is slow to load and the main thread rarely needs it).
+  RelaxedHash ??= (createRequire(import.meta.url)('mailauth/lib/dkim/body/relaxed.js') as { RelaxedHash: typeof RelaxedHashClass })
+    .RelaxedHash;
   const h = new RelaxedHash('sha256', undefined);
   h.update(body);
   return h.digest('base64');

@@ -10,6 +10,7 @@ import {
   Kysely,
   PostgresAdapter,
   PostgresDialect,
+  SqliteAdapter,
   SqliteDialect,
   type Transaction,
   type TransactionSettings,
@@ -145,6 +146,16 @@ class FairSqliteDialect extends SqliteDialect {
   constructor(config: ConstructorParameters<typeof SqliteDialect>[0], lock: ReturnType<typeof createFairLock>) {
     super(config);
     this.#lock = lock;
+  }
+  // Kysely 0.29 serialises a single-connection adapter with its own unbounded mutex in front of the
+  // driver, so every caller but one would wait there, never in the fair queue. The fair lock below
+  // gives the same one-at-a-time guarantee, bounded and first come, first served.
+  override createAdapter(): SqliteAdapter {
+    return new (class extends SqliteAdapter {
+      override get supportsMultipleConnections() {
+        return true;
+      }
+    })();
   }
   override createDriver(): Driver {
     const inner = super.createDriver();
