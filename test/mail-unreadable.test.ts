@@ -5,6 +5,8 @@ import { seedMessages } from './support/inbound-seed.js';
 import { seedMailbox } from './support/outbound-sink.js';
 import { createTestApp, type TestApp } from './support/test-app.js';
 
+const THREAD = 'thr_0190a1b2c3d47e5f8a9b0c1d2e3f4a5b';
+
 for (const dialect of testDialects()) {
   describe(`reading a mailbox with an unreadable message (${dialect})`, () => {
     let t: TestApp;
@@ -15,10 +17,10 @@ for (const dialect of testDialects()) {
       t = await createTestApp(dialect);
       box = await seedMailbox(t, 'autonomous');
       ids = await seedMessages(t, box.mailbox, [
-        { from: 'results@lab.example', subject: 'Results one', createdAt: '2026-03-01T08:00:00.000Z' },
-        { from: 'results@lab.example', subject: 'Results two', createdAt: '2026-03-01T09:00:00.000Z' },
-        { from: 'results@lab.example', subject: 'Results three', createdAt: '2026-03-01T10:00:00.000Z' },
-        { from: 'results@lab.example', subject: 'Results four', createdAt: '2026-03-01T11:00:00.000Z' },
+        { from: 'results@lab.example', subject: 'Results one', createdAt: '2026-03-01T08:00:00.000Z', threadId: THREAD },
+        { from: 'results@lab.example', subject: 'Results two', createdAt: '2026-03-01T09:00:00.000Z', threadId: THREAD },
+        { from: 'results@lab.example', subject: 'Results three', createdAt: '2026-03-01T10:00:00.000Z', threadId: THREAD },
+        { from: 'results@lab.example', subject: 'Results four', createdAt: '2026-03-01T11:00:00.000Z', threadId: THREAD },
       ]);
       // Two kinds of damage: a tampered authentication tag (still in the envelope format) and a value that is not an envelope at all.
       const row = await t.c.store.db.selectFrom('messages').select('content_sealed').where('id', '=', ids[1]!).executeTakeFirstOrThrow();
@@ -78,6 +80,22 @@ for (const dialect of testDialects()) {
       expect(ok.status).toBe(200);
       expect(ok.body).toMatchObject({ partial: false, unreadable: 0 });
       expect(ok.body.messages).toHaveLength(1);
+    });
+
+    it('leaves them out of the thread view, answers partial with the count, and audits each as an error', async () => {
+      const before = (await unreadableEvents()).length;
+      const r = await t.call('GET', `/v1/threads/${THREAD}`, box.agentKey);
+      expect(r.status).toBe(200);
+      expect(r.body.messages.map((m: { id: string }) => m.id)).toEqual([ids[0], ids[3]]);
+      expect(r.body).toMatchObject({ partial: true, unreadable: 2 });
+      const events = (await unreadableEvents()).slice(before);
+      expect(events.map((e) => [e.target_id, JSON.parse(e.details)])).toEqual(
+        expect.arrayContaining([
+          [ids[1], { mailbox_id: box.mailbox.id, code: 'decrypt_failed', during: 'thread' }],
+          [ids[2], { mailbox_id: box.mailbox.id, code: 'decrypt_failed', during: 'thread' }],
+        ]),
+      );
+      expect(events).toHaveLength(2);
     });
   });
 }

@@ -268,7 +268,15 @@ export const mailRoutes = (deps: Deps) => async (root: FastifyInstance) => {
         security: secured,
         summary: 'Messages of a thread the caller may see',
         params: idParams('thr'),
-        response: { 200: z.object({ id: z.string(), messages: z.array(messageSummaryOut) }), ...problems(400, 401, 403, 404) },
+        response: {
+          200: z.object({
+            id: z.string(),
+            messages: z.array(messageSummaryOut),
+            partial: z.boolean().describe('true when a message of the thread could not be opened and was left out'),
+            unreadable: z.number().int().describe('messages left out because their sealed content could not be opened'),
+          }),
+          ...problems(400, 401, 403, 404),
+        },
       },
     },
     (req) => reader.thread(req.ctx, req.params.id),

@@ -340,7 +340,7 @@ export const createReadService = ({ db, dialect, ring, guard, clock, audit }: De
     }
   }
 
-  type Unreadable = { id: string; code: string };
+  type Unreadable = { id: string; code: string; mailboxId: string };
 
   /**
    * Opens a row's sealed content, or notes it in `skipped` and returns null
@@ -351,7 +351,7 @@ export const createReadService = ({ db, dialect, ring, guard, clock, audit }: De
     try {
       return openContent(ring, row, sealed);
     } catch (e) {
-      skipped.push({ id: row.id, code: isAppError(e) ? e.code : 'content_invalid' });
+      skipped.push({ id: row.id, code: isAppError(e) ? e.code : 'content_invalid', mailboxId: row.mailbox_id });
       return null;
     }
   };
@@ -362,7 +362,13 @@ export const createReadService = ({ db, dialect, ring, guard, clock, audit }: De
    * error) in the same transaction as the read that skipped it; the code
    * only, never content.
    */
-  const recordUnreadable = async (tx: Tx, ctx: RequestContext, mailboxId: string, during: 'list' | 'search', skipped: Unreadable[]) => {
+  const recordUnreadable = async (
+    tx: Tx,
+    ctx: RequestContext,
+    mailboxId: string | null,
+    during: 'list' | 'search' | 'thread',
+    skipped: Unreadable[],
+  ) => {
     for (const u of skipped) {
       await audit.record(tx, {
         action: 'email.unreadable',
@@ -371,7 +377,7 @@ export const createReadService = ({ db, dialect, ring, guard, clock, audit }: De
         outcome: 'error',
         requestId: ctx.requestId,
         clientIp: ctx.clientIp,
-        details: { mailbox_id: mailboxId, code: u.code, during },
+        details: { mailbox_id: mailboxId ?? u.mailboxId, code: u.code, during },
       });
     }
   };
@@ -562,9 +568,14 @@ export const createReadService = ({ db, dialect, ring, guard, clock, audit }: De
     };
   };
 
-  /** A thread's messages the caller may see, oldest first (held inbound ones as sender and time only); at most 500. Throws 404 when none. Audits email.read. */
+  /**
+   * A thread's messages the caller may see, oldest first (held inbound ones as sender and time only); at most 500.
+   * Throws 404 when none. Audits email.read; a message whose content cannot be opened is left out, the answer
+   * is `partial` with the count, and each is audited as email.unreadable (like list and search).
+   */
   const thread = async (ctx: RequestContext, threadId: string) => {
     const target = { type: 'thread', id: threadId };
+    const unreadable: Unreadable[] = [];
     const messages = await guard.read(ctx, 'email.read', target, async () => {
       requireReader(ctx);
       const p = ctx.principal;
@@ -582,13 +593,20 @@ export const createReadService = ({ db, dialect, ring, guard, clock, audit }: De
       if (rows.length === 0) throw notFound('thread');
       const out: Summary[] = [];
       for await (const { row, sealed } of withContent(db, rows, () => true))
-        if (sealed !== null) out.push(summaryOf(p, row, openContent(ring, row, sealed)));
+        if (sealed !== null) {
+          const c = openOrSkip(row, sealed, unreadable);
+          if (c) out.push(summaryOf(p, row, c));
+        }
       return out;
     });
-    await guard.change(ctx, 'email.read', target, (tx) =>
-      guard.recordIn(tx, ctx, 'email.read', target, { message_ids: messages.map((m) => m.id) }),
-    );
-    return { id: threadId, messages };
+    await guard.change(ctx, 'email.read', target, async (tx) => {
+      await guard.recordIn(tx, ctx, 'email.read', target, {
+        message_ids: messages.map((m) => m.id),
+        ...(unreadable.length ? { unreadable: unreadable.length } : {}),
+      });
+      await recordUnreadable(tx, ctx, null, 'thread', unreadable);
+    });
+    return { id: threadId, messages, partial: unreadable.length > 0, unreadable: unreadable.length };
   };
 
   /**
