@@ -1,5 +1,5 @@
 /**
- * Audit log benchmark (issue 4). Run: node --import tsx bench/audit.ts
+ * Audit log benchmark. Run: node --import tsx bench/audit.ts
  * Env: BENCH_AUDIT_EVENTS (default 1,000,000), BENCH_PG_URL (default
  * postgres://postgres@127.0.0.1:5432/postgres; set to "off" to skip PostgreSQL).
  *

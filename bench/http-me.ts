@@ -1,5 +1,5 @@
 /**
- * Issue 3 benchmark: authenticated GET /v1/me (key lookup, principal, chain,
+ * Benchmark: authenticated GET /v1/me (key lookup, principal, chain,
  * store-backed rate limit) at 50 connections, against a bare fastify route in
  * the same run. Target: >= 50% of the bare figure, p99 < 10 ms.
  */

@@ -1,5 +1,5 @@
 /**
- * Issue 7 benchmark: inbound mail. 10 KB DKIM-signed messages sent over SMTP
+ * Benchmark: inbound mail. 10 KB DKIM-signed messages sent over SMTP
  * (STARTTLS, several connections) to `mailward serve`: received,
  * authenticated (SPF, DKIM, DMARC, ARC via MAILWARD_DNS_OVERRIDES), parsed,
  * PHI-scanned, sealed and stored with their audit event before each 250;

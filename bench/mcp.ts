@@ -1,5 +1,5 @@
 /**
- * Issue 8 benchmark: MCP tool calls per second over streamable HTTP (stateless
+ * Benchmark: MCP tool calls per second over streamable HTTP (stateless
  * /mcp, a new MCP server per request) for `whoami` and `get_totp_code`,
  * against the same calls over REST (GET /v1/me, POST /v1/vault/secrets/{name}/totp)
  * on the same server in the same run (SQLite). Target: MCP >= 50% of REST.

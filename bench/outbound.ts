@@ -1,5 +1,5 @@
 /**
- * Issue 6 benchmark: outbound mail end to end. Messages/s from POST
+ * Benchmark: outbound mail end to end. Messages/s from POST
  * /v1/mailboxes/{id}/send (autonomous mailbox) to acceptance at a loopback
  * SMTP sink (STARTTLS, both DKIM signatures, X-Agent-Identity), against plain
  * nodemailer sending the same messages to the same sink without signing; and

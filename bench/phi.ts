@@ -4,7 +4,7 @@
  * | email | URL | IPv4 | numeric and month-name dates | ICD-10) over the same
  * text. The baseline finds far less (no names, labels, clinical words, no
  * context checks); it shows what the detector's extra passes cost.
- * Target (issue 9): at least 20 MB/s for scanText.
+ * Target: at least 20 MB/s for scanText.
  *
  *   node --import tsx bench/phi.ts
  */

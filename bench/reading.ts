@@ -1,5 +1,5 @@
 /**
- * Issue 7 benchmark (reading): content is sealed at rest, so a search
+ * Benchmark (reading): content is sealed at rest, so a search
  * decrypts. Measures, in process (fastify inject, no sockets), one search
  * that examines a full scan budget (SCAN_BUDGET messages of ~2 KB, no match)
  * and a plain 50-message page, against the bare cost of opening the same

@@ -1,5 +1,5 @@
 /**
- * Issue 5 benchmark: POST /v1/vault/secrets/{name}/totp through the REST API
+ * Benchmark: POST /v1/vault/secrets/{name}/totp through the REST API
  * (key check, rate limit, secret read, envelope open, TOTP, audit write in the
  * same transaction) at 50 connections, against a bare fastify route in the
  * same run, on SQLite and PostgreSQL. Target on SQLite: >= 2,000 codes/s, p99 < 10 ms.

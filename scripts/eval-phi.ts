@@ -1,7 +1,7 @@
 /**
  * Prints precision and recall per identifier type and overall for the PHI
- * detector on the labelled corpus (npm run eval:phi). Exit 1 when a target of
- * issue 9 is missed: recall >= 0.95 and precision >= 0.90 overall, recall >=
+ * detector on the labelled corpus (npm run eval:phi). Exit 1 when a target
+ * is missed: recall >= 0.95 and precision >= 0.90 overall, recall >=
  * 0.98 for SSN, MRN, phone, email and dates of birth.
  *
  *   node --import tsx scripts/eval-phi.ts [--corpus dir] [--misses]

@@ -12,7 +12,7 @@ describe('PHI detector on the labelled corpus', () => {
   const report = evaluate(messages, options);
   const of = (type: string) => report.perType.find((s) => s.type === type)!;
 
-  it('has at least 300 messages of every kind issue 9 names, some without any PHI', () => {
+  it('has at least 300 messages of every kind the PHI screen must handle, some without any PHI', () => {
     expect(messages.length).toBeGreaterThanOrEqual(300);
     const kinds = new Set(messages.map((m) => m.kind));
     for (const k of ['appointment_reminder', 'referral', 'lab_notice', 'refill_request', 'billing', 'scheduling_no_phi'])

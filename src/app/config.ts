@@ -58,7 +58,7 @@ export const envSchema = z.object({
     .regex(/^smtps?:\/\/[^\s]+$/, 'must look like smtp://host:port')
     .optional(),
   MAILWARD_DNS_OVERRIDES: z.string().min(1).optional(),
-  // Outbound delivery (issue 6). STARTTLS with certificate checks stays on unless turned off explicitly.
+  // Outbound delivery. STARTTLS with certificate checks stays on unless turned off explicitly.
   MAILWARD_SMTP_RELAY_REQUIRE_TLS: bool.default(true),
   MAILWARD_SMTP_TLS_CA_FILE: z.string().min(1).optional(),
   MAILWARD_SMTP_MX_PORT: port.default(25),
@@ -70,7 +70,7 @@ export const envSchema = z.object({
   MAILWARD_DELIVERY_POLL_MS: z.coerce.number().int().min(10).max(60_000).default(500),
   MAILWARD_DELIVERY_LEASE_SECONDS: z.coerce.number().int().min(1).max(86_400).default(300),
   MAILWARD_SIGNING_THREADS: z.coerce.number().int().min(0).max(16).default(1),
-  // Inbound SMTP (issue 7). Without key and cert files, a self-signed development certificate is generated into the data dir.
+  // Inbound SMTP. Without key and cert files, a self-signed development certificate is generated into the data dir.
   MAILWARD_SMTP_TLS_KEY_FILE: z.string().min(1).optional(),
   MAILWARD_SMTP_TLS_CERT_FILE: z.string().min(1).optional(),
   MAILWARD_SMTP_HOSTNAME: z
@@ -120,7 +120,7 @@ export type Config = {
     /** Worker threads for DKIM/JWS signing (default 1); 0 signs on the event loop. */
     signingThreads: number;
   };
-  /** Inbound SMTP listener (issue 7). */
+  /** Inbound SMTP listener. */
   inbound: {
     tlsKeyFile: string | undefined;
     tlsCertFile: string | undefined;

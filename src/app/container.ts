@@ -121,7 +121,7 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
 
   const consent = createConsentService({ db, guard, clock });
   const mail = createMailModule({ config, store, ring, clock, logger, audit, guard, repo, consent, dns: opts.dns });
-  // Inbound SMTP (issue 7): `serve` starts the listener over inbound.receiver.
+  // Inbound SMTP: `serve` starts the listener over inbound.receiver.
   const inbound = createInboundModule({
     config,
     store,

@@ -111,7 +111,7 @@ export const assertRingOpensStore = async (store: Store, ring: KeyRing, columns:
 };
 
 /**
- * Key rotation (issue 5):
+ * Key rotation:
  * 1. a new key-encryption key version is added and made active: appended to
  *    <data dir>/master.key (atomic rewrite, 0600), or, for keys given in the
  *    environment, taken from MAILWARD_MASTER_KEYS whose `active` the operator

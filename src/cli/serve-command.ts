@@ -35,7 +35,7 @@ export const registerServe = (program: Command) =>
     .action(
       runCommand(async () => {
         const config = configOrExit();
-        // Inbound SMTP (issue 7): STARTTLS with the configured certificate, or the development one generated into
+        // Inbound SMTP: STARTTLS with the configured certificate, or the development one generated into
         // the data dir; checked before anything is initialised, so a missing openssl stops a first start cleanly.
         const tls = loadSmtpTls(config);
         const c = await createContainer(config, { createMasterKey: true });
@@ -61,7 +61,7 @@ export const registerServe = (program: Command) =>
           await c.close();
           throw e;
         }
-        // Outbound delivery runs in this process (issue 6); c.close() stops it. Several processes may share one store.
+        // Outbound delivery runs in this process; c.close() stops it. Several processes may share one store.
         c.mail.delivery.start();
         c.logger.info(
           {

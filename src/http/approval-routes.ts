@@ -13,7 +13,7 @@ const listQuery = z.strictObject({
   limit: limitQuery,
 });
 
-/** The approval queue (issue 6): reviewers list, approve (with edits) and reject. */
+/** The approval queue: reviewers list, approve (with edits) and reject. */
 export const approvalRoutes = (deps: { approvals: ApprovalsService }) => async (root: FastifyInstance) => {
   const app = root.withTypeProvider<ZodTypeProvider>();
   const { approvals } = deps;

@@ -87,7 +87,7 @@ export const buildServer = async (c: Container): Promise<FastifyInstance> => {
   await app.register(fastifySwaggerUi, { routePrefix: '/docs', staticCSP: true });
 
   await app.register(systemRoutes(c, metrics));
-  // MCP over streamable HTTP (issue 8): same keys, rate limit and services as /v1.
+  // MCP over streamable HTTP: same keys, rate limit and services as /v1.
   await app.register(mcpRoutes({ deps: mcpDepsOf(c), apiKeys: c.apiKeys, rateLimiter: c.rateLimiter }));
   await app.register(async (v1) => {
     v1.addHook('onRequest', createAuthHook({ apiKeys: c.apiKeys, rateLimiter: c.rateLimiter }));

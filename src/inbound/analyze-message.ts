@@ -174,7 +174,7 @@ export const analyzeMessage = async (
     opts.scanOptions,
   );
   const dsn = parseDsn(raw);
-  // Issue 9: category tags and phi/part2 from the scan of the whole message.
+  // Category tags and phi/part2 from the scan of the whole message.
   const tags = classifyInbound(`${content.subject}\n${content.text ?? ''}`, opts.scanOptions, scan.sensitivity);
   if (dsn) tags.push('bounce');
   if (unparsed) tags.push('unparsed');

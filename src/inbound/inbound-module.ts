@@ -27,7 +27,7 @@ type Deps = {
   identityGeneration?: () => number;
 };
 
-/** Wires inbound mail (issue 7): sender authentication, analysis and the receive service. The SMTP listener is started by `serve`. */
+/** Wires inbound mail: sender authentication, analysis and the receive service. The SMTP listener is started by `serve`. */
 export const createInboundModule = ({ config, store, ring, clock, logger, audit, repo, events, identityGeneration }: Deps) => {
   const resolver = createAuthResolver(loadDnsOverrides(config.dnsOverridesFile));
   const mta = config.inbound.hostname ?? os.hostname();

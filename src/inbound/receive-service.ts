@@ -91,7 +91,7 @@ const derivedMessageId = (raw: Buffer, rawHash: string, domain: string) => {
 };
 
 /**
- * Stores received mail (issue 7): one message row per recipient mailbox, the
+ * Stores received mail: one message row per recipient mailbox, the
  * raw bytes and the parsed content sealed at rest, status `received`,
  * `pending_approval` (gated_all) or `quarantined` (DMARC failure in a mailbox
  * that quarantines), its thread, and an `email.received` audit event with the

@@ -33,7 +33,7 @@ type Deps = {
   dns?: DnsLookups;
 };
 
-/** Wires outbound mail: mailboxes, send, the approval queue and the delivery worker (issue 6), PHI holds and consent (issue 9). */
+/** Wires outbound mail: mailboxes, send, the approval queue and the delivery worker, PHI holds and consent. */
 export const createMailModule = ({ config, store, ring, clock, logger, audit, guard, repo, consent, dns }: Deps) => {
   const db = store.db;
   const events = createMailEvents();
@@ -46,7 +46,7 @@ export const createMailModule = ({ config, store, ring, clock, logger, audit, gu
   const mailboxes = createMailboxService({ db, repo, guard, clock });
   const screen = createOutboundScreen({ consent });
   const mail = createSendService({ db, ring, guard, repo, clock, pipeline, screen, audit, config, onQueued });
-  // Issue 7: get, list, thread, tags, search and attachments of both directions.
+  // Get, list, thread, tags, search and attachments of both directions.
   const reader = createReadService({ db, dialect: store.dialect, ring, guard, clock, audit });
   const approvals = createApprovalsService({ db, ring, guard, audit, repo, clock, pipeline, screen, onQueued, events });
   const sender = createSmtpSender(config, resolver, () => config.bootstrap.domain);

@@ -183,7 +183,7 @@ export const approvalOut = z.object({
   edits: z.array(editDiff),
 });
 
-/** Issue 7: sender authentication of an inbound message (src/inbound/auth-results.ts); null for outbound. */
+/** Sender authentication of an inbound message (src/inbound/auth-results.ts); null for outbound. */
 export const authResultsOut = z.object({
   spf: z.object({ result: z.string(), domain: z.string().nullable() }).nullable(),
   dkim: z.array(
@@ -243,7 +243,7 @@ export const emailOut = z.object({
   events: z.array(eventOut),
 });
 
-/** Issue 7 part 6: what an agent sees of an inbound message no reviewer has released (held in gated_all, or quarantined). */
+/** What an agent sees of an inbound message no reviewer has released (held in gated_all, or quarantined). */
 export const heldEmailOut = z.object({
   id: z.string(),
   mailbox_id: z.string(),
@@ -309,7 +309,7 @@ export const MESSAGE_STATUSES = [
   'quarantined',
 ] as const;
 
-/** GET /v1/mailboxes/{id}/messages (issue 7 part 5). */
+/** GET /v1/mailboxes/{id}/messages. */
 export const messagesQuery = z.strictObject({
   direction: z.enum(['inbound', 'outbound']).optional(),
   // A status no message can have is a mistake to report (400), not a filter that matches nothing.

@@ -131,9 +131,9 @@ export const createMailboxService = ({ db, repo, guard, clock }: Deps) => {
   /**
    * Changes mode, display name, forward_to or the PHI policy. A reviewer or
    * admin may tighten oversight; loosening it needs an admin human and the
-   * audit event says `loosened: true` with that human as actor (issue 6). The
+   * audit event says `loosened: true` with that human as actor. The
    * PHI policy is set by an admin or privacy officer; loosening it is audited
-   * as `phi_policy_loosened: true` with both policies (issue 9).
+   * as `phi_policy_loosened: true` with both policies.
    * Throws 403 admin_required / role_required, 404, 422 forward_to_required. Audits mailbox.updated.
    */
   const update = (ctx: RequestContext, id: string, body: z.infer<typeof updateMailboxBody>) =>

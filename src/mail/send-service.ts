@@ -31,7 +31,7 @@ type Deps = {
   repo: IdentityRepo;
   clock: Clock;
   pipeline: OutboundPipeline;
-  /** PHI scan and consent checks (issue 9). */
+  /** PHI scan and consent checks. */
   screen: OutboundScreen;
   /** For the one event a refused send leaves: its transaction rolled back. */
   audit: Pick<AuditService, 'recordAlone'>;
@@ -111,7 +111,7 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
       throw new AppError('message_too_large', 413, `The message would be larger than ${config.smtp.maxMessageBytes} bytes.`);
     }
     const t = await threadingFor(ex, mailbox, body.in_reply_to);
-    // Issue 9: subject, bodies and text attachments are scanned before anything is stored.
+    // Subject, bodies and text attachments are scanned before anything is stored.
     const scan = screen.scan(content, org.domain);
     const sealed = sealContent(ring, { org_id: mailbox.org_id, mailbox_id: mailbox.id, id }, content);
     const row: MessagesTable = {
@@ -236,7 +236,7 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
       await guard.recordIn(tx, ctx, 'email.held', emailTarget(id), { approval_id: approvalId, reasons, expires_at: expires });
       return { id, status: 'pending_approval', thread_id: row.thread_id, queued: false };
     }
-    // Signing happens in the delivery worker: accepting stays cheap (issue 6: p99 accept latency).
+    // Signing happens in the delivery worker: accepting stays cheap (p99 accept latency).
     await pipeline.write(tx, row, await pipeline.plan(tx, row, content, mailbox));
     return { id, status: 'queued', thread_id: row.thread_id, queued: true };
   };
@@ -347,7 +347,7 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
     const { m, mailbox } = await guard.read(ctx, 'email.submitted', emailTarget(emailId), async () => {
       requireSender(ctx);
       const found = await visibleMessage(db, ctx, emailId);
-      // Issue 7 part 6: a reply would copy the held message's subject and sender into the agent's own mail.
+      // A reply would copy the held message's subject and sender into the agent's own mail.
       if (isContentHidden(ctx.principal, found.m)) throw messageHeld();
       return found;
     });

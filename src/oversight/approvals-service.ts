@@ -34,10 +34,10 @@ type Deps = {
   repo: IdentityRepo;
   clock: Clock;
   pipeline: OutboundPipeline;
-  /** PHI re-scan of edited content and the consent check at approval (issue 9). */
+  /** PHI re-scan of edited content and the consent check at approval. */
   screen: OutboundScreen;
   onQueued?: () => void;
-  /** Wakes waiters (wait_for_email) after an inbound message is released (issue 7). */
+  /** Wakes waiters (wait_for_email) after an inbound message is released. */
   events?: Pick<MailEvents, 'publish'>;
 };
 
@@ -77,7 +77,7 @@ export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, pi
     if (a.status !== 'pending') throw conflict('approval_decided', `This approval is already ${a.status}.`);
     if (a.expires_at <= now()) throw conflict('approval_expired', 'This approval has expired; the message is rejected.');
     const m = await tx.selectFrom('messages').selectAll().where('id', '=', a.message_id).executeTakeFirstOrThrow();
-    // Never the sender (issue 6); humans cannot send today, but the rule holds whatever keys become.
+    // Never the sender; humans cannot send today, but the rule holds whatever keys become.
     if (m.created_by_id === ctx.principal.id) throw forbidden('sender_cannot_approve', 'The sender of a message can never approve it.');
     const mailbox = await tx.selectFrom('mailboxes').selectAll().where('id', '=', a.mailbox_id).executeTakeFirstOrThrow();
     return { a, m, mailbox };
@@ -125,7 +125,7 @@ export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, pi
         if (after) query = query.where('id', '>', after);
         const found = await query.execute();
         const rows = found.slice(0, q.limit);
-        // The reviewer sees each finding's type and place (issue 9); the findings hold no PHI text.
+        // The reviewer sees each finding's type and place; the findings hold no PHI text.
         const phi = new Map<string, Pick<MessagesTable, 'phi_findings' | 'phi_sensitivity'>>();
         for (let i = 0; i < rows.length; i += 100) {
           const ids = rows.slice(i, i + 100).map((a) => a.message_id);
@@ -245,7 +245,7 @@ export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, pi
         return load(db, ctx, id);
       }),
     );
-    // Issue 7: approving a held inbound message releases it to the agent; nothing is signed or sent.
+    // Approving a held inbound message releases it to the agent; nothing is signed or sent.
     if (pre.a.direction === 'inbound') return release(ctx, id, body);
     const before = openContent(ring, pre.m, pre.m.content_sealed);
     const after: MessageContent = { ...before };
@@ -382,7 +382,7 @@ export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, pi
           decision_reason: JSON.stringify(reason),
           comment_sealed: seal(ring, comment, approvalAad(a)),
         });
-        // Issue 7: a rejected inbound message stays withheld from the agent as `quarantined` (inbound has no `rejected`); never dropped.
+        // A rejected inbound message stays withheld from the agent as `quarantined` (inbound has no `rejected`); never dropped.
         const status = a.direction === 'inbound' ? 'quarantined' : 'rejected';
         if (
           !(await transitionMessage(tx, m.id, m.status, {
@@ -436,7 +436,7 @@ export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, pi
           .where('status', '=', 'pending')
           .executeTakeFirst();
         if (Number(u.numUpdatedRows) === 0) return false;
-        // Issue 7: an inbound message nobody released stays withheld as `quarantined`.
+        // An inbound message nobody released stays withheld as `quarantined`.
         await tx
           .updateTable('messages')
           .set({

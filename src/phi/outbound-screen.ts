@@ -71,7 +71,7 @@ const recipientsOf = (c: Pick<OutboundContent, 'to' | 'cc' | 'bcc'>) => [
 ];
 
 /**
- * The PHI and consent checks of the outbound path (issue 9), shared by send,
+ * The PHI and consent checks of the outbound path, shared by send,
  * reply and approve-with-edits. `scan` is pure CPU and runs before the
  * transaction; `checkConsent` reads in the caller's transaction, so a consent
  * recorded concurrently is either seen or ordered after the send.

@@ -38,7 +38,7 @@ const passing = (flags: string[]): InboundAuthResults => ({
 });
 
 /**
- * Rows of the shape the inbound store writes (issue 7, decided by the lead):
+ * Rows of the shape the inbound store writes:
  * direction inbound, content sealed like outbound, auth_results JSON, is_read 0,
  * and a pending approval (direction inbound) for held or quarantined mail.
  * Inserted straight into the store so reading tests control times and statuses.

@@ -24,7 +24,7 @@ export type Sink = {
 /**
  * A self-signed certificate for localhost and 127.0.0.1, made with the openssl
  * CLI: the `selfsigned` package fails in this tree (two @peculiar/asn1-schema
- * versions, mailauth's older one hoisted), see the report of issue 6.
+ * versions, mailauth's older one hoisted).
  */
 export const selfSignedCert = (dir: string): SinkCert => {
   const key = path.join(dir, 'sink-key.pem');

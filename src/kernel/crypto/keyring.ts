@@ -4,7 +4,7 @@ import { AppError } from '../errors.js';
 /**
  * The key-encryption-key (KEK) ring. Data keys are wrapped with AES-256-GCM
  * under a KEK named by version; the stored form names the version, so old
- * ciphertexts keep working while a new KEK is active (issue: key rotation).
+ * ciphertexts keep working while a new KEK is active (key rotation).
  * A KMS can implement the same interface; only the local ring exists today.
  */
 export type WrappedKey = { kv: string; iv: string; ct: string; tag: string };

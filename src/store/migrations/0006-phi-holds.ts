@@ -4,7 +4,7 @@ import type { Kysely } from 'kysely';
 type AnyDb = Kysely<any>;
 
 /**
- * PHI holds (issue 9): a per-mailbox PHI policy (JSON, null = the default
+ * PHI holds: a per-mailbox PHI policy (JSON, null = the default
  * policy) and, per message, the PHI findings of its content (JSON: type,
  * field, offsets, confidence; never the matched text, 45 CFR 164.502(b)) with
  * the message's sensitivity level. Nullable: rows written before this

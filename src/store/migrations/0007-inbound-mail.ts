@@ -4,7 +4,7 @@ import { type Kysely, sql } from 'kysely';
 type AnyDb = Kysely<any>;
 
 /**
- * Inbound mail (issue 7): per message, the sender-authentication results
+ * Inbound mail: per message, the sender-authentication results
  * (SPF, DKIM, DMARC, ARC from mailauth; JSON, no message content), and per
  * mailbox what happens to mail failing DMARC: `flag` (delivered with a flag,
  * the default) or `quarantine` (status `quarantined`, still listed).
