@@ -1,10 +1,9 @@
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openStore, type Store } from '../src/store/db.js';
 import { freshDatabase, testDialects } from './support/dialects.js';
-import { freePort, repoRoot, stopChild } from './support/processes.js';
+import { freePort, startServer } from './support/processes.js';
 
 type Answer = { status: number; body: any };
 
@@ -24,38 +23,7 @@ const APPROVALS = 24;
 type Serve = { port: number; stop: () => Promise<void> };
 
 /** `mailward serve` in its own OS process; a generous start deadline, as the machines running tests are shared. */
-const serve = async (env: Record<string, string>): Promise<Serve> => {
-  const port = await freePort();
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src/cli/main.ts'), 'serve'], {
-    cwd: repoRoot,
-    env: {
-      PATH: process.env.PATH ?? '',
-      HOME: process.env.HOME ?? '/tmp',
-      ...env,
-      MAILWARD_HTTP_PORT: String(port),
-      MAILWARD_SMTP_PORT: String(await freePort()),
-    },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let err = '';
-  child.stderr?.on('data', (d) => {
-    err += d;
-  });
-  for (const end = Date.now() + 120_000; ; ) {
-    if (child.exitCode !== null) throw new Error(`serve exited: ${err}`);
-    try {
-      if ((await fetch(`http://127.0.0.1:${port}/healthz`)).ok) break;
-    } catch {
-      /* starting */
-    }
-    if (Date.now() > end) {
-      child.kill('SIGKILL');
-      throw new Error(`serve not ready: ${err}`);
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return { port, stop: () => stopChild(child) };
-};
+const serve = (env: Record<string, string>): Promise<Serve> => startServer(env, { readyMs: 120_000 });
 
 for (const dialect of testDialects()) {
   describe(`one decision per approval across two server processes (${dialect})`, () => {

@@ -47,7 +47,7 @@ export const runCli = (args: string[], env: Record<string, string>, input?: stri
 export type ServerProcess = { child: ChildProcess; port: number; output: () => string; stop: () => Promise<void> };
 
 /** Starts `mailward serve` as its own OS process and waits until /healthz answers. */
-export const startServer = async (env: Record<string, string>): Promise<ServerProcess> => {
+export const startServer = async (env: Record<string, string>, opts: { readyMs?: number } = {}): Promise<ServerProcess> => {
   const port = await freePort();
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src/cli/main.ts'), 'serve'], {
     cwd: repoRoot,
@@ -68,7 +68,7 @@ export const startServer = async (env: Record<string, string>): Promise<ServerPr
   child.stderr?.on('data', (d) => {
     out += d;
   });
-  const deadline = Date.now() + 30_000;
+  const deadline = Date.now() + (opts.readyMs ?? 30_000);
   for (;;) {
     if (child.exitCode !== null) throw new Error(`server exited early (${child.exitCode}):\n${out}`);
     try {
