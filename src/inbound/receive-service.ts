@@ -16,6 +16,7 @@ import type { MailboxesTable, MessagesTable } from '../store/schema.js';
 import type { InboundAnalysis, InboundEnvelope } from './analyze-message.js';
 import type { DsnReport } from './dsn.js';
 import { inboundThread } from './threading.js';
+import { insertPendingApproval } from '../oversight/approvals-repo.js';
 
 type Deps = {
   db: Db;
@@ -420,25 +421,16 @@ export const createReceiveService = (d: Deps) => {
             // Held or quarantined: the reviewers' queue can release it (approvals-service, direction inbound).
             const approvalId = newId('approval');
             const expires = new Date(now.getTime() + d.approvalTtlSeconds * 1000).toISOString();
-            await tx
-              .insertInto('approvals')
-              .values({
-                id: approvalId,
-                org_id: row.org_id,
-                message_id: row.id,
-                mailbox_id: mailbox.id,
-                direction: 'inbound',
-                status: 'pending',
-                reasons: JSON.stringify(reasons),
-                created_at: at,
-                expires_at: expires,
-                decided_at: null,
-                decided_by: null,
-                decision_reason: null,
-                comment_sealed: null,
-                edits: null,
-              })
-              .execute();
+            await insertPendingApproval(tx, {
+              id: approvalId,
+              orgId: row.org_id,
+              messageId: row.id,
+              mailboxId: mailbox.id,
+              direction: 'inbound',
+              reasons,
+              createdAt: at,
+              expiresAt: expires,
+            });
             await tx.updateTable('messages').set({ approval_id: approvalId }).where('id', '=', row.id).execute();
             const type = row.status === 'quarantined' ? 'quarantined' : 'held';
             await addMessageEvent(tx, row.id, at, type, { approval_id: approvalId, reasons, expires_at: expires });

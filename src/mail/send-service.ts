@@ -23,6 +23,7 @@ import { addMessageEvent, openContent, sealContent } from './message-store.js';
 import type { MessageContent } from './mime.js';
 import type { OutboundPipeline } from './outbound-pipeline.js';
 import { emailTarget, isContentHidden, messageHeld, visibleMessage } from './read-service.js';
+import { insertPendingApproval } from '../oversight/approvals-repo.js';
 
 type Deps = {
   db: Db;
@@ -208,25 +209,16 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
     if (reasons.length > 0) {
       const approvalId = newId('approval');
       const expires = new Date(clock.now().getTime() + config.approvalTtlSeconds * 1000).toISOString();
-      await tx
-        .insertInto('approvals')
-        .values({
-          id: approvalId,
-          org_id: mailbox.org_id,
-          message_id: id,
-          mailbox_id: mailbox.id,
-          direction: 'outbound',
-          status: 'pending',
-          reasons: JSON.stringify(reasons),
-          created_at: at,
-          expires_at: expires,
-          decided_at: null,
-          decided_by: null,
-          decision_reason: null,
-          comment_sealed: null,
-          edits: null,
-        })
-        .execute();
+      await insertPendingApproval(tx, {
+        id: approvalId,
+        orgId: mailbox.org_id,
+        messageId: id,
+        mailboxId: mailbox.id,
+        direction: 'outbound',
+        reasons,
+        createdAt: at,
+        expiresAt: expires,
+      });
       await tx
         .updateTable('messages')
         .set({ approval_id: approvalId, status_reason: JSON.stringify({ code: 'held', reasons }) })
