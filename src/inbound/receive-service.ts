@@ -16,6 +16,7 @@ import type { MailboxesTable, MessagesTable } from '../store/schema.js';
 import type { InboundAnalysis, InboundEnvelope } from './analyze-message.js';
 import type { DsnReport } from './dsn.js';
 import { inboundThread } from './threading.js';
+import { moveMessage } from '../mail/message-lifecycle.js';
 import { insertPendingApproval } from '../oversight/approvals-repo.js';
 
 type Deps = {
@@ -235,11 +236,8 @@ export const createReceiveService = (d: Deps) => {
           failed_recipients: failed.length,
           report_email_id: reportId,
         };
-        await tx
-          .updateTable('messages')
-          .set({ status: 'bounced', status_reason: JSON.stringify(reason), updated_at: at })
-          .where('id', '=', o.id)
-          .execute();
+        // Compare-and-set: a message another process moved on meanwhile (cancelled, say) is left as it is.
+        if ((await moveMessage(tx, o.id, 'bounce', { status_reason: JSON.stringify(reason), updated_at: at })) === 0) continue;
         await addMessageEvent(tx, o.id, at, 'bounced', reason);
         // The diagnostic text stays out of the audit log (it can name the recipient): status code and counts only.
         await d.audit.record(tx, {

@@ -8,6 +8,7 @@ import type { KeyRing } from '../kernel/crypto/keyring.js';
 import { isAppError } from '../kernel/errors.js';
 import { newId } from '../kernel/ids.js';
 import type { Logger } from '../kernel/log.js';
+import { moveMessage } from './message-lifecycle.js';
 import { claimOutboxJobs, insertOutboxJob } from '../queue/outbox-repo.js';
 import type { Db, Dialect, Tx } from '../store/db.js';
 import type { OutboxTable } from '../store/schema.js';
@@ -129,11 +130,8 @@ export const createDeliveryWorker = (d: Deps) => {
         .where('status', '!=', 'done')
         .executeTakeFirst();
       if (!open_) {
-        await tx
-          .updateTable('messages')
-          .set({ status: 'delivered', delivered_at: at, status_reason: null, updated_at: at })
-          .where('id', '=', m.id)
-          .execute();
+        // Compare-and-set: when two routes finish at once in two processes, one of them delivers the message.
+        if ((await moveMessage(tx, m.id, 'deliver', { delivered_at: at, status_reason: null, updated_at: at })) === 0) return;
         await addMessageEvent(tx, m.id, at, 'delivered', {});
         await d.audit.record(tx, {
           action: 'email.delivered',
@@ -152,11 +150,13 @@ export const createDeliveryWorker = (d: Deps) => {
         category: outcome.category,
         ...detail,
       };
-      await tx
-        .updateTable('messages')
-        .set({ status, status_reason: JSON.stringify(reason), updated_at: at })
-        .where('id', '=', m.id)
-        .execute();
+      if (
+        (await moveMessage(tx, m.id, status === 'bounced' ? 'bounce' : 'fail', {
+          status_reason: JSON.stringify(reason),
+          updated_at: at,
+        })) === 0
+      )
+        return;
       await addMessageEvent(tx, m.id, at, status, reason);
       await d.audit.record(tx, {
         action: status === 'bounced' ? 'email.bounced' : 'email.failed',
@@ -166,16 +166,10 @@ export const createDeliveryWorker = (d: Deps) => {
         contentHash: m.raw_hash,
       });
     } else {
-      await tx
-        .updateTable('messages')
-        .set({
-          status: 'deferred',
-          status_reason: JSON.stringify({ code: 'deferred', smtp_code: outcome.code, category: outcome.category, ...detail }),
-          updated_at: at,
-        })
-        .where('id', '=', m.id)
-        .where('status', 'in', ['queued', 'sending', 'deferred'])
-        .execute();
+      await moveMessage(tx, m.id, 'defer', {
+        status_reason: JSON.stringify({ code: 'deferred', smtp_code: outcome.code, category: outcome.category, ...detail }),
+        updated_at: at,
+      });
     }
   };
 
@@ -376,13 +370,7 @@ export const createDeliveryWorker = (d: Deps) => {
     d.db.transaction().execute(async (tx) => {
       const jobs = await claimOutboxJobs(tx, d.dialect, workerId, d.clock.now(), leaseMs, n);
       const delivering = jobs.filter((j) => j.kind === 'deliver').map((j) => j.message_id);
-      if (delivering.length > 0)
-        await tx
-          .updateTable('messages')
-          .set({ status: 'sending' })
-          .where('id', 'in', delivering)
-          .where('status', 'in', ['queued', 'deferred'])
-          .execute();
+      await moveMessage(tx, delivering, 'claim');
       return jobs;
     });
 

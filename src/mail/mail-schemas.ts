@@ -294,20 +294,9 @@ const tagParam = z
 const needle = (what: string) =>
   z.string().min(1).max(200).describe(`case-insensitive substring of the ${what} (matched after decryption)`);
 
-/** CONTRACT.md, Message statuses: outbound, then the inbound ones not already named. */
-export const MESSAGE_STATUSES = [
-  'pending_approval',
-  'rejected',
-  'queued',
-  'sending',
-  'deferred',
-  'delivered',
-  'bounced',
-  'failed',
-  'cancelled',
-  'received',
-  'quarantined',
-] as const;
+import { MESSAGE_STATUSES } from './message-lifecycle.js';
+
+export { MESSAGE_STATUSES };
 
 /** GET /v1/mailboxes/{id}/messages. */
 export const messagesQuery = z.strictObject({

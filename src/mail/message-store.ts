@@ -45,22 +45,6 @@ export const addMessageEvent = (tx: Executor, messageId: string, at: string, typ
     .values({ id: newId('event'), message_id: messageId, at, type, details: JSON.stringify(details) })
     .execute();
 
-/**
- * Compare-and-set of a message's status (STYLE.md, state machines): the row
- * moves only if its status is still `from`, the status the caller read in this
- * transaction. False when another decision or process moved it first; the
- * caller then fails the whole transaction, so two processes never both win.
- */
-export const transitionMessage = async (
-  tx: Executor,
-  id: string,
-  from: string,
-  set: Partial<Omit<MessagesTable, 'id'>> & { status: string; updated_at: string },
-) => {
-  const u = await tx.updateTable('messages').set(set).where('id', '=', id).where('status', '=', from).executeTakeFirst();
-  return Number(u.numUpdatedRows) === 1;
-};
-
 export type EditDiff = { field: string; before_hash: string; after_hash: string };
 
 /** An approval as reviewers see it, with the PHI findings of its message (`m`: the message row, or its two PHI columns). */

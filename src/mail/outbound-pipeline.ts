@@ -9,6 +9,7 @@ import { newId } from '../kernel/ids.js';
 import { insertOutboxJob } from '../queue/outbox-repo.js';
 import type { Executor } from '../store/db.js';
 import type { MailboxesTable, MessagesTable, SigningKeysTable } from '../store/schema.js';
+import { moveMessage } from './message-lifecycle.js';
 import { addMessageEvent, openContent } from './message-store.js';
 import type { MessageContent } from './mime.js';
 import { type SignInput, signMessage } from './sign-message.js';
@@ -89,7 +90,7 @@ export const createOutboundPipeline = ({ ring, clock, config, signer = { sign: s
   /** Queues a planned message inside the caller's transaction: status `queued`, outbox rows, a `queued` event. */
   const write = async (tx: Executor, msg: Pick<MessagesTable, 'id' | 'org_id'>, p: DeliveryPlan) => {
     const at = clock.now().toISOString();
-    await tx.updateTable('messages').set({ status: 'queued', updated_at: at }).where('id', '=', msg.id).execute();
+    await moveMessage(tx, msg.id, 'queue', { updated_at: at });
     for (const j of p.jobs) {
       const id = newId('message').replace('msg_', 'obx_');
       const envelope: Envelope = { from: p.from, to: j.rcpt };

@@ -19,6 +19,7 @@ import type { MailboxesTable, MessagesTable } from '../store/schema.js';
 import { safeFilename } from './header-text.js';
 import type { ReplyInput, SendInput } from './mail-schemas.js';
 import { visibleMailbox } from './mailbox-service.js';
+import { moveMessage } from './message-lifecycle.js';
 import { addMessageEvent, openContent, sealContent } from './message-store.js';
 import type { MessageContent } from './mime.js';
 import type { OutboundPipeline } from './outbound-pipeline.js';
@@ -409,13 +410,11 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
         .where('status', 'in', ['sending', 'done'])
         .executeTakeFirst();
       if (handed) throw notCancellable();
-      const u = await tx
-        .updateTable('messages')
-        .set({ status: 'cancelled', status_reason: JSON.stringify({ code: 'cancelled', by: p.id }), updated_at: at })
-        .where('id', '=', m.id)
-        .where('status', 'in', ['pending_approval', 'queued', 'deferred'])
-        .executeTakeFirst();
-      if (Number(u.numUpdatedRows) === 0) throw notCancellable();
+      const moved = await moveMessage(tx, m.id, 'cancel', {
+        status_reason: JSON.stringify({ code: 'cancelled', by: p.id }),
+        updated_at: at,
+      });
+      if (moved === 0) throw notCancellable();
       const details = { previous_status: m.status, outbox_jobs_cancelled: Number(jobs.numUpdatedRows), approval_closed: approvalId };
       await addMessageEvent(tx, m.id, at, 'cancelled', { by: p.id, ...details });
       await guard.recordIn(tx, ctx, 'email.cancelled', emailTarget(m.id), details, m.content_hash);

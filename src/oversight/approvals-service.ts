@@ -1,6 +1,7 @@
 import type { AuditService } from '../audit/audit-service.js';
 import type { Guard } from '../identity/guard.js';
 import type { IdentityRepo } from '../identity/identity-repo.js';
+import { MESSAGE_TRANSITIONS, moveMessage } from '../mail/message-lifecycle.js';
 import { actorOf, hasRole, type RequestContext, requireAnyRole, systemActor } from '../identity/principal.js';
 import type { Clock } from '../kernel/clock.js';
 import { seal } from '../kernel/crypto/envelope.js';
@@ -9,15 +10,7 @@ import type { KeyRing } from '../kernel/crypto/keyring.js';
 import { badRequest, conflict, forbidden, isAppError, notFound, unprocessable } from '../kernel/errors.js';
 import type { MailEvents } from '../mail/mail-events.js';
 import type { ApproveInput } from '../mail/mail-schemas.js';
-import {
-  addMessageEvent,
-  approvalAad,
-  approvalView,
-  type EditDiff,
-  openContent,
-  sealContent,
-  transitionMessage,
-} from '../mail/message-store.js';
+import { addMessageEvent, approvalAad, approvalView, type EditDiff, openContent, sealContent } from '../mail/message-store.js';
 import type { MessageContent } from '../mail/mime.js';
 import type { OutboundPipeline } from '../mail/outbound-pipeline.js';
 import { canonicalJson } from '../audit/canonical.js';
@@ -186,8 +179,7 @@ export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, pi
           comment_sealed: body.comment ? seal(ring, body.comment, approvalAad(a)) : null,
           edits: JSON.stringify([]),
         });
-        if (!(await transitionMessage(tx, m.id, m.status, { status: 'received', status_reason: null, updated_at: at })))
-          throw messageMoved();
+        if ((await moveMessage(tx, m.id, 'release', { status_reason: null, updated_at: at })) !== 1) throw messageMoved();
         await addMessageEvent(tx, m.id, at, 'released', { approval_id: a.id, by: ctx.principal.id, previous_status: m.status });
         await guard.recordIn(
           tx,
@@ -301,7 +293,7 @@ export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, pi
         msg = { ...msg, ...cols };
       }
       // The message's own compare-and-set: it leaves pending_approval once (the pipeline then writes the outbox).
-      if (!(await transitionMessage(tx, m.id, m.status, { ...cols, status: 'queued', updated_at: at }))) throw messageMoved();
+      if ((await moveMessage(tx, m.id, 'approve', { ...cols, updated_at: at })) !== 1) throw messageMoved();
       await addMessageEvent(tx, m.id, at, 'approved', {
         approval_id: a.id,
         by: ctx.principal.id,
@@ -383,15 +375,13 @@ export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, pi
           comment_sealed: seal(ring, comment, approvalAad(a)),
         });
         // A rejected inbound message stays withheld from the agent as `quarantined` (inbound has no `rejected`); never dropped.
-        const status = a.direction === 'inbound' ? 'quarantined' : 'rejected';
-        if (
-          !(await transitionMessage(tx, m.id, m.status, {
-            status,
-            status_reason: JSON.stringify({ ...reason, approval_id: a.id }),
-            updated_at: at,
-          }))
-        )
-          throw messageMoved();
+        const transition = a.direction === 'inbound' ? 'withhold' : 'reject';
+        const status = MESSAGE_TRANSITIONS[transition].to;
+        const moved = await moveMessage(tx, m.id, transition, {
+          status_reason: JSON.stringify({ ...reason, approval_id: a.id }),
+          updated_at: at,
+        });
+        if (moved !== 1) throw messageMoved();
         await addMessageEvent(tx, m.id, at, 'rejected', { approval_id: a.id, by: ctx.principal.id, reason });
         await guard.recordIn(
           tx,
@@ -437,15 +427,10 @@ export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, pi
           .executeTakeFirst();
         if (Number(u.numUpdatedRows) === 0) return false;
         // An inbound message nobody released stays withheld as `quarantined`.
-        await tx
-          .updateTable('messages')
-          .set({
-            status: a.direction === 'inbound' ? 'quarantined' : 'rejected',
-            status_reason: JSON.stringify({ ...reason, approval_id: a.id }),
-            updated_at: at,
-          })
-          .where('id', '=', a.message_id)
-          .execute();
+        await moveMessage(tx, a.message_id, a.direction === 'inbound' ? 'expireInbound' : 'expire', {
+          status_reason: JSON.stringify({ ...reason, approval_id: a.id }),
+          updated_at: at,
+        });
         await addMessageEvent(tx, a.message_id, at, 'expired', { approval_id: a.id, reason });
         const mailbox = await tx.selectFrom('mailboxes').selectAll().where('id', '=', a.mailbox_id).executeTakeFirst();
         const agent = mailbox ? await repo.agent(tx, a.org_id, mailbox.agent_id) : undefined;

@@ -1,0 +1,101 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  isLegalTransition,
+  MESSAGE_STATUSES,
+  MESSAGE_TRANSITIONS,
+  type MessageTransition,
+  moveMessage,
+} from '../src/mail/message-lifecycle.js';
+import { testDialects } from './support/dialects.js';
+import { seedMessages } from './support/inbound-seed.js';
+import { seedMailbox } from './support/outbound-sink.js';
+import { createTestApp, type TestApp } from './support/test-app.js';
+
+const src = path.resolve(import.meta.dirname, '..', 'src');
+const sources = (dir: string): string[] =>
+  fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) return p.endsWith(`${path.sep}migrations`) ? [] : sources(p);
+    return e.name.endsWith('.ts') && !e.name.endsWith('.test.ts') ? [p] : [];
+  });
+
+describe('the message lifecycle table', () => {
+  it('names only CONTRACT statuses, and every status but the initial ones is reached by some transition', () => {
+    for (const t of Object.values(MESSAGE_TRANSITIONS)) {
+      expect(MESSAGE_STATUSES).toContain(t.to);
+      for (const f of t.from) expect(MESSAGE_STATUSES).toContain(f);
+    }
+    const reached = new Set<string>(Object.values(MESSAGE_TRANSITIONS).map((t) => t.to));
+    // pending_approval (a new outbound message, or held inbound mail) and a new inbound message's statuses are initial.
+    expect(MESSAGE_STATUSES.filter((s) => !reached.has(s) && s !== 'pending_approval')).toEqual([]);
+    expect(isLegalTransition('pending_approval', 'queued')).toBe(true);
+    expect(isLegalTransition('delivered', 'queued')).toBe(false);
+    expect(isLegalTransition('cancelled', 'sending')).toBe(false);
+    expect(isLegalTransition('rejected', 'received')).toBe(false);
+  });
+
+  it('is the only code that writes messages.status (migrations aside)', () => {
+    const writers = sources(src).filter((f) => {
+      const text = fs.readFileSync(f, 'utf8');
+      return [...text.matchAll(/updateTable\('messages'\)([\s\S]{0,400}?)\.(execute|executeTakeFirst)\(/g)].some((m) =>
+        /\.set\(\{[^)]*\bstatus\b\s*[:,}]/.test(m[1] ?? ''),
+      );
+    });
+    expect(writers.map((f) => path.relative(src, f))).toEqual(['mail/message-lifecycle.ts']);
+  });
+});
+
+for (const dialect of testDialects()) {
+  describe(`moving a message through the table (${dialect})`, () => {
+    let t: TestApp;
+    let box: Awaited<ReturnType<typeof seedMailbox>>;
+
+    beforeAll(async () => {
+      t = await createTestApp(dialect);
+      box = await seedMailbox(t, 'autonomous');
+    }, 60_000);
+    afterAll(async () => {
+      await t?.close();
+    });
+
+    it('applies every transition from each of its statuses and refuses it from every other status', async () => {
+      // One outbound message per status; every transition is tried on each, each on a fresh copy.
+      for (const [name, tr] of Object.entries(MESSAGE_TRANSITIONS) as [
+        MessageTransition,
+        (typeof MESSAGE_TRANSITIONS)[MessageTransition],
+      ][]) {
+        const ids = await seedMessages(
+          t,
+          box.mailbox,
+          MESSAGE_STATUSES.map((status) => ({
+            direction: 'outbound' as const,
+            status,
+            from: box.mailbox.address,
+            subject: `${name} ${status}`,
+          })),
+        );
+        for (const [i, status] of MESSAGE_STATUSES.entries()) {
+          const id = ids[i]!;
+          const moved = await moveMessage(t.c.store.db, id, name, { updated_at: new Date().toISOString() });
+          const legal = (tr.from as readonly string[]).includes(status);
+          expect([name, status, moved]).toEqual([name, status, legal ? 1 : 0]);
+          const row = await t.c.store.db.selectFrom('messages').select('status').where('id', '=', id).executeTakeFirstOrThrow();
+          expect([name, status, row.status]).toEqual([name, status, legal ? tr.to : status]);
+        }
+      }
+    }, 120_000);
+
+    it('moves a message once when two movers race: one compare-and-set wins', async () => {
+      const [id] = await seedMessages(t, box.mailbox, [
+        { direction: 'outbound', status: 'queued', from: box.mailbox.address, subject: 'race' },
+      ]);
+      const results = await Promise.all([
+        t.c.store.db.transaction().execute((tx) => moveMessage(tx, id!, 'cancel')),
+        t.c.store.db.transaction().execute((tx) => moveMessage(tx, id!, 'claim')),
+      ]);
+      expect(results.sort()).toEqual([0, 1]);
+    });
+  });
+}
