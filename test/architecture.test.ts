@@ -51,7 +51,6 @@ const EXCEPTIONS: { from: string; to: string; reason: string }[] = [
   { from: 'mcp/mcp-stdio.ts', to: 'app', reason: 'takes the whole Container' },
   { from: 'http/build-server.ts', to: 'mcp', reason: 'mounts MCP over HTTP inside the REST server' },
   { from: 'mcp/mcp-http.ts', to: 'http', reason: 'reuses the REST auth hook and problem+json handler' },
-  { from: 'inbound/smtp-listener.ts', to: 'smtp-server', reason: 'the SMTP listener still sits in the inbound domain' },
 ];
 
 type SourceFile = { file: string; text: string };

@@ -2,7 +2,7 @@ import os from 'node:os';
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import { isAppError } from '../kernel/errors.js';
 import type { Logger } from '../kernel/log.js';
-import type { ReceiveService } from './receive-service.js';
+import type { ReceiveService } from '../inbound/receive-service.js';
 
 /** The settings the listener reads (STYLE.md: each module declares its own config type; `app/config.ts`'s `Config` satisfies it). */
 export type SmtpListenerConfig = {
