@@ -49,8 +49,6 @@ const EXCEPTIONS: { from: string; to: string; reason: string }[] = [
   { from: 'http/system-routes.ts', to: 'app', reason: 'takes the whole Container; to be narrowed to the services it reads' },
   { from: 'mcp/mcp-tools.ts', to: 'app', reason: 'mcpDepsOf picks McpDeps out of the Container' },
   { from: 'mcp/mcp-stdio.ts', to: 'app', reason: 'takes the whole Container' },
-  { from: 'http/build-server.ts', to: 'mcp', reason: 'mounts MCP over HTTP inside the REST server' },
-  { from: 'mcp/mcp-http.ts', to: 'http', reason: 'reuses the REST auth hook and problem+json handler' },
 ];
 
 type SourceFile = { file: string; text: string };
