@@ -47,8 +47,6 @@ const PROTOCOL_LIBRARIES: { pattern: RegExp; folders: string[] }[] = [
 const EXCEPTIONS: { from: string; to: string; reason: string }[] = [
   { from: 'http/build-server.ts', to: 'app', reason: 'takes the whole Container; to be narrowed to the services it mounts' },
   { from: 'http/system-routes.ts', to: 'app', reason: 'takes the whole Container; to be narrowed to the services it reads' },
-  { from: 'mcp/mcp-tools.ts', to: 'app', reason: 'mcpDepsOf picks McpDeps out of the Container' },
-  { from: 'mcp/mcp-stdio.ts', to: 'app', reason: 'takes the whole Container' },
 ];
 
 type SourceFile = { file: string; text: string };

@@ -3,8 +3,8 @@ import { createAuthHook } from '../http/auth.js';
 import { buildRestServer } from '../http/build-server.js';
 import { errorHandler, sendProblem } from '../http/problem.js';
 import { mcpRoutes } from '../mcp/mcp-http.js';
-import { mcpDepsOf } from '../mcp/mcp-tools.js';
 import type { Container } from './container.js';
+import { mcpDepsOf } from './mcp-deps.js';
 
 /**
  * The whole HTTP surface (not listening): REST under /v1 and MCP over streamable HTTP at /mcp, mounted
