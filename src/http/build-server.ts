@@ -3,7 +3,17 @@ import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync, LogController } from 'fastify';
 import { jsonSchemaTransform, jsonSchemaTransformObject, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
-import type { Container } from '../app/container.js';
+import type { AuditLog } from '../audit/audit-log.js';
+import type { AuditService } from '../audit/audit-service.js';
+import type { ApiKeysService } from '../identity/api-keys-service.js';
+import type { Guard } from '../identity/guard.js';
+import type { IdentityService } from '../identity/identity-service.js';
+import type { RateLimiter } from '../identity/rate-limiter.js';
+import type { Logger } from '../kernel/log.js';
+import type { MailModule } from '../mail/mail-module.js';
+import type { ConsentService } from '../phi/consent-service.js';
+import type { Store } from '../store/db.js';
+import type { VaultService } from '../vault/vault-service.js';
 import { auditRoutes } from './audit-routes.js';
 import { createAuthHook } from './auth.js';
 import { consentRoutes } from './consent-routes.js';
@@ -29,6 +39,22 @@ const nextRequestId = () => `${REQUEST_ID_PREFIX}${(++requestCounter).toString(1
 
 const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,64}$/;
 
+/** What the REST surface mounts: services and settings, never the container (STYLE.md: each module declares its own config type). */
+export type RestDeps = {
+  config: { http: { bodyLimit: number; trustProxy: boolean }; smtp: { maxMessageBytes: number } };
+  logger: Logger;
+  store: Store;
+  identity: IdentityService;
+  apiKeys: ApiKeysService;
+  rateLimiter: RateLimiter;
+  audit: AuditService;
+  auditLog: AuditLog;
+  guard: Guard;
+  mail: Pick<MailModule, 'mailboxes' | 'mail' | 'reader' | 'approvals'>;
+  vault: VaultService;
+  consent: ConsentService;
+};
+
 export type RestServerOptions = {
   /** Plugins mounted beside /v1 by `app/` (MCP over HTTP), so this module imports no other adapter. */
   beside?: FastifyPluginAsync[];
@@ -38,7 +64,7 @@ export type RestServerOptions = {
  * Builds the REST API (not listening). Every /v1 route is behind the key check and rate limit.
  * `app/http-server.ts` mounts MCP beside it; use its `buildServer` for the whole HTTP surface.
  */
-export const buildRestServer = async (c: Container, { beside = [] }: RestServerOptions = {}): Promise<FastifyInstance> => {
+export const buildRestServer = async (c: RestDeps, { beside = [] }: RestServerOptions = {}): Promise<FastifyInstance> => {
   const metrics = createHttpMetrics();
   const app = Fastify({
     loggerInstance: c.logger as FastifyBaseLogger,
