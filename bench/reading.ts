@@ -8,7 +8,7 @@
  */
 import { loadConfig } from '../src/app/config.js';
 import { createContainer } from '../src/app/container.js';
-import { buildServer } from '../src/http/build-server.js';
+import { buildServer } from '../src/app/http-server.js';
 import { createLogger } from '../src/kernel/log.js';
 import { openContent } from '../src/mail/message-store.js';
 import { SCAN_BUDGET } from '../src/mail/read-service.js';

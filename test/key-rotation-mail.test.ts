@@ -6,7 +6,7 @@ import { loadConfig } from '../src/app/config.js';
 import { createContainer } from '../src/app/container.js';
 import { rotateKeys } from '../src/app/key-rotation.js';
 import { SEALED_COLUMNS } from '../src/app/sealed-columns.js';
-import { buildServer } from '../src/http/build-server.js';
+import { buildServer } from '../src/app/http-server.js';
 import { createLogger } from '../src/kernel/log.js';
 import type { Store } from '../src/store/db.js';
 import { tempDir, testDialects } from './support/dialects.js';

@@ -4,7 +4,7 @@ import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/app/config.js';
 import { type Container, createContainer } from '../src/app/container.js';
-import { buildServer } from '../src/http/build-server.js';
+import { buildServer } from '../src/app/http-server.js';
 import { createLogger } from '../src/kernel/log.js';
 import { freshDatabase, testDialects } from './support/dialects.js';
 

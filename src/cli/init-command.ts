@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { createContainer } from '../app/container.js';
-import { loadSmtpTls } from '../inbound/tls-cert.js';
+import { loadSmtpTls } from '../smtp/tls-cert.js';
 import { createLogger } from '../kernel/log.js';
 import { configOrExit, runCommand } from './cli-support.js';
 

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { createContainer } from '../app/container.js';
+import { mcpDepsOf } from '../app/mcp-deps.js';
 import { createLogger } from '../kernel/log.js';
 import { runStdioServer } from '../mcp/mcp-stdio.js';
 import { configOrExit, runCommand } from './cli-support.js';
@@ -28,7 +29,10 @@ export const registerMcp = (program: Command) =>
         });
         const c = await createContainer(config, { logger });
         try {
-          await runStdioServer(c, key);
+          await runStdioServer(
+            { deps: mcpDepsOf(c), apiKeys: c.apiKeys, rateLimiter: c.rateLimiter, logger: c.logger, maxLineBytes: c.config.http.bodyLimit },
+            key,
+          );
         } finally {
           await c.close();
         }

@@ -3,9 +3,9 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { createContainer } from '../app/container.js';
 import { writeSecretFileExclusive } from '../app/master-key.js';
-import { buildServer } from '../http/build-server.js';
-import { createSmtpListener } from '../inbound/smtp-listener.js';
-import { loadSmtpTls } from '../inbound/tls-cert.js';
+import { buildServer } from '../app/http-server.js';
+import { createSmtpListener } from '../smtp/smtp-listener.js';
+import { loadSmtpTls } from '../smtp/tls-cert.js';
 import type { Logger } from '../kernel/log.js';
 import { configOrExit, runCommand } from './cli-support.js';
 

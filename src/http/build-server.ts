@@ -1,11 +1,19 @@
 import { randomBytes } from 'node:crypto';
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync, LogController } from 'fastify';
 import { jsonSchemaTransform, jsonSchemaTransformObject, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
-import type { Container } from '../app/container.js';
-import { mcpRoutes } from '../mcp/mcp-http.js';
-import { mcpDepsOf } from '../mcp/mcp-tools.js';
+import type { AuditLog } from '../audit/audit-log.js';
+import type { AuditService } from '../audit/audit-service.js';
+import type { ApiKeysService } from '../identity/api-keys-service.js';
+import type { Guard } from '../identity/guard.js';
+import type { IdentityService } from '../identity/identity-service.js';
+import type { RateLimiter } from '../identity/rate-limiter.js';
+import type { Logger } from '../kernel/log.js';
+import type { MailModule } from '../mail/mail-module.js';
+import type { ConsentService } from '../phi/consent-service.js';
+import type { Store } from '../store/db.js';
+import type { VaultService } from '../vault/vault-service.js';
 import { auditRoutes } from './audit-routes.js';
 import { createAuthHook } from './auth.js';
 import { consentRoutes } from './consent-routes.js';
@@ -31,8 +39,32 @@ const nextRequestId = () => `${REQUEST_ID_PREFIX}${(++requestCounter).toString(1
 
 const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,64}$/;
 
-/** Builds the REST API (not listening). Every /v1 route is behind the key check and rate limit. */
-export const buildServer = async (c: Container): Promise<FastifyInstance> => {
+/** What the REST surface mounts: services and settings, never the container (STYLE.md: each module declares its own config type). */
+export type RestDeps = {
+  config: { http: { bodyLimit: number; trustProxy: boolean }; smtp: { maxMessageBytes: number } };
+  logger: Logger;
+  store: Store;
+  identity: IdentityService;
+  apiKeys: ApiKeysService;
+  rateLimiter: RateLimiter;
+  audit: AuditService;
+  auditLog: AuditLog;
+  guard: Guard;
+  mail: Pick<MailModule, 'mailboxes' | 'mail' | 'reader' | 'approvals'>;
+  vault: VaultService;
+  consent: ConsentService;
+};
+
+export type RestServerOptions = {
+  /** Plugins mounted beside /v1 by `app/` (MCP over HTTP), so this module imports no other adapter. */
+  beside?: FastifyPluginAsync[];
+};
+
+/**
+ * Builds the REST API (not listening). Every /v1 route is behind the key check and rate limit.
+ * `app/http-server.ts` mounts MCP beside it; use its `buildServer` for the whole HTTP surface.
+ */
+export const buildRestServer = async (c: RestDeps, { beside = [] }: RestServerOptions = {}): Promise<FastifyInstance> => {
   const metrics = createHttpMetrics();
   const app = Fastify({
     loggerInstance: c.logger as FastifyBaseLogger,
@@ -87,8 +119,7 @@ export const buildServer = async (c: Container): Promise<FastifyInstance> => {
   await app.register(fastifySwaggerUi, { routePrefix: '/docs', staticCSP: true });
 
   await app.register(systemRoutes(c, metrics));
-  // MCP over streamable HTTP: same keys, rate limit and services as /v1.
-  await app.register(mcpRoutes({ deps: mcpDepsOf(c), apiKeys: c.apiKeys, rateLimiter: c.rateLimiter }));
+  for (const plugin of beside) await app.register(plugin);
   await app.register(async (v1) => {
     v1.addHook('onRequest', createAuthHook({ apiKeys: c.apiKeys, rateLimiter: c.rateLimiter }));
     v1.addHook('preValidation', refuseUnsafeText);

@@ -2,8 +2,8 @@ import { createPublicKey } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import type { Container } from '../app/container.js';
 import { AppError } from '../kernel/errors.js';
+import type { Store } from '../store/db.js';
 import { createStoreHealth } from '../store/store-health.js';
 import type { HttpMetrics } from './metrics.js';
 import { problems } from './common-schemas.js';
@@ -11,7 +11,7 @@ import { problems } from './common-schemas.js';
 const jwk = z.looseObject({ kty: z.string(), kid: z.string(), alg: z.string(), use: z.string() });
 
 /** Unauthenticated routes: liveness, metrics, the OpenAPI document, public keys. */
-export const systemRoutes = (c: Container, metrics: HttpMetrics) => async (root: FastifyInstance) => {
+export const systemRoutes = (c: { store: Store }, metrics: HttpMetrics) => async (root: FastifyInstance) => {
   const app = root.withTypeProvider<ZodTypeProvider>();
   const storeHealth = createStoreHealth(c.store);
   app.get(

@@ -1,5 +1,4 @@
 import os from 'node:os';
-import type { Config } from '../app/config.js';
 import type { AuditService } from '../audit/audit-service.js';
 import type { IdentityRepo } from '../identity/identity-repo.js';
 import type { Clock } from '../kernel/clock.js';
@@ -12,11 +11,12 @@ import type { Store } from '../store/db.js';
 import { createAnalysisPool } from './analysis-pool.js';
 import { analyzeMessage } from './analyze-message.js';
 import { createCommitBatcher } from './commit-batcher.js';
+import type { InboundConfig } from './inbound-config.js';
 import { createAuthResolver } from './inbound-resolver.js';
 import { createReceiveService } from './receive-service.js';
 
 type Deps = {
-  config: Config;
+  config: InboundConfig;
   store: Store;
   ring: KeyRing;
   clock: Clock;

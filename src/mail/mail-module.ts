@@ -1,4 +1,3 @@
-import type { Config } from '../app/config.js';
 import type { AuditService } from '../audit/audit-service.js';
 import type { Guard } from '../identity/guard.js';
 import type { IdentityRepo } from '../identity/identity-repo.js';
@@ -12,6 +11,7 @@ import type { Store } from '../store/db.js';
 import { createDeliveryWorker } from './delivery-worker.js';
 import { createMailResolver, type DnsLookups, loadDnsOverrides } from './dns-overrides.js';
 import { createMailEvents } from './mail-events.js';
+import type { MailConfig } from './mail-config.js';
 import { createMailboxService } from './mailbox-service.js';
 import { createOutboundPipeline } from './outbound-pipeline.js';
 import { DEFAULT_RETRY_SCHEDULE_SECONDS } from './retry-schedule.js';
@@ -21,7 +21,7 @@ import { createSigningPool } from './signing-pool.js';
 import { createSmtpSender } from './smtp-deliver.js';
 
 type Deps = {
-  config: Config;
+  config: MailConfig;
   store: Store;
   ring: KeyRing;
   clock: Clock;

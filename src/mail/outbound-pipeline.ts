@@ -1,4 +1,4 @@
-import type { Config } from '../app/config.js';
+import type { MailConfig } from './mail-config.js';
 import { createIdentityRepo } from '../identity/identity-repo.js';
 import { activeSigningKey, dkimSelectorOf, openPrivateKey } from '../identity/signing-keys.js';
 import type { Clock } from '../kernel/clock.js';
@@ -25,7 +25,7 @@ export type DeliveryPlan = {
   from: string;
 };
 
-type Deps = { ring: KeyRing; clock: Clock; config: Pick<Config, 'smtp'>; signer?: { sign: (i: SignInput) => Promise<Buffer> } };
+type Deps = { ring: KeyRing; clock: Clock; config: Pick<MailConfig, 'smtp'>; signer?: { sign: (i: SignInput) => Promise<Buffer> } };
 
 /**
  * From an accepted message to signed bytes. Accepting only plans and queues

@@ -1,4 +1,4 @@
-import type { Config } from '../app/config.js';
+import type { MailConfig } from './mail-config.js';
 import type { AuditService } from '../audit/audit-service.js';
 import { canonicalJson } from '../audit/canonical.js';
 import type { Guard } from '../identity/guard.js';
@@ -37,7 +37,7 @@ type Deps = {
   screen: OutboundScreen;
   /** For the one event a refused send leaves: its transaction rolled back. */
   audit: Pick<AuditService, 'recordAlone'>;
-  config: Pick<Config, 'smtp' | 'approvalTtlSeconds'>;
+  config: Pick<MailConfig, 'smtp' | 'approvalTtlSeconds'>;
   /** Called after a commit that queued mail: wakes the delivery worker. */
   onQueued?: () => void;
 };

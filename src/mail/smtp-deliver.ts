@@ -1,7 +1,7 @@
+import type { MailConfig } from './mail-config.js';
 import fs from 'node:fs';
 import { isIP } from 'node:net';
 import { createTransport, type Transporter } from 'nodemailer';
-import type { Config } from '../app/config.js';
 import { classifySmtpError, type DeliveryOutcome } from './bounce-rules.js';
 import { DnsLookupError, type MailResolver } from './dns-overrides.js';
 
@@ -13,7 +13,7 @@ export type SmtpTarget = { host: string; port: number; secure: boolean };
  * certificate verified (45 CFR 164.312(e)(1)) unless the operator turned the
  * requirement off (then plain SMTP, for a loopback test relay only).
  */
-export const createSmtpSender = (config: Pick<Config, 'smtp' | 'delivery'>, resolver: MailResolver, heloName: () => string) => {
+export const createSmtpSender = (config: Pick<MailConfig, 'smtp' | 'delivery'>, resolver: MailResolver, heloName: () => string) => {
   const ca = config.delivery.tlsCaFile ? fs.readFileSync(config.delivery.tlsCaFile) : undefined;
 
   const relay = config.smtp.relay;

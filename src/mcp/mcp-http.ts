@@ -1,21 +1,27 @@
 import { Readable } from 'node:stream';
 import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
 import { WebStandardStreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js';
-import type { FastifyError, FastifyInstance, FastifyRequest } from 'fastify';
-import { createAuthHook } from '../http/auth.js';
-import { errorHandler, sendProblem } from '../http/problem.js';
-import type { ApiKeysService } from '../identity/api-keys-service.js';
-import type { RateLimiter } from '../identity/rate-limiter.js';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError } from '../kernel/errors.js';
 import { createMcpServer } from './mcp-server.js';
 import type { McpDeps } from './mcp-tools.js';
 import { INVALID_REQUEST, PARSE_ERROR } from './stdio-transport.js';
 import { createAbortable } from './wait-for-email.js';
 
+/**
+ * What the REST edge lends the MCP endpoint: its Bearer key check with the per-key rate limit, and its
+ * problem+json mapping. `app/` hands them over, so REST and MCP are mounted side by side and neither
+ * imports the other (STYLE.md "Dependency direction").
+ */
+export type McpHttpEdge = {
+  authHook: (req: FastifyRequest, reply: FastifyReply) => Promise<unknown>;
+  errorHandler: (err: FastifyError, req: FastifyRequest, reply: FastifyReply) => unknown;
+  sendProblem: (reply: FastifyReply, req: FastifyRequest, status: number, code: string, detail: string) => unknown;
+};
+
 export type McpHttpOptions = {
   deps: McpDeps;
-  apiKeys: ApiKeysService;
-  rateLimiter: RateLimiter;
+  edge: McpHttpEdge;
   /** Requests one key may have in flight at once (a waiting wait_for_email counts); 429 beyond. */
   maxConcurrentPerKey?: number;
   /** wait_for_email's slow store re-read; the in-process mail bus wakes waiters sooner. */
@@ -60,6 +66,7 @@ export const mcpRoutes = (opts: McpHttpOptions) => async (app: FastifyInstance) 
   const max = opts.maxConcurrentPerKey ?? DEFAULT_MCP_CONCURRENCY_PER_KEY;
   const safetyRecheckMs = opts.safetyRecheckMs ?? 10_000;
   const inFlight = new Map<string, number>();
+  const { authHook, errorHandler, sendProblem } = opts.edge;
 
   app.route({
     method: ['GET', 'DELETE'],
@@ -78,7 +85,7 @@ export const mcpRoutes = (opts: McpHttpOptions) => async (app: FastifyInstance) 
   });
 
   await app.register(async (scope) => {
-    scope.addHook('onRequest', createAuthHook({ apiKeys: opts.apiKeys, rateLimiter: opts.rateLimiter }));
+    scope.addHook('onRequest', authHook);
     // A body the MCP endpoint cannot read is a JSON-RPC error (JSON-RPC 2.0 section 5.1), with the same limit and
     // wording as over stdio (stdio-transport.ts); authentication and everything else stay problem+json.
     scope.setErrorHandler((err: FastifyError, req, reply) => {

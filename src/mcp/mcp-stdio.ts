@@ -1,9 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import type { Container } from '../app/container.js';
+import type { ApiKeysService } from '../identity/api-keys-service.js';
 import type { RequestContext } from '../identity/principal.js';
+import type { RateLimiter } from '../identity/rate-limiter.js';
 import { AppError } from '../kernel/errors.js';
+import type { Logger } from '../kernel/log.js';
 import { createMcpServer } from './mcp-server.js';
-import { mcpDepsOf } from './mcp-tools.js';
+import type { McpDeps } from './mcp-tools.js';
 import { BoundedStdioTransport } from './stdio-transport.js';
 
 /**
@@ -16,6 +18,16 @@ export const STDIO_SAFETY_RECHECK_MS = 3000;
 const REQUEST_PREFIX = `mcp-${randomBytes(6).toString('hex')}-`;
 let counter = 0;
 
+/** What the stdio server needs, handed over by the CLI (STYLE.md: adapters take narrow dependencies, never the container). */
+export type StdioServerDeps = {
+  deps: McpDeps;
+  apiKeys: Pick<ApiKeysService, 'authenticate'>;
+  rateLimiter: Pick<RateLimiter, 'hit'>;
+  logger: Pick<Logger, 'info'>;
+  /** One size limit for MCP whichever transport carries it: the HTTP body limit. */
+  maxLineBytes: number;
+};
+
 /**
  * Serves MCP on stdin/stdout for the key in `rawKey` until stdin closes or a
  * signal arrives. The key is checked at start (a wrong key fails at once) and
@@ -23,7 +35,7 @@ let counter = 0;
  * stops working mid-session exactly as it does on REST.
  * Throws 401 unauthorized when the key is missing or invalid.
  */
-export const runStdioServer = async (c: Container, rawKey: string | undefined): Promise<void> => {
+export const runStdioServer = async (c: StdioServerDeps, rawKey: string | undefined): Promise<void> => {
   const meta = () => ({ requestId: `${REQUEST_PREFIX}${(++counter).toString(16)}`, clientIp: null });
   await c.apiKeys.authenticate(rawKey, meta());
 
@@ -47,9 +59,8 @@ export const runStdioServer = async (c: Container, rawKey: string | undefined): 
     work.finally(() => pending.delete(work)).catch(() => {});
   };
   const ending = new AbortController();
-  const server = createMcpServer(mcpDepsOf(c), { context, safetyRecheckMs: STDIO_SAFETY_RECHECK_MS, signal: ending.signal, track });
-  // One size limit for MCP whichever transport carries it: the HTTP body limit.
-  const transport = new BoundedStdioTransport({ input: process.stdin, output: process.stdout, maxLineBytes: c.config.http.bodyLimit });
+  const server = createMcpServer(c.deps, { context, safetyRecheckMs: STDIO_SAFETY_RECHECK_MS, signal: ending.signal, track });
+  const transport = new BoundedStdioTransport({ input: process.stdin, output: process.stdout, maxLineBytes: c.maxLineBytes });
   const closed = new Promise<void>((resolve) => {
     transport.onclose = () => resolve();
     process.stdin.once('end', () => resolve());

@@ -1,6 +1,5 @@
 import type { ToolAnnotations } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
-import type { Container } from '../app/container.js';
 import type { ApiKeysService } from '../identity/api-keys-service.js';
 import type { Guard } from '../identity/guard.js';
 import type { IdentityService } from '../identity/identity-service.js';
@@ -58,20 +57,6 @@ export type McpDeps = {
   clock: Clock;
   logger: Logger;
 };
-
-export const mcpDepsOf = (c: Container): McpDeps => ({
-  identity: c.identity,
-  apiKeys: c.apiKeys,
-  mailboxes: c.mail.mailboxes,
-  mail: c.mail.mail,
-  reader: c.mail.reader,
-  vault: c.vault,
-  consent: c.consent,
-  events: c.mail.events,
-  guard: c.guard,
-  clock: c.clock,
-  logger: c.logger,
-});
 
 /** Per call: cancellation and progress (MCP notifications/progress). */
 export type CallEnv = {

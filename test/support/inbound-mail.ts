@@ -5,8 +5,8 @@ import path from 'node:path';
 import { type DKIMSignOptions, dkimSign } from 'mailauth';
 import { createTransport } from 'nodemailer';
 import { createLogger } from '../../src/kernel/log.js';
-import { createSmtpListener } from '../../src/inbound/smtp-listener.js';
-import { loadSmtpTls } from '../../src/inbound/tls-cert.js';
+import { createSmtpListener } from '../../src/smtp/smtp-listener.js';
+import { loadSmtpTls } from '../../src/smtp/tls-cert.js';
 import type { Config } from '../../src/app/config.js';
 import type { TestApp } from './test-app.js';
 

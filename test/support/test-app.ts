@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { loadConfig } from '../../src/app/config.js';
 import { type Container, createContainer } from '../../src/app/container.js';
-import { buildServer } from '../../src/http/build-server.js';
+import { buildServer } from '../../src/app/http-server.js';
 import type { Clock } from '../../src/kernel/clock.js';
 import { createLogger } from '../../src/kernel/log.js';
 import type { Dialect } from '../../src/store/db.js';

@@ -1,13 +1,28 @@
 import os from 'node:os';
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
-import type { Config } from '../app/config.js';
 import { isAppError } from '../kernel/errors.js';
 import type { Logger } from '../kernel/log.js';
-import type { ReceiveService } from './receive-service.js';
+import type { ReceiveService } from '../inbound/receive-service.js';
+
+/** The settings the listener reads (STYLE.md: each module declares its own config type; `app/config.ts`'s `Config` satisfies it). */
+export type SmtpListenerConfig = {
+  smtp: { host: string; port: number; maxMessageBytes: number };
+  inbound: {
+    /** Name in the greeting and EHLO answer; default the machine's host name. */
+    hostname: string | undefined;
+    /** Refuse MAIL FROM before STARTTLS (530 5.7.0); off by default, as public MX must accept opportunistic TLS (RFC 3207). */
+    requireTls: boolean;
+    maxClients: number;
+    maxClientsPerIp: number;
+    /** Messages per client address per minute; 0: no limit. */
+    ratePerMinute: number;
+    maxRecipients: number;
+  };
+};
 
 type Deps = {
   receiver: Pick<ReceiveService, 'checkRecipient' | 'receive'>;
-  config: Pick<Config, 'smtp' | 'inbound'>;
+  config: SmtpListenerConfig;
   tls: { key: Buffer; cert: Buffer };
   logger: Logger;
 };

@@ -2,9 +2,15 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { Config } from '../app/config.js';
 import { AppError } from '../kernel/errors.js';
 import { ensurePrivateDir } from '../kernel/private-files.js';
+
+/** The settings the TLS loader reads (STYLE.md: each module declares its own config type; `app/config.ts`'s `Config` satisfies it). */
+export type SmtpTlsConfig = {
+  dataDir: string;
+  bootstrap: { domain: string };
+  inbound: { tlsKeyFile: string | undefined; tlsCertFile: string | undefined; hostname: string | undefined };
+};
 
 export type SmtpTls = { key: Buffer; cert: Buffer; keyFile: string; certFile: string; generated: boolean };
 
@@ -82,7 +88,7 @@ export const generateDevCert = (dataDir: string, names: string[]): { keyFile: st
  * development pair in the data dir, generated when missing. Throws 500
  * tls_config_invalid / openssl_missing; the caller stops start-up.
  */
-export const loadSmtpTls = (config: Pick<Config, 'dataDir' | 'inbound' | 'bootstrap'>): SmtpTls => {
+export const loadSmtpTls = (config: SmtpTlsConfig): SmtpTls => {
   const { tlsKeyFile, tlsCertFile } = config.inbound;
   if (!!tlsKeyFile !== !!tlsCertFile) {
     throw new AppError('tls_config_invalid', 500, 'Set both MAILWARD_SMTP_TLS_KEY_FILE and MAILWARD_SMTP_TLS_CERT_FILE, or neither.');

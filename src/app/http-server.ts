@@ -1,0 +1,22 @@
+import type { FastifyInstance } from 'fastify';
+import { createAuthHook } from '../http/auth.js';
+import { buildRestServer } from '../http/build-server.js';
+import { errorHandler, sendProblem } from '../http/problem.js';
+import { mcpRoutes } from '../mcp/mcp-http.js';
+import type { Container } from './container.js';
+import { mcpDepsOf } from './mcp-deps.js';
+
+/**
+ * The whole HTTP surface (not listening): REST under /v1 and MCP over streamable HTTP at /mcp, mounted
+ * side by side from the top so neither adapter imports the other (STYLE.md "Dependency direction").
+ * MCP uses the same keys, rate limit and services as /v1.
+ */
+export const buildServer = (c: Container): Promise<FastifyInstance> =>
+  buildRestServer(c, {
+    beside: [
+      mcpRoutes({
+        deps: mcpDepsOf(c),
+        edge: { authHook: createAuthHook({ apiKeys: c.apiKeys, rateLimiter: c.rateLimiter }), errorHandler, sendProblem },
+      }),
+    ],
+  });
