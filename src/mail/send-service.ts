@@ -24,7 +24,7 @@ import { addMessageEvent, openContent, sealContent } from './message-store.js';
 import type { MessageContent } from './mime.js';
 import type { OutboundPipeline } from './outbound-pipeline.js';
 import { emailTarget, isContentHidden, messageHeld, visibleMessage } from './read-service.js';
-import { insertPendingApproval } from '../oversight/approvals-repo.js';
+import { decidePendingApproval, insertPendingApproval } from '../oversight/approvals-repo.js';
 
 type Deps = {
   db: Db;
@@ -388,13 +388,13 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
       // cancel racing an approval waits for it instead of deadlocking, then sees the outbox rows it wrote.
       let approvalId: string | null = null;
       if (m.approval_id) {
-        const a = await tx
-          .updateTable('approvals')
-          .set({ status: 'rejected', decided_at: at, decided_by: p.id, decision_reason: JSON.stringify({ code: 'cancelled' }) })
-          .where('id', '=', m.approval_id)
-          .where('status', '=', 'pending')
-          .executeTakeFirst();
-        if (Number(a.numUpdatedRows) > 0) approvalId = m.approval_id;
+        const closed = await decidePendingApproval(tx, m.approval_id, {
+          status: 'rejected',
+          decided_at: at,
+          decided_by: p.id,
+          decision_reason: JSON.stringify({ code: 'cancelled' }),
+        });
+        if (closed) approvalId = m.approval_id;
       }
       const jobs = await tx
         .updateTable('outbox')

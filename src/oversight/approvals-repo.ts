@@ -38,3 +38,18 @@ export const insertPendingApproval = (db: Executor, a: NewApproval) =>
       edits: null,
     })
     .execute();
+
+/**
+ * The decision's compare-and-set (STYLE.md, state machines): a pending approval is decided (approved,
+ * rejected, expired, closed by a cancel) once. Returns false when it was no longer pending: another
+ * reviewer, process, cancel or expiry decided it first. The only code that writes `approvals.status`
+ * after the row is opened.
+ */
+export const decidePendingApproval = async (
+  db: Executor,
+  id: string,
+  set: Partial<Omit<ApprovalsTable, 'id' | 'status'>> & { status: 'approved' | 'rejected' },
+): Promise<boolean> => {
+  const u = await db.updateTable('approvals').set(set).where('id', '=', id).where('status', '=', 'pending').executeTakeFirst();
+  return Number(u.numUpdatedRows) === 1;
+};

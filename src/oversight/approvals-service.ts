@@ -2,6 +2,7 @@ import type { AuditService } from '../audit/audit-service.js';
 import type { Guard } from '../identity/guard.js';
 import type { IdentityRepo } from '../identity/identity-repo.js';
 import { MESSAGE_TRANSITIONS, moveMessage } from '../mail/message-lifecycle.js';
+import { decidePendingApproval } from './approvals-repo.js';
 import { actorOf, hasRole, type RequestContext, requireAnyRole, systemActor } from '../identity/principal.js';
 import type { Clock } from '../kernel/clock.js';
 import { seal } from '../kernel/crypto/envelope.js';
@@ -83,9 +84,8 @@ export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, pi
    * other processes (the second waits, then matches no row); on SQLite the
    * writer lock does the same. The loser's transaction rolls back: 409.
    */
-  const decideOnce = async (tx: Tx, approvalId: string, set: Partial<Omit<ApprovalsTable, 'id'>>) => {
-    const u = await tx.updateTable('approvals').set(set).where('id', '=', approvalId).where('status', '=', 'pending').executeTakeFirst();
-    if (Number(u.numUpdatedRows) !== 1) throw conflict('approval_decided', 'This approval was decided concurrently.');
+  const decideOnce = async (tx: Tx, approvalId: string, set: Parameters<typeof decidePendingApproval>[2]) => {
+    if (!(await decidePendingApproval(tx, approvalId, set))) throw conflict('approval_decided', 'This approval was decided concurrently.');
   };
 
   /** The held message left the status the decision read (cancelled, or moved by another process). */
@@ -419,13 +419,8 @@ export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, pi
     for (const a of due) {
       const done = await db.transaction().execute(async (tx) => {
         const reason = { code: 'expired' };
-        const u = await tx
-          .updateTable('approvals')
-          .set({ status: 'rejected', decided_at: at, decision_reason: JSON.stringify(reason) })
-          .where('id', '=', a.id)
-          .where('status', '=', 'pending')
-          .executeTakeFirst();
-        if (Number(u.numUpdatedRows) === 0) return false;
+        if (!(await decidePendingApproval(tx, a.id, { status: 'rejected', decided_at: at, decision_reason: JSON.stringify(reason) })))
+          return false;
         // An inbound message nobody released stays withheld as `quarantined`.
         await moveMessage(tx, a.message_id, a.direction === 'inbound' ? 'expireInbound' : 'expire', {
           status_reason: JSON.stringify({ ...reason, approval_id: a.id }),
