@@ -46,6 +46,11 @@ describe('the message lifecycle table', () => {
     expect(writers.map((f) => path.relative(src, f))).toEqual(['mail/message-lifecycle.ts']);
   });
 
+  it('leaves every write of the outbox to the outbox repo', () => {
+    const writers = sources(src).filter((f) => /(insertInto|updateTable|deleteFrom)\('outbox'\)/.test(fs.readFileSync(f, 'utf8')));
+    expect(writers.map((f) => path.relative(src, f))).toEqual(['queue/outbox-repo.ts']);
+  });
+
   it('leaves every write of approvals to the approvals repo', () => {
     const writers = sources(src).filter((f) => /(insertInto|updateTable|deleteFrom)\('approvals'\)/.test(fs.readFileSync(f, 'utf8')));
     expect(writers.map((f) => path.relative(src, f))).toEqual(['oversight/approvals-repo.ts']);

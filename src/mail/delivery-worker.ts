@@ -9,7 +9,7 @@ import { isAppError } from '../kernel/errors.js';
 import { newId } from '../kernel/ids.js';
 import type { Logger } from '../kernel/log.js';
 import { moveMessage } from './message-lifecycle.js';
-import { claimOutboxJobs, insertOutboxJob } from '../queue/outbox-repo.js';
+import { claimOutboxJobs, insertOutboxJob, recordJobOutcome, renewLeases as renewOutboxLeases, rerouteJob } from '../queue/outbox-repo.js';
 import type { Db, Dialect, Tx } from '../store/db.js';
 import type { OutboxTable } from '../store/schema.js';
 import type { DeliveryOutcome } from './bounce-rules.js';
@@ -83,21 +83,17 @@ export const createDeliveryWorker = (d: Deps) => {
             : 'deferred';
     // Only the current claimant may record the outcome (a lease taken over by another worker wins), except a 250:
     // the relay has the message, so it is delivered whoever holds the lease now (that worker's own outcome is then dropped).
-    let jobUpdate = tx
-      .updateTable('outbox')
-      .set({
+    const recorded = await recordJobOutcome(
+      tx,
+      { id: job.id, workerId, accepted: outcome.kind === 'accepted' },
+      {
         status: jobStatus,
         next_attempt_at: delay === null ? job.next_attempt_at : new Date(d.clock.now().getTime() + delay * 1000).toISOString(),
-        lease_until: null,
-        claimed_by: null,
         last_code: outcome.kind === 'accepted' ? null : outcome.code === null ? outcome.category : String(outcome.code),
         updated_at: at,
-      })
-      .where('id', '=', job.id)
-      .where('status', '=', 'sending');
-    if (outcome.kind !== 'accepted') jobUpdate = jobUpdate.where('claimed_by', '=', workerId);
-    const u = await jobUpdate.executeTakeFirst();
-    if (Number(u.numUpdatedRows) === 0) return;
+      },
+    );
+    if (!recorded) return;
     const m = { id: job.message_id, raw_hash: rawHash };
     const actor = actorFor(job);
     const target = { type: 'email', id: m.id };
@@ -296,18 +292,16 @@ export const createDeliveryWorker = (d: Deps) => {
     const mine = { from: envelope.from, to: rcpt };
     const at = d.clock.now().toISOString();
     await d.db.transaction().execute(async (tx) => {
-      const u = await tx
-        .updateTable('outbox')
-        .set({
+      const held = await rerouteJob(
+        tx,
+        { id: job.id, workerId },
+        {
           route: domain,
           envelope_sealed: seal(d.ring, JSON.stringify(mine), outboxAad(job.org_id, job.message_id, job.id)),
           updated_at: at,
-        })
-        .where('id', '=', job.id)
-        .where('status', '=', 'sending')
-        .where('claimed_by', '=', workerId)
-        .executeTakeFirst();
-      if (Number(u.numUpdatedRows) === 0) throw new Error('outbox job lease lost before routing');
+        },
+      );
+      if (!held) throw new Error('outbox job lease lost before routing');
       for (const [other, to] of rest) {
         const id = newId('message').replace('msg_', 'obx_');
         await insertOutboxJob(
@@ -429,14 +423,8 @@ export const createDeliveryWorker = (d: Deps) => {
     renewing = true;
     try {
       const now = d.clock.now();
-      let mine = d.db.selectFrom('outbox').select('id').where('claimed_by', '=', workerId).where('status', '=', 'sending');
       // Rows an outcome commit holds are being finished anyway: skipping them keeps the two from deadlocking.
-      if (d.dialect === 'postgres') mine = mine.forUpdate().skipLocked();
-      await d.db
-        .updateTable('outbox')
-        .set({ lease_until: new Date(now.getTime() + leaseMs).toISOString() })
-        .where('id', 'in', mine)
-        .execute();
+      await renewOutboxLeases(d.db, d.dialect, workerId, new Date(now.getTime() + leaseMs).toISOString());
     } catch (e) {
       d.logger.error({ err: { type: (e as Error)?.name } }, 'renewing delivery leases failed');
     } finally {

@@ -25,6 +25,7 @@ import type { MessageContent } from './mime.js';
 import type { OutboundPipeline } from './outbound-pipeline.js';
 import { emailTarget, isContentHidden, messageHeld, visibleMessage } from './read-service.js';
 import { decidePendingApproval, insertPendingApproval } from '../oversight/approvals-repo.js';
+import { cancelPendingJobs } from '../queue/outbox-repo.js';
 
 type Deps = {
   db: Db;
@@ -396,12 +397,7 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
         });
         if (closed) approvalId = m.approval_id;
       }
-      const jobs = await tx
-        .updateTable('outbox')
-        .set({ status: 'failed', last_code: 'cancelled', lease_until: null, claimed_by: null, updated_at: at })
-        .where('message_id', '=', m.id)
-        .where('status', '=', 'pending')
-        .executeTakeFirst();
+      const jobsCancelled = await cancelPendingJobs(tx, m.id, at);
       // Any job in SMTP now or done means (part of) the message was handed over: too late.
       const handed = await tx
         .selectFrom('outbox')
@@ -415,7 +411,7 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
         updated_at: at,
       });
       if (moved === 0) throw notCancellable();
-      const details = { previous_status: m.status, outbox_jobs_cancelled: Number(jobs.numUpdatedRows), approval_closed: approvalId };
+      const details = { previous_status: m.status, outbox_jobs_cancelled: jobsCancelled, approval_closed: approvalId };
       await addMessageEvent(tx, m.id, at, 'cancelled', { by: p.id, ...details });
       await guard.recordIn(tx, ctx, 'email.cancelled', emailTarget(m.id), details, m.content_hash);
       return { id: m.id, status: 'cancelled', thread_id: m.thread_id };

@@ -64,3 +64,57 @@ export const insertOutboxJob = (
       updated_at: at,
     })
     .execute();
+
+/**
+ * Records an attempt's outcome on its job: only while the job is still `sending` and, unless the relay
+ * accepted it, only by the worker that holds the lease (a lease taken over by another worker wins; a
+ * 250 stands whoever holds the lease now, since the relay has the message). Returns false when the
+ * outcome is not this worker's to record.
+ */
+export const recordJobOutcome = async (
+  db: Executor,
+  job: { id: string; workerId: string; accepted: boolean },
+  set: Pick<OutboxTable, 'status' | 'next_attempt_at' | 'last_code' | 'updated_at'>,
+): Promise<boolean> => {
+  let q = db
+    .updateTable('outbox')
+    .set({ ...set, lease_until: null, claimed_by: null })
+    .where('id', '=', job.id)
+    .where('status', '=', 'sending');
+  if (!job.accepted) q = q.where('claimed_by', '=', job.workerId);
+  return Number((await q.executeTakeFirst()).numUpdatedRows) === 1;
+};
+
+/** Points a job this worker holds at another route and envelope (routing at each attempt); false when the lease was lost. */
+export const rerouteJob = async (
+  db: Executor,
+  job: { id: string; workerId: string },
+  set: Pick<OutboxTable, 'route' | 'envelope_sealed' | 'updated_at'>,
+): Promise<boolean> => {
+  const u = await db
+    .updateTable('outbox')
+    .set(set)
+    .where('id', '=', job.id)
+    .where('status', '=', 'sending')
+    .where('claimed_by', '=', job.workerId)
+    .executeTakeFirst();
+  return Number(u.numUpdatedRows) === 1;
+};
+
+/** Extends the leases of the jobs a live worker holds; rows an outcome commit holds are skipped on PostgreSQL (no deadlock). */
+export const renewLeases = async (db: Executor, dialect: Dialect, workerId: string, leaseUntil: string) => {
+  let mine = db.selectFrom('outbox').select('id').where('claimed_by', '=', workerId).where('status', '=', 'sending');
+  if (dialect === 'postgres') mine = mine.forUpdate().skipLocked();
+  await db.updateTable('outbox').set({ lease_until: leaseUntil }).where('id', 'in', mine).execute();
+};
+
+/** Closes the waiting jobs of a cancelled message; returns how many. Jobs already in SMTP are left to finish. */
+export const cancelPendingJobs = async (db: Executor, messageId: string, at: string): Promise<number> => {
+  const u = await db
+    .updateTable('outbox')
+    .set({ status: 'failed', last_code: 'cancelled', lease_until: null, claimed_by: null, updated_at: at })
+    .where('message_id', '=', messageId)
+    .where('status', '=', 'pending')
+    .executeTakeFirst();
+  return Number(u.numUpdatedRows);
+};
