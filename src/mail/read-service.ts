@@ -7,11 +7,12 @@ import { parseAuthResults } from '../inbound/auth-results.js';
 import type { Clock } from '../kernel/clock.js';
 import { sha256Hex } from '../kernel/crypto/hash.js';
 import type { KeyRing } from '../kernel/crypto/keyring.js';
-import { AppError, forbidden, isAppError, notFound } from '../kernel/errors.js';
+import { forbidden, isAppError, notFound } from '../kernel/errors.js';
 import { parseFindings } from '../phi/outbound-screen.js';
 import type { Db, Dialect, Executor, Tx } from '../store/db.js';
 import type { MessagesTable } from '../store/schema.js';
 import { safeFilename } from './header-text.js';
+import { assertSearchCriterion, type ReadFilters, type SearchFilters } from './mail-filters.js';
 import { visibleMailbox } from './mailbox-service.js';
 import { approvalView, openContent } from './message-store.js';
 import type { MessageContent } from './mime.js';
@@ -64,23 +65,7 @@ export const tagFields = (m: Pick<MessagesTable, 'tags' | 'system_tags'>, conten
 export const messageHeld = () =>
   forbidden('message_held', 'This inbound message is held for review; a reviewer must release it before its content can be read.');
 
-/** Filters of list and search; `from`, `subject` and `q` apply to opened content (sealed at rest). */
-export type ReadFilters = {
-  direction?: 'inbound' | 'outbound';
-  status?: string;
-  /** true: unread only; false: read only. */
-  unread?: boolean;
-  /** ISO-8601 UTC, inclusive. */
-  since?: string;
-  /** ISO-8601 UTC, exclusive. */
-  until?: string;
-  from?: string;
-  subject?: string;
-  tag?: string;
-  /** Keyset cursor: only ids below this one. */
-  before?: string;
-  limit: number;
-};
+export type { ReadFilters } from './mail-filters.js';
 
 /**
  * Bounds of one list or search request whose filters need the sealed content
@@ -531,13 +516,12 @@ export const createReadService = ({ db, dialect, ring, guard, clock, audit }: De
    * Throws 400 invalid_filter (no criterion), 403, 404. Audits `email.searched`
    * with the ids returned and a hash of the criteria, never their text.
    */
-  const search = async (ctx: RequestContext, mailboxId: string, f: ReadFilters & { q?: string }) => {
+  const search = async (ctx: RequestContext, mailboxId: string, f: SearchFilters) => {
     const target = { type: 'mailbox', id: mailboxId };
     const r = await guard.read(ctx, 'email.searched', target, async () => {
       requireReader(ctx);
       await visibleMailbox(db, ctx, mailboxId);
-      if (!f.q && !f.from && !f.subject && !f.tag && !f.since && !f.until)
-        throw new AppError('invalid_filter', 400, 'Search needs q or at least one of from, subject, tag, since, until.');
+      assertSearchCriterion(f);
       const needles = needlesOf(f);
       return scan(db, mailboxId, f, true, (m, c) => matchContent(ctx.principal, m, c, needles));
     });
