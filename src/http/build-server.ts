@@ -101,7 +101,7 @@ export const buildServer = async (c: Container): Promise<FastifyInstance> => {
     await v1.register(identityVerifyRoutes({ db: c.store.db, maxMessageBytes: c.config.smtp.maxMessageBytes }));
     await v1.register(vaultRoutes({ vault: c.vault }));
     await v1.register(consentRoutes({ consent: c.consent }));
-    await v1.register(dnsRoutes({ db: c.store.db }));
+    await v1.register(dnsRoutes({ dns: c.mail.dnsRecords }));
   });
   return app as unknown as FastifyInstance;
 };

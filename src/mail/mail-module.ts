@@ -11,6 +11,7 @@ import { createOutboundScreen } from '../phi/outbound-screen.js';
 import type { Store } from '../store/db.js';
 import { createDeliveryWorker } from './delivery-worker.js';
 import { createMailResolver, type DnsLookups, loadDnsOverrides } from './dns-overrides.js';
+import { createDnsRecordsService } from './dns-records.js';
 import { createMailEvents } from './mail-events.js';
 import { createMailboxService } from './mailbox-service.js';
 import { createOutboundPipeline } from './outbound-pipeline.js';
@@ -66,7 +67,8 @@ export const createMailModule = ({ config, store, ring, clock, logger, audit, gu
     sweep: () => approvals.expireDue(),
   });
   kick = delivery.kick;
-  return { mailboxes, mail, reader, approvals, delivery, resolver, signer, events };
+  const dnsRecords = createDnsRecordsService({ db });
+  return { mailboxes, mail, reader, approvals, delivery, resolver, signer, events, dnsRecords };
 };
 
 export type MailModule = ReturnType<typeof createMailModule>;
