@@ -98,7 +98,7 @@ export const buildServer = async (c: Container): Promise<FastifyInstance> => {
       mailRoutes({ mailboxes: c.mail.mailboxes, mail: c.mail.mail, reader: c.mail.reader, maxMessageBytes: c.config.smtp.maxMessageBytes }),
     );
     await v1.register(approvalRoutes({ approvals: c.mail.approvals }));
-    await v1.register(identityVerifyRoutes({ db: c.store.db, maxMessageBytes: c.config.smtp.maxMessageBytes }));
+    await v1.register(identityVerifyRoutes({ verifier: c.mail.identityVerifier, maxMessageBytes: c.config.smtp.maxMessageBytes }));
     await v1.register(vaultRoutes({ vault: c.vault }));
     await v1.register(consentRoutes({ consent: c.consent }));
     await v1.register(dnsRoutes({ dns: c.mail.dnsRecords }));

@@ -12,6 +12,7 @@ import type { Store } from '../store/db.js';
 import { createDeliveryWorker } from './delivery-worker.js';
 import { createMailResolver, type DnsLookups, loadDnsOverrides } from './dns-overrides.js';
 import { createDnsRecordsService } from './dns-records.js';
+import { createIdentityVerifier } from './identity-verifier.js';
 import { createMailEvents } from './mail-events.js';
 import { createMailboxService } from './mailbox-service.js';
 import { createOutboundPipeline } from './outbound-pipeline.js';
@@ -68,7 +69,8 @@ export const createMailModule = ({ config, store, ring, clock, logger, audit, gu
   });
   kick = delivery.kick;
   const dnsRecords = createDnsRecordsService({ db });
-  return { mailboxes, mail, reader, approvals, delivery, resolver, signer, events, dnsRecords };
+  const identityVerifier = createIdentityVerifier({ db });
+  return { mailboxes, mail, reader, approvals, delivery, resolver, signer, events, dnsRecords, identityVerifier };
 };
 
 export type MailModule = ReturnType<typeof createMailModule>;
