@@ -1,7 +1,6 @@
 import type { Command } from 'commander';
 import { createContainer } from '../app/container.js';
 import { createLogger } from '../kernel/log.js';
-import { loadDnsRecords } from '../mail/dns-records.js';
 import { configOrExit, runCommand } from './cli-support.js';
 
 /** `mailward dns [--domain D] [--json]`: the DKIM, SPF and DMARC TXT records to publish, per organization. */
@@ -16,17 +15,10 @@ export const registerDns = (program: Command) =>
         const config = configOrExit();
         const c = await createContainer(config, { logger: createLogger({ level: 'warn', destination: 2 }) });
         try {
-          let q = c.store.db.selectFrom('organizations').select(['id', 'domain']).orderBy('domain');
-          if (opts.domain) q = q.where('domain', '=', opts.domain.toLowerCase());
-          const orgs = await q.execute();
-          if (orgs.length === 0) {
+          const out = await c.mail.dnsRecords.forOrganizations({ domain: opts.domain });
+          if (out.length === 0) {
             process.stderr.write('mailward: no organization found (run mailward init first)\n');
             return 1;
-          }
-          const out = [];
-          for (const o of orgs) {
-            const records = await loadDnsRecords(c.store.db, o.id);
-            if (records) out.push(records);
           }
           if (opts.json) {
             process.stdout.write(

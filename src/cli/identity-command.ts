@@ -2,7 +2,6 @@ import fs from 'node:fs';
 import type { Command } from 'commander';
 import { createContainer } from '../app/container.js';
 import { createLogger } from '../kernel/log.js';
-import { verifyMessageIdentity } from '../mail/identity-verifier.js';
 import { configOrExit, runCommand } from './cli-support.js';
 
 /** `mailward identity verify FILE.eml [--json]`: exit 0 valid, 1 invalid (CONTRACT.md). */
@@ -25,7 +24,7 @@ export const registerIdentity = (program: Command) => {
         const config = configOrExit();
         const c = await createContainer(config, { logger: createLogger({ level: 'warn', destination: 2 }) });
         try {
-          const r = await verifyMessageIdentity(c.store.db, raw);
+          const r = await c.mail.identityVerifier.verify(raw);
           if (opts.json) process.stdout.write(`${JSON.stringify(r)}\n`);
           else {
             const lines = r.valid

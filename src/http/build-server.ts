@@ -50,7 +50,7 @@ export type RestDeps = {
   audit: AuditService;
   auditLog: AuditLog;
   guard: Guard;
-  mail: Pick<MailModule, 'mailboxes' | 'mail' | 'reader' | 'approvals'>;
+  mail: Pick<MailModule, 'mailboxes' | 'mail' | 'reader' | 'approvals' | 'identityVerifier' | 'dnsRecords'>;
   vault: VaultService;
   consent: ConsentService;
 };
@@ -129,10 +129,10 @@ export const buildRestServer = async (c: RestDeps, { beside = [] }: RestServerOp
       mailRoutes({ mailboxes: c.mail.mailboxes, mail: c.mail.mail, reader: c.mail.reader, maxMessageBytes: c.config.smtp.maxMessageBytes }),
     );
     await v1.register(approvalRoutes({ approvals: c.mail.approvals }));
-    await v1.register(identityVerifyRoutes({ db: c.store.db, maxMessageBytes: c.config.smtp.maxMessageBytes }));
+    await v1.register(identityVerifyRoutes({ verifier: c.mail.identityVerifier, maxMessageBytes: c.config.smtp.maxMessageBytes }));
     await v1.register(vaultRoutes({ vault: c.vault }));
     await v1.register(consentRoutes({ consent: c.consent }));
-    await v1.register(dnsRoutes({ db: c.store.db }));
+    await v1.register(dnsRoutes({ dns: c.mail.dnsRecords }));
   });
   return app as unknown as FastifyInstance;
 };

@@ -1,10 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { requireAnyRole } from '../identity/principal.js';
-import { notFound } from '../kernel/errors.js';
-import { loadDnsRecords } from '../mail/dns-records.js';
-import type { Db } from '../store/db.js';
+import type { DnsRecordsService } from '../mail/dns-records.js';
 import { problems, secured } from './common-schemas.js';
 
 const dnsRecordsOut = z.object({
@@ -18,7 +15,7 @@ const dnsRecordsOut = z.object({
  * keys and policies only: nothing secret, so no audit event.
  */
 export const dnsRoutes =
-  ({ db }: { db: Db }) =>
+  ({ dns }: { dns: Pick<DnsRecordsService, 'forCaller'> }) =>
   async (root: FastifyInstance) => {
     const app = root.withTypeProvider<ZodTypeProvider>();
     app.get(
@@ -31,11 +28,6 @@ export const dnsRoutes =
           response: { 200: dnsRecordsOut, ...problems(401, 403, 404) },
         },
       },
-      async (req) => {
-        requireAnyRole(req.ctx, ['admin'], 'route');
-        const r = await loadDnsRecords(db, req.ctx.principal.orgId);
-        if (!r) throw notFound('organization');
-        return r;
-      },
+      (req) => dns.forCaller(req.ctx),
     );
   };

@@ -2,8 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { badRequest } from '../kernel/errors.js';
-import { verifyMessageIdentity } from '../mail/identity-verifier.js';
-import type { Db } from '../store/db.js';
+import type { IdentityVerifier } from '../mail/identity-verifier.js';
 import { problems, secured } from './common-schemas.js';
 
 const verifyOut = z.object({
@@ -20,7 +19,7 @@ const verifyOut = z.object({
 });
 
 /** POST /v1/identity/verify: a raw RFC 5322 message in, the X-Agent-Identity verdict out. */
-export const identityVerifyRoutes = (deps: { db: Db; maxMessageBytes: number }) => async (root: FastifyInstance) => {
+export const identityVerifyRoutes = (deps: { verifier: IdentityVerifier; maxMessageBytes: number }) => async (root: FastifyInstance) => {
   const app = root.withTypeProvider<ZodTypeProvider>();
   // RFC 2046 5.2.1: message/rfc822 is the media type of a whole message; kept as bytes, never parsed as text.
   app.addContentTypeParser('message/rfc822', { parseAs: 'buffer', bodyLimit: deps.maxMessageBytes }, (_req, body, done) =>
@@ -40,7 +39,7 @@ export const identityVerifyRoutes = (deps: { db: Db; maxMessageBytes: number }) 
     async (req) => {
       if (!Buffer.isBuffer(req.body) || req.body.length === 0)
         throw badRequest('message_required', 'Send the raw message with Content-Type: message/rfc822.');
-      return verifyMessageIdentity(deps.db, req.body);
+      return deps.verifier.verify(req.body);
     },
   );
 };

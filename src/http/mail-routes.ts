@@ -20,10 +20,11 @@ import {
   tagsOut,
   updateMailboxBody,
 } from '../mail/mail-schemas.js';
+import { encodeMessageCursor, normalizeMessageFilter } from '../mail/mail-filters.js';
 import type { MailboxService } from '../mail/mailbox-service.js';
 import type { ReadService } from '../mail/read-service.js';
 import type { SendService } from '../mail/send-service.js';
-import { decodeCursor, encodeCursor, idParams, problems, secured } from './common-schemas.js';
+import { idParams, problems, secured } from './common-schemas.js';
 
 type Deps = { mailboxes: MailboxService; mail: SendService; reader: ReadService; maxMessageBytes: number };
 
@@ -35,31 +36,8 @@ const idempotencyKeyOf = (req: FastifyRequest): string | undefined => {
   return r.data;
 };
 
-type MessagesQuery = z.infer<typeof messagesQuery>;
-
-/** The service's filters from a list or search query: cursor checked (400 invalid_cursor), times in UTC (400 invalid_filter when since >= until). */
-const filtersOf = (q: MessagesQuery) => {
-  const before = decodeCursor(q.cursor);
-  if (before !== undefined && !/^msg_[0-9a-f]{32}$/.test(before)) throw badRequest('invalid_cursor', 'cursor must come from next_cursor.');
-  const since = q.since ? new Date(q.since).toISOString() : undefined;
-  const until = q.until ? new Date(q.until).toISOString() : undefined;
-  if (since && until && since >= until) throw badRequest('invalid_filter', 'since must be before until.');
-  return {
-    direction: q.direction,
-    status: q.status,
-    unread: q.unread === undefined ? undefined : q.unread === 'true',
-    since,
-    until,
-    from: q.from,
-    subject: q.subject,
-    tag: q.tag,
-    before,
-    limit: q.limit,
-  };
-};
-
 const page = (r: { next: string | null; partial: boolean; unreadable: number }) => ({
-  next_cursor: r.next ? encodeCursor(r.next) : null,
+  next_cursor: r.next ? encodeMessageCursor(r.next) : null,
   partial: r.partial,
   unreadable: r.unreadable,
 });
@@ -140,7 +118,7 @@ export const mailRoutes = (deps: Deps) => async (root: FastifyInstance) => {
       },
     },
     async (req) => {
-      const r = await reader.list(req.ctx, req.params.id, filtersOf(req.query));
+      const r = await reader.list(req.ctx, req.params.id, normalizeMessageFilter(req.query));
       return { messages: r.messages, ...page(r) };
     },
   );
@@ -158,7 +136,7 @@ export const mailRoutes = (deps: Deps) => async (root: FastifyInstance) => {
       },
     },
     async (req) => {
-      const r = await reader.search(req.ctx, req.params.id, { ...filtersOf(req.query), q: req.query.q });
+      const r = await reader.search(req.ctx, req.params.id, normalizeMessageFilter(req.query));
       return { messages: r.messages, ...page(r) };
     },
   );

@@ -1,7 +1,7 @@
-import { createPublicKey } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { publicJwks } from '../identity/signing-keys.js';
 import { AppError } from '../kernel/errors.js';
 import type { Store } from '../store/db.js';
 import { createStoreHealth } from '../store/store-health.js';
@@ -54,23 +54,6 @@ export const systemRoutes = (c: { store: Store }, metrics: HttpMetrics) => async
         response: { 200: z.object({ keys: z.array(jwk) }) },
       },
     },
-    async () => {
-      const rows = await c.store.db
-        .selectFrom('signing_keys')
-        .select(['kid', 'purpose', 'public_key', 'org_id', 'retired_at'])
-        .where('purpose', 'in', ['identity-es256', 'audit-ed25519'])
-        .orderBy('created_at')
-        .execute();
-      return {
-        keys: rows.map((r) => ({
-          ...(createPublicKey(r.public_key).export({ format: 'jwk' }) as { kty: string }),
-          kid: r.kid,
-          alg: r.purpose === 'identity-es256' ? 'ES256' : 'EdDSA',
-          use: 'sig',
-          ...(r.org_id ? { org_id: r.org_id } : {}),
-          ...(r.retired_at ? { retired_at: r.retired_at } : {}),
-        })),
-      };
-    },
+    () => publicJwks(c.store.db),
   );
 };

@@ -76,6 +76,30 @@ export const activeSigningKey = (db: Executor, purpose: KeyPurpose, orgId: strin
   return q.executeTakeFirst();
 };
 
+/**
+ * The JWK Set of /.well-known/jwks.json (RFC 7517 5): the public keys of
+ * identity headers (ES256) and audit checkpoints (EdDSA), retired ones kept
+ * with `retired_at` so older headers and checkpoints still verify.
+ */
+export const publicJwks = async (db: Executor) => {
+  const rows = await db
+    .selectFrom('signing_keys')
+    .select(['kid', 'purpose', 'public_key', 'org_id', 'retired_at'])
+    .where('purpose', 'in', ['identity-es256', 'audit-ed25519'])
+    .orderBy('created_at')
+    .execute();
+  return {
+    keys: rows.map((r) => ({
+      ...(createPublicKey(r.public_key).export({ format: 'jwk' }) as { kty: string }),
+      kid: r.kid,
+      alg: r.purpose === 'identity-es256' ? 'ES256' : 'EdDSA',
+      use: 'sig',
+      ...(r.org_id ? { org_id: r.org_id } : {}),
+      ...(r.retired_at ? { retired_at: r.retired_at } : {}),
+    })),
+  };
+};
+
 export const openPrivateKey = (ring: KeyRing, row: SigningKeysTable): string =>
   open(ring, row.private_key_sealed, sealContext(row.purpose, row.kid)).toString();
 

@@ -1,5 +1,7 @@
+import { type RequestContext, requireAnyRole } from '../identity/principal.js';
 import { dkimPublicValue } from '../identity/signing-keys.js';
-import type { Executor } from '../store/db.js';
+import { notFound } from '../kernel/errors.js';
+import type { Db, Executor } from '../store/db.js';
 import type { SigningKeysTable } from '../store/schema.js';
 
 export type DnsRecord = { type: 'TXT'; name: string; value: string; purpose: string };
@@ -44,3 +46,36 @@ export const loadDnsRecords = async (ex: Executor, orgId: string): Promise<{ dom
     .execute();
   return { domain: org.domain, dns_records: dnsRecordsFor(org.domain, keys) };
 };
+
+export type OrgDnsRecords = { domain: string; dns_records: DnsRecord[] };
+
+/**
+ * The one place GET /v1/dns-records and `mailward dns` read the records
+ * from (STYLE.md, Dependency direction: adapters call one service function).
+ * Public keys and policies only: nothing secret, so no audit event.
+ */
+export const createDnsRecordsService = ({ db }: { db: Db }) => {
+  /** The caller's organization's records. Throws 404 (not a human), 403 role_required (not an admin), 404 organization. */
+  const forCaller = async (ctx: RequestContext): Promise<OrgDnsRecords> => {
+    requireAnyRole(ctx, ['admin'], 'route');
+    const r = await loadDnsRecords(db, ctx.principal.orgId);
+    if (!r) throw notFound('organization');
+    return r;
+  };
+
+  /** The operator's view (CLI, no principal): every organization's records by domain, or only `domain`'s; empty when none. */
+  const forOrganizations = async (opts: { domain?: string } = {}): Promise<OrgDnsRecords[]> => {
+    let q = db.selectFrom('organizations').select(['id', 'domain']).orderBy('domain');
+    if (opts.domain) q = q.where('domain', '=', opts.domain.toLowerCase());
+    const out: OrgDnsRecords[] = [];
+    for (const o of await q.execute()) {
+      const records = await loadDnsRecords(db, o.id);
+      if (records) out.push(records);
+    }
+    return out;
+  };
+
+  return { forCaller, forOrganizations };
+};
+
+export type DnsRecordsService = ReturnType<typeof createDnsRecordsService>;

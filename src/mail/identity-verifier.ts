@@ -1,4 +1,4 @@
-import type { Executor } from '../store/db.js';
+import type { Db, Executor } from '../store/db.js';
 import { type PublicKeyLookup, verifyIdentityHeader } from './identity-header.js';
 
 /** Keys of this installation's organisations, by kid (the same keys /.well-known/jwks.json publishes). */
@@ -17,3 +17,14 @@ export const storeKeyLookup =
 
 /** Checks X-Agent-Identity of a raw message against the store's keys; never throws for a bad message. */
 export const verifyMessageIdentity = (db: Executor, raw: Buffer) => verifyIdentityHeader(raw, storeKeyLookup(db));
+
+/**
+ * What POST /v1/identity/verify and `mailward identity verify` call (STYLE.md,
+ * Dependency direction: adapters hold services, not the store). Reads public
+ * keys only; writes nothing.
+ */
+export const createIdentityVerifier = ({ db }: { db: Db }) => ({
+  verify: (raw: Buffer) => verifyMessageIdentity(db, raw),
+});
+
+export type IdentityVerifier = ReturnType<typeof createIdentityVerifier>;

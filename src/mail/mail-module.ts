@@ -10,6 +10,8 @@ import { createOutboundScreen } from '../phi/outbound-screen.js';
 import type { Store } from '../store/db.js';
 import { createDeliveryWorker } from './delivery-worker.js';
 import { createMailResolver, type DnsLookups, loadDnsOverrides } from './dns-overrides.js';
+import { createDnsRecordsService } from './dns-records.js';
+import { createIdentityVerifier } from './identity-verifier.js';
 import { createMailEvents } from './mail-events.js';
 import type { MailConfig } from './mail-config.js';
 import { createMailboxService } from './mailbox-service.js';
@@ -66,7 +68,9 @@ export const createMailModule = ({ config, store, ring, clock, logger, audit, gu
     sweep: () => approvals.expireDue(),
   });
   kick = delivery.kick;
-  return { mailboxes, mail, reader, approvals, delivery, resolver, signer, events };
+  const dnsRecords = createDnsRecordsService({ db });
+  const identityVerifier = createIdentityVerifier({ db });
+  return { mailboxes, mail, reader, approvals, delivery, resolver, signer, events, dnsRecords, identityVerifier };
 };
 
 export type MailModule = ReturnType<typeof createMailModule>;

@@ -1,24 +1,30 @@
-import { sql } from 'kysely';
 import { canonicalJson } from '../audit/canonical.js';
 import type { AuditService } from '../audit/audit-service.js';
 import type { Guard } from '../identity/guard.js';
-import { actorOf, hasRole, hasScope, type Principal, type RequestContext } from '../identity/principal.js';
-import { parseAuthResults } from '../inbound/auth-results.js';
+import { hasRole, hasScope, type RequestContext } from '../identity/principal.js';
 import type { Clock } from '../kernel/clock.js';
 import { sha256Hex } from '../kernel/crypto/hash.js';
 import type { KeyRing } from '../kernel/crypto/keyring.js';
-import { AppError, forbidden, isAppError, notFound } from '../kernel/errors.js';
-import { parseFindings } from '../phi/outbound-screen.js';
-import type { Db, Dialect, Executor, Tx } from '../store/db.js';
-import type { MessagesTable } from '../store/schema.js';
+import { forbidden, notFound } from '../kernel/errors.js';
+import type { Db, Dialect, Executor } from '../store/db.js';
 import { safeFilename } from './header-text.js';
+import { assertSearchCriterion, type ReadFilters, type SearchFilters } from './mail-filters.js';
+import { createMailScan, type Unreadable } from './mail-scan.js';
 import { visibleMailbox } from './mailbox-service.js';
-import { approvalView, openContent } from './message-store.js';
-import type { MessageContent } from './mime.js';
+import { openContent } from './message-store.js';
+import {
+  emailTarget,
+  fullView,
+  heldView,
+  isContentHidden,
+  META,
+  type MetaRow,
+  type Summary,
+  summaryOf,
+  tagFields,
+} from './message-views.js';
 
 type Deps = { db: Db; dialect: Dialect; ring: KeyRing; guard: Guard; clock: Clock; audit: Pick<AuditService, 'record'> };
-
-export const emailTarget = (id: string) => ({ type: 'email', id });
 
 /** Agents read with mail:read or mail:send (their own mail's status); humans with admin or reviewer. */
 export const requireReader = (ctx: RequestContext) => {
@@ -37,96 +43,14 @@ export const visibleMessage = async (ex: Executor, ctx: RequestContext, id: stri
   return { m, mailbox };
 };
 
-/**
- * Issue 7 part 6 (`gated_all`): an inbound message a reviewer has not released
- * shows an agent only that it exists (sender, time, status and its reason),
- * never its subject, body or attachments. Only `received` is released: held
- * (`pending_approval`), `quarantined` (a failed DMARC check waiting for a
- * reviewer) and any status added later stay hidden, failing closed.
- * Reviewers and admins see everything.
- */
-export const isContentHidden = (p: Principal, m: Pick<MessagesTable, 'direction' | 'status'>) =>
-  p.type === 'agent' && m.direction === 'inbound' && m.status !== 'received';
-
-/**
- * The tags a reader may see: the agent's own always; the system's (derived
- * from content: phi, part2, categories) only where the content itself is
- * visible, so a held or quarantined message tells an agent nothing of what
- * it says (45 CFR 164.502(b) minimum necessary). `tags` is the union.
- */
-export const tagFields = (m: Pick<MessagesTable, 'tags' | 'system_tags'>, contentVisible: boolean) => {
-  const agent = JSON.parse(m.tags) as string[];
-  const system = contentVisible ? (JSON.parse(m.system_tags) as string[]) : [];
-  return { tags: [...new Set([...system, ...agent])], system_tags: system, agent_tags: agent };
-};
-
 /** The message held from the agent: 403 `message_held` (audited as denied), whatever the attachment index, so the count does not leak. */
 export const messageHeld = () =>
   forbidden('message_held', 'This inbound message is held for review; a reviewer must release it before its content can be read.');
 
-/** Filters of list and search; `from`, `subject` and `q` apply to opened content (sealed at rest). */
-export type ReadFilters = {
-  direction?: 'inbound' | 'outbound';
-  status?: string;
-  /** true: unread only; false: read only. */
-  unread?: boolean;
-  /** ISO-8601 UTC, inclusive. */
-  since?: string;
-  /** ISO-8601 UTC, exclusive. */
-  until?: string;
-  from?: string;
-  subject?: string;
-  tag?: string;
-  /** Keyset cursor: only ids below this one. */
-  before?: string;
-  limit: number;
-};
-
-/**
- * Bounds of one list or search request whose filters need the sealed content
- * (issue 7: content is encrypted at rest, so matching decrypts): rows read per
- * chunk, messages and sealed bytes examined per request. Sealed documents are
- * fetched in batches of at most SCAN_BATCH_BYTES, so a mailbox of large
- * attachments cannot exhaust memory.
- */
-export const SCAN_CHUNK = 200;
-export const SCAN_BUDGET = 2000;
-export const SCAN_BYTES = 64 * 1024 * 1024;
-const SCAN_BATCH_BYTES = 8 * 1024 * 1024;
-
-/** The columns a list needs, without the sealed blobs (fetched separately, in bounded batches). */
-const META = [
-  'id',
-  'org_id',
-  'mailbox_id',
-  'direction',
-  'status',
-  'status_reason',
-  'thread_id',
-  'message_id',
-  'tags',
-  'system_tags',
-  'is_read',
-  'created_at',
-  'auth_results',
-] as const;
-type Meta = Pick<MessagesTable, (typeof META)[number]>;
-type MetaRow = Meta & { sealed_len: number };
-
-/** Matching is case-insensitive and blind to runs of whitespace (wrapped lines, HTML layout). */
-const fold = (s: string) => s.normalize('NFKC').toLowerCase().replace(/\s+/g, ' ');
-
-/** Visible text of an HTML body for matching: tags, scripts and styles dropped, a few entities decoded. */
-const htmlText = (html: string) =>
-  html
-    .replace(/<(script|style)[^>]*>[\s\S]*?<\/\1\s*>/gi, ' ')
-    .replace(/<[^>]*>/g, ' ')
-    .replace(/&nbsp;/gi, ' ')
-    .replace(/&lt;/gi, '<')
-    .replace(/&gt;/gi, '>')
-    .replace(/&quot;/gi, '"')
-    .replace(/&#39;|&apos;/gi, "'")
-    .replace(/&amp;/gi, '&');
+// The names the rest of the code reads from here (STYLE.md, Module shape: one service, its parts by role).
+export type { ReadFilters } from './mail-filters.js';
+export { SCAN_BUDGET, SCAN_BYTES, SCAN_CHUNK } from './mail-scan.js';
+export { emailTarget, isContentHidden, tagFields } from './message-views.js';
 
 // RFC 5987 3.2.1 attr-char: everything else is percent-encoded in filename*.
 const rfc5987 = (s: string) => encodeURIComponent(s).replace(/['()*]/g, (ch) => `%${ch.charCodeAt(0).toString(16).toUpperCase()}`);
@@ -156,104 +80,12 @@ export const queryHash = (mailboxId: string, q: { q?: string; from?: string; sub
   sha256Hex(`mailward/search-query/v1|${mailboxId}|${canonicalJson({ q: q.q ?? null, from: q.from ?? null, subject: q.subject ?? null })}`);
 
 export const createReadService = ({ db, dialect, ring, guard, clock, audit }: Deps) => {
-  /**
-   * Size of a row's sealed content without reading it where the store allows:
-   * PostgreSQL's pg_column_size reads the TOAST header only (length() would
-   * detoast every document twice); SQLite reads it from the page cache.
-   */
-  const sealedSize = (col: 'content_sealed' | 'messages.content_sealed') =>
-    (dialect === 'postgres' ? sql<number>`pg_column_size(${sql.ref(col)})` : sql<number>`length(${sql.ref(col)})`).as('sealed_len');
-  const now = () => clock.now().toISOString();
-
-  const eventsOf = async (ex: Executor, id: string) =>
-    (await ex.selectFrom('message_events').selectAll().where('message_id', '=', id).orderBy('id').execute()).map((e) => ({
-      at: e.at,
-      type: e.type,
-      details: JSON.parse(e.details) as Record<string, unknown>,
-    }));
-
-  const attachmentsOf = (c: MessageContent) =>
-    c.attachments.map((a, index) => ({
-      index,
-      filename: a.filename,
-      content_type: a.content_type,
-      size: Buffer.from(a.content_base64, 'base64').length,
-    }));
-
-  const readState = (m: Pick<MessagesTable, 'is_read'>) => ({ is_read: m.is_read !== 0, unread: m.is_read === 0 });
-
-  /** What every view of a message starts with: identity, place and status with its reason. */
-  const headOf = (m: Pick<MessagesTable, 'id' | 'mailbox_id' | 'direction' | 'status' | 'status_reason'>) => ({
-    id: m.id,
-    mailbox_id: m.mailbox_id,
-    direction: m.direction,
-    status: m.status,
-    status_reason: m.status_reason ? (JSON.parse(m.status_reason) as Record<string, unknown>) : null,
+  const { sealedSize, withContent, openOrSkip, recordUnreadable, scan, needsContent, needlesOf, matchContent } = createMailScan({
+    dialect,
+    ring,
+    audit,
   });
-
-  const fullView = async (ex: Executor, m: MessagesTable) => {
-    const c = openContent(ring, m, m.content_sealed);
-    const approval = m.approval_id
-      ? await ex.selectFrom('approvals').selectAll().where('id', '=', m.approval_id).executeTakeFirst()
-      : undefined;
-    let original: Record<string, unknown> | null = null;
-    if (m.original_sealed) {
-      // The agent sees what a reviewer changed: its own fields before the edit.
-      const o = openContent(ring, m, m.original_sealed, 'original');
-      const a = approval ? approvalView(ring, approval) : null;
-      original = Object.fromEntries((a?.edits ?? []).map((d) => [d.field, (o as unknown as Record<string, unknown>)[d.field]]));
-    }
-    return {
-      ...headOf(m),
-      content_hidden: false as const,
-      from: c.from.address,
-      from_name: c.from.name || null,
-      to: c.to,
-      cc: c.cc,
-      bcc: c.bcc,
-      subject: c.subject,
-      text: c.text,
-      html: c.html,
-      attachments: attachmentsOf(c),
-      ...tagFields(m, true),
-      phi_findings: parseFindings(m.phi_findings),
-      phi_sensitivity: m.phi_sensitivity,
-      auth_results: parseAuthResults(m.auth_results),
-      ...readState(m),
-      thread_id: m.thread_id,
-      message_id: m.message_id,
-      in_reply_to: m.in_reply_to,
-      references: JSON.parse(m.references_ids) as string[],
-      oversight_mode: m.oversight_mode,
-      created_at: m.created_at,
-      delivered_at: m.delivered_at,
-      approval: approval ? approvalView(ring, approval, m) : null,
-      original,
-      events: await eventsOf(ex, m.id),
-    };
-  };
-
-  /** What an agent sees of a held inbound message: that it exists, its sender and time, and where its review stands. */
-  const heldView = async (ex: Executor, m: MessagesTable, c: MessageContent) => {
-    const a = m.approval_id
-      ? await ex
-          .selectFrom('approvals')
-          .select(['id', 'status', 'created_at', 'expires_at'])
-          .where('id', '=', m.approval_id)
-          .executeTakeFirst()
-      : undefined;
-    return {
-      ...headOf(m),
-      content_hidden: true as const,
-      from: c.from.address,
-      ...tagFields(m, false),
-      auth_results: parseAuthResults(m.auth_results),
-      ...readState(m),
-      thread_id: m.thread_id,
-      created_at: m.created_at,
-      approval: a ? { id: a.id, status: a.status, created_at: a.created_at, expires_at: a.expires_at } : null,
-    };
-  };
+  const now = () => clock.now().toISOString();
 
   /**
    * Reads one message. Agents: an inbound message not yet released (gated_all)
@@ -272,7 +104,7 @@ export const createReadService = ({ db, dialect, ring, guard, clock, audit }: De
         await tx.updateTable('messages').set({ is_read: 1, updated_at: now() }).where('id', '=', m.id).execute();
         m.is_read = 1;
       }
-      const view = hidden ? await heldView(tx, m, openContent(ring, m, m.content_sealed)) : await fullView(tx, m);
+      const view = hidden ? await heldView(tx, m, openContent(ring, m, m.content_sealed)) : await fullView(tx, ring, m);
       await guard.recordIn(
         tx,
         ctx,
@@ -283,215 +115,6 @@ export const createReadService = ({ db, dialect, ring, guard, clock, audit }: De
       );
       return view;
     });
-
-  /** One row of a list, thread or search: the content an agent may see, or for a held inbound message its sender and time only. */
-  const summaryOf = (p: Principal, m: Meta, c: MessageContent) => {
-    const hidden = isContentHidden(p, m);
-    const auth = parseAuthResults(m.auth_results);
-    return {
-      ...headOf(m),
-      content_hidden: hidden,
-      from: c.from.address,
-      to: hidden ? [] : c.to,
-      subject: hidden ? null : c.subject,
-      attachment_count: hidden ? null : c.attachments.length,
-      auth_flags: auth ? auth.flags : null,
-      ...readState(m),
-      thread_id: m.thread_id,
-      message_id: hidden ? null : m.message_id,
-      ...tagFields(m, !hidden),
-      created_at: m.created_at,
-    };
-  };
-
-  type Summary = ReturnType<typeof summaryOf>;
-  type Field = 'from' | 'subject' | 'body';
-  type Match = { summary: Summary; matched_in?: Field[] };
-
-  /**
-   * Yields `rows` in order with their sealed content (null when `needs` says
-   * it is not needed, or the row is gone), fetched by id in batches of at
-   * most SCAN_BATCH_BYTES.
-   */
-  async function* withContent(ex: Executor, rows: MetaRow[], needs: (r: MetaRow) => boolean) {
-    let i = 0;
-    while (i < rows.length) {
-      let j = i;
-      let bytes = 0;
-      const ids: string[] = [];
-      while (j < rows.length && (ids.length === 0 || bytes + rows[j]!.sealed_len <= SCAN_BATCH_BYTES)) {
-        const r = rows[j]!;
-        if (needs(r)) {
-          ids.push(r.id);
-          bytes += Number(r.sealed_len);
-        }
-        j++;
-      }
-      const sealed = new Map(
-        ids.length > 0
-          ? (await ex.selectFrom('messages').select(['id', 'content_sealed']).where('id', 'in', ids).execute()).map((x) => [
-              x.id,
-              x.content_sealed,
-            ])
-          : [],
-      );
-      for (const r of rows.slice(i, j)) yield { row: r, sealed: sealed.get(r.id) ?? null };
-      i = j;
-    }
-  }
-
-  type Unreadable = { id: string; code: string; mailboxId: string };
-
-  /**
-   * Opens a row's sealed content, or notes it in `skipped` and returns null
-   * when it cannot be opened (tampered, corrupt, or wrapped under a key the
-   * ring lacks): one bad message must not make its whole mailbox unreadable.
-   */
-  const openOrSkip = (row: Meta, sealed: string, skipped: Unreadable[]): MessageContent | null => {
-    try {
-      return openContent(ring, row, sealed);
-    } catch (e) {
-      skipped.push({ id: row.id, code: isAppError(e) ? e.code : 'content_invalid', mailboxId: row.mailbox_id });
-      return null;
-    }
-  };
-
-  /**
-   * 45 CFR 164.312(b) and (c)(1): a message whose sealed content failed to
-   * open is an integrity event, recorded as `email.unreadable` (outcome
-   * error) in the same transaction as the read that skipped it; the code
-   * only, never content.
-   */
-  const recordUnreadable = async (
-    tx: Tx,
-    ctx: RequestContext,
-    mailboxId: string | null,
-    during: 'list' | 'search' | 'thread',
-    skipped: Unreadable[],
-  ) => {
-    for (const u of skipped) {
-      await audit.record(tx, {
-        action: 'email.unreadable',
-        actor: actorOf(ctx),
-        target: emailTarget(u.id),
-        outcome: 'error',
-        requestId: ctx.requestId,
-        clientIp: ctx.clientIp,
-        details: { mailbox_id: mailboxId ?? u.mailboxId, code: u.code, during },
-      });
-    }
-  };
-
-  /**
-   * Keyset scan, newest first, of a mailbox's rows passing the SQL filters;
-   * `accept` matches each opened row. Reads chunks until the page has `limit`
-   * matches and one more proves there is a next page, the mailbox ends, or
-   * the budget (SCAN_BUDGET messages, SCAN_BYTES sealed bytes) is spent; then
-   * `next` is the last row examined, so the next page resumes exactly after it
-   * (`partial`: the budget ended the page, follow next_cursor for more).
-   * A message whose content cannot be opened is skipped, listed in
-   * `unreadable`, and makes the answer `partial`.
-   * Without content filters one SQL page answers and no budget applies.
-   */
-  const scan = async (
-    ex: Executor,
-    mailboxId: string,
-    f: ReadFilters,
-    postFilter: boolean,
-    accept: (m: Meta, c: MessageContent) => Match | null,
-  ) => {
-    const out: Match[] = [];
-    const unreadable: Unreadable[] = [];
-    // A skipped message makes the answer incomplete whatever else ended the page.
-    const done = (r: { items: Match[]; next: string | null; partial: boolean; examined: number }) => ({
-      ...r,
-      partial: r.partial || unreadable.length > 0,
-      unreadable,
-    });
-    let cursor = f.before;
-    let examined = 0;
-    let bytes = 0;
-    let lastReturned: string | null = null;
-    // Any tag of the row, so its content is fetched; matchContent decides what this reader may match on.
-    const tagOk = (r: MetaRow) => !f.tag || tagFields(r, true).tags.includes(f.tag);
-    for (;;) {
-      const n = postFilter ? Math.min(SCAN_CHUNK, SCAN_BUDGET - examined) : f.limit + 1;
-      let q = ex
-        .selectFrom('messages')
-        .select([...META, sealedSize('content_sealed')])
-        .where('mailbox_id', '=', mailboxId)
-        .orderBy('id', 'desc')
-        .limit(n);
-      if (f.direction) q = q.where('direction', '=', f.direction);
-      if (f.status) q = q.where('status', '=', f.status);
-      if (f.unread !== undefined) q = q.where('is_read', '=', f.unread ? 0 : 1);
-      if (f.since) q = q.where('created_at', '>=', f.since);
-      if (f.until) q = q.where('created_at', '<', f.until);
-      // Tags are a JSON array of [A-Za-z0-9:_.-]; LIKE narrows (escaping _), the exact check (tagOk) decides.
-      if (f.tag) {
-        const like = `%"${f.tag.replace(/[\\%_]/g, (ch) => `\\${ch}`)}"%`;
-        q = q.where((eb) =>
-          eb.or([
-            sql<boolean>`${sql.ref('tags')} like ${like} escape '\\'`,
-            sql<boolean>`${sql.ref('system_tags')} like ${like} escape '\\'`,
-          ]),
-        );
-      }
-      if (cursor) q = q.where('id', '<', cursor);
-      const rows = (await q.execute()) as MetaRow[];
-      // Without content filters only the page itself is opened; the extra row just proves a next page.
-      const page = postFilter ? rows : rows.slice(0, f.limit);
-      for await (const { row, sealed } of withContent(ex, page, tagOk)) {
-        const c = sealed !== null && tagOk(row) ? openOrSkip(row, sealed, unreadable) : null;
-        const r = c ? accept(row, c) : null;
-        if (r && out.length === f.limit) return done({ items: out, next: lastReturned, partial: false, examined });
-        examined++;
-        bytes += Number(row.sealed_len);
-        cursor = row.id;
-        if (r) {
-          out.push(r);
-          lastReturned = row.id;
-        }
-        if (postFilter && bytes >= SCAN_BYTES) return done({ items: out, next: row.id, partial: out.length < f.limit, examined });
-      }
-      if (!postFilter) return done({ items: out, next: rows.length > f.limit ? lastReturned : null, partial: false, examined });
-      if (rows.length < n) return done({ items: out, next: null, partial: false, examined });
-      if (examined >= SCAN_BUDGET) return done({ items: out, next: cursor ?? null, partial: out.length < f.limit, examined });
-    }
-  };
-
-  const needsContent = (f: { from?: string; subject?: string; q?: string; tag?: string }) => Boolean(f.from || f.subject || f.q || f.tag);
-
-  /** The content filters of a request, folded once. */
-  type Needles = { from?: string; subject?: string; q?: string; tag?: string };
-  const needlesOf = (f: { from?: string; subject?: string; q?: string; tag?: string }): Needles => ({
-    from: f.from && fold(f.from),
-    subject: f.subject && fold(f.subject),
-    q: f.q && fold(f.q),
-    tag: f.tag,
-  });
-
-  /** The content filters on an opened message; a held one matches only on its sender for an agent. */
-  const matchContent = (p: Principal, m: Meta, c: MessageContent, f: Needles): Match | null => {
-    const hidden = isContentHidden(p, m);
-    // A held message matches an agent's tag filter on the agent's own tags only (its system tags are not shown).
-    if (f.tag && !tagFields(m, !hidden).tags.includes(f.tag)) return null;
-    const sender = fold(`${c.from.name ?? ''} <${c.from.address}>`);
-    if (f.from && !sender.includes(f.from)) return null;
-    if (f.subject && (hidden || !fold(c.subject).includes(f.subject))) return null;
-    let matched: Field[] | undefined;
-    if (f.q) {
-      const needle = f.q;
-      matched = [];
-      if (sender.includes(needle)) matched.push('from');
-      if (!hidden) {
-        if (fold(c.subject).includes(needle)) matched.push('subject');
-        if (fold(c.text ?? '').includes(needle) || (c.html && fold(htmlText(c.html)).includes(needle))) matched.push('body');
-      }
-      if (matched.length === 0) return null;
-    }
-    return { summary: summaryOf(p, m, c), ...(matched ? { matched_in: matched } : {}) };
-  };
 
   /**
    * Lists a mailbox's messages, newest first, keyset-paginated by id, with
@@ -531,13 +154,12 @@ export const createReadService = ({ db, dialect, ring, guard, clock, audit }: De
    * Throws 400 invalid_filter (no criterion), 403, 404. Audits `email.searched`
    * with the ids returned and a hash of the criteria, never their text.
    */
-  const search = async (ctx: RequestContext, mailboxId: string, f: ReadFilters & { q?: string }) => {
+  const search = async (ctx: RequestContext, mailboxId: string, f: SearchFilters) => {
     const target = { type: 'mailbox', id: mailboxId };
     const r = await guard.read(ctx, 'email.searched', target, async () => {
       requireReader(ctx);
       await visibleMailbox(db, ctx, mailboxId);
-      if (!f.q && !f.from && !f.subject && !f.tag && !f.since && !f.until)
-        throw new AppError('invalid_filter', 400, 'Search needs q or at least one of from, subject, tag, since, until.');
+      assertSearchCriterion(f);
       const needles = needlesOf(f);
       return scan(db, mailboxId, f, true, (m, c) => matchContent(ctx.principal, m, c, needles));
     });

@@ -6,9 +6,10 @@ import type { IdentityService } from '../identity/identity-service.js';
 import { meOut } from '../identity/identity-schemas.js';
 import { hasRole, hasScope, type Principal, type RequestContext, type Scope } from '../identity/principal.js';
 import type { Clock } from '../kernel/clock.js';
-import { type AppError, badRequest, forbidden } from '../kernel/errors.js';
+import { type AppError, forbidden } from '../kernel/errors.js';
 import type { Logger } from '../kernel/log.js';
 import type { MailEvents } from '../mail/mail-events.js';
+import { encodeMessageCursor, normalizeMessageFilter, toUtc } from '../mail/mail-filters.js';
 import {
   approvalOut,
   heldEmailOut,
@@ -132,14 +133,6 @@ const idempotencyKey = idempotencyKeyHeader.describe(
   'A new unique key for each message you mean to send (e.g. a UUID). When you retry after an error or a timeout, reuse the same key with the same arguments: you get the first result back instead of a second message (24 h). The same key with different arguments is refused (idempotency_key_reused).',
 );
 
-const encodeCursor = (v: string) => Buffer.from(v).toString('base64url');
-const decodeMessageCursor = (c: string | undefined) => {
-  if (c === undefined) return undefined;
-  const id = Buffer.from(c, 'base64url').toString();
-  if (!/^msg_[0-9a-f]{32}$/.test(id)) throw badRequest('invalid_cursor', 'cursor must come from next_cursor.');
-  return id;
-};
-
 const empty = z.strictObject({});
 
 const json = (v: unknown) => JSON.stringify(v);
@@ -164,19 +157,6 @@ const checkInboxIn = messagesQuery.omit({ unread: true, limit: true, direction: 
     .default('inbound')
     .describe('inbound (default): mail received; outbound: mail this mailbox sent'),
   ...listFilters,
-});
-
-const filtersOf = (a: Omit<z.infer<typeof checkInboxIn>, 'direction' | 'mailbox_id'> & { direction?: 'inbound' | 'outbound' }) => ({
-  direction: a.direction,
-  status: a.status,
-  unread: a.unread,
-  since: a.since ? new Date(a.since).toISOString() : undefined,
-  until: a.until ? new Date(a.until).toISOString() : undefined,
-  from: a.from,
-  subject: a.subject,
-  tag: a.tag,
-  before: decodeMessageCursor(a.cursor),
-  limit: a.limit,
 });
 
 const sendIn = sendBody.safeExtend({ mailbox_id: mailboxId, idempotency_key: idempotencyKey });
@@ -278,11 +258,11 @@ const tools: ToolDef[] = [
     access: mailReader(),
     run: async (d, ctx, raw) => {
       const a = raw as z.infer<typeof checkInboxIn>;
-      const r = await d.reader.list(ctx, a.mailbox_id, filtersOf(a));
+      const r = await d.reader.list(ctx, a.mailbox_id, normalizeMessageFilter(a));
       const s = out(inboxOut, {
         mailbox_id: a.mailbox_id,
         messages: r.messages,
-        next_cursor: r.next ? encodeCursor(r.next) : null,
+        next_cursor: r.next ? encodeMessageCursor(r.next) : null,
         partial: r.partial,
         unreadable: r.unreadable,
       });
@@ -381,11 +361,11 @@ const tools: ToolDef[] = [
     access: mailReader(),
     run: async (d, ctx, raw) => {
       const a = raw as z.infer<typeof searchIn>;
-      const r = await d.reader.search(ctx, a.mailbox_id, { ...filtersOf(a), q: a.q });
+      const r = await d.reader.search(ctx, a.mailbox_id, normalizeMessageFilter(a));
       const s = out(searchOut, {
         mailbox_id: a.mailbox_id,
         messages: r.messages,
-        next_cursor: r.next ? encodeCursor(r.next) : null,
+        next_cursor: r.next ? encodeMessageCursor(r.next) : null,
         partial: r.partial,
         unreadable: r.unreadable,
       });
@@ -453,7 +433,7 @@ const tools: ToolDef[] = [
     access: mailReader(),
     run: async (d, ctx, raw, env) => {
       const a = raw as z.infer<typeof waitIn>;
-      const since = a.since ? new Date(a.since).toISOString() : d.clock.now().toISOString();
+      const since = a.since ? toUtc(a.since) : d.clock.now().toISOString();
       const timeoutMs = a.timeout_seconds * 1000;
       const started = Date.now();
       const m = await waitForEmail(
