@@ -42,7 +42,7 @@ const page = (r: { next: string | null; partial: boolean; unreadable: number }) 
   unreadable: r.unreadable,
 });
 
-/** Thin adapters over the mailbox and send services (issue 6). */
+/** Thin adapters over the mailbox and send services. */
 export const mailRoutes = (deps: Deps) => async (root: FastifyInstance) => {
   const app = root.withTypeProvider<ZodTypeProvider>();
   const { mailboxes, mail, reader } = deps;

@@ -13,7 +13,7 @@ import type { MessageContent } from './mime.js';
 
 /**
  * Bounds of one list or search request whose filters need the sealed content
- * (issue 7: content is encrypted at rest, so matching decrypts): rows read per
+ * (content is encrypted at rest, so matching decrypts): rows read per
  * chunk, messages and sealed bytes examined per request. Sealed documents are
  * fetched in batches of at most SCAN_BATCH_BYTES, so a mailbox of large
  * attachments cannot exhaust memory.

@@ -13,7 +13,7 @@ import type { MessageContent } from './mime.js';
 export const emailTarget = (id: string) => ({ type: 'email', id });
 
 /**
- * Issue 7 part 6 (`gated_all`): an inbound message a reviewer has not released
+ * Held inbound mail (`gated_all`): an inbound message a reviewer has not released
  * shows an agent only that it exists (sender, time, status and its reason),
  * never its subject, body or attachments. Only `received` is released: held
  * (`pending_approval`), `quarantined` (a failed DMARC check waiting for a

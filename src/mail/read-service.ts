@@ -118,7 +118,7 @@ export const createReadService = ({ db, dialect, ring, guard, clock, audit }: De
 
   /**
    * Lists a mailbox's messages, newest first, keyset-paginated by id, with
-   * filters (issue 7 part 5). Held, rejected and quarantined messages are
+   * filters. Held, rejected and quarantined messages are
    * listed like any other (nothing held is invisible). `from` and `subject`
    * match opened content, so such a page may stop at the scan budget
    * (`partial`). The scan runs outside a transaction (on SQLite a long one
@@ -146,7 +146,7 @@ export const createReadService = ({ db, dialect, ring, guard, clock, audit }: De
   };
 
   /**
-   * Searches a mailbox (issue 7 part 5): `q` is a case-insensitive substring of
+   * Searches a mailbox: `q` is a case-insensitive substring of
    * the sender, subject or body text (HTML without tags), combined with the
    * list filters. Content is sealed at rest, so this decrypts the mailbox's
    * messages newest first, within the scan budget per request, and pages by
