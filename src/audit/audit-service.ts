@@ -1,3 +1,4 @@
+import { EVENT_COLUMNS } from './audit-columns.js';
 import { createHash } from 'node:crypto';
 import { sql } from 'kysely';
 import type { Clock } from '../kernel/clock.js';
@@ -65,27 +66,6 @@ export type AuditQuery = {
 type Deps = { db: Db; dialect: Dialect; clock: Clock };
 
 const q = JSON.stringify;
-
-/** The columns of an audit row, in the order of the prepared insert's parameters. */
-const EVENT_COLUMNS = [
-  'seq',
-  'id',
-  'at',
-  'org_id',
-  'action',
-  'actor_type',
-  'actor_id',
-  'delegation_chain',
-  'target_type',
-  'target_id',
-  'outcome',
-  'request_id',
-  'client_ip',
-  'content_hash',
-  'details',
-  'prev_hash',
-  'hash',
-] as const satisfies readonly (keyof AuditEventsTable)[];
 
 /**
  * The append path's statements, built by Kysely's builders but compiled once:

@@ -2,6 +2,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import SQLite from 'better-sqlite3';
 import pg from 'pg';
 import { type EventRow, recomputeRowHash } from './audit-chain.js';
+import { EVENT_COLUMNS } from './audit-columns.js';
 import { CompactRange, leafHashHex } from './merkle.js';
 
 /**
@@ -26,26 +27,7 @@ export type VerifyChunk = {
   problem: { code: 'missing_event' | 'out_of_order' | 'broken_link' | 'hash_mismatch' | 'end'; seq: number; found?: number } | null;
 };
 
-const COLS = [
-  'seq',
-  'id',
-  'at',
-  'org_id',
-  'action',
-  'actor_type',
-  'actor_id',
-  'delegation_chain',
-  'target_type',
-  'target_id',
-  'outcome',
-  'request_id',
-  'client_ip',
-  'content_hash',
-  'details',
-  'prev_hash',
-  'hash',
-] as const;
-const SELECT = `select ${COLS.join(', ')} from audit_events where seq >= $1 and seq <= $2 order by seq limit $3`;
+const SELECT = `select ${EVENT_COLUMNS.join(', ')} from audit_events where seq >= $1 and seq <= $2 order by seq limit $3`;
 const BATCH = 10_000;
 
 const toRow = (a: unknown[]): EventRow => ({
