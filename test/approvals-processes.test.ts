@@ -18,7 +18,7 @@ const api =
     return { status: r.status, body: await r.json() };
   };
 
-const APPROVALS = 24;
+const APPROVALS = 100;
 
 type Serve = { port: number; stop: () => Promise<void> };
 
@@ -57,13 +57,13 @@ for (const dialect of testDialects()) {
       await db?.drop();
     });
 
-    it('answers 200 to exactly one of approve and reject racing on two processes, 409 to the other, and audits one decision and one denial', async () => {
+    it('answers 200 to exactly one of three deciders (approve, reject, approve) racing on two processes over 100 approvals, 409 to the others, and audits one decision and two denials each', async () => {
       const onA = api(a.port);
       const onB = api(b.port);
       const admin = fs.readFileSync(path.join(db.dataDir, 'bootstrap-admin.key'), 'utf8').trim();
       const dep = await onA('POST', '/v1/departments', admin, { name: 'Cardiology' });
       const reviewers: string[] = [];
-      for (const name of ['Dr. Rivera', 'Dr. Chen']) {
+      for (const name of ['Dr. Rivera', 'Dr. Chen', 'Dr. Okafor']) {
         const h = await onA('POST', '/v1/humans', admin, {
           name,
           email: `${name.slice(4).toLowerCase()}@hospital.example`,
@@ -103,17 +103,19 @@ for (const dialect of testDialects()) {
       ).map((r) => ({ id: r.id, email_id: r.email_id }));
       expect(pending.map((p) => p.email_id).sort()).toEqual([...emails].sort());
 
-      // Approve on one process, reject on the other, both sent at once; which process approves alternates.
-      const outcomes = new Map<string, { approve: Answer; reject: Answer }>();
+      // Three deciders at once per approval: approve on one process, reject on the other, approve again on the
+      // first (another reviewer); which process approves alternates.
+      const outcomes = new Map<string, { approves: Answer[]; reject: Answer }>();
       for (let i = 0; i < pending.length; i += 6) {
         await Promise.all(
           pending.slice(i, i + 6).map(async (p, j) => {
             const [approveOn, rejectOn] = (i + j) % 2 === 0 ? [onA, onB] : [onB, onA];
-            const [approve, reject] = await Promise.all([
+            const [first, reject, second] = await Promise.all([
               approveOn('POST', `/v1/approvals/${p.id}/approve`, reviewers[0]!, { comment: 'Fine.' }),
               rejectOn('POST', `/v1/approvals/${p.id}/reject`, reviewers[1]!, { comment: 'Not this one.' }),
+              approveOn('POST', `/v1/approvals/${p.id}/approve`, reviewers[2]!, { comment: 'Fine too.' }),
             ]);
-            outcomes.set(p.id, { approve, reject });
+            outcomes.set(p.id, { approves: [first!, second!], reject: reject! });
           }),
         );
       }
@@ -123,18 +125,27 @@ for (const dialect of testDialects()) {
         ...(await onA('GET', '/v1/audit/events?action=email.rejected&limit=500', admin)).body.events,
       ];
       for (const p of pending) {
-        const { approve, reject } = outcomes.get(p.id)!;
-        expect([approve.status, reject.status].sort()).toEqual([200, 409]);
-        const loser = approve.status === 409 ? approve : reject;
-        expect(loser.body.code).toBe('approval_decided');
-        const approved = approve.status === 200;
+        const { approves, reject } = outcomes.get(p.id)!;
+        const answers = [...approves, reject];
+        expect(answers.map((a) => a.status).sort()).toEqual([200, 409, 409]);
+        for (const loser of answers.filter((a) => a.status === 409)) expect(loser.body.code).toBe('approval_decided');
+        const approved = approves.some((a) => a.status === 200);
 
         const decisions = successes.filter((e) => e.outcome === 'success' && e.details.approval_id === p.id);
         expect(decisions.map((e) => e.action)).toEqual([approved ? 'email.approved' : 'email.rejected']);
         const denials = successes.filter((e) => e.outcome === 'denied' && e.target?.id === p.id);
-        expect(denials.map((e) => [e.action, e.details.code])).toEqual([
-          [approved ? 'email.rejected' : 'email.approved', 'approval_decided'],
-        ]);
+        expect(denials.map((e) => [e.action, e.details.code]).sort()).toEqual(
+          (approved
+            ? [
+                ['email.approved', 'approval_decided'],
+                ['email.rejected', 'approval_decided'],
+              ]
+            : [
+                ['email.approved', 'approval_decided'],
+                ['email.approved', 'approval_decided'],
+              ]
+          ).sort(),
+        );
 
         const apr = await store.db.selectFrom('approvals').selectAll().where('id', '=', p.id).executeTakeFirstOrThrow();
         expect(apr.status).toBe(approved ? 'approved' : 'rejected');
