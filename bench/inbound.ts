@@ -7,7 +7,6 @@
  * same messages, in the same run. Targets (2 cores, SQLite): >= 500
  * messages/s and >= 40% of the bare sink.
  */
-import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -16,38 +15,18 @@ import path from 'node:path';
 import { type DKIMSignOptions, dkimSign } from 'mailauth';
 import { createTransport } from 'nodemailer';
 import { SMTPServer } from 'smtp-server';
+import { selfSignedCert } from '../test/support/outbound-sink.js';
 import { api, benchStore, fmt, freePort, repoRoot, startProcess, table } from './support/bench-kit.js';
 
 const N = Number(process.env.MAILWARD_BENCH_MESSAGES ?? 2000);
 const CONNECTIONS = Number(process.env.MAILWARD_BENCH_SMTP_CONNECTIONS ?? 8);
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mw-bench-inbound-'));
-const keyFile = path.join(dir, 'key.pem');
-const certFile = path.join(dir, 'cert.pem');
-execFileSync(
-  'openssl',
-  [
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:P-256',
-    '-nodes',
-    '-keyout',
-    keyFile,
-    '-out',
-    certFile,
-    '-days',
-    '2',
-    '-subj',
-    '/CN=localhost',
-    '-addext',
-    'subjectAltName=DNS:localhost,IP:127.0.0.1',
-  ],
-  { stdio: 'ignore' },
-);
-const ca = fs.readFileSync(certFile);
+// A self-signed pair for localhost (the tests' helper), served by Mailward's listener and trusted by the senders.
+const pair = selfSignedCert(dir);
+const keyFile = pair.keyFile;
+const certFile = pair.caFile;
+const ca = pair.cert;
 
 // The outside sender: DKIM key, SPF allowing loopback, DMARC p=reject, all through MAILWARD_DNS_OVERRIDES.
 const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
@@ -124,7 +103,7 @@ const blast = async (port: number) => {
 const sink = new SMTPServer({
   secure: false,
   disabledCommands: ['AUTH'],
-  key: fs.readFileSync(keyFile),
+  key: pair.private,
   cert: ca,
   logger: false,
   disableReverseLookup: true,

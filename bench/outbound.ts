@@ -6,51 +6,29 @@
  * the `send` accept latency at 100 requests/s. Targets (2 cores, SQLite):
  * >= 300 messages/s end to end, p99 accept < 25 ms at 100 req/s.
  */
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import autocannon from 'autocannon';
 import { createTransport } from 'nodemailer';
 import { SMTPServer } from 'smtp-server';
+import { selfSignedCert } from '../test/support/outbound-sink.js';
 import { api, benchStore, fmt, repoRoot, startProcess, table } from './support/bench-kit.js';
 
 const N = Number(process.env.MAILWARD_BENCH_MESSAGES ?? 1000);
 const CONCURRENCY = 32;
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mw-bench-outbound-'));
-const key = path.join(dir, 'key.pem');
-const cert = path.join(dir, 'cert.pem');
-execFileSync(
-  'openssl',
-  [
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:P-256',
-    '-nodes',
-    '-keyout',
-    key,
-    '-out',
-    cert,
-    '-days',
-    '2',
-    '-subj',
-    '/CN=localhost',
-    '-addext',
-    'subjectAltName=DNS:localhost,IP:127.0.0.1',
-  ],
-  { stdio: 'ignore' },
-);
+// A self-signed pair for localhost (the tests' helper): the sink offers STARTTLS, Mailward trusts it as its CA.
+const tls = selfSignedCert(dir);
+const cert = tls.caFile;
 
 let received = 0;
 const sink = new SMTPServer({
   secure: false,
   disabledCommands: ['AUTH'],
-  key: fs.readFileSync(key),
-  cert: fs.readFileSync(cert),
+  key: tls.private,
+  cert: tls.cert,
   logger: false,
   onData(stream, _s, cb) {
     stream.on('data', () => {});

@@ -6,6 +6,7 @@ import { loadConfig } from '../src/app/config.js';
 import { createContainer } from '../src/app/container.js';
 import { warnIfBootstrapKeyRemains } from '../src/cli/serve-command.js';
 import { createLogger } from '../src/kernel/log.js';
+import { waitFor } from './support/wait.js';
 import { freshDatabase, testDialects } from './support/dialects.js';
 import { freePort, repoRoot, stopChild } from './support/processes.js';
 
@@ -47,12 +48,15 @@ const serveUntil = async (env: Record<string, string>, done: (out: string) => bo
     out += d;
   });
   try {
-    const deadline = Date.now() + 120_000;
-    while (!done(out)) {
-      if (child.exitCode !== null) throw new Error(`mailward serve exited (${child.exitCode}):\n${out}`);
-      if (Date.now() > deadline) throw new Error(`mailward serve did not get there in time:\n${out}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    const got = await waitFor(
+      () => {
+        if (done(out)) return true;
+        if (child.exitCode !== null) throw new Error(`mailward serve exited (${child.exitCode}):\n${out}`);
+        return false;
+      },
+      { timeoutMs: 120_000, everyMs: 50 },
+    );
+    if (!got) throw new Error(`mailward serve did not get there in time:\n${out}`);
   } finally {
     await stopChild(child);
   }

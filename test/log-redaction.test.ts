@@ -6,6 +6,7 @@ import { loadConfig } from '../src/app/config.js';
 import { type Container, createContainer } from '../src/app/container.js';
 import { buildServer } from '../src/app/http-server.js';
 import { createLogger } from '../src/kernel/log.js';
+import { waitFor } from './support/wait.js';
 import { freshDatabase, testDialects } from './support/dialects.js';
 
 const SEED = 'JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP';
@@ -125,9 +126,7 @@ for (const dialect of testDialects()) {
       expect(malformed).toContain('400');
 
       // The trace lines for both client errors are written (so the search below searches something).
-      const deadline = Date.now() + 10_000;
-      while (!(log.includes('client header_overflow') && log.includes('client error')) && Date.now() < deadline)
-        await new Promise((r) => setTimeout(r, 20));
+      await waitFor(() => log.includes('client header_overflow') && log.includes('client error'));
       expect(log).toContain('client header_overflow');
       expect(log).toContain('client error');
 

@@ -1,9 +1,8 @@
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testDialects } from './support/dialects.js';
-import { connectHttp, type McpClient } from './support/mcp-client.js';
-import { seedMailbox } from './support/outbound-sink.js';
-import { createTestApp, type TestApp } from './support/test-app.js';
+import { appWithMcpAgent, type McpClient } from './support/mcp-client.js';
+import type { seedMailbox } from './support/outbound-sink.js';
+import type { TestApp } from './support/test-app.js';
 
 const SINCE = '2026-11-24T10:00:00.000Z';
 const UNTIL = '2026-11-23T10:00:00.000Z';
@@ -14,17 +13,13 @@ for (const dialect of testDialects()) {
     let t: TestApp;
     let box: Awaited<ReturnType<typeof seedMailbox>>;
     let mcp: McpClient;
+    let close: (() => Promise<void>) | undefined;
 
     beforeAll(async () => {
-      t = await createTestApp(dialect);
-      await t.app.listen({ host: '127.0.0.1', port: 0 });
-      box = await seedMailbox(t, 'autonomous');
-      mcp = await connectHttp((t.app.server.address() as AddressInfo).port, box.agentKey);
+      ({ t, box, mcp, close } = await appWithMcpAgent(dialect));
     });
     afterAll(async () => {
-      await mcp?.close().catch(() => {});
-      t?.app.server.closeAllConnections();
-      await t?.close();
+      await close?.();
     });
 
     it('answers invalid_filter for since >= until on the REST list, check_inbox and search_email', async () => {

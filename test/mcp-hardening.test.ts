@@ -2,6 +2,7 @@ import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { waitFor } from './support/wait.js';
 import { testDialects } from './support/dialects.js';
 import { type McpClient, stdioFromSources } from './support/mcp-client.js';
 import { repoRoot, stopChild } from './support/processes.js';
@@ -40,14 +41,18 @@ const rawStdio = (env: Record<string, string>) => {
   const send = (line: string) => new Promise<void>((resolve, reject) => child.stdin.write(`${line}\n`, (e) => (e ? reject(e) : resolve())));
   /** The next answer (from `from` on) that `match` accepts; fails at the deadline or when the process exits. */
   const answer = async (match: (a: Rpc) => boolean, from = 0, deadlineMs = 120_000): Promise<Rpc> => {
-    const deadline = Date.now() + deadlineMs;
-    for (;;) {
-      const a = answers.slice(from).find(match);
-      if (a) return a;
-      if (child.exitCode !== null) throw new Error(`mailward mcp exited (${child.exitCode}) without answering:\n${stderr}`);
-      if (Date.now() > deadline) throw new Error(`no answer in time; got ${JSON.stringify(answers)}\n${stderr}`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    let a: Rpc | undefined;
+    const got = await waitFor(
+      () => {
+        a = answers.slice(from).find(match);
+        if (a) return true;
+        if (child.exitCode !== null) throw new Error(`mailward mcp exited (${child.exitCode}) without answering:\n${stderr}`);
+        return false;
+      },
+      { timeoutMs: deadlineMs, everyMs: 20 },
+    );
+    if (!got || !a) throw new Error(`no answer in time; got ${JSON.stringify(answers)}\n${stderr}`);
+    return a;
   };
   return { child, answers, send, answer, exited, stderr: () => stderr };
 };
@@ -192,11 +197,10 @@ for (const dialect of testDialects()) {
           else if (!r.isError) before++;
         }
       })();
-      const deadline = Date.now() + 120_000;
-      while (before < 5 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      await waitFor(() => before >= 5, { timeoutMs: 120_000 });
       expect((await t.call('DELETE', `/v1/api-keys/${k.body.id}`, t.adminKey)).status).toBe(200);
       revoked = true;
-      while (after.length < 20 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      await waitFor(() => after.length >= 20, { timeoutMs: 120_000 });
       stop = true;
       await hammer;
       expect(after.length).toBeGreaterThanOrEqual(20);

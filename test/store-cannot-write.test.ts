@@ -3,6 +3,7 @@ import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import { systemActor } from '../src/identity/principal.js';
 import { inGroupCommit, isStoreUnavailable } from '../src/store/db.js';
+import { waitFor } from './support/wait.js';
 import { PG_ADMIN_URL, testDialects } from './support/dialects.js';
 import { createTestApp, type TestApp } from './support/test-app.js';
 
@@ -34,12 +35,15 @@ const setWritable = async (t: TestApp, writable: boolean) => {
 };
 
 const pollHealth = async (t: TestApp, status: number) => {
-  const deadline = Date.now() + 20_000;
   let h = await t.call('GET', '/healthz', null);
-  while (h.status !== status && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 100));
-    h = await t.call('GET', '/healthz', null);
-  }
+  // The write probe runs at most every 2 s, so the answer may lag the store by that much.
+  await waitFor(
+    async () => {
+      h = await t.call('GET', '/healthz', null);
+      return h.status === status;
+    },
+    { timeoutMs: 20_000, everyMs: 100 },
+  );
   return h;
 };
 

@@ -3,6 +3,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import { isStoreUnavailable } from '../src/store/db.js';
+import { waitFor } from './support/wait.js';
 import { freshDatabase, PG_ADMIN_URL, testDialects } from './support/dialects.js';
 import { type ServerProcess, startServer } from './support/processes.js';
 
@@ -95,8 +96,7 @@ describe.runIf(testDialects().includes('postgres'))('losing PostgreSQL connectio
     for (let round = 0; round < 5; round++) {
       // Wait for the loop to have made progress (and the pool to have reconnected) before the next cut.
       const before = n;
-      const deadline = Date.now() + 8000;
-      while (n < before + 10 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      await waitFor(() => n >= before + 10, { timeoutMs: 8000 });
       terminated += await terminateBackends(db.url!);
     }
     running = false;

@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { createFairLock, isStoreBusy, StoreBusyError } from '../src/store/db.js';
+import { waitFor } from './support/wait.js';
 import { testDialects } from './support/dialects.js';
 import { createTestApp, type TestApp } from './support/test-app.js';
 
@@ -59,8 +60,7 @@ for (const dialect of testDialects().filter((d) => d === 'sqlite')) {
           settled++;
         }),
       );
-      const deadline = Date.now() + 20_000;
-      while (settled < 56 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      await waitFor(() => settled >= 56, { timeoutMs: 20_000 });
       expect(settled).toBe(56);
       open();
       await holder;

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { decodeCursor, encodeCursor } from '../kernel/cursor.js';
 import { badRequest } from '../kernel/errors.js';
 import { intQuery } from '../kernel/query-int.js';
 import { problemSchema } from './problem.js';
@@ -10,22 +11,13 @@ export const problems = (...statuses: number[]) =>
 export const idParams = (prefix: string) =>
   z.strictObject({ id: z.string().regex(new RegExp(`^${prefix}_[0-9a-f]{32}$`), `must be a ${prefix}_ id`) });
 
-/** Opaque keyset cursor: base64url of the last seen sort key. */
-export const encodeCursor = (v: string | number) => Buffer.from(String(v)).toString('base64url');
-export const decodeCursor = (c: string | undefined): string | undefined =>
-  c === undefined ? undefined : Buffer.from(c, 'base64url').toString();
+export { encodeCursor };
 
-/**
- * A cursor over an integer key (audit seq): only what encodeCursor gave is
- * accepted; anything else is 400 invalid_cursor, never a silent restart from
- * the first page.
- */
+/** A cursor over an integer key (audit seq); 400 invalid_cursor for anything a page did not issue. */
 export const decodeIntCursor = (c: string | undefined): number | undefined => {
-  if (c === undefined) return undefined;
-  const v = decodeCursor(c) ?? '';
-  if (!/^(0|[1-9][0-9]{0,15})$/.test(v) || !Number.isSafeInteger(Number(v)) || encodeCursor(v) !== c) {
-    throw badRequest('invalid_cursor', 'cursor must come from next_cursor.');
-  }
+  const v = decodeCursor(c, /^(0|[1-9][0-9]{0,15})$/);
+  if (v === undefined) return undefined;
+  if (!Number.isSafeInteger(Number(v))) throw badRequest('invalid_cursor', 'cursor must come from next_cursor.');
   return Number(v);
 };
 

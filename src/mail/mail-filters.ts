@@ -1,3 +1,4 @@
+import { decodeCursor, encodeCursor } from '../kernel/cursor.js';
 import { AppError, badRequest } from '../kernel/errors.js';
 
 /** Filters of list and search; `from`, `subject` and `q` apply to opened content (sealed at rest). */
@@ -43,15 +44,10 @@ export type WireMessageFilter = {
 const MESSAGE_ID = /^msg_[0-9a-f]{32}$/;
 
 /** A next_cursor of list and search: the last message id of the page, base64url. */
-export const encodeMessageCursor = (id: string) => Buffer.from(id).toString('base64url');
+export const encodeMessageCursor = (id: string) => encodeCursor(id);
 
 /** The message id a next_cursor names; 400 invalid_cursor for anything no page issued. */
-export const decodeMessageCursor = (cursor: string | undefined): string | undefined => {
-  if (cursor === undefined) return undefined;
-  const id = Buffer.from(cursor, 'base64url').toString();
-  if (!MESSAGE_ID.test(id)) throw badRequest('invalid_cursor', 'cursor must come from next_cursor.');
-  return id;
-};
+export const decodeMessageCursor = (cursor: string | undefined): string | undefined => decodeCursor(cursor, MESSAGE_ID);
 
 /** An ISO-8601 instant with any offset, as UTC (times are compared and stored as UTC strings: STYLE.md, Naming). */
 export const toUtc = (iso: string) => new Date(iso).toISOString();

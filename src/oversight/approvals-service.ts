@@ -5,10 +5,11 @@ import { MESSAGE_TRANSITIONS, moveMessage } from '../mail/message-lifecycle.js';
 import { decidePendingApproval } from './approvals-repo.js';
 import { actorOf, hasRole, type RequestContext, requireAnyRole, systemActor } from '../identity/principal.js';
 import type { Clock } from '../kernel/clock.js';
+import { decodeCursor, encodeCursor } from '../kernel/cursor.js';
 import { seal } from '../kernel/crypto/envelope.js';
 import { sha256Hex } from '../kernel/crypto/hash.js';
 import type { KeyRing } from '../kernel/crypto/keyring.js';
-import { badRequest, conflict, forbidden, isAppError, notFound, unprocessable } from '../kernel/errors.js';
+import { conflict, forbidden, isAppError, notFound, unprocessable } from '../kernel/errors.js';
 import type { MailEvents } from '../mail/mail-events.js';
 import type { ApproveInput } from '../mail/mail-schemas.js';
 import { addMessageEvent, approvalAad, approvalView, type EditDiff, openContent, sealContent } from '../mail/message-store.js';
@@ -40,12 +41,8 @@ const EDITABLE = ['subject', 'text', 'html', 'to', 'cc'] as const;
 /** GET /v1/approvals: which approvals, and one page of them (cursor: next_cursor of the previous page). */
 export type ApprovalListQuery = { status: ApprovalsTable['status']; cursor?: string; limit: number };
 
-/** The opaque cursor is base64url of the last approval id of the previous page. */
-const decodeApprovalCursor = (cursor: string) => {
-  const id = Buffer.from(cursor, 'base64url').toString();
-  if (!/^apr_[0-9a-f]{32}$/.test(id)) throw badRequest('invalid_cursor', 'cursor must be a next_cursor from a previous page.');
-  return id;
-};
+/** The opaque cursor names the last approval id of the previous page. */
+const decodeApprovalCursor = (cursor: string) => decodeCursor(cursor, /^apr_[0-9a-f]{32}$/) as string;
 
 /** Edits to these change what the PHI scan sees. */
 const SCANNED = new Set<string>(['subject', 'text', 'html']);
@@ -130,7 +127,7 @@ export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, pi
             phi.set(m.id, m);
         }
         const last = rows.at(-1);
-        const next = found.length > q.limit && last ? Buffer.from(last.id).toString('base64url') : null;
+        const next = found.length > q.limit && last ? encodeCursor(last.id) : null;
         await guard.recordIn(tx, ctx, 'approval.list', null, {
           status: q.status,
           limit: q.limit,

@@ -1,9 +1,13 @@
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import type { Dialect } from '../../src/store/db.js';
+import { seedMailbox } from './outbound-sink.js';
 import { repoRoot } from './processes.js';
+import { createTestApp } from './test-app.js';
 
 export type McpClient = {
   client: Client;
@@ -57,3 +61,20 @@ export const connectStdio = async (command: string, args: string[], env: Record<
 /** `mailward mcp` from the TypeScript sources (what runCli runs). */
 export const stdioFromSources = (env: Record<string, string>) =>
   connectStdio(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src/cli/main.ts'), 'mcp'], env);
+
+/**
+ * A test app listening on a loopback port, an autonomous mailbox with its agent, and that agent's MCP
+ * client over streamable HTTP: for tests that check REST and MCP answer alike. `close` ends all three.
+ */
+export const appWithMcpAgent = async (dialect: Dialect) => {
+  const t = await createTestApp(dialect);
+  await t.app.listen({ host: '127.0.0.1', port: 0 });
+  const box = await seedMailbox(t, 'autonomous');
+  const mcp = await connectHttp((t.app.server.address() as AddressInfo).port, box.agentKey);
+  const close = async () => {
+    await mcp.close().catch(() => {});
+    t.app.server.closeAllConnections();
+    await t.close();
+  };
+  return { t, box, mcp, close };
+};

@@ -6,7 +6,8 @@ import { expect } from 'vitest';
 import { headerValue, splitMessage } from '../../src/mail/mime.js';
 import { seedAgent, type TestApp } from './test-app.js';
 
-export type SinkCert = { private: string; cert: string; caFile: string };
+/** PEM texts, and the files they are in (`caFile` is the certificate, which is its own CA). */
+export type SinkCert = { private: string; cert: string; caFile: string; keyFile: string };
 
 export type SinkMessage = { from: string; to: string[]; raw: Buffer; tls: boolean };
 
@@ -52,7 +53,7 @@ export const selfSignedCert = (dir: string): SinkCert => {
     ],
     { stdio: 'ignore' },
   );
-  return { private: fs.readFileSync(key, 'utf8'), cert: fs.readFileSync(cert, 'utf8'), caFile: cert };
+  return { private: fs.readFileSync(key, 'utf8'), cert: fs.readFileSync(cert, 'utf8'), caFile: cert, keyFile: key };
 };
 
 /**
