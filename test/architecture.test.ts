@@ -11,7 +11,7 @@ const src = path.resolve(import.meta.dirname, '..', 'src');
 const KERNEL = ['kernel'];
 const STORE = ['store', ...KERNEL];
 const SERVICES = ['identity', 'vault', 'mail', 'inbound', 'oversight', 'phi', 'queue'];
-const BELOW_ADAPTERS = [...SERVICES, 'audit', ...STORE];
+const BELOW_ADAPTERS = [...SERVICES, 'audit', 'events', ...STORE];
 const ADAPTERS = ['http', 'mcp', 'smtp'];
 
 const ALLOWED: Record<string, string[]> = {
@@ -21,6 +21,8 @@ const ALLOWED: Record<string, string[]> = {
   queue: STORE,
   // Audit is a sink: every domain calls it, it imports no domain.
   audit: STORE,
+  // The domain-event log is a sink too: domains append to it in their transactions; it imports no domain.
+  events: STORE,
   identity: BELOW_ADAPTERS,
   vault: BELOW_ADAPTERS,
   mail: BELOW_ADAPTERS,

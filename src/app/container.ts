@@ -130,7 +130,6 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
     logger,
     audit,
     repo,
-    events: mail.events,
     identityGeneration: authCache.generation,
   });
 

@@ -5,7 +5,6 @@ import type { Clock } from '../kernel/clock.js';
 import type { KeyRing } from '../kernel/crypto/keyring.js';
 import type { Logger } from '../kernel/log.js';
 import { loadDnsOverrides } from '../mail/dns-overrides.js';
-import type { MailEvents } from '../mail/mail-events.js';
 import type { ScanOptions } from '../phi/phi-types.js';
 import type { Store } from '../store/db.js';
 import { createAnalysisPool } from './analysis-pool.js';
@@ -23,12 +22,11 @@ type Deps = {
   logger: Logger;
   audit: AuditService;
   repo: IdentityRepo;
-  events: MailEvents;
   identityGeneration?: () => number;
 };
 
 /** Wires inbound mail: sender authentication, analysis and the receive service. The SMTP listener is started by `serve`. */
-export const createInboundModule = ({ config, store, ring, clock, logger, audit, repo, events, identityGeneration }: Deps) => {
+export const createInboundModule = ({ config, store, ring, clock, logger, audit, repo, identityGeneration }: Deps) => {
   const resolver = createAuthResolver(loadDnsOverrides(config.dnsOverridesFile));
   const mta = config.inbound.hostname ?? os.hostname();
   // One options object per set of organisation domains: the scanner caches its compiled form per object.
@@ -55,7 +53,6 @@ export const createInboundModule = ({ config, store, ring, clock, logger, audit,
     clock,
     audit,
     repo,
-    events,
     logger,
     approvalTtlSeconds: config.approvalTtlSeconds,
     identityGeneration,

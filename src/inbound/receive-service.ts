@@ -8,8 +8,8 @@ import type { KeyRing } from '../kernel/crypto/keyring.js';
 import { AppError, isAppError } from '../kernel/errors.js';
 import { newId } from '../kernel/ids.js';
 import type { Logger } from '../kernel/log.js';
-import type { MailEvent, MailEvents } from '../mail/mail-events.js';
-import { addMessageEvent, messageAad, sealContent } from '../mail/message-store.js';
+import { messageAad, sealContent } from '../mail/message-store.js';
+import { addMessageEvent, holdMessage, insertMessage, messageRow } from '../mail/messages-repo.js';
 import { headerValue, type MessageContent, splitMessage } from '../mail/mime.js';
 import type { Db, Executor, Tx } from '../store/db.js';
 import type { MailboxesTable, MessagesTable } from '../store/schema.js';
@@ -25,7 +25,6 @@ type Deps = {
   clock: Clock;
   audit: Pick<AuditService, 'record'>;
   repo: IdentityRepo;
-  events: Pick<MailEvents, 'publish'>;
   logger: Logger;
   /** Authentication, parsing, PHI scan and tags (worker threads when configured). */
   analyze: (raw: Buffer, env: InboundEnvelope, orgDomains: string[]) => Promise<InboundAnalysis>;
@@ -212,8 +211,8 @@ export const createReceiveService = (d: Deps) => {
     reportId: string,
     dsn: DsnReport,
     at: string,
-  ): Promise<MailEvent[]> => {
-    if (dsn.originalIds.length === 0) return [];
+  ): Promise<number> => {
+    if (dsn.originalIds.length === 0) return 0;
     const originals = await tx
       .selectFrom('messages')
       .select(['id', 'status', 'raw_hash', 'thread_id'])
@@ -223,7 +222,7 @@ export const createReceiveService = (d: Deps) => {
       .where('message_id', 'in', dsn.originalIds)
       .execute();
     const failed = dsn.recipients.filter((r) => r.action === 'failed');
-    const out: MailEvent[] = [];
+    let out = 0;
     for (const o of originals) {
       const target = { type: 'email', id: o.id };
       if (failed.length > 0 && BOUNCEABLE.includes(o.status)) {
@@ -253,7 +252,7 @@ export const createReceiveService = (d: Deps) => {
             previous_status: o.status,
           },
         });
-        out.push({ org_id: mailbox.org_id, mailbox_id: mailbox.id, message_id: o.id, direction: 'outbound', status: 'bounced' });
+        out++;
       } else {
         const kinds = [...new Set(dsn.recipients.map((r) => r.action))];
         await addMessageEvent(tx, o.id, at, 'delivery_report', {
@@ -312,39 +311,31 @@ export const createReceiveService = (d: Deps) => {
           const key = { org_id: mailbox.org_id, mailbox_id: mailbox.id, id };
           const sealed = sealContent(d.ring, key, content);
           // Status, reason and mode are decided in the transaction, under the mailbox as it is then.
-          const row: MessagesTable = {
+          const row = messageRow({
             id,
-            org_id: mailbox.org_id,
-            mailbox_id: mailbox.id,
+            orgId: mailbox.org_id,
+            mailboxId: mailbox.id,
             direction: 'inbound',
             status: 'received',
-            thread_id: thread.threadId,
-            message_id: analysis.messageId ?? derivedMessageId(raw, rawHash, domainOf(own)),
-            in_reply_to: analysis.inReplyTo,
-            references_ids: JSON.stringify(analysis.references),
-            created_by_type: 'system',
-            created_by_id: null,
-            content_sealed: sealed.sealed,
-            original_sealed: null,
-            raw_sealed: seal(d.ring, raw, messageAad(key, 'raw')),
-            content_hash: sealed.hash,
-            raw_hash: rawHash,
-            size_bytes: raw.length,
+            threadId: thread.threadId,
+            messageId: analysis.messageId ?? derivedMessageId(raw, rawHash, domainOf(own)),
+            inReplyTo: analysis.inReplyTo,
+            references: analysis.references,
+            createdBy: { type: 'system', id: null },
+            contentSealed: sealed.sealed,
+            contentHash: sealed.hash,
+            rawSealed: seal(d.ring, raw, messageAad(key, 'raw')),
+            rawHash,
+            sizeBytes: raw.length,
             // Content-derived tags are the system's (system_tags); the agent's own start empty.
-            tags: '[]',
-            system_tags: JSON.stringify(analysis.tags),
-            status_reason: null,
-            approval_id: null,
-            oversight_mode: mailbox.oversight_mode,
-            is_read: 0,
-            created_at: at,
-            updated_at: at,
-            delivered_at: null,
-            phi_findings: JSON.stringify(analysis.findings),
-            phi_sensitivity: analysis.sensitivity,
-            auth_results: JSON.stringify(authFor(mailbox, analysis)),
-            category: null,
-          };
+            systemTags: analysis.tags,
+            oversightMode: mailbox.oversight_mode,
+            isRead: false,
+            at,
+            phiFindings: analysis.findings,
+            phiSensitivity: analysis.sensitivity,
+            authResults: authFor(mailbox, analysis),
+          });
           return { mailbox, draft: row, thread };
         }),
       ),
@@ -353,7 +344,6 @@ export const createReceiveService = (d: Deps) => {
     const result = await wrapStore(() =>
       commit(async (tx) => {
         const stored: ReceiveResult['stored'] = [];
-        const published: MailEvent[] = [];
         let duplicates = 0;
         for (const { mailbox: before, draft, thread } of drafts) {
           // A mode tightened to gated_all while this message was analysed holds it.
@@ -379,7 +369,7 @@ export const createReceiveService = (d: Deps) => {
           }
           const actor = await actorFor(tx, mailbox);
           const target = { type: 'email', id: row.id };
-          await tx.insertInto('messages').values(row).execute();
+          await insertMessage(tx, row);
           await addMessageEvent(tx, row.id, at, 'received', {
             client_ip: env.clientIp,
             helo: heloOf(env),
@@ -429,7 +419,7 @@ export const createReceiveService = (d: Deps) => {
               createdAt: at,
               expiresAt: expires,
             });
-            await tx.updateTable('messages').set({ approval_id: approvalId }).where('id', '=', row.id).execute();
+            await holdMessage(tx, row, { approvalId, reasons, at, expiresAt: expires });
             const type = row.status === 'quarantined' ? 'quarantined' : 'held';
             await addMessageEvent(tx, row.id, at, type, { approval_id: approvalId, reasons, expires_at: expires });
             await d.audit.record(tx, {
@@ -439,14 +429,12 @@ export const createReceiveService = (d: Deps) => {
               details: { approval_id: approvalId, reasons, expires_at: expires },
             });
           }
-          if (analysis.dsn) published.push(...(await applyDsn(tx, mailbox, actor, row.id, analysis.dsn, at)));
+          if (analysis.dsn) await applyDsn(tx, mailbox, actor, row.id, analysis.dsn, at);
           stored.push({ id: row.id, mailbox_id: mailbox.id, status: row.status });
-          published.push({ org_id: row.org_id, mailbox_id: mailbox.id, message_id: row.id, direction: 'inbound', status: row.status });
         }
-        return { stored, duplicates, published };
+        return { stored, duplicates };
       }),
     );
-    for (const e of result.published) d.events.publish(e);
     return { stored: result.stored, duplicates: result.duplicates };
   };
 

@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { AuditService } from '../audit/audit-service.js';
+import type { EventFeed } from '../events/event-feed.js';
+import { createJobWorker } from '../queue/job-worker.js';
 import { systemActor } from '../identity/principal.js';
 import type { Clock } from '../kernel/clock.js';
 import { open, seal } from '../kernel/crypto/envelope.js';
@@ -13,7 +15,8 @@ import { claimOutboxJobs, insertOutboxJob, recordJobOutcome, renewLeases as rene
 import type { Db, Dialect, Tx } from '../store/db.js';
 import type { OutboxTable } from '../store/schema.js';
 import type { DeliveryOutcome } from './bounce-rules.js';
-import { addMessageEvent, messageAad } from './message-store.js';
+import { messageAad } from './message-store.js';
+import { addMessageEvent, storeSignedOnce } from './messages-repo.js';
 import { type Envelope, type OutboundPipeline, outboxAad } from './outbound-pipeline.js';
 import { nextRetryDelay } from './retry-schedule.js';
 import type { SmtpSender } from './smtp-deliver.js';
@@ -35,6 +38,8 @@ type Deps = {
   leaseMs?: number;
   /** Periodic chores run by the loop (expiring approvals). */
   sweep?: () => Promise<unknown>;
+  /** The domain-event feed: commits of other processes that queued mail wake the loop. */
+  events?: Pick<EventFeed, 'subscribe'>;
 };
 
 /**
@@ -52,8 +57,8 @@ type Deps = {
 export const createDeliveryWorker = (d: Deps) => {
   const workerId = `wrk_${randomUUID()}`;
   const leaseMs = d.leaseMs ?? 5 * 60_000;
-  let running = false;
-  let loop: Promise<void> | null = null;
+  // The general worker is created below; a split route wakes it to send the new jobs at once.
+  let kick = () => {};
 
   // The system delivers on behalf of the agent: the chain snapshot taken when the message was queued goes with every event.
   const actorFor = (job: OutboxTable) => ({
@@ -259,13 +264,7 @@ export const createDeliveryWorker = (d: Deps) => {
     const raw = await d.pipeline.sign(d.db, m);
     const hash = sha256Hex(raw);
     // Two routes of one message may race to sign: the first stored bytes win, the other reads them.
-    const u = await d.db
-      .updateTable('messages')
-      .set({ raw_sealed: seal(d.ring, raw, messageAad(m, 'raw')), raw_hash: hash, size_bytes: raw.length })
-      .where('id', '=', m.id)
-      .where('raw_sealed', 'is', null)
-      .executeTakeFirst();
-    if (Number(u.numUpdatedRows) > 0) return { raw, rawHash: hash };
+    if (await storeSignedOnce(d.db, m.id, seal(d.ring, raw, messageAad(m, 'raw')), hash, raw.length)) return { raw, rawHash: hash };
     const stored = await d.db.selectFrom('messages').select(['raw_sealed', 'raw_hash']).where('id', '=', m.id).executeTakeFirstOrThrow();
     return { raw: open(d.ring, stored.raw_sealed!, messageAad(m, 'raw')), rawHash: stored.raw_hash };
   };
@@ -351,140 +350,47 @@ export const createDeliveryWorker = (d: Deps) => {
     await finish(job, route, rawHash, outcome);
   };
 
-  let lastSweep = 0;
-  const sweepIfDue = async (force: boolean) => {
-    // Expiry needs no sub-second precision: at most one sweep a second keeps the loop cheap.
-    if (!d.sweep || (!force && Date.now() - lastSweep < 1000)) return;
-    lastSweep = Date.now();
-    await d.sweep();
-  };
-
   // One commit for the claim and the messages' new status `sending` (CONTRACT.md statuses).
-  const claim = (n: number) =>
+  const claim = (_worker: string, n: number, until: Date) =>
     d.db.transaction().execute(async (tx) => {
-      const jobs = await claimOutboxJobs(tx, d.dialect, workerId, d.clock.now(), leaseMs, n);
+      const jobs = await claimOutboxJobs(tx, d.dialect, workerId, d.clock.now(), until.getTime() - d.clock.now().getTime(), n);
       const delivering = jobs.filter((j) => j.kind === 'deliver').map((j) => j.message_id);
       await moveMessage(tx, delivering, 'claim');
       return jobs;
     });
 
-  /** One pass (tests drive the worker with it): expire approvals, claim due jobs, deliver them. Returns how many jobs it handled. */
-  const runOnce = async (): Promise<number> => {
-    await sweepIfDue(true);
-    const jobs = await claim(d.concurrency);
-    await Promise.all(jobs.map(process1));
-    return jobs.length;
-  };
-
-  // Wakes the loop: a commit queued mail (kick) or an in-flight job finished (a slot is free).
-  let signal: (() => void) | null = null;
-  let signalled = false;
-  const notify = () => {
-    if (signal) signal();
-    else signalled = true;
-  };
-  /** Waits for `notify` or `ms`; true when woken by the timer. */
-  const wait = (ms: number) =>
-    new Promise<boolean>((resolve) => {
-      if (signalled) {
-        signalled = false;
-        resolve(false);
-        return;
-      }
-      const t = setTimeout(() => {
-        signal = null;
-        resolve(true);
-      }, ms);
-      signal = () => {
-        clearTimeout(t);
-        signal = null;
-        resolve(false);
-      };
-    });
-
-  const inFlight = new Set<Promise<void>>();
-  const track = (job: OutboxTable) => {
-    const p = process1(job)
-      .catch((e) => d.logger.error({ job: job.id, err: { type: (e as Error)?.name } }, 'recording a delivery outcome failed'))
-      .finally(() => {
-        inFlight.delete(p);
-        notify();
-      });
-    inFlight.add(p);
-  };
-  // Nothing was due at the last claim: only a kick or the poll timer claims again, not every finished job.
-  let drained = false;
-
-  // Leases of jobs in flight are renewed while this process lives: a slow send never loses its lease to another
-  // worker, which would send the message a second time. Only a dead process's jobs are claimed again.
-  let renewing = false;
-  const renewLeases = async () => {
-    if (renewing || inFlight.size === 0) return;
-    renewing = true;
-    try {
-      const now = d.clock.now();
+  const worker = createJobWorker<OutboxTable>(
+    {
+      name: 'delivery',
+      id: (job) => job.id,
+      claim,
       // Rows an outcome commit holds are being finished anyway: skipping them keeps the two from deadlocking.
-      await renewOutboxLeases(d.db, d.dialect, workerId, new Date(now.getTime() + leaseMs).toISOString());
-    } catch (e) {
-      d.logger.error({ err: { type: (e as Error)?.name } }, 'renewing delivery leases failed');
-    } finally {
-      renewing = false;
-    }
-  };
-  let renewTimer: NodeJS.Timeout | null = null;
+      renew: (_worker, until) => renewOutboxLeases(d.db, d.dialect, workerId, until.toISOString()),
+      run: (job) => process1(job),
+    },
+    {
+      workerId,
+      concurrency: d.concurrency,
+      pollMs: d.pollMs,
+      leaseMs,
+      logger: d.logger,
+      now: () => d.clock.now(),
+      sweep: d.sweep,
+      // Mail queued or approved by any process sharing the store (another server, `mailward mcp`) wakes this one.
+      wakeOn: d.events ? (kick) => d.events!.subscribe((w) => (w === '*' || WAKES_DELIVERY.has(w.type) ? kick() : undefined)) : undefined,
+    },
+  );
+  kick = worker.kick;
 
-  /**
-   * Starts the loop (idempotent). Up to `concurrency` jobs are in flight at
-   * once; free slots are refilled as jobs finish (claims of at least a quarter
-   * of the slots, so claim statements stay few under load), and a job is
-   * claimed only when a slot is free to send it at once, which keeps leases
-   * short. With nothing due the loop sleeps `pollMs` or until kicked.
-   */
-  const start = () => {
-    if (running) return;
-    running = true;
-    const chunk = Math.max(1, Math.ceil(d.concurrency / 4));
-    renewTimer = setInterval(() => void renewLeases(), Math.max(100, Math.floor(leaseMs / 3)));
-    renewTimer.unref();
-    loop = (async () => {
-      while (running) {
-        try {
-          await sweepIfDue(false);
-          const free = d.concurrency - inFlight.size;
-          if (!drained && free > 0 && (free >= chunk || inFlight.size === 0)) {
-            const jobs = await claim(free);
-            drained = jobs.length < free;
-            for (const j of jobs) track(j);
-            if (jobs.length > 0) continue;
-          }
-        } catch (e) {
-          d.logger.error({ err: { type: (e as Error)?.name } }, 'delivery loop pass failed');
-        }
-        if (!running) break;
-        if (await wait(d.pollMs)) drained = false;
-      }
-      await Promise.all(inFlight);
-    })();
-  };
-
-  /** Stops claiming; in-flight sends finish and record their outcome. */
   const stop = async () => {
-    running = false;
-    notify();
-    await loop;
-    loop = null;
-    if (renewTimer) clearInterval(renewTimer);
-    renewTimer = null;
+    await worker.stop();
     d.sender.close();
   };
 
-  /** Wakes the loop at once (after a commit that queued mail). */
-  const kick = () => {
-    drained = false;
-    notify();
-  };
-
-  return { start, stop, runOnce, kick, workerId };
+  return { start: worker.start, stop, runOnce: worker.runOnce, kick: worker.kick, workerId };
 };
+
+/** Domain events after which due outbox jobs may exist. */
+const WAKES_DELIVERY = new Set(['email.queued', 'email.approved']);
 
 export type DeliveryWorker = ReturnType<typeof createDeliveryWorker>;

@@ -7,12 +7,12 @@ import type { Logger } from '../kernel/log.js';
 import { createApprovalsService } from '../oversight/approvals-service.js';
 import type { ConsentService } from '../phi/consent-service.js';
 import { createOutboundScreen } from '../phi/outbound-screen.js';
+import { createEventFeed } from '../events/event-feed.js';
 import type { Store } from '../store/db.js';
 import { createDeliveryWorker } from './delivery-worker.js';
 import { createMailResolver, type DnsLookups, loadDnsOverrides } from './dns-overrides.js';
 import { createDnsRecordsService } from './dns-records.js';
 import { createIdentityVerifier } from './identity-verifier.js';
-import { createMailEvents } from './mail-events.js';
 import type { MailConfig } from './mail-config.js';
 import { createMailboxService } from './mailbox-service.js';
 import { createOutboundPipeline } from './outbound-pipeline.js';
@@ -38,7 +38,8 @@ type Deps = {
 /** Wires outbound mail: mailboxes, send, the approval queue and the delivery worker, PHI holds and consent. */
 export const createMailModule = ({ config, store, ring, clock, logger, audit, guard, repo, consent, dns }: Deps) => {
   const db = store.db;
-  const events = createMailEvents();
+  // The domain-event log's wake-ups: mail committed by any process sharing the store.
+  const events = createEventFeed(store);
   const resolver = createMailResolver(loadDnsOverrides(config.dnsOverridesFile), dns);
   const signer = createSigningPool({ size: config.delivery.signingThreads, logger });
   const pipeline = createOutboundPipeline({ ring, clock, config, signer });
@@ -50,7 +51,7 @@ export const createMailModule = ({ config, store, ring, clock, logger, audit, gu
   const mail = createSendService({ db, ring, guard, repo, clock, pipeline, screen, audit, config, onQueued });
   // Get, list, thread, tags, search and attachments of both directions.
   const reader = createReadService({ db, dialect: store.dialect, ring, guard, clock, audit });
-  const approvals = createApprovalsService({ db, ring, guard, audit, repo, clock, pipeline, screen, onQueued, events });
+  const approvals = createApprovalsService({ db, ring, guard, audit, repo, clock, pipeline, screen, onQueued });
   const sender = createSmtpSender(config, resolver, () => config.bootstrap.domain);
   const delivery = createDeliveryWorker({
     db,
@@ -66,6 +67,7 @@ export const createMailModule = ({ config, store, ring, clock, logger, audit, gu
     pollMs: config.delivery.pollMs,
     leaseMs: config.delivery.leaseSeconds * 1000,
     sweep: () => approvals.expireDue(),
+    events,
   });
   kick = delivery.kick;
   const dnsRecords = createDnsRecordsService({ db });

@@ -1,9 +1,7 @@
 import { open, seal } from '../kernel/crypto/envelope.js';
 import { sha256Hex } from '../kernel/crypto/hash.js';
 import type { KeyRing } from '../kernel/crypto/keyring.js';
-import { newId } from '../kernel/ids.js';
 import { parseFindings } from '../phi/outbound-screen.js';
-import type { Executor } from '../store/db.js';
 import type { ApprovalsTable, MessagesTable } from '../store/schema.js';
 import type { MessageContent } from './mime.js';
 
@@ -37,13 +35,6 @@ export const openContent = (
   sealed: string,
   part: 'content' | 'original' = 'content',
 ): MessageContent => JSON.parse(open(ring, sealed, messageAad(m, part)).toString()) as MessageContent;
-
-/** Appends one event to a message's own history (what the agent sees on GET /v1/emails/{id}). */
-export const addMessageEvent = (tx: Executor, messageId: string, at: string, type: string, details: Record<string, unknown> = {}) =>
-  tx
-    .insertInto('message_events')
-    .values({ id: newId('event'), message_id: messageId, at, type, details: JSON.stringify(details) })
-    .execute();
 
 export type EditDiff = { field: string; before_hash: string; after_hash: string };
 

@@ -10,7 +10,8 @@ import { insertOutboxJob } from '../queue/outbox-repo.js';
 import type { Executor } from '../store/db.js';
 import type { MailboxesTable, MessagesTable, SigningKeysTable } from '../store/schema.js';
 import { moveMessage } from './message-lifecycle.js';
-import { addMessageEvent, openContent } from './message-store.js';
+import { openContent } from './message-store.js';
+import { addMessageEvent } from './messages-repo.js';
 import type { MessageContent } from './mime.js';
 import { type SignInput, signMessage } from './sign-message.js';
 

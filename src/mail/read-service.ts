@@ -12,6 +12,7 @@ import { assertSearchCriterion, type ReadFilters, type SearchFilters } from './m
 import { createMailScan, type Unreadable } from './mail-scan.js';
 import { visibleMailbox } from './mailbox-service.js';
 import { openContent } from './message-store.js';
+import { markRead, setAgentTags } from './messages-repo.js';
 import {
   emailTarget,
   fullView,
@@ -99,9 +100,9 @@ export const createReadService = ({ db, dialect, ring, guard, clock, audit }: De
       requireReader(ctx);
       const { m } = await visibleMessage(tx, ctx, id);
       const hidden = isContentHidden(ctx.principal, m);
-      const markRead = !hidden && ctx.principal.type === 'agent' && m.direction === 'inbound' && m.is_read === 0;
-      if (markRead) {
-        await tx.updateTable('messages').set({ is_read: 1, updated_at: now() }).where('id', '=', m.id).execute();
+      const opening = !hidden && ctx.principal.type === 'agent' && m.direction === 'inbound' && m.is_read === 0;
+      if (opening) {
+        await markRead(tx, m.id, now());
         m.is_read = 1;
       }
       const view = hidden ? await heldView(tx, m, openContent(ring, m, m.content_sealed)) : await fullView(tx, ring, m);
@@ -246,11 +247,7 @@ export const createReadService = ({ db, dialect, ring, guard, clock, audit }: De
       const visible = !isContentHidden(ctx.principal, m);
       const system = tagFields(m, visible).system_tags;
       const agentTags = [...new Set(tags)].filter((t) => !system.includes(t));
-      await tx
-        .updateTable('messages')
-        .set({ tags: JSON.stringify(agentTags), updated_at: now() })
-        .where('id', '=', m.id)
-        .execute();
+      await setAgentTags(tx, m.id, agentTags, now());
       await guard.recordIn(tx, ctx, 'email.tagged', emailTarget(id), { tags: agentTags, before: JSON.parse(m.tags) as string[] });
       return { id: m.id, ...tagFields({ ...m, tags: JSON.stringify(agentTags) }, visible) };
     });

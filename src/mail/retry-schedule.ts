@@ -6,6 +6,5 @@
  */
 export const DEFAULT_RETRY_SCHEDULE_SECONDS = [60, 300, 900, 1800, 3600, 7200, 14_400, 28_800, 43_200, 86_400, 86_400, 86_400, 86_400];
 
-/** Seconds before attempt `attempts + 1`, or null when the schedule is exhausted. */
-export const nextRetryDelay = (schedule: number[], attempts: number): number | null =>
-  attempts >= 1 && attempts <= schedule.length ? schedule[attempts - 1]! : null;
+/** Seconds before attempt `attempts + 1`, or null when the schedule is exhausted (the general worker's rule). */
+export { retryDelay as nextRetryDelay } from '../queue/job-worker.js';

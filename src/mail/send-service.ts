@@ -20,7 +20,8 @@ import { safeFilename } from './header-text.js';
 import type { ReplyInput, SendInput } from './mail-schemas.js';
 import { visibleMailbox } from './mailbox-service.js';
 import { moveMessage } from './message-lifecycle.js';
-import { addMessageEvent, openContent, sealContent } from './message-store.js';
+import { openContent, sealContent } from './message-store.js';
+import { addMessageEvent, holdMessage, insertMessage, messageRow } from './messages-repo.js';
 import type { MessageContent } from './mime.js';
 import type { OutboundPipeline } from './outbound-pipeline.js';
 import { emailTarget, isContentHidden, messageHeld, visibleMessage } from './read-service.js';
@@ -117,38 +118,27 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
     // Subject, bodies and text attachments are scanned before anything is stored.
     const scan = screen.scan(content, org.domain);
     const sealed = sealContent(ring, { org_id: mailbox.org_id, mailbox_id: mailbox.id, id }, content);
-    const row: MessagesTable = {
+    const row = messageRow({
       id,
-      org_id: mailbox.org_id,
-      mailbox_id: mailbox.id,
+      orgId: mailbox.org_id,
+      mailboxId: mailbox.id,
       direction: 'outbound',
       status: 'pending_approval',
-      thread_id: t.threadId,
-      message_id: `<${id}@${org.domain}>`,
-      in_reply_to: t.inReplyTo,
-      references_ids: JSON.stringify(t.references),
-      created_by_type: ctx.principal.type,
-      created_by_id: ctx.principal.id,
-      content_sealed: sealed.sealed,
-      original_sealed: null,
-      raw_sealed: null,
-      content_hash: sealed.hash,
-      raw_hash: null,
-      size_bytes: 0,
-      tags: JSON.stringify(body.tags ?? []),
-      system_tags: '[]',
-      status_reason: null,
-      approval_id: null,
-      oversight_mode: mailbox.oversight_mode,
-      is_read: 1,
-      created_at: at,
-      updated_at: at,
-      delivered_at: null,
-      phi_findings: JSON.stringify(storedFindings(scan.findings)),
-      phi_sensitivity: scan.sensitivity,
-      auth_results: null,
+      threadId: t.threadId,
+      messageId: `<${id}@${org.domain}>`,
+      inReplyTo: t.inReplyTo,
+      references: t.references,
+      createdBy: { type: ctx.principal.type, id: ctx.principal.id },
+      contentSealed: sealed.sealed,
+      contentHash: sealed.hash,
+      tags: body.tags ?? [],
+      oversightMode: mailbox.oversight_mode,
+      isRead: true,
+      at,
+      phiFindings: storedFindings(scan.findings),
+      phiSensitivity: scan.sensitivity,
       category: body.category ?? null,
-    };
+    });
     return { row, content, findings: scan.findings };
   };
 
@@ -175,7 +165,7 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
     const reasons = [...(decision.kind === 'hold' ? decision.reasons : []), ...phi.reasons];
     const id = row.id;
     const at = row.created_at;
-    await tx.insertInto('messages').values(row).execute();
+    await insertMessage(tx, row, { oversight_mode: mailbox.oversight_mode });
     if (idem) {
       // The primary key (scope, key) makes a concurrent duplicate fail here; the caller answers with the winner.
       await tx
@@ -221,11 +211,7 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
         createdAt: at,
         expiresAt: expires,
       });
-      await tx
-        .updateTable('messages')
-        .set({ approval_id: approvalId, status_reason: JSON.stringify({ code: 'held', reasons }) })
-        .where('id', '=', id)
-        .execute();
+      await holdMessage(tx, row, { approvalId, reasons, at, expiresAt: expires, statusReason: { code: 'held', reasons } });
       await addMessageEvent(tx, id, at, 'held', { approval_id: approvalId, reasons, expires_at: expires });
       await guard.recordIn(tx, ctx, 'email.held', emailTarget(id), { approval_id: approvalId, reasons, expires_at: expires });
       return { id, status: 'pending_approval', thread_id: row.thread_id, queued: false };

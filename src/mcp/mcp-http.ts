@@ -24,8 +24,6 @@ export type McpHttpOptions = {
   edge: McpHttpEdge;
   /** Requests one key may have in flight at once (a waiting wait_for_email counts); 429 beyond. */
   maxConcurrentPerKey?: number;
-  /** wait_for_email's slow store re-read; the in-process mail bus wakes waiters sooner. */
-  safetyRecheckMs?: number;
 };
 
 export const DEFAULT_MCP_CONCURRENCY_PER_KEY = 8;
@@ -64,7 +62,6 @@ const wantsProgress = (body: unknown): boolean => {
  */
 export const mcpRoutes = (opts: McpHttpOptions) => async (app: FastifyInstance) => {
   const max = opts.maxConcurrentPerKey ?? DEFAULT_MCP_CONCURRENCY_PER_KEY;
-  const safetyRecheckMs = opts.safetyRecheckMs ?? 10_000;
   const inFlight = new Map<string, number>();
   const { authHook, errorHandler, sendProblem } = opts.edge;
 
@@ -124,7 +121,7 @@ export const mcpRoutes = (opts: McpHttpOptions) => async (app: FastifyInstance) 
         }
         inFlight.set(key, n + 1);
         const abort = createAbortable();
-        const server = createMcpServer(opts.deps, { context: async () => req.ctx, signal: abort.signal, safetyRecheckMs });
+        const server = createMcpServer(opts.deps, { context: async () => req.ctx, signal: abort.signal });
         let released = false;
         const release = () => {
           if (released) return;

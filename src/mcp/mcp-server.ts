@@ -32,8 +32,6 @@ export type McpSession = {
   context: () => Promise<RequestContext>;
   /** Aborted when the transport goes away (HTTP client disconnected): ends waits early. */
   signal?: Abortable;
-  /** wait_for_email's slow re-read of the store (see wait-for-email.ts). */
-  safetyRecheckMs: number;
   /** Told of every request being handled, so a transport can let them finish before it closes. */
   track?: (work: Promise<unknown>) => void;
 };
@@ -134,7 +132,7 @@ export const callTool = async (deps: McpDeps, session: McpSession, name: string,
               })
               .catch(() => {});
           };
-    const r = await tool.run(deps, ctx, parsed.data, { signals, progress, safetyRecheckMs: session.safetyRecheckMs });
+    const r = await tool.run(deps, ctx, parsed.data, { signals, progress });
     return { content: [{ type: 'text', text: r.text }], structuredContent: r.structured };
   } catch (e) {
     return toolErrorResult(e, deps.logger, tool.name);

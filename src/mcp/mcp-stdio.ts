@@ -8,13 +8,6 @@ import { createMcpServer } from './mcp-server.js';
 import type { McpDeps } from './mcp-tools.js';
 import { BoundedStdioTransport } from './stdio-transport.js';
 
-/**
- * wait_for_email's store re-read over stdio. This process does not receive
- * SMTP (`mailward serve` does), so its mail bus never hears of inbound mail:
- * the re-read is what finds it, hence shorter than over HTTP.
- */
-export const STDIO_SAFETY_RECHECK_MS = 3000;
-
 const REQUEST_PREFIX = `mcp-${randomBytes(6).toString('hex')}-`;
 let counter = 0;
 
@@ -59,7 +52,7 @@ export const runStdioServer = async (c: StdioServerDeps, rawKey: string | undefi
     work.finally(() => pending.delete(work)).catch(() => {});
   };
   const ending = new AbortController();
-  const server = createMcpServer(c.deps, { context, safetyRecheckMs: STDIO_SAFETY_RECHECK_MS, signal: ending.signal, track });
+  const server = createMcpServer(c.deps, { context, signal: ending.signal, track });
   const transport = new BoundedStdioTransport({ input: process.stdin, output: process.stdout, maxLineBytes: c.maxLineBytes });
   const closed = new Promise<void>((resolve) => {
     transport.onclose = () => resolve();

@@ -8,7 +8,7 @@ import { hasRole, hasScope, type Principal, type RequestContext, type Scope } fr
 import type { Clock } from '../kernel/clock.js';
 import { type AppError, forbidden } from '../kernel/errors.js';
 import type { Logger } from '../kernel/log.js';
-import type { MailEvents } from '../mail/mail-events.js';
+import type { EventFeed } from '../events/event-feed.js';
 import { encodeMessageCursor, normalizeMessageFilter, toUtc } from '../mail/mail-filters.js';
 import {
   approvalOut,
@@ -53,7 +53,7 @@ export type McpDeps = {
   reader: Pick<ReadService, 'get' | 'list' | 'thread' | 'setTags' | 'search'>;
   vault: Pick<VaultService, 'list' | 'store' | 'totp' | 'reveal'>;
   consent: Pick<ConsentService, 'get'>;
-  events: Pick<MailEvents, 'subscribe'>;
+  events: Pick<EventFeed, 'subscribe' | 'head' | 'read'>;
   guard: Pick<Guard, 'read'>;
   clock: Clock;
   logger: Logger;
@@ -64,7 +64,6 @@ export type CallEnv = {
   /** Any of these aborting ends the call early (client cancellation, transport gone). */
   signals: Abortable[];
   progress?: (elapsedMs: number, totalMs: number) => void;
-  safetyRecheckMs: number;
 };
 
 export type ToolResult = { structured: Record<string, unknown>; text: string };
@@ -442,7 +441,6 @@ const tools: ToolDef[] = [
         { mailboxId: a.mailbox_id, from: a.from, subject: a.subject, since },
         {
           timeoutMs,
-          safetyRecheckMs: env.safetyRecheckMs,
           signals: env.signals,
           progressMs: 10_000,
           onProgress: env.progress ? (ms) => env.progress?.(ms, timeoutMs) : undefined,

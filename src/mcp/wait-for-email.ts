@@ -1,6 +1,7 @@
 import type { z } from 'zod';
 import type { RequestContext } from '../identity/principal.js';
-import type { MailEvent, MailEvents } from '../mail/mail-events.js';
+import type { EventFeed } from '../events/event-feed.js';
+import type { Wake } from '../events/events-log.js';
 import type { messageSummaryOut } from '../mail/mail-schemas.js';
 import type { ReadService } from '../mail/read-service.js';
 import { isStoreBusy } from '../store/db.js';
@@ -46,17 +47,14 @@ export const createAbortable = () => {
 
 type Deps = {
   reader: Pick<ReadService, 'list'>;
-  events: Pick<MailEvents, 'subscribe'>;
+  events: Pick<EventFeed, 'subscribe' | 'head' | 'read'>;
 };
+
+/** The domain events that make an inbound message visible in its mailbox's list. */
+const ARRIVALS = ['email.received', 'email.released'];
 
 export type WaitOptions = {
   timeoutMs: number;
-  /**
-   * A slow re-read of the store, for mail another process stored (inbound
-   * SMTP in `mailward serve` while this is `mailward mcp`, or a second server
-   * on the same PostgreSQL): the in-process bus only sees this process's commits.
-   */
-  safetyRecheckMs: number;
   /** Any of these aborting ends the wait with no message. */
   signals?: Abortable[];
   /** Called every `progressMs` while waiting (MCP progress notifications keep clients from timing out). */
@@ -70,10 +68,13 @@ const MAX_PAGES = 10;
 
 /**
  * Waits for the first inbound message of a mailbox matching `filter`, or
- * until the timeout. Woken by the mail event bus (published after commit),
- * re-reads through the read service (so every look is authorised and
- * audited exactly like REST's message list), never polls in a tight loop:
- * one re-check per wake-up (coalesced), plus one every `safetyRecheckMs`.
+ * until the timeout. Woken by the domain-event log's feed after a commit of
+ * any process sharing the store (`mailward serve` receiving SMTP while this
+ * is `mailward mcp`, or another server on the same PostgreSQL): it reads the
+ * mailbox's arrivals after its cursor, and only when there are some re-reads
+ * through the read service (so every look is authorised and audited exactly
+ * like REST's message list). Nothing is read while nothing happens: no
+ * polling, no timer that queries the store.
  * Resolves `null` on timeout or abort. Throws what the read service throws
  * (404 for a mailbox that is not the caller's, 403 scope_required).
  */
@@ -103,6 +104,23 @@ export const waitForEmail = async (deps: Deps, ctx: RequestContext, filter: Wait
     return found;
   };
 
+  const org = ctx.principal.orgId;
+  // Taken before the first look: an arrival committed after it is above the cursor, one before it is seen by the look.
+  let cursor = await deps.events.head(org);
+  /** The mailbox's arrivals since the cursor; true when there were any. */
+  const arrivals = async (): Promise<boolean> => {
+    let any = false;
+    for (;;) {
+      const page = await deps.events.read({ orgId: org, after: cursor, limit: 200, types: ARRIVALS, mailboxIds: [filter.mailboxId] });
+      for (const e of page) {
+        if (e.email_id) woken.add(e.email_id);
+        cursor = e.seq;
+        any = true;
+      }
+      if (page.length < 200) return any;
+    }
+  };
+
   return new Promise<Summary | null>((resolve, reject) => {
     let done = false;
     let running = false;
@@ -118,6 +136,15 @@ export const waitForEmail = async (deps: Deps, ctx: RequestContext, filter: Wait
       if (err) reject(err);
       else resolve(value);
     };
+    /** One look: the first through the read service, later ones only after arrivals in the log. */
+    let first = true;
+    const look = async (): Promise<Summary | null> => {
+      if (first) {
+        first = false;
+        return check();
+      }
+      return (await arrivals()) ? check() : null;
+    };
     const run = () => {
       if (done) return;
       if (running) {
@@ -125,7 +152,7 @@ export const waitForEmail = async (deps: Deps, ctx: RequestContext, filter: Wait
         return;
       }
       running = true;
-      check().then(
+      look().then(
         (m) => {
           running = false;
           if (m) return finish(null, m);
@@ -142,26 +169,16 @@ export const waitForEmail = async (deps: Deps, ctx: RequestContext, filter: Wait
         },
       );
     };
-    const onEvent = (e: MailEvent) => {
-      if (e.mailbox_id !== filter.mailboxId || e.direction !== 'inbound' || e.org_id !== ctx.principal.orgId) return;
-      woken.add(e.message_id);
+    const onWake = (w: Wake) => {
+      if (w !== '*' && (w.orgId !== org || !ARRIVALS.includes(w.type) || (w.mailboxId && w.mailboxId !== filter.mailboxId))) return;
       run();
     };
     const onAbort = () => finish(null, null);
-    // Subscribe before the first look, so nothing committed in between is missed.
-    const unsubscribe = deps.events.subscribe(onEvent);
+    // The cursor was taken before subscribing and before the first look, so nothing committed in between is missed.
+    const unsubscribe = deps.events.subscribe(onWake);
     for (const s of opts.signals ?? []) s.addEventListener('abort', onAbort);
     if (opts.signals?.some((s) => s.aborted)) return finish(null, null);
     timers.push(setTimeout(() => finish(null, null), opts.timeoutMs));
-    const safety = () => {
-      timers.push(
-        setTimeout(() => {
-          run();
-          if (!done) safety();
-        }, opts.safetyRecheckMs),
-      );
-    };
-    safety();
     if (opts.onProgress && opts.progressMs) {
       const tick = () => {
         timers.push(

@@ -10,9 +10,9 @@ import { seal } from '../kernel/crypto/envelope.js';
 import { sha256Hex } from '../kernel/crypto/hash.js';
 import type { KeyRing } from '../kernel/crypto/keyring.js';
 import { conflict, forbidden, isAppError, notFound, unprocessable } from '../kernel/errors.js';
-import type { MailEvents } from '../mail/mail-events.js';
 import type { ApproveInput } from '../mail/mail-schemas.js';
-import { addMessageEvent, approvalAad, approvalView, type EditDiff, openContent, sealContent } from '../mail/message-store.js';
+import { approvalAad, approvalView, type EditDiff, openContent, sealContent } from '../mail/message-store.js';
+import { addMessageEvent } from '../mail/messages-repo.js';
 import type { MessageContent } from '../mail/mime.js';
 import type { OutboundPipeline } from '../mail/outbound-pipeline.js';
 import { canonicalJson } from '../audit/canonical.js';
@@ -33,7 +33,6 @@ type Deps = {
   screen: OutboundScreen;
   onQueued?: () => void;
   /** Wakes waiters (wait_for_email) after an inbound message is released. */
-  events?: Pick<MailEvents, 'publish'>;
 };
 
 const EDITABLE = ['subject', 'text', 'html', 'to', 'cc'] as const;
@@ -50,7 +49,7 @@ const SCANNED = new Set<string>(['subject', 'text', 'html']);
 /** Hash of one field's value: the audit log keeps which fields changed and these hashes, never the text. */
 const fieldHash = (v: unknown) => sha256Hex(JSON.stringify(v ?? null));
 
-export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, pipeline, screen, onQueued, events }: Deps) => {
+export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, pipeline, screen, onQueued }: Deps) => {
   const now = () => clock.now().toISOString();
   const target = (id: string) => ({ type: 'approval', id });
 
@@ -206,7 +205,6 @@ export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, pi
         };
       }),
     );
-    events?.publish({ org_id: r.org_id, mailbox_id: r.mailbox_id, message_id: r.id, direction: 'inbound', status: 'received' });
     return { id: r.id, status: r.status, thread_id: r.thread_id, approval: r.approval };
   };
 

@@ -16,6 +16,14 @@ import {
   type TransactionSettings,
 } from 'kysely';
 import { AppError } from '../kernel/errors.js';
+import {
+  attachSqliteHooks,
+  createPostgresListen,
+  createSqliteListen,
+  fireSqliteHooks,
+  type Listener,
+  type SqliteCommitHooks,
+} from './notify.js';
 import pg from 'pg';
 import { ensurePrivateDir, ensurePrivateFile, tightenFile } from '../kernel/private-files.js';
 import type { Database } from './schema.js';
@@ -39,7 +47,15 @@ export type StoreOptions =
     }
   | { kind: 'postgres'; url: string; poolSize?: number };
 
-export type Store = { db: Db; dialect: Dialect; destroy: () => Promise<void>; describe: string; file?: string };
+export type Store = {
+  db: Db;
+  dialect: Dialect;
+  destroy: () => Promise<void>;
+  describe: string;
+  file?: string;
+  /** Hears `notifyOnCommit` payloads of every process sharing this store, after their commits (see notify.ts). */
+  listen: (fn: Listener) => () => void;
+};
 
 // int8 (bigint) columns come back as JS numbers: audit seq stays far below 2^53.
 const pgTypes = {
@@ -143,19 +159,29 @@ export const createFairLock = ({ limit, waitMs }: { limit: number; waitMs: numbe
 /** Kysely's SQLite driver behind the fair lock: every query and transaction waits its turn in one FIFO queue. */
 class FairSqliteDialect extends SqliteDialect {
   readonly #lock: ReturnType<typeof createFairLock>;
-  constructor(config: ConstructorParameters<typeof SqliteDialect>[0], lock: ReturnType<typeof createFairLock>) {
+  readonly #bell: string;
+  #hooks: SqliteCommitHooks | null = null;
+  constructor(config: ConstructorParameters<typeof SqliteDialect>[0], lock: ReturnType<typeof createFairLock>, bell: string) {
     super(config);
     this.#lock = lock;
+    this.#bell = bell;
+  }
+  /** The after-commit hooks of this store (notify.ts), created with its adapter. */
+  get hooks(): SqliteCommitHooks {
+    if (!this.#hooks) throw new Error('the SQLite adapter has not been created yet');
+    return this.#hooks;
   }
   // Kysely 0.29 serialises a single-connection adapter with its own unbounded mutex in front of the
   // driver, so every caller but one would wait there, never in the fair queue. The fair lock below
   // gives the same one-at-a-time guarantee, bounded and first come, first served.
   override createAdapter(): SqliteAdapter {
-    return new (class extends SqliteAdapter {
+    const adapter = new (class extends SqliteAdapter {
       override get supportsMultipleConnections() {
         return true;
       }
     })();
+    this.#hooks = attachSqliteHooks(adapter, this.#bell);
+    return adapter;
   }
   override createDriver(): Driver {
     const inner = super.createDriver();
@@ -172,8 +198,14 @@ class FairSqliteDialect extends SqliteDialect {
         }
       },
       beginTransaction: (c: DatabaseConnection, s: TransactionSettings) => inner.beginTransaction(c, s),
-      commitTransaction: (c: DatabaseConnection) => inner.commitTransaction(c),
-      rollbackTransaction: (c: DatabaseConnection) => inner.rollbackTransaction(c),
+      commitTransaction: async (c: DatabaseConnection) => {
+        await inner.commitTransaction(c);
+        if (this.#hooks) fireSqliteHooks(this.#hooks);
+      },
+      rollbackTransaction: async (c: DatabaseConnection) => {
+        if (this.#hooks) this.#hooks.pending.length = 0;
+        await inner.rollbackTransaction(c);
+      },
       savepoint: inner.savepoint?.bind(inner),
       rollbackToSavepoint: inner.rollbackToSavepoint?.bind(inner),
       releaseSavepoint: inner.releaseSavepoint?.bind(inner),
@@ -244,12 +276,20 @@ export const openStore = (opts: StoreOptions): Store => {
       stopCheckpointer = startCheckpointer(opts.file, everyMs);
     }
     const lock = createFairLock({ limit: opts.queueLimit ?? 512, waitMs: opts.queueWaitMs ?? 5000 });
-    const db = new Kysely<Database>({ dialect: new FairSqliteDialect({ database: withStatementCache(sqlite) }, lock) });
+    const dialect = new FairSqliteDialect({ database: withStatementCache(sqlite) }, lock, `${opts.file}-notify`);
+    const db = new Kysely<Database>({ dialect });
+    let listener: ReturnType<typeof createSqliteListen> | null = null;
+    const listen = (fn: Listener) => {
+      // The adapter (and its hooks) exists once Kysely has been constructed.
+      listener ??= createSqliteListen(dialect.hooks);
+      return listener.listen(fn);
+    };
     const destroy = async () => {
+      listener?.close();
       await stopCheckpointer?.();
       await db.destroy();
     };
-    return { db, dialect: 'sqlite', destroy, describe: `sqlite:${opts.file}`, file: opts.file };
+    return { db, dialect: 'sqlite', destroy, describe: `sqlite:${opts.file}`, file: opts.file, listen };
   }
   const pool = new pg.Pool({ connectionString: opts.url, max: opts.poolSize ?? 10, types: pgTypes });
   // A client losing its connection (pg_terminate_backend, failover, restart, a pooler or idle timeout) emits
@@ -263,7 +303,12 @@ export const openStore = (opts: StoreOptions): Store => {
   });
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   const u = new URL(opts.url);
-  return { db, dialect: 'postgres', destroy: () => db.destroy(), describe: `postgres://${u.host}${u.pathname}` };
+  const listener = createPostgresListen(opts.url);
+  const destroy = async () => {
+    await listener.close();
+    await db.destroy();
+  };
+  return { db, dialect: 'postgres', destroy, describe: `postgres://${u.host}${u.pathname}`, listen: listener.listen };
 };
 
 /**

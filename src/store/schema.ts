@@ -283,4 +283,23 @@ export type Database = {
   vault_secrets: VaultSecretsTable;
   vault_secret_versions: VaultSecretVersionsTable;
   contact_consents: ContactConsentsTable;
+  event_heads: EventHeadsTable;
+  domain_events: DomainEventsTable;
+};
+
+/** The last domain-event number given out per organisation (migration 0011). */
+export type EventHeadsTable = { org_id: string; seq: number };
+
+/** One fact of the lifecycle log: ids, types and non-PHI facts only (migration 0011). */
+export type DomainEventsTable = {
+  org_id: string;
+  seq: number;
+  id: string;
+  type: string;
+  occurred_at: string;
+  mailbox_id: string | null;
+  email_id: string | null;
+  approval_id: string | null;
+  /** JSON object. */
+  data: string;
 };

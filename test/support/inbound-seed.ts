@@ -1,6 +1,8 @@
 import type { InboundAuthResults } from '../../src/inbound/auth-results.js';
+import { appendEvents } from '../../src/events/events-log.js';
 import { newId } from '../../src/kernel/ids.js';
-import { addMessageEvent, sealContent } from '../../src/mail/message-store.js';
+import { sealContent } from '../../src/mail/message-store.js';
+import { addMessageEvent } from '../../src/mail/messages-repo.js';
 import type { MessageContent } from '../../src/mail/mime.js';
 import type { MessagesTable } from '../../src/store/schema.js';
 import type { TestApp } from './test-app.js';
@@ -109,11 +111,24 @@ export const seedMessages = async (t: TestApp, mailbox: { id: string; address: s
     rows.push(row);
     ids.push(id);
   }
-  for (let i = 0; i < rows.length; i += 200)
-    await db
-      .insertInto('messages')
-      .values(rows.slice(i, i + 200))
-      .execute();
+  for (let i = 0; i < rows.length; i += 200) {
+    const chunk = rows.slice(i, i + 200);
+    await db.transaction().execute(async (tx) => {
+      await tx.insertInto('messages').values(chunk).execute();
+      // The domain events the repo writes with a stored message, so waiters and feeds see seeded mail too.
+      await appendEvents(
+        tx,
+        chunk.map((r) => ({
+          orgId: r.org_id,
+          type: r.direction === 'outbound' ? 'email.submitted' : 'email.received',
+          at: r.created_at,
+          mailboxId: r.mailbox_id,
+          emailId: r.id,
+          data: { status: r.status, direction: r.direction },
+        })),
+      );
+    });
+  }
   for (const a of approvals) {
     const m = a.message;
     await db

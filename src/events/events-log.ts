@@ -1,0 +1,130 @@
+import { PostgresAdapter, sql } from 'kysely';
+import { newId } from '../kernel/ids.js';
+import type { Executor } from '../store/db.js';
+import { notifyOnCommit } from '../store/notify.js';
+import type { DomainEventType } from './event-types.js';
+
+/** What a writer appends: the organisation, the type, the ids it concerns and non-PHI facts. */
+export type NewDomainEvent = {
+  orgId: string;
+  type: DomainEventType;
+  at: string;
+  mailboxId?: string | null;
+  emailId?: string | null;
+  approvalId?: string | null;
+  data?: Record<string, unknown>;
+};
+
+/** An event as the log returns it (wire shape: snake_case). */
+export type DomainEvent = {
+  id: string;
+  seq: number;
+  type: DomainEventType;
+  occurred_at: string;
+  org_id: string;
+  mailbox_id: string | null;
+  email_id: string | null;
+  approval_id: string | null;
+  data: Record<string, unknown>;
+};
+
+/** A wake-up payload: `org type mailbox` (mailbox may be empty), or `*` when anything may have changed. */
+export const wakePayload = (e: Pick<NewDomainEvent, 'orgId' | 'type' | 'mailboxId'>) => `${e.orgId} ${e.type} ${e.mailboxId ?? ''}`;
+
+export type Wake = { orgId: string; type: string; mailboxId: string | null } | '*';
+export const parseWake = (payload: string): Wake => {
+  const [orgId, type, mailboxId] = payload.split(' ');
+  if (!orgId || orgId === '*' || !type) return '*';
+  return { orgId, type, mailboxId: mailboxId || null };
+};
+
+/**
+ * Takes `n` numbers of an organisation's sequence and returns the last. The organisation's head row stays
+ * locked until the transaction ends, so numbers commit in the order they were taken and a reader that has
+ * seen `seq` k has seen every event below k (no gaps, no skips: a rolled-back transaction gives its numbers
+ * back). On PostgreSQL the audit head is locked first in the same statement: every writer takes the two in
+ * one order (audit head, then event head), so a transaction that audited first and one that appended first
+ * cannot deadlock. SQLite has one writer at a time (BEGIN IMMEDIATE).
+ */
+const takeSeqs = async (tx: Executor, orgId: string, n: number): Promise<number> => {
+  const postgres = tx.getExecutor().adapter instanceof PostgresAdapter;
+  const r = postgres
+    ? await sql<{ seq: number }>`
+        with h as (select id from audit_head where id = 1 for update)
+        insert into event_heads (org_id, seq) select ${orgId}, ${n} from h
+        on conflict (org_id) do update set seq = event_heads.seq + excluded.seq
+        returning seq`.execute(tx)
+    : await sql<{ seq: number }>`
+        insert into event_heads (org_id, seq) values (${orgId}, ${n})
+        on conflict (org_id) do update set seq = event_heads.seq + excluded.seq
+        returning seq`.execute(tx);
+  const row = r.rows[0];
+  if (!row) throw new Error('event_heads: no sequence number was returned');
+  return Number(row.seq);
+};
+
+/**
+ * Appends events in the caller's transaction (written with the change they describe, or not at all) and
+ * announces them to listening processes after the commit. Call it inside the transaction of the change.
+ */
+export const appendEvents = async (tx: Executor, events: NewDomainEvent[]): Promise<void> => {
+  const byOrg = new Map<string, NewDomainEvent[]>();
+  for (const e of events) byOrg.set(e.orgId, [...(byOrg.get(e.orgId) ?? []), e]);
+  for (const [orgId, list] of byOrg) {
+    const last = await takeSeqs(tx, orgId, list.length);
+    const first = last - list.length + 1;
+    await tx
+      .insertInto('domain_events')
+      .values(
+        list.map((e, i) => ({
+          org_id: orgId,
+          seq: first + i,
+          id: newId('event'),
+          type: e.type,
+          occurred_at: e.at,
+          mailbox_id: e.mailboxId ?? null,
+          email_id: e.emailId ?? null,
+          approval_id: e.approvalId ?? null,
+          data: JSON.stringify(e.data ?? {}),
+        })),
+      )
+      .execute();
+    for (const payload of new Set(list.map(wakePayload))) await notifyOnCommit(tx, payload);
+  }
+};
+
+export const appendEvent = (tx: Executor, e: NewDomainEvent) => appendEvents(tx, [e]);
+
+export type EventQuery = {
+  orgId: string;
+  /** Events strictly after this sequence number (0: from the start). */
+  after: number;
+  limit: number;
+  types?: readonly string[];
+  mailboxIds?: readonly string[];
+};
+
+/** Events of one organisation after a cursor, oldest first. */
+export const readEvents = async (ex: Executor, q: EventQuery): Promise<DomainEvent[]> => {
+  let query = ex.selectFrom('domain_events').selectAll().where('org_id', '=', q.orgId).where('seq', '>', q.after);
+  if (q.types?.length) query = query.where('type', 'in', [...q.types]);
+  if (q.mailboxIds?.length) query = query.where('mailbox_id', 'in', [...q.mailboxIds]);
+  const rows = await query.orderBy('seq').limit(q.limit).execute();
+  return rows.map((r) => ({
+    id: r.id,
+    seq: Number(r.seq),
+    type: r.type as DomainEventType,
+    occurred_at: r.occurred_at,
+    org_id: r.org_id,
+    mailbox_id: r.mailbox_id,
+    email_id: r.email_id,
+    approval_id: r.approval_id,
+    data: JSON.parse(r.data) as Record<string, unknown>,
+  }));
+};
+
+/** The last sequence number an organisation has committed (0 before its first event). */
+export const headSeq = async (ex: Executor, orgId: string): Promise<number> => {
+  const r = await ex.selectFrom('event_heads').select('seq').where('org_id', '=', orgId).executeTakeFirst();
+  return r ? Number(r.seq) : 0;
+};

@@ -1,0 +1,177 @@
+import { randomUUID } from 'node:crypto';
+import type { Logger } from '../kernel/log.js';
+
+/**
+ * A job queue's adapter: how to claim due jobs with a lease (SKIP LOCKED on PostgreSQL, one atomic UPDATE on
+ * SQLite: see outbox-repo.ts), renew the leases of jobs in flight, and run one job (recording its outcome and
+ * next attempt, whose delay comes from a retry schedule kept as data: `retryDelay`).
+ */
+export type JobQueue<J> = {
+  /** Claims up to `n` due jobs for `workerId` (lease until `leaseUntil`). */
+  claim: (workerId: string, n: number, leaseUntil: Date) => Promise<J[]>;
+  /** Extends the leases of this worker's jobs in flight. */
+  renew: (workerId: string, leaseUntil: Date) => Promise<void>;
+  /** Runs one claimed job to its recorded outcome; a throw is logged (the job's lease runs out and it is claimed again). */
+  run: (job: J, workerId: string) => Promise<void>;
+  /** A short label for logs (no data). */
+  name: string;
+  id: (job: J) => string;
+};
+
+export type JobWorkerOptions = {
+  /** This worker's claim owner id (default: a new random one). */
+  workerId?: string;
+  concurrency: number;
+  /** With nothing due, how long the loop sleeps unless kicked. */
+  pollMs: number;
+  leaseMs: number;
+  logger: Logger;
+  now: () => Date;
+  /** Periodic chores run by the loop at most once a second (expiring approvals). */
+  sweep?: () => Promise<unknown>;
+  /** Wake-ups from outside (the domain-event feed): called with `kick`; returns an unsubscribe. */
+  wakeOn?: (kick: () => void) => () => void;
+};
+
+/** Seconds before attempt `attempts + 1` from a schedule kept as data, or null when the schedule is exhausted. */
+export const retryDelay = (schedule: readonly number[], attempts: number): number | null =>
+  attempts >= 1 && attempts <= schedule.length ? schedule[attempts - 1]! : null;
+
+/**
+ * The general job worker (delivery now, webhook deliveries next): up to `concurrency` jobs in flight; free
+ * slots are refilled as jobs finish (claims of at least a quarter of the slots, so claim statements stay few
+ * under load), a job is claimed only when a slot is free to run it at once (short leases), leases of jobs in
+ * flight are renewed every third of the lease while this process lives (a slow job never loses its lease to
+ * another worker, which would run it twice), and with nothing due the loop sleeps `pollMs` or until kicked.
+ */
+export const createJobWorker = <J>(queue: JobQueue<J>, o: JobWorkerOptions) => {
+  const workerId = o.workerId ?? `wrk_${randomUUID()}`;
+  let running = false;
+  let loop: Promise<void> | null = null;
+  let unsubscribe: (() => void) | null = null;
+
+  let lastSweep = 0;
+  const sweepIfDue = async (force: boolean) => {
+    // Expiry needs no sub-second precision: at most one sweep a second keeps the loop cheap.
+    if (!o.sweep || (!force && Date.now() - lastSweep < 1000)) return;
+    lastSweep = Date.now();
+    await o.sweep();
+  };
+
+  const leaseUntil = () => new Date(o.now().getTime() + o.leaseMs);
+  const claim = (n: number) => queue.claim(workerId, n, leaseUntil());
+
+  // Wakes the loop: a commit queued work (kick) or an in-flight job finished (a slot is free).
+  let signal: (() => void) | null = null;
+  let signalled = false;
+  const notify = () => {
+    if (signal) signal();
+    else signalled = true;
+  };
+  /** Waits for `notify` or `ms`; true when woken by the timer. */
+  const wait = (ms: number) =>
+    new Promise<boolean>((resolve) => {
+      if (signalled) {
+        signalled = false;
+        resolve(false);
+        return;
+      }
+      const t = setTimeout(() => {
+        signal = null;
+        resolve(true);
+      }, ms);
+      signal = () => {
+        clearTimeout(t);
+        signal = null;
+        resolve(false);
+      };
+    });
+
+  const inFlight = new Set<Promise<void>>();
+  const runLogged = (job: J) =>
+    queue
+      .run(job, workerId)
+      .catch((e) => o.logger.error({ job: queue.id(job), err: { type: (e as Error)?.name } }, `${queue.name}: job failed`));
+  const track = (job: J) => {
+    const p = runLogged(job).finally(() => {
+      inFlight.delete(p);
+      notify();
+    });
+    inFlight.add(p);
+  };
+  // Nothing was due at the last claim: only a kick or the poll timer claims again, not every finished job.
+  let drained = false;
+
+  let renewing = false;
+  const renewLeases = async () => {
+    if (renewing || inFlight.size === 0) return;
+    renewing = true;
+    try {
+      await queue.renew(workerId, leaseUntil());
+    } catch (e) {
+      o.logger.error({ err: { type: (e as Error)?.name } }, `${queue.name}: renewing leases failed`);
+    } finally {
+      renewing = false;
+    }
+  };
+  let renewTimer: NodeJS.Timeout | null = null;
+
+  /** Wakes the loop at once (after a commit that queued work). */
+  const kick = () => {
+    drained = false;
+    notify();
+  };
+
+  /** Starts the loop (idempotent). */
+  const start = () => {
+    if (running) return;
+    running = true;
+    const chunk = Math.max(1, Math.ceil(o.concurrency / 4));
+    renewTimer = setInterval(() => void renewLeases(), Math.max(100, Math.floor(o.leaseMs / 3)));
+    renewTimer.unref();
+    unsubscribe = o.wakeOn?.(kick) ?? null;
+    loop = (async () => {
+      while (running) {
+        try {
+          await sweepIfDue(false);
+          const free = o.concurrency - inFlight.size;
+          if (!drained && free > 0 && (free >= chunk || inFlight.size === 0)) {
+            const jobs = await claim(free);
+            drained = jobs.length < free;
+            for (const j of jobs) track(j);
+            if (jobs.length > 0) continue;
+          }
+        } catch (e) {
+          o.logger.error({ err: { type: (e as Error)?.name } }, `${queue.name}: loop pass failed`);
+        }
+        if (!running) break;
+        if (await wait(o.pollMs)) drained = false;
+      }
+      await Promise.all(inFlight);
+    })();
+  };
+
+  /** Stops claiming; jobs in flight finish and record their outcome. */
+  const stop = async () => {
+    running = false;
+    unsubscribe?.();
+    unsubscribe = null;
+    notify();
+    await loop;
+    loop = null;
+    if (renewTimer) clearInterval(renewTimer);
+    renewTimer = null;
+  };
+
+  /** One pass (tests drive a worker with it): sweep, claim due jobs, run them. Returns how many jobs it ran. */
+  const runOnce = async (): Promise<number> => {
+    await sweepIfDue(true);
+    const jobs = await claim(o.concurrency);
+    await Promise.all(jobs.map(runLogged));
+    return jobs.length;
+  };
+
+  return { start, stop, runOnce, kick, workerId };
+};
+
+export type JobWorker = ReturnType<typeof createJobWorker>;

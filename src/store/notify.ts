@@ -1,0 +1,156 @@
+import { EventEmitter } from 'node:events';
+import fs from 'node:fs';
+import { PostgresAdapter, sql } from 'kysely';
+import pg from 'pg';
+import type { Executor } from './db.js';
+
+/**
+ * Wake-ups after commit, across processes, with no polling: a transaction that writes something others wait
+ * for (a domain event) calls `notifyOnCommit`; every process that called `Store.listen` hears the payload
+ * once the transaction has committed, and never for one that rolled back.
+ * - PostgreSQL: NOTIFY is transactional (postgresql.org/docs/current/sql-notify.html: "if a NOTIFY is executed
+ *   inside a transaction, the notify events are not delivered until and unless the transaction is committed"),
+ *   and a dedicated connection LISTENs; after a reconnect listeners get `*` (anything may have been missed).
+ * - SQLite: the driver runs the payloads collected in a transaction after its COMMIT: in-process listeners get
+ *   them at once, and a doorbell file next to the database is rewritten, which other processes sharing the file
+ *   watch (inotify through fs.watch) and hear as `*`.
+ * A notification is a hint, never the data: a listener re-reads the store from its own cursor.
+ */
+export const NOTIFY_CHANNEL = 'mailward_events';
+export type Listener = (payload: string) => void;
+
+/** The hooks a SQLite store's driver runs at COMMIT and ROLLBACK (one connection: one open transaction at a time). */
+export type SqliteCommitHooks = {
+  pending: string[];
+  emitter: EventEmitter;
+  bell: string;
+};
+
+const sqliteHooks = new WeakMap<object, SqliteCommitHooks>();
+
+/** Called by the SQLite dialect: ties the hooks to its adapter, which every executor of that store shares. */
+export const attachSqliteHooks = (adapter: object, bell: string): SqliteCommitHooks => {
+  const hooks: SqliteCommitHooks = { pending: [], emitter: new EventEmitter().setMaxListeners(0), bell };
+  sqliteHooks.set(adapter, hooks);
+  return hooks;
+};
+
+/** Runs after a successful COMMIT (or after a write outside a transaction). */
+export const fireSqliteHooks = (hooks: SqliteCommitHooks) => {
+  if (hooks.pending.length === 0) return;
+  const payloads = [...new Set(hooks.pending.splice(0))];
+  for (const p of payloads) hooks.emitter.emit('notify', p);
+  try {
+    // The content names the writer, so its own watcher does not wake it a second time.
+    fs.writeFileSync(hooks.bell, `${process.pid}\n`, { mode: 0o600 });
+  } catch {
+    // Another process then hears of this commit with its next one; in-process listeners already have it.
+  }
+};
+
+/**
+ * Announces `payload` to every listening process once `ex`'s transaction commits. Payloads carry ids and
+ * types only (PostgreSQL limits them to 8000 bytes; ours are tens).
+ */
+export const notifyOnCommit = async (ex: Executor, payload: string): Promise<void> => {
+  const adapter = ex.getExecutor().adapter;
+  if (adapter instanceof PostgresAdapter) {
+    await sql`select pg_notify(${NOTIFY_CHANNEL}, ${payload})`.execute(ex);
+    return;
+  }
+  const hooks = sqliteHooks.get(adapter);
+  if (!hooks) return;
+  hooks.pending.push(payload);
+  if (!ex.isTransaction) fireSqliteHooks(hooks);
+};
+
+/** A SQLite store's listeners: this process's commits directly, other processes' through the doorbell file. */
+export const createSqliteListen = (hooks: SqliteCommitHooks) => {
+  let watcher: fs.FSWatcher | null = null;
+  const start = () => {
+    if (watcher) return;
+    if (!fs.existsSync(hooks.bell)) fs.writeFileSync(hooks.bell, '', { mode: 0o600 });
+    watcher = fs.watch(hooks.bell, { persistent: false }, () => {
+      let writer = '';
+      try {
+        writer = fs.readFileSync(hooks.bell, 'utf8').trim();
+      } catch {}
+      if (writer !== String(process.pid)) hooks.emitter.emit('notify', '*');
+    });
+    watcher.on('error', () => {});
+  };
+  return {
+    listen: (fn: Listener): (() => void) => {
+      start();
+      hooks.emitter.on('notify', fn);
+      return () => hooks.emitter.off('notify', fn);
+    },
+    close: () => {
+      watcher?.close();
+      watcher = null;
+    },
+  };
+};
+
+/** A PostgreSQL store's listeners: one LISTEN connection per process, opened on first use, reconnected with backoff. */
+export const createPostgresListen = (url: string) => {
+  const emitter = new EventEmitter().setMaxListeners(0);
+  let client: pg.Client | null = null;
+  let closed = false;
+  let started = false;
+  let retryMs = 100;
+  let timer: NodeJS.Timeout | null = null;
+  const connect = async () => {
+    if (closed) return;
+    const c = new pg.Client({ connectionString: url });
+    c.on('error', () => {});
+    c.on('notification', (n) => {
+      if (n.channel === NOTIFY_CHANNEL) emitter.emit('notify', n.payload ?? '*');
+    });
+    c.on('end', () => {
+      if (client === c) client = null;
+      schedule();
+    });
+    try {
+      await c.connect();
+      await c.query(`LISTEN ${NOTIFY_CHANNEL}`);
+      if (closed) {
+        await c.end().catch(() => {});
+        return;
+      }
+      client = c;
+      retryMs = 100;
+      // Commits made while no connection listened were not heard: every listener re-reads from its cursor.
+      emitter.emit('notify', '*');
+    } catch {
+      await c.end().catch(() => {});
+      schedule();
+    }
+  };
+  const schedule = () => {
+    if (closed || timer) return;
+    timer = setTimeout(() => {
+      timer = null;
+      void connect();
+    }, retryMs);
+    timer.unref();
+    retryMs = Math.min(retryMs * 2, 5000);
+  };
+  return {
+    listen: (fn: Listener): (() => void) => {
+      if (!started) {
+        started = true;
+        void connect();
+      }
+      emitter.on('notify', fn);
+      return () => emitter.off('notify', fn);
+    },
+    close: async () => {
+      closed = true;
+      if (timer) clearTimeout(timer);
+      const c = client;
+      client = null;
+      await c?.end().catch(() => {});
+    },
+  };
+};
