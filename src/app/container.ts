@@ -48,7 +48,10 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
   if (fs.existsSync(config.dataDir) && ensurePrivateDir(config.dataDir)) {
     logger.warn({ path: config.dataDir }, 'data directory was readable by other users; its mode is now 0700');
   }
-  const store = opts.store ?? openStore(config.database);
+  // At trace level every statement is logged (its duration, never its text or values): operators and tests see
+  // what a process asks of the store, e.g. that an idle wait_for_email asks nothing.
+  const onQuery = logger.isLevelEnabled('trace') ? (ms: number) => logger.trace({ ms }, 'store query') : undefined;
+  const store = opts.store ?? openStore({ ...config.database, ...(onQuery ? { onQuery } : {}) });
   let ring: KeyRing;
   try {
     const keyMissing = !config.masterKey && !config.masterKeys && !fs.existsSync(masterKeyPath(config.dataDir));
@@ -101,7 +104,7 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
       all: () => db.selectFrom('signing_keys').selectAll().where('purpose', '=', 'audit-ed25519').execute(),
     },
   });
-  const authCache = createAuthCache({ db, pollMs: config.authCachePollMs });
+  const authCache = createAuthCache({ db, pollMs: config.authCachePollMs, listen: store.listen });
   await authCache.start();
   const guard = createGuard({ db, audit, authCache });
   const repo = createIdentityRepo();

@@ -9,7 +9,11 @@ import { type EventQuery, headSeq, parseWake, readEvents, type Wake } from './ev
  * read while nothing happens.
  */
 export const createEventFeed = (store: Pick<Store, 'listen' | 'db'>) => ({
-  subscribe: (fn: (w: Wake) => void): (() => void) => store.listen((payload) => fn(parseWake(payload))),
+  subscribe: (fn: (w: Wake) => void): (() => void) =>
+    store.listen((payload) => {
+      const w = parseWake(payload);
+      if (w) fn(w);
+    }),
   /** The last committed sequence number of an organisation (a cursor that sees only what comes next). */
   head: (orgId: string) => headSeq(store.db, orgId),
   read: (q: EventQuery) => readEvents(store.db, q),

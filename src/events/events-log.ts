@@ -32,7 +32,9 @@ export type DomainEvent = {
 export const wakePayload = (e: Pick<NewDomainEvent, 'orgId' | 'type' | 'mailboxId'>) => `${e.orgId} ${e.type} ${e.mailboxId ?? ''}`;
 
 export type Wake = { orgId: string; type: string; mailboxId: string | null } | '*';
-export const parseWake = (payload: string): Wake => {
+/** A domain-event wake-up, or null for another kind of notification (`!name`, e.g. the auth epoch's). */
+export const parseWake = (payload: string): Wake | null => {
+  if (payload.startsWith('!')) return null;
   const [orgId, type, mailboxId] = payload.split(' ');
   if (!orgId || orgId === '*' || !type) return '*';
   return { orgId, type, mailboxId: mailboxId || null };

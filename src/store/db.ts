@@ -44,8 +44,14 @@ export type StoreOptions =
       queueLimit?: number;
       /** Longest wait for the connection before 503 store_busy (default 5000 ms). */
       queueWaitMs?: number;
+      onQuery?: QueryObserver;
     }
-  | { kind: 'postgres'; url: string; poolSize?: number };
+  | { kind: 'postgres'; url: string; poolSize?: number; onQuery?: QueryObserver };
+
+/** Told of every statement the store runs, with its duration (trace logging: `MAILWARD_LOG_LEVEL=trace`); never its values. */
+export type QueryObserver = (durationMs: number) => void;
+const queryLog = (onQuery?: QueryObserver) =>
+  onQuery ? { log: (e: { queryDurationMillis: number }) => onQuery(e.queryDurationMillis) } : {};
 
 export type Store = {
   db: Db;
@@ -277,7 +283,7 @@ export const openStore = (opts: StoreOptions): Store => {
     }
     const lock = createFairLock({ limit: opts.queueLimit ?? 512, waitMs: opts.queueWaitMs ?? 5000 });
     const dialect = new FairSqliteDialect({ database: withStatementCache(sqlite) }, lock, `${opts.file}-notify`);
-    const db = new Kysely<Database>({ dialect });
+    const db = new Kysely<Database>({ dialect, ...queryLog(opts.onQuery) });
     let listener: ReturnType<typeof createSqliteListen> | null = null;
     const listen = (fn: Listener) => {
       // The adapter (and its hooks) exists once Kysely has been constructed.
@@ -301,7 +307,7 @@ export const openStore = (opts: StoreOptions): Store => {
   pool.on('connect', (client) => {
     client.on('error', () => {});
   });
-  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }), ...queryLog(opts.onQuery) });
   const u = new URL(opts.url);
   const listener = createPostgresListen(opts.url);
   const destroy = async () => {
