@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import { PostgresAdapter, sql } from 'kysely';
@@ -24,13 +25,15 @@ export type SqliteCommitHooks = {
   pending: string[];
   emitter: EventEmitter;
   bell: string;
+  /** Names this store handle in the doorbell file, so its own watcher does not wake it a second time. */
+  token: string;
 };
 
 const sqliteHooks = new WeakMap<object, SqliteCommitHooks>();
 
 /** Called by the SQLite dialect: ties the hooks to its adapter, which every executor of that store shares. */
 export const attachSqliteHooks = (adapter: object, bell: string): SqliteCommitHooks => {
-  const hooks: SqliteCommitHooks = { pending: [], emitter: new EventEmitter().setMaxListeners(0), bell };
+  const hooks: SqliteCommitHooks = { pending: [], emitter: new EventEmitter().setMaxListeners(0), bell, token: randomUUID() };
   sqliteHooks.set(adapter, hooks);
   return hooks;
 };
@@ -41,8 +44,7 @@ export const fireSqliteHooks = (hooks: SqliteCommitHooks) => {
   const payloads = [...new Set(hooks.pending.splice(0))];
   for (const p of payloads) hooks.emitter.emit('notify', p);
   try {
-    // The content names the writer, so its own watcher does not wake it a second time.
-    fs.writeFileSync(hooks.bell, `${process.pid}\n`, { mode: 0o600 });
+    fs.writeFileSync(hooks.bell, `${hooks.token}\n`, { mode: 0o600 });
   } catch {
     // Another process then hears of this commit with its next one; in-process listeners already have it.
   }
@@ -75,7 +77,7 @@ export const createSqliteListen = (hooks: SqliteCommitHooks) => {
       try {
         writer = fs.readFileSync(hooks.bell, 'utf8').trim();
       } catch {}
-      if (writer !== String(process.pid)) hooks.emitter.emit('notify', '*');
+      if (writer !== hooks.token) hooks.emitter.emit('notify', '*');
     });
     watcher.on('error', () => {});
   };
