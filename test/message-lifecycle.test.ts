@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { DOMAIN_EVENT_TYPES } from '../src/events/event-types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   isLegalTransition,
@@ -51,6 +52,25 @@ describe('the message lifecycle table', () => {
     expect(writers.map((f) => path.relative(src, f))).toEqual(['queue/outbox-repo.ts']);
   });
 
+  it('leaves every other write of messages to the messages repo', () => {
+    const writers = sources(src).filter((f) => /(insertInto|updateTable|deleteFrom)\('messages'\)/.test(fs.readFileSync(f, 'utf8')));
+    expect(writers.map((f) => path.relative(src, f)).sort()).toEqual(['mail/message-lifecycle.ts', 'mail/messages-repo.ts']);
+  });
+
+  it('leaves every write of the domain-event log to the log itself', () => {
+    const writers = sources(src).filter((f) =>
+      /(insertInto|updateTable|deleteFrom)\('(domain_events|event_heads)'\)|into event_heads/.test(fs.readFileSync(f, 'utf8')),
+    );
+    expect(writers.map((f) => path.relative(src, f))).toEqual(['events/events-log.ts']);
+  });
+
+  it('names a domain event for every transition that a consumer can see', () => {
+    for (const [name, t] of Object.entries(MESSAGE_TRANSITIONS)) {
+      if (name === 'claim') expect(t.domain).toBeNull();
+      else expect([name, t.domain && t.domain in DOMAIN_EVENT_TYPES]).toEqual([name, true]);
+    }
+  });
+
   it('leaves every write of approvals to the approvals repo', () => {
     const writers = sources(src).filter((f) => /(insertInto|updateTable|deleteFrom)\('approvals'\)/.test(fs.readFileSync(f, 'utf8')));
     expect(writers.map((f) => path.relative(src, f))).toEqual(['oversight/approvals-repo.ts']);
@@ -93,6 +113,10 @@ for (const dialect of testDialects()) {
           expect([name, status, moved]).toEqual([name, status, legal ? 1 : 0]);
           const row = await t.c.store.db.selectFrom('messages').select('status').where('id', '=', id).executeTakeFirstOrThrow();
           expect([name, status, row.status]).toEqual([name, status, legal ? tr.to : status]);
+          // A move writes its domain event in the same statement sequence; a refused one writes none.
+          const events = await t.c.store.db.selectFrom('domain_events').select('type').where('email_id', '=', id).execute();
+          const types = events.map((e) => e.type).filter((x) => x !== 'email.submitted');
+          expect([name, status, types]).toEqual([name, status, legal && tr.domain ? [tr.domain] : []]);
         }
       }
     }, 120_000);
