@@ -18,6 +18,8 @@ import type { DsnReport } from './dsn.js';
 import { inboundThread } from './threading.js';
 import { moveMessage } from '../mail/message-lifecycle.js';
 import { insertPendingApproval } from '../oversight/approvals-repo.js';
+import { decideHold } from '../oversight/hold-policy.js';
+import type { HoldReason } from '../oversight/oversight-modes.js';
 
 type Deps = {
   db: Db;
@@ -186,21 +188,23 @@ export const createReceiveService = (d: Deps) => {
   const statusFor = (mailbox: MailboxesTable, a: InboundAnalysis, agentActive: boolean) => {
     const dmarcFail = a.auth.flags.includes('dmarc_fail');
     const spoofsOrg = claimsOrgUnauthenticated(mailbox, a);
-    const authReasons: Record<string, unknown>[] = [
+    const authReasons: HoldReason[] = [
       ...(dmarcFail ? [{ code: 'dmarc_fail', policy: a.auth.dmarc?.policy ?? null }] : []),
       ...(spoofsOrg ? [{ code: 'org_domain_unauthenticated', dmarc: a.auth.dmarc?.result ?? null }] : []),
     ];
-    // Deactivated between RCPT (which refuses it with 550 5.1.1) and the commit: held for a reviewer, never lost, never shown.
-    if (!agentActive) return { status: 'pending_approval', reasons: [{ code: 'agent_deactivated' }, ...authReasons] };
-    // CONTRACT.md: gated_all holds every inbound message until a reviewer releases it.
-    if (mailbox.oversight_mode === 'gated_all')
-      return { status: 'pending_approval', reasons: [{ code: 'oversight_mode', mode: 'gated_all' }, ...authReasons] };
-    // RFC 7489 6.3: the sender's domain asked receivers to quarantine or reject what fails, or the mail spoofs the
-    // organisation's own domain. `quarantine` (the default) keeps it listed for a reviewer, never dropped; `flag`
-    // (an admin's explicit opt-in) delivers it with the flags.
-    if (mailbox.dmarc_failure === 'quarantine' && ((dmarcFail && a.dmarcEnforced) || spoofsOrg))
-      return { status: 'quarantined', reasons: authReasons };
-    return { status: 'received', reasons: [] as Record<string, unknown>[] };
+    // The sender's domain asked receivers to quarantine or reject what fails (RFC 7489 6.3), or the mail spoofs the
+    // organisation's own domain: oversight's hold policy decides what that means for this mailbox.
+    const decision = decideHold({
+      direction: 'inbound',
+      mode: mailbox.oversight_mode,
+      agentActive,
+      authReasons,
+      quarantineAsked: (dmarcFail && a.dmarcEnforced) || spoofsOrg,
+      dmarcFailure: mailbox.dmarc_failure,
+    });
+    return decision.kind === 'hold'
+      ? { status: decision.status, reasons: decision.reasons as Record<string, unknown>[] }
+      : { status: 'received' as const, reasons: [] as Record<string, unknown>[] };
   };
 
   /** Turns the outbound messages a DSN reports on `bounced` (failed) or notes the delay. Returns the changed ones. */

@@ -9,7 +9,7 @@ import { sha256Hex } from '../kernel/crypto/hash.js';
 import type { KeyRing } from '../kernel/crypto/keyring.js';
 import { AppError, conflict, forbidden, notFound } from '../kernel/errors.js';
 import { newId } from '../kernel/ids.js';
-import { outboundDecision } from '../oversight/oversight-modes.js';
+import { decideHold } from '../oversight/hold-policy.js';
 import { noConsentError } from '../phi/consent-service.js';
 import { type ConsentCheck, type OutboundScreen, parsePhiPolicy, storedFindings } from '../phi/outbound-screen.js';
 import type { Finding } from '../phi/phi-types.js';
@@ -151,8 +151,7 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
     idem: { key: string; hash: string } | null,
     onRefused: (check: ConsentCheck) => void,
   ) => {
-    const decision = outboundDecision(mailbox.oversight_mode);
-    if (decision.kind === 'refuse') throw forbidden('mailbox_read_only', 'This mailbox is read-only: it cannot send.');
+    if (mailbox.oversight_mode === 'read_only') throw forbidden('mailbox_read_only', 'This mailbox is read-only: it cannot send.');
     const { row, content } = d;
     // 45 CFR 164.522(b): a recipient who refused email gets none; read in this transaction so a refusal recorded before the commit counts.
     const check = await screen.checkConsent(tx, mailbox.org_id, content, d.findings.length > 0, row.category);
@@ -162,7 +161,9 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
     }
     // PHI policy and unknown consent can hold a message in any mode but read_only (CONTRACT.md, oversight modes).
     const phi = screen.holdReasons(d.findings, mailbox.oversight_mode, parsePhiPolicy(mailbox.phi_policy), check);
-    const reasons = [...(decision.kind === 'hold' ? decision.reasons : []), ...phi.reasons];
+    const decision = decideHold({ direction: 'outbound', mode: mailbox.oversight_mode, screenReasons: phi.reasons });
+    if (decision.kind === 'refuse') throw forbidden('mailbox_read_only', 'This mailbox is read-only: it cannot send.');
+    const reasons = decision.kind === 'hold' ? decision.reasons : [];
     const id = row.id;
     const at = row.created_at;
     await insertMessage(tx, row, { oversight_mode: mailbox.oversight_mode });
