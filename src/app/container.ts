@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import { createAuditLog } from '../audit/audit-log.js';
 import { createAuditService } from '../audit/audit-service.js';
 import { createApiKeysService } from '../identity/api-keys-service.js';
+import { createAuditReader } from '../compliance/audit-reader.js';
 import { createAuthCache } from '../identity/auth-cache.js';
 import { createGuard } from '../identity/guard.js';
 import { createIdentityRepo } from '../identity/identity-repo.js';
@@ -123,6 +124,8 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
   });
 
   const consent = createConsentService({ db, guard, clock });
+  // Reading the audit log for people (roles, audited reads, proofs, legal holds): above audit, which stays a sink.
+  const auditReader = createAuditReader({ audit, auditLog, guard });
   const mail = createMailModule({ config, store, ring, clock, logger, audit, guard, repo, consent, dns: opts.dns });
   // Inbound SMTP: `serve` starts the listener over inbound.receiver.
   const inbound = createInboundModule({
@@ -146,6 +149,7 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
     ring,
     audit,
     auditLog,
+    auditReader,
     guard,
     identity,
     apiKeys,

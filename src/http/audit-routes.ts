@@ -1,25 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import type { AuditLog } from '../audit/audit-log.js';
-import type { AuditService } from '../audit/audit-service.js';
-import { leafHash } from '../audit/merkle.js';
-import type { Guard } from '../identity/guard.js';
-import { actorOf, type RequestContext, requireAnyRole } from '../identity/principal.js';
-import { canonicalJson } from '../audit/canonical.js';
-import { sha256Hex } from '../kernel/crypto/hash.js';
-import { notFound, unprocessable } from '../kernel/errors.js';
-import {
-  cursorQuery,
-  decodeIntCursor,
-  encodeCursor,
-  idParams,
-  intQuery,
-  isoQuery,
-  limitQuery,
-  problems,
-  secured,
-} from './common-schemas.js';
+import type { AuditReader } from '../compliance/audit-reader.js';
+import { cursorQuery, idParams, intQuery, isoQuery, limitQuery, problems, secured } from './common-schemas.js';
 
 const hex32 = z.string().regex(/^[0-9a-f]{64}$/);
 
@@ -94,9 +77,6 @@ const holdOut = z.object({
 });
 
 const sizeQuery = intQuery(1, Number.MAX_SAFE_INTEGER);
-const READERS = ['admin', 'auditor', 'privacy_officer'] as const;
-const humanActor = (ctx: RequestContext) => ({ ...actorOf(ctx), id: ctx.principal.id, orgId: ctx.principal.orgId });
-const reqInfo = (ctx: RequestContext) => ({ requestId: ctx.requestId, clientIp: ctx.clientIp });
 
 export const auditEventOut = z.object({
   seq: z.number().int(),
@@ -126,7 +106,7 @@ const listQuery = z.strictObject({
 });
 
 export const auditRoutes =
-  ({ audit, auditLog, guard }: { audit: AuditService; auditLog: AuditLog; guard: Guard }) =>
+  ({ reader }: { reader: AuditReader }) =>
   async (root: FastifyInstance) => {
     const app = root.withTypeProvider<ZodTypeProvider>();
     app.get(
@@ -143,60 +123,7 @@ export const auditRoutes =
           },
         },
       },
-      async (req) => {
-        const q = req.query;
-        // 45 CFR 164.312(b): the audit log holds who touched which patient's mail; reading it is itself audited,
-        // in the transaction that reads the page (group commit: it locks nothing but the audit head).
-        const events = await guard.change(
-          req.ctx,
-          'audit.events.read',
-          null,
-          async (tx) => {
-            requireAnyRole(req.ctx, ['admin', 'auditor', 'privacy_officer']);
-            const afterSeq = decodeIntCursor(q.cursor);
-            const filters = {
-              actor_id: q.actor_id ?? null,
-              action: q.action ?? null,
-              target_id: q.target_id ?? null,
-              since: q.since ? new Date(q.since).toISOString() : null,
-              until: q.until ? new Date(q.until).toISOString() : null,
-            };
-            // One row beyond the page tells whether another exists: a page that reached the end has no
-            // next_cursor, although this read's own event now follows it (else paging would never end).
-            const found = await audit.list(
-              {
-                orgId: req.ctx.principal.orgId,
-                actorId: q.actor_id,
-                action: q.action,
-                targetId: q.target_id,
-                since: filters.since ?? undefined,
-                until: filters.until ?? undefined,
-                afterSeq,
-                limit: q.limit + 1,
-              },
-              tx,
-            );
-            const page = found.slice(0, q.limit);
-            // Which filters, as a hash and their names: a target or actor id is no PHI, but a filter is what the reader looked for.
-            await guard.recordIn(tx, req.ctx, 'audit.events.read', null, {
-              filters: Object.entries(filters)
-                .filter(([, v]) => v !== null)
-                .map(([k]) => k),
-              filter_hash: sha256Hex(canonicalJson({ ...filters, cursor: q.cursor ?? null, limit: q.limit })),
-              count: page.length,
-              first_seq: page[0]?.seq ?? null,
-              last_seq: page.at(-1)?.seq ?? null,
-            });
-            return { page, more: found.length > q.limit };
-          },
-          { groupCommit: true },
-        );
-        const last = events.page.at(-1);
-        return {
-          events: events.page.map(({ org_id: _org, ...e }) => e),
-          next_cursor: events.more && last ? encodeCursor(last.seq) : null,
-        };
-      },
+      (req) => reader.listEvents(req.ctx, req.query),
     );
 
     app.get(
@@ -209,11 +136,7 @@ export const auditRoutes =
           response: { 200: checkpointOut, ...problems(401, 403, 404, 503) },
         },
       },
-      (req) =>
-        guard.read(req.ctx, 'audit.checkpoint.read', null, async () => {
-          requireAnyRole(req.ctx, [...READERS]);
-          return auditLog.checkpoints.current();
-        }),
+      (req) => reader.checkpoint(req.ctx),
     );
 
     app.get(
@@ -228,41 +151,7 @@ export const auditRoutes =
           response: { 200: proofOut, ...problems(400, 401, 403, 404, 422) },
         },
       },
-      async (req) => {
-        const proofTarget = { type: 'audit_event', id: String(req.params.seq) };
-        const proof = await guard.read(req.ctx, 'audit.proof.read', proofTarget, async () => {
-          requireAnyRole(req.ctx, [...READERS]);
-          const seq = req.params.seq;
-          const event = await audit.get(seq, req.ctx.principal.orgId);
-          if (!event) throw notFound('audit event');
-          // Default: the latest checkpoint (signed now if needed); an explicit size carries its checkpoint if one was signed.
-          const cp =
-            req.query.tree_size === undefined ? await auditLog.checkpoints.current() : await auditLog.checkpoints.get(req.query.tree_size);
-          const size = req.query.tree_size ?? cp!.tree_size;
-          if (size < seq) throw unprocessable('tree_size_too_small', 'tree_size must be at least the event seq.');
-          const path = await auditLog.tree.inclusionProof(seq - 1, size);
-          return {
-            seq,
-            leaf_index: seq - 1,
-            tree_size: size,
-            event_hash: event.hash,
-            leaf_hash: leafHash(Buffer.from(event.hash, 'hex')).toString('hex'),
-            audit_path: path.map((b) => b.toString('hex')),
-            root_hash: cp ? cp.root_hash : (await auditLog.tree.rootAt(size)).toString('hex'),
-            checkpoint: cp ?? null,
-          };
-        });
-        // 45 CFR 164.312(b): a proof discloses an event of the log; audited before it is answered (fail closed). A
-        // transaction of its own: signing the default checkpoint above writes, so it cannot run inside one on SQLite.
-        await guard.change(
-          req.ctx,
-          'audit.proof.read',
-          proofTarget,
-          (tx) => guard.recordIn(tx, req.ctx, 'audit.proof.read', proofTarget, { seq: proof.seq, tree_size: proof.tree_size }),
-          { groupCommit: true },
-        );
-        return proof;
-      },
+      (req) => reader.proof(req.ctx, req.params.seq, req.query.tree_size),
     );
 
     app.get(
@@ -285,21 +174,7 @@ export const auditRoutes =
           },
         },
       },
-      (req) =>
-        guard.read(req.ctx, 'audit.consistency.read', null, async () => {
-          requireAnyRole(req.ctx, [...READERS]);
-          const second = req.query.second ?? (await auditLog.checkpoints.current()).tree_size;
-          const { first } = req.query;
-          if (first > second) throw unprocessable('tree_size_order', 'first must not exceed second.');
-          const proof = await auditLog.tree.consistencyProof(first, second);
-          return {
-            first,
-            second,
-            first_root: (await auditLog.tree.rootAt(first)).toString('hex'),
-            second_root: (await auditLog.tree.rootAt(second)).toString('hex'),
-            proof: proof.map((b) => b.toString('hex')),
-          };
-        }),
+      (req) => reader.consistency(req.ctx, req.query.first, req.query.second),
     );
 
     app.get(
@@ -312,20 +187,7 @@ export const auditRoutes =
           response: { 200: verifyOut, ...problems(401, 403, 404) },
         },
       },
-      (req) =>
-        guard.read(req.ctx, 'audit.verify', null, async () => {
-          requireAnyRole(req.ctx, ['admin', 'auditor']);
-          const r = await auditLog.verify();
-          // 21 CFR 11.10(e): the check and its outcome are part of the trail.
-          await audit.recordAlone({
-            action: 'audit.verified',
-            actor: actorOf(req.ctx),
-            outcome: r.ok ? 'success' : 'error',
-            ...reqInfo(req.ctx),
-            details: { ok: r.ok, first_bad_seq: r.first_bad_seq, tree_size: r.tree_size },
-          });
-          return r;
-        }),
+      (req) => reader.verify(req.ctx),
     );
 
     app.get(
@@ -338,12 +200,7 @@ export const auditRoutes =
           response: { 200: z.object({ legal_holds: z.array(holdOut) }), ...problems(401, 403, 404) },
         },
       },
-      (req) =>
-        guard.read(req.ctx, 'audit.legal_hold.list', null, async () => {
-          requireAnyRole(req.ctx, [...READERS]);
-          const holds = await auditLog.retention.listHolds(req.ctx.principal.orgId);
-          return { legal_holds: holds.map(({ org_id: _o, ...h }) => h) };
-        }),
+      async (req) => ({ legal_holds: await reader.listHolds(req.ctx) }),
     );
 
     app.post(
@@ -357,14 +214,7 @@ export const auditRoutes =
           response: { 201: holdOut, ...problems(400, 401, 403, 404) },
         },
       },
-      async (req, reply) => {
-        const hold = await guard.read(req.ctx, 'audit.legal_hold.placed', null, async () => {
-          requireAnyRole(req.ctx, ['admin', 'privacy_officer']);
-          return auditLog.retention.placeHold(humanActor(req.ctx), req.body.matter, reqInfo(req.ctx));
-        });
-        const { org_id: _o, ...out } = hold;
-        return reply.code(201).send(out);
-      },
+      async (req, reply) => reply.code(201).send(await reader.placeHold(req.ctx, req.body.matter)),
     );
 
     app.post(
@@ -378,13 +228,6 @@ export const auditRoutes =
           response: { 200: holdOut, ...problems(400, 401, 403, 404, 409) },
         },
       },
-      async (req) => {
-        const hold = await guard.read(req.ctx, 'audit.legal_hold.released', { type: 'legal_hold', id: req.params.id }, async () => {
-          requireAnyRole(req.ctx, ['admin', 'privacy_officer']);
-          return auditLog.retention.releaseHold(humanActor(req.ctx), req.params.id, reqInfo(req.ctx));
-        });
-        const { org_id: _o, ...out } = hold;
-        return out;
-      },
+      (req) => reader.releaseHold(req.ctx, req.params.id),
     );
   };

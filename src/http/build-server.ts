@@ -3,6 +3,7 @@ import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync, LogController } from 'fastify';
 import { jsonSchemaTransform, jsonSchemaTransformObject, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
+import type { AuditReader } from '../compliance/audit-reader.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { AuditService } from '../audit/audit-service.js';
 import type { ApiKeysService } from '../identity/api-keys-service.js';
@@ -49,6 +50,7 @@ export type RestDeps = {
   rateLimiter: RateLimiter;
   audit: AuditService;
   auditLog: AuditLog;
+  auditReader: AuditReader;
   guard: Guard;
   mail: Pick<MailModule, 'mailboxes' | 'mail' | 'reader' | 'approvals' | 'identityVerifier' | 'dnsRecords'>;
   vault: VaultService;
@@ -124,7 +126,7 @@ export const buildRestServer = async (c: RestDeps, { beside = [] }: RestServerOp
     v1.addHook('onRequest', createAuthHook({ apiKeys: c.apiKeys, rateLimiter: c.rateLimiter }));
     v1.addHook('preValidation', refuseUnsafeText);
     await v1.register(identityRoutes({ identity: c.identity, apiKeys: c.apiKeys }));
-    await v1.register(auditRoutes({ audit: c.audit, auditLog: c.auditLog, guard: c.guard }));
+    await v1.register(auditRoutes({ reader: c.auditReader }));
     await v1.register(
       mailRoutes({ mailboxes: c.mail.mailboxes, mail: c.mail.mail, reader: c.mail.reader, maxMessageBytes: c.config.smtp.maxMessageBytes }),
     );

@@ -1,6 +1,5 @@
 import { z } from 'zod';
-import { decodeCursor, encodeCursor } from '../kernel/cursor.js';
-import { badRequest } from '../kernel/errors.js';
+import { encodeCursor } from '../kernel/cursor.js';
 import { intQuery } from '../kernel/query-int.js';
 import { problemSchema } from './problem.js';
 
@@ -14,12 +13,7 @@ export const idParams = (prefix: string) =>
 export { encodeCursor };
 
 /** A cursor over an integer key (audit seq); 400 invalid_cursor for anything a page did not issue. */
-export const decodeIntCursor = (c: string | undefined): number | undefined => {
-  const v = decodeCursor(c, /^(0|[1-9][0-9]{0,15})$/);
-  if (v === undefined) return undefined;
-  if (!Number.isSafeInteger(Number(v))) throw badRequest('invalid_cursor', 'cursor must come from next_cursor.');
-  return Number(v);
-};
+export { decodeIntCursor } from '../kernel/cursor.js';
 
 export { intQuery };
 export const cursorQuery = z.string().regex(/^[A-Za-z0-9_-]{1,200}$/, 'must be a cursor from next_cursor');

@@ -14,3 +14,11 @@ export const decodeCursor = (cursor: string | undefined, key: RegExp): string | 
   if (!key.test(v) || encodeCursor(v) !== cursor) throw badRequest('invalid_cursor', 'cursor must come from next_cursor.');
   return v;
 };
+
+/** A cursor whose key is a sequence number (audit events, domain events). */
+export const decodeIntCursor = (c: string | undefined): number | undefined => {
+  const v = decodeCursor(c, /^(0|[1-9][0-9]{0,15})$/);
+  if (v === undefined) return undefined;
+  if (!Number.isSafeInteger(Number(v))) throw badRequest('invalid_cursor', 'cursor must come from next_cursor.');
+  return Number(v);
+};
