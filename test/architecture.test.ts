@@ -27,7 +27,8 @@ const ALLOWED: Record<string, string[]> = {
   vault: BELOW_ADAPTERS,
   mail: BELOW_ADAPTERS,
   inbound: BELOW_ADAPTERS,
-  oversight: BELOW_ADAPTERS,
+  // Oversight decides holds and approvals; it sees mail only through its port (oversight/held-mail.ts), wired by app.
+  oversight: BELOW_ADAPTERS.filter((f) => f !== 'mail' && f !== 'inbound'),
   phi: BELOW_ADAPTERS,
   // Reading audit for people (viewer, proofs, legal holds; disclosures and breach scope next): above audit.
   compliance: BELOW_ADAPTERS,

@@ -4,6 +4,7 @@ import { createAuditService } from '../audit/audit-service.js';
 import { createApiKeysService } from '../identity/api-keys-service.js';
 import { createAuditReader } from '../compliance/audit-reader.js';
 import { createAuthCache } from '../identity/auth-cache.js';
+import { createApprovalsService } from '../oversight/approvals-service.js';
 import { createGuard } from '../identity/guard.js';
 import { createIdentityRepo } from '../identity/identity-repo.js';
 import { createIdentityService } from '../identity/identity-service.js';
@@ -126,7 +127,32 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
   const consent = createConsentService({ db, guard, clock });
   // Reading the audit log for people (roles, audited reads, proofs, legal holds): above audit, which stays a sink.
   const auditReader = createAuditReader({ audit, auditLog, guard });
-  const mail = createMailModule({ config, store, ring, clock, logger, audit, guard, repo, consent, dns: opts.dns });
+  const mailModule = createMailModule({
+    config,
+    store,
+    ring,
+    clock,
+    logger,
+    audit,
+    guard,
+    repo,
+    consent,
+    dns: opts.dns,
+    sweep: () => approvals.expireDue(),
+  });
+  // Oversight decides, mail moves messages: the approvals service sees mail only through its port (`held`).
+  const approvals = createApprovalsService({
+    db,
+    ring,
+    guard,
+    audit,
+    repo,
+    clock,
+    held: mailModule.held,
+    screen: mailModule.screen,
+    onQueued: mailModule.onQueued,
+  });
+  const mail = { ...mailModule, approvals };
   // Inbound SMTP: `serve` starts the listener over inbound.receiver.
   const inbound = createInboundModule({
     config,

@@ -1,5 +1,6 @@
 import type { SealedColumn } from '../kernel/crypto/sealed-columns.js';
-import { approvalAad, messageAad } from '../mail/message-store.js';
+import { messageAad } from '../mail/message-store.js';
+import { approvalAad } from '../oversight/approval-views.js';
 import { outboxAad } from '../mail/outbound-pipeline.js';
 import { vaultAad } from '../vault/vault-repo.js';
 

@@ -12,6 +12,7 @@ import type { IdentityService } from '../identity/identity-service.js';
 import type { RateLimiter } from '../identity/rate-limiter.js';
 import type { Logger } from '../kernel/log.js';
 import type { MailModule } from '../mail/mail-module.js';
+import type { ApprovalsService } from '../oversight/approvals-service.js';
 import type { ConsentService } from '../phi/consent-service.js';
 import type { Store } from '../store/db.js';
 import type { VaultService } from '../vault/vault-service.js';
@@ -52,7 +53,7 @@ export type RestDeps = {
   auditLog: AuditLog;
   auditReader: AuditReader;
   guard: Guard;
-  mail: Pick<MailModule, 'mailboxes' | 'mail' | 'reader' | 'approvals' | 'identityVerifier' | 'dnsRecords'>;
+  mail: Pick<MailModule, 'mailboxes' | 'mail' | 'reader' | 'identityVerifier' | 'dnsRecords'> & { approvals: ApprovalsService };
   vault: VaultService;
   consent: ConsentService;
 };

@@ -4,7 +4,6 @@ import type { IdentityRepo } from '../identity/identity-repo.js';
 import type { Clock } from '../kernel/clock.js';
 import type { KeyRing } from '../kernel/crypto/keyring.js';
 import type { Logger } from '../kernel/log.js';
-import { createApprovalsService } from '../oversight/approvals-service.js';
 import type { ConsentService } from '../phi/consent-service.js';
 import { createOutboundScreen } from '../phi/outbound-screen.js';
 import { createEventFeed } from '../events/event-feed.js';
@@ -12,6 +11,7 @@ import type { Store } from '../store/db.js';
 import { createDeliveryWorker } from './delivery-worker.js';
 import { createMailResolver, type DnsLookups, loadDnsOverrides } from './dns-overrides.js';
 import { createDnsRecordsService } from './dns-records.js';
+import { createHeldMail } from './held-mail.js';
 import { createIdentityVerifier } from './identity-verifier.js';
 import type { MailConfig } from './mail-config.js';
 import { createMailboxService } from './mailbox-service.js';
@@ -33,10 +33,15 @@ type Deps = {
   repo: IdentityRepo;
   consent: Pick<ConsentService, 'consentFor'>;
   dns?: DnsLookups;
+  /** Periodic chores of the delivery loop (the container passes the approvals' expiry). */
+  sweep?: () => Promise<unknown>;
 };
 
-/** Wires outbound mail: mailboxes, send, the approval queue and the delivery worker, PHI holds and consent. */
-export const createMailModule = ({ config, store, ring, clock, logger, audit, guard, repo, consent, dns }: Deps) => {
+/**
+ * Wires outbound mail: mailboxes, send, reading, the delivery worker, PHI holds and consent, and mail's side of
+ * reviewers' decisions (`held`, the approvals port); the container builds the approvals service over it.
+ */
+export const createMailModule = ({ config, store, ring, clock, logger, audit, guard, repo, consent, dns, sweep }: Deps) => {
   const db = store.db;
   // The domain-event log's wake-ups: mail committed by any process sharing the store.
   const events = createEventFeed(store);
@@ -51,7 +56,7 @@ export const createMailModule = ({ config, store, ring, clock, logger, audit, gu
   const mail = createSendService({ db, ring, guard, repo, clock, pipeline, screen, audit, config, onQueued });
   // Get, list, thread, tags, search and attachments of both directions.
   const reader = createReadService({ db, dialect: store.dialect, ring, guard, clock, audit });
-  const approvals = createApprovalsService({ db, ring, guard, audit, repo, clock, pipeline, screen, onQueued });
+  const held = createHeldMail({ ring, pipeline });
   const sender = createSmtpSender(config, resolver, () => config.bootstrap.domain);
   const delivery = createDeliveryWorker({
     db,
@@ -66,13 +71,13 @@ export const createMailModule = ({ config, store, ring, clock, logger, audit, gu
     concurrency: config.delivery.concurrency,
     pollMs: config.delivery.pollMs,
     leaseMs: config.delivery.leaseSeconds * 1000,
-    sweep: () => approvals.expireDue(),
+    sweep,
     events,
   });
   kick = delivery.kick;
   const dnsRecords = createDnsRecordsService({ db });
   const identityVerifier = createIdentityVerifier({ db });
-  return { mailboxes, mail, reader, approvals, delivery, resolver, signer, events, dnsRecords, identityVerifier };
+  return { mailboxes, mail, reader, held, screen, onQueued, delivery, resolver, signer, events, dnsRecords, identityVerifier };
 };
 
 export type MailModule = ReturnType<typeof createMailModule>;

@@ -1,8 +1,7 @@
 import { open, seal } from '../kernel/crypto/envelope.js';
 import { sha256Hex } from '../kernel/crypto/hash.js';
 import type { KeyRing } from '../kernel/crypto/keyring.js';
-import { parseFindings } from '../phi/outbound-screen.js';
-import type { ApprovalsTable, MessagesTable } from '../store/schema.js';
+import type { MessagesTable } from '../store/schema.js';
 import type { MessageContent } from './mime.js';
 
 /**
@@ -12,9 +11,6 @@ import type { MessageContent } from './mime.js';
  */
 export const messageAad = (m: Pick<MessagesTable, 'org_id' | 'mailbox_id' | 'id'>, part: 'content' | 'original' | 'raw') =>
   `mailward/message/v1|${m.org_id}|${m.mailbox_id}|${m.id}|${part}`;
-
-export const approvalAad = (a: Pick<ApprovalsTable, 'org_id' | 'mailbox_id' | 'id'>) =>
-  `mailward/approval/v1|${a.org_id}|${a.mailbox_id}|${a.id}|comment`;
 
 /** The exact bytes sealed for a content document; their SHA-256 is the audit `content_hash`. */
 export const contentBytes = (c: MessageContent) => Buffer.from(JSON.stringify(c));
@@ -35,24 +31,3 @@ export const openContent = (
   sealed: string,
   part: 'content' | 'original' = 'content',
 ): MessageContent => JSON.parse(open(ring, sealed, messageAad(m, part)).toString()) as MessageContent;
-
-export type EditDiff = { field: string; before_hash: string; after_hash: string };
-
-/** An approval as reviewers see it, with the PHI findings of its message (`m`: the message row, or its two PHI columns). */
-export const approvalView = (ring: KeyRing, a: ApprovalsTable, m?: Pick<MessagesTable, 'phi_findings' | 'phi_sensitivity'> | null) => ({
-  id: a.id,
-  email_id: a.message_id,
-  mailbox_id: a.mailbox_id,
-  direction: a.direction,
-  status: a.status,
-  reasons: JSON.parse(a.reasons) as Record<string, unknown>[],
-  phi_findings: parseFindings(m?.phi_findings ?? null),
-  phi_sensitivity: m?.phi_sensitivity ?? null,
-  created_at: a.created_at,
-  expires_at: a.expires_at,
-  decided_at: a.decided_at,
-  decided_by: a.decided_by,
-  decision_reason: a.decision_reason ? (JSON.parse(a.decision_reason) as Record<string, unknown>) : null,
-  comment: a.comment_sealed ? open(ring, a.comment_sealed, approvalAad(a)).toString() : null,
-  edits: a.edits ? (JSON.parse(a.edits) as EditDiff[]) : [],
-});

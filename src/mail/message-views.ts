@@ -4,7 +4,8 @@ import type { KeyRing } from '../kernel/crypto/keyring.js';
 import { parseFindings } from '../phi/outbound-screen.js';
 import type { Executor } from '../store/db.js';
 import type { MessagesTable } from '../store/schema.js';
-import { approvalView, openContent } from './message-store.js';
+import { approvalView } from '../oversight/approval-views.js';
+import { openContent } from './message-store.js';
 import type { MessageContent } from './mime.js';
 
 // The views of a message the read service answers with: head, summary (list, thread, search), full view, held view.

@@ -1,7 +1,6 @@
 import type { AuditService } from '../audit/audit-service.js';
 import type { Guard } from '../identity/guard.js';
 import type { IdentityRepo } from '../identity/identity-repo.js';
-import { MESSAGE_TRANSITIONS, moveMessage } from '../mail/message-lifecycle.js';
 import { decidePendingApproval } from './approvals-repo.js';
 import { actorOf, hasRole, type RequestContext, requireAnyRole, systemActor } from '../identity/principal.js';
 import type { Clock } from '../kernel/clock.js';
@@ -10,11 +9,8 @@ import { seal } from '../kernel/crypto/envelope.js';
 import { sha256Hex } from '../kernel/crypto/hash.js';
 import type { KeyRing } from '../kernel/crypto/keyring.js';
 import { conflict, forbidden, isAppError, notFound, unprocessable } from '../kernel/errors.js';
-import type { ApproveInput } from '../mail/mail-schemas.js';
-import { approvalAad, approvalView, type EditDiff, openContent, sealContent } from '../mail/message-store.js';
-import { addMessageEvent } from '../mail/messages-repo.js';
-import type { MessageContent } from '../mail/mime.js';
-import type { OutboundPipeline } from '../mail/outbound-pipeline.js';
+import { approvalAad, approvalView, type EditDiff } from './approval-views.js';
+import type { DecisionInput, HeldContent, HeldMail } from './held-mail.js';
 import { canonicalJson } from '../audit/canonical.js';
 import { consentCategoryError, noConsentError } from '../phi/consent-service.js';
 import { type OutboundScreen, storedFindings } from '../phi/outbound-screen.js';
@@ -28,11 +24,11 @@ type Deps = {
   audit: Pick<AuditService, 'record' | 'recordAlone'>;
   repo: IdentityRepo;
   clock: Clock;
-  pipeline: OutboundPipeline;
+  /** Mail's side of a decision: transitions, sealing, the outbox (wired by the container). */
+  held: HeldMail;
   /** PHI re-scan of edited content and the consent check at approval. */
   screen: OutboundScreen;
   onQueued?: () => void;
-  /** Wakes waiters (wait_for_email) after an inbound message is released. */
 };
 
 const EDITABLE = ['subject', 'text', 'html', 'to', 'cc'] as const;
@@ -49,7 +45,7 @@ const SCANNED = new Set<string>(['subject', 'text', 'html']);
 /** Hash of one field's value: the audit log keeps which fields changed and these hashes, never the text. */
 const fieldHash = (v: unknown) => sha256Hex(JSON.stringify(v ?? null));
 
-export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, pipeline, screen, onQueued }: Deps) => {
+export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, held, screen, onQueued }: Deps) => {
   const now = () => clock.now().toISOString();
   const target = (id: string) => ({ type: 'approval', id });
 
@@ -158,7 +154,7 @@ export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, pi
    * the agent: status `received`. Received mail cannot be edited (422
    * inbound_not_editable). Audits email.released with the raw bytes' hash.
    */
-  const release = async (ctx: RequestContext, id: string, body: ApproveInput) => {
+  const release = async (ctx: RequestContext, id: string, body: DecisionInput) => {
     if (body.edits && Object.values(body.edits).some((v) => v !== undefined)) {
       throw unprocessable('inbound_not_editable', 'A received message cannot be edited; approving releases it to the agent as received.');
     }
@@ -175,8 +171,8 @@ export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, pi
           comment_sealed: body.comment ? seal(ring, body.comment, approvalAad(a)) : null,
           edits: JSON.stringify([]),
         });
-        if ((await moveMessage(tx, m.id, 'release', { status_reason: null, updated_at: at })) !== 1) throw messageMoved();
-        await addMessageEvent(tx, m.id, at, 'released', { approval_id: a.id, by: ctx.principal.id, previous_status: m.status });
+        if ((await held.move(tx, m.id, 'release', { status_reason: null, updated_at: at })) !== 1) throw messageMoved();
+        await held.note(tx, m.id, at, 'released', { approval_id: a.id, by: ctx.principal.id, previous_status: m.status });
         await guard.recordIn(
           tx,
           ctx,
@@ -224,7 +220,7 @@ export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, pi
    * email.approved with the edit diff (field names and hashes only) and the
    * PHI types after the edit; writes outbox jobs.
    */
-  const approve = async (ctx: RequestContext, id: string, body: ApproveInput) => {
+  const approve = async (ctx: RequestContext, id: string, body: DecisionInput) => {
     // Phase 1, no transaction: checks and the edited content.
     const pre = await auditLoss(ctx, 'email.approved', id, () =>
       guard.read(ctx, 'email.approved', target(id), async () => {
@@ -234,8 +230,8 @@ export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, pi
     );
     // Approving a held inbound message releases it to the agent; nothing is signed or sent.
     if (pre.a.direction === 'inbound') return release(ctx, id, body);
-    const before = openContent(ring, pre.m, pre.m.content_sealed);
-    const after: MessageContent = { ...before };
+    const before = held.open(pre.m, pre.m.content_sealed);
+    const after: HeldContent = { ...before };
     const diff: EditDiff[] = [];
     for (const f of EDITABLE) {
       const v = body.edits?.[f];
@@ -279,8 +275,8 @@ export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, pi
       let msg = { ...m, category };
       const cols: Partial<MessagesTable> = category === m.category ? {} : { category };
       if (diff.length > 0) {
-        const sealedNew = sealContent(ring, m, after);
-        const sealedOld = m.original_sealed ?? sealContent(ring, m, before, 'original').sealed;
+        const sealedNew = held.seal(m, after);
+        const sealedOld = m.original_sealed ?? held.seal(m, before, 'original').sealed;
         const phiCols = rescan
           ? { phi_findings: JSON.stringify(storedFindings(rescan.findings)), phi_sensitivity: rescan.sensitivity }
           : {};
@@ -288,8 +284,8 @@ export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, pi
         msg = { ...msg, ...cols };
       }
       // The message's own compare-and-set: it leaves pending_approval once (the pipeline then writes the outbox).
-      if ((await moveMessage(tx, m.id, 'approve', { ...cols, updated_at: at })) !== 1) throw messageMoved();
-      await addMessageEvent(tx, m.id, at, 'approved', {
+      if ((await held.move(tx, m.id, 'approve', { ...cols, updated_at: at })) !== 1) throw messageMoved();
+      await held.note(tx, m.id, at, 'approved', {
         approval_id: a.id,
         by: ctx.principal.id,
         edits: diff,
@@ -314,7 +310,7 @@ export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, pi
         msg.content_hash,
       );
       // Signed by the delivery worker, with this reviewer as approved_by in X-Agent-Identity.
-      await pipeline.write(tx, msg, await pipeline.plan(tx, msg, after, mailbox));
+      await held.queue(tx, msg, after, mailbox);
       return {
         id: m.id,
         status: 'queued',
@@ -371,13 +367,13 @@ export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, pi
         });
         // A rejected inbound message stays withheld from the agent as `quarantined` (inbound has no `rejected`); never dropped.
         const transition = a.direction === 'inbound' ? 'withhold' : 'reject';
-        const status = MESSAGE_TRANSITIONS[transition].to;
-        const moved = await moveMessage(tx, m.id, transition, {
+        const status = held.statusAfter(transition);
+        const moved = await held.move(tx, m.id, transition, {
           status_reason: JSON.stringify({ ...reason, approval_id: a.id }),
           updated_at: at,
         });
         if (moved !== 1) throw messageMoved();
-        await addMessageEvent(tx, m.id, at, 'rejected', { approval_id: a.id, by: ctx.principal.id, reason });
+        await held.note(tx, m.id, at, 'rejected', { approval_id: a.id, by: ctx.principal.id, reason });
         await guard.recordIn(
           tx,
           ctx,
@@ -417,11 +413,11 @@ export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, pi
         if (!(await decidePendingApproval(tx, a.id, { status: 'rejected', decided_at: at, decision_reason: JSON.stringify(reason) })))
           return false;
         // An inbound message nobody released stays withheld as `quarantined`.
-        await moveMessage(tx, a.message_id, a.direction === 'inbound' ? 'expireInbound' : 'expire', {
+        await held.move(tx, a.message_id, a.direction === 'inbound' ? 'expireInbound' : 'expire', {
           status_reason: JSON.stringify({ ...reason, approval_id: a.id }),
           updated_at: at,
         });
-        await addMessageEvent(tx, a.message_id, at, 'expired', { approval_id: a.id, reason });
+        await held.note(tx, a.message_id, at, 'expired', { approval_id: a.id, reason });
         const mailbox = await tx.selectFrom('mailboxes').selectAll().where('id', '=', a.mailbox_id).executeTakeFirst();
         const agent = mailbox ? await repo.agent(tx, a.org_id, mailbox.agent_id) : undefined;
         const org = await repo.org(tx, a.org_id);
