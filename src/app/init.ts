@@ -46,7 +46,7 @@ export const initOrganization = async (
       const existing = await tx.selectFrom('organizations').select('id').where('domain', '=', domain).executeTakeFirst();
       if (existing) throw conflict('org_exists', `An organization with domain ${domain} already exists.`);
       const system = systemActor();
-      const org = { id: newId('org'), name: input.orgName, domain, created_at: now };
+      const org = { id: newId('org'), name: input.orgName, domain, created_at: now, message_retention_days: 2190 };
       await tx.insertInto('organizations').values(org).execute();
       await audit.record(tx, {
         action: 'organization.created',

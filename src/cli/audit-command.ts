@@ -1,14 +1,10 @@
 import fs from 'node:fs';
 import readline from 'node:readline';
 import type { Command } from 'commander';
-import { createContainer } from '../app/container.js';
 import type { VerifyReport } from '../audit/audit-verify.js';
 import { verifyExportLines } from '../audit/audit-verify.js';
 import { systemActor } from '../identity/principal.js';
-import { createLogger } from '../kernel/log.js';
-import { configOrExit, runCommand } from './cli-support.js';
-
-const openContainer = () => createContainer(configOrExit(), { logger: createLogger({ level: 'warn', destination: 2 }) });
+import { openContainer, runCommand } from './cli-support.js';
 
 /** Progress on stderr, only when a human watches (stdout may be the JSON or the export). */
 const progress = (label: string) => {

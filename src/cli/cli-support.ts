@@ -1,3 +1,5 @@
+import { createLogger } from '../kernel/log.js';
+import { createContainer } from '../app/container.js';
 import { ConfigError, loadConfig } from '../app/config.js';
 import { isAppError } from '../kernel/errors.js';
 import { assertSafeText } from '../kernel/text-input.js';
@@ -31,3 +33,6 @@ export const runCommand =
       process.exitCode = isAppError(e) && e.status < 500 ? 1 : 2;
     }
   };
+
+/** The container of a one-shot command: warnings and errors on stderr, stdout left to the command's output. */
+export const openContainer = () => createContainer(configOrExit(), { logger: createLogger({ level: 'warn', destination: 2 }) });

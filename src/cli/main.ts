@@ -5,6 +5,7 @@ import { registerDns } from './dns-command.js';
 import { registerIdentity } from './identity-command.js';
 import { registerInit } from './init-command.js';
 import { registerKeys } from './keys-command.js';
+import { registerMail } from './mail-command.js';
 import { registerMcp } from './mcp-command.js';
 import { registerServe } from './serve-command.js';
 
@@ -23,5 +24,6 @@ registerDns(program);
 registerAudit(program);
 registerKeys(program);
 registerMcp(program);
+registerMail(program);
 
 await program.parseAsync(process.argv);

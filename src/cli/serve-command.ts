@@ -76,11 +76,14 @@ export const registerServe = (program: Command) =>
         const stopCheckpoints = c.auditLog.checkpoints.startScheduler({ logger: c.logger });
         // Sealed versions of deleted or superseded vault secrets are destroyed after retention (src/vault/vault-service.ts).
         const stopVaultPurge = c.vault.startPurgeScheduler({ logger: c.logger });
+        // Message content past its organisation's retention is destroyed daily, never under a legal hold (src/mail/mail-retention.ts).
+        const stopMailPurge = c.mail.retention.startPurgeScheduler({ logger: c.logger });
         await new Promise<void>((resolve) => {
           const stop = async (signal: string) => {
             c.logger.info({ signal }, 'shutting down');
             stopCheckpoints();
             stopVaultPurge();
+            stopMailPurge();
             await smtp.close();
             await app.close();
             await c.close();

@@ -12,6 +12,7 @@ import type { IdentityService } from '../identity/identity-service.js';
 import type { RateLimiter } from '../identity/rate-limiter.js';
 import type { Logger } from '../kernel/log.js';
 import type { MailModule } from '../mail/mail-module.js';
+import { mailRetentionRoutes } from './mail-retention-routes.js';
 import type { ApprovalsService } from '../oversight/approvals-service.js';
 import type { ConsentService } from '../phi/consent-service.js';
 import type { Store } from '../store/db.js';
@@ -53,7 +54,9 @@ export type RestDeps = {
   auditLog: AuditLog;
   auditReader: AuditReader;
   guard: Guard;
-  mail: Pick<MailModule, 'mailboxes' | 'mail' | 'reader' | 'identityVerifier' | 'dnsRecords'> & { approvals: ApprovalsService };
+  mail: Pick<MailModule, 'mailboxes' | 'mail' | 'reader' | 'identityVerifier' | 'dnsRecords' | 'retention'> & {
+    approvals: ApprovalsService;
+  };
   vault: VaultService;
   consent: ConsentService;
 };
@@ -135,6 +138,7 @@ export const buildRestServer = async (c: RestDeps, { beside = [] }: RestServerOp
     await v1.register(identityVerifyRoutes({ verifier: c.mail.identityVerifier, maxMessageBytes: c.config.smtp.maxMessageBytes }));
     await v1.register(vaultRoutes({ vault: c.vault }));
     await v1.register(consentRoutes({ consent: c.consent }));
+    await v1.register(mailRetentionRoutes({ retention: c.mail.retention }));
     await v1.register(dnsRoutes({ dns: c.mail.dnsRecords }));
   });
   return app as unknown as FastifyInstance;

@@ -12,6 +12,7 @@ import { createDeliveryWorker } from './delivery-worker.js';
 import { createMailResolver, type DnsLookups, loadDnsOverrides } from './dns-overrides.js';
 import { createDnsRecordsService } from './dns-records.js';
 import { createHeldMail } from './held-mail.js';
+import { createMailRetention } from './mail-retention.js';
 import { createIdentityVerifier } from './identity-verifier.js';
 import type { MailConfig } from './mail-config.js';
 import { createMailboxService } from './mailbox-service.js';
@@ -57,6 +58,7 @@ export const createMailModule = ({ config, store, ring, clock, logger, audit, gu
   // Get, list, thread, tags, search and attachments of both directions.
   const reader = createReadService({ db, dialect: store.dialect, ring, guard, clock, audit });
   const held = createHeldMail({ ring, pipeline });
+  const retention = createMailRetention({ db, ring, clock, guard, audit });
   const sender = createSmtpSender(config, resolver, () => config.bootstrap.domain);
   const delivery = createDeliveryWorker({
     db,
@@ -77,7 +79,7 @@ export const createMailModule = ({ config, store, ring, clock, logger, audit, gu
   kick = delivery.kick;
   const dnsRecords = createDnsRecordsService({ db });
   const identityVerifier = createIdentityVerifier({ db });
-  return { mailboxes, mail, reader, held, screen, onQueued, delivery, resolver, signer, events, dnsRecords, identityVerifier };
+  return { mailboxes, mail, reader, held, screen, onQueued, retention, delivery, resolver, signer, events, dnsRecords, identityVerifier };
 };
 
 export type MailModule = ReturnType<typeof createMailModule>;

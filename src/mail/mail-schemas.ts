@@ -238,6 +238,10 @@ export const emailOut = z.object({
   oversight_mode: z.string(),
   created_at: z.string(),
   delivered_at: z.string().nullable(),
+  content_purged_at: z
+    .string()
+    .nullable()
+    .describe('when retention destroyed the content (subject, bodies, addresses, attachments); metadata and hashes stay'),
   approval: approvalOut.nullable(),
   original: z.record(z.string(), z.unknown()).nullable(),
   events: z.array(eventOut),

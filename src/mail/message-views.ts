@@ -117,6 +117,7 @@ export const fullView = async (ex: Executor, ring: KeyRing, m: MessagesTable) =>
     oversight_mode: m.oversight_mode,
     created_at: m.created_at,
     delivered_at: m.delivered_at,
+    content_purged_at: m.content_purged_at,
     approval: approval ? approvalView(ring, approval, m) : null,
     original,
     events: await eventsOf(ex, m.id),

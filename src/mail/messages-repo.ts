@@ -76,6 +76,7 @@ export const messageRow = (m: NewMessage): MessagesTable => ({
   phi_sensitivity: m.phiSensitivity,
   auth_results: m.authResults === undefined || m.authResults === null ? null : JSON.stringify(m.authResults),
   category: m.category ?? null,
+  content_purged_at: null,
 });
 
 /**
@@ -157,3 +158,18 @@ export const addMessageEvent = (tx: Executor, messageId: string, at: string, typ
     .insertInto('message_events')
     .values({ id: newId('event'), message_id: messageId, at, type, details: JSON.stringify(details) })
     .execute();
+
+/**
+ * Retention: replaces a message's sealed content with a sealed tombstone and drops the original and signed
+ * bytes, keeping the row's metadata and hashes (so the audit log still verifies). False when it was purged
+ * already (another process).
+ */
+export const purgeContent = async (tx: Executor, id: string, tombstone: string, at: string): Promise<boolean> => {
+  const u = await tx
+    .updateTable('messages')
+    .set({ content_sealed: tombstone, original_sealed: null, raw_sealed: null, content_purged_at: at })
+    .where('id', '=', id)
+    .where('content_purged_at', 'is', null)
+    .executeTakeFirst();
+  return Number(u.numUpdatedRows) === 1;
+};

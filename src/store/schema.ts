@@ -2,7 +2,14 @@
  * Row types of every table, shared by both dialects. Timestamps are ISO-8601
  * UTC text; booleans are 0/1 integers; JSON is text. One shape, one set of queries.
  */
-export type OrganizationsTable = { id: string; name: string; domain: string; created_at: string };
+export type OrganizationsTable = {
+  id: string;
+  name: string;
+  domain: string;
+  created_at: string;
+  /** Days after a message's last status change before its sealed content is purged (0012; at least 2190). */
+  message_retention_days: number;
+};
 
 export type DepartmentsTable = {
   id: string;
@@ -195,6 +202,8 @@ export type MessagesTable = {
   auth_results: string | null;
   /** Outbound only (0009): the consent category the message was sent or approved under (CONSENT_CATEGORIES); null when none was given. */
   category: string | null;
+  /** When retention destroyed the sealed content (0012); null while it is kept. */
+  content_purged_at: string | null;
 };
 
 export type MessageEventsTable = { id: string; message_id: string; at: string; type: string; details: string };
@@ -285,6 +294,7 @@ export type Database = {
   contact_consents: ContactConsentsTable;
   event_heads: EventHeadsTable;
   domain_events: DomainEventsTable;
+  mail_legal_holds: MailLegalHoldsTable;
 };
 
 /** The last domain-event number given out per organisation (migration 0011). */
@@ -302,4 +312,17 @@ export type DomainEventsTable = {
   approval_id: string | null;
   /** JSON object. */
   data: string;
+};
+
+/** A legal hold on messages (0012): scope `mailbox` (mailbox id), `thread` (thread id) or `contact` (contact hash). */
+export type MailLegalHoldsTable = {
+  id: string;
+  org_id: string;
+  scope: 'mailbox' | 'thread' | 'contact';
+  scope_value: string;
+  matter: string;
+  created_by: string;
+  created_at: string;
+  released_by: string | null;
+  released_at: string | null;
 };

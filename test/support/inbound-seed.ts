@@ -102,6 +102,7 @@ export const seedMessages = async (t: TestApp, mailbox: { id: string; address: s
       phi_sensitivity: 'none',
       auth_results: direction === 'inbound' ? JSON.stringify(passing(s.authFlags ?? [])) : null,
       category: null,
+      content_purged_at: null,
     };
     if (held) {
       const approvalId = newId('approval');
