@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import { createAuditLog } from '../audit/audit-log.js';
+import { createKeyDirectory } from '../identity/key-directory.js';
 import { createAuditService } from '../audit/audit-service.js';
 import { createApiKeysService } from '../identity/api-keys-service.js';
 import { createAuthCache } from '../identity/auth-cache.js';
@@ -91,6 +92,8 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
     audit,
     retentionDays: config.auditRetentionDays,
     checkpointDir: config.checkpointDir,
+    witnesses: config.witnesses,
+    logger,
     verifySource:
       config.database.kind === 'sqlite' ? { kind: 'sqlite', file: config.database.file } : { kind: 'postgres', url: config.database.url },
     keys: {
@@ -101,6 +104,7 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
       all: () => db.selectFrom('signing_keys').selectAll().where('purpose', '=', 'audit-ed25519').execute(),
     },
   });
+  const keyDirectory = createKeyDirectory({ db, ring, clock, logVerifierKeys: () => auditLog.checkpoints.verifierKeys() });
   const authCache = createAuthCache({ db, pollMs: config.authCachePollMs });
   await authCache.start();
   const guard = createGuard({ db, audit, authCache });
@@ -144,6 +148,7 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
     ring,
     audit,
     auditLog,
+    keyDirectory,
     guard,
     identity,
     apiKeys,

@@ -25,6 +25,8 @@ import { mailRoutes } from './mail-routes.js';
 import { createHttpMetrics } from './metrics.js';
 import { errorHandler, sendProblem } from './problem.js';
 import { systemRoutes } from './system-routes.js';
+import { publicReceiptRoutes, receiptRoutes } from './receipt-routes.js';
+import type { KeyDirectoryService } from '../identity/key-directory.js';
 import { frameworkErrors, refuseUnsafeText } from './text-input-hook.js';
 import { vaultRoutes } from './vault-routes.js';
 
@@ -49,6 +51,7 @@ export type RestDeps = {
   rateLimiter: RateLimiter;
   audit: AuditService;
   auditLog: AuditLog;
+  keyDirectory: KeyDirectoryService;
   guard: Guard;
   mail: Pick<MailModule, 'mailboxes' | 'mail' | 'reader' | 'approvals' | 'identityVerifier' | 'dnsRecords'>;
   vault: VaultService;
@@ -119,6 +122,7 @@ export const buildRestServer = async (c: RestDeps, { beside = [] }: RestServerOp
   await app.register(fastifySwaggerUi, { routePrefix: '/docs', staticCSP: true });
 
   await app.register(systemRoutes(c, metrics));
+  await app.register(publicReceiptRoutes({ receipts: c.auditLog.receipts }));
   for (const plugin of beside) await app.register(plugin);
   await app.register(async (v1) => {
     v1.addHook('onRequest', createAuthHook({ apiKeys: c.apiKeys, rateLimiter: c.rateLimiter }));
@@ -133,6 +137,7 @@ export const buildRestServer = async (c: RestDeps, { beside = [] }: RestServerOp
     await v1.register(vaultRoutes({ vault: c.vault }));
     await v1.register(consentRoutes({ consent: c.consent }));
     await v1.register(dnsRoutes({ dns: c.mail.dnsRecords }));
+    await v1.register(receiptRoutes({ reader: c.mail.reader, receipts: c.auditLog.receipts }));
   });
   return app as unknown as FastifyInstance;
 };

@@ -282,7 +282,18 @@ export const createReadService = ({ db, dialect, ring, guard, clock, audit }: De
       return { bytes, contentType: safeContentType(a.content_type), contentDisposition: contentDisposition(a.filename), sha256: hash };
     });
 
-  return { get, list, thread, setTags, search, attachment };
+  /**
+   * The RFC 5322 Message-ID of a message the caller may see (for its
+   * transparency receipt, which holds only hashes). Throws 403 scope_required, 404.
+   */
+  const messageIdOf = (ctx: RequestContext, id: string) =>
+    guard.read(ctx, 'email.receipt_read', emailTarget(id), async () => {
+      requireReader(ctx);
+      const { m } = await visibleMessage(db, ctx, id);
+      return { message_id: m.message_id, direction: m.direction, status: m.status };
+    });
+
+  return { get, list, thread, setTags, search, attachment, messageIdOf };
 };
 
 export type ReadService = ReturnType<typeof createReadService>;

@@ -12,6 +12,7 @@ import * as m0006 from './migrations/0006-phi-holds.js';
 import * as m0007 from './migrations/0007-inbound-mail.js';
 import * as m0009ApprovalsCategory from './migrations/0009-approvals-category.js';
 import * as m0010InboundTagsAndDmarc from './migrations/0010-inbound-tags-and-dmarc.js';
+import * as m0015WitnessCosignatures from './migrations/0015-witness-cosignatures.js';
 
 /** Migrations in order. Names are frozen once released; add, never edit. */
 export const MIGRATIONS: Record<string, Migration> = {
@@ -24,6 +25,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0007-inbound-mail': m0007,
   '0009-approvals-category': m0009ApprovalsCategory,
   '0010-inbound-tags-and-dmarc': m0010InboundTagsAndDmarc,
+  '0015-witness-cosignatures': m0015WitnessCosignatures,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };
