@@ -104,7 +104,7 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
       all: () => db.selectFrom('signing_keys').selectAll().where('purpose', '=', 'audit-ed25519').execute(),
     },
   });
-  const keyDirectory = createKeyDirectory({ db, ring, clock, logVerifierKeys: () => auditLog.checkpoints.verifierKeys() });
+  const keyDirectory = createKeyDirectory({ db, ring, clock, audit, logVerifierKeys: () => auditLog.checkpoints.verifierKeys() });
   const authCache = createAuthCache({ db, pollMs: config.authCachePollMs });
   await authCache.start();
   const guard = createGuard({ db, audit, authCache });

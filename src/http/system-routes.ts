@@ -68,7 +68,7 @@ export const systemRoutes = (c: { store: Store; keyDirectory: KeyDirectoryServic
     async (req, reply) => {
       // RFC 9421 2.2.3: @authority is the request's Host, lower-cased, as the client addressed us.
       const r = await c.keyDirectory.signedResponse(String(req.headers.host ?? req.host));
-      return reply.type(DIRECTORY_MEDIA_TYPE).header('signature-input', r.signatureInput).header('signature', r.signature).send(r.body);
+      return reply.header('content-type', DIRECTORY_MEDIA_TYPE).header('signature-input', r.signatureInput).header('signature', r.signature).send(Buffer.from(r.body, 'utf8'));
     },
   );
 };

@@ -23,7 +23,7 @@ export const rootFromInclusion = (index: number, size: number, leaf: Uint8Array,
   if (proof.some((p) => p.length !== 32)) return null;
   let fn = index;
   let sn = size - 1;
-  let r = Buffer.from(leaf);
+  let r: Buffer = Buffer.from(leaf);
   for (const p of proof) {
     if (sn === 0) return null;
     if (fn % 2 === 1 || fn === sn) {
