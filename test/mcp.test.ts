@@ -24,6 +24,7 @@ const READ_TOOLS = [
   'read_email',
   'search_email',
   'tag_email',
+  'verify_email',
   'wait_for_email',
   'whoami',
 ];

@@ -7,6 +7,7 @@ import { registerInit } from './init-command.js';
 import { registerKeys } from './keys-command.js';
 import { registerMcp } from './mcp-command.js';
 import { registerServe } from './serve-command.js';
+import { registerVerify } from './verify-command.js';
 
 const program = new Command()
   .name('mailward')
@@ -23,5 +24,6 @@ registerDns(program);
 registerAudit(program);
 registerKeys(program);
 registerMcp(program);
+registerVerify(program);
 
 await program.parseAsync(process.argv);
