@@ -9,6 +9,11 @@ import { tempDir, testDialects } from './support/dialects.js';
 import { drainDeliveries, receivedWithId, relayEnv, seedMailbox, type Sink, startSink } from './support/outbound-sink.js';
 import { createTestApp, type TestApp } from './support/test-app.js';
 import { startWitness, type TestWitness } from './support/tlog-witness.js';
+import fs from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { startInbound } from './support/inbound-mail.js';
+import { connectHttp } from './support/mcp-client.js';
+import { runCli } from './support/processes.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const DKIMPY = path.join(here, 'support', 'dkimpy-verify.py');
@@ -314,6 +319,72 @@ for (const dialect of testDialects()) {
         [409, cp2.tree_size > 0 ? expect.any(Number) : 0],
         [200, 0],
       ]);
+    });
+
+    it('mailward verify checks a message and its receipt offline from files: exit 0 valid, 1 when a byte changed', async () => {
+      const { id, raw, s } = await deliver('Checked by the command line.');
+      await t.c.auditLog.checkpoints.current();
+      const dir = tempDir('mw-verify');
+      const files = {
+        eml: path.join(dir, 'm.eml'),
+        bad: path.join(dir, 'bad.eml'),
+        receipt: path.join(dir, 'm.tlog-proof'),
+        directory: path.join(dir, 'directory.json'),
+        dns: path.join(dir, 'dns.json'),
+      };
+      fs.writeFileSync(files.eml, raw);
+      fs.writeFileSync(files.bad, Buffer.from(raw.toString('latin1').replace('command line', 'command lime'), 'latin1'));
+      fs.writeFileSync(files.receipt, await receiptOf(id, s.agentKey));
+      fs.writeFileSync(files.directory, (await directory()).res.body);
+      fs.writeFileSync(files.dns, JSON.stringify(dns));
+      const args = ['--receipt', files.receipt, '--directory', files.directory, '--dns', files.dns, '--witness-key', witness.vkey];
+      const ok = await runCli(['verify', files.eml, ...args, '--json'], t.env);
+      expect(ok.stderr).toBe('');
+      expect(ok.code).toBe(0);
+      expect(JSON.parse(ok.stdout)).toMatchObject({ valid: true, receipt: { valid: true } });
+      const text = await runCli(['verify', files.eml, ...args], t.env);
+      expect(text.stdout).toContain('valid');
+      expect(text.stdout).toContain(`${witness.name} cosigned`);
+      const bad = await runCli(['verify', files.bad, ...args, '--json'], t.env);
+      expect(bad.code).toBe(1);
+      expect(JSON.parse(bad.stdout).reasons).toContain('receipt_content_hash_mismatch');
+    });
+
+    it('verify_email over MCP lets an agent of another Mailward check mail it received', async () => {
+      const { id, raw, s } = await deliver('Received by another installation.');
+      await t.c.auditLog.checkpoints.current();
+      const receipt = await receiptOf(id, s.agentKey);
+      const { res } = await directory();
+      // Installation B knows A's DKIM keys through its DNS answers, and nothing else of A.
+      const dnsFile = path.join(tempDir('mw-b-dns'), 'dns.json');
+      fs.writeFileSync(dnsFile, JSON.stringify(dns));
+      const b = await createTestApp(dialect, { domain: 'clinic.example', env: { MAILWARD_DNS_OVERRIDES: dnsFile } });
+      try {
+        const rcpt = await seedMailbox(b, 'autonomous');
+        const inbound = await startInbound(b);
+        await inbound.sendRaw(raw, { from: s.mailbox.address, to: [rcpt.mailbox.address] });
+        await inbound.close();
+        const list = await b.call('GET', `/v1/mailboxes/${rcpt.mailbox.id}/messages?direction=inbound`, rcpt.agentKey);
+        const got = list.body.messages[0].id as string;
+        await b.app.listen({ port: 0, host: '127.0.0.1' });
+        const mcp = await connectHttp((b.app.server.address() as AddressInfo).port, rcpt.agentKey);
+        try {
+          const args = { email_id: got, directory: res.body, receipt, witness_keys: [witness.vkey] };
+          const r = await mcp.call('verify_email', args);
+          expect(r.isError).toBeFalsy();
+          expect(r.structuredContent).toMatchObject({ valid: true, reasons: [], receipt: { valid: true } });
+          // With B's own keys instead of A's directory it does not verify.
+          const own = await mcp.call('verify_email', { email_id: got, receipt });
+          expect(own.structuredContent.valid).toBe(false);
+          expect(own.structuredContent.reasons).toContain('identity_unknown_key');
+          const read = await b.c.audit.list({ orgId: b.orgId, action: 'email.raw.read', limit: 10 });
+          expect(read.map((e) => e.target?.id)).toEqual([got, got]);
+        } finally {
+          await mcp.close();
+        }
+      } finally {
+        await b.close();
+      }
     });
 
     it('still verifies mail signed with the old key after a key rotation, through the directory', async () => {
