@@ -97,7 +97,11 @@ describe('the test witness follows c2sp.org/tlog-witness', () => {
   const leaves = Array.from({ length: 9 }, (_, i) => Buffer.from(`leaf ${i}`));
   let w: TestWitness;
   beforeAll(async () => {
-    w = await startWitness('witness.test/spec', () => new Map([[origin, [logVkey]]]), () => 1_700_000_000);
+    w = await startWitness(
+      'witness.test/spec',
+      () => new Map([[origin, [logVkey]]]),
+      () => 1_700_000_000,
+    );
   });
   afterAll(() => w.close());
 
@@ -106,7 +110,10 @@ describe('the test witness follows c2sp.org/tlog-witness', () => {
     return `${text}\n\u2014 ${name} ${Buffer.concat([logId, sign(null, Buffer.from(text), privateKey)]).toString('base64')}\n`;
   };
   const add = async (old: number, proof: Buffer[], n: string) => {
-    const res = await fetch(`${w.url}/add-checkpoint`, { method: 'POST', body: `old ${old}\n${proof.map((p) => `${p.toString('base64')}\n`).join('')}\n${n}` });
+    const res = await fetch(`${w.url}/add-checkpoint`, {
+      method: 'POST',
+      body: `old ${old}\n${proof.map((p) => `${p.toString('base64')}\n`).join('')}\n${n}`,
+    });
     return { status: res.status, type: res.headers.get('content-type'), text: await res.text() };
   };
 

@@ -88,7 +88,9 @@ const rfc9421Verified = (body: string, signatureInput: string, signature: string
 
 const unfoldedField = (raw: Buffer, name: string): string[] => {
   const header = raw.subarray(0, raw.indexOf('\r\n\r\n') + 2).toString('latin1');
-  return [...header.replace(/\r\n(?=[ \t])/g, '').matchAll(new RegExp(`^${name}:[ \\t]*(.*)$`, 'gim'))].map((m) => m[1]!.replace(/\r$/, ''));
+  return [...header.replace(/\r\n(?=[ \t])/g, '').matchAll(new RegExp(`^${name}:[ \\t]*(.*)$`, 'gim'))].map((m) =>
+    m[1]!.replace(/\r$/, ''),
+  );
 };
 
 for (const dialect of testDialects()) {
@@ -187,7 +189,9 @@ for (const dialect of testDialects()) {
         act: { sub: s.agent.id, type: 'agent', act: { sub: s.reviewer.id, type: 'human' } },
         attribution_hash: sha256(json!).toString('hex'),
       });
-      expect(() => execFileSync('/usr/bin/python3', [JWCRYPTO, JSON.stringify(jwk), `${token.slice(0, -4)}AAAA`], { stdio: 'pipe' })).toThrow();
+      expect(() =>
+        execFileSync('/usr/bin/python3', [JWCRYPTO, JSON.stringify(jwk), `${token.slice(0, -4)}AAAA`], { stdio: 'pipe' }),
+      ).toThrow();
 
       // Both DKIM signatures verify with dkimpy, and both cover the attribution headers.
       const ok = JSON.parse(execFileSync('/usr/bin/python3', [DKIMPY, JSON.stringify(dkimRecords)], { input: raw, encoding: 'utf8' })) as {
@@ -292,7 +296,11 @@ for (const dialect of testDialects()) {
       const mine = cp.witnesses?.find((w) => w.name === witness.name);
       expect(mine).toMatchObject({ status: 'refused', http_status: 422 });
       expect(witness.requests.at(-1)).toMatchObject({ status: 422, old: known.size, size: cp.tree_size });
-      const auditor = await t.call('POST', '/v1/humans', t.adminKey, { name: 'Audit', email: 'audit@hospital.example', roles: ['auditor'] });
+      const auditor = await t.call('POST', '/v1/humans', t.adminKey, {
+        name: 'Audit',
+        email: 'audit@hospital.example',
+        roles: ['auditor'],
+      });
       const key = await t.call('POST', `/v1/humans/${auditor.body.id}/api-keys`, t.adminKey, { scopes: ['auditor'] });
       const shown = await t.call('GET', '/v1/audit/checkpoint', key.body.key);
       expect(shown.body.witnesses).toEqual([expect.objectContaining({ name: witness.name, status: 'refused', http_status: 422 })]);
@@ -308,7 +316,11 @@ for (const dialect of testDialects()) {
       witness.state.set(origin, { size: cp.tree_size + 1000, root: sha256('a longer history') });
       await deliver('After the cut.');
       const cp2 = await t.c.auditLog.checkpoints.current();
-      expect(cp2.witnesses?.find((w) => w.name === witness.name)).toMatchObject({ status: 'refused', http_status: 409, known_size: cp.tree_size + 1000 });
+      expect(cp2.witnesses?.find((w) => w.name === witness.name)).toMatchObject({
+        status: 'refused',
+        http_status: 409,
+        known_size: cp.tree_size + 1000,
+      });
 
       // A witness that lost its state answers 409 with size 0; the log asks again from 0 and is cosigned.
       witness.state.delete(origin);
@@ -403,7 +415,9 @@ for (const dialect of testDialects()) {
       const r = await verifyMessage(before.raw, { directory: dir, dns, receipt, witnessKeys: [witness.vkey] });
       expect(r.reasons).toEqual([]);
       // The retired key no longer signs the directory; the new one does.
-      expect(rfc9421Verified(res.body, String(res.headers['signature-input']), String(res.headers.signature), HOST)).toEqual([rotated.active]);
+      expect(rfc9421Verified(res.body, String(res.headers['signature-input']), String(res.headers.signature), HOST)).toEqual([
+        rotated.active,
+      ]);
       // A header that claims to be issued after the old key's window does not verify under it.
       const narrowed = { ...dir, keys: dir.keys.map((k) => (k.kid === oldKid ? { ...k, exp: k.nbf } : k)) };
       expect((await verifyMessage(before.raw, { directory: narrowed, dns })).reasons).toContain('identity_key_not_valid_at_iat');

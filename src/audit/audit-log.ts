@@ -30,7 +30,18 @@ type Deps = {
 };
 
 /** Everything on top of the hash chain: Merkle tree, signed checkpoints, verification, export, retention. */
-export const createAuditLog = ({ db, dialect, clock, audit, keys, retentionDays, checkpointDir, verifySource, witnesses, logger }: Deps) => {
+export const createAuditLog = ({
+  db,
+  dialect,
+  clock,
+  audit,
+  keys,
+  retentionDays,
+  checkpointDir,
+  verifySource,
+  witnesses,
+  logger,
+}: Deps) => {
   const tree = createTreeStore({ db, dialect });
   const publisher = checkpointDir ? createCheckpointPublisher({ db, dir: checkpointDir }) : null;
   const witnessClient = witnesses && witnesses.length > 0 ? createWitnessClient({ db, tree, clock, witnesses, logger }) : null;

@@ -49,7 +49,14 @@ export type AuditKeys = {
   all?: () => Promise<SigningKeysTable[]>;
 };
 
-type Deps = { db: Db; tree: TreeStore; clock: Clock; keys: AuditKeys; publisher?: CheckpointPublisher | null; witnesses?: WitnessClient | null };
+type Deps = {
+  db: Db;
+  tree: TreeStore;
+  clock: Clock;
+  keys: AuditKeys;
+  publisher?: CheckpointPublisher | null;
+  witnesses?: WitnessClient | null;
+};
 
 export const checkpointOut = (row: AuditCheckpointsTable, key: SigningKeysTable): CheckpointOut => ({
   tree_size: Number(row.tree_size),

@@ -26,10 +26,12 @@ export const parseWitnesses = (value: string | undefined): Witness[] =>
     .filter(Boolean)
     .map((entry) => {
       const [url, key, ...rest] = entry.split(/\s+/);
-      if (!url || !key || rest.length > 0 || !/^https?:\/\//.test(url)) throw new Error('MAILWARD_WITNESSES: each entry is "<url> <verifier key>"');
+      if (!url || !key || rest.length > 0 || !/^https?:\/\//.test(url))
+        throw new Error('MAILWARD_WITNESSES: each entry is "<url> <verifier key>"');
       const name = key.split('+')[0] ?? '';
       const raw = Buffer.from(key.split('+').slice(2).join('+'), 'base64');
-      if (!name || raw.length !== 33 || raw[0] !== 0x04) throw new Error('MAILWARD_WITNESSES: a witness key is a cosignature/v1 (type 0x04) verifier key');
+      if (!name || raw.length !== 33 || raw[0] !== 0x04)
+        throw new Error('MAILWARD_WITNESSES: a witness key is a cosignature/v1 (type 0x04) verifier key');
       return { url: url.replace(/\/+$/, ''), key, name };
     });
 
@@ -107,7 +109,13 @@ export const createWitnessClient = ({ db, tree, clock, witnesses, logger, timeou
         }
       } else {
         const known = r.status === 409 && r.type.startsWith('text/x.tlog.size') ? Number(r.text.trim()) : null;
-        outcome = { ...base, status: 'refused', http_status: r.status, known_size: Number.isSafeInteger(known) ? known : null, signature_line: null };
+        outcome = {
+          ...base,
+          status: 'refused',
+          http_status: r.status,
+          known_size: Number.isSafeInteger(known) ? known : null,
+          signature_line: null,
+        };
       }
     } catch {
       outcome = { ...base, status: 'unreachable', signature_line: null };

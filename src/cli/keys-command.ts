@@ -26,7 +26,9 @@ export const registerKeys = (program: Command) => {
             return 1;
           }
           const r = await c.keyDirectory.rotateIdentityKey(org);
-          process.stdout.write(opts.json ? `${JSON.stringify(r)}\n` : `Identity key ${r.active} is active; ${r.retired ?? 'no key'} retired (still listed).\n`);
+          process.stdout.write(
+            opts.json ? `${JSON.stringify(r)}\n` : `Identity key ${r.active} is active; ${r.retired ?? 'no key'} retired (still listed).\n`,
+          );
           return 0;
         } finally {
           await c.close();

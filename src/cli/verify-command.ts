@@ -1,7 +1,14 @@
 import { resolveTxt } from 'node:dns/promises';
 import fs from 'node:fs';
 import type { Command } from 'commander';
-import { type DnsAnswers, fetchDirectory, type KeyDirectory, parseDirectory, type Resolver, verifyMessage } from '../../verifier/src/index.js';
+import {
+  type DnsAnswers,
+  fetchDirectory,
+  type KeyDirectory,
+  parseDirectory,
+  type Resolver,
+  verifyMessage,
+} from '../../verifier/src/index.js';
 import { createContainer } from '../app/container.js';
 import { createLogger } from '../kernel/log.js';
 import { configOrExit, runCommand } from './cli-support.js';
@@ -31,13 +38,25 @@ const systemResolver: Resolver = async (name, type) => {
 export const registerVerify = (program: Command) => {
   program
     .command('verify')
-    .description('Verify a message offline: both DKIM signatures, the attribution headers, X-Agent-Identity and (with --receipt) its transparency receipt')
+    .description(
+      'Verify a message offline: both DKIM signatures, the attribution headers, X-Agent-Identity and (with --receipt) its transparency receipt',
+    )
     .argument('<file>', 'the message, RFC 5322 (.eml)')
     .option('--receipt <file>', 'its c2sp.org/tlog-proof receipt (GET /v1/emails/{id}/receipt or /.well-known/mailward/receipts/{hash})')
-    .option('--directory <file|url>', 'the sender\'s key directory (/.well-known/http-message-signatures-directory); a URL is fetched and its RFC 9421 signature checked')
+    .option(
+      '--directory <file|url>',
+      "the sender's key directory (/.well-known/http-message-signatures-directory); a URL is fetched and its RFC 9421 signature checked",
+    )
     .option('--dns <file>', 'DNS answers for DKIM, {"TXT": {"<selector>._domainkey.<domain>": ["v=DKIM1; ..."]}}')
-    .option('--witness-key <vkey>', 'a witness whose cosignature the receipt must carry (repeatable)', (v: string, acc: string[] = []) => [...acc, v])
-    .option('--log-key <vkey>', "the log's verifier key (default: the directory's log_verifier_keys; repeatable)", (v: string, acc: string[] = []) => [...acc, v])
+    .option('--witness-key <vkey>', 'a witness whose cosignature the receipt must carry (repeatable)', (v: string, acc: string[] = []) => [
+      ...acc,
+      v,
+    ])
+    .option(
+      '--log-key <vkey>',
+      "the log's verifier key (default: the directory's log_verifier_keys; repeatable)",
+      (v: string, acc: string[] = []) => [...acc, v],
+    )
     .option('--json', 'print one JSON document on stdout')
     .action(
       runCommand(async (file: string, opts: Opts) => {
@@ -93,7 +112,8 @@ export const registerVerify = (program: Command) => {
             ...(r.receipt
               ? [
                   `  ${mark(r.receipt.valid)} receipt: leaf ${r.receipt.index} of ${r.receipt.tree_size} in ${r.receipt.origin ?? '-'}; ${
-                    r.receipt.witnesses.map((w) => `${w.name} ${w.cosigned ? 'cosigned' : 'NOT cosigned'}`).join(', ') || 'no witness required'
+                    r.receipt.witnesses.map((w) => `${w.name} ${w.cosigned ? 'cosigned' : 'NOT cosigned'}`).join(', ') ||
+                    'no witness required'
                   }`,
                 ]
               : []),

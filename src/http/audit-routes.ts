@@ -32,7 +32,7 @@ export const checkpointOut = z.object({
   origin: z.string(),
   verifier_key: z.string().describe('C2SP verifier key: <origin>+<key id>+<base64 key>'),
   note: z.string().describe('C2SP tlog-checkpoint signed note'),
-  cosigned_note: z.string().optional().describe('the note with the witnesses\' c2sp.org/tlog-cosignature lines appended'),
+  cosigned_note: z.string().optional().describe("the note with the witnesses' c2sp.org/tlog-cosignature lines appended"),
   witnesses: z
     .array(
       z.object({

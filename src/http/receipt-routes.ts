@@ -10,26 +10,29 @@ import { idParams, problems, secured } from './common-schemas.js';
 const PROOF_TYPE = 'text/plain; charset=utf-8';
 
 /** GET /v1/emails/{id}/receipt (CONTRACT.md, receipts): the message's c2sp.org/tlog-proof. */
-export const receiptRoutes = (deps: { reader: Pick<ReadService, 'messageIdOf'>; receipts: ReceiptService }) => async (root: FastifyInstance) => {
-  const app = root.withTypeProvider<ZodTypeProvider>();
-  app.get(
-    '/v1/emails/:id/receipt',
-    {
-      schema: {
-        tags: ['mail'],
-        security: secured,
-        summary: 'Transparency receipt of a delivered message: a c2sp.org/tlog-proof@v1 under the latest signed (and cosigned) checkpoint',
-        params: idParams('msg'),
-        response: { 200: z.string(), ...problems(400, 401, 403, 404, 409) },
+export const receiptRoutes =
+  (deps: { reader: Pick<ReadService, 'messageIdOf'>; receipts: ReceiptService }) => async (root: FastifyInstance) => {
+    const app = root.withTypeProvider<ZodTypeProvider>();
+    app.get(
+      '/v1/emails/:id/receipt',
+      {
+        schema: {
+          tags: ['mail'],
+          security: secured,
+          summary:
+            'Transparency receipt of a delivered message: a c2sp.org/tlog-proof@v1 under the latest signed (and cosigned) checkpoint',
+          params: idParams('msg'),
+          response: { 200: z.string(), ...problems(400, 401, 403, 404, 409) },
+        },
       },
-    },
-    async (req, reply) => {
-      const m = await deps.reader.messageIdOf(req.ctx, req.params.id);
-      if (m.direction !== 'outbound' || m.status !== 'delivered') throw new AppError('receipt_not_found', 404, 'Only delivered outbound mail has a receipt.');
-      return reply.type(PROOF_TYPE).send(await deps.receipts.proofFor(messageIdHash(m.message_id)));
-    },
-  );
-};
+      async (req, reply) => {
+        const m = await deps.reader.messageIdOf(req.ctx, req.params.id);
+        if (m.direction !== 'outbound' || m.status !== 'delivered')
+          throw new AppError('receipt_not_found', 404, 'Only delivered outbound mail has a receipt.');
+        return reply.type(PROOF_TYPE).send(await deps.receipts.proofFor(messageIdHash(m.message_id)));
+      },
+    );
+  };
 
 /**
  * GET /.well-known/mailward/receipts/{hash}, unauthenticated: `hash` is the hex

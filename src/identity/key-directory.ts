@@ -38,8 +38,7 @@ type Deps = { db: Db; ring: KeyRing; clock: Clock; audit: Pick<AuditService, 're
 const sfString = (s: string) => `"${s.replace(/(["\\])/g, '\\$1')}"`;
 
 export const createKeyDirectory = ({ db, ring, clock, audit, logVerifierKeys }: Deps) => {
-  const rows = () =>
-    db.selectFrom('signing_keys').selectAll().where('purpose', '=', 'identity-es256').orderBy('created_at').execute();
+  const rows = () => db.selectFrom('signing_keys').selectAll().where('purpose', '=', 'identity-es256').orderBy('created_at').execute();
 
   /** The directory document (public keys only). */
   const document = async (): Promise<KeyDirectory> => ({

@@ -27,7 +27,6 @@ const ATEXT_PHRASE = /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]+$/;
 /** RFC 5322 3.4 display name: an atom phrase, a quoted string, or an RFC 2047 encoded-word when not ASCII. */
 const displayName = (name: string): string => {
   if (!name) return '';
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: the test is for ASCII.
   if (!/^[\x20-\x7e]*$/.test(name)) return `=?UTF-8?B?${Buffer.from(name, 'utf8').toString('base64')}?= `;
   if (ATEXT_PHRASE.test(name)) return `${name} `;
   return `"${name.replace(/(["\\])/g, '\\$1')}" `;
@@ -65,7 +64,8 @@ export const attributionJson = (a: AttributionInput): string => {
   return `{${members.map(([k, v]) => `${asciiJson(k)}: ${asciiJson(v)}`).join(', ')}}`;
 };
 
-export const attributionHumanValue = (a: AttributionInput): string => a.responsible.map((p) => `${displayName(p.name)}<${p.email}>`).join(', ');
+export const attributionHumanValue = (a: AttributionInput): string =>
+  a.responsible.map((p) => `${displayName(p.name)}<${p.email}>`).join(', ');
 
 /** Both header fields, folded, and the hash the identity claims carry (hex SHA-256 of the JSON value). */
 export const attributionHeaders = (a: AttributionInput): { lines: string; jsonHash: string } => {

@@ -138,8 +138,13 @@ export const createDeliveryWorker = (d: Deps) => {
           contentHash: m.raw_hash,
         });
         // The transparency receipt's leaf, in the same transaction (receipt-event.ts).
-        const row = await tx.selectFrom('messages').select(['id', 'org_id', 'mailbox_id', 'raw_sealed']).where('id', '=', m.id).executeTakeFirst();
-        if (row?.raw_sealed) await recordReceipt(tx, d.audit, m.id, open(d.ring, row.raw_sealed, messageAad(row, 'raw')), m.raw_hash, delivered.hash);
+        const row = await tx
+          .selectFrom('messages')
+          .select(['id', 'org_id', 'mailbox_id', 'raw_sealed'])
+          .where('id', '=', m.id)
+          .executeTakeFirst();
+        if (row?.raw_sealed)
+          await recordReceipt(tx, d.audit, m.id, open(d.ring, row.raw_sealed, messageAad(row, 'raw')), m.raw_hash, delivered.hash);
       }
     } else if (jobStatus === 'bounced' || jobStatus === 'failed') {
       const status = jobStatus === 'bounced' ? 'bounced' : 'failed';

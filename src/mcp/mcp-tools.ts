@@ -53,7 +53,10 @@ export type McpDeps = {
   mail: Pick<SendService, 'send' | 'reply' | 'cancel'>;
   reader: Pick<ReadService, 'get' | 'list' | 'thread' | 'setTags' | 'search' | 'raw'>;
   /** The open verifier (verifier/) with this server's DNS; the directory defaults to this installation's. */
-  verifyMail: (raw: Buffer, opts: { directory?: KeyDirectory; receipt?: string; witnessKeys?: string[]; logKeys?: string[] }) => Promise<Report>;
+  verifyMail: (
+    raw: Buffer,
+    opts: { directory?: KeyDirectory; receipt?: string; witnessKeys?: string[]; logKeys?: string[] },
+  ) => Promise<Report>;
   vault: Pick<VaultService, 'list' | 'store' | 'totp' | 'reveal'>;
   consent: Pick<ConsentService, 'get'>;
   events: Pick<MailEvents, 'subscribe'>;
@@ -531,9 +534,13 @@ const tools: ToolDef[] = [
     input: z.strictObject({
       email_id: emailId,
       directory: z.string().min(2).max(200_000).optional().describe("The sender's key directory JSON (http-message-signatures-directory)"),
-      receipt: z.string().min(10).max(100_000).optional().describe('The message\'s c2sp.org/tlog-proof receipt text'),
+      receipt: z.string().min(10).max(100_000).optional().describe("The message's c2sp.org/tlog-proof receipt text"),
       witness_keys: z.array(z.string().min(10).max(300)).max(16).optional().describe('Witness verifier keys whose cosignature is required'),
-      log_keys: z.array(z.string().min(10).max(300)).max(16).optional().describe("The sender log's verifier keys (default: the directory's)"),
+      log_keys: z
+        .array(z.string().min(10).max(300))
+        .max(16)
+        .optional()
+        .describe("The sender log's verifier keys (default: the directory's)"),
     }),
     output: z.object({
       valid: z.boolean(),

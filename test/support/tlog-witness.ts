@@ -18,7 +18,8 @@ const sha256 = (...parts: Uint8Array[]) => {
   for (const p of parts) h.update(p);
   return h.digest();
 };
-const rawPub = (k: KeyObject) => ((k.type === 'public' ? k : createPublicKey(k)).export({ type: 'spki', format: 'der' }) as Buffer).subarray(-32);
+const rawPub = (k: KeyObject) =>
+  ((k.type === 'public' ? k : createPublicKey(k)).export({ type: 'spki', format: 'der' }) as Buffer).subarray(-32);
 const keyId = (name: string, type: number, pub: Buffer) => sha256(Buffer.from(`${name}\n`), Buffer.from([type]), pub).subarray(0, 4);
 const node = (l: Buffer, r: Buffer) => sha256(Buffer.from([1]), l, r);
 
@@ -78,7 +79,8 @@ export const parseAddCheckpoint = (body: string) => {
   if (split < 0) throw new Error('bad note');
   const text = note.slice(0, split + 1);
   const [origin, size, root] = text.split('\n');
-  if (!origin || !size || !/^(0|[1-9][0-9]*)$/.test(size) || !root || Buffer.from(root, 'base64').length !== 32) throw new Error('bad checkpoint');
+  if (!origin || !size || !/^(0|[1-9][0-9]*)$/.test(size) || !root || Buffer.from(root, 'base64').length !== 32)
+    throw new Error('bad checkpoint');
   const sigs = note
     .slice(split + 2)
     .split('\n')
@@ -103,7 +105,11 @@ export type TestWitness = {
 };
 
 /** Starts a witness on a loopback port that trusts `logs` (origin -> Ed25519 note verifier keys, type 0x01). */
-export const startWitness = async (name: string, logs: () => Map<string, string[]>, now = () => Math.floor(Date.now() / 1000)): Promise<TestWitness> => {
+export const startWitness = async (
+  name: string,
+  logs: () => Map<string, string[]>,
+  now = () => Math.floor(Date.now() / 1000),
+): Promise<TestWitness> => {
   const { privateKey, publicKey } = generateKeyPairSync('ed25519');
   const pub = rawPub(publicKey);
   const myId = keyId(name, 0x04, pub);
@@ -126,7 +132,9 @@ export const startWitness = async (name: string, logs: () => Map<string, string[
       const raw = Buffer.from(parts.slice(2).join('+'), 'base64');
       const key = createPublicKey({ key: Buffer.concat([SPKI_ED25519, raw.subarray(1)]), format: 'der', type: 'spki' });
       const id = Buffer.from(parts[1]!, 'hex');
-      return r.sigs.some((s) => s.name === parts[0] && s.sig.subarray(0, 4).equals(id) && verify(null, Buffer.from(r.text), key, s.sig.subarray(4)));
+      return r.sigs.some(
+        (s) => s.name === parts[0] && s.sig.subarray(0, 4).equals(id) && verify(null, Buffer.from(r.text), key, s.sig.subarray(4)),
+      );
     });
     if (!ok) return { status: 403, text: 'no trusted signature\n' };
     if (r.old > r.size) return { status: 400, text: 'old size above checkpoint size\n' };
