@@ -27,15 +27,37 @@ const ATEXT_PHRASE = /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]+$/;
 /** RFC 5322 3.4 display name: an atom phrase, a quoted string, or an RFC 2047 encoded-word when not ASCII. */
 const displayName = (name: string): string => {
   if (!name) return '';
-  if (!/^[\x20-\x7e]*$/.test(name)) return `=?UTF-8?B?${Buffer.from(name, 'utf8').toString('base64')}?= `;
+  if (!/^[\x20-\x7e]*$/.test(name)) {
+    // RFC 2047 2: an encoded-word is at most 75 characters, so long names take several, split between characters.
+    const words: string[] = [];
+    let chunk = '';
+    for (const ch of name) {
+      if (Buffer.byteLength(chunk + ch, 'utf8') > 30) {
+        words.push(chunk);
+        chunk = '';
+      }
+      chunk += ch;
+    }
+    words.push(chunk);
+    return `${words.map((w) => `=?UTF-8?B?${Buffer.from(w, 'utf8').toString('base64')}?=`).join(' ')} `;
+  }
   if (ATEXT_PHRASE.test(name)) return `${name} `;
   return `"${name.replace(/(["\\])/g, '\\$1')}" `;
 };
 
-/** JSON with every non-ASCII character escaped (RFC 8259 7), so the field value stays 7-bit (RFC 5322 2.2). */
-const asciiJson = (v: unknown): string =>
+/**
+ * JSON with every non-ASCII character escaped (RFC 8259 7), so the field value stays 7-bit (RFC 5322 2.2),
+ * and with ", " and ": " between members, so the field can be folded at those spaces (unfolding restores it).
+ */
+const asciiJson = (v: unknown): string => {
+  if (Array.isArray(v)) return `[${v.map(asciiJson).join(', ')}]`;
+  if (v && typeof v === 'object')
+    return `{${Object.entries(v)
+      .map(([k, x]) => `${asciiJson(k)}: ${asciiJson(x)}`)
+      .join(', ')}}`;
   // biome-ignore lint/suspicious/noControlCharactersInRegex: escaping everything past ASCII.
-  JSON.stringify(v).replace(/[^\x00-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return JSON.stringify(v).replace(/[^\x00-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+};
 
 /** Folds at existing spaces so no line passes 78 characters where avoidable (RFC 5322 2.2.3); unfolding restores the value. */
 const fold = (name: string, value: string): string => {
@@ -52,17 +74,15 @@ const fold = (name: string, value: string): string => {
   return `${lines.join('\r\n')}\r\n`;
 };
 
-/** The JSON value: members separated by ", " so the field can be folded at those spaces. */
-export const attributionJson = (a: AttributionInput): string => {
-  const members: [string, unknown][] = [
-    ['agent', a.agent.address],
-    ['agent_name', a.agent.name],
-    ['responsible_humans', a.responsible.map((p) => ({ name: p.name, email: p.email }))],
-    ['on_behalf_of', a.onBehalfOf ? { name: a.onBehalfOf.name, email: a.onBehalfOf.email } : null],
-    ['operator', a.operator],
-  ];
-  return `{${members.map(([k, v]) => `${asciiJson(k)}: ${asciiJson(v)}`).join(', ')}}`;
-};
+/** The JSON value, members in this order. */
+export const attributionJson = (a: AttributionInput): string =>
+  asciiJson({
+    agent: a.agent.address,
+    agent_name: a.agent.name,
+    responsible_humans: a.responsible.map((p) => ({ name: p.name, email: p.email })),
+    on_behalf_of: a.onBehalfOf ? { name: a.onBehalfOf.name, email: a.onBehalfOf.email } : null,
+    operator: a.operator,
+  });
 
 export const attributionHumanValue = (a: AttributionInput): string =>
   a.responsible.map((p) => `${displayName(p.name)}<${p.email}>`).join(', ');
