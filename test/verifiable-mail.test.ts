@@ -4,7 +4,15 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dnsRecordsFor } from '../src/mail/dns-records.js';
-import { type DnsAnswers, type KeyDirectory, parseDirectory, parseTlogProof, verifyMessage } from '../verifier/src/index.js';
+import {
+  type DnsAnswers,
+  fetchDirectory,
+  type KeyDirectory,
+  parseDirectory,
+  parseTlogProof,
+  verifyDirectoryResponse,
+  verifyMessage,
+} from '../verifier/src/index.js';
 import { tempDir, testDialects } from './support/dialects.js';
 import { drainDeliveries, receivedWithId, relayEnv, seedMailbox, type Sink, startSink } from './support/outbound-sink.js';
 import { createTestApp, type TestApp } from './support/test-app.js';
@@ -214,6 +222,32 @@ for (const dialect of testDialects()) {
       expect(event.details.submission_event_hash).toMatch(/^[0-9a-f]{64}$/);
     });
 
+    it('binds the submission, the approval and the delivery of a reviewed message into its receipt', async () => {
+      const s = await seedMailbox(t, 'gated_send');
+      const sent = await t.call('POST', `/v1/mailboxes/${s.mailbox.id}/send`, s.agentKey, {
+        to: ['patient@clinic.example'],
+        subject: 'Held',
+        text: 'Held first.',
+      });
+      const held = await t.call('GET', `/v1/emails/${sent.body.id}`, s.agentKey);
+      const reviewerKey = (await t.call('POST', `/v1/humans/${s.reviewer.id}/api-keys`, t.adminKey, { scopes: ['reviewer'] })).body.key;
+      expect((await t.call('POST', `/v1/approvals/${held.body.approval.id}/approve`, reviewerKey, {})).status).toBe(200);
+      await drainDeliveries(t);
+      await t.c.auditLog.checkpoints.current();
+      const receipt = await receiptOf(sent.body.id, s.agentKey);
+      const event = JSON.parse(JSON.parse(parseTlogProof(receipt).extra!.toString()).event);
+      const hashOf = async (action: string, target: string) =>
+        (await t.c.audit.list({ orgId: t.orgId, action, targetId: target, limit: 5 }))
+          .filter((e) => e.outcome === 'success')
+          .map((e) => e.hash);
+      expect(event.details).toMatchObject({
+        submission_event_hash: (await hashOf('email.submitted', sent.body.id))[0],
+        approval_event_hash: (await hashOf('email.approved', sent.body.id))[0],
+        delivery_event_hash: (await hashOf('email.delivered', sent.body.id))[0],
+      });
+      expect(event.details.approval_event_hash).toMatch(/^[0-9a-f]{64}$/);
+    });
+
     it('fails when one byte of the message, the receipt or the checkpoint changes', async () => {
       const { id, raw, s } = await deliver('Changed by one byte, it must fail.');
       await t.c.auditLog.checkpoints.current();
@@ -282,6 +316,18 @@ for (const dialect of testDialects()) {
       expect(rfc9421Verified(res.body, String(res.headers['signature-input']), String(res.headers.signature), 'evil.example')).toEqual([]);
       for (const k of dir.keys) expect(k).toMatchObject({ kty: 'EC', crv: 'P-256', alg: 'ES256', use: 'sig', nbf: expect.any(Number) });
       expect(dir.log_verifier_keys?.length).toBeGreaterThan(0);
+      // The verifier package fetches it over HTTP and keeps it only when a signature verifies for the host it asked.
+      await t.app.listen({ port: 0, host: '127.0.0.1' });
+      const port = (t.app.server.address() as AddressInfo).port;
+      const fetched = await fetchDirectory(`http://127.0.0.1:${port}/.well-known/http-message-signatures-directory`);
+      expect(fetched.keys.map((k) => k.kid)).toEqual(dir.keys.map((k) => k.kid));
+      expect(
+        await verifyDirectoryResponse(
+          dir,
+          { signatureInput: String(res.headers['signature-input']), signature: String(res.headers.signature) },
+          'evil.example',
+        ),
+      ).toEqual([]);
     });
 
     it('reports a checkpoint the witness refused: an inconsistent (forked) history answers 422, a witness ahead of us 409', async () => {

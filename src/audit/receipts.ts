@@ -24,13 +24,14 @@ const sha256Hex = (s: string | Buffer) => createHash('sha256').update(s).digest(
 /** The receipt's public key: hex SHA-256 of the Message-ID field value (with its angle brackets). */
 export const messageIdHash = (messageId: string) => sha256Hex(messageId.trim());
 
-/** The chain hashes of a target's events with these actions (oldest first): what a receipt refers to. */
+/** The chain hashes of a target's successful events with these actions (oldest first): what a receipt refers to. */
 export const eventHashesOf = async (ex: Executor, targetId: string, actions: string[]) =>
   ex
     .selectFrom('audit_events')
     .select(['action', 'seq', 'hash'])
     .where('target_id', '=', targetId)
     .where('action', 'in', actions)
+    .where('outcome', '=', 'success')
     .orderBy('seq')
     .execute();
 

@@ -143,8 +143,10 @@ export const createDeliveryWorker = (d: Deps) => {
           .select(['id', 'org_id', 'mailbox_id', 'raw_sealed'])
           .where('id', '=', m.id)
           .executeTakeFirst();
-        if (row?.raw_sealed)
-          await recordReceipt(tx, d.audit, m.id, open(d.ring, row.raw_sealed, messageAad(row, 'raw')), m.raw_hash, delivered.hash);
+        if (row?.raw_sealed) {
+          const raw = open(d.ring, row.raw_sealed, messageAad(row, 'raw'));
+          await recordReceipt(tx, d.audit, m.id, raw, m.raw_hash, delivered.hash);
+        }
       }
     } else if (jobStatus === 'bounced' || jobStatus === 'failed') {
       const status = jobStatus === 'bounced' ? 'bounced' : 'failed';

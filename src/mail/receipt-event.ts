@@ -34,7 +34,9 @@ export const recordReceipt = async (
   deliveryEventHash: string,
 ) => {
   const h = receiptHashes(raw);
-  const prior = await eventHashesOf(tx, emailId, ['email.submitted', 'email.approved']);
+  const submitted = await eventHashesOf(tx, emailId, ['email.submitted']);
+  // The reviewer's decision (a successful email.approved is audited against the email; refusals against the approval).
+  const approved = await eventHashesOf(tx, emailId, ['email.approved']);
   await audit.record(tx, {
     action: RECEIPT_ACTION,
     actor: { type: 'system', id: null, orgId: null, chain: [] },
@@ -44,8 +46,8 @@ export const recordReceipt = async (
     details: {
       identity_header_hash: h.identityHeaderHash,
       raw_hash: rawHash,
-      submission_event_hash: prior.find((e) => e.action === 'email.submitted')?.hash ?? null,
-      approval_event_hash: prior.filter((e) => e.action === 'email.approved').at(-1)?.hash ?? null,
+      submission_event_hash: submitted[0]?.hash ?? null,
+      approval_event_hash: approved.at(-1)?.hash ?? null,
       delivery_event_hash: deliveryEventHash,
     },
   });
