@@ -126,6 +126,8 @@ export const verifyMessage = async (raw: Buffer, opts: VerifyOptions = {}): Prom
         const listed = parsed.responsible_humans.map((h) => h.email.toLowerCase());
         if (listed.join(',') !== report.attribution.responsible.join(',')) reasons.push('attribution_headers_disagree');
         if (claims && String(claims.agent_address ?? '').toLowerCase() !== parsed.agent.toLowerCase()) reasons.push('attribution_agent_mismatch');
+        const rh = claims?.responsible_human as { name?: string } | undefined;
+        if (rh?.name && !parsed.responsible_humans.some((h) => h.name === rh.name)) reasons.push('attribution_responsible_mismatch');
         const ah = claims?.attribution_hash;
         if (claims && ah !== undefined && ah !== sha256Hex(json[0]!)) reasons.push('attribution_not_the_signed_one');
       }
