@@ -450,8 +450,12 @@ for (const dialect of testDialects()) {
       const oldKid = JSON.parse(
         Buffer.from(unfoldedField(before.raw, 'X-Agent-Identity')[0]!.replace(/\s+/g, '').split('.')[0]!, 'base64url').toString(),
       ).kid as string;
-      const rotated = await t.c.keyDirectory.rotateIdentityKey({ id: t.orgId, domain: t.domain });
+      // Rotated by the command an operator runs (another process, the same store).
+      const cli = await runCli(['keys', 'rotate-identity', '--json'], t.env);
+      expect(cli.code).toBe(0);
+      const rotated = JSON.parse(cli.stdout) as { retired: string; active: string };
       expect(rotated.retired).toBe(oldKid);
+      expect(await t.c.audit.list({ orgId: t.orgId, action: 'signing_key.rotated', limit: 5 })).toHaveLength(1);
       await t.c.auditLog.checkpoints.current();
       const receipt = await receiptOf(before.id, before.s.agentKey);
       const { dir, res } = await directory();
@@ -464,8 +468,11 @@ for (const dialect of testDialects()) {
       expect(rfc9421Verified(res.body, String(res.headers['signature-input']), String(res.headers.signature), HOST)).toEqual([
         rotated.active,
       ]);
-      // A header that claims to be issued after the old key's window does not verify under it.
-      const narrowed = { ...dir, keys: dir.keys.map((k) => (k.kid === oldKid ? { ...k, exp: k.nbf } : k)) };
+      // A header issued outside its key's window does not verify under it.
+      const iat = JSON.parse(
+        Buffer.from(unfoldedField(before.raw, 'X-Agent-Identity')[0]!.replace(/\s+/g, '').split('.')[1]!, 'base64url').toString(),
+      ).iat;
+      const narrowed = { ...dir, keys: dir.keys.map((k) => (k.kid === oldKid ? { ...k, nbf: iat + 1 } : k)) };
       expect((await verifyMessage(before.raw, { directory: narrowed, dns })).reasons).toContain('identity_key_not_valid_at_iat');
     });
   });
