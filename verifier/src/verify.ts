@@ -1,4 +1,4 @@
-import { decodeProtectedHeader, importJWK, jwtVerify } from 'jose';
+import { calculateJwkThumbprint, decodeProtectedHeader, importJWK, jwtVerify } from 'jose';
 import { dkimVerify } from 'mailauth/lib/dkim/verify.js';
 import { addressesOf, ATTRIBUTION_HEADER, ATTRIBUTION_JSON_HEADER, parseAttributionJson } from './attribution.js';
 import type { KeyDirectory } from './directory.js';
@@ -93,6 +93,8 @@ export const verifyMessage = async (raw: Buffer, opts: VerifyOptions = {}): Prom
     else if (!jwk) reasons.push('identity_unknown_key');
     else {
       try {
+        // RFC 7638: the kid names the key by its thumbprint, so a directory cannot list a key under another key's name.
+        if ((await calculateJwkThumbprint(jwk, 'sha256')) !== jwk.kid) reasons.push('identity_kid_not_thumbprint');
         const { payload } = await jwtVerify(token, await importJWK(jwk, 'ES256'), { algorithms: ['ES256'] });
         claims = payload as Record<string, unknown>;
         const iat = Number(claims.iat);
