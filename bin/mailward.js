@@ -44,7 +44,7 @@ const newestSource = (dir) => {
 };
 
 const built = mtime(main);
-if (built < 0 || newestSource(join(root, 'src')) > built) {
+if (built < 0 || Math.max(newestSource(join(root, 'src')), newestSource(join(root, 'verifier', 'src'))) > built) {
   process.stderr.write(
     built < 0
       ? 'mailward: not built yet; compiling (npm run build)\n'

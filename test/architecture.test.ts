@@ -48,6 +48,10 @@ const PROTOCOL_LIBRARIES: { pattern: RegExp; folders: string[] }[] = [
   { pattern: /^commander$/, folders: ['cli'] },
 ];
 
+// The open verifier (verifier/, published as @mailward/verifier) sits outside src and below every layer:
+// it imports nothing of the server, and only these folders may use it.
+const VERIFIER_USERS = ['cli', 'mcp', 'app'];
+
 /** Debt: imports the table does not allow yet, each with why it stays for now. `from` is a path under src, `to` a folder or a library. */
 const EXCEPTIONS: { from: string; to: string; reason: string }[] = [];
 
@@ -74,6 +78,7 @@ const violations = (files: SourceFile[], allowed = ALLOWED, libraries = PROTOCOL
     return importsOf(text).flatMap((spec) => {
       if (spec.startsWith('.')) {
         const target = path.posix.normalize(path.posix.join(path.posix.dirname(file), spec));
+        if (target.startsWith('../verifier/src/') && VERIFIER_USERS.includes(from)) return [];
         if (target.startsWith('..')) return [`${file} -> ${spec} (outside src)`];
         const to = folderOf(target);
         if (to === from || mayImport.includes(to)) return [];
@@ -105,6 +110,18 @@ describe('dependency direction', () => {
       .map((e) => e.name);
     expect(folders.filter((f) => !(f in ALLOWED))).toEqual([]);
     expect(fs.readdirSync(src).filter((f) => f.endsWith('.ts'))).toEqual([]);
+  });
+
+  it('keeps the verifier package free of the server: no import from src, only node:, jose and mailauth', () => {
+    const dir = path.resolve(src, '..', 'verifier', 'src');
+    const files = filesUnder(dir).map((f) => ({ file: path.relative(dir, f), text: fs.readFileSync(f, 'utf8') }));
+    expect(files.length).toBeGreaterThan(3);
+    const bad = files.flatMap(({ file, text }) =>
+      importsOf(text)
+        .filter((spec) => (spec.startsWith('.') ? !spec.startsWith('./') : !/^(node:|jose$|mailauth\/)/.test(spec)))
+        .map((spec) => `${file} -> ${spec}`),
+    );
+    expect(bad).toEqual([]);
   });
 
   it('finds no import the table does not allow, in any folder', () => {

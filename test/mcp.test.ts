@@ -25,6 +25,7 @@ const READ_TOOLS = [
   'read_email',
   'search_email',
   'tag_email',
+  'verify_email',
   'wait_for_email',
   'whoami',
 ];

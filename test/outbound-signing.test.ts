@@ -50,6 +50,11 @@ const keys = () => {
       message_id: `<m1@${DOMAIN}>`,
       iat: 1,
     },
+    attribution: {
+      agent: { address: `bot@${DOMAIN}`, name: 'Bot' },
+      responsible: [{ name: 'H', email: `h@${DOMAIN}` }],
+      operator: `${DOMAIN}`,
+    },
     identityKey: { kid: 'id1', pem: pem(ec.privateKey) },
     dkim: { ed25519: { selector: 'ed1', pem: pem(ed.privateKey) }, rsa: { selector: 'rsa1', pem: pem(rsa.privateKey) } },
   };

@@ -109,6 +109,11 @@ describe('the signing pool', () => {
         message_id: '<m1@b.example>',
         iat: 1,
       },
+      attribution: {
+        agent: { address: 'bot@b.example', name: 'Bot' },
+        responsible: [{ name: 'H', email: 'h@b.example' }],
+        operator: 'b.example',
+      },
       identityKey: { kid: 'k1', pem: pem('ec', { namedCurve: 'P-256' }) },
       dkim: { ed25519: { selector: 'ed', pem: pem('ed25519') }, rsa: { selector: 'rsa', pem: pem('rsa', { modulusLength: 2048 }) } },
     };

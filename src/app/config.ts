@@ -1,3 +1,4 @@
+import { parseWitnesses, type Witness } from '../audit/witness-client.js';
 import path from 'node:path';
 import { z } from 'zod';
 
@@ -48,6 +49,17 @@ export const envSchema = z.object({
   MAILWARD_AUDIT_RETENTION_DAYS: z.coerce.number().int().min(2190, 'must be at least 2190 (six years)').default(2190),
   // Where each signed audit checkpoint is published outside the database; `off` publishes nothing.
   MAILWARD_CHECKPOINT_DIR: z.string().min(1).optional(),
+  // Transparency-log witnesses (c2sp.org/tlog-witness): "<submission URL> <cosignature/v1 verifier key>", comma-separated.
+  MAILWARD_WITNESSES: z
+    .string()
+    .optional()
+    .superRefine((v, ctx) => {
+      try {
+        parseWitnesses(v);
+      } catch (e) {
+        ctx.addIssue({ code: 'custom', message: (e as Error).message });
+      }
+    }),
   MAILWARD_MAX_MESSAGE_BYTES: z.coerce
     .number()
     .int()
@@ -106,6 +118,8 @@ export type Config = {
   auditRetentionDays: number;
   /** Directory each signed audit checkpoint is published to (default <data dir>/checkpoints); null: off. */
   checkpointDir: string | null;
+  /** Witnesses each new audit checkpoint is submitted to (MAILWARD_WITNESSES). */
+  witnesses: Witness[];
   dnsOverridesFile: string | undefined;
   delivery: {
     requireTls: boolean;
@@ -188,6 +202,7 @@ export const loadConfig = (env: NodeJS.ProcessEnv = process.env): Config => {
     approvalTtlSeconds: e.MAILWARD_APPROVAL_TTL,
     auditRetentionDays: e.MAILWARD_AUDIT_RETENTION_DAYS,
     checkpointDir: e.MAILWARD_CHECKPOINT_DIR === 'off' ? null : path.resolve(dataDir, e.MAILWARD_CHECKPOINT_DIR ?? 'checkpoints'),
+    witnesses: parseWitnesses(e.MAILWARD_WITNESSES),
     dnsOverridesFile: e.MAILWARD_DNS_OVERRIDES,
     delivery: {
       requireTls: e.MAILWARD_SMTP_RELAY_REQUIRE_TLS,

@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import { createAuditLog } from '../audit/audit-log.js';
+import { createKeyDirectory } from '../identity/key-directory.js';
 import { createAuditService } from '../audit/audit-service.js';
 import { createApiKeysService } from '../identity/api-keys-service.js';
 import { createAuditReader } from '../compliance/audit-reader.js';
@@ -96,6 +97,8 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
     audit,
     retentionDays: config.auditRetentionDays,
     checkpointDir: config.checkpointDir,
+    witnesses: config.witnesses,
+    logger,
     verifySource:
       config.database.kind === 'sqlite' ? { kind: 'sqlite', file: config.database.file } : { kind: 'postgres', url: config.database.url },
     keys: {
@@ -106,6 +109,7 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
       all: () => db.selectFrom('signing_keys').selectAll().where('purpose', '=', 'audit-ed25519').execute(),
     },
   });
+  const keyDirectory = createKeyDirectory({ db, ring, clock, audit, logVerifierKeys: () => auditLog.checkpoints.verifierKeys() });
   const authCache = createAuthCache({ db, pollMs: config.authCachePollMs, listen: store.listen });
   await authCache.start();
   const guard = createGuard({ db, audit, authCache });
@@ -176,6 +180,7 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
     audit,
     auditLog,
     auditReader,
+    keyDirectory,
     guard,
     identity,
     apiKeys,

@@ -1,3 +1,4 @@
+import { verifyMessage } from '../../verifier/src/index.js';
 import type { McpDeps } from '../mcp/mcp-tools.js';
 import type { Container } from './container.js';
 
@@ -14,4 +15,12 @@ export const mcpDepsOf = (c: Container): McpDeps => ({
   guard: c.guard,
   clock: c.clock,
   logger: c.logger,
+  verifyMail: async (raw, o) =>
+    verifyMessage(raw, {
+      directory: o.directory ?? (await c.keyDirectory.document()),
+      dns: c.mail.resolver.txt,
+      receipt: o.receipt,
+      witnessKeys: o.witnessKeys,
+      logKeys: o.logKeys,
+    }),
 });

@@ -8,6 +8,9 @@ import { type AuditKeys, createCheckpointService } from './checkpoint-service.js
 import { createRetentionService } from './retention.js';
 import { createTreeStore } from './tree-store.js';
 import type { VerifySource } from './verify-worker.js';
+import { createWitnessClient, type Witness } from './witness-client.js';
+import { createReceiptService } from './receipts.js';
+import type { Logger } from '../kernel/log.js';
 
 type Deps = {
   db: Db;
@@ -21,13 +24,29 @@ type Deps = {
   checkpointDir?: string | null;
   /** Lets `verify` read with worker threads (2^16 events each), for large logs. */
   verifySource?: VerifySource;
+  /** Transparency-log witnesses each new checkpoint is submitted to (MAILWARD_WITNESSES). */
+  witnesses?: Witness[];
+  logger?: Logger;
 };
 
 /** Everything on top of the hash chain: Merkle tree, signed checkpoints, verification, export, retention. */
-export const createAuditLog = ({ db, dialect, clock, audit, keys, retentionDays, checkpointDir, verifySource }: Deps) => {
+export const createAuditLog = ({
+  db,
+  dialect,
+  clock,
+  audit,
+  keys,
+  retentionDays,
+  checkpointDir,
+  verifySource,
+  witnesses,
+  logger,
+}: Deps) => {
   const tree = createTreeStore({ db, dialect });
   const publisher = checkpointDir ? createCheckpointPublisher({ db, dir: checkpointDir }) : null;
-  const checkpoints = createCheckpointService({ db, tree, clock, keys, publisher });
+  const witnessClient = witnesses && witnesses.length > 0 ? createWitnessClient({ db, tree, clock, witnesses, logger }) : null;
+  const checkpoints = createCheckpointService({ db, tree, clock, keys, publisher, witnesses: witnessClient });
+  const receipts = createReceiptService({ db, tree, checkpoints });
   /**
    * Full verification of the store; never throws for tampering (see the report).
    * Checks it against the published checkpoint directory unless `external.dir` says otherwise.
@@ -49,7 +68,7 @@ export const createAuditLog = ({ db, dialect, clock, audit, keys, retentionDays,
     });
   const exporter = createAuditExporter({ db, tree, checkpoints });
   const retention = createRetentionService({ db, clock, audit, tree, checkpoints, verify: () => verify(), retentionDays });
-  return { tree, checkpoints, verify, exporter, retention };
+  return { tree, checkpoints, receipts, verify, exporter, retention };
 };
 
 export type AuditLog = ReturnType<typeof createAuditLog>;

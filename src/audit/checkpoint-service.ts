@@ -18,6 +18,7 @@ import {
 } from './signed-note.js';
 import type { CheckpointPublisher } from './checkpoint-publisher.js';
 import type { TreeStore } from './tree-store.js';
+import type { WitnessClient } from './witness-client.js';
 
 /** What GET /v1/audit/checkpoint and the export's last line carry. */
 export type CheckpointOut = {
@@ -29,6 +30,10 @@ export type CheckpointOut = {
   origin: string;
   verifier_key: string;
   note: string;
+  /** The note with every witness cosignature line appended (c2sp.org/tlog-cosignature), when witnesses are configured. */
+  cosigned_note?: string;
+  /** What each configured witness answered for this checkpoint (c2sp.org/tlog-witness). */
+  witnesses?: { name: string; status: string; http_status: number | null; known_size: number | null; cosigned_at: number | null }[];
 };
 
 /** Default cadence: a checkpoint every 1,000 events or 5 minutes, whichever comes first. */
@@ -44,7 +49,14 @@ export type AuditKeys = {
   all?: () => Promise<SigningKeysTable[]>;
 };
 
-type Deps = { db: Db; tree: TreeStore; clock: Clock; keys: AuditKeys; publisher?: CheckpointPublisher | null };
+type Deps = {
+  db: Db;
+  tree: TreeStore;
+  clock: Clock;
+  keys: AuditKeys;
+  publisher?: CheckpointPublisher | null;
+  witnesses?: WitnessClient | null;
+};
 
 export const checkpointOut = (row: AuditCheckpointsTable, key: SigningKeysTable): CheckpointOut => ({
   tree_size: Number(row.tree_size),
@@ -71,7 +83,7 @@ export const checkStoredCheckpoint = (row: AuditCheckpointsTable, publicKeyPem: 
   if (signature.toString('base64') !== row.signature) throw new Error('checkpoint signature column differs from its note');
 };
 
-export const createCheckpointService = ({ db, tree, clock, keys, publisher }: Deps) => {
+export const createCheckpointService = ({ db, tree, clock, keys, publisher, witnesses }: Deps) => {
   let signer: { kid: string; signer: NoteSigner; row: SigningKeysTable } | null = null;
 
   /** The log's name in checkpoints: fixed at the first checkpoint (C2SP tlog-checkpoint "origin"). */
@@ -105,7 +117,21 @@ export const createCheckpointService = ({ db, tree, clock, keys, publisher }: De
   const toOut = async (row: AuditCheckpointsTable): Promise<CheckpointOut> => {
     const key = await keys.byKid(row.key_id);
     if (!key) throw new AppError('audit_key_missing', 500, 'The key that signed this checkpoint is gone.');
-    return checkpointOut(row, key);
+    const out = checkpointOut(row, key);
+    if (!witnesses || witnesses.configured.length === 0) return out;
+    const answers = await witnesses.answers(Number(row.tree_size));
+    const lines = answers.filter((a) => a.signature_line).map((a) => `${a.signature_line}\n`);
+    return {
+      ...out,
+      cosigned_note: `${row.note}${lines.join('')}`,
+      witnesses: answers.map((a) => ({
+        name: a.witness,
+        status: a.status,
+        http_status: a.http_status,
+        known_size: a.known_size === null ? null : Number(a.known_size),
+        cosigned_at: a.cosigned_at === null ? null : Number(a.cosigned_at),
+      })),
+    };
   };
 
   /**
@@ -191,6 +217,8 @@ export const createCheckpointService = ({ db, tree, clock, keys, publisher }: De
     const stored = (await at(size))!;
     // Published as it is made, outside the database, so a cut or rewritten store is caught against it.
     await publish(stored);
+    // Then witnessed (c2sp.org/tlog-witness): outcomes are stored and logged; a refusal does not unsign the checkpoint.
+    if (witnesses) await witnesses.submit(stored);
     return toOut(stored);
   };
 
@@ -242,7 +270,14 @@ export const createCheckpointService = ({ db, tree, clock, keys, publisher }: De
     return () => clearInterval(timer);
   };
 
-  return { origin, createAt, current, latest, get, startScheduler, publisherDir: publisher?.dir ?? null };
+  /** The log's verifier keys (`<origin>+<id>+<key>`), retired audit keys too: what receipts are checked against offline. */
+  const verifierKeys = async (): Promise<string[]> => {
+    const name = await origin();
+    const rows = keys.all ? await keys.all() : [await keys.active()].filter((r): r is SigningKeysTable => !!r);
+    return rows.map((r) => verifierKey(name, rawPublicKey(createPublicKey(r.public_key))));
+  };
+
+  return { origin, createAt, current, latest, get, startScheduler, verifierKeys, publisherDir: publisher?.dir ?? null };
 };
 
 export type CheckpointService = ReturnType<typeof createCheckpointService>;

@@ -6,7 +6,35 @@ import { createLogger } from '../kernel/log.js';
 import { configOrExit, runCommand } from './cli-support.js';
 
 export const registerKeys = (program: Command) => {
-  const keys = program.command('keys').description('Key-encryption keys (the master key)');
+  const keys = program.command('keys').description('Key-encryption keys (the master key) and signing keys');
+  keys
+    .command('rotate-identity')
+    .description(
+      "Replace an organisation's X-Agent-Identity signing key: the old key stays in /.well-known/http-message-signatures-directory and jwks.json with its validity window, so mail it signed still verifies",
+    )
+    .option('--domain <domain>', 'the organisation (default: the first one)')
+    .option('--json', 'print one JSON document on stdout')
+    .action(
+      runCommand(async (opts: { domain?: string; json?: boolean }) => {
+        const c = await createContainer(configOrExit(), { logger: createLogger({ level: 'warn', destination: 2 }) });
+        try {
+          let q = c.store.db.selectFrom('organizations').select(['id', 'domain']).orderBy('created_at').limit(1);
+          if (opts.domain) q = q.where('domain', '=', opts.domain.toLowerCase());
+          const org = await q.executeTakeFirst();
+          if (!org) {
+            process.stderr.write('mailward: no such organisation\n');
+            return 1;
+          }
+          const r = await c.keyDirectory.rotateIdentityKey(org);
+          process.stdout.write(
+            opts.json ? `${JSON.stringify(r)}\n` : `Identity key ${r.active} is active; ${r.retired ?? 'no key'} retired (still listed).\n`,
+          );
+          return 0;
+        } finally {
+          await c.close();
+        }
+      }),
+    );
   keys
     .command('rotate')
     .description(

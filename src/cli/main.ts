@@ -8,6 +8,7 @@ import { registerKeys } from './keys-command.js';
 import { registerMail } from './mail-command.js';
 import { registerMcp } from './mcp-command.js';
 import { registerServe } from './serve-command.js';
+import { registerVerify } from './verify-command.js';
 
 const program = new Command()
   .name('mailward')
@@ -25,5 +26,6 @@ registerAudit(program);
 registerKeys(program);
 registerMcp(program);
 registerMail(program);
+registerVerify(program);
 
 await program.parseAsync(process.argv);

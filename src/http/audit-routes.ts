@@ -15,6 +15,18 @@ export const checkpointOut = z.object({
   origin: z.string(),
   verifier_key: z.string().describe('C2SP verifier key: <origin>+<key id>+<base64 key>'),
   note: z.string().describe('C2SP tlog-checkpoint signed note'),
+  cosigned_note: z.string().optional().describe("the note with the witnesses' c2sp.org/tlog-cosignature lines appended"),
+  witnesses: z
+    .array(
+      z.object({
+        name: z.string(),
+        status: z.string().describe('cosigned, refused (409/422/403/404: inconsistent or forked history) or unreachable'),
+        http_status: z.number().int().nullable(),
+        known_size: z.number().int().nullable().describe('on 409: the size the witness last cosigned'),
+        cosigned_at: z.number().int().nullable(),
+      }),
+    )
+    .optional(),
 });
 
 const proofOut = z.object({

@@ -28,6 +28,8 @@ import { mailRoutes } from './mail-routes.js';
 import { createHttpMetrics } from './metrics.js';
 import { errorHandler, sendProblem } from './problem.js';
 import { systemRoutes } from './system-routes.js';
+import { publicReceiptRoutes, receiptRoutes } from './receipt-routes.js';
+import type { KeyDirectoryService } from '../identity/key-directory.js';
 import { frameworkErrors, refuseUnsafeText } from './text-input-hook.js';
 import { vaultRoutes } from './vault-routes.js';
 
@@ -53,6 +55,7 @@ export type RestDeps = {
   audit: AuditService;
   auditLog: AuditLog;
   auditReader: AuditReader;
+  keyDirectory: KeyDirectoryService;
   guard: Guard;
   mail: Pick<MailModule, 'mailboxes' | 'mail' | 'reader' | 'identityVerifier' | 'dnsRecords' | 'retention'> & {
     approvals: ApprovalsService;
@@ -125,6 +128,7 @@ export const buildRestServer = async (c: RestDeps, { beside = [] }: RestServerOp
   await app.register(fastifySwaggerUi, { routePrefix: '/docs', staticCSP: true });
 
   await app.register(systemRoutes(c, metrics));
+  await app.register(publicReceiptRoutes({ receipts: c.auditLog.receipts }));
   for (const plugin of beside) await app.register(plugin);
   await app.register(async (v1) => {
     v1.addHook('onRequest', createAuthHook({ apiKeys: c.apiKeys, rateLimiter: c.rateLimiter }));
@@ -140,6 +144,7 @@ export const buildRestServer = async (c: RestDeps, { beside = [] }: RestServerOp
     await v1.register(consentRoutes({ consent: c.consent }));
     await v1.register(mailRetentionRoutes({ retention: c.mail.retention }));
     await v1.register(dnsRoutes({ dns: c.mail.dnsRecords }));
+    await v1.register(receiptRoutes({ reader: c.mail.reader, receipts: c.auditLog.receipts }));
   });
   return app as unknown as FastifyInstance;
 };

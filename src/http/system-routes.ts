@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { DIRECTORY_MEDIA_TYPE, type KeyDirectoryService } from '../identity/key-directory.js';
 import { publicJwks } from '../identity/signing-keys.js';
 import { AppError } from '../kernel/errors.js';
 import type { Store } from '../store/db.js';
@@ -10,8 +11,10 @@ import { problems } from './common-schemas.js';
 
 const jwk = z.looseObject({ kty: z.string(), kid: z.string(), alg: z.string(), use: z.string() });
 
+type SystemDeps = { store: Store; keyDirectory: KeyDirectoryService };
+
 /** Unauthenticated routes: liveness, metrics, the OpenAPI document, public keys. */
-export const systemRoutes = (c: { store: Store }, metrics: HttpMetrics) => async (root: FastifyInstance) => {
+export const systemRoutes = (c: SystemDeps, metrics: HttpMetrics) => async (root: FastifyInstance) => {
   const app = root.withTypeProvider<ZodTypeProvider>();
   const storeHealth = createStoreHealth(c.store);
   app.get(
@@ -55,5 +58,24 @@ export const systemRoutes = (c: { store: Store }, metrics: HttpMetrics) => async
       },
     },
     () => publicJwks(c.store.db),
+  );
+  app.get(
+    '/.well-known/http-message-signatures-directory',
+    {
+      schema: {
+        tags: ['system'],
+        summary: 'Identity-signing keys as an HTTP Message Signatures Directory (RFC 9421 signed; retired keys keep their nbf/exp window)',
+      },
+    },
+    async (req, reply) => {
+      // RFC 9421 2.2.3: @authority is the request's Host, lower-cased, as the client addressed us.
+      const r = await c.keyDirectory.signedResponse(String(req.headers.host ?? req.host));
+      // A Buffer body keeps the media type exactly as the directory draft names it (no charset parameter added).
+      return reply
+        .header('content-type', DIRECTORY_MEDIA_TYPE)
+        .header('signature-input', r.signatureInput)
+        .header('signature', r.signature)
+        .send(Buffer.from(r.body, 'utf8'));
+    },
   );
 };

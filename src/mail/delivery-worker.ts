@@ -18,6 +18,7 @@ import type { DeliveryOutcome } from './bounce-rules.js';
 import { messageAad } from './message-store.js';
 import { addMessageEvent, storeSignedOnce } from './messages-repo.js';
 import { type Envelope, type OutboundPipeline, outboxAad } from './outbound-pipeline.js';
+import { recordReceipt } from './receipt-event.js';
 import { nextRetryDelay } from './retry-schedule.js';
 import type { SmtpSender } from './smtp-deliver.js';
 
@@ -134,13 +135,23 @@ export const createDeliveryWorker = (d: Deps) => {
         // Compare-and-set: when two routes finish at once in two processes, one of them delivers the message.
         if ((await moveMessage(tx, m.id, 'deliver', { delivered_at: at, status_reason: null, updated_at: at })) === 0) return;
         await addMessageEvent(tx, m.id, at, 'delivered', {});
-        await d.audit.record(tx, {
+        const delivered = await d.audit.record(tx, {
           action: 'email.delivered',
           actor,
           target,
           details: { attempts: job.attempts, rejected_recipients: outcome.rejected ?? 0 },
           contentHash: m.raw_hash,
         });
+        // The transparency receipt's leaf, in the same transaction (receipt-event.ts).
+        const row = await tx
+          .selectFrom('messages')
+          .select(['id', 'org_id', 'mailbox_id', 'raw_sealed'])
+          .where('id', '=', m.id)
+          .executeTakeFirst();
+        if (row?.raw_sealed) {
+          const raw = open(d.ring, row.raw_sealed, messageAad(row, 'raw'));
+          await recordReceipt(tx, d.audit, m.id, raw, m.raw_hash, delivered.hash);
+        }
       }
     } else if (jobStatus === 'bounced' || jobStatus === 'failed') {
       const status = jobStatus === 'bounced' ? 'bounced' : 'failed';

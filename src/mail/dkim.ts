@@ -4,11 +4,12 @@ import { AppError } from '../kernel/errors.js';
 import { relaxedBodyHash, splitMessage } from './mime.js';
 
 /**
- * Header fields both DKIM signatures cover. `x-agent-identity` is in it so the
- * AI-identity statement cannot be stripped or swapped in transit.
+ * Header fields both DKIM signatures cover. `x-agent-identity` and the two
+ * draft-chuang attribution fields are in it so the AI-identity statement cannot
+ * be stripped or swapped in transit.
  */
 export const DKIM_HEADER_LIST =
-  'from:sender:reply-to:subject:date:message-id:to:cc:mime-version:content-type:content-transfer-encoding:in-reply-to:references:x-agent-identity';
+  'from:sender:reply-to:subject:date:message-id:to:cc:mime-version:content-type:content-transfer-encoding:in-reply-to:references:x-agent-identity:agent-attribution:agent-attribution-json';
 
 const SIGNED = DKIM_HEADER_LIST.split(':');
 

@@ -18,6 +18,12 @@ export type IdentityClaims = {
   message_id: string;
   body_hash: string;
   iat: number;
+  /** RFC 7638 thumbprint of the signing key (the protected header's kid), inside the signed claims too. */
+  kid?: string;
+  /** RFC 8693 4.1 actor claim: the agent acts; the nested `act` is the human it acts for (on-behalf-of clinician, else its responsible human). */
+  act?: { sub: string; type: 'agent'; act?: { sub: string; type: 'human' } };
+  /** Hex SHA-256 of the Agent-Attribution-JSON value (attribution-headers.ts), binding it to this statement. */
+  attribution_hash?: string;
 };
 
 type PrivateKeyHandle = Awaited<ReturnType<typeof importPKCS8>>;

@@ -160,6 +160,14 @@ export const createOutboundPipeline = ({ ring, clock, config, signer = { sign: s
         approval_id: approval?.id ?? null,
         message_id: msg.message_id,
         iat: Math.floor(now.getTime() / 1000),
+        // RFC 8693 4.1: the agent is the acting party; the nested actor is the human it answers to.
+        act: { sub: agent.id, type: 'agent', act: { sub: human?.id ?? agent.responsible_human_id, type: 'human' } },
+      },
+      attribution: {
+        agent: { address: mailbox.address, name: agent.name },
+        responsible: human ? [{ name: human.name, email: human.email }] : [],
+        onBehalfOf: null,
+        operator: org.domain,
       },
       identityKey: { kid: idKey.kid, pem: pem(idKey) },
       dkim: { ed25519: { selector: dkimSelectorOf(ed.kid), pem: pem(ed) }, rsa: { selector: dkimSelectorOf(rsa.kid), pem: pem(rsa) } },

@@ -11,8 +11,9 @@ import { safeFilename } from './header-text.js';
 import { assertSearchCriterion, type ReadFilters, type SearchFilters } from './mail-filters.js';
 import { createMailScan, type Unreadable } from './mail-scan.js';
 import { visibleMailbox } from './mailbox-service.js';
-import { openContent } from './message-store.js';
 import { markRead, setAgentTags } from './messages-repo.js';
+import { messageAad, openContent } from './message-store.js';
+import { open } from '../kernel/crypto/envelope.js';
 import {
   emailTarget,
   fullView,
@@ -279,7 +280,35 @@ export const createReadService = ({ db, dialect, ring, guard, clock, audit }: De
       return { bytes, contentType: safeContentType(a.content_type), contentDisposition: contentDisposition(a.filename), sha256: hash };
     });
 
-  return { get, list, thread, setTags, search, attachment };
+  /**
+   * The stored RFC 5322 bytes of a message (as received, or as signed and
+   * sent), for verification. Throws 403 message_held (an agent and a held
+   * inbound message), 404 (not the caller's, or no bytes stored). Audits
+   * `email.raw.read` with the SHA-256 of the bytes (45 CFR 164.312(b)).
+   */
+  const raw = (ctx: RequestContext, id: string) =>
+    guard.change(ctx, 'email.raw.read', emailTarget(id), async (tx) => {
+      requireReader(ctx);
+      const { m } = await visibleMessage(tx, ctx, id);
+      if (isContentHidden(ctx.principal, m)) throw messageHeld();
+      if (!m.raw_sealed) throw notFound('message bytes');
+      const bytes = open(ring, m.raw_sealed, messageAad(m, 'raw'));
+      await guard.recordIn(tx, ctx, 'email.raw.read', emailTarget(id), { mailbox_id: m.mailbox_id, size: bytes.length }, sha256Hex(bytes));
+      return bytes;
+    });
+
+  /**
+   * The RFC 5322 Message-ID of a message the caller may see (for its
+   * transparency receipt, which holds only hashes). Throws 403 scope_required, 404.
+   */
+  const messageIdOf = (ctx: RequestContext, id: string) =>
+    guard.read(ctx, 'email.receipt_read', emailTarget(id), async () => {
+      requireReader(ctx);
+      const { m } = await visibleMessage(db, ctx, id);
+      return { message_id: m.message_id, direction: m.direction, status: m.status };
+    });
+
+  return { get, list, thread, setTags, search, attachment, raw, messageIdOf };
 };
 
 export type ReadService = ReturnType<typeof createReadService>;

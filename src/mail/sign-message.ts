@@ -1,3 +1,4 @@
+import { type AttributionInput, attributionHeaders } from './attribution-headers.js';
 import { dkimSignMessage } from './dkim.js';
 import { type IdentityClaims, IDENTITY_HEADER, signIdentityHeader } from './identity-header.js';
 import { composeMime, foldedHeader, type MessageContent, relaxedBodyHash, splitMessage, type Threading } from './mime.js';
@@ -8,20 +9,28 @@ export type SignInput = {
   threading: Threading;
   dateMs: number;
   domain: string;
-  claims: Omit<IdentityClaims, 'body_hash'>;
+  claims: Omit<IdentityClaims, 'body_hash' | 'kid' | 'attribution_hash'>;
+  /** The draft-chuang attribution headers' data (the same people as the claims). */
+  attribution: AttributionInput;
   identityKey: { kid: string; pem: string };
   dkim: { ed25519: { selector: string; pem: string }; rsa: { selector: string; pem: string } };
 };
 
 /**
  * MIME, then X-Agent-Identity over the relaxed body hash (the DKIM bh=), then
- * both DKIM signatures covering it (CONTRACT.md, "The AI identity header").
+ * the draft-chuang attribution headers, then both DKIM signatures covering
+ * all three (CONTRACT.md, "The AI identity header").
  */
 export const signMessage = async (i: SignInput): Promise<Buffer> => {
   const mime = await composeMime(i.content, i.threading, new Date(i.dateMs));
   const bodyHash = relaxedBodyHash(splitMessage(mime).body);
-  const jws = await signIdentityHeader({ ...i.claims, body_hash: bodyHash }, i.identityKey.kid, i.identityKey.pem);
-  const unsigned = Buffer.concat([Buffer.from(foldedHeader(IDENTITY_HEADER, jws)), mime]);
+  const attribution = attributionHeaders(i.attribution);
+  const jws = await signIdentityHeader(
+    { ...i.claims, body_hash: bodyHash, kid: i.identityKey.kid, attribution_hash: attribution.jsonHash },
+    i.identityKey.kid,
+    i.identityKey.pem,
+  );
+  const unsigned = Buffer.concat([Buffer.from(foldedHeader(IDENTITY_HEADER, jws) + attribution.lines), mime]);
   return dkimSignMessage(
     unsigned,
     i.domain,

@@ -6,7 +6,7 @@ import type { IdentityService } from '../identity/identity-service.js';
 import { meOut } from '../identity/identity-schemas.js';
 import { hasRole, hasScope, type Principal, type RequestContext, type Scope } from '../identity/principal.js';
 import type { Clock } from '../kernel/clock.js';
-import { type AppError, forbidden } from '../kernel/errors.js';
+import { type AppError, badRequest, forbidden } from '../kernel/errors.js';
 import type { Logger } from '../kernel/log.js';
 import type { EventFeed } from '../events/event-feed.js';
 import { encodeMessageCursor, normalizeMessageFilter, toUtc } from '../mail/mail-filters.js';
@@ -41,6 +41,7 @@ import {
   totpCodeOut,
 } from '../vault/vault-schemas.js';
 import type { VaultService } from '../vault/vault-service.js';
+import { type KeyDirectory, parseDirectory, type Report } from '../../verifier/src/index.js';
 import { readEmailOut, renderEmail, renderSummaries, splitEmail, UNTRUSTED_NOTICE } from './untrusted-content.js';
 import { type Abortable, waitForEmail } from './wait-for-email.js';
 
@@ -50,7 +51,12 @@ export type McpDeps = {
   apiKeys: Pick<ApiKeysService, 'assertLive'>;
   mailboxes: Pick<MailboxService, 'list'>;
   mail: Pick<SendService, 'send' | 'reply' | 'cancel'>;
-  reader: Pick<ReadService, 'get' | 'list' | 'thread' | 'setTags' | 'search'>;
+  reader: Pick<ReadService, 'get' | 'list' | 'thread' | 'setTags' | 'search' | 'raw'>;
+  /** The open verifier (verifier/) with this server's DNS; the directory defaults to this installation's. */
+  verifyMail: (
+    raw: Buffer,
+    opts: { directory?: KeyDirectory; receipt?: string; witnessKeys?: string[]; logKeys?: string[] },
+  ) => Promise<Report>;
   vault: Pick<VaultService, 'list' | 'store' | 'totp' | 'reveal'>;
   consent: Pick<ConsentService, 'get'>;
   events: Pick<EventFeed, 'subscribe' | 'head' | 'read'>;
@@ -517,6 +523,52 @@ const tools: ToolDef[] = [
     access: agentScope('vault:reveal'),
     requiresLiveKey: true,
     run: async (d, ctx, a) => resultOf(out(secretRevealedOut, await d.vault.reveal(ctx, a.name as string))),
+  },
+  {
+    name: 'verify_email',
+    title: 'Verify an email from another Mailward',
+    description:
+      "Checks a received message the way any recipient can, without trusting the sender's server: both DKIM signatures, the agent-attribution headers, the X-Agent-Identity statement, and (given its receipt) that the message was logged under a checkpoint signed by the sender's log and cosigned by the witnesses you name. Pass the sender's key directory (its /.well-known/http-message-signatures-directory, as JSON text) for mail from another installation; without it this installation's keys are used. Returns valid and the reasons when not. Reading the message is audited. Not for reading the content (use read_email).",
+    input: z.strictObject({
+      email_id: emailId,
+      directory: z.string().min(2).max(200_000).optional().describe("The sender's key directory JSON (http-message-signatures-directory)"),
+      receipt: z.string().min(10).max(100_000).optional().describe("The message's c2sp.org/tlog-proof receipt text"),
+      witness_keys: z.array(z.string().min(10).max(300)).max(16).optional().describe('Witness verifier keys whose cosignature is required'),
+      log_keys: z
+        .array(z.string().min(10).max(300))
+        .max(16)
+        .optional()
+        .describe("The sender log's verifier keys (default: the directory's)"),
+    }),
+    output: z.object({
+      valid: z.boolean(),
+      reasons: z.array(z.string()),
+      dkim: z.object({ valid: z.boolean() }).loose(),
+      attribution: z.object({ valid: z.boolean() }).loose(),
+      identity: z.object({ valid: z.boolean(), kid: z.string().nullable() }).loose(),
+      receipt: z.object({ valid: z.boolean() }).loose().nullable(),
+    }),
+    annotations: { readOnlyHint: true, openWorldHint: false },
+    access: mailReader(),
+    run: async (d, ctx, a) => {
+      let directory: KeyDirectory | undefined;
+      if (typeof a.directory === 'string') {
+        try {
+          directory = parseDirectory(a.directory);
+        } catch {
+          throw badRequest('invalid_directory', 'directory is not a key directory (JSON with a keys array).');
+        }
+      }
+      const raw = await d.reader.raw(ctx, a.email_id as string);
+      const r = await d.verifyMail(raw, {
+        directory,
+        receipt: a.receipt as string | undefined,
+        witnessKeys: a.witness_keys as string[] | undefined,
+        logKeys: a.log_keys as string[] | undefined,
+      });
+      const structured = { ...r } as unknown as Record<string, unknown>;
+      return resultOf(structured, `${r.valid ? 'Valid' : `Invalid: ${r.reasons.join(', ')}`}.\n${json(structured)}`);
+    },
   },
   {
     name: 'check_consent',

@@ -14,6 +14,7 @@ import * as m0009ApprovalsCategory from './migrations/0009-approvals-category.js
 import * as m0010InboundTagsAndDmarc from './migrations/0010-inbound-tags-and-dmarc.js';
 import * as m0011DomainEvents from './migrations/0011-domain-events.js';
 import * as m0012MessageRetention from './migrations/0012-message-retention.js';
+import * as m0015WitnessCosignatures from './migrations/0015-witness-cosignatures.js';
 
 /** Migrations in order. Names are frozen once released; add, never edit. */
 export const MIGRATIONS: Record<string, Migration> = {
@@ -28,6 +29,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0010-inbound-tags-and-dmarc': m0010InboundTagsAndDmarc,
   '0011-domain-events': m0011DomainEvents,
   '0012-message-retention': m0012MessageRetention,
+  '0015-witness-cosignatures': m0015WitnessCosignatures,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };

@@ -109,6 +109,18 @@ export type AuditCheckpointsTable = {
   note: string; // C2SP signed note
 };
 
+/** One witness's answer for one checkpoint (c2sp.org/tlog-witness); written only by audit/witness-client.ts. */
+export type AuditCosignaturesTable = {
+  tree_size: number;
+  witness: string; // the witness's key name
+  status: 'cosigned' | 'refused' | 'unreachable';
+  http_status: number | null;
+  known_size: number | null; // 409: the size the witness last cosigned
+  signature_line: string | null; // the tlog-cosignature note line, when cosigned
+  cosigned_at: number | null; // its timestamp (POSIX seconds)
+  at: string;
+};
+
 export type AuditPurgesTable = { id: string; through_seq: number; at: string; cutoff: string; boundary: string /* JSON */ };
 
 export type AuditLegalHoldsTable = {
@@ -281,6 +293,7 @@ export type Database = {
   audit_tree_nodes: AuditTreeNodesTable;
   audit_tree_state: AuditTreeStateTable;
   audit_checkpoints: AuditCheckpointsTable;
+  audit_cosignatures: AuditCosignaturesTable;
   audit_purges: AuditPurgesTable;
   audit_legal_holds: AuditLegalHoldsTable;
   mailboxes: MailboxesTable;

@@ -1,0 +1,85 @@
+import { createHash } from 'node:crypto';
+import { AppError } from '../kernel/errors.js';
+import type { Db, Executor } from '../store/db.js';
+import type { AuditEventsTable } from '../store/schema.js';
+import { canonicalOfRow, chainedOfRow } from './audit-chain.js';
+import { canonicalJson } from './canonical.js';
+import type { CheckpointService } from './checkpoint-service.js';
+import type { TreeStore } from './tree-store.js';
+
+/**
+ * Per-message transparency receipts: the `email.receipt` audit event written
+ * with each delivery (it holds only hashes: of the Message-ID, the relaxed body,
+ * the X-Agent-Identity token and the submission, approval and delivery events),
+ * proved included under a signed, witness-cosigned checkpoint as a
+ * c2sp.org/tlog-proof@v1. The proof's `extra` line carries what the leaf is
+ * hashed from (the previous chain hash and the event's RFC 8785 form), so a
+ * verifier rebuilds the leaf itself: leaf = SHA-256(prev_hash || event).
+ */
+export const RECEIPT_ACTION = 'email.receipt';
+export const TLOG_PROOF_HEADER = 'c2sp.org/tlog-proof@v1';
+
+const sha256Hex = (s: string | Buffer) => createHash('sha256').update(s).digest('hex');
+
+/** The receipt's public key: hex SHA-256 of the Message-ID field value (with its angle brackets). */
+export const messageIdHash = (messageId: string) => sha256Hex(messageId.trim());
+
+/** The chain hashes of a target's successful events with these actions (oldest first): what a receipt refers to. */
+export const eventHashesOf = async (ex: Executor, targetId: string, actions: string[]) =>
+  ex
+    .selectFrom('audit_events')
+    .select(['action', 'seq', 'hash'])
+    .where('target_id', '=', targetId)
+    .where('action', 'in', actions)
+    .where('outcome', '=', 'success')
+    .orderBy('seq')
+    .execute();
+
+/** The exact text the event's chain hash covers (the spliced form, or the generic one for older rows). */
+const hashedText = (r: AuditEventsTable): string => {
+  const fast = canonicalOfRow(r);
+  if (sha256Hex(Buffer.concat([Buffer.from(r.prev_hash, 'hex'), Buffer.from(fast, 'utf8')])) === r.hash) return fast;
+  return canonicalJson(chainedOfRow(r));
+};
+
+type Deps = { db: Db; tree: TreeStore; checkpoints: CheckpointService };
+
+export const createReceiptService = ({ db, tree, checkpoints }: Deps) => {
+  /**
+   * The tlog-proof of the message whose Message-ID hashes to `hash`. Throws 404
+   * receipt_not_found when there is none, 409 receipt_pending (temporary) until a
+   * checkpoint covers it. Reads only hashes; writes nothing.
+   */
+  const proofFor = async (hash: string): Promise<string> => {
+    const row = await db
+      .selectFrom('audit_events')
+      .selectAll()
+      .where('target_id', '=', hash)
+      .where('action', '=', RECEIPT_ACTION)
+      .orderBy('seq', 'desc')
+      .limit(1)
+      .executeTakeFirst();
+    if (!row) throw new AppError('receipt_not_found', 404, 'No receipt for that message.');
+    const seq = Number(row.seq);
+    const cp = await checkpoints.latest();
+    if (!cp || cp.tree_size < seq) {
+      throw new AppError('receipt_pending', 409, 'The delivery is not yet under a signed checkpoint; retry after the next one.', {
+        temporary: true,
+      });
+    }
+    const proof = await tree.inclusionProof(seq - 1, cp.tree_size);
+    const extra = Buffer.from(JSON.stringify({ prev_hash: row.prev_hash, event: hashedText(row) }), 'utf8');
+    return [
+      TLOG_PROOF_HEADER,
+      `extra ${extra.toString('base64')}`,
+      `index ${seq - 1}`,
+      ...proof.map((h) => h.toString('base64')),
+      '',
+      cp.cosigned_note ?? cp.note,
+    ].join('\n');
+  };
+
+  return { proofFor };
+};
+
+export type ReceiptService = ReturnType<typeof createReceiptService>;

@@ -1,0 +1,54 @@
+import { eventHashesOf, messageIdHash, RECEIPT_ACTION } from '../audit/receipts.js';
+import type { AuditService } from '../audit/audit-service.js';
+import { sha256Hex } from '../kernel/crypto/hash.js';
+import type { Executor } from '../store/db.js';
+import { IDENTITY_HEADER } from './identity-header.js';
+import { headerValue, relaxedBodyHash, splitMessage } from './mime.js';
+
+/**
+ * What a recipient can recompute from the message it holds (a relay adds
+ * header fields above ours, so the whole bytes are not it): the Message-ID,
+ * the relaxed body (the DKIM bh= digest, in hex) and the X-Agent-Identity token.
+ */
+export const receiptHashes = (raw: Buffer) => {
+  const { header, body } = splitMessage(raw);
+  return {
+    messageIdHash: messageIdHash(headerValue(header, 'Message-ID') ?? ''),
+    contentHash: Buffer.from(relaxedBodyHash(body), 'base64').toString('hex'),
+    identityHeaderHash: sha256Hex((headerValue(header, IDENTITY_HEADER) ?? '').replace(/\s+/g, '')),
+  };
+};
+
+/**
+ * Appends the delivered message's receipt leaf, in the delivery's transaction:
+ * only hashes, no organisation, actor, address or name, so the public receipt
+ * endpoint reveals nothing else. It names the submission, approval and delivery
+ * events by chain hash, so one inclusion proof binds all three.
+ */
+export const recordReceipt = async (
+  tx: Executor,
+  audit: Pick<AuditService, 'record'>,
+  emailId: string,
+  raw: Buffer,
+  rawHash: string | null,
+  deliveryEventHash: string,
+) => {
+  const h = receiptHashes(raw);
+  const submitted = await eventHashesOf(tx, emailId, ['email.submitted']);
+  // The reviewer's decision (a successful email.approved is audited against the email; refusals against the approval).
+  const approved = await eventHashesOf(tx, emailId, ['email.approved']);
+  await audit.record(tx, {
+    action: RECEIPT_ACTION,
+    actor: { type: 'system', id: null, orgId: null, chain: [] },
+    orgId: null,
+    target: { type: 'message_id_hash', id: h.messageIdHash },
+    contentHash: h.contentHash,
+    details: {
+      identity_header_hash: h.identityHeaderHash,
+      raw_hash: rawHash,
+      submission_event_hash: submitted[0]?.hash ?? null,
+      approval_event_hash: approved.at(-1)?.hash ?? null,
+      delivery_event_hash: deliveryEventHash,
+    },
+  });
+};
