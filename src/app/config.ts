@@ -83,6 +83,8 @@ export const envSchema = z.object({
   MAILWARD_SMTP_RATE_PER_MINUTE: z.coerce.number().int().min(0).default(1200),
   MAILWARD_SMTP_MAX_RECIPIENTS: z.coerce.number().int().min(1).max(1000).default(100),
   MAILWARD_INBOUND_THREADS: z.coerce.number().int().min(0).max(16).default(1),
+  // How long /metrics reuses its store snapshot (outbox, approvals, audit head, checkpoint): scrapes never hammer the store.
+  MAILWARD_METRICS_CACHE_MS: z.coerce.number().int().min(0).max(300_000).default(5000),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -98,6 +100,8 @@ export type Config = {
   /** MAILWARD_MASTER_KEYS: a versioned key ring given in the environment (see master-key.ts). */
   masterKeys?: string | undefined;
   logLevel: string;
+  /** How long /metrics reuses its store snapshot (ms). */
+  metricsCacheMs?: number;
   bootstrap: { orgName: string; domain: string };
   rateLimitPerMinute: number;
   rateLimitSyncMs: number;
@@ -181,6 +185,7 @@ export const loadConfig = (env: NodeJS.ProcessEnv = process.env): Config => {
     masterKey: e.MAILWARD_MASTER_KEY,
     masterKeys: e.MAILWARD_MASTER_KEYS,
     logLevel: e.MAILWARD_LOG_LEVEL,
+    metricsCacheMs: e.MAILWARD_METRICS_CACHE_MS,
     bootstrap: { orgName: e.MAILWARD_ORG_NAME, domain: e.MAILWARD_DOMAIN.toLowerCase() },
     rateLimitPerMinute: e.MAILWARD_RATE_LIMIT_PER_MINUTE,
     rateLimitSyncMs: e.MAILWARD_RATE_LIMIT_SYNC_MS,

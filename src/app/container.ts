@@ -17,12 +17,14 @@ import { openStore, type Store } from '../store/db.js';
 import { createInboundModule } from '../inbound/inbound-module.js';
 import type { DnsLookups } from '../mail/dns-overrides.js';
 import { createMailModule } from '../mail/mail-module.js';
+import { createMetrics } from '../http/metrics.js';
 import { createConsentService } from '../phi/consent-service.js';
 import { migrateToLatest } from '../store/migrate.js';
 import { createVaultRepo } from '../vault/vault-repo.js';
 import { createVaultService } from '../vault/vault-service.js';
 import type { Config } from './config.js';
 import { initOrganization, type InitInput } from './init.js';
+import { createOpsSnapshot } from './ops-metrics.js';
 import { assertRingOpensStore } from './key-rotation.js';
 import { checkKeyRing, loadKeyRing, masterKeyPath, registerKeyRing, storeHasSealedData } from './master-key.js';
 import { SEALED_COLUMNS } from './sealed-columns.js';
@@ -120,7 +122,9 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
   });
 
   const consent = createConsentService({ db, guard, clock });
-  const mail = createMailModule({ config, store, ring, clock, logger, audit, guard, repo, consent, dns: opts.dns });
+  // One registry per container: tests run several servers in one process.
+  const metrics = createMetrics();
+  const mail = createMailModule({ config, store, ring, clock, logger, audit, guard, repo, consent, dns: opts.dns, metrics: metrics.sink });
   // Inbound SMTP: `serve` starts the listener over inbound.receiver.
   const inbound = createInboundModule({
     config,
@@ -132,7 +136,17 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
     repo,
     events: mail.events,
     identityGeneration: authCache.generation,
+    metrics: metrics.sink,
   });
+  metrics.setSnapshot(
+    createOpsSnapshot({
+      db,
+      clock,
+      signingQueue: mail.signer.queued,
+      analysisQueue: inbound.pool.queued,
+      cacheMs: config.metricsCacheMs,
+    }),
+  );
 
   const init = (input: InitInput, o: { onlyIfEmpty?: boolean } = {}) => initOrganization({ db, ring, clock, audit }, input, o);
 
@@ -152,6 +166,7 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
     mail,
     inbound,
     consent,
+    metrics,
     init,
     close: async () => {
       await mail.delivery.stop();

@@ -51,7 +51,7 @@ export const registerServe = (program: Command) =>
         warnIfBootstrapKeyRemains(config.dataDir, c.logger);
         const app = await buildServer(c);
         const url = await app.listen({ host: config.http.host, port: config.http.port });
-        const smtp = createSmtpListener({ receiver: c.inbound.receiver, config, tls, logger: c.logger });
+        const smtp = createSmtpListener({ receiver: c.inbound.receiver, config, tls, logger: c.logger, metrics: c.metrics.sink });
         let smtpPort: number;
         try {
           smtpPort = await smtp.listen();

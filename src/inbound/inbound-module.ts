@@ -4,6 +4,7 @@ import type { IdentityRepo } from '../identity/identity-repo.js';
 import type { Clock } from '../kernel/clock.js';
 import type { KeyRing } from '../kernel/crypto/keyring.js';
 import type { Logger } from '../kernel/log.js';
+import type { MetricsSink } from '../kernel/metrics.js';
 import { loadDnsOverrides } from '../mail/dns-overrides.js';
 import type { MailEvents } from '../mail/mail-events.js';
 import type { ScanOptions } from '../phi/phi-types.js';
@@ -25,10 +26,11 @@ type Deps = {
   repo: IdentityRepo;
   events: MailEvents;
   identityGeneration?: () => number;
+  metrics?: MetricsSink;
 };
 
 /** Wires inbound mail: sender authentication, analysis and the receive service. The SMTP listener is started by `serve`. */
-export const createInboundModule = ({ config, store, ring, clock, logger, audit, repo, events, identityGeneration }: Deps) => {
+export const createInboundModule = ({ config, store, ring, clock, logger, audit, repo, events, identityGeneration, metrics }: Deps) => {
   const resolver = createAuthResolver(loadDnsOverrides(config.dnsOverridesFile));
   const mta = config.inbound.hostname ?? os.hostname();
   // One options object per set of organisation domains: the scanner caches its compiled form per object.
@@ -62,6 +64,7 @@ export const createInboundModule = ({ config, store, ring, clock, logger, audit,
     analyze: pool.analyze,
     // Messages arriving together share a transaction; each is acknowledged only after its commit.
     commit: createCommitBatcher(store.db),
+    metrics,
   });
   return { receiver, resolver, pool, close: () => pool.close() };
 };

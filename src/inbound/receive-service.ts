@@ -8,6 +8,7 @@ import type { KeyRing } from '../kernel/crypto/keyring.js';
 import { AppError, isAppError } from '../kernel/errors.js';
 import { newId } from '../kernel/ids.js';
 import type { Logger } from '../kernel/log.js';
+import { authResultLabel, type MetricsSink } from '../kernel/metrics.js';
 import type { MailEvent, MailEvents } from '../mail/mail-events.js';
 import { addMessageEvent, messageAad, sealContent } from '../mail/message-store.js';
 import { headerValue, type MessageContent, splitMessage } from '../mail/mime.js';
@@ -34,6 +35,7 @@ type Deps = {
   identityGeneration?: () => number;
   /** Runs the writes of one message; the default is one transaction each (see createCommitBatcher). */
   commit?: <T>(work: (tx: Tx) => Promise<T>) => Promise<T>;
+  metrics?: Pick<MetricsSink, 'authResult'>;
 };
 
 export type RecipientCheck = { ok: true } | { ok: false; reason: 'relay_denied' | 'unknown_mailbox' | 'mailbox_inactive' };
@@ -447,6 +449,14 @@ export const createReceiveService = (d: Deps) => {
       }),
     );
     for (const e of result.published) d.events.publish(e);
+    // One message's verdicts once, however many mailboxes it was stored for (a duplicate was counted the first time).
+    if (d.metrics && result.stored.length > 0) {
+      const a = analysis.auth;
+      d.metrics.authResult('spf', authResultLabel(a.spf?.result ?? 'none'));
+      for (const k of a.dkim.length > 0 ? a.dkim : [{ result: 'none' }]) d.metrics.authResult('dkim', authResultLabel(k.result));
+      d.metrics.authResult('dmarc', authResultLabel(a.dmarc?.result ?? 'none'));
+      d.metrics.authResult('arc', authResultLabel(a.arc?.result ?? 'none'));
+    }
     return { stored: result.stored, duplicates: result.duplicates };
   };
 

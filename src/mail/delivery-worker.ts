@@ -8,6 +8,7 @@ import type { KeyRing } from '../kernel/crypto/keyring.js';
 import { isAppError } from '../kernel/errors.js';
 import { newId } from '../kernel/ids.js';
 import type { Logger } from '../kernel/log.js';
+import { type DeliveryResult, type MetricsSink, noopMetrics, smtpClassOf } from '../kernel/metrics.js';
 import { moveMessage } from './message-lifecycle.js';
 import { claimOutboxJobs, insertOutboxJob, recordJobOutcome, renewLeases as renewOutboxLeases, rerouteJob } from '../queue/outbox-repo.js';
 import type { Db, Dialect, Tx } from '../store/db.js';
@@ -18,7 +19,7 @@ import { type Envelope, type OutboundPipeline, outboxAad } from './outbound-pipe
 import { nextRetryDelay } from './retry-schedule.js';
 import type { SmtpSender } from './smtp-deliver.js';
 
-type Outcome = DeliveryOutcome & { rejected?: number };
+type Outcome = DeliveryOutcome & { rejected?: number; host?: string; tls?: string };
 
 type Deps = {
   db: Db;
@@ -35,6 +36,7 @@ type Deps = {
   leaseMs?: number;
   /** Periodic chores run by the loop (expiring approvals). */
   sweep?: () => Promise<unknown>;
+  metrics?: MetricsSink;
 };
 
 /**
@@ -60,6 +62,52 @@ export const createDeliveryWorker = (d: Deps) => {
     ...systemActor(job.org_id),
     chain: JSON.parse(job.actor_chain) as { type: string; id: string; name: string }[],
   });
+
+  const metrics = d.metrics ?? noopMetrics;
+
+  /** What an attempt's outcome makes of the job: its result and, for a deferral, the seconds to the next attempt. */
+  const resultOf = (job: OutboxTable, outcome: Outcome): { result: DeliveryResult; delay: number | null } => {
+    const delay = outcome.kind === 'defer' ? nextRetryDelay(d.retrySchedule, job.attempts) : null;
+    const result: DeliveryResult =
+      outcome.kind === 'accepted'
+        ? 'delivered'
+        : outcome.kind === 'bounce'
+          ? 'bounced'
+          : outcome.kind === 'fail' || delay === null
+            ? 'failed'
+            : 'deferred';
+    return { result, delay };
+  };
+
+  /**
+   * One line per attempt, like Postfix's `status=` lines: our message id (never
+   * the Message-ID header or addresses), the host that answered, status, SMTP
+   * code and enhanced code or the network error, delay since queueing, TLS.
+   */
+  const logAttempt = (job: OutboxTable, route: string, outcome: Outcome, result: DeliveryResult, delay: number | null) => {
+    const reply = outcome.kind === 'accepted' ? null : outcome.smtp_reply;
+    const error = outcome.kind === 'accepted' ? null : outcome.error;
+    d.logger.info(
+      {
+        delivery: {
+          message: job.message_id,
+          job: job.id,
+          attempt: job.attempts,
+          route: route === 'relay' ? 'relay' : 'mx',
+          relay: outcome.host ?? null,
+          status: result === 'delivered' ? 'sent' : result,
+          code: outcome.code,
+          enhanced_status: reply?.enhanced_status ?? null,
+          reply: reply?.text ?? null,
+          error: error ? [error.code, error.message].filter(Boolean).join(' ') : null,
+          delay_seconds: Math.max(0, (d.clock.now().getTime() - Date.parse(job.created_at)) / 1000),
+          tls: outcome.tls ?? null,
+          ...(delay !== null ? { retry_in_seconds: delay } : {}),
+        },
+      },
+      `delivery ${result === 'delivered' ? 'sent' : result}`,
+    );
+  };
 
   /** Writes one attempt's outcome inside `tx`: the job's new state, the message status, events and audit. */
   const finishIn = async (tx: Tx, job: OutboxTable, route: string, rawHash: string | null, outcome: Outcome) => {
@@ -106,6 +154,8 @@ export const createDeliveryWorker = (d: Deps) => {
       attempt: job.attempts,
       kind: job.kind,
       route: route === 'relay' ? 'relay' : 'mx',
+      ...(outcome.host ? { host: outcome.host } : {}),
+      ...(outcome.tls ? { tls: outcome.tls } : {}),
       result,
       code: outcome.code,
       ...(outcome.kind !== 'accepted' ? { category: outcome.category } : {}),
@@ -349,6 +399,12 @@ export const createDeliveryWorker = (d: Deps) => {
       outcome = { kind: 'defer', code: null, category: 'internal' };
     }
     await finish(job, route, rawHash, outcome);
+    const { result, delay } = resultOf(job, outcome);
+    if (job.kind === 'deliver') {
+      metrics.deliveryAttempt(result, smtpClassOf(outcome.code));
+      if (result === 'delivered') metrics.deliveryLatency((d.clock.now().getTime() - Date.parse(job.created_at)) / 1000);
+    }
+    logAttempt(job, route, outcome, result, delay);
   };
 
   let lastSweep = 0;

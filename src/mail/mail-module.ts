@@ -4,6 +4,7 @@ import type { IdentityRepo } from '../identity/identity-repo.js';
 import type { Clock } from '../kernel/clock.js';
 import type { KeyRing } from '../kernel/crypto/keyring.js';
 import type { Logger } from '../kernel/log.js';
+import type { MetricsSink } from '../kernel/metrics.js';
 import { createApprovalsService } from '../oversight/approvals-service.js';
 import type { ConsentService } from '../phi/consent-service.js';
 import { createOutboundScreen } from '../phi/outbound-screen.js';
@@ -33,10 +34,11 @@ type Deps = {
   repo: IdentityRepo;
   consent: Pick<ConsentService, 'consentFor'>;
   dns?: DnsLookups;
+  metrics?: MetricsSink;
 };
 
 /** Wires outbound mail: mailboxes, send, the approval queue and the delivery worker, PHI holds and consent. */
-export const createMailModule = ({ config, store, ring, clock, logger, audit, guard, repo, consent, dns }: Deps) => {
+export const createMailModule = ({ config, store, ring, clock, logger, audit, guard, repo, consent, dns, metrics }: Deps) => {
   const db = store.db;
   const events = createMailEvents();
   const resolver = createMailResolver(loadDnsOverrides(config.dnsOverridesFile), dns);
@@ -50,7 +52,7 @@ export const createMailModule = ({ config, store, ring, clock, logger, audit, gu
   const mail = createSendService({ db, ring, guard, repo, clock, pipeline, screen, audit, config, onQueued });
   // Get, list, thread, tags, search and attachments of both directions.
   const reader = createReadService({ db, dialect: store.dialect, ring, guard, clock, audit });
-  const approvals = createApprovalsService({ db, ring, guard, audit, repo, clock, pipeline, screen, onQueued, events });
+  const approvals = createApprovalsService({ db, ring, guard, audit, repo, clock, pipeline, screen, onQueued, events, metrics });
   const sender = createSmtpSender(config, resolver, () => config.bootstrap.domain);
   const delivery = createDeliveryWorker({
     db,
@@ -66,6 +68,7 @@ export const createMailModule = ({ config, store, ring, clock, logger, audit, gu
     pollMs: config.delivery.pollMs,
     leaseMs: config.delivery.leaseSeconds * 1000,
     sweep: () => approvals.expireDue(),
+    metrics,
   });
   kick = delivery.kick;
   const dnsRecords = createDnsRecordsService({ db });

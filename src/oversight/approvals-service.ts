@@ -1,3 +1,4 @@
+import type { MetricsSink } from '../kernel/metrics.js';
 import type { AuditService } from '../audit/audit-service.js';
 import type { Guard } from '../identity/guard.js';
 import type { IdentityRepo } from '../identity/identity-repo.js';
@@ -34,6 +35,7 @@ type Deps = {
   onQueued?: () => void;
   /** Wakes waiters (wait_for_email) after an inbound message is released. */
   events?: Pick<MailEvents, 'publish'>;
+  metrics?: Pick<MetricsSink, 'approvalDecided'>;
 };
 
 const EDITABLE = ['subject', 'text', 'html', 'to', 'cc'] as const;
@@ -50,7 +52,7 @@ const SCANNED = new Set<string>(['subject', 'text', 'html']);
 /** Hash of one field's value: the audit log keeps which fields changed and these hashes, never the text. */
 const fieldHash = (v: unknown) => sha256Hex(JSON.stringify(v ?? null));
 
-export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, pipeline, screen, onQueued, events }: Deps) => {
+export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, pipeline, screen, onQueued, events, metrics }: Deps) => {
   const now = () => clock.now().toISOString();
   const target = (id: string) => ({ type: 'approval', id });
 
@@ -444,7 +446,24 @@ export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, pi
   /** Whether a human may see monitored traffic and approvals (reviewers and admins). */
   const canReview = (ctx: RequestContext) => hasRole(ctx.principal, 'reviewer') || hasRole(ctx.principal, 'admin');
 
-  return { list, approve, reject, expireDue, canReview };
+  // Counted after the commit only: a decision that lost (409) or failed is not a decision.
+  const countedApprove = async (ctx: RequestContext, id: string, body: ApproveInput) => {
+    const r = await approve(ctx, id, body);
+    metrics?.approvalDecided(r.status === 'received' ? 'released' : 'approved');
+    return r;
+  };
+  const countedReject = async (...args: Parameters<typeof reject>) => {
+    const r = await reject(...args);
+    metrics?.approvalDecided('rejected');
+    return r;
+  };
+  const countedExpire = async (limit?: number) => {
+    const n = await expireDue(limit);
+    for (let i = 0; i < n; i++) metrics?.approvalDecided('expired');
+    return n;
+  };
+
+  return { list, approve: countedApprove, reject: countedReject, expireDue: countedExpire, canReview };
 };
 
 export type ApprovalsService = ReturnType<typeof createApprovalsService>;
