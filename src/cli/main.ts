@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
 import { registerAudit } from './audit-command.js';
+import { registerBackup } from './backup-command.js';
 import { registerDns } from './dns-command.js';
 import { registerIdentity } from './identity-command.js';
 import { registerInit } from './init-command.js';
@@ -22,6 +23,7 @@ registerIdentity(program);
 registerDns(program);
 registerAudit(program);
 registerKeys(program);
+registerBackup(program);
 registerMcp(program);
 
 await program.parseAsync(process.argv);
