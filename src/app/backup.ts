@@ -30,7 +30,14 @@ const PG_NAME = 'mailward.pgdump';
  * key (a credential), the live database files (copied consistently instead)
  * and lock files.
  */
-const EXCLUDED = new Set(['master.key', 'bootstrap-admin.key', SQLITE_NAME, `${SQLITE_NAME}-wal`, `${SQLITE_NAME}-shm`, `${SQLITE_NAME}-journal`]);
+const EXCLUDED = new Set([
+  'master.key',
+  'bootstrap-admin.key',
+  SQLITE_NAME,
+  `${SQLITE_NAME}-wal`,
+  `${SQLITE_NAME}-shm`,
+  `${SQLITE_NAME}-journal`,
+]);
 const excluded = (rel: string) => EXCLUDED.has(rel) || rel.endsWith('.lock') || rel.startsWith('.restore-');
 
 export type BackupManifest = {
@@ -80,7 +87,8 @@ const walk = (dir: string, skip: (rel: string) => boolean = () => false, base = 
 const describeSqliteCopy = (file: string) => {
   const db = new SQLite(file, { readonly: true, fileMustExist: true });
   try {
-    const schema = (db.prepare('select name from kysely_migration order by name desc limit 1').get() as { name?: string } | undefined)?.name ?? null;
+    const schema =
+      (db.prepare('select name from kysely_migration order by name desc limit 1').get() as { name?: string } | undefined)?.name ?? null;
     const head = db.prepare('select seq, hash from audit_head where id = 1').get() as { seq: number; hash: string } | undefined;
     const ring = db.prepare('select version, fingerprint, retired_at from key_ring order by version').all() as BackupManifest['key_ring'];
     return { schema, audit: { seq: Number(head?.seq ?? 0), head_hash: head?.hash ?? null }, key_ring: ring };
@@ -103,7 +111,8 @@ const describeSqliteCopy = (file: string) => {
 export const createBackup = async (c: Pick<Container, 'config' | 'store' | 'audit' | 'clock'>, out: string): Promise<BackupResult> => {
   const config = c.config;
   const target = path.resolve(out);
-  if (fs.existsSync(target)) throw new AppError('backup_exists', 409, `${target} exists; choose a new file (a backup never overwrites one).`);
+  if (fs.existsSync(target))
+    throw new AppError('backup_exists', 409, `${target} exists; choose a new file (a backup never overwrites one).`);
   const dialect = c.store.dialect;
   await c.store.db.transaction().execute((tx) =>
     c.audit.record(tx, {
@@ -117,6 +126,13 @@ export const createBackup = async (c: Pick<Container, 'config' | 'store' | 'audi
   const staging = fs.mkdtempSync(path.join(path.dirname(target), '.mailward-backup-'));
   fs.chmodSync(staging, 0o700);
   try {
+    // The rest of the data dir first, as it is (the TLS key stays 0600 inside the archive): checkpoints published
+    // while the store is copied are then never newer than the copy, so `audit verify` of a restore holds.
+    for (const rel of walk(config.dataDir, excluded)) {
+      const dest = path.join(staging, 'data', rel);
+      ensurePrivateDir(path.dirname(dest));
+      fs.copyFileSync(path.join(config.dataDir, rel), dest);
+    }
     let described: Pick<BackupManifest, 'schema' | 'audit' | 'key_ring'>;
     if (config.database.kind === 'sqlite') {
       const copy = path.join(staging, SQLITE_NAME);
@@ -147,13 +163,11 @@ export const createBackup = async (c: Pick<Container, 'config' | 'store' | 'audi
       const ring = await c.store.db.selectFrom('key_ring').select(['version', 'fingerprint', 'retired_at']).orderBy('version').execute();
       const head = await c.store.db.selectFrom('audit_head').select(['seq', 'hash']).executeTakeFirst();
       const schema = await sql<{ name: string }>`select name from kysely_migration order by name desc limit 1`.execute(c.store.db);
-      described = { schema: schema.rows[0]?.name ?? null, audit: { seq: Number(head?.seq ?? 0), head_hash: head?.hash ?? null }, key_ring: ring };
-    }
-    // The rest of the data dir, as it is (the TLS key stays 0600 inside the archive).
-    for (const rel of walk(config.dataDir, excluded)) {
-      const dest = path.join(staging, 'data', rel);
-      ensurePrivateDir(path.dirname(dest));
-      fs.copyFileSync(path.join(config.dataDir, rel), dest);
+      described = {
+        schema: schema.rows[0]?.name ?? null,
+        audit: { seq: Number(head?.seq ?? 0), head_hash: head?.hash ?? null },
+        key_ring: ring,
+      };
     }
     const files: BackupManifest['files'] = [];
     for (const rel of walk(staging)) {
@@ -260,7 +274,11 @@ export const restoreBackup = async (config: Config, ring: () => KeyRing, file: s
         throw new AppError('backup_invalid', 400, `The backup's ${f.path} is missing or does not match its SHA-256: the file is damaged.`);
     }
     if (manifest.schema && !Object.keys(MIGRATIONS).includes(manifest.schema))
-      throw new AppError('backup_too_new', 400, `The backup's schema (${manifest.schema}) is newer than this Mailward: restore with the version that made it.`);
+      throw new AppError(
+        'backup_too_new',
+        400,
+        `The backup's schema (${manifest.schema}) is newer than this Mailward: restore with the version that made it.`,
+      );
     if (manifest.dialect !== config.database.kind)
       throw new AppError(
         'backup_dialect_mismatch',
@@ -288,14 +306,19 @@ export const restoreBackup = async (config: Config, ring: () => KeyRing, file: s
       const tables = await (async () => {
         const store = openStore({ kind: 'postgres', url });
         try {
-          return (await sql<{ n: string }>`select count(*) as n from information_schema.tables where table_schema = 'public'`.execute(store.db))
-            .rows[0]?.n;
+          return (
+            await sql<{ n: string }>`select count(*) as n from information_schema.tables where table_schema = 'public'`.execute(store.db)
+          ).rows[0]?.n;
         } finally {
           await store.destroy();
         }
       })();
       if (Number(tables) > 0)
-        throw new AppError('database_not_empty', 409, 'The database DATABASE_URL points at is not empty: restore into a new, empty database.');
+        throw new AppError(
+          'database_not_empty',
+          409,
+          'The database DATABASE_URL points at is not empty: restore into a new, empty database.',
+        );
       try {
         await run('pg_restore', ['--no-owner', '--no-privileges', '--exit-on-error', `--dbname=${url}`, path.join(staging, PG_NAME)]);
       } catch (e) {
@@ -318,7 +341,13 @@ export const restoreBackup = async (config: Config, ring: () => KeyRing, file: s
       fs.chmodSync(dest, 0o600);
       n++;
     }
-    return { dialect: manifest.dialect, audit_seq: manifest.audit.seq, created_at: manifest.created_at, files: n, data_dir: config.dataDir };
+    return {
+      dialect: manifest.dialect,
+      audit_seq: manifest.audit.seq,
+      created_at: manifest.created_at,
+      files: n,
+      data_dir: config.dataDir,
+    };
   } finally {
     fs.rmSync(staging, { recursive: true, force: true });
   }
