@@ -3,6 +3,7 @@ import { Command } from 'commander';
 import { registerAudit } from './audit-command.js';
 import { registerBackup } from './backup-command.js';
 import { registerDns } from './dns-command.js';
+import { registerDoctor } from './doctor-command.js';
 import { registerIdentity } from './identity-command.js';
 import { registerInit } from './init-command.js';
 import { registerKeys } from './keys-command.js';
@@ -24,6 +25,7 @@ registerDns(program);
 registerAudit(program);
 registerKeys(program);
 registerBackup(program);
+registerDoctor(program);
 registerMcp(program);
 
 await program.parseAsync(process.argv);
