@@ -217,3 +217,46 @@ export const loadConfig = (env: NodeJS.ProcessEnv = process.env): Config => {
     },
   };
 };
+
+/**
+ * MAILWARD_* names Mailward reads outside the server's settings: the MCP stdio
+ * key, the provisioning CLI's server address and key, the webhook allow list
+ * (CONTRACT.md), and the test and benchmark harnesses' prefixes.
+ */
+const OTHER_KNOWN = new Set(['MAILWARD_API_KEY', 'MAILWARD_ADDR', 'MAILWARD_TOKEN', 'MAILWARD_WEBHOOK_ALLOW_HOSTS']);
+const OTHER_PREFIXES = ['MAILWARD_TEST_', 'MAILWARD_BENCH_', 'MAILWARD_FUZZ_'];
+
+/** Edit distance (Levenshtein), for "did you mean" on a misspelt variable. */
+const distance = (a: string, b: string) => {
+  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0] as number;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const cur = row[j] as number;
+      row[j] = Math.min((row[j] as number) + 1, (row[j - 1] as number) + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = cur;
+    }
+  }
+  return row[b.length] as number;
+};
+
+/**
+ * MAILWARD_* variables in `env` that Mailward does not know: a typo
+ * (`MAILWARD_SMTP_RELAI`) silently leaves the default in force, so `serve`
+ * names each at start with the closest known name.
+ */
+export const unknownEnvVars = (env: NodeJS.ProcessEnv = process.env): { name: string; suggestion: string | null }[] => {
+  const known = [...Object.keys(envSchema.shape), ...OTHER_KNOWN];
+  return Object.keys(env)
+    .filter((k) => k.startsWith('MAILWARD_') && !known.includes(k) && !OTHER_PREFIXES.some((p) => k.startsWith(p)))
+    .sort()
+    .map((name) => {
+      let best: { k: string; d: number } | null = null;
+      for (const k of known) {
+        const d = distance(name, k);
+        if (!best || d < best.d) best = { k, d };
+      }
+      return { name, suggestion: best && best.d <= Math.max(2, Math.floor(name.length / 5)) ? best.k : null };
+    });
+};

@@ -8,6 +8,7 @@ import { createSmtpListener } from '../smtp/smtp-listener.js';
 import { loadSmtpTls } from '../smtp/tls-cert.js';
 import type { Logger } from '../kernel/log.js';
 import { configOrExit, runCommand } from './cli-support.js';
+import { unknownEnvVars } from '../app/config.js';
 
 export const bootstrapKeyPath = (dataDir: string) => path.join(dataDir, 'bootstrap-admin.key');
 
@@ -49,6 +50,13 @@ export const registerServe = (program: Command) =>
           await c.auditLog.checkpoints.current();
         }
         warnIfBootstrapKeyRemains(config.dataDir, c.logger);
+        // A misspelt setting leaves its default in force without a word: say so (names only, never values).
+        for (const u of unknownEnvVars())
+          c.logger.warn(
+            { variable: u.name, did_you_mean: u.suggestion },
+            // No `?` in the text: the log scrubber reads one as the start of a query string.
+            `unknown environment variable ${u.name} is ignored${u.suggestion ? `; the closest known name is ${u.suggestion}` : ''}`,
+          );
         const app = await buildServer(c);
         const url = await app.listen({ host: config.http.host, port: config.http.port });
         const smtp = createSmtpListener({ receiver: c.inbound.receiver, config, tls, logger: c.logger, metrics: c.metrics.sink });
