@@ -111,7 +111,9 @@ for (const dialect of testDialects()) {
 
       const server = await startServer({ ...db.env, MAILWARD_SMTP_RELAI: 'smtp://127.0.0.1:1' });
       cleanups.push(server.stop);
-      expect(server.output()).toContain('unknown environment variable MAILWARD_SMTP_RELAI is ignored; the closest known name is MAILWARD_SMTP_RELAY');
+      expect(server.output()).toContain(
+        'unknown environment variable MAILWARD_SMTP_RELAI is ignored; the closest known name is MAILWARD_SMTP_RELAY',
+      );
     });
   });
 }
