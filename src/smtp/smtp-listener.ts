@@ -89,7 +89,8 @@ export const createSmtpListener = ({ receiver, config, tls, logger, metrics = no
     // No submission here: this listener receives mail for local mailboxes only (never relays).
     disabledCommands: ['AUTH'],
     maxClients: limits.maxClients,
-    maxRecipients: limits.maxRecipients,
+    // Enforced in onRcptTo (452 4.5.3, counted in the metrics); smtp-server's own check stays one above as a backstop.
+    maxRecipients: limits.maxRecipients + 1,
     disableReverseLookup: true,
     logger: false,
     socketTimeout: 60_000,
@@ -138,6 +139,10 @@ export const createSmtpListener = ({ receiver, config, tls, logger, metrics = no
       callback();
     },
     onRcptTo(address, session, callback) {
+      const again = session.envelope.rcptTo.some((r) => r.address.toLowerCase() === address.address.toLowerCase());
+      // RFC 5321 4.5.3.1.8: too many recipients is 452, and the client sends the rest in another transaction.
+      if (!again && session.envelope.rcptTo.length >= limits.maxRecipients)
+        return callback(refuse(session.id, '452', '4.5.3 Too many recipients'));
       receiver.checkRecipient(address.address).then(
         (r) => {
           if (r.ok) return callback();
