@@ -4,7 +4,8 @@ import { notFound } from '../kernel/errors.js';
 import type { Db, Executor } from '../store/db.js';
 import type { SigningKeysTable } from '../store/schema.js';
 
-export type DnsRecord = { type: 'TXT'; name: string; value: string; purpose: string };
+/** `zone_value`: `value` as a zone file holds it (zoneTxtValue). */
+export type DnsRecord = { type: 'TXT'; name: string; value: string; zone_value: string; purpose: string };
 
 /** Where DMARC aggregate reports go (rua=); `mailward init` gives it a mailbox, with postmaster@. */
 export const dmarcReportAddress = (domain: string) => `dmarc-reports@${domain}`;
@@ -21,7 +22,10 @@ export const zoneTxtValue = (value: string): string => {
 };
 
 /** The TXT records an organisation publishes so receivers can check its mail (RFC 6376, 7208, 7489, 8463). */
-export const dnsRecordsFor = (domain: string, dkimKeys: SigningKeysTable[]): DnsRecord[] => [
+export const dnsRecordsFor = (domain: string, dkimKeys: SigningKeysTable[]): DnsRecord[] =>
+  records(domain, dkimKeys).map((r) => ({ ...r, zone_value: zoneTxtValue(r.value) }));
+
+const records = (domain: string, dkimKeys: SigningKeysTable[]): Omit<DnsRecord, 'zone_value'>[] => [
   ...dkimKeys.map((k) => ({
     type: 'TXT' as const,
     name: k.kid,
