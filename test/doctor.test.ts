@@ -1,9 +1,11 @@
 import fs from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { DoctorCheck } from '../src/app/doctor.js';
 import { freshDatabase, tempDir, testDialects } from './support/dialects.js';
-import { startSink } from './support/outbound-sink.js';
+import { selfSignedCert, startSink } from './support/outbound-sink.js';
 import { freePort, runCli } from './support/processes.js';
 
 const DOMAIN = 'doctor.example';
@@ -92,6 +94,34 @@ for (const dialect of testDialects()) {
           MX: { [DOMAIN]: [{ exchange: MX_HOST, priority: 10 }] },
         }),
       );
+      // A reference clock a minute ahead fails the skew check; one that agrees passes it.
+      let offsetMs = 60_000;
+      const clock = http.createServer((_req, res) => {
+        res.setHeader('date', new Date(Date.now() + offsetMs).toUTCString());
+        res.end();
+      });
+      await new Promise<void>((r) => clock.listen(0, '127.0.0.1', () => r()));
+      const timeUrl = `http://127.0.0.1:${(clock.address() as AddressInfo).port}/`;
+      try {
+        const skewed = JSON.parse((await runCli(['doctor', '--json', '--time-url', timeUrl], env)).stdout);
+        expect(find(skewed.checks, 'clock.skew', timeUrl)).toMatchObject({ status: 'fail', fix: expect.stringContaining('NTP') });
+        offsetMs = 0;
+        const agreed = JSON.parse((await runCli(['doctor', '--json', '--time-url', timeUrl], env)).stdout);
+        expect(find(agreed.checks, 'clock.skew', timeUrl)?.status).toBe('ok');
+      } finally {
+        clock.close();
+      }
+
+      // A configured certificate two days from expiry, for localhost only: expiry warns, the MX name fails.
+      const short = selfSignedCert(fs.mkdtempSync(path.join(dir, 'short-')));
+      const certEnv = { ...env, MAILWARD_SMTP_TLS_CERT_FILE: short.caFile, MAILWARD_SMTP_TLS_KEY_FILE: short.keyFile };
+      const certReport = JSON.parse((await runCli(['doctor', '--json'], certEnv)).stdout);
+      expect(find(certReport.checks, 'smtp.certificate', short.caFile)).toMatchObject({
+        status: 'warn',
+        detail: expect.stringMatching(/^expires in [01] days$/),
+      });
+      expect(find(certReport.checks, 'smtp.certificate.name', MX_HOST)?.status).toBe('fail');
+
       const sink = await startSink(dir);
       try {
         const good = await runCli(['doctor', '--json'], {
