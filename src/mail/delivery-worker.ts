@@ -21,6 +21,9 @@ import type { SmtpSender } from './smtp-deliver.js';
 
 type Outcome = DeliveryOutcome & { rejected?: number; host?: string; tls?: string };
 
+/** The outbox job's state after an attempt with this result. */
+const JOB_STATUS = { delivered: 'done', bounced: 'bounced', failed: 'failed', deferred: 'pending' } as const;
+
 type Deps = {
   db: Db;
   dialect: Dialect;
@@ -112,23 +115,10 @@ export const createDeliveryWorker = (d: Deps) => {
   /** Writes one attempt's outcome inside `tx`: the job's new state, the message status, events and audit. */
   const finishIn = async (tx: Tx, job: OutboxTable, route: string, rawHash: string | null, outcome: Outcome) => {
     const at = d.clock.now().toISOString();
-    const delay = outcome.kind === 'defer' ? nextRetryDelay(d.retrySchedule, job.attempts) : null;
-    const jobStatus =
-      outcome.kind === 'accepted'
-        ? 'done'
-        : outcome.kind === 'bounce'
-          ? 'bounced'
-          : outcome.kind === 'fail' || delay === null
-            ? 'failed'
-            : 'pending';
-    const result =
-      outcome.kind === 'accepted'
-        ? 'accepted'
-        : outcome.kind === 'bounce'
-          ? 'bounced'
-          : outcome.kind === 'fail' || delay === null
-            ? 'failed'
-            : 'deferred';
+    const { result: r, delay } = resultOf(job, outcome);
+    const jobStatus = JOB_STATUS[r];
+    // The attempt event keeps its first-wave word for a 250: `accepted`.
+    const result = r === 'delivered' ? 'accepted' : r;
     // Only the current claimant may record the outcome (a lease taken over by another worker wins), except a 250:
     // the relay has the message, so it is delivered whoever holds the lease now (that worker's own outcome is then dropped).
     const recorded = await recordJobOutcome(
