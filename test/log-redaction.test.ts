@@ -265,7 +265,13 @@ for (const dialect of testDialects()) {
         await waitFor(() => lines().filter((l) => l.msg === 'inbound session closed').length >= 2);
         const sessions = lines().filter((l) => l.msg === 'inbound session closed');
         expect(sessions.map((s) => s.smtp.verdict).sort()).toEqual(['550', 'accepted']);
-        expect(sessions.find((s) => s.smtp.verdict === 'accepted')?.smtp).toMatchObject({ tls: true, stored: 1, refused: 0 });
+        expect(sessions.find((s) => s.smtp.verdict === 'accepted')?.smtp).toMatchObject({
+          tls: true,
+          tls_version: expect.stringMatching(/^TLSv1\.[23]$/),
+          cipher: expect.any(String),
+          stored: 1,
+          refused: 0,
+        });
 
         // Nothing that names the patient, the reviewer, a mailbox address or the subject.
         const text = log;

@@ -114,11 +114,15 @@ export const createSmtpListener = ({ receiver, config, tls, logger, metrics = no
       // One line per session outcome (like Postfix's disconnect line): counts and codes, never addresses or content.
       const outcome: InboundVerdict = t.stored > 0 ? 'accepted' : (t.last ?? 'none');
       metrics.inboundSession(outcome);
+      // smtp-server keeps the negotiated cipher (tls.TLSSocket#getCipher) on the session after STARTTLS.
+      const cipher = (session as { tlsOptions?: { name?: string; version?: string } | false }).tlsOptions || null;
       logger.info(
         {
           smtp: {
             session: session.id,
             tls: !!session.secure,
+            tls_version: cipher?.version ?? null,
+            cipher: cipher?.name ?? null,
             stored: t.stored,
             refused: t.refused,
             verdict: outcome,
