@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { unknownEnvVars } from '../src/app/config.js';
+import { ensurePostmasters } from '../src/app/init.js';
 import { zoneTxtValue } from '../src/mail/dns-records.js';
 import { freshDatabase, testDialects } from './support/dialects.js';
 import { rawMessage, smtpCode, startInbound } from './support/inbound-mail.js';
@@ -93,6 +94,34 @@ for (const dialect of testDialects()) {
       // The postmaster agent is audited like any creation, answered for by the first admin.
       const created = await t.call('GET', '/v1/audit/events?action=agent.created', t.adminKey);
       expect(created.body.events.some((e: { details: { system?: boolean } }) => e.details.system === true)).toBe(true);
+    });
+
+    it('gives an organisation from before this version its postmaster mailboxes at start, once', async () => {
+      const t: TestApp = await createTestApp(dialect);
+      cleanups.push(t.close);
+      const db = t.c.store.db;
+      // As an organisation created by an older Mailward: no Postmaster agent, department or mailboxes.
+      const agent = await db
+        .selectFrom('agents')
+        .select(['id', 'department_id'])
+        .where('address', '=', `postmaster@${t.domain}`)
+        .executeTakeFirstOrThrow();
+      await db.deleteFrom('mailboxes').where('agent_id', '=', agent.id).execute();
+      await db.deleteFrom('agents').where('id', '=', agent.id).execute();
+      await db.deleteFrom('departments').where('id', '=', agent.department_id).execute();
+      expect(await ensurePostmasters({ db, clock: t.c.clock, audit: t.c.audit })).toEqual([t.domain]);
+      expect(await ensurePostmasters({ db, clock: t.c.clock, audit: t.c.audit })).toEqual([]);
+      const boxes = await db
+        .selectFrom('mailboxes')
+        .select(['address', 'oversight_mode'])
+        .where('address', 'like', `%@${t.domain}`)
+        .orderBy('address')
+        .execute();
+      expect(boxes).toEqual([
+        { address: `dmarc-reports@${t.domain}`, oversight_mode: 'read_only' },
+        { address: `postmaster@${t.domain}`, oversight_mode: 'read_only' },
+      ]);
+      expect((await runCli(['audit', 'verify'], t.env)).code).toBe(0);
     });
 
     it('prints DKIM records split for zone files, and warns at start about unknown MAILWARD_* variables', async () => {

@@ -94,6 +94,51 @@ const createPostmaster = async (
 };
 
 /**
+ * Gives organisations created before the postmaster existed their Postmaster
+ * agent and mailboxes (`mailward serve` runs it at start). Skipped for an
+ * organisation where either address is already taken (an operator set one up
+ * by hand) or that has no active admin to answer for the agent. One
+ * transaction per organisation, audited as the system. Returns the domains it
+ * provisioned.
+ */
+export const ensurePostmasters = async ({ db, clock, audit }: Pick<Deps, 'db' | 'clock' | 'audit'>): Promise<string[]> => {
+  const done: string[] = [];
+  for (const org of await db.selectFrom('organizations').select(['id', 'domain']).orderBy('created_at').execute()) {
+    const addresses = postmasterAddresses(org.domain);
+    const created = await db.transaction().execute(async (tx) => {
+      const taken =
+        (await tx.selectFrom('mailboxes').select('id').where('address', 'in', addresses).executeTakeFirst()) ??
+        (await tx.selectFrom('agents').select('id').where('address', 'in', addresses).executeTakeFirst());
+      if (taken) return false;
+      const admins = await tx
+        .selectFrom('humans')
+        .select(['id', 'roles'])
+        .where('org_id', '=', org.id)
+        .where('is_active', '=', 1)
+        .orderBy('created_at')
+        .execute();
+      const admin = admins.find((h) => (JSON.parse(h.roles) as string[]).includes('admin'));
+      if (!admin) return false;
+      try {
+        await createPostmaster(tx, audit, {
+          orgId: org.id,
+          domain: org.domain,
+          responsibleHumanId: admin.id,
+          at: clock.now().toISOString(),
+        });
+      } catch (e) {
+        // Another process starting at the same moment made them first.
+        if (isUniqueViolation(e)) return false;
+        throw e;
+      }
+      return true;
+    });
+    if (created) done.push(org.domain);
+  }
+  return done;
+};
+
+/**
  * Creates an organisation with its DKIM keys (ed25519 + rsa-2048), its
  * identity-signing key (ES256), its first admin and that admin's API key; and
  * the installation's audit-checkpoint key if there is none. One transaction,

@@ -9,6 +9,7 @@ import { loadSmtpTls } from '../smtp/tls-cert.js';
 import type { Logger } from '../kernel/log.js';
 import { configOrExit, runCommand } from './cli-support.js';
 import { unknownEnvVars } from '../app/config.js';
+import { ensurePostmasters } from '../app/init.js';
 
 export const bootstrapKeyPath = (dataDir: string) => path.join(dataDir, 'bootstrap-admin.key');
 
@@ -49,6 +50,9 @@ export const registerServe = (program: Command) =>
           // Signed and published at once (src/audit/checkpoint-publisher.ts), like `mailward init` does.
           await c.auditLog.checkpoints.current();
         }
+        // RFC 5321 4.5.1: organisations from before the postmaster mailboxes get them now.
+        for (const domain of await ensurePostmasters({ db: c.store.db, clock: c.clock, audit: c.audit }))
+          c.logger.info({ domain }, 'created the Postmaster agent and its postmaster and DMARC report mailboxes');
         warnIfBootstrapKeyRemains(config.dataDir, c.logger);
         // A misspelt setting leaves its default in force without a word: say so (names only, never values).
         for (const u of unknownEnvVars())
