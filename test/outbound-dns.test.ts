@@ -17,7 +17,7 @@ for (const dialect of testDialects()) {
       const r = await t.call('GET', '/v1/dns-records', t.adminKey);
       expect(r.status).toBe(200);
       expect(r.body.domain).toBe(t.domain);
-      const records = r.body.dns_records as { type: string; name: string; value: string; purpose: string }[];
+      const records = r.body.dns_records as { type: string; name: string; value: string; zone_value: string; purpose: string }[];
       const dkim = records.filter((x) => x.name.endsWith(`._domainkey.${t.domain}`));
       expect(dkim.map((x) => /k=(\w+)/.exec(x.value)![1]).sort()).toEqual(['ed25519', 'rsa']);
       for (const x of dkim) expect(x.value).toMatch(/^v=DKIM1; k=(ed25519|rsa); p=[A-Za-z0-9+/]+=*$/);
@@ -30,7 +30,7 @@ for (const dialect of testDialects()) {
         organizations: { domain: string; dns_records: { type: string; name: string; value: string }[] }[];
       };
       expect(printed.organizations).toEqual([
-        { domain: t.domain, dns_records: records.map(({ type, name, value }) => ({ type, name, value })) },
+        { domain: t.domain, dns_records: records.map(({ type, name, value, zone_value }) => ({ type, name, value, zone_value })) },
       ]);
     }, 60_000);
 

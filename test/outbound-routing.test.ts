@@ -110,15 +110,21 @@ for (const dialect of testDialects()) {
       const timeout = await send(['patient@slow.example']);
       const c = await restart(t, {}, fakeDns({ 'broken.example': 'ESERVFAIL', 'slow.example': 'ETIMEOUT' }));
       await drain(c);
-      for (const [id, code] of [
-        [servfail, 'ESERVFAIL'],
-        [timeout, 'ETIMEOUT'],
+      for (const [id, code, domain] of [
+        [servfail, 'ESERVFAIL', 'broken.example'],
+        [timeout, 'ETIMEOUT', 'slow.example'],
       ] as const) {
         const m = await message(t, id);
         expect(m.status).toBe('deferred');
         expect(JSON.parse(m.status_reason!)).toMatchObject({ code: 'deferred', category: 'dns', error: { code } });
         expect(await attempts(t, id)).toEqual([
-          expect.objectContaining({ result: 'deferred', category: 'dns', error: { code, stage: 'DNS' }, retry_in_seconds: 3600 }),
+          // Said the way a Postfix log says it: `ESERVFAIL broken.example MX`.
+          expect.objectContaining({
+            result: 'deferred',
+            category: 'dns',
+            error: { code, stage: 'DNS', message: `${code} ${domain} MX` },
+            retry_in_seconds: 3600,
+          }),
         ]);
       }
     });

@@ -95,6 +95,8 @@ export const envSchema = z.object({
   MAILWARD_SMTP_RATE_PER_MINUTE: z.coerce.number().int().min(0).default(1200),
   MAILWARD_SMTP_MAX_RECIPIENTS: z.coerce.number().int().min(1).max(1000).default(100),
   MAILWARD_INBOUND_THREADS: z.coerce.number().int().min(0).max(16).default(1),
+  // How long /metrics reuses its store snapshot (outbox, approvals, audit head, checkpoint): scrapes never hammer the store.
+  MAILWARD_METRICS_CACHE_MS: z.coerce.number().int().min(0).max(300_000).default(5000),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -110,6 +112,8 @@ export type Config = {
   /** MAILWARD_MASTER_KEYS: a versioned key ring given in the environment (see master-key.ts). */
   masterKeys?: string | undefined;
   logLevel: string;
+  /** How long /metrics reuses its store snapshot (ms). */
+  metricsCacheMs?: number;
   bootstrap: { orgName: string; domain: string };
   rateLimitPerMinute: number;
   rateLimitSyncMs: number;
@@ -195,6 +199,7 @@ export const loadConfig = (env: NodeJS.ProcessEnv = process.env): Config => {
     masterKey: e.MAILWARD_MASTER_KEY,
     masterKeys: e.MAILWARD_MASTER_KEYS,
     logLevel: e.MAILWARD_LOG_LEVEL,
+    metricsCacheMs: e.MAILWARD_METRICS_CACHE_MS,
     bootstrap: { orgName: e.MAILWARD_ORG_NAME, domain: e.MAILWARD_DOMAIN.toLowerCase() },
     rateLimitPerMinute: e.MAILWARD_RATE_LIMIT_PER_MINUTE,
     rateLimitSyncMs: e.MAILWARD_RATE_LIMIT_SYNC_MS,
@@ -226,4 +231,47 @@ export const loadConfig = (env: NodeJS.ProcessEnv = process.env): Config => {
       analysisThreads: e.MAILWARD_INBOUND_THREADS,
     },
   };
+};
+
+/**
+ * MAILWARD_* names Mailward reads outside the server's settings: the MCP stdio
+ * key, the provisioning CLI's server address and key, the webhook allow list
+ * (CONTRACT.md), and the test and benchmark harnesses' prefixes.
+ */
+const OTHER_KNOWN = new Set(['MAILWARD_API_KEY', 'MAILWARD_ADDR', 'MAILWARD_TOKEN', 'MAILWARD_WEBHOOK_ALLOW_HOSTS']);
+const OTHER_PREFIXES = ['MAILWARD_TEST_', 'MAILWARD_BENCH_', 'MAILWARD_FUZZ_'];
+
+/** Edit distance (Levenshtein), for "did you mean" on a misspelt variable. */
+const distance = (a: string, b: string) => {
+  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0] as number;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const cur = row[j] as number;
+      row[j] = Math.min((row[j] as number) + 1, (row[j - 1] as number) + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = cur;
+    }
+  }
+  return row[b.length] as number;
+};
+
+/**
+ * MAILWARD_* variables in `env` that Mailward does not know: a typo
+ * (`MAILWARD_SMTP_RELAI`) silently leaves the default in force, so `serve`
+ * names each at start with the closest known name.
+ */
+export const unknownEnvVars = (env: NodeJS.ProcessEnv = process.env): { name: string; suggestion: string | null }[] => {
+  const known = [...Object.keys(envSchema.shape), ...OTHER_KNOWN];
+  return Object.keys(env)
+    .filter((k) => k.startsWith('MAILWARD_') && !known.includes(k) && !OTHER_PREFIXES.some((p) => k.startsWith(p)))
+    .sort()
+    .map((name) => {
+      let best: { k: string; d: number } | null = null;
+      for (const k of known) {
+        const d = distance(name, k);
+        if (!best || d < best.d) best = { k, d };
+      }
+      return { name, suggestion: best && best.d <= Math.max(2, Math.floor(name.length / 5)) ? best.k : null };
+    });
 };

@@ -20,12 +20,14 @@ import { openStore, type Store } from '../store/db.js';
 import { createInboundModule } from '../inbound/inbound-module.js';
 import type { DnsLookups } from '../mail/dns-overrides.js';
 import { createMailModule } from '../mail/mail-module.js';
+import { createMetrics } from '../http/metrics.js';
 import { createConsentService } from '../phi/consent-service.js';
 import { migrateToLatest } from '../store/migrate.js';
 import { createVaultRepo } from '../vault/vault-repo.js';
 import { createVaultService } from '../vault/vault-service.js';
 import type { Config } from './config.js';
 import { initOrganization, type InitInput } from './init.js';
+import { createOpsSnapshot } from './ops-metrics.js';
 import { assertRingOpensStore } from './key-rotation.js';
 import { checkKeyRing, loadKeyRing, masterKeyPath, registerKeyRing, storeHasSealedData } from './master-key.js';
 import { SEALED_COLUMNS } from './sealed-columns.js';
@@ -131,6 +133,8 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
   const consent = createConsentService({ db, guard, clock });
   // Reading the audit log for people (roles, audited reads, proofs, legal holds): above audit, which stays a sink.
   const auditReader = createAuditReader({ audit, auditLog, guard });
+  // One registry per container: tests run several servers in one process.
+  const metrics = createMetrics();
   const mailModule = createMailModule({
     config,
     store,
@@ -143,6 +147,7 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
     consent,
     dns: opts.dns,
     sweep: () => approvals.expireDue(),
+    metrics: metrics.sink,
   });
   // Oversight decides, mail moves messages: the approvals service sees mail only through its port (`held`).
   const approvals = createApprovalsService({
@@ -155,6 +160,7 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
     held: mailModule.held,
     screen: mailModule.screen,
     onQueued: mailModule.onQueued,
+    metrics: metrics.sink,
   });
   const mail = { ...mailModule, approvals };
   // Inbound SMTP: `serve` starts the listener over inbound.receiver.
@@ -167,7 +173,17 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
     audit,
     repo,
     identityGeneration: authCache.generation,
+    metrics: metrics.sink,
   });
+  metrics.setSnapshot(
+    createOpsSnapshot({
+      db,
+      clock,
+      signingQueue: mail.signer.queued,
+      analysisQueue: inbound.pool.queued,
+      cacheMs: config.metricsCacheMs,
+    }),
+  );
 
   const init = (input: InitInput, o: { onlyIfEmpty?: boolean } = {}) => initOrganization({ db, ring, clock, audit }, input, o);
 
@@ -189,6 +205,7 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
     mail,
     inbound,
     consent,
+    metrics,
     init,
     close: async () => {
       await mail.delivery.stop();

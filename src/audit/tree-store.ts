@@ -195,7 +195,8 @@ export const createTreeStore = ({ db, dialect }: Deps) => {
   const checkSize = async (size: number) => {
     const head = await headSeq();
     if (size > head) throw new AppError('tree_size_too_large', 422, `The log holds ${head} events.`);
-    if (size > BLOCK) await catchUp();
+    // A tree of exactly BLOCK leaves is one stored level-BASE_LEVEL node: it needs the catch-up as much as a larger one.
+    if (size >= BLOCK) await catchUp();
   };
 
   /** RFC 6962 root of the first `size` leaves. */

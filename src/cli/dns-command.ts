@@ -22,12 +22,12 @@ export const registerDns = (program: Command) =>
           }
           if (opts.json) {
             process.stdout.write(
-              `${JSON.stringify({ organizations: out.map((o) => ({ domain: o.domain, dns_records: o.dns_records.map(({ type, name, value }) => ({ type, name, value })) })) })}\n`,
+              `${JSON.stringify({ organizations: out.map((o) => ({ domain: o.domain, dns_records: o.dns_records.map(({ type, name, value, zone_value }) => ({ type, name, value, zone_value })) })) })}\n`,
             );
           } else {
             for (const o of out) {
               process.stdout.write(
-                `${o.domain}:\n${o.dns_records.map((d) => `  ${d.name}  TXT  "${d.value}"\n    (${d.purpose})`).join('\n')}\n`,
+                `${o.domain}:\n${o.dns_records.map((d) => `  ${d.name}.  IN TXT  ${d.zone_value}\n    (${d.purpose})`).join('\n')}\n`,
               );
             }
           }

@@ -1,5 +1,7 @@
 import type { Command } from 'commander';
 import { createContainer } from '../app/container.js';
+import { postmasterAddresses } from '../app/init.js';
+import { zoneTxtValue } from '../mail/dns-records.js';
 import { loadSmtpTls } from '../smtp/tls-cert.js';
 import { createLogger } from '../kernel/log.js';
 import { configOrExit, runCommand } from './cli-support.js';
@@ -39,8 +41,10 @@ export const registerInit = (program: Command) =>
               'Admin API key (shown once, store it in your secrets manager):',
               `  ${r.admin_api_key}`,
               '',
-              'Publish these DNS TXT records:',
-              ...r.dns_records.map((d) => `  ${d.name}  TXT  "${d.value}"\n    (${d.purpose})`),
+              'Publish these DNS TXT records (zone-file form: values over 255 characters are split into several strings):',
+              ...r.dns_records.map((d) => `  ${d.name}.  IN TXT  ${zoneTxtValue(d.value)}\n    (${d.purpose})`),
+              '',
+              `Mail for ${postmasterAddresses(r.domain).join(' and ')} is received into read-only mailboxes of the Postmaster agent (admins and reviewers read them).`,
             ];
             process.stdout.write(`${out.join('\n')}\n`);
           }

@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
 import { registerAudit } from './audit-command.js';
+import { registerBackup } from './backup-command.js';
 import { registerDns } from './dns-command.js';
+import { registerDoctor } from './doctor-command.js';
 import { registerIdentity } from './identity-command.js';
 import { registerInit } from './init-command.js';
 import { registerKeys } from './keys-command.js';
@@ -24,6 +26,8 @@ registerIdentity(program);
 registerDns(program);
 registerAudit(program);
 registerKeys(program);
+registerBackup(program);
+registerDoctor(program);
 registerMcp(program);
 registerMail(program);
 registerVerify(program);

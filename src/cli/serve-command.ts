@@ -8,6 +8,8 @@ import { createSmtpListener } from '../smtp/smtp-listener.js';
 import { loadSmtpTls } from '../smtp/tls-cert.js';
 import type { Logger } from '../kernel/log.js';
 import { configOrExit, runCommand } from './cli-support.js';
+import { unknownEnvVars } from '../app/config.js';
+import { ensurePostmasters } from '../app/init.js';
 
 export const bootstrapKeyPath = (dataDir: string) => path.join(dataDir, 'bootstrap-admin.key');
 
@@ -48,10 +50,20 @@ export const registerServe = (program: Command) =>
           // Signed and published at once (src/audit/checkpoint-publisher.ts), like `mailward init` does.
           await c.auditLog.checkpoints.current();
         }
+        // RFC 5321 4.5.1: organisations from before the postmaster mailboxes get them now.
+        for (const domain of await ensurePostmasters({ db: c.store.db, clock: c.clock, audit: c.audit }))
+          c.logger.info({ domain }, 'created the Postmaster agent and its postmaster and DMARC report mailboxes');
         warnIfBootstrapKeyRemains(config.dataDir, c.logger);
+        // A misspelt setting leaves its default in force without a word: say so (names only, never values).
+        for (const u of unknownEnvVars())
+          c.logger.warn(
+            { variable: u.name, did_you_mean: u.suggestion },
+            // No `?` in the text: the log scrubber reads one as the start of a query string.
+            `unknown environment variable ${u.name} is ignored${u.suggestion ? `; the closest known name is ${u.suggestion}` : ''}`,
+          );
         const app = await buildServer(c);
         const url = await app.listen({ host: config.http.host, port: config.http.port });
-        const smtp = createSmtpListener({ receiver: c.inbound.receiver, config, tls, logger: c.logger });
+        const smtp = createSmtpListener({ receiver: c.inbound.receiver, config, tls, logger: c.logger, metrics: c.metrics.sink });
         let smtpPort: number;
         try {
           smtpPort = await smtp.listen();

@@ -25,7 +25,7 @@ import { approvalRoutes } from './approval-routes.js';
 import { identityRoutes } from './identity-routes.js';
 import { identityVerifyRoutes } from './identity-verify-routes.js';
 import { mailRoutes } from './mail-routes.js';
-import { createHttpMetrics } from './metrics.js';
+import { createMetrics, type HttpMetrics } from './metrics.js';
 import { errorHandler, sendProblem } from './problem.js';
 import { systemRoutes } from './system-routes.js';
 import { publicReceiptRoutes, receiptRoutes } from './receipt-routes.js';
@@ -62,6 +62,8 @@ export type RestDeps = {
   };
   vault: VaultService;
   consent: ConsentService;
+  /** The registry `app/` made for the whole process (domain metrics included); a fresh HTTP-only one when absent. */
+  metrics?: HttpMetrics;
 };
 
 export type RestServerOptions = {
@@ -74,7 +76,7 @@ export type RestServerOptions = {
  * `app/http-server.ts` mounts MCP beside it; use its `buildServer` for the whole HTTP surface.
  */
 export const buildRestServer = async (c: RestDeps, { beside = [] }: RestServerOptions = {}): Promise<FastifyInstance> => {
-  const metrics = createHttpMetrics();
+  const metrics = c.metrics ?? createMetrics();
   const app = Fastify({
     loggerInstance: c.logger as FastifyBaseLogger,
     // Requests are logged by route pattern only: raw URLs can hold addresses (PUT /v1/contacts/{email}/...).
@@ -107,8 +109,18 @@ export const buildRestServer = async (c: RestDeps, { beside = [] }: RestServerOp
     const route = req.routeOptions.url ?? 'unmatched';
     metrics.requests.inc({ method: req.method, route, status: String(reply.statusCode) });
     metrics.duration.observe({ method: req.method, route }, reply.elapsedTime / 1000);
-    if (reply.statusCode >= 500) req.log.warn({ reqId: req.id, route, status: reply.statusCode, ms: reply.elapsedTime }, 'request failed');
-    else req.log.debug({ reqId: req.id, route, status: reply.statusCode, ms: reply.elapsedTime }, 'request');
+    // One line per request: the route pattern, never the URL, query, headers or body,
+    // which can hold addresses and keys (45 CFR 164.312(b): the log must not become a disclosure itself).
+    const line = {
+      reqId: req.id,
+      method: req.method,
+      route,
+      status: reply.statusCode,
+      duration_ms: Math.round(reply.elapsedTime * 100) / 100,
+      principal: req.ctx?.principal ? { type: req.ctx.principal.type, id: req.ctx.principal.id } : null,
+    };
+    if (reply.statusCode >= 500) req.log.warn(line, 'request failed');
+    else req.log.info(line, 'request');
   });
 
   await app.register(fastifySwagger, {

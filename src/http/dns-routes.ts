@@ -6,7 +6,15 @@ import { problems, secured } from './common-schemas.js';
 
 const dnsRecordsOut = z.object({
   domain: z.string(),
-  dns_records: z.array(z.object({ type: z.literal('TXT'), name: z.string(), value: z.string(), purpose: z.string() })),
+  dns_records: z.array(
+    z.object({
+      type: z.literal('TXT'),
+      name: z.string(),
+      value: z.string(),
+      zone_value: z.string().describe('value as a zone file holds it: strings of at most 255 characters (RFC 1035 3.3.14)'),
+      purpose: z.string(),
+    }),
+  ),
 });
 
 /**

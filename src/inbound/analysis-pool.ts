@@ -28,7 +28,7 @@ export const createAnalysisPool = (opts: {
     logger: opts.logger,
   });
   const analyze: Analyze = (raw, env, domains) => pool.run({ raw, env, domains });
-  return { analyze, close: pool.close, usingThreads: pool.usingThreads };
+  return { analyze, close: pool.close, usingThreads: pool.usingThreads, queued: pool.queued };
 };
 
 export type AnalysisPool = ReturnType<typeof createAnalysisPool>;

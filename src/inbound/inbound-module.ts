@@ -4,6 +4,7 @@ import type { IdentityRepo } from '../identity/identity-repo.js';
 import type { Clock } from '../kernel/clock.js';
 import type { KeyRing } from '../kernel/crypto/keyring.js';
 import type { Logger } from '../kernel/log.js';
+import type { MetricsSink } from '../kernel/metrics.js';
 import { loadDnsOverrides } from '../mail/dns-overrides.js';
 import type { ScanOptions } from '../phi/phi-types.js';
 import type { Store } from '../store/db.js';
@@ -23,10 +24,11 @@ type Deps = {
   audit: AuditService;
   repo: IdentityRepo;
   identityGeneration?: () => number;
+  metrics?: MetricsSink;
 };
 
 /** Wires inbound mail: sender authentication, analysis and the receive service. The SMTP listener is started by `serve`. */
-export const createInboundModule = ({ config, store, ring, clock, logger, audit, repo, identityGeneration }: Deps) => {
+export const createInboundModule = ({ config, store, ring, clock, logger, audit, repo, identityGeneration, metrics }: Deps) => {
   const resolver = createAuthResolver(loadDnsOverrides(config.dnsOverridesFile));
   const mta = config.inbound.hostname ?? os.hostname();
   // One options object per set of organisation domains: the scanner caches its compiled form per object.
@@ -59,6 +61,7 @@ export const createInboundModule = ({ config, store, ring, clock, logger, audit,
     analyze: pool.analyze,
     // Messages arriving together share a transaction; each is acknowledged only after its commit.
     commit: createCommitBatcher(store.db),
+    metrics,
   });
   return { receiver, resolver, pool, close: () => pool.close() };
 };

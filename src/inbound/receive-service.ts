@@ -10,6 +10,7 @@ import { newId } from '../kernel/ids.js';
 import type { Logger } from '../kernel/log.js';
 import { messageAad, sealContent } from '../mail/message-store.js';
 import { addMessageEvent, holdMessage, insertMessage, messageRow } from '../mail/messages-repo.js';
+import { authResultLabel, type MetricsSink } from '../kernel/metrics.js';
 import { headerValue, type MessageContent, splitMessage } from '../mail/mime.js';
 import type { Db, Executor, Tx } from '../store/db.js';
 import type { MailboxesTable, MessagesTable } from '../store/schema.js';
@@ -35,6 +36,7 @@ type Deps = {
   identityGeneration?: () => number;
   /** Runs the writes of one message; the default is one transaction each (see createCommitBatcher). */
   commit?: <T>(work: (tx: Tx) => Promise<T>) => Promise<T>;
+  metrics?: Pick<MetricsSink, 'authResult'>;
 };
 
 export type RecipientCheck = { ok: true } | { ok: false; reason: 'relay_denied' | 'unknown_mailbox' | 'mailbox_inactive' };
@@ -439,6 +441,14 @@ export const createReceiveService = (d: Deps) => {
         return { stored, duplicates };
       }),
     );
+    // One message's verdicts once, however many mailboxes it was stored for (a duplicate was counted the first time).
+    if (d.metrics && result.stored.length > 0) {
+      const a = analysis.auth;
+      d.metrics.authResult('spf', authResultLabel(a.spf?.result ?? 'none'));
+      for (const k of a.dkim.length > 0 ? a.dkim : [{ result: 'none' }]) d.metrics.authResult('dkim', authResultLabel(k.result));
+      d.metrics.authResult('dmarc', authResultLabel(a.dmarc?.result ?? 'none'));
+      d.metrics.authResult('arc', authResultLabel(a.arc?.result ?? 'none'));
+    }
     return { stored: result.stored, duplicates: result.duplicates };
   };
 

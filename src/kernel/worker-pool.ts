@@ -79,7 +79,16 @@ export const createWorkerPool = <I, O>(o: WorkerPoolOptions<I, O>) => {
     }
   };
 
+  // Requests accepted and not yet answered, on threads or in this one (the pool's queue depth in /metrics).
+  let inFlight = 0;
   const run = (input: I): Promise<O> => {
+    inFlight++;
+    return dispatch(input).finally(() => {
+      inFlight--;
+    });
+  };
+
+  const dispatch = (input: I): Promise<O> => {
     if (!broken && workers.length === 0) for (let i = 0; i < o.size; i++) spawn();
     if (broken || workers.length === 0) return o.inThread(input);
     const slot = workers.reduce((a, b) => (b.busy < a.busy ? b : a));
@@ -100,7 +109,7 @@ export const createWorkerPool = <I, O>(o: WorkerPoolOptions<I, O>) => {
   /** True while the work runs on worker threads (false after a fallback). */
   const usingThreads = () => !broken && workers.length > 0;
 
-  return { run, close, usingThreads };
+  return { run, close, usingThreads, queued: () => inFlight };
 };
 
 /** Worker-thread side of a pool: answers each request with `fn`'s result or its error code (never a message: it may hold content). */

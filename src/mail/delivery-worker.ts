@@ -10,6 +10,7 @@ import type { KeyRing } from '../kernel/crypto/keyring.js';
 import { isAppError } from '../kernel/errors.js';
 import { newId } from '../kernel/ids.js';
 import type { Logger } from '../kernel/log.js';
+import { type DeliveryResult, type MetricsSink, noopMetrics, smtpClassOf } from '../kernel/metrics.js';
 import { moveMessage } from './message-lifecycle.js';
 import { claimOutboxJobs, insertOutboxJob, recordJobOutcome, renewLeases as renewOutboxLeases, rerouteJob } from '../queue/outbox-repo.js';
 import type { Db, Dialect, Tx } from '../store/db.js';
@@ -22,7 +23,10 @@ import { recordReceipt } from './receipt-event.js';
 import { nextRetryDelay } from './retry-schedule.js';
 import type { SmtpSender } from './smtp-deliver.js';
 
-type Outcome = DeliveryOutcome & { rejected?: number };
+type Outcome = DeliveryOutcome & { rejected?: number; host?: string; tls?: string };
+
+/** The outbox job's state after an attempt with this result. */
+const JOB_STATUS = { delivered: 'done', bounced: 'bounced', failed: 'failed', deferred: 'pending' } as const;
 
 type Deps = {
   db: Db;
@@ -41,6 +45,7 @@ type Deps = {
   sweep?: () => Promise<unknown>;
   /** The domain-event feed: commits of other processes that queued mail wake the loop. */
   events?: Pick<EventFeed, 'subscribe'>;
+  metrics?: MetricsSink;
 };
 
 /**
@@ -67,26 +72,59 @@ export const createDeliveryWorker = (d: Deps) => {
     chain: JSON.parse(job.actor_chain) as { type: string; id: string; name: string }[],
   });
 
-  /** Writes one attempt's outcome inside `tx`: the job's new state, the message status, events and audit. */
-  const finishIn = async (tx: Tx, job: OutboxTable, route: string, rawHash: string | null, outcome: Outcome) => {
-    const at = d.clock.now().toISOString();
+  const metrics = d.metrics ?? noopMetrics;
+
+  /** What an attempt's outcome makes of the job: its result and, for a deferral, the seconds to the next attempt. */
+  const resultOf = (job: OutboxTable, outcome: Outcome): { result: DeliveryResult; delay: number | null } => {
     const delay = outcome.kind === 'defer' ? nextRetryDelay(d.retrySchedule, job.attempts) : null;
-    const jobStatus =
+    const result: DeliveryResult =
       outcome.kind === 'accepted'
-        ? 'done'
-        : outcome.kind === 'bounce'
-          ? 'bounced'
-          : outcome.kind === 'fail' || delay === null
-            ? 'failed'
-            : 'pending';
-    const result =
-      outcome.kind === 'accepted'
-        ? 'accepted'
+        ? 'delivered'
         : outcome.kind === 'bounce'
           ? 'bounced'
           : outcome.kind === 'fail' || delay === null
             ? 'failed'
             : 'deferred';
+    return { result, delay };
+  };
+
+  /**
+   * One line per attempt, like Postfix's `status=` lines: our message id (never
+   * the Message-ID header or addresses), the host that answered, status, SMTP
+   * code and enhanced code or the network error, delay since queueing, TLS.
+   */
+  const logAttempt = (job: OutboxTable, route: string, outcome: Outcome, result: DeliveryResult, delay: number | null) => {
+    const reply = outcome.kind === 'accepted' ? null : outcome.smtp_reply;
+    const error = outcome.kind === 'accepted' ? null : outcome.error;
+    d.logger.info(
+      {
+        delivery: {
+          message: job.message_id,
+          job: job.id,
+          attempt: job.attempts,
+          route: route === 'relay' ? 'relay' : 'mx',
+          relay: outcome.host ?? null,
+          status: result === 'delivered' ? 'sent' : result,
+          code: outcome.code,
+          enhanced_status: reply?.enhanced_status ?? null,
+          reply: reply?.text ?? null,
+          error: error ? [error.code, error.message].filter(Boolean).join(' ') : null,
+          delay_seconds: Math.max(0, (d.clock.now().getTime() - Date.parse(job.created_at)) / 1000),
+          tls: outcome.tls ?? null,
+          ...(delay !== null ? { retry_in_seconds: delay } : {}),
+        },
+      },
+      `delivery ${result === 'delivered' ? 'sent' : result}`,
+    );
+  };
+
+  /** Writes one attempt's outcome inside `tx`: the job's new state, the message status, events and audit. */
+  const finishIn = async (tx: Tx, job: OutboxTable, route: string, rawHash: string | null, outcome: Outcome) => {
+    const at = d.clock.now().toISOString();
+    const { result: r, delay } = resultOf(job, outcome);
+    const jobStatus = JOB_STATUS[r];
+    // The attempt event keeps its first-wave word for a 250: `accepted`.
+    const result = r === 'delivered' ? 'accepted' : r;
     // Only the current claimant may record the outcome (a lease taken over by another worker wins), except a 250:
     // the relay has the message, so it is delivered whoever holds the lease now (that worker's own outcome is then dropped).
     const recorded = await recordJobOutcome(
@@ -112,6 +150,8 @@ export const createDeliveryWorker = (d: Deps) => {
       attempt: job.attempts,
       kind: job.kind,
       route: route === 'relay' ? 'relay' : 'mx',
+      ...(outcome.host ? { host: outcome.host } : {}),
+      ...(outcome.tls ? { tls: outcome.tls } : {}),
       result,
       code: outcome.code,
       ...(outcome.kind !== 'accepted' ? { category: outcome.category } : {}),
@@ -359,6 +399,12 @@ export const createDeliveryWorker = (d: Deps) => {
       outcome = { kind: 'defer', code: null, category: 'internal' };
     }
     await finish(job, route, rawHash, outcome);
+    const { result, delay } = resultOf(job, outcome);
+    if (job.kind === 'deliver') {
+      metrics.deliveryAttempt(result, smtpClassOf(outcome.code));
+      if (result === 'delivered') metrics.deliveryLatency((d.clock.now().getTime() - Date.parse(job.created_at)) / 1000);
+    }
+    logAttempt(job, route, outcome, result, delay);
   };
 
   // One commit for the claim and the messages' new status `sending` (CONTRACT.md statuses).

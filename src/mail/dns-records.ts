@@ -4,10 +4,28 @@ import { notFound } from '../kernel/errors.js';
 import type { Db, Executor } from '../store/db.js';
 import type { SigningKeysTable } from '../store/schema.js';
 
-export type DnsRecord = { type: 'TXT'; name: string; value: string; purpose: string };
+/** `zone_value`: `value` as a zone file holds it (zoneTxtValue). */
+export type DnsRecord = { type: 'TXT'; name: string; value: string; zone_value: string; purpose: string };
+
+/** Where DMARC aggregate reports go (rua=); `mailward init` gives it a mailbox, with postmaster@. */
+export const dmarcReportAddress = (domain: string) => `dmarc-reports@${domain}`;
+
+/**
+ * A TXT value as a zone file must hold it: character-strings of at most 255
+ * octets each (RFC 1035 3.3.14), quoted and in parentheses when there are
+ * several; receivers join them (RFC 6376 3.6.2.2). rsa-2048 DKIM keys need two.
+ */
+export const zoneTxtValue = (value: string): string => {
+  const parts = value.match(/.{1,255}/g) ?? [''];
+  const quoted = parts.map((p) => `"${p.replace(/["\\]/g, '\\$&')}"`);
+  return quoted.length === 1 ? (quoted[0] as string) : `( ${quoted.join(' ')} )`;
+};
 
 /** The TXT records an organisation publishes so receivers can check its mail (RFC 6376, 7208, 7489, 8463). */
-export const dnsRecordsFor = (domain: string, dkimKeys: SigningKeysTable[]): DnsRecord[] => [
+export const dnsRecordsFor = (domain: string, dkimKeys: SigningKeysTable[]): DnsRecord[] =>
+  records(domain, dkimKeys).map((r) => ({ ...r, zone_value: zoneTxtValue(r.value) }));
+
+const records = (domain: string, dkimKeys: SigningKeysTable[]): Omit<DnsRecord, 'zone_value'>[] => [
   ...dkimKeys.map((k) => ({
     type: 'TXT' as const,
     name: k.kid,
@@ -23,7 +41,7 @@ export const dnsRecordsFor = (domain: string, dkimKeys: SigningKeysTable[]): Dns
   {
     type: 'TXT',
     name: `_dmarc.${domain}`,
-    value: `v=DMARC1; p=quarantine; adkim=s; aspf=s; rua=mailto:dmarc-reports@${domain}`,
+    value: `v=DMARC1; p=quarantine; adkim=s; aspf=s; rua=mailto:${dmarcReportAddress(domain)}`,
     purpose: 'DMARC',
   },
 ];

@@ -4,6 +4,7 @@ import type { IdentityRepo } from '../identity/identity-repo.js';
 import type { Clock } from '../kernel/clock.js';
 import type { KeyRing } from '../kernel/crypto/keyring.js';
 import type { Logger } from '../kernel/log.js';
+import type { MetricsSink } from '../kernel/metrics.js';
 import type { ConsentService } from '../phi/consent-service.js';
 import { createOutboundScreen } from '../phi/outbound-screen.js';
 import { createEventFeed } from '../events/event-feed.js';
@@ -36,13 +37,14 @@ type Deps = {
   dns?: DnsLookups;
   /** Periodic chores of the delivery loop (the container passes the approvals' expiry). */
   sweep?: () => Promise<unknown>;
+  metrics?: MetricsSink;
 };
 
 /**
  * Wires outbound mail: mailboxes, send, reading, the delivery worker, PHI holds and consent, and mail's side of
  * reviewers' decisions (`held`, the approvals port); the container builds the approvals service over it.
  */
-export const createMailModule = ({ config, store, ring, clock, logger, audit, guard, repo, consent, dns, sweep }: Deps) => {
+export const createMailModule = ({ config, store, ring, clock, logger, audit, guard, repo, consent, dns, sweep, metrics }: Deps) => {
   const db = store.db;
   // The domain-event log's wake-ups: mail committed by any process sharing the store.
   const events = createEventFeed(store);
@@ -75,6 +77,7 @@ export const createMailModule = ({ config, store, ring, clock, logger, audit, gu
     leaseMs: config.delivery.leaseSeconds * 1000,
     sweep,
     events,
+    metrics,
   });
   kick = delivery.kick;
   const dnsRecords = createDnsRecordsService({ db });

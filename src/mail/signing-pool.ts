@@ -22,7 +22,7 @@ export const createSigningPool = (opts: { size?: number; logger?: Logger } = {})
     failure: (code) => new AppError(code ?? 'sign_failed', 500, 'Signing the message failed.'),
     logger: opts.logger,
   });
-  return { sign: pool.run, close: pool.close, usingThreads: pool.usingThreads };
+  return { sign: pool.run, close: pool.close, usingThreads: pool.usingThreads, queued: pool.queued };
 };
 
 export type SigningPool = ReturnType<typeof createSigningPool>;

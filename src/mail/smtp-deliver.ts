@@ -66,17 +66,23 @@ export const createSmtpSender = (config: Pick<MailConfig, 'smtp' | 'delivery'>, 
     return tr;
   };
 
+  // What the log line and the attempt event say of transport security: nodemailer's pool does not expose the
+  // negotiated cipher, so this is the policy the attempt ran under (STARTTLS required and the certificate verified, or not).
+  const tlsOf = (t: SmtpTarget) => (t.secure ? 'implicit-tls-verified' : config.delivery.requireTls ? 'starttls-verified' : 'none');
+
   const sendVia = async (
     t: SmtpTarget,
     envelope: { from: string; to: string[] },
     raw: Buffer,
-  ): Promise<DeliveryOutcome & { rejected?: number }> => {
+  ): Promise<DeliveryOutcome & { rejected?: number; host: string; tls?: string }> => {
+    const host = `${t.host}:${t.port}`;
     try {
       const info = await transportFor(t).sendMail({ envelope, raw });
       const code = Number(/^(\d{3})/.exec(String(info.response ?? ''))?.[1] ?? 250);
-      return { kind: 'accepted', code, rejected: (info.rejected ?? []).length };
+      return { kind: 'accepted', code, rejected: (info.rejected ?? []).length, host, tls: tlsOf(t) };
     } catch (e) {
-      return classifySmtpError(e as { responseCode?: number; response?: string; code?: string });
+      const out = classifySmtpError(e as { responseCode?: number; response?: string; code?: string });
+      return { ...out, host, ...(out.code !== null ? { tls: tlsOf(t) } : {}) };
     }
   };
 
@@ -95,20 +101,17 @@ export const createSmtpSender = (config: Pick<MailConfig, 'smtp' | 'delivery'>, 
     route: string,
     envelope: { from: string; to: string[] },
     raw: Buffer,
-  ): Promise<DeliveryOutcome & { host?: string }> => {
+  ): Promise<DeliveryOutcome & { host?: string; tls?: string }> => {
     let targets: SmtpTarget[] | DeliveryOutcome;
     try {
       targets = await targetsFor(route);
     } catch (e) {
-      return {
-        kind: 'defer',
-        code: null,
-        category: 'dns',
-        error: { code: e instanceof DnsLookupError ? e.code : 'EUNKNOWN', stage: 'DNS' },
-      };
+      const code = e instanceof DnsLookupError ? e.code : 'EUNKNOWN';
+      // Said the way an operator reads it in a Postfix log: `ENOTFOUND example.org MX`.
+      return { kind: 'defer', code: null, category: 'dns', error: { code, stage: 'DNS', message: `${code} ${route} MX` } };
     }
     if (!Array.isArray(targets)) return targets;
-    let last: DeliveryOutcome = { kind: 'defer', code: null, category: 'no_route' };
+    let last: DeliveryOutcome & { host?: string; tls?: string } = { kind: 'defer', code: null, category: 'no_route' };
     for (const t of targets) {
       last = await sendVia(t, envelope, raw);
       if (last.kind !== 'defer' || last.code !== null) return last;

@@ -1,3 +1,4 @@
+import type { MetricsSink } from '../kernel/metrics.js';
 import type { AuditService } from '../audit/audit-service.js';
 import type { Guard } from '../identity/guard.js';
 import type { IdentityRepo } from '../identity/identity-repo.js';
@@ -29,6 +30,7 @@ type Deps = {
   /** PHI re-scan of edited content and the consent check at approval. */
   screen: OutboundScreen;
   onQueued?: () => void;
+  metrics?: Pick<MetricsSink, 'approvalDecided'>;
 };
 
 const EDITABLE = ['subject', 'text', 'html', 'to', 'cc'] as const;
@@ -45,7 +47,7 @@ const SCANNED = new Set<string>(['subject', 'text', 'html']);
 /** Hash of one field's value: the audit log keeps which fields changed and these hashes, never the text. */
 const fieldHash = (v: unknown) => sha256Hex(JSON.stringify(v ?? null));
 
-export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, held, screen, onQueued }: Deps) => {
+export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, held, screen, onQueued, metrics }: Deps) => {
   const now = () => clock.now().toISOString();
   const target = (id: string) => ({ type: 'approval', id });
 
@@ -438,7 +440,24 @@ export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, he
   /** Whether a human may see monitored traffic and approvals (reviewers and admins). */
   const canReview = (ctx: RequestContext) => hasRole(ctx.principal, 'reviewer') || hasRole(ctx.principal, 'admin');
 
-  return { list, approve, reject, expireDue, canReview };
+  // Counted after the commit only: a decision that lost (409) or failed is not a decision.
+  const countedApprove = async (ctx: RequestContext, id: string, body: DecisionInput) => {
+    const r = await approve(ctx, id, body);
+    metrics?.approvalDecided(r.status === 'received' ? 'released' : 'approved');
+    return r;
+  };
+  const countedReject = async (...args: Parameters<typeof reject>) => {
+    const r = await reject(...args);
+    metrics?.approvalDecided('rejected');
+    return r;
+  };
+  const countedExpire = async (limit?: number) => {
+    const n = await expireDue(limit);
+    for (let i = 0; i < n; i++) metrics?.approvalDecided('expired');
+    return n;
+  };
+
+  return { list, approve: countedApprove, reject: countedReject, expireDue: countedExpire, canReview };
 };
 
 export type ApprovalsService = ReturnType<typeof createApprovalsService>;

@@ -2,6 +2,7 @@ import os from 'node:os';
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import { isAppError } from '../kernel/errors.js';
 import type { Logger } from '../kernel/log.js';
+import { type InboundVerdict, type MetricsSink, noopMetrics } from '../kernel/metrics.js';
 import type { ReceiveService } from '../inbound/receive-service.js';
 
 /** The settings the listener reads (STYLE.md: each module declares its own config type; `app/config.ts`'s `Config` satisfies it). */
@@ -25,6 +26,7 @@ type Deps = {
   config: SmtpListenerConfig;
   tls: { key: Buffer; cert: Buffer };
   logger: Logger;
+  metrics?: Pick<MetricsSink, 'inboundSession' | 'inboundMessage'>;
 };
 
 /** An SMTP reply: code and text (with its RFC 3463 enhanced status code, as smtp-server leaves them to us). */
@@ -41,9 +43,25 @@ const clientIp = (s: Pick<SMTPServerSession, 'remoteAddress'>) => (s.remoteAddre
  * store cannot take the message, and says 250 only after the commit.
  * Logs carry session ids, codes and sizes, never addresses or content.
  */
-export const createSmtpListener = ({ receiver, config, tls, logger }: Deps) => {
+export const createSmtpListener = ({ receiver, config, tls, logger, metrics = noopMetrics }: Deps) => {
   const perIp = new Map<string, number>();
-  const sessions = new Set<string>();
+  // Per open session: what its transactions came to, for the one log line and the session metric at its end.
+  type SessionTally = { started: number; stored: number; refused: number; last: InboundVerdict | null };
+  const sessions = new Map<string, SessionTally>();
+  /** Counts one transaction's (or refused recipient's) verdict against its session. */
+  const verdict = (sessionId: string, v: InboundVerdict) => {
+    metrics.inboundMessage(v);
+    const t = sessions.get(sessionId);
+    if (!t) return;
+    if (v === 'accepted') t.stored++;
+    else t.refused++;
+    t.last = v;
+  };
+  /** Refuses with `code` and counts it. */
+  const refuse = (sessionId: string, code: InboundVerdict & `${number}`, text: string) => {
+    verdict(sessionId, code);
+    return reply(Number(code), text);
+  };
   const rate = new Map<string, { window: number; count: number }>();
   const limits = config.inbound;
 
@@ -71,7 +89,8 @@ export const createSmtpListener = ({ receiver, config, tls, logger }: Deps) => {
     // No submission here: this listener receives mail for local mailboxes only (never relays).
     disabledCommands: ['AUTH'],
     maxClients: limits.maxClients,
-    maxRecipients: limits.maxRecipients,
+    // Enforced in onRcptTo (452 4.5.3, counted in the metrics); smtp-server's own check stays one above as a backstop.
+    maxRecipients: limits.maxRecipients + 1,
     disableReverseLookup: true,
     logger: false,
     socketTimeout: 60_000,
@@ -79,31 +98,62 @@ export const createSmtpListener = ({ receiver, config, tls, logger }: Deps) => {
     onConnect(session, callback) {
       const ip = clientIp(session);
       const n = (perIp.get(ip) ?? 0) + 1;
-      if (n > limits.maxClientsPerIp) return callback(reply(421, '4.7.0 Too many connections from your address, try again later'));
+      if (n > limits.maxClientsPerIp) {
+        metrics.inboundSession('421');
+        logger.info({ smtp: { session: session.id, tls: false, stored: 0, refused: 1, verdict: '421' } }, 'inbound session refused');
+        return callback(reply(421, '4.7.0 Too many connections from your address, try again later'));
+      }
       perIp.set(ip, n);
-      sessions.add(session.id);
+      sessions.set(session.id, { started: Date.now(), stored: 0, refused: 0, last: null });
       callback();
     },
     onClose(session) {
-      if (!sessions.delete(session.id)) return;
+      const t = sessions.get(session.id);
+      if (!t) return;
+      sessions.delete(session.id);
+      // One line per session outcome (like Postfix's disconnect line): counts and codes, never addresses or content.
+      const outcome: InboundVerdict = t.stored > 0 ? 'accepted' : (t.last ?? 'none');
+      metrics.inboundSession(outcome);
+      // smtp-server keeps the negotiated cipher (tls.TLSSocket#getCipher) on the session after STARTTLS.
+      const cipher = (session as { tlsOptions?: { name?: string; version?: string } | false }).tlsOptions || null;
+      logger.info(
+        {
+          smtp: {
+            session: session.id,
+            tls: !!session.secure,
+            tls_version: cipher?.version ?? null,
+            cipher: cipher?.name ?? null,
+            stored: t.stored,
+            refused: t.refused,
+            verdict: outcome,
+            duration_seconds: (Date.now() - t.started) / 1000,
+          },
+        },
+        'inbound session closed',
+      );
       const ip = clientIp(session);
       const n = (perIp.get(ip) ?? 1) - 1;
       if (n <= 0) perIp.delete(ip);
       else perIp.set(ip, n);
     },
     onMailFrom(_address, session, callback) {
-      if (limits.requireTls && !session.secure) return callback(reply(530, '5.7.0 Must issue a STARTTLS command first'));
-      if (!allow(clientIp(session))) return callback(reply(451, '4.7.1 Too many messages from your address, try again later'));
+      if (limits.requireTls && !session.secure) return callback(refuse(session.id, '530', '5.7.0 Must issue a STARTTLS command first'));
+      if (!allow(clientIp(session)))
+        return callback(refuse(session.id, '451', '4.7.1 Too many messages from your address, try again later'));
       callback();
     },
-    onRcptTo(address, _session, callback) {
+    onRcptTo(address, session, callback) {
+      const again = session.envelope.rcptTo.some((r) => r.address.toLowerCase() === address.address.toLowerCase());
+      // RFC 5321 4.5.3.1.8: too many recipients is 452, and the client sends the rest in another transaction.
+      if (!again && session.envelope.rcptTo.length >= limits.maxRecipients)
+        return callback(refuse(session.id, '452', '4.5.3 Too many recipients'));
       receiver.checkRecipient(address.address).then(
         (r) => {
           if (r.ok) return callback();
-          if (r.reason === 'relay_denied') return callback(reply(550, '5.7.1 Relaying denied'));
-          callback(reply(550, '5.1.1 No such mailbox here'));
+          if (r.reason === 'relay_denied') return callback(refuse(session.id, '550', '5.7.1 Relaying denied'));
+          callback(refuse(session.id, '550', '5.1.1 No such mailbox here'));
         },
-        () => callback(reply(451, '4.3.0 Temporary failure, try again later')),
+        () => callback(refuse(session.id, '451', '4.3.0 Temporary failure, try again later')),
       );
     },
     onData(stream: SMTPServerDataStream, session, callback) {
@@ -118,11 +168,11 @@ export const createSmtpListener = ({ receiver, config, tls, logger }: Deps) => {
         // Past the limit the rest is read and dropped: the answer is 552 either way.
         if (!stream.sizeExceeded) chunks.push(c);
       });
-      stream.on('error', () => finish(reply(451, '4.3.0 Temporary failure, try again later')));
+      stream.on('error', () => finish(refuse(session.id, '451', '4.3.0 Temporary failure, try again later')));
       stream.on('end', () => {
         if (stream.sizeExceeded) {
           logger.info({ smtp: session.id, bytes: stream.byteLength }, 'inbound message refused: too large');
-          return finish(reply(552, `5.3.4 Message exceeds the maximum size of ${config.smtp.maxMessageBytes} bytes`));
+          return finish(refuse(session.id, '552', `5.3.4 Message exceeds the maximum size of ${config.smtp.maxMessageBytes} bytes`));
         }
         const raw = Buffer.concat(chunks);
         const env = {
@@ -138,15 +188,16 @@ export const createSmtpListener = ({ receiver, config, tls, logger }: Deps) => {
               { smtp: session.id, bytes: raw.length, stored: r.stored.length, duplicates: r.duplicates },
               'inbound message stored',
             );
+            verdict(session.id, 'accepted');
             finish(null, `2.0.0 Ok: stored${r.stored[0] ? ` as ${r.stored[0].id}` : ''}`);
           },
           (e: unknown) => {
-            if (isAppError(e) && e.status === 550) return finish(reply(550, '5.1.1 No valid recipients'));
+            if (isAppError(e) && e.status === 550) return finish(refuse(session.id, '550', '5.1.1 No valid recipients'));
             logger.warn(
               { smtp: session.id, code: isAppError(e) ? e.code : 'internal', err: { type: (e as Error)?.name } },
               'inbound message not stored; sender asked to retry',
             );
-            finish(reply(451, '4.3.0 Temporary failure, try again later'));
+            finish(refuse(session.id, '451', '4.3.0 Temporary failure, try again later'));
           },
         );
       });

@@ -4,7 +4,7 @@ import path from 'node:path';
 // mailauth's types require top-level signing fields; at runtime several signatures go in signatureData.
 import { type DKIMSignOptions, dkimSign } from 'mailauth';
 import { createTransport } from 'nodemailer';
-import { createLogger } from '../../src/kernel/log.js';
+import { createLogger, type Logger } from '../../src/kernel/log.js';
 import { createSmtpListener } from '../../src/smtp/smtp-listener.js';
 import { loadSmtpTls } from '../../src/smtp/tls-cert.js';
 import type { Config } from '../../src/app/config.js';
@@ -82,10 +82,20 @@ export type Inbound = {
 };
 
 /** The real SMTP listener of a test app on a free loopback port, with the development certificate generated in its data dir. */
-export const startInbound = async (t: TestApp, patch: (c: Config) => Config = (c) => c): Promise<Inbound> => {
+export const startInbound = async (
+  t: TestApp,
+  patch: (c: Config) => Config = (c) => c,
+  opts: { logger?: Logger; withMetrics?: boolean } = {},
+): Promise<Inbound> => {
   const config = patch(t.c.config);
   const tls = loadSmtpTls(config);
-  const listener = createSmtpListener({ receiver: t.c.inbound.receiver, config, tls, logger: createLogger({ level: 'silent' }) });
+  const listener = createSmtpListener({
+    receiver: t.c.inbound.receiver,
+    config,
+    tls,
+    logger: opts.logger ?? createLogger({ level: 'silent' }),
+    ...(opts.withMetrics ? { metrics: t.c.metrics.sink } : {}),
+  });
   const port = await listener.listen(0, '127.0.0.1');
   const sendRaw = async (raw: Buffer, envelope: { from: string; to: string[] }) => {
     const tr = createTransport({

@@ -44,11 +44,12 @@ export const runCli = (args: string[], env: Record<string, string>, input?: stri
     child.on('close', (code) => resolve({ code, stdout, stderr }));
   });
 
-export type ServerProcess = { child: ChildProcess; port: number; output: () => string; stop: () => Promise<void> };
+export type ServerProcess = { child: ChildProcess; port: number; smtpPort: number; output: () => string; stop: () => Promise<void> };
 
 /** Starts `mailward serve` as its own OS process and waits until /healthz answers. */
 export const startServer = async (env: Record<string, string>, opts: { readyMs?: number } = {}): Promise<ServerProcess> => {
   const port = await freePort();
+  const smtpPort = await freePort();
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src/cli/main.ts'), 'serve'], {
     cwd: repoRoot,
     env: {
@@ -57,7 +58,7 @@ export const startServer = async (env: Record<string, string>, opts: { readyMs?:
       MAILWARD_LOG_LEVEL: 'info',
       ...env,
       MAILWARD_HTTP_PORT: String(port),
-      MAILWARD_SMTP_PORT: String(await freePort()),
+      MAILWARD_SMTP_PORT: String(smtpPort),
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -86,6 +87,7 @@ export const startServer = async (env: Record<string, string>, opts: { readyMs?:
   return {
     child,
     port,
+    smtpPort,
     output: () => out,
     stop: () => stopChild(child),
   };
