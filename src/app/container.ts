@@ -18,6 +18,7 @@ import { createInboundModule } from '../inbound/inbound-module.js';
 import type { DnsLookups } from '../mail/dns-overrides.js';
 import { createMailModule } from '../mail/mail-module.js';
 import { createConsentService } from '../phi/consent-service.js';
+import { loadPhiModel } from '../phi/phi-model.js';
 import { migrateToLatest } from '../store/migrate.js';
 import { createVaultRepo } from '../vault/vault-repo.js';
 import { createVaultService } from '../vault/vault-service.js';
@@ -48,6 +49,8 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
   if (fs.existsSync(config.dataDir) && ensurePrivateDir(config.dataDir)) {
     logger.warn({ path: config.dataDir }, 'data directory was readable by other users; its mode is now 0700');
   }
+  // A configured local PHI model is loaded before anything else opens; a missing or broken one stops the start (fail closed).
+  const phiModel = await loadPhiModel(config);
   const store = opts.store ?? openStore(config.database);
   let ring: KeyRing;
   try {
@@ -120,7 +123,7 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
   });
 
   const consent = createConsentService({ db, guard, clock });
-  const mail = createMailModule({ config, store, ring, clock, logger, audit, guard, repo, consent, dns: opts.dns });
+  const mail = createMailModule({ config, store, ring, clock, logger, audit, guard, repo, consent, dns: opts.dns, phiModel });
   // Inbound SMTP: `serve` starts the listener over inbound.receiver.
   const inbound = createInboundModule({
     config,
@@ -160,6 +163,7 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
       authCache.stop();
       await rateLimiter.stop();
       await store.destroy();
+      await phiModel?.release();
     },
   };
 };

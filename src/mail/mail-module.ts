@@ -7,6 +7,7 @@ import type { Logger } from '../kernel/log.js';
 import { createApprovalsService } from '../oversight/approvals-service.js';
 import type { ConsentService } from '../phi/consent-service.js';
 import { createOutboundScreen } from '../phi/outbound-screen.js';
+import type { PhiModel } from '../phi/phi-model.js';
 import type { Store } from '../store/db.js';
 import { createDeliveryWorker } from './delivery-worker.js';
 import { createMailResolver, type DnsLookups, loadDnsOverrides } from './dns-overrides.js';
@@ -33,10 +34,12 @@ type Deps = {
   repo: IdentityRepo;
   consent: Pick<ConsentService, 'consentFor'>;
   dns?: DnsLookups;
+  /** The local PHI model (MAILWARD_PHI_MODEL), loaded at start; null: rules only. */
+  phiModel?: PhiModel | null;
 };
 
 /** Wires outbound mail: mailboxes, send, the approval queue and the delivery worker, PHI holds and consent. */
-export const createMailModule = ({ config, store, ring, clock, logger, audit, guard, repo, consent, dns }: Deps) => {
+export const createMailModule = ({ config, store, ring, clock, logger, audit, guard, repo, consent, dns, phiModel = null }: Deps) => {
   const db = store.db;
   const events = createMailEvents();
   const resolver = createMailResolver(loadDnsOverrides(config.dnsOverridesFile), dns);
@@ -46,7 +49,7 @@ export const createMailModule = ({ config, store, ring, clock, logger, audit, gu
   let kick = () => {};
   const onQueued = () => kick();
   const mailboxes = createMailboxService({ db, repo, guard, clock });
-  const screen = createOutboundScreen({ consent });
+  const screen = createOutboundScreen({ consent, model: phiModel });
   const mail = createSendService({ db, ring, guard, repo, clock, pipeline, screen, audit, config, onQueued });
   // Get, list, thread, tags, search and attachments of both directions.
   const reader = createReadService({ db, dialect: store.dialect, ring, guard, clock, audit });

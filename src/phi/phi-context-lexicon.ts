@@ -10,7 +10,7 @@
 
 /** What a message can disclose about a person (the hold reason's `disclosures`). */
 export const DISCLOSURES = [
-  '(?:your|his|her|the|their) condition',
+  'condition',
   'result',
   'medication',
   'procedure',
@@ -240,7 +240,7 @@ export const CONDITION_TERMS: readonly string[] = [
   'smoker',
   'pack-years',
   'diagnos(?:is|ed|es)',
-  'condition',
+  '(?:your|his|her|the|their) condition',
   'symptoms?',
   'flare(?:-?up)?s?',
   'relapse',

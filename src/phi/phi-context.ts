@@ -73,6 +73,8 @@ export type Assessment = {
   sensitivity: Sensitivity;
   /** 0..1, how sure the rules are (a model can raise it; see phi-model.ts). */
   confidence: number;
+  /** Set when a local model (MAILWARD_PHI_MODEL) scored the message: its probability that the message should be held. */
+  modelProbability?: number;
 };
 
 const alternation = (terms: readonly string[]) => terms.join('|');
