@@ -296,6 +296,7 @@ export const RESULT_TERMS: readonly string[] = [
   'we hoped for',
   '(?:talk|speak|discuss|call|go over)(?: with you| to you)? (?:about|over|through) (?:your|the|his|her|these|those) (?:results?|test|labs|scan|report|numbers)',
   'discuss (?:your|the|his|her) (?:results?|test|labs|scan|report)',
+  '(?:go over|review|look at|talk through) (?:your|the|his|her|these) (?:results?|test results|labs|scan|report|numbers)',
   'about (?:your|the|his|her) (?:results?|test results|labs|scan|report)',
   'your (?:numbers|levels|counts)',
   'allergic to',

@@ -379,6 +379,8 @@ const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessmen
     }
   }
   for (const { cat, s, e } of candidates) {
+    // Inside the organisation's own name (masked to spaces): never a disclosure.
+    if (full.slice(s, e).trim() === '') continue;
     const si = sentenceIndex(b, s);
     const before = full.slice(Math.max(0, s - 48), s);
     const kind = sentenceKind(si);
