@@ -81,17 +81,26 @@ const alternation = (terms: readonly string[]) => terms.join('|');
 const termsRe = (terms: readonly string[], flags = 'gi') => new RegExp(`\\b(?:${alternation(terms)})(?![\\w-])`, flags);
 
 type Category = Disclosure | 'weak_result' | 'specialist';
-/** One pass per category over the text; the categories and their vocabulary are data (phi-context-lexicon.ts). */
-const CATEGORY_RES: readonly { cat: Category; re: RegExp }[] = [
-  { cat: 'substance_use', re: termsRe(PART2_DIRECT_TERMS) },
-  { cat: 'condition', re: termsRe(CONDITION_TERMS) },
-  { cat: 'procedure', re: termsRe(PROCEDURE_TERMS) },
-  { cat: 'medication', re: termsRe(MEDICATION_TERMS) },
-  { cat: 'pregnancy', re: termsRe(PREGNANCY_TERMS) },
-  { cat: 'mental_health', re: termsRe(MENTAL_HEALTH_TERMS) },
-  { cat: 'weak_result', re: termsRe(RESULT_TERMS) },
-  { cat: 'specialist', re: termsRe(SPECIALIST_TERMS) },
+/** The categories and their vocabulary (phi-context-lexicon.ts), in the order that wins where two overlap. */
+const CATEGORIES: readonly { cat: Category; terms: readonly string[] }[] = [
+  { cat: 'substance_use', terms: PART2_DIRECT_TERMS },
+  { cat: 'condition', terms: CONDITION_TERMS },
+  { cat: 'procedure', terms: PROCEDURE_TERMS },
+  { cat: 'medication', terms: MEDICATION_TERMS },
+  { cat: 'pregnancy', terms: PREGNANCY_TERMS },
+  { cat: 'mental_health', terms: MENTAL_HEALTH_TERMS },
+  { cat: 'weak_result', terms: RESULT_TERMS },
+  { cat: 'specialist', terms: SPECIALIST_TERMS },
 ];
+/**
+ * All categories in one pass (a named group each), tried only at the start of a
+ * word: one walk over the text instead of one per category. Run on the
+ * lower-cased text without the `i` flag (faster), or with it when lower-casing
+ * would change the text's length.
+ */
+const mergedSource = `(?<![a-z0-9_\u00c0-\u024f])(?=[a-z0-9])(?:${CATEGORIES.map((c, i) => `(?<c${i}>${alternation(c.terms)})`).join('|')})(?![\\w-])`;
+const MERGED_RE = new RegExp(mergedSource, 'g');
+const MERGED_I_RE = new RegExp(mergedSource, 'gi');
 const BROADCAST_RE = termsRe(BROADCAST_TERMS, 'i');
 const GENERAL_RE = termsRe(GENERAL_SENTENCE_TERMS, 'i');
 const REFERRAL_RE = new RegExp(REFERRAL_RE_SOURCE, 'i');
@@ -321,7 +330,6 @@ const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessmen
   const b = boundariesOf(full);
   // Who: names the span detector found with confidence (salutations, titles, labels, contacts), and context cues.
   const namedBySpan = findings.some((f) => f.type === 'name' && f.confidence >= 0.75);
-  const thirdPerson = THIRD_PERSON_RE.test(full);
   const sal = SALUTATION_RE.exec(full);
   const salutationName = sal !== null && !NOT_SALUTATION_NAMES.has(sal[1]!.toLowerCase());
   const strongThird = /\b(?:(?:mr|mrs|ms|miss|mx)\.? [A-Z][a-z]|patient\s*:|pt\s*:|re:\s*[A-Z][a-z]+ [A-Z]|guarantor\s*:|(?:room|rm|bed) \d+|dob\b)/.test(full);
@@ -349,9 +357,14 @@ const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessmen
   const clinicalSentences = new Set<number>();
   const candidates: { cat: Category; s: number; e: number; span: boolean }[] = [];
   {
-    for (const { cat, re } of CATEGORY_RES) {
-      re.lastIndex = 0;
-      for (let m = re.exec(full); m !== null; m = re.exec(full)) candidates.push({ cat, s: m.index, e: m.index + m[0].length, span: false });
+    const low = full.toLowerCase();
+    const [re, text] = low.length === full.length ? [MERGED_RE, low] : [MERGED_I_RE, full];
+    re.lastIndex = 0;
+    for (let m = re.exec(text); m !== null; m = re.exec(text)) {
+      const g = m.groups!;
+      let k = 0;
+      while (k < CATEGORIES.length && g[`c${k}`] === undefined) k++;
+      if (k < CATEGORIES.length) candidates.push({ cat: CATEGORIES[k]!.cat, s: m.index, e: m.index + m[0].length, span: false });
     }
     // Drug names, diagnoses, lab values and Part 2 terms the span detector knows (its lexicon and USAN stems).
     for (const f of findings) {
@@ -427,15 +440,17 @@ const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessmen
   }
 
   const identifiers = new Set<IdentifierType>();
-  const healthContext = HEALTH_CONTEXT_RE.test(full);
-  for (const t of labelledIdentifiers(full)) if (healthContext || t === 'ssn' || t === 'mrn') identifiers.add(t);
-  for (const f of findings) if (SENSITIVE_SPAN_TYPES.has(f.type) && (healthContext || f.type === 'ssn')) identifiers.add(f.type as IdentifierType);
-  if (identifiers.size > 0 && labelledIdentifiers(full.slice(0, subjectEnd)).length > 0) subjectPhi = true;
+  let healthContext: boolean | undefined;
+  // A utility, gym or car-insurance account is not a patient's: account, member and policy numbers count in health-care mail.
+  const inHealthMail = () => (healthContext ??= HEALTH_CONTEXT_RE.test(full));
+  for (const t of labelledIdentifiers(full)) if (t === 'ssn' || t === 'mrn' || inHealthMail()) identifiers.add(t);
+  for (const f of findings) if (SENSITIVE_SPAN_TYPES.has(f.type) && (f.type === 'ssn' || inHealthMail())) identifiers.add(f.type as IdentifierType);
+  if (identifiers.size > 0 && subjectEnd > 0 && labelledIdentifiers(full.slice(0, subjectEnd)).length > 0) subjectPhi = true;
   if (findings.some((f) => f.field === 'subject' && SENSITIVE_SPAN_TYPES.has(f.type))) subjectPhi = true;
 
   const disclosures = [...found].sort();
   const phi = disclosures.length > 0 || identifiers.size > 0;
-  const about: About = !phi ? (broadcast ? 'nobody' : 'recipient') : thirdPerson && !salutationName ? 'named' : 'recipient';
+  const about: About = !phi ? (broadcast ? 'nobody' : 'recipient') : !salutationName && THIRD_PERSON_RE.test(full) ? 'named' : 'recipient';
   const weakOnly = disclosures.length === 1 && disclosures[0] === 'result' && weakCount > 0;
   let sensitivity: Sensitivity;
   if (part2) sensitivity = 'restricted';
