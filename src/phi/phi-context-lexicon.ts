@@ -177,6 +177,8 @@ export const CONDITION_TERMS: readonly string[] = [
   'hernia',
   'appendicitis',
   'incontinence',
+  'blood in (?:your|the|his|her|ur) (?:urine|stool|stools|pee|spit|phlegm)',
+  'urinary',
   'erectile',
   'prostate',
   'fatigue',
@@ -248,6 +250,10 @@ export const CONDITION_TERMS: readonly string[] = [
   'hospice',
   'palliative',
   'new-onset',
+  // Shapes of condition names: inflammation, tumours, pain, paralysis, enlargement.
+  '[a-z]{3,}(?:itis|osis|emia|aemia|algia|plegia|megaly|trophy|penia|uria)',
+  // A body part that is someone's: "your left knee", "her lungs".
+  '(?:your|ur|his|her) (?:left |right |lower |upper )?(?:knee|knees|hip|hips|back|shoulder|wrist|ankle|neck|elbow|foot|feet|heel|toe|toes|hand|hands|finger|eye|eyes|ear|ears|throat|chest|stomach|belly|abdomen|lungs?|heart|kidneys?|liver|bladder|bowel|prostate|breasts?|uterus|ovar(?:y|ies)|spine|joints?|teeth|gums|jaw|sinuses)',
 ];
 
 /** Results, including results told in words (LABELING.md H1, edge cases 2 and 3). */
@@ -283,6 +289,11 @@ export const RESULT_TERMS: readonly string[] = [
   'still (?:low|high)',
   'come back up',
   'borderline',
+  'closer look',
+  'needs? (?:a )?(?:follow-?up|attention|recheck|repeat|second look)',
+  're-?check(?:ed)?',
+  'repeat (?:the|your) (?:test|labs|scan|blood ?work|x-?ray)',
+  'discuss them',
   'benign',
   'unremarkable',
   'all clear',
@@ -305,6 +316,9 @@ export const RESULT_TERMS: readonly string[] = [
 /** Procedures, tests and devices, done or planned ("your colonoscopy", "the MRI", "your CPAP supplies"). */
 export const PROCEDURE_TERMS: readonly string[] = [
   'colonoscop(?:y|ies)',
+  // Shapes of procedure names: removal, looking inside, repair, opening.
+  '[a-z]{3,}(?:ectomy|ectomies|oscopy|oscopies|plasty|otomy|ostomy)',
+  '(?:angio|echocardio|electrocardio|audio|myelo|arterio|veno|cysto|uro|electroencephalo)gram',
   'a1c',
   'hba1c',
   'psa',
@@ -537,6 +551,12 @@ export const MENTAL_HEALTH_TERMS: readonly string[] = [
   'suicid\\w*',
   'self-?harm',
   'crisis plan',
+  'crisis (?:line|team|text line)',
+  'panic',
+  'breathing exercises?',
+  'coping (?:skills|strategies|plan)',
+  'you have group',
+  'see you at group',
   'safety plan',
   '(?<!physical |occupational |speech |radiation |respiratory |infusion |massage )therap(?:y|ist|ists)',
   '(?<!financial |genetic |benefits |credit |legal )counsel(?:l)?(?:ing|or|ors)',
@@ -596,6 +616,7 @@ export const PART2_DIRECT_TERMS: readonly string[] = [
   'sober',
   'recovery (?:program(?:me)?|services|center|centre|house|coach|group|meeting|residence|community)',
   'in recovery',
+  'recovery (?:journal|plan|meeting|goals)',
   'part of (?:your |his |her )?recovery',
   'opioid treatment program(?:me)?',
   'medication-?assisted',
@@ -707,6 +728,9 @@ export const BROADCAST_TERMS: readonly string[] = [
   'we(?:\'ve| have) moved',
   'has moved',
   'price list',
+  '(?:women|men|adults|people|patients|children|kids|seniors) (?:\\d+|aged \\d+|ages \\d+)(?: and (?:over|older|up)|\\+)?',
+  'and (?:over|older)',
+  'mobile (?:mammogram|mammography|clinic|unit|van)',
   'shortage',
   'pharmacies may',
   'public (?:health )?notice',

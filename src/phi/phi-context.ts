@@ -320,8 +320,14 @@ const NOT_SALUTATION_NAMES = new Set([
 const STRONG_POSSESSED_RE =
   /\b(?:you(?:'re| are| were| have| had|'ve| tested)|our records show (?:that )?you|i(?:'m| am| was| have| had|'ve)|my)\s+(?:[\w'-]+\s+){0,3}$/i;
 const CONDITIONAL_RE = /\b(?:if|when|whether) (?:you|your|u|ur|anyone|someone|a child)\b|\banyone\b|\b(?:people|patients|adults|those|women|men|children) (?:who|with|over|under|aged)\b/i;
+/** Words of health care: an account or member number in such mail is a patient's (LABELING.md H2). */
 const HEALTH_CONTEXT_RE =
-  /\b(?:patients?|pt|clinic|medical|health|hospital|practice|doctor|dr|physician|provider|visit|insurance|plan|copay|coinsurance|deductible|claim|eob|benefits|pharmacy|lab|dental|vision|care|medicare|medicaid|hmo|ppo|rx|statement|guarantor|billing)\b/i;
+  /\b(?:patients?|pt|clinic|medical|health|hospital|practice|doctor|dr|physician|copay|co-pay|coinsurance|eob|explanation of benefits|pharmacy|lab|dental|medicare|medicaid|hmo|ppo|rx|guarantor|nurse|specialist|prior auth\w*)\b/i;
+/** Words of other trades (utilities, gyms, cars, banks): their account and member numbers are not a patient's (LABELING.md P4). */
+const OTHER_TRADE_RE =
+  /\b(?:utility|utilities|electric(?:ity)?|water|power|gas|internet|broadband|wireless|gym|fitness|membership|auto|car|vehicle|homeowners?|renters?|rental|lease|landlord|bank|banking|credit card|loan|mortgage|airline|frequent flyer|hotel|loyalty|rewards|library|streaming|tuition|student|tenant)\b/i;
+/** Words that make an account or member number plausible in a clinic's mail when no trade is named. */
+const LOOSE_HEALTH_RE = /\b(?:insurance|plan|claim|benefits|provider|visit|statement|billing|balance|payment plan|coverage|care)\b/i;
 
 const fieldText = (field: Finding['field'], full: string, subjectEnd: number) =>
   field === 'subject' ? full.slice(0, subjectEnd) : full.slice(subjectEnd + 1);
@@ -344,12 +350,12 @@ const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessmen
   let subjectPhi = false;
   let weakCount = 0;
   const sentenceCache = new Map<number, number>();
-  /** Bits: 1 general information, 2 conditional ("if you..."), 4 rhetorical heading ("Pregnant?"). */
+  /** Bits: 1 general information, 4 rhetorical heading ("Pregnant?"). */
   const sentenceKind = (si: number) => {
     let k = sentenceCache.get(si);
     if (k === undefined) {
       const t = full.slice(b[si], b[si + 1]);
-      k = (GENERAL_RE.test(t) ? 1 : 0) | (CONDITIONAL_RE.test(t) ? 2 : 0) | (/^\s*[\w'’ -]{1,30}\?\s*$/.test(t) ? 4 : 0);
+      k = (GENERAL_RE.test(t) ? 1 : 0) | (/^\s*[\w'’ -]{1,30}\?\s*$/.test(t) ? 4 : 0);
       sentenceCache.set(si, k);
     }
     return k;
@@ -403,7 +409,8 @@ const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessmen
     if (broadcast && !strong) continue;
     // A subject line is a topic ("Pregnancy and the heat") unless it says whose ("Your colonoscopy").
     if (s < subjectEnd && !possessed && !salutationName && !namedBySpan) continue;
-    if (kind & 6) continue;
+    // "If you have chest pain, call 911": what follows a condition in its sentence ties nobody to it.
+    if (kind & 4 || CONDITIONAL_RE.test(full.slice(b[si], s))) continue;
     if (!possessed && kind & 1) continue;
     const named = inInstitutionName(full, s, e);
     if (named && !(cat === 'substance_use' && !broadcast && !inServiceList(full, s, e))) continue;
@@ -442,7 +449,8 @@ const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessmen
   const identifiers = new Set<IdentifierType>();
   let healthContext: boolean | undefined;
   // A utility, gym or car-insurance account is not a patient's: account, member and policy numbers count in health-care mail.
-  const inHealthMail = () => (healthContext ??= HEALTH_CONTEXT_RE.test(full));
+  const inHealthMail = () =>
+    (healthContext ??= HEALTH_CONTEXT_RE.test(full) || (!OTHER_TRADE_RE.test(full) && LOOSE_HEALTH_RE.test(full)));
   for (const t of labelledIdentifiers(full)) if (t === 'ssn' || t === 'mrn' || inHealthMail()) identifiers.add(t);
   for (const f of findings) if (SENSITIVE_SPAN_TYPES.has(f.type) && (f.type === 'ssn' || inHealthMail())) identifiers.add(f.type as IdentifierType);
   if (identifiers.size > 0 && subjectEnd > 0 && labelledIdentifiers(full.slice(0, subjectEnd)).length > 0) subjectPhi = true;
