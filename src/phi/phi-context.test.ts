@@ -1,4 +1,7 @@
+import fs from 'node:fs';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { holdsInMonitored } from './message-eval.js';
 import { assessMessage } from './phi-context.js';
 import { messageDecision } from './phi-policy.js';
 
@@ -103,4 +106,18 @@ describe('message-level PHI judgement', () => {
     expect(a.findings.map((f) => f.type)).toEqual(['name', 'lab_value']);
     expect(Object.keys(a.findings[0]!).sort()).toEqual(['confidence', 'detector', 'end', 'field', 'start', 'type']);
   });
+});
+
+describe('message-level PHI judgement on the regression cases (written by the detector authors: not an evaluation)', () => {
+  const file = path.join(import.meta.dirname, '..', '..', 'test', 'fixtures', 'phi-judgement-cases.jsonl');
+  const cases = fs
+    .readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((l) => l.trim())
+    .map((l) => JSON.parse(l) as { id: string; hold: boolean; subject: string; text: string });
+  for (const c of cases) {
+    it(`${c.hold ? 'holds' : 'lets pass'} ${c.id}`, () => {
+      expect(holdsInMonitored(assessMessage({ subject: c.subject, text: c.text }))).toBe(c.hold);
+    });
+  }
 });
