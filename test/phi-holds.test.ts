@@ -96,8 +96,11 @@ for (const dialect of testDialects()) {
 
     it('holds in monitored a result told in words and a reminder naming the procedure; lets a minimal reminder at a clinic named for a condition flow', async () => {
       const s = await mailbox('monitored', { forward_to: 'supervisor@hospital.example' });
-      const held = async (subject: string, text: string) => (await send(s.agentKey, s.mailbox.id, { to: [await patient()], subject, text })).body.status;
-      expect(await held('quick update', 'hey Marcus, your strep test came back negative so no antibiotics needed. feel better!')).toBe('pending_approval');
+      const held = async (subject: string, text: string) =>
+        (await send(s.agentKey, s.mailbox.id, { to: [await patient()], subject, text })).body.status;
+      expect(await held('quick update', 'hey Marcus, your strep test came back negative so no antibiotics needed. feel better!')).toBe(
+        'pending_approval',
+      );
       expect(await held('Reminder', 'Hi Ana, reminder: your colonoscopy is Friday at 8:00. Start the bowel prep Thursday at 6 PM.')).toBe(
         'pending_approval',
       );
@@ -107,7 +110,9 @@ for (const dialect of testDialects()) {
           'Hi Mohammed, a reminder of your visit at the Diabetes Education Center, 3rd floor, 1200 Fenwick Avenue, on Tuesday 06/10 at 1:00 PM.',
         ),
       ).toBe('queued');
-      expect(await held('Invoice INV-2025-00482', 'Please find attached invoice INV-2025-00482 for the March linen service.')).toBe('queued');
+      expect(await held('Invoice INV-2025-00482', 'Please find attached invoice INV-2025-00482 for the March linen service.')).toBe(
+        'queued',
+      );
       const statement = await send(s.agentKey, s.mailbox.id, {
         to: [await patient()],
         subject: 'Statement',
@@ -130,7 +135,9 @@ for (const dialect of testDialects()) {
       expect(held.body.status).toBe('pending_approval');
       const v = await t.call('GET', `/v1/emails/${held.body.id}`, strict.agentKey);
       // The message-level judgement says whom the information is about and what it discloses.
-      expect(v.body.approval.reasons).toEqual([{ code: 'phi', types: ['diagnosis', 'mrn', 'name'], about: 'named', disclosures: ['condition'] }]);
+      expect(v.body.approval.reasons).toEqual([
+        { code: 'phi', types: ['diagnosis', 'mrn', 'name'], about: 'named', disclosures: ['condition'] },
+      ]);
 
       const byType = await mailbox('autonomous', { phi_policy: { hold_types: ['mrn'] } });
       expect(

@@ -20,12 +20,23 @@ const dir = tempDir('mw-phi-model');
 const write = (name: string, weights = WEIGHTS, sidecar: Partial<PhiModelSidecar> = {}) => {
   const file = path.join(dir, `${name}.onnx`);
   fs.writeFileSync(file, tinyLinearClassifier(weights, BIAS));
-  fs.writeFileSync(path.join(dir, `${name}.json`), JSON.stringify({ kind: 'bag-of-words-classifier', vocabulary: VOCAB, threshold: 0.6, ...sidecar }));
+  fs.writeFileSync(
+    path.join(dir, `${name}.json`),
+    JSON.stringify({ kind: 'bag-of-words-classifier', vocabulary: VOCAB, threshold: 0.6, ...sidecar }),
+  );
   return file;
 };
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-const screenContent = (subject: string, text: string) => ({ to: ['p@example.org'], cc: [], bcc: [], subject, text, html: null, attachments: [] });
+const screenContent = (subject: string, text: string) => ({
+  to: ['p@example.org'],
+  cc: [],
+  bcc: [],
+  subject,
+  text,
+  html: null,
+  attachments: [],
+});
 const noConsent = { consentFor: async () => ({ status: 'granted' as const, categories: [] }) };
 const granted = { refused: 0, firstRefused: -1, held: 0, categoryHeld: 0, firstCategoryHeld: -1, category: null };
 
@@ -75,7 +86,9 @@ describe('optional local PHI model (ONNX, onnxruntime-node)', () => {
       const c = screenContent('Pickup', 'Hi Dana, your zorvex is ready at the front desk.');
       expect(rulesOnly.holdReasons(await rulesOnly.scan(c, 'clinic.example'), 'monitored', null, granted).reasons).toEqual([]);
       const reasons = withModel.holdReasons(await withModel.scan(c, 'clinic.example'), 'monitored', null, granted).reasons;
-      expect(reasons).toEqual([{ code: 'phi', types: ['name'], about: 'recipient', disclosures: [], model_probability: expect.any(Number) }]);
+      expect(reasons).toEqual([
+        { code: 'phi', types: ['name'], about: 'recipient', disclosures: [], model_probability: expect.any(Number) },
+      ]);
     } finally {
       await model.release();
     }
@@ -103,7 +116,9 @@ describe('optional local PHI model (ONNX, onnxruntime-node)', () => {
     try {
       const env = { MAILWARD_DATA_DIR: data, MAILWARD_PHI_MODEL: path.join(dir, 'nowhere.onnx') };
       expect(loadConfig(env).phi.modelPath).toBe(path.join(dir, 'nowhere.onnx'));
-      await expect(createContainer(loadConfig(env), { createMasterKey: true, logger: createLogger({ level: 'silent' }) })).rejects.toMatchObject({
+      await expect(
+        createContainer(loadConfig(env), { createMasterKey: true, logger: createLogger({ level: 'silent' }) }),
+      ).rejects.toMatchObject({
         code: 'phi_model_unavailable',
         message: expect.stringContaining('MAILWARD_PHI_MODEL'),
       });

@@ -46,7 +46,8 @@ const score = (kind: string, rows: { gold: boolean; pred: boolean }[]): HoldScor
 };
 
 /** The hold a `monitored` mailbox makes under the default policy (DEFAULT_HOLD_AT.monitored = 'moderate'). */
-export const holdsInMonitored = (a: Assessment) => a.part2 || a.sensitivity === 'moderate' || a.sensitivity === 'high' || a.sensitivity === 'restricted';
+export const holdsInMonitored = (a: Assessment) =>
+  a.part2 || a.sensitivity === 'moderate' || a.sensitivity === 'high' || a.sensitivity === 'restricted';
 
 export const evaluateMessages = (
   part: string,
@@ -66,8 +67,16 @@ export const evaluateMessages = (
     part,
     messages: messages.length,
     overall: score('overall', rows),
-    perKind: kinds.map((k) => score(k, rows.filter((r) => r.m.kind === k))),
-    hard: score('hard only', rows.filter((r) => r.m.hard)),
+    perKind: kinds.map((k) =>
+      score(
+        k,
+        rows.filter((r) => r.m.kind === k),
+      ),
+    ),
+    hard: score(
+      'hard only',
+      rows.filter((r) => r.m.hard),
+    ),
     part2: {
       labelled: p2.length,
       marked: p2.filter((m) => assessMessage({ subject: m.subject ?? '', text: m.text }, options).part2).length,

@@ -77,7 +77,13 @@ const recipientsOf = (c: Pick<OutboundContent, 'to' | 'cc' | 'bcc'>) => [
  * transaction; `checkConsent` reads in the caller's transaction, so a consent
  * recorded concurrently is either seen or ordered after the send.
  */
-export const createOutboundScreen = ({ consent, model = null }: { consent: Pick<ConsentService, 'consentFor'>; model?: PhiModel | null }) => {
+export const createOutboundScreen = ({
+  consent,
+  model = null,
+}: {
+  consent: Pick<ConsentService, 'consentFor'>;
+  model?: PhiModel | null;
+}) => {
   const optionsCache = new Map<string, ContextOptions>();
   /** The organisation's own domain (staff addresses and links are not patient identifiers) and name (never a disclosure). */
   const optionsFor = (domain: string, orgName?: string): ContextOptions => {

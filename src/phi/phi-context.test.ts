@@ -8,8 +8,16 @@ import { messageDecision } from './phi-policy.js';
 /** Written for these tests (not taken from any corpus): one line per rule of the judgement. */
 const HOLD: [string, string, string][] = [
   ['result in words', 'Checking in', 'Hi Omar, good news: the biopsy came back benign. Nothing further needed.'],
-  ['result with no test named but a conversation', 'Call us', 'Dear Mrs. Alvarez, the doctor would like to go over your results with you. Please call.'],
-  ['value higher than wanted', 're: labs', 'Hey Priscilla, your sugar numbers are a bit higher than we want, so Dr. Ames wants to see you.'],
+  [
+    'result with no test named but a conversation',
+    'Call us',
+    'Dear Mrs. Alvarez, the doctor would like to go over your results with you. Please call.',
+  ],
+  [
+    'value higher than wanted',
+    're: labs',
+    'Hey Priscilla, your sugar numbers are a bit higher than we want, so Dr. Ames wants to see you.',
+  ],
   ['referral with a reason', 'Referral', 'Hi Tom, Dr. Lee has referred you to a dermatologist about the changing mole on your back.'],
   ['specialist as the need', 'Next steps', 'Ms. Grant, you need to see a cardiologist soon; we will send the paperwork.'],
   ['dashed account number', 'Statement', 'Dear Luis Ortega, your statement for account 7781-2290-04 is ready. Balance $40.'],
@@ -25,25 +33,57 @@ const HOLD: [string, string, string][] = [
   ['mental-health care', 'Next week', 'Hi Sam, see you at our therapy session on Thursday at 5.'],
   ['medication by class', 'Pharmacy', 'Hello Ivy, your inhaler refill is ready at the front counter.'],
   ['a named patient in staff mail', 'rm 12', 'Can someone check on Mr. Dunn in room 12? His wound is bleeding through the dressing.'],
-  ['a personal recall', 'Important', 'Dear Ms. Park, our records show you were implanted with a pump from lot 4471, which is being recalled.'],
+  [
+    'a personal recall',
+    'Important',
+    'Dear Ms. Park, our records show you were implanted with a pump from lot 4471, which is being recalled.',
+  ],
 ];
 
 const PASS: [string, string, string][] = [
-  ['minimal reminder (name, time, address)', 'Reminder', 'Hi Maria, a reminder of your appointment on Tuesday, March 10 at 10:30 AM at 12 Main Street. Bring your insurance card.'],
-  ['the clinic name contains a condition', 'Your visit', 'Dear Kenji, your visit at the Lakeside Diabetes Center is on 05/14 at 2:15 PM with Dr. Osei.'],
+  [
+    'minimal reminder (name, time, address)',
+    'Reminder',
+    'Hi Maria, a reminder of your appointment on Tuesday, March 10 at 10:30 AM at 12 Main Street. Bring your insurance card.',
+  ],
+  [
+    'the clinic name contains a condition',
+    'Your visit',
+    'Dear Kenji, your visit at the Lakeside Diabetes Center is on 05/14 at 2:15 PM with Dr. Osei.',
+  ],
   ['a department name in a signature', 'Hours', 'Hi Ana, we are open until 6 on Fridays.\n\nBreast Health Center\nRiverbend Hospital'],
-  ['referral without a reason', 'Referral sent', 'Hi Greg, your referral to Dr. Amari at Northside Cardiology has been sent. They will call you.'],
+  [
+    'referral without a reason',
+    'Referral sent',
+    'Hi Greg, your referral to Dr. Amari at Northside Cardiology has been sent. They will call you.',
+  ],
   ['a notification without the test', 'New result', 'Hello, a new result is available in your portal. Sign in to view it.'],
-  ['an announcement with medical words', 'Flu clinic', 'All patients: our flu clinic is on Saturday. Walk in, no appointment needed. Diabetes and asthma patients welcome.'],
-  ['a public recall', 'Recall', 'Dear patients, the manufacturer of the SteadyStep glucose meter has issued a voluntary recall of some lots.'],
-  ['invoice and order numbers', 'Invoice INV-2025-00912', 'Please find invoice INV-2025-00912 and order ORD-4471-2290-18 for the March supplies.'],
+  [
+    'an announcement with medical words',
+    'Flu clinic',
+    'All patients: our flu clinic is on Saturday. Walk in, no appointment needed. Diabetes and asthma patients welcome.',
+  ],
+  [
+    'a public recall',
+    'Recall',
+    'Dear patients, the manufacturer of the SteadyStep glucose meter has issued a voluntary recall of some lots.',
+  ],
+  [
+    'invoice and order numbers',
+    'Invoice INV-2025-00912',
+    'Please find invoice INV-2025-00912 and order ORD-4471-2290-18 for the March supplies.',
+  ],
   ['a masked card', 'Payment received', 'Hi Ben, we received your payment of $20 (card ending 4471). Receipt R-0098812.'],
   ['a tracking number', 'Shipped', 'Your order 4471229018 has shipped. Tracking: 1Z 999 AA1 01 2345 6784.'],
   ['staff logistics', 'Out Friday', 'Hi all, I am out on Friday. Please send urgent referrals to Jo at ext. 2214.'],
   ['general health tips', 'Stay cool', 'Hot days ahead: drink water, rest in the shade and check on older neighbours.'],
   ['a routine vaccine reminder', 'Flu shot', 'Hi Leo, your flu shot is due. Walk in any weekday morning.'],
   ['a prescription without the drug', 'Ready', 'Hi Mia, your prescription is ready for pickup at the pharmacy counter.'],
-  ['a public notice from a Part 2 programme', 'Holiday hours', 'Harbor Recovery Services will be closed on July 4. All patients will receive take-home doses on July 3.'],
+  [
+    'a public notice from a Part 2 programme',
+    'Holiday hours',
+    'Harbor Recovery Services will be closed on July 4. All patients will receive take-home doses on July 3.',
+  ],
 ];
 
 describe('message-level PHI judgement', () => {
@@ -73,7 +113,10 @@ describe('message-level PHI judgement', () => {
   });
 
   it('rates Part 2 restricted and holds it in every mode but read_only, even autonomous', () => {
-    const a = assessMessage({ subject: 'Group', text: 'hey Lucas, the tuesday counselling group at the recovery program moved to room B.' });
+    const a = assessMessage({
+      subject: 'Group',
+      text: 'hey Lucas, the tuesday counselling group at the recovery program moved to room B.',
+    });
     expect(a).toMatchObject({ part2: true, sensitivity: 'restricted' });
     expect(messageDecision(a, 'autonomous').reasons.map((r) => r.code)).toEqual(['part2', 'phi']);
   });
@@ -97,7 +140,10 @@ describe('message-level PHI judgement', () => {
 
   it("never holds for the organisation's own name, even one that names a condition", () => {
     const orgNames = ['Riverside Heart Failure & Transplant'];
-    const a = assessMessage({ subject: 'Hours', text: 'Hi Ana, Riverside Heart Failure & Transplant is open late on Thursdays.' }, { orgNames });
+    const a = assessMessage(
+      { subject: 'Hours', text: 'Hi Ana, Riverside Heart Failure & Transplant is open late on Thursdays.' },
+      { orgNames },
+    );
     expect(a.phi).toBe(false);
   });
 

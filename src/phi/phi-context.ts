@@ -151,9 +151,19 @@ const labelledIdentifiers = (text: string): IdentifierType[] => {
     const gap = m[0];
     const label0 = m[0].toLowerCase();
     // A bare "ID" is a member ID only near insurance words ("the plan had your ID as ..."); "Webinar ID", "App ID" are not.
-    if (/^id\b/.test(label0) && !/\b(?:plan|insurance|insured|member|medicare|medicaid|health|subscriber|card|claim)\b/i.test(text.slice(Math.max(0, m.index - 120), m.index)))
+    if (
+      /^id\b/.test(label0) &&
+      !/\b(?:plan|insurance|insured|member|medicare|medicaid|health|subscriber|card|claim)\b/i.test(
+        text.slice(Math.max(0, m.index - 120), m.index),
+      )
+    )
       continue;
-    if (NOT_ID_LABEL_RE.test(text.slice(Math.max(0, m.index - 24), m.index)) || NOT_ID_LABEL_RE.test(gap) || notAnIdentifier(value, text.slice(Math.max(0, end - 3), end))) continue;
+    if (
+      NOT_ID_LABEL_RE.test(text.slice(Math.max(0, m.index - 24), m.index)) ||
+      NOT_ID_LABEL_RE.test(gap) ||
+      notAnIdentifier(value, text.slice(Math.max(0, end - 3), end))
+    )
+      continue;
     if (/ending|ends in/i.test(gap)) continue;
     const label = m[0].toLowerCase();
     out.add(
@@ -207,7 +217,8 @@ const inInstitutionName = (text: string, s: number, e: number) => {
   }
   if (!isUpperAt(text, s)) return false;
   // Walk right over capitalised words (and "&", "and", "of", "for", "the" between them) to the end of the name.
-  const re = /(?:\s*(?:&|and|of|for|the)?\s*|\/)([A-Z][\w'’-]*|(?:team|program|programme|unit|clinic|center|centre|class|department|office|group|services)\b)/y;
+  const re =
+    /(?:\s*(?:&|and|of|for|the)?\s*|\/)([A-Z][\w'’-]*|(?:team|program|programme|unit|clinic|center|centre|class|department|office|group|services)\b)/y;
   let end = e;
   const own = text.slice(s, e).split(/\s+/);
   let words = own.length;
@@ -228,7 +239,8 @@ const inInstitutionName = (text: string, s: number, e: number) => {
   let start = s;
   for (let k = 0; k < 4; k++) {
     const m = /([A-Z][\w'’-]*)[ \t]+$/.exec(text.slice(Math.max(0, start - 30), start));
-    if (!m || /^(?:Your|The|Our|My|His|Her|Their|Dear|Hi|Hello|Re|Fw|Fwd|For|At|To|In|A|An|This|That|Yes|No|Mr|Mrs|Ms|Dr)$/.test(m[1]!)) break;
+    if (!m || /^(?:Your|The|Our|My|His|Her|Their|Dear|Hi|Hello|Re|Fw|Fwd|For|At|To|In|A|An|This|That|Yes|No|Mr|Mrs|Ms|Dr)$/.test(m[1]!))
+      break;
     start -= m[0].length;
     words++;
   }
@@ -249,7 +261,13 @@ const maskOrgNames = (text: string, names: readonly string[] | undefined) => {
   let out = text;
   for (const n of names) {
     if (n.trim().length < 3) continue;
-    const re = new RegExp(n.trim().replace(/[.*+?^${}()|[\]\\]/g, '\\$&').replace(/\s+/g, '\\s+'), 'gi');
+    const re = new RegExp(
+      n
+        .trim()
+        .replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+        .replace(/\s+/g, '\\s+'),
+      'gi',
+    );
     out = out.replace(re, (m) => ' '.repeat(m.length));
   }
   return out;
@@ -319,13 +337,17 @@ const NOT_SALUTATION_NAMES = new Set([
 ]);
 const STRONG_POSSESSED_RE =
   /\b(?:you(?:'re| are| were| have| had|'ve| tested)|our records show (?:that )?you|i(?:'m| am| was| have| had|'ve)|my)\s+(?:[\w'-]+\s+){0,3}$/i;
-const CONDITIONAL_RE = /\b(?:if|when|whether) (?:you|your|u|ur|anyone|someone|a child)\b|\banyone\b|\b(?:people|patients|adults|those|women|men|children) (?:who|with|over|under|aged)\b/i;
+const CONDITIONAL_RE =
+  /\b(?:if|when|whether) (?:you|your|u|ur|anyone|someone|a child)\b|\banyone\b|\b(?:people|patients|adults|those|women|men|children) (?:who|with|over|under|aged)\b/i;
 /** Words of health care: an account or member number in such mail is a patient's (LABELING.md H2). */
 const HEALTH_CONTEXT_RE =
   /\b(?:patients?|pt|clinic|medical|health|hospital|practice|doctor|dr|physician|copay|co-pay|coinsurance|eob|explanation of benefits|pharmacy|lab|dental|medicare|medicaid|hmo|ppo|rx|guarantor|nurse|specialist|prior auth\w*)\b/i;
 /** Words of other trades (utilities, gyms, cars, banks): their account and member numbers are not a patient's (LABELING.md P4). */
 const OTHER_TRADE_RE =
   /\b(?:utility|utilities|electric(?:ity)?|water|power|gas|internet|broadband|wireless|gym|fitness|membership|auto|car|vehicle|homeowners?|renters?|rental|lease|landlord|bank|banking|credit card|loan|mortgage|airline|frequent flyer|hotel|loyalty|rewards|library|streaming|tuition|student|tenant)\b/i;
+/** Vendor and supply mail (LABELING.md P4, P6): a device or drug named there is a product, not someone's care. */
+const VENDOR_RE =
+  /\b(?:rma|return authori[sz]ation|purchase order|po-?\d|order (?:#|no|number|ref)|shipment|shipped|tracking|invoice|sku|warranty|depot|ship to|remittance|vendor|supplier|catalog(?:ue)?|quote|backorder(?:ed)?)\b/i;
 /** Words that make an account or member number plausible in a clinic's mail when no trade is named. */
 const LOOSE_HEALTH_RE = /\b(?:insurance|plan|claim|benefits|provider|visit|statement|billing|balance|payment plan|coverage|care)\b/i;
 
@@ -338,11 +360,15 @@ const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessmen
   const namedBySpan = findings.some((f) => f.type === 'name' && f.confidence >= 0.75);
   const sal = SALUTATION_RE.exec(full);
   const salutationName = sal !== null && !NOT_SALUTATION_NAMES.has(sal[1]!.toLowerCase());
-  const strongThird = /\b(?:(?:mr|mrs|ms|miss|mx)\.? [A-Z][a-z]|patient\s*:|pt\s*:|re:\s*[A-Z][a-z]+ [A-Z]|guarantor\s*:|(?:room|rm|bed) \d+|dob\b)/.test(full);
+  const strongThird =
+    /\b(?:(?:mr|mrs|ms|miss|mx)\.? [A-Z][a-z]|patient\s*:|pt\s*:|re:\s*[A-Z][a-z]+ [A-Z]|guarantor\s*:|(?:room|rm|bed) \d+|dob\b)/.test(
+      full,
+    );
   const broadcastCue = BROADCAST_RE.test(full);
   // A reply (quoted lines, "Re:") is a conversation with one person, never an announcement.
   const reply = /^\s*(?:re|aw|sv)\s*:/i.test(full) || /(?:^|\n)\s*>/.test(full);
   const broadcast = broadcastCue && !strongThird && !salutationName && !namedBySpan && !reply;
+  const vendor = !strongThird && !salutationName && !namedBySpan && VENDOR_RE.test(full);
 
   const found = new Set<Disclosure>();
   const cues: Cue[] = [];
@@ -386,7 +412,11 @@ const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessmen
                 : null;
       if (!cat) continue;
       // A capitalised word with a drug-name ending is more often a person's name ("Olamide") than a drug.
-      if (f.detector === 'lexicon.drug_stem' && f.field !== 'attachment' && /^[A-Z]/.test(fieldText(f.field, full, subjectEnd).slice(f.start, f.start + 1)))
+      if (
+        f.detector === 'lexicon.drug_stem' &&
+        f.field !== 'attachment' &&
+        /^[A-Z]/.test(fieldText(f.field, full, subjectEnd).slice(f.start, f.start + 1))
+      )
         continue;
       const base = f.field === 'subject' ? 0 : f.field === 'text' || f.field === 'html' ? subjectEnd + 1 : -1;
       if (base < 0) {
@@ -407,6 +437,7 @@ const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessmen
     const possessed = strong || POSSESSED_BEFORE_RE.test(before);
     // An announcement ties nobody to anything unless it says so outright ("our records show you were implanted...").
     if (broadcast && !strong) continue;
+    if (vendor && !possessed && (cat === 'procedure' || cat === 'medication')) continue;
     // A subject line is a topic ("Pregnancy and the heat") unless it says whose ("Your colonoscopy").
     if (s < subjectEnd && !possessed && !salutationName && !namedBySpan) continue;
     // "If you have chest pain, call 911": what follows a condition in its sentence ties nobody to it.
@@ -449,10 +480,10 @@ const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessmen
   const identifiers = new Set<IdentifierType>();
   let healthContext: boolean | undefined;
   // A utility, gym or car-insurance account is not a patient's: account, member and policy numbers count in health-care mail.
-  const inHealthMail = () =>
-    (healthContext ??= HEALTH_CONTEXT_RE.test(full) || (!OTHER_TRADE_RE.test(full) && LOOSE_HEALTH_RE.test(full)));
+  const inHealthMail = () => (healthContext ??= HEALTH_CONTEXT_RE.test(full) || (!OTHER_TRADE_RE.test(full) && LOOSE_HEALTH_RE.test(full)));
   for (const t of labelledIdentifiers(full)) if (t === 'ssn' || t === 'mrn' || inHealthMail()) identifiers.add(t);
-  for (const f of findings) if (SENSITIVE_SPAN_TYPES.has(f.type) && (f.type === 'ssn' || inHealthMail())) identifiers.add(f.type as IdentifierType);
+  for (const f of findings)
+    if (SENSITIVE_SPAN_TYPES.has(f.type) && (f.type === 'ssn' || inHealthMail())) identifiers.add(f.type as IdentifierType);
   if (identifiers.size > 0 && subjectEnd > 0 && labelledIdentifiers(full.slice(0, subjectEnd)).length > 0) subjectPhi = true;
   if (findings.some((f) => f.field === 'subject' && SENSITIVE_SPAN_TYPES.has(f.type))) subjectPhi = true;
 

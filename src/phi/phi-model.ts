@@ -68,7 +68,9 @@ export const loadPhiModel = async (config: PhiModelConfig): Promise<PhiModel | n
   try {
     sidecar = sidecarSchema.parse(JSON.parse(fs.readFileSync(sidecarPath, 'utf8')));
   } catch (e) {
-    throw modelError(`sidecar ${sidecarPath} is invalid (${e instanceof z.ZodError ? e.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') : 'not JSON'})`);
+    throw modelError(
+      `sidecar ${sidecarPath} is invalid (${e instanceof z.ZodError ? e.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') : 'not JSON'})`,
+    );
   }
   const holdIndex = sidecar.labels.indexOf(sidecar.hold_label);
   if (holdIndex < 0) throw modelError(`hold_label "${sidecar.hold_label}" is not one of the sidecar's labels`);
@@ -86,7 +88,9 @@ export const loadPhiModel = async (config: PhiModelConfig): Promise<PhiModel | n
     throw modelError(`onnxruntime could not load ${modelPath} (${(e as Error).message.split('\n')[0]})`);
   }
   if (!session.inputNames.includes(sidecar.input) || !session.outputNames.includes(sidecar.output))
-    throw modelError(`the model's input/output names are ${session.inputNames.join(',')} / ${session.outputNames.join(',')}, not ${sidecar.input} / ${sidecar.output}`);
+    throw modelError(
+      `the model's input/output names are ${session.inputNames.join(',')} / ${session.outputNames.join(',')}, not ${sidecar.input} / ${sidecar.output}`,
+    );
   const index = new Map(sidecar.vocabulary.map((w, i) => [w.toLowerCase(), i]));
   const size = sidecar.vocabulary.length;
 

@@ -85,7 +85,11 @@ export const messageDecision = (a: Assessment, mode: OversightMode, mailboxPolic
   if (a.part2) reasons.push({ code: 'part2' });
   if (a.subjectPhi) reasons.push({ code: 'phi_in_subject' });
   const threshold = mailboxPolicy?.hold_at?.[mode] ?? DEFAULT_HOLD_AT[mode];
-  const byLevel = threshold !== 'never' && a.sensitivity !== 'none' && rank(a.sensitivity) >= rank(threshold) && (a.phi || rank(threshold) <= rank('low'));
+  const byLevel =
+    threshold !== 'never' &&
+    a.sensitivity !== 'none' &&
+    rank(a.sensitivity) >= rank(threshold) &&
+    (a.phi || rank(threshold) <= rank('low'));
   const alwaysTypes = new Set(mailboxPolicy?.hold_types ?? []);
   const byType = a.findings.some((f) => alwaysTypes.has(f.type)) || a.identifiers.some((t) => alwaysTypes.has(t));
   if (reasons.length > 0 || byLevel || byType) {

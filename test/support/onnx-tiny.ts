@@ -31,11 +31,19 @@ const FLOAT = 1;
 
 /** TypeProto.Tensor of floats with the given dims. */
 const tensorType = (dims: number[]) =>
-  msg(2, [msg(1, [int(1, FLOAT), msg(2, dims.map((d) => msg(1, [int(1, d)])))])]);
+  msg(2, [
+    msg(1, [
+      int(1, FLOAT),
+      msg(
+        2,
+        dims.map((d) => msg(1, [int(1, d)])),
+      ),
+    ]),
+  ]);
 const valueInfo = (field: number, name: string, dims: number[]) => msg(field, [str(1, name), tensorType(dims)]);
 const initializer = (name: string, dims: number[], values: number[]) => {
   const raw = Buffer.alloc(values.length * 4);
-  values.forEach((v, i) => raw.writeFloatLE(v, i * 4));
+  for (const [i, v] of values.entries()) raw.writeFloatLE(v, i * 4);
   // TensorProto: dims = 1, data_type = 2, name = 8, raw_data = 9 (little-endian).
   return msg(5, [...dims.map((d) => int(1, d)), int(2, FLOAT), str(8, name), bytes(9, raw)]);
 };
