@@ -252,11 +252,29 @@ export const CONDITION_TERMS: readonly string[] = [
   'hospice',
   'palliative',
   'new-onset',
-  // Shapes of condition names: inflammation, tumours, pain, paralysis, enlargement.
-  '[a-z]{3,}(?:itis|osis|emia|aemia|algia|plegia|megaly|trophy|penia|uria)',
   // A body part that is someone's: "your left knee", "her lungs".
   '(?:your|ur|his|her) (?:left |right |lower |upper )?(?:knee|knees|hip|hips|back|shoulder|wrist|ankle|neck|elbow|foot|feet|heel|toe|toes|hand|hands|finger|eye|eyes|ear|ears|throat|chest|stomach|belly|abdomen|lungs?|heart|kidneys?|liver|bladder|bowel|prostate|breasts?|uterus|ovar(?:y|ies)|spine|joints?|teeth|gums|jaw|sinuses)',
 ];
+
+/**
+ * Endings that make a word a condition (inflammation, disease process, blood,
+ * pain, paralysis, enlargement, wasting) or a procedure (removal, looking
+ * inside, repair, opening): matched at the end of a word of at least three
+ * more letters, so an unlisted "costochondritis" or "cholecystectomy" counts.
+ */
+export const CONDITION_ENDINGS: readonly string[] = [
+  'itis',
+  'osis',
+  'emia',
+  'aemia',
+  'algia',
+  'plegia',
+  'megaly',
+  'trophy',
+  'penia',
+  'uria',
+];
+export const PROCEDURE_ENDINGS: readonly string[] = ['ectomy', 'ectomies', 'oscopy', 'oscopies', 'plasty', 'otomy', 'ostomy'];
 
 /** Results, including results told in words (LABELING.md H1, edge cases 2 and 3). */
 export const RESULT_TERMS: readonly string[] = [
@@ -318,8 +336,6 @@ export const RESULT_TERMS: readonly string[] = [
 /** Procedures, tests and devices, done or planned ("your colonoscopy", "the MRI", "your CPAP supplies"). */
 export const PROCEDURE_TERMS: readonly string[] = [
   'colonoscop(?:y|ies)',
-  // Shapes of procedure names: removal, looking inside, repair, opening.
-  '[a-z]{3,}(?:ectomy|ectomies|oscopy|oscopies|plasty|otomy|ostomy)',
   '(?:angio|echocardio|electrocardio|audio|myelo|arterio|veno|cysto|uro|electroencephalo)gram',
   'a1c',
   'hba1c',

@@ -1,5 +1,6 @@
 import {
   BROADCAST_TERMS,
+  CONDITION_ENDINGS,
   CONDITION_TERMS,
   type Disclosure,
   GENERAL_SENTENCE_TERMS,
@@ -10,6 +11,7 @@ import {
   NOT_ID_LABEL_RE_SOURCE,
   PART2_DIRECT_TERMS,
   PREGNANCY_TERMS,
+  PROCEDURE_ENDINGS,
   PROCEDURE_TERMS,
   REFERRAL_RE_SOURCE,
   RESULT_TERMS,
@@ -93,14 +95,45 @@ const CATEGORIES: readonly { cat: Category; terms: readonly string[] }[] = [
   { cat: 'specialist', terms: SPECIALIST_TERMS },
 ];
 /**
- * All categories in one pass (a named group each), tried only at the start of a
- * word: one walk over the text instead of one per category. Run on the
- * lower-cased text without the `i` flag (faster), or with it when lower-casing
- * would change the text's length.
+ * All categories in one pass, tried only at the start of a word: one walk over
+ * the text instead of one per category. The alternatives are bucketed by their
+ * first letter ("a(?:sthma|nemia...)|b(?:...)"), so at each word the engine
+ * tries only the terms that can begin there. Each term keeps a capture group
+ * whose number says its category (GROUP_CATEGORY). Run on the lower-cased text
+ * without the `i` flag, or with it when lower-casing would change the length.
  */
-const mergedSource = `(?<![a-z0-9_\u00c0-\u024f])(?=[a-z0-9])(?:${CATEGORIES.map((c, i) => `(?<c${i}>${alternation(c.terms)})`).join('|')})(?![\\w-])`;
+const GROUP_CATEGORY: Category[] = [];
+const mergedSource = (() => {
+  const rest: string[] = [];
+  const group = (cat: Category, src: string) => {
+    GROUP_CATEGORY.push(cat);
+    return `(${src})`;
+  };
+  // First the bucketed terms, in category order; a term that does not begin with a plain letter or digit goes to `rest`.
+  const plain: { cat: Category; head: string; tail: string }[] = [];
+  const other: { cat: Category; src: string }[] = [];
+  for (const { cat, terms } of CATEGORIES) {
+    for (const t of terms) {
+      if (/^[a-z0-9][^?*+{]/.test(t) || /^[a-z0-9]$/.test(t)) plain.push({ cat, head: t[0]!, tail: t.slice(1) });
+      else other.push({ cat, src: t });
+    }
+  }
+  // Group numbers follow the order of the groups in the source: build it in one order and record categories as we go.
+  const heads = [...new Set(plain.map((p) => p.head))];
+  const parts: string[] = [];
+  for (const h of heads) {
+    const alts = plain.filter((p) => p.head === h).map((p) => group(p.cat, p.tail));
+    parts.push(`${h.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(?:${alts.join('|')})`);
+  }
+  for (const o of other) rest.push(group(o.cat, o.src));
+  return `(?<![a-z0-9_\u00c0-\u024f])(?=[a-z0-9])(?:${[...parts, ...rest].join('|')})(?![\\w-])`;
+})();
 const MERGED_RE = new RegExp(mergedSource, 'g');
 const MERGED_I_RE = new RegExp(mergedSource, 'gi');
+/** Word endings (CONDITION_ENDINGS, PROCEDURE_ENDINGS), found from the ending back to the word's start: no backtracking over every word. */
+const ENDINGS_RE = new RegExp(`(?<=[a-z]{3})(?:(?<c>${CONDITION_ENDINGS.join('|')})|(?<p>${PROCEDURE_ENDINGS.join('|')}))(?![\\w-])`, 'g');
+const isLowerAlpha = (c: number) => c >= 97 && c <= 122;
+const isWordChar = (c: number) => (c >= 48 && c <= 57) || isLowerAlpha(c) || c === 95 || (c >= 0xc0 && c <= 0x24f);
 const BROADCAST_RE = termsRe(BROADCAST_TERMS, 'i');
 const GENERAL_RE = termsRe(GENERAL_SENTENCE_TERMS, 'i');
 const REFERRAL_RE = new RegExp(REFERRAL_RE_SOURCE, 'i');
@@ -393,10 +426,22 @@ const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessmen
     const [re, text] = low.length === full.length ? [MERGED_RE, low] : [MERGED_I_RE, full];
     re.lastIndex = 0;
     for (let m = re.exec(text); m !== null; m = re.exec(text)) {
-      const g = m.groups!;
-      let k = 0;
-      while (k < CATEGORIES.length && g[`c${k}`] === undefined) k++;
-      if (k < CATEGORIES.length) candidates.push({ cat: CATEGORIES[k]!.cat, s: m.index, e: m.index + m[0].length, span: false });
+      let k = 1;
+      while (k <= GROUP_CATEGORY.length && m[k] === undefined) k++;
+      if (k <= GROUP_CATEGORY.length) candidates.push({ cat: GROUP_CATEGORY[k - 1]!, s: m.index, e: m.index + m[0].length, span: false });
+    }
+    if (text === low) {
+      const listed = candidates.length;
+      ENDINGS_RE.lastIndex = 0;
+      for (let m = ENDINGS_RE.exec(low); m !== null; m = ENDINGS_RE.exec(low)) {
+        const e = m.index + m[0].length;
+        let s = m.index;
+        while (s > 0 && isLowerAlpha(low.charCodeAt(s - 1))) s--;
+        if (s > 0 && isWordChar(low.charCodeAt(s - 1))) continue;
+        let covered = false;
+        for (let k = 0; k < listed && !covered; k++) covered = candidates[k]!.s <= s && candidates[k]!.e >= e;
+        if (!covered) candidates.push({ cat: m.groups!['c'] !== undefined ? 'condition' : 'procedure', s, e, span: false });
+      }
     }
     // Drug names, diagnoses, lab values and Part 2 terms the span detector knows (its lexicon and USAN stems).
     for (const f of findings) {
