@@ -1,7 +1,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { evaluateMessages, loadMessageCorpus, targetFailures } from '../src/phi/message-eval.js';
+import { evaluateMessages, holdsInMonitored, loadMessageCorpus, targetFailures } from '../src/phi/message-eval.js';
+import { assessMessage } from '../src/phi/phi-context.js';
+import { loadCorpus } from '../src/phi/phi-eval.js';
 
 /**
  * The message-level judgement on the development part of the independent
@@ -26,5 +28,20 @@ describe('message-level PHI holds on the independent corpus (dev part)', () => {
     expect(targetFailures(report)).toEqual([]);
     // Part 2 content is marked as such (it is held in every mode).
     expect(report.part2.marked).toBe(report.part2.labelled);
+  });
+});
+
+describe('message-level PHI holds on the synthetic span corpus (a second, machine-made check)', () => {
+  const { messages, options } = loadCorpus(path.join(import.meta.dirname, 'fixtures', 'phi-corpus'));
+  const SENSITIVE = new Set(['icd10', 'medication', 'diagnosis', 'lab_value', 'part2', 'ssn', 'mrn', 'health_plan_id', 'account_number']);
+
+  it('holds nearly every message with clinical content or a sensitive identifier, and no staff scheduling or portal notice', () => {
+    const withPhi = messages.filter((m) => m.spans.some((s) => SENSITIVE.has(s.type)));
+    const held = withPhi.filter((m) => holdsInMonitored(assessMessage({ subject: 'Message', text: m.text }, options)));
+    expect(held.length / withPhi.length).toBeGreaterThanOrEqual(0.98);
+    const clean = messages.filter((m) => m.kind === 'scheduling_no_phi' || m.kind === 'portal_security');
+    expect(clean.filter((m) => holdsInMonitored(assessMessage({ subject: 'Message', text: m.text }, options))).map((m) => m.id)).toEqual(
+      [],
+    );
   });
 });

@@ -148,7 +148,7 @@ const LOWER_INSTITUTION_RE =
   /^[\s-]{1,3}(?:[a-z'-]+[\s-]{1,3}){0,2}(?:clinic|clinics|center|centre|institute|department|dept|unit|ward|program|programme|class|classes|workshop|office|practice|service|services|lab|laboratory|floor|wing|line)\b/i;
 /** Someone other than the recipient, identifiable from context (LABELING.md H1, edge case 10). */
 const THIRD_PERSON_RE =
-  /\b(?:(?:mr|mrs|ms|miss|mx)\.? [A-Z][a-z]|patient\s*:|pt\s*:|re:\s*[A-Z][a-z]+ [A-Z]|guarantor\s*:|name\s*:\s*[A-Z]|(?:your|ur|her|his|their) (?:son|daughter|child|kid|kids|children|baby|father|dad|mother|mum|mom|husband|wife|partner|brother|sister|grandmother|grandfather|grandson|granddaughter)|the little one|(?:room|rm|bed) \d+|\d{1,3} ?(?:y\/o|yo|year[- ]old|month[- ]old)|dob\b|d\.o\.b\.|orders for|the patient\b)/i;
+  /\b(?:(?:mr|mrs|ms|miss|mx)\.? [A-Z][a-z]|patient\s*:|pt\s*:|re:\s*[A-Z][a-z]+ [A-Z]|guarantor\s*:|name\s*:\s*[A-Z]|(?:your|ur|her|his|their|my|our) (?:son|daughter|child|kid|kids|children|baby|father|dad|mother|mum|mom|husband|wife|partner|brother|sister|grandmother|grandfather|grandson|granddaughter)|the little one|(?:room|rm|bed) \d+|\d{1,3} ?(?:y\/o|yo|year[- ]old|month[- ]old)|dob\b|d\.o\.b\.|orders for|the patient\b)/i;
 /** "your X", "you have X", "you were X": a disclosure even inside an announcement-like message. */
 const POSSESSED_BEFORE_RE =
   /\b(?:your|ur|you(?:'re| are| were| have| had|'ve| tested)|his|her|him)\s+(?:[\w'-]+\s+){0,3}$|\b(?:you|him|her)\s+(?:[\w'-]+\s+){0,2}(?:for|about|with|to|on)\s+(?:the\s+|a\s+|an\s+)?(?:[\w'-]+\s+){0,2}$/i;
@@ -390,9 +390,17 @@ const fieldText = (field: Finding['field'], full: string, subjectEnd: number) =>
 const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessment => {
   const b = boundariesOf(full);
   // Who: names the span detector found with confidence (salutations, titles, labels, contacts), and context cues.
-  const namedBySpan = findings.some((f) => f.type === 'name' && f.confidence >= 0.75);
   const sal = SALUTATION_RE.exec(full);
-  const salutationName = sal !== null && !NOT_SALUTATION_NAMES.has(sal[1]!.toLowerCase());
+  // "Hi Nephrology team" greets a group, not a person.
+  const groupGreeting =
+    sal !== null &&
+    /^[ \t]+(?:[A-Z][\w'’-]*[ \t]+)?(?:team|staff|department|dept|group|unit|colleagues|all|folks|nurses|providers|desk|office)\b/i.test(
+      full.slice(sal.index + sal[0].length),
+    );
+  const salutationName = sal !== null && !groupGreeting && !NOT_SALUTATION_NAMES.has(sal[1]!.toLowerCase());
+  const namedBySpan = findings.some(
+    (f) => f.type === 'name' && f.confidence >= 0.75 && !(groupGreeting && f.detector === 'cue.salutation'),
+  );
   const strongThird =
     /\b(?:(?:mr|mrs|ms|miss|mx)\.? [A-Z][a-z]|patient\s*:|pt\s*:|re:\s*[A-Z][a-z]+ [A-Z]|guarantor\s*:|(?:room|rm|bed) \d+|dob\b)/.test(
       full,
@@ -401,7 +409,8 @@ const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessmen
   // A reply (quoted lines, "Re:") is a conversation with one person, never an announcement.
   const reply = /^\s*(?:re|aw|sv)\s*:/i.test(full) || /(?:^|\n)\s*>/.test(full);
   const broadcast = broadcastCue && !strongThird && !salutationName && !namedBySpan && !reply;
-  const vendor = !strongThird && !salutationName && !namedBySpan && VENDOR_RE.test(full);
+  // A relative ("my father", "your son") or a named person makes it about someone, whatever else the mail mentions.
+  const vendor = !strongThird && !salutationName && !namedBySpan && VENDOR_RE.test(full) && !THIRD_PERSON_RE.test(full);
 
   const found = new Set<Disclosure>();
   const cues: Cue[] = [];
