@@ -7,7 +7,7 @@ import { createLogger } from '../src/kernel/log.js';
 import { createOutboundScreen } from '../src/phi/outbound-screen.js';
 import { assessMessage } from '../src/phi/phi-context.js';
 import { loadPhiModel, type PhiModelSidecar } from '../src/phi/phi-model.js';
-import { tempDir } from './support/dialects.js';
+import { freshDatabase, tempDir, testDialects } from './support/dialects.js';
 import { tinyLinearClassifier } from './support/onnx-tiny.js';
 
 // A vocabulary the rules do not know, so that what the model adds is visible: "zorvex" is a made-up drug name.
@@ -111,24 +111,26 @@ describe('optional local PHI model (ONNX, onnxruntime-node)', () => {
     expect(await loadPhiModel({ phi: { modelPath: null } })).toBeNull();
   });
 
-  it('stops the start when MAILWARD_PHI_MODEL points to nothing, and starts with a model that loads', async () => {
-    const data = tempDir('mw-phi-start');
-    try {
-      const env = { MAILWARD_DATA_DIR: data, MAILWARD_PHI_MODEL: path.join(dir, 'nowhere.onnx') };
-      expect(loadConfig(env).phi.modelPath).toBe(path.join(dir, 'nowhere.onnx'));
-      await expect(
-        createContainer(loadConfig(env), { createMasterKey: true, logger: createLogger({ level: 'silent' }) }),
-      ).rejects.toMatchObject({
-        code: 'phi_model_unavailable',
-        message: expect.stringContaining('MAILWARD_PHI_MODEL'),
-      });
-      const c = await createContainer(loadConfig({ ...env, MAILWARD_PHI_MODEL: write('start') }), {
-        createMasterKey: true,
-        logger: createLogger({ level: 'silent' }),
-      });
-      await c.close();
-    } finally {
-      fs.rmSync(data, { recursive: true, force: true });
-    }
-  });
+  for (const dialect of testDialects()) {
+    it(`stops the start when MAILWARD_PHI_MODEL points to nothing, and starts with a model that loads (${dialect})`, async () => {
+      const fresh = await freshDatabase(dialect);
+      try {
+        const env = { ...fresh.env, MAILWARD_PHI_MODEL: path.join(dir, 'nowhere.onnx') };
+        expect(loadConfig(env).phi.modelPath).toBe(path.join(dir, 'nowhere.onnx'));
+        await expect(
+          createContainer(loadConfig(env), { createMasterKey: true, logger: createLogger({ level: 'silent' }) }),
+        ).rejects.toMatchObject({
+          code: 'phi_model_unavailable',
+          message: expect.stringContaining('MAILWARD_PHI_MODEL'),
+        });
+        const c = await createContainer(loadConfig({ ...env, MAILWARD_PHI_MODEL: write(`start-${dialect}`) }), {
+          createMasterKey: true,
+          logger: createLogger({ level: 'silent' }),
+        });
+        await c.close();
+      } finally {
+        await fresh.drop();
+      }
+    });
+  }
 });
