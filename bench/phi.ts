@@ -4,12 +4,15 @@
  * | email | URL | IPv4 | numeric and month-name dates | ICD-10) over the same
  * text. The baseline finds far less (no names, labels, clinical words, no
  * context checks); it shows what the detector's extra passes cost.
- * Target: at least 20 MB/s for scanText.
+ * Target: at least 20 MB/s for scanText; at least 5 MB/s for the message-level
+ * judgement (assessMessage: the span scan plus who/what/identifier passes), which
+ * decides holds on the send path, measured against the span scanner in the same run.
  *
  *   node --import tsx bench/phi.ts
  */
 import path from 'node:path';
 import { loadCorpus } from '../src/phi/phi-eval.js';
+import { assessMessage } from '../src/phi/phi-context.js';
 import { scanMessage, scanText } from '../src/phi/phi-scanner.js';
 
 const seconds = Number(process.env.MAILWARD_BENCH_SECONDS ?? 3);
@@ -27,18 +30,26 @@ const baseline = (t: string) => {
   return n;
 };
 
-/** Runs `fn` over the whole corpus repeatedly for `seconds`; returns MB/s and findings per pass. */
+/**
+ * Runs `fn` over the whole corpus repeatedly for `seconds` of CPU time; returns MB/s and findings per pass.
+ * Throughput is per second of this process's CPU time (process.cpuUsage), so a machine shared with
+ * other jobs does not count their time against it: "MB/s on one core".
+ */
+const cpuSeconds = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+};
 const measure = (fn: (t: string) => number) => {
   let found = 0;
   for (const t of texts) found += fn(t); // warm-up pass, also the count
   for (let i = 0; i < 20; i++) for (const t of texts) fn(t);
   let passes = 0;
-  const start = process.hrtime.bigint();
+  const start = cpuSeconds();
   let elapsed = 0;
   while (elapsed < seconds) {
     for (const t of texts) fn(t);
     passes++;
-    elapsed = Number(process.hrtime.bigint() - start) / 1e9;
+    elapsed = cpuSeconds() - start;
   }
   return { mbps: (bytes * passes) / elapsed / 1e6, passes, found, msgsPerSec: (texts.length * passes) / elapsed };
 };
@@ -51,9 +62,12 @@ const rows = [
     'scanMessage (text as html too)',
     measure((t) => scanMessage({ subject: 'Message', text: t, html: `<p>${t}</p>` }, options).findings.length / 2),
   ],
+  ['assessMessage (message-level judgement)', measure((t) => assessMessage({ subject: 'Message', text: t }, options).disclosures.length)],
 ] as const;
 
-console.log(`PHI scan throughput, one core, corpus of ${texts.length} messages (${(bytes / 1024).toFixed(0)} KiB), ${seconds}s each`);
+console.log(
+  `PHI scan throughput per CPU-second (one core), corpus of ${texts.length} messages (${(bytes / 1024).toFixed(0)} KiB), ${seconds}s each`,
+);
 console.log(`${'scanner'.padEnd(44)}${'MB/s'.padStart(9)}${'msgs/s'.padStart(11)}${'findings'.padStart(10)}`);
 for (const [name, r] of rows) {
   console.log(
@@ -61,6 +75,11 @@ for (const [name, r] of rows) {
   );
 }
 const main = rows[2][1].mbps;
+const judged = rows[4][1].mbps;
 console.log(
   `\ntarget >= 20 MB/s for scanText with org options: ${main >= 20 ? 'met' : 'MISSED'} (${main.toFixed(1)} MB/s; ${(rows[0][1].mbps / main).toFixed(1)}x slower than the single-regex baseline)`,
 );
+console.log(
+  `target >= 5 MB/s for the message-level judgement: ${judged >= 5 ? 'met' : 'MISSED'} (${judged.toFixed(1)} MB/s; ${(main / judged).toFixed(1)}x the cost of scanText alone)`,
+);
+if (main < 20 || judged < 5) process.exitCode = 1;

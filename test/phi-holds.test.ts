@@ -94,6 +94,36 @@ for (const dialect of testDialects()) {
       });
     }
 
+    it('holds in monitored a result told in words and a reminder naming the procedure; lets a minimal reminder at a clinic named for a condition flow', async () => {
+      const s = await mailbox('monitored', { forward_to: 'supervisor@hospital.example' });
+      const held = async (subject: string, text: string) =>
+        (await send(s.agentKey, s.mailbox.id, { to: [await patient()], subject, text })).body.status;
+      expect(await held('quick update', 'hey Marcus, your strep test came back negative so no antibiotics needed. feel better!')).toBe(
+        'pending_approval',
+      );
+      expect(await held('Reminder', 'Hi Ana, reminder: your colonoscopy is Friday at 8:00. Start the bowel prep Thursday at 6 PM.')).toBe(
+        'pending_approval',
+      );
+      expect(
+        await held(
+          'Reminder',
+          'Hi Mohammed, a reminder of your visit at the Diabetes Education Center, 3rd floor, 1200 Fenwick Avenue, on Tuesday 06/10 at 1:00 PM.',
+        ),
+      ).toBe('queued');
+      expect(await held('Invoice INV-2025-00482', 'Please find attached invoice INV-2025-00482 for the March linen service.')).toBe(
+        'queued',
+      );
+      const statement = await send(s.agentKey, s.mailbox.id, {
+        to: [await patient()],
+        subject: 'Statement',
+        text: 'Dear Eleanor Whitcombe, your statement for patient account ACCT-00482913 is ready. Balance due: $84.20.',
+      });
+      expect(statement.body.status).toBe('pending_approval');
+      const v = await t.call('GET', `/v1/emails/${statement.body.id}`, s.agentKey);
+      expect(v.body.phi_sensitivity).toBe('moderate');
+      expect(v.body.approval.reasons).toEqual([{ code: 'phi', types: ['account_number', 'name'], about: 'recipient', disclosures: [] }]);
+    });
+
     it('sends the same lab result in autonomous by default, and holds it when the mailbox policy says so', async () => {
       const free = await mailbox('autonomous');
       const sent = await send(free.agentKey, free.mailbox.id, { to: [await patient()], ...LAB });
@@ -104,7 +134,10 @@ for (const dialect of testDialects()) {
       const held = await send(strict.agentKey, strict.mailbox.id, { to: [await patient()], ...LAB });
       expect(held.body.status).toBe('pending_approval');
       const v = await t.call('GET', `/v1/emails/${held.body.id}`, strict.agentKey);
-      expect(v.body.approval.reasons).toEqual([{ code: 'phi', types: ['diagnosis', 'mrn', 'name'] }]);
+      // The message-level judgement says whom the information is about and what it discloses.
+      expect(v.body.approval.reasons).toEqual([
+        { code: 'phi', types: ['diagnosis', 'mrn', 'name'], about: 'named', disclosures: ['condition'] },
+      ]);
 
       const byType = await mailbox('autonomous', { phi_policy: { hold_types: ['mrn'] } });
       expect(

@@ -97,6 +97,8 @@ export const envSchema = z.object({
   MAILWARD_INBOUND_THREADS: z.coerce.number().int().min(0).max(16).default(1),
   // How long /metrics reuses its store snapshot (outbox, approvals, audit head, checkpoint): scrapes never hammer the store.
   MAILWARD_METRICS_CACHE_MS: z.coerce.number().int().min(0).max(300_000).default(5000),
+  // An optional local ONNX text classifier (a file, never downloaded) combined with the PHI rules; missing file: start refuses.
+  MAILWARD_PHI_MODEL: z.string().min(1).optional(),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -154,6 +156,8 @@ export type Config = {
     /** Worker threads for authentication, parsing and the PHI scan of received mail (default 1); 0 runs them on the event loop. */
     analysisThreads: number;
   };
+  /** PHI screen (src/phi/phi-model.ts PhiModelConfig): the local model's path, or null for rules only. */
+  phi: { modelPath: string | null };
 };
 
 export class ConfigError extends Error {
@@ -230,6 +234,7 @@ export const loadConfig = (env: NodeJS.ProcessEnv = process.env): Config => {
       maxRecipients: e.MAILWARD_SMTP_MAX_RECIPIENTS,
       analysisThreads: e.MAILWARD_INBOUND_THREADS,
     },
+    phi: { modelPath: e.MAILWARD_PHI_MODEL ? path.resolve(e.MAILWARD_PHI_MODEL) : null },
   };
 };
 

@@ -22,6 +22,7 @@ import type { DnsLookups } from '../mail/dns-overrides.js';
 import { createMailModule } from '../mail/mail-module.js';
 import { createMetrics } from '../http/metrics.js';
 import { createConsentService } from '../phi/consent-service.js';
+import { loadPhiModel } from '../phi/phi-model.js';
 import { migrateToLatest } from '../store/migrate.js';
 import { createVaultRepo } from '../vault/vault-repo.js';
 import { createVaultService } from '../vault/vault-service.js';
@@ -53,6 +54,8 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
   if (fs.existsSync(config.dataDir) && ensurePrivateDir(config.dataDir)) {
     logger.warn({ path: config.dataDir }, 'data directory was readable by other users; its mode is now 0700');
   }
+  // A configured local PHI model is loaded before anything else opens; a missing or broken one stops the start (fail closed).
+  const phiModel = await loadPhiModel(config);
   // At trace level every statement is logged (its duration, never its text or values): operators and tests see
   // what a process asks of the store, e.g. that an idle wait_for_email asks nothing.
   const onQuery = logger.isLevelEnabled('trace') ? (ms: number) => logger.trace({ ms }, 'store query') : undefined;
@@ -146,6 +149,7 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
     repo,
     consent,
     dns: opts.dns,
+    phiModel,
     sweep: () => approvals.expireDue(),
     metrics: metrics.sink,
   });
@@ -214,6 +218,7 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
       authCache.stop();
       await rateLimiter.stop();
       await store.destroy();
+      await phiModel?.release();
     },
   };
 };

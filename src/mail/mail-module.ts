@@ -8,6 +8,7 @@ import type { MetricsSink } from '../kernel/metrics.js';
 import type { ConsentService } from '../phi/consent-service.js';
 import { createOutboundScreen } from '../phi/outbound-screen.js';
 import { createEventFeed } from '../events/event-feed.js';
+import type { PhiModel } from '../phi/phi-model.js';
 import type { Store } from '../store/db.js';
 import { createDeliveryWorker } from './delivery-worker.js';
 import { createMailResolver, type DnsLookups, loadDnsOverrides } from './dns-overrides.js';
@@ -38,13 +39,29 @@ type Deps = {
   /** Periodic chores of the delivery loop (the container passes the approvals' expiry). */
   sweep?: () => Promise<unknown>;
   metrics?: MetricsSink;
+  /** The local PHI model (MAILWARD_PHI_MODEL), loaded at start; null: rules only. */
+  phiModel?: PhiModel | null;
 };
 
 /**
  * Wires outbound mail: mailboxes, send, reading, the delivery worker, PHI holds and consent, and mail's side of
  * reviewers' decisions (`held`, the approvals port); the container builds the approvals service over it.
  */
-export const createMailModule = ({ config, store, ring, clock, logger, audit, guard, repo, consent, dns, sweep, metrics }: Deps) => {
+export const createMailModule = ({
+  config,
+  store,
+  ring,
+  clock,
+  logger,
+  audit,
+  guard,
+  repo,
+  consent,
+  dns,
+  sweep,
+  metrics,
+  phiModel = null,
+}: Deps) => {
   const db = store.db;
   // The domain-event log's wake-ups: mail committed by any process sharing the store.
   const events = createEventFeed(store);
@@ -55,7 +72,7 @@ export const createMailModule = ({ config, store, ring, clock, logger, audit, gu
   let kick = () => {};
   const onQueued = () => kick();
   const mailboxes = createMailboxService({ db, repo, guard, clock });
-  const screen = createOutboundScreen({ consent });
+  const screen = createOutboundScreen({ consent, model: phiModel });
   const mail = createSendService({ db, ring, guard, repo, clock, pipeline, screen, audit, config, onQueued });
   // Get, list, thread, tags, search and attachments of both directions.
   const reader = createReadService({ db, dialect: store.dialect, ring, guard, clock, audit });

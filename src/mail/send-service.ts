@@ -12,6 +12,7 @@ import { newId } from '../kernel/ids.js';
 import { decideHold } from '../oversight/hold-policy.js';
 import { noConsentError } from '../phi/consent-service.js';
 import { type ConsentCheck, type OutboundScreen, parsePhiPolicy, storedFindings } from '../phi/outbound-screen.js';
+import type { Assessment } from '../phi/phi-context.js';
 import type { Finding } from '../phi/phi-types.js';
 import type { Db, Executor, Tx } from '../store/db.js';
 import { isUniqueViolation } from '../store/errors.js';
@@ -116,7 +117,7 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
     }
     const t = await threadingFor(ex, mailbox, body.in_reply_to);
     // Subject, bodies and text attachments are scanned before anything is stored.
-    const scan = screen.scan(content, org.domain);
+    const scan = await screen.scan(content, org.domain, org.name);
     const sealed = sealContent(ring, { org_id: mailbox.org_id, mailbox_id: mailbox.id, id }, content);
     const row = messageRow({
       id,
@@ -139,7 +140,7 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
       phiSensitivity: scan.sensitivity,
       category: body.category ?? null,
     });
-    return { row, content, findings: scan.findings };
+    return { row, content, findings: scan.findings, assessment: scan };
   };
 
   /** Writes a drafted message inside the transaction: row, idempotency key, events, audit; then holds or queues it. */
@@ -147,7 +148,7 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
     tx: Tx,
     ctx: RequestContext,
     mailbox: MailboxesTable,
-    d: { row: MessagesTable; content: MessageContent; findings: Finding[] },
+    d: { row: MessagesTable; content: MessageContent; findings: Finding[]; assessment: Assessment },
     idem: { key: string; hash: string } | null,
     onRefused: (check: ConsentCheck) => void,
   ) => {
@@ -160,7 +161,7 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
       throw noConsentError(check.firstRefused);
     }
     // PHI policy and unknown consent can hold a message in any mode but read_only (CONTRACT.md, oversight modes).
-    const phi = screen.holdReasons(d.findings, mailbox.oversight_mode, parsePhiPolicy(mailbox.phi_policy), check);
+    const phi = screen.holdReasons(d.assessment, mailbox.oversight_mode, parsePhiPolicy(mailbox.phi_policy), check);
     const decision = decideHold({ direction: 'outbound', mode: mailbox.oversight_mode, screenReasons: phi.reasons });
     if (decision.kind === 'refuse') throw forbidden('mailbox_read_only', 'This mailbox is read-only: it cannot send.');
     const reasons = decision.kind === 'hold' ? decision.reasons : [];

@@ -243,7 +243,8 @@ export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, he
       diff.push({ field: f, before_hash: fieldHash(before[f]), after_hash: fieldHash(next) });
       (after as Record<string, unknown>)[f] = next;
     }
-    const rescan = diff.some((d) => SCANNED.has(d.field)) ? screen.scan(after, (await repo.org(db, pre.m.org_id))?.domain ?? '') : null;
+    const org = diff.some((d) => SCANNED.has(d.field)) ? await repo.org(db, pre.m.org_id) : null;
+    const rescan = diff.some((d) => SCANNED.has(d.field)) ? await screen.scan(after, org?.domain ?? '', org?.name) : null;
     let refusal: { code: 'no_consent' | 'consent_category'; recipients: number; category?: string } | null = null;
 
     const approveIn = async (tx: Tx) => {

@@ -1,10 +1,11 @@
 import type { Executor } from '../store/db.js';
 import type { OversightMode } from '../store/schema.js';
 import { type ConsentService, consentGate } from './consent-service.js';
-import { DEFAULT_HOLD_AT, type MailboxPhiPolicy, type PhiHoldReason, policyDecision } from './phi-policy.js';
+import { type Assessment, assessMessage, type ContextOptions } from './phi-context.js';
+import type { PhiModel } from './phi-model.js';
+import { DEFAULT_HOLD_AT, type MailboxPhiPolicy, messageDecision, type PhiHoldReason } from './phi-policy.js';
 import type { PhiFindingOut, PhiPolicyInput } from './phi-schemas.js';
-import { scanMessage } from './phi-scanner.js';
-import { type Finding, SENSITIVITIES, type ScanOptions, type ScanResult } from './phi-types.js';
+import { type Finding, SENSITIVITIES } from './phi-types.js';
 
 /** The content the outbound path scans: the sealed message document, attachments as base64. */
 export type OutboundContent = {
@@ -76,33 +77,44 @@ const recipientsOf = (c: Pick<OutboundContent, 'to' | 'cc' | 'bcc'>) => [
  * transaction; `checkConsent` reads in the caller's transaction, so a consent
  * recorded concurrently is either seen or ordered after the send.
  */
-export const createOutboundScreen = ({ consent }: { consent: Pick<ConsentService, 'consentFor'> }) => {
-  const optionsCache = new Map<string, ScanOptions>();
-  /** The organisation's own domain: staff addresses and links there are not patient identifiers. */
-  const optionsFor = (domain: string): ScanOptions => {
-    let o = optionsCache.get(domain);
+export const createOutboundScreen = ({
+  consent,
+  model = null,
+}: {
+  consent: Pick<ConsentService, 'consentFor'>;
+  model?: PhiModel | null;
+}) => {
+  const optionsCache = new Map<string, ContextOptions>();
+  /** The organisation's own domain (staff addresses and links are not patient identifiers) and name (never a disclosure). */
+  const optionsFor = (domain: string, orgName?: string): ContextOptions => {
+    const key = `${domain}\n${orgName ?? ''}`;
+    let o = optionsCache.get(key);
     if (!o) {
-      o = { orgDomains: [domain] };
-      optionsCache.set(domain, o);
+      o = { orgDomains: [domain], ...(orgName ? { orgNames: [orgName] } : {}) };
+      optionsCache.set(key, o);
     }
     return o;
   };
 
-  /** Scans subject, text, html and attachments (text types; images flagged as possible photos). */
-  const scan = (c: OutboundContent, orgDomain: string): ScanResult =>
-    scanMessage(
-      {
-        subject: c.subject,
-        text: c.text,
-        html: c.html,
-        attachments: c.attachments.map((a) => ({
-          filename: a.filename,
-          content_type: a.content_type,
-          content: Buffer.from(a.content_base64, 'base64'),
-        })),
-      },
-      optionsFor(orgDomain),
-    );
+  /**
+   * Judges subject, text, html and attachments (text types; images flagged as
+   * possible photos) at the message level (phi-context.ts); with a local model
+   * configured (MAILWARD_PHI_MODEL), its probability can add a hold, never remove one.
+   */
+  const scan = async (c: OutboundContent, orgDomain: string, orgName?: string): Promise<Assessment> => {
+    const msg = {
+      subject: c.subject,
+      text: c.text,
+      html: c.html,
+      attachments: c.attachments.map((a) => ({
+        filename: a.filename,
+        content_type: a.content_type,
+        content: Buffer.from(a.content_base64, 'base64'),
+      })),
+    };
+    const rules = assessMessage(msg, optionsFor(orgDomain, orgName));
+    return model ? model.combine(rules, `${c.subject}\n${c.text ?? ''}`) : rules;
+  };
 
   /**
    * Consent of every recipient (to, cc and bcc): refused ones are counted
@@ -136,10 +148,10 @@ export const createOutboundScreen = ({ consent }: { consent: Pick<ConsentService
 
   /**
    * The hold reasons PHI and consent add to a message in `mode` under the
-   * mailbox policy. `read_only` never gets here: it refuses before.
+   * mailbox policy, from the message-level judgement (messageDecision). `read_only` never gets here: it refuses before.
    */
-  const holdReasons = (findings: readonly Finding[], mode: OversightMode, policy: MailboxPhiPolicy | null, check: ConsentCheck) => {
-    const phi = policyDecision(findings, mode, policy);
+  const holdReasons = (assessment: Assessment, mode: OversightMode, policy: MailboxPhiPolicy | null, check: ConsentCheck) => {
+    const phi = messageDecision(assessment, mode, policy);
     const reasons: (PhiHoldReason | ConsentHoldReason)[] = phi.hold ? [...phi.reasons] : [];
     if (check.held > 0) reasons.push({ code: 'consent_unknown', recipients: check.held });
     if (check.categoryHeld > 0 && check.category)

@@ -1,9 +1,22 @@
 import type { OversightMode } from '../store/schema.js';
+import type { About, Assessment } from './phi-context.js';
+import type { Disclosure } from './phi-context-lexicon.js';
 import { sensitivityOf } from './phi-scanner.js';
 import { type Finding, type FindingType, SENSITIVITIES, type Sensitivity } from './phi-types.js';
 
 /** Why a message is held, as the approval queue and the reviewer see it. */
-export type PhiHoldReason = { code: 'phi'; types: FindingType[] } | { code: 'part2' } | { code: 'phi_in_subject' };
+export type PhiHoldReason =
+  | {
+      code: 'phi';
+      types: FindingType[];
+      /** Set by the message-level judgement: whom the health information is about, and what it discloses. */
+      about?: About;
+      disclosures?: Disclosure[];
+      /** The local model's probability, when one is configured (MAILWARD_PHI_MODEL). */
+      model_probability?: number;
+    }
+  | { code: 'part2' }
+  | { code: 'phi_in_subject' };
 
 export type PhiDecision = { hold: boolean; sensitivity: Sensitivity; reasons: PhiHoldReason[] };
 
@@ -55,4 +68,34 @@ export const policyDecision = (findings: readonly Finding[], mode: OversightMode
     reasons.push({ code: 'phi', types });
   }
   return { hold: reasons.length > 0, sensitivity, reasons };
+};
+
+/**
+ * Decides whether a message is held, from the message-level judgement
+ * (phi-context.ts) rather than from a count of spans: a minimal reminder (a
+ * name, a time, the clinic's address) is `low` and flows where the threshold
+ * is `moderate`; health information tied to a person is `high`; a sensitive
+ * identifier alone is `moderate`. Pure.
+ * - 42 CFR Part 2 (2.12, 2.13): substance-use-disorder treatment tied to a person is always held;
+ * - a subject that itself discloses health information or an identifier is always held (subjects show in notifications);
+ * - otherwise the mailbox's threshold for the mode (default DEFAULT_HOLD_AT) and its always-hold types (span types).
+ */
+export const messageDecision = (a: Assessment, mode: OversightMode, mailboxPolicy?: MailboxPhiPolicy | null): PhiDecision => {
+  const reasons: PhiHoldReason[] = [];
+  if (a.part2) reasons.push({ code: 'part2' });
+  if (a.subjectPhi) reasons.push({ code: 'phi_in_subject' });
+  const threshold = mailboxPolicy?.hold_at?.[mode] ?? DEFAULT_HOLD_AT[mode];
+  const byLevel =
+    threshold !== 'never' &&
+    a.sensitivity !== 'none' &&
+    rank(a.sensitivity) >= rank(threshold) &&
+    (a.phi || rank(threshold) <= rank('low'));
+  const alwaysTypes = new Set(mailboxPolicy?.hold_types ?? []);
+  const byType = a.findings.some((f) => alwaysTypes.has(f.type)) || a.identifiers.some((t) => alwaysTypes.has(t));
+  if (reasons.length > 0 || byLevel || byType) {
+    const types = [...new Set<FindingType>([...a.findings.map((f) => f.type), ...a.identifiers])].sort();
+    const model = a.modelProbability === undefined ? {} : { model_probability: Math.round(a.modelProbability * 1000) / 1000 };
+    reasons.push(a.phi ? { code: 'phi', types, about: a.about, disclosures: a.disclosures, ...model } : { code: 'phi', types });
+  }
+  return { hold: reasons.length > 0, sensitivity: a.sensitivity, reasons };
 };

@@ -1,0 +1,169 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { holdsInMonitored } from './message-eval.js';
+import { assessMessage } from './phi-context.js';
+import { messageDecision } from './phi-policy.js';
+
+/** Written for these tests (not taken from any corpus): one line per rule of the judgement. */
+const HOLD: [string, string, string][] = [
+  ['result in words', 'Checking in', 'Hi Omar, good news: the biopsy came back benign. Nothing further needed.'],
+  [
+    'result with no test named but a conversation',
+    'Call us',
+    'Dear Mrs. Alvarez, the doctor would like to go over your results with you. Please call.',
+  ],
+  [
+    'value higher than wanted',
+    're: labs',
+    'Hey Priscilla, your sugar numbers are a bit higher than we want, so Dr. Ames wants to see you.',
+  ],
+  ['referral with a reason', 'Referral', 'Hi Tom, Dr. Lee has referred you to a dermatologist about the changing mole on your back.'],
+  ['specialist as the need', 'Next steps', 'Ms. Grant, you need to see a cardiologist soon; we will send the paperwork.'],
+  ['dashed account number', 'Statement', 'Dear Luis Ortega, your statement for account 7781-2290-04 is ready. Balance $40.'],
+  ['prefixed member id', 'Coverage', 'Hi Ruth, your plan confirmed member ID HXP-4471-2290 is active for the new year.'],
+  ['grouped policy number', 'Insurance', 'Mr. Chen, we have your policy no. 4471 2290 1833 on file for the visit.'],
+  ['medicare number', 'Your card', 'Dear Mr. Ford, your Medicare number 1EG4-TE5-MK73 has been added to your chart.'],
+  ['SSN', 'Form', 'Hi Bea, is your SSN 512-44-9087? The form needs it.'],
+  ['dosing logistics (Part 2)', 'Schedule', 'Hi Kai, the dosing window moves to 7:00 next week; your take-home doses are unchanged.'],
+  ['programme intake (Part 2)', 'Intake', 'Dear Mr. Reyes, your intake at the outpatient program is Monday at 9. Bring ID.'],
+  ['reminder naming the procedure', 'Reminder', 'Hi Jo, reminder of your mammogram on Friday at 9:40 at 1200 Fenwick Avenue.'],
+  ['reminder naming the condition', 'Reminder', 'Hi Jo, your asthma check with Dr. Patel is on Tuesday at 3 PM.'],
+  ['pregnancy care', 'Appointment', 'Hi Nadia, your 20-week scan is booked for June 3 at 10 AM.'],
+  ['mental-health care', 'Next week', 'Hi Sam, see you at our therapy session on Thursday at 5.'],
+  ['medication by class', 'Pharmacy', 'Hello Ivy, your inhaler refill is ready at the front counter.'],
+  ['a named patient in staff mail', 'rm 12', 'Can someone check on Mr. Dunn in room 12? His wound is bleeding through the dressing.'],
+  [
+    'a personal recall',
+    'Important',
+    'Dear Ms. Park, our records show you were implanted with a pump from lot 4471, which is being recalled.',
+  ],
+];
+
+const PASS: [string, string, string][] = [
+  [
+    'minimal reminder (name, time, address)',
+    'Reminder',
+    'Hi Maria, a reminder of your appointment on Tuesday, March 10 at 10:30 AM at 12 Main Street. Bring your insurance card.',
+  ],
+  [
+    'the clinic name contains a condition',
+    'Your visit',
+    'Dear Kenji, your visit at the Lakeside Diabetes Center is on 05/14 at 2:15 PM with Dr. Osei.',
+  ],
+  ['a department name in a signature', 'Hours', 'Hi Ana, we are open until 6 on Fridays.\n\nBreast Health Center\nRiverbend Hospital'],
+  [
+    'referral without a reason',
+    'Referral sent',
+    'Hi Greg, your referral to Dr. Amari at Northside Cardiology has been sent. They will call you.',
+  ],
+  ['a notification without the test', 'New result', 'Hello, a new result is available in your portal. Sign in to view it.'],
+  [
+    'an announcement with medical words',
+    'Flu clinic',
+    'All patients: our flu clinic is on Saturday. Walk in, no appointment needed. Diabetes and asthma patients welcome.',
+  ],
+  [
+    'a public recall',
+    'Recall',
+    'Dear patients, the manufacturer of the SteadyStep glucose meter has issued a voluntary recall of some lots.',
+  ],
+  [
+    'invoice and order numbers',
+    'Invoice INV-2025-00912',
+    'Please find invoice INV-2025-00912 and order ORD-4471-2290-18 for the March supplies.',
+  ],
+  ['a masked card', 'Payment received', 'Hi Ben, we received your payment of $20 (card ending 4471). Receipt R-0098812.'],
+  ['a tracking number', 'Shipped', 'Your order 4471229018 has shipped. Tracking: 1Z 999 AA1 01 2345 6784.'],
+  ['staff logistics', 'Out Friday', 'Hi all, I am out on Friday. Please send urgent referrals to Jo at ext. 2214.'],
+  ['general health tips', 'Stay cool', 'Hot days ahead: drink water, rest in the shade and check on older neighbours.'],
+  ['a routine vaccine reminder', 'Flu shot', 'Hi Leo, your flu shot is due. Walk in any weekday morning.'],
+  ['a prescription without the drug', 'Ready', 'Hi Mia, your prescription is ready for pickup at the pharmacy counter.'],
+  [
+    'a public notice from a Part 2 programme',
+    'Holiday hours',
+    'Harbor Recovery Services will be closed on July 4. All patients will receive take-home doses on July 3.',
+  ],
+];
+
+describe('message-level PHI judgement', () => {
+  for (const [why, subject, text] of HOLD) {
+    it(`holds ${why}`, () => {
+      const a = assessMessage({ subject, text });
+      expect(a.phi, JSON.stringify(a.disclosures)).toBe(true);
+      expect(messageDecision(a, 'monitored').hold).toBe(true);
+    });
+  }
+  for (const [why, subject, text] of PASS) {
+    it(`lets pass ${why}`, () => {
+      const a = assessMessage({ subject, text });
+      expect(a.phi, `${JSON.stringify(a.disclosures)} ${JSON.stringify(a.identifiers)}`).toBe(false);
+      expect(messageDecision(a, 'monitored').hold).toBe(false);
+    });
+  }
+
+  it('says whom and what: the recipient, a named person, nobody; the disclosures as data', () => {
+    const own = assessMessage({ subject: 'Results', text: 'Hi Dana, your strep test came back negative.' });
+    expect(own).toMatchObject({ about: 'recipient', sensitivity: 'high', part2: false });
+    expect(own.disclosures).toEqual(expect.arrayContaining(['result']));
+    const named = assessMessage({ subject: 'FW', text: 'Patient: Oyelaran, Babatunde. Hep C antibody reactive.' });
+    expect(named.about).toBe('named');
+    const nobody = assessMessage({ subject: 'Closed', text: 'All patients: the lab is closed Saturday.' });
+    expect(nobody).toMatchObject({ about: 'nobody', broadcast: true, phi: false });
+  });
+
+  it('rates Part 2 restricted and holds it in every mode but read_only, even autonomous', () => {
+    const a = assessMessage({
+      subject: 'Group',
+      text: 'hey Lucas, the tuesday counselling group at the recovery program moved to room B.',
+    });
+    expect(a).toMatchObject({ part2: true, sensitivity: 'restricted' });
+    expect(messageDecision(a, 'autonomous').reasons.map((r) => r.code)).toEqual(['part2', 'phi']);
+  });
+
+  it('rates an identifier alone moderate and a minimal reminder low, so monitored holds the one and lets the other flow', () => {
+    const id = assessMessage({ subject: 'Statement', text: 'Pt acct: 0048-2913-77. Guarantor: Hiroshi Watanabe. Bal $312.55' });
+    expect(id).toMatchObject({ sensitivity: 'moderate', identifiers: ['account_number'] });
+    const minimal = assessMessage({ subject: 'Reminder', text: 'Dear Mr. Okafor, your appointment is on Tuesday at 3:30 PM.' });
+    expect(minimal.sensitivity).toBe('low');
+    expect(messageDecision(minimal, 'monitored').hold).toBe(false);
+    // A mailbox that asks to hold even low sensitivity still can.
+    expect(messageDecision(minimal, 'monitored', { hold_at: { monitored: 'low' } }).hold).toBe(true);
+  });
+
+  it('holds a subject that itself discloses, with phi_in_subject', () => {
+    const a = assessMessage({ subject: 'Your colonoscopy prep', text: 'See the attached instructions.' });
+    expect(a.subjectPhi).toBe(true);
+    expect(messageDecision(a, 'autonomous').reasons.map((r) => r.code)).toEqual(['phi_in_subject', 'phi']);
+    expect(a.cues).toEqual([{ disclosure: 'procedure', field: 'subject', start: 5, end: 16 }]);
+  });
+
+  it("never holds for the organisation's own name, even one that names a condition", () => {
+    const orgNames = ['Riverside Heart Failure & Transplant'];
+    const a = assessMessage(
+      { subject: 'Hours', text: 'Hi Ana, Riverside Heart Failure & Transplant is open late on Thursdays.' },
+      { orgNames },
+    );
+    expect(a.phi).toBe(false);
+  });
+
+  it('keeps the span findings for highlighting, with offsets and no text', () => {
+    const a = assessMessage({ subject: 'Labs', text: 'Dear Maria, your HbA1c was 8.1% today.' });
+    expect(a.findings.map((f) => f.type)).toEqual(['name', 'lab_value']);
+    expect(Object.keys(a.findings[0]!).sort()).toEqual(['confidence', 'detector', 'end', 'field', 'start', 'type']);
+  });
+});
+
+describe('message-level PHI judgement on the regression cases (written by the detector authors: not an evaluation)', () => {
+  const file = path.join(import.meta.dirname, '..', '..', 'test', 'fixtures', 'phi-judgement-cases.jsonl');
+  const cases = fs
+    .readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((l) => l.trim())
+    .map((l) => JSON.parse(l) as { id: string; hold: boolean; subject: string; text: string });
+  for (const c of cases) {
+    it(`${c.hold ? 'holds' : 'lets pass'} ${c.id}`, () => {
+      expect(holdsInMonitored(assessMessage({ subject: c.subject, text: c.text }))).toBe(c.hold);
+    });
+  }
+});

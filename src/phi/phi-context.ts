@@ -1,0 +1,569 @@
+import {
+  BROADCAST_TERMS,
+  CONDITION_ENDINGS,
+  CONDITION_TERMS,
+  type Disclosure,
+  GENERAL_SENTENCE_TERMS,
+  ID_LABEL_RE_SOURCE,
+  INSTITUTION_NOUNS,
+  MEDICATION_TERMS,
+  MENTAL_HEALTH_TERMS,
+  NOT_ID_LABEL_RE_SOURCE,
+  PART2_DIRECT_TERMS,
+  PREGNANCY_TERMS,
+  PROCEDURE_ENDINGS,
+  PROCEDURE_TERMS,
+  REFERRAL_RE_SOURCE,
+  RESULT_TERMS,
+  SPECIALIST_TERMS,
+} from './phi-context-lexicon.js';
+import { blankHtml, type MessageToScan, scanMessage } from './phi-scanner.js';
+import type { Finding, FindingType, IdentifierType, ScanOptions, Sensitivity } from './phi-types.js';
+
+/**
+ * The message-level PHI judgement. HIPAA's test (45 CFR 160.103, "individually
+ * identifiable health information") is whether a message ties an identifiable
+ * individual to their health information, or carries a sensitive identifier of
+ * theirs; a list of words cannot decide that. So this asks three questions of
+ * the whole message, and holds on the answer, not on the words:
+ *
+ * 1. who is it about: the recipient ("you"), a named or otherwise identifiable
+ *    person ("Mr. Okafor", "Patient: ...", "your son", "the patient in room 4"),
+ *    or nobody (an announcement to everyone, staff logistics, a vendor);
+ * 2. what does it disclose about them: a condition or symptom, a result (also
+ *    told in words: "came back negative"), a medication, a procedure or test, a
+ *    referral reason, pregnancy, mental-health or substance-use care, with the
+ *    clinic's, department's and class's own names ("Halvorsen Cancer Institute")
+ *    and general sentences ("if you ever notice...") taken out;
+ * 3. does it carry a sensitive identifier (SSN, MRN, member, subscriber, policy,
+ *    Medicare or patient account number) in any common format: plain, dashed,
+ *    prefixed, grouped; order, invoice, ticket and tracking numbers do not count.
+ *
+ * Pure and synchronous; nothing is logged. The span findings of the scanner are
+ * kept for the reviewer's highlights.
+ */
+
+export type About = 'recipient' | 'named' | 'nobody';
+
+export type ContextOptions = ScanOptions & {
+  /** The organisation's own names (clinic, practice, programme): never a disclosure (LABELING.md P3). */
+  orgNames?: readonly string[];
+};
+
+export type Assessment = {
+  /** The span findings (type, offsets, confidence) for highlighting; the decision does not count them. */
+  findings: Finding[];
+  /** Where each disclosure was found (offsets into subject or text), for highlighting. */
+  cues: Cue[];
+  about: About;
+  /** Whether the message is addressed to everyone (announcement, recall, newsletter, job post). */
+  broadcast: boolean;
+  disclosures: Disclosure[];
+  /** Sensitive identifiers of the person found (45 CFR 164.514(b)(2)(i)(G)-(J)). */
+  identifiers: IdentifierType[];
+  /** 42 CFR Part 2: substance-use-disorder treatment tied to a person. */
+  part2: boolean;
+  /** The subject line alone discloses health information or an identifier. */
+  subjectPhi: boolean;
+  /** Whether the message holds PHI worth holding (a disclosure about someone, or an identifier). */
+  phi: boolean;
+  /**
+   * restricted: Part 2; high: health information tied to a person; moderate: a
+   * sensitive identifier alone; low: a name, date or address only (a minimal
+   * reminder); none: nothing.
+   */
+  sensitivity: Sensitivity;
+  /** 0..1, how sure the rules are (a model can raise it; see phi-model.ts). */
+  confidence: number;
+  /** Set when a local model (MAILWARD_PHI_MODEL) scored the message: its probability that the message should be held. */
+  modelProbability?: number;
+};
+
+const alternation = (terms: readonly string[]) => terms.join('|');
+const termsRe = (terms: readonly string[], flags = 'gi') => new RegExp(`\\b(?:${alternation(terms)})(?![\\w-])`, flags);
+
+type Category = Disclosure | 'weak_result' | 'specialist';
+/** The categories and their vocabulary (phi-context-lexicon.ts), in the order that wins where two overlap. */
+const CATEGORIES: readonly { cat: Category; terms: readonly string[] }[] = [
+  { cat: 'substance_use', terms: PART2_DIRECT_TERMS },
+  { cat: 'condition', terms: CONDITION_TERMS },
+  { cat: 'procedure', terms: PROCEDURE_TERMS },
+  { cat: 'medication', terms: MEDICATION_TERMS },
+  { cat: 'pregnancy', terms: PREGNANCY_TERMS },
+  { cat: 'mental_health', terms: MENTAL_HEALTH_TERMS },
+  { cat: 'weak_result', terms: RESULT_TERMS },
+  { cat: 'specialist', terms: SPECIALIST_TERMS },
+];
+/**
+ * All categories in one pass, tried only at the start of a word: one walk over
+ * the text instead of one per category. The alternatives are bucketed by their
+ * first letter ("a(?:sthma|nemia...)|b(?:...)"), so at each word the engine
+ * tries only the terms that can begin there. Each term keeps a capture group
+ * whose number says its category (GROUP_CATEGORY). Run on the lower-cased text
+ * without the `i` flag, or with it when lower-casing would change the length.
+ */
+const GROUP_CATEGORY: Category[] = [];
+const mergedSource = (() => {
+  const rest: string[] = [];
+  const group = (cat: Category, src: string) => {
+    GROUP_CATEGORY.push(cat);
+    return `(${src})`;
+  };
+  // First the bucketed terms, in category order; a term that does not begin with a plain letter or digit goes to `rest`.
+  const plain: { cat: Category; head: string; tail: string }[] = [];
+  const other: { cat: Category; src: string }[] = [];
+  for (const { cat, terms } of CATEGORIES) {
+    for (const t of terms) {
+      if (/^[a-z0-9][^?*+{]/.test(t) || /^[a-z0-9]$/.test(t)) plain.push({ cat, head: t[0]!, tail: t.slice(1) });
+      else other.push({ cat, src: t });
+    }
+  }
+  // Group numbers follow the order of the groups in the source: build it in one order and record categories as we go.
+  const heads = [...new Set(plain.map((p) => p.head))];
+  const parts: string[] = [];
+  for (const h of heads) {
+    const alts = plain.filter((p) => p.head === h).map((p) => group(p.cat, p.tail));
+    parts.push(`${h.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(?:${alts.join('|')})`);
+  }
+  for (const o of other) rest.push(group(o.cat, o.src));
+  return `(?<![a-z0-9_\u00c0-\u024f])(?=[a-z0-9])(?:${[...parts, ...rest].join('|')})(?![\\w-])`;
+})();
+const MERGED_RE = new RegExp(mergedSource, 'g');
+const MERGED_I_RE = new RegExp(mergedSource, 'gi');
+/** Word endings (CONDITION_ENDINGS, PROCEDURE_ENDINGS), found from the ending back to the word's start: no backtracking over every word. */
+const ENDINGS_RE = new RegExp(`(?<=[a-z]{3})(?:(?<c>${CONDITION_ENDINGS.join('|')})|(?<p>${PROCEDURE_ENDINGS.join('|')}))(?![\\w-])`, 'g');
+const isLowerAlpha = (c: number) => c >= 97 && c <= 122;
+const isWordChar = (c: number) => (c >= 48 && c <= 57) || isLowerAlpha(c) || c === 95 || (c >= 0xc0 && c <= 0x24f);
+const BROADCAST_RE = termsRe(BROADCAST_TERMS, 'i');
+const GENERAL_RE = termsRe(GENERAL_SENTENCE_TERMS, 'i');
+const REFERRAL_RE = new RegExp(REFERRAL_RE_SOURCE, 'i');
+/** Words that make a vague result phrase ("it wasn't what we hoped for") about a test. */
+const TEST_CONTEXT_RE =
+  /\b(?:results?|tests?|tested|labs?|blood ?work|scans?|x-?rays?|reports?|cultures?|swabs?|screens?|biops(?:y|ies)|levels?|numbers|counts?|readings?|pathology|imaging|mammo\w*|pap|ecg|ekg|mri|ct|ultrasound|smear|panel)\b/i;
+const INSTITUTION = new Set(INSTITUTION_NOUNS);
+/** Specialties that name a clinic when capitalised at the end of a name ("Northside Orthopedics", "Lakeview Neuro"). */
+const SPECIALTY_NAME_RE =
+  /^(?:cardiology|neurology|neuro|orthopedics|orthopaedics|ortho|dermatology|urology|oncology|gastroenterology|gi|endocrinology|nephrology|rheumatology|pulmonology|hematology|ophthalmology|podiatry|pediatrics|paediatrics|ent|audiology|rehab|psychiatry|radiology|obstetrics|gynecology|womens|women's|associates|medicine|surgery|recovery|wellness)$/i;
+const LOWER_INSTITUTION_RE =
+  /^[\s-]{1,3}(?:[a-z'-]+[\s-]{1,3}){0,2}(?:clinic|clinics|center|centre|institute|department|dept|unit|ward|program|programme|class|classes|workshop|office|practice|service|services|lab|laboratory|floor|wing|line)\b/i;
+/** Someone other than the recipient, identifiable from context (LABELING.md H1, edge case 10). */
+const THIRD_PERSON_RE =
+  /\b(?:(?:mr|mrs|ms|miss|mx)\.? [A-Z][a-z]|patient\s*:|pt\s*:|re:\s*[A-Z][a-z]+ [A-Z]|guarantor\s*:|name\s*:\s*[A-Z]|(?:your|ur|her|his|their|my|our) (?:son|daughter|child|kid|kids|children|baby|father|dad|mother|mum|mom|husband|wife|partner|brother|sister|grandmother|grandfather|grandson|granddaughter)|the little one|(?:room|rm|bed) \d+|\d{1,3} ?(?:y\/o|yo|year[- ]old|month[- ]old)|dob\b|d\.o\.b\.|orders for|the patient\b)/i;
+/** "your X", "you have X", "you were X": a disclosure even inside an announcement-like message. */
+const POSSESSED_BEFORE_RE =
+  /\b(?:your|ur|you(?:'re| are| were| have| had|'ve| tested)|his|her|him)\s+(?:[\w'-]+\s+){0,3}$|\b(?:you|him|her)\s+(?:[\w'-]+\s+){0,2}(?:for|about|with|to|on)\s+(?:the\s+|a\s+|an\s+)?(?:[\w'-]+\s+){0,2}$/i;
+const ID_LABEL_RE = new RegExp(
+  `${ID_LABEL_RE_SOURCE}(?:[\\s:#.()?-]|\\b(?:number|num|nbr|no|id|is|was|as|of|on file|we have|under|card|ending in|ends in)\\b)*`,
+  'gi',
+);
+const NOT_ID_LABEL_RE = new RegExp(`${NOT_ID_LABEL_RE_SOURCE}[\\s:#.-]*$`, 'i');
+/** A value in any common format: plain, dashed, letter-prefixed, grouped or spaced, letters mixed in. */
+const ID_VALUE_Y = /(?:[A-Z]{1,4}[ -]?)?[A-Z0-9]*\d[A-Z0-9]*(?:[ -][A-Z0-9]*\d[A-Z0-9]*){0,6}(?![\w/.]\d)/y;
+const SENSITIVE_SPAN_TYPES: ReadonlySet<FindingType> = new Set<FindingType>(['ssn', 'mrn', 'health_plan_id', 'account_number']);
+const BOUNDARY_RE = /[.!?;]+(?=\s|$)|\n/g;
+
+/** A masked value ("xxxx-4471", "***-**-3307") or one that is a date, amount, time or phone number. */
+const notAnIdentifier = (value: string, before: string) => {
+  if (/[xX*•]{2,}/.test(value)) return true;
+  if (/\$\s*$/.test(before)) return true;
+  if (/^\d{1,2}[/.-]\d{1,2}(?:[/.-]\d{2,4})?$/.test(value)) return true;
+  if (/^(?:1[ -]?)?\(?\d{3}\)?[ -]\d{3}-\d{4}$/.test(value) || /^\d{3}-\d{4}$/.test(value)) return true;
+  return value.replace(/\D/g, '').length < 5;
+};
+
+/** Sensitive identifiers after their labels, in any format; a P4 label (invoice, order...) nearer to the value wins. */
+const labelledIdentifiers = (text: string): IdentifierType[] => {
+  const out = new Set<IdentifierType>();
+  ID_LABEL_RE.lastIndex = 0;
+  for (let m = ID_LABEL_RE.exec(text); m !== null; m = ID_LABEL_RE.exec(text)) {
+    const end = m.index + m[0].length;
+    ID_VALUE_Y.lastIndex = end;
+    const v = ID_VALUE_Y.exec(text);
+    if (!v) continue;
+    const value = v[0].trim();
+    const gap = m[0];
+    const label0 = m[0].toLowerCase();
+    // A bare "ID" is a member ID only near insurance words ("the plan had your ID as ..."); "Webinar ID", "App ID" are not.
+    if (
+      /^id\b/.test(label0) &&
+      !/\b(?:plan|insurance|insured|member|medicare|medicaid|health|subscriber|card|claim)\b/i.test(
+        text.slice(Math.max(0, m.index - 120), m.index),
+      )
+    )
+      continue;
+    if (
+      NOT_ID_LABEL_RE.test(text.slice(Math.max(0, m.index - 24), m.index)) ||
+      NOT_ID_LABEL_RE.test(gap) ||
+      notAnIdentifier(value, text.slice(Math.max(0, end - 3), end))
+    )
+      continue;
+    if (/ending|ends in/i.test(gap)) continue;
+    const label = m[0].toLowerCase();
+    out.add(
+      /ssn|social|ss ?#/.test(label)
+        ? 'ssn'
+        : /mrn|mr ?#|medical|med ?rec|chart|patient ?(?:id|number|no)|pt ?id/.test(label)
+          ? 'mrn'
+          : /acc|a\/c/.test(label)
+            ? 'account_number'
+            : 'health_plan_id',
+    );
+    ID_LABEL_RE.lastIndex = Math.max(ID_LABEL_RE.lastIndex, v.index + v[0].length);
+  }
+  return [...out];
+};
+
+/** Sentence boundaries (offsets after each terminator), sorted, for a binary search from a match to its sentence. */
+const boundariesOf = (text: string): number[] => {
+  const b = [0];
+  BOUNDARY_RE.lastIndex = 0;
+  for (let m = BOUNDARY_RE.exec(text); m !== null; m = BOUNDARY_RE.exec(text)) b.push(m.index + m[0].length);
+  b.push(text.length);
+  return b;
+};
+const sentenceIndex = (b: readonly number[], at: number) => {
+  let lo = 0;
+  let hi = b.length - 2;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (b[mid]! <= at) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+};
+
+const isUpperAt = (text: string, i: number) => {
+  const c = text.charCodeAt(i);
+  return (c >= 65 && c <= 90) || (c >= 0xc0 && c <= 0xde);
+};
+
+/**
+ * Whether [s, e) is part of a clinic, department, class or programme name
+ * (LABELING.md P3): a run of capitalised words ending in an institution noun
+ * or a specialty ("Halvorsen Cancer Institute", "Northside Orthopedics"), or
+ * "the diabetes clinic" in lower case.
+ */
+const inInstitutionName = (text: string, s: number, e: number) => {
+  if (LOWER_INSTITUTION_RE.test(text.slice(e, e + 40))) {
+    const before = text.slice(Math.max(0, s - 12), s).toLowerCase();
+    if (/\b(?:the|our|at|a|an|to|in|from|of)\s+$/.test(before) || isUpperAt(text, s)) return true;
+  }
+  if (!isUpperAt(text, s)) return false;
+  // Walk right over capitalised words (and "&", "and", "of", "for", "the" between them) to the end of the name.
+  const re =
+    /(?:\s*(?:&|and|of|for|the)?\s*|\/)([A-Z][\w'’-]*|(?:team|program|programme|unit|clinic|center|centre|class|department|office|group|services)\b)/y;
+  let end = e;
+  const own = text.slice(s, e).split(/\s+/);
+  let words = own.length;
+  const isNameNoun = (w: string) => {
+    const l = w.toLowerCase().replace(/[’']s$/, '');
+    return INSTITUTION.has(l) || SPECIALTY_NAME_RE.test(l);
+  };
+  let hasNoun = isNameNoun(own[own.length - 1]!);
+  for (let k = 0; k < 5 && !hasNoun; k++) {
+    re.lastIndex = end;
+    const m = re.exec(text);
+    if (!m || /\n/.test(m[0])) break;
+    end = re.lastIndex;
+    words++;
+    if (isNameNoun(m[1]!)) hasNoun = true;
+  }
+  // And left over capitalised words, so "Brookfield Sleep Medicine" counts its first word.
+  let start = s;
+  for (let k = 0; k < 4; k++) {
+    const m = /([A-Z][\w'’-]*)[ \t]+$/.exec(text.slice(Math.max(0, start - 30), start));
+    if (!m || /^(?:Your|The|Our|My|His|Her|Their|Dear|Hi|Hello|Re|Fw|Fwd|For|At|To|In|A|An|This|That|Yes|No|Mr|Mrs|Ms|Dr)$/.test(m[1]!))
+      break;
+    start -= m[0].length;
+    words++;
+  }
+  return words >= 2 && hasNoun;
+};
+
+/** A letterhead list of services ("Primary Care · Behavioral Health · Addiction Medicine"): a signature, not the person's care. */
+const inServiceList = (text: string, s: number, e: number) => {
+  const line0 = text.lastIndexOf('\n', s) + 1;
+  const line1 = text.indexOf('\n', e);
+  const line = text.slice(line0, line1 < 0 ? text.length : line1);
+  return /[·|•]/.test(line) || /\([^)]*[·|•,][^)]*\)/.test(line);
+};
+
+/** Masks the organisation's own names (LABELING.md P3) with spaces, keeping offsets. */
+const maskOrgNames = (text: string, names: readonly string[] | undefined) => {
+  if (!names || names.length === 0) return text;
+  let out = text;
+  for (const n of names) {
+    if (n.trim().length < 3) continue;
+    const re = new RegExp(
+      n
+        .trim()
+        .replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+        .replace(/\s+/g, '\\s+'),
+      'gi',
+    );
+    out = out.replace(re, (m) => ' '.repeat(m.length));
+  }
+  return out;
+};
+
+/** The text the judgement reads: subject, then the body (markup blanked), then text attachments. */
+const assessedText = (msg: MessageToScan) => {
+  const body = msg.text ?? (msg.html ? blankHtml(msg.html) : '');
+  const plain = /<[a-z/!][^>]*>|&[a-z]+;/i.test(body) ? blankHtml(body) : body;
+  return { subject: msg.subject ?? '', body: plain };
+};
+
+const compiledCache = new WeakMap<ContextOptions, ScanOptions>();
+
+/**
+ * Judges one message (see the module comment). Pure and synchronous: no I/O,
+ * no logging; findings and reasons carry types and offsets, never text.
+ */
+export const assessMessage = (msg: MessageToScan, options: ContextOptions = {}): Assessment => {
+  let scanOptions = compiledCache.get(options);
+  if (!scanOptions) {
+    scanOptions = options;
+    compiledCache.set(options, scanOptions);
+  }
+  const scan = scanMessage(msg, scanOptions);
+  const { subject, body } = assessedText(msg);
+  // The subject is its own sentence; attachments' text is judged with the body.
+  const attachmentText = (msg.attachments ?? [])
+    .map((a) => (a.content && /^text\//i.test(a.content_type ?? '') ? Buffer.from(a.content).toString('utf8').slice(0, 200_000) : ''))
+    .filter(Boolean)
+    .join('\n');
+  const full = maskOrgNames(`${subject}\n${body}${attachmentText ? `\n${attachmentText}` : ''}`, options.orgNames);
+  const subjectEnd = subject.length;
+  return judge(full, subjectEnd, scan.findings);
+};
+
+/** The same judgement over one text (no subject): for the evaluation and the inbound tags. */
+export const assessText = (text: string, options: ContextOptions = {}): Assessment => assessMessage({ text }, options);
+
+/** A place where the judgement found a disclosure: offsets into the subject or the text (for highlighting), never the text. */
+export type Cue = { disclosure: Disclosure; field: 'subject' | 'text' | 'attachment'; start: number; end: number };
+
+const SALUTATION_RE =
+  /(?:^|\n)\s*(?:[Dd]ear|[Hh]i|[Hh]ey|[Hh]ello|[Gg]ood (?:morning|afternoon|evening)|[Cc]ongratulations|[Tt]hank you),?\s+(?:(?:Mr|Mrs|Ms|Miss|Mx|Dr)\.?\s+)?([A-Z][a-z\u00e0-\u00ff'’-]+)/;
+const NOT_SALUTATION_NAMES = new Set([
+  'patients',
+  'patient',
+  'valued',
+  'all',
+  'everyone',
+  'team',
+  'friends',
+  'neighbors',
+  'neighbours',
+  'members',
+  'families',
+  'colleagues',
+  'sir',
+  'madam',
+  'parents',
+  'there',
+  'folks',
+  'staff',
+  'community',
+  'you',
+  'for',
+]);
+const STRONG_POSSESSED_RE =
+  /\b(?:you(?:'re| are| were| have| had|'ve| tested)|our records show (?:that )?you|i(?:'m| am| was| have| had|'ve)|my)\s+(?:[\w'-]+\s+){0,3}$/i;
+const CONDITIONAL_RE =
+  /\b(?:if|when|whether) (?:you|your|u|ur|anyone|someone|a child)\b|\banyone\b|\b(?:people|patients|adults|those|women|men|children) (?:who|with|over|under|aged)\b/i;
+/** Words of health care: an account or member number in such mail is a patient's (LABELING.md H2). */
+const HEALTH_CONTEXT_RE =
+  /\b(?:patients?|pt|clinic|medical|health|hospital|practice|doctor|dr|physician|copay|co-pay|coinsurance|eob|explanation of benefits|pharmacy|lab|dental|medicare|medicaid|hmo|ppo|rx|guarantor|nurse|specialist|prior auth\w*)\b/i;
+/** Words of other trades (utilities, gyms, cars, banks): their account and member numbers are not a patient's (LABELING.md P4). */
+const OTHER_TRADE_RE =
+  /\b(?:utility|utilities|electric(?:ity)?|water|power|gas|internet|broadband|wireless|gym|fitness|membership|auto|car|vehicle|homeowners?|renters?|rental|lease|landlord|bank|banking|credit card|loan|mortgage|airline|frequent flyer|hotel|loyalty|rewards|library|streaming|tuition|student|tenant)\b/i;
+/** Vendor and supply mail (LABELING.md P4, P6): a device or drug named there is a product, not someone's care. */
+const VENDOR_RE =
+  /\b(?:rma|return authori[sz]ation|purchase order|po-?\d|order (?:#|no|number|ref)|shipment|shipped|tracking|invoice|sku|warranty|depot|ship to|remittance|vendor|supplier|catalog(?:ue)?|quote|backorder(?:ed)?)\b/i;
+/** Words that make an account or member number plausible in a clinic's mail when no trade is named. */
+const LOOSE_HEALTH_RE = /\b(?:insurance|plan|claim|benefits|provider|visit|statement|billing|balance|payment plan|coverage|care)\b/i;
+
+const fieldText = (field: Finding['field'], full: string, subjectEnd: number) =>
+  field === 'subject' ? full.slice(0, subjectEnd) : full.slice(subjectEnd + 1);
+
+const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessment => {
+  const b = boundariesOf(full);
+  // Who: names the span detector found with confidence (salutations, titles, labels, contacts), and context cues.
+  const sal = SALUTATION_RE.exec(full);
+  // "Hi Nephrology team" greets a group, not a person.
+  const groupGreeting =
+    sal !== null &&
+    /^[ \t]+(?:[A-Z][\w'’-]*[ \t]+)?(?:team|staff|department|dept|group|unit|colleagues|all|folks|nurses|providers|desk|office)\b/i.test(
+      full.slice(sal.index + sal[0].length),
+    );
+  const salutationName = sal !== null && !groupGreeting && !NOT_SALUTATION_NAMES.has(sal[1]!.toLowerCase());
+  const namedBySpan = findings.some(
+    (f) => f.type === 'name' && f.confidence >= 0.75 && !(groupGreeting && f.detector === 'cue.salutation'),
+  );
+  const strongThird =
+    /\b(?:(?:mr|mrs|ms|miss|mx)\.? [A-Z][a-z]|patient\s*:|pt\s*:|re:\s*[A-Z][a-z]+ [A-Z]|guarantor\s*:|(?:room|rm|bed) \d+|dob\b)/.test(
+      full,
+    );
+  const broadcastCue = BROADCAST_RE.test(full);
+  // A reply (quoted lines, "Re:") is a conversation with one person, never an announcement.
+  const reply = /^\s*(?:re|aw|sv)\s*:/i.test(full) || /(?:^|\n)\s*>/.test(full);
+  const broadcast = broadcastCue && !strongThird && !salutationName && !namedBySpan && !reply;
+  // A relative ("my father", "your son") or a named person makes it about someone, whatever else the mail mentions.
+  const vendor = !strongThird && !salutationName && !namedBySpan && VENDOR_RE.test(full) && !THIRD_PERSON_RE.test(full);
+
+  const found = new Set<Disclosure>();
+  const cues: Cue[] = [];
+  let part2 = false;
+  let subjectPhi = false;
+  let weakCount = 0;
+  const sentenceCache = new Map<number, number>();
+  /** Bits: 1 general information, 4 rhetorical heading ("Pregnant?"). */
+  const sentenceKind = (si: number) => {
+    let k = sentenceCache.get(si);
+    if (k === undefined) {
+      const t = full.slice(b[si], b[si + 1]);
+      k = (GENERAL_RE.test(t) ? 1 : 0) | (/^\s*[\w'’ -]{1,30}\?\s*$/.test(t) ? 4 : 0);
+      sentenceCache.set(si, k);
+    }
+    return k;
+  };
+  const clinicalSentences = new Set<number>();
+  const candidates: { cat: Category; s: number; e: number; span: boolean }[] = [];
+  {
+    const low = full.toLowerCase();
+    const [re, text] = low.length === full.length ? [MERGED_RE, low] : [MERGED_I_RE, full];
+    re.lastIndex = 0;
+    for (let m = re.exec(text); m !== null; m = re.exec(text)) {
+      let k = 1;
+      while (k <= GROUP_CATEGORY.length && m[k] === undefined) k++;
+      if (k <= GROUP_CATEGORY.length) candidates.push({ cat: GROUP_CATEGORY[k - 1]!, s: m.index, e: m.index + m[0].length, span: false });
+    }
+    if (text === low) {
+      const listed = candidates.length;
+      ENDINGS_RE.lastIndex = 0;
+      for (let m = ENDINGS_RE.exec(low); m !== null; m = ENDINGS_RE.exec(low)) {
+        const e = m.index + m[0].length;
+        let s = m.index;
+        while (s > 0 && isLowerAlpha(low.charCodeAt(s - 1))) s--;
+        if (s > 0 && isWordChar(low.charCodeAt(s - 1))) continue;
+        let covered = false;
+        for (let k = 0; k < listed && !covered; k++) covered = candidates[k]!.s <= s && candidates[k]!.e >= e;
+        if (!covered) candidates.push({ cat: m.groups!['c'] !== undefined ? 'condition' : 'procedure', s, e, span: false });
+      }
+    }
+    // Drug names, diagnoses, lab values and Part 2 terms the span detector knows (its lexicon and USAN stems).
+    for (const f of findings) {
+      const cat: Category | null =
+        f.type === 'medication'
+          ? 'medication'
+          : f.type === 'lab_value'
+            ? 'result'
+            : f.type === 'icd10' || f.type === 'diagnosis'
+              ? 'condition'
+              : f.type === 'part2'
+                ? 'substance_use'
+                : null;
+      if (!cat) continue;
+      // A capitalised word with a drug-name ending is more often a person's name ("Olamide") than a drug.
+      if (
+        f.detector === 'lexicon.drug_stem' &&
+        f.field !== 'attachment' &&
+        /^[A-Z]/.test(fieldText(f.field, full, subjectEnd).slice(f.start, f.start + 1))
+      )
+        continue;
+      const base = f.field === 'subject' ? 0 : f.field === 'text' || f.field === 'html' ? subjectEnd + 1 : -1;
+      if (base < 0) {
+        found.add(cat as Disclosure);
+        if (cat === 'substance_use') part2 = true;
+        continue;
+      }
+      candidates.push({ cat, s: base + f.start, e: base + f.end, span: true });
+    }
+  }
+  for (const { cat, s, e } of candidates) {
+    // Inside the organisation's own name (masked to spaces): never a disclosure.
+    if (full.slice(s, e).trim() === '') continue;
+    const si = sentenceIndex(b, s);
+    const before = full.slice(Math.max(0, s - 48), s);
+    const kind = sentenceKind(si);
+    const strong = STRONG_POSSESSED_RE.test(before);
+    const possessed = strong || POSSESSED_BEFORE_RE.test(before);
+    // An announcement ties nobody to anything unless it says so outright ("our records show you were implanted...").
+    if (broadcast && !strong) continue;
+    if (vendor && !possessed && (cat === 'procedure' || cat === 'medication')) continue;
+    // A subject line is a topic ("Pregnancy and the heat") unless it says whose ("Your colonoscopy").
+    if (s < subjectEnd && !possessed && !salutationName && !namedBySpan) continue;
+    // "If you have chest pain, call 911": what follows a condition in its sentence ties nobody to it.
+    if (kind & 4 || CONDITIONAL_RE.test(full.slice(b[si], s))) continue;
+    if (!possessed && kind & 1) continue;
+    const named = inInstitutionName(full, s, e);
+    if (named && !(cat === 'substance_use' && !broadcast && !inServiceList(full, s, e))) continue;
+    if (cat === 'weak_result') {
+      // A vague result phrase counts when the sentence, the one before it or the subject is about a test.
+      const from = b[Math.max(0, si - 1)]!;
+      const ctx = `${full.slice(from, b[si + 1])}\n${full.slice(0, subjectEnd)}`;
+      if (!TEST_CONTEXT_RE.test(ctx) && !clinicalSentences.has(si)) continue;
+      found.add('result');
+      weakCount++;
+    } else if (cat === 'specialist') {
+      // "you need to see a cardiologist": the need is the disclosure (edge case 4); a specialty in a clinic's name is not.
+      if (!possessed && !/\b(?:see|need|needs|referr\w*|sending|send|consult|with)\b/i.test(full.slice(Math.max(0, s - 40), s))) continue;
+      found.add('referral_reason');
+    } else {
+      found.add(cat);
+      if (cat === 'substance_use') part2 = true;
+    }
+    clinicalSentences.add(si);
+    if (s < subjectEnd) subjectPhi = true;
+    const disclosure: Disclosure = cat === 'weak_result' ? 'result' : cat === 'specialist' ? 'referral_reason' : cat;
+    cues.push(
+      s < subjectEnd
+        ? { disclosure, field: 'subject', start: s, end: e }
+        : { disclosure, field: 'text', start: s - subjectEnd - 1, end: e - subjectEnd - 1 },
+    );
+  }
+  // A referral sentence with a clinical word in it names the reason (edge case 4).
+  for (const si of clinicalSentences) {
+    if (REFERRAL_RE.test(full.slice(b[si], b[si + 1]))) {
+      found.add('referral_reason');
+      break;
+    }
+  }
+
+  const identifiers = new Set<IdentifierType>();
+  let healthContext: boolean | undefined;
+  // A utility, gym or car-insurance account is not a patient's: account, member and policy numbers count in health-care mail.
+  const inHealthMail = () => (healthContext ??= HEALTH_CONTEXT_RE.test(full) || (!OTHER_TRADE_RE.test(full) && LOOSE_HEALTH_RE.test(full)));
+  for (const t of labelledIdentifiers(full)) if (t === 'ssn' || t === 'mrn' || inHealthMail()) identifiers.add(t);
+  for (const f of findings)
+    if (SENSITIVE_SPAN_TYPES.has(f.type) && (f.type === 'ssn' || inHealthMail())) identifiers.add(f.type as IdentifierType);
+  if (identifiers.size > 0 && subjectEnd > 0 && labelledIdentifiers(full.slice(0, subjectEnd)).length > 0) subjectPhi = true;
+  if (findings.some((f) => f.field === 'subject' && SENSITIVE_SPAN_TYPES.has(f.type))) subjectPhi = true;
+
+  const disclosures = [...found].sort();
+  const phi = disclosures.length > 0 || identifiers.size > 0;
+  const about: About = !phi ? (broadcast ? 'nobody' : 'recipient') : !salutationName && THIRD_PERSON_RE.test(full) ? 'named' : 'recipient';
+  const weakOnly = disclosures.length === 1 && disclosures[0] === 'result' && weakCount > 0;
+  let sensitivity: Sensitivity;
+  if (part2) sensitivity = 'restricted';
+  else if (disclosures.length > 0) sensitivity = 'high';
+  else if (identifiers.size > 0) sensitivity = 'moderate';
+  else {
+    // A minimal reminder: a name, a date, a clinic address stay low (LABELING.md P1).
+    sensitivity = findings.length === 0 ? 'none' : 'low';
+  }
+  return {
+    findings,
+    cues,
+    about,
+    broadcast,
+    disclosures,
+    identifiers: [...identifiers].sort(),
+    part2,
+    subjectPhi: subjectPhi && phi,
+    phi,
+    sensitivity,
+    confidence: !phi ? 0.8 : weakOnly ? 0.6 : 0.9,
+  };
+};
