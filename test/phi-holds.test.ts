@@ -148,11 +148,17 @@ for (const dialect of testDialects()) {
 
     it('always holds Part 2 content and PHI in a subject, even in autonomous', async () => {
       const s = await mailbox('autonomous');
-      const p2 = await send(s.agentKey, s.mailbox.id, {
-        to: [await patient()],
-        subject: 'Program update',
-        text: 'Your next session at the opioid treatment program is confirmed.',
+      const p2to = await patient();
+      const p2body = { to: [p2to], subject: 'Program update', text: 'Your next session at the opioid treatment program is confirmed.' };
+      // 42 CFR 2.31: Part 2 content needs a Part 2 consent naming the recipient; without one nothing is sent.
+      expect((await send(s.agentKey, s.mailbox.id, p2body)).body.code).toBe('no_part2_consent');
+      const granted = await t.call('POST', '/v1/part2-consents', t.adminKey, {
+        recipient_address: p2to,
+        purpose: 'treatment',
+        source: 'signed_form',
       });
+      expect(granted.status).toBe(201);
+      const p2 = await send(s.agentKey, s.mailbox.id, p2body);
       expect(p2.body.status).toBe('pending_approval');
       const v2 = await t.call('GET', `/v1/emails/${p2.body.id}`, s.agentKey);
       expect(v2.body.phi_sensitivity).toBe('restricted');

@@ -5,6 +5,7 @@ import { createAuditService } from '../audit/audit-service.js';
 import { createApiKeysService } from '../identity/api-keys-service.js';
 import { createAuditReader } from '../compliance/audit-reader.js';
 import { createAuthCache } from '../identity/auth-cache.js';
+import { createPart2Consents } from '../phi/part2-consents.js';
 import { createApprovalsService } from '../oversight/approvals-service.js';
 import { createGuard } from '../identity/guard.js';
 import { createIdentityRepo } from '../identity/identity-repo.js';
@@ -134,6 +135,8 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
   });
 
   const consent = createConsentService({ db, guard, clock });
+  // 42 CFR 2.31 consents and the organisation's category-mismatch rule.
+  const part2Consents = createPart2Consents({ db, guard, clock });
   // Reading the audit log for people (roles, audited reads, proofs, legal holds): above audit, which stays a sink.
   const auditReader = createAuditReader({ audit, auditLog, guard });
   // One registry per container: tests run several servers in one process.
@@ -200,6 +203,7 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
     audit,
     auditLog,
     auditReader,
+    part2Consents,
     keyDirectory,
     guard,
     identity,

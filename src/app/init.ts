@@ -162,7 +162,14 @@ export const initOrganization = async (
       const existing = await tx.selectFrom('organizations').select('id').where('domain', '=', domain).executeTakeFirst();
       if (existing) throw conflict('org_exists', `An organization with domain ${domain} already exists.`);
       const system = systemActor();
-      const org = { id: newId('org'), name: input.orgName, domain, created_at: now, message_retention_days: 2190 };
+      const org = {
+        id: newId('org'),
+        name: input.orgName,
+        domain,
+        created_at: now,
+        message_retention_days: 2190,
+        consent_category_mismatch: 'hold' as const,
+      };
       await tx.insertInto('organizations').values(org).execute();
       await audit.record(tx, {
         action: 'organization.created',

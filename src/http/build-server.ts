@@ -4,6 +4,7 @@ import fastifySwaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync, LogController } from 'fastify';
 import { jsonSchemaTransform, jsonSchemaTransformObject, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import type { AuditReader } from '../compliance/audit-reader.js';
+import type { Part2Consents } from '../phi/part2-consents.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { AuditService } from '../audit/audit-service.js';
 import type { ApiKeysService } from '../identity/api-keys-service.js';
@@ -55,6 +56,7 @@ export type RestDeps = {
   audit: AuditService;
   auditLog: AuditLog;
   auditReader: AuditReader;
+  part2Consents: Part2Consents;
   keyDirectory: KeyDirectoryService;
   guard: Guard;
   mail: Pick<MailModule, 'mailboxes' | 'mail' | 'reader' | 'identityVerifier' | 'dnsRecords' | 'retention'> & {
@@ -153,7 +155,7 @@ export const buildRestServer = async (c: RestDeps, { beside = [] }: RestServerOp
     await v1.register(approvalRoutes({ approvals: c.mail.approvals }));
     await v1.register(identityVerifyRoutes({ verifier: c.mail.identityVerifier, maxMessageBytes: c.config.smtp.maxMessageBytes }));
     await v1.register(vaultRoutes({ vault: c.vault }));
-    await v1.register(consentRoutes({ consent: c.consent }));
+    await v1.register(consentRoutes({ consent: c.consent, part2: c.part2Consents }));
     await v1.register(mailRetentionRoutes({ retention: c.mail.retention }));
     await v1.register(dnsRoutes({ dns: c.mail.dnsRecords }));
     await v1.register(receiptRoutes({ reader: c.mail.reader, receipts: c.auditLog.receipts }));

@@ -121,6 +121,12 @@ export const messageCategory = z
   .enum(CONSENT_CATEGORIES)
   .describe('consent category of the message; a recipient whose consent lists other categories only makes it held (consent_category)');
 
+/** CONTRACT.md (second wave): the rejected message (msg_...) a send or reply revises. */
+const revisionOf = z
+  .string()
+  .regex(/^msg_[0-9a-f]{32}$/, 'must be the msg_ id of a rejected message')
+  .describe('the rejected message this one revises: the new approval links to the earlier one, and no header names the rejected message');
+
 export const sendBody = z
   .strictObject({
     to: recipients.min(1),
@@ -137,6 +143,7 @@ export const sendBody = z
       .refine((s) => !/[\r\n\0]/.test(s), 'must not contain CR, LF or NUL')
       .optional(),
     category: messageCategory.optional(),
+    revision_of: revisionOf.optional(),
   })
   .refine((b) => b.to.length + (b.cc?.length ?? 0) + (b.bcc?.length ?? 0) <= MAX_RECIPIENTS, {
     message: `at most ${MAX_RECIPIENTS} recipients in to, cc and bcc together`,
@@ -150,6 +157,7 @@ export const replyBody = z
     html: z.string().optional(),
     reply_all: z.boolean().optional(),
     category: messageCategory.optional(),
+    revision_of: revisionOf.optional(),
   })
   .refine((b) => b.text !== undefined || b.html !== undefined, { message: 'text or html is required', path: ['text'] });
 
@@ -181,6 +189,10 @@ export const approvalOut = z.object({
   decision_reason: z.record(z.string(), z.unknown()).nullable(),
   comment: z.string().nullable(),
   edits: z.array(editDiff),
+  revision_of: z
+    .string()
+    .nullable()
+    .describe('the approval of the rejected message this one revises (its comment: GET /v1/emails/{id} revision)'),
 });
 
 /** Sender authentication of an inbound message (src/inbound/auth-results.ts); null for outbound. */
@@ -244,6 +256,16 @@ export const emailOut = z.object({
     .describe('when retention destroyed the content (subject, bodies, addresses, attachments); metadata and hashes stay'),
   approval: approvalOut.nullable(),
   original: z.record(z.string(), z.unknown()).nullable(),
+  revision: z
+    .object({
+      of_email_id: z.string(),
+      of_approval_id: z.string().nullable(),
+      rejection_comment: z.string().nullable(),
+      changes: z.array(z.object({ field: z.string(), before: z.unknown(), after: z.unknown() })),
+      text_diff: z.string().nullable().describe('unified diff of the text body, rejected version first'),
+    })
+    .nullable()
+    .describe('for a revision: the rejected message it replaces, the reviewer’s comment and what changed'),
   events: z.array(eventOut),
 });
 

@@ -1,3 +1,4 @@
+import { createTwoFilesPatch } from 'diff';
 import { parseAuthResults } from '../inbound/auth-results.js';
 import type { Principal } from '../identity/principal.js';
 import type { KeyRing } from '../kernel/crypto/keyring.js';
@@ -81,6 +82,29 @@ export const headOf = (m: Pick<MessagesTable, 'id' | 'mailbox_id' | 'direction' 
   status_reason: m.status_reason ? (JSON.parse(m.status_reason) as Record<string, unknown>) : null,
 });
 
+/** What a revision changed against the rejected message it replaces, and the reviewer's comment that rejected it. */
+const revisionOf = async (ex: Executor, ring: KeyRing, m: MessagesTable, after: MessageContent) => {
+  const rejected = await ex.selectFrom('messages').selectAll().where('id', '=', m.revision_of!).executeTakeFirst();
+  if (!rejected) return null;
+  const before = openContent(ring, rejected, rejected.content_sealed);
+  const approval = rejected.approval_id
+    ? await ex.selectFrom('approvals').selectAll().where('id', '=', rejected.approval_id).executeTakeFirst()
+    : undefined;
+  const changes = (['subject', 'to', 'cc', 'bcc', 'html'] as const)
+    .filter((f) => JSON.stringify(before[f]) !== JSON.stringify(after[f]))
+    .map((f) => ({ field: f, before: before[f], after: after[f] }));
+  const textChanged = (before.text ?? '') !== (after.text ?? '');
+  return {
+    of_email_id: rejected.id,
+    of_approval_id: rejected.approval_id,
+    rejection_comment: approval ? approvalView(ring, approval).comment : null,
+    changes: textChanged ? [...changes, { field: 'text', before: before.text, after: after.text }] : changes,
+    text_diff: textChanged
+      ? createTwoFilesPatch('rejected', 'revision', before.text ?? '', after.text ?? '', '', '', { context: 2 })
+      : null,
+  };
+};
+
 export const fullView = async (ex: Executor, ring: KeyRing, m: MessagesTable) => {
   const c = openContent(ring, m, m.content_sealed);
   const approval = m.approval_id
@@ -120,6 +144,7 @@ export const fullView = async (ex: Executor, ring: KeyRing, m: MessagesTable) =>
     content_purged_at: m.content_purged_at,
     approval: approval ? approvalView(ring, approval, m) : null,
     original,
+    revision: m.revision_of ? await revisionOf(ex, ring, m, c) : null,
     events: await eventsOf(ex, m.id),
   };
 };

@@ -42,6 +42,8 @@ export type NewMessage = {
   /** Inbound: the authentication results (SPF, DKIM, DMARC, ARC). */
   authResults?: unknown;
   category?: string | null;
+  /** The rejected message this one revises. */
+  revisionOf?: string | null;
 };
 
 /** The one builder of a message row. */
@@ -77,6 +79,7 @@ export const messageRow = (m: NewMessage): MessagesTable => ({
   auth_results: m.authResults === undefined || m.authResults === null ? null : JSON.stringify(m.authResults),
   category: m.category ?? null,
   content_purged_at: null,
+  revision_of: m.revisionOf ?? null,
 });
 
 /**

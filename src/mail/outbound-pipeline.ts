@@ -1,3 +1,4 @@
+import part2Notice from './part2-notice.json' with { type: 'json' };
 import type { MailConfig } from './mail-config.js';
 import { createIdentityRepo } from '../identity/identity-repo.js';
 import { activeSigningKey, dkimSelectorOf, openPrivateKey } from '../identity/signing-keys.js';
@@ -35,6 +36,23 @@ type Deps = { ring: KeyRing; clock: Clock; config: Pick<MailConfig, 'smtp'>; sig
  * signatures covering it. The signed bytes are stored sealed, so every retry
  * sends exactly the same message.
  */
+/** The notice of 42 CFR 2.32, as data (src/mail/part2-notice.json). */
+export const PART2_NOTICE: string = part2Notice.statement;
+
+const escapeHtml = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
+
+/** The content as delivered: Part 2 messages (system tag `part2`) end with the 2.32 notice in every body. */
+export const withPart2Notice = (msg: Pick<MessagesTable, 'system_tags'>, c: MessageContent): MessageContent => {
+  if (!(JSON.parse(msg.system_tags) as string[]).includes('part2')) return c;
+  const html =
+    c.html === null
+      ? null
+      : /<\/body>/i.test(c.html)
+        ? c.html.replace(/<\/body>/i, `<p>${escapeHtml(PART2_NOTICE)}</p></body>`)
+        : `${c.html}<p>${escapeHtml(PART2_NOTICE)}</p>`;
+  return { ...c, text: `${c.text ?? ''}${c.text ? '\n\n' : ''}${PART2_NOTICE}\n`, html };
+};
+
 export const createOutboundPipeline = ({ ring, clock, config, signer = { sign: signMessage } }: Deps) => {
   const repo = createIdentityRepo();
   const pemCache = new Map<string, string>();
@@ -138,7 +156,9 @@ export const createOutboundPipeline = ({ ring, clock, config, signer = { sign: s
       : undefined;
     if (approval && approval.status !== 'approved')
       throw new AppError('not_approved', 409, 'A held message is signed only after approval.');
-    const content = openContent(ring, msg, msg.content_sealed);
+    // 42 CFR 2.32: a disclosure of Part 2 records carries the notice; added here, so every route and retry sends it
+    // and both DKIM signatures and the identity header's body hash cover it.
+    const content = withPart2Notice(msg, openContent(ring, msg, msg.content_sealed));
 
     const idKey = await key(ex, 'identity-es256', msg.org_id);
     const ed = await key(ex, 'dkim-ed25519', msg.org_id);

@@ -112,7 +112,7 @@ export const createReadService = ({ db, dialect, ring, guard, clock, audit }: De
         ctx,
         'email.read',
         emailTarget(id),
-        { mailbox_id: m.mailbox_id, direction: m.direction, content_hidden: hidden, marked_read: markRead },
+        { mailbox_id: m.mailbox_id, direction: m.direction, content_hidden: hidden, marked_read: opening },
         hidden ? undefined : m.content_hash,
       );
       return view;

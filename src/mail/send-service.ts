@@ -7,7 +7,7 @@ import { actorOf, hasScope, type RequestContext, requireAnyRole } from '../ident
 import type { Clock } from '../kernel/clock.js';
 import { sha256Hex } from '../kernel/crypto/hash.js';
 import type { KeyRing } from '../kernel/crypto/keyring.js';
-import { AppError, conflict, forbidden, notFound } from '../kernel/errors.js';
+import { AppError, conflict, forbidden, notFound, unprocessable } from '../kernel/errors.js';
 import { newId } from '../kernel/ids.js';
 import { decideHold } from '../oversight/hold-policy.js';
 import { noConsentError } from '../phi/consent-service.js';
@@ -16,6 +16,7 @@ import type { Assessment } from '../phi/phi-context.js';
 import type { Finding } from '../phi/phi-types.js';
 import type { Db, Executor, Tx } from '../store/db.js';
 import { isUniqueViolation } from '../store/errors.js';
+import { noPart2ConsentError, part2Coverage } from '../phi/part2-consents.js';
 import type { MailboxesTable, MessagesTable } from '../store/schema.js';
 import { safeFilename } from './header-text.js';
 import type { ReplyInput, SendInput } from './mail-schemas.js';
@@ -64,6 +65,15 @@ const estimateSize = (c: MessageContent) =>
   Buffer.byteLength(c.html ?? '') * 1.1 +
   c.attachments.reduce((n, a) => n + a.content_base64.length * 1.03, 0);
 
+/** The message holds 42 CFR Part 2 information: the judgement says so, or a span is of type part2. */
+const isPart2 = (d: { findings: Finding[]; assessment: Assessment }) => d.assessment.part2 || d.findings.some((f) => f.type === 'part2');
+
+/** 422 no_consent with the category: the organisation refuses what a recipient's consent does not cover (names no address). */
+const categoryRefusedError = (category: string, recipientIndex: number) =>
+  new AppError('no_consent', 422, `A recipient's consent does not cover the category ${category}; nothing was sent.`, {
+    extra: { category, recipient_index: recipientIndex },
+  });
+
 export const createSendService = ({ db, ring, guard, repo, clock, pipeline, screen, audit, config, onQueued }: Deps) => {
   const now = () => clock.now().toISOString();
 
@@ -95,6 +105,37 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
     return { threadId: parent.thread_id, inReplyTo: parent.message_id, references: refs };
   };
 
+  /**
+   * The rejected outbound message a revision replaces: the caller's mailbox, status `rejected`, not revised yet.
+   * Throws 404 email, 409 not_revisable (any other status or direction) / already_revised.
+   */
+  const revisable = async (ex: Executor, mailbox: MailboxesTable, id: string) => {
+    const m = await ex.selectFrom('messages').selectAll().where('id', '=', id).where('mailbox_id', '=', mailbox.id).executeTakeFirst();
+    if (!m) throw notFound('email');
+    if (m.direction !== 'outbound' || m.status !== 'rejected')
+      throw conflict(
+        'not_revisable',
+        `Only a rejected outbound message can be revised; this one is ${m.direction === 'outbound' ? m.status : 'inbound'}.`,
+      );
+    const later = await ex.selectFrom('messages').select('id').where('revision_of', '=', m.id).executeTakeFirst();
+    if (later) throw conflict('already_revised', `This message was revised already by ${later.id}; revise that one.`);
+    return m;
+  };
+
+  /** Threading of a revision: the rejected message's thread and parent (or an explicit in_reply_to), never the rejected message. */
+  const revisionThreading = async (ex: Executor, mailbox: MailboxesTable, rejected: MessagesTable, inReplyTo: string | undefined) => {
+    const parent = inReplyTo ?? rejected.in_reply_to ?? undefined;
+    if (parent === rejected.id || parent === rejected.message_id)
+      throw unprocessable(
+        'revision_replies_to_rejected',
+        'A revision cannot reply to the rejected message it replaces: that message was never sent.',
+      );
+    const t = parent
+      ? await threadingFor(ex, mailbox, parent)
+      : { threadId: rejected.thread_id, inReplyTo: null, references: [] as string[] };
+    return { ...t, threadId: rejected.thread_id, references: t.references.filter((r) => r !== rejected.message_id) };
+  };
+
   /** Everything about a new message that needs no transaction: id, content, threading, the row to insert. */
   const draft = async (ex: Executor, ctx: RequestContext, mailbox: MailboxesTable, body: SendInput) => {
     const at = now();
@@ -115,7 +156,10 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
     if (estimateSize(content) > config.smtp.maxMessageBytes) {
       throw new AppError('message_too_large', 413, `The message would be larger than ${config.smtp.maxMessageBytes} bytes.`);
     }
-    const t = await threadingFor(ex, mailbox, body.in_reply_to);
+    const revised = body.revision_of ? await revisable(ex, mailbox, body.revision_of) : null;
+    // A revision stays in the rejected message's thread and answers what it answered; the rejected message itself
+    // was never sent, so no header of the revision names it (In-Reply-To, References).
+    const t = revised ? await revisionThreading(ex, mailbox, revised, body.in_reply_to) : await threadingFor(ex, mailbox, body.in_reply_to);
     // Subject, bodies and text attachments are scanned before anything is stored.
     const scan = await screen.scan(content, org.domain, org.name);
     const sealed = sealContent(ring, { org_id: mailbox.org_id, mailbox_id: mailbox.id, id }, content);
@@ -139,8 +183,11 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
       phiFindings: storedFindings(scan.findings),
       phiSensitivity: scan.sensitivity,
       category: body.category ?? null,
+      revisionOf: revised?.id ?? null,
+      // Part 2 content is marked as the system's, so approval re-checks its consents and delivery adds the 2.32 notice.
+      systemTags: scan.part2 || scan.findings.some((f) => f.type === 'part2') ? ['part2'] : [],
     });
-    return { row, content, findings: scan.findings, assessment: scan };
+    return { row, content, findings: scan.findings, assessment: scan, revised };
   };
 
   /** Writes a drafted message inside the transaction: row, idempotency key, events, audit; then holds or queues it. */
@@ -148,9 +195,9 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
     tx: Tx,
     ctx: RequestContext,
     mailbox: MailboxesTable,
-    d: { row: MessagesTable; content: MessageContent; findings: Finding[]; assessment: Assessment },
+    d: { row: MessagesTable; content: MessageContent; findings: Finding[]; assessment: Assessment; revised: MessagesTable | null },
     idem: { key: string; hash: string } | null,
-    onRefused: (check: ConsentCheck) => void,
+    onRefused: (check: ConsentCheck, code?: string) => void,
   ) => {
     if (mailbox.oversight_mode === 'read_only') throw forbidden('mailbox_read_only', 'This mailbox is read-only: it cannot send.');
     const { row, content } = d;
@@ -160,6 +207,19 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
       onRefused(check);
       throw noConsentError(check.firstRefused);
     }
+    const org = await repo.org(tx, mailbox.org_id);
+    // The organisation chose to refuse, not hold, a message whose category a recipient's consent does not cover.
+    if (check.categoryHeld > 0 && check.category && org?.consent_category_mismatch === 'refuse') {
+      onRefused(check, 'no_consent_category');
+      throw categoryRefusedError(check.category, check.firstCategoryHeld);
+    }
+    // 42 CFR 2.31: Part 2 content goes only to recipients a live Part 2 consent names (address or organisation).
+    const part2 = isPart2(d);
+    const p2 = part2 ? await part2Coverage(tx, mailbox.org_id, screen.recipientsOf(content), row.created_at) : null;
+    if (p2 && p2.missing >= 0) {
+      onRefused(check, 'no_part2_consent');
+      throw noPart2ConsentError(p2.missing);
+    }
     // PHI policy and unknown consent can hold a message in any mode but read_only (CONTRACT.md, oversight modes).
     const phi = screen.holdReasons(d.assessment, mailbox.oversight_mode, parsePhiPolicy(mailbox.phi_policy), check);
     const decision = decideHold({ direction: 'outbound', mode: mailbox.oversight_mode, screenReasons: phi.reasons });
@@ -167,7 +227,10 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
     const reasons = decision.kind === 'hold' ? decision.reasons : [];
     const id = row.id;
     const at = row.created_at;
-    await insertMessage(tx, row, { oversight_mode: mailbox.oversight_mode });
+    // Read again in this transaction: another revision may have been stored since the draft (the unique index on
+    // revision_of settles a race on PostgreSQL: the loser's insert fails and it answers 409 already_revised).
+    const revised = d.revised ? await revisable(tx, mailbox, d.revised.id) : null;
+    await insertMessage(tx, row, { oversight_mode: mailbox.oversight_mode, ...(revised ? { revision_of: revised.id } : {}) });
     if (idem) {
       // The primary key (scope, key) makes a concurrent duplicate fail here; the caller answers with the winner.
       await tx
@@ -195,6 +258,10 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
         attachments: content.attachments.length,
         thread_id: row.thread_id,
         ...(row.category ? { category: row.category } : {}),
+        // The chain of revisions is in the log: each submission names the rejected message it replaces.
+        ...(revised ? { revision_of: revised.id, revision_of_approval: revised.approval_id } : {}),
+        // 42 CFR 2.32 / accounting of disclosures: which Part 2 consents authorise this disclosure (ids, no addresses).
+        ...(p2 ? { part2: { consents: p2.consents } } : {}),
         phi: { sensitivity: phi.sensitivity, types: [...new Set(d.findings.map((f) => f.type))].sort(), findings: d.findings.length },
       },
       row.content_hash,
@@ -212,6 +279,7 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
         reasons,
         createdAt: at,
         expiresAt: expires,
+        revisionOf: revised?.approval_id ?? null,
       });
       await holdMessage(tx, row, { approvalId, reasons, at, expiresAt: expires, statusReason: { code: 'held', reasons } });
       await addMessageEvent(tx, id, at, 'held', { approval_id: approvalId, reasons, expires_at: expires });
@@ -255,6 +323,7 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
     const hash = idempotencyKey ? sha256Hex(canonicalJson({ op: 'send', mailboxId, body })) : '';
     const target = { type: 'mailbox', id: mailboxId };
     let refusal: ConsentCheck | null = null;
+    let refusalCode = 'no_consent';
     const attempt = async () => {
       if (idempotencyKey) {
         const mb = await db.selectFrom('mailboxes').select(['id', 'agent_id']).where('id', '=', mailboxId).executeTakeFirst();
@@ -287,8 +356,9 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
           fresh,
           { ...d, row: { ...d.row, oversight_mode: fresh.oversight_mode } },
           idempotencyKey ? { key: idempotencyKey, hash } : null,
-          (c) => {
+          (c, code) => {
             refusal = c;
+            refusalCode = code ?? 'no_consent';
           },
         );
       });
@@ -307,10 +377,12 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
           outcome: 'denied',
           requestId: ctx.requestId,
           clientIp: ctx.clientIp,
-          details: { code: 'no_consent', status: 422, refused_recipients: c.refused },
+          details: { code: refusalCode, status: 422, refused_recipients: c.refused },
         });
         throw e;
       }
+      if (body.revision_of && isUniqueViolation(e) && !idempotencyKey)
+        throw conflict('already_revised', 'This message was revised already by another request; revise that one.');
       if (!(idempotencyKey && isUniqueViolation(e))) throw e;
       // A concurrent twin won the key: answer with its message (or 409 if the bodies differ).
       const replay = await replayOf(mailboxId, idempotencyKey, hash);
@@ -343,7 +415,16 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
     return send(
       ctx,
       mailbox.id,
-      { to, cc: cc.length > 0 ? cc : undefined, subject, text: body.text, html: body.html, in_reply_to: m.id, category: body.category },
+      {
+        to,
+        cc: cc.length > 0 ? cc : undefined,
+        subject,
+        text: body.text,
+        html: body.html,
+        in_reply_to: m.id,
+        category: body.category,
+        revision_of: body.revision_of,
+      },
       idempotencyKey,
     );
   };

@@ -26,4 +26,5 @@ export const approvalView = (ring: KeyRing, a: ApprovalsTable, m?: Pick<Messages
   decision_reason: a.decision_reason ? (JSON.parse(a.decision_reason) as Record<string, unknown>) : null,
   comment: a.comment_sealed ? open(ring, a.comment_sealed, approvalAad(a)).toString() : null,
   edits: a.edits ? (JSON.parse(a.edits) as EditDiff[]) : [],
+  revision_of: a.revision_of ?? null,
 });

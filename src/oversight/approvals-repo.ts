@@ -12,6 +12,8 @@ export type NewApproval = {
   reasons: unknown[];
   createdAt: string;
   expiresAt: string;
+  /** The approval of the rejected message this one revises. */
+  revisionOf?: string | null;
 };
 
 /**
@@ -37,6 +39,7 @@ export const insertPendingApproval = async (db: Executor, a: NewApproval) => {
       decision_reason: null,
       comment_sealed: null,
       edits: null,
+      revision_of: a.revisionOf ?? null,
     })
     .execute();
   await appendEvent(db, {

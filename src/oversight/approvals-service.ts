@@ -14,6 +14,7 @@ import { approvalAad, approvalView, type EditDiff } from './approval-views.js';
 import type { DecisionInput, HeldContent, HeldMail } from './held-mail.js';
 import { canonicalJson } from '../audit/canonical.js';
 import { consentCategoryError, noConsentError } from '../phi/consent-service.js';
+import { noPart2ConsentError, part2Coverage } from '../phi/part2-consents.js';
 import { type OutboundScreen, storedFindings } from '../phi/outbound-screen.js';
 import type { Db, Executor, Tx } from '../store/db.js';
 import type { ApprovalsTable, MessagesTable } from '../store/schema.js';
@@ -245,7 +246,7 @@ export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, he
     }
     const org = diff.some((d) => SCANNED.has(d.field)) ? await repo.org(db, pre.m.org_id) : null;
     const rescan = diff.some((d) => SCANNED.has(d.field)) ? await screen.scan(after, org?.domain ?? '', org?.name) : null;
-    let refusal: { code: 'no_consent' | 'consent_category'; recipients: number; category?: string } | null = null;
+    let refusal: { code: 'no_consent' | 'consent_category' | 'no_part2_consent'; recipients: number; category?: string } | null = null;
 
     const approveIn = async (tx: Tx) => {
       requireReviewer(ctx);
@@ -274,6 +275,15 @@ export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, he
       if (check.categoryHeld > 0 && category) {
         refusal = { code: 'consent_category', recipients: check.categoryHeld, category };
         throw consentCategoryError(category, check.firstCategoryHeld);
+      }
+      // 42 CFR 2.31(a)(6): a Part 2 consent revoked while the message waited (or a recipient added by the edit that no
+      // consent names) stops the disclosure.
+      if ((JSON.parse(m.system_tags) as string[]).includes('part2')) {
+        const p2 = await part2Coverage(tx, m.org_id, screen.recipientsOf(after), at);
+        if (p2.missing >= 0) {
+          refusal = { code: 'no_part2_consent', recipients: 1 };
+          throw noPart2ConsentError(p2.missing);
+        }
       }
       let msg = { ...m, category };
       const cols: Partial<MessagesTable> = category === m.category ? {} : { category };

@@ -9,6 +9,8 @@ export type OrganizationsTable = {
   created_at: string;
   /** Days after a message's last status change before its sealed content is purged (0012; at least 2190). */
   message_retention_days: number;
+  /** A send whose category a recipient's consent does not cover: `hold` (default) or `refuse` (0020). */
+  consent_category_mismatch: 'hold' | 'refuse';
 };
 
 export type DepartmentsTable = {
@@ -216,6 +218,8 @@ export type MessagesTable = {
   category: string | null;
   /** When retention destroyed the sealed content (0012); null while it is kept. */
   content_purged_at: string | null;
+  /** The rejected message this one revises (0020). */
+  revision_of: string | null;
 };
 
 export type MessageEventsTable = { id: string; message_id: string; at: string; type: string; details: string };
@@ -244,6 +248,8 @@ export type ApprovalsTable = {
   decision_reason: string | null; // JSON {code}
   comment_sealed: string | null;
   edits: string | null; // JSON [{field, before_hash, after_hash}]
+  /** The approval of the rejected message this one revises (0020). */
+  revision_of: string | null;
 };
 
 export type OutboxTable = {
@@ -308,6 +314,7 @@ export type Database = {
   event_heads: EventHeadsTable;
   domain_events: DomainEventsTable;
   mail_legal_holds: MailLegalHoldsTable;
+  part2_consents: Part2ConsentsTable;
 };
 
 /** The last domain-event number given out per organisation (migration 0011). */
@@ -338,4 +345,19 @@ export type MailLegalHoldsTable = {
   created_at: string;
   released_by: string | null;
   released_at: string | null;
+};
+
+/** 42 CFR 2.31: consent to disclose Part 2 records to a recipient (0020): `address` (contact hash) or `domain`. */
+export type Part2ConsentsTable = {
+  id: string;
+  org_id: string;
+  recipient_kind: 'address' | 'domain';
+  recipient_value: string;
+  purpose: string;
+  source: string;
+  granted_by: string;
+  created_at: string;
+  expires_at: string | null;
+  revoked_at: string | null;
+  revoked_by: string | null;
 };

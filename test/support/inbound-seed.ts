@@ -103,6 +103,7 @@ export const seedMessages = async (t: TestApp, mailbox: { id: string; address: s
       auth_results: direction === 'inbound' ? JSON.stringify(passing(s.authFlags ?? [])) : null,
       category: null,
       content_purged_at: null,
+      revision_of: null,
     };
     if (held) {
       const approvalId = newId('approval');

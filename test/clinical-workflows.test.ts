@@ -1,0 +1,181 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fixedClock } from '../src/kernel/clock.js';
+import { headerValue, splitMessage } from '../src/mail/mime.js';
+import { PART2_NOTICE } from '../src/mail/outbound-pipeline.js';
+import { tempDir, testDialects } from './support/dialects.js';
+import { seedMessages } from './support/inbound-seed.js';
+import { drainDeliveries, receivedWithId, relayEnv, type Sink, seedMailbox, startSink } from './support/outbound-sink.js';
+import { createTestApp, type TestApp } from './support/test-app.js';
+
+const PART2_TEXT =
+  'Dear Ms. Alvarez, your take-home methadone doses from the Riverside opioid treatment program are ready for pick-up, ' +
+  'and your counselling group at the recovery program meets on Thursday.';
+
+for (const dialect of testDialects()) {
+  describe(`clinical workflows: revisions, consent by category, Part 2 (${dialect})`, () => {
+    let t: TestApp;
+    let sink: Sink;
+    let reviewerKey: string;
+    const clock = fixedClock(new Date());
+
+    beforeAll(async () => {
+      sink = await startSink(tempDir('mw-sink'));
+      t = await createTestApp(dialect, { clock, env: relayEnv(sink) });
+      const rev = await t.call('POST', '/v1/humans', t.adminKey, {
+        name: 'Dr. Okafor',
+        email: 'okafor@hospital.example',
+        roles: ['reviewer'],
+      });
+      reviewerKey = (await t.call('POST', `/v1/humans/${rev.body.id}/api-keys`, t.adminKey, {})).body.key;
+    }, 60_000);
+    afterAll(async () => {
+      await t?.close();
+      await sink?.close();
+    });
+
+    const send = (key: string, mbx: string, body: Record<string, unknown>) =>
+      t.call('POST', `/v1/mailboxes/${mbx}/send`, key, { subject: 'Follow-up', text: 'See you soon.', ...body });
+
+    it('links a revision of a rejected message to the rejection, shows the comment and a diff, and never names the rejected message in its headers', async () => {
+      const s = await seedMailbox(t, 'gated_send');
+      const [question] = await seedMessages(t, s.mailbox, [{ from: 'pat.lee@patients.example', subject: 'Question about my visit' }]);
+      const parent = (await t.c.store.db.selectFrom('messages').select('message_id').where('id', '=', question!).executeTakeFirstOrThrow())
+        .message_id;
+      const first = await t.call('POST', `/v1/emails/${question}/reply`, s.agentKey, { text: 'Your visit is on Monday at 9.' });
+      expect(first.body.status).toBe('pending_approval');
+      const held = await t.call('GET', `/v1/emails/${first.body.id}`, reviewerKey);
+      const rejected = await t.call('POST', `/v1/approvals/${held.body.approval.id}/reject`, reviewerKey, {
+        comment: 'Wrong day: it is Tuesday.',
+      });
+      expect(rejected.status).toBe(200);
+
+      // Only a rejected message can be revised, and only once.
+      expect((await t.call('POST', `/v1/emails/${question}/reply`, s.agentKey, { text: 'x', revision_of: question })).body.code).toBe(
+        'not_revisable',
+      );
+      const rev = await t.call('POST', `/v1/emails/${question}/reply`, s.agentKey, {
+        text: 'Your visit is on Tuesday at 9.',
+        revision_of: first.body.id,
+      });
+      expect(rev.status).toBe(202);
+      expect(rev.body.thread_id).toBe(first.body.thread_id);
+      expect((await t.call('POST', `/v1/emails/${question}/reply`, s.agentKey, { text: 'y', revision_of: first.body.id })).body.code).toBe(
+        'already_revised',
+      );
+
+      // The reviewer sees the earlier rejection, its comment and what changed.
+      const view = await t.call('GET', `/v1/emails/${rev.body.id}`, reviewerKey);
+      expect(view.body.approval.revision_of).toBe(held.body.approval.id);
+      expect(view.body.revision).toMatchObject({
+        of_email_id: first.body.id,
+        of_approval_id: held.body.approval.id,
+        rejection_comment: 'Wrong day: it is Tuesday.',
+        changes: [{ field: 'text', before: 'Your visit is on Monday at 9.', after: 'Your visit is on Tuesday at 9.' }],
+      });
+      expect(view.body.revision.text_diff).toContain('-Your visit is on Monday at 9.');
+      expect(view.body.revision.text_diff).toContain('+Your visit is on Tuesday at 9.');
+      const pending = await t.call('GET', '/v1/approvals?status=pending', reviewerKey);
+      expect(pending.body.approvals.find((a: { email_id: string }) => a.email_id === rev.body.id).revision_of).toBe(held.body.approval.id);
+
+      expect((await t.call('POST', `/v1/approvals/${view.body.approval.id}/approve`, reviewerKey, {})).status).toBe(200);
+      await drainDeliveries(t);
+      const delivered = await t.call('GET', `/v1/emails/${rev.body.id}`, s.agentKey);
+      expect(delivered.body.status).toBe('delivered');
+      const raw = receivedWithId(sink, delivered.body.message_id)[0]!.raw;
+      const header = splitMessage(raw).header;
+      expect(headerValue(header, 'In-Reply-To')).toBe(parent);
+      expect(raw.toString()).not.toContain(held.body.message_id);
+
+      // The chain of revisions is in the audit log.
+      const audit = await t.c.store.db
+        .selectFrom('audit_events')
+        .selectAll()
+        .where('action', '=', 'email.submitted')
+        .where('target_id', '=', rev.body.id)
+        .executeTakeFirstOrThrow();
+      expect(JSON.parse(audit.details)).toMatchObject({ revision_of: first.body.id, revision_of_approval: held.body.approval.id });
+    });
+
+    it("holds, or refuses when the organisation says so, a message whose category a recipient's consent does not cover", async () => {
+      const s = await seedMailbox(t, 'autonomous');
+      const patient = 'cat.only.appointments@patients.example';
+      expect(
+        (
+          await t.call('PUT', `/v1/contacts/${patient}/consent`, t.adminKey, {
+            electronic: true,
+            categories: ['appointment'],
+            source: 'paper_form',
+          })
+        ).status,
+      ).toBe(200);
+      const held = await send(s.agentKey, s.mailbox.id, {
+        to: [patient],
+        category: 'results',
+        text: 'Your results are ready in the portal.',
+      });
+      expect(held.body.status).toBe('pending_approval');
+      expect((await t.call('GET', '/v1/consent-policy', t.adminKey)).body).toEqual({ category_mismatch: 'hold' });
+      expect((await t.call('PUT', '/v1/consent-policy', s.agentKey, { category_mismatch: 'refuse' })).status).toBe(404);
+      expect((await t.call('PUT', '/v1/consent-policy', t.adminKey, { category_mismatch: 'refuse' })).status).toBe(200);
+      const refused = await send(s.agentKey, s.mailbox.id, {
+        to: [patient],
+        category: 'results',
+        text: 'Your results are ready in the portal.',
+      });
+      expect(refused.status).toBe(422);
+      expect(refused.body).toMatchObject({ code: 'no_consent', category: 'results', recipient_index: 0 });
+      expect((await send(s.agentKey, s.mailbox.id, { to: [patient], category: 'appointment' })).body.status).toBe('queued');
+      await t.call('PUT', '/v1/consent-policy', t.adminKey, { category_mismatch: 'hold' });
+    });
+
+    it('refuses Part 2 content to a recipient without a Part 2 consent; with one it is delivered with the 42 CFR 2.32 notice', async () => {
+      const s = await seedMailbox(t, 'gated_send');
+      const to = ['intake@partner-clinic.example'];
+      const without = await send(s.agentKey, s.mailbox.id, { to, subject: 'Transfer of care', text: PART2_TEXT });
+      expect(without.status).toBe(422);
+      expect(without.body.code).toBe('no_part2_consent');
+      const denied = await t.c.store.db
+        .selectFrom('audit_events')
+        .selectAll()
+        .where('action', '=', 'email.submitted')
+        .where('outcome', '=', 'denied')
+        .execute();
+      expect(denied.some((e) => JSON.parse(e.details).code === 'no_part2_consent')).toBe(true);
+
+      // A consent naming the recipient organisation and a purpose (agents cannot record one).
+      const body = { recipient_domain: 'partner-clinic.example', purpose: 'treatment', source: 'signed_form' };
+      expect((await t.call('POST', '/v1/part2-consents', s.agentKey, body)).status).toBe(404);
+      const consent = await t.call('POST', '/v1/part2-consents', t.adminKey, body);
+      expect(consent.status).toBe(201);
+      const sent = await send(s.agentKey, s.mailbox.id, { to, subject: 'Transfer of care', text: PART2_TEXT });
+      expect(sent.status).toBe(202);
+      const held = await t.call('GET', `/v1/emails/${sent.body.id}`, reviewerKey);
+      expect(held.body.approval.reasons.map((r: { code: string }) => r.code)).toContain('part2');
+      expect(held.body.system_tags).toContain('part2');
+      const audit = await t.c.store.db
+        .selectFrom('audit_events')
+        .selectAll()
+        .where('action', '=', 'email.submitted')
+        .where('target_id', '=', sent.body.id)
+        .executeTakeFirstOrThrow();
+      expect(JSON.parse(audit.details).part2).toEqual({ consents: [consent.body.id] });
+      expect((await t.call('POST', `/v1/approvals/${held.body.approval.id}/approve`, reviewerKey, {})).status).toBe(200);
+      await drainDeliveries(t);
+      const delivered = await t.call('GET', `/v1/emails/${sent.body.id}`, s.agentKey);
+      expect(delivered.body.status).toBe('delivered');
+      const raw = receivedWithId(sink, delivered.body.message_id)[0]!
+        .raw.toString()
+        .replace(/=\r?\n/g, '')
+        .replace(/\r?\n/g, ' ');
+      expect(raw).toContain(PART2_NOTICE);
+
+      // A revocation while a message waits stops its approval.
+      const second = await send(s.agentKey, s.mailbox.id, { to, subject: 'Transfer of care', text: PART2_TEXT });
+      const waiting = await t.call('GET', `/v1/emails/${second.body.id}`, reviewerKey);
+      expect((await t.call('POST', `/v1/part2-consents/${consent.body.id}/revoke`, t.adminKey)).status).toBe(200);
+      const approve = await t.call('POST', `/v1/approvals/${waiting.body.approval.id}/approve`, reviewerKey, {});
+      expect(approve.status).toBe(422);
+      expect(approve.body.code).toBe('no_part2_consent');
+    });
+  });
+}
