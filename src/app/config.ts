@@ -83,6 +83,27 @@ export const envSchema = z.object({
   MAILWARD_SMTP_RATE_PER_MINUTE: z.coerce.number().int().min(0).default(1200),
   MAILWARD_SMTP_MAX_RECIPIENTS: z.coerce.number().int().min(1).max(1000).default(100),
   MAILWARD_INBOUND_THREADS: z.coerce.number().int().min(0).max(16).default(1),
+  // Human sign-in. The console's public origin (invitation links, WebAuthn origin and RP id, the OpenID redirect URI);
+  // unset, it is taken from the request's Host, on loopback only.
+  MAILWARD_PUBLIC_URL: z
+    .string()
+    .regex(/^https?:\/\/[^/\s]+$/, 'must be an origin such as https://mailward.example.org (no path)')
+    .optional(),
+  MAILWARD_SESSION_IDLE_SECONDS: z.coerce.number().int().min(60).max(86_400).default(900),
+  MAILWARD_SESSION_MAX_SECONDS: z.coerce
+    .number()
+    .int()
+    .min(300)
+    .max(7 * 86_400)
+    .default(12 * 3600),
+  MAILWARD_STEPUP_SECONDS: z.coerce.number().int().min(30).max(3600).default(300),
+  MAILWARD_INVITATION_TTL_SECONDS: z.coerce
+    .number()
+    .int()
+    .min(600)
+    .max(30 * 86_400)
+    .default(72 * 3600),
+  MAILWARD_SIGNIN_LOCK_SECONDS: z.coerce.number().int().min(60).max(86_400).default(1800),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -135,6 +156,15 @@ export type Config = {
     maxRecipients: number;
     /** Worker threads for authentication, parsing and the PHI scan of received mail (default 1); 0 runs them on the event loop. */
     analysisThreads: number;
+  };
+  /** Human sign-in (src/accounts) and the console's origin. */
+  accounts: {
+    publicUrl: string | undefined;
+    sessionIdleSeconds: number;
+    sessionMaxSeconds: number;
+    stepUpSeconds: number;
+    invitationTtlSeconds: number;
+    lockSeconds: number;
   };
 };
 
@@ -209,6 +239,14 @@ export const loadConfig = (env: NodeJS.ProcessEnv = process.env): Config => {
       ratePerMinute: e.MAILWARD_SMTP_RATE_PER_MINUTE,
       maxRecipients: e.MAILWARD_SMTP_MAX_RECIPIENTS,
       analysisThreads: e.MAILWARD_INBOUND_THREADS,
+    },
+    accounts: {
+      publicUrl: e.MAILWARD_PUBLIC_URL,
+      sessionIdleSeconds: e.MAILWARD_SESSION_IDLE_SECONDS,
+      sessionMaxSeconds: e.MAILWARD_SESSION_MAX_SECONDS,
+      stepUpSeconds: e.MAILWARD_STEPUP_SECONDS,
+      invitationTtlSeconds: e.MAILWARD_INVITATION_TTL_SECONDS,
+      lockSeconds: e.MAILWARD_SIGNIN_LOCK_SECONDS,
     },
   };
 };

@@ -3,6 +3,7 @@ import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync, LogController } from 'fastify';
 import { jsonSchemaTransform, jsonSchemaTransformObject, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
+import type { AccountsModule } from '../accounts/accounts-module.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { AuditService } from '../audit/audit-service.js';
 import type { ApiKeysService } from '../identity/api-keys-service.js';
@@ -14,6 +15,7 @@ import type { MailModule } from '../mail/mail-module.js';
 import type { ConsentService } from '../phi/consent-service.js';
 import type { Store } from '../store/db.js';
 import type { VaultService } from '../vault/vault-service.js';
+import { accountsRoutes } from './accounts-routes.js';
 import { auditRoutes } from './audit-routes.js';
 import { createAuthHook } from './auth.js';
 import { consentRoutes } from './consent-routes.js';
@@ -53,6 +55,7 @@ export type RestDeps = {
   mail: Pick<MailModule, 'mailboxes' | 'mail' | 'reader' | 'approvals' | 'identityVerifier' | 'dnsRecords'>;
   vault: VaultService;
   consent: ConsentService;
+  accounts: Pick<AccountsModule, 'accounts' | 'sso' | 'config'>;
 };
 
 export type RestServerOptions = {
@@ -121,7 +124,14 @@ export const buildRestServer = async (c: RestDeps, { beside = [] }: RestServerOp
   await app.register(systemRoutes(c, metrics));
   for (const plugin of beside) await app.register(plugin);
   await app.register(async (v1) => {
-    v1.addHook('onRequest', createAuthHook({ apiKeys: c.apiKeys, rateLimiter: c.rateLimiter }));
+    v1.addHook(
+      'onRequest',
+      createAuthHook({
+        apiKeys: c.apiKeys,
+        rateLimiter: c.rateLimiter,
+        sessions: { accounts: c.accounts.accounts, publicUrl: c.accounts.config.publicUrl },
+      }),
+    );
     v1.addHook('preValidation', refuseUnsafeText);
     await v1.register(identityRoutes({ identity: c.identity, apiKeys: c.apiKeys }));
     await v1.register(auditRoutes({ audit: c.audit, auditLog: c.auditLog, guard: c.guard }));
@@ -133,6 +143,7 @@ export const buildRestServer = async (c: RestDeps, { beside = [] }: RestServerOp
     await v1.register(vaultRoutes({ vault: c.vault }));
     await v1.register(consentRoutes({ consent: c.consent }));
     await v1.register(dnsRoutes({ dns: c.mail.dnsRecords }));
+    await v1.register(accountsRoutes({ accounts: c.accounts }));
   });
   return app as unknown as FastifyInstance;
 };

@@ -17,6 +17,9 @@ export const ID_PREFIXES = {
   request: 'req',
   legalHold: 'lgh',
   auditPurge: 'pur',
+  session: 'ses',
+  invitation: 'inv',
+  recoveryCode: 'rcv',
 } as const;
 
 export type IdKind = keyof typeof ID_PREFIXES;

@@ -50,7 +50,19 @@ export const createMailModule = ({ config, store, ring, clock, logger, audit, gu
   const mail = createSendService({ db, ring, guard, repo, clock, pipeline, screen, audit, config, onQueued });
   // Get, list, thread, tags, search and attachments of both directions.
   const reader = createReadService({ db, dialect: store.dialect, ring, guard, clock, audit });
-  const approvals = createApprovalsService({ db, ring, guard, audit, repo, clock, pipeline, screen, onQueued, events });
+  const approvals = createApprovalsService({
+    db,
+    ring,
+    guard,
+    audit,
+    repo,
+    clock,
+    pipeline,
+    screen,
+    onQueued,
+    events,
+    stepUpSeconds: config.accounts?.stepUpSeconds ?? 300,
+  });
   const sender = createSmtpSender(config, resolver, () => config.bootstrap.domain);
   const delivery = createDeliveryWorker({
     db,

@@ -12,6 +12,8 @@ import * as m0006 from './migrations/0006-phi-holds.js';
 import * as m0007 from './migrations/0007-inbound-mail.js';
 import * as m0009ApprovalsCategory from './migrations/0009-approvals-category.js';
 import * as m0010InboundTagsAndDmarc from './migrations/0010-inbound-tags-and-dmarc.js';
+import * as m0013HumanSignIn from './migrations/0013-human-sign-in.js';
+import * as m0014ApprovalSignatures from './migrations/0014-approval-signatures.js';
 
 /** Migrations in order. Names are frozen once released; add, never edit. */
 export const MIGRATIONS: Record<string, Migration> = {
@@ -24,6 +26,8 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0007-inbound-mail': m0007,
   '0009-approvals-category': m0009ApprovalsCategory,
   '0010-inbound-tags-and-dmarc': m0010InboundTagsAndDmarc,
+  '0013-human-sign-in': m0013HumanSignIn,
+  '0014-approval-signatures': m0014ApprovalSignatures,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };
