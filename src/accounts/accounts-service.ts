@@ -49,7 +49,7 @@ export type IssuedSession = { token: string; state: SessionState };
 
 // Sign-in throttling (NIST SP 800-63B 5.2.2): failures counted per account and per client address in a window.
 const THROTTLE_WINDOW_MS = 15 * 60_000;
-/** From this many failures on, each further attempt waits 2^(n-5) s (at most 5 min) after the last failure: slowed. */
+/** From this many failures on, each further attempt waits 2^(n-5) s (at most 30 s) after the last failure: slowed. */
 const SLOW_AFTER = 5;
 /** This many failures from one address within the window: refused until the window ends. */
 const ADDRESS_LIMIT = 20;
@@ -583,7 +583,7 @@ export const createAccountsService = ({ db, repo, identity, guard, audit, ring, 
         throw tooMany(Math.ceil((Date.parse(r.window_started_at) + THROTTLE_WINDOW_MS - t) / 1000));
       }
       if (r.failures >= SLOW_AFTER) {
-        const waitMs = Math.min(2 ** (r.failures - SLOW_AFTER), 300) * 1000;
+        const waitMs = Math.min(2 ** (r.failures - SLOW_AFTER), 30) * 1000;
         const until = Date.parse(r.last_failure_at) + waitMs;
         if (t < until) throw tooMany(Math.ceil((until - t) / 1000));
       }
