@@ -39,6 +39,7 @@ const CSP =
 const ASSETS: Record<string, { file: string; type: string }> = {
   'console.js': { file: path.join(packageRoot(), 'assets', 'console', 'console.js'), type: 'text/javascript; charset=utf-8' },
   'console.css': { file: path.join(packageRoot(), 'assets', 'console', 'console.css'), type: 'text/css; charset=utf-8' },
+  'favicon.svg': { file: path.join(packageRoot(), 'assets', 'console', 'favicon.svg'), type: 'image/svg+xml' },
   'simplewebauthn-browser.js': {
     file: path.join(packageRoot(), 'node_modules', '@simplewebauthn', 'browser', 'dist', 'bundle', 'index.umd.min.js'),
     type: 'text/javascript; charset=utf-8',
@@ -85,7 +86,8 @@ export const consoleRoutes = (deps: Deps) => async (app: FastifyInstance) => {
     if (!req.url.startsWith('/console')) return;
     reply.header('content-security-policy', CSP);
     reply.header('x-frame-options', 'DENY');
-    reply.header('referrer-policy', 'no-referrer');
+    // same-origin, not no-referrer: with no-referrer Chromium sends `Origin: null` on form posts, which the origin check refuses.
+    reply.header('referrer-policy', 'same-origin');
     reply.header('cross-origin-opener-policy', 'same-origin');
   });
 

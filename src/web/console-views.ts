@@ -34,7 +34,7 @@ export const layout = (title: string, body: string, viewer: Viewer, opts: { csrf
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${esc(title)} · Mailward</title>${csrf ? `<meta name="csrf-token" content="${esc(csrf)}">` : ''}
-<link rel="stylesheet" href="/console/assets/console.css"></head>
+<link rel="icon" href="/console/assets/favicon.svg"><link rel="stylesheet" href="/console/assets/console.css"></head>
 <body>${header}<main><h1>${esc(title)}</h1>${body}</main>${scripts}</body></html>`;
 };
 
