@@ -146,7 +146,10 @@ export const createSsoService = ({ db, repo, identity, accounts, guard, ring, cl
         idTokenExpected: true,
         ...(flow.step_up_session_id ? { maxAge: 60 } : {}),
       });
-      claims = (tokens.claims() ?? {}) as Record<string, unknown>;
+      const idClaims = (tokens.claims() ?? {}) as Record<string, unknown>;
+      // Providers may keep email and group claims out of the ID token (OIDC Core 5.4): UserInfo, bound to the same `sub`, adds them.
+      const info = await oidc.fetchUserInfo(config, tokens.access_token, String(idClaims.sub ?? ''));
+      claims = { ...info, ...idClaims };
     } catch (e) {
       const code = (e as { code?: string; error?: string }).error ?? (e as { code?: string }).code ?? 'token_refused';
       throw await fail(`token_refused:${String(code).slice(0, 60)}`);
