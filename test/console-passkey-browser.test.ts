@@ -25,7 +25,11 @@ for (const dialect of testDialects()) {
 
     it('enrols a passkey at the invitation, then signs in with it alone and steps up with it', async () => {
       const host = new URL(origin).host;
-      const human = await t.call('POST', '/v1/humans', t.adminKey, { name: 'Nurse Lee', email: 'lee@hospital.example', roles: ['reviewer'] });
+      const human = await t.call('POST', '/v1/humans', t.adminKey, {
+        name: 'Nurse Lee',
+        email: 'lee@hospital.example',
+        roles: ['reviewer'],
+      });
       const inv = await t.call('POST', `/v1/humans/${human.body.id}/invitations`, t.adminKey, undefined, { host });
 
       const context = await browser.newContext();
@@ -62,7 +66,9 @@ for (const dialect of testDialects()) {
       await page.waitForURL(`${origin}/console`);
 
       const events = (await t.call('GET', `/v1/audit/events?limit=500&actor_id=${human.body.id}`, t.adminKey)).body.events as any[];
-      const actions = events.map((e) => `${e.action}${e.details?.method ? `:${e.details.method}` : ''}${e.details?.factor ? `:${e.details.factor}` : ''}`);
+      const actions = events.map(
+        (e) => `${e.action}${e.details?.method ? `:${e.details.method}` : ''}${e.details?.factor ? `:${e.details.factor}` : ''}`,
+      );
       expect(actions).toEqual(
         expect.arrayContaining(['human.factor_enrolled:webauthn', 'human.signed_in:webauthn', 'human.step_up:webauthn', 'session.ended']),
       );

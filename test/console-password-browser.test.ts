@@ -28,7 +28,11 @@ for (const dialect of testDialects()) {
 
     it('opens the invitation, sets a password, enrols TOTP, signs out, signs in with password and code, and lands on the console', async () => {
       const host = new URL(origin).host;
-      const human = await t.call('POST', '/v1/humans', t.adminKey, { name: 'Dr. Amara Okafor', email: 'okafor@hospital.example', roles: ['reviewer'] });
+      const human = await t.call('POST', '/v1/humans', t.adminKey, {
+        name: 'Dr. Amara Okafor',
+        email: 'okafor@hospital.example',
+        roles: ['reviewer'],
+      });
       const inv = await t.call('POST', `/v1/humans/${human.body.id}/invitations`, t.adminKey, undefined, { host });
       expect(inv.status).toBe(201);
       expect(inv.body.url.startsWith(`${origin}/console/invite/`)).toBe(true);
@@ -56,7 +60,7 @@ for (const dialect of testDialects()) {
       // The session cookie as the browser holds it: __Host-, Secure, HttpOnly, SameSite=Strict, even over http://localhost.
       const cookie = (await context.cookies()).find((c) => c.name === '__Host-mw_session');
       expect(cookie).toMatchObject({ secure: true, httpOnly: true, sameSite: 'Strict', path: '/' });
-      expect(await page.evaluate(() => document.cookie)).not.toContain('mw_session');
+      expect(await page.evaluate('document.cookie')).not.toContain('mw_session');
 
       await page.click('#sign-out');
       await page.waitForSelector('text=You are signed out.');

@@ -48,7 +48,13 @@ for (const dialect of testDialects()) {
     };
     /** A later visit within the provider's session: login if asked, consent if asked. */
     const passProvider = async (page: Page, login: string) => {
-      if (await page.locator('input[name=login]').isVisible().catch(() => false)) await providerLogin(page, login);
+      if (
+        await page
+          .locator('input[name=login]')
+          .isVisible()
+          .catch(() => false)
+      )
+        await providerLogin(page, login);
       else await consentIfAsked(page);
     };
 
@@ -77,7 +83,11 @@ for (const dialect of testDialects()) {
           unverified: { email: 'lee@hospital.example', email_verified: false },
         },
       });
-      const h = await t.call('POST', '/v1/humans', t.adminKey, { name: 'Dr. Okafor', email: 'okafor@hospital.example', roles: ['reviewer', 'auditor'] });
+      const h = await t.call('POST', '/v1/humans', t.adminKey, {
+        name: 'Dr. Okafor',
+        email: 'okafor@hospital.example',
+        roles: ['reviewer', 'auditor'],
+      });
       reviewerId = h.body.id;
       await t.call('POST', '/v1/humans', t.adminKey, { name: 'Nurse Lee', email: 'lee@hospital.example', roles: ['reviewer'] });
       const cfg = await t.call('PUT', '/v1/sso', t.adminKey, {
@@ -118,7 +128,11 @@ for (const dialect of testDialects()) {
       const url = new URL(callbacks[0]!);
       expect(url.searchParams.get('code')).toBeTruthy();
       expect(url.searchParams.get('iss')).toBe(op.issuer);
-      const creds = await t.c.store.db.selectFrom('human_credentials').selectAll().where('human_id', '=', reviewerId).executeTakeFirstOrThrow();
+      const creds = await t.c.store.db
+        .selectFrom('human_credentials')
+        .selectAll()
+        .where('human_id', '=', reviewerId)
+        .executeTakeFirstOrThrow();
       expect(creds.sso_subject).toBe('okafor');
 
       // The same callback again: the state was consumed.
@@ -128,7 +142,9 @@ for (const dialect of testDialects()) {
       const fresh = new URL(await t.c.accounts.sso.start(t.orgId, callback));
       const again = new URL(url);
       again.searchParams.set('state', fresh.searchParams.get('state')!);
-      const replayed = await consoleClient(t.app).request('GET', `${again.pathname}${again.search}`, { headers: { host: new URL(origin).host } });
+      const replayed = await consoleClient(t.app).request('GET', `${again.pathname}${again.search}`, {
+        headers: { host: new URL(origin).host },
+      });
       expect(replayed.status).toBe(401);
       expect(replayed.body).toContain('Sign-in failed');
       const reasons = await failures();
@@ -139,11 +155,12 @@ for (const dialect of testDialects()) {
 
     it('refuses a wrong state', async () => {
       const before = (await failures()).filter((r) => r === 'bad_state').length;
-      const r = await consoleClient(t.app).request('GET', `/console/sso/callback?code=abc&state=not-a-state-we-issued&iss=${encodeURIComponent(op.issuer)}`, {
+      const c = consoleClient(t.app);
+      const r = await c.request('GET', `/console/sso/callback?code=abc&state=not-a-state-we-issued&iss=${encodeURIComponent(op.issuer)}`, {
         headers: { host: new URL(origin).host },
       });
       expect(r.status).toBe(401);
-      expect(r.jar?.size ?? 0).toBe(0);
+      expect(c.jar.has('__Host-mw_session')).toBe(false);
       expect((await failures()).filter((x) => x === 'bad_state').length).toBe(before + 1);
     });
 
@@ -162,7 +179,12 @@ for (const dialect of testDialects()) {
       // 2. other-app's genuine ID token (signed by the provider, aud other-app), handed to Mailward in place of its own.
       const otherToken = await (async () => {
         const a = new URL(await t.c.accounts.sso.start(t.orgId, callback));
-        const verifierRow = await t.c.store.db.selectFrom('auth_challenges').selectAll().where('kind', '=', 'oidc').orderBy('expires_at', 'desc').executeTakeFirstOrThrow();
+        const verifierRow = await t.c.store.db
+          .selectFrom('auth_challenges')
+          .selectAll()
+          .where('kind', '=', 'oidc')
+          .orderBy('expires_at', 'desc')
+          .executeTakeFirstOrThrow();
         const { verifier } = JSON.parse(verifierRow.payload) as { verifier: string };
         a.searchParams.set('client_id', 'other-app');
         a.searchParams.set('redirect_uri', otherUri);

@@ -34,7 +34,8 @@ for (const dialect of testDialects()) {
       });
       return { status: r.status, body: (await r.json()) as any };
     };
-    const me = async (port: number, c: ReturnType<typeof httpConsoleClient>) => (await c.request(`http://127.0.0.1:${port}`, 'GET', '/v1/me')).status;
+    const me = async (port: number, c: ReturnType<typeof httpConsoleClient>) =>
+      (await c.request(`http://127.0.0.1:${port}`, 'GET', '/v1/me')).status;
 
     beforeAll(async () => {
       db = await freshDatabase(dialect);
@@ -66,11 +67,14 @@ for (const dialect of testDialects()) {
       const c = httpConsoleClient();
       await c.request(onA, 'GET', link.pathname);
       expect(
-        (await c.request(onA, 'POST', link.pathname, { form: { csrf: c.csrf(), password: PASSWORD, password_confirm: PASSWORD } })).location,
+        (await c.request(onA, 'POST', link.pathname, { form: { csrf: c.csrf(), password: PASSWORD, password_confirm: PASSWORD } }))
+          .location,
       ).toBe('/console/enrol');
       const enrol = await c.request(onA, 'GET', '/console/enrol');
       const secret = /id="totp-secret">([A-Z2-7]+)</.exec(enrol.body)![1]!;
-      expect((await c.request(onA, 'POST', '/console/enrol/totp', { form: { csrf: c.csrf(), code: oathtoolCode(secret, now()) } })).status).toBe(200);
+      expect(
+        (await c.request(onA, 'POST', '/console/enrol/totp', { form: { csrf: c.csrf(), code: oathtoolCode(secret, now()) } })).status,
+      ).toBe(200);
       // The cookie names no host: one session answers on both processes.
       expect(await me(a.port, c)).toBe(200);
       expect(await me(b.port, c)).toBe(200);
@@ -80,7 +84,12 @@ for (const dialect of testDialects()) {
       await advance(15 * 60_000 + 1000);
       expect(await me(b.port, c)).toBe(401);
       expect(await me(a.port, c)).toBe(401);
-      const ended = await store.db.selectFrom('human_sessions').selectAll().where('human_id', '=', h.body.id).where('end_reason', '=', 'idle_timeout').execute();
+      const ended = await store.db
+        .selectFrom('human_sessions')
+        .selectAll()
+        .where('human_id', '=', h.body.id)
+        .where('end_reason', '=', 'idle_timeout')
+        .execute();
       expect(ended).toHaveLength(1);
 
       // Sign in again on B (password + a code of a later window), then deactivate on A.
@@ -88,17 +97,25 @@ for (const dialect of testDialects()) {
       const d = httpConsoleClient();
       const onB = `http://127.0.0.1:${b.port}`;
       await d.request(onB, 'GET', '/console/sign-in');
-      expect((await d.request(onB, 'POST', '/console/sign-in', { form: { csrf: d.csrf(), email: 'chen@hospital.example', password: PASSWORD } })).location).toBe(
-        '/console/second-factor',
-      );
+      expect(
+        (await d.request(onB, 'POST', '/console/sign-in', { form: { csrf: d.csrf(), email: 'chen@hospital.example', password: PASSWORD } }))
+          .location,
+      ).toBe('/console/second-factor');
       await d.request(onB, 'GET', '/console/second-factor');
-      expect((await d.request(onB, 'POST', '/console/second-factor', { form: { csrf: d.csrf(), code: oathtoolCode(secret, now()) } })).location).toBe('/console');
+      expect(
+        (await d.request(onB, 'POST', '/console/second-factor', { form: { csrf: d.csrf(), code: oathtoolCode(secret, now()) } })).location,
+      ).toBe('/console');
       expect(await me(a.port, d)).toBe(200);
       expect(await me(b.port, d)).toBe(200);
       expect((await api(a.port, 'POST', `/v1/humans/${h.body.id}/deactivate`)).status).toBe(200);
       expect(await me(b.port, d)).toBe(401);
       expect(await me(a.port, d)).toBe(401);
-      const open = await store.db.selectFrom('human_sessions').select('id').where('human_id', '=', h.body.id).where('ended_at', 'is', null).execute();
+      const open = await store.db
+        .selectFrom('human_sessions')
+        .select('id')
+        .where('human_id', '=', h.body.id)
+        .where('ended_at', 'is', null)
+        .execute();
       expect(open).toEqual([]);
     }, 120_000);
   });

@@ -92,7 +92,9 @@ for (const dialect of testDialects()) {
       expect((await b.request('POST', '/console/sign-out', { form: { csrf: b.csrf() } })).status).toBe(200);
       expect((await b.request('GET', '/console')).location).toBe('/console/sign-in');
       // The old cookie value is dead in the store, not just forgotten by this client.
-      expect((await t.app.inject({ method: 'GET', url: '/v1/me', headers: { cookie: `__Host-mw_session=${cookie}` } })).statusCode).toBe(401);
+      expect((await t.app.inject({ method: 'GET', url: '/v1/me', headers: { cookie: `__Host-mw_session=${cookie}` } })).statusCode).toBe(
+        401,
+      );
 
       clock.advance(31_000);
       const c = consoleClient(t.app);
@@ -113,7 +115,9 @@ for (const dialect of testDialects()) {
       await d.request('GET', '/console/second-factor');
       expect((await d.request('POST', '/console/second-factor', { form: { csrf: d.csrf(), code } })).status).toBe(401);
       // A recovery code works once.
-      expect((await d.request('POST', '/console/second-factor', { form: { csrf: d.csrf(), code: recovery[0]! } })).location).toBe('/console');
+      expect((await d.request('POST', '/console/second-factor', { form: { csrf: d.csrf(), code: recovery[0]! } })).location).toBe(
+        '/console',
+      );
 
       const signedIn = await events('human.signed_in');
       expect(signedIn.length).toBeGreaterThanOrEqual(2);
@@ -131,7 +135,9 @@ for (const dialect of testDialects()) {
       const token = b.csrf();
       expect((await b.request('DELETE', `/v1/humans/${human.id}/sessions`)).status).toBe(403);
       expect((await b.request('GET', '/v1/sessions')).status).toBe(200);
-      expect((await b.request('GET', '/v1/sessions', { headers: { 'x-csrf-token': token } })).json.sessions.some((s: any) => s.current)).toBe(true);
+      expect(
+        (await b.request('GET', '/v1/sessions', { headers: { 'x-csrf-token': token } })).json.sessions.some((s: any) => s.current),
+      ).toBe(true);
     });
 
     it('lists sessions, revokes one, and an admin ends them all; deactivation ends them at once', async () => {
@@ -173,7 +179,9 @@ for (const dialect of testDialects()) {
         text: 'A reminder of your appointment on Tuesday.',
       });
       expect(sent.body.status).toBe('pending_approval');
-      const approvalId = (await t.c.store.db.selectFrom('approvals').select('id').where('message_id', '=', sent.body.id).executeTakeFirstOrThrow()).id;
+      const approvalId = (
+        await t.c.store.db.selectFrom('approvals').select('id').where('message_id', '=', sent.body.id).executeTakeFirstOrThrow()
+      ).id;
       clock.advance(6 * 60_000);
       await b.request('GET', '/console');
       const refused = await b.request('POST', `/v1/approvals/${approvalId}/approve`, { json: {}, headers: { 'x-csrf-token': b.csrf() } });
@@ -182,7 +190,9 @@ for (const dialect of testDialects()) {
       expect(refused.json.step_up_url).toBe('/console/step-up');
 
       await b.request('GET', '/console/step-up');
-      const up = await b.request('POST', '/console/step-up', { form: { csrf: b.csrf(), code: oathtoolCode(secret, clock.now()), return_to: '/console' } });
+      const up = await b.request('POST', '/console/step-up', {
+        form: { csrf: b.csrf(), code: oathtoolCode(secret, clock.now()), return_to: '/console' },
+      });
       expect(up.status).toBe(303);
       await b.request('GET', '/console');
       const ok = await b.request('POST', `/v1/approvals/${approvalId}/approve`, { json: {}, headers: { 'x-csrf-token': b.csrf() } });
@@ -229,14 +239,18 @@ for (const dialect of testDialects()) {
       // Locked: the right password from elsewhere still fails, with the same answer as a wrong one.
       const elsewhere = consoleClient(t.app, { ip: '198.51.100.1' });
       await elsewhere.request('GET', '/console/sign-in');
-      const locked = await elsewhere.request('POST', '/console/sign-in', { form: { csrf: elsewhere.csrf(), email: human.email, password: PASSWORD } });
+      const locked = await elsewhere.request('POST', '/console/sign-in', {
+        form: { csrf: elsewhere.csrf(), email: human.email, password: PASSWORD },
+      });
       expect(locked.status).toBe(401);
       expect((await events('human.locked')).length).toBe(1);
 
       const unlocked = await t.call('POST', `/v1/humans/${human.id}/unlock`, t.adminKey);
       expect(unlocked.body.was_locked).toBe(true);
       expect((await events('human.unlocked')).length).toBe(1);
-      const again = await elsewhere.request('POST', '/console/sign-in', { form: { csrf: elsewhere.csrf(), email: human.email, password: PASSWORD } });
+      const again = await elsewhere.request('POST', '/console/sign-in', {
+        form: { csrf: elsewhere.csrf(), email: human.email, password: PASSWORD },
+      });
       expect(again.location).toBe('/console/second-factor');
       expect((await elsewhere.request('GET', '/v1/me')).status).toBe(401);
       expect((await elsewhere.request('GET', '/console')).location).toBe('/console/second-factor');

@@ -9,14 +9,30 @@ import { type AccountsConfig, createAccountsService } from './accounts-service.j
 import { createSsoService } from './sso-service.js';
 import { createWebauthnService } from './webauthn-service.js';
 
-type Deps = { db: Db; identity: IdentityRepo; guard: Guard; audit: Pick<AuditService, 'record' | 'recordAlone'>; ring: KeyRing; clock: Clock; config: AccountsConfig };
+type Deps = {
+  db: Db;
+  identity: IdentityRepo;
+  guard: Guard;
+  audit: Pick<AuditService, 'record' | 'recordAlone'>;
+  ring: KeyRing;
+  clock: Clock;
+  config: AccountsConfig;
+};
 
 /** Human sign-in: passwords and TOTP, passkeys, single sign-on, server-side sessions. */
 export const createAccountsModule = (deps: Deps) => {
   const repo = createAccountsRepo();
   const accounts = createAccountsService({ ...deps, repo });
   const webauthn = createWebauthnService({ db: deps.db, repo, identity: deps.identity, accounts, clock: deps.clock });
-  const sso = createSsoService({ db: deps.db, repo, identity: deps.identity, accounts, guard: deps.guard, ring: deps.ring, clock: deps.clock });
+  const sso = createSsoService({
+    db: deps.db,
+    repo,
+    identity: deps.identity,
+    accounts,
+    guard: deps.guard,
+    ring: deps.ring,
+    clock: deps.clock,
+  });
   return { repo, accounts, webauthn, sso, config: deps.config };
 };
 

@@ -16,7 +16,10 @@ export const createAccountsRepo = () => {
   const credentials = (db: Executor, humanId: string) =>
     db.selectFrom('human_credentials').selectAll().where('human_id', '=', humanId).executeTakeFirst();
 
-  const upsertCredentials = async (db: Executor, row: Partial<HumanCredentialsTable> & { human_id: string; org_id: string; updated_at: string }) => {
+  const upsertCredentials = async (
+    db: Executor,
+    row: Partial<HumanCredentialsTable> & { human_id: string; org_id: string; updated_at: string },
+  ) => {
     const existing = await credentials(db, row.human_id);
     if (existing) {
       const { human_id, org_id, ...set } = row;
@@ -50,14 +53,31 @@ export const createAccountsRepo = () => {
 
   const insertInvitation = (
     db: Executor,
-    row: { id: string; org_id: string; human_id: string; token_hash: string; created_at: string; created_by: string | null; expires_at: string },
-  ) => db.insertInto('human_invitations').values({ ...row, used_at: null }).execute();
+    row: {
+      id: string;
+      org_id: string;
+      human_id: string;
+      token_hash: string;
+      created_at: string;
+      created_by: string | null;
+      expires_at: string;
+    },
+  ) =>
+    db
+      .insertInto('human_invitations')
+      .values({ ...row, used_at: null })
+      .execute();
 
   const invitationByHash = (db: Executor, tokenHash: string) =>
     db.selectFrom('human_invitations').selectAll().where('token_hash', '=', tokenHash).executeTakeFirst();
 
   const useInvitation = async (db: Executor, id: string, at: string): Promise<boolean> => {
-    const u = await db.updateTable('human_invitations').set({ used_at: at }).where('id', '=', id).where('used_at', 'is', null).executeTakeFirst();
+    const u = await db
+      .updateTable('human_invitations')
+      .set({ used_at: at })
+      .where('id', '=', id)
+      .where('used_at', 'is', null)
+      .executeTakeFirst();
     return Number(u.numUpdatedRows) === 1;
   };
 
@@ -102,7 +122,8 @@ export const createAccountsRepo = () => {
   const webauthnCredential = (db: Executor, id: string) =>
     db.selectFrom('webauthn_credentials').selectAll().where('id', '=', id).executeTakeFirst();
 
-  const insertWebauthnCredential = (db: Executor, row: WebauthnCredentialsTable) => db.insertInto('webauthn_credentials').values(row).execute();
+  const insertWebauthnCredential = (db: Executor, row: WebauthnCredentialsTable) =>
+    db.insertInto('webauthn_credentials').values(row).execute();
 
   /** The signature counter only moves forward (WebAuthn L3 6.1.1: a cloned authenticator shows as a counter that did not). */
   const advanceWebauthnCounter = (db: Executor, id: string, counter: number, at: string) =>
@@ -139,7 +160,10 @@ export const createAccountsRepo = () => {
   };
 
   const insertChallenge = (db: Executor, row: Omit<AuthChallengesTable, 'used_at'>) =>
-    db.insertInto('auth_challenges').values({ ...row, used_at: null }).execute();
+    db
+      .insertInto('auth_challenges')
+      .values({ ...row, used_at: null })
+      .execute();
 
   /** A challenge, state or nonce is consumed once: the first caller wins, every replay finds nothing. */
   const consumeChallenge = async (db: Executor, keyHash: string, kind: string, at: string): Promise<AuthChallengesTable | undefined> => {
@@ -152,11 +176,17 @@ export const createAccountsRepo = () => {
       .where('expires_at', '>', at)
       .executeTakeFirst();
     if (!row) return undefined;
-    const u = await db.updateTable('auth_challenges').set({ used_at: at }).where('key_hash', '=', keyHash).where('used_at', 'is', null).executeTakeFirst();
+    const u = await db
+      .updateTable('auth_challenges')
+      .set({ used_at: at })
+      .where('key_hash', '=', keyHash)
+      .where('used_at', 'is', null)
+      .executeTakeFirst();
     return Number(u.numUpdatedRows) === 1 ? row : undefined;
   };
 
-  const throttles = (db: Executor, subjects: string[]) => db.selectFrom('signin_throttles').selectAll().where('subject', 'in', subjects).execute();
+  const throttles = (db: Executor, subjects: string[]) =>
+    db.selectFrom('signin_throttles').selectAll().where('subject', 'in', subjects).execute();
 
   /** One failure more for `subject`, in a window that restarts when older than `windowStart` (one statement: safe across processes). */
   const addFailure = async (db: Executor, subject: string, at: string, windowStart: string): Promise<number> => {
@@ -172,7 +202,8 @@ export const createAccountsRepo = () => {
 
   const clearThrottle = (db: Executor, subject: string) => db.deleteFrom('signin_throttles').where('subject', '=', subject).execute();
 
-  const ssoConfig = (db: Executor, orgId: string) => db.selectFrom('sso_configs').selectAll().where('org_id', '=', orgId).executeTakeFirst();
+  const ssoConfig = (db: Executor, orgId: string) =>
+    db.selectFrom('sso_configs').selectAll().where('org_id', '=', orgId).executeTakeFirst();
 
   const ssoOrgs = (db: Executor) =>
     db

@@ -61,7 +61,8 @@ const RECOVERY_CODES = 10;
 
 const hashToken = (token: string) => sha256Hex(`mailward/session/v1|${token}`);
 const hashInvitation = (token: string) => sha256Hex(`mailward/invitation/v1|${token}`);
-const hashRecovery = (humanId: string, code: string) => sha256Hex(`mailward/recovery-code/v1|${humanId}|${code.replace(/[\s-]/g, '').toLowerCase()}`);
+const hashRecovery = (humanId: string, code: string) =>
+  sha256Hex(`mailward/recovery-code/v1|${humanId}|${code.replace(/[\s-]/g, '').toLowerCase()}`);
 export const hashChallengeKey = (kind: string, key: string) => sha256Hex(`mailward/challenge/v1|${kind}|${key}`);
 const accountSubject = (email: string) => `acct:${sha256Hex(email.trim().toLowerCase())}`;
 const addressSubject = (ip: string | null) => `ip:${ip ?? 'unknown'}`;
@@ -72,7 +73,8 @@ export const humanTotpAad = (orgId: string, humanId: string) => `mailward/human-
 const randomToken = () => randomBytes(32).toString('base64url');
 
 /** The one refusal every failed sign-in gets: it never tells whether the account exists (no enumeration). */
-export const signInFailed = () => new AppError('sign_in_failed', 401, 'Sign-in failed: the email, password or code is wrong, or this account cannot sign in now.');
+export const signInFailed = () =>
+  new AppError('sign_in_failed', 401, 'Sign-in failed: the email, password or code is wrong, or this account cannot sign in now.');
 const tooMany = (retryAfter: number) =>
   new AppError('too_many_attempts', 429, 'Too many sign-in attempts; wait before trying again.', {
     temporary: true,
@@ -83,7 +85,16 @@ export const stepUpRequired = () =>
     extra: { step_up_url: '/console/step-up' },
   });
 
-type Deps = { db: Db; repo: AccountsRepo; identity: IdentityRepo; guard: Guard; audit: Pick<AuditService, 'record' | 'recordAlone'>; ring: KeyRing; clock: Clock; config: AccountsConfig };
+type Deps = {
+  db: Db;
+  repo: AccountsRepo;
+  identity: IdentityRepo;
+  guard: Guard;
+  audit: Pick<AuditService, 'record' | 'recordAlone'>;
+  ring: KeyRing;
+  clock: Clock;
+  config: AccountsConfig;
+};
 
 export const createAccountsService = ({ db, repo, identity, guard, audit, ring, clock, config }: Deps) => {
   const now = () => clock.now();
@@ -130,7 +141,13 @@ export const createAccountsService = ({ db, repo, identity, guard, audit, ring, 
     tx: Tx,
     h: HumansTable,
     stage: HumanSessionsTable['stage'],
-    opts: { authMethod: string; secondFactorMethod?: SecondFactorMethod | null; roles?: Role[] | null; expiresAt?: string; createdAt?: string },
+    opts: {
+      authMethod: string;
+      secondFactorMethod?: SecondFactorMethod | null;
+      roles?: Role[] | null;
+      expiresAt?: string;
+      createdAt?: string;
+    },
     meta: SignInMeta,
   ): Promise<IssuedSession> => {
     const t = now();
@@ -256,7 +273,7 @@ export const createAccountsService = ({ db, repo, identity, guard, audit, ring, 
    */
   const authenticateRest = async (token: string | undefined, meta: SignInMeta, csrf: { unsafe: boolean; header: string | undefined }) => {
     const s = await resolve(token, meta);
-    if (!s || s.session.stage !== 'full') throw unauthorized('A valid API key or a signed-in session is required.');
+    if (s?.session.stage !== 'full') throw unauthorized('A valid API key or a signed-in session is required.');
     if (csrf.unsafe && !csrfMatches(s, csrf.header)) throw new AppError('csrf_failed', 403, 'The CSRF token is missing or wrong.');
     return principalOf(s);
   };
@@ -317,7 +334,8 @@ export const createAccountsService = ({ db, repo, identity, guard, audit, ring, 
           if (!ctx.principal.roles.includes('admin')) throw notFound('session');
         }
         const ended = await repo.endSession(tx, s.id, nowIso(), s.human_id === ctx.principal.id ? 'revoked' : 'ended_by_admin');
-        if (ended) await guard.recordIn(tx, ctx, 'session.ended', { type: 'session', id: s.id }, { human_id: s.human_id, reason: 'revoked' });
+        if (ended)
+          await guard.recordIn(tx, ctx, 'session.ended', { type: 'session', id: s.id }, { human_id: s.human_id, reason: 'revoked' });
         return { id: s.id, ended: true };
       },
       { invalidatesAuth: true },
@@ -370,7 +388,13 @@ export const createAccountsService = ({ db, repo, identity, guard, audit, ring, 
       if (!h) throw notFound('human');
       if (h.is_active !== 1) throw unprocessable('principal_inactive', 'The human is deactivated.');
       const out = await mintInvitation(tx, h, ctx.principal.id, origin);
-      await guard.recordIn(tx, ctx, 'human.invited', { type: 'human', id: h.id }, { invitation_id: out.invitation_id, expires_at: out.expires_at });
+      await guard.recordIn(
+        tx,
+        ctx,
+        'human.invited',
+        { type: 'human', id: h.id },
+        { invitation_id: out.invitation_id, expires_at: out.expires_at },
+      );
       return out;
     });
 
@@ -437,7 +461,13 @@ export const createAccountsService = ({ db, repo, identity, guard, audit, ring, 
     return db.transaction().execute(async (tx) => {
       const r = await liveInvitation(tx, token);
       if (!r || !(await repo.useInvitation(tx, r.inv.id, nowIso()))) throw notFound('invitation');
-      await repo.upsertCredentials(tx, { human_id: r.h.id, org_id: r.h.org_id, password_hash: passwordHash, locked_at: null, updated_at: nowIso() });
+      await repo.upsertCredentials(tx, {
+        human_id: r.h.id,
+        org_id: r.h.org_id,
+        password_hash: passwordHash,
+        locked_at: null,
+        updated_at: nowIso(),
+      });
       await record(tx, 'human.password_set', r.h, meta, { invitation_id: r.inv.id });
       const hasFactor = await hasSecondFactor(tx, r.h.id);
       return issue(tx, r.h, hasFactor ? 'second_factor' : 'enrol', { authMethod: 'password' }, meta);
@@ -475,7 +505,14 @@ export const createAccountsService = ({ db, repo, identity, guard, audit, ring, 
         updated_at: nowIso(),
       });
     }
-    const uri = new TOTP({ issuer: `Mailward (${s.org.name})`, label: h.email, secret: Secret.fromBase32(seed.secret), algorithm: seed.algorithm, digits: seed.digits, period: seed.period }).toString();
+    const uri = new TOTP({
+      issuer: `Mailward (${s.org.name})`,
+      label: h.email,
+      secret: Secret.fromBase32(seed.secret),
+      algorithm: seed.algorithm,
+      digits: seed.digits,
+      period: seed.period,
+    }).toString();
     return { secret: seed.secret, otpauth_uri: uri, digits: seed.digits, period: seed.period };
   };
 
@@ -498,9 +535,7 @@ export const createAccountsService = ({ db, repo, identity, guard, audit, ring, 
   };
 
   const newRecoveryCodes = async (tx: Tx, humanId: string): Promise<string[]> => {
-    const codes = Array.from({ length: RECOVERY_CODES }, () =>
-      (randomBytes(10).toString('hex').match(/.{4}/g) ?? []).join('-'),
-    );
+    const codes = Array.from({ length: RECOVERY_CODES }, () => (randomBytes(10).toString('hex').match(/.{4}/g) ?? []).join('-'));
     await repo.replaceRecoveryCodes(
       tx,
       humanId,
@@ -532,7 +567,11 @@ export const createAccountsService = ({ db, repo, identity, guard, audit, ring, 
     let issued: IssuedSession | null = null;
     if (s.session.stage === 'enrol') {
       issued = await rotate(tx, s, 'full', method, meta);
-      await record(tx, 'human.signed_in', s.human, meta, { method: `password+${method}`, session_id: issued.state.session.id, enrolment: true });
+      await record(tx, 'human.signed_in', s.human, meta, {
+        method: `password+${method}`,
+        session_id: issued.state.session.id,
+        enrolment: true,
+      });
     }
     return { recoveryCodes, issued };
   };
@@ -553,7 +592,14 @@ export const createAccountsService = ({ db, repo, identity, guard, audit, ring, 
       if ((await repo.webauthnCredentials(tx, s.human.id)).length === 0) {
         throw conflict('last_factor', 'The last second factor cannot be removed; add a passkey first.');
       }
-      await repo.upsertCredentials(tx, { human_id: s.human.id, org_id: s.human.org_id, totp_sealed: null, totp_confirmed_at: null, totp_last_step: null, updated_at: nowIso() });
+      await repo.upsertCredentials(tx, {
+        human_id: s.human.id,
+        org_id: s.human.org_id,
+        totp_sealed: null,
+        totp_confirmed_at: null,
+        totp_last_step: null,
+        updated_at: nowIso(),
+      });
       await record(tx, 'human.factor_removed', s.human, meta, { factor: 'totp' });
     });
 
@@ -664,7 +710,10 @@ export const createAccountsService = ({ db, repo, identity, guard, audit, ring, 
     const out = await db.transaction().execute(async (tx) => {
       let method: SecondFactorMethod | null = null;
       if (await checkTotp(tx, s.human, code, true)) method = 'totp';
-      else if (/^[0-9a-f]{4}(-?[0-9a-f]{4}){4}$/i.test(code.trim()) && (await repo.useRecoveryCode(tx, s.human.id, hashRecovery(s.human.id, code), nowIso())))
+      else if (
+        /^[0-9a-f]{4}(-?[0-9a-f]{4}){4}$/i.test(code.trim()) &&
+        (await repo.useRecoveryCode(tx, s.human.id, hashRecovery(s.human.id, code), nowIso()))
+      )
         method = 'recovery_code';
       if (!method) return null;
       await repo.clearThrottle(tx, accountSubject(s.human.email));

@@ -10,7 +10,11 @@ const LOOPBACK_HOST = /^(localhost|127\.0\.0\.1|\[::1\])(:\d{1,5})?$/;
 export const consoleOrigin = (publicUrl: string | undefined, host: string | undefined): string => {
   if (publicUrl) return publicUrl;
   if (host && LOOPBACK_HOST.test(host)) return `http://${host}`;
-  throw new AppError('public_url_required', 503, 'Set MAILWARD_PUBLIC_URL to the console origin (https://...) to use sign-in from other hosts.');
+  throw new AppError(
+    'public_url_required',
+    503,
+    'Set MAILWARD_PUBLIC_URL to the console origin (https://...) to use sign-in from other hosts.',
+  );
 };
 
 /** A state-changing request made with a cookie must come from the console's own origin when the browser names one (OWASP CSRF: verify origin). */

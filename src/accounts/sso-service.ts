@@ -10,7 +10,14 @@ import { notFound, unprocessable } from '../kernel/errors.js';
 import type { Db } from '../store/db.js';
 import type { HumansTable } from '../store/schema.js';
 import type { AccountsRepo } from './accounts-repo.js';
-import { type AccountsService, hashChallengeKey, type IssuedSession, type SessionState, type SignInMeta, signInFailed } from './accounts-service.js';
+import {
+  type AccountsService,
+  hashChallengeKey,
+  type IssuedSession,
+  type SessionState,
+  type SignInMeta,
+  signInFailed,
+} from './accounts-service.js';
 
 /** Same associated data as app/sealed-columns.ts lists for sso_configs.client_secret_sealed. */
 export const ssoSecretAad = (orgId: string) => `mailward/sso-client-secret/v1|${orgId}`;
@@ -73,11 +80,17 @@ export const createSsoService = ({ db, repo, identity, accounts, guard, ring, cl
         role_map: body.role_map ? JSON.stringify(body.role_map) : null,
         updated_at: nowIso(),
       });
-      await guard.recordIn(tx, ctx, 'sso.configured', { type: 'organization', id: orgId }, {
-        issuer: body.issuer,
-        client_id: body.client_id,
-        role_claim: body.role_claim ?? null,
-      });
+      await guard.recordIn(
+        tx,
+        ctx,
+        'sso.configured',
+        { type: 'organization', id: orgId },
+        {
+          issuer: body.issuer,
+          client_id: body.client_id,
+          role_claim: body.role_claim ?? null,
+        },
+      );
       return { issuer: body.issuer, client_id: body.client_id, role_claim: body.role_claim ?? null, role_map: body.role_map ?? null };
     });
 
@@ -172,7 +185,13 @@ export const createSsoService = ({ db, repo, identity, accounts, guard, ring, cl
     let current: SessionState | undefined;
     if (flow.step_up_session_id) {
       const row = await repo.sessionById(db, flow.step_up_session_id);
-      if (!row || row.ended_at || row.stage !== 'full' || row.human_id !== human.id || Date.parse(row.expires_at) <= clock.now().getTime()) {
+      if (
+        !row ||
+        row.ended_at ||
+        row.stage !== 'full' ||
+        row.human_id !== human.id ||
+        Date.parse(row.expires_at) <= clock.now().getTime()
+      ) {
         throw await fail('step_up_other_session', human);
       }
       const o = await identity.org(db, human.org_id);
@@ -190,7 +209,12 @@ export const createSsoService = ({ db, repo, identity, accounts, guard, ring, cl
         return r;
       }
       const r = await accounts.issue(tx, human, 'full', { authMethod: 'sso', secondFactorMethod: 'sso', roles }, meta);
-      await accounts.record(tx, 'human.signed_in', human, meta, { method: 'sso', issuer: row.issuer, session_id: r.state.session.id, roles });
+      await accounts.record(tx, 'human.signed_in', human, meta, {
+        method: 'sso',
+        issuer: row.issuer,
+        session_id: r.state.session.id,
+        roles,
+      });
       return r;
     });
     return { issued, stepUp: !!flow.step_up_session_id };

@@ -11,7 +11,14 @@ import type { Clock } from '../kernel/clock.js';
 import { AppError } from '../kernel/errors.js';
 import type { Db } from '../store/db.js';
 import type { AccountsRepo } from './accounts-repo.js';
-import { type AccountsService, hashChallengeKey, type IssuedSession, type SessionState, type SignInMeta, signInFailed } from './accounts-service.js';
+import {
+  type AccountsService,
+  hashChallengeKey,
+  type IssuedSession,
+  type SessionState,
+  type SignInMeta,
+  signInFailed,
+} from './accounts-service.js';
 
 /** The relying party: the console's origin and its host name (WebAuthn L3 5.1.4: rp.id is the origin's effective domain). */
 export type RelyingParty = { id: string; origin: string; name: string };

@@ -2,6 +2,7 @@
 import { Command } from 'commander';
 import { registerAudit } from './audit-command.js';
 import { registerDns } from './dns-command.js';
+import { registerHumans } from './humans-command.js';
 import { registerIdentity } from './identity-command.js';
 import { registerInit } from './init-command.js';
 import { registerKeys } from './keys-command.js';
@@ -23,5 +24,6 @@ registerDns(program);
 registerAudit(program);
 registerKeys(program);
 registerMcp(program);
+registerHumans(program);
 
 await program.parseAsync(process.argv);

@@ -55,7 +55,19 @@ const SCANNED = new Set<string>(['subject', 'text', 'html']);
 /** Hash of one field's value: the audit log keeps which fields changed and these hashes, never the text. */
 const fieldHash = (v: unknown) => sha256Hex(JSON.stringify(v ?? null));
 
-export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, pipeline, screen, onQueued, events, stepUpSeconds = 300 }: Deps) => {
+export const createApprovalsService = ({
+  db,
+  ring,
+  guard,
+  audit,
+  repo,
+  clock,
+  pipeline,
+  screen,
+  onQueued,
+  events,
+  stepUpSeconds = 300,
+}: Deps) => {
   const now = () => clock.now().toISOString();
 
   /**
@@ -70,9 +82,14 @@ export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, pi
     if (s) {
       const factorAt = s.secondFactorAt ? Date.parse(s.secondFactorAt) : 0;
       if (Date.parse(at) - factorAt > stepUpSeconds * 1000) {
-        throw new AppError('step_up_required', 403, 'Signing this decision needs a second-factor check within the last minutes (21 CFR 11.200).', {
-          extra: { step_up_url: '/console/step-up' },
-        });
+        throw new AppError(
+          'step_up_required',
+          403,
+          'Signing this decision needs a second-factor check within the last minutes (21 CFR 11.200).',
+          {
+            extra: { step_up_url: '/console/step-up' },
+          },
+        );
       }
     }
     return {

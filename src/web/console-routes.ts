@@ -91,7 +91,11 @@ export const consoleRoutes = (deps: Deps) => async (app: FastifyInstance) => {
     reply.header('cross-origin-opener-policy', 'same-origin');
   });
 
-  const meta = (req: FastifyRequest): SignInMeta => ({ requestId: req.id, clientIp: req.ip ?? null, userAgent: req.headers['user-agent'] ?? null });
+  const meta = (req: FastifyRequest): SignInMeta => ({
+    requestId: req.id,
+    clientIp: req.ip ?? null,
+    userAgent: req.headers['user-agent'] ?? null,
+  });
   const originOf = (req: FastifyRequest) => consoleOrigin(config.publicUrl, req.headers.host);
   const rpOf = (req: FastifyRequest): RelyingParty => {
     const origin = originOf(req);
@@ -103,7 +107,13 @@ export const consoleRoutes = (deps: Deps) => async (app: FastifyInstance) => {
   const clearSession = (reply: FastifyReply) => reply.header('set-cookie', cookie(SESSION_COOKIE, '', 0));
   const viewer = (s: SessionState): NonNullable<Viewer> => ({ name: s.human.name, org: s.org.name, csrf: s.session.csrf_token });
   const home = (s: SessionState | null) =>
-    !s ? '/console/sign-in' : s.session.stage === 'enrol' ? '/console/enrol' : s.session.stage === 'second_factor' ? '/console/second-factor' : '/console';
+    !s
+      ? '/console/sign-in'
+      : s.session.stage === 'enrol'
+        ? '/console/enrol'
+        : s.session.stage === 'second_factor'
+          ? '/console/second-factor'
+          : '/console';
 
   /** The pre-session CSRF token: the cookie's value, set now when missing. */
   const preCsrf = (req: FastifyRequest, reply: FastifyReply) => {
@@ -384,7 +394,8 @@ export const consoleRoutes = (deps: Deps) => async (app: FastifyInstance) => {
 
   app.get('/console/sso/start', async (req, reply) => {
     const org = (req.query as { org?: string }).org;
-    if (!org || !/^org_[0-9a-f]{32}$/.test(org)) return html(reply, messagePage('Single sign-on', 'Choose an organisation on the sign-in page.'), 400);
+    if (!org || !/^org_[0-9a-f]{32}$/.test(org))
+      return html(reply, messagePage('Single sign-on', 'Choose an organisation on the sign-in page.'), 400);
     try {
       return reply.redirect(await sso.start(org, redirectUri(req)), 302);
     } catch (e) {
@@ -406,7 +417,11 @@ export const consoleRoutes = (deps: Deps) => async (app: FastifyInstance) => {
       // The provider's redirect is cross-site: a same-site navigation follows so the Strict cookie is sent.
       return html(reply, continuePage('/console'));
     } catch (e) {
-      return html(reply, messagePage('Single sign-on failed', message(e), null, { href: '/console/sign-in', label: 'Back to sign-in' }), statusOf(e));
+      return html(
+        reply,
+        messagePage('Single sign-on failed', message(e), null, { href: '/console/sign-in', label: 'Back to sign-in' }),
+        statusOf(e),
+      );
     }
   });
 };

@@ -78,7 +78,11 @@ export const invitationPage = (token: string, csrf: string, who: { name: string;
   );
 
 export const invitationGonePage = () =>
-  layout('Link not valid', '<section><p>This link is unknown, already used or expired. Ask an administrator for a new invitation.</p></section>', null);
+  layout(
+    'Link not valid',
+    '<section><p>This link is unknown, already used or expired. Ask an administrator for a new invitation.</p></section>',
+    null,
+  );
 
 export const enrolPage = (csrf: string, totp: { secret: string; otpauth_uri: string } | null, error?: string) =>
   layout(
@@ -107,7 +111,14 @@ export const recoveryCodesPage = (viewer: Viewer, codes: string[]) =>
 
 export type LandingData = {
   human: { id: string; name: string; email: string; roles: string[] };
-  sessions: { id: string; created_at: string; last_seen_at: string; auth_method: string | null; client_ip: string | null; current: boolean }[];
+  sessions: {
+    id: string;
+    created_at: string;
+    last_seen_at: string;
+    auth_method: string | null;
+    client_ip: string | null;
+    current: boolean;
+  }[];
   factors: { totp: boolean; passkeys: { id: string; created_at: string }[]; recovery_codes_left: number };
 };
 
@@ -119,7 +130,9 @@ export const landingPage = (viewer: NonNullable<Viewer>, d: LandingData) =>
 <section id="sessions"><h2>Your sessions</h2><table><thead><tr><th>Started</th><th>Last active</th><th>Method</th><th>Address</th><th></th></tr></thead><tbody>
 ${d.sessions
   .map(
-    (s) => `<tr data-session="${esc(s.id)}"><td>${esc(s.created_at)}</td><td>${esc(s.last_seen_at)}</td><td>${esc(s.auth_method)}</td><td>${esc(s.client_ip)}</td>
+    (
+      s,
+    ) => `<tr data-session="${esc(s.id)}"><td>${esc(s.created_at)}</td><td>${esc(s.last_seen_at)}</td><td>${esc(s.auth_method)}</td><td>${esc(s.client_ip)}</td>
 <td>${s.current ? 'this session' : `<form class="inline" method="post" action="/console/sessions/${esc(s.id)}/revoke">${hidden(viewer.csrf)}<button type="submit">Revoke</button></form>`}</td></tr>`,
   )
   .join('')}</tbody></table></section>
@@ -134,7 +147,11 @@ ${d.sessions
     { passkeys: true },
   );
 
-export const stepUpPage = (viewer: NonNullable<Viewer>, opts: { totp: boolean; passkey: boolean; sso: boolean; returnTo: string }, error?: string) =>
+export const stepUpPage = (
+  viewer: NonNullable<Viewer>,
+  opts: { totp: boolean; passkey: boolean; sso: boolean; returnTo: string },
+  error?: string,
+) =>
   layout(
     "Confirm it's you",
     `${errorLine(error)}<section><p>Signing a decision needs a fresh second-factor check (21 CFR 11.200).</p>

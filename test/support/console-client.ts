@@ -49,16 +49,37 @@ export const consoleClient = (app: FastifyInstance, opts: { ip?: string } = {}) 
 
 /** TOTP code of `secret` at `at`, from oathtool: an implementation independent of Mailward's. */
 export const oathtoolCode = (secret: string, at: Date) =>
-  execFileSync('oathtool', ['--totp', '-b', secret, '--now', at.toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC')], {
-    encoding: 'utf8',
-  }).trim();
+  execFileSync(
+    'oathtool',
+    [
+      '--totp',
+      '-b',
+      secret,
+      '--now',
+      at
+        .toISOString()
+        .replace('T', ' ')
+        .replace(/\.\d+Z$/, ' UTC'),
+    ],
+    {
+      encoding: 'utf8',
+    },
+  ).trim();
 
 /** The same client over real HTTP to a server process (`origin` like http://127.0.0.1:PORT); one cookie jar for every origin given. */
 export const httpConsoleClient = () => {
   const jar = new Map<string, string>();
   let lastHtml = '';
-  const request = async (origin: string, method: string, url: string, o: { form?: Record<string, string>; headers?: Record<string, string> } = {}) => {
-    const headers: Record<string, string> = { ...(jar.size ? { cookie: [...jar].map(([k, v]) => `${k}=${v}`).join('; ') } : {}), ...o.headers };
+  const request = async (
+    origin: string,
+    method: string,
+    url: string,
+    o: { form?: Record<string, string>; headers?: Record<string, string> } = {},
+  ) => {
+    const headers: Record<string, string> = {
+      ...(jar.size ? { cookie: [...jar].map(([k, v]) => `${k}=${v}`).join('; ') } : {}),
+      ...o.headers,
+    };
     let body: string | undefined;
     if (o.form) {
       headers['content-type'] = 'application/x-www-form-urlencoded';
