@@ -210,6 +210,31 @@ for (const dialect of testDialects()) {
       expect(listed.json.approvals.find((a: any) => a.id === approvalId).signature.signer_name).toBe('Dr. Rivera');
     });
 
+    it('restricts a human key to reads: approvals are listed but cannot be decided with it; agent keys cannot be read-only', async () => {
+      const key = await t.call('POST', `/v1/humans/${seed.reviewer.id}/api-keys`, t.adminKey, { scopes: ['reviewer'], read_only: true });
+      expect(key.status).toBe(201);
+      expect(key.body.read_only).toBe(true);
+      expect((await t.call('GET', '/v1/approvals?status=pending', key.body.key)).status).toBe(200);
+      const sent = await t.call('POST', `/v1/mailboxes/${seed.mailbox.id}/send`, seed.agentKey, {
+        to: ['patient.readonly@clinic.example'],
+        subject: 'Appointment reminder',
+        text: 'A reminder of your appointment on Tuesday.',
+      });
+      const approvalId = (
+        await t.c.store.db.selectFrom('approvals').select('id').where('message_id', '=', sent.body.id).executeTakeFirstOrThrow()
+      ).id;
+      const refused = await t.call('POST', `/v1/approvals/${approvalId}/approve`, key.body.key, {});
+      expect(refused.status).toBe(403);
+      expect(refused.body.code).toBe('read_only_key');
+      // A full reviewer key still decides, and its signature says it was an API key.
+      const full = await t.call('POST', `/v1/humans/${seed.reviewer.id}/api-keys`, t.adminKey, { scopes: ['reviewer'] });
+      const ok = await t.call('POST', `/v1/approvals/${approvalId}/reject`, full.body.key, { comment: 'Wrong clinic.' });
+      expect(ok.status).toBe(200);
+      expect(ok.body.approval.signature).toMatchObject({ signer_id: seed.reviewer.id, meaning: 'rejected', auth_method: 'api_key' });
+      const agentKey = await t.call('POST', `/v1/agents/${seed.agent.id}/api-keys`, t.adminKey, { read_only: true });
+      expect(agentKey.status).toBe(422);
+    });
+
     it('slows and then refuses 20 wrong passwords from one address, locks the account, and never tells whether it exists', async () => {
       await enrolled();
       const run = async (email: string, ip: string) => {

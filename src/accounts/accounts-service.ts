@@ -120,11 +120,13 @@ export const createAccountsService = ({ db, repo, identity, guard, audit, ring, 
     details: Record<string, unknown>,
     outcome: 'success' | 'denied' = 'success',
     target: { type: string; id: string } | null = null,
+    /** The organisation an anonymous refusal belongs to, when known (an SSO flow names it), so its admins see it. */
+    orgId: string | null = null,
   ) => {
     const input = {
       action,
-      actor: h ? await humanActor(ex, h) : { type: 'anonymous' as const, id: null, orgId: null, chain: [] },
-      orgId: h?.org_id ?? null,
+      actor: h ? await humanActor(ex, h) : { type: 'anonymous' as const, id: null, orgId, chain: [] },
+      orgId: h?.org_id ?? orgId,
       target: target ?? (h ? { type: 'human', id: h.id } : null),
       outcome,
       requestId: meta.requestId,

@@ -140,14 +140,16 @@ export const createSsoService = ({ db, repo, identity, accounts, guard, ring, cl
    * signature) and a person Mailward does not know. A step-up must be the same human.
    */
   const callback = async (currentUrl: URL, meta: SignInMeta): Promise<{ issued: IssuedSession; stepUp: boolean }> => {
+    let flowOrg: string | null = null;
     const fail = async (reason: string, h: HumansTable | null = null) => {
-      await accounts.record(db, 'human.sign_in_failed', h, meta, { reason, method: 'sso' }, 'denied');
+      await accounts.record(db, 'human.sign_in_failed', h, meta, { reason, method: 'sso' }, 'denied', null, flowOrg);
       return signInFailed();
     };
     const state = currentUrl.searchParams.get('state');
     if (!state || state.length > 200) throw await fail('bad_state');
     const ch = await repo.consumeChallenge(db, hashChallengeKey('oidc', state), 'oidc', nowIso());
     if (!ch?.org_id) throw await fail('bad_state');
+    flowOrg = ch.org_id;
     const flow = JSON.parse(ch.payload) as { verifier: string; nonce: string; redirect_uri: string; step_up_session_id: string | null };
     const { row, config } = await configFor(ch.org_id);
     let claims: Record<string, unknown>;

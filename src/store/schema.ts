@@ -46,6 +46,8 @@ export type ApiKeysTable = {
   created_by: string | null;
   revoked_at: string | null;
   last_used_at: string | null;
+  /** 1: the key may only read (GET and HEAD); human keys only. */
+  read_only?: number;
 };
 
 export type SigningKeysTable = {

@@ -15,6 +15,11 @@ type AnyDb = Kysely<any>;
  *   account and per client address, shared by every process), `sso_configs` (the client secret sealed).
  */
 export const up = async (db: AnyDb): Promise<void> => {
+  // A human's key for scripts can be limited to reads (GET/HEAD); reviewers sign decisions through sessions.
+  await db.schema
+    .alterTable('api_keys')
+    .addColumn('read_only', 'integer', (c) => c.notNull().defaultTo(0))
+    .execute();
   await db.schema
     .createTable('human_credentials')
     .addColumn('human_id', 'text', (c) => c.primaryKey().references('humans.id'))
