@@ -46,8 +46,7 @@ for (const dialect of testDialects()) {
       await page.click('#set-password');
       await page.waitForURL(`${origin}/console/enrol`);
       await page.click('#add-passkey');
-      await page.waitForURL(`${origin}/console/recovery-codes/new`);
-      expect(await page.locator('#recovery-codes li').count()).toBe(10);
+      await expect.poll(() => page.locator('#recovery-codes li').count()).toBe(10);
       const { credentials } = await cdp.send('WebAuthn.getCredentials', { authenticatorId });
       expect(credentials).toHaveLength(1);
       expect(credentials[0]!.isResidentCredential).toBe(true);

@@ -226,6 +226,8 @@ for (const dialect of testDialects()) {
       const refused = await t.call('POST', `/v1/approvals/${approvalId}/approve`, key.body.key, {});
       expect(refused.status).toBe(403);
       expect(refused.body.code).toBe('read_only_key');
+      const denied = (await t.call('GET', '/v1/audit/events?limit=500&action=auth.denied', t.adminKey)).body.events as any[];
+      expect(denied.some((e) => e.details.reason === 'read_only_key' && e.target.id === key.body.id)).toBe(true);
       // A full reviewer key still decides, and its signature says it was an API key.
       const full = await t.call('POST', `/v1/humans/${seed.reviewer.id}/api-keys`, t.adminKey, { scopes: ['reviewer'] });
       const ok = await t.call('POST', `/v1/approvals/${approvalId}/reject`, full.body.key, { comment: 'Wrong clinic.' });

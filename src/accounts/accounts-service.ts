@@ -491,22 +491,27 @@ export const createAccountsService = ({ db, repo, identity, guard, audit, ring, 
    * Starts (or resumes) TOTP enrolment: a fresh 160-bit seed (RFC 4226 section 4 R6), sealed at rest.
    * The secret is returned for the page to show; it is never logged. Throws 409 totp_enrolled.
    */
-  const beginTotp = async (s: SessionState) => {
+  const beginTotp = async (s: SessionState, meta: SignInMeta) => {
     const h = s.human;
-    const c = await repo.credentials(db, h.id);
-    if (c?.totp_confirmed_at) throw conflict('totp_enrolled', 'An authenticator app is already enrolled.');
-    let seed: TotpSeed;
-    if (c?.totp_sealed) seed = openSeed(h.org_id, h.id, c.totp_sealed);
-    else {
-      seed = parseTotpSeed({ secret: new Secret({ size: 20 }).base32 });
-      await repo.upsertCredentials(db, {
+    // Showing the seed is a read of a secret: audited, in the transaction that creates or reads it (45 CFR 164.312(b)).
+    const seed = await db.transaction().execute(async (tx): Promise<TotpSeed> => {
+      const c = await repo.credentials(tx, h.id);
+      if (c?.totp_confirmed_at) throw conflict('totp_enrolled', 'An authenticator app is already enrolled.');
+      if (c?.totp_sealed) {
+        await record(tx, 'human.totp_seed_shown', h, meta, { new_seed: false });
+        return openSeed(h.org_id, h.id, c.totp_sealed);
+      }
+      const fresh = parseTotpSeed({ secret: new Secret({ size: 20 }).base32 });
+      await repo.upsertCredentials(tx, {
         human_id: h.id,
         org_id: h.org_id,
-        totp_sealed: seal(ring, JSON.stringify(seed), humanTotpAad(h.org_id, h.id)),
+        totp_sealed: seal(ring, JSON.stringify(fresh), humanTotpAad(h.org_id, h.id)),
         totp_last_step: null,
         updated_at: nowIso(),
       });
-    }
+      await record(tx, 'human.totp_seed_shown', h, meta, { new_seed: true });
+      return fresh;
+    });
     const uri = new TOTP({
       issuer: `Mailward (${s.org.name})`,
       label: h.email,

@@ -61,14 +61,8 @@ export const createAuthHook =
     } else {
       principal = await apiKeys.authenticate(bearer(req.headers.authorization), meta);
     }
-    if (principal.readOnly && !SAFE_METHODS.has(req.method)) {
-      throw new AppError(
-        'read_only_key',
-        403,
-        'This key is read-only; sign in to the console to act (reviewers sign decisions through sessions).',
-      );
-    }
     req.ctx = { principal, ...meta };
+    if (principal.readOnly && !SAFE_METHODS.has(req.method)) throw await apiKeys.refuseReadOnly(req.ctx);
     const d = await rateLimiter.hit(principal.keyId);
     reply.header('ratelimit-limit', String(d.limit));
     reply.header('ratelimit-remaining', String(d.remaining));

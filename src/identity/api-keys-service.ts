@@ -1,6 +1,6 @@
 import type { AuditService } from '../audit/audit-service.js';
 import type { Clock } from '../kernel/clock.js';
-import { forbidden, notFound, unauthorized, unprocessable } from '../kernel/errors.js';
+import { AppError, forbidden, notFound, unauthorized, unprocessable } from '../kernel/errors.js';
 import { constantTimeEqual, randomHex, sha256 } from '../kernel/crypto/hash.js';
 import { newId } from '../kernel/ids.js';
 import type { Db } from '../store/db.js';
@@ -295,7 +295,29 @@ export const createApiKeysService = ({ db, repo, guard, audit, clock, authCache 
     }
   };
 
-  return { create, revoke, list, authenticate, assertLive };
+  /**
+   * A read-only human key asked to change something: 403 read_only_key, audited as `auth.denied`
+   * with the key's human and chain (45 CFR 164.312(b)).
+   */
+  const refuseReadOnly = async (ctx: RequestContext) => {
+    await audit.recordAlone({
+      action: 'auth.denied',
+      actor: { type: ctx.principal.type, id: ctx.principal.id, orgId: ctx.principal.orgId, chain: ctx.principal.chain },
+      orgId: ctx.principal.orgId,
+      target: { type: 'api_key', id: ctx.principal.keyId },
+      outcome: 'denied',
+      requestId: ctx.requestId,
+      clientIp: ctx.clientIp,
+      details: { reason: 'read_only_key' },
+    });
+    return new AppError(
+      'read_only_key',
+      403,
+      'This key is read-only; sign in to the console to act (reviewers sign decisions through sessions).',
+    );
+  };
+
+  return { create, revoke, list, authenticate, assertLive, refuseReadOnly };
 };
 
 export type ApiKeysService = ReturnType<typeof createApiKeysService>;

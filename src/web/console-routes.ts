@@ -254,7 +254,7 @@ export const consoleRoutes = (deps: Deps) => async (app: FastifyInstance) => {
     const s = await session(req);
     if (!s || s.session.stage === 'second_factor') return reply.redirect(home(s), 303);
     const f = await accounts.factorSummary(s.human.id);
-    const totp = f.totp ? null : await accounts.beginTotp(s);
+    const totp = f.totp ? null : await accounts.beginTotp(s, meta(req));
     return html(reply, enrolPage(s.session.csrf_token, totp));
   });
 
@@ -270,7 +270,7 @@ export const consoleRoutes = (deps: Deps) => async (app: FastifyInstance) => {
       if (out.recoveryCodes) return html(reply, recoveryCodesPage(viewer(now), out.recoveryCodes));
       return reply.redirect('/console', 303);
     } catch (e) {
-      const totp = await accounts.beginTotp(s).catch(() => null);
+      const totp = await accounts.beginTotp(s, meta(req)).catch(() => null);
       return html(reply, enrolPage(s.session.csrf_token, totp, message(e)), statusOf(e));
     }
   });
@@ -339,24 +339,8 @@ export const consoleRoutes = (deps: Deps) => async (app: FastifyInstance) => {
     checkCsrf(req, s, headerCsrf(req));
     const out = await webauthn.register(s, req.body as never, rpOf(req), meta(req));
     if (out.issued) setSession(reply, out.issued);
-    // Recovery codes of a first enrolment are shown by the page the script goes to next.
-    if (out.recoveryCodes) {
-      pendingCodes.set((out.issued ?? { state: s }).state.session.id, { codes: out.recoveryCodes, at: Date.now() });
-      return { redirect: '/console/recovery-codes/new' };
-    }
-    return { redirect: '/console' };
-  });
-
-  /** Recovery codes produced by a passkey enrolment (a JSON call), held in memory until the next page shows them once. */
-  const pendingCodes = new Map<string, { codes: string[]; at: number }>();
-  app.get('/console/recovery-codes/new', async (req, reply) => {
-    const s = await session(req);
-    if (s?.session.stage !== 'full') return reply.redirect(home(s), 303);
-    const p = pendingCodes.get(s.session.id);
-    pendingCodes.delete(s.session.id);
-    for (const [k, v] of pendingCodes) if (Date.now() - v.at > 600_000) pendingCodes.delete(k);
-    if (!p) return reply.redirect('/console', 303);
-    return html(reply, recoveryCodesPage(viewer(s), p.codes));
+    // Recovery codes of a first enrolment travel in this answer only (shown once by the script, never kept in any process).
+    return { redirect: '/console', ...(out.recoveryCodes ? { recovery_codes: out.recoveryCodes } : {}) };
   });
 
   const modeBody = z.object({ mode: z.enum(['sign_in', 'step_up']), response: z.unknown().optional() });

@@ -137,7 +137,7 @@ ${d.sessions
   )
   .join('')}</tbody></table></section>
 <section id="security"><h2>Second factors</h2>
-<p>Authenticator app: ${d.factors.totp ? 'enrolled' : 'not enrolled'}</p>
+<p>Authenticator app: ${d.factors.totp ? 'enrolled' : 'not enrolled (<a href="/console/enrol">add one</a>)'}</p>
 <p>Passkeys: ${d.factors.passkeys.length}</p><ul>${d.factors.passkeys.map((p) => `<li>added ${esc(p.created_at)}</li>`).join('')}</ul>
 <button type="button" id="add-passkey">Add a passkey</button> <span id="passkey-status"></span>
 <p>Recovery codes left: ${d.factors.recovery_codes_left}</p>
