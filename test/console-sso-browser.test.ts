@@ -125,6 +125,16 @@ for (const dialect of testDialects()) {
       expect(await page.textContent('#signed-in-as')).toBe('Dr. Okafor');
       // Roles stay granted in Mailward; the claim only narrows them (auditor is not mapped).
       expect(await page.textContent('#whoami')).toContain('roles: reviewer.');
+      // Step-up through the provider: it asks for the login again (max_age=0, prompt=login); the session gets a new id.
+      const before = (await context.cookies()).find((c) => c.name === '__Host-mw_session')!.value;
+      await page.goto(`${origin}/console/step-up`);
+      await page.click('#sso-step-up');
+      await providerLogin(page, 'okafor');
+      await page.waitForURL(`${origin}/console`);
+      const after = (await context.cookies()).find((c) => c.name === '__Host-mw_session')!.value;
+      expect(after).not.toBe(before);
+      const stepUps = (await t.call('GET', `/v1/audit/events?limit=50&action=human.step_up&actor_id=${reviewerId}`, t.adminKey)).body.events as any[];
+      expect(stepUps.map((e) => e.details.method)).toEqual(['sso']);
       const url = new URL(callbacks[0]!);
       expect(url.searchParams.get('code')).toBeTruthy();
       expect(url.searchParams.get('iss')).toBe(op.issuer);
