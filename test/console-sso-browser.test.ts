@@ -133,7 +133,8 @@ for (const dialect of testDialects()) {
       await page.waitForURL(`${origin}/console`);
       const after = (await context.cookies()).find((c) => c.name === '__Host-mw_session')!.value;
       expect(after).not.toBe(before);
-      const stepUps = (await t.call('GET', `/v1/audit/events?limit=50&action=human.step_up&actor_id=${reviewerId}`, t.adminKey)).body.events as any[];
+      const stepUps = (await t.call('GET', `/v1/audit/events?limit=50&action=human.step_up&actor_id=${reviewerId}`, t.adminKey)).body
+        .events as any[];
       expect(stepUps.map((e) => e.details.method)).toEqual(['sso']);
       const url = new URL(callbacks[0]!);
       expect(url.searchParams.get('code')).toBeTruthy();
