@@ -159,11 +159,18 @@ export const createAccountsRepo = () => {
     return Number(r?.n ?? 0);
   };
 
-  const insertChallenge = (db: Executor, row: Omit<AuthChallengesTable, 'used_at'>) =>
-    db
+  /** Inserts a challenge; every 100th insert also drops challenges expired two hours ago (anyone may ask for a sign-in challenge). */
+  let inserts = 0;
+  const insertChallenge = async (db: Executor, row: Omit<AuthChallengesTable, 'used_at'>) => {
+    await db
       .insertInto('auth_challenges')
       .values({ ...row, used_at: null })
       .execute();
+    if (++inserts % 100 === 0) {
+      const before = new Date(Date.parse(row.expires_at) - 2 * 3600_000).toISOString();
+      await db.deleteFrom('auth_challenges').where('expires_at', '<', before).execute();
+    }
+  };
 
   /** A challenge, state or nonce is consumed once: the first caller wins, every replay finds nothing. */
   const consumeChallenge = async (db: Executor, keyHash: string, kind: string, at: string): Promise<AuthChallengesTable | undefined> => {

@@ -1,5 +1,8 @@
 import { AppError } from '../kernel/errors.js';
 
+/** The console's session cookie: `__Host-` binds it to this origin, path `/`, Secure (RFC 6265bis 4.1.3.2). */
+export const SESSION_COOKIE = '__Host-mw_session';
+
 const LOOPBACK_HOST = /^(localhost|127\.0\.0\.1|\[::1\])(:\d{1,5})?$/;
 
 /**

@@ -1,6 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { AccountsService } from '../accounts/accounts-service.js';
-import { consoleOrigin, originAllowed } from '../accounts/origin.js';
+import { consoleOrigin, originAllowed, SESSION_COOKIE } from '../accounts/origin.js';
 import { AppError } from '../kernel/errors.js';
 import type { ApiKeysService } from '../identity/api-keys-service.js';
 import type { RequestContext } from '../identity/principal.js';
@@ -11,9 +11,6 @@ declare module 'fastify' {
     ctx: RequestContext;
   }
 }
-
-/** The console's session cookie: `__Host-` binds it to this origin, path `/`, Secure (RFC 6265bis 4.1.3.2). */
-export const SESSION_COOKIE = '__Host-mw_session';
 
 const bearer = (h: string | undefined): string | undefined => {
   if (!h) return undefined;

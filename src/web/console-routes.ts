@@ -6,7 +6,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { AccountsModule } from '../accounts/accounts-module.js';
 import type { IssuedSession, SessionState, SignInMeta } from '../accounts/accounts-service.js';
-import { consoleOrigin, originAllowed } from '../accounts/origin.js';
+import { consoleOrigin, originAllowed, SESSION_COOKIE } from '../accounts/origin.js';
 import type { RelyingParty } from '../accounts/webauthn-service.js';
 import { constantTimeEqual } from '../kernel/crypto/hash.js';
 import { AppError, isAppError } from '../kernel/errors.js';
@@ -25,7 +25,6 @@ import {
   type Viewer,
 } from './console-views.js';
 
-export const SESSION_COOKIE = '__Host-mw_session';
 /** Double-submit token of the forms shown before a session exists (sign-in, invitation): login CSRF. */
 const PRE_CSRF_COOKIE = '__Host-mw_csrf';
 
@@ -81,6 +80,10 @@ type Deps = { accounts: AccountsModule };
 export const consoleRoutes = (deps: Deps) => async (app: FastifyInstance) => {
   const { accounts, webauthn, sso, config } = deps.accounts;
   await app.register(formbody, { bodyLimit: 16_384 });
+  // The console's pages and calls are not the REST API: they stay out of /openapi.json.
+  app.addHook('onRoute', (r) => {
+    r.schema = { ...(r.schema ?? {}), hide: true } as typeof r.schema;
+  });
 
   app.addHook('onSend', async (req, reply) => {
     if (!req.url.startsWith('/console')) return;

@@ -99,6 +99,7 @@ export const up = async (db: AnyDb): Promise<void> => {
     .addColumn('expires_at', 'text', (c) => c.notNull())
     .addColumn('used_at', 'text')
     .execute();
+  await db.schema.createIndex('auth_challenges_expires_idx').on('auth_challenges').column('expires_at').execute();
 
   await db.schema
     .createTable('signin_throttles')
