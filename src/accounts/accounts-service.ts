@@ -714,6 +714,10 @@ export const createAccountsService = ({ db, repo, identity, guard, audit, ring, 
       await record(db, 'human.second_factor_failed', s.human, meta, { reason: 'throttled' }, 'denied');
       throw err;
     }
+    // An account locked meanwhile (failures from elsewhere) takes no more codes either.
+    if (isLocked((await repo.credentials(db, s.human.id))?.locked_at ?? null)) {
+      throw await failure(s.human, s.human.email, meta, 'locked', 'human.second_factor_failed');
+    }
     const out = await db.transaction().execute(async (tx) => {
       let method: SecondFactorMethod | null = null;
       if (await checkTotp(tx, s.human, code, true)) method = 'totp';

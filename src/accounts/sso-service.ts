@@ -6,7 +6,7 @@ import type { RequestContext, Role } from '../identity/principal.js';
 import type { Clock } from '../kernel/clock.js';
 import { open, seal } from '../kernel/crypto/envelope.js';
 import type { KeyRing } from '../kernel/crypto/keyring.js';
-import { notFound, unprocessable } from '../kernel/errors.js';
+import { AppError, notFound, unprocessable } from '../kernel/errors.js';
 import type { Db } from '../store/db.js';
 import type { HumansTable } from '../store/schema.js';
 import type { AccountsRepo } from './accounts-repo.js';
@@ -50,16 +50,22 @@ export const createSsoService = ({ db, repo, identity, accounts, guard, ring, cl
     const row = await repo.ssoConfig(db, orgId);
     if (!row) throw notFound('single sign-on configuration');
     const key = `${row.issuer}|${row.client_id}|${row.updated_at}`;
-    const hit = cache.get(orgId);
-    if (hit?.key === key) return { row, config: await hit.config };
-    const secret = open(ring, row.client_secret_sealed, ssoSecretAad(orgId)).toString();
-    const issuer = new URL(row.issuer);
-    // Plain http only for a provider on this machine (development and tests); anything else must be https.
-    const options = issuer.protocol === 'http:' && isLoopback(issuer) ? { execute: [oidc.allowInsecureRequests] } : undefined;
-    const config = oidc.discovery(issuer, row.client_id, undefined, oidc.ClientSecretBasic(secret), options);
-    config.catch(() => cache.delete(orgId));
-    cache.set(orgId, { key, config });
-    return { row, config: await config };
+    let config = cache.get(orgId)?.key === key ? cache.get(orgId)?.config : undefined;
+    if (!config) {
+      const secret = open(ring, row.client_secret_sealed, ssoSecretAad(orgId)).toString();
+      const issuer = new URL(row.issuer);
+      // Plain http only for a provider on this machine (development and tests); anything else must be https.
+      const options = issuer.protocol === 'http:' && isLoopback(issuer) ? { execute: [oidc.allowInsecureRequests] } : undefined;
+      config = oidc.discovery(issuer, row.client_id, undefined, oidc.ClientSecretBasic(secret), options);
+      cache.set(orgId, { key, config });
+    }
+    try {
+      return { row, config: await config };
+    } catch {
+      cache.delete(orgId);
+      // The provider's discovery document could not be read: nothing of its answer is repeated.
+      throw new AppError('sso_unavailable', 503, 'The identity provider cannot be reached; try again later.', { temporary: true });
+    }
   };
 
   /** Sets the organisation's provider (admin). The client secret is sealed at rest and never returned. Audits sso.configured. */
