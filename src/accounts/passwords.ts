@@ -14,7 +14,8 @@ const ARGON2ID = { algorithm: 2, memoryCost: 19_456, timeCost: 2, parallelism: 1
 export const MIN_PASSWORD_LENGTH = 12;
 export const MAX_PASSWORD_LENGTH = 256;
 
-// Shipped beside the code, one lowercase password a line (from @zxcvbn-ts/language-common, MIT: assets/common-passwords.LICENSE.txt).
+// Shipped beside the code, one lowercase password a line (from @zxcvbn-ts/language-common, MIT: assets/common-passwords.LICENSE.txt;
+// scripts/common-passwords.ts regenerates it).
 const LIST_FILE = path.join(packageRoot(), 'assets', 'common-passwords.txt');
 let common: Set<string> | undefined;
 const commonPasswords = (): Set<string> => {
