@@ -171,6 +171,22 @@ for (const dialect of testDialects()) {
       expect(idle.length).toBeGreaterThan(0);
     });
 
+    it('ends a session 12 hours after sign-in however busy it is, and an invitation after 72 hours', async () => {
+      const b = await enrolled();
+      const stale = await t.call('POST', `/v1/humans/${human.id}/invitations`, t.adminKey);
+      expect((await consoleClient(t.app).request('GET', new URL(stale.body.url).pathname)).status).toBe(200);
+      for (let i = 0; i < 12 * 6 - 1; i++) {
+        clock.advance(10 * 60_000);
+        expect((await b.request('GET', '/v1/me')).status).toBe(200);
+      }
+      clock.advance(10 * 60_000);
+      expect((await b.request('GET', '/v1/me')).status).toBe(401);
+      const expired = (await events('session.ended')).filter((e) => e.details?.reason === 'expired');
+      expect(expired.length).toBeGreaterThan(0);
+      clock.advance(60 * 3600_000);
+      expect((await consoleClient(t.app).request('GET', new URL(stale.body.url).pathname)).status).toBe(404);
+    });
+
     it('refuses an approval through a session without a recent second factor, then records the signature after step-up', async () => {
       const b = await enrolled();
       const sent = await t.call('POST', `/v1/mailboxes/${seed.mailbox.id}/send`, seed.agentKey, {
