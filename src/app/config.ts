@@ -88,6 +88,11 @@ export const envSchema = z.object({
   MAILWARD_PUBLIC_URL: z
     .string()
     .regex(/^https?:\/\/[^/\s]+$/, 'must be an origin such as https://mailward.example.org (no path)')
+    // The session cookie is Secure: browsers keep it over http only on localhost.
+    .refine(
+      (v) => v.startsWith('https://') || /^http:\/\/(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$/.test(v),
+      'must be https:// (http:// only for localhost)',
+    )
     .optional(),
   MAILWARD_SESSION_IDLE_SECONDS: z.coerce.number().int().min(60).max(86_400).default(900),
   MAILWARD_SESSION_MAX_SECONDS: z.coerce
