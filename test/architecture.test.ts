@@ -10,9 +10,9 @@ const src = path.resolve(import.meta.dirname, '..', 'src');
 // A folder missing from this table fails the test: a new folder must be placed in a layer.
 const KERNEL = ['kernel'];
 const STORE = ['store', ...KERNEL];
-const SERVICES = ['identity', 'vault', 'mail', 'inbound', 'oversight', 'phi', 'queue', 'compliance'];
+const SERVICES = ['identity', 'accounts', 'vault', 'mail', 'inbound', 'oversight', 'phi', 'queue', 'compliance'];
 const BELOW_ADAPTERS = [...SERVICES, 'audit', 'events', ...STORE];
-const ADAPTERS = ['http', 'mcp', 'smtp'];
+const ADAPTERS = ['http', 'mcp', 'smtp', 'web'];
 
 const ALLOWED: Record<string, string[]> = {
   kernel: [],
@@ -24,6 +24,8 @@ const ALLOWED: Record<string, string[]> = {
   // The domain-event log is a sink too: domains append to it in their transactions; it imports no domain.
   events: STORE,
   identity: BELOW_ADAPTERS,
+  // Human sign-in: passwords, factors, sessions, SSO (the console in web/ is its adapter).
+  accounts: BELOW_ADAPTERS,
   vault: BELOW_ADAPTERS,
   mail: BELOW_ADAPTERS,
   inbound: BELOW_ADAPTERS,
@@ -36,13 +38,14 @@ const ALLOWED: Record<string, string[]> = {
   http: BELOW_ADAPTERS,
   mcp: BELOW_ADAPTERS,
   smtp: BELOW_ADAPTERS,
+  web: BELOW_ADAPTERS,
   app: [...ADAPTERS, ...BELOW_ADAPTERS],
   cli: ['app', ...ADAPTERS, ...BELOW_ADAPTERS],
 };
 
 // Protocol libraries live at the edge only (STYLE.md: services never import fastify, smtp-server, the MCP SDK or commander).
 const PROTOCOL_LIBRARIES: { pattern: RegExp; folders: string[] }[] = [
-  { pattern: /^(fastify|fastify-type-provider-zod|@fastify\/.+)$/, folders: ['http', 'mcp', 'app', 'cli'] },
+  { pattern: /^(fastify|fastify-type-provider-zod|@fastify\/.+)$/, folders: ['http', 'mcp', 'web', 'app', 'cli'] },
   { pattern: /^smtp-server$/, folders: ['smtp', 'app', 'cli'] },
   { pattern: /^@modelcontextprotocol\//, folders: ['mcp', 'app', 'cli'] },
   { pattern: /^commander$/, folders: ['cli'] },

@@ -99,6 +99,32 @@ export const envSchema = z.object({
   MAILWARD_METRICS_CACHE_MS: z.coerce.number().int().min(0).max(300_000).default(5000),
   // An optional local ONNX text classifier (a file, never downloaded) combined with the PHI rules; missing file: start refuses.
   MAILWARD_PHI_MODEL: z.string().min(1).optional(),
+  // Human sign-in. The console's public origin (invitation links, WebAuthn origin and RP id, the OpenID redirect URI);
+  // unset, it is taken from the request's Host, on loopback only.
+  MAILWARD_PUBLIC_URL: z
+    .string()
+    .regex(/^https?:\/\/[^/\s]+$/, 'must be an origin such as https://mailward.example.org (no path)')
+    // The session cookie is Secure: browsers keep it over http only on localhost.
+    .refine(
+      (v) => v.startsWith('https://') || /^http:\/\/(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$/.test(v),
+      'must be https:// (http:// only for localhost)',
+    )
+    .optional(),
+  MAILWARD_SESSION_IDLE_SECONDS: z.coerce.number().int().min(60).max(86_400).default(900),
+  MAILWARD_SESSION_MAX_SECONDS: z.coerce
+    .number()
+    .int()
+    .min(300)
+    .max(7 * 86_400)
+    .default(12 * 3600),
+  MAILWARD_STEPUP_SECONDS: z.coerce.number().int().min(30).max(3600).default(300),
+  MAILWARD_INVITATION_TTL_SECONDS: z.coerce
+    .number()
+    .int()
+    .min(600)
+    .max(30 * 86_400)
+    .default(72 * 3600),
+  MAILWARD_SIGNIN_LOCK_SECONDS: z.coerce.number().int().min(60).max(86_400).default(1800),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -158,6 +184,15 @@ export type Config = {
   };
   /** PHI screen (src/phi/phi-model.ts PhiModelConfig): the local model's path, or null for rules only. */
   phi: { modelPath: string | null };
+  /** Human sign-in (src/accounts) and the console's origin. */
+  accounts: {
+    publicUrl: string | undefined;
+    sessionIdleSeconds: number;
+    sessionMaxSeconds: number;
+    stepUpSeconds: number;
+    invitationTtlSeconds: number;
+    lockSeconds: number;
+  };
 };
 
 export class ConfigError extends Error {
@@ -235,6 +270,14 @@ export const loadConfig = (env: NodeJS.ProcessEnv = process.env): Config => {
       analysisThreads: e.MAILWARD_INBOUND_THREADS,
     },
     phi: { modelPath: e.MAILWARD_PHI_MODEL ? path.resolve(e.MAILWARD_PHI_MODEL) : null },
+    accounts: {
+      publicUrl: e.MAILWARD_PUBLIC_URL,
+      sessionIdleSeconds: e.MAILWARD_SESSION_IDLE_SECONDS,
+      sessionMaxSeconds: e.MAILWARD_SESSION_MAX_SECONDS,
+      stepUpSeconds: e.MAILWARD_STEPUP_SECONDS,
+      invitationTtlSeconds: e.MAILWARD_INVITATION_TTL_SECONDS,
+      lockSeconds: e.MAILWARD_SIGNIN_LOCK_SECONDS,
+    },
   };
 };
 

@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import { createAccountsModule } from '../accounts/accounts-module.js';
 import { createAuditLog } from '../audit/audit-log.js';
 import { createKeyDirectory } from '../identity/key-directory.js';
 import { createAuditService } from '../audit/audit-service.js';
@@ -12,7 +13,7 @@ import { createIdentityRepo } from '../identity/identity-repo.js';
 import { createIdentityService } from '../identity/identity-service.js';
 import { createRateLimiter } from '../identity/rate-limiter.js';
 import { activeSigningKey, openPrivateKey } from '../identity/signing-keys.js';
-import { type Clock, systemClock } from '../kernel/clock.js';
+import { type Clock, offsetFileClock, systemClock } from '../kernel/clock.js';
 import type { KeyRing } from '../kernel/crypto/keyring.js';
 import { AppError } from '../kernel/errors.js';
 import { createLogger, type Logger } from '../kernel/log.js';
@@ -49,7 +50,9 @@ export type ContainerOptions = {
  * against the store before migrations or anything else touch data.
  */
 export const createContainer = async (config: Config, opts: ContainerOptions = {}) => {
-  const clock = opts.clock ?? systemClock;
+  // MAILWARD_TEST_CLOCK_FILE moves time in tests that start server processes; ignored unless NODE_ENV=test.
+  const testClockFile = process.env.NODE_ENV === 'test' ? process.env.MAILWARD_TEST_CLOCK_FILE : undefined;
+  const clock = opts.clock ?? (testClockFile ? offsetFileClock(testClockFile, (f) => fs.readFileSync(f, 'utf8')) : systemClock);
   const logger = opts.logger ?? createLogger({ level: config.logLevel });
   // The data dir holds the store, master.key and TLS keys: the owner's alone (kernel/private-files.ts).
   if (fs.existsSync(config.dataDir) && ensurePrivateDir(config.dataDir)) {
@@ -134,6 +137,9 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
     retentionDays: config.auditRetentionDays,
   });
 
+  // Human sign-in: sessions, factors, SSO (the console and session-authenticated REST calls).
+  const accounts = createAccountsModule({ db, identity: repo, guard, audit, ring, clock, config: config.accounts });
+
   const consent = createConsentService({ db, guard, clock });
   // 42 CFR 2.31 consents and the organisation's category-mismatch rule.
   const part2Consents = createPart2Consents({ db, guard, clock });
@@ -168,6 +174,8 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
     screen: mailModule.screen,
     onQueued: mailModule.onQueued,
     metrics: metrics.sink,
+    // 21 CFR 11.200: a decision made with a session needs a recent second factor.
+    stepUpSeconds: config.accounts.stepUpSeconds,
   });
   const mail = { ...mailModule, approvals };
   // Inbound SMTP: `serve` starts the listener over inbound.receiver.
@@ -214,6 +222,7 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
     inbound,
     consent,
     metrics,
+    accounts,
     init,
     close: async () => {
       await mail.delivery.stop();

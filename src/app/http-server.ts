@@ -3,17 +3,19 @@ import { createAuthHook } from '../http/auth.js';
 import { buildRestServer } from '../http/build-server.js';
 import { errorHandler, sendProblem } from '../http/problem.js';
 import { mcpRoutes } from '../mcp/mcp-http.js';
+import { consoleRoutes } from '../web/console-routes.js';
 import type { Container } from './container.js';
 import { mcpDepsOf } from './mcp-deps.js';
 
 /**
- * The whole HTTP surface (not listening): REST under /v1 and MCP over streamable HTTP at /mcp, mounted
+ * The whole HTTP surface (not listening): REST under /v1, MCP over streamable HTTP at /mcp and the console under /console, mounted
  * side by side from the top so neither adapter imports the other (STYLE.md "Dependency direction").
  * MCP uses the same keys, rate limit and services as /v1.
  */
 export const buildServer = (c: Container): Promise<FastifyInstance> =>
   buildRestServer(c, {
     beside: [
+      consoleRoutes({ accounts: c.accounts }),
       mcpRoutes({
         deps: mcpDepsOf(c),
         edge: { authHook: createAuthHook({ apiKeys: c.apiKeys, rateLimiter: c.rateLimiter }), errorHandler, sendProblem },

@@ -1,6 +1,8 @@
 import type { SealedColumn } from '../kernel/crypto/sealed-columns.js';
 import { messageAad } from '../mail/message-store.js';
 import { approvalAad } from '../oversight/approval-views.js';
+import { humanTotpAad } from '../accounts/accounts-service.js';
+import { ssoSecretAad } from '../accounts/sso-service.js';
 import { outboxAad } from '../mail/outbound-pipeline.js';
 import { vaultAad } from '../vault/vault-repo.js';
 
@@ -66,5 +68,21 @@ export const SEALED_COLUMNS: SealedColumn[] = [
     columns: ['org_id', 'message_id'],
     // Same associated data as src/mail/outbound-pipeline.ts where the job is queued.
     aad: (r) => outboxAad(String(r.org_id), String(r.message_id), String(r.id)),
+  },
+  {
+    label: 'human TOTP seeds',
+    table: 'human_credentials',
+    idColumn: 'human_id',
+    sealedColumn: 'totp_sealed',
+    columns: ['org_id'],
+    aad: (r) => humanTotpAad(String(r.org_id), String(r.human_id)),
+  },
+  {
+    label: 'SSO client secrets',
+    table: 'sso_configs',
+    idColumn: 'org_id',
+    sealedColumn: 'client_secret_sealed',
+    columns: [],
+    aad: (r) => ssoSecretAad(String(r.org_id)),
   },
 ];

@@ -4,6 +4,7 @@ import { registerAudit } from './audit-command.js';
 import { registerBackup } from './backup-command.js';
 import { registerDns } from './dns-command.js';
 import { registerDoctor } from './doctor-command.js';
+import { registerHumans } from './humans-command.js';
 import { registerIdentity } from './identity-command.js';
 import { registerInit } from './init-command.js';
 import { registerKeys } from './keys-command.js';
@@ -31,5 +32,6 @@ registerDoctor(program);
 registerMcp(program);
 registerMail(program);
 registerVerify(program);
+registerHumans(program);
 
 await program.parseAsync(process.argv);

@@ -1,4 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { AccountsService } from '../accounts/accounts-service.js';
+import { consoleOrigin, originAllowed, SESSION_COOKIE } from '../accounts/origin.js';
 import { AppError } from '../kernel/errors.js';
 import type { ApiKeysService } from '../identity/api-keys-service.js';
 import type { RequestContext } from '../identity/principal.js';
@@ -16,13 +18,48 @@ const bearer = (h: string | undefined): string | undefined => {
   return m ? m[1] : '';
 };
 
-/** onRequest hook: resolves the key (401 otherwise), then applies the per-key rate limit (429). */
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+const cookieOf = (req: FastifyRequest, name: string): string | undefined => {
+  const raw = req.headers.cookie;
+  if (!raw) return undefined;
+  for (const part of raw.split(';')) {
+    const i = part.indexOf('=');
+    if (i > 0 && part.slice(0, i).trim() === name) return part.slice(i + 1).trim();
+  }
+  return undefined;
+};
+
+export type SessionAuth = { accounts: Pick<AccountsService, 'authenticateRest'>; publicUrl: string | undefined };
+
+/**
+ * onRequest hook: resolves the key (401 otherwise), then applies the per-key rate limit (429).
+ * With `sessions`, a request without an Authorization header may instead carry the console's
+ * session cookie; a state-changing call then needs the session's CSRF token in `x-csrf-token` and,
+ * when the browser sends one, an Origin equal to the console's.
+ */
 export const createAuthHook =
-  ({ apiKeys, rateLimiter }: { apiKeys: ApiKeysService; rateLimiter: RateLimiter }) =>
+  ({ apiKeys, rateLimiter, sessions }: { apiKeys: ApiKeysService; rateLimiter: RateLimiter; sessions?: SessionAuth }) =>
   async (req: FastifyRequest, reply: FastifyReply) => {
     const meta = { requestId: req.id, clientIp: req.ip ?? null };
-    const principal = await apiKeys.authenticate(bearer(req.headers.authorization), meta);
+    const cookie = sessions && req.headers.authorization === undefined ? cookieOf(req, SESSION_COOKIE) : undefined;
+    let principal: RequestContext['principal'];
+    if (sessions && cookie !== undefined) {
+      const unsafe = !SAFE_METHODS.has(req.method);
+      if (unsafe && !originAllowed(consoleOrigin(sessions.publicUrl, req.headers.host), req.headers.origin)) {
+        throw new AppError('csrf_failed', 403, 'The request comes from another origin.');
+      }
+      const csrf = req.headers['x-csrf-token'];
+      principal = await sessions.accounts.authenticateRest(
+        cookie,
+        { ...meta, userAgent: req.headers['user-agent'] ?? null },
+        { unsafe, header: typeof csrf === 'string' ? csrf : undefined },
+      );
+    } else {
+      principal = await apiKeys.authenticate(bearer(req.headers.authorization), meta);
+    }
     req.ctx = { principal, ...meta };
+    if (principal.readOnly && !SAFE_METHODS.has(req.method)) throw await apiKeys.refuseReadOnly(req.ctx);
     const d = await rateLimiter.hit(principal.keyId);
     reply.header('ratelimit-limit', String(d.limit));
     reply.header('ratelimit-remaining', String(d.remaining));

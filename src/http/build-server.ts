@@ -5,6 +5,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyPlug
 import { jsonSchemaTransform, jsonSchemaTransformObject, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import type { AuditReader } from '../compliance/audit-reader.js';
 import type { Part2Consents } from '../phi/part2-consents.js';
+import type { AccountsModule } from '../accounts/accounts-module.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { AuditService } from '../audit/audit-service.js';
 import type { ApiKeysService } from '../identity/api-keys-service.js';
@@ -18,6 +19,7 @@ import type { ApprovalsService } from '../oversight/approvals-service.js';
 import type { ConsentService } from '../phi/consent-service.js';
 import type { Store } from '../store/db.js';
 import type { VaultService } from '../vault/vault-service.js';
+import { accountsRoutes } from './accounts-routes.js';
 import { auditRoutes } from './audit-routes.js';
 import { createAuthHook } from './auth.js';
 import { consentRoutes } from './consent-routes.js';
@@ -66,6 +68,7 @@ export type RestDeps = {
   consent: ConsentService;
   /** The registry `app/` made for the whole process (domain metrics included); a fresh HTTP-only one when absent. */
   metrics?: HttpMetrics;
+  accounts: Pick<AccountsModule, 'accounts' | 'sso' | 'config'>;
 };
 
 export type RestServerOptions = {
@@ -145,7 +148,14 @@ export const buildRestServer = async (c: RestDeps, { beside = [] }: RestServerOp
   await app.register(publicReceiptRoutes({ receipts: c.auditLog.receipts }));
   for (const plugin of beside) await app.register(plugin);
   await app.register(async (v1) => {
-    v1.addHook('onRequest', createAuthHook({ apiKeys: c.apiKeys, rateLimiter: c.rateLimiter }));
+    v1.addHook(
+      'onRequest',
+      createAuthHook({
+        apiKeys: c.apiKeys,
+        rateLimiter: c.rateLimiter,
+        sessions: { accounts: c.accounts.accounts, publicUrl: c.accounts.config.publicUrl },
+      }),
+    );
     v1.addHook('preValidation', refuseUnsafeText);
     await v1.register(identityRoutes({ identity: c.identity, apiKeys: c.apiKeys }));
     await v1.register(auditRoutes({ reader: c.auditReader }));
@@ -159,6 +169,7 @@ export const buildRestServer = async (c: RestDeps, { beside = [] }: RestServerOp
     await v1.register(mailRetentionRoutes({ retention: c.mail.retention }));
     await v1.register(dnsRoutes({ dns: c.mail.dnsRecords }));
     await v1.register(receiptRoutes({ reader: c.mail.reader, receipts: c.auditLog.receipts }));
+    await v1.register(accountsRoutes({ accounts: c.accounts }));
   });
   return app as unknown as FastifyInstance;
 };

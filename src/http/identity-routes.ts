@@ -139,13 +139,14 @@ export const identityRoutes = (deps: Deps) => async (root: FastifyInstance) => {
       schema: {
         tags,
         security: secured,
-        summary: 'Issue an API key for a human; `scopes` are a subset of their roles (admin)',
+        summary: 'Issue an API key for a human; `scopes` are a subset of their roles, `read_only` limits it to GET and HEAD (admin)',
         params: idParams('hum'),
         body: createKeyBody,
         response: { 201: keyCreatedOut, ...problems(400, 401, 403, 404, 422) },
       },
     },
-    async (req, reply) => reply.code(201).send(await apiKeys.create(req.ctx, 'human', req.params.id, req.body?.scopes)),
+    async (req, reply) =>
+      reply.code(201).send(await apiKeys.create(req.ctx, 'human', req.params.id, req.body?.scopes, req.body?.read_only)),
   );
 
   app.post(
@@ -227,7 +228,8 @@ export const identityRoutes = (deps: Deps) => async (root: FastifyInstance) => {
         response: { 201: keyCreatedOut, ...problems(400, 401, 403, 404, 422) },
       },
     },
-    async (req, reply) => reply.code(201).send(await apiKeys.create(req.ctx, 'agent', req.params.id, req.body?.scopes)),
+    async (req, reply) =>
+      reply.code(201).send(await apiKeys.create(req.ctx, 'agent', req.params.id, req.body?.scopes, req.body?.read_only)),
   );
 
   app.get(

@@ -1,6 +1,6 @@
 import type { AuditService } from '../audit/audit-service.js';
 import type { Clock } from '../kernel/clock.js';
-import { forbidden, notFound, unauthorized, unprocessable } from '../kernel/errors.js';
+import { AppError, forbidden, notFound, unauthorized, unprocessable } from '../kernel/errors.js';
 import { constantTimeEqual, randomHex, sha256 } from '../kernel/crypto/hash.js';
 import { newId } from '../kernel/ids.js';
 import type { Db } from '../store/db.js';
@@ -40,6 +40,7 @@ const keyView = (k: ApiKeysTable) => ({
   id: k.id,
   principal: { type: k.principal_type, id: k.principal_id },
   scopes: JSON.parse(k.scopes) as string[],
+  read_only: k.read_only === 1,
   created_at: k.created_at,
   revoked_at: k.revoked_at,
   last_used_at: k.last_used_at,
@@ -83,7 +84,7 @@ export const createApiKeysService = ({ db, repo, guard, audit, clock, authCache 
    * key once; only its hash is stored. Throws 403 admin_required, 404, 422
    * incompatible_scopes / role_not_held / principal_inactive. Audits api_key.created.
    */
-  const create = (ctx: RequestContext, principalType: 'human' | 'agent', principalId: string, scopes?: string[]) =>
+  const create = (ctx: RequestContext, principalType: 'human' | 'agent', principalId: string, scopes?: string[], readOnly = false) =>
     guard.change(ctx, 'api_key.created', { type: principalType, id: principalId }, async (tx) => {
       requireAdmin(ctx);
       const orgId = ctx.principal.orgId;
@@ -92,6 +93,7 @@ export const createApiKeysService = ({ db, repo, guard, audit, clock, authCache 
       if (owner.is_active !== 1) throw unprocessable('principal_inactive', `The ${principalType} is deactivated.`);
       const roles = 'roles' in owner ? (JSON.parse(owner.roles) as Role[]) : [];
       const grants = resolveGrants(principalType, scopes, roles);
+      if (readOnly && principalType !== 'human') throw unprocessable('read_only_humans_only', 'Only human keys can be made read-only.');
       const { id, secretHash, key } = mintApiKey();
       const row: ApiKeysTable = {
         id,
@@ -104,6 +106,7 @@ export const createApiKeysService = ({ db, repo, guard, audit, clock, authCache 
         created_by: ctx.principal.id,
         revoked_at: null,
         last_used_at: null,
+        read_only: readOnly ? 1 : 0,
       };
       await tx.insertInto('api_keys').values(row).execute();
       await guard.recordIn(
@@ -114,6 +117,7 @@ export const createApiKeysService = ({ db, repo, guard, audit, clock, authCache 
         {
           principal: { type: principalType, id: principalId },
           scopes: grants,
+          read_only: readOnly,
         },
       );
       return { ...keyView(row), key };
@@ -224,6 +228,7 @@ export const createApiKeysService = ({ db, repo, guard, audit, clock, authCache 
         scopes: [],
         chain: repo.humanChain(h, org.name),
         org: orgView,
+        ...(k.read_only === 1 ? { readOnly: true } : {}),
       };
     } else {
       const a = await repo.agent(db, k.org_id, k.principal_id);
@@ -290,7 +295,29 @@ export const createApiKeysService = ({ db, repo, guard, audit, clock, authCache 
     }
   };
 
-  return { create, revoke, list, authenticate, assertLive };
+  /**
+   * A read-only human key asked to change something: 403 read_only_key, audited as `auth.denied`
+   * with the key's human and chain (45 CFR 164.312(b)).
+   */
+  const refuseReadOnly = async (ctx: RequestContext) => {
+    await audit.recordAlone({
+      action: 'auth.denied',
+      actor: { type: ctx.principal.type, id: ctx.principal.id, orgId: ctx.principal.orgId, chain: ctx.principal.chain },
+      orgId: ctx.principal.orgId,
+      target: { type: 'api_key', id: ctx.principal.keyId },
+      outcome: 'denied',
+      requestId: ctx.requestId,
+      clientIp: ctx.clientIp,
+      details: { reason: 'read_only_key' },
+    });
+    return new AppError(
+      'read_only_key',
+      403,
+      'This key is read-only; sign in to the console to act (reviewers sign decisions through sessions).',
+    );
+  };
+
+  return { create, revoke, list, authenticate, assertLive, refuseReadOnly };
 };
 
 export type ApiKeysService = ReturnType<typeof createApiKeysService>;

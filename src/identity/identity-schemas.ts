@@ -85,18 +85,26 @@ export const agentOut = z.object({
   responsible_human: z.object({ id: z.string(), name: z.string() }),
 });
 
-export const createKeyBody = z.strictObject({ scopes: z.array(z.string().max(40)).max(10).optional() }).optional();
+export const createKeyBody = z
+  .strictObject({
+    scopes: z.array(z.string().max(40)).max(10).optional(),
+    // Human keys only: the key may read (GET, HEAD) but change nothing; scripts that report, not sign.
+    read_only: z.boolean().optional(),
+  })
+  .optional();
 export const keyCreatedOut = z.object({
   id: z.string(),
   key: z.string(),
   principal: z.object({ type: z.enum(['human', 'agent']), id: z.string() }),
   scopes: z.array(z.string()),
+  read_only: z.boolean(),
   created_at: z.string(),
 });
 export const keyOut = z.object({
   id: z.string(),
   principal: z.object({ type: z.enum(['human', 'agent']), id: z.string() }),
   scopes: z.array(z.string()),
+  read_only: z.boolean(),
   created_at: z.string(),
   revoked_at: z.string().nullable(),
   last_used_at: z.string().nullable(),

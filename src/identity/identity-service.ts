@@ -1,4 +1,5 @@
 import type { z } from 'zod';
+import { createAccountsRepo } from '../accounts/accounts-repo.js';
 import type { Clock } from '../kernel/clock.js';
 import { AppError, conflict, forbidden, notFound, unprocessable } from '../kernel/errors.js';
 import { newId } from '../kernel/ids.js';
@@ -54,6 +55,7 @@ const requireHuman = (ctx: RequestContext) => {
 
 export const createIdentityService = ({ db, repo, guard, clock }: Deps) => {
   const now = () => clock.now().toISOString();
+  const accountsRepo = createAccountsRepo();
 
   const orgName = async (ex: Executor, orgId: string) => (await repo.org(ex, orgId))?.name ?? '';
 
@@ -174,7 +176,9 @@ export const createIdentityService = ({ db, repo, guard, clock }: Deps) => {
             );
           }
           await tx.updateTable('humans').set({ is_active: 0, deactivated_at: now() }).where('id', '=', id).execute();
-          await guard.recordIn(tx, ctx, 'human.deactivated', { type: 'human', id });
+          // 45 CFR 164.308(a)(3)(ii)(C) termination: every session ends with the deactivation, in every process.
+          const ended = await accountsRepo.endSessions(tx, id, now(), 'deactivated');
+          await guard.recordIn(tx, ctx, 'human.deactivated', { type: 'human', id }, { sessions_ended: ended });
         }
         return humanView((await repo.human(tx, ctx.principal.orgId, id))!);
       },

@@ -28,6 +28,13 @@ export type Principal = {
   /** Agents only: their address and the human answerable for them. */
   address?: string;
   responsibleHuman?: { id: string; name: string };
+  /**
+   * Humans signed in through the console: the session (`keyId` is its id) and when and how the
+   * second factor was last checked (21 CFR 11.200 step-up). Absent for API keys.
+   */
+  /** A human key limited to reads: the REST edge refuses anything but GET and HEAD (403 read_only_key). */
+  readOnly?: boolean;
+  session?: { id: string; authMethod: string; secondFactorAt: string | null; secondFactorMethod: string | null };
 };
 
 /** Everything a service needs to know about who is asking and from where. */

@@ -18,6 +18,9 @@ export const ID_PREFIXES = {
   legalHold: 'lgh',
   auditPurge: 'pur',
   part2Consent: 'pcn',
+  session: 'ses',
+  invitation: 'inv',
+  recoveryCode: 'rcv',
 } as const;
 
 export type IdKind = keyof typeof ID_PREFIXES;

@@ -7,6 +7,8 @@ export type MailConfig = {
   smtp: { maxMessageBytes: number; relay: string | undefined };
   bootstrap: { domain: string };
   approvalTtlSeconds: number;
+  /** 21 CFR 11.200: how recent a session's second factor must be to sign a decision (MAILWARD_STEPUP_SECONDS). */
+  accounts?: { stepUpSeconds: number };
   dnsOverridesFile: string | undefined;
   delivery: {
     requireTls: boolean;

@@ -193,6 +193,10 @@ export const approvalOut = z.object({
     .string()
     .nullable()
     .describe('the approval of the rejected message this one revises (its comment: GET /v1/emails/{id} revision)'),
+  /** 21 CFR 11.50: who signed the decision, when, what it means and how they authenticated. */
+  signature: z
+    .object({ signer_id: z.string(), signer_name: z.string(), signed_at: z.string(), meaning: z.string(), auth_method: z.string() })
+    .nullable(),
 });
 
 /** Sender authentication of an inbound message (src/inbound/auth-results.ts); null for outbound. */

@@ -27,4 +27,8 @@ export const approvalView = (ring: KeyRing, a: ApprovalsTable, m?: Pick<Messages
   comment: a.comment_sealed ? open(ring, a.comment_sealed, approvalAad(a)).toString() : null,
   edits: a.edits ? (JSON.parse(a.edits) as EditDiff[]) : [],
   revision_of: a.revision_of ?? null,
+  // 21 CFR 11.50 signature manifestation; null while pending and for expiries.
+  signature: a.signature ? (JSON.parse(a.signature) as SignatureView) : null,
 });
+
+export type SignatureView = { signer_id: string; signer_name: string; signed_at: string; meaning: string; auth_method: string };

@@ -9,7 +9,7 @@ import { decodeCursor, encodeCursor } from '../kernel/cursor.js';
 import { seal } from '../kernel/crypto/envelope.js';
 import { sha256Hex } from '../kernel/crypto/hash.js';
 import type { KeyRing } from '../kernel/crypto/keyring.js';
-import { conflict, forbidden, isAppError, notFound, unprocessable } from '../kernel/errors.js';
+import { AppError, conflict, forbidden, isAppError, notFound, unprocessable } from '../kernel/errors.js';
 import { approvalAad, approvalView, type EditDiff } from './approval-views.js';
 import type { DecisionInput, HeldContent, HeldMail } from './held-mail.js';
 import { canonicalJson } from '../audit/canonical.js';
@@ -32,7 +32,12 @@ type Deps = {
   screen: OutboundScreen;
   onQueued?: () => void;
   metrics?: Pick<MetricsSink, 'approvalDecided'>;
+  /** 21 CFR 11.200: a decision made through a session needs a second factor within this many seconds (default 300). */
+  stepUpSeconds?: number;
 };
+
+/** 21 CFR 11.50(a)(3): the meaning of a signature, in words. */
+export type SignatureMeaning = 'approved for sending' | 'rejected' | 'released to agent';
 
 const EDITABLE = ['subject', 'text', 'html', 'to', 'cc'] as const;
 
@@ -48,8 +53,51 @@ const SCANNED = new Set<string>(['subject', 'text', 'html']);
 /** Hash of one field's value: the audit log keeps which fields changed and these hashes, never the text. */
 const fieldHash = (v: unknown) => sha256Hex(JSON.stringify(v ?? null));
 
-export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, held, screen, onQueued, metrics }: Deps) => {
+export const createApprovalsService = ({
+  db,
+  ring,
+  guard,
+  audit,
+  repo,
+  clock,
+  held,
+  screen,
+  onQueued,
+  metrics,
+  stepUpSeconds = 300,
+}: Deps) => {
   const now = () => clock.now().toISOString();
+
+  /**
+   * The signature manifestation of a decision (21 CFR 11.50: who signed, when, and what it means;
+   * and how they authenticated). Through a session it needs a second-factor check within
+   * `stepUpSeconds` (21 CFR 11.200(a)(1)(i): a signing after the first in a session still
+   * re-authenticates), else 403 step_up_required with the step-up page's address. An API key signs
+   * as `api_key` (scripts; reviewers should use sessions).
+   */
+  const signatureOf = (ctx: RequestContext, meaning: SignatureMeaning, at: string) => {
+    const s = ctx.principal.session;
+    if (s) {
+      const factorAt = s.secondFactorAt ? Date.parse(s.secondFactorAt) : 0;
+      if (Date.parse(at) - factorAt > stepUpSeconds * 1000) {
+        throw new AppError(
+          'step_up_required',
+          403,
+          'Signing this decision needs a second-factor check within the last minutes (21 CFR 11.200).',
+          {
+            extra: { step_up_url: '/console/step-up' },
+          },
+        );
+      }
+    }
+    return {
+      signer_id: ctx.principal.id,
+      signer_name: ctx.principal.name,
+      signed_at: at,
+      meaning,
+      auth_method: s ? (s.secondFactorMethod ?? s.authMethod) : 'api_key',
+    };
+  };
   const target = (id: string) => ({ type: 'approval', id });
 
   /** Humans with `reviewer` decide; agents never hold roles (api-keys-service), so an agent gets 404. */
@@ -166,10 +214,12 @@ export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, he
         requireReviewer(ctx);
         const { a, m } = await load(tx, ctx, id);
         const at = now();
+        const signature = signatureOf(ctx, 'released to agent', at);
         await decideOnce(tx, a.id, {
           status: 'approved',
           decided_at: at,
           decided_by: ctx.principal.id,
+          signature: JSON.stringify(signature),
           decision_reason: JSON.stringify({ code: 'released' }),
           comment_sealed: body.comment ? seal(ring, body.comment, approvalAad(a)) : null,
           edits: JSON.stringify([]),
@@ -184,6 +234,7 @@ export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, he
           {
             approval_id: a.id,
             previous_status: m.status,
+            signature,
             has_comment: !!body.comment,
             ...(body.comment ? { comment_hash: sha256Hex(body.comment) } : {}),
           },
@@ -255,10 +306,12 @@ export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, he
       if (m.content_hash !== pre.m.content_hash)
         throw conflict('approval_conflict', 'The message changed while it was being approved; try again.');
       const at = now();
+      const signature = signatureOf(ctx, 'approved for sending', at);
       await decideOnce(tx, a.id, {
         status: 'approved',
         decided_at: at,
         decided_by: ctx.principal.id,
+        signature: JSON.stringify(signature),
         decision_reason: JSON.stringify({ code: 'approved' }),
         comment_sealed: body.comment ? seal(ring, body.comment, approvalAad(a)) : null,
         edits: JSON.stringify(diff),
@@ -312,6 +365,7 @@ export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, he
         {
           approval_id: a.id,
           edits: diff,
+          signature,
           has_comment: !!body.comment,
           ...(body.comment ? { comment_hash: sha256Hex(body.comment) } : {}),
           ...(category ? { category } : {}),
@@ -371,10 +425,12 @@ export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, he
         const { a, m } = await load(tx, ctx, id);
         const at = now();
         const reason = { code: 'rejected_by_reviewer' };
+        const signature = signatureOf(ctx, 'rejected', at);
         await decideOnce(tx, a.id, {
           status: 'rejected',
           decided_at: at,
           decided_by: ctx.principal.id,
+          signature: JSON.stringify(signature),
           decision_reason: JSON.stringify(reason),
           comment_sealed: seal(ring, comment, approvalAad(a)),
         });
@@ -392,7 +448,7 @@ export const createApprovalsService = ({ db, ring, guard, audit, repo, clock, he
           ctx,
           'email.rejected',
           { type: 'email', id: m.id },
-          { approval_id: a.id, reason, comment_hash: sha256Hex(comment) },
+          { approval_id: a.id, reason, signature, comment_hash: sha256Hex(comment) },
         );
         return {
           id: m.id,

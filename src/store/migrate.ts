@@ -14,6 +14,8 @@ import * as m0009ApprovalsCategory from './migrations/0009-approvals-category.js
 import * as m0010InboundTagsAndDmarc from './migrations/0010-inbound-tags-and-dmarc.js';
 import * as m0011DomainEvents from './migrations/0011-domain-events.js';
 import * as m0012MessageRetention from './migrations/0012-message-retention.js';
+import * as m0013HumanSignIn from './migrations/0013-human-sign-in.js';
+import * as m0014ApprovalSignatures from './migrations/0014-approval-signatures.js';
 import * as m0015WitnessCosignatures from './migrations/0015-witness-cosignatures.js';
 import * as m0020RevisionsPart2 from './migrations/0020-revisions-part2-consent-policy.js';
 
@@ -30,6 +32,8 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0010-inbound-tags-and-dmarc': m0010InboundTagsAndDmarc,
   '0011-domain-events': m0011DomainEvents,
   '0012-message-retention': m0012MessageRetention,
+  '0013-human-sign-in': m0013HumanSignIn,
+  '0014-approval-signatures': m0014ApprovalSignatures,
   '0015-witness-cosignatures': m0015WitnessCosignatures,
   '0020-revisions-part2-consent-policy': m0020RevisionsPart2,
 };

@@ -55,6 +55,8 @@ export type ApiKeysTable = {
   created_by: string | null;
   revoked_at: string | null;
   last_used_at: string | null;
+  /** 1: the key may only read (GET and HEAD); human keys only. */
+  read_only?: number;
 };
 
 export type SigningKeysTable = {
@@ -250,6 +252,7 @@ export type ApprovalsTable = {
   edits: string | null; // JSON [{field, before_hash, after_hash}]
   /** The approval of the rejected message this one revises (0020). */
   revision_of: string | null;
+  signature?: string | null; // JSON {signer_id, signer_name, signed_at, meaning, auth_method} (21 CFR 11.50)
 };
 
 export type OutboxTable = {
@@ -315,6 +318,14 @@ export type Database = {
   domain_events: DomainEventsTable;
   mail_legal_holds: MailLegalHoldsTable;
   part2_consents: Part2ConsentsTable;
+  human_credentials: HumanCredentialsTable;
+  human_invitations: HumanInvitationsTable;
+  human_sessions: HumanSessionsTable;
+  webauthn_credentials: WebauthnCredentialsTable;
+  recovery_codes: RecoveryCodesTable;
+  auth_challenges: AuthChallengesTable;
+  signin_throttles: SigninThrottlesTable;
+  sso_configs: SsoConfigsTable;
 };
 
 /** The last domain-event number given out per organisation (migration 0011). */
@@ -360,4 +371,84 @@ export type Part2ConsentsTable = {
   expires_at: string | null;
   revoked_at: string | null;
   revoked_by: string | null;
+};
+
+export type HumanCredentialsTable = {
+  human_id: string;
+  org_id: string;
+  password_hash: string | null;
+  totp_sealed: string | null;
+  totp_confirmed_at: string | null;
+  totp_last_step: number | null;
+  sso_subject: string | null;
+  locked_at: string | null;
+  updated_at: string;
+};
+
+export type HumanInvitationsTable = {
+  id: string;
+  org_id: string;
+  human_id: string;
+  token_hash: string;
+  created_at: string;
+  created_by: string | null;
+  expires_at: string;
+  used_at: string | null;
+};
+
+/** stage: `enrol` (must enrol a second factor), `second_factor` (password checked, factor not yet), `full`. */
+export type HumanSessionsTable = {
+  id: string;
+  token_hash: string;
+  org_id: string;
+  human_id: string;
+  stage: 'enrol' | 'second_factor' | 'full';
+  csrf_token: string;
+  auth_method: string | null;
+  /** JSON array: roles narrowed by the identity provider's claim at SSO sign-in; null: the human's roles. */
+  roles: string | null;
+  second_factor_at: string | null;
+  second_factor_method: string | null;
+  created_at: string;
+  last_seen_at: string;
+  expires_at: string;
+  ended_at: string | null;
+  end_reason: string | null;
+  client_ip: string | null;
+  user_agent: string | null;
+};
+
+export type WebauthnCredentialsTable = {
+  id: string;
+  org_id: string;
+  human_id: string;
+  public_key: string;
+  counter: number;
+  transports: string;
+  created_at: string;
+  last_used_at: string | null;
+};
+
+export type RecoveryCodesTable = { id: string; human_id: string; code_hash: string; created_at: string; used_at: string | null };
+
+export type AuthChallengesTable = {
+  key_hash: string;
+  kind: string;
+  org_id: string | null;
+  human_id: string | null;
+  payload: string;
+  expires_at: string;
+  used_at: string | null;
+};
+
+export type SigninThrottlesTable = { subject: string; failures: number; window_started_at: string; last_failure_at: string };
+
+export type SsoConfigsTable = {
+  org_id: string;
+  issuer: string;
+  client_id: string;
+  client_secret_sealed: string;
+  role_claim: string | null;
+  role_map: string | null;
+  updated_at: string;
 };
