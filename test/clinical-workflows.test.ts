@@ -1,3 +1,5 @@
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fixedClock } from '../src/kernel/clock.js';
 import { headerValue, splitMessage } from '../src/mail/mime.js';
@@ -6,6 +8,8 @@ import { tempDir, testDialects } from './support/dialects.js';
 import { seedMessages } from './support/inbound-seed.js';
 import { drainDeliveries, receivedWithId, relayEnv, type Sink, seedMailbox, startSink } from './support/outbound-sink.js';
 import { createTestApp, type TestApp } from './support/test-app.js';
+
+const JWCRYPTO = path.join(import.meta.dirname, 'support', 'jwcrypto-verify.py');
 
 const PART2_TEXT =
   'Dear Ms. Alvarez, your take-home methadone doses from the Riverside opioid treatment program are ready for pick-up, ' +
@@ -176,6 +180,90 @@ for (const dialect of testDialects()) {
       const approve = await t.call('POST', `/v1/approvals/${waiting.body.approval.id}/approve`, reviewerKey, {});
       expect(approve.status).toBe(422);
       expect(approve.body.code).toBe('no_part2_consent');
+    });
+    it('sends a refill on behalf of a clinician under a live grant, names the clinician and NPI in the identity header, and refuses once the grant is revoked', async () => {
+      const s = await seedMailbox(t, 'autonomous');
+      const pharmacy = 'refills@pharmacy.example';
+      await t.call('PUT', `/v1/contacts/${pharmacy}/consent`, t.adminKey, {
+        electronic: true,
+        categories: ['refill'],
+        source: 'ehr_import',
+      });
+      expect(
+        (
+          await t.call('POST', '/v1/humans', t.adminKey, {
+            name: 'Dr. Bad',
+            email: 'bad@hospital.example',
+            roles: ['clinician'],
+            npi: '1234567890',
+          })
+        ).status,
+      ).toBe(400);
+      const dr = await t.call('POST', '/v1/humans', t.adminKey, {
+        name: 'Dr. Xavier Mensah',
+        email: 'x.mensah@hospital.example',
+        roles: ['clinician'],
+        npi: '1234567893',
+      });
+      expect(dr.status).toBe(201);
+      expect(dr.body.npi).toBe('1234567893');
+      const refill = {
+        to: [pharmacy],
+        subject: 'Refill request',
+        text: 'Please renew the lisinopril refill for patient Ana Ruiz.',
+        category: 'refill',
+      };
+      const body = { ...refill, on_behalf_of: dr.body.id };
+
+      expect((await send(s.agentKey, s.mailbox.id, { ...body, category: undefined })).body.code).toBe('category_required');
+      expect((await send(s.agentKey, s.mailbox.id, body)).body.code).toBe('no_grant');
+      const expires = new Date(clock.now().getTime() + 30 * 86_400_000).toISOString();
+      const grantBody = { agent_id: s.agent.id, clinician_id: dr.body.id, categories: ['refill'], expires_at: expires };
+      expect((await t.call('POST', '/v1/grants', s.agentKey, grantBody)).status).toBe(404);
+      const grant = await t.call('POST', '/v1/grants', t.adminKey, grantBody);
+      expect(grant.status).toBe(201);
+      // The grant covers refills only.
+      expect((await send(s.agentKey, s.mailbox.id, { ...body, category: 'results' })).body.code).toBe('no_grant');
+
+      const sent = await send(s.agentKey, s.mailbox.id, body);
+      expect(sent.status).toBe(202);
+      expect(sent.body.status).toBe('queued');
+      await drainDeliveries(t);
+      const view = await t.call('GET', `/v1/emails/${sent.body.id}`, t.adminKey);
+      expect(view.body.on_behalf_of).toEqual({
+        id: dr.body.id,
+        name: 'Dr. Xavier Mensah',
+        npi: '1234567893',
+        category: 'refill',
+        grant_id: grant.body.id,
+      });
+      const raw = receivedWithId(sink, view.body.message_id)[0]!.raw.toString();
+      const token = raw.match(/^X-Agent-Identity:([^\r\n]*(?:\r?\n[ \t][^\r\n]*)*)/im)![1]!.replace(/\s+/g, '');
+      const kid = JSON.parse(Buffer.from(token.split('.')[0]!, 'base64url').toString()).kid as string;
+      const jwks = await t.call('GET', '/.well-known/jwks.json', null);
+      const jwk = jwks.body.keys.find((k: { kid: string }) => k.kid === kid);
+      // Verified by python3-jwcrypto, not by Mailward's own code.
+      const claims = JSON.parse(execFileSync('/usr/bin/python3', [JWCRYPTO, JSON.stringify(jwk), token], { encoding: 'utf8' }));
+      expect(claims.on_behalf_of).toMatchObject({ sub: dr.body.id, name: 'Dr. Xavier Mensah', npi: '1234567893', category: 'refill' });
+      expect(claims.act).toMatchObject({ sub: s.agent.id, type: 'agent', act: { sub: dr.body.id, type: 'clinician', npi: '1234567893' } });
+      const audit = await t.c.store.db
+        .selectFrom('audit_events')
+        .selectAll()
+        .where('action', '=', 'email.submitted')
+        .where('target_id', '=', sent.body.id)
+        .executeTakeFirstOrThrow();
+      expect(JSON.parse(audit.details).on_behalf_of).toEqual({
+        id: dr.body.id,
+        npi: '1234567893',
+        category: 'refill',
+        grant_id: grant.body.id,
+      });
+
+      // Revoking stops new sends at once.
+      expect((await t.call('DELETE', `/v1/grants/${grant.body.id}`, t.adminKey)).status).toBe(200);
+      const after = await send(s.agentKey, s.mailbox.id, body);
+      expect(after.status).toBe(403);
+      expect(after.body.code).toBe('no_grant');
     });
   });
 }

@@ -7,6 +7,7 @@ import { createApiKeysService } from '../identity/api-keys-service.js';
 import { createAuditReader } from '../compliance/audit-reader.js';
 import { createAuthCache } from '../identity/auth-cache.js';
 import { createPart2Consents } from '../phi/part2-consents.js';
+import { createGrantsService } from '../identity/grants-service.js';
 import { createApprovalsService } from '../oversight/approvals-service.js';
 import { createGuard } from '../identity/guard.js';
 import { createIdentityRepo } from '../identity/identity-repo.js';
@@ -143,6 +144,8 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
   const consent = createConsentService({ db, guard, clock });
   // 42 CFR 2.31 consents and the organisation's category-mismatch rule.
   const part2Consents = createPart2Consents({ db, guard, clock });
+  // Clinicians' grants to agents (sending on behalf of a clinician).
+  const grants = createGrantsService({ db, guard, clock });
   // Reading the audit log for people (roles, audited reads, proofs, legal holds): above audit, which stays a sink.
   const auditReader = createAuditReader({ audit, auditLog, guard });
   // One registry per container: tests run several servers in one process.
@@ -212,6 +215,7 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
     auditLog,
     auditReader,
     part2Consents,
+    grants,
     keyDirectory,
     guard,
     identity,

@@ -5,6 +5,8 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyPlug
 import { jsonSchemaTransform, jsonSchemaTransformObject, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import type { AuditReader } from '../compliance/audit-reader.js';
 import type { Part2Consents } from '../phi/part2-consents.js';
+import type { GrantsService } from '../identity/grants-service.js';
+import { grantsRoutes } from './grants-routes.js';
 import type { AccountsModule } from '../accounts/accounts-module.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { AuditService } from '../audit/audit-service.js';
@@ -59,6 +61,7 @@ export type RestDeps = {
   auditLog: AuditLog;
   auditReader: AuditReader;
   part2Consents: Part2Consents;
+  grants: GrantsService;
   keyDirectory: KeyDirectoryService;
   guard: Guard;
   mail: Pick<MailModule, 'mailboxes' | 'mail' | 'reader' | 'identityVerifier' | 'dnsRecords' | 'retention'> & {
@@ -166,6 +169,7 @@ export const buildRestServer = async (c: RestDeps, { beside = [] }: RestServerOp
     await v1.register(identityVerifyRoutes({ verifier: c.mail.identityVerifier, maxMessageBytes: c.config.smtp.maxMessageBytes }));
     await v1.register(vaultRoutes({ vault: c.vault }));
     await v1.register(consentRoutes({ consent: c.consent, part2: c.part2Consents }));
+    await v1.register(grantsRoutes({ grants: c.grants }));
     await v1.register(mailRetentionRoutes({ retention: c.mail.retention }));
     await v1.register(dnsRoutes({ dns: c.mail.dnsRecords }));
     await v1.register(receiptRoutes({ reader: c.mail.reader, receipts: c.auditLog.receipts }));

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { isValidNpi } from './npi.js';
 import { AGENT_SCOPES, HUMAN_ROLES } from './principal.js';
 
 /** Printable single-line text: no CR, LF or other control characters (header injection, log forging). */
@@ -46,13 +47,19 @@ export const departmentOut = z.object({
 export const createHumanBody = z.strictObject({
   name: safeName,
   email: emailAddress,
-  roles: z.array(roleSchema).min(1).max(4),
+  roles: z.array(roleSchema).min(1).max(HUMAN_ROLES.length),
+  npi: z
+    .string()
+    .refine(isValidNpi, 'must be a 10-digit National Provider Identifier with a valid check digit')
+    .optional()
+    .describe('National Provider Identifier of a clinician (checked with its Luhn check digit)'),
 });
 export const humanOut = z.object({
   id: z.string(),
   name: z.string(),
   email: z.string(),
   roles: z.array(roleSchema),
+  npi: z.string().nullable(),
   is_active: z.boolean(),
   created_at: z.string(),
   deactivated_at: z.string().nullable(),

@@ -30,6 +30,7 @@ const humanView = (h: HumansTable) => ({
   name: h.name,
   email: h.email,
   roles: JSON.parse(h.roles) as Role[],
+  npi: h.npi ?? null,
   is_active: h.is_active === 1,
   created_at: h.created_at,
   deactivated_at: h.deactivated_at,
@@ -119,6 +120,7 @@ export const createIdentityService = ({ db, repo, guard, clock }: Deps) => {
         is_active: 1,
         created_at: now(),
         deactivated_at: null,
+        npi: body.npi ?? null,
       };
       try {
         await tx.insertInto('humans').values(row).execute();

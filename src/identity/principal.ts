@@ -1,7 +1,8 @@
 import { AppError } from '../kernel/errors.js';
 import type { AuditActor } from '../audit/audit-service.js';
 
-export const HUMAN_ROLES = ['admin', 'reviewer', 'privacy_officer', 'auditor'] as const;
+/** CONTRACT.md roles; `clinician` (second wave) grants agents authority to send for them and has no console powers. */
+export const HUMAN_ROLES = ['admin', 'reviewer', 'privacy_officer', 'auditor', 'clinician'] as const;
 export type Role = (typeof HUMAN_ROLES)[number];
 
 export const AGENT_SCOPES = ['mail:read', 'mail:send', 'vault:read', 'vault:write', 'vault:reveal', 'vault:totp'] as const;

@@ -21,6 +21,7 @@ export const ID_PREFIXES = {
   session: 'ses',
   invitation: 'inv',
   recoveryCode: 'rcv',
+  grant: 'gnt',
 } as const;
 
 export type IdKind = keyof typeof ID_PREFIXES;

@@ -21,7 +21,13 @@ export type IdentityClaims = {
   /** RFC 7638 thumbprint of the signing key (the protected header's kid), inside the signed claims too. */
   kid?: string;
   /** RFC 8693 4.1 actor claim: the agent acts; the nested `act` is the human it acts for (on-behalf-of clinician, else its responsible human). */
-  act?: { sub: string; type: 'agent'; act?: { sub: string; type: 'human' } };
+  act?: {
+    sub: string;
+    type: 'agent';
+    act?: { sub: string; type: 'human' } | { sub: string; type: 'clinician'; name: string; npi: string | null };
+  };
+  /** The clinician the agent sends for (a live grant for the message's category): name and NPI. */
+  on_behalf_of?: { sub: string; name: string; npi: string | null; category: string; grant_id: string };
   /** Hex SHA-256 of the Agent-Attribution-JSON value (attribution-headers.ts), binding it to this statement. */
   attribution_hash?: string;
 };

@@ -127,6 +127,12 @@ const revisionOf = z
   .regex(/^msg_[0-9a-f]{32}$/, 'must be the msg_ id of a rejected message')
   .describe('the rejected message this one revises: the new approval links to the earlier one, and no header names the rejected message');
 
+/** CONTRACT.md (second wave): the clinician (hum_...) an agent sends for, under a live grant for the message's category. */
+const onBehalfOf = z
+  .string()
+  .regex(/^hum_[0-9a-f]{32}$/, 'must be the hum_ id of a clinician')
+  .describe('the clinician this message is sent for: needs a category and a live grant (POST /v1/grants), else 403 no_grant');
+
 export const sendBody = z
   .strictObject({
     to: recipients.min(1),
@@ -144,6 +150,7 @@ export const sendBody = z
       .optional(),
     category: messageCategory.optional(),
     revision_of: revisionOf.optional(),
+    on_behalf_of: onBehalfOf.optional(),
   })
   .refine((b) => b.to.length + (b.cc?.length ?? 0) + (b.bcc?.length ?? 0) <= MAX_RECIPIENTS, {
     message: `at most ${MAX_RECIPIENTS} recipients in to, cc and bcc together`,
@@ -158,6 +165,7 @@ export const replyBody = z
     reply_all: z.boolean().optional(),
     category: messageCategory.optional(),
     revision_of: revisionOf.optional(),
+    on_behalf_of: onBehalfOf.optional(),
   })
   .refine((b) => b.text !== undefined || b.html !== undefined, { message: 'text or html is required', path: ['text'] });
 
@@ -254,6 +262,10 @@ export const emailOut = z.object({
   oversight_mode: z.string(),
   created_at: z.string(),
   delivered_at: z.string().nullable(),
+  on_behalf_of: z
+    .object({ id: z.string(), name: z.string(), npi: z.string().nullable(), category: z.string(), grant_id: z.string() })
+    .nullable()
+    .describe('the clinician this message was sent for, and the grant it was sent under'),
   content_purged_at: z
     .string()
     .nullable()

@@ -105,6 +105,9 @@ const revisionOf = async (ex: Executor, ring: KeyRing, m: MessagesTable, after: 
   };
 };
 
+/** The clinician a message was sent for (the grant it was sent under). */
+export type OnBehalfOf = { id: string; name: string; npi: string | null; category: string; grant_id: string };
+
 export const fullView = async (ex: Executor, ring: KeyRing, m: MessagesTable) => {
   const c = openContent(ring, m, m.content_sealed);
   const approval = m.approval_id
@@ -142,6 +145,7 @@ export const fullView = async (ex: Executor, ring: KeyRing, m: MessagesTable) =>
     created_at: m.created_at,
     delivered_at: m.delivered_at,
     content_purged_at: m.content_purged_at,
+    on_behalf_of: m.on_behalf_of ? (JSON.parse(m.on_behalf_of) as OnBehalfOf) : null,
     approval: approval ? approvalView(ring, approval, m) : null,
     original,
     revision: m.revision_of ? await revisionOf(ex, ring, m, c) : null,

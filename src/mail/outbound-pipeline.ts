@@ -159,6 +159,10 @@ export const createOutboundPipeline = ({ ring, clock, config, signer = { sign: s
     // 42 CFR 2.32: a disclosure of Part 2 records carries the notice; added here, so every route and retry sends it
     // and both DKIM signatures and the identity header's body hash cover it.
     const content = withPart2Notice(msg, openContent(ring, msg, msg.content_sealed));
+    const onBehalf = msg.on_behalf_of
+      ? (JSON.parse(msg.on_behalf_of) as { id: string; name: string; npi: string | null; category: string; grant_id: string })
+      : null;
+    const clinician = onBehalf ? await repo.human(ex, msg.org_id, onBehalf.id) : undefined;
 
     const idKey = await key(ex, 'identity-es256', msg.org_id);
     const ed = await key(ex, 'dkim-ed25519', msg.org_id);
@@ -180,13 +184,27 @@ export const createOutboundPipeline = ({ ring, clock, config, signer = { sign: s
         approval_id: approval?.id ?? null,
         message_id: msg.message_id,
         iat: Math.floor(now.getTime() / 1000),
-        // RFC 8693 4.1: the agent is the acting party; the nested actor is the human it answers to.
-        act: { sub: agent.id, type: 'agent', act: { sub: human?.id ?? agent.responsible_human_id, type: 'human' } },
+        // RFC 8693 4.1: the agent is the acting party; the nested actor is the clinician it acts for (with the
+        // clinician's NPI), or else the human it answers to.
+        act: onBehalf
+          ? { sub: agent.id, type: 'agent', act: { sub: onBehalf.id, type: 'clinician', name: onBehalf.name, npi: onBehalf.npi } }
+          : { sub: agent.id, type: 'agent', act: { sub: human?.id ?? agent.responsible_human_id, type: 'human' } },
+        ...(onBehalf
+          ? {
+              on_behalf_of: {
+                sub: onBehalf.id,
+                name: onBehalf.name,
+                npi: onBehalf.npi,
+                category: onBehalf.category,
+                grant_id: onBehalf.grant_id,
+              },
+            }
+          : {}),
       },
       attribution: {
         agent: { address: mailbox.address, name: agent.name },
         responsible: human ? [{ name: human.name, email: human.email }] : [],
-        onBehalfOf: null,
+        onBehalfOf: onBehalf && clinician ? { name: onBehalf.name, email: clinician.email } : null,
         operator: org.domain,
       },
       identityKey: { kid: idKey.kid, pem: pem(idKey) },

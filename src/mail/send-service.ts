@@ -17,6 +17,7 @@ import type { Finding } from '../phi/phi-types.js';
 import type { Db, Executor, Tx } from '../store/db.js';
 import { isUniqueViolation } from '../store/errors.js';
 import { noPart2ConsentError, part2Coverage } from '../phi/part2-consents.js';
+import { liveGrant } from '../identity/grants-service.js';
 import type { MailboxesTable, MessagesTable } from '../store/schema.js';
 import { safeFilename } from './header-text.js';
 import type { ReplyInput, SendInput } from './mail-schemas.js';
@@ -156,6 +157,8 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
     if (estimateSize(content) > config.smtp.maxMessageBytes) {
       throw new AppError('message_too_large', 413, `The message would be larger than ${config.smtp.maxMessageBytes} bytes.`);
     }
+    if (body.on_behalf_of && !body.category)
+      throw unprocessable('category_required', 'A message sent on behalf of a clinician names its category (the grant covers categories).');
     const revised = body.revision_of ? await revisable(ex, mailbox, body.revision_of) : null;
     // A revision stays in the rejected message's thread and answers what it answered; the rejected message itself
     // was never sent, so no header of the revision names it (In-Reply-To, References).
@@ -187,7 +190,7 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
       // Part 2 content is marked as the system's, so approval re-checks its consents and delivery adds the 2.32 notice.
       systemTags: scan.part2 || scan.findings.some((f) => f.type === 'part2') ? ['part2'] : [],
     });
-    return { row, content, findings: scan.findings, assessment: scan, revised };
+    return { row, content, findings: scan.findings, assessment: scan, revised, onBehalfOf: body.on_behalf_of ?? null };
   };
 
   /** Writes a drafted message inside the transaction: row, idempotency key, events, audit; then holds or queues it. */
@@ -195,7 +198,14 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
     tx: Tx,
     ctx: RequestContext,
     mailbox: MailboxesTable,
-    d: { row: MessagesTable; content: MessageContent; findings: Finding[]; assessment: Assessment; revised: MessagesTable | null },
+    d: {
+      row: MessagesTable;
+      content: MessageContent;
+      findings: Finding[];
+      assessment: Assessment;
+      revised: MessagesTable | null;
+      onBehalfOf: string | null;
+    },
     idem: { key: string; hash: string } | null,
     onRefused: (check: ConsentCheck, code?: string) => void,
   ) => {
@@ -230,6 +240,21 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
     // Read again in this transaction: another revision may have been stored since the draft (the unique index on
     // revision_of settles a race on PostgreSQL: the loser's insert fails and it answers 409 already_revised).
     const revised = d.revised ? await revisable(tx, mailbox, d.revised.id) : null;
+    // Acting for a clinician needs their live grant for this category, read in this transaction (a revocation
+    // committed before it counts: 403 no_grant). The clinician and NPI go into the row, the audit event and the header.
+    let onBehalf: { id: string; name: string; npi: string | null; category: string; grant_id: string } | null = null;
+    if (d.onBehalfOf) {
+      const g = await liveGrant(tx, mailbox.org_id, mailbox.agent_id, d.onBehalfOf, row.category ?? '', row.created_at);
+      if (!g) throw forbidden('no_grant', 'No live grant lets this agent send for that clinician in this category.');
+      onBehalf = {
+        id: g.clinician.id,
+        name: g.clinician.name,
+        npi: g.clinician.npi ?? null,
+        category: row.category!,
+        grant_id: g.grant.id,
+      };
+      row.on_behalf_of = JSON.stringify(onBehalf);
+    }
     await insertMessage(tx, row, { oversight_mode: mailbox.oversight_mode, ...(revised ? { revision_of: revised.id } : {}) });
     if (idem) {
       // The primary key (scope, key) makes a concurrent duplicate fail here; the caller answers with the winner.
@@ -262,6 +287,9 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
         ...(revised ? { revision_of: revised.id, revision_of_approval: revised.approval_id } : {}),
         // 42 CFR 2.32 / accounting of disclosures: which Part 2 consents authorise this disclosure (ids, no addresses).
         ...(p2 ? { part2: { consents: p2.consents } } : {}),
+        ...(onBehalf
+          ? { on_behalf_of: { id: onBehalf.id, npi: onBehalf.npi, category: onBehalf.category, grant_id: onBehalf.grant_id } }
+          : {}),
         phi: { sensitivity: phi.sensitivity, types: [...new Set(d.findings.map((f) => f.type))].sort(), findings: d.findings.length },
       },
       row.content_hash,
@@ -424,6 +452,7 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
         in_reply_to: m.id,
         category: body.category,
         revision_of: body.revision_of,
+        on_behalf_of: body.on_behalf_of,
       },
       idempotencyKey,
     );

@@ -10,6 +10,9 @@ export const CONSENT_CATEGORIES = [
   'prescription',
   'referral',
   'general',
+  // Second wave: what clinicians grant agents (refills, prior authorisations), checked against consent like the others.
+  'refill',
+  'prior_auth',
 ] as const;
 export type ConsentCategory = (typeof CONSENT_CATEGORIES)[number];
 

@@ -11,6 +11,8 @@ export type OrganizationsTable = {
   message_retention_days: number;
   /** A send whose category a recipient's consent does not cover: `hold` (default) or `refuse` (0020). */
   consent_category_mismatch: 'hold' | 'refuse';
+  /** The organisation's type-2 NPI (0024). */
+  npi?: string | null;
 };
 
 export type DepartmentsTable = {
@@ -30,6 +32,8 @@ export type HumansTable = {
   is_active: number;
   created_at: string;
   deactivated_at: string | null;
+  /** National Provider Identifier of a clinician (0024). */
+  npi?: string | null;
 };
 
 export type AgentsTable = {
@@ -222,6 +226,8 @@ export type MessagesTable = {
   content_purged_at: string | null;
   /** The rejected message this one revises (0020). */
   revision_of: string | null;
+  /** JSON {id, name, npi, category, grant_id}: the clinician this message was sent for (0024). */
+  on_behalf_of?: string | null;
 };
 
 export type MessageEventsTable = { id: string; message_id: string; at: string; type: string; details: string };
@@ -318,6 +324,7 @@ export type Database = {
   domain_events: DomainEventsTable;
   mail_legal_holds: MailLegalHoldsTable;
   part2_consents: Part2ConsentsTable;
+  grants: GrantsTable;
   human_credentials: HumanCredentialsTable;
   human_invitations: HumanInvitationsTable;
   human_sessions: HumanSessionsTable;
@@ -451,4 +458,19 @@ export type SsoConfigsTable = {
   role_claim: string | null;
   role_map: string | null;
   updated_at: string;
+};
+
+/** A clinician's authority for an agent to send on their behalf, per category, until an expiry (0024). */
+export type GrantsTable = {
+  id: string;
+  org_id: string;
+  agent_id: string;
+  clinician_id: string;
+  /** JSON array of GRANT_CATEGORIES. */
+  categories: string;
+  created_by: string;
+  created_at: string;
+  expires_at: string;
+  revoked_at: string | null;
+  revoked_by: string | null;
 };
