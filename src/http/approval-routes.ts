@@ -5,7 +5,7 @@ import { approvalOut, approveBody, rejectBody } from '../mail/mail-schemas.js';
 import type { ApprovalsService } from '../oversight/approvals-service.js';
 import { cursorQuery, idParams, limitQuery, problems, secured } from './common-schemas.js';
 
-const decided = z.object({ id: z.string(), status: z.string(), thread_id: z.string(), approval: approvalOut });
+const decided = z.object({ id: z.string(), status: z.string(), thread_id: z.string(), approval: approvalOut }).meta({ id: 'ApprovalDecision' });
 
 const listQuery = z.strictObject({
   status: z.enum(['pending', 'approved', 'rejected']).default('pending'),
@@ -22,12 +22,13 @@ export const approvalRoutes = (deps: { approvals: ApprovalsService }) => async (
     '/v1/approvals',
     {
       schema: {
+        operationId: 'listApprovals',
         tags,
         security: secured,
         summary: 'Approvals of the organization, oldest first, one page at a time (reviewers and admins; every read is audited)',
         querystring: listQuery,
         response: {
-          200: z.object({ approvals: z.array(approvalOut), next_cursor: z.string().nullable() }),
+          200: z.object({ approvals: z.array(approvalOut), next_cursor: z.string().nullable() }).meta({ id: 'ApprovalPage' }),
           ...problems(400, 401, 403, 404),
         },
       },
@@ -38,6 +39,7 @@ export const approvalRoutes = (deps: { approvals: ApprovalsService }) => async (
     '/v1/approvals/:id/approve',
     {
       schema: {
+        operationId: 'approveApproval',
         tags,
         security: secured,
         summary: 'Approve a held message, optionally with edits (humans with reviewer; never the sender)',
@@ -52,6 +54,7 @@ export const approvalRoutes = (deps: { approvals: ApprovalsService }) => async (
     '/v1/approvals/:id/reject',
     {
       schema: {
+        operationId: 'rejectApproval',
         tags,
         security: secured,
         summary: 'Reject a held message; the comment is required and the agent reads it',

@@ -34,7 +34,8 @@ export const checkpointOut = z.object({
   note: z.string().describe('C2SP tlog-checkpoint signed note'),
 });
 
-const proofOut = z.object({
+const proofOut = z
+  .object({
   seq: z.number().int(),
   leaf_index: z.number().int(),
   tree_size: z.number().int(),
@@ -43,9 +44,11 @@ const proofOut = z.object({
   audit_path: z.array(hex32),
   root_hash: hex32,
   checkpoint: checkpointOut.nullable(),
-});
+  })
+  .meta({ id: 'InclusionProof' });
 
-const verifyOut = z.object({
+const verifyOut = z
+  .object({
   ok: z.boolean(),
   source: z.string(),
   events_checked: z.number().int(),
@@ -82,16 +85,19 @@ const verifyOut = z.object({
       published_dir: z.string().nullable(),
     }),
   }),
-});
+  })
+  .meta({ id: 'AuditVerification' });
 
-const holdOut = z.object({
+const holdOut = z
+  .object({
   id: z.string(),
   matter: z.string(),
   created_by: z.string(),
   created_at: z.string(),
   released_by: z.string().nullable(),
   released_at: z.string().nullable(),
-});
+  })
+  .meta({ id: 'LegalHold' });
 
 const sizeQuery = intQuery(1, Number.MAX_SAFE_INTEGER);
 const READERS = ['admin', 'auditor', 'privacy_officer'] as const;
@@ -133,12 +139,13 @@ export const auditRoutes =
       '/v1/audit/events',
       {
         schema: {
+          operationId: 'listAuditEvents',
           tags: ['audit'],
           security: secured,
           summary: 'Audit events of your organization, oldest first (admin, auditor, privacy_officer)',
           querystring: listQuery,
           response: {
-            200: z.object({ events: z.array(auditEventOut), next_cursor: z.string().nullable() }),
+            200: z.object({ events: z.array(auditEventOut), next_cursor: z.string().nullable() }).meta({ id: 'AuditEventPage' }),
             ...problems(400, 401, 403, 404),
           },
         },
@@ -203,6 +210,7 @@ export const auditRoutes =
       '/v1/audit/checkpoint',
       {
         schema: {
+          operationId: 'getAuditCheckpoint',
           tags: ['audit'],
           security: secured,
           summary: 'The latest signed checkpoint, signed now if events were appended since (admin, auditor, privacy_officer)',
@@ -220,6 +228,7 @@ export const auditRoutes =
       '/v1/audit/events/:seq/proof',
       {
         schema: {
+          operationId: 'getAuditInclusionProof',
           tags: ['audit'],
           security: secured,
           summary: 'RFC 6962 inclusion proof of one event of your organization (default: in the latest checkpoint)',
@@ -269,6 +278,7 @@ export const auditRoutes =
       '/v1/audit/consistency',
       {
         schema: {
+          operationId: 'getAuditConsistencyProof',
           tags: ['audit'],
           security: secured,
           summary: 'RFC 6962 consistency proof between two tree sizes (second defaults to the latest checkpoint)',
@@ -280,7 +290,8 @@ export const auditRoutes =
               first_root: hex32,
               second_root: hex32,
               proof: z.array(hex32),
-            }),
+            })
+            .meta({ id: 'ConsistencyProof' }),
             ...problems(400, 401, 403, 404, 422),
           },
         },
@@ -306,6 +317,7 @@ export const auditRoutes =
       '/v1/audit/verify',
       {
         schema: {
+          operationId: 'verifyAuditLog',
           tags: ['audit'],
           security: secured,
           summary: 'Recompute the whole chain and tree and check every checkpoint signature (admin, auditor)',
@@ -332,10 +344,11 @@ export const auditRoutes =
       '/v1/audit/legal-holds',
       {
         schema: {
+          operationId: 'listLegalHolds',
           tags: ['audit'],
           security: secured,
           summary: 'Legal holds of your organization',
-          response: { 200: z.object({ legal_holds: z.array(holdOut) }), ...problems(401, 403, 404) },
+          response: { 200: z.object({ legal_holds: z.array(holdOut) }).meta({ id: 'LegalHoldList' }), ...problems(401, 403, 404) },
         },
       },
       (req) =>
@@ -350,6 +363,7 @@ export const auditRoutes =
       '/v1/audit/legal-holds',
       {
         schema: {
+          operationId: 'createLegalHold',
           tags: ['audit'],
           security: secured,
           summary: 'Place a legal hold: no audit event is purged while any hold is active (admin, privacy_officer)',
@@ -371,6 +385,7 @@ export const auditRoutes =
       '/v1/audit/legal-holds/:id/release',
       {
         schema: {
+          operationId: 'releaseLegalHold',
           tags: ['audit'],
           security: secured,
           summary: 'Release a legal hold (admin, privacy_officer)',

@@ -19,6 +19,7 @@ export const consentRoutes =
       '/v1/contacts/:email/consent',
       {
         schema: {
+          operationId: 'setConsent',
           tags,
           security: secured,
           summary:
@@ -34,6 +35,7 @@ export const consentRoutes =
       '/v1/contacts/:email/consent',
       {
         schema: {
+          operationId: 'getConsent',
           tags,
           security: secured,
           summary: 'Read a contact’s consent: granted, refused or unknown (humans; agents with mail:send)',

@@ -4,10 +4,12 @@ import { z } from 'zod';
 import type { DnsRecordsService } from '../mail/dns-records.js';
 import { problems, secured } from './common-schemas.js';
 
-const dnsRecordsOut = z.object({
-  domain: z.string(),
-  dns_records: z.array(z.object({ type: z.literal('TXT'), name: z.string(), value: z.string(), purpose: z.string() })),
-});
+const dnsRecordsOut = z
+  .object({
+    domain: z.string(),
+    dns_records: z.array(z.object({ type: z.literal('TXT'), name: z.string(), value: z.string(), purpose: z.string() })),
+  })
+  .meta({ id: 'DnsRecords' });
 
 /**
  * GET /v1/dns-records (admin): the DKIM (ed25519 + rsa), SPF and DMARC TXT
@@ -22,6 +24,7 @@ export const dnsRoutes =
       '/v1/dns-records',
       {
         schema: {
+          operationId: 'listDnsRecords',
           tags: ['mail'],
           security: secured,
           summary: 'DNS TXT records to publish for DKIM, SPF and DMARC (admin; same as `mailward dns`)',

@@ -30,6 +30,7 @@ export const identityRoutes = (deps: Deps) => async (root: FastifyInstance) => {
     '/v1/me',
     {
       schema: {
+        operationId: 'getMe',
         tags,
         security: secured,
         summary: 'Who this key belongs to, with its delegation chain',
@@ -43,6 +44,7 @@ export const identityRoutes = (deps: Deps) => async (root: FastifyInstance) => {
     '/v1/departments',
     {
       schema: {
+        operationId: 'createDepartment',
         tags,
         security: secured,
         summary: 'Create a department (admin)',
@@ -56,10 +58,11 @@ export const identityRoutes = (deps: Deps) => async (root: FastifyInstance) => {
     '/v1/departments',
     {
       schema: {
+        operationId: 'listDepartments',
         tags,
         security: secured,
         summary: 'List departments',
-        response: { 200: z.object({ departments: z.array(departmentOut) }), ...problems(401, 404) },
+        response: { 200: z.object({ departments: z.array(departmentOut) }).meta({ id: 'DepartmentList' }), ...problems(401, 404) },
       },
     },
     async (req) => ({
@@ -70,6 +73,7 @@ export const identityRoutes = (deps: Deps) => async (root: FastifyInstance) => {
     '/v1/departments/:id',
     {
       schema: {
+        operationId: 'getDepartment',
         tags,
         security: secured,
         summary: 'Read a department',
@@ -84,6 +88,7 @@ export const identityRoutes = (deps: Deps) => async (root: FastifyInstance) => {
     '/v1/humans',
     {
       schema: {
+        operationId: 'createHuman',
         tags,
         security: secured,
         summary: 'Create a human (admin)',
@@ -97,10 +102,11 @@ export const identityRoutes = (deps: Deps) => async (root: FastifyInstance) => {
     '/v1/humans',
     {
       schema: {
+        operationId: 'listHumans',
         tags,
         security: secured,
         summary: 'List humans',
-        response: { 200: z.object({ humans: z.array(humanOut) }), ...problems(401, 404) },
+        response: { 200: z.object({ humans: z.array(humanOut) }).meta({ id: 'HumanList' }), ...problems(401, 404) },
       },
     },
     async (req) => ({
@@ -111,6 +117,7 @@ export const identityRoutes = (deps: Deps) => async (root: FastifyInstance) => {
     '/v1/humans/:id',
     {
       schema: {
+        operationId: 'getHuman',
         tags,
         security: secured,
         summary: 'Read a human',
@@ -124,6 +131,7 @@ export const identityRoutes = (deps: Deps) => async (root: FastifyInstance) => {
     '/v1/humans/:id/deactivate',
     {
       schema: {
+        operationId: 'deactivateHuman',
         tags,
         security: secured,
         summary: 'Deactivate a human: keys stop working at once (admin)',
@@ -137,6 +145,7 @@ export const identityRoutes = (deps: Deps) => async (root: FastifyInstance) => {
     '/v1/humans/:id/api-keys',
     {
       schema: {
+        operationId: 'createHumanApiKey',
         tags,
         security: secured,
         summary: 'Issue an API key for a human; `scopes` are a subset of their roles (admin)',
@@ -152,6 +161,7 @@ export const identityRoutes = (deps: Deps) => async (root: FastifyInstance) => {
     '/v1/agents',
     {
       schema: {
+        operationId: 'createAgent',
         tags,
         security: secured,
         summary: 'Create an agent with its own address (admin)',
@@ -165,10 +175,11 @@ export const identityRoutes = (deps: Deps) => async (root: FastifyInstance) => {
     '/v1/agents',
     {
       schema: {
+        operationId: 'listAgents',
         tags,
         security: secured,
         summary: 'List agents (an agent sees only itself)',
-        response: { 200: z.object({ agents: z.array(agentOut) }), ...problems(401) },
+        response: { 200: z.object({ agents: z.array(agentOut) }).meta({ id: 'AgentList' }), ...problems(401) },
       },
     },
     async (req) => ({
@@ -179,6 +190,7 @@ export const identityRoutes = (deps: Deps) => async (root: FastifyInstance) => {
     '/v1/agents/:id',
     {
       schema: {
+        operationId: 'getAgent',
         tags,
         security: secured,
         summary: 'Read an agent',
@@ -192,6 +204,7 @@ export const identityRoutes = (deps: Deps) => async (root: FastifyInstance) => {
     '/v1/agents/:id',
     {
       schema: {
+        operationId: 'updateAgent',
         tags,
         security: secured,
         summary: 'Rename, move or reassign an agent (admin)',
@@ -206,6 +219,7 @@ export const identityRoutes = (deps: Deps) => async (root: FastifyInstance) => {
     '/v1/agents/:id/deactivate',
     {
       schema: {
+        operationId: 'deactivateAgent',
         tags,
         security: secured,
         summary: 'Deactivate an agent: keys stop working at once (admin)',
@@ -219,6 +233,7 @@ export const identityRoutes = (deps: Deps) => async (root: FastifyInstance) => {
     '/v1/agents/:id/api-keys',
     {
       schema: {
+        operationId: 'createAgentApiKey',
         tags,
         security: secured,
         summary: 'Issue an API key for an agent with scopes (admin)',
@@ -234,11 +249,12 @@ export const identityRoutes = (deps: Deps) => async (root: FastifyInstance) => {
     '/v1/api-keys',
     {
       schema: {
+        operationId: 'listApiKeys',
         tags,
         security: secured,
         summary: 'List keys (admins: the org, filter by principal_id; others: their own)',
         querystring: z.strictObject({ principal_id: z.string().max(40).optional() }),
-        response: { 200: z.object({ api_keys: z.array(keyOut) }), ...problems(400, 401) },
+        response: { 200: z.object({ api_keys: z.array(keyOut) }).meta({ id: 'ApiKeyList' }), ...problems(400, 401) },
       },
     },
     async (req) => ({
@@ -249,6 +265,7 @@ export const identityRoutes = (deps: Deps) => async (root: FastifyInstance) => {
     '/v1/api-keys/:id',
     {
       schema: {
+        operationId: 'revokeApiKey',
         tags,
         security: secured,
         summary: 'Revoke a key at once',

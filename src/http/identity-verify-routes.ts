@@ -5,7 +5,8 @@ import { badRequest } from '../kernel/errors.js';
 import type { IdentityVerifier } from '../mail/identity-verifier.js';
 import { problems, secured } from './common-schemas.js';
 
-const verifyOut = z.object({
+const verifyOut = z
+  .object({
   valid: z.boolean(),
   ai_generated: z.boolean(),
   agent: z.object({ id: z.string(), address: z.string() }).nullable(),
@@ -16,7 +17,8 @@ const verifyOut = z.object({
   approval_id: z.string().nullable(),
   kid: z.string().nullable(),
   reasons: z.array(z.string()),
-});
+  })
+  .meta({ id: 'IdentityVerification' });
 
 /** POST /v1/identity/verify: a raw RFC 5322 message in, the X-Agent-Identity verdict out. */
 export const identityVerifyRoutes = (deps: { verifier: IdentityVerifier; maxMessageBytes: number }) => async (root: FastifyInstance) => {
@@ -30,9 +32,12 @@ export const identityVerifyRoutes = (deps: { verifier: IdentityVerifier; maxMess
     {
       bodyLimit: deps.maxMessageBytes,
       schema: {
+        operationId: 'verifyIdentity',
         tags: ['identity'],
         security: secured,
         summary: 'Verify the X-Agent-Identity header and body hash of a raw message (Content-Type: message/rfc822)',
+        // OpenAPI only (build-server.ts documentRoute): the body is read as bytes by the parser above, never by zod.
+        'x-raw-body': { contentType: 'message/rfc822', description: 'the whole message as received or sent (RFC 5322)' },
         response: { 200: verifyOut, ...problems(400, 401, 413, 415) },
       },
     },
