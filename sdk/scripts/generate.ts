@@ -24,7 +24,7 @@ const HEADER = `/**
 /** The two generated files' contents, from a document (by default the one the current source builds). */
 export const generateSdkFiles = async (doc?: Record<string, unknown>): Promise<{ openapi: string; types: string }> => {
   const document = doc ?? (await buildOpenApiDocument());
-  const ast = await openapiTS(structuredClone(document) as Parameters<typeof openapiTS>[0], { silent: true, rootTypes: false });
+  const ast = await openapiTS(structuredClone(document) as unknown as Parameters<typeof openapiTS>[0], { silent: true, rootTypes: false });
   return { openapi: `${JSON.stringify(document, null, 2)}\n`, types: HEADER + astToString(ast) };
 };
 

@@ -14,7 +14,12 @@ import { buildServer } from './http-server.js';
 export const buildOpenApiDocument = async (): Promise<Record<string, unknown>> => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mw-openapi-'));
   try {
-    const config = loadConfig({ MAILWARD_DATA_DIR: dir, MAILWARD_LOG_LEVEL: 'silent', MAILWARD_SIGNING_THREADS: '0', MAILWARD_INBOUND_THREADS: '0' });
+    const config = loadConfig({
+      MAILWARD_DATA_DIR: dir,
+      MAILWARD_LOG_LEVEL: 'silent',
+      MAILWARD_SIGNING_THREADS: '0',
+      MAILWARD_INBOUND_THREADS: '0',
+    });
     const c = await createContainer(config, { createMasterKey: true, logger: createLogger({ level: 'silent' }) });
     try {
       const app = await buildServer(c);

@@ -6,6 +6,7 @@ import { registerIdentity } from './identity-command.js';
 import { registerInit } from './init-command.js';
 import { registerKeys } from './keys-command.js';
 import { registerMcp } from './mcp-command.js';
+import { registerProvisioning } from './provision-command.js';
 import { registerServe } from './serve-command.js';
 
 const program = new Command()
@@ -23,5 +24,6 @@ registerDns(program);
 registerAudit(program);
 registerKeys(program);
 registerMcp(program);
+registerProvisioning(program);
 
 await program.parseAsync(process.argv);

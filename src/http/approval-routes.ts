@@ -5,7 +5,9 @@ import { approvalOut, approveBody, rejectBody } from '../mail/mail-schemas.js';
 import type { ApprovalsService } from '../oversight/approvals-service.js';
 import { cursorQuery, idParams, limitQuery, problems, secured } from './common-schemas.js';
 
-const decided = z.object({ id: z.string(), status: z.string(), thread_id: z.string(), approval: approvalOut }).meta({ id: 'ApprovalDecision' });
+const decided = z
+  .object({ id: z.string(), status: z.string(), thread_id: z.string(), approval: approvalOut })
+  .meta({ id: 'ApprovalDecision' });
 
 const listQuery = z.strictObject({
   status: z.enum(['pending', 'approved', 'rejected']).default('pending'),

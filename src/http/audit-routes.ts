@@ -36,66 +36,66 @@ export const checkpointOut = z.object({
 
 const proofOut = z
   .object({
-  seq: z.number().int(),
-  leaf_index: z.number().int(),
-  tree_size: z.number().int(),
-  event_hash: hex32,
-  leaf_hash: hex32.describe('RFC 6962: SHA-256(0x00 || event hash bytes)'),
-  audit_path: z.array(hex32),
-  root_hash: hex32,
-  checkpoint: checkpointOut.nullable(),
+    seq: z.number().int(),
+    leaf_index: z.number().int(),
+    tree_size: z.number().int(),
+    event_hash: hex32,
+    leaf_hash: hex32.describe('RFC 6962: SHA-256(0x00 || event hash bytes)'),
+    audit_path: z.array(hex32),
+    root_hash: hex32,
+    checkpoint: checkpointOut.nullable(),
   })
   .meta({ id: 'InclusionProof' });
 
 const verifyOut = z
   .object({
-  ok: z.boolean(),
-  source: z.string(),
-  events_checked: z.number().int(),
-  first_seq: z.number().int().nullable(),
-  last_seq: z.number().int(),
-  tree_size: z.number().int(),
-  root_hash: z.string(),
-  purged_through: z.number().int(),
-  checkpoints: z.object({
-    total: z.number().int(),
-    roots_checked: z.number().int(),
-    signatures_checked: z.number().int(),
-    before_retention: z.number().int(),
-  }),
-  first_bad_seq: z.number().int().nullable(),
-  threads: z.number().int(),
-  problems: z.array(
-    z.object({ code: z.string(), message: z.string(), seq: z.number().int().optional(), tree_size: z.number().int().optional() }),
-  ),
-  warnings: z
-    .array(z.object({ code: z.string(), message: z.string(), seq: z.number().int().optional(), tree_size: z.number().int().optional() }))
-    .describe('what the check could not rule out (ok stays true)'),
-  coverage: z.object({
-    signed_through: z.number().int().describe('the newest checkpoint size the log matched'),
-    unsigned_events: z.number().int().describe('newest events covered by no signed checkpoint'),
-    oldest_unsigned_at: z.string().nullable(),
-    newest_checkpoint_at: z.string().nullable(),
-    cadence: z.object({ every_events: z.number().int(), every_ms: z.number().int() }),
-    external: z.object({
-      given: z.number().int(),
-      checked: z.number().int(),
-      newest_size: z.number().int().nullable(),
-      key_pinned: z.boolean(),
-      published_dir: z.string().nullable(),
+    ok: z.boolean(),
+    source: z.string(),
+    events_checked: z.number().int(),
+    first_seq: z.number().int().nullable(),
+    last_seq: z.number().int(),
+    tree_size: z.number().int(),
+    root_hash: z.string(),
+    purged_through: z.number().int(),
+    checkpoints: z.object({
+      total: z.number().int(),
+      roots_checked: z.number().int(),
+      signatures_checked: z.number().int(),
+      before_retention: z.number().int(),
     }),
-  }),
+    first_bad_seq: z.number().int().nullable(),
+    threads: z.number().int(),
+    problems: z.array(
+      z.object({ code: z.string(), message: z.string(), seq: z.number().int().optional(), tree_size: z.number().int().optional() }),
+    ),
+    warnings: z
+      .array(z.object({ code: z.string(), message: z.string(), seq: z.number().int().optional(), tree_size: z.number().int().optional() }))
+      .describe('what the check could not rule out (ok stays true)'),
+    coverage: z.object({
+      signed_through: z.number().int().describe('the newest checkpoint size the log matched'),
+      unsigned_events: z.number().int().describe('newest events covered by no signed checkpoint'),
+      oldest_unsigned_at: z.string().nullable(),
+      newest_checkpoint_at: z.string().nullable(),
+      cadence: z.object({ every_events: z.number().int(), every_ms: z.number().int() }),
+      external: z.object({
+        given: z.number().int(),
+        checked: z.number().int(),
+        newest_size: z.number().int().nullable(),
+        key_pinned: z.boolean(),
+        published_dir: z.string().nullable(),
+      }),
+    }),
   })
   .meta({ id: 'AuditVerification' });
 
 const holdOut = z
   .object({
-  id: z.string(),
-  matter: z.string(),
-  created_by: z.string(),
-  created_at: z.string(),
-  released_by: z.string().nullable(),
-  released_at: z.string().nullable(),
+    id: z.string(),
+    matter: z.string(),
+    created_by: z.string(),
+    created_at: z.string(),
+    released_by: z.string().nullable(),
+    released_at: z.string().nullable(),
   })
   .meta({ id: 'LegalHold' });
 
@@ -284,14 +284,15 @@ export const auditRoutes =
           summary: 'RFC 6962 consistency proof between two tree sizes (second defaults to the latest checkpoint)',
           querystring: z.strictObject({ first: sizeQuery, second: sizeQuery.optional() }),
           response: {
-            200: z.object({
-              first: z.number().int(),
-              second: z.number().int(),
-              first_root: hex32,
-              second_root: hex32,
-              proof: z.array(hex32),
-            })
-            .meta({ id: 'ConsistencyProof' }),
+            200: z
+              .object({
+                first: z.number().int(),
+                second: z.number().int(),
+                first_root: hex32,
+                second_root: hex32,
+                proof: z.array(hex32),
+              })
+              .meta({ id: 'ConsistencyProof' }),
             ...problems(400, 401, 403, 404, 422),
           },
         },

@@ -113,7 +113,9 @@ export const buildRestServer = async (c: RestDeps, { beside = [] }: RestServerOp
           'Identity, oversight, mail, vault and audit for AI agents in healthcare. Errors are application/problem+json (RFC 9457) with a stable `code`; each error response lists the codes it can carry.',
         license: { name: 'Apache-2.0', identifier: 'Apache-2.0' },
       },
-      servers: [{ url: 'http://127.0.0.1:8025', description: 'the default address of `mailward serve` (MAILWARD_HTTP_HOST, MAILWARD_HTTP_PORT)' }],
+      servers: [
+        { url: 'http://127.0.0.1:8025', description: 'the default address of `mailward serve` (MAILWARD_HTTP_HOST, MAILWARD_HTTP_PORT)' },
+      ],
       components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', description: 'mw_<key id>_<secret>' } } },
     },
     transform: documentRoute,

@@ -7,16 +7,16 @@ import { problems, secured } from './common-schemas.js';
 
 const verifyOut = z
   .object({
-  valid: z.boolean(),
-  ai_generated: z.boolean(),
-  agent: z.object({ id: z.string(), address: z.string() }).nullable(),
-  delegation_chain: z.array(z.object({ type: z.string(), id: z.string(), name: z.string() })),
-  responsible_human: z.object({ id: z.string(), name: z.string() }).nullable(),
-  oversight_mode: z.string().nullable(),
-  approved_by: z.string().nullable(),
-  approval_id: z.string().nullable(),
-  kid: z.string().nullable(),
-  reasons: z.array(z.string()),
+    valid: z.boolean(),
+    ai_generated: z.boolean(),
+    agent: z.object({ id: z.string(), address: z.string() }).nullable(),
+    delegation_chain: z.array(z.object({ type: z.string(), id: z.string(), name: z.string() })),
+    responsible_human: z.object({ id: z.string(), name: z.string() }).nullable(),
+    oversight_mode: z.string().nullable(),
+    approved_by: z.string().nullable(),
+    approval_id: z.string().nullable(),
+    kid: z.string().nullable(),
+    reasons: z.array(z.string()),
   })
   .meta({ id: 'IdentityVerification' });
 

@@ -26,7 +26,9 @@ export const documentRoute = (input: RouteInput) => {
   const out = jsonSchemaTransform({ ...input, schema: { ...rest, response } } as RouteInput) as { schema: Json; url: string };
   if (rawBody) {
     out.schema.body = {
-      content: { [rawBody.contentType]: { schema: { type: 'string', contentMediaType: rawBody.contentType, description: rawBody.description } } },
+      content: {
+        [rawBody.contentType]: { schema: { type: 'string', contentMediaType: rawBody.contentType, description: rawBody.description } },
+      },
     };
   }
   return out;
@@ -78,9 +80,7 @@ export const tidyDocument = (input: Parameters<typeof jsonSchemaTransformObject>
     const base = name.endsWith('Input') ? name.slice(0, -'Input'.length) : null;
     if (base && !reached.has(base)) names.set(name, base);
   }
-  const schemas = Object.fromEntries(
-    [...reached].sort().map((name) => [names.get(name) ?? name, renameRefs(all[name], names)]),
-  );
+  const schemas = Object.fromEntries([...reached].sort().map((name) => [names.get(name) ?? name, renameRefs(all[name], names)]));
   return {
     ...doc,
     paths: renameRefs(doc.paths, names),

@@ -54,7 +54,9 @@ export const problemSchemaFor = (status: number): z.ZodType => {
     })
     .meta({
       id: `${title.replace(/[^A-Za-z]/g, '')}Problem`,
-      description: [`${status} ${title} (RFC 9457 problem details). Codes:`, ...entries.map((e) => `- \`${e.code}\`: ${e.summary}`)].join('\n'),
+      description: [`${status} ${title} (RFC 9457 problem details). Codes:`, ...entries.map((e) => `- \`${e.code}\`: ${e.summary}`)].join(
+        '\n',
+      ),
     });
   problemsByStatus.set(status, schema);
   return schema;

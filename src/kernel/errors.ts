@@ -105,7 +105,7 @@ export const ERROR_CODES: readonly ErrorCodeEntry[] = [
   { code: 'categories_without_consent', status: 422, summary: 'Categories given for a refusal of consent.' },
   { code: 'recorded_at_in_future', status: 422, summary: 'recorded_at lies in the future.' },
   { code: 'inbound_not_editable', status: 422, summary: 'Inbound messages cannot be edited on approval.' },
-  { code: 'agent_id_required', status: 422, summary: "An admin must name the agent (`agent_id`) of the vault." },
+  { code: 'agent_id_required', status: 422, summary: 'An admin must name the agent (`agent_id`) of the vault.' },
   { code: 'value_required', status: 422, summary: 'This kind of secret needs a value.' },
   { code: 'not_totp', status: 422, summary: 'The secret is not a TOTP secret.' },
   { code: 'invalid_totp', status: 422, summary: 'The TOTP seed or otpauth URI is invalid.' },
