@@ -41,13 +41,15 @@ const codesInSource = (): { code: string; status: number; file: string }[] => {
   for (const file of walk(path.join(repoRoot, 'src'))) {
     const t = fs.readFileSync(file, 'utf8');
     const rel = path.relative(repoRoot, file);
-    for (const m of t.matchAll(/new AppError\(\s*'([a-z0-9_]+)'\s*,\s*(\d+)/g)) found.push({ code: m[1]!, status: Number(m[2]), file: rel });
+    for (const m of t.matchAll(/new AppError\(\s*'([a-z0-9_]+)'\s*,\s*(\d+)/g))
+      found.push({ code: m[1]!, status: Number(m[2]), file: rel });
     for (const m of t.matchAll(/\b(badRequest|forbidden|conflict|unprocessable|unavailable)\(\s*'([a-z0-9_]+)'/g))
       found.push({ code: m[2]!, status: helpers[m[1]!]!, file: rel });
     for (const m of t.matchAll(/sendProblem\(\s*[^,]+,\s*[^,]+,\s*(\d+)\s*,\s*'([a-z0-9_]+)'/g))
       found.push({ code: m[2]!, status: Number(m[1]), file: rel });
     for (const m of t.matchAll(/\[(\d{3}), '([a-z0-9_]+)', '/g)) found.push({ code: m[2]!, status: Number(m[1]), file: rel });
-    for (const m of t.matchAll(/new AppError\(\s*code \?\? '([a-z0-9_]+)'\s*,\s*(\d+)/g)) found.push({ code: m[1]!, status: Number(m[2]), file: rel });
+    for (const m of t.matchAll(/new AppError\(\s*code \?\? '([a-z0-9_]+)'\s*,\s*(\d+)/g))
+      found.push({ code: m[1]!, status: Number(m[2]), file: rel });
   }
   return found;
 };
@@ -67,7 +69,16 @@ describe('OpenAPI document quality', () => {
     expect(new Set(ids).size).toBe(ids.length);
     for (const id of ids) expect(id).toMatch(/^[a-z][a-zA-Z0-9]+$/);
     // The SDK and its users depend on these names: a rename fails here.
-    for (const id of ['sendEmail', 'replyEmail', 'listApprovals', 'createAgent', 'createMailbox', 'createAgentApiKey', 'revokeApiKey', 'getMe'])
+    for (const id of [
+      'sendEmail',
+      'replyEmail',
+      'listApprovals',
+      'createAgent',
+      'createMailbox',
+      'createAgentApiKey',
+      'revokeApiKey',
+      'getMe',
+    ])
       expect(ids).toContain(id);
   });
 
@@ -98,15 +109,21 @@ describe('OpenAPI document quality', () => {
 
   it('declares Idempotency-Key on send and reply, the message/rfc822 body of identity verification, public routes and servers', () => {
     for (const id of ['sendEmail', 'replyEmail']) {
-      expect(byId(doc, id)!.parameters).toEqual(expect.arrayContaining([expect.objectContaining({ in: 'header', name: 'idempotency-key' })]));
+      expect(byId(doc, id)!.parameters).toEqual(
+        expect.arrayContaining([expect.objectContaining({ in: 'header', name: 'idempotency-key' })]),
+      );
     }
     expect(Object.keys(byId(doc, 'verifyIdentity')!.requestBody!.content)).toEqual(['message/rfc822']);
     for (const id of ['getHealth', 'getMetrics', 'getJwks']) expect(byId(doc, id)!.security).toEqual([]);
     for (const { key, op } of operations(doc)) expect(op.security, key).toBeDefined();
     expect(doc.servers?.length).toBeGreaterThan(0);
     // Named components, not inline shapes: the send body and the agent are referenced by name.
-    expect(byId(doc, 'createAgent')!.requestBody!.content['application/json']).toEqual({ schema: { $ref: '#/components/schemas/CreateAgentRequest' } });
-    expect(Object.keys(doc.components.schemas)).toEqual(expect.arrayContaining(['Agent', 'Mailbox', 'SendEmailRequest', 'Approval', 'NotFoundProblem']));
+    expect(byId(doc, 'createAgent')!.requestBody!.content['application/json']).toEqual({
+      schema: { $ref: '#/components/schemas/CreateAgentRequest' },
+    });
+    expect(Object.keys(doc.components.schemas)).toEqual(
+      expect.arrayContaining(['Agent', 'Mailbox', 'SendEmailRequest', 'Approval', 'NotFoundProblem']),
+    );
   });
 
   it('lints clean with Redocly CLI and its recommended rules', async () => {
