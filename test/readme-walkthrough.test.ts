@@ -7,8 +7,7 @@ import { tempDir } from './support/dialects.js';
 import { freePort, repoRoot } from './support/processes.js';
 
 /** The README's own walkthrough: every ```bash walkthrough block, in order, as one script. */
-const walkthroughBlocks = (readme: string): string[] =>
-  [...readme.matchAll(/^```bash walkthrough\n([\s\S]*?)^```$/gm)].map((m) => m[1]!);
+const walkthroughBlocks = (readme: string): string[] => [...readme.matchAll(/^```bash walkthrough\n([\s\S]*?)^```$/gm)].map((m) => m[1]!);
 
 const STATE = '::walkthrough-state::';
 
