@@ -83,6 +83,10 @@ export const envSchema = z.object({
   MAILWARD_SMTP_RATE_PER_MINUTE: z.coerce.number().int().min(0).default(1200),
   MAILWARD_SMTP_MAX_RECIPIENTS: z.coerce.number().int().min(1).max(1000).default(100),
   MAILWARD_INBOUND_THREADS: z.coerce.number().int().min(0).max(16).default(1),
+  // Read by client commands only (`mailward mcp`, provisioning: src/cli/provision-client.ts), never by the server;
+  // listed so they are known settings.
+  MAILWARD_ADDR: z.string().min(1).optional(),
+  MAILWARD_API_KEY: z.string().min(1).optional(),
 });
 
 export type Env = z.infer<typeof envSchema>;

@@ -7,7 +7,7 @@ import { openProvisioner, type Provisioner, SettingError, type Target } from './
 type Common = Target & { json?: boolean };
 type Column<T> = [header: string, value: (row: T) => unknown];
 
-const ROLES = ['admin', 'reviewer', 'privacy_officer', 'auditor', 'clinician'];
+const ROLES = ['admin', 'reviewer', 'privacy_officer', 'auditor'];
 const MODES = ['autonomous', 'monitored', 'gated_send', 'gated_all', 'read_only'];
 
 const cell = (v: unknown): string => (v === null || v === undefined ? '-' : Array.isArray(v) ? v.join(',') || '-' : String(v));

@@ -4,10 +4,11 @@ import { z } from 'zod';
 import { approvalOut, approveBody, rejectBody } from '../mail/mail-schemas.js';
 import type { ApprovalsService } from '../oversight/approvals-service.js';
 import { cursorQuery, idParams, limitQuery, problems, secured } from './common-schemas.js';
+import { openApi } from './openapi-registry.js';
 
 const decided = z
   .object({ id: z.string(), status: z.string(), thread_id: z.string(), approval: approvalOut })
-  .meta({ id: 'ApprovalDecision' });
+  .register(openApi, { id: 'ApprovalDecision' });
 
 const listQuery = z.strictObject({
   status: z.enum(['pending', 'approved', 'rejected']).default('pending'),
@@ -30,7 +31,7 @@ export const approvalRoutes = (deps: { approvals: ApprovalsService }) => async (
         summary: 'Approvals of the organization, oldest first, one page at a time (reviewers and admins; every read is audited)',
         querystring: listQuery,
         response: {
-          200: z.object({ approvals: z.array(approvalOut), next_cursor: z.string().nullable() }).meta({ id: 'ApprovalPage' }),
+          200: z.object({ approvals: z.array(approvalOut), next_cursor: z.string().nullable() }).register(openApi, { id: 'ApprovalPage' }),
           ...problems(400, 401, 403, 404),
         },
       },

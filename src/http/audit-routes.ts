@@ -20,6 +20,7 @@ import {
   problems,
   secured,
 } from './common-schemas.js';
+import { openApi } from './openapi-registry.js';
 
 const hex32 = z.string().regex(/^[0-9a-f]{64}$/);
 
@@ -45,7 +46,7 @@ const proofOut = z
     root_hash: hex32,
     checkpoint: checkpointOut.nullable(),
   })
-  .meta({ id: 'InclusionProof' });
+  .register(openApi, { id: 'InclusionProof' });
 
 const verifyOut = z
   .object({
@@ -86,7 +87,7 @@ const verifyOut = z
       }),
     }),
   })
-  .meta({ id: 'AuditVerification' });
+  .register(openApi, { id: 'AuditVerification' });
 
 const holdOut = z
   .object({
@@ -97,7 +98,7 @@ const holdOut = z
     released_by: z.string().nullable(),
     released_at: z.string().nullable(),
   })
-  .meta({ id: 'LegalHold' });
+  .register(openApi, { id: 'LegalHold' });
 
 const sizeQuery = intQuery(1, Number.MAX_SAFE_INTEGER);
 const READERS = ['admin', 'auditor', 'privacy_officer'] as const;
@@ -145,7 +146,9 @@ export const auditRoutes =
           summary: 'Audit events of your organization, oldest first (admin, auditor, privacy_officer)',
           querystring: listQuery,
           response: {
-            200: z.object({ events: z.array(auditEventOut), next_cursor: z.string().nullable() }).meta({ id: 'AuditEventPage' }),
+            200: z
+              .object({ events: z.array(auditEventOut), next_cursor: z.string().nullable() })
+              .register(openApi, { id: 'AuditEventPage' }),
             ...problems(400, 401, 403, 404),
           },
         },
@@ -292,7 +295,7 @@ export const auditRoutes =
                 second_root: hex32,
                 proof: z.array(hex32),
               })
-              .meta({ id: 'ConsistencyProof' }),
+              .register(openApi, { id: 'ConsistencyProof' }),
             ...problems(400, 401, 403, 404, 422),
           },
         },
@@ -349,7 +352,10 @@ export const auditRoutes =
           tags: ['audit'],
           security: secured,
           summary: 'Legal holds of your organization',
-          response: { 200: z.object({ legal_holds: z.array(holdOut) }).meta({ id: 'LegalHoldList' }), ...problems(401, 403, 404) },
+          response: {
+            200: z.object({ legal_holds: z.array(holdOut) }).register(openApi, { id: 'LegalHoldList' }),
+            ...problems(401, 403, 404),
+          },
         },
       },
       (req) =>

@@ -3,13 +3,14 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { DnsRecordsService } from '../mail/dns-records.js';
 import { problems, secured } from './common-schemas.js';
+import { openApi } from './openapi-registry.js';
 
 const dnsRecordsOut = z
   .object({
     domain: z.string(),
     dns_records: z.array(z.object({ type: z.literal('TXT'), name: z.string(), value: z.string(), purpose: z.string() })),
   })
-  .meta({ id: 'DnsRecords' });
+  .register(openApi, { id: 'DnsRecords' });
 
 /**
  * GET /v1/dns-records (admin): the DKIM (ed25519 + rsa), SPF and DMARC TXT

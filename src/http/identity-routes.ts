@@ -17,6 +17,7 @@ import {
 } from '../identity/identity-schemas.js';
 import type { IdentityService } from '../identity/identity-service.js';
 import { idParams, problems, secured } from './common-schemas.js';
+import { openApi } from './openapi-registry.js';
 
 type Deps = { identity: IdentityService; apiKeys: ApiKeysService };
 
@@ -62,7 +63,10 @@ export const identityRoutes = (deps: Deps) => async (root: FastifyInstance) => {
         tags,
         security: secured,
         summary: 'List departments',
-        response: { 200: z.object({ departments: z.array(departmentOut) }).meta({ id: 'DepartmentList' }), ...problems(401, 404) },
+        response: {
+          200: z.object({ departments: z.array(departmentOut) }).register(openApi, { id: 'DepartmentList' }),
+          ...problems(401, 404),
+        },
       },
     },
     async (req) => ({
@@ -106,7 +110,7 @@ export const identityRoutes = (deps: Deps) => async (root: FastifyInstance) => {
         tags,
         security: secured,
         summary: 'List humans',
-        response: { 200: z.object({ humans: z.array(humanOut) }).meta({ id: 'HumanList' }), ...problems(401, 404) },
+        response: { 200: z.object({ humans: z.array(humanOut) }).register(openApi, { id: 'HumanList' }), ...problems(401, 404) },
       },
     },
     async (req) => ({
@@ -179,7 +183,7 @@ export const identityRoutes = (deps: Deps) => async (root: FastifyInstance) => {
         tags,
         security: secured,
         summary: 'List agents (an agent sees only itself)',
-        response: { 200: z.object({ agents: z.array(agentOut) }).meta({ id: 'AgentList' }), ...problems(401) },
+        response: { 200: z.object({ agents: z.array(agentOut) }).register(openApi, { id: 'AgentList' }), ...problems(401) },
       },
     },
     async (req) => ({
@@ -254,7 +258,7 @@ export const identityRoutes = (deps: Deps) => async (root: FastifyInstance) => {
         security: secured,
         summary: 'List keys (admins: the org, filter by principal_id; others: their own)',
         querystring: z.strictObject({ principal_id: z.string().max(40).optional() }),
-        response: { 200: z.object({ api_keys: z.array(keyOut) }).meta({ id: 'ApiKeyList' }), ...problems(400, 401) },
+        response: { 200: z.object({ api_keys: z.array(keyOut) }).register(openApi, { id: 'ApiKeyList' }), ...problems(400, 401) },
       },
     },
     async (req) => ({

@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { badRequest } from '../kernel/errors.js';
 import type { IdentityVerifier } from '../mail/identity-verifier.js';
 import { problems, secured } from './common-schemas.js';
+import { openApi } from './openapi-registry.js';
 
 const verifyOut = z
   .object({
@@ -18,7 +19,7 @@ const verifyOut = z
     kid: z.string().nullable(),
     reasons: z.array(z.string()),
   })
-  .meta({ id: 'IdentityVerification' });
+  .register(openApi, { id: 'IdentityVerification' });
 
 /** POST /v1/identity/verify: a raw RFC 5322 message in, the X-Agent-Identity verdict out. */
 export const identityVerifyRoutes = (deps: { verifier: IdentityVerifier; maxMessageBytes: number }) => async (root: FastifyInstance) => {

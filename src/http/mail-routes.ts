@@ -25,6 +25,7 @@ import type { MailboxService } from '../mail/mailbox-service.js';
 import type { ReadService } from '../mail/read-service.js';
 import type { SendService } from '../mail/send-service.js';
 import { idParams, problems, secured } from './common-schemas.js';
+import { openApi } from './openapi-registry.js';
 
 type Deps = { mailboxes: MailboxService; mail: SendService; reader: ReadService; maxMessageBytes: number };
 
@@ -85,7 +86,7 @@ export const mailRoutes = (deps: Deps) => async (root: FastifyInstance) => {
         tags,
         security: secured,
         summary: 'List mailboxes (an agent sees its own)',
-        response: { 200: z.object({ mailboxes: z.array(mailboxOut) }).meta({ id: 'MailboxList' }), ...problems(401) },
+        response: { 200: z.object({ mailboxes: z.array(mailboxOut) }).register(openApi, { id: 'MailboxList' }), ...problems(401) },
       },
     },
     async (req) => ({

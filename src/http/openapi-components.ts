@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import type { z } from 'zod';
 import {
   agentOut,
   chainEntryOut,
@@ -47,6 +47,7 @@ import {
   totpCodeOut,
 } from '../vault/vault-schemas.js';
 import { auditEventOut, checkpointOut } from './audit-routes.js';
+import { openApi } from './openapi-registry.js';
 
 /**
  * Named component schemas of the OpenAPI document: each wire shape registered once with an id, so the document
@@ -103,9 +104,9 @@ const COMPONENTS: [z.ZodType, string][] = [
 ];
 
 let registered = false;
-/** Registers the components once per process (the global zod registry is process-wide). */
+/** Registers the components once per process (the registry is module state). */
 export const registerOpenApiComponents = () => {
   if (registered) return;
   registered = true;
-  for (const [schema, id] of COMPONENTS) if (!z.globalRegistry.has(schema)) z.globalRegistry.add(schema, { id });
+  for (const [schema, id] of COMPONENTS) if (openApi.get(schema)?.id === undefined) openApi.add(schema, { id });
 };

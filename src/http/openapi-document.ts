@@ -1,6 +1,10 @@
-import { jsonSchemaTransform, jsonSchemaTransformObject } from 'fastify-type-provider-zod';
+import { createJsonSchemaTransform, createJsonSchemaTransformObject } from 'fastify-type-provider-zod';
 import { problemResponse } from './common-schemas.js';
 import { registerOpenApiComponents } from './openapi-components.js';
+import { openApi } from './openapi-registry.js';
+
+const jsonSchemaTransform = createJsonSchemaTransform({ schemaRegistry: openApi });
+const jsonSchemaTransformObject = createJsonSchemaTransformObject({ schemaRegistry: openApi });
 
 type RouteInput = Parameters<typeof jsonSchemaTransform>[0];
 type Json = Record<string, unknown>;
@@ -15,13 +19,18 @@ const AUTH_STATUSES = [401, 429];
  * - Routes behind a key declare the auth hook's 401 and 429 problems.
  * - `x-raw-body: {contentType, description}` documents a body read as bytes by a content-type parser (the
  *   `message/rfc822` of POST /v1/identity/verify): fastify never validates it, so it has no zod schema.
+ * - `x-openapi-responses` documents answers fastify must not serialize (the MCP transport's own stream).
  */
 export const documentRoute = (input: RouteInput) => {
   const schema = input.schema as Json | undefined;
   if (!schema || schema.hide) return jsonSchemaTransform(input);
-  const { 'x-raw-body': rawBody, ...rest } = schema as Json & { 'x-raw-body'?: { contentType: string; description: string } };
+  const {
+    'x-raw-body': rawBody,
+    'x-openapi-responses': docOnly,
+    ...rest
+  } = schema as Json & { 'x-raw-body'?: { contentType: string; description: string }; 'x-openapi-responses'?: Json };
   const isPublic = Array.isArray(rest.security) && rest.security.length === 0;
-  const response = { ...((rest.response as Json | undefined) ?? {}) };
+  const response = { ...(docOnly ?? {}), ...((rest.response as Json | undefined) ?? {}) };
   if (!isPublic) for (const s of AUTH_STATUSES) response[s] ??= problemResponse(s);
   const out = jsonSchemaTransform({ ...input, schema: { ...rest, response } } as RouteInput) as { schema: Json; url: string };
   if (rawBody) {

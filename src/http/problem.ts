@@ -3,6 +3,7 @@ import { hasZodFastifySchemaValidationErrors, isResponseSerializationError } fro
 import { z } from 'zod';
 import { ERROR_CODES, isAppError } from '../kernel/errors.js';
 import { isStoreBusy, isStoreUnavailable } from '../store/db.js';
+import { openApi } from './openapi-registry.js';
 
 const problemFields = {
   type: z.string().describe('urn:mailward:problem:<code>'),
@@ -16,7 +17,10 @@ const problemFields = {
 };
 
 /** RFC 9457 problem details, as every error of the API is answered (application/problem+json). */
-export const problemSchema = z.looseObject(problemFields).meta({ id: 'Problem', description: 'RFC 9457 problem details' });
+export const problemSchema = z
+  .looseObject(problemFields)
+  .meta({ description: 'RFC 9457 problem details' })
+  .register(openApi, { id: 'Problem' });
 
 const TITLES: Record<number, string> = {
   400: 'Bad Request',
@@ -53,11 +57,11 @@ export const problemSchemaFor = (status: number): z.ZodType => {
       code: z.string().meta(codes.length ? { enum: codes, description: 'stable snake_case error code' } : {}),
     })
     .meta({
-      id: `${title.replace(/[^A-Za-z]/g, '')}Problem`,
       description: [`${status} ${title} (RFC 9457 problem details). Codes:`, ...entries.map((e) => `- \`${e.code}\`: ${e.summary}`)].join(
         '\n',
       ),
-    });
+    })
+    .register(openApi, { id: `${title.replace(/[^A-Za-z]/g, '')}Problem` });
   problemsByStatus.set(status, schema);
   return schema;
 };

@@ -7,8 +7,9 @@ import type { Store } from '../store/db.js';
 import { createStoreHealth } from '../store/store-health.js';
 import type { HttpMetrics } from './metrics.js';
 import { problems, publicRoute } from './common-schemas.js';
+import { openApi } from './openapi-registry.js';
 
-const jwk = z.looseObject({ kty: z.string(), kid: z.string(), alg: z.string(), use: z.string() }).meta({ id: 'Jwk' });
+const jwk = z.looseObject({ kty: z.string(), kid: z.string(), alg: z.string(), use: z.string() }).register(openApi, { id: 'Jwk' });
 
 /** Unauthenticated routes: liveness, metrics, the OpenAPI document, public keys. */
 export const systemRoutes = (c: { store: Store }, metrics: HttpMetrics) => async (root: FastifyInstance) => {
@@ -22,7 +23,10 @@ export const systemRoutes = (c: { store: Store }, metrics: HttpMetrics) => async
         tags: ['system'],
         security: publicRoute,
         summary: 'Liveness, store reachability and whether the store can write',
-        response: { 200: z.object({ status: z.literal('ok'), store: z.string() }).meta({ id: 'Health' }), ...problems(400, 503) },
+        response: {
+          200: z.object({ status: z.literal('ok'), store: z.string() }).register(openApi, { id: 'Health' }),
+          ...problems(400, 503),
+        },
       },
     },
     async () => {
@@ -68,7 +72,7 @@ export const systemRoutes = (c: { store: Store }, metrics: HttpMetrics) => async
         tags: ['system'],
         security: publicRoute,
         summary: 'Public keys of identity headers (ES256) and audit checkpoints (Ed25519)',
-        response: { 200: z.object({ keys: z.array(jwk) }).meta({ id: 'Jwks' }), ...problems(400) },
+        response: { 200: z.object({ keys: z.array(jwk) }).register(openApi, { id: 'Jwks' }), ...problems(400) },
       },
     },
     () => publicJwks(c.store.db),

@@ -131,8 +131,10 @@ export const mcpRoutes = (opts: McpHttpOptions) => async (app: FastifyInstance) 
           tags: ['mcp'],
           summary: 'MCP over streamable HTTP (stateless): JSON-RPC initialize, tools/list, tools/call',
           security: [{ bearerAuth: [] }],
-          response: {
-            // Documentation only: the answer is the transport's own text or stream, which fastify sends unserialized.
+          response: problems(401, 429),
+          // Documentation only (the REST edge's OpenAPI transform merges it into `response`): the answer is the
+          // transport's own text or stream, and a fastify response schema for it would change how it is sent.
+          'x-openapi-responses': {
             200: {
               description: 'JSON-RPC 2.0 response (application/json), or a stream of them when the client asks for progress',
               content: {
@@ -140,7 +142,6 @@ export const mcpRoutes = (opts: McpHttpOptions) => async (app: FastifyInstance) 
                 'text/event-stream': { schema: z.string() },
               },
             },
-            ...problems(401, 429),
           },
         },
       },

@@ -1107,23 +1107,7 @@ export interface components {
             /** @enum {string} */
             oversight_mode?: "autonomous" | "monitored" | "gated_send" | "gated_all" | "read_only";
             forward_to?: string | null;
-            phi_policy?: {
-                /** @description Per oversight mode, the lowest sensitivity that holds a message (none|low|moderate|high|restricted) or never; unset modes use the default */
-                hold_at?: {
-                    /** @enum {string} */
-                    autonomous?: "none" | "low" | "moderate" | "high" | "restricted" | "never";
-                    /** @enum {string} */
-                    monitored?: "none" | "low" | "moderate" | "high" | "restricted" | "never";
-                    /** @enum {string} */
-                    gated_send?: "none" | "low" | "moderate" | "high" | "restricted" | "never";
-                    /** @enum {string} */
-                    gated_all?: "none" | "low" | "moderate" | "high" | "restricted" | "never";
-                    /** @enum {string} */
-                    read_only?: "none" | "low" | "moderate" | "high" | "restricted" | "never";
-                };
-                /** @description Finding types that hold a message in any mode but read_only */
-                hold_types?: ("name" | "address" | "zip" | "date" | "dob" | "age_over_89" | "phone" | "fax" | "email" | "ssn" | "mrn" | "health_plan_id" | "account_number" | "license_number" | "vehicle_id" | "device_id" | "url" | "ip_address" | "possible_full_face_photo" | "other_id" | "icd10" | "medication" | "diagnosis" | "lab_value" | "part2")[];
-            } | null;
+            phi_policy?: components["schemas"]["PhiPolicyInput"] | null;
             /**
              * @description inbound mail failing DMARC: quarantine (default: when the sender's policy is p=quarantine or p=reject, or the mail claims the organisation's own domain without passing DMARC) or flag (admin opt-in: delivered with the flags)
              * @enum {string}
@@ -1397,23 +1381,7 @@ export interface components {
             /** @enum {string} */
             oversight_mode: "autonomous" | "monitored" | "gated_send" | "gated_all" | "read_only";
             forward_to: string | null;
-            phi_policy: {
-                /** @description Per oversight mode, the lowest sensitivity that holds a message (none|low|moderate|high|restricted) or never; unset modes use the default */
-                hold_at?: {
-                    /** @enum {string} */
-                    autonomous?: "none" | "low" | "moderate" | "high" | "restricted" | "never";
-                    /** @enum {string} */
-                    monitored?: "none" | "low" | "moderate" | "high" | "restricted" | "never";
-                    /** @enum {string} */
-                    gated_send?: "none" | "low" | "moderate" | "high" | "restricted" | "never";
-                    /** @enum {string} */
-                    gated_all?: "none" | "low" | "moderate" | "high" | "restricted" | "never";
-                    /** @enum {string} */
-                    read_only?: "none" | "low" | "moderate" | "high" | "restricted" | "never";
-                };
-                /** @description Finding types that hold a message in any mode but read_only */
-                hold_types?: ("name" | "address" | "zip" | "date" | "dob" | "age_over_89" | "phone" | "fax" | "email" | "ssn" | "mrn" | "health_plan_id" | "account_number" | "license_number" | "vehicle_id" | "device_id" | "url" | "ip_address" | "possible_full_face_photo" | "other_id" | "icd10" | "medication" | "diagnosis" | "lab_value" | "part2")[];
-            } | null;
+            phi_policy: components["schemas"]["PhiPolicy"] | null;
             /**
              * @description inbound mail failing DMARC: quarantine (default: when the sender's policy is p=quarantine or p=reject, or the mail claims the organisation's own domain without passing DMARC) or flag (admin opt-in: delivered with the flags)
              * @enum {string}
@@ -1546,6 +1514,42 @@ export interface components {
             /** @description UTF-16 offset into the field, exclusive */
             end: number;
             confidence: number;
+        };
+        /** @description PHI policy of the mailbox; Part 2 content and PHI in a subject are held whatever it says */
+        PhiPolicy: {
+            /** @description Per oversight mode, the lowest sensitivity that holds a message (none|low|moderate|high|restricted) or never; unset modes use the default */
+            hold_at?: {
+                /** @enum {string} */
+                autonomous?: "none" | "low" | "moderate" | "high" | "restricted" | "never";
+                /** @enum {string} */
+                monitored?: "none" | "low" | "moderate" | "high" | "restricted" | "never";
+                /** @enum {string} */
+                gated_send?: "none" | "low" | "moderate" | "high" | "restricted" | "never";
+                /** @enum {string} */
+                gated_all?: "none" | "low" | "moderate" | "high" | "restricted" | "never";
+                /** @enum {string} */
+                read_only?: "none" | "low" | "moderate" | "high" | "restricted" | "never";
+            };
+            /** @description Finding types that hold a message in any mode but read_only */
+            hold_types?: ("name" | "address" | "zip" | "date" | "dob" | "age_over_89" | "phone" | "fax" | "email" | "ssn" | "mrn" | "health_plan_id" | "account_number" | "license_number" | "vehicle_id" | "device_id" | "url" | "ip_address" | "possible_full_face_photo" | "other_id" | "icd10" | "medication" | "diagnosis" | "lab_value" | "part2")[];
+        };
+        /** @description PHI policy of the mailbox; Part 2 content and PHI in a subject are held whatever it says */
+        PhiPolicyInput: {
+            /** @description Per oversight mode, the lowest sensitivity that holds a message (none|low|moderate|high|restricted) or never; unset modes use the default */
+            hold_at?: {
+                /** @enum {string} */
+                autonomous?: "none" | "low" | "moderate" | "high" | "restricted" | "never";
+                /** @enum {string} */
+                monitored?: "none" | "low" | "moderate" | "high" | "restricted" | "never";
+                /** @enum {string} */
+                gated_send?: "none" | "low" | "moderate" | "high" | "restricted" | "never";
+                /** @enum {string} */
+                gated_all?: "none" | "low" | "moderate" | "high" | "restricted" | "never";
+                /** @enum {string} */
+                read_only?: "none" | "low" | "moderate" | "high" | "restricted" | "never";
+            };
+            /** @description Finding types that hold a message in any mode but read_only */
+            hold_types?: ("name" | "address" | "zip" | "date" | "dob" | "age_over_89" | "phone" | "fax" | "email" | "ssn" | "mrn" | "health_plan_id" | "account_number" | "license_number" | "vehicle_id" | "device_id" | "url" | "ip_address" | "possible_full_face_photo" | "other_id" | "icd10" | "medication" | "diagnosis" | "lab_value" | "part2")[];
         };
         PutSecretRequest: {
             /** @enum {string} */
@@ -1871,23 +1875,7 @@ export interface components {
             display_name?: string;
             forward_to?: string | null;
             /** @description null restores the default policy; admin or privacy_officer */
-            phi_policy?: {
-                /** @description Per oversight mode, the lowest sensitivity that holds a message (none|low|moderate|high|restricted) or never; unset modes use the default */
-                hold_at?: {
-                    /** @enum {string} */
-                    autonomous?: "none" | "low" | "moderate" | "high" | "restricted" | "never";
-                    /** @enum {string} */
-                    monitored?: "none" | "low" | "moderate" | "high" | "restricted" | "never";
-                    /** @enum {string} */
-                    gated_send?: "none" | "low" | "moderate" | "high" | "restricted" | "never";
-                    /** @enum {string} */
-                    gated_all?: "none" | "low" | "moderate" | "high" | "restricted" | "never";
-                    /** @enum {string} */
-                    read_only?: "none" | "low" | "moderate" | "high" | "restricted" | "never";
-                };
-                /** @description Finding types that hold a message in any mode but read_only */
-                hold_types?: ("name" | "address" | "zip" | "date" | "dob" | "age_over_89" | "phone" | "fax" | "email" | "ssn" | "mrn" | "health_plan_id" | "account_number" | "license_number" | "vehicle_id" | "device_id" | "url" | "ip_address" | "possible_full_face_photo" | "other_id" | "icd10" | "medication" | "diagnosis" | "lab_value" | "part2")[];
-            } | null;
+            phi_policy?: components["schemas"]["PhiPolicyInput"] | null;
             /**
              * @description inbound mail failing DMARC: quarantine (default: when the sender's policy is p=quarantine or p=reject, or the mail claims the organisation's own domain without passing DMARC) or flag (admin opt-in: delivered with the flags)
              * @enum {string}
