@@ -35,9 +35,9 @@ describe('README walkthrough', () => {
       dns,
       JSON.stringify({
         TXT: {
-          'example.net': ['v=spf1 ip4:127.0.0.1 -all'],
-          'mail.example.net': ['v=spf1 ip4:127.0.0.1 -all'],
-          '_dmarc.example.net': ['v=DMARC1; p=none'],
+          'lab.test': ['v=spf1 ip4:127.0.0.1 -all'],
+          'mail.lab.test': ['v=spf1 ip4:127.0.0.1 -all'],
+          '_dmarc.lab.test': ['v=DMARC1; p=none'],
         },
       }),
     );
@@ -96,7 +96,7 @@ kill $(jobs -p) 2>/dev/null; wait
     const listed = [...out.matchAll(/^\{\n[\s\S]*?^\}$/gm)].map((m) => JSON.parse(m[0]) as Record<string, unknown>);
     expect(listed).toEqual(
       expect.arrayContaining([
-        expect.objectContaining({ subject: 'Lab results ready', status: 'received', from: expect.stringContaining('lab@example.net') }),
+        expect.objectContaining({ subject: 'Lab results ready', status: 'received', from: expect.stringContaining('results@lab.test') }),
       ]),
     );
     fs.rmSync(state.relay, { recursive: true, force: true });
