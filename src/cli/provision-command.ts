@@ -247,7 +247,9 @@ export const registerProvisioning = (program: Command) => {
 
   // `keys` also holds `keys rotate` (the key-encryption key, keys-command.ts): add to it rather than replace it.
   const keys = program.commands.find((c) => c.name() === 'keys') ?? program.command('keys');
-  keys.description('API keys (create, list, revoke) and the key-encryption key (rotate)').addHelpText('after', TARGET_HELP);
+  keys
+    .description('API keys (create, list, revoke) and the key-encryption key (rotate)')
+    .addHelpText('after', TARGET_HELP.replace('Target:', 'Target of create, list and revoke (rotate works on the local store only):'));
   withTarget(keys.command('create').description('Issue an API key for a human or an agent; the key is shown once'))
     .addOption(new Option('--agent <agt_id>', 'for this agent').conflicts('human'))
     .addOption(new Option('--human <hum_id>', 'for this human').conflicts('agent'))
