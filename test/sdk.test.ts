@@ -16,6 +16,20 @@ describe('SDK: generated from the OpenAPI document', () => {
     expect(fs.readFileSync(TYPES_FILE, 'utf8') === fresh.types, 'sdk/src/generated/api.ts is stale: run npm run sdk:generate').toBe(true);
   });
 
+  it('shows in the README the example that typecheck compiles (sdk/examples/readme.ts)', () => {
+    const readme = fs.readFileSync(path.join(repoRoot, 'README.md'), 'utf8');
+    const block = /^## SDK$[\s\S]*?^```ts\n([\s\S]*?)^```$/m.exec(readme)?.[1];
+    expect(block).toBeDefined();
+    const example = fs.readFileSync(path.join(repoRoot, 'sdk', 'examples', 'readme.ts'), 'utf8');
+    const body = (text: string) =>
+      text
+        .split('\n')
+        .filter((l) => !l.startsWith('import ') && !l.startsWith('//'))
+        .join('\n');
+    expect(body(example)).toBe(body(block!));
+    expect(block).toContain("from '@mailward/sdk'");
+  });
+
   it('stands alone: nothing under sdk/src imports the server', () => {
     const dir = path.join(repoRoot, 'sdk', 'src');
     const files = fs.readdirSync(dir, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.ts'));
