@@ -22,7 +22,7 @@ import { approvalRoutes } from './approval-routes.js';
 import { identityRoutes } from './identity-routes.js';
 import { identityVerifyRoutes } from './identity-verify-routes.js';
 import { mailRoutes } from './mail-routes.js';
-import { documentRoute, tidyDocument } from './openapi-document.js';
+import { documentRoute, tidyDocument } from './openapi-transform.js';
 import { createHttpMetrics } from './metrics.js';
 import { errorHandler, sendProblem } from './problem.js';
 import { systemRoutes } from './system-routes.js';

@@ -37,7 +37,7 @@ export const identityVerifyRoutes = (deps: { verifier: IdentityVerifier; maxMess
         tags: ['identity'],
         security: secured,
         summary: 'Verify the X-Agent-Identity header and body hash of a raw message (Content-Type: message/rfc822)',
-        // OpenAPI only (build-server.ts documentRoute): the body is read as bytes by the parser above, never by zod.
+        // OpenAPI only (openapi-transform.ts documentRoute): the body is read as bytes by the parser above, never by zod.
         'x-raw-body': { contentType: 'message/rfc822', description: 'the whole message as received or sent (RFC 5322)' },
         response: { 200: verifyOut, ...problems(400, 401, 413, 415) },
       },

@@ -53,7 +53,7 @@ import { openApi } from './openapi-registry.js';
  * Named component schemas of the OpenAPI document: each wire shape registered once with an id, so the document
  * says `$ref: '#/components/schemas/Agent'` instead of repeating the shape, and generated SDKs get named types.
  * Ids are part of the SDK's surface: add freely, rename nothing (like operationIds). Request bodies appear as
- * `<Id>Input` when zod's input and output shapes differ (build-server.ts tidies the names).
+ * `<Id>Input` when zod's input and output shapes differ (openapi-transform.ts tidies the names).
  */
 const COMPONENTS: [z.ZodType, string][] = [
   [meOut, 'Me'],
