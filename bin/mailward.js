@@ -44,7 +44,11 @@ const newestSource = (dir) => {
 };
 
 const built = mtime(main);
-if (built < 0 || Math.max(newestSource(join(root, 'src')), newestSource(join(root, 'verifier', 'src'))) > built) {
+// sdk/src is compiled in too: the provisioning commands call running servers through the SDK.
+if (
+  built < 0 ||
+  Math.max(newestSource(join(root, 'src')), newestSource(join(root, 'verifier', 'src')), newestSource(join(root, 'sdk', 'src'))) > built
+) {
   process.stderr.write(
     built < 0
       ? 'mailward: not built yet; compiling (npm run build)\n'

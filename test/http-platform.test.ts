@@ -22,9 +22,9 @@ for (const dialect of testDialects()) {
       expect(Object.keys(doc.body.paths)).toEqual(
         expect.arrayContaining(['/v1/me', '/v1/agents', '/v1/agents/{id}/api-keys', '/v1/api-keys/{id}', '/v1/audit/events']),
       );
-      expect(doc.body.paths['/v1/agents'].post.requestBody.content['application/json'].schema.properties).toHaveProperty(
-        'responsible_human_id',
-      );
+      // Request bodies are named components (#/components/schemas/CreateAgentRequest).
+      const ref: string = doc.body.paths['/v1/agents'].post.requestBody.content['application/json'].schema.$ref;
+      expect(doc.body.components.schemas[ref.split('/').pop()!].properties).toHaveProperty('responsible_human_id');
       const page = await t.app.inject({ method: 'GET', url: '/docs/' });
       expect(page.statusCode).toBe(200);
       expect(page.body).toContain('swagger');

@@ -125,6 +125,10 @@ export const envSchema = z.object({
     .max(30 * 86_400)
     .default(72 * 3600),
   MAILWARD_SIGNIN_LOCK_SECONDS: z.coerce.number().int().min(60).max(86_400).default(1800),
+  // Read by client commands only (`mailward mcp`, provisioning: src/cli/provision-client.ts), never by the server;
+  // listed so they are known settings.
+  MAILWARD_ADDR: z.string().min(1).optional(),
+  MAILWARD_API_KEY: z.string().min(1).optional(),
 });
 
 export type Env = z.infer<typeof envSchema>;

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { createAuthHook } from '../http/auth.js';
 import { buildRestServer } from '../http/build-server.js';
+import { problems } from '../http/common-schemas.js';
 import { errorHandler, sendProblem } from '../http/problem.js';
 import { mcpRoutes } from '../mcp/mcp-http.js';
 import { consoleRoutes } from '../web/console-routes.js';
@@ -18,7 +19,7 @@ export const buildServer = (c: Container): Promise<FastifyInstance> =>
       consoleRoutes({ accounts: c.accounts }),
       mcpRoutes({
         deps: mcpDepsOf(c),
-        edge: { authHook: createAuthHook({ apiKeys: c.apiKeys, rateLimiter: c.rateLimiter }), errorHandler, sendProblem },
+        edge: { authHook: createAuthHook({ apiKeys: c.apiKeys, rateLimiter: c.rateLimiter }), errorHandler, sendProblem, problems },
       }),
     ],
   });

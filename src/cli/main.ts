@@ -10,6 +10,7 @@ import { registerInit } from './init-command.js';
 import { registerKeys } from './keys-command.js';
 import { registerMail } from './mail-command.js';
 import { registerMcp } from './mcp-command.js';
+import { registerProvisioning } from './provision-command.js';
 import { registerServe } from './serve-command.js';
 import { registerVerify } from './verify-command.js';
 
@@ -33,5 +34,6 @@ registerMcp(program);
 registerMail(program);
 registerVerify(program);
 registerHumans(program);
+registerProvisioning(program);
 
 await program.parseAsync(process.argv);

@@ -4,8 +4,11 @@ import { z } from 'zod';
 import { approvalOut, approveBody, rejectBody } from '../mail/mail-schemas.js';
 import type { ApprovalsService } from '../oversight/approvals-service.js';
 import { cursorQuery, idParams, limitQuery, problems, secured } from './common-schemas.js';
+import { openApi } from './openapi-registry.js';
 
-const decided = z.object({ id: z.string(), status: z.string(), thread_id: z.string(), approval: approvalOut });
+const decided = z
+  .object({ id: z.string(), status: z.string(), thread_id: z.string(), approval: approvalOut })
+  .register(openApi, { id: 'ApprovalDecision' });
 
 const listQuery = z.strictObject({
   status: z.enum(['pending', 'approved', 'rejected']).default('pending'),
@@ -22,12 +25,13 @@ export const approvalRoutes = (deps: { approvals: ApprovalsService }) => async (
     '/v1/approvals',
     {
       schema: {
+        operationId: 'listApprovals',
         tags,
         security: secured,
         summary: 'Approvals of the organization, oldest first, one page at a time (reviewers and admins; every read is audited)',
         querystring: listQuery,
         response: {
-          200: z.object({ approvals: z.array(approvalOut), next_cursor: z.string().nullable() }),
+          200: z.object({ approvals: z.array(approvalOut), next_cursor: z.string().nullable() }).register(openApi, { id: 'ApprovalPage' }),
           ...problems(400, 401, 403, 404),
         },
       },
@@ -38,6 +42,7 @@ export const approvalRoutes = (deps: { approvals: ApprovalsService }) => async (
     '/v1/approvals/:id/approve',
     {
       schema: {
+        operationId: 'approveApproval',
         tags,
         security: secured,
         summary: 'Approve a held message, optionally with edits (humans with reviewer; never the sender)',
@@ -52,6 +57,7 @@ export const approvalRoutes = (deps: { approvals: ApprovalsService }) => async (
     '/v1/approvals/:id/reject',
     {
       schema: {
+        operationId: 'rejectApproval',
         tags,
         security: secured,
         summary: 'Reject a held message; the comment is required and the agent reads it',

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync, LogController } from 'fastify';
-import { jsonSchemaTransform, jsonSchemaTransformObject, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
+import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import type { AuditReader } from '../compliance/audit-reader.js';
 import type { Part2Consents } from '../phi/part2-consents.js';
 import type { GrantsService } from '../identity/grants-service.js';
@@ -30,6 +30,7 @@ import { approvalRoutes } from './approval-routes.js';
 import { identityRoutes } from './identity-routes.js';
 import { identityVerifyRoutes } from './identity-verify-routes.js';
 import { mailRoutes } from './mail-routes.js';
+import { documentRoute, tidyDocument } from './openapi-transform.js';
 import { createMetrics, type HttpMetrics } from './metrics.js';
 import { errorHandler, sendProblem } from './problem.js';
 import { systemRoutes } from './system-routes.js';
@@ -138,12 +139,16 @@ export const buildRestServer = async (c: RestDeps, { beside = [] }: RestServerOp
         title: 'Mailward API',
         version: '1',
         description:
-          'Identity, oversight, mail, vault and audit for AI agents in healthcare. Errors are application/problem+json with a stable `code`.',
+          'Identity, oversight, mail, vault and audit for AI agents in healthcare. Errors are application/problem+json (RFC 9457) with a stable `code`; each error response lists the codes it can carry.',
+        license: { name: 'Apache-2.0', identifier: 'Apache-2.0' },
       },
+      servers: [
+        { url: 'http://127.0.0.1:8025', description: 'the default address of `mailward serve` (MAILWARD_HTTP_HOST, MAILWARD_HTTP_PORT)' },
+      ],
       components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', description: 'mw_<key id>_<secret>' } } },
     },
-    transform: jsonSchemaTransform,
-    transformObject: jsonSchemaTransformObject,
+    transform: documentRoute,
+    transformObject: tidyDocument,
   });
   await app.register(fastifySwaggerUi, { routePrefix: '/docs', staticCSP: true });
 

@@ -50,6 +50,7 @@ export const consentRoutes =
       '/v1/contacts/:email/consent',
       {
         schema: {
+          operationId: 'setConsent',
           tags,
           security: secured,
           summary:
@@ -65,6 +66,7 @@ export const consentRoutes =
       '/v1/contacts/:email/consent',
       {
         schema: {
+          operationId: 'getConsent',
           tags,
           security: secured,
           summary: 'Read a contact’s consent: granted, refused or unknown (humans; agents with mail:send)',

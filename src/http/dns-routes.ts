@@ -3,19 +3,22 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { DnsRecordsService } from '../mail/dns-records.js';
 import { problems, secured } from './common-schemas.js';
+import { openApi } from './openapi-registry.js';
 
-const dnsRecordsOut = z.object({
-  domain: z.string(),
-  dns_records: z.array(
-    z.object({
-      type: z.literal('TXT'),
-      name: z.string(),
-      value: z.string(),
-      zone_value: z.string().describe('value as a zone file holds it: strings of at most 255 characters (RFC 1035 3.3.14)'),
-      purpose: z.string(),
-    }),
-  ),
-});
+const dnsRecordsOut = z
+  .object({
+    domain: z.string(),
+    dns_records: z.array(
+      z.object({
+        type: z.literal('TXT'),
+        name: z.string(),
+        value: z.string(),
+        zone_value: z.string().describe('value as a zone file holds it: strings of at most 255 characters (RFC 1035 3.3.14)'),
+        purpose: z.string(),
+      }),
+    ),
+  })
+  .register(openApi, { id: 'DnsRecords' });
 
 /**
  * GET /v1/dns-records (admin): the DKIM (ed25519 + rsa), SPF and DMARC TXT
@@ -30,6 +33,7 @@ export const dnsRoutes =
       '/v1/dns-records',
       {
         schema: {
+          operationId: 'listDnsRecords',
           tags: ['mail'],
           security: secured,
           summary: 'DNS TXT records to publish for DKIM, SPF and DMARC (admin; same as `mailward dns`)',

@@ -17,6 +17,7 @@ import {
 } from '../identity/identity-schemas.js';
 import type { IdentityService } from '../identity/identity-service.js';
 import { idParams, problems, secured } from './common-schemas.js';
+import { openApi } from './openapi-registry.js';
 
 type Deps = { identity: IdentityService; apiKeys: ApiKeysService };
 
@@ -30,6 +31,7 @@ export const identityRoutes = (deps: Deps) => async (root: FastifyInstance) => {
     '/v1/me',
     {
       schema: {
+        operationId: 'getMe',
         tags,
         security: secured,
         summary: 'Who this key belongs to, with its delegation chain',
@@ -43,6 +45,7 @@ export const identityRoutes = (deps: Deps) => async (root: FastifyInstance) => {
     '/v1/departments',
     {
       schema: {
+        operationId: 'createDepartment',
         tags,
         security: secured,
         summary: 'Create a department (admin)',
@@ -56,10 +59,14 @@ export const identityRoutes = (deps: Deps) => async (root: FastifyInstance) => {
     '/v1/departments',
     {
       schema: {
+        operationId: 'listDepartments',
         tags,
         security: secured,
         summary: 'List departments',
-        response: { 200: z.object({ departments: z.array(departmentOut) }), ...problems(401, 404) },
+        response: {
+          200: z.object({ departments: z.array(departmentOut) }).register(openApi, { id: 'DepartmentList' }),
+          ...problems(401, 404),
+        },
       },
     },
     async (req) => ({
@@ -70,6 +77,7 @@ export const identityRoutes = (deps: Deps) => async (root: FastifyInstance) => {
     '/v1/departments/:id',
     {
       schema: {
+        operationId: 'getDepartment',
         tags,
         security: secured,
         summary: 'Read a department',
@@ -84,6 +92,7 @@ export const identityRoutes = (deps: Deps) => async (root: FastifyInstance) => {
     '/v1/humans',
     {
       schema: {
+        operationId: 'createHuman',
         tags,
         security: secured,
         summary: 'Create a human (admin)',
@@ -97,10 +106,11 @@ export const identityRoutes = (deps: Deps) => async (root: FastifyInstance) => {
     '/v1/humans',
     {
       schema: {
+        operationId: 'listHumans',
         tags,
         security: secured,
         summary: 'List humans',
-        response: { 200: z.object({ humans: z.array(humanOut) }), ...problems(401, 404) },
+        response: { 200: z.object({ humans: z.array(humanOut) }).register(openApi, { id: 'HumanList' }), ...problems(401, 404) },
       },
     },
     async (req) => ({
@@ -111,6 +121,7 @@ export const identityRoutes = (deps: Deps) => async (root: FastifyInstance) => {
     '/v1/humans/:id',
     {
       schema: {
+        operationId: 'getHuman',
         tags,
         security: secured,
         summary: 'Read a human',
@@ -124,6 +135,7 @@ export const identityRoutes = (deps: Deps) => async (root: FastifyInstance) => {
     '/v1/humans/:id/deactivate',
     {
       schema: {
+        operationId: 'deactivateHuman',
         tags,
         security: secured,
         summary: 'Deactivate a human: keys stop working at once (admin)',
@@ -137,6 +149,7 @@ export const identityRoutes = (deps: Deps) => async (root: FastifyInstance) => {
     '/v1/humans/:id/api-keys',
     {
       schema: {
+        operationId: 'createHumanApiKey',
         tags,
         security: secured,
         summary: 'Issue an API key for a human; `scopes` are a subset of their roles, `read_only` limits it to GET and HEAD (admin)',
@@ -153,6 +166,7 @@ export const identityRoutes = (deps: Deps) => async (root: FastifyInstance) => {
     '/v1/agents',
     {
       schema: {
+        operationId: 'createAgent',
         tags,
         security: secured,
         summary: 'Create an agent with its own address (admin)',
@@ -166,10 +180,11 @@ export const identityRoutes = (deps: Deps) => async (root: FastifyInstance) => {
     '/v1/agents',
     {
       schema: {
+        operationId: 'listAgents',
         tags,
         security: secured,
         summary: 'List agents (an agent sees only itself)',
-        response: { 200: z.object({ agents: z.array(agentOut) }), ...problems(401) },
+        response: { 200: z.object({ agents: z.array(agentOut) }).register(openApi, { id: 'AgentList' }), ...problems(401) },
       },
     },
     async (req) => ({
@@ -180,6 +195,7 @@ export const identityRoutes = (deps: Deps) => async (root: FastifyInstance) => {
     '/v1/agents/:id',
     {
       schema: {
+        operationId: 'getAgent',
         tags,
         security: secured,
         summary: 'Read an agent',
@@ -193,6 +209,7 @@ export const identityRoutes = (deps: Deps) => async (root: FastifyInstance) => {
     '/v1/agents/:id',
     {
       schema: {
+        operationId: 'updateAgent',
         tags,
         security: secured,
         summary: 'Rename, move or reassign an agent (admin)',
@@ -207,6 +224,7 @@ export const identityRoutes = (deps: Deps) => async (root: FastifyInstance) => {
     '/v1/agents/:id/deactivate',
     {
       schema: {
+        operationId: 'deactivateAgent',
         tags,
         security: secured,
         summary: 'Deactivate an agent: keys stop working at once (admin)',
@@ -220,6 +238,7 @@ export const identityRoutes = (deps: Deps) => async (root: FastifyInstance) => {
     '/v1/agents/:id/api-keys',
     {
       schema: {
+        operationId: 'createAgentApiKey',
         tags,
         security: secured,
         summary: 'Issue an API key for an agent with scopes (admin)',
@@ -236,11 +255,12 @@ export const identityRoutes = (deps: Deps) => async (root: FastifyInstance) => {
     '/v1/api-keys',
     {
       schema: {
+        operationId: 'listApiKeys',
         tags,
         security: secured,
         summary: 'List keys (admins: the org, filter by principal_id; others: their own)',
         querystring: z.strictObject({ principal_id: z.string().max(40).optional() }),
-        response: { 200: z.object({ api_keys: z.array(keyOut) }), ...problems(400, 401) },
+        response: { 200: z.object({ api_keys: z.array(keyOut) }).register(openApi, { id: 'ApiKeyList' }), ...problems(400, 401) },
       },
     },
     async (req) => ({
@@ -251,6 +271,7 @@ export const identityRoutes = (deps: Deps) => async (root: FastifyInstance) => {
     '/v1/api-keys/:id',
     {
       schema: {
+        operationId: 'revokeApiKey',
         tags,
         security: secured,
         summary: 'Revoke a key at once',

@@ -4,19 +4,22 @@ import { z } from 'zod';
 import { badRequest } from '../kernel/errors.js';
 import type { IdentityVerifier } from '../mail/identity-verifier.js';
 import { problems, secured } from './common-schemas.js';
+import { openApi } from './openapi-registry.js';
 
-const verifyOut = z.object({
-  valid: z.boolean(),
-  ai_generated: z.boolean(),
-  agent: z.object({ id: z.string(), address: z.string() }).nullable(),
-  delegation_chain: z.array(z.object({ type: z.string(), id: z.string(), name: z.string() })),
-  responsible_human: z.object({ id: z.string(), name: z.string() }).nullable(),
-  oversight_mode: z.string().nullable(),
-  approved_by: z.string().nullable(),
-  approval_id: z.string().nullable(),
-  kid: z.string().nullable(),
-  reasons: z.array(z.string()),
-});
+const verifyOut = z
+  .object({
+    valid: z.boolean(),
+    ai_generated: z.boolean(),
+    agent: z.object({ id: z.string(), address: z.string() }).nullable(),
+    delegation_chain: z.array(z.object({ type: z.string(), id: z.string(), name: z.string() })),
+    responsible_human: z.object({ id: z.string(), name: z.string() }).nullable(),
+    oversight_mode: z.string().nullable(),
+    approved_by: z.string().nullable(),
+    approval_id: z.string().nullable(),
+    kid: z.string().nullable(),
+    reasons: z.array(z.string()),
+  })
+  .register(openApi, { id: 'IdentityVerification' });
 
 /** POST /v1/identity/verify: a raw RFC 5322 message in, the X-Agent-Identity verdict out. */
 export const identityVerifyRoutes = (deps: { verifier: IdentityVerifier; maxMessageBytes: number }) => async (root: FastifyInstance) => {
@@ -30,9 +33,12 @@ export const identityVerifyRoutes = (deps: { verifier: IdentityVerifier; maxMess
     {
       bodyLimit: deps.maxMessageBytes,
       schema: {
+        operationId: 'verifyIdentity',
         tags: ['identity'],
         security: secured,
         summary: 'Verify the X-Agent-Identity header and body hash of a raw message (Content-Type: message/rfc822)',
+        // OpenAPI only (openapi-transform.ts documentRoute): the body is read as bytes by the parser above, never by zod.
+        'x-raw-body': { contentType: 'message/rfc822', description: 'the whole message as received or sent (RFC 5322)' },
         response: { 200: verifyOut, ...problems(400, 401, 413, 415) },
       },
     },

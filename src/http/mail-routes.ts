@@ -25,6 +25,7 @@ import type { MailboxService } from '../mail/mailbox-service.js';
 import type { ReadService } from '../mail/read-service.js';
 import type { SendService } from '../mail/send-service.js';
 import { idParams, problems, secured } from './common-schemas.js';
+import { openApi } from './openapi-registry.js';
 
 type Deps = { mailboxes: MailboxService; mail: SendService; reader: ReadService; maxMessageBytes: number };
 
@@ -35,6 +36,19 @@ const idempotencyKeyOf = (req: FastifyRequest): string | undefined => {
   if (!r.success) throw badRequest('invalid_idempotency_key', 'Idempotency-Key must be 1-255 printable ASCII characters.');
   return r.data;
 };
+
+/**
+ * OpenAPI: the Idempotency-Key request header where send and reply honour it. Loose, so every other header
+ * passes; its format is checked by idempotencyKeyOf, which answers 400 invalid_idempotency_key.
+ */
+const idempotencyHeaders = z.looseObject({
+  'idempotency-key': z
+    .string()
+    .optional()
+    .describe(
+      'Makes retries safe: the same key with the same body returns the first message for 24 hours; with another body 409 idempotency_key_reused. 1-255 printable ASCII characters.',
+    ),
+});
 
 const page = (r: { next: string | null; partial: boolean; unreadable: number }) => ({
   next_cursor: r.next ? encodeMessageCursor(r.next) : null,
@@ -54,6 +68,7 @@ export const mailRoutes = (deps: Deps) => async (root: FastifyInstance) => {
     '/v1/mailboxes',
     {
       schema: {
+        operationId: 'createMailbox',
         tags,
         security: secured,
         summary: 'Create a mailbox for an agent with its oversight mode (admin)',
@@ -67,10 +82,11 @@ export const mailRoutes = (deps: Deps) => async (root: FastifyInstance) => {
     '/v1/mailboxes',
     {
       schema: {
+        operationId: 'listMailboxes',
         tags,
         security: secured,
         summary: 'List mailboxes (an agent sees its own)',
-        response: { 200: z.object({ mailboxes: z.array(mailboxOut) }), ...problems(401) },
+        response: { 200: z.object({ mailboxes: z.array(mailboxOut) }).register(openApi, { id: 'MailboxList' }), ...problems(401) },
       },
     },
     async (req) => ({
@@ -81,6 +97,7 @@ export const mailRoutes = (deps: Deps) => async (root: FastifyInstance) => {
     '/v1/mailboxes/:id',
     {
       schema: {
+        operationId: 'getMailbox',
         tags,
         security: secured,
         summary: 'Read a mailbox',
@@ -94,6 +111,7 @@ export const mailRoutes = (deps: Deps) => async (root: FastifyInstance) => {
     '/v1/mailboxes/:id',
     {
       schema: {
+        operationId: 'updateMailbox',
         tags,
         security: secured,
         summary: 'Change oversight mode, display name or forward_to; loosening oversight needs an admin',
@@ -108,6 +126,7 @@ export const mailRoutes = (deps: Deps) => async (root: FastifyInstance) => {
     '/v1/mailboxes/:id/messages',
     {
       schema: {
+        operationId: 'listMessages',
         tags,
         security: secured,
         summary:
@@ -126,6 +145,7 @@ export const mailRoutes = (deps: Deps) => async (root: FastifyInstance) => {
     '/v1/mailboxes/:id/search',
     {
       schema: {
+        operationId: 'searchMessages',
         tags,
         security: secured,
         summary:
@@ -144,6 +164,7 @@ export const mailRoutes = (deps: Deps) => async (root: FastifyInstance) => {
     '/v1/emails/:id/attachments/:index',
     {
       schema: {
+        operationId: 'getAttachment',
         tags,
         security: secured,
         summary: 'Download one attachment (index from GET /v1/emails/{id}); always Content-Disposition: attachment',
@@ -171,8 +192,10 @@ export const mailRoutes = (deps: Deps) => async (root: FastifyInstance) => {
     {
       bodyLimit: sendBodyLimit,
       schema: {
+        operationId: 'sendEmail',
         tags,
         security: secured,
+        headers: idempotencyHeaders,
         summary: "Send from the agent's own mailbox; held for approval in gated modes. Optional Idempotency-Key header.",
         params: idParams('mbx'),
         body: sendBody,
@@ -186,8 +209,10 @@ export const mailRoutes = (deps: Deps) => async (root: FastifyInstance) => {
     {
       bodyLimit: sendBodyLimit,
       schema: {
+        operationId: 'replyEmail',
         tags,
         security: secured,
+        headers: idempotencyHeaders,
         summary: "Reply in the thread of a message of the agent's mailbox",
         params: idParams('msg'),
         body: replyBody,
@@ -200,6 +225,7 @@ export const mailRoutes = (deps: Deps) => async (root: FastifyInstance) => {
     '/v1/emails/:id/cancel',
     {
       schema: {
+        operationId: 'cancelEmail',
         tags,
         security: secured,
         summary:
@@ -214,6 +240,7 @@ export const mailRoutes = (deps: Deps) => async (root: FastifyInstance) => {
     '/v1/emails/:id',
     {
       schema: {
+        operationId: 'getEmail',
         tags,
         security: secured,
         summary:
@@ -228,6 +255,7 @@ export const mailRoutes = (deps: Deps) => async (root: FastifyInstance) => {
     '/v1/emails/:id/tags',
     {
       schema: {
+        operationId: 'setEmailTags',
         tags,
         security: secured,
         summary: "Replace the caller's own tags of a message; system tags (phi, part2, categories) are kept and cannot be removed",
@@ -242,6 +270,7 @@ export const mailRoutes = (deps: Deps) => async (root: FastifyInstance) => {
     '/v1/threads/:id',
     {
       schema: {
+        operationId: 'getThread',
         tags,
         security: secured,
         summary: 'Messages of a thread the caller may see',

@@ -1,17 +1,26 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { hasZodFastifySchemaValidationErrors, isResponseSerializationError } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { isAppError } from '../kernel/errors.js';
+import { ERROR_CODES, isAppError } from '../kernel/errors.js';
 import { isStoreBusy, isStoreUnavailable } from '../store/db.js';
+import { openApi } from './openapi-registry.js';
 
-export const problemSchema = z.looseObject({
-  type: z.string(),
+const problemFields = {
+  type: z.string().describe('urn:mailward:problem:<code>'),
   title: z.string(),
   status: z.number().int(),
-  code: z.string(),
-  detail: z.string(),
+  code: z.string().describe('stable snake_case error code; switch on this'),
+  detail: z.string().describe('what to fix; never PHI, addresses or secrets'),
   request_id: z.string().nullable(),
-});
+  temporary: z.boolean().optional().describe('true when retrying later can help'),
+  retry_after: z.number().int().optional().describe('seconds to wait before retrying (429, 503)'),
+};
+
+/** RFC 9457 problem details, as every error of the API is answered (application/problem+json). */
+export const problemSchema = z
+  .looseObject(problemFields)
+  .meta({ description: 'RFC 9457 problem details' })
+  .register(openApi, { id: 'Problem' });
 
 const TITLES: Record<number, string> = {
   400: 'Bad Request',
@@ -26,6 +35,35 @@ const TITLES: Record<number, string> = {
   429: 'Too Many Requests',
   500: 'Internal Server Error',
   503: 'Service Unavailable',
+};
+
+const problemsByStatus = new Map<number, z.ZodType>();
+
+/**
+ * The problem schema of one HTTP status, registered as a named component (`NotFoundProblem`...) whose
+ * `code` lists the catalogued codes of that status (kernel/errors.ts ERROR_CODES). The list is documentation:
+ * the serializer accepts any string, so a code missing from the catalogue is caught by its test, not by a 500.
+ */
+export const problemSchemaFor = (status: number): z.ZodType => {
+  const known = problemsByStatus.get(status);
+  if (known) return known;
+  const title = TITLES[status] ?? 'Error';
+  const entries = ERROR_CODES.filter((e) => e.status === status);
+  const codes = [...new Set(entries.map((e) => e.code))];
+  const schema = z
+    .looseObject({
+      ...problemFields,
+      status: z.literal(status),
+      code: z.string().meta(codes.length ? { enum: codes, description: 'stable snake_case error code' } : {}),
+    })
+    .meta({
+      description: [`${status} ${title} (RFC 9457 problem details). Codes:`, ...entries.map((e) => `- \`${e.code}\`: ${e.summary}`)].join(
+        '\n',
+      ),
+    })
+    .register(openApi, { id: `${title.replace(/[^A-Za-z]/g, '')}Problem` });
+  problemsByStatus.set(status, schema);
+  return schema;
 };
 
 export const sendProblem = (

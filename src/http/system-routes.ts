@@ -7,9 +7,10 @@ import { AppError } from '../kernel/errors.js';
 import type { Store } from '../store/db.js';
 import { createStoreHealth } from '../store/store-health.js';
 import type { HttpMetrics } from './metrics.js';
-import { problems } from './common-schemas.js';
+import { problems, publicRoute } from './common-schemas.js';
+import { openApi } from './openapi-registry.js';
 
-const jwk = z.looseObject({ kty: z.string(), kid: z.string(), alg: z.string(), use: z.string() });
+const jwk = z.looseObject({ kty: z.string(), kid: z.string(), alg: z.string(), use: z.string() }).register(openApi, { id: 'Jwk' });
 
 type SystemDeps = { store: Store; keyDirectory: KeyDirectoryService };
 
@@ -21,9 +22,14 @@ export const systemRoutes = (c: SystemDeps, metrics: HttpMetrics) => async (root
     '/healthz',
     {
       schema: {
+        operationId: 'getHealth',
         tags: ['system'],
+        security: publicRoute,
         summary: 'Liveness, store reachability and whether the store can write',
-        response: { 200: z.object({ status: z.literal('ok'), store: z.string() }), ...problems(503) },
+        response: {
+          200: z.object({ status: z.literal('ok'), store: z.string() }).register(openApi, { id: 'Health' }),
+          ...problems(400, 503),
+        },
       },
     },
     async () => {
@@ -43,8 +49,21 @@ export const systemRoutes = (c: SystemDeps, metrics: HttpMetrics) => async (root
       throw new AppError('store_unavailable', 503, 'The store is not reachable.', { temporary: true, extra: { store: 'unreachable' } });
     },
   );
-  app.get('/metrics', { schema: { tags: ['system'], summary: 'Prometheus metrics', hide: false } }, async (_req, reply) =>
-    reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
+  app.get(
+    '/metrics',
+    {
+      schema: {
+        operationId: 'getMetrics',
+        tags: ['system'],
+        security: publicRoute,
+        summary: 'Prometheus metrics (text exposition format)',
+        response: {
+          200: { description: 'Prometheus text exposition format', content: { 'text/plain': { schema: z.string() } } },
+          ...problems(400),
+        },
+      },
+    },
+    async (_req, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
   );
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   app.get('/', { schema: { hide: true } }, async (_req, reply) => reply.redirect('/docs'));
@@ -52,9 +71,11 @@ export const systemRoutes = (c: SystemDeps, metrics: HttpMetrics) => async (root
     '/.well-known/jwks.json',
     {
       schema: {
+        operationId: 'getJwks',
         tags: ['system'],
+        security: publicRoute,
         summary: 'Public keys of identity headers (ES256) and audit checkpoints (Ed25519)',
-        response: { 200: z.object({ keys: z.array(jwk) }) },
+        response: { 200: z.object({ keys: z.array(jwk) }).register(openApi, { id: 'Jwks' }), ...problems(400) },
       },
     },
     () => publicJwks(c.store.db),

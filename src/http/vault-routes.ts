@@ -24,6 +24,7 @@ export const vaultRoutes =
       '/v1/vault/secrets/:name',
       {
         schema: {
+          operationId: 'putSecret',
           tags,
           security: secured,
           summary: 'Store a new version of a secret (vault:write; admins with ?agent_id=)',
@@ -39,6 +40,7 @@ export const vaultRoutes =
       '/v1/vault/secrets',
       {
         schema: {
+          operationId: 'listSecrets',
           tags,
           security: secured,
           summary: 'Names, kinds, versions and metadata of secrets; never values (vault:read; admins with ?agent_id=)',
@@ -52,6 +54,7 @@ export const vaultRoutes =
       '/v1/vault/secrets/:name',
       {
         schema: {
+          operationId: 'revealSecret',
           tags,
           security: secured,
           summary: 'Reveal the current value (vault:reveal, granted by an admin; never for totp)',
@@ -65,6 +68,7 @@ export const vaultRoutes =
       '/v1/vault/secrets/:name/totp',
       {
         schema: {
+          operationId: 'getTotpCode',
           tags,
           security: secured,
           summary: 'The current TOTP code and when it expires; the seed is never returned (vault:totp)',
@@ -78,6 +82,7 @@ export const vaultRoutes =
       '/v1/vault/secrets/:name',
       {
         schema: {
+          operationId: 'deleteSecret',
           tags,
           security: secured,
           summary: 'Delete a secret; versions stay sealed until retention ends (vault:write; admins with ?agent_id=)',

@@ -2,6 +2,7 @@ import { Readable } from 'node:stream';
 import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
 import { WebStandardStreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { z } from 'zod';
 import { AppError } from '../kernel/errors.js';
 import { createMcpServer } from './mcp-server.js';
 import type { McpDeps } from './mcp-tools.js';
@@ -17,6 +18,8 @@ export type McpHttpEdge = {
   authHook: (req: FastifyRequest, reply: FastifyReply) => Promise<unknown>;
   errorHandler: (err: FastifyError, req: FastifyRequest, reply: FastifyReply) => unknown;
   sendProblem: (reply: FastifyReply, req: FastifyRequest, status: number, code: string, detail: string) => unknown;
+  /** OpenAPI: the REST edge's problem+json response declarations for these statuses. */
+  problems?: (...statuses: number[]) => Record<number, unknown>;
 };
 
 export type McpHttpOptions = {
@@ -65,21 +68,37 @@ export const mcpRoutes = (opts: McpHttpOptions) => async (app: FastifyInstance) 
   const inFlight = new Map<string, number>();
   const { authHook, errorHandler, sendProblem } = opts.edge;
 
-  app.route({
-    method: ['GET', 'DELETE'],
-    url: '/mcp',
-    schema: { tags: ['mcp'], summary: 'Not offered: this MCP endpoint is stateless (405)' },
-    handler: (req, reply) => {
-      reply.header('allow', 'POST');
-      return sendProblem(
-        reply,
-        req,
-        405,
-        'method_not_allowed',
-        'This MCP endpoint is stateless: POST JSON-RPC messages. There is no SSE stream to open and no session to delete.',
-      );
-    },
-  });
+  const problems = opts.edge.problems ?? (() => ({}));
+  const notOffered = (req: FastifyRequest, reply: FastifyReply) => {
+    reply.header('allow', 'POST');
+    return sendProblem(
+      reply,
+      req,
+      405,
+      'method_not_allowed',
+      'This MCP endpoint is stateless: POST JSON-RPC messages. There is no SSE stream to open and no session to delete.',
+    );
+  };
+  // Two routes, not one with two methods: each operation has its own operationId. Hidden from the OpenAPI
+  // document, which describes what is offered; these only say that it is not.
+  for (const [method, operationId] of [
+    ['GET', 'openMcpStream'],
+    ['DELETE', 'closeMcpSession'],
+  ] as const) {
+    app.route({
+      method,
+      url: '/mcp',
+      schema: {
+        operationId,
+        hide: true,
+        tags: ['mcp'],
+        security: [],
+        summary: 'Not offered: this MCP endpoint is stateless (405)',
+        response: problems(405),
+      },
+      handler: notOffered,
+    });
+  }
 
   await app.register(async (scope) => {
     scope.addHook('onRequest', authHook);
@@ -105,9 +124,22 @@ export const mcpRoutes = (opts: McpHttpOptions) => async (app: FastifyInstance) 
       '/mcp',
       {
         schema: {
+          operationId: 'callMcp',
           tags: ['mcp'],
           summary: 'MCP over streamable HTTP (stateless): JSON-RPC initialize, tools/list, tools/call',
           security: [{ bearerAuth: [] }],
+          response: problems(401, 429),
+          // Documentation only (the REST edge's OpenAPI transform merges it into `response`): the answer is the
+          // transport's own text or stream, and a fastify response schema for it would change how it is sent.
+          'x-openapi-responses': {
+            200: {
+              description: 'JSON-RPC 2.0 response (application/json), or a stream of them when the client asks for progress',
+              content: {
+                'application/json': { schema: z.looseObject({ jsonrpc: z.literal('2.0') }) },
+                'text/event-stream': { schema: z.string() },
+              },
+            },
+          },
         },
       },
       async (req, reply) => {
@@ -142,7 +174,7 @@ export const mcpRoutes = (opts: McpHttpOptions) => async (app: FastifyInstance) 
           const transport = new WebStandardStreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: !stream });
           await server.connect(transport);
           const res = await transport.handleRequest(webRequestOf(req), { parsedBody: req.body });
-          reply.code(res.status);
+          (reply as FastifyReply).code(res.status);
           res.headers.forEach((v, k) => {
             reply.header(k, v);
           });
