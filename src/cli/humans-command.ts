@@ -17,7 +17,9 @@ const inviteArgs = z.object({
 });
 
 export const registerHumans = (program: Command) => {
-  const humans = program.command('humans').description('People who sign in to the console');
+  // `mailward humans create|list|deactivate` (provisioning) and `invite` share one command group.
+  const humans =
+    program.commands.find((c) => c.name() === 'humans') ?? program.command('humans').description('People who sign in to the console');
   humans
     .command('invite')
     .description('Create a human and print a one-time link where they set a password and enrol a second factor (shown once)')

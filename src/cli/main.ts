@@ -33,7 +33,7 @@ registerDoctor(program);
 registerMcp(program);
 registerMail(program);
 registerVerify(program);
-registerHumans(program);
 registerProvisioning(program);
+registerHumans(program);
 
 await program.parseAsync(process.argv);

@@ -81,6 +81,7 @@ export const consentRoutes =
       '/v1/part2-consents',
       {
         schema: {
+          operationId: 'createPart2Consent',
           tags,
           security: secured,
           summary:
@@ -95,6 +96,7 @@ export const consentRoutes =
       '/v1/part2-consents',
       {
         schema: {
+          operationId: 'listPart2Consents',
           tags,
           security: secured,
           summary: 'Part 2 consents of your organization (admin, privacy_officer, auditor)',
@@ -107,6 +109,7 @@ export const consentRoutes =
       '/v1/part2-consents/:id/revoke',
       {
         schema: {
+          operationId: 'revokePart2Consent',
           tags,
           security: secured,
           summary: 'Revoke a Part 2 consent: no new disclosure under it from now on (admin, privacy_officer)',
@@ -120,6 +123,7 @@ export const consentRoutes =
       '/v1/consent-policy',
       {
         schema: {
+          operationId: 'getConsentPolicy',
           tags,
           security: secured,
           summary: "What a send gets when a recipient's consent does not cover its category: hold (default) or refuse",
@@ -132,6 +136,7 @@ export const consentRoutes =
       '/v1/consent-policy',
       {
         schema: {
+          operationId: 'setConsentPolicy',
           tags,
           security: secured,
           summary: 'Set the category-mismatch rule: hold for a reviewer, or refuse with 422 no_consent (admin, privacy_officer)',

@@ -27,6 +27,7 @@ export const grantsRoutes =
       '/v1/grants',
       {
         schema: {
+          operationId: 'createGrant',
           tags,
           security: secured,
           summary: 'A clinician (or an admin for them) lets an agent send on their behalf in some categories until an expiry',
@@ -45,6 +46,7 @@ export const grantsRoutes =
       '/v1/grants',
       {
         schema: {
+          operationId: 'listGrants',
           tags,
           security: secured,
           summary: 'Grants you may see: all (admin), your own (clinician), those given to you (agent)',
@@ -57,6 +59,7 @@ export const grantsRoutes =
       '/v1/grants/:id',
       {
         schema: {
+          operationId: 'revokeGrant',
           tags,
           security: secured,
           summary: 'Revoke a grant: new sends on behalf of the clinician under it are refused at once (admin or the clinician)',

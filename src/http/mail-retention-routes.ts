@@ -37,6 +37,7 @@ export const mailRetentionRoutes =
       '/v1/mail/retention',
       {
         schema: {
+          operationId: 'getMailRetention',
           tags,
           security: secured,
           summary: 'How long message content is kept after its last status change (admin, privacy_officer, auditor)',
@@ -49,6 +50,7 @@ export const mailRetentionRoutes =
       '/v1/mail/retention',
       {
         schema: {
+          operationId: 'setMailRetention',
           tags,
           security: secured,
           summary: 'Set the message retention period, at least 2190 days (admin, privacy_officer)',
@@ -62,6 +64,7 @@ export const mailRetentionRoutes =
       '/v1/mail/legal-holds',
       {
         schema: {
+          operationId: 'listMailLegalHolds',
           tags,
           security: secured,
           summary: 'Legal holds on mail of your organization (admin, privacy_officer, auditor)',
@@ -74,6 +77,7 @@ export const mailRetentionRoutes =
       '/v1/mail/legal-holds',
       {
         schema: {
+          operationId: 'placeMailLegalHold',
           tags,
           security: secured,
           summary: 'Hold a mailbox, a thread or a contact address: no content they cover is purged (admin, privacy_officer)',
@@ -87,6 +91,7 @@ export const mailRetentionRoutes =
       '/v1/mail/legal-holds/:id/release',
       {
         schema: {
+          operationId: 'releaseMailLegalHold',
           tags,
           security: secured,
           summary: 'Release a legal hold on mail (admin, privacy_officer)',

@@ -5,6 +5,7 @@ import { messageIdHash, type ReceiptService } from '../audit/receipts.js';
 import { AppError } from '../kernel/errors.js';
 import type { ReadService } from '../mail/read-service.js';
 import { idParams, problems, secured } from './common-schemas.js';
+import { publicRoute } from './common-schemas.js';
 
 /** `.tlog-proof` files are text (c2sp.org/tlog-proof: "SHOULD be stored with file extension .tlog-proof"). */
 const PROOF_TYPE = 'text/plain; charset=utf-8';
@@ -17,6 +18,7 @@ export const receiptRoutes =
       '/v1/emails/:id/receipt',
       {
         schema: {
+          operationId: 'getEmailReceipt',
           tags: ['mail'],
           security: secured,
           summary:
@@ -45,7 +47,9 @@ export const publicReceiptRoutes = (deps: { receipts: ReceiptService }) => async
     '/.well-known/mailward/receipts/:hash',
     {
       schema: {
+        operationId: 'getPublicReceipt',
         tags: ['system'],
+        security: publicRoute,
         summary: 'Public transparency receipt by SHA-256 of the Message-ID (hex); reveals only hashes',
         params: z.strictObject({ hash: z.string().regex(/^[0-9a-f]{64}$/, 'hex SHA-256 of the Message-ID') }),
         response: { 200: z.string(), ...problems(400, 404, 409) },

@@ -84,7 +84,15 @@ export const systemRoutes = (c: SystemDeps, metrics: HttpMetrics) => async (root
     '/.well-known/http-message-signatures-directory',
     {
       schema: {
+        operationId: 'getKeyDirectory',
         tags: ['system'],
+        security: publicRoute,
+        response: {
+          200: z
+            .object({ keys: z.array(z.record(z.string(), z.unknown())) })
+            .describe('application/http-message-signatures-directory+json, signed (Signature and Signature-Input headers)'),
+          ...problems(400),
+        },
         summary: 'Identity-signing keys as an HTTP Message Signatures Directory (RFC 9421 signed; retired keys keep their nbf/exp window)',
       },
     },
@@ -92,11 +100,14 @@ export const systemRoutes = (c: SystemDeps, metrics: HttpMetrics) => async (root
       // RFC 9421 2.2.3: @authority is the request's Host, lower-cased, as the client addressed us.
       const r = await c.keyDirectory.signedResponse(String(req.headers.host ?? req.host));
       // A Buffer body keeps the media type exactly as the directory draft names it (no charset parameter added).
-      return reply
-        .header('content-type', DIRECTORY_MEDIA_TYPE)
-        .header('signature-input', r.signatureInput)
-        .header('signature', r.signature)
-        .send(Buffer.from(r.body, 'utf8'));
+      return (
+        reply
+          .header('content-type', DIRECTORY_MEDIA_TYPE)
+          .header('signature-input', r.signatureInput)
+          .header('signature', r.signature)
+          // A Buffer is sent as it is (fastify serialises only objects): the response schema documents its shape.
+          .send(Buffer.from(r.body, 'utf8') as never)
+      );
     },
   );
 };

@@ -62,35 +62,7 @@ export interface paths {
             cookie?: never;
         };
         /** Identity-signing keys as an HTTP Message Signatures Directory (RFC 9421 signed; retired keys keep their nbf/exp window) */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description Problem details; `code` is one of `unauthorized` */
-                401: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["UnauthorizedProblem"];
-                    };
-                };
-                /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
-                429: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
-                    };
-                };
-            };
-        };
+        get: operations["getKeyDirectory"];
         put?: never;
         post?: never;
         delete?: never;
@@ -107,73 +79,7 @@ export interface paths {
             cookie?: never;
         };
         /** Public transparency receipt by SHA-256 of the Message-ID (hex); reveals only hashes */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    hash: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description Default Response */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": string;
-                    };
-                };
-                /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required` */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["BadRequestProblem"];
-                    };
-                };
-                /** @description Problem details; `code` is one of `unauthorized` */
-                401: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["UnauthorizedProblem"];
-                    };
-                };
-                /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool` */
-                404: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["NotFoundProblem"];
-                    };
-                };
-                /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env` */
-                409: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["ConflictProblem"];
-                    };
-                };
-                /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
-                429: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
-                    };
-                };
-            };
-        };
+        get: operations["getPublicReceipt"];
         put?: never;
         post?: never;
         delete?: never;
@@ -880,183 +786,10 @@ export interface paths {
             cookie?: never;
         };
         /** Part 2 consents of your organization (admin, privacy_officer, auditor) */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description Default Response */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            part2_consents: {
-                                id: string;
-                                recipient: {
-                                    domain: string;
-                                } | {
-                                    contact_hash: string;
-                                };
-                                purpose: string;
-                                source: string;
-                                granted_by: string;
-                                created_at: string;
-                                expires_at: string | null;
-                                revoked_at: string | null;
-                                revoked_by: string | null;
-                            }[];
-                        };
-                    };
-                };
-                /** @description Problem details; `code` is one of `unauthorized` */
-                401: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["UnauthorizedProblem"];
-                    };
-                };
-                /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human` */
-                403: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["ForbiddenProblem"];
-                    };
-                };
-                /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool` */
-                404: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["NotFoundProblem"];
-                    };
-                };
-                /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
-                429: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
-                    };
-                };
-            };
-        };
+        get: operations["listPart2Consents"];
         put?: never;
         /** 42 CFR 2.31: record a consent to disclose Part 2 records to a named recipient or organisation, for a purpose (admin, privacy_officer) */
-        post: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody: {
-                content: {
-                    "application/json": {
-                        /** @description the individual recipient the consent names */
-                        recipient_address?: string;
-                        /** @description or the recipient organisation, by its mail domain */
-                        recipient_domain?: string;
-                        /** @description the purpose the consent names (42 CFR 2.31(a)(4)) */
-                        purpose: string;
-                        /** @description how the written consent was obtained: signed_form, patient_portal... */
-                        source: string;
-                        /** Format: date-time */
-                        expires_at?: string;
-                    };
-                };
-            };
-            responses: {
-                /** @description Default Response */
-                201: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            id: string;
-                            recipient: {
-                                domain: string;
-                            } | {
-                                contact_hash: string;
-                            };
-                            purpose: string;
-                            source: string;
-                            granted_by: string;
-                            created_at: string;
-                            expires_at: string | null;
-                            revoked_at: string | null;
-                            revoked_by: string | null;
-                        };
-                    };
-                };
-                /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required` */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["BadRequestProblem"];
-                    };
-                };
-                /** @description Problem details; `code` is one of `unauthorized` */
-                401: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["UnauthorizedProblem"];
-                    };
-                };
-                /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human` */
-                403: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["ForbiddenProblem"];
-                    };
-                };
-                /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool` */
-                404: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["NotFoundProblem"];
-                    };
-                };
-                /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large` */
-                422: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["UnprocessableContentProblem"];
-                    };
-                };
-                /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
-                429: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
-                    };
-                };
-            };
-        };
+        post: operations["createPart2Consent"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1073,96 +806,7 @@ export interface paths {
         get?: never;
         put?: never;
         /** Revoke a Part 2 consent: no new disclosure under it from now on (admin, privacy_officer) */
-        post: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    id: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description Default Response */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            id: string;
-                            recipient: {
-                                domain: string;
-                            } | {
-                                contact_hash: string;
-                            };
-                            purpose: string;
-                            source: string;
-                            granted_by: string;
-                            created_at: string;
-                            expires_at: string | null;
-                            revoked_at: string | null;
-                            revoked_by: string | null;
-                        };
-                    };
-                };
-                /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required` */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["BadRequestProblem"];
-                    };
-                };
-                /** @description Problem details; `code` is one of `unauthorized` */
-                401: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["UnauthorizedProblem"];
-                    };
-                };
-                /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human` */
-                403: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["ForbiddenProblem"];
-                    };
-                };
-                /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool` */
-                404: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["NotFoundProblem"];
-                    };
-                };
-                /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env` */
-                409: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["ConflictProblem"];
-                    };
-                };
-                /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
-                429: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
-                    };
-                };
-            };
-        };
+        post: operations["revokePart2Consent"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1177,141 +821,9 @@ export interface paths {
             cookie?: never;
         };
         /** What a send gets when a recipient's consent does not cover its category: hold (default) or refuse */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description Default Response */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            /** @enum {string} */
-                            category_mismatch: "hold" | "refuse";
-                        };
-                    };
-                };
-                /** @description Problem details; `code` is one of `unauthorized` */
-                401: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["UnauthorizedProblem"];
-                    };
-                };
-                /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human` */
-                403: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["ForbiddenProblem"];
-                    };
-                };
-                /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool` */
-                404: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["NotFoundProblem"];
-                    };
-                };
-                /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
-                429: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
-                    };
-                };
-            };
-        };
+        get: operations["getConsentPolicy"];
         /** Set the category-mismatch rule: hold for a reviewer, or refuse with 422 no_consent (admin, privacy_officer) */
-        put: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody: {
-                content: {
-                    "application/json": {
-                        /** @enum {string} */
-                        category_mismatch: "hold" | "refuse";
-                    };
-                };
-            };
-            responses: {
-                /** @description Default Response */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            /** @enum {string} */
-                            category_mismatch: "hold" | "refuse";
-                        };
-                    };
-                };
-                /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required` */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["BadRequestProblem"];
-                    };
-                };
-                /** @description Problem details; `code` is one of `unauthorized` */
-                401: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["UnauthorizedProblem"];
-                    };
-                };
-                /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human` */
-                403: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["ForbiddenProblem"];
-                    };
-                };
-                /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool` */
-                404: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["NotFoundProblem"];
-                    };
-                };
-                /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
-                429: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
-                    };
-                };
-            };
-        };
+        put: operations["setConsentPolicy"];
         post?: never;
         delete?: never;
         options?: never;
@@ -1327,161 +839,10 @@ export interface paths {
             cookie?: never;
         };
         /** Grants you may see: all (admin), your own (clinician), those given to you (agent) */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description Default Response */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            grants: {
-                                id: string;
-                                agent_id: string;
-                                clinician_id: string;
-                                categories: string[];
-                                created_by: string;
-                                created_at: string;
-                                expires_at: string;
-                                revoked_at: string | null;
-                                revoked_by: string | null;
-                            }[];
-                        };
-                    };
-                };
-                /** @description Problem details; `code` is one of `unauthorized` */
-                401: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["UnauthorizedProblem"];
-                    };
-                };
-                /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human` */
-                403: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["ForbiddenProblem"];
-                    };
-                };
-                /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
-                429: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
-                    };
-                };
-            };
-        };
+        get: operations["listGrants"];
         put?: never;
         /** A clinician (or an admin for them) lets an agent send on their behalf in some categories until an expiry */
-        post: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody: {
-                content: {
-                    "application/json": {
-                        agent_id: string;
-                        clinician_id: string;
-                        categories: ("appointment" | "results" | "billing" | "care_coordination" | "prescription" | "referral" | "general" | "refill" | "prior_auth")[];
-                        /** Format: date-time */
-                        expires_at: string;
-                    };
-                };
-            };
-            responses: {
-                /** @description Default Response */
-                201: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            id: string;
-                            agent_id: string;
-                            clinician_id: string;
-                            categories: string[];
-                            created_by: string;
-                            created_at: string;
-                            expires_at: string;
-                            revoked_at: string | null;
-                            revoked_by: string | null;
-                        };
-                    };
-                };
-                /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required` */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["BadRequestProblem"];
-                    };
-                };
-                /** @description Problem details; `code` is one of `unauthorized` */
-                401: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["UnauthorizedProblem"];
-                    };
-                };
-                /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human` */
-                403: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["ForbiddenProblem"];
-                    };
-                };
-                /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool` */
-                404: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["NotFoundProblem"];
-                    };
-                };
-                /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large` */
-                422: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["UnprocessableContentProblem"];
-                    };
-                };
-                /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
-                429: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
-                    };
-                };
-            };
-        };
+        post: operations["createGrant"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1499,83 +860,7 @@ export interface paths {
         put?: never;
         post?: never;
         /** Revoke a grant: new sends on behalf of the clinician under it are refused at once (admin or the clinician) */
-        delete: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    id: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description Default Response */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            id: string;
-                            agent_id: string;
-                            clinician_id: string;
-                            categories: string[];
-                            created_by: string;
-                            created_at: string;
-                            expires_at: string;
-                            revoked_at: string | null;
-                            revoked_by: string | null;
-                        };
-                    };
-                };
-                /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required` */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["BadRequestProblem"];
-                    };
-                };
-                /** @description Problem details; `code` is one of `unauthorized` */
-                401: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["UnauthorizedProblem"];
-                    };
-                };
-                /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool` */
-                404: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["NotFoundProblem"];
-                    };
-                };
-                /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env` */
-                409: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["ConflictProblem"];
-                    };
-                };
-                /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
-                429: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
-                    };
-                };
-            };
-        };
+        delete: operations["revokeGrant"];
         options?: never;
         head?: never;
         patch?: never;
@@ -1589,149 +874,9 @@ export interface paths {
             cookie?: never;
         };
         /** How long message content is kept after its last status change (admin, privacy_officer, auditor) */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description Default Response */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            message_retention_days: number;
-                            minimum_days: number;
-                        };
-                    };
-                };
-                /** @description Problem details; `code` is one of `unauthorized` */
-                401: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["UnauthorizedProblem"];
-                    };
-                };
-                /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human` */
-                403: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["ForbiddenProblem"];
-                    };
-                };
-                /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool` */
-                404: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["NotFoundProblem"];
-                    };
-                };
-                /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
-                429: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
-                    };
-                };
-            };
-        };
+        get: operations["getMailRetention"];
         /** Set the message retention period, at least 2190 days (admin, privacy_officer) */
-        put: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody: {
-                content: {
-                    "application/json": {
-                        message_retention_days: number;
-                    };
-                };
-            };
-            responses: {
-                /** @description Default Response */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            message_retention_days: number;
-                            minimum_days: number;
-                        };
-                    };
-                };
-                /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required` */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["BadRequestProblem"];
-                    };
-                };
-                /** @description Problem details; `code` is one of `unauthorized` */
-                401: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["UnauthorizedProblem"];
-                    };
-                };
-                /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human` */
-                403: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["ForbiddenProblem"];
-                    };
-                };
-                /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool` */
-                404: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["NotFoundProblem"];
-                    };
-                };
-                /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large` */
-                422: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["UnprocessableContentProblem"];
-                    };
-                };
-                /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
-                429: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
-                    };
-                };
-            };
-        };
+        put: operations["setMailRetention"];
         post?: never;
         delete?: never;
         options?: never;
@@ -1747,179 +892,10 @@ export interface paths {
             cookie?: never;
         };
         /** Legal holds on mail of your organization (admin, privacy_officer, auditor) */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description Default Response */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            legal_holds: {
-                                id: string;
-                                /** @enum {string} */
-                                scope: "mailbox" | "thread" | "contact";
-                                mailbox_id?: string;
-                                thread_id?: string;
-                                /** @description the contact hash of the held address (the address itself is not kept) */
-                                contact_hash?: string;
-                                matter: string;
-                                created_by: string;
-                                created_at: string;
-                                released_by: string | null;
-                                released_at: string | null;
-                            }[];
-                        };
-                    };
-                };
-                /** @description Problem details; `code` is one of `unauthorized` */
-                401: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["UnauthorizedProblem"];
-                    };
-                };
-                /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human` */
-                403: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["ForbiddenProblem"];
-                    };
-                };
-                /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool` */
-                404: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["NotFoundProblem"];
-                    };
-                };
-                /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
-                429: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
-                    };
-                };
-            };
-        };
+        get: operations["listMailLegalHolds"];
         put?: never;
         /** Hold a mailbox, a thread or a contact address: no content they cover is purged (admin, privacy_officer) */
-        post: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody: {
-                content: {
-                    "application/json": {
-                        /** @enum {string} */
-                        scope: "mailbox";
-                        mailbox_id: string;
-                        /** @description matter or case reference; no PHI */
-                        matter: string;
-                    } | {
-                        /** @enum {string} */
-                        scope: "thread";
-                        thread_id: string;
-                        /** @description matter or case reference; no PHI */
-                        matter: string;
-                    } | {
-                        /** @enum {string} */
-                        scope: "contact";
-                        address: string;
-                        /** @description matter or case reference; no PHI */
-                        matter: string;
-                    };
-                };
-            };
-            responses: {
-                /** @description Default Response */
-                201: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            id: string;
-                            /** @enum {string} */
-                            scope: "mailbox" | "thread" | "contact";
-                            mailbox_id?: string;
-                            thread_id?: string;
-                            /** @description the contact hash of the held address (the address itself is not kept) */
-                            contact_hash?: string;
-                            matter: string;
-                            created_by: string;
-                            created_at: string;
-                            released_by: string | null;
-                            released_at: string | null;
-                        };
-                    };
-                };
-                /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required` */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["BadRequestProblem"];
-                    };
-                };
-                /** @description Problem details; `code` is one of `unauthorized` */
-                401: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["UnauthorizedProblem"];
-                    };
-                };
-                /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human` */
-                403: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["ForbiddenProblem"];
-                    };
-                };
-                /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool` */
-                404: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["NotFoundProblem"];
-                    };
-                };
-                /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
-                429: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
-                    };
-                };
-            };
-        };
+        post: operations["placeMailLegalHold"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1936,95 +912,7 @@ export interface paths {
         get?: never;
         put?: never;
         /** Release a legal hold on mail (admin, privacy_officer) */
-        post: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    id: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description Default Response */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            id: string;
-                            /** @enum {string} */
-                            scope: "mailbox" | "thread" | "contact";
-                            mailbox_id?: string;
-                            thread_id?: string;
-                            /** @description the contact hash of the held address (the address itself is not kept) */
-                            contact_hash?: string;
-                            matter: string;
-                            created_by: string;
-                            created_at: string;
-                            released_by: string | null;
-                            released_at: string | null;
-                        };
-                    };
-                };
-                /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required` */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["BadRequestProblem"];
-                    };
-                };
-                /** @description Problem details; `code` is one of `unauthorized` */
-                401: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["UnauthorizedProblem"];
-                    };
-                };
-                /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human` */
-                403: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["ForbiddenProblem"];
-                    };
-                };
-                /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool` */
-                404: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["NotFoundProblem"];
-                    };
-                };
-                /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env` */
-                409: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["ConflictProblem"];
-                    };
-                };
-                /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
-                429: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
-                    };
-                };
-            };
-        };
+        post: operations["releaseMailLegalHold"];
         delete?: never;
         options?: never;
         head?: never;
@@ -2056,82 +944,7 @@ export interface paths {
             cookie?: never;
         };
         /** Transparency receipt of a delivered message: a c2sp.org/tlog-proof@v1 under the latest signed (and cosigned) checkpoint */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    id: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description Default Response */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": string;
-                    };
-                };
-                /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required` */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["BadRequestProblem"];
-                    };
-                };
-                /** @description Problem details; `code` is one of `unauthorized` */
-                401: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["UnauthorizedProblem"];
-                    };
-                };
-                /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human` */
-                403: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["ForbiddenProblem"];
-                    };
-                };
-                /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool` */
-                404: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["NotFoundProblem"];
-                    };
-                };
-                /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env` */
-                409: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["ConflictProblem"];
-                    };
-                };
-                /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
-                429: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
-                    };
-                };
-            };
-        };
+        get: operations["getEmailReceipt"];
         put?: never;
         post?: never;
         delete?: never;
@@ -2499,6 +1312,11 @@ export interface components {
          *     - `invalid_idempotency_key`: Idempotency-Key is not 1-255 printable ASCII characters.
          *     - `invalid_in_reply_to`: `in_reply_to` is not a message of this mailbox.
          *     - `message_required`: No raw message in a message/rfc822 body.
+         *     - `backup_dialect_mismatch`: The backup was taken from the other store kind (SQLite or PostgreSQL).
+         *     - `backup_invalid`: The backup archive is damaged or not a Mailward backup.
+         *     - `backup_missing`: The backup file does not exist.
+         *     - `backup_too_new`: The backup holds a newer schema than this Mailward knows; upgrade first.
+         *     - `invalid_directory`: The key directory given to verify_email is not a valid directory document.
          */
         BadRequestProblem: {
             /** @description urn:mailward:problem:<code> */
@@ -2510,7 +1328,7 @@ export interface components {
              * @description stable snake_case error code
              * @enum {string}
              */
-            code: "bad_request" | "bad_url" | "bad_content_length" | "malformed_json" | "validation_failed" | "invalid_unicode" | "invalid_cursor" | "invalid_filter" | "invalid_idempotency_key" | "invalid_in_reply_to" | "message_required";
+            code: "bad_request" | "bad_url" | "bad_content_length" | "malformed_json" | "validation_failed" | "invalid_unicode" | "invalid_cursor" | "invalid_filter" | "invalid_idempotency_key" | "invalid_in_reply_to" | "message_required" | "backup_dialect_mismatch" | "backup_invalid" | "backup_missing" | "backup_too_new" | "invalid_directory";
             /** @description what to fix; never PHI, addresses or secrets */
             detail: string;
             request_id: string | null;
@@ -2541,6 +1359,18 @@ export interface components {
          *     - `store_not_initialised`: The store has no organisation yet; run mailward init.
          *     - `kek_retired`: The key-encryption key version is retired.
          *     - `master_key_from_env`: The master key comes from the environment; rotate it there.
+         *     - `already_revised`: The rejected message was revised already; revise the newest revision.
+         *     - `backup_exists`: The backup file exists already; choose another --out.
+         *     - `data_dir_not_empty`: Restore goes into an empty data directory only.
+         *     - `database_not_empty`: Restore goes into an empty database only.
+         *     - `grant_revoked`: The grant was revoked already.
+         *     - `last_factor`: The last second factor cannot be removed; enrol another first.
+         *     - `legal_hold_released`: The legal hold was released already.
+         *     - `not_revisable`: Only a rejected outbound message can be revised.
+         *     - `part2_consent_revoked`: The Part 2 consent was revoked already.
+         *     - `receipt_pending`: No checkpoint covers the delivery yet; retry after the next checkpoint.
+         *     - `totp_enrolled`: A TOTP authenticator is enrolled already.
+         *     - `wrong_stage`: The session is not at the step this call belongs to.
          */
         ConflictProblem: {
             /** @description urn:mailward:problem:<code> */
@@ -2552,7 +1382,7 @@ export interface components {
              * @description stable snake_case error code
              * @enum {string}
              */
-            code: "address_taken" | "email_taken" | "last_admin" | "human_responsible_for_agents" | "idempotency_key_reused" | "approval_decided" | "approval_expired" | "approval_conflict" | "not_approved" | "not_cancellable" | "concurrent_write" | "legal_hold_active" | "hold_released" | "audit_tampered" | "org_exists" | "store_not_initialised" | "kek_retired" | "master_key_from_env";
+            code: "address_taken" | "email_taken" | "last_admin" | "human_responsible_for_agents" | "idempotency_key_reused" | "approval_decided" | "approval_expired" | "approval_conflict" | "not_approved" | "not_cancellable" | "concurrent_write" | "legal_hold_active" | "hold_released" | "audit_tampered" | "org_exists" | "store_not_initialised" | "kek_retired" | "master_key_from_env" | "already_revised" | "backup_exists" | "data_dir_not_empty" | "database_not_empty" | "grant_revoked" | "last_factor" | "legal_hold_released" | "not_revisable" | "part2_consent_revoked" | "receipt_pending" | "totp_enrolled" | "wrong_stage";
             /** @description what to fix; never PHI, addresses or secrets */
             detail: string;
             request_id: string | null;
@@ -2740,6 +1570,10 @@ export interface components {
          *     - `message_held`: The message is held for review; its content is not shown.
          *     - `sender_cannot_approve`: The sender of a message may not decide its approval.
          *     - `consent_grant_requires_human`: Only a human may record consent.
+         *     - `csrf_failed`: A state-changing call made with a session lacked the CSRF token or came from another origin.
+         *     - `no_grant`: No live grant lets this agent send for that clinician in this category.
+         *     - `read_only_key`: A read-only key may only read.
+         *     - `step_up_required`: Deciding through a session needs a recent second factor: `step_up_url` says where.
          */
         ForbiddenProblem: {
             /** @description urn:mailward:problem:<code> */
@@ -2751,7 +1585,7 @@ export interface components {
              * @description stable snake_case error code
              * @enum {string}
              */
-            code: "scope_required" | "role_required" | "admin_required" | "agent_required" | "agent_only" | "mailbox_read_only" | "message_held" | "sender_cannot_approve" | "consent_grant_requires_human";
+            code: "scope_required" | "role_required" | "admin_required" | "agent_required" | "agent_only" | "mailbox_read_only" | "message_held" | "sender_cannot_approve" | "consent_grant_requires_human" | "csrf_failed" | "no_grant" | "read_only_key" | "step_up_required";
             /** @description what to fix; never PHI, addresses or secrets */
             detail: string;
             request_id: string | null;
@@ -2862,6 +1696,9 @@ export interface components {
          *     - `migration_failed`: A migration failed.
          *     - `tls_config_invalid`: The TLS key or certificate is invalid.
          *     - `dns_overrides_invalid`: MAILWARD_DNS_OVERRIDES is not valid.
+         *     - `pg_dump_failed`: pg_dump failed; its message says why.
+         *     - `pg_restore_failed`: pg_restore failed; its message says why.
+         *     - `phi_model_unavailable`: MAILWARD_PHI_MODEL names a model that is missing or does not load.
          */
         InternalServerErrorProblem: {
             /** @description urn:mailward:problem:<code> */
@@ -2873,7 +1710,7 @@ export interface components {
              * @description stable snake_case error code
              * @enum {string}
              */
-            code: "internal" | "secret_integrity_failed" | "decrypt_failed" | "audit_chain_broken" | "audit_inconsistent" | "audit_tree_incomplete" | "audit_key_missing" | "signing_key_missing" | "dkim_failed" | "sign_failed" | "kek_unknown" | "master_key_missing" | "master_key_invalid" | "master_key_mismatch" | "master_key_incomplete" | "migration_failed" | "tls_config_invalid" | "dns_overrides_invalid";
+            code: "internal" | "secret_integrity_failed" | "decrypt_failed" | "audit_chain_broken" | "audit_inconsistent" | "audit_tree_incomplete" | "audit_key_missing" | "signing_key_missing" | "dkim_failed" | "sign_failed" | "kek_unknown" | "master_key_missing" | "master_key_invalid" | "master_key_mismatch" | "master_key_incomplete" | "migration_failed" | "tls_config_invalid" | "dns_overrides_invalid" | "pg_dump_failed" | "pg_restore_failed" | "phi_model_unavailable";
             /** @description what to fix; never PHI, addresses or secrets */
             detail: string;
             request_id: string | null;
@@ -2988,6 +1825,7 @@ export interface components {
          *     - `not_found`: No such resource, or it belongs to another tenant or agent.
          *     - `route_not_found`: No such route.
          *     - `unknown_tool`: No such MCP tool.
+         *     - `receipt_not_found`: No receipt for this message (not delivered, or not yours).
          */
         NotFoundProblem: {
             /** @description urn:mailward:problem:<code> */
@@ -2999,7 +1837,7 @@ export interface components {
              * @description stable snake_case error code
              * @enum {string}
              */
-            code: "not_found" | "route_not_found" | "unknown_tool";
+            code: "not_found" | "route_not_found" | "unknown_tool" | "receipt_not_found";
             /** @description what to fix; never PHI, addresses or secrets */
             detail: string;
             request_id: string | null;
@@ -3229,6 +2067,8 @@ export interface components {
          *     - `migration_locked`: Another process holds the migration lock.
          *     - `analysis_failed`: The message could not be analysed; retry.
          *     - `audit_key_missing`: The installation has no audit signing key; run mailward init.
+         *     - `public_url_required`: Set MAILWARD_PUBLIC_URL: the console is reached through a host that is not loopback.
+         *     - `sso_unavailable`: The identity provider cannot be reached; retry or sign in with a password.
          */
         ServiceUnavailableProblem: {
             /** @description urn:mailward:problem:<code> */
@@ -3240,7 +2080,7 @@ export interface components {
              * @description stable snake_case error code
              * @enum {string}
              */
-            code: "store_busy" | "store_unavailable" | "store_read_only" | "migration_locked" | "analysis_failed" | "audit_key_missing";
+            code: "store_busy" | "store_unavailable" | "store_read_only" | "migration_locked" | "analysis_failed" | "audit_key_missing" | "public_url_required" | "sso_unavailable";
             /** @description what to fix; never PHI, addresses or secrets */
             detail: string;
             request_id: string | null;
@@ -3281,6 +2121,7 @@ export interface components {
          * @description 429 Too Many Requests (RFC 9457 problem details). Codes:
          *     - `rate_limited`: Too many requests for this key; retry after `retry_after` seconds.
          *     - `too_many_concurrent_requests`: Too many MCP requests in flight for this key.
+         *     - `too_many_attempts`: Too many sign-in attempts; wait for Retry-After.
          */
         TooManyRequestsProblem: {
             /** @description urn:mailward:problem:<code> */
@@ -3292,7 +2133,7 @@ export interface components {
              * @description stable snake_case error code
              * @enum {string}
              */
-            code: "rate_limited" | "too_many_concurrent_requests";
+            code: "rate_limited" | "too_many_concurrent_requests" | "too_many_attempts";
             /** @description what to fix; never PHI, addresses or secrets */
             detail: string;
             request_id: string | null;
@@ -3312,6 +2153,9 @@ export interface components {
         /**
          * @description 401 Unauthorized (RFC 9457 problem details). Codes:
          *     - `unauthorized`: No valid API key (missing, malformed, revoked, or its principal deactivated).
+         *     - `passkey_failed`: The passkey assertion did not verify.
+         *     - `second_factor_failed`: The second factor was wrong or already used.
+         *     - `sign_in_failed`: The email or password is wrong (the answer never says which).
          */
         UnauthorizedProblem: {
             /** @description urn:mailward:problem:<code> */
@@ -3323,7 +2167,7 @@ export interface components {
              * @description stable snake_case error code
              * @enum {string}
              */
-            code: "unauthorized";
+            code: "unauthorized" | "passkey_failed" | "second_factor_failed" | "sign_in_failed";
             /** @description what to fix; never PHI, addresses or secrets */
             detail: string;
             request_id: string | null;
@@ -3358,6 +2202,18 @@ export interface components {
          *     - `tree_size_order`: The first tree size must not exceed the second.
          *     - `tree_size_too_small`: The tree size does not include the event.
          *     - `tree_size_too_large`: The tree size is larger than the log.
+         *     - `category_required`: A message sent on behalf of a clinician must name its category.
+         *     - `expired`: The given expiry is not in the future.
+         *     - `grant_expiry`: A grant expires in the future and at most a year ahead.
+         *     - `invalid_issuer`: The SSO issuer URL does not publish valid OpenID metadata.
+         *     - `no_part2_consent`: Part 2 content to a recipient no live Part 2 consent names; nothing was sent.
+         *     - `not_a_clinician`: Only a human with the clinician role can grant authority to send on their behalf.
+         *     - `password_mismatch`: The two passwords typed do not match.
+         *     - `read_only_humans_only`: Only human keys can be read-only.
+         *     - `recipient_required`: Give exactly one of recipient_address or recipient_domain.
+         *     - `retention_too_short`: Message retention is at least 2190 days (six years).
+         *     - `revision_replies_to_rejected`: A revision cannot reply to the rejected message it replaces.
+         *     - `weak_password`: The password is too short or on the list of common passwords.
          */
         UnprocessableContentProblem: {
             /** @description urn:mailward:problem:<code> */
@@ -3369,7 +2225,7 @@ export interface components {
              * @description stable snake_case error code
              * @enum {string}
              */
-            code: "address_off_domain" | "forward_to_required" | "responsible_human_inactive" | "principal_inactive" | "role_not_held" | "incompatible_scopes" | "no_consent" | "consent_category" | "categories_without_consent" | "recorded_at_in_future" | "inbound_not_editable" | "agent_id_required" | "value_required" | "not_totp" | "invalid_totp" | "totp_fields_not_allowed" | "totp_not_revealable" | "export_empty" | "proof_unavailable" | "tree_size_order" | "tree_size_too_small" | "tree_size_too_large";
+            code: "address_off_domain" | "forward_to_required" | "responsible_human_inactive" | "principal_inactive" | "role_not_held" | "incompatible_scopes" | "no_consent" | "consent_category" | "categories_without_consent" | "recorded_at_in_future" | "inbound_not_editable" | "agent_id_required" | "value_required" | "not_totp" | "invalid_totp" | "totp_fields_not_allowed" | "totp_not_revealable" | "export_empty" | "proof_unavailable" | "tree_size_order" | "tree_size_too_small" | "tree_size_too_large" | "category_required" | "expired" | "grant_expiry" | "invalid_issuer" | "no_part2_consent" | "not_a_clinician" | "password_mismatch" | "read_only_humans_only" | "recipient_required" | "retention_too_short" | "revision_replies_to_rejected" | "weak_password";
             /** @description what to fix; never PHI, addresses or secrets */
             detail: string;
             request_id: string | null;
@@ -3450,7 +2306,7 @@ export interface operations {
                     "application/json": components["schemas"]["Health"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3459,7 +2315,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["BadRequestProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing` */
+            /** @description Problem details; `code` is one of `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3488,7 +2344,7 @@ export interface operations {
                     "text/plain": string;
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3517,13 +2373,95 @@ export interface operations {
                     "application/json": components["schemas"]["Jwks"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
             400: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
                     "application/problem+json": components["schemas"]["BadRequestProblem"];
+                };
+            };
+        };
+    };
+    getKeyDirectory: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description application/http-message-signatures-directory+json, signed (Signature and Signature-Input headers) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        keys: {
+                            [key: string]: unknown;
+                        }[];
+                    };
+                };
+            };
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["BadRequestProblem"];
+                };
+            };
+        };
+    };
+    getPublicReceipt: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                hash: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": string;
+                };
+            };
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["BadRequestProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["NotFoundProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage` */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ConflictProblem"];
                 };
             };
         };
@@ -3552,7 +2490,7 @@ export interface operations {
                     "text/event-stream": string;
                 };
             };
-            /** @description Problem details; `code` is one of `unauthorized` */
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -3561,7 +2499,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -3590,7 +2528,7 @@ export interface operations {
                     "application/json": components["schemas"]["Me"];
                 };
             };
-            /** @description Problem details; `code` is one of `unauthorized` */
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -3599,7 +2537,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -3628,7 +2566,7 @@ export interface operations {
                     "application/json": components["schemas"]["DepartmentList"];
                 };
             };
-            /** @description Problem details; `code` is one of `unauthorized` */
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -3637,7 +2575,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool` */
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -3646,7 +2584,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -3679,7 +2617,7 @@ export interface operations {
                     "application/json": components["schemas"]["Department"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3688,7 +2626,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["BadRequestProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `unauthorized` */
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -3697,7 +2635,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3706,7 +2644,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ForbiddenProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool` */
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -3715,7 +2653,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -3746,7 +2684,7 @@ export interface operations {
                     "application/json": components["schemas"]["Department"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3755,7 +2693,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["BadRequestProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `unauthorized` */
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -3764,7 +2702,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool` */
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -3773,7 +2711,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -3802,7 +2740,7 @@ export interface operations {
                     "application/json": components["schemas"]["HumanList"];
                 };
             };
-            /** @description Problem details; `code` is one of `unauthorized` */
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -3811,7 +2749,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool` */
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -3820,7 +2758,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -3853,7 +2791,7 @@ export interface operations {
                     "application/json": components["schemas"]["Human"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3862,7 +2800,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["BadRequestProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `unauthorized` */
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -3871,7 +2809,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3880,7 +2818,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ForbiddenProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env` */
+            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3889,7 +2827,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ConflictProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -3920,7 +2858,7 @@ export interface operations {
                     "application/json": components["schemas"]["Human"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3929,7 +2867,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["BadRequestProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `unauthorized` */
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -3938,7 +2876,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool` */
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -3947,7 +2885,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -3978,7 +2916,7 @@ export interface operations {
                     "application/json": components["schemas"]["Human"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3987,7 +2925,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["BadRequestProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `unauthorized` */
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -3996,7 +2934,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4005,7 +2943,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ForbiddenProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool` */
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -4014,7 +2952,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env` */
+            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -4023,7 +2961,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ConflictProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -4058,7 +2996,7 @@ export interface operations {
                     "application/json": components["schemas"]["ApiKeyCreated"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4067,7 +3005,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["BadRequestProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `unauthorized` */
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -4076,7 +3014,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4085,7 +3023,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ForbiddenProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool` */
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -4094,7 +3032,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large` */
+            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -4103,7 +3041,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnprocessableContentProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -4132,7 +3070,7 @@ export interface operations {
                     "application/json": components["schemas"]["AgentList"];
                 };
             };
-            /** @description Problem details; `code` is one of `unauthorized` */
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -4141,7 +3079,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -4174,7 +3112,7 @@ export interface operations {
                     "application/json": components["schemas"]["Agent"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4183,7 +3121,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["BadRequestProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `unauthorized` */
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -4192,7 +3130,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4201,7 +3139,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ForbiddenProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool` */
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -4210,7 +3148,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env` */
+            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -4219,7 +3157,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ConflictProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large` */
+            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -4228,7 +3166,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnprocessableContentProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -4259,7 +3197,7 @@ export interface operations {
                     "application/json": components["schemas"]["Agent"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4268,7 +3206,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["BadRequestProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `unauthorized` */
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -4277,7 +3215,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool` */
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -4286,7 +3224,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -4321,7 +3259,7 @@ export interface operations {
                     "application/json": components["schemas"]["Agent"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4330,7 +3268,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["BadRequestProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `unauthorized` */
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -4339,7 +3277,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4348,7 +3286,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ForbiddenProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool` */
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -4357,7 +3295,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large` */
+            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -4366,7 +3304,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnprocessableContentProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -4397,7 +3335,7 @@ export interface operations {
                     "application/json": components["schemas"]["Agent"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4406,7 +3344,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["BadRequestProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `unauthorized` */
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -4415,7 +3353,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4424,7 +3362,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ForbiddenProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool` */
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -4433,7 +3371,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -4468,7 +3406,7 @@ export interface operations {
                     "application/json": components["schemas"]["ApiKeyCreated"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4477,7 +3415,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["BadRequestProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `unauthorized` */
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -4486,7 +3424,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4495,7 +3433,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ForbiddenProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool` */
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -4504,7 +3442,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large` */
+            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -4513,7 +3451,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnprocessableContentProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -4544,7 +3482,7 @@ export interface operations {
                     "application/json": components["schemas"]["ApiKeyList"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4553,7 +3491,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["BadRequestProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `unauthorized` */
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -4562,7 +3500,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -4593,7 +3531,7 @@ export interface operations {
                     "application/json": components["schemas"]["ApiKey"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4602,7 +3540,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["BadRequestProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `unauthorized` */
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -4611,7 +3549,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4620,7 +3558,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ForbiddenProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool` */
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -4629,7 +3567,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -4666,7 +3604,7 @@ export interface operations {
                     "application/json": components["schemas"]["AuditEventPage"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4675,7 +3613,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["BadRequestProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `unauthorized` */
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -4684,7 +3622,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4693,7 +3631,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ForbiddenProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool` */
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -4702,7 +3640,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -4731,7 +3669,7 @@ export interface operations {
                     "application/json": components["schemas"]["AuditCheckpoint"];
                 };
             };
-            /** @description Problem details; `code` is one of `unauthorized` */
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -4740,7 +3678,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4749,7 +3687,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ForbiddenProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool` */
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -4758,7 +3696,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -4767,7 +3705,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing` */
+            /** @description Problem details; `code` is one of `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -4800,7 +3738,7 @@ export interface operations {
                     "application/json": components["schemas"]["InclusionProof"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4809,7 +3747,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["BadRequestProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `unauthorized` */
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -4818,7 +3756,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4827,7 +3765,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ForbiddenProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool` */
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -4836,7 +3774,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large` */
+            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -4845,7 +3783,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnprocessableContentProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -4877,7 +3815,7 @@ export interface operations {
                     "application/json": components["schemas"]["ConsistencyProof"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4886,7 +3824,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["BadRequestProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `unauthorized` */
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -4895,7 +3833,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4904,7 +3842,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ForbiddenProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool` */
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -4913,7 +3851,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large` */
+            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -4922,7 +3860,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnprocessableContentProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -4951,7 +3889,7 @@ export interface operations {
                     "application/json": components["schemas"]["AuditVerification"];
                 };
             };
-            /** @description Problem details; `code` is one of `unauthorized` */
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -4960,7 +3898,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4969,7 +3907,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ForbiddenProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool` */
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -4978,7 +3916,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -5007,7 +3945,7 @@ export interface operations {
                     "application/json": components["schemas"]["LegalHoldList"];
                 };
             };
-            /** @description Problem details; `code` is one of `unauthorized` */
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -5016,7 +3954,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5025,7 +3963,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ForbiddenProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool` */
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -5034,7 +3972,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -5070,7 +4008,7 @@ export interface operations {
                     "application/json": components["schemas"]["LegalHold"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5079,7 +4017,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["BadRequestProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `unauthorized` */
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -5088,7 +4026,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5097,7 +4035,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ForbiddenProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool` */
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -5106,7 +4044,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -5137,7 +4075,7 @@ export interface operations {
                     "application/json": components["schemas"]["LegalHold"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5146,7 +4084,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["BadRequestProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `unauthorized` */
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -5155,7 +4093,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5164,7 +4102,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ForbiddenProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool` */
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -5173,7 +4111,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env` */
+            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -5182,7 +4120,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ConflictProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -5211,7 +4149,7 @@ export interface operations {
                     "application/json": components["schemas"]["MailboxList"];
                 };
             };
-            /** @description Problem details; `code` is one of `unauthorized` */
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -5220,7 +4158,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -5253,7 +4191,7 @@ export interface operations {
                     "application/json": components["schemas"]["Mailbox"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5262,7 +4200,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["BadRequestProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `unauthorized` */
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -5271,7 +4209,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5280,7 +4218,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ForbiddenProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool` */
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -5289,7 +4227,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env` */
+            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -5298,7 +4236,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ConflictProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large` */
+            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -5307,7 +4245,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnprocessableContentProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -5338,7 +4276,7 @@ export interface operations {
                     "application/json": components["schemas"]["Mailbox"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5347,7 +4285,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["BadRequestProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `unauthorized` */
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -5356,7 +4294,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool` */
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -5365,7 +4303,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -5400,7 +4338,7 @@ export interface operations {
                     "application/json": components["schemas"]["Mailbox"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5409,7 +4347,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["BadRequestProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `unauthorized` */
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -5418,7 +4356,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5427,7 +4365,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ForbiddenProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool` */
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -5436,7 +4374,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large` */
+            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -5445,7 +4383,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnprocessableContentProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -5492,7 +4430,7 @@ export interface operations {
                     "application/json": components["schemas"]["MessagePage"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5501,7 +4439,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["BadRequestProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `unauthorized` */
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -5510,7 +4448,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5519,7 +4457,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ForbiddenProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool` */
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -5528,7 +4466,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -5577,7 +4515,7 @@ export interface operations {
                     "application/json": components["schemas"]["SearchPage"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5586,7 +4524,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["BadRequestProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `unauthorized` */
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -5595,7 +4533,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5604,7 +4542,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ForbiddenProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool` */
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -5613,7 +4551,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -5645,7 +4583,7 @@ export interface operations {
                     "application/json": unknown;
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5654,7 +4592,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["BadRequestProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `unauthorized` */
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -5663,7 +4601,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5672,7 +4610,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ForbiddenProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool` */
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -5681,7 +4619,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -5719,7 +4657,7 @@ export interface operations {
                     "application/json": components["schemas"]["SendAccepted"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5728,7 +4666,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["BadRequestProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `unauthorized` */
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -5737,7 +4675,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5746,7 +4684,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ForbiddenProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool` */
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -5755,7 +4693,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env` */
+            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -5773,7 +4711,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["PayloadTooLargeProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large` */
+            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -5782,7 +4720,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnprocessableContentProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -5820,7 +4758,7 @@ export interface operations {
                     "application/json": components["schemas"]["SendAccepted"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5829,7 +4767,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["BadRequestProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `unauthorized` */
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -5838,7 +4776,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5847,7 +4785,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ForbiddenProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool` */
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -5856,7 +4794,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env` */
+            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -5874,7 +4812,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["PayloadTooLargeProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large` */
+            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -5883,7 +4821,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnprocessableContentProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -5914,7 +4852,7 @@ export interface operations {
                     "application/json": components["schemas"]["SendAccepted"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5923,7 +4861,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["BadRequestProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `unauthorized` */
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -5932,7 +4870,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5941,7 +4879,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ForbiddenProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool` */
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -5950,7 +4888,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env` */
+            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -5959,7 +4897,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ConflictProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -5990,7 +4928,7 @@ export interface operations {
                     "application/json": components["schemas"]["EmailOrHeld"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5999,7 +4937,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["BadRequestProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `unauthorized` */
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -6008,7 +4946,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6017,7 +4955,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ForbiddenProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool` */
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -6026,7 +4964,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -6061,7 +4999,7 @@ export interface operations {
                     "application/json": components["schemas"]["Tags"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6070,7 +5008,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["BadRequestProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `unauthorized` */
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -6079,7 +5017,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6088,7 +5026,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ForbiddenProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool` */
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -6097,7 +5035,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -6135,7 +5073,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6144,7 +5082,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["BadRequestProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `unauthorized` */
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -6153,7 +5091,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6162,7 +5100,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ForbiddenProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool` */
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -6171,7 +5109,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -6205,7 +5143,7 @@ export interface operations {
                     "application/json": components["schemas"]["ApprovalPage"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6214,7 +5152,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["BadRequestProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `unauthorized` */
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -6223,7 +5161,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6232,7 +5170,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ForbiddenProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool` */
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -6241,7 +5179,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -6276,7 +5214,7 @@ export interface operations {
                     "application/json": components["schemas"]["ApprovalDecision"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6285,7 +5223,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["BadRequestProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `unauthorized` */
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -6294,7 +5232,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6303,7 +5241,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ForbiddenProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool` */
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -6312,7 +5250,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env` */
+            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -6330,7 +5268,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["PayloadTooLargeProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large` */
+            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -6339,7 +5277,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnprocessableContentProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -6374,7 +5312,7 @@ export interface operations {
                     "application/json": components["schemas"]["ApprovalDecision"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6383,7 +5321,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["BadRequestProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `unauthorized` */
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -6392,7 +5330,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6401,7 +5339,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ForbiddenProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool` */
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -6410,7 +5348,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env` */
+            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -6419,7 +5357,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ConflictProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -6452,7 +5390,7 @@ export interface operations {
                     "application/json": components["schemas"]["IdentityVerification"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6461,7 +5399,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["BadRequestProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `unauthorized` */
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -6488,7 +5426,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnsupportedMediaTypeProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -6519,7 +5457,7 @@ export interface operations {
                     "application/json": components["schemas"]["SecretRevealed"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6528,7 +5466,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["BadRequestProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `unauthorized` */
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -6537,7 +5475,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6546,7 +5484,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ForbiddenProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool` */
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -6555,7 +5493,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large` */
+            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -6564,7 +5502,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnprocessableContentProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -6573,7 +5511,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `internal`, `secret_integrity_failed`, `decrypt_failed`, `audit_chain_broken`, `audit_inconsistent`, `audit_tree_incomplete`, `audit_key_missing`, `signing_key_missing`, `dkim_failed`, `sign_failed`, `kek_unknown`, `master_key_missing`, `master_key_invalid`, `master_key_mismatch`, `master_key_incomplete`, `migration_failed`, `tls_config_invalid`, `dns_overrides_invalid` */
+            /** @description Problem details; `code` is one of `internal`, `secret_integrity_failed`, `decrypt_failed`, `audit_chain_broken`, `audit_inconsistent`, `audit_tree_incomplete`, `audit_key_missing`, `signing_key_missing`, `dkim_failed`, `sign_failed`, `kek_unknown`, `master_key_missing`, `master_key_invalid`, `master_key_mismatch`, `master_key_incomplete`, `migration_failed`, `tls_config_invalid`, `dns_overrides_invalid`, `pg_dump_failed`, `pg_restore_failed`, `phi_model_unavailable` */
             500: {
                 headers: {
                     [name: string]: unknown;
@@ -6611,7 +5549,7 @@ export interface operations {
                     "application/json": components["schemas"]["SecretStored"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6620,7 +5558,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["BadRequestProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `unauthorized` */
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -6629,7 +5567,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6638,7 +5576,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ForbiddenProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool` */
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -6647,7 +5585,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env` */
+            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -6656,7 +5594,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ConflictProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large` */
+            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -6665,7 +5603,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnprocessableContentProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -6699,7 +5637,7 @@ export interface operations {
                     "application/json": components["schemas"]["SecretDeleted"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6708,7 +5646,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["BadRequestProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `unauthorized` */
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -6717,7 +5655,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6726,7 +5664,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ForbiddenProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool` */
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -6735,7 +5673,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large` */
+            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -6744,7 +5682,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnprocessableContentProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -6776,7 +5714,7 @@ export interface operations {
                     "application/json": components["schemas"]["SecretList"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6785,7 +5723,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["BadRequestProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `unauthorized` */
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -6794,7 +5732,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6803,7 +5741,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ForbiddenProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool` */
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -6812,7 +5750,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large` */
+            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -6821,7 +5759,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnprocessableContentProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -6852,7 +5790,7 @@ export interface operations {
                     "application/json": components["schemas"]["TotpCode"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6861,7 +5799,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["BadRequestProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `unauthorized` */
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -6870,7 +5808,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6879,7 +5817,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ForbiddenProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool` */
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -6888,7 +5826,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large` */
+            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -6897,7 +5835,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnprocessableContentProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -6906,7 +5844,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `internal`, `secret_integrity_failed`, `decrypt_failed`, `audit_chain_broken`, `audit_inconsistent`, `audit_tree_incomplete`, `audit_key_missing`, `signing_key_missing`, `dkim_failed`, `sign_failed`, `kek_unknown`, `master_key_missing`, `master_key_invalid`, `master_key_mismatch`, `master_key_incomplete`, `migration_failed`, `tls_config_invalid`, `dns_overrides_invalid` */
+            /** @description Problem details; `code` is one of `internal`, `secret_integrity_failed`, `decrypt_failed`, `audit_chain_broken`, `audit_inconsistent`, `audit_tree_incomplete`, `audit_key_missing`, `signing_key_missing`, `dkim_failed`, `sign_failed`, `kek_unknown`, `master_key_missing`, `master_key_invalid`, `master_key_mismatch`, `master_key_incomplete`, `migration_failed`, `tls_config_invalid`, `dns_overrides_invalid`, `pg_dump_failed`, `pg_restore_failed`, `phi_model_unavailable` */
             500: {
                 headers: {
                     [name: string]: unknown;
@@ -6937,7 +5875,7 @@ export interface operations {
                     "application/json": components["schemas"]["Consent"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6946,7 +5884,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["BadRequestProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `unauthorized` */
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -6955,7 +5893,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6964,7 +5902,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ForbiddenProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -6999,7 +5937,7 @@ export interface operations {
                     "application/json": components["schemas"]["Consent"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -7008,7 +5946,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["BadRequestProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `unauthorized` */
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -7017,7 +5955,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7026,7 +5964,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ForbiddenProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env` */
+            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -7035,7 +5973,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ConflictProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large` */
+            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -7044,7 +5982,1038 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnprocessableContentProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+        };
+    };
+    listPart2Consents: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        part2_consents: {
+                            id: string;
+                            recipient: {
+                                domain: string;
+                            } | {
+                                contact_hash: string;
+                            };
+                            purpose: string;
+                            source: string;
+                            granted_by: string;
+                            created_at: string;
+                            expires_at: string | null;
+                            revoked_at: string | null;
+                            revoked_by: string | null;
+                        }[];
+                    };
+                };
+            };
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["UnauthorizedProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ForbiddenProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["NotFoundProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+        };
+    };
+    createPart2Consent: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description the individual recipient the consent names */
+                    recipient_address?: string;
+                    /** @description or the recipient organisation, by its mail domain */
+                    recipient_domain?: string;
+                    /** @description the purpose the consent names (42 CFR 2.31(a)(4)) */
+                    purpose: string;
+                    /** @description how the written consent was obtained: signed_form, patient_portal... */
+                    source: string;
+                    /** Format: date-time */
+                    expires_at?: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        id: string;
+                        recipient: {
+                            domain: string;
+                        } | {
+                            contact_hash: string;
+                        };
+                        purpose: string;
+                        source: string;
+                        granted_by: string;
+                        created_at: string;
+                        expires_at: string | null;
+                        revoked_at: string | null;
+                        revoked_by: string | null;
+                    };
+                };
+            };
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["BadRequestProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["UnauthorizedProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ForbiddenProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["NotFoundProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["UnprocessableContentProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+        };
+    };
+    revokePart2Consent: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        id: string;
+                        recipient: {
+                            domain: string;
+                        } | {
+                            contact_hash: string;
+                        };
+                        purpose: string;
+                        source: string;
+                        granted_by: string;
+                        created_at: string;
+                        expires_at: string | null;
+                        revoked_at: string | null;
+                        revoked_by: string | null;
+                    };
+                };
+            };
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["BadRequestProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["UnauthorizedProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ForbiddenProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["NotFoundProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage` */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ConflictProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+        };
+    };
+    getConsentPolicy: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {string} */
+                        category_mismatch: "hold" | "refuse";
+                    };
+                };
+            };
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["UnauthorizedProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ForbiddenProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["NotFoundProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+        };
+    };
+    setConsentPolicy: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @enum {string} */
+                    category_mismatch: "hold" | "refuse";
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {string} */
+                        category_mismatch: "hold" | "refuse";
+                    };
+                };
+            };
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["BadRequestProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["UnauthorizedProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ForbiddenProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["NotFoundProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+        };
+    };
+    listGrants: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        grants: {
+                            id: string;
+                            agent_id: string;
+                            clinician_id: string;
+                            categories: string[];
+                            created_by: string;
+                            created_at: string;
+                            expires_at: string;
+                            revoked_at: string | null;
+                            revoked_by: string | null;
+                        }[];
+                    };
+                };
+            };
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["UnauthorizedProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ForbiddenProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+        };
+    };
+    createGrant: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    agent_id: string;
+                    clinician_id: string;
+                    categories: ("appointment" | "results" | "billing" | "care_coordination" | "prescription" | "referral" | "general" | "refill" | "prior_auth")[];
+                    /** Format: date-time */
+                    expires_at: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        id: string;
+                        agent_id: string;
+                        clinician_id: string;
+                        categories: string[];
+                        created_by: string;
+                        created_at: string;
+                        expires_at: string;
+                        revoked_at: string | null;
+                        revoked_by: string | null;
+                    };
+                };
+            };
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["BadRequestProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["UnauthorizedProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ForbiddenProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["NotFoundProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["UnprocessableContentProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+        };
+    };
+    revokeGrant: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        id: string;
+                        agent_id: string;
+                        clinician_id: string;
+                        categories: string[];
+                        created_by: string;
+                        created_at: string;
+                        expires_at: string;
+                        revoked_at: string | null;
+                        revoked_by: string | null;
+                    };
+                };
+            };
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["BadRequestProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["UnauthorizedProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["NotFoundProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage` */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ConflictProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+        };
+    };
+    getMailRetention: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        message_retention_days: number;
+                        minimum_days: number;
+                    };
+                };
+            };
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["UnauthorizedProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ForbiddenProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["NotFoundProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+        };
+    };
+    setMailRetention: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    message_retention_days: number;
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        message_retention_days: number;
+                        minimum_days: number;
+                    };
+                };
+            };
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["BadRequestProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["UnauthorizedProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ForbiddenProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["NotFoundProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["UnprocessableContentProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+        };
+    };
+    listMailLegalHolds: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        legal_holds: {
+                            id: string;
+                            /** @enum {string} */
+                            scope: "mailbox" | "thread" | "contact";
+                            mailbox_id?: string;
+                            thread_id?: string;
+                            /** @description the contact hash of the held address (the address itself is not kept) */
+                            contact_hash?: string;
+                            matter: string;
+                            created_by: string;
+                            created_at: string;
+                            released_by: string | null;
+                            released_at: string | null;
+                        }[];
+                    };
+                };
+            };
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["UnauthorizedProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ForbiddenProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["NotFoundProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+        };
+    };
+    placeMailLegalHold: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @enum {string} */
+                    scope: "mailbox";
+                    mailbox_id: string;
+                    /** @description matter or case reference; no PHI */
+                    matter: string;
+                } | {
+                    /** @enum {string} */
+                    scope: "thread";
+                    thread_id: string;
+                    /** @description matter or case reference; no PHI */
+                    matter: string;
+                } | {
+                    /** @enum {string} */
+                    scope: "contact";
+                    address: string;
+                    /** @description matter or case reference; no PHI */
+                    matter: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        id: string;
+                        /** @enum {string} */
+                        scope: "mailbox" | "thread" | "contact";
+                        mailbox_id?: string;
+                        thread_id?: string;
+                        /** @description the contact hash of the held address (the address itself is not kept) */
+                        contact_hash?: string;
+                        matter: string;
+                        created_by: string;
+                        created_at: string;
+                        released_by: string | null;
+                        released_at: string | null;
+                    };
+                };
+            };
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["BadRequestProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["UnauthorizedProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ForbiddenProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["NotFoundProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+        };
+    };
+    releaseMailLegalHold: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        id: string;
+                        /** @enum {string} */
+                        scope: "mailbox" | "thread" | "contact";
+                        mailbox_id?: string;
+                        thread_id?: string;
+                        /** @description the contact hash of the held address (the address itself is not kept) */
+                        contact_hash?: string;
+                        matter: string;
+                        created_by: string;
+                        created_at: string;
+                        released_by: string | null;
+                        released_at: string | null;
+                    };
+                };
+            };
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["BadRequestProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["UnauthorizedProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ForbiddenProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["NotFoundProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage` */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ConflictProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -7073,7 +7042,7 @@ export interface operations {
                     "application/json": components["schemas"]["DnsRecords"];
                 };
             };
-            /** @description Problem details; `code` is one of `unauthorized` */
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -7082,7 +7051,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7091,7 +7060,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ForbiddenProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool` */
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -7100,7 +7069,83 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+        };
+    };
+    getEmailReceipt: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": string;
+                };
+            };
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["BadRequestProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["UnauthorizedProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ForbiddenProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["NotFoundProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage` */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ConflictProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -7136,7 +7181,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -7145,7 +7190,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["BadRequestProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `unauthorized` */
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -7154,7 +7199,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7163,7 +7208,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ForbiddenProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool` */
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -7172,7 +7217,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large` */
+            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -7181,7 +7226,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnprocessableContentProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -7190,7 +7235,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing` */
+            /** @description Problem details; `code` is one of `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -7225,7 +7270,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -7234,7 +7279,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["BadRequestProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `unauthorized` */
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -7243,7 +7288,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7252,7 +7297,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ForbiddenProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool` */
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -7261,7 +7306,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -7307,7 +7352,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -7316,7 +7361,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["BadRequestProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `unauthorized` */
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -7325,7 +7370,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7334,7 +7379,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ForbiddenProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool` */
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -7343,7 +7388,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -7376,7 +7421,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -7385,7 +7430,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["BadRequestProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `unauthorized` */
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -7394,7 +7439,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7403,7 +7448,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ForbiddenProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool` */
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -7412,7 +7457,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -7456,7 +7501,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `unauthorized` */
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -7465,7 +7510,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool` */
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -7474,7 +7519,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -7508,7 +7553,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -7517,7 +7562,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["BadRequestProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `unauthorized` */
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -7526,7 +7571,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7535,7 +7580,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ForbiddenProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool` */
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -7544,7 +7589,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -7593,7 +7638,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -7602,7 +7647,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["BadRequestProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `unauthorized` */
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -7611,7 +7656,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7620,7 +7665,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ForbiddenProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large` */
+            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -7629,7 +7674,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnprocessableContentProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
             429: {
                 headers: {
                     [name: string]: unknown;
