@@ -25,7 +25,7 @@ const PHI_MESSAGE_KINDS = [
 
 const line = z
   .object({
-    id: z.string().regex(/^[dt]-\d{4}$/),
+    id: z.string().regex(/^[dteu]-\d{4}$/),
     kind: z.enum(PHI_MESSAGE_KINDS),
     hold: z.boolean(),
     part2: z.boolean(),
@@ -42,6 +42,9 @@ type Line = z.infer<typeof line>;
 const files = [
   { name: 'dev.jsonl', prefix: 'd' },
   { name: 'test.jsonl', prefix: 't' },
+  // The second parts, by a second writer who had seen neither the detector nor the first parts.
+  { name: 'dev2.jsonl', prefix: 'e' },
+  { name: 'test2.jsonl', prefix: 'u' },
 ];
 const MIN_LINES = 300;
 const MIN_PER_KIND = 25;
