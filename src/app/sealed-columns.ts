@@ -2,6 +2,7 @@ import type { SealedColumn } from '../kernel/crypto/sealed-columns.js';
 import { approvalAad, messageAad } from '../mail/message-store.js';
 import { outboxAad } from '../mail/outbound-pipeline.js';
 import { vaultAad } from '../vault/vault-repo.js';
+import { webhookSecretAad, webhookUrlAad } from '../webhooks/webhooks-repo.js';
 
 const messagePart = (part: 'content' | 'original' | 'raw'): SealedColumn => ({
   label: `message ${part}`,
@@ -65,5 +66,22 @@ export const SEALED_COLUMNS: SealedColumn[] = [
     columns: ['org_id', 'message_id'],
     // Same associated data as src/mail/outbound-pipeline.ts where the job is queued.
     aad: (r) => outboxAad(String(r.org_id), String(r.message_id), String(r.id)),
+  },
+  {
+    label: 'webhook endpoint URLs',
+    table: 'webhook_endpoints',
+    idColumn: 'id',
+    sealedColumn: 'url_sealed',
+    columns: ['org_id'],
+    // Same associated data as src/webhooks/webhooks-repo.ts webhookUrlAad.
+    aad: (r) => webhookUrlAad({ org_id: String(r.org_id), id: String(r.id) }),
+  },
+  {
+    label: 'webhook signing secrets',
+    table: 'webhook_secrets',
+    idColumn: 'id',
+    sealedColumn: 'secret_sealed',
+    columns: ['org_id', 'endpoint_id'],
+    aad: (r) => webhookSecretAad({ org_id: String(r.org_id), endpoint_id: String(r.endpoint_id), id: String(r.id) }),
   },
 ];

@@ -15,10 +15,12 @@ import type { MailModule } from '../mail/mail-module.js';
 import type { ConsentService } from '../phi/consent-service.js';
 import type { Store } from '../store/db.js';
 import type { VaultService } from '../vault/vault-service.js';
+import type { WebhooksModule } from '../webhooks/webhooks-module.js';
 import { auditRoutes } from './audit-routes.js';
 import { createAuthHook } from './auth.js';
 import { consentRoutes } from './consent-routes.js';
 import { dnsRoutes } from './dns-routes.js';
+import { eventRoutes } from './event-routes.js';
 import { approvalRoutes } from './approval-routes.js';
 import { identityRoutes } from './identity-routes.js';
 import { identityVerifyRoutes } from './identity-verify-routes.js';
@@ -28,6 +30,7 @@ import { errorHandler, sendProblem } from './problem.js';
 import { systemRoutes } from './system-routes.js';
 import { frameworkErrors, refuseUnsafeText } from './text-input-hook.js';
 import { vaultRoutes } from './vault-routes.js';
+import { webhookRoutes } from './webhook-routes.js';
 
 /**
  * Request ids: a random per-process prefix and a counter. Unique across
@@ -55,6 +58,7 @@ export type RestDeps = {
   mail: Pick<MailModule, 'mailboxes' | 'mail' | 'reader' | 'approvals' | 'identityVerifier' | 'dnsRecords'>;
   vault: VaultService;
   consent: ConsentService;
+  webhooks: Pick<WebhooksModule, 'webhooks' | 'events' | 'feed' | 'stream'>;
 };
 
 export type RestServerOptions = {
@@ -135,6 +139,8 @@ export const buildRestServer = async (c: RestDeps, { beside = [] }: RestServerOp
     await v1.register(vaultRoutes({ vault: c.vault }));
     await v1.register(consentRoutes({ consent: c.consent }));
     await v1.register(dnsRoutes({ dns: c.mail.dnsRecords }));
+    await v1.register(eventRoutes({ events: c.webhooks.events, feed: c.webhooks.feed, stream: c.webhooks.stream }));
+    await v1.register(webhookRoutes({ webhooks: c.webhooks.webhooks }));
   });
   return app as unknown as FastifyInstance;
 };

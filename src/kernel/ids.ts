@@ -17,6 +17,10 @@ export const ID_PREFIXES = {
   request: 'req',
   legalHold: 'lgh',
   auditPurge: 'pur',
+  webhook: 'whk',
+  webhookSecret: 'whs',
+  webhookDelivery: 'whd',
+  webhookAttempt: 'wha',
 } as const;
 
 export type IdKind = keyof typeof ID_PREFIXES;

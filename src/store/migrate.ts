@@ -13,6 +13,7 @@ import * as m0007 from './migrations/0007-inbound-mail.js';
 import * as m0009ApprovalsCategory from './migrations/0009-approvals-category.js';
 import * as m0010InboundTagsAndDmarc from './migrations/0010-inbound-tags-and-dmarc.js';
 import * as m0011DomainEvents from './migrations/0011-domain-events.js';
+import * as m0018Webhooks from './migrations/0018-webhooks.js';
 
 /** Migrations in order. Names are frozen once released; add, never edit. */
 export const MIGRATIONS: Record<string, Migration> = {
@@ -26,6 +27,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0009-approvals-category': m0009ApprovalsCategory,
   '0010-inbound-tags-and-dmarc': m0010InboundTagsAndDmarc,
   '0011-domain-events': m0011DomainEvents,
+  '0018-webhooks': m0018Webhooks,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };
