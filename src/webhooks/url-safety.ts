@@ -78,8 +78,14 @@ export const nonPublicReason = (address: string): string | null => {
   let family: 'ipv4' | 'ipv6' = net.isIPv4(a) ? 'ipv4' : 'ipv6';
   // ::ffff:a.b.c.d (IPv4-mapped) reaches the IPv4 address: judge it as one.
   const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(a);
+  // The WHATWG URL parser writes it in hex (::ffff:a00:1): the same address.
+  const hex = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(a);
   if (mapped) {
     a = mapped[1]!;
+    family = 'ipv4';
+  } else if (hex) {
+    const n = (Number.parseInt(hex[1]!, 16) << 16) | Number.parseInt(hex[2]!, 16);
+    a = [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
     family = 'ipv4';
   }
   if (!net.isIP(a)) return 'not_an_address';
