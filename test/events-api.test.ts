@@ -87,7 +87,11 @@ for (const dialect of testDialects()) {
         text: 'See you Tuesday',
       });
       expect(sent.status).toBe(202);
-      await t.call('POST', `/v1/mailboxes/${other.mailbox.id}/send`, other.agentKey, { to: ['x@elsewhere.example'], subject: 'Hi', text: 'Hello' });
+      await t.call('POST', `/v1/mailboxes/${other.mailbox.id}/send`, other.agentKey, {
+        to: ['x@elsewhere.example'],
+        subject: 'Hi',
+        text: 'Hello',
+      });
 
       // Ascending pages of 3 from the start: every event once, in seq order, and next_cursor always set.
       const all: { seq: number; id: string; type: string }[] = [];
@@ -174,7 +178,7 @@ for (const dialect of testDialects()) {
       expect(s3.res.status).toBe(200);
       const s4 = await openStream(`${base}/v1/events/stream`, t.adminKey);
       expect(s4.res.status).toBe(429);
-      expect((await s4.res.json()).code).toBe('too_many_streams');
+      expect(((await s4.res.json()) as { code: string }).code).toBe('too_many_streams');
       s2.close();
       s3.close();
       // A closed stream frees its slot.

@@ -12,7 +12,9 @@ import { waitFor } from './support/wait.js';
 /** Standard Webhooks, "Verifying": HMAC-SHA256 over `id.timestamp.body` with the base64 key after `whsec_`; written here, not taken from the package. */
 const independentSignatures = (secret: string, r: Received) => {
   const key = Buffer.from(secret.slice('whsec_'.length), 'base64');
-  const expected = createHmac('sha256', key).update(`${r.headers['webhook-id']}.${r.headers['webhook-timestamp']}.${r.body}`).digest('base64');
+  const expected = createHmac('sha256', key)
+    .update(`${r.headers['webhook-id']}.${r.headers['webhook-timestamp']}.${r.body}`)
+    .digest('base64');
   const given = r.headers['webhook-signature']!.split(' ').map((s) => s.split(',') as [string, string]);
   return { expected, given, matches: given.some(([v, s]) => v === 'v1' && s === expected) };
 };
@@ -88,7 +90,9 @@ for (const dialect of testDialects()) {
       expect(await waitFor(() => delivered('/ok', 'email.received').length >= 1, { timeoutMs: 10_000 })).toBe(true);
       const r = delivered('/ok', 'email.received')[0]!;
       // The issue asks for 2 s; measured, not asserted (tests never assert on time): see the report.
-      console.info(`email.received reached the receiver ${r.at - sentAt} ms after the SMTP send began, ${r.at - acceptedAt} ms after its 250`);
+      console.info(
+        `email.received reached the receiver ${r.at - sentAt} ms after the SMTP send began, ${r.at - acceptedAt} ms after its 250`,
+      );
 
       const event = JSON.parse(r.body);
       expect(event).toMatchObject({ type: 'email.received', org_id: t.orgId, mailbox_id: box.mailbox.id, data: { status: 'received' } });
@@ -205,7 +209,6 @@ for (const dialect of testDialects()) {
       expect(await waitFor(async () => (await attempts()).body.deliveries.length >= 1)).toBe(true);
       expect((await attempts()).body.deliveries[0]).toMatchObject({ outcome: 'failed', status_code: 302, error: 'redirect_refused (302)' });
       await t.call('DELETE', `/v1/webhooks/${made.body.id}`, t.adminKey);
-
     });
 
     it('disables an endpoint whose deliveries failed for a whole schedule, with webhook.disabled in the event log and the audit log, and replays after it is enabled', async () => {
@@ -222,11 +225,15 @@ for (const dialect of testDialects()) {
       // Replay: refused while disabled; after enabling, one event by id and every event since a time.
       const firstId = delivered('/down')[0]!.headers['webhook-id']!;
       expect((await t.call('POST', `/v1/webhooks/${made.body.id}/replay`, t.adminKey, { event_id: firstId })).status).toBe(422);
-      expect((await t.call('PATCH', `/v1/webhooks/${made.body.id}`, t.adminKey, { url: rx.url('/ok'), status: 'active' })).status).toBe(200);
+      expect((await t.call('PATCH', `/v1/webhooks/${made.body.id}`, t.adminKey, { url: rx.url('/ok'), status: 'active' })).status).toBe(
+        200,
+      );
       const one = await t.call('POST', `/v1/webhooks/${made.body.id}/replay`, t.adminKey, { event_id: firstId });
       expect(one.body).toMatchObject({ queued: 1, capped: false, last_event_id: firstId });
       expect(await waitFor(() => delivered('/ok').some((r) => r.headers['webhook-id'] === firstId))).toBe(true);
-      const since = await t.call('POST', `/v1/webhooks/${made.body.id}/replay`, t.adminKey, { since: new Date(Date.now() - 3600_000).toISOString() });
+      const since = await t.call('POST', `/v1/webhooks/${made.body.id}/replay`, t.adminKey, {
+        since: new Date(Date.now() - 3600_000).toISOString(),
+      });
       expect(since.status).toBe(200);
       // Every consent event of the last hour matches the filter.
       const consents = await t.call('GET', '/v1/events?types=consent.changed&limit=500', t.adminKey);

@@ -184,3 +184,15 @@ export const eventById = async (ex: Executor, orgId: string, id: string): Promis
   const r = await ex.selectFrom('domain_events').selectAll().where('org_id', '=', orgId).where('id', '=', id).executeTakeFirst();
   return r ? toEvent(r) : undefined;
 };
+
+/** Events by id (any organisation; the caller checks ownership), for a batch of claimed delivery jobs. */
+export const eventsByIds = async (ex: Executor, ids: readonly string[]): Promise<DomainEvent[]> =>
+  ids.length === 0
+    ? []
+    : (
+        await ex
+          .selectFrom('domain_events')
+          .selectAll()
+          .where('id', 'in', [...ids])
+          .execute()
+      ).map(toEvent);

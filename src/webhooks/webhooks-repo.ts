@@ -170,6 +170,32 @@ export const webhooksRepo = {
       ).numUpdatedRows,
     ) === 1,
 
+  /**
+   * Records many successful attempts of this worker at once (group commit of the common case); returns the
+   * ids it recorded (a job whose lease another worker took over is left to that worker).
+   */
+  recordDelivered: async (tx: Executor, workerId: string, ids: readonly string[], statusCode: number, at: string) =>
+    ids.length === 0
+      ? []
+      : (
+          await tx
+            .updateTable('webhook_deliveries')
+            .set({ status: 'done', last_status_code: statusCode, last_error: null, updated_at: at, lease_until: null, claimed_by: null })
+            .where('id', 'in', [...ids])
+            .where('status', '=', 'sending')
+            .where('claimed_by', '=', workerId)
+            .returning('id')
+            .execute()
+        ).map((r) => r.id),
+
+  insertAttempts: async (tx: Executor, rows: WebhookAttemptsTable[]) => {
+    for (let i = 0; i < rows.length; i += 500)
+      await tx
+        .insertInto('webhook_attempts')
+        .values(rows.slice(i, i + 500))
+        .execute();
+  },
+
   cancelPending: async (tx: Executor, endpointId: string, at: string) =>
     Number(
       (

@@ -8,7 +8,11 @@ export type Received = { path: string; headers: Record<string, string>; body: st
  * `answer(req, nth)` says (default 200). `nth` counts requests per webhook-id, from 1.
  */
 export const startReceiver = async (
-  answer: (r: { path: string; id: string; nth: number }) => { status: number; headers?: Record<string, string>; delayMs?: number } = () => ({
+  answer: (r: { path: string; id: string; nth: number }) => {
+    status: number;
+    headers?: Record<string, string>;
+    delayMs?: number;
+  } = () => ({
     status: 200,
   }),
 ) => {
