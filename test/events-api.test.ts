@@ -192,5 +192,30 @@ for (const dialect of testDialects()) {
       const bad = await openStream(`${base}/v1/events/stream`, t.adminKey, { 'last-event-id': 'evt_nope' });
       expect(bad.res.status).toBe(400);
     });
+
+    it('documents every event type with its data shape and every events and webhooks route with an operationId in the OpenAPI document', async () => {
+      const doc = (await t.call('GET', '/openapi.json', null)).body;
+      const ops = Object.values(doc.paths as Record<string, Record<string, { operationId?: string }>>).flatMap((m) =>
+        Object.values(m).map((o) => o.operationId),
+      );
+      for (const id of [
+        'listEvents',
+        'streamEvents',
+        'createWebhook',
+        'listWebhooks',
+        'getWebhook',
+        'updateWebhook',
+        'deleteWebhook',
+        'rotateWebhookSecret',
+        'replayWebhook',
+        'listWebhookDeliveries',
+      ])
+        expect(ops).toContain(id);
+      const type = doc.paths['/v1/events'].get.responses['200'].content['application/json'].schema.properties.events.items.properties.type;
+      for (const name of ['email.received', 'email.bounced', 'approval.decided', 'consent.changed', 'webhook.disabled']) {
+        expect(type.enum).toContain(name);
+        expect(type.description).toContain(`${name}: `);
+      }
+    });
   });
 }
