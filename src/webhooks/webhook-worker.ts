@@ -198,34 +198,41 @@ export const createWebhookWorker = (d: Deps) => {
    * second, reading and opening them per attempt would be most of the work. Secrets are kept with their
    * expiry and filtered at each attempt, so a rotation's overlap ends on time.
    */
-  type Cached = {
-    until: number;
-    ep: WebhookEndpointsTable | undefined;
-    url: string;
-    secrets: { secret: string; expires_at: string | null }[];
+  type Cached = { ep: WebhookEndpointsTable | undefined; url: string; secrets: { secret: string; expires_at: string | null }[] };
+  type Entry = { value: Promise<Cached>; until: number; refreshing: boolean };
+  const cache = new Map<string, Entry>();
+  const loadEndpoint = async (id: string): Promise<Cached> => {
+    const ep = await repo.endpointAnyOrg(d.db, id);
+    if (!ep) return { ep, url: '', secrets: [] };
+    const rows = await repo.liveSecrets(d.db, id, d.clock.now().toISOString());
+    return {
+      ep,
+      url: open(d.ring, ep.url_sealed, webhookUrlAad(ep)).toString('utf8'),
+      secrets: rows.map((s) => ({ secret: open(d.ring, s.secret_sealed, webhookSecretAad(s)).toString('utf8'), expires_at: s.expires_at })),
+    };
   };
-  const cache = new Map<string, Promise<Cached>>();
+  // Stale while revalidating: attempts in flight never all wait for one refresh; a change is seen within about a second.
   const endpointFor = (id: string): Promise<Cached> => {
     const hit = cache.get(id);
-    const nowMs = Date.now();
-    if (hit) return hit.then((c) => (c.until > nowMs ? c : (cache.delete(id), endpointFor(id))));
-    const p = (async (): Promise<Cached> => {
-      const ep = await repo.endpointAnyOrg(d.db, id);
-      if (!ep) return { until: nowMs + ENDPOINT_CACHE_MS, ep, url: '', secrets: [] };
-      const rows = await repo.liveSecrets(d.db, id, d.clock.now().toISOString());
-      return {
-        until: nowMs + ENDPOINT_CACHE_MS,
-        ep,
-        url: open(d.ring, ep.url_sealed, webhookUrlAad(ep)).toString('utf8'),
-        secrets: rows.map((s) => ({
-          secret: open(d.ring, s.secret_sealed, webhookSecretAad(s)).toString('utf8'),
-          expires_at: s.expires_at,
-        })),
-      };
-    })();
-    cache.set(id, p);
-    p.catch(() => cache.delete(id));
-    return p;
+    if (!hit) {
+      const entry: Entry = { value: loadEndpoint(id), until: Date.now() + ENDPOINT_CACHE_MS, refreshing: false };
+      cache.set(id, entry);
+      entry.value.catch(() => cache.get(id) === entry && cache.delete(id));
+      return entry.value;
+    }
+    if (hit.until <= Date.now() && !hit.refreshing) {
+      hit.refreshing = true;
+      const next = loadEndpoint(id);
+      next.then(
+        () => {
+          if (cache.get(id) === hit) cache.set(id, { value: next, until: Date.now() + ENDPOINT_CACHE_MS, refreshing: false });
+        },
+        () => {
+          if (cache.get(id) === hit) cache.delete(id);
+        },
+      );
+    }
+    return hit.value;
   };
 
   /** Writes one attempt: the delivery log row, the job's next state, the endpoint's counters, and an auto-disable. */
