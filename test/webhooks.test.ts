@@ -211,6 +211,38 @@ for (const dialect of testDialects()) {
       await t.call('DELETE', `/v1/webhooks/${made.body.id}`, t.adminKey);
     });
 
+    it('checks the address again at every attempt: a name that resolved publicly at creation and now answers 127.0.0.1 is refused, and nothing is sent', async () => {
+      const rebind = await createTestApp(dialect, {
+        env: { MAILWARD_WEBHOOK_RETRY_SCHEDULE: '1', MAILWARD_WEBHOOK_POLL_MS: '50' },
+        // A DNS rebinding: the first answer is public, later ones point at this machine.
+        hostLookup: async (host) => {
+          if (host !== 'rebind.example') throw new Error('ENOTFOUND');
+          return [{ address: answers.shift() ?? '127.0.0.1', family: 4 }];
+        },
+      });
+      const answers = ['93.184.215.14'];
+      try {
+        rebind.c.webhooks.worker.start();
+        const made = await rebind.call('POST', '/v1/webhooks', rebind.adminKey, {
+          url: `https://rebind.example:${rx.port}/rebound`,
+          event_types: ['consent.changed'],
+        });
+        expect(made.status).toBe(201);
+        await rebind.call('PUT', '/v1/contacts/rebind%40example.org/consent', rebind.adminKey, {
+          electronic: true,
+          categories: ['appointment'],
+          source: 'portal',
+        });
+        const log = () => rebind.call('GET', `/v1/webhooks/${made.body.id}/deliveries`, rebind.adminKey);
+        expect(await waitFor(async () => (await log()).body.deliveries.length >= 2, { timeoutMs: 15_000 })).toBe(true);
+        for (const a of (await log()).body.deliveries)
+          expect(a).toMatchObject({ outcome: 'refused', status_code: null, error: 'url_refused: loopback' });
+        expect(delivered('/rebound')).toEqual([]);
+      } finally {
+        await rebind.close();
+      }
+    });
+
     it('disables an endpoint whose deliveries failed for a whole schedule, with webhook.disabled in the event log and the audit log, and replays after it is enabled', async () => {
       const made = await create({ url: rx.url('/down'), event_types: ['consent.changed'] });
       await consentEvent(5);
