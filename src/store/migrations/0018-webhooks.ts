@@ -1,4 +1,4 @@
-import type { Kysely } from 'kysely';
+import { type Kysely, sql } from 'kysely';
 
 // biome-ignore lint/suspicious/noExplicitAny: migrations are frozen in time and must not depend on today's schema types
 type AnyDb = Kysely<any>;
@@ -60,7 +60,19 @@ export const up = async (db: AnyDb): Promise<void> => {
     .addColumn('created_at', 'text', (c) => c.notNull())
     .addColumn('updated_at', 'text', (c) => c.notNull())
     .execute();
-  await db.schema.createIndex('webhook_deliveries_due_idx').on('webhook_deliveries').columns(['status', 'next_attempt_at']).execute();
+  // The claim looks at waiting jobs and expired leases only: partial indexes keep it independent of the done ones.
+  await db.schema
+    .createIndex('webhook_deliveries_pending_idx')
+    .on('webhook_deliveries')
+    .column('next_attempt_at')
+    .where(sql.ref('status'), '=', sql.lit('pending'))
+    .execute();
+  await db.schema
+    .createIndex('webhook_deliveries_leased_idx')
+    .on('webhook_deliveries')
+    .column('lease_until')
+    .where(sql.ref('status'), '=', sql.lit('sending'))
+    .execute();
   await db.schema.createIndex('webhook_deliveries_endpoint_idx').on('webhook_deliveries').columns(['endpoint_id', 'event_seq']).execute();
   await db.schema
     .createTable('webhook_attempts')
