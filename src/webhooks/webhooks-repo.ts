@@ -117,33 +117,36 @@ export const webhooksRepo = {
         .execute();
   },
 
+  /**
+   * Claims up to `limit` due jobs: waiting ones first (read in index order: no sort of every waiting job),
+   * then jobs whose lease ran out (a dead worker's), each in one statement.
+   */
   claimDeliveries: async (db: Executor, dialect: Dialect, workerId: string, now: Date, leaseMs: number, limit: number) => {
     const at = now.toISOString();
-    let due = db
-      .selectFrom('webhook_deliveries')
-      .select('id')
-      .where((eb) =>
-        eb.or([
-          eb.and([eb('status', '=', 'pending'), eb('next_attempt_at', '<=', at)]),
-          eb.and([eb('status', '=', 'sending'), eb('lease_until', '<', at)]),
-        ]),
-      )
-      .orderBy('next_attempt_at')
-      .limit(limit);
-    if (dialect === 'postgres') due = due.forUpdate().skipLocked();
-    return db
-      .updateTable('webhook_deliveries')
-      .set({
-        status: 'sending',
-        claimed_by: workerId,
-        lease_until: new Date(now.getTime() + leaseMs).toISOString(),
-        attempts: sql<number>`attempts + 1`,
-        first_attempt_at: sql<string>`coalesce(first_attempt_at, ${at})`,
-        updated_at: at,
-      })
-      .where('id', 'in', due)
-      .returningAll()
-      .execute();
+    const take = async (kind: 'pending' | 'expired', n: number) => {
+      let due = db.selectFrom('webhook_deliveries').select('id');
+      due =
+        kind === 'pending'
+          ? due.where('status', '=', 'pending').where('next_attempt_at', '<=', at).orderBy('next_attempt_at')
+          : due.where('status', '=', 'sending').where('lease_until', '<', at).orderBy('lease_until');
+      due = due.limit(n);
+      if (dialect === 'postgres') due = due.forUpdate().skipLocked();
+      return db
+        .updateTable('webhook_deliveries')
+        .set({
+          status: 'sending',
+          claimed_by: workerId,
+          lease_until: new Date(now.getTime() + leaseMs).toISOString(),
+          attempts: sql<number>`attempts + 1`,
+          first_attempt_at: sql<string>`coalesce(first_attempt_at, ${at})`,
+          updated_at: at,
+        })
+        .where('id', 'in', due)
+        .returningAll()
+        .execute();
+    };
+    const jobs = await take('pending', limit);
+    return jobs.length < limit ? [...jobs, ...(await take('expired', limit - jobs.length))] : jobs;
   },
 
   renewLeases: async (db: Executor, dialect: Dialect, workerId: string, leaseUntil: string) => {
