@@ -174,6 +174,15 @@ for (const dialect of testDialects()) {
       expect(verifiesWith(newSecret, after)).toBe(true);
       expect(verifiesWith(oldSecret, after)).toBe(false);
       expect(independentSignatures(oldSecret, after).matches).toBe(false);
+
+      // A rotation without overlap right after a delivery (whatever this process had cached): only the newest secret signs.
+      const now0 = await t.call('POST', `/v1/webhooks/${made.body.id}/rotate-secret`, t.adminKey, { overlap_seconds: 0 });
+      await consentEvent(30);
+      expect(await waitFor(() => delivered('/rotate').length >= 3)).toBe(true);
+      const immediate = delivered('/rotate')[2]!;
+      expect(immediate.headers['webhook-signature']!.split(' ')).toHaveLength(1);
+      expect(verifiesWith(now0.body.secret, immediate)).toBe(true);
+      expect(verifiesWith(newSecret, immediate)).toBe(false);
       await t.call('DELETE', `/v1/webhooks/${made.body.id}`, t.adminKey);
     });
 

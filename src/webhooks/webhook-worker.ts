@@ -13,7 +13,7 @@ import { newId } from '../kernel/ids.js';
 import type { Logger } from '../kernel/log.js';
 import { createJobWorker } from '../queue/job-worker.js';
 import type { Db, Dialect, Tx } from '../store/db.js';
-import type { WebhookAttemptsTable, WebhookDeliveriesTable, WebhookEndpointsTable } from '../store/schema.js';
+import type { WebhookAttemptsTable, WebhookDeliveriesTable, WebhookEndpointsTable, WebhookSecretsTable } from '../store/schema.js';
 import { type CheckedUrl, checkWebhookUrl, type HostLookup } from './url-safety.js';
 import { type WebhookRetrySchedule, webhookRetryDelay } from './webhook-retry.js';
 import { signDelivery } from './webhook-signing.js';
@@ -37,8 +37,12 @@ type Deps = {
   pollMs: number;
 };
 
-/** A claimed delivery job with its event (read for the whole claim at once). */
-type Job = WebhookDeliveriesTable & { event?: DomainEvent | undefined };
+/** A claimed delivery job with its event, endpoint and live secrets (read fresh for the whole claim at once). */
+type Job = WebhookDeliveriesTable & {
+  event?: DomainEvent | undefined;
+  endpoint?: WebhookEndpointsTable | undefined;
+  secrets: WebhookSecretsTable[];
+};
 
 /** What one attempt came to: a status code, or an error class (never the response body). */
 type AttemptResult = { ok: boolean; status: number | null; error: string | null; refused: boolean; latencyMs: number };
@@ -57,9 +61,6 @@ const attemptRow = (job: WebhookDeliveriesTable, r: AttemptResult, at: string): 
   latency_ms: Math.round(r.latencyMs),
   error: r.error,
 });
-
-/** How long an endpoint's row, URL and secrets are reused between attempts (a change is seen within this). */
-const ENDPOINT_CACHE_MS = 1000;
 
 /** Events read per fan-out transaction. */
 const FANOUT_PAGE = 500;
@@ -193,46 +194,20 @@ export const createWebhookWorker = (d: Deps) => {
   };
 
   // --- delivery --------------------------------------------------------------------------------
-  /**
-   * An endpoint's row, opened URL and secrets, reused for ENDPOINT_CACHE_MS: at thousands of deliveries a
-   * second, reading and opening them per attempt would be most of the work. Secrets are kept with their
-   * expiry and filtered at each attempt, so a rotation's overlap ends on time.
+  /*
+   * Opened values are kept by their sealed text: a sealed URL or secret never changes (a new URL or a
+   * rotation writes new sealed text), so a hit is always right, while which secrets are live and whether
+   * the endpoint is active are read fresh with every claim.
    */
-  type Cached = { ep: WebhookEndpointsTable | undefined; url: string; secrets: { secret: string; expires_at: string | null }[] };
-  type Entry = { value: Promise<Cached>; until: number; refreshing: boolean };
-  const cache = new Map<string, Entry>();
-  const loadEndpoint = async (id: string): Promise<Cached> => {
-    const ep = await repo.endpointAnyOrg(d.db, id);
-    if (!ep) return { ep, url: '', secrets: [] };
-    const rows = await repo.liveSecrets(d.db, id, d.clock.now().toISOString());
-    return {
-      ep,
-      url: open(d.ring, ep.url_sealed, webhookUrlAad(ep)).toString('utf8'),
-      secrets: rows.map((s) => ({ secret: open(d.ring, s.secret_sealed, webhookSecretAad(s)).toString('utf8'), expires_at: s.expires_at })),
-    };
-  };
-  // Stale while revalidating: attempts in flight never all wait for one refresh; a change is seen within about a second.
-  const endpointFor = (id: string): Promise<Cached> => {
-    const hit = cache.get(id);
-    if (!hit) {
-      const entry: Entry = { value: loadEndpoint(id), until: Date.now() + ENDPOINT_CACHE_MS, refreshing: false };
-      cache.set(id, entry);
-      entry.value.catch(() => cache.get(id) === entry && cache.delete(id));
-      return entry.value;
+  const opened = new Map<string, string>();
+  const openOnce = (sealed: string, aad: string) => {
+    let v = opened.get(sealed);
+    if (v === undefined) {
+      v = open(d.ring, sealed, aad).toString('utf8');
+      if (opened.size > 10_000) opened.clear();
+      opened.set(sealed, v);
     }
-    if (hit.until <= Date.now() && !hit.refreshing) {
-      hit.refreshing = true;
-      const next = loadEndpoint(id);
-      next.then(
-        () => {
-          if (cache.get(id) === hit) cache.set(id, { value: next, until: Date.now() + ENDPOINT_CACHE_MS, refreshing: false });
-        },
-        () => {
-          if (cache.get(id) === hit) cache.delete(id);
-        },
-      );
-    }
-    return hit.value;
+    return v;
   };
 
   /** Writes one attempt: the delivery log row, the job's next state, the endpoint's counters, and an auto-disable. */
@@ -357,8 +332,7 @@ export const createWebhookWorker = (d: Deps) => {
     );
 
   const attempt = async (job: Job) => {
-    const cached = await endpointFor(job.endpoint_id);
-    const ep = cached.ep;
+    const ep = job.endpoint;
     if (ep?.status !== 'active' || ep.deleted_at) {
       await cancel(job);
       return;
@@ -373,10 +347,14 @@ export const createWebhookWorker = (d: Deps) => {
     let result: AttemptResult;
     try {
       // Checked again at every attempt: DNS may answer differently than when the endpoint was created.
-      const checked = await checkWebhookUrl(cached.url, d.allowHosts, d.lookup);
+      const checked = await checkWebhookUrl(openOnce(ep.url_sealed, webhookUrlAad(ep)), d.allowHosts, d.lookup);
       const body = JSON.stringify(event);
       const nowIso = nowDate.toISOString();
-      const live = cached.secrets.filter((x) => x.expires_at === null || x.expires_at > nowIso).map((x) => x.secret);
+      const live = job.secrets
+        .filter((x) => x.expires_at === null || x.expires_at > nowIso)
+        .map((x) => openOnce(x.secret_sealed, webhookSecretAad(x)));
+      // Never an unsigned delivery: an endpoint without a live secret fails closed.
+      if (live.length === 0) throw new Error('no live signing secret');
       const headers = signDelivery(live, event.id, nowDate, body);
       const res = await postWebhook(checked, headers, body, d.timeoutMs);
       const ok = res.status !== null && res.status >= 200 && res.status < 300;
@@ -406,9 +384,21 @@ export const createWebhookWorker = (d: Deps) => {
   // The claimed jobs' events in one query, not one per attempt.
   const claim = async (n: number, until: Date): Promise<Job[]> => {
     const jobs = await repo.claimDeliveries(d.db, d.dialect, workerId, d.clock.now(), until.getTime() - d.clock.now().getTime(), n);
-    if (jobs.length === 0) return jobs;
-    const byId = new Map((await eventsByIds(d.db, [...new Set(jobs.map((j) => j.event_id))])).map((e) => [e.id, e]));
-    return jobs.map((j) => ({ ...j, event: byId.get(j.event_id) }));
+    if (jobs.length === 0) return [];
+    const endpointIds = [...new Set(jobs.map((j) => j.endpoint_id))];
+    const [events, endpoints, secrets] = await Promise.all([
+      eventsByIds(d.db, [...new Set(jobs.map((j) => j.event_id))]),
+      repo.endpointsByIds(d.db, endpointIds),
+      repo.liveSecretsOf(d.db, endpointIds, d.clock.now().toISOString()),
+    ]);
+    const eventsById = new Map(events.map((e) => [e.id, e]));
+    const endpointById = new Map(endpoints.map((e) => [e.id, e]));
+    return jobs.map((j) => ({
+      ...j,
+      event: eventsById.get(j.event_id),
+      endpoint: endpointById.get(j.endpoint_id),
+      secrets: secrets.filter((s) => s.endpoint_id === j.endpoint_id),
+    }));
   };
 
   const worker = createJobWorker<Job>(

@@ -89,16 +89,26 @@ export const webhooksRepo = {
       .where('id', '=', id)
       .execute(),
 
-  /** Secrets valid at `at`, newest first. */
-  liveSecrets: (ex: Executor, endpointId: string, at: string) =>
-    ex
-      .selectFrom('webhook_secrets')
-      .selectAll()
-      .where('endpoint_id', '=', endpointId)
-      .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', at)]))
-      .orderBy('created_at', 'desc')
-      .orderBy('id', 'desc')
-      .execute(),
+  endpointsByIds: (ex: Executor, ids: readonly string[]) =>
+    ids.length === 0
+      ? Promise.resolve([])
+      : ex
+          .selectFrom('webhook_endpoints')
+          .selectAll()
+          .where('id', 'in', [...ids])
+          .execute(),
+  /** Secrets of these endpoints valid at `at`, newest first. */
+  liveSecretsOf: (ex: Executor, endpointIds: readonly string[], at: string) =>
+    endpointIds.length === 0
+      ? Promise.resolve([])
+      : ex
+          .selectFrom('webhook_secrets')
+          .selectAll()
+          .where('endpoint_id', 'in', [...endpointIds])
+          .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', at)]))
+          .orderBy('created_at', 'desc')
+          .orderBy('id', 'desc')
+          .execute(),
   /** Ends every live secret of an endpoint at `until` (a rotation's overlap; `until` = now ends them at once). */
   expireSecrets: (tx: Executor, endpointId: string, until: string) =>
     tx
