@@ -10,7 +10,7 @@ const src = path.resolve(import.meta.dirname, '..', 'src');
 // A folder missing from this table fails the test: a new folder must be placed in a layer.
 const KERNEL = ['kernel'];
 const STORE = ['store', ...KERNEL];
-const SERVICES = ['identity', 'accounts', 'vault', 'mail', 'inbound', 'oversight', 'phi', 'queue', 'compliance'];
+const SERVICES = ['identity', 'accounts', 'vault', 'mail', 'inbound', 'oversight', 'phi', 'queue', 'compliance', 'webhooks'];
 const BELOW_ADAPTERS = [...SERVICES, 'audit', 'events', ...STORE];
 const ADAPTERS = ['http', 'mcp', 'smtp', 'web'];
 
@@ -34,6 +34,8 @@ const ALLOWED: Record<string, string[]> = {
   phi: BELOW_ADAPTERS,
   // Reading audit for people (viewer, proofs, legal holds; disclosures and breach scope next): above audit.
   compliance: BELOW_ADAPTERS,
+  // Events out: the events API, webhook endpoints, fan-out and delivery (a domain service over the event log and the job worker).
+  webhooks: BELOW_ADAPTERS,
   // REST and MCP are mounted side by side from app: neither imports the other.
   http: BELOW_ADAPTERS,
   mcp: BELOW_ADAPTERS,

@@ -1,6 +1,7 @@
 import { parseWitnesses, type Witness } from '../audit/witness-client.js';
 import path from 'node:path';
 import { z } from 'zod';
+import type { WebhooksConfig } from '../webhooks/webhooks-config.js';
 
 const port = z.coerce.number().int().min(0).max(65535);
 const bool = z.enum(['true', 'false', '1', '0', 'yes', 'no']).transform((v) => v === 'true' || v === '1' || v === 'yes');
@@ -129,6 +130,21 @@ export const envSchema = z.object({
   // listed so they are known settings.
   MAILWARD_ADDR: z.string().min(1).optional(),
   MAILWARD_API_KEY: z.string().min(1).optional(),
+  // Events out (webhooks, the event stream). Allow-listed host:port pairs skip the SSRF address rules and may use http.
+  MAILWARD_WEBHOOK_ALLOW_HOSTS: z
+    .string()
+    .regex(/^\s*[^\s,:]+:\d{1,5}\s*(,\s*[^\s,:]+:\d{1,5}\s*)*$/, 'must be comma-separated host:port entries')
+    .optional(),
+  MAILWARD_WEBHOOK_RETRY_SCHEDULE: z
+    .string()
+    .regex(/^\d+(,\d+)*$/, 'must be comma-separated seconds, e.g. 5,300,1800')
+    .optional(),
+  MAILWARD_WEBHOOK_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(32),
+  MAILWARD_WEBHOOK_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(10_000),
+  MAILWARD_WEBHOOK_LEASE_SECONDS: z.coerce.number().int().min(1).max(3600).default(60),
+  MAILWARD_WEBHOOK_POLL_MS: z.coerce.number().int().min(10).max(60_000).default(1000),
+  MAILWARD_SSE_HEARTBEAT_MS: z.coerce.number().int().min(10).max(300_000).default(15_000),
+  MAILWARD_SSE_MAX_STREAMS_PER_KEY: z.coerce.number().int().min(1).max(1000).default(5),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -170,6 +186,8 @@ export type Config = {
     /** Worker threads for DKIM/JWS signing (default 1); 0 signs on the event loop. */
     signingThreads: number;
   };
+  /** Events out: webhooks and the event stream (src/webhooks/webhooks-config.ts). */
+  webhooks: WebhooksConfig;
   /** Inbound SMTP listener. */
   inbound: {
     tlsKeyFile: string | undefined;
@@ -261,6 +279,19 @@ export const loadConfig = (env: NodeJS.ProcessEnv = process.env): Config => {
       pollMs: e.MAILWARD_DELIVERY_POLL_MS,
       leaseSeconds: e.MAILWARD_DELIVERY_LEASE_SECONDS,
       signingThreads: e.MAILWARD_SIGNING_THREADS,
+    },
+    webhooks: {
+      allowHosts: (e.MAILWARD_WEBHOOK_ALLOW_HOSTS ?? '')
+        .split(',')
+        .map((h) => h.trim().toLowerCase())
+        .filter(Boolean),
+      retryScheduleSeconds: e.MAILWARD_WEBHOOK_RETRY_SCHEDULE?.split(',').map(Number),
+      concurrency: e.MAILWARD_WEBHOOK_CONCURRENCY,
+      timeoutMs: e.MAILWARD_WEBHOOK_TIMEOUT_MS,
+      leaseSeconds: e.MAILWARD_WEBHOOK_LEASE_SECONDS,
+      pollMs: e.MAILWARD_WEBHOOK_POLL_MS,
+      sseHeartbeatMs: e.MAILWARD_SSE_HEARTBEAT_MS,
+      sseMaxPerKey: e.MAILWARD_SSE_MAX_STREAMS_PER_KEY,
     },
     inbound: {
       tlsKeyFile: e.MAILWARD_SMTP_TLS_KEY_FILE,

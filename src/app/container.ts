@@ -21,7 +21,7 @@ import { createLogger, type Logger } from '../kernel/log.js';
 import { ensurePrivateDir } from '../kernel/private-files.js';
 import { openStore, type Store } from '../store/db.js';
 import { createInboundModule } from '../inbound/inbound-module.js';
-import type { DnsLookups } from '../mail/dns-overrides.js';
+import { type DnsLookups, loadDnsOverrides } from '../mail/dns-overrides.js';
 import { createMailModule } from '../mail/mail-module.js';
 import { createMetrics } from '../http/metrics.js';
 import { createConsentService } from '../phi/consent-service.js';
@@ -29,6 +29,8 @@ import { loadPhiModel } from '../phi/phi-model.js';
 import { migrateToLatest } from '../store/migrate.js';
 import { createVaultRepo } from '../vault/vault-repo.js';
 import { createVaultService } from '../vault/vault-service.js';
+import { type HostLookup, overridingLookup } from '../webhooks/url-safety.js';
+import { createWebhooksModule } from '../webhooks/webhooks-module.js';
 import type { Config } from './config.js';
 import { initOrganization, type InitInput } from './init.js';
 import { createOpsSnapshot } from './ops-metrics.js';
@@ -44,6 +46,8 @@ export type ContainerOptions = {
   store?: Store;
   /** DNS look-ups of outbound delivery (tests inject fakes); node:dns by default. */
   dns?: DnsLookups;
+  /** Address look-ups of webhook hosts (tests inject fakes); MAILWARD_DNS_OVERRIDES A/AAAA, then node:dns. */
+  hostLookup?: HostLookup;
 };
 
 /**
@@ -203,6 +207,19 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
     }),
   );
 
+  // Events out: the events API, webhooks and the stream, over the same event feed as mail.
+  const webhooks = createWebhooksModule({
+    config: config.webhooks,
+    store,
+    ring,
+    clock,
+    logger,
+    audit,
+    guard,
+    feed: mail.events,
+    lookup: opts.hostLookup ?? overridingLookup(loadDnsOverrides(config.dnsOverridesFile)),
+  });
+
   const init = (input: InitInput, o: { onlyIfEmpty?: boolean } = {}) => initOrganization({ db, ring, clock, audit }, input, o);
 
   return {
@@ -227,8 +244,10 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
     consent,
     metrics,
     accounts,
+    webhooks,
     init,
     close: async () => {
+      await webhooks.worker.stop();
       await mail.delivery.stop();
       await mail.signer.close();
       await inbound.close();

@@ -5,6 +5,7 @@ import { humanTotpAad } from '../accounts/accounts-service.js';
 import { ssoSecretAad } from '../accounts/sso-service.js';
 import { outboxAad } from '../mail/outbound-pipeline.js';
 import { vaultAad } from '../vault/vault-repo.js';
+import { webhookSecretAad, webhookUrlAad } from '../webhooks/webhooks-repo.js';
 
 const messagePart = (part: 'content' | 'original' | 'raw'): SealedColumn => ({
   label: `message ${part}`,
@@ -84,5 +85,22 @@ export const SEALED_COLUMNS: SealedColumn[] = [
     sealedColumn: 'client_secret_sealed',
     columns: [],
     aad: (r) => ssoSecretAad(String(r.org_id)),
+  },
+  {
+    label: 'webhook endpoint URLs',
+    table: 'webhook_endpoints',
+    idColumn: 'id',
+    sealedColumn: 'url_sealed',
+    columns: ['org_id'],
+    // Same associated data as src/webhooks/webhooks-repo.ts webhookUrlAad.
+    aad: (r) => webhookUrlAad({ org_id: String(r.org_id), id: String(r.id) }),
+  },
+  {
+    label: 'webhook signing secrets',
+    table: 'webhook_secrets',
+    idColumn: 'id',
+    sealedColumn: 'secret_sealed',
+    columns: ['org_id', 'endpoint_id'],
+    aad: (r) => webhookSecretAad({ org_id: String(r.org_id), endpoint_id: String(r.endpoint_id), id: String(r.id) }),
   },
 ];

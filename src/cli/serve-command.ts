@@ -75,6 +75,8 @@ export const registerServe = (program: Command) =>
         }
         // Outbound delivery runs in this process; c.close() stops it. Several processes may share one store.
         c.mail.delivery.start();
+        // Webhook fan-out and delivery run here too (src/webhooks/webhook-worker.ts); c.close() stops them.
+        c.webhooks.worker.start();
         c.logger.info(
           {
             http: url,

@@ -20,6 +20,9 @@ export const DOMAIN_EVENT_TYPES = {
   'email.cancelled': 'the sender cancelled a message before it was handed to SMTP',
   'approval.opened': 'an approval was opened (data: direction, reasons)',
   'approval.decided': 'an approval was decided (data: outcome: approved, rejected, expired, cancelled, released, withheld)',
+  'consent.changed': "a contact's consent was recorded (data: contact_hash, electronic, categories, version; never the address)",
+  'webhook.disabled':
+    'a webhook endpoint was disabled after its deliveries failed for a whole retry schedule (data: webhook_id, reason, failures)',
 } as const;
 
 export type DomainEventType = keyof typeof DOMAIN_EVENT_TYPES;

@@ -130,3 +130,69 @@ export const headSeq = async (ex: Executor, orgId: string): Promise<number> => {
   const r = await ex.selectFrom('event_heads').select('seq').where('org_id', '=', orgId).executeTakeFirst();
   return r ? Number(r.seq) : 0;
 };
+
+export type EventPageQuery = {
+  orgId: string;
+  order: 'asc' | 'desc';
+  /** asc: events after this seq; desc: events before it (undefined: from the start or the head). */
+  cursor?: number;
+  /** Only events that occurred at or after this ISO time. */
+  since?: string;
+  limit: number;
+  types?: readonly string[];
+  mailboxIds?: readonly string[];
+  /** asc only: never past this seq (a replay stops at what the dispatcher already fanned out). */
+  upTo?: number;
+};
+
+const toEvent = (r: {
+  id: string;
+  seq: number;
+  type: string;
+  occurred_at: string;
+  org_id: string;
+  mailbox_id: string | null;
+  email_id: string | null;
+  approval_id: string | null;
+  data: string;
+}): DomainEvent => ({
+  id: r.id,
+  seq: Number(r.seq),
+  type: r.type as DomainEventType,
+  occurred_at: r.occurred_at,
+  org_id: r.org_id,
+  mailbox_id: r.mailbox_id,
+  email_id: r.email_id,
+  approval_id: r.approval_id,
+  data: JSON.parse(r.data) as Record<string, unknown>,
+});
+
+/** A page of an organisation's events in either order, keyed by `seq` (the events API and replays). */
+export const pageEvents = async (ex: Executor, q: EventPageQuery): Promise<DomainEvent[]> => {
+  let query = ex.selectFrom('domain_events').selectAll().where('org_id', '=', q.orgId);
+  if (q.cursor !== undefined) query = query.where('seq', q.order === 'asc' ? '>' : '<', q.cursor);
+  if (q.upTo !== undefined) query = query.where('seq', '<=', q.upTo);
+  if (q.since) query = query.where('occurred_at', '>=', q.since);
+  if (q.types?.length) query = query.where('type', 'in', [...q.types]);
+  if (q.mailboxIds?.length) query = query.where('mailbox_id', 'in', [...q.mailboxIds]);
+  const rows = await query.orderBy('seq', q.order).limit(q.limit).execute();
+  return rows.map(toEvent);
+};
+
+/** One event of an organisation by its id (evt_...), or undefined. */
+export const eventById = async (ex: Executor, orgId: string, id: string): Promise<DomainEvent | undefined> => {
+  const r = await ex.selectFrom('domain_events').selectAll().where('org_id', '=', orgId).where('id', '=', id).executeTakeFirst();
+  return r ? toEvent(r) : undefined;
+};
+
+/** Events by id (any organisation; the caller checks ownership), for a batch of claimed delivery jobs. */
+export const eventsByIds = async (ex: Executor, ids: readonly string[]): Promise<DomainEvent[]> =>
+  ids.length === 0
+    ? []
+    : (
+        await ex
+          .selectFrom('domain_events')
+          .selectAll()
+          .where('id', 'in', [...ids])
+          .execute()
+      ).map(toEvent);

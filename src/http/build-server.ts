@@ -22,10 +22,12 @@ import type { ConsentService } from '../phi/consent-service.js';
 import type { Store } from '../store/db.js';
 import type { VaultService } from '../vault/vault-service.js';
 import { accountsRoutes } from './accounts-routes.js';
+import type { WebhooksModule } from '../webhooks/webhooks-module.js';
 import { auditRoutes } from './audit-routes.js';
 import { createAuthHook } from './auth.js';
 import { consentRoutes } from './consent-routes.js';
 import { dnsRoutes } from './dns-routes.js';
+import { eventRoutes } from './event-routes.js';
 import { approvalRoutes } from './approval-routes.js';
 import { identityRoutes } from './identity-routes.js';
 import { identityVerifyRoutes } from './identity-verify-routes.js';
@@ -38,6 +40,7 @@ import { publicReceiptRoutes, receiptRoutes } from './receipt-routes.js';
 import type { KeyDirectoryService } from '../identity/key-directory.js';
 import { frameworkErrors, refuseUnsafeText } from './text-input-hook.js';
 import { vaultRoutes } from './vault-routes.js';
+import { webhookRoutes } from './webhook-routes.js';
 
 /**
  * Request ids: a random per-process prefix and a counter. Unique across
@@ -73,6 +76,7 @@ export type RestDeps = {
   /** The registry `app/` made for the whole process (domain metrics included); a fresh HTTP-only one when absent. */
   metrics?: HttpMetrics;
   accounts: Pick<AccountsModule, 'accounts' | 'sso' | 'config'>;
+  webhooks: Pick<WebhooksModule, 'webhooks' | 'events' | 'feed' | 'stream'>;
 };
 
 export type RestServerOptions = {
@@ -179,6 +183,8 @@ export const buildRestServer = async (c: RestDeps, { beside = [] }: RestServerOp
     await v1.register(dnsRoutes({ dns: c.mail.dnsRecords }));
     await v1.register(receiptRoutes({ reader: c.mail.reader, receipts: c.auditLog.receipts }));
     await v1.register(accountsRoutes({ accounts: c.accounts }));
+    await v1.register(eventRoutes({ events: c.webhooks.events, feed: c.webhooks.feed, stream: c.webhooks.stream }));
+    await v1.register(webhookRoutes({ webhooks: c.webhooks.webhooks }));
   });
   return app as unknown as FastifyInstance;
 };

@@ -22,6 +22,10 @@ export const ID_PREFIXES = {
   invitation: 'inv',
   recoveryCode: 'rcv',
   grant: 'gnt',
+  webhook: 'whk',
+  webhookSecret: 'whs',
+  webhookDelivery: 'whd',
+  webhookAttempt: 'wha',
 } as const;
 
 export type IdKind = keyof typeof ID_PREFIXES;

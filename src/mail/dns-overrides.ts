@@ -6,6 +6,9 @@ import { AppError } from '../kernel/errors.js';
 export type DnsOverrides = {
   TXT?: Record<string, string[]>;
   MX?: Record<string, { exchange: string; priority: number }[]>;
+  /** Address answers (webhook receivers' hosts, checked against the SSRF rules like real answers). */
+  A?: Record<string, string[]>;
+  AAAA?: Record<string, string[]>;
 };
 
 export const loadDnsOverrides = (file: string | undefined): DnsOverrides => {

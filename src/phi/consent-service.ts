@@ -1,3 +1,4 @@
+import { appendEvent } from '../events/events-log.js';
 import type { Guard, Target } from '../identity/guard.js';
 import { hasRole, hasScope, type RequestContext } from '../identity/principal.js';
 import type { Clock } from '../kernel/clock.js';
@@ -182,6 +183,13 @@ export const createConsentService = ({ db, guard, clock }: Deps) => {
         recorded_at: values.recorded_at,
         version: values.version,
         previous: prev ? { electronic: prev.electronic === 1, categories: JSON.parse(prev.categories) } : null,
+      });
+      // The event log carries the address's hash, never the address (45 CFR 164.502(b), minimum necessary).
+      await appendEvent(tx, {
+        orgId,
+        type: 'consent.changed',
+        at: now.toISOString(),
+        data: { contact_hash: hash, electronic: body.electronic, categories, version: values.version },
       });
       return toOut(email, { org_id: orgId, address_hash: hash, ...values });
     });

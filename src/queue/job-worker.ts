@@ -116,8 +116,12 @@ export const createJobWorker = <J>(queue: JobQueue<J>, o: JobWorkerOptions) => {
   };
   let renewTimer: NodeJS.Timeout | null = null;
 
+  // Kicks counted, so one that arrives while a claim is running is not undone by that claim's "nothing due"
+  // (the claim may have read before the kicking commit): the loop claims once more.
+  let kicks = 0;
   /** Wakes the loop at once (after a commit that queued work). */
   const kick = () => {
+    kicks++;
     drained = false;
     notify();
   };
@@ -136,8 +140,9 @@ export const createJobWorker = <J>(queue: JobQueue<J>, o: JobWorkerOptions) => {
           await sweepIfDue(false);
           const free = o.concurrency - inFlight.size;
           if (!drained && free > 0 && (free >= chunk || inFlight.size === 0)) {
+            const seen = kicks;
             const jobs = await claim(free);
-            drained = jobs.length < free;
+            drained = jobs.length < free && kicks === seen;
             for (const j of jobs) track(j);
             if (jobs.length > 0) continue;
           }

@@ -17,6 +17,7 @@ import * as m0012MessageRetention from './migrations/0012-message-retention.js';
 import * as m0013HumanSignIn from './migrations/0013-human-sign-in.js';
 import * as m0014ApprovalSignatures from './migrations/0014-approval-signatures.js';
 import * as m0015WitnessCosignatures from './migrations/0015-witness-cosignatures.js';
+import * as m0018Webhooks from './migrations/0018-webhooks.js';
 import * as m0020RevisionsPart2 from './migrations/0020-revisions-part2-consent-policy.js';
 import * as m0024OnBehalfOf from './migrations/0024-on-behalf-of.js';
 
@@ -36,6 +37,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0013-human-sign-in': m0013HumanSignIn,
   '0014-approval-signatures': m0014ApprovalSignatures,
   '0015-witness-cosignatures': m0015WitnessCosignatures,
+  '0018-webhooks': m0018Webhooks,
   '0020-revisions-part2-consent-policy': m0020RevisionsPart2,
   '0024-on-behalf-of': m0024OnBehalfOf,
 };

@@ -333,6 +333,10 @@ export type Database = {
   auth_challenges: AuthChallengesTable;
   signin_throttles: SigninThrottlesTable;
   sso_configs: SsoConfigsTable;
+  webhook_endpoints: WebhookEndpointsTable;
+  webhook_secrets: WebhookSecretsTable;
+  webhook_deliveries: WebhookDeliveriesTable;
+  webhook_attempts: WebhookAttemptsTable;
 };
 
 /** The last domain-event number given out per organisation (migration 0011). */
@@ -473,4 +477,71 @@ export type GrantsTable = {
   expires_at: string;
   revoked_at: string | null;
   revoked_by: string | null;
+};
+
+/** A webhook receiver of an organisation (migration 0018). `url_sealed`: the URL, sealed (it may carry a token). */
+export type WebhookEndpointsTable = {
+  id: string;
+  org_id: string;
+  url_sealed: string;
+  description: string;
+  /** JSON array of event types; [] means every type. */
+  event_types: string;
+  /** JSON array of mailbox ids; [] means every mailbox. */
+  mailbox_ids: string;
+  status: 'active' | 'disabled';
+  disabled_reason: string | null;
+  /** The last event `seq` of the organisation's log this endpoint's dispatcher has fanned out. */
+  cursor: number;
+  last_success_at: string | null;
+  last_failure_at: string | null;
+  consecutive_failures: number;
+  created_at: string;
+  updated_at: string;
+  deleted_at: string | null;
+};
+
+/** A signing secret of an endpoint (sealed); live while `expires_at` is null or in the future (migration 0018). */
+export type WebhookSecretsTable = {
+  id: string;
+  endpoint_id: string;
+  org_id: string;
+  secret_sealed: string;
+  created_at: string;
+  expires_at: string | null;
+};
+
+/** One delivery job: an event for an endpoint (migration 0018). */
+export type WebhookDeliveriesTable = {
+  id: string;
+  org_id: string;
+  endpoint_id: string;
+  event_id: string;
+  event_seq: number;
+  is_replay: number;
+  status: 'pending' | 'sending' | 'done' | 'failed' | 'cancelled';
+  attempts: number;
+  next_attempt_at: string;
+  first_attempt_at: string | null;
+  lease_until: string | null;
+  claimed_by: string | null;
+  last_status_code: number | null;
+  last_error: string | null;
+  created_at: string;
+  updated_at: string;
+};
+
+/** The delivery log: one row per attempt, never the response body (migration 0018). */
+export type WebhookAttemptsTable = {
+  id: string;
+  org_id: string;
+  endpoint_id: string;
+  delivery_id: string;
+  event_id: string;
+  attempt: number;
+  at: string;
+  outcome: 'delivered' | 'failed' | 'refused';
+  status_code: number | null;
+  latency_ms: number;
+  error: string | null;
 };

@@ -5,6 +5,7 @@ import { buildServer } from '../../src/app/http-server.js';
 import type { Clock } from '../../src/kernel/clock.js';
 import { createLogger } from '../../src/kernel/log.js';
 import type { Dialect } from '../../src/store/db.js';
+import type { HostLookup } from '../../src/webhooks/url-safety.js';
 import { freshDatabase } from './dialects.js';
 
 export type TestApp = {
@@ -30,12 +31,17 @@ export type TestApp = {
 /** A fully wired Mailward on a fresh store of `dialect`, initialised with one organisation. */
 export const createTestApp = async (
   dialect: Dialect,
-  opts: { env?: Record<string, string>; clock?: Clock; domain?: string } = {},
+  opts: { env?: Record<string, string>; clock?: Clock; domain?: string; hostLookup?: HostLookup } = {},
 ): Promise<TestApp> => {
   const db = await freshDatabase(dialect);
   const env = { ...db.env, MAILWARD_LOG_LEVEL: 'silent', ...opts.env };
   const config = loadConfig(env);
-  const c = await createContainer(config, { createMasterKey: true, clock: opts.clock, logger: createLogger({ level: 'silent' }) });
+  const c = await createContainer(config, {
+    createMasterKey: true,
+    clock: opts.clock,
+    logger: createLogger({ level: 'silent' }),
+    ...(opts.hostLookup ? { hostLookup: opts.hostLookup } : {}),
+  });
   const domain = opts.domain ?? 'hospital.example';
   const init = await c.init({ orgName: 'General Hospital', domain });
   if (!init) throw new Error('init returned nothing');

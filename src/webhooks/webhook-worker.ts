@@ -1,0 +1,444 @@
+import { randomUUID } from 'node:crypto';
+import http from 'node:http';
+import https from 'node:https';
+import type { AuditService } from '../audit/audit-service.js';
+import type { EventFeed } from '../events/event-feed.js';
+import { appendEvent, type DomainEvent, eventById, eventsByIds, readEvents } from '../events/events-log.js';
+import { systemActor } from '../identity/principal.js';
+import type { Clock } from '../kernel/clock.js';
+import { open } from '../kernel/crypto/envelope.js';
+import type { KeyRing } from '../kernel/crypto/keyring.js';
+import { isAppError } from '../kernel/errors.js';
+import { newId } from '../kernel/ids.js';
+import type { Logger } from '../kernel/log.js';
+import { createJobWorker } from '../queue/job-worker.js';
+import type { Db, Dialect, Tx } from '../store/db.js';
+import type { WebhookAttemptsTable, WebhookDeliveriesTable, WebhookEndpointsTable, WebhookSecretsTable } from '../store/schema.js';
+import { type CheckedUrl, checkWebhookUrl, type HostLookup } from './url-safety.js';
+import { type WebhookRetrySchedule, webhookRetryDelay } from './webhook-retry.js';
+import { signDelivery } from './webhook-signing.js';
+import { webhookSecretAad, webhookUrlAad, webhooksRepo as repo } from './webhooks-repo.js';
+import { deliveryRow } from './webhooks-service.js';
+
+type Deps = {
+  db: Db;
+  dialect: Dialect;
+  ring: KeyRing;
+  clock: Clock;
+  audit: Pick<AuditService, 'record'>;
+  logger: Logger;
+  feed: Pick<EventFeed, 'subscribe'>;
+  lookup: HostLookup;
+  allowHosts: readonly string[];
+  schedule: WebhookRetrySchedule;
+  concurrency: number;
+  timeoutMs: number;
+  leaseMs: number;
+  pollMs: number;
+};
+
+/** A claimed delivery job with its event, endpoint and live secrets (read fresh for the whole claim at once). */
+type Job = WebhookDeliveriesTable & {
+  event?: DomainEvent | undefined;
+  endpoint?: WebhookEndpointsTable | undefined;
+  secrets: WebhookSecretsTable[];
+};
+
+/** What one attempt came to: a status code, or an error class (never the response body). */
+type AttemptResult = { ok: boolean; status: number | null; error: string | null; refused: boolean; latencyMs: number };
+
+/** One row of the delivery log. */
+const attemptRow = (job: WebhookDeliveriesTable, r: AttemptResult, at: string): WebhookAttemptsTable => ({
+  id: newId('webhookAttempt'),
+  org_id: job.org_id,
+  endpoint_id: job.endpoint_id,
+  delivery_id: job.id,
+  event_id: job.event_id,
+  attempt: Number(job.attempts),
+  at,
+  outcome: r.ok ? 'delivered' : r.refused ? 'refused' : 'failed',
+  status_code: r.status,
+  latency_ms: Math.round(r.latencyMs),
+  error: r.error,
+});
+
+/** Events read per fan-out transaction. */
+const FANOUT_PAGE = 500;
+
+/**
+ * Keep-alive agents for receivers; the address each request connects to is the one checked against the
+ * SSRF rules (the `lookup` option answers with it: no second DNS look-up between check and connect).
+ */
+const httpAgent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+const httpsAgent = new https.Agent({ keepAlive: true, maxSockets: 64 });
+
+/**
+ * POSTs one signed body. Redirects are never followed: a 3xx is a failed attempt (its Location could
+ * name an address the rules refuse). The response body is read and dropped, never stored or logged.
+ */
+export const postWebhook = (target: CheckedUrl, headers: Record<string, string>, body: string, timeoutMs: number) =>
+  new Promise<{ status: number | null; error: string | null }>((resolve) => {
+    const { url, address } = target;
+    const isHttps = url.protocol === 'https:';
+    const options: https.RequestOptions = {
+      method: 'POST',
+      host: url.hostname.replace(/^\[|\]$/g, ''),
+      port: Number(url.port || (isHttps ? 443 : 80)),
+      path: `${url.pathname}${url.search}`,
+      agent: isHttps ? httpsAgent : httpAgent,
+      // Pinned: connect to the checked address whatever DNS says now (TLS still verifies the host name).
+      lookup: ((_h: string, o: { all?: boolean }, cb: (...a: unknown[]) => void) =>
+        o?.all ? cb(null, [{ address: address.address, family: address.family }]) : cb(null, address.address, address.family)) as never,
+      headers: {
+        'content-type': 'application/json',
+        'content-length': String(Buffer.byteLength(body)),
+        'user-agent': 'Mailward-Webhooks/1',
+        ...headers,
+      },
+      timeout: timeoutMs,
+    };
+    const onResponse = (res: http.IncomingMessage) => {
+      res.resume();
+      res.on('end', () => resolve({ status: res.statusCode ?? null, error: null }));
+      res.on('error', () => resolve({ status: res.statusCode ?? null, error: 'response_error' }));
+    };
+    const req = isHttps ? https.request(options, onResponse) : http.request(options, onResponse);
+    const timer = setTimeout(() => req.destroy(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })), timeoutMs);
+    req.on('close', () => clearTimeout(timer));
+    req.on('timeout', () => req.destroy(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })));
+    req.on('error', (e: NodeJS.ErrnoException) =>
+      resolve({ status: null, error: /^[A-Z_]{2,40}$/.test(e.code ?? '') ? e.code! : 'network_error' }),
+    );
+    req.end(body);
+  });
+
+/**
+ * Events out: the dispatcher fans each organisation's events out to its endpoints, and the general job
+ * worker (src/queue/job-worker.ts) delivers them, at least once.
+ *
+ * Fan-out: each endpoint keeps its own cursor into the log. One transaction reads the events after it,
+ * inserts a delivery job for every match and moves the cursor with a compare-and-set, so two processes
+ * never fan out an event twice and a crash loses none (the jobs and the cursor commit together).
+ * Delivery: claimed with a lease (a `kill -9` leaves jobs whose lease runs out and another worker takes
+ * them), signed per Standard Webhooks, POSTed to the pinned address, and each attempt written to the
+ * delivery log with the job's next state in one transaction.
+ */
+export const createWebhookWorker = (d: Deps) => {
+  const workerId = `wrk_${randomUUID()}`;
+  let kickWorker = () => {};
+
+  // --- fan-out ---------------------------------------------------------------------------------
+  const matches = (_ep: WebhookEndpointsTable, types: string[], mailboxes: string[], e: { type: string; mailbox_id: string | null }) =>
+    (types.length === 0 || types.includes(e.type)) &&
+    (mailboxes.length === 0 || (e.mailbox_id !== null && mailboxes.includes(e.mailbox_id)));
+
+  class CursorMoved extends Error {}
+
+  /** Fans one endpoint out to the head of its organisation's log; returns how many jobs it queued. */
+  const fanOutEndpoint = async (endpointId: string): Promise<number> => {
+    let queued = 0;
+    for (;;) {
+      let more = false;
+      try {
+        queued += await d.db.transaction().execute(async (tx) => {
+          const ep = await repo.endpointAnyOrg(tx, endpointId);
+          if (ep?.status !== 'active' || ep.deleted_at) return 0;
+          const from = Number(ep.cursor);
+          const events = await readEvents(tx, { orgId: ep.org_id, after: from, limit: FANOUT_PAGE });
+          if (events.length === 0) return 0;
+          more = events.length === FANOUT_PAGE;
+          const types = JSON.parse(ep.event_types) as string[];
+          const mailboxes = JSON.parse(ep.mailbox_ids) as string[];
+          const at = d.clock.now().toISOString();
+          const rows = events.filter((e) => matches(ep, types, mailboxes, e)).map((e) => deliveryRow(ep, e, at, false));
+          if (!(await repo.advanceCursor(tx, ep.id, from, events.at(-1)!.seq))) throw new CursorMoved();
+          await repo.insertDeliveries(tx, rows);
+          return rows.length;
+        });
+      } catch (e) {
+        // Another process fanned these events out first: its jobs stand, ours rolled back.
+        if (e instanceof CursorMoved) continue;
+        throw e;
+      }
+      if (!more) return queued;
+    }
+  };
+
+  // One fan-out at a time per organisation in this process; a wake-up meanwhile runs it once more after.
+  const running = new Map<string, Promise<void>>();
+  const again = new Set<string>();
+  const fanOut = (orgId: string): Promise<void> => {
+    if (running.has(orgId)) {
+      again.add(orgId);
+      return running.get(orgId)!;
+    }
+    const p = (async () => {
+      try {
+        do {
+          again.delete(orgId);
+          let queued = 0;
+          for (const ep of await repo.activeEndpoints(d.db, orgId)) queued += await fanOutEndpoint(ep.id);
+          if (queued > 0) kickWorker();
+        } while (again.has(orgId));
+      } catch (e) {
+        d.logger.error({ err: { type: (e as Error)?.name } }, 'webhooks: fan-out failed');
+      } finally {
+        running.delete(orgId);
+      }
+    })();
+    running.set(orgId, p);
+    return p;
+  };
+  const fanOutAll = async () => {
+    for (const org of await repo.orgsWithActiveEndpoints(d.db)) await fanOut(org);
+  };
+
+  // --- delivery --------------------------------------------------------------------------------
+  /*
+   * Opened values are kept by their sealed text: a sealed URL or secret never changes (a new URL or a
+   * rotation writes new sealed text), so a hit is always right, while which secrets are live and whether
+   * the endpoint is active are read fresh with every claim.
+   */
+  const opened = new Map<string, string>();
+  const openOnce = (sealed: string, aad: string) => {
+    let v = opened.get(sealed);
+    if (v === undefined) {
+      v = open(d.ring, sealed, aad).toString('utf8');
+      if (opened.size > 10_000) opened.clear();
+      opened.set(sealed, v);
+    }
+    return v;
+  };
+
+  /** Writes one attempt: the delivery log row, the job's next state, the endpoint's counters, and an auto-disable. */
+  const finishIn = async (tx: Tx, job: WebhookDeliveriesTable, r: AttemptResult) => {
+    const now = d.clock.now();
+    const at = now.toISOString();
+    const first = job.first_attempt_at ? new Date(job.first_attempt_at) : now;
+    const delay = r.ok ? null : webhookRetryDelay(d.schedule, Number(job.attempts), first, now);
+    const status = r.ok ? 'done' : delay === null ? 'failed' : 'pending';
+    const recorded = await repo.recordOutcome(
+      tx,
+      { id: job.id, workerId },
+      {
+        status,
+        next_attempt_at: delay === null ? job.next_attempt_at : new Date(now.getTime() + delay * 1000).toISOString(),
+        last_status_code: r.status,
+        last_error: r.error,
+        updated_at: at,
+      },
+    );
+    if (!recorded) return;
+    await repo.insertAttempt(tx, attemptRow(job, r, at));
+    await repo.noteResult(tx, job.endpoint_id, r.ok, at);
+    if (status !== 'failed') return;
+    // Auto-disable: this delivery failed for its whole retry schedule and the endpoint took nothing since it began.
+    const ep = await repo.endpointAnyOrg(tx, job.endpoint_id);
+    if (!ep || (ep.last_success_at !== null && ep.last_success_at >= first.toISOString())) return;
+    if (!(await repo.disableEndpoint(tx, ep.id, 'failing', at))) return;
+    const cancelled = await repo.cancelPending(tx, ep.id, at);
+    const details = { webhook_id: ep.id, reason: 'failing', failures: Number(ep.consecutive_failures), cancelled_deliveries: cancelled };
+    await appendEvent(tx, { orgId: ep.org_id, type: 'webhook.disabled', at, data: details });
+    await d.audit.record(tx, {
+      action: 'webhook.disabled',
+      actor: systemActor(ep.org_id),
+      target: { type: 'webhook', id: ep.id },
+      details,
+    });
+  };
+
+  // Group commit (as the delivery worker's): outcomes arriving together share one transaction.
+  type Pending = { job: WebhookDeliveriesTable; r: AttemptResult; resolve: () => void; reject: (e: unknown) => void };
+  const outcomes: Pending[] = [];
+  let committing = false;
+  const flush = async () => {
+    if (committing) return;
+    committing = true;
+    try {
+      while (outcomes.length > 0) {
+        const group = outcomes.splice(0, 256);
+        try {
+          await d.db.transaction().execute(async (tx) => {
+            // The common case in a few statements: successes by status code, their log rows in one insert.
+            const at = d.clock.now().toISOString();
+            const ok = group.filter((p) => p.r.ok);
+            const byCode = new Map<number, Pending[]>();
+            for (const p of ok) byCode.set(p.r.status!, [...(byCode.get(p.r.status!) ?? []), p]);
+            const attempts: WebhookAttemptsTable[] = [];
+            const endpoints = new Set<string>();
+            for (const [code, list] of byCode) {
+              const done = new Set(
+                await repo.recordDelivered(
+                  tx,
+                  workerId,
+                  list.map((p) => p.job.id),
+                  code,
+                  at,
+                ),
+              );
+              for (const p of list) {
+                if (!done.has(p.job.id)) continue;
+                endpoints.add(p.job.endpoint_id);
+                attempts.push(attemptRow(p.job, p.r, at));
+              }
+            }
+            await repo.insertAttempts(tx, attempts);
+            for (const id of endpoints) await repo.noteResult(tx, id, true, at);
+            for (const p of group) if (!p.r.ok) await finishIn(tx, p.job, p.r);
+          });
+          for (const p of group) p.resolve();
+        } catch {
+          // One bad outcome must not hold back the others.
+          for (const p of group) {
+            try {
+              await d.db.transaction().execute((tx) => finishIn(tx, p.job, p.r));
+              p.resolve();
+            } catch (e) {
+              p.reject(e);
+            }
+          }
+        }
+      }
+    } finally {
+      committing = false;
+    }
+  };
+  // Outcomes of the same turn of the event loop (responses read together) wait for one another: one commit.
+  let scheduled = false;
+  const finish = (job: WebhookDeliveriesTable, r: AttemptResult) =>
+    new Promise<void>((resolve, reject) => {
+      outcomes.push({ job, r, resolve, reject });
+      if (scheduled) return;
+      scheduled = true;
+      setImmediate(() => {
+        scheduled = false;
+        void flush();
+      });
+    });
+
+  const cancel = (job: WebhookDeliveriesTable) =>
+    d.db.transaction().execute((tx) =>
+      repo.recordOutcome(
+        tx,
+        { id: job.id, workerId },
+        {
+          status: 'cancelled',
+          next_attempt_at: job.next_attempt_at,
+          last_status_code: null,
+          last_error: 'endpoint_inactive',
+          updated_at: d.clock.now().toISOString(),
+        },
+      ),
+    );
+
+  const attempt = async (job: Job) => {
+    const ep = job.endpoint;
+    if (ep?.status !== 'active' || ep.deleted_at) {
+      await cancel(job);
+      return;
+    }
+    const event = job.event ?? (await eventById(d.db, job.org_id, job.event_id));
+    if (event?.org_id !== job.org_id) {
+      await cancel(job);
+      return;
+    }
+    const started = performance.now();
+    const nowDate = d.clock.now();
+    let result: AttemptResult;
+    try {
+      // Checked again at every attempt: DNS may answer differently than when the endpoint was created.
+      const checked = await checkWebhookUrl(openOnce(ep.url_sealed, webhookUrlAad(ep)), d.allowHosts, d.lookup);
+      const body = JSON.stringify(event);
+      const nowIso = nowDate.toISOString();
+      const live = job.secrets
+        .filter((x) => x.expires_at === null || x.expires_at > nowIso)
+        .map((x) => openOnce(x.secret_sealed, webhookSecretAad(x)));
+      // Never an unsigned delivery: an endpoint without a live secret fails closed.
+      if (live.length === 0) throw new Error('no live signing secret');
+      const headers = signDelivery(live, event.id, nowDate, body);
+      const res = await postWebhook(checked, headers, body, d.timeoutMs);
+      const ok = res.status !== null && res.status >= 200 && res.status < 300;
+      const error =
+        res.error ??
+        (ok
+          ? null
+          : res.status !== null && res.status >= 300 && res.status < 400
+            ? `redirect_refused (${res.status})`
+            : `http_${res.status}`);
+      result = { ok, status: res.status, error, refused: false, latencyMs: performance.now() - started };
+    } catch (e) {
+      const refused = isAppError(e) && e.code === 'webhook_url_refused';
+      const reason = refused ? String(e.extra?.reason ?? 'refused') : 'internal';
+      if (!refused) d.logger.error({ delivery: job.id, err: { type: (e as Error)?.name } }, 'webhooks: attempt failed internally');
+      result = {
+        ok: false,
+        status: null,
+        error: refused ? `url_refused: ${reason}` : 'internal',
+        refused,
+        latencyMs: performance.now() - started,
+      };
+    }
+    await finish(job, result);
+  };
+
+  // The claimed jobs' events in one query, not one per attempt.
+  const claim = async (n: number, until: Date): Promise<Job[]> => {
+    const jobs = await repo.claimDeliveries(d.db, d.dialect, workerId, d.clock.now(), until.getTime() - d.clock.now().getTime(), n);
+    if (jobs.length === 0) return [];
+    const endpointIds = [...new Set(jobs.map((j) => j.endpoint_id))];
+    const [events, endpoints, secrets] = await Promise.all([
+      eventsByIds(d.db, [...new Set(jobs.map((j) => j.event_id))]),
+      repo.endpointsByIds(d.db, endpointIds),
+      repo.liveSecretsOf(d.db, endpointIds, d.clock.now().toISOString()),
+    ]);
+    const eventsById = new Map(events.map((e) => [e.id, e]));
+    const endpointById = new Map(endpoints.map((e) => [e.id, e]));
+    return jobs.map((j) => ({
+      ...j,
+      event: eventsById.get(j.event_id),
+      endpoint: endpointById.get(j.endpoint_id),
+      secrets: secrets.filter((s) => s.endpoint_id === j.endpoint_id),
+    }));
+  };
+
+  const worker = createJobWorker<Job>(
+    {
+      name: 'webhooks',
+      id: (j) => j.id,
+      claim: (_w, n, until) => claim(n, until),
+      renew: (_w, until) => repo.renewLeases(d.db, d.dialect, workerId, until.toISOString()),
+      run: (job) => attempt(job),
+    },
+    {
+      workerId,
+      concurrency: d.concurrency,
+      pollMs: d.pollMs,
+      leaseMs: d.leaseMs,
+      logger: d.logger,
+      now: () => d.clock.now(),
+    },
+  );
+  kickWorker = worker.kick;
+
+  let unsubscribe: (() => void) | null = null;
+  /** Starts fan-out (woken by the event feed of every process sharing the store) and delivery. */
+  const start = () => {
+    if (unsubscribe) return;
+    unsubscribe = d.feed.subscribe((w) => {
+      if (w === '*') void fanOutAll();
+      else void fanOut(w.orgId);
+    });
+    worker.start();
+    void fanOutAll();
+  };
+  const stop = async () => {
+    unsubscribe?.();
+    unsubscribe = null;
+    await Promise.all(running.values());
+    await worker.stop();
+  };
+
+  return { start, stop, fanOut, fanOutAll, runOnce: worker.runOnce, kick: () => worker.kick(), workerId };
+};
+
+export type WebhookWorker = ReturnType<typeof createWebhookWorker>;

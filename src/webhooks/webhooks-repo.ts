@@ -1,0 +1,249 @@
+import { sql } from 'kysely';
+import type { Dialect, Executor } from '../store/db.js';
+import type { WebhookAttemptsTable, WebhookDeliveriesTable, WebhookEndpointsTable, WebhookSecretsTable } from '../store/schema.js';
+
+/** Associated data of a sealed endpoint URL: a row moved to another organisation or endpoint fails to open. */
+export const webhookUrlAad = (r: { org_id: string; id: string }) => `mailward/webhook-url/v1|${r.org_id}|${r.id}`;
+/** Associated data of a sealed signing secret. */
+export const webhookSecretAad = (r: { org_id: string; endpoint_id: string; id: string }) =>
+  `mailward/webhook-secret/v1|${r.org_id}|${r.endpoint_id}|${r.id}`;
+
+/**
+ * Every query of the webhook tables (STYLE.md: who may write a table is explicit). Deliveries are jobs
+ * claimed like the outbox (src/queue/outbox-repo.ts): FOR UPDATE SKIP LOCKED on PostgreSQL, one atomic
+ * UPDATE ... RETURNING on SQLite, a lease that a dead worker's jobs run out of.
+ */
+export const webhooksRepo = {
+  insertEndpoint: (tx: Executor, row: WebhookEndpointsTable) => tx.insertInto('webhook_endpoints').values(row).execute(),
+  insertSecret: (tx: Executor, row: WebhookSecretsTable) => tx.insertInto('webhook_secrets').values(row).execute(),
+
+  endpoint: (ex: Executor, orgId: string, id: string) =>
+    ex
+      .selectFrom('webhook_endpoints')
+      .selectAll()
+      .where('org_id', '=', orgId)
+      .where('id', '=', id)
+      .where('deleted_at', 'is', null)
+      .executeTakeFirst(),
+  endpointAnyOrg: (ex: Executor, id: string) => ex.selectFrom('webhook_endpoints').selectAll().where('id', '=', id).executeTakeFirst(),
+  endpoints: (ex: Executor, orgId: string) =>
+    ex.selectFrom('webhook_endpoints').selectAll().where('org_id', '=', orgId).where('deleted_at', 'is', null).orderBy('id').execute(),
+  activeEndpoints: (ex: Executor, orgId: string) =>
+    ex
+      .selectFrom('webhook_endpoints')
+      .selectAll()
+      .where('org_id', '=', orgId)
+      .where('status', '=', 'active')
+      .where('deleted_at', 'is', null)
+      .execute(),
+  /** Organisations with at least one active endpoint (the dispatcher's first pass after start). */
+  orgsWithActiveEndpoints: async (ex: Executor) =>
+    (
+      await ex
+        .selectFrom('webhook_endpoints')
+        .select('org_id')
+        .distinct()
+        .where('status', '=', 'active')
+        .where('deleted_at', 'is', null)
+        .execute()
+    ).map((r) => r.org_id),
+
+  updateEndpoint: async (tx: Executor, id: string, set: Partial<WebhookEndpointsTable>) =>
+    Number((await tx.updateTable('webhook_endpoints').set(set).where('id', '=', id).executeTakeFirst()).numUpdatedRows),
+
+  /** Compare-and-set of an endpoint's cursor: false when another dispatcher moved it first (its fan-out wins). */
+  advanceCursor: async (tx: Executor, id: string, from: number, to: number) =>
+    Number(
+      (
+        await tx
+          .updateTable('webhook_endpoints')
+          .set({ cursor: to })
+          .where('id', '=', id)
+          .where('cursor', '=', from)
+          .where('status', '=', 'active')
+          .executeTakeFirst()
+      ).numUpdatedRows,
+    ) === 1,
+
+  /** Disables an active endpoint (compare-and-set on the status); true when this call disabled it. */
+  disableEndpoint: async (tx: Executor, id: string, reason: string, at: string) =>
+    Number(
+      (
+        await tx
+          .updateTable('webhook_endpoints')
+          .set({ status: 'disabled', disabled_reason: reason, updated_at: at })
+          .where('id', '=', id)
+          .where('status', '=', 'active')
+          .executeTakeFirst()
+      ).numUpdatedRows,
+    ) === 1,
+
+  noteResult: (tx: Executor, id: string, ok: boolean, at: string) =>
+    tx
+      .updateTable('webhook_endpoints')
+      .set(
+        ok
+          ? { last_success_at: at, consecutive_failures: 0 }
+          : { last_failure_at: at, consecutive_failures: sql<number>`consecutive_failures + 1` },
+      )
+      .where('id', '=', id)
+      .execute(),
+
+  endpointsByIds: (ex: Executor, ids: readonly string[]) =>
+    ids.length === 0
+      ? Promise.resolve([])
+      : ex
+          .selectFrom('webhook_endpoints')
+          .selectAll()
+          .where('id', 'in', [...ids])
+          .execute(),
+  /** Secrets of these endpoints valid at `at`, newest first. */
+  liveSecretsOf: (ex: Executor, endpointIds: readonly string[], at: string) =>
+    endpointIds.length === 0
+      ? Promise.resolve([])
+      : ex
+          .selectFrom('webhook_secrets')
+          .selectAll()
+          .where('endpoint_id', 'in', [...endpointIds])
+          .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', at)]))
+          .orderBy('created_at', 'desc')
+          .orderBy('id', 'desc')
+          .execute(),
+  /** Ends every live secret of an endpoint at `until` (a rotation's overlap; `until` = now ends them at once). */
+  expireSecrets: (tx: Executor, endpointId: string, until: string) =>
+    tx
+      .updateTable('webhook_secrets')
+      .set({ expires_at: until })
+      .where('endpoint_id', '=', endpointId)
+      .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', until)]))
+      .execute(),
+
+  insertDeliveries: async (tx: Executor, rows: WebhookDeliveriesTable[]) => {
+    // Chunks keep each statement under SQLite's bound-parameter limit.
+    for (let i = 0; i < rows.length; i += 500)
+      await tx
+        .insertInto('webhook_deliveries')
+        .values(rows.slice(i, i + 500))
+        .execute();
+  },
+
+  /**
+   * Claims up to `limit` due jobs: waiting ones first (read in index order: no sort of every waiting job),
+   * then jobs whose lease ran out (a dead worker's), each in one statement.
+   */
+  claimDeliveries: async (db: Executor, dialect: Dialect, workerId: string, now: Date, leaseMs: number, limit: number) => {
+    const at = now.toISOString();
+    const take = async (kind: 'pending' | 'expired', n: number) => {
+      let due = db.selectFrom('webhook_deliveries').select('id');
+      due =
+        kind === 'pending'
+          ? due.where('status', '=', 'pending').where('next_attempt_at', '<=', at).orderBy('next_attempt_at')
+          : due.where('status', '=', 'sending').where('lease_until', '<', at).orderBy('lease_until');
+      due = due.limit(n);
+      if (dialect === 'postgres') due = due.forUpdate().skipLocked();
+      return db
+        .updateTable('webhook_deliveries')
+        .set({
+          status: 'sending',
+          claimed_by: workerId,
+          lease_until: new Date(now.getTime() + leaseMs).toISOString(),
+          attempts: sql<number>`attempts + 1`,
+          first_attempt_at: sql<string>`coalesce(first_attempt_at, ${at})`,
+          updated_at: at,
+        })
+        .where('id', 'in', due)
+        .returningAll()
+        .execute();
+    };
+    const jobs = await take('pending', limit);
+    return jobs.length < limit ? [...jobs, ...(await take('expired', limit - jobs.length))] : jobs;
+  },
+
+  renewLeases: async (db: Executor, dialect: Dialect, workerId: string, leaseUntil: string) => {
+    let mine = db.selectFrom('webhook_deliveries').select('id').where('claimed_by', '=', workerId).where('status', '=', 'sending');
+    if (dialect === 'postgres') mine = mine.forUpdate().skipLocked();
+    await db.updateTable('webhook_deliveries').set({ lease_until: leaseUntil }).where('id', 'in', mine).execute();
+  },
+
+  /** Records an attempt's outcome on its job, only while this worker holds it; false when the lease was lost. */
+  recordOutcome: async (
+    tx: Executor,
+    job: { id: string; workerId: string },
+    set: Pick<WebhookDeliveriesTable, 'status' | 'next_attempt_at' | 'last_status_code' | 'last_error' | 'updated_at'>,
+  ) =>
+    Number(
+      (
+        await tx
+          .updateTable('webhook_deliveries')
+          .set({ ...set, lease_until: null, claimed_by: null })
+          .where('id', '=', job.id)
+          .where('status', '=', 'sending')
+          .where('claimed_by', '=', job.workerId)
+          .executeTakeFirst()
+      ).numUpdatedRows,
+    ) === 1,
+
+  /**
+   * Records many successful attempts of this worker at once (group commit of the common case); returns the
+   * ids it recorded (a job whose lease another worker took over is left to that worker).
+   */
+  recordDelivered: async (tx: Executor, workerId: string, ids: readonly string[], statusCode: number, at: string) =>
+    ids.length === 0
+      ? []
+      : (
+          await tx
+            .updateTable('webhook_deliveries')
+            .set({ status: 'done', last_status_code: statusCode, last_error: null, updated_at: at, lease_until: null, claimed_by: null })
+            .where('id', 'in', [...ids])
+            .where('status', '=', 'sending')
+            .where('claimed_by', '=', workerId)
+            .returning('id')
+            .execute()
+        ).map((r) => r.id),
+
+  insertAttempts: async (tx: Executor, rows: WebhookAttemptsTable[]) => {
+    for (let i = 0; i < rows.length; i += 500)
+      await tx
+        .insertInto('webhook_attempts')
+        .values(rows.slice(i, i + 500))
+        .execute();
+  },
+
+  cancelPending: async (tx: Executor, endpointId: string, at: string) =>
+    Number(
+      (
+        await tx
+          .updateTable('webhook_deliveries')
+          .set({ status: 'cancelled', updated_at: at, lease_until: null, claimed_by: null })
+          .where('endpoint_id', '=', endpointId)
+          .where('status', '=', 'pending')
+          .executeTakeFirst()
+      ).numUpdatedRows,
+    ),
+
+  insertAttempt: (tx: Executor, row: WebhookAttemptsTable) => tx.insertInto('webhook_attempts').values(row).execute(),
+
+  /** The delivery log of an endpoint, newest first, keyed by attempt id (UUIDv7: time order). */
+  attempts: (ex: Executor, endpointId: string, before: string | undefined, limit: number, eventId?: string) => {
+    let q = ex.selectFrom('webhook_attempts').selectAll().where('endpoint_id', '=', endpointId);
+    if (before) q = q.where('id', '<', before);
+    if (eventId) q = q.where('event_id', '=', eventId);
+    return q.orderBy('id', 'desc').limit(limit).execute();
+  },
+
+  mailboxesOf: async (ex: Executor, orgId: string, agentId: string) =>
+    (await ex.selectFrom('mailboxes').select('id').where('org_id', '=', orgId).where('agent_id', '=', agentId).execute()).map((r) => r.id),
+  mailboxesIn: async (ex: Executor, orgId: string, ids: readonly string[]) =>
+    ids.length === 0
+      ? []
+      : (
+          await ex
+            .selectFrom('mailboxes')
+            .select('id')
+            .where('org_id', '=', orgId)
+            .where('id', 'in', [...ids])
+            .execute()
+        ).map((r) => r.id),
+};
+
+export type WebhooksRepo = typeof webhooksRepo;
