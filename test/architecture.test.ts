@@ -10,7 +10,7 @@ const src = path.resolve(import.meta.dirname, '..', 'src');
 // A folder missing from this table fails the test: a new folder must be placed in a layer.
 const KERNEL = ['kernel'];
 const STORE = ['store', ...KERNEL];
-const SERVICES = ['identity', 'vault', 'mail', 'inbound', 'oversight', 'phi', 'queue', 'compliance'];
+const SERVICES = ['identity', 'vault', 'mail', 'inbound', 'oversight', 'phi', 'queue', 'compliance', 'templates'];
 const BELOW_ADAPTERS = [...SERVICES, 'audit', 'events', ...STORE];
 const ADAPTERS = ['http', 'mcp', 'smtp'];
 
@@ -30,6 +30,8 @@ const ALLOWED: Record<string, string[]> = {
   // Oversight decides holds and approvals; it sees mail only through its port (oversight/held-mail.ts), wired by app.
   oversight: BELOW_ADAPTERS.filter((f) => f !== 'mail' && f !== 'inbound'),
   phi: BELOW_ADAPTERS,
+  // Templates: written and approved by humans, rendered for the send path (mail imports it, never the reverse).
+  templates: BELOW_ADAPTERS.filter((f) => f !== 'mail'),
   // Reading audit for people (viewer, proofs, legal holds; disclosures and breach scope next): above audit.
   compliance: BELOW_ADAPTERS,
   // REST and MCP are mounted side by side from app: neither imports the other.

@@ -32,6 +32,7 @@ import { publicReceiptRoutes, receiptRoutes } from './receipt-routes.js';
 import type { KeyDirectoryService } from '../identity/key-directory.js';
 import { frameworkErrors, refuseUnsafeText } from './text-input-hook.js';
 import { vaultRoutes } from './vault-routes.js';
+import { templatesRoutes } from './templates-routes.js';
 
 /**
  * Request ids: a random per-process prefix and a counter. Unique across
@@ -57,7 +58,7 @@ export type RestDeps = {
   auditReader: AuditReader;
   keyDirectory: KeyDirectoryService;
   guard: Guard;
-  mail: Pick<MailModule, 'mailboxes' | 'mail' | 'reader' | 'identityVerifier' | 'dnsRecords' | 'retention'> & {
+  mail: Pick<MailModule, 'mailboxes' | 'mail' | 'reader' | 'identityVerifier' | 'dnsRecords' | 'retention' | 'templates' | 'bulk'> & {
     approvals: ApprovalsService;
   };
   vault: VaultService;
@@ -153,6 +154,7 @@ export const buildRestServer = async (c: RestDeps, { beside = [] }: RestServerOp
     await v1.register(approvalRoutes({ approvals: c.mail.approvals }));
     await v1.register(identityVerifyRoutes({ verifier: c.mail.identityVerifier, maxMessageBytes: c.config.smtp.maxMessageBytes }));
     await v1.register(vaultRoutes({ vault: c.vault }));
+    await v1.register(templatesRoutes({ templates: c.mail.templates, bulk: c.mail.bulk }));
     await v1.register(consentRoutes({ consent: c.consent }));
     await v1.register(mailRetentionRoutes({ retention: c.mail.retention }));
     await v1.register(dnsRoutes({ dns: c.mail.dnsRecords }));

@@ -17,6 +17,7 @@ export const ID_PREFIXES = {
   request: 'req',
   legalHold: 'lgh',
   auditPurge: 'pur',
+  template: 'tpl',
 } as const;
 
 export type IdKind = keyof typeof ID_PREFIXES;

@@ -42,6 +42,8 @@ export type NewMessage = {
   /** Inbound: the authentication results (SPF, DKIM, DMARC, ARC). */
   authResults?: unknown;
   category?: string | null;
+  /** Outbound: the approved template version the message was rendered from. */
+  template?: { id: string; version: number } | null;
 };
 
 /** The one builder of a message row. */
@@ -77,6 +79,8 @@ export const messageRow = (m: NewMessage): MessagesTable => ({
   auth_results: m.authResults === undefined || m.authResults === null ? null : JSON.stringify(m.authResults),
   category: m.category ?? null,
   content_purged_at: null,
+  template_id: m.template?.id ?? null,
+  template_version: m.template?.version ?? null,
 });
 
 /**

@@ -28,6 +28,7 @@ import type { OutboundPipeline } from './outbound-pipeline.js';
 import { emailTarget, isContentHidden, messageHeld, visibleMessage } from './read-service.js';
 import { decidePendingApproval, insertPendingApproval } from '../oversight/approvals-repo.js';
 import { cancelPendingJobs } from '../queue/outbox-repo.js';
+import type { PreparedTemplate, TemplatesService } from '../templates/templates-service.js';
 
 type Deps = {
   db: Db;
@@ -43,7 +44,12 @@ type Deps = {
   config: Pick<MailConfig, 'smtp' | 'approvalTtlSeconds'>;
   /** Called after a commit that queued mail: wakes the delivery worker. */
   onQueued?: () => void;
+  /** Template sends (`template_id` + `slots`): rendering and the template's hold facts. */
+  templates?: Pick<TemplatesService, 'prepare'>;
 };
+
+/** A send body with its content known (a template send, once rendered). */
+type Drafted = SendInput & { subject: string };
 
 const IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000;
 
@@ -64,7 +70,7 @@ const estimateSize = (c: MessageContent) =>
   Buffer.byteLength(c.html ?? '') * 1.1 +
   c.attachments.reduce((n, a) => n + a.content_base64.length * 1.03, 0);
 
-export const createSendService = ({ db, ring, guard, repo, clock, pipeline, screen, audit, config, onQueued }: Deps) => {
+export const createSendService = ({ db, ring, guard, repo, clock, pipeline, screen, audit, config, onQueued, templates }: Deps) => {
   const now = () => clock.now().toISOString();
 
   const threadingFor = async (tx: Executor, mailbox: MailboxesTable, inReplyTo: string | undefined) => {
@@ -96,7 +102,7 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
   };
 
   /** Everything about a new message that needs no transaction: id, content, threading, the row to insert. */
-  const draft = async (ex: Executor, ctx: RequestContext, mailbox: MailboxesTable, body: SendInput) => {
+  const draft = async (ex: Executor, ctx: RequestContext, mailbox: MailboxesTable, body: Drafted, tpl: PreparedTemplate | null) => {
     const at = now();
     const id = newId('message');
     const org = await repo.org(ex, mailbox.org_id);
@@ -139,8 +145,9 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
       phiFindings: storedFindings(scan.findings),
       phiSensitivity: scan.sensitivity,
       category: body.category ?? null,
+      template: tpl ? { id: tpl.template.id, version: tpl.template.version } : null,
     });
-    return { row, content, findings: scan.findings, assessment: scan };
+    return { row, content, findings: scan.findings, assessment: scan, template: tpl?.template ?? null };
   };
 
   /** Writes a drafted message inside the transaction: row, idempotency key, events, audit; then holds or queues it. */
@@ -148,7 +155,7 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
     tx: Tx,
     ctx: RequestContext,
     mailbox: MailboxesTable,
-    d: { row: MessagesTable; content: MessageContent; findings: Finding[]; assessment: Assessment },
+    d: { row: MessagesTable; content: MessageContent; findings: Finding[]; assessment: Assessment; template: PreparedTemplate['template'] | null },
     idem: { key: string; hash: string } | null,
     onRefused: (check: ConsentCheck) => void,
   ) => {
@@ -162,7 +169,12 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
     }
     // PHI policy and unknown consent can hold a message in any mode but read_only (CONTRACT.md, oversight modes).
     const phi = screen.holdReasons(d.assessment, mailbox.oversight_mode, parsePhiPolicy(mailbox.phi_policy), check);
-    const decision = decideHold({ direction: 'outbound', mode: mailbox.oversight_mode, screenReasons: phi.reasons });
+    const decision = decideHold({
+      direction: 'outbound',
+      mode: mailbox.oversight_mode,
+      screenReasons: phi.reasons,
+      ...(d.template ? { template: { approved: d.template.approved, allowedByMailbox: mailbox.allow_templates === 1, reasons: d.template.reasons } } : {}),
+    });
     if (decision.kind === 'refuse') throw forbidden('mailbox_read_only', 'This mailbox is read-only: it cannot send.');
     const reasons = decision.kind === 'hold' ? decision.reasons : [];
     const id = row.id;
@@ -195,6 +207,7 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
         attachments: content.attachments.length,
         thread_id: row.thread_id,
         ...(row.category ? { category: row.category } : {}),
+        ...(d.template ? { template: { id: d.template.id, version: d.template.version } } : {}),
         phi: { sensitivity: phi.sensitivity, types: [...new Set(d.findings.map((f) => f.type))].sort(), findings: d.findings.length },
       },
       row.content_hash,
@@ -221,6 +234,11 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
     // Signing happens in the delivery worker: accepting stays cheap (p99 accept latency).
     await pipeline.write(tx, row, await pipeline.plan(tx, row, content, mailbox));
     return { id, status: 'queued', thread_id: row.thread_id, queued: true };
+  };
+
+  const prepareTemplate = (ctx: RequestContext, templateId: string, slots: Record<string, string>) => {
+    if (!templates) throw new AppError('templates_unavailable', 501, 'Template sends are not wired in this process.');
+    return templates.prepare(db, ctx, templateId, slots);
   };
 
   const replayOf = async (mailboxId: string, key: string, hash: string) => {
@@ -270,7 +288,13 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
         if (m.oversight_mode === 'read_only') throw forbidden('mailbox_read_only', 'This mailbox is read-only: it cannot send.');
         return m;
       });
-      const d = await draft(db, ctx, mailbox, body);
+      // A template send is rendered from its approved version first (README "Templates and bulk sends").
+      const templateId = body.template_id;
+      const tpl = templateId ? await guard.read(ctx, 'email.submitted', target, () => prepareTemplate(ctx, templateId, body.slots ?? {})) : null;
+      const drafted: Drafted = tpl
+        ? { ...body, subject: tpl.content.subject, text: tpl.content.text, ...(tpl.content.html === null ? {} : { html: tpl.content.html }), category: body.category ?? (tpl.category as SendInput['category']) ?? undefined }
+        : { ...body, subject: body.subject ?? '' };
+      const d = await draft(db, ctx, mailbox, drafted, tpl);
       return guard.change(ctx, 'email.submitted', target, async (tx) => {
         // Decide under the mailbox as it is now (its mode may have changed since the draft).
         const fresh = await visibleMailbox(tx, ctx, mailboxId);

@@ -15,6 +15,7 @@ import * as m0010InboundTagsAndDmarc from './migrations/0010-inbound-tags-and-dm
 import * as m0011DomainEvents from './migrations/0011-domain-events.js';
 import * as m0012MessageRetention from './migrations/0012-message-retention.js';
 import * as m0015WitnessCosignatures from './migrations/0015-witness-cosignatures.js';
+import * as m0021Templates from './migrations/0021-templates.js';
 
 /** Migrations in order. Names are frozen once released; add, never edit. */
 export const MIGRATIONS: Record<string, Migration> = {
@@ -30,6 +31,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0011-domain-events': m0011DomainEvents,
   '0012-message-retention': m0012MessageRetention,
   '0015-witness-cosignatures': m0015WitnessCosignatures,
+  '0021-templates': m0021Templates,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };
