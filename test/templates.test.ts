@@ -95,7 +95,11 @@ for (const dialect of testDialects()) {
         .where('org_id', '=', t.orgId)
         .where('purpose', 'in', ['dkim-ed25519', 'dkim-rsa'])
         .execute();
-      dkimRecords = Object.fromEntries(dnsRecordsFor(t.domain, rows).filter((r) => r.name.includes('._domainkey.')).map((r) => [r.name, r.value]));
+      dkimRecords = Object.fromEntries(
+        dnsRecordsFor(t.domain, rows)
+          .filter((r) => r.name.includes('._domainkey.'))
+          .map((r) => [r.name, r.value]),
+      );
     }, 60_000);
     afterAll(async () => {
       await t?.close();
@@ -162,11 +166,15 @@ for (const dialect of testDialects()) {
       // The rendered content is what is stored and sent; html slot values are escaped.
       const sent = await t.call('GET', `/v1/emails/${flows.body.id}`, allowed.agentKey);
       expect(sent.body.subject).toBe('Your appointment reminder');
-      expect(sent.body.text).toContain('Hello Jordan Avery B, this is a reminder of your appointment on 2026-03-14 at 09:30 with Dr. Sam Lee');
+      expect(sent.body.text).toContain(
+        'Hello Jordan Avery B, this is a reminder of your appointment on 2026-03-14 at 09:30 with Dr. Sam Lee',
+      );
       const apostrophe = await send(allowed, { ...slotsFor(1), patient: "Sean O'Brien" });
       const html = await t.call('GET', `/v1/emails/${apostrophe.body.id}`, allowed.agentKey);
       expect(html.body.html).toContain('Hello Sean O&#39;Brien');
-      const row = await t.c.store.db.selectFrom('messages').select(['template_id', 'template_version', 'category'])
+      const row = await t.c.store.db
+        .selectFrom('messages')
+        .select(['template_id', 'template_version', 'category'])
         .where('id', '=', flows.body.id)
         .executeTakeFirstOrThrow();
       // The category comes from the template when the send names none.
@@ -230,7 +238,11 @@ for (const dialect of testDialects()) {
       expect(approved.body.versions.map((v: { status: string }) => v.status)).toEqual(['superseded', 'approved']);
       const after = await send(id);
       expect((await t.call('GET', `/v1/emails/${after.body.id}`, s.agentKey)).body.text).toContain('Reply STOP to opt out.');
-      const rows = await t.c.store.db.selectFrom('messages').select(['id', 'template_version']).where('id', 'in', [before.body.id, after.body.id]).execute();
+      const rows = await t.c.store.db
+        .selectFrom('messages')
+        .select(['id', 'template_version'])
+        .where('id', 'in', [before.body.id, after.body.id])
+        .execute();
       expect(Object.fromEntries(rows.map((r) => [r.id, r.template_version]))).toEqual({ [before.body.id]: 1, [after.body.id]: 2 });
 
       const other = await t.c.init({ orgName: 'Other Clinic', domain: `other-tpl-${dialect}.example` });
@@ -295,19 +307,29 @@ for (const dialect of testDialects()) {
       expect(ours.some((m) => m.to.includes(patient(mrnRow)))).toBe(false);
       // DKIM, checked independently (dkimpy) on a sample: both signatures.
       for (const m of [ours[0]!, ours[Math.floor(ours.length / 2)]!, ours[ours.length - 1]!]) {
-        const r = JSON.parse(execFileSync('/usr/bin/python3', [DKIMPY, JSON.stringify(dkimRecords)], { input: m.raw, encoding: 'utf8' })) as { ok: boolean }[];
+        const r = JSON.parse(
+          execFileSync('/usr/bin/python3', [DKIMPY, JSON.stringify(dkimRecords)], { input: m.raw, encoding: 'utf8' }),
+        ) as { ok: boolean }[];
         expect(r.map((x) => x.ok)).toEqual([true, true]);
       }
 
       // The same request again: the same email ids, nothing stored or sent twice.
       const count = async () =>
         Number(
-          (await t.c.store.db.selectFrom('messages').select((e) => e.fn.countAll().as('n')).where('mailbox_id', '=', s.mailbox.id).executeTakeFirstOrThrow()).n,
+          (
+            await t.c.store.db
+              .selectFrom('messages')
+              .select((e) => e.fn.countAll().as('n'))
+              .where('mailbox_id', '=', s.mailbox.id)
+              .executeTakeFirstOrThrow()
+          ).n,
         );
       expect(await count()).toBe(n);
       const again = await t.call('POST', `/v1/mailboxes/${s.mailbox.id}/send-bulk`, s.agentKey, { template_id: id, rows });
       expect(again.status).toBe(200);
-      expect(again.body.results.map((r: { email_id: string }) => r.email_id)).toEqual(first.body.results.map((r: { email_id: string }) => r.email_id));
+      expect(again.body.results.map((r: { email_id: string }) => r.email_id)).toEqual(
+        first.body.results.map((r: { email_id: string }) => r.email_id),
+      );
       expect(await count()).toBe(n);
       for (let i = 0; i < 5; i++) await t.c.mail.delivery.runOnce();
       expect(oursAtSink()).toHaveLength(n - 1);

@@ -105,7 +105,23 @@ export const createMailModule = ({
   kick = delivery.kick;
   const dnsRecords = createDnsRecordsService({ db });
   const identityVerifier = createIdentityVerifier({ db });
-  return { mailboxes, mail, bulk, templates, reader, held, screen, onQueued, retention, delivery, resolver, signer, events, dnsRecords, identityVerifier };
+  return {
+    mailboxes,
+    mail,
+    bulk,
+    templates,
+    reader,
+    held,
+    screen,
+    onQueued,
+    retention,
+    delivery,
+    resolver,
+    signer,
+    events,
+    dnsRecords,
+    identityVerifier,
+  };
 };
 
 export type MailModule = ReturnType<typeof createMailModule>;

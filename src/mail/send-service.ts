@@ -155,7 +155,13 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
     tx: Tx,
     ctx: RequestContext,
     mailbox: MailboxesTable,
-    d: { row: MessagesTable; content: MessageContent; findings: Finding[]; assessment: Assessment; template: PreparedTemplate['template'] | null },
+    d: {
+      row: MessagesTable;
+      content: MessageContent;
+      findings: Finding[];
+      assessment: Assessment;
+      template: PreparedTemplate['template'] | null;
+    },
     idem: { key: string; hash: string } | null,
     onRefused: (check: ConsentCheck) => void,
   ) => {
@@ -173,7 +179,9 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
       direction: 'outbound',
       mode: mailbox.oversight_mode,
       screenReasons: phi.reasons,
-      ...(d.template ? { template: { approved: d.template.approved, allowedByMailbox: mailbox.allow_templates === 1, reasons: d.template.reasons } } : {}),
+      ...(d.template
+        ? { template: { approved: d.template.approved, allowedByMailbox: mailbox.allow_templates === 1, reasons: d.template.reasons } }
+        : {}),
     });
     if (decision.kind === 'refuse') throw forbidden('mailbox_read_only', 'This mailbox is read-only: it cannot send.');
     const reasons = decision.kind === 'hold' ? decision.reasons : [];
@@ -290,9 +298,17 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
       });
       // A template send is rendered from its approved version first (README "Templates and bulk sends").
       const templateId = body.template_id;
-      const tpl = templateId ? await guard.read(ctx, 'email.submitted', target, () => prepareTemplate(ctx, templateId, body.slots ?? {})) : null;
+      const tpl = templateId
+        ? await guard.read(ctx, 'email.submitted', target, () => prepareTemplate(ctx, templateId, body.slots ?? {}))
+        : null;
       const drafted: Drafted = tpl
-        ? { ...body, subject: tpl.content.subject, text: tpl.content.text, ...(tpl.content.html === null ? {} : { html: tpl.content.html }), category: body.category ?? (tpl.category as SendInput['category']) ?? undefined }
+        ? {
+            ...body,
+            subject: tpl.content.subject,
+            text: tpl.content.text,
+            ...(tpl.content.html === null ? {} : { html: tpl.content.html }),
+            category: body.category ?? (tpl.category as SendInput['category']) ?? undefined,
+          }
         : { ...body, subject: body.subject ?? '' };
       const d = await draft(db, ctx, mailbox, drafted, tpl);
       return guard.change(ctx, 'email.submitted', target, async (tx) => {

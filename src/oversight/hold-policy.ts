@@ -47,7 +47,7 @@ export const decideHold = (i: HoldInput): HoldDecision => {
     if (mode.kind === 'refuse') return { kind: 'refuse', code: 'mailbox_read_only' };
     // An approved template's send flows as monitored would in a gated_send mailbox that allows templates: the
     // reviewer approved its shape once; gated_all keeps holding everything.
-    const viaTemplate = i.template !== undefined && i.template.approved && i.template.allowedByMailbox && i.mode === 'gated_send';
+    const viaTemplate = i.template?.approved === true && i.template.allowedByMailbox && i.mode === 'gated_send';
     const reasons = [...(mode.kind === 'hold' && !viaTemplate ? mode.reasons : []), ...(i.template?.reasons ?? []), ...i.screenReasons];
     if (reasons.length > 0) return { kind: 'hold', status: 'pending_approval', reasons };
     return { kind: 'pass', copy: viaTemplate || (mode.kind === 'send' && mode.copy) };

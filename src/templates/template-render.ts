@@ -21,7 +21,10 @@ const VALUE_RULES: Record<SlotType, { max: number; test: (v: string) => boolean;
   date: {
     max: 10,
     // ISO 8601 calendar date, and a real one (2026-02-30 is refused).
-    test: (v) => /^\d{4}-\d{2}-\d{2}$/.test(v) && !Number.isNaN(Date.parse(`${v}T00:00:00Z`)) && new Date(`${v}T00:00:00Z`).toISOString().startsWith(v),
+    test: (v) =>
+      /^\d{4}-\d{2}-\d{2}$/.test(v) &&
+      !Number.isNaN(Date.parse(`${v}T00:00:00Z`)) &&
+      new Date(`${v}T00:00:00Z`).toISOString().startsWith(v),
     says: 'an ISO date YYYY-MM-DD',
   },
   time: { max: 5, test: (v) => /^([01]\d|2[0-3]):[0-5]\d$/.test(v), says: 'a time HH:MM (24-hour)' },
@@ -90,10 +93,10 @@ export const validateSlots = (slots: readonly SlotDef[], values: SlotValues): Re
 const escapeHtml = (v: string) =>
   v.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;').replaceAll('"', '&quot;').replaceAll("'", '&#39;');
 
-const fill = (s: string, values: Record<string, string>, escape: boolean) =>
+const fill = (s: string, values: Record<string, string>, asHtml: boolean) =>
   s.replace(PLACEHOLDER, (_m, name: string) => {
     const v = values[name] ?? '';
-    return escape ? escapeHtml(v) : v;
+    return asHtml ? escapeHtml(v) : v;
   });
 
 /** Renders a version with validated values. */

@@ -46,7 +46,11 @@ export const createTemplatesRepo = () => {
         signature: null,
       })
       .execute();
-    await tx.updateTable('templates').set({ current_version: v.version, updated_at: v.created_at }).where('id', '=', v.template_id).execute();
+    await tx
+      .updateTable('templates')
+      .set({ current_version: v.version, updated_at: v.created_at })
+      .where('id', '=', v.template_id)
+      .execute();
   };
 
   /** The organisation's template, or undefined (another tenant's answers as missing). */
@@ -56,7 +60,9 @@ export const createTemplatesRepo = () => {
   const list = (ex: Executor, orgId: string) => ex.selectFrom('templates').selectAll().where('org_id', '=', orgId).orderBy('id').execute();
 
   const versions = async (ex: Executor, templateId: string) =>
-    (await ex.selectFrom('template_versions').selectAll().where('template_id', '=', templateId).orderBy('version').execute()).map(toVersion);
+    (await ex.selectFrom('template_versions').selectAll().where('template_id', '=', templateId).orderBy('version').execute()).map(
+      toVersion,
+    );
 
   const version = async (ex: Executor, templateId: string, n: number) => {
     const r = await ex

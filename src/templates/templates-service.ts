@@ -68,7 +68,11 @@ export const createTemplatesService = ({ db, guard, clock, repo, screen }: Deps)
   /** The PHI types the scanner finds in the version's own text with placeholder values: what its messages may carry. */
   const allowedTypes = async (c: { subject: string; text: string; html: string | null; slots: SlotDef[] }, ctx: RequestContext) => {
     const r = renderTemplate(c, placeholderValues(c.slots));
-    const a = await screen.scan({ to: [], cc: [], bcc: [], subject: r.subject, text: r.text, html: r.html, attachments: [] }, ctx.principal.org.domain, ctx.principal.org.name);
+    const a = await screen.scan(
+      { to: [], cc: [], bcc: [], subject: r.subject, text: r.text, html: r.html, attachments: [] },
+      ctx.principal.org.domain,
+      ctx.principal.org.name,
+    );
     return [...new Set(a.findings.map((f) => f.type))].sort();
   };
 
@@ -156,7 +160,8 @@ export const createTemplatesService = ({ db, guard, clock, repo, screen }: Deps)
       const v = await repo.version(tx, id, n);
       if (!v) throw notFound('template');
       if (v.status !== 'pending') throw conflict('template_version_decided', `Version ${n} is already ${v.status}.`);
-      if (v.created_by === ctx.principal.id) throw forbidden('author_cannot_approve', 'The author of a template version can never approve it.');
+      if (v.created_by === ctx.principal.id)
+        throw forbidden('author_cannot_approve', 'The author of a template version can never approve it.');
       const at = now();
       const signature = {
         signer: { id: ctx.principal.id, name: ctx.principal.name },

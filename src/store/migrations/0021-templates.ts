@@ -47,7 +47,10 @@ export const up = async (db: AnyDb): Promise<void> => {
     .addColumn('signature', 'text')
     .addPrimaryKeyConstraint('template_versions_pk', ['template_id', 'version'])
     .execute();
-  await db.schema.alterTable('mailboxes').addColumn('allow_templates', 'integer', (c) => c.notNull().defaultTo(0)).execute();
+  await db.schema
+    .alterTable('mailboxes')
+    .addColumn('allow_templates', 'integer', (c) => c.notNull().defaultTo(0))
+    .execute();
   await db.schema.alterTable('messages').addColumn('template_id', 'text').execute();
   await db.schema.alterTable('messages').addColumn('template_version', 'integer').execute();
 };
