@@ -8,6 +8,9 @@ import { tempDir, testDialects } from './support/dialects.js';
 import { relayEnv, type Sink, seedMailbox, startSink } from './support/outbound-sink.js';
 import { createTestApp, seedAgent, type TestApp } from './support/test-app.js';
 import { waitFor } from './support/wait.js';
+import { connectHttp } from './support/mcp-client.js';
+import { runCli } from './support/processes.js';
+import fs from 'node:fs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const DKIMPY = path.join(here, 'support', 'dkimpy-verify.py');
@@ -102,6 +105,7 @@ for (const dialect of testDialects()) {
       );
     }, 60_000);
     afterAll(async () => {
+      t?.app.server.closeAllConnections();
       await t?.close();
       await sink?.close();
     });
@@ -368,5 +372,53 @@ for (const dialect of testDialects()) {
       });
       expect(notYours.status).toBe(404);
     });
+
+    it('sends in bulk over MCP (send_template_bulk, with row progress) and from the CLI against the running server', async () => {
+      const id = await approvedTemplate();
+      const s = await seedMailbox(t, 'gated_send', { allow_templates: true });
+      for (let i = 0; i < 5; i++) await consent(patient(80000 + i), ['appointment']);
+      await t.app.listen({ host: '127.0.0.1', port: 0 });
+      const port = (t.app.server.address() as { port: number }).port;
+      const mcp = await connectHttp(port, s.agentKey);
+      try {
+        const progress: number[] = [];
+        const r = (await mcp.client.callTool(
+          {
+            name: 'send_template_bulk',
+            arguments: {
+              mailbox_id: s.mailbox.id,
+              template_id: id,
+              rows: [0, 1].map((i) => ({ to: [patient(80000 + i)], slots: slotsFor(i), idempotency_key: `mcp-${i}` })),
+            },
+          },
+          undefined,
+          { onprogress: (p) => progress.push(p.progress), timeout: 60_000 },
+        )) as { isError?: boolean; structuredContent?: any };
+        expect(r.isError).toBeFalsy();
+        expect(r.structuredContent.counts).toEqual({ queued: 2, pending_approval: 0, refused: 0 });
+        expect(progress).toEqual([2]);
+      } finally {
+        await mcp.close();
+      }
+
+      const dir = tempDir('mw-tpl-cli');
+      const file = path.join(dir, 'rows.jsonl');
+      const lines = [2, 3, 4].map((i) => JSON.stringify({ to: [patient(80000 + i)], slots: slotsFor(i), idempotency_key: `cli-${i}` }));
+      lines.push(JSON.stringify({ to: [patient(80004)], slots: { ...slotsFor(4), date: 'tomorrow' }, idempotency_key: 'cli-bad' }));
+      fs.writeFileSync(file, `${lines.join('\n')}\n`);
+      const env = { MAILWARD_ADDR: `http://127.0.0.1:${port}`, MAILWARD_API_KEY: s.agentKey };
+      const args = ['mail', 'send-bulk', '--mailbox', s.mailbox.id, '--template', id, '--rows', file, '--json'];
+      const cli = await runCli(args, env);
+      expect(cli.stderr).toContain('sent 4/4 rows: 3 queued, 0 held, 1 refused');
+      expect(cli.code).toBe(1);
+      const out = JSON.parse(cli.stdout);
+      expect(out.results.map((x: { status: string }) => x.status)).toEqual(['queued', 'queued', 'queued', 'refused']);
+      expect(out.results[3]).toMatchObject({ row: 3, code: 'invalid_slot' });
+      // Run again: the same email ids, nothing new.
+      const again = JSON.parse((await runCli(args, env)).stdout);
+      expect(again.results.map((x: { email_id?: string }) => x.email_id)).toEqual(
+        out.results.map((x: { email_id?: string }) => x.email_id),
+      );
+    }, 60_000);
   });
 }
