@@ -89,7 +89,13 @@ for (const dialect of testDialects()) {
 
     beforeAll(async () => {
       sink = await startSink(tempDir('mw-tpl-sink'));
-      t = await createTestApp(dialect, { env: relayEnv(sink, { MAILWARD_DELIVERY_CONCURRENCY: '16' }) });
+      t = await createTestApp(dialect, {
+        env: relayEnv(sink, {
+          MAILWARD_DELIVERY_CONCURRENCY: '16',
+          // The opt-in 10,000-row test records 10,000 consents through the API first.
+          ...(process.env.MAILWARD_TEST_BULK_10K ? { MAILWARD_RATE_LIMIT_PER_MINUTE: '100000' } : {}),
+        }),
+      });
       author = await humanKey(['reviewer']);
       approver = await humanKey(['reviewer']);
       const rows = await t.c.store.db
@@ -420,5 +426,31 @@ for (const dialect of testDialects()) {
         out.results.map((x: { email_id?: string }) => x.email_id),
       );
     }, 60_000);
+
+    // Opt-in (MAILWARD_TEST_BULK_10K=1): the largest request the route accepts, end to end through the send path.
+    it.skipIf(!process.env.MAILWARD_TEST_BULK_10K)(
+      'accepts 10,000 rows in one bulk request and answers each row',
+      async () => {
+        const id = await approvedTemplate();
+        const s = await seedMailbox(t, 'gated_send', { allow_templates: true });
+        const n = 10_000;
+        for (let i = 0; i < n; i++) await consent(`bulk${i}@clinic.example`, ['appointment']);
+        const rows = Array.from({ length: n }, (_, i) => ({
+          to: [`bulk${i}@clinic.example`],
+          slots: slotsFor(i),
+          idempotency_key: `big-${i}`,
+        }));
+        const started = Date.now();
+        const heap = process.memoryUsage().heapUsed;
+        const r = await t.call('POST', `/v1/mailboxes/${s.mailbox.id}/send-bulk`, s.agentKey, { template_id: id, rows });
+        process.stderr.write(
+          `10,000-row bulk (${dialect}): ${Date.now() - started} ms, heap ${Math.round((process.memoryUsage().heapUsed - heap) / 1e6)} MB more\n`,
+        );
+        expect(r.status).toBe(200);
+        expect(r.body.counts).toEqual({ queued: n, pending_approval: 0, refused: 0 });
+        expect(new Set(r.body.results.map((x: { email_id: string }) => x.email_id)).size).toBe(n);
+      },
+      900_000,
+    );
   });
 }
