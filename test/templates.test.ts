@@ -191,6 +191,10 @@ for (const dialect of testDialects()) {
       expect(row).toEqual({ template_id: id, template_version: 1, category: 'appointment' });
       const audit = await t.call('GET', `/v1/audit/events?action=email.submitted&target_id=${flows.body.id}`, t.adminKey);
       expect(audit.body.events).toHaveLength(1);
+      // Reviewers see what flowed (monitored's "reviewers see it"): the mailbox's outbound messages list it.
+      const listed = await t.call('GET', `/v1/mailboxes/${allowed.mailbox.id}/messages?direction=outbound`, approver);
+      expect(listed.status).toBe(200);
+      expect(listed.body.messages.map((m: { id: string }) => m.id)).toContain(flows.body.id);
       // gated_all keeps holding everything.
       const all = await seedMailbox(t, 'gated_all', { allow_templates: true });
       expect((await send(all)).body.status).toBe('pending_approval');
