@@ -195,6 +195,16 @@ for (const dialect of testDialects()) {
       const listed = await t.call('GET', `/v1/mailboxes/${allowed.mailbox.id}/messages?direction=outbound`, approver);
       expect(listed.status).toBe(200);
       expect(listed.body.messages.map((m: { id: string }) => m.id)).toContain(flows.body.id);
+      // A reply can be a template too: threaded under the parent, rendered from the template.
+      const reply = await t.call('POST', `/v1/emails/${flows.body.id}/reply`, allowed.agentKey, { template_id: id, slots: slotsFor(4) });
+      expect(reply.status).toBe(202);
+      expect(reply.body).toMatchObject({ status: 'queued', thread_id: flows.body.thread_id });
+      const replied = await t.c.store.db
+        .selectFrom('messages')
+        .select(['in_reply_to', 'template_id'])
+        .where('id', '=', reply.body.id)
+        .executeTakeFirstOrThrow();
+      expect(replied).toEqual({ in_reply_to: `<${flows.body.id}@${t.domain}>`, template_id: id });
       // gated_all keeps holding everything.
       const all = await seedMailbox(t, 'gated_all', { allow_templates: true });
       expect((await send(all)).body.status).toBe('pending_approval');

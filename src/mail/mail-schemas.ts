@@ -175,8 +175,25 @@ export const replyBody = z
     html: z.string().optional(),
     reply_all: z.boolean().optional(),
     category: messageCategory.optional(),
+    template_id: z
+      .string()
+      .regex(/^tpl_[0-9a-f]{32}$/, 'must be a tpl_ id')
+      .optional()
+      .describe("reply with the approved version of this template (its subject replaces the parent's), rendered with `slots`"),
+    slots: slotValues.optional(),
   })
-  .refine((b) => b.text !== undefined || b.html !== undefined, { message: 'text or html is required', path: ['text'] });
+  .refine((b) => b.template_id !== undefined || b.text !== undefined || b.html !== undefined, {
+    message: 'text or html is required',
+    path: ['text'],
+  })
+  .refine((b) => b.template_id === undefined || (b.text === undefined && b.html === undefined), {
+    message: 'a template reply takes template_id and slots, not text or html',
+    path: ['template_id'],
+  })
+  .refine((b) => (b.template_id === undefined) === (b.slots === undefined), {
+    message: 'template_id and slots go together',
+    path: ['slots'],
+  });
 
 export const idempotencyKeyHeader = z
   .string()

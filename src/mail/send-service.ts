@@ -380,10 +380,13 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
       ? [...(m.direction === 'inbound' ? c.to : []), ...c.cc].filter((a) => a.toLowerCase() !== own && !to.includes(a))
       : [];
     const subject = /^re:/i.test(c.subject) ? c.subject : `Re: ${c.subject}`.slice(0, 998);
+    const content = body.template_id
+      ? { template_id: body.template_id, slots: body.slots ?? {} }
+      : { subject, text: body.text, html: body.html };
     return send(
       ctx,
       mailbox.id,
-      { to, cc: cc.length > 0 ? cc : undefined, subject, text: body.text, html: body.html, in_reply_to: m.id, category: body.category },
+      { to, cc: cc.length > 0 ? cc : undefined, ...content, in_reply_to: m.id, category: body.category },
       idempotencyKey,
     );
   };
