@@ -10,7 +10,7 @@ const src = path.resolve(import.meta.dirname, '..', 'src');
 // A folder missing from this table fails the test: a new folder must be placed in a layer.
 const KERNEL = ['kernel'];
 const STORE = ['store', ...KERNEL];
-const SERVICES = ['identity', 'accounts', 'vault', 'mail', 'inbound', 'oversight', 'phi', 'queue', 'compliance', 'webhooks'];
+const SERVICES = ['identity', 'accounts', 'vault', 'mail', 'inbound', 'oversight', 'phi', 'queue', 'compliance', 'webhooks', 'templates'];
 const BELOW_ADAPTERS = [...SERVICES, 'audit', 'events', ...STORE];
 const ADAPTERS = ['http', 'mcp', 'smtp', 'web'];
 
@@ -32,6 +32,8 @@ const ALLOWED: Record<string, string[]> = {
   // Oversight decides holds and approvals; it sees mail only through its port (oversight/held-mail.ts), wired by app.
   oversight: BELOW_ADAPTERS.filter((f) => f !== 'mail' && f !== 'inbound'),
   phi: BELOW_ADAPTERS,
+  // Templates: written and approved by humans, rendered for the send path (mail imports it, never the reverse).
+  templates: BELOW_ADAPTERS.filter((f) => f !== 'mail'),
   // Reading audit for people (viewer, proofs, legal holds; disclosures and breach scope next): above audit.
   compliance: BELOW_ADAPTERS,
   // Events out: the events API, webhook endpoints, fan-out and delivery (a domain service over the event log and the job worker).

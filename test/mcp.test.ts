@@ -76,7 +76,7 @@ for (const dialect of testDialects()) {
     });
 
     it('lists only the tools each key may use', async () => {
-      const sendTools = ['cancel_email', 'reply_email', 'send_email'];
+      const sendTools = ['cancel_email', 'reply_email', 'send_email', 'send_template_bulk'];
       expect(await http.toolNames()).toEqual(
         [...READ_TOOLS, ...sendTools, 'check_consent', 'get_totp_code', 'list_secrets', 'store_secret'].sort(),
       );

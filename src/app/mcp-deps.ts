@@ -8,6 +8,7 @@ export const mcpDepsOf = (c: Container): McpDeps => ({
   apiKeys: c.apiKeys,
   mailboxes: c.mail.mailboxes,
   mail: c.mail.mail,
+  bulk: c.mail.bulk,
   reader: c.mail.reader,
   vault: c.vault,
   consent: c.consent,

@@ -1,8 +1,10 @@
 import type { Command } from 'commander';
 import { openContainer, runCommand } from './cli-support.js';
+import { registerSendBulk } from './send-bulk-command.js';
 
 export const registerMail = (program: Command) => {
-  const mail = program.command('mail').description('Mail housekeeping: message retention');
+  const mail = program.command('mail').description('Mail housekeeping (message retention) and bulk template sends');
+  registerSendBulk(mail);
   mail
     .command('purge')
     .description(

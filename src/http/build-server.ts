@@ -41,6 +41,7 @@ import type { KeyDirectoryService } from '../identity/key-directory.js';
 import { frameworkErrors, refuseUnsafeText } from './text-input-hook.js';
 import { vaultRoutes } from './vault-routes.js';
 import { webhookRoutes } from './webhook-routes.js';
+import { templatesRoutes } from './templates-routes.js';
 
 /**
  * Request ids: a random per-process prefix and a counter. Unique across
@@ -68,7 +69,7 @@ export type RestDeps = {
   grants: GrantsService;
   keyDirectory: KeyDirectoryService;
   guard: Guard;
-  mail: Pick<MailModule, 'mailboxes' | 'mail' | 'reader' | 'identityVerifier' | 'dnsRecords' | 'retention'> & {
+  mail: Pick<MailModule, 'mailboxes' | 'mail' | 'reader' | 'identityVerifier' | 'dnsRecords' | 'retention' | 'templates' | 'bulk'> & {
     approvals: ApprovalsService;
   };
   vault: VaultService;
@@ -177,6 +178,7 @@ export const buildRestServer = async (c: RestDeps, { beside = [] }: RestServerOp
     await v1.register(approvalRoutes({ approvals: c.mail.approvals }));
     await v1.register(identityVerifyRoutes({ verifier: c.mail.identityVerifier, maxMessageBytes: c.config.smtp.maxMessageBytes }));
     await v1.register(vaultRoutes({ vault: c.vault }));
+    await v1.register(templatesRoutes({ templates: c.mail.templates, bulk: c.mail.bulk }));
     await v1.register(consentRoutes({ consent: c.consent, part2: c.part2Consents }));
     await v1.register(grantsRoutes({ grants: c.grants }));
     await v1.register(mailRetentionRoutes({ retention: c.mail.retention }));

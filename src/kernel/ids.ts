@@ -26,6 +26,7 @@ export const ID_PREFIXES = {
   webhookSecret: 'whs',
   webhookDelivery: 'whd',
   webhookAttempt: 'wha',
+  template: 'tpl',
 } as const;
 
 export type IdKind = keyof typeof ID_PREFIXES;

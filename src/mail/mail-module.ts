@@ -24,6 +24,9 @@ import { createReadService } from './read-service.js';
 import { createSendService } from './send-service.js';
 import { createSigningPool } from './signing-pool.js';
 import { createSmtpSender } from './smtp-deliver.js';
+import { createTemplatesRepo } from '../templates/templates-repo.js';
+import { createTemplatesService } from '../templates/templates-service.js';
+import { createBulkSend } from './bulk-send.js';
 
 type Deps = {
   config: MailConfig;
@@ -73,7 +76,10 @@ export const createMailModule = ({
   const onQueued = () => kick();
   const mailboxes = createMailboxService({ db, repo, guard, clock });
   const screen = createOutboundScreen({ consent, model: phiModel });
-  const mail = createSendService({ db, ring, guard, repo, clock, pipeline, screen, audit, config, onQueued });
+  // Pre-approved templates: written and approved by humans, rendered and screened for the send path.
+  const templates = createTemplatesService({ db, guard, clock, repo: createTemplatesRepo(), screen });
+  const mail = createSendService({ db, ring, guard, repo, clock, pipeline, screen, audit, config, onQueued, templates });
+  const bulk = createBulkSend({ db, guard, mail, templates });
   // Get, list, thread, tags, search and attachments of both directions.
   const reader = createReadService({ db, dialect: store.dialect, ring, guard, clock, audit });
   const held = createHeldMail({ ring, pipeline });
@@ -99,7 +105,23 @@ export const createMailModule = ({
   kick = delivery.kick;
   const dnsRecords = createDnsRecordsService({ db });
   const identityVerifier = createIdentityVerifier({ db });
-  return { mailboxes, mail, reader, held, screen, onQueued, retention, delivery, resolver, signer, events, dnsRecords, identityVerifier };
+  return {
+    mailboxes,
+    mail,
+    bulk,
+    templates,
+    reader,
+    held,
+    screen,
+    onQueued,
+    retention,
+    delivery,
+    resolver,
+    signer,
+    events,
+    dnsRecords,
+    identityVerifier,
+  };
 };
 
 export type MailModule = ReturnType<typeof createMailModule>;

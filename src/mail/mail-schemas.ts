@@ -3,6 +3,7 @@ import { OVERSIGHT_MODES } from '../oversight/oversight-modes.js';
 import { CONSENT_CATEGORIES } from '../phi/consent-schemas.js';
 import { phiFindingOut, phiPolicySchema } from '../phi/phi-schemas.js';
 import { intQuery } from '../kernel/query-int.js';
+import { slotValues } from '../templates/templates-schemas.js';
 import { hasUnsafeHeaderChars } from './header-text.js';
 
 // RFC 5322 3.2.3 dot-atom local part @ a domain; no whitespace, CR or LF anywhere (header injection).
@@ -52,6 +53,10 @@ export const createMailboxBody = z.strictObject({
   forward_to: emailAddress.nullable().optional(),
   phi_policy: phiPolicySchema.nullable().optional(),
   dmarc_failure: dmarcFailure.optional(),
+  allow_templates: z
+    .boolean()
+    .optional()
+    .describe('gated_send: sends of an approved template flow as monitored, without a per-message approval (admin; default false)'),
 });
 
 export const updateMailboxBody = z.strictObject({
@@ -60,6 +65,7 @@ export const updateMailboxBody = z.strictObject({
   forward_to: emailAddress.nullable().optional(),
   phi_policy: phiPolicySchema.nullable().optional().describe('null restores the default policy; admin or privacy_officer'),
   dmarc_failure: dmarcFailure.optional(),
+  allow_templates: z.boolean().optional().describe('true needs an admin; false is a tightening a reviewer may make'),
 });
 
 export const mailboxOut = z.object({
@@ -71,6 +77,7 @@ export const mailboxOut = z.object({
   forward_to: z.string().nullable(),
   phi_policy: phiPolicySchema.nullable(),
   dmarc_failure: dmarcFailure,
+  allow_templates: z.boolean(),
   created_at: z.string(),
   updated_at: z.string(),
 });
@@ -138,10 +145,16 @@ export const sendBody = z
     to: recipients.min(1),
     cc: recipients.optional(),
     bcc: recipients.optional(),
-    subject: nameText(998),
+    subject: nameText(998).optional(),
     text: z.string().optional(),
     html: z.string().optional(),
     tags: tagList.optional(),
+    template_id: z
+      .string()
+      .regex(/^tpl_[0-9a-f]{32}$/, 'must be a tpl_ id')
+      .optional()
+      .describe('send the approved version of this template, rendered with `slots`, instead of subject/text/html'),
+    slots: slotValues.optional().describe('slot values of the template (each checked against its slot type)'),
     attachments: z.array(attachmentIn).max(20).optional(),
     in_reply_to: z
       .string()
@@ -156,7 +169,19 @@ export const sendBody = z
     message: `at most ${MAX_RECIPIENTS} recipients in to, cc and bcc together`,
     path: ['to'],
   })
-  .refine((b) => b.text !== undefined || b.html !== undefined, { message: 'text or html is required', path: ['text'] });
+  .refine((b) => b.template_id !== undefined || b.text !== undefined || b.html !== undefined, {
+    message: 'text or html is required',
+    path: ['text'],
+  })
+  .refine((b) => b.template_id !== undefined || b.subject !== undefined, { message: 'subject is required', path: ['subject'] })
+  .refine(
+    (b) => b.template_id === undefined || (b.subject === undefined && b.text === undefined && b.html === undefined && !b.attachments),
+    { message: 'a template send takes template_id and slots, not subject, text, html or attachments', path: ['template_id'] },
+  )
+  .refine((b) => (b.template_id === undefined) === (b.slots === undefined), {
+    message: 'template_id and slots go together',
+    path: ['slots'],
+  });
 
 export const replyBody = z
   .strictObject({
@@ -166,8 +191,25 @@ export const replyBody = z
     category: messageCategory.optional(),
     revision_of: revisionOf.optional(),
     on_behalf_of: onBehalfOf.optional(),
+    template_id: z
+      .string()
+      .regex(/^tpl_[0-9a-f]{32}$/, 'must be a tpl_ id')
+      .optional()
+      .describe("reply with the approved version of this template (its subject replaces the parent's), rendered with `slots`"),
+    slots: slotValues.optional(),
   })
-  .refine((b) => b.text !== undefined || b.html !== undefined, { message: 'text or html is required', path: ['text'] });
+  .refine((b) => b.template_id !== undefined || b.text !== undefined || b.html !== undefined, {
+    message: 'text or html is required',
+    path: ['text'],
+  })
+  .refine((b) => b.template_id === undefined || (b.text === undefined && b.html === undefined), {
+    message: 'a template reply takes template_id and slots, not text or html',
+    path: ['template_id'],
+  })
+  .refine((b) => (b.template_id === undefined) === (b.slots === undefined), {
+    message: 'template_id and slots go together',
+    path: ['slots'],
+  });
 
 export const idempotencyKeyHeader = z
   .string()

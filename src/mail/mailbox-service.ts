@@ -23,6 +23,7 @@ export const mailboxView = (m: MailboxesTable) => ({
   forward_to: m.forward_to,
   phi_policy: parsePhiPolicy(m.phi_policy),
   dmarc_failure: m.dmarc_failure,
+  allow_templates: m.allow_templates === 1,
   created_at: m.created_at,
   updated_at: m.updated_at,
 });
@@ -104,6 +105,8 @@ export const createMailboxService = ({ db, repo, guard, clock }: Deps) => {
         phi_policy: body.phi_policy ? JSON.stringify(body.phi_policy) : null,
         // Fail closed: DMARC failures are quarantined unless an admin opts into `flag`.
         dmarc_failure: body.dmarc_failure ?? DEFAULT_DMARC_FAILURE,
+        // Templates flow without per-message approval only where an admin allowed it (default: never).
+        allow_templates: body.allow_templates ? 1 : 0,
       };
       try {
         await tx.insertInto('mailboxes').values(row).execute();
@@ -120,6 +123,7 @@ export const createMailboxService = ({ db, repo, guard, clock }: Deps) => {
           agent_id: agent.id,
           oversight_mode: mode,
           dmarc_failure: row.dmarc_failure,
+          allow_templates: row.allow_templates === 1,
           has_forward_to: row.forward_to !== null,
           phi_policy: body.phi_policy ?? null,
           phi_policy_loosened: isPhiPolicyLoosening(null, body.phi_policy ?? null),
@@ -142,7 +146,8 @@ export const createMailboxService = ({ db, repo, guard, clock }: Deps) => {
         body.oversight_mode !== undefined ||
         body.display_name !== undefined ||
         body.forward_to !== undefined ||
-        body.dmarc_failure !== undefined;
+        body.dmarc_failure !== undefined ||
+        body.allow_templates !== undefined;
       const phiChange = body.phi_policy !== undefined;
       const m = await mailboxForUpdate(tx, ctx, id, phiChange && !otherChange);
       const mode = body.oversight_mode ?? m.oversight_mode;
@@ -151,7 +156,11 @@ export const createMailboxService = ({ db, repo, guard, clock }: Deps) => {
       if (otherChange || !phiChange) {
         // A reviewer may tighten oversight and nothing else; every other change needs an admin human.
         const onlyTightens =
-          !loosened && body.display_name === undefined && body.forward_to === undefined && body.dmarc_failure === undefined;
+          !loosened &&
+          body.display_name === undefined &&
+          body.forward_to === undefined &&
+          body.dmarc_failure === undefined &&
+          body.allow_templates !== true;
         if (!(onlyTightens && hasRole(ctx.principal, 'reviewer'))) requireAdmin(ctx);
       }
       if (phiChange) requirePhiPolicyWriter(ctx);
@@ -164,6 +173,7 @@ export const createMailboxService = ({ db, repo, guard, clock }: Deps) => {
         display_name: body.display_name ?? m.display_name,
         phi_policy: policyAfter ? JSON.stringify(policyAfter) : null,
         dmarc_failure: body.dmarc_failure ?? m.dmarc_failure,
+        allow_templates: body.allow_templates === undefined ? (m.allow_templates ?? 0) : body.allow_templates ? 1 : 0,
         updated_at: now(),
       };
       await tx.updateTable('mailboxes').set(changes).where('id', '=', id).execute();
@@ -178,6 +188,9 @@ export const createMailboxService = ({ db, repo, guard, clock }: Deps) => {
           loosened,
           forward_to_changed: forwardTo !== m.forward_to,
           display_name_changed: changes.display_name !== m.display_name,
+          ...(changes.allow_templates !== (m.allow_templates ?? 0)
+            ? { allow_templates: { before: m.allow_templates === 1, after: changes.allow_templates === 1 } }
+            : {}),
           ...(changes.dmarc_failure !== m.dmarc_failure
             ? { dmarc_failure: { before: m.dmarc_failure, after: changes.dmarc_failure } }
             : {}),

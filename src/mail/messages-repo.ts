@@ -44,6 +44,8 @@ export type NewMessage = {
   category?: string | null;
   /** The rejected message this one revises. */
   revisionOf?: string | null;
+  /** Outbound: the approved template version the message was rendered from. */
+  template?: { id: string; version: number } | null;
 };
 
 /** The one builder of a message row. */
@@ -80,6 +82,8 @@ export const messageRow = (m: NewMessage): MessagesTable => ({
   category: m.category ?? null,
   content_purged_at: null,
   revision_of: m.revisionOf ?? null,
+  template_id: m.template?.id ?? null,
+  template_version: m.template?.version ?? null,
 });
 
 /**

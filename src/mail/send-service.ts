@@ -30,6 +30,7 @@ import type { OutboundPipeline } from './outbound-pipeline.js';
 import { emailTarget, isContentHidden, messageHeld, visibleMessage } from './read-service.js';
 import { decidePendingApproval, insertPendingApproval } from '../oversight/approvals-repo.js';
 import { cancelPendingJobs } from '../queue/outbox-repo.js';
+import type { PreparedTemplate, TemplatesService } from '../templates/templates-service.js';
 
 type Deps = {
   db: Db;
@@ -45,7 +46,12 @@ type Deps = {
   config: Pick<MailConfig, 'smtp' | 'approvalTtlSeconds'>;
   /** Called after a commit that queued mail: wakes the delivery worker. */
   onQueued?: () => void;
+  /** Template sends (`template_id` + `slots`): rendering and the template's hold facts. */
+  templates?: Pick<TemplatesService, 'prepare'>;
 };
+
+/** A send body with its content known (a template send, once rendered). */
+type Drafted = SendInput & { subject: string };
 
 const IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000;
 
@@ -75,7 +81,7 @@ const categoryRefusedError = (category: string, recipientIndex: number) =>
     extra: { category, recipient_index: recipientIndex },
   });
 
-export const createSendService = ({ db, ring, guard, repo, clock, pipeline, screen, audit, config, onQueued }: Deps) => {
+export const createSendService = ({ db, ring, guard, repo, clock, pipeline, screen, audit, config, onQueued, templates }: Deps) => {
   const now = () => clock.now().toISOString();
 
   const threadingFor = async (tx: Executor, mailbox: MailboxesTable, inReplyTo: string | undefined) => {
@@ -138,7 +144,7 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
   };
 
   /** Everything about a new message that needs no transaction: id, content, threading, the row to insert. */
-  const draft = async (ex: Executor, ctx: RequestContext, mailbox: MailboxesTable, body: SendInput) => {
+  const draft = async (ex: Executor, ctx: RequestContext, mailbox: MailboxesTable, body: Drafted, tpl: PreparedTemplate | null) => {
     const at = now();
     const id = newId('message');
     const org = await repo.org(ex, mailbox.org_id);
@@ -189,8 +195,17 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
       revisionOf: revised?.id ?? null,
       // Part 2 content is marked as the system's, so approval re-checks its consents and delivery adds the 2.32 notice.
       systemTags: scan.part2 || scan.findings.some((f) => f.type === 'part2') ? ['part2'] : [],
+      template: tpl ? { id: tpl.template.id, version: tpl.template.version } : null,
     });
-    return { row, content, findings: scan.findings, assessment: scan, revised, onBehalfOf: body.on_behalf_of ?? null };
+    return {
+      row,
+      content,
+      findings: scan.findings,
+      assessment: scan,
+      revised,
+      onBehalfOf: body.on_behalf_of ?? null,
+      template: tpl?.template ?? null,
+    };
   };
 
   /** Writes a drafted message inside the transaction: row, idempotency key, events, audit; then holds or queues it. */
@@ -205,6 +220,7 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
       assessment: Assessment;
       revised: MessagesTable | null;
       onBehalfOf: string | null;
+      template: PreparedTemplate['template'] | null;
     },
     idem: { key: string; hash: string } | null,
     onRefused: (check: ConsentCheck, code?: string) => void,
@@ -232,7 +248,14 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
     }
     // PHI policy and unknown consent can hold a message in any mode but read_only (CONTRACT.md, oversight modes).
     const phi = screen.holdReasons(d.assessment, mailbox.oversight_mode, parsePhiPolicy(mailbox.phi_policy), check);
-    const decision = decideHold({ direction: 'outbound', mode: mailbox.oversight_mode, screenReasons: phi.reasons });
+    const decision = decideHold({
+      direction: 'outbound',
+      mode: mailbox.oversight_mode,
+      screenReasons: phi.reasons,
+      ...(d.template
+        ? { template: { approved: d.template.approved, allowedByMailbox: mailbox.allow_templates === 1, reasons: d.template.reasons } }
+        : {}),
+    });
     if (decision.kind === 'refuse') throw forbidden('mailbox_read_only', 'This mailbox is read-only: it cannot send.');
     const reasons = decision.kind === 'hold' ? decision.reasons : [];
     const id = row.id;
@@ -290,6 +313,7 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
         ...(onBehalf
           ? { on_behalf_of: { id: onBehalf.id, npi: onBehalf.npi, category: onBehalf.category, grant_id: onBehalf.grant_id } }
           : {}),
+        ...(d.template ? { template: { id: d.template.id, version: d.template.version } } : {}),
         phi: { sensitivity: phi.sensitivity, types: [...new Set(d.findings.map((f) => f.type))].sort(), findings: d.findings.length },
       },
       row.content_hash,
@@ -317,6 +341,11 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
     // Signing happens in the delivery worker: accepting stays cheap (p99 accept latency).
     await pipeline.write(tx, row, await pipeline.plan(tx, row, content, mailbox));
     return { id, status: 'queued', thread_id: row.thread_id, queued: true };
+  };
+
+  const prepareTemplate = (ctx: RequestContext, templateId: string, slots: Record<string, string>) => {
+    if (!templates) throw new AppError('templates_unavailable', 501, 'Template sends are not wired in this process.');
+    return templates.prepare(db, ctx, templateId, slots);
   };
 
   const replayOf = async (mailboxId: string, key: string, hash: string) => {
@@ -367,7 +396,21 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
         if (m.oversight_mode === 'read_only') throw forbidden('mailbox_read_only', 'This mailbox is read-only: it cannot send.');
         return m;
       });
-      const d = await draft(db, ctx, mailbox, body);
+      // A template send is rendered from its approved version first (README "Templates and bulk sends").
+      const templateId = body.template_id;
+      const tpl = templateId
+        ? await guard.read(ctx, 'email.submitted', target, () => prepareTemplate(ctx, templateId, body.slots ?? {}))
+        : null;
+      const drafted: Drafted = tpl
+        ? {
+            ...body,
+            subject: tpl.content.subject,
+            text: tpl.content.text,
+            ...(tpl.content.html === null ? {} : { html: tpl.content.html }),
+            category: body.category ?? (tpl.category as SendInput['category']) ?? undefined,
+          }
+        : { ...body, subject: body.subject ?? '' };
+      const d = await draft(db, ctx, mailbox, drafted, tpl);
       return guard.change(ctx, 'email.submitted', target, async (tx) => {
         // Decide under the mailbox as it is now (its mode may have changed since the draft).
         const fresh = await visibleMailbox(tx, ctx, mailboxId);
@@ -440,15 +483,16 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
       ? [...(m.direction === 'inbound' ? c.to : []), ...c.cc].filter((a) => a.toLowerCase() !== own && !to.includes(a))
       : [];
     const subject = /^re:/i.test(c.subject) ? c.subject : `Re: ${c.subject}`.slice(0, 998);
+    const content = body.template_id
+      ? { template_id: body.template_id, slots: body.slots ?? {} }
+      : { subject, text: body.text, html: body.html };
     return send(
       ctx,
       mailbox.id,
       {
         to,
         cc: cc.length > 0 ? cc : undefined,
-        subject,
-        text: body.text,
-        html: body.html,
+        ...content,
         in_reply_to: m.id,
         category: body.category,
         revision_of: body.revision_of,

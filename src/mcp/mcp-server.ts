@@ -132,7 +132,19 @@ export const callTool = async (deps: McpDeps, session: McpSession, name: string,
               })
               .catch(() => {});
           };
-    const r = await tool.run(deps, ctx, parsed.data, { signals, progress });
+    const progressCount =
+      token === undefined
+        ? undefined
+        : (done: number, total: number, message: string) => {
+            extra
+              .sendNotification({ method: 'notifications/progress', params: { progressToken: token, progress: done, total, message } })
+              .catch(() => {});
+          };
+    const r = await tool.run(deps, ctx, parsed.data, {
+      signals,
+      ...(progress ? { progress } : {}),
+      ...(progressCount ? { progressCount } : {}),
+    });
     return { content: [{ type: 'text', text: r.text }], structuredContent: r.structured };
   } catch (e) {
     return toolErrorResult(e, deps.logger, tool.name);

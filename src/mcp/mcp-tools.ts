@@ -28,6 +28,8 @@ import {
 } from '../mail/mail-schemas.js';
 import type { MailboxService } from '../mail/mailbox-service.js';
 import type { ReadService } from '../mail/read-service.js';
+import { bulkBody, bulkOut } from '../mail/bulk-schemas.js';
+import type { BulkSend } from '../mail/bulk-send.js';
 import type { SendService } from '../mail/send-service.js';
 import { consentOut, consentParams } from '../phi/consent-schemas.js';
 import type { ConsentService } from '../phi/consent-service.js';
@@ -51,6 +53,8 @@ export type McpDeps = {
   apiKeys: Pick<ApiKeysService, 'assertLive'>;
   mailboxes: Pick<MailboxService, 'list'>;
   mail: Pick<SendService, 'send' | 'reply' | 'cancel'>;
+  /** Bulk sends of an approved template (send_template_bulk). */
+  bulk: Pick<BulkSend, 'sendBulk'>;
   reader: Pick<ReadService, 'get' | 'list' | 'thread' | 'setTags' | 'search' | 'raw'>;
   /** The open verifier (verifier/) with this server's DNS; the directory defaults to this installation's. */
   verifyMail: (
@@ -70,6 +74,8 @@ export type CallEnv = {
   /** Any of these aborting ends the call early (client cancellation, transport gone). */
   signals: Abortable[];
   progress?: (elapsedMs: number, totalMs: number) => void;
+  /** Progress counted in items (rows of a bulk send) rather than time. */
+  progressCount?: (done: number, total: number, message: string) => void;
 };
 
 export type ToolResult = { structured: Record<string, unknown>; text: string };
@@ -165,6 +171,7 @@ const checkInboxIn = messagesQuery.omit({ unread: true, limit: true, direction: 
 });
 
 const sendIn = sendBody.safeExtend({ mailbox_id: mailboxId, idempotency_key: idempotencyKey });
+const bulkIn = bulkBody.safeExtend({ mailbox_id: mailboxId });
 const replyIn = replyBody.safeExtend({ email_id: emailId, idempotency_key: idempotencyKey });
 
 const searchIn = searchQuery.omit({ unread: true, limit: true }).extend({ mailbox_id: mailboxId, ...listFilters });
@@ -309,6 +316,26 @@ const tools: ToolDef[] = [
       return resultOf(
         r,
         `${r.status === 'pending_approval' ? 'Held for review' : 'Accepted'}: email ${r.id}, status ${r.status}, thread ${r.thread_id}.\n${json(r)}`,
+      );
+    },
+  },
+  {
+    name: 'send_template_bulk',
+    title: 'Send a template to many recipients',
+    description:
+      "Sends an approved template (template_id, from GET /v1/templates) from one of this agent's mailboxes to up to 10,000 rows, each with its recipients, its slot values and its own idempotency_key; answers one outcome per row: queued, pending_approval (held for a reviewer, e.g. a slot value carrying PHI the template does not allow) or refused (code: invalid_slot, no_consent, ...). Repeating the call with the same keys returns the same email ids and sends nothing twice, so retry the whole call after an error or timeout. Reports progress when asked. Not for free-text messages (use send_email).",
+    input: bulkIn,
+    output: bulkOut,
+    annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: true },
+    access: agentScope('mail:send'),
+    requiresLiveKey: true,
+    needsSendableMailbox: true,
+    run: async (d, ctx, raw, env) => {
+      const { mailbox_id, ...body } = raw as z.infer<typeof bulkIn>;
+      const r = out(bulkOut, await d.bulk.sendBulk(ctx, mailbox_id, body, (done, total) => env.progressCount?.(done, total, 'rows sent')));
+      return resultOf(
+        r,
+        `${r.results.length} row(s): ${r.counts.queued} queued, ${r.counts.pending_approval} held for review, ${r.counts.refused} refused.\n${json(r)}`,
       );
     },
   },

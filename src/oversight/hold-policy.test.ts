@@ -29,6 +29,34 @@ describe('decideHold', () => {
     expect(decideHold({ direction: 'outbound', mode: 'read_only', screenReasons: phi }).kind).toBe('refuse');
   });
 
+  it('lets an approved template flow as monitored only in a gated_send mailbox that allows templates, and keeps its own reasons', () => {
+    const tpl = (over: Record<string, unknown> = {}) => ({ approved: true, allowedByMailbox: true, reasons: [], ...over });
+    expect(decideHold({ direction: 'outbound', mode: 'gated_send', screenReasons: [], template: tpl() })).toEqual({
+      kind: 'pass',
+      copy: true,
+    });
+    expect(
+      decideHold({ direction: 'outbound', mode: 'gated_send', screenReasons: [], template: tpl({ allowedByMailbox: false }) }),
+    ).toEqual({
+      kind: 'hold',
+      status: 'pending_approval',
+      reasons: [{ code: 'oversight_mode', mode: 'gated_send' }],
+    });
+    expect(decideHold({ direction: 'outbound', mode: 'gated_all', screenReasons: [], template: tpl() }).kind).toBe('hold');
+    expect(decideHold({ direction: 'outbound', mode: 'read_only', screenReasons: [], template: tpl() }).kind).toBe('refuse');
+    const slot = { code: 'template_slot_phi', slot: 'note', types: ['mrn'] };
+    expect(
+      decideHold({ direction: 'outbound', mode: 'gated_send', screenReasons: [{ code: 'phi' }], template: tpl({ reasons: [slot] }) }),
+    ).toEqual({
+      kind: 'hold',
+      status: 'pending_approval',
+      reasons: [slot, { code: 'phi' }],
+    });
+    expect(decideHold({ direction: 'outbound', mode: 'autonomous', screenReasons: [], template: tpl({ reasons: [slot] }) }).kind).toBe(
+      'hold',
+    );
+  });
+
   it('holds inbound mail for a deactivated agent or a gated_all mailbox, quarantines what DMARC asks to, and flags on opt-in', () => {
     const base = { direction: 'inbound' as const, mode: 'monitored' as const, agentActive: true, authReasons: [], quarantineAsked: false };
     expect(decideHold({ ...base, dmarcFailure: 'quarantine' })).toEqual({ kind: 'pass', copy: false });

@@ -13,6 +13,12 @@ export type HoldInput =
       mode: OversightMode;
       /** Reasons the PHI policy and consent screen give (phi, part2, phi_in_subject, consent_unknown, ...). */
       screenReasons: readonly HoldReason[];
+      /**
+       * A send rendered from a template (README "Templates and bulk sends"): `approved` (an approved version was
+       * rendered), `allowedByMailbox` (the mailbox's allow_templates) and the template's own reasons (slot values
+       * or the rendered message carrying PHI the version does not allow).
+       */
+      template?: { approved: boolean; allowedByMailbox: boolean; reasons: readonly HoldReason[] };
     }
   | {
       direction: 'inbound';
@@ -39,9 +45,12 @@ export const decideHold = (i: HoldInput): HoldDecision => {
   if (i.direction === 'outbound') {
     const mode = outboundDecision(i.mode);
     if (mode.kind === 'refuse') return { kind: 'refuse', code: 'mailbox_read_only' };
-    const reasons = [...(mode.kind === 'hold' ? mode.reasons : []), ...i.screenReasons];
+    // An approved template's send flows as monitored would in a gated_send mailbox that allows templates: the
+    // reviewer approved its shape once; gated_all keeps holding everything.
+    const viaTemplate = i.template?.approved === true && i.template.allowedByMailbox && i.mode === 'gated_send';
+    const reasons = [...(mode.kind === 'hold' && !viaTemplate ? mode.reasons : []), ...(i.template?.reasons ?? []), ...i.screenReasons];
     if (reasons.length > 0) return { kind: 'hold', status: 'pending_approval', reasons };
-    return { kind: 'pass', copy: mode.kind === 'send' && mode.copy };
+    return { kind: 'pass', copy: viaTemplate || (mode.kind === 'send' && mode.copy) };
   }
   if (!i.agentActive) return { kind: 'hold', status: 'pending_approval', reasons: [{ code: 'agent_deactivated' }, ...i.authReasons] };
   // CONTRACT.md: gated_all holds every inbound message until a reviewer releases it.

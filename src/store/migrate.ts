@@ -19,6 +19,7 @@ import * as m0014ApprovalSignatures from './migrations/0014-approval-signatures.
 import * as m0015WitnessCosignatures from './migrations/0015-witness-cosignatures.js';
 import * as m0018Webhooks from './migrations/0018-webhooks.js';
 import * as m0020RevisionsPart2 from './migrations/0020-revisions-part2-consent-policy.js';
+import * as m0021Templates from './migrations/0021-templates.js';
 import * as m0024OnBehalfOf from './migrations/0024-on-behalf-of.js';
 
 /** Migrations in order. Names are frozen once released; add, never edit. */
@@ -39,6 +40,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0015-witness-cosignatures': m0015WitnessCosignatures,
   '0018-webhooks': m0018Webhooks,
   '0020-revisions-part2-consent-policy': m0020RevisionsPart2,
+  '0021-templates': m0021Templates,
   '0024-on-behalf-of': m0024OnBehalfOf,
 };
 

@@ -185,6 +185,7 @@ export type MailboxesTable = {
   updated_at: string;
   phi_policy: string | null; // JSON MailboxPhiPolicy; null = the default policy (0006)
   dmarc_failure: 'flag' | 'quarantine'; // inbound mail failing DMARC: flagged or quarantined (0007; quarantine the default since 0010)
+  allow_templates?: number; // optional on insert (column default 0); 1: an approved template's sends flow as monitored in gated_send (0021); 0 the default
 };
 
 export type MessagesTable = {
@@ -228,6 +229,9 @@ export type MessagesTable = {
   revision_of: string | null;
   /** JSON {id, name, npi, category, grant_id}: the clinician this message was sent for (0024). */
   on_behalf_of?: string | null;
+  /** Outbound only (0021): the template and version the message was rendered from; null when it was written freely. */
+  template_id?: string | null;
+  template_version?: number | null;
 };
 
 export type MessageEventsTable = { id: string; message_id: string; at: string; type: string; details: string };
@@ -337,6 +341,39 @@ export type Database = {
   webhook_secrets: WebhookSecretsTable;
   webhook_deliveries: WebhookDeliveriesTable;
   webhook_attempts: WebhookAttemptsTable;
+  templates: TemplatesTable;
+  template_versions: TemplateVersionsTable;
+};
+
+/** A pre-approved message template (0021); its content lives in its versions. */
+export type TemplatesTable = {
+  id: string;
+  org_id: string;
+  name: string;
+  created_by: string;
+  created_at: string;
+  updated_at: string;
+  current_version: number;
+};
+
+/** One version of a template (0021): approved once by a reviewer who is not its author. */
+export type TemplateVersionsTable = {
+  template_id: string;
+  version: number;
+  org_id: string;
+  subject: string;
+  text: string;
+  html: string | null;
+  slots: string; // JSON [{name, type, max_length?}]
+  category: string | null;
+  allowed_phi_types: string; // JSON array of finding types of the version's own text with placeholder values
+  content_hash: string; // SHA-256 of the canonical {subject, text, html, slots, category}: what the approval signs
+  created_by: string;
+  created_at: string;
+  status: 'pending' | 'approved' | 'superseded';
+  approved_by: string | null;
+  approved_at: string | null;
+  signature: string | null; // JSON {signer:{id,name}, meaning, method, key_id, at, content_hash}
 };
 
 /** The last domain-event number given out per organisation (migration 0011). */
