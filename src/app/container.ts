@@ -7,6 +7,7 @@ import { createApiKeysService } from '../identity/api-keys-service.js';
 import { createAuditReader } from '../compliance/audit-reader.js';
 import { createAuthCache } from '../identity/auth-cache.js';
 import { createPart2Consents } from '../phi/part2-consents.js';
+import { createApprovalQueue } from '../oversight/approval-queue.js';
 import { createApprovalsService } from '../oversight/approvals-service.js';
 import { createGuard } from '../identity/guard.js';
 import { createIdentityRepo } from '../identity/identity-repo.js';
@@ -178,6 +179,8 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
     stepUpSeconds: config.accounts.stepUpSeconds,
   });
   const mail = { ...mailModule, approvals };
+  // The reviewer console's queue: the approvals with what a reviewer triages by (subject, recipients, agent).
+  const approvalQueue = createApprovalQueue({ db, guard, held: mailModule.held, clock });
   // Inbound SMTP: `serve` starts the listener over inbound.receiver.
   const inbound = createInboundModule({
     config,
@@ -219,6 +222,7 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
     rateLimiter,
     vault,
     mail,
+    approvalQueue,
     inbound,
     consent,
     metrics,
