@@ -26,6 +26,7 @@ export const buildServer = (c: Container): Promise<FastifyInstance> =>
           screen: c.mail.screen,
           auditReader: c.auditReader,
           events: c.mail.events,
+          notifications: c.reviewNotifications,
           clock: c.clock,
           stepUpSeconds: c.config.accounts.stepUpSeconds,
         },

@@ -18,6 +18,7 @@ import * as m0013HumanSignIn from './migrations/0013-human-sign-in.js';
 import * as m0014ApprovalSignatures from './migrations/0014-approval-signatures.js';
 import * as m0015WitnessCosignatures from './migrations/0015-witness-cosignatures.js';
 import * as m0020RevisionsPart2 from './migrations/0020-revisions-part2-consent-policy.js';
+import * as m0022ReviewNotifications from './migrations/0022-review-notifications.js';
 
 /** Migrations in order. Names are frozen once released; add, never edit. */
 export const MIGRATIONS: Record<string, Migration> = {
@@ -36,6 +37,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0014-approval-signatures': m0014ApprovalSignatures,
   '0015-witness-cosignatures': m0015WitnessCosignatures,
   '0020-revisions-part2-consent-policy': m0020RevisionsPart2,
+  '0022-review-notifications': m0022ReviewNotifications,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };

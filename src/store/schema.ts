@@ -326,7 +326,22 @@ export type Database = {
   auth_challenges: AuthChallengesTable;
   signin_throttles: SigninThrottlesTable;
   sso_configs: SsoConfigsTable;
+  reviewer_notification_prefs: ReviewerNotificationPrefsTable;
+  approval_escalations: ApprovalEscalationsTable;
 };
+
+/** A reviewer's notification preference and when the last digest went out (migration 0022). */
+export type ReviewerNotificationPrefsTable = {
+  human_id: string;
+  org_id: string;
+  enabled: number;
+  batch_minutes: number;
+  last_digest_at: string | null;
+  updated_at: string;
+};
+
+/** An approval already escalated as close to expiry (migration 0022). */
+export type ApprovalEscalationsTable = { approval_id: string; org_id: string; escalated_at: string };
 
 /** The last domain-event number given out per organisation (migration 0011). */
 export type EventHeadsTable = { org_id: string; seq: number };

@@ -11,6 +11,7 @@ import type { createMailboxService } from '../mail/mailbox-service.js';
 import type { createReadService } from '../mail/read-service.js';
 import { QUEUE_REASONS, type ApprovalQueue } from '../oversight/approval-queue.js';
 import type { ApprovalsService } from '../oversight/approvals-service.js';
+import type { ReviewNotifications } from '../oversight/review-notifications.js';
 import type { createConsentService } from '../phi/consent-service.js';
 import { type OutboundScreen, storedFindings } from '../phi/outbound-screen.js';
 import type { Viewer } from './console-views.js';
@@ -26,6 +27,7 @@ export type ReviewDeps = {
   screen: Pick<OutboundScreen, 'scan'>;
   auditReader: AuditReader;
   events: Pick<EventFeed, 'subscribe'>;
+  notifications: Pick<ReviewNotifications, 'preference' | 'setPreference'>;
   clock: Clock;
   stepUpSeconds: number;
 };
@@ -119,7 +121,7 @@ export const reviewRoutes = async (app: FastifyInstance, kit: ConsoleKit, d: Rev
 
   // ---- the queue ----
   const queueData = async (ctx: RequestContext, q: z.infer<typeof queueQuery>) => {
-    const [page, counts, mailboxes] = await Promise.all([
+    const [page, counts, mailboxes, notify] = await Promise.all([
       d.queue.page(ctx, {
         reason: q.reason,
         mailboxId: q.mailbox,
@@ -130,6 +132,7 @@ export const reviewRoutes = async (app: FastifyInstance, kit: ConsoleKit, d: Rev
       }),
       d.queue.counts(ctx),
       d.mailboxes.list(ctx),
+      hasRole(ctx.principal, 'reviewer') ? d.notifications.preference(ctx) : Promise.resolve(null),
     ]);
     return {
       rows: page.approvals,
@@ -139,6 +142,7 @@ export const reviewRoutes = async (app: FastifyInstance, kit: ConsoleKit, d: Rev
       mailboxes: mailboxes.map((m) => ({ id: m.id, address: m.address })),
       reasons: QUEUE_REASONS,
       firstPage: q.cursor === undefined,
+      notify,
     };
   };
 
@@ -197,6 +201,25 @@ export const reviewRoutes = async (app: FastifyInstance, kit: ConsoleKit, d: Rev
       clearInterval(ping);
       if (pending) clearTimeout(pending);
     });
+  });
+
+  const notifyForm = z.object({
+    csrf: z.string().max(200),
+    enabled: z.literal('on').optional(),
+    batch_minutes: z.coerce.number().int().min(1).max(1440),
+  });
+  app.post('/console/notifications', async (req, reply) => {
+    const s = await full(req, reply);
+    if (!s) return reply;
+    const f = notifyForm.safeParse(req.body ?? {});
+    checkCsrf(req, s, f.success ? f.data.csrf : (req.body as { csrf?: string } | undefined)?.csrf);
+    if (!f.success) throw new AppError('validation_failed', 400, 'Minutes between notices: a whole number from 1 to 1440.');
+    try {
+      await d.notifications.setPreference(ctxOf(req, s), { enabled: f.data.enabled === 'on', batch_minutes: f.data.batch_minutes });
+    } catch (e) {
+      return pageError(reply, s, e);
+    }
+    return reply.redirect('/console/queue#notifications', 303);
   });
 
   // ---- the review page ----

@@ -65,6 +65,7 @@ export type QueueData = {
   mailboxes: { id: string; address: string }[];
   reasons: readonly string[];
   firstPage: boolean;
+  notify: { enabled: boolean; batch_minutes: number } | null;
 };
 
 const queueHref = (f: QueueData['filters'], extra: Record<string, string | undefined> = {}) => {
@@ -118,7 +119,13 @@ export const queuePage = (viewer: NonNullable<Viewer>, d: QueueData) => {
 <label for="f-mailbox">Mailbox</label><select id="f-mailbox" name="mailbox">${option('', 'Any')}${d.mailboxes.map((m) => option(m.id, m.address, f.mailbox)).join('')}</select>
 <label for="f-direction">Direction</label><select id="f-direction" name="direction">${option('', 'Any')}${option('outbound', 'Outbound', f.direction)}${option('inbound', 'Inbound', f.direction)}</select>
 <label for="f-sort">Sort</label><select id="f-sort" name="sort">${option('oldest', 'Oldest first', f.sort)}${option('newest', 'Newest first', f.sort)}${option('expiring', 'Expiring soonest', f.sort)}</select>
-<button type="submit">Apply</button></form>${table}`,
+<button type="submit">Apply</button></form>${table}${
+      d.notify
+        ? `<section id="notifications" aria-labelledby="notifications-h"><h2 id="notifications-h">Notifications</h2><p>An email tells you how many messages wait (counts and a link, never their content).</p>
+<form method="post" action="/console/notifications">${hidden('csrf', viewer.csrf)}<label><input type="checkbox" id="notify-enabled" name="enabled"${d.notify.enabled ? ' checked' : ''}> Email me when messages wait</label>
+<label for="notify-minutes">At most every (minutes)</label><input id="notify-minutes" name="batch_minutes" type="number" min="1" max="1440" value="${d.notify.batch_minutes}"><button type="submit" id="notify-save">Save</button></form></section>`
+        : ''
+    }`,
     viewer,
     { script: 'review.js' },
   );
