@@ -10,9 +10,9 @@ import { launchChromium, listenLocal } from './support/browser.js';
 import { axeViolations, signInInBrowser } from './support/console-browser.js';
 import { tempDir, testDialects } from './support/dialects.js';
 import { seedMessages } from './support/inbound-seed.js';
+import { connectHttp } from './support/mcp-client.js';
 import { drainDeliveries, relayEnv, type Sink, seedMailbox, startSink } from './support/outbound-sink.js';
 import { createTestApp, type TestApp } from './support/test-app.js';
-
 
 const DKIMPY = path.join(path.dirname(fileURLToPath(import.meta.url)), 'support', 'dkimpy-verify.py');
 const LAB_TEXT = 'Dear Ms Lopez,\nYour results are in. MRN: 4820193. Diagnosis: type 2 diabetes mellitus. Please call us.\n';
@@ -40,7 +40,11 @@ for (const dialect of testDialects()) {
     });
 
     it('shows a held lab result with its MRN and diagnosis marked in place; the reviewer edits them out, sees a clean re-scan, signs, and the sink receives the edited message DKIM-valid', async () => {
-      const r = await signInInBrowser(browser, t, origin, clock, { name: 'Dr. Amara Okafor', email: 'okafor@hospital.example', roles: ['reviewer'] });
+      const r = await signInInBrowser(browser, t, origin, clock, {
+        name: 'Dr. Amara Okafor',
+        email: 'okafor@hospital.example',
+        roles: ['reviewer'],
+      });
       const { page } = r;
       const errors: string[] = [];
       page.on('pageerror', (e) => errors.push(e.message));
@@ -74,7 +78,12 @@ for (const dialect of testDialects()) {
       // The review page: the MRN and the diagnosis are marked exactly where they are.
       await page.goto(`${origin}/console/review/${sent.body.id}`);
       const marks = await page.$$eval('#text mark', (ms) => ms.map((m) => [m.getAttribute('data-type'), m.firstChild?.textContent]));
-      expect(marks).toEqual(expect.arrayContaining([['mrn', '4820193'], ['diagnosis', expect.stringContaining('diabetes')]]));
+      expect(marks).toEqual(
+        expect.arrayContaining([
+          ['mrn', '4820193'],
+          ['diagnosis', expect.stringContaining('diabetes')],
+        ]),
+      );
       expect(await axeViolations(page)).toEqual([]);
       await page.screenshot({ path: 'docs/screenshots/console-review.png', fullPage: true });
       // The findings list moves the focus to a mark (keyboard: Enter on the link).
@@ -122,9 +131,11 @@ for (const dialect of testDialects()) {
       await page.fill('#reject-comment', 'Please confirm the new time with the clinic first.');
       await page.click('#reject');
       await page.waitForSelector('#done');
-      const seen = await t.call('GET', `/v1/emails/${second.body.id}`, seed.agentKey);
-      expect(seen.body.status).toBe('rejected');
-      expect(seen.body.approval.comment).toBe('Please confirm the new time with the clinic first.');
+      const mcp = await connectHttp(Number(new URL(origin).port), seed.agentKey);
+      const seen = await mcp.call('read_email', { email_id: second.body.id });
+      await mcp.close();
+      expect(seen.structuredContent.email.status).toBe('rejected');
+      expect(JSON.stringify(seen.structuredContent)).toContain('Please confirm the new time with the clinic first.');
       expect(errors).toEqual([]);
       await r.context.close();
     }, 120_000);
@@ -160,14 +171,20 @@ for (const dialect of testDialects()) {
       await r.stepUp(`/console/review/${id}`);
       await page.click('#release');
       await page.waitForSelector('#done');
-      const read = await t.call('GET', `/v1/emails/${id}`, seed.agentKey);
-      expect(read.body.content_hidden).toBe(false);
-      expect(read.body.subject).toBe('Hostile newsletter');
+      const mcp = await connectHttp(Number(new URL(origin).port), seed.agentKey);
+      const read = await mcp.call('read_email', { email_id: id });
+      await mcp.close();
+      expect(read.structuredContent.email.content_hidden).toBe(false);
+      expect(read.structuredContent.untrusted_content.subject).toBe('Hostile newsletter');
       await r.context.close();
     }, 120_000);
 
     it('shows an auditor the audit trail, which verifies in the browser and fails on a changed row; the auditor cannot decide', async () => {
-      const r = await signInInBrowser(browser, t, origin, clock, { name: 'A. Auditor', email: 'auditor@hospital.example', roles: ['auditor'] });
+      const r = await signInInBrowser(browser, t, origin, clock, {
+        name: 'A. Auditor',
+        email: 'auditor@hospital.example',
+        roles: ['auditor'],
+      });
       const { page } = r;
       await page.goto(`${origin}/console/audit?action=email.approved`);
       const first = page.locator('#audit-table tbody tr').first();
@@ -190,11 +207,20 @@ for (const dialect of testDialects()) {
       // The auditor may not see the queue (404, as REST answers for a role that cannot review).
       const q = await page.goto(`${origin}/console/queue`);
       expect(q?.status()).toBe(404);
-      const pending = await t.c.store.db.selectFrom('approvals').select('message_id').where('status', '=', 'pending').executeTakeFirst();
-      if (pending) {
-        const rv = await page.goto(`${origin}/console/review/${pending.message_id}`);
-        expect(rv?.status()).toBe(404);
-      }
+      const seed = await seedMailbox(t, 'gated_all');
+      const [held] = await seedMessages(t, seed.mailbox, [
+        { from: 'lab@outside.example', subject: 'Held', text: 'x', status: 'pending_approval' },
+      ]);
+      const rv = await page.goto(`${origin}/console/review/${held}`);
+      expect(rv?.status()).toBe(404);
+      const approval = await t.c.store.db.selectFrom('approvals').select('id').where('message_id', '=', held!).executeTakeFirstOrThrow();
+      const decided = (await page.evaluate(`(async () => {
+        const csrf = document.querySelector('meta[name="csrf-token"]')?.getAttribute('content') ?? '';
+        const r = await fetch('/console/review/${held}/release', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'csrf=' + encodeURIComponent(csrf) + '&approval_id=${approval.id}' });
+        return r.status;
+      })()`)) as number;
+      expect(decided).toBe(404);
+      expect((await t.call('GET', `/v1/emails/${held}`, t.adminKey)).body.status).toBe('pending_approval');
       await r.context.close();
     }, 120_000);
   });

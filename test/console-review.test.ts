@@ -86,7 +86,11 @@ for (const dialect of testDialects()) {
         subject: 'Only ours',
         text: 'A reminder of your visit.',
       });
-      const approval = await t.c.store.db.selectFrom('approvals').select('id').where('message_id', '=', sent.body.id).executeTakeFirstOrThrow();
+      const approval = await t.c.store.db
+        .selectFrom('approvals')
+        .select('id')
+        .where('message_id', '=', sent.body.id)
+        .executeTakeFirstOrThrow();
       const other = await t.c.init({ orgName: 'Other Clinic', domain: `other-${dialect}.example` });
       const { b } = await signedIn(['reviewer', 'auditor'], other!.admin_api_key);
       const ours = await t.call('GET', `/v1/audit/events?limit=1&action=email.submitted`, t.adminKey);
@@ -122,14 +126,25 @@ for (const dialect of testDialects()) {
       for (const h of await t.c.store.db.selectFrom('humans').select(['id', 'org_id']).where('id', '!=', human.id).execute())
         await t.c.store.db
           .insertInto('reviewer_notification_prefs')
-          .values({ human_id: h.id, org_id: h.org_id, enabled: 0, batch_minutes: 15, last_digest_at: null, updated_at: clock.now().toISOString() })
+          .values({
+            human_id: h.id,
+            org_id: h.org_id,
+            enabled: 0,
+            batch_minutes: 15,
+            last_digest_at: null,
+            updated_at: clock.now().toISOString(),
+          })
           .onConflict((oc) => oc.column('human_id').doUpdateSet({ enabled: 0 }))
           .execute();
       const identifiers: string[] = [];
       for (let i = 0; i < 50; i++) {
         const to = `patient${i}.${dialect}@clinic.example`;
         const subject = `Lab result ${i} for MRN ${4820100 + i}`;
-        const sent = await t.call('POST', `/v1/mailboxes/${seed.mailbox.id}/send`, seed.agentKey, { to: [to], subject, text: `MRN: ${4820100 + i}` });
+        const sent = await t.call('POST', `/v1/mailboxes/${seed.mailbox.id}/send`, seed.agentKey, {
+          to: [to],
+          subject,
+          text: `MRN: ${4820100 + i}`,
+        });
         expect(sent.status).toBe(202);
         identifiers.push(to, subject, String(4820100 + i), sent.body.id);
       }
@@ -152,11 +167,17 @@ for (const dialect of testDialects()) {
       // Off means off: a new hold, a whole window later, sends nothing.
       await b.request('GET', '/console/queue');
       expect((await b.request('POST', '/console/notifications', { form: { csrf: b.csrf(), batch_minutes: '15' } })).status).toBe(303);
-      await t.call('POST', `/v1/mailboxes/${seed.mailbox.id}/send`, seed.agentKey, { to: ['late@clinic.example'], subject: 'Late', text: 'Hi' });
+      await t.call('POST', `/v1/mailboxes/${seed.mailbox.id}/send`, seed.agentKey, {
+        to: ['late@clinic.example'],
+        subject: 'Late',
+        text: 'Hi',
+      });
       clock.advance(20 * 60_000);
       expect(await t.c.reviewNotifications.runOnce()).toBe(0);
       await b.request('GET', '/console/queue');
-      expect((await b.request('POST', '/console/notifications', { form: { csrf: b.csrf(), enabled: 'on', batch_minutes: '15' } })).status).toBe(303);
+      expect(
+        (await b.request('POST', '/console/notifications', { form: { csrf: b.csrf(), enabled: 'on', batch_minutes: '15' } })).status,
+      ).toBe(303);
 
       // Close to expiry: one escalation, once.
       clock.advance(72 * 3600 * 1000 - 35 * 60_000 - 5 * 3600 * 1000);
@@ -165,7 +186,7 @@ for (const dialect of testDialects()) {
       await drainDeliveries(t);
       const esc = sink.messages.slice(before).filter((m) => m.to.includes(human.email) && /expire/.test(m.raw.toString()));
       expect(esc).toHaveLength(1);
-      expect(esc[0]!.raw.toString()).toMatch(/51 held messages will expire unreviewed/) // the 50 and the late one;
+      expect(esc[0]!.raw.toString()).toMatch(/51 held messages will expire unreviewed/); // the 50 and the late one;
     });
   });
 }

@@ -47,7 +47,11 @@ export const envSchema = z.object({
     .min(60)
     .default(72 * 3600),
   // Reviewer notices: an approval this close to expiring is escalated once; digests at most every N minutes by default.
-  MAILWARD_APPROVAL_ESCALATE_SECONDS: z.coerce.number().int().min(60).default(6 * 3600),
+  MAILWARD_APPROVAL_ESCALATE_SECONDS: z.coerce
+    .number()
+    .int()
+    .min(60)
+    .default(6 * 3600),
   MAILWARD_NOTIFY_BATCH_MINUTES: z.coerce.number().int().min(1).max(1440).default(15),
   MAILWARD_AUDIT_RETENTION_DAYS: z.coerce.number().int().min(2190, 'must be at least 2190 (six years)').default(2190),
   // Where each signed audit checkpoint is published outside the database; `off` publishes nothing.

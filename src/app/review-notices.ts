@@ -50,7 +50,11 @@ export const createReviewNoticeSender = ({ db, repo, audit, clock, send }: Deps)
         dmarc_failure: 'quarantine' as const,
       };
       await db.transaction().execute(async (tx) => {
-        await tx.insertInto('mailboxes').values(row).onConflict((oc) => oc.doNothing()).execute();
+        await tx
+          .insertInto('mailboxes')
+          .values(row)
+          .onConflict((oc) => oc.doNothing())
+          .execute();
         await audit.record(tx, {
           action: 'mailbox.created',
           actor: { ...systemActor(), orgId },
@@ -58,7 +62,12 @@ export const createReviewNoticeSender = ({ db, repo, audit, clock, send }: Deps)
           details: { agent_id: postmaster.id, oversight_mode: 'autonomous', has_forward_to: false, system: true, purpose: 'notifications' },
         });
       });
-      mbx = await db.selectFrom('mailboxes').selectAll().where('org_id', '=', orgId).where('address', '=', address).executeTakeFirstOrThrow();
+      mbx = await db
+        .selectFrom('mailboxes')
+        .selectAll()
+        .where('org_id', '=', orgId)
+        .where('address', '=', address)
+        .executeTakeFirstOrThrow();
     }
     const principal: Principal = {
       type: 'agent',

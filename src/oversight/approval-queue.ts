@@ -181,7 +181,8 @@ export const createApprovalQueue = ({ db, guard, held, clock }: Deps) => {
       const n = Number(g.n);
       total += n;
       byDirection[g.direction] = (byDirection[g.direction] ?? 0) + n;
-      for (const code of new Set((JSON.parse(g.reasons) as { code: string }[]).map((r) => r.code))) byReason[code] = (byReason[code] ?? 0) + n;
+      for (const code of new Set((JSON.parse(g.reasons) as { code: string }[]).map((r) => r.code)))
+        byReason[code] = (byReason[code] ?? 0) + n;
       if (Number(g.revisions) > 0) byReason.revision = (byReason.revision ?? 0) + Number(g.revisions);
       if (oldest === null || g.oldest < oldest) oldest = g.oldest;
     }

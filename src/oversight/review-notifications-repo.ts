@@ -9,7 +9,9 @@ export const putPrefs = async (ex: Executor, row: ReviewerNotificationPrefsTable
   await ex
     .insertInto('reviewer_notification_prefs')
     .values(row)
-    .onConflict((oc) => oc.column('human_id').doUpdateSet({ enabled: row.enabled, batch_minutes: row.batch_minutes, updated_at: row.updated_at }))
+    .onConflict((oc) =>
+      oc.column('human_id').doUpdateSet({ enabled: row.enabled, batch_minutes: row.batch_minutes, updated_at: row.updated_at }),
+    )
     .execute();
 };
 

@@ -36,7 +36,16 @@ const minutes = (ms: number) => {
  * is one email), and an escalation when approvals come within `escalateSeconds` of expiring. Reviewers
  * may turn it off. The notices carry counts, the oldest age and a link: never a subject, address or id.
  */
-export const createReviewNotifications = ({ db, guard, audit, clock, send, consoleUrl, defaultBatchMinutes = 15, escalateSeconds }: Deps) => {
+export const createReviewNotifications = ({
+  db,
+  guard,
+  audit,
+  clock,
+  send,
+  consoleUrl,
+  defaultBatchMinutes = 15,
+  escalateSeconds,
+}: Deps) => {
   const now = () => clock.now();
   const link = consoleUrl ? `${consoleUrl.replace(/\/$/, '')}/console/queue` : 'the reviewer console (/console/queue)';
 
@@ -88,9 +97,9 @@ export const createReviewNotifications = ({ db, guard, audit, clock, send, conso
   };
 
   const record = (orgId: string, action: string, humanId: string, details: Record<string, unknown>) =>
-    db.transaction().execute((tx) =>
-      audit.record(tx, { action, actor: systemActor(orgId), target: { type: 'human', id: humanId }, details }),
-    );
+    db
+      .transaction()
+      .execute((tx) => audit.record(tx, { action, actor: systemActor(orgId), target: { type: 'human', id: humanId }, details }));
 
   /**
    * One pass: digests that are due, then escalations. Returns how many notices were sent. A notice is
@@ -134,7 +143,14 @@ export const createReviewNotifications = ({ db, guard, audit, clock, send, conso
         .limit(1000)
         .execute();
       if (soon.length === 0) continue;
-      const mine = await db.transaction().execute((tx) => markEscalated(tx, orgId, soon.map((s) => s.id), at.toISOString()));
+      const mine = await db.transaction().execute((tx) =>
+        markEscalated(
+          tx,
+          orgId,
+          soon.map((s) => s.id),
+          at.toISOString(),
+        ),
+      );
       if (mine.length === 0) continue;
       const first = soon.find((s) => mine.includes(s.id))!;
       for (const p of people.filter((x) => x.org_id === orgId)) {

@@ -63,7 +63,10 @@ export const sanitizeMessageHtml = (html: string): string =>
   })
     .replace(/style="([^"]*)"/g, (_m, s: string) => `style="${safeStyle(s)}"`)
     // Each link's real target after its text, as text (the target was kept in the title above).
-    .replace(/<a title="Link target: ([^"]*)">([\s\S]*?)<\/a>/g, (_m, href: string, text: string) => `<a>${text}</a> <small>[${href}]</small>`);
+    .replace(
+      /<a title="Link target: ([^"]*)">([\s\S]*?)<\/a>/g,
+      (_m, href: string, text: string) => `<a>${text}</a> <small>[${href}]</small>`,
+    );
 
 /** The frame's whole document: the sanitized body under its own CSP. */
 export const frameDocument = (html: string) =>

@@ -14,7 +14,7 @@ import type { ApprovalsService } from '../oversight/approvals-service.js';
 import type { ReviewNotifications } from '../oversight/review-notifications.js';
 import type { createConsentService } from '../phi/consent-service.js';
 import { type OutboundScreen, storedFindings } from '../phi/outbound-screen.js';
-import type { Viewer } from './console-views.js';
+import { layout, type Viewer } from './console-views.js';
 import { auditEventPage, auditPage, queueParts, queuePage, type ReviewData, reviewPage } from './review-views.js';
 
 /** What the review pages call: the same services as REST (STYLE.md: every adapter calls one service function). */
@@ -54,7 +54,11 @@ const queueQuery = z.object({
   part: z.literal('rows').optional(),
 });
 const auditQuery = z.object({
-  actor: z.string().regex(ID).optional().or(z.literal('').transform(() => undefined)),
+  actor: z
+    .string()
+    .regex(ID)
+    .optional()
+    .or(z.literal('').transform(() => undefined)),
   action: z
     .string()
     .regex(/^[a-z0-9_.]{1,80}$/)
@@ -65,8 +69,14 @@ const auditQuery = z.object({
     .regex(/^[A-Za-z0-9_.:-]{1,100}$/)
     .optional()
     .or(z.literal('').transform(() => undefined)),
-  since: z.iso.datetime().optional().or(z.literal('').transform(() => undefined)),
-  until: z.iso.datetime().optional().or(z.literal('').transform(() => undefined)),
+  since: z.iso
+    .datetime()
+    .optional()
+    .or(z.literal('').transform(() => undefined)),
+  until: z.iso
+    .datetime()
+    .optional()
+    .or(z.literal('').transform(() => undefined)),
   cursor: z.string().max(200).optional(),
 });
 const decisionForm = z.object({
@@ -111,13 +121,16 @@ export const reviewRoutes = async (app: FastifyInstance, kit: ConsoleKit, d: Rev
   };
   /** A page for roles the caller lacks answers 404, as the REST services do. */
   const pageError = (reply: FastifyReply, s: SessionState, e: unknown) => {
-    if (isAppError(e) && (e.status === 404 || e.code === 'role_required'))
-      return html(reply, auditlessNotFound(s), 404);
+    if (isAppError(e) && (e.status === 404 || e.code === 'role_required')) return html(reply, auditlessNotFound(s), 404);
     throw e;
   };
+  // The same answer for what does not exist and for what is not the caller's (CONTRACT.md: never 403).
   const auditlessNotFound = (s: SessionState) =>
-    `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Not found · Mailward</title><link rel="stylesheet" href="/console/assets/console.css"></head><body><main><h1>Not found</h1><p>No such page for ${escName(viewer(s).name)}.</p><p><a href="/console">Console</a></p></main></body></html>`;
-  const escName = (v: string) => v.replace(/[<>&"']/g, (c) => `&#${c.charCodeAt(0)};`);
+    layout(
+      'Not found',
+      '<section><p>There is no such page, or it is not yours to see.</p><p><a href="/console">Back to the console</a></p></section>',
+      viewer(s),
+    );
 
   // ---- the queue ----
   const queueData = async (ctx: RequestContext, q: z.infer<typeof queueQuery>) => {

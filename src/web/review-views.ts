@@ -202,7 +202,7 @@ export type ReviewData = {
 const decisionForms = (csrf: string, d: ReviewData) => {
   const e = d.email;
   const a = e.approval;
-  if (!a || a.status !== 'pending') return '';
+  if (a?.status !== 'pending') return '';
   if (!d.canDecide) return '<section id="decide"><h2>Decision</h2><p>Your role may read this message but not decide it.</p></section>';
   const base = `/console/review/${esc(e.id)}`;
   const stepUp = d.needsStepUp
@@ -266,7 +266,16 @@ ${e.html === null ? '' : `<h3>HTML, as rendered (scripts, remote content and lin
       : `<ul id="attachments">${e.attachments
           .map(
             (x) =>
-              `<li>${esc(x.filename)} (${esc(x.content_type)}, ${x.size} bytes)${d.previews.has(x.index) ? `<pre class="attachment-preview">${markedText(d.previews.get(x.index)!, findings.filter((f) => f.attachment === x.index).map((f) => ({ ...f, attachment: undefined, field: 'attachment' })), 'attachment', `att-${x.index}`)}</pre>` : ''}</li>`,
+              `<li>${esc(x.filename)} (${esc(x.content_type)}, ${x.size} bytes)${
+                d.previews.has(x.index)
+                  ? `<pre class="attachment-preview">${markedText(
+                      d.previews.get(x.index)!,
+                      findings.filter((f) => f.attachment === x.index).map((f) => ({ ...f, attachment: undefined, field: 'attachment' })),
+                      'attachment',
+                      `att-${x.index}`,
+                    )}</pre>`
+                  : ''
+              }</li>`,
           )
           .join('')}</ul>`
   }</section>`;

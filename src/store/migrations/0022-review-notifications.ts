@@ -25,5 +25,9 @@ export const up = async (db: AnyDb): Promise<void> => {
     .addColumn('escalated_at', 'text', (c) => c.notNull())
     .execute();
   // The queue's "expiring soonest" order and the escalation sweep read pending approvals by expiry per organisation.
-  await db.schema.createIndex('approvals_org_status_expiry_idx').on('approvals').columns(['org_id', 'status', 'expires_at', 'id']).execute();
+  await db.schema
+    .createIndex('approvals_org_status_expiry_idx')
+    .on('approvals')
+    .columns(['org_id', 'status', 'expires_at', 'id'])
+    .execute();
 };
