@@ -188,5 +188,57 @@ for (const dialect of testDialects()) {
       expect(esc).toHaveLength(1);
       expect(esc[0]!.raw.toString()).toMatch(/51 held messages will expire unreviewed/); // the 50 and the late one;
     });
+
+    it('lets an admin loosen a mailbox only after a warning, issue a key shown once and revoke it, invite, and look up consent; a reviewer gets 404', async () => {
+      const { b: reviewer } = await signedIn(['reviewer']);
+      expect((await reviewer.request('GET', '/console/admin')).status).toBe(404);
+      const { b } = await signedIn(['admin']);
+      const seed = await seedMailbox(t, 'gated_send');
+      const page = await b.request('GET', '/console/admin');
+      expect(page.status).toBe(200);
+      expect(page.body).toContain(seed.mailbox.address);
+      const warn = await b.request('POST', `/console/admin/mailboxes/${seed.mailbox.id}/mode`, {
+        form: { csrf: b.csrf(), mode: 'autonomous' },
+      });
+      expect(warn.status).toBe(200);
+      expect(warn.body).toContain('id="loosen-warning"');
+      expect((await t.call('GET', `/v1/mailboxes/${seed.mailbox.id}`, t.adminKey)).body.oversight_mode).toBe('gated_send');
+      const done = await b.request('POST', `/console/admin/mailboxes/${seed.mailbox.id}/mode`, {
+        form: { csrf: b.csrf(), mode: 'autonomous', confirm: '1' },
+      });
+      expect(done.status).toBe(303);
+      expect((await t.call('GET', `/v1/mailboxes/${seed.mailbox.id}`, t.adminKey)).body.oversight_mode).toBe('autonomous');
+
+      await b.request('GET', '/console/admin');
+      const issued = await b.request('POST', `/console/admin/agents/${seed.agent.id}/keys`, { form: { csrf: b.csrf() } });
+      const key = /id="new-key">(mw_[^<]+)</.exec(issued.body)?.[1];
+      expect(key).toBeDefined();
+      expect((await t.call('GET', '/v1/me', key!)).status).toBe(200);
+      const keyId = /^mw_([a-z]+_[0-9a-f]+)_/.exec(key!)?.[1];
+      const listed = await b.request('GET', '/console/admin');
+      expect(listed.body).toContain(`data-key="${keyId}"`);
+      expect(listed.body).not.toContain(key!);
+      expect((await b.request('POST', `/console/admin/keys/${keyId}/revoke`, { form: { csrf: b.csrf() } })).status).toBe(303);
+      expect((await t.call('GET', '/v1/me', key!)).status).toBe(401);
+
+      await b.request('GET', '/console/admin');
+      const added = await b.request('POST', '/console/admin/humans', {
+        form: { csrf: b.csrf(), name: 'New Reviewer', email: `new.${dialect}@hospital.example`, role: 'reviewer' },
+      });
+      expect(added.status).toBe(303);
+      const humans = await t.call('GET', '/v1/humans', t.adminKey);
+      const created = (humans.body.humans ?? humans.body).find((h: any) => h.email === `new.${dialect}@hospital.example`);
+      await b.request('GET', '/console/admin');
+      const inv = await b.request('POST', `/console/admin/humans/${created.id}/invite`, { form: { csrf: b.csrf() } });
+      expect(inv.body).toMatch(/id="invitation-url">http[^<]+\/console\/invite\//);
+
+      await t.call('PUT', `/v1/contacts/${encodeURIComponent('pat@clinic.example')}/consent`, t.adminKey, {
+        electronic: true,
+        categories: ['results'],
+        source: 'paper_form',
+      });
+      const lookup = await b.request('GET', `/console/admin?email=${encodeURIComponent('pat@clinic.example')}`);
+      expect(lookup.body).toMatch(/id="consent-result">Consent of pat@clinic.example: <strong>granted<\/strong>/);
+    });
   });
 }

@@ -30,6 +30,7 @@ export const buildServer = (c: Container): Promise<FastifyInstance> =>
           clock: c.clock,
           stepUpSeconds: c.config.accounts.stepUpSeconds,
         },
+        admin: { identity: c.identity, apiKeys: c.apiKeys, mailboxes: c.mail.mailboxes, consent: c.consent },
       }),
       mcpRoutes({
         deps: mcpDepsOf(c),

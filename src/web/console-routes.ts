@@ -11,7 +11,8 @@ import type { RelyingParty } from '../accounts/webauthn-service.js';
 import { constantTimeEqual } from '../kernel/crypto/hash.js';
 import { AppError, isAppError } from '../kernel/errors.js';
 import { packageRoot } from '../kernel/package-root.js';
-import { type ReviewDeps, reviewRoutes } from './review-routes.js';
+import { type AdminDeps, adminRoutes } from './admin-routes.js';
+import { type ConsoleKit, type ReviewDeps, reviewRoutes } from './review-routes.js';
 import {
   continuePage,
   enrolPage,
@@ -72,7 +73,7 @@ const inviteForm = z.object({ csrf: z.string().max(200), password: z.string().ma
 const tokenParams = z.object({ token: z.string().regex(/^[A-Za-z0-9_-]{20,100}$/) });
 const sessionParams = z.object({ id: z.string().regex(/^ses_[0-9a-f]{32}$/) });
 
-type Deps = { accounts: AccountsModule; review?: ReviewDeps };
+type Deps = { accounts: AccountsModule; review?: ReviewDeps; admin?: Omit<AdminDeps, 'invite' | 'originOf'> };
 
 /**
  * The reviewer console (CONTRACT.md: GET /console; signed-out visitors go to /console/sign-in).
@@ -144,19 +145,16 @@ export const consoleRoutes = (deps: Deps) => async (app: FastifyInstance) => {
   const message = (e: unknown) => (isAppError(e) && e.status < 500 ? e.detail : 'Something went wrong; try again.');
   const statusOf = (e: unknown) => (isAppError(e) ? e.status : 500);
 
-  if (deps.review)
-    await reviewRoutes(
-      app,
-      {
-        session,
-        home,
-        viewer,
-        checkCsrf,
-        html,
-        ctxOf: (req, s) => ({ principal: accounts.principalOf(s), requestId: req.id, clientIp: req.ip ?? null }),
-      },
-      deps.review,
-    );
+  const kit: ConsoleKit = {
+    session,
+    home,
+    viewer,
+    checkCsrf,
+    html,
+    ctxOf: (req, s) => ({ principal: accounts.principalOf(s), requestId: req.id, clientIp: req.ip ?? null }),
+  };
+  if (deps.review) await reviewRoutes(app, kit, deps.review);
+  if (deps.admin) await adminRoutes(app, kit, { ...deps.admin, invite: accounts.invite, originOf });
 
   app.get('/console/assets/:file', async (req, reply) => {
     const a = ASSETS[(req.params as { file: string }).file];

@@ -17,6 +17,7 @@ export const NAV: { href: string; label: string }[] = [
   { href: '/console', label: 'Home' },
   { href: '/console/queue', label: 'Queue' },
   { href: '/console/audit', label: 'Audit trail' },
+  { href: '/console/admin', label: 'Admin' },
   { href: '/console#sessions', label: 'Sessions' },
   { href: '/console#security', label: 'Security' },
 ];
