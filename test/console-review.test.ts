@@ -240,5 +240,33 @@ for (const dialect of testDialects()) {
       const lookup = await b.request('GET', `/console/admin?email=${encodeURIComponent('pat@clinic.example')}`);
       expect(lookup.body).toMatch(/id="consent-result">Consent of pat@clinic.example: <strong>granted<\/strong>/);
     });
+
+    it("shows a revision with the rejected version's comment and the diff, and the thread around it", async () => {
+      const { b } = await signedIn(['reviewer']);
+      const seed = await seedMailbox(t, 'gated_send');
+      const first = await t.call('POST', `/v1/mailboxes/${seed.mailbox.id}/send`, seed.agentKey, {
+        to: ['revision.patient@clinic.example'],
+        subject: 'Your visit',
+        text: 'Your visit is on Monday at 9.',
+      });
+      const a1 = await t.c.store.db.selectFrom('approvals').select('id').where('message_id', '=', first.body.id).executeTakeFirstOrThrow();
+      const rk = await t.call('POST', `/v1/humans/${seed.reviewer.id}/api-keys`, t.adminKey, { scopes: ['reviewer'] });
+      const rejected = await t.call('POST', `/v1/approvals/${a1.id}/reject`, rk.body.key, { comment: 'Say which clinic.' });
+      expect(rejected.status).toBe(200);
+      const second = await t.call('POST', `/v1/mailboxes/${seed.mailbox.id}/send`, seed.agentKey, {
+        to: ['revision.patient@clinic.example'],
+        subject: 'Your visit',
+        text: 'Your visit is on Monday at 9, at the Eastside clinic.',
+        revision_of: first.body.id,
+      });
+      expect(second.status).toBe(202);
+      const page = await b.request('GET', `/console/review/${second.body.id}`);
+      expect(page.status).toBe(200);
+      expect(page.body).toContain('id="rejection-comment">Say which clinic.</q>');
+      expect(page.body).toMatch(/id="revision-diff">[\s\S]*\+Your visit is on Monday at 9, at the Eastside clinic\./);
+      const queue = await b.request('GET', '/console/queue?reason=revision');
+      expect(queue.body).toContain(`/console/review/${second.body.id}`);
+      expect(queue.body).not.toContain(`/console/review/${first.body.id}"`);
+    });
   });
 }
