@@ -241,7 +241,7 @@ for (const dialect of testDialects()) {
       expect(lookup.body).toMatch(/id="consent-result">Consent of pat@clinic.example: <strong>granted<\/strong>/);
     });
 
-    it("shows a revision with the rejected version's comment and the diff, and the thread around it", async () => {
+    it("shows a revision with the rejected version's comment and the diff, and its attachments with the text one previewed", async () => {
       const { b } = await signedIn(['reviewer']);
       const seed = await seedMailbox(t, 'gated_send');
       const first = await t.call('POST', `/v1/mailboxes/${seed.mailbox.id}/send`, seed.agentKey, {
@@ -258,11 +258,24 @@ for (const dialect of testDialects()) {
         subject: 'Your visit',
         text: 'Your visit is on Monday at 9, at the Eastside clinic.',
         revision_of: first.body.id,
+        attachments: [
+          {
+            filename: 'directions.txt',
+            content_type: 'text/plain',
+            content_base64: Buffer.from('Take the <b>east</b> entrance.').toString('base64'),
+          },
+          { filename: 'map.png', content_type: 'image/png', content_base64: Buffer.from('not really a png').toString('base64') },
+        ],
       });
       expect(second.status).toBe(202);
       const page = await b.request('GET', `/console/review/${second.body.id}`);
       expect(page.status).toBe(200);
       expect(page.body).toContain('id="rejection-comment">Say which clinic.</q>');
+      // Attachments are listed; the text one is previewed, escaped.
+      expect(page.body).toContain('directions.txt (text/plain');
+      expect(page.body).toContain('map.png (image/png');
+      expect(page.body).toContain('<pre class="attachment-preview">Take the &lt;b&gt;east&lt;/b&gt; entrance.</pre>');
+      expect([...page.body.matchAll(/class="attachment-preview"/g)]).toHaveLength(1);
       expect(page.body).toMatch(/id="revision-diff">[\s\S]*\+Your visit is on Monday at 9, at the Eastside clinic\./);
       const queue = await b.request('GET', '/console/queue?reason=revision');
       expect(queue.body).toContain(`/console/review/${second.body.id}`);

@@ -26,8 +26,8 @@ const ALLOWED_TAGS = [
   'th',
 ];
 
-// CSS that fetches nothing: url(), image-set(), @import and expression() are dropped with the whole declaration.
-const REMOTE_CSS = /url\s*\(|image-set|@import|expression\s*\(|behavior\s*:|-moz-binding/i;
+// CSS that fetches nothing: url(), image-set(), @import, expression() and any CSS escape (which could spell them) drop the whole declaration.
+const REMOTE_CSS = /url\s*\(|image-set|@import|expression\s*\(|behavior\s*:|-moz-binding|\\/i;
 const safeStyle = (style: string) =>
   style
     .split(';')
