@@ -281,5 +281,35 @@ for (const dialect of testDialects()) {
       expect(queue.body).toContain(`/console/review/${second.body.id}`);
       expect(queue.body).not.toContain(`/console/review/${first.body.id}"`);
     });
+
+    it('keeps a held inbound message held with a comment, and refuses a rejection without one', async () => {
+      const { b } = await signedIn(['reviewer']);
+      const seed = await seedMailbox(t, 'gated_all');
+      const [id] = await seedMessages(t, seed.mailbox, [
+        {
+          from: 'lab@outside.example',
+          subject: 'Held inbound',
+          text: 'x',
+          status: 'pending_approval',
+          createdAt: clock.now().toISOString(),
+        },
+      ]);
+      const approval = await t.c.store.db.selectFrom('approvals').select('id').where('message_id', '=', id!).executeTakeFirstOrThrow();
+      const page = await b.request('GET', `/console/review/${id}`);
+      expect(page.body).toContain('id="keep-held"');
+      expect(page.body).toContain('id="release"');
+      const empty = await b.request('POST', `/console/review/${id}/reject`, {
+        form: { csrf: b.csrf(), approval_id: approval.id, comment: ' ' },
+      });
+      expect(empty.status).toBe(422);
+      expect(empty.body).toContain('A rejection needs a comment');
+      const kept = await b.request('POST', `/console/review/${id}/reject`, {
+        form: { csrf: b.csrf(), approval_id: approval.id, comment: 'Looks like phishing.' },
+      });
+      expect(kept.status).toBe(303);
+      const agentView = await t.call('GET', `/v1/emails/${id}`, seed.agentKey);
+      expect(agentView.body.status).toBe('quarantined');
+      expect(agentView.body.content_hidden).toBe(true);
+    });
   });
 }
