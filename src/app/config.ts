@@ -47,6 +47,13 @@ export const envSchema = z.object({
     .int()
     .min(60)
     .default(72 * 3600),
+  // Reviewer notices: an approval this close to expiring is escalated once; digests at most every N minutes by default.
+  MAILWARD_APPROVAL_ESCALATE_SECONDS: z.coerce
+    .number()
+    .int()
+    .min(60)
+    .default(6 * 3600),
+  MAILWARD_NOTIFY_BATCH_MINUTES: z.coerce.number().int().min(1).max(1440).default(15),
   MAILWARD_AUDIT_RETENTION_DAYS: z.coerce.number().int().min(2190, 'must be at least 2190 (six years)').default(2190),
   // Where each signed audit checkpoint is published outside the database; `off` publishes nothing.
   MAILWARD_CHECKPOINT_DIR: z.string().min(1).optional(),
@@ -167,6 +174,8 @@ export type Config = {
   rateLimitSyncMs: number;
   authCachePollMs: number;
   approvalTtlSeconds: number;
+  approvalEscalateSeconds: number;
+  notifyBatchMinutes: number;
   auditRetentionDays: number;
   /** Directory each signed audit checkpoint is published to (default <data dir>/checkpoints); null: off. */
   checkpointDir: string | null;
@@ -266,6 +275,8 @@ export const loadConfig = (env: NodeJS.ProcessEnv = process.env): Config => {
     rateLimitSyncMs: e.MAILWARD_RATE_LIMIT_SYNC_MS,
     authCachePollMs: e.MAILWARD_AUTH_CACHE_MS,
     approvalTtlSeconds: e.MAILWARD_APPROVAL_TTL,
+    approvalEscalateSeconds: e.MAILWARD_APPROVAL_ESCALATE_SECONDS,
+    notifyBatchMinutes: e.MAILWARD_NOTIFY_BATCH_MINUTES,
     auditRetentionDays: e.MAILWARD_AUDIT_RETENTION_DAYS,
     checkpointDir: e.MAILWARD_CHECKPOINT_DIR === 'off' ? null : path.resolve(dataDir, e.MAILWARD_CHECKPOINT_DIR ?? 'checkpoints'),
     witnesses: parseWitnesses(e.MAILWARD_WITNESSES),

@@ -8,6 +8,9 @@ import { createAuditReader } from '../compliance/audit-reader.js';
 import { createAuthCache } from '../identity/auth-cache.js';
 import { createPart2Consents } from '../phi/part2-consents.js';
 import { createGrantsService } from '../identity/grants-service.js';
+import { createApprovalQueue } from '../oversight/approval-queue.js';
+import { createReviewNotifications } from '../oversight/review-notifications.js';
+import { createReviewNoticeSender } from './review-notices.js';
 import { createApprovalsService } from '../oversight/approvals-service.js';
 import { createGuard } from '../identity/guard.js';
 import { createIdentityRepo } from '../identity/identity-repo.js';
@@ -185,6 +188,19 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
     stepUpSeconds: config.accounts.stepUpSeconds,
   });
   const mail = { ...mailModule, approvals };
+  // The reviewer console's queue: the approvals with what a reviewer triages by (subject, recipients, agent).
+  const approvalQueue = createApprovalQueue({ db, guard, held: mailModule.held, clock });
+  // Reviewers are told when something waits: count-only digests and escalations, sent as mail from notifications@.
+  const reviewNotifications = createReviewNotifications({
+    db,
+    guard,
+    audit,
+    clock,
+    send: createReviewNoticeSender({ db, repo, audit, clock, send: (ctx, id, body) => mailModule.mail.send(ctx, id, body) }),
+    consoleUrl: config.accounts.publicUrl ?? null,
+    defaultBatchMinutes: config.notifyBatchMinutes,
+    escalateSeconds: config.approvalEscalateSeconds,
+  });
   // Inbound SMTP: `serve` starts the listener over inbound.receiver.
   const inbound = createInboundModule({
     config,
@@ -240,6 +256,8 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
     rateLimiter,
     vault,
     mail,
+    approvalQueue,
+    reviewNotifications,
     inbound,
     consent,
     metrics,

@@ -16,7 +16,23 @@ import { mcpDepsOf } from './mcp-deps.js';
 export const buildServer = (c: Container): Promise<FastifyInstance> =>
   buildRestServer(c, {
     beside: [
-      consoleRoutes({ accounts: c.accounts }),
+      consoleRoutes({
+        accounts: c.accounts,
+        review: {
+          approvals: c.mail.approvals,
+          queue: c.approvalQueue,
+          reader: c.mail.reader,
+          mailboxes: c.mail.mailboxes,
+          consent: c.consent,
+          screen: c.mail.screen,
+          auditReader: c.auditReader,
+          events: c.mail.events,
+          notifications: c.reviewNotifications,
+          clock: c.clock,
+          stepUpSeconds: c.config.accounts.stepUpSeconds,
+        },
+        admin: { identity: c.identity, apiKeys: c.apiKeys, mailboxes: c.mail.mailboxes, consent: c.consent },
+      }),
       mcpRoutes({
         deps: mcpDepsOf(c),
         edge: { authHook: createAuthHook({ apiKeys: c.apiKeys, rateLimiter: c.rateLimiter }), errorHandler, sendProblem, problems },

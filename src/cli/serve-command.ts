@@ -92,12 +92,15 @@ export const registerServe = (program: Command) =>
         const stopVaultPurge = c.vault.startPurgeScheduler({ logger: c.logger });
         // Message content past its organisation's retention is destroyed daily, never under a legal hold (src/mail/mail-retention.ts).
         const stopMailPurge = c.mail.retention.startPurgeScheduler({ logger: c.logger });
+        // Reviewers are told when something waits, in count-only digests (src/oversight/review-notifications.ts).
+        const stopNotices = c.reviewNotifications.startScheduler({ logger: c.logger });
         await new Promise<void>((resolve) => {
           const stop = async (signal: string) => {
             c.logger.info({ signal }, 'shutting down');
             stopCheckpoints();
             stopVaultPurge();
             stopMailPurge();
+            stopNotices();
             await smtp.close();
             await app.close();
             await c.close();

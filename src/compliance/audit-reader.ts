@@ -120,6 +120,8 @@ export const createAuditReader = ({ audit, auditLog, guard }: Deps) => {
         audit_path: path.map((b) => b.toString('hex')),
         root_hash: cp ? cp.root_hash : (await auditLog.tree.rootAt(size)).toString('hex'),
         checkpoint: cp ?? null,
+        // The event as stored, so a verifier recomputes event_hash from its fields instead of trusting it.
+        event,
       };
     });
     // A transaction of its own: signing the default checkpoint above writes, so it cannot run inside one on SQLite.

@@ -20,6 +20,7 @@ import * as m0015WitnessCosignatures from './migrations/0015-witness-cosignature
 import * as m0018Webhooks from './migrations/0018-webhooks.js';
 import * as m0020RevisionsPart2 from './migrations/0020-revisions-part2-consent-policy.js';
 import * as m0021Templates from './migrations/0021-templates.js';
+import * as m0022ReviewNotifications from './migrations/0022-review-notifications.js';
 import * as m0024OnBehalfOf from './migrations/0024-on-behalf-of.js';
 
 /** Migrations in order. Names are frozen once released; add, never edit. */
@@ -41,6 +42,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0018-webhooks': m0018Webhooks,
   '0020-revisions-part2-consent-policy': m0020RevisionsPart2,
   '0021-templates': m0021Templates,
+  '0022-review-notifications': m0022ReviewNotifications,
   '0024-on-behalf-of': m0024OnBehalfOf,
 };
 

@@ -343,6 +343,8 @@ export type Database = {
   webhook_attempts: WebhookAttemptsTable;
   templates: TemplatesTable;
   template_versions: TemplateVersionsTable;
+  reviewer_notification_prefs: ReviewerNotificationPrefsTable;
+  approval_escalations: ApprovalEscalationsTable;
 };
 
 /** A pre-approved message template (0021); its content lives in its versions. */
@@ -375,6 +377,19 @@ export type TemplateVersionsTable = {
   approved_at: string | null;
   signature: string | null; // JSON {signer:{id,name}, meaning, method, key_id, at, content_hash}
 };
+
+/** A reviewer's notification preference and when the last digest went out (migration 0022). */
+export type ReviewerNotificationPrefsTable = {
+  human_id: string;
+  org_id: string;
+  enabled: number;
+  batch_minutes: number;
+  last_digest_at: string | null;
+  updated_at: string;
+};
+
+/** An approval already escalated as close to expiry (migration 0022). */
+export type ApprovalEscalationsTable = { approval_id: string; org_id: string; escalated_at: string };
 
 /** The last domain-event number given out per organisation (migration 0011). */
 export type EventHeadsTable = { org_id: string; seq: number };

@@ -11,6 +11,8 @@ import type { RelyingParty } from '../accounts/webauthn-service.js';
 import { constantTimeEqual } from '../kernel/crypto/hash.js';
 import { AppError, isAppError } from '../kernel/errors.js';
 import { packageRoot } from '../kernel/package-root.js';
+import { type AdminDeps, adminRoutes } from './admin-routes.js';
+import { type ConsoleKit, type ReviewDeps, reviewRoutes } from './review-routes.js';
 import {
   continuePage,
   enrolPage,
@@ -38,6 +40,8 @@ const CSP =
 const ASSETS: Record<string, { file: string; type: string }> = {
   'console.js': { file: path.join(packageRoot(), 'assets', 'console', 'console.js'), type: 'text/javascript; charset=utf-8' },
   'console.css': { file: path.join(packageRoot(), 'assets', 'console', 'console.css'), type: 'text/css; charset=utf-8' },
+  'review.js': { file: path.join(packageRoot(), 'assets', 'console', 'review.js'), type: 'text/javascript; charset=utf-8' },
+  'audit-verify.js': { file: path.join(packageRoot(), 'assets', 'console', 'audit-verify.js'), type: 'text/javascript; charset=utf-8' },
   'favicon.svg': { file: path.join(packageRoot(), 'assets', 'console', 'favicon.svg'), type: 'image/svg+xml' },
   'simplewebauthn-browser.js': {
     file: path.join(packageRoot(), 'node_modules', '@simplewebauthn', 'browser', 'dist', 'bundle', 'index.umd.min.js'),
@@ -69,7 +73,7 @@ const inviteForm = z.object({ csrf: z.string().max(200), password: z.string().ma
 const tokenParams = z.object({ token: z.string().regex(/^[A-Za-z0-9_-]{20,100}$/) });
 const sessionParams = z.object({ id: z.string().regex(/^ses_[0-9a-f]{32}$/) });
 
-type Deps = { accounts: AccountsModule };
+type Deps = { accounts: AccountsModule; review?: ReviewDeps; admin?: Omit<AdminDeps, 'invite' | 'originOf'> };
 
 /**
  * The reviewer console (CONTRACT.md: GET /console; signed-out visitors go to /console/sign-in).
@@ -140,6 +144,17 @@ export const consoleRoutes = (deps: Deps) => async (app: FastifyInstance) => {
   };
   const message = (e: unknown) => (isAppError(e) && e.status < 500 ? e.detail : 'Something went wrong; try again.');
   const statusOf = (e: unknown) => (isAppError(e) ? e.status : 500);
+
+  const kit: ConsoleKit = {
+    session,
+    home,
+    viewer,
+    checkCsrf,
+    html,
+    ctxOf: (req, s) => ({ principal: accounts.principalOf(s), requestId: req.id, clientIp: req.ip ?? null }),
+  };
+  if (deps.review) await reviewRoutes(app, kit, deps.review);
+  if (deps.admin) await adminRoutes(app, kit, { ...deps.admin, invite: accounts.invite, originOf });
 
   app.get('/console/assets/:file', async (req, reply) => {
     const a = ASSETS[(req.params as { file: string }).file];

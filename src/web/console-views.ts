@@ -15,13 +15,16 @@ export const esc = (v: unknown): string =>
 /** The console's navigation; pages of later features add themselves here. */
 export const NAV: { href: string; label: string }[] = [
   { href: '/console', label: 'Home' },
+  { href: '/console/queue', label: 'Queue' },
+  { href: '/console/audit', label: 'Audit trail' },
+  { href: '/console/admin', label: 'Admin' },
   { href: '/console#sessions', label: 'Sessions' },
   { href: '/console#security', label: 'Security' },
 ];
 
 export type Viewer = { name: string; org: string; csrf: string } | null;
 
-export const layout = (title: string, body: string, viewer: Viewer, opts: { csrf?: string; passkeys?: boolean } = {}) => {
+export const layout = (title: string, body: string, viewer: Viewer, opts: { csrf?: string; passkeys?: boolean; script?: string } = {}) => {
   const csrf = viewer?.csrf ?? opts.csrf;
   const header = viewer
     ? `<header><strong>Mailward</strong><nav>${NAV.map((n) => `<a href="${esc(n.href)}">${esc(n.label)}</a>`).join('')}</nav>
@@ -30,7 +33,9 @@ export const layout = (title: string, body: string, viewer: Viewer, opts: { csrf
     : '<header><strong>Mailward</strong></header>';
   const scripts = opts.passkeys
     ? '<script src="/console/assets/simplewebauthn-browser.js"></script><script src="/console/assets/console.js"></script>'
-    : '';
+    : opts.script
+      ? `<script src="/console/assets/${esc(opts.script)}"></script>`
+      : '';
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${esc(title)} · Mailward</title>${csrf ? `<meta name="csrf-token" content="${esc(csrf)}">` : ''}
@@ -126,7 +131,7 @@ export const landingPage = (viewer: NonNullable<Viewer>, d: LandingData) =>
   layout(
     'Console',
     `<section id="whoami"><p>Signed in as <strong id="signed-in-as">${esc(d.human.name)}</strong> (${esc(d.human.email)}), roles: ${esc(d.human.roles.join(', '))}.</p>
-<p>The approval queue will appear here.</p></section>
+<p><a id="queue-link" href="/console/queue">Open the approval queue</a></p></section>
 <section id="sessions"><h2>Your sessions</h2><table><thead><tr><th>Started</th><th>Last active</th><th>Method</th><th>Address</th><th></th></tr></thead><tbody>
 ${d.sessions
   .map(
