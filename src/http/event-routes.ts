@@ -1,3 +1,4 @@
+import { z } from 'zod';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { EventFeed } from '../events/event-feed.js';
@@ -55,7 +56,7 @@ export const eventRoutes =
           operationId: 'streamEvents',
           summary: 'Server-Sent Events: id = seq, event = type, data = the event JSON; resume with Last-Event-ID; heartbeat comments',
           querystring: streamEventsQuery,
-          response: { ...problems(400, 401, 403, 404, 429) },
+          response: { 200: z.string().describe('text/event-stream: one event per message'), ...problems(400, 401, 403, 404, 429) },
         },
       },
       async (req, reply) => {

@@ -760,6 +760,76 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/templates": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Templates of the organisation with their approved version */
+        get: operations["listTemplates"];
+        put?: never;
+        /** Write a template with typed slots (admin or reviewer); version 1 waits for a reviewer’s approval */
+        post: operations["createTemplate"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/templates/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A template with every version, its status and approval signature */
+        get: operations["getTemplate"];
+        /** A new version (admin or reviewer); it needs a new approval, the approved version stays in use until then */
+        put: operations["updateTemplate"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/templates/{id}/approve": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Approve the newest version once (reviewer, never its author), signed with the meaning "approved as a template" */
+        post: operations["approveTemplate"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/mailboxes/{id}/send-bulk": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Send an approved template to up to 10000 rows (per-row slots and idempotency keys), answering per-row outcomes */
+        post: operations["sendBulk"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/contacts/{email}/consent": {
         parameters: {
             query?: never;
@@ -1056,6 +1126,128 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Domain events of the organisation (admins, auditors, privacy officers) or of the caller’s own mailboxes (agents) */
+        get: operations["listEvents"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/events/stream": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Server-Sent Events: id = seq, event = type, data = the event JSON; resume with Last-Event-ID; heartbeat comments */
+        get: operations["streamEvents"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/webhooks": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The organisation’s endpoints (never their secrets) */
+        get: operations["listWebhooks"];
+        put?: never;
+        /** Create an endpoint; the signing secret (whsec_...) is shown once. 422 webhook_url_refused under the SSRF rules */
+        post: operations["createWebhook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/webhooks/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One endpoint */
+        get: operations["getWebhook"];
+        put?: never;
+        post?: never;
+        /** Delete an endpoint (its delivery log stays) */
+        delete: operations["deleteWebhook"];
+        options?: never;
+        head?: never;
+        /** Change the URL, filters or status (disable / enable) */
+        patch: operations["updateWebhook"];
+        trace?: never;
+    };
+    "/v1/webhooks/{id}/rotate-secret": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** A new secret (shown once); the previous ones also sign for overlap_seconds (default 24 h) */
+        post: operations["rotateWebhookSecret"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/webhooks/{id}/replay": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Send events again: one (event_id) or every matching one since a time (at most 10,000) */
+        post: operations["replayWebhook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/webhooks/{id}/deliveries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The delivery log, newest first: one row per attempt (status code, latency, error; never the response body) */
+        get: operations["listWebhookDeliveries"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -1317,6 +1509,9 @@ export interface components {
          *     - `backup_missing`: The backup file does not exist.
          *     - `backup_too_new`: The backup holds a newer schema than this Mailward knows; upgrade first.
          *     - `invalid_directory`: The key directory given to verify_email is not a valid directory document.
+         *     - `api_key_required`: The command needs MAILWARD_API_KEY (or --key).
+         *     - `invalid_last_event_id`: Last-Event-ID is not a sequence number this stream issued.
+         *     - `invalid_rows`: A row of the bulk file is not valid JSON of the row shape.
          */
         BadRequestProblem: {
             /** @description urn:mailward:problem:<code> */
@@ -1328,7 +1523,7 @@ export interface components {
              * @description stable snake_case error code
              * @enum {string}
              */
-            code: "bad_request" | "bad_url" | "bad_content_length" | "malformed_json" | "validation_failed" | "invalid_unicode" | "invalid_cursor" | "invalid_filter" | "invalid_idempotency_key" | "invalid_in_reply_to" | "message_required" | "backup_dialect_mismatch" | "backup_invalid" | "backup_missing" | "backup_too_new" | "invalid_directory";
+            code: "bad_request" | "bad_url" | "bad_content_length" | "malformed_json" | "validation_failed" | "invalid_unicode" | "invalid_cursor" | "invalid_filter" | "invalid_idempotency_key" | "invalid_in_reply_to" | "message_required" | "backup_dialect_mismatch" | "backup_invalid" | "backup_missing" | "backup_too_new" | "invalid_directory" | "api_key_required" | "invalid_last_event_id" | "invalid_rows";
             /** @description what to fix; never PHI, addresses or secrets */
             detail: string;
             request_id: string | null;
@@ -1371,6 +1566,10 @@ export interface components {
          *     - `receipt_pending`: No checkpoint covers the delivery yet; retry after the next checkpoint.
          *     - `totp_enrolled`: A TOTP authenticator is enrolled already.
          *     - `wrong_stage`: The session is not at the step this call belongs to.
+         *     - `template_name_taken`: A template with this name exists already.
+         *     - `template_not_approved`: The template has no approved version yet.
+         *     - `template_version_decided`: This template version was decided already.
+         *     - `template_version_stale`: A newer version of the template exists; approve that one.
          */
         ConflictProblem: {
             /** @description urn:mailward:problem:<code> */
@@ -1382,7 +1581,7 @@ export interface components {
              * @description stable snake_case error code
              * @enum {string}
              */
-            code: "address_taken" | "email_taken" | "last_admin" | "human_responsible_for_agents" | "idempotency_key_reused" | "approval_decided" | "approval_expired" | "approval_conflict" | "not_approved" | "not_cancellable" | "concurrent_write" | "legal_hold_active" | "hold_released" | "audit_tampered" | "org_exists" | "store_not_initialised" | "kek_retired" | "master_key_from_env" | "already_revised" | "backup_exists" | "data_dir_not_empty" | "database_not_empty" | "grant_revoked" | "last_factor" | "legal_hold_released" | "not_revisable" | "part2_consent_revoked" | "receipt_pending" | "totp_enrolled" | "wrong_stage";
+            code: "address_taken" | "email_taken" | "last_admin" | "human_responsible_for_agents" | "idempotency_key_reused" | "approval_decided" | "approval_expired" | "approval_conflict" | "not_approved" | "not_cancellable" | "concurrent_write" | "legal_hold_active" | "hold_released" | "audit_tampered" | "org_exists" | "store_not_initialised" | "kek_retired" | "master_key_from_env" | "already_revised" | "backup_exists" | "data_dir_not_empty" | "database_not_empty" | "grant_revoked" | "last_factor" | "legal_hold_released" | "not_revisable" | "part2_consent_revoked" | "receipt_pending" | "totp_enrolled" | "wrong_stage" | "template_name_taken" | "template_not_approved" | "template_version_decided" | "template_version_stale";
             /** @description what to fix; never PHI, addresses or secrets */
             detail: string;
             request_id: string | null;
@@ -1450,6 +1649,8 @@ export interface components {
              * @enum {string}
              */
             dmarc_failure?: "flag" | "quarantine";
+            /** @description gated_send: sends of an approved template flow as monitored, without a per-message approval (admin; default false) */
+            allow_templates?: boolean;
         };
         DelegationChainEntry: {
             /** @enum {string} */
@@ -1574,6 +1775,7 @@ export interface components {
          *     - `no_grant`: No live grant lets this agent send for that clinician in this category.
          *     - `read_only_key`: A read-only key may only read.
          *     - `step_up_required`: Deciding through a session needs a recent second factor: `step_up_url` says where.
+         *     - `author_cannot_approve`: The author of a template version can never approve it.
          */
         ForbiddenProblem: {
             /** @description urn:mailward:problem:<code> */
@@ -1585,7 +1787,7 @@ export interface components {
              * @description stable snake_case error code
              * @enum {string}
              */
-            code: "scope_required" | "role_required" | "admin_required" | "agent_required" | "agent_only" | "mailbox_read_only" | "message_held" | "sender_cannot_approve" | "consent_grant_requires_human" | "csrf_failed" | "no_grant" | "read_only_key" | "step_up_required";
+            code: "scope_required" | "role_required" | "admin_required" | "agent_required" | "agent_only" | "mailbox_read_only" | "message_held" | "sender_cannot_approve" | "consent_grant_requires_human" | "csrf_failed" | "no_grant" | "read_only_key" | "step_up_required" | "author_cannot_approve";
             /** @description what to fix; never PHI, addresses or secrets */
             detail: string;
             request_id: string | null;
@@ -1757,6 +1959,7 @@ export interface components {
              * @enum {string}
              */
             dmarc_failure: "flag" | "quarantine";
+            allow_templates: boolean;
             created_at: string;
             updated_at: string;
         };
@@ -1959,6 +2162,11 @@ export interface components {
             revision_of?: string;
             /** @description the clinician this message is sent for: needs a category and a live grant (POST /v1/grants), else 403 no_grant */
             on_behalf_of?: string;
+            /** @description reply with the approved version of this template (its subject replaces the parent's), rendered with `slots` */
+            template_id?: string;
+            slots?: {
+                [key: string]: string;
+            };
         };
         SearchPage: {
             messages: {
@@ -2043,10 +2251,16 @@ export interface components {
             to: string[];
             cc?: string[];
             bcc?: string[];
-            subject: string;
+            subject?: string;
             text?: string;
             html?: string;
             tags?: string[];
+            /** @description send the approved version of this template, rendered with `slots`, instead of subject/text/html */
+            template_id?: string;
+            /** @description slot values of the template (each checked against its slot type) */
+            slots?: {
+                [key: string]: string;
+            };
             attachments?: components["schemas"]["AttachmentUpload"][];
             in_reply_to?: string;
             /**
@@ -2122,6 +2336,7 @@ export interface components {
          *     - `rate_limited`: Too many requests for this key; retry after `retry_after` seconds.
          *     - `too_many_concurrent_requests`: Too many MCP requests in flight for this key.
          *     - `too_many_attempts`: Too many sign-in attempts; wait for Retry-After.
+         *     - `too_many_streams`: Too many open event streams for this key; close one.
          */
         TooManyRequestsProblem: {
             /** @description urn:mailward:problem:<code> */
@@ -2133,7 +2348,7 @@ export interface components {
              * @description stable snake_case error code
              * @enum {string}
              */
-            code: "rate_limited" | "too_many_concurrent_requests" | "too_many_attempts";
+            code: "rate_limited" | "too_many_concurrent_requests" | "too_many_attempts" | "too_many_streams";
             /** @description what to fix; never PHI, addresses or secrets */
             detail: string;
             request_id: string | null;
@@ -2214,6 +2429,11 @@ export interface components {
          *     - `retention_too_short`: Message retention is at least 2190 days (six years).
          *     - `revision_replies_to_rejected`: A revision cannot reply to the rejected message it replaces.
          *     - `weak_password`: The password is too short or on the list of common passwords.
+         *     - `comment_required`: A rejection needs a comment.
+         *     - `invalid_slot`: A slot value does not match its type (the slot is named, never the value).
+         *     - `unknown_slot`: A placeholder names a slot the template does not declare.
+         *     - `webhook_disabled`: The webhook endpoint is disabled; enable it first.
+         *     - `webhook_url_refused`: The webhook URL is refused by the SSRF rules (`reason` says which).
          */
         UnprocessableContentProblem: {
             /** @description urn:mailward:problem:<code> */
@@ -2225,7 +2445,7 @@ export interface components {
              * @description stable snake_case error code
              * @enum {string}
              */
-            code: "address_off_domain" | "forward_to_required" | "responsible_human_inactive" | "principal_inactive" | "role_not_held" | "incompatible_scopes" | "no_consent" | "consent_category" | "categories_without_consent" | "recorded_at_in_future" | "inbound_not_editable" | "agent_id_required" | "value_required" | "not_totp" | "invalid_totp" | "totp_fields_not_allowed" | "totp_not_revealable" | "export_empty" | "proof_unavailable" | "tree_size_order" | "tree_size_too_small" | "tree_size_too_large" | "category_required" | "expired" | "grant_expiry" | "invalid_issuer" | "no_part2_consent" | "not_a_clinician" | "password_mismatch" | "read_only_humans_only" | "recipient_required" | "retention_too_short" | "revision_replies_to_rejected" | "weak_password";
+            code: "address_off_domain" | "forward_to_required" | "responsible_human_inactive" | "principal_inactive" | "role_not_held" | "incompatible_scopes" | "no_consent" | "consent_category" | "categories_without_consent" | "recorded_at_in_future" | "inbound_not_editable" | "agent_id_required" | "value_required" | "not_totp" | "invalid_totp" | "totp_fields_not_allowed" | "totp_not_revealable" | "export_empty" | "proof_unavailable" | "tree_size_order" | "tree_size_too_small" | "tree_size_too_large" | "category_required" | "expired" | "grant_expiry" | "invalid_issuer" | "no_part2_consent" | "not_a_clinician" | "password_mismatch" | "read_only_humans_only" | "recipient_required" | "retention_too_short" | "revision_replies_to_rejected" | "weak_password" | "comment_required" | "invalid_slot" | "unknown_slot" | "webhook_disabled" | "webhook_url_refused";
             /** @description what to fix; never PHI, addresses or secrets */
             detail: string;
             request_id: string | null;
@@ -2278,6 +2498,8 @@ export interface components {
              * @enum {string}
              */
             dmarc_failure?: "flag" | "quarantine";
+            /** @description true needs an admin; false is a tightening a reviewer may make */
+            allow_templates?: boolean;
         };
     };
     responses: never;
@@ -2306,7 +2528,7 @@ export interface operations {
                     "application/json": components["schemas"]["Health"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2344,7 +2566,7 @@ export interface operations {
                     "text/plain": string;
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2373,7 +2595,7 @@ export interface operations {
                     "application/json": components["schemas"]["Jwks"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2406,7 +2628,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2437,7 +2659,7 @@ export interface operations {
                     "application/json": string;
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2455,7 +2677,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage` */
+            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage`, `template_name_taken`, `template_not_approved`, `template_version_decided`, `template_version_stale` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -2499,7 +2721,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -2537,7 +2759,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -2584,7 +2806,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -2617,7 +2839,7 @@ export interface operations {
                     "application/json": components["schemas"]["Department"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2635,7 +2857,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2653,7 +2875,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -2684,7 +2906,7 @@ export interface operations {
                     "application/json": components["schemas"]["Department"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2711,7 +2933,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -2758,7 +2980,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -2791,7 +3013,7 @@ export interface operations {
                     "application/json": components["schemas"]["Human"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2809,7 +3031,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2818,7 +3040,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ForbiddenProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage` */
+            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage`, `template_name_taken`, `template_not_approved`, `template_version_decided`, `template_version_stale` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -2827,7 +3049,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ConflictProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -2858,7 +3080,7 @@ export interface operations {
                     "application/json": components["schemas"]["Human"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2885,7 +3107,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -2916,7 +3138,7 @@ export interface operations {
                     "application/json": components["schemas"]["Human"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2934,7 +3156,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2952,7 +3174,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage` */
+            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage`, `template_name_taken`, `template_not_approved`, `template_version_decided`, `template_version_stale` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -2961,7 +3183,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ConflictProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -2996,7 +3218,7 @@ export interface operations {
                     "application/json": components["schemas"]["ApiKeyCreated"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3014,7 +3236,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3032,7 +3254,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password` */
+            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -3041,7 +3263,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnprocessableContentProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -3079,7 +3301,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -3112,7 +3334,7 @@ export interface operations {
                     "application/json": components["schemas"]["Agent"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3130,7 +3352,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3148,7 +3370,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage` */
+            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage`, `template_name_taken`, `template_not_approved`, `template_version_decided`, `template_version_stale` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3157,7 +3379,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ConflictProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password` */
+            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -3166,7 +3388,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnprocessableContentProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -3197,7 +3419,7 @@ export interface operations {
                     "application/json": components["schemas"]["Agent"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3224,7 +3446,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -3259,7 +3481,7 @@ export interface operations {
                     "application/json": components["schemas"]["Agent"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3277,7 +3499,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3295,7 +3517,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password` */
+            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -3304,7 +3526,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnprocessableContentProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -3335,7 +3557,7 @@ export interface operations {
                     "application/json": components["schemas"]["Agent"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3353,7 +3575,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3371,7 +3593,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -3406,7 +3628,7 @@ export interface operations {
                     "application/json": components["schemas"]["ApiKeyCreated"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3424,7 +3646,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3442,7 +3664,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password` */
+            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -3451,7 +3673,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnprocessableContentProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -3482,7 +3704,7 @@ export interface operations {
                     "application/json": components["schemas"]["ApiKeyList"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3500,7 +3722,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -3531,7 +3753,7 @@ export interface operations {
                     "application/json": components["schemas"]["ApiKey"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3549,7 +3771,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3567,7 +3789,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -3604,7 +3826,7 @@ export interface operations {
                     "application/json": components["schemas"]["AuditEventPage"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3622,7 +3844,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3640,7 +3862,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -3678,7 +3900,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3696,7 +3918,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -3738,7 +3960,7 @@ export interface operations {
                     "application/json": components["schemas"]["InclusionProof"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3756,7 +3978,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3774,7 +3996,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password` */
+            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -3783,7 +4005,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnprocessableContentProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -3815,7 +4037,7 @@ export interface operations {
                     "application/json": components["schemas"]["ConsistencyProof"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3833,7 +4055,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3851,7 +4073,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password` */
+            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -3860,7 +4082,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnprocessableContentProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -3898,7 +4120,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3916,7 +4138,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -3954,7 +4176,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3972,7 +4194,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -4008,7 +4230,7 @@ export interface operations {
                     "application/json": components["schemas"]["LegalHold"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4026,7 +4248,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4044,7 +4266,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -4075,7 +4297,7 @@ export interface operations {
                     "application/json": components["schemas"]["LegalHold"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4093,7 +4315,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4111,7 +4333,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage` */
+            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage`, `template_name_taken`, `template_not_approved`, `template_version_decided`, `template_version_stale` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -4120,7 +4342,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ConflictProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -4158,7 +4380,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -4191,7 +4413,7 @@ export interface operations {
                     "application/json": components["schemas"]["Mailbox"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4209,7 +4431,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4227,7 +4449,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage` */
+            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage`, `template_name_taken`, `template_not_approved`, `template_version_decided`, `template_version_stale` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -4236,7 +4458,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ConflictProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password` */
+            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -4245,7 +4467,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnprocessableContentProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -4276,7 +4498,7 @@ export interface operations {
                     "application/json": components["schemas"]["Mailbox"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4303,7 +4525,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -4338,7 +4560,7 @@ export interface operations {
                     "application/json": components["schemas"]["Mailbox"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4356,7 +4578,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4374,7 +4596,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password` */
+            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -4383,7 +4605,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnprocessableContentProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -4430,7 +4652,7 @@ export interface operations {
                     "application/json": components["schemas"]["MessagePage"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4448,7 +4670,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4466,7 +4688,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -4515,7 +4737,7 @@ export interface operations {
                     "application/json": components["schemas"]["SearchPage"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4533,7 +4755,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4551,7 +4773,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -4583,7 +4805,7 @@ export interface operations {
                     "application/json": unknown;
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4601,7 +4823,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4619,7 +4841,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -4657,7 +4879,7 @@ export interface operations {
                     "application/json": components["schemas"]["SendAccepted"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4675,7 +4897,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4693,7 +4915,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage` */
+            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage`, `template_name_taken`, `template_not_approved`, `template_version_decided`, `template_version_stale` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -4711,7 +4933,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["PayloadTooLargeProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password` */
+            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -4720,7 +4942,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnprocessableContentProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -4758,7 +4980,7 @@ export interface operations {
                     "application/json": components["schemas"]["SendAccepted"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4776,7 +4998,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4794,7 +5016,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage` */
+            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage`, `template_name_taken`, `template_not_approved`, `template_version_decided`, `template_version_stale` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -4812,7 +5034,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["PayloadTooLargeProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password` */
+            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -4821,7 +5043,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnprocessableContentProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -4852,7 +5074,7 @@ export interface operations {
                     "application/json": components["schemas"]["SendAccepted"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4870,7 +5092,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4888,7 +5110,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage` */
+            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage`, `template_name_taken`, `template_not_approved`, `template_version_decided`, `template_version_stale` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -4897,7 +5119,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ConflictProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -4928,7 +5150,7 @@ export interface operations {
                     "application/json": components["schemas"]["EmailOrHeld"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4946,7 +5168,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4964,7 +5186,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -4999,7 +5221,7 @@ export interface operations {
                     "application/json": components["schemas"]["Tags"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5017,7 +5239,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5035,7 +5257,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -5073,7 +5295,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5091,7 +5313,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5109,7 +5331,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -5143,7 +5365,7 @@ export interface operations {
                     "application/json": components["schemas"]["ApprovalPage"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5161,7 +5383,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5179,7 +5401,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -5214,7 +5436,7 @@ export interface operations {
                     "application/json": components["schemas"]["ApprovalDecision"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5232,7 +5454,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5250,7 +5472,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage` */
+            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage`, `template_name_taken`, `template_not_approved`, `template_version_decided`, `template_version_stale` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -5268,7 +5490,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["PayloadTooLargeProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password` */
+            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -5277,7 +5499,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnprocessableContentProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -5312,7 +5534,7 @@ export interface operations {
                     "application/json": components["schemas"]["ApprovalDecision"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5330,7 +5552,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5348,7 +5570,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage` */
+            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage`, `template_name_taken`, `template_not_approved`, `template_version_decided`, `template_version_stale` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -5357,7 +5579,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ConflictProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -5390,7 +5612,7 @@ export interface operations {
                     "application/json": components["schemas"]["IdentityVerification"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5426,7 +5648,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnsupportedMediaTypeProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -5457,7 +5679,7 @@ export interface operations {
                     "application/json": components["schemas"]["SecretRevealed"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5475,7 +5697,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5493,7 +5715,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password` */
+            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -5502,7 +5724,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnprocessableContentProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -5549,7 +5771,7 @@ export interface operations {
                     "application/json": components["schemas"]["SecretStored"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5567,7 +5789,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5585,7 +5807,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage` */
+            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage`, `template_name_taken`, `template_not_approved`, `template_version_decided`, `template_version_stale` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -5594,7 +5816,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ConflictProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password` */
+            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -5603,7 +5825,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnprocessableContentProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -5637,7 +5859,7 @@ export interface operations {
                     "application/json": components["schemas"]["SecretDeleted"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5655,7 +5877,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5673,7 +5895,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password` */
+            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -5682,7 +5904,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnprocessableContentProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -5714,7 +5936,7 @@ export interface operations {
                     "application/json": components["schemas"]["SecretList"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5732,7 +5954,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5750,7 +5972,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password` */
+            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -5759,7 +5981,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnprocessableContentProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -5790,7 +6012,7 @@ export interface operations {
                     "application/json": components["schemas"]["TotpCode"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5808,7 +6030,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5826,7 +6048,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password` */
+            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -5835,7 +6057,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnprocessableContentProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -5851,6 +6073,637 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["InternalServerErrorProblem"];
+                };
+            };
+        };
+    };
+    listTemplates: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        templates: {
+                            id: string;
+                            name: string;
+                            created_by: string;
+                            created_at: string;
+                            current_version: number;
+                            /** @description the version sends use (null: none approved yet) */
+                            approved_version: number | null;
+                            category: string | null;
+                        }[];
+                    };
+                };
+            };
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["UnauthorizedProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ForbiddenProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+        };
+    };
+    createTemplate: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    name: string;
+                    subject: string;
+                    text: string;
+                    html?: string;
+                    slots: {
+                        name: string;
+                        /** @enum {string} */
+                        type: "patient_name" | "date" | "time" | "provider" | "location" | "short_text";
+                        /** @description short_text only: the longest value (default 60) */
+                        max_length?: number;
+                    }[];
+                    /**
+                     * @description the consent category of messages sent from it
+                     * @enum {string}
+                     */
+                    category?: "appointment" | "results" | "billing" | "care_coordination" | "prescription" | "referral" | "general" | "refill" | "prior_auth";
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        id: string;
+                        version: number;
+                        status: string;
+                    };
+                };
+            };
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["BadRequestProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["UnauthorizedProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ForbiddenProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["NotFoundProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage`, `template_name_taken`, `template_not_approved`, `template_version_decided`, `template_version_stale` */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ConflictProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["UnprocessableContentProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+        };
+    };
+    getTemplate: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        id: string;
+                        name: string;
+                        created_by: string;
+                        created_at: string;
+                        current_version: number;
+                        /** @description the version sends use (null: none approved yet) */
+                        approved_version: number | null;
+                        versions: {
+                            version: number;
+                            subject: string;
+                            text: string;
+                            html: string | null;
+                            slots: {
+                                name: string;
+                                /** @enum {string} */
+                                type: "patient_name" | "date" | "time" | "provider" | "location" | "short_text";
+                                /** @description short_text only: the longest value (default 60) */
+                                max_length?: number;
+                            }[];
+                            category: string | null;
+                            allowed_phi_types: string[];
+                            content_hash: string;
+                            /** @enum {string} */
+                            status: "pending" | "approved" | "superseded";
+                            created_by: string;
+                            created_at: string;
+                            approved_by: string | null;
+                            approved_at: string | null;
+                            signature: {
+                                signer: {
+                                    id: string;
+                                    name: string;
+                                };
+                                /** @enum {string} */
+                                meaning: "approved as a template";
+                                method: string;
+                                key_id: string;
+                                at: string;
+                                content_hash: string;
+                            } | null;
+                        }[];
+                    };
+                };
+            };
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["BadRequestProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["UnauthorizedProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ForbiddenProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["NotFoundProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+        };
+    };
+    updateTemplate: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    subject: string;
+                    text: string;
+                    html?: string;
+                    slots: {
+                        name: string;
+                        /** @enum {string} */
+                        type: "patient_name" | "date" | "time" | "provider" | "location" | "short_text";
+                        /** @description short_text only: the longest value (default 60) */
+                        max_length?: number;
+                    }[];
+                    /**
+                     * @description the consent category of messages sent from it
+                     * @enum {string}
+                     */
+                    category?: "appointment" | "results" | "billing" | "care_coordination" | "prescription" | "referral" | "general" | "refill" | "prior_auth";
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        id: string;
+                        version: number;
+                        status: string;
+                    };
+                };
+            };
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["BadRequestProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["UnauthorizedProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ForbiddenProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["NotFoundProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["UnprocessableContentProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+        };
+    };
+    approveTemplate: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description the version approved (default: the newest); a stale number answers 409 */
+                    version?: number;
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        id: string;
+                        name: string;
+                        created_by: string;
+                        created_at: string;
+                        current_version: number;
+                        /** @description the version sends use (null: none approved yet) */
+                        approved_version: number | null;
+                        versions: {
+                            version: number;
+                            subject: string;
+                            text: string;
+                            html: string | null;
+                            slots: {
+                                name: string;
+                                /** @enum {string} */
+                                type: "patient_name" | "date" | "time" | "provider" | "location" | "short_text";
+                                /** @description short_text only: the longest value (default 60) */
+                                max_length?: number;
+                            }[];
+                            category: string | null;
+                            allowed_phi_types: string[];
+                            content_hash: string;
+                            /** @enum {string} */
+                            status: "pending" | "approved" | "superseded";
+                            created_by: string;
+                            created_at: string;
+                            approved_by: string | null;
+                            approved_at: string | null;
+                            signature: {
+                                signer: {
+                                    id: string;
+                                    name: string;
+                                };
+                                /** @enum {string} */
+                                meaning: "approved as a template";
+                                method: string;
+                                key_id: string;
+                                at: string;
+                                content_hash: string;
+                            } | null;
+                        }[];
+                    };
+                };
+            };
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["BadRequestProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["UnauthorizedProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ForbiddenProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["NotFoundProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage`, `template_name_taken`, `template_not_approved`, `template_version_decided`, `template_version_stale` */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ConflictProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+        };
+    };
+    sendBulk: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    template_id: string;
+                    rows: {
+                        to: string[];
+                        cc?: string[];
+                        slots: {
+                            [key: string]: string;
+                        };
+                        idempotency_key: string;
+                        /**
+                         * @description consent category of the message; a recipient whose consent lists other categories only makes it held (consent_category)
+                         * @enum {string}
+                         */
+                        category?: "appointment" | "results" | "billing" | "care_coordination" | "prescription" | "referral" | "general" | "refill" | "prior_auth";
+                    }[];
+                    tags?: string[];
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        template_id: string;
+                        counts: {
+                            queued: number;
+                            pending_approval: number;
+                            refused: number;
+                        };
+                        results: {
+                            /** @description index of the row in the request */
+                            row: number;
+                            idempotency_key: string;
+                            /** @description queued, pending_approval (held: see the email for the reasons) or refused (code says why) */
+                            status: string;
+                            email_id?: string;
+                            code?: string;
+                            detail?: string;
+                        }[];
+                    };
+                };
+            };
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["BadRequestProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["UnauthorizedProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ForbiddenProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["NotFoundProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage`, `template_name_taken`, `template_not_approved`, `template_version_decided`, `template_version_stale` */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ConflictProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `payload_too_large`, `message_too_large` */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["PayloadTooLargeProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["UnprocessableContentProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
         };
@@ -5875,7 +6728,7 @@ export interface operations {
                     "application/json": components["schemas"]["Consent"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5893,7 +6746,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5902,7 +6755,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ForbiddenProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -5937,7 +6790,7 @@ export interface operations {
                     "application/json": components["schemas"]["Consent"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5955,7 +6808,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5964,7 +6817,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ForbiddenProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage` */
+            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage`, `template_name_taken`, `template_not_approved`, `template_version_decided`, `template_version_stale` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -5973,7 +6826,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ConflictProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password` */
+            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -5982,7 +6835,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnprocessableContentProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -6036,7 +6889,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6054,7 +6907,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -6112,7 +6965,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6130,7 +6983,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6148,7 +7001,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password` */
+            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -6157,7 +7010,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnprocessableContentProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -6202,7 +7055,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6220,7 +7073,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6238,7 +7091,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage` */
+            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage`, `template_name_taken`, `template_not_approved`, `template_version_decided`, `template_version_stale` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -6247,7 +7100,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ConflictProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -6288,7 +7141,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6306,7 +7159,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -6345,7 +7198,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6363,7 +7216,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6381,7 +7234,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -6431,7 +7284,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6440,7 +7293,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ForbiddenProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -6489,7 +7342,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6507,7 +7360,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6525,7 +7378,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password` */
+            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -6534,7 +7387,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnprocessableContentProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -6575,7 +7428,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6602,7 +7455,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage` */
+            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage`, `template_name_taken`, `template_not_approved`, `template_version_decided`, `template_version_stale` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -6611,7 +7464,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ConflictProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -6652,7 +7505,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6670,7 +7523,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -6708,7 +7561,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6726,7 +7579,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6744,7 +7597,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password` */
+            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -6753,7 +7606,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnprocessableContentProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -6806,7 +7659,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6824,7 +7677,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -6888,7 +7741,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6906,7 +7759,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6924,7 +7777,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -6968,7 +7821,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6986,7 +7839,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7004,7 +7857,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage` */
+            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage`, `template_name_taken`, `template_not_approved`, `template_version_decided`, `template_version_stale` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -7013,7 +7866,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ConflictProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -7051,7 +7904,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7069,7 +7922,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -7100,7 +7953,7 @@ export interface operations {
                     "application/json": string;
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -7118,7 +7971,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7136,7 +7989,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage` */
+            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage`, `template_name_taken`, `template_not_approved`, `template_version_decided`, `template_version_stale` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -7145,7 +7998,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ConflictProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -7181,7 +8034,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -7199,7 +8052,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7217,7 +8070,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password` */
+            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -7226,7 +8079,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnprocessableContentProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -7270,7 +8123,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -7288,7 +8141,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7306,7 +8159,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -7352,7 +8205,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -7370,7 +8223,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7388,7 +8241,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -7421,7 +8274,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -7439,7 +8292,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7457,7 +8310,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -7519,7 +8372,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -7553,7 +8406,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -7571,7 +8424,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7589,7 +8442,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -7638,7 +8491,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -7656,7 +8509,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required` */
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7665,7 +8518,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ForbiddenProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password` */
+            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -7674,7 +8527,869 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnprocessableContentProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts` */
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+        };
+    };
+    listEvents: {
+        parameters: {
+            query?: {
+                /** @description comma-separated event types */
+                types?: string;
+                /** @description comma-separated mailbox ids (an agent: only its own; others answer 404) */
+                mailbox_ids?: string;
+                /** @description only events that occurred at or after this time */
+                since?: string;
+                cursor?: string;
+                order?: "asc" | "desc";
+                limit?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        events: {
+                            /** @description evt_...: also the webhook-id header of its deliveries */
+                            id: string;
+                            /** @description per-organisation sequence number (the stream `id:` field; Last-Event-ID resumes after it) */
+                            seq: number;
+                            /**
+                             * @description Domain event type. Data shapes: email.submitted: an agent submitted an outbound message (data: oversight_mode, recipients); email.received: an inbound message was stored (data: status: received, pending_approval or quarantined); email.held: a message waits for a reviewer (data: reasons, expires_at); email.approved: a reviewer approved a held outbound message (data: edited); email.rejected: a reviewer rejected a held outbound message; email.expired: a held message expired unreviewed (data: direction); email.queued: an outbound message entered the delivery queue; email.deferred: a delivery attempt failed temporarily (data: smtp_code, category); email.delivered: every recipient route accepted the message; email.bounced: delivery failed permanently (data: smtp_code, category); email.failed: delivery gave up (data: code); email.released: a reviewer released a held or quarantined inbound message to its agent; email.quarantined: an inbound message was quarantined, at receipt or by a reviewer (data: reasons); email.cancelled: the sender cancelled a message before it was handed to SMTP; approval.opened: an approval was opened (data: direction, reasons); approval.decided: an approval was decided (data: outcome: approved, rejected, expired, cancelled, released, withheld); consent.changed: a contact's consent was recorded (data: contact_hash, electronic, categories, version; never the address); webhook.disabled: a webhook endpoint was disabled after its deliveries failed for a whole retry schedule (data: webhook_id, reason, failures)
+                             * @enum {string}
+                             */
+                            type: "email.submitted" | "email.received" | "email.held" | "email.approved" | "email.rejected" | "email.expired" | "email.queued" | "email.deferred" | "email.delivered" | "email.bounced" | "email.failed" | "email.released" | "email.quarantined" | "email.cancelled" | "approval.opened" | "approval.decided" | "consent.changed" | "webhook.disabled";
+                            occurred_at: string;
+                            org_id: string;
+                            mailbox_id: string | null;
+                            email_id: string | null;
+                            approval_id: string | null;
+                            /** @description non-PHI facts of the event; see the type description */
+                            data: {
+                                [key: string]: unknown;
+                            };
+                        }[];
+                        /** @description asc: always set (poll with it: it never skips an event); desc: null after the oldest page */
+                        next_cursor: string | null;
+                    };
+                };
+            };
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["BadRequestProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["UnauthorizedProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ForbiddenProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["NotFoundProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+        };
+    };
+    streamEvents: {
+        parameters: {
+            query?: {
+                types?: string;
+                mailbox_ids?: string;
+                /** @description resume after this cursor (from GET /v1/events); Last-Event-ID takes precedence */
+                cursor?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description text/event-stream: one event per message */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": string;
+                };
+            };
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["BadRequestProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["UnauthorizedProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ForbiddenProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["NotFoundProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+        };
+    };
+    listWebhooks: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        webhooks: {
+                            id: string;
+                            url: string;
+                            description: string;
+                            event_types: string[];
+                            mailbox_ids: string[];
+                            /** @enum {string} */
+                            status: "active" | "disabled";
+                            disabled_reason: string | null;
+                            consecutive_failures: number;
+                            last_success_at: string | null;
+                            last_failure_at: string | null;
+                            created_at: string;
+                            updated_at: string;
+                        }[];
+                    };
+                };
+            };
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["UnauthorizedProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ForbiddenProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["NotFoundProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+        };
+    };
+    createWebhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description https URL (plain http only for MAILWARD_WEBHOOK_ALLOW_HOSTS entries) */
+                    url: string;
+                    description?: string;
+                    /** @description [] or absent: every type */
+                    event_types?: ("email.submitted" | "email.received" | "email.held" | "email.approved" | "email.rejected" | "email.expired" | "email.queued" | "email.deferred" | "email.delivered" | "email.bounced" | "email.failed" | "email.released" | "email.quarantined" | "email.cancelled" | "approval.opened" | "approval.decided" | "consent.changed" | "webhook.disabled")[];
+                    /** @description [] or absent: every mailbox */
+                    mailbox_ids?: string[];
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        id: string;
+                        url: string;
+                        description: string;
+                        event_types: string[];
+                        mailbox_ids: string[];
+                        /** @enum {string} */
+                        status: "active" | "disabled";
+                        disabled_reason: string | null;
+                        consecutive_failures: number;
+                        last_success_at: string | null;
+                        last_failure_at: string | null;
+                        created_at: string;
+                        updated_at: string;
+                        /** @description whsec_...: shown once */
+                        secret: string;
+                    };
+                };
+            };
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["BadRequestProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["UnauthorizedProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ForbiddenProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["NotFoundProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["UnprocessableContentProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+        };
+    };
+    getWebhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        id: string;
+                        url: string;
+                        description: string;
+                        event_types: string[];
+                        mailbox_ids: string[];
+                        /** @enum {string} */
+                        status: "active" | "disabled";
+                        disabled_reason: string | null;
+                        consecutive_failures: number;
+                        last_success_at: string | null;
+                        last_failure_at: string | null;
+                        created_at: string;
+                        updated_at: string;
+                    };
+                };
+            };
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["BadRequestProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["UnauthorizedProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ForbiddenProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["NotFoundProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+        };
+    };
+    deleteWebhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        id: string;
+                        /** @enum {boolean} */
+                        deleted: true;
+                    };
+                };
+            };
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["BadRequestProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["UnauthorizedProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ForbiddenProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["NotFoundProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+        };
+    };
+    updateWebhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description https URL (plain http only for MAILWARD_WEBHOOK_ALLOW_HOSTS entries) */
+                    url?: string;
+                    description?: string;
+                    event_types?: ("email.submitted" | "email.received" | "email.held" | "email.approved" | "email.rejected" | "email.expired" | "email.queued" | "email.deferred" | "email.delivered" | "email.bounced" | "email.failed" | "email.released" | "email.quarantined" | "email.cancelled" | "approval.opened" | "approval.decided" | "consent.changed" | "webhook.disabled")[];
+                    mailbox_ids?: string[];
+                    /**
+                     * @description disabled: nothing is sent; active again: fan-out resumes where it stopped
+                     * @enum {string}
+                     */
+                    status?: "active" | "disabled";
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        id: string;
+                        url: string;
+                        description: string;
+                        event_types: string[];
+                        mailbox_ids: string[];
+                        /** @enum {string} */
+                        status: "active" | "disabled";
+                        disabled_reason: string | null;
+                        consecutive_failures: number;
+                        last_success_at: string | null;
+                        last_failure_at: string | null;
+                        created_at: string;
+                        updated_at: string;
+                    };
+                };
+            };
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["BadRequestProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["UnauthorizedProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ForbiddenProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["NotFoundProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["UnprocessableContentProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+        };
+    };
+    rotateWebhookSecret: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /**
+                     * @description how long the previous secrets keep signing (default 24 h; 0 ends them now)
+                     * @default 86400
+                     */
+                    overlap_seconds?: number;
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        id: string;
+                        /** @description the new whsec_... secret: shown once */
+                        secret: string;
+                        /** @description until when deliveries also carry signatures of the previous secrets */
+                        previous_expires_at: string;
+                    };
+                };
+            };
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["BadRequestProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["UnauthorizedProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ForbiddenProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["NotFoundProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+        };
+    };
+    replayWebhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /**
+                     * Format: date-time
+                     * @description every matching event that occurred at or after this time
+                     */
+                    since?: string;
+                    /** @description one event */
+                    event_id?: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description deliveries queued (each re-sends the event with its own webhook-id) */
+                        queued: number;
+                        /** @description true when more events matched than one replay queues (10,000): replay again from the last one */
+                        capped: boolean;
+                        last_event_id: string | null;
+                    };
+                };
+            };
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["BadRequestProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["UnauthorizedProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ForbiddenProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["NotFoundProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["UnprocessableContentProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+        };
+    };
+    listWebhookDeliveries: {
+        parameters: {
+            query?: {
+                cursor?: string;
+                limit?: string;
+                event_id?: string;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        deliveries: {
+                            id: string;
+                            delivery_id: string;
+                            event_id: string;
+                            attempt: number;
+                            at: string;
+                            /** @enum {string} */
+                            outcome: "delivered" | "failed" | "refused";
+                            status_code: number | null;
+                            latency_ms: number;
+                            /** @description error class and text; never the response body */
+                            error: string | null;
+                        }[];
+                        next_cursor: string | null;
+                    };
+                };
+            };
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["BadRequestProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["UnauthorizedProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ForbiddenProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["NotFoundProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
             429: {
                 headers: {
                     [name: string]: unknown;
