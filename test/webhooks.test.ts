@@ -253,6 +253,8 @@ for (const dialect of testDialects()) {
     });
 
     it('disables an endpoint whose deliveries failed for a whole schedule, with webhook.disabled in the event log and the audit log, and replays after it is enabled', async () => {
+      // Admins are mailed (from notifications@) when an endpoint is disabled.
+      const stopNotices = t.c.startWebhookDisabledNotices();
       const made = await create({ url: rx.url('/down'), event_types: ['consent.changed'] });
       await consentEvent(5);
       const ep = () => t.call('GET', `/v1/webhooks/${made.body.id}`, t.adminKey);
@@ -262,6 +264,27 @@ for (const dialect of testDialects()) {
       expect(ev.body.events.find((e: { data: { webhook_id: string } }) => e.data.webhook_id === made.body.id)).toBeTruthy();
       const audit = await t.c.store.db.selectFrom('audit_events').selectAll().where('target_id', '=', made.body.id).execute();
       expect(audit.map((a) => a.action)).toContain('webhook.disabled');
+      const notices = async () => {
+        const box = await t.c.store.db
+          .selectFrom('mailboxes')
+          .select('id')
+          .where('address', '=', `notifications@${t.domain}`)
+          .executeTakeFirst();
+        if (!box) return [];
+        return t.c.store.db
+          .selectFrom('messages')
+          .select('id')
+          .where('mailbox_id', '=', box.id)
+          .where('direction', '=', 'outbound')
+          .execute();
+      };
+      expect(await waitFor(async () => (await notices()).length > 0, { timeoutMs: 20_000 })).toBe(true);
+      const notice = await t.call('GET', `/v1/emails/${(await notices())[0]!.id}`, t.adminKey);
+      expect(notice.body.subject).toBe(`Mailward: webhook ${made.body.id} disabled`);
+      expect(notice.body.text).toContain(`PATCH /v1/webhooks/${made.body.id}`);
+      // Never the endpoint's URL (it may carry a token).
+      expect(JSON.stringify(notice.body)).not.toContain(rx.url('/down'));
+      stopNotices();
 
       // Replay: refused while disabled; after enabling, one event by id and every event since a time.
       const firstId = delivered('/down')[0]!.headers['webhook-id']!;

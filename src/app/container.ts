@@ -11,6 +11,7 @@ import { createGrantsService } from '../identity/grants-service.js';
 import { createApprovalQueue } from '../oversight/approval-queue.js';
 import { createReviewNotifications } from '../oversight/review-notifications.js';
 import { createReviewNoticeSender } from './review-notices.js';
+import { startWebhookDisabledNotices } from './webhook-disabled-notices.js';
 import { createApprovalsService } from '../oversight/approvals-service.js';
 import { createGuard } from '../identity/guard.js';
 import { createIdentityRepo } from '../identity/identity-repo.js';
@@ -191,12 +192,13 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
   // The reviewer console's queue: the approvals with what a reviewer triages by (subject, recipients, agent).
   const approvalQueue = createApprovalQueue({ db, guard, held: mailModule.held, clock });
   // Reviewers are told when something waits: count-only digests and escalations, sent as mail from notifications@.
+  const noticeSender = createReviewNoticeSender({ db, repo, audit, clock, send: (ctx, id, body) => mailModule.mail.send(ctx, id, body) });
   const reviewNotifications = createReviewNotifications({
     db,
     guard,
     audit,
     clock,
-    send: createReviewNoticeSender({ db, repo, audit, clock, send: (ctx, id, body) => mailModule.mail.send(ctx, id, body) }),
+    send: noticeSender,
     consoleUrl: config.accounts.publicUrl ?? null,
     defaultBatchMinutes: config.notifyBatchMinutes,
     escalateSeconds: config.approvalEscalateSeconds,
@@ -258,6 +260,9 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
     mail,
     approvalQueue,
     reviewNotifications,
+    /** `serve`: mails admins when a webhook endpoint is disabled (webhook-disabled-notices.ts). */
+    startWebhookDisabledNotices: () =>
+      startWebhookDisabledNotices({ db, feed: mail.events, send: noticeSender, logger, consoleUrl: config.accounts.publicUrl ?? null }),
     inbound,
     consent,
     metrics,

@@ -77,6 +77,8 @@ export const registerServe = (program: Command) =>
         c.mail.delivery.start();
         // Webhook fan-out and delivery run here too (src/webhooks/webhook-worker.ts); c.close() stops them.
         c.webhooks.worker.start();
+        // Admins are mailed when an endpoint is disabled after sustained failure.
+        const stopWebhookNotices = c.startWebhookDisabledNotices();
         c.logger.info(
           {
             http: url,
@@ -101,6 +103,7 @@ export const registerServe = (program: Command) =>
             stopVaultPurge();
             stopMailPurge();
             stopNotices();
+            stopWebhookNotices();
             await smtp.close();
             await app.close();
             await c.close();
