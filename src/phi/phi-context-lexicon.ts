@@ -885,10 +885,33 @@ export const INSTITUTION_NOUNS: readonly string[] = [
   'collaborative',
 ];
 
-/** Identifier labels of H2 (sensitive identifiers), to which any common value format may follow. */
-export const ID_LABEL_RE_SOURCE =
-  '\\b(?:(?:patient|pt|hospital|billing|guarantor)\\.? ?(?:account|acct|a\\/c)|account|acct|a\\/c|member|mbr|subscriber|sub(?:scriber)? ?id|policy|pol|insurance|insured|medicare|medicaid|mbi|health ?plan|plan|mrn|mr ?#|medical record|med ?rec|chart|patient ?(?:id|number|no)|pt ?id|ssn|social security|ss ?#|beneficiary|id card|id)\\b';
+/**
+ * Identifier labels of H2 (sensitive identifiers, 45 CFR 164.514(b)(2)(i)(G)-(J) and their national equivalents),
+ * as data: a label (regular-expression source, lower case) and the identifier type it names. Any value with digits
+ * in any common format may follow (phi-context.ts `labelledIdentifiers`); the look-alike labels below win when they
+ * are nearer to the value. Order matters only for readability: the first matching entry gives the type.
+ */
+export const ID_LABELS: readonly { label: string; type: 'ssn' | 'mrn' | 'health_plan_id' | 'account_number' }[] = [
+  // National person numbers (US SSN, UK National Insurance, Canada SIN, Ireland PPS, Australia TFN).
+  { label: 'ssn|social security(?: (?:number|no|#))?|ss ?#|soc ?sec', type: 'ssn' },
+  { label: 'national insurance(?: number| no)?|ni (?:number|no)|nino', type: 'ssn' },
+  { label: 'social insurance(?: number| no)?|sin (?:number|no|#)', type: 'ssn' },
+  { label: 'pps(?:n| number| no)|personal public service(?: number)?|tax file number|tfn', type: 'ssn' },
+  // Medical record numbers and national health numbers (NHS, CHI, H&C, NHI, IHI, health card, hospital and unit numbers).
+  { label: 'mrn|mr ?#|medical record(?:s)?(?: number| no| #)?|med ?rec|chart(?: number| no| #)?', type: 'mrn' },
+  { label: 'patient ?(?:id|number|no|#)|pt ?(?:id|no|#)|hospital (?:number|no|id|#)|hosp ?(?:no|#)|unit record(?: number| no)?', type: 'mrn' },
+  { label: 'nhs(?: number| no| #)?|chi(?: number| no)|h&c(?: number| no)?|health and care number|nhi(?: number| no)?|ihi', type: 'mrn' },
+  { label: 'health ?card(?: number| no)?|health number|personal health number|phn|ohip(?: number| no)?|medicare card', type: 'mrn' },
+  // Health-plan numbers: member, subscriber, policy, beneficiary, Medicare and Medicaid, the plan's own ID.
+  { label: 'member|mbr|subscriber|sub(?:scriber)? ?id|beneficiary|enrollee|enrolee', type: 'health_plan_id' },
+  { label: 'policy|pol|insurance|insured|insurer|medicare|medicaid|mbi|hicn|health ?plan|plan|id card|id', type: 'health_plan_id' },
+  // Patient accounts (a hospital's or practice's account of the patient).
+  { label: '(?:patient|pt|hospital|billing|guarantor|statement)\\.? ?(?:account|acct|a\\/c)|account|acct|a\\/c', type: 'account_number' },
+];
+
+/** The labels of ID_LABELS as one alternation, one capture group per entry (its number, minus one, is the entry's index). */
+export const ID_LABEL_RE_SOURCE = `\\b(?:${ID_LABELS.map((l) => `(${l.label})`).join('|')})(?![\\w])`;
 
 /** Labels of numbers that are not a patient's (LABELING.md P4): when the nearest label is one of these, the number does not count. */
 export const NOT_ID_LABEL_RE_SOURCE =
-  '\\b(?:webinar|meeting|zoom|passcode|registration|app|application|conference|badge|event|gym|loyalty|rewards|employee|staff|badge|invoice|inv|order|ord|ticket|tkt|tracking|confirmation|cnf|conf|reference|ref|po|purchase order|rma|reservation|booking|case|receipt|transaction|trans|remittance|shipment|parcel|package|serial|model|lot|sku|item|part|version|build|room|suite|ext|extension|fax|phone|tel|group|grp|npi|tax|ein|routing|rxbin|bin|pcn|box|zip|card ending|ending(?: in)?|last (?:four|4))\\b';
+  '\\b(?:webinar|meeting|zoom|passcode|registration|app|application|conference|badge|event|gym|loyalty|rewards|employee|staff|badge|invoice|inv|order|ord|ticket|tkt|tracking|confirmation|cnf|conf|reference|ref|po|purchase order|rma|reservation|booking|case|receipt|transaction|trans|remittance|shipment|parcel|package|serial|model|lot|sku|item|part|version|build|room|suite|ext|extension|fax|phone|tel|group|grp|npi|tax|ein|routing|rxbin|bin|pcn|box|zip|card ending|ending(?: in)?|last (?:four|4)|customer|passport|flight|seat|voucher|coupon|promo|gift card|quote|estimate|work order|incident|asset|meter|vat|pin|locker|licen[cs]e|vehicle|vin|imei|student|library)\\b';

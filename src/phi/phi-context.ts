@@ -5,6 +5,7 @@ import {
   type Disclosure,
   GENERAL_SENTENCE_TERMS,
   ID_LABEL_RE_SOURCE,
+  ID_LABELS,
   INSTITUTION_NOUNS,
   MEDICATION_TERMS,
   MENTAL_HEALTH_TERMS,
@@ -158,7 +159,7 @@ const ID_LABEL_RE = new RegExp(
 );
 const NOT_ID_LABEL_RE = new RegExp(`${NOT_ID_LABEL_RE_SOURCE}[\\s:#.-]*$`, 'i');
 /** A value in any common format: plain, dashed, letter-prefixed, grouped or spaced, letters mixed in. */
-const ID_VALUE_Y = /(?:[A-Z]{1,4}[ -]?)?[A-Z0-9]*\d[A-Z0-9]*(?:[ -][A-Z0-9]*\d[A-Z0-9]*){0,6}(?![\w/.]\d)/y;
+const ID_VALUE_Y = /(?:[A-Z]{1,4}[ /-]?)?[A-Z0-9]*\d[A-Z0-9]*(?:[ ./-][A-Z0-9]*\d[A-Z0-9]*){0,6}(?![\w/.]\d)/y;
 const SENSITIVE_SPAN_TYPES: ReadonlySet<FindingType> = new Set<FindingType>(['ssn', 'mrn', 'health_plan_id', 'account_number']);
 const BOUNDARY_RE = /[.!?;]+(?=\s|$)|\n/g;
 
@@ -198,16 +199,10 @@ const labelledIdentifiers = (text: string): IdentifierType[] => {
     )
       continue;
     if (/ending|ends in/i.test(gap)) continue;
-    const label = m[0].toLowerCase();
-    out.add(
-      /ssn|social|ss ?#/.test(label)
-        ? 'ssn'
-        : /mrn|mr ?#|medical|med ?rec|chart|patient ?(?:id|number|no)|pt ?id/.test(label)
-          ? 'mrn'
-          : /acc|a\/c/.test(label)
-            ? 'account_number'
-            : 'health_plan_id',
-    );
+    // The entry whose capture group matched names the type (ID_LABELS is data: a label and its type).
+    let entry = 0;
+    while (entry < ID_LABELS.length && m[entry + 1] === undefined) entry++;
+    out.add(ID_LABELS[entry]?.type ?? 'health_plan_id');
     ID_LABEL_RE.lastIndex = Math.max(ID_LABEL_RE.lastIndex, v.index + v[0].length);
   }
   return [...out];
