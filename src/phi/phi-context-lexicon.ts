@@ -359,6 +359,8 @@ export const PROCEDURE_TERMS: readonly string[] = [
   'mri',
   'ct(?: scan)?',
   'cat scan',
+  '(?:brain|head|chest|bone|heart|liver|kidney|pelvic|abdominal|knee|hip|spine|spinal|lung|thyroid|cardiac|body|nuclear|follow-?up) scans?',
+  '(?:your|ur|his|her|their|the) (?:recent |last |next |latest |repeat )?scan(?:s|\\s+results?)?\\b(?! (?:the |this |your )?(?:code|qr|badge|card|document|form))',
   'pet scan',
   'x-?rays?',
   'xray',
@@ -548,6 +550,71 @@ export const PREGNANCY_TERMS: readonly string[] = [
   'depo',
   'morning-?after',
   'plan b',
+  // Gestation told as a number: "34+2", "11 weeks and 3 days pregnant", "at 28 weeks' gestation".
+  '\\d{1,2}\\+[0-6]',
+  "\\d{1,2} ?(?:weeks?|wks?)'?(?: and \\d days?)? (?:pregnant|along|gestation|of pregnancy|postpartum|post-?natal)",
+  'gestation',
+  // Scans, tests and checks of pregnancy care by name (UK and US usage).
+  '(?:dating|anatomy|anomaly|nuchal|growth|viability|morphology|fetal|early pregnancy|booking) (?:scan|ultrasound|sonogram)s?',
+  '\\d{1,2}[- ]?(?:week|wk) (?:scan|ultrasound|anatomy|check|appointment|visit)',
+  'booking (?:visit|appointment) with (?:the |your )?midwi\\w+',
+  'booking bloods',
+  'glucose tolerance',
+  'gtt',
+  'group b strep',
+  'rhesus',
+  'rh[- ]negative',
+  'anti-?d',
+  'hcg',
+  'nipt',
+  'amniocentesis',
+  'pre-?eclampsia',
+  'hyperemesis',
+  'morning sickness',
+  'placenta\\w*',
+  'amniotic',
+  'ectopic',
+  'stillbirth',
+  'fetal (?:movements?|heart\\w*|growth)',
+  "(?:reduced|baby'?s?) movements?",
+  'kick counts?',
+  'contractions',
+  'waters? (?:broke|breaking|have broken|break)',
+  'induction of labou?r',
+  'in labou?r',
+  'labou?r ward',
+  'birth plan',
+  'home birth',
+  'water birth',
+  'birthing',
+  'heartbeat',
+  'measuring (?:small|large|big|ahead|behind)',
+  'the bump',
+  'your bump',
+  'edd',
+  'estimated (?:date of delivery|due date)',
+  'due (?:in|on|around) (?:early |mid-?|late )?(?:january|february|march|april|may|june|july|august|september|october|november|december)',
+  "(?:you(?:'re| are)|she(?:'s| is)|we(?:'re| are)|i(?:'m| am)) expecting",
+  'congratulations on (?:expecting|your pregnancy|the pregnancy|your news)',
+  'expectant (?:mother|mum|mom)',
+  'maternity (?:leave|notes|record|records|care|triage|assessment|appointment)',
+  'ob (?:appointment|visit|check|nurse|team|provider)',
+  '(?:trying|try) (?:to conceive|for a baby)',
+  'conceiv(?:e|ing)',
+  'conception',
+  'egg (?:collection|retrieval)',
+  'embryo transfer',
+  'frozen (?:embryo|egg)s?',
+  'semen analysis',
+  'sperm (?:count|analysis|test)',
+  'ovarian reserve',
+  'amh',
+  'neonatal',
+  'nicu',
+  'breast ?milk',
+  'perine(?:al|um)',
+  'cervical (?:length|stitch)',
+  'cerclage',
 ];
 
 /** Mental-health care (therapy, counselling, psychiatric care, crisis plans). */
@@ -690,7 +757,42 @@ export const PART2_DIRECT_TERMS: readonly string[] = [
   'overdose',
   'narcan',
   'naloxone',
+  // Programme logistics said the UK, Irish and Australian way as well as the US way (opioid substitution treatment).
+  'supervised (?:consumption|dos(?:e|es|ing)|methadone|buprenorphine|self-administration)',
+  'take-?aways? (?:doses?|bottles?)',
+  'as (?:a |your )?take-?aways?',
+  'carr(?:y|ies) (?:doses?|privileges|bottles?|levels?)',
+  '(?:one|two|three|four|five|six|\\d|weekend|sunday|saturday|extra) carries',
+  '(?:opioid|opiate) (?:substitution|replacement|agonist|maintenance) (?:treatment|therapy|programme|program)',
+  '(?:opioid|opiate) (?:substitution|replacement|agonist|maintenance)',
+  'ost',
+  'oat programme',
+  'harm reduction',
+  'needle (?:exchange|and syringe|syringe)',
+  'syringe (?:service|program\\w*|exchange)',
+  '\\d+ (?:days|weeks|months|years) (?:clean|sober|dry)',
+  'clean (?:time|date)',
+  '(?:using|drinking) again',
+  'smart recovery',
+  'drug and alcohol (?:service|services|team|worker|programme|program|clinic|counsel\\w*|support|treatment|unit)',
+  'alcohol (?:service|services|team|liaison|counsel\\w*|support worker|misuse)',
+  'substance (?:misuse|use) (?:worker|service|services|team|counsel\\w*|program\\w*|treatment)',
+  'substance misuse',
+  'recovery (?:worker|workers|café|cafe|hub|journey|support worker|navigator)',
+  'addiction (?:service|services|team|medicine|counsel\\w*|clinic|worker)',
 ];
+
+/**
+ * Part 2 told only through a programme's logistics: a person's own logistics (counsellor, keyworker, group, intake,
+ * dose, screen) together, in the same message, with a treatment setting (a treatment or recovery programme, a
+ * rehab or detox service). Either alone is ordinary clinic mail; the two together say the person is in a
+ * substance-use programme (42 CFR 2.11, 2.12: the fact of being a patient of a Part 2 programme is protected).
+ */
+export const PART2_LOGISTICS_RE_SOURCE =
+  "\\b(?:counsel(?:l)?or|counsel(?:l)?ing|key ?worker|case ?worker|care coordinator|group|groups|intake|assessment|session|sessions|dose|doses|dosing|dispens\\w*|pick ?up your|attendance|screen|screens|check-?in|meeting|meetings|appointment)s?\\b";
+export const PART2_SETTING_RE_SOURCE =
+  "\\b(?:(?<!(?:cancer|chemo|oncology|radiation|dialysis|fertility|physical|cardiac|pulmonary|stroke|eating disorders?|wound|pain|sleep|weight) )treatment (?:programme|program|centre|center|service|services|facility)|(?:recovery|detox|residential treatment) (?:programme|program|centre|center|service|services|unit|facility|clinic|team)|detox)\\b";
+
 
 /** Referral wording: with a reason (any clinical word in the same sentence) it discloses why (LABELING.md edge case 4). */
 export const REFERRAL_RE_SOURCE =
@@ -883,6 +985,11 @@ export const INSTITUTION_NOUNS: readonly string[] = [
   'education',
   'alliance',
   'collaborative',
+  'lounge',
+  'bay',
+  'reception',
+  'auditorium',
+  'rota',
 ];
 
 /**

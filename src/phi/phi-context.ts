@@ -11,6 +11,8 @@ import {
   MENTAL_HEALTH_TERMS,
   NOT_ID_LABEL_RE_SOURCE,
   PART2_DIRECT_TERMS,
+  PART2_LOGISTICS_RE_SOURCE,
+  PART2_SETTING_RE_SOURCE,
   PREGNANCY_TERMS,
   PROCEDURE_ENDINGS,
   PROCEDURE_TERMS,
@@ -138,6 +140,8 @@ const isWordChar = (c: number) => (c >= 48 && c <= 57) || isLowerAlpha(c) || c =
 const BROADCAST_RE = termsRe(BROADCAST_TERMS, 'i');
 const GENERAL_RE = termsRe(GENERAL_SENTENCE_TERMS, 'i');
 const REFERRAL_RE = new RegExp(REFERRAL_RE_SOURCE, 'i');
+const PART2_LOGISTICS_RE = new RegExp(PART2_LOGISTICS_RE_SOURCE, 'i');
+const PART2_SETTING_RE = new RegExp(PART2_SETTING_RE_SOURCE, 'gi');
 /** Words that make a vague result phrase ("it wasn't what we hoped for") about a test. */
 const TEST_CONTEXT_RE =
   /\b(?:results?|tests?|tested|labs?|blood ?work|scans?|x-?rays?|reports?|cultures?|swabs?|screens?|biops(?:y|ies)|levels?|numbers|counts?|readings?|pathology|imaging|mammo\w*|pap|ecg|ekg|mri|ct|ultrasound|smear|panel)\b/i;
@@ -146,7 +150,7 @@ const INSTITUTION = new Set(INSTITUTION_NOUNS);
 const SPECIALTY_NAME_RE =
   /^(?:cardiology|neurology|neuro|orthopedics|orthopaedics|ortho|dermatology|urology|oncology|gastroenterology|gi|endocrinology|nephrology|rheumatology|pulmonology|hematology|ophthalmology|podiatry|pediatrics|paediatrics|ent|audiology|rehab|psychiatry|radiology|obstetrics|gynecology|womens|women's|associates|medicine|surgery|recovery|wellness)$/i;
 const LOWER_INSTITUTION_RE =
-  /^[\s-]{1,3}(?:[a-z'-]+[\s-]{1,3}){0,2}(?:clinic|clinics|center|centre|institute|department|dept|unit|ward|program|programme|class|classes|workshop|office|practice|service|services|lab|laboratory|floor|wing|line)\b/i;
+  /^[\s-]{1,3}(?:[a-z'-]+[\s-]{1,3}){0,2}(?:clinic|clinics|center|centre|institute|department|dept|unit|ward|program|programme|class|classes|workshop|office|practice|service|services|lab|laboratory|floor|wing|line|lounge|room|bay|reception|entrance|desk|suite|team|rota)\b/i;
 /** Someone other than the recipient, identifiable from context (LABELING.md H1, edge case 10). */
 const THIRD_PERSON_RE =
   /\b(?:(?:mr|mrs|ms|miss|mx)\.? [A-Z][a-z]|patient\s*:|pt\s*:|re:\s*[A-Z][a-z]+ [A-Z]|guarantor\s*:|name\s*:\s*[A-Z]|(?:your|ur|her|his|their|my|our) (?:son|daughter|child|kid|kids|children|baby|father|dad|mother|mum|mom|husband|wife|partner|brother|sister|grandmother|grandfather|grandson|granddaughter)|the little one|(?:room|rm|bed) \d+|\d{1,3} ?(?:y\/o|yo|year[- ]old|month[- ]old)|dob\b|d\.o\.b\.|orders for|the patient\b)/i;
@@ -517,6 +521,25 @@ const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessmen
         ? { disclosure, field: 'subject', start: s, end: e }
         : { disclosure, field: 'text', start: s - subjectEnd - 1, end: e - subjectEnd - 1 },
     );
+  }
+  // Part 2 through logistics: the person's own programme logistics plus a treatment setting in one message (PART2_LOGISTICS_RE_SOURCE).
+  if (!part2 && !broadcast && (salutationName || namedBySpan || /\b(?:you|your|ur|u)\b/i.test(full))) {
+    PART2_SETTING_RE.lastIndex = 0;
+    for (let m = PART2_SETTING_RE.exec(full); m !== null; m = PART2_SETTING_RE.exec(full)) {
+      const si = sentenceIndex(b, m.index);
+      if (sentenceKind(si) & 1 || CONDITIONAL_RE.test(full.slice(b[si], m.index)) || inServiceList(full, m.index, m.index + m[0].length)) continue;
+      if (!PART2_LOGISTICS_RE.test(full.replace(m[0], ' '))) continue;
+      part2 = true;
+      found.add('substance_use');
+      const s = m.index;
+      const e = s + m[0].length;
+      cues.push(
+        s < subjectEnd
+          ? { disclosure: 'substance_use', field: 'subject', start: s, end: e }
+          : { disclosure: 'substance_use', field: 'text', start: s - subjectEnd - 1, end: e - subjectEnd - 1 },
+      );
+      break;
+    }
   }
   // A referral sentence with a clinical word in it names the reason (edge case 4).
   for (const si of clinicalSentences) {
