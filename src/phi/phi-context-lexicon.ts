@@ -216,6 +216,14 @@ export const CONDITION_TERMS: readonly string[] = [
   'bunions?',
   'circulation',
   'blood sugars?',
+  '(?:your|ur|his|her|check (?:your|ur)) (?:blood )?sugars?',
+  'test strips',
+  'glucose (?:meter|strips|sensor)s?',
+  'lancets',
+  // Eating-disorder care named by its routine.
+  'weigh-?ins?',
+  'meal (?:support|plan)s?',
+  'refeeding',
   'sugars? (?:is|are|have been|were) (?:high|low|up)',
   'glucose',
   'cholesterol',
@@ -435,6 +443,7 @@ export const PROCEDURE_TERMS: readonly string[] = [
   'occupational therapy',
   'speech therapy',
   'rehab(?:ilitation)?',
+  'bloods',
   'wound care',
   'dressing change',
   'foot check',
@@ -494,7 +503,8 @@ export const MEDICATION_TERMS: readonly string[] = [
   'ointment',
   'dose of',
   'dosage',
-  '\\d+ ?mg',
+  '\\d+(?:\\.\\d+)? ?(?:mg|mcg|µg|micrograms?|milligrams?|ml|iu)',
+  '(?:patch|patches|puffer|puffers|capsules|lozenges|suppositor(?:y|ies)|pessar(?:y|ies))',
   'refills? (?:of|for) (?:your|the|his|her|my)',
   'prescriptions? (?:of|for) (?:your|the|his|her)? ?[a-z]+(?:in|ine|ol|il|am|an|one|ide|ate|ex|ax)\\b',
   'same dose',
@@ -774,12 +784,38 @@ export const PART2_DIRECT_TERMS: readonly string[] = [
   'clean (?:time|date)',
   '(?:using|drinking) again',
   'smart recovery',
-  'drug and alcohol (?:service|services|team|worker|programme|program|clinic|counsel\\w*|support|treatment|unit)',
-  'alcohol (?:service|services|team|liaison|counsel\\w*|support worker|misuse)',
+  '(?:drugs?|alcohol|substance)(?: (?:and|&) (?:other )?(?:drugs?|alcohol))? (?:service|services|team|worker|workers|programme|program|clinic|counsel\\w*|support|treatment|unit|court|liaison|misuse)',
   'substance (?:misuse|use) (?:worker|service|services|team|counsel\\w*|program\\w*|treatment)',
   'substance misuse',
   'recovery (?:worker|workers|café|cafe|hub|journey|support worker|navigator)',
   'addiction (?:service|services|team|medicine|counsel\\w*|clinic|worker)',
+];
+
+/**
+ * Part 2 told only through the logistics of opioid treatment and programme attendance, as families of weak cues:
+ * each alone is ordinary clinic mail ("your dose", "a urine test", "the court"); cues from two different families
+ * in one personal message say the person is in a substance-use programme (42 CFR 2.11, 2.12). Lower-case
+ * regular-expression source, matched on word boundaries.
+ */
+export const PART2_CUE_FAMILIES: readonly { family: string; source: string }[] = [
+  { family: 'dose', source: 'dos(?:e|es|ed|ing)|(?:lower|higher|starting|daily|morning|saturday|sunday|weekend) dose' },
+  {
+    family: 'dispensing',
+    source:
+      "window|witnessed|supervised|carr(?:y|ies|ied)|take-?homes?|take-?aways?|lockbox|lock box|daily pick-?ups?|pick-?ups? (?:daily|every day)|missed (?:days?|doses?|\\d+ days)|since your last (?:visit|dose)|guest dos\\w*|dispens(?:ing|ed)",
+  },
+  {
+    family: 'screen',
+    source:
+      "u\\.?a\\.?s?|uds|urine (?:drug )?(?:screens?|tests?|samples?)|drug (?:screens?|tests?)|tox(?:icology)? screens?|screens? (?:have been|has been|were|was|are|is|came back) (?:clear|clean|negative|positive|dirty)|breath(?:alyser|alyzer| test)s?|swabs? for drugs",
+  },
+  {
+    family: 'programme',
+    source:
+      "(?:the|our|your|ur|this|that) program(?:me)?|counsel(?:l)?or|key ?worker|case ?worker|intake|sponsor|(?:your|ur|the|evening|morning|tonight'?s?|weekly|women'?s|men'?s) group",
+  },
+  { family: 'use', source: "(?:what|anything|how much) (?:you(?:'re| are| have been|'ve been)) (?:using|drinking)|using at the moment|your (?:using|drinking)" },
+  { family: 'legal', source: 'court|probation|parole|attendance (?:letter|sheet|record)|letter confirming (?:your )?attendance' },
 ];
 
 /**
@@ -855,6 +891,13 @@ export const BROADCAST_TERMS: readonly string[] = [
   'new (?:hours|location|service|clinic|office hours)',
   "we(?:'ve| have) moved",
   'has moved',
+  '(?:is|are|we(?:\'re| are)) moving',
+  'moves? to',
+  'relocat(?:e|es|ed|ing|ion)',
+  'walk[- ]in',
+  'no appointment (?:needed|necessary|required)',
+  'free for',
+  '(?:are|is|now) eligible',
   'price list',
   '(?:women|men|adults|people|patients|children|kids|seniors) (?:\\d+|aged \\d+|ages \\d+)(?: and (?:over|older|up)|\\+)?',
   'and (?:over|older)',
@@ -919,6 +962,7 @@ export const GENERAL_SENTENCE_TERMS: readonly string[] = [
   'if you (?:have|need) (?:questions|help)',
   'if you received this',
   'bring (?:a|your) list of (?:current|all|your)? ?medic',
+  'bring (?:in )?(?:all |any )?(?:of )?(?:your|the) (?:current |usual |regular )?(?:medicines|medications|meds|tablets|pills|inhalers|puffers)',
   'list of (?:current |your )?medications',
   'any allergies',
   'routine eye exam',

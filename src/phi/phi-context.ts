@@ -10,6 +10,7 @@ import {
   MEDICATION_TERMS,
   MENTAL_HEALTH_TERMS,
   NOT_ID_LABEL_RE_SOURCE,
+  PART2_CUE_FAMILIES,
   PART2_DIRECT_TERMS,
   PART2_LOGISTICS_RE_SOURCE,
   PART2_SETTING_RE_SOURCE,
@@ -142,13 +143,20 @@ const GENERAL_RE = termsRe(GENERAL_SENTENCE_TERMS, 'i');
 const REFERRAL_RE = new RegExp(REFERRAL_RE_SOURCE, 'i');
 const PART2_LOGISTICS_RE = new RegExp(PART2_LOGISTICS_RE_SOURCE, 'i');
 const PART2_SETTING_RE = new RegExp(PART2_SETTING_RE_SOURCE, 'gi');
+const PART2_FAMILY_RES = PART2_CUE_FAMILIES.map((f) => ({ family: f.family, re: new RegExp(`\\b(?:${f.source})(?![\\w-])`, 'gi') }));
 /** Words that make a vague result phrase ("it wasn't what we hoped for") about a test. */
 const TEST_CONTEXT_RE =
   /\b(?:results?|tests?|tested|labs?|blood ?work|scans?|x-?rays?|reports?|cultures?|swabs?|screens?|biops(?:y|ies)|levels?|numbers|counts?|readings?|pathology|imaging|mammo\w*|pap|ecg|ekg|mri|ct|ultrasound|smear|panel)\b/i;
 const INSTITUTION = new Set(INSTITUTION_NOUNS);
+/** A plural noun of people right after a clinical word: "pregnant people", "diabetic patients" (a population, LABELING.md P2, P5). */
+const POPULATION_AFTER_RE =
+  /^\s+(?:people|persons|women|men|patients|adults|children|kids|parents|mothers|mums|moms|families|clients|residents|sufferers|individuals|those|groups|populations|survivors|carers|caregivers)\b/i;
+/** Mail, letters and payments that "came back" (returned to sender), not results. */
+const RETURNED_MAIL_RE =
+  /\b(?:letter|letters|mail|post|envelope|parcel|package|payment|cheque|check|card|form|forms|email|e-mail|message|call|invoice|statement|fax)\b[^.!?\n]{0,24}$/i;
 /** Specialties that name a clinic when capitalised at the end of a name ("Northside Orthopedics", "Lakeview Neuro"). */
 const SPECIALTY_NAME_RE =
-  /^(?:cardiology|neurology|neuro|orthopedics|orthopaedics|ortho|dermatology|urology|oncology|gastroenterology|gi|endocrinology|nephrology|rheumatology|pulmonology|hematology|ophthalmology|podiatry|pediatrics|paediatrics|ent|audiology|rehab|psychiatry|radiology|obstetrics|gynecology|womens|women's|associates|medicine|surgery|recovery|wellness)$/i;
+  /^(?:physiotherapy|physio|physical therapy|chiropractic|chiro|osteopathy|osteopaths?|podiatrists?|dental|dentistry|dentists?|optometry|optometrists?|opticians?|audiologists?|psychology|psychologists|counselling|counseling|pharmacy|chemist|pathology|diagnostics|radiologists|physicians|pediatricians|paediatrics|therapy|therapies|sports medicine|cardiology|neurology|neuro|orthopedics|orthopaedics|ortho|dermatology|urology|oncology|gastroenterology|gi|endocrinology|nephrology|rheumatology|pulmonology|hematology|ophthalmology|podiatry|pediatrics|paediatrics|ent|audiology|rehab|psychiatry|radiology|obstetrics|gynecology|womens|women's|associates|medicine|surgery|recovery|wellness)$/i;
 const LOWER_INSTITUTION_RE =
   /^[\s-]{1,3}(?:[a-z'-]+[\s-]{1,3}){0,2}(?:clinic|clinics|center|centre|institute|department|dept|unit|ward|program|programme|class|classes|workshop|office|practice|service|services|lab|laboratory|floor|wing|line|lounge|room|bay|reception|entrance|desk|suite|team|rota)\b/i;
 /** Someone other than the recipient, identifiable from context (LABELING.md H1, edge case 10). */
@@ -371,9 +379,28 @@ const STRONG_POSSESSED_RE =
   /\b(?:you(?:'re| are| were| have| had|'ve| tested)|our records show (?:that )?you|i(?:'m| am| was| have| had|'ve)|my)\s+(?:[\w'-]+\s+){0,3}$/i;
 const CONDITIONAL_RE =
   /\b(?:if|when|whether) (?:you|your|u|ur|anyone|someone|a child)\b|\banyone\b|\b(?:people|patients|adults|those|women|men|children) (?:who|with|over|under|aged)\b/i;
-/** Words of health care: an account or member number in such mail is a patient's (LABELING.md H2). */
+const CONDITIONAL_G_RE = new RegExp(CONDITIONAL_RE.source, 'gi');
+/**
+ * Whether the end of `head` (a sentence up to a clinical word) lies inside a conditional or generic clause: "If you
+ * have chest pain, call 911" ties nobody to chest pain, but in "If you can't make it, call so we can sort your
+ * take-homes" the word is in the main clause, after the condition has ended (a comma or dash and a new clause).
+ */
+const CLAUSE_BREAK_RE =
+  /(?:,|\s[-–—]|:)\s*(?:call|please|contact|come|go|seek|let|ring|phone|text|book|get|then|we|we'll|we've|i|i'll|i've|so|our|the|you(?:'ll| will| can| should| may|'re| are)|don't|do not|tell|speak|talk|make|just|but|and we|and i)\b/i;
+const inConditionalClause = (head: string) => {
+  let last = -1;
+  CONDITIONAL_G_RE.lastIndex = 0;
+  for (let m = CONDITIONAL_G_RE.exec(head); m !== null; m = CONDITIONAL_G_RE.exec(head)) last = m.index + m[0].length;
+  return last >= 0 && !CLAUSE_BREAK_RE.test(head.slice(last));
+};
+/** Words of a patient's own care or cover: an account or member number beside them is a patient's (LABELING.md H2). */
+const PATIENT_CONTEXT_RE =
+  /\b(?:patients?|pt|copay|co-pay|coinsurance|deductible|eob|explanation of benefits|medicare|medicaid|rebate|guarantor|claims?|date of service|dos|prior auth\w*|dob|date of birth|visit|appointment|treatment|insur\w*|member|subscriber|policy ?holder|beneficiary)\b/i;
+/** Words of health care: an account or member number in such mail is a patient's unless another trade is named (LABELING.md H2, P4). */
 const HEALTH_CONTEXT_RE =
-  /\b(?:patients?|pt|clinic|medical|health|hospital|practice|doctor|dr|physician|copay|co-pay|coinsurance|eob|explanation of benefits|pharmacy|lab|dental|medicare|medicaid|hmo|ppo|rx|guarantor|nurse|specialist|prior auth\w*)\b/i;
+  /\b(?:clinic|medical|health|hospital|practice|doctor|dr|physician|pharmacy|lab|dental|hmo|ppo|rx|nurse|specialist|surgery|gp)\b/i;
+/** Bank and payee details (BSB, IBAN, sort code, remit to): a supplier's account, not a patient's (LABELING.md P4). */
+const PAYEE_RE = /\b(?:bsb|iban|swift|bic|sort code|routing|remit(?:tance)?(?: to)?|bpay|biller code|bank(?:ing)? details|pay (?:to|via))\b/i;
 /** Words of other trades (utilities, gyms, cars, banks): their account and member numbers are not a patient's (LABELING.md P4). */
 const OTHER_TRADE_RE =
   /\b(?:utility|utilities|electric(?:ity)?|water|power|gas|internet|broadband|wireless|gym|fitness|membership|auto|car|vehicle|homeowners?|renters?|rental|lease|landlord|bank|banking|credit card|loan|mortgage|airline|frequent flyer|hotel|loyalty|rewards|library|streaming|tuition|student|tenant)\b/i;
@@ -491,14 +518,20 @@ const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessmen
     // An announcement ties nobody to anything unless it says so outright ("our records show you were implanted...").
     if (broadcast && !strong) continue;
     if (vendor && !possessed && (cat === 'procedure' || cat === 'medication')) continue;
+    // "our once-weekly insulin", "our new MRI": the sender's product or service, not anyone's care.
+    if (!possessed && (cat === 'procedure' || cat === 'medication') && /\bour\s+(?:[\w'-]+\s+){0,2}$/i.test(before)) continue;
+    // "pregnant people", "diabetic patients", "asthma sufferers": a population, not a person.
+    if (!possessed && POPULATION_AFTER_RE.test(full.slice(e, e + 24))) continue;
     // A subject line is a topic ("Pregnancy and the heat") unless it says whose ("Your colonoscopy").
     if (s < subjectEnd && !possessed && !salutationName && !namedBySpan) continue;
     // "If you have chest pain, call 911": what follows a condition in its sentence ties nobody to it.
-    if (kind & 4 || CONDITIONAL_RE.test(full.slice(b[si], s))) continue;
+    if (kind & 4 || inConditionalClause(full.slice(b[si], s))) continue;
     if (!possessed && kind & 1) continue;
     const named = inInstitutionName(full, s, e);
     if (named && !(cat === 'substance_use' && !broadcast && !inServiceList(full, s, e))) continue;
     if (cat === 'weak_result') {
+      // "a letter we posted came back marked 'moved'": returned mail, not a result.
+      if (RETURNED_MAIL_RE.test(full.slice(Math.max(0, s - 40), s))) continue;
       // A vague result phrase counts when the sentence, the one before it or the subject is about a test.
       const from = b[Math.max(0, si - 1)]!;
       const ctx = `${full.slice(from, b[si + 1])}\n${full.slice(0, subjectEnd)}`;
@@ -527,7 +560,7 @@ const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessmen
     PART2_SETTING_RE.lastIndex = 0;
     for (let m = PART2_SETTING_RE.exec(full); m !== null; m = PART2_SETTING_RE.exec(full)) {
       const si = sentenceIndex(b, m.index);
-      if (sentenceKind(si) & 1 || CONDITIONAL_RE.test(full.slice(b[si], m.index)) || inServiceList(full, m.index, m.index + m[0].length)) continue;
+      if (sentenceKind(si) & 1 || inConditionalClause(full.slice(b[si], m.index)) || inServiceList(full, m.index, m.index + m[0].length)) continue;
       if (!PART2_LOGISTICS_RE.test(full.replace(m[0], ' '))) continue;
       part2 = true;
       found.add('substance_use');
@@ -541,6 +574,34 @@ const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessmen
       break;
     }
   }
+  // Part 2 through opioid-treatment logistics: weak cues from two families (PART2_CUE_FAMILIES) in one personal message.
+  // A dose of a drug the message names is that drug's ("your dose of amoxicillin"), not a programme's.
+  if (!part2 && !broadcast && (salutationName || namedBySpan || /\b(?:you|your|ur|u|pt|patient)\b/i.test(full))) {
+    const otherDrug = candidates.some((c) => c.cat === 'medication');
+    const families = new Set<string>();
+    let first: [number, number] | null = null;
+    for (const { family, re } of PART2_FAMILY_RES) {
+      if (family === 'dose' && otherDrug) continue;
+      re.lastIndex = 0;
+      for (let m = re.exec(full); m !== null; m = re.exec(full)) {
+        const si = sentenceIndex(b, m.index);
+        if (sentenceKind(si) & 1 || inConditionalClause(full.slice(b[si], m.index))) continue;
+        families.add(family);
+        first ??= [m.index, m.index + m[0].length];
+        break;
+      }
+    }
+    if (families.size >= 2 && first) {
+      part2 = true;
+      found.add('substance_use');
+      const [s, e] = first;
+      cues.push(
+        s < subjectEnd
+          ? { disclosure: 'substance_use', field: 'subject', start: s, end: e }
+          : { disclosure: 'substance_use', field: 'text', start: s - subjectEnd - 1, end: e - subjectEnd - 1 },
+      );
+    }
+  }
   // A referral sentence with a clinical word in it names the reason (edge case 4).
   for (const si of clinicalSentences) {
     if (REFERRAL_RE.test(full.slice(b[si], b[si + 1]))) {
@@ -552,7 +613,11 @@ const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessmen
   const identifiers = new Set<IdentifierType>();
   let healthContext: boolean | undefined;
   // A utility, gym or car-insurance account is not a patient's: account, member and policy numbers count in health-care mail.
-  const inHealthMail = () => (healthContext ??= HEALTH_CONTEXT_RE.test(full) || (!OTHER_TRADE_RE.test(full) && LOOSE_HEALTH_RE.test(full)));
+  // A patient's own care or cover decides; else a named trade (a utility billing the practice) or a supplier's bank details say it is not a patient's.
+  const inHealthMail = () =>
+    (healthContext ??=
+      PATIENT_CONTEXT_RE.test(full) ||
+      (!OTHER_TRADE_RE.test(full) && !(VENDOR_RE.test(full) && PAYEE_RE.test(full)) && (HEALTH_CONTEXT_RE.test(full) || LOOSE_HEALTH_RE.test(full))));
   for (const t of labelledIdentifiers(full)) if (t === 'ssn' || t === 'mrn' || inHealthMail()) identifiers.add(t);
   for (const f of findings)
     if (SENSITIVE_SPAN_TYPES.has(f.type) && (f.type === 'ssn' || inHealthMail())) identifiers.add(f.type as IdentifierType);
