@@ -170,6 +170,13 @@ const ID_LABEL_RE = new RegExp(
   'gi',
 );
 const NOT_ID_LABEL_RE = new RegExp(`${NOT_ID_LABEL_RE_SOURCE}[\\s:#.-]*$`, 'i');
+const NOT_ID_LABEL_ANY_RE = new RegExp(NOT_ID_LABEL_RE_SOURCE, 'i');
+const ID_LABEL_ANY_RE = new RegExp(ID_LABEL_RE_SOURCE, 'i');
+/** Up to six short words (no sentence end, no line break) before a token that starts with a digit or a capital and digit. */
+const LOOSE_GAP_RE = /^((?:[\s(,:'"]*[A-Za-z'’]{1,12}){1,6}[\s(,:'"#]+)(?=[A-Z]{0,4}[ -]?\d)/;
+/** Insurance and cover words (and insurers' names): where a bare "ID" or "card number" is a member's (LABELING.md H2). */
+const INSURANCE_CONTEXT_RE =
+  /\b(?:plan|insurance|insurer|insured|member|medicare|medicaid|health|subscriber|claims?|rebate|cover(?:age)?|benefits|copay|dob|date of birth|blue cross|blue shield|bupa|aetna|cigna|humana|kaiser|anthem|unitedhealth\w*|medibank|vhi|laya|ohip|nhs|hcf|nib|tricare|chip)\b/i;
 /** A value in any common format: plain, dashed, letter-prefixed, grouped or spaced, letters mixed in. */
 const ID_VALUE_Y = /(?:[A-Z]{1,4}[ /-]?)?[A-Z0-9]*\d[A-Z0-9]*(?:[ ./-][A-Z0-9]*\d[A-Z0-9]*){0,6}(?![\w/.]\d)/y;
 const SENSITIVE_SPAN_TYPES: ReadonlySet<FindingType> = new Set<FindingType>(['ssn', 'mrn', 'health_plan_id', 'account_number']);
@@ -191,19 +198,23 @@ const labelledIdentifiers = (text: string): IdentifierType[] => {
   for (let m = ID_LABEL_RE.exec(text); m !== null; m = ID_LABEL_RE.exec(text)) {
     const end = m.index + m[0].length;
     ID_VALUE_Y.lastIndex = end;
-    const v = ID_VALUE_Y.exec(text);
-    if (!v) continue;
+    let v = ID_VALUE_Y.exec(text);
+    let gap = m[0];
+    // "label + token with digits": the value may sit a few words after its label ("OHIP number for you (we have
+    // 9921 033 441 on file"), within the sentence and with no other label between; then it needs six digits.
+    if (!v) {
+      const ahead = LOOSE_GAP_RE.exec(text.slice(end, end + 48));
+      if (!ahead || NOT_ID_LABEL_ANY_RE.test(ahead[1]!) || ID_LABEL_ANY_RE.test(ahead[1]!)) continue;
+      ID_VALUE_Y.lastIndex = end + ahead[1]!.length;
+      v = ID_VALUE_Y.exec(text);
+      if (!v || v[0].replace(/\D/g, '').length < 6) continue;
+      gap = `${m[0]}${ahead[1]}`;
+    }
     const value = v[0].trim();
-    const gap = m[0];
     const label0 = m[0].toLowerCase();
-    // A bare "ID" is a member ID only near insurance words ("the plan had your ID as ..."); "Webinar ID", "App ID" are not.
-    if (
-      /^id\b/.test(label0) &&
-      !/\b(?:plan|insurance|insured|member|medicare|medicaid|health|subscriber|card|claim)\b/i.test(
-        text.slice(Math.max(0, m.index - 120), m.index),
-      )
-    )
-      continue;
+    // A bare "ID" or "card number" is a member's only in insurance mail ("Blue Cross ID: ...", "the Medicare rebate ... the
+    // card number we have"); "Webinar ID", "App ID", a gift card are not.
+    if (/^(?:id|card)\b/.test(label0) && !INSURANCE_CONTEXT_RE.test(text)) continue;
     if (
       NOT_ID_LABEL_RE.test(text.slice(Math.max(0, m.index - 24), m.index)) ||
       NOT_ID_LABEL_RE.test(gap) ||
@@ -406,7 +417,7 @@ const OTHER_TRADE_RE =
   /\b(?:utility|utilities|electric(?:ity)?|water|power|gas|internet|broadband|wireless|gym|fitness|membership|auto|car|vehicle|homeowners?|renters?|rental|lease|landlord|bank|banking|credit card|loan|mortgage|airline|frequent flyer|hotel|loyalty|rewards|library|streaming|tuition|student|tenant)\b/i;
 /** Vendor and supply mail (LABELING.md P4, P6): a device or drug named there is a product, not someone's care. */
 const VENDOR_RE =
-  /\b(?:rma|return authori[sz]ation|purchase order|po-?\d|order (?:#|no|number|ref)|shipment|shipped|tracking|invoice|sku|warranty|depot|ship to|remittance|vendor|supplier|catalog(?:ue)?|quote|backorder(?:ed)?)\b/i;
+  /\b(?:rma|return authori[sz]ation|purchase order|po-?\d|order (?:#|no|number|ref|confirmation|[a-z]{0,4}-?\d)|your order|online (?:shop|store)|checkout|basket|cart|shipment|shipped|tracking|invoice|sku|warranty|depot|ship to|remittance|vendor|supplier|catalog(?:ue)?|quote|backorder(?:ed)?)\b/i;
 /** Words that make an account or member number plausible in a clinic's mail when no trade is named. */
 const LOOSE_HEALTH_RE = /\b(?:insurance|plan|claim|benefits|provider|visit|statement|billing|balance|payment plan|coverage|care)\b/i;
 
@@ -526,7 +537,8 @@ const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessmen
     if (s < subjectEnd && !possessed && !salutationName && !namedBySpan) continue;
     // "If you have chest pain, call 911": what follows a condition in its sentence ties nobody to it.
     if (kind & 4 || inConditionalClause(full.slice(b[si], s))) continue;
-    if (!possessed && kind & 1) continue;
+    // In general advice ("bring all your tablets") only an outright statement ("you have", "you were") ties the person.
+    if (!strong && kind & 1) continue;
     const named = inInstitutionName(full, s, e);
     if (named && !(cat === 'substance_use' && !broadcast && !inServiceList(full, s, e))) continue;
     if (cat === 'weak_result') {
