@@ -185,6 +185,7 @@ const BOUNDARY_RE = /[.!?;]+(?=\s|$)|\n/g;
 /** A masked value ("xxxx-4471", "***-**-3307") or one that is a date, amount, time or phone number. */
 const notAnIdentifier = (value: string, before: string) => {
   if (/[xX*•]{2,}/.test(value)) return true;
+  if (/^\d{1,3}(?:\.\d{1,3}){3}$/.test(value)) return true;
   if (/\$\s*$/.test(before)) return true;
   if (/^\d{1,2}[/.-]\d{1,2}(?:[/.-]\d{2,4})?$/.test(value)) return true;
   if (/^(?:1[ -]?)?\(?\d{3}\)?[ -]\d{3}-\d{4}$/.test(value) || /^\d{3}-\d{4}$/.test(value)) return true;
@@ -406,7 +407,7 @@ const inConditionalClause = (head: string) => {
 };
 /** Words of a patient's own care or cover: an account or member number beside them is a patient's (LABELING.md H2). */
 const PATIENT_CONTEXT_RE =
-  /\b(?:patients?|pt|copay|co-pay|coinsurance|deductible|eob|explanation of benefits|medicare|medicaid|rebate|guarantor|claims?|date of service|dos|prior auth\w*|dob|date of birth|visit|appointment|treatment|insur\w*|member|subscriber|policy ?holder|beneficiary)\b/i;
+  /\b(?:patients?|pt|copay|co-pay|coinsurance|eob|explanation of benefits|medicare|medicaid|guarantor|date of service|prior auth\w*|dob|date of birth|beneficiary|health (?:plan|insurance|fund|cover)|(?:medical|dental|health) (?:claim|bill|visit))\b/i;
 /** Words of health care: an account or member number in such mail is a patient's unless another trade is named (LABELING.md H2, P4). */
 const HEALTH_CONTEXT_RE =
   /\b(?:clinic|medical|health|hospital|practice|doctor|dr|physician|pharmacy|lab|dental|hmo|ppo|rx|nurse|specialist|surgery|gp)\b/i;
