@@ -149,6 +149,15 @@ const TEST_CONTEXT_RE =
   /\b(?:results?|tests?|tested|labs?|blood ?work|scans?|x-?rays?|reports?|cultures?|swabs?|screens?|biops(?:y|ies)|levels?|numbers|counts?|readings?|pathology|imaging|mammo\w*|pap|ecg|ekg|mri|ct|ultrasound|smear|panel)\b/i;
 const INSTITUTION = new Set(INSTITUTION_NOUNS);
 /** A plural noun of people right after a clinical word: "pregnant people", "diabetic patients" (a population, LABELING.md P2, P5). */
+/** An administrative noun right after a clinical word: "infection control logs", "stroke prevention policy" (a topic, not a person). */
+const ADMIN_NOUN_AFTER_RE =
+  /^\s+(?:control|prevention|policy|policies|committee|audit|audits|training|protocol|protocols|guidelines?|lead|leads|champion|awareness|logs?|register|registers|procedures?|strategy|budget|stock|supplies|products?|vaccines?|vaccinations?|jabs?|shots?|boosters?|immuni[sz]ations?)\b/i;
+/** A dose of a supplement or vitamin ("vitamin C 500 mg"): over the counter, not a condition. */
+const SUPPLEMENT_BEFORE_RE = /\b(?:vitamins?(?: [a-z]\d?)?|multivitamins?|supplements?|fish oil|omega-?3|magnesium|zinc|calcium|probiotics?|melatonin|paracetamol|ibuprofen|aspirin|sunscreen|spf)\s*(?:\d+\s*)?$/i;
+/** Vets' mail (HIPAA covers people, not animals): a pet's "patient ID" or injection is not PHI. */
+const VET_RE = /\b(?:vet|vets|veterinary|veterinarian|pet|pets|puppy|kitten|heartworm|flea|worming|desex\w*|spay\w*|neuter\w*|canine|feline)\b/i;
+/** Quoted titles of books, leaflets and courses ("What to Expect When You're Expecting"): two or more capitalised words in quotes. */
+const QUOTED_TITLE_RE = /['‘“"]((?:[A-Z][\w'’-]*[ ,:]+){1,}[\w'’ ,:-]*?)['’”"]/g;
 const POPULATION_AFTER_RE =
   /^\s+(?:people|persons|women|men|patients|adults|children|kids|parents|mothers|mums|moms|families|clients|residents|sufferers|individuals|those|groups|populations|survivors|carers|caregivers)\b/i;
 /** Mail, letters and payments that "came back" (returned to sender), not results. */
@@ -407,7 +416,7 @@ const inConditionalClause = (head: string) => {
 };
 /** Words of a patient's own care or cover: an account or member number beside them is a patient's (LABELING.md H2). */
 const PATIENT_CONTEXT_RE =
-  /\b(?:patients?|pt|copay|co-pay|coinsurance|eob|explanation of benefits|medicare|medicaid|guarantor|date of service|prior auth\w*|dob|date of birth|beneficiary|health (?:plan|insurance|fund|cover)|(?:medical|dental|health) (?:claim|bill|visit))\b/i;
+  /\b(?:patients?|pt(?=\.? ?(?:acct|account|name|id|no|#|:))|copay|co-pay|coinsurance|eob|explanation of benefits|medicare|medicaid|guarantor|date of service|prior auth\w*|dob|date of birth|beneficiary|health (?:plan|insurance|fund|cover)|(?:medical|dental|health) (?:claim|bill|visit))\b/i;
 /** Words of health care: an account or member number in such mail is a patient's unless another trade is named (LABELING.md H2, P4). */
 const HEALTH_CONTEXT_RE =
   /\b(?:clinic|medical|health|hospital|practice|doctor|dr|physician|pharmacy|lab|dental|hmo|ppo|rx|nurse|specialist|surgery|gp)\b/i;
@@ -415,7 +424,7 @@ const HEALTH_CONTEXT_RE =
 const PAYEE_RE = /\b(?:bsb|iban|swift|bic|sort code|routing|remit(?:tance)?(?: to)?|bpay|biller code|bank(?:ing)? details|pay (?:to|via))\b/i;
 /** Words of other trades (utilities, gyms, cars, banks): their account and member numbers are not a patient's (LABELING.md P4). */
 const OTHER_TRADE_RE =
-  /\b(?:utility|utilities|electric(?:ity)?|water|power|gas|internet|broadband|wireless|gym|fitness|membership|auto|car|vehicle|homeowners?|renters?|rental|lease|landlord|bank|banking|credit card|loan|mortgage|airline|frequent flyer|hotel|loyalty|rewards|library|streaming|tuition|student|tenant)\b/i;
+  /\b(?:utility|utilities|electric(?:ity)?|water|power|gas|internet|broadband|wireless|gym|fitness|membership|auto|car|vehicle|homeowners?|renters?|rental|lease|landlord|bank|banking|credit card|loan|mortgage|airline|frequent flyer|hotel|loyalty|rewards|library|streaming|tuition|student|tenant|travel|pet|life insurance|home insurance|contents|mobile|phone plan|council|rates)\b/i;
 /** Vendor and supply mail (LABELING.md P4, P6): a device or drug named there is a product, not someone's care. */
 const VENDOR_RE =
   /\b(?:rma|return authori[sz]ation|purchase order|po-?\d|order (?:#|no|number|ref|confirmation|[a-z]{0,4}-?\d)|your order|online (?:shop|store)|checkout|basket|cart|shipment|shipped|tracking|invoice|sku|warranty|depot|ship to|remittance|vendor|supplier|catalog(?:ue)?|quote|backorder(?:ed)?)\b/i;
@@ -452,6 +461,11 @@ const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessmen
 
   const found = new Set<Disclosure>();
   const cues: Cue[] = [];
+  const titles: [number, number][] = [];
+  QUOTED_TITLE_RE.lastIndex = 0;
+  for (let m = QUOTED_TITLE_RE.exec(full); m !== null; m = QUOTED_TITLE_RE.exec(full))
+    if (m[0].length <= 90 && !/\n/.test(m[0])) titles.push([m.index, m.index + m[0].length]);
+  const inTitle = (at: number) => titles.some(([a, z]) => a <= at && at < z);
   let part2 = false;
   let subjectPhi = false;
   let weakCount = 0;
@@ -532,6 +546,9 @@ const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessmen
     if (vendor && !possessed && (cat === 'procedure' || cat === 'medication')) continue;
     // "our once-weekly insulin", "our new MRI": the sender's product or service, not anyone's care.
     if (!possessed && (cat === 'procedure' || cat === 'medication') && /\bour\s+(?:[\w'-]+\s+){0,2}$/i.test(before)) continue;
+    if (!possessed && ADMIN_NOUN_AFTER_RE.test(full.slice(e, e + 24))) continue;
+    if (cat === 'medication' && SUPPLEMENT_BEFORE_RE.test(full.slice(Math.max(0, s - 30), s))) continue;
+    if (inTitle(s)) continue;
     // "pregnant people", "diabetic patients", "asthma sufferers": a population, not a person.
     if (!possessed && POPULATION_AFTER_RE.test(full.slice(e, e + 24))) continue;
     // A subject line is a topic ("Pregnancy and the heat") unless it says whose ("Your colonoscopy").
@@ -637,6 +654,13 @@ const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessmen
   if (identifiers.size > 0 && subjectEnd > 0 && labelledIdentifiers(full.slice(0, subjectEnd)).length > 0) subjectPhi = true;
   if (findings.some((f) => f.field === 'subject' && SENSITIVE_SPAN_TYPES.has(f.type))) subjectPhi = true;
 
+  // A vet's mail is about an animal: HIPAA's individually identifiable health information is a person's.
+  if (VET_RE.test(full.slice(subjectEnd)) && !THIRD_PERSON_RE.test(full)) {
+    found.clear();
+    identifiers.clear();
+    part2 = false;
+    cues.length = 0;
+  }
   const disclosures = [...found].sort();
   const phi = disclosures.length > 0 || identifiers.size > 0;
   const about: About = !phi ? (broadcast ? 'nobody' : 'recipient') : !salutationName && THIRD_PERSON_RE.test(full) ? 'named' : 'recipient';
