@@ -238,6 +238,12 @@ export const CONDITION_TERMS: readonly string[] = [
   'hemoglobin',
   'haemoglobin',
   'family history',
+  'abnormal cells',
+  'cell changes',
+  'pre-?cancer(?:ous)?',
+  'pelvic floor',
+  'forgetting',
+  '(?:is|are|been|keeps?|kept|was|were) getting worse',
   'brca',
   'genetic (?:testing|counsel(?:l)?ing|mutation)',
   'speech delay',
@@ -394,6 +400,8 @@ export const PROCEDURE_TERMS: readonly string[] = [
   'culture (?:grew|result|showed|came)',
   '(?:lipid|metabolic|thyroid|function|hepatic|blood|std|sti) panel',
   'mole removal',
+  'skin (?:checks?|cancer checks?)',
+  'mole (?:checks?|map(?:ping)?)',
   'urinalysis',
   'swabs?',
   'screening (?:test|colonoscopy)',
@@ -538,6 +546,7 @@ export const PREGNANCY_TERMS: readonly string[] = [
   'newborn',
   'the baby',
   'your baby',
+  '(?:your|ur|her) (?:new |first |second |third |fourth |next |other |little )baby',
   "baby's",
   'obstetric(?:s|ian)?',
   'ob-?gyn',
@@ -574,6 +583,8 @@ export const PREGNANCY_TERMS: readonly string[] = [
   '\\d{1,2}\\+[0-6]',
   "\\d{1,2} ?(?:weeks?|wks?)'?(?: and \\d days?)? (?:pregnant|along|gestation|of pregnancy|postpartum|post-?natal)",
   'gestation',
+  "(?:you(?:'re| are)|she(?:'s| is)|now|at) (?:1[2-9]|[23]\\d|4[0-2]) ?(?:weeks|wks)'?(?! (?:ago|after|post|later|from|time|notice|of (?:physio|treatment|therapy|rehab)))",
+  'birth (?:suite|centre|center|unit)',
   // Scans, tests and checks of pregnancy care by name (UK and US usage).
   '(?:dating|anatomy|anomaly|nuchal|growth|viability|morphology|fetal|early pregnancy|booking) (?:scan|ultrasound|sonogram)s?',
   '\\d{1,2}[- ]?(?:week|wk) (?:scan|ultrasound|anatomy)',
@@ -826,7 +837,7 @@ export const PART2_CUE_FAMILIES: readonly { family: string; source: string }[] =
   {
     family: 'dispensing',
     source:
-      "window|witnessed|supervised|carr(?:y|ies|ied)|take-?homes?|take-?aways?|lockbox|lock box|daily pick-?ups?|pick-?ups? (?:daily|every day)|missed (?:days?|doses?|\\d+ days)|since your last (?:visit|dose)|guest dos\\w*|dispens(?:ing|ed)",
+      "window|witnessed|supervised|carr(?:y|ies|ied)|take-?homes?|take-?aways?|lockbox|lock box|(?:daily|weekly|fortnightly) pick-?ups?|missed (?:(?:mon|tues|wednes|thurs|fri|satur|sun)day|yesterday|two days|three days)|(?:your )?usual amount|pick-?ups? (?:daily|every day)|missed (?:days?|doses?|\\d+ days)|since your last (?:visit|dose)|guest dos\\w*|dispens(?:ing|ed)",
   },
   {
     family: 'screen',
@@ -936,7 +947,7 @@ export const BROADCAST_TERMS: readonly string[] = [
   'guidelines (?:now )?recommend',
   'now recommend',
   'can now be',
-  'free [a-z]+ (?:seminar|class|workshop|event|talk|webinar|screening)',
+  'free (?:[\\w-]+ ){0,3}(?:seminars?|class(?:es)?|workshops?|events?|talks?|webinars?|screenings?|checks?|tests?|testing|clinics?|sessions?|vaccines?|vaccinations?|kits?|consults?|assessments?)',
   'seminar',
   'open house',
   'welcome (?:dr|our new|a new)',
@@ -1088,8 +1099,8 @@ export const ID_LABELS: readonly { label: string; type: 'ssn' | 'mrn' | 'health_
   // Health-plan numbers: member, subscriber, policy, beneficiary, Medicare and Medicaid, the plan's own ID.
   { label: 'member|mbr|subscriber|sub(?:scriber)? ?id|beneficiary|enrollee|enrolee', type: 'health_plan_id' },
   { label: 'policy|pol|insurance|insured|insurer|medicare|medicaid|mbi|hicn|health ?plan|plan|id card|id', type: 'health_plan_id' },
-  // A bare card number counts only in insurance mail (phi-context.ts checks the context, as for a bare ID).
-  { label: 'card (?:number|no|#)', type: 'health_plan_id' },
+  // A bare card or certificate number counts only in insurance mail (phi-context.ts checks the context, as for a bare ID).
+  { label: '(?:card|certificate|cert) (?:number|no|#)', type: 'health_plan_id' },
   // Patient accounts (a hospital's or practice's account of the patient).
   { label: '(?:patient|pt|hospital|billing|guarantor|statement)\\.? ?(?:account|acct|a\\/c)|account|acct|a\\/c', type: 'account_number' },
 ];

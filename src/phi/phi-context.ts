@@ -146,7 +146,7 @@ const PART2_SETTING_RE = new RegExp(PART2_SETTING_RE_SOURCE, 'gi');
 const PART2_FAMILY_RES = PART2_CUE_FAMILIES.map((f) => ({ family: f.family, re: new RegExp(`\\b(?:${f.source})(?![\\w-])`, 'gi') }));
 /** Words that make a vague result phrase ("it wasn't what we hoped for") about a test. */
 const TEST_CONTEXT_RE =
-  /\b(?:results?|tests?|tested|labs?|blood ?work|scans?|x-?rays?|reports?|cultures?|swabs?|screens?|biops(?:y|ies)|levels?|numbers|counts?|readings?|pathology|imaging|mammo\w*|pap|ecg|ekg|mri|ct|ultrasound|smear|panel)\b/i;
+  /\b(?:results?|tests?|tested|labs?|blood ?work|scans?|x-?rays?|reports?|cultures?|swabs?|screens?|biops(?:y|ies)|levels?|numbers|counts?|readings?|pathology|imaging|mammo\w*|pap|ecg|ekg|mri|ct|ultrasound|smear|panel|samples?|specimens?|cells|tissue|bloods|swabs?|tracing|trace)\b/i;
 const INSTITUTION = new Set(INSTITUTION_NOUNS);
 /** A plural noun of people right after a clinical word: "pregnant people", "diabetic patients" (a population, LABELING.md P2, P5). */
 /** An administrative noun right after a clinical word: "infection control logs", "stroke prevention policy" (a topic, not a person). */
@@ -224,7 +224,7 @@ const labelledIdentifiers = (text: string): IdentifierType[] => {
     const label0 = m[0].toLowerCase();
     // A bare "ID" or "card number" is a member's only in insurance mail ("Blue Cross ID: ...", "the Medicare rebate ... the
     // card number we have"); "Webinar ID", "App ID", a gift card are not.
-    if (/^(?:id|card)\b/.test(label0) && !INSURANCE_CONTEXT_RE.test(text)) continue;
+    if (/^(?:id|card|cert)/.test(label0) && !INSURANCE_CONTEXT_RE.test(text)) continue;
     if (
       NOT_ID_LABEL_RE.test(text.slice(Math.max(0, m.index - 24), m.index)) ||
       NOT_ID_LABEL_RE.test(gap) ||
@@ -372,7 +372,7 @@ export const assessText = (text: string, options: ContextOptions = {}): Assessme
 export type Cue = { disclosure: Disclosure; field: 'subject' | 'text' | 'attachment'; start: number; end: number };
 
 const SALUTATION_RE =
-  /(?:^|\n)\s*(?:[Dd]ear|[Hh]i|[Hh]ey|[Hh]ello|[Gg]ood (?:morning|afternoon|evening)|[Cc]ongratulations|[Tt]hank you),?\s+(?:(?:Mr|Mrs|Ms|Miss|Mx|Dr)\.?\s+)?([A-Z][a-z\u00e0-\u00ff'’-]+)/;
+  /(?:^|\n)\s*(?:[Dd]ear|[Hh]i|[Hh]iya|[Hh]ey|[Hh]ello|[Hh]owdy|[Gg]'day|[Kk]ia ora|[Tt]ēnā koe|[Tt]alofa|[Mm]alo|[Bb]onjour|[Hh]ola|[Ss]alut|[Gg]reetings|(?:[Gg]ood )?(?:[Mm]orning|[Aa]fternoon|[Ee]vening)|[Cc]ongrat(?:ulation)?s|[Tt]hank you|[Tt]hanks),?\s+(?:(?:Mr|Mrs|Ms|Miss|Mx|Dr)\.?\s+)?([A-Z][a-z\u00e0-\u00ff'’-]+)/;
 const NOT_SALUTATION_NAMES = new Set([
   'patients',
   'patient',
