@@ -837,19 +837,23 @@ export const PART2_CUE_FAMILIES: readonly { family: string; source: string }[] =
   {
     family: 'dispensing',
     source:
-      "window|witnessed|supervised|carr(?:y|ies|ied)|take-?homes?|take-?aways?|lockbox|lock box|(?:daily|weekly|fortnightly) pick-?ups?|missed (?:(?:mon|tues|wednes|thurs|fri|satur|sun)day|yesterday|two days|three days)|(?:your )?usual amount|pick-?ups? (?:daily|every day)|missed (?:days?|doses?|\\d+ days)|since your last (?:visit|dose)|guest dos\\w*|dispens(?:ing|ed)",
+      'window|witnessed|supervised|carr(?:y|ies|ied)|take-?homes?|take-?aways?|lockbox|lock box|(?:daily|weekly|fortnightly) pick-?ups?|missed (?:(?:mon|tues|wednes|thurs|fri|satur|sun)day|yesterday|two days|three days)|(?:your )?usual amount|pick-?ups? (?:daily|every day)|missed (?:days?|doses?|\\d+ days)|since your last (?:visit|dose)|guest dos\\w*|dispens(?:ing|ed)',
   },
   {
     family: 'screen',
     source:
-      "u\\.?a\\.?s?|uds|urine (?:drug )?(?:screens?|tests?|samples?)|drug (?:screens?|tests?)|tox(?:icology)? screens?|screens? (?:have been|has been|were|was|are|is|came back) (?:clear|clean|negative|positive|dirty)|breath(?:alyser|alyzer| test)s?|swabs? for drugs",
+      'u\\.?a\\.?s?|uds|urine (?:drug )?(?:screens?|tests?|samples?)|drug (?:screens?|tests?)|tox(?:icology)? screens?|screens? (?:have been|has been|were|was|are|is|came back) (?:clear|clean|negative|positive|dirty)|breath(?:alyser|alyzer| test)s?|swabs? for drugs',
   },
   {
     family: 'programme',
     source:
       "(?:the|our|your|ur|this|that) program(?:me)?|counsel(?:l)?or|key ?worker|case ?worker|intake|sponsor|(?:your|ur|the|evening|morning|tonight'?s?|weekly|women'?s|men'?s) group",
   },
-  { family: 'use', source: "(?:what|anything|how much) (?:you(?:'re| are| have been|'ve been)) (?:using|drinking)|using at the moment|your (?:using|drinking)" },
+  {
+    family: 'use',
+    source:
+      "(?:what|anything|how much) (?:you(?:'re| are| have been|'ve been)) (?:using|drinking)|using at the moment|your (?:using|drinking)",
+  },
   { family: 'legal', source: 'court|probation|parole|attendance (?:letter|sheet|record)|letter confirming (?:your )?attendance' },
 ];
 
@@ -860,10 +864,9 @@ export const PART2_CUE_FAMILIES: readonly { family: string; source: string }[] =
  * substance-use programme (42 CFR 2.11, 2.12: the fact of being a patient of a Part 2 programme is protected).
  */
 export const PART2_LOGISTICS_RE_SOURCE =
-  "\\b(?:counsel(?:l)?or|counsel(?:l)?ing|key ?worker|case ?worker|care coordinator|group|groups|intake|assessment|session|sessions|dose|doses|dosing|dispens\\w*|pick ?up your|attendance|screen|screens|check-?in|meeting|meetings|appointment)s?\\b";
+  '\\b(?:counsel(?:l)?or|counsel(?:l)?ing|key ?worker|case ?worker|care coordinator|group|groups|intake|assessment|session|sessions|dose|doses|dosing|dispens\\w*|pick ?up your|attendance|screen|screens|check-?in|meeting|meetings|appointment)s?\\b';
 export const PART2_SETTING_RE_SOURCE =
-  "\\b(?:(?<!(?:cancer|chemo|oncology|radiation|dialysis|fertility|physical|cardiac|pulmonary|stroke|eating disorders?|wound|pain|sleep|weight) )treatment (?:programme|program|centre|center|service|services|facility)|(?:recovery|detox|residential treatment) (?:programme|program|centre|center|service|services|unit|facility|clinic|team)|detox)\\b";
-
+  '\\b(?:(?<!(?:cancer|chemo|oncology|radiation|dialysis|fertility|physical|cardiac|pulmonary|stroke|eating disorders?|wound|pain|sleep|weight) )treatment (?:programme|program|centre|center|service|services|facility)|(?:recovery|detox|residential treatment) (?:programme|program|centre|center|service|services|unit|facility|clinic|team)|detox)\\b';
 
 /** Referral wording: with a reason (any clinical word in the same sentence) it discloses why (LABELING.md edge case 4). */
 export const REFERRAL_RE_SOURCE =
@@ -926,7 +929,7 @@ export const BROADCAST_TERMS: readonly string[] = [
   'new (?:hours|location|service|clinic|office hours)',
   "we(?:'ve| have) moved",
   'has moved',
-  '(?:is|are|we(?:\'re| are)) moving',
+  "(?:is|are|we(?:'re| are)) moving",
   'moves? to',
   'relocat(?:e|es|ed|ing|ion)',
   'walk[- ]in',
@@ -935,7 +938,7 @@ export const BROADCAST_TERMS: readonly string[] = [
   '(?:are|is|now) eligible',
   'price list',
   'privacy (?:notice|policy|statement)',
-  '(?:we(?:\'ve| have)) updated',
+  "(?:we(?:'ve| have)) updated",
   'we (?:stock|carry|sell|now offer|offer|provide|supply)',
   '(?:women|men|adults|people|patients|children|kids|seniors) (?:\\d+|aged \\d+|ages \\d+)(?: and (?:over|older|up)|\\+)?',
   'and (?:over|older)',
@@ -1093,7 +1096,10 @@ export const ID_LABELS: readonly { label: string; type: 'ssn' | 'mrn' | 'health_
   { label: 'pps(?:n| number| no)|personal public service(?: number)?|tax file number|tfn', type: 'ssn' },
   // Medical record numbers and national health numbers (NHS, CHI, H&C, NHI, IHI, health card, hospital and unit numbers).
   { label: 'mrn|mr ?#|medical record(?:s)?(?: number| no| #)?|med ?rec|chart(?: number| no| #)?', type: 'mrn' },
-  { label: 'patient ?(?:id|number|no|#)|pt ?(?:id|no|#)|hospital (?:number|no|id|#)|hosp ?(?:no|#)|unit record(?: number| no)?', type: 'mrn' },
+  {
+    label: 'patient ?(?:id|number|no|#)|pt ?(?:id|no|#)|hospital (?:number|no|id|#)|hosp ?(?:no|#)|unit record(?: number| no)?',
+    type: 'mrn',
+  },
   { label: 'nhs(?: number| no| #)?|chi(?: number| no)|h&c(?: number| no)?|health and care number|nhi(?: number| no)?|ihi', type: 'mrn' },
   { label: 'health ?card(?: number| no)?|health number|personal health number|phn|ohip(?: number| no)?|medicare card', type: 'mrn' },
   // Health-plan numbers: member, subscriber, policy, beneficiary, Medicare and Medicaid, the plan's own ID.

@@ -107,30 +107,61 @@ const CATEGORIES: readonly { cat: Category; terms: readonly string[] }[] = [
  * without the `i` flag, or with it when lower-casing would change the length.
  */
 const GROUP_CATEGORY: Category[] = [];
+/** The first character a term must start with, when it is a plain lower-case letter or digit after any lookbehind. */
+const firstChar = (t: string): string | null => {
+  const body = t.replace(/^\(\?<[!=](?:[^()\\]|\\.)*\)/, '');
+  if (/^[a-z0-9]/.test(body)) return body[0]!;
+  if (body.startsWith('\\d')) return '\\d';
+  return null;
+};
 const mergedSource = (() => {
-  const rest: string[] = [];
   const group = (cat: Category, src: string) => {
     GROUP_CATEGORY.push(cat);
     return `(${src})`;
   };
-  // First the bucketed terms, in category order; a term that does not begin with a plain letter or digit goes to `rest`.
+  // First the bucketed terms, in category order; a term that starts with a lookbehind, a digit class or a
+  // quantified letter is bucketed by a lookahead on its first character.
   const plain: { cat: Category; head: string; tail: string }[] = [];
-  const other: { cat: Category; src: string }[] = [];
+  const other: { cat: Category; src: string; first: string | null }[] = [];
   for (const { cat, terms } of CATEGORIES) {
     for (const t of terms) {
       if (/^[a-z0-9][^?*+{]/.test(t) || /^[a-z0-9]$/.test(t)) plain.push({ cat, head: t[0]!, tail: t.slice(1) });
-      else other.push({ cat, src: t });
+      else other.push({ cat, src: t, first: firstChar(t) });
     }
   }
   // Group numbers follow the order of the groups in the source: build it in one order and record categories as we go.
+  // One capture group per run of terms of the same category (not per term): the engine resets every capture
+  // register at each position it tries, so fewer groups is faster.
+  const runs = (items: { cat: Category; src: string }[]) => {
+    const out: string[] = [];
+    for (let i = 0; i < items.length; ) {
+      let j = i;
+      while (j < items.length && items[j]!.cat === items[i]!.cat) j++;
+      out.push(
+        group(
+          items[i]!.cat,
+          items
+            .slice(i, j)
+            .map((x) => x.src)
+            .join('|'),
+        ),
+      );
+      i = j;
+    }
+    return out.join('|');
+  };
   const heads = [...new Set(plain.map((p) => p.head))];
   const parts: string[] = [];
   for (const h of heads) {
-    const alts = plain.filter((p) => p.head === h).map((p) => group(p.cat, p.tail));
-    parts.push(`${h.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(?:${alts.join('|')})`);
+    const alts = runs(plain.filter((p) => p.head === h).map((p) => ({ cat: p.cat, src: p.tail })));
+    parts.push(`${h.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(?:${alts})`);
   }
-  for (const o of other) rest.push(group(o.cat, o.src));
-  return `(?<![a-z0-9_\u00c0-\u024f])(?=[a-z0-9])(?:${[...parts, ...rest].join('|')})(?![\\w-])`;
+  const firsts = [...new Set(other.map((o) => o.first))];
+  for (const f of firsts) {
+    const alts = runs(other.filter((o) => o.first === f));
+    parts.push(f === null ? alts : `(?=${f})(?:${alts})`);
+  }
+  return `(?<![a-z0-9_\u00c0-\u024f])(?=[a-z0-9])(?:${parts.join('|')})(?![\\w-])`;
 })();
 const MERGED_RE = new RegExp(mergedSource, 'g');
 const MERGED_I_RE = new RegExp(mergedSource, 'gi');
@@ -143,7 +174,8 @@ const GENERAL_RE = termsRe(GENERAL_SENTENCE_TERMS, 'i');
 const REFERRAL_RE = new RegExp(REFERRAL_RE_SOURCE, 'i');
 const PART2_LOGISTICS_RE = new RegExp(PART2_LOGISTICS_RE_SOURCE, 'i');
 const PART2_SETTING_RE = new RegExp(PART2_SETTING_RE_SOURCE, 'gi');
-const PART2_FAMILY_RES = PART2_CUE_FAMILIES.map((f) => ({ family: f.family, re: new RegExp(`\\b(?:${f.source})(?![\\w-])`, 'gi') }));
+/** All Part 2 cue families in one pass: capture group i + 1 is family i. */
+const PART2_FAMILIES_RE = new RegExp(`\\b(?:${PART2_CUE_FAMILIES.map((f) => `(${f.source})`).join('|')})(?![\\w-])`, 'gi');
 /** Words that make a vague result phrase ("it wasn't what we hoped for") about a test. */
 const TEST_CONTEXT_RE =
   /\b(?:results?|tests?|tested|labs?|blood ?work|scans?|x-?rays?|reports?|cultures?|swabs?|screens?|biops(?:y|ies)|levels?|numbers|counts?|readings?|pathology|imaging|mammo\w*|pap|ecg|ekg|mri|ct|ultrasound|smear|panel|samples?|specimens?|cells|tissue|bloods|swabs?|tracing|trace)\b/i;
@@ -153,9 +185,11 @@ const INSTITUTION = new Set(INSTITUTION_NOUNS);
 const ADMIN_NOUN_AFTER_RE =
   /^\s+(?:control|prevention|policy|policies|committee|audit|audits|training|protocol|protocols|guidelines?|lead|leads|champion|awareness|logs?|register|registers|procedures?|strategy|budget|stock|supplies|products?|vaccines?|vaccinations?|jabs?|shots?|boosters?|immuni[sz]ations?)\b/i;
 /** A dose of a supplement or vitamin ("vitamin C 500 mg"): over the counter, not a condition. */
-const SUPPLEMENT_BEFORE_RE = /\b(?:vitamins?(?: [a-z]\d?)?|multivitamins?|supplements?|fish oil|omega-?3|magnesium|zinc|calcium|probiotics?|melatonin|paracetamol|ibuprofen|aspirin|sunscreen|spf)\s*(?:\d+\s*)?$/i;
+const SUPPLEMENT_BEFORE_RE =
+  /\b(?:vitamins?(?: [a-z]\d?)?|multivitamins?|supplements?|fish oil|omega-?3|magnesium|zinc|calcium|probiotics?|melatonin|paracetamol|ibuprofen|aspirin|sunscreen|spf)\s*(?:\d+\s*)?$/i;
 /** Vets' mail (HIPAA covers people, not animals): a pet's "patient ID" or injection is not PHI. */
-const VET_RE = /\b(?:vet|vets|veterinary|veterinarian|pet|pets|puppy|kitten|heartworm|flea|worming|desex\w*|spay\w*|neuter\w*|canine|feline)\b/i;
+const VET_RE =
+  /\b(?:vet|vets|veterinary|veterinarian|pet|pets|puppy|kitten|heartworm|flea|worming|desex\w*|spay\w*|neuter\w*|canine|feline)\b/i;
 /** Quoted titles of books, leaflets and courses ("What to Expect When You're Expecting"): two or more capitalised words in quotes. */
 const QUOTED_TITLE_RE = /['‘“"]((?:[A-Z][\w'’-]*[ ,:]+){1,}[\w'’ ,:-]*?)['’”"]/g;
 const POPULATION_AFTER_RE =
@@ -421,7 +455,8 @@ const PATIENT_CONTEXT_RE =
 const HEALTH_CONTEXT_RE =
   /\b(?:clinic|medical|health|hospital|practice|doctor|dr|physician|pharmacy|lab|dental|hmo|ppo|rx|nurse|specialist|surgery|gp)\b/i;
 /** Bank and payee details (BSB, IBAN, sort code, remit to): a supplier's account, not a patient's (LABELING.md P4). */
-const PAYEE_RE = /\b(?:bsb|iban|swift|bic|sort code|routing|remit(?:tance)?(?: to)?|bpay|biller code|bank(?:ing)? details|pay (?:to|via))\b/i;
+const PAYEE_RE =
+  /\b(?:bsb|iban|swift|bic|sort code|routing|remit(?:tance)?(?: to)?|bpay|biller code|bank(?:ing)? details|pay (?:to|via))\b/i;
 /** Words of other trades (utilities, gyms, cars, banks): their account and member numbers are not a patient's (LABELING.md P4). */
 const OTHER_TRADE_RE =
   /\b(?:utility|utilities|electric(?:ity)?|water|power|gas|internet|broadband|wireless|gym|fitness|membership|auto|car|vehicle|homeowners?|renters?|rental|lease|landlord|bank|banking|credit card|loan|mortgage|airline|frequent flyer|hotel|loyalty|rewards|library|streaming|tuition|student|tenant|travel|pet|life insurance|home insurance|contents|mobile|phone plan|council|rates)\b/i;
@@ -590,7 +625,8 @@ const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessmen
     PART2_SETTING_RE.lastIndex = 0;
     for (let m = PART2_SETTING_RE.exec(full); m !== null; m = PART2_SETTING_RE.exec(full)) {
       const si = sentenceIndex(b, m.index);
-      if (sentenceKind(si) & 1 || inConditionalClause(full.slice(b[si], m.index)) || inServiceList(full, m.index, m.index + m[0].length)) continue;
+      if (sentenceKind(si) & 1 || inConditionalClause(full.slice(b[si], m.index)) || inServiceList(full, m.index, m.index + m[0].length))
+        continue;
       if (!PART2_LOGISTICS_RE.test(full.replace(m[0], ' '))) continue;
       part2 = true;
       found.add('substance_use');
@@ -610,16 +646,16 @@ const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessmen
     const otherDrug = candidates.some((c) => c.cat === 'medication');
     const families = new Set<string>();
     let first: [number, number] | null = null;
-    for (const { family, re } of PART2_FAMILY_RES) {
-      if (family === 'dose' && otherDrug) continue;
-      re.lastIndex = 0;
-      for (let m = re.exec(full); m !== null; m = re.exec(full)) {
-        const si = sentenceIndex(b, m.index);
-        if (sentenceKind(si) & 1 || inConditionalClause(full.slice(b[si], m.index))) continue;
-        families.add(family);
-        first ??= [m.index, m.index + m[0].length];
-        break;
-      }
+    PART2_FAMILIES_RE.lastIndex = 0;
+    for (let m = PART2_FAMILIES_RE.exec(full); m !== null && families.size < 2; m = PART2_FAMILIES_RE.exec(full)) {
+      let k = 0;
+      while (k < PART2_CUE_FAMILIES.length && m[k + 1] === undefined) k++;
+      const family = PART2_CUE_FAMILIES[k]?.family ?? '';
+      if (families.has(family) || (family === 'dose' && otherDrug)) continue;
+      const si = sentenceIndex(b, m.index);
+      if (sentenceKind(si) & 1 || inConditionalClause(full.slice(b[si], m.index))) continue;
+      families.add(family);
+      first ??= [m.index, m.index + m[0].length];
     }
     if (families.size >= 2 && first) {
       part2 = true;
@@ -647,7 +683,9 @@ const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessmen
   const inHealthMail = () =>
     (healthContext ??=
       PATIENT_CONTEXT_RE.test(full) ||
-      (!OTHER_TRADE_RE.test(full) && !(VENDOR_RE.test(full) && PAYEE_RE.test(full)) && (HEALTH_CONTEXT_RE.test(full) || LOOSE_HEALTH_RE.test(full))));
+      (!OTHER_TRADE_RE.test(full) &&
+        !(VENDOR_RE.test(full) && PAYEE_RE.test(full)) &&
+        (HEALTH_CONTEXT_RE.test(full) || LOOSE_HEALTH_RE.test(full))));
   for (const t of labelledIdentifiers(full)) if (t === 'ssn' || t === 'mrn' || inHealthMail()) identifiers.add(t);
   for (const f of findings)
     if (SENSITIVE_SPAN_TYPES.has(f.type) && (f.type === 'ssn' || inHealthMail())) identifiers.add(f.type as IdentifierType);
