@@ -189,7 +189,7 @@ const SUPPLEMENT_BEFORE_RE =
   /\b(?:vitamins?(?: [a-z]\d?)?|multivitamins?|supplements?|fish oil|omega-?3|magnesium|zinc|calcium|probiotics?|melatonin|paracetamol|ibuprofen|aspirin|sunscreen|spf)\s*(?:\d+\s*)?$/i;
 /** Vets' mail (HIPAA covers people, not animals): a pet's "patient ID" or injection is not PHI. */
 const VET_RE =
-  /\b(?:vet|vets|veterinary|veterinarian|pet|pets|puppy|kitten|heartworm|flea|worming|desex\w*|spay\w*|neuter\w*|canine|feline)\b/i;
+  /\b(?:vet|vets|pet insurance|veterinary|veterinarian|pet|pets|puppy|kitten|heartworm|flea|worming|desex\w*|spay\w*|neuter\w*|canine|feline)\b/i;
 /** Quoted titles of books, leaflets and courses ("What to Expect When You're Expecting"): two or more capitalised words in quotes. */
 const QUOTED_TITLE_RE = /['‘“"]((?:[A-Z][\w'’-]*[ ,:]+){1,}[\w'’ ,:-]*?)['’”"]/g;
 const POPULATION_AFTER_RE =
@@ -693,7 +693,8 @@ const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessmen
   if (findings.some((f) => f.field === 'subject' && SENSITIVE_SPAN_TYPES.has(f.type))) subjectPhi = true;
 
   // A vet's mail is about an animal: HIPAA's individually identifiable health information is a person's.
-  if (VET_RE.test(full.slice(subjectEnd)) && !THIRD_PERSON_RE.test(full)) {
+  const subjectLine = full.slice(0, subjectEnd);
+  if ((VET_RE.test(full.slice(subjectEnd)) || (VET_RE.test(subjectLine) && !subjectLine.includes('?'))) && !THIRD_PERSON_RE.test(full)) {
     found.clear();
     identifiers.clear();
     part2 = false;
