@@ -192,6 +192,17 @@ const VET_RE =
   /\b(?:vet|vets|pet insurance|veterinary|veterinarian|pet|pets|puppy|kitten|heartworm|flea|worming|desex\w*|spay\w*|neuter\w*|canine|feline)\b/i;
 /** Quoted titles of books, leaflets and courses ("What to Expect When You're Expecting"): two or more capitalised words in quotes. */
 const QUOTED_TITLE_RE = /['‘“"]((?:[A-Z][\w'’-]*[ ,:]+){1,}[\w'’ ,:-]*?)['’”"]/g;
+/** The reader addressed as a person: then the message is to someone, even with no name in it. */
+const SECOND_PERSON_RE = /\b(?:you|your|yours|yourself|u|ur|you're|you've|you'll|you'd)\b/i;
+/**
+ * A person named where the span detector may not see a name: after "for", "customer:", "client", "confirms that"; a
+ * vocative first word ("Tomás, time for..."); a relative ("dad's", "Nana").
+ */
+const PERSON_HINT_RE =
+  /\b(?:[Cc]ustomer|[Cc]lient|[Rr]esident|[Pp]atient|[Nn]ame|[Ff]or|[Rr]e|[Cc]onfirms? that|[Cc]ertif(?:y|ies) that|[Aa]ttention|CUSTOMER|CLIENT|PATIENT|NAME)\b[:\s]+(?:<[^>]+>\s*)?[A-Z][a-z\u00e0-\u00ff'’-]+\s+[A-Z][a-zA-Z\u00e0-\u00ff'’-]+|^\s*[A-Z][a-z\u00e0-\u00ff'’-]+,\s|\b[A-Z][a-z\u00e0-\u00ff'’-]+ [A-Z][a-z\u00e0-\u00ff'’-]+(?: \([^)\n]{1,24}\))? (?:has|is|was|had|attended|attends|will|did)\b|\b(?:[Dd]ad|[Mm]um|[Mm]om|[Nn]ana|[Nn]an|[Gg]ranny|[Gg]randma|[Gg]randpa|[Gg]randad|[Gg]randdad|[Pp]apa|[Mm]ama|[Aa]unty|[Aa]untie|[Uu]ncle|[Kk]oro|[Kk]uia)(?:'s)?\b/m;
+/** Staff mail: shifts, rosters, roles, onboarding (LABELING.md P6). */
+const EMPLOYMENT_RE =
+  /\b(?:shifts?|roster|rota|role|position|job|employment|contract|onboarding|orientation|induction|payroll|salary|colleagues?|new starter|first day|hired|vacancy|interview|welcome to the team|join(?:ing)? (?:our|the) team)\b/i;
 const POPULATION_AFTER_RE =
   /^\s+(?:people|persons|women|men|patients|adults|children|kids|parents|mothers|mums|moms|families|clients|residents|sufferers|individuals|those|groups|populations|survivors|carers|caregivers)\b/i;
 /** Mail, letters and payments that "came back" (returned to sender), not results. */
@@ -496,6 +507,13 @@ const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessmen
 
   const found = new Set<Disclosure>();
   const cues: Cue[] = [];
+  const anonymous =
+    !salutationName &&
+    !reply &&
+    !findings.some((f) => f.type === 'name') &&
+    !THIRD_PERSON_RE.test(full) &&
+    !SECOND_PERSON_RE.test(full) &&
+    !PERSON_HINT_RE.test(full);
   const titles: [number, number][] = [];
   QUOTED_TITLE_RE.lastIndex = 0;
   for (let m = QUOTED_TITLE_RE.exec(full); m !== null; m = QUOTED_TITLE_RE.exec(full))
@@ -576,6 +594,9 @@ const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessmen
     const kind = sentenceKind(si);
     const strong = STRONG_POSSESSED_RE.test(before);
     const possessed = strong || POSSESSED_BEFORE_RE.test(before);
+    // About whom: in a message that names nobody (no greeting by name, no named or described person, not a reply), a
+    // clinical word ties someone to it only when it is said to be theirs ("your", "you have", "my").
+    if (anonymous && !possessed) continue;
     // An announcement ties nobody to anything unless it says so outright ("our records show you were implanted...").
     if (broadcast && !strong) continue;
     if (vendor && !possessed && (cat === 'procedure' || cat === 'medication')) continue;
@@ -593,7 +614,8 @@ const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessmen
     // In general advice ("bring all your tablets") only an outright statement ("you have", "you were") ties the person.
     if (!strong && kind & 1) continue;
     const named = inInstitutionName(full, s, e);
-    if (named && !(cat === 'substance_use' && !broadcast && !inServiceList(full, s, e))) continue;
+    // A programme's name is Part 2 only for its client, not in its staff's mail (a job offer, a roster).
+    if (named && !(cat === 'substance_use' && !broadcast && !inServiceList(full, s, e) && !EMPLOYMENT_RE.test(full))) continue;
     if (cat === 'weak_result') {
       // "a letter we posted came back marked 'moved'": returned mail, not a result.
       if (RETURNED_MAIL_RE.test(full.slice(Math.max(0, s - 40), s))) continue;
