@@ -259,11 +259,27 @@ const labelledIdentifiers = (text: string): IdentifierType[] => {
     // 9921 033 441 on file"), within the sentence and with no other label between; then it needs six digits.
     if (!v) {
       const ahead = LOOSE_GAP_RE.exec(text.slice(end, end + 48));
-      if (!ahead || NOT_ID_LABEL_ANY_RE.test(ahead[1]!) || ID_LABEL_ANY_RE.test(ahead[1]!)) continue;
-      ID_VALUE_Y.lastIndex = end + ahead[1]!.length;
-      v = ID_VALUE_Y.exec(text);
-      if (!v || v[0].replace(/\D/g, '').length < 6) continue;
-      gap = `${m[0]}${ahead[1]}`;
+      if (ahead && !NOT_ID_LABEL_ANY_RE.test(ahead[1]!) && !ID_LABEL_ANY_RE.test(ahead[1]!)) {
+        ID_VALUE_Y.lastIndex = end + ahead[1]!.length;
+        v = ID_VALUE_Y.exec(text);
+        if (v && v[0].replace(/\D/g, '').length < 6) v = null;
+        if (v) gap = `${m[0]}${ahead[1]}`;
+      }
+      // Further on in the same clause (an example in brackets, a list of columns), only an identifier-shaped token
+      // counts: eight digits or more, with letters or dashed groups ("2231-449-120-MR"), not a phone number.
+      if (!v) {
+        const window = text.slice(end, end + 72).replace(/\b(?:e\.g|i\.e|etc)\./gi, (x) => ' '.repeat(x.length));
+        const stop = window.search(/[.!?;](?:\s|$)|\n|\)/);
+        const clause = stop < 0 ? window : window.slice(0, stop);
+        const shaped = /(?<![\w-])(?=[A-Z0-9-]*\d)[A-Z0-9]+(?:-[A-Z0-9]+){2,}(?![\w-])|(?<![\w-])[A-Z]{1,4}\d{8,}(?![\w-])/.exec(clause);
+        if (!shaped || shaped[0].replace(/\D/g, '').length < 8) continue;
+        const between = clause.slice(0, shaped.index);
+        if (NOT_ID_LABEL_ANY_RE.test(between) || ID_LABEL_ANY_RE.test(between)) continue;
+        ID_VALUE_Y.lastIndex = end + shaped.index;
+        v = ID_VALUE_Y.exec(text);
+        if (!v) continue;
+        gap = `${m[0]}${between}`;
+      }
     }
     const value = v[0].trim();
     const label0 = m[0].toLowerCase();
