@@ -150,11 +150,23 @@ const mergedSource = (() => {
     }
     return out.join('|');
   };
+  const esc = (c: string) => c.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   const heads = [...new Set(plain.map((p) => p.head))];
   const parts: string[] = [];
   for (const h of heads) {
-    const alts = runs(plain.filter((p) => p.head === h).map((p) => ({ cat: p.cat, src: p.tail })));
-    parts.push(`${h.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(?:${alts})`);
+    // Within a first letter, bucket again on the second when it is a plain character ("th", "ta"...), so a common
+    // word such as "the" tries only the terms that begin with it; the others follow in their order.
+    const items = plain.filter((p) => p.head === h);
+    const second = (t: string) => (/^[a-z0-9 '-][^?*+{]/.test(t) || /^[a-z0-9 '-]$/.test(t) ? t[0]! : null);
+    const subs = [...new Set(items.map((p) => second(p.tail)).filter((x): x is string => x !== null))];
+    const inner: string[] = [];
+    for (const c of subs) {
+      const alts = runs(items.filter((p) => second(p.tail) === c).map((p) => ({ cat: p.cat, src: p.tail.slice(1) })));
+      inner.push(`${esc(c)}(?:${alts})`);
+    }
+    const others = items.filter((p) => second(p.tail) === null);
+    if (others.length > 0) inner.push(runs(others.map((p) => ({ cat: p.cat, src: p.tail }))));
+    parts.push(`${esc(h)}(?:${inner.join('|')})`);
   }
   const firsts = [...new Set(other.map((o) => o.first))];
   for (const f of firsts) {
@@ -180,10 +192,9 @@ const PART2_FAMILIES_RE = new RegExp(`\\b(?:${PART2_CUE_FAMILIES.map((f) => `(${
 const TEST_CONTEXT_RE =
   /\b(?:results?|tests?|tested|labs?|blood ?work|scans?|x-?rays?|reports?|cultures?|swabs?|screens?|biops(?:y|ies)|levels?|numbers|counts?|readings?|pathology|imaging|mammo\w*|pap|ecg|ekg|mri|ct|ultrasound|smear|panel|samples?|specimens?|cells|tissue|bloods|swabs?|tracing|trace)\b/i;
 const INSTITUTION = new Set(INSTITUTION_NOUNS);
-/** A plural noun of people right after a clinical word: "pregnant people", "diabetic patients" (a population, LABELING.md P2, P5). */
-/** An administrative noun right after a clinical word: "infection control logs", "stroke prevention policy" (a topic, not a person). */
+/** An administrative or product noun right after a clinical word: "infection control logs", "detox juice" (a topic or product, not a person). Sticky. */
 const ADMIN_NOUN_AFTER_RE =
-  /^\s+(?:control|prevention|policy|policies|committee|audit|audits|training|protocol|protocols|guidelines?|lead|leads|champion|awareness|logs?|register|registers|procedures?|strategy|budget|stock|supplies|products?|vaccines?|vaccinations?|jabs?|shots?|boosters?|immuni[sz]ations?)\b/i;
+  /\s+(?:control|prevention|policy|policies|committee|audit|audits|training|protocol|protocols|guidelines?|lead|leads|champion|awareness|logs?|register|registers|procedures?|strategy|budget|stock|supplies|products?|vaccines?|vaccinations?|jabs?|shots?|boosters?|immuni[sz]ations?|juices?|teas?|smoothies?|cleanses?|retreats?|diets?|drinks?|wraps?|massages?|packages?)\b/iy;
 /** A dose of a supplement or vitamin ("vitamin C 500 mg"): over the counter, not a condition. */
 const SUPPLEMENT_BEFORE_RE =
   /\b(?:vitamins?(?: [a-z]\d?)?|multivitamins?|supplements?|fish oil|omega-?3|magnesium|zinc|calcium|probiotics?|melatonin|paracetamol|ibuprofen|aspirin|sunscreen|spf)\s*(?:\d+\s*)?$/i;
@@ -203,8 +214,9 @@ const PERSON_HINT_RE =
 /** Staff mail: shifts, rosters, roles, onboarding (LABELING.md P6). */
 const EMPLOYMENT_RE =
   /\b(?:shifts?|roster|rota|role|position|job|employment|contract|onboarding|orientation|induction|payroll|salary|colleagues?|new starter|first day|hired|vacancy|interview|welcome to the team|join(?:ing)? (?:our|the) team)\b/i;
+/** A plural noun of people right after a clinical word: "pregnant people", "diabetic patients" (a population, LABELING.md P2, P5). Sticky: tried at the word's end. */
 const POPULATION_AFTER_RE =
-  /^\s+(?:people|persons|women|men|patients|adults|children|kids|parents|mothers|mums|moms|families|clients|residents|sufferers|individuals|those|groups|populations|survivors|carers|caregivers)\b/i;
+  /\s+(?:people|persons|women|men|patients|adults|children|kids|parents|mothers|mums|moms|families|clients|residents|sufferers|individuals|those|groups|populations|survivors|carers|caregivers)\b/iy;
 /** Mail, letters and payments that "came back" (returned to sender), not results. */
 const RETURNED_MAIL_RE =
   /\b(?:letter|letters|mail|post|envelope|parcel|package|payment|cheque|check|card|form|forms|email|e-mail|message|call|invoice|statement|fax)\b[^.!?\n]{0,24}$/i;
@@ -457,6 +469,8 @@ const NOT_SALUTATION_NAMES = new Set([
   'you',
   'for',
 ]);
+/** A word that can make a clinical word someone's: checked before the slower possessive patterns. */
+const POSSESSOR_HINT_RE = /\b(?:you|your|ur|you're|you've|his|her|him|i|i'm|i've|my|our)\b/i;
 const STRONG_POSSESSED_RE =
   /\b(?:you(?:'re| are| were| have| had|'ve| tested)|our records show (?:that )?you|i(?:'m| am| was| have| had|'ve)|my)\s+(?:[\w'-]+\s+){0,3}$/i;
 const CONDITIONAL_RE =
@@ -477,7 +491,7 @@ const inConditionalClause = (head: string) => {
 };
 /** Words of a patient's own care or cover: an account or member number beside them is a patient's (LABELING.md H2). */
 const PATIENT_CONTEXT_RE =
-  /\b(?:patients?|pt(?=\.? ?(?:acct|account|name|id|no|#|:))|copay|co-pay|coinsurance|eob|explanation of benefits|medicare|medicaid|guarantor|date of service|prior auth\w*|dob|date of birth|beneficiary|health (?:plan|insurance|fund|cover)|(?:medical|dental|health) (?:claim|bill|visit))\b/i;
+  /\b(?:patients?|pt(?=\.? ?(?:acct|account|name|id|no|#|:))|copay|co-pay|coinsurance|eob|explanation of benefits|medicare|medicaid|guarantor|date of service|prior auth\w*|dob|date of birth|beneficiary|health (?:plan|insurance|fund|cover)|southern cross|bupa|medibank|nib|hcf|blue cross|blue shield|aetna|cigna|humana|kaiser|anthem|unitedhealth\w*|sun life|manulife|great-west|canada life|vhi|laya|tricare|(?:medical|dental|health) (?:claim|bill|visit))\b/i;
 /** Words of health care: an account or member number in such mail is a patient's unless another trade is named (LABELING.md H2, P4). */
 const HEALTH_CONTEXT_RE =
   /\b(?:clinic|medical|health|hospital|practice|doctor|dr|physician|pharmacy|lab|dental|hmo|ppo|rx|nurse|specialist|surgery|gp)\b/i;
@@ -523,18 +537,26 @@ const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessmen
 
   const found = new Set<Disclosure>();
   const cues: Cue[] = [];
-  const anonymous =
-    !salutationName &&
-    !reply &&
-    !findings.some((f) => f.type === 'name') &&
-    !THIRD_PERSON_RE.test(full) &&
-    !SECOND_PERSON_RE.test(full) &&
-    !PERSON_HINT_RE.test(full);
-  const titles: [number, number][] = [];
-  QUOTED_TITLE_RE.lastIndex = 0;
-  for (let m = QUOTED_TITLE_RE.exec(full); m !== null; m = QUOTED_TITLE_RE.exec(full))
-    if (m[0].length <= 90 && !/\n/.test(m[0])) titles.push([m.index, m.index + m[0].length]);
-  const inTitle = (at: number) => titles.some(([a, z]) => a <= at && at < z);
+  // Computed on first need: most messages never ask.
+  let anonymousMemo: boolean | undefined;
+  const anonymous = () =>
+    (anonymousMemo ??=
+      !salutationName &&
+      !reply &&
+      !findings.some((f) => f.type === 'name') &&
+      !THIRD_PERSON_RE.test(full) &&
+      !SECOND_PERSON_RE.test(full) &&
+      !PERSON_HINT_RE.test(full));
+  let titles: [number, number][] | undefined;
+  const inTitle = (at: number) => {
+    if (!titles) {
+      titles = [];
+      QUOTED_TITLE_RE.lastIndex = 0;
+      for (let m = QUOTED_TITLE_RE.exec(full); m !== null; m = QUOTED_TITLE_RE.exec(full))
+        if (m[0].length <= 90 && !/\n/.test(m[0])) titles.push([m.index, m.index + m[0].length]);
+    }
+    return titles.some(([a, z]) => a <= at && at < z);
+  };
   let part2 = false;
   let subjectPhi = false;
   let weakCount = 0;
@@ -608,21 +630,25 @@ const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessmen
     const si = sentenceIndex(b, s);
     const before = full.slice(Math.max(0, s - 48), s);
     const kind = sentenceKind(si);
-    const strong = STRONG_POSSESSED_RE.test(before);
-    const possessed = strong || POSSESSED_BEFORE_RE.test(before);
+    // The possessive patterns end at the term and backtrack; most words have no possessor near them, so look first.
+    const mayPossess = POSSESSOR_HINT_RE.test(before);
+    const strong = mayPossess && STRONG_POSSESSED_RE.test(before);
+    const possessed = strong || (mayPossess && POSSESSED_BEFORE_RE.test(before));
     // About whom: in a message that names nobody (no greeting by name, no named or described person, not a reply), a
     // clinical word ties someone to it only when it is said to be theirs ("your", "you have", "my").
-    if (anonymous && !possessed) continue;
+    if (!possessed && anonymous()) continue;
     // An announcement ties nobody to anything unless it says so outright ("our records show you were implanted...").
     if (broadcast && !strong) continue;
     if (vendor && !possessed && (cat === 'procedure' || cat === 'medication')) continue;
     // "our once-weekly insulin", "our new MRI": the sender's product or service, not anyone's care.
     if (!possessed && (cat === 'procedure' || cat === 'medication') && /\bour\s+(?:[\w'-]+\s+){0,2}$/i.test(before)) continue;
-    if (!possessed && ADMIN_NOUN_AFTER_RE.test(full.slice(e, e + 24))) continue;
+    ADMIN_NOUN_AFTER_RE.lastIndex = e;
+    if (!possessed && ADMIN_NOUN_AFTER_RE.test(full)) continue;
     if (cat === 'medication' && SUPPLEMENT_BEFORE_RE.test(full.slice(Math.max(0, s - 30), s))) continue;
     if (inTitle(s)) continue;
     // "pregnant people", "diabetic patients", "asthma sufferers": a population, not a person.
-    if (!possessed && POPULATION_AFTER_RE.test(full.slice(e, e + 24))) continue;
+    POPULATION_AFTER_RE.lastIndex = e;
+    if (!possessed && POPULATION_AFTER_RE.test(full)) continue;
     // A subject line is a topic ("Pregnancy and the heat") unless it says whose ("Your colonoscopy").
     if (s < subjectEnd && !possessed && !salutationName && !namedBySpan) continue;
     // "If you have chest pain, call 911": what follows a condition in its sentence ties nobody to it.
@@ -732,7 +758,11 @@ const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessmen
 
   // A vet's mail is about an animal: HIPAA's individually identifiable health information is a person's.
   const subjectLine = full.slice(0, subjectEnd);
-  if ((VET_RE.test(full.slice(subjectEnd)) || (VET_RE.test(subjectLine) && !subjectLine.includes('?'))) && !THIRD_PERSON_RE.test(full)) {
+  if (
+    (found.size > 0 || identifiers.size > 0) &&
+    (VET_RE.test(full.slice(subjectEnd)) || (VET_RE.test(subjectLine) && !subjectLine.includes('?'))) &&
+    !THIRD_PERSON_RE.test(full)
+  ) {
     found.clear();
     identifiers.clear();
     part2 = false;
