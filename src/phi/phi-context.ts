@@ -270,6 +270,8 @@ const labelledIdentifiers = (text: string): IdentifierType[] => {
     // "label + token with digits": the value may sit a few words after its label ("OHIP number for you (we have
     // 9921 033 441 on file"), within the sentence and with no other label between; then it needs six digits.
     if (!v) {
+      // Nothing further on without a digit in reach (most "insurance", "plan", "account" words): skip the slower passes.
+      if (!/\d/.test(text.slice(end, end + 72))) continue;
       const ahead = LOOSE_GAP_RE.exec(text.slice(end, end + 48));
       if (ahead && !NOT_ID_LABEL_ANY_RE.test(ahead[1]!) && !ID_LABEL_ANY_RE.test(ahead[1]!)) {
         ID_VALUE_Y.lastIndex = end + ahead[1]!.length;
