@@ -224,10 +224,10 @@ const RETURNED_MAIL_RE =
 const SPECIALTY_NAME_RE =
   /^(?:physiotherapy|physio|physical therapy|chiropractic|chiro|osteopathy|osteopaths?|podiatrists?|dental|dentistry|dentists?|optometry|optometrists?|opticians?|audiologists?|psychology|psychologists|counselling|counseling|pharmacy|chemist|pathology|diagnostics|radiologists|physicians|pediatricians|paediatrics|therapy|therapies|sports medicine|cardiology|neurology|neuro|orthopedics|orthopaedics|ortho|dermatology|urology|oncology|gastroenterology|gi|endocrinology|nephrology|rheumatology|pulmonology|hematology|ophthalmology|podiatry|pediatrics|paediatrics|ent|audiology|rehab|psychiatry|radiology|obstetrics|gynecology|womens|women's|associates|medicine|surgery|recovery|wellness)$/i;
 const LOWER_INSTITUTION_RE =
-  /^[\s-]{1,3}(?:[a-z'-]+[\s-]{1,3}){0,2}(?:clinic|clinics|center|centre|institute|department|dept|unit|ward|program|programme|class|classes|workshop|office|practice|service|services|lab|laboratory|floor|wing|line|lounge|room|bay|reception|entrance|desk|suite|team|rota)\b/i;
+  /^[\s-]{1,3}(?:[a-z'-]+[\s-]{1,3}){0,2}(?:clinic|clinics|center|centre|institute|department|dept|unit|ward|program|programme|class|classes|workshop|office|practice|service|services|lab|laboratory|floor|wing|line|lounge|room|bay|reception|entrance|desk|suite|team|rota|shop|store|café|cafe|appeal|fundraiser)\b/i;
 /** Someone other than the recipient, identifiable from context (LABELING.md H1, edge case 10). */
 const THIRD_PERSON_RE =
-  /\b(?:(?:mr|mrs|ms|miss|mx)\.? [A-Z][a-z]|patient\s*:|pt\s*:|re:\s*[A-Z][a-z]+ [A-Z]|guarantor\s*:|name\s*:\s*[A-Z]|(?:your|ur|her|his|their|my|our) (?:son|daughter|child|kid|kids|children|baby|father|dad|mother|mum|mom|husband|wife|partner|brother|sister|grandmother|grandfather|grandson|granddaughter)|the little one|(?:room|rm|bed) \d+|\d{1,3} ?(?:y\/o|yo|year[- ]old|month[- ]old)|dob\b|d\.o\.b\.|orders for|the patient\b)/i;
+  /\b(?:(?:mr|mrs|ms|miss|mx)\.? [A-Z][a-z]|patient\s*:|pt\s*:|re:\s*[A-Z][a-z]+ [A-Z]|guarantor\s*:|name\s*:\s*[A-Z]|(?:your|ur|her|his|their|my|our) (?:son|daughter|child|kid|kids|children|baby|father|dad|mother|mum|mom|husband|wife|partner|brother|sister|grandmother|grandfather|grandson|granddaughter)|the little one|(?:room|rm|bed) \d+|\d{1,3}[ -]?(?:y\/o|yo|year[- ]old|month[- ]old|yr[- ]old)|dob\b|d\.o\.b\.|orders for|the patient\b)/i;
 /** "your X", "you have X", "you were X": a disclosure even inside an announcement-like message. */
 const POSSESSED_BEFORE_RE =
   /\b(?:your|ur|you(?:'re| are| were| have| had|'ve| tested)|his|her|him)\s+(?:[\w'-]+\s+){0,3}$|\b(?:you|him|her)\s+(?:[\w'-]+\s+){0,2}(?:for|about|with|to|on)\s+(?:the\s+|a\s+|an\s+)?(?:[\w'-]+\s+){0,2}$/i;
@@ -476,7 +476,7 @@ const POSSESSOR_HINT_RE = /\b(?:you|your|ur|you're|you've|his|her|him|i|i'm|i've
 const STRONG_POSSESSED_RE =
   /\b(?:you(?:'re| are| were| have| had|'ve| tested)|our records show (?:that )?you|i(?:'m| am| was| have| had|'ve)|my)\s+(?:[\w'-]+\s+){0,3}$/i;
 const CONDITIONAL_RE =
-  /\b(?:if|when|whether) (?:you|your|u|ur|anyone|someone|a child)\b|\banyone\b|\b(?:people|patients|adults|those|women|men|children) (?:who|with|over|under|aged)\b/i;
+  /\b(?<!(?:grateful|appreciate|appreciated|appreciate it|thankful|happy|glad|pleased|obliged|delighted) )(?:if|when|whether) (?:you|your|u|ur|anyone|someone|a child)\b|\banyone\b|\b(?:people|patients|adults|those|women|men|children) (?:who|with|over|under|aged)\b/i;
 const CONDITIONAL_G_RE = new RegExp(CONDITIONAL_RE.source, 'gi');
 /**
  * Whether the end of `head` (a sentence up to a clinical word) lies inside a conditional or generic clause: "If you
