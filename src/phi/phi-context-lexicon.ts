@@ -865,6 +865,7 @@ export const PART2_DIRECT_TERMS: readonly string[] = [
   'abstinence',
   'breathaly[sz]er',
   'take-?home(?:s| doses?| bottles?)?',
+  'take home (?:doses?|bottles?|privileges)',
   'dosing (?:window|schedule|hours|time|days?)',
   '(?:to|at) the (?:dosing )?window',
   'dose you\\b',
@@ -931,6 +932,13 @@ export const PART2_DIRECT_TERMS: readonly string[] = [
  * regular-expression source, matched on word boundaries.
  */
 export const PART2_CUE_FAMILIES: readonly { family: string; source: string }[] = [
+  // Dispensing of a dose as one phrase ("your weekend doses", "daily pick-up", "a Saturday take home"): dose and
+  // dispensing at once, so it counts for two families.
+  {
+    family: 'dispensed dose',
+    source:
+      '(?:collect|pick up|pick-up|get|have) (?:your |ur )?(?:weekend |saturday |sunday |holiday |extra |daily |usual )?doses|(?:weekend|saturday|sunday|holiday|public holiday) (?:doses?|take[- ]homes?)|take[- ]home doses?|dose review|(?:daily|weekly|fortnightly) pick-?ups?|(?:before|after) (?:the )?(?:dosing|window)',
+  },
   { family: 'dose', source: 'dos(?:e|es|ed|ing)|(?:lower|higher|starting|daily|morning|saturday|sunday|weekend) dose' },
   {
     family: 'dispensing',
@@ -940,19 +948,22 @@ export const PART2_CUE_FAMILIES: readonly { family: string; source: string }[] =
   {
     family: 'screen',
     source:
-      'u\\.?a\\.?s?|uds|urine (?:drug )?(?:screens?|tests?|samples?)|drug (?:screens?|tests?)|tox(?:icology)? screens?|screens? (?:have been|has been|were|was|are|is|came back) (?:clear|clean|negative|positive|dirty)|breath(?:alyser|alyzer| test)s?|swabs? for drugs',
+      'u\\.?a\\.?s?|uds|urine (?:drug )?(?:screens?|tests?|samples?)|drug (?:screens?|tests?)|tox(?:icology)? screens?|screens? (?:have been|has been|were|was|are|is|came back) (?:clear|clean|negative|positive|dirty)|urine (?:came back|was|is) (?:clean|clear|negative|positive|dirty)|came back clean|breath(?:alyser|alyzer| test)s?|swabs? for drugs',
   },
   {
     family: 'programme',
     source:
-      "(?:the|our|your|ur|this|that) program(?:me)?|counsel(?:l)?or|key ?worker|case ?worker|intake|sponsor|(?:your|ur|the|evening|morning|tonight'?s?|weekly|women'?s|men'?s) group",
+      "(?:the|our|your|ur|this|that) program(?:me)?|counsel(?:l)?or|key ?worker|case ?worker|case ?manager|intake|sponsor|(?:your|ur|the|evening|morning|tonight'?s?|weekly|women'?s|men'?s) group",
   },
   {
     family: 'use',
     source:
       "(?:what|anything|how much) (?:you(?:'re| are| have been|'ve been)) (?:using|drinking)|using at the moment|your (?:using|drinking)",
   },
-  { family: 'legal', source: 'court|probation|parole|attendance (?:letter|sheet|record)|letter confirming (?:your )?attendance' },
+  {
+    family: 'legal',
+    source: 'court|judge|magistrate|probation|parole|attendance (?:letter|sheet|record)|letter confirming (?:your )?attendance',
+  },
 ];
 
 /**
@@ -1040,6 +1051,9 @@ export const BROADCAST_TERMS: readonly string[] = [
   'anonymous',
   'no names? (?:needed|required|asked)',
   'no questions asked',
+  'did you know',
+  'anyone can',
+  'now (?:give|giving|gives|offer|offering|provide|providing|stock|stocking|funded|free)',
   'staff training',
   'training:',
   'lecture theatre',

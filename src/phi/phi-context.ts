@@ -213,7 +213,7 @@ const PERSON_HINT_RE =
   /\b(?:[Cc]ustomer|[Cc]lient|[Rr]esident|[Pp]atient|[Nn]ame|[Ff]or|[Rr]e|[Cc]onfirms? that|[Cc]ertif(?:y|ies) that|[Aa]ttention|CUSTOMER|CLIENT|PATIENT|NAME)\b[:\s]+(?:<[^>]+>\s*)?[A-Z][a-z\u00e0-\u00ff'’-]+\s+[A-Z][a-zA-Z\u00e0-\u00ff'’-]+|^\s*[A-Z][a-z\u00e0-\u00ff'’-]+,\s|\b[A-Z][a-z\u00e0-\u00ff'’-]+ [A-Z][a-z\u00e0-\u00ff'’-]+(?: \([^)\n]{1,24}\))? (?:has|is|was|had|attended|attends|will|did)\b|\b(?:[Dd]ad|[Mm]um|[Mm]om|[Nn]ana|[Nn]an|[Gg]ranny|[Gg]randma|[Gg]randpa|[Gg]randad|[Gg]randdad|[Pp]apa|[Mm]ama|[Aa]unty|[Aa]untie|[Uu]ncle|[Kk]oro|[Kk]uia)(?:'s)?\b/m;
 /** Staff mail: shifts, rosters, roles, onboarding (LABELING.md P6). */
 const EMPLOYMENT_RE =
-  /\b(?:shifts?|roster|rota|role|position|job|employment|contract|onboarding|orientation|induction|payroll|salary|colleagues?|new starter|first day|hired|vacancy|interview|welcome to the team|join(?:ing)? (?:our|the) team)\b/i;
+  /\b(?:shifts?|roster|rota|role|position|job|employment|contract|onboarding|orientation|payroll|salary|colleagues?|new starter|first day|hired|vacancy|interview|welcome to the team|join(?:ing)? (?:our|the) team)\b/i;
 /** A plural noun of people right after a clinical word: "pregnant people", "diabetic patients" (a population, LABELING.md P2, P5). Sticky: tried at the word's end. */
 const POPULATION_AFTER_RE =
   /\s+(?:people|persons|women|men|patients|adults|children|kids|parents|mothers|mums|moms|families|clients|residents|sufferers|individuals|those|groups|populations|survivors|carers|caregivers)\b/iy;
@@ -717,10 +717,11 @@ const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessmen
       let k = 0;
       while (k < PART2_CUE_FAMILIES.length && m[k + 1] === undefined) k++;
       const family = PART2_CUE_FAMILIES[k]?.family ?? '';
-      if (families.has(family) || (family === 'dose' && otherDrug)) continue;
+      if (families.has(family) || ((family === 'dose' || family === 'dispensed dose') && otherDrug)) continue;
       const si = sentenceIndex(b, m.index);
       if (sentenceKind(si) & 1 || inConditionalClause(full.slice(b[si], m.index))) continue;
       families.add(family);
+      if (family === 'dispensed dose') families.add('dose').add('dispensing');
       first ??= [m.index, m.index + m[0].length];
     }
     if (families.size >= 2 && first) {
