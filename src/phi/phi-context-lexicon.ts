@@ -800,6 +800,11 @@ export const MENTAL_HEALTH_TERMS: readonly string[] = [
   'community treatment order',
   '(?:your|ur|his|her|their) (?:eating|moods?|self-esteem|anger|low mood|dark thoughts|intrusive thoughts)',
   'low mood',
+  'phq-?9',
+  'gad-?7',
+  'k-?10 (?:score|result)',
+  'edinburgh (?:postnatal )?(?:depression )?scale',
+  'epds',
 
   'the session ran',
   'cbt',
