@@ -198,6 +198,8 @@ export const CONDITION_TERMS: readonly string[] = [
   'muscle strain',
   'fractur(?:e|ed|es)',
   'had a fall',
+  '(?:his|her|your|ur|their|two|three|several|recent|multiple|repeated|frequent) falls',
+  'fell again',
   'fell (?:over|down|out|while|and|in|at|off|from|on)',
   'cuts? (?:to|on) (?:the |his |her |your |their )?(?:head|forehead|face|hand|arm|leg|knee|foot|finger|scalp|chin|lip)',
   'lacerations?',
@@ -1152,6 +1154,7 @@ export const GENERAL_SENTENCE_TERMS: readonly string[] = [
   'if you received this',
   'bring (?:a|your) list of (?:current|all|your)? ?medic',
   'bring (?:in )?(?:all |any )?(?:of )?(?:your|the) (?:current |usual |regular )?(?:medicines|medications|meds|tablets|pills|inhalers|puffers)',
+  'bring (?:in |along )?(?:any|all|your|the)? ?(?:x-?ray|x-?rays|films|scans|imaging|reports|results|letters|referral letter)s?(?: (?:films|you have|with you))?',
   'list of (?:current |your )?medications',
   'any allergies',
   'routine eye exam',
@@ -1260,7 +1263,11 @@ export const ID_LABELS: readonly { label: string; type: 'ssn' | 'mrn' | 'health_
     type: 'mrn',
   },
   { label: 'nhs(?: number| no| #)?|chi(?: number| no)|h&c(?: number| no)?|health and care number|nhi(?: number| no)?|ihi', type: 'mrn' },
-  { label: 'health ?card(?: number| no)?|health number|personal health number|phn|ohip(?: number| no)?|medicare card', type: 'mrn' },
+  {
+    label:
+      'health ?card(?: number| no)?|health number|personal health number|phn|ohip(?: number| no)?|medicare card|ramq(?: number| no)?|num[ée]ro (?:d.assurance maladie|ramq)',
+    type: 'mrn',
+  },
   // Health-plan numbers: member, subscriber, policy, beneficiary, Medicare and Medicaid, the plan's own ID.
   { label: 'membership (?:number|no|#|id)|member|mbr|subscriber|sub(?:scriber)? ?id|beneficiary|enrollee|enrolee', type: 'health_plan_id' },
   { label: 'policy|pol|insurance|insured|insurer|medicare|medicaid|mbi|hicn|health ?plan|plan|id card|id', type: 'health_plan_id' },

@@ -210,7 +210,7 @@ const SECOND_PERSON_RE = /\b(?:you|your|yours|yourself|u|ur|you're|you've|you'll
  * vocative first word ("Tomás, time for..."); a relative ("dad's", "Nana").
  */
 const PERSON_HINT_RE =
-  /\b(?:[Cc]ustomer|[Cc]lient|[Rr]esident|[Pp]atient|[Nn]ame|[Ff]or|[Rr]e|[Cc]onfirms? that|[Cc]ertif(?:y|ies) that|[Aa]ttention|CUSTOMER|CLIENT|PATIENT|NAME)\b[:\s]+(?:<[^>]+>\s*)?[A-Z][a-z\u00e0-\u00ff'’-]+\s+[A-Z][a-zA-Z\u00e0-\u00ff'’-]+|^\s*[A-Z][a-z\u00e0-\u00ff'’-]+,\s|\b[A-Z][a-z\u00e0-\u00ff'’-]+ [A-Z][a-z\u00e0-\u00ff'’-]+(?: \([^)\n]{1,24}\))? (?:has|is|was|had|attended|attends|will|did)\b|\b(?:[Dd]ad|[Mm]um|[Mm]om|[Nn]ana|[Nn]an|[Gg]ranny|[Gg]randma|[Gg]randpa|[Gg]randad|[Gg]randdad|[Pp]apa|[Mm]ama|[Aa]unty|[Aa]untie|[Uu]ncle|[Kk]oro|[Kk]uia)(?:'s)?\b/m;
+  /\b(?:[Cc]ustomer|[Cc]lient|[Rr]esident|[Pp]atient|[Nn]ame|[Ff]or|[Rr]e|[Cc]onfirms? that|[Cc]ertif(?:y|ies) that|[Aa]ttention|CUSTOMER|CLIENT|PATIENT|NAME)\b[:\s]+(?:<[^>]+>\s*)?[A-Z][a-z\u00e0-\u00ff'’-]+\s+[A-Z][a-zA-Z\u00e0-\u00ff'’-]+|^\s*[A-Z][a-z\u00e0-\u00ff'’-]+,\s|\b[A-Z]\. ?[A-Z][a-z\u00e0-\u00ff'’-]{2,}\b|\b[A-Z][a-z\u00e0-\u00ff'’-]+ [A-Z][a-z\u00e0-\u00ff'’-]+(?: \([^)\n]{1,24}\))? (?:has|is|was|had|attended|attends|will|did)\b|\b(?:[Dd]ad|[Mm]um|[Mm]om|[Nn]ana|[Nn]an|[Gg]ranny|[Gg]randma|[Gg]randpa|[Gg]randad|[Gg]randdad|[Pp]apa|[Mm]ama|[Aa]unty|[Aa]untie|[Uu]ncle|[Kk]oro|[Kk]uia)(?:'s)?\b/m;
 /** Staff mail: shifts, rosters, roles, onboarding (LABELING.md P6). */
 const EMPLOYMENT_RE =
   /\b(?:shifts?|roster|rota|role|position|job|employment|contract|onboarding|orientation|payroll|salary|colleagues?|new starter|first day|hired|vacancy|interview|welcome to the team|join(?:ing)? (?:our|the) team)\b/i;
