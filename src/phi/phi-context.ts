@@ -186,8 +186,11 @@ const GENERAL_RE = termsRe(GENERAL_SENTENCE_TERMS, 'i');
 const REFERRAL_RE = new RegExp(REFERRAL_RE_SOURCE, 'i');
 const PART2_LOGISTICS_RE = new RegExp(PART2_LOGISTICS_RE_SOURCE, 'i');
 const PART2_SETTING_RE = new RegExp(PART2_SETTING_RE_SOURCE, 'gi');
+const PART2_SETTING_LOW_RE = new RegExp(PART2_SETTING_RE_SOURCE, 'g');
 /** All Part 2 cue families in one pass: capture group i + 1 is family i. */
-const PART2_FAMILIES_RE = new RegExp(`\\b(?:${PART2_CUE_FAMILIES.map((f) => `(${f.source})`).join('|')})(?![\\w-])`, 'gi');
+const PART2_FAMILIES_SOURCE = `\\b(?:${PART2_CUE_FAMILIES.map((f) => `(${f.source})`).join('|')})(?![\\w-])`;
+const PART2_FAMILIES_RE = new RegExp(PART2_FAMILIES_SOURCE, 'gi');
+const PART2_FAMILIES_LOW_RE = new RegExp(PART2_FAMILIES_SOURCE, 'g');
 /** Words that make a vague result phrase ("it wasn't what we hoped for") about a test. */
 const TEST_CONTEXT_RE =
   /\b(?:results?|tests?|tested|labs?|blood ?work|scans?|x-?rays?|reports?|cultures?|swabs?|screens?|biops(?:y|ies)|levels?|numbers|counts?|readings?|pathology|imaging|mammo\w*|pap|ecg|ekg|mri|ct|ultrasound|smear|panel|samples?|specimens?|cells|tissue|bloods|swabs?|tracing|trace)\b/i;
@@ -231,10 +234,10 @@ const THIRD_PERSON_RE =
 /** "your X", "you have X", "you were X": a disclosure even inside an announcement-like message. */
 const POSSESSED_BEFORE_RE =
   /\b(?:your|ur|you(?:'re| are| were| have| had|'ve| tested)|his|her|him)\s+(?:[\w'-]+\s+){0,3}$|\b(?:you|him|her)\s+(?:[\w'-]+\s+){0,2}(?:for|about|with|to|on)\s+(?:the\s+|a\s+|an\s+)?(?:[\w'-]+\s+){0,2}$/i;
-const ID_LABEL_RE = new RegExp(
-  `${ID_LABEL_RE_SOURCE}(?:[\\s:#.()?-]|\\b(?:number|num|nbr|no|id|is|was|as|of|on file|we have|under|card|ending in|ends in)\\b)*`,
-  'gi',
-);
+const ID_LABEL_SOURCE = `${ID_LABEL_RE_SOURCE}(?:[\\s:#.()?-]|\\b(?:number|num|nbr|no|id|is|was|as|of|on file|we have|under|card|ending in|ends in)\\b)*`;
+const ID_LABEL_RE = new RegExp(ID_LABEL_SOURCE, 'gi');
+/** The same on lower-cased text, without the `i` flag (faster; used when lower-casing keeps the length). */
+const ID_LABEL_LOW_RE = new RegExp(ID_LABEL_SOURCE, 'g');
 const NOT_ID_LABEL_RE = new RegExp(`${NOT_ID_LABEL_RE_SOURCE}[\\s:#.-]*$`, 'i');
 const NOT_ID_LABEL_ANY_RE = new RegExp(NOT_ID_LABEL_RE_SOURCE, 'i');
 const ID_LABEL_ANY_RE = new RegExp(ID_LABEL_RE_SOURCE, 'i');
@@ -259,10 +262,11 @@ const notAnIdentifier = (value: string, before: string) => {
 };
 
 /** Sensitive identifiers after their labels, in any format; a P4 label (invoice, order...) nearer to the value wins. */
-const labelledIdentifiers = (text: string): IdentifierType[] => {
+const labelledIdentifiers = (text: string, low?: string): IdentifierType[] => {
   const out = new Set<IdentifierType>();
-  ID_LABEL_RE.lastIndex = 0;
-  for (let m = ID_LABEL_RE.exec(text); m !== null; m = ID_LABEL_RE.exec(text)) {
+  const [labelRe, labelText] = low !== undefined && low.length === text.length ? [ID_LABEL_LOW_RE, low] : [ID_LABEL_RE, text];
+  labelRe.lastIndex = 0;
+  for (let m = labelRe.exec(labelText); m !== null; m = labelRe.exec(labelText)) {
     const end = m.index + m[0].length;
     ID_VALUE_Y.lastIndex = end;
     let v = ID_VALUE_Y.exec(text);
@@ -311,7 +315,7 @@ const labelledIdentifiers = (text: string): IdentifierType[] => {
     let entry = 0;
     while (entry < ID_LABELS.length && m[entry + 1] === undefined) entry++;
     out.add(ID_LABELS[entry]?.type ?? 'health_plan_id');
-    ID_LABEL_RE.lastIndex = Math.max(ID_LABEL_RE.lastIndex, v.index + v[0].length);
+    labelRe.lastIndex = Math.max(labelRe.lastIndex, v.index + v[0].length);
   }
   return [...out];
 };
@@ -509,10 +513,25 @@ const VENDOR_RE =
 /** Words that make an account or member number plausible in a clinic's mail when no trade is named. */
 const LOOSE_HEALTH_RE = /\b(?:insurance|plan|claim|benefits|provider|visit|statement|billing|balance|payment plan|coverage|care)\b/i;
 
+/** Lower-case twins (no `i` flag) of the whole-message patterns, run on the lower-cased text: faster, same offsets. */
+const lowTwin = (re: RegExp) => new RegExp(re.source, re.flags.replace('i', ''));
+const BROADCAST_RE_LOW = lowTwin(BROADCAST_RE);
+const VENDOR_RE_LOW = lowTwin(VENDOR_RE);
+const OTHER_TRADE_RE_LOW = lowTwin(OTHER_TRADE_RE);
+const HEALTH_CONTEXT_RE_LOW = lowTwin(HEALTH_CONTEXT_RE);
+const PATIENT_CONTEXT_RE_LOW = lowTwin(PATIENT_CONTEXT_RE);
+const LOOSE_HEALTH_RE_LOW = lowTwin(LOOSE_HEALTH_RE);
+const PAYEE_RE_LOW = lowTwin(PAYEE_RE);
+const SECOND_PERSON_RE_LOW = lowTwin(SECOND_PERSON_RE);
+const GENERAL_LOW_RE = lowTwin(GENERAL_RE);
+
 const fieldText = (field: Finding['field'], full: string, subjectEnd: number) =>
   field === 'subject' ? full.slice(0, subjectEnd) : full.slice(subjectEnd + 1);
 
 const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessment => {
+  // Lower-cased once: the term passes run on it without the `i` flag when lower-casing keeps every offset.
+  const lowFull = full.toLowerCase();
+  const sameCase = lowFull.length === full.length;
   const b = boundariesOf(full);
   // Who: names the span detector found with confidence (salutations, titles, labels, contacts), and context cues.
   const sal = SALUTATION_RE.exec(full);
@@ -530,12 +549,17 @@ const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessmen
     /\b(?:(?:mr|mrs|ms|miss|mx)\.? [A-Z][a-z]|patient\s*:|pt\s*:|re:\s*[A-Z][a-z]+ [A-Z]|guarantor\s*:|(?:room|rm|bed) \d+|dob\b)/.test(
       full,
     );
-  const broadcastCue = BROADCAST_RE.test(full);
+  const broadcastCue = sameCase ? BROADCAST_RE_LOW.test(lowFull) : BROADCAST_RE.test(full);
   // A reply (quoted lines, "Re:") is a conversation with one person, never an announcement.
   const reply = /^\s*(?:re|aw|sv)\s*:/i.test(full) || /(?:^|\n)\s*>/.test(full);
   const broadcast = broadcastCue && !strongThird && !salutationName && !namedBySpan && !reply;
   // A relative ("my father", "your son") or a named person makes it about someone, whatever else the mail mentions.
-  const vendor = !strongThird && !salutationName && !namedBySpan && VENDOR_RE.test(full) && !THIRD_PERSON_RE.test(full);
+  const vendor =
+    !strongThird &&
+    !salutationName &&
+    !namedBySpan &&
+    (sameCase ? VENDOR_RE_LOW.test(lowFull) : VENDOR_RE.test(full)) &&
+    !THIRD_PERSON_RE.test(full);
 
   const found = new Set<Disclosure>();
   const cues: Cue[] = [];
@@ -547,7 +571,7 @@ const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessmen
       !reply &&
       !findings.some((f) => f.type === 'name') &&
       !THIRD_PERSON_RE.test(full) &&
-      !SECOND_PERSON_RE.test(full) &&
+      !(sameCase ? SECOND_PERSON_RE_LOW.test(lowFull) : SECOND_PERSON_RE.test(full)) &&
       !PERSON_HINT_RE.test(full));
   let titles: [number, number][] | undefined;
   const inTitle = (at: number) => {
@@ -568,7 +592,9 @@ const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessmen
     let k = sentenceCache.get(si);
     if (k === undefined) {
       const t = full.slice(b[si], b[si + 1]);
-      k = (GENERAL_RE.test(t) ? 1 : 0) | (/^\s*[\w'’ -]{1,30}\?\s*$/.test(t) ? 4 : 0);
+      k =
+        ((sameCase ? GENERAL_LOW_RE.test(lowFull.slice(b[si], b[si + 1])) : GENERAL_RE.test(t)) ? 1 : 0) |
+        (/^\s*[\w'’ -]{1,30}\?\s*$/.test(t) ? 4 : 0);
       sentenceCache.set(si, k);
     }
     return k;
@@ -576,7 +602,7 @@ const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessmen
   const clinicalSentences = new Set<number>();
   const candidates: { cat: Category; s: number; e: number; span: boolean }[] = [];
   {
-    const low = full.toLowerCase();
+    const low = lowFull;
     const [re, text] = low.length === full.length ? [MERGED_RE, low] : [MERGED_I_RE, full];
     re.lastIndex = 0;
     for (let m = re.exec(text); m !== null; m = re.exec(text)) {
@@ -688,12 +714,13 @@ const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessmen
   }
   // Part 2 through logistics: the person's own programme logistics plus a treatment setting in one message (PART2_LOGISTICS_RE_SOURCE).
   if (!part2 && !broadcast && (salutationName || namedBySpan || /\b(?:you|your|ur|u)\b/i.test(full))) {
-    PART2_SETTING_RE.lastIndex = 0;
-    for (let m = PART2_SETTING_RE.exec(full); m !== null; m = PART2_SETTING_RE.exec(full)) {
+    const [setRe, setText] = sameCase ? [PART2_SETTING_LOW_RE, lowFull] : [PART2_SETTING_RE, full];
+    setRe.lastIndex = 0;
+    for (let m = setRe.exec(setText); m !== null; m = setRe.exec(setText)) {
       const si = sentenceIndex(b, m.index);
       if (sentenceKind(si) & 1 || inConditionalClause(full.slice(b[si], m.index)) || inServiceList(full, m.index, m.index + m[0].length))
         continue;
-      if (!PART2_LOGISTICS_RE.test(full.replace(m[0], ' '))) continue;
+      if (!PART2_LOGISTICS_RE.test(`${setText.slice(0, m.index)} ${setText.slice(m.index + m[0].length)}`)) continue;
       part2 = true;
       found.add('substance_use');
       const s = m.index;
@@ -712,8 +739,9 @@ const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessmen
     const otherDrug = candidates.some((c) => c.cat === 'medication');
     const families = new Set<string>();
     let first: [number, number] | null = null;
-    PART2_FAMILIES_RE.lastIndex = 0;
-    for (let m = PART2_FAMILIES_RE.exec(full); m !== null && families.size < 2; m = PART2_FAMILIES_RE.exec(full)) {
+    const [famRe, famText] = sameCase ? [PART2_FAMILIES_LOW_RE, lowFull] : [PART2_FAMILIES_RE, full];
+    famRe.lastIndex = 0;
+    for (let m = famRe.exec(famText); m !== null && families.size < 2; m = famRe.exec(famText)) {
       let k = 0;
       while (k < PART2_CUE_FAMILIES.length && m[k + 1] === undefined) k++;
       const family = PART2_CUE_FAMILIES[k]?.family ?? '';
@@ -749,14 +777,18 @@ const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessmen
   // A patient's own care or cover decides; else a named trade (a utility billing the practice) or a supplier's bank details say it is not a patient's.
   const inHealthMail = () =>
     (healthContext ??=
-      PATIENT_CONTEXT_RE.test(full) ||
-      (!OTHER_TRADE_RE.test(full) &&
-        !(VENDOR_RE.test(full) && PAYEE_RE.test(full)) &&
-        (HEALTH_CONTEXT_RE.test(full) || LOOSE_HEALTH_RE.test(full))));
-  for (const t of labelledIdentifiers(full)) if (t === 'ssn' || t === 'mrn' || inHealthMail()) identifiers.add(t);
+      (sameCase ? PATIENT_CONTEXT_RE_LOW.test(lowFull) : PATIENT_CONTEXT_RE.test(full)) ||
+      (!(sameCase ? OTHER_TRADE_RE_LOW.test(lowFull) : OTHER_TRADE_RE.test(full)) &&
+        !(
+          (sameCase ? VENDOR_RE_LOW.test(lowFull) : VENDOR_RE.test(full)) && (sameCase ? PAYEE_RE_LOW.test(lowFull) : PAYEE_RE.test(full))
+        ) &&
+        ((sameCase ? HEALTH_CONTEXT_RE_LOW.test(lowFull) : HEALTH_CONTEXT_RE.test(full)) ||
+          (sameCase ? LOOSE_HEALTH_RE_LOW.test(lowFull) : LOOSE_HEALTH_RE.test(full)))));
+  for (const t of labelledIdentifiers(full, lowFull)) if (t === 'ssn' || t === 'mrn' || inHealthMail()) identifiers.add(t);
   for (const f of findings)
     if (SENSITIVE_SPAN_TYPES.has(f.type) && (f.type === 'ssn' || inHealthMail())) identifiers.add(f.type as IdentifierType);
-  if (identifiers.size > 0 && subjectEnd > 0 && labelledIdentifiers(full.slice(0, subjectEnd)).length > 0) subjectPhi = true;
+  if (identifiers.size > 0 && subjectEnd > 0 && labelledIdentifiers(full.slice(0, subjectEnd), lowFull.slice(0, subjectEnd)).length > 0)
+    subjectPhi = true;
   if (findings.some((f) => f.field === 'subject' && SENSITIVE_SPAN_TYPES.has(f.type))) subjectPhi = true;
 
   // A vet's mail is about an animal: HIPAA's individually identifiable health information is a person's.
