@@ -264,6 +264,7 @@ const notAnIdentifier = (value: string, before: string) => {
 /** Sensitive identifiers after their labels, in any format; a P4 label (invoice, order...) nearer to the value wins. */
 const labelledIdentifiers = (text: string, low?: string): IdentifierType[] => {
   const out = new Set<IdentifierType>();
+  let insurance: boolean | undefined;
   const [labelRe, labelText] = low !== undefined && low.length === text.length ? [ID_LABEL_LOW_RE, low] : [ID_LABEL_RE, text];
   labelRe.lastIndex = 0;
   for (let m = labelRe.exec(labelText); m !== null; m = labelRe.exec(labelText)) {
@@ -303,7 +304,7 @@ const labelledIdentifiers = (text: string, low?: string): IdentifierType[] => {
     const label0 = m[0].toLowerCase();
     // A bare "ID" or "card number" is a member's only in insurance mail ("Blue Cross ID: ...", "the Medicare rebate ... the
     // card number we have"); "Webinar ID", "App ID", a gift card are not.
-    if (/^(?:id|card|cert)/.test(label0) && !INSURANCE_CONTEXT_RE.test(text)) continue;
+    if (/^(?:id|card|cert)/.test(label0) && !(insurance ??= INSURANCE_CONTEXT_RE.test(text))) continue;
     if (
       NOT_ID_LABEL_RE.test(text.slice(Math.max(0, m.index - 24), m.index)) ||
       NOT_ID_LABEL_RE.test(gap) ||
@@ -570,8 +571,8 @@ const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessmen
       !salutationName &&
       !reply &&
       !findings.some((f) => f.type === 'name') &&
-      !THIRD_PERSON_RE.test(full) &&
       !(sameCase ? SECOND_PERSON_RE_LOW.test(lowFull) : SECOND_PERSON_RE.test(full)) &&
+      !THIRD_PERSON_RE.test(full) &&
       !PERSON_HINT_RE.test(full));
   let titles: [number, number][] | undefined;
   const inTitle = (at: number) => {
