@@ -154,16 +154,22 @@ describe('message-level PHI judgement', () => {
   });
 });
 
-describe('message-level PHI judgement on the regression cases (written by the detector authors: not an evaluation)', () => {
-  const file = path.join(import.meta.dirname, '..', '..', 'test', 'fixtures', 'phi-judgement-cases.jsonl');
-  const cases = fs
-    .readFileSync(file, 'utf8')
-    .split('\n')
-    .filter((l) => l.trim())
-    .map((l) => JSON.parse(l) as { id: string; hold: boolean; subject: string; text: string });
-  for (const c of cases) {
-    it(`${c.hold ? 'holds' : 'lets pass'} ${c.id}`, () => {
-      expect(holdsInMonitored(assessMessage({ subject: c.subject, text: c.text }))).toBe(c.hold);
-    });
-  }
-});
+// Round 1's cases and round 2's probes (test/fixtures/phi-judgement-cases-round2.jsonl: written by hand for the second
+// round in the voices of many settings, before and while tuning; cases the rules still get wrong are left out and
+// listed in the README).
+describe.each(['phi-judgement-cases.jsonl', 'phi-judgement-cases-round2.jsonl'])(
+  'message-level PHI judgement on the regression cases in %s (written by the detector authors: not an evaluation)',
+  (name) => {
+    const file = path.join(import.meta.dirname, '..', '..', 'test', 'fixtures', name);
+    const cases = fs
+      .readFileSync(file, 'utf8')
+      .split('\n')
+      .filter((l) => l.trim())
+      .map((l) => JSON.parse(l) as { id: string; hold: boolean; subject: string; text: string });
+    for (const c of cases) {
+      it(`${c.hold ? 'holds' : 'lets pass'} ${c.id}`, () => {
+        expect(holdsInMonitored(assessMessage({ subject: c.subject, text: c.text }))).toBe(c.hold);
+      });
+    }
+  },
+);

@@ -5,11 +5,15 @@ import {
   type Disclosure,
   GENERAL_SENTENCE_TERMS,
   ID_LABEL_RE_SOURCE,
+  ID_LABELS,
   INSTITUTION_NOUNS,
   MEDICATION_TERMS,
   MENTAL_HEALTH_TERMS,
   NOT_ID_LABEL_RE_SOURCE,
+  PART2_CUE_FAMILIES,
   PART2_DIRECT_TERMS,
+  PART2_LOGISTICS_RE_SOURCE,
+  PART2_SETTING_RE_SOURCE,
   PREGNANCY_TERMS,
   PROCEDURE_ENDINGS,
   PROCEDURE_TERMS,
@@ -103,30 +107,73 @@ const CATEGORIES: readonly { cat: Category; terms: readonly string[] }[] = [
  * without the `i` flag, or with it when lower-casing would change the length.
  */
 const GROUP_CATEGORY: Category[] = [];
+/** The first character a term must start with, when it is a plain lower-case letter or digit after any lookbehind. */
+const firstChar = (t: string): string | null => {
+  const body = t.replace(/^\(\?<[!=](?:[^()\\]|\\.)*\)/, '');
+  if (/^[a-z0-9]/.test(body)) return body[0]!;
+  if (body.startsWith('\\d')) return '\\d';
+  return null;
+};
 const mergedSource = (() => {
-  const rest: string[] = [];
   const group = (cat: Category, src: string) => {
     GROUP_CATEGORY.push(cat);
     return `(${src})`;
   };
-  // First the bucketed terms, in category order; a term that does not begin with a plain letter or digit goes to `rest`.
+  // First the bucketed terms, in category order; a term that starts with a lookbehind, a digit class or a
+  // quantified letter is bucketed by a lookahead on its first character.
   const plain: { cat: Category; head: string; tail: string }[] = [];
-  const other: { cat: Category; src: string }[] = [];
+  const other: { cat: Category; src: string; first: string | null }[] = [];
   for (const { cat, terms } of CATEGORIES) {
     for (const t of terms) {
       if (/^[a-z0-9][^?*+{]/.test(t) || /^[a-z0-9]$/.test(t)) plain.push({ cat, head: t[0]!, tail: t.slice(1) });
-      else other.push({ cat, src: t });
+      else other.push({ cat, src: t, first: firstChar(t) });
     }
   }
   // Group numbers follow the order of the groups in the source: build it in one order and record categories as we go.
+  // One capture group per run of terms of the same category (not per term): the engine resets every capture
+  // register at each position it tries, so fewer groups is faster.
+  const runs = (items: { cat: Category; src: string }[]) => {
+    const out: string[] = [];
+    for (let i = 0; i < items.length; ) {
+      let j = i;
+      while (j < items.length && items[j]!.cat === items[i]!.cat) j++;
+      out.push(
+        group(
+          items[i]!.cat,
+          items
+            .slice(i, j)
+            .map((x) => x.src)
+            .join('|'),
+        ),
+      );
+      i = j;
+    }
+    return out.join('|');
+  };
+  const esc = (c: string) => c.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   const heads = [...new Set(plain.map((p) => p.head))];
   const parts: string[] = [];
   for (const h of heads) {
-    const alts = plain.filter((p) => p.head === h).map((p) => group(p.cat, p.tail));
-    parts.push(`${h.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(?:${alts.join('|')})`);
+    // Within a first letter, bucket again on the second when it is a plain character ("th", "ta"...), so a common
+    // word such as "the" tries only the terms that begin with it; the others follow in their order.
+    const items = plain.filter((p) => p.head === h);
+    const second = (t: string) => (/^[a-z0-9 '-][^?*+{]/.test(t) || /^[a-z0-9 '-]$/.test(t) ? t[0]! : null);
+    const subs = [...new Set(items.map((p) => second(p.tail)).filter((x): x is string => x !== null))];
+    const inner: string[] = [];
+    for (const c of subs) {
+      const alts = runs(items.filter((p) => second(p.tail) === c).map((p) => ({ cat: p.cat, src: p.tail.slice(1) })));
+      inner.push(`${esc(c)}(?:${alts})`);
+    }
+    const others = items.filter((p) => second(p.tail) === null);
+    if (others.length > 0) inner.push(runs(others.map((p) => ({ cat: p.cat, src: p.tail }))));
+    parts.push(`${esc(h)}(?:${inner.join('|')})`);
   }
-  for (const o of other) rest.push(group(o.cat, o.src));
-  return `(?<![a-z0-9_\u00c0-\u024f])(?=[a-z0-9])(?:${[...parts, ...rest].join('|')})(?![\\w-])`;
+  const firsts = [...new Set(other.map((o) => o.first))];
+  for (const f of firsts) {
+    const alts = runs(other.filter((o) => o.first === f));
+    parts.push(f === null ? alts : `(?=${f})(?:${alts})`);
+  }
+  return `(?<![a-z0-9_\u00c0-\u024f])(?=[a-z0-9])(?:${parts.join('|')})(?![\\w-])`;
 })();
 const MERGED_RE = new RegExp(mergedSource, 'g');
 const MERGED_I_RE = new RegExp(mergedSource, 'gi');
@@ -137,34 +184,77 @@ const isWordChar = (c: number) => (c >= 48 && c <= 57) || isLowerAlpha(c) || c =
 const BROADCAST_RE = termsRe(BROADCAST_TERMS, 'i');
 const GENERAL_RE = termsRe(GENERAL_SENTENCE_TERMS, 'i');
 const REFERRAL_RE = new RegExp(REFERRAL_RE_SOURCE, 'i');
+const PART2_LOGISTICS_RE = new RegExp(PART2_LOGISTICS_RE_SOURCE, 'i');
+const PART2_SETTING_RE = new RegExp(PART2_SETTING_RE_SOURCE, 'gi');
+const PART2_SETTING_LOW_RE = new RegExp(PART2_SETTING_RE_SOURCE, 'g');
+/** All Part 2 cue families in one pass: capture group i + 1 is family i. */
+const PART2_FAMILIES_SOURCE = `\\b(?:${PART2_CUE_FAMILIES.map((f) => `(${f.source})`).join('|')})(?![\\w-])`;
+const PART2_FAMILIES_RE = new RegExp(PART2_FAMILIES_SOURCE, 'gi');
+const PART2_FAMILIES_LOW_RE = new RegExp(PART2_FAMILIES_SOURCE, 'g');
 /** Words that make a vague result phrase ("it wasn't what we hoped for") about a test. */
 const TEST_CONTEXT_RE =
-  /\b(?:results?|tests?|tested|labs?|blood ?work|scans?|x-?rays?|reports?|cultures?|swabs?|screens?|biops(?:y|ies)|levels?|numbers|counts?|readings?|pathology|imaging|mammo\w*|pap|ecg|ekg|mri|ct|ultrasound|smear|panel)\b/i;
+  /\b(?:results?|tests?|tested|labs?|blood ?work|scans?|x-?rays?|reports?|cultures?|swabs?|screens?|biops(?:y|ies)|levels?|numbers|counts?|readings?|pathology|imaging|mammo\w*|pap|ecg|ekg|mri|ct|ultrasound|smear|panel|samples?|specimens?|cells|tissue|bloods|swabs?|tracing|trace)\b/i;
 const INSTITUTION = new Set(INSTITUTION_NOUNS);
+/** An administrative or product noun right after a clinical word: "infection control logs", "detox juice" (a topic or product, not a person). Sticky. */
+const ADMIN_NOUN_AFTER_RE =
+  /\s+(?:control|prevention|policy|policies|committee|audit|audits|training|protocol|protocols|guidelines?|lead|leads|champion|awareness|logs?|register|registers|procedures?|strategy|budget|stock|supplies|products?|vaccines?|vaccinations?|jabs?|shots?|boosters?|immuni[sz]ations?|juices?|teas?|smoothies?|cleanses?|retreats?|diets?|drinks?|wraps?|massages?|packages?)\b/iy;
+/** A dose of a supplement or vitamin ("vitamin C 500 mg"): over the counter, not a condition. */
+const SUPPLEMENT_BEFORE_RE =
+  /\b(?:vitamins?(?: [a-z]\d?)?|multivitamins?|supplements?|fish oil|omega-?3|magnesium|zinc|calcium|probiotics?|melatonin|paracetamol|ibuprofen|aspirin|sunscreen|spf)\s*(?:\d+\s*)?$/i;
+/** Vets' mail (HIPAA covers people, not animals): a pet's "patient ID" or injection is not PHI. */
+const VET_RE =
+  /\b(?:vet|vets|pet insurance|veterinary|veterinarian|pet|pets|puppy|kitten|heartworm|flea|worming|desex\w*|spay\w*|neuter\w*|canine|feline)\b/i;
+/** Quoted titles of books, leaflets and courses ("What to Expect When You're Expecting"): two or more capitalised words in quotes. */
+const QUOTED_TITLE_RE = /['‘“"]((?:[A-Z][\w'’-]*[ ,:]+){1,}[\w'’ ,:-]*?)['’”"]/g;
+/** The reader addressed as a person: then the message is to someone, even with no name in it. */
+const SECOND_PERSON_RE = /\b(?:you|your|yours|yourself|u|ur|you're|you've|you'll|you'd)\b/i;
+/**
+ * A person named where the span detector may not see a name: after "for", "customer:", "client", "confirms that"; a
+ * vocative first word ("Tomás, time for..."); a relative ("dad's", "Nana").
+ */
+const PERSON_HINT_RE =
+  /\b(?:[Cc]ustomer|[Cc]lient|[Rr]esident|[Pp]atient|[Nn]ame|[Ff]or|[Rr]e|[Cc]onfirms? that|[Cc]ertif(?:y|ies) that|[Aa]ttention|CUSTOMER|CLIENT|PATIENT|NAME)\b[:\s]+(?:<[^>]+>\s*)?[A-Z][a-z\u00e0-\u00ff'’-]+\s+[A-Z][a-zA-Z\u00e0-\u00ff'’-]+|^\s*[A-Z][a-z\u00e0-\u00ff'’-]+,\s|,\s+[A-Z][a-z\u00e0-\u00ff'’-]+[.!]?\s*(?:<[^>]*>\s*)*$|\b[A-Z]\. ?[A-Z][a-z\u00e0-\u00ff'’-]{2,}\b|\b[A-Z][a-z\u00e0-\u00ff'’-]+ [A-Z][a-z\u00e0-\u00ff'’-]+(?: \([^)\n]{1,24}\))? (?:has|is|was|had|attended|attends|will|did)\b|\b(?:[Dd]ad|[Mm]um|[Mm]om|[Nn]ana|[Nn]an|[Gg]ranny|[Gg]randma|[Gg]randpa|[Gg]randad|[Gg]randdad|[Pp]apa|[Mm]ama|[Aa]unty|[Aa]untie|[Uu]ncle|[Kk]oro|[Kk]uia)(?:'s)?\b/m;
+/** Staff mail: shifts, rosters, roles, onboarding (LABELING.md P6). */
+const EMPLOYMENT_RE =
+  /\b(?:shifts?|roster|rota|role|position|job|employment|contract|onboarding|orientation|payroll|salary|colleagues?|new starter|first day|hired|vacancy|interview|welcome to the team|join(?:ing)? (?:our|the) team)\b/i;
+/** A plural noun of people right after a clinical word: "pregnant people", "diabetic patients" (a population, LABELING.md P2, P5). Sticky: tried at the word's end. */
+const POPULATION_AFTER_RE =
+  /\s+(?:people|persons|women|men|patients|adults|children|kids|parents|mothers|mums|moms|families|clients|residents|sufferers|individuals|those|groups|populations|survivors|carers|caregivers)\b/iy;
+/** Mail, letters and payments that "came back" (returned to sender), not results. */
+const RETURNED_MAIL_RE =
+  /\b(?:letter|letters|mail|post|envelope|parcel|package|payment|cheque|check|card|form|forms|email|e-mail|message|call|invoice|statement|fax)\b[^.!?\n]{0,24}$/i;
 /** Specialties that name a clinic when capitalised at the end of a name ("Northside Orthopedics", "Lakeview Neuro"). */
 const SPECIALTY_NAME_RE =
-  /^(?:cardiology|neurology|neuro|orthopedics|orthopaedics|ortho|dermatology|urology|oncology|gastroenterology|gi|endocrinology|nephrology|rheumatology|pulmonology|hematology|ophthalmology|podiatry|pediatrics|paediatrics|ent|audiology|rehab|psychiatry|radiology|obstetrics|gynecology|womens|women's|associates|medicine|surgery|recovery|wellness)$/i;
+  /^(?:physiotherapy|physio|physical therapy|chiropractic|chiro|osteopathy|osteopaths?|podiatrists?|dental|dentistry|dentists?|optometry|optometrists?|opticians?|audiologists?|psychology|psychologists|counselling|counseling|pharmacy|chemist|pathology|diagnostics|radiologists|physicians|pediatricians|paediatrics|therapy|therapies|sports medicine|cardiology|neurology|neuro|orthopedics|orthopaedics|ortho|dermatology|urology|oncology|gastroenterology|gi|endocrinology|nephrology|rheumatology|pulmonology|hematology|ophthalmology|podiatry|pediatrics|paediatrics|ent|audiology|rehab|psychiatry|radiology|obstetrics|gynecology|womens|women's|associates|medicine|surgery|recovery|wellness)$/i;
 const LOWER_INSTITUTION_RE =
-  /^[\s-]{1,3}(?:[a-z'-]+[\s-]{1,3}){0,2}(?:clinic|clinics|center|centre|institute|department|dept|unit|ward|program|programme|class|classes|workshop|office|practice|service|services|lab|laboratory|floor|wing|line)\b/i;
+  /^[\s-]{1,3}(?:[a-z'-]+[\s-]{1,3}){0,2}(?:clinic|clinics|center|centre|institute|department|dept|unit|ward|program|programme|class|classes|workshop|office|practice|service|services|lab|laboratory|floor|wing|line|lounge|room|bay|reception|entrance|desk|suite|team|rota|shop|store|café|cafe|appeal|fundraiser)\b/i;
 /** Someone other than the recipient, identifiable from context (LABELING.md H1, edge case 10). */
 const THIRD_PERSON_RE =
-  /\b(?:(?:mr|mrs|ms|miss|mx)\.? [A-Z][a-z]|patient\s*:|pt\s*:|re:\s*[A-Z][a-z]+ [A-Z]|guarantor\s*:|name\s*:\s*[A-Z]|(?:your|ur|her|his|their|my|our) (?:son|daughter|child|kid|kids|children|baby|father|dad|mother|mum|mom|husband|wife|partner|brother|sister|grandmother|grandfather|grandson|granddaughter)|the little one|(?:room|rm|bed) \d+|\d{1,3} ?(?:y\/o|yo|year[- ]old|month[- ]old)|dob\b|d\.o\.b\.|orders for|the patient\b)/i;
+  /\b(?:(?:mr|mrs|ms|miss|mx)\.? [A-Z][a-z]|patient\s*:|pt\s*:|re:\s*[A-Z][a-z]+ [A-Z]|guarantor\s*:|name\s*:\s*[A-Z]|(?:your|ur|her|his|their|my|our) (?:son|daughter|child|kid|kids|children|baby|father|dad|mother|mum|mom|husband|wife|partner|brother|sister|grandmother|grandfather|grandson|granddaughter)|the little one|(?:room|rm|bed) \d+|\d{1,3}[ -]?(?:y\/o|yo|year[- ]old|month[- ]old|yr[- ]old)|dob\b|d\.o\.b\.|orders for|the patient\b)/i;
 /** "your X", "you have X", "you were X": a disclosure even inside an announcement-like message. */
 const POSSESSED_BEFORE_RE =
   /\b(?:your|ur|you(?:'re| are| were| have| had|'ve| tested)|his|her|him)\s+(?:[\w'-]+\s+){0,3}$|\b(?:you|him|her)\s+(?:[\w'-]+\s+){0,2}(?:for|about|with|to|on)\s+(?:the\s+|a\s+|an\s+)?(?:[\w'-]+\s+){0,2}$/i;
-const ID_LABEL_RE = new RegExp(
-  `${ID_LABEL_RE_SOURCE}(?:[\\s:#.()?-]|\\b(?:number|num|nbr|no|id|is|was|as|of|on file|we have|under|card|ending in|ends in)\\b)*`,
-  'gi',
-);
+const ID_LABEL_SOURCE = `${ID_LABEL_RE_SOURCE}(?:[\\s:#.()?-]|\\b(?:number|num|nbr|no|id|is|was|as|of|on file|we have|under|card|ending in|ends in)\\b)*`;
+const ID_LABEL_RE = new RegExp(ID_LABEL_SOURCE, 'gi');
+/** The same on lower-cased text, without the `i` flag (faster; used when lower-casing keeps the length). */
+const ID_LABEL_LOW_RE = new RegExp(ID_LABEL_SOURCE, 'g');
 const NOT_ID_LABEL_RE = new RegExp(`${NOT_ID_LABEL_RE_SOURCE}[\\s:#.-]*$`, 'i');
+const NOT_ID_LABEL_ANY_RE = new RegExp(NOT_ID_LABEL_RE_SOURCE, 'i');
+const ID_LABEL_ANY_RE = new RegExp(ID_LABEL_RE_SOURCE, 'i');
+/** Up to six short words (no sentence end, no line break) before a token that starts with a digit or a capital and digit. */
+const LOOSE_GAP_RE = /^((?:[\s(,:'"]*[A-Za-z'’]{1,12}){1,6}[\s(,:'"#]+)(?=[A-Z]{0,4}[ -]?\d)/;
+/** Insurance and cover words (and insurers' names): where a bare "ID" or "card number" is a member's (LABELING.md H2). */
+const INSURANCE_CONTEXT_RE =
+  /\b(?:plan|insurance|insurer|insured|member|medicare|medicaid|health|subscriber|claims?|rebate|cover(?:age)?|benefits|copay|dob|date of birth|blue cross|blue shield|bupa|aetna|cigna|humana|kaiser|anthem|unitedhealth\w*|medibank|vhi|laya|ohip|nhs|hcf|nib|tricare|chip)\b/i;
 /** A value in any common format: plain, dashed, letter-prefixed, grouped or spaced, letters mixed in. */
-const ID_VALUE_Y = /(?:[A-Z]{1,4}[ -]?)?[A-Z0-9]*\d[A-Z0-9]*(?:[ -][A-Z0-9]*\d[A-Z0-9]*){0,6}(?![\w/.]\d)/y;
+const ID_VALUE_Y = /(?:[A-Z]{1,4}[ /-]?)?[A-Z0-9]*\d[A-Z0-9]*(?:[ ./-][A-Z0-9]*\d[A-Z0-9]*){0,6}(?![\w/.]\d)/y;
 const SENSITIVE_SPAN_TYPES: ReadonlySet<FindingType> = new Set<FindingType>(['ssn', 'mrn', 'health_plan_id', 'account_number']);
 const BOUNDARY_RE = /[.!?;]+(?=\s|$)|\n/g;
 
 /** A masked value ("xxxx-4471", "***-**-3307") or one that is a date, amount, time or phone number. */
 const notAnIdentifier = (value: string, before: string) => {
   if (/[xX*•]{2,}/.test(value)) return true;
+  if (/^\d{1,3}(?:\.\d{1,3}){3}$/.test(value)) return true;
   if (/\$\s*$/.test(before)) return true;
   if (/^\d{1,2}[/.-]\d{1,2}(?:[/.-]\d{2,4})?$/.test(value)) return true;
   if (/^(?:1[ -]?)?\(?\d{3}\)?[ -]\d{3}-\d{4}$/.test(value) || /^\d{3}-\d{4}$/.test(value)) return true;
@@ -172,25 +262,49 @@ const notAnIdentifier = (value: string, before: string) => {
 };
 
 /** Sensitive identifiers after their labels, in any format; a P4 label (invoice, order...) nearer to the value wins. */
-const labelledIdentifiers = (text: string): IdentifierType[] => {
+const labelledIdentifiers = (text: string, low?: string): IdentifierType[] => {
   const out = new Set<IdentifierType>();
-  ID_LABEL_RE.lastIndex = 0;
-  for (let m = ID_LABEL_RE.exec(text); m !== null; m = ID_LABEL_RE.exec(text)) {
+  let insurance: boolean | undefined;
+  const [labelRe, labelText] = low !== undefined && low.length === text.length ? [ID_LABEL_LOW_RE, low] : [ID_LABEL_RE, text];
+  labelRe.lastIndex = 0;
+  for (let m = labelRe.exec(labelText); m !== null; m = labelRe.exec(labelText)) {
     const end = m.index + m[0].length;
     ID_VALUE_Y.lastIndex = end;
-    const v = ID_VALUE_Y.exec(text);
-    if (!v) continue;
+    let v = ID_VALUE_Y.exec(text);
+    let gap = m[0];
+    // "label + token with digits": the value may sit a few words after its label ("OHIP number for you (we have
+    // 9921 033 441 on file"), within the sentence and with no other label between; then it needs six digits.
+    if (!v) {
+      // Nothing further on without a digit in reach (most "insurance", "plan", "account" words): skip the slower passes.
+      if (!/\d/.test(text.slice(end, end + 72))) continue;
+      const ahead = LOOSE_GAP_RE.exec(text.slice(end, end + 48));
+      if (ahead && !NOT_ID_LABEL_ANY_RE.test(ahead[1]!) && !ID_LABEL_ANY_RE.test(ahead[1]!)) {
+        ID_VALUE_Y.lastIndex = end + ahead[1]!.length;
+        v = ID_VALUE_Y.exec(text);
+        if (v && v[0].replace(/\D/g, '').length < 6) v = null;
+        if (v) gap = `${m[0]}${ahead[1]}`;
+      }
+      // Further on in the same clause (an example in brackets, a list of columns), only an identifier-shaped token
+      // counts: eight digits or more, with letters or dashed groups ("2231-449-120-MR"), not a phone number.
+      if (!v) {
+        const window = text.slice(end, end + 72).replace(/\b(?:e\.g|i\.e|etc)\./gi, (x) => ' '.repeat(x.length));
+        const stop = window.search(/[.!?;](?:\s|$)|\n|\)/);
+        const clause = stop < 0 ? window : window.slice(0, stop);
+        const shaped = /(?<![\w-])(?=[A-Z0-9-]*\d)[A-Z0-9]+(?:-[A-Z0-9]+){2,}(?![\w-])|(?<![\w-])[A-Z]{1,4}\d{8,}(?![\w-])/.exec(clause);
+        if (!shaped || shaped[0].replace(/\D/g, '').length < 8) continue;
+        const between = clause.slice(0, shaped.index);
+        if (NOT_ID_LABEL_ANY_RE.test(between) || ID_LABEL_ANY_RE.test(between)) continue;
+        ID_VALUE_Y.lastIndex = end + shaped.index;
+        v = ID_VALUE_Y.exec(text);
+        if (!v) continue;
+        gap = `${m[0]}${between}`;
+      }
+    }
     const value = v[0].trim();
-    const gap = m[0];
     const label0 = m[0].toLowerCase();
-    // A bare "ID" is a member ID only near insurance words ("the plan had your ID as ..."); "Webinar ID", "App ID" are not.
-    if (
-      /^id\b/.test(label0) &&
-      !/\b(?:plan|insurance|insured|member|medicare|medicaid|health|subscriber|card|claim)\b/i.test(
-        text.slice(Math.max(0, m.index - 120), m.index),
-      )
-    )
-      continue;
+    // A bare "ID" or "card number" is a member's only in insurance mail ("Blue Cross ID: ...", "the Medicare rebate ... the
+    // card number we have"); "Webinar ID", "App ID", a gift card are not.
+    if (/^(?:id|card|cert)/.test(label0) && !(insurance ??= INSURANCE_CONTEXT_RE.test(text))) continue;
     if (
       NOT_ID_LABEL_RE.test(text.slice(Math.max(0, m.index - 24), m.index)) ||
       NOT_ID_LABEL_RE.test(gap) ||
@@ -198,17 +312,11 @@ const labelledIdentifiers = (text: string): IdentifierType[] => {
     )
       continue;
     if (/ending|ends in/i.test(gap)) continue;
-    const label = m[0].toLowerCase();
-    out.add(
-      /ssn|social|ss ?#/.test(label)
-        ? 'ssn'
-        : /mrn|mr ?#|medical|med ?rec|chart|patient ?(?:id|number|no)|pt ?id/.test(label)
-          ? 'mrn'
-          : /acc|a\/c/.test(label)
-            ? 'account_number'
-            : 'health_plan_id',
-    );
-    ID_LABEL_RE.lastIndex = Math.max(ID_LABEL_RE.lastIndex, v.index + v[0].length);
+    // The entry whose capture group matched names the type (ID_LABELS is data: a label and its type).
+    let entry = 0;
+    while (entry < ID_LABELS.length && m[entry + 1] === undefined) entry++;
+    out.add(ID_LABELS[entry]?.type ?? 'health_plan_id');
+    labelRe.lastIndex = Math.max(labelRe.lastIndex, v.index + v[0].length);
   }
   return [...out];
 };
@@ -344,7 +452,7 @@ export const assessText = (text: string, options: ContextOptions = {}): Assessme
 export type Cue = { disclosure: Disclosure; field: 'subject' | 'text' | 'attachment'; start: number; end: number };
 
 const SALUTATION_RE =
-  /(?:^|\n)\s*(?:[Dd]ear|[Hh]i|[Hh]ey|[Hh]ello|[Gg]ood (?:morning|afternoon|evening)|[Cc]ongratulations|[Tt]hank you),?\s+(?:(?:Mr|Mrs|Ms|Miss|Mx|Dr)\.?\s+)?([A-Z][a-z\u00e0-\u00ff'’-]+)/;
+  /(?:^|\n)\s*(?:[Dd]ear|[Hh]i|[Hh]iya|[Hh]ey|[Hh]ello|[Hh]owdy|[Gg]'day|[Kk]ia ora|[Tt]ēnā koe|[Tt]alofa|[Mm]alo|[Bb]onjour|[Hh]ola|[Ss]alut|[Gg]reetings|(?:[Gg]ood )?(?:[Mm]orning|[Aa]fternoon|[Ee]vening)|[Cc]ongrat(?:ulation)?s|[Tt]hank you|[Tt]hanks),?\s+(?:(?:Mr|Mrs|Ms|Miss|Mx|Dr)\.?\s+)?([A-Z][a-z\u00e0-\u00ff'’-]+)/;
 const NOT_SALUTATION_NAMES = new Set([
   'patients',
   'patient',
@@ -368,26 +476,63 @@ const NOT_SALUTATION_NAMES = new Set([
   'you',
   'for',
 ]);
+/** A word that can make a clinical word someone's: checked before the slower possessive patterns. */
+const POSSESSOR_HINT_RE = /\b(?:you|your|ur|you're|you've|his|her|him|i|i'm|i've|my|our)\b/i;
 const STRONG_POSSESSED_RE =
   /\b(?:you(?:'re| are| were| have| had|'ve| tested)|our records show (?:that )?you|i(?:'m| am| was| have| had|'ve)|my)\s+(?:[\w'-]+\s+){0,3}$/i;
 const CONDITIONAL_RE =
-  /\b(?:if|when|whether) (?:you|your|u|ur|anyone|someone|a child)\b|\banyone\b|\b(?:people|patients|adults|those|women|men|children) (?:who|with|over|under|aged)\b/i;
-/** Words of health care: an account or member number in such mail is a patient's (LABELING.md H2). */
+  /\b(?<!(?:grateful|appreciate|appreciated|appreciate it|thankful|happy|glad|pleased|obliged|delighted) )(?:if|when|whether) (?:you|your|u|ur|anyone|someone|a child)\b|\banyone\b|\b(?:people|patients|adults|those|women|men|children) (?:who|with|over|under|aged)\b/i;
+const CONDITIONAL_G_RE = new RegExp(CONDITIONAL_RE.source, 'gi');
+/**
+ * Whether the end of `head` (a sentence up to a clinical word) lies inside a conditional or generic clause: "If you
+ * have chest pain, call 911" ties nobody to chest pain, but in "If you can't make it, call so we can sort your
+ * take-homes" the word is in the main clause, after the condition has ended (a comma or dash and a new clause).
+ */
+const CLAUSE_BREAK_RE =
+  /(?:,|\s[-–—]|:)\s*(?:call|please|contact|come|go|seek|let|ring|phone|text|book|get|then|we|we'll|we've|i|i'll|i've|so|our|the|you(?:'ll| will| can| should| may|'re| are)|don't|do not|tell|speak|talk|make|just|but|and we|and i)\b/i;
+const inConditionalClause = (head: string) => {
+  let last = -1;
+  CONDITIONAL_G_RE.lastIndex = 0;
+  for (let m = CONDITIONAL_G_RE.exec(head); m !== null; m = CONDITIONAL_G_RE.exec(head)) last = m.index + m[0].length;
+  return last >= 0 && !CLAUSE_BREAK_RE.test(head.slice(last));
+};
+/** Words of a patient's own care or cover: an account or member number beside them is a patient's (LABELING.md H2). */
+const PATIENT_CONTEXT_RE =
+  /\b(?:patients?|pt(?=\.? ?(?:acct|account|name|id|no|#|:))|copay|co-pay|coinsurance|eob|explanation of benefits|medicare|medicaid|guarantor|date of service|prior auth\w*|dob|date of birth|beneficiary|health (?:plan|insurance|fund|cover)|southern cross|bupa|medibank|nib|hcf|blue cross|blue shield|aetna|cigna|humana|kaiser|anthem|unitedhealth\w*|sun life|manulife|great-west|canada life|vhi|laya|tricare|(?:medical|dental|health) (?:claim|bill|visit))\b/i;
+/** Words of health care: an account or member number in such mail is a patient's unless another trade is named (LABELING.md H2, P4). */
 const HEALTH_CONTEXT_RE =
-  /\b(?:patients?|pt|clinic|medical|health|hospital|practice|doctor|dr|physician|copay|co-pay|coinsurance|eob|explanation of benefits|pharmacy|lab|dental|medicare|medicaid|hmo|ppo|rx|guarantor|nurse|specialist|prior auth\w*)\b/i;
+  /\b(?:clinic|medical|health|hospital|practice|doctor|dr|physician|pharmacy|lab|dental|hmo|ppo|rx|nurse|specialist|surgery|gp)\b/i;
+/** Bank and payee details (BSB, IBAN, sort code, remit to): a supplier's account, not a patient's (LABELING.md P4). */
+const PAYEE_RE =
+  /\b(?:bsb|iban|swift|bic|sort code|routing|remit(?:tance)?(?: to)?|bpay|biller code|bank(?:ing)? details|pay (?:to|via))\b/i;
 /** Words of other trades (utilities, gyms, cars, banks): their account and member numbers are not a patient's (LABELING.md P4). */
 const OTHER_TRADE_RE =
-  /\b(?:utility|utilities|electric(?:ity)?|water|power|gas|internet|broadband|wireless|gym|fitness|membership|auto|car|vehicle|homeowners?|renters?|rental|lease|landlord|bank|banking|credit card|loan|mortgage|airline|frequent flyer|hotel|loyalty|rewards|library|streaming|tuition|student|tenant)\b/i;
+  /\b(?:utility|utilities|electric(?:ity)?|water|power|gas|internet|broadband|wireless|gym|fitness|membership|auto|car|vehicle|homeowners?|renters?|rental|lease|landlord|bank|banking|credit card|loan|mortgage|airline|frequent flyer|hotel|loyalty|rewards|library|streaming|tuition|student|tenant|travel|pet|life insurance|home insurance|contents|mobile|phone plan|council|rates)\b/i;
 /** Vendor and supply mail (LABELING.md P4, P6): a device or drug named there is a product, not someone's care. */
 const VENDOR_RE =
-  /\b(?:rma|return authori[sz]ation|purchase order|po-?\d|order (?:#|no|number|ref)|shipment|shipped|tracking|invoice|sku|warranty|depot|ship to|remittance|vendor|supplier|catalog(?:ue)?|quote|backorder(?:ed)?)\b/i;
+  /\b(?:rma|return authori[sz]ation|purchase order|po-?\d|order (?:#|no|number|ref|confirmation|[a-z]{0,4}-?\d)|your order|online (?:shop|store)|checkout|basket|cart|shipment|shipped|tracking|invoice|sku|warranty|depot|ship to|remittance|vendor|supplier|catalog(?:ue)?|quote|backorder(?:ed)?)\b/i;
 /** Words that make an account or member number plausible in a clinic's mail when no trade is named. */
 const LOOSE_HEALTH_RE = /\b(?:insurance|plan|claim|benefits|provider|visit|statement|billing|balance|payment plan|coverage|care)\b/i;
+
+/** Lower-case twins (no `i` flag) of the whole-message patterns, run on the lower-cased text: faster, same offsets. */
+const lowTwin = (re: RegExp) => new RegExp(re.source, re.flags.replace('i', ''));
+const BROADCAST_RE_LOW = lowTwin(BROADCAST_RE);
+const VENDOR_RE_LOW = lowTwin(VENDOR_RE);
+const OTHER_TRADE_RE_LOW = lowTwin(OTHER_TRADE_RE);
+const HEALTH_CONTEXT_RE_LOW = lowTwin(HEALTH_CONTEXT_RE);
+const PATIENT_CONTEXT_RE_LOW = lowTwin(PATIENT_CONTEXT_RE);
+const LOOSE_HEALTH_RE_LOW = lowTwin(LOOSE_HEALTH_RE);
+const PAYEE_RE_LOW = lowTwin(PAYEE_RE);
+const SECOND_PERSON_RE_LOW = lowTwin(SECOND_PERSON_RE);
+const GENERAL_LOW_RE = lowTwin(GENERAL_RE);
 
 const fieldText = (field: Finding['field'], full: string, subjectEnd: number) =>
   field === 'subject' ? full.slice(0, subjectEnd) : full.slice(subjectEnd + 1);
 
 const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessment => {
+  // Lower-cased once: the term passes run on it without the `i` flag when lower-casing keeps every offset.
+  const lowFull = full.toLowerCase();
+  const sameCase = lowFull.length === full.length;
   const b = boundariesOf(full);
   // Who: names the span detector found with confidence (salutations, titles, labels, contacts), and context cues.
   const sal = SALUTATION_RE.exec(full);
@@ -405,15 +550,40 @@ const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessmen
     /\b(?:(?:mr|mrs|ms|miss|mx)\.? [A-Z][a-z]|patient\s*:|pt\s*:|re:\s*[A-Z][a-z]+ [A-Z]|guarantor\s*:|(?:room|rm|bed) \d+|dob\b)/.test(
       full,
     );
-  const broadcastCue = BROADCAST_RE.test(full);
+  const broadcastCue = sameCase ? BROADCAST_RE_LOW.test(lowFull) : BROADCAST_RE.test(full);
   // A reply (quoted lines, "Re:") is a conversation with one person, never an announcement.
   const reply = /^\s*(?:re|aw|sv)\s*:/i.test(full) || /(?:^|\n)\s*>/.test(full);
   const broadcast = broadcastCue && !strongThird && !salutationName && !namedBySpan && !reply;
   // A relative ("my father", "your son") or a named person makes it about someone, whatever else the mail mentions.
-  const vendor = !strongThird && !salutationName && !namedBySpan && VENDOR_RE.test(full) && !THIRD_PERSON_RE.test(full);
+  const vendor =
+    !strongThird &&
+    !salutationName &&
+    !namedBySpan &&
+    (sameCase ? VENDOR_RE_LOW.test(lowFull) : VENDOR_RE.test(full)) &&
+    !THIRD_PERSON_RE.test(full);
 
   const found = new Set<Disclosure>();
   const cues: Cue[] = [];
+  // Computed on first need: most messages never ask.
+  let anonymousMemo: boolean | undefined;
+  const anonymous = () =>
+    (anonymousMemo ??=
+      !salutationName &&
+      !reply &&
+      !findings.some((f) => f.type === 'name') &&
+      !(sameCase ? SECOND_PERSON_RE_LOW.test(lowFull) : SECOND_PERSON_RE.test(full)) &&
+      !THIRD_PERSON_RE.test(full) &&
+      !PERSON_HINT_RE.test(full));
+  let titles: [number, number][] | undefined;
+  const inTitle = (at: number) => {
+    if (!titles) {
+      titles = [];
+      QUOTED_TITLE_RE.lastIndex = 0;
+      for (let m = QUOTED_TITLE_RE.exec(full); m !== null; m = QUOTED_TITLE_RE.exec(full))
+        if (m[0].length <= 90 && !/\n/.test(m[0])) titles.push([m.index, m.index + m[0].length]);
+    }
+    return titles.some(([a, z]) => a <= at && at < z);
+  };
   let part2 = false;
   let subjectPhi = false;
   let weakCount = 0;
@@ -423,7 +593,9 @@ const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessmen
     let k = sentenceCache.get(si);
     if (k === undefined) {
       const t = full.slice(b[si], b[si + 1]);
-      k = (GENERAL_RE.test(t) ? 1 : 0) | (/^\s*[\w'’ -]{1,30}\?\s*$/.test(t) ? 4 : 0);
+      k =
+        ((sameCase ? GENERAL_LOW_RE.test(lowFull.slice(b[si], b[si + 1])) : GENERAL_RE.test(t)) ? 1 : 0) |
+        (/^\s*[\w'’ -]{1,30}\?\s*$/.test(t) ? 4 : 0);
       sentenceCache.set(si, k);
     }
     return k;
@@ -431,7 +603,7 @@ const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessmen
   const clinicalSentences = new Set<number>();
   const candidates: { cat: Category; s: number; e: number; span: boolean }[] = [];
   {
-    const low = full.toLowerCase();
+    const low = lowFull;
     const [re, text] = low.length === full.length ? [MERGED_RE, low] : [MERGED_I_RE, full];
     re.lastIndex = 0;
     for (let m = re.exec(text); m !== null; m = re.exec(text)) {
@@ -487,19 +659,37 @@ const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessmen
     const si = sentenceIndex(b, s);
     const before = full.slice(Math.max(0, s - 48), s);
     const kind = sentenceKind(si);
-    const strong = STRONG_POSSESSED_RE.test(before);
-    const possessed = strong || POSSESSED_BEFORE_RE.test(before);
+    // The possessive patterns end at the term and backtrack; most words have no possessor near them, so look first.
+    const mayPossess = POSSESSOR_HINT_RE.test(before);
+    const strong = mayPossess && STRONG_POSSESSED_RE.test(before);
+    const possessed = strong || (mayPossess && POSSESSED_BEFORE_RE.test(before));
+    // About whom: in a message that names nobody (no greeting by name, no named or described person, not a reply), a
+    // clinical word ties someone to it only when it is said to be theirs ("your", "you have", "my").
+    if (!possessed && anonymous()) continue;
     // An announcement ties nobody to anything unless it says so outright ("our records show you were implanted...").
     if (broadcast && !strong) continue;
     if (vendor && !possessed && (cat === 'procedure' || cat === 'medication')) continue;
+    // "our once-weekly insulin", "our new MRI": the sender's product or service, not anyone's care.
+    if (!possessed && (cat === 'procedure' || cat === 'medication') && /\bour\s+(?:[\w'-]+\s+){0,2}$/i.test(before)) continue;
+    ADMIN_NOUN_AFTER_RE.lastIndex = e;
+    if (!possessed && ADMIN_NOUN_AFTER_RE.test(full)) continue;
+    if (cat === 'medication' && SUPPLEMENT_BEFORE_RE.test(full.slice(Math.max(0, s - 30), s))) continue;
+    if (inTitle(s)) continue;
+    // "pregnant people", "diabetic patients", "asthma sufferers": a population, not a person.
+    POPULATION_AFTER_RE.lastIndex = e;
+    if (!possessed && POPULATION_AFTER_RE.test(full)) continue;
     // A subject line is a topic ("Pregnancy and the heat") unless it says whose ("Your colonoscopy").
     if (s < subjectEnd && !possessed && !salutationName && !namedBySpan) continue;
     // "If you have chest pain, call 911": what follows a condition in its sentence ties nobody to it.
-    if (kind & 4 || CONDITIONAL_RE.test(full.slice(b[si], s))) continue;
-    if (!possessed && kind & 1) continue;
+    if (kind & 4 || inConditionalClause(full.slice(b[si], s))) continue;
+    // In general advice ("bring all your tablets") only an outright statement ("you have", "you were") ties the person.
+    if (!strong && kind & 1) continue;
     const named = inInstitutionName(full, s, e);
-    if (named && !(cat === 'substance_use' && !broadcast && !inServiceList(full, s, e))) continue;
+    // A programme's name is Part 2 only for its client, not in its staff's mail (a job offer, a roster).
+    if (named && !(cat === 'substance_use' && !broadcast && !inServiceList(full, s, e) && !EMPLOYMENT_RE.test(full))) continue;
     if (cat === 'weak_result') {
+      // "a letter we posted came back marked 'moved'": returned mail, not a result.
+      if (RETURNED_MAIL_RE.test(full.slice(Math.max(0, s - 40), s))) continue;
       // A vague result phrase counts when the sentence, the one before it or the subject is about a test.
       const from = b[Math.max(0, si - 1)]!;
       const ctx = `${full.slice(from, b[si + 1])}\n${full.slice(0, subjectEnd)}`;
@@ -523,6 +713,57 @@ const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessmen
         : { disclosure, field: 'text', start: s - subjectEnd - 1, end: e - subjectEnd - 1 },
     );
   }
+  // Part 2 through logistics: the person's own programme logistics plus a treatment setting in one message (PART2_LOGISTICS_RE_SOURCE).
+  if (!part2 && !broadcast && (salutationName || namedBySpan || /\b(?:you|your|ur|u)\b/i.test(full))) {
+    const [setRe, setText] = sameCase ? [PART2_SETTING_LOW_RE, lowFull] : [PART2_SETTING_RE, full];
+    setRe.lastIndex = 0;
+    for (let m = setRe.exec(setText); m !== null; m = setRe.exec(setText)) {
+      const si = sentenceIndex(b, m.index);
+      if (sentenceKind(si) & 1 || inConditionalClause(full.slice(b[si], m.index)) || inServiceList(full, m.index, m.index + m[0].length))
+        continue;
+      if (!PART2_LOGISTICS_RE.test(`${setText.slice(0, m.index)} ${setText.slice(m.index + m[0].length)}`)) continue;
+      part2 = true;
+      found.add('substance_use');
+      const s = m.index;
+      const e = s + m[0].length;
+      cues.push(
+        s < subjectEnd
+          ? { disclosure: 'substance_use', field: 'subject', start: s, end: e }
+          : { disclosure: 'substance_use', field: 'text', start: s - subjectEnd - 1, end: e - subjectEnd - 1 },
+      );
+      break;
+    }
+  }
+  // Part 2 through opioid-treatment logistics: weak cues from two families (PART2_CUE_FAMILIES) in one personal message.
+  // A dose of a drug the message names is that drug's ("your dose of amoxicillin"), not a programme's.
+  if (!part2 && !broadcast && (salutationName || namedBySpan || /\b(?:you|your|ur|u|pt|patient)\b/i.test(full))) {
+    const otherDrug = candidates.some((c) => c.cat === 'medication');
+    const families = new Set<string>();
+    let first: [number, number] | null = null;
+    const [famRe, famText] = sameCase ? [PART2_FAMILIES_LOW_RE, lowFull] : [PART2_FAMILIES_RE, full];
+    famRe.lastIndex = 0;
+    for (let m = famRe.exec(famText); m !== null && families.size < 2; m = famRe.exec(famText)) {
+      let k = 0;
+      while (k < PART2_CUE_FAMILIES.length && m[k + 1] === undefined) k++;
+      const family = PART2_CUE_FAMILIES[k]?.family ?? '';
+      if (families.has(family) || ((family === 'dose' || family === 'dispensed dose') && otherDrug)) continue;
+      const si = sentenceIndex(b, m.index);
+      if (sentenceKind(si) & 1 || inConditionalClause(full.slice(b[si], m.index))) continue;
+      families.add(family);
+      if (family === 'dispensed dose') families.add('dose').add('dispensing');
+      first ??= [m.index, m.index + m[0].length];
+    }
+    if (families.size >= 2 && first) {
+      part2 = true;
+      found.add('substance_use');
+      const [s, e] = first;
+      cues.push(
+        s < subjectEnd
+          ? { disclosure: 'substance_use', field: 'subject', start: s, end: e }
+          : { disclosure: 'substance_use', field: 'text', start: s - subjectEnd - 1, end: e - subjectEnd - 1 },
+      );
+    }
+  }
   // A referral sentence with a clinical word in it names the reason (edge case 4).
   for (const si of clinicalSentences) {
     if (REFERRAL_RE.test(full.slice(b[si], b[si + 1]))) {
@@ -534,13 +775,35 @@ const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessmen
   const identifiers = new Set<IdentifierType>();
   let healthContext: boolean | undefined;
   // A utility, gym or car-insurance account is not a patient's: account, member and policy numbers count in health-care mail.
-  const inHealthMail = () => (healthContext ??= HEALTH_CONTEXT_RE.test(full) || (!OTHER_TRADE_RE.test(full) && LOOSE_HEALTH_RE.test(full)));
-  for (const t of labelledIdentifiers(full)) if (t === 'ssn' || t === 'mrn' || inHealthMail()) identifiers.add(t);
+  // A patient's own care or cover decides; else a named trade (a utility billing the practice) or a supplier's bank details say it is not a patient's.
+  const inHealthMail = () =>
+    (healthContext ??=
+      (sameCase ? PATIENT_CONTEXT_RE_LOW.test(lowFull) : PATIENT_CONTEXT_RE.test(full)) ||
+      (!(sameCase ? OTHER_TRADE_RE_LOW.test(lowFull) : OTHER_TRADE_RE.test(full)) &&
+        !(
+          (sameCase ? VENDOR_RE_LOW.test(lowFull) : VENDOR_RE.test(full)) && (sameCase ? PAYEE_RE_LOW.test(lowFull) : PAYEE_RE.test(full))
+        ) &&
+        ((sameCase ? HEALTH_CONTEXT_RE_LOW.test(lowFull) : HEALTH_CONTEXT_RE.test(full)) ||
+          (sameCase ? LOOSE_HEALTH_RE_LOW.test(lowFull) : LOOSE_HEALTH_RE.test(full)))));
+  for (const t of labelledIdentifiers(full, lowFull)) if (t === 'ssn' || t === 'mrn' || inHealthMail()) identifiers.add(t);
   for (const f of findings)
     if (SENSITIVE_SPAN_TYPES.has(f.type) && (f.type === 'ssn' || inHealthMail())) identifiers.add(f.type as IdentifierType);
-  if (identifiers.size > 0 && subjectEnd > 0 && labelledIdentifiers(full.slice(0, subjectEnd)).length > 0) subjectPhi = true;
+  if (identifiers.size > 0 && subjectEnd > 0 && labelledIdentifiers(full.slice(0, subjectEnd), lowFull.slice(0, subjectEnd)).length > 0)
+    subjectPhi = true;
   if (findings.some((f) => f.field === 'subject' && SENSITIVE_SPAN_TYPES.has(f.type))) subjectPhi = true;
 
+  // A vet's mail is about an animal: HIPAA's individually identifiable health information is a person's.
+  const subjectLine = full.slice(0, subjectEnd);
+  if (
+    (found.size > 0 || identifiers.size > 0) &&
+    (VET_RE.test(full.slice(subjectEnd)) || (VET_RE.test(subjectLine) && !subjectLine.includes('?'))) &&
+    !THIRD_PERSON_RE.test(full)
+  ) {
+    found.clear();
+    identifiers.clear();
+    part2 = false;
+    cues.length = 0;
+  }
   const disclosures = [...found].sort();
   const phi = disclosures.length > 0 || identifiers.size > 0;
   const about: About = !phi ? (broadcast ? 'nobody' : 'recipient') : !salutationName && THIRD_PERSON_RE.test(full) ? 'named' : 'recipient';
