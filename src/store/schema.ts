@@ -297,6 +297,26 @@ export type ContactConsentsTable = {
   updated_at: string;
 };
 
+/** Per-organisation HMAC keys of the recipient index (0025), wrapped under the key ring. */
+export type RecipientIndexKeysTable = {
+  org_id: string;
+  version: number;
+  key_wrapped: string;
+  created_at: string;
+  retired_at: string | null;
+};
+
+/** HMAC of each normalised sender and recipient address of a message (0025); never the address. */
+export type RecipientIndexTable = {
+  org_id: string;
+  message_id: string;
+  role: 'from' | 'to' | 'cc' | 'bcc';
+  address_mac: string;
+  key_version: number;
+  direction: string;
+  created_at: string;
+};
+
 export type Database = {
   organizations: OrganizationsTable;
   departments: DepartmentsTable;
@@ -343,6 +363,8 @@ export type Database = {
   webhook_attempts: WebhookAttemptsTable;
   templates: TemplatesTable;
   template_versions: TemplateVersionsTable;
+  recipient_index_keys: RecipientIndexKeysTable;
+  recipient_index: RecipientIndexTable;
   reviewer_notification_prefs: ReviewerNotificationPrefsTable;
   approval_escalations: ApprovalEscalationsTable;
 };
