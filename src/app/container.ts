@@ -5,6 +5,7 @@ import { createKeyDirectory } from '../identity/key-directory.js';
 import { createAuditService } from '../audit/audit-service.js';
 import { createApiKeysService } from '../identity/api-keys-service.js';
 import { createAuditReader } from '../compliance/audit-reader.js';
+import { createDisclosures } from '../compliance/disclosures.js';
 import { createAuthCache } from '../identity/auth-cache.js';
 import { createPart2Consents } from '../phi/part2-consents.js';
 import { createGrantsService } from '../identity/grants-service.js';
@@ -156,6 +157,8 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
   const grants = createGrantsService({ db, guard, clock });
   // Reading the audit log for people (roles, audited reads, proofs, legal holds): above audit, which stays a sink.
   const auditReader = createAuditReader({ audit, auditLog, guard });
+  // Accounting of disclosures (45 CFR 164.528), through the recipient index.
+  const disclosures = createDisclosures({ audit, auditLog, guard, ring });
   // One registry per container: tests run several servers in one process.
   const metrics = createMetrics();
   const mailModule = createMailModule({
@@ -249,6 +252,7 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
     audit,
     auditLog,
     auditReader,
+    disclosures,
     part2Consents,
     grants,
     keyDirectory,

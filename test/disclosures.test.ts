@@ -1,0 +1,150 @@
+import { createHash } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tempDir, testDialects } from './support/dialects.js';
+import { drainDeliveries, relayEnv, type Sink, seedMailbox, startSink } from './support/outbound-sink.js';
+import { createTestApp, type TestApp } from './support/test-app.js';
+
+/** An RFC 6962 (section 2.1.1) inclusion check written here, independent of src/audit/merkle.ts. */
+const sha = (...parts: Buffer[]) => createHash('sha256').update(Buffer.concat(parts)).digest();
+const rootFromPath = (leafIndex: number, treeSize: number, leaf: Buffer, path: Buffer[]): Buffer | null => {
+  if (leafIndex >= treeSize) return null;
+  let fn = leafIndex;
+  let sn = treeSize - 1;
+  let r = leaf;
+  for (const p of path) {
+    if (sn === 0) return null;
+    if (fn % 2 === 1 || fn === sn) {
+      r = sha(Buffer.from([1]), p, r);
+      if (fn % 2 === 0) {
+        while (fn % 2 === 0 && fn !== 0) {
+          fn >>= 1;
+          sn >>= 1;
+        }
+      }
+    } else r = sha(Buffer.from([1]), r, p);
+    fn >>= 1;
+    sn >>= 1;
+  }
+  return sn === 0 ? r : null;
+};
+
+const consentPath = (email: string) => `/v1/contacts/${encodeURIComponent(email)}/consent`;
+
+for (const dialect of testDialects()) {
+  describe(`accounting of disclosures (${dialect})`, () => {
+    let t: TestApp;
+    let sink: Sink;
+    let officerKey: string;
+    let reviewerKey: string;
+    let agentKey: string;
+    const patients = [1, 2, 3, 4, 5].map((i) => `patient${i}@clinic.example`);
+    const sentTo = new Map<string, string[]>();
+
+    beforeAll(async () => {
+      sink = await startSink(tempDir('mw-disc-sink'));
+      t = await createTestApp(dialect, { env: relayEnv(sink) });
+      const officer = await t.call('POST', '/v1/humans', t.adminKey, { name: 'Pat Privacy', email: 'privacy@hospital.example', roles: ['privacy_officer'] });
+      officerKey = (await t.call('POST', `/v1/humans/${officer.body.id}/api-keys`, t.adminKey, {})).body.key;
+      for (const p of patients) {
+        const r = await t.call('PUT', consentPath(p), officerKey, { electronic: true, categories: ['appointment', 'results'], source: 'paper_form' });
+        expect(r.status).toBe(200);
+      }
+      const gated = await seedMailbox(t, 'gated_all');
+      agentKey = gated.agentKey;
+      reviewerKey = (await t.call('POST', `/v1/humans/${gated.reviewer.id}/api-keys`, t.adminKey, { scopes: ['reviewer'] })).body.key;
+      // 30 messages round-robin to five patients (patient 1 also once on cc of a message to patient 2).
+      for (let i = 0; i < 30; i++) {
+        const to = patients[i % 5]!;
+        const cc = i === 6 ? [patients[0]!] : [];
+        const r = await t.call('POST', `/v1/mailboxes/${gated.mailbox.id}/send`, agentKey, {
+          to: [to],
+          cc,
+          subject: `Results ${i}`,
+          text: `Patient: Maria Lopez, MRN: 48201${String(i).padStart(2, '0')}. Your lab results are ready.`,
+          category: 'results',
+        });
+        expect(r.status).toBe(202);
+        for (const a of [to, ...cc]) sentTo.set(a, [...(sentTo.get(a) ?? []), r.body.id]);
+        const pending = await t.call('GET', '/v1/approvals?status=pending', reviewerKey);
+        for (const a of pending.body.approvals ?? pending.body.items ?? []) {
+          const ok = await t.call('POST', `/v1/approvals/${a.id}/approve`, reviewerKey, {});
+          expect(ok.status).toBe(200);
+        }
+      }
+      await drainDeliveries(t);
+      await sink.waitFor(30);
+    }, 120_000);
+    afterAll(async () => {
+      await t?.close();
+      await sink?.close();
+    });
+
+    it("lists exactly one patient's messages with the fields, each proof verifying independently, and audits the read", async () => {
+      const r = await t.call('GET', `/v1/disclosures?contact=${encodeURIComponent('Patient1@Clinic.example')}`, officerKey);
+      expect(r.status).toBe(200);
+      const ds = r.body.disclosures as any[];
+      expect(ds.map((d) => d.email_id).sort()).toEqual([...sentTo.get(patients[0]!)!].sort());
+      expect(ds).toHaveLength(7);
+      for (const d of ds) {
+        expect(d.recipient).toBe('patient1@clinic.example');
+        expect(d.phi_types).toContain('mrn');
+        expect(d.category).toBe('results');
+        expect(d.agent?.name).toMatch(/^Agent gated_all/);
+        expect(d.chain.length).toBeGreaterThan(0);
+        expect(d.approved_by?.id).toMatch(/^hum_/);
+        expect(d.at).toBeTruthy();
+        // The proof's event is the message's email.delivered event, and it is in the tree independently of our code.
+        const ev = await t.call('GET', `/v1/audit/events?target_id=${d.email_id}&action=email.delivered`, t.adminKey);
+        expect(ev.body.events.map((e: any) => e.seq)).toEqual([d.proof.seq]);
+        expect(ev.body.events[0].hash).toBe(d.proof.event_hash);
+        const leaf = sha(Buffer.from([0]), Buffer.from(d.proof.event_hash, 'hex'));
+        expect(leaf.toString('hex')).toBe(d.proof.leaf_hash);
+        const root = rootFromPath(
+          d.proof.leaf_index,
+          d.proof.tree_size,
+          leaf,
+          d.proof.audit_path.map((h: string) => Buffer.from(h, 'hex')),
+        );
+        expect(root?.toString('hex')).toBe(d.proof.root_hash);
+        // A tampered path does not verify (the check can fail).
+        if (d.proof.audit_path.length > 0) {
+          const bad = [...d.proof.audit_path];
+          bad[0] = bad[0].replace(/^./, (c: string) => (c === '0' ? '1' : '0'));
+          expect(rootFromPath(d.proof.leaf_index, d.proof.tree_size, leaf, bad.map((h: string) => Buffer.from(h, 'hex')))?.toString('hex')).not.toBe(
+            d.proof.root_hash,
+          );
+        }
+      }
+      const cp = await t.call('GET', '/v1/audit/checkpoint', t.adminKey);
+      expect(cp.body.tree_size).toBeGreaterThanOrEqual(ds[0].proof.tree_size);
+      const reads = await t.call('GET', '/v1/audit/events?action=disclosures.read', t.adminKey);
+      expect(reads.body.events.at(-1).details.count).toBe(7);
+      expect(reads.body.events.at(-1).target.id).toBe(r.body.contact_hash);
+      expect(JSON.stringify(reads.body.events)).not.toContain('patient1@');
+
+      const other = await t.call('GET', `/v1/disclosures?contact=${encodeURIComponent(patients[3]!)}`, t.adminKey);
+      expect(other.body.disclosures).toHaveLength(6);
+      const none = await t.call('GET', `/v1/disclosures?contact=nobody@clinic.example`, officerKey);
+      expect(none.body.disclosures).toEqual([]);
+      const future = await t.call('GET', `/v1/disclosures?contact=${patients[0]}&since=2999-01-01T00:00:00Z`, officerKey);
+      expect(future.body.disclosures).toEqual([]);
+      const csv = await t.app.inject({ url: `/v1/disclosures/csv?contact=${patients[0]}`, headers: { authorization: `Bearer ${officerKey}` } });
+      expect(csv.statusCode).toBe(200);
+      expect(csv.headers['content-type']).toMatch(/text\/csv/);
+      expect(csv.body.trim().split('\r\n')).toHaveLength(8);
+      expect((await t.call('GET', '/v1/disclosures?contact=not-an-address', officerKey)).status).toBe(400);
+    });
+
+    it('stores no address in the index and answers 404 to a reviewer and an agent on every route', async () => {
+      const rows = await t.c.store.db.selectFrom('recipient_index').selectAll().execute();
+      expect(rows.length).toBeGreaterThanOrEqual(61);
+      expect(JSON.stringify(rows)).not.toMatch(/clinic\.example|hospital\.example/);
+      for (const key of [reviewerKey, agentKey]) {
+        for (const url of [`/v1/disclosures?contact=${patients[0]}`, `/v1/disclosures/csv?contact=${patients[0]}`]) {
+          const r = await t.call('GET', url, key);
+          expect(r.status).toBe(404);
+        }
+      }
+    });
+  });
+}
