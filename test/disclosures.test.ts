@@ -1,6 +1,10 @@
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir, testDialects } from './support/dialects.js';
+import { rotateKeys } from '../src/app/key-rotation.js';
+import { SEALED_COLUMNS } from '../src/app/sealed-columns.js';
+import { runCli } from './support/processes.js';
+import { waitFor } from './support/wait.js';
 import { drainDeliveries, relayEnv, type Sink, seedMailbox, startSink } from './support/outbound-sink.js';
 import { createTestApp, type TestApp } from './support/test-app.js';
 
@@ -43,10 +47,18 @@ for (const dialect of testDialects()) {
     beforeAll(async () => {
       sink = await startSink(tempDir('mw-disc-sink'));
       t = await createTestApp(dialect, { env: relayEnv(sink) });
-      const officer = await t.call('POST', '/v1/humans', t.adminKey, { name: 'Pat Privacy', email: 'privacy@hospital.example', roles: ['privacy_officer'] });
+      const officer = await t.call('POST', '/v1/humans', t.adminKey, {
+        name: 'Pat Privacy',
+        email: 'privacy@hospital.example',
+        roles: ['privacy_officer'],
+      });
       officerKey = (await t.call('POST', `/v1/humans/${officer.body.id}/api-keys`, t.adminKey, {})).body.key;
       for (const p of patients) {
-        const r = await t.call('PUT', consentPath(p), officerKey, { electronic: true, categories: ['appointment', 'results'], source: 'paper_form' });
+        const r = await t.call('PUT', consentPath(p), officerKey, {
+          electronic: true,
+          categories: ['appointment', 'results'],
+          source: 'paper_form',
+        });
         expect(r.status).toBe(200);
       }
       const gated = await seedMailbox(t, 'gated_all');
@@ -110,9 +122,14 @@ for (const dialect of testDialects()) {
         if (d.proof.audit_path.length > 0) {
           const bad = [...d.proof.audit_path];
           bad[0] = bad[0].replace(/^./, (c: string) => (c === '0' ? '1' : '0'));
-          expect(rootFromPath(d.proof.leaf_index, d.proof.tree_size, leaf, bad.map((h: string) => Buffer.from(h, 'hex')))?.toString('hex')).not.toBe(
-            d.proof.root_hash,
-          );
+          expect(
+            rootFromPath(
+              d.proof.leaf_index,
+              d.proof.tree_size,
+              leaf,
+              bad.map((h: string) => Buffer.from(h, 'hex')),
+            )?.toString('hex'),
+          ).not.toBe(d.proof.root_hash);
         }
       }
       const cp = await t.call('GET', '/v1/audit/checkpoint', t.adminKey);
@@ -128,7 +145,10 @@ for (const dialect of testDialects()) {
       expect(none.body.disclosures).toEqual([]);
       const future = await t.call('GET', `/v1/disclosures?contact=${patients[0]}&since=2999-01-01T00:00:00Z`, officerKey);
       expect(future.body.disclosures).toEqual([]);
-      const csv = await t.app.inject({ url: `/v1/disclosures/csv?contact=${patients[0]}`, headers: { authorization: `Bearer ${officerKey}` } });
+      const csv = await t.app.inject({
+        url: `/v1/disclosures/csv?contact=${patients[0]}`,
+        headers: { authorization: `Bearer ${officerKey}` },
+      });
       expect(csv.statusCode).toBe(200);
       expect(csv.headers['content-type']).toMatch(/text\/csv/);
       expect(csv.body.trim().split('\r\n')).toHaveLength(8);
@@ -146,5 +166,49 @@ for (const dialect of testDialects()) {
         }
       }
     });
+
+    it('mailward disclosures prints the same report as the officer, audited under their name', async () => {
+      const r = await runCli(['disclosures', '--contact', patients[1]!, '--json'], { ...t.env, MAILWARD_API_KEY: officerKey });
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      const out = JSON.parse(r.stdout);
+      expect(out.disclosures.map((d: any) => d.email_id).sort()).toEqual([...sentTo.get(patients[1]!)!].sort());
+      const csv = await runCli(['disclosures', '--contact', patients[1]!, '--csv'], { ...t.env, MAILWARD_API_KEY: officerKey });
+      expect(csv.stdout.trim().split('\r\n')).toHaveLength(7);
+      const denied = await runCli(['disclosures', '--contact', patients[1]!], { ...t.env, MAILWARD_API_KEY: reviewerKey });
+      expect(denied.code).not.toBe(0);
+    }, 60_000);
+
+    it('mailward keys rotate re-keys the index: new MACs, same answers', async () => {
+      const before = await t.c.store.db
+        .selectFrom('recipient_index')
+        .select(['message_id', 'role', 'address_mac', 'key_version'])
+        .execute();
+      const r = await rotateKeys({
+        store: t.c.store,
+        keys: { masterKey: undefined, dataDir: t.dataDir },
+        clock: t.c.clock,
+        audit: t.c.audit,
+        columns: SEALED_COLUMNS,
+      });
+      expect(r.failed).toEqual([]);
+      const after = await t.c.store.db.selectFrom('recipient_index').select(['message_id', 'role', 'address_mac', 'key_version']).execute();
+      expect(after).toHaveLength(before.length);
+      expect(new Set(after.map((x) => Number(x.key_version)))).toEqual(new Set([2]));
+      const old = new Set(before.map((x) => x.address_mac));
+      expect(after.some((x) => old.has(x.address_mac))).toBe(false);
+      const keys = await t.c.store.db.selectFrom('recipient_index_keys').selectAll().orderBy('version').execute();
+      expect(keys.map((k) => [Number(k.version), k.retired_at !== null])).toEqual([
+        [1, true],
+        [2, false],
+      ]);
+      // The running server follows the key file within a second (master-key.ts): poll until it opens the new index key.
+      let rep: any;
+      await waitFor(async () => {
+        rep = await t.call('GET', `/v1/disclosures?contact=${patients[0]}`, officerKey);
+        return rep.status === 200;
+      });
+      expect(rep.body.disclosures.map((d: any) => d.email_id).sort()).toEqual([...sentTo.get(patients[0]!)!].sort());
+    }, 60_000);
   });
 }

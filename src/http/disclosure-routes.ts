@@ -54,9 +54,7 @@ export const disclosureRoutes =
           summary: 'Accounting of disclosures to one contact (privacy_officer, admin); the read is audited',
           querystring: query,
           response: {
-            200: z
-              .object({ contact_hash: z.string(), disclosures: z.array(disclosureOut) })
-              .register(openApi, { id: 'DisclosureReport' }),
+            200: z.object({ contact_hash: z.string(), disclosures: z.array(disclosureOut) }).register(openApi, { id: 'DisclosureReport' }),
             ...problems(400, 401, 404),
           },
         },

@@ -200,6 +200,7 @@ export const ERROR_CODES: readonly ErrorCodeEntry[] = [
   { code: 'weak_password', status: 422, summary: 'The password is too short or on the list of common passwords.' },
   { code: 'wrong_stage', status: 409, summary: 'The session is not at the step this call belongs to.' },
   { code: 'api_key_required', status: 400, summary: 'The command needs MAILWARD_API_KEY (or --key).' },
+  { code: 'invalid_time', status: 400, summary: 'A time given to the command is not ISO 8601.' },
   { code: 'author_cannot_approve', status: 403, summary: 'The author of a template version can never approve it.' },
   { code: 'comment_required', status: 422, summary: 'A rejection needs a comment.' },
   { code: 'invalid_last_event_id', status: 400, summary: 'Last-Event-ID is not a sequence number this stream issued.' },

@@ -51,7 +51,13 @@ const createKey = async (ex: Executor, ring: KeyRing, orgId: string, version: nu
   const key = randomBytes(32);
   await ex
     .insertInto('recipient_index_keys')
-    .values({ org_id: orgId, version, key_wrapped: JSON.stringify(ring.wrap(key, wrapContext(orgId, version))), created_at: at, retired_at: null })
+    .values({
+      org_id: orgId,
+      version,
+      key_wrapped: JSON.stringify(ring.wrap(key, wrapContext(orgId, version))),
+      created_at: at,
+      retired_at: null,
+    })
     .onConflict((oc) => oc.doNothing())
     .execute();
 };
