@@ -5,12 +5,14 @@ import { createKeyDirectory } from '../identity/key-directory.js';
 import { createAuditService } from '../audit/audit-service.js';
 import { createApiKeysService } from '../identity/api-keys-service.js';
 import { createAuditReader } from '../compliance/audit-reader.js';
+import { createBreachService } from '../compliance/breach-service.js';
 import { createDisclosures } from '../compliance/disclosures.js';
 import { createAuthCache } from '../identity/auth-cache.js';
 import { createPart2Consents } from '../phi/part2-consents.js';
 import { createGrantsService } from '../identity/grants-service.js';
 import { createApprovalQueue } from '../oversight/approval-queue.js';
 import { createReviewNotifications } from '../oversight/review-notifications.js';
+import { createBreachNoticeSender } from './breach-notices.js';
 import { createReviewNoticeSender } from './review-notices.js';
 import { startWebhookDisabledNotices } from './webhook-disabled-notices.js';
 import { createApprovalsService } from '../oversight/approvals-service.js';
@@ -196,6 +198,16 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
   const approvalQueue = createApprovalQueue({ db, guard, held: mailModule.held, clock });
   // Reviewers are told when something waits: count-only digests and escalations, sent as mail from notifications@.
   const noticeSender = createReviewNoticeSender({ db, repo, audit, clock, send: (ctx, id, body) => mailModule.mail.send(ctx, id, body) });
+  // The breach workbench (45 CFR 164.400-414): notices from breach-notices@, deadline reminders from notifications@.
+  const breaches = createBreachService({
+    db,
+    guard,
+    ring,
+    clock,
+    consent,
+    sendNotice: createBreachNoticeSender({ db, repo, audit, clock, send: (ctx, id, body) => mailModule.mail.send(ctx, id, body) }),
+    remind: noticeSender,
+  });
   const reviewNotifications = createReviewNotifications({
     db,
     guard,
@@ -253,6 +265,7 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
     auditLog,
     auditReader,
     disclosures,
+    breaches,
     part2Consents,
     grants,
     keyDirectory,
