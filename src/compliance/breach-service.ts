@@ -283,7 +283,7 @@ export const createBreachService = ({ db, guard, ring, clock, consent, sendNotic
           address: open(ring, r.address_sealed, individualAad(id, r.contact_hash)).toString(),
           phi_types: parse<string[]>(r.phi_types, []),
           message_ids: parse<string[]>(r.message_ids, []),
-          notice_by: r.email_allowed === 1 ? 'email' : 'postal',
+          notice_by: r.email_allowed === 1 ? ('email' as const) : ('postal' as const),
           notice_email_id: r.notice_email_id,
           notified_at: r.notified_at,
           delivery: await proofOf(tx, r.notice_email_id),

@@ -201,6 +201,8 @@ export const ERROR_CODES: readonly ErrorCodeEntry[] = [
   { code: 'wrong_stage', status: 409, summary: 'The session is not at the step this call belongs to.' },
   { code: 'api_key_required', status: 400, summary: 'The command needs MAILWARD_API_KEY (or --key).' },
   { code: 'invalid_time', status: 400, summary: 'A time given to the command is not ISO 8601.' },
+  { code: 'breach_notified', status: 409, summary: 'Notices of this breach went out already; its scope is fixed.' },
+  { code: 'breach_not_scoped', status: 409, summary: 'Scope the breach incident before sending notices.' },
   { code: 'author_cannot_approve', status: 403, summary: 'The author of a template version can never approve it.' },
   { code: 'comment_required', status: 422, summary: 'A rejection needs a comment.' },
   { code: 'invalid_last_event_id', status: 400, summary: 'Last-Event-ID is not a sequence number this stream issued.' },
