@@ -73,7 +73,13 @@ export const createBreachNoticeSender = ({ db, repo, audit, clock, send }: Deps)
           action: 'mailbox.created',
           actor,
           target: { type: 'mailbox', id: mbx.id },
-          details: { agent_id: agent.id, oversight_mode: 'autonomous', has_forward_to: false, system: true, purpose: 'breach_notifications' },
+          details: {
+            agent_id: agent.id,
+            oversight_mode: 'autonomous',
+            has_forward_to: false,
+            system: true,
+            purpose: 'breach_notifications',
+          },
         });
       } else if (agent.responsible_human_id !== officer.id) {
         await tx.updateTable('agents').set({ responsible_human_id: officer.id }).where('id', '=', agent.id).execute();
@@ -85,8 +91,18 @@ export const createBreachNoticeSender = ({ db, repo, audit, clock, send }: Deps)
         });
       }
     });
-    const agent = await db.selectFrom('agents').selectAll().where('org_id', '=', orgId).where('address', '=', address).executeTakeFirstOrThrow();
-    const mbx = await db.selectFrom('mailboxes').selectAll().where('org_id', '=', orgId).where('address', '=', address).executeTakeFirstOrThrow();
+    const agent = await db
+      .selectFrom('agents')
+      .selectAll()
+      .where('org_id', '=', orgId)
+      .where('address', '=', address)
+      .executeTakeFirstOrThrow();
+    const mbx = await db
+      .selectFrom('mailboxes')
+      .selectAll()
+      .where('org_id', '=', orgId)
+      .where('address', '=', address)
+      .executeTakeFirstOrThrow();
     const principal: Principal = {
       type: 'agent',
       id: agent.id,

@@ -97,13 +97,22 @@ const phiTypesOf = (findings: string | null): string[] => {
  */
 export const createBreachService = ({ db, guard, ring, clock, consent, sendNotice, remind }: Deps) => {
   const load = async (ex: Executor, ctx: RequestContext, id: string) => {
-    const r = await ex.selectFrom('breach_incidents').selectAll().where('id', '=', id).where('org_id', '=', ctx.principal.orgId).executeTakeFirst();
+    const r = await ex
+      .selectFrom('breach_incidents')
+      .selectAll()
+      .where('id', '=', id)
+      .where('org_id', '=', ctx.principal.orgId)
+      .executeTakeFirst();
     if (!r) throw notFound('breach incident');
     return r;
   };
   const counts = async (ex: Executor, id: string) => {
     const rows = await ex.selectFrom('breach_individuals').select(['email_allowed', 'notified_at']).where('incident_id', '=', id).execute();
-    return { individuals: rows.length, email: rows.filter((r) => r.email_allowed === 1).length, notified: rows.filter((r) => r.notified_at).length };
+    return {
+      individuals: rows.length,
+      email: rows.filter((r) => r.email_allowed === 1).length,
+      notified: rows.filter((r) => r.notified_at).length,
+    };
   };
   const target = (id: string) => ({ type: 'breach_incident', id });
 
@@ -143,7 +152,12 @@ export const createBreachService = ({ db, guard, ring, clock, consent, sendNotic
   const list = (ctx: RequestContext) =>
     guard.read(ctx, 'breach.list', null, async () => {
       requireOfficer(ctx);
-      const rows = await db.selectFrom('breach_incidents').selectAll().where('org_id', '=', ctx.principal.orgId).orderBy('discovered_at', 'desc').execute();
+      const rows = await db
+        .selectFrom('breach_incidents')
+        .selectAll()
+        .where('org_id', '=', ctx.principal.orgId)
+        .orderBy('discovered_at', 'desc')
+        .execute();
       return Promise.all(rows.map(async (r) => incidentOut(r, await counts(db, r.id))));
     });
 
@@ -162,7 +176,16 @@ export const createBreachService = ({ db, guard, ring, clock, consent, sendNotic
       let q = tx
         .selectFrom('messages as m')
         .innerJoin('mailboxes as b', 'b.id', 'm.mailbox_id')
-        .select(['m.id', 'm.org_id', 'm.mailbox_id', 'm.content_sealed', 'm.content_purged_at', 'm.phi_findings', 'm.tags', 'm.system_tags'])
+        .select([
+          'm.id',
+          'm.org_id',
+          'm.mailbox_id',
+          'm.content_sealed',
+          'm.content_purged_at',
+          'm.phi_findings',
+          'm.tags',
+          'm.system_tags',
+        ])
         .where('m.org_id', '=', orgId)
         .where('m.direction', '=', 'outbound');
       if (scope.since) q = q.where('m.created_at', '>=', new Date(scope.since).toISOString());
@@ -226,7 +249,11 @@ export const createBreachService = ({ db, guard, ring, clock, consent, sendNotic
           .execute();
       }
       const at = clock.now().toISOString();
-      await tx.updateTable('breach_incidents').set({ scope: JSON.stringify(scope), updated_at: at }).where('id', '=', id).execute();
+      await tx
+        .updateTable('breach_incidents')
+        .set({ scope: JSON.stringify(scope), updated_at: at })
+        .where('id', '=', id)
+        .execute();
       await guard.recordIn(tx, ctx, 'breach.scoped', target(id), {
         filters: Object.keys(scope).filter((k) => scope[k as keyof BreachScope] !== undefined),
         messages,
@@ -244,8 +271,14 @@ export const createBreachService = ({ db, guard, ring, clock, consent, sendNotic
       await load(tx, ctx, id);
       const at = clock.now().toISOString();
       const record = { ...risk, assessed_by: ctx.principal.id, assessed_at: at };
-      await tx.updateTable('breach_incidents').set({ risk_assessment: JSON.stringify(record), updated_at: at }).where('id', '=', id).execute();
-      await guard.recordIn(tx, ctx, 'breach.risk_assessed', target(id), { low_probability_of_compromise: risk.low_probability_of_compromise });
+      await tx
+        .updateTable('breach_incidents')
+        .set({ risk_assessment: JSON.stringify(record), updated_at: at })
+        .where('id', '=', id)
+        .execute();
+      await guard.recordIn(tx, ctx, 'breach.risk_assessed', target(id), {
+        low_probability_of_compromise: risk.low_probability_of_compromise,
+      });
       return record;
     });
 
@@ -260,12 +293,20 @@ export const createBreachService = ({ db, guard, ring, clock, consent, sendNotic
       .where('type', '=', 'delivery_attempted')
       .orderBy('at')
       .execute();
-    const accepted = attempts.map((a): Record<string, unknown> => ({ ...parse<Record<string, unknown>>(a.details, {}), at: a.at })).find((a) => a.result === 'accepted' || a.result === 'delivered');
+    const accepted = attempts
+      .map((a): Record<string, unknown> => ({ ...parse<Record<string, unknown>>(a.details, {}), at: a.at }))
+      .find((a) => a.result === 'accepted' || a.result === 'delivered');
     return {
       status: m?.status ?? null,
       delivered_at: m?.delivered_at ?? null,
       accepted: accepted
-        ? { at: accepted.at, route: accepted.route ?? null, host: accepted.host ?? null, code: accepted.code ?? null, smtp_reply: accepted.smtp_reply ?? null }
+        ? {
+            at: accepted.at,
+            route: accepted.route ?? null,
+            host: accepted.host ?? null,
+            code: accepted.code ?? null,
+            smtp_reply: accepted.smtp_reply ?? null,
+          }
         : null,
     };
   };
@@ -334,7 +375,11 @@ export const createBreachService = ({ db, guard, ring, clock, consent, sendNotic
         noticeText(n, ctx.principal.org.name, parse<string[]>(r.phi_types, [])),
       );
       await db.transaction().execute(async (tx) => {
-        await tx.updateTable('breach_individuals').set({ notice_email_id: m.id, notified_at: clock.now().toISOString() }).where('id', '=', r.id).execute();
+        await tx
+          .updateTable('breach_individuals')
+          .set({ notice_email_id: m.id, notified_at: clock.now().toISOString() })
+          .where('id', '=', r.id)
+          .execute();
         await guard.recordIn(tx, ctx, 'breach.notice.sent', target(id), { contact_hash: r.contact_hash, email_id: m.id });
       });
       sent.push({ contact_hash: r.contact_hash, email_id: m.id });
@@ -409,7 +454,9 @@ export const createBreachService = ({ db, guard, ring, clock, consent, sendNotic
       const due = REMINDER_DAYS.filter((d) => now.getTime() >= deadline - d * DAY_MS);
       if (due.length === 0) continue;
       const done = new Set(
-        (await db.selectFrom('breach_reminders').select('days_before').where('incident_id', '=', inc.id).execute()).map((r) => Number(r.days_before)),
+        (await db.selectFrom('breach_reminders').select('days_before').where('incident_id', '=', inc.id).execute()).map((r) =>
+          Number(r.days_before),
+        ),
       );
       // Only the nearest reminder due is sent (a server down for a while does not send four at once); the earlier ones are marked.
       const todo = due.filter((d) => !done.has(d));
@@ -418,14 +465,15 @@ export const createBreachService = ({ db, guard, ring, clock, consent, sendNotic
       const claimed = await db
         .transaction()
         .execute(async (tx) => {
-          for (const d of todo) await tx.insertInto('breach_reminders').values({ incident_id: inc.id, days_before: d, sent_at: now.toISOString() }).execute();
+          for (const d of todo)
+            await tx.insertInto('breach_reminders').values({ incident_id: inc.id, days_before: d, sent_at: now.toISOString() }).execute();
           return true;
         })
         .catch(() => false);
       if (!claimed) continue;
-      const officers = (await db.selectFrom('humans').select(['email', 'roles']).where('org_id', '=', inc.org_id).where('is_active', '=', 1).execute()).filter((h) =>
-        parse<string[]>(h.roles, []).includes('privacy_officer'),
-      );
+      const officers = (
+        await db.selectFrom('humans').select(['email', 'roles']).where('org_id', '=', inc.org_id).where('is_active', '=', 1).execute()
+      ).filter((h) => parse<string[]>(h.roles, []).includes('privacy_officer'));
       for (const o of officers) {
         await remind({
           orgId: inc.org_id,

@@ -7,7 +7,11 @@ import { openApi } from './openapi-registry.js';
 
 const idParams = z.strictObject({ id: z.string().regex(/^brc_[0-9a-f]{32}$/, 'must be a breach incident id') });
 const text = (max: number) => z.string().trim().min(1).max(max);
-const idList = (prefix: string) => z.array(z.string().regex(new RegExp(`^${prefix}_[0-9a-f]{32}$`))).max(1000).optional();
+const idList = (prefix: string) =>
+  z
+    .array(z.string().regex(new RegExp(`^${prefix}_[0-9a-f]{32}$`)))
+    .max(1000)
+    .optional();
 
 const scopeIn = z
   .strictObject({
