@@ -207,12 +207,9 @@ for (const dialect of testDialects()) {
       await sink.waitFor(before + 4);
       const reminders = sink.messages.slice(before);
       expect(reminders.every((m) => m.to[0] === 'privacy@hospital.example')).toBe(true);
-      expect(reminders.map((m) => /(\d+) day\(s\) left/.exec(headerValue(splitMessage(m.raw).header, 'Subject') ?? '')?.[1])).toEqual([
-        '30',
-        '14',
-        '7',
-        '1',
-      ]);
+      expect(
+        reminders.map((m) => /(\d+) day\(s\) left/.exec(headerValue(splitMessage(m.raw).header, 'Subject') ?? '')?.[1]).sort(),
+      ).toEqual(['1', '14', '30', '7']);
     }, 60_000);
 
     it('answers 404 to a reviewer and an agent on every route', async () => {
