@@ -6,6 +6,7 @@ import { createAuditService } from '../audit/audit-service.js';
 import { createApiKeysService } from '../identity/api-keys-service.js';
 import { createAuditReader } from '../compliance/audit-reader.js';
 import { createBreachService } from '../compliance/breach-service.js';
+import { createComplianceReport } from '../compliance/compliance-report.js';
 import { createDisclosures } from '../compliance/disclosures.js';
 import { createAuthCache } from '../identity/auth-cache.js';
 import { createPart2Consents } from '../phi/part2-consents.js';
@@ -41,7 +42,7 @@ import { createWebhooksModule } from '../webhooks/webhooks-module.js';
 import type { Config } from './config.js';
 import { initOrganization, type InitInput } from './init.js';
 import { createOpsSnapshot } from './ops-metrics.js';
-import { assertRingOpensStore } from './key-rotation.js';
+import { assertRingOpensStore, keyVersionsInUse } from './key-rotation.js';
 import { checkKeyRing, loadKeyRing, masterKeyPath, registerKeyRing, storeHasSealedData } from './master-key.js';
 import { SEALED_COLUMNS } from './sealed-columns.js';
 
@@ -161,6 +162,15 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
   const auditReader = createAuditReader({ audit, auditLog, guard });
   // Accounting of disclosures (45 CFR 164.528), through the recipient index.
   const disclosures = createDisclosures({ audit, auditLog, guard, ring });
+  // The evidence pack (`mailward compliance report`).
+  const complianceReport = createComplianceReport({
+    db,
+    audit,
+    auditLog,
+    clock,
+    sealedByVersion: async () =>
+      (await keyVersionsInUse(store, SEALED_COLUMNS)).map((u) => ({ version: u.version, label: u.label, count: u.count })),
+  });
   // One registry per container: tests run several servers in one process.
   const metrics = createMetrics();
   const mailModule = createMailModule({
@@ -266,6 +276,7 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
     auditReader,
     disclosures,
     breaches,
+    complianceReport,
     part2Consents,
     grants,
     keyDirectory,
