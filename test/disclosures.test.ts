@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir, testDialects } from './support/dialects.js';
 import { rotateKeys } from '../src/app/key-rotation.js';
 import { SEALED_COLUMNS } from '../src/app/sealed-columns.js';
+import { consoleClient, oathtoolCode } from './support/console-client.js';
 import { runCli } from './support/processes.js';
 import { waitFor } from './support/wait.js';
 import { drainDeliveries, relayEnv, type Sink, seedMailbox, startSink } from './support/outbound-sink.js';
@@ -166,6 +167,43 @@ for (const dialect of testDialects()) {
         }
       }
     });
+
+    it('the console shows a printable report to a privacy officer and 404 to a reviewer', async () => {
+      let n = 0;
+      const signedIn = async (roles: string[]) => {
+        const h = await t.call('POST', '/v1/humans', t.adminKey, {
+          name: `Person ${++n}`,
+          email: `c${n}.${dialect}@hospital.example`,
+          roles,
+        });
+        const inv = await t.call('POST', `/v1/humans/${h.body.id}/invitations`, t.adminKey);
+        const path = new URL(inv.body.url).pathname;
+        const b = consoleClient(t.app);
+        await b.request('GET', path);
+        const pw = 'correct horse battery staple 42';
+        await b.request('POST', path, { form: { csrf: b.csrf(), password: pw, password_confirm: pw } });
+        const page = await b.request('GET', '/console/enrol');
+        const secret = /id="totp-secret">([A-Z2-7]+)</.exec(page.body)![1]!;
+        expect(
+          (await b.request('POST', '/console/enrol/totp', { form: { csrf: b.csrf(), code: oathtoolCode(secret, new Date()) } })).status,
+        ).toBe(200);
+        return b;
+      };
+      const officer = await signedIn(['privacy_officer']);
+      const page = await officer.request('GET', `/console/disclosures?contact=${encodeURIComponent(patients[0]!)}`);
+      expect(page.status).toBe(200);
+      expect((page.body.match(/<tr><td>/g) ?? []).length).toBe(7);
+      expect(page.body).toContain('/console/audit/');
+      expect((await officer.request('GET', '/console/breaches')).status).toBe(200);
+      const reviewer = await signedIn(['reviewer']);
+      for (const url of [
+        '/console/disclosures',
+        `/console/disclosures?contact=${patients[0]}`,
+        '/console/breaches',
+        `/console/breaches/brc_${'0'.repeat(32)}`,
+      ])
+        expect((await reviewer.request('GET', url)).status).toBe(404);
+    }, 60_000);
 
     it('mailward disclosures prints the same report as the officer, audited under their name', async () => {
       const r = await runCli(['disclosures', '--contact', patients[1]!, '--json'], { ...t.env, MAILWARD_API_KEY: officerKey });
