@@ -167,6 +167,30 @@ for (const dialect of testDialects()) {
       // A scope is fixed once notices went out.
       expect((await t.call('PUT', `/v1/breaches/${id}/scope`, officerKey, { agent_ids: [b.agent.id] })).status).toBe(409);
 
+      expect(notices.body.failed).toEqual([]);
+      // Other scopes: by recipient (through the index) and by message id and tag.
+      const inc2 = await t.call('POST', '/v1/breaches', officerKey, {
+        title: 'By recipient',
+        description: 'x',
+        discovered_at: new Date(start.getTime() + 365 * DAY).toISOString(),
+      });
+      const byRecipient = await t.call('PUT', `/v1/breaches/${inc2.body.id}/scope`, officerKey, {
+        recipients: ['Patient5@clinic.example'],
+      });
+      expect(byRecipient.body).toMatchObject({ messages: 1, individuals: 1 });
+      const who = await t.call('GET', `/v1/breaches/${inc2.body.id}/individuals`, officerKey);
+      expect(who.body.individuals.map((x: any) => x.message_ids)).toEqual([[sent.p5]]);
+      const byIds = await t.call('PUT', `/v1/breaches/${inc2.body.id}/scope`, officerKey, {
+        message_ids: [sent.p3, sent.p5],
+        tags: ['no-such-tag'],
+      });
+      expect(byIds.body).toMatchObject({ messages: 0, individuals: 0 });
+      const byIdsOnly = await t.call('PUT', `/v1/breaches/${inc2.body.id}/scope`, officerKey, { message_ids: [sent.p3, sent.p5] });
+      expect(byIdsOnly.body).toMatchObject({ messages: 2, individuals: 2 });
+      expect(
+        (await t.call('PUT', `/v1/breaches/${inc2.body.id}/scope`, officerKey, { mailbox_ids: [b.mailbox.id] })).body.individuals,
+      ).toBe(1);
+
       const hhs = await t.call('GET', `/v1/breaches/${id}/hhs`, officerKey);
       expect(hhs.body).toMatchObject({ individuals: 3, state: 'MA', over_500: false, report_to_hhs_by: '2027-03-01T00:00:00.000Z' });
       const log = await t.call('GET', '/v1/breaches/hhs-log?year=2026', officerKey);
@@ -205,7 +229,9 @@ for (const dialect of testDialects()) {
       }
       await drainDeliveries(t);
       await sink.waitFor(before + 4);
+      // Only this incident's reminders (the other open incident's deadline is a year later: none of its are due).
       const reminders = sink.messages.slice(before);
+      expect(reminders.every((m) => m.raw.toString().includes(inc.body.id))).toBe(true);
       expect(reminders.every((m) => m.to[0] === 'privacy@hospital.example')).toBe(true);
       expect(
         reminders.map((m) => /(\d+) day\(s\) left/.exec(headerValue(splitMessage(m.raw).header, 'Subject') ?? '')?.[1]).sort(),

@@ -3,7 +3,7 @@ import type { RequestContext } from '../identity/principal.js';
 import type { Clock } from '../kernel/clock.js';
 import { open, seal } from '../kernel/crypto/envelope.js';
 import type { KeyRing } from '../kernel/crypto/keyring.js';
-import { conflict, notFound } from '../kernel/errors.js';
+import { conflict, isAppError, notFound } from '../kernel/errors.js';
 import { newId } from '../kernel/ids.js';
 import { openContent } from '../mail/message-store.js';
 import { macsFor } from '../mail/recipient-index.js';
@@ -360,6 +360,7 @@ export const createBreachService = ({ db, guard, ring, clock, consent, sendNotic
     const rows = await db.selectFrom('breach_individuals').selectAll().where('incident_id', '=', id).execute();
     const sent: { contact_hash: string; email_id: string }[] = [];
     const postal: string[] = [];
+    const failed: { contact_hash: string; code: string }[] = [];
     for (const r of rows) {
       if (r.email_allowed !== 1) {
         postal.push(r.contact_hash);
@@ -367,13 +368,21 @@ export const createBreachService = ({ db, guard, ring, clock, consent, sendNotic
       }
       if (r.notice_email_id) continue;
       const address = open(ring, r.address_sealed, individualAad(id, r.contact_hash)).toString();
-      const m = await sendNotice(
-        inc.org_id,
-        ctx,
-        address,
-        n.subject ?? `Notice of a breach of your health information`,
-        noticeText(n, ctx.principal.org.name, parse<string[]>(r.phi_types, [])),
-      );
+      let m: { id: string };
+      try {
+        m = await sendNotice(
+          inc.org_id,
+          ctx,
+          address,
+          n.subject ?? `Notice of a breach of your health information`,
+          noticeText(n, ctx.principal.org.name, parse<string[]>(r.phi_types, [])),
+        );
+      } catch (e) {
+        // A refusal of one notice (e.g. consent withdrawn since scoping) must not stop the others; it is reported.
+        if (!isAppError(e) || e.status >= 500) throw e;
+        failed.push({ contact_hash: r.contact_hash, code: e.code });
+        continue;
+      }
       await db.transaction().execute(async (tx) => {
         await tx
           .updateTable('breach_individuals')
@@ -391,9 +400,13 @@ export const createBreachService = ({ db, guard, ring, clock, consent, sendNotic
         .set({ notice: JSON.stringify({ ...n, sent_at: at, sent_by: ctx.principal.id }), status: 'notified', updated_at: at })
         .where('id', '=', id)
         .execute();
-      await guard.recordIn(tx, ctx, 'breach.notices.sent', target(id), { emailed: sent.length, postal: postal.length });
+      await guard.recordIn(tx, ctx, 'breach.notices.sent', target(id), {
+        emailed: sent.length,
+        postal: postal.length,
+        failed: failed.length,
+      });
     });
-    return { emailed: sent, postal };
+    return { emailed: sent, postal, failed };
   };
 
   /** The HHS figures of one incident (164.408): count, state, whether 500 or more (report at once) or the yearly log. */

@@ -226,7 +226,13 @@ export const breachRoutes =
           params: idParams,
           body: noticeIn,
           response: {
-            200: z.object({ emailed: z.array(z.object({ contact_hash: z.string(), email_id: z.string() })), postal: z.array(z.string()) }),
+            200: z.object({
+              emailed: z.array(z.object({ contact_hash: z.string(), email_id: z.string() })),
+              postal: z.array(z.string()).describe('contact hashes of individuals to notify by first-class mail (164.404(d)(1))'),
+              failed: z
+                .array(z.object({ contact_hash: z.string(), code: z.string() }))
+                .describe('notices the send path refused; retry after fixing'),
+            }),
             ...problems(400, 401, 404, 409),
           },
         },

@@ -5228,7 +5228,13 @@ export interface operations {
                             contact_hash: string;
                             email_id: string;
                         }[];
+                        /** @description contact hashes of individuals to notify by first-class mail (164.404(d)(1)) */
                         postal: string[];
+                        /** @description notices the send path refused; retry after fixing */
+                        failed: {
+                            contact_hash: string;
+                            code: string;
+                        }[];
                     };
                 };
             };
