@@ -105,6 +105,7 @@ for (const dialect of testDialects()) {
         expect(d.agent?.name).toMatch(/^Agent gated_all/);
         expect(d.chain.length).toBeGreaterThan(0);
         expect(d.approved_by?.id).toMatch(/^hum_/);
+        expect(d.part2_consents).toEqual([]);
         expect(d.at).toBeTruthy();
         // The proof's event is the message's email.delivered event, and it is in the tree independently of our code.
         const ev = await t.call('GET', `/v1/audit/events?target_id=${d.email_id}&action=email.delivered`, t.adminKey);

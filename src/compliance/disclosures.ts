@@ -29,6 +29,8 @@ export type Disclosure = {
   agent: { id: string; name: string } | null;
   chain: { type: string; id: string; name: string }[];
   approved_by: { id: string; name: string | null } | null;
+  /** 42 CFR 2.32 / 2.24: the Part 2 consents that authorised the disclosure (ids), from the submission's audit event. */
+  part2_consents: string[];
   proof: {
     seq: number;
     leaf_index: number;
@@ -49,6 +51,13 @@ const phiTypesOf = (findings: string | null): string[] => {
   } catch {
     return [];
   }
+};
+
+const part2Of = (details: Record<string, unknown> | undefined): string[] => {
+  const p2 = details?.part2 as { consents?: unknown } | undefined;
+  return Array.isArray(p2?.consents)
+    ? p2.consents.map((c) => (typeof c === 'string' ? c : String((c as { id?: unknown }).id ?? ''))).filter(Boolean)
+    : [];
 };
 
 /**
@@ -106,6 +115,7 @@ export const createDisclosures = ({ audit, auditLog, guard, ring }: Deps) => {
         agent: r.agent_id ? { id: r.agent_id, name: r.agent_name ?? '' } : null,
         chain: (submitted?.delegation_chain ?? []).map((c) => ({ type: c.type, id: c.id, name: c.name })),
         approved_by: r.decided_by ? { id: r.decided_by, name: r.approver_name ?? null } : null,
+        part2_consents: part2Of(submitted?.details),
         proof: null,
         delivered_seq: delivered?.seq ?? null,
       });

@@ -18,6 +18,7 @@ const disclosureOut = z
     agent: z.object({ id: z.string(), name: z.string() }).nullable(),
     chain: z.array(z.object({ type: z.string(), id: z.string(), name: z.string() })).describe('delegation chain of the submission'),
     approved_by: z.object({ id: z.string(), name: z.string().nullable() }).nullable(),
+    part2_consents: z.array(z.string()).describe('ids of the 42 CFR Part 2 consents that authorised the disclosure'),
     proof: z
       .object({
         seq: z.number().int(),

@@ -1929,6 +1929,8 @@ export interface components {
                 id: string;
                 name: string | null;
             } | null;
+            /** @description ids of the 42 CFR Part 2 consents that authorised the disclosure */
+            part2_consents: string[];
             /** @description RFC 6962 inclusion proof of the email.delivered audit event in the latest checkpoint */
             proof: {
                 seq: number;
