@@ -42,6 +42,7 @@ for (const dialect of testDialects()) {
     let officerKey: string;
     let reviewerKey: string;
     let agentKey: string;
+    let mailboxId: string;
     const patients = [1, 2, 3, 4, 5].map((i) => `patient${i}@clinic.example`);
     const sentTo = new Map<string, string[]>();
 
@@ -64,6 +65,7 @@ for (const dialect of testDialects()) {
       }
       const gated = await seedMailbox(t, 'gated_all');
       agentKey = gated.agentKey;
+      mailboxId = gated.mailbox.id;
       reviewerKey = (await t.call('POST', `/v1/humans/${gated.reviewer.id}/api-keys`, t.adminKey, { scopes: ['reviewer'] })).body.key;
       // 30 messages round-robin to five patients (patient 1 also once on cc of a message to patient 2).
       for (let i = 0; i < 30; i++) {
@@ -168,6 +170,33 @@ for (const dialect of testDialects()) {
         }
       }
     });
+
+    it('names the Part 2 consent that authorised a Part 2 disclosure', async () => {
+      const to = 'patient6@clinic.example';
+      expect(
+        (await t.call('PUT', consentPath(to), officerKey, { electronic: true, categories: ['results'], source: 'paper_form' })).status,
+      ).toBe(200);
+      const c = await t.call('POST', '/v1/part2-consents', t.adminKey, {
+        recipient_address: to,
+        purpose: 'treatment',
+        source: 'signed_form',
+      });
+      expect(c.status).toBe(201);
+      const r = await t.call('POST', `/v1/mailboxes/${mailboxId}/send`, agentKey, {
+        to: [to],
+        subject: 'Program update',
+        text: 'Your next session at the opioid treatment program is confirmed.',
+      });
+      expect(r.status).toBe(202);
+      const pending = await t.call('GET', '/v1/approvals?status=pending', reviewerKey);
+      for (const a of pending.body.approvals ?? pending.body.items ?? []) {
+        expect((await t.call('POST', `/v1/approvals/${a.id}/approve`, reviewerKey, {})).status).toBe(200);
+      }
+      await drainDeliveries(t);
+      const rep = await t.call('GET', `/v1/disclosures?contact=${to}`, officerKey);
+      expect(rep.body.disclosures).toHaveLength(1);
+      expect(rep.body.disclosures[0].part2_consents).toEqual([c.body.id]);
+    }, 60_000);
 
     it('the console shows a printable report to a privacy officer and 404 to a reviewer', async () => {
       let n = 0;
