@@ -5,11 +5,15 @@ import { createKeyDirectory } from '../identity/key-directory.js';
 import { createAuditService } from '../audit/audit-service.js';
 import { createApiKeysService } from '../identity/api-keys-service.js';
 import { createAuditReader } from '../compliance/audit-reader.js';
+import { createBreachService } from '../compliance/breach-service.js';
+import { createComplianceReport } from '../compliance/compliance-report.js';
+import { createDisclosures } from '../compliance/disclosures.js';
 import { createAuthCache } from '../identity/auth-cache.js';
 import { createPart2Consents } from '../phi/part2-consents.js';
 import { createGrantsService } from '../identity/grants-service.js';
 import { createApprovalQueue } from '../oversight/approval-queue.js';
 import { createReviewNotifications } from '../oversight/review-notifications.js';
+import { createBreachNoticeSender } from './breach-notices.js';
 import { createReviewNoticeSender } from './review-notices.js';
 import { startWebhookDisabledNotices } from './webhook-disabled-notices.js';
 import { createApprovalsService } from '../oversight/approvals-service.js';
@@ -38,7 +42,7 @@ import { createWebhooksModule } from '../webhooks/webhooks-module.js';
 import type { Config } from './config.js';
 import { initOrganization, type InitInput } from './init.js';
 import { createOpsSnapshot } from './ops-metrics.js';
-import { assertRingOpensStore } from './key-rotation.js';
+import { assertRingOpensStore, keyVersionsInUse } from './key-rotation.js';
 import { checkKeyRing, loadKeyRing, masterKeyPath, registerKeyRing, storeHasSealedData } from './master-key.js';
 import { SEALED_COLUMNS } from './sealed-columns.js';
 
@@ -156,6 +160,17 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
   const grants = createGrantsService({ db, guard, clock });
   // Reading the audit log for people (roles, audited reads, proofs, legal holds): above audit, which stays a sink.
   const auditReader = createAuditReader({ audit, auditLog, guard });
+  // Accounting of disclosures (45 CFR 164.528), through the recipient index.
+  const disclosures = createDisclosures({ audit, auditLog, guard, ring });
+  // The evidence pack (`mailward compliance report`).
+  const complianceReport = createComplianceReport({
+    db,
+    audit,
+    auditLog,
+    clock,
+    sealedByVersion: async () =>
+      (await keyVersionsInUse(store, SEALED_COLUMNS)).map((u) => ({ version: u.version, label: u.label, count: u.count })),
+  });
   // One registry per container: tests run several servers in one process.
   const metrics = createMetrics();
   const mailModule = createMailModule({
@@ -193,6 +208,16 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
   const approvalQueue = createApprovalQueue({ db, guard, held: mailModule.held, clock });
   // Reviewers are told when something waits: count-only digests and escalations, sent as mail from notifications@.
   const noticeSender = createReviewNoticeSender({ db, repo, audit, clock, send: (ctx, id, body) => mailModule.mail.send(ctx, id, body) });
+  // The breach workbench (45 CFR 164.400-414): notices from breach-notices@, deadline reminders from notifications@.
+  const breaches = createBreachService({
+    db,
+    guard,
+    ring,
+    clock,
+    consent,
+    sendNotice: createBreachNoticeSender({ db, repo, audit, clock, send: (ctx, id, body) => mailModule.mail.send(ctx, id, body) }),
+    remind: noticeSender,
+  });
   const reviewNotifications = createReviewNotifications({
     db,
     guard,
@@ -249,6 +274,9 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
     audit,
     auditLog,
     auditReader,
+    disclosures,
+    breaches,
+    complianceReport,
     part2Consents,
     grants,
     keyDirectory,

@@ -8,6 +8,7 @@ import { parseSealed, rewrap } from '../kernel/crypto/envelope.js';
 import { createLocalKeyRing, type KeyRing } from '../kernel/crypto/keyring.js';
 import type { SealedColumn } from '../kernel/crypto/sealed-columns.js';
 import { AppError, isAppError } from '../kernel/errors.js';
+import { rekeyRecipientIndex } from '../mail/recipient-index.js';
 import type { Store } from '../store/db.js';
 import {
   checkKeyRing,
@@ -245,6 +246,15 @@ export const rotateKeys = async ({ store, keys, clock, audit, columns, onProgres
     pending = columns.filter((c) => result.remaining.some((u) => u.table === c.table && u.column === c.sealedColumn));
   }
 
+  // The recipient index gets a new HMAC key and is recomputed; its kept keys are re-wrapped before any KEK retires.
+  let index: Awaited<ReturnType<typeof rekeyRecipientIndex>> | null = null;
+  if (result.failed.length === 0) {
+    try {
+      index = await rekeyRecipientIndex(store, ring, clock.now().toISOString());
+    } catch (e) {
+      result.failed.push({ table: 'recipient_index', id: '*', code: isAppError(e) ? e.code : 'error' });
+    }
+  }
   if (result.failed.length === 0) {
     const at = clock.now().toISOString();
     const inUse = new Set(result.remaining.map((u) => u.version));
@@ -265,6 +275,7 @@ export const rotateKeys = async ({ store, keys, clock, audit, columns, onProgres
       failed: result.failed.slice(0, 100),
       retired: result.retired,
       remaining: result.remaining.map((u) => ({ version: u.version, label: u.label, count: u.count })),
+      recipient_index: index,
     },
   });
   return result;

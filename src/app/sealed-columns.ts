@@ -50,6 +50,15 @@ export const SEALED_COLUMNS: SealedColumn[] = [
         metadata: String(r.metadata),
       }),
   },
+  {
+    label: 'breach individuals',
+    table: 'breach_individuals',
+    idColumn: 'id',
+    sealedColumn: 'address_sealed',
+    columns: ['incident_id', 'contact_hash'],
+    // Same associated data as src/compliance/breach-service.ts individualAad.
+    aad: (r) => `mailward/breach-individual/v1|${String(r.incident_id)}|${String(r.contact_hash)}`,
+  },
   messagePart('content'),
   messagePart('original'),
   messagePart('raw'),

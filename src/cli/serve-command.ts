@@ -96,6 +96,8 @@ export const registerServe = (program: Command) =>
         const stopMailPurge = c.mail.retention.startPurgeScheduler({ logger: c.logger });
         // Reviewers are told when something waits, in count-only digests (src/oversight/review-notifications.ts).
         const stopNotices = c.reviewNotifications.startScheduler({ logger: c.logger });
+        // Privacy officers are reminded 30, 14, 7 and 1 days before a breach's notice deadline (src/compliance/breach-service.ts).
+        const stopBreachReminders = c.breaches.startReminderScheduler({ logger: c.logger });
         await new Promise<void>((resolve) => {
           const stop = async (signal: string) => {
             c.logger.info({ signal }, 'shutting down');
@@ -103,6 +105,7 @@ export const registerServe = (program: Command) =>
             stopVaultPurge();
             stopMailPurge();
             stopNotices();
+            stopBreachReminders();
             stopWebhookNotices();
             await smtp.close();
             await app.close();

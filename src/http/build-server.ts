@@ -4,6 +4,8 @@ import fastifySwaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync, LogController } from 'fastify';
 import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import type { AuditReader } from '../compliance/audit-reader.js';
+import type { BreachService } from '../compliance/breach-service.js';
+import type { Disclosures } from '../compliance/disclosures.js';
 import type { Part2Consents } from '../phi/part2-consents.js';
 import type { GrantsService } from '../identity/grants-service.js';
 import { grantsRoutes } from './grants-routes.js';
@@ -24,6 +26,8 @@ import type { VaultService } from '../vault/vault-service.js';
 import { accountsRoutes } from './accounts-routes.js';
 import type { WebhooksModule } from '../webhooks/webhooks-module.js';
 import { auditRoutes } from './audit-routes.js';
+import { breachRoutes } from './breach-routes.js';
+import { disclosureRoutes } from './disclosure-routes.js';
 import { createAuthHook } from './auth.js';
 import { consentRoutes } from './consent-routes.js';
 import { dnsRoutes } from './dns-routes.js';
@@ -65,6 +69,8 @@ export type RestDeps = {
   audit: AuditService;
   auditLog: AuditLog;
   auditReader: AuditReader;
+  disclosures: Disclosures;
+  breaches: BreachService;
   part2Consents: Part2Consents;
   grants: GrantsService;
   keyDirectory: KeyDirectoryService;
@@ -172,6 +178,8 @@ export const buildRestServer = async (c: RestDeps, { beside = [] }: RestServerOp
     v1.addHook('preValidation', refuseUnsafeText);
     await v1.register(identityRoutes({ identity: c.identity, apiKeys: c.apiKeys }));
     await v1.register(auditRoutes({ reader: c.auditReader }));
+    await v1.register(disclosureRoutes({ disclosures: c.disclosures }));
+    await v1.register(breachRoutes({ breaches: c.breaches }));
     await v1.register(
       mailRoutes({ mailboxes: c.mail.mailboxes, mail: c.mail.mail, reader: c.mail.reader, maxMessageBytes: c.config.smtp.maxMessageBytes }),
     );

@@ -342,7 +342,7 @@ export const createReceiveService = (d: Deps) => {
             phiSensitivity: analysis.sensitivity,
             authResults: authFor(mailbox, analysis),
           });
-          return { mailbox, draft: row, thread };
+          return { mailbox, draft: row, thread, content };
         }),
       ),
     );
@@ -351,7 +351,7 @@ export const createReceiveService = (d: Deps) => {
       commit(async (tx) => {
         const stored: ReceiveResult['stored'] = [];
         let duplicates = 0;
-        for (const { mailbox: before, draft, thread } of drafts) {
+        for (const { mailbox: before, draft, thread, content } of drafts) {
           // A mode tightened to gated_all while this message was analysed holds it.
           const mailbox = (await tx.selectFrom('mailboxes').selectAll().where('id', '=', before.id).executeTakeFirst()) ?? before;
           const { status, reasons } = statusFor(mailbox, analysis, await agentIsActive(tx, mailbox));
@@ -375,7 +375,7 @@ export const createReceiveService = (d: Deps) => {
           }
           const actor = await actorFor(tx, mailbox);
           const target = { type: 'email', id: row.id };
-          await insertMessage(tx, row);
+          await insertMessage(tx, row, { ring: d.ring, content });
           await addMessageEvent(tx, row.id, at, 'received', {
             client_ip: env.clientIp,
             helo: heloOf(env),

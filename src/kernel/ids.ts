@@ -27,6 +27,8 @@ export const ID_PREFIXES = {
   webhookDelivery: 'whd',
   webhookAttempt: 'wha',
   template: 'tpl',
+  breach: 'brc',
+  breachIndividual: 'bri',
 } as const;
 
 export type IdKind = keyof typeof ID_PREFIXES;

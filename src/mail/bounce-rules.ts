@@ -25,7 +25,7 @@ export type AttemptDetail = {
 };
 
 export type DeliveryOutcome =
-  | { kind: 'accepted'; code: number }
+  | ({ kind: 'accepted'; code: number } & Pick<AttemptDetail, 'smtp_reply'>)
   | ({ kind: 'defer' | 'bounce'; code: number | null; category: string } & AttemptDetail)
   /** Our side cannot send it at all (e.g. too large once signed): `failed`, no retry. */
   | ({ kind: 'fail'; code: null; category: string } & AttemptDetail);

@@ -144,7 +144,7 @@ export const createDeliveryWorker = (d: Deps) => {
     // What the peer said (or the network error), scrubbed of addresses: operators see why without reading mail.
     const detail =
       outcome.kind === 'accepted'
-        ? {}
+        ? { ...(outcome.smtp_reply ? { smtp_reply: outcome.smtp_reply } : {}) }
         : { ...(outcome.smtp_reply ? { smtp_reply: outcome.smtp_reply } : {}), ...(outcome.error ? { error: outcome.error } : {}) };
     const attempt = {
       attempt: job.attempts,

@@ -2,7 +2,10 @@ import { appendEvent } from '../events/events-log.js';
 import { newId } from '../kernel/ids.js';
 import type { Executor } from '../store/db.js';
 import type { MessagesTable } from '../store/schema.js';
+import type { KeyRing } from '../kernel/crypto/keyring.js';
 import type { MessageStatus } from './message-lifecycle.js';
+import type { MessageContent } from './mime.js';
+import { indexMessage } from './recipient-index.js';
 
 /**
  * The messages table's writer (STYLE.md: one repo per table; the vault repo is the model). Status changes go
@@ -88,10 +91,17 @@ export const messageRow = (m: NewMessage): MessagesTable => ({
 
 /**
  * Stores a new message with its domain event: `email.submitted` (outbound) or `email.received` (inbound, with
- * the status it was stored in). Facts are non-PHI only.
+ * the status it was stored in), and its addresses' HMACs in the recipient index (recipient-index.ts), all in one
+ * transaction. Facts are non-PHI only.
  */
-export const insertMessage = async (tx: Executor, row: MessagesTable, facts: Record<string, unknown> = {}) => {
+export const insertMessage = async (
+  tx: Executor,
+  row: MessagesTable,
+  index: { ring: KeyRing; content: Pick<MessageContent, 'from' | 'to' | 'cc' | 'bcc'> },
+  facts: Record<string, unknown> = {},
+) => {
   await tx.insertInto('messages').values(row).execute();
+  await indexMessage(tx, index.ring, row, index.content);
   await appendEvent(tx, {
     orgId: row.org_id,
     type: row.direction === 'outbound' ? 'email.submitted' : 'email.received',

@@ -278,7 +278,12 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
       };
       row.on_behalf_of = JSON.stringify(onBehalf);
     }
-    await insertMessage(tx, row, { oversight_mode: mailbox.oversight_mode, ...(revised ? { revision_of: revised.id } : {}) });
+    await insertMessage(
+      tx,
+      row,
+      { ring, content },
+      { oversight_mode: mailbox.oversight_mode, ...(revised ? { revision_of: revised.id } : {}) },
+    );
     if (idem) {
       // The primary key (scope, key) makes a concurrent duplicate fail here; the caller answers with the winner.
       await tx

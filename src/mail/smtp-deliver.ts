@@ -2,7 +2,7 @@ import type { MailConfig } from './mail-config.js';
 import fs from 'node:fs';
 import { isIP } from 'node:net';
 import { createTransport, type Transporter } from 'nodemailer';
-import { classifySmtpError, type DeliveryOutcome } from './bounce-rules.js';
+import { classifySmtpError, type DeliveryOutcome, parseSmtpReply } from './bounce-rules.js';
 import { DnsLookupError, type MailResolver } from './dns-overrides.js';
 
 export type SmtpTarget = { host: string; port: number; secure: boolean };
@@ -79,7 +79,9 @@ export const createSmtpSender = (config: Pick<MailConfig, 'smtp' | 'delivery'>, 
     try {
       const info = await transportFor(t).sendMail({ envelope, raw });
       const code = Number(/^(\d{3})/.exec(String(info.response ?? ''))?.[1] ?? 250);
-      return { kind: 'accepted', code, rejected: (info.rejected ?? []).length, host, tls: tlsOf(t) };
+      // The relay's or MX's reply (scrubbed) is the delivery proof a breach notice needs (45 CFR 164.414 burden of proof).
+      const smtp_reply = parseSmtpReply(code, String(info.response ?? ''));
+      return { kind: 'accepted', code, smtp_reply, rejected: (info.rejected ?? []).length, host, tls: tlsOf(t) };
     } catch (e) {
       const out = classifySmtpError(e as { responseCode?: number; response?: string; code?: string });
       return { ...out, host, ...(out.code !== null ? { tls: tlsOf(t) } : {}) };

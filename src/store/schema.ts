@@ -297,6 +297,60 @@ export type ContactConsentsTable = {
   updated_at: string;
 };
 
+/** Per-organisation HMAC keys of the recipient index (0025), wrapped under the key ring. */
+export type RecipientIndexKeysTable = {
+  org_id: string;
+  version: number;
+  key_wrapped: string;
+  created_at: string;
+  retired_at: string | null;
+};
+
+/** HMAC of each normalised sender and recipient address of a message (0025); never the address. */
+export type RecipientIndexTable = {
+  org_id: string;
+  message_id: string;
+  role: 'from' | 'to' | 'cc' | 'bcc';
+  address_mac: string;
+  key_version: number;
+  direction: string;
+  created_at: string;
+};
+
+/** A breach incident (0026, 45 CFR 164.400-414). JSON columns: scope, risk_assessment, notice. */
+export type BreachIncidentsTable = {
+  id: string;
+  org_id: string;
+  title: string;
+  description: string;
+  discovered_at: string;
+  deadline_at: string;
+  state: string | null;
+  status: string;
+  scope: string | null;
+  risk_assessment: string | null;
+  notice: string | null;
+  created_by: string;
+  created_at: string;
+  updated_at: string;
+};
+
+/** An individual affected by a breach (0026); the address is sealed. */
+export type BreachIndividualsTable = {
+  id: string;
+  incident_id: string;
+  contact_hash: string;
+  address_sealed: string;
+  phi_types: string;
+  message_ids: string;
+  email_allowed: number;
+  notice_email_id: string | null;
+  notified_at: string | null;
+};
+
+/** A deadline reminder sent (0026). */
+export type BreachRemindersTable = { incident_id: string; days_before: number; sent_at: string };
+
 export type Database = {
   organizations: OrganizationsTable;
   departments: DepartmentsTable;
@@ -343,6 +397,11 @@ export type Database = {
   webhook_attempts: WebhookAttemptsTable;
   templates: TemplatesTable;
   template_versions: TemplateVersionsTable;
+  recipient_index_keys: RecipientIndexKeysTable;
+  recipient_index: RecipientIndexTable;
+  breach_incidents: BreachIncidentsTable;
+  breach_individuals: BreachIndividualsTable;
+  breach_reminders: BreachRemindersTable;
   reviewer_notification_prefs: ReviewerNotificationPrefsTable;
   approval_escalations: ApprovalEscalationsTable;
 };

@@ -12,6 +12,7 @@ import { constantTimeEqual } from '../kernel/crypto/hash.js';
 import { AppError, isAppError } from '../kernel/errors.js';
 import { packageRoot } from '../kernel/package-root.js';
 import { type AdminDeps, adminRoutes } from './admin-routes.js';
+import { type PrivacyDeps, privacyRoutes } from './privacy-routes.js';
 import { type ConsoleKit, type ReviewDeps, reviewRoutes } from './review-routes.js';
 import {
   continuePage,
@@ -73,7 +74,7 @@ const inviteForm = z.object({ csrf: z.string().max(200), password: z.string().ma
 const tokenParams = z.object({ token: z.string().regex(/^[A-Za-z0-9_-]{20,100}$/) });
 const sessionParams = z.object({ id: z.string().regex(/^ses_[0-9a-f]{32}$/) });
 
-type Deps = { accounts: AccountsModule; review?: ReviewDeps; admin?: Omit<AdminDeps, 'invite' | 'originOf'> };
+type Deps = { accounts: AccountsModule; review?: ReviewDeps; admin?: Omit<AdminDeps, 'invite' | 'originOf'>; privacy?: PrivacyDeps };
 
 /**
  * The reviewer console (CONTRACT.md: GET /console; signed-out visitors go to /console/sign-in).
@@ -155,6 +156,7 @@ export const consoleRoutes = (deps: Deps) => async (app: FastifyInstance) => {
   };
   if (deps.review) await reviewRoutes(app, kit, deps.review);
   if (deps.admin) await adminRoutes(app, kit, { ...deps.admin, invite: accounts.invite, originOf });
+  if (deps.privacy) await privacyRoutes(app, kit, deps.privacy);
 
   app.get('/console/assets/:file', async (req, reply) => {
     const a = ASSETS[(req.params as { file: string }).file];

@@ -18,6 +18,8 @@ export const NAV: { href: string; label: string }[] = [
   { href: '/console/queue', label: 'Queue' },
   { href: '/console/audit', label: 'Audit trail' },
   { href: '/console/admin', label: 'Admin' },
+  { href: '/console/disclosures', label: 'Disclosures' },
+  { href: '/console/breaches', label: 'Breaches' },
   { href: '/console#sessions', label: 'Sessions' },
   { href: '/console#security', label: 'Security' },
 ];

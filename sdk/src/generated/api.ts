@@ -450,6 +450,177 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/disclosures": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Accounting of disclosures to one contact (privacy_officer, admin); the read is audited */
+        get: operations["listDisclosures"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/disclosures/csv": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The accounting of disclosures as CSV (RFC 4180); the read is audited */
+        get: operations["exportDisclosuresCsv"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/breaches": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Breach incidents of your organisation, newest discovery first */
+        get: operations["listBreaches"];
+        put?: never;
+        /** Open a breach incident with its discovery time (the 60-day notice clock starts there) */
+        post: operations["createBreach"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/breaches/hhs-log": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The yearly log of breaches under 500 individuals for HHS (164.408(c)) */
+        get: operations["getBreachHhsLog"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/breaches/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One breach incident with its counts */
+        get: operations["getBreach"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/breaches/{id}/scope": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /** Scope the incident; Mailward derives the affected individuals and PHI types (all filters must match) */
+        put: operations["setBreachScope"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/breaches/{id}/risk-assessment": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /** Record the four-factor risk assessment (164.402(2)) */
+        put: operations["setBreachRiskAssessment"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/breaches/{id}/individuals": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Affected individuals with address, PHI types, notice route (email or postal) and delivery proof; audited */
+        get: operations["listBreachIndividuals"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/breaches/{id}/notices": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Email the 164.404(c) notice to individuals whose consent allows email; the rest are listed for postal mail */
+        post: operations["sendBreachNotices"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/breaches/{id}/hhs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The HHS figures of one incident: count, state, 500+ flag, report-by date (164.408) */
+        get: operations["getBreachHhsFigures"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/mailboxes": {
         parameters: {
             query?: never;
@@ -1510,6 +1681,7 @@ export interface components {
          *     - `backup_too_new`: The backup holds a newer schema than this Mailward knows; upgrade first.
          *     - `invalid_directory`: The key directory given to verify_email is not a valid directory document.
          *     - `api_key_required`: The command needs MAILWARD_API_KEY (or --key).
+         *     - `invalid_time`: A time given to the command is not ISO 8601.
          *     - `invalid_last_event_id`: Last-Event-ID is not a sequence number this stream issued.
          *     - `invalid_rows`: A row of the bulk file is not valid JSON of the row shape.
          */
@@ -1523,7 +1695,7 @@ export interface components {
              * @description stable snake_case error code
              * @enum {string}
              */
-            code: "bad_request" | "bad_url" | "bad_content_length" | "malformed_json" | "validation_failed" | "invalid_unicode" | "invalid_cursor" | "invalid_filter" | "invalid_idempotency_key" | "invalid_in_reply_to" | "message_required" | "backup_dialect_mismatch" | "backup_invalid" | "backup_missing" | "backup_too_new" | "invalid_directory" | "api_key_required" | "invalid_last_event_id" | "invalid_rows";
+            code: "bad_request" | "bad_url" | "bad_content_length" | "malformed_json" | "validation_failed" | "invalid_unicode" | "invalid_cursor" | "invalid_filter" | "invalid_idempotency_key" | "invalid_in_reply_to" | "message_required" | "backup_dialect_mismatch" | "backup_invalid" | "backup_missing" | "backup_too_new" | "invalid_directory" | "api_key_required" | "invalid_time" | "invalid_last_event_id" | "invalid_rows";
             /** @description what to fix; never PHI, addresses or secrets */
             detail: string;
             request_id: string | null;
@@ -1533,6 +1705,70 @@ export interface components {
             retry_after?: number;
         } & {
             [key: string]: unknown;
+        };
+        BreachHhsFigures: {
+            incident_id: string;
+            title: string;
+            discovered_at: string;
+            individuals: number;
+            state: string | null;
+            over_500: boolean;
+            report_to_hhs_by: string;
+        };
+        BreachIncident: {
+            id: string;
+            title: string;
+            description: string;
+            discovered_at: string;
+            /** @description discovery + 60 days (164.404(b)) */
+            deadline_at: string;
+            state: string | null;
+            status: string;
+            scope: {
+                [key: string]: unknown;
+            } | null;
+            risk_assessment: {
+                [key: string]: unknown;
+            } | null;
+            notice: {
+                [key: string]: unknown;
+            } | null;
+            created_by: string;
+            created_at: string;
+            individuals?: number;
+            email_allowed?: number;
+            notified?: number;
+        };
+        BreachNotice: {
+            what_happened: string;
+            breach_date: string;
+            steps_individuals_should_take: string;
+            what_we_are_doing: string;
+            /** @description 164.404(c)(1)(E): toll-free number, email address, web site or postal address */
+            contact_procedures: string;
+            subject?: string;
+        };
+        BreachRiskAssessment: {
+            /** @description 164.402(2)(i): the PHI involved, types of identifiers, likelihood of re-identification */
+            nature_and_extent: string;
+            /** @description 164.402(2)(ii): who used or received the PHI */
+            unauthorized_person: string;
+            /** @description 164.402(2)(iii): whether the PHI was actually acquired or viewed */
+            acquired_or_viewed: string;
+            /** @description 164.402(2)(iv): the extent to which the risk was mitigated */
+            mitigation: string;
+            low_probability_of_compromise: boolean;
+        };
+        BreachScope: {
+            /** Format: date-time */
+            since?: string;
+            /** Format: date-time */
+            until?: string;
+            mailbox_ids?: string[];
+            agent_ids?: string[];
+            recipients?: string[];
+            message_ids?: string[];
+            tags?: string[];
         };
         /**
          * @description 409 Conflict (RFC 9457 problem details). Codes:
@@ -1566,6 +1802,8 @@ export interface components {
          *     - `receipt_pending`: No checkpoint covers the delivery yet; retry after the next checkpoint.
          *     - `totp_enrolled`: A TOTP authenticator is enrolled already.
          *     - `wrong_stage`: The session is not at the step this call belongs to.
+         *     - `breach_notified`: Notices of this breach went out already; its scope is fixed.
+         *     - `breach_not_scoped`: Scope the breach incident before sending notices.
          *     - `template_name_taken`: A template with this name exists already.
          *     - `template_not_approved`: The template has no approved version yet.
          *     - `template_version_decided`: This template version was decided already.
@@ -1581,7 +1819,7 @@ export interface components {
              * @description stable snake_case error code
              * @enum {string}
              */
-            code: "address_taken" | "email_taken" | "last_admin" | "human_responsible_for_agents" | "idempotency_key_reused" | "approval_decided" | "approval_expired" | "approval_conflict" | "not_approved" | "not_cancellable" | "concurrent_write" | "legal_hold_active" | "hold_released" | "audit_tampered" | "org_exists" | "store_not_initialised" | "kek_retired" | "master_key_from_env" | "already_revised" | "backup_exists" | "data_dir_not_empty" | "database_not_empty" | "grant_revoked" | "last_factor" | "legal_hold_released" | "not_revisable" | "part2_consent_revoked" | "receipt_pending" | "totp_enrolled" | "wrong_stage" | "template_name_taken" | "template_not_approved" | "template_version_decided" | "template_version_stale";
+            code: "address_taken" | "email_taken" | "last_admin" | "human_responsible_for_agents" | "idempotency_key_reused" | "approval_decided" | "approval_expired" | "approval_conflict" | "not_approved" | "not_cancellable" | "concurrent_write" | "legal_hold_active" | "hold_released" | "audit_tampered" | "org_exists" | "store_not_initialised" | "kek_retired" | "master_key_from_env" | "already_revised" | "backup_exists" | "data_dir_not_empty" | "database_not_empty" | "grant_revoked" | "last_factor" | "legal_hold_released" | "not_revisable" | "part2_consent_revoked" | "receipt_pending" | "totp_enrolled" | "wrong_stage" | "breach_notified" | "breach_not_scoped" | "template_name_taken" | "template_not_approved" | "template_version_decided" | "template_version_stale";
             /** @description what to fix; never PHI, addresses or secrets */
             detail: string;
             request_id: string | null;
@@ -1666,6 +1904,47 @@ export interface components {
         };
         DepartmentList: {
             departments: components["schemas"]["Department"][];
+        };
+        Disclosure: {
+            email_id: string;
+            /** @description when the relay or the MX accepted the message */
+            at: string;
+            recipient: string;
+            /** @description to, cc or bcc */
+            recipient_role: string;
+            phi_types: string[];
+            /** @description the category (purpose) the agent gave */
+            category: string | null;
+            agent: {
+                id: string;
+                name: string;
+            } | null;
+            /** @description delegation chain of the submission */
+            chain: {
+                type: string;
+                id: string;
+                name: string;
+            }[];
+            approved_by: {
+                id: string;
+                name: string | null;
+            } | null;
+            /** @description ids of the 42 CFR Part 2 consents that authorised the disclosure */
+            part2_consents: string[];
+            /** @description RFC 6962 inclusion proof of the email.delivered audit event in the latest checkpoint */
+            proof: {
+                seq: number;
+                leaf_index: number;
+                tree_size: number;
+                event_hash: string;
+                leaf_hash: string;
+                audit_path: string[];
+                root_hash: string;
+            } | null;
+        };
+        DisclosureReport: {
+            contact_hash: string;
+            disclosures: components["schemas"]["Disclosure"][];
         };
         DnsRecords: {
             domain: string;
@@ -2528,7 +2807,7 @@ export interface operations {
                     "application/json": components["schemas"]["Health"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2566,7 +2845,7 @@ export interface operations {
                     "text/plain": string;
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2595,7 +2874,7 @@ export interface operations {
                     "application/json": components["schemas"]["Jwks"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2628,7 +2907,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2659,7 +2938,7 @@ export interface operations {
                     "application/json": string;
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2677,7 +2956,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage`, `template_name_taken`, `template_not_approved`, `template_version_decided`, `template_version_stale` */
+            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage`, `breach_notified`, `breach_not_scoped`, `template_name_taken`, `template_not_approved`, `template_version_decided`, `template_version_stale` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -2839,7 +3118,7 @@ export interface operations {
                     "application/json": components["schemas"]["Department"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2906,7 +3185,7 @@ export interface operations {
                     "application/json": components["schemas"]["Department"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3013,7 +3292,7 @@ export interface operations {
                     "application/json": components["schemas"]["Human"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3040,7 +3319,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ForbiddenProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage`, `template_name_taken`, `template_not_approved`, `template_version_decided`, `template_version_stale` */
+            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage`, `breach_notified`, `breach_not_scoped`, `template_name_taken`, `template_not_approved`, `template_version_decided`, `template_version_stale` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3080,7 +3359,7 @@ export interface operations {
                     "application/json": components["schemas"]["Human"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3138,7 +3417,7 @@ export interface operations {
                     "application/json": components["schemas"]["Human"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3174,7 +3453,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage`, `template_name_taken`, `template_not_approved`, `template_version_decided`, `template_version_stale` */
+            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage`, `breach_notified`, `breach_not_scoped`, `template_name_taken`, `template_not_approved`, `template_version_decided`, `template_version_stale` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3218,7 +3497,7 @@ export interface operations {
                     "application/json": components["schemas"]["ApiKeyCreated"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3334,7 +3613,7 @@ export interface operations {
                     "application/json": components["schemas"]["Agent"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3370,7 +3649,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage`, `template_name_taken`, `template_not_approved`, `template_version_decided`, `template_version_stale` */
+            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage`, `breach_notified`, `breach_not_scoped`, `template_name_taken`, `template_not_approved`, `template_version_decided`, `template_version_stale` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3419,7 +3698,7 @@ export interface operations {
                     "application/json": components["schemas"]["Agent"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3481,7 +3760,7 @@ export interface operations {
                     "application/json": components["schemas"]["Agent"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3557,7 +3836,7 @@ export interface operations {
                     "application/json": components["schemas"]["Agent"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3628,7 +3907,7 @@ export interface operations {
                     "application/json": components["schemas"]["ApiKeyCreated"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3704,7 +3983,7 @@ export interface operations {
                     "application/json": components["schemas"]["ApiKeyList"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3753,7 +4032,7 @@ export interface operations {
                     "application/json": components["schemas"]["ApiKey"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3826,7 +4105,7 @@ export interface operations {
                     "application/json": components["schemas"]["AuditEventPage"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3960,7 +4239,7 @@ export interface operations {
                     "application/json": components["schemas"]["InclusionProof"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4037,7 +4316,7 @@ export interface operations {
                     "application/json": components["schemas"]["ConsistencyProof"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4230,7 +4509,7 @@ export interface operations {
                     "application/json": components["schemas"]["LegalHold"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4297,7 +4576,7 @@ export interface operations {
                     "application/json": components["schemas"]["LegalHold"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4333,13 +4612,726 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage`, `template_name_taken`, `template_not_approved`, `template_version_decided`, `template_version_stale` */
+            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage`, `breach_notified`, `breach_not_scoped`, `template_name_taken`, `template_not_approved`, `template_version_decided`, `template_version_stale` */
             409: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
                     "application/problem+json": components["schemas"]["ConflictProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+        };
+    };
+    listDisclosures: {
+        parameters: {
+            query: {
+                contact: string;
+                since?: string;
+                until?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DisclosureReport"];
+                };
+            };
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["BadRequestProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["UnauthorizedProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["NotFoundProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+        };
+    };
+    exportDisclosuresCsv: {
+        parameters: {
+            query: {
+                contact: string;
+                since?: string;
+                until?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": string;
+                };
+            };
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["BadRequestProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["UnauthorizedProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["NotFoundProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+        };
+    };
+    listBreaches: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        breaches: components["schemas"]["BreachIncident"][];
+                    };
+                };
+            };
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["UnauthorizedProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["NotFoundProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+        };
+    };
+    createBreach: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    title: string;
+                    description: string;
+                    /** Format: date-time */
+                    discovered_at: string;
+                    state?: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BreachIncident"];
+                };
+            };
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["BadRequestProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["UnauthorizedProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["NotFoundProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+        };
+    };
+    getBreachHhsLog: {
+        parameters: {
+            query: {
+                year: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        year: number;
+                        breaches: components["schemas"]["BreachHhsFigures"][];
+                    };
+                };
+            };
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["BadRequestProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["UnauthorizedProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["NotFoundProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+        };
+    };
+    getBreach: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BreachIncident"];
+                };
+            };
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["BadRequestProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["UnauthorizedProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["NotFoundProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+        };
+    };
+    setBreachScope: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["BreachScope"];
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        messages: number;
+                        purged_messages: number;
+                        individuals: number;
+                        email_allowed: number;
+                        phi_types: string[];
+                    };
+                };
+            };
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["BadRequestProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["UnauthorizedProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["NotFoundProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage`, `breach_notified`, `breach_not_scoped`, `template_name_taken`, `template_not_approved`, `template_version_decided`, `template_version_stale` */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ConflictProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+        };
+    };
+    setBreachRiskAssessment: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["BreachRiskAssessment"];
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["BadRequestProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["UnauthorizedProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["NotFoundProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+        };
+    };
+    listBreachIndividuals: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        individuals: {
+                            contact_hash: string;
+                            address: string;
+                            phi_types: string[];
+                            message_ids: string[];
+                            /** @enum {string} */
+                            notice_by: "email" | "postal";
+                            notice_email_id: string | null;
+                            notified_at: string | null;
+                            delivery: {
+                                status: string | null;
+                                delivered_at: string | null;
+                                /** @description the relay's or MX's reply and its time */
+                                accepted: {
+                                    [key: string]: unknown;
+                                } | null;
+                            } | null;
+                        }[];
+                    };
+                };
+            };
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["BadRequestProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["UnauthorizedProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["NotFoundProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+        };
+    };
+    sendBreachNotices: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["BreachNotice"];
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        emailed: {
+                            contact_hash: string;
+                            email_id: string;
+                        }[];
+                        /** @description contact hashes of individuals to notify by first-class mail (164.404(d)(1)) */
+                        postal: string[];
+                        /** @description notices the send path refused; retry after fixing */
+                        failed: {
+                            contact_hash: string;
+                            code: string;
+                        }[];
+                    };
+                };
+            };
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["BadRequestProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["UnauthorizedProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["NotFoundProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage`, `breach_notified`, `breach_not_scoped`, `template_name_taken`, `template_not_approved`, `template_version_decided`, `template_version_stale` */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ConflictProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+        };
+    };
+    getBreachHhsFigures: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BreachHhsFigures"];
+                };
+            };
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["BadRequestProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["UnauthorizedProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
             /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
@@ -4413,7 +5405,7 @@ export interface operations {
                     "application/json": components["schemas"]["Mailbox"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4449,7 +5441,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage`, `template_name_taken`, `template_not_approved`, `template_version_decided`, `template_version_stale` */
+            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage`, `breach_notified`, `breach_not_scoped`, `template_name_taken`, `template_not_approved`, `template_version_decided`, `template_version_stale` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -4498,7 +5490,7 @@ export interface operations {
                     "application/json": components["schemas"]["Mailbox"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4560,7 +5552,7 @@ export interface operations {
                     "application/json": components["schemas"]["Mailbox"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4652,7 +5644,7 @@ export interface operations {
                     "application/json": components["schemas"]["MessagePage"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4737,7 +5729,7 @@ export interface operations {
                     "application/json": components["schemas"]["SearchPage"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4805,7 +5797,7 @@ export interface operations {
                     "application/json": unknown;
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4879,7 +5871,7 @@ export interface operations {
                     "application/json": components["schemas"]["SendAccepted"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4915,7 +5907,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage`, `template_name_taken`, `template_not_approved`, `template_version_decided`, `template_version_stale` */
+            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage`, `breach_notified`, `breach_not_scoped`, `template_name_taken`, `template_not_approved`, `template_version_decided`, `template_version_stale` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -4980,7 +5972,7 @@ export interface operations {
                     "application/json": components["schemas"]["SendAccepted"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5016,7 +6008,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage`, `template_name_taken`, `template_not_approved`, `template_version_decided`, `template_version_stale` */
+            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage`, `breach_notified`, `breach_not_scoped`, `template_name_taken`, `template_not_approved`, `template_version_decided`, `template_version_stale` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -5074,7 +6066,7 @@ export interface operations {
                     "application/json": components["schemas"]["SendAccepted"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5110,7 +6102,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage`, `template_name_taken`, `template_not_approved`, `template_version_decided`, `template_version_stale` */
+            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage`, `breach_notified`, `breach_not_scoped`, `template_name_taken`, `template_not_approved`, `template_version_decided`, `template_version_stale` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -5150,7 +6142,7 @@ export interface operations {
                     "application/json": components["schemas"]["EmailOrHeld"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5221,7 +6213,7 @@ export interface operations {
                     "application/json": components["schemas"]["Tags"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5295,7 +6287,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5365,7 +6357,7 @@ export interface operations {
                     "application/json": components["schemas"]["ApprovalPage"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5436,7 +6428,7 @@ export interface operations {
                     "application/json": components["schemas"]["ApprovalDecision"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5472,7 +6464,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage`, `template_name_taken`, `template_not_approved`, `template_version_decided`, `template_version_stale` */
+            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage`, `breach_notified`, `breach_not_scoped`, `template_name_taken`, `template_not_approved`, `template_version_decided`, `template_version_stale` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -5534,7 +6526,7 @@ export interface operations {
                     "application/json": components["schemas"]["ApprovalDecision"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5570,7 +6562,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage`, `template_name_taken`, `template_not_approved`, `template_version_decided`, `template_version_stale` */
+            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage`, `breach_notified`, `breach_not_scoped`, `template_name_taken`, `template_not_approved`, `template_version_decided`, `template_version_stale` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -5612,7 +6604,7 @@ export interface operations {
                     "application/json": components["schemas"]["IdentityVerification"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5679,7 +6671,7 @@ export interface operations {
                     "application/json": components["schemas"]["SecretRevealed"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5771,7 +6763,7 @@ export interface operations {
                     "application/json": components["schemas"]["SecretStored"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5807,7 +6799,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage`, `template_name_taken`, `template_not_approved`, `template_version_decided`, `template_version_stale` */
+            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage`, `breach_notified`, `breach_not_scoped`, `template_name_taken`, `template_not_approved`, `template_version_decided`, `template_version_stale` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -5859,7 +6851,7 @@ export interface operations {
                     "application/json": components["schemas"]["SecretDeleted"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5936,7 +6928,7 @@ export interface operations {
                     "application/json": components["schemas"]["SecretList"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6012,7 +7004,7 @@ export interface operations {
                     "application/json": components["schemas"]["TotpCode"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6178,7 +7170,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6214,7 +7206,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage`, `template_name_taken`, `template_not_approved`, `template_version_decided`, `template_version_stale` */
+            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage`, `breach_notified`, `breach_not_scoped`, `template_name_taken`, `template_not_approved`, `template_version_decided`, `template_version_stale` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -6305,7 +7297,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6396,7 +7388,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6521,7 +7513,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6557,7 +7549,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage`, `template_name_taken`, `template_not_approved`, `template_version_decided`, `template_version_stale` */
+            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage`, `breach_notified`, `breach_not_scoped`, `template_name_taken`, `template_not_approved`, `template_version_decided`, `template_version_stale` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -6634,7 +7626,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6670,7 +7662,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage`, `template_name_taken`, `template_not_approved`, `template_version_decided`, `template_version_stale` */
+            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage`, `breach_notified`, `breach_not_scoped`, `template_name_taken`, `template_not_approved`, `template_version_decided`, `template_version_stale` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -6728,7 +7720,7 @@ export interface operations {
                     "application/json": components["schemas"]["Consent"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6790,7 +7782,7 @@ export interface operations {
                     "application/json": components["schemas"]["Consent"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6817,7 +7809,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ForbiddenProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage`, `template_name_taken`, `template_not_approved`, `template_version_decided`, `template_version_stale` */
+            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage`, `breach_notified`, `breach_not_scoped`, `template_name_taken`, `template_not_approved`, `template_version_decided`, `template_version_stale` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -6965,7 +7957,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -7055,7 +8047,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -7091,7 +8083,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage`, `template_name_taken`, `template_not_approved`, `template_version_decided`, `template_version_stale` */
+            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage`, `breach_notified`, `breach_not_scoped`, `template_name_taken`, `template_not_approved`, `template_version_decided`, `template_version_stale` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -7198,7 +8190,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -7342,7 +8334,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -7428,7 +8420,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -7455,7 +8447,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage`, `template_name_taken`, `template_not_approved`, `template_version_decided`, `template_version_stale` */
+            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage`, `breach_notified`, `breach_not_scoped`, `template_name_taken`, `template_not_approved`, `template_version_decided`, `template_version_stale` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -7561,7 +8553,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -7741,7 +8733,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -7821,7 +8813,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -7857,7 +8849,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage`, `template_name_taken`, `template_not_approved`, `template_version_decided`, `template_version_stale` */
+            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage`, `breach_notified`, `breach_not_scoped`, `template_name_taken`, `template_not_approved`, `template_version_decided`, `template_version_stale` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -7953,7 +8945,7 @@ export interface operations {
                     "application/json": string;
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -7989,7 +8981,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage`, `template_name_taken`, `template_not_approved`, `template_version_decided`, `template_version_stale` */
+            /** @description Problem details; `code` is one of `address_taken`, `email_taken`, `last_admin`, `human_responsible_for_agents`, `idempotency_key_reused`, `approval_decided`, `approval_expired`, `approval_conflict`, `not_approved`, `not_cancellable`, `concurrent_write`, `legal_hold_active`, `hold_released`, `audit_tampered`, `org_exists`, `store_not_initialised`, `kek_retired`, `master_key_from_env`, `already_revised`, `backup_exists`, `data_dir_not_empty`, `database_not_empty`, `grant_revoked`, `last_factor`, `legal_hold_released`, `not_revisable`, `part2_consent_revoked`, `receipt_pending`, `totp_enrolled`, `wrong_stage`, `breach_notified`, `breach_not_scoped`, `template_name_taken`, `template_not_approved`, `template_version_decided`, `template_version_stale` */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -8034,7 +9026,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -8123,7 +9115,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -8205,7 +9197,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -8274,7 +9266,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -8406,7 +9398,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -8491,7 +9483,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -8589,7 +9581,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -8659,7 +9651,7 @@ export interface operations {
                     "application/json": string;
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -8824,7 +9816,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -8914,7 +9906,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -8985,7 +9977,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -9081,7 +10073,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -9173,7 +10165,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -9258,7 +10250,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -9353,7 +10345,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
