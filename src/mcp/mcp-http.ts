@@ -4,6 +4,7 @@ import { WebStandardStreamableHTTPServerTransport } from '@modelcontextprotocol/
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { AppError } from '../kernel/errors.js';
+import { resourceMetadataRoutes, withBearerChallenge } from './mcp-resource-metadata.js';
 import { createMcpServer } from './mcp-server.js';
 import type { McpDeps } from './mcp-tools.js';
 import { INVALID_REQUEST, PARSE_ERROR } from './stdio-transport.js';
@@ -25,6 +26,8 @@ export type McpHttpEdge = {
 export type McpHttpOptions = {
   deps: McpDeps;
   edge: McpHttpEdge;
+  /** MAILWARD_PUBLIC_URL: the origin of the resource identifier `<origin>/mcp` (RFC 9728); unset, a loopback Host. */
+  publicUrl?: string | undefined;
   /** Requests one key may have in flight at once (a waiting wait_for_email counts); 429 beyond. */
   maxConcurrentPerKey?: number;
 };
@@ -66,9 +69,11 @@ const wantsProgress = (body: unknown): boolean => {
 export const mcpRoutes = (opts: McpHttpOptions) => async (app: FastifyInstance) => {
   const max = opts.maxConcurrentPerKey ?? DEFAULT_MCP_CONCURRENCY_PER_KEY;
   const inFlight = new Map<string, number>();
-  const { authHook, errorHandler, sendProblem } = opts.edge;
+  const { errorHandler, sendProblem } = opts.edge;
+  const authHook = withBearerChallenge(opts.edge.authHook, { publicUrl: opts.publicUrl });
 
   const problems = opts.edge.problems ?? (() => ({}));
+  await app.register(resourceMetadataRoutes({ publicUrl: opts.publicUrl }, problems));
   const notOffered = (req: FastifyRequest, reply: FastifyReply) => {
     reply.header('allow', 'POST');
     return sendProblem(
