@@ -4,6 +4,7 @@ import { WebStandardStreamableHTTPServerTransport } from '@modelcontextprotocol/
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { AppError } from '../kernel/errors.js';
+import { modernAnswer, modernVersionOf } from './mcp-modern.js';
 import { resourceMetadataRoutes, withBearerChallenge } from './mcp-resource-metadata.js';
 import { createMcpServer } from './mcp-server.js';
 import type { McpDeps } from './mcp-tools.js';
@@ -37,13 +38,14 @@ export const DEFAULT_MCP_CONCURRENCY_PER_KEY = 8;
 /** Fixed: the transport only reads it for request metadata, and a client's Host header must not flow anywhere. */
 const MCP_URL = 'http://mailward.local/mcp';
 
-const webRequestOf = (req: FastifyRequest) => {
+const webRequestOf = (req: FastifyRequest, protocolVersion?: string) => {
   const headers = new Headers();
   for (const [k, v] of Object.entries(req.headers)) {
     if (v === undefined) continue;
     if (Array.isArray(v)) for (const x of v) headers.append(k, x);
     else headers.set(k, v);
   }
+  if (protocolVersion) headers.set('mcp-protocol-version', protocolVersion);
   return new Request(MCP_URL, { method: 'POST', headers });
 };
 
@@ -156,6 +158,11 @@ export const mcpRoutes = (opts: McpHttpOptions) => async (app: FastifyInstance) 
             extra: { retry_after: 1 },
           });
         }
+        // A 2026-07-28 request (its version in _meta, no initialize): discovery and version errors are answered here,
+        // anything else by the SDK as the same stateless call (mcp-modern.ts).
+        const version = modernVersionOf(req.body);
+        const modern = version === undefined ? undefined : modernAnswer(req.body, version);
+        if (modern?.kind === 'answer') return reply.code(modern.status).type('application/json').send(JSON.stringify(modern.body));
         inFlight.set(key, n + 1);
         const abort = createAbortable();
         const server = createMcpServer(opts.deps, { context: async () => req.ctx, signal: abort.signal });
@@ -175,17 +182,19 @@ export const mcpRoutes = (opts: McpHttpOptions) => async (app: FastifyInstance) 
         reply.raw.once('close', release);
         reply.raw.once('finish', release);
         try {
-          const stream = wantsProgress(req.body);
+          const stream = modern === undefined && wantsProgress(req.body);
           const transport = new WebStandardStreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: !stream });
           await server.connect(transport);
-          const res = await transport.handleRequest(webRequestOf(req), { parsedBody: req.body });
+          const res = await transport.handleRequest(webRequestOf(req, modern?.sdkVersion), { parsedBody: req.body });
           (reply as FastifyReply).code(res.status);
           res.headers.forEach((v, k) => {
-            reply.header(k, v);
+            // fastify computes the length of what it sends (a modern answer is rewritten below).
+            if (k !== 'content-length') reply.header(k, v);
           });
           if (!res.body) return reply.send();
           if (stream) return reply.send(Readable.fromWeb(res.body as unknown as NodeReadableStream));
-          return reply.send(await res.text());
+          const text = await res.text();
+          return reply.send(modern ? modern.finish(text) : text);
         } catch (e) {
           release();
           throw e;
