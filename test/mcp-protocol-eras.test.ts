@@ -2,6 +2,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testDialects } from './support/dialects.js';
 import { connectHttp } from './support/mcp-client.js';
+import { rawStdio } from './support/mcp-stdio-raw.js';
 import { createTestApp, seedAgent, type TestApp } from './support/test-app.js';
 
 const META = (version: string) => ({
@@ -121,3 +122,55 @@ for (const dialect of testDialects()) {
     });
   });
 }
+
+describe('MCP protocol eras over stdio', () => {
+  let t: TestApp;
+  let key: string;
+  let agentId: string;
+  beforeAll(async () => {
+    t = await createTestApp('sqlite');
+    const seeded = await seedAgent(t, 'Refill Assistant');
+    key = seeded.agentKey;
+    agentId = seeded.agent.id;
+  });
+  afterAll(async () => {
+    await t?.close();
+  });
+
+  it('answers server/discover and 2026-07-28 tools/call without initialize, then a 2025-06-18 initialize in the same process', {
+    timeout: 300_000,
+  }, async () => {
+    const s = rawStdio({ ...t.env, MAILWARD_API_KEY: key, MAILWARD_LOG_LEVEL: 'warn' });
+    try {
+      const line = (id: number, method: string, params: Record<string, unknown> = {}, version = '2026-07-28') =>
+        JSON.stringify({ jsonrpc: '2.0', id, method, params: { ...params, _meta: META(version) } });
+      await s.send(line(1, 'server/discover'));
+      const d = await s.answer((a) => a.id === 1);
+      expect(d.result.supportedVersions[0]).toBe('2026-07-28');
+      expect(d.result.resultType).toBe('complete');
+      await s.send(line(2, 'tools/call', { name: 'whoami', arguments: {} }));
+      const who = await s.answer((a) => a.id === 2);
+      expect(who.result.resultType).toBe('complete');
+      expect(who.result.structuredContent.principal.id).toBe(agentId);
+      await s.send(line(3, 'tools/list', {}, '2030-01-01'));
+      expect((await s.answer((a) => a.id === 3)).error?.code).toBe(-32004);
+      // A 2025-era client probing with server/discover (no _meta) gets method-not-found and falls back to initialize.
+      await s.send(JSON.stringify({ jsonrpc: '2.0', id: 4, method: 'server/discover' }));
+      expect((await s.answer((a) => a.id === 4)).error?.code).toBe(-32601);
+      await s.send(
+        JSON.stringify({
+          jsonrpc: '2.0',
+          id: 5,
+          method: 'initialize',
+          params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'old', version: '1' } },
+        }),
+      );
+      const init = await s.answer((a) => a.id === 5);
+      expect(init.result.protocolVersion).toBe('2025-06-18');
+      expect(init.result.resultType).toBeUndefined();
+    } finally {
+      s.child.kill('SIGTERM');
+      await s.exited;
+    }
+  });
+});
