@@ -63,10 +63,10 @@ const wantsProgress = (body: unknown): boolean => {
 };
 
 /**
- * Streamable HTTP at /mcp (MCP 2025-06-18), stateless: every POST gets a new
- * server and transport, authenticated with the same Bearer key check and
- * per-key rate limit as /v1. No sessions, so GET (SSE stream) and DELETE
- * (session end) answer 405.
+ * Streamable HTTP at /mcp (MCP 2025-06-18 to 2025-11-25 through the SDK, and 2026-07-28 through mcp-modern.ts),
+ * stateless: every POST gets a new server and transport, authenticated with the same Bearer key check and
+ * per-key rate limit as /v1; a refusal carries the RFC 9728 challenge (mcp-resource-metadata.ts). No sessions,
+ * so GET (SSE stream) and DELETE (session end) answer 405.
  */
 export const mcpRoutes = (opts: McpHttpOptions) => async (app: FastifyInstance) => {
   const max = opts.maxConcurrentPerKey ?? DEFAULT_MCP_CONCURRENCY_PER_KEY;
