@@ -22,6 +22,7 @@ import * as m0020RevisionsPart2 from './migrations/0020-revisions-part2-consent-
 import * as m0021Templates from './migrations/0021-templates.js';
 import * as m0022ReviewNotifications from './migrations/0022-review-notifications.js';
 import * as m0024OnBehalfOf from './migrations/0024-on-behalf-of.js';
+import * as m0027OauthRecords from './migrations/0027-oauth-records.js';
 
 /** Migrations in order. Names are frozen once released; add, never edit. */
 export const MIGRATIONS: Record<string, Migration> = {
@@ -44,6 +45,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0021-templates': m0021Templates,
   '0022-review-notifications': m0022ReviewNotifications,
   '0024-on-behalf-of': m0024OnBehalfOf,
+  '0027-oauth-records': m0027OauthRecords,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };
