@@ -11,7 +11,7 @@ const src = path.resolve(import.meta.dirname, '..', 'src');
 const KERNEL = ['kernel'];
 const STORE = ['store', ...KERNEL];
 const SERVICES = ['identity', 'accounts', 'vault', 'mail', 'inbound', 'oversight', 'phi', 'queue', 'compliance', 'webhooks', 'templates'];
-const BELOW_ADAPTERS = [...SERVICES, 'audit', 'events', ...STORE];
+const BELOW_ADAPTERS = [...SERVICES, 'oauth', 'audit', 'events', ...STORE];
 const ADAPTERS = ['http', 'mcp', 'smtp', 'web'];
 
 const ALLOWED: Record<string, string[]> = {
@@ -36,6 +36,8 @@ const ALLOWED: Record<string, string[]> = {
   templates: BELOW_ADAPTERS.filter((f) => f !== 'mail'),
   // Reading audit for people (viewer, proofs, legal holds; disclosures and breach scope next): above audit.
   compliance: BELOW_ADAPTERS,
+  // OAuth 2.1 authorization-server state for MCP clients (codes and tokens stored hashed).
+  oauth: BELOW_ADAPTERS,
   // Events out: the events API, webhook endpoints, fan-out and delivery (a domain service over the event log and the job worker).
   webhooks: BELOW_ADAPTERS,
   // REST and MCP are mounted side by side from app: neither imports the other.

@@ -36,6 +36,7 @@ export const buildServer = (c: Container): Promise<FastifyInstance> =>
       }),
       mcpRoutes({
         deps: mcpDepsOf(c),
+        publicUrl: c.config.accounts.publicUrl,
         edge: { authHook: createAuthHook({ apiKeys: c.apiKeys, rateLimiter: c.rateLimiter }), errorHandler, sendProblem, problems },
       }),
     ],

@@ -4,6 +4,8 @@ import { WebStandardStreamableHTTPServerTransport } from '@modelcontextprotocol/
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { AppError } from '../kernel/errors.js';
+import { modernAnswer, modernVersionOf } from './mcp-modern.js';
+import { resourceMetadataRoutes, withBearerChallenge } from './mcp-resource-metadata.js';
 import { createMcpServer } from './mcp-server.js';
 import type { McpDeps } from './mcp-tools.js';
 import { INVALID_REQUEST, PARSE_ERROR } from './stdio-transport.js';
@@ -25,6 +27,8 @@ export type McpHttpEdge = {
 export type McpHttpOptions = {
   deps: McpDeps;
   edge: McpHttpEdge;
+  /** MAILWARD_PUBLIC_URL: the origin of the resource identifier `<origin>/mcp` (RFC 9728); unset, a loopback Host. */
+  publicUrl?: string | undefined;
   /** Requests one key may have in flight at once (a waiting wait_for_email counts); 429 beyond. */
   maxConcurrentPerKey?: number;
 };
@@ -34,13 +38,14 @@ export const DEFAULT_MCP_CONCURRENCY_PER_KEY = 8;
 /** Fixed: the transport only reads it for request metadata, and a client's Host header must not flow anywhere. */
 const MCP_URL = 'http://mailward.local/mcp';
 
-const webRequestOf = (req: FastifyRequest) => {
+const webRequestOf = (req: FastifyRequest, protocolVersion?: string) => {
   const headers = new Headers();
   for (const [k, v] of Object.entries(req.headers)) {
     if (v === undefined) continue;
     if (Array.isArray(v)) for (const x of v) headers.append(k, x);
     else headers.set(k, v);
   }
+  if (protocolVersion) headers.set('mcp-protocol-version', protocolVersion);
   return new Request(MCP_URL, { method: 'POST', headers });
 };
 
@@ -58,17 +63,19 @@ const wantsProgress = (body: unknown): boolean => {
 };
 
 /**
- * Streamable HTTP at /mcp (MCP 2025-06-18), stateless: every POST gets a new
- * server and transport, authenticated with the same Bearer key check and
- * per-key rate limit as /v1. No sessions, so GET (SSE stream) and DELETE
- * (session end) answer 405.
+ * Streamable HTTP at /mcp (MCP 2025-06-18 to 2025-11-25 through the SDK, and 2026-07-28 through mcp-modern.ts),
+ * stateless: every POST gets a new server and transport, authenticated with the same Bearer key check and
+ * per-key rate limit as /v1; a refusal carries the RFC 9728 challenge (mcp-resource-metadata.ts). No sessions,
+ * so GET (SSE stream) and DELETE (session end) answer 405.
  */
 export const mcpRoutes = (opts: McpHttpOptions) => async (app: FastifyInstance) => {
   const max = opts.maxConcurrentPerKey ?? DEFAULT_MCP_CONCURRENCY_PER_KEY;
   const inFlight = new Map<string, number>();
-  const { authHook, errorHandler, sendProblem } = opts.edge;
+  const { errorHandler, sendProblem } = opts.edge;
+  const authHook = withBearerChallenge(opts.edge.authHook, { publicUrl: opts.publicUrl });
 
   const problems = opts.edge.problems ?? (() => ({}));
+  await app.register(resourceMetadataRoutes({ publicUrl: opts.publicUrl }, problems));
   const notOffered = (req: FastifyRequest, reply: FastifyReply) => {
     reply.header('allow', 'POST');
     return sendProblem(
@@ -151,6 +158,11 @@ export const mcpRoutes = (opts: McpHttpOptions) => async (app: FastifyInstance) 
             extra: { retry_after: 1 },
           });
         }
+        // A 2026-07-28 request (its version in _meta, no initialize): discovery and version errors are answered here,
+        // anything else by the SDK as the same stateless call (mcp-modern.ts).
+        const version = modernVersionOf(req.body);
+        const modern = version === undefined ? undefined : modernAnswer(req.body, version);
+        if (modern?.kind === 'answer') return reply.code(modern.status).type('application/json').send(JSON.stringify(modern.body));
         inFlight.set(key, n + 1);
         const abort = createAbortable();
         const server = createMcpServer(opts.deps, { context: async () => req.ctx, signal: abort.signal });
@@ -170,17 +182,19 @@ export const mcpRoutes = (opts: McpHttpOptions) => async (app: FastifyInstance) 
         reply.raw.once('close', release);
         reply.raw.once('finish', release);
         try {
-          const stream = wantsProgress(req.body);
+          const stream = modern === undefined && wantsProgress(req.body);
           const transport = new WebStandardStreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: !stream });
           await server.connect(transport);
-          const res = await transport.handleRequest(webRequestOf(req), { parsedBody: req.body });
+          const res = await transport.handleRequest(webRequestOf(req, modern?.sdkVersion), { parsedBody: req.body });
           (reply as FastifyReply).code(res.status);
           res.headers.forEach((v, k) => {
-            reply.header(k, v);
+            // fastify computes the length of what it sends (a modern answer is rewritten below).
+            if (k !== 'content-length') reply.header(k, v);
           });
           if (!res.body) return reply.send();
           if (stream) return reply.send(Readable.fromWeb(res.body as unknown as NodeReadableStream));
-          return reply.send(await res.text());
+          const text = await res.text();
+          return reply.send(modern ? modern.finish(text) : text);
         } catch (e) {
           release();
           throw e;

@@ -1,6 +1,7 @@
 import type { Readable, Writable } from 'node:stream';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import { type JSONRPCMessage, JSONRPCMessageSchema } from '@modelcontextprotocol/sdk/types.js';
+import { modernAnswer, modernVersionOf } from './mcp-modern.js';
 
 /** JSON-RPC 2.0 section 5.1 error codes answered by the transport itself. */
 export const PARSE_ERROR = -32700;
@@ -34,6 +35,8 @@ export class BoundedStdioTransport implements Transport {
   /** Inside a line already refused for its size: drop bytes up to the next newline. */
   private skipping = false;
   private closed = false;
+  /** Ids of 2026-07-28 requests in flight: their results get `resultType` on the way out (mcp-modern.ts). */
+  private readonly modernIds = new Set<string | number>();
 
   constructor({ input, output, maxLineBytes }: Options) {
     this.input = input;
@@ -92,6 +95,18 @@ export class BoundedStdioTransport implements Transport {
       );
       return;
     }
+    // 2026-07-28 over stdio: a request naming its version in _meta needs no initialize; discovery and version errors are
+    // answered here, and a 2025-era client probing with server/discover still gets -32601 from the SDK and falls back.
+    const version = modernVersionOf(value);
+    if (version !== undefined) {
+      const modern = modernAnswer(value, version);
+      if (modern.kind === 'answer') {
+        this.write(modern.body).catch(() => {});
+        return;
+      }
+      const id = (value as { id?: unknown }).id;
+      if (typeof id === 'string' || typeof id === 'number') this.modernIds.add(id);
+    }
     this.onmessage?.(parsed.data);
   }
 
@@ -113,6 +128,10 @@ export class BoundedStdioTransport implements Transport {
   }
 
   send(message: JSONRPCMessage) {
+    const m = message as { id?: string | number; result?: Record<string, unknown> };
+    if (m.id !== undefined && this.modernIds.delete(m.id) && m.result) {
+      return this.write({ ...message, result: { resultType: 'complete', ...m.result } });
+    }
     return this.write(message);
   }
 

@@ -24,6 +24,7 @@ import * as m0022ReviewNotifications from './migrations/0022-review-notification
 import * as m0024OnBehalfOf from './migrations/0024-on-behalf-of.js';
 import * as m0025RecipientIndex from './migrations/0025-recipient-index.js';
 import * as m0026BreachWorkbench from './migrations/0026-breach-workbench.js';
+import * as m0027OauthRecords from './migrations/0027-oauth-records.js';
 
 /** Migrations in order. Names are frozen once released; add, never edit. */
 export const MIGRATIONS: Record<string, Migration> = {
@@ -48,6 +49,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0024-on-behalf-of': m0024OnBehalfOf,
   '0025-recipient-index': m0025RecipientIndex,
   '0026-breach-workbench': m0026BreachWorkbench,
+  '0027-oauth-records': m0027OauthRecords,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };

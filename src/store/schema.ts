@@ -383,6 +383,7 @@ export type Database = {
   mail_legal_holds: MailLegalHoldsTable;
   part2_consents: Part2ConsentsTable;
   grants: GrantsTable;
+  oauth_records: OauthRecordsTable;
   human_credentials: HumanCredentialsTable;
   human_invitations: HumanInvitationsTable;
   human_sessions: HumanSessionsTable;
@@ -576,6 +577,18 @@ export type SsoConfigsTable = {
 };
 
 /** A clinician's authority for an agent to send on their behalf, per category, until an expiry (0024). */
+/** OAuth authorization-server state (migration 0027); written only by oauth/oauth-records-repo.ts. */
+export type OauthRecordsTable = {
+  model: string;
+  id_hash: string;
+  payload: string;
+  grant_id: string | null;
+  uid_hash: string | null;
+  user_code_hash: string | null;
+  expires_at: string | null;
+  consumed_at: string | null;
+};
+
 export type GrantsTable = {
   id: string;
   org_id: string;

@@ -1,0 +1,176 @@
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { testDialects } from './support/dialects.js';
+import { connectHttp } from './support/mcp-client.js';
+import { rawStdio } from './support/mcp-stdio-raw.js';
+import { createTestApp, seedAgent, type TestApp } from './support/test-app.js';
+
+const META = (version: string) => ({
+  'io.modelcontextprotocol/protocolVersion': version,
+  'io.modelcontextprotocol/clientInfo': { name: 'modern-test-client', version: '1.0.0' },
+  'io.modelcontextprotocol/clientCapabilities': {},
+});
+
+// Both eras on one endpoint: 2025-era clients with initialize (SDK 1.x), 2026-07-28 clients with per-request _meta and
+// server/discover, written here on the wire because no SDK 2.x is installable in this build (README "MCP server").
+for (const dialect of testDialects()) {
+  describe(`MCP protocol eras on one endpoint (${dialect})`, () => {
+    let t: TestApp;
+    let url: string;
+    let port: number;
+    let key: string;
+    let agentId: string;
+    const post = async (body: unknown, headers: Record<string, string> = {}, auth: string | null = key) => {
+      const res = await fetch(url, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          accept: 'application/json, text/event-stream',
+          ...(auth ? { authorization: `Bearer ${auth}` } : {}),
+          ...headers,
+        },
+        body: JSON.stringify(body),
+      });
+      return { status: res.status, body: (await res.json()) as any };
+    };
+    const modern = (id: number, method: string, params: Record<string, unknown> = {}, version = '2026-07-28') =>
+      post({ jsonrpc: '2.0', id, method, params: { ...params, _meta: META(version) } }, { 'mcp-protocol-version': version });
+
+    beforeAll(async () => {
+      t = await createTestApp(dialect);
+      await t.app.listen({ host: '127.0.0.1', port: 0 });
+      port = (t.app.server.address() as AddressInfo).port;
+      url = `http://127.0.0.1:${port}/mcp`;
+      const seeded = await seedAgent(t, 'Refill Assistant');
+      key = seeded.agentKey;
+      agentId = seeded.agent.id;
+    });
+
+    afterAll(async () => {
+      t?.app.server.closeAllConnections();
+      await t?.close();
+    });
+
+    it('answers a 2025-06-18 initialize with 2025-06-18, and an SDK 1.x client lists and calls tools', async () => {
+      const init = await post({
+        jsonrpc: '2.0',
+        id: 1,
+        method: 'initialize',
+        params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'old-client', version: '1.0.0' } },
+      });
+      expect(init.status).toBe(200);
+      expect(init.body.result.protocolVersion).toBe('2025-06-18');
+      const listed = await post({ jsonrpc: '2.0', id: 2, method: 'tools/list' }, { 'mcp-protocol-version': '2025-06-18' });
+      expect(listed.body.result.tools.map((x: { name: string }) => x.name)).toContain('whoami');
+      expect(listed.body.result.resultType).toBeUndefined();
+      const sdk = await connectHttp(port, key);
+      try {
+        const who = await sdk.call('whoami');
+        expect(who.structuredContent.principal.id).toBe(agentId);
+      } finally {
+        await sdk.close();
+      }
+    });
+
+    it('never claims 2026-07-28 through initialize: that era has no handshake', async () => {
+      const init = await post({
+        jsonrpc: '2.0',
+        id: 1,
+        method: 'initialize',
+        params: { protocolVersion: '2026-07-28', capabilities: {}, clientInfo: { name: 'confused', version: '1.0.0' } },
+      });
+      expect(init.body.result.protocolVersion).toBe('2025-11-25');
+    });
+
+    it('answers server/discover from a 2026-07-28 client with every version it speaks', async () => {
+      const d = await modern(1, 'server/discover');
+      expect(d.status).toBe(200);
+      expect(d.body.id).toBe(1);
+      expect(d.body.result).toMatchObject({
+        resultType: 'complete',
+        capabilities: { tools: {} },
+        serverInfo: { name: 'mailward' },
+      });
+      expect(d.body.result.supportedVersions[0]).toBe('2026-07-28');
+      expect(d.body.result.supportedVersions).toEqual(expect.arrayContaining(['2025-11-25', '2025-06-18']));
+      expect(d.body.result.instructions).toMatch(/whoami/);
+    });
+
+    it('serves tools/list and tools/call to a 2026-07-28 client without initialize, with resultType', async () => {
+      const listed = await modern(2, 'tools/list');
+      expect(listed.status).toBe(200);
+      expect(listed.body.result.resultType).toBe('complete');
+      expect(listed.body.result.tools.map((x: { name: string }) => x.name)).toContain('whoami');
+      const who = await modern(3, 'tools/call', { name: 'whoami', arguments: {} });
+      expect(who.status).toBe(200);
+      expect(who.body.result.resultType).toBe('complete');
+      expect(who.body.result.isError).toBeFalsy();
+      expect(who.body.result.structuredContent.principal.id).toBe(agentId);
+    });
+
+    it('refuses a protocol version it does not speak with UnsupportedProtocolVersionError naming the supported one', async () => {
+      const r = await modern(4, 'tools/list', {}, '2027-01-01');
+      expect(r.status).toBe(400);
+      expect(r.body.id).toBe(4);
+      expect(r.body.error.code).toBe(-32004);
+      expect(r.body.error.data.supported).toEqual(['2026-07-28']);
+    });
+
+    it('keeps discovery behind authentication like every other call', async () => {
+      const r = await post({ jsonrpc: '2.0', id: 5, method: 'server/discover', params: { _meta: META('2026-07-28') } }, {}, null);
+      expect(r.status).toBe(401);
+    });
+  });
+}
+
+describe('MCP protocol eras over stdio', () => {
+  let t: TestApp;
+  let key: string;
+  let agentId: string;
+  beforeAll(async () => {
+    t = await createTestApp('sqlite');
+    const seeded = await seedAgent(t, 'Refill Assistant');
+    key = seeded.agentKey;
+    agentId = seeded.agent.id;
+  });
+  afterAll(async () => {
+    await t?.close();
+  });
+
+  it('answers server/discover and 2026-07-28 tools/call without initialize, then a 2025-06-18 initialize in the same process', {
+    timeout: 300_000,
+  }, async () => {
+    const s = rawStdio({ ...t.env, MAILWARD_API_KEY: key, MAILWARD_LOG_LEVEL: 'warn' });
+    try {
+      const line = (id: number, method: string, params: Record<string, unknown> = {}, version = '2026-07-28') =>
+        JSON.stringify({ jsonrpc: '2.0', id, method, params: { ...params, _meta: META(version) } });
+      await s.send(line(1, 'server/discover'));
+      const d = await s.answer((a) => a.id === 1);
+      expect(d.result.supportedVersions[0]).toBe('2026-07-28');
+      expect(d.result.resultType).toBe('complete');
+      await s.send(line(2, 'tools/call', { name: 'whoami', arguments: {} }));
+      const who = await s.answer((a) => a.id === 2);
+      expect(who.result.resultType).toBe('complete');
+      expect(who.result.structuredContent.principal.id).toBe(agentId);
+      await s.send(line(3, 'tools/list', {}, '2030-01-01'));
+      expect((await s.answer((a) => a.id === 3)).error?.code).toBe(-32004);
+      // A 2025-era client probing with server/discover (no _meta) gets method-not-found and falls back to initialize.
+      await s.send(JSON.stringify({ jsonrpc: '2.0', id: 4, method: 'server/discover' }));
+      expect((await s.answer((a) => a.id === 4)).error?.code).toBe(-32601);
+      await s.send(
+        JSON.stringify({
+          jsonrpc: '2.0',
+          id: 5,
+          method: 'initialize',
+          params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'old', version: '1' } },
+        }),
+      );
+      const init = await s.answer((a) => a.id === 5);
+      expect(init.result.protocolVersion).toBe('2025-06-18');
+      expect(init.result.resultType).toBeUndefined();
+    } finally {
+      s.child.kill('SIGTERM');
+      await s.exited;
+    }
+  });
+});
