@@ -142,6 +142,12 @@ for (const dialect of testDialects()) {
       expect(log.body.deliveries[1]).toMatchObject({ outcome: 'failed', error: 'http_500', event_id: got[0]!.headers['webhook-id'] });
       expect(log.body.deliveries.every((d: { latency_ms: number }) => Number.isInteger(d.latency_ms) && d.latency_ms >= 0)).toBe(true);
       expect(JSON.stringify(log.body)).not.toContain('receiver says no');
+      // The operator's metrics count the attempts by outcome (no ids, no URLs).
+      const metrics = (await t.app.inject({ method: 'GET', url: '/metrics' })).body;
+      const count = (o: string) =>
+        Number(new RegExp(`^mailward_webhook_attempts_total\\{outcome="${o}"\\} (\\d+)`, 'm').exec(metrics)?.[1] ?? -1);
+      expect(count('retrying')).toBeGreaterThanOrEqual(3);
+      expect(count('delivered')).toBeGreaterThanOrEqual(1);
       // An agent or a reviewer does not manage webhooks.
       const box = await seedMailbox(t, 'autonomous');
       expect((await t.call('GET', `/v1/webhooks/${made.body.id}/deliveries`, box.agentKey)).status).toBe(404);

@@ -261,6 +261,7 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
     guard,
     feed: mail.events,
     lookup: opts.hostLookup ?? overridingLookup(loadDnsOverrides(config.dnsOverridesFile)),
+    metrics: metrics.sink,
   });
 
   const init = (input: InitInput, o: { onlyIfEmpty?: boolean } = {}) => initOrganization({ db, ring, clock, audit }, input, o);

@@ -74,6 +74,12 @@ export const createMetrics = (opts: { snapshot?: () => Promise<OpsSnapshot> } = 
     labelNames: ['method', 'result'] as const,
     registers,
   });
+  const webhookAttempts = new Counter({
+    name: 'mailward_webhook_attempts_total',
+    help: 'Webhook delivery attempts by outcome (delivered: 2xx; retrying; failed: retry schedule exhausted)',
+    labelNames: ['outcome'] as const,
+    registers,
+  });
   const approvalsDecided = new Counter({
     name: 'mailward_approvals_decided_total',
     help: 'Approvals decided by outcome (approved, rejected, released, expired)',
@@ -88,6 +94,7 @@ export const createMetrics = (opts: { snapshot?: () => Promise<OpsSnapshot> } = 
     inboundSessions.inc({ verdict: v }, 0);
   }
   for (const o of ['approved', 'rejected', 'released', 'expired']) approvalsDecided.inc({ outcome: o }, 0);
+  for (const o of ['delivered', 'retrying', 'failed']) webhookAttempts.inc({ outcome: o }, 0);
 
   // Gauges read the store's snapshot once per scrape: their collects run together and share the read in flight.
   let scrape: Promise<OpsSnapshot> | null = null;
@@ -159,6 +166,7 @@ export const createMetrics = (opts: { snapshot?: () => Promise<OpsSnapshot> } = 
     inboundMessage: (verdict) => inboundMessages.inc({ verdict }),
     authResult: (method, result) => authResults.inc({ method, result }),
     approvalDecided: (outcome) => approvalsDecided.inc({ outcome }),
+    webhookAttempt: (outcome) => webhookAttempts.inc({ outcome }),
   };
 
   /** Sets the store snapshot source once the container has it (the registry is made before the modules). */

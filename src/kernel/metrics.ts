@@ -20,6 +20,8 @@ export type MetricsSink = {
   /** One sender-authentication verdict of a stored message (method spf, dkim, dmarc, arc; result pass, fail, none...). */
   authResult: (method: 'spf' | 'dkim' | 'dmarc' | 'arc', result: string) => void;
   approvalDecided: (outcome: 'approved' | 'rejected' | 'released' | 'expired') => void;
+  /** One webhook attempt: `delivered` (2xx), `retrying`, or `failed` (schedule exhausted). */
+  webhookAttempt?: (outcome: 'delivered' | 'retrying' | 'failed') => void;
 };
 
 export const noopMetrics: MetricsSink = {

@@ -304,7 +304,10 @@ const labelledIdentifiers = (text: string, low?: string): IdentifierType[] => {
     const label0 = m[0].toLowerCase();
     // A bare "ID" or "card number" is a member's only in insurance mail ("Blue Cross ID: ...", "the Medicare rebate ... the
     // card number we have"); "Webinar ID", "App ID", a gift card are not.
-    if (/^(?:id|card|cert)/.test(label0) && !(insurance ??= INSURANCE_CONTEXT_RE.test(text))) continue;
+    if (/^(?:id|card|cert)/.test(label0)) {
+      insurance ??= INSURANCE_CONTEXT_RE.test(text);
+      if (!insurance) continue;
+    }
     if (
       NOT_ID_LABEL_RE.test(text.slice(Math.max(0, m.index - 24), m.index)) ||
       NOT_ID_LABEL_RE.test(gap) ||

@@ -1,3 +1,4 @@
+import type { MetricsSink } from '../kernel/metrics.js';
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
@@ -35,6 +36,7 @@ type Deps = {
   timeoutMs: number;
   leaseMs: number;
   pollMs: number;
+  metrics?: Pick<MetricsSink, 'webhookAttempt'>;
 };
 
 /** A claimed delivery job with its event, endpoint and live secrets (read fresh for the whole claim at once). */
@@ -229,6 +231,7 @@ export const createWebhookWorker = (d: Deps) => {
       },
     );
     if (!recorded) return;
+    d.metrics?.webhookAttempt?.(r.ok ? 'delivered' : status === 'failed' ? 'failed' : 'retrying');
     await repo.insertAttempt(tx, attemptRow(job, r, at));
     await repo.noteResult(tx, job.endpoint_id, r.ok, at);
     if (status !== 'failed') return;
@@ -283,6 +286,7 @@ export const createWebhookWorker = (d: Deps) => {
               }
             }
             await repo.insertAttempts(tx, attempts);
+            for (const _ of attempts) d.metrics?.webhookAttempt?.('delivered');
             for (const id of endpoints) await repo.noteResult(tx, id, true, at);
             for (const p of group) if (!p.r.ok) await finishIn(tx, p.job, p.r);
           });

@@ -1,3 +1,4 @@
+import type { MetricsSink } from '../kernel/metrics.js';
 import type { AuditService } from '../audit/audit-service.js';
 import type { EventFeed } from '../events/event-feed.js';
 import type { Guard } from '../identity/guard.js';
@@ -22,11 +23,13 @@ type Deps = {
   guard: Guard;
   feed: EventFeed;
   lookup: HostLookup;
+  metrics?: Pick<MetricsSink, 'webhookAttempt'>;
 };
 
 /** Wires events out: the events API, webhook endpoints, the dispatcher and the delivery worker (`serve` starts it). */
-export const createWebhooksModule = ({ config, store, ring, clock, logger, audit, guard, feed, lookup }: Deps) => {
+export const createWebhooksModule = ({ config, store, ring, clock, logger, audit, guard, feed, lookup, metrics }: Deps) => {
   const worker = createWebhookWorker({
+    metrics,
     db: store.db,
     dialect: store.dialect,
     ring,
