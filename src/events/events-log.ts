@@ -106,45 +106,7 @@ export type EventQuery = {
   mailboxIds?: readonly string[];
 };
 
-/** Events of one organisation after a cursor, oldest first. */
-export const readEvents = async (ex: Executor, q: EventQuery): Promise<DomainEvent[]> => {
-  let query = ex.selectFrom('domain_events').selectAll().where('org_id', '=', q.orgId).where('seq', '>', q.after);
-  if (q.types?.length) query = query.where('type', 'in', [...q.types]);
-  if (q.mailboxIds?.length) query = query.where('mailbox_id', 'in', [...q.mailboxIds]);
-  const rows = await query.orderBy('seq').limit(q.limit).execute();
-  return rows.map((r) => ({
-    id: r.id,
-    seq: Number(r.seq),
-    type: r.type as DomainEventType,
-    occurred_at: r.occurred_at,
-    org_id: r.org_id,
-    mailbox_id: r.mailbox_id,
-    email_id: r.email_id,
-    approval_id: r.approval_id,
-    data: JSON.parse(r.data) as Record<string, unknown>,
-  }));
-};
-
-/** The last sequence number an organisation has committed (0 before its first event). */
-export const headSeq = async (ex: Executor, orgId: string): Promise<number> => {
-  const r = await ex.selectFrom('event_heads').select('seq').where('org_id', '=', orgId).executeTakeFirst();
-  return r ? Number(r.seq) : 0;
-};
-
-export type EventPageQuery = {
-  orgId: string;
-  order: 'asc' | 'desc';
-  /** asc: events after this seq; desc: events before it (undefined: from the start or the head). */
-  cursor?: number;
-  /** Only events that occurred at or after this ISO time. */
-  since?: string;
-  limit: number;
-  types?: readonly string[];
-  mailboxIds?: readonly string[];
-  /** asc only: never past this seq (a replay stops at what the dispatcher already fanned out). */
-  upTo?: number;
-};
-
+/** A stored row as the log returns it: wire shape, `data` parsed. */
 const toEvent = (r: {
   id: string;
   seq: number;
@@ -166,6 +128,34 @@ const toEvent = (r: {
   approval_id: r.approval_id,
   data: JSON.parse(r.data) as Record<string, unknown>,
 });
+
+/** Events of one organisation after a cursor, oldest first. */
+export const readEvents = async (ex: Executor, q: EventQuery): Promise<DomainEvent[]> => {
+  let query = ex.selectFrom('domain_events').selectAll().where('org_id', '=', q.orgId).where('seq', '>', q.after);
+  if (q.types?.length) query = query.where('type', 'in', [...q.types]);
+  if (q.mailboxIds?.length) query = query.where('mailbox_id', 'in', [...q.mailboxIds]);
+  return (await query.orderBy('seq').limit(q.limit).execute()).map(toEvent);
+};
+
+/** The last sequence number an organisation has committed (0 before its first event). */
+export const headSeq = async (ex: Executor, orgId: string): Promise<number> => {
+  const r = await ex.selectFrom('event_heads').select('seq').where('org_id', '=', orgId).executeTakeFirst();
+  return r ? Number(r.seq) : 0;
+};
+
+export type EventPageQuery = {
+  orgId: string;
+  order: 'asc' | 'desc';
+  /** asc: events after this seq; desc: events before it (undefined: from the start or the head). */
+  cursor?: number;
+  /** Only events that occurred at or after this ISO time. */
+  since?: string;
+  limit: number;
+  types?: readonly string[];
+  mailboxIds?: readonly string[];
+  /** asc only: never past this seq (a replay stops at what the dispatcher already fanned out). */
+  upTo?: number;
+};
 
 /** A page of an organisation's events in either order, keyed by `seq` (the events API and replays). */
 export const pageEvents = async (ex: Executor, q: EventPageQuery): Promise<DomainEvent[]> => {

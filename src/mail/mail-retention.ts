@@ -5,6 +5,7 @@ import type { Clock } from '../kernel/clock.js';
 import type { KeyRing } from '../kernel/crypto/keyring.js';
 import { conflict, isAppError, notFound, unprocessable } from '../kernel/errors.js';
 import { newId } from '../kernel/ids.js';
+import { startPeriodic } from '../kernel/schedule.js';
 import type { Logger } from '../kernel/log.js';
 import { contactHash } from '../phi/consent-service.js';
 import type { Db } from '../store/db.js';
@@ -287,32 +288,18 @@ export const createMailRetention = ({ db, ring, clock, guard, audit }: Deps) => 
   };
 
   /** `mailward serve`: a first purge a minute after start, then daily. Returns a stop function. */
-  const startPurgeScheduler = (opts: { logger?: Logger; firstAfterMs?: number; everyMs?: number } = {}) => {
-    let running = false;
-    const tick = async () => {
-      if (running) return;
-      running = true;
-      try {
+  const startPurgeScheduler = (opts: { logger?: Logger; firstAfterMs?: number; everyMs?: number } = {}) =>
+    startPeriodic(
+      async () => {
         const r = await purge();
         if (r.purged > 0 || r.held > 0) opts.logger?.info({ purged: r.purged, held: r.held }, 'message content past retention purged');
-      } catch (e) {
-        opts.logger?.error({ code: isAppError(e) ? e.code : 'unexpected' }, 'message retention purge failed');
-      } finally {
-        running = false;
-      }
-    };
-    let interval: NodeJS.Timeout | undefined;
-    const first = setTimeout(() => {
-      void tick();
-      interval = setInterval(() => void tick(), opts.everyMs ?? 86_400_000);
-      interval.unref();
-    }, opts.firstAfterMs ?? 60_000);
-    first.unref();
-    return () => {
-      clearTimeout(first);
-      if (interval) clearInterval(interval);
-    };
-  };
+      },
+      {
+        firstAfterMs: opts.firstAfterMs ?? 60_000,
+        everyMs: opts.everyMs ?? 86_400_000,
+        onError: (e) => opts.logger?.error({ code: isAppError(e) ? e.code : 'unexpected' }, 'message retention purge failed'),
+      },
+    );
 
   return { policy, setPolicy, placeHold, listHolds, releaseHold, purge, startPurgeScheduler };
 };

@@ -6,6 +6,7 @@ import { open, seal } from '../kernel/crypto/envelope.js';
 import type { KeyRing } from '../kernel/crypto/keyring.js';
 import { AppError, conflict, forbidden, isAppError, notFound, unprocessable } from '../kernel/errors.js';
 import { newId } from '../kernel/ids.js';
+import { startPeriodic } from '../kernel/schedule.js';
 import type { Logger } from '../kernel/log.js';
 import type { Db, Executor } from '../store/db.js';
 import { isUniqueViolation } from '../store/errors.js';
@@ -423,33 +424,19 @@ export const createVaultService = ({ db, repo, guard, audit, ring, clock, retent
    * default: retention is counted in years). Failures are logged with their
    * code only and retried at the next tick. Returns a stop function.
    */
-  const startPurgeScheduler = (opts: { everyMs?: number; firstAfterMs?: number; logger?: Logger } = {}) => {
-    let running = false;
-    const tick = async () => {
-      if (running) return;
-      running = true;
-      try {
+  const startPurgeScheduler = (opts: { everyMs?: number; firstAfterMs?: number; logger?: Logger } = {}) =>
+    startPeriodic(
+      async () => {
         const r = await purgeExpired();
         if (r.versions > 0)
           opts.logger?.info({ versions: r.versions, secrets: r.secrets, cutoff: r.cutoff }, 'vault versions past retention purged');
-      } catch (e) {
-        opts.logger?.error({ code: isAppError(e) ? e.code : 'unexpected' }, 'vault retention purge failed');
-      } finally {
-        running = false;
-      }
-    };
-    let interval: NodeJS.Timeout | undefined;
-    const first = setTimeout(() => {
-      void tick();
-      interval = setInterval(() => void tick(), opts.everyMs ?? 86_400_000);
-      interval.unref();
-    }, opts.firstAfterMs ?? 60_000);
-    first.unref();
-    return () => {
-      clearTimeout(first);
-      if (interval) clearInterval(interval);
-    };
-  };
+      },
+      {
+        firstAfterMs: opts.firstAfterMs ?? 60_000,
+        everyMs: opts.everyMs ?? 86_400_000,
+        onError: (e) => opts.logger?.error({ code: isAppError(e) ? e.code : 'unexpected' }, 'vault retention purge failed'),
+      },
+    );
 
   return { store, list, reveal, totp, remove, purgeDeleted, purgeExpired, startPurgeScheduler };
 };
