@@ -6,6 +6,7 @@ import type { Clock } from '../kernel/clock.js';
 import { newId } from '../kernel/ids.js';
 import type { SendInput } from '../mail/mail-schemas.js';
 import type { Db } from '../store/db.js';
+import { systemMailboxRow, systemSender } from './system-mail.js';
 
 type Deps = {
   db: Db;
@@ -55,19 +56,14 @@ export const createBreachNoticeSender = ({ db, repo, audit, clock, send }: Deps)
           target: { type: 'agent', id: agent.id },
           details: { department_id: agent.department_id, responsible_human_id: officer.id, system: true, purpose: 'breach_notifications' },
         });
-        const mbx = {
+        const mbx = systemMailboxRow({
           id: newId('mailbox'),
-          org_id: orgId,
-          agent_id: agent.id,
+          orgId,
+          agentId: agent.id,
           address,
-          display_name: `${org.name} privacy office`,
-          oversight_mode: 'autonomous' as const,
-          forward_to: null,
-          created_at: at,
-          updated_at: at,
-          phi_policy: null,
-          dmarc_failure: 'quarantine' as const,
-        };
+          displayName: `${org.name} privacy office`,
+          at,
+        });
         await tx.insertInto('mailboxes').values(mbx).execute();
         await audit.record(tx, {
           action: 'mailbox.created',
@@ -103,19 +99,9 @@ export const createBreachNoticeSender = ({ db, repo, audit, clock, send }: Deps)
       .where('org_id', '=', orgId)
       .where('address', '=', address)
       .executeTakeFirstOrThrow();
-    const principal: Principal = {
-      type: 'agent',
-      id: agent.id,
-      orgId,
-      name: agent.name,
-      keyId: 'system',
-      roles: [],
-      scopes: ['mail:send'],
-      chain: await repo.agentChain(db, agent, org.name),
-      org: { id: org.id, name: org.name, domain: org.domain },
-      address: agent.address,
+    const principal = await systemSender(db, repo, agent, org, {
       responsibleHuman: { id: officer.id, name: officer.name },
-    };
+    } as Partial<Principal>);
     return { principal, mailboxId: mbx.id };
   };
 

@@ -6,6 +6,7 @@ import { newId } from '../kernel/ids.js';
 import type { SendInput } from '../mail/mail-schemas.js';
 import type { ReviewNotice } from '../oversight/review-notifications.js';
 import type { Db } from '../store/db.js';
+import { systemMailboxRow, systemSender } from './system-mail.js';
 
 type Deps = {
   db: Db;
@@ -36,19 +37,14 @@ export const createReviewNoticeSender = ({ db, repo, audit, clock, send }: Deps)
     let mbx = await db.selectFrom('mailboxes').selectAll().where('org_id', '=', orgId).where('address', '=', address).executeTakeFirst();
     if (!mbx) {
       const at = clock.now().toISOString();
-      const row = {
+      const row = systemMailboxRow({
         id: newId('mailbox'),
-        org_id: orgId,
-        agent_id: postmaster.id,
+        orgId,
+        agentId: postmaster.id,
         address,
-        display_name: 'Mailward notifications',
-        oversight_mode: 'autonomous' as const,
-        forward_to: null,
-        created_at: at,
-        updated_at: at,
-        phi_policy: null,
-        dmarc_failure: 'quarantine' as const,
-      };
+        displayName: 'Mailward notifications',
+        at,
+      });
       await db.transaction().execute(async (tx) => {
         await tx
           .insertInto('mailboxes')
@@ -69,18 +65,7 @@ export const createReviewNoticeSender = ({ db, repo, audit, clock, send }: Deps)
         .where('address', '=', address)
         .executeTakeFirstOrThrow();
     }
-    const principal: Principal = {
-      type: 'agent',
-      id: postmaster.id,
-      orgId,
-      name: postmaster.name,
-      keyId: 'system',
-      roles: [],
-      scopes: ['mail:send'],
-      chain: await repo.agentChain(db, postmaster, org.name),
-      org: { id: org.id, name: org.name, domain: org.domain },
-      address: postmaster.address,
-    };
+    const principal = await systemSender(db, repo, postmaster, org);
     return { mailboxId: mbx.id, principal };
   };
 
