@@ -149,7 +149,8 @@ for (const dialect of testDialects()) {
       ).rejects.toThrow('no');
       // SQLite: another connection hears `*` through the doorbell file; PostgreSQL names the event.
       expect(await waitFor(() => wakes.length > 0)).toBe(true);
-      await new Promise((r) => setTimeout(r, 200));
+      // No second wake follows (the rolled-back transaction announces nothing): polled, failing as soon as one comes.
+      expect(await waitFor(() => wakes.length > 1, { timeoutMs: 200 })).toBe(false);
       expect(wakes).toEqual(dialect === 'postgres' ? ['org_a email.held mbx_x'] : ['*']);
       const got = await feed.read({ orgId: 'org_a', after: head, limit: 10 });
       expect(got.map((e) => e.type)).toEqual(['email.held']);
