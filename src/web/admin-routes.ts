@@ -124,6 +124,25 @@ export const adminRoutes = async (app: FastifyInstance, kit: ConsoleKit, d: Admi
     return html(reply, layout('Administration', body, viewer(s)));
   });
 
+  /**
+   * A form post about one resource (`:id`): signed-in admin, CSRF token, a well-formed id (else 404), and a refusal
+   * shown as a page. `fn` does the work.
+   */
+  const onOne =
+    (fn: (a: { s: SessionState; ctx: RequestContext }, id: string, req: FastifyRequest, reply: FastifyReply) => Promise<unknown>) =>
+    async (req: FastifyRequest, reply: FastifyReply) => {
+      const a = await admin(req, reply);
+      if (!a) return reply;
+      checkCsrf(req, a.s, csrfForm.safeParse(req.body ?? {}).data?.csrf);
+      const p = idParam.safeParse(req.params);
+      if (!p.success) return html(reply, notFoundPage(a.s), 404);
+      try {
+        return await fn(a, p.data.id, req, reply);
+      } catch (e) {
+        return failed(reply, a.s, e);
+      }
+    };
+
   app.post('/console/admin/mailboxes/:id/mode', async (req, reply) => {
     const a = await admin(req, reply);
     if (!a) return reply;
@@ -166,14 +185,10 @@ export const adminRoutes = async (app: FastifyInstance, kit: ConsoleKit, d: Admi
     }
   });
 
-  app.post('/console/admin/humans/:id/invite', async (req, reply) => {
-    const a = await admin(req, reply);
-    if (!a) return reply;
-    checkCsrf(req, a.s, csrfForm.safeParse(req.body ?? {}).data?.csrf);
-    const p = idParam.safeParse(req.params);
-    if (!p.success) return html(reply, notFoundPage(a.s), 404);
-    try {
-      const inv = await d.invite(a.ctx, p.data.id, d.originOf(req));
+  app.post(
+    '/console/admin/humans/:id/invite',
+    onOne(async (a, id, req, reply) => {
+      const inv = await d.invite(a.ctx, id, d.originOf(req));
       return html(
         reply,
         layout(
@@ -182,19 +197,13 @@ export const adminRoutes = async (app: FastifyInstance, kit: ConsoleKit, d: Admi
           viewer(a.s),
         ),
       );
-    } catch (e) {
-      return failed(reply, a.s, e);
-    }
-  });
+    }),
+  );
 
-  app.post('/console/admin/agents/:id/keys', async (req, reply) => {
-    const a = await admin(req, reply);
-    if (!a) return reply;
-    checkCsrf(req, a.s, csrfForm.safeParse(req.body ?? {}).data?.csrf);
-    const p = idParam.safeParse(req.params);
-    if (!p.success) return html(reply, notFoundPage(a.s), 404);
-    try {
-      const k = (await d.apiKeys.create(a.ctx, 'agent', p.data.id)) as { id: string; key: string };
+  app.post(
+    '/console/admin/agents/:id/keys',
+    onOne(async (a, id, _req, reply) => {
+      const k = (await d.apiKeys.create(a.ctx, 'agent', id)) as { id: string; key: string };
       return html(
         reply,
         layout(
@@ -203,22 +212,14 @@ export const adminRoutes = async (app: FastifyInstance, kit: ConsoleKit, d: Admi
           viewer(a.s),
         ),
       );
-    } catch (e) {
-      return failed(reply, a.s, e);
-    }
-  });
+    }),
+  );
 
-  app.post('/console/admin/keys/:id/revoke', async (req, reply) => {
-    const a = await admin(req, reply);
-    if (!a) return reply;
-    checkCsrf(req, a.s, csrfForm.safeParse(req.body ?? {}).data?.csrf);
-    const p = idParam.safeParse(req.params);
-    if (!p.success) return html(reply, notFoundPage(a.s), 404);
-    try {
-      await d.apiKeys.revoke(a.ctx, p.data.id);
+  app.post(
+    '/console/admin/keys/:id/revoke',
+    onOne(async (a, id, _req, reply) => {
+      await d.apiKeys.revoke(a.ctx, id);
       return reply.redirect('/console/admin#keys', 303);
-    } catch (e) {
-      return failed(reply, a.s, e);
-    }
-  });
+    }),
+  );
 };
