@@ -94,6 +94,8 @@ export const registerServe = (program: Command) =>
         const stopVaultPurge = c.vault.startPurgeScheduler({ logger: c.logger });
         // Message content past its organisation's retention is destroyed daily, never under a legal hold (src/mail/mail-retention.ts).
         const stopMailPurge = c.mail.retention.startPurgeScheduler({ logger: c.logger });
+        // Messages stored before the blind search index are indexed in the background (src/mail/search-index.ts).
+        const stopSearchBackfill = c.mail.searchBackfill.start({ logger: c.logger });
         // Reviewers are told when something waits, in count-only digests (src/oversight/review-notifications.ts).
         const stopNotices = c.reviewNotifications.startScheduler({ logger: c.logger });
         // Privacy officers are reminded 30, 14, 7 and 1 days before a breach's notice deadline (src/compliance/breach-service.ts).
@@ -104,6 +106,7 @@ export const registerServe = (program: Command) =>
             stopCheckpoints();
             stopVaultPurge();
             stopMailPurge();
+            stopSearchBackfill();
             stopNotices();
             stopBreachReminders();
             stopWebhookNotices();

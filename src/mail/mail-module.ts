@@ -15,6 +15,7 @@ import { createMailResolver, type DnsLookups, loadDnsOverrides } from './dns-ove
 import { createDnsRecordsService } from './dns-records.js';
 import { createHeldMail } from './held-mail.js';
 import { createMailRetention } from './mail-retention.js';
+import { createSearchBackfill } from './search-index.js';
 import { createIdentityVerifier } from './identity-verifier.js';
 import type { MailConfig } from './mail-config.js';
 import { createMailboxService } from './mailbox-service.js';
@@ -84,6 +85,8 @@ export const createMailModule = ({
   const reader = createReadService({ db, dialect: store.dialect, ring, guard, clock, audit });
   const held = createHeldMail({ ring, pipeline });
   const retention = createMailRetention({ db, ring, clock, guard, audit });
+  // Messages stored before the blind search index are indexed in the background by `serve`.
+  const searchBackfill = createSearchBackfill({ store, ring, clock, audit });
   const sender = createSmtpSender(config, resolver, () => config.bootstrap.domain);
   const delivery = createDeliveryWorker({
     db,
@@ -115,6 +118,7 @@ export const createMailModule = ({
     screen,
     onQueued,
     retention,
+    searchBackfill,
     delivery,
     resolver,
     signer,

@@ -8,6 +8,8 @@ import type { ReadFilters } from './mail-filters.js';
 import { openContent } from './message-store.js';
 import { emailTarget, isContentHidden, META, type Meta, type MetaRow, type Summary, summaryOf, tagFields } from './message-views.js';
 import type { MessageContent } from './mime.js';
+import { indexKeys } from './recipient-index.js';
+import { foldText as fold, hasUnindexed, lookupGroups, occursAtWords, searchCandidates, searchFields, searchKeyOf } from './search-index.js';
 
 // The keyset scan over sealed content behind list, search and thread: bounds, batched fetches, matching, unreadable messages.
 
@@ -22,21 +24,6 @@ export const SCAN_CHUNK = 200;
 export const SCAN_BUDGET = 2000;
 export const SCAN_BYTES = 64 * 1024 * 1024;
 const SCAN_BATCH_BYTES = 8 * 1024 * 1024;
-
-/** Matching is case-insensitive and blind to runs of whitespace (wrapped lines, HTML layout). */
-const fold = (s: string) => s.normalize('NFKC').toLowerCase().replace(/\s+/g, ' ');
-
-/** Visible text of an HTML body for matching: tags, scripts and styles dropped, a few entities decoded. */
-const htmlText = (html: string) =>
-  html
-    .replace(/<(script|style)[^>]*>[\s\S]*?<\/\1\s*>/gi, ' ')
-    .replace(/<[^>]*>/g, ' ')
-    .replace(/&nbsp;/gi, ' ')
-    .replace(/&lt;/gi, '<')
-    .replace(/&gt;/gi, '>')
-    .replace(/&quot;/gi, '"')
-    .replace(/&#39;|&apos;/gi, "'")
-    .replace(/&amp;/gi, '&');
 
 export type Field = 'from' | 'subject' | 'body';
 export type Match = { summary: Summary; matched_in?: Field[] };
@@ -139,9 +126,10 @@ export const createMailScan = ({ dialect, ring, audit }: Deps) => {
   const scan = async (
     ex: Executor,
     mailboxId: string,
-    f: ReadFilters,
+    f: ReadFilters & { q?: string },
     postFilter: boolean,
     accept: (m: Meta, c: MessageContent) => Match | null,
+    orgId?: string,
   ) => {
     const out: Match[] = [];
     const unreadable: Unreadable[] = [];
@@ -157,8 +145,17 @@ export const createMailScan = ({ dialect, ring, audit }: Deps) => {
     let lastReturned: string | null = null;
     // Any tag of the row, so its content is fetched; matchContent decides what this reader may match on.
     const tagOk = (r: MetaRow) => !f.tag || tagFields(r, true).tags.includes(f.tag);
+    // The blind index narrows q, from and subject to the messages holding every word (search-index.ts), unless
+    // the mailbox still holds messages the back-fill has not indexed: then every message is opened, as before.
+    const groups =
+      postFilter && orgId && (f.q || f.from || f.subject)
+        ? lookupGroups(mailboxId, f, (await indexKeys(ex, ring, orgId)).map(searchKeyOf))
+        : [];
+    const indexed = groups.length > 0 && !(await hasUnindexed(ex, mailboxId));
     for (;;) {
       const n = postFilter ? Math.min(SCAN_CHUNK, SCAN_BUDGET - examined) : f.limit + 1;
+      const candidates = indexed ? await searchCandidates(ex, groups, cursor, n) : null;
+      if (candidates?.length === 0) return done({ items: out, next: null, partial: false, examined });
       let q = ex
         .selectFrom('messages')
         .select([...META, sealedSize('content_sealed')])
@@ -180,7 +177,8 @@ export const createMailScan = ({ dialect, ring, audit }: Deps) => {
           ]),
         );
       }
-      if (cursor) q = q.where('id', '<', cursor);
+      if (candidates) q = q.where('id', 'in', candidates);
+      else if (cursor) q = q.where('id', '<', cursor);
       const rows = (await q.execute()) as MetaRow[];
       // Without content filters only the page itself is opened; the extra row just proves a next page.
       const page = postFilter ? rows : rows.slice(0, f.limit);
@@ -198,7 +196,11 @@ export const createMailScan = ({ dialect, ring, audit }: Deps) => {
         if (postFilter && bytes >= SCAN_BYTES) return done({ items: out, next: row.id, partial: out.length < f.limit, examined });
       }
       if (!postFilter) return done({ items: out, next: rows.length > f.limit ? lastReturned : null, partial: false, examined });
-      if (rows.length < n) return done({ items: out, next: null, partial: false, examined });
+      if (candidates) {
+        // The next chunk's candidates start below this chunk's, whatever the SQL filters kept of them.
+        cursor = candidates.at(-1);
+        if (candidates.length < n) return done({ items: out, next: null, partial: false, examined });
+      } else if (rows.length < n) return done({ items: out, next: null, partial: false, examined });
       if (examined >= SCAN_BUDGET) return done({ items: out, next: cursor ?? null, partial: out.length < f.limit, examined });
     }
   };
@@ -214,22 +216,25 @@ export const createMailScan = ({ dialect, ring, audit }: Deps) => {
     tag: f.tag,
   });
 
-  /** The content filters on an opened message; a held one matches only on its sender for an agent. */
+  /**
+   * The content filters on an opened message (search-index.ts has the rule: the sender and subject from the start
+   * of a word, the body by whole words); a held one matches only on its sender for an agent.
+   */
   const matchContent = (p: Principal, m: Meta, c: MessageContent, f: Needles): Match | null => {
     const hidden = isContentHidden(p, m);
     // A held message matches an agent's tag filter on the agent's own tags only (its system tags are not shown).
     if (f.tag && !tagFields(m, !hidden).tags.includes(f.tag)) return null;
-    const sender = fold(`${c.from.name ?? ''} <${c.from.address}>`);
-    if (f.from && !sender.includes(f.from)) return null;
-    if (f.subject && (hidden || !fold(c.subject).includes(f.subject))) return null;
+    const t = searchFields(c);
+    if (f.from && !occursAtWords(t.from, f.from, false)) return null;
+    if (f.subject && (hidden || !occursAtWords(t.subject, f.subject, false))) return null;
     let matched: Field[] | undefined;
     if (f.q) {
       const needle = f.q;
       matched = [];
-      if (sender.includes(needle)) matched.push('from');
+      if (occursAtWords(t.from, needle, false)) matched.push('from');
       if (!hidden) {
-        if (fold(c.subject).includes(needle)) matched.push('subject');
-        if (fold(c.text ?? '').includes(needle) || (c.html && fold(htmlText(c.html)).includes(needle))) matched.push('body');
+        if (occursAtWords(t.subject, needle, false)) matched.push('subject');
+        if (occursAtWords(t.body, needle, true)) matched.push('body');
       }
       if (matched.length === 0) return null;
     }

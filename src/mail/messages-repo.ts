@@ -5,7 +5,8 @@ import type { MessagesTable } from '../store/schema.js';
 import type { KeyRing } from '../kernel/crypto/keyring.js';
 import type { MessageStatus } from './message-lifecycle.js';
 import type { MessageContent } from './mime.js';
-import { indexMessage } from './recipient-index.js';
+import { activeIndexKey, type IndexedContent, indexMessage } from './recipient-index.js';
+import { dropSearchRows } from './search-index.js';
 
 /**
  * The messages table's writer (STYLE.md: one repo per table; the vault repo is the model). Status changes go
@@ -91,17 +92,22 @@ export const messageRow = (m: NewMessage): MessagesTable => ({
 
 /**
  * Stores a new message with its domain event: `email.submitted` (outbound) or `email.received` (inbound, with
- * the status it was stored in), and its addresses' HMACs in the recipient index (recipient-index.ts), all in one
+ * the status it was stored in), its addresses' HMACs in the recipient index and its words in the blind search
+ * index (recipient-index.ts, search-index.ts) under the organisation's active content-index key, all in one
  * transaction. Facts are non-PHI only.
  */
 export const insertMessage = async (
   tx: Executor,
   row: MessagesTable,
-  index: { ring: KeyRing; content: Pick<MessageContent, 'from' | 'to' | 'cc' | 'bcc'> },
+  index: { ring: KeyRing; content: IndexedContent },
   facts: Record<string, unknown> = {},
 ) => {
-  await tx.insertInto('messages').values(row).execute();
-  await indexMessage(tx, index.ring, row, index.content);
+  const k = await activeIndexKey(tx, index.ring, row.org_id, row.created_at);
+  await tx
+    .insertInto('messages')
+    .values({ ...row, search_key_version: k.version })
+    .execute();
+  await indexMessage(tx, k, row, index.content);
   await appendEvent(tx, {
     orgId: row.org_id,
     type: row.direction === 'outbound' ? 'email.submitted' : 'email.received',
@@ -110,6 +116,16 @@ export const insertMessage = async (
     emailId: row.id,
     data: { status: row.status, direction: row.direction, ...facts },
   });
+};
+
+/**
+ * Records the content-index key a message's search entries were computed under (re-key, back-fill); with
+ * `onlyIfUnindexed`, a compare-and-set that is false when another process indexed it first.
+ */
+export const setSearchKeyVersion = async (tx: Executor, id: string, version: number, onlyIfUnindexed = false): Promise<boolean> => {
+  let q = tx.updateTable('messages').set({ search_key_version: version }).where('id', '=', id);
+  if (onlyIfUnindexed) q = q.where('search_key_version', 'is', null);
+  return Number((await q.executeTakeFirst()).numUpdatedRows) === 1;
 };
 
 /**
@@ -188,5 +204,7 @@ export const purgeContent = async (tx: Executor, id: string, tombstone: string, 
     .where('id', '=', id)
     .where('content_purged_at', 'is', null)
     .executeTakeFirst();
-  return Number(u.numUpdatedRows) === 1;
+  if (Number(u.numUpdatedRows) !== 1) return false;
+  await dropSearchRows(tx, id);
+  return true;
 };

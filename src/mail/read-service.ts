@@ -134,7 +134,7 @@ export const createReadService = ({ db, dialect, ring, guard, clock, audit }: De
       requireReader(ctx);
       await visibleMailbox(db, ctx, mailboxId);
       const needles = needlesOf(f);
-      return scan(db, mailboxId, f, needsContent(f), (m, c) => matchContent(ctx.principal, m, c, needles));
+      return scan(db, mailboxId, f, needsContent(f), (m, c) => matchContent(ctx.principal, m, c, needles), ctx.principal.org.id);
     });
     const ids = r.items.map((x) => x.summary.id);
     await guard.change(ctx, 'email.read', target, async (tx) => {
@@ -163,7 +163,7 @@ export const createReadService = ({ db, dialect, ring, guard, clock, audit }: De
       await visibleMailbox(db, ctx, mailboxId);
       assertSearchCriterion(f);
       const needles = needlesOf(f);
-      return scan(db, mailboxId, f, true, (m, c) => matchContent(ctx.principal, m, c, needles));
+      return scan(db, mailboxId, f, true, (m, c) => matchContent(ctx.principal, m, c, needles), ctx.principal.org.id);
     });
     const ids = r.items.map((x) => x.summary.id);
     await guard.change(ctx, 'email.searched', target, async (tx) => {

@@ -5,6 +5,8 @@ import type { Executor, Store } from '../store/db.js';
 import type { RecipientIndexTable } from '../store/schema.js';
 import type { MessageContent } from './mime.js';
 import { openContent } from './message-store.js';
+import { setSearchKeyVersion } from './messages-repo.js';
+import { searchKeyOf, searchRowsFor, writeSearchRows } from './search-index.js';
 
 /**
  * The recipient index (writer of `recipient_index` and `recipient_index_keys`): HMAC-SHA-256, under a per-organisation
@@ -18,6 +20,8 @@ const wrapContext = (orgId: string, version: number) => `recipient-index-key|${o
 
 type Role = RecipientIndexTable['role'];
 export type IndexKey = { version: number; key: Buffer };
+/** What the indexes read of a message's content. */
+export type IndexedContent = Pick<MessageContent, 'from' | 'to' | 'cc' | 'bcc' | 'subject' | 'text' | 'html'>;
 
 const cache = new Map<string, Buffer>();
 const unwrapKey = (ring: KeyRing, orgId: string, version: number, wrapped: string): Buffer => {
@@ -106,16 +110,20 @@ const rowsFor = (
   return out;
 };
 
-/** Indexes a new message's addresses, in the transaction that inserts the message (messages-repo.ts insertMessage). */
+/**
+ * Indexes a new message, in the transaction that inserts it (messages-repo.ts insertMessage), under `k` (the
+ * organisation's active content-index key, which insertMessage stores as the row's `search_key_version`): its
+ * addresses' HMACs in the recipient index, and its words in the blind search index (search-index.ts).
+ */
 export const indexMessage = async (
   tx: Executor,
-  ring: KeyRing,
-  m: { id: string; org_id: string; direction: string; created_at: string },
-  c: Pick<MessageContent, 'from' | 'to' | 'cc' | 'bcc'>,
+  k: IndexKey,
+  m: { id: string; org_id: string; mailbox_id: string; direction: string; created_at: string },
+  c: IndexedContent,
 ) => {
-  const k = await activeIndexKey(tx, ring, m.org_id, m.created_at);
   const rows = rowsFor(m, c, k);
   if (rows.length > 0) await tx.insertInto('recipient_index').values(rows).execute();
+  await writeSearchRows(tx, m.id, searchRowsFor(m, c, searchKeyOf(k)), false);
 };
 
 export type RekeyResult = { orgs: number; reindexed: number; kept_under_old_key: number; retired_keys: number };
@@ -156,6 +164,8 @@ export const rekeyRecipientIndex = async (store: Store, ring: KeyRing, at: strin
           await tx.deleteFrom('recipient_index').where('message_id', '=', m.id).execute();
           const rows = rowsFor(m, c, k);
           if (rows.length > 0) await tx.insertInto('recipient_index').values(rows).execute();
+          await writeSearchRows(tx, m.id, searchRowsFor(m, c, searchKeyOf(k)));
+          await setSearchKeyVersion(tx, m.id, next);
           result.reindexed++;
         }
       });
@@ -169,12 +179,21 @@ export const rekeyRecipientIndex = async (store: Store, ring: KeyRing, at: strin
       .where('version', '<', next)
       .where('retired_at', 'is', null)
       .execute()) {
-      const used = await store.db
-        .selectFrom('recipient_index')
-        .select('message_id')
-        .where('org_id', '=', orgId)
-        .where('key_version', '=', old.version)
-        .executeTakeFirst();
+      const used =
+        (await store.db
+          .selectFrom('recipient_index')
+          .select('message_id')
+          .where('org_id', '=', orgId)
+          .where('key_version', '=', old.version)
+          .executeTakeFirst()) ??
+        // Search entries under it (a message stored while this pass ran, before it saw the new key).
+        (await store.db
+          .selectFrom('messages')
+          .select('id')
+          .where('org_id', '=', orgId)
+          .where('search_key_version', '=', old.version)
+          .where('content_purged_at', 'is', null)
+          .executeTakeFirst());
       if (!used) {
         await store.db
           .updateTable('recipient_index_keys')

@@ -232,6 +232,8 @@ export type MessagesTable = {
   /** Outbound only (0021): the template and version the message was rendered from; null when it was written freely. */
   template_id?: string | null;
   template_version?: number | null;
+  /** The content-index key version its search entries were computed under (0032); null until it is indexed. */
+  search_key_version?: number | null;
 };
 
 export type MessageEventsTable = { id: string; message_id: string; at: string; type: string; details: string };
@@ -317,6 +319,12 @@ export type RecipientIndexTable = {
   created_at: string;
 };
 
+/**
+ * The blind search index (0032, src/mail/search-index.ts): a truncated HMAC of (mailbox, field, word) per message,
+ * never the word; `message_ref` is the message id's 16 UUID bytes.
+ */
+export type SearchIndexTable = { mac: Buffer; message_ref: Buffer; key_version: number };
+
 /** A breach incident (0026, 45 CFR 164.400-414). JSON columns: scope, risk_assessment, notice. */
 export type BreachIncidentsTable = {
   id: string;
@@ -400,6 +408,7 @@ export type Database = {
   template_versions: TemplateVersionsTable;
   recipient_index_keys: RecipientIndexKeysTable;
   recipient_index: RecipientIndexTable;
+  search_index: SearchIndexTable;
   breach_incidents: BreachIncidentsTable;
   breach_individuals: BreachIndividualsTable;
   breach_reminders: BreachRemindersTable;

@@ -4,6 +4,8 @@ import { newId } from '../../src/kernel/ids.js';
 import { sealContent } from '../../src/mail/message-store.js';
 import { addMessageEvent } from '../../src/mail/messages-repo.js';
 import type { MessageContent } from '../../src/mail/mime.js';
+import { activeIndexKey } from '../../src/mail/recipient-index.js';
+import { searchKeyOf, searchRowsFor, writeSearchRows } from '../../src/mail/search-index.js';
 import type { MessagesTable } from '../../src/store/schema.js';
 import type { TestApp } from './test-app.js';
 
@@ -27,6 +29,8 @@ export type SeedMessage = {
   createdAt?: string;
   threadId?: string;
   isRead?: boolean;
+  /** Stored as before the search index (0032): searched by decrypting until the back-fill indexes it. */
+  unindexed?: boolean;
 };
 
 const passing = (flags: string[]): InboundAuthResults => ({
@@ -50,6 +54,7 @@ export const seedMessages = async (t: TestApp, mailbox: { id: string; address: s
   const ids: string[] = [];
   const rows: MessagesTable[] = [];
   const approvals: { id: string; message: MessagesTable }[] = [];
+  const contents = new Map<string, MessageContent>();
   for (const s of messages) {
     const id = newId('message');
     const direction = s.direction ?? 'inbound';
@@ -110,13 +115,21 @@ export const seedMessages = async (t: TestApp, mailbox: { id: string; address: s
       row.approval_id = approvalId;
       approvals.push({ id: approvalId, message: row });
     }
+    if (!s.unindexed) contents.set(id, content);
     rows.push(row);
     ids.push(id);
   }
   for (let i = 0; i < rows.length; i += 200) {
     const chunk = rows.slice(i, i + 200);
     await db.transaction().execute(async (tx) => {
+      // The search entries the repo writes with a stored message (search-index.ts), unless asked not to.
+      const k = searchKeyOf(await activeIndexKey(tx, t.c.ring, t.orgId, new Date().toISOString()));
+      for (const r of chunk) r.search_key_version = contents.has(r.id) ? k.version : null;
       await tx.insertInto('messages').values(chunk).execute();
+      for (const r of chunk) {
+        const c = contents.get(r.id);
+        if (c) await writeSearchRows(tx, r.id, searchRowsFor(r, c, k), false);
+      }
       // The domain events the repo writes with a stored message, so waiters and feeds see seeded mail too.
       await appendEvents(
         tx,
