@@ -126,6 +126,11 @@ for (const dialect of testDialects()) {
       const after = await envelopesInStore(app.c.store);
       expect(after.length).toBe(before.length);
       expect(after.filter((e) => e.kv !== '2')).toEqual([]);
+      // The blind search index was recomputed under the organisation's new content-index key (search-index.ts).
+      const versions = await app.c.store.db.selectFrom('search_index').select('key_version').distinct().execute();
+      expect(versions.map((v) => Number(v.key_version))).toEqual([2]);
+      const stale = await app.c.store.db.selectFrom('messages').select('id').where('search_key_version', '!=', 2).execute();
+      expect(stale).toEqual([]);
 
       dropKeyVersion(app.dataDir, '1');
       const c2 = await createContainer(loadConfig(app.env), { logger: silent });

@@ -170,6 +170,8 @@ export type SearchCriteria = { q?: string; from?: string; subject?: string };
  */
 export const lookupGroups = (mailboxId: string, criteria: SearchCriteria, keys: SearchKey[]): Buffer[][] => {
   const groups: Buffer[][] = [];
+  // No key yet: the organisation has indexed nothing, so there is nothing to narrow by.
+  if (keys.length === 0) return groups;
   const add = (text: string | undefined, fields: readonly ('f' | 's' | 'b')[]) => {
     if (!text) return;
     for (const w of wordsOf(foldText(text))) {

@@ -1,0 +1,188 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SCAN_BUDGET } from '../src/mail/read-service.js';
+import { entriesOf, occursAtWords, refOf } from '../src/mail/search-index.js';
+import { testDialects } from './support/dialects.js';
+import { seedMessages } from './support/inbound-seed.js';
+import { seedMailbox } from './support/outbound-sink.js';
+import { createTestApp, type TestApp } from './support/test-app.js';
+
+const T0 = Date.parse('2026-03-01T08:00:00.000Z');
+const at = (minutes: number) => new Date(T0 + minutes * 60_000).toISOString();
+
+describe('search words (the rule the blind index serves)', () => {
+  it('indexes body words whole and sender and subject words by their prefixes, after NFKC and lower-casing', () => {
+    const e = entriesOf({
+      from: { name: 'Dr. Zoë Ångström', address: 'Zoe.A@Lab.example' },
+      subject: 'ＨｂＡ１ｃ result',
+      text: 'Your creatinine is 1.2 mg/dL.',
+      html: '<p>Call <b>cardiology</b></p><script>var zebra = 1</script>',
+    });
+    expect(e).toContain('b|creatinine');
+    expect(e).toContain('b|mg');
+    expect(e).toContain('b|cardiology');
+    expect(e).not.toContain('b|zebra'); // scripts are not visible text
+    expect(e).not.toContain('b|creat'); // body words are whole
+    expect(e).not.toContain('b|1'); // one character: not indexed
+    expect(e).toContain('s|hba1c'); // full-width folded by NFKC
+    expect(e).toContain('s|hb');
+    expect(e).toContain('f|zoë');
+    expect(e).toContain('f|ång');
+    expect(e).toContain('f|lab');
+    expect(e).toContain('f|exam');
+    expect([...e].some((x) => x.includes('<') || x.includes('@'))).toBe(false);
+  });
+
+  it('matches at the start of a word, and with whole words in the body', () => {
+    expect(occursAtWords('results <lab0@lab.example>', 'lab0@', false)).toBe(true);
+    expect(occursAtWords('results <lab0@lab.example>', 'ab0', false)).toBe(false);
+    expect(occursAtWords('refill 12', ' 1', false)).toBe(true); // a needle starting with a space needs no boundary
+    expect(occursAtWords('your diabetes visit', 'diab', false)).toBe(true);
+    expect(occursAtWords('your diabetes visit', 'diab', true)).toBe(false);
+    expect(occursAtWords('your diabetes visit', 'diabetes visit', true)).toBe(true);
+    expect(occursAtWords('your diabetes visit', 'abetes', true)).toBe(false);
+    expect(occursAtWords('x-ray on friday', '-ray', true)).toBe(true);
+    expect(occursAtWords('𝒜lpha beta', 'beta', true)).toBe(true);
+  });
+});
+
+for (const dialect of testDialects()) {
+  describe(`the blind search index (${dialect})`, () => {
+    let t: TestApp;
+    beforeAll(async () => {
+      t = await createTestApp(dialect);
+    }, 60_000);
+    afterAll(async () => {
+      await t?.close();
+    });
+    const ids = (r: { body: { messages: { id: string }[] } }) => r.body.messages.map((m) => m.id);
+    const searchedEvent = async (mailboxId: string) =>
+      (
+        await t.c.store.db
+          .selectFrom('audit_events')
+          .selectAll()
+          .where('action', '=', 'email.searched')
+          .where('target_id', '=', mailboxId)
+          .orderBy('seq', 'desc')
+          .limit(1)
+          .executeTakeFirstOrThrow()
+      ).details;
+    const examined = async (mailboxId: string) => (JSON.parse((await searchedEvent(mailboxId)) as string) as { examined: number }).examined;
+
+    it('finds a word of the oldest message of a mailbox larger than the scan budget in one request, opening only candidates', async () => {
+      const box = await seedMailbox(t, 'autonomous');
+      const [needle] = await seedMessages(t, box.mailbox, [
+        {
+          from: 'pathology@lab.example',
+          fromName: 'Westside Pathology',
+          subject: 'Biopsy report',
+          text: 'Benign nevus, margins clear.',
+          createdAt: at(0),
+        },
+      ]);
+      await seedMessages(
+        t,
+        box.mailbox,
+        Array.from({ length: SCAN_BUDGET + 500 }, (_, i) => ({
+          from: `p${i}@patient.example`,
+          subject: `Appointment ${i}`,
+          text: `See you at ${i % 12}:00 for your visit.`,
+          createdAt: at(1 + i),
+        })),
+      );
+      for (const query of ['q=nevus', 'q=margins%20clear', 'q=westside', 'from=pathology', 'subject=biop', 'q=benign&subject=report']) {
+        const r = await t.call('GET', `/v1/mailboxes/${box.mailbox.id}/search?${query}&limit=10`, box.agentKey);
+        expect(r.status, query).toBe(200);
+        expect(ids(r), query).toEqual([needle]);
+        expect(r.body.partial, query).toBe(false);
+        expect(r.body.next_cursor, query).toBeNull();
+        expect(await examined(box.mailbox.id), query).toBe(1);
+      }
+      // Lists with a sender filter use it too.
+      const listed = await t.call('GET', `/v1/mailboxes/${box.mailbox.id}/messages?from=westside`, box.agentKey);
+      expect(ids(listed)).toEqual([needle]);
+      // Part of a body word is not a word: nothing, and still no mailbox-wide decryption.
+      const part = await t.call('GET', `/v1/mailboxes/${box.mailbox.id}/search?q=evus`, box.agentKey);
+      expect(ids(part)).toEqual([]);
+      expect(part.body.partial).toBe(false);
+      expect(await examined(box.mailbox.id)).toBe(0);
+      // A common word pages through its matches newest first, every match once.
+      const seen: string[] = [];
+      let cursor: string | null = null;
+      do {
+        const r = await t.call(
+          'GET',
+          `/v1/mailboxes/${box.mailbox.id}/search?q=visit&limit=200${cursor ? `&cursor=${cursor}` : ''}`,
+          box.agentKey,
+        );
+        seen.push(...ids(r));
+        cursor = r.body.next_cursor;
+      } while (cursor);
+      expect(seen).toHaveLength(SCAN_BUDGET + 500);
+      expect(new Set(seen).size).toBe(seen.length);
+      expect([...seen].sort().reverse()).toEqual(seen);
+    }, 240_000);
+
+    it('stores no word and links nothing across mailboxes: the same message in two mailboxes shares no entry', async () => {
+      const a = await seedMailbox(t, 'autonomous');
+      const b = await seedMailbox(t, 'autonomous');
+      const msg = { from: 'results@lab.example', subject: 'Warfarin dose', text: 'Your INR is 2.4; keep the warfarin dose.' };
+      const [ma] = await seedMessages(t, a.mailbox, [msg]);
+      const [mb] = await seedMessages(t, b.mailbox, [msg]);
+      const macs = async (id: string) =>
+        (await t.c.store.db.selectFrom('search_index').select('mac').where('message_ref', '=', refOf(id)).execute()).map((r) =>
+          Buffer.from(r.mac).toString('hex'),
+        );
+      const [xa, xb] = [await macs(ma!), await macs(mb!)];
+      expect(xa.length).toBe(entriesOf({ ...msg, from: { name: '', address: msg.from }, html: null }).size);
+      expect(xa.every((m) => m.length === 16)).toBe(true);
+      expect(xa.filter((m) => xb.includes(m))).toEqual([]);
+      const raw = Buffer.concat(
+        (await t.c.store.db.selectFrom('search_index').select(['mac']).where('message_ref', '=', refOf(ma!)).execute()).map((r) =>
+          Buffer.from(r.mac),
+        ),
+      ).toString('latin1');
+      expect(raw.toLowerCase()).not.toContain('warfarin');
+      // The other agent cannot use its own index to find the first one's mail.
+      const other = await t.call('GET', `/v1/mailboxes/${a.mailbox.id}/search?q=warfarin`, b.agentKey);
+      expect(other.status).toBe(404);
+    });
+
+    it('hides a held message from its agent in the index as in the content: only its sender is searchable', async () => {
+      const box = await seedMailbox(t, 'gated_all');
+      const [held] = await seedMessages(t, box.mailbox, [
+        { from: 'oncology@lab.example', subject: 'Pathology: malignant', text: 'Carcinoma confirmed.', status: 'pending_approval' },
+      ]);
+      const q = async (query: string) => ids(await t.call('GET', `/v1/mailboxes/${box.mailbox.id}/search?${query}`, box.agentKey));
+      expect(await q('q=carcinoma')).toEqual([]);
+      expect(await q('subject=malignant')).toEqual([]);
+      expect(await q('q=oncology')).toEqual([held]);
+    });
+
+    it('searches messages stored before the index by opening them, back-fills them once (also with two runs at once), then uses the index', async () => {
+      const box = await seedMailbox(t, 'autonomous');
+      const old = await seedMessages(
+        t,
+        box.mailbox,
+        Array.from({ length: 30 }, (_, i) => ({
+          from: `sender${i}@clinic.example`,
+          subject: `Note ${i}`,
+          text: i === 3 ? 'Bring your inhaler.' : 'Routine note.',
+          createdAt: at(i),
+          unindexed: true,
+        })),
+      );
+      const search = () => t.call('GET', `/v1/mailboxes/${box.mailbox.id}/search?q=inhaler`, box.agentKey);
+      expect(ids(await search())).toEqual([old[3]]);
+      expect(await examined(box.mailbox.id)).toBe(30);
+
+      const [r1, r2] = await Promise.all([t.c.mail.searchBackfill.runOnce(), t.c.mail.searchBackfill.runOnce()]);
+      expect(r1.indexed + r2.indexed).toBe(30);
+      const built = await t.c.store.db.selectFrom('audit_events').selectAll().where('action', '=', 'search_index.built').execute();
+      expect(built.reduce((n, e) => n + (JSON.parse(e.details as string) as { messages: number }).messages, 0)).toBe(30);
+      expect((await t.c.mail.searchBackfill.runOnce()).indexed).toBe(0);
+
+      expect(ids(await search())).toEqual([old[3]]);
+      expect(await examined(box.mailbox.id)).toBe(1);
+    });
+  });
+}
