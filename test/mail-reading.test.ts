@@ -294,7 +294,9 @@ for (const dialect of testDialects()) {
           until: some(fc.integer({ min: -1, max: 31 })),
           from: some(fc.constantFrom('lab', 'LAB0@', 'rx.example', 'jane doe', 'north lab <lab0', 'nobody', 'ab0', 'ef', 'no')),
           subject: some(fc.constantFrom('lipid', 'REFILL', 'appointment 1', ' 2', 'nothing', 'ipid', 'pan', 'ready 1')),
-          q: some(fc.constantFrom('lipid', 'creatinine', 'jane', 'see you', 'absent', 'refills@', 'reatinine', 'creat', 'mg/dl', 'soo', '1.2')),
+          q: some(
+            fc.constantFrom('lipid', 'creatinine', 'jane', 'see you', 'absent', 'refills@', 'reatinine', 'creat', 'mg/dl', 'soo', '1.2'),
+          ),
           tag: some(fc.constantFrom('lab', 'urgent', 'a_b', 'aXb', 'none')),
           limit: fc.integer({ min: 1, max: 12 }),
         });

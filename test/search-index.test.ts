@@ -24,7 +24,9 @@ describe('search words (the rule the blind index serves)', () => {
     expect(e).not.toContain('b|creat'); // body words are whole
     expect(e).not.toContain('b|1'); // one character: not indexed
     expect(e).toContain('s|hba1c'); // full-width folded by NFKC
-    expect(e).toContain('s|hb');
+    expect(e).toContain('s|hba');
+    expect(e).not.toContain('s|hb'); // prefixes from three characters
+    expect(e).toContain('f|dr'); // a whole two-character word
     expect(e).toContain('f|zoë');
     expect(e).toContain('f|ång');
     expect(e).toContain('f|lab');
@@ -156,6 +158,29 @@ for (const dialect of testDialects()) {
       expect(await q('q=carcinoma')).toEqual([]);
       expect(await q('subject=malignant')).toEqual([]);
       expect(await q('q=oncology')).toEqual([held]);
+    });
+
+    it("follows a reviewer's edit: the new words are found, the edited-out ones are not", async () => {
+      const box = await seedMailbox(t, 'gated_send');
+      const reviewerKey = (await t.call('POST', `/v1/humans/${box.reviewer.id}/api-keys`, t.adminKey, { scopes: ['reviewer'] })).body.key;
+      const sent = await t.call('POST', `/v1/mailboxes/${box.mailbox.id}/send`, box.agentKey, {
+        to: ['patient@example.org'],
+        subject: 'Your visit',
+        text: 'See you Tuesday in the annex.',
+      });
+      expect(sent.status).toBe(202);
+      const q = async (query: string) => ids(await t.call('GET', `/v1/mailboxes/${box.mailbox.id}/search?${query}`, box.agentKey));
+      expect(await q('q=annex')).toEqual([sent.body.id]);
+      const approval = (await t.call('GET', `/v1/emails/${sent.body.id}`, box.agentKey)).body.approval.id;
+      const ok = await t.call('POST', `/v1/approvals/${approval}/approve`, reviewerKey, {
+        edits: { subject: 'Your appointment', text: 'See you Tuesday in the pavilion.' },
+      });
+      expect(ok.status).toBe(200);
+      expect(await q('q=annex')).toEqual([]);
+      expect(await q('q=pavilion')).toEqual([sent.body.id]);
+      expect(await q('subject=appoint')).toEqual([sent.body.id]);
+      expect(await examined(box.mailbox.id)).toBe(1);
+      expect(await q('subject=visit')).toEqual([]);
     });
 
     it('searches messages stored before the index by opening them, back-fills them once (also with two runs at once), then uses the index', async () => {

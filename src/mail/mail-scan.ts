@@ -9,7 +9,15 @@ import { openContent } from './message-store.js';
 import { emailTarget, isContentHidden, META, type Meta, type MetaRow, type Summary, summaryOf, tagFields } from './message-views.js';
 import type { MessageContent } from './mime.js';
 import { indexKeys } from './recipient-index.js';
-import { foldText as fold, hasUnindexed, lookupGroups, occursAtWords, searchCandidates, searchFields, searchKeyOf } from './search-index.js';
+import {
+  foldText as fold,
+  hasUnindexed,
+  lookupGroups,
+  occursAtWords,
+  searchCandidates,
+  searchFields,
+  searchKeyOf,
+} from './search-index.js';
 
 // The keyset scan over sealed content behind list, search and thread: bounds, batched fetches, matching, unreadable messages.
 

@@ -376,7 +376,13 @@ const tagParam = z
   .max(64)
   .regex(/^[A-Za-z0-9:_.-]+$/);
 const needle = (what: string) =>
-  z.string().min(1).max(200).describe(`case-insensitive substring of the ${what} (matched after decryption)`);
+  z
+    .string()
+    .min(1)
+    .max(200)
+    .describe(
+      `case-insensitive text matched from the start of a word of the ${what} (narrowed by the blind search index, confirmed after decryption)`,
+    );
 
 import { MESSAGE_STATUSES } from './message-lifecycle.js';
 

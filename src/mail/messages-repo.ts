@@ -4,9 +4,8 @@ import type { Executor } from '../store/db.js';
 import type { MessagesTable } from '../store/schema.js';
 import type { KeyRing } from '../kernel/crypto/keyring.js';
 import type { MessageStatus } from './message-lifecycle.js';
-import type { MessageContent } from './mime.js';
 import { activeIndexKey, type IndexedContent, indexMessage } from './recipient-index.js';
-import { dropSearchRows } from './search-index.js';
+import { deleteSearchRows } from './search-index.js';
 
 /**
  * The messages table's writer (STYLE.md: one repo per table; the vault repo is the model). Status changes go
@@ -194,17 +193,23 @@ export const addMessageEvent = (tx: Executor, messageId: string, at: string, typ
 
 /**
  * Retention: replaces a message's sealed content with a sealed tombstone and drops the original and signed
- * bytes, keeping the row's metadata and hashes (so the audit log still verifies). False when it was purged
- * already (another process).
+ * bytes and its search entries, keeping the row's metadata, hashes and recipient-index rows (so the audit log
+ * still verifies and disclosures stay accountable). False when it was purged already (another process).
  */
-export const purgeContent = async (tx: Executor, id: string, tombstone: string, at: string): Promise<boolean> => {
+export const purgeContent = async (
+  tx: Executor,
+  ring: KeyRing,
+  m: Pick<MessagesTable, 'id' | 'org_id' | 'mailbox_id' | 'content_sealed' | 'search_key_version'>,
+  tombstone: string,
+  at: string,
+): Promise<boolean> => {
   const u = await tx
     .updateTable('messages')
     .set({ content_sealed: tombstone, original_sealed: null, raw_sealed: null, content_purged_at: at })
-    .where('id', '=', id)
+    .where('id', '=', m.id)
     .where('content_purged_at', 'is', null)
     .executeTakeFirst();
   if (Number(u.numUpdatedRows) !== 1) return false;
-  await dropSearchRows(tx, id);
+  await deleteSearchRows(tx, ring, m);
   return true;
 };

@@ -148,11 +148,13 @@ export const createReadService = ({ db, dialect, ring, guard, clock, audit }: De
   };
 
   /**
-   * Searches a mailbox: `q` is a case-insensitive substring of
-   * the sender, subject or body text (HTML without tags), combined with the
-   * list filters. Content is sealed at rest, so this decrypts the mailbox's
-   * messages newest first, within the scan budget per request, and pages by
-   * next_cursor. An agent finds a held inbound message by its sender only.
+   * Searches a mailbox: `q` matches the sender or subject from the start of
+   * a word and the body text (HTML without tags) by whole words, combined
+   * with the list filters (search-index.ts has the rule). The blind index
+   * narrows the request to candidates, which are opened to confirm; a query
+   * with no indexed word decrypts the mailbox's messages newest first, within
+   * the scan budget per request, and pages by next_cursor. An agent finds a
+   * held inbound message by its sender only.
    * Throws 400 invalid_filter (no criterion), 403, 404. Audits `email.searched`
    * with the ids returned and a hash of the criteria, never their text.
    */

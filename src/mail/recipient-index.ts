@@ -2,11 +2,11 @@ import { createHmac, randomBytes } from 'node:crypto';
 import type { KeyRing, WrappedKey } from '../kernel/crypto/keyring.js';
 import { normaliseAddress } from '../phi/consent-service.js';
 import type { Executor, Store } from '../store/db.js';
-import type { RecipientIndexTable } from '../store/schema.js';
+import type { MessagesTable, RecipientIndexTable } from '../store/schema.js';
 import type { MessageContent } from './mime.js';
 import { openContent } from './message-store.js';
 import { setSearchKeyVersion } from './messages-repo.js';
-import { searchKeyOf, searchRowsFor, writeSearchRows } from './search-index.js';
+import { deleteSearchRows, insertSearchRows, searchKeyOf, searchRowsFor } from './search-index.js';
 
 /**
  * The recipient index (writer of `recipient_index` and `recipient_index_keys`): HMAC-SHA-256, under a per-organisation
@@ -123,7 +123,25 @@ export const indexMessage = async (
 ) => {
   const rows = rowsFor(m, c, k);
   if (rows.length > 0) await tx.insertInto('recipient_index').values(rows).execute();
-  await writeSearchRows(tx, m.id, searchRowsFor(m, c, searchKeyOf(k)), false);
+  await insertSearchRows(tx, searchRowsFor(m, c, searchKeyOf(k)));
+};
+
+/**
+ * A reviewer edited a held message (approvals-service.ts): its recipient-index rows and search entries are
+ * recomputed from the new content under the organisation's active key, in the decision's transaction.
+ */
+export const reindexMessage = async (
+  tx: Executor,
+  ring: KeyRing,
+  m: Pick<MessagesTable, 'id' | 'org_id' | 'mailbox_id' | 'direction' | 'created_at' | 'content_sealed' | 'search_key_version'>,
+  before: IndexedContent,
+  after: IndexedContent,
+) => {
+  const k = await activeIndexKey(tx, ring, m.org_id, m.created_at);
+  await tx.deleteFrom('recipient_index').where('message_id', '=', m.id).execute();
+  await deleteSearchRows(tx, ring, m, { ...before, attachments: [] });
+  await indexMessage(tx, k, m, after);
+  await setSearchKeyVersion(tx, m.id, k.version);
 };
 
 export type RekeyResult = { orgs: number; reindexed: number; kept_under_old_key: number; retired_keys: number };
@@ -147,7 +165,7 @@ export const rekeyRecipientIndex = async (store: Store, ring: KeyRing, at: strin
     for (;;) {
       const page = await store.db
         .selectFrom('messages')
-        .select(['id', 'org_id', 'mailbox_id', 'direction', 'created_at', 'content_sealed', 'content_purged_at'])
+        .select(['id', 'org_id', 'mailbox_id', 'direction', 'created_at', 'content_sealed', 'content_purged_at', 'search_key_version'])
         .where('org_id', '=', orgId)
         .where('id', '>', after)
         .orderBy('id')
@@ -164,7 +182,8 @@ export const rekeyRecipientIndex = async (store: Store, ring: KeyRing, at: strin
           await tx.deleteFrom('recipient_index').where('message_id', '=', m.id).execute();
           const rows = rowsFor(m, c, k);
           if (rows.length > 0) await tx.insertInto('recipient_index').values(rows).execute();
-          await writeSearchRows(tx, m.id, searchRowsFor(m, c, searchKeyOf(k)));
+          await deleteSearchRows(tx, ring, m, c);
+          await insertSearchRows(tx, searchRowsFor(m, c, searchKeyOf(k)));
           await setSearchKeyVersion(tx, m.id, next);
           result.reindexed++;
         }

@@ -10,7 +10,7 @@ import type { SearchIndexTable } from '../store/schema.js';
 import { openContent } from './message-store.js';
 import { setSearchKeyVersion } from './messages-repo.js';
 import type { MessageContent } from './mime.js';
-import { activeIndexKey } from './recipient-index.js';
+import { activeIndexKey, indexKeys } from './recipient-index.js';
 
 /**
  * The blind search index (writer of `search_index`; migration 0032). Search must not decrypt a whole mailbox, and
@@ -41,6 +41,19 @@ const PREFIX_MAX = 24;
 /** Body words longer than this are indexed (and looked up) by their first WORD_MAX characters. */
 const WORD_MAX = 64;
 const MIN_WORD = 2;
+/** Sender and subject prefixes are indexed from three characters (two-character prefixes narrow almost nothing). */
+const PREFIX_MIN = 3;
+/**
+ * Body words too common to narrow a search, not indexed (about a third of a letter's distinct words): a query word
+ * in this list does not narrow, the confirmation still checks it. English and Spanish function words only.
+ */
+const STOPWORDS = new Set(
+  (
+    'a an and are as at be been but by can do for from had has have he her his how i if in into is it its me my no not of on or our ' +
+    'she so than that the their them then there these they this to up us was we were what when which who will with would you your ' +
+    'de del el en es la las los por que se su un una y'
+  ).split(' '),
+);
 const WORD = /[\p{L}\p{N}]+/gu;
 const WORD_CHAR = /[\p{L}\p{N}]/u;
 
@@ -106,12 +119,14 @@ export const entriesOf = (c: Pick<MessageContent, 'from' | 'subject' | 'text' | 
   ] as const) {
     for (const w of wordsOf(text)) {
       const cs = chars(w);
-      for (let n = MIN_WORD; n <= Math.min(cs.length, PREFIX_MAX); n++) out.add(`${tag}|${cs.slice(0, n).join('')}`);
+      // The whole word from two characters, its prefixes from three.
+      if (cs.length === MIN_WORD) out.add(`${tag}|${w}`);
+      for (let n = PREFIX_MIN; n <= Math.min(cs.length, PREFIX_MAX); n++) out.add(`${tag}|${cs.slice(0, n).join('')}`);
     }
   }
   for (const w of wordsOf(f.body)) {
     const cs = chars(w);
-    if (cs.length >= MIN_WORD) out.add(`b|${cs.slice(0, WORD_MAX).join('')}`);
+    if (cs.length >= MIN_WORD && !STOPWORDS.has(w)) out.add(`b|${cs.slice(0, WORD_MAX).join('')}`);
   }
   return out;
 };
@@ -145,20 +160,52 @@ export const searchRowsFor = (
     const hex = mac.toString('hex');
     if (seen.has(hex)) continue; // a truncated-MAC collision within one message
     seen.add(hex);
-    rows.push({ mac, message_ref: ref, key_version: k.version });
+    rows.push({ mac, message_ref: ref });
   }
   return rows;
 };
 
-/** Writes a message's index rows; `replace` drops what it had first (re-key, back-fill). */
-export const writeSearchRows = async (tx: Executor, messageId: string, rows: SearchIndexTable[], replace = true) => {
-  if (replace) await tx.deleteFrom('search_index').where('message_ref', '=', refOf(messageId)).execute();
-  for (let i = 0; i < rows.length; i += 500) await tx.insertInto('search_index').values(rows.slice(i, i + 500)).execute();
+/** Inserts a new message's index rows (its transaction; a message indexed for the first time). */
+export const insertSearchRows = async (tx: Executor, rows: SearchIndexTable[]) => {
+  for (let i = 0; i < rows.length; i += 500)
+    await tx
+      .insertInto('search_index')
+      .values(rows.slice(i, i + 500))
+      .execute();
 };
 
-/** Retention: a purged message's entries go with its content. */
-export const dropSearchRows = (tx: Executor, messageId: string) =>
-  tx.deleteFrom('search_index').where('message_ref', '=', refOf(messageId)).execute();
+/**
+ * Deletes a message's index rows by their primary key, recomputed from its content under the key it was indexed
+ * with (`search_key_version`), so no second index by message is needed. A message that cannot be opened, or whose
+ * key is gone, is deleted by a scan of the table: rare (corruption), and correct.
+ */
+export const deleteSearchRows = async (
+  tx: Executor,
+  ring: KeyRing,
+  m: { id: string; org_id: string; mailbox_id: string; content_sealed: string; search_key_version?: number | null },
+  opened?: MessageContent,
+) => {
+  if (!m.search_key_version) return; // never indexed (null), or nothing to index (0)
+  const ref = refOf(m.id);
+  const key = (await indexKeys(tx, ring, m.org_id)).find((k) => k.version === Number(m.search_key_version));
+  let c: MessageContent | null = opened ?? null;
+  try {
+    c ??= openContent(ring, m, m.content_sealed);
+  } catch {
+    c = null;
+  }
+  if (!key || !c) {
+    await tx.deleteFrom('search_index').where('message_ref', '=', ref).execute();
+    return;
+  }
+  const macs = searchRowsFor(m, c, searchKeyOf(key)).map((r) => r.mac);
+  for (let i = 0; i < macs.length; i += 500)
+    await tx
+      .deleteFrom('search_index')
+      .where('mac', 'in', macs.slice(i, i + 500))
+      .where('message_ref', '=', ref)
+      .execute();
+};
 
 /** The criteria a search narrows by: q (any field), from and subject (their own field). */
 export type SearchCriteria = { q?: string; from?: string; subject?: string };
@@ -177,6 +224,9 @@ export const lookupGroups = (mailboxId: string, criteria: SearchCriteria, keys: 
     for (const w of wordsOf(foldText(text))) {
       const cs = chars(w);
       if (cs.length < MIN_WORD) continue;
+      // A word narrows only where every field it may match has an entry for it (so the candidates are a superset).
+      if (fields.includes('b') && STOPWORDS.has(w)) continue;
+      if (cs.length < PREFIX_MIN && fields.some((f) => f !== 'b')) continue;
       const entries = fields.map((f) => `${f}|${cs.slice(0, f === 'b' ? WORD_MAX : PREFIX_MAX).join('')}`);
       groups.push(keys.flatMap((k) => entries.map((e) => macOf(k.key, mailboxId, e))));
     }
@@ -263,7 +313,7 @@ export const createSearchBackfill = (d: {
           }
           const k = await activeIndexKey(tx, d.ring, m.org_id, d.clock.now().toISOString());
           if (!(await setSearchKeyVersion(tx, m.id, k.version, true))) continue; // another process indexed it
-          await writeSearchRows(tx, m.id, searchRowsFor(m, c, searchKeyOf(k)));
+          await insertSearchRows(tx, searchRowsFor(m, c, searchKeyOf(k)));
           byOrg.set(m.org_id, (byOrg.get(m.org_id) ?? 0) + 1);
           r.indexed++;
         }

@@ -386,7 +386,7 @@ const tools: ToolDef[] = [
     name: 'search_email',
     title: 'Search email',
     description:
-      'Searches one mailbox, newest first: q is a case-insensitive substring of the sender, subject or body text, combined with the same filters as check_inbox (give q or at least one filter). Returns summaries with where each matched (read one with read_email); subjects are untrusted sender text. Searching decrypts messages, so a page may stop early (partial): follow next_cursor. The search terms are never stored, only a hash. Not for waiting for mail that has not arrived (use wait_for_email).',
+      'Searches one mailbox, newest first: q matches words, case-insensitively: from the start of a word in the sender or subject (pharm finds pharmacy), whole words or a phrase in the body text; combined with the same filters as check_inbox (give q or at least one filter). Returns summaries with where each matched (read one with read_email); subjects are untrusted sender text. A query without a word of two or more letters or digits decrypts messages, so a page may stop early (partial): follow next_cursor. The search terms are never stored, only a hash. Not for waiting for mail that has not arrived (use wait_for_email).',
     input: searchIn,
     output: searchOut,
     annotations: { readOnlyHint: true, openWorldHint: false },

@@ -10,9 +10,9 @@ export type Summary = z.infer<typeof messageSummaryOut>;
 
 export type WaitFilter = {
   mailboxId: string;
-  /** Case-insensitive substring of the sender (address or name), as the read service matches it. */
+  /** Matched from the start of a word of the sender (address or name), case-insensitively, as the read service matches it. */
   from?: string;
-  /** Case-insensitive substring of the subject. */
+  /** Matched from the start of a word of the subject. */
   subject?: string;
   /** Only mail stored strictly after this instant (ISO 8601). */
   since: string;

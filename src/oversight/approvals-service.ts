@@ -351,6 +351,7 @@ export const createApprovalsService = ({
       }
       // The message's own compare-and-set: it leaves pending_approval once (the pipeline then writes the outbox).
       if ((await held.move(tx, m.id, 'approve', { ...cols, updated_at: at })) !== 1) throw messageMoved();
+      if (diff.length > 0) await held.reindex(tx, m, before, after);
       await held.note(tx, m.id, at, 'approved', {
         approval_id: a.id,
         by: ctx.principal.id,

@@ -21,6 +21,11 @@ export type HeldMail = {
   note: (tx: Executor, messageId: string, at: string, type: string, details: Record<string, unknown>) => Promise<unknown>;
   open: (m: MessagesTable, sealed: string, part?: 'content' | 'original') => HeldContent;
   seal: (m: MessagesTable, c: HeldContent, part?: 'content' | 'original') => { sealed: string; hash: string };
+  /**
+   * After a reviewer's edit: the message's recipient-index and search entries follow its new content (`before` is
+   * what the entries were computed from).
+   */
+  reindex: (tx: Executor, m: MessagesTable, before: HeldContent, after: HeldContent) => Promise<void>;
   /** Plans and writes the outbox jobs of an approved message (signed later by the delivery worker). */
   queue: (tx: Tx, m: MessagesTable, content: HeldContent, mailbox: MailboxesTable) => Promise<void>;
 };

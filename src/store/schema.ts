@@ -323,7 +323,7 @@ export type RecipientIndexTable = {
  * The blind search index (0032, src/mail/search-index.ts): a truncated HMAC of (mailbox, field, word) per message,
  * never the word; `message_ref` is the message id's 16 UUID bytes.
  */
-export type SearchIndexTable = { mac: Buffer; message_ref: Buffer; key_version: number };
+export type SearchIndexTable = { mac: Buffer; message_ref: Buffer };
 
 /** A breach incident (0026, 45 CFR 164.400-414). JSON columns: scope, risk_assessment, notice. */
 export type BreachIncidentsTable = {

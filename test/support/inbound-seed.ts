@@ -5,7 +5,7 @@ import { sealContent } from '../../src/mail/message-store.js';
 import { addMessageEvent } from '../../src/mail/messages-repo.js';
 import type { MessageContent } from '../../src/mail/mime.js';
 import { activeIndexKey } from '../../src/mail/recipient-index.js';
-import { searchKeyOf, searchRowsFor, writeSearchRows } from '../../src/mail/search-index.js';
+import { insertSearchRows, searchKeyOf, searchRowsFor } from '../../src/mail/search-index.js';
 import type { MessagesTable } from '../../src/store/schema.js';
 import type { TestApp } from './test-app.js';
 
@@ -128,7 +128,7 @@ export const seedMessages = async (t: TestApp, mailbox: { id: string; address: s
       await tx.insertInto('messages').values(chunk).execute();
       for (const r of chunk) {
         const c = contents.get(r.id);
-        if (c) await writeSearchRows(tx, r.id, searchRowsFor(r, c, k), false);
+        if (c) await insertSearchRows(tx, searchRowsFor(r, c, k));
       }
       // The domain events the repo writes with a stored message, so waiters and feeds see seeded mail too.
       await appendEvents(

@@ -7,9 +7,10 @@ type AnyDb = Kysely<any>;
  * The blind search index (src/mail/search-index.ts):
  * - `search_index`: one row per message and distinct search entry (a word of the body, or a word prefix of the
  *   sender or subject), holding the first 8 bytes of HMAC-SHA-256 of mailbox id, field and word under the
- *   organisation's content-index key `key_version` (the recipient index's key ring, 0025, through HKDF). The message is
- *   referenced by the 16 bytes of its UUIDv7, so rows sort newest first by message. SQLite keeps it WITHOUT ROWID:
- *   the primary key is the table.
+ *   organisation's content-index key (the recipient index's keys, 0025, through HKDF) whose version the message row
+ *   records. The message is referenced by the 16 bytes of its UUIDv7, so rows sort newest first by message. The
+ *   primary key is the only index (SQLite keeps the table WITHOUT ROWID: the key is the table); a message's rows are
+ *   deleted by recomputing their MACs, so no second index by message is kept.
  * - `messages.search_key_version`: the key the message's entries were computed under; null until it is indexed
  *   (messages stored before this migration are indexed by `mailward serve` in the background, and searched by
  *   decrypting them until then; a partial index finds them).
@@ -20,10 +21,8 @@ export const up = async (db: AnyDb): Promise<void> => {
   await sql`create table search_index (
     mac ${sql.raw(bin)} not null,
     message_ref ${sql.raw(bin)} not null,
-    key_version integer not null,
     constraint search_index_pk primary key (mac, message_ref)
   )${sql.raw(isPg ? '' : ' without rowid')}`.execute(db);
-  await db.schema.createIndex('search_index_message_idx').on('search_index').columns(['message_ref']).execute();
   await db.schema.alterTable('messages').addColumn('search_key_version', 'integer').execute();
   await db.schema
     .createIndex('messages_search_pending_idx')
