@@ -9,7 +9,14 @@ import { seedAgent, type TestApp } from './test-app.js';
 /** PEM texts, and the files they are in (`caFile` is the certificate, which is its own CA). */
 export type SinkCert = { private: string; cert: string; caFile: string; keyFile: string };
 
-export type SinkMessage = { from: string; to: string[]; raw: Buffer; tls: boolean };
+/** `cipher` is what the sink's side of the TLS handshake negotiated (node:tls getCipher), when the session had TLS. */
+export type SinkMessage = {
+  from: string;
+  to: string[];
+  raw: Buffer;
+  tls: boolean;
+  cipher?: { name: string; standardName?: string; version: string };
+};
 
 /** A loopback SMTP sink on port 0 with a real STARTTLS certificate; `replies` scripts answers to DATA. */
 export type Sink = {
@@ -62,7 +69,7 @@ export const selfSignedCert = (dir: string): SinkCert => {
  */
 export const startSink = async (
   dir: string,
-  opts: { tls?: boolean; port?: number; cert?: SinkCert; replyDelayMs?: number } = {},
+  opts: { tls?: boolean; port?: number; cert?: SinkCert; replyDelayMs?: number; tlsMaxVersion?: 'TLSv1.2' | 'TLSv1.3' } = {},
 ): Promise<Sink> => {
   const withTls = opts.tls ?? true;
   const pems = opts.cert ?? selfSignedCert(fs.mkdtempSync(path.join(dir, 'cert-')));
@@ -76,7 +83,7 @@ export const startSink = async (
     },
     secure: false,
     disabledCommands: withTls ? ['AUTH'] : ['AUTH', 'STARTTLS'],
-    ...(withTls ? { key: pems.private, cert: pems.cert } : {}),
+    ...(withTls ? { key: pems.private, cert: pems.cert, ...(opts.tlsMaxVersion ? { maxVersion: opts.tlsMaxVersion } : {}) } : {}),
     logger: false,
     size: 50 * 1024 * 1024,
     onData(stream, session, callback) {
@@ -98,6 +105,7 @@ export const startSink = async (
           to: session.envelope.rcptTo.map((x) => x.address),
           raw: Buffer.concat(chunks),
           tls: !!session.secure,
+          ...(session.secure && session.tlsOptions ? { cipher: session.tlsOptions as unknown as NonNullable<SinkMessage['cipher']> } : {}),
         });
         callback();
       });
