@@ -23,6 +23,10 @@ export type Sink = {
   port: number;
   caFile: string;
   messages: SinkMessage[];
+  /** SMTP sessions opened so far (connection reuse shows as fewer sessions than messages). */
+  readonly sessions: number;
+  /** SMTP sessions ended so far. */
+  readonly closedSessions: number;
   /** Answers for the next DATA commands, in order; empty means 250. */
   replies: { code: number; text: string }[];
   waitFor: (n: number, timeoutMs?: number) => Promise<void>;
@@ -69,7 +73,15 @@ export const selfSignedCert = (dir: string): SinkCert => {
  */
 export const startSink = async (
   dir: string,
-  opts: { tls?: boolean; port?: number; cert?: SinkCert; replyDelayMs?: number; tlsMaxVersion?: 'TLSv1.2' | 'TLSv1.3' } = {},
+  opts: {
+    tls?: boolean;
+    port?: number;
+    cert?: SinkCert;
+    replyDelayMs?: number;
+    tlsMaxVersion?: 'TLSv1.2' | 'TLSv1.3';
+    /** Closes a session idle this long (smtp-server's socketTimeout). */
+    idleTimeoutMs?: number;
+  } = {},
 ): Promise<Sink> => {
   const withTls = opts.tls ?? true;
   const pems = opts.cert ?? selfSignedCert(fs.mkdtempSync(path.join(dir, 'cert-')));
@@ -77,7 +89,13 @@ export const startSink = async (
   const messages: SinkMessage[] = [];
   const replies: { code: number; text: string }[] = [];
   const closed = new Set<string>();
+  let sessions = 0;
   const server = new SMTPServer({
+    onConnect(_session, callback) {
+      sessions++;
+      callback();
+    },
+    ...(opts.idleTimeoutMs ? { socketTimeout: opts.idleTimeoutMs } : {}),
     onClose(session) {
       closed.add(session.id);
     },
@@ -119,6 +137,12 @@ export const startSink = async (
     port,
     caFile,
     messages,
+    get sessions() {
+      return sessions;
+    },
+    get closedSessions() {
+      return closed.size;
+    },
     replies,
     waitFor: async (n, timeoutMs = 15_000) => {
       const end = Date.now() + timeoutMs;
