@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testDialects } from './support/dialects.js';
 import { runCli } from './support/processes.js';
-import { createTestApp, type TestApp } from './support/test-app.js';
+import { createTestApp, seedAgent, type TestApp } from './support/test-app.js';
 
 /** RFC 6962 2.1.1 inclusion check written here, independent of src/audit/merkle.ts. */
 const sha = (...parts: Buffer[]) => createHash('sha256').update(Buffer.concat(parts)).digest();
@@ -84,6 +84,62 @@ for (const dialect of testDialects()) {
       const text = await runCli(['compliance', 'report'], t.env);
       expect(text.stdout).toContain('Last audit verification:');
       expect(text.stdout).toContain('MFA: 0 of');
+    }, 60_000);
+
+    it("serves a privacy officer their organisation's pack over REST, signed in their name; reviewers and agents get 404", async () => {
+      const officer = await t.call('POST', '/v1/humans', t.adminKey, {
+        name: 'Pat',
+        email: 'pat@hospital.example',
+        roles: ['privacy_officer'],
+      });
+      const officerKey = (await t.call('POST', `/v1/humans/${officer.body.id}/api-keys`, t.adminKey, {})).body.key;
+      const r = await t.call('GET', '/v1/compliance/report', officerKey);
+      expect(r.status).toBe(200);
+      const rep = r.body.report;
+      expect(rep.scope).toEqual({ org_id: t.orgId });
+      expect(rep.organizations.map((o: any) => o.org_id)).toEqual([t.orgId]);
+      expect(rep.organizations[0].legal_holds.audit).toBe(1);
+      // A store-wide count is left out of an organisation's report.
+      expect(rep.encryption_at_rest.sealed_values_by_version).toBeNull();
+      expect(rep.encryption_at_rest.key_encryption_keys.length).toBeGreaterThan(0);
+      expect(rep.encryption_at_rest.signing_keys.every((k: any) => k.org_id === null || k.org_id === t.orgId)).toBe(true);
+      expect(rep.audit.last_verification.outcome).toBe('success');
+      expect(JSON.stringify(r.body)).not.toContain('rev@hospital.example');
+
+      // Signed like the CLI's, and the audit event names the officer.
+      const hash = createHash('sha256').update(JSON.stringify(rep)).digest('hex');
+      expect(r.body.signature.report_sha256).toBe(hash);
+      const e = (await t.c.audit.get(r.body.signature.seq, t.orgId)) as any;
+      expect(e).toMatchObject({ action: 'compliance.reported', outcome: 'success' });
+      expect(e.actor_id ?? e.actor?.id).toBe(officer.body.id);
+      expect(e.details.report_sha256).toBe(hash);
+      const leaf = sha(Buffer.from([0]), Buffer.from(e.hash, 'hex'));
+      const root = rootFromPath(
+        r.body.signature.seq - 1,
+        r.body.signature.checkpoint.tree_size,
+        leaf,
+        r.body.signature.audit_path.map((h: string) => Buffer.from(h, 'hex')),
+      );
+      expect(root?.toString('hex')).toBe(r.body.signature.checkpoint.root_hash);
+      // The admin may too.
+      expect((await t.call('GET', '/v1/compliance/report', t.adminKey)).status).toBe(200);
+
+      const reviewer = await t.call('POST', '/v1/humans', t.adminKey, { name: 'Ray', email: 'ray@hospital.example', roles: ['reviewer'] });
+      const reviewerKey = (await t.call('POST', `/v1/humans/${reviewer.body.id}/api-keys`, t.adminKey, { scopes: ['reviewer'] })).body.key;
+      const agent = await seedAgent(t, 'Evidence Probe');
+      const before = await t.c.store.db.selectFrom('audit_events').select('seq').where('action', '=', 'compliance.reported').execute();
+      for (const key of [reviewerKey, agent.agentKey]) {
+        const x = await t.call('GET', '/v1/compliance/report', key);
+        expect(x.status).toBe(404);
+        expect(JSON.stringify(x.body)).not.toContain('encryption_at_rest');
+      }
+      const after = await t.c.store.db
+        .selectFrom('audit_events')
+        .select(['outcome'])
+        .where('action', '=', 'compliance.reported')
+        .where('seq', '>', Math.max(...before.map((b) => Number(b.seq))))
+        .execute();
+      expect(after.map((a) => a.outcome)).toEqual(['denied', 'denied']);
     }, 60_000);
   });
 }

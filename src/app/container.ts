@@ -162,12 +162,13 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
   const auditReader = createAuditReader({ audit, auditLog, guard });
   // Accounting of disclosures (45 CFR 164.528), through the recipient index.
   const disclosures = createDisclosures({ audit, auditLog, guard, ring });
-  // The evidence pack (`mailward compliance report`).
+  // The evidence pack (`mailward compliance report`, `GET /v1/compliance/report`, the console).
   const complianceReport = createComplianceReport({
     db,
     audit,
     auditLog,
     clock,
+    guard,
     sealedByVersion: async () =>
       (await keyVersionsInUse(store, SEALED_COLUMNS)).map((u) => ({ version: u.version, label: u.label, count: u.count })),
   });

@@ -32,7 +32,7 @@ export const buildServer = (c: Container): Promise<FastifyInstance> =>
           stepUpSeconds: c.config.accounts.stepUpSeconds,
         },
         admin: { identity: c.identity, apiKeys: c.apiKeys, mailboxes: c.mail.mailboxes, consent: c.consent },
-        privacy: { disclosures: c.disclosures, breaches: c.breaches },
+        privacy: { disclosures: c.disclosures, breaches: c.breaches, complianceReport: c.complianceReport },
       }),
       mcpRoutes({
         deps: mcpDepsOf(c),

@@ -2,15 +2,19 @@ import { createHash } from 'node:crypto';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { AuditService } from '../audit/audit-service.js';
 import { leafHash } from '../audit/merkle.js';
-import { systemActor } from '../identity/principal.js';
+import type { Guard } from '../identity/guard.js';
+import { type RequestContext, systemActor } from '../identity/principal.js';
 import type { Clock } from '../kernel/clock.js';
 import type { Db } from '../store/db.js';
+import { requireOfficer } from './disclosures.js';
 
 type Deps = {
   db: Db;
   audit: AuditService;
   auditLog: AuditLog;
   clock: Clock;
+  /** For the organisation-scoped report (REST and console): the refusal is audited as `denied`, the success in the caller's name. */
+  guard?: Pick<Guard, 'change' | 'read' | 'recordIn'>;
   /** Sealed values per key-encryption key version (key-rotation.ts keyVersionsInUse), injected from app/. */
   sealedByVersion?: () => Promise<{ version: string; label: string; count: number }[]>;
 };
@@ -25,25 +29,50 @@ const ageDays = (now: Date, at: string | null | undefined) => (at ? Math.floor((
  * carries that event's RFC 6962 inclusion proof under a signed checkpoint, so an auditor checks it with the
  * published audit key alone. Figures only: no names, addresses or content.
  */
-export const createComplianceReport = ({ db, audit, auditLog, clock, sealedByVersion }: Deps) => {
-  const build = async () => {
+export const createComplianceReport = ({ db, audit, auditLog, clock, guard, sealedByVersion }: Deps) => {
+  /**
+   * The report over the whole store (`orgId` undefined: the operator's CLI), or over one organisation: then only its
+   * own organisation, humans, legal holds and keys appear, with what is shared by every tenant (the key-encryption
+   * keys, store-wide signing keys, the audit tree's checkpoint, store-wide verifications and backups); the count of
+   * sealed values per key version, a store-wide figure, is left out (null).
+   */
+  const build = async (orgId?: string) => {
     const now = clock.now();
     const ring = await db.selectFrom('key_ring').selectAll().orderBy('created_at').execute();
-    const signing = await db.selectFrom('signing_keys').select(['purpose', 'kid', 'org_id', 'created_at', 'retired_at']).execute();
-    const indexKeys = await db.selectFrom('recipient_index_keys').select(['org_id', 'version', 'created_at', 'retired_at']).execute();
-    const orgs = await db.selectFrom('organizations').select(['id', 'name', 'message_retention_days']).orderBy('id').execute();
-    const humans = await db.selectFrom('humans').select(['id', 'org_id']).where('is_active', '=', 1).execute();
-    const creds = await db.selectFrom('human_credentials').select(['human_id', 'totp_confirmed_at', 'sso_subject']).execute();
-    const passkeys = new Set((await db.selectFrom('webauthn_credentials').select('human_id').execute()).map((r) => r.human_id));
+    let signingQ = db.selectFrom('signing_keys').select(['purpose', 'kid', 'org_id', 'created_at', 'retired_at']);
+    if (orgId) signingQ = signingQ.where((eb) => eb.or([eb('org_id', '=', orgId), eb('org_id', 'is', null)]));
+    const signing = await signingQ.execute();
+    let indexQ = db.selectFrom('recipient_index_keys').select(['org_id', 'version', 'created_at', 'retired_at']);
+    if (orgId) indexQ = indexQ.where('org_id', '=', orgId);
+    const indexKeys = await indexQ.execute();
+    let orgQ = db.selectFrom('organizations').select(['id', 'name', 'message_retention_days']).orderBy('id');
+    if (orgId) orgQ = orgQ.where('id', '=', orgId);
+    const orgs = await orgQ.execute();
+    let humanQ = db.selectFrom('humans').select(['id', 'org_id']).where('is_active', '=', 1);
+    if (orgId) humanQ = humanQ.where('org_id', '=', orgId);
+    const humans = await humanQ.execute();
+    const humanIds = humans.map((h) => h.id);
+    const creds =
+      humanIds.length === 0
+        ? []
+        : await db
+            .selectFrom('human_credentials')
+            .select(['human_id', 'totp_confirmed_at', 'sso_subject'])
+            .where('human_id', 'in', humanIds)
+            .execute();
+    const passkeys = new Set(
+      humanIds.length === 0
+        ? []
+        : (await db.selectFrom('webauthn_credentials').select('human_id').where('human_id', 'in', humanIds).execute()).map(
+            (r) => r.human_id,
+          ),
+    );
     const credBy = new Map(creds.map((c) => [c.human_id, c]));
-    const last = async (action: string) =>
-      db
-        .selectFrom('audit_events')
-        .select(['seq', 'at', 'outcome', 'details'])
-        .where('action', '=', action)
-        .orderBy('seq', 'desc')
-        .limit(1)
-        .executeTakeFirst();
+    const last = async (action: string) => {
+      let q = db.selectFrom('audit_events').select(['seq', 'at', 'outcome', 'details']).where('action', '=', action);
+      if (orgId) q = q.where((eb) => eb.or([eb('org_id', '=', orgId), eb('org_id', 'is', null)]));
+      return q.orderBy('seq', 'desc').limit(1).executeTakeFirst();
+    };
     const verified = await last('audit.verified');
     const backup = await last('store.backup');
     const cp = await db
@@ -56,8 +85,9 @@ export const createComplianceReport = ({ db, audit, auditLog, clock, sealedByVer
     const mailHolds = await db.selectFrom('mail_legal_holds').select(['org_id', 'scope']).where('released_at', 'is', null).execute();
 
     return {
-      format: 'mailward-compliance-report/1',
+      format: 'mailward-compliance-report/1' as const,
       generated_at: now.toISOString(),
+      scope: { org_id: orgId ?? null },
       encryption_at_rest: {
         algorithm: 'AES-256-GCM envelope encryption, data keys wrapped under the key ring',
         key_encryption_keys: ring.map((k) => ({
@@ -67,7 +97,7 @@ export const createComplianceReport = ({ db, audit, auditLog, clock, sealedByVer
           age_days: ageDays(now, k.created_at),
           retired_at: k.retired_at,
         })),
-        sealed_values_by_version: sealedByVersion ? await sealedByVersion() : null,
+        sealed_values_by_version: !orgId && sealedByVersion ? await sealedByVersion() : null,
         signing_keys: signing.map((k) => ({
           purpose: k.purpose,
           kid: k.kid,
@@ -116,16 +146,9 @@ export const createComplianceReport = ({ db, audit, auditLog, clock, sealedByVer
     };
   };
 
-  /** Builds, records and signs the report. The audit event and the checkpoint are written; nothing else changes. */
-  const generate = async () => {
-    const report = await build();
-    const reportJson = JSON.stringify(report);
-    const reportHash = createHash('sha256').update(reportJson).digest('hex');
-    const ev = await audit.recordAlone({
-      action: 'compliance.reported',
-      actor: systemActor(),
-      details: { report_sha256: reportHash, format: report.format },
-    });
+  type Report = Awaited<ReturnType<typeof build>>;
+  /** The signature: the report's SHA-256 in audit event `ev`, and that event's RFC 6962 inclusion proof under a signed checkpoint. */
+  const signed = async (report: Report, reportHash: string, ev: { seq: number; hash: string }) => {
     const cp = await auditLog.checkpoints.current();
     const path = await auditLog.tree.inclusionProof(ev.seq - 1, cp.tree_size);
     return {
@@ -141,8 +164,39 @@ export const createComplianceReport = ({ db, audit, auditLog, clock, sealedByVer
       },
     };
   };
+  const hashOf = (report: Report) => createHash('sha256').update(JSON.stringify(report)).digest('hex');
 
-  return { build, generate };
+  /** Builds, records and signs the store-wide report (the CLI). The audit event and the checkpoint are written; nothing else changes. */
+  const generate = async () => {
+    const report = await build();
+    const reportHash = hashOf(report);
+    const ev = await audit.recordAlone({
+      action: 'compliance.reported',
+      actor: systemActor(),
+      details: { report_sha256: reportHash, format: report.format },
+    });
+    return signed(report, reportHash, ev);
+  };
+
+  /**
+   * The caller's organisation's evidence pack (REST `GET /v1/compliance/report`, the console). Privacy officers and
+   * admins only: anyone else gets 404, audited as `denied`. Writes a `compliance.reported` audit event in the caller's
+   * name (the report's hash, no content) and a checkpoint; nothing else changes.
+   */
+  const generateFor = async (ctx: RequestContext) => {
+    if (!guard) throw new Error('compliance report: no guard wired for organisation reports');
+    return guard.read(ctx, 'compliance.reported', null, async () => {
+      requireOfficer(ctx);
+      const report = await build(ctx.principal.orgId);
+      const reportHash = hashOf(report);
+      const ev = await guard.change(ctx, 'compliance.reported', null, (tx) =>
+        guard.recordIn(tx, ctx, 'compliance.reported', null, { report_sha256: reportHash, format: report.format, scope: 'organization' }),
+      );
+      return signed(report, reportHash, ev);
+    });
+  };
+
+  return { build, generate, generateFor };
 };
 
 export type ComplianceReport = ReturnType<typeof createComplianceReport>;

@@ -1,50 +1,15 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { breachCreateIn, breachIdSchema, breachNoticeIn, breachRiskIn, breachScopeIn } from '../compliance/breach-schemas.js';
 import type { BreachService } from '../compliance/breach-service.js';
-import { isoQuery, problems, secured } from './common-schemas.js';
+import { problems, secured } from './common-schemas.js';
 import { openApi } from './openapi-registry.js';
 
-const idParams = z.strictObject({ id: z.string().regex(/^brc_[0-9a-f]{32}$/, 'must be a breach incident id') });
-const text = (max: number) => z.string().trim().min(1).max(max);
-const idList = (prefix: string) =>
-  z
-    .array(z.string().regex(new RegExp(`^${prefix}_[0-9a-f]{32}$`)))
-    .max(1000)
-    .optional();
-
-const scopeIn = z
-  .strictObject({
-    since: isoQuery.optional(),
-    until: isoQuery.optional(),
-    mailbox_ids: idList('mbx'),
-    agent_ids: idList('agt'),
-    recipients: z.array(z.email().max(320)).max(10_000).optional(),
-    message_ids: idList('msg'),
-    tags: z.array(z.string().min(1).max(64)).max(100).optional(),
-  })
-  .register(openApi, { id: 'BreachScope' });
-
-const riskIn = z
-  .strictObject({
-    nature_and_extent: text(4000).describe('164.402(2)(i): the PHI involved, types of identifiers, likelihood of re-identification'),
-    unauthorized_person: text(4000).describe('164.402(2)(ii): who used or received the PHI'),
-    acquired_or_viewed: text(4000).describe('164.402(2)(iii): whether the PHI was actually acquired or viewed'),
-    mitigation: text(4000).describe('164.402(2)(iv): the extent to which the risk was mitigated'),
-    low_probability_of_compromise: z.boolean(),
-  })
-  .register(openApi, { id: 'BreachRiskAssessment' });
-
-const noticeIn = z
-  .strictObject({
-    what_happened: text(4000),
-    breach_date: text(200),
-    steps_individuals_should_take: text(4000),
-    what_we_are_doing: text(4000),
-    contact_procedures: text(2000).describe('164.404(c)(1)(E): toll-free number, email address, web site or postal address'),
-    subject: text(200).optional(),
-  })
-  .register(openApi, { id: 'BreachNotice' });
+const idParams = z.strictObject({ id: breachIdSchema });
+const scopeIn = breachScopeIn.register(openApi, { id: 'BreachScope' });
+const riskIn = breachRiskIn.register(openApi, { id: 'BreachRiskAssessment' });
+const noticeIn = breachNoticeIn.register(openApi, { id: 'BreachNotice' });
 
 const incidentOut = z
   .object({
@@ -93,7 +58,7 @@ export const breachRoutes =
           tags,
           security: secured,
           summary: 'Open a breach incident with its discovery time (the 60-day notice clock starts there)',
-          body: z.strictObject({ title: text(200), description: text(8000), discovered_at: isoQuery, state: text(100).optional() }),
+          body: breachCreateIn,
           response: { 201: incidentOut, ...problems(400, 401, 404) },
         },
       },

@@ -1,3 +1,4 @@
+import type { ComplianceReport } from '../compliance/compliance-report.js';
 import { randomBytes } from 'node:crypto';
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
@@ -27,6 +28,7 @@ import { accountsRoutes } from './accounts-routes.js';
 import type { WebhooksModule } from '../webhooks/webhooks-module.js';
 import { auditRoutes } from './audit-routes.js';
 import { breachRoutes } from './breach-routes.js';
+import { complianceRoutes } from './compliance-routes.js';
 import { disclosureRoutes } from './disclosure-routes.js';
 import { createAuthHook } from './auth.js';
 import { consentRoutes } from './consent-routes.js';
@@ -71,6 +73,7 @@ export type RestDeps = {
   auditReader: AuditReader;
   disclosures: Disclosures;
   breaches: BreachService;
+  complianceReport: ComplianceReport;
   part2Consents: Part2Consents;
   grants: GrantsService;
   keyDirectory: KeyDirectoryService;
@@ -180,6 +183,7 @@ export const buildRestServer = async (c: RestDeps, { beside = [] }: RestServerOp
     await v1.register(auditRoutes({ reader: c.auditReader }));
     await v1.register(disclosureRoutes({ disclosures: c.disclosures }));
     await v1.register(breachRoutes({ breaches: c.breaches }));
+    await v1.register(complianceRoutes({ complianceReport: c.complianceReport }));
     await v1.register(
       mailRoutes({ mailboxes: c.mail.mailboxes, mail: c.mail.mail, reader: c.mail.reader, maxMessageBytes: c.config.smtp.maxMessageBytes }),
     );

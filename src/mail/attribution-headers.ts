@@ -6,9 +6,12 @@ import { createHash } from 'node:crypto';
  * attribution for machines. Filled from the same data as X-Agent-Identity, covered by both DKIM
  * signatures (dkim.ts DKIM_HEADER_LIST) and bound into the identity claims by `attribution_hash`.
  *
- * The field names and JSON members are Mailward's reading of the draft: its text could not be consulted
- * while this was written, so they live here (and in verifier/src/attribution.ts) only, to be corrected
- * in one place if the draft says otherwise.
+ * The draft was found (a mirror of the IETF internet-drafts archive, draft-chuang-agent-attribution-header-fields-00.html
+ * and .xml, W. Chuang and E. Gustafsson, Google, 19 June 2026, Experimental, Independent Stream), but only its front
+ * matter and the start of section 1 could be read. Its abstract confirms the shape: a first field that is human
+ * readable and gives the agent's responsible humans' email addresses, a second that is machine readable JSON
+ * attribution. The field names and JSON members of sections 3 and 4 could not be read, so the names below are still
+ * Mailward's reading; they live here (and in verifier/src/attribution.ts) only, to be corrected in one place.
  */
 export const ATTRIBUTION_HEADER = 'Agent-Attribution';
 export const ATTRIBUTION_JSON_HEADER = 'Agent-Attribution-JSON';

@@ -23,7 +23,7 @@ import { recordReceipt } from './receipt-event.js';
 import { nextRetryDelay } from './retry-schedule.js';
 import type { SmtpSender } from './smtp-deliver.js';
 
-type Outcome = DeliveryOutcome & { rejected?: number; host?: string; tls?: string };
+type Outcome = DeliveryOutcome & { rejected?: number; host?: string; tls?: string; tls_version?: string; tls_cipher?: string };
 
 /** The outbox job's state after an attempt with this result. */
 const JOB_STATUS = { delivered: 'done', bounced: 'bounced', failed: 'failed', deferred: 'pending' } as const;
@@ -111,6 +111,8 @@ export const createDeliveryWorker = (d: Deps) => {
           error: error ? [error.code, error.message].filter(Boolean).join(' ') : null,
           delay_seconds: Math.max(0, (d.clock.now().getTime() - Date.parse(job.created_at)) / 1000),
           tls: outcome.tls ?? null,
+          tls_version: outcome.tls_version ?? null,
+          tls_cipher: outcome.tls_cipher ?? null,
           ...(delay !== null ? { retry_in_seconds: delay } : {}),
         },
       },
@@ -152,6 +154,7 @@ export const createDeliveryWorker = (d: Deps) => {
       route: route === 'relay' ? 'relay' : 'mx',
       ...(outcome.host ? { host: outcome.host } : {}),
       ...(outcome.tls ? { tls: outcome.tls } : {}),
+      ...(outcome.tls_version ? { tls_version: outcome.tls_version, tls_cipher: outcome.tls_cipher } : {}),
       result,
       code: outcome.code,
       ...(outcome.kind !== 'accepted' ? { category: outcome.category } : {}),

@@ -1,15 +1,18 @@
 import type { MailConfig } from './mail-config.js';
 import fs from 'node:fs';
 import { isIP } from 'node:net';
-import { createTransport, type Transporter } from 'nodemailer';
 import { classifySmtpError, type DeliveryOutcome, parseSmtpReply } from './bounce-rules.js';
 import { DnsLookupError, type MailResolver } from './dns-overrides.js';
+import { createSmtpPool, type NegotiatedTls, type SmtpPool } from './smtp-pool.js';
 
 export type SmtpTarget = { host: string; port: number; secure: boolean };
 
+/** What an attempt says of transport security: the policy it ran under, and what the handshake negotiated. */
+export type AttemptTls = { tls: string; tls_version?: string; tls_cipher?: string };
+
 /**
- * Sends raw signed bytes with nodemailer's SMTP transport (`raw` + `envelope`:
- * nothing re-encodes or re-signs them). STARTTLS is required and the
+ * Sends raw signed bytes over nodemailer's SMTP connection, pooled per host
+ * (smtp-pool.ts; nothing re-encodes or re-signs them). STARTTLS is required and the
  * certificate verified (45 CFR 164.312(e)(1)) unless the operator turned the
  * requirement off (then plain SMTP, for a loopback test relay only).
  */
@@ -34,15 +37,14 @@ export const createSmtpSender = (config: Pick<MailConfig, 'smtp' | 'delivery'>, 
     return found.hosts.map((r) => ({ host: r.exchange, port: config.delivery.mxPort, secure: false }));
   };
 
-  // One pooled transport per host: connections (and their TLS sessions) are reused across messages.
-  const pools = new Map<string, Transporter>();
-  const transportFor = (t: SmtpTarget) => {
+  // One pool per host: connections (and their TLS sessions) are reused across messages.
+  const pools = new Map<string, SmtpPool>();
+  const poolFor = (t: SmtpTarget) => {
     const k = `${t.host}|${t.port}|${t.secure}`;
-    let tr = pools.get(k);
-    if (!tr) {
+    let p = pools.get(k);
+    if (!p) {
       const requireTls = config.delivery.requireTls;
-      tr = createTransport({
-        pool: true,
+      p = createSmtpPool({
         maxConnections: Math.max(1, Math.min(config.delivery.concurrency, 16)),
         maxMessages: 100,
         host: t.host,
@@ -56,41 +58,42 @@ export const createSmtpSender = (config: Pick<MailConfig, 'smtp' | 'delivery'>, 
         connectionTimeout: 30_000,
         greetingTimeout: 30_000,
         socketTimeout: 120_000,
-        disableFileAccess: true,
-        disableUrlAccess: true,
       });
-      // Pool-level errors also fail the pending sendMail calls, which classify them; never crash the process.
-      tr.on('error', () => {});
-      pools.set(k, tr);
+      pools.set(k, p);
     }
-    return tr;
+    return p;
   };
 
-  // What the log line and the attempt event say of transport security: nodemailer's pool does not expose the
-  // negotiated cipher, so this is the policy the attempt ran under (STARTTLS required and the certificate verified, or not).
-  const tlsOf = (t: SmtpTarget) => (t.secure ? 'implicit-tls-verified' : config.delivery.requireTls ? 'starttls-verified' : 'none');
+  // The policy the attempt ran under (STARTTLS required and the certificate verified, or not), and, once a session
+  // is up, the protocol version and cipher suite its handshake negotiated (for the log line and the attempt event).
+  const policyOf = (t: SmtpTarget) => (t.secure ? 'implicit-tls-verified' : config.delivery.requireTls ? 'starttls-verified' : 'none');
+  const tlsOf = (t: SmtpTarget, negotiated: NegotiatedTls): AttemptTls => ({
+    tls: policyOf(t),
+    ...(negotiated ? { tls_version: negotiated.version, tls_cipher: negotiated.cipher } : {}),
+  });
 
   const sendVia = async (
     t: SmtpTarget,
     envelope: { from: string; to: string[] },
     raw: Buffer,
-  ): Promise<DeliveryOutcome & { rejected?: number; host: string; tls?: string }> => {
+  ): Promise<DeliveryOutcome & { rejected?: number; host: string } & Partial<AttemptTls>> => {
     const host = `${t.host}:${t.port}`;
     try {
-      const info = await transportFor(t).sendMail({ envelope, raw });
-      const code = Number(/^(\d{3})/.exec(String(info.response ?? ''))?.[1] ?? 250);
+      const info = await poolFor(t).send(envelope, raw);
+      const code = Number(/^(\d{3})/.exec(info.response)?.[1] ?? 250);
       // The relay's or MX's reply (scrubbed) is the delivery proof a breach notice needs (45 CFR 164.414 burden of proof).
-      const smtp_reply = parseSmtpReply(code, String(info.response ?? ''));
-      return { kind: 'accepted', code, smtp_reply, rejected: (info.rejected ?? []).length, host, tls: tlsOf(t) };
+      const smtp_reply = parseSmtpReply(code, info.response);
+      return { kind: 'accepted', code, smtp_reply, rejected: info.rejected, host, ...tlsOf(t, info.tls) };
     } catch (e) {
       const out = classifySmtpError(e as { responseCode?: number; response?: string; code?: string });
-      return { ...out, host, ...(out.code !== null ? { tls: tlsOf(t) } : {}) };
+      const negotiated = (e as { negotiatedTls?: NegotiatedTls }).negotiatedTls ?? null;
+      return { ...out, host, ...(out.code !== null ? tlsOf(t, negotiated) : {}) };
     }
   };
 
   /** Closes every pooled connection (worker stop). */
   const close = () => {
-    for (const tr of pools.values()) tr.close();
+    for (const p of pools.values()) p.close();
     pools.clear();
   };
 
@@ -103,7 +106,7 @@ export const createSmtpSender = (config: Pick<MailConfig, 'smtp' | 'delivery'>, 
     route: string,
     envelope: { from: string; to: string[] },
     raw: Buffer,
-  ): Promise<DeliveryOutcome & { host?: string; tls?: string }> => {
+  ): Promise<DeliveryOutcome & { host?: string } & Partial<AttemptTls>> => {
     let targets: SmtpTarget[] | DeliveryOutcome;
     try {
       targets = await targetsFor(route);
@@ -113,7 +116,7 @@ export const createSmtpSender = (config: Pick<MailConfig, 'smtp' | 'delivery'>, 
       return { kind: 'defer', code: null, category: 'dns', error: { code, stage: 'DNS', message: `${code} ${route} MX` } };
     }
     if (!Array.isArray(targets)) return targets;
-    let last: DeliveryOutcome & { host?: string; tls?: string } = { kind: 'defer', code: null, category: 'no_route' };
+    let last: DeliveryOutcome & { host?: string } & Partial<AttemptTls> = { kind: 'defer', code: null, category: 'no_route' };
     for (const t of targets) {
       last = await sendVia(t, envelope, raw);
       if (last.kind !== 'defer' || last.code !== null) return last;

@@ -20,6 +20,7 @@ export const NAV: { href: string; label: string }[] = [
   { href: '/console/admin', label: 'Admin' },
   { href: '/console/disclosures', label: 'Disclosures' },
   { href: '/console/breaches', label: 'Breaches' },
+  { href: '/console/compliance', label: 'Evidence' },
   { href: '/console#sessions', label: 'Sessions' },
   { href: '/console#security', label: 'Security' },
 ];

@@ -9,13 +9,24 @@ import { seedAgent, type TestApp } from './test-app.js';
 /** PEM texts, and the files they are in (`caFile` is the certificate, which is its own CA). */
 export type SinkCert = { private: string; cert: string; caFile: string; keyFile: string };
 
-export type SinkMessage = { from: string; to: string[]; raw: Buffer; tls: boolean };
+/** `cipher` is what the sink's side of the TLS handshake negotiated (node:tls getCipher), when the session had TLS. */
+export type SinkMessage = {
+  from: string;
+  to: string[];
+  raw: Buffer;
+  tls: boolean;
+  cipher?: { name: string; standardName?: string; version: string };
+};
 
 /** A loopback SMTP sink on port 0 with a real STARTTLS certificate; `replies` scripts answers to DATA. */
 export type Sink = {
   port: number;
   caFile: string;
   messages: SinkMessage[];
+  /** SMTP sessions opened so far (connection reuse shows as fewer sessions than messages). */
+  readonly sessions: number;
+  /** SMTP sessions ended so far. */
+  readonly closedSessions: number;
   /** Answers for the next DATA commands, in order; empty means 250. */
   replies: { code: number; text: string }[];
   waitFor: (n: number, timeoutMs?: number) => Promise<void>;
@@ -62,7 +73,15 @@ export const selfSignedCert = (dir: string): SinkCert => {
  */
 export const startSink = async (
   dir: string,
-  opts: { tls?: boolean; port?: number; cert?: SinkCert; replyDelayMs?: number } = {},
+  opts: {
+    tls?: boolean;
+    port?: number;
+    cert?: SinkCert;
+    replyDelayMs?: number;
+    tlsMaxVersion?: 'TLSv1.2' | 'TLSv1.3';
+    /** Closes a session idle this long (smtp-server's socketTimeout). */
+    idleTimeoutMs?: number;
+  } = {},
 ): Promise<Sink> => {
   const withTls = opts.tls ?? true;
   const pems = opts.cert ?? selfSignedCert(fs.mkdtempSync(path.join(dir, 'cert-')));
@@ -70,13 +89,19 @@ export const startSink = async (
   const messages: SinkMessage[] = [];
   const replies: { code: number; text: string }[] = [];
   const closed = new Set<string>();
+  let sessions = 0;
   const server = new SMTPServer({
+    onConnect(_session, callback) {
+      sessions++;
+      callback();
+    },
+    ...(opts.idleTimeoutMs ? { socketTimeout: opts.idleTimeoutMs } : {}),
     onClose(session) {
       closed.add(session.id);
     },
     secure: false,
     disabledCommands: withTls ? ['AUTH'] : ['AUTH', 'STARTTLS'],
-    ...(withTls ? { key: pems.private, cert: pems.cert } : {}),
+    ...(withTls ? { key: pems.private, cert: pems.cert, ...(opts.tlsMaxVersion ? { maxVersion: opts.tlsMaxVersion } : {}) } : {}),
     logger: false,
     size: 50 * 1024 * 1024,
     onData(stream, session, callback) {
@@ -98,6 +123,7 @@ export const startSink = async (
           to: session.envelope.rcptTo.map((x) => x.address),
           raw: Buffer.concat(chunks),
           tls: !!session.secure,
+          ...(session.secure && session.tlsOptions ? { cipher: session.tlsOptions as unknown as NonNullable<SinkMessage['cipher']> } : {}),
         });
         callback();
       });
@@ -111,6 +137,12 @@ export const startSink = async (
     port,
     caFile,
     messages,
+    get sessions() {
+      return sessions;
+    },
+    get closedSessions() {
+      return closed.size;
+    },
     replies,
     waitFor: async (n, timeoutMs = 15_000) => {
       const end = Date.now() + timeoutMs;

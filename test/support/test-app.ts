@@ -3,7 +3,7 @@ import { loadConfig } from '../../src/app/config.js';
 import { type Container, createContainer } from '../../src/app/container.js';
 import { buildServer } from '../../src/app/http-server.js';
 import type { Clock } from '../../src/kernel/clock.js';
-import { createLogger } from '../../src/kernel/log.js';
+import { createLogger, type Logger } from '../../src/kernel/log.js';
 import type { Dialect } from '../../src/store/db.js';
 import type { HostLookup } from '../../src/webhooks/url-safety.js';
 import { freshDatabase } from './dialects.js';
@@ -31,7 +31,7 @@ export type TestApp = {
 /** A fully wired Mailward on a fresh store of `dialect`, initialised with one organisation. */
 export const createTestApp = async (
   dialect: Dialect,
-  opts: { env?: Record<string, string>; clock?: Clock; domain?: string; hostLookup?: HostLookup } = {},
+  opts: { env?: Record<string, string>; clock?: Clock; domain?: string; hostLookup?: HostLookup; logger?: Logger } = {},
 ): Promise<TestApp> => {
   const db = await freshDatabase(dialect);
   const env = { ...db.env, MAILWARD_LOG_LEVEL: 'silent', ...opts.env };
@@ -39,7 +39,7 @@ export const createTestApp = async (
   const c = await createContainer(config, {
     createMasterKey: true,
     clock: opts.clock,
-    logger: createLogger({ level: 'silent' }),
+    logger: opts.logger ?? createLogger({ level: 'silent' }),
     ...(opts.hostLookup ? { hostLookup: opts.hostLookup } : {}),
   });
   const domain = opts.domain ?? 'hospital.example';

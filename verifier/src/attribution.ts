@@ -1,8 +1,9 @@
 /**
  * The two header fields of draft-chuang-agent-attribution-header-fields-00: one human readable (the
- * responsible humans' addresses), one JSON. The names and members below are Mailward's reading of the
- * draft's sections 3 and 4; the draft text was not available offline while this was written, so they
- * are kept in this one place (and in src/mail/attribution-headers.ts) to be corrected if they differ.
+ * responsible humans' addresses), one JSON. The draft's abstract (19 June 2026; read from a mirror of the IETF
+ * internet-drafts archive) confirms that shape, but its sections 3 and 4 could not be read, so the names and members
+ * below are still Mailward's reading; they are kept in this one place (and in src/mail/attribution-headers.ts) to
+ * be corrected if they differ.
  */
 export const ATTRIBUTION_HEADER = 'Agent-Attribution';
 export const ATTRIBUTION_JSON_HEADER = 'Agent-Attribution-JSON';

@@ -655,6 +655,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/compliance/report": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Your organisation's evidence pack (privacy_officer, admin): key ages, MFA coverage, last audit verification and checkpoint, retention and legal holds, last backup; signed through an audit event and its RFC 6962 proof */
+        get: operations["getComplianceReport"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/mailboxes": {
         parameters: {
             query?: never;
@@ -1804,6 +1821,95 @@ export interface components {
             message_ids?: string[];
             tags?: string[];
         };
+        ComplianceReport: {
+            /** @constant */
+            format: "mailward-compliance-report/1";
+            generated_at: string;
+            scope: {
+                /** @description the organisation the report covers; null for the whole store (CLI) */
+                org_id: string | null;
+            };
+            encryption_at_rest: {
+                algorithm: string;
+                key_encryption_keys: {
+                    version: string;
+                    fingerprint: string;
+                    created_at: string;
+                    age_days: number | null;
+                    retired_at: string | null;
+                }[];
+                /** @description store-wide counts: only in the CLI report */
+                sealed_values_by_version: {
+                    version: string;
+                    label: string;
+                    count: number;
+                }[] | null;
+                signing_keys: {
+                    purpose: string;
+                    kid: string;
+                    org_id: string | null;
+                    created_at: string;
+                    age_days: number | null;
+                    retired: boolean;
+                }[];
+                recipient_index_keys: {
+                    org_id: string;
+                    version: number;
+                    age_days: number | null;
+                    retired: boolean;
+                }[];
+            };
+            organizations: {
+                org_id: string;
+                mfa: {
+                    active_humans: number;
+                    with_second_factor: number;
+                    totp: number;
+                    passkey: number;
+                    sso_linked: number;
+                    coverage: number | null;
+                };
+                retention: {
+                    message_retention_days: number;
+                };
+                legal_holds: {
+                    audit: number;
+                    mail: number;
+                };
+            }[];
+            audit: {
+                last_verification: {
+                    at: string;
+                    outcome: string;
+                    seq: number;
+                    details: unknown;
+                } | null;
+                last_checkpoint: {
+                    tree_size: number;
+                    root_hash: string;
+                    at: string;
+                    key_id: string;
+                } | null;
+            };
+            backup: {
+                last_at: string;
+                age_days: number | null;
+                outcome: string;
+            } | null;
+        };
+        ComplianceReportSignature: {
+            report_sha256: string;
+            how: string;
+            /** @description the compliance.reported audit event */
+            seq: number;
+            event_hash: string;
+            leaf_hash: string;
+            audit_path: string[];
+            /** @description the signed checkpoint (GET /v1/audit/checkpoint) the proof leads to */
+            checkpoint: {
+                [key: string]: unknown;
+            };
+        };
         /**
          * @description 409 Conflict (RFC 9457 problem details). Codes:
          *     - `address_taken`: The address is already used by another agent or mailbox.
@@ -2634,6 +2740,10 @@ export interface components {
         SetTagsRequest: {
             /** @description the agent tags, replacing the previous ones; system tags (phi, part2, categories, bounce, unparsed) are kept whatever is sent */
             tags: string[];
+        };
+        SignedComplianceReport: {
+            report: components["schemas"]["ComplianceReport"];
+            signature: components["schemas"]["ComplianceReportSignature"];
         };
         Tags: {
             id: string;
@@ -5440,6 +5550,53 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["BadRequestProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["UnauthorizedProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `not_found`, `route_not_found`, `unknown_tool`, `receipt_not_found` */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["NotFoundProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `rate_limited`, `too_many_concurrent_requests`, `too_many_attempts`, `too_many_streams` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+        };
+    };
+    getComplianceReport: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SignedComplianceReport"];
                 };
             };
             /** @description Problem details; `code` is one of `unauthorized`, `passkey_failed`, `second_factor_failed`, `sign_in_failed` */
