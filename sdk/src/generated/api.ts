@@ -5902,9 +5902,9 @@ export interface operations {
                 since?: string;
                 /** @description created before (ISO-8601) */
                 until?: string;
-                /** @description case-insensitive substring of the sender (address or name) (matched after decryption) */
+                /** @description case-insensitive text matched from the start of a word of the sender (address or name) (narrowed by the blind search index, confirmed after decryption) */
                 from?: string;
-                /** @description case-insensitive substring of the subject (matched after decryption) */
+                /** @description case-insensitive text matched from the start of a word of the subject (narrowed by the blind search index, confirmed after decryption) */
                 subject?: string;
                 tag?: string;
                 cursor?: string;
@@ -5985,14 +5985,14 @@ export interface operations {
                 since?: string;
                 /** @description created before (ISO-8601) */
                 until?: string;
-                /** @description case-insensitive substring of the sender (address or name) (matched after decryption) */
+                /** @description case-insensitive text matched from the start of a word of the sender (address or name) (narrowed by the blind search index, confirmed after decryption) */
                 from?: string;
-                /** @description case-insensitive substring of the subject (matched after decryption) */
+                /** @description case-insensitive text matched from the start of a word of the subject (narrowed by the blind search index, confirmed after decryption) */
                 subject?: string;
                 tag?: string;
                 cursor?: string;
                 limit?: string;
-                /** @description case-insensitive substring of the sender, subject or body text (matched after decryption) */
+                /** @description case-insensitive text matched from the start of a word of the sender, subject or body text (narrowed by the blind search index, confirmed after decryption) */
                 q?: string;
             };
             header?: never;
