@@ -5,6 +5,7 @@ import type { Executor, Store } from '../store/db.js';
 import type { RecipientIndexTable } from '../store/schema.js';
 import type { MessageContent } from './mime.js';
 import { openContent } from './message-store.js';
+import { indexPage } from './messages-repo.js';
 
 /**
  * The recipient index (writer of `recipient_index` and `recipient_index_keys`): HMAC-SHA-256, under a per-organisation
@@ -137,14 +138,7 @@ export const rekeyRecipientIndex = async (store: Store, ring: KeyRing, at: strin
     const k = (await indexKeys(store.db, ring, orgId)).find((x) => x.version === next)!;
     let after = '';
     for (;;) {
-      const page = await store.db
-        .selectFrom('messages')
-        .select(['id', 'org_id', 'mailbox_id', 'direction', 'created_at', 'content_sealed', 'content_purged_at'])
-        .where('org_id', '=', orgId)
-        .where('id', '>', after)
-        .orderBy('id')
-        .limit(200)
-        .execute();
+      const page = await indexPage(store.db, orgId, after, 200);
       if (page.length === 0) break;
       await store.db.transaction().execute(async (tx) => {
         for (const m of page) {
