@@ -9,6 +9,9 @@ import {
   type MessageTransition,
   moveMessage,
 } from '../src/mail/message-lifecycle.js';
+import { toMessageRecord } from '../src/mail/messages-repo.js';
+import { toApprovalRecord } from '../src/oversight/approvals-repo.js';
+import { toOutboxRecord } from '../src/queue/outbox-repo.js';
 import { testDialects } from './support/dialects.js';
 import { seedMessages } from './support/inbound-seed.js';
 import { seedMailbox } from './support/outbound-sink.js';
@@ -121,6 +124,62 @@ describe('the message lifecycle table', () => {
   it('leaves every write of approvals to the approvals repo', () => {
     const writers = sources(src).filter((f) => /(insertInto|updateTable|deleteFrom)\('approvals'\)/.test(fs.readFileSync(f, 'utf8')));
     expect(writers.map((f) => path.relative(src, f))).toEqual(['oversight/approvals-repo.ts']);
+  });
+});
+
+describe('the repos map JSON columns to typed values', () => {
+  it('parses every JSON column a row or projection has, and leaves the others as they are', () => {
+    const m = toMessageRecord({
+      id: 'msg_1',
+      tags: '["a"]',
+      system_tags: '["phi"]',
+      references_ids: '["<p@x>"]',
+      status_reason: null,
+      phi_findings: null,
+      auth_results: '{"spf":null,"dkim":[],"dmarc":null,"arc":null,"flags":["dmarc_fail"]}',
+      on_behalf_of: '{"id":"hum_1","name":"Dr A","npi":null,"category":"treatment","grant_id":"grt_1"}',
+    });
+    expect(m).toEqual({
+      id: 'msg_1',
+      tags: ['a'],
+      system_tags: ['phi'],
+      references_ids: ['<p@x>'],
+      status_reason: null,
+      phi_findings: [],
+      auth_results: { spf: null, dkim: [], dmarc: null, arc: null, flags: ['dmarc_fail'] },
+      on_behalf_of: { id: 'hum_1', name: 'Dr A', npi: null, category: 'treatment', grant_id: 'grt_1' },
+    });
+    expect(toMessageRecord({ id: 'msg_2', is_read: 0 })).toEqual({ id: 'msg_2', is_read: 0 });
+    expect(toApprovalRecord({ reasons: '[{"code":"phi"}]', decision_reason: null, edits: null, signature: null })).toEqual({
+      reasons: [{ code: 'phi' }],
+      decision_reason: null,
+      edits: [],
+      signature: null,
+    });
+    expect(toOutboxRecord({ actor_chain: '[{"type":"agent","id":"agt_1","name":"A"}]' } as never).actor_chain).toEqual([
+      { type: 'agent', id: 'agt_1', name: 'A' },
+    ]);
+  });
+
+  it('fails closed with 500 internal, naming the column and never the value, on a malformed stored value', () => {
+    for (const [fn, row, column] of [
+      [toMessageRecord, { tags: 'not json' }, 'messages.tags'],
+      [toMessageRecord, { system_tags: '[1]' }, 'messages.system_tags'],
+      [toMessageRecord, { phi_findings: '[{"field":"text"}]' }, 'messages.phi_findings'],
+      [toMessageRecord, { status_reason: '"held"' }, 'messages.status_reason'],
+      [toApprovalRecord, { reasons: '[{"types":["mrn"]}]' }, 'approvals.reasons'],
+      [toOutboxRecord, { actor_chain: '{}' }, 'outbox.actor_chain'],
+    ] as const) {
+      let err: unknown;
+      try {
+        (fn as (r: object) => unknown)(row);
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toMatchObject({ code: 'internal', status: 500 });
+      expect((err as Error).message).toContain(column);
+      expect((err as Error).message).not.toContain(Object.values(row)[0]);
+    }
   });
 });
 
