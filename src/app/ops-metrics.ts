@@ -1,5 +1,7 @@
 import type { Clock } from '../kernel/clock.js';
 import type { OpsSnapshot } from '../http/metrics.js';
+import { pendingReasonCodes } from '../oversight/approvals-repo.js';
+import { outboxBacklog } from '../queue/outbox-repo.js';
 import type { Db } from '../store/db.js';
 
 const ageSeconds = (now: number, iso: string | null | undefined) => (iso ? Math.max(0, (now - Date.parse(iso)) / 1000) : null);
@@ -23,17 +25,7 @@ export const createOpsSnapshot = (d: {
   const read = async () => {
     const now = d.clock.now().getTime();
     // Outbox states: a pending job with no attempt yet is queued, one that has been tried is deferred (outbox_due_idx).
-    const rows = await d.db
-      .selectFrom('outbox')
-      .select((eb) => [
-        'status',
-        eb.case().when('attempts', '=', 0).then('queued').else('deferred').end().as('phase'),
-        eb.fn.countAll<number | string>().as('n'),
-        eb.fn.min('created_at').as('oldest'),
-      ])
-      .where('status', 'in', ['pending', 'sending'])
-      .groupBy(['status', 'phase'])
-      .execute();
+    const rows = await outboxBacklog(d.db);
     const outbox: OpsSnapshot['outbox'] = [];
     for (const r of rows) {
       const state = r.status === 'sending' ? 'sending' : (r.phase as 'queued' | 'deferred');
@@ -45,15 +37,9 @@ export const createOpsSnapshot = (d: {
       } else outbox.push({ state, count: Number(r.n), oldestAgeSeconds: age });
     }
     // Reasons are a JSON array per approval: counted here, over the pending ones only (approvals_expiry_idx).
-    const pending = await d.db.selectFrom('approvals').select(['reasons', 'created_at']).where('status', '=', 'pending').execute();
+    const pending = await pendingReasonCodes(d.db);
     const byReason = new Map<string, { count: number; oldest: string }>();
-    for (const a of pending) {
-      let codes: string[] = [];
-      try {
-        codes = (JSON.parse(a.reasons) as { code?: unknown }[]).map((r) => (typeof r.code === 'string' ? r.code : 'other'));
-      } catch {
-        codes = ['other'];
-      }
+    for (const { codes, ...a } of pending) {
       for (const code of new Set(codes.length > 0 ? codes : ['none'])) {
         const label = /^[a-z0-9_]{1,40}$/.test(code) ? code : 'other';
         const e = byReason.get(label);

@@ -6,10 +6,12 @@ import type { KeyRing } from '../kernel/crypto/keyring.js';
 import { conflict, isAppError, notFound } from '../kernel/errors.js';
 import { newId } from '../kernel/ids.js';
 import { openContent } from '../mail/message-store.js';
+import { breachCandidates, messageState } from '../mail/messages-repo.js';
 import { macsFor } from '../mail/recipient-index.js';
 import { contactHash, normaliseAddress } from '../phi/consent-service.js';
 import type { ConsentService } from '../phi/consent-service.js';
 import type { Db, Executor } from '../store/db.js';
+import type { StoredPhiFinding } from '../store/records.js';
 import type { BreachIncidentsTable } from '../store/schema.js';
 import { requireOfficer } from './disclosures.js';
 
@@ -83,13 +85,7 @@ const incidentOut = (r: BreachIncidentsTable, counts?: { individuals: number; em
   ...(counts ? { individuals: counts.individuals, email_allowed: counts.email, notified: counts.notified } : {}),
 });
 
-const phiTypesOf = (findings: string | null): string[] => {
-  try {
-    return [...new Set((JSON.parse(findings ?? '[]') as { type?: unknown }[]).map((f) => String(f.type ?? '')).filter(Boolean))];
-  } catch {
-    return [];
-  }
-};
+const phiTypesOf = (findings: readonly StoredPhiFinding[]): string[] => [...new Set(findings.map((f) => f.type).filter(Boolean))];
 
 /**
  * The breach workbench (45 CFR 164.400-414) for privacy officers and admins (everyone else: 404). Every change and
@@ -173,41 +169,23 @@ export const createBreachService = ({ db, guard, ring, clock, consent, sendNotic
       const inc = await load(tx, ctx, id);
       if (inc.notice) throw conflict('breach_notified', 'Notices went out already; the scope is fixed.');
       const orgId = ctx.principal.orgId;
-      let q = tx
-        .selectFrom('messages as m')
-        .innerJoin('mailboxes as b', 'b.id', 'm.mailbox_id')
-        .select([
-          'm.id',
-          'm.org_id',
-          'm.mailbox_id',
-          'm.content_sealed',
-          'm.content_purged_at',
-          'm.phi_findings',
-          'm.tags',
-          'm.system_tags',
-        ])
-        .where('m.org_id', '=', orgId)
-        .where('m.direction', '=', 'outbound');
-      if (scope.since) q = q.where('m.created_at', '>=', new Date(scope.since).toISOString());
-      if (scope.until) q = q.where('m.created_at', '<=', new Date(scope.until).toISOString());
-      if (scope.mailbox_ids?.length) q = q.where('m.mailbox_id', 'in', scope.mailbox_ids);
-      if (scope.agent_ids?.length) q = q.where('b.agent_id', 'in', scope.agent_ids);
-      if (scope.message_ids?.length) q = q.where('m.id', 'in', scope.message_ids);
-      if (scope.recipients?.length) {
-        const macs = (await Promise.all(scope.recipients.map((a) => macsFor(tx, ring, orgId, a)))).flat();
-        if (macs.length === 0) q = q.where('m.id', '=', '');
-        else
-          q = q.where('m.id', 'in', (eb) =>
-            eb.selectFrom('recipient_index').select('message_id').where('org_id', '=', orgId).where('address_mac', 'in', macs),
-          );
-      }
+      const macs = scope.recipients?.length ? (await Promise.all(scope.recipients.map((a) => macsFor(tx, ring, orgId, a)))).flat() : null;
+      const candidates = await breachCandidates(tx, {
+        orgId,
+        since: scope.since ? new Date(scope.since).toISOString() : undefined,
+        until: scope.until ? new Date(scope.until).toISOString() : undefined,
+        mailboxIds: scope.mailbox_ids,
+        agentIds: scope.agent_ids,
+        messageIds: scope.message_ids,
+        macs,
+      });
       const wanted = scope.recipients?.length ? new Set(scope.recipients.map((a) => contactHash(a))) : null;
       const byContact = new Map<string, { address: string; phi: Set<string>; messages: string[] }>();
       let purged = 0;
       let messages = 0;
-      for (const m of await q.orderBy('m.id').execute()) {
+      for (const m of candidates) {
         if (scope.tags?.length) {
-          const tags = new Set([...parse<string[]>(m.tags, []), ...parse<string[]>(m.system_tags, [])]);
+          const tags = new Set([...m.tags, ...m.system_tags]);
           if (!scope.tags.some((t) => tags.has(t))) continue;
         }
         messages++;
@@ -285,7 +263,7 @@ export const createBreachService = ({ db, guard, ring, clock, consent, sendNotic
   /** Delivery proof of a notice: the accepting attempt (relay's or MX's reply, host, time) from the message's own events. */
   const proofOf = async (ex: Executor, emailId: string | null) => {
     if (!emailId) return null;
-    const m = await ex.selectFrom('messages').select(['status', 'delivered_at']).where('id', '=', emailId).executeTakeFirst();
+    const m = await messageState(ex, emailId);
     const attempts = await ex
       .selectFrom('message_events')
       .select(['at', 'details'])

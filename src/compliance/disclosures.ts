@@ -5,9 +5,11 @@ import type { Guard } from '../identity/guard.js';
 import type { RequestContext } from '../identity/principal.js';
 import type { KeyRing } from '../kernel/crypto/keyring.js';
 import { notFound } from '../kernel/errors.js';
+import { deliveredTo } from '../mail/messages-repo.js';
 import { macsFor } from '../mail/recipient-index.js';
 import { contactHash, normaliseAddress } from '../phi/consent-service.js';
 import type { Executor } from '../store/db.js';
+import type { StoredPhiFinding } from '../store/records.js';
 
 /** Who may run the privacy officer's tools; anyone else is told the route does not exist (CONTRACT.md: 404, never 403). */
 const OFFICERS = ['privacy_officer', 'admin'] as const;
@@ -44,14 +46,7 @@ export type Disclosure = {
 
 type Deps = { audit: AuditService; auditLog: AuditLog; guard: Guard; ring: KeyRing };
 
-const phiTypesOf = (findings: string | null): string[] => {
-  try {
-    const list = JSON.parse(findings ?? '[]') as { type?: unknown }[];
-    return [...new Set(list.map((f) => String(f.type ?? '')).filter(Boolean))].sort();
-  } catch {
-    return [];
-  }
-};
+const phiTypesOf = (findings: readonly StoredPhiFinding[]): string[] => [...new Set(findings.map((f) => f.type).filter(Boolean))].sort();
 
 const part2Of = (details: Record<string, unknown> | undefined): string[] => {
   const p2 = details?.part2 as { consents?: unknown } | undefined;
@@ -70,33 +65,10 @@ export const createDisclosures = ({ audit, auditLog, guard, ring }: Deps) => {
   const find = async (tx: Executor, orgId: string, q: DisclosureQuery) => {
     const macs = await macsFor(tx, ring, orgId, q.contact);
     if (macs.length === 0) return [];
-    let sel = tx
-      .selectFrom('recipient_index as r')
-      .innerJoin('messages as m', 'm.id', 'r.message_id')
-      .innerJoin('mailboxes as b', 'b.id', 'm.mailbox_id')
-      .leftJoin('agents as a', 'a.id', 'b.agent_id')
-      .leftJoin('approvals as p', 'p.id', 'm.approval_id')
-      .leftJoin('humans as h', 'h.id', 'p.decided_by')
-      .select([
-        'm.id as email_id',
-        'm.delivered_at',
-        'm.phi_findings',
-        'm.category',
-        'r.role',
-        'a.id as agent_id',
-        'a.name as agent_name',
-        'p.decided_by',
-        'h.name as approver_name',
-      ])
-      .where('r.org_id', '=', orgId)
-      .where('m.org_id', '=', orgId)
-      .where('r.address_mac', 'in', macs)
-      .where('r.direction', '=', 'outbound')
-      .where('r.role', 'in', ['to', 'cc', 'bcc'])
-      .where('m.delivered_at', 'is not', null);
-    if (q.since) sel = sel.where('m.delivered_at', '>=', new Date(q.since).toISOString());
-    if (q.until) sel = sel.where('m.delivered_at', '<=', new Date(q.until).toISOString());
-    const rows = await sel.orderBy('m.delivered_at').orderBy('m.id').execute();
+    const rows = await deliveredTo(tx, orgId, macs, {
+      since: q.since ? new Date(q.since).toISOString() : undefined,
+      until: q.until ? new Date(q.until).toISOString() : undefined,
+    });
     const out: (Disclosure & { delivered_seq: number | null })[] = [];
     const seen = new Set<string>();
     for (const r of rows) {

@@ -9,7 +9,7 @@ import { AppError, isAppError } from '../kernel/errors.js';
 import { newId } from '../kernel/ids.js';
 import type { Logger } from '../kernel/log.js';
 import { messageAad, sealContent } from '../mail/message-store.js';
-import { addMessageEvent, holdMessage, insertMessage, messageRow } from '../mail/messages-repo.js';
+import { addMessageEvent, duplicateOf, holdMessage, insertMessage, messageRow, outboundByMessageIds } from '../mail/messages-repo.js';
 import { authResultLabel, type MetricsSink } from '../kernel/metrics.js';
 import { headerValue, type MessageContent, splitMessage } from '../mail/mime.js';
 import type { Db, Executor, Tx } from '../store/db.js';
@@ -219,14 +219,7 @@ export const createReceiveService = (d: Deps) => {
     at: string,
   ): Promise<number> => {
     if (dsn.originalIds.length === 0) return 0;
-    const originals = await tx
-      .selectFrom('messages')
-      .select(['id', 'status', 'raw_hash', 'thread_id'])
-      .where('org_id', '=', mailbox.org_id)
-      .where('mailbox_id', '=', mailbox.id)
-      .where('direction', '=', 'outbound')
-      .where('message_id', 'in', dsn.originalIds)
-      .execute();
+    const originals = await outboundByMessageIds(tx, mailbox, dsn.originalIds);
     const failed = dsn.recipients.filter((r) => r.action === 'failed');
     let out = 0;
     for (const o of originals) {
@@ -361,14 +354,7 @@ export const createReceiveService = (d: Deps) => {
             oversight_mode: mailbox.oversight_mode,
             status_reason: reasons.length > 0 ? JSON.stringify({ code: status === 'quarantined' ? 'quarantined' : 'held', reasons }) : null,
           };
-          const dup = await tx
-            .selectFrom('messages')
-            .select('id')
-            .where('org_id', '=', row.org_id)
-            .where('message_id', '=', row.message_id)
-            .where('mailbox_id', '=', row.mailbox_id)
-            .where('raw_hash', '=', rawHash)
-            .executeTakeFirst();
+          const dup = await duplicateOf(tx, row, rawHash);
           if (dup) {
             duplicates++;
             continue;

@@ -1,6 +1,7 @@
 import type { KeyRing } from '../kernel/crypto/keyring.js';
 import { newId } from '../kernel/ids.js';
 import { openContent } from '../mail/message-store.js';
+import { recentSmallMessages, threadLinksOf } from '../mail/messages-repo.js';
 import type { Executor } from '../store/db.js';
 import type { MailboxesTable } from '../store/schema.js';
 
@@ -34,14 +35,7 @@ export const inboundThread = async (
 ): Promise<InboundThreading> => {
   const wanted = [...new Set([...(m.inReplyTo ? [m.inReplyTo] : []), ...[...m.references].reverse()])].slice(0, 50);
   if (wanted.length > 0) {
-    const rows = await ex
-      .selectFrom('messages')
-      .select(['id', 'thread_id', 'message_id'])
-      .where('org_id', '=', mailbox.org_id)
-      .where('mailbox_id', '=', mailbox.id)
-      .where('message_id', 'in', wanted)
-      .orderBy('id')
-      .execute();
+    const rows = await threadLinksOf(ex, mailbox, wanted);
     for (const id of wanted) {
       const hit = rows.find((r) => r.message_id === id);
       if (hit) return { threadId: hit.thread_id, parentId: hit.id, by: id === m.inReplyTo ? 'in_reply_to' : 'references' };
@@ -51,15 +45,7 @@ export const inboundThread = async (
     const want = baseSubject(m.subject);
     const from = m.from.toLowerCase();
     const since = new Date(m.now.getTime() - SUBJECT_WINDOW_MS).toISOString();
-    const rows = await ex
-      .selectFrom('messages')
-      .selectAll()
-      .where('mailbox_id', '=', mailbox.id)
-      .where('created_at', '>=', since)
-      .where('size_bytes', '<=', SUBJECT_MAX_BYTES)
-      .orderBy('id', 'desc')
-      .limit(SUBJECT_CANDIDATES)
-      .execute();
+    const rows = await recentSmallMessages(ex, mailbox.id, { since, maxBytes: SUBJECT_MAX_BYTES, limit: SUBJECT_CANDIDATES });
     for (const r of rows) {
       try {
         const c = openContent(ring, r, r.content_sealed);

@@ -7,17 +7,24 @@ import type { Clock } from '../kernel/clock.js';
 import { open, seal } from '../kernel/crypto/envelope.js';
 import { sha256Hex } from '../kernel/crypto/hash.js';
 import type { KeyRing } from '../kernel/crypto/keyring.js';
-import { isAppError } from '../kernel/errors.js';
+import { AppError, isAppError } from '../kernel/errors.js';
 import { newId } from '../kernel/ids.js';
 import type { Logger } from '../kernel/log.js';
 import { type DeliveryResult, type MetricsSink, noopMetrics, smtpClassOf } from '../kernel/metrics.js';
 import { moveMessage } from './message-lifecycle.js';
-import { claimOutboxJobs, insertOutboxJob, recordJobOutcome, renewLeases as renewOutboxLeases, rerouteJob } from '../queue/outbox-repo.js';
+import {
+  claimOutboxJobs,
+  hasOpenDeliveryJob,
+  insertOutboxJob,
+  type OutboxRecord,
+  recordJobOutcome,
+  renewLeases as renewOutboxLeases,
+  rerouteJob,
+} from '../queue/outbox-repo.js';
 import type { Db, Dialect, Tx } from '../store/db.js';
-import type { OutboxTable } from '../store/schema.js';
 import type { DeliveryOutcome } from './bounce-rules.js';
 import { messageAad } from './message-store.js';
-import { addMessageEvent, storeSignedOnce } from './messages-repo.js';
+import { addMessageEvent, messageById, signedBytesOf, storeSignedOnce } from './messages-repo.js';
 import { type Envelope, type OutboundPipeline, outboxAad } from './outbound-pipeline.js';
 import { recordReceipt } from './receipt-event.js';
 import { nextRetryDelay } from './retry-schedule.js';
@@ -67,15 +74,15 @@ export const createDeliveryWorker = (d: Deps) => {
   let kick = () => {};
 
   // The system delivers on behalf of the agent: the chain snapshot taken when the message was queued goes with every event.
-  const actorFor = (job: OutboxTable) => ({
+  const actorFor = (job: OutboxRecord) => ({
     ...systemActor(job.org_id),
-    chain: JSON.parse(job.actor_chain) as { type: string; id: string; name: string }[],
+    chain: job.actor_chain,
   });
 
   const metrics = d.metrics ?? noopMetrics;
 
   /** What an attempt's outcome makes of the job: its result and, for a deferral, the seconds to the next attempt. */
-  const resultOf = (job: OutboxTable, outcome: Outcome): { result: DeliveryResult; delay: number | null } => {
+  const resultOf = (job: OutboxRecord, outcome: Outcome): { result: DeliveryResult; delay: number | null } => {
     const delay = outcome.kind === 'defer' ? nextRetryDelay(d.retrySchedule, job.attempts) : null;
     const result: DeliveryResult =
       outcome.kind === 'accepted'
@@ -93,7 +100,7 @@ export const createDeliveryWorker = (d: Deps) => {
    * the Message-ID header or addresses), the host that answered, status, SMTP
    * code and enhanced code or the network error, delay since queueing, TLS.
    */
-  const logAttempt = (job: OutboxTable, route: string, outcome: Outcome, result: DeliveryResult, delay: number | null) => {
+  const logAttempt = (job: OutboxRecord, route: string, outcome: Outcome, result: DeliveryResult, delay: number | null) => {
     const reply = outcome.kind === 'accepted' ? null : outcome.smtp_reply;
     const error = outcome.kind === 'accepted' ? null : outcome.error;
     d.logger.info(
@@ -121,7 +128,7 @@ export const createDeliveryWorker = (d: Deps) => {
   };
 
   /** Writes one attempt's outcome inside `tx`: the job's new state, the message status, events and audit. */
-  const finishIn = async (tx: Tx, job: OutboxTable, route: string, rawHash: string | null, outcome: Outcome) => {
+  const finishIn = async (tx: Tx, job: OutboxRecord, route: string, rawHash: string | null, outcome: Outcome) => {
     const at = d.clock.now().toISOString();
     const { result: r, delay } = resultOf(job, outcome);
     const jobStatus = JOB_STATUS[r];
@@ -167,14 +174,7 @@ export const createDeliveryWorker = (d: Deps) => {
 
     if (outcome.kind === 'accepted') {
       // Through a relay a message has one delivery job; by MX one per recipient domain (also after a split, see routeFor): all must be done.
-      const open_ = await tx
-        .selectFrom('outbox')
-        .select('id')
-        .where('message_id', '=', m.id)
-        .where('kind', '=', 'deliver')
-        .where('status', '!=', 'done')
-        .executeTakeFirst();
-      if (!open_) {
+      if (!(await hasOpenDeliveryJob(tx, m.id))) {
         // Compare-and-set: when two routes finish at once in two processes, one of them delivers the message.
         if ((await moveMessage(tx, m.id, 'deliver', { delivered_at: at, status_reason: null, updated_at: at })) === 0) return;
         await addMessageEvent(tx, m.id, at, 'delivered', {});
@@ -186,11 +186,7 @@ export const createDeliveryWorker = (d: Deps) => {
           contentHash: m.raw_hash,
         });
         // The transparency receipt's leaf, in the same transaction (receipt-event.ts).
-        const row = await tx
-          .selectFrom('messages')
-          .select(['id', 'org_id', 'mailbox_id', 'raw_sealed'])
-          .where('id', '=', m.id)
-          .executeTakeFirst();
+        const row = await signedBytesOf(tx, m.id);
         if (row?.raw_sealed) {
           const raw = open(d.ring, row.raw_sealed, messageAad(row, 'raw'));
           await recordReceipt(tx, d.audit, m.id, raw, m.raw_hash, delivered.hash);
@@ -237,7 +233,7 @@ export const createDeliveryWorker = (d: Deps) => {
    * same transaction as its state change.
    */
   type Pending = {
-    job: OutboxTable;
+    job: OutboxRecord;
     route: string;
     rawHash: string | null;
     outcome: Outcome;
@@ -282,7 +278,7 @@ export const createDeliveryWorker = (d: Deps) => {
       committing = false;
     }
   };
-  const finish = (job: OutboxTable, route: string, rawHash: string | null, outcome: Outcome) =>
+  const finish = (job: OutboxRecord, route: string, rawHash: string | null, outcome: Outcome) =>
     new Promise<void>((resolve, reject) => {
       outcomes.push({ job, route, rawHash, outcome, resolve, reject });
       void flush();
@@ -311,16 +307,18 @@ export const createDeliveryWorker = (d: Deps) => {
   };
 
   /** The signed bytes of a job's message: signed and stored on the first attempt, read back on a retry. */
-  const rawFor = async (job: OutboxTable): Promise<{ raw: Buffer; rawHash: string | null }> => {
-    const m = await d.db.selectFrom('messages').selectAll().where('id', '=', job.message_id).executeTakeFirstOrThrow();
+  const rawFor = async (job: OutboxRecord): Promise<{ raw: Buffer; rawHash: string | null }> => {
+    const m = await messageById(d.db, job.message_id);
+    if (!m) throw new AppError('internal', 500, 'The message of an outbox job is missing.');
     if (m.raw_sealed) return { raw: open(d.ring, m.raw_sealed, messageAad(m, 'raw')), rawHash: m.raw_hash };
     // First attempt: sign now and keep the bytes, so every retry and route sends the same message.
     const raw = await d.pipeline.sign(d.db, m);
     const hash = sha256Hex(raw);
     // Two routes of one message may race to sign: the first stored bytes win, the other reads them.
     if (await storeSignedOnce(d.db, m.id, seal(d.ring, raw, messageAad(m, 'raw')), hash, raw.length)) return { raw, rawHash: hash };
-    const stored = await d.db.selectFrom('messages').select(['raw_sealed', 'raw_hash']).where('id', '=', m.id).executeTakeFirstOrThrow();
-    return { raw: open(d.ring, stored.raw_sealed!, messageAad(m, 'raw')), rawHash: stored.raw_hash };
+    const stored = await signedBytesOf(d.db, m.id);
+    if (!stored?.raw_sealed) throw new AppError('internal', 500, 'The signed bytes of a message are missing.');
+    return { raw: open(d.ring, stored.raw_sealed, messageAad(m, 'raw')), rawHash: stored.raw_hash };
   };
 
   /**
@@ -331,7 +329,7 @@ export const createDeliveryWorker = (d: Deps) => {
    * domain's and new jobs take the others, in one transaction, only while this
    * worker holds the job.
    */
-  const routeFor = async (job: OutboxTable, envelope: Envelope): Promise<{ route: string; envelope: Envelope }> => {
+  const routeFor = async (job: OutboxRecord, envelope: Envelope): Promise<{ route: string; envelope: Envelope }> => {
     if (d.sender.relayConfigured) return { route: 'relay', envelope };
     if (job.route !== 'relay') return { route: job.route, envelope };
     const byDomain = new Map<string, string[]>();
@@ -364,7 +362,7 @@ export const createDeliveryWorker = (d: Deps) => {
             org_id: job.org_id,
             message_id: job.message_id,
             kind: job.kind,
-            actor_chain: job.actor_chain,
+            actor_chain: JSON.stringify(job.actor_chain),
             route: other,
             envelope_sealed: seal(d.ring, JSON.stringify({ from: envelope.from, to }), outboxAad(job.org_id, job.message_id, id)),
           },
@@ -376,7 +374,7 @@ export const createDeliveryWorker = (d: Deps) => {
     return { route: domain, envelope: mine };
   };
 
-  const process1 = async (job: OutboxTable) => {
+  const process1 = async (job: OutboxRecord) => {
     let outcome: Outcome;
     let rawHash: string | null = null;
     let route = job.route;
@@ -419,7 +417,7 @@ export const createDeliveryWorker = (d: Deps) => {
       return jobs;
     });
 
-  const worker = createJobWorker<OutboxTable>(
+  const worker = createJobWorker<OutboxRecord>(
     {
       name: 'delivery',
       id: (job) => job.id,

@@ -9,9 +9,10 @@ import { startPeriodic } from '../kernel/schedule.js';
 import type { Logger } from '../kernel/log.js';
 import { contactHash } from '../phi/consent-service.js';
 import type { Db } from '../store/db.js';
-import type { MailLegalHoldsTable, MessagesTable } from '../store/schema.js';
+import type { MessageRecord } from '../store/records.js';
+import type { MailLegalHoldsTable } from '../store/schema.js';
 import { openContent, sealContent } from './message-store.js';
-import { addMessageEvent, purgeContent } from './messages-repo.js';
+import { addMessageEvent, purgeCandidates, purgeContent, threadExists } from './messages-repo.js';
 import type { MessageContent } from './mime.js';
 
 /** 45 CFR 164.316(b)(2)(i) and 164.530(j)(2): six years from the last change is the floor. */
@@ -136,14 +137,8 @@ export const createMailRetention = ({ db, ring, clock, guard, audit }: Deps) => 
         if (!mb) throw notFound('mailbox');
         value = mb.id;
       } else if (h.scope === 'thread') {
-        const m = await tx
-          .selectFrom('messages')
-          .select('thread_id')
-          .where('thread_id', '=', h.thread_id)
-          .where('org_id', '=', orgId)
-          .executeTakeFirst();
-        if (!m) throw notFound('thread');
-        value = m.thread_id;
+        if (!(await threadExists(tx, orgId, h.thread_id))) throw notFound('thread');
+        value = h.thread_id;
       } else value = contactHash(h.address);
       const row: MailLegalHoldsTable = {
         id: newId('legalHold'),
@@ -198,7 +193,7 @@ export const createMailRetention = ({ db, ring, clock, guard, audit }: Deps) => 
     });
 
   /** Whether an active hold covers the message: mailbox, thread, or any address it names (opened to check). */
-  const coveredBy = (holds: MailLegalHoldsTable[], m: MessagesTable): boolean => {
+  const coveredBy = (holds: MailLegalHoldsTable[], m: MessageRecord): boolean => {
     if (
       holds.some(
         (h) => (h.scope === 'mailbox' && h.scope_value === m.mailbox_id) || (h.scope === 'thread' && h.scope_value === m.thread_id),
@@ -242,17 +237,7 @@ export const createMailRetention = ({ db, ring, clock, guard, audit }: Deps) => 
         .execute();
       let after = '';
       for (;;) {
-        const batch = await db
-          .selectFrom('messages')
-          .selectAll()
-          .where('org_id', '=', org.id)
-          .where('content_purged_at', 'is', null)
-          .where('updated_at', '<', cutoff)
-          .where('status', 'in', SETTLED)
-          .where('id', '>', after)
-          .orderBy('id')
-          .limit(BATCH)
-          .execute();
+        const batch = await purgeCandidates(db, { orgId: org.id, cutoff, statuses: SETTLED, after, limit: BATCH });
         if (batch.length === 0) break;
         after = batch.at(-1)!.id;
         for (const m of batch) {

@@ -1,4 +1,3 @@
-import { sql } from 'kysely';
 import type { AuditService } from '../audit/audit-service.js';
 import { actorOf, type Principal, type RequestContext } from '../identity/principal.js';
 import type { KeyRing } from '../kernel/crypto/keyring.js';
@@ -6,7 +5,8 @@ import { isAppError } from '../kernel/errors.js';
 import type { Dialect, Executor, Tx } from '../store/db.js';
 import type { ReadFilters } from './mail-filters.js';
 import { openContent } from './message-store.js';
-import { emailTarget, isContentHidden, META, type Meta, type MetaRow, type Summary, summaryOf, tagFields } from './message-views.js';
+import { mailboxScanPage, sealedContentOf } from './messages-repo.js';
+import { emailTarget, isContentHidden, type Meta, type MetaRow, type Summary, summaryOf, tagFields } from './message-views.js';
 import type { MessageContent } from './mime.js';
 import { indexKeys } from './recipient-index.js';
 import {
@@ -41,14 +41,6 @@ type Deps = { dialect: Dialect; ring: KeyRing; audit: Pick<AuditService, 'record
 
 export const createMailScan = ({ dialect, ring, audit }: Deps) => {
   /**
-   * Size of a row's sealed content without reading it where the store allows:
-   * PostgreSQL's pg_column_size reads the TOAST header only (length() would
-   * detoast every document twice); SQLite reads it from the page cache.
-   */
-  const sealedSize = (col: 'content_sealed' | 'messages.content_sealed') =>
-    (dialect === 'postgres' ? sql<number>`pg_column_size(${sql.ref(col)})` : sql<number>`length(${sql.ref(col)})`).as('sealed_len');
-
-  /**
    * Yields `rows` in order with their sealed content (null when `needs` says
    * it is not needed, or the row is gone), fetched by id in batches of at
    * most SCAN_BATCH_BYTES.
@@ -67,14 +59,7 @@ export const createMailScan = ({ dialect, ring, audit }: Deps) => {
         }
         j++;
       }
-      const sealed = new Map(
-        ids.length > 0
-          ? (await ex.selectFrom('messages').select(['id', 'content_sealed']).where('id', 'in', ids).execute()).map((x) => [
-              x.id,
-              x.content_sealed,
-            ])
-          : [],
-      );
+      const sealed = await sealedContentOf(ex, ids);
       for (const r of rows.slice(i, j)) yield { row: r, sealed: sealed.get(r.id) ?? null };
       i = j;
     }
@@ -164,30 +149,8 @@ export const createMailScan = ({ dialect, ring, audit }: Deps) => {
       const n = postFilter ? Math.min(SCAN_CHUNK, SCAN_BUDGET - examined) : f.limit + 1;
       const candidates = indexed ? await searchCandidates(ex, groups, cursor, n) : null;
       if (candidates?.length === 0) return done({ items: out, next: null, partial: false, examined });
-      let q = ex
-        .selectFrom('messages')
-        .select([...META, sealedSize('content_sealed')])
-        .where('mailbox_id', '=', mailboxId)
-        .orderBy('id', 'desc')
-        .limit(n);
-      if (f.direction) q = q.where('direction', '=', f.direction);
-      if (f.status) q = q.where('status', '=', f.status);
-      if (f.unread !== undefined) q = q.where('is_read', '=', f.unread ? 0 : 1);
-      if (f.since) q = q.where('created_at', '>=', f.since);
-      if (f.until) q = q.where('created_at', '<', f.until);
-      // Tags are a JSON array of [A-Za-z0-9:_.-]; LIKE narrows (escaping _), the exact check (tagOk) decides.
-      if (f.tag) {
-        const like = `%"${f.tag.replace(/[\\%_]/g, (ch) => `\\${ch}`)}"%`;
-        q = q.where((eb) =>
-          eb.or([
-            sql<boolean>`${sql.ref('tags')} like ${like} escape '\\'`,
-            sql<boolean>`${sql.ref('system_tags')} like ${like} escape '\\'`,
-          ]),
-        );
-      }
-      if (candidates) q = q.where('id', 'in', candidates);
-      else if (cursor) q = q.where('id', '<', cursor);
-      const rows = (await q.execute()) as MetaRow[];
+      // The tag narrows in SQL; the exact check (tagOk) decides. With candidates, only they are read.
+      const rows = await mailboxScanPage(ex, dialect, mailboxId, f, cursor, n, candidates ?? undefined);
       // Without content filters only the page itself is opened; the extra row just proves a next page.
       const page = postFilter ? rows : rows.slice(0, f.limit);
       for await (const { row, sealed } of withContent(ex, page, tagOk)) {
@@ -249,7 +212,7 @@ export const createMailScan = ({ dialect, ring, audit }: Deps) => {
     return { summary: summaryOf(p, m, c), ...(matched ? { matched_in: matched } : {}) };
   };
 
-  return { sealedSize, withContent, openOrSkip, recordUnreadable, scan, needsContent, needlesOf, matchContent };
+  return { withContent, openOrSkip, recordUnreadable, scan, needsContent, needlesOf, matchContent };
 };
 
 export type MailScan = ReturnType<typeof createMailScan>;

@@ -1,11 +1,11 @@
 import { createTwoFilesPatch } from 'diff';
-import { parseAuthResults } from '../inbound/auth-results.js';
 import type { Principal } from '../identity/principal.js';
 import type { KeyRing } from '../kernel/crypto/keyring.js';
-import { parseFindings } from '../phi/outbound-screen.js';
 import type { Executor } from '../store/db.js';
-import type { MessagesTable } from '../store/schema.js';
+import { MESSAGE_META, type MessageMeta, type MessageMetaRow, type MessageRecord } from '../store/records.js';
 import { approvalView } from '../oversight/approval-views.js';
+import { approvalById } from '../oversight/approvals-repo.js';
+import { messageById } from './messages-repo.js';
 import { openContent } from './message-store.js';
 import type { MessageContent } from './mime.js';
 
@@ -22,7 +22,7 @@ export const emailTarget = (id: string) => ({ type: 'email', id });
  * reviewer) and any status added later stay hidden, failing closed.
  * Reviewers and admins see everything.
  */
-export const isContentHidden = (p: Principal, m: Pick<MessagesTable, 'direction' | 'status'>) =>
+export const isContentHidden = (p: Principal, m: Pick<MessageRecord, 'direction' | 'status'>) =>
   p.type === 'agent' && m.direction === 'inbound' && m.status !== 'received';
 
 /**
@@ -31,30 +31,16 @@ export const isContentHidden = (p: Principal, m: Pick<MessagesTable, 'direction'
  * visible, so a held or quarantined message tells an agent nothing of what
  * it says (45 CFR 164.502(b) minimum necessary). `tags` is the union.
  */
-export const tagFields = (m: Pick<MessagesTable, 'tags' | 'system_tags'>, contentVisible: boolean) => {
-  const agent = JSON.parse(m.tags) as string[];
-  const system = contentVisible ? (JSON.parse(m.system_tags) as string[]) : [];
+export const tagFields = (m: Pick<MessageRecord, 'tags' | 'system_tags'>, contentVisible: boolean) => {
+  const agent = m.tags;
+  const system = contentVisible ? m.system_tags : [];
   return { tags: [...new Set([...system, ...agent])], system_tags: system, agent_tags: agent };
 };
 
 /** The columns a list needs, without the sealed blobs (fetched separately, in bounded batches). */
-export const META = [
-  'id',
-  'org_id',
-  'mailbox_id',
-  'direction',
-  'status',
-  'status_reason',
-  'thread_id',
-  'message_id',
-  'tags',
-  'system_tags',
-  'is_read',
-  'created_at',
-  'auth_results',
-] as const;
-export type Meta = Pick<MessagesTable, (typeof META)[number]>;
-export type MetaRow = Meta & { sealed_len: number };
+export const META = MESSAGE_META;
+export type Meta = MessageMeta;
+export type MetaRow = MessageMetaRow;
 
 const eventsOf = async (ex: Executor, id: string) =>
   (await ex.selectFrom('message_events').selectAll().where('message_id', '=', id).orderBy('id').execute()).map((e) => ({
@@ -71,25 +57,23 @@ const attachmentsOf = (c: MessageContent) =>
     size: Buffer.from(a.content_base64, 'base64').length,
   }));
 
-const readState = (m: Pick<MessagesTable, 'is_read'>) => ({ is_read: m.is_read !== 0, unread: m.is_read === 0 });
+const readState = (m: Pick<MessageRecord, 'is_read'>) => ({ is_read: m.is_read !== 0, unread: m.is_read === 0 });
 
 /** What every view of a message starts with: identity, place and status with its reason. */
-export const headOf = (m: Pick<MessagesTable, 'id' | 'mailbox_id' | 'direction' | 'status' | 'status_reason'>) => ({
+export const headOf = (m: Pick<MessageRecord, 'id' | 'mailbox_id' | 'direction' | 'status' | 'status_reason'>) => ({
   id: m.id,
   mailbox_id: m.mailbox_id,
   direction: m.direction,
   status: m.status,
-  status_reason: m.status_reason ? (JSON.parse(m.status_reason) as Record<string, unknown>) : null,
+  status_reason: m.status_reason,
 });
 
 /** What a revision changed against the rejected message it replaces, and the reviewer's comment that rejected it. */
-const revisionOf = async (ex: Executor, ring: KeyRing, m: MessagesTable, after: MessageContent) => {
-  const rejected = await ex.selectFrom('messages').selectAll().where('id', '=', m.revision_of!).executeTakeFirst();
+const revisionOf = async (ex: Executor, ring: KeyRing, m: MessageRecord, after: MessageContent) => {
+  const rejected = await messageById(ex, m.revision_of!);
   if (!rejected) return null;
   const before = openContent(ring, rejected, rejected.content_sealed);
-  const approval = rejected.approval_id
-    ? await ex.selectFrom('approvals').selectAll().where('id', '=', rejected.approval_id).executeTakeFirst()
-    : undefined;
+  const approval = rejected.approval_id ? await approvalById(ex, rejected.approval_id) : undefined;
   const changes = (['subject', 'to', 'cc', 'bcc', 'html'] as const)
     .filter((f) => JSON.stringify(before[f]) !== JSON.stringify(after[f]))
     .map((f) => ({ field: f, before: before[f], after: after[f] }));
@@ -106,13 +90,11 @@ const revisionOf = async (ex: Executor, ring: KeyRing, m: MessagesTable, after: 
 };
 
 /** The clinician a message was sent for (the grant it was sent under). */
-export type OnBehalfOf = { id: string; name: string; npi: string | null; category: string; grant_id: string };
+export type { OnBehalfOf } from '../store/records.js';
 
-export const fullView = async (ex: Executor, ring: KeyRing, m: MessagesTable) => {
+export const fullView = async (ex: Executor, ring: KeyRing, m: MessageRecord) => {
   const c = openContent(ring, m, m.content_sealed);
-  const approval = m.approval_id
-    ? await ex.selectFrom('approvals').selectAll().where('id', '=', m.approval_id).executeTakeFirst()
-    : undefined;
+  const approval = m.approval_id ? await approvalById(ex, m.approval_id) : undefined;
   let original: Record<string, unknown> | null = null;
   if (m.original_sealed) {
     // The agent sees what a reviewer changed: its own fields before the edit.
@@ -133,19 +115,19 @@ export const fullView = async (ex: Executor, ring: KeyRing, m: MessagesTable) =>
     html: c.html,
     attachments: attachmentsOf(c),
     ...tagFields(m, true),
-    phi_findings: parseFindings(m.phi_findings),
+    phi_findings: m.phi_findings,
     phi_sensitivity: m.phi_sensitivity,
-    auth_results: parseAuthResults(m.auth_results),
+    auth_results: m.auth_results,
     ...readState(m),
     thread_id: m.thread_id,
     message_id: m.message_id,
     in_reply_to: m.in_reply_to,
-    references: JSON.parse(m.references_ids) as string[],
+    references: m.references_ids,
     oversight_mode: m.oversight_mode,
     created_at: m.created_at,
     delivered_at: m.delivered_at,
     content_purged_at: m.content_purged_at,
-    on_behalf_of: m.on_behalf_of ? (JSON.parse(m.on_behalf_of) as OnBehalfOf) : null,
+    on_behalf_of: m.on_behalf_of,
     approval: approval ? approvalView(ring, approval, m) : null,
     original,
     revision: m.revision_of ? await revisionOf(ex, ring, m, c) : null,
@@ -154,20 +136,14 @@ export const fullView = async (ex: Executor, ring: KeyRing, m: MessagesTable) =>
 };
 
 /** What an agent sees of a held inbound message: that it exists, its sender and time, and where its review stands. */
-export const heldView = async (ex: Executor, m: MessagesTable, c: MessageContent) => {
-  const a = m.approval_id
-    ? await ex
-        .selectFrom('approvals')
-        .select(['id', 'status', 'created_at', 'expires_at'])
-        .where('id', '=', m.approval_id)
-        .executeTakeFirst()
-    : undefined;
+export const heldView = async (ex: Executor, m: MessageRecord, c: MessageContent) => {
+  const a = m.approval_id ? await approvalById(ex, m.approval_id) : undefined;
   return {
     ...headOf(m),
     content_hidden: true as const,
     from: c.from.address,
     ...tagFields(m, false),
-    auth_results: parseAuthResults(m.auth_results),
+    auth_results: m.auth_results,
     ...readState(m),
     thread_id: m.thread_id,
     created_at: m.created_at,
@@ -178,7 +154,7 @@ export const heldView = async (ex: Executor, m: MessagesTable, c: MessageContent
 /** One row of a list, thread or search: the content an agent may see, or for a held inbound message its sender and time only. */
 export const summaryOf = (p: Principal, m: Meta, c: MessageContent) => {
   const hidden = isContentHidden(p, m);
-  const auth = parseAuthResults(m.auth_results);
+  const auth = m.auth_results;
   return {
     ...headOf(m),
     content_hidden: hidden,

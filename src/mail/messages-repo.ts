@@ -1,6 +1,9 @@
+import { sql } from 'kysely';
 import { appendEvent } from '../events/events-log.js';
 import { newId } from '../kernel/ids.js';
-import type { Executor } from '../store/db.js';
+import type { Dialect, Executor } from '../store/db.js';
+import { mapColumns, objectList, objectOrNull, stringList } from '../store/json-column.js';
+import { type AsMessageRecord, MESSAGE_META, type MessageJson, type MessageMetaRow, type MessageRecord } from '../store/records.js';
 import type { MessagesTable } from '../store/schema.js';
 import type { KeyRing } from '../kernel/crypto/keyring.js';
 import type { MessageStatus } from './message-lifecycle.js';
@@ -8,11 +11,28 @@ import { activeIndexKey, type IndexedContent, indexMessage } from './recipient-i
 import { deleteSearchRows } from './search-index.js';
 
 /**
- * The messages table's writer (STYLE.md: one repo per table; the vault repo is the model). Status changes go
- * through `moveMessage` (message-lifecycle.ts); every other write of `messages` and `message_events` is here,
- * with JSON columns mapped from typed values, and the domain events of a new or held message appended in the
- * same transaction.
+ * The messages table's repo (STYLE.md: one repo per table; the vault repo is the model). Every read of
+ * `messages` is here and answers typed records (`MessageRecord`, JSON columns parsed and checked by
+ * `toMessageRecord`). Status changes go through `moveMessage` (message-lifecycle.ts); every other write of
+ * `messages` and `message_events` is here, with JSON columns mapped from typed values, and the domain events of
+ * a new or held message appended in the same transaction.
  */
+
+/** The one mapping of the messages table's JSON columns to typed values (STYLE.md: JSON is mapped in the repo). */
+const MESSAGE_JSON: { [K in keyof MessageJson]: (s: string | null) => MessageJson[K] } = {
+  references_ids: (s) => stringList(s, 'messages.references_ids'),
+  tags: (s) => stringList(s, 'messages.tags'),
+  system_tags: (s) => stringList(s, 'messages.system_tags'),
+  status_reason: (s) => objectOrNull(s, 'messages.status_reason'),
+  phi_findings: (s) => objectList(s, 'messages.phi_findings', (f) => typeof f.type === 'string'),
+  auth_results: (s) => objectOrNull(s, 'messages.auth_results', (a) => Array.isArray(a.flags) && Array.isArray(a.dkim)),
+  on_behalf_of: (s) => objectOrNull(s, 'messages.on_behalf_of', (o) => typeof o.id === 'string' && typeof o.name === 'string'),
+};
+
+/** A messages row, or any projection of one, with the JSON columns it has parsed; 500 `internal` when one is malformed. */
+export const toMessageRecord = <R extends object>(row: R): AsMessageRecord<R> => mapColumns(row, MESSAGE_JSON) as AsMessageRecord<R>;
+
+export type { MessageMeta, MessageMetaRow, MessageRecord } from '../store/records.js';
 
 /** What a new message row is made of, typed (outbound sends and inbound receipt both build rows here). */
 export type NewMessage = {
@@ -212,4 +232,351 @@ export const purgeContent = async (
   if (Number(u.numUpdatedRows) !== 1) return false;
   await deleteSearchRows(tx, ring, m);
   return true;
+};
+
+// ---- Readers. Every query of `messages` outside the lifecycle's compare-and-set is below. ----
+
+/** A message by id, whoever owns it (callers that got the id from a row they may see: a job, an approval). */
+export const messageById = async (ex: Executor, id: string): Promise<MessageRecord | undefined> => {
+  const r = await ex.selectFrom('messages').selectAll().where('id', '=', id).executeTakeFirst();
+  return r && (toMessageRecord(r) as MessageRecord);
+};
+
+/** Messages by id, in no order (missing ids are left out). */
+export const messagesByIds = async (ex: Executor, ids: readonly string[]): Promise<MessageRecord[]> =>
+  ids.length === 0
+    ? []
+    : (await ex.selectFrom('messages').selectAll().where('id', 'in', ids).execute()).map((r) => toMessageRecord(r) as MessageRecord);
+
+/** The PHI columns of messages by id (findings' type and place, never text), in no order. */
+export const phiOfMessages = async (ex: Executor, ids: readonly string[]) =>
+  ids.length === 0
+    ? []
+    : (await ex.selectFrom('messages').select(['id', 'phi_findings', 'phi_sensitivity']).where('id', 'in', ids).execute()).map(
+        toMessageRecord,
+      );
+
+/** A message of the organisation (tenant isolation: another organisation's id reads as missing). */
+export const messageInOrg = async (ex: Executor, orgId: string, id: string): Promise<MessageRecord | undefined> => {
+  const r = await ex.selectFrom('messages').selectAll().where('id', '=', id).where('org_id', '=', orgId).executeTakeFirst();
+  return r && (toMessageRecord(r) as MessageRecord);
+};
+
+/** A message of the mailbox (isolation by mailbox). */
+export const messageInMailbox = async (ex: Executor, mailboxId: string, id: string): Promise<MessageRecord | undefined> => {
+  const r = await ex.selectFrom('messages').selectAll().where('id', '=', id).where('mailbox_id', '=', mailboxId).executeTakeFirst();
+  return r && (toMessageRecord(r) as MessageRecord);
+};
+
+/** A message of the mailbox by its RFC 5322 Message-ID. */
+export const messageByMessageId = async (
+  ex: Executor,
+  mailbox: { id: string; org_id: string },
+  messageId: string,
+): Promise<MessageRecord | undefined> => {
+  const r = await ex
+    .selectFrom('messages')
+    .selectAll()
+    .where('org_id', '=', mailbox.org_id)
+    .where('mailbox_id', '=', mailbox.id)
+    .where('message_id', '=', messageId)
+    .executeTakeFirst();
+  return r && (toMessageRecord(r) as MessageRecord);
+};
+
+/** The id of the message that revises `id`, if any. */
+export const revisionOfMessage = async (ex: Executor, id: string): Promise<string | undefined> =>
+  (await ex.selectFrom('messages').select('id').where('revision_of', '=', id).executeTakeFirst())?.id;
+
+/** Where a message stands, without its content: status, thread and delivery time. */
+export const messageState = (ex: Executor, id: string) =>
+  ex.selectFrom('messages').select(['id', 'status', 'thread_id', 'delivered_at']).where('id', '=', id).executeTakeFirst();
+
+/** The sealed signed bytes of a message and their hash (null until it is first signed). */
+export const signedBytesOf = (ex: Executor, id: string) =>
+  ex.selectFrom('messages').select(['id', 'org_id', 'mailbox_id', 'raw_sealed', 'raw_hash']).where('id', '=', id).executeTakeFirst();
+
+/** Whether the organisation has a message in the thread. */
+export const threadExists = async (ex: Executor, orgId: string, threadId: string): Promise<boolean> =>
+  (await ex.selectFrom('messages').select('thread_id').where('thread_id', '=', threadId).where('org_id', '=', orgId).executeTakeFirst()) !==
+  undefined;
+
+/**
+ * Size of a row's sealed content without reading it where the store allows: PostgreSQL's pg_column_size
+ * reads the TOAST header only (length() would detoast every document twice); SQLite reads it from the page cache.
+ */
+const sealedSize = (dialect: Dialect, col: 'content_sealed' | 'messages.content_sealed') =>
+  (dialect === 'postgres' ? sql<number>`pg_column_size(${sql.ref(col)})` : sql<number>`length(${sql.ref(col)})`).as('sealed_len');
+
+/** The SQL filters of a list or search page (the content filters are matched on opened content by the scan). */
+export type MessageScanFilter = {
+  direction?: 'inbound' | 'outbound';
+  status?: string;
+  unread?: boolean;
+  since?: string;
+  until?: string;
+  tag?: string;
+};
+
+/**
+ * One keyset page of a mailbox's messages, newest first, below `before` (an id; src/kernel/cursor.ts carries it
+ * on the wire): the list columns (MESSAGE_META) and the sealed content's size, never the content itself.
+ */
+export const mailboxScanPage = async (
+  ex: Executor,
+  dialect: Dialect,
+  mailboxId: string,
+  f: MessageScanFilter,
+  before: string | undefined,
+  limit: number,
+  /** The blind index's candidates (search-index.ts): only these ids are read, and `before` is theirs. */
+  only?: readonly string[],
+): Promise<MessageMetaRow[]> => {
+  let q = ex
+    .selectFrom('messages')
+    .select([...MESSAGE_META, sealedSize(dialect, 'content_sealed')])
+    .where('mailbox_id', '=', mailboxId)
+    .orderBy('id', 'desc')
+    .limit(limit);
+  if (f.direction) q = q.where('direction', '=', f.direction);
+  if (f.status) q = q.where('status', '=', f.status);
+  if (f.unread !== undefined) q = q.where('is_read', '=', f.unread ? 0 : 1);
+  if (f.since) q = q.where('created_at', '>=', f.since);
+  if (f.until) q = q.where('created_at', '<', f.until);
+  // Tags are a JSON array of [A-Za-z0-9:_.-]; LIKE narrows (escaping _), the caller's exact check on the record decides.
+  if (f.tag) {
+    const like = `%"${f.tag.replace(/[\\%_]/g, (ch) => `\\${ch}`)}"%`;
+    q = q.where((eb) =>
+      eb.or([sql<boolean>`${sql.ref('tags')} like ${like} escape '\\'`, sql<boolean>`${sql.ref('system_tags')} like ${like} escape '\\'`]),
+    );
+  }
+  if (only) q = q.where('id', 'in', only);
+  else if (before) q = q.where('id', '<', before);
+  return (await q.execute()).map((r) => toMessageRecord(r) as MessageMetaRow);
+};
+
+/**
+ * A thread's messages in the organisation, oldest first, at most 500: the list columns and the sealed size.
+ * `agentId` narrows to that agent's mailboxes (an agent reads only its own mail).
+ */
+export const threadScanPage = async (
+  ex: Executor,
+  dialect: Dialect,
+  q: { orgId: string; threadId: string; agentId: string | null },
+): Promise<MessageMetaRow[]> => {
+  let s = ex
+    .selectFrom('messages')
+    .innerJoin('mailboxes', 'mailboxes.id', 'messages.mailbox_id')
+    .select([...MESSAGE_META.map((c) => `messages.${c}` as const), sealedSize(dialect, 'messages.content_sealed')])
+    .where('messages.thread_id', '=', q.threadId)
+    .where('messages.org_id', '=', q.orgId)
+    .orderBy('messages.id')
+    .limit(500);
+  if (q.agentId !== null) s = s.where('mailboxes.agent_id', '=', q.agentId);
+  return (await s.execute()).map((r) => toMessageRecord(r) as MessageMetaRow);
+};
+
+/** The sealed content of messages by id (a scan's batch), keyed by id. */
+export const sealedContentOf = async (ex: Executor, ids: readonly string[]): Promise<Map<string, string>> =>
+  new Map(
+    ids.length === 0
+      ? []
+      : (await ex.selectFrom('messages').select(['id', 'content_sealed']).where('id', 'in', ids).execute()).map((x) => [
+          x.id,
+          x.content_sealed,
+        ]),
+  );
+
+/** The mailbox's outbound messages with these RFC 5322 Message-IDs (a bounce report names them). */
+export const outboundByMessageIds = (ex: Executor, mailbox: { id: string; org_id: string }, messageIds: readonly string[]) =>
+  messageIds.length === 0
+    ? Promise.resolve([])
+    : ex
+        .selectFrom('messages')
+        .select(['id', 'status', 'raw_hash', 'thread_id'])
+        .where('org_id', '=', mailbox.org_id)
+        .where('mailbox_id', '=', mailbox.id)
+        .where('direction', '=', 'outbound')
+        .where('message_id', 'in', messageIds)
+        .execute();
+
+/** A message of the mailbox already stored from the same bytes under the same Message-ID (an SMTP retry). */
+export const duplicateOf = async (
+  ex: Executor,
+  m: Pick<MessagesTable, 'org_id' | 'mailbox_id' | 'message_id'>,
+  rawHash: string,
+): Promise<string | undefined> =>
+  (
+    await ex
+      .selectFrom('messages')
+      .select('id')
+      .where('org_id', '=', m.org_id)
+      .where('message_id', '=', m.message_id)
+      .where('mailbox_id', '=', m.mailbox_id)
+      .where('raw_hash', '=', rawHash)
+      .executeTakeFirst()
+  )?.id;
+
+/** The mailbox's messages with these RFC 5322 Message-IDs (threading by In-Reply-To and References), oldest first. */
+export const threadLinksOf = (ex: Executor, mailbox: { id: string; org_id: string }, messageIds: readonly string[]) =>
+  messageIds.length === 0
+    ? Promise.resolve([])
+    : ex
+        .selectFrom('messages')
+        .select(['id', 'thread_id', 'message_id'])
+        .where('org_id', '=', mailbox.org_id)
+        .where('mailbox_id', '=', mailbox.id)
+        .where('message_id', 'in', messageIds)
+        .orderBy('id')
+        .execute();
+
+/** The mailbox's newest messages since `since` of at most `maxBytes`, newest first (threading by subject). */
+export const recentSmallMessages = async (
+  ex: Executor,
+  mailboxId: string,
+  q: { since: string; maxBytes: number; limit: number },
+): Promise<MessageRecord[]> =>
+  (
+    await ex
+      .selectFrom('messages')
+      .selectAll()
+      .where('mailbox_id', '=', mailboxId)
+      .where('created_at', '>=', q.since)
+      .where('size_bytes', '<=', q.maxBytes)
+      .orderBy('id', 'desc')
+      .limit(q.limit)
+      .execute()
+  ).map((r) => toMessageRecord(r) as MessageRecord);
+
+/** Retention: one keyset page (by id, after `after`) of the organisation's settled, unpurged messages last changed before `cutoff`. */
+export const purgeCandidates = async (
+  ex: Executor,
+  q: { orgId: string; cutoff: string; statuses: readonly string[]; after: string; limit: number },
+): Promise<MessageRecord[]> =>
+  (
+    await ex
+      .selectFrom('messages')
+      .selectAll()
+      .where('org_id', '=', q.orgId)
+      .where('content_purged_at', 'is', null)
+      .where('updated_at', '<', q.cutoff)
+      .where('status', 'in', q.statuses)
+      .where('id', '>', q.after)
+      .orderBy('id')
+      .limit(q.limit)
+      .execute()
+  ).map((r) => toMessageRecord(r) as MessageRecord);
+
+/** Re-keying the recipient index: one keyset page (by id, after `after`) of the organisation's messages. */
+export const indexPage = (ex: Executor, orgId: string, after: string, limit: number) =>
+  ex
+    .selectFrom('messages')
+    .select(['id', 'org_id', 'mailbox_id', 'direction', 'created_at', 'content_sealed', 'content_purged_at', 'search_key_version'])
+    .where('org_id', '=', orgId)
+    .where('id', '>', after)
+    .orderBy('id')
+    .limit(limit)
+    .execute();
+
+/** A message of the mailbox the search back-fill has not indexed yet (partial index 0032), if any. */
+export const firstUnindexed = (ex: Executor, mailboxId: string) =>
+  ex
+    .selectFrom('messages')
+    .select('id')
+    .where('mailbox_id', '=', mailboxId)
+    .where('search_key_version', 'is', null)
+    .where('content_purged_at', 'is', null)
+    .limit(1)
+    .executeTakeFirst();
+
+/** The next messages the search back-fill indexes, oldest first. */
+export const unindexedPage = (ex: Executor, limit: number) =>
+  ex
+    .selectFrom('messages')
+    .select(['id', 'org_id', 'mailbox_id', 'content_sealed', 'content_purged_at'])
+    .where('search_key_version', 'is', null)
+    .orderBy('id')
+    .limit(limit)
+    .execute();
+
+/** Whether a message of the organisation still has search entries under content-index key `version`. */
+export const searchKeyInUse = (ex: Executor, orgId: string, version: number) =>
+  ex
+    .selectFrom('messages')
+    .select('id')
+    .where('org_id', '=', orgId)
+    .where('search_key_version', '=', version)
+    .where('content_purged_at', 'is', null)
+    .executeTakeFirst();
+
+// ---- Compliance readers (accounting of disclosures, breach scope): joins read from here too. ----
+
+/**
+ * Outbound messages delivered to any of `macs` (the recipient index's HMACs of one contact), with the role the
+ * contact had, the sending agent and the approver: the rows of an accounting of disclosures (45 CFR 164.528),
+ * ordered by delivery time then id. A message to the contact in several roles appears once per role.
+ */
+export const deliveredTo = async (ex: Executor, orgId: string, macs: readonly string[], q: { since?: string; until?: string }) => {
+  let sel = ex
+    .selectFrom('recipient_index as r')
+    .innerJoin('messages as m', 'm.id', 'r.message_id')
+    .innerJoin('mailboxes as b', 'b.id', 'm.mailbox_id')
+    .leftJoin('agents as a', 'a.id', 'b.agent_id')
+    .leftJoin('approvals as p', 'p.id', 'm.approval_id')
+    .leftJoin('humans as h', 'h.id', 'p.decided_by')
+    .select([
+      'm.id as email_id',
+      'm.delivered_at',
+      'm.phi_findings',
+      'm.category',
+      'r.role',
+      'a.id as agent_id',
+      'a.name as agent_name',
+      'p.decided_by',
+      'h.name as approver_name',
+    ])
+    .where('r.org_id', '=', orgId)
+    .where('m.org_id', '=', orgId)
+    .where('r.address_mac', 'in', macs)
+    .where('r.direction', '=', 'outbound')
+    .where('r.role', 'in', ['to', 'cc', 'bcc'])
+    .where('m.delivered_at', 'is not', null);
+  if (q.since) sel = sel.where('m.delivered_at', '>=', q.since);
+  if (q.until) sel = sel.where('m.delivered_at', '<=', q.until);
+  return (await sel.orderBy('m.delivered_at').orderBy('m.id').execute()).map(toMessageRecord);
+};
+
+/** The filters of a breach scope, as the messages table answers them (`macs`: recipient-index HMACs, null for no recipient filter). */
+export type BreachCandidateQuery = {
+  orgId: string;
+  since?: string;
+  until?: string;
+  mailboxIds?: readonly string[];
+  agentIds?: readonly string[];
+  messageIds?: readonly string[];
+  macs: readonly string[] | null;
+};
+
+/** The organisation's outbound messages matching every given filter, by id: what a breach scope may cover (45 CFR 164.404). */
+export const breachCandidates = async (ex: Executor, f: BreachCandidateQuery) => {
+  let q = ex
+    .selectFrom('messages as m')
+    .innerJoin('mailboxes as b', 'b.id', 'm.mailbox_id')
+    .select(['m.id', 'm.org_id', 'm.mailbox_id', 'm.content_sealed', 'm.content_purged_at', 'm.phi_findings', 'm.tags', 'm.system_tags'])
+    .where('m.org_id', '=', f.orgId)
+    .where('m.direction', '=', 'outbound');
+  if (f.since) q = q.where('m.created_at', '>=', f.since);
+  if (f.until) q = q.where('m.created_at', '<=', f.until);
+  if (f.mailboxIds?.length) q = q.where('m.mailbox_id', 'in', f.mailboxIds);
+  if (f.agentIds?.length) q = q.where('b.agent_id', 'in', f.agentIds);
+  if (f.messageIds?.length) q = q.where('m.id', 'in', f.messageIds);
+  if (f.macs) {
+    const macs = f.macs;
+    if (macs.length === 0) q = q.where('m.id', '=', '');
+    else
+      q = q.where('m.id', 'in', (eb) =>
+        eb.selectFrom('recipient_index').select('message_id').where('org_id', '=', f.orgId).where('address_mac', 'in', macs),
+      );
+  }
+  return (await q.orderBy('m.id').execute()).map(toMessageRecord);
 };

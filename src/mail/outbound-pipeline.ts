@@ -9,7 +9,9 @@ import { AppError } from '../kernel/errors.js';
 import { newId } from '../kernel/ids.js';
 import { insertOutboxJob } from '../queue/outbox-repo.js';
 import type { Executor } from '../store/db.js';
+import type { MessageRecord } from '../store/records.js';
 import type { MailboxesTable, MessagesTable, SigningKeysTable } from '../store/schema.js';
+import { approvalById } from '../oversight/approvals-repo.js';
 import { moveMessage } from './message-lifecycle.js';
 import { openContent } from './message-store.js';
 import { addMessageEvent } from './messages-repo.js';
@@ -42,8 +44,8 @@ export const PART2_NOTICE: string = part2Notice.statement;
 const escapeHtml = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
 
 /** The content as delivered: Part 2 messages (system tag `part2`) end with the 2.32 notice in every body. */
-export const withPart2Notice = (msg: Pick<MessagesTable, 'system_tags'>, c: MessageContent): MessageContent => {
-  if (!(JSON.parse(msg.system_tags) as string[]).includes('part2')) return c;
+export const withPart2Notice = (msg: Pick<MessageRecord, 'system_tags'>, c: MessageContent): MessageContent => {
+  if (!msg.system_tags.includes('part2')) return c;
   const html =
     c.html === null
       ? null
@@ -134,7 +136,7 @@ export const createOutboundPipeline = ({ ring, clock, config, signer = { sign: s
   };
 
   /** plan + write inside the caller's transaction. */
-  const queue = async (tx: Executor, msg: MessagesTable, mailbox: MailboxesTable) =>
+  const queue = async (tx: Executor, msg: MessageRecord, mailbox: MailboxesTable) =>
     write(tx, msg, await plan(tx, msg, openContent(ring, msg, msg.content_sealed), mailbox));
 
   /**
@@ -143,7 +145,7 @@ export const createOutboundPipeline = ({ ring, clock, config, signer = { sign: s
    * approval's reviewer). Throws 413 message_too_large past
    * MAILWARD_MAX_MESSAGE_BYTES, 500 when a key is missing.
    */
-  const sign = async (ex: Executor, msg: MessagesTable): Promise<Buffer> => {
+  const sign = async (ex: Executor, msg: MessageRecord): Promise<Buffer> => {
     const now = clock.now();
     const mailbox = await ex.selectFrom('mailboxes').selectAll().where('id', '=', msg.mailbox_id).executeTakeFirst();
     const org = await repo.org(ex, msg.org_id);
@@ -151,17 +153,13 @@ export const createOutboundPipeline = ({ ring, clock, config, signer = { sign: s
     if (!mailbox || !org || !agent) throw new AppError('internal', 500, 'Message owner not found.');
     const human = await repo.human(ex, msg.org_id, agent.responsible_human_id);
     const chain = await repo.agentChain(ex, agent, org.name);
-    const approval = msg.approval_id
-      ? await ex.selectFrom('approvals').select(['id', 'decided_by', 'status']).where('id', '=', msg.approval_id).executeTakeFirst()
-      : undefined;
+    const approval = msg.approval_id ? await approvalById(ex, msg.approval_id) : undefined;
     if (approval && approval.status !== 'approved')
       throw new AppError('not_approved', 409, 'A held message is signed only after approval.');
     // 42 CFR 2.32: a disclosure of Part 2 records carries the notice; added here, so every route and retry sends it
     // and both DKIM signatures and the identity header's body hash cover it.
     const content = withPart2Notice(msg, openContent(ring, msg, msg.content_sealed));
-    const onBehalf = msg.on_behalf_of
-      ? (JSON.parse(msg.on_behalf_of) as { id: string; name: string; npi: string | null; category: string; grant_id: string })
-      : null;
+    const onBehalf = msg.on_behalf_of;
     const clinician = onBehalf ? await repo.human(ex, msg.org_id, onBehalf.id) : undefined;
 
     const idKey = await key(ex, 'identity-es256', msg.org_id);
@@ -169,7 +167,7 @@ export const createOutboundPipeline = ({ ring, clock, config, signer = { sign: s
     const rsa = await key(ex, 'dkim-rsa', msg.org_id);
     const raw = await signer.sign({
       content,
-      threading: { messageId: msg.message_id, inReplyTo: msg.in_reply_to, references: JSON.parse(msg.references_ids) },
+      threading: { messageId: msg.message_id, inReplyTo: msg.in_reply_to, references: msg.references_ids },
       dateMs: now.getTime(),
       domain: org.domain,
       claims: {

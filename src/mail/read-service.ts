@@ -11,20 +11,10 @@ import { safeFilename } from './header-text.js';
 import { assertSearchCriterion, type ReadFilters, type SearchFilters } from './mail-filters.js';
 import { createMailScan, type Unreadable } from './mail-scan.js';
 import { visibleMailbox } from './mailbox-service.js';
-import { markRead, setAgentTags } from './messages-repo.js';
+import { markRead, messageInOrg, setAgentTags, threadScanPage } from './messages-repo.js';
 import { messageAad, openContent } from './message-store.js';
 import { open } from '../kernel/crypto/envelope.js';
-import {
-  emailTarget,
-  fullView,
-  heldView,
-  isContentHidden,
-  META,
-  type MetaRow,
-  type Summary,
-  summaryOf,
-  tagFields,
-} from './message-views.js';
+import { emailTarget, fullView, heldView, isContentHidden, type Summary, summaryOf, tagFields } from './message-views.js';
 
 type Deps = { db: Db; dialect: Dialect; ring: KeyRing; guard: Guard; clock: Clock; audit: Pick<AuditService, 'record'> };
 
@@ -37,7 +27,7 @@ export const requireReader = (ctx: RequestContext) => {
 
 /** A message of a mailbox the caller may see, with that mailbox; 404 otherwise (CONTRACT.md: never 403). */
 export const visibleMessage = async (ex: Executor, ctx: RequestContext, id: string) => {
-  const m = await ex.selectFrom('messages').selectAll().where('id', '=', id).where('org_id', '=', ctx.principal.orgId).executeTakeFirst();
+  const m = await messageInOrg(ex, ctx.principal.orgId, id);
   if (!m) throw notFound('email');
   const mailbox = await visibleMailbox(ex, ctx, m.mailbox_id).catch(() => {
     throw notFound('email');
@@ -82,7 +72,7 @@ export const queryHash = (mailboxId: string, q: { q?: string; from?: string; sub
   sha256Hex(`mailward/search-query/v1|${mailboxId}|${canonicalJson({ q: q.q ?? null, from: q.from ?? null, subject: q.subject ?? null })}`);
 
 export const createReadService = ({ db, dialect, ring, guard, clock, audit }: Deps) => {
-  const { sealedSize, withContent, openOrSkip, recordUnreadable, scan, needsContent, needlesOf, matchContent } = createMailScan({
+  const { withContent, openOrSkip, recordUnreadable, scan, needsContent, needlesOf, matchContent } = createMailScan({
     dialect,
     ring,
     audit,
@@ -205,17 +195,8 @@ export const createReadService = ({ db, dialect, ring, guard, clock, audit }: De
     const messages = await guard.read(ctx, 'email.read', target, async () => {
       requireReader(ctx);
       const p = ctx.principal;
-      let q = db
-        .selectFrom('messages')
-        .innerJoin('mailboxes', 'mailboxes.id', 'messages.mailbox_id')
-        .select([...META.map((c) => `messages.${c}` as const), sealedSize('messages.content_sealed')])
-        .where('messages.thread_id', '=', threadId)
-        .where('messages.org_id', '=', p.orgId)
-        .orderBy('messages.id')
-        .limit(500);
-      if (p.type === 'agent') q = q.where('mailboxes.agent_id', '=', p.id);
-      else if (!hasRole(p, 'admin') && !hasRole(p, 'reviewer')) throw notFound('thread');
-      const rows = (await q.execute()) as MetaRow[];
+      if (p.type !== 'agent' && !hasRole(p, 'admin') && !hasRole(p, 'reviewer')) throw notFound('thread');
+      const rows = await threadScanPage(db, dialect, { orgId: p.orgId, threadId, agentId: p.type === 'agent' ? p.id : null });
       if (rows.length === 0) throw notFound('thread');
       const out: Summary[] = [];
       for await (const { row, sealed } of withContent(db, rows, () => true))
@@ -251,8 +232,8 @@ export const createReadService = ({ db, dialect, ring, guard, clock, audit }: De
       const system = tagFields(m, visible).system_tags;
       const agentTags = [...new Set(tags)].filter((t) => !system.includes(t));
       await setAgentTags(tx, m.id, agentTags, now());
-      await guard.recordIn(tx, ctx, 'email.tagged', emailTarget(id), { tags: agentTags, before: JSON.parse(m.tags) as string[] });
-      return { id: m.id, ...tagFields({ ...m, tags: JSON.stringify(agentTags) }, visible) };
+      await guard.recordIn(tx, ctx, 'email.tagged', emailTarget(id), { tags: agentTags, before: m.tags });
+      return { id: m.id, ...tagFields({ ...m, tags: agentTags }, visible) };
     });
 
   /**

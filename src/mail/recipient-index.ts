@@ -5,7 +5,7 @@ import type { Executor, Store } from '../store/db.js';
 import type { MessagesTable, RecipientIndexTable } from '../store/schema.js';
 import type { MessageContent } from './mime.js';
 import { openContent } from './message-store.js';
-import { setSearchKeyVersion } from './messages-repo.js';
+import { indexPage, searchKeyInUse, setSearchKeyVersion } from './messages-repo.js';
 import { deleteSearchRows, insertSearchRows, searchKeyOf, searchRowsFor } from './search-index.js';
 
 /**
@@ -163,14 +163,7 @@ export const rekeyRecipientIndex = async (store: Store, ring: KeyRing, at: strin
     const k = (await indexKeys(store.db, ring, orgId)).find((x) => x.version === next)!;
     let after = '';
     for (;;) {
-      const page = await store.db
-        .selectFrom('messages')
-        .select(['id', 'org_id', 'mailbox_id', 'direction', 'created_at', 'content_sealed', 'content_purged_at', 'search_key_version'])
-        .where('org_id', '=', orgId)
-        .where('id', '>', after)
-        .orderBy('id')
-        .limit(200)
-        .execute();
+      const page = await indexPage(store.db, orgId, after, 200);
       if (page.length === 0) break;
       await store.db.transaction().execute(async (tx) => {
         for (const m of page) {
@@ -206,13 +199,7 @@ export const rekeyRecipientIndex = async (store: Store, ring: KeyRing, at: strin
           .where('key_version', '=', old.version)
           .executeTakeFirst()) ??
         // Search entries under it (a message stored while this pass ran, before it saw the new key).
-        (await store.db
-          .selectFrom('messages')
-          .select('id')
-          .where('org_id', '=', orgId)
-          .where('search_key_version', '=', old.version)
-          .where('content_purged_at', 'is', null)
-          .executeTakeFirst());
+        (await searchKeyInUse(store.db, orgId, Number(old.version)));
       if (!used) {
         await store.db
           .updateTable('recipient_index_keys')

@@ -8,7 +8,7 @@ import { startPeriodic } from '../kernel/schedule.js';
 import type { Executor, Store } from '../store/db.js';
 import type { SearchIndexTable } from '../store/schema.js';
 import { openContent } from './message-store.js';
-import { setSearchKeyVersion } from './messages-repo.js';
+import { firstUnindexed, setSearchKeyVersion, unindexedPage } from './messages-repo.js';
 import type { MessageContent } from './mime.js';
 import { activeIndexKey, indexKeys } from './recipient-index.js';
 
@@ -254,17 +254,7 @@ export const searchCandidates = async (ex: Executor, groups: Buffer[][], before:
 };
 
 /** Whether the mailbox still has messages stored before the index that the back-fill has not reached. */
-export const hasUnindexed = async (ex: Executor, mailboxId: string): Promise<boolean> =>
-  Boolean(
-    await ex
-      .selectFrom('messages')
-      .select('id')
-      .where('mailbox_id', '=', mailboxId)
-      .where('search_key_version', 'is', null)
-      .where('content_purged_at', 'is', null)
-      .limit(1)
-      .executeTakeFirst(),
-  );
+export const hasUnindexed = async (ex: Executor, mailboxId: string): Promise<boolean> => Boolean(await firstUnindexed(ex, mailboxId));
 
 export type BackfillResult = { indexed: number; purged: number; unreadable: number; remaining: boolean };
 
@@ -287,13 +277,7 @@ export const createSearchBackfill = (d: {
   const runOnce = async (): Promise<BackfillResult> => {
     const r: BackfillResult = { indexed: 0, purged: 0, unreadable: 0, remaining: false };
     for (;;) {
-      const page = await d.store.db
-        .selectFrom('messages')
-        .select(['id', 'org_id', 'mailbox_id', 'content_sealed', 'content_purged_at'])
-        .where('search_key_version', 'is', null)
-        .orderBy('id')
-        .limit(batch + skip.size)
-        .execute();
+      const page = await unindexedPage(d.store.db, batch + skip.size);
       const todo = page.filter((m) => !skip.has(m.id)).slice(0, batch);
       if (todo.length === 0) return r;
       await d.store.db.transaction().execute(async (tx) => {

@@ -18,18 +18,28 @@ import type { Db, Executor, Tx } from '../store/db.js';
 import { isUniqueViolation } from '../store/errors.js';
 import { noPart2ConsentError, part2Coverage } from '../phi/part2-consents.js';
 import { liveGrant } from '../identity/grants-service.js';
+import type { MessageRecord } from '../store/records.js';
 import type { MailboxesTable, MessagesTable } from '../store/schema.js';
 import { safeFilename } from './header-text.js';
 import type { ReplyInput, SendInput } from './mail-schemas.js';
 import { visibleMailbox } from './mailbox-service.js';
 import { moveMessage } from './message-lifecycle.js';
 import { openContent, sealContent } from './message-store.js';
-import { addMessageEvent, holdMessage, insertMessage, messageRow } from './messages-repo.js';
+import {
+  addMessageEvent,
+  holdMessage,
+  insertMessage,
+  messageByMessageId,
+  messageInMailbox,
+  messageRow,
+  messageState,
+  revisionOfMessage,
+} from './messages-repo.js';
 import type { MessageContent } from './mime.js';
 import type { OutboundPipeline } from './outbound-pipeline.js';
 import { emailTarget, isContentHidden, messageHeld, visibleMessage } from './read-service.js';
 import { decidePendingApproval, insertPendingApproval } from '../oversight/approvals-repo.js';
-import { cancelPendingJobs } from '../queue/outbox-repo.js';
+import { cancelPendingJobs, wasHandedOver } from '../queue/outbox-repo.js';
 import type { PreparedTemplate, TemplatesService } from '../templates/templates-service.js';
 
 type Deps = {
@@ -86,29 +96,18 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
 
   const threadingFor = async (tx: Executor, mailbox: MailboxesTable, inReplyTo: string | undefined) => {
     if (!inReplyTo) return { threadId: newId('thread'), inReplyTo: null, references: [] as string[] };
-    let parent: MessagesTable | undefined;
+    let parent: MessageRecord | undefined;
     if (/^msg_[0-9a-f]{32}$/.test(inReplyTo)) {
-      parent = await tx
-        .selectFrom('messages')
-        .selectAll()
-        .where('id', '=', inReplyTo)
-        .where('mailbox_id', '=', mailbox.id)
-        .executeTakeFirst();
+      parent = await messageInMailbox(tx, mailbox.id, inReplyTo);
       if (!parent) throw notFound('email');
     } else {
       if (!MSG_ID_RE.test(inReplyTo))
         throw new AppError('invalid_in_reply_to', 400, 'in_reply_to must be an email id (msg_...) or a Message-ID like <id@domain>.');
-      parent = await tx
-        .selectFrom('messages')
-        .selectAll()
-        .where('org_id', '=', mailbox.org_id)
-        .where('mailbox_id', '=', mailbox.id)
-        .where('message_id', '=', inReplyTo)
-        .executeTakeFirst();
+      parent = await messageByMessageId(tx, mailbox, inReplyTo);
       if (!parent) return { threadId: newId('thread'), inReplyTo, references: [inReplyTo] };
     }
     // RFC 5322 3.6.4: References = parent's References (or In-Reply-To) + parent's Message-ID.
-    const refs = [...(JSON.parse(parent.references_ids) as string[]), parent.message_id].slice(-20);
+    const refs = [...parent.references_ids, parent.message_id].slice(-20);
     return { threadId: parent.thread_id, inReplyTo: parent.message_id, references: refs };
   };
 
@@ -117,20 +116,20 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
    * Throws 404 email, 409 not_revisable (any other status or direction) / already_revised.
    */
   const revisable = async (ex: Executor, mailbox: MailboxesTable, id: string) => {
-    const m = await ex.selectFrom('messages').selectAll().where('id', '=', id).where('mailbox_id', '=', mailbox.id).executeTakeFirst();
+    const m = await messageInMailbox(ex, mailbox.id, id);
     if (!m) throw notFound('email');
     if (m.direction !== 'outbound' || m.status !== 'rejected')
       throw conflict(
         'not_revisable',
         `Only a rejected outbound message can be revised; this one is ${m.direction === 'outbound' ? m.status : 'inbound'}.`,
       );
-    const later = await ex.selectFrom('messages').select('id').where('revision_of', '=', m.id).executeTakeFirst();
-    if (later) throw conflict('already_revised', `This message was revised already by ${later.id}; revise that one.`);
+    const later = await revisionOfMessage(ex, m.id);
+    if (later) throw conflict('already_revised', `This message was revised already by ${later}; revise that one.`);
     return m;
   };
 
   /** Threading of a revision: the rejected message's thread and parent (or an explicit in_reply_to), never the rejected message. */
-  const revisionThreading = async (ex: Executor, mailbox: MailboxesTable, rejected: MessagesTable, inReplyTo: string | undefined) => {
+  const revisionThreading = async (ex: Executor, mailbox: MailboxesTable, rejected: MessageRecord, inReplyTo: string | undefined) => {
     const parent = inReplyTo ?? rejected.in_reply_to ?? undefined;
     if (parent === rejected.id || parent === rejected.message_id)
       throw unprocessable(
@@ -218,7 +217,7 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
       content: MessageContent;
       findings: Finding[];
       assessment: Assessment;
-      revised: MessagesTable | null;
+      revised: MessageRecord | null;
       onBehalfOf: string | null;
       template: PreparedTemplate['template'] | null;
     },
@@ -363,11 +362,8 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
     if (!hit || hit.expires_at <= now()) return null;
     if (hit.request_hash !== hash)
       throw conflict('idempotency_key_reused', 'This Idempotency-Key was used with a different request in the last 24 hours.');
-    const m = await db
-      .selectFrom('messages')
-      .select(['id', 'status', 'thread_id'])
-      .where('id', '=', hit.message_id)
-      .executeTakeFirstOrThrow();
+    const m = await messageState(db, hit.message_id);
+    if (!m) throw new AppError('internal', 500, 'The message of an idempotency key is missing.');
     return { id: m.id, status: m.status, thread_id: m.thread_id };
   };
 
@@ -546,13 +542,7 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
       }
       const jobsCancelled = await cancelPendingJobs(tx, m.id, at);
       // Any job in SMTP now or done means (part of) the message was handed over: too late.
-      const handed = await tx
-        .selectFrom('outbox')
-        .select('id')
-        .where('message_id', '=', m.id)
-        .where('status', 'in', ['sending', 'done'])
-        .executeTakeFirst();
-      if (handed) throw notCancellable();
+      if (await wasHandedOver(tx, m.id)) throw notCancellable();
       const moved = await moveMessage(tx, m.id, 'cancel', {
         status_reason: JSON.stringify({ code: 'cancelled', by: p.id }),
         updated_at: at,

@@ -1,12 +1,11 @@
-import { sql } from 'kysely';
 import { canonicalJson } from '../audit/canonical.js';
 import type { Guard } from '../identity/guard.js';
 import { type RequestContext, requireAnyRole } from '../identity/principal.js';
 import type { Clock } from '../kernel/clock.js';
 import { decodeCursor, encodeCursor } from '../kernel/cursor.js';
 import { sha256Hex } from '../kernel/crypto/hash.js';
-import { parseFindings } from '../phi/outbound-screen.js';
 import type { Db } from '../store/db.js';
+import { pendingGroups, queuePage } from './approvals-repo.js';
 import type { HeldMail } from './held-mail.js';
 
 /** The reasons a queue can be filtered by (the `code` of a hold reason, CONTRACT.md "Oversight"). */
@@ -34,7 +33,7 @@ export type QueueQuery = {
   limit: number;
 };
 
-type Deps = { db: Db; guard: Guard; held: Pick<HeldMail, 'open'>; clock: Clock };
+type Deps = { db: Db; guard: Guard; held: Pick<HeldMail, 'open' | 'byIds'>; clock: Clock };
 
 // The cursor of a page: the sort key of its last row (expires_at|id, or the id alone: ids are time-sortable).
 const CURSOR_KEY = /^(\d{4}-\d\d-\d\dT[0-9:.]+Z\|)?apr_[0-9a-f]{32}$/;
@@ -59,61 +58,22 @@ export const createApprovalQueue = ({ db, guard, held, clock }: Deps) => {
       async (tx) => {
         requireAnyRole(ctx, ['reviewer', 'admin'], 'approval');
         const after = decodeCursor(q.cursor, CURSOR_KEY);
-        let query = tx
-          .selectFrom('approvals as a')
-          .innerJoin('messages as m', 'm.id', 'a.message_id')
-          .innerJoin('mailboxes as b', 'b.id', 'a.mailbox_id')
-          .innerJoin('agents as g', 'g.id', 'b.agent_id')
-          .leftJoin('departments as d', 'd.id', 'g.department_id')
-          .select([
-            'a.id',
-            'a.message_id',
-            'a.mailbox_id',
-            'a.direction',
-            'a.reasons',
-            'a.created_at',
-            'a.expires_at',
-            'a.revision_of',
-            'b.address as mailbox_address',
-            'g.id as agent_id',
-            'g.name as agent_name',
-            'd.name as department_name',
-            'm.phi_findings',
-            'm.phi_sensitivity',
-          ])
-          .where('a.org_id', '=', ctx.principal.orgId)
-          .where('a.status', '=', 'pending');
-        if (q.mailboxId) query = query.where('a.mailbox_id', '=', q.mailboxId);
-        if (q.direction) query = query.where('a.direction', '=', q.direction);
-        if (q.reason === 'revision') query = query.where('a.revision_of', 'is not', null);
-        // Reasons are stored as compact JSON ({"code":"phi",...}): the code's exact text is the filter.
-        else if (q.reason) query = query.where('a.reasons', 'like', `%"code":${JSON.stringify(q.reason)}%`);
-        if (q.sort === 'expiring') {
-          if (after) {
-            const [exp, id] = after.split('|') as [string, string];
-            query = query.where((eb) => eb.or([eb('a.expires_at', '>', exp), eb.and([eb('a.expires_at', '=', exp), eb('a.id', '>', id)])]));
-          }
-          query = query.orderBy('a.expires_at').orderBy('a.id');
-        } else if (q.sort === 'newest') {
-          if (after) query = query.where('a.id', '<', after);
-          query = query.orderBy('a.id', 'desc');
-        } else {
-          if (after) query = query.where('a.id', '>', after);
-          query = query.orderBy('a.id');
-        }
-        const found = await query.limit(q.limit + 1).execute();
+        const found = await queuePage(tx, {
+          orgId: ctx.principal.orgId,
+          reason: q.reason,
+          mailboxId: q.mailboxId,
+          direction: q.direction,
+          sort: q.sort,
+          after,
+          limit: q.limit + 1,
+        });
         const rows = found.slice(0, q.limit);
         const sealed = new Map<string, Parameters<HeldMail['open']>[0]>();
         if (rows.length > 0)
-          for (const m of await tx
-            .selectFrom('messages')
-            .selectAll()
-            .where(
-              'id',
-              'in',
-              rows.map((r) => r.message_id),
-            )
-            .execute())
+          for (const m of await held.byIds(
+            tx,
+            rows.map((r) => r.message_id),
+          ))
             sealed.set(m.id, m);
         const now = clock.now().getTime();
         const items = rows.map((r) => {
@@ -131,8 +91,8 @@ export const createApprovalQueue = ({ db, guard, held, clock }: Deps) => {
             from: c.from.address,
             recipients: [...c.to, ...c.cc],
             subject: c.subject,
-            reasons: JSON.parse(r.reasons) as { code: string; [k: string]: unknown }[],
-            phi_types: [...new Set(parseFindings(r.phi_findings).map((f) => f.type))].sort(),
+            reasons: r.reasons,
+            phi_types: [...new Set(r.phi_findings.map((f) => f.type))].sort(),
             phi_sensitivity: r.phi_sensitivity,
             is_revision: r.revision_of !== null,
             created_at: r.created_at,
@@ -165,14 +125,7 @@ export const createApprovalQueue = ({ db, guard, held, clock }: Deps) => {
    */
   const counts = async (ctx: RequestContext) => {
     requireAnyRole(ctx, ['reviewer', 'admin'], 'approval');
-    const groups = await db
-      .selectFrom('approvals')
-      .select(['reasons', 'direction', sql<number>`count(*)`.as('n'), sql<string>`min(created_at)`.as('oldest')])
-      .select(sql<number>`sum(case when revision_of is null then 0 else 1 end)`.as('revisions'))
-      .where('org_id', '=', ctx.principal.orgId)
-      .where('status', '=', 'pending')
-      .groupBy(['reasons', 'direction'])
-      .execute();
+    const groups = await pendingGroups(db, ctx.principal.orgId);
     const byReason: Record<string, number> = {};
     const byDirection: Record<string, number> = {};
     let total = 0;
@@ -181,8 +134,7 @@ export const createApprovalQueue = ({ db, guard, held, clock }: Deps) => {
       const n = Number(g.n);
       total += n;
       byDirection[g.direction] = (byDirection[g.direction] ?? 0) + n;
-      for (const code of new Set((JSON.parse(g.reasons) as { code: string }[]).map((r) => r.code)))
-        byReason[code] = (byReason[code] ?? 0) + n;
+      for (const code of new Set(g.reasons.map((r) => r.code))) byReason[code] = (byReason[code] ?? 0) + n;
       if (Number(g.revisions) > 0) byReason.revision = (byReason.revision ?? 0) + Number(g.revisions);
       if (oldest === null || g.oldest < oldest) oldest = g.oldest;
     }

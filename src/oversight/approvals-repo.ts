@@ -1,6 +1,31 @@
+import { sql } from 'kysely';
 import { appendEvent } from '../events/events-log.js';
 import type { Executor } from '../store/db.js';
+import { isObject, mapColumns, objectList, objectOrNull } from '../store/json-column.js';
+import type { ApprovalJson, ApprovalRecord, AsApprovalRecord, ReasonRecord, StoredPhiFinding } from '../store/records.js';
 import type { ApprovalsTable } from '../store/schema.js';
+
+/*
+ * The approvals table's repo: every read and write of `approvals`. Reads answer `ApprovalRecord`s, JSON
+ * columns parsed and checked by `toApprovalRecord`. The reviewer queue's page joins the held message's PHI
+ * columns (`messages.phi_findings`, `phi_sensitivity`) in the same statement, mapped the same way as the
+ * messages repo maps them: oversight sees mail only through its port, and a join cannot cross one.
+ */
+
+const hasCode = (x: Record<string, unknown>) => typeof x.code === 'string';
+
+/** The one mapping of the approvals table's JSON columns to typed values. */
+const APPROVAL_JSON: { [K in keyof ApprovalJson]: (s: string | null) => ApprovalJson[K] } = {
+  reasons: (s) => objectList<ReasonRecord>(s, 'approvals.reasons', hasCode),
+  decision_reason: (s) => objectOrNull<ReasonRecord>(s, 'approvals.decision_reason', hasCode),
+  edits: (s) => objectList(s, 'approvals.edits', (d) => typeof d.field === 'string'),
+  signature: (s) => objectOrNull(s, 'approvals.signature', (g) => typeof g.signer_id === 'string'),
+};
+
+/** An approvals row, or a projection of one, with the JSON columns it has parsed; 500 `internal` when one is malformed. */
+export const toApprovalRecord = <R extends object>(row: R): AsApprovalRecord<R> => mapColumns(row, APPROVAL_JSON) as AsApprovalRecord<R>;
+
+export type { ApprovalRecord } from '../store/records.js';
 
 /** What opening an approval needs: the held message and why it is held (reasons as data, no PHI). */
 export type NewApproval = {
@@ -100,3 +125,164 @@ export const decidePendingApproval = async (
   });
   return true;
 };
+
+// ---- Readers ----
+
+/** An approval by id (callers that got the id from a row they may see: its message). */
+export const approvalById = async (ex: Executor, id: string): Promise<ApprovalRecord | undefined> => {
+  const r = await ex.selectFrom('approvals').selectAll().where('id', '=', id).executeTakeFirst();
+  return r && (toApprovalRecord(r) as ApprovalRecord);
+};
+
+/** An approval of the organisation (tenant isolation: another organisation's id reads as missing). */
+export const approvalInOrg = async (ex: Executor, orgId: string, id: string): Promise<ApprovalRecord | undefined> => {
+  const r = await ex.selectFrom('approvals').selectAll().where('id', '=', id).where('org_id', '=', orgId).executeTakeFirst();
+  return r && (toApprovalRecord(r) as ApprovalRecord);
+};
+
+/** One keyset page (by the time-sortable id, after `after`) of the organisation's approvals with `status`, oldest first. */
+export const approvalsPage = async (
+  ex: Executor,
+  q: { orgId: string; status: ApprovalsTable['status']; after: string | undefined; limit: number },
+): Promise<ApprovalRecord[]> => {
+  let s = ex.selectFrom('approvals').selectAll().where('org_id', '=', q.orgId).where('status', '=', q.status).orderBy('id').limit(q.limit);
+  if (q.after) s = s.where('id', '>', q.after);
+  return (await s.execute()).map((r) => toApprovalRecord(r) as ApprovalRecord);
+};
+
+/** Pending approvals past their expiry at `at`, soonest first. */
+export const dueApprovals = async (ex: Executor, at: string, limit: number): Promise<ApprovalRecord[]> =>
+  (
+    await ex
+      .selectFrom('approvals')
+      .selectAll()
+      .where('status', '=', 'pending')
+      .where('expires_at', '<=', at)
+      .orderBy('expires_at')
+      .limit(limit)
+      .execute()
+  ).map((r) => toApprovalRecord(r) as ApprovalRecord);
+
+/** How the reviewer console's queue is filtered and sorted; `after` is the decoded cursor (expires_at|id, or an id). */
+export type QueuePageQuery = {
+  orgId: string;
+  reason?: string;
+  mailboxId?: string;
+  direction?: 'inbound' | 'outbound';
+  sort: 'oldest' | 'newest' | 'expiring';
+  after: string | undefined;
+  limit: number;
+};
+
+/**
+ * One page of pending approvals for the reviewer console, with mailbox, agent, department and the held
+ * message's PHI columns (phi_findings parsed like the messages repo's records).
+ */
+export const queuePage = async (ex: Executor, q: QueuePageQuery) => {
+  let query = ex
+    .selectFrom('approvals as a')
+    .innerJoin('messages as m', 'm.id', 'a.message_id')
+    .innerJoin('mailboxes as b', 'b.id', 'a.mailbox_id')
+    .innerJoin('agents as g', 'g.id', 'b.agent_id')
+    .leftJoin('departments as d', 'd.id', 'g.department_id')
+    .select([
+      'a.id',
+      'a.message_id',
+      'a.mailbox_id',
+      'a.direction',
+      'a.reasons',
+      'a.created_at',
+      'a.expires_at',
+      'a.revision_of',
+      'b.address as mailbox_address',
+      'g.id as agent_id',
+      'g.name as agent_name',
+      'd.name as department_name',
+      'm.phi_findings',
+      'm.phi_sensitivity',
+    ])
+    .where('a.org_id', '=', q.orgId)
+    .where('a.status', '=', 'pending');
+  if (q.mailboxId) query = query.where('a.mailbox_id', '=', q.mailboxId);
+  if (q.direction) query = query.where('a.direction', '=', q.direction);
+  if (q.reason === 'revision') query = query.where('a.revision_of', 'is not', null);
+  // Reasons are stored as compact JSON ({"code":"phi",...}): the code's exact text is the filter.
+  else if (q.reason) query = query.where('a.reasons', 'like', `%"code":${JSON.stringify(q.reason)}%`);
+  const after = q.after;
+  if (q.sort === 'expiring') {
+    if (after) {
+      const [exp, id] = after.split('|') as [string, string];
+      query = query.where((eb) => eb.or([eb('a.expires_at', '>', exp), eb.and([eb('a.expires_at', '=', exp), eb('a.id', '>', id)])]));
+    }
+    query = query.orderBy('a.expires_at').orderBy('a.id');
+  } else if (q.sort === 'newest') {
+    if (after) query = query.where('a.id', '<', after);
+    query = query.orderBy('a.id', 'desc');
+  } else {
+    if (after) query = query.where('a.id', '>', after);
+    query = query.orderBy('a.id');
+  }
+  return (await query.limit(q.limit).execute()).map((r) => ({
+    ...toApprovalRecord(r),
+    phi_findings: objectList<StoredPhiFinding>(r.phi_findings, 'messages.phi_findings', (f) => typeof f.type === 'string'),
+  }));
+};
+
+/**
+ * The organisation's pending approvals grouped by their stored reasons and direction: how many, how many are
+ * revisions, and the oldest's time. The grouping is on the reasons' text, so the work grows with the number of
+ * distinct reason sets, not of approvals.
+ */
+export const pendingGroups = async (ex: Executor, orgId: string) =>
+  (
+    await ex
+      .selectFrom('approvals')
+      .select(['reasons', 'direction', sql<number>`count(*)`.as('n'), sql<string>`min(created_at)`.as('oldest')])
+      .select(sql<number>`sum(case when revision_of is null then 0 else 1 end)`.as('revisions'))
+      .where('org_id', '=', orgId)
+      .where('status', '=', 'pending')
+      .groupBy(['reasons', 'direction'])
+      .execute()
+  ).map((g) => toApprovalRecord(g));
+
+/** How many of the organisation's approvals are pending (created after `since`, when given), and the oldest's time. */
+export const pendingCount = async (ex: Executor, orgId: string, since: string | null) => {
+  let q = ex
+    .selectFrom('approvals')
+    .select([sql<number>`count(*)`.as('n'), sql<string | null>`min(created_at)`.as('oldest')])
+    .where('org_id', '=', orgId)
+    .where('status', '=', 'pending');
+  if (since) q = q.where('created_at', '>', since);
+  const r = await q.executeTakeFirstOrThrow();
+  return { n: Number(r.n), oldest: r.oldest };
+};
+
+/** The organisation's pending approvals expiring by `before` that were not escalated yet, soonest first. */
+export const unescalatedExpiring = (ex: Executor, orgId: string, before: string, limit: number) =>
+  ex
+    .selectFrom('approvals as a')
+    .leftJoin('approval_escalations as e', 'e.approval_id', 'a.id')
+    .select(['a.id', 'a.expires_at'])
+    .where('a.org_id', '=', orgId)
+    .where('a.status', '=', 'pending')
+    .where('a.expires_at', '<=', before)
+    .where('e.approval_id', 'is', null)
+    .orderBy('a.expires_at')
+    .limit(limit)
+    .execute();
+
+/**
+ * Every pending approval's reason codes and creation time, for the operations gauges. Read leniently on
+ * purpose: a reasons value that does not parse counts as `other` rather than failing a metrics scrape.
+ */
+export const pendingReasonCodes = async (ex: Executor): Promise<{ codes: string[]; created_at: string }[]> =>
+  (await ex.selectFrom('approvals').select(['reasons', 'created_at']).where('status', '=', 'pending').execute()).map((a) => {
+    let codes: string[];
+    try {
+      const v: unknown = JSON.parse(a.reasons);
+      codes = Array.isArray(v) ? v.map((r) => (isObject(r) && typeof r.code === 'string' ? r.code : 'other')) : ['other'];
+    } catch {
+      codes = ['other'];
+    }
+    return { codes, created_at: a.created_at };
+  });

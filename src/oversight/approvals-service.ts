@@ -2,7 +2,7 @@ import type { MetricsSink } from '../kernel/metrics.js';
 import type { AuditService } from '../audit/audit-service.js';
 import type { Guard } from '../identity/guard.js';
 import type { IdentityRepo } from '../identity/identity-repo.js';
-import { decidePendingApproval } from './approvals-repo.js';
+import { approvalById, approvalInOrg, approvalsPage, decidePendingApproval, dueApprovals } from './approvals-repo.js';
 import { actorOf, hasRole, type RequestContext, requireAnyRole, systemActor } from '../identity/principal.js';
 import type { Clock } from '../kernel/clock.js';
 import { decodeCursor, encodeCursor } from '../kernel/cursor.js';
@@ -17,6 +17,7 @@ import { consentCategoryError, noConsentError } from '../phi/consent-service.js'
 import { noPart2ConsentError, part2Coverage } from '../phi/part2-consents.js';
 import { type OutboundScreen, storedFindings } from '../phi/outbound-screen.js';
 import type { Db, Executor, Tx } from '../store/db.js';
+import type { ApprovalRecord, MessageRecord } from '../store/records.js';
 import type { ApprovalsTable, MessagesTable } from '../store/schema.js';
 
 type Deps = {
@@ -104,16 +105,12 @@ export const createApprovalsService = ({
   const requireReviewer = (ctx: RequestContext) => requireAnyRole(ctx, ['reviewer'], 'approval');
 
   const load = async (tx: Executor, ctx: RequestContext, id: string) => {
-    const a = await tx
-      .selectFrom('approvals')
-      .selectAll()
-      .where('id', '=', id)
-      .where('org_id', '=', ctx.principal.orgId)
-      .executeTakeFirst();
+    const a = await approvalInOrg(tx, ctx.principal.orgId, id);
     if (!a) throw notFound('approval');
     if (a.status !== 'pending') throw conflict('approval_decided', `This approval is already ${a.status}.`);
     if (a.expires_at <= now()) throw conflict('approval_expired', 'This approval has expired; the message is rejected.');
-    const m = await tx.selectFrom('messages').selectAll().where('id', '=', a.message_id).executeTakeFirstOrThrow();
+    const m = await held.byId(tx, a.message_id);
+    if (!m) throw new AppError('internal', 500, 'The held message of an approval is missing.');
     // Never the sender; humans cannot send today, but the rule holds whatever keys become.
     if (m.created_by_id === ctx.principal.id) throw forbidden('sender_cannot_approve', 'The sender of a message can never approve it.');
     const mailbox = await tx.selectFrom('mailboxes').selectAll().where('id', '=', a.mailbox_id).executeTakeFirstOrThrow();
@@ -129,6 +126,13 @@ export const createApprovalsService = ({
    */
   const decideOnce = async (tx: Tx, approvalId: string, set: Parameters<typeof decidePendingApproval>[2]) => {
     if (!(await decidePendingApproval(tx, approvalId, set))) throw conflict('approval_decided', 'This approval was decided concurrently.');
+  };
+
+  /** The approval as the decision just wrote it (read back in its transaction). */
+  const decided = async (tx: Executor, id: string): Promise<ApprovalRecord> => {
+    const a = await approvalById(tx, id);
+    if (!a) throw new AppError('internal', 500, 'A decided approval is missing.');
+    return a;
   };
 
   /** The held message left the status the decision read (cancelled, or moved by another process). */
@@ -151,26 +155,13 @@ export const createApprovalsService = ({
       async (tx) => {
         requireAnyRole(ctx, ['reviewer', 'admin'], 'approval');
         const after = q.cursor === undefined ? undefined : decodeApprovalCursor(q.cursor);
-        let query = tx
-          .selectFrom('approvals')
-          .selectAll()
-          .where('org_id', '=', ctx.principal.orgId)
-          .where('status', '=', q.status)
-          .orderBy('id')
-          .limit(q.limit + 1);
-        if (after) query = query.where('id', '>', after);
-        const found = await query.execute();
+        const found = await approvalsPage(tx, { orgId: ctx.principal.orgId, status: q.status, after, limit: q.limit + 1 });
         const rows = found.slice(0, q.limit);
         // The reviewer sees each finding's type and place; the findings hold no PHI text.
-        const phi = new Map<string, Pick<MessagesTable, 'phi_findings' | 'phi_sensitivity'>>();
+        const phi = new Map<string, Pick<MessageRecord, 'phi_findings' | 'phi_sensitivity'>>();
         for (let i = 0; i < rows.length; i += 100) {
           const ids = rows.slice(i, i + 100).map((a) => a.message_id);
-          for (const m of await tx
-            .selectFrom('messages')
-            .select(['id', 'phi_findings', 'phi_sensitivity'])
-            .where('id', 'in', ids)
-            .execute())
-            phi.set(m.id, m);
+          for (const m of await held.phiOf(tx, ids)) phi.set(m.id, m);
         }
         const last = rows.at(-1);
         const next = found.length > q.limit && last ? encodeCursor(last.id) : null;
@@ -245,11 +236,7 @@ export const createApprovalsService = ({
           id: m.id,
           status: 'received',
           thread_id: m.thread_id,
-          approval: approvalView(
-            ring,
-            await tx.selectFrom('approvals').selectAll().where('id', '=', a.id).executeTakeFirstOrThrow(),
-            released,
-          ),
+          approval: approvalView(ring, await decided(tx, a.id), released),
           org_id: m.org_id,
           mailbox_id: m.mailbox_id,
         };
@@ -331,23 +318,27 @@ export const createApprovalsService = ({
       }
       // 42 CFR 2.31(a)(6): a Part 2 consent revoked while the message waited (or a recipient added by the edit that no
       // consent names) stops the disclosure.
-      if ((JSON.parse(m.system_tags) as string[]).includes('part2')) {
+      if (m.system_tags.includes('part2')) {
         const p2 = await part2Coverage(tx, m.org_id, screen.recipientsOf(after), at);
         if (p2.missing >= 0) {
           refusal = { code: 'no_part2_consent', recipients: 1 };
           throw noPart2ConsentError(p2.missing);
         }
       }
-      let msg = { ...m, category };
+      let msg: MessageRecord = { ...m, category };
       const cols: Partial<MessagesTable> = category === m.category ? {} : { category };
       if (diff.length > 0) {
         const sealedNew = held.seal(m, after);
         const sealedOld = m.original_sealed ?? held.seal(m, before, 'original').sealed;
-        const phiCols = rescan
-          ? { phi_findings: JSON.stringify(storedFindings(rescan.findings)), phi_sensitivity: rescan.sensitivity }
-          : {};
-        Object.assign(cols, { content_sealed: sealedNew.sealed, content_hash: sealedNew.hash, original_sealed: sealedOld, ...phiCols });
-        msg = { ...msg, ...cols };
+        const content = { content_sealed: sealedNew.sealed, content_hash: sealedNew.hash, original_sealed: sealedOld };
+        const findings = rescan ? storedFindings(rescan.findings) : null;
+        Object.assign(
+          cols,
+          content,
+          findings && rescan ? { phi_findings: JSON.stringify(findings), phi_sensitivity: rescan.sensitivity } : {},
+        );
+        // The record the pipeline queues and the view shows: the edited content and its findings, typed.
+        msg = { ...msg, ...content, ...(findings && rescan ? { phi_findings: findings, phi_sensitivity: rescan.sensitivity } : {}) };
       }
       // The message's own compare-and-set: it leaves pending_approval once (the pipeline then writes the outbox).
       if ((await held.move(tx, m.id, 'approve', { ...cols, updated_at: at })) !== 1) throw messageMoved();
@@ -383,7 +374,7 @@ export const createApprovalsService = ({
         id: m.id,
         status: 'queued',
         thread_id: m.thread_id,
-        approval: approvalView(ring, await tx.selectFrom('approvals').selectAll().where('id', '=', a.id).executeTakeFirstOrThrow(), msg),
+        approval: approvalView(ring, await decided(tx, a.id), msg),
       };
     };
     let r: Awaited<ReturnType<typeof approveIn>>;
@@ -455,7 +446,7 @@ export const createApprovalsService = ({
           id: m.id,
           status,
           thread_id: m.thread_id,
-          approval: approvalView(ring, await tx.selectFrom('approvals').selectAll().where('id', '=', a.id).executeTakeFirstOrThrow(), m),
+          approval: approvalView(ring, await decided(tx, a.id), m),
         };
       }),
     );
@@ -468,14 +459,7 @@ export const createApprovalsService = ({
    */
   const expireDue = async (limit = 100): Promise<number> => {
     const at = now();
-    const due = await db
-      .selectFrom('approvals')
-      .selectAll()
-      .where('status', '=', 'pending')
-      .where('expires_at', '<=', at)
-      .orderBy('expires_at')
-      .limit(limit)
-      .execute();
+    const due = await dueApprovals(db, at, limit);
     let n = 0;
     for (const a of due) {
       const done = await db.transaction().execute(async (tx) => {

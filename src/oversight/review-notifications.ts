@@ -1,9 +1,9 @@
-import { sql } from 'kysely';
 import type { AuditService } from '../audit/audit-service.js';
 import type { Guard } from '../identity/guard.js';
 import { type RequestContext, requireAnyRole, systemActor } from '../identity/principal.js';
 import type { Clock } from '../kernel/clock.js';
 import type { Db } from '../store/db.js';
+import { pendingCount, unescalatedExpiring } from './approvals-repo.js';
 import { markDigest, markEscalated, prefsOf, putPrefs } from './review-notifications-repo.js';
 
 /** The notice a reviewer gets: counts, ages and a link only (45 CFR 164.502(b): no PHI in a notification). */
@@ -85,16 +85,7 @@ export const createReviewNotifications = ({
       .map((r) => ({ ...r, batch: r.batch_minutes ?? defaultBatchMinutes }));
   };
 
-  const pendingSince = async (orgId: string, since: string | null) => {
-    let q = db
-      .selectFrom('approvals')
-      .select([sql<number>`count(*)`.as('n'), sql<string | null>`min(created_at)`.as('oldest')])
-      .where('org_id', '=', orgId)
-      .where('status', '=', 'pending');
-    if (since) q = q.where('created_at', '>', since);
-    const r = await q.executeTakeFirstOrThrow();
-    return { n: Number(r.n), oldest: r.oldest };
-  };
+  const pendingSince = (orgId: string, since: string | null) => pendingCount(db, orgId, since);
 
   const record = (orgId: string, action: string, humanId: string, details: Record<string, unknown>) =>
     db
@@ -131,17 +122,7 @@ export const createReviewNotifications = ({
       sent++;
     }
     for (const orgId of orgs) {
-      const soon = await db
-        .selectFrom('approvals as a')
-        .leftJoin('approval_escalations as e', 'e.approval_id', 'a.id')
-        .select(['a.id', 'a.expires_at'])
-        .where('a.org_id', '=', orgId)
-        .where('a.status', '=', 'pending')
-        .where('a.expires_at', '<=', new Date(at.getTime() + escalateSeconds * 1000).toISOString())
-        .where('e.approval_id', 'is', null)
-        .orderBy('a.expires_at')
-        .limit(1000)
-        .execute();
+      const soon = await unescalatedExpiring(db, orgId, new Date(at.getTime() + escalateSeconds * 1000).toISOString(), 1000);
       if (soon.length === 0) continue;
       const mine = await db.transaction().execute((tx) =>
         markEscalated(

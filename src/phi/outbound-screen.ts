@@ -49,8 +49,6 @@ export const storedFindings = (findings: readonly Finding[]): PhiFindingOut[] =>
     confidence: f.confidence,
   }));
 
-export const parseFindings = (json: string | null): PhiFindingOut[] => (json ? (JSON.parse(json) as PhiFindingOut[]) : []);
-
 export const parsePhiPolicy = (json: string | null): PhiPolicyInput | null => (json ? (JSON.parse(json) as PhiPolicyInput) : null);
 
 const THRESHOLDS = [...SENSITIVITIES, 'never'] as const;

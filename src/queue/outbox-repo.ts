@@ -1,6 +1,21 @@
 import { sql } from 'kysely';
 import type { Dialect, Executor } from '../store/db.js';
+import { objectList } from '../store/json-column.js';
+import type { ChainLink, OutboxRecord } from '../store/records.js';
 import type { OutboxTable } from '../store/schema.js';
+
+/*
+ * The outbox table's repo: every read and write of `outbox`. Jobs are read as `OutboxRecord`s, the delegation
+ * chain they were queued under parsed and checked by `toOutboxRecord`.
+ */
+
+/** An outbox row with its JSON column parsed; 500 `internal` when it is malformed. */
+export const toOutboxRecord = (row: OutboxTable): OutboxRecord => ({
+  ...row,
+  actor_chain: objectList<ChainLink>(row.actor_chain, 'outbox.actor_chain', (l) => typeof l.type === 'string' && typeof l.id === 'string'),
+});
+
+export type { OutboxRecord } from '../store/records.js';
 
 /**
  * Claims up to `limit` due jobs for `workerId` in ONE statement, so two
@@ -16,7 +31,7 @@ export const claimOutboxJobs = async (
   now: Date,
   leaseMs: number,
   limit: number,
-): Promise<OutboxTable[]> => {
+): Promise<OutboxRecord[]> => {
   const at = now.toISOString();
   let due = db
     .selectFrom('outbox')
@@ -41,7 +56,8 @@ export const claimOutboxJobs = async (
     })
     .where('id', 'in', due)
     .returningAll()
-    .execute();
+    .execute()
+    .then((rows) => rows.map(toOutboxRecord));
 };
 
 /** A new, due delivery job (outbound queueing and re-routing at an attempt both make them here). */
@@ -118,3 +134,41 @@ export const cancelPendingJobs = async (db: Executor, messageId: string, at: str
     .executeTakeFirst();
   return Number(u.numUpdatedRows);
 };
+
+// ---- Readers ----
+
+/** Whether any delivery job of the message is not done yet (by MX there is one per recipient domain). */
+export const hasOpenDeliveryJob = async (ex: Executor, messageId: string): Promise<boolean> =>
+  (await ex
+    .selectFrom('outbox')
+    .select('id')
+    .where('message_id', '=', messageId)
+    .where('kind', '=', 'deliver')
+    .where('status', '!=', 'done')
+    .executeTakeFirst()) !== undefined;
+
+/** Whether any job of the message is in SMTP now or done: (part of) the message was handed over. */
+export const wasHandedOver = async (ex: Executor, messageId: string): Promise<boolean> =>
+  (await ex
+    .selectFrom('outbox')
+    .select('id')
+    .where('message_id', '=', messageId)
+    .where('status', 'in', ['sending', 'done'])
+    .executeTakeFirst()) !== undefined;
+
+/**
+ * The open jobs for the operations gauges, by status and phase: a pending job with no attempt yet is queued,
+ * one that has been tried is deferred (outbox_due_idx). Counts and the oldest creation time only.
+ */
+export const outboxBacklog = (ex: Executor) =>
+  ex
+    .selectFrom('outbox')
+    .select((eb) => [
+      'status',
+      eb.case().when('attempts', '=', 0).then('queued').else('deferred').end().as('phase'),
+      eb.fn.countAll<number | string>().as('n'),
+      eb.fn.min('created_at').as('oldest'),
+    ])
+    .where('status', 'in', ['pending', 'sending'])
+    .groupBy(['status', 'phase'])
+    .execute();
