@@ -193,7 +193,9 @@ for (const dialect of dialects)
   for (const threads of threadModes) {
     const store = await benchStore(dialect);
     const smtpPort = await freePort();
-    const server = await startProcess(['--import', 'tsx', path.join(repoRoot, 'src/cli/main.ts'), 'serve'], {
+    // MAILWARD_BENCH_NODE_ARGS (e.g. --cpu-prof --cpu-prof-dir=DIR) goes to the server process, for profiling.
+    const nodeArgs = process.env.MAILWARD_BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+    const server = await startProcess([...nodeArgs, '--import', 'tsx', path.join(repoRoot, 'src/cli/main.ts'), 'serve'], {
       ...store.env,
       MAILWARD_LOG_LEVEL: 'warn',
       MAILWARD_DOMAIN: 'bench.example',

@@ -15,8 +15,9 @@ const POSTFIX = '/usr/sbin/postfix';
 const OPENDKIM = '/usr/sbin/opendkim';
 export const SMTP_SOURCE = '/usr/sbin/smtp-source';
 
-/** Why the peers cannot run here, or undefined when they can (Linux, root, Postfix and OpenDKIM installed). */
+/** Why the peers cannot run here, or undefined when they can (Linux, root, Postfix and OpenDKIM installed; not MAILWARD_BENCH_PEERS=0). */
 export const peersMissing = (): string | undefined => {
+  if (process.env.MAILWARD_BENCH_PEERS === '0') return 'MAILWARD_BENCH_PEERS=0';
   if (process.platform !== 'linux') return 'peers need Linux (/proc for their CPU)';
   if (process.getuid?.() !== 0) return 'peers need root (a private Postfix instance runs its daemons as user postfix)';
   for (const f of [POSTFIX, OPENDKIM, SMTP_SOURCE])
