@@ -17,6 +17,7 @@ import { createTransport } from 'nodemailer';
 import { SMTPServer } from 'smtp-server';
 import { selfSignedCert } from '../test/support/outbound-sink.js';
 import { api, benchStore, fmt, freePort, repoRoot, startProcess, table } from './support/bench-kit.js';
+import { maildirCount, peersMissing, startOpenDkim, startPostfix, treeCpuMs } from './support/postfix.js';
 
 const N = Number(process.env.MAILWARD_BENCH_MESSAGES ?? 2000);
 const CONNECTIONS = Number(process.env.MAILWARD_BENCH_SMTP_CONNECTIONS ?? 8);
@@ -127,10 +128,63 @@ const rows: Record<string, string | number>[] = [
     target: 'bare smtp-server sink (STARTTLS, discards)',
     'messages/s': fmt(N / bare.secs),
     'of bare sink': '100%',
+    'of Postfix + OpenDKIM': '-',
     stored: '-',
     'server CPU ms/message': `${fmt(bareCpuMs, 2)} (sink + client)`,
   },
 ];
+
+// Peers: Postfix from Debian on a loopback port (same certificate, same client, same messages), delivering each
+// message to a Maildir (virtual(8)); once with an OpenDKIM milter verifying the signature, once plain.
+// Messages/s counts up to the last 250 (Postfix has then fsynced its queue file, as Mailward has committed);
+// the CPU is Postfix's whole process tree (and OpenDKIM's) up to the last message in the Maildir.
+let postfixDkimSecs: number | undefined;
+const missing = peersMissing();
+if (missing) console.log(`peers skipped: ${missing}`);
+else
+  for (const withDkim of [true, false]) {
+    const peerDir = path.join(dir, `postfix-${withDkim ? 'dkim' : 'plain'}`);
+    const milter = withDkim
+      ? await startOpenDkim(path.join(peerDir, 'opendkim'), {
+          mode: 'v',
+          testKeys: {
+            'sel._domainkey.lab.example': `v=DKIM1; k=rsa; p=${publicKey.export({ type: 'spki', format: 'der' }).toString('base64')}`,
+          },
+        })
+      : undefined;
+    const pf = await startPostfix(path.join(peerDir, 'postfix'), {
+      milterPort: milter?.port,
+      tls: { keyFile, certFile },
+      maildirDomain: 'bench.example',
+    });
+    try {
+      const cpu0 = treeCpuMs(pf.masterPid()) + (milter ? treeCpuMs(milter.pid) : 0);
+      const t0 = performance.now();
+      const r = await blast(pf.port);
+      const deadline = Date.now() + 300_000;
+      while (maildirCount(pf.dir) < r.ok && Date.now() < deadline) await new Promise((res) => setTimeout(res, 20));
+      const deliveredSecs = (performance.now() - t0) / 1000;
+      const cpuMs = (treeCpuMs(pf.masterPid()) + (milter ? treeCpuMs(milter.pid) : 0) - cpu0) / N;
+      if (withDkim) {
+        postfixDkimSecs = r.secs;
+        const newDir = path.join(pf.dir, 'mail', 'maildir', 'new'); // virtual_mailbox_maps = static:maildir/
+        const sample = fs.existsSync(newDir) ? fs.readdirSync(newDir)[0] : undefined;
+        const text = sample ? fs.readFileSync(path.join(newDir, sample), 'utf8') : '';
+        if (!/dkim=pass/.test(text)) console.log('warning: the Postfix + OpenDKIM peer did not record dkim=pass');
+      }
+      rows.push({
+        target: withDkim ? 'Postfix + OpenDKIM milter (verify) -> Maildir' : 'plain Postfix -> Maildir',
+        'messages/s': `${fmt(r.ok / r.secs)} (${fmt(r.ok / deliveredSecs)} into Maildir)`,
+        'of bare sink': `${fmt((100 * bare.secs) / r.secs)}%`,
+        'of Postfix + OpenDKIM': withDkim ? '100%' : `${fmt((100 * postfixDkimSecs!) / r.secs)}%`,
+        stored: `${r.ok}/${N}`,
+        'server CPU ms/message': `${fmt(cpuMs, 2)} (Postfix${milter ? ' + OpenDKIM' : ''})`,
+      });
+    } finally {
+      pf.stop();
+      await milter?.stop();
+    }
+  }
 
 const dialects = (process.env.MAILWARD_BENCH_DIALECTS ?? 'sqlite,postgres').split(',') as ('sqlite' | 'postgres')[];
 // MAILWARD_INBOUND_THREADS of the server: 0 analyses on the event loop, 1 (the default) on a worker thread.
@@ -139,7 +193,9 @@ for (const dialect of dialects)
   for (const threads of threadModes) {
     const store = await benchStore(dialect);
     const smtpPort = await freePort();
-    const server = await startProcess(['--import', 'tsx', path.join(repoRoot, 'src/cli/main.ts'), 'serve'], {
+    // MAILWARD_BENCH_NODE_ARGS (e.g. --cpu-prof --cpu-prof-dir=DIR) goes to the server process, for profiling.
+    const nodeArgs = process.env.MAILWARD_BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+    const server = await startProcess([...nodeArgs, '--import', 'tsx', path.join(repoRoot, 'src/cli/main.ts'), 'serve'], {
       ...store.env,
       MAILWARD_LOG_LEVEL: 'warn',
       MAILWARD_DOMAIN: 'bench.example',
@@ -169,6 +225,7 @@ for (const dialect of dialects)
       target: `mailward serve (${dialect}, ${threads} analysis thread${threads === '1' ? '' : 's'}): auth + parse + PHI scan + seal + store + audit`,
       'messages/s': fmt(r.ok / r.secs),
       'of bare sink': `${fmt((100 * bare.secs) / r.secs)}%`,
+      'of Postfix + OpenDKIM': postfixDkimSecs ? `${fmt((100 * postfixDkimSecs) / r.secs)}%` : '-',
       stored: `${r.ok}/${N}`,
       'server CPU ms/message': `${fmt(cpuMs, 2)} (client ${fmt((client.user + client.system) / 1000 / N, 2)})`,
     });

@@ -6,6 +6,8 @@
  * the `send` accept latency at 100 requests/s. Targets (2 cores, SQLite):
  * >= 300 messages/s end to end, p99 accept < 25 ms at 100 req/s.
  */
+import { execFile } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -14,6 +16,7 @@ import { createTransport } from 'nodemailer';
 import { SMTPServer } from 'smtp-server';
 import { selfSignedCert } from '../test/support/outbound-sink.js';
 import { api, benchStore, fmt, repoRoot, startProcess, table } from './support/bench-kit.js';
+import { peersMissing, SMTP_SOURCE, startOpenDkim, startPostfix, treeCpuMs } from './support/postfix.js';
 
 const N = Number(process.env.MAILWARD_BENCH_MESSAGES ?? 1000);
 const CONCURRENCY = 32;
@@ -81,11 +84,63 @@ const rows: Record<string, string | number>[] = [
     target: 'plain nodemailer (pooled, STARTTLS, unsigned)',
     'messages/s': fmt(N / baselineSecs),
     'of baseline': '100%',
+    'of Postfix + OpenDKIM': '-',
     'server CPU ms/msg': '-',
     'accept p50 ms': '-',
     'accept p99 ms': '-',
   },
 ];
+
+// Peer: smtp-source (32 sessions) -> Postfix from Debian on a loopback port with an OpenDKIM milter signing
+// (one RSA-2048 signature) -> the same sink over STARTTLS. Timed until the sink has accepted all N; the CPU
+// is Postfix's whole process tree and OpenDKIM's.
+let postfixSecs: number | undefined;
+const missing = peersMissing();
+if (missing) console.log(`peers skipped: ${missing}`);
+else {
+  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const milter = await startOpenDkim(path.join(dir, 'opendkim'), {
+    mode: 's',
+    domain: 'bench.example',
+    selector: 'peer',
+    keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
+  });
+  const pf = await startPostfix(path.join(dir, 'postfix'), { milterPort: milter.port, relayPort: sinkPort });
+  try {
+    const m = message(0);
+    const file = path.join(dir, 'peer-message.eml');
+    fs.writeFileSync(
+      file,
+      `From: Reminders <bot@bench.example>\nTo: ${m.to[0]}\nSubject: ${m.subject}\nMIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\n\n${m.text}\n`,
+    );
+    received = 0;
+    const cpu0 = treeCpuMs(pf.masterPid()) + treeCpuMs(milter.pid);
+    const t = performance.now();
+    await new Promise<void>((resolve, reject) =>
+      execFile(
+        SMTP_SOURCE,
+        ['-d', '-s', String(CONCURRENCY), '-m', String(N), '-F', file, '-f', 'bot@bench.example', '-t', m.to[0]!, `127.0.0.1:${pf.port}`],
+        (err) => (err ? reject(err) : resolve()),
+      ),
+    );
+    await waitFor(N);
+    postfixSecs = (performance.now() - t) / 1000;
+    const cpu = (treeCpuMs(pf.masterPid()) + treeCpuMs(milter.pid) - cpu0) / N;
+    rows.push({
+      target: 'smtp-source -> Postfix + OpenDKIM (1x RSA) -> sink',
+      'messages/s': fmt(N / postfixSecs),
+      'of baseline': `${fmt((100 * baselineSecs) / postfixSecs)}%`,
+      'of Postfix + OpenDKIM': '100%',
+      'server CPU ms/msg': `${cpu.toFixed(2)} (Postfix + OpenDKIM)`,
+      'accept p50 ms': '-',
+      'accept p99 ms': '-',
+    });
+  } finally {
+    pf.stop();
+    await milter.stop();
+  }
+  received = 0;
+}
 
 const dialects = (process.env.MAILWARD_BENCH_DIALECTS ?? 'sqlite').split(',') as ('sqlite' | 'postgres')[];
 // MAILWARD_SIGNING_THREADS: 0 signs on the event loop, 1 on a worker thread.
@@ -167,6 +222,7 @@ for (const dialect of dialects)
       target: `mailward send -> sink (${dialect}, signing threads ${threads}; 2x DKIM + JWS)`,
       'messages/s': fmt(N / e2eSecs),
       'of baseline': `${fmt((100 * baselineSecs) / e2eSecs)}%`,
+      'of Postfix + OpenDKIM': postfixSecs ? `${fmt((100 * postfixSecs) / e2eSecs)}%` : '-',
       'server CPU ms/msg': cpuPerMessage.toFixed(2),
       'accept p50 ms': lat.latency.p50,
       'accept p99 ms': `${lat.latency.p99}${lat.non2xx + lat.errors > 0 ? ` (${lat.non2xx + lat.errors} errors)` : ''}`,
@@ -175,6 +231,7 @@ for (const dialect of dialects)
       target: `  same, send into a gated_send mailbox (held, no delivery)`,
       'messages/s': '-',
       'of baseline': '-',
+      'of Postfix + OpenDKIM': '-',
       'server CPU ms/msg': '-',
       'accept p50 ms': held.latency.p50,
       'accept p99 ms': `${held.latency.p99}${held.non2xx + held.errors > 0 ? ` (${held.non2xx + held.errors} errors)` : ''}`,

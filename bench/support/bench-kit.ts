@@ -32,7 +32,8 @@ export const startProcess = async (args: string[], env: Record<string, string>, 
   child.stderr?.on('data', (d) => {
     err += d;
   });
-  const deadline = Date.now() + 60_000;
+  // Generous: on a shared 2-core machine under load 30, a first start (keys, TLS certificate) took over a minute.
+  const deadline = Date.now() + 180_000;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`process exited: ${err}`);
     try {

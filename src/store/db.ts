@@ -18,6 +18,7 @@ import {
 import { AppError } from '../kernel/errors.js';
 import {
   attachSqliteHooks,
+  closeSqliteHooks,
   createPostgresListen,
   createSqliteListen,
   fireSqliteHooks,
@@ -294,6 +295,7 @@ export const openStore = (opts: StoreOptions): Store => {
       listener?.close();
       await stopCheckpointer?.();
       await db.destroy();
+      closeSqliteHooks(dialect.hooks);
     };
     return { db, dialect: 'sqlite', destroy, describe: `sqlite:${opts.file}`, file: opts.file, listen };
   }
