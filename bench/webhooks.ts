@@ -6,7 +6,9 @@
  * bare loop, p99 < 200 ms. `MAILWARD_BENCH_DIALECT=postgres` runs on PostgreSQL.
  */
 import { spawn } from 'node:child_process';
+import fs from 'node:fs';
 import http from 'node:http';
+import { Session } from 'node:inspector/promises';
 import { loadConfig } from '../src/app/config.js';
 import { createContainer } from '../src/app/container.js';
 import { appendEvent } from '../src/events/events-log.js';
@@ -49,6 +51,15 @@ const waitReceived = async (n: number) => {
   }
 };
 
+/** Starts the V8 CPU profiler in this process; the returned function stops it and gives the profile. */
+const startProfile = async () => {
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.start');
+  return async () => (await session.post('Profiler.stop')).profile;
+};
+
 const store = await benchStore(dialect);
 const config = loadConfig({
   ...store.env,
@@ -86,10 +97,13 @@ const commitEvents = async (n: number) => {
 await commitEvents(N);
 const events = await c.webhooks.events.list(ctx, { order: 'asc', limit: 500, cursor: undefined } as never);
 const sample = events.events[0]!;
+// MAILWARD_BENCH_PROFILE=file.cpuprofile: a CPU profile of this phase only (what the worker spends its time on).
+const profile = process.env.MAILWARD_BENCH_PROFILE ? await startProfile() : null;
 const t0 = performance.now();
 c.webhooks.worker.start();
 await waitReceived(N);
 const mailwardSecs = (performance.now() - t0) / 1000;
+if (profile) fs.writeFileSync(process.env.MAILWARD_BENCH_PROFILE!, JSON.stringify(await profile()));
 
 // 2. Baseline: a bare loop POSTing the same payloads (signed headers precomputed), same concurrency, keep-alive.
 await rxReset();

@@ -22,6 +22,12 @@ export type JobWorkerOptions = {
   /** This worker's claim owner id (default: a new random one). */
   workerId?: string;
   concurrency: number;
+  /**
+   * Jobs claimed ahead of free slots and held here (leased, and renewed like the jobs in flight) until a
+   * slot frees: claims then come in batches of at least half of `concurrency + prefetch`, so the claim
+   * statements per job fall. 0 (the default) claims only for free slots. Held jobs still run at stop.
+   */
+  prefetch?: number;
   /** With nothing due, how long the loop sleeps unless kicked. */
   pollMs: number;
   leaseMs: number;
@@ -88,6 +94,8 @@ export const createJobWorker = <J>(queue: JobQueue<J>, o: JobWorkerOptions) => {
     });
 
   const inFlight = new Set<Promise<void>>();
+  // Claimed jobs waiting for a free slot (prefetch).
+  const held: J[] = [];
   const runLogged = (job: J) =>
     queue
       .run(job, workerId)
@@ -102,9 +110,14 @@ export const createJobWorker = <J>(queue: JobQueue<J>, o: JobWorkerOptions) => {
   // Nothing was due at the last claim: only a kick or the poll timer claims again, not every finished job.
   let drained = false;
 
+  /** Starts held jobs while slots are free. */
+  const pump = () => {
+    while (held.length > 0 && inFlight.size < o.concurrency) track(held.shift()!);
+  };
+
   let renewing = false;
   const renewLeases = async () => {
-    if (renewing || inFlight.size === 0) return;
+    if (renewing || inFlight.size + held.length === 0) return;
     renewing = true;
     try {
       await queue.renew(workerId, leaseUntil());
@@ -130,7 +143,9 @@ export const createJobWorker = <J>(queue: JobQueue<J>, o: JobWorkerOptions) => {
   const start = () => {
     if (running) return;
     running = true;
-    const chunk = Math.max(1, Math.ceil(o.concurrency / 4));
+    const prefetch = o.prefetch ?? 0;
+    const capacity = o.concurrency + prefetch;
+    const chunk = Math.max(1, prefetch > 0 ? Math.ceil(capacity / 2) : Math.ceil(o.concurrency / 4));
     renewTimer = setInterval(() => void renewLeases(), Math.max(100, Math.floor(o.leaseMs / 3)));
     renewTimer.unref();
     unsubscribe = o.wakeOn?.(kick) ?? null;
@@ -138,12 +153,15 @@ export const createJobWorker = <J>(queue: JobQueue<J>, o: JobWorkerOptions) => {
       while (running) {
         try {
           await sweepIfDue(false);
-          const free = o.concurrency - inFlight.size;
-          if (!drained && free > 0 && (free >= chunk || inFlight.size === 0)) {
+          pump();
+          const busy = inFlight.size + held.length;
+          const free = capacity - busy;
+          if (!drained && free > 0 && (free >= chunk || busy === 0)) {
             const seen = kicks;
             const jobs = await claim(free);
             drained = jobs.length < free && kicks === seen;
-            for (const j of jobs) track(j);
+            held.push(...jobs);
+            pump();
             if (jobs.length > 0) continue;
           }
         } catch (e) {
@@ -152,7 +170,11 @@ export const createJobWorker = <J>(queue: JobQueue<J>, o: JobWorkerOptions) => {
         if (!running) break;
         if (await wait(o.pollMs)) drained = false;
       }
-      await Promise.all(inFlight);
+      // Held jobs are leased to this worker: run them rather than leave them to wait out their lease.
+      while (held.length > 0 || inFlight.size > 0) {
+        pump();
+        await Promise.race(inFlight);
+      }
     })();
   };
 

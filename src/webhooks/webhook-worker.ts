@@ -142,7 +142,7 @@ export const createWebhookWorker = (d: Deps) => {
     for (;;) {
       let more = false;
       try {
-        queued += await d.db.transaction().execute(async (tx) => {
+        const n = await d.db.transaction().execute(async (tx) => {
           const ep = await repo.endpointAnyOrg(tx, endpointId);
           if (ep?.status !== 'active' || ep.deleted_at) return 0;
           const from = Number(ep.cursor);
@@ -157,6 +157,9 @@ export const createWebhookWorker = (d: Deps) => {
           await repo.insertDeliveries(tx, rows);
           return rows.length;
         });
+        queued += n;
+        // Each committed page is due at once: delivery starts while later pages are still being fanned out.
+        if (n > 0) kickWorker();
       } catch (e) {
         // Another process fanned these events out first: its jobs stand, ours rolled back.
         if (e instanceof CursorMoved) continue;
@@ -416,6 +419,7 @@ export const createWebhookWorker = (d: Deps) => {
     {
       workerId,
       concurrency: d.concurrency,
+      prefetch: d.concurrency,
       pollMs: d.pollMs,
       leaseMs: d.leaseMs,
       logger: d.logger,
