@@ -67,27 +67,54 @@ const attemptRow = (job: WebhookDeliveriesTable, r: AttemptResult, at: string): 
 /** Events read per fan-out transaction. */
 const FANOUT_PAGE = 500;
 
-/**
- * Keep-alive agents for receivers; the address each request connects to is the one checked against the
- * SSRF rules (the `lookup` option answers with it: no second DNS look-up between check and connect).
+/** The request option naming the address checked for this attempt (read by the agents' pool key). */
+type PinnedOptions = https.RequestOptions & { mailwardAddress?: string };
+/*
+ * Keep-alive agents for receivers. Node pools idle sockets by host and port, so a socket opened to the
+ * address a name had before would carry a request whose check found another address. Here the pool key
+ * also names the checked address: a request only ever rides a connection to exactly the address this
+ * attempt checked (a changed DNS answer opens a new connection, to the new, checked address), and the
+ * `lookup` option pins a new connection to it (no second DNS look-up between check and connect).
  */
-const httpAgent = new http.Agent({ keepAlive: true, maxSockets: 64 });
-const httpsAgent = new https.Agent({ keepAlive: true, maxSockets: 64 });
+class PinnedHttpAgent extends http.Agent {
+  override getName(o?: PinnedOptions): string {
+    return `${super.getName(o)}|${o?.mailwardAddress ?? ''}`;
+  }
+}
+class PinnedHttpsAgent extends https.Agent {
+  override getName(o?: PinnedOptions): string {
+    return `${super.getName(o)}|${o?.mailwardAddress ?? ''}`;
+  }
+}
+/** Keep-alive agents with at most `maxSockets` connections per receiver address (the worker's concurrency). */
+export const createWebhookAgents = (maxSockets: number) => ({
+  http: new PinnedHttpAgent({ keepAlive: true, maxSockets }),
+  https: new PinnedHttpsAgent({ keepAlive: true, maxSockets }),
+});
+export type WebhookAgents = ReturnType<typeof createWebhookAgents>;
+const defaultAgents = createWebhookAgents(64);
 
 /**
  * POSTs one signed body. Redirects are never followed: a 3xx is a failed attempt (its Location could
  * name an address the rules refuse). The response body is read and dropped, never stored or logged.
  */
-export const postWebhook = (target: CheckedUrl, headers: Record<string, string>, body: string, timeoutMs: number) =>
+export const postWebhook = (
+  target: CheckedUrl,
+  headers: Record<string, string>,
+  body: string,
+  timeoutMs: number,
+  agents: WebhookAgents = defaultAgents,
+) =>
   new Promise<{ status: number | null; error: string | null }>((resolve) => {
     const { url, address } = target;
     const isHttps = url.protocol === 'https:';
-    const options: https.RequestOptions = {
+    const options: PinnedOptions = {
       method: 'POST',
       host: url.hostname.replace(/^\[|\]$/g, ''),
       port: Number(url.port || (isHttps ? 443 : 80)),
       path: `${url.pathname}${url.search}`,
-      agent: isHttps ? httpsAgent : httpAgent,
+      agent: isHttps ? agents.https : agents.http,
+      mailwardAddress: address.address,
       // Pinned: connect to the checked address whatever DNS says now (TLS still verifies the host name).
       lookup: ((_h: string, o: { all?: boolean }, cb: (...a: unknown[]) => void) =>
         o?.all ? cb(null, [{ address: address.address, family: address.family }]) : cb(null, address.address, address.family)) as never,
@@ -128,6 +155,8 @@ export const postWebhook = (target: CheckedUrl, headers: Record<string, string>,
 export const createWebhookWorker = (d: Deps) => {
   const workerId = `wrk_${randomUUID()}`;
   let kickWorker = () => {};
+  // As many connections per receiver address as attempts may be in flight: none waits in the agent's queue.
+  const agents = createWebhookAgents(d.concurrency);
 
   // --- fan-out ---------------------------------------------------------------------------------
   const matches = (_ep: WebhookEndpointsTable, types: string[], mailboxes: string[], e: { type: string; mailbox_id: string | null }) =>
@@ -363,7 +392,7 @@ export const createWebhookWorker = (d: Deps) => {
       // Never an unsigned delivery: an endpoint without a live secret fails closed.
       if (live.length === 0) throw new Error('no live signing secret');
       const headers = signDelivery(live, event.id, nowDate, body);
-      const res = await postWebhook(checked, headers, body, d.timeoutMs);
+      const res = await postWebhook(checked, headers, body, d.timeoutMs, agents);
       const ok = res.status !== null && res.status >= 200 && res.status < 300;
       const error =
         res.error ??
@@ -444,6 +473,8 @@ export const createWebhookWorker = (d: Deps) => {
     unsubscribe = null;
     await Promise.all(running.values());
     await worker.stop();
+    agents.http.destroy();
+    agents.https.destroy();
   };
 
   return { start, stop, fanOut, fanOutAll, runOnce: worker.runOnce, kick: () => worker.kick(), workerId };
