@@ -26,8 +26,8 @@ const receiverSource = `
 const http = require('node:http');
 const first = new Map(); let requests = 0; let waiting = [];
 const s = http.createServer((req, res) => {
-  const w = /^/wait?n=(d+)$/.exec(req.url);
-  if (req.method === 'GET' && w) { waiting.push({ n: Number(w[1]), res }); check(); return; }
+  const w = req.url.startsWith('/wait?n=') ? Number(req.url.slice(8)) : 0;
+  if (req.method === 'GET' && w) { waiting.push({ n: w, res }); check(); return; }
   if (req.method === 'GET') { res.end(JSON.stringify({ requests, first: Object.fromEntries(first) })); return; }
   if (req.method === 'DELETE') { first.clear(); requests = 0; res.end('{}'); return; }
   req.resume();

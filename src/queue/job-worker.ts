@@ -109,6 +109,10 @@ export const createJobWorker = <J>(queue: JobQueue<J>, o: JobWorkerOptions) => {
   };
   // Nothing was due at the last claim: only a kick or the poll timer claims again, not every finished job.
   let drained = false;
+  const prefetch = o.prefetch ?? 0;
+  const capacity = o.concurrency + prefetch;
+  // Jobs being claimed now (by the loop, or by a refill: see `reserve`), counted as held.
+  let reserved = 0;
 
   /** Starts held jobs while slots are free. */
   const pump = () => {
@@ -143,8 +147,6 @@ export const createJobWorker = <J>(queue: JobQueue<J>, o: JobWorkerOptions) => {
   const start = () => {
     if (running) return;
     running = true;
-    const prefetch = o.prefetch ?? 0;
-    const capacity = o.concurrency + prefetch;
     const chunk = Math.max(1, prefetch > 0 ? Math.ceil(capacity / 2) : Math.ceil(o.concurrency / 4));
     renewTimer = setInterval(() => void renewLeases(), Math.max(100, Math.floor(o.leaseMs / 3)));
     renewTimer.unref();
@@ -154,11 +156,17 @@ export const createJobWorker = <J>(queue: JobQueue<J>, o: JobWorkerOptions) => {
         try {
           await sweepIfDue(false);
           pump();
-          const busy = inFlight.size + held.length;
+          const busy = inFlight.size + held.length + reserved;
           const free = capacity - busy;
           if (!drained && free > 0 && (free >= chunk || busy === 0)) {
             const seen = kicks;
-            const jobs = await claim(free);
+            reserved += free;
+            let jobs: J[];
+            try {
+              jobs = await claim(free);
+            } finally {
+              reserved -= free;
+            }
             drained = jobs.length < free && kicks === seen;
             held.push(...jobs);
             pump();
@@ -190,6 +198,34 @@ export const createJobWorker = <J>(queue: JobQueue<J>, o: JobWorkerOptions) => {
     renewTimer = null;
   };
 
+  /**
+   * A refill: lets the queue claim jobs in a transaction of its own making (the webhook worker claims in the
+   * commit that records outcomes, one commit for both) and hand them over. `freeing` is how many jobs in
+   * flight that commit will finish. Returns how many to claim and `fill` (call it once, with the claimed jobs,
+   * or with none when the claim rolled back and `rolledBack`), or null when the worker is stopped, nothing
+   * was due at the last claim, or no slot would be free.
+   */
+  const reserve = (freeing: number): { n: number; fill: (jobs: J[], rolledBack?: boolean) => void } | null => {
+    const n = capacity - (inFlight.size + held.length + reserved) + freeing;
+    if (!running || drained || n <= 0) return null;
+    const seen = kicks;
+    reserved += n;
+    let filled = false;
+    return {
+      n,
+      fill: (jobs, rolledBack = false) => {
+        if (filled) return;
+        filled = true;
+        reserved -= n;
+        if (!rolledBack && jobs.length < n && kicks === seen) drained = true;
+        held.push(...jobs);
+        // Stopped meanwhile: the loop's last pass still runs held jobs, or a later start does.
+        if (running) pump();
+        notify();
+      },
+    };
+  };
+
   /** One pass (tests drive a worker with it): sweep, claim due jobs, run them. Returns how many jobs it ran. */
   const runOnce = async (): Promise<number> => {
     await sweepIfDue(true);
@@ -198,7 +234,7 @@ export const createJobWorker = <J>(queue: JobQueue<J>, o: JobWorkerOptions) => {
     return jobs.length;
   };
 
-  return { start, stop, runOnce, kick, workerId };
+  return { start, stop, runOnce, kick, reserve, workerId };
 };
 
 export type JobWorker = ReturnType<typeof createJobWorker>;

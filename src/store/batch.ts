@@ -2,8 +2,8 @@ import { type CompiledQuery, PostgresAdapter } from 'kysely';
 import type { Executor } from './db.js';
 import type { Database } from './schema.js';
 
-/** Row counts one multi-row INSERT is compiled for; a batch is cut into the largest that fit (500 rows: 12 statements). */
-const INSERT_SIZES = [128, 32, 8, 1] as const;
+/** Row counts one multi-row INSERT is compiled for; a batch is cut into the largest that fit (500 rows: 6 statements). */
+const INSERT_SIZES = [128, 64, 32, 16, 8, 4, 2, 1] as const;
 
 /**
  * A multi-row INSERT into `table` built and compiled by Kysely once per row count in INSERT_SIZES, then

@@ -13,7 +13,7 @@ import { isAppError } from '../kernel/errors.js';
 import { newId } from '../kernel/ids.js';
 import type { Logger } from '../kernel/log.js';
 import { createJobWorker } from '../queue/job-worker.js';
-import type { Db, Dialect, Tx } from '../store/db.js';
+import type { Db, Dialect, Executor, Tx } from '../store/db.js';
 import type { WebhookAttemptsTable, WebhookDeliveriesTable, WebhookEndpointsTable, WebhookSecretsTable } from '../store/schema.js';
 import { type CheckedUrl, checkWebhookUrl, type HostLookup } from './url-safety.js';
 import { type WebhookRetrySchedule, webhookRetryDelay } from './webhook-retry.js';
@@ -292,6 +292,9 @@ export const createWebhookWorker = (d: Deps) => {
     try {
       while (outcomes.length > 0) {
         const group = outcomes.splice(0, 256);
+        // The next jobs are claimed in this same commit (one commit, not two): as many as would be free.
+        const refill = worker.reserve(group.length);
+        let claimed: WebhookDeliveriesTable[] = [];
         try {
           await d.db.transaction().execute(async (tx) => {
             // The common case in a few statements: successes by status code, their log rows in one insert.
@@ -321,9 +324,21 @@ export const createWebhookWorker = (d: Deps) => {
             for (const _ of attempts) d.metrics?.webhookAttempt?.('delivered');
             for (const id of endpoints) await repo.noteResult(tx, id, true, at);
             for (const p of group) if (!p.r.ok) await finishIn(tx, p.job, p.r);
+            if (refill) claimed = await claimIn(tx, refill.n);
           });
+          // Handed over before the finished jobs free their slots, so the loop does not claim for them as well.
+          if (refill) {
+            try {
+              refill.fill(await hydrate(claimed));
+            } catch (e) {
+              // Leased but unread: they wait out their lease and are claimed again (at least once still holds).
+              refill.fill([], true);
+              d.logger.error({ err: { type: (e as Error)?.name } }, 'webhooks: reading claimed jobs failed');
+            }
+          }
           for (const p of group) p.resolve();
         } catch {
+          refill?.fill([], true);
           // One bad outcome must not hold back the others.
           for (const p of group) {
             try {
@@ -417,9 +432,22 @@ export const createWebhookWorker = (d: Deps) => {
     await finish(job, result);
   };
 
-  // The claimed jobs' events in one query, not one per attempt.
-  const claim = async (n: number, until: Date): Promise<Job[]> => {
-    const jobs = await repo.claimDeliveries(d.db, d.dialect, workerId, d.clock.now(), until.getTime() - d.clock.now().getTime(), n);
+  /** Claims up to `n` due jobs in `ex` (the root handle, or the transaction recording outcomes). */
+  /*
+   * Jobs whose lease ran out (a dead worker's) are looked for at most once a second: a lease runs for
+   * MAILWARD_WEBHOOK_LEASE_SECONDS anyway, and with few jobs due every claim would otherwise run that
+   * second statement too.
+   */
+  let expiredAt = 0;
+  const claimIn = (ex: Executor, n: number) => {
+    const now = d.clock.now();
+    const expired = Date.now() - expiredAt >= 1000;
+    if (expired) expiredAt = Date.now();
+    return repo.claimDeliveries(ex, d.dialect, workerId, now, d.leaseMs, n, expired);
+  };
+  const claim = async (n: number): Promise<Job[]> => hydrate(await claimIn(d.db, n));
+  // The claimed jobs' events, endpoints and live secrets in three queries, not three per attempt.
+  const hydrate = async (jobs: WebhookDeliveriesTable[]): Promise<Job[]> => {
     if (jobs.length === 0) return [];
     const endpointIds = [...new Set(jobs.map((j) => j.endpoint_id))];
     const [events, endpoints, secrets] = await Promise.all([
@@ -441,7 +469,7 @@ export const createWebhookWorker = (d: Deps) => {
     {
       name: 'webhooks',
       id: (j) => j.id,
-      claim: (_w, n, until) => claim(n, until),
+      claim: (_w, n) => claim(n),
       renew: (_w, until) => repo.renewLeases(d.db, d.dialect, workerId, until.toISOString()),
       run: (job) => attempt(job),
     },

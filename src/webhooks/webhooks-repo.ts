@@ -135,9 +135,9 @@ export const webhooksRepo = {
 
   /**
    * Claims up to `limit` due jobs: waiting ones first (read in index order: no sort of every waiting job),
-   * then jobs whose lease ran out (a dead worker's), each in one statement.
+   * then (unless `expired` is false) jobs whose lease ran out (a dead worker's), each in one statement.
    */
-  claimDeliveries: async (db: Executor, dialect: Dialect, workerId: string, now: Date, leaseMs: number, limit: number) => {
+  claimDeliveries: async (db: Executor, dialect: Dialect, workerId: string, now: Date, leaseMs: number, limit: number, expired = true) => {
     const at = now.toISOString();
     const take = async (kind: 'pending' | 'expired', n: number) => {
       let due = db.selectFrom('webhook_deliveries').select('id');
@@ -162,7 +162,7 @@ export const webhooksRepo = {
         .execute();
     };
     const jobs = await take('pending', limit);
-    return jobs.length < limit ? [...jobs, ...(await take('expired', limit - jobs.length))] : jobs;
+    return jobs.length < limit && expired ? [...jobs, ...(await take('expired', limit - jobs.length))] : jobs;
   },
 
   renewLeases: async (db: Executor, dialect: Dialect, workerId: string, leaseUntil: string) => {
