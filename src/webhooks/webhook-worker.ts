@@ -285,10 +285,17 @@ export const createWebhookWorker = (d: Deps) => {
   // Group commit (as the delivery worker's): outcomes arriving together share one transaction.
   type Pending = { job: WebhookDeliveriesTable; r: AttemptResult; resolve: () => void; reject: (e: unknown) => void };
   const outcomes: Pending[] = [];
-  let committing = false;
+  /*
+   * Commits in flight at once: one on SQLite (one writer), a few on PostgreSQL, where a commit is several
+   * round trips and attempts finish only once their outcome is committed: one at a time would leave the
+   * worker waiting on the network while responses pile up. Groups never share a job; the endpoint rows
+   * they share are locked in id order first (no deadlock between them), and the claim skips locked rows.
+   */
+  const maxCommitting = d.dialect === 'postgres' ? 4 : 1;
+  let committing = 0;
   const flush = async () => {
-    if (committing) return;
-    committing = true;
+    if (committing >= maxCommitting) return;
+    committing++;
     try {
       while (outcomes.length > 0) {
         const group = outcomes.splice(0, 256);
@@ -299,6 +306,7 @@ export const createWebhookWorker = (d: Deps) => {
           await d.db.transaction().execute(async (tx) => {
             // The common case in a few statements: successes by status code, their log rows in one insert.
             const at = d.clock.now().toISOString();
+            if (maxCommitting > 1) await repo.lockEndpoints(tx, [...new Set(group.map((p) => p.job.endpoint_id))]);
             const ok = group.filter((p) => p.r.ok);
             const byCode = new Map<number, Pending[]>();
             for (const p of ok) byCode.set(p.r.status!, [...(byCode.get(p.r.status!) ?? []), p]);
@@ -351,7 +359,7 @@ export const createWebhookWorker = (d: Deps) => {
         }
       }
     } finally {
-      committing = false;
+      committing--;
     }
   };
   // Outcomes of the same turn of the event loop (responses read together) wait for one another: one commit.
