@@ -165,11 +165,23 @@ export const createWebhookWorker = (d: Deps) => {
 
   class CursorMoved extends Error {}
 
+  /*
+   * Events just fanned out, kept for their first attempt (the claim would read them again otherwise). The
+   * log is append-only (an event row is never updated or deleted), so a kept event is the stored one; the
+   * attempt still checks it belongs to the job's organisation. Bounded; a miss reads the log.
+   */
+  const recentEvents = new Map<string, DomainEvent>();
+  const remember = (e: DomainEvent) => {
+    if (recentEvents.size >= 20_000) recentEvents.clear();
+    recentEvents.set(e.id, e);
+  };
+
   /** Fans one endpoint out to the head of its organisation's log; returns how many jobs it queued. */
   const fanOutEndpoint = async (endpointId: string): Promise<number> => {
     let queued = 0;
     for (;;) {
       let more = false;
+      let matched: DomainEvent[] = [];
       try {
         const n = await d.db.transaction().execute(async (tx) => {
           const ep = await repo.endpointAnyOrg(tx, endpointId);
@@ -184,8 +196,10 @@ export const createWebhookWorker = (d: Deps) => {
           const rows = events.filter((e) => matches(ep, types, mailboxes, e)).map((e) => deliveryRow(ep, e, at, false));
           if (!(await repo.advanceCursor(tx, ep.id, from, events.at(-1)!.seq))) throw new CursorMoved();
           await repo.insertDeliveries(tx, rows);
+          matched = rows.length > 0 ? events.filter((e) => matches(ep, types, mailboxes, e)) : [];
           return rows.length;
         });
+        for (const e of matched) remember(e);
         queued += n;
         // Each committed page is due at once: delivery starts while later pages are still being fanned out.
         if (n > 0) kickWorker();
@@ -458,12 +472,17 @@ export const createWebhookWorker = (d: Deps) => {
   const hydrate = async (jobs: WebhookDeliveriesTable[]): Promise<Job[]> => {
     if (jobs.length === 0) return [];
     const endpointIds = [...new Set(jobs.map((j) => j.endpoint_id))];
-    const [events, endpoints, secrets] = await Promise.all([
-      eventsByIds(d.db, [...new Set(jobs.map((j) => j.event_id))]),
+    const missing = [...new Set(jobs.map((j) => j.event_id))].filter((id) => !recentEvents.has(id));
+    const [read, endpoints, secrets] = await Promise.all([
+      eventsByIds(d.db, missing),
       repo.endpointsByIds(d.db, endpointIds),
       repo.liveSecretsOf(d.db, endpointIds, d.clock.now().toISOString()),
     ]);
-    const eventsById = new Map(events.map((e) => [e.id, e]));
+    const eventsById = new Map(read.map((e) => [e.id, e]));
+    for (const j of jobs) {
+      const kept = recentEvents.get(j.event_id);
+      if (kept) eventsById.set(kept.id, kept);
+    }
     const endpointById = new Map(endpoints.map((e) => [e.id, e]));
     return jobs.map((j) => ({
       ...j,
