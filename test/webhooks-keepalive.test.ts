@@ -43,10 +43,27 @@ for (const dialect of testDialects()) {
     // What `moving.example` resolves to now; the test changes it between deliveries.
     let answer = '127.0.0.1';
 
+    // A receiver that reads the request and never answers.
+    let hang: { port: number; close: () => Promise<void> };
+
     beforeAll(async () => {
       rx = await startPair();
+      const server = http.createServer((req) => req.resume());
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+      hang = {
+        port: (server.address() as AddressInfo).port,
+        close: async () => {
+          server.closeAllConnections();
+          await new Promise<void>((r) => server.close(() => r()));
+        },
+      };
       t = await createTestApp(dialect, {
-        env: { MAILWARD_WEBHOOK_ALLOW_HOSTS: `moving.example:${rx.port}`, MAILWARD_WEBHOOK_POLL_MS: '50' },
+        env: {
+          MAILWARD_WEBHOOK_ALLOW_HOSTS: `moving.example:${rx.port},127.0.0.1:${hang.port}`,
+          MAILWARD_WEBHOOK_POLL_MS: '50',
+          MAILWARD_WEBHOOK_TIMEOUT_MS: '300',
+          MAILWARD_WEBHOOK_RETRY_SCHEDULE: '1',
+        },
         hostLookup: async (host) => {
           if (host !== 'moving.example') throw new Error('ENOTFOUND');
           return [{ address: answer, family: 4 }];
@@ -57,6 +74,26 @@ for (const dialect of testDialects()) {
     afterAll(async () => {
       await t?.close();
       await rx?.close();
+      await hang?.close();
+    });
+
+    it('ends an attempt whose receiver never answers at MAILWARD_WEBHOOK_TIMEOUT_MS, as ETIMEDOUT in the delivery log', async () => {
+      const made = await t.call('POST', '/v1/webhooks', t.adminKey, {
+        url: `http://127.0.0.1:${hang.port}/silent`,
+        event_types: ['consent.changed'],
+      });
+      expect(made.status).toBe(201);
+      await t.call('PUT', `/v1/contacts/${encodeURIComponent('silent@example.org')}/consent`, t.adminKey, {
+        electronic: true,
+        categories: ['appointment'],
+        source: 'portal',
+      });
+      const log = () => t.call('GET', `/v1/webhooks/${made.body.id}/deliveries`, t.adminKey);
+      expect(await waitFor(async () => (await log()).body.deliveries.length >= 1)).toBe(true);
+      const first = (await log()).body.deliveries.at(-1);
+      expect(first).toMatchObject({ outcome: 'failed', status_code: null, error: 'ETIMEDOUT' });
+      expect(first.latency_ms).toBeGreaterThanOrEqual(250);
+      await t.call('DELETE', `/v1/webhooks/${made.body.id}`, t.adminKey);
     });
 
     it('reuses a kept-alive connection while the name resolves the same, and opens one to the new address when its answer changes', async () => {

@@ -124,7 +124,6 @@ export const postWebhook = (
         'user-agent': 'Mailward-Webhooks/1',
         ...headers,
       },
-      timeout: timeoutMs,
     };
     const onResponse = (res: http.IncomingMessage) => {
       res.resume();
@@ -132,9 +131,10 @@ export const postWebhook = (
       res.on('error', () => resolve({ status: res.statusCode ?? null, error: 'response_error' }));
     };
     const req = isHttps ? https.request(options, onResponse) : http.request(options, onResponse);
+    // One deadline for the whole attempt (connect, send, answer). No socket idle `timeout` option: Node re-arms
+    // that on every read and write of the socket and resets it when a kept-alive socket goes back to the pool.
     const timer = setTimeout(() => req.destroy(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })), timeoutMs);
     req.on('close', () => clearTimeout(timer));
-    req.on('timeout', () => req.destroy(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })));
     req.on('error', (e: NodeJS.ErrnoException) =>
       resolve({ status: null, error: /^[A-Z_]{2,40}$/.test(e.code ?? '') ? e.code! : 'network_error' }),
     );
@@ -323,7 +323,11 @@ export const createWebhookWorker = (d: Deps) => {
             if (maxCommitting > 1) await repo.lockEndpoints(tx, [...new Set(group.map((p) => p.job.endpoint_id))]);
             const ok = group.filter((p) => p.r.ok);
             const byCode = new Map<number, Pending[]>();
-            for (const p of ok) byCode.set(p.r.status!, [...(byCode.get(p.r.status!) ?? []), p]);
+            for (const p of ok) {
+              const list = byCode.get(p.r.status!);
+              if (list) list.push(p);
+              else byCode.set(p.r.status!, [p]);
+            }
             const attempts: WebhookAttemptsTable[] = [];
             const endpoints = new Set<string>();
             for (const [code, list] of byCode) {
