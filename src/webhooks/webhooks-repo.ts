@@ -90,17 +90,6 @@ export const webhooksRepo = {
       .where('id', '=', id)
       .execute(),
 
-  /** Locks endpoint rows in id order (PostgreSQL: concurrent outcome commits update them in one order, never a deadlock). */
-  lockEndpoints: async (tx: Executor, ids: readonly string[]) => {
-    if (ids.length === 0) return;
-    await tx
-      .selectFrom('webhook_endpoints')
-      .select('id')
-      .where('id', 'in', paddedIn([...ids].sort()))
-      .orderBy('id')
-      .forUpdate()
-      .execute();
-  },
   endpointsByIds: (ex: Executor, ids: readonly string[]) =>
     ids.length === 0 ? Promise.resolve([]) : ex.selectFrom('webhook_endpoints').selectAll().where('id', 'in', paddedIn(ids)).execute(),
   /** Secrets of these endpoints valid at `at`, newest first. */
