@@ -1,5 +1,6 @@
 import { PostgresAdapter, sql } from 'kysely';
 import { newId } from '../kernel/ids.js';
+import { paddedIn } from '../store/batch.js';
 import type { Executor } from '../store/db.js';
 import { notifyOnCommit } from '../store/notify.js';
 import type { DomainEventType } from './event-types.js';
@@ -177,12 +178,4 @@ export const eventById = async (ex: Executor, orgId: string, id: string): Promis
 
 /** Events by id (any organisation; the caller checks ownership), for a batch of claimed delivery jobs. */
 export const eventsByIds = async (ex: Executor, ids: readonly string[]): Promise<DomainEvent[]> =>
-  ids.length === 0
-    ? []
-    : (
-        await ex
-          .selectFrom('domain_events')
-          .selectAll()
-          .where('id', 'in', [...ids])
-          .execute()
-      ).map(toEvent);
+  ids.length === 0 ? [] : (await ex.selectFrom('domain_events').selectAll().where('id', 'in', paddedIn(ids)).execute()).map(toEvent);

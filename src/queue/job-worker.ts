@@ -22,6 +22,12 @@ export type JobWorkerOptions = {
   /** This worker's claim owner id (default: a new random one). */
   workerId?: string;
   concurrency: number;
+  /**
+   * Jobs claimed ahead of free slots and held here (leased, and renewed like the jobs in flight) until a
+   * slot frees: claims then come in batches of at least half of `concurrency + prefetch`, so the claim
+   * statements per job fall. 0 (the default) claims only for free slots. Held jobs still run at stop.
+   */
+  prefetch?: number;
   /** With nothing due, how long the loop sleeps unless kicked. */
   pollMs: number;
   leaseMs: number;
@@ -88,6 +94,8 @@ export const createJobWorker = <J>(queue: JobQueue<J>, o: JobWorkerOptions) => {
     });
 
   const inFlight = new Set<Promise<void>>();
+  // Claimed jobs waiting for a free slot (prefetch).
+  const held: J[] = [];
   const runLogged = (job: J) =>
     queue
       .run(job, workerId)
@@ -101,10 +109,19 @@ export const createJobWorker = <J>(queue: JobQueue<J>, o: JobWorkerOptions) => {
   };
   // Nothing was due at the last claim: only a kick or the poll timer claims again, not every finished job.
   let drained = false;
+  const prefetch = o.prefetch ?? 0;
+  const capacity = o.concurrency + prefetch;
+  // Jobs being claimed now (by the loop, or by a refill: see `reserve`), counted as held.
+  let reserved = 0;
+
+  /** Starts held jobs while slots are free. */
+  const pump = () => {
+    while (held.length > 0 && inFlight.size < o.concurrency) track(held.shift()!);
+  };
 
   let renewing = false;
   const renewLeases = async () => {
-    if (renewing || inFlight.size === 0) return;
+    if (renewing || inFlight.size + held.length === 0) return;
     renewing = true;
     try {
       await queue.renew(workerId, leaseUntil());
@@ -130,7 +147,7 @@ export const createJobWorker = <J>(queue: JobQueue<J>, o: JobWorkerOptions) => {
   const start = () => {
     if (running) return;
     running = true;
-    const chunk = Math.max(1, Math.ceil(o.concurrency / 4));
+    const chunk = Math.max(1, prefetch > 0 ? Math.ceil(capacity / 2) : Math.ceil(o.concurrency / 4));
     renewTimer = setInterval(() => void renewLeases(), Math.max(100, Math.floor(o.leaseMs / 3)));
     renewTimer.unref();
     unsubscribe = o.wakeOn?.(kick) ?? null;
@@ -138,12 +155,21 @@ export const createJobWorker = <J>(queue: JobQueue<J>, o: JobWorkerOptions) => {
       while (running) {
         try {
           await sweepIfDue(false);
-          const free = o.concurrency - inFlight.size;
-          if (!drained && free > 0 && (free >= chunk || inFlight.size === 0)) {
+          pump();
+          const busy = inFlight.size + held.length + reserved;
+          const free = capacity - busy;
+          if (!drained && free > 0 && (free >= chunk || busy === 0)) {
             const seen = kicks;
-            const jobs = await claim(free);
+            reserved += free;
+            let jobs: J[];
+            try {
+              jobs = await claim(free);
+            } finally {
+              reserved -= free;
+            }
             drained = jobs.length < free && kicks === seen;
-            for (const j of jobs) track(j);
+            held.push(...jobs);
+            pump();
             if (jobs.length > 0) continue;
           }
         } catch (e) {
@@ -152,7 +178,11 @@ export const createJobWorker = <J>(queue: JobQueue<J>, o: JobWorkerOptions) => {
         if (!running) break;
         if (await wait(o.pollMs)) drained = false;
       }
-      await Promise.all(inFlight);
+      // Held jobs are leased to this worker: run them rather than leave them to wait out their lease.
+      while (held.length > 0 || inFlight.size > 0) {
+        pump();
+        await Promise.race(inFlight);
+      }
     })();
   };
 
@@ -168,6 +198,34 @@ export const createJobWorker = <J>(queue: JobQueue<J>, o: JobWorkerOptions) => {
     renewTimer = null;
   };
 
+  /**
+   * A refill: lets the queue claim jobs in a transaction of its own making (the webhook worker claims in the
+   * commit that records outcomes, one commit for both) and hand them over. `freeing` is how many jobs in
+   * flight that commit will finish. Returns how many to claim and `fill` (call it once, with the claimed jobs,
+   * or with none when the claim rolled back and `rolledBack`), or null when the worker is stopped, nothing
+   * was due at the last claim, or no slot would be free.
+   */
+  const reserve = (freeing: number): { n: number; fill: (jobs: J[], rolledBack?: boolean) => void } | null => {
+    const n = capacity - (inFlight.size + held.length + reserved) + freeing;
+    if (!running || drained || n <= 0) return null;
+    const seen = kicks;
+    reserved += n;
+    let filled = false;
+    return {
+      n,
+      fill: (jobs, rolledBack = false) => {
+        if (filled) return;
+        filled = true;
+        reserved -= n;
+        if (!rolledBack && jobs.length < n && kicks === seen) drained = true;
+        held.push(...jobs);
+        // Stopped meanwhile: the loop's last pass still runs held jobs, or a later start does.
+        if (running) pump();
+        notify();
+      },
+    };
+  };
+
   /** One pass (tests drive a worker with it): sweep, claim due jobs, run them. Returns how many jobs it ran. */
   const runOnce = async (): Promise<number> => {
     await sweepIfDue(true);
@@ -176,7 +234,7 @@ export const createJobWorker = <J>(queue: JobQueue<J>, o: JobWorkerOptions) => {
     return jobs.length;
   };
 
-  return { start, stop, runOnce, kick, workerId };
+  return { start, stop, runOnce, kick, reserve, workerId };
 };
 
 export type JobWorker = ReturnType<typeof createJobWorker>;

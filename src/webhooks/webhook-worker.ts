@@ -13,7 +13,7 @@ import { isAppError } from '../kernel/errors.js';
 import { newId } from '../kernel/ids.js';
 import type { Logger } from '../kernel/log.js';
 import { createJobWorker } from '../queue/job-worker.js';
-import type { Db, Dialect, Tx } from '../store/db.js';
+import type { Db, Dialect, Executor, Tx } from '../store/db.js';
 import type { WebhookAttemptsTable, WebhookDeliveriesTable, WebhookEndpointsTable, WebhookSecretsTable } from '../store/schema.js';
 import { type CheckedUrl, checkWebhookUrl, type HostLookup } from './url-safety.js';
 import { type WebhookRetrySchedule, webhookRetryDelay } from './webhook-retry.js';
@@ -67,27 +67,54 @@ const attemptRow = (job: WebhookDeliveriesTable, r: AttemptResult, at: string): 
 /** Events read per fan-out transaction. */
 const FANOUT_PAGE = 500;
 
-/**
- * Keep-alive agents for receivers; the address each request connects to is the one checked against the
- * SSRF rules (the `lookup` option answers with it: no second DNS look-up between check and connect).
+/** The request option naming the address checked for this attempt (read by the agents' pool key). */
+type PinnedOptions = https.RequestOptions & { mailwardAddress?: string };
+/*
+ * Keep-alive agents for receivers. Node pools idle sockets by host and port, so a socket opened to the
+ * address a name had before would carry a request whose check found another address. Here the pool key
+ * also names the checked address: a request only ever rides a connection to exactly the address this
+ * attempt checked (a changed DNS answer opens a new connection, to the new, checked address), and the
+ * `lookup` option pins a new connection to it (no second DNS look-up between check and connect).
  */
-const httpAgent = new http.Agent({ keepAlive: true, maxSockets: 64 });
-const httpsAgent = new https.Agent({ keepAlive: true, maxSockets: 64 });
+class PinnedHttpAgent extends http.Agent {
+  override getName(o?: PinnedOptions): string {
+    return `${super.getName(o)}|${o?.mailwardAddress ?? ''}`;
+  }
+}
+class PinnedHttpsAgent extends https.Agent {
+  override getName(o?: PinnedOptions): string {
+    return `${super.getName(o)}|${o?.mailwardAddress ?? ''}`;
+  }
+}
+/** Keep-alive agents with at most `maxSockets` connections per receiver address (the worker's concurrency). */
+export const createWebhookAgents = (maxSockets: number) => ({
+  http: new PinnedHttpAgent({ keepAlive: true, maxSockets }),
+  https: new PinnedHttpsAgent({ keepAlive: true, maxSockets }),
+});
+export type WebhookAgents = ReturnType<typeof createWebhookAgents>;
+const defaultAgents = createWebhookAgents(64);
 
 /**
  * POSTs one signed body. Redirects are never followed: a 3xx is a failed attempt (its Location could
  * name an address the rules refuse). The response body is read and dropped, never stored or logged.
  */
-export const postWebhook = (target: CheckedUrl, headers: Record<string, string>, body: string, timeoutMs: number) =>
+export const postWebhook = (
+  target: CheckedUrl,
+  headers: Record<string, string>,
+  body: string,
+  timeoutMs: number,
+  agents: WebhookAgents = defaultAgents,
+) =>
   new Promise<{ status: number | null; error: string | null }>((resolve) => {
     const { url, address } = target;
     const isHttps = url.protocol === 'https:';
-    const options: https.RequestOptions = {
+    const options: PinnedOptions = {
       method: 'POST',
       host: url.hostname.replace(/^\[|\]$/g, ''),
       port: Number(url.port || (isHttps ? 443 : 80)),
       path: `${url.pathname}${url.search}`,
-      agent: isHttps ? httpsAgent : httpAgent,
+      agent: isHttps ? agents.https : agents.http,
+      mailwardAddress: address.address,
       // Pinned: connect to the checked address whatever DNS says now (TLS still verifies the host name).
       lookup: ((_h: string, o: { all?: boolean }, cb: (...a: unknown[]) => void) =>
         o?.all ? cb(null, [{ address: address.address, family: address.family }]) : cb(null, address.address, address.family)) as never,
@@ -97,7 +124,6 @@ export const postWebhook = (target: CheckedUrl, headers: Record<string, string>,
         'user-agent': 'Mailward-Webhooks/1',
         ...headers,
       },
-      timeout: timeoutMs,
     };
     const onResponse = (res: http.IncomingMessage) => {
       res.resume();
@@ -105,9 +131,10 @@ export const postWebhook = (target: CheckedUrl, headers: Record<string, string>,
       res.on('error', () => resolve({ status: res.statusCode ?? null, error: 'response_error' }));
     };
     const req = isHttps ? https.request(options, onResponse) : http.request(options, onResponse);
+    // One deadline for the whole attempt (connect, send, answer). No socket idle `timeout` option: Node re-arms
+    // that on every read and write of the socket and resets it when a kept-alive socket goes back to the pool.
     const timer = setTimeout(() => req.destroy(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })), timeoutMs);
     req.on('close', () => clearTimeout(timer));
-    req.on('timeout', () => req.destroy(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })));
     req.on('error', (e: NodeJS.ErrnoException) =>
       resolve({ status: null, error: /^[A-Z_]{2,40}$/.test(e.code ?? '') ? e.code! : 'network_error' }),
     );
@@ -128,6 +155,8 @@ export const postWebhook = (target: CheckedUrl, headers: Record<string, string>,
 export const createWebhookWorker = (d: Deps) => {
   const workerId = `wrk_${randomUUID()}`;
   let kickWorker = () => {};
+  // As many connections per receiver address as attempts may be in flight: none waits in the agent's queue.
+  const agents = createWebhookAgents(d.concurrency);
 
   // --- fan-out ---------------------------------------------------------------------------------
   const matches = (_ep: WebhookEndpointsTable, types: string[], mailboxes: string[], e: { type: string; mailbox_id: string | null }) =>
@@ -136,13 +165,25 @@ export const createWebhookWorker = (d: Deps) => {
 
   class CursorMoved extends Error {}
 
+  /*
+   * Events just fanned out, kept for their first attempt (the claim would read them again otherwise). The
+   * log is append-only (an event row is never updated or deleted), so a kept event is the stored one; the
+   * attempt still checks it belongs to the job's organisation. Bounded; a miss reads the log.
+   */
+  const recentEvents = new Map<string, DomainEvent>();
+  const remember = (e: DomainEvent) => {
+    if (recentEvents.size >= 20_000) recentEvents.clear();
+    recentEvents.set(e.id, e);
+  };
+
   /** Fans one endpoint out to the head of its organisation's log; returns how many jobs it queued. */
   const fanOutEndpoint = async (endpointId: string): Promise<number> => {
     let queued = 0;
     for (;;) {
       let more = false;
+      let matched: DomainEvent[] = [];
       try {
-        queued += await d.db.transaction().execute(async (tx) => {
+        const n = await d.db.transaction().execute(async (tx) => {
           const ep = await repo.endpointAnyOrg(tx, endpointId);
           if (ep?.status !== 'active' || ep.deleted_at) return 0;
           const from = Number(ep.cursor);
@@ -155,8 +196,13 @@ export const createWebhookWorker = (d: Deps) => {
           const rows = events.filter((e) => matches(ep, types, mailboxes, e)).map((e) => deliveryRow(ep, e, at, false));
           if (!(await repo.advanceCursor(tx, ep.id, from, events.at(-1)!.seq))) throw new CursorMoved();
           await repo.insertDeliveries(tx, rows);
+          matched = rows.length > 0 ? events.filter((e) => matches(ep, types, mailboxes, e)) : [];
           return rows.length;
         });
+        for (const e of matched) remember(e);
+        queued += n;
+        // Each committed page is due at once: delivery starts while later pages are still being fanned out.
+        if (n > 0) kickWorker();
       } catch (e) {
         // Another process fanned these events out first: its jobs stand, ours rolled back.
         if (e instanceof CursorMoved) continue;
@@ -253,6 +299,11 @@ export const createWebhookWorker = (d: Deps) => {
   // Group commit (as the delivery worker's): outcomes arriving together share one transaction.
   type Pending = { job: WebhookDeliveriesTable; r: AttemptResult; resolve: () => void; reject: (e: unknown) => void };
   const outcomes: Pending[] = [];
+  /*
+   * One outcome commit at a time, on both dialects: outcomes arriving meanwhile wait and share the next.
+   * Four commits in flight on PostgreSQL (endpoint rows locked in id order) was tried: smaller groups, more
+   * statements per event, lower throughput and more CPU per event in bench/webhooks.ts.
+   */
   let committing = false;
   const flush = async () => {
     if (committing) return;
@@ -260,13 +311,20 @@ export const createWebhookWorker = (d: Deps) => {
     try {
       while (outcomes.length > 0) {
         const group = outcomes.splice(0, 256);
+        // The next jobs are claimed in this same commit (one commit, not two): as many as would be free.
+        const refill = worker.reserve(group.length);
+        let claimed: WebhookDeliveriesTable[] = [];
         try {
           await d.db.transaction().execute(async (tx) => {
             // The common case in a few statements: successes by status code, their log rows in one insert.
             const at = d.clock.now().toISOString();
             const ok = group.filter((p) => p.r.ok);
             const byCode = new Map<number, Pending[]>();
-            for (const p of ok) byCode.set(p.r.status!, [...(byCode.get(p.r.status!) ?? []), p]);
+            for (const p of ok) {
+              const list = byCode.get(p.r.status!);
+              if (list) list.push(p);
+              else byCode.set(p.r.status!, [p]);
+            }
             const attempts: WebhookAttemptsTable[] = [];
             const endpoints = new Set<string>();
             for (const [code, list] of byCode) {
@@ -289,9 +347,21 @@ export const createWebhookWorker = (d: Deps) => {
             for (const _ of attempts) d.metrics?.webhookAttempt?.('delivered');
             for (const id of endpoints) await repo.noteResult(tx, id, true, at);
             for (const p of group) if (!p.r.ok) await finishIn(tx, p.job, p.r);
+            if (refill) claimed = await claimIn(tx, refill.n);
           });
+          // Handed over before the finished jobs free their slots, so the loop does not claim for them as well.
+          if (refill) {
+            try {
+              refill.fill(await hydrate(claimed));
+            } catch (e) {
+              // Leased but unread: they wait out their lease and are claimed again (at least once still holds).
+              refill.fill([], true);
+              d.logger.error({ err: { type: (e as Error)?.name } }, 'webhooks: reading claimed jobs failed');
+            }
+          }
           for (const p of group) p.resolve();
         } catch {
+          refill?.fill([], true);
           // One bad outcome must not hold back the others.
           for (const p of group) {
             try {
@@ -360,7 +430,7 @@ export const createWebhookWorker = (d: Deps) => {
       // Never an unsigned delivery: an endpoint without a live secret fails closed.
       if (live.length === 0) throw new Error('no live signing secret');
       const headers = signDelivery(live, event.id, nowDate, body);
-      const res = await postWebhook(checked, headers, body, d.timeoutMs);
+      const res = await postWebhook(checked, headers, body, d.timeoutMs, agents);
       const ok = res.status !== null && res.status >= 200 && res.status < 300;
       const error =
         res.error ??
@@ -385,17 +455,35 @@ export const createWebhookWorker = (d: Deps) => {
     await finish(job, result);
   };
 
-  // The claimed jobs' events in one query, not one per attempt.
-  const claim = async (n: number, until: Date): Promise<Job[]> => {
-    const jobs = await repo.claimDeliveries(d.db, d.dialect, workerId, d.clock.now(), until.getTime() - d.clock.now().getTime(), n);
+  /** Claims up to `n` due jobs in `ex` (the root handle, or the transaction recording outcomes). */
+  /*
+   * Jobs whose lease ran out (a dead worker's) are looked for at most once a second: a lease runs for
+   * MAILWARD_WEBHOOK_LEASE_SECONDS anyway, and with few jobs due every claim would otherwise run that
+   * second statement too.
+   */
+  let expiredAt = 0;
+  const claimIn = (ex: Executor, n: number) => {
+    const now = d.clock.now();
+    const expired = Date.now() - expiredAt >= 1000;
+    if (expired) expiredAt = Date.now();
+    return repo.claimDeliveries(ex, d.dialect, workerId, now, d.leaseMs, n, expired);
+  };
+  const claim = async (n: number): Promise<Job[]> => hydrate(await claimIn(d.db, n));
+  // The claimed jobs' events, endpoints and live secrets in three queries, not three per attempt.
+  const hydrate = async (jobs: WebhookDeliveriesTable[]): Promise<Job[]> => {
     if (jobs.length === 0) return [];
     const endpointIds = [...new Set(jobs.map((j) => j.endpoint_id))];
-    const [events, endpoints, secrets] = await Promise.all([
-      eventsByIds(d.db, [...new Set(jobs.map((j) => j.event_id))]),
+    const missing = [...new Set(jobs.map((j) => j.event_id))].filter((id) => !recentEvents.has(id));
+    const [read, endpoints, secrets] = await Promise.all([
+      eventsByIds(d.db, missing),
       repo.endpointsByIds(d.db, endpointIds),
       repo.liveSecretsOf(d.db, endpointIds, d.clock.now().toISOString()),
     ]);
-    const eventsById = new Map(events.map((e) => [e.id, e]));
+    const eventsById = new Map(read.map((e) => [e.id, e]));
+    for (const j of jobs) {
+      const kept = recentEvents.get(j.event_id);
+      if (kept) eventsById.set(kept.id, kept);
+    }
     const endpointById = new Map(endpoints.map((e) => [e.id, e]));
     return jobs.map((j) => ({
       ...j,
@@ -409,13 +497,14 @@ export const createWebhookWorker = (d: Deps) => {
     {
       name: 'webhooks',
       id: (j) => j.id,
-      claim: (_w, n, until) => claim(n, until),
+      claim: (_w, n) => claim(n),
       renew: (_w, until) => repo.renewLeases(d.db, d.dialect, workerId, until.toISOString()),
       run: (job) => attempt(job),
     },
     {
       workerId,
       concurrency: d.concurrency,
+      prefetch: d.concurrency,
       pollMs: d.pollMs,
       leaseMs: d.leaseMs,
       logger: d.logger,
@@ -440,6 +529,8 @@ export const createWebhookWorker = (d: Deps) => {
     unsubscribe = null;
     await Promise.all(running.values());
     await worker.stop();
+    agents.http.destroy();
+    agents.https.destroy();
   };
 
   return { start, stop, fanOut, fanOutAll, runOnce: worker.runOnce, kick: () => worker.kick(), workerId };

@@ -1,4 +1,5 @@
 import { sql } from 'kysely';
+import { batchInsert, paddedIn } from '../store/batch.js';
 import type { Dialect, Executor } from '../store/db.js';
 import type { WebhookAttemptsTable, WebhookDeliveriesTable, WebhookEndpointsTable, WebhookSecretsTable } from '../store/schema.js';
 
@@ -90,13 +91,7 @@ export const webhooksRepo = {
       .execute(),
 
   endpointsByIds: (ex: Executor, ids: readonly string[]) =>
-    ids.length === 0
-      ? Promise.resolve([])
-      : ex
-          .selectFrom('webhook_endpoints')
-          .selectAll()
-          .where('id', 'in', [...ids])
-          .execute(),
+    ids.length === 0 ? Promise.resolve([]) : ex.selectFrom('webhook_endpoints').selectAll().where('id', 'in', paddedIn(ids)).execute(),
   /** Secrets of these endpoints valid at `at`, newest first. */
   liveSecretsOf: (ex: Executor, endpointIds: readonly string[], at: string) =>
     endpointIds.length === 0
@@ -104,7 +99,7 @@ export const webhooksRepo = {
       : ex
           .selectFrom('webhook_secrets')
           .selectAll()
-          .where('endpoint_id', 'in', [...endpointIds])
+          .where('endpoint_id', 'in', paddedIn(endpointIds))
           .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', at)]))
           .orderBy('created_at', 'desc')
           .orderBy('id', 'desc')
@@ -118,20 +113,31 @@ export const webhooksRepo = {
       .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', until)]))
       .execute(),
 
-  insertDeliveries: async (tx: Executor, rows: WebhookDeliveriesTable[]) => {
-    // Chunks keep each statement under SQLite's bound-parameter limit.
-    for (let i = 0; i < rows.length; i += 500)
-      await tx
-        .insertInto('webhook_deliveries')
-        .values(rows.slice(i, i + 500))
-        .execute();
-  },
+  /** Many delivery jobs in a few compiled statements (a fan-out page or a replay: src/store/batch.ts). */
+  insertDeliveries: batchInsert('webhook_deliveries', [
+    'id',
+    'org_id',
+    'endpoint_id',
+    'event_id',
+    'event_seq',
+    'is_replay',
+    'status',
+    'attempts',
+    'next_attempt_at',
+    'first_attempt_at',
+    'lease_until',
+    'claimed_by',
+    'last_status_code',
+    'last_error',
+    'created_at',
+    'updated_at',
+  ]),
 
   /**
    * Claims up to `limit` due jobs: waiting ones first (read in index order: no sort of every waiting job),
-   * then jobs whose lease ran out (a dead worker's), each in one statement.
+   * then (unless `expired` is false) jobs whose lease ran out (a dead worker's), each in one statement.
    */
-  claimDeliveries: async (db: Executor, dialect: Dialect, workerId: string, now: Date, leaseMs: number, limit: number) => {
+  claimDeliveries: async (db: Executor, dialect: Dialect, workerId: string, now: Date, leaseMs: number, limit: number, expired = true) => {
     const at = now.toISOString();
     const take = async (kind: 'pending' | 'expired', n: number) => {
       let due = db.selectFrom('webhook_deliveries').select('id');
@@ -156,7 +162,7 @@ export const webhooksRepo = {
         .execute();
     };
     const jobs = await take('pending', limit);
-    return jobs.length < limit ? [...jobs, ...(await take('expired', limit - jobs.length))] : jobs;
+    return jobs.length < limit && expired ? [...jobs, ...(await take('expired', limit - jobs.length))] : jobs;
   },
 
   renewLeases: async (db: Executor, dialect: Dialect, workerId: string, leaseUntil: string) => {
@@ -194,20 +200,27 @@ export const webhooksRepo = {
           await tx
             .updateTable('webhook_deliveries')
             .set({ status: 'done', last_status_code: statusCode, last_error: null, updated_at: at, lease_until: null, claimed_by: null })
-            .where('id', 'in', [...ids])
+            .where('id', 'in', paddedIn(ids))
             .where('status', '=', 'sending')
             .where('claimed_by', '=', workerId)
             .returning('id')
             .execute()
         ).map((r) => r.id),
 
-  insertAttempts: async (tx: Executor, rows: WebhookAttemptsTable[]) => {
-    for (let i = 0; i < rows.length; i += 500)
-      await tx
-        .insertInto('webhook_attempts')
-        .values(rows.slice(i, i + 500))
-        .execute();
-  },
+  /** Rows of the delivery log in a few compiled statements (an outcome group). */
+  insertAttempts: batchInsert('webhook_attempts', [
+    'id',
+    'org_id',
+    'endpoint_id',
+    'delivery_id',
+    'event_id',
+    'attempt',
+    'at',
+    'outcome',
+    'status_code',
+    'latency_ms',
+    'error',
+  ]),
 
   cancelPending: async (tx: Executor, endpointId: string, at: string) =>
     Number(
