@@ -78,18 +78,23 @@ for (const dialect of testDialects()) {
     const clock = fixedClock(new Date());
 
     /** Opens `url` in the signed-in browser, lets the human choose on the consent page, and returns the redirect's query. */
-    const consent = async (url: string, choose: (p: Page) => Promise<void> = async () => {}) => {
+    const consent = async (
+      url: string,
+      choose: (p: Page) => Promise<void> = async () => {},
+      who: { page: Page; context: BrowserContext } = { page, context },
+    ) => {
+      const { page: pg, context: ctx } = who;
       let landed: URL | undefined;
-      await context.route(`${REDIRECT}**`, async (route) => {
+      await ctx.route(`${REDIRECT}**`, async (route) => {
         landed = new URL(route.request().url());
         await route.fulfill({ status: 200, contentType: 'text/plain', body: 'back in the client' });
       });
-      await page.goto(url);
-      await page.waitForURL(/\/console\/oauth\//);
-      await choose(page);
-      await page.click('#allow');
+      await pg.goto(url);
+      await pg.waitForURL(/\/console\/oauth\//);
+      await choose(pg);
+      await pg.click('#allow');
       await expect.poll(() => landed?.searchParams.toString() ?? '', { timeout: 15_000 }).toMatch(/code=|error=/);
-      await context.unroute(`${REDIRECT}**`);
+      await ctx.unroute(`${REDIRECT}**`);
       return landed!.searchParams;
     };
 
@@ -324,8 +329,10 @@ for (const dialect of testDialects()) {
     it('refuses the next MCP call, in this process and another one on the same store, once the agent or the granting human is deactivated', async () => {
       const dep = await t.call('POST', '/v1/departments', t.adminKey, { name: 'Oncology' });
       const second = await t.call('POST', '/v1/agents', t.adminKey, { name: 'Second Assistant', department_id: dep.body.id, responsible_human_id: human.id });
+      // An admin may let a client act as any agent of the organisation (here Ana's), and can be deactivated on their own.
+      const admin = await signInInBrowser(browser, t, origin, clock, { name: 'Sam Admin', email: 'sam.admin@hospital.example', roles: ['admin'] });
       const clientId = provider.info!.client_id;
-      const tokenFor = async (agent: string) => {
+      const tokenFor = async (agent: string, who?: { page: Page; context: BrowserContext }) => {
         const verifier = randomBytes(32).toString('base64url');
         const q = new URLSearchParams({
           client_id: clientId,
@@ -336,31 +343,33 @@ for (const dialect of testDialects()) {
           code_challenge_method: 'S256',
           resource: `${origin}/mcp`,
         });
-        const back = await consent(`${origin}/oauth/authorize?${q}`, (p) => p.check(`input[name=agent_id][value="${agent}"]`));
+        const back = await consent(`${origin}/oauth/authorize?${q}`, (p) => p.check(`input[name=agent_id][value="${agent}"]`), who);
         const r = await token({ grant_type: 'authorization_code', code: back.get('code')!, redirect_uri: REDIRECT, client_id: clientId, code_verifier: verifier });
         return (await json(r)).access_token as string;
       };
-      const forFirst = await tokenFor(agentId);
+      const byAna = await tokenFor(agentId);
+      const bySam = await tokenFor(agentId, admin);
       const forSecond = await tokenFor(second.body.id);
       // A second `mailward serve` on the same store; its public URL is this origin, so tokens for this /mcp are its too.
       const child: ServerProcess = await startServer({ ...t.env, MAILWARD_PUBLIC_URL: origin, MAILWARD_LOG_LEVEL: 'warn' });
       try {
         const there = `http://127.0.0.1:${child.port}`;
-        for (const at of [origin, there]) {
-          expect((await mcpCall(forFirst, at)).status).toBe(200);
-          expect((await mcpCall(forSecond, at)).status).toBe(200);
-        }
+        for (const at of [origin, there]) for (const tk of [byAna, bySam, forSecond]) expect((await mcpCall(tk, at)).status).toBe(200);
         expect((await t.call('POST', `/v1/agents/${second.body.id}/deactivate`, t.adminKey)).status).toBe(200);
         for (const at of [origin, there]) {
           expect((await mcpCall(forSecond, at)).status).toBe(401);
-          expect((await mcpCall(forFirst, at)).status).toBe(200);
+          expect((await mcpCall(byAna, at)).status).toBe(200);
         }
-        expect((await t.call('POST', `/v1/humans/${human.id}/deactivate`, t.adminKey)).status).toBe(200);
-        for (const at of [origin, there]) expect((await mcpCall(forFirst, at)).status).toBe(401);
-        // The refresh token dies with them too (the library asks findAccount, which checks the store).
+        expect((await t.call('POST', `/v1/humans/${admin.human.id}/deactivate`, t.adminKey)).status).toBe(200);
+        for (const at of [origin, there]) {
+          expect((await mcpCall(bySam, at)).status).toBe(401);
+          // The same agent through another human's grant still works: it is the granting human who is gone.
+          expect((await mcpCall(byAna, at)).status).toBe(200);
+        }
       } finally {
         await child.stop();
+        await admin.context.close();
       }
-    }, 120_000);
+    }, 180_000);
   });
 }
