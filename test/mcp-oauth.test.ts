@@ -11,7 +11,6 @@ import { headerValue, splitMessage } from '../src/mail/mime.js';
 import { launchChromium } from './support/browser.js';
 import { signInInBrowser } from './support/console-browser.js';
 import { testDialects } from './support/dialects.js';
-import { connectHttp } from './support/mcp-client.js';
 import { drainDeliveries, relayEnv, type Sink, startSink } from './support/outbound-sink.js';
 import { freePort, type ServerProcess, startServer } from './support/processes.js';
 import { createTestApp, type TestApp } from './support/test-app.js';
@@ -160,8 +159,16 @@ for (const dialect of testDialects()) {
       agentId = agent.body.id;
       // Another agent, answered for by someone else: not offered to this human.
       const other = await t.call('POST', '/v1/humans', t.adminKey, { name: 'Dr. Lee', email: 'lee@hospital.example', roles: ['reviewer'] });
-      await t.call('POST', '/v1/agents', t.adminKey, { name: 'Not Yours', department_id: dep.body.id, responsible_human_id: other.body.id });
-      const box = await t.call('POST', '/v1/mailboxes', t.adminKey, { agent_id: agentId, display_name: 'Ward Assistant', oversight_mode: 'autonomous' });
+      await t.call('POST', '/v1/agents', t.adminKey, {
+        name: 'Not Yours',
+        department_id: dep.body.id,
+        responsible_human_id: other.body.id,
+      });
+      const box = await t.call('POST', '/v1/mailboxes', t.adminKey, {
+        agent_id: agentId,
+        display_name: 'Ward Assistant',
+        oversight_mode: 'autonomous',
+      });
       expect(box.status).toBe(201);
       mailboxId = box.body.id;
     }, 120_000);
@@ -212,7 +219,13 @@ for (const dialect of testDialects()) {
       expect(who.structuredContent.principal ?? who.structuredContent).toMatchObject({ id: agentId });
       const sent = (await client.callTool({
         name: 'send_email',
-        arguments: { mailbox_id: mailboxId, to: ['patient@example.org'], subject: 'Your appointment', text: 'See you on Monday.', idempotency_key: 'oauth-send-1' },
+        arguments: {
+          mailbox_id: mailboxId,
+          to: ['patient@example.org'],
+          subject: 'Your appointment',
+          text: 'See you on Monday.',
+          idempotency_key: 'oauth-send-1',
+        },
       })) as { structuredContent?: any; isError?: boolean };
       expect(sent.isError, JSON.stringify(sent)).not.toBe(true);
       const emailId = sent.structuredContent.id as string;
@@ -226,8 +239,14 @@ for (const dialect of testDialects()) {
       expect(ev.delegation_chain.at(-1)).toMatchObject({ type: 'human', id: human.id });
       expect(ev.delegation_chain.at(-2)).toMatchObject({ type: 'agent', id: agentId });
       const consentEv = await t.call('GET', '/v1/audit/events?action=oauth.consent.granted&limit=10', t.adminKey);
-      expect(consentEv.body.events.at(-1)).toMatchObject({ actor: { type: 'human', id: human.id }, target: { type: 'agent', id: agentId } });
-      expect(consentEv.body.events.at(-1).details).toMatchObject({ client_id: provider.info!.client_id, scopes: ['mail:read', 'mail:send', 'vault:read', 'vault:totp'] });
+      expect(consentEv.body.events.at(-1)).toMatchObject({
+        actor: { type: 'human', id: human.id },
+        target: { type: 'agent', id: agentId },
+      });
+      expect(consentEv.body.events.at(-1).details).toMatchObject({
+        client_id: provider.info!.client_id,
+        scopes: ['mail:read', 'mail:send', 'vault:read', 'vault:totp'],
+      });
 
       // The identity header of the delivered mail names the human in its chain and as the actor the agent acts for.
       await drainDeliveries(t);
@@ -266,7 +285,13 @@ for (const dialect of testDialects()) {
     it('refuses a code redeemed twice and then the tokens of its first redemption', async () => {
       const clientId = provider.info!.client_id;
       const { params, verifier } = await authorizeByHand(clientId);
-      const body = { grant_type: 'authorization_code', code: params.get('code')!, redirect_uri: REDIRECT, client_id: clientId, code_verifier: verifier };
+      const body = {
+        grant_type: 'authorization_code',
+        code: params.get('code')!,
+        redirect_uri: REDIRECT,
+        client_id: clientId,
+        code_verifier: verifier,
+      };
       const once = await token(body);
       expect(once.status).toBe(200);
       const issued = await json(once);
@@ -282,7 +307,13 @@ for (const dialect of testDialects()) {
       const clientId = provider.info!.client_id;
       const { params, verifier } = await authorizeByHand(clientId);
       const first = await json(
-        token({ grant_type: 'authorization_code', code: params.get('code')!, redirect_uri: REDIRECT, client_id: clientId, code_verifier: verifier }),
+        token({
+          grant_type: 'authorization_code',
+          code: params.get('code')!,
+          redirect_uri: REDIRECT,
+          client_id: clientId,
+          code_verifier: verifier,
+        }),
       );
       const rotated = await token({ grant_type: 'refresh_token', refresh_token: first.refresh_token, client_id: clientId });
       expect(rotated.status).toBe(200);
@@ -317,7 +348,13 @@ for (const dialect of testDialects()) {
       const clientId = provider.info!.client_id;
       const { params, verifier } = await authorizeByHand(clientId);
       const issued = await json(
-        token({ grant_type: 'authorization_code', code: params.get('code')!, redirect_uri: REDIRECT, client_id: clientId, code_verifier: verifier }),
+        token({
+          grant_type: 'authorization_code',
+          code: params.get('code')!,
+          redirect_uri: REDIRECT,
+          client_id: clientId,
+          code_verifier: verifier,
+        }),
       );
       expect((await mcpCall(issued.access_token)).status).toBe(200);
       clock.advance(601_000);
@@ -328,9 +365,17 @@ for (const dialect of testDialects()) {
 
     it('refuses the next MCP call, in this process and another one on the same store, once the agent or the granting human is deactivated', async () => {
       const dep = await t.call('POST', '/v1/departments', t.adminKey, { name: 'Oncology' });
-      const second = await t.call('POST', '/v1/agents', t.adminKey, { name: 'Second Assistant', department_id: dep.body.id, responsible_human_id: human.id });
+      const second = await t.call('POST', '/v1/agents', t.adminKey, {
+        name: 'Second Assistant',
+        department_id: dep.body.id,
+        responsible_human_id: human.id,
+      });
       // An admin may let a client act as any agent of the organisation (here Ana's), and can be deactivated on their own.
-      const admin = await signInInBrowser(browser, t, origin, clock, { name: 'Sam Admin', email: 'sam.admin@hospital.example', roles: ['admin'] });
+      const admin = await signInInBrowser(browser, t, origin, clock, {
+        name: 'Sam Admin',
+        email: 'sam.admin@hospital.example',
+        roles: ['admin'],
+      });
       const clientId = provider.info!.client_id;
       const tokenFor = async (agent: string, who?: { page: Page; context: BrowserContext }) => {
         const verifier = randomBytes(32).toString('base64url');
@@ -344,7 +389,13 @@ for (const dialect of testDialects()) {
           resource: `${origin}/mcp`,
         });
         const back = await consent(`${origin}/oauth/authorize?${q}`, (p) => p.check(`input[name=agent_id][value="${agent}"]`), who);
-        const r = await token({ grant_type: 'authorization_code', code: back.get('code')!, redirect_uri: REDIRECT, client_id: clientId, code_verifier: verifier });
+        const r = await token({
+          grant_type: 'authorization_code',
+          code: back.get('code')!,
+          redirect_uri: REDIRECT,
+          client_id: clientId,
+          code_verifier: verifier,
+        });
         return (await json(r)).access_token as string;
       };
       const byAna = await tokenFor(agentId);

@@ -49,7 +49,11 @@ export const createAuthHook =
     rateLimiter: RateLimiter;
     sessions?: SessionAuth;
     /** /mcp only: a Bearer credential that is not an API key (`mw_...`) is taken as an OAuth access token (src/oauth). */
-    oauth?: (token: string, host: string | undefined, meta: { requestId: string | null; clientIp: string | null }) => Promise<RequestContext['principal']>;
+    oauth?: (
+      token: string,
+      host: string | undefined,
+      meta: { requestId: string | null; clientIp: string | null },
+    ) => Promise<RequestContext['principal']>;
   }) =>
   async (req: FastifyRequest, reply: FastifyReply) => {
     const meta = { requestId: req.id, clientIp: req.ip ?? null };

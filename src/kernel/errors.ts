@@ -66,7 +66,11 @@ export const ERROR_CODES: readonly ErrorCodeEntry[] = [
     status: 403,
     summary: 'MCP over OAuth: the access token lacks the scope the tool needs; `WWW-Authenticate` names it (RFC 6750 3.1).',
   },
-  { code: 'oauth_scope_not_allowed', status: 422, summary: 'OAuth consent: a scope the client did not request, or that the human may not grant.' },
+  {
+    code: 'oauth_scope_not_allowed',
+    status: 422,
+    summary: 'OAuth consent: a scope the client did not request, or that the human may not grant.',
+  },
   { code: 'oauth_scope_required', status: 422, summary: 'OAuth consent: no scope was chosen.' },
   { code: 'oauth_interaction_expired', status: 400, summary: 'OAuth consent: the authorization request expired or was already answered.' },
   { code: 'role_required', status: 403, summary: 'The human lacks the role this action needs.' },

@@ -152,7 +152,10 @@ export const createOutboundPipeline = ({ ring, clock, config, signer = { sign: s
     const human = await repo.human(ex, msg.org_id, agent.responsible_human_id);
     // An MCP client sent it with a human's OAuth consent: that human joins the chain and is the one the agent acts for.
     const granted = msg.granted_by ? (JSON.parse(msg.granted_by) as { id: string; name: string }) : null;
-    const chain = [...(await repo.agentChain(ex, agent, org.name)), ...(granted ? [{ type: 'human' as const, id: granted.id, name: granted.name }] : [])];
+    const chain = [
+      ...(await repo.agentChain(ex, agent, org.name)),
+      ...(granted ? [{ type: 'human' as const, id: granted.id, name: granted.name }] : []),
+    ];
     const approval = msg.approval_id
       ? await ex.selectFrom('approvals').select(['id', 'decided_by', 'status']).where('id', '=', msg.approval_id).executeTakeFirst()
       : undefined;

@@ -281,7 +281,12 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
     // Sent through an OAuth token: the human who granted it goes into the identity header's chain (outbound-pipeline.ts).
     const granted = ctx.principal.oauth;
     if (granted) {
-      row.granted_by = JSON.stringify({ id: granted.human.id, name: granted.human.name, client_id: granted.clientId, grant_id: granted.grantId });
+      row.granted_by = JSON.stringify({
+        id: granted.human.id,
+        name: granted.human.name,
+        client_id: granted.clientId,
+        grant_id: granted.grantId,
+      });
     }
     await insertMessage(
       tx,

@@ -184,7 +184,10 @@ export const mcpRoutes = (opts: McpHttpOptions) => async (app: FastifyInstance) 
         // own error result.
         const missing = req.ctx.principal.oauth ? missingScopeOf(req.body, req.ctx.principal) : undefined;
         if (missing) {
-          reply.header('www-authenticate', bearerChallenge({ publicUrl: opts.publicUrl }, req, { error: 'insufficient_scope', scope: missing }));
+          reply.header(
+            'www-authenticate',
+            bearerChallenge({ publicUrl: opts.publicUrl }, req, { error: 'insufficient_scope', scope: missing }),
+          );
           throw new AppError('insufficient_scope', 403, `This tool needs the ${missing} scope, which this access token lacks.`, {
             extra: { scope: missing },
           });

@@ -39,7 +39,7 @@ export const createOauthConsent = ({ db, identity, guard }: Deps) => {
       const p = ctx.principal;
       const a = await identity.agent(tx, p.orgId, c.agentId);
       const h = await identity.human(tx, p.orgId, p.id);
-      if (!a || a.is_active !== 1 || !h || !mayActFor(h, a)) throw notFound('agent');
+      if (a?.is_active !== 1 || !h || !mayActFor(h, a)) throw notFound('agent');
       const allowed = grantableScopes(JSON.parse(h.roles) as Role[]);
       const scopes = [...new Set(c.scopes)];
       const bad = scopes.filter((s) => !allowed.includes(s as Scope) || !c.requested.includes(s));
@@ -65,4 +65,8 @@ export type OauthConsent = ReturnType<typeof createOauthConsent>;
 
 /** The interaction is gone (expired, finished, or its cookie missing): the client must start again. */
 export const interactionGone = () =>
-  new AppError('oauth_interaction_expired', 400, 'This authorization request has expired or was already answered; start again from your MCP client.');
+  new AppError(
+    'oauth_interaction_expired',
+    400,
+    'This authorization request has expired or was already answered; start again from your MCP client.',
+  );

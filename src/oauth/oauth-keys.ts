@@ -42,7 +42,9 @@ export const loadOauthKeys = async (db: Db, ring: KeyRing): Promise<OauthKeys> =
   }
   const derive = (info: string) => Buffer.from(hkdfSync('sha256', secret, Buffer.alloc(0), info, 32));
   const seed = derive('mailward/oauth/ed25519');
-  const jwk = createPrivateKey({ key: Buffer.concat([ED25519_PKCS8_PREFIX, seed]), format: 'der', type: 'pkcs8' }).export({ format: 'jwk' });
+  const jwk = createPrivateKey({ key: Buffer.concat([ED25519_PKCS8_PREFIX, seed]), format: 'der', type: 'pkcs8' }).export({
+    format: 'jwk',
+  });
   return {
     cookieKeys: [derive('mailward/oauth/cookies').toString('base64url')],
     signingJwk: { ...jwk, alg: 'EdDSA', use: 'sig' },

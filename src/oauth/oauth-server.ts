@@ -154,7 +154,12 @@ export const createOauthServer = ({ db, records, identity, audit, keys, logger, 
           getResourceServerInfo: (_ctx, indicator) => {
             // RFC 8707 2: a resource this server does not serve is refused (invalid_target).
             if (indicator !== resource) throw new errors.InvalidTarget(`the only resource is ${resource}`);
-            return { scope: AGENT_SCOPES.join(' '), audience: resource, accessTokenTTL: config.accessTokenSeconds, accessTokenFormat: 'opaque' };
+            return {
+              scope: AGENT_SCOPES.join(' '),
+              audience: resource,
+              accessTokenTTL: config.accessTokenSeconds,
+              accessTokenFormat: 'opaque',
+            };
           },
         },
         clientIdMetadataDocument: {
@@ -212,7 +217,11 @@ export const createOauthServer = ({ db, records, identity, audit, keys, logger, 
           target: at ? { type: 'oauth_grant', id: at.grantId } : null,
           requestId: null,
           clientIp: ctx.ip ?? null,
-          details: { client_id: ctx.oidc.client?.clientId ?? null, grant_type: ctx.oidc.params?.grant_type ?? null, scope: at?.scope ?? null },
+          details: {
+            client_id: ctx.oidc.client?.clientId ?? null,
+            grant_type: ctx.oidc.params?.grant_type ?? null,
+            scope: at?.scope ?? null,
+          },
         }),
       );
     });

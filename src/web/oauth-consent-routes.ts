@@ -101,7 +101,10 @@ export const oauthConsentRoutes = async (app: FastifyInstance, kit: ConsoleKit, 
     }
     const ctx = kit.ctxOf(req, s);
     const o = await deps.consent.options(ctx);
-    return kit.html(reply, consentPage(kit.viewer(s), v, { agents: o.agents, scopes: o.scopes.filter((x) => v.requestedScopes.includes(x)) }));
+    return kit.html(
+      reply,
+      consentPage(kit.viewer(s), v, { agents: o.agents, scopes: o.scopes.filter((x) => v.requestedScopes.includes(x)) }),
+    );
   });
 
   app.post('/console/oauth/:uid', async (req, reply) => {
@@ -111,7 +114,8 @@ export const oauthConsentRoutes = async (app: FastifyInstance, kit: ConsoleKit, 
     if (s?.session.stage !== 'full') return reply.redirect(kit.home(s), 303);
     const r = consentForm.safeParse(req.body ?? {});
     kit.checkCsrf(req, s, r.success ? r.data.csrf : undefined);
-    if (!r.success) return kit.html(reply, messagePage('Authorization request', 'The form was incomplete; reload the page.', kit.viewer(s)), 400);
+    if (!r.success)
+      return kit.html(reply, messagePage('Authorization request', 'The form was incomplete; reload the page.', kit.viewer(s)), 400);
     let v: InteractionView;
     try {
       v = await view(req, reply, p.data.uid);
