@@ -1709,6 +1709,7 @@ export interface components {
          *     - `invalid_idempotency_key`: Idempotency-Key is not 1-255 printable ASCII characters.
          *     - `invalid_in_reply_to`: `in_reply_to` is not a message of this mailbox.
          *     - `message_required`: No raw message in a message/rfc822 body.
+         *     - `oauth_interaction_expired`: OAuth consent: the authorization request expired or was already answered.
          *     - `backup_dialect_mismatch`: The backup was taken from the other store kind (SQLite or PostgreSQL).
          *     - `backup_invalid`: The backup archive is damaged or not a Mailward backup.
          *     - `backup_missing`: The backup file does not exist.
@@ -1729,7 +1730,7 @@ export interface components {
              * @description stable snake_case error code
              * @enum {string}
              */
-            code: "bad_request" | "bad_url" | "bad_content_length" | "malformed_json" | "validation_failed" | "invalid_unicode" | "invalid_cursor" | "invalid_filter" | "invalid_idempotency_key" | "invalid_in_reply_to" | "message_required" | "backup_dialect_mismatch" | "backup_invalid" | "backup_missing" | "backup_too_new" | "invalid_directory" | "api_key_required" | "invalid_time" | "invalid_last_event_id" | "invalid_rows";
+            code: "bad_request" | "bad_url" | "bad_content_length" | "malformed_json" | "validation_failed" | "invalid_unicode" | "invalid_cursor" | "invalid_filter" | "invalid_idempotency_key" | "invalid_in_reply_to" | "message_required" | "oauth_interaction_expired" | "backup_dialect_mismatch" | "backup_invalid" | "backup_missing" | "backup_too_new" | "invalid_directory" | "api_key_required" | "invalid_time" | "invalid_last_event_id" | "invalid_rows";
             /** @description what to fix; never PHI, addresses or secrets */
             detail: string;
             request_id: string | null;
@@ -2076,6 +2077,7 @@ export interface components {
         /**
          * @description 403 Forbidden (RFC 9457 problem details). Codes:
          *     - `scope_required`: The key lacks the scope this action needs.
+         *     - `insufficient_scope`: MCP over OAuth: the access token lacks the scope the tool needs; `WWW-Authenticate` names it (RFC 6750 3.1).
          *     - `role_required`: The human lacks the role this action needs.
          *     - `admin_required`: Only an admin may do this.
          *     - `agent_required`: Only an agent key may do this.
@@ -2100,7 +2102,7 @@ export interface components {
              * @description stable snake_case error code
              * @enum {string}
              */
-            code: "scope_required" | "role_required" | "admin_required" | "agent_required" | "agent_only" | "mailbox_read_only" | "message_held" | "sender_cannot_approve" | "consent_grant_requires_human" | "csrf_failed" | "no_grant" | "read_only_key" | "step_up_required" | "author_cannot_approve";
+            code: "scope_required" | "insufficient_scope" | "role_required" | "admin_required" | "agent_required" | "agent_only" | "mailbox_read_only" | "message_held" | "sender_cannot_approve" | "consent_grant_requires_human" | "csrf_failed" | "no_grant" | "read_only_key" | "step_up_required" | "author_cannot_approve";
             /** @description what to fix; never PHI, addresses or secrets */
             detail: string;
             request_id: string | null;
@@ -2708,6 +2710,8 @@ export interface components {
         };
         /**
          * @description 422 Unprocessable Content (RFC 9457 problem details). Codes:
+         *     - `oauth_scope_not_allowed`: OAuth consent: a scope the client did not request, or that the human may not grant.
+         *     - `oauth_scope_required`: OAuth consent: no scope was chosen.
          *     - `address_off_domain`: The address is not on the organisation's domain.
          *     - `forward_to_required`: A monitored mailbox needs forward_to.
          *     - `responsible_human_inactive`: The responsible human is deactivated.
@@ -2758,7 +2762,7 @@ export interface components {
              * @description stable snake_case error code
              * @enum {string}
              */
-            code: "address_off_domain" | "forward_to_required" | "responsible_human_inactive" | "principal_inactive" | "role_not_held" | "incompatible_scopes" | "no_consent" | "consent_category" | "categories_without_consent" | "recorded_at_in_future" | "inbound_not_editable" | "agent_id_required" | "value_required" | "not_totp" | "invalid_totp" | "totp_fields_not_allowed" | "totp_not_revealable" | "export_empty" | "proof_unavailable" | "tree_size_order" | "tree_size_too_small" | "tree_size_too_large" | "category_required" | "expired" | "grant_expiry" | "invalid_issuer" | "no_part2_consent" | "not_a_clinician" | "password_mismatch" | "read_only_humans_only" | "recipient_required" | "retention_too_short" | "revision_replies_to_rejected" | "weak_password" | "comment_required" | "invalid_slot" | "unknown_slot" | "webhook_disabled" | "webhook_url_refused";
+            code: "oauth_scope_not_allowed" | "oauth_scope_required" | "address_off_domain" | "forward_to_required" | "responsible_human_inactive" | "principal_inactive" | "role_not_held" | "incompatible_scopes" | "no_consent" | "consent_category" | "categories_without_consent" | "recorded_at_in_future" | "inbound_not_editable" | "agent_id_required" | "value_required" | "not_totp" | "invalid_totp" | "totp_fields_not_allowed" | "totp_not_revealable" | "export_empty" | "proof_unavailable" | "tree_size_order" | "tree_size_too_small" | "tree_size_too_large" | "category_required" | "expired" | "grant_expiry" | "invalid_issuer" | "no_part2_consent" | "not_a_clinician" | "password_mismatch" | "read_only_humans_only" | "recipient_required" | "retention_too_short" | "revision_replies_to_rejected" | "weak_password" | "comment_required" | "invalid_slot" | "unknown_slot" | "webhook_disabled" | "webhook_url_refused";
             /** @description what to fix; never PHI, addresses or secrets */
             detail: string;
             request_id: string | null;
@@ -2841,7 +2845,7 @@ export interface operations {
                     "application/json": components["schemas"]["Health"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2879,7 +2883,7 @@ export interface operations {
                     "text/plain": string;
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2908,7 +2912,7 @@ export interface operations {
                     "application/json": components["schemas"]["Jwks"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2941,7 +2945,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2972,7 +2976,7 @@ export interface operations {
                     "application/json": string;
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3027,7 +3031,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3073,7 +3077,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3244,7 +3248,7 @@ export interface operations {
                     "application/json": components["schemas"]["Department"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3262,7 +3266,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3311,7 +3315,7 @@ export interface operations {
                     "application/json": components["schemas"]["Department"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3418,7 +3422,7 @@ export interface operations {
                     "application/json": components["schemas"]["Human"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3436,7 +3440,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3485,7 +3489,7 @@ export interface operations {
                     "application/json": components["schemas"]["Human"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3543,7 +3547,7 @@ export interface operations {
                     "application/json": components["schemas"]["Human"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3561,7 +3565,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3623,7 +3627,7 @@ export interface operations {
                     "application/json": components["schemas"]["ApiKeyCreated"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3641,7 +3645,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3659,7 +3663,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
+            /** @description Problem details; `code` is one of `oauth_scope_not_allowed`, `oauth_scope_required`, `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -3739,7 +3743,7 @@ export interface operations {
                     "application/json": components["schemas"]["Agent"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3757,7 +3761,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3784,7 +3788,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ConflictProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
+            /** @description Problem details; `code` is one of `oauth_scope_not_allowed`, `oauth_scope_required`, `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -3824,7 +3828,7 @@ export interface operations {
                     "application/json": components["schemas"]["Agent"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3886,7 +3890,7 @@ export interface operations {
                     "application/json": components["schemas"]["Agent"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3904,7 +3908,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3922,7 +3926,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
+            /** @description Problem details; `code` is one of `oauth_scope_not_allowed`, `oauth_scope_required`, `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -3962,7 +3966,7 @@ export interface operations {
                     "application/json": components["schemas"]["Agent"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3980,7 +3984,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4033,7 +4037,7 @@ export interface operations {
                     "application/json": components["schemas"]["ApiKeyCreated"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4051,7 +4055,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4069,7 +4073,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
+            /** @description Problem details; `code` is one of `oauth_scope_not_allowed`, `oauth_scope_required`, `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -4109,7 +4113,7 @@ export interface operations {
                     "application/json": components["schemas"]["ApiKeyList"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4158,7 +4162,7 @@ export interface operations {
                     "application/json": components["schemas"]["ApiKey"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4176,7 +4180,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4231,7 +4235,7 @@ export interface operations {
                     "application/json": components["schemas"]["AuditEventPage"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4249,7 +4253,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4305,7 +4309,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4365,7 +4369,7 @@ export interface operations {
                     "application/json": components["schemas"]["InclusionProof"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4383,7 +4387,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4401,7 +4405,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
+            /** @description Problem details; `code` is one of `oauth_scope_not_allowed`, `oauth_scope_required`, `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -4442,7 +4446,7 @@ export interface operations {
                     "application/json": components["schemas"]["ConsistencyProof"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4460,7 +4464,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4478,7 +4482,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
+            /** @description Problem details; `code` is one of `oauth_scope_not_allowed`, `oauth_scope_required`, `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -4525,7 +4529,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4581,7 +4585,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4635,7 +4639,7 @@ export interface operations {
                     "application/json": components["schemas"]["LegalHold"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4653,7 +4657,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4702,7 +4706,7 @@ export interface operations {
                     "application/json": components["schemas"]["LegalHold"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4720,7 +4724,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4780,7 +4784,7 @@ export interface operations {
                     "application/json": components["schemas"]["DisclosureReport"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4840,7 +4844,7 @@ export interface operations {
                     "application/json": string;
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4955,7 +4959,7 @@ export interface operations {
                     "application/json": components["schemas"]["BreachIncident"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5016,7 +5020,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5074,7 +5078,7 @@ export interface operations {
                     "application/json": components["schemas"]["BreachIncident"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5142,7 +5146,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5215,7 +5219,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5292,7 +5296,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5366,7 +5370,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5433,7 +5437,7 @@ export interface operations {
                     "application/json": components["schemas"]["BreachHhsFigures"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5531,7 +5535,7 @@ export interface operations {
                     "application/json": components["schemas"]["Mailbox"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5549,7 +5553,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5576,7 +5580,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ConflictProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
+            /** @description Problem details; `code` is one of `oauth_scope_not_allowed`, `oauth_scope_required`, `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -5616,7 +5620,7 @@ export interface operations {
                     "application/json": components["schemas"]["Mailbox"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5678,7 +5682,7 @@ export interface operations {
                     "application/json": components["schemas"]["Mailbox"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5696,7 +5700,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5714,7 +5718,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
+            /** @description Problem details; `code` is one of `oauth_scope_not_allowed`, `oauth_scope_required`, `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -5770,7 +5774,7 @@ export interface operations {
                     "application/json": components["schemas"]["MessagePage"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5788,7 +5792,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5855,7 +5859,7 @@ export interface operations {
                     "application/json": components["schemas"]["SearchPage"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5873,7 +5877,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5923,7 +5927,7 @@ export interface operations {
                     "application/json": unknown;
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5941,7 +5945,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5997,7 +6001,7 @@ export interface operations {
                     "application/json": components["schemas"]["SendAccepted"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6015,7 +6019,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6051,7 +6055,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["PayloadTooLargeProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
+            /** @description Problem details; `code` is one of `oauth_scope_not_allowed`, `oauth_scope_required`, `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -6098,7 +6102,7 @@ export interface operations {
                     "application/json": components["schemas"]["SendAccepted"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6116,7 +6120,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6152,7 +6156,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["PayloadTooLargeProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
+            /** @description Problem details; `code` is one of `oauth_scope_not_allowed`, `oauth_scope_required`, `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -6192,7 +6196,7 @@ export interface operations {
                     "application/json": components["schemas"]["SendAccepted"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6210,7 +6214,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6268,7 +6272,7 @@ export interface operations {
                     "application/json": components["schemas"]["EmailOrHeld"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6286,7 +6290,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6339,7 +6343,7 @@ export interface operations {
                     "application/json": components["schemas"]["Tags"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6357,7 +6361,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6413,7 +6417,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6431,7 +6435,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6483,7 +6487,7 @@ export interface operations {
                     "application/json": components["schemas"]["ApprovalPage"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6501,7 +6505,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6554,7 +6558,7 @@ export interface operations {
                     "application/json": components["schemas"]["ApprovalDecision"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6572,7 +6576,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6608,7 +6612,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["PayloadTooLargeProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
+            /** @description Problem details; `code` is one of `oauth_scope_not_allowed`, `oauth_scope_required`, `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -6652,7 +6656,7 @@ export interface operations {
                     "application/json": components["schemas"]["ApprovalDecision"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6670,7 +6674,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6730,7 +6734,7 @@ export interface operations {
                     "application/json": components["schemas"]["IdentityVerification"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6797,7 +6801,7 @@ export interface operations {
                     "application/json": components["schemas"]["SecretRevealed"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6815,7 +6819,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6833,7 +6837,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
+            /** @description Problem details; `code` is one of `oauth_scope_not_allowed`, `oauth_scope_required`, `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -6889,7 +6893,7 @@ export interface operations {
                     "application/json": components["schemas"]["SecretStored"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6907,7 +6911,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6934,7 +6938,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ConflictProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
+            /** @description Problem details; `code` is one of `oauth_scope_not_allowed`, `oauth_scope_required`, `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -6977,7 +6981,7 @@ export interface operations {
                     "application/json": components["schemas"]["SecretDeleted"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6995,7 +6999,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7013,7 +7017,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
+            /** @description Problem details; `code` is one of `oauth_scope_not_allowed`, `oauth_scope_required`, `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -7054,7 +7058,7 @@ export interface operations {
                     "application/json": components["schemas"]["SecretList"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -7072,7 +7076,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7090,7 +7094,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
+            /** @description Problem details; `code` is one of `oauth_scope_not_allowed`, `oauth_scope_required`, `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -7130,7 +7134,7 @@ export interface operations {
                     "application/json": components["schemas"]["TotpCode"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -7148,7 +7152,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7166,7 +7170,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
+            /** @description Problem details; `code` is one of `oauth_scope_not_allowed`, `oauth_scope_required`, `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -7233,7 +7237,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7296,7 +7300,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -7314,7 +7318,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7341,7 +7345,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ConflictProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
+            /** @description Problem details; `code` is one of `oauth_scope_not_allowed`, `oauth_scope_required`, `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -7423,7 +7427,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -7441,7 +7445,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7514,7 +7518,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -7532,7 +7536,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7550,7 +7554,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
+            /** @description Problem details; `code` is one of `oauth_scope_not_allowed`, `oauth_scope_required`, `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -7639,7 +7643,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -7657,7 +7661,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7752,7 +7756,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -7770,7 +7774,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7806,7 +7810,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["PayloadTooLargeProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
+            /** @description Problem details; `code` is one of `oauth_scope_not_allowed`, `oauth_scope_required`, `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -7846,7 +7850,7 @@ export interface operations {
                     "application/json": components["schemas"]["Consent"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -7864,7 +7868,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7908,7 +7912,7 @@ export interface operations {
                     "application/json": components["schemas"]["Consent"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -7926,7 +7930,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7944,7 +7948,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ConflictProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
+            /** @description Problem details; `code` is one of `oauth_scope_not_allowed`, `oauth_scope_required`, `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -8007,7 +8011,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -8083,7 +8087,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -8101,7 +8105,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -8119,7 +8123,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
+            /** @description Problem details; `code` is one of `oauth_scope_not_allowed`, `oauth_scope_required`, `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -8173,7 +8177,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -8191,7 +8195,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -8259,7 +8263,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -8316,7 +8320,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -8334,7 +8338,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -8402,7 +8406,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -8460,7 +8464,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -8478,7 +8482,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -8496,7 +8500,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
+            /** @description Problem details; `code` is one of `oauth_scope_not_allowed`, `oauth_scope_required`, `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -8546,7 +8550,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -8623,7 +8627,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -8679,7 +8683,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -8697,7 +8701,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -8715,7 +8719,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
+            /** @description Problem details; `code` is one of `oauth_scope_not_allowed`, `oauth_scope_required`, `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -8777,7 +8781,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -8859,7 +8863,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -8877,7 +8881,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -8939,7 +8943,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -8957,7 +8961,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -9022,7 +9026,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -9071,7 +9075,7 @@ export interface operations {
                     "application/json": string;
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -9089,7 +9093,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -9152,7 +9156,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -9170,7 +9174,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -9188,7 +9192,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
+            /** @description Problem details; `code` is one of `oauth_scope_not_allowed`, `oauth_scope_required`, `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -9241,7 +9245,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -9259,7 +9263,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -9323,7 +9327,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -9341,7 +9345,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -9392,7 +9396,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -9410,7 +9414,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -9524,7 +9528,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -9542,7 +9546,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -9609,7 +9613,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -9627,7 +9631,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -9636,7 +9640,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ForbiddenProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
+            /** @description Problem details; `code` is one of `oauth_scope_not_allowed`, `oauth_scope_required`, `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -9707,7 +9711,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -9725,7 +9729,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -9777,7 +9781,7 @@ export interface operations {
                     "application/json": string;
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -9795,7 +9799,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -9867,7 +9871,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -9942,7 +9946,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -9960,7 +9964,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -9978,7 +9982,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
+            /** @description Problem details; `code` is one of `oauth_scope_not_allowed`, `oauth_scope_required`, `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -10032,7 +10036,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -10050,7 +10054,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -10103,7 +10107,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -10121,7 +10125,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -10199,7 +10203,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -10217,7 +10221,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -10235,7 +10239,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
+            /** @description Problem details; `code` is one of `oauth_scope_not_allowed`, `oauth_scope_required`, `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -10291,7 +10295,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -10309,7 +10313,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -10376,7 +10380,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -10394,7 +10398,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -10412,7 +10416,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
+            /** @description Problem details; `code` is one of `oauth_scope_not_allowed`, `oauth_scope_required`, `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -10471,7 +10475,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -10489,7 +10493,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
