@@ -10,6 +10,7 @@ import { fixedClock } from '../src/kernel/clock.js';
 import { headerValue, splitMessage } from '../src/mail/mime.js';
 import { launchChromium } from './support/browser.js';
 import { signInInBrowser } from './support/console-browser.js';
+import { oathtoolCode } from './support/console-client.js';
 import { testDialects } from './support/dialects.js';
 import { drainDeliveries, relayEnv, type Sink, startSink } from './support/outbound-sink.js';
 import { freePort, type ServerProcess, startServer } from './support/processes.js';
@@ -72,6 +73,7 @@ for (const dialect of testDialects()) {
     let page: Page;
     let context: BrowserContext;
     let human: { id: string };
+    let totpSecret = '';
     let agentId = '';
     let mailboxId = '';
     const clock = fixedClock(new Date());
@@ -149,6 +151,7 @@ for (const dialect of testDialects()) {
         roles: ['reviewer'],
       });
       ({ page, context, human } = signed);
+      totpSecret = signed.secret;
       const dep = await t.call('POST', '/v1/departments', t.adminKey, { name: 'Cardiology' });
       const agent = await t.call('POST', '/v1/agents', t.adminKey, {
         name: 'Ward Assistant',
@@ -363,6 +366,59 @@ for (const dialect of testDialects()) {
       expect(r.headers.get('www-authenticate')).toMatch(/error="invalid_token"/);
     }, 60_000);
 
+    it('sends a signed-out browser to sign in and back to the consent page; a denial reaches the client as access_denied; the form cannot add a scope', async () => {
+      const clientId = provider.info!.client_id;
+      const q = new URLSearchParams({
+        client_id: clientId,
+        response_type: 'code',
+        redirect_uri: REDIRECT,
+        scope: 'mail:read vault:reveal',
+        code_challenge: s256(randomBytes(32).toString('base64url')),
+        code_challenge_method: 'S256',
+        state: 'st2',
+      });
+      const fresh = await browser.newContext();
+      const p = await fresh.newPage();
+      let landed: URL | undefined;
+      await fresh.route(`${REDIRECT}**`, async (route) => {
+        landed = new URL(route.request().url());
+        await route.fulfill({ status: 200, contentType: 'text/plain', body: 'back' });
+      });
+      try {
+        await p.goto(`${origin}/oauth/authorize?${q}`);
+        await p.waitForURL(`${origin}/console/sign-in`);
+        await p.fill('#email', 'ana.rivera@hospital.example');
+        await p.fill('#password', 'lantern orchard copper meadow');
+        await p.click('#sign-in');
+        await p.waitForURL(`${origin}/console/second-factor`);
+        clock.advance(31_000);
+        await p.fill('#code', oathtoolCode(totpSecret, clock.now()));
+        await p.click('#verify');
+        await p.waitForURL(/\/console\/oauth\//);
+        // vault:reveal was asked for, but a reviewer may not grant it: not offered.
+        const offered = await Promise.all((await p.locator('input[name=scope]').all()).map((l) => l.getAttribute('value')));
+        expect(offered).toEqual(['mail:read']);
+        // Nor can a forged form add it: the server checks again (422, the page shown again with the reason).
+        await p.evaluate(`(() => {
+          const extra = document.createElement('input');
+          extra.type = 'hidden';
+          extra.name = 'scope';
+          extra.value = 'vault:reveal';
+          document.querySelector('#allow').form.appendChild(extra);
+        })()`);
+        await p.click('#allow');
+        await expect.poll(() => p.locator('#error').textContent(), { timeout: 15_000 }).toContain('vault:reveal');
+        expect(landed).toBeUndefined();
+        await p.click('#deny');
+        await expect.poll(() => landed?.searchParams.get('error') ?? '', { timeout: 15_000 }).toBe('access_denied');
+        expect(landed?.searchParams.get('state')).toBe('st2');
+        const denied = await t.call('GET', '/v1/audit/events?action=oauth.consent.denied&limit=10', t.adminKey);
+        expect(denied.body.events.at(-1)).toMatchObject({ actor: { type: 'human', id: human.id } });
+      } finally {
+        await fresh.close();
+      }
+    }, 60_000);
+
     it('refuses the next MCP call, in this process and another one on the same store, once the agent or the granting human is deactivated', async () => {
       const dep = await t.call('POST', '/v1/departments', t.adminKey, { name: 'Oncology' });
       const second = await t.call('POST', '/v1/agents', t.adminKey, {
@@ -402,7 +458,10 @@ for (const dialect of testDialects()) {
       const bySam = await tokenFor(agentId, admin);
       const forSecond = await tokenFor(second.body.id);
       // A second `mailward serve` on the same store; its public URL is this origin, so tokens for this /mcp are its too.
-      const child: ServerProcess = await startServer({ ...t.env, MAILWARD_PUBLIC_URL: origin, MAILWARD_LOG_LEVEL: 'warn' });
+      const child: ServerProcess = await startServer(
+        { ...t.env, MAILWARD_PUBLIC_URL: origin, MAILWARD_LOG_LEVEL: 'warn' },
+        { readyMs: 120_000 },
+      );
       try {
         const there = `http://127.0.0.1:${child.port}`;
         for (const at of [origin, there]) for (const tk of [byAna, bySam, forSecond]) expect((await mcpCall(tk, at)).status).toBe(200);
@@ -421,6 +480,6 @@ for (const dialect of testDialects()) {
         await child.stop();
         await admin.context.close();
       }
-    }, 180_000);
+    }, 300_000);
   });
 }
