@@ -268,7 +268,7 @@ for (const dialect of testDialects()) {
       expect(r.headers.get('www-authenticate')).toMatch(/scope="vault:write"/);
     });
 
-    it('refuses PKCE plain, and a resource other than this server’s /mcp', async () => {
+    it('refuses PKCE plain, no PKCE at all, and a resource other than this server’s /mcp', async () => {
       const clientId = provider.info!.client_id;
       const base = { client_id: clientId, response_type: 'code', redirect_uri: REDIRECT, scope: 'mail:read', state: 's' };
       const plain = await fetch(
@@ -283,6 +283,8 @@ for (const dialect of testDialects()) {
         { redirect: 'manual' },
       );
       expect(new URL(other.headers.get('location') ?? 'http://x/').searchParams.get('error')).toBe('invalid_target');
+      const none = await fetch(`${origin}/oauth/authorize?${new URLSearchParams(base)}`, { redirect: 'manual' });
+      expect(new URL(none.headers.get('location') ?? 'http://x/').searchParams.get('error')).toBe('invalid_request');
     });
 
     it('refuses a code redeemed twice and then the tokens of its first redemption', async () => {
@@ -452,11 +454,12 @@ for (const dialect of testDialects()) {
           client_id: clientId,
           code_verifier: verifier,
         });
-        return (await json(r)).access_token as string;
+        return (await json(r)) as { access_token: string; refresh_token: string };
       };
-      const byAna = await tokenFor(agentId);
-      const bySam = await tokenFor(agentId, admin);
-      const forSecond = await tokenFor(second.body.id);
+      const byAna = (await tokenFor(agentId)).access_token;
+      const samTokens = await tokenFor(agentId, admin);
+      const bySam = samTokens.access_token;
+      const forSecond = (await tokenFor(second.body.id)).access_token;
       // A second `mailward serve` on the same store; its public URL is this origin, so tokens for this /mcp are its too.
       const child: ServerProcess = await startServer(
         { ...t.env, MAILWARD_PUBLIC_URL: origin, MAILWARD_LOG_LEVEL: 'warn' },
@@ -476,6 +479,10 @@ for (const dialect of testDialects()) {
           // The same agent through another human's grant still works: it is the granting human who is gone.
           expect((await mcpCall(byAna, at)).status).toBe(200);
         }
+        // Nor can the client refresh its way back in.
+        const refreshed = await token({ grant_type: 'refresh_token', refresh_token: samTokens.refresh_token, client_id: clientId });
+        expect(refreshed.status).toBe(400);
+        expect((await json(refreshed)).error).toBe('invalid_grant');
       } finally {
         await child.stop();
         await admin.context.close();
