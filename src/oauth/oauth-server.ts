@@ -145,7 +145,8 @@ export const createOauthServer = ({ db, records, identity, audit, keys, logger, 
       features: {
         devInteractions: { enabled: false },
         registration: { enabled: true },
-        revocation: { enabled: true },
+        // RFC 7009 2.1: a client revokes only its own tokens (a public client's foreign token is ignored, as 200).
+        revocation: { enabled: true, allowedPolicy: async (_ctx, client, token) => token.clientId === client.clientId },
         userinfo: { enabled: false },
         resourceIndicators: {
           enabled: true,
