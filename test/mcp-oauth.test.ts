@@ -326,6 +326,16 @@ for (const dialect of testDialects()) {
       expect(second.refresh_token).not.toBe(first.refresh_token);
       const rows = JSON.stringify(await t.c.store.db.selectFrom('oauth_records').selectAll().execute());
       for (const v of [first.access_token, first.refresh_token, second.access_token, second.refresh_token]) expect(rows).not.toContain(v);
+      // Each issue is audited with ids only (the events follow the library's writes, so they are polled for).
+      await expect
+        .poll(
+          async () =>
+            (await t.call('GET', '/v1/audit/events?action=oauth.token.issued&limit=200', t.adminKey)).body.events.filter(
+              (e: any) => e.details.grant_type === 'refresh_token',
+            ).length,
+          { timeout: 15_000 },
+        )
+        .toBeGreaterThan(0);
       const revoked = await fetch(`${origin}/oauth/revoke`, {
         method: 'POST',
         headers: { 'content-type': 'application/x-www-form-urlencoded' },

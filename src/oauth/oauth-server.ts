@@ -207,34 +207,40 @@ export const createOauthServer = ({ db, records, identity, audit, keys, logger, 
     // Behind the TLS proxy MAILWARD_PUBLIC_URL names, the connection to us is plain HTTP.
     provider.proxy = origin.startsWith('https://');
     provider.on('server_error', (_ctx, err) => logger.error({ err: { name: err.name, message: err.message } }, 'oauth server error'));
-    // Issued and revoked tokens are audited (45 CFR 164.312(b)), with ids only: never a token.
+    // Issued and revoked tokens are audited (45 CFR 164.312(b)), with ids only: never a token. The library's events
+    // come after its own writes, so these events are recorded on their own; a failure to record is logged.
+    const auditFailed = (err: unknown) => logger.error({ err: { message: (err as Error).message } }, 'oauth audit event not recorded');
     provider.on('grant.success', (ctx) => {
       const at = ctx.oidc.entities.AccessToken;
-      void actorFor(at?.accountId).then((actor) =>
-        audit.recordAlone({
-          action: 'oauth.token.issued',
-          actor,
-          orgId: actor.orgId,
-          target: at ? { type: 'oauth_grant', id: at.grantId } : null,
-          requestId: null,
-          clientIp: ctx.ip ?? null,
-          details: {
-            client_id: ctx.oidc.client?.clientId ?? null,
-            grant_type: ctx.oidc.params?.grant_type ?? null,
-            scope: at?.scope ?? null,
-          },
-        }),
-      );
+      void actorFor(at?.accountId)
+        .then((actor) =>
+          audit.recordAlone({
+            action: 'oauth.token.issued',
+            actor,
+            orgId: actor.orgId,
+            target: at ? { type: 'oauth_grant', id: at.grantId } : null,
+            requestId: null,
+            clientIp: ctx.ip ?? null,
+            details: {
+              client_id: ctx.oidc.client?.clientId ?? null,
+              grant_type: ctx.oidc.params?.grant_type ?? null,
+              scope: at?.scope ?? null,
+            },
+          }),
+        )
+        .catch(auditFailed);
     });
     provider.on('grant.revoked', (ctx, grantId) => {
-      void audit.recordAlone({
-        action: 'oauth.grant.revoked',
-        actor: { type: 'system', id: null, orgId: null, chain: [] },
-        target: { type: 'oauth_grant', id: grantId },
-        requestId: null,
-        clientIp: ctx.ip ?? null,
-        details: { client_id: ctx.oidc.client?.clientId ?? null },
-      });
+      void audit
+        .recordAlone({
+          action: 'oauth.grant.revoked',
+          actor: { type: 'system', id: null, orgId: null, chain: [] },
+          target: { type: 'oauth_grant', id: grantId },
+          requestId: null,
+          clientIp: ctx.ip ?? null,
+          details: { client_id: ctx.oidc.client?.clientId ?? null },
+        })
+        .catch(auditFailed);
     });
     return provider;
   };
