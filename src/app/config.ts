@@ -118,6 +118,14 @@ export const envSchema = z.object({
       'must be https:// (http:// only for localhost)',
     )
     .optional(),
+  // The OAuth 2.1 authorization server of /mcp (src/oauth): access tokens are short-lived, refresh tokens rotate.
+  MAILWARD_OAUTH_ACCESS_TOKEN_SECONDS: z.coerce.number().int().min(60).max(86_400).default(600),
+  MAILWARD_OAUTH_REFRESH_TOKEN_SECONDS: z.coerce
+    .number()
+    .int()
+    .min(300)
+    .max(90 * 86_400)
+    .default(14 * 86_400),
   MAILWARD_SESSION_IDLE_SECONDS: z.coerce.number().int().min(60).max(86_400).default(900),
   MAILWARD_SESSION_MAX_SECONDS: z.coerce
     .number()
@@ -224,6 +232,8 @@ export type Config = {
     invitationTtlSeconds: number;
     lockSeconds: number;
   };
+  /** The OAuth 2.1 authorization server of /mcp (src/oauth/oauth-server.ts). */
+  oauth: { accessTokenSeconds: number; refreshTokenSeconds: number };
 };
 
 export class ConfigError extends Error {
@@ -324,6 +334,7 @@ export const loadConfig = (env: NodeJS.ProcessEnv = process.env): Config => {
       invitationTtlSeconds: e.MAILWARD_INVITATION_TTL_SECONDS,
       lockSeconds: e.MAILWARD_SIGNIN_LOCK_SECONDS,
     },
+    oauth: { accessTokenSeconds: e.MAILWARD_OAUTH_ACCESS_TOKEN_SECONDS, refreshTokenSeconds: e.MAILWARD_OAUTH_REFRESH_TOKEN_SECONDS },
   };
 };
 

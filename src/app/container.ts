@@ -10,6 +10,10 @@ import { createComplianceReport } from '../compliance/compliance-report.js';
 import { createDisclosures } from '../compliance/disclosures.js';
 import { createAuthCache } from '../identity/auth-cache.js';
 import { createPart2Consents } from '../phi/part2-consents.js';
+import { loadOauthKeys } from '../oauth/oauth-keys.js';
+import { createOauthRecordsRepo } from '../oauth/oauth-records-repo.js';
+import { createOauthConsent } from '../oauth/oauth-consent.js';
+import { createOauthServer } from '../oauth/oauth-server.js';
 import { createGrantsService } from '../identity/grants-service.js';
 import { createApprovalQueue } from '../oversight/approval-queue.js';
 import { createReviewNotifications } from '../oversight/review-notifications.js';
@@ -137,7 +141,18 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
   const guard = createGuard({ db, audit, authCache });
   const repo = createIdentityRepo();
   const identity = createIdentityService({ db, repo, guard, clock });
-  const apiKeys = createApiKeysService({ db, repo, guard, audit, clock, authCache });
+  // The OAuth 2.1 authorization server of /mcp: its codes and tokens in the store (hashed), its secret sealed there.
+  const oauth = createOauthServer({
+    db,
+    records: createOauthRecordsRepo({ db, clock }),
+    identity: repo,
+    audit,
+    keys: await loadOauthKeys(db, ring),
+    logger,
+    config: { publicUrl: config.accounts.publicUrl, ...config.oauth },
+  });
+  const oauthConsent = createOauthConsent({ db, identity: repo, guard });
+  const apiKeys = createApiKeysService({ db, repo, guard, audit, clock, authCache, oauthLive: oauth.isLive });
   const rateLimiter = createRateLimiter({ db, clock, limitPerMinute: config.rateLimitPerMinute, syncMs: config.rateLimitSyncMs });
   rateLimiter.start();
   const vault = createVaultService({
@@ -285,6 +300,8 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
     guard,
     identity,
     apiKeys,
+    oauth,
+    oauthConsent,
     rateLimiter,
     vault,
     mail,

@@ -3,6 +3,7 @@ import { createAuthHook } from '../http/auth.js';
 import { buildRestServer } from '../http/build-server.js';
 import { problems } from '../http/common-schemas.js';
 import { errorHandler, sendProblem } from '../http/problem.js';
+import { oauthRoutes } from '../http/oauth-routes.js';
 import { mcpRoutes } from '../mcp/mcp-http.js';
 import { consoleRoutes } from '../web/console-routes.js';
 import type { Container } from './container.js';
@@ -33,11 +34,25 @@ export const buildServer = (c: Container): Promise<FastifyInstance> =>
         },
         admin: { identity: c.identity, apiKeys: c.apiKeys, mailboxes: c.mail.mailboxes, consent: c.consent },
         privacy: { disclosures: c.disclosures, breaches: c.breaches, complianceReport: c.complianceReport },
+        oauth: {
+          consent: c.oauthConsent,
+          interaction: c.oauth.interaction,
+          finish: c.oauth.finish,
+          refuse: c.oauth.refuse,
+        },
       }),
+      oauthRoutes({ serves: (host) => c.oauth.forHost(host) !== undefined, handle: c.oauth.handle }),
       mcpRoutes({
         deps: mcpDepsOf(c),
         publicUrl: c.config.accounts.publicUrl,
-        edge: { authHook: createAuthHook({ apiKeys: c.apiKeys, rateLimiter: c.rateLimiter }), errorHandler, sendProblem, problems },
+        // The authorization server is this origin itself (src/oauth/oauth-server.ts: issuer = origin).
+        authorizationServers: (origin) => [origin],
+        edge: {
+          authHook: createAuthHook({ apiKeys: c.apiKeys, rateLimiter: c.rateLimiter, oauth: c.oauth.authenticate }),
+          errorHandler,
+          sendProblem,
+          problems,
+        },
       }),
     ],
   });

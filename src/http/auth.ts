@@ -39,7 +39,22 @@ export type SessionAuth = { accounts: Pick<AccountsService, 'authenticateRest'>;
  * when the browser sends one, an Origin equal to the console's.
  */
 export const createAuthHook =
-  ({ apiKeys, rateLimiter, sessions }: { apiKeys: ApiKeysService; rateLimiter: RateLimiter; sessions?: SessionAuth }) =>
+  ({
+    apiKeys,
+    rateLimiter,
+    sessions,
+    oauth,
+  }: {
+    apiKeys: ApiKeysService;
+    rateLimiter: RateLimiter;
+    sessions?: SessionAuth;
+    /** /mcp only: a Bearer credential that is not an API key (`mw_...`) is taken as an OAuth access token (src/oauth). */
+    oauth?: (
+      token: string,
+      host: string | undefined,
+      meta: { requestId: string | null; clientIp: string | null },
+    ) => Promise<RequestContext['principal']>;
+  }) =>
   async (req: FastifyRequest, reply: FastifyReply) => {
     const meta = { requestId: req.id, clientIp: req.ip ?? null };
     const cookie = sessions && req.headers.authorization === undefined ? cookieOf(req, SESSION_COOKIE) : undefined;
@@ -56,7 +71,11 @@ export const createAuthHook =
         { unsafe, header: typeof csrf === 'string' ? csrf : undefined },
       );
     } else {
-      principal = await apiKeys.authenticate(bearer(req.headers.authorization), meta);
+      const presented = bearer(req.headers.authorization);
+      principal =
+        oauth && presented && !presented.startsWith('mw_')
+          ? await oauth(presented, req.headers.host, meta)
+          : await apiKeys.authenticate(presented, meta);
     }
     req.ctx = { principal, ...meta };
     if (principal.readOnly && !SAFE_METHODS.has(req.method)) throw await apiKeys.refuseReadOnly(req.ctx);

@@ -34,7 +34,16 @@ export const mintApiKey = () => {
 
 type AuthMeta = { requestId: string | null; clientIp: string | null };
 
-type Deps = { db: Db; repo: IdentityRepo; guard: Guard; audit: Pick<AuditService, 'recordAlone'>; clock: Clock; authCache: AuthCache };
+type Deps = {
+  db: Db;
+  repo: IdentityRepo;
+  guard: Guard;
+  audit: Pick<AuditService, 'recordAlone'>;
+  clock: Clock;
+  authCache: AuthCache;
+  /** Principals of OAuth access tokens (src/oauth, wired by app/): still live in the store? */
+  oauthLive?: (p: Principal) => Promise<boolean>;
+};
 
 const keyView = (k: ApiKeysTable) => ({
   id: k.id,
@@ -76,7 +85,7 @@ export const resolveGrants = (principalType: 'human' | 'agent', requested: strin
   return [...new Set(wanted)];
 };
 
-export const createApiKeysService = ({ db, repo, guard, audit, clock, authCache }: Deps) => {
+export const createApiKeysService = ({ db, repo, guard, audit, clock, authCache, oauthLive }: Deps) => {
   const now = () => clock.now().toISOString();
 
   /**
@@ -266,6 +275,11 @@ export const createApiKeysService = ({ db, repo, guard, audit, clock, authCache 
    */
   const assertLive = async (ctx: RequestContext): Promise<void> => {
     const p = ctx.principal;
+    if (p.oauth) {
+      // An OAuth token: its grant still has tokens, and the agent and the granting human are still active.
+      if (oauthLive && (await oauthLive(p))) return;
+      throw await denial(ctx, 'principal_inactive', p.keyId, p.orgId);
+    }
     const k = await db
       .selectFrom('api_keys')
       .select(['revoked_at', 'org_id', 'principal_type', 'principal_id'])

@@ -36,6 +36,11 @@ export type Principal = {
   /** A human key limited to reads: the REST edge refuses anything but GET and HEAD (403 read_only_key). */
   readOnly?: boolean;
   session?: { id: string; authMethod: string; secondFactorAt: string | null; secondFactorMethod: string | null };
+  /**
+   * An agent acting through an OAuth access token (src/oauth): the grant, the client, and the human who granted it
+   * (last in `chain`, and in the identity header of mail it sends). `keyId` is `oauth:<grant id>`. Absent for API keys.
+   */
+  oauth?: { grantId: string; clientId: string; human: { id: string; name: string } };
 };
 
 /** Everything a service needs to know about who is asking and from where. */

@@ -61,6 +61,18 @@ export const ERROR_CODES: readonly ErrorCodeEntry[] = [
   { code: 'message_required', status: 400, summary: 'No raw message in a message/rfc822 body.' },
   { code: 'unauthorized', status: 401, summary: 'No valid API key (missing, malformed, revoked, or its principal deactivated).' },
   { code: 'scope_required', status: 403, summary: 'The key lacks the scope this action needs.' },
+  {
+    code: 'insufficient_scope',
+    status: 403,
+    summary: 'MCP over OAuth: the access token lacks the scope the tool needs; `WWW-Authenticate` names it (RFC 6750 3.1).',
+  },
+  {
+    code: 'oauth_scope_not_allowed',
+    status: 422,
+    summary: 'OAuth consent: a scope the client did not request, or that the human may not grant.',
+  },
+  { code: 'oauth_scope_required', status: 422, summary: 'OAuth consent: no scope was chosen.' },
+  { code: 'oauth_interaction_expired', status: 400, summary: 'OAuth consent: the authorization request expired or was already answered.' },
   { code: 'role_required', status: 403, summary: 'The human lacks the role this action needs.' },
   { code: 'admin_required', status: 403, summary: 'Only an admin may do this.' },
   { code: 'agent_required', status: 403, summary: 'Only an agent key may do this.' },

@@ -152,7 +152,12 @@ export const createOutboundPipeline = ({ ring, clock, config, signer = { sign: s
     const agent = mailbox ? await repo.agent(ex, msg.org_id, mailbox.agent_id) : undefined;
     if (!mailbox || !org || !agent) throw new AppError('internal', 500, 'Message owner not found.');
     const human = await repo.human(ex, msg.org_id, agent.responsible_human_id);
-    const chain = await repo.agentChain(ex, agent, org.name);
+    // An MCP client sent it with a human's OAuth consent: that human joins the chain and is the one the agent acts for.
+    const granted = msg.granted_by ? (JSON.parse(msg.granted_by) as { id: string; name: string }) : null;
+    const chain = [
+      ...(await repo.agentChain(ex, agent, org.name)),
+      ...(granted ? [{ type: 'human' as const, id: granted.id, name: granted.name }] : []),
+    ];
     const approval = msg.approval_id ? await approvalById(ex, msg.approval_id) : undefined;
     if (approval && approval.status !== 'approved')
       throw new AppError('not_approved', 409, 'A held message is signed only after approval.');
@@ -186,7 +191,7 @@ export const createOutboundPipeline = ({ ring, clock, config, signer = { sign: s
         // clinician's NPI), or else the human it answers to.
         act: onBehalf
           ? { sub: agent.id, type: 'agent', act: { sub: onBehalf.id, type: 'clinician', name: onBehalf.name, npi: onBehalf.npi } }
-          : { sub: agent.id, type: 'agent', act: { sub: human?.id ?? agent.responsible_human_id, type: 'human' } },
+          : { sub: agent.id, type: 'agent', act: { sub: granted?.id ?? human?.id ?? agent.responsible_human_id, type: 'human' } },
         ...(onBehalf
           ? {
               on_behalf_of: {

@@ -277,6 +277,16 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
       };
       row.on_behalf_of = JSON.stringify(onBehalf);
     }
+    // Sent through an OAuth token: the human who granted it goes into the identity header's chain (outbound-pipeline.ts).
+    const granted = ctx.principal.oauth;
+    if (granted) {
+      row.granted_by = JSON.stringify({
+        id: granted.human.id,
+        name: granted.human.name,
+        client_id: granted.clientId,
+        grant_id: granted.grantId,
+      });
+    }
     await insertMessage(
       tx,
       row,
@@ -318,6 +328,7 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
           ? { on_behalf_of: { id: onBehalf.id, npi: onBehalf.npi, category: onBehalf.category, grant_id: onBehalf.grant_id } }
           : {}),
         ...(d.template ? { template: { id: d.template.id, version: d.template.version } } : {}),
+        ...(granted ? { oauth: { client_id: granted.clientId, grant_id: granted.grantId } } : {}),
         phi: { sensitivity: phi.sensitivity, types: [...new Set(d.findings.map((f) => f.type))].sort(), findings: d.findings.length },
       },
       row.content_hash,

@@ -5,9 +5,10 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import { z } from 'zod';
 import { AppError } from '../kernel/errors.js';
 import { modernAnswer, modernVersionOf } from './mcp-modern.js';
-import { resourceMetadataRoutes, withBearerChallenge } from './mcp-resource-metadata.js';
+import { bearerChallenge, resourceMetadataRoutes, withBearerChallenge } from './mcp-resource-metadata.js';
 import { createMcpServer } from './mcp-server.js';
-import type { McpDeps } from './mcp-tools.js';
+import { type McpDeps, TOOL_BY_NAME } from './mcp-tools.js';
+import type { Principal } from '../identity/principal.js';
 import { INVALID_REQUEST, PARSE_ERROR } from './stdio-transport.js';
 import { createAbortable } from './wait-for-email.js';
 
@@ -29,6 +30,8 @@ export type McpHttpOptions = {
   edge: McpHttpEdge;
   /** MAILWARD_PUBLIC_URL: the origin of the resource identifier `<origin>/mcp` (RFC 9728); unset, a loopback Host. */
   publicUrl?: string | undefined;
+  /** Issuers of the authorization servers whose tokens /mcp accepts (RFC 9728 `authorization_servers`). */
+  authorizationServers?: (origin: string) => string[];
   /** Requests one key may have in flight at once (a waiting wait_for_email counts); 429 beyond. */
   maxConcurrentPerKey?: number;
 };
@@ -47,6 +50,17 @@ const webRequestOf = (req: FastifyRequest, protocolVersion?: string) => {
   }
   if (protocolVersion) headers.set('mcp-protocol-version', protocolVersion);
   return new Request(MCP_URL, { method: 'POST', headers });
+};
+
+/** The scope a tools/call needs that the principal lacks (the tool's own access rule says which), if any. */
+const missingScopeOf = (body: unknown, p: Principal): string | undefined => {
+  for (const m of Array.isArray(body) ? body : [body]) {
+    const c = m as { method?: unknown; params?: { name?: unknown } } | null;
+    if (c?.method !== 'tools/call' || typeof c.params?.name !== 'string') continue;
+    const refusal = TOOL_BY_NAME.get(c.params.name)?.access(p);
+    if (refusal?.code === 'scope_required' && typeof refusal.extra?.scope === 'string') return refusal.extra.scope;
+  }
+  return undefined;
 };
 
 /**
@@ -75,7 +89,12 @@ export const mcpRoutes = (opts: McpHttpOptions) => async (app: FastifyInstance) 
   const authHook = withBearerChallenge(opts.edge.authHook, { publicUrl: opts.publicUrl });
 
   const problems = opts.edge.problems ?? (() => ({}));
-  await app.register(resourceMetadataRoutes({ publicUrl: opts.publicUrl }, problems));
+  await app.register(
+    resourceMetadataRoutes(
+      { publicUrl: opts.publicUrl, ...(opts.authorizationServers ? { authorizationServers: opts.authorizationServers } : {}) },
+      problems,
+    ),
+  );
   const notOffered = (req: FastifyRequest, reply: FastifyReply) => {
     reply.header('allow', 'POST');
     return sendProblem(
@@ -160,6 +179,19 @@ export const mcpRoutes = (opts: McpHttpOptions) => async (app: FastifyInstance) 
         }
         // A 2026-07-28 request (its version in _meta, no initialize): discovery and version errors are answered here,
         // anything else by the SDK as the same stateless call (mcp-modern.ts).
+        // MCP authorization (scope challenge): an OAuth token without the scope a tool needs is refused at the HTTP
+        // layer with 403 and the scope to ask for (RFC 6750 3.1), so the client can step up; API keys keep the tool's
+        // own error result.
+        const missing = req.ctx.principal.oauth ? missingScopeOf(req.body, req.ctx.principal) : undefined;
+        if (missing) {
+          reply.header(
+            'www-authenticate',
+            bearerChallenge({ publicUrl: opts.publicUrl }, req, { error: 'insufficient_scope', scope: missing }),
+          );
+          throw new AppError('insufficient_scope', 403, `This tool needs the ${missing} scope, which this access token lacks.`, {
+            extra: { scope: missing },
+          });
+        }
         const version = modernVersionOf(req.body);
         const modern = version === undefined ? undefined : modernAnswer(req.body, version);
         if (modern?.kind === 'answer') return reply.code(modern.status).type('application/json').send(JSON.stringify(modern.body));

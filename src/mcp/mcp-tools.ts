@@ -6,7 +6,7 @@ import type { IdentityService } from '../identity/identity-service.js';
 import { meOut } from '../identity/identity-schemas.js';
 import { hasRole, hasScope, type Principal, type RequestContext, type Scope } from '../identity/principal.js';
 import type { Clock } from '../kernel/clock.js';
-import { type AppError, badRequest, forbidden } from '../kernel/errors.js';
+import { AppError, badRequest, forbidden } from '../kernel/errors.js';
 import type { Logger } from '../kernel/log.js';
 import type { EventFeed } from '../events/event-feed.js';
 import { encodeMessageCursor, normalizeMessageFilter, toUtc } from '../mail/mail-filters.js';
@@ -108,7 +108,7 @@ const agentScope = (scope: Scope, also?: Scope) => (p: Principal) => {
   if (p.type !== 'agent')
     return forbidden('agent_required', 'This tool is for agent keys; humans use the REST API or the reviewer console.');
   if (hasScope(p, scope) || (also && hasScope(p, also))) return null;
-  return forbidden('scope_required', `This tool needs an agent key with the ${scope} scope.`);
+  return new AppError('scope_required', 403, `This tool needs an agent key with the ${scope} scope.`, { extra: { scope } });
 };
 
 /** Mail reading: agents with mail:read; humans who may see mailboxes (admin, reviewer). */

@@ -134,7 +134,16 @@ export const createOauthRecordsRepo = ({ db, clock }: { db: Executor; clock: Clo
     },
   });
 
-  return { adapterFor };
+  /** A grant still has an access or refresh token (revoking the grant, or its last refresh token, removes them). */
+  const grantHasTokens = async (grantId: string): Promise<boolean> =>
+    (await db
+      .selectFrom('oauth_records')
+      .select('model')
+      .where('grant_id', '=', grantId)
+      .where('model', 'in', ['AccessToken', 'RefreshToken'])
+      .executeTakeFirst()) !== undefined;
+
+  return { adapterFor, grantHasTokens };
 };
 
 export type OauthRecordsRepo = ReturnType<typeof createOauthRecordsRepo>;

@@ -229,6 +229,8 @@ export type MessagesTable = {
   revision_of: string | null;
   /** JSON {id, name, npi, category, grant_id}: the clinician this message was sent for (0024). */
   on_behalf_of?: string | null;
+  /** `{id, name, client_id, grant_id}` (JSON) of the human whose OAuth consent let a client send this as the agent (0028). */
+  granted_by?: string | null;
   /** Outbound only (0021): the template and version the message was rendered from; null when it was written freely. */
   template_id?: string | null;
   template_version?: number | null;

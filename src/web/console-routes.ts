@@ -12,6 +12,7 @@ import { constantTimeEqual } from '../kernel/crypto/hash.js';
 import { AppError, isAppError } from '../kernel/errors.js';
 import { packageRoot } from '../kernel/package-root.js';
 import { type AdminDeps, adminRoutes } from './admin-routes.js';
+import { type OauthConsentDeps, oauthConsentRoutes, RETURN_COOKIE } from './oauth-consent-routes.js';
 import { type PrivacyDeps, privacyRoutes } from './privacy-routes.js';
 import { type ConsoleKit, type ReviewDeps, reviewRoutes } from './review-routes.js';
 import {
@@ -74,7 +75,14 @@ const inviteForm = z.object({ csrf: z.string().max(200), password: z.string().ma
 const tokenParams = z.object({ token: z.string().regex(/^[A-Za-z0-9_-]{20,100}$/) });
 const sessionParams = z.object({ id: z.string().regex(/^ses_[0-9a-f]{32}$/) });
 
-type Deps = { accounts: AccountsModule; review?: ReviewDeps; admin?: Omit<AdminDeps, 'invite' | 'originOf'>; privacy?: PrivacyDeps };
+type Deps = {
+  accounts: AccountsModule;
+  review?: ReviewDeps;
+  admin?: Omit<AdminDeps, 'invite' | 'originOf'>;
+  privacy?: PrivacyDeps;
+  /** The consent page of the OAuth authorization server of /mcp. */
+  oauth?: OauthConsentDeps;
+};
 
 /**
  * The reviewer console (CONTRACT.md: GET /console; signed-out visitors go to /console/sign-in).
@@ -157,6 +165,7 @@ export const consoleRoutes = (deps: Deps) => async (app: FastifyInstance) => {
   if (deps.review) await reviewRoutes(app, kit, deps.review);
   if (deps.admin) await adminRoutes(app, kit, { ...deps.admin, invite: accounts.invite, originOf });
   if (deps.privacy) await privacyRoutes(app, kit, deps.privacy);
+  if (deps.oauth) await oauthConsentRoutes(app, kit, deps.oauth);
 
   app.get('/console/assets/:file', async (req, reply) => {
     const a = ASSETS[(req.params as { file: string }).file];
@@ -168,6 +177,12 @@ export const consoleRoutes = (deps: Deps) => async (app: FastifyInstance) => {
   app.get('/console', async (req, reply) => {
     const s = await session(req);
     if (s?.session.stage !== 'full') return reply.redirect(home(s), 303);
+    // Signed in on the way to an OAuth consent page: back there, once.
+    const back = cookieOf(req, RETURN_COOKIE);
+    if (back && /^[A-Za-z0-9_-]{1,100}$/.test(back)) {
+      reply.header('set-cookie', `${RETURN_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0`);
+      return reply.redirect(`/console/oauth/${back}`, 303);
+    }
     const [list, factors] = await Promise.all([
       accounts.listSessions({ principal: accounts.principalOf(s), requestId: req.id, clientIp: req.ip ?? null }),
       accounts.factorSummary(s.human.id),

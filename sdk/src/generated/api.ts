@@ -1726,6 +1726,7 @@ export interface components {
          *     - `invalid_idempotency_key`: Idempotency-Key is not 1-255 printable ASCII characters.
          *     - `invalid_in_reply_to`: `in_reply_to` is not a message of this mailbox.
          *     - `message_required`: No raw message in a message/rfc822 body.
+         *     - `oauth_interaction_expired`: OAuth consent: the authorization request expired or was already answered.
          *     - `backup_dialect_mismatch`: The backup was taken from the other store kind (SQLite or PostgreSQL).
          *     - `backup_invalid`: The backup archive is damaged or not a Mailward backup.
          *     - `backup_missing`: The backup file does not exist.
@@ -1746,7 +1747,7 @@ export interface components {
              * @description stable snake_case error code
              * @enum {string}
              */
-            code: "bad_request" | "bad_url" | "bad_content_length" | "malformed_json" | "validation_failed" | "invalid_unicode" | "invalid_cursor" | "invalid_filter" | "invalid_idempotency_key" | "invalid_in_reply_to" | "message_required" | "backup_dialect_mismatch" | "backup_invalid" | "backup_missing" | "backup_too_new" | "invalid_directory" | "api_key_required" | "invalid_time" | "invalid_last_event_id" | "invalid_rows";
+            code: "bad_request" | "bad_url" | "bad_content_length" | "malformed_json" | "validation_failed" | "invalid_unicode" | "invalid_cursor" | "invalid_filter" | "invalid_idempotency_key" | "invalid_in_reply_to" | "message_required" | "oauth_interaction_expired" | "backup_dialect_mismatch" | "backup_invalid" | "backup_missing" | "backup_too_new" | "invalid_directory" | "api_key_required" | "invalid_time" | "invalid_last_event_id" | "invalid_rows";
             /** @description what to fix; never PHI, addresses or secrets */
             detail: string;
             request_id: string | null;
@@ -2182,6 +2183,7 @@ export interface components {
         /**
          * @description 403 Forbidden (RFC 9457 problem details). Codes:
          *     - `scope_required`: The key lacks the scope this action needs.
+         *     - `insufficient_scope`: MCP over OAuth: the access token lacks the scope the tool needs; `WWW-Authenticate` names it (RFC 6750 3.1).
          *     - `role_required`: The human lacks the role this action needs.
          *     - `admin_required`: Only an admin may do this.
          *     - `agent_required`: Only an agent key may do this.
@@ -2206,7 +2208,7 @@ export interface components {
              * @description stable snake_case error code
              * @enum {string}
              */
-            code: "scope_required" | "role_required" | "admin_required" | "agent_required" | "agent_only" | "mailbox_read_only" | "message_held" | "sender_cannot_approve" | "consent_grant_requires_human" | "csrf_failed" | "no_grant" | "read_only_key" | "step_up_required" | "author_cannot_approve";
+            code: "scope_required" | "insufficient_scope" | "role_required" | "admin_required" | "agent_required" | "agent_only" | "mailbox_read_only" | "message_held" | "sender_cannot_approve" | "consent_grant_requires_human" | "csrf_failed" | "no_grant" | "read_only_key" | "step_up_required" | "author_cannot_approve";
             /** @description what to fix; never PHI, addresses or secrets */
             detail: string;
             request_id: string | null;
@@ -2818,6 +2820,8 @@ export interface components {
         };
         /**
          * @description 422 Unprocessable Content (RFC 9457 problem details). Codes:
+         *     - `oauth_scope_not_allowed`: OAuth consent: a scope the client did not request, or that the human may not grant.
+         *     - `oauth_scope_required`: OAuth consent: no scope was chosen.
          *     - `address_off_domain`: The address is not on the organisation's domain.
          *     - `forward_to_required`: A monitored mailbox needs forward_to.
          *     - `responsible_human_inactive`: The responsible human is deactivated.
@@ -2868,7 +2872,7 @@ export interface components {
              * @description stable snake_case error code
              * @enum {string}
              */
-            code: "address_off_domain" | "forward_to_required" | "responsible_human_inactive" | "principal_inactive" | "role_not_held" | "incompatible_scopes" | "no_consent" | "consent_category" | "categories_without_consent" | "recorded_at_in_future" | "inbound_not_editable" | "agent_id_required" | "value_required" | "not_totp" | "invalid_totp" | "totp_fields_not_allowed" | "totp_not_revealable" | "export_empty" | "proof_unavailable" | "tree_size_order" | "tree_size_too_small" | "tree_size_too_large" | "category_required" | "expired" | "grant_expiry" | "invalid_issuer" | "no_part2_consent" | "not_a_clinician" | "password_mismatch" | "read_only_humans_only" | "recipient_required" | "retention_too_short" | "revision_replies_to_rejected" | "weak_password" | "comment_required" | "invalid_slot" | "unknown_slot" | "webhook_disabled" | "webhook_url_refused";
+            code: "oauth_scope_not_allowed" | "oauth_scope_required" | "address_off_domain" | "forward_to_required" | "responsible_human_inactive" | "principal_inactive" | "role_not_held" | "incompatible_scopes" | "no_consent" | "consent_category" | "categories_without_consent" | "recorded_at_in_future" | "inbound_not_editable" | "agent_id_required" | "value_required" | "not_totp" | "invalid_totp" | "totp_fields_not_allowed" | "totp_not_revealable" | "export_empty" | "proof_unavailable" | "tree_size_order" | "tree_size_too_small" | "tree_size_too_large" | "category_required" | "expired" | "grant_expiry" | "invalid_issuer" | "no_part2_consent" | "not_a_clinician" | "password_mismatch" | "read_only_humans_only" | "recipient_required" | "retention_too_short" | "revision_replies_to_rejected" | "weak_password" | "comment_required" | "invalid_slot" | "unknown_slot" | "webhook_disabled" | "webhook_url_refused";
             /** @description what to fix; never PHI, addresses or secrets */
             detail: string;
             request_id: string | null;
@@ -2951,7 +2955,7 @@ export interface operations {
                     "application/json": components["schemas"]["Health"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2989,7 +2993,7 @@ export interface operations {
                     "text/plain": string;
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3018,7 +3022,7 @@ export interface operations {
                     "application/json": components["schemas"]["Jwks"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3051,7 +3055,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3082,7 +3086,7 @@ export interface operations {
                     "application/json": string;
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3137,7 +3141,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3183,7 +3187,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3354,7 +3358,7 @@ export interface operations {
                     "application/json": components["schemas"]["Department"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3372,7 +3376,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3421,7 +3425,7 @@ export interface operations {
                     "application/json": components["schemas"]["Department"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3528,7 +3532,7 @@ export interface operations {
                     "application/json": components["schemas"]["Human"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3546,7 +3550,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3595,7 +3599,7 @@ export interface operations {
                     "application/json": components["schemas"]["Human"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3653,7 +3657,7 @@ export interface operations {
                     "application/json": components["schemas"]["Human"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3671,7 +3675,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3733,7 +3737,7 @@ export interface operations {
                     "application/json": components["schemas"]["ApiKeyCreated"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3751,7 +3755,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3769,7 +3773,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
+            /** @description Problem details; `code` is one of `oauth_scope_not_allowed`, `oauth_scope_required`, `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -3849,7 +3853,7 @@ export interface operations {
                     "application/json": components["schemas"]["Agent"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3867,7 +3871,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3894,7 +3898,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ConflictProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
+            /** @description Problem details; `code` is one of `oauth_scope_not_allowed`, `oauth_scope_required`, `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -3934,7 +3938,7 @@ export interface operations {
                     "application/json": components["schemas"]["Agent"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3996,7 +4000,7 @@ export interface operations {
                     "application/json": components["schemas"]["Agent"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4014,7 +4018,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4032,7 +4036,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
+            /** @description Problem details; `code` is one of `oauth_scope_not_allowed`, `oauth_scope_required`, `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -4072,7 +4076,7 @@ export interface operations {
                     "application/json": components["schemas"]["Agent"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4090,7 +4094,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4143,7 +4147,7 @@ export interface operations {
                     "application/json": components["schemas"]["ApiKeyCreated"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4161,7 +4165,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4179,7 +4183,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
+            /** @description Problem details; `code` is one of `oauth_scope_not_allowed`, `oauth_scope_required`, `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -4219,7 +4223,7 @@ export interface operations {
                     "application/json": components["schemas"]["ApiKeyList"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4268,7 +4272,7 @@ export interface operations {
                     "application/json": components["schemas"]["ApiKey"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4286,7 +4290,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4341,7 +4345,7 @@ export interface operations {
                     "application/json": components["schemas"]["AuditEventPage"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4359,7 +4363,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4415,7 +4419,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4475,7 +4479,7 @@ export interface operations {
                     "application/json": components["schemas"]["InclusionProof"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4493,7 +4497,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4511,7 +4515,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
+            /** @description Problem details; `code` is one of `oauth_scope_not_allowed`, `oauth_scope_required`, `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -4552,7 +4556,7 @@ export interface operations {
                     "application/json": components["schemas"]["ConsistencyProof"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4570,7 +4574,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4588,7 +4592,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
+            /** @description Problem details; `code` is one of `oauth_scope_not_allowed`, `oauth_scope_required`, `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -4635,7 +4639,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4691,7 +4695,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4745,7 +4749,7 @@ export interface operations {
                     "application/json": components["schemas"]["LegalHold"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4763,7 +4767,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4812,7 +4816,7 @@ export interface operations {
                     "application/json": components["schemas"]["LegalHold"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4830,7 +4834,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4890,7 +4894,7 @@ export interface operations {
                     "application/json": components["schemas"]["DisclosureReport"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4950,7 +4954,7 @@ export interface operations {
                     "application/json": string;
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5065,7 +5069,7 @@ export interface operations {
                     "application/json": components["schemas"]["BreachIncident"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5126,7 +5130,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5184,7 +5188,7 @@ export interface operations {
                     "application/json": components["schemas"]["BreachIncident"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5252,7 +5256,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5325,7 +5329,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5402,7 +5406,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5476,7 +5480,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5543,7 +5547,7 @@ export interface operations {
                     "application/json": components["schemas"]["BreachHhsFigures"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5688,7 +5692,7 @@ export interface operations {
                     "application/json": components["schemas"]["Mailbox"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5706,7 +5710,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5733,7 +5737,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ConflictProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
+            /** @description Problem details; `code` is one of `oauth_scope_not_allowed`, `oauth_scope_required`, `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -5773,7 +5777,7 @@ export interface operations {
                     "application/json": components["schemas"]["Mailbox"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5835,7 +5839,7 @@ export interface operations {
                     "application/json": components["schemas"]["Mailbox"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5853,7 +5857,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5871,7 +5875,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
+            /** @description Problem details; `code` is one of `oauth_scope_not_allowed`, `oauth_scope_required`, `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -5927,7 +5931,7 @@ export interface operations {
                     "application/json": components["schemas"]["MessagePage"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5945,7 +5949,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6012,7 +6016,7 @@ export interface operations {
                     "application/json": components["schemas"]["SearchPage"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6030,7 +6034,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6080,7 +6084,7 @@ export interface operations {
                     "application/json": unknown;
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6098,7 +6102,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6154,7 +6158,7 @@ export interface operations {
                     "application/json": components["schemas"]["SendAccepted"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6172,7 +6176,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6208,7 +6212,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["PayloadTooLargeProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
+            /** @description Problem details; `code` is one of `oauth_scope_not_allowed`, `oauth_scope_required`, `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -6255,7 +6259,7 @@ export interface operations {
                     "application/json": components["schemas"]["SendAccepted"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6273,7 +6277,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6309,7 +6313,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["PayloadTooLargeProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
+            /** @description Problem details; `code` is one of `oauth_scope_not_allowed`, `oauth_scope_required`, `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -6349,7 +6353,7 @@ export interface operations {
                     "application/json": components["schemas"]["SendAccepted"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6367,7 +6371,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6425,7 +6429,7 @@ export interface operations {
                     "application/json": components["schemas"]["EmailOrHeld"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6443,7 +6447,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6496,7 +6500,7 @@ export interface operations {
                     "application/json": components["schemas"]["Tags"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6514,7 +6518,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6570,7 +6574,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6588,7 +6592,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6640,7 +6644,7 @@ export interface operations {
                     "application/json": components["schemas"]["ApprovalPage"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6658,7 +6662,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6711,7 +6715,7 @@ export interface operations {
                     "application/json": components["schemas"]["ApprovalDecision"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6729,7 +6733,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6765,7 +6769,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["PayloadTooLargeProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
+            /** @description Problem details; `code` is one of `oauth_scope_not_allowed`, `oauth_scope_required`, `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -6809,7 +6813,7 @@ export interface operations {
                     "application/json": components["schemas"]["ApprovalDecision"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6827,7 +6831,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6887,7 +6891,7 @@ export interface operations {
                     "application/json": components["schemas"]["IdentityVerification"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6954,7 +6958,7 @@ export interface operations {
                     "application/json": components["schemas"]["SecretRevealed"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6972,7 +6976,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6990,7 +6994,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
+            /** @description Problem details; `code` is one of `oauth_scope_not_allowed`, `oauth_scope_required`, `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -7046,7 +7050,7 @@ export interface operations {
                     "application/json": components["schemas"]["SecretStored"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -7064,7 +7068,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7091,7 +7095,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ConflictProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
+            /** @description Problem details; `code` is one of `oauth_scope_not_allowed`, `oauth_scope_required`, `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -7134,7 +7138,7 @@ export interface operations {
                     "application/json": components["schemas"]["SecretDeleted"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -7152,7 +7156,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7170,7 +7174,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
+            /** @description Problem details; `code` is one of `oauth_scope_not_allowed`, `oauth_scope_required`, `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -7211,7 +7215,7 @@ export interface operations {
                     "application/json": components["schemas"]["SecretList"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -7229,7 +7233,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7247,7 +7251,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
+            /** @description Problem details; `code` is one of `oauth_scope_not_allowed`, `oauth_scope_required`, `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -7287,7 +7291,7 @@ export interface operations {
                     "application/json": components["schemas"]["TotpCode"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -7305,7 +7309,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7323,7 +7327,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
+            /** @description Problem details; `code` is one of `oauth_scope_not_allowed`, `oauth_scope_required`, `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -7390,7 +7394,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7453,7 +7457,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -7471,7 +7475,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7498,7 +7502,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ConflictProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
+            /** @description Problem details; `code` is one of `oauth_scope_not_allowed`, `oauth_scope_required`, `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -7580,7 +7584,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -7598,7 +7602,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7671,7 +7675,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -7689,7 +7693,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7707,7 +7711,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
+            /** @description Problem details; `code` is one of `oauth_scope_not_allowed`, `oauth_scope_required`, `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -7796,7 +7800,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -7814,7 +7818,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7909,7 +7913,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -7927,7 +7931,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7963,7 +7967,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["PayloadTooLargeProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
+            /** @description Problem details; `code` is one of `oauth_scope_not_allowed`, `oauth_scope_required`, `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -8003,7 +8007,7 @@ export interface operations {
                     "application/json": components["schemas"]["Consent"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -8021,7 +8025,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -8065,7 +8069,7 @@ export interface operations {
                     "application/json": components["schemas"]["Consent"];
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -8083,7 +8087,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -8101,7 +8105,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ConflictProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
+            /** @description Problem details; `code` is one of `oauth_scope_not_allowed`, `oauth_scope_required`, `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -8164,7 +8168,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -8240,7 +8244,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -8258,7 +8262,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -8276,7 +8280,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
+            /** @description Problem details; `code` is one of `oauth_scope_not_allowed`, `oauth_scope_required`, `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -8330,7 +8334,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -8348,7 +8352,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -8416,7 +8420,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -8473,7 +8477,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -8491,7 +8495,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -8559,7 +8563,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -8617,7 +8621,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -8635,7 +8639,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -8653,7 +8657,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
+            /** @description Problem details; `code` is one of `oauth_scope_not_allowed`, `oauth_scope_required`, `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -8703,7 +8707,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -8780,7 +8784,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -8836,7 +8840,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -8854,7 +8858,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -8872,7 +8876,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
+            /** @description Problem details; `code` is one of `oauth_scope_not_allowed`, `oauth_scope_required`, `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -8934,7 +8938,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -9016,7 +9020,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -9034,7 +9038,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -9096,7 +9100,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -9114,7 +9118,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -9179,7 +9183,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -9228,7 +9232,7 @@ export interface operations {
                     "application/json": string;
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -9246,7 +9250,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -9309,7 +9313,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -9327,7 +9331,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -9345,7 +9349,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
+            /** @description Problem details; `code` is one of `oauth_scope_not_allowed`, `oauth_scope_required`, `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -9398,7 +9402,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -9416,7 +9420,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -9480,7 +9484,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -9498,7 +9502,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -9549,7 +9553,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -9567,7 +9571,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -9681,7 +9685,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -9699,7 +9703,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -9766,7 +9770,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -9784,7 +9788,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -9793,7 +9797,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ForbiddenProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
+            /** @description Problem details; `code` is one of `oauth_scope_not_allowed`, `oauth_scope_required`, `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -9864,7 +9868,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -9882,7 +9886,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -9934,7 +9938,7 @@ export interface operations {
                     "application/json": string;
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -9952,7 +9956,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -10024,7 +10028,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -10099,7 +10103,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -10117,7 +10121,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -10135,7 +10139,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
+            /** @description Problem details; `code` is one of `oauth_scope_not_allowed`, `oauth_scope_required`, `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -10189,7 +10193,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -10207,7 +10211,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -10260,7 +10264,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -10278,7 +10282,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -10356,7 +10360,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -10374,7 +10378,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -10392,7 +10396,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
+            /** @description Problem details; `code` is one of `oauth_scope_not_allowed`, `oauth_scope_required`, `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -10448,7 +10452,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -10466,7 +10470,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -10533,7 +10537,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -10551,7 +10555,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -10569,7 +10573,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["NotFoundProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
+            /** @description Problem details; `code` is one of `oauth_scope_not_allowed`, `oauth_scope_required`, `address_off_domain`, `forward_to_required`, `responsible_human_inactive`, `principal_inactive`, `role_not_held`, `incompatible_scopes`, `no_consent`, `consent_category`, `categories_without_consent`, `recorded_at_in_future`, `inbound_not_editable`, `agent_id_required`, `value_required`, `not_totp`, `invalid_totp`, `totp_fields_not_allowed`, `totp_not_revealable`, `export_empty`, `proof_unavailable`, `tree_size_order`, `tree_size_too_small`, `tree_size_too_large`, `category_required`, `expired`, `grant_expiry`, `invalid_issuer`, `no_part2_consent`, `not_a_clinician`, `password_mismatch`, `read_only_humans_only`, `recipient_required`, `retention_too_short`, `revision_replies_to_rejected`, `weak_password`, `comment_required`, `invalid_slot`, `unknown_slot`, `webhook_disabled`, `webhook_url_refused` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -10628,7 +10632,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
+            /** @description Problem details; `code` is one of `bad_request`, `bad_url`, `bad_content_length`, `malformed_json`, `validation_failed`, `invalid_unicode`, `invalid_cursor`, `invalid_filter`, `invalid_idempotency_key`, `invalid_in_reply_to`, `message_required`, `oauth_interaction_expired`, `backup_dialect_mismatch`, `backup_invalid`, `backup_missing`, `backup_too_new`, `invalid_directory`, `api_key_required`, `invalid_time`, `invalid_last_event_id`, `invalid_rows` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -10646,7 +10650,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["UnauthorizedProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `scope_required`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
+            /** @description Problem details; `code` is one of `scope_required`, `insufficient_scope`, `role_required`, `admin_required`, `agent_required`, `agent_only`, `mailbox_read_only`, `message_held`, `sender_cannot_approve`, `consent_grant_requires_human`, `csrf_failed`, `no_grant`, `read_only_key`, `step_up_required`, `author_cannot_approve` */
             403: {
                 headers: {
                     [name: string]: unknown;

@@ -1,0 +1,72 @@
+import type { Guard } from '../identity/guard.js';
+import type { IdentityRepo } from '../identity/identity-repo.js';
+import type { RequestContext, Role, Scope } from '../identity/principal.js';
+import { AppError, notFound, unprocessable } from '../kernel/errors.js';
+import type { Db } from '../store/db.js';
+import { grantableScopes, mayActFor } from './oauth-server.js';
+
+type Deps = { db: Db; identity: IdentityRepo; guard: Guard };
+
+export type ConsentOptions = { agents: { id: string; name: string; address: string }[]; scopes: Scope[] };
+
+/**
+ * What a signed-in human may consent to when an MCP client asks for access (the consent page): which agents the
+ * client may act as (those the human answers for; an admin: any active agent of the organisation) and which scopes
+ * (never more than the human may hand to an agent: oauth-server.ts grantableScopes). Every decision is audited.
+ */
+export const createOauthConsent = ({ db, identity, guard }: Deps) => {
+  const requireHuman = (ctx: RequestContext) => {
+    if (ctx.principal.type !== 'human') throw notFound('authorization request');
+  };
+
+  /** The agents and scopes this human may choose from. Reads identity only (no PHI). */
+  const options = async (ctx: RequestContext): Promise<ConsentOptions> => {
+    requireHuman(ctx);
+    const p = ctx.principal;
+    let q = db.selectFrom('agents').select(['id', 'name', 'address']).where('org_id', '=', p.orgId).where('is_active', '=', 1);
+    if (!p.roles.includes('admin')) q = q.where('responsible_human_id', '=', p.id);
+    return { agents: await q.orderBy('name').execute(), scopes: grantableScopes(p.roles) };
+  };
+
+  /**
+   * Records the human's consent (`oauth.consent.granted`: client, agent, scopes) after checking it: the agent is one
+   * they may choose (else 404), each scope was requested and is theirs to grant (else 422 oauth_scope_not_allowed),
+   * and at least one is chosen (422 oauth_scope_required). Returns the scopes to grant.
+   */
+  const grant = (ctx: RequestContext, c: { clientId: string; agentId: string; scopes: string[]; requested: string[] }) =>
+    guard.change(ctx, 'oauth.consent.granted', { type: 'agent', id: c.agentId }, async (tx) => {
+      requireHuman(ctx);
+      const p = ctx.principal;
+      const a = await identity.agent(tx, p.orgId, c.agentId);
+      const h = await identity.human(tx, p.orgId, p.id);
+      if (a?.is_active !== 1 || !h || !mayActFor(h, a)) throw notFound('agent');
+      const allowed = grantableScopes(JSON.parse(h.roles) as Role[]);
+      const scopes = [...new Set(c.scopes)];
+      const bad = scopes.filter((s) => !allowed.includes(s as Scope) || !c.requested.includes(s));
+      if (bad.length > 0) {
+        throw unprocessable('oauth_scope_not_allowed', `Not requested by the client, or not yours to grant: ${bad.join(', ')}.`);
+      }
+      if (scopes.length === 0) throw unprocessable('oauth_scope_required', 'Choose at least one scope, or deny the request.');
+      await guard.recordIn(tx, ctx, 'oauth.consent.granted', { type: 'agent', id: a.id }, { client_id: c.clientId, scopes });
+      return scopes;
+    });
+
+  /** Records that the human declined (`oauth.consent.denied`). */
+  const deny = (ctx: RequestContext, clientId: string) =>
+    guard.change(ctx, 'oauth.consent.denied', null, async (tx) => {
+      requireHuman(ctx);
+      await guard.recordIn(tx, ctx, 'oauth.consent.denied', null, { client_id: clientId });
+    });
+
+  return { options, grant, deny };
+};
+
+export type OauthConsent = ReturnType<typeof createOauthConsent>;
+
+/** The interaction is gone (expired, finished, or its cookie missing): the client must start again. */
+export const interactionGone = () =>
+  new AppError(
+    'oauth_interaction_expired',
+    400,
+    'This authorization request has expired or was already answered; start again from your MCP client.',
+  );
