@@ -63,7 +63,8 @@ describe('audit append (record)', () => {
           action: input.action,
           actor: { type: input.actor.type, id: input.actor.id },
           delegation_chain: input.actor.chain,
-          target: input.target ?? null,
+          // The integrator hashes the event as its row reads back: a target with an empty part is no target.
+          target: input.target?.type && input.target.id ? input.target : null,
           outcome: input.outcome ?? 'success',
           request_id: input.requestId ?? null,
           client_ip: input.clientIp ?? null,
@@ -72,8 +73,7 @@ describe('audit append (record)', () => {
         };
         expect(hash).toBe(chainHash(row.prev_hash, event));
         expect(row.hash).toBe(hash);
-        // A target with empty parts reads back as no target, so only whole targets round-trip.
-        if (!input.target || (input.target.type && input.target.id)) expect(recomputeRowHash(row, row.prev_hash)).toBe(hash);
+        expect(recomputeRowHash(row, row.prev_hash)).toBe(hash);
       }),
       { numRuns: 300 },
     );

@@ -190,7 +190,7 @@ export const createDeliveryWorker = (d: Deps) => {
           .executeTakeFirst();
         if (row?.raw_sealed) {
           const raw = open(d.ring, row.raw_sealed, messageAad(row, 'raw'));
-          await recordReceipt(tx, d.audit, m.id, raw, m.raw_hash, delivered.hash);
+          await recordReceipt(tx, d.audit, m.id, raw, m.raw_hash, delivered.id);
         }
       }
     } else if (jobStatus === 'bounced' || jobStatus === 'failed') {
