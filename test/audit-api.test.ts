@@ -203,6 +203,7 @@ for (const dialect of testDialects()) {
       const hold = await t.call('POST', '/v1/audit/legal-holds', t.adminKey, { matter: 'OCR inquiry 2025-17' });
       expect(hold.status).toBe(201);
       await expect(t.c.auditLog.retention.purge(systemActor())).rejects.toMatchObject({ code: 'legal_hold_active' });
+      await t.c.audit.sync();
       const events = (await t.c.store.db.selectFrom('audit_events').selectAll().where('action', '=', 'audit.purge').execute()).map(
         (e) => e.outcome,
       );

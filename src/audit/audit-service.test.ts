@@ -52,7 +52,7 @@ describe('audit append (record)', () => {
     await fc.assert(
       fc.asyncProperty(inputArb, async (input) => {
         clock.advance(1);
-        const { seq, hash } = await audit.recordAlone(input);
+        const { seq, hash } = await audit.recordSequenced(input);
         const row = await store.db.selectFrom('audit_events').selectAll().where('seq', '=', seq).executeTakeFirstOrThrow();
         // The event as the chain defines it, built from the input (as record did before it spliced).
         const event: ChainedEvent = {
@@ -87,7 +87,7 @@ describe('audit append (record)', () => {
     ];
     const actor = { type: 'agent' as const, id: 'agt_1', orgId: 'org_1', chain };
     const stored = async () => {
-      const { seq } = await audit.recordAlone({ action: 'test.chain', actor });
+      const { seq } = await audit.recordSequenced({ action: 'test.chain', actor });
       const row = await store.db.selectFrom('audit_events').selectAll().where('seq', '=', seq).executeTakeFirstOrThrow();
       expect(recomputeRowHash(row, row.prev_hash)).toBe(row.hash);
       return JSON.parse(row.delegation_chain);

@@ -143,11 +143,14 @@ export const createAuditService = ({ db, dialect, clock, integrateMs = 100, logg
 
   /**
    * Records an event in a transaction of its own (denied attempts, which change nothing else). Events
-   * arriving together share one commit (inGroupCommit); each caller returns after that commit and the
-   * event's integration, with its seq and chain hash.
+   * arriving together share one commit (inGroupCommit); each caller returns after that commit, without
+   * waiting for the event's integration (its seq comes within MAILWARD_AUDIT_INTEGRATE_MS).
    */
-  const recordAlone = async (input: AuditInput): Promise<{ id: string; seq: number; hash: string }> => {
-    const { id } = await inGroupCommit(db, (tx) => record(tx, input));
+  const recordAlone = (input: AuditInput): Promise<{ id: string }> => inGroupCommit(db, (tx) => record(tx, input));
+
+  /** recordAlone, then waits for the event's integration: for a caller that needs its seq and chain hash. */
+  const recordSequenced = async (input: AuditInput): Promise<{ id: string; seq: number; hash: string }> => {
+    const { id } = await recordAlone(input);
     const done = await integrator.sync();
     const hit = done.get(id) ?? (await db.selectFrom('audit_events').select(['seq', 'hash']).where('id', '=', id).executeTakeFirst());
     if (!hit) throw new Error('audit: a committed event was not integrated');
@@ -192,6 +195,7 @@ export const createAuditService = ({ db, dialect, clock, integrateMs = 100, logg
   return {
     record,
     recordAlone,
+    recordSequenced,
     sync,
     list,
     count,

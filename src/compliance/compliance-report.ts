@@ -121,7 +121,7 @@ export const createComplianceReport = ({ db, audit, auditLog, clock, sealedByVer
     const report = await build();
     const reportJson = JSON.stringify(report);
     const reportHash = createHash('sha256').update(reportJson).digest('hex');
-    const ev = await audit.recordAlone({
+    const ev = await audit.recordSequenced({
       action: 'compliance.reported',
       actor: systemActor(),
       details: { report_sha256: reportHash, format: report.format },
