@@ -20,6 +20,8 @@ describe.skipIf(!testDialects().includes('postgres'))('audit appends from severa
   });
 
   it('leaves one gapless chain that verifies when two processes append thousands of events at once', async () => {
+    // The app's own events (setup) are integrated first, so `before` counts them.
+    await t.c.audit.sync();
     const before = await t.c.auditLog.tree.headSeq();
     const child = (label: string) =>
       run(process.execPath, ['--import', 'tsx', 'test/support/audit-appender.ts', '2000', '4', label], {
@@ -28,6 +30,7 @@ describe.skipIf(!testDialects().includes('postgres'))('audit appends from severa
       });
     const out = await Promise.all([child('a'), child('b')]);
     expect(out.map((o) => o.stdout.trim())).toEqual(['a done', 'b done']);
+    expect(await t.c.audit.pendingCount()).toBe(0);
     const seqs = (await t.c.store.db.selectFrom('audit_events').select('seq').orderBy('seq').execute()).map((r) => Number(r.seq));
     expect(seqs.length).toBe(before + 4000);
     expect(seqs.every((s, i) => s === i + 1)).toBe(true);

@@ -28,6 +28,8 @@ const append = async (t: TestApp, n: number) => {
       details: { n: i },
     });
   }
+  // Sequenced before the test reads or rewrites rows (events commit unsequenced, integrator.ts).
+  await t.c.audit.sync();
 };
 
 /** An insider with database access: the append-only triggers are dropped first. */

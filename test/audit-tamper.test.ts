@@ -26,6 +26,8 @@ const append = async (t: TestApp, n: number) => {
       contentHash: i % 3 === 0 ? 'ab'.repeat(32) : null,
     });
   }
+  // Sequenced before the test reads or rewrites rows (events commit unsequenced, integrator.ts).
+  await t.c.audit.sync();
 };
 
 /** The append-only triggers stand in the way of a tamperer with DB access; the test plays one. */

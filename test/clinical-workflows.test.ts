@@ -91,6 +91,7 @@ for (const dialect of testDialects()) {
       expect(raw.toString()).not.toContain(held.body.message_id);
 
       // The chain of revisions is in the audit log.
+      await t.c.audit.sync();
       const audit = await t.c.store.db
         .selectFrom('audit_events')
         .selectAll()
@@ -138,6 +139,7 @@ for (const dialect of testDialects()) {
       const without = await send(s.agentKey, s.mailbox.id, { to, subject: 'Transfer of care', text: PART2_TEXT });
       expect(without.status).toBe(422);
       expect(without.body.code).toBe('no_part2_consent');
+      await t.c.audit.sync();
       const denied = await t.c.store.db
         .selectFrom('audit_events')
         .selectAll()
@@ -156,6 +158,7 @@ for (const dialect of testDialects()) {
       const held = await t.call('GET', `/v1/emails/${sent.body.id}`, reviewerKey);
       expect(held.body.approval.reasons.map((r: { code: string }) => r.code)).toContain('part2');
       expect(held.body.system_tags).toContain('part2');
+      await t.c.audit.sync();
       const audit = await t.c.store.db
         .selectFrom('audit_events')
         .selectAll()
@@ -246,6 +249,7 @@ for (const dialect of testDialects()) {
       const claims = JSON.parse(execFileSync('/usr/bin/python3', [JWCRYPTO, JSON.stringify(jwk), token], { encoding: 'utf8' }));
       expect(claims.on_behalf_of).toMatchObject({ sub: dr.body.id, name: 'Dr. Xavier Mensah', npi: '1234567893', category: 'refill' });
       expect(claims.act).toMatchObject({ sub: s.agent.id, type: 'agent', act: { sub: dr.body.id, type: 'clinician', npi: '1234567893' } });
+      await t.c.audit.sync();
       const audit = await t.c.store.db
         .selectFrom('audit_events')
         .selectAll()

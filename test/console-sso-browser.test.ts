@@ -29,7 +29,13 @@ for (const dialect of testDialects()) {
 
     // Read from the store: a refusal before the state names an organisation belongs to none, so no tenant's audit API lists it.
     const failures = async () =>
-      (await t.c.store.db.selectFrom('audit_events').selectAll().where('action', '=', 'human.sign_in_failed').orderBy('seq').execute())
+      (
+        await t.c.audit
+          .sync()
+          .then(() =>
+            t.c.store.db.selectFrom('audit_events').selectAll().where('action', '=', 'human.sign_in_failed').orderBy('seq').execute(),
+          )
+      )
         .map((e) => JSON.parse(e.details) as { method?: string; reason?: string })
         .filter((d) => d.method === 'sso')
         .map((d) => String(d.reason));

@@ -43,6 +43,7 @@ for (const dialect of testDialects()) {
       const token = out.url.split('/').at(-1);
       const rows = await c.store.db.selectFrom('human_invitations').selectAll().execute();
       expect(JSON.stringify(rows)).not.toContain(token);
+      await c.audit.sync();
       const audit = await c.store.db
         .selectFrom('audit_events')
         .select(['action', 'details'])

@@ -98,6 +98,7 @@ for (const dialect of testDialects()) {
       expect(row.raw_hash).toBe(sha256Hex(raw));
       expect(row.raw_sealed).not.toContain(marker);
       expect(row.content_sealed).not.toContain(marker);
+      await t.c.audit.sync();
       const events = await t.c.store.db.selectFrom('audit_events').selectAll().where('target_id', '=', item.id).orderBy('seq').execute();
       const received = events.find((e) => e.action === 'email.received')!;
       expect(received).toMatchObject({ actor_type: 'system', content_hash: sha256Hex(raw), client_ip: '127.0.0.1', outcome: 'success' });
@@ -157,6 +158,7 @@ for (const dialect of testDialects()) {
           to: [box.mailbox.address],
         });
         expect(r.response).toMatch(/^250 /);
+        await t.c.audit.sync();
         const ev = await t.c.store.db
           .selectFrom('audit_events')
           .select('delegation_chain')
@@ -371,6 +373,7 @@ for (const dialect of testDialects()) {
       expect(report.thread_id).toBe(out.thread_id);
       expect(JSON.parse(report.system_tags)).toContain('bounce');
       expect(JSON.parse(report.tags)).toEqual([]);
+      await t.c.audit.sync();
       const audit = await t.c.store.db
         .selectFrom('audit_events')
         .selectAll()
@@ -414,6 +417,7 @@ for (const dialect of testDialects()) {
       const view = await t.call('GET', `/v1/emails/${rows[0]!.id}`, g.agentKey);
       expect(view.body.subject).toBe('First held');
       expect(view.body.system_tags).toContain('results');
+      await t.c.audit.sync();
       const audit = await t.c.store.db
         .selectFrom('audit_events')
         .selectAll()

@@ -96,6 +96,7 @@ for (const dialect of testDialects()) {
       expect(JSON.stringify(view.body)).not.toContain('biopsy');
       expect(view.body.events.map((e: { type: string }) => e.type)).toContain('content_purged');
       for (const id of [fromHeldContact, inHeldThread, waiting, inHeldMailbox]) expect((await row(id!)).content_purged_at).toBeNull();
+      await t.c.audit.sync();
       const purged = await t.c.store.db.selectFrom('audit_events').selectAll().where('action', '=', 'email.content_purged').execute();
       expect(purged.map((e) => [e.target_id, e.content_hash, e.actor_type])).toEqual([[plain, before.content_hash, 'system']]);
       expect((await t.c.auditLog.verify()).ok).toBe(true);

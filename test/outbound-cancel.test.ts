@@ -26,13 +26,15 @@ for (const dialect of testDialects()) {
     };
     const row = (id: string) => t.c.store.db.selectFrom('messages').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
     const jobsOf = (id: string) => t.c.store.db.selectFrom('outbox').select(['status', 'last_code']).where('message_id', '=', id).execute();
-    const auditOf = (id: string) =>
-      t.c.store.db
+    const auditOf = async (id: string) => {
+      await t.c.audit.sync();
+      return t.c.store.db
         .selectFrom('audit_events')
         .select(['action', 'outcome'])
         .where('target_id', '=', id)
         .where('action', '=', 'email.cancelled')
         .execute();
+    };
 
     it('lets the agent cancel a held message, closing its approval so no reviewer can release it', async () => {
       const s = await seedMailbox(t, 'gated_send');

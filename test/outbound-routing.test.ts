@@ -144,6 +144,7 @@ for (const dialect of testDialects()) {
         category: 'transient',
         smtp_reply: { code: 451, enhanced_status: '4.2.0', text: '[address] mailbox busy, try later' },
       });
+      await t.c.audit.sync();
       const audit = await t.c.store.db
         .selectFrom('audit_events')
         .selectAll()

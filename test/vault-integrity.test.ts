@@ -17,6 +17,8 @@ const SEED = 'JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP';
 
 /** A snapshot of every row the vault and key checks could touch. */
 const snapshot = async (t: TestApp) => {
+  // Events commit unsequenced: integrate them first, so an event written by a check shows in the head and count.
+  await t.c.audit.sync();
   const db = t.c.store.db;
   return JSON.stringify({
     head: await db.selectFrom('audit_head').selectAll().execute(),
@@ -27,8 +29,11 @@ const snapshot = async (t: TestApp) => {
   });
 };
 
-const errorEvents = async (t: TestApp, action: string) =>
-  (await t.c.store.db.selectFrom('audit_events').selectAll().where('action', '=', action).where('outcome', '=', 'error').execute()).length;
+const errorEvents = async (t: TestApp, action: string) => {
+  await t.c.audit.sync();
+  return (await t.c.store.db.selectFrom('audit_events').selectAll().where('action', '=', action).where('outcome', '=', 'error').execute())
+    .length;
+};
 
 for (const dialect of testDialects()) {
   describe(`vault integrity (${dialect})`, () => {

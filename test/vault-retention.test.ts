@@ -21,15 +21,17 @@ const versionsOf = async (t: TestApp, agentId: string) =>
   ).map((r) => `${r.name}.v${Number(r.version)}`);
 
 const purgedEvents = async (t: TestApp) =>
-  (await t.c.store.db.selectFrom('audit_events').selectAll().where('action', '=', 'vault.secret.purged').orderBy('seq').execute()).map(
-    (e) => ({
-      org_id: e.org_id,
-      actor_type: e.actor_type,
-      target_id: e.target_id,
-      outcome: e.outcome,
-      details: JSON.parse(e.details) as { name: string; versions: number[]; cutoff: string; retention_days: number; agent_id: string },
-    }),
-  );
+  (
+    await t.c.audit
+      .sync()
+      .then(() => t.c.store.db.selectFrom('audit_events').selectAll().where('action', '=', 'vault.secret.purged').orderBy('seq').execute())
+  ).map((e) => ({
+    org_id: e.org_id,
+    actor_type: e.actor_type,
+    target_id: e.target_id,
+    outcome: e.outcome,
+    details: JSON.parse(e.details) as { name: string; versions: number[]; cutoff: string; retention_days: number; agent_id: string },
+  }));
 
 for (const dialect of testDialects()) {
   describe(`vault retention (${dialect})`, () => {

@@ -96,6 +96,7 @@ for (const dialect of testDialects()) {
         ['1', true],
         ['2', false],
       ]);
+      await app.c.audit.sync();
       const audit = await app.c.store.db.selectFrom('audit_events').selectAll().where('action', '=', 'key_ring.rotated').execute();
       expect(audit).toHaveLength(1);
       expect(audit[0]!.outcome).toBe('success');
@@ -128,6 +129,7 @@ for (const dialect of testDialects()) {
       expect(r.retired).toEqual([]);
       const k1 = await t.c.store.db.selectFrom('key_ring').selectAll().where('version', '=', '1').executeTakeFirstOrThrow();
       expect(k1.retired_at).toBeNull();
+      await t.c.audit.sync();
       const ev = await t.c.store.db
         .selectFrom('audit_events')
         .selectAll()

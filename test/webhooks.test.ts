@@ -268,6 +268,7 @@ for (const dialect of testDialects()) {
       expect((await ep()).body).toMatchObject({ disabled_reason: 'failing', consecutive_failures: 4 });
       const ev = await t.call('GET', '/v1/events?types=webhook.disabled&order=desc&limit=5', t.adminKey);
       expect(ev.body.events.find((e: { data: { webhook_id: string } }) => e.data.webhook_id === made.body.id)).toBeTruthy();
+      await t.c.audit.sync();
       const audit = await t.c.store.db.selectFrom('audit_events').selectAll().where('target_id', '=', made.body.id).execute();
       expect(audit.map((a) => a.action)).toContain('webhook.disabled');
       const notices = async () => {

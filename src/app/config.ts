@@ -55,6 +55,8 @@ export const envSchema = z.object({
     .default(6 * 3600),
   MAILWARD_NOTIFY_BATCH_MINUTES: z.coerce.number().int().min(1).max(1440).default(15),
   MAILWARD_AUDIT_RETENTION_DAYS: z.coerce.number().int().min(2190, 'must be at least 2190 (six years)').default(2190),
+  // How often the audit integrator sequences committed events (ms): the bound on the delay from commit to inclusion.
+  MAILWARD_AUDIT_INTEGRATE_MS: z.coerce.number().int().min(5).max(5000).default(100),
   // Where each signed audit checkpoint is published outside the database; `off` publishes nothing.
   MAILWARD_CHECKPOINT_DIR: z.string().min(1).optional(),
   // Transparency-log witnesses (c2sp.org/tlog-witness): "<submission URL> <cosignature/v1 verifier key>", comma-separated.
@@ -185,6 +187,8 @@ export type Config = {
   approvalEscalateSeconds: number;
   notifyBatchMinutes: number;
   auditRetentionDays: number;
+  /** Milliseconds between the audit integrator's passes (MAILWARD_AUDIT_INTEGRATE_MS, default 100). */
+  auditIntegrateMs: number;
   /** Directory each signed audit checkpoint is published to (default <data dir>/checkpoints); null: off. */
   checkpointDir: string | null;
   /** Witnesses each new audit checkpoint is submitted to (MAILWARD_WITNESSES). */
@@ -288,6 +292,7 @@ export const loadConfig = (env: NodeJS.ProcessEnv = process.env): Config => {
     approvalEscalateSeconds: e.MAILWARD_APPROVAL_ESCALATE_SECONDS,
     notifyBatchMinutes: e.MAILWARD_NOTIFY_BATCH_MINUTES,
     auditRetentionDays: e.MAILWARD_AUDIT_RETENTION_DAYS,
+    auditIntegrateMs: e.MAILWARD_AUDIT_INTEGRATE_MS,
     checkpointDir: e.MAILWARD_CHECKPOINT_DIR === 'off' ? null : path.resolve(dataDir, e.MAILWARD_CHECKPOINT_DIR ?? 'checkpoints'),
     witnesses: parseWitnesses(e.MAILWARD_WITNESSES),
     dnsOverridesFile: e.MAILWARD_DNS_OVERRIDES,

@@ -115,7 +115,9 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
   await registerKeyRing(store, ring, clock);
 
   const db = store.db;
-  const audit = createAuditService({ db, dialect: store.dialect, clock });
+  const audit = createAuditService({ db, dialect: store.dialect, clock, integrateMs: config.auditIntegrateMs, logger });
+  // Every process runs the integrator's passes; the chain head's lock lets one integrate at a time (integrator.ts).
+  audit.startIntegrator();
   const auditLog = createAuditLog({
     db,
     dialect: store.dialect,
@@ -323,6 +325,7 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
       await inbound.close();
       authCache.stop();
       await rateLimiter.stop();
+      await audit.stopIntegrator();
       await store.destroy();
       await phiModel?.release();
     },

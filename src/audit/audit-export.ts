@@ -15,7 +15,7 @@ const exportEvent = (r: EventRow): ExportEvent => ({
   hash: r.hash,
 });
 
-type Deps = { db: Db; tree: TreeStore; checkpoints: CheckpointService };
+type Deps = { db: Db; tree: TreeStore; checkpoints: CheckpointService; sync?: () => Promise<void> };
 
 export type ExportOptions = {
   since?: string;
@@ -34,10 +34,12 @@ export type ExportOptions = {
  * Throws 422 export_empty. Signs (and stores) one checkpoint; audits nothing
  * itself: the CLI records `audit.exported`.
  */
-export const createAuditExporter = ({ db, tree, checkpoints }: Deps) => {
+export const createAuditExporter = ({ db, tree, checkpoints, sync }: Deps) => {
   const exportLog = async (
     o: ExportOptions,
   ): Promise<{ events: number; first_seq: number; last_seq: number; tree_size: number; root_hash: string }> => {
+    // What was committed before the export is in it: wait for its integration.
+    await sync?.();
     const floor = await tree.purgedThrough();
     const head = await tree.headSeq();
     let first = floor + 1;

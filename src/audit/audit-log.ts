@@ -16,7 +16,7 @@ type Deps = {
   db: Db;
   dialect: Dialect;
   clock: Clock;
-  audit: Pick<AuditService, 'record' | 'recordAlone'>;
+  audit: Pick<AuditService, 'record' | 'recordAlone' | 'sync'>;
   /** The installation's audit-ed25519 key (identity/signing-keys.ts); audit imports no domain. */
   keys: AuditKeys;
   retentionDays: number;
@@ -45,17 +45,19 @@ export const createAuditLog = ({
   const tree = createTreeStore({ db, dialect });
   const publisher = checkpointDir ? createCheckpointPublisher({ db, dir: checkpointDir }) : null;
   const witnessClient = witnesses && witnesses.length > 0 ? createWitnessClient({ db, tree, clock, witnesses, logger }) : null;
-  const checkpoints = createCheckpointService({ db, tree, clock, keys, publisher, witnesses: witnessClient });
-  const receipts = createReceiptService({ db, tree, checkpoints });
+  const checkpoints = createCheckpointService({ db, tree, clock, sync: audit.sync, keys, publisher, witnesses: witnessClient });
+  const receipts = createReceiptService({ db, tree, checkpoints, sync: audit.sync });
   /**
    * Full verification of the store; never throws for tampering (see the report).
    * Checks it against the published checkpoint directory unless `external.dir` says otherwise.
    */
-  const verify = (
+  const verify = async (
     onProgress?: (done: number, total: number) => void,
     opts: { parallelFrom?: number; chunkSize?: number; external?: ExternalCheckpoints } = {},
-  ) =>
-    verifyStore({
+  ) => {
+    // Everything committed before the call is verified: wait for its integration first.
+    await audit.sync();
+    return verifyStore({
       db,
       keyByKid: keys.byKid,
       allKeys: keys.all,
@@ -66,7 +68,8 @@ export const createAuditLog = ({
       external: { dir: checkpointDir ?? null, ...opts.external },
       now: clock.now(),
     });
-  const exporter = createAuditExporter({ db, tree, checkpoints });
+  };
+  const exporter = createAuditExporter({ db, tree, checkpoints, sync: audit.sync });
   const retention = createRetentionService({ db, clock, audit, tree, checkpoints, verify: () => verify(), retentionDays });
   return { tree, checkpoints, receipts, verify, exporter, retention };
 };

@@ -1,11 +1,12 @@
 import { EVENT_COLUMNS } from './audit-columns.js';
-import { createHash } from 'node:crypto';
 import { sql } from 'kysely';
 import type { Clock } from '../kernel/clock.js';
 import { newId } from '../kernel/ids.js';
-import { compileOnce, type Db, type Dialect, type Executor, inGroupCommit, rollbacksIn } from '../store/db.js';
-import type { AuditEventsTable } from '../store/schema.js';
-import { type ChainedEvent, chainedOfRow, type EventRow } from './audit-chain.js';
+import type { Logger } from '../kernel/log.js';
+import { compileOnce, type Db, type Dialect, type Executor, inGroupCommit } from '../store/db.js';
+import type { AuditEventsTable, AuditPendingInsert } from '../store/schema.js';
+import { type ChainedEvent, chainedOfRow } from './audit-chain.js';
+import { createIntegrator } from './integrator.js';
 import { canonicalJson } from './canonical.js';
 
 export type ChainEntry = { type: string; id: string; name: string };
@@ -63,50 +64,17 @@ export type AuditQuery = {
   limit: number;
 };
 
-type Deps = { db: Db; dialect: Dialect; clock: Clock };
-
-const q = JSON.stringify;
-
-/**
- * The append path's statements, built by Kysely's builders but compiled once:
- * building and compiling them anew was a large share of an append's cost.
- */
-const compileAppend = (db: Db, dialect: Dialect) => {
-  let head = db.selectFrom('audit_head').select(['seq', 'hash']).where('id', '=', 1);
-  if (dialect === 'postgres') head = head.forUpdate();
-  const insert = compileOnce(
-    (v) => db.insertInto('audit_events').values(Object.fromEntries(EVENT_COLUMNS.map((c, i) => [c, v[i]])) as unknown as AuditEventsTable),
-    EVENT_COLUMNS.length,
-  );
-  const update = compileOnce((v) => db.updateTable('audit_head').set({ seq: v[0], hash: v[1] }).where('id', '=', 1), 2);
-  // PostgreSQL: the event and the new head in one statement, one round trip
-  // instead of two (SQLite has no INSERT inside WITH, so it runs both above).
-  const n = EVENT_COLUMNS.length;
-  const insertAndMove =
-    dialect === 'postgres'
-      ? compileOnce(
-          (v) =>
-            db
-              .with('appended', (qb) =>
-                qb
-                  .insertInto('audit_events')
-                  .values(Object.fromEntries(EVENT_COLUMNS.map((c, i) => [c, v[i]])) as unknown as AuditEventsTable),
-              )
-              .updateTable('audit_head')
-              .set({ seq: v[n], hash: v[n + 1] })
-              .where('id', '=', 1),
-          n + 2,
-        )
-      : undefined;
-  return {
-    head: head.compile(),
-    /** The statements that store `row` and move the head to it. */
-    write: (row: EventRow) =>
-      insertAndMove
-        ? [insertAndMove(...EVENT_COLUMNS.map((c) => row[c]), row.seq, row.hash)]
-        : [insert(...EVENT_COLUMNS.map((c) => row[c])), update(row.seq, row.hash)],
-  };
+type Deps = {
+  db: Db;
+  dialect: Dialect;
+  clock: Clock;
+  /** Milliseconds between the integrator's passes (MAILWARD_AUDIT_INTEGRATE_MS); default 100. */
+  integrateMs?: number;
+  logger?: Logger;
 };
+
+/** The pending row's columns, in one order: the prepared insert's parameters. */
+const PENDING_COLUMNS = EVENT_COLUMNS.filter((c) => c !== 'seq' && c !== 'prev_hash' && c !== 'hash');
 
 /**
  * A resolved principal's delegation chain is one array reused by every request
@@ -136,44 +104,30 @@ const canonicalChain = (chain: ChainEntry[]): string => {
   return json;
 };
 
-export const createAuditService = ({ db, dialect, clock }: Deps) => {
-  const append = compileAppend(db, dialect);
+export const createAuditService = ({ db, dialect, clock, integrateMs = 100, logger }: Deps) => {
+  const integrator = createIntegrator({ db, dialect, intervalMs: integrateMs, logger });
+  const insertPending = compileOnce(
+    (v) =>
+      db.insertInto('audit_pending').values(Object.fromEntries(PENDING_COLUMNS.map((c, i) => [c, v[i]])) as unknown as AuditPendingInsert),
+    PENDING_COLUMNS.length,
+  );
 
   /**
-   * The head as a transaction last wrote it. Once a transaction has appended it
-   * holds the head (FOR UPDATE on PostgreSQL, the write lock on SQLite) until
-   * it ends, so its next append need not read the head again; a rollback to a
-   * savepoint may undo appends, so after one (rollbacksIn changes) the head is
-   * read again. Only `record` moves the head; were it moved past this cache by
-   * other means, the next seq would already exist and the primary key would
-   * refuse the append (the caller fails; the chain cannot fork).
+   * Appends one event, UNSEQUENCED, inside the caller's transaction (45 CFR 164.312(b)): if this fails,
+   * the caller's change fails with it, and the event commits only with the change. It takes no shared
+   * lock: the integrator (integrator.ts) gives it its seq and chain hash within MAILWARD_AUDIT_INTEGRATE_MS
+   * of the commit. Returns the event's id (`eventHashRef(id)` names its chain hash in another event).
    */
-  const heads = new WeakMap<Executor, { seq: number; hash: string; rollbacks: number }>();
-
-  /**
-   * Appends one event to the hash chain inside the caller's transaction
-   * (45 CFR 164.312(b)). If this fails, the caller's change fails with it.
-   * The head row is locked, so concurrent appenders form one gapless chain.
-   */
-  const record = async (tx: Executor, input: AuditInput): Promise<{ seq: number; hash: string }> => {
-    const rollbacks = tx.isTransaction ? rollbacksIn(tx) : -1;
-    let head = tx.isTransaction ? heads.get(tx) : undefined;
-    if (!head || head.rollbacks !== rollbacks) {
-      const { rows } = await tx.executeQuery<{ seq: number | string; hash: string }>(append.head);
-      if (!rows[0]) throw new Error('audit: the chain head row is missing');
-      head = { seq: Number(rows[0].seq), hash: rows[0].hash, rollbacks };
-    }
-    const seq = head.seq + 1;
+  const record = async (tx: Executor, input: AuditInput): Promise<{ id: string }> => {
     const target = input.target ?? null;
-    const row: EventRow = {
-      seq,
+    const row: AuditPendingInsert = {
       id: newId('event'),
       at: clock.now().toISOString(),
       org_id: input.orgId !== undefined ? input.orgId : input.actor.orgId,
       action: input.action,
       actor_type: input.actor.type,
       actor_id: input.actor.id,
-      // Stored in RFC 8785 form, as rowOfChained does.
+      // Stored in RFC 8785 form, as rowOfChained does: the integrator splices the canonical event from them.
       delegation_chain: canonicalChain(input.actor.chain),
       target_type: target?.type ?? null,
       target_id: target?.id ?? null,
@@ -182,28 +136,38 @@ export const createAuditService = ({ db, dialect, clock }: Deps) => {
       client_ip: input.clientIp ?? null,
       content_hash: input.contentHash ?? null,
       details: canonicalJson(input.details ?? {}),
-      prev_hash: head.hash,
-      hash: '',
     };
-    // chainHash(prev, event) without canonicalizing the event a second time:
-    // the same RFC 8785 text, spliced from the already canonical columns
-    // (members in JCS order; audit-service.test.ts checks it against chainHash).
-    const canonical = `{"action":${q(row.action)},"actor":{"id":${q(row.actor_id)},"type":${q(row.actor_type)}},"at":${q(row.at)},"client_ip":${q(row.client_ip)},"content_hash":${q(row.content_hash)},"delegation_chain":${row.delegation_chain},"details":${row.details},"id":${q(row.id)},"org_id":${q(row.org_id)},"outcome":${q(row.outcome)},"request_id":${q(row.request_id)},"seq":${seq},"target":${target ? `{"id":${q(target.id)},"type":${q(target.type)}}` : 'null'}}`;
-    row.hash = createHash('sha256').update(head.hash, 'hex').update(canonical, 'utf8').digest('hex');
-    for (const statement of append.write(row)) await tx.executeQuery(statement);
-    if (tx.isTransaction) heads.set(tx, { seq, hash: row.hash, rollbacks });
-    return { seq, hash: row.hash };
+    await tx.executeQuery(insertPending(...PENDING_COLUMNS.map((c) => row[c])));
+    return { id: row.id };
   };
 
   /**
-   * Records an event in a transaction of its own (denied attempts, which change
-   * nothing else). Events arriving together share one commit (inGroupCommit);
-   * each caller returns only after that commit.
+   * Records an event in a transaction of its own (denied attempts, which change nothing else). Events
+   * arriving together share one commit (inGroupCommit); each caller returns after that commit, without
+   * waiting for the event's integration (its seq comes within MAILWARD_AUDIT_INTEGRATE_MS).
    */
-  const recordAlone = (input: AuditInput) => inGroupCommit(db, (tx) => record(tx, input));
+  const recordAlone = (input: AuditInput): Promise<{ id: string }> => inGroupCommit(db, (tx) => record(tx, input));
+
+  /** recordAlone, then waits for the event's integration: for a caller that needs its seq and chain hash. */
+  const recordSequenced = async (input: AuditInput): Promise<{ id: string; seq: number; hash: string }> =>
+    sequenced((await recordAlone(input)).id);
+
+  /** Waits for a committed event's integration and answers its seq and chain hash (call it outside any transaction). */
+  const sequenced = async (id: string): Promise<{ id: string; seq: number; hash: string }> => {
+    const done = await integrator.sync();
+    const hit = done.get(id) ?? (await db.selectFrom('audit_events').select(['seq', 'hash']).where('id', '=', id).executeTakeFirst());
+    if (!hit) throw new Error('audit: a committed event was not integrated');
+    return { id, seq: Number(hit.seq), hash: hit.hash };
+  };
+
+  /** Resolves once every event committed before the call has its seq (call it outside any transaction). */
+  const sync = async (): Promise<void> => {
+    await integrator.sync();
+  };
 
   /** Events of one organisation, oldest first, keyset-paginated by seq; read in `ex` (the caller's transaction, so its read event commits with it). */
   const list = async (q: AuditQuery, ex: Executor = db): Promise<AuditEvent[]> => {
+    if (ex === db) await sync();
     let query = ex.selectFrom('audit_events').selectAll().orderBy('seq', 'asc').limit(q.limit);
     if (q.orgId !== null) query = query.where('org_id', '=', q.orgId);
     if (q.actorId) query = query.where('actor_id', '=', q.actorId);
@@ -217,19 +181,35 @@ export const createAuditService = ({ db, dialect, clock }: Deps) => {
   };
 
   const count = async (): Promise<number> => {
+    await sync();
     const r = await db.selectFrom('audit_events').select(sql<number>`count(*)`.as('n')).executeTakeFirstOrThrow();
     return Number(r.n);
   };
 
   /** One event by seq, or undefined (also when it belongs to another organisation: callers answer 404). */
   const get = async (seq: number, orgId: string | null): Promise<AuditEvent | undefined> => {
+    await sync();
     let query = db.selectFrom('audit_events').selectAll().where('seq', '=', seq);
     if (orgId !== null) query = query.where('org_id', '=', orgId);
     const row = await query.executeTakeFirst();
     return row ? toAuditEvent(row) : undefined;
   };
 
-  return { record, recordAlone, list, count, get };
+  return {
+    record,
+    recordAlone,
+    recordSequenced,
+    sequenced,
+    sync,
+    list,
+    count,
+    get,
+    /** Starts the integrator's periodic passes (every process runs them; one integrates at a time). */
+    startIntegrator: integrator.start,
+    /** Stops them after integrating what is pending (on close). */
+    stopIntegrator: integrator.stop,
+    pendingCount: integrator.pendingCount,
+  };
 };
 
 export type AuditService = ReturnType<typeof createAuditService>;

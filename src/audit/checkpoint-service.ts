@@ -53,6 +53,8 @@ type Deps = {
   db: Db;
   tree: TreeStore;
   clock: Clock;
+  /** Waits until every committed audit event is sequenced (the integrator), so `current` covers them. */
+  sync?: () => Promise<void>;
   keys: AuditKeys;
   publisher?: CheckpointPublisher | null;
   witnesses?: WitnessClient | null;
@@ -83,7 +85,7 @@ export const checkStoredCheckpoint = (row: AuditCheckpointsTable, publicKeyPem: 
   if (signature.toString('base64') !== row.signature) throw new Error('checkpoint signature column differs from its note');
 };
 
-export const createCheckpointService = ({ db, tree, clock, keys, publisher, witnesses }: Deps) => {
+export const createCheckpointService = ({ db, tree, clock, sync, keys, publisher, witnesses }: Deps) => {
   let signer: { kid: string; signer: NoteSigner; row: SigningKeysTable } | null = null;
 
   /** The log's name in checkpoints: fixed at the first checkpoint (C2SP tlog-checkpoint "origin"). */
@@ -222,8 +224,9 @@ export const createCheckpointService = ({ db, tree, clock, keys, publisher, witn
     return toOut(stored);
   };
 
-  /** The newest checkpoint, signing a new one first if events were appended since (on demand). */
+  /** The newest checkpoint, signing a new one first if events were committed since (on demand; it waits for their integration). */
   const current = async (): Promise<CheckpointOut> => {
+    await sync?.();
     const head = await tree.headSeq();
     const last = await latestRow();
     if (last && Number(last.tree_size) >= head) return toOut(last);

@@ -6,6 +6,7 @@ import { canonicalOfRow, chainedOfRow } from './audit-chain.js';
 import { canonicalJson } from './canonical.js';
 import type { CheckpointService } from './checkpoint-service.js';
 import type { TreeStore } from './tree-store.js';
+import { type EventHashRef, eventHashRef } from './integrator.js';
 
 /**
  * Per-message transparency receipts: the `email.receipt` audit event written
@@ -35,6 +36,34 @@ export const eventHashesOf = async (ex: Executor, targetId: string, actions: str
     .orderBy('seq')
     .execute();
 
+/**
+ * What a receipt refers to: the chain hashes of a target's successful events with these actions, oldest
+ * first, the integrated ones as hashes and the pending ones (committed, not yet sequenced) as references
+ * the integrator resolves (eventHashRef). Read in the caller's transaction.
+ */
+export const eventRefsOf = async (ex: Executor, targetId: string, actions: string[]): Promise<{ hash: string | EventHashRef }[]> => {
+  // Pending first: an event integrated between the two reads is then seen in both (and counted once),
+  // never in neither (the integrator moves a row from one table to the other in one commit).
+  const pending = await ex
+    .selectFrom('audit_pending')
+    .select(['id'])
+    .where('target_id', '=', targetId)
+    .where('action', 'in', actions)
+    .where('outcome', '=', 'success')
+    .orderBy('pid')
+    .execute();
+  const done = await ex
+    .selectFrom('audit_events')
+    .select(['id', 'hash'])
+    .where('target_id', '=', targetId)
+    .where('action', 'in', actions)
+    .where('outcome', '=', 'success')
+    .orderBy('seq')
+    .execute();
+  const seen = new Set(done.map((r) => r.id));
+  return [...done.map((r) => ({ hash: r.hash })), ...pending.filter((r) => !seen.has(r.id)).map((r) => ({ hash: eventHashRef(r.id) }))];
+};
+
 /** The exact text the event's chain hash covers (the spliced form, or the generic one for older rows). */
 const hashedText = (r: AuditEventsTable): string => {
   const fast = canonicalOfRow(r);
@@ -42,15 +71,16 @@ const hashedText = (r: AuditEventsTable): string => {
   return canonicalJson(chainedOfRow(r));
 };
 
-type Deps = { db: Db; tree: TreeStore; checkpoints: CheckpointService };
+type Deps = { db: Db; tree: TreeStore; checkpoints: CheckpointService; sync?: () => Promise<void> };
 
-export const createReceiptService = ({ db, tree, checkpoints }: Deps) => {
+export const createReceiptService = ({ db, tree, checkpoints, sync }: Deps) => {
   /**
    * The tlog-proof of the message whose Message-ID hashes to `hash`. Throws 404
    * receipt_not_found when there is none, 409 receipt_pending (temporary) until a
    * checkpoint covers it. Reads only hashes; writes nothing.
    */
   const proofFor = async (hash: string): Promise<string> => {
+    await sync?.();
     const row = await db
       .selectFrom('audit_events')
       .selectAll()

@@ -37,6 +37,8 @@ export const createAuditReader = ({ audit, auditLog, guard }: Deps) => {
    * `audit.events.read` (which filters, as names and a hash; counts) in the transaction that reads the page.
    */
   const listEvents = async (ctx: RequestContext, q: AuditEventQuery) => {
+    // The page shows every event committed before the request: wait for their sequence numbers (integrator.ts).
+    await audit.sync();
     const events = await guard.change(
       ctx,
       'audit.events.read',

@@ -170,7 +170,7 @@ export const createComplianceReport = ({ db, audit, auditLog, clock, guard, seal
   const generate = async () => {
     const report = await build();
     const reportHash = hashOf(report);
-    const ev = await audit.recordAlone({
+    const ev = await audit.recordSequenced({
       action: 'compliance.reported',
       actor: systemActor(),
       details: { report_sha256: reportHash, format: report.format },
@@ -189,10 +189,11 @@ export const createComplianceReport = ({ db, audit, auditLog, clock, guard, seal
       requireOfficer(ctx);
       const report = await build(ctx.principal.orgId);
       const reportHash = hashOf(report);
-      const ev = await guard.change(ctx, 'compliance.reported', null, (tx) =>
+      const { id } = await guard.change(ctx, 'compliance.reported', null, (tx) =>
         guard.recordIn(tx, ctx, 'compliance.reported', null, { report_sha256: reportHash, format: report.format, scope: 'organization' }),
       );
-      return signed(report, reportHash, ev);
+      // Its seq and chain hash come with integration (src/audit/integrator.ts).
+      return signed(report, reportHash, await audit.sequenced(id));
     });
   };
 

@@ -98,6 +98,8 @@ export const createDisclosures = ({ audit, auditLog, guard, ring }: Deps) => {
   /** The report. Throws 404 to anyone but a privacy officer or admin. */
   const report = async (ctx: RequestContext, q: DisclosureQuery): Promise<{ contact_hash: string; disclosures: Disclosure[] }> => {
     const target = { type: 'contact', id: contactHash(q.contact) };
+    // The deliveries' audit events are read by seq: wait for their integration first (integrator.ts).
+    await audit.sync();
     const found = await guard.change(ctx, 'disclosures.read', target, async (tx) => {
       requireOfficer(ctx);
       const list = await find(tx, ctx.principal.orgId, q);

@@ -1,4 +1,4 @@
-import { PostgresAdapter, sql } from 'kysely';
+import { sql } from 'kysely';
 import { newId } from '../kernel/ids.js';
 import { paddedIn } from '../store/batch.js';
 import type { Executor } from '../store/db.js';
@@ -45,22 +45,14 @@ export const parseWake = (payload: string): Wake | null => {
  * Takes `n` numbers of an organisation's sequence and returns the last. The organisation's head row stays
  * locked until the transaction ends, so numbers commit in the order they were taken and a reader that has
  * seen `seq` k has seen every event below k (no gaps, no skips: a rolled-back transaction gives its numbers
- * back). On PostgreSQL the audit head is locked first in the same statement: every writer takes the two in
- * one order (audit head, then event head), so a transaction that audited first and one that appended first
- * cannot deadlock. SQLite has one writer at a time (BEGIN IMMEDIATE).
+ * back). Audit appends take no shared lock (they commit unsequenced, src/audit/integrator.ts), so this is the
+ * only head a writer locks here. SQLite has one writer at a time (BEGIN IMMEDIATE).
  */
 const takeSeqs = async (tx: Executor, orgId: string, n: number): Promise<number> => {
-  const postgres = tx.getExecutor().adapter instanceof PostgresAdapter;
-  const r = postgres
-    ? await sql<{ seq: number }>`
-        with h as (select id from audit_head where id = 1 for update)
-        insert into event_heads (org_id, seq) select ${orgId}, ${n} from h
-        on conflict (org_id) do update set seq = event_heads.seq + excluded.seq
-        returning seq`.execute(tx)
-    : await sql<{ seq: number }>`
-        insert into event_heads (org_id, seq) values (${orgId}, ${n})
-        on conflict (org_id) do update set seq = event_heads.seq + excluded.seq
-        returning seq`.execute(tx);
+  const r = await sql<{ seq: number }>`
+    insert into event_heads (org_id, seq) values (${orgId}, ${n})
+    on conflict (org_id) do update set seq = event_heads.seq + excluded.seq
+    returning seq`.execute(tx);
   const row = r.rows[0];
   if (!row) throw new Error('event_heads: no sequence number was returned');
   return Number(row.seq);

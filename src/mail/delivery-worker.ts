@@ -189,7 +189,7 @@ export const createDeliveryWorker = (d: Deps) => {
         const row = await signedBytesOf(tx, m.id);
         if (row?.raw_sealed) {
           const raw = open(d.ring, row.raw_sealed, messageAad(row, 'raw'));
-          await recordReceipt(tx, d.audit, m.id, raw, m.raw_hash, delivered.hash);
+          await recordReceipt(tx, d.audit, m.id, raw, m.raw_hash, delivered.id);
         }
       }
     } else if (jobStatus === 'bounced' || jobStatus === 'failed') {

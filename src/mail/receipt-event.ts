@@ -1,5 +1,6 @@
-import { eventHashesOf, messageIdHash, RECEIPT_ACTION } from '../audit/receipts.js';
+import { eventRefsOf, messageIdHash, RECEIPT_ACTION } from '../audit/receipts.js';
 import type { AuditService } from '../audit/audit-service.js';
+import { eventHashRef } from '../audit/integrator.js';
 import { sha256Hex } from '../kernel/crypto/hash.js';
 import type { Executor } from '../store/db.js';
 import { IDENTITY_HEADER } from './identity-header.js';
@@ -23,7 +24,8 @@ export const receiptHashes = (raw: Buffer) => {
  * Appends the delivered message's receipt leaf, in the delivery's transaction:
  * only hashes, no organisation, actor, address or name, so the public receipt
  * endpoint reveals nothing else. It names the submission, approval and delivery
- * events by chain hash, so one inclusion proof binds all three.
+ * events by chain hash, so one inclusion proof binds all three. Those events may not be sequenced yet:
+ * they are named by id and the integrator writes their chain hashes in (integrator.ts, eventHashRef).
  */
 export const recordReceipt = async (
   tx: Executor,
@@ -31,12 +33,12 @@ export const recordReceipt = async (
   emailId: string,
   raw: Buffer,
   rawHash: string | null,
-  deliveryEventHash: string,
+  deliveryEventId: string,
 ) => {
   const h = receiptHashes(raw);
-  const submitted = await eventHashesOf(tx, emailId, ['email.submitted']);
+  const submitted = await eventRefsOf(tx, emailId, ['email.submitted']);
   // The reviewer's decision (a successful email.approved is audited against the email; refusals against the approval).
-  const approved = await eventHashesOf(tx, emailId, ['email.approved']);
+  const approved = await eventRefsOf(tx, emailId, ['email.approved']);
   await audit.record(tx, {
     action: RECEIPT_ACTION,
     actor: { type: 'system', id: null, orgId: null, chain: [] },
@@ -48,7 +50,7 @@ export const recordReceipt = async (
       raw_hash: rawHash,
       submission_event_hash: submitted[0]?.hash ?? null,
       approval_event_hash: approved.at(-1)?.hash ?? null,
-      delivery_event_hash: deliveryEventHash,
+      delivery_event_hash: eventHashRef(deliveryEventId),
     },
   });
 };

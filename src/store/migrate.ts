@@ -26,6 +26,7 @@ import * as m0025RecipientIndex from './migrations/0025-recipient-index.js';
 import * as m0026BreachWorkbench from './migrations/0026-breach-workbench.js';
 import * as m0027OauthRecords from './migrations/0027-oauth-records.js';
 import * as m0028OauthGrantedBy from './migrations/0028-oauth-granted-by.js';
+import * as m0030AuditPending from './migrations/0030-audit-pending.js';
 import * as m0032SearchIndex from './migrations/0032-search-index.js';
 
 /** Migrations in order. Names are frozen once released; add, never edit. */
@@ -53,6 +54,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0026-breach-workbench': m0026BreachWorkbench,
   '0027-oauth-records': m0027OauthRecords,
   '0028-oauth-granted-by': m0028OauthGrantedBy,
+  '0030-audit-pending': m0030AuditPending,
   '0032-search-index': m0032SearchIndex,
 };
 

@@ -1,3 +1,5 @@
+import type { Generated } from 'kysely';
+
 /**
  * Row types of every table, shared by both dialects. Timestamps are ISO-8601
  * UTC text; booleans are 0/1 integers; JSON is text. One shape, one set of queries.
@@ -99,6 +101,12 @@ export type AuditEventsTable = {
   prev_hash: string;
   hash: string;
 };
+
+/** Audit events committed but not yet sequenced (src/audit/integrator.ts); `pid` orders them. */
+export type AuditPendingTable = Omit<AuditEventsTable, 'seq' | 'prev_hash' | 'hash' | 'outcome'> & { pid: number; outcome: string };
+export type AuditPendingInsert = Omit<AuditPendingTable, 'pid'>;
+/** As Kysely sees the table: `pid` is assigned by the database. */
+export type AuditPendingDbTable = Omit<AuditPendingTable, 'pid'> & { pid: Generated<number> };
 
 export type AuditHeadTable = { id: number; seq: number; hash: string };
 
@@ -373,6 +381,7 @@ export type Database = {
   rate_limit_buckets: RateLimitBucketsTable;
   audit_events: AuditEventsTable;
   audit_head: AuditHeadTable;
+  audit_pending: AuditPendingDbTable;
   audit_tree_nodes: AuditTreeNodesTable;
   audit_tree_state: AuditTreeStateTable;
   audit_checkpoints: AuditCheckpointsTable;

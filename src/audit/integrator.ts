@@ -1,0 +1,236 @@
+import { createHash } from 'node:crypto';
+import { sql } from 'kysely';
+import type { Logger } from '../kernel/log.js';
+import type { Db, Dialect, Tx } from '../store/db.js';
+import type { AuditEventsTable, AuditPendingTable } from '../store/schema.js';
+import { canonicalOfRow, type EventRow } from './audit-chain.js';
+import { canonicalJson } from './canonical.js';
+
+/**
+ * The audit log's integrator (the sequencer of a transparency log, as Trillian and Tessera have one).
+ *
+ * Writers commit their event UNSEQUENCED into `audit_pending`, in the transaction of the change they
+ * describe ("no audit record, no action"), and take no shared lock. The integrator moves pending rows
+ * into `audit_events` in batches, in one transaction per batch: it locks the chain head, gives each row
+ * the next sequence number, chains its hash (SHA-256(prev_hash || RFC 8785 event), as before), inserts the
+ * events, deletes their pending rows and moves the head. A crash mid-batch rolls the whole batch back;
+ * the pending rows are still there and the next pass (of any process) integrates them: an event cannot be
+ * lost between commit and integration, nor be integrated twice (the batch and its deletion commit together,
+ * and `audit_events.id` is unique).
+ *
+ * One integrator at a time per installation: on PostgreSQL the head row lock elects it (the periodic pass
+ * takes it with SKIP LOCKED, so the other processes skip that round; the lock ends with the connection, so a
+ * crashed leader needs no lease to expire); on SQLite the database's one writer lock (BEGIN IMMEDIATE).
+ * Every process runs the loop; at most one integrates at any moment.
+ */
+
+/** A placeholder in an event's details for the chain hash of another event (by id), resolved at integration. */
+export const EVENT_HASH_REF = '$audit_event_hash';
+export type EventHashRef = { [EVENT_HASH_REF]: string };
+export const eventHashRef = (eventId: string): EventHashRef => ({ [EVENT_HASH_REF]: eventId });
+
+const isRef = (v: unknown): v is EventHashRef =>
+  typeof v === 'object' &&
+  v !== null &&
+  !Array.isArray(v) &&
+  Object.keys(v).length === 1 &&
+  typeof (v as Record<string, unknown>)[EVENT_HASH_REF] === 'string';
+
+/** Rows per pass: bounded, so one pass's transaction stays short. */
+export const INTEGRATE_BATCH = 2048;
+/** Rows per INSERT statement (17 parameters each: below SQLite's 32766 and PostgreSQL's 65535). */
+const INSERT_CHUNK = 1000;
+
+type Deps = {
+  db: Db;
+  dialect: Dialect;
+  /** Milliseconds between periodic passes (MAILWARD_AUDIT_INTEGRATE_MS): the bound on the delay to inclusion. */
+  intervalMs: number;
+  batch?: number;
+  logger?: Logger;
+  /** Tests only: runs after a batch is written, before its commit (test/audit-integrator.test.ts kills the process there). */
+  beforeCommit?: (rows: number) => Promise<void>;
+};
+
+export type Integrated = Map<string, { seq: number; hash: string }>;
+
+export const createIntegrator = ({ db, dialect, intervalMs, batch = INTEGRATE_BATCH, logger, beforeCommit }: Deps) => {
+  const headQuery = (tx: Tx, wait: boolean) => {
+    const q = tx.selectFrom('audit_head').select(['seq', 'hash']).where('id', '=', 1);
+    if (dialect !== 'postgres') return q;
+    return wait ? q.forUpdate() : q.forUpdate().skipLocked();
+  };
+
+  /** Resolves the hash placeholders of a details column (only when it holds one: the common case parses nothing). */
+  const resolveRefs = async (tx: Tx, details: string, known: Integrated): Promise<string> => {
+    if (!details.includes(EVENT_HASH_REF)) return details;
+    const refs: string[] = [];
+    const collect = (v: unknown): void => {
+      if (isRef(v)) refs.push(v[EVENT_HASH_REF]);
+      else if (Array.isArray(v)) v.forEach(collect);
+      else if (typeof v === 'object' && v !== null) Object.values(v).forEach(collect);
+    };
+    const parsed = JSON.parse(details) as unknown;
+    collect(parsed);
+    const missing = refs.filter((id) => !known.has(id));
+    if (missing.length) {
+      const found = await tx.selectFrom('audit_events').select(['id', 'seq', 'hash']).where('id', 'in', missing).execute();
+      for (const f of found) known.set(f.id, { seq: Number(f.seq), hash: f.hash });
+    }
+    const replace = (v: unknown): unknown => {
+      if (isRef(v)) {
+        const hit = known.get(v[EVENT_HASH_REF]);
+        // The referenced event committed before (or with) this one, so it is integrated by now: if not, fail the batch.
+        if (!hit) throw new Error('audit: an event refers to an event that is not in the log');
+        return hit.hash;
+      }
+      if (Array.isArray(v)) return v.map(replace);
+      if (typeof v === 'object' && v !== null) return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, replace(x)]));
+      return v;
+    };
+    return canonicalJson(replace(parsed));
+  };
+
+  /**
+   * One batch in one transaction. `wait`: wait for the head (a caller that needs its events sequenced)
+   * or skip when another process holds it (the periodic pass). Returns how many rows were integrated
+   * (-1: skipped) and their sequence numbers and hashes.
+   */
+  const pass = async (wait: boolean): Promise<{ n: number; done: Integrated }> =>
+    db.transaction().execute(async (tx) => {
+      const head = await headQuery(tx, wait).executeTakeFirst();
+      if (!head) {
+        if (dialect === 'postgres' && !wait) return { n: -1, done: new Map() };
+        throw new Error('audit: the chain head row is missing');
+      }
+      const pending = (await tx.selectFrom('audit_pending').selectAll().orderBy('pid').limit(batch).execute()) as AuditPendingTable[];
+      const done: Integrated = new Map();
+      if (pending.length === 0) return { n: 0, done };
+      let seq = Number(head.seq);
+      let prev = head.hash;
+      const rows: EventRow[] = [];
+      for (const p of pending) {
+        seq += 1;
+        const row: EventRow = {
+          seq,
+          id: p.id,
+          at: p.at,
+          org_id: p.org_id,
+          action: p.action,
+          actor_type: p.actor_type,
+          actor_id: p.actor_id,
+          delegation_chain: p.delegation_chain,
+          target_type: p.target_type,
+          target_id: p.target_id,
+          outcome: p.outcome,
+          request_id: p.request_id,
+          client_ip: p.client_ip,
+          content_hash: p.content_hash,
+          details: await resolveRefs(tx, p.details, done),
+          prev_hash: prev,
+          hash: '',
+        };
+        // The columns are stored in RFC 8785 form, so the spliced text is the canonical event (audit-chain.ts).
+        row.hash = createHash('sha256').update(prev, 'hex').update(canonicalOfRow(row), 'utf8').digest('hex');
+        prev = row.hash;
+        rows.push(row);
+        done.set(row.id, { seq, hash: row.hash });
+      }
+      for (let i = 0; i < rows.length; i += INSERT_CHUNK) {
+        await tx
+          .insertInto('audit_events')
+          .values(rows.slice(i, i + INSERT_CHUNK) as AuditEventsTable[])
+          .execute();
+      }
+      const pids = pending.map((p) => p.pid);
+      for (let i = 0; i < pids.length; i += INSERT_CHUNK) {
+        await tx
+          .deleteFrom('audit_pending')
+          .where('pid', 'in', pids.slice(i, i + INSERT_CHUNK))
+          .execute();
+      }
+      await tx.updateTable('audit_head').set({ seq, hash: prev }).where('id', '=', 1).execute();
+      if (beforeCommit) await beforeCommit(rows.length);
+      return { n: rows.length, done };
+    });
+
+  /** Passes until nothing is pending (as this process sees it); the sequence numbers of what it integrated. */
+  const drain = async (wait: boolean): Promise<Integrated> => {
+    const all: Integrated = new Map();
+    for (;;) {
+      const { n, done } = await pass(wait);
+      for (const [k, v] of done) all.set(k, v);
+      if (n < batch) return all;
+    }
+  };
+
+  // Single flight: callers that arrive while a drain runs share the next one, which starts after it and so
+  // sees every event they committed before calling.
+  let running: Promise<Integrated> | null = null;
+  let next: Promise<Integrated> | null = null;
+  const run = (wait: boolean): Promise<Integrated> => {
+    if (!running) {
+      running = drain(wait).finally(() => {
+        running = null;
+      });
+      return running;
+    }
+    if (!next) {
+      next = running
+        .catch(() => undefined)
+        .then(() => {
+          next = null;
+          return run(true);
+        });
+    }
+    return next;
+  };
+
+  /**
+   * Resolves once every event committed before the call is integrated (by this process or another).
+   * Readers that need sequence numbers call it first; never inside an open transaction (SQLite has one writer).
+   */
+  const sync = (): Promise<Integrated> => run(true);
+
+  let timer: NodeJS.Timeout | null = null;
+  let stopped = false;
+  const tick = async () => {
+    try {
+      await run(false);
+    } catch (e) {
+      // Logged by code only: no content of events. The next tick retries; nothing pending is lost.
+      logger?.error({ code: 'audit_integrate_failed', err: e instanceof Error ? e.name : 'unknown' }, 'audit integration failed');
+    }
+    if (!stopped) schedule();
+  };
+  const schedule = () => {
+    timer = setTimeout(() => void tick(), intervalMs);
+    timer.unref();
+  };
+
+  /** Starts the periodic passes (every `intervalMs`). */
+  const start = () => {
+    if (timer || stopped) return;
+    schedule();
+  };
+
+  /** Stops the loop and integrates what this process committed (a CLI's events do not wait for the server). */
+  const stop = async () => {
+    stopped = true;
+    if (timer) clearTimeout(timer);
+    timer = null;
+    await sync().catch((e: unknown) => {
+      logger?.error({ code: 'audit_integrate_failed', err: e instanceof Error ? e.name : 'unknown' }, 'audit integration failed');
+    });
+  };
+
+  /** Events committed but not yet integrated. */
+  const pendingCount = async (): Promise<number> => {
+    const r = await db.selectFrom('audit_pending').select(sql<number>`count(*)`.as('n')).executeTakeFirstOrThrow();
+    return Number(r.n);
+  };
+
+  return { sync, start, stop, pendingCount, pass };
+};
+
+export type Integrator = ReturnType<typeof createIntegrator>;
