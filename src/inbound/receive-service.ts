@@ -2,13 +2,12 @@ import type { AuditActor, AuditService } from '../audit/audit-service.js';
 import type { IdentityRepo } from '../identity/identity-repo.js';
 import { systemActor } from '../identity/principal.js';
 import type { Clock } from '../kernel/clock.js';
-import { seal } from '../kernel/crypto/envelope.js';
 import { sha256Hex } from '../kernel/crypto/hash.js';
 import type { KeyRing } from '../kernel/crypto/keyring.js';
 import { AppError, isAppError } from '../kernel/errors.js';
 import { newId } from '../kernel/ids.js';
 import type { Logger } from '../kernel/log.js';
-import { messageAad, sealContent } from '../mail/message-store.js';
+import { sealContent, sealRaw } from '../mail/message-store.js';
 import { addMessageEvent, holdMessage, insertMessage, messageRow } from '../mail/messages-repo.js';
 import { authResultLabel, type MetricsSink } from '../kernel/metrics.js';
 import { headerValue, type MessageContent, splitMessage } from '../mail/mime.js';
@@ -330,7 +329,7 @@ export const createReceiveService = (d: Deps) => {
             createdBy: { type: 'system', id: null },
             contentSealed: sealed.sealed,
             contentHash: sealed.hash,
-            rawSealed: seal(d.ring, raw, messageAad(key, 'raw')),
+            rawSealed: sealRaw(d.ring, key, raw),
             rawHash,
             sizeBytes: raw.length,
             // Content-derived tags are the system's (system_tags); the agent's own start empty.

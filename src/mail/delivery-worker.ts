@@ -16,7 +16,7 @@ import { claimOutboxJobs, insertOutboxJob, recordJobOutcome, renewLeases as rene
 import type { Db, Dialect, Tx } from '../store/db.js';
 import type { OutboxTable } from '../store/schema.js';
 import type { DeliveryOutcome } from './bounce-rules.js';
-import { messageAad } from './message-store.js';
+import { messageAad, sealRaw } from './message-store.js';
 import { addMessageEvent, storeSignedOnce } from './messages-repo.js';
 import { type Envelope, type OutboundPipeline, outboxAad } from './outbound-pipeline.js';
 import { recordReceipt } from './receipt-event.js';
@@ -315,7 +315,7 @@ export const createDeliveryWorker = (d: Deps) => {
     const raw = await d.pipeline.sign(d.db, m);
     const hash = sha256Hex(raw);
     // Two routes of one message may race to sign: the first stored bytes win, the other reads them.
-    if (await storeSignedOnce(d.db, m.id, seal(d.ring, raw, messageAad(m, 'raw')), hash, raw.length)) return { raw, rawHash: hash };
+    if (await storeSignedOnce(d.db, m.id, sealRaw(d.ring, m, raw), hash, raw.length)) return { raw, rawHash: hash };
     const stored = await d.db.selectFrom('messages').select(['raw_sealed', 'raw_hash']).where('id', '=', m.id).executeTakeFirstOrThrow();
     return { raw: open(d.ring, stored.raw_sealed!, messageAad(m, 'raw')), rawHash: stored.raw_hash };
   };

@@ -1,3 +1,4 @@
+import type { SealedValue } from '../kernel/crypto/envelope.js';
 import { appendEvent } from '../events/events-log.js';
 import { newId } from '../kernel/ids.js';
 import type { Executor } from '../store/db.js';
@@ -26,9 +27,9 @@ export type NewMessage = {
   inReplyTo: string | null;
   references: string[];
   createdBy: { type: string; id: string | null };
-  contentSealed: string;
+  contentSealed: SealedValue;
   contentHash: string;
-  rawSealed?: string | null;
+  rawSealed?: SealedValue | null;
   rawHash?: string | null;
   sizeBytes?: number;
   /** The agent's own labels. */
@@ -159,7 +160,7 @@ export const setAgentTags = (tx: Executor, id: string, tags: string[], at: strin
  * Keeps the signed bytes of a message the first time it is signed; false when another route or process stored
  * them first (that copy wins, so every retry and route sends the same bytes).
  */
-export const storeSignedOnce = async (ex: Executor, id: string, sealed: string, hash: string, size: number): Promise<boolean> => {
+export const storeSignedOnce = async (ex: Executor, id: string, sealed: SealedValue, hash: string, size: number): Promise<boolean> => {
   const u = await ex
     .updateTable('messages')
     .set({ raw_sealed: sealed, raw_hash: hash, size_bytes: size })
@@ -181,7 +182,7 @@ export const addMessageEvent = (tx: Executor, messageId: string, at: string, typ
  * bytes, keeping the row's metadata and hashes (so the audit log still verifies). False when it was purged
  * already (another process).
  */
-export const purgeContent = async (tx: Executor, id: string, tombstone: string, at: string): Promise<boolean> => {
+export const purgeContent = async (tx: Executor, id: string, tombstone: SealedValue, at: string): Promise<boolean> => {
   const u = await tx
     .updateTable('messages')
     .set({ content_sealed: tombstone, original_sealed: null, raw_sealed: null, content_purged_at: at })

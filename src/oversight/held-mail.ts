@@ -1,3 +1,4 @@
+import type { SealedValue } from '../kernel/crypto/envelope.js';
 import type { OutboundContent } from '../phi/outbound-screen.js';
 import type { Executor, Tx } from '../store/db.js';
 import type { MailboxesTable, MessagesTable } from '../store/schema.js';
@@ -19,8 +20,8 @@ export type HeldMail = {
   move: (tx: Executor, id: string, t: HeldTransition, set: Partial<Omit<MessagesTable, 'id' | 'status'>>) => Promise<number>;
   /** Appends to the message's own history (GET /v1/emails/{id}). */
   note: (tx: Executor, messageId: string, at: string, type: string, details: Record<string, unknown>) => Promise<unknown>;
-  open: (m: MessagesTable, sealed: string, part?: 'content' | 'original') => HeldContent;
-  seal: (m: MessagesTable, c: HeldContent, part?: 'content' | 'original') => { sealed: string; hash: string };
+  open: (m: MessagesTable, sealed: SealedValue, part?: 'content' | 'original') => HeldContent;
+  seal: (m: MessagesTable, c: HeldContent, part?: 'content' | 'original') => { sealed: SealedValue; hash: string };
   /** Plans and writes the outbox jobs of an approved message (signed later by the delivery worker). */
   queue: (tx: Tx, m: MessagesTable, content: HeldContent, mailbox: MailboxesTable) => Promise<void>;
 };

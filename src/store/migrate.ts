@@ -25,6 +25,7 @@ import * as m0024OnBehalfOf from './migrations/0024-on-behalf-of.js';
 import * as m0025RecipientIndex from './migrations/0025-recipient-index.js';
 import * as m0026BreachWorkbench from './migrations/0026-breach-workbench.js';
 import * as m0027OauthRecords from './migrations/0027-oauth-records.js';
+import * as m0038SealedBinary from './migrations/0038-sealed-binary.js';
 
 /** Migrations in order. Names are frozen once released; add, never edit. */
 export const MIGRATIONS: Record<string, Migration> = {
@@ -50,6 +51,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0025-recipient-index': m0025RecipientIndex,
   '0026-breach-workbench': m0026BreachWorkbench,
   '0027-oauth-records': m0027OauthRecords,
+  '0038-sealed-binary': m0038SealedBinary,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };
