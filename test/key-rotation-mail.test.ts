@@ -36,9 +36,9 @@ const textColumns = async (store: Store) => {
 const envelopesInStore = async (store: Store) => {
   const out: { where: string; kv: string }[] = [];
   for (const { table, column } of await textColumns(store)) {
-    const rows = await sql<{ v: unknown }>`select ${sql.ref(column)} as v from ${sql.table(table)} where ${sql.ref(column)} is not null`.execute(
-      store.db,
-    );
+    const rows = await sql<{
+      v: unknown;
+    }>`select ${sql.ref(column)} as v from ${sql.table(table)} where ${sql.ref(column)} is not null`.execute(store.db);
     for (const r of rows.rows) {
       if (typeof r.v !== 'string' && !Buffer.isBuffer(r.v)) continue;
       try {

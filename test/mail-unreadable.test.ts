@@ -27,11 +27,7 @@ for (const dialect of testDialects()) {
       // The v2 envelope ends with the 16-byte payload tag (src/kernel/crypto/envelope.ts).
       const sealed = Buffer.from(row.content_sealed as Buffer);
       randomBytes(16).copy(sealed, sealed.length - 16);
-      await t.c.store.db
-        .updateTable('messages')
-        .set({ content_sealed: sealed })
-        .where('id', '=', ids[1]!)
-        .execute();
+      await t.c.store.db.updateTable('messages').set({ content_sealed: sealed }).where('id', '=', ids[1]!).execute();
       await t.c.store.db.updateTable('messages').set({ content_sealed: 'not sealed' }).where('id', '=', ids[2]!).execute();
     }, 60_000);
     afterAll(async () => {

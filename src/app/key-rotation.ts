@@ -93,7 +93,9 @@ export const keyVersionsInUse = async (store: Store, columns: SealedColumn[]): P
     const rows = await sql<{
       kv: string | null;
       n: number | string;
-    }>`select ${keyVersionSql(store, c)} as kv, count(*) as n from ${sql.table(col.table)} where ${c} is not null group by 1`.execute(store.db);
+    }>`select ${keyVersionSql(store, c)} as kv, count(*) as n from ${sql.table(col.table)} where ${c} is not null group by 1`.execute(
+      store.db,
+    );
     for (const r of rows.rows) {
       if (r.kv) out.push({ version: r.kv, label: col.label, table: col.table, column: col.sealedColumn, count: Number(r.n) });
     }

@@ -10,7 +10,7 @@ import type { Logger } from '../kernel/log.js';
 import { sealContent, sealRaw } from '../mail/message-store.js';
 import { addMessageEvent, holdMessage, insertMessage, messageRow } from '../mail/messages-repo.js';
 import { authResultLabel, type MetricsSink } from '../kernel/metrics.js';
-import { headerValue, type MessageContent, splitMessage } from '../mail/mime.js';
+import { headerValue, type MessageContent, splitMessage, withoutAttachmentBodies } from '../mail/mime.js';
 import type { Db, Executor, Tx } from '../store/db.js';
 import type { MailboxesTable, MessagesTable } from '../store/schema.js';
 import type { InboundAnalysis, InboundEnvelope } from './analyze-message.js';
@@ -314,7 +314,8 @@ export const createReceiveService = (d: Deps) => {
             now,
           });
           const key = { org_id: mailbox.org_id, mailbox_id: mailbox.id, id };
-          const sealed = sealContent(d.ring, key, content);
+          // The raw bytes are kept (sealed); the parsed document leaves out the attachments' bytes they hold.
+          const sealed = sealContent(d.ring, key, withoutAttachmentBodies(content));
           // Status, reason and mode are decided in the transaction, under the mailbox as it is then.
           const row = messageRow({
             id,

@@ -26,7 +26,7 @@ import type { KeyRing, WrappedKey } from './keyring.js';
  *
  * The payload's GCM associated data is bytes 0..1 (version and flags) followed
  * by the UTF-8 associated data of the owner, so flipping the compression flag
- * fails authentication. 91+L bytes of overhead (94 for key version "1").
+ * fails authentication. 91+L bytes of overhead (92 for key version "1").
  *
  * Version 1 (still opened; key rotation rewrites it as version 2) is the JSON
  * text {"v":1,"alg":"A256GCM","dk":{kv,iv,ct,tag},"iv":..,"ct":..,"tag":..}
