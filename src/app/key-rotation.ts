@@ -68,9 +68,12 @@ const keyVersionSql = (store: Store, c: RawBuilder<unknown>): RawBuilder<unknown
     // Every sealed column is bytea since migration 0038; v1 values are their JSON text's UTF-8 bytes.
     const tail = sql`substr(${c}, ${sql.lit(n + 1)}, 33)`;
     const quote = sql`position('\\x22'::bytea in ${tail})`;
+    // CASE tests in order, so get_byte never meets a value shorter than 4 bytes; encode(.., 'escape') never fails
+    // on bytes that are not UTF-8 (a corrupt value yields a version no ring has, as on SQLite).
     return sql`case
-      when get_byte(${c}, 0) = ${sql.lit(SEALED_V2)} and length(${c}) > 3 then convert_from(substr(${c}, 4, get_byte(${c}, 2)), 'UTF8')
-      when substr(${c}, 1, ${sql.lit(n)}) = convert_to(${sql.lit(ENVELOPE_PREFIX)}, 'UTF8') and ${quote} > 1 then convert_from(substr(${tail}, 1, ${quote} - 1), 'UTF8')
+      when length(${c}) < 4 then null
+      when get_byte(${c}, 0) = ${sql.lit(SEALED_V2)} then encode(substr(${c}, 4, get_byte(${c}, 2)), 'escape')
+      when substr(${c}, 1, ${sql.lit(n)}) = convert_to(${sql.lit(ENVELOPE_PREFIX)}, 'UTF8') and ${quote} > 1 then encode(substr(${tail}, 1, ${quote} - 1), 'escape')
     end`;
   }
   // SQLite: v2 values are BLOBs, v1 values written before migration 0038 are TEXT (a TEXT column keeps a BLOB as it is).
@@ -97,7 +100,9 @@ export const keyVersionsInUse = async (store: Store, columns: SealedColumn[]): P
       store.db,
     );
     for (const r of rows.rows) {
-      if (r.kv) out.push({ version: r.kv, label: col.label, table: col.table, column: col.sealedColumn, count: Number(r.n) });
+      // A corrupt value whose bytes only look like a prefix names no valid version: not counted.
+      if (r.kv && /^[0-9A-Za-z._-]{1,32}$/.test(r.kv))
+        out.push({ version: r.kv, label: col.label, table: col.table, column: col.sealedColumn, count: Number(r.n) });
     }
   }
   return out;
