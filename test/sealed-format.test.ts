@@ -1,12 +1,16 @@
 import { createCipheriv } from 'node:crypto';
-import { sql } from 'kysely';
+import path from 'node:path';
+import { type Kysely, sql } from 'kysely';
+import { Migrator } from 'kysely/migration';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { keyVersionsInUse, rotateKeys } from '../src/app/key-rotation.js';
 import { SEALED_COLUMNS } from '../src/app/sealed-columns.js';
 import { open, rewrap, SEALED_V2, seal, sealedKeyVersion, sealedVersion, sealV1ForTests, sealWith } from '../src/kernel/crypto/envelope.js';
 import { createLocalKeyRing, type KeyRing, type WrappedKey } from '../src/kernel/crypto/keyring.js';
 import { contentBytes, messageAad } from '../src/mail/message-store.js';
-import { testDialects } from './support/dialects.js';
+import { openStore } from '../src/store/db.js';
+import { MIGRATIONS, migrateToLatest } from '../src/store/migrate.js';
+import { freshDatabase, testDialects } from './support/dialects.js';
 import { seedMessages } from './support/inbound-seed.js';
 import { seedMailbox } from './support/outbound-sink.js';
 import { createTestApp, type TestApp } from './support/test-app.js';
@@ -110,6 +114,73 @@ for (const dialect of testDialects()) {
     afterAll(async () => {
       await t?.close();
     });
+
+    it('migration 0038 keeps a value stored as v1 JSON text before it openable and counted under its key version', async () => {
+      const fresh = await freshDatabase(dialect);
+      const store = openStore(
+        dialect === 'sqlite'
+          ? { kind: 'sqlite', file: path.join(fresh.dataDir, 'mailward.db'), checkpointEveryMs: 0 }
+          : { kind: 'postgres', url: fresh.url! },
+      );
+      try {
+        const upTo = await new Migrator({ db: store.db, provider: { getMigrations: async () => MIGRATIONS } }).migrateTo(
+          '0027-oauth-records',
+        );
+        expect(upTo.error).toBeUndefined();
+        const db = store.db as unknown as Kysely<any>;
+        const aad = 'mailward/signing-key/v1|dkim-ed25519|k1';
+        const v1 = sealV1ForTests(ring, 'PRIVATE KEY PEM', aad);
+        const at = '2026-01-01T00:00:00.000Z';
+        await db
+          .insertInto('signing_keys')
+          .values({
+            id: 'sk_1',
+            org_id: null,
+            purpose: 'dkim-ed25519',
+            kid: 'k1',
+            public_key: 'pub',
+            private_key_sealed: v1,
+            created_at: at,
+          })
+          .execute();
+        expect(await migrateToLatest(store)).toContain('0038-sealed-binary');
+        const row = await store.db.selectFrom('signing_keys').selectAll().where('id', '=', 'sk_1').executeTakeFirstOrThrow();
+        // PostgreSQL: bytea holding the JSON's UTF-8; SQLite: the TEXT value as it was.
+        expect(Buffer.isBuffer(row.private_key_sealed)).toBe(dialect === 'postgres');
+        expect(Buffer.from(row.private_key_sealed).toString('utf8')).toBe(v1);
+        expect(open(ring, row.private_key_sealed, aad).toString()).toBe('PRIVATE KEY PEM');
+        const signing = SEALED_COLUMNS.filter((c) => c.table === 'signing_keys');
+        expect(await keyVersionsInUse(store, signing)).toEqual([
+          { version: V.kek_version, label: 'signing keys', table: 'signing_keys', column: 'private_key_sealed', count: 1 },
+        ]);
+        // A new value beside it is binary, and both are counted.
+        const v2 = seal(ring, 'NEW PEM', 'mailward/signing-key/v1|dkim-ed25519|k2');
+        await store.db
+          .insertInto('signing_keys')
+          .values({
+            id: 'sk_2',
+            org_id: null,
+            purpose: 'dkim-ed25519',
+            kid: 'k2',
+            public_key: 'pub',
+            private_key_sealed: v2,
+            created_at: at,
+            retired_at: null,
+          })
+          .execute();
+        const back = await store.db
+          .selectFrom('signing_keys')
+          .select('private_key_sealed')
+          .where('id', '=', 'sk_2')
+          .executeTakeFirstOrThrow();
+        expect(Buffer.isBuffer(back.private_key_sealed)).toBe(true);
+        expect(Buffer.compare(back.private_key_sealed as Buffer, v2)).toBe(0);
+        expect((await keyVersionsInUse(store, signing))[0]!.count).toBe(2);
+      } finally {
+        await store.destroy();
+        await fresh.drop();
+      }
+    }, 60_000);
 
     it('stores new values as binary v2, opens old v1 JSON values, and key rotation rewrites them as v2', async () => {
       const box = await seedMailbox(t, 'autonomous');
