@@ -137,7 +137,7 @@ export const sealedVersion = (stored: SealedValue): 1 | 2 => parse(stored).versi
 /** The key-encryption key version a stored value's data key is wrapped under (no decryption). */
 export const sealedKeyVersion = (stored: SealedValue): string => parse(stored).dk.kv;
 
-/** @deprecated v1 only; kept for callers that inspect the JSON form. Use sealedKeyVersion. */
+/** The wrapped data key of a stored value of either version (no decryption). */
 export const parseSealed = (stored: SealedValue): { dk: WrappedKey } => ({ dk: parse(stored).dk });
 
 const payloadAad = (version: 1 | 2, flags: number, aad: string) =>
@@ -229,28 +229,6 @@ export const rewrap = (ring: KeyRing, stored: SealedValue, aad: string): Buffer 
   try {
     if (s.version === 2) return encode(s.flags, ring.wrap(dataKey, aad), s.iv, s.ct, s.tag);
     return sealWith(ring, dataKey, randomBytes(12), open(ring, stored, aad), aad);
-  } finally {
-    dataKey.fill(0);
-  }
-};
-
-/** Seals in the v1 JSON text form. Only for tests of reading and migrating old values. */
-export const sealV1ForTests = (ring: KeyRing, plaintext: Buffer | string, aad: string): string => {
-  const dataKey = randomBytes(32);
-  try {
-    const iv = randomBytes(12);
-    const c = createCipheriv('aes-256-gcm', dataKey, iv);
-    c.setAAD(Buffer.from(aad));
-    const ct = Buffer.concat([c.update(typeof plaintext === 'string' ? Buffer.from(plaintext) : plaintext), c.final()]);
-    const sealed: Sealed = {
-      v: 1,
-      alg: 'A256GCM',
-      dk: ring.wrap(dataKey, aad),
-      iv: iv.toString('base64'),
-      ct: ct.toString('base64'),
-      tag: c.getAuthTag().toString('base64'),
-    };
-    return JSON.stringify(sealed);
   } finally {
     dataKey.fill(0);
   }
