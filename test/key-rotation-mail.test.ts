@@ -7,6 +7,7 @@ import { createContainer } from '../src/app/container.js';
 import { rotateKeys } from '../src/app/key-rotation.js';
 import { SEALED_COLUMNS } from '../src/app/sealed-columns.js';
 import { buildServer } from '../src/app/http-server.js';
+import { sealedKeyVersion } from '../src/kernel/crypto/envelope.js';
 import { createLogger } from '../src/kernel/log.js';
 import type { Store } from '../src/store/db.js';
 import { tempDir, testDialects } from './support/dialects.js';
@@ -19,25 +20,33 @@ const silent = createLogger({ level: 'silent' });
 const PATIENT = 'patient@clinic.example';
 const registered = new Set(SEALED_COLUMNS.map((c) => `${c.table}.${c.sealedColumn}`));
 
+/** Columns that may hold sealed values: text (v1 JSON envelopes; on SQLite also v2 BLOBs in TEXT columns) and binary ones. */
 const textColumns = async (store: Store) => {
   const tables = await store.db.introspection.getTables();
-  return tables.flatMap((t) => t.columns.filter((c) => /text|char/i.test(c.dataType)).map((c) => ({ table: t.name, column: c.name })));
+  return tables.flatMap((t) =>
+    t.columns.filter((c) => /text|char|blob|bytea/i.test(c.dataType)).map((c) => ({ table: t.name, column: c.name })),
+  );
 };
 
 /**
- * Every value anywhere in the store that is in the envelope format
- * (src/kernel/crypto/envelope.ts), found by content rather than by name, with
- * the key version its data key is wrapped under.
+ * Every value anywhere in the store that is in either envelope format
+ * (src/kernel/crypto/envelope.ts: v1 JSON text, v2 binary), found by content
+ * rather than by name, with the key version its data key is wrapped under.
  */
 const envelopesInStore = async (store: Store) => {
   const out: { where: string; kv: string }[] = [];
   for (const { table, column } of await textColumns(store)) {
     const rows = await sql<{
-      v: string;
-    }>`select ${sql.ref(column)} as v from ${sql.table(table)} where ${sql.ref(column)} like ${'{"v":1,"alg":"A256GCM"%'}`.execute(
-      store.db,
-    );
-    for (const r of rows.rows) out.push({ where: `${table}.${column}`, kv: (JSON.parse(r.v) as { dk: { kv: string } }).dk.kv });
+      v: unknown;
+    }>`select ${sql.ref(column)} as v from ${sql.table(table)} where ${sql.ref(column)} is not null`.execute(store.db);
+    for (const r of rows.rows) {
+      if (typeof r.v !== 'string' && !Buffer.isBuffer(r.v)) continue;
+      try {
+        out.push({ where: `${table}.${column}`, kv: sealedKeyVersion(r.v) });
+      } catch {
+        // Not an envelope.
+      }
+    }
   }
   return out;
 };

@@ -3,6 +3,7 @@ import fc from 'fast-check';
 import MailComposer from 'nodemailer/lib/mail-composer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { contentDisposition, SCAN_BUDGET } from '../src/mail/read-service.js';
+import { openContent } from '../src/mail/message-store.js';
 import { tempDir, testDialects } from './support/dialects.js';
 import { type Inbound, outsideSenders, startInbound } from './support/inbound-mail.js';
 import { seedMessages } from './support/inbound-seed.js';
@@ -847,6 +848,13 @@ for (const dialect of testDialects()) {
       });
       expect(Buffer.compare(dl.rawPayload, pdf)).toBe(0);
       expect(dl.headers['content-disposition']).toBe(`attachment; filename="R_sultats.pdf"; filename*=UTF-8''R%C3%A9sultats.pdf`);
+      // One full copy of the message: the parsed document names the attachment, its bytes stay only in the sealed raw bytes.
+      const row = await t.c.store.db.selectFrom('messages').selectAll().where('id', '=', s.id).executeTakeFirstOrThrow();
+      expect(openContent(t.c.ring, row, row.content_sealed).attachments).toEqual([
+        { filename: 'Résultats.pdf', content_type: 'application/pdf', content_base64: '', size: pdf.length, raw_part: 0 },
+      ]);
+      expect(Buffer.from(row.content_sealed).length).toBeLessThan(2_000);
+      expect(Buffer.from(row.raw_sealed!).length).toBeGreaterThan(pdf.length);
       expect((await t.call('GET', `/v1/mailboxes/${box.mailbox.id}/messages?unread=true`, box.agentKey)).body.messages).toEqual([]);
 
       const gated = await seedMailbox(t, 'gated_all');

@@ -24,12 +24,10 @@ for (const dialect of testDialects()) {
       ]);
       // Two kinds of damage: a tampered authentication tag (still in the envelope format) and a value that is not an envelope at all.
       const row = await t.c.store.db.selectFrom('messages').select('content_sealed').where('id', '=', ids[1]!).executeTakeFirstOrThrow();
-      const tampered = { ...JSON.parse(row.content_sealed), tag: randomBytes(16).toString('base64') };
-      await t.c.store.db
-        .updateTable('messages')
-        .set({ content_sealed: JSON.stringify(tampered) })
-        .where('id', '=', ids[1]!)
-        .execute();
+      // The v2 envelope ends with the 16-byte payload tag (src/kernel/crypto/envelope.ts).
+      const sealed = Buffer.from(row.content_sealed as Buffer);
+      randomBytes(16).copy(sealed, sealed.length - 16);
+      await t.c.store.db.updateTable('messages').set({ content_sealed: sealed }).where('id', '=', ids[1]!).execute();
       await t.c.store.db.updateTable('messages').set({ content_sealed: 'not sealed' }).where('id', '=', ids[2]!).execute();
     }, 60_000);
     afterAll(async () => {

@@ -75,8 +75,15 @@ for (const dialect of testDialects()) {
       const db = t.c.store.db;
       const row = await db.selectFrom('vault_secret_versions').selectAll().where('agent_id', '=', a.agent.id).executeTakeFirstOrThrow();
       const flip = (s: string, i: number) => s.slice(0, i) + String.fromCharCode(s.charCodeAt(i) ^ 1) + s.slice(i + 1);
+      const flipByte = (b: Buffer, i: number) => {
+        const c = Buffer.from(b);
+        c[i]! ^= 1;
+        return c;
+      };
       const tampered: Record<string, unknown>[] = [];
-      for (let i = 0; i < row.sealed.length; i++) tampered.push({ sealed: flip(row.sealed, i) });
+      expect(Buffer.isBuffer(row.sealed)).toBe(true);
+      const sealed = row.sealed as Buffer;
+      for (let i = 0; i < sealed.length; i++) tampered.push({ sealed: flipByte(sealed, i) });
       for (let i = 0; i < row.metadata.length; i++) tampered.push({ metadata: flip(row.metadata, i) });
       tampered.push(
         { kind: 'note' },

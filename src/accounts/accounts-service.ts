@@ -6,7 +6,7 @@ import type { IdentityRepo } from '../identity/identity-repo.js';
 import { requireAdmin } from '../identity/identity-service.js';
 import { HUMAN_ROLES, type Principal, type RequestContext, type Role, systemActor } from '../identity/principal.js';
 import type { Clock } from '../kernel/clock.js';
-import { open, seal } from '../kernel/crypto/envelope.js';
+import { open, type SealedValue, seal } from '../kernel/crypto/envelope.js';
 import { constantTimeEqual, sha256Hex } from '../kernel/crypto/hash.js';
 import type { KeyRing } from '../kernel/crypto/keyring.js';
 import { AppError, conflict, notFound, unauthorized, unprocessable } from '../kernel/errors.js';
@@ -484,7 +484,7 @@ export const createAccountsService = ({ db, repo, identity, guard, audit, ring, 
     return (await repo.webauthnCredentials(ex, humanId)).length > 0;
   };
 
-  const openSeed = (orgId: string, humanId: string, sealed: string): TotpSeed =>
+  const openSeed = (orgId: string, humanId: string, sealed: SealedValue): TotpSeed =>
     JSON.parse(open(ring, sealed, humanTotpAad(orgId, humanId)).toString()) as TotpSeed;
 
   /**

@@ -4,7 +4,7 @@ import { type RawBuilder, sql } from 'kysely';
 import type { AuditService } from '../audit/audit-service.js';
 import { systemActor } from '../identity/principal.js';
 import type { Clock } from '../kernel/clock.js';
-import { parseSealed, rewrap } from '../kernel/crypto/envelope.js';
+import { rewrap, SEALED_V2, sealedKeyVersion, sealedVersion } from '../kernel/crypto/envelope.js';
 import { createLocalKeyRing, type KeyRing } from '../kernel/crypto/keyring.js';
 import type { SealedColumn } from '../kernel/crypto/sealed-columns.js';
 import { AppError, isAppError } from '../kernel/errors.js';
@@ -53,33 +53,56 @@ const BATCH_BYTES = 8 * 1024 * 1024;
 const MAX_PASSES = 3;
 
 /**
- * Every stored envelope starts with these characters: src/kernel/crypto/envelope.ts
- * writes v, alg and dk first (JSON.stringify keeps insertion order, rewrap keeps
- * the parsed order), and the key version is at most 32 characters of [0-9A-Za-z._-].
- * Reading only this prefix lets PostgreSQL fetch a slice of a TOASTed value.
+ * A v1 envelope (JSON text) starts with these characters: src/kernel/crypto/envelope.ts
+ * wrote v, alg and dk first, and the key version is at most 32 characters of
+ * [0-9A-Za-z._-]. A v2 envelope (binary) starts with 0x02, flags, the key
+ * version's length and the key version. Reading only this prefix lets
+ * PostgreSQL fetch a slice of a TOASTed value.
  */
 const ENVELOPE_PREFIX = '{"v":1,"alg":"A256GCM","dk":{"kv":"';
 
+/** SQL for the key version of a stored value of either format, null when it is neither. */
+const keyVersionSql = (store: Store, c: RawBuilder<unknown>): RawBuilder<unknown> => {
+  const n = ENVELOPE_PREFIX.length;
+  if (store.dialect === 'postgres') {
+    // Every sealed column is bytea since migration 0038; v1 values are their JSON text's UTF-8 bytes.
+    const tail = sql`substr(${c}, ${sql.lit(n + 1)}, 33)`;
+    const quote = sql`position('\\x22'::bytea in ${tail})`;
+    // CASE tests in order, so get_byte never meets a value shorter than 4 bytes; encode(.., 'escape') never fails
+    // on bytes that are not UTF-8 (a corrupt value yields a version no ring has, as on SQLite).
+    return sql`case
+      when length(${c}) < 4 then null
+      when get_byte(${c}, 0) = ${sql.lit(SEALED_V2)} then encode(substr(${c}, 4, get_byte(${c}, 2)), 'escape')
+      when substr(${c}, 1, ${sql.lit(n)}) = convert_to(${sql.lit(ENVELOPE_PREFIX)}, 'UTF8') and ${quote} > 1 then encode(substr(${tail}, 1, ${quote} - 1), 'escape')
+    end`;
+  }
+  // SQLite: v2 values are BLOBs, v1 values written before migration 0038 are TEXT (a TEXT column keeps a BLOB as it is).
+  const tail = sql`substr(${c}, ${sql.lit(n + 1)}, 33)`;
+  return sql`case
+    when typeof(${c}) = 'blob' and hex(substr(${c}, 1, 1)) = '02' and length(${c}) > 3 then cast(substr(${c}, 4, unicode(cast(substr(${c}, 3, 1) as text))) as text)
+    when typeof(${c}) = 'text' and substr(${c}, 1, ${sql.lit(n)}) = ${sql.lit(ENVELOPE_PREFIX)} and instr(${tail}, '"') > 1 then substr(${tail}, 1, instr(${tail}, '"') - 1)
+  end`;
+};
+
 /**
  * The key versions the sealed values of `columns` are wrapped under, with
- * counts, read from the stored prefix (no decryption). A value not in the
+ * counts, read from the stored prefix (no decryption). A value in neither
  * envelope format (corrupt) is not counted: it cannot be opened by any key.
  */
 export const keyVersionsInUse = async (store: Store, columns: SealedColumn[]): Promise<KeyVersionUse[]> => {
-  const pos = (hay: RawBuilder<unknown>, needle: string) =>
-    store.dialect === 'postgres' ? sql`strpos(${hay}, ${sql.lit(needle)})` : sql`instr(${hay}, ${sql.lit(needle)})`;
   const out: KeyVersionUse[] = [];
   for (const col of columns) {
     const c = sql.ref(col.sealedColumn);
-    const n = ENVELOPE_PREFIX.length;
-    const tail = sql`substr(${c}, ${sql.lit(n + 1)}, 33)`;
-    const kv = sql`case when substr(${c}, 1, ${sql.lit(n)}) = ${sql.lit(ENVELOPE_PREFIX)} and ${pos(tail, '"')} > 1 then substr(${tail}, 1, ${pos(tail, '"')} - 1) end`;
     const rows = await sql<{
       kv: string | null;
       n: number | string;
-    }>`select ${kv} as kv, count(*) as n from ${sql.table(col.table)} where ${c} is not null group by 1`.execute(store.db);
+    }>`select ${keyVersionSql(store, c)} as kv, count(*) as n from ${sql.table(col.table)} where ${c} is not null group by 1`.execute(
+      store.db,
+    );
     for (const r of rows.rows) {
-      if (r.kv) out.push({ version: r.kv, label: col.label, table: col.table, column: col.sealedColumn, count: Number(r.n) });
+      // A corrupt value whose bytes only look like a prefix names no valid version: not counted.
+      if (r.kv && /^[0-9A-Za-z._-]{1,32}$/.test(r.kv))
+        out.push({ version: r.kv, label: col.label, table: col.table, column: col.sealedColumn, count: Number(r.n) });
     }
   }
   return out;
@@ -119,7 +142,7 @@ export const assertRingOpensStore = async (store: Store, ring: KeyRing, columns:
  *    set to the new version;
  * 2. its fingerprint is registered in `key_ring`;
  * 3. every value of every sealed column (SEALED_COLUMNS, src/app/sealed-columns.ts)
- *    is re-wrapped under it, in batches bounded in rows and bytes, with
+ *    is re-wrapped under it (and a v1 JSON value rewritten in the v2 binary form), in batches bounded in rows and bytes, with
  *    compare-and-set updates (a value rewritten meanwhile is left alone);
  * 4. the sealed columns are scanned for values still under another version
  *    (written meanwhile by a server that had not yet reloaded the key); if
@@ -211,9 +234,10 @@ export const rotateKeys = async ({ store, keys, clock, audit, columns, onProgres
             const id = String(row[col.idColumn]);
             const value = stored.get(id);
             // Deleted, or its sealed value cleared, since the page was read.
-            if (typeof value !== 'string') continue;
+            if (typeof value !== 'string' && !Buffer.isBuffer(value)) continue;
             try {
-              if (parseSealed(value).dk.kv === ring.activeVersion) {
+              // A v1 (JSON text) value under the active key is still rewritten: rotation moves old values to the binary form.
+              if (sealedKeyVersion(value) === ring.activeVersion && sealedVersion(value) === 2) {
                 // Counted once: later passes meet the values earlier ones re-wrapped.
                 if (firstPass) result.unchanged++;
                 continue;

@@ -1,6 +1,6 @@
 import type { AuthenticateResult, DNSResolver } from 'mailauth';
 import { type AddressObject, simpleParser } from 'mailparser';
-import { headerValue, type MessageContent, splitMessage } from '../mail/mime.js';
+import { headerValue, INBOUND_PARSE_OPTIONS, type MessageContent, splitMessage } from '../mail/mime.js';
 import { classifyInbound } from '../phi/inbound-classifier.js';
 import { storedFindings } from '../phi/outbound-screen.js';
 import { scanMessage } from '../phi/phi-scanner.js';
@@ -133,7 +133,7 @@ export const analyzeMessage = async (
   let references: string[] = [];
   let unparsed = false;
   try {
-    const p = await simpleParser(raw, { skipTextToHtml: true, skipImageLinks: true, maxHtmlLengthToParse: 5 * 1024 * 1024 });
+    const p = await simpleParser(raw, INBOUND_PARSE_OPTIONS);
     const from = (Array.isArray(p.from) ? p.from[0] : p.from)?.value?.[0];
     content = {
       from: { name: oneLine(from?.name ?? '', 200), address: (from?.address ?? env.mailFrom ?? '').toLowerCase().slice(0, 254) },

@@ -2,16 +2,15 @@ import type { AuditActor, AuditService } from '../audit/audit-service.js';
 import type { IdentityRepo } from '../identity/identity-repo.js';
 import { systemActor } from '../identity/principal.js';
 import type { Clock } from '../kernel/clock.js';
-import { seal } from '../kernel/crypto/envelope.js';
 import { sha256Hex } from '../kernel/crypto/hash.js';
 import type { KeyRing } from '../kernel/crypto/keyring.js';
 import { AppError, isAppError } from '../kernel/errors.js';
 import { newId } from '../kernel/ids.js';
 import type { Logger } from '../kernel/log.js';
-import { messageAad, sealContent } from '../mail/message-store.js';
+import { messageAad, sealContent, sealRaw } from '../mail/message-store.js';
 import { addMessageEvent, duplicateOf, holdMessage, insertMessage, messageRow, outboundByMessageIds } from '../mail/messages-repo.js';
 import { authResultLabel, type MetricsSink } from '../kernel/metrics.js';
-import { headerValue, type MessageContent, splitMessage } from '../mail/mime.js';
+import { headerValue, type MessageContent, splitMessage, withoutAttachmentBodies } from '../mail/mime.js';
 import type { Db, Executor, Tx } from '../store/db.js';
 import type { MailboxesTable, MessagesTable } from '../store/schema.js';
 import type { InboundAnalysis, InboundEnvelope } from './analyze-message.js';
@@ -308,7 +307,8 @@ export const createReceiveService = (d: Deps) => {
             now,
           });
           const key = { org_id: mailbox.org_id, mailbox_id: mailbox.id, id };
-          const sealed = sealContent(d.ring, key, content);
+          // The raw bytes are kept (sealed); the parsed document leaves out the attachments' bytes they hold.
+          const sealed = sealContent(d.ring, key, withoutAttachmentBodies(content));
           // Status, reason and mode are decided in the transaction, under the mailbox as it is then.
           const row = messageRow({
             id,
@@ -323,7 +323,7 @@ export const createReceiveService = (d: Deps) => {
             createdBy: { type: 'system', id: null },
             contentSealed: sealed.sealed,
             contentHash: sealed.hash,
-            rawSealed: seal(d.ring, raw, messageAad(key, 'raw')),
+            rawSealed: sealRaw(d.ring, key, raw),
             rawHash,
             sizeBytes: raw.length,
             // Content-derived tags are the system's (system_tags); the agent's own start empty.

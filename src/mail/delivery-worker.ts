@@ -23,7 +23,7 @@ import {
 } from '../queue/outbox-repo.js';
 import type { Db, Dialect, Tx } from '../store/db.js';
 import type { DeliveryOutcome } from './bounce-rules.js';
-import { messageAad } from './message-store.js';
+import { messageAad, sealRaw } from './message-store.js';
 import { addMessageEvent, messageById, signedBytesOf, storeSignedOnce } from './messages-repo.js';
 import { type Envelope, type OutboundPipeline, outboxAad } from './outbound-pipeline.js';
 import { recordReceipt } from './receipt-event.js';
@@ -315,7 +315,7 @@ export const createDeliveryWorker = (d: Deps) => {
     const raw = await d.pipeline.sign(d.db, m);
     const hash = sha256Hex(raw);
     // Two routes of one message may race to sign: the first stored bytes win, the other reads them.
-    if (await storeSignedOnce(d.db, m.id, seal(d.ring, raw, messageAad(m, 'raw')), hash, raw.length)) return { raw, rawHash: hash };
+    if (await storeSignedOnce(d.db, m.id, sealRaw(d.ring, m, raw), hash, raw.length)) return { raw, rawHash: hash };
     const stored = await signedBytesOf(d.db, m.id);
     if (!stored?.raw_sealed) throw new AppError('internal', 500, 'The signed bytes of a message are missing.');
     return { raw: open(d.ring, stored.raw_sealed, messageAad(m, 'raw')), rawHash: stored.raw_hash };

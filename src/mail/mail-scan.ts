@@ -1,3 +1,4 @@
+import type { SealedValue } from '../kernel/crypto/envelope.js';
 import type { AuditService } from '../audit/audit-service.js';
 import { actorOf, type Principal, type RequestContext } from '../identity/principal.js';
 import type { KeyRing } from '../kernel/crypto/keyring.js';
@@ -70,7 +71,7 @@ export const createMailScan = ({ dialect, ring, audit }: Deps) => {
    * when it cannot be opened (tampered, corrupt, or wrapped under a key the
    * ring lacks): one bad message must not make its whole mailbox unreadable.
    */
-  const openOrSkip = (row: Meta, sealed: string, skipped: Unreadable[]): MessageContent | null => {
+  const openOrSkip = (row: Meta, sealed: SealedValue, skipped: Unreadable[]): MessageContent | null => {
     try {
       return openContent(ring, row, sealed);
     } catch (e) {

@@ -7,7 +7,7 @@ import { approvalView } from '../oversight/approval-views.js';
 import { approvalById } from '../oversight/approvals-repo.js';
 import { messageById } from './messages-repo.js';
 import { openContent } from './message-store.js';
-import type { MessageContent } from './mime.js';
+import { attachmentSize, type MessageContent } from './mime.js';
 
 // The views of a message the read service answers with: head, summary (list, thread, search), full view, held view.
 
@@ -54,7 +54,7 @@ const attachmentsOf = (c: MessageContent) =>
     index,
     filename: a.filename,
     content_type: a.content_type,
-    size: Buffer.from(a.content_base64, 'base64').length,
+    size: attachmentSize(a),
   }));
 
 const readState = (m: Pick<MessageRecord, 'is_read'>) => ({ is_read: m.is_read !== 0, unread: m.is_read === 0 });

@@ -1,4 +1,5 @@
 import { sql } from 'kysely';
+import type { SealedValue } from '../kernel/crypto/envelope.js';
 import { appendEvent } from '../events/events-log.js';
 import { newId } from '../kernel/ids.js';
 import type { Dialect, Executor } from '../store/db.js';
@@ -46,9 +47,9 @@ export type NewMessage = {
   inReplyTo: string | null;
   references: string[];
   createdBy: { type: string; id: string | null };
-  contentSealed: string;
+  contentSealed: SealedValue;
   contentHash: string;
-  rawSealed?: string | null;
+  rawSealed?: SealedValue | null;
   rawHash?: string | null;
   sizeBytes?: number;
   /** The agent's own labels. */
@@ -194,7 +195,7 @@ export const setAgentTags = (tx: Executor, id: string, tags: string[], at: strin
  * Keeps the signed bytes of a message the first time it is signed; false when another route or process stored
  * them first (that copy wins, so every retry and route sends the same bytes).
  */
-export const storeSignedOnce = async (ex: Executor, id: string, sealed: string, hash: string, size: number): Promise<boolean> => {
+export const storeSignedOnce = async (ex: Executor, id: string, sealed: SealedValue, hash: string, size: number): Promise<boolean> => {
   const u = await ex
     .updateTable('messages')
     .set({ raw_sealed: sealed, raw_hash: hash, size_bytes: size })
@@ -220,7 +221,7 @@ export const purgeContent = async (
   tx: Executor,
   ring: KeyRing,
   m: Pick<MessagesTable, 'id' | 'org_id' | 'mailbox_id' | 'content_sealed' | 'search_key_version'>,
-  tombstone: string,
+  tombstone: SealedValue,
   at: string,
 ): Promise<boolean> => {
   const u = await tx
@@ -377,7 +378,7 @@ export const threadScanPage = async (
 };
 
 /** The sealed content of messages by id (a scan's batch), keyed by id. */
-export const sealedContentOf = async (ex: Executor, ids: readonly string[]): Promise<Map<string, string>> =>
+export const sealedContentOf = async (ex: Executor, ids: readonly string[]): Promise<Map<string, SealedValue>> =>
   new Map(
     ids.length === 0
       ? []

@@ -1,3 +1,4 @@
+import { simpleParser } from 'mailparser';
 import type { OutboundContent } from '../phi/outbound-screen.js';
 // mailauth's RFC 6376 relaxed body hasher (not a typed public API; package.json pins mailauth exactly and
 // test/dkim-vectors.test.ts checks the RFC 8463 body hash, so an upgrade that changes it fails the tests).
@@ -38,6 +39,34 @@ export const composeMime = async (c: MessageContent, t: Threading, date: Date): 
   const subject = encodeUnstructured(c.subject);
   const own = headerLine('From', formatMailbox(c.from.name, c.from.address)) + (subject ? headerLine('Subject', subject) : '');
   return Buffer.concat([Buffer.from(own, 'latin1'), await composer.compile().build()]);
+};
+
+/** How received mail is parsed (src/inbound/analyze-message.ts); attachmentFromRaw parses the same way, so indexes agree. */
+export const INBOUND_PARSE_OPTIONS = { skipTextToHtml: true, skipImageLinks: true, maxHtmlLengthToParse: 5 * 1024 * 1024 } as const;
+
+/**
+ * The stored content of a received message without its attachments' bytes,
+ * which the sealed raw bytes already hold: one full copy of a message, not
+ * two. Attachments are read back from the raw bytes (attachmentFromRaw).
+ */
+export const withoutAttachmentBodies = (c: MessageContent): MessageContent => ({
+  ...c,
+  attachments: c.attachments.map((a, i) => ({
+    filename: a.filename,
+    content_type: a.content_type,
+    content_base64: '',
+    size: Buffer.byteLength(a.content_base64, 'base64'),
+    raw_part: i,
+  })),
+});
+
+/** The decoded length of an attachment, whether its bytes are in the document or in the raw bytes. */
+export const attachmentSize = (a: MessageContent['attachments'][number]) => a.size ?? Buffer.byteLength(a.content_base64, 'base64');
+
+/** The bytes of the `part`-th attachment of raw message bytes, parsed as received mail is; null when there is none. */
+export const attachmentFromRaw = async (raw: Buffer, part: number): Promise<Buffer | null> => {
+  const p = await simpleParser(raw, INBOUND_PARSE_OPTIONS);
+  return p.attachments[part]?.content ?? null;
 };
 
 /** Splits raw message bytes at the first empty line (RFC 5322 2.1). */

@@ -12,7 +12,8 @@ import { assertSearchCriterion, type ReadFilters, type SearchFilters } from './m
 import { createMailScan, type Unreadable } from './mail-scan.js';
 import { visibleMailbox } from './mailbox-service.js';
 import { markRead, messageInOrg, setAgentTags, threadScanPage } from './messages-repo.js';
-import { messageAad, openContent } from './message-store.js';
+import { attachmentFromRaw } from './mime.js';
+import { messageAad, openContent, openRaw } from './message-store.js';
 import { open } from '../kernel/crypto/envelope.js';
 import { emailTarget, fullView, heldView, isContentHidden, type Summary, summaryOf, tagFields } from './message-views.js';
 
@@ -250,7 +251,10 @@ export const createReadService = ({ db, dialect, ring, guard, clock, audit }: De
       if (isContentHidden(ctx.principal, m)) throw messageHeld();
       const a = openContent(ring, m, m.content_sealed).attachments[index];
       if (!a) throw notFound('attachment');
-      const bytes = Buffer.from(a.content_base64, 'base64');
+      // Received mail keeps attachments only in its raw bytes (src/mail/mime.ts withoutAttachmentBodies).
+      const fromRaw = a.raw_part !== undefined && m.raw_sealed ? await attachmentFromRaw(openRaw(ring, m, m.raw_sealed), a.raw_part) : null;
+      if (a.raw_part !== undefined && !fromRaw) throw notFound('attachment');
+      const bytes = fromRaw ?? Buffer.from(a.content_base64, 'base64');
       const hash = sha256Hex(bytes);
       await guard.recordIn(
         tx,

@@ -5,6 +5,7 @@ import { systemActor } from '../identity/principal.js';
 import type { KeyRing } from '../kernel/crypto/keyring.js';
 import { isAppError } from '../kernel/errors.js';
 import { startPeriodic } from '../kernel/schedule.js';
+import type { SealedValue } from '../kernel/crypto/envelope.js';
 import type { Executor, Store } from '../store/db.js';
 import type { SearchIndexTable } from '../store/schema.js';
 import { openContent } from './message-store.js';
@@ -182,7 +183,7 @@ export const insertSearchRows = async (tx: Executor, rows: SearchIndexTable[]) =
 export const deleteSearchRows = async (
   tx: Executor,
   ring: KeyRing,
-  m: { id: string; org_id: string; mailbox_id: string; content_sealed: string; search_key_version?: number | null },
+  m: { id: string; org_id: string; mailbox_id: string; content_sealed: SealedValue; search_key_version?: number | null },
   opened?: MessageContent,
 ) => {
   if (!m.search_key_version) return; // never indexed (null), or nothing to index (0)

@@ -1,3 +1,4 @@
+import type { SealedValue } from '../kernel/crypto/envelope.js';
 import type { OutboundContent } from '../phi/outbound-screen.js';
 import type { Executor, Tx } from '../store/db.js';
 import type { MessageRecord } from '../store/records.js';
@@ -26,8 +27,8 @@ export type HeldMail = {
   byIds: (ex: Executor, ids: readonly string[]) => Promise<MessageRecord[]>;
   /** The PHI columns of messages by id (a page of approvals shows each finding's type and place). */
   phiOf: (ex: Executor, ids: readonly string[]) => Promise<Pick<MessageRecord, 'id' | 'phi_findings' | 'phi_sensitivity'>[]>;
-  open: (m: MessageRecord, sealed: string, part?: 'content' | 'original') => HeldContent;
-  seal: (m: MessageRecord, c: HeldContent, part?: 'content' | 'original') => { sealed: string; hash: string };
+  open: (m: MessageRecord, sealed: SealedValue, part?: 'content' | 'original') => HeldContent;
+  seal: (m: MessageRecord, c: HeldContent, part?: 'content' | 'original') => { sealed: SealedValue; hash: string };
   /**
    * After a reviewer's edit: the message's recipient-index and search entries follow its new content (`before` is
    * what the entries were computed from).

@@ -15,7 +15,12 @@ export type OutboundContent = {
   subject: string;
   text: string | null;
   html: string | null;
-  attachments: { filename: string; content_type: string; content_base64: string }[];
+  /**
+   * `raw_part` (received mail only): the bytes are not in this document but in the message's sealed raw
+   * bytes, the `raw_part`-th attachment mailparser finds there (src/mail/mime.ts attachmentFromRaw);
+   * `content_base64` is then empty and `size` gives the decoded length.
+   */
+  attachments: { filename: string; content_type: string; content_base64: string; size?: number; raw_part?: number }[];
 };
 
 /** CONTRACT.md, hold reason: `consent_category` names the message's category; counts, never addresses. */

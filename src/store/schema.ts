@@ -4,6 +4,8 @@ import type { Generated } from 'kysely';
  * Row types of every table, shared by both dialects. Timestamps are ISO-8601
  * UTC text; booleans are 0/1 integers; JSON is text. One shape, one set of queries.
  */
+import type { SealedValue } from '../kernel/crypto/envelope.js';
+
 export type OrganizationsTable = {
   id: string;
   name: string;
@@ -71,7 +73,7 @@ export type SigningKeysTable = {
   purpose: 'dkim-ed25519' | 'dkim-rsa' | 'identity-es256' | 'audit-ed25519';
   kid: string;
   public_key: string;
-  private_key_sealed: string;
+  private_key_sealed: SealedValue;
   created_at: string;
   retired_at: string | null;
 };
@@ -173,7 +175,7 @@ export type VaultSecretVersionsTable = {
   version: number;
   kind: VaultSecretKind;
   metadata: string; // JSON object
-  sealed: string; // envelope JSON (src/kernel/crypto/envelope.ts)
+  sealed: SealedValue; // envelope (src/kernel/crypto/envelope.ts)
   created_at: string;
   created_by: string | null;
   deleted_at: string | null;
@@ -208,9 +210,9 @@ export type MessagesTable = {
   references_ids: string; // JSON array of RFC 5322 message ids
   created_by_type: string;
   created_by_id: string | null;
-  content_sealed: string; // envelope-sealed JSON: addresses, subject, bodies, attachments
-  original_sealed: string | null; // the agent's content before a reviewer's edit
-  raw_sealed: string | null; // the signed RFC 5322 bytes, once queued
+  content_sealed: SealedValue; // sealed content document (JSON): addresses, subject, bodies, attachments
+  original_sealed: SealedValue | null; // the agent's content before a reviewer's edit
+  raw_sealed: SealedValue | null; // the signed RFC 5322 bytes, once queued
   content_hash: string;
   raw_hash: string | null;
   size_bytes: number;
@@ -270,7 +272,7 @@ export type ApprovalsTable = {
   decided_at: string | null;
   decided_by: string | null;
   decision_reason: string | null; // JSON {code}
-  comment_sealed: string | null;
+  comment_sealed: SealedValue | null;
   edits: string | null; // JSON [{field, before_hash, after_hash}]
   /** The approval of the rejected message this one revises (0020). */
   revision_of: string | null;
@@ -283,7 +285,7 @@ export type OutboxTable = {
   message_id: string;
   kind: 'deliver' | 'copy';
   route: string;
-  envelope_sealed: string;
+  envelope_sealed: SealedValue;
   actor_chain: string; // JSON: delegation chain the message was sent under
   status: 'pending' | 'sending' | 'done' | 'bounced' | 'failed';
   attempts: number;
@@ -358,7 +360,7 @@ export type BreachIndividualsTable = {
   id: string;
   incident_id: string;
   contact_hash: string;
-  address_sealed: string;
+  address_sealed: SealedValue;
   phi_types: string;
   message_ids: string;
   email_allowed: number;
@@ -520,7 +522,7 @@ export type HumanCredentialsTable = {
   human_id: string;
   org_id: string;
   password_hash: string | null;
-  totp_sealed: string | null;
+  totp_sealed: SealedValue | null;
   totp_confirmed_at: string | null;
   totp_last_step: number | null;
   sso_subject: string | null;
@@ -590,7 +592,7 @@ export type SsoConfigsTable = {
   org_id: string;
   issuer: string;
   client_id: string;
-  client_secret_sealed: string;
+  client_secret_sealed: SealedValue;
   role_claim: string | null;
   role_map: string | null;
   updated_at: string;
@@ -627,7 +629,7 @@ export type GrantsTable = {
 export type WebhookEndpointsTable = {
   id: string;
   org_id: string;
-  url_sealed: string;
+  url_sealed: SealedValue;
   description: string;
   /** JSON array of event types; [] means every type. */
   event_types: string;
@@ -650,7 +652,7 @@ export type WebhookSecretsTable = {
   id: string;
   endpoint_id: string;
   org_id: string;
-  secret_sealed: string;
+  secret_sealed: SealedValue;
   created_at: string;
   expires_at: string | null;
 };

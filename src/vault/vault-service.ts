@@ -2,7 +2,7 @@ import type { AuditService } from '../audit/audit-service.js';
 import type { Guard, Target } from '../identity/guard.js';
 import { actorOf, hasRole, hasScope, type RequestContext, type Scope, systemActor } from '../identity/principal.js';
 import type { Clock } from '../kernel/clock.js';
-import { open, seal } from '../kernel/crypto/envelope.js';
+import { open, type SealedValue, seal } from '../kernel/crypto/envelope.js';
 import type { KeyRing } from '../kernel/crypto/keyring.js';
 import { AppError, conflict, forbidden, isAppError, notFound, unprocessable } from '../kernel/errors.js';
 import { newId } from '../kernel/ids.js';
@@ -109,7 +109,7 @@ export const createVaultService = ({ db, repo, guard, audit, ring, clock, retent
       current_version: number;
       kind: VaultSecretKind | null;
       metadata: string | null;
-      sealed: string | null;
+      sealed: SealedValue | null;
       head_kind: VaultSecretKind;
     },
   ): Payload => {

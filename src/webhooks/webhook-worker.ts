@@ -7,7 +7,7 @@ import type { EventFeed } from '../events/event-feed.js';
 import { appendEvent, type DomainEvent, eventById, eventsByIds, readEvents } from '../events/events-log.js';
 import { systemActor } from '../identity/principal.js';
 import type { Clock } from '../kernel/clock.js';
-import { open } from '../kernel/crypto/envelope.js';
+import { open, type SealedValue } from '../kernel/crypto/envelope.js';
 import type { KeyRing } from '../kernel/crypto/keyring.js';
 import { isAppError } from '../kernel/errors.js';
 import { newId } from '../kernel/ids.js';
@@ -248,12 +248,13 @@ export const createWebhookWorker = (d: Deps) => {
    * the endpoint is active are read fresh with every claim.
    */
   const opened = new Map<string, string>();
-  const openOnce = (sealed: string, aad: string) => {
-    let v = opened.get(sealed);
+  const openOnce = (sealed: SealedValue, aad: string) => {
+    const k = Buffer.isBuffer(sealed) ? sealed.toString('base64') : sealed;
+    let v = opened.get(k);
     if (v === undefined) {
       v = open(d.ring, sealed, aad).toString('utf8');
       if (opened.size > 10_000) opened.clear();
-      opened.set(sealed, v);
+      opened.set(k, v);
     }
     return v;
   };
