@@ -7,7 +7,7 @@ import type { KeyRing } from '../kernel/crypto/keyring.js';
 import { AppError, isAppError } from '../kernel/errors.js';
 import { newId } from '../kernel/ids.js';
 import type { Logger } from '../kernel/log.js';
-import { messageAad, sealContent, sealRaw } from '../mail/message-store.js';
+import { sealContent, sealRaw } from '../mail/message-store.js';
 import { addMessageEvent, duplicateOf, holdMessage, insertMessage, messageRow, outboundByMessageIds } from '../mail/messages-repo.js';
 import { authResultLabel, type MetricsSink } from '../kernel/metrics.js';
 import { headerValue, type MessageContent, splitMessage, withoutAttachmentBodies } from '../mail/mime.js';
