@@ -1,13 +1,3 @@
-/**
- * Benchmark: inbound mail. 10 KB DKIM-signed messages sent over SMTP
- * (STARTTLS, several connections) to `mailward serve`: received,
- * authenticated (SPF, DKIM, DMARC, ARC via MAILWARD_DNS_OVERRIDES), parsed,
- * PHI-scanned, sealed and stored with their audit event before each 250;
- * against a bare smtp-server sink (same TLS, same client) that discards the
- * same messages, in the same run. Targets (2 cores, SQLite): >= 500
- * messages/s and >= 40% of the bare sink.
- */
-import { generateKeyPairSync } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -16,7 +6,7 @@ import { type DKIMSignOptions, dkimSign } from 'mailauth';
 import { createTransport } from 'nodemailer';
 import { SMTPServer } from 'smtp-server';
 import { selfSignedCert } from '../test/support/outbound-sink.js';
-import { api, benchStore, fmt, freePort, repoRoot, startProcess, table } from './support/bench-kit.js';
+import { api, benchStore, fmt, freePort, outsideSender, repoRoot, startProcess, table } from './support/bench-kit.js';
 import { maildirCount, peersMissing, startOpenDkim, startPostfix, treeCpuMs } from './support/postfix.js';
 
 const N = Number(process.env.MAILWARD_BENCH_MESSAGES ?? 2000);
@@ -30,19 +20,7 @@ const certFile = pair.caFile;
 const ca = pair.cert;
 
 // The outside sender: DKIM key, SPF allowing loopback, DMARC p=reject, all through MAILWARD_DNS_OVERRIDES.
-const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-const dnsFile = path.join(dir, 'dns.json');
-fs.writeFileSync(
-  dnsFile,
-  JSON.stringify({
-    TXT: {
-      'sel._domainkey.lab.example': [`v=DKIM1; k=rsa; p=${publicKey.export({ type: 'spki', format: 'der' }).toString('base64')}`],
-      'lab.example': ['v=spf1 ip4:127.0.0.1 -all'],
-      '_dmarc.lab.example': ['v=DMARC1; p=reject'],
-    },
-  }),
-);
-const pem = privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
+const { dnsFile, pem, dkimRecord } = outsideSender(dir);
 
 const TO = 'results-reader@bench.example';
 const line = 'Your results from the cardiology lab are attached below; please call us about the follow-up visit. ';
@@ -148,7 +126,7 @@ else
       ? await startOpenDkim(path.join(peerDir, 'opendkim'), {
           mode: 'v',
           testKeys: {
-            'sel._domainkey.lab.example': `v=DKIM1; k=rsa; p=${publicKey.export({ type: 'spki', format: 'der' }).toString('base64')}`,
+            'sel._domainkey.lab.example': dkimRecord,
           },
         })
       : undefined;

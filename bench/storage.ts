@@ -1,16 +1,3 @@
-/**
- * Benchmark: bytes in the store per inbound message. N DKIM-signed messages of
- * about 10.7 KB go over SMTP (STARTTLS) to `mailward serve` on each dialect;
- * the store's size after minus before, divided by N, is everything a message
- * costs: sealed raw bytes, sealed parsed content, message row, indexes,
- * recipient index, events and audit. Peer: the raw message itself (what a
- * Postfix Maildir file holds, plus its Delivered-To/Return-Path lines).
- * Target: at most 1.5x the raw size. Two kinds of message: text + HTML
- * alternatives, and text with a PDF attachment (incompressible bytes).
- * The text is drawn from a fixed vocabulary with a seeded generator, so it
- * compresses about like prose, not like one repeated line.
- */
-import { generateKeyPairSync } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -19,25 +6,13 @@ import { type DKIMSignOptions, dkimSign } from 'mailauth';
 import { createTransport } from 'nodemailer';
 import pg from 'pg';
 import { selfSignedCert } from '../test/support/outbound-sink.js';
-import { api, benchStore, fmt, freePort, repoRoot, startProcess, table } from './support/bench-kit.js';
+import { api, benchStore, fmt, freePort, outsideSender, repoRoot, startProcess, table } from './support/bench-kit.js';
 
 const N = Number(process.env.MAILWARD_BENCH_STORAGE_MESSAGES ?? 300);
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mw-bench-storage-'));
 const pair = selfSignedCert(dir);
 
-const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-const dnsFile = path.join(dir, 'dns.json');
-fs.writeFileSync(
-  dnsFile,
-  JSON.stringify({
-    TXT: {
-      'sel._domainkey.lab.example': [`v=DKIM1; k=rsa; p=${publicKey.export({ type: 'spki', format: 'der' }).toString('base64')}`],
-      'lab.example': ['v=spf1 ip4:127.0.0.1 -all'],
-      '_dmarc.lab.example': ['v=DMARC1; p=reject'],
-    },
-  }),
-);
-const pem = privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
+const { dnsFile, pem } = outsideSender(dir);
 
 /** A seeded xorshift generator: the same messages in every run. */
 let seed = 0x2545f491;

@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -124,3 +125,25 @@ export const api =
     if (!r.ok) throw new Error(`${method} ${url}: ${r.status} ${j.code ?? JSON.stringify(j)}`);
     return j;
   };
+
+/**
+ * The outside sender of the inbound benches: an RSA-2048 DKIM key for `sel._domainkey.lab.example`, SPF allowing
+ * loopback and DMARC p=reject, all in a `MAILWARD_DNS_OVERRIDES` file written to `dir`. Returns the file and the
+ * private key (PEM) to sign with and the key's DKIM record (for a peer's own key table).
+ */
+export const outsideSender = (dir: string): { dnsFile: string; pem: string; dkimRecord: string } => {
+  const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const dkimRecord = `v=DKIM1; k=rsa; p=${publicKey.export({ type: 'spki', format: 'der' }).toString('base64')}`;
+  const dnsFile = path.join(dir, 'dns.json');
+  fs.writeFileSync(
+    dnsFile,
+    JSON.stringify({
+      TXT: {
+        'sel._domainkey.lab.example': [dkimRecord],
+        'lab.example': ['v=spf1 ip4:127.0.0.1 -all'],
+        '_dmarc.lab.example': ['v=DMARC1; p=reject'],
+      },
+    }),
+  );
+  return { dnsFile, dkimRecord, pem: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string };
+};
