@@ -18,9 +18,8 @@ import path from 'node:path';
 import SQLite from 'better-sqlite3';
 import pg from 'pg';
 import { loadConfig } from '../src/app/config.js';
-import { type Container, createContainer } from '../src/app/container.js';
-import { createLogger } from '../src/kernel/log.js';
-import { PG_ADMIN_URL, repoRoot, seconds } from './support/bench-kit.js';
+import type { Container } from '../src/app/container.js';
+import { BENCH_AUDIT_ACTOR, openBenchContainer, PG_ADMIN_URL, repoRoot, seconds } from './support/bench-kit.js';
 
 const SIZE_EVENTS = Number(process.env.BENCH_AUDIT_SIZE_EVENTS ?? 20_000);
 const rows: [string, string][] = [];
@@ -30,24 +29,9 @@ const out = (k: string, v: string) => {
 };
 const load = () => fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
 
-const open = async (env: Record<string, string>): Promise<Container> => {
-  const c = await createContainer(loadConfig({ MAILWARD_LOG_LEVEL: 'silent', ...env }), {
-    createMasterKey: true,
-    logger: createLogger({ level: 'silent' }),
-  });
-  await c.init({ orgName: 'Bench Hospital', domain: 'bench.example' }, { onlyIfEmpty: true });
-  return c;
-};
+const open = openBenchContainer;
 
-const actor = {
-  type: 'agent' as const,
-  id: 'agt_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0',
-  orgId: 'org_bench',
-  chain: [
-    { type: 'organization', id: 'org_bench', name: 'Bench Hospital' },
-    { type: 'agent', id: 'agt_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0', name: 'Scheduler' },
-  ],
-};
+const actor = BENCH_AUDIT_ACTOR;
 const event = (i: number) => ({
   action: 'email.read',
   actor,

@@ -13,12 +13,11 @@ import os from 'node:os';
 import path from 'node:path';
 import SQLite from 'better-sqlite3';
 import pg from 'pg';
-import { loadConfig } from '../src/app/config.js';
-import { type Container, createContainer } from '../src/app/container.js';
+import type { Container } from '../src/app/container.js';
 import { canonicalOfRow, type EventRow } from '../src/audit/audit-chain.js';
 import { canonicalJson } from '../src/audit/canonical.js';
 import { systemActor } from '../src/identity/principal.js';
-import { createLogger } from '../src/kernel/log.js';
+import { openBenchContainer } from './support/bench-kit.js';
 
 const N = Number(process.env.BENCH_AUDIT_EVENTS ?? 1_000_000);
 const PG_URL = process.env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -29,14 +28,7 @@ const out = (k: string, v: string) => {
 };
 const secs = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e9;
 
-const open = async (env: Record<string, string>): Promise<Container> => {
-  const c = await createContainer(loadConfig({ MAILWARD_LOG_LEVEL: 'silent', ...env }), {
-    createMasterKey: true,
-    logger: createLogger({ level: 'silent' }),
-  });
-  await c.init({ orgName: 'Bench Hospital', domain: 'bench.example' }, { onlyIfEmpty: true });
-  return c;
-};
+const open = openBenchContainer;
 
 const actor = {
   ...systemActor('org_bench'),

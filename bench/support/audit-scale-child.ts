@@ -6,20 +6,13 @@
 import { loadConfig } from '../../src/app/config.js';
 import { createContainer } from '../../src/app/container.js';
 import { createLogger } from '../../src/kernel/log.js';
+import { BENCH_AUDIT_ACTOR } from './bench-kit.js';
 
 const [lanes = '8', seconds = '5', startAt = '0', label = 'p'] = process.argv.slice(2);
 const c = await createContainer(loadConfig({ MAILWARD_LOG_LEVEL: 'silent', ...process.env }), {
   logger: createLogger({ level: 'silent' }),
 });
-const actor = {
-  type: 'agent' as const,
-  id: 'agt_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0',
-  orgId: 'org_bench',
-  chain: [
-    { type: 'organization', id: 'org_bench', name: 'Bench Hospital' },
-    { type: 'agent', id: 'agt_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0', name: 'Scheduler' },
-  ],
-};
+const actor = BENCH_AUDIT_ACTOR;
 await new Promise((r) => setTimeout(r, Math.max(0, Number(startAt) - Date.now())));
 const cpu0 = process.cpuUsage();
 const t0 = Date.now();

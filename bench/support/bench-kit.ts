@@ -5,6 +5,9 @@ import os from 'node:os';
 import path from 'node:path';
 import autocannon from 'autocannon';
 import pg from 'pg';
+import { loadConfig } from '../../src/app/config.js';
+import { type Container, createContainer } from '../../src/app/container.js';
+import { createLogger } from '../../src/kernel/log.js';
 import { freePort, stopChild } from '../../test/support/processes.js';
 
 export const repoRoot = path.resolve(import.meta.dirname, '..', '..');
@@ -146,4 +149,25 @@ export const outsideSender = (dir: string): { dnsFile: string; pem: string; dkim
     }),
   );
   return { dnsFile, dkimRecord, pem: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string };
+};
+
+/** A container on `env` (a bench store), initialised once with the bench organisation; logs silenced. */
+export const openBenchContainer = async (env: Record<string, string | undefined>): Promise<Container> => {
+  const c = await createContainer(loadConfig({ MAILWARD_LOG_LEVEL: 'silent', ...env }), {
+    createMasterKey: true,
+    logger: createLogger({ level: 'silent' }),
+  });
+  await c.init({ orgName: 'Bench Hospital', domain: 'bench.example' }, { onlyIfEmpty: true });
+  return c;
+};
+
+/** The agent the audit benches append events for (an id-shaped constant; the bench organisation's chain). */
+export const BENCH_AUDIT_ACTOR = {
+  type: 'agent' as const,
+  id: 'agt_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0',
+  orgId: 'org_bench',
+  chain: [
+    { type: 'organization', id: 'org_bench', name: 'Bench Hospital' },
+    { type: 'agent', id: 'agt_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0', name: 'Scheduler' },
+  ],
 };
