@@ -116,7 +116,9 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
 
   const db = store.db;
   const audit = createAuditService({ db, dialect: store.dialect, clock, integrateMs: config.auditIntegrateMs, logger });
-  // Every process runs the integrator's passes; the chain head's lock lets one integrate at a time (integrator.ts).
+  // Every process runs the integrator, woken by commits that wrote audit events in any process sharing the store;
+  // the chain head's lock lets one integrate at a time (integrator.ts).
+  const stopAuditWakes = store.listen(audit.wakeIntegrator);
   audit.startIntegrator();
   const auditLog = createAuditLog({
     db,
@@ -325,6 +327,7 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
       await inbound.close();
       authCache.stop();
       await rateLimiter.stop();
+      stopAuditWakes();
       await audit.stopIntegrator();
       await store.destroy();
       await phiModel?.release();

@@ -4,6 +4,7 @@ import type { Clock } from '../kernel/clock.js';
 import { newId } from '../kernel/ids.js';
 import type { Logger } from '../kernel/log.js';
 import { compileOnce, type Db, type Dialect, type Executor, inGroupCommit } from '../store/db.js';
+import { notifyOnCommit } from '../store/notify.js';
 import type { AuditEventsTable, AuditPendingInsert } from '../store/schema.js';
 import { type ChainedEvent, chainedOfRow } from './audit-chain.js';
 import { createIntegrator } from './integrator.js';
@@ -104,8 +105,12 @@ const canonicalChain = (chain: ChainEntry[]): string => {
   return json;
 };
 
+/** The store notification a commit with audit events sends (`!`: not a domain event; store/notify.ts). */
+export const AUDIT_WAKE = '!audit';
+
 export const createAuditService = ({ db, dialect, clock, integrateMs = 100, logger }: Deps) => {
   const integrator = createIntegrator({ db, dialect, intervalMs: integrateMs, logger });
+  const announced = new WeakSet<Executor>();
   const insertPending = compileOnce(
     (v) =>
       db.insertInto('audit_pending').values(Object.fromEntries(PENDING_COLUMNS.map((c, i) => [c, v[i]])) as unknown as AuditPendingInsert),
@@ -138,6 +143,11 @@ export const createAuditService = ({ db, dialect, clock, integrateMs = 100, logg
       details: canonicalJson(input.details ?? {}),
     };
     await tx.executeQuery(insertPending(...PENDING_COLUMNS.map((c) => row[c])));
+    // Wakes the integrator of every process once this transaction commits (once per transaction).
+    if (!announced.has(tx)) {
+      announced.add(tx);
+      await notifyOnCommit(tx, AUDIT_WAKE);
+    }
     return { id: row.id };
   };
 
@@ -204,8 +214,12 @@ export const createAuditService = ({ db, dialect, clock, integrateMs = 100, logg
     list,
     count,
     get,
-    /** Starts the integrator's periodic passes (every process runs them; one integrates at a time). */
+    /** Starts the integrator (every process runs it; one integrates at a time): a pass now, then on wake-ups. */
     startIntegrator: integrator.start,
+    /** A store notification arrived: `!audit` (audit events committed) or `*` (another SQLite process committed). */
+    wakeIntegrator: (payload: string) => {
+      if (payload === AUDIT_WAKE || payload === '*') integrator.kick();
+    },
     /** Stops them after integrating what is pending (on close). */
     stopIntegrator: integrator.stop,
     pendingCount: integrator.pendingCount,

@@ -192,26 +192,44 @@ export const createIntegrator = ({ db, dialect, intervalMs, batch = INTEGRATE_BA
    */
   const sync = (): Promise<Integrated> => run(true);
 
+  // Passes are woken, not polled: a commit that wrote audit events announces it (audit-service.ts, store
+  // notifications, to every process sharing the store), and the woken process integrates within `intervalMs`, so
+  // an idle process runs no store query. A pass that failed, or left a full batch behind, schedules the next one.
   let timer: NodeJS.Timeout | null = null;
+  let started = false;
   let stopped = false;
   const tick = async () => {
+    timer = null;
+    let again = false;
     try {
-      await run(false);
+      // A pass that integrated nothing may have found another process holding the head: look again until that
+      // process has integrated what is pending, so no event waits for a later wake-up.
+      const done = await run(false);
+      again = done.size === 0 && (await pendingCount()) > 0;
     } catch (e) {
-      // Logged by code only: no content of events. The next tick retries; nothing pending is lost.
+      // Logged by code only: no content of events. The next pass retries; nothing pending is lost.
       logger?.error({ code: 'audit_integrate_failed', err: e instanceof Error ? e.name : 'unknown' }, 'audit integration failed');
+      again = true;
     }
-    if (!stopped) schedule();
+    if (again) kick();
   };
-  const schedule = () => {
+  /** Schedules a pass within `intervalMs` (one at a time): called when a commit wrote audit events. */
+  const kick = () => {
+    if (!started || stopped || timer) return;
     timer = setTimeout(() => void tick(), intervalMs);
     timer.unref();
   };
 
-  /** Starts the periodic passes (every `intervalMs`). */
+  /**
+   * Starts integrating: one pass now (events a crashed process committed and never integrated), then a pass after
+   * each wake-up. A wake-up lost with a process that died between its commit and its announcement (SQLite's
+   * doorbell is written after the commit) is made up by the next audit commit of any process, which drains
+   * everything pending, and by every reader, which syncs first.
+   */
   const start = () => {
-    if (timer || stopped) return;
-    schedule();
+    if (started || stopped) return;
+    started = true;
+    kick();
   };
 
   /** Stops the loop and integrates what this process committed (a CLI's events do not wait for the server). */
@@ -230,7 +248,7 @@ export const createIntegrator = ({ db, dialect, intervalMs, batch = INTEGRATE_BA
     return Number(r.n);
   };
 
-  return { sync, start, stop, pendingCount, pass };
+  return { sync, start, kick, stop, pendingCount, pass };
 };
 
 export type Integrator = ReturnType<typeof createIntegrator>;
