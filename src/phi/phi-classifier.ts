@@ -13,7 +13,9 @@ import { hashTextFeatures, RULE_FEATURES, ruleFeatures, TEXT_GROUPS } from './ph
  * Part 2 content and a sensitive identifier the rules found (SSN, MRN, member,
  * plan or patient-account number in a valid format after its label) hold
  * whatever the classifier says. Otherwise the classifier decides: at or above
- * its threshold the message holds as health information tied to a person
+ * its threshold (one where the rules found health information tied to a
+ * person, another where they found none, where the text's own part of the
+ * score must also point to a hold) the message holds as health information tied to a person
  * (`high`); below it, whatever clinical words the rules saw, it passes as `low`
  * (a name, a date) or `none`. The span findings and cues stay for the reviewer's
  * highlights. The reasons cite the features that weighed most, by name (rule
@@ -22,8 +24,15 @@ import { hashTextFeatures, RULE_FEATURES, ruleFeatures, TEXT_GROUPS } from './ph
 
 export type ClassifierModel = {
   bits: number;
+  /** Each text group is scaled by 1/sqrt(max(count, normFloor)). */
+  normFloor: number;
   bias: number;
+  /** The hold threshold where the rules found health information tied to a person. */
   threshold: number;
+  /** The hold threshold where the rules found none (chosen apart by cross-validation). */
+  thresholdAlone: number;
+  /** Where the rules found none, a hold also needs the text features' part of the logit above this (null: no such bar). */
+  textEvidence: number | null;
   /** 2^bits weights of the hashed text features. */
   text: Float32Array;
   /** One weight per RULE_FEATURES entry. */
@@ -33,8 +42,11 @@ export type ClassifierModel = {
 export type ClassifierWeightsFile = {
   format: 'mailward-phi-linear/1';
   bits: number;
+  norm_floor?: number;
   bias: number;
   threshold: number;
+  threshold_alone?: number;
+  text_evidence?: number | null;
   /** Text weights quantised to int16: weight = value * text_scale. */
   text_scale: number;
   /** Little-endian int16 array, base64. */
@@ -55,7 +67,16 @@ export const decodeWeights = (f: ClassifierWeightsFile): ClassifierModel => {
   RULE_FEATURES.forEach((name, i) => {
     rules[i] = f.rule_weights[name] ?? 0;
   });
-  return { bits: f.bits, bias: f.bias, threshold: f.threshold, text, rules };
+  return {
+    bits: f.bits,
+    normFloor: f.norm_floor ?? 1,
+    bias: f.bias,
+    threshold: f.threshold,
+    thresholdAlone: f.threshold_alone ?? f.threshold,
+    textEvidence: f.text_evidence ?? null,
+    text,
+    rules,
+  };
 };
 
 /** Quantises a model's text weights for the weights file. */
@@ -72,6 +93,8 @@ export const DEFAULT_CLASSIFIER: ClassifierModel = decodeWeights(weightsFile as 
 
 export type ClassifierScore = {
   probability: number;
+  /** The text features' part of the logit: the text's own evidence, apart from the rules and the bias. */
+  textLogit: number;
   /** The features that weighed most towards a hold, by name, largest first (at most three). */
   top: string[];
 };
@@ -93,10 +116,12 @@ export const scoreMessage = (model: ClassifierModel, rules: Assessment, full: st
   });
   const contributions: [string, number][] = [];
   let z = model.bias;
+  let textLogit = 0;
   for (let g = 0; g < TEXT_GROUPS.length; g++) {
     if (counts[g]! === 0) continue;
-    const c = sums[g]! / Math.sqrt(counts[g]!);
+    const c = sums[g]! / Math.sqrt(Math.max(model.normFloor, counts[g]!));
     z += c;
+    textLogit += c;
     contributions.push([`text.${TEXT_GROUPS[g]}`, c]);
   }
   const x = ruleFeatures(rules);
@@ -111,7 +136,7 @@ export const scoreMessage = (model: ClassifierModel, rules: Assessment, full: st
     .sort((a, b) => b[1] - a[1])
     .slice(0, 3)
     .map(([n]) => n);
-  return { probability: 1 / (1 + Math.exp(-z)), top };
+  return { probability: 1 / (1 + Math.exp(-z)), textLogit, top };
 };
 
 /** Rule findings that hold whatever the classifier says: Part 2, and sensitive identifiers in a valid format. */
@@ -124,10 +149,13 @@ export const classifyMessage = (
   subjectEnd: number,
   model: ClassifierModel = DEFAULT_CLASSIFIER,
 ): Assessment => {
-  const { probability, top } = scoreMessage(model, rules, full, subjectEnd);
-  const classifier = { probability, threshold: model.threshold, top };
+  const { probability, textLogit, top } = scoreMessage(model, rules, full, subjectEnd);
+  const threshold = rules.phi ? model.threshold : model.thresholdAlone;
+  const classifier = { probability, threshold, top };
   if (exactRuleHold(rules)) return { ...rules, classifier };
-  if (probability >= model.threshold) {
+  // Where the rules found nothing, the text itself must point to a hold (not just the base rate of a short message).
+  const evidence = rules.phi || model.textEvidence === null || textLogit > model.textEvidence;
+  if (probability >= threshold && evidence) {
     return {
       ...rules,
       phi: true,
