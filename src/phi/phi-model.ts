@@ -134,7 +134,7 @@ export const loadPhiModel = async (config: PhiModelConfig): Promise<PhiModel | n
       const grp: number[] = [];
       const counts = new Array<number>(TEXT_GROUPS.length).fill(0);
       const nl = text.indexOf('\n');
-      hashTextFeatures(text.toLowerCase(), nl < 0 ? 0 : nl, {
+      hashTextFeatures(text.toLowerCase(), Math.max(0, nl), {
         add: (h, g) => {
           idx.push(h);
           grp.push(g);
