@@ -101,19 +101,23 @@ export type ClassifierScore = {
 
 const sums = new Float64Array(TEXT_GROUPS.length);
 const counts = new Float64Array(TEXT_GROUPS.length);
+// One sink for every call (scoring is synchronous): no object or closure allocated per message.
+let weights = new Float32Array(0);
+let mask = 0;
+const sink = {
+  add: (h: number, g: number) => {
+    sums[g]! += h < 0 ? -weights[h & mask]! : weights[h & mask]!;
+    counts[g]!++;
+  },
+};
 
 /** The classifier's probability that the message should be held, and the features that weighed most. */
 export const scoreMessage = (model: ClassifierModel, rules: Assessment, full: string, subjectEnd: number): ClassifierScore => {
   sums.fill(0);
   counts.fill(0);
-  const w = model.text;
-  const mask = (1 << model.bits) - 1;
-  hashTextFeatures(full.toLowerCase(), subjectEnd, {
-    add: (h, g) => {
-      sums[g]! += h < 0 ? -w[h & mask]! : w[h & mask]!;
-      counts[g]!++;
-    },
-  });
+  weights = model.text;
+  mask = (1 << model.bits) - 1;
+  hashTextFeatures(full.toLowerCase(), subjectEnd, sink);
   const contributions: [string, number][] = [];
   let z = model.bias;
   let textLogit = 0;

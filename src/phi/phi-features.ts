@@ -117,6 +117,7 @@ export const RULE_FEATURES: readonly string[] = [
   ...FINDING_TYPES.map((t) => `span.${t}`),
 ];
 const RULE_INDEX = new Map(RULE_FEATURES.map((n, i) => [n, i]));
+const SPAN_INDEX = new Map(FINDING_TYPES.map((t) => [t as string, RULE_INDEX.get(`span.${t}`)!]));
 
 /** The rule features of an assessment (0/1, span types as log(1 + count)). */
 export const ruleFeatures = (a: Assessment): Float32Array => {
@@ -138,8 +139,10 @@ export const ruleFeatures = (a: Assessment): Float32Array => {
   if (a.phi && a.confidence < 0.7) set('confidence.weak');
   if (a.disclosures.length >= 2) set('disclosures.two_or_more');
   if (a.cues.some((c) => c.field === 'subject')) set('cues.subject');
-  const counts = new Map<string, number>();
-  for (const f of a.findings) counts.set(f.type, (counts.get(f.type) ?? 0) + 1);
-  for (const [t, k] of counts) set(`span.${t}`, Math.log1p(k));
+  for (const f of a.findings) {
+    const i = SPAN_INDEX.get(f.type);
+    if (i !== undefined) x[i]! += 1;
+  }
+  for (const i of SPAN_INDEX.values()) if (x[i]! > 0) x[i] = Math.log1p(x[i]!);
   return x;
 };
