@@ -102,7 +102,7 @@ export type ClassifierScore = {
 const sums = new Float64Array(TEXT_GROUPS.length);
 const counts = new Float64Array(TEXT_GROUPS.length);
 // One sink for every call (scoring is synchronous): no object or closure allocated per message.
-let weights = new Float32Array(0);
+let weights: Float32Array = new Float32Array(0);
 let mask = 0;
 const sink = {
   add: (h: number, g: number) => {
