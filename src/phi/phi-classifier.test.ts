@@ -38,6 +38,8 @@ const HOLDS: [string, string, string][] = [
   ],
 ];
 const PASSES: [string, string, string][] = [
+  ['minimal reminder, name and time only', 'Reminder', 'Dear Mr. Okafor, your appointment is on Tuesday at 3:30 PM.'],
+  ['a short note', 'Tuesday', 'See you Tuesday.'],
   ['minimal reminder with an address', 'Reminder', 'Dear Mr. Okafor, your appointment is on Tuesday at 3:30 PM at 14 Elm Road.'],
   [
     'minimal reminder',
@@ -52,12 +54,9 @@ const PASSES: [string, string, string][] = [
   ['newsletter', 'Newsletter', 'This month: managing diabetes over the holidays, and our new cancer screening programme. All welcome.'],
   ['order and invoice numbers', 'Order', 'Your order #884213-22 has shipped. Invoice INV-2026-4471 is attached.'],
   ['staff logistics', 'Welcome', 'Welcome to the team, Maria! Your first shift is Monday at 7 am on Ward 4.'],
-  [
-    'a charity event the rules hold on its condition word',
-    'Volunteer',
-    'Dear Jo, thank you for volunteering at the cancer fun run on Saturday. Your t-shirt size is M.',
-  ],
 ];
+// A charity event the rules hold on its condition word; the classifier scores it low (below 0.5).
+const CHARITY = ['Volunteer', 'Dear Jo, thank you for volunteering at the cancer fun run on Saturday. Your t-shirt size is M.'] as const;
 
 describe('the trained message classifier (phi-classifier.ts), the default hold decision', () => {
   it('loads the committed weights: 2^bits text weights, one per rule feature, thresholds in (0, 1), its training data named by hash', () => {
@@ -102,16 +101,22 @@ describe('the trained message classifier (phi-classifier.ts), the default hold d
     }
   });
 
-  it('adds a hold the rules miss and releases one the rules made; the hold reasons carry its probability', () => {
+  it('adds a hold the rules miss and releases one the rules made; the hold reasons carry its probability', async () => {
     const [, s1, t1] = HOLDS.find((h) => h[0].includes('Portuguese'))!;
     expect(holdsInMonitored(assessRules({ subject: s1, text: t1 }))).toBe(false);
     const added = assessMessage({ subject: s1, text: t1 });
     expect(added).toMatchObject({ phi: true, sensitivity: 'high' });
     expect(added.classifier!.probability).toBeGreaterThanOrEqual(added.classifier!.threshold);
 
-    const [, s2, t2] = PASSES.find((p) => p[0].includes('charity'))!;
-    expect(holdsInMonitored(assessRules({ subject: s2, text: t2 }))).toBe(true);
-    const released = assessMessage({ subject: s2, text: t2 });
+    // Releasing a rules hold needs a probability below the (low, fail-closed) threshold where the rules found PHI;
+    // the mechanism is shown with that threshold at 0.5.
+    const [s2, t2] = CHARITY;
+    const rules2 = assessRules({ subject: s2, text: t2 });
+    expect(holdsInMonitored(rules2)).toBe(true);
+    const { classifyMessage } = await import('./phi-classifier.js');
+    const released = classifyMessage(rules2, `${s2}\n${t2}`, s2.length, { ...DEFAULT_CLASSIFIER, threshold: 0.5 });
+    expect(released.classifier!.probability).toBeLessThan(0.5);
+    expect(holdsInMonitored(released)).toBe(false);
     expect(released).toMatchObject({ phi: false, disclosures: [], subjectPhi: false });
     // The span findings stay for the console's highlights.
     expect(released.findings.length).toBeGreaterThan(0);
