@@ -99,6 +99,8 @@ export type ClassifierScore = {
   top: string[];
 };
 
+const TEXT_NAMES = TEXT_GROUPS.map((g) => `text.${g}`);
+const RULE_NAMES = RULE_FEATURES.map((r) => `rule.${r}`);
 const sums = new Float64Array(TEXT_GROUPS.length);
 const counts = new Float64Array(TEXT_GROUPS.length);
 // One sink for every call (scoring is synchronous): no object or closure allocated per message.
@@ -118,28 +120,38 @@ export const scoreMessage = (model: ClassifierModel, rules: Assessment, full: st
   weights = model.text;
   mask = (1 << model.bits) - 1;
   hashTextFeatures(full.toLowerCase(), subjectEnd, sink);
-  const contributions: [string, number][] = [];
   let z = model.bias;
   let textLogit = 0;
+  // The three largest positive contributions, kept by insertion (no array of all of them, no sort).
+  const topNames: string[] = [];
+  const topValues: number[] = [];
+  const consider = (name: string, c: number) => {
+    if (c <= 0) return;
+    let k = topValues.length;
+    while (k > 0 && topValues[k - 1]! < c) k--;
+    if (k >= 3) return;
+    topValues.splice(k, 0, c);
+    topNames.splice(k, 0, name);
+    if (topValues.length > 3) {
+      topValues.length = 3;
+      topNames.length = 3;
+    }
+  };
   for (let g = 0; g < TEXT_GROUPS.length; g++) {
     if (counts[g]! === 0) continue;
     const c = sums[g]! / Math.sqrt(Math.max(model.normFloor, counts[g]!));
     z += c;
     textLogit += c;
-    contributions.push([`text.${TEXT_GROUPS[g]}`, c]);
+    consider(TEXT_NAMES[g]!, c);
   }
   const x = ruleFeatures(rules);
   for (let i = 0; i < x.length; i++) {
     if (x[i] === 0) continue;
     const c = x[i]! * model.rules[i]!;
     z += c;
-    contributions.push([`rule.${RULE_FEATURES[i]}`, c]);
+    consider(RULE_NAMES[i]!, c);
   }
-  const top = contributions
-    .filter(([, c]) => c > 0)
-    .sort((a, b) => b[1] - a[1])
-    .slice(0, 3)
-    .map(([n]) => n);
+  const top = topNames;
   return { probability: 1 / (1 + Math.exp(-z)), textLogit, top };
 };
 
