@@ -5,14 +5,15 @@
  * text. The baseline finds far less (no names, labels, clinical words, no
  * context checks); it shows what the detector's extra passes cost.
  * Target: at least 20 MB/s for scanText; at least 5 MB/s for the message-level
- * judgement (assessMessage: the span scan plus who/what/identifier passes), which
+ * judgement (assessMessage: the span scan, the who/what/identifier rules and the
+ * trained classifier; the rules alone are measured too, assessRules), which
  * decides holds on the send path, measured against the span scanner in the same run.
  *
  *   node --import tsx bench/phi.ts
  */
 import path from 'node:path';
 import { loadCorpus } from '../src/phi/phi-eval.js';
-import { assessMessage } from '../src/phi/phi-context.js';
+import { assessMessage, assessRules } from '../src/phi/phi-context.js';
 import { scanMessage, scanText } from '../src/phi/phi-scanner.js';
 
 const seconds = Number(process.env.MAILWARD_BENCH_SECONDS ?? 3);
@@ -63,6 +64,10 @@ const rows = [
     measure((t) => scanMessage({ subject: 'Message', text: t, html: `<p>${t}</p>` }, options).findings.length / 2),
   ],
   ['assessMessage (message-level judgement)', measure((t) => assessMessage({ subject: 'Message', text: t }, options).disclosures.length)],
+  [
+    'assessRules (the rules alone, no classifier)',
+    measure((t) => assessRules({ subject: 'Message', text: t }, options).disclosures.length),
+  ],
 ] as const;
 
 console.log(
@@ -81,5 +86,8 @@ console.log(
 );
 console.log(
   `target >= 5 MB/s for the message-level judgement: ${judged >= 5 ? 'met' : 'MISSED'} (${judged.toFixed(1)} MB/s; ${(main / judged).toFixed(1)}x the cost of scanText alone)`,
+);
+console.log(
+  `the trained classifier's share: assessMessage ${judged.toFixed(1)} MB/s against the rules alone ${rows[5][1].mbps.toFixed(1)} MB/s (${((rows[5][1].mbps / judged - 1) * 100).toFixed(0)}% more time)`,
 );
 if (main < 20 || judged < 5) process.exitCode = 1;

@@ -25,7 +25,7 @@ const PHI_MESSAGE_KINDS = [
 
 const line = z
   .object({
-    id: z.string().regex(/^[dteu]-\d{4}$/),
+    id: z.string().regex(/^(?:[dteu]-\d{4}|A-\d{4}|B-[a-z]\d{4})$/),
     kind: z.enum(PHI_MESSAGE_KINDS),
     hold: z.boolean(),
     part2: z.boolean(),
@@ -45,6 +45,9 @@ const files = [
   // The second parts, by a second writer who had seen neither the detector nor the first parts.
   { name: 'dev2.jsonl', prefix: 'e' },
   { name: 'test2.jsonl', prefix: 'u' },
+  // Round 3's training parts, by two more writers (their held-out parts stay with the lead).
+  { name: 'train3a.jsonl', prefix: 'A' },
+  { name: 'train3b.jsonl', prefix: 'B' },
 ];
 const MIN_LINES = 300;
 const MIN_PER_KIND = 25;

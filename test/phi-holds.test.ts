@@ -121,7 +121,16 @@ for (const dialect of testDialects()) {
       expect(statement.body.status).toBe('pending_approval');
       const v = await t.call('GET', `/v1/emails/${statement.body.id}`, s.agentKey);
       expect(v.body.phi_sensitivity).toBe('moderate');
-      expect(v.body.approval.reasons).toEqual([{ code: 'phi', types: ['account_number', 'name'], about: 'recipient', disclosures: [] }]);
+      expect(v.body.approval.reasons).toEqual([
+        {
+          code: 'phi',
+          types: ['account_number', 'name'],
+          about: 'recipient',
+          disclosures: [],
+          classifier_probability: expect.any(Number),
+          top_features: expect.any(Array),
+        },
+      ]);
     });
 
     it('sends the same lab result in autonomous by default, and holds it when the mailbox policy says so', async () => {
@@ -136,7 +145,14 @@ for (const dialect of testDialects()) {
       const v = await t.call('GET', `/v1/emails/${held.body.id}`, strict.agentKey);
       // The message-level judgement says whom the information is about and what it discloses.
       expect(v.body.approval.reasons).toEqual([
-        { code: 'phi', types: ['diagnosis', 'mrn', 'name'], about: 'named', disclosures: ['condition'] },
+        {
+          code: 'phi',
+          types: ['diagnosis', 'mrn', 'name'],
+          about: 'named',
+          disclosures: ['condition'],
+          classifier_probability: expect.any(Number),
+          top_features: expect.any(Array),
+        },
       ]);
 
       const byType = await mailbox('autonomous', { phi_policy: { hold_types: ['mrn'] } });

@@ -6,30 +6,38 @@ import { assessMessage } from '../src/phi/phi-context.js';
 import { loadCorpus } from '../src/phi/phi-eval.js';
 
 /**
- * The message-level judgement on the development parts of the independent
- * corpora (eval/phi-messages, written by people who had not read the detector;
- * labelling rules in its LABELING.md): dev.jsonl (first writer) and dev2.jsonl
- * (a second writer, who had seen neither the detector nor the first corpus).
- * Only development parts are read here: test.jsonl and test2.jsonl are held out
- * and scored once for the README, never tuned on. The corpus comes from its own
- * branch; a missing file fails (MAILWARD_PHI_CORPUS points elsewhere while
- * developing).
+ * The message-level decision on the independent corpora (eval/phi-messages,
+ * written by people who had not read the detector; labelling rules in its
+ * LABELING.md). Every part is now the trained classifier's training data
+ * (src/phi/phi-classifier-weights.json lists them by SHA-256), so this is a fit
+ * check (the committed weights still fit what they were trained on), not an
+ * estimate: the estimates are scripts/train-phi.ts's cross-validation, and the
+ * held-out figures come from a set nobody trains on (README). The rules alone
+ * were tuned on dev and dev2: there, they mark every Part 2 message. The corpus
+ * comes from its own branch; a missing file fails (MAILWARD_PHI_CORPUS points
+ * elsewhere while developing).
  */
 const dir = process.env['MAILWARD_PHI_CORPUS'] ?? path.join(import.meta.dirname, '..', 'eval', 'phi-messages');
+const parts = fs.existsSync(dir)
+  ? fs
+      .readdirSync(dir)
+      .filter((f) => f.endsWith('.jsonl'))
+      .map((f) => f.replace(/\.jsonl$/, ''))
+  : [];
 
-describe.each(['dev', 'dev2'])('message-level PHI holds on the independent corpus (%s part)', (part) => {
-  it('has the corpus part and its labelling rules', () => {
-    expect(fs.existsSync(path.join(dir, `${part}.jsonl`)), `${dir}/${part}.jsonl`).toBe(true);
-    expect(fs.existsSync(path.join(dir, 'LABELING.md'))).toBe(true);
-  });
+it('has the corpus parts and their labelling rules', () => {
+  for (const part of ['dev', 'dev2', 'test', 'test2']) expect(parts, `${dir}/${part}.jsonl`).toContain(part);
+  expect(fs.existsSync(path.join(dir, 'LABELING.md'))).toBe(true);
+});
 
+describe.each(parts)('message-level PHI holds on the independent corpus (%s part: training data, a fit check)', (part) => {
   it('holds with recall >= 0.95 and precision >= 0.90, and every kind of message at recall >= 0.90', () => {
     const messages = loadMessageCorpus(dir, part);
     expect(messages.length).toBeGreaterThanOrEqual(100);
     const report = evaluateMessages(part, messages);
     expect(targetFailures(report)).toEqual([]);
-    // Part 2 content is marked as such (it is held in every mode).
-    expect(report.part2.marked).toBe(report.part2.labelled);
+    // Part 2 content is marked as such (it is held in every mode) where the rules were tuned.
+    if (part === 'dev' || part === 'dev2') expect(report.part2.marked).toBe(report.part2.labelled);
   });
 });
 

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -5,7 +6,8 @@ import { loadConfig } from '../src/app/config.js';
 import { createContainer } from '../src/app/container.js';
 import { createLogger } from '../src/kernel/log.js';
 import { createOutboundScreen } from '../src/phi/outbound-screen.js';
-import { assessMessage } from '../src/phi/phi-context.js';
+import { DEFAULT_CLASSIFIER, scoreMessage } from '../src/phi/phi-classifier.js';
+import { assessMessage, readForJudgement } from '../src/phi/phi-context.js';
 import { loadPhiModel, type PhiModelSidecar } from '../src/phi/phi-model.js';
 import { freshDatabase, tempDir, testDialects } from './support/dialects.js';
 import { tinyLinearClassifier } from './support/onnx-tiny.js';
@@ -17,6 +19,7 @@ const BIAS = -1.5;
 const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));
 
 const dir = tempDir('mw-phi-model');
+const root = path.join(import.meta.dirname, '..');
 const write = (name: string, weights = WEIGHTS, sidecar: Partial<PhiModelSidecar> = {}) => {
   const file = path.join(dir, `${name}.onnx`);
   fs.writeFileSync(file, tinyLinearClassifier(weights, BIAS));
@@ -87,12 +90,39 @@ describe('optional local PHI model (ONNX, onnxruntime-node)', () => {
       expect(rulesOnly.holdReasons(await rulesOnly.scan(c, 'clinic.example'), 'monitored', null, granted).reasons).toEqual([]);
       const reasons = withModel.holdReasons(await withModel.scan(c, 'clinic.example'), 'monitored', null, granted).reasons;
       expect(reasons).toEqual([
-        { code: 'phi', types: ['name'], about: 'recipient', disclosures: [], model_probability: expect.any(Number) },
+        {
+          code: 'phi',
+          types: ['name'],
+          about: 'recipient',
+          disclosures: [],
+          classifier_probability: expect.any(Number),
+          top_features: expect.any(Array),
+          model_probability: expect.any(Number),
+        },
       ]);
     } finally {
       await model.release();
     }
   });
+
+  it('runs the default classifier exported to ONNX (npm run export:phi-onnx) with the same probabilities', async () => {
+    const file = path.join(dir, 'default.onnx');
+    execFileSync(process.execPath, ['--import', 'tsx', path.join(root, 'scripts', 'export-phi-onnx.ts'), file], { cwd: root });
+    const model = (await loadPhiModel({ phi: { modelPath: file } }))!;
+    try {
+      for (const [subject, text] of [
+        ['Labs', 'Hi Priya, your potassium was a bit low on Monday, so please start the supplement.'],
+        ['Reminder', 'Hi Sam, your appointment is tomorrow at 9:40 am at our Main Street office.'],
+        ['Newsletter', 'This month: managing diabetes over the holidays. All welcome.'],
+      ] as const) {
+        const { rules, full, subjectEnd } = readForJudgement({ subject, text });
+        const expected = scoreMessage(DEFAULT_CLASSIFIER, rules, full, subjectEnd).probability;
+        expect(await model.probability(`${subject}\n${text}`, rules)).toBeCloseTo(expected, 4);
+      }
+    } finally {
+      await model.release();
+    }
+  }, 60_000);
 
   it('refuses, naming MAILWARD_PHI_MODEL, a missing model, a missing or invalid sidecar and bytes that are not ONNX', async () => {
     await expect(loadPhiModel({ phi: { modelPath: path.join(dir, 'absent.onnx') } })).rejects.toThrow(/MAILWARD_PHI_MODEL: no model file/);

@@ -22,13 +22,16 @@ export type MessageEvalReport = {
   part2: { labelled: number; marked: number };
 };
 
-/** Reads `<dir>/<part>.jsonl`; throws when it is missing (the corpus branch must be merged). */
-export const loadMessageCorpus = (dir: string, part: string): LabelledMessage[] =>
+/** Reads a labelled JSONL file (one message a line); throws when it is missing. */
+export const loadMessageFile = (file: string): LabelledMessage[] =>
   fs
-    .readFileSync(path.join(dir, `${part}.jsonl`), 'utf8')
+    .readFileSync(file, 'utf8')
     .split('\n')
     .filter((l) => l.trim())
     .map((l) => JSON.parse(l) as LabelledMessage);
+
+/** Reads `<dir>/<part>.jsonl`; throws when it is missing (the corpus branch must be merged). */
+export const loadMessageCorpus = (dir: string, part: string): LabelledMessage[] => loadMessageFile(path.join(dir, `${part}.jsonl`));
 
 const score = (kind: string, rows: { gold: boolean; pred: boolean }[]): HoldScore => {
   const holds = rows.filter((r) => r.gold).length;

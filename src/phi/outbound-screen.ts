@@ -1,7 +1,8 @@
 import type { Executor } from '../store/db.js';
 import type { OversightMode } from '../store/schema.js';
 import { type ConsentService, consentGate } from './consent-service.js';
-import { type Assessment, assessMessage, type ContextOptions } from './phi-context.js';
+import { classifyMessage } from './phi-classifier.js';
+import { type Assessment, type ContextOptions, readForJudgement } from './phi-context.js';
 import type { PhiModel } from './phi-model.js';
 import { DEFAULT_HOLD_AT, type MailboxPhiPolicy, messageDecision, type PhiHoldReason } from './phi-policy.js';
 import type { PhiFindingOut, PhiPolicyInput } from './phi-schemas.js';
@@ -115,8 +116,9 @@ export const createOutboundScreen = ({
         content: Buffer.from(a.content_base64, 'base64'),
       })),
     };
-    const rules = assessMessage(msg, optionsFor(orgDomain, orgName));
-    return model ? model.combine(rules, `${c.subject}\n${c.text ?? ''}`) : rules;
+    const { rules, full, subjectEnd } = readForJudgement(msg, optionsFor(orgDomain, orgName));
+    const judged = classifyMessage(rules, full, subjectEnd);
+    return model ? model.combine(judged, `${c.subject}\n${c.text ?? ''}`, rules) : judged;
   };
 
   /**

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { holdsInMonitored } from './message-eval.js';
-import { assessMessage } from './phi-context.js';
+import { assessMessage, assessRules } from './phi-context.js';
 import { messageDecision } from './phi-policy.js';
 
 /** Written for these tests (not taken from any corpus): one line per rule of the judgement. */
@@ -124,7 +124,8 @@ describe('message-level PHI judgement', () => {
   it('rates an identifier alone moderate and a minimal reminder low, so monitored holds the one and lets the other flow', () => {
     const id = assessMessage({ subject: 'Statement', text: 'Pt acct: 0048-2913-77. Guarantor: Hiroshi Watanabe. Bal $312.55' });
     expect(id).toMatchObject({ sensitivity: 'moderate', identifiers: ['account_number'] });
-    const minimal = assessMessage({ subject: 'Reminder', text: 'Dear Mr. Okafor, your appointment is on Tuesday at 3:30 PM.' });
+    // The rules' levels (assessRules); the trained classifier's decision on reminders is in phi-classifier.test.ts.
+    const minimal = assessRules({ subject: 'Reminder', text: 'Dear Mr. Okafor, your appointment is on Tuesday at 3:30 PM.' });
     expect(minimal.sensitivity).toBe('low');
     expect(messageDecision(minimal, 'monitored').hold).toBe(false);
     // A mailbox that asks to hold even low sensitivity still can.
@@ -154,11 +155,12 @@ describe('message-level PHI judgement', () => {
   });
 });
 
-// Round 1's cases and round 2's probes (test/fixtures/phi-judgement-cases-round2.jsonl: written by hand for the second
+// The rules' regression cases (the rules are the classifier's features and stay exact here; the classifier's own
+// score on these cases is in phi-classifier.test.ts). Round 1's cases and round 2's probes (test/fixtures/phi-judgement-cases-round2.jsonl: written by hand for the second
 // round in the voices of many settings, before and while tuning; cases the rules still get wrong are left out and
 // listed in the README).
 describe.each(['phi-judgement-cases.jsonl', 'phi-judgement-cases-round2.jsonl'])(
-  'message-level PHI judgement on the regression cases in %s (written by the detector authors: not an evaluation)',
+  'the rules (assessRules) on the regression cases in %s (written by the detector authors: not an evaluation)',
   (name) => {
     const file = path.join(import.meta.dirname, '..', '..', 'test', 'fixtures', name);
     const cases = fs
@@ -168,7 +170,7 @@ describe.each(['phi-judgement-cases.jsonl', 'phi-judgement-cases-round2.jsonl'])
       .map((l) => JSON.parse(l) as { id: string; hold: boolean; subject: string; text: string });
     for (const c of cases) {
       it(`${c.hold ? 'holds' : 'lets pass'} ${c.id}`, () => {
-        expect(holdsInMonitored(assessMessage({ subject: c.subject, text: c.text }))).toBe(c.hold);
+        expect(holdsInMonitored(assessRules({ subject: c.subject, text: c.text }))).toBe(c.hold);
       });
     }
   },

@@ -21,6 +21,7 @@ import {
   RESULT_TERMS,
   SPECIALIST_TERMS,
 } from './phi-context-lexicon.js';
+import { classifyMessage } from './phi-classifier.js';
 import { blankHtml, type MessageToScan, scanMessage } from './phi-scanner.js';
 import type { Finding, FindingType, IdentifierType, ScanOptions, Sensitivity } from './phi-types.js';
 
@@ -81,6 +82,12 @@ export type Assessment = {
   confidence: number;
   /** Set when a local model (MAILWARD_PHI_MODEL) scored the message: its probability that the message should be held. */
   modelProbability?: number;
+  /**
+   * The trained classifier's score (phi-classifier.ts), set by assessMessage:
+   * its probability that the message should be held, its threshold, and the
+   * features that weighed most towards a hold (names, never text).
+   */
+  classifier?: { probability: number; threshold: number; top: string[] };
 };
 
 const alternation = (terms: readonly string[]) => terms.join('|');
@@ -427,10 +434,13 @@ const assessedText = (msg: MessageToScan) => {
 const compiledCache = new WeakMap<ContextOptions, ScanOptions>();
 
 /**
- * Judges one message (see the module comment). Pure and synchronous: no I/O,
- * no logging; findings and reasons carry types and offsets, never text.
+ * Reads a message as the judgement does (subject, body with markup blanked, text
+ * attachments; the organisation's own names masked) and judges it by the rules.
  */
-export const assessMessage = (msg: MessageToScan, options: ContextOptions = {}): Assessment => {
+export const readForJudgement = (
+  msg: MessageToScan,
+  options: ContextOptions = {},
+): { rules: Assessment; full: string; subjectEnd: number } => {
   let scanOptions = compiledCache.get(options);
   if (!scanOptions) {
     scanOptions = options;
@@ -445,7 +455,21 @@ export const assessMessage = (msg: MessageToScan, options: ContextOptions = {}):
     .join('\n');
   const full = maskOrgNames(`${subject}\n${body}${attachmentText ? `\n${attachmentText}` : ''}`, options.orgNames);
   const subjectEnd = subject.length;
-  return judge(full, subjectEnd, scan.findings);
+  return { rules: judge(full, subjectEnd, scan.findings), full, subjectEnd };
+};
+
+/** The rules' judgement alone (no trained classifier): the classifier's rule features, and its training input. */
+export const assessRules = (msg: MessageToScan, options: ContextOptions = {}): Assessment => readForJudgement(msg, options).rules;
+
+/**
+ * Judges one message (see the module comment): the rules, then the trained
+ * classifier (phi-classifier.ts) over the same text (the organisation's own
+ * names masked) with the rules' judgement as features. Pure and synchronous:
+ * no I/O, no logging; findings and reasons carry types and offsets, never text.
+ */
+export const assessMessage = (msg: MessageToScan, options: ContextOptions = {}): Assessment => {
+  const { rules, full, subjectEnd } = readForJudgement(msg, options);
+  return classifyMessage(rules, full, subjectEnd);
 };
 
 /** The same judgement over one text (no subject): for the evaluation and the inbound tags. */

@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import { z } from 'zod';
 import { AppError } from '../kernel/errors.js';
 import type { Assessment } from './phi-context.js';
+import { hashTextFeatures, RULE_FEATURES, ruleFeatures, TEXT_GROUPS } from './phi-features.js';
 
 /**
  * An optional local text classifier in ONNX, run with onnxruntime-node on the
@@ -11,8 +12,11 @@ import type { Assessment } from './phi-context.js';
  * closed): the operator asked for it, so running without it silently would
  * weaken the screen they chose.
  *
- * The model reads a bag-of-words vector: the sidecar (`<model>.json`, next to
- * `<model>.onnx`) lists the vocabulary; word i of the vocabulary counts into
+ * The model reads one of two inputs, as its sidecar (`<model>.json`, next to
+ * `<model>.onnx`) says: `mailward-phi-features`, the default classifier's own
+ * feature vector (hashed text features and rule features; how the committed model
+ * is exported, `npm run export:phi-onnx`), or `bag-of-words-classifier`, whose
+ * sidecar lists the vocabulary: word i of the vocabulary counts into
  * position i of a float tensor [1, V] (lower-cased words of letters and digits).
  * Its output is either one probability [1, 1] (a sigmoid) or one per label
  * [1, L] (a softmax), with `hold_label` naming the label that means "hold".
@@ -26,22 +30,38 @@ import type { Assessment } from './phi-context.js';
  */
 export type PhiModelConfig = { phi: { modelPath: string | null } };
 
-const sidecarSchema = z.strictObject({
-  kind: z.literal('bag-of-words-classifier'),
+const common = {
   input: z.string().min(1).default('input'),
   output: z.string().min(1).default('output'),
-  vocabulary: z.array(z.string().min(1)).min(1).max(1_000_000),
   labels: z.array(z.string().min(1)).min(1).max(64).default(['hold']),
   hold_label: z.string().min(1).default('hold'),
   threshold: z.number().min(0).max(1).default(0.5),
-});
+};
+const sidecarSchema = z.discriminatedUnion('kind', [
+  z.strictObject({ kind: z.literal('bag-of-words-classifier'), vocabulary: z.array(z.string().min(1)).min(1).max(1_000_000), ...common }),
+  /**
+   * The default classifier's own features (phi-features.ts): 2^bits hashed text features (each group scaled by
+   * 1/sqrt(max(count, norm_floor))), then the rule features in RULE_FEATURES order; input [1, 2^bits + rules].
+   * `npm run export:phi-onnx` writes the committed model this way (README).
+   */
+  z.strictObject({
+    kind: z.literal('mailward-phi-features'),
+    bits: z.number().int().min(8).max(24),
+    norm_floor: z.number().min(1).default(1),
+    rule_features: z.array(z.string()),
+    ...common,
+  }),
+]);
 export type PhiModelSidecar = z.input<typeof sidecarSchema>;
 
 export type PhiModel = {
-  /** Probability (0..1) that the text should be held. */
-  probability: (text: string) => Promise<number>;
-  /** The rules' assessment, with what the model adds (see the module comment). */
-  combine: (rules: Assessment, text: string) => Promise<Assessment>;
+  /** Probability (0..1) that the text ("subject\nbody") should be held; `rules` feeds the rule features of a mailward-phi-features model. */
+  probability: (text: string, rules?: Assessment) => Promise<number>;
+  /**
+   * The assessment (rules and the default classifier), with what the model adds (see the module comment);
+   * `rulesAlone` (assessRules) feeds a mailward-phi-features model's rule features.
+   */
+  combine: (rules: Assessment, text: string, rulesAlone?: Assessment) => Promise<Assessment>;
   threshold: number;
   release: () => Promise<void>;
 };
@@ -91,23 +111,56 @@ export const loadPhiModel = async (config: PhiModelConfig): Promise<PhiModel | n
     throw modelError(
       `the model's input/output names are ${session.inputNames.join(',')} / ${session.outputNames.join(',')}, not ${sidecar.input} / ${sidecar.output}`,
     );
-  const index = new Map(sidecar.vocabulary.map((w, i) => [w.toLowerCase(), i]));
-  const size = sidecar.vocabulary.length;
+  let vectorOf: (text: string, rules: Assessment | null) => Float32Array;
+  if (sidecar.kind === 'bag-of-words-classifier') {
+    const index = new Map(sidecar.vocabulary.map((w, i) => [w.toLowerCase(), i]));
+    const size = sidecar.vocabulary.length;
+    vectorOf = (text) => {
+      const x = new Float32Array(size);
+      for (const m of text.toLowerCase().matchAll(WORD_RE)) {
+        const i = index.get(m[0]);
+        if (i !== undefined) x[i]! += 1;
+      }
+      return x;
+    };
+  } else {
+    if (sidecar.rule_features.join('\n') !== RULE_FEATURES.join('\n'))
+      throw modelError("the sidecar's rule_features are not this version's (re-export the model with npm run export:phi-onnx)");
+    const size = 1 << sidecar.bits;
+    const { norm_floor: floor } = sidecar;
+    vectorOf = (text, rules) => {
+      const x = new Float32Array(size + RULE_FEATURES.length);
+      const idx: number[] = [];
+      const grp: number[] = [];
+      const counts = new Array<number>(TEXT_GROUPS.length).fill(0);
+      const nl = text.indexOf('\n');
+      hashTextFeatures(text.toLowerCase(), Math.max(0, nl), {
+        add: (h, g) => {
+          idx.push(h);
+          grp.push(g);
+          counts[g]!++;
+        },
+      });
+      for (let k = 0; k < idx.length; k++) {
+        const h = idx[k]!;
+        x[h & (size - 1)]! += (h < 0 ? -1 : 1) / Math.sqrt(Math.max(floor, counts[grp[k]!]!));
+      }
+      if (rules) x.set(ruleFeatures(rules), size);
+      return x;
+    };
+  }
 
-  const probability = async (text: string): Promise<number> => {
-    const x = new Float32Array(size);
-    for (const m of text.toLowerCase().matchAll(WORD_RE)) {
-      const i = index.get(m[0]);
-      if (i !== undefined) x[i]! += 1;
-    }
-    const out = await session.run({ [sidecar.input]: new ort.Tensor('float32', x, [1, size]) });
+  const score = async (text: string, rules: Assessment | null): Promise<number> => {
+    const x = vectorOf(text, rules);
+    const out = await session.run({ [sidecar.input]: new ort.Tensor('float32', x, [1, x.length]) });
     const y = out[sidecar.output]!.data as Float32Array;
     const p = y.length === 1 ? y[0]! : y[holdIndex]!;
     return Number.isFinite(p) ? Math.min(1, Math.max(0, p)) : 0;
   };
 
-  const combine = async (rules: Assessment, text: string): Promise<Assessment> => {
-    const p = await probability(text);
+  const probability = (text: string, rules?: Assessment) => score(text, rules ?? null);
+  const combine = async (rules: Assessment, text: string, rulesAlone: Assessment = rules): Promise<Assessment> => {
+    const p = await score(text, rulesAlone);
     if (rules.phi) return { ...rules, confidence: Math.max(rules.confidence, p), modelProbability: p };
     if (p >= sidecar.threshold && !rules.broadcast)
       return { ...rules, phi: true, sensitivity: 'high', about: 'recipient', confidence: p, modelProbability: p };

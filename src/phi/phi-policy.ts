@@ -14,6 +14,10 @@ export type PhiHoldReason =
       disclosures?: Disclosure[];
       /** The local model's probability, when one is configured (MAILWARD_PHI_MODEL). */
       model_probability?: number;
+      /** The trained classifier's probability (phi-classifier.ts), the default decision. */
+      classifier_probability?: number;
+      /** The features that weighed most towards the hold, by name (rule features, text groups), never the message's words. */
+      top_features?: string[];
     }
   | { code: 'part2' }
   | { code: 'phi_in_subject' };
@@ -95,7 +99,13 @@ export const messageDecision = (a: Assessment, mode: OversightMode, mailboxPolic
   if (reasons.length > 0 || byLevel || byType) {
     const types = [...new Set<FindingType>([...a.findings.map((f) => f.type), ...a.identifiers])].sort();
     const model = a.modelProbability === undefined ? {} : { model_probability: Math.round(a.modelProbability * 1000) / 1000 };
-    reasons.push(a.phi ? { code: 'phi', types, about: a.about, disclosures: a.disclosures, ...model } : { code: 'phi', types });
+    const classifier =
+      a.classifier === undefined
+        ? {}
+        : { classifier_probability: Math.round(a.classifier.probability * 1000) / 1000, top_features: a.classifier.top };
+    reasons.push(
+      a.phi ? { code: 'phi', types, about: a.about, disclosures: a.disclosures, ...classifier, ...model } : { code: 'phi', types },
+    );
   }
   return { hold: reasons.length > 0, sensitivity: a.sensitivity, reasons };
 };
