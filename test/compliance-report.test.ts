@@ -127,12 +127,14 @@ for (const dialect of testDialects()) {
       const reviewer = await t.call('POST', '/v1/humans', t.adminKey, { name: 'Ray', email: 'ray@hospital.example', roles: ['reviewer'] });
       const reviewerKey = (await t.call('POST', `/v1/humans/${reviewer.body.id}/api-keys`, t.adminKey, { scopes: ['reviewer'] })).body.key;
       const agent = await seedAgent(t, 'Evidence Probe');
+      await t.c.audit.sync();
       const before = await t.c.store.db.selectFrom('audit_events').select('seq').where('action', '=', 'compliance.reported').execute();
       for (const key of [reviewerKey, agent.agentKey]) {
         const x = await t.call('GET', '/v1/compliance/report', key);
         expect(x.status).toBe(404);
         expect(JSON.stringify(x.body)).not.toContain('encryption_at_rest');
       }
+      await t.c.audit.sync(); // the denials are sequenced by the integrator
       const after = await t.c.store.db
         .selectFrom('audit_events')
         .select(['outcome'])

@@ -165,6 +165,7 @@ for (const dialect of testDialects()) {
       expect(await page.locator('#scope-form').count()).toBe(0);
 
       // Every change is audited in the officer's name; the reviewer's attempt as denied.
+      await t.c.audit.sync(); // sequenced by the integrator
       const events = await t.c.store.db
         .selectFrom('audit_events')
         .select(['action', 'actor_id', 'outcome'])
@@ -199,6 +200,7 @@ for (const dialect of testDialects()) {
       expect(pack.report.scope).toEqual({ org_id: t.orgId });
       const hash = createHash('sha256').update(JSON.stringify(pack.report)).digest('hex');
       expect(pack.signature.report_sha256).toBe(hash);
+      await t.c.audit.sync();
       const ev = await t.c.store.db
         .selectFrom('audit_events')
         .select(['action', 'actor_id', 'details', 'hash'])

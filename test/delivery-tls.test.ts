@@ -34,6 +34,7 @@ const sendOne = async (t: TestApp, m: Awaited<ReturnType<typeof seedMailbox>>) =
 };
 
 const attemptOf = async (t: TestApp, id: string) => {
+  await t.c.audit.sync(); // audit events are sequenced by the integrator
   const rows = await t.c.store.db
     .selectFrom('audit_events')
     .select(['details'])

@@ -57,8 +57,9 @@ for (const dialect of testDialects()) {
       await t?.close();
     });
     const ids = (r: { body: { messages: { id: string }[] } }) => r.body.messages.map((m) => m.id);
-    const searchedEvent = async (mailboxId: string) =>
-      (
+    const searchedEvent = async (mailboxId: string) => {
+      await t.c.audit.sync(); // events are sequenced by the integrator (src/audit/integrator.ts)
+      return (
         await t.c.store.db
           .selectFrom('audit_events')
           .selectAll()
@@ -68,6 +69,7 @@ for (const dialect of testDialects()) {
           .limit(1)
           .executeTakeFirstOrThrow()
       ).details;
+    };
     const examined = async (mailboxId: string) => (JSON.parse((await searchedEvent(mailboxId)) as string) as { examined: number }).examined;
 
     it('finds a word of the oldest message of a mailbox larger than the scan budget in one request, opening only candidates', async () => {
@@ -202,6 +204,7 @@ for (const dialect of testDialects()) {
 
       const [r1, r2] = await Promise.all([t.c.mail.searchBackfill.runOnce(), t.c.mail.searchBackfill.runOnce()]);
       expect(r1.indexed + r2.indexed).toBe(30);
+      await t.c.audit.sync();
       const built = await t.c.store.db.selectFrom('audit_events').selectAll().where('action', '=', 'search_index.built').execute();
       expect(built.reduce((n, e) => n + (JSON.parse(e.details as string) as { messages: number }).messages, 0)).toBe(30);
       expect((await t.c.mail.searchBackfill.runOnce()).indexed).toBe(0);
