@@ -52,6 +52,8 @@ for (const dialect of testDialects()) {
     });
 
     const scrape = async () => {
+      // The audit gauge is the chain head: what the integrator has sequenced (src/audit/integrator.ts).
+      await t.c.audit.sync();
       const r = await t.call('GET', '/metrics', null);
       expect(r.status).toBe(200);
       return String(r.body);

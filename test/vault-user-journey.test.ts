@@ -124,7 +124,8 @@ for (const dialect of testDialects()) {
         );
         try {
           const rows = JSON.stringify(await store.db.selectFrom('vault_secret_versions').selectAll().execute());
-          expect(rows).toContain('A256GCM');
+          // Every sealed value is the binary envelope (format byte 2, src/kernel/crypto/envelope.ts).
+          expect(rows).toMatch(/"type":"Buffer","data":\[2,/);
           for (const form of [...seedForms, PASSWORD]) expect(rows).not.toContain(form);
         } finally {
           await store.destroy();
