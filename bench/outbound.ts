@@ -13,9 +13,8 @@ import os from 'node:os';
 import path from 'node:path';
 import autocannon from 'autocannon';
 import { createTransport } from 'nodemailer';
-import { SMTPServer } from 'smtp-server';
 import { selfSignedCert } from '../test/support/outbound-sink.js';
-import { api, benchStore, fmt, repoRoot, startProcess, table } from './support/bench-kit.js';
+import { api, benchStore, fmt, repoRoot, startCountingSink, startProcess, table } from './support/bench-kit.js';
 import { peersMissing, SMTP_SOURCE, startOpenDkim, startPostfix, treeCpuMs } from './support/postfix.js';
 
 const N = Number(process.env.MAILWARD_BENCH_MESSAGES ?? 1000);
@@ -26,27 +25,12 @@ const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mw-bench-outbound-'));
 const tls = selfSignedCert(dir);
 const cert = tls.caFile;
 
-let received = 0;
-const sink = new SMTPServer({
-  secure: false,
-  disabledCommands: ['AUTH'],
-  key: tls.private,
-  cert: tls.cert,
-  logger: false,
-  onData(stream, _s, cb) {
-    stream.on('data', () => {});
-    stream.on('end', () => {
-      received++;
-      cb();
-    });
-  },
-});
-await new Promise<void>((r) => sink.listen(0, '127.0.0.1', () => r()));
-const sinkPort = (sink.server.address() as { port: number }).port;
+const sink = await startCountingSink(tls);
+const { port: sinkPort, counter } = sink;
 const waitFor = async (n: number) => {
   const end = Date.now() + 300_000;
-  while (received < n) {
-    if (Date.now() > end) throw new Error(`sink got ${received} of ${n}`);
+  while (counter.received < n) {
+    if (Date.now() > end) throw new Error(`sink got ${counter.received} of ${n}`);
     await new Promise((r) => setTimeout(r, 5));
   }
 };
@@ -77,7 +61,7 @@ const t0 = performance.now();
 await Promise.all(Array.from({ length: N }, (_, i) => baselineTransport.sendMail({ from: 'bot@bench.example', ...message(i) })));
 const baselineSecs = (performance.now() - t0) / 1000;
 baselineTransport.close();
-received = 0;
+counter.received = 0;
 
 const rows: Record<string, string | number>[] = [
   {
@@ -113,7 +97,7 @@ else {
       file,
       `From: Reminders <bot@bench.example>\nTo: ${m.to[0]}\nSubject: ${m.subject}\nMIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\n\n${m.text}\n`,
     );
-    received = 0;
+    counter.received = 0;
     const cpu0 = treeCpuMs(pf.masterPid()) + treeCpuMs(milter.pid);
     const t = performance.now();
     await new Promise<void>((resolve, reject) =>
@@ -139,7 +123,7 @@ else {
     pf.stop();
     await milter.stop();
   }
-  received = 0;
+  counter.received = 0;
 }
 
 const dialects = (process.env.MAILWARD_BENCH_DIALECTS ?? 'sqlite').split(',') as ('sqlite' | 'postgres')[];
@@ -197,7 +181,7 @@ for (const dialect of dialects)
     // Accept latency at a steady 100 requests/s. First into a gated_send mailbox (held: the same request work,
     // no delivery), then into the autonomous one with delivery running meanwhile: the difference is what
     // delivery costs a sender.
-    received = 0;
+    counter.received = 0;
     const load = (mailboxId: string) =>
       autocannon({
         url: `${base}/v1/mailboxes/${mailboxId}/send`,
@@ -237,6 +221,6 @@ for (const dialect of dialects)
       'accept p99 ms': `${held.latency.p99}${held.non2xx + held.errors > 0 ? ` (${held.non2xx + held.errors} errors)` : ''}`,
     });
   }
-sink.close();
+await sink.close();
 fs.rmSync(dir, { recursive: true, force: true });
 table(`Outbound mail, ${N} messages end to end (targets: >= 300 messages/s, p99 accept < 25 ms at 100 req/s)`, rows);

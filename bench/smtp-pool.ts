@@ -8,38 +8,17 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createTransport } from 'nodemailer';
-import { SMTPServer } from 'smtp-server';
 import { createSmtpPool } from '../src/mail/smtp-pool.js';
 import { selfSignedCert } from '../test/support/outbound-sink.js';
-import { fmt, table } from './support/bench-kit.js';
+import { fmt, startCountingSink, table } from './support/bench-kit.js';
 
 const N = Number(process.env.MAILWARD_BENCH_MESSAGES ?? 2000);
 const CONCURRENCY = 16;
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mw-bench-pool-'));
 const pems = selfSignedCert(dir);
-let received = 0;
-let sessions = 0;
-const sink = new SMTPServer({
-  secure: false,
-  disabledCommands: ['AUTH'],
-  key: pems.private,
-  cert: pems.cert,
-  logger: false,
-  onConnect(_s, cb) {
-    sessions++;
-    cb();
-  },
-  onData(stream, _s, cb) {
-    stream.on('data', () => {});
-    stream.on('end', () => {
-      received++;
-      cb();
-    });
-  },
-});
-await new Promise<void>((r) => sink.listen(0, '127.0.0.1', () => r()));
-const port = (sink.server.address() as { port: number }).port;
+const sink = await startCountingSink(pems);
+const { port, counter } = sink;
 const ca = fs.readFileSync(pems.caFile);
 const raw = Buffer.from(
   `From: a@bench.example\r\nTo: b@clinic.example\r\nSubject: bench\r\nMessage-ID: <x@bench.example>\r\n\r\n${'line of text\r\n'.repeat(150)}`,
@@ -58,8 +37,8 @@ const common = {
 };
 
 const drive = async (send: () => Promise<unknown>) => {
-  received = 0;
-  sessions = 0;
+  counter.received = 0;
+  counter.sessions = 0;
   let next = 0;
   const t0 = performance.now();
   await Promise.all(
@@ -68,8 +47,8 @@ const drive = async (send: () => Promise<unknown>) => {
     }),
   );
   const s = (performance.now() - t0) / 1000;
-  if (received !== N) throw new Error(`sink got ${received} of ${N}`);
-  return { rate: N / s, sessions };
+  if (counter.received !== N) throw new Error(`sink got ${counter.received} of ${N}`);
+  return { rate: N / s, sessions: counter.sessions };
 };
 
 const viaNodemailerPool = async () => {
@@ -106,4 +85,4 @@ for (let round = 1; round <= 2; round++) {
   }
 }
 table(`${N} messages over STARTTLS, ${CONCURRENCY} at a time`, rows);
-await new Promise<void>((r) => sink.close(() => r()));
+await sink.close();

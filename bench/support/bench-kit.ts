@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import autocannon from 'autocannon';
 import pg from 'pg';
+import { SMTPServer } from 'smtp-server';
 import { loadConfig } from '../../src/app/config.js';
 import { type Container, createContainer } from '../../src/app/container.js';
 import { createLogger } from '../../src/kernel/log.js';
@@ -170,4 +171,36 @@ export const BENCH_AUDIT_ACTOR = {
     { type: 'organization', id: 'org_bench', name: 'Bench Hospital' },
     { type: 'agent', id: 'agt_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0', name: 'Scheduler' },
   ],
+};
+
+/**
+ * A loopback SMTP sink offering STARTTLS with `tls` (a selfSignedCert pair) that discards what it gets and counts
+ * messages and sessions (`counter`; benches reset it between phases).
+ */
+export const startCountingSink = async (tls: { private: string | Buffer; cert: string | Buffer }) => {
+  const counter = { received: 0, sessions: 0 };
+  const server = new SMTPServer({
+    secure: false,
+    disabledCommands: ['AUTH'],
+    key: tls.private,
+    cert: tls.cert,
+    logger: false,
+    onConnect(_s, cb) {
+      counter.sessions++;
+      cb();
+    },
+    onData(stream, _s, cb) {
+      stream.on('data', () => {});
+      stream.on('end', () => {
+        counter.received++;
+        cb();
+      });
+    },
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  return {
+    port: (server.server.address() as { port: number }).port,
+    counter,
+    close: () => new Promise<void>((r) => server.close(() => r())),
+  };
 };
