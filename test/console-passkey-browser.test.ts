@@ -1,8 +1,8 @@
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { launchChromium, listenLocal } from './support/browser.js';
+import { closeConsoleApp, openConsoleApp } from './support/console-browser.js';
 import { testDialects } from './support/dialects.js';
-import { createTestApp, type TestApp } from './support/test-app.js';
+import type { TestApp } from './support/test-app.js';
 
 const PASSWORD = 'violet harbour pine kettle';
 
@@ -13,15 +13,9 @@ for (const dialect of testDialects()) {
     let origin = '';
 
     beforeAll(async () => {
-      t = await createTestApp(dialect);
-      ({ origin } = await listenLocal(t));
-      browser = await launchChromium();
+      ({ t, origin, browser } = await openConsoleApp(dialect));
     }, 60_000);
-    afterAll(async () => {
-      await browser?.close();
-      t?.app.server.closeAllConnections();
-      await t?.close();
-    });
+    afterAll(() => closeConsoleApp({ t, browser }));
 
     it('enrols a passkey at the invitation, then signs in with it alone and steps up with it', async () => {
       const host = new URL(origin).host;

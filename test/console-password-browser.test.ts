@@ -1,11 +1,11 @@
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fixedClock } from '../src/kernel/clock.js';
-import { launchChromium, listenLocal } from './support/browser.js';
 import { oathtoolCode } from './support/console-client.js';
+import { closeConsoleApp, openConsoleApp } from './support/console-browser.js';
 import { testDialects } from './support/dialects.js';
 import { seedMailbox } from './support/outbound-sink.js';
-import { createTestApp, type TestApp } from './support/test-app.js';
+import type { TestApp } from './support/test-app.js';
 
 const PASSWORD = 'lantern orchard copper meadow';
 
@@ -17,15 +17,9 @@ for (const dialect of testDialects()) {
     const clock = fixedClock('2026-03-02T10:00:00.000Z');
 
     beforeAll(async () => {
-      t = await createTestApp(dialect, { clock });
-      ({ origin } = await listenLocal(t));
-      browser = await launchChromium();
+      ({ t, origin, browser } = await openConsoleApp(dialect, { clock }));
     }, 60_000);
-    afterAll(async () => {
-      await browser?.close();
-      t?.app.server.closeAllConnections();
-      await t?.close();
-    });
+    afterAll(() => closeConsoleApp({ t, browser }));
 
     it('opens the invitation, sets a password, enrols TOTP, signs out, signs in with password and code, lands on the console, and signs an approval after a step-up', async () => {
       const host = new URL(origin).host;

@@ -3,11 +3,10 @@ import fs from 'node:fs';
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fixedClock } from '../src/kernel/clock.js';
-import { launchChromium, listenLocal } from './support/browser.js';
-import { axeViolations, signInInBrowser } from './support/console-browser.js';
-import { tempDir, testDialects } from './support/dialects.js';
-import { drainDeliveries, relayEnv, type Sink, seedMailbox, startSink } from './support/outbound-sink.js';
-import { createTestApp, type TestApp } from './support/test-app.js';
+import { axeViolations, signInInBrowser, closeConsoleApp, openConsoleApp } from './support/console-browser.js';
+import { testDialects } from './support/dialects.js';
+import { drainDeliveries, type Sink, seedMailbox } from './support/outbound-sink.js';
+import type { TestApp } from './support/test-app.js';
 
 const consentPath = (email: string) => `/v1/contacts/${encodeURIComponent(email)}/consent`;
 const P1 = 'ana.patient@clinic.example';
@@ -23,17 +22,11 @@ for (const dialect of testDialects()) {
     const clock = fixedClock(start.toISOString());
 
     beforeAll(async () => {
-      sink = await startSink(tempDir('mw-privacy-console-sink'));
-      t = await createTestApp(dialect, { clock, env: relayEnv(sink) });
-      ({ origin } = await listenLocal(t));
-      browser = await launchChromium();
+      const h = await openConsoleApp(dialect, { clock, sinkDir: 'mw-privacy-console-sink' });
+      ({ t, origin, browser } = h);
+      sink = h.sink!;
     }, 60_000);
-    afterAll(async () => {
-      await browser?.close();
-      t?.app.server.closeAllConnections();
-      await t?.close();
-      await sink?.close();
-    });
+    afterAll(() => closeConsoleApp({ t, browser, sink }));
 
     it('opens, scopes, assesses and notifies a breach through forms, each change audited in the officer name; a reviewer gets 404 and a post without the CSRF token is refused', async () => {
       for (const p of [P1, P2]) {

@@ -6,13 +6,12 @@ import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fixedClock } from '../src/kernel/clock.js';
 import { dnsRecordsFor } from '../src/mail/dns-records.js';
-import { launchChromium, listenLocal } from './support/browser.js';
-import { axeViolations, signInInBrowser } from './support/console-browser.js';
-import { tempDir, testDialects } from './support/dialects.js';
+import { axeViolations, signInInBrowser, closeConsoleApp, openConsoleApp } from './support/console-browser.js';
+import { testDialects } from './support/dialects.js';
 import { seedMessages } from './support/inbound-seed.js';
 import { connectHttp } from './support/mcp-client.js';
-import { drainDeliveries, relayEnv, type Sink, seedMailbox, startSink } from './support/outbound-sink.js';
-import { createTestApp, type TestApp } from './support/test-app.js';
+import { drainDeliveries, type Sink, seedMailbox } from './support/outbound-sink.js';
+import type { TestApp } from './support/test-app.js';
 
 const DKIMPY = path.join(path.dirname(fileURLToPath(import.meta.url)), 'support', 'dkimpy-verify.py');
 const LAB_TEXT = 'Dear Ms Lopez,\nYour results are in. MRN: 4820193. Diagnosis: type 2 diabetes mellitus. Please call us.\n';
@@ -27,17 +26,11 @@ for (const dialect of testDialects()) {
     const clock = fixedClock(new Date().toISOString());
 
     beforeAll(async () => {
-      sink = await startSink(tempDir('mw-console-sink'));
-      t = await createTestApp(dialect, { clock, env: relayEnv(sink) });
-      ({ origin } = await listenLocal(t));
-      browser = await launchChromium();
+      const h = await openConsoleApp(dialect, { clock, sinkDir: 'mw-console-sink' });
+      ({ t, origin, browser } = h);
+      sink = h.sink!;
     }, 60_000);
-    afterAll(async () => {
-      await browser?.close();
-      t?.app.server.closeAllConnections();
-      await t?.close();
-      await sink?.close();
-    });
+    afterAll(() => closeConsoleApp({ t, browser, sink }));
 
     it('shows a held lab result with its MRN and diagnosis marked in place; the reviewer edits them out, sees a clean re-scan, signs, and the sink receives the edited message DKIM-valid', async () => {
       const r = await signInInBrowser(browser, t, origin, clock, {

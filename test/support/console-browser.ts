@@ -4,7 +4,11 @@ import type { Browser, Page } from 'playwright-core';
 import { expect } from 'vitest';
 import type { Clock } from '../../src/kernel/clock.js';
 import { oathtoolCode } from './console-client.js';
-import type { TestApp } from './test-app.js';
+import { launchChromium, listenLocal } from './browser.js';
+import type { Dialect } from '../../src/store/db.js';
+import { tempDir } from './dialects.js';
+import { relayEnv, type Sink, startSink } from './outbound-sink.js';
+import { createTestApp, type TestApp } from './test-app.js';
 
 const PASSWORD = 'lantern orchard copper meadow';
 
@@ -58,4 +62,23 @@ export const axeViolations = async (page: Page) => {
   return r.violations
     .filter((v) => v.impact === 'serious' || v.impact === 'critical')
     .map((v) => `${v.id} (${v.impact}): ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
+};
+
+/**
+ * The console's test set-up: a test app listening on http://localhost:<port>, Debian's Chromium, and with
+ * `sinkDir` a loopback STARTTLS relay the app delivers through. `closeConsoleApp` stops them in reverse.
+ */
+export const openConsoleApp = async (dialect: Dialect, opts: { clock?: Clock; sinkDir?: string } = {}) => {
+  const sink = opts.sinkDir ? await startSink(tempDir(opts.sinkDir)) : undefined;
+  const t = await createTestApp(dialect, { ...(opts.clock ? { clock: opts.clock } : {}), ...(sink ? { env: relayEnv(sink) } : {}) });
+  const { origin } = await listenLocal(t);
+  const browser = await launchChromium();
+  return { t, sink, origin, browser };
+};
+
+export const closeConsoleApp = async (h: { t?: TestApp; browser?: Browser; sink?: Sink }) => {
+  await h.browser?.close();
+  h.t?.app.server.closeAllConnections();
+  await h.t?.close();
+  await h.sink?.close();
 };
