@@ -203,6 +203,19 @@ for (const dialect of testDialects()) {
       const first = new StreamableHTTPClientTransport(new URL(`${origin}/mcp`), { authProvider: provider });
       await expect(new Client({ name: 'ward', version: '1.0.0' }).connect(first)).rejects.toBeInstanceOf(UnauthorizedError);
       expect(provider.info?.client_id).toBeTruthy();
+      // The registration is audited with the client's id (no secret: public clients have none). It belongs to no
+      // organisation (an anonymous caller registered it), so it is read from the store, not an organisation's API.
+      await t.c.audit.sync();
+      const registered = await t.c.store.db
+        .selectFrom('audit_events')
+        .selectAll()
+        .where('action', '=', 'oauth.client.registered')
+        .execute();
+      expect(registered.map((e) => e.target_id)).toContain(provider.info!.client_id);
+      expect(registered.find((e) => e.target_id === provider.info!.client_id)).toMatchObject({
+        actor_type: 'anonymous',
+        target_type: 'oauth_client',
+      });
       expect(provider.authUrl?.searchParams.get('code_challenge_method')).toBe('S256');
       expect(provider.authUrl?.searchParams.get('resource')).toBe(`${origin}/mcp`);
       const back = await consent(provider.authUrl!.href, async (p) => {
@@ -326,16 +339,16 @@ for (const dialect of testDialects()) {
       expect(second.refresh_token).not.toBe(first.refresh_token);
       const rows = JSON.stringify(await t.c.store.db.selectFrom('oauth_records').selectAll().execute());
       for (const v of [first.access_token, first.refresh_token, second.access_token, second.refresh_token]) expect(rows).not.toContain(v);
-      // Each issue is audited with ids only (the events follow the library's writes, so they are polled for).
-      await expect
-        .poll(
-          async () =>
-            (await t.call('GET', '/v1/audit/events?action=oauth.token.issued&limit=200', t.adminKey)).body.events.filter(
-              (e: any) => e.details.grant_type === 'refresh_token',
-            ).length,
-          { timeout: 15_000 },
-        )
-        .toBeGreaterThan(0);
+      // Each issue is audited with ids and hashes only, committed with the token (no waiting: the token's own transaction).
+      const issued = (await t.call('GET', '/v1/audit/events?action=oauth.token.issued&limit=200', t.adminKey)).body.events;
+      const refreshed = issued.filter((e: any) => e.details.grant_type === 'refresh_token');
+      expect(refreshed.map((e: any) => e.details.token_type).sort()).toEqual(['access_token', 'refresh_token']);
+      expect(refreshed[0].actor).toEqual({ type: 'agent', id: agentId });
+      const rotatedEv = (await t.call('GET', '/v1/audit/events?action=oauth.token.rotated&limit=200', t.adminKey)).body.events;
+      expect(rotatedEv.length).toBeGreaterThan(0);
+      const audited = JSON.stringify(issued);
+      for (const v of [first.access_token, first.refresh_token, second.access_token, second.refresh_token])
+        expect(audited).not.toContain(v);
       const revoked = await fetch(`${origin}/oauth/revoke`, {
         method: 'POST',
         headers: { 'content-type': 'application/x-www-form-urlencoded' },
@@ -348,6 +361,83 @@ for (const dialect of testDialects()) {
       // Revoking the refresh token revoked its grant: its access token is refused at /mcp too.
       expect((await mcpCall(second.access_token)).status).toBe(401);
     });
+
+    it('fails closed when the audit write fails: the consent keeps no grant, the token endpoint hands out no token', async () => {
+      const clientId = provider.info!.client_id;
+      const original = t.c.audit.record;
+      /** The real audit service, failing for one action (as a store that cannot write would, for that transaction). */
+      const failFor = (action: string) => {
+        (t.c.audit as { record: unknown }).record = async (tx: never, input: { action: string }) => {
+          if (input.action === action) throw new Error('audit store unavailable');
+          return original(tx, input as never);
+        };
+      };
+      const count = async (model: string) =>
+        (await t.c.store.db.selectFrom('oauth_records').select('id_hash').where('model', '=', model).execute()).length;
+      const consentEvents = async () =>
+        (await t.call('GET', '/v1/audit/events?action=oauth.consent.granted&limit=200', t.adminKey)).body.events.length;
+      try {
+        // 1. The grant's event cannot be written: the human's Allow fails (500), no grant is kept, and the consent
+        // event that shares its transaction is gone with it; the client is never sent a code.
+        const grantsBefore = await count('Grant');
+        const consentsBefore = await consentEvents();
+        failFor('oauth.grant.saved');
+        const q = new URLSearchParams({
+          client_id: clientId,
+          response_type: 'code',
+          redirect_uri: REDIRECT,
+          scope: 'mail:read',
+          code_challenge: s256(randomBytes(32).toString('base64url')),
+          code_challenge_method: 'S256',
+          resource: `${origin}/mcp`,
+        });
+        let landed: URL | undefined;
+        await context.route(`${REDIRECT}**`, async (route) => {
+          landed = new URL(route.request().url());
+          await route.fulfill({ status: 200, contentType: 'text/plain', body: 'back' });
+        });
+        try {
+          await page.goto(`${origin}/oauth/authorize?${q}`);
+          await page.waitForURL(/\/console\/oauth\//);
+          const answer = page.waitForResponse((r) => r.request().method() === 'POST' && r.url().includes('/console/oauth/'));
+          await page.click('#allow');
+          expect((await answer).status()).toBe(500);
+        } finally {
+          await context.unroute(`${REDIRECT}**`);
+        }
+        (t.c.audit as { record: unknown }).record = original;
+        expect(landed).toBeUndefined();
+        expect(await count('Grant')).toBe(grantsBefore);
+        expect(await consentEvents()).toBe(consentsBefore);
+
+        // 2. The access token's event cannot be written: the token endpoint answers 500 with no token, and none is kept.
+        const { params, verifier } = await authorizeByHand(clientId);
+        const tokensBefore = await count('AccessToken');
+        const refreshBefore = await count('RefreshToken');
+        failFor('oauth.token.issued');
+        const body = {
+          grant_type: 'authorization_code',
+          code: params.get('code')!,
+          redirect_uri: REDIRECT,
+          client_id: clientId,
+          code_verifier: verifier,
+        };
+        const r = await token(body);
+        const answer = await json(r);
+        expect(r.status).toBe(500);
+        expect(answer.access_token).toBeUndefined();
+        expect(answer.refresh_token).toBeUndefined();
+        expect(await count('AccessToken')).toBe(tokensBefore);
+        expect(await count('RefreshToken')).toBe(refreshBefore);
+        (t.c.audit as { record: unknown }).record = original;
+        // The code was redeemed (its own audited transaction) before the failure: it does not work a second time.
+        const again = await token(body);
+        expect(again.status).toBe(400);
+        expect((await json(again)).error).toBe('invalid_grant');
+      } finally {
+        (t.c.audit as { record: unknown }).record = original;
+      }
+    }, 60_000);
 
     it('refuses at one origin’s /mcp a token whose audience is another origin’s /mcp (RFC 8707)', async () => {
       // Same server, same store, another loopback origin (127.0.0.1 instead of localhost): the token is found, but its

@@ -1,7 +1,9 @@
 import Provider from 'oidc-provider';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fixedClock } from '../src/kernel/clock.js';
-import { createOauthRecordsRepo } from '../src/oauth/oauth-records-repo.js';
+import { createIdentityRepo } from '../src/identity/identity-repo.js';
+import { createOauthAuditHook } from '../src/oauth/oauth-audit.js';
+import { type OauthAuditHook, type OauthChange, createOauthRecordsRepo } from '../src/oauth/oauth-records-repo.js';
 import { testDialects } from './support/dialects.js';
 import { createTestApp, type TestApp } from './support/test-app.js';
 
@@ -12,8 +14,9 @@ for (const dialect of testDialects()) {
   describe(`OAuth records in the store (${dialect})`, () => {
     let t: TestApp;
     const clock = fixedClock('2026-12-01T10:00:00.000Z');
-    const providerOn = () => {
-      const repo = createOauthRecordsRepo({ db: t.c.store.db, clock });
+    const hook = (): OauthAuditHook => createOauthAuditHook({ audit: t.c.audit, identity: createIdentityRepo() });
+    const providerOn = (audit: OauthAuditHook = hook()) => {
+      const repo = createOauthRecordsRepo({ db: t.c.store.db, clock, audit });
       return new Provider('http://127.0.0.1:1', {
         clients: [{ ...CLIENT, grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'] }],
         adapter: class {
@@ -83,13 +86,132 @@ for (const dialect of testDialects()) {
       const other = await new a.AccessToken({ client, accountId: 'agt_two', grantId: 'grant-4', scope: 'mail:read' } as never).save();
       const b = providerOn();
       expect(await b.RefreshToken.find(refresh)).toBeDefined();
-      await createOauthRecordsRepo({ db: t.c.store.db, clock }).adapterFor('AccessToken').revokeByGrantId('grant-3');
+      const repo = createOauthRecordsRepo({ db: t.c.store.db, clock, audit: hook() });
+      for (const m of ['AccessToken', 'RefreshToken']) await repo.adapterFor(m).revokeByGrantId('grant-3');
       expect(await b.AccessToken.find(access)).toBeUndefined();
       expect(await b.RefreshToken.find(refresh)).toBeUndefined();
       expect(await b.AccessToken.find(other)).toBeDefined();
       // oidc-provider's default access-token lifetime is one hour.
       clock.advance(3601 * 1000);
       expect(await b.AccessToken.find(other)).toBeUndefined();
+    });
+
+    const eventsOf = async (action: string) => {
+      await t.c.audit.sync();
+      return t.c.store.db.selectFrom('audit_events').selectAll().where('action', '=', action).orderBy('seq').execute();
+    };
+
+    it('writes the audit event of each issue, redemption, rotation and revocation, with hashes and ids, never a token', async () => {
+      const a = providerOn();
+      const client = await a.Client.find(CLIENT.client_id);
+      const grant = new a.Grant({ accountId: 'agt_nobody:hum_nobody', clientId: CLIENT.client_id });
+      grant.addResourceScope('http://127.0.0.1:1/mcp', 'mail:read');
+      const grantId = await grant.save();
+      const code = await new a.AuthorizationCode({
+        client,
+        accountId: 'agt_nobody:hum_nobody',
+        grantId,
+        scope: 'mail:read',
+        redirectUri: CLIENT.redirect_uris[0],
+        codeChallenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM',
+        codeChallengeMethod: 'S256',
+      } as never).save();
+      const access = await new a.AccessToken({
+        client,
+        accountId: 'agt_nobody:hum_nobody',
+        grantId,
+        scope: 'mail:read',
+        gty: 'authorization_code',
+      } as never).save();
+      const refresh = await new a.RefreshToken({
+        client,
+        accountId: 'agt_nobody:hum_nobody',
+        grantId,
+        scope: 'mail:read',
+        gty: 'authorization_code',
+      } as never).save();
+      await (await a.AuthorizationCode.find(code))!.consume();
+      // A second consume changes nothing (compare-and-set) and records nothing.
+      await (await a.AuthorizationCode.find(code))!.consume();
+      await (await a.RefreshToken.find(refresh))!.consume();
+      await (await a.AccessToken.find(access))!.destroy();
+      await a.RefreshToken.adapter.revokeByGrantId(grantId);
+      await a.Grant.adapter.destroy(grantId);
+
+      const saved = await eventsOf('oauth.grant.saved');
+      expect(saved.map((e) => e.target_id)).toContain(grantId);
+      expect(JSON.parse(saved.at(-1)!.details)).toMatchObject({
+        client_id: CLIENT.client_id,
+        resources: ['http://127.0.0.1:1/mcp'],
+        scope: 'mail:read',
+      });
+      expect((await eventsOf('oauth.code.issued')).filter((e) => e.target_id === grantId)).toHaveLength(1);
+      expect((await eventsOf('oauth.code.redeemed')).filter((e) => e.target_id === grantId)).toHaveLength(1);
+      const issued = (await eventsOf('oauth.token.issued')).filter((e) => e.target_id === grantId).map((e) => JSON.parse(e.details));
+      expect(issued.map((d) => d.token_type).sort()).toEqual(['access_token', 'refresh_token']);
+      expect(issued[0]).toMatchObject({ client_id: CLIENT.client_id, grant_type: 'authorization_code', scope: 'mail:read' });
+      expect(issued[0].token_hash).toMatch(/^[0-9a-f]{64}$/);
+      expect((await eventsOf('oauth.token.rotated')).filter((e) => e.target_id === grantId)).toHaveLength(1);
+      const revoked = (await eventsOf('oauth.token.revoked')).filter((e) => e.target_id === grantId).map((e) => JSON.parse(e.details));
+      expect(revoked.map((d) => `${d.token_type}/${d.reason}`).sort()).toEqual(['access_token/destroyed', 'refresh_token/grant_revoked']);
+      expect((await eventsOf('oauth.grant.revoked')).map((e) => e.target_id)).toContain(grantId);
+      const all = JSON.stringify(await t.c.store.db.selectFrom('audit_events').selectAll().execute());
+      for (const secret of [code, access, refresh]) expect(all).not.toContain(secret);
+    });
+
+    it('fails the write when its audit event cannot be written: no token, grant or redemption is kept', async () => {
+      const good = providerOn();
+      const client = await good.Client.find(CLIENT.client_id);
+      const code = await new good.AuthorizationCode({
+        client,
+        accountId: 'agt_one',
+        grantId: 'grant-5',
+        scope: 'mail:read',
+        redirectUri: CLIENT.redirect_uris[0],
+        codeChallenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM',
+        codeChallengeMethod: 'S256',
+      } as never).save();
+      const kept = await new good.AccessToken({ client, accountId: 'agt_one', grantId: 'grant-5', scope: 'mail:read' } as never).save();
+      const before = await t.c.store.db.selectFrom('oauth_records').select(['model', 'id_hash', 'consumed_at']).execute();
+      // The real audit service's write fails (as a full or unreachable store would make it): every change rolls back.
+      const original = t.c.audit.record;
+      (t.c.audit as { record: unknown }).record = async () => {
+        throw new Error('audit store unavailable');
+      };
+      try {
+        const bad = providerOn();
+        await expect(
+          new bad.AccessToken({ client, accountId: 'agt_one', grantId: 'grant-5', scope: 'mail:read' } as never).save(),
+        ).rejects.toThrow('audit store unavailable');
+        await expect(new bad.Grant({ accountId: 'agt_one:hum_one', clientId: CLIENT.client_id }).save()).rejects.toThrow(
+          'audit store unavailable',
+        );
+        await expect((await bad.AuthorizationCode.find(code))!.consume()).rejects.toThrow('audit store unavailable');
+        await expect((await bad.AccessToken.find(kept))!.destroy()).rejects.toThrow('audit store unavailable');
+        await expect(bad.AccessToken.adapter.revokeByGrantId('grant-5')).rejects.toThrow('audit store unavailable');
+      } finally {
+        (t.c.audit as { record: unknown }).record = original;
+      }
+      expect(await t.c.store.db.selectFrom('oauth_records').select(['model', 'id_hash', 'consumed_at']).execute()).toEqual(before);
+      expect((await providerOn().AuthorizationCode.find(code)) as { consumed?: unknown } | undefined).toMatchObject({ grantId: 'grant-5' });
+      expect(((await providerOn().AuthorizationCode.find(code)) as { consumed?: unknown } | undefined)?.consumed).toBeFalsy();
+      expect(await providerOn().AccessToken.find(kept)).toBeDefined();
+    });
+
+    it('writes in the caller’s transaction under within(): rolled back with it', async () => {
+      const seen: OauthChange[] = [];
+      const repo = createOauthRecordsRepo({ db: t.c.store.db, clock, audit: async (_tx, c) => void seen.push(c) });
+      const before = (await t.c.store.db.selectFrom('oauth_records').select('id_hash').execute()).length;
+      await expect(
+        t.c.store.db.transaction().execute(async (tx) => {
+          await repo.within(tx, () => repo.adapterFor('Grant').upsert('grant-tx', { jti: 'grant-tx', clientId: 'c' }, 60));
+          // Seen inside the transaction, through the adapter too.
+          expect(await repo.within(tx, () => repo.adapterFor('Grant').find('grant-tx'))).toMatchObject({ clientId: 'c' });
+          throw new Error('the caller fails after the grant was written');
+        }),
+      ).rejects.toThrow('the caller fails');
+      expect(seen.map((c) => `${c.op}/${c.model}`)).toEqual(['upsert/Grant']);
+      expect(await t.c.store.db.selectFrom('oauth_records').select('id_hash').execute()).toHaveLength(before);
     });
   });
 }

@@ -121,6 +121,13 @@ export const envSchema = z.object({
     )
     .optional(),
   // The OAuth 2.1 authorization server of /mcp (src/oauth): access tokens are short-lived, refresh tokens rotate.
+  // Client ID Metadata Documents come only from public https hosts, except allow-listed host:port pairs (test
+  // clients on loopback, internal deployments), which are fetched trusting the CA file too.
+  MAILWARD_OAUTH_CIMD_ALLOW_HOSTS: z
+    .string()
+    .regex(/^\s*[^\s,:]+:\d{1,5}\s*(,\s*[^\s,:]+:\d{1,5}\s*)*$/, 'must be comma-separated host:port entries')
+    .optional(),
+  MAILWARD_OAUTH_CIMD_CA_FILE: z.string().min(1).optional(),
   MAILWARD_OAUTH_ACCESS_TOKEN_SECONDS: z.coerce.number().int().min(60).max(86_400).default(600),
   MAILWARD_OAUTH_REFRESH_TOKEN_SECONDS: z.coerce
     .number()
@@ -237,7 +244,14 @@ export type Config = {
     lockSeconds: number;
   };
   /** The OAuth 2.1 authorization server of /mcp (src/oauth/oauth-server.ts). */
-  oauth: { accessTokenSeconds: number; refreshTokenSeconds: number };
+  oauth: {
+    accessTokenSeconds: number;
+    refreshTokenSeconds: number;
+    /** MAILWARD_OAUTH_CIMD_ALLOW_HOSTS: `host:port` (lower case) whose client metadata documents skip the SSRF rules. */
+    cimdAllowHosts: string[];
+    /** MAILWARD_OAUTH_CIMD_CA_FILE: PEM CA certificates trusted (besides the system's) for fetches to those hosts. */
+    cimdCaFile: string | undefined;
+  };
 };
 
 export class ConfigError extends Error {
@@ -339,7 +353,15 @@ export const loadConfig = (env: NodeJS.ProcessEnv = process.env): Config => {
       invitationTtlSeconds: e.MAILWARD_INVITATION_TTL_SECONDS,
       lockSeconds: e.MAILWARD_SIGNIN_LOCK_SECONDS,
     },
-    oauth: { accessTokenSeconds: e.MAILWARD_OAUTH_ACCESS_TOKEN_SECONDS, refreshTokenSeconds: e.MAILWARD_OAUTH_REFRESH_TOKEN_SECONDS },
+    oauth: {
+      accessTokenSeconds: e.MAILWARD_OAUTH_ACCESS_TOKEN_SECONDS,
+      refreshTokenSeconds: e.MAILWARD_OAUTH_REFRESH_TOKEN_SECONDS,
+      cimdAllowHosts: (e.MAILWARD_OAUTH_CIMD_ALLOW_HOSTS ?? '')
+        .split(',')
+        .map((h) => h.trim().toLowerCase())
+        .filter(Boolean),
+      cimdCaFile: e.MAILWARD_OAUTH_CIMD_CA_FILE,
+    },
   };
 };
 

@@ -12,6 +12,7 @@ import { createAuthCache } from '../identity/auth-cache.js';
 import { createPart2Consents } from '../phi/part2-consents.js';
 import { loadOauthKeys } from '../oauth/oauth-keys.js';
 import { createOauthRecordsRepo } from '../oauth/oauth-records-repo.js';
+import { createOauthAuditHook } from '../oauth/oauth-audit.js';
 import { createOauthConsent } from '../oauth/oauth-consent.js';
 import { createOauthServer } from '../oauth/oauth-server.js';
 import { createGrantsService } from '../identity/grants-service.js';
@@ -148,7 +149,7 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
   // The OAuth 2.1 authorization server of /mcp: its codes and tokens in the store (hashed), its secret sealed there.
   const oauth = createOauthServer({
     db,
-    records: createOauthRecordsRepo({ db, clock }),
+    records: createOauthRecordsRepo({ db, clock, audit: createOauthAuditHook({ audit, identity: repo }) }),
     identity: repo,
     audit,
     keys: await loadOauthKeys(db, ring),

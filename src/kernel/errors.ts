@@ -147,6 +147,7 @@ export const ERROR_CODES: readonly ErrorCodeEntry[] = [
   { code: 'master_key_incomplete', status: 500, summary: 'The key ring lacks a version still in use.' },
   { code: 'migration_failed', status: 500, summary: 'A migration failed.' },
   { code: 'tls_config_invalid', status: 500, summary: 'The TLS key or certificate is invalid.' },
+  { code: 'oauth_config_invalid', status: 500, summary: 'An OAuth setting cannot be used (MAILWARD_OAUTH_CIMD_CA_FILE unreadable).' },
   { code: 'dns_overrides_invalid', status: 500, summary: 'MAILWARD_DNS_OVERRIDES is not valid.' },
   { code: 'store_busy', status: 503, summary: 'The store is busy with another process; retry shortly.', temporary: true },
   { code: 'store_unavailable', status: 503, summary: 'The store is unreachable or cannot write; retry shortly.', temporary: true },

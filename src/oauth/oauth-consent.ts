@@ -2,7 +2,7 @@ import type { Guard } from '../identity/guard.js';
 import type { IdentityRepo } from '../identity/identity-repo.js';
 import type { RequestContext, Role, Scope } from '../identity/principal.js';
 import { AppError, notFound, unprocessable } from '../kernel/errors.js';
-import type { Db } from '../store/db.js';
+import type { Db, Tx } from '../store/db.js';
 import { grantableScopes, mayActFor } from './oauth-server.js';
 
 type Deps = { db: Db; identity: IdentityRepo; guard: Guard };
@@ -31,9 +31,14 @@ export const createOauthConsent = ({ db, identity, guard }: Deps) => {
   /**
    * Records the human's consent (`oauth.consent.granted`: client, agent, scopes) after checking it: the agent is one
    * they may choose (else 404), each scope was requested and is theirs to grant (else 422 oauth_scope_not_allowed),
-   * and at least one is chosen (422 oauth_scope_required). Returns the scopes to grant.
+   * and at least one is chosen (422 oauth_scope_required). Then `then` (the authorization server's grant) runs in the
+   * same transaction: the consent event and the grant commit together or not at all. Returns what `then` returns.
    */
-  const grant = (ctx: RequestContext, c: { clientId: string; agentId: string; scopes: string[]; requested: string[] }) =>
+  const grant = <T>(
+    ctx: RequestContext,
+    c: { clientId: string; agentId: string; scopes: string[]; requested: string[] },
+    then: (tx: Tx, scopes: string[]) => Promise<T>,
+  ) =>
     guard.change(ctx, 'oauth.consent.granted', { type: 'agent', id: c.agentId }, async (tx) => {
       requireHuman(ctx);
       const p = ctx.principal;
@@ -48,14 +53,15 @@ export const createOauthConsent = ({ db, identity, guard }: Deps) => {
       }
       if (scopes.length === 0) throw unprocessable('oauth_scope_required', 'Choose at least one scope, or deny the request.');
       await guard.recordIn(tx, ctx, 'oauth.consent.granted', { type: 'agent', id: a.id }, { client_id: c.clientId, scopes });
-      return scopes;
+      return then(tx, scopes);
     });
 
-  /** Records that the human declined (`oauth.consent.denied`). */
-  const deny = (ctx: RequestContext, clientId: string) =>
+  /** Records that the human declined (`oauth.consent.denied`), with `then` (the library's answer) in the same transaction. */
+  const deny = <T>(ctx: RequestContext, clientId: string, then: (tx: Tx) => Promise<T>) =>
     guard.change(ctx, 'oauth.consent.denied', null, async (tx) => {
       requireHuman(ctx);
       await guard.recordIn(tx, ctx, 'oauth.consent.denied', null, { client_id: clientId });
+      return then(tx);
     });
 
   return { options, grant, deny };

@@ -1,6 +1,7 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Clock } from '../kernel/clock.js';
 import { sha256Hex } from '../kernel/crypto/hash.js';
-import type { Executor } from '../store/db.js';
+import type { Db, Executor } from '../store/db.js';
 
 /**
  * The writer of `oauth_records` (STYLE.md: one repo per table), shaped as the storage adapter of the `oidc-provider`
@@ -12,6 +13,12 @@ import type { Executor } from '../store/db.js';
  * kept (of every model's id, for one lookup path), and a credential's payload loses its `jti` (the id again) and gets it
  * back from the caller on find. Revoking a grant removes
  * every code and token issued under it (RFC 7009 2.1: revoking a refresh token may revoke the grant's access tokens).
+ *
+ * Every write commits in one transaction with its audit event (45 CFR 164.312(b); house rule: fail closed): the
+ * `audit` hook (oauth-audit.ts) runs inside the write's transaction and, if it throws, the write rolls back and the
+ * library's action fails (no code or token is handed out, no grant or client is kept). A caller that has a
+ * transaction of its own (the consent page: its consent event and the library's grant) runs the library inside
+ * `within(tx, ...)`: the adapter then writes in that transaction.
  */
 
 /** What oidc-provider stores and reads back; structural, so this layer does not import the library. */
@@ -22,6 +29,15 @@ export type OauthPayload = Record<string, unknown> & {
   userCode?: string;
   consumed?: unknown;
 };
+
+/** One change of `oauth_records`, as the audit hook sees it: the model, the stored row's hash and payload (no secret). */
+export type OauthChange =
+  | { op: 'upsert'; model: string; idHash: string; payload: OauthPayload; created: boolean; expiresAt: string | null }
+  | { op: 'consume' | 'destroy'; model: string; idHash: string; payload: OauthPayload }
+  | { op: 'revoke_grant'; model: string; grantId: string; rows: { idHash: string; payload: OauthPayload }[] };
+
+/** Writes the audit event of a change in the change's transaction (throws to roll the change back). */
+export type OauthAuditHook = (tx: Executor, change: OauthChange) => Promise<void>;
 
 export type OauthAdapter = {
   upsert: (id: string, payload: OauthPayload, expiresIn?: number) => Promise<void>;
@@ -48,7 +64,23 @@ export const CREDENTIAL_MODELS = new Set([
 
 const hash = (model: string, value: string) => sha256Hex(`mailward/oauth/${model}|${value}`);
 
-export const createOauthRecordsRepo = ({ db, clock }: { db: Executor; clock: Clock }) => {
+export const createOauthRecordsRepo = ({ db, clock, audit }: { db: Db; clock: Clock; audit: OauthAuditHook }) => {
+  // The transaction the caller of `within` holds: the library's adapter calls made under it write in it.
+  const ambient = new AsyncLocalStorage<Executor>();
+  const reader = () => ambient.getStore() ?? db;
+  /** A write and its audit event, in the caller's transaction if there is one, else in one of their own. */
+  const write = <T>(fn: (tx: Executor) => Promise<T>): Promise<T> => {
+    const tx = ambient.getStore();
+    return tx ? fn(tx) : db.transaction().execute(fn);
+  };
+  const rowOf = (tx: Executor, model: string, idHash: string) =>
+    tx
+      .selectFrom('oauth_records')
+      .select(['payload', 'consumed_at'])
+      .where('model', '=', model)
+      .where('id_hash', '=', idHash)
+      .executeTakeFirst();
+
   const live = (model: string, r: { expires_at: string | null; payload: string; consumed_at: string | null } | undefined, id?: string) => {
     if (!r) return undefined;
     if (r.expires_at !== null && r.expires_at <= clock.now().toISOString()) return undefined;
@@ -72,24 +104,28 @@ export const createOauthRecordsRepo = ({ db, clock }: { db: Executor; clock: Clo
         user_code_hash: typeof payload.userCode === 'string' ? hash(`${model}/user_code`, payload.userCode) : null,
         expires_at: expiresIn ? new Date(clock.now().getTime() + expiresIn * 1000).toISOString() : null,
       };
-      await db
-        .insertInto('oauth_records')
-        .values({ ...row, consumed_at: null })
-        .onConflict((oc) =>
-          oc.columns(['model', 'id_hash']).doUpdateSet({
-            payload: row.payload,
-            grant_id: row.grant_id,
-            uid_hash: row.uid_hash,
-            user_code_hash: row.user_code_hash,
-            expires_at: row.expires_at,
-          }),
-        )
-        .execute();
+      await write(async (tx) => {
+        const created = (await rowOf(tx, model, row.id_hash)) === undefined;
+        await tx
+          .insertInto('oauth_records')
+          .values({ ...row, consumed_at: null })
+          .onConflict((oc) =>
+            oc.columns(['model', 'id_hash']).doUpdateSet({
+              payload: row.payload,
+              grant_id: row.grant_id,
+              uid_hash: row.uid_hash,
+              user_code_hash: row.user_code_hash,
+              expires_at: row.expires_at,
+            }),
+          )
+          .execute();
+        await audit(tx, { op: 'upsert', model, idHash: row.id_hash, payload: stored, created, expiresAt: row.expires_at });
+      });
     },
     find: async (id) =>
       live(
         model,
-        await db
+        await reader()
           .selectFrom('oauth_records')
           .select(['payload', 'expires_at', 'consumed_at'])
           .where('model', '=', model)
@@ -98,7 +134,7 @@ export const createOauthRecordsRepo = ({ db, clock }: { db: Executor; clock: Clo
         id,
       ),
     findByUid: async (uid) => {
-      const r = await db
+      const r = await reader()
         .selectFrom('oauth_records')
         .select(['payload', 'expires_at', 'consumed_at'])
         .where('model', '=', model)
@@ -109,7 +145,7 @@ export const createOauthRecordsRepo = ({ db, clock }: { db: Executor; clock: Clo
     findByUserCode: async (userCode) =>
       live(
         model,
-        await db
+        await reader()
           .selectFrom('oauth_records')
           .select(['payload', 'expires_at', 'consumed_at'])
           .where('model', '=', model)
@@ -118,19 +154,46 @@ export const createOauthRecordsRepo = ({ db, clock }: { db: Executor; clock: Clo
       ),
     consume: async (id) => {
       // Compare-and-set: of two processes redeeming the same code, one consumes it (OAuth 2.1 4.1.3: a code is used once).
-      await db
-        .updateTable('oauth_records')
-        .set({ consumed_at: clock.now().toISOString() })
-        .where('model', '=', model)
-        .where('id_hash', '=', hash(model, id))
-        .where('consumed_at', 'is', null)
-        .execute();
+      const idHash = hash(model, id);
+      await write(async (tx) => {
+        const r = await tx
+          .updateTable('oauth_records')
+          .set({ consumed_at: clock.now().toISOString() })
+          .where('model', '=', model)
+          .where('id_hash', '=', idHash)
+          .where('consumed_at', 'is', null)
+          .executeTakeFirst();
+        if (Number(r.numUpdatedRows) === 0) return;
+        const row = await rowOf(tx, model, idHash);
+        await audit(tx, { op: 'consume', model, idHash, payload: row ? (JSON.parse(row.payload) as OauthPayload) : {} });
+      });
     },
     destroy: async (id) => {
-      await db.deleteFrom('oauth_records').where('model', '=', model).where('id_hash', '=', hash(model, id)).execute();
+      const idHash = hash(model, id);
+      await write(async (tx) => {
+        const row = await rowOf(tx, model, idHash);
+        if (!row) return;
+        await tx.deleteFrom('oauth_records').where('model', '=', model).where('id_hash', '=', idHash).execute();
+        await audit(tx, { op: 'destroy', model, idHash, payload: JSON.parse(row.payload) as OauthPayload });
+      });
     },
     revokeByGrantId: async (grantId) => {
-      await db.deleteFrom('oauth_records').where('grant_id', '=', grantId).execute();
+      // The library calls this once per credential model (revoke.js); each removes its own model's rows.
+      await write(async (tx) => {
+        const rows = await tx
+          .deleteFrom('oauth_records')
+          .where('model', '=', model)
+          .where('grant_id', '=', grantId)
+          .returning(['id_hash', 'payload'])
+          .execute();
+        if (rows.length === 0) return;
+        await audit(tx, {
+          op: 'revoke_grant',
+          model,
+          grantId,
+          rows: rows.map((r) => ({ idHash: r.id_hash, payload: JSON.parse(r.payload) as OauthPayload })),
+        });
+      });
     },
   });
 
@@ -143,7 +206,10 @@ export const createOauthRecordsRepo = ({ db, clock }: { db: Executor; clock: Clo
       .where('model', 'in', ['AccessToken', 'RefreshToken'])
       .executeTakeFirst()) !== undefined;
 
-  return { adapterFor, grantHasTokens };
+  /** Runs `fn` (library calls) with its adapter writes in `tx`, the caller's transaction, committed or rolled back with it. */
+  const within = <T>(tx: Executor, fn: () => Promise<T>): Promise<T> => ambient.run(tx, fn);
+
+  return { adapterFor, grantHasTokens, within };
 };
 
 export type OauthRecordsRepo = ReturnType<typeof createOauthRecordsRepo>;

@@ -1,14 +1,14 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { isIP } from 'node:net';
 import Provider, { type Configuration, errors, type KoaContextWithOIDC } from 'oidc-provider';
 import { consoleOrigin } from '../accounts/origin.js';
-import type { AuditActor, AuditService } from '../audit/audit-service.js';
+import type { AuditService } from '../audit/audit-service.js';
 import type { IdentityRepo } from '../identity/identity-repo.js';
 import { AGENT_SCOPES, DEFAULT_AGENT_SCOPES, type Principal, type Role, type Scope } from '../identity/principal.js';
 import { AppError, unauthorized } from '../kernel/errors.js';
 import type { Logger } from '../kernel/log.js';
-import type { Db } from '../store/db.js';
+import type { Db, Executor } from '../store/db.js';
 import type { AgentsTable, HumansTable } from '../store/schema.js';
+import { createOauthFetch, type OauthFetchConfig } from './oauth-fetch.js';
 import type { OauthKeys } from './oauth-keys.js';
 import type { OauthRecordsRepo } from './oauth-records-repo.js';
 
@@ -18,7 +18,7 @@ import type { OauthRecordsRepo } from './oauth-records-repo.js';
  * same server. What it issues:
  * - authorization code with PKCE, S256 only (oidc-provider 9 implements no `plain`; PKCE is required of every client);
  * - clients by Dynamic Client Registration (RFC 7591) or by Client ID Metadata Document (draft-ietf-oauth-client-id-metadata-document,
- *   oidc-provider's experimental `clientIdMetadataDocument`, https client ids only);
+ *   oidc-provider's experimental `clientIdMetadataDocument`, https client ids only, fetched as oauth-fetch.ts says);
  * - RFC 8707 resource indicators: the only resource is this server's `/mcp`, which is every token's audience;
  * - opaque access tokens (short-lived, stored hashed through oauth-records-repo.ts, so every process sees the same ones
  *   and a revocation anywhere holds everywhere) and refresh tokens that rotate at each use;
@@ -63,7 +63,7 @@ type Deps = {
   audit: Pick<AuditService, 'recordAlone'>;
   keys: OauthKeys;
   logger: Logger;
-  config: { publicUrl: string | undefined; accessTokenSeconds: number; refreshTokenSeconds: number };
+  config: { publicUrl: string | undefined; accessTokenSeconds: number; refreshTokenSeconds: number } & OauthFetchConfig;
 };
 
 type AuthMeta = { requestId: string | null; clientIp: string | null };
@@ -80,6 +80,7 @@ export type InteractionView = {
 
 export const createOauthServer = ({ db, records, identity, audit, keys, logger, config }: Deps) => {
   const providers = new Map<string, { provider: Provider; handler: ReturnType<Provider['callback']> }>();
+  const outbound = createOauthFetch(config);
 
   /** Both still active, and the human still answerable for the agent: else nothing they granted is honoured. */
   const liveDelegation = async (accountId: string) => {
@@ -90,18 +91,6 @@ export const createOauthServer = ({ db, records, identity, audit, keys, logger, 
     const h = await identity.human(db, a.org_id, ids.humanId);
     if (h?.is_active !== 1 || !mayActFor(h, a)) return null;
     return { a, h };
-  };
-
-  const actorFor = async (accountId: string | undefined): Promise<AuditActor> => {
-    const live = accountId ? await liveDelegation(accountId) : null;
-    if (!live) return { type: 'system', id: null, orgId: null, chain: [] };
-    const org = await identity.org(db, live.a.org_id);
-    return {
-      type: 'agent',
-      id: live.a.id,
-      orgId: live.a.org_id,
-      chain: [...(await identity.agentChain(db, live.a, org?.name ?? '')), { type: 'human', id: live.h.id, name: live.h.name }],
-    };
   };
 
   const build = (origin: string): Provider => {
@@ -166,13 +155,12 @@ export const createOauthServer = ({ db, records, identity, audit, keys, logger, 
         clientIdMetadataDocument: {
           enabled: true,
           ack: 'draft-02',
-          // No fetches to addresses rather than names, nor to this machine (SSRF); the library also requires https.
-          allowFetch: async (_ctx, clientId) => {
-            const host = new URL(clientId).hostname.replace(/^\[|\]$/g, '');
-            return isIP(host) === 0 && host !== 'localhost' && !host.endsWith('.localhost');
-          },
+          // No fetches to addresses rather than names, nor to this machine (SSRF), unless allow-listed (oauth-fetch.ts);
+          // the library also requires https.
+          allowFetch: async (_ctx, clientId) => outbound.allowFetch(clientId),
         },
       },
+      fetch: outbound.fetch as never,
       clientDefaults: {
         grant_types: ['authorization_code', 'refresh_token'],
         response_types: ['code'],
@@ -207,41 +195,8 @@ export const createOauthServer = ({ db, records, identity, audit, keys, logger, 
     // Behind the TLS proxy MAILWARD_PUBLIC_URL names, the connection to us is plain HTTP.
     provider.proxy = origin.startsWith('https://');
     provider.on('server_error', (_ctx, err) => logger.error({ err: { name: err.name, message: err.message } }, 'oauth server error'));
-    // Issued and revoked tokens are audited (45 CFR 164.312(b)), with ids only: never a token. The library's events
-    // come after its own writes, so these events are recorded on their own; a failure to record is logged.
-    const auditFailed = (err: unknown) => logger.error({ err: { message: (err as Error).message } }, 'oauth audit event not recorded');
-    provider.on('grant.success', (ctx) => {
-      const at = ctx.oidc.entities.AccessToken;
-      void actorFor(at?.accountId)
-        .then((actor) =>
-          audit.recordAlone({
-            action: 'oauth.token.issued',
-            actor,
-            orgId: actor.orgId,
-            target: at ? { type: 'oauth_grant', id: at.grantId } : null,
-            requestId: null,
-            clientIp: ctx.ip ?? null,
-            details: {
-              client_id: ctx.oidc.client?.clientId ?? null,
-              grant_type: ctx.oidc.params?.grant_type ?? null,
-              scope: at?.scope ?? null,
-            },
-          }),
-        )
-        .catch(auditFailed);
-    });
-    provider.on('grant.revoked', (ctx, grantId) => {
-      void audit
-        .recordAlone({
-          action: 'oauth.grant.revoked',
-          actor: { type: 'system', id: null, orgId: null, chain: [] },
-          target: { type: 'oauth_grant', id: grantId },
-          requestId: null,
-          clientIp: ctx.ip ?? null,
-          details: { client_id: ctx.oidc.client?.clientId ?? null },
-        })
-        .catch(auditFailed);
-    });
+    // Issued, rotated and revoked codes and tokens, grants and registered clients are audited by the adapter, in the
+    // transaction of each write (oauth-audit.ts): a failure to record fails the library's action.
     return provider;
   };
 
@@ -298,8 +253,12 @@ export const createOauthServer = ({ db, records, identity, audit, keys, logger, 
   /**
    * Ends the interaction with the human's choice: one grant for `<agent>:<human>` holding the chosen scopes on /mcp,
    * every other requested scope rejected (so the library does not ask again). Returns where the browser goes next.
+   * Runs in `tx`, the consent's transaction: the grant (and its `oauth.grant.saved` event) commits with the human's
+   * `oauth.consent.granted` event, or neither does.
    */
-  const finish = async (req: IncomingMessage, res: ServerResponse, choice: ConsentResult): Promise<string> => {
+  const finish = (tx: Executor, req: IncomingMessage, res: ServerResponse, choice: ConsentResult): Promise<string> =>
+    records.within(tx, () => finishIn(req, res, choice));
+  const finishIn = async (req: IncomingMessage, res: ServerResponse, choice: ConsentResult): Promise<string> => {
     const { provider, origin } = mustFor(req.headers.host);
     const d = await provider.interactionDetails(req, res);
     const accountId = accountIdOf(choice.agentId, choice.humanId);
@@ -325,16 +284,16 @@ export const createOauthServer = ({ db, records, identity, audit, keys, logger, 
     return provider.interactionResult(req, res, { login: { accountId }, consent: { grantId } }, { mergeWithLastSubmission: false });
   };
 
-  /** The human said no: the client gets access_denied (RFC 6749 4.1.2.1). */
-  const refuse = async (req: IncomingMessage, res: ServerResponse): Promise<string> => {
-    const { provider } = mustFor(req.headers.host);
-    return provider.interactionResult(
-      req,
-      res,
-      { error: 'access_denied', error_description: 'The person declined.' },
-      { mergeWithLastSubmission: false },
+  /** The human said no: the client gets access_denied (RFC 6749 4.1.2.1). In `tx`, with the denial's audit event. */
+  const refuse = (tx: Executor, req: IncomingMessage, res: ServerResponse): Promise<string> =>
+    records.within(tx, () =>
+      mustFor(req.headers.host).provider.interactionResult(
+        req,
+        res,
+        { error: 'access_denied', error_description: 'The person declined.' },
+        { mergeWithLastSubmission: false },
+      ),
     );
-  };
 
   const denial = async (meta: AuthMeta, reason: string, orgId: string | null = null) => {
     await audit.recordAlone({

@@ -3,6 +3,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { isAppError } from '../kernel/errors.js';
 import type { ConsentResult, InteractionView } from '../oauth/oauth-server.js';
+import type { Tx } from '../store/db.js';
 import { interactionGone, type OauthConsent } from '../oauth/oauth-consent.js';
 import { continuePage, esc, layout, messagePage } from './console-views.js';
 import type { ConsoleKit } from './review-routes.js';
@@ -11,8 +12,9 @@ import type { ConsoleKit } from './review-routes.js';
 export type OauthConsentDeps = {
   consent: OauthConsent;
   interaction: (req: IncomingMessage, res: ServerResponse) => Promise<InteractionView>;
-  finish: (req: IncomingMessage, res: ServerResponse, choice: ConsentResult) => Promise<string>;
-  refuse: (req: IncomingMessage, res: ServerResponse) => Promise<string>;
+  /** Both run in the consent's transaction (`tx`), so the library's grant commits with the consent's audit event. */
+  finish: (tx: Tx, req: IncomingMessage, res: ServerResponse, choice: ConsentResult) => Promise<string>;
+  refuse: (tx: Tx, req: IncomingMessage, res: ServerResponse) => Promise<string>;
 };
 
 /** The interaction a signed-out visitor of the consent page returns to after signing in (read once by GET /console). */
@@ -126,18 +128,15 @@ export const oauthConsentRoutes = async (app: FastifyInstance, kit: ConsoleKit, 
     const f = r.data;
     let to: string;
     if (f.decision === 'deny') {
-      await deps.consent.deny(ctx, v.clientId);
-      to = await deps.refuse(req.raw, reply.raw);
+      to = await deps.consent.deny(ctx, v.clientId, (tx) => deps.refuse(tx, req.raw, reply.raw));
     } else {
       const chosen = f.scope === undefined ? [] : Array.isArray(f.scope) ? f.scope : [f.scope];
       try {
-        const scopes = await deps.consent.grant(ctx, {
-          clientId: v.clientId,
-          agentId: f.agent_id ?? '',
-          scopes: chosen,
-          requested: v.requestedScopes,
-        });
-        to = await deps.finish(req.raw, reply.raw, { agentId: f.agent_id ?? '', humanId: s.human.id, scopes });
+        to = await deps.consent.grant(
+          ctx,
+          { clientId: v.clientId, agentId: f.agent_id ?? '', scopes: chosen, requested: v.requestedScopes },
+          (tx, scopes) => deps.finish(tx, req.raw, reply.raw, { agentId: f.agent_id ?? '', humanId: s.human.id, scopes }),
+        );
       } catch (e) {
         if (!isAppError(e) || e.status >= 500) throw e;
         const o = await deps.consent.options(ctx);
