@@ -2318,6 +2318,7 @@ export interface components {
          *     - `master_key_incomplete`: The key ring lacks a version still in use.
          *     - `migration_failed`: A migration failed.
          *     - `tls_config_invalid`: The TLS key or certificate is invalid.
+         *     - `oauth_config_invalid`: An OAuth setting cannot be used (MAILWARD_OAUTH_CIMD_CA_FILE unreadable).
          *     - `dns_overrides_invalid`: MAILWARD_DNS_OVERRIDES is not valid.
          *     - `pg_dump_failed`: pg_dump failed; its message says why.
          *     - `pg_restore_failed`: pg_restore failed; its message says why.
@@ -2333,7 +2334,7 @@ export interface components {
              * @description stable snake_case error code
              * @enum {string}
              */
-            code: "internal" | "secret_integrity_failed" | "decrypt_failed" | "audit_chain_broken" | "audit_inconsistent" | "audit_tree_incomplete" | "audit_key_missing" | "signing_key_missing" | "dkim_failed" | "sign_failed" | "kek_unknown" | "master_key_missing" | "master_key_invalid" | "master_key_mismatch" | "master_key_incomplete" | "migration_failed" | "tls_config_invalid" | "dns_overrides_invalid" | "pg_dump_failed" | "pg_restore_failed" | "phi_model_unavailable";
+            code: "internal" | "secret_integrity_failed" | "decrypt_failed" | "audit_chain_broken" | "audit_inconsistent" | "audit_tree_incomplete" | "audit_key_missing" | "signing_key_missing" | "dkim_failed" | "sign_failed" | "kek_unknown" | "master_key_missing" | "master_key_invalid" | "master_key_mismatch" | "master_key_incomplete" | "migration_failed" | "tls_config_invalid" | "oauth_config_invalid" | "dns_overrides_invalid" | "pg_dump_failed" | "pg_restore_failed" | "phi_model_unavailable";
             /** @description what to fix; never PHI, addresses or secrets */
             detail: string;
             request_id: string | null;
@@ -7012,7 +7013,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `internal`, `secret_integrity_failed`, `decrypt_failed`, `audit_chain_broken`, `audit_inconsistent`, `audit_tree_incomplete`, `audit_key_missing`, `signing_key_missing`, `dkim_failed`, `sign_failed`, `kek_unknown`, `master_key_missing`, `master_key_invalid`, `master_key_mismatch`, `master_key_incomplete`, `migration_failed`, `tls_config_invalid`, `dns_overrides_invalid`, `pg_dump_failed`, `pg_restore_failed`, `phi_model_unavailable` */
+            /** @description Problem details; `code` is one of `internal`, `secret_integrity_failed`, `decrypt_failed`, `audit_chain_broken`, `audit_inconsistent`, `audit_tree_incomplete`, `audit_key_missing`, `signing_key_missing`, `dkim_failed`, `sign_failed`, `kek_unknown`, `master_key_missing`, `master_key_invalid`, `master_key_mismatch`, `master_key_incomplete`, `migration_failed`, `tls_config_invalid`, `oauth_config_invalid`, `dns_overrides_invalid`, `pg_dump_failed`, `pg_restore_failed`, `phi_model_unavailable` */
             500: {
                 headers: {
                     [name: string]: unknown;
@@ -7345,7 +7346,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `internal`, `secret_integrity_failed`, `decrypt_failed`, `audit_chain_broken`, `audit_inconsistent`, `audit_tree_incomplete`, `audit_key_missing`, `signing_key_missing`, `dkim_failed`, `sign_failed`, `kek_unknown`, `master_key_missing`, `master_key_invalid`, `master_key_mismatch`, `master_key_incomplete`, `migration_failed`, `tls_config_invalid`, `dns_overrides_invalid`, `pg_dump_failed`, `pg_restore_failed`, `phi_model_unavailable` */
+            /** @description Problem details; `code` is one of `internal`, `secret_integrity_failed`, `decrypt_failed`, `audit_chain_broken`, `audit_inconsistent`, `audit_tree_incomplete`, `audit_key_missing`, `signing_key_missing`, `dkim_failed`, `sign_failed`, `kek_unknown`, `master_key_missing`, `master_key_invalid`, `master_key_mismatch`, `master_key_incomplete`, `migration_failed`, `tls_config_invalid`, `oauth_config_invalid`, `dns_overrides_invalid`, `pg_dump_failed`, `pg_restore_failed`, `phi_model_unavailable` */
             500: {
                 headers: {
                     [name: string]: unknown;
