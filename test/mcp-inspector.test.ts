@@ -1,0 +1,191 @@
+import { randomBytes } from 'node:crypto';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fixedClock } from '../src/kernel/clock.js';
+import { launchChromium } from './support/browser.js';
+import { signInInBrowser } from './support/console-browser.js';
+import { testDialects } from './support/dialects.js';
+import { inspectorHome, inspectorVersion, runInspector } from './support/inspector.js';
+import { freePort } from './support/processes.js';
+import { createTestApp, type TestApp } from './support/test-app.js';
+
+/** The Inspector's result on stdout (`--format json`: one JSON object, `{"result": ...}` or `{"error": ...}`). */
+const resultOf = (stdout: string): any => {
+  const out = JSON.parse(stdout.trim());
+  if (!('result' in out)) throw new Error(`the Inspector answered no result: ${stdout}`);
+  return out.result;
+};
+
+/** Resolves with the exit code, or fails with what the Inspector printed when it runs past `ms`. */
+const exitWithin = async (run: ReturnType<typeof runInspector>, ms: number) => {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      run.child.kill('SIGTERM');
+      reject(new Error(`the Inspector did not finish:\n${run.stderr()}\n${run.stdout()}`));
+    }, ms);
+  });
+  try {
+    return await Promise.race([run.exited, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+};
+
+// The official MCP Inspector 2.x CLI (npm @modelcontextprotocol/inspector) against Mailward: over HTTP it runs the
+// OAuth flow itself (discovery, Dynamic Client Registration, PKCE, its loopback callback) while the test plays the
+// person in Chromium on the consent page; over stdio it uses an agent API key.
+for (const dialect of testDialects()) {
+  describe(`MCP Inspector 2.x CLI: HTTP with OAuth, stdio with a key (${dialect})`, () => {
+    let t: TestApp;
+    let browser: Browser;
+    let page: Page;
+    let context: BrowserContext;
+    let origin = '';
+    let agentId = '';
+    let agentKey = '';
+    const clock = fixedClock(new Date());
+
+    beforeAll(async () => {
+      expect(inspectorVersion()).toMatch(/^2\./);
+      const port = await freePort();
+      origin = `http://localhost:${port}`;
+      t = await createTestApp(dialect, { clock });
+      await t.app.listen({ host: '127.0.0.1', port });
+      browser = await launchChromium();
+      const signed = await signInInBrowser(browser, t, origin, clock, {
+        name: 'Dr. Ana Rivera',
+        email: 'ana.rivera@hospital.example',
+        roles: ['reviewer'],
+      });
+      ({ page, context } = signed);
+      const dep = await t.call('POST', '/v1/departments', t.adminKey, { name: 'Cardiology' });
+      const agent = await t.call('POST', '/v1/agents', t.adminKey, {
+        name: 'Ward Assistant',
+        department_id: dep.body.id,
+        responsible_human_id: signed.human.id,
+      });
+      expect(agent.status).toBe(201);
+      agentId = agent.body.id;
+      const box = await t.call('POST', '/v1/mailboxes', t.adminKey, {
+        agent_id: agentId,
+        display_name: 'Ward Assistant',
+        oversight_mode: 'autonomous',
+      });
+      expect(box.status).toBe(201);
+      const key = await t.call('POST', `/v1/agents/${agentId}/api-keys`, t.adminKey, {});
+      expect(key.status).toBe(201);
+      agentKey = key.body.key;
+    }, 120_000);
+    afterAll(async () => {
+      await context?.close();
+      await browser?.close();
+      t?.app.server.closeAllConnections();
+      await t?.close();
+    });
+
+    it('lists the tools over HTTP after running the OAuth flow itself (registration, PKCE, consent in Chromium), then reuses the stored token', async () => {
+      const callback = `http://127.0.0.1:${await freePort()}/oauth/callback`;
+      // One home for both runs: the second reads the OAuth state the first stored (encrypted with this passphrase).
+      const home = inspectorHome();
+      const env = { MCP_INSPECTOR_SECRET_STORE: 'file', MCP_INSPECTOR_SECRET_KEY: randomBytes(16).toString('hex') };
+      const run = runInspector(
+        [`${origin}/mcp`, '--transport', 'http', '--method', 'tools/list', '--format', 'json', '--callback-url', callback],
+        {
+          home,
+          env,
+        },
+      );
+      await expect.poll(() => run.authorizationUrl() ?? '', { timeout: 60_000 }).toMatch(/^http:\/\/localhost:\d+\/oauth\/authorize\?/);
+      const auth = new URL(run.authorizationUrl()!);
+      expect(auth.searchParams.get('code_challenge_method')).toBe('S256');
+      expect(auth.searchParams.get('resource')).toBe(`${origin}/mcp`);
+      expect(auth.searchParams.get('redirect_uri')).toBe(callback);
+      await page.goto(auth.href);
+      await page.waitForURL(/\/console\/oauth\//);
+      await page.check(`input[name=agent_id][value="${agentId}"]`);
+      await page.click('#allow');
+      // The consent page sends the browser on to the Inspector's loopback callback; the Inspector redeems the code.
+      expect(await exitWithin(run, 90_000), run.stderr()).toBe(0);
+      const listed = resultOf(run.stdout());
+      const tools = listed.tools as { name: string; annotations?: Record<string, unknown> }[];
+      expect(tools.map((x) => x.name)).toEqual(expect.arrayContaining(['whoami', 'send_email', 'read_email']));
+      expect(tools.find((x) => x.name === 'send_email')?.annotations).toMatchObject({ destructiveHint: true });
+
+      // The Inspector registered itself (DCR) and got its token as the chosen agent, the human last in the chain.
+      await t.c.audit.sync();
+      const registered = await t.c.store.db
+        .selectFrom('audit_events')
+        .selectAll()
+        .where('action', '=', 'oauth.client.registered')
+        .execute();
+      expect(registered).toHaveLength(1);
+      const clientId = registered[0]!.target_id;
+      expect(auth.searchParams.get('client_id')).toBe(clientId);
+      const issued = (await t.call('GET', '/v1/audit/events?action=oauth.token.issued&limit=20', t.adminKey)).body.events.filter(
+        (e: any) => e.details.client_id === clientId && e.details.token_type === 'access_token',
+      );
+      expect(issued).toHaveLength(1);
+      expect(issued[0].actor).toEqual({ type: 'agent', id: agentId });
+
+      // CI mode: no browser, the stored token only (--stored-auth-only), and whoami answers as the chosen agent.
+      const again = runInspector(
+        [
+          `${origin}/mcp`,
+          '--transport',
+          'http',
+          '--method',
+          'tools/call',
+          '--tool-name',
+          'whoami',
+          '--format',
+          'json',
+          '--stored-auth-only',
+        ],
+        { home, env },
+      );
+      expect(await exitWithin(again, 60_000), again.stderr()).toBe(0);
+      expect(again.authorizationUrl()).toBeUndefined();
+      expect(JSON.stringify(resultOf(again.stdout()))).toContain(agentId);
+    }, 240_000);
+
+    it('refuses, without a token and without a browser (--stored-auth-only), with auth_required', async () => {
+      const run = runInspector([
+        `${origin}/mcp`,
+        '--transport',
+        'http',
+        '--method',
+        'tools/list',
+        '--format',
+        'json',
+        '--stored-auth-only',
+      ]);
+      expect(await exitWithin(run, 60_000)).not.toBe(0);
+      expect(`${run.stdout()}${run.stderr()}`).toContain('auth_required');
+      expect(run.authorizationUrl()).toBeUndefined();
+    }, 90_000);
+
+    it('lists the tools over stdio with an agent API key (mailward mcp)', async () => {
+      const env = Object.entries({ ...t.env, MAILWARD_API_KEY: agentKey, MAILWARD_LOG_LEVEL: 'warn' }).flatMap(([k, v]) => [
+        '-e',
+        `${k}=${v}`,
+      ]);
+      const run = runInspector([
+        ...env,
+        '--method',
+        'tools/list',
+        '--format',
+        'json',
+        '--',
+        process.execPath,
+        '--import',
+        'tsx',
+        'src/cli/main.ts',
+        'mcp',
+      ]);
+      expect(await exitWithin(run, 120_000), run.stderr()).toBe(0);
+      const tools = resultOf(run.stdout()).tools as { name: string }[];
+      expect(tools.map((x) => x.name)).toEqual(expect.arrayContaining(['whoami', 'send_email', 'read_email']));
+    }, 180_000);
+  });
+}
