@@ -12,7 +12,8 @@ const META = (version: string) => ({
 });
 
 // Both eras on one endpoint: 2025-era clients with initialize (SDK 1.x), 2026-07-28 clients with per-request _meta and
-// server/discover, written here on the wire because no SDK 2.x is installable in this build (README "MCP server").
+// server/discover, written here on the wire (a real client of that revision, the Inspector 2.x CLI on the MCP SDK 2.x
+// client, is in test/mcp-inspector.test.ts).
 for (const dialect of testDialects()) {
   describe(`MCP protocol eras on one endpoint (${dialect})`, () => {
     let t: TestApp;
@@ -96,16 +97,19 @@ for (const dialect of testDialects()) {
       expect(d.body.result.instructions).toMatch(/whoami/);
     });
 
-    it('serves tools/list and tools/call to a 2026-07-28 client without initialize, with resultType', async () => {
+    it('serves tools/list and tools/call to a 2026-07-28 client without initialize, with resultType (and cache fields on the list)', async () => {
       const listed = await modern(2, 'tools/list');
       expect(listed.status).toBe(200);
       expect(listed.body.result.resultType).toBe('complete');
+      // SEP-2549 CacheableResult, required of list results in 2026-07-28: not cached, private to the caller.
+      expect(listed.body.result).toMatchObject({ ttlMs: 0, cacheScope: 'private' });
       expect(listed.body.result.tools.map((x: { name: string }) => x.name)).toContain('whoami');
       const who = await modern(3, 'tools/call', { name: 'whoami', arguments: {} });
       expect(who.status).toBe(200);
       expect(who.body.result.resultType).toBe('complete');
       expect(who.body.result.isError).toBeFalsy();
       expect(who.body.result.structuredContent.principal.id).toBe(agentId);
+      expect(who.body.result.ttlMs).toBeUndefined();
     });
 
     it('refuses a protocol version it does not speak with UnsupportedProtocolVersionError naming the supported one', async () => {

@@ -8,7 +8,9 @@ import { INSTRUCTIONS, MCP_SERVER_VERSION } from './mcp-server.js';
  * `params._meta["io.modelcontextprotocol/protocolVersion"]` (with the client's capabilities), a server MUST answer
  * `server/discover`, and results carry `resultType`. Mailward's HTTP endpoint is already stateless (one server per
  * POST, no session), so a modern tools/list or tools/call is the same call the SDK already answers; this module only
- * answers discovery itself, checks the version, and adds `resultType` to what the SDK returns.
+ * answers discovery itself, checks the version, and adds `resultType` (and, to lists, `ttlMs` and `cacheScope`) to what
+ * the SDK returns. Checked against a real client of the revision: the MCP Inspector 2.x CLI (`--protocol-era modern`,
+ * on the MCP SDK 2.x client), test/mcp-inspector.test.ts.
  */
 export const MODERN_PROTOCOL_VERSION = '2026-07-28';
 export const META_PROTOCOL_VERSION = 'io.modelcontextprotocol/protocolVersion';
@@ -35,9 +37,26 @@ const idOf = (body: unknown) => {
   return typeof id === 'string' || typeof id === 'number' ? id : null;
 };
 
+/**
+ * Results a 2026-07-28 client may cache (SEP-2549 CacheableResult): they carry `ttlMs` and `cacheScope`, which the
+ * revision's schema requires (the MCP SDK 2.x client refuses a tools/list without them). Decision: nothing is cached
+ * (`ttlMs: 0`) and what is shared is private to the caller, because the tools an agent sees follow its scopes and
+ * grants, which a revocation or deactivation changes at once.
+ */
+const CACHEABLE = new Set([
+  'tools/list',
+  'prompts/list',
+  'resources/list',
+  'resources/templates/list',
+  'resources/read',
+  'server/discover',
+]);
+export const NO_CACHE = { ttlMs: 0, cacheScope: 'private' } as const;
+
 /** What the server/discover of this endpoint says: every version it speaks, the modern one first. */
 export const discoverResult = () => ({
   resultType: 'complete',
+  ...NO_CACHE,
   supportedVersions: [MODERN_PROTOCOL_VERSION, ...SUPPORTED_PROTOCOL_VERSIONS],
   capabilities: { tools: {} },
   serverInfo: { name: 'mailward', title: 'Mailward', version: MCP_SERVER_VERSION },
@@ -66,6 +85,7 @@ export const modernAnswer = (body: unknown, version: string): ModernAnswer => {
   if ((body as RpcRequest).method === 'server/discover') {
     return { kind: 'answer', status: 200, body: { jsonrpc: '2.0', id, result: discoverResult() } };
   }
+  const cacheable = CACHEABLE.has(String((body as RpcRequest).method));
   return {
     kind: 'delegate',
     // The SDK's transport refuses a MCP-Protocol-Version header it does not know; the request is the same under its latest.
@@ -73,7 +93,9 @@ export const modernAnswer = (body: unknown, version: string): ModernAnswer => {
     finish: (text) => {
       if (!text) return text;
       const msg = JSON.parse(text) as { result?: Record<string, unknown> };
-      if (msg.result && typeof msg.result === 'object') msg.result = { resultType: 'complete', ...msg.result };
+      if (msg.result && typeof msg.result === 'object') {
+        msg.result = { resultType: 'complete', ...(cacheable ? NO_CACHE : {}), ...msg.result };
+      }
       return JSON.stringify(msg);
     },
   };

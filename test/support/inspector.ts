@@ -38,7 +38,8 @@ export const inspectorHome = () => {
 export const runInspector = (args: string[], opts: { home?: string; env?: Record<string, string> } = {}): InspectorRun => {
   const home = opts.home ?? inspectorHome();
   const bin = path.join(home, 'bin');
-  const child = spawn(process.execPath, [INSPECTOR_BIN, '--cli', ...args], {
+  // A generous connect timeout (its default is 15 s): `mailward mcp` under tsx starts slowly on a loaded machine.
+  const child = spawn(process.execPath, [INSPECTOR_BIN, '--cli', '--connect-timeout', '120000', ...args], {
     cwd: repoRoot,
     env: {
       PATH: `${bin}:${process.env.PATH ?? ''}`,
