@@ -76,6 +76,7 @@ for (const dialect of testDialects()) {
     let totpSecret = '';
     let agentId = '';
     let mailboxId = '';
+    let otherHumanId = '';
     const clock = fixedClock(new Date());
 
     /** Opens `url` in the signed-in browser, lets the human choose on the consent page, and returns the redirect's query. */
@@ -162,6 +163,7 @@ for (const dialect of testDialects()) {
       agentId = agent.body.id;
       // Another agent, answered for by someone else: not offered to this human.
       const other = await t.call('POST', '/v1/humans', t.adminKey, { name: 'Dr. Lee', email: 'lee@hospital.example', roles: ['reviewer'] });
+      otherHumanId = other.body.id;
       await t.call('POST', '/v1/agents', t.adminKey, {
         name: 'Not Yours',
         department_id: dep.body.id,
@@ -521,6 +523,51 @@ for (const dialect of testDialects()) {
       }
     }, 60_000);
 
+    it('revokes the grants of the human an agent is taken from: handing it back does not revive them', async () => {
+      const clientId = provider.info!.client_id;
+      const { params, verifier } = await authorizeByHand(clientId);
+      const issued = await json(
+        token({
+          grant_type: 'authorization_code',
+          code: params.get('code')!,
+          redirect_uri: REDIRECT,
+          client_id: clientId,
+          code_verifier: verifier,
+        }),
+      );
+      expect((await mcpCall(issued.access_token)).status).toBe(200);
+      const accountRows = async () =>
+        (
+          await t.c.store.db
+            .selectFrom('oauth_records')
+            .select('model')
+            .where('agent_id', '=', agentId)
+            .where('human_id', '=', human.id)
+            .execute()
+        ).map((r) => r.model);
+      expect(await accountRows()).toEqual(expect.arrayContaining(['Grant', 'AccessToken', 'RefreshToken']));
+      const to = await t.call('PATCH', `/v1/agents/${agentId}`, t.adminKey, { responsible_human_id: otherHumanId });
+      expect(to.status).toBe(200);
+      // Gone from the store in the reassignment's transaction, each grant with its event.
+      expect(await accountRows()).toEqual([]);
+      const revoked = (await t.call('GET', '/v1/audit/events?action=oauth.grant.revoked&limit=200', t.adminKey)).body.events.filter(
+        (e: any) => e.details.reason === 'agent_reassigned',
+      );
+      expect(revoked.length).toBeGreaterThan(0);
+      expect(revoked[0].actor).toEqual({ type: 'agent', id: agentId });
+      expect(JSON.stringify(revoked)).not.toContain(issued.access_token);
+      const updated = (await t.call('GET', `/v1/audit/events?action=agent.updated&target_id=${agentId}&limit=10`, t.adminKey)).body.events;
+      expect(updated.at(-1).details.oauth_grants_revoked).toBe(revoked.length);
+      expect((await mcpCall(issued.access_token)).status).toBe(401);
+      // Back to Ana: what she granted before stays revoked (access and refresh).
+      const back = await t.call('PATCH', `/v1/agents/${agentId}`, t.adminKey, { responsible_human_id: human.id });
+      expect(back.status).toBe(200);
+      expect((await mcpCall(issued.access_token)).status).toBe(401);
+      const refreshed = await token({ grant_type: 'refresh_token', refresh_token: issued.refresh_token, client_id: clientId });
+      expect(refreshed.status).toBe(400);
+      expect((await json(refreshed)).error).toBe('invalid_grant');
+    }, 60_000);
+
     it('refuses the next MCP call, in this process and another one on the same store, once the agent or the granting human is deactivated', async () => {
       const dep = await t.call('POST', '/v1/departments', t.adminKey, { name: 'Oncology' });
       const second = await t.call('POST', '/v1/agents', t.adminKey, {
@@ -569,11 +616,18 @@ for (const dialect of testDialects()) {
         const there = `http://127.0.0.1:${child.port}`;
         for (const at of [origin, there]) for (const tk of [byAna, bySam, forSecond]) expect((await mcpCall(tk, at)).status).toBe(200);
         expect((await t.call('POST', `/v1/agents/${second.body.id}/deactivate`, t.adminKey)).status).toBe(200);
+        // Its grants are revoked in the deactivation's transaction, not only refused.
+        expect(await t.c.store.db.selectFrom('oauth_records').select('model').where('agent_id', '=', second.body.id).execute()).toEqual([]);
         for (const at of [origin, there]) {
           expect((await mcpCall(forSecond, at)).status).toBe(401);
           expect((await mcpCall(byAna, at)).status).toBe(200);
         }
         expect((await t.call('POST', `/v1/humans/${admin.human.id}/deactivate`, t.adminKey)).status).toBe(200);
+        expect(await t.c.store.db.selectFrom('oauth_records').select('model').where('human_id', '=', admin.human.id).execute()).toEqual([]);
+        const reasons = (await t.call('GET', '/v1/audit/events?action=oauth.grant.revoked&limit=200', t.adminKey)).body.events.map(
+          (e: any) => e.details.reason,
+        );
+        expect(reasons).toEqual(expect.arrayContaining(['agent_deactivated', 'human_deactivated']));
         for (const at of [origin, there]) {
           expect((await mcpCall(bySam, at)).status).toBe(401);
           // The same agent through another human's grant still works: it is the granting human who is gone.

@@ -213,5 +213,51 @@ for (const dialect of testDialects()) {
       expect(seen.map((c) => `${c.op}/${c.model}`)).toEqual(['upsert/Grant']);
       expect(await t.c.store.db.selectFrom('oauth_records').select('id_hash').execute()).toHaveLength(before);
     });
+
+    it('revokes the grants of one delegation (agent and human) in the caller’s transaction, or nothing if its audit fails', async () => {
+      const a = providerOn();
+      const client = await a.Client.find(CLIENT.client_id);
+      const grantFor = async (accountId: string) => {
+        const g = new a.Grant({ accountId, clientId: CLIENT.client_id });
+        g.addResourceScope('http://127.0.0.1:1/mcp', 'mail:read');
+        const grantId = await g.save();
+        const access = await new a.AccessToken({ client, accountId, grantId, scope: 'mail:read' } as never).save();
+        return { grantId, access };
+      };
+      const mine = await grantFor('agt_shared:hum_leaving');
+      const theirs = await grantFor('agt_shared:hum_staying');
+      const repo = createOauthRecordsRepo({ db: t.c.store.db, clock, audit: hook() });
+
+      // The audit write fails: the caller's transaction (here, the identity change) fails and nothing is revoked.
+      const original = t.c.audit.record;
+      (t.c.audit as { record: unknown }).record = async () => {
+        throw new Error('audit store unavailable');
+      };
+      try {
+        await expect(
+          t.c.store.db.transaction().execute((tx) => repo.revokeDelegation(tx, { agentId: 'agt_shared', humanId: 'hum_leaving' }, 'test')),
+        ).rejects.toThrow('audit store unavailable');
+      } finally {
+        (t.c.audit as { record: unknown }).record = original;
+      }
+      expect(await providerOn().AccessToken.find(mine.access)).toBeDefined();
+
+      const n = await t.c.store.db
+        .transaction()
+        .execute((tx) => repo.revokeDelegation(tx, { agentId: 'agt_shared', humanId: 'hum_leaving' }, 'agent_reassigned'));
+      expect(n).toBe(1);
+      expect(await providerOn().AccessToken.find(mine.access)).toBeUndefined();
+      expect(await providerOn().Grant.find(mine.grantId)).toBeUndefined();
+      expect(await providerOn().AccessToken.find(theirs.access)).toBeDefined();
+      const ev = (await eventsOf('oauth.grant.revoked')).filter((e) => e.target_id === mine.grantId);
+      expect(ev).toHaveLength(1);
+      expect(JSON.parse(ev[0]!.details)).toMatchObject({ reason: 'agent_reassigned', client_id: CLIENT.client_id });
+      expect(JSON.parse(ev[0]!.details).token_hashes).toHaveLength(1);
+      // By agent alone: the rest of that agent's grants.
+      expect(
+        await t.c.store.db.transaction().execute((tx) => repo.revokeDelegation(tx, { agentId: 'agt_shared' }, 'agent_deactivated')),
+      ).toBe(1);
+      expect(await providerOn().AccessToken.find(theirs.access)).toBeUndefined();
+    });
   });
 }

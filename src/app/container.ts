@@ -145,11 +145,14 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
   await authCache.start();
   const guard = createGuard({ db, audit, authCache });
   const repo = createIdentityRepo();
-  const identity = createIdentityService({ db, repo, guard, clock });
+  // The OAuth 2.1 authorization server's store (codes and tokens hashed), each write with its audit event; identity
+  // changes that end a delegation revoke its grants there, in their own transaction.
+  const oauthRecords = createOauthRecordsRepo({ db, clock, audit: createOauthAuditHook({ audit, identity: repo }) });
+  const identity = createIdentityService({ db, repo, guard, clock, revokeOauth: oauthRecords.revokeDelegation });
   // The OAuth 2.1 authorization server of /mcp: its codes and tokens in the store (hashed), its secret sealed there.
   const oauth = createOauthServer({
     db,
-    records: createOauthRecordsRepo({ db, clock, audit: createOauthAuditHook({ audit, identity: repo }) }),
+    records: oauthRecords,
     identity: repo,
     audit,
     keys: await loadOauthKeys(db, ring),

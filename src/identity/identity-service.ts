@@ -11,7 +11,17 @@ import type { IdentityRepo } from './identity-repo.js';
 import type { createAgentBody, createDepartmentBody, createHumanBody, updateAgentBody } from './identity-schemas.js';
 import { type ChainEntry, hasRole, type RequestContext, type Role } from './principal.js';
 
-type Deps = { db: Db; repo: IdentityRepo; guard: Guard; clock: Clock };
+type Deps = {
+  db: Db;
+  repo: IdentityRepo;
+  guard: Guard;
+  clock: Clock;
+  /**
+   * Revokes, in the caller's transaction, the OAuth grants acting for an agent and/or granted by a human (the
+   * authorization server's store, src/oauth/oauth-records-repo.ts revokeDelegation), when the delegation ends.
+   */
+  revokeOauth?: (tx: Executor, who: { agentId?: string; humanId?: string }, reason: string) => Promise<number>;
+};
 
 export type AgentView = {
   id: string;
@@ -54,7 +64,7 @@ const requireHuman = (ctx: RequestContext) => {
   if (ctx.principal.type !== 'human') throw notFound();
 };
 
-export const createIdentityService = ({ db, repo, guard, clock }: Deps) => {
+export const createIdentityService = ({ db, repo, guard, clock, revokeOauth = async () => 0 }: Deps) => {
   const now = () => clock.now().toISOString();
   const accountsRepo = createAccountsRepo();
 
@@ -180,7 +190,15 @@ export const createIdentityService = ({ db, repo, guard, clock }: Deps) => {
           await tx.updateTable('humans').set({ is_active: 0, deactivated_at: now() }).where('id', '=', id).execute();
           // 45 CFR 164.308(a)(3)(ii)(C) termination: every session ends with the deactivation, in every process.
           const ended = await accountsRepo.endSessions(tx, id, now(), 'deactivated');
-          await guard.recordIn(tx, ctx, 'human.deactivated', { type: 'human', id }, { sessions_ended: ended });
+          // Every OAuth grant they gave ends with them (revoked, each with its own audit event, in this transaction).
+          const grants = await revokeOauth(tx, { humanId: id }, 'human_deactivated');
+          await guard.recordIn(
+            tx,
+            ctx,
+            'human.deactivated',
+            { type: 'human', id },
+            { sessions_ended: ended, oauth_grants_revoked: grants },
+          );
         }
         return humanView((await repo.human(tx, ctx.principal.orgId, id))!);
       },
@@ -288,6 +306,15 @@ export const createIdentityService = ({ db, repo, guard, clock }: Deps) => {
         };
         await tx.updateTable('agents').set(changes).where('id', '=', id).execute();
         const after = (await repo.agent(tx, orgId, id))!;
+        // The previous responsible human's OAuth grants for this agent end with their responsibility (unless they are
+        // an admin, who may act for any agent): revoked, so handing the agent back does not revive them.
+        let grants = 0;
+        if (after.responsible_human_id !== a.responsible_human_id) {
+          const before = await repo.human(tx, orgId, a.responsible_human_id);
+          if (!before || !(JSON.parse(before.roles) as Role[]).includes('admin')) {
+            grants = await revokeOauth(tx, { agentId: id, humanId: a.responsible_human_id }, 'agent_reassigned');
+          }
+        }
         await guard.recordIn(
           tx,
           ctx,
@@ -296,6 +323,7 @@ export const createIdentityService = ({ db, repo, guard, clock }: Deps) => {
           {
             before: { department_id: a.department_id, responsible_human_id: a.responsible_human_id },
             after: { department_id: after.department_id, responsible_human_id: after.responsible_human_id },
+            ...(grants > 0 ? { oauth_grants_revoked: grants } : {}),
           },
         );
         return agentView(tx, after);
@@ -315,7 +343,14 @@ export const createIdentityService = ({ db, repo, guard, clock }: Deps) => {
         if (!a) throw notFound('agent');
         if (a.is_active === 1) {
           await tx.updateTable('agents').set({ is_active: 0, deactivated_at: now() }).where('id', '=', id).execute();
-          await guard.recordIn(tx, ctx, 'agent.deactivated', { type: 'agent', id });
+          const grants = await revokeOauth(tx, { agentId: id }, 'agent_deactivated');
+          await guard.recordIn(
+            tx,
+            ctx,
+            'agent.deactivated',
+            { type: 'agent', id },
+            grants > 0 ? { oauth_grants_revoked: grants } : undefined,
+          );
         }
         return agentView(tx, (await repo.agent(tx, ctx.principal.orgId, id))!);
       },

@@ -17,7 +17,7 @@ import type { OauthAuditHook, OauthChange, OauthPayload } from './oauth-records-
  * | AccessToken or RefreshToken stored | `oauth.token.issued` (`details.token_type`) |
  * | RefreshToken consumed (rotation) | `oauth.token.rotated` |
  * | a code or token destroyed, or a grant's removed (RFC 7009, a replayed code) | `oauth.token.revoked` |
- * | Grant destroyed | `oauth.grant.revoked` |
+ * | Grant destroyed, or revoked with its codes and tokens when its agent or human is deactivated or the agent handed to another human | `oauth.grant.revoked` (`details.reason`) |
  *
  * Sessions and interactions (the library's browser-session bookkeeping, which hand out no access) are not audited:
  * the consent page audits the human's decision (`oauth.consent.granted` / `.denied`) in the same transaction as the
@@ -65,6 +65,18 @@ export const createOauthAuditHook = ({
   };
 
   const eventOf = (c: OauthChange): { action: string; details: Record<string, unknown>; grantId: string | null } | null => {
+    if (c.op === 'revoke_delegation') {
+      const p = c.rows.find((r) => r.model === 'Grant')?.payload ?? c.rows[0]?.payload ?? {};
+      return {
+        action: 'oauth.grant.revoked',
+        grantId: c.grantId,
+        details: {
+          client_id: str(p.clientId),
+          reason: c.reason,
+          token_hashes: c.rows.filter((r) => TOKEN_TYPE[r.model]).map((r) => r.idHash),
+        },
+      };
+    }
     const type = TOKEN_TYPE[c.model];
     if (c.op === 'revoke_grant') {
       if (!type) return null;
@@ -125,7 +137,8 @@ export const createOauthAuditHook = ({
   return async (tx, change) => {
     const ev = eventOf(change);
     if (!ev) return;
-    const accountId = change.op === 'revoke_grant' ? change.rows[0]?.payload.accountId : change.payload.accountId;
+    const accountId =
+      change.op === 'revoke_grant' || change.op === 'revoke_delegation' ? change.rows[0]?.payload.accountId : change.payload.accountId;
     const actor =
       change.model === 'Client'
         ? ({ type: 'anonymous', id: null, orgId: null, chain: [] } satisfies AuditActor)

@@ -34,7 +34,15 @@ export type OauthPayload = Record<string, unknown> & {
 export type OauthChange =
   | { op: 'upsert'; model: string; idHash: string; payload: OauthPayload; created: boolean; expiresAt: string | null }
   | { op: 'consume' | 'destroy'; model: string; idHash: string; payload: OauthPayload }
-  | { op: 'revoke_grant'; model: string; grantId: string; rows: { idHash: string; payload: OauthPayload }[] };
+  | { op: 'revoke_grant'; model: string; grantId: string; rows: { idHash: string; payload: OauthPayload }[] }
+  /** Everything of these grants removed because the delegation ended (`reason`): one change per grant. */
+  | {
+      op: 'revoke_delegation';
+      model: 'Grant';
+      grantId: string;
+      reason: string;
+      rows: { model: string; idHash: string; payload: OauthPayload }[];
+    };
 
 /** Writes the audit event of a change in the change's transaction (throws to roll the change back). */
 export type OauthAuditHook = (tx: Executor, change: OauthChange) => Promise<void>;
@@ -63,6 +71,13 @@ export const CREDENTIAL_MODELS = new Set([
 ]);
 
 const hash = (model: string, value: string) => sha256Hex(`mailward/oauth/${model}|${value}`);
+
+const ACCOUNT_RE = /^(agt_[0-9A-Za-z]+):(hum_[0-9A-Za-z]+)$/;
+/** The agent and the human of a payload's `accountId` (`<agent>:<human>`, oauth-server.ts accountIdOf). */
+const accountOf = (p: OauthPayload) => {
+  const m = typeof p.accountId === 'string' ? ACCOUNT_RE.exec(p.accountId) : null;
+  return { agent_id: m ? m[1]! : null, human_id: m ? m[2]! : null };
+};
 
 export const createOauthRecordsRepo = ({ db, clock, audit }: { db: Db; clock: Clock; audit: OauthAuditHook }) => {
   // The transaction the caller of `within` holds: the library's adapter calls made under it write in it.
@@ -103,6 +118,7 @@ export const createOauthRecordsRepo = ({ db, clock, audit }: { db: Db; clock: Cl
         uid_hash: typeof payload.uid === 'string' ? hash(`${model}/uid`, payload.uid) : null,
         user_code_hash: typeof payload.userCode === 'string' ? hash(`${model}/user_code`, payload.userCode) : null,
         expires_at: expiresIn ? new Date(clock.now().getTime() + expiresIn * 1000).toISOString() : null,
+        ...accountOf(payload),
       };
       await write(async (tx) => {
         const created = (await rowOf(tx, model, row.id_hash)) === undefined;
@@ -116,6 +132,8 @@ export const createOauthRecordsRepo = ({ db, clock, audit }: { db: Db; clock: Cl
               uid_hash: row.uid_hash,
               user_code_hash: row.user_code_hash,
               expires_at: row.expires_at,
+              agent_id: row.agent_id,
+              human_id: row.human_id,
             }),
           )
           .execute();
@@ -206,10 +224,35 @@ export const createOauthRecordsRepo = ({ db, clock, audit }: { db: Db; clock: Cl
       .where('model', 'in', ['AccessToken', 'RefreshToken'])
       .executeTakeFirst()) !== undefined;
 
+  /**
+   * Revokes, in `tx` (the caller's: a deactivation, an agent handed to another human), every grant with its codes and
+   * tokens that acts for `agentId` and/or was granted by `humanId` (both given: that pair only), with one audit event
+   * per grant (`oauth.grant.revoked`, `reason`) in the same transaction. Revoked, not merely refused: a grant never
+   * comes back, even if the human is made responsible for the agent again. Returns the number of grants revoked.
+   */
+  const revokeDelegation = async (tx: Executor, who: { agentId?: string; humanId?: string }, reason: string): Promise<number> => {
+    if (!who.agentId && !who.humanId) return 0;
+    let q = tx.deleteFrom('oauth_records');
+    if (who.agentId) q = q.where('agent_id', '=', who.agentId);
+    if (who.humanId) q = q.where('human_id', '=', who.humanId);
+    const rows = await q.returning(['model', 'id_hash', 'payload', 'grant_id']).execute();
+    const byGrant = new Map<string, { model: string; idHash: string; payload: OauthPayload }[]>();
+    for (const r of rows) {
+      const payload = JSON.parse(r.payload) as OauthPayload;
+      const grantId = r.model === 'Grant' ? String(payload.jti ?? '') : r.grant_id;
+      if (!grantId) continue;
+      byGrant.set(grantId, [...(byGrant.get(grantId) ?? []), { model: r.model, idHash: r.id_hash, payload }]);
+    }
+    for (const [grantId, grantRows] of byGrant) {
+      await audit(tx, { op: 'revoke_delegation', model: 'Grant', grantId, reason, rows: grantRows });
+    }
+    return byGrant.size;
+  };
+
   /** Runs `fn` (library calls) with its adapter writes in `tx`, the caller's transaction, committed or rolled back with it. */
   const within = <T>(tx: Executor, fn: () => Promise<T>): Promise<T> => ambient.run(tx, fn);
 
-  return { adapterFor, grantHasTokens, within };
+  return { adapterFor, grantHasTokens, within, revokeDelegation };
 };
 
 export type OauthRecordsRepo = ReturnType<typeof createOauthRecordsRepo>;
