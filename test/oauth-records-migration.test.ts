@@ -7,7 +7,7 @@ import { MIGRATIONS, migrateToLatest } from '../src/store/migrate.js';
 import { freshDatabase, testDialects } from './support/dialects.js';
 
 for (const dialect of testDialects()) {
-  describe(`OAuth records migration 0034 (${dialect})`, () => {
+  describe(`OAuth records migration 0039 (${dialect})`, () => {
     const cleanups: (() => Promise<void>)[] = [];
     afterEach(async () => {
       for (const c of cleanups.splice(0).reverse()) await c();
@@ -22,9 +22,11 @@ for (const dialect of testDialects()) {
           : { kind: 'postgres', url: fresh.url! },
       );
       cleanups.push(() => store.destroy());
-      const upTo = await new Migrator({ db: store.db, provider: { getMigrations: async () => MIGRATIONS } }).migrateTo('0032-search-index');
+      const upTo = await new Migrator({ db: store.db, provider: { getMigrations: async () => MIGRATIONS } }).migrateTo(
+        '0038-sealed-binary',
+      );
       expect(upTo.error).toBeUndefined();
-      // Rows as the store had them before 0034 (today's types have agent_id and human_id).
+      // Rows as the store had them before 0039 (today's types have agent_id and human_id).
       const db = store.db as unknown as Kysely<any>;
       const row = (model: string, idHash: string, payload: Record<string, unknown>) => ({
         model,
@@ -46,7 +48,7 @@ for (const dialect of testDialects()) {
           row('Grant', 'h5', { jti: 'g2', accountId: 'not-an-account' }),
         ])
         .execute();
-      expect(await migrateToLatest(store)).toContain('0034-oauth-records-account');
+      expect(await migrateToLatest(store)).toContain('0039-oauth-records-account');
       const after = await store.db.selectFrom('oauth_records').select(['id_hash', 'agent_id', 'human_id']).orderBy('id_hash').execute();
       expect(after).toEqual([
         { id_hash: 'h1', agent_id: 'agt_01abc', human_id: 'hum_01def' },

@@ -609,7 +609,7 @@ export type OauthRecordsTable = {
   user_code_hash: string | null;
   expires_at: string | null;
   consumed_at: string | null;
-  /** The agent and the granting human of the payload's `accountId` (0034), for revoking their grants. */
+  /** The agent and the granting human of the payload's `accountId` (0039), for revoking their grants. */
   agent_id: string | null;
   human_id: string | null;
 };
