@@ -185,7 +185,10 @@ const mergedSource = (() => {
 const MERGED_RE = new RegExp(mergedSource, 'g');
 const MERGED_I_RE = new RegExp(mergedSource, 'gi');
 /** Word endings (CONDITION_ENDINGS, PROCEDURE_ENDINGS), found from the ending back to the word's start: no backtracking over every word. */
-const ENDINGS_RE = new RegExp(`(?<=[a-z]{3})(?:(?<c>${CONDITION_ENDINGS.join('|')})|(?<p>${PROCEDURE_ENDINGS.join('|')}))(?![\\w-])`, 'g');
+const ENDINGS_RE = new RegExp(`(?:(?<c>${CONDITION_ENDINGS.join('|')})|(?<p>${PROCEDURE_ENDINGS.join('|')}))(?![\\w-])`, 'g');
+/** Whether the three characters before `at` are a-z: the endings' condition, checked after a match rather than at every offset. */
+const threeLettersBefore = (low: string, at: number) =>
+  at >= 3 && isLowerAlpha(low.charCodeAt(at - 1)) && isLowerAlpha(low.charCodeAt(at - 2)) && isLowerAlpha(low.charCodeAt(at - 3));
 const isLowerAlpha = (c: number) => c >= 97 && c <= 122;
 const isWordChar = (c: number) => (c >= 48 && c <= 57) || isLowerAlpha(c) || c === 95 || (c >= 0xc0 && c <= 0x24f);
 const BROADCAST_RE = termsRe(BROADCAST_TERMS, 'i');
@@ -238,6 +241,9 @@ const LOWER_INSTITUTION_RE =
 /** Someone other than the recipient, identifiable from context (LABELING.md H1, edge case 10). */
 const THIRD_PERSON_RE =
   /\b(?:(?:mr|mrs|ms|miss|mx)\.? [A-Z][a-z]|patient\s*:|pt\s*:|re:\s*[A-Z][a-z]+ [A-Z]|guarantor\s*:|name\s*:\s*[A-Z]|(?:your|ur|her|his|their|my|our) (?:son|daughter|child|kid|kids|children|baby|father|dad|mother|mum|mom|husband|wife|partner|brother|sister|grandmother|grandfather|grandson|granddaughter)|the little one|(?:room|rm|bed) \d+|\d{1,3}[ -]?(?:y\/o|yo|year[- ]old|month[- ]old|yr[- ]old)|dob\b|d\.o\.b\.|orders for|the patient\b)/i;
+/** A title and a capitalised name, a patient or guarantor label, a room or bed, a DOB: a person is singled out (case-sensitive). */
+const STRONG_THIRD_RE =
+  /\b(?:(?:mr|mrs|ms|miss|mx)\.? [A-Z][a-z]|patient\s*:|pt\s*:|re:\s*[A-Z][a-z]+ [A-Z]|guarantor\s*:|(?:room|rm|bed) \d+|dob\b)/;
 /** "your X", "you have X", "you were X": a disclosure even inside an announcement-like message. */
 const POSSESSED_BEFORE_RE =
   /\b(?:your|ur|you(?:'re| are| were| have| had|'ve| tested)|his|her|him)\s+(?:[\w'-]+\s+){0,3}$|\b(?:you|him|her)\s+(?:[\w'-]+\s+){0,2}(?:for|about|with|to|on)\s+(?:the\s+|a\s+|an\s+)?(?:[\w'-]+\s+){0,2}$/i;
@@ -256,7 +262,6 @@ const INSURANCE_CONTEXT_RE =
 /** A value in any common format: plain, dashed, letter-prefixed, grouped or spaced, letters mixed in. */
 const ID_VALUE_Y = /(?:[A-Z]{1,4}[ /-]?)?[A-Z0-9]*\d[A-Z0-9]*(?:[ ./-][A-Z0-9]*\d[A-Z0-9]*){0,6}(?![\w/.]\d)/y;
 const SENSITIVE_SPAN_TYPES: ReadonlySet<FindingType> = new Set<FindingType>(['ssn', 'mrn', 'health_plan_id', 'account_number']);
-const BOUNDARY_RE = /[.!?;]+(?=\s|$)|\n/g;
 
 /** A masked value ("xxxx-4471", "***-**-3307") or one that is a date, amount, time or phone number. */
 const notAnIdentifier = (value: string, before: string) => {
@@ -331,14 +336,42 @@ const labelledIdentifiers = (text: string, low?: string): IdentifierType[] => {
   return [...out];
 };
 
-/** Sentence boundaries (offsets after each terminator), sorted, for a binary search from a match to its sentence. */
+/**
+ * Sentence boundaries (offsets after each terminator), sorted, for a binary search from a match to its sentence: the
+ * ends of the matches of `[.!?;]+(?=\s|$)|\n` (a run of terminators before white space or the end, or a line break),
+ * found in one loop over the character codes instead of a pattern tried at every offset.
+ */
 const boundariesOf = (text: string): number[] => {
   const b = [0];
-  BOUNDARY_RE.lastIndex = 0;
-  for (let m = BOUNDARY_RE.exec(text); m !== null; m = BOUNDARY_RE.exec(text)) b.push(m.index + m[0].length);
-  b.push(text.length);
+  const n = text.length;
+  for (let i = 0; i < n; ) {
+    const c = text.charCodeAt(i);
+    if (c === 10) {
+      b.push(++i);
+    } else if (isTerminator(c)) {
+      let j = i + 1;
+      while (j < n && isTerminator(text.charCodeAt(j))) j++;
+      if (j === n || isJsSpace(text.charCodeAt(j))) b.push(j);
+      i = j;
+    } else i++;
+  }
+  b.push(n);
   return b;
 };
+const isTerminator = (c: number) => c === 46 || c === 33 || c === 63 || c === 59;
+/** JavaScript's \s: white space and line terminators (ECMA-262 WhiteSpace, LineTerminator). */
+const isJsSpace = (c: number) =>
+  c === 32 ||
+  (c >= 9 && c <= 13) ||
+  c === 0xa0 ||
+  c === 0x1680 ||
+  (c >= 0x2000 && c <= 0x200a) ||
+  c === 0x2028 ||
+  c === 0x2029 ||
+  c === 0x202f ||
+  c === 0x205f ||
+  c === 0x3000 ||
+  c === 0xfeff;
 const sentenceIndex = (b: readonly number[], at: number) => {
   let lo = 0;
   let hi = b.length - 2;
@@ -440,7 +473,7 @@ const compiledCache = new WeakMap<ContextOptions, ScanOptions>();
 export const readForJudgement = (
   msg: MessageToScan,
   options: ContextOptions = {},
-): { rules: Assessment; full: string; subjectEnd: number } => {
+): { rules: Assessment; full: string; subjectEnd: number; low: string } => {
   let scanOptions = compiledCache.get(options);
   if (!scanOptions) {
     scanOptions = options;
@@ -455,7 +488,9 @@ export const readForJudgement = (
     .join('\n');
   const full = maskOrgNames(`${subject}\n${body}${attachmentText ? `\n${attachmentText}` : ''}`, options.orgNames);
   const subjectEnd = subject.length;
-  return { rules: judge(full, subjectEnd, scan.findings), full, subjectEnd };
+  // Lower-cased once, for the rules' passes and the classifier's features alike.
+  const low = full.toLowerCase();
+  return { rules: judge(full, low, subjectEnd, scan.findings), full, subjectEnd, low };
 };
 
 /** The rules' judgement alone (no trained classifier): the classifier's rule features, and its training input. */
@@ -468,8 +503,8 @@ export const assessRules = (msg: MessageToScan, options: ContextOptions = {}): A
  * no I/O, no logging; findings and reasons carry types and offsets, never text.
  */
 export const assessMessage = (msg: MessageToScan, options: ContextOptions = {}): Assessment => {
-  const { rules, full, subjectEnd } = readForJudgement(msg, options);
-  return classifyMessage(rules, full, subjectEnd);
+  const { rules, full, subjectEnd, low } = readForJudgement(msg, options);
+  return classifyMessage(rules, full, subjectEnd, undefined, low);
 };
 
 /** The same judgement over one text (no subject): for the evaluation and the inbound tags. */
@@ -556,9 +591,8 @@ const GENERAL_LOW_RE = lowTwin(GENERAL_RE);
 const fieldText = (field: Finding['field'], full: string, subjectEnd: number) =>
   field === 'subject' ? full.slice(0, subjectEnd) : full.slice(subjectEnd + 1);
 
-const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessment => {
-  // Lower-cased once: the term passes run on it without the `i` flag when lower-casing keeps every offset.
-  const lowFull = full.toLowerCase();
+const judge = (full: string, lowFull: string, subjectEnd: number, findings: Finding[]): Assessment => {
+  // The term passes run on the lower-cased text without the `i` flag when lower-casing keeps every offset.
   const sameCase = lowFull.length === full.length;
   const b = boundariesOf(full);
   // Who: names the span detector found with confidence (salutations, titles, labels, contacts), and context cues.
@@ -573,21 +607,21 @@ const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessmen
   const namedBySpan = findings.some(
     (f) => f.type === 'name' && f.confidence >= 0.75 && !(groupGreeting && f.detector === 'cue.salutation'),
   );
-  const strongThird =
-    /\b(?:(?:mr|mrs|ms|miss|mx)\.? [A-Z][a-z]|patient\s*:|pt\s*:|re:\s*[A-Z][a-z]+ [A-Z]|guarantor\s*:|(?:room|rm|bed) \d+|dob\b)/.test(
-      full,
-    );
-  const broadcastCue = sameCase ? BROADCAST_RE_LOW.test(lowFull) : BROADCAST_RE.test(full);
-  // A reply (quoted lines, "Re:") is a conversation with one person, never an announcement.
-  const reply = /^\s*(?:re|aw|sv)\s*:/i.test(full) || /(?:^|\n)\s*>/.test(full);
-  const broadcast = broadcastCue && !strongThird && !salutationName && !namedBySpan && !reply;
+  // The whole-message tests below are pure; each runs at most once, and only when its answer is needed (the cheap
+  // conditions of a conjunction first): most personal messages never ask whether they are broadcasts or vendor mail.
+  let thirdPersonMemo: boolean | undefined;
+  const thirdPerson = () => (thirdPersonMemo ??= THIRD_PERSON_RE.test(full));
+  let strongThirdMemo: boolean | undefined;
+  const strongThird = () => (strongThirdMemo ??= STRONG_THIRD_RE.test(full));
+  let vendorMailMemo: boolean | undefined;
+  const vendorMail = () => (vendorMailMemo ??= sameCase ? VENDOR_RE_LOW.test(lowFull) : VENDOR_RE.test(full));
+  // A reply (quoted lines, "Re:") is a conversation with one person, never an announcement. A quoted line needs a '>'.
+  const reply = /^\s*(?:re|aw|sv)\s*:/i.test(full) || (full.includes('>') && /(?:^|\n)\s*>/.test(full));
+  const broadcast =
+    !salutationName && !namedBySpan && !reply && (sameCase ? BROADCAST_RE_LOW.test(lowFull) : BROADCAST_RE.test(full)) && !strongThird();
   // A relative ("my father", "your son") or a named person makes it about someone, whatever else the mail mentions.
-  const vendor =
-    !strongThird &&
-    !salutationName &&
-    !namedBySpan &&
-    (sameCase ? VENDOR_RE_LOW.test(lowFull) : VENDOR_RE.test(full)) &&
-    !THIRD_PERSON_RE.test(full);
+  let vendorMemo: boolean | undefined;
+  const vendor = () => (vendorMemo ??= !salutationName && !namedBySpan && vendorMail() && !strongThird() && !thirdPerson());
 
   const found = new Set<Disclosure>();
   const cues: Cue[] = [];
@@ -599,7 +633,7 @@ const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessmen
       !reply &&
       !findings.some((f) => f.type === 'name') &&
       !(sameCase ? SECOND_PERSON_RE_LOW.test(lowFull) : SECOND_PERSON_RE.test(full)) &&
-      !THIRD_PERSON_RE.test(full) &&
+      !thirdPerson() &&
       !PERSON_HINT_RE.test(full));
   let titles: [number, number][] | undefined;
   const inTitle = (at: number) => {
@@ -619,10 +653,13 @@ const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessmen
   const sentenceKind = (si: number) => {
     let k = sentenceCache.get(si);
     if (k === undefined) {
-      const t = full.slice(b[si], b[si + 1]);
+      const from = b[si]!;
+      const to = b[si + 1];
+      // A rhetorical heading ends in a question mark: without one in the sentence, no need to slice and test it.
+      const q = full.indexOf('?', from);
       k =
-        ((sameCase ? GENERAL_LOW_RE.test(lowFull.slice(b[si], b[si + 1])) : GENERAL_RE.test(t)) ? 1 : 0) |
-        (/^\s*[\w'’ -]{1,30}\?\s*$/.test(t) ? 4 : 0);
+        ((sameCase ? GENERAL_LOW_RE.test(lowFull.slice(from, to)) : GENERAL_RE.test(full.slice(from, to))) ? 1 : 0) |
+        (q >= 0 && (to === undefined || q < to) && /^\s*[\w'’ -]{1,30}\?\s*$/.test(full.slice(from, to)) ? 4 : 0);
       sentenceCache.set(si, k);
     }
     return k;
@@ -642,6 +679,12 @@ const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessmen
       const listed = candidates.length;
       ENDINGS_RE.lastIndex = 0;
       for (let m = ENDINGS_RE.exec(low); m !== null; m = ENDINGS_RE.exec(low)) {
+        // An ending after fewer than three letters is no match there: look again from the next offset, as a
+        // lookbehind would have.
+        if (!threeLettersBefore(low, m.index)) {
+          ENDINGS_RE.lastIndex = m.index + 1;
+          continue;
+        }
         const e = m.index + m[0].length;
         let s = m.index;
         while (s > 0 && isLowerAlpha(low.charCodeAt(s - 1))) s--;
@@ -695,7 +738,7 @@ const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessmen
     if (!possessed && anonymous()) continue;
     // An announcement ties nobody to anything unless it says so outright ("our records show you were implanted...").
     if (broadcast && !strong) continue;
-    if (vendor && !possessed && (cat === 'procedure' || cat === 'medication')) continue;
+    if (!possessed && (cat === 'procedure' || cat === 'medication') && vendor()) continue;
     // "our once-weekly insulin", "our new MRI": the sender's product or service, not anyone's care.
     if (!possessed && (cat === 'procedure' || cat === 'medication') && /\bour\s+(?:[\w'-]+\s+){0,2}$/i.test(before)) continue;
     ADMIN_NOUN_AFTER_RE.lastIndex = e;
@@ -807,9 +850,7 @@ const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessmen
     (healthContext ??=
       (sameCase ? PATIENT_CONTEXT_RE_LOW.test(lowFull) : PATIENT_CONTEXT_RE.test(full)) ||
       (!(sameCase ? OTHER_TRADE_RE_LOW.test(lowFull) : OTHER_TRADE_RE.test(full)) &&
-        !(
-          (sameCase ? VENDOR_RE_LOW.test(lowFull) : VENDOR_RE.test(full)) && (sameCase ? PAYEE_RE_LOW.test(lowFull) : PAYEE_RE.test(full))
-        ) &&
+        !(vendorMail() && (sameCase ? PAYEE_RE_LOW.test(lowFull) : PAYEE_RE.test(full))) &&
         ((sameCase ? HEALTH_CONTEXT_RE_LOW.test(lowFull) : HEALTH_CONTEXT_RE.test(full)) ||
           (sameCase ? LOOSE_HEALTH_RE_LOW.test(lowFull) : LOOSE_HEALTH_RE.test(full)))));
   for (const t of labelledIdentifiers(full, lowFull)) if (t === 'ssn' || t === 'mrn' || inHealthMail()) identifiers.add(t);
@@ -824,7 +865,7 @@ const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessmen
   if (
     (found.size > 0 || identifiers.size > 0) &&
     (VET_RE.test(full.slice(subjectEnd)) || (VET_RE.test(subjectLine) && !subjectLine.includes('?'))) &&
-    !THIRD_PERSON_RE.test(full)
+    !thirdPerson()
   ) {
     found.clear();
     identifiers.clear();
@@ -833,7 +874,7 @@ const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessmen
   }
   const disclosures = [...found].sort();
   const phi = disclosures.length > 0 || identifiers.size > 0;
-  const about: About = !phi ? (broadcast ? 'nobody' : 'recipient') : !salutationName && THIRD_PERSON_RE.test(full) ? 'named' : 'recipient';
+  const about: About = !phi ? (broadcast ? 'nobody' : 'recipient') : !salutationName && thirdPerson() ? 'named' : 'recipient';
   const weakOnly = disclosures.length === 1 && disclosures[0] === 'result' && weakCount > 0;
   let sensitivity: Sensitivity;
   if (part2) sensitivity = 'restricted';
