@@ -185,10 +185,7 @@ const mergedSource = (() => {
 const MERGED_RE = new RegExp(mergedSource, 'g');
 const MERGED_I_RE = new RegExp(mergedSource, 'gi');
 /** Word endings (CONDITION_ENDINGS, PROCEDURE_ENDINGS), found from the ending back to the word's start: no backtracking over every word. */
-const ENDINGS_RE = new RegExp(`(?:(?<c>${CONDITION_ENDINGS.join('|')})|(?<p>${PROCEDURE_ENDINGS.join('|')}))(?![\\w-])`, 'g');
-/** Whether the three characters before `at` are a-z: the endings' condition, checked after a match rather than at every offset. */
-const threeLettersBefore = (low: string, at: number) =>
-  at >= 3 && isLowerAlpha(low.charCodeAt(at - 1)) && isLowerAlpha(low.charCodeAt(at - 2)) && isLowerAlpha(low.charCodeAt(at - 3));
+const ENDINGS_RE = new RegExp(`(?<=[a-z]{3})(?:(?<c>${CONDITION_ENDINGS.join('|')})|(?<p>${PROCEDURE_ENDINGS.join('|')}))(?![\\w-])`, 'g');
 const isLowerAlpha = (c: number) => c >= 97 && c <= 122;
 const isWordChar = (c: number) => (c >= 48 && c <= 57) || isLowerAlpha(c) || c === 95 || (c >= 0xc0 && c <= 0x24f);
 const BROADCAST_RE = termsRe(BROADCAST_TERMS, 'i');
@@ -261,6 +258,7 @@ const INSURANCE_CONTEXT_RE =
   /\b(?:plan|insurance|insurer|insured|member|medicare|medicaid|health|subscriber|claims?|rebate|cover(?:age)?|benefits|copay|dob|date of birth|blue cross|blue shield|bupa|aetna|cigna|humana|kaiser|anthem|unitedhealth\w*|medibank|vhi|laya|ohip|nhs|hcf|nib|tricare|chip)\b/i;
 /** A value in any common format: plain, dashed, letter-prefixed, grouped or spaced, letters mixed in. */
 const ID_VALUE_Y = /(?:[A-Z]{1,4}[ /-]?)?[A-Z0-9]*\d[A-Z0-9]*(?:[ ./-][A-Z0-9]*\d[A-Z0-9]*){0,6}(?![\w/.]\d)/y;
+const BOUNDARY_RE = /[.!?;]+(?=\s|$)|\n/g;
 const SENSITIVE_SPAN_TYPES: ReadonlySet<FindingType> = new Set<FindingType>(['ssn', 'mrn', 'health_plan_id', 'account_number']);
 
 /** A masked value ("xxxx-4471", "***-**-3307") or one that is a date, amount, time or phone number. */
@@ -336,42 +334,14 @@ const labelledIdentifiers = (text: string, low?: string): IdentifierType[] => {
   return [...out];
 };
 
-/**
- * Sentence boundaries (offsets after each terminator), sorted, for a binary search from a match to its sentence: the
- * ends of the matches of `[.!?;]+(?=\s|$)|\n` (a run of terminators before white space or the end, or a line break),
- * found in one loop over the character codes instead of a pattern tried at every offset.
- */
+/** Sentence boundaries (offsets after each terminator), sorted, for a binary search from a match to its sentence. */
 const boundariesOf = (text: string): number[] => {
   const b = [0];
-  const n = text.length;
-  for (let i = 0; i < n; ) {
-    const c = text.charCodeAt(i);
-    if (c === 10) {
-      b.push(++i);
-    } else if (isTerminator(c)) {
-      let j = i + 1;
-      while (j < n && isTerminator(text.charCodeAt(j))) j++;
-      if (j === n || isJsSpace(text.charCodeAt(j))) b.push(j);
-      i = j;
-    } else i++;
-  }
-  b.push(n);
+  BOUNDARY_RE.lastIndex = 0;
+  for (let m = BOUNDARY_RE.exec(text); m !== null; m = BOUNDARY_RE.exec(text)) b.push(m.index + m[0].length);
+  b.push(text.length);
   return b;
 };
-const isTerminator = (c: number) => c === 46 || c === 33 || c === 63 || c === 59;
-/** JavaScript's \s: white space and line terminators (ECMA-262 WhiteSpace, LineTerminator). */
-const isJsSpace = (c: number) =>
-  c === 32 ||
-  (c >= 9 && c <= 13) ||
-  c === 0xa0 ||
-  c === 0x1680 ||
-  (c >= 0x2000 && c <= 0x200a) ||
-  c === 0x2028 ||
-  c === 0x2029 ||
-  c === 0x202f ||
-  c === 0x205f ||
-  c === 0x3000 ||
-  c === 0xfeff;
 const sentenceIndex = (b: readonly number[], at: number) => {
   let lo = 0;
   let hi = b.length - 2;
@@ -679,12 +649,6 @@ const judge = (full: string, lowFull: string, subjectEnd: number, findings: Find
       const listed = candidates.length;
       ENDINGS_RE.lastIndex = 0;
       for (let m = ENDINGS_RE.exec(low); m !== null; m = ENDINGS_RE.exec(low)) {
-        // An ending after fewer than three letters is no match there: look again from the next offset, as a
-        // lookbehind would have.
-        if (!threeLettersBefore(low, m.index)) {
-          ENDINGS_RE.lastIndex = m.index + 1;
-          continue;
-        }
         const e = m.index + m[0].length;
         let s = m.index;
         while (s > 0 && isLowerAlpha(low.charCodeAt(s - 1))) s--;
