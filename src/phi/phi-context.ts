@@ -109,9 +109,17 @@ const CATEGORIES: readonly { cat: Category; terms: readonly string[] }[] = [
  * All categories in one pass, tried only at the start of a word: one walk over
  * the text instead of one per category. The alternatives are bucketed by their
  * first letter ("a(?:sthma|nemia...)|b(?:...)"), so at each word the engine
- * tries only the terms that can begin there. Each term keeps a capture group
- * whose number says its category (GROUP_CATEGORY). Run on the lower-cased text
- * without the `i` flag, or with it when lower-casing would change the length.
+ * tries only the terms that can begin there. Each run of terms of one category
+ * keeps a capture group whose number says its category (GROUP_CATEGORY).
+ *
+ * On the lower-cased text the walk runs a copy without capture groups
+ * (MERGED_SCAN_RE: the same alternatives, so the same matches, found faster and
+ * without a result of hundreds of captures per match); each match's category
+ * then comes from the small capturing pattern of its first character
+ * (START_RES: that letter's bucket and the terms that can begin with it, in the
+ * same order as in the whole alternation), run once at the match's start.
+ * With the `i` flag, when lower-casing would change the text's length, the
+ * whole capturing alternation runs as one pattern (MERGED_I_RE).
  */
 const GROUP_CATEGORY: Category[] = [];
 /** The first character a term must start with, when it is a plain lower-case letter or digit after any lookbehind. */
@@ -121,10 +129,14 @@ const firstChar = (t: string): string | null => {
   if (body.startsWith('\\d')) return '\\d';
   return null;
 };
-const mergedSource = (() => {
+/** One alternative of the whole alternation: a first letter's bucket (`head`) or the terms bucketed by a lookahead (`first`). */
+type MergedPart = { head: string | null; first: string | null; src: string; cats: Category[] };
+/** Builds the alternation's parts, in order; with `capture` false the runs are non-capturing groups (same matches). */
+const mergedParts = (capture: boolean): MergedPart[] => {
+  let cats: Category[] = [];
   const group = (cat: Category, src: string) => {
-    GROUP_CATEGORY.push(cat);
-    return `(${src})`;
+    cats.push(cat);
+    return capture ? `(${src})` : `(?:${src})`;
   };
   // First the bucketed terms, in category order; a term that starts with a lookbehind, a digit class or a
   // quantified letter is bucketed by a lookahead on its first character.
@@ -159,8 +171,9 @@ const mergedSource = (() => {
   };
   const esc = (c: string) => c.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   const heads = [...new Set(plain.map((p) => p.head))];
-  const parts: string[] = [];
+  const parts: MergedPart[] = [];
   for (const h of heads) {
+    cats = [];
     // Within a first letter, bucket again on the second when it is a plain character ("th", "ta"...), so a common
     // word such as "the" tries only the terms that begin with it; the others follow in their order.
     const items = plain.filter((p) => p.head === h);
@@ -173,17 +186,44 @@ const mergedSource = (() => {
     }
     const others = items.filter((p) => second(p.tail) === null);
     if (others.length > 0) inner.push(runs(others.map((p) => ({ cat: p.cat, src: p.tail }))));
-    parts.push(`${esc(h)}(?:${inner.join('|')})`);
+    parts.push({ head: h, first: null, src: `${esc(h)}(?:${inner.join('|')})`, cats });
   }
   const firsts = [...new Set(other.map((o) => o.first))];
   for (const f of firsts) {
+    cats = [];
     const alts = runs(other.filter((o) => o.first === f));
-    parts.push(f === null ? alts : `(?=${f})(?:${alts})`);
+    parts.push({ head: null, first: f, src: f === null ? alts : `(?=${f})(?:${alts})`, cats });
   }
-  return `(?<![a-z0-9_\u00c0-\u024f])(?=[a-z0-9])(?:${parts.join('|')})(?![\\w-])`;
-})();
-const MERGED_RE = new RegExp(mergedSource, 'g');
-const MERGED_I_RE = new RegExp(mergedSource, 'gi');
+  return parts;
+};
+const wholeSource = (parts: readonly MergedPart[]) =>
+  `(?<![a-z0-9_\u00c0-\u024f])(?=[a-z0-9])(?:${parts.map((p) => p.src).join('|')})(?![\\w-])`;
+const CAPTURING_PARTS = mergedParts(true);
+GROUP_CATEGORY.push(...CAPTURING_PARTS.flatMap((p) => p.cats));
+const MERGED_I_RE = new RegExp(wholeSource(CAPTURING_PARTS), 'gi');
+const MERGED_SCAN_RE = new RegExp(wholeSource(mergedParts(false)), 'g');
+/** Per first character code (a-z, 0-9): the parts that can match there, in order, capturing, sticky, with their groups' categories. */
+const START_RES: { re: RegExp; cats: Category[] }[] = [];
+for (const ch of 'abcdefghijklmnopqrstuvwxyz0123456789') {
+  const digit = ch >= '0' && ch <= '9';
+  const parts = CAPTURING_PARTS.filter(
+    (p) => p.head === ch || (p.head === null && (p.first === null || p.first === ch || (digit && p.first === '\\d'))),
+  );
+  START_RES[ch.charCodeAt(0)] = {
+    re: new RegExp(`(?:${parts.map((p) => p.src).join('|')})(?![\\w-])`, 'y'),
+    cats: parts.flatMap((p) => p.cats),
+  };
+}
+/** The whole capturing alternation, sticky: the fallback should a first character's pattern ever disagree with the scan. */
+const MERGED_Y_RE = new RegExp(wholeSource(CAPTURING_PARTS), 'y');
+/**
+ * V8 compiles a pattern of more than 20 KiB of source without its optimisations (kRegExpTooLargeToOptimize): measured
+ * here, the scan then runs about four times slower. The merged patterns must stay below it (phi-context.test.ts); a
+ * vocabulary that outgrows it needs splitting in two passes.
+ */
+export const MERGED_PATTERN_LIMIT = 20 * 1024;
+/** The source lengths of the merged vocabulary patterns, for the test that keeps them under MERGED_PATTERN_LIMIT. */
+export const mergedPatternLengths = (): number[] => [MERGED_SCAN_RE.source.length, MERGED_I_RE.source.length];
 /** Word endings (CONDITION_ENDINGS, PROCEDURE_ENDINGS), found from the ending back to the word's start: no backtracking over every word. */
 const ENDINGS_RE = new RegExp(`(?<=[a-z]{3})(?:(?<c>${CONDITION_ENDINGS.join('|')})|(?<p>${PROCEDURE_ENDINGS.join('|')}))(?![\\w-])`, 'g');
 const isLowerAlpha = (c: number) => c >= 97 && c <= 122;
@@ -638,12 +678,35 @@ const judge = (full: string, lowFull: string, subjectEnd: number, findings: Find
   const candidates: { cat: Category; s: number; e: number; span: boolean }[] = [];
   {
     const low = lowFull;
-    const [re, text] = low.length === full.length ? [MERGED_RE, low] : [MERGED_I_RE, full];
-    re.lastIndex = 0;
-    for (let m = re.exec(text); m !== null; m = re.exec(text)) {
-      let k = 1;
-      while (k <= GROUP_CATEGORY.length && m[k] === undefined) k++;
-      if (k <= GROUP_CATEGORY.length) candidates.push({ cat: GROUP_CATEGORY[k - 1]!, s: m.index, e: m.index + m[0].length, span: false });
+    const text = low.length === full.length ? low : full;
+    if (text === low) {
+      MERGED_SCAN_RE.lastIndex = 0;
+      for (let m = MERGED_SCAN_RE.exec(low); m !== null; m = MERGED_SCAN_RE.exec(low)) {
+        const s = m.index;
+        const e = s + m[0].length;
+        // The category: the capturing pattern of the match's first character, at the match (the same alternatives
+        // in the same order give the same match); the whole capturing alternation if it ever did not.
+        const start = START_RES[low.charCodeAt(s)]!;
+        start.re.lastIndex = s;
+        let g = start.re.exec(low);
+        let cats = start.cats;
+        if (g === null || g[0].length !== e - s) {
+          MERGED_Y_RE.lastIndex = s;
+          g = MERGED_Y_RE.exec(low);
+          cats = GROUP_CATEGORY;
+        }
+        if (g === null) continue;
+        let k = 1;
+        while (k <= cats.length && g[k] === undefined) k++;
+        if (k <= cats.length) candidates.push({ cat: cats[k - 1]!, s, e, span: false });
+      }
+    } else {
+      MERGED_I_RE.lastIndex = 0;
+      for (let m = MERGED_I_RE.exec(full); m !== null; m = MERGED_I_RE.exec(full)) {
+        let k = 1;
+        while (k <= GROUP_CATEGORY.length && m[k] === undefined) k++;
+        if (k <= GROUP_CATEGORY.length) candidates.push({ cat: GROUP_CATEGORY[k - 1]!, s: m.index, e: m.index + m[0].length, span: false });
+      }
     }
     if (text === low) {
       const listed = candidates.length;
