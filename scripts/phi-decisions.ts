@@ -1,7 +1,8 @@
 /**
  * The message-level decision, pinned: for every message of every corpus file
  * (eval/phi-messages/*.jsonl, the burnt held-out parts eval/phi-messages/heldout/test3a
- * and test3b, and the synthetic span corpus test/fixtures/phi-corpus), read in
+ * and test3b, the developer's untrained supplement eval/phi-messages/developer/*.jsonl,
+ * and the synthetic span corpus test/fixtures/phi-corpus), read in
  * several ways (subject + text; the body as HTML; with the organisation's names,
  * contacts and MRN patterns of the span corpus), the hold a monitored mailbox
  * makes, the classifier's probability, and a SHA-256 of everything else the
@@ -31,7 +32,7 @@ export const SNAPSHOT = path.join(root, 'test', 'phi-decisions.json');
 
 export type Decision = { key: string; hold: boolean; probability: number; digest: string };
 
-/** The files compared: the corpus's training parts and the burnt held-out parts test3a/test3b (never heldout4 or later). */
+/** The files compared: the corpus's training parts, the burnt held-out parts test3a/test3b (never heldout4 or later), developer/. */
 const corpusFiles = () => {
   const dir = path.join(root, 'eval', 'phi-messages');
   const top = fs
@@ -40,7 +41,14 @@ const corpusFiles = () => {
     .sort()
     .map((f) => path.join(dir, f));
   const burnt = ['test3a.jsonl', 'test3b.jsonl'].map((f) => path.join(dir, 'heldout', f)).filter((f) => fs.existsSync(f));
-  return [...top, ...burnt];
+  const developer = fs.existsSync(path.join(dir, 'developer'))
+    ? fs
+        .readdirSync(path.join(dir, 'developer'))
+        .filter((f) => f.endsWith('.jsonl'))
+        .sort()
+        .map((f) => path.join(dir, 'developer', f))
+    : [];
+  return [...top, ...burnt, ...developer];
 };
 
 const digestOf = (a: Assessment) => {
