@@ -378,7 +378,8 @@ const labelledIdentifiers = (text: string, low?: string): IdentifierType[] => {
 const boundariesOf = (text: string): number[] => {
   const b = [0];
   BOUNDARY_RE.lastIndex = 0;
-  for (let m = BOUNDARY_RE.exec(text); m !== null; m = BOUNDARY_RE.exec(text)) b.push(m.index + m[0].length);
+  // test() leaves lastIndex at the match's end, which is all we keep: no match array per boundary.
+  while (BOUNDARY_RE.test(text)) b.push(BOUNDARY_RE.lastIndex);
   b.push(text.length);
   return b;
 };
@@ -565,7 +566,7 @@ const CLAUSE_BREAK_RE =
 const inConditionalClause = (head: string) => {
   let last = -1;
   CONDITIONAL_G_RE.lastIndex = 0;
-  for (let m = CONDITIONAL_G_RE.exec(head); m !== null; m = CONDITIONAL_G_RE.exec(head)) last = m.index + m[0].length;
+  while (CONDITIONAL_G_RE.test(head)) last = CONDITIONAL_G_RE.lastIndex;
   return last >= 0 && !CLAUSE_BREAK_RE.test(head.slice(last));
 };
 /** Words of a patient's own care or cover: an account or member number beside them is a patient's (LABELING.md H2). */
