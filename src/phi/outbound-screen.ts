@@ -116,8 +116,8 @@ export const createOutboundScreen = ({
         content: Buffer.from(a.content_base64, 'base64'),
       })),
     };
-    const { rules, full, subjectEnd } = readForJudgement(msg, optionsFor(orgDomain, orgName));
-    const judged = classifyMessage(rules, full, subjectEnd);
+    const { rules, full, subjectEnd, low } = readForJudgement(msg, optionsFor(orgDomain, orgName));
+    const judged = classifyMessage(rules, full, subjectEnd, undefined, low);
     return model ? model.combine(judged, `${c.subject}\n${c.text ?? ''}`, rules) : judged;
   };
 

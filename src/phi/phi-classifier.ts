@@ -1,6 +1,6 @@
 import weightsFile from './phi-classifier-weights.json' with { type: 'json' };
 import type { Assessment } from './phi-context.js';
-import { hashTextFeatures, RULE_FEATURES, ruleFeatures, TEXT_GROUPS } from './phi-features.js';
+import { RULE_FEATURES, ruleFeaturesInto, scoreTextFeatures, TEXT_GROUPS } from './phi-features.js';
 
 /**
  * The trained message-level classifier, the default hold decision: logistic
@@ -101,25 +101,23 @@ export type ClassifierScore = {
 
 const TEXT_NAMES = TEXT_GROUPS.map((g) => `text.${g}`);
 const RULE_NAMES = RULE_FEATURES.map((r) => `rule.${r}`);
+// Buffers for every call (scoring is synchronous): no arrays allocated per message.
 const sums = new Float64Array(TEXT_GROUPS.length);
 const counts = new Float64Array(TEXT_GROUPS.length);
-// One sink for every call (scoring is synchronous): no object or closure allocated per message.
-let weights: Float32Array = new Float32Array(0);
-let mask = 0;
-const sink = {
-  add: (h: number, g: number) => {
-    sums[g]! += h < 0 ? -weights[h & mask]! : weights[h & mask]!;
-    counts[g]!++;
-  },
-};
+const ruleX = new Float32Array(RULE_FEATURES.length);
 
-/** The classifier's probability that the message should be held, and the features that weighed most. */
-export const scoreMessage = (model: ClassifierModel, rules: Assessment, full: string, subjectEnd: number): ClassifierScore => {
-  sums.fill(0);
-  counts.fill(0);
-  weights = model.text;
-  mask = (1 << model.bits) - 1;
-  hashTextFeatures(full.toLowerCase(), subjectEnd, sink);
+/**
+ * The classifier's probability that the message should be held, and the features that weighed most.
+ * `low` is `full` lower-cased (the judgement has it already; computed here when not given).
+ */
+export const scoreMessage = (
+  model: ClassifierModel,
+  rules: Assessment,
+  full: string,
+  subjectEnd: number,
+  low: string = full.toLowerCase(),
+): ClassifierScore => {
+  scoreTextFeatures(low, subjectEnd, model.text, (1 << model.bits) - 1, sums, counts);
   let z = model.bias;
   let textLogit = 0;
   // The three largest positive contributions, kept by insertion (no array of all of them, no sort).
@@ -144,7 +142,7 @@ export const scoreMessage = (model: ClassifierModel, rules: Assessment, full: st
     textLogit += c;
     consider(TEXT_NAMES[g]!, c);
   }
-  const x = ruleFeatures(rules);
+  const x = ruleFeaturesInto(rules, ruleX);
   for (let i = 0; i < x.length; i++) {
     if (x[i] === 0) continue;
     const c = x[i]! * model.rules[i]!;
@@ -164,8 +162,9 @@ export const classifyMessage = (
   full: string,
   subjectEnd: number,
   model: ClassifierModel = DEFAULT_CLASSIFIER,
+  low: string = full.toLowerCase(),
 ): Assessment => {
-  const { probability, textLogit, top } = scoreMessage(model, rules, full, subjectEnd);
+  const { probability, textLogit, top } = scoreMessage(model, rules, full, subjectEnd, low);
   const threshold = rules.phi ? model.threshold : model.thresholdAlone;
   const classifier = { probability, threshold, top };
   if (exactRuleHold(rules)) return { ...rules, classifier };

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { holdsInMonitored } from './message-eval.js';
-import { assessMessage, assessRules } from './phi-context.js';
+import { assessMessage, assessRules, MERGED_PATTERN_LIMIT, mergedPatternLengths } from './phi-context.js';
 import { messageDecision } from './phi-policy.js';
 
 /** Written for these tests (not taken from any corpus): one line per rule of the judgement. */
@@ -175,3 +175,8 @@ describe.each(['phi-judgement-cases.jsonl', 'phi-judgement-cases-round2.jsonl'])
     }
   },
 );
+
+it('keeps the merged vocabulary patterns small enough for V8 to optimise them (under 20 KiB of source)', () => {
+  // Above the limit V8 compiles the pattern without its optimisations and the judgement slows down several times.
+  for (const n of mergedPatternLengths()) expect(n).toBeLessThan(MERGED_PATTERN_LIMIT);
+});

@@ -109,9 +109,17 @@ const CATEGORIES: readonly { cat: Category; terms: readonly string[] }[] = [
  * All categories in one pass, tried only at the start of a word: one walk over
  * the text instead of one per category. The alternatives are bucketed by their
  * first letter ("a(?:sthma|nemia...)|b(?:...)"), so at each word the engine
- * tries only the terms that can begin there. Each term keeps a capture group
- * whose number says its category (GROUP_CATEGORY). Run on the lower-cased text
- * without the `i` flag, or with it when lower-casing would change the length.
+ * tries only the terms that can begin there. Each run of terms of one category
+ * keeps a capture group whose number says its category (GROUP_CATEGORY).
+ *
+ * On the lower-cased text the walk runs a copy without capture groups
+ * (MERGED_SCAN_RE: the same alternatives, so the same matches, found faster and
+ * without a result of hundreds of captures per match); each match's category
+ * then comes from the small capturing pattern of its first character
+ * (START_RES: that letter's bucket and the terms that can begin with it, in the
+ * same order as in the whole alternation), run once at the match's start.
+ * With the `i` flag, when lower-casing would change the text's length, the
+ * whole capturing alternation runs as one pattern (MERGED_I_RE).
  */
 const GROUP_CATEGORY: Category[] = [];
 /** The first character a term must start with, when it is a plain lower-case letter or digit after any lookbehind. */
@@ -121,10 +129,14 @@ const firstChar = (t: string): string | null => {
   if (body.startsWith('\\d')) return '\\d';
   return null;
 };
-const mergedSource = (() => {
+/** One alternative of the whole alternation: a first letter's bucket (`head`) or the terms bucketed by a lookahead (`first`). */
+type MergedPart = { head: string | null; first: string | null; src: string; cats: Category[] };
+/** Builds the alternation's parts, in order; with `capture` false the runs are non-capturing groups (same matches). */
+const mergedParts = (capture: boolean): MergedPart[] => {
+  let cats: Category[] = [];
   const group = (cat: Category, src: string) => {
-    GROUP_CATEGORY.push(cat);
-    return `(${src})`;
+    cats.push(cat);
+    return capture ? `(${src})` : `(?:${src})`;
   };
   // First the bucketed terms, in category order; a term that starts with a lookbehind, a digit class or a
   // quantified letter is bucketed by a lookahead on its first character.
@@ -159,8 +171,9 @@ const mergedSource = (() => {
   };
   const esc = (c: string) => c.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   const heads = [...new Set(plain.map((p) => p.head))];
-  const parts: string[] = [];
+  const parts: MergedPart[] = [];
   for (const h of heads) {
+    cats = [];
     // Within a first letter, bucket again on the second when it is a plain character ("th", "ta"...), so a common
     // word such as "the" tries only the terms that begin with it; the others follow in their order.
     const items = plain.filter((p) => p.head === h);
@@ -173,17 +186,44 @@ const mergedSource = (() => {
     }
     const others = items.filter((p) => second(p.tail) === null);
     if (others.length > 0) inner.push(runs(others.map((p) => ({ cat: p.cat, src: p.tail }))));
-    parts.push(`${esc(h)}(?:${inner.join('|')})`);
+    parts.push({ head: h, first: null, src: `${esc(h)}(?:${inner.join('|')})`, cats });
   }
   const firsts = [...new Set(other.map((o) => o.first))];
   for (const f of firsts) {
+    cats = [];
     const alts = runs(other.filter((o) => o.first === f));
-    parts.push(f === null ? alts : `(?=${f})(?:${alts})`);
+    parts.push({ head: null, first: f, src: f === null ? alts : `(?=${f})(?:${alts})`, cats });
   }
-  return `(?<![a-z0-9_\u00c0-\u024f])(?=[a-z0-9])(?:${parts.join('|')})(?![\\w-])`;
-})();
-const MERGED_RE = new RegExp(mergedSource, 'g');
-const MERGED_I_RE = new RegExp(mergedSource, 'gi');
+  return parts;
+};
+const wholeSource = (parts: readonly MergedPart[]) =>
+  `(?<![a-z0-9_\u00c0-\u024f])(?=[a-z0-9])(?:${parts.map((p) => p.src).join('|')})(?![\\w-])`;
+const CAPTURING_PARTS = mergedParts(true);
+GROUP_CATEGORY.push(...CAPTURING_PARTS.flatMap((p) => p.cats));
+const MERGED_I_RE = new RegExp(wholeSource(CAPTURING_PARTS), 'gi');
+const MERGED_SCAN_RE = new RegExp(wholeSource(mergedParts(false)), 'g');
+/** Per first character code (a-z, 0-9): the parts that can match there, in order, capturing, sticky, with their groups' categories. */
+const START_RES: { re: RegExp; cats: Category[] }[] = [];
+for (const ch of 'abcdefghijklmnopqrstuvwxyz0123456789') {
+  const digit = ch >= '0' && ch <= '9';
+  const parts = CAPTURING_PARTS.filter(
+    (p) => p.head === ch || (p.head === null && (p.first === null || p.first === ch || (digit && p.first === '\\d'))),
+  );
+  START_RES[ch.charCodeAt(0)] = {
+    re: new RegExp(`(?:${parts.map((p) => p.src).join('|')})(?![\\w-])`, 'y'),
+    cats: parts.flatMap((p) => p.cats),
+  };
+}
+/** The whole capturing alternation, sticky: the fallback should a first character's pattern ever disagree with the scan. */
+const MERGED_Y_RE = new RegExp(wholeSource(CAPTURING_PARTS), 'y');
+/**
+ * V8 compiles a pattern of more than 20 KiB of source without its optimisations (kRegExpTooLargeToOptimize): measured
+ * here, the scan then runs about four times slower. The merged patterns must stay below it (phi-context.test.ts); a
+ * vocabulary that outgrows it needs splitting in two passes.
+ */
+export const MERGED_PATTERN_LIMIT = 20 * 1024;
+/** The source lengths of the merged vocabulary patterns, for the test that keeps them under MERGED_PATTERN_LIMIT. */
+export const mergedPatternLengths = (): number[] => [MERGED_SCAN_RE.source.length, MERGED_I_RE.source.length];
 /** Word endings (CONDITION_ENDINGS, PROCEDURE_ENDINGS), found from the ending back to the word's start: no backtracking over every word. */
 const ENDINGS_RE = new RegExp(`(?<=[a-z]{3})(?:(?<c>${CONDITION_ENDINGS.join('|')})|(?<p>${PROCEDURE_ENDINGS.join('|')}))(?![\\w-])`, 'g');
 const isLowerAlpha = (c: number) => c >= 97 && c <= 122;
@@ -238,6 +278,9 @@ const LOWER_INSTITUTION_RE =
 /** Someone other than the recipient, identifiable from context (LABELING.md H1, edge case 10). */
 const THIRD_PERSON_RE =
   /\b(?:(?:mr|mrs|ms|miss|mx)\.? [A-Z][a-z]|patient\s*:|pt\s*:|re:\s*[A-Z][a-z]+ [A-Z]|guarantor\s*:|name\s*:\s*[A-Z]|(?:your|ur|her|his|their|my|our) (?:son|daughter|child|kid|kids|children|baby|father|dad|mother|mum|mom|husband|wife|partner|brother|sister|grandmother|grandfather|grandson|granddaughter)|the little one|(?:room|rm|bed) \d+|\d{1,3}[ -]?(?:y\/o|yo|year[- ]old|month[- ]old|yr[- ]old)|dob\b|d\.o\.b\.|orders for|the patient\b)/i;
+/** A title and a capitalised name, a patient or guarantor label, a room or bed, a DOB: a person is singled out (case-sensitive). */
+const STRONG_THIRD_RE =
+  /\b(?:(?:mr|mrs|ms|miss|mx)\.? [A-Z][a-z]|patient\s*:|pt\s*:|re:\s*[A-Z][a-z]+ [A-Z]|guarantor\s*:|(?:room|rm|bed) \d+|dob\b)/;
 /** "your X", "you have X", "you were X": a disclosure even inside an announcement-like message. */
 const POSSESSED_BEFORE_RE =
   /\b(?:your|ur|you(?:'re| are| were| have| had|'ve| tested)|his|her|him)\s+(?:[\w'-]+\s+){0,3}$|\b(?:you|him|her)\s+(?:[\w'-]+\s+){0,2}(?:for|about|with|to|on)\s+(?:the\s+|a\s+|an\s+)?(?:[\w'-]+\s+){0,2}$/i;
@@ -255,8 +298,8 @@ const INSURANCE_CONTEXT_RE =
   /\b(?:plan|insurance|insurer|insured|member|medicare|medicaid|health|subscriber|claims?|rebate|cover(?:age)?|benefits|copay|dob|date of birth|blue cross|blue shield|bupa|aetna|cigna|humana|kaiser|anthem|unitedhealth\w*|medibank|vhi|laya|ohip|nhs|hcf|nib|tricare|chip)\b/i;
 /** A value in any common format: plain, dashed, letter-prefixed, grouped or spaced, letters mixed in. */
 const ID_VALUE_Y = /(?:[A-Z]{1,4}[ /-]?)?[A-Z0-9]*\d[A-Z0-9]*(?:[ ./-][A-Z0-9]*\d[A-Z0-9]*){0,6}(?![\w/.]\d)/y;
-const SENSITIVE_SPAN_TYPES: ReadonlySet<FindingType> = new Set<FindingType>(['ssn', 'mrn', 'health_plan_id', 'account_number']);
 const BOUNDARY_RE = /[.!?;]+(?=\s|$)|\n/g;
+const SENSITIVE_SPAN_TYPES: ReadonlySet<FindingType> = new Set<FindingType>(['ssn', 'mrn', 'health_plan_id', 'account_number']);
 
 /** A masked value ("xxxx-4471", "***-**-3307") or one that is a date, amount, time or phone number. */
 const notAnIdentifier = (value: string, before: string) => {
@@ -335,7 +378,8 @@ const labelledIdentifiers = (text: string, low?: string): IdentifierType[] => {
 const boundariesOf = (text: string): number[] => {
   const b = [0];
   BOUNDARY_RE.lastIndex = 0;
-  for (let m = BOUNDARY_RE.exec(text); m !== null; m = BOUNDARY_RE.exec(text)) b.push(m.index + m[0].length);
+  // test() leaves lastIndex at the match's end, which is all we keep: no match array per boundary.
+  while (BOUNDARY_RE.test(text)) b.push(BOUNDARY_RE.lastIndex);
   b.push(text.length);
   return b;
 };
@@ -440,7 +484,7 @@ const compiledCache = new WeakMap<ContextOptions, ScanOptions>();
 export const readForJudgement = (
   msg: MessageToScan,
   options: ContextOptions = {},
-): { rules: Assessment; full: string; subjectEnd: number } => {
+): { rules: Assessment; full: string; subjectEnd: number; low: string } => {
   let scanOptions = compiledCache.get(options);
   if (!scanOptions) {
     scanOptions = options;
@@ -455,7 +499,9 @@ export const readForJudgement = (
     .join('\n');
   const full = maskOrgNames(`${subject}\n${body}${attachmentText ? `\n${attachmentText}` : ''}`, options.orgNames);
   const subjectEnd = subject.length;
-  return { rules: judge(full, subjectEnd, scan.findings), full, subjectEnd };
+  // Lower-cased once, for the rules' passes and the classifier's features alike.
+  const low = full.toLowerCase();
+  return { rules: judge(full, low, subjectEnd, scan.findings), full, subjectEnd, low };
 };
 
 /** The rules' judgement alone (no trained classifier): the classifier's rule features, and its training input. */
@@ -468,8 +514,8 @@ export const assessRules = (msg: MessageToScan, options: ContextOptions = {}): A
  * no I/O, no logging; findings and reasons carry types and offsets, never text.
  */
 export const assessMessage = (msg: MessageToScan, options: ContextOptions = {}): Assessment => {
-  const { rules, full, subjectEnd } = readForJudgement(msg, options);
-  return classifyMessage(rules, full, subjectEnd);
+  const { rules, full, subjectEnd, low } = readForJudgement(msg, options);
+  return classifyMessage(rules, full, subjectEnd, undefined, low);
 };
 
 /** The same judgement over one text (no subject): for the evaluation and the inbound tags. */
@@ -520,7 +566,7 @@ const CLAUSE_BREAK_RE =
 const inConditionalClause = (head: string) => {
   let last = -1;
   CONDITIONAL_G_RE.lastIndex = 0;
-  for (let m = CONDITIONAL_G_RE.exec(head); m !== null; m = CONDITIONAL_G_RE.exec(head)) last = m.index + m[0].length;
+  while (CONDITIONAL_G_RE.test(head)) last = CONDITIONAL_G_RE.lastIndex;
   return last >= 0 && !CLAUSE_BREAK_RE.test(head.slice(last));
 };
 /** Words of a patient's own care or cover: an account or member number beside them is a patient's (LABELING.md H2). */
@@ -556,9 +602,8 @@ const GENERAL_LOW_RE = lowTwin(GENERAL_RE);
 const fieldText = (field: Finding['field'], full: string, subjectEnd: number) =>
   field === 'subject' ? full.slice(0, subjectEnd) : full.slice(subjectEnd + 1);
 
-const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessment => {
-  // Lower-cased once: the term passes run on it without the `i` flag when lower-casing keeps every offset.
-  const lowFull = full.toLowerCase();
+const judge = (full: string, lowFull: string, subjectEnd: number, findings: Finding[]): Assessment => {
+  // The term passes run on the lower-cased text without the `i` flag when lower-casing keeps every offset.
   const sameCase = lowFull.length === full.length;
   const b = boundariesOf(full);
   // Who: names the span detector found with confidence (salutations, titles, labels, contacts), and context cues.
@@ -573,21 +618,21 @@ const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessmen
   const namedBySpan = findings.some(
     (f) => f.type === 'name' && f.confidence >= 0.75 && !(groupGreeting && f.detector === 'cue.salutation'),
   );
-  const strongThird =
-    /\b(?:(?:mr|mrs|ms|miss|mx)\.? [A-Z][a-z]|patient\s*:|pt\s*:|re:\s*[A-Z][a-z]+ [A-Z]|guarantor\s*:|(?:room|rm|bed) \d+|dob\b)/.test(
-      full,
-    );
-  const broadcastCue = sameCase ? BROADCAST_RE_LOW.test(lowFull) : BROADCAST_RE.test(full);
-  // A reply (quoted lines, "Re:") is a conversation with one person, never an announcement.
-  const reply = /^\s*(?:re|aw|sv)\s*:/i.test(full) || /(?:^|\n)\s*>/.test(full);
-  const broadcast = broadcastCue && !strongThird && !salutationName && !namedBySpan && !reply;
+  // The whole-message tests below are pure; each runs at most once, and only when its answer is needed (the cheap
+  // conditions of a conjunction first): most personal messages never ask whether they are broadcasts or vendor mail.
+  let thirdPersonMemo: boolean | undefined;
+  const thirdPerson = () => (thirdPersonMemo ??= THIRD_PERSON_RE.test(full));
+  let strongThirdMemo: boolean | undefined;
+  const strongThird = () => (strongThirdMemo ??= STRONG_THIRD_RE.test(full));
+  let vendorMailMemo: boolean | undefined;
+  const vendorMail = () => (vendorMailMemo ??= sameCase ? VENDOR_RE_LOW.test(lowFull) : VENDOR_RE.test(full));
+  // A reply (quoted lines, "Re:") is a conversation with one person, never an announcement. A quoted line needs a '>'.
+  const reply = /^\s*(?:re|aw|sv)\s*:/i.test(full) || (full.includes('>') && /(?:^|\n)\s*>/.test(full));
+  const broadcast =
+    !salutationName && !namedBySpan && !reply && (sameCase ? BROADCAST_RE_LOW.test(lowFull) : BROADCAST_RE.test(full)) && !strongThird();
   // A relative ("my father", "your son") or a named person makes it about someone, whatever else the mail mentions.
-  const vendor =
-    !strongThird &&
-    !salutationName &&
-    !namedBySpan &&
-    (sameCase ? VENDOR_RE_LOW.test(lowFull) : VENDOR_RE.test(full)) &&
-    !THIRD_PERSON_RE.test(full);
+  let vendorMemo: boolean | undefined;
+  const vendor = () => (vendorMemo ??= !salutationName && !namedBySpan && vendorMail() && !strongThird() && !thirdPerson());
 
   const found = new Set<Disclosure>();
   const cues: Cue[] = [];
@@ -599,7 +644,7 @@ const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessmen
       !reply &&
       !findings.some((f) => f.type === 'name') &&
       !(sameCase ? SECOND_PERSON_RE_LOW.test(lowFull) : SECOND_PERSON_RE.test(full)) &&
-      !THIRD_PERSON_RE.test(full) &&
+      !thirdPerson() &&
       !PERSON_HINT_RE.test(full));
   let titles: [number, number][] | undefined;
   const inTitle = (at: number) => {
@@ -619,10 +664,13 @@ const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessmen
   const sentenceKind = (si: number) => {
     let k = sentenceCache.get(si);
     if (k === undefined) {
-      const t = full.slice(b[si], b[si + 1]);
+      const from = b[si]!;
+      const to = b[si + 1];
+      // A rhetorical heading ends in a question mark: without one in the sentence, no need to slice and test it.
+      const q = full.indexOf('?', from);
       k =
-        ((sameCase ? GENERAL_LOW_RE.test(lowFull.slice(b[si], b[si + 1])) : GENERAL_RE.test(t)) ? 1 : 0) |
-        (/^\s*[\w'’ -]{1,30}\?\s*$/.test(t) ? 4 : 0);
+        ((sameCase ? GENERAL_LOW_RE.test(lowFull.slice(from, to)) : GENERAL_RE.test(full.slice(from, to))) ? 1 : 0) |
+        (q >= 0 && (to === undefined || q < to) && /^\s*[\w'’ -]{1,30}\?\s*$/.test(full.slice(from, to)) ? 4 : 0);
       sentenceCache.set(si, k);
     }
     return k;
@@ -631,12 +679,35 @@ const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessmen
   const candidates: { cat: Category; s: number; e: number; span: boolean }[] = [];
   {
     const low = lowFull;
-    const [re, text] = low.length === full.length ? [MERGED_RE, low] : [MERGED_I_RE, full];
-    re.lastIndex = 0;
-    for (let m = re.exec(text); m !== null; m = re.exec(text)) {
-      let k = 1;
-      while (k <= GROUP_CATEGORY.length && m[k] === undefined) k++;
-      if (k <= GROUP_CATEGORY.length) candidates.push({ cat: GROUP_CATEGORY[k - 1]!, s: m.index, e: m.index + m[0].length, span: false });
+    const text = low.length === full.length ? low : full;
+    if (text === low) {
+      MERGED_SCAN_RE.lastIndex = 0;
+      for (let m = MERGED_SCAN_RE.exec(low); m !== null; m = MERGED_SCAN_RE.exec(low)) {
+        const s = m.index;
+        const e = s + m[0].length;
+        // The category: the capturing pattern of the match's first character, at the match (the same alternatives
+        // in the same order give the same match); the whole capturing alternation if it ever did not.
+        const start = START_RES[low.charCodeAt(s)]!;
+        start.re.lastIndex = s;
+        let g = start.re.exec(low);
+        let cats = start.cats;
+        if (g === null || g[0].length !== e - s) {
+          MERGED_Y_RE.lastIndex = s;
+          g = MERGED_Y_RE.exec(low);
+          cats = GROUP_CATEGORY;
+        }
+        if (g === null) continue;
+        let k = 1;
+        while (k <= cats.length && g[k] === undefined) k++;
+        if (k <= cats.length) candidates.push({ cat: cats[k - 1]!, s, e, span: false });
+      }
+    } else {
+      MERGED_I_RE.lastIndex = 0;
+      for (let m = MERGED_I_RE.exec(full); m !== null; m = MERGED_I_RE.exec(full)) {
+        let k = 1;
+        while (k <= GROUP_CATEGORY.length && m[k] === undefined) k++;
+        if (k <= GROUP_CATEGORY.length) candidates.push({ cat: GROUP_CATEGORY[k - 1]!, s: m.index, e: m.index + m[0].length, span: false });
+      }
     }
     if (text === low) {
       const listed = candidates.length;
@@ -695,7 +766,7 @@ const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessmen
     if (!possessed && anonymous()) continue;
     // An announcement ties nobody to anything unless it says so outright ("our records show you were implanted...").
     if (broadcast && !strong) continue;
-    if (vendor && !possessed && (cat === 'procedure' || cat === 'medication')) continue;
+    if (!possessed && (cat === 'procedure' || cat === 'medication') && vendor()) continue;
     // "our once-weekly insulin", "our new MRI": the sender's product or service, not anyone's care.
     if (!possessed && (cat === 'procedure' || cat === 'medication') && /\bour\s+(?:[\w'-]+\s+){0,2}$/i.test(before)) continue;
     ADMIN_NOUN_AFTER_RE.lastIndex = e;
@@ -807,9 +878,7 @@ const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessmen
     (healthContext ??=
       (sameCase ? PATIENT_CONTEXT_RE_LOW.test(lowFull) : PATIENT_CONTEXT_RE.test(full)) ||
       (!(sameCase ? OTHER_TRADE_RE_LOW.test(lowFull) : OTHER_TRADE_RE.test(full)) &&
-        !(
-          (sameCase ? VENDOR_RE_LOW.test(lowFull) : VENDOR_RE.test(full)) && (sameCase ? PAYEE_RE_LOW.test(lowFull) : PAYEE_RE.test(full))
-        ) &&
+        !(vendorMail() && (sameCase ? PAYEE_RE_LOW.test(lowFull) : PAYEE_RE.test(full))) &&
         ((sameCase ? HEALTH_CONTEXT_RE_LOW.test(lowFull) : HEALTH_CONTEXT_RE.test(full)) ||
           (sameCase ? LOOSE_HEALTH_RE_LOW.test(lowFull) : LOOSE_HEALTH_RE.test(full)))));
   for (const t of labelledIdentifiers(full, lowFull)) if (t === 'ssn' || t === 'mrn' || inHealthMail()) identifiers.add(t);
@@ -824,7 +893,7 @@ const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessmen
   if (
     (found.size > 0 || identifiers.size > 0) &&
     (VET_RE.test(full.slice(subjectEnd)) || (VET_RE.test(subjectLine) && !subjectLine.includes('?'))) &&
-    !THIRD_PERSON_RE.test(full)
+    !thirdPerson()
   ) {
     found.clear();
     identifiers.clear();
@@ -833,7 +902,7 @@ const judge = (full: string, subjectEnd: number, findings: Finding[]): Assessmen
   }
   const disclosures = [...found].sort();
   const phi = disclosures.length > 0 || identifiers.size > 0;
-  const about: About = !phi ? (broadcast ? 'nobody' : 'recipient') : !salutationName && THIRD_PERSON_RE.test(full) ? 'named' : 'recipient';
+  const about: About = !phi ? (broadcast ? 'nobody' : 'recipient') : !salutationName && thirdPerson() ? 'named' : 'recipient';
   const weakOnly = disclosures.length === 1 && disclosures[0] === 'result' && weakCount > 0;
   let sensitivity: Sensitivity;
   if (part2) sensitivity = 'restricted';
