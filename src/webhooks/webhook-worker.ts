@@ -64,6 +64,9 @@ const attemptRow = (job: WebhookDeliveriesTable, r: AttemptResult, at: string): 
   error: r.error,
 });
 
+/** Longest an attempt's outcome waits for the others in flight before it commits (see `finish`). */
+const COMMIT_WINDOW_MS = 5;
+
 /** Events read per fan-out transaction. */
 const FANOUT_PAGE = 500;
 
@@ -378,17 +381,37 @@ export const createWebhookWorker = (d: Deps) => {
       committing = false;
     }
   };
-  // Outcomes of the same turn of the event loop (responses read together) wait for one another: one commit.
+  /*
+   * When outcomes commit: once no request is waiting for its answer (every attempt in flight has come back),
+   * or COMMIT_WINDOW_MS after the first outcome waiting, whichever is first. Committing each handful of
+   * answers as it arrived (one turn of the event loop) made small groups and sent the next requests a few
+   * at a time, each write waking the receiver and each answer waking this process: per event, more commits,
+   * more statements and more system calls. Waiting for the whole wave makes one commit, one claim and one
+   * burst of requests per wave (bench/webhooks.ts: CPU per event); the window bounds what a slow receiver
+   * costs the others. At a low rate nothing else is in flight, so an answer commits at once.
+   */
+  let awaiting = 0;
   let scheduled = false;
+  let windowTimer: NodeJS.Timeout | null = null;
+  const flushSoon = () => {
+    if (windowTimer) clearTimeout(windowTimer);
+    windowTimer = null;
+    if (scheduled) return;
+    scheduled = true;
+    setImmediate(() => {
+      scheduled = false;
+      void flush();
+    });
+  };
   const finish = (job: WebhookDeliveriesTable, r: AttemptResult) =>
     new Promise<void>((resolve, reject) => {
       outcomes.push({ job, r, resolve, reject });
-      if (scheduled) return;
-      scheduled = true;
-      setImmediate(() => {
-        scheduled = false;
-        void flush();
-      });
+      if (awaiting === 0 || outcomes.length >= 256) flushSoon();
+      else
+        windowTimer ??= setTimeout(() => {
+          windowTimer = null;
+          flushSoon();
+        }, COMMIT_WINDOW_MS);
     });
 
   const cancel = (job: WebhookDeliveriesTable) =>
@@ -431,7 +454,13 @@ export const createWebhookWorker = (d: Deps) => {
       // Never an unsigned delivery: an endpoint without a live secret fails closed.
       if (live.length === 0) throw new Error('no live signing secret');
       const headers = signDelivery(live, event.id, nowDate, body);
-      const res = await postWebhook(checked, headers, body, d.timeoutMs, agents);
+      awaiting++;
+      let res: Awaited<ReturnType<typeof postWebhook>>;
+      try {
+        res = await postWebhook(checked, headers, body, d.timeoutMs, agents);
+      } finally {
+        awaiting--;
+      }
       const ok = res.status !== null && res.status >= 200 && res.status < 300;
       const error =
         res.error ??
