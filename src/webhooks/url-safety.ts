@@ -96,8 +96,19 @@ export const nonPublicReason = (address: string): string | null => {
 
 export const urlRefused = (reason: string, detail: string) => new AppError('webhook_url_refused', 422, detail, { extra: { reason } });
 
-/** A URL checked for delivery: where to connect (pinned) and what to send as Host and SNI. */
-export type CheckedUrl = { url: URL; address: ResolvedAddress; allowListed: boolean };
+/**
+ * A URL checked for delivery: where to connect (pinned) and what to send as Host and SNI; `host` (brackets
+ * stripped), `port` and `path` (path and query) are the URL's, worked out once per URL text.
+ */
+export type CheckedUrl = {
+  url: URL;
+  isHttps: boolean;
+  host: string;
+  port: number;
+  path: string;
+  address: ResolvedAddress;
+  allowListed: boolean;
+};
 
 /**
  * Checks a webhook URL (at create/update time and again before every attempt): HTTPS only, no
@@ -108,7 +119,7 @@ export type CheckedUrl = { url: URL; address: ResolvedAddress; allowListed: bool
  */
 /** What a URL's text alone decides (no DNS): its parsed form, host and port, or why it is refused. */
 type ParsedUrl =
-  | { url: URL; host: string; port: string; literal: ResolvedAddress | null }
+  | { url: URL; host: string; port: string; path: string; literal: ResolvedAddress | null }
   | { refused: { reason: string; detail: string } };
 /*
  * The text of a URL decides the same every time, so its parse is kept (bounded, by the exact text): an
@@ -128,7 +139,7 @@ const parseUrl = (raw: string): ParsedUrl => {
   const host = url.hostname.replace(/^\[|\]$/g, '').toLowerCase();
   const port = url.port || (url.protocol === 'https:' ? '443' : url.protocol === 'http:' ? '80' : '');
   const literal: ResolvedAddress | null = net.isIP(host) ? { address: host, family: net.isIPv6(host) ? 6 : 4 } : null;
-  return { url, host, port, literal };
+  return { url, host, port, path: `${url.pathname}${url.search}`, literal };
 };
 
 /**
@@ -146,7 +157,7 @@ export const checkWebhookUrl = async (raw: string, allowHosts: readonly string[]
     parsed.set(raw, p);
   }
   if ('refused' in p) throw urlRefused(p.refused.reason, p.refused.detail);
-  const { url, host, port, literal } = p;
+  const { url, host, port, path, literal } = p;
   const allowListed = allowHosts.includes(`${host}:${port}`);
   if (url.protocol !== 'https:' && !(allowListed && url.protocol === 'http:')) {
     throw urlRefused('https_required', 'Webhook URLs must use https (plain http only for hosts in MAILWARD_WEBHOOK_ALLOW_HOSTS).');
@@ -172,5 +183,5 @@ export const checkWebhookUrl = async (raw: string, allowHosts: readonly string[]
         );
     }
   }
-  return { url, address: addresses[0]!, allowListed };
+  return { url, isHttps: url.protocol === 'https:', host, port: Number(port), path, address: addresses[0]!, allowListed };
 };
