@@ -96,8 +96,51 @@ export const nonPublicReason = (address: string): string | null => {
 
 export const urlRefused = (reason: string, detail: string) => new AppError('webhook_url_refused', 422, detail, { extra: { reason } });
 
-/** A URL checked for delivery: where to connect (pinned) and what to send as Host and SNI. */
-export type CheckedUrl = { url: URL; address: ResolvedAddress; allowListed: boolean };
+/**
+ * A URL checked for delivery: where to connect (pinned) and what to send as Host and SNI; `host` (brackets
+ * stripped), `port` and `path` (path and query) are the URL's, worked out once per URL text.
+ */
+export type CheckedUrl = {
+  url: URL;
+  isHttps: boolean;
+  host: string;
+  port: number;
+  path: string;
+  address: ResolvedAddress;
+  allowListed: boolean;
+};
+
+/**
+ * Checks a webhook URL (at create/update time and again before every attempt): HTTPS only, no
+ * credentials in it, and every address the host resolves to public; the attempt then connects to the
+ * address checked here. An entry `host:port` of MAILWARD_WEBHOOK_ALLOW_HOSTS lifts the address rules
+ * and allows plain http for that host and port only (test receivers, internal deployments).
+ * Throws 422 `webhook_url_refused` with `reason`.
+ */
+/** What a URL's text alone decides (no DNS): its parsed form, host and port, or why it is refused. */
+type ParsedUrl =
+  | { url: URL; host: string; port: string; path: string; literal: ResolvedAddress | null }
+  | { refused: { reason: string; detail: string } };
+/*
+ * The text of a URL decides the same every time, so its parse is kept (bounded, by the exact text): an
+ * attempt re-parsed the same endpoint URL each time. The parts that can change are still checked at every
+ * call: the allow-list entry, the DNS answer and every address in it.
+ */
+const parsed = new Map<string, ParsedUrl>();
+const parseUrl = (raw: string): ParsedUrl => {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    return { refused: { reason: 'invalid_url', detail: 'The webhook URL is not a valid absolute URL.' } };
+  }
+  if (url.username || url.password)
+    return { refused: { reason: 'credentials_in_url', detail: 'The webhook URL must not carry a user name or password.' } };
+  const host = url.hostname.replace(/^\[|\]$/g, '').toLowerCase();
+  const port = url.port || (url.protocol === 'https:' ? '443' : url.protocol === 'http:' ? '80' : '');
+  const literal: ResolvedAddress | null = net.isIP(host) ? { address: host, family: net.isIPv6(host) ? 6 : 4 } : null;
+  return { url, host, port, path: `${url.pathname}${url.search}`, literal };
+};
 
 /**
  * Checks a webhook URL (at create/update time and again before every attempt): HTTPS only, no
@@ -107,21 +150,20 @@ export type CheckedUrl = { url: URL; address: ResolvedAddress; allowListed: bool
  * Throws 422 `webhook_url_refused` with `reason`.
  */
 export const checkWebhookUrl = async (raw: string, allowHosts: readonly string[], lookup: HostLookup): Promise<CheckedUrl> => {
-  let url: URL;
-  try {
-    url = new URL(raw);
-  } catch {
-    throw urlRefused('invalid_url', 'The webhook URL is not a valid absolute URL.');
+  let p = parsed.get(raw);
+  if (!p) {
+    p = parseUrl(raw);
+    if (parsed.size >= 10_000) parsed.clear();
+    parsed.set(raw, p);
   }
-  if (url.username || url.password) throw urlRefused('credentials_in_url', 'The webhook URL must not carry a user name or password.');
-  const host = url.hostname.replace(/^\[|\]$/g, '').toLowerCase();
-  const port = url.port || (url.protocol === 'https:' ? '443' : url.protocol === 'http:' ? '80' : '');
+  if ('refused' in p) throw urlRefused(p.refused.reason, p.refused.detail);
+  const { url, host, port, path, literal } = p;
   const allowListed = allowHosts.includes(`${host}:${port}`);
   if (url.protocol !== 'https:' && !(allowListed && url.protocol === 'http:')) {
     throw urlRefused('https_required', 'Webhook URLs must use https (plain http only for hosts in MAILWARD_WEBHOOK_ALLOW_HOSTS).');
   }
   let addresses: ResolvedAddress[];
-  if (net.isIP(host)) addresses = [{ address: host, family: net.isIPv6(host) ? 6 : 4 }];
+  if (literal) addresses = [literal];
   else {
     try {
       addresses = await lookup(host);
@@ -141,5 +183,5 @@ export const checkWebhookUrl = async (raw: string, allowHosts: readonly string[]
         );
     }
   }
-  return { url, address: addresses[0]!, allowListed };
+  return { url, isHttps: url.protocol === 'https:', host, port: Number(port), path, address: addresses[0]!, allowListed };
 };

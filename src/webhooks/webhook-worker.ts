@@ -44,6 +44,8 @@ type Job = WebhookDeliveriesTable & {
   event?: DomainEvent | undefined;
   endpoint?: WebhookEndpointsTable | undefined;
   secrets: WebhookSecretsTable[];
+  /** The endpoint's URL and secrets once opened, shared by the claim's jobs of that endpoint (opened at most once per claim). */
+  opened: { url?: string; secrets?: { expires_at: string | null; value: string }[] };
 };
 
 /** What one attempt came to: a status code, or an error class (never the response body). */
@@ -64,6 +66,9 @@ const attemptRow = (job: WebhookDeliveriesTable, r: AttemptResult, at: string): 
   error: r.error,
 });
 
+/** Longest an attempt's outcome waits for the others in flight before it commits (see `finish`). */
+const COMMIT_WINDOW_MS = 5;
+
 /** Events read per fan-out transaction. */
 const FANOUT_PAGE = 500;
 
@@ -76,14 +81,48 @@ type PinnedOptions = https.RequestOptions & { mailwardAddress?: string };
  * attempt checked (a changed DNS answer opens a new connection, to the new, checked address), and the
  * `lookup` option pins a new connection to it (no second DNS look-up between check and connect).
  */
+/*
+ * The agent asks for a request's pool name several times per request (to queue it, to take a free socket,
+ * when the socket is freed), and Node builds it anew each time: a new string that each pool look-up then
+ * hashes again (some 5 us per attempt, bench/webhooks.ts profile). The names of attempts (postWebhook's
+ * options: only host, port, the server name Node derives from the host, and the checked address vary)
+ * are worked out once per host, port, server name and address and handed out as the same string; any
+ * other request is named as Node names it.
+ */
+type NameCache = Map<string, Map<number, Map<string, Map<string, string>>>>;
+const getOrAdd = <K, V>(m: Map<K, V>, k: K, make: () => V): V => {
+  let v = m.get(k);
+  if (v === undefined) {
+    v = make();
+    m.set(k, v);
+  }
+  return v;
+};
+const cachedName = (cache: NameCache, o: PinnedOptions | undefined, compute: () => string): string => {
+  const address = o?.mailwardAddress;
+  if (address === undefined || typeof o?.host !== 'string' || typeof o.port !== 'number') return `${compute()}|${address ?? ''}`;
+  const servername = typeof o.servername === 'string' ? o.servername : '';
+  const byPort = getOrAdd(cache, o.host, () => new Map());
+  const byServer = getOrAdd(byPort, o.port, () => new Map());
+  const byAddress = getOrAdd(byServer, servername, () => new Map<string, string>());
+  let name = byAddress.get(address);
+  if (name === undefined) {
+    if (cache.size > 10_000) cache.clear();
+    name = `${compute()}|${address}`;
+    byAddress.set(address, name);
+  }
+  return name;
+};
 class PinnedHttpAgent extends http.Agent {
+  readonly #names: NameCache = new Map();
   override getName(o?: PinnedOptions): string {
-    return `${super.getName(o)}|${o?.mailwardAddress ?? ''}`;
+    return cachedName(this.#names, o, () => super.getName(o));
   }
 }
 class PinnedHttpsAgent extends https.Agent {
+  readonly #names: NameCache = new Map();
   override getName(o?: PinnedOptions): string {
-    return `${super.getName(o)}|${o?.mailwardAddress ?? ''}`;
+    return cachedName(this.#names, o, () => super.getName(o));
   }
 }
 /** Keep-alive agents with at most `maxSockets` connections per receiver address (the worker's concurrency). */
@@ -106,13 +145,12 @@ export const postWebhook = (
   agents: WebhookAgents = defaultAgents,
 ) =>
   new Promise<{ status: number | null; error: string | null }>((resolve) => {
-    const { url, address } = target;
-    const isHttps = url.protocol === 'https:';
+    const { address, isHttps } = target;
     const options: PinnedOptions = {
       method: 'POST',
-      host: url.hostname.replace(/^\[|\]$/g, ''),
-      port: Number(url.port || (isHttps ? 443 : 80)),
-      path: `${url.pathname}${url.search}`,
+      host: target.host,
+      port: target.port,
+      path: target.path,
       agent: isHttps ? agents.https : agents.http,
       mailwardAddress: address.address,
       // Pinned: connect to the checked address whatever DNS says now (TLS still verifies the host name).
@@ -249,7 +287,8 @@ export const createWebhookWorker = (d: Deps) => {
    */
   const opened = new Map<string, string>();
   const openOnce = (sealed: SealedValue, aad: string) => {
-    const k = Buffer.isBuffer(sealed) ? sealed.toString('base64') : sealed;
+    // Binary sealed values keyed by their bytes as latin1 (a plain copy, one char per byte), text ones as they are.
+    const k = Buffer.isBuffer(sealed) ? `b${sealed.toString('latin1')}` : `s${sealed}`;
     let v = opened.get(k);
     if (v === undefined) {
       v = open(d.ring, sealed, aad).toString('utf8');
@@ -378,17 +417,37 @@ export const createWebhookWorker = (d: Deps) => {
       committing = false;
     }
   };
-  // Outcomes of the same turn of the event loop (responses read together) wait for one another: one commit.
+  /*
+   * When outcomes commit: once no request is waiting for its answer (every attempt in flight has come back),
+   * or COMMIT_WINDOW_MS after the first outcome waiting, whichever is first. Committing each handful of
+   * answers as it arrived (one turn of the event loop) made small groups and sent the next requests a few
+   * at a time, each write waking the receiver and each answer waking this process: per event, more commits,
+   * more statements and more system calls. Waiting for the whole wave makes one commit, one claim and one
+   * burst of requests per wave (bench/webhooks.ts: CPU per event); the window bounds what a slow receiver
+   * costs the others. At a low rate nothing else is in flight, so an answer commits at once.
+   */
+  let awaiting = 0;
   let scheduled = false;
+  let windowTimer: NodeJS.Timeout | null = null;
+  const flushSoon = () => {
+    if (windowTimer) clearTimeout(windowTimer);
+    windowTimer = null;
+    if (scheduled) return;
+    scheduled = true;
+    setImmediate(() => {
+      scheduled = false;
+      void flush();
+    });
+  };
   const finish = (job: WebhookDeliveriesTable, r: AttemptResult) =>
     new Promise<void>((resolve, reject) => {
       outcomes.push({ job, r, resolve, reject });
-      if (scheduled) return;
-      scheduled = true;
-      setImmediate(() => {
-        scheduled = false;
-        void flush();
-      });
+      if (awaiting === 0 || outcomes.length >= 256) flushSoon();
+      else
+        windowTimer ??= setTimeout(() => {
+          windowTimer = null;
+          flushSoon();
+        }, COMMIT_WINDOW_MS);
     });
 
   const cancel = (job: WebhookDeliveriesTable) =>
@@ -422,16 +481,24 @@ export const createWebhookWorker = (d: Deps) => {
     let result: AttemptResult;
     try {
       // Checked again at every attempt: DNS may answer differently than when the endpoint was created.
-      const checked = await checkWebhookUrl(openOnce(ep.url_sealed, webhookUrlAad(ep)), d.allowHosts, d.lookup);
+      const o = job.opened;
+      o.url ??= openOnce(ep.url_sealed, webhookUrlAad(ep));
+      const checked = await checkWebhookUrl(o.url, d.allowHosts, d.lookup);
       const body = JSON.stringify(event);
       const nowIso = nowDate.toISOString();
-      const live = job.secrets
-        .filter((x) => x.expires_at === null || x.expires_at > nowIso)
-        .map((x) => openOnce(x.secret_sealed, webhookSecretAad(x)));
+      o.secrets ??= job.secrets.map((x) => ({ expires_at: x.expires_at, value: openOnce(x.secret_sealed, webhookSecretAad(x)) }));
+      // Still live now (a job may have waited for its slot since the claim read them).
+      const live = o.secrets.filter((x) => x.expires_at === null || x.expires_at > nowIso).map((x) => x.value);
       // Never an unsigned delivery: an endpoint without a live secret fails closed.
       if (live.length === 0) throw new Error('no live signing secret');
       const headers = signDelivery(live, event.id, nowDate, body);
-      const res = await postWebhook(checked, headers, body, d.timeoutMs, agents);
+      awaiting++;
+      let res: Awaited<ReturnType<typeof postWebhook>>;
+      try {
+        res = await postWebhook(checked, headers, body, d.timeoutMs, agents);
+      } finally {
+        awaiting--;
+      }
       const ok = res.status !== null && res.status >= 200 && res.status < 300;
       const error =
         res.error ??
@@ -486,12 +553,13 @@ export const createWebhookWorker = (d: Deps) => {
       if (kept) eventsById.set(kept.id, kept);
     }
     const endpointById = new Map(endpoints.map((e) => [e.id, e]));
-    return jobs.map((j) => ({
-      ...j,
-      event: eventsById.get(j.event_id),
-      endpoint: endpointById.get(j.endpoint_id),
-      secrets: secrets.filter((s) => s.endpoint_id === j.endpoint_id),
-    }));
+    // Per endpoint once: its secrets and the slot its opened values are kept in for this claim.
+    const shared = new Map<string, { secrets: WebhookSecretsTable[]; opened: Job['opened'] }>();
+    for (const id of endpointIds) shared.set(id, { secrets: secrets.filter((s) => s.endpoint_id === id), opened: {} });
+    return jobs.map((j) => {
+      const e = shared.get(j.endpoint_id)!;
+      return { ...j, event: eventsById.get(j.event_id), endpoint: endpointById.get(j.endpoint_id), secrets: e.secrets, opened: e.opened };
+    });
   };
 
   const worker = createJobWorker<Job>(

@@ -1,6 +1,6 @@
-import { sql } from 'kysely';
+import { type Compilable, type CompiledQuery, PostgresAdapter, sql } from 'kysely';
 import { batchInsert, paddedIn } from '../store/batch.js';
-import type { Dialect, Executor } from '../store/db.js';
+import { compileOnce, type Dialect, type Executor } from '../store/db.js';
 import type { WebhookAttemptsTable, WebhookDeliveriesTable, WebhookEndpointsTable, WebhookSecretsTable } from '../store/schema.js';
 
 /** Associated data of a sealed endpoint URL: a row moved to another organisation or endpoint fails to open. */
@@ -8,6 +8,24 @@ export const webhookUrlAad = (r: { org_id: string; id: string }) => `mailward/we
 /** Associated data of a sealed signing secret. */
 export const webhookSecretAad = (r: { org_id: string; endpoint_id: string; id: string }) =>
   `mailward/webhook-secret/v1|${r.org_id}|${r.endpoint_id}|${r.id}`;
+
+/*
+ * The statements a delivery runs per batch (claim, outcome, the endpoint and secrets it reads), built and
+ * compiled by Kysely once per dialect and IN-list size (compileOnce, src/store/db.ts), then executed with
+ * each batch's values: building a Kysely query parses every value into an operation node and compiles
+ * the lot, several times the cost of running the statement on SQLite. Kept apart per dialect (a process
+ * may hold stores of both).
+ */
+const compiled = new Map<string, (...values: readonly unknown[]) => CompiledQuery<unknown>>();
+const once = <R>(ex: Executor, key: string, count: number, build: (values: readonly unknown[]) => Compilable<R>) => {
+  const k = `${ex.getExecutor().adapter instanceof PostgresAdapter ? 'pg' : 'sqlite'}:${key}`;
+  let f = compiled.get(k);
+  if (!f) {
+    f = compileOnce((values) => build(values), count) as (...values: readonly unknown[]) => CompiledQuery<unknown>;
+    compiled.set(k, f);
+  }
+  return f as (...values: readonly unknown[]) => CompiledQuery<R>;
+};
 
 /**
  * Every query of the webhook tables (STYLE.md: who may write a table is explicit). Deliveries are jobs
@@ -79,31 +97,46 @@ export const webhooksRepo = {
       ).numUpdatedRows,
     ) === 1,
 
-  noteResult: (tx: Executor, id: string, ok: boolean, at: string) =>
-    tx
-      .updateTable('webhook_endpoints')
-      .set(
-        ok
-          ? { last_success_at: at, consecutive_failures: 0 }
-          : { last_failure_at: at, consecutive_failures: sql<number>`consecutive_failures + 1` },
-      )
-      .where('id', '=', id)
-      .execute(),
+  noteResult: async (tx: Executor, id: string, ok: boolean, at: string) => {
+    const q = once(tx, `noteResult:${ok}`, 2, ([at_, id_]) =>
+      tx
+        .updateTable('webhook_endpoints')
+        .set(
+          ok
+            ? { last_success_at: at_ as string, consecutive_failures: 0 }
+            : { last_failure_at: at_ as string, consecutive_failures: sql<number>`consecutive_failures + 1` },
+        )
+        .where('id', '=', id_ as string),
+    );
+    await tx.executeQuery(q(at, id));
+  },
 
-  endpointsByIds: (ex: Executor, ids: readonly string[]) =>
-    ids.length === 0 ? Promise.resolve([]) : ex.selectFrom('webhook_endpoints').selectAll().where('id', 'in', paddedIn(ids)).execute(),
+  endpointsByIds: async (ex: Executor, ids: readonly string[]): Promise<WebhookEndpointsTable[]> => {
+    if (ids.length === 0) return [];
+    const list = paddedIn(ids);
+    const q = once(ex, `endpointsByIds:${list.length}`, list.length, (v) =>
+      ex
+        .selectFrom('webhook_endpoints')
+        .selectAll()
+        .where('id', 'in', v as readonly string[]),
+    );
+    return (await ex.executeQuery(q(...list))).rows;
+  },
   /** Secrets of these endpoints valid at `at`, newest first. */
-  liveSecretsOf: (ex: Executor, endpointIds: readonly string[], at: string) =>
-    endpointIds.length === 0
-      ? Promise.resolve([])
-      : ex
-          .selectFrom('webhook_secrets')
-          .selectAll()
-          .where('endpoint_id', 'in', paddedIn(endpointIds))
-          .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', at)]))
-          .orderBy('created_at', 'desc')
-          .orderBy('id', 'desc')
-          .execute(),
+  liveSecretsOf: async (ex: Executor, endpointIds: readonly string[], at: string): Promise<WebhookSecretsTable[]> => {
+    if (endpointIds.length === 0) return [];
+    const list = paddedIn(endpointIds);
+    const q = once(ex, `liveSecretsOf:${list.length}`, list.length + 1, (v) =>
+      ex
+        .selectFrom('webhook_secrets')
+        .selectAll()
+        .where('endpoint_id', 'in', v.slice(0, list.length) as readonly string[])
+        .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', v[list.length] as string)]))
+        .orderBy('created_at', 'desc')
+        .orderBy('id', 'desc'),
+    );
+    return (await ex.executeQuery(q(...list, at))).rows;
+  },
   /** Ends every live secret of an endpoint at `until` (a rotation's overlap; `until` = now ends them at once). */
   expireSecrets: (tx: Executor, endpointId: string, until: string) =>
     tx
@@ -140,26 +173,34 @@ export const webhooksRepo = {
   claimDeliveries: async (db: Executor, dialect: Dialect, workerId: string, now: Date, leaseMs: number, limit: number, expired = true) => {
     const at = now.toISOString();
     const take = async (kind: 'pending' | 'expired', n: number) => {
-      let due = db.selectFrom('webhook_deliveries').select('id');
-      due =
-        kind === 'pending'
-          ? due.where('status', '=', 'pending').where('next_attempt_at', '<=', at).orderBy('next_attempt_at')
-          : due.where('status', '=', 'sending').where('lease_until', '<', at).orderBy('lease_until');
-      due = due.limit(n);
-      if (dialect === 'postgres') due = due.forUpdate().skipLocked();
-      return db
-        .updateTable('webhook_deliveries')
-        .set({
-          status: 'sending',
-          claimed_by: workerId,
-          lease_until: new Date(now.getTime() + leaseMs).toISOString(),
-          attempts: sql<number>`attempts + 1`,
-          first_attempt_at: sql<string>`coalesce(first_attempt_at, ${at})`,
-          updated_at: at,
-        })
-        .where('id', 'in', due)
-        .returningAll()
-        .execute();
+      const q = once(db, `claim:${kind}:${dialect}`, 6, ([worker, lease, firstAt, updatedAt, dueAt, max]) => {
+        let due = db.selectFrom('webhook_deliveries').select('id');
+        due =
+          kind === 'pending'
+            ? due
+                .where('status', '=', 'pending')
+                .where('next_attempt_at', '<=', dueAt as string)
+                .orderBy('next_attempt_at')
+            : due
+                .where('status', '=', 'sending')
+                .where('lease_until', '<', dueAt as string)
+                .orderBy('lease_until');
+        due = due.limit(max as number);
+        if (dialect === 'postgres') due = due.forUpdate().skipLocked();
+        return db
+          .updateTable('webhook_deliveries')
+          .set({
+            status: 'sending',
+            claimed_by: worker as string,
+            lease_until: lease as string,
+            attempts: sql<number>`attempts + 1`,
+            first_attempt_at: sql<string>`coalesce(first_attempt_at, ${firstAt})`,
+            updated_at: updatedAt as string,
+          })
+          .where('id', 'in', due)
+          .returningAll();
+      });
+      return (await db.executeQuery(q(workerId, new Date(now.getTime() + leaseMs).toISOString(), at, at, at, n))).rows;
     };
     const jobs = await take('pending', limit);
     return jobs.length < limit && expired ? [...jobs, ...(await take('expired', limit - jobs.length))] : jobs;
@@ -193,19 +234,27 @@ export const webhooksRepo = {
    * Records many successful attempts of this worker at once (group commit of the common case); returns the
    * ids it recorded (a job whose lease another worker took over is left to that worker).
    */
-  recordDelivered: async (tx: Executor, workerId: string, ids: readonly string[], statusCode: number, at: string) =>
-    ids.length === 0
-      ? []
-      : (
-          await tx
-            .updateTable('webhook_deliveries')
-            .set({ status: 'done', last_status_code: statusCode, last_error: null, updated_at: at, lease_until: null, claimed_by: null })
-            .where('id', 'in', paddedIn(ids))
-            .where('status', '=', 'sending')
-            .where('claimed_by', '=', workerId)
-            .returning('id')
-            .execute()
-        ).map((r) => r.id),
+  recordDelivered: async (tx: Executor, workerId: string, ids: readonly string[], statusCode: number, at: string): Promise<string[]> => {
+    if (ids.length === 0) return [];
+    const list = paddedIn(ids);
+    const q = once(tx, `recordDelivered:${list.length}`, list.length + 3, (v) =>
+      tx
+        .updateTable('webhook_deliveries')
+        .set({
+          status: 'done',
+          last_status_code: v[0] as number,
+          last_error: null,
+          updated_at: v[1] as string,
+          lease_until: null,
+          claimed_by: null,
+        })
+        .where('id', 'in', v.slice(3) as readonly string[])
+        .where('status', '=', 'sending')
+        .where('claimed_by', '=', v[2] as string)
+        .returning('id'),
+    );
+    return (await tx.executeQuery(q(statusCode, at, workerId, ...list))).rows.map((r) => r.id);
+  },
 
   /** Rows of the delivery log in a few compiled statements (an outcome group). */
   insertAttempts: batchInsert('webhook_attempts', [
