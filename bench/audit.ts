@@ -16,6 +16,7 @@ import pg from 'pg';
 import type { Container } from '../src/app/container.js';
 import { canonicalOfRow, type EventRow } from '../src/audit/audit-chain.js';
 import { canonicalJson } from '../src/audit/canonical.js';
+import { eventRows, selectEventRows } from '../src/audit/event-rows.js';
 import { systemActor } from '../src/identity/principal.js';
 import { openBenchContainer } from './support/bench-kit.js';
 
@@ -96,10 +97,17 @@ const main = async () => {
   raw.pragma('journal_mode = WAL');
   raw.pragma('synchronous = NORMAL');
   const ins = raw.prepare(
-    'insert into audit_events (seq, id, at, org_id, action, actor_type, actor_id, delegation_chain, target_type, target_id, outcome, request_id, client_ip, content_hash, details, prev_hash, hash) values (@seq, @id, @at, @org_id, @action, @actor_type, @actor_id, @delegation_chain, @target_type, @target_id, @outcome, @request_id, @client_ip, @content_hash, @details, @prev_hash, @hash)',
+    'insert into audit_events (seq, id, at, org_id, action, actor_type, actor_id, chain_id, target_type, target_id, outcome, request_id, client_ip, content_hash, details, prev_hash, hash) values (@seq, @id, @at, @org_id, @action, @actor_type, @actor_id, @chain_id, @target_type, @target_id, @outcome, @request_id, @client_ip, @content_hash, @details, @prev_hash, @hash)',
   );
   let prev = headRow.hash;
   const chain = canonicalJson(actor.chain);
+  // The chain is stored once (audit_chains) and referred to by id, as the integrator does.
+  const known = raw.prepare('select id from audit_chains where chain = ?').get(chain) as { id: number } | undefined;
+  const chainId =
+    known?.id ??
+    Number(
+      raw.prepare('insert into audit_chains (id, chain) select coalesce(max(id), 0) + 1, ? from audit_chains').run(chain).lastInsertRowid,
+    );
   const t0 = process.hrtime.bigint();
   const base = Date.parse('2026-01-01T00:00:00Z');
   for (let start = 0; start < N; start += 50_000) {
@@ -126,7 +134,8 @@ const main = async () => {
         };
         r.hash = createHash('sha256').update(Buffer.from(prev, 'hex')).update(canonicalOfRow(r), 'utf8').digest('hex');
         prev = r.hash;
-        ins.run(r);
+        const { delegation_chain: _, ...rest } = r;
+        ins.run({ ...rest, chain_id: chainId, prev_hash: Buffer.from(r.prev_hash, 'hex'), hash: Buffer.from(r.hash, 'hex') });
       }
     })();
   }
@@ -140,13 +149,8 @@ const main = async () => {
   let after = 0;
   for (;;) {
     const r0 = process.hrtime.bigint();
-    const batch = (await c.store.db
-      .selectFrom('audit_events')
-      .selectAll()
-      .where('seq', '>', after)
-      .orderBy('seq')
-      .limit(5000)
-      .execute()) as EventRow[];
+    // The same query and row conversion verify's own thread uses (event-rows.ts).
+    const batch = await eventRows(selectEventRows(c.store.db).where('e.seq', '>', after).orderBy('e.seq').limit(5000));
     readTime += secs(r0);
     if (batch.length === 0) break;
     const bufs = batch.map((r) => Buffer.concat([Buffer.from(r.prev_hash, 'hex'), Buffer.from(canonicalOfRow(r), 'utf8')]));

@@ -1,8 +1,8 @@
-import type { AuditEventsTable } from '../store/schema.js';
-
 /**
- * The columns of an audit row, in one order: the prepared insert's parameters (audit-service) and the
- * verifier's select (verify-worker, which runs on worker threads and so imports only this).
+ * The columns of an audit row as the chain is defined over them, in one order: the prepared insert's parameters
+ * (audit-service) and the verifier's select (verify-worker, which runs on worker threads and so imports only this).
+ * `delegation_chain` is stored by reference (`audit_chains`, joined on `chain_id`); `prev_hash` and `hash` are
+ * stored as 32 raw bytes (migration 0031).
  */
 export const EVENT_COLUMNS = [
   'seq',
@@ -22,4 +22,14 @@ export const EVENT_COLUMNS = [
   'details',
   'prev_hash',
   'hash',
-] as const satisfies readonly (keyof AuditEventsTable)[];
+] as const;
+
+/** The select of EVENT_COLUMNS from the stored tables (`e` events, `c` chains), for raw SQL readers. */
+export const EVENT_SELECT = `select ${EVENT_COLUMNS.map((c) => (c === 'delegation_chain' ? 'c.chain as delegation_chain' : `e.${c}`)).join(', ')} from audit_events e left join audit_chains c on c.id = e.chain_id`;
+
+/** Hex of a stored hash (32 bytes; anything else, e.g. a tampered value, gives a string that never verifies). */
+export const hexOfStored = (b: unknown): string =>
+  b instanceof Uint8Array ? Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex') : typeof b === 'string' ? `!${b}` : '';
+
+/** The stored form of a hex hash. */
+export const storedOfHex = (hex: string): Buffer => Buffer.from(hex, 'hex');

@@ -1,7 +1,9 @@
 import { createPublicKey } from 'node:crypto';
 import type { Db } from '../store/db.js';
 import type { AuditCheckpointsTable } from '../store/schema.js';
-import { type EventRow, GENESIS_HASH } from './audit-chain.js';
+import { GENESIS_HASH } from './audit-chain.js';
+import { hexOfStored } from './audit-columns.js';
+import { eventRows, selectEventRows } from './event-rows.js';
 import { readPublishedHashes, readPublishedNotes } from './checkpoint-publisher.js';
 import { CHECKPOINT_EVERY_EVENTS, CHECKPOINT_EVERY_MS, checkStoredCheckpoint } from './checkpoint-service.js';
 import os from 'node:os';
@@ -228,13 +230,7 @@ export const verifyStore = async ({
   }
   if (early.length === 0 && !parallelDone) {
     for (;;) {
-      const rows = (await db
-        .selectFrom('audit_events')
-        .selectAll()
-        .where('seq', '>', after)
-        .orderBy('seq')
-        .limit(BATCH)
-        .execute()) as EventRow[];
+      const rows = await eventRows(selectEventRows(db).where('e.seq', '>', after).orderBy('e.seq').limit(BATCH));
       if (rows.length === 0) break;
       let go = true;
       for (const r of rows) {
@@ -367,7 +363,7 @@ const nameFirstEdit = async (db: Db, f: Walk, roots: CheckpointRoot[], start: St
       .limit(BATCH)
       .execute();
     for (const r of rows) {
-      if (Number(r.seq) !== seq || r.hash !== published[seq - start.size - 1]) break;
+      if (Number(r.seq) !== seq || hexOfStored(r.hash) !== published[seq - start.size - 1]) break;
       seq++;
     }
     if (rows.length === 0 || seq <= Number(rows.at(-1)!.seq)) break;

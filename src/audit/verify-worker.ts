@@ -2,7 +2,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import SQLite from 'better-sqlite3';
 import pg from 'pg';
 import { type EventRow, recomputeRowHash } from './audit-chain.js';
-import { EVENT_COLUMNS } from './audit-columns.js';
+import { EVENT_SELECT, hexOfStored } from './audit-columns.js';
 import { CompactRange, leafHashHex } from './merkle.js';
 
 /**
@@ -27,7 +27,7 @@ export type VerifyChunk = {
   problem: { code: 'missing_event' | 'out_of_order' | 'broken_link' | 'hash_mismatch' | 'end'; seq: number; found?: number } | null;
 };
 
-const SELECT = `select ${EVENT_COLUMNS.join(', ')} from audit_events where seq >= $1 and seq <= $2 order by seq limit $3`;
+const SELECT = `${EVENT_SELECT} where e.seq >= $1 and e.seq <= $2 order by e.seq limit $3`;
 const BATCH = 10_000;
 
 const toRow = (a: unknown[]): EventRow => ({
@@ -38,7 +38,7 @@ const toRow = (a: unknown[]): EventRow => ({
   action: a[4] as string,
   actor_type: a[5] as string,
   actor_id: a[6] as string | null,
-  delegation_chain: a[7] as string,
+  delegation_chain: (a[7] as string | null) ?? 'null',
   target_type: a[8] as string | null,
   target_id: a[9] as string | null,
   outcome: a[10] as string,
@@ -46,8 +46,8 @@ const toRow = (a: unknown[]): EventRow => ({
   client_ip: a[12] as string | null,
   content_hash: a[13] as string | null,
   details: a[14] as string,
-  prev_hash: a[15] as string,
-  hash: a[16] as string,
+  prev_hash: hexOfStored(a[15]),
+  hash: hexOfStored(a[16]),
 });
 
 const openReader = async (src: VerifySource): Promise<(from: number, to: number) => Promise<unknown[][]>> => {
