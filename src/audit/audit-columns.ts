@@ -27,9 +27,17 @@ export const EVENT_COLUMNS = [
 /** The select of EVENT_COLUMNS from the stored tables (`e` events, `c` chains), for raw SQL readers. */
 export const EVENT_SELECT = `select ${EVENT_COLUMNS.map((c) => (c === 'delegation_chain' ? 'c.chain as delegation_chain' : `e.${c}`)).join(', ')} from audit_events e left join audit_chains c on c.id = e.chain_id`;
 
-/** Hex of a stored hash (32 bytes; anything else, e.g. a tampered value, gives a string that never verifies). */
-export const hexOfStored = (b: unknown): string =>
-  b instanceof Uint8Array ? Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex') : typeof b === 'string' ? `!${b}` : '';
+/**
+ * Hex of a stored hash: 32 bytes. Anything else (a tampered or unmigrated value) reads as a distinct string that
+ * is not 64 hex characters, so it never verifies and never equals another row's hash.
+ */
+export const hexOfStored = (b: unknown): string => {
+  if (b instanceof Uint8Array) {
+    const hex = Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
+    return b.byteLength === 32 ? hex : `!${hex}`;
+  }
+  return `!${String(b)}`;
+};
 
 /** The stored form of a hex hash. */
 export const storedOfHex = (hex: string): Buffer => Buffer.from(hex, 'hex');

@@ -11,8 +11,8 @@ type AnyDb = Kysely<any>;
  * - `hash` and `prev_hash` are 32 raw bytes (BLOB / bytea) instead of 64 hex characters;
  * - on SQLite `seq` becomes the rowid (INTEGER PRIMARY KEY), which drops the separate primary-key index.
  * The table is rebuilt (create, copy, drop, rename) on both dialects, its indexes and append-only triggers
- * recreated as 0001/0002 made them. A stored hash that is not 64 lowercase hex characters (a tampered row)
- * becomes zero bytes, so `audit verify` still reports that row as a hash mismatch.
+ * recreated as 0001/0002 made them. A stored hash that is not 64 lowercase hex characters (a tampered row) is
+ * kept as its UTF-8 bytes (never 32 bytes long, so it reads back as a value that never verifies, each one distinct).
  */
 export const up = async (db: AnyDb): Promise<void> => {
   const isPg = db.getExecutor().adapter instanceof PostgresAdapter;
@@ -47,8 +47,8 @@ export const up = async (db: AnyDb): Promise<void> => {
     .execute();
   const bin = (col: string) =>
     isPg
-      ? sql`case when ${sql.ref(col)} ~ '^[0-9a-f]{64}$' then decode(${sql.ref(col)}, 'hex') else '\\x'::bytea end`
-      : sql`case when length(${sql.ref(col)}) = 64 and ${sql.ref(col)} = lower(${sql.ref(col)}) then coalesce(unhex(${sql.ref(col)}), x'') else x'' end`;
+      ? sql`case when ${sql.ref(col)} ~ '^[0-9a-f]{64}$' then decode(${sql.ref(col)}, 'hex') else convert_to(${sql.ref(col)}, 'UTF8') end`
+      : sql`case when length(${sql.ref(col)}) = 64 and ${sql.ref(col)} = lower(${sql.ref(col)}) and unhex(${sql.ref(col)}) is not null then unhex(${sql.ref(col)}) else cast(${sql.ref(col)} as blob) end`;
   await sql`insert into audit_events_new
     (seq, id, at, org_id, action, actor_type, actor_id, chain_id, target_type, target_id, outcome, request_id, client_ip, content_hash, details, prev_hash, hash)
     select e.seq, e.id, e.at, e.org_id, e.action, e.actor_type, e.actor_id, c.id, e.target_type, e.target_id, e.outcome, e.request_id,
