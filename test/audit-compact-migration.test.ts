@@ -81,7 +81,6 @@ for (const dialect of testDialects()) {
 
     it('moves old-format rows into the compact layout: same events, same hashes, one row per distinct chain, still append-only', async () => {
       const store = await storeAt0030();
-      // biome-ignore lint/suspicious/noExplicitAny: rows of the schema as it was before 0031
       const db = store.db as unknown as Kysely<any>;
       const before = oldRows(120);
       for (let i = 0; i < before.length; i += 40)
@@ -140,7 +139,6 @@ for (const dialect of testDialects()) {
 
     it('keeps a tampered hash failing: a stored hash that is not 64 lowercase hex characters never verifies after the move', async () => {
       const store = await storeAt0030();
-      // biome-ignore lint/suspicious/noExplicitAny: rows of the schema as it was before 0031
       const db = store.db as unknown as Kysely<any>;
       const rows = oldRows(3);
       rows[1] = { ...rows[1]!, hash: rows[1]!.hash.toUpperCase() };
