@@ -229,9 +229,13 @@ export const verifyStore = async ({
     }
   }
   if (early.length === 0 && !parallelDone) {
+    // The next batch is read while this one is hashed (the store works on another thread or process).
+    const read = (from: number) => eventRows(selectEventRows(db).where('e.seq', '>', from).orderBy('e.seq').limit(BATCH));
+    let next = read(after);
     for (;;) {
-      const rows = await eventRows(selectEventRows(db).where('e.seq', '>', after).orderBy('e.seq').limit(BATCH));
+      const rows = await next;
       if (rows.length === 0) break;
+      next = read(Number(rows.at(-1)!.seq));
       let go = true;
       for (const r of rows) {
         if (!v.push(r)) {
@@ -242,7 +246,10 @@ export const verifyStore = async ({
       done += rows.length;
       onProgress?.(done, head - start.size);
       after = Number(rows.at(-1)!.seq);
-      if (!go) break;
+      if (!go) {
+        await next.catch(() => undefined);
+        break;
+      }
     }
   }
   // Events below the purge boundary that survived it would be a second, unchained history.

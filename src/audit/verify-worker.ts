@@ -72,12 +72,17 @@ const run = async () => {
     let prev: string | null = null;
     let firstPrev: string | null = null;
     let problem: VerifyChunk['problem'] = null;
-    outer: while (expected <= job.to) {
-      const rows = await read(expected, job.to);
+    // The next batch is read while this one is hashed (PostgreSQL answers meanwhile; SQLite reads synchronously).
+    let next: Promise<unknown[][]> | null = read(expected, job.to);
+    outer: while (next) {
+      const rows: unknown[][] = await next;
+      next = null;
       if (rows.length === 0) {
         problem = { code: 'end', seq: expected };
         break;
       }
+      const lastSeq = Number(rows.at(-1)![0]);
+      if (rows.length === BATCH && lastSeq < job.to) next = read(lastSeq + 1, job.to);
       for (const a of rows) {
         const r = toRow(a);
         if (r.seq !== expected) {
@@ -102,6 +107,9 @@ const run = async () => {
         expected++;
       }
     }
+    // A read left in flight by a problem is drained before the answer; rows that ran out inside the range end it.
+    if (next) await (next as Promise<unknown[][]>).catch(() => []);
+    if (problem === null && expected <= job.to) problem = { code: 'end', seq: expected };
     const count = expected - job.from;
     const out: VerifyChunk = {
       index: job.index,
