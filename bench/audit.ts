@@ -15,6 +15,7 @@ import SQLite from 'better-sqlite3';
 import pg from 'pg';
 import type { Container } from '../src/app/container.js';
 import { canonicalOfRow, type EventRow } from '../src/audit/audit-chain.js';
+import { storedOfContentHash } from '../src/audit/audit-columns.js';
 import { canonicalJson } from '../src/audit/canonical.js';
 import { eventRows, selectEventRows } from '../src/audit/event-rows.js';
 import { systemActor } from '../src/identity/principal.js';
@@ -62,7 +63,13 @@ const bulkRow = (head: number, i: number, prev: string, chain: string): EventRow
 /** Its stored form (migration 0031): the chain by reference, hashes as bytes. */
 const storedRow = (r: EventRow, chainId: number) => {
   const { delegation_chain: _, ...rest } = r;
-  return { ...rest, chain_id: chainId, prev_hash: Buffer.from(r.prev_hash, 'hex'), hash: Buffer.from(r.hash, 'hex') };
+  return {
+    ...rest,
+    chain_id: chainId,
+    content_hash: storedOfContentHash(r.content_hash),
+    prev_hash: Buffer.from(r.prev_hash, 'hex'),
+    hash: Buffer.from(r.hash, 'hex'),
+  };
 };
 const COLS =
   'seq, id, at, org_id, action, actor_type, actor_id, chain_id, target_type, target_id, outcome, request_id, client_ip, content_hash, details, prev_hash, hash';

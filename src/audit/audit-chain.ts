@@ -34,9 +34,10 @@ export const chainHash = (prevHashHex: string, event: ChainedEvent): string =>
  * One event as the chain is defined over it: the stored columns with the delegation chain's RFC 8785 text
  * (stored by reference, `audit_chains`) and the hashes in hex (stored as 32 raw bytes). event-rows.ts reads it.
  */
-export type EventRow = Omit<AuditEventsTable, 'outcome' | 'chain_id' | 'prev_hash' | 'hash'> & {
+export type EventRow = Omit<AuditEventsTable, 'outcome' | 'chain_id' | 'prev_hash' | 'hash' | 'content_hash'> & {
   outcome: string;
   delegation_chain: string;
+  content_hash: string | null;
   prev_hash: string;
   hash: string;
 };

@@ -2,7 +2,7 @@
  * The columns of an audit row as the chain is defined over them, in one order: the prepared insert's parameters
  * (audit-service) and the verifier's select (verify-worker, which runs on worker threads and so imports only this).
  * `delegation_chain` is stored by reference (`audit_chains`, joined on `chain_id`); `prev_hash` and `hash` are
- * stored as 32 raw bytes (migration 0031).
+ * stored as 32 raw bytes, `content_hash` as tagged bytes (migration 0031).
  */
 export const EVENT_COLUMNS = [
   'seq',
@@ -37,6 +37,26 @@ export const hexOfStored = (b: unknown): string => {
     return b.byteLength === 32 ? hex : `!${hex}`;
   }
   return `!${String(b)}`;
+};
+
+/**
+ * The stored form of `content_hash` (bytes): 0x01 + 32 bytes for a SHA-256 in lowercase hex (what every caller
+ * passes), 0x00 + UTF-8 for any other text, so every value reads back exactly (the chain covers the text).
+ * Hand-written rather than a library: a two-case tag byte, nothing to parse.
+ */
+export const storedOfContentHash = (text: string | null): Buffer | null => {
+  if (text === null) return null;
+  if (/^[0-9a-f]{64}$/.test(text)) return Buffer.concat([Buffer.of(1), Buffer.from(text, 'hex')]);
+  return Buffer.concat([Buffer.of(0), Buffer.from(text, 'utf8')]);
+};
+/** The text of a stored `content_hash` (see storedOfContentHash); a value of another form reads as text that never verifies. */
+export const contentHashOfStored = (b: unknown): string | null => {
+  if (b === null || b === undefined) return null;
+  if (!(b instanceof Uint8Array)) return `!${String(b)}`;
+  const buf = Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+  if (buf[0] === 1 && buf.length === 33) return buf.subarray(1).toString('hex');
+  if (buf[0] === 0) return buf.subarray(1).toString('utf8');
+  return `!${buf.toString('hex')}`;
 };
 
 /** The stored form of a hex hash. */

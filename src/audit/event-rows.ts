@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import type { Executor } from '../store/db.js';
 import type { EventRow } from './audit-chain.js';
-import { hexOfStored } from './audit-columns.js';
+import { contentHashOfStored, hexOfStored } from './audit-columns.js';
 
 /**
  * Reading audit events as the chain is defined over them (EventRow): every reader of whole rows goes through
@@ -32,8 +32,9 @@ export const selectEventRows = (ex: Executor) =>
       'e.hash',
     ]);
 
-type Selected = Omit<EventRow, 'delegation_chain' | 'prev_hash' | 'hash'> & {
+type Selected = Omit<EventRow, 'delegation_chain' | 'prev_hash' | 'hash' | 'content_hash'> & {
   delegation_chain: string | null;
+  content_hash: unknown;
   prev_hash: unknown;
   hash: unknown;
 };
@@ -43,6 +44,7 @@ export const toEventRow = (r: Selected): EventRow => ({
   ...r,
   seq: Number(r.seq),
   delegation_chain: r.delegation_chain ?? 'null',
+  content_hash: contentHashOfStored(r.content_hash),
   prev_hash: hexOfStored(r.prev_hash),
   hash: hexOfStored(r.hash),
 });

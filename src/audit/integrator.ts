@@ -4,7 +4,7 @@ import type { Logger } from '../kernel/log.js';
 import type { Db, Dialect, Tx } from '../store/db.js';
 import type { AuditEventsTable, AuditPendingTable } from '../store/schema.js';
 import { canonicalOfRow, type EventRow } from './audit-chain.js';
-import { hexOfStored, storedOfHex } from './audit-columns.js';
+import { hexOfStored, storedOfContentHash, storedOfHex } from './audit-columns.js';
 import { canonicalJson } from './canonical.js';
 
 /**
@@ -187,9 +187,10 @@ export const createIntegrator = ({ db, dialect, intervalMs, batch = INTEGRATE_BA
         row.hash = createHash('sha256').update(prev, 'hex').update(canonicalOfRow(row), 'utf8').digest('hex');
         prev = row.hash;
         rows.push(row);
-        const { delegation_chain, prev_hash, hash, ...rest } = row;
+        const { delegation_chain, prev_hash, hash, content_hash, ...rest } = row;
         stored.push({
           ...rest,
+          content_hash: storedOfContentHash(content_hash),
           outcome: row.outcome as AuditEventsTable['outcome'],
           chain_id: chains.get(delegation_chain)!,
           prev_hash: storedOfHex(prev_hash),

@@ -2,7 +2,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import SQLite from 'better-sqlite3';
 import pg from 'pg';
 import { type EventRow, recomputeRowHash } from './audit-chain.js';
-import { EVENT_SELECT, hexOfStored } from './audit-columns.js';
+import { contentHashOfStored, EVENT_SELECT, hexOfStored } from './audit-columns.js';
 import { CompactRange, leafHashHex } from './merkle.js';
 
 /**
@@ -44,7 +44,7 @@ const toRow = (a: unknown[]): EventRow => ({
   outcome: a[10] as string,
   request_id: a[11] as string | null,
   client_ip: a[12] as string | null,
-  content_hash: a[13] as string | null,
+  content_hash: contentHashOfStored(a[13]),
   details: a[14] as string,
   prev_hash: hexOfStored(a[15]),
   hash: hexOfStored(a[16]),

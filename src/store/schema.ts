@@ -99,7 +99,8 @@ export type AuditEventsTable = {
   outcome: 'success' | 'denied' | 'error';
   request_id: string | null;
   client_ip: string | null;
-  content_hash: string | null;
+  /** Tagged bytes: 0x01 + SHA-256, or 0x00 + UTF-8 text (src/audit/audit-columns.ts). */
+  content_hash: Buffer | null;
   details: string; // JSON
   /** 32 raw bytes (BLOB / bytea); src/audit/event-rows.ts gives readers the hex form the chain is defined over. */
   prev_hash: Buffer;
@@ -110,8 +111,9 @@ export type AuditEventsTable = {
 export type AuditChainsTable = { id: number; chain: string };
 
 /** Audit events committed but not yet sequenced (src/audit/integrator.ts); `pid` orders them. */
-export type AuditPendingTable = Omit<AuditEventsTable, 'seq' | 'prev_hash' | 'hash' | 'outcome' | 'chain_id'> & {
+export type AuditPendingTable = Omit<AuditEventsTable, 'seq' | 'prev_hash' | 'hash' | 'outcome' | 'chain_id' | 'content_hash'> & {
   pid: number;
+  content_hash: string | null;
   outcome: string;
   delegation_chain: string; // JSON (RFC 8785); the integrator stores it by reference
 };

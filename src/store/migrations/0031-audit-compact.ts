@@ -8,7 +8,8 @@ type AnyDb = Kysely<any>;
  * so every event keeps its hash; only the way a row is stored does:
  * - the delegation chain is stored once per distinct chain in `audit_chains` (append-only) and events refer to
  *   it by a small integer `chain_id` (an agent's chain is the same on all its events);
- * - `hash` and `prev_hash` are 32 raw bytes (BLOB / bytea) instead of 64 hex characters;
+ * - `hash` and `prev_hash` are 32 raw bytes (BLOB / bytea) instead of 64 hex characters, and `content_hash`
+ *   (a SHA-256 in hex from every caller) 0x01 + its 32 bytes, or 0x00 + the UTF-8 of any other text;
  * - on SQLite `seq` becomes the rowid (INTEGER PRIMARY KEY), which drops the separate primary-key index.
  * The table is rebuilt (create, copy, drop, rename) on both dialects, its indexes and append-only triggers
  * recreated as 0001/0002 made them. A stored hash that is not 64 lowercase hex characters (a tampered row) is
@@ -40,7 +41,7 @@ export const up = async (db: AnyDb): Promise<void> => {
     .addColumn('outcome', 'text', (c) => c.notNull().check(sql`outcome in ('success', 'denied', 'error')`))
     .addColumn('request_id', 'text')
     .addColumn('client_ip', 'text')
-    .addColumn('content_hash', 'text')
+    .addColumn('content_hash', isPg ? 'bytea' : 'blob')
     .addColumn('details', 'text', (c) => c.notNull())
     .addColumn('prev_hash', isPg ? 'bytea' : 'blob', (c) => c.notNull())
     .addColumn('hash', isPg ? 'bytea' : 'blob', (c) => c.notNull())
@@ -49,10 +50,15 @@ export const up = async (db: AnyDb): Promise<void> => {
     isPg
       ? sql`case when ${sql.ref(col)} ~ '^[0-9a-f]{64}$' then decode(${sql.ref(col)}, 'hex') else convert_to(${sql.ref(col)}, 'UTF8') end`
       : sql`case when length(${sql.ref(col)}) = 64 and ${sql.ref(col)} = lower(${sql.ref(col)}) and unhex(${sql.ref(col)}) is not null then unhex(${sql.ref(col)}) else cast(${sql.ref(col)} as blob) end`;
+  // content_hash: 0x01 + the 32 bytes of a lowercase hex SHA-256, else 0x00 + the text's UTF-8 (src/audit/audit-columns.ts).
+  const tagged = (col: string) =>
+    isPg
+      ? sql`case when ${sql.ref(col)} is null then null when ${sql.ref(col)} ~ '^[0-9a-f]{64}$' then '\\x01'::bytea || decode(${sql.ref(col)}, 'hex') else '\\x00'::bytea || convert_to(${sql.ref(col)}, 'UTF8') end`
+      : sql`case when ${sql.ref(col)} is null then null when length(${sql.ref(col)}) = 64 and ${sql.ref(col)} = lower(${sql.ref(col)}) and unhex(${sql.ref(col)}) is not null then x'01' || unhex(${sql.ref(col)}) else x'00' || cast(${sql.ref(col)} as blob) end`;
   await sql`insert into audit_events_new
     (seq, id, at, org_id, action, actor_type, actor_id, chain_id, target_type, target_id, outcome, request_id, client_ip, content_hash, details, prev_hash, hash)
     select e.seq, e.id, e.at, e.org_id, e.action, e.actor_type, e.actor_id, c.id, e.target_type, e.target_id, e.outcome, e.request_id,
-      e.client_ip, e.content_hash, e.details, ${bin('prev_hash')}, ${bin('hash')}
+      e.client_ip, ${tagged('content_hash')}, e.details, ${bin('prev_hash')}, ${bin('hash')}
     from audit_events e join audit_chains c on c.chain = e.delegation_chain order by e.seq`.execute(db);
   await db.schema.dropTable('audit_events').execute();
   await sql`alter table audit_events_new rename to audit_events`.execute(db);
