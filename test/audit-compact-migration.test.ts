@@ -44,7 +44,7 @@ const oldRows = (n: number): EventRow[] => {
       outcome: i % 11 === 0 ? 'denied' : 'success',
       request_id: `req_${i}`,
       client_ip: i % 2 ? '10.0.0.1' : null,
-      content_hash: i % 4 ? 'ab'.repeat(32) : null,
+      content_hash: i % 4 === 0 ? null : i % 9 === 0 ? 'sha-1:not-hex ✓' : 'ab'.repeat(32),
       details: canonicalJson({ n: i, note: 'é ✓' }),
       prev_hash: prev,
       hash: '',
@@ -102,10 +102,11 @@ for (const dialect of testDialects()) {
       expect(chains.map((c) => JSON.parse(c.chain))).toEqual([CHAINS[1], CHAINS[2], CHAINS[0]]);
       const stored = await store.db
         .selectFrom('audit_events')
-        .select(['hash', 'prev_hash', 'chain_id'])
+        .select(['hash', 'prev_hash', 'chain_id', 'content_hash'])
         .where('seq', '=', 1)
         .executeTakeFirstOrThrow();
       expect(Buffer.isBuffer(stored.hash) && stored.hash.length).toBe(32);
+      expect(Buffer.from(stored.content_hash!).equals(Buffer.concat([Buffer.of(1), Buffer.alloc(32, 0xab)]))).toBe(true);
       expect(Buffer.from(stored.prev_hash).equals(Buffer.alloc(32))).toBe(true);
       expect(Number(stored.chain_id)).toBe(1);
       for (const r of after) expect(recomputeRowHash(r, r.prev_hash)).toBe(r.hash);

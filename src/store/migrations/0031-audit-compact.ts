@@ -54,7 +54,7 @@ export const up = async (db: AnyDb): Promise<void> => {
   const tagged = (col: string) =>
     isPg
       ? sql`case when ${sql.ref(col)} is null then null when ${sql.ref(col)} ~ '^[0-9a-f]{64}$' then '\\x01'::bytea || decode(${sql.ref(col)}, 'hex') else '\\x00'::bytea || convert_to(${sql.ref(col)}, 'UTF8') end`
-      : sql`case when ${sql.ref(col)} is null then null when length(${sql.ref(col)}) = 64 and ${sql.ref(col)} = lower(${sql.ref(col)}) and unhex(${sql.ref(col)}) is not null then x'01' || unhex(${sql.ref(col)}) else x'00' || cast(${sql.ref(col)} as blob) end`;
+      : sql`case when ${sql.ref(col)} is null then null when length(${sql.ref(col)}) = 64 and ${sql.ref(col)} = lower(${sql.ref(col)}) and unhex(${sql.ref(col)}) is not null then unhex('01' || ${sql.ref(col)}) else unhex('00' || hex(${sql.ref(col)})) end`;
   await sql`insert into audit_events_new
     (seq, id, at, org_id, action, actor_type, actor_id, chain_id, target_type, target_id, outcome, request_id, client_ip, content_hash, details, prev_hash, hash)
     select e.seq, e.id, e.at, e.org_id, e.action, e.actor_type, e.actor_id, c.id, e.target_type, e.target_id, e.outcome, e.request_id,
