@@ -416,12 +416,9 @@ for (const dialect of testDialects()) {
       expect(view.body.subject).toBe('First held');
       expect(view.body.system_tags).toContain('results');
       await t.c.audit.sync();
-      const audit = await t.c.store.db
-        .selectFrom('audit_events')
-        .selectAll()
-        .where('target_id', '=', rows[0]!.id)
-        .where('action', '=', 'email.released')
-        .execute();
+      const audit = await eventRows(
+        selectEventRows(t.c.store.db).where('e.target_id', '=', rows[0]!.id).where('e.action', '=', 'email.released'),
+      );
       expect(audit).toHaveLength(1);
       expect(audit[0]).toMatchObject({
         actor_type: 'human',
