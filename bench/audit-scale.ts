@@ -118,6 +118,13 @@ const bytesSqlite = async (c: Container, file: string) => {
     const total = b.reduce((s, r) => s + Number(r.b), 0);
     const table = Number(b.find((r) => r.name === 'audit_events')?.b ?? 0);
     out('SQLite bytes per event (table + indexes; table alone)', `${(total / n).toFixed(0)} (${(table / n).toFixed(0)}) over ${n} events`);
+    out(
+      '  SQLite bytes per event by b-tree',
+      b
+        .sort((x, y) => Number(y.b) - Number(x.b))
+        .map((r) => `${r.name} ${(Number(r.b) / n).toFixed(0)}`)
+        .join(', '),
+    );
   } catch (e) {
     out('SQLite bytes per event', `dbstat unavailable (${(e as Error).message})`);
   }
@@ -136,6 +143,11 @@ const bytesPg = async (c: Container) => {
     c.store.db,
   );
   const x = r[0]!;
+  const { rows: idx } = await (await import('kysely')).sql<{ name: string; b: string }>`
+    select indexrelid::regclass::text as name, pg_relation_size(indexrelid) as b from pg_index where indrelid = 'audit_events'::regclass order by 2 desc`.execute(
+    c.store.db,
+  );
+  out('  PostgreSQL bytes per event by index', idx.map((i) => `${i.name} ${(Number(i.b) / Number(x.n)).toFixed(0)}`).join(', '));
   out(
     'PostgreSQL bytes per event (table + indexes + toast; heap alone)',
     `${(Number(x.total) / Number(x.n)).toFixed(0)} (${(Number(x.heap) / Number(x.n)).toFixed(0)}) over ${x.n} events`,
