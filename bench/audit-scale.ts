@@ -6,7 +6,8 @@
  * Reports, in one run:
  * - PostgreSQL appends/s (each in its own transaction, as a request's change would) from 1 process and from
  *   2 processes sharing one database, and client CPU per append (the peer: one process, same run);
- * - delay from commit to inclusion in the chain (p50, p99, max) while those appends run;
+ * - delay from commit to inclusion in the chain (p50, p99, max) while those appends run, and under a steady load of
+ *   BENCH_AUDIT_STEADY_RATE appends/s (default 200) from one process, on SQLite and PostgreSQL;
  * - stored bytes per event on SQLite and PostgreSQL (table + indexes, divided by the events).
  * Verification against reading the rows is in bench/audit.ts.
  */
@@ -22,6 +23,7 @@ import type { Container } from '../src/app/container.js';
 import { BENCH_AUDIT_ACTOR, openBenchContainer, PG_ADMIN_URL, repoRoot, seconds } from './support/bench-kit.js';
 
 const SIZE_EVENTS = Number(process.env.BENCH_AUDIT_SIZE_EVENTS ?? 20_000);
+const STEADY_RATE = Number(process.env.BENCH_AUDIT_STEADY_RATE ?? 200);
 const rows: [string, string][] = [];
 const out = (k: string, v: string) => {
   rows.push([k, v]);
@@ -43,11 +45,11 @@ const event = (i: number) => ({
 });
 
 type ChildResult = { label: string; ops: number; cpuMs: number; wallMs: number };
-const child = (env: Record<string, string>, lanes: number, startAt: number, label: string) =>
+const child = (env: Record<string, string>, lanes: number, startAt: number, label: string, rate = 0) =>
   new Promise<ChildResult>((resolve, reject) => {
     const p = spawn(
       process.execPath,
-      ['--import', 'tsx', 'bench/support/audit-scale-child.ts', String(lanes), String(seconds), String(startAt), label],
+      ['--import', 'tsx', 'bench/support/audit-scale-child.ts', String(lanes), String(seconds), String(startAt), label, String(rate)],
       {
         cwd: repoRoot,
         env: { ...process.env, ...env },
@@ -85,6 +87,17 @@ const watchInclusion = (c: Container) => {
     return delays.sort((a, b) => a - b);
   };
 };
+/** A steady write load (one process, STEADY_RATE appends/s from 4 lanes) and its commit-to-inclusion delays. */
+const steady = async (env: Record<string, string>, c: Container, label: string) => {
+  const stopWatch = watchInclusion(c);
+  const r = await child(env, 4, Date.now() + 3000, 'steady', STEADY_RATE);
+  await c.audit.sync();
+  const delays = await stopWatch();
+  out(
+    `${label}: commit to inclusion at a steady ${STEADY_RATE} appends/s, 1 process (MAILWARD_AUDIT_INTEGRATE_MS=${loadConfig({ ...env }).auditIntegrateMs}, load ${load()})`,
+    `p50 ${pct(delays, 50)} ms, p99 ${pct(delays, 99)} ms, max ${delays.at(-1)} ms over ${delays.length} events (${((r.ops / r.wallMs) * 1000).toFixed(0)}/s done)`,
+  );
+};
 const pct = (xs: number[], p: number) => xs[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))] ?? Number.NaN;
 
 const bytesSqlite = async (c: Container, file: string) => {
@@ -105,6 +118,13 @@ const bytesSqlite = async (c: Container, file: string) => {
     const total = b.reduce((s, r) => s + Number(r.b), 0);
     const table = Number(b.find((r) => r.name === 'audit_events')?.b ?? 0);
     out('SQLite bytes per event (table + indexes; table alone)', `${(total / n).toFixed(0)} (${(table / n).toFixed(0)}) over ${n} events`);
+    out(
+      '  SQLite bytes per event by b-tree',
+      b
+        .sort((x, y) => Number(y.b) - Number(x.b))
+        .map((r) => `${r.name} ${(Number(r.b) / n).toFixed(0)}`)
+        .join(', '),
+    );
   } catch (e) {
     out('SQLite bytes per event', `dbstat unavailable (${(e as Error).message})`);
   }
@@ -123,6 +143,11 @@ const bytesPg = async (c: Container) => {
     c.store.db,
   );
   const x = r[0]!;
+  const { rows: idx } = await (await import('kysely')).sql<{ name: string; b: string }>`
+    select indexrelid::regclass::text as name, pg_relation_size(indexrelid) as b from pg_index where indrelid = 'audit_events'::regclass order by 2 desc`.execute(
+    c.store.db,
+  );
+  out('  PostgreSQL bytes per event by index', idx.map((i) => `${i.name} ${(Number(i.b) / Number(x.n)).toFixed(0)}`).join(', '));
   out(
     'PostgreSQL bytes per event (table + indexes + toast; heap alone)',
     `${(Number(x.total) / Number(x.n)).toFixed(0)} (${(Number(x.heap) / Number(x.n)).toFixed(0)}) over ${x.n} events`,
@@ -134,6 +159,7 @@ const main = async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mw-bench-audit-scale-'));
   const s = await open({ MAILWARD_DATA_DIR: dir });
   await bytesSqlite(s, path.join(dir, 'mailward.db'));
+  await steady({ MAILWARD_DATA_DIR: dir }, s, 'SQLite');
   await s.close();
   fs.rmSync(dir, { recursive: true, force: true });
 
@@ -161,6 +187,7 @@ const main = async () => {
     }
     // 1 process, then 2 processes on one database; 8 lanes each. The watcher measures inclusion delays.
     const { env, c, pdir } = await fresh();
+    await steady(env, c, 'PostgreSQL');
     const results: Record<string, { rate: number; cpuPerOp: number }> = {};
     for (const procs of [1, 2]) {
       const startAt = Date.now() + 4000;

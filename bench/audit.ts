@@ -1,11 +1,12 @@
 /**
  * Audit log benchmark. Run: node --import tsx bench/audit.ts
- * Env: BENCH_AUDIT_EVENTS (default 1,000,000), BENCH_PG_URL (default
+ * Env: BENCH_AUDIT_EVENTS (default 1,000,000), BENCH_AUDIT_PG_EVENTS (PostgreSQL verify size, default the same; 0 skips),
+ * BENCH_AUDIT_ROUNDS (read/verify rounds, alternating, default 2), BENCH_PG_URL (default
  * postgres://postgres@127.0.0.1:5432/postgres; set to "off" to skip PostgreSQL).
  *
  * Reports: single-event appends/s inside a transaction (SQLite, PostgreSQL),
- * full verification of N events against raw SHA-256 over the same bytes in the
- * same run, tree indexing time, and inclusion-proof time at N events.
+ * full verification of N events against reading the same rows and raw SHA-256 over the same bytes in the
+ * same run (SQLite and PostgreSQL), tree indexing time, and inclusion-proof time at N events.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
@@ -15,7 +16,9 @@ import SQLite from 'better-sqlite3';
 import pg from 'pg';
 import type { Container } from '../src/app/container.js';
 import { canonicalOfRow, type EventRow } from '../src/audit/audit-chain.js';
+import { storedOfContentHash } from '../src/audit/audit-columns.js';
 import { canonicalJson } from '../src/audit/canonical.js';
+import { eventRows, selectEventRows } from '../src/audit/event-rows.js';
 import { systemActor } from '../src/identity/principal.js';
 import { openBenchContainer } from './support/bench-kit.js';
 
@@ -29,6 +32,170 @@ const out = (k: string, v: string) => {
 const secs = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e9;
 
 const open = openBenchContainer;
+const PG_N = Number(process.env.BENCH_AUDIT_PG_EVENTS ?? N);
+const ROUNDS = Number(process.env.BENCH_AUDIT_ROUNDS ?? 2);
+
+const load = () => fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+
+/** The i-th bulk event after `head`, chained on `prev` (the shape record() writes). */
+const bulkRow = (head: number, i: number, prev: string, chain: string): EventRow => {
+  const base = Date.parse('2026-01-01T00:00:00Z');
+  const r: EventRow = {
+    seq: head + i + 1,
+    id: `evt_${(i + 1).toString(16).padStart(32, '0')}`,
+    at: new Date(base + i * 10).toISOString(),
+    org_id: 'org_bench',
+    action: i % 5 === 0 ? 'email.submitted' : 'email.read',
+    actor_type: 'agent',
+    actor_id: actor.id,
+    delegation_chain: chain,
+    target_type: 'message',
+    target_id: `msg_${i.toString(16).padStart(32, '0')}`,
+    outcome: 'success',
+    request_id: `req_${i.toString(16).padStart(32, '0')}`,
+    client_ip: '10.0.0.1',
+    content_hash: 'ab'.repeat(32),
+    details: canonicalJson({ mailbox_id: 'mbx_1', bytes: i }),
+    prev_hash: prev,
+    hash: '',
+  };
+  r.hash = createHash('sha256').update(Buffer.from(prev, 'hex')).update(canonicalOfRow(r), 'utf8').digest('hex');
+  return r;
+};
+/** Its stored form (migration 0031): the chain by reference, hashes as bytes. */
+const storedRow = (r: EventRow, chainId: number) => {
+  const { delegation_chain: _, ...rest } = r;
+  return {
+    ...rest,
+    chain_id: chainId,
+    content_hash: storedOfContentHash(r.content_hash),
+    prev_hash: Buffer.from(r.prev_hash, 'hex'),
+    hash: Buffer.from(r.hash, 'hex'),
+  };
+};
+const COLS =
+  'seq, id, at, org_id, action, actor_type, actor_id, chain_id, target_type, target_id, outcome, request_id, client_ip, content_hash, details, prev_hash, hash';
+
+const bulkLoadSqlite = async (c: Container, file: string, n: number): Promise<number> => {
+  const head = await c.auditLog.tree.headSeq();
+  const headRow = await c.store.db.selectFrom('audit_head').select('hash').where('id', '=', 1).executeTakeFirstOrThrow();
+  const raw = new SQLite(file);
+  raw.pragma('journal_mode = WAL');
+  raw.pragma('synchronous = NORMAL');
+  const ins = raw.prepare(
+    `insert into audit_events (${COLS}) values (${COLS.split(', ')
+      .map((k) => `@${k}`)
+      .join(', ')})`,
+  );
+  let prev = headRow.hash;
+  const chain = canonicalJson(actor.chain);
+  // The chain is stored once (audit_chains) and referred to by id, as the integrator does.
+  const known = raw.prepare('select id from audit_chains where chain = ?').get(chain) as { id: number } | undefined;
+  const chainId =
+    known?.id ??
+    Number(
+      raw.prepare('insert into audit_chains (id, chain) select coalesce(max(id), 0) + 1, ? from audit_chains').run(chain).lastInsertRowid,
+    );
+  for (let start = 0; start < n; start += 50_000) {
+    raw.transaction(() => {
+      for (let i = start; i < Math.min(n, start + 50_000); i++) {
+        const r = bulkRow(head, i, prev, chain);
+        prev = r.hash;
+        ins.run(storedRow(r, chainId));
+      }
+    })();
+  }
+  raw.prepare('update audit_head set seq = ?, hash = ? where id = 1').run(head + n, prev);
+  raw.close();
+  return head + n;
+};
+
+const bulkLoadPg = async (c: Container, url: string, n: number): Promise<number> => {
+  const head = await c.auditLog.tree.headSeq();
+  const headRow = await c.store.db.selectFrom('audit_head').select('hash').where('id', '=', 1).executeTakeFirstOrThrow();
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  const chain = canonicalJson(actor.chain);
+  const known = await client.query<{ id: number }>('select id from audit_chains where chain = $1', [chain]);
+  const chainId =
+    known.rows[0]?.id ??
+    (
+      await client.query<{ id: number }>(
+        'insert into audit_chains (id, chain) select coalesce(max(id), 0) + 1, $1 from audit_chains returning id',
+        [chain],
+      )
+    ).rows[0]!.id;
+  const cols = COLS.split(', ');
+  let prev = headRow.hash;
+  const per = 1000;
+  for (let start = 0; start < n; start += per) {
+    const values: unknown[] = [];
+    const tuples: string[] = [];
+    for (let i = start; i < Math.min(n, start + per); i++) {
+      const r = bulkRow(head, i, prev, chain);
+      prev = r.hash;
+      const s = storedRow(r, chainId) as Record<string, unknown>;
+      tuples.push(`(${cols.map((_, k) => `$${values.length + k + 1}`).join(', ')})`);
+      for (const k of cols) values.push(s[k]);
+    }
+    await client.query(`insert into audit_events (${COLS}) values ${tuples.join(', ')}`, values);
+  }
+  await client.query('update audit_head set seq = $1, hash = $2 where id = 1', [head + n, prev]);
+  await client.query('vacuum analyze audit_events');
+  await client.end();
+  return head + n;
+};
+
+/**
+ * Reads every row (the query and row conversion verify's own thread uses) and hashes the same bytes, then verifies,
+ * alternately for BENCH_AUDIT_ROUNDS rounds. CPU seconds of the whole process (worker threads included) are the stable
+ * figure on a shared machine; wall time is given beside them.
+ */
+const verifyVsRead = async (c: Container, label: string, total: number) => {
+  const cpuNow = () => {
+    const u = process.cpuUsage();
+    return (u.user + u.system) / 1e6;
+  };
+  for (let round = 1; round <= ROUNDS; round++) {
+    let hashTime = 0;
+    let after = 0;
+    const r0 = process.hrtime.bigint();
+    const c0 = cpuNow();
+    let hashCpu = 0;
+    for (;;) {
+      const batch = await eventRows(selectEventRows(c.store.db).where('e.seq', '>', after).orderBy('e.seq').limit(5000));
+      if (batch.length === 0) break;
+      const h0 = process.hrtime.bigint();
+      const hc = cpuNow();
+      for (const r of batch) createHash('sha256').update(Buffer.from(r.prev_hash, 'hex')).update(canonicalOfRow(r), 'utf8').digest();
+      hashCpu += cpuNow() - hc;
+      hashTime += secs(h0);
+      after = Number(batch.at(-1)!.seq);
+    }
+    const readCpu = cpuNow() - c0 - hashCpu;
+    const readTime = secs(r0) - hashTime;
+    out(`${label} round ${round}: raw SHA-256 of the same ${total.toLocaleString('en')} events' bytes`, `${hashCpu.toFixed(2)} s CPU`);
+    out(
+      `${label} round ${round}: reading the rows (keyset batches of 5,000; load ${load()})`,
+      `${readCpu.toFixed(2)} s CPU (${readTime.toFixed(2)} s wall)`,
+    );
+    for (const [name, opts] of [
+      ['worker threads', {}],
+      ['1 thread', { parallelFrom: Number.POSITIVE_INFINITY }],
+    ] as const) {
+      const v0 = process.hrtime.bigint();
+      const vc = cpuNow();
+      const report = await c.auditLog.verify(undefined, opts);
+      const vCpu = cpuNow() - vc;
+      const vt = secs(v0);
+      if (!report.ok) throw new Error(`bench log does not verify: ${JSON.stringify(report.problems[0])}`);
+      out(
+        `${label} round ${round}: audit verify, ${name} (${report.threads}): read + chain + tree + checkpoints (load ${load()})`,
+        `${vCpu.toFixed(2)} s CPU = ${(vCpu / readCpu).toFixed(2)}x reading (${vt.toFixed(2)} s wall = ${(vt / readTime).toFixed(2)}x)`,
+      );
+    }
+  }
+};
 
 const actor = {
   ...systemActor('org_bench'),
@@ -90,93 +257,11 @@ const main = async () => {
   }
 
   // 3. Bulk-load N chained events (same shape record() writes) straight into SQLite.
-  const head = await c.auditLog.tree.headSeq();
-  const headRow = await c.store.db.selectFrom('audit_head').select('hash').where('id', '=', 1).executeTakeFirstOrThrow();
-  const raw = new SQLite(path.join(dir, 'mailward.db'));
-  raw.pragma('journal_mode = WAL');
-  raw.pragma('synchronous = NORMAL');
-  const ins = raw.prepare(
-    'insert into audit_events (seq, id, at, org_id, action, actor_type, actor_id, delegation_chain, target_type, target_id, outcome, request_id, client_ip, content_hash, details, prev_hash, hash) values (@seq, @id, @at, @org_id, @action, @actor_type, @actor_id, @delegation_chain, @target_type, @target_id, @outcome, @request_id, @client_ip, @content_hash, @details, @prev_hash, @hash)',
-  );
-  let prev = headRow.hash;
-  const chain = canonicalJson(actor.chain);
   const t0 = process.hrtime.bigint();
-  const base = Date.parse('2026-01-01T00:00:00Z');
-  for (let start = 0; start < N; start += 50_000) {
-    raw.transaction(() => {
-      for (let i = start; i < Math.min(N, start + 50_000); i++) {
-        const r: EventRow = {
-          seq: head + i + 1,
-          id: `evt_${(i + 1).toString(16).padStart(32, '0')}`,
-          at: new Date(base + i * 10).toISOString(),
-          org_id: 'org_bench',
-          action: i % 5 === 0 ? 'email.submitted' : 'email.read',
-          actor_type: 'agent',
-          actor_id: actor.id,
-          delegation_chain: chain,
-          target_type: 'message',
-          target_id: `msg_${i.toString(16).padStart(32, '0')}`,
-          outcome: 'success',
-          request_id: `req_${i.toString(16).padStart(32, '0')}`,
-          client_ip: '10.0.0.1',
-          content_hash: 'ab'.repeat(32),
-          details: canonicalJson({ mailbox_id: 'mbx_1', bytes: i }),
-          prev_hash: prev,
-          hash: '',
-        };
-        r.hash = createHash('sha256').update(Buffer.from(prev, 'hex')).update(canonicalOfRow(r), 'utf8').digest('hex');
-        prev = r.hash;
-        ins.run(r);
-      }
-    })();
-  }
-  raw.prepare('update audit_head set seq = ?, hash = ? where id = 1').run(head + N, prev);
-  raw.close();
-  out(`bulk load of ${N.toLocaleString('en')} events (setup)`, `${secs(t0).toFixed(1)} s`);
-
-  // 4. Raw SHA-256 over the same bytes (prev hash || canonical event), read in the same batches.
-  let hashTime = 0;
-  let readTime = 0;
-  let after = 0;
-  for (;;) {
-    const r0 = process.hrtime.bigint();
-    const batch = (await c.store.db
-      .selectFrom('audit_events')
-      .selectAll()
-      .where('seq', '>', after)
-      .orderBy('seq')
-      .limit(5000)
-      .execute()) as EventRow[];
-    readTime += secs(r0);
-    if (batch.length === 0) break;
-    const bufs = batch.map((r) => Buffer.concat([Buffer.from(r.prev_hash, 'hex'), Buffer.from(canonicalOfRow(r), 'utf8')]));
-    const h0 = process.hrtime.bigint();
-    for (const b of bufs) createHash('sha256').update(b).digest();
-    hashTime += secs(h0);
-    after = Number(batch.at(-1)!.seq);
-  }
-  const total = head + N;
-  out(
-    `raw SHA-256 of the same ${total.toLocaleString('en')} events' bytes (hashing only)`,
-    `${hashTime.toFixed(2)} s (${(total / hashTime / 1000).toFixed(0)}k/s)`,
-  );
-  out('reading the same rows from SQLite (keyset batches of 5,000)', `${readTime.toFixed(2)} s`);
-
-  // 5. Full verification, on this thread and with worker threads.
-  for (const [label, opts] of [
-    ['1 thread', { parallelFrom: Number.POSITIVE_INFINITY }],
-    ['worker threads', {}],
-  ] as const) {
-    const v0 = process.hrtime.bigint();
-    const report = await c.auditLog.verify(undefined, opts);
-    const vt = secs(v0);
-    if (!report.ok) throw new Error(`bench log does not verify: ${JSON.stringify(report.problems[0])}`);
-    out(
-      `audit verify of ${total.toLocaleString('en')} events, ${label} (${report.threads}): read + chain + tree + checkpoints`,
-      `${vt.toFixed(2)} s (${(total / vt / 1000).toFixed(0)}k events/s; ${(vt / hashTime).toFixed(1)}x raw hashing)`,
-    );
-  }
-
+  const total = await bulkLoadSqlite(c, path.join(dir, 'mailward.db'), N);
+  out(`SQLite bulk load of ${N.toLocaleString('en')} events (setup)`, `${secs(t0).toFixed(1)} s`);
+  // 4-5. Reading the rows, raw hashing and full verification, in the same run.
+  await verifyVsRead(c, 'SQLite', total);
   // 6. Tree indexing (once, amortised over appends) and proofs.
   const i0 = process.hrtime.bigint();
   await c.auditLog.tree.catchUp();
@@ -194,6 +279,29 @@ const main = async () => {
   out(`consistency proof at ${cp.tree_size.toLocaleString('en')} events (mean of 100)`, `${((secs(q0) / 100) * 1000).toFixed(2)} ms`);
   await c.close();
   fs.rmSync(dir, { recursive: true, force: true });
+
+  // 7. The same verification against reading on PostgreSQL (BENCH_AUDIT_PG_EVENTS, default N).
+  if (PG_URL !== 'off' && PG_N > 0) {
+    const name = `mw_bench_${randomBytes(4).toString('hex')}`;
+    const admin = new pg.Client({ connectionString: PG_URL });
+    await admin.connect();
+    await admin.query(`create database ${name}`);
+    const u = new URL(PG_URL);
+    u.pathname = `/${name}`;
+    const pdir = fs.mkdtempSync(path.join(os.tmpdir(), 'mw-bench-audit-pg-'));
+    try {
+      const p = await open({ MAILWARD_DATA_DIR: pdir, DATABASE_URL: u.toString() });
+      const l0 = process.hrtime.bigint();
+      const pgTotal = await bulkLoadPg(p, u.toString(), PG_N);
+      out(`PostgreSQL bulk load of ${PG_N.toLocaleString('en')} events (setup)`, `${secs(l0).toFixed(1)} s`);
+      await verifyVsRead(p, 'PostgreSQL', pgTotal);
+      await p.close();
+    } finally {
+      await admin.query(`drop database ${name} with (force)`);
+      await admin.end();
+      fs.rmSync(pdir, { recursive: true, force: true });
+    }
+  }
 
   const w = Math.max(...rows.map(([k]) => k.length));
   process.stdout.write(`\nAudit log benchmark (${os.cpus().length} CPUs, Node ${process.version})\n`);

@@ -8,7 +8,9 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { sql } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
-import { chainedOfRow, chainHash, type EventRow } from '../src/audit/audit-chain.js';
+import { chainedOfRow, chainHash } from '../src/audit/audit-chain.js';
+import { hexOfStored, storedOfHex } from '../src/audit/audit-columns.js';
+import { eventRows, selectEventRows } from '../src/audit/event-rows.js';
 import { canonicalJson } from '../src/audit/canonical.js';
 import { systemActor } from '../src/identity/principal.js';
 import { fixedClock } from '../src/kernel/clock.js';
@@ -50,7 +52,11 @@ const cutAfter = async (t: TestApp, seq: number) => {
   await db.deleteFrom('audit_events').where('seq', '>', seq).execute();
   await db.deleteFrom('audit_checkpoints').where('tree_size', '>', seq).execute();
   const last = await db.selectFrom('audit_events').select('hash').where('seq', '=', seq).executeTakeFirstOrThrow();
-  await db.updateTable('audit_head').set({ seq, hash: last.hash }).where('id', '=', 1).execute();
+  await db
+    .updateTable('audit_head')
+    .set({ seq, hash: hexOfStored(last.hash) })
+    .where('id', '=', 1)
+    .execute();
   await db
     .updateTable('audit_tree_state')
     .set({ size: Math.floor(seq / 16) * 16 })
@@ -61,12 +67,16 @@ const cutAfter = async (t: TestApp, seq: number) => {
 /** Edits the event at `seq`, recomputes the chain after it and deletes the checkpoints it would contradict. */
 const rewriteFrom = async (t: TestApp, seq: number) => {
   const db = t.c.store.db;
-  const rows = (await db.selectFrom('audit_events').selectAll().where('seq', '>=', seq).orderBy('seq').execute()) as EventRow[];
+  const rows = await eventRows(selectEventRows(db).where('e.seq', '>=', seq).orderBy('e.seq'));
   let prev = rows[0]!.prev_hash;
   for (const r of rows) {
     const details = Number(r.seq) === seq ? canonicalJson({ rewritten: true }) : r.details;
     const hash = chainHash(prev, chainedOfRow({ ...r, details }));
-    await db.updateTable('audit_events').set({ details, prev_hash: prev, hash }).where('seq', '=', r.seq).execute();
+    await db
+      .updateTable('audit_events')
+      .set({ details, prev_hash: storedOfHex(prev), hash: storedOfHex(hash) })
+      .where('seq', '=', r.seq)
+      .execute();
     prev = hash;
   }
   await db.updateTable('audit_head').set({ hash: prev }).where('id', '=', 1).execute();
@@ -145,7 +155,7 @@ for (const dialect of testDialects()) {
         .where('seq', '<=', second.tree_size)
         .orderBy('seq')
         .execute();
-      expect(hashes.slice(1)).toEqual(stored.map((r) => r.hash));
+      expect(hashes.slice(1)).toEqual(stored.map((r) => hexOfStored(r.hash)));
       const r = await app.c.auditLog.verify();
       expect(r.problems).toEqual([]);
       expect(r.warnings).toEqual([]);

@@ -9,6 +9,7 @@ import { createTreeStore } from '../src/audit/tree-store.js';
 import { systemClock } from '../src/kernel/clock.js';
 import { openStore, type Store } from '../src/store/db.js';
 import { migrateToLatest } from '../src/store/migrate.js';
+import { eventRows, selectEventRows } from '../src/audit/event-rows.js';
 import { freshDatabase, testDialects } from './support/dialects.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -62,7 +63,7 @@ for (const dialect of testDialects()) {
       // Another process's integrator takes over.
       const audit = createAuditService({ db: store.db, dialect: store.dialect, clock: systemClock });
       await audit.sync();
-      const rows = await store.db.selectFrom('audit_events').selectAll().orderBy('seq').execute();
+      const rows = await eventRows(selectEventRows(store.db).orderBy('e.seq'));
       expect(rows.map((r) => Number(r.seq))).toEqual(Array.from({ length: 12 }, (_, i) => i + 1));
       expect(new Set(rows.map((r) => r.id)).size).toBe(12);
       expect(rows.map((r) => JSON.parse(r.details).i as number).sort((a, b) => a - b)).toEqual(Array.from({ length: 12 }, (_, i) => i));

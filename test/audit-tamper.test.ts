@@ -5,7 +5,9 @@ import { promisify } from 'node:util';
 import { sql } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
 import { chainHash } from '../src/audit/audit-chain.js';
-import { chainedOfRow, type EventRow } from '../src/audit/audit-chain.js';
+import { chainedOfRow } from '../src/audit/audit-chain.js';
+import { storedOfHex } from '../src/audit/audit-columns.js';
+import { eventRows, selectEventRows } from '../src/audit/event-rows.js';
 import { canonicalJson } from '../src/audit/canonical.js';
 import { systemActor } from '../src/identity/principal.js';
 import type { Dialect } from '../src/store/db.js';
@@ -170,12 +172,16 @@ for (const dialect of testDialects()) {
       await app.c.auditLog.checkpoints.current();
       await dropTriggers(app);
       const db = app.c.store.db;
-      const rows = (await db.selectFrom('audit_events').selectAll().where('seq', '>=', 30).orderBy('seq').execute()) as EventRow[];
+      const rows = await eventRows(selectEventRows(db).where('e.seq', '>=', 30).orderBy('e.seq'));
       let prev = rows[0]!.prev_hash;
       for (const r of rows) {
         const details = r.seq === 30 ? canonicalJson({ rewritten: true }) : r.details;
         const hash = chainHash(prev, chainedOfRow({ ...r, details }));
-        await db.updateTable('audit_events').set({ details, prev_hash: prev, hash }).where('seq', '=', r.seq).execute();
+        await db
+          .updateTable('audit_events')
+          .set({ details, prev_hash: storedOfHex(prev), hash: storedOfHex(hash) })
+          .where('seq', '=', r.seq)
+          .execute();
         prev = hash;
       }
       await db.updateTable('audit_head').set({ hash: prev }).where('id', '=', 1).execute();

@@ -9,6 +9,7 @@ import { tempDir, testDialects } from './support/dialects.js';
 import { type Inbound, outsideSenders, rawMessage, smtpCode, startInbound } from './support/inbound-mail.js';
 import { seedMailbox } from './support/outbound-sink.js';
 import { createTestApp, type TestApp } from './support/test-app.js';
+import { eventRows, selectEventRows } from '../src/audit/event-rows.js';
 
 const LAB = 'results@lab.example';
 
@@ -99,7 +100,7 @@ for (const dialect of testDialects()) {
       expect(Buffer.from(row.raw_sealed!).toString('latin1')).not.toContain(marker);
       expect(Buffer.from(row.content_sealed).toString('latin1')).not.toContain(marker);
       await t.c.audit.sync();
-      const events = await t.c.store.db.selectFrom('audit_events').selectAll().where('target_id', '=', item.id).orderBy('seq').execute();
+      const events = await eventRows(selectEventRows(t.c.store.db).where('e.target_id', '=', item.id).orderBy('e.seq'));
       const received = events.find((e) => e.action === 'email.received')!;
       expect(received).toMatchObject({ actor_type: 'system', content_hash: sha256Hex(raw), client_ip: '127.0.0.1', outcome: 'success' });
       expect(JSON.parse(received.delegation_chain).map((c: { type: string }) => c.type)).toEqual(['organization', 'department', 'agent']);
@@ -159,13 +160,10 @@ for (const dialect of testDialects()) {
         });
         expect(r.response).toMatch(/^250 /);
         await t.c.audit.sync();
-        const ev = await t.c.store.db
-          .selectFrom('audit_events')
-          .select('delegation_chain')
-          .where('action', '=', 'email.received')
-          .orderBy('seq', 'desc')
-          .executeTakeFirstOrThrow();
-        return JSON.parse(ev.delegation_chain) as { type: string; id: string }[];
+        const [ev] = await eventRows(
+          selectEventRows(t.c.store.db).where('e.action', '=', 'email.received').orderBy('e.seq', 'desc').limit(1),
+        );
+        return JSON.parse(ev!.delegation_chain) as { type: string; id: string }[];
       };
       const before = await receivedChain();
       const dep = await t.call('POST', '/v1/departments', t.adminKey, { name: `Moved ${Math.random().toString(36).slice(2, 8)}` });
@@ -418,12 +416,9 @@ for (const dialect of testDialects()) {
       expect(view.body.subject).toBe('First held');
       expect(view.body.system_tags).toContain('results');
       await t.c.audit.sync();
-      const audit = await t.c.store.db
-        .selectFrom('audit_events')
-        .selectAll()
-        .where('target_id', '=', rows[0]!.id)
-        .where('action', '=', 'email.released')
-        .execute();
+      const audit = await eventRows(
+        selectEventRows(t.c.store.db).where('e.target_id', '=', rows[0]!.id).where('e.action', '=', 'email.released'),
+      );
       expect(audit).toHaveLength(1);
       expect(audit[0]).toMatchObject({
         actor_type: 'human',

@@ -6,6 +6,7 @@ import { seedMessages } from './support/inbound-seed.js';
 import { seedMailbox } from './support/outbound-sink.js';
 import { runCli } from './support/processes.js';
 import { createTestApp, type TestApp } from './support/test-app.js';
+import { eventRows, selectEventRows } from '../src/audit/event-rows.js';
 
 const DAY = 86_400_000;
 const START = '2020-01-01T00:00:00.000Z';
@@ -97,7 +98,7 @@ for (const dialect of testDialects()) {
       expect(view.body.events.map((e: { type: string }) => e.type)).toContain('content_purged');
       for (const id of [fromHeldContact, inHeldThread, waiting, inHeldMailbox]) expect((await row(id!)).content_purged_at).toBeNull();
       await t.c.audit.sync();
-      const purged = await t.c.store.db.selectFrom('audit_events').selectAll().where('action', '=', 'email.content_purged').execute();
+      const purged = await eventRows(selectEventRows(t.c.store.db).where('e.action', '=', 'email.content_purged'));
       expect(purged.map((e) => [e.target_id, e.content_hash, e.actor_type])).toEqual([[plain, before.content_hash, 'system']]);
       expect((await t.c.auditLog.verify()).ok).toBe(true);
 

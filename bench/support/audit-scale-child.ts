@@ -1,14 +1,15 @@
 /**
  * Child of bench/audit-scale.ts: one server-like process appending audit events (each in the transaction
  * of its own "change", as a request would) from `lanes` loops for `seconds`, starting at `startAt` (epoch ms).
- * Its integrator runs as in `serve`. Prints one JSON line: ops, CPU ms (user + system), wall ms.
+ * Its integrator runs as in `serve`. With `rate` (events/s, all lanes together) the appends are paced to that steady
+ * rate instead of running flat out. Prints one JSON line: ops, CPU ms (user + system), wall ms.
  */
 import { loadConfig } from '../../src/app/config.js';
 import { createContainer } from '../../src/app/container.js';
 import { createLogger } from '../../src/kernel/log.js';
 import { BENCH_AUDIT_ACTOR } from './bench-kit.js';
 
-const [lanes = '8', seconds = '5', startAt = '0', label = 'p'] = process.argv.slice(2);
+const [lanes = '8', seconds = '5', startAt = '0', label = 'p', rate = '0'] = process.argv.slice(2);
 const c = await createContainer(loadConfig({ MAILWARD_LOG_LEVEL: 'silent', ...process.env }), {
   logger: createLogger({ level: 'silent' }),
 });
@@ -22,6 +23,12 @@ await Promise.all(
   Array.from({ length: Number(lanes) }, async (_, lane) => {
     let i = 0;
     while (Date.now() < end) {
+      if (Number(rate) > 0) {
+        // The i-th append of this lane is due at t0 + (i * lanes + lane) / rate seconds.
+        const due = t0 + ((i * Number(lanes) + lane) * 1000) / Number(rate);
+        if (due >= end) break;
+        if (due > Date.now()) await new Promise((r) => setTimeout(r, due - Date.now()));
+      }
       await c.store.db.transaction().execute((tx) =>
         c.audit.record(tx, {
           action: 'email.read',

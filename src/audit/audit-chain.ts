@@ -30,8 +30,17 @@ export type ChainedEvent = {
 export const chainHash = (prevHashHex: string, event: ChainedEvent): string =>
   createHash('sha256').update(Buffer.from(prevHashHex, 'hex')).update(canonicalJson(event)).digest('hex');
 
-/** The stored columns of one event, as both dialects return them. */
-export type EventRow = Omit<AuditEventsTable, 'outcome'> & { outcome: string };
+/**
+ * One event as the chain is defined over it: the stored columns with the delegation chain's RFC 8785 text
+ * (stored by reference, `audit_chains`) and the hashes in hex (stored as 32 raw bytes). event-rows.ts reads it.
+ */
+export type EventRow = Omit<AuditEventsTable, 'outcome' | 'chain_id' | 'prev_hash' | 'hash' | 'content_hash'> & {
+  outcome: string;
+  delegation_chain: string;
+  content_hash: string | null;
+  prev_hash: string;
+  hash: string;
+};
 
 const q = JSON.stringify;
 

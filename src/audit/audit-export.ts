@@ -2,6 +2,8 @@ import { sql } from 'kysely';
 import { unprocessable } from '../kernel/errors.js';
 import type { Db } from '../store/db.js';
 import { chainedOfRow, type EventRow } from './audit-chain.js';
+import { hexOfStored } from './audit-columns.js';
+import { eventRows, selectEventRows } from './event-rows.js';
 import type { Boundary, ExportEvent } from './audit-verify.js';
 import type { CheckpointService } from './checkpoint-service.js';
 import type { TreeStore } from './tree-store.js';
@@ -76,7 +78,7 @@ export const createAuditExporter = ({ db, tree, checkpoints, sync }: Deps) => {
       : {
           size: prefixSize,
           compact_range: (await tree.compactRangeAt(prefixSize)).map((b) => b.toString('hex')),
-          anchor_hash: firstRow.prev_hash,
+          anchor_hash: hexOfStored(firstRow.prev_hash),
           anchor_proof: prefixSize > 0 ? (await tree.inclusionProof(prefixSize - 1, prefixSize)).map((b) => b.toString('hex')) : [],
         };
     await o.write(
@@ -99,14 +101,7 @@ export const createAuditExporter = ({ db, tree, checkpoints, sync }: Deps) => {
     let done = 0;
     const total = last - prefixSize;
     while (after < last) {
-      const rows = (await db
-        .selectFrom('audit_events')
-        .selectAll()
-        .where('seq', '>', after)
-        .where('seq', '<=', last)
-        .orderBy('seq')
-        .limit(2000)
-        .execute()) as EventRow[];
+      const rows = await eventRows(selectEventRows(db).where('e.seq', '>', after).where('e.seq', '<=', last).orderBy('e.seq').limit(2000));
       if (rows.length === 0) break;
       for (const r of rows) await o.write(JSON.stringify(exportEvent(r)));
       done += rows.length;

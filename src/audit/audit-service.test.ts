@@ -8,6 +8,7 @@ import { openStore, type Store } from '../store/db.js';
 import { migrateToLatest } from '../store/migrate.js';
 import { type ChainedEvent, chainHash, recomputeRowHash } from './audit-chain.js';
 import { type AuditInput, createAuditService } from './audit-service.js';
+import { eventRows, selectEventRows } from './event-rows.js';
 
 const json = fc.jsonValue({ maxDepth: 3 }).map((v) => JSON.parse(JSON.stringify(v ?? null)));
 const text = fc.string({ unit: 'binary', maxLength: 30 });
@@ -53,7 +54,8 @@ describe('audit append (record)', () => {
       fc.asyncProperty(inputArb, async (input) => {
         clock.advance(1);
         const { seq, hash } = await audit.recordSequenced(input);
-        const row = await store.db.selectFrom('audit_events').selectAll().where('seq', '=', seq).executeTakeFirstOrThrow();
+        const [row] = await eventRows(selectEventRows(store.db).where('e.seq', '=', seq));
+        if (!row) throw new Error('not stored');
         // The event as the chain defines it, built from the input (as record did before it spliced).
         const event: ChainedEvent = {
           seq,
@@ -88,7 +90,8 @@ describe('audit append (record)', () => {
     const actor = { type: 'agent' as const, id: 'agt_1', orgId: 'org_1', chain };
     const stored = async () => {
       const { seq } = await audit.recordSequenced({ action: 'test.chain', actor });
-      const row = await store.db.selectFrom('audit_events').selectAll().where('seq', '=', seq).executeTakeFirstOrThrow();
+      const [row] = await eventRows(selectEventRows(store.db).where('e.seq', '=', seq));
+      if (!row) throw new Error('not stored');
       expect(recomputeRowHash(row, row.prev_hash)).toBe(row.hash);
       return JSON.parse(row.delegation_chain);
     };

@@ -1,12 +1,13 @@
-import { EVENT_COLUMNS } from './audit-columns.js';
+import { EVENT_COLUMNS, hexOfStored } from './audit-columns.js';
 import { sql } from 'kysely';
 import type { Clock } from '../kernel/clock.js';
 import { newId } from '../kernel/ids.js';
 import type { Logger } from '../kernel/log.js';
 import { compileOnce, type Db, type Dialect, type Executor, inGroupCommit } from '../store/db.js';
 import { notifyOnCommit } from '../store/notify.js';
-import type { AuditEventsTable, AuditPendingInsert } from '../store/schema.js';
-import { type ChainedEvent, chainedOfRow } from './audit-chain.js';
+import type { AuditPendingInsert } from '../store/schema.js';
+import { type ChainedEvent, chainedOfRow, type EventRow } from './audit-chain.js';
+import { eventRows, selectEventRows } from './event-rows.js';
 import { createIntegrator } from './integrator.js';
 import { canonicalJson } from './canonical.js';
 
@@ -41,9 +42,9 @@ export type AuditEvent = Omit<ChainedEvent, 'delegation_chain' | 'details'> & {
 };
 
 /** The event a stored row stands for (see audit-chain.ts). */
-export const toChained = (r: AuditEventsTable): ChainedEvent => chainedOfRow(r);
+export const toChained = (r: EventRow): ChainedEvent => chainedOfRow(r);
 
-export const toAuditEvent = (r: AuditEventsTable): AuditEvent => {
+export const toAuditEvent = (r: EventRow): AuditEvent => {
   const c = toChained(r);
   return {
     ...c,
@@ -167,7 +168,7 @@ export const createAuditService = ({ db, dialect, clock, integrateMs = 100, logg
     const done = await integrator.sync();
     const hit = done.get(id) ?? (await db.selectFrom('audit_events').select(['seq', 'hash']).where('id', '=', id).executeTakeFirst());
     if (!hit) throw new Error('audit: a committed event was not integrated');
-    return { id, seq: Number(hit.seq), hash: hit.hash };
+    return { id, seq: Number(hit.seq), hash: typeof hit.hash === 'string' ? hit.hash : hexOfStored(hit.hash) };
   };
 
   /** Resolves once every event committed before the call has its seq (call it outside any transaction). */
@@ -178,16 +179,15 @@ export const createAuditService = ({ db, dialect, clock, integrateMs = 100, logg
   /** Events of one organisation, oldest first, keyset-paginated by seq; read in `ex` (the caller's transaction, so its read event commits with it). */
   const list = async (q: AuditQuery, ex: Executor = db): Promise<AuditEvent[]> => {
     if (ex === db) await sync();
-    let query = ex.selectFrom('audit_events').selectAll().orderBy('seq', 'asc').limit(q.limit);
-    if (q.orgId !== null) query = query.where('org_id', '=', q.orgId);
-    if (q.actorId) query = query.where('actor_id', '=', q.actorId);
-    if (q.action) query = query.where('action', '=', q.action);
-    if (q.targetId) query = query.where('target_id', '=', q.targetId);
-    if (q.since) query = query.where('at', '>=', q.since);
-    if (q.until) query = query.where('at', '<', q.until);
-    if (q.afterSeq !== undefined) query = query.where('seq', '>', q.afterSeq);
-    const rows = await query.execute();
-    return rows.map(toAuditEvent);
+    let query = selectEventRows(ex).orderBy('e.seq', 'asc').limit(q.limit);
+    if (q.orgId !== null) query = query.where('e.org_id', '=', q.orgId);
+    if (q.actorId) query = query.where('e.actor_id', '=', q.actorId);
+    if (q.action) query = query.where('e.action', '=', q.action);
+    if (q.targetId) query = query.where('e.target_id', '=', q.targetId);
+    if (q.since) query = query.where('e.at', '>=', q.since);
+    if (q.until) query = query.where('e.at', '<', q.until);
+    if (q.afterSeq !== undefined) query = query.where('e.seq', '>', q.afterSeq);
+    return (await eventRows(query)).map(toAuditEvent);
   };
 
   const count = async (): Promise<number> => {
@@ -199,9 +199,9 @@ export const createAuditService = ({ db, dialect, clock, integrateMs = 100, logg
   /** One event by seq, or undefined (also when it belongs to another organisation: callers answer 404). */
   const get = async (seq: number, orgId: string | null): Promise<AuditEvent | undefined> => {
     await sync();
-    let query = db.selectFrom('audit_events').selectAll().where('seq', '=', seq);
-    if (orgId !== null) query = query.where('org_id', '=', orgId);
-    const row = await query.executeTakeFirst();
+    let query = selectEventRows(db).where('e.seq', '=', seq);
+    if (orgId !== null) query = query.where('e.org_id', '=', orgId);
+    const [row] = await eventRows(query);
     return row ? toAuditEvent(row) : undefined;
   };
 

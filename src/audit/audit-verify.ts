@@ -1,7 +1,9 @@
 import { createPublicKey } from 'node:crypto';
 import type { Db } from '../store/db.js';
 import type { AuditCheckpointsTable } from '../store/schema.js';
-import { type EventRow, GENESIS_HASH } from './audit-chain.js';
+import { GENESIS_HASH } from './audit-chain.js';
+import { hexOfStored } from './audit-columns.js';
+import { eventRows, selectEventRows } from './event-rows.js';
 import { readPublishedHashes, readPublishedNotes } from './checkpoint-publisher.js';
 import { CHECKPOINT_EVERY_EVENTS, CHECKPOINT_EVERY_MS, checkStoredCheckpoint } from './checkpoint-service.js';
 import os from 'node:os';
@@ -227,15 +229,13 @@ export const verifyStore = async ({
     }
   }
   if (early.length === 0 && !parallelDone) {
+    // The next batch is read while this one is hashed (the store works on another thread or process).
+    const read = (from: number) => eventRows(selectEventRows(db).where('e.seq', '>', from).orderBy('e.seq').limit(BATCH));
+    let next = read(after);
     for (;;) {
-      const rows = (await db
-        .selectFrom('audit_events')
-        .selectAll()
-        .where('seq', '>', after)
-        .orderBy('seq')
-        .limit(BATCH)
-        .execute()) as EventRow[];
+      const rows = await next;
       if (rows.length === 0) break;
+      next = read(Number(rows.at(-1)!.seq));
       let go = true;
       for (const r of rows) {
         if (!v.push(r)) {
@@ -246,7 +246,10 @@ export const verifyStore = async ({
       done += rows.length;
       onProgress?.(done, head - start.size);
       after = Number(rows.at(-1)!.seq);
-      if (!go) break;
+      if (!go) {
+        await next.catch(() => undefined);
+        break;
+      }
     }
   }
   // Events below the purge boundary that survived it would be a second, unchained history.
@@ -367,7 +370,7 @@ const nameFirstEdit = async (db: Db, f: Walk, roots: CheckpointRoot[], start: St
       .limit(BATCH)
       .execute();
     for (const r of rows) {
-      if (Number(r.seq) !== seq || r.hash !== published[seq - start.size - 1]) break;
+      if (Number(r.seq) !== seq || hexOfStored(r.hash) !== published[seq - start.size - 1]) break;
       seq++;
     }
     if (rows.length === 0 || seq <= Number(rows.at(-1)!.seq)) break;

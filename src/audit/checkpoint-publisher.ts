@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { AppError } from '../kernel/errors.js';
 import type { Db } from '../store/db.js';
+import { hexOfStored } from './audit-columns.js';
 
 /**
  * Publishes every signed checkpoint outside the database, as it is made, so a
@@ -94,7 +95,7 @@ export const createCheckpointPublisher = ({ db, dir }: { db: Db; dir: string }) 
           if (Number(r.seq) !== after + 1) return false;
           after++;
         }
-        fs.writeSync(fd, `${rows.map((r) => r.hash).join('\n')}\n`);
+        fs.writeSync(fd, `${rows.map((r) => hexOfStored(r.hash)).join('\n')}\n`);
       }
       return true;
     });

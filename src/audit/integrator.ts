@@ -4,6 +4,7 @@ import type { Logger } from '../kernel/log.js';
 import type { Db, Dialect, Tx } from '../store/db.js';
 import type { AuditEventsTable, AuditPendingTable } from '../store/schema.js';
 import { canonicalOfRow, type EventRow } from './audit-chain.js';
+import { hexOfStored, storedOfContentHash, storedOfHex } from './audit-columns.js';
 import { canonicalJson } from './canonical.js';
 
 /**
@@ -75,7 +76,7 @@ export const createIntegrator = ({ db, dialect, intervalMs, batch = INTEGRATE_BA
     const missing = refs.filter((id) => !known.has(id));
     if (missing.length) {
       const found = await tx.selectFrom('audit_events').select(['id', 'seq', 'hash']).where('id', 'in', missing).execute();
-      for (const f of found) known.set(f.id, { seq: Number(f.seq), hash: f.hash });
+      for (const f of found) known.set(f.id, { seq: Number(f.seq), hash: hexOfStored(f.hash) });
     }
     const replace = (v: unknown): unknown => {
       if (isRef(v)) {
@@ -92,12 +93,58 @@ export const createIntegrator = ({ db, dialect, intervalMs, batch = INTEGRATE_BA
   };
 
   /**
+   * Delegation chains are stored once each (`audit_chains`) and events refer to them by id. Ids known to be
+   * committed are cached (chains are append-only, never changed or deleted); ids this process inserts join the
+   * cache only after their batch commits, so a rolled-back batch leaves no stale id behind.
+   */
+  const chainIds = new Map<string, number>();
+  const chainIdsOf = async (tx: Tx, chains: string[], added: Map<string, number>): Promise<Map<string, number>> => {
+    const out = new Map<string, number>();
+    const missing: string[] = [];
+    for (const c of new Set(chains)) {
+      const id = chainIds.get(c);
+      if (id === undefined) missing.push(c);
+      else out.set(c, id);
+    }
+    if (missing.length === 0) return out;
+    for (let i = 0; i < missing.length; i += INSERT_CHUNK) {
+      for (const f of await tx
+        .selectFrom('audit_chains')
+        .select(['id', 'chain'])
+        .where('chain', 'in', missing.slice(i, i + INSERT_CHUNK))
+        .execute()) {
+        chainIds.set(f.chain, Number(f.id));
+        out.set(f.chain, Number(f.id));
+      }
+    }
+    const fresh = missing.filter((c) => !out.has(c));
+    if (fresh.length) {
+      // The integrator holds the chain head (one at a time), so max(id) + 1 cannot race another integrator.
+      const top = await tx.selectFrom('audit_chains').select(sql<number | null>`max(id)`.as('m')).executeTakeFirst();
+      let next = Number(top?.m ?? 0);
+      const values = fresh.map((chain) => ({ id: ++next, chain }));
+      for (let i = 0; i < values.length; i += INSERT_CHUNK) {
+        await tx
+          .insertInto('audit_chains')
+          .values(values.slice(i, i + INSERT_CHUNK))
+          .execute();
+      }
+      for (const v of values) {
+        out.set(v.chain, v.id);
+        added.set(v.chain, v.id);
+      }
+    }
+    return out;
+  };
+
+  /**
    * One batch in one transaction. `wait`: wait for the head (a caller that needs its events sequenced)
    * or skip when another process holds it (the periodic pass). Returns how many rows were integrated
    * (-1: skipped) and their sequence numbers and hashes.
    */
-  const pass = async (wait: boolean): Promise<{ n: number; done: Integrated }> =>
-    db.transaction().execute(async (tx) => {
+  const pass = async (wait: boolean): Promise<{ n: number; done: Integrated }> => {
+    const added = new Map<string, number>();
+    const result = await db.transaction().execute(async (tx) => {
       const head = await headQuery(tx, wait).executeTakeFirst();
       if (!head) {
         if (dialect === 'postgres' && !wait) return { n: -1, done: new Map() };
@@ -109,6 +156,12 @@ export const createIntegrator = ({ db, dialect, intervalMs, batch = INTEGRATE_BA
       let seq = Number(head.seq);
       let prev = head.hash;
       const rows: EventRow[] = [];
+      const chains = await chainIdsOf(
+        tx,
+        pending.map((p) => p.delegation_chain),
+        added,
+      );
+      const stored: AuditEventsTable[] = [];
       for (const p of pending) {
         seq += 1;
         const row: EventRow = {
@@ -134,12 +187,21 @@ export const createIntegrator = ({ db, dialect, intervalMs, batch = INTEGRATE_BA
         row.hash = createHash('sha256').update(prev, 'hex').update(canonicalOfRow(row), 'utf8').digest('hex');
         prev = row.hash;
         rows.push(row);
+        const { delegation_chain, prev_hash, hash, content_hash, ...rest } = row;
+        stored.push({
+          ...rest,
+          content_hash: storedOfContentHash(content_hash),
+          outcome: row.outcome as AuditEventsTable['outcome'],
+          chain_id: chains.get(delegation_chain)!,
+          prev_hash: storedOfHex(prev_hash),
+          hash: storedOfHex(hash),
+        });
         done.set(row.id, { seq, hash: row.hash });
       }
-      for (let i = 0; i < rows.length; i += INSERT_CHUNK) {
+      for (let i = 0; i < stored.length; i += INSERT_CHUNK) {
         await tx
           .insertInto('audit_events')
-          .values(rows.slice(i, i + INSERT_CHUNK) as AuditEventsTable[])
+          .values(stored.slice(i, i + INSERT_CHUNK))
           .execute();
       }
       const pids = pending.map((p) => p.pid);
@@ -153,6 +215,9 @@ export const createIntegrator = ({ db, dialect, intervalMs, batch = INTEGRATE_BA
       if (beforeCommit) await beforeCommit(rows.length);
       return { n: rows.length, done };
     });
+    for (const [c, id] of added) chainIds.set(c, id);
+    return result;
+  };
 
   /** Passes until nothing is pending (as this process sees it); the sequence numbers of what it integrated. */
   const drain = async (wait: boolean): Promise<Integrated> => {

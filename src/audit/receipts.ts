@@ -1,8 +1,9 @@
 import { createHash } from 'node:crypto';
 import { AppError } from '../kernel/errors.js';
 import type { Db, Executor } from '../store/db.js';
-import type { AuditEventsTable } from '../store/schema.js';
-import { canonicalOfRow, chainedOfRow } from './audit-chain.js';
+import { canonicalOfRow, chainedOfRow, type EventRow } from './audit-chain.js';
+import { hexOfStored } from './audit-columns.js';
+import { eventRows, selectEventRows } from './event-rows.js';
 import { canonicalJson } from './canonical.js';
 import type { CheckpointService } from './checkpoint-service.js';
 import type { TreeStore } from './tree-store.js';
@@ -27,14 +28,16 @@ export const messageIdHash = (messageId: string) => sha256Hex(messageId.trim());
 
 /** The chain hashes of a target's successful events with these actions (oldest first): what a receipt refers to. */
 export const eventHashesOf = async (ex: Executor, targetId: string, actions: string[]) =>
-  ex
-    .selectFrom('audit_events')
-    .select(['action', 'seq', 'hash'])
-    .where('target_id', '=', targetId)
-    .where('action', 'in', actions)
-    .where('outcome', '=', 'success')
-    .orderBy('seq')
-    .execute();
+  (
+    await ex
+      .selectFrom('audit_events')
+      .select(['action', 'seq', 'hash'])
+      .where('target_id', '=', targetId)
+      .where('action', 'in', actions)
+      .where('outcome', '=', 'success')
+      .orderBy('seq')
+      .execute()
+  ).map((r) => ({ ...r, hash: hexOfStored(r.hash) }));
 
 /**
  * What a receipt refers to: the chain hashes of a target's successful events with these actions, oldest
@@ -61,11 +64,14 @@ export const eventRefsOf = async (ex: Executor, targetId: string, actions: strin
     .orderBy('seq')
     .execute();
   const seen = new Set(done.map((r) => r.id));
-  return [...done.map((r) => ({ hash: r.hash })), ...pending.filter((r) => !seen.has(r.id)).map((r) => ({ hash: eventHashRef(r.id) }))];
+  return [
+    ...done.map((r) => ({ hash: hexOfStored(r.hash) })),
+    ...pending.filter((r) => !seen.has(r.id)).map((r) => ({ hash: eventHashRef(r.id) })),
+  ];
 };
 
 /** The exact text the event's chain hash covers (the spliced form, or the generic one for older rows). */
-const hashedText = (r: AuditEventsTable): string => {
+const hashedText = (r: EventRow): string => {
   const fast = canonicalOfRow(r);
   if (sha256Hex(Buffer.concat([Buffer.from(r.prev_hash, 'hex'), Buffer.from(fast, 'utf8')])) === r.hash) return fast;
   return canonicalJson(chainedOfRow(r));
@@ -81,14 +87,9 @@ export const createReceiptService = ({ db, tree, checkpoints, sync }: Deps) => {
    */
   const proofFor = async (hash: string): Promise<string> => {
     await sync?.();
-    const row = await db
-      .selectFrom('audit_events')
-      .selectAll()
-      .where('target_id', '=', hash)
-      .where('action', '=', RECEIPT_ACTION)
-      .orderBy('seq', 'desc')
-      .limit(1)
-      .executeTakeFirst();
+    const [row] = await eventRows(
+      selectEventRows(db).where('e.target_id', '=', hash).where('e.action', '=', RECEIPT_ACTION).orderBy('e.seq', 'desc').limit(1),
+    );
     if (!row) throw new AppError('receipt_not_found', 404, 'No receipt for that message.');
     const seq = Number(row.seq);
     const cp = await checkpoints.latest();

@@ -5,6 +5,7 @@ import { AppError, conflict, notFound } from '../kernel/errors.js';
 import { newId } from '../kernel/ids.js';
 import type { Db } from '../store/db.js';
 import type { AuditActor, AuditService } from './audit-service.js';
+import { hexOfStored } from './audit-columns.js';
 import type { Boundary } from './audit-verify.js';
 import type { VerifyReport } from './audit-verify.js';
 import type { CheckpointService } from './checkpoint-service.js';
@@ -164,7 +165,7 @@ export const createRetentionService = ({ db, clock, audit, tree, checkpoints, ve
     const boundary: Boundary = {
       size: through,
       compact_range: (await tree.compactRangeAt(through)).map((b) => b.toString('hex')),
-      anchor_hash: anchor.hash,
+      anchor_hash: hexOfStored(anchor.hash),
       anchor_proof: (await tree.inclusionProof(through - 1, through)).map((b) => b.toString('hex')),
     };
     const deleted = await db.transaction().execute(async (tx) => {

@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import { AppError } from '../kernel/errors.js';
 import type { Db, Dialect, Executor } from '../store/db.js';
 import { type EventRow, GENESIS_HASH, recomputeRowHash } from './audit-chain.js';
+import { eventRows, selectEventRows } from './event-rows.js';
 import {
   CompactRange,
   consistencyRanges,
@@ -56,9 +57,7 @@ export const createTreeStore = ({ db, dialect }: Deps) => {
 
   /** Rows with seq in [from, to], in order. */
   const rows = (ex: Executor, from: number, to: number): Promise<EventRow[]> =>
-    ex.selectFrom('audit_events').selectAll().where('seq', '>=', from).where('seq', '<=', to).orderBy('seq').execute() as Promise<
-      EventRow[]
-    >;
+    eventRows(selectEventRows(ex).where('e.seq', '>=', from).where('e.seq', '<=', to).orderBy('e.seq'));
 
   /** Leaf hashes of leaf indexes [lo, hi) (seq lo+1..hi). Throws if any is missing. */
   const leafHashes = async (ex: Executor, lo: number, hi: number): Promise<Buffer[]> => {
@@ -73,7 +72,7 @@ export const createTreeStore = ({ db, dialect }: Deps) => {
     if (r.length !== hi - lo) {
       throw new AppError('proof_unavailable', 422, 'Events this proof needs are past retention and purged.');
     }
-    return r.map((x) => leafHash(fromHex(x.hash)));
+    return r.map((x) => leafHash(x.hash));
   };
 
   /**

@@ -92,20 +92,31 @@ export type AuditEventsTable = {
   action: string;
   actor_type: string;
   actor_id: string | null;
-  delegation_chain: string; // JSON
+  /** The delegation chain, by reference (`audit_chains.id`: one row per distinct chain; migration 0031). */
+  chain_id: number;
   target_type: string | null;
   target_id: string | null;
   outcome: 'success' | 'denied' | 'error';
   request_id: string | null;
   client_ip: string | null;
-  content_hash: string | null;
+  /** Tagged bytes: 0x01 + SHA-256, or 0x00 + UTF-8 text (src/audit/audit-columns.ts). */
+  content_hash: Buffer | null;
   details: string; // JSON
-  prev_hash: string;
-  hash: string;
+  /** 32 raw bytes (BLOB / bytea); src/audit/event-rows.ts gives readers the hex form the chain is defined over. */
+  prev_hash: Buffer;
+  hash: Buffer;
 };
 
+/** Distinct delegation chains (RFC 8785 JSON), append-only; events refer to them by `id`. */
+export type AuditChainsTable = { id: number; chain: string };
+
 /** Audit events committed but not yet sequenced (src/audit/integrator.ts); `pid` orders them. */
-export type AuditPendingTable = Omit<AuditEventsTable, 'seq' | 'prev_hash' | 'hash' | 'outcome'> & { pid: number; outcome: string };
+export type AuditPendingTable = Omit<AuditEventsTable, 'seq' | 'prev_hash' | 'hash' | 'outcome' | 'chain_id' | 'content_hash'> & {
+  pid: number;
+  content_hash: string | null;
+  outcome: string;
+  delegation_chain: string; // JSON (RFC 8785); the integrator stores it by reference
+};
 export type AuditPendingInsert = Omit<AuditPendingTable, 'pid'>;
 /** As Kysely sees the table: `pid` is assigned by the database. */
 export type AuditPendingDbTable = Omit<AuditPendingTable, 'pid'> & { pid: Generated<number> };
@@ -382,6 +393,7 @@ export type Database = {
   settings: SettingsTable;
   rate_limit_buckets: RateLimitBucketsTable;
   audit_events: AuditEventsTable;
+  audit_chains: AuditChainsTable;
   audit_head: AuditHeadTable;
   audit_pending: AuditPendingDbTable;
   audit_tree_nodes: AuditTreeNodesTable;
