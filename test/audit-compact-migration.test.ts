@@ -25,7 +25,7 @@ const CHAINS = [
   ],
 ];
 
-/** Rows in the layout before 0031 (chain as text, hashes as hex), chained as the integrator chained them. */
+/** Rows in the layout before 0040 (chain as text, hashes as hex), chained as the integrator chained them. */
 const oldRows = (n: number): EventRow[] => {
   const rows: EventRow[] = [];
   let prev = GENESIS_HASH;
@@ -57,13 +57,13 @@ const oldRows = (n: number): EventRow[] => {
 };
 
 for (const dialect of testDialects()) {
-  describe(`audit migration 0031: compact events (${dialect})`, () => {
+  describe(`audit migration 0040: compact events (${dialect})`, () => {
     const cleanups: (() => Promise<void>)[] = [];
     afterEach(async () => {
       for (const c of cleanups.splice(0).reverse()) await c();
     });
 
-    const storeAt0030 = async () => {
+    const storeBefore0040 = async () => {
       const fresh = await freshDatabase(dialect);
       cleanups.push(fresh.drop);
       const store: Store = openStore(
@@ -73,14 +73,14 @@ for (const dialect of testDialects()) {
       );
       cleanups.push(() => store.destroy());
       const upTo = await new Migrator({ db: store.db, provider: { getMigrations: async () => MIGRATIONS } }).migrateTo(
-        '0030-audit-pending',
+        '0039-oauth-records-account',
       );
       expect(upTo.error).toBeUndefined();
       return store;
     };
 
     it('moves old-format rows into the compact layout: same events, same hashes, one row per distinct chain, still append-only', async () => {
-      const store = await storeAt0030();
+      const store = await storeBefore0040();
       const db = store.db as unknown as Kysely<any>;
       const before = oldRows(120);
       for (let i = 0; i < before.length; i += 40)
@@ -139,7 +139,7 @@ for (const dialect of testDialects()) {
     }, 120_000);
 
     it('keeps a tampered hash failing: a stored hash that is not 64 lowercase hex characters never verifies after the move', async () => {
-      const store = await storeAt0030();
+      const store = await storeBefore0040();
       const db = store.db as unknown as Kysely<any>;
       const rows = oldRows(3);
       rows[1] = { ...rows[1]!, hash: rows[1]!.hash.toUpperCase() };

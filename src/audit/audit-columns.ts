@@ -2,7 +2,7 @@
  * The columns of an audit row as the chain is defined over them, in one order: the prepared insert's parameters
  * (audit-service) and the verifier's select (verify-worker, which runs on worker threads and so imports only this).
  * `delegation_chain` is stored by reference (`audit_chains`, joined on `chain_id`); `prev_hash` and `hash` are
- * stored as 32 raw bytes, `content_hash` as tagged bytes (migration 0031).
+ * stored as 32 raw bytes, `content_hash` as tagged bytes (migration 0040).
  */
 export const EVENT_COLUMNS = [
   'seq',

@@ -5,7 +5,7 @@ import { contentHashOfStored, hexOfStored } from './audit-columns.js';
 
 /**
  * Reading audit events as the chain is defined over them (EventRow): every reader of whole rows goes through
- * here, so the storage form (migration 0031: the delegation chain by reference, hashes as raw bytes) stays in
+ * here, so the storage form (migration 0040: the delegation chain by reference, hashes as raw bytes) stays in
  * one place. The chain is a LEFT join: an event whose chain row is missing reads as `null` and fails its hash.
  */
 export const selectEventRows = (ex: Executor) =>

@@ -27,10 +27,10 @@ import * as m0026BreachWorkbench from './migrations/0026-breach-workbench.js';
 import * as m0027OauthRecords from './migrations/0027-oauth-records.js';
 import * as m0028OauthGrantedBy from './migrations/0028-oauth-granted-by.js';
 import * as m0030AuditPending from './migrations/0030-audit-pending.js';
-import * as m0031AuditCompact from './migrations/0031-audit-compact.js';
 import * as m0032SearchIndex from './migrations/0032-search-index.js';
 import * as m0038SealedBinary from './migrations/0038-sealed-binary.js';
 import * as m0039OauthRecordsAccount from './migrations/0039-oauth-records-account.js';
+import * as m0040AuditCompact from './migrations/0040-audit-compact.js';
 
 /** Migrations in order. Names are frozen once released; add, never edit. */
 export const MIGRATIONS: Record<string, Migration> = {
@@ -58,10 +58,10 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0027-oauth-records': m0027OauthRecords,
   '0028-oauth-granted-by': m0028OauthGrantedBy,
   '0030-audit-pending': m0030AuditPending,
-  '0031-audit-compact': m0031AuditCompact,
   '0032-search-index': m0032SearchIndex,
   '0038-sealed-binary': m0038SealedBinary,
   '0039-oauth-records-account': m0039OauthRecordsAccount,
+  '0040-audit-compact': m0040AuditCompact,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };
@@ -114,9 +114,8 @@ const withFileLock = async <T>(lockPath: string, fn: () => Promise<T>): Promise<
  */
 export const migrateToLatest = async (store: Store): Promise<string[]> => {
   const run = async () => {
-    // 0031 was reserved while 0032 and later were released: a store already past them runs it out of order
-    // (it touches only the audit tables, which no later migration changes).
-    const migrator = new Migrator({ db: store.db, provider, allowUnorderedMigrations: true });
+    // In name order only: a new migration sorts after every released one (test/migration-order.test.ts).
+    const migrator = new Migrator({ db: store.db, provider });
     const { error, results } = await migrator.migrateToLatest();
     if (error) {
       throw new AppError('migration_failed', 500, `Database migration failed: ${String(error)}`, { cause: error });

@@ -92,7 +92,7 @@ export type AuditEventsTable = {
   action: string;
   actor_type: string;
   actor_id: string | null;
-  /** The delegation chain, by reference (`audit_chains.id`: one row per distinct chain; migration 0031). */
+  /** The delegation chain, by reference (`audit_chains.id`: one row per distinct chain; migration 0040). */
   chain_id: number;
   target_type: string | null;
   target_id: string | null;
