@@ -6,7 +6,7 @@ import { type DKIMSignOptions, dkimSign } from 'mailauth';
 import { createTransport } from 'nodemailer';
 import { SMTPServer } from 'smtp-server';
 import { selfSignedCert } from '../test/support/outbound-sink.js';
-import { api, benchStore, fmt, freePort, outsideSender, repoRoot, startProcess, table } from './support/bench-kit.js';
+import { api, benchStore, fmt, freePort, outsideSender, serveArgs, startProcess, table } from './support/bench-kit.js';
 import { maildirCount, peersMissing, startOpenDkim, startPostfix, treeCpuMs } from './support/postfix.js';
 
 const N = Number(process.env.MAILWARD_BENCH_MESSAGES ?? 2000);
@@ -171,9 +171,8 @@ for (const dialect of dialects)
   for (const threads of threadModes) {
     const store = await benchStore(dialect);
     const smtpPort = await freePort();
-    // MAILWARD_BENCH_NODE_ARGS (e.g. --cpu-prof --cpu-prof-dir=DIR) goes to the server process, for profiling.
-    const nodeArgs = process.env.MAILWARD_BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
-    const server = await startProcess([...nodeArgs, '--import', 'tsx', path.join(repoRoot, 'src/cli/main.ts'), 'serve'], {
+    // MAILWARD_BENCH_NODE_ARGS (e.g. --cpu-prof --cpu-prof-dir=DIR) goes to the server process, for profiling (bench-kit serveArgs).
+    const server = await startProcess(serveArgs(), {
       ...store.env,
       MAILWARD_LOG_LEVEL: 'warn',
       MAILWARD_DOMAIN: 'bench.example',

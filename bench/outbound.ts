@@ -14,7 +14,7 @@ import path from 'node:path';
 import autocannon from 'autocannon';
 import { createTransport } from 'nodemailer';
 import { selfSignedCert } from '../test/support/outbound-sink.js';
-import { api, benchStore, fmt, repoRoot, startCountingSink, startProcess, table } from './support/bench-kit.js';
+import { api, benchStore, fmt, serveArgs, startCountingSink, startProcess, table } from './support/bench-kit.js';
 import { peersMissing, SMTP_SOURCE, startOpenDkim, startPostfix, treeCpuMs } from './support/postfix.js';
 
 const N = Number(process.env.MAILWARD_BENCH_MESSAGES ?? 1000);
@@ -132,27 +132,18 @@ const threadModes = (process.env.MAILWARD_BENCH_SIGNING_THREADS ?? '0,1').split(
 for (const dialect of dialects)
   for (const threads of threadModes) {
     const store = await benchStore(dialect);
-    // MAILWARD_BENCH_NODE_ARGS (e.g. --cpu-prof) goes to the server process, for profiling.
-    const server = await startProcess(
-      [
-        ...(process.env.MAILWARD_BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []),
-        '--import',
-        'tsx',
-        path.join(repoRoot, 'src/cli/main.ts'),
-        'serve',
-      ],
-      {
-        ...store.env,
-        MAILWARD_LOG_LEVEL: 'warn',
-        MAILWARD_RATE_LIMIT_PER_MINUTE: '100000000',
-        MAILWARD_DOMAIN: 'bench.example',
-        MAILWARD_SMTP_RELAY: `smtp://127.0.0.1:${sinkPort}`,
-        MAILWARD_SMTP_TLS_CA_FILE: cert,
-        MAILWARD_DELIVERY_POLL_MS: '50',
-        MAILWARD_DELIVERY_CONCURRENCY: String(CONCURRENCY),
-        MAILWARD_SIGNING_THREADS: threads,
-      },
-    );
+    // MAILWARD_BENCH_NODE_ARGS (e.g. --cpu-prof) goes to the server process, for profiling (bench-kit serveArgs).
+    const server = await startProcess(serveArgs(), {
+      ...store.env,
+      MAILWARD_LOG_LEVEL: 'warn',
+      MAILWARD_RATE_LIMIT_PER_MINUTE: '100000000',
+      MAILWARD_DOMAIN: 'bench.example',
+      MAILWARD_SMTP_RELAY: `smtp://127.0.0.1:${sinkPort}`,
+      MAILWARD_SMTP_TLS_CA_FILE: cert,
+      MAILWARD_DELIVERY_POLL_MS: '50',
+      MAILWARD_DELIVERY_CONCURRENCY: String(CONCURRENCY),
+      MAILWARD_SIGNING_THREADS: threads,
+    });
     const base = `http://127.0.0.1:${server.port}`;
     const admin = fs.readFileSync(path.join(store.dataDir, 'bootstrap-admin.key'), 'utf8').trim();
     const call = (method: string, p: string, k: string, body?: unknown) => api(base, k)(method, p, body);
