@@ -11,6 +11,9 @@ import { api, benchStore, fmt, freePort, outsideSender, serveArgs, startProcess,
 import { maildirCount, peersMissing, startOpenDkim, startPostfix, treeCpuMs } from './support/postfix.js';
 
 const N = Number(process.env.MAILWARD_BENCH_MESSAGES ?? 2000);
+// Messages each Mailward process receives before the measured phase (other Message-IDs, same shape): its code is
+// then compiled and its caches warm, as in a server that has been running, so one and two processes compare fairly.
+const WARMUP = Number(process.env.MAILWARD_BENCH_WARMUP ?? 200);
 const CONNECTIONS = Number(process.env.MAILWARD_BENCH_SMTP_CONNECTIONS ?? 8);
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mw-bench-inbound-'));
@@ -26,7 +29,7 @@ const { dnsFile, pem, dkimRecord } = outsideSender(dir);
 const TO = 'results-reader@bench.example';
 const line = 'Your results from the cardiology lab are attached below; please call us about the follow-up visit. ';
 const messages: Buffer[] = [];
-for (let i = 0; i < N; i++) {
+for (let i = 0; i < N + 2 * WARMUP; i++) {
   const body = `Dear colleague,\r\n\r\n${Array.from({ length: 100 }, () => line).join('\r\n')}\r\nReference ${i}\r\n`;
   const raw = Buffer.from(
     `From: Lab Results <results@lab.example>\r\nTo: ${TO}\r\nSubject: Results ${i}\r\nMessage-ID: <bench.${i}.${Date.now()}@lab.example>\r\nDate: ${new Date().toUTCString()}\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n${body}`,
@@ -34,7 +37,8 @@ for (let i = 0; i < N; i++) {
   const s = await dkimSign(raw, { signatureData: [{ signingDomain: 'lab.example', selector: 'sel', privateKey: pem }] } as DKIMSignOptions);
   messages.push(Buffer.concat([Buffer.from(s.signatures), raw]));
 }
-const avgKb = messages.reduce((n, m) => n + m.length, 0) / N / 1024;
+const avgKb = messages.slice(0, N).reduce((n, m) => n + m.length, 0) / N / 1024;
+const measured = messages.slice(0, N);
 
 /** CPU seconds (user + system, all threads) a process has used so far, from /proc (Linux). */
 const cpuSeconds = (pid: number | undefined) => {
@@ -50,7 +54,7 @@ const cpuSeconds = (pid: number | undefined) => {
  * Sends every message over CONNECTIONS pooled STARTTLS connections (split evenly between the ports when there are
  * several: one per server process); returns seconds and how many got 250.
  */
-const blast = async (port: number | number[]) => {
+const blast = async (port: number | number[], batch: Buffer[] = measured) => {
   const ports = Array.isArray(port) ? port : [port];
   const trs = ports.map((p) =>
     createTransport({
@@ -70,8 +74,8 @@ const blast = async (port: number | number[]) => {
   await Promise.all(
     Array.from({ length: CONNECTIONS * 2 }, async (_, c) => {
       const tr = trs[c % trs.length]!;
-      while (next < N) {
-        const raw = messages[next++]!;
+      while (next < batch.length) {
+        const raw = batch[next++]!;
         try {
           const info = await tr.sendMail({ envelope: { from: 'results@lab.example', to: [TO] }, raw });
           if (/^250 /.test(String(info.response))) ok++;
@@ -213,6 +217,10 @@ for (const dialect of dialects)
       const human = await call('POST', '/v1/humans', { name: 'Dr. Bench', email: 'bench@bench.example', roles: ['reviewer'] });
       const agent = await call('POST', '/v1/agents', { name: 'Results Reader', department_id: dep.id, responsible_human_id: human.id });
       await call('POST', '/v1/mailboxes', { agent_id: agent.id, address: TO, display_name: 'Results', oversight_mode: 'autonomous' });
+      // Warm-up: WARMUP messages to each process, not measured.
+      if (WARMUP > 0)
+        for (const [i, p] of (second ? [smtpPort, otherPort] : [smtpPort]).entries())
+          await blast(p, messages.slice(N + i * WARMUP, N + (i + 1) * WARMUP));
       const cpu0 = serversCpu();
       const client0 = process.cpuUsage();
       const r = await blast(second ? [smtpPort, otherPort] : smtpPort);
