@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -6,10 +7,13 @@ import { type DKIMSignOptions, dkimSign } from 'mailauth';
 import { createTransport } from 'nodemailer';
 import { SMTPServer } from 'smtp-server';
 import { selfSignedCert } from '../test/support/outbound-sink.js';
-import { api, benchStore, fmt, freePort, outsideSender, repoRoot, startProcess, table } from './support/bench-kit.js';
+import { api, benchStore, fmt, freePort, outsideSender, serveArgs, startProcess, table } from './support/bench-kit.js';
 import { maildirCount, peersMissing, startOpenDkim, startPostfix, treeCpuMs } from './support/postfix.js';
 
 const N = Number(process.env.MAILWARD_BENCH_MESSAGES ?? 2000);
+// Messages each Mailward process receives before the measured phase (other Message-IDs, same shape): its code is
+// then compiled and its caches warm, as in a server that has been running, so one and two processes compare fairly.
+const WARMUP = Number(process.env.MAILWARD_BENCH_WARMUP ?? 200);
 const CONNECTIONS = Number(process.env.MAILWARD_BENCH_SMTP_CONNECTIONS ?? 8);
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mw-bench-inbound-'));
@@ -25,7 +29,7 @@ const { dnsFile, pem, dkimRecord } = outsideSender(dir);
 const TO = 'results-reader@bench.example';
 const line = 'Your results from the cardiology lab are attached below; please call us about the follow-up visit. ';
 const messages: Buffer[] = [];
-for (let i = 0; i < N; i++) {
+for (let i = 0; i < N + 2 * WARMUP; i++) {
   const body = `Dear colleague,\r\n\r\n${Array.from({ length: 100 }, () => line).join('\r\n')}\r\nReference ${i}\r\n`;
   const raw = Buffer.from(
     `From: Lab Results <results@lab.example>\r\nTo: ${TO}\r\nSubject: Results ${i}\r\nMessage-ID: <bench.${i}.${Date.now()}@lab.example>\r\nDate: ${new Date().toUTCString()}\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n${body}`,
@@ -33,7 +37,8 @@ for (let i = 0; i < N; i++) {
   const s = await dkimSign(raw, { signatureData: [{ signingDomain: 'lab.example', selector: 'sel', privateKey: pem }] } as DKIMSignOptions);
   messages.push(Buffer.concat([Buffer.from(s.signatures), raw]));
 }
-const avgKb = messages.reduce((n, m) => n + m.length, 0) / N / 1024;
+const avgKb = messages.slice(0, N).reduce((n, m) => n + m.length, 0) / N / 1024;
+const measured = messages.slice(0, N);
 
 /** CPU seconds (user + system, all threads) a process has used so far, from /proc (Linux). */
 const cpuSeconds = (pid: number | undefined) => {
@@ -45,25 +50,32 @@ const cpuSeconds = (pid: number | undefined) => {
   }
 };
 
-/** Sends every message over CONNECTIONS pooled STARTTLS connections; returns seconds and how many got 250. */
-const blast = async (port: number) => {
-  const tr = createTransport({
-    host: '127.0.0.1',
-    port,
-    secure: false,
-    requireTLS: true,
-    pool: true,
-    maxConnections: CONNECTIONS,
-    maxMessages: Infinity,
-    tls: { ca, servername: 'localhost' },
-  });
+/**
+ * Sends every message over CONNECTIONS pooled STARTTLS connections (split evenly between the ports when there are
+ * several: one per server process); returns seconds and how many got 250.
+ */
+const blast = async (port: number | number[], batch: Buffer[] = measured) => {
+  const ports = Array.isArray(port) ? port : [port];
+  const trs = ports.map((p) =>
+    createTransport({
+      host: '127.0.0.1',
+      port: p,
+      secure: false,
+      requireTLS: true,
+      pool: true,
+      maxConnections: Math.max(1, Math.floor(CONNECTIONS / ports.length)),
+      maxMessages: Infinity,
+      tls: { ca, servername: 'localhost' },
+    }),
+  );
   let ok = 0;
   let next = 0;
   const t0 = performance.now();
   await Promise.all(
-    Array.from({ length: CONNECTIONS * 2 }, async () => {
-      while (next < N) {
-        const raw = messages[next++]!;
+    Array.from({ length: CONNECTIONS * 2 }, async (_, c) => {
+      const tr = trs[c % trs.length]!;
+      while (next < batch.length) {
+        const raw = batch[next++]!;
         try {
           const info = await tr.sendMail({ envelope: { from: 'results@lab.example', to: [TO] }, raw });
           if (/^250 /.test(String(info.response))) ok++;
@@ -74,7 +86,7 @@ const blast = async (port: number) => {
     }),
   );
   const secs = (performance.now() - t0) / 1000;
-  tr.close();
+  for (const tr of trs) tr.close();
   return { secs, ok };
 };
 
@@ -167,47 +179,65 @@ else
 const dialects = (process.env.MAILWARD_BENCH_DIALECTS ?? 'sqlite,postgres').split(',') as ('sqlite' | 'postgres')[];
 // MAILWARD_INBOUND_THREADS of the server: 0 analyses on the event loop, 1 (the default) on a worker thread.
 const threadModes = (process.env.MAILWARD_BENCH_INBOUND_THREADS ?? '1').split(',');
+// MAILWARD_BENCH_PG_PROCESSES=1,2: on PostgreSQL, also two `mailward serve` processes on one database, each with its
+// own SMTP port (the client's connections split between them); CPU per message is both processes' together.
+const pgProcessModes = (process.env.MAILWARD_BENCH_PG_PROCESSES ?? '1').split(',').map(Number);
 for (const dialect of dialects)
-  for (const threads of threadModes) {
-    const store = await benchStore(dialect);
-    const smtpPort = await freePort();
-    // MAILWARD_BENCH_NODE_ARGS (e.g. --cpu-prof --cpu-prof-dir=DIR) goes to the server process, for profiling.
-    const nodeArgs = process.env.MAILWARD_BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
-    const server = await startProcess([...nodeArgs, '--import', 'tsx', path.join(repoRoot, 'src/cli/main.ts'), 'serve'], {
-      ...store.env,
-      MAILWARD_LOG_LEVEL: 'warn',
-      MAILWARD_DOMAIN: 'bench.example',
-      MAILWARD_DNS_OVERRIDES: dnsFile,
-      MAILWARD_SMTP_TLS_KEY_FILE: keyFile,
-      MAILWARD_SMTP_TLS_CERT_FILE: certFile,
-      MAILWARD_SMTP_RATE_PER_MINUTE: '0',
-      MAILWARD_SMTP_HOSTNAME: 'mx.bench.example',
-      MAILWARD_SMTP_PORT: String(smtpPort),
-      MAILWARD_INBOUND_THREADS: threads,
-    });
-    const base = `http://127.0.0.1:${server.port}`;
-    const admin = fs.readFileSync(path.join(store.dataDir, 'bootstrap-admin.key'), 'utf8').trim();
-    const call = api(base, admin);
-    const dep = await call('POST', '/v1/departments', { name: 'Cardiology' });
-    const human = await call('POST', '/v1/humans', { name: 'Dr. Bench', email: 'bench@bench.example', roles: ['reviewer'] });
-    const agent = await call('POST', '/v1/agents', { name: 'Results Reader', department_id: dep.id, responsible_human_id: human.id });
-    await call('POST', '/v1/mailboxes', { agent_id: agent.id, address: TO, display_name: 'Results', oversight_mode: 'autonomous' });
-    const cpu0 = cpuSeconds(server.child.pid);
-    const client0 = process.cpuUsage();
-    const r = await blast(smtpPort);
-    const client = process.cpuUsage(client0);
-    const cpuMs = ((cpuSeconds(server.child.pid) - cpu0) * 1000) / N;
-    await server.stop();
-    await store.drop();
-    rows.push({
-      target: `mailward serve (${dialect}, ${threads} analysis thread${threads === '1' ? '' : 's'}): auth + parse + PHI scan + seal + store + audit`,
-      'messages/s': fmt(r.ok / r.secs),
-      'of bare sink': `${fmt((100 * bare.secs) / r.secs)}%`,
-      'of Postfix + OpenDKIM': postfixDkimSecs ? `${fmt((100 * postfixDkimSecs) / r.secs)}%` : '-',
-      stored: `${r.ok}/${N}`,
-      'server CPU ms/message': `${fmt(cpuMs, 2)} (client ${fmt((client.user + client.system) / 1000 / N, 2)})`,
-    });
-  }
+  for (const threads of threadModes)
+    for (const procs of dialect === 'postgres' ? pgProcessModes : [1]) {
+      const store = await benchStore(dialect);
+      const smtpPort = await freePort();
+      const env = {
+        ...store.env,
+        // One master key for every process of the store.
+        MAILWARD_MASTER_KEY: randomBytes(32).toString('base64'),
+        MAILWARD_LOG_LEVEL: 'warn',
+        MAILWARD_DOMAIN: 'bench.example',
+        MAILWARD_DNS_OVERRIDES: dnsFile,
+        MAILWARD_SMTP_TLS_KEY_FILE: keyFile,
+        MAILWARD_SMTP_TLS_CERT_FILE: certFile,
+        MAILWARD_SMTP_RATE_PER_MINUTE: '0',
+        MAILWARD_SMTP_HOSTNAME: 'mx.bench.example',
+        MAILWARD_SMTP_PORT: String(smtpPort),
+        MAILWARD_INBOUND_THREADS: threads,
+      };
+      // MAILWARD_BENCH_NODE_ARGS (e.g. --cpu-prof --cpu-prof-dir=DIR) goes to the server process, for profiling (bench-kit serveArgs).
+      const server = await startProcess(serveArgs(), env);
+      const otherDir = procs > 1 ? fs.mkdtempSync(path.join(os.tmpdir(), 'mw-bench-second-')) : null;
+      const otherPort = await freePort();
+      const second = otherDir
+        ? await startProcess(serveArgs(), { ...env, MAILWARD_DATA_DIR: otherDir, MAILWARD_SMTP_PORT: String(otherPort) })
+        : null;
+      const servers = second ? [server, second] : [server];
+      const serversCpu = () => servers.reduce((n, s) => n + cpuSeconds(s.child.pid), 0);
+      const base = `http://127.0.0.1:${server.port}`;
+      const admin = fs.readFileSync(path.join(store.dataDir, 'bootstrap-admin.key'), 'utf8').trim();
+      const call = api(base, admin);
+      const dep = await call('POST', '/v1/departments', { name: 'Cardiology' });
+      const human = await call('POST', '/v1/humans', { name: 'Dr. Bench', email: 'bench@bench.example', roles: ['reviewer'] });
+      const agent = await call('POST', '/v1/agents', { name: 'Results Reader', department_id: dep.id, responsible_human_id: human.id });
+      await call('POST', '/v1/mailboxes', { agent_id: agent.id, address: TO, display_name: 'Results', oversight_mode: 'autonomous' });
+      // Warm-up: WARMUP messages to each process, not measured.
+      if (WARMUP > 0)
+        for (const [i, p] of (second ? [smtpPort, otherPort] : [smtpPort]).entries())
+          await blast(p, messages.slice(N + i * WARMUP, N + (i + 1) * WARMUP));
+      const cpu0 = serversCpu();
+      const client0 = process.cpuUsage();
+      const r = await blast(second ? [smtpPort, otherPort] : smtpPort);
+      const client = process.cpuUsage(client0);
+      const cpuMs = ((serversCpu() - cpu0) * 1000) / N;
+      await Promise.all(servers.map((s) => s.stop()));
+      if (otherDir) fs.rmSync(otherDir, { recursive: true, force: true });
+      await store.drop();
+      rows.push({
+        target: `mailward serve (${dialect}${procs > 1 ? `, ${procs} processes` : ''}, ${threads} analysis thread${threads === '1' ? '' : 's'}): auth + parse + PHI scan + seal + store + audit`,
+        'messages/s': fmt(r.ok / r.secs),
+        'of bare sink': `${fmt((100 * bare.secs) / r.secs)}%`,
+        'of Postfix + OpenDKIM': postfixDkimSecs ? `${fmt((100 * postfixDkimSecs) / r.secs)}%` : '-',
+        stored: `${r.ok}/${N}`,
+        'server CPU ms/message': `${fmt(cpuMs, 2)} (client ${fmt((client.user + client.system) / 1000 / N, 2)})`,
+      });
+    }
 fs.rmSync(dir, { recursive: true, force: true });
 table(
   `Inbound SMTP, ${N} messages of ${fmt(avgKb, 1)} KB over ${CONNECTIONS} connections (targets: >= 500 messages/s and >= 40% of the bare sink, SQLite)`,

@@ -7,17 +7,20 @@
  * >= 300 messages/s end to end, p99 accept < 25 ms at 100 req/s.
  */
 import { execFile } from 'node:child_process';
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import autocannon from 'autocannon';
 import { createTransport } from 'nodemailer';
 import { selfSignedCert } from '../test/support/outbound-sink.js';
-import { api, benchStore, fmt, repoRoot, startCountingSink, startProcess, table } from './support/bench-kit.js';
+import { api, benchStore, fmt, serveArgs, startCountingSink, startProcess, table } from './support/bench-kit.js';
 import { peersMissing, SMTP_SOURCE, startOpenDkim, startPostfix, treeCpuMs } from './support/postfix.js';
 
 const N = Number(process.env.MAILWARD_BENCH_MESSAGES ?? 1000);
+// Messages each Mailward process sends before the measured phase: its code is then compiled and its caches warm,
+// as in a server that has been running, so one and two processes compare fairly.
+const WARMUP = Number(process.env.MAILWARD_BENCH_WARMUP ?? 200);
 const CONCURRENCY = 32;
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mw-bench-outbound-'));
@@ -129,20 +132,18 @@ else {
 const dialects = (process.env.MAILWARD_BENCH_DIALECTS ?? 'sqlite').split(',') as ('sqlite' | 'postgres')[];
 // MAILWARD_SIGNING_THREADS: 0 signs on the event loop, 1 on a worker thread.
 const threadModes = (process.env.MAILWARD_BENCH_SIGNING_THREADS ?? '0,1').split(',');
+// MAILWARD_BENCH_PG_PROCESSES=1,2: on PostgreSQL, also two `mailward serve` processes on one database (sends split
+// between them, each delivering what it claims); CPU per message is both processes' together.
+const pgProcessModes = (process.env.MAILWARD_BENCH_PG_PROCESSES ?? '1').split(',').map(Number);
 for (const dialect of dialects)
-  for (const threads of threadModes) {
-    const store = await benchStore(dialect);
-    // MAILWARD_BENCH_NODE_ARGS (e.g. --cpu-prof) goes to the server process, for profiling.
-    const server = await startProcess(
-      [
-        ...(process.env.MAILWARD_BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []),
-        '--import',
-        'tsx',
-        path.join(repoRoot, 'src/cli/main.ts'),
-        'serve',
-      ],
-      {
+  for (const threads of threadModes)
+    for (const procs of dialect === 'postgres' ? pgProcessModes : [1]) {
+      const store = await benchStore(dialect);
+      // One master key for every process of the store (the first one's data dir holds the bootstrap admin key).
+      const masterKey = randomBytes(32).toString('base64');
+      const env = {
         ...store.env,
+        MAILWARD_MASTER_KEY: masterKey,
         MAILWARD_LOG_LEVEL: 'warn',
         MAILWARD_RATE_LIMIT_PER_MINUTE: '100000000',
         MAILWARD_DOMAIN: 'bench.example',
@@ -151,76 +152,104 @@ for (const dialect of dialects)
         MAILWARD_DELIVERY_POLL_MS: '50',
         MAILWARD_DELIVERY_CONCURRENCY: String(CONCURRENCY),
         MAILWARD_SIGNING_THREADS: threads,
-      },
-    );
-    const base = `http://127.0.0.1:${server.port}`;
-    const admin = fs.readFileSync(path.join(store.dataDir, 'bootstrap-admin.key'), 'utf8').trim();
-    const call = (method: string, p: string, k: string, body?: unknown) => api(base, k)(method, p, body);
-    const dep = await call('POST', '/v1/departments', admin, { name: 'Cardiology' });
-    const human = await call('POST', '/v1/humans', admin, { name: 'Dr. Bench', email: 'bench@bench.example', roles: ['reviewer'] });
-    const agent = await call('POST', '/v1/agents', admin, { name: 'Reminder Bot', department_id: dep.id, responsible_human_id: human.id });
-    const agentKey = (await call('POST', `/v1/agents/${agent.id}/api-keys`, admin, {})).key!;
-    const mbx = await call('POST', '/v1/mailboxes', admin, { agent_id: agent.id, display_name: 'Reminders', oversight_mode: 'autonomous' });
-
-    // End to end: N sends with 32 in flight, timed until the sink has accepted all N.
-    const cpu0 = cpuMs(server.child.pid);
-    const t1 = performance.now();
-    let next = 0;
-    await Promise.all(
-      Array.from({ length: CONCURRENCY }, async () => {
-        while (next < N) {
-          const i = next++;
-          await call('POST', `/v1/mailboxes/${mbx.id}/send`, agentKey, message(i));
-        }
-      }),
-    );
-    await waitFor(N);
-    const e2eSecs = (performance.now() - t1) / 1000;
-    const cpuPerMessage = (cpuMs(server.child.pid) - cpu0) / N;
-
-    // Accept latency at a steady 100 requests/s. First into a gated_send mailbox (held: the same request work,
-    // no delivery), then into the autonomous one with delivery running meanwhile: the difference is what
-    // delivery costs a sender.
-    counter.received = 0;
-    const load = (mailboxId: string) =>
-      autocannon({
-        url: `${base}/v1/mailboxes/${mailboxId}/send`,
-        method: 'POST',
-        headers: { authorization: `Bearer ${agentKey}`, 'content-type': 'application/json' },
-        body: JSON.stringify(message(0)),
-        connections: 10,
-        overallRate: 100,
-        duration: Number(process.env.MAILWARD_BENCH_SECONDS ?? 8),
+      };
+      // MAILWARD_BENCH_NODE_ARGS (e.g. --cpu-prof) goes to the server process, for profiling (bench-kit serveArgs).
+      const server = await startProcess(serveArgs(), env);
+      const otherDir = procs > 1 ? fs.mkdtempSync(path.join(os.tmpdir(), 'mw-bench-second-')) : null;
+      const second = otherDir ? await startProcess(serveArgs(), { ...env, MAILWARD_DATA_DIR: otherDir }) : null;
+      const servers = second ? [server, second] : [server];
+      const serversCpu = () => servers.reduce((n, s) => n + cpuMs(s.child.pid), 0);
+      const base = `http://127.0.0.1:${server.port}`;
+      const admin = fs.readFileSync(path.join(store.dataDir, 'bootstrap-admin.key'), 'utf8').trim();
+      const call = (method: string, p: string, k: string, body?: unknown) => api(base, k)(method, p, body);
+      const dep = await call('POST', '/v1/departments', admin, { name: 'Cardiology' });
+      const human = await call('POST', '/v1/humans', admin, { name: 'Dr. Bench', email: 'bench@bench.example', roles: ['reviewer'] });
+      const agent = await call('POST', '/v1/agents', admin, {
+        name: 'Reminder Bot',
+        department_id: dep.id,
+        responsible_human_id: human.id,
       });
-    const gated = await call('POST', '/v1/mailboxes', admin, {
-      agent_id: agent.id,
-      address: `held.${Date.now()}@bench.example`,
-      display_name: 'Held',
-      oversight_mode: 'gated_send',
-    });
-    const held = await load(gated.id!);
-    const lat = await load(mbx.id!);
-    await server.stop();
-    await store.drop();
-    rows.push({
-      target: `mailward send -> sink (${dialect}, signing threads ${threads}; 2x DKIM + JWS)`,
-      'messages/s': fmt(N / e2eSecs),
-      'of baseline': `${fmt((100 * baselineSecs) / e2eSecs)}%`,
-      'of Postfix + OpenDKIM': postfixSecs ? `${fmt((100 * postfixSecs) / e2eSecs)}%` : '-',
-      'server CPU ms/msg': cpuPerMessage.toFixed(2),
-      'accept p50 ms': lat.latency.p50,
-      'accept p99 ms': `${lat.latency.p99}${lat.non2xx + lat.errors > 0 ? ` (${lat.non2xx + lat.errors} errors)` : ''}`,
-    });
-    rows.push({
-      target: `  same, send into a gated_send mailbox (held, no delivery)`,
-      'messages/s': '-',
-      'of baseline': '-',
-      'of Postfix + OpenDKIM': '-',
-      'server CPU ms/msg': '-',
-      'accept p50 ms': held.latency.p50,
-      'accept p99 ms': `${held.latency.p99}${held.non2xx + held.errors > 0 ? ` (${held.non2xx + held.errors} errors)` : ''}`,
-    });
-  }
+      const agentKey = (await call('POST', `/v1/agents/${agent.id}/api-keys`, admin, {})).key!;
+      const mbx = await call('POST', '/v1/mailboxes', admin, {
+        agent_id: agent.id,
+        display_name: 'Reminders',
+        oversight_mode: 'autonomous',
+      });
+
+      // Warm-up, not measured: WARMUP sends to each process, all delivered.
+      if (WARMUP > 0) {
+        counter.received = 0;
+        for (const s of servers)
+          await Promise.all(
+            Array.from({ length: CONCURRENCY }, async (_, c) => {
+              for (let i = c; i < WARMUP; i += CONCURRENCY)
+                await api(`http://127.0.0.1:${s.port}`, agentKey)('POST', `/v1/mailboxes/${mbx.id}/send`, message(i));
+            }),
+          );
+        await waitFor(WARMUP * servers.length);
+        counter.received = 0;
+      }
+      // End to end: N sends with 32 in flight (split between the processes), timed until the sink has accepted all N.
+      const cpu0 = serversCpu();
+      const t1 = performance.now();
+      let next = 0;
+      await Promise.all(
+        Array.from({ length: CONCURRENCY }, async (_, c) => {
+          const to = `http://127.0.0.1:${servers[c % servers.length]!.port}`;
+          while (next < N) {
+            const i = next++;
+            await api(to, agentKey)('POST', `/v1/mailboxes/${mbx.id}/send`, message(i));
+          }
+        }),
+      );
+      await waitFor(N);
+      const e2eSecs = (performance.now() - t1) / 1000;
+      const cpuPerMessage = (serversCpu() - cpu0) / N;
+
+      // Accept latency at a steady 100 requests/s. First into a gated_send mailbox (held: the same request work,
+      // no delivery), then into the autonomous one with delivery running meanwhile: the difference is what
+      // delivery costs a sender.
+      counter.received = 0;
+      const load = (mailboxId: string) =>
+        autocannon({
+          url: `${base}/v1/mailboxes/${mailboxId}/send`,
+          method: 'POST',
+          headers: { authorization: `Bearer ${agentKey}`, 'content-type': 'application/json' },
+          body: JSON.stringify(message(0)),
+          connections: 10,
+          overallRate: 100,
+          duration: Number(process.env.MAILWARD_BENCH_SECONDS ?? 8),
+        });
+      const gated = await call('POST', '/v1/mailboxes', admin, {
+        agent_id: agent.id,
+        address: `held.${Date.now()}@bench.example`,
+        display_name: 'Held',
+        oversight_mode: 'gated_send',
+      });
+      const held = await load(gated.id!);
+      const lat = await load(mbx.id!);
+      await Promise.all(servers.map((s) => s.stop()));
+      if (otherDir) fs.rmSync(otherDir, { recursive: true, force: true });
+      await store.drop();
+      rows.push({
+        target: `mailward send -> sink (${dialect}${procs > 1 ? `, ${procs} processes` : ''}, signing threads ${threads}; 2x DKIM + JWS)`,
+        'messages/s': fmt(N / e2eSecs),
+        'of baseline': `${fmt((100 * baselineSecs) / e2eSecs)}%`,
+        'of Postfix + OpenDKIM': postfixSecs ? `${fmt((100 * postfixSecs) / e2eSecs)}%` : '-',
+        'server CPU ms/msg': cpuPerMessage.toFixed(2),
+        'accept p50 ms': lat.latency.p50,
+        'accept p99 ms': `${lat.latency.p99}${lat.non2xx + lat.errors > 0 ? ` (${lat.non2xx + lat.errors} errors)` : ''}`,
+      });
+      rows.push({
+        target: `  same, send into a gated_send mailbox (held, no delivery)`,
+        'messages/s': '-',
+        'of baseline': '-',
+        'of Postfix + OpenDKIM': '-',
+        'server CPU ms/msg': '-',
+        'accept p50 ms': held.latency.p50,
+        'accept p99 ms': `${held.latency.p99}${held.non2xx + held.errors > 0 ? ` (${held.non2xx + held.errors} errors)` : ''}`,
+      });
+    }
 await sink.close();
 fs.rmSync(dir, { recursive: true, force: true });
 table(`Outbound mail, ${N} messages end to end (targets: >= 300 messages/s, p99 accept < 25 ms at 100 req/s)`, rows);

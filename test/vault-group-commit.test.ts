@@ -143,5 +143,42 @@ for (const dialect of testDialects()) {
       );
       expect((await t.c.auditLog.verify()).ok).toBe(true);
     });
+
+    it.runIf(dialect === 'postgres')(
+      'runs a caller that PostgreSQL aborted to break a deadlock between two groups again alone, so every caller commits',
+      async () => {
+        const db = t.c.store.db;
+        await db
+          .insertInto('settings')
+          .values([
+            { key: 'test.deadlock.a', value: '0' },
+            { key: 'test.deadlock.b', value: '0' },
+          ])
+          .execute();
+        // Group 1 takes a then b, group 2 (another handle: another process) b then a; the sleeps make the first
+        // caller of each group hold its row before the second caller of either asks for the other's: a deadlock,
+        // which PostgreSQL breaks by failing one statement (40P01). Without a retry that caller fails.
+        const bump = (key: string, sleep: boolean) => async (tx: Tx) => {
+          await sql`update settings set value = (value::int + 1)::text where key = ${key}`.execute(tx);
+          if (sleep) await sql`select pg_sleep(0.5)`.execute(tx);
+          return key;
+        };
+        const results = await Promise.allSettled([
+          inGroupCommit(db, bump('test.deadlock.a', true)),
+          inGroupCommit(db, bump('test.deadlock.b', false)),
+          inGroupCommit(other.db, bump('test.deadlock.b', true)),
+          inGroupCommit(other.db, bump('test.deadlock.a', false)),
+        ]);
+        expect(results.map((r) => r.status)).toEqual(['fulfilled', 'fulfilled', 'fulfilled', 'fulfilled']);
+        const rows = await db
+          .selectFrom('settings')
+          .selectAll()
+          .where('key', 'in', ['test.deadlock.a', 'test.deadlock.b'])
+          .orderBy('key')
+          .execute();
+        expect(rows.map((r) => r.value)).toEqual(['2', '2']);
+      },
+      30_000,
+    );
   });
 }

@@ -17,6 +17,19 @@ export const PG_ADMIN_URL = process.env.MAILWARD_TEST_DATABASE_URL ?? 'postgres:
 
 export { freePort };
 
+/**
+ * The node arguments that run `mailward serve` for a bench: the TypeScript sources through tsx (default), or with
+ * MAILWARD_BENCH_SERVER=dist the compiled build (`npm run build` first), as `npm start` runs it; profiles of the
+ * compiled build name every function. MAILWARD_BENCH_NODE_ARGS (e.g. `--cpu-prof --cpu-prof-dir=DIR`) goes first.
+ */
+export const serveArgs = (): string[] => [
+  ...(process.env.MAILWARD_BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []),
+  ...(process.env.MAILWARD_BENCH_SERVER === 'dist'
+    ? [path.join(repoRoot, 'dist/src/cli/main.js')]
+    : ['--import', 'tsx', path.join(repoRoot, 'src/cli/main.ts')]),
+  'serve',
+];
+
 export type Proc = { child: ChildProcess; port: number; stop: () => Promise<void> };
 
 /** Starts a server process and waits until `readyPath` answers 200. */

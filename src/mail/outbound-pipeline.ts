@@ -10,7 +10,7 @@ import { newId } from '../kernel/ids.js';
 import { insertOutboxJob } from '../queue/outbox-repo.js';
 import type { Executor } from '../store/db.js';
 import type { MessageRecord } from '../store/records.js';
-import type { MailboxesTable, MessagesTable, SigningKeysTable } from '../store/schema.js';
+import type { MailboxesTable, MessagesTable, OrganizationsTable, SigningKeysTable } from '../store/schema.js';
 import { approvalById } from '../oversight/approvals-repo.js';
 import { moveMessage } from './message-lifecycle.js';
 import { openContent } from './message-store.js';
@@ -89,14 +89,18 @@ export const createOutboundPipeline = ({ ring, clock, config, signer = { sign: s
     return m;
   };
 
-  /** The delivery plan of a message (no signing): routes, the forward_to copy of monitored mode, the delegation chain. */
+  /**
+   * The delivery plan of a message (no signing): routes, the forward_to copy of monitored mode, the delegation chain.
+   * `org`: the message's organisation as the caller already read it in this transaction (else it is read here).
+   */
   const plan = async (
     ex: Executor,
     msg: Pick<MessagesTable, 'org_id' | 'oversight_mode'>,
     content: MessageContent,
     mailbox: MailboxesTable,
+    known: { org?: OrganizationsTable } = {},
   ): Promise<DeliveryPlan> => {
-    const org = await repo.org(ex, msg.org_id);
+    const org = known.org?.id === msg.org_id ? known.org : await repo.org(ex, msg.org_id);
     const agent = await repo.agent(ex, msg.org_id, mailbox.agent_id);
     if (!org || !agent) throw new AppError('internal', 500, 'Message owner not found.');
     const recipients = [...new Set([...content.to, ...content.cc, ...content.bcc].map((a) => a.toLowerCase()))];

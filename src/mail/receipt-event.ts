@@ -34,11 +34,13 @@ export const recordReceipt = async (
   raw: Buffer,
   rawHash: string | null,
   deliveryEventId: string,
+  opts: { approved?: boolean } = {},
 ) => {
   const h = receiptHashes(raw);
   const submitted = await eventRefsOf(tx, emailId, ['email.submitted']);
   // The reviewer's decision (a successful email.approved is audited against the email; refusals against the approval).
-  const approved = await eventRefsOf(tx, emailId, ['email.approved']);
+  // A message that never had an approval (`approved: false`: its approval_id is null) has no such event to look up.
+  const approved = opts.approved === false ? [] : await eventRefsOf(tx, emailId, ['email.approved']);
   await audit.record(tx, {
     action: RECEIPT_ACTION,
     actor: { type: 'system', id: null, orgId: null, chain: [] },

@@ -354,7 +354,7 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
       return { id, status: 'pending_approval', thread_id: row.thread_id, queued: false };
     }
     // Signing happens in the delivery worker: accepting stays cheap (p99 accept latency).
-    await pipeline.write(tx, row, await pipeline.plan(tx, row, content, mailbox));
+    await pipeline.write(tx, row, await pipeline.plan(tx, row, content, mailbox, org ? { org } : {}));
     return { id, status: 'queued', thread_id: row.thread_id, queued: true };
   };
 
@@ -423,28 +423,37 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
           }
         : { ...body, subject: body.subject ?? '' };
       const d = await draft(db, ctx, mailbox, drafted, tpl);
-      return guard.change(ctx, 'email.submitted', target, async (tx) => {
-        // Decide under the mailbox as it is now (its mode may have changed since the draft).
-        const fresh = await visibleMailbox(tx, ctx, mailboxId);
-        if (idempotencyKey)
-          await tx
-            .deleteFrom('idempotency_keys')
-            .where('scope', '=', mailboxId)
-            .where('key', '=', idempotencyKey)
-            .where('expires_at', '<=', now())
-            .execute();
-        return persist(
-          tx,
-          ctx,
-          fresh,
-          { ...d, row: { ...d.row, oversight_mode: fresh.oversight_mode } },
-          idempotencyKey ? { key: idempotencyKey, hash } : null,
-          (c, code) => {
-            refusal = c;
-            refusalCode = code ?? 'no_consent';
-          },
-        );
-      });
+      return guard.change(
+        ctx,
+        'email.submitted',
+        target,
+        async (tx) => {
+          // Decide under the mailbox as it is now (its mode may have changed since the draft).
+          const fresh = await visibleMailbox(tx, ctx, mailboxId);
+          if (idempotencyKey)
+            await tx
+              .deleteFrom('idempotency_keys')
+              .where('scope', '=', mailboxId)
+              .where('key', '=', idempotencyKey)
+              .where('expires_at', '<=', now())
+              .execute();
+          return persist(
+            tx,
+            ctx,
+            fresh,
+            { ...d, row: { ...d.row, oversight_mode: fresh.oversight_mode } },
+            idempotencyKey ? { key: idempotencyKey, hash } : null,
+            (c, code) => {
+              refusal = c;
+              refusalCode = code ?? 'no_consent';
+            },
+          );
+          // Sends arriving together share one commit (each in its own savepoint, answered after the shared COMMIT):
+          // the transaction awaits only queries on `tx`, and on a deadlock between two processes' groups each send is
+          // retried alone (store/db.ts createGroupCommit).
+        },
+        { groupCommit: true },
+      );
     };
     let r: { id: string; status: string; thread_id: string; queued: boolean };
     try {

@@ -400,6 +400,12 @@ const rollbackCounts = new WeakMap<Executor, number>();
  */
 export const rollbacksIn = (tx: Executor): number => rollbackCounts.get(tx) ?? 0;
 
+/** PostgreSQL aborted the statement to break a deadlock (40P01) or a serialization conflict (40001): safe to run again. */
+const isConflictAbort = (e: unknown) => {
+  const code = (e as { code?: unknown } | null)?.code;
+  return code === '40P01' || code === '40001';
+};
+
 /** One caller of a group commit: its transaction function and how to answer it. */
 type GroupJob = { fn: (tx: Tx) => Promise<unknown>; resolve: (v: unknown) => void; reject: (e: unknown) => void };
 
@@ -417,7 +423,9 @@ const MAX_GROUP = 64;
  * - a caller gets its result only after the shared COMMIT succeeded, so its
  *   change and its audit event are durable together (45 CFR 164.312(b));
  * - if BEGIN, COMMIT or a rollback to a savepoint fails, nothing of the group
- *   is known to be committed and every caller gets that error (fail closed).
+ *   is known to be committed and every caller gets that error (fail closed);
+ *   a caller (or the whole group) that PostgreSQL aborted to break a deadlock
+ *   or a serialization conflict runs again alone, in its own transaction.
  * A group of one is a plain transaction, exactly as `db.transaction()`.
  *
  * Only for functions that take no row locks besides the audit head and await
@@ -475,14 +483,26 @@ const createGroupCommit = (db: Db) => {
         }
       });
     } catch (e) {
+      // The whole group's transaction was aborted by a deadlock or serialization failure: nothing of it committed.
+      if (isConflictAbort(e)) {
+        for (const job of jobs) await runGroup([job]);
+        return;
+      }
       for (const job of jobs) job.reject(e);
       return;
     }
+    // PostgreSQL broke a deadlock (40P01) or a serialization conflict (40001) by failing one caller's statement
+    // (its savepoint rolled back, the others committed). Two processes' groups can deadlock where their callers
+    // alone would not (a later caller of one group waits for a row the other group holds, while that group waits
+    // for an event head the first caller took), so such a caller runs again alone, as it would without grouping.
+    const again: GroupJob[] = [];
     jobs.forEach((job, i) => {
       const o = outcomes[i]!;
       if (o.ok) job.resolve(o.value);
+      else if (isConflictAbort(o.error)) again.push(job);
       else job.reject(o.error);
     });
+    for (const job of again) await runGroup([job]);
   };
 
   const drain = async () => {

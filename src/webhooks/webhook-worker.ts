@@ -71,6 +71,8 @@ const COMMIT_WINDOW_MS = 5;
 
 /** Events read per fan-out transaction. */
 const FANOUT_PAGE = 500;
+/** How long wake-ups of one organisation are merged into one fan-out (ms). */
+const FANOUT_MERGE_MS = 10;
 
 /** The request option naming the address checked for this attempt (read by the agents' pool key). */
 type PinnedOptions = https.RequestOptions & { mailwardAddress?: string };
@@ -582,13 +584,30 @@ export const createWebhookWorker = (d: Deps) => {
   );
   kickWorker = worker.kick;
 
+  /*
+   * Wake-ups are merged per organisation over FANOUT_MERGE_MS: a busy organisation commits events many times a
+   * second (several per delivered message), and each fan-out first reads the organisation's active endpoints.
+   * The events are read from the log by cursor, so a merged wake-up loses none; it only waits a few milliseconds.
+   */
+  const wokenOrgs = new Set<string>();
+  let mergeTimer: NodeJS.Timeout | null = null;
+  const wake = (orgId: string) => {
+    wokenOrgs.add(orgId);
+    mergeTimer ??= setTimeout(() => {
+      mergeTimer = null;
+      const orgs = [...wokenOrgs];
+      wokenOrgs.clear();
+      for (const org of orgs) void fanOut(org);
+    }, FANOUT_MERGE_MS);
+  };
+
   let unsubscribe: (() => void) | null = null;
   /** Starts fan-out (woken by the event feed of every process sharing the store) and delivery. */
   const start = () => {
     if (unsubscribe) return;
     unsubscribe = d.feed.subscribe((w) => {
       if (w === '*') void fanOutAll();
-      else void fanOut(w.orgId);
+      else wake(w.orgId);
     });
     worker.start();
     void fanOutAll();
@@ -596,6 +615,9 @@ export const createWebhookWorker = (d: Deps) => {
   const stop = async () => {
     unsubscribe?.();
     unsubscribe = null;
+    if (mergeTimer) clearTimeout(mergeTimer);
+    mergeTimer = null;
+    wokenOrgs.clear();
     await Promise.all(running.values());
     await worker.stop();
     agents.http.destroy();
