@@ -219,7 +219,6 @@ export const addMessageEvent = (tx: Executor, messageId: string, at: string, typ
  */
 export const purgeContent = async (
   tx: Executor,
-  ring: KeyRing,
   m: Pick<MessagesTable, 'id' | 'org_id' | 'mailbox_id' | 'content_sealed' | 'search_key_version'>,
   tombstone: SealedValue,
   at: string,

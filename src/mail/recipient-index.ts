@@ -134,7 +134,8 @@ export const reindexMessage = async (
   tx: Executor,
   ring: KeyRing,
   m: Pick<MessagesTable, 'id' | 'org_id' | 'mailbox_id' | 'direction' | 'created_at' | 'content_sealed' | 'search_key_version'>,
-  before: IndexedContent,
+  // The content before the edit: no longer needed, the segments find the message by its id (search-index.ts).
+  _before: IndexedContent,
   after: IndexedContent,
 ) => {
   const k = await activeIndexKey(tx, ring, m.org_id, m.created_at);

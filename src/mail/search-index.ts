@@ -6,13 +6,12 @@ import { systemActor } from '../identity/principal.js';
 import type { KeyRing } from '../kernel/crypto/keyring.js';
 import { isAppError, unavailable } from '../kernel/errors.js';
 import { startPeriodic } from '../kernel/schedule.js';
-import type { SealedValue } from '../kernel/crypto/envelope.js';
 import type { Executor, Store } from '../store/db.js';
 import type { SearchPendingTable } from '../store/schema.js';
 import { openContent } from './message-store.js';
 import { firstUnindexed, setSearchKeyVersion, unindexedPage } from './messages-repo.js';
 import type { MessageContent } from './mime.js';
-import { activeIndexKey, indexKeys } from './recipient-index.js';
+import { activeIndexKey } from './recipient-index.js';
 
 /**
  * The blind search index (writer of `search_index`; migration 0032). Search must not decrypt a whole mailbox, and
