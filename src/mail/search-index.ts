@@ -237,7 +237,7 @@ const refsOf = (b: Buffer): Buffer[] => {
  */
 const lockMailbox = async (tx: Executor, mailboxId: string) => {
   if (tx.getExecutor().adapter instanceof PostgresAdapter)
-    await sql`select pg_advisory_xact_lock(7466115033, hashtext(${mailboxId}))`.execute(tx);
+    await sql`select pg_advisory_xact_lock(7466133, hashtext(${mailboxId}))`.execute(tx);
   else await sql`update search_segments set n = n where mailbox_id = ${mailboxId} and 0 = 1`.execute(tx);
 };
 
@@ -692,14 +692,23 @@ export const createSearchCompactor = (d: { store: Store; clock: { now(): Date } 
   const runOnce = async (opts: { force?: boolean; mailboxId?: string } = {}): Promise<{ mailboxes: number; messages: number }> => {
     let q = d.store.db
       .selectFrom('search_pending')
-      .select((eb) => ['mailbox_id', eb.fn.countAll().as('n'), eb.fn.min('message_ref').as('oldest')])
+      .select((eb) => ['mailbox_id', eb.fn.countAll().as('n')])
       .groupBy('mailbox_id');
     if (opts.mailboxId) q = q.where('mailbox_id', '=', opts.mailboxId);
     const r = { mailboxes: 0, messages: 0 };
     const now = d.clock.now();
     for (const m of await q.execute()) {
-      const age = now.getTime() - Buffer.from(m.oldest as Buffer).readUIntBE(0, 6);
-      if (!opts.force && Number(m.n) < COMPACT_MIN && age < COMPACT_AFTER_MS) continue;
+      if (!opts.force && Number(m.n) < COMPACT_MIN) {
+        // PostgreSQL has no min() of bytea: the mailbox's oldest pending row by its key.
+        const oldest = await d.store.db
+          .selectFrom('search_pending')
+          .select('message_ref')
+          .where('mailbox_id', '=', m.mailbox_id)
+          .orderBy('message_ref')
+          .limit(1)
+          .executeTakeFirst();
+        if (!oldest || now.getTime() - Buffer.from(oldest.message_ref).readUIntBE(0, 6) < COMPACT_AFTER_MS) continue;
+      }
       const n = await d.store.db.transaction().execute((tx) => compactMailbox(tx, m.mailbox_id, { force: opts.force, now }));
       if (n > 0) {
         r.mailboxes++;
