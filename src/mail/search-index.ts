@@ -14,15 +14,19 @@ import type { MessageContent } from './mime.js';
 import { activeIndexKey } from './recipient-index.js';
 
 /**
- * The blind search index (writer of `search_index`; migration 0032). Search must not decrypt a whole mailbox, and
- * no word of a message may be stored in plaintext, so each message is indexed as a set of keyed hashes:
+ * The blind search index (writer of `search_pending`, `search_segments`, `search_postings`; migrations 0032, 0033).
+ * Search must not decrypt a whole mailbox, and no word of a message may be stored in plaintext, so each message is
+ * indexed as a set of keyed hashes:
  *
- * - entries: every word of the body (`b|word`), and every prefix of two or more characters of every word of the
- *   sender (name and address, `f|pre`) and of the subject (`s|pre`). A word is a run of Unicode letters and digits
- *   after NFKC and lower-casing (`foldText`), so `Jane.Doe@Lab.example` gives `jane`, `doe`, `lab`, `example`.
- * - each entry is stored as the first 8 bytes of HMAC-SHA-256(k, mailbox id | entry), where k is derived by HKDF from
+ * - entries: every word of the body (`b|word`, stop words aside), every prefix of three to PREFIX_MAX characters of
+ *   every word of the sender (name and address, `f|pre`) and of the subject (`s|pre`), and such a word whole when it
+ *   has two characters. A word is a run of Unicode letters and digits after NFKC and lower-casing (`foldText`), so
+ *   `Jane.Doe@Lab.example` gives `jane`, `doe`, `lab`, `example`.
+ * - each entry is stored as the first 5 bytes of HMAC-SHA-256(k, mailbox id | entry), where k is derived by HKDF from
  *   the organisation's content-index key (the recipient index's keys, recipient-index.ts: one key ring, one rotation).
  *   The mailbox id in the MAC makes entries of two mailboxes unlinkable.
+ * - storage: a new message writes one `search_pending` row (its MACs, sorted); the compactor folds them into
+ *   segments (compactMailbox, below) whose postings cost about a byte per entry.
  *
  * Semantics (what a query finds): the folded query must occur in the sender or subject starting at a word, or in the
  * body as whole words (a word or a phrase). The index narrows a request to the messages holding every word of the
@@ -32,8 +36,9 @@ import { activeIndexKey } from './recipient-index.js';
  *
  * Leakage, for someone holding the database but not the master key: per mailbox, which messages share an entry (so
  * how often an unknown word recurs, and the number of distinct words of each message); nothing across mailboxes;
- * no word can be tested without the key. Key rotation (`mailward keys rotate`) recomputes every entry under a new
- * key, so entries made before a rotation cannot be linked to entries made after it.
+ * no word can be tested without the key. Segments group a mailbox's messages by id, which the messages table shows
+ * anyway. Key rotation (`mailward keys rotate`) recomputes every entry under a new key, so entries made before a
+ * rotation cannot be linked to entries made after it.
  */
 
 /** 5 bytes: the first picks the bucket; a collision within a mailbox costs one decryption, never a wrong answer. */
