@@ -152,6 +152,26 @@ const sealedBytes = async (env: Record<string, string>) => {
   }
 };
 
+/** Bytes of the blind search index's three tables and their keys (PostgreSQL: with TOAST and dead rows not yet vacuumed). */
+const searchBytes = async (env: Record<string, string>) => {
+  const tables = ['search_pending', 'search_segments', 'search_postings'];
+  if (env.DATABASE_URL) {
+    const c = new pg.Client({ connectionString: env.DATABASE_URL });
+    await c.connect();
+    const r = await c.query<{ n: string }>('select sum(pg_total_relation_size(t)) as n from unnest($1::text[]) as t', [tables]);
+    await c.end();
+    return Number(r.rows[0]!.n);
+  }
+  const db = new Database(path.join(env.MAILWARD_DATA_DIR!, 'mailward.db'), { readonly: true, fileMustExist: true });
+  try {
+    return Number(
+      (db.prepare(`select sum(pgsize) as n from dbstat where name in (${tables.map((t) => `'${t}'`).join(',')})`).get() as { n: number }).n,
+    );
+  } finally {
+    db.close();
+  }
+};
+
 /** Messages whose search entries still wait for the compactor (src/mail/search-index.ts). */
 const pendingSearch = async (env: Record<string, string>) => {
   const q = 'select count(*) as n from search_pending';
@@ -184,6 +204,7 @@ for (const kind of kinds) {
     'x raw': '1.00',
     'sealed content': '-',
     'sealed raw': '-',
+    'search index': '-',
   });
   for (const dialect of dialects) {
     const store = await benchStore(dialect);
@@ -209,6 +230,7 @@ for (const kind of kinds) {
     await send(smtpPort, kind.messages.slice(0, 5));
     const before = await storeBytes(store.env);
     const sealed0 = await sealedBytes(store.env);
+    const search0 = await searchBytes(store.env);
     const ok = await send(smtpPort, kind.messages.slice(5));
     // The steady state: the compactor folds the last entries into segments within a minute (COMPACT_AFTER_MS).
     const waitStart = Date.now();
@@ -217,6 +239,7 @@ for (const kind of kinds) {
     await server.stop();
     const after = await storeBytes(store.env);
     const sealed1 = await sealedBytes(store.env);
+    const search1 = await searchBytes(store.env);
     await store.drop();
     const per = (after - before) / ok;
     const sent = kind.messages.slice(5).reduce((n, m) => n + m.length, 0) / (N - 5);
@@ -226,6 +249,7 @@ for (const kind of kinds) {
       'x raw': fmt(per / sent, 2),
       'sealed content': fmt((sealed1.content - sealed0.content) / ok),
       'sealed raw': fmt((sealed1.raw - sealed0.raw) / ok),
+      'search index': fmt((search1 - search0) / ok),
     });
   }
 }

@@ -41,7 +41,7 @@ import { activeIndexKey } from './recipient-index.js';
  * rotation cannot be linked to entries made after it.
  */
 
-/** 5 bytes: the first picks the bucket; a collision within a mailbox costs one decryption, never a wrong answer. */
+/** 5 bytes (the first picks the bucket); a collision within a mailbox costs one decryption, never a wrong answer. */
 const MAC_BYTES = 5;
 /** Sender and subject words longer than this are indexed (and looked up) by their first PREFIX_MAX characters. */
 const PREFIX_MAX = 8;
@@ -179,24 +179,28 @@ const macsOf = (b: Buffer): string[] => {
  * Segments (0033). A mailbox's compacted entries are cut into segments of at most SEGMENT_MAX messages whose
  * ranges of ids never overlap; in a segment a message is its position (0-255) in the sorted `refs`, and each entry
  * (MAC) lists the positions holding it, so an entry held by many messages costs a byte or less per message instead
- * of a row per message. Postings are grouped by the MAC's first byte (one row per segment and bucket), so a lookup
+ * of a row per message. Postings are grouped by the MAC's first byte mod BUCKETS (one row per segment and bucket), so a lookup
  * reads a few small rows per segment, newest segment first.
  */
 const SEGMENT_MAX = 256;
 /** Positions listed one byte each up to this many; more as a 256-bit bitmap (32 bytes). */
 const LIST_MAX = 32;
 /** The compactor folds a mailbox's pending rows once this many wait, or once the oldest waited COMPACT_AFTER_MS. */
-const COMPACT_MIN = 128;
+const COMPACT_MIN = 256;
 const COMPACT_AFTER_MS = 60_000;
 
 type Member = { ref: Buffer; macs: string[] };
 type SegmentMeta = { lo: Buffer; hi: Buffer; n: number; gen: number };
 
-/** Encodes one bucket's entries: per MAC its last 4 bytes, then a count (1-32) and positions, or 0 and a bitmap. */
+/** Buckets per segment: fewer rows (each costs ~60-100 bytes of row and key) against more to decode per lookup. */
+const BUCKETS = 64;
+const bucketOf = (mac: string) => mac.charCodeAt(0) % BUCKETS;
+
+/** Encodes one bucket's entries: per MAC its 5 bytes, then a count (1-32) and positions, or 0 and a bitmap. */
 const encodeBucket = (entries: [string, number[]][]): Buffer => {
   const parts: Buffer[] = [];
   for (const [mac, pos] of entries) {
-    parts.push(Buffer.from(mac.slice(1), 'latin1'));
+    parts.push(Buffer.from(mac, 'latin1'));
     if (pos.length <= LIST_MAX) parts.push(Buffer.from([pos.length, ...pos]));
     else {
       const bits = Buffer.alloc(1 + SEGMENT_MAX / 8);
@@ -208,13 +212,12 @@ const encodeBucket = (entries: [string, number[]][]): Buffer => {
 };
 
 /** Decodes a bucket row into (MAC, positions) pairs; `want`, when given, skips every other MAC. */
-const decodeBucket = (bucket: number, b: Buffer, want?: Set<string>): [string, number[]][] => {
+const decodeBucket = (b: Buffer, want?: Set<string>): [string, number[]][] => {
   const out: [string, number[]][] = [];
-  const head = String.fromCharCode(bucket);
   let i = 0;
   while (i < b.length) {
-    const mac = head + b.toString('latin1', i, i + MAC_BYTES - 1);
-    i += MAC_BYTES - 1;
+    const mac = b.toString('latin1', i, i + MAC_BYTES);
+    i += MAC_BYTES;
     const count = b[i++]!;
     const len = count === 0 ? SEGMENT_MAX / 8 : count;
     if (!want || want.has(mac)) {
@@ -260,7 +263,7 @@ const writeSegment = async (tx: Executor, mailboxId: string, members: Member[]) 
   });
   const buckets = new Map<number, [string, number[]][]>();
   for (const [mac, pos] of [...byMac].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
-    const k = mac.charCodeAt(0);
+    const k = bucketOf(mac);
     const l = buckets.get(k);
     if (l) l.push([mac, pos]);
     else buckets.set(k, [[mac, pos]]);
@@ -269,7 +272,7 @@ const writeSegment = async (tx: Executor, mailboxId: string, members: Member[]) 
     .insertInto('search_segments')
     .values({ mailbox_id: mailboxId, lo, hi: members.at(-1)!.ref, n: members.length, gen, refs: Buffer.concat(members.map((m) => m.ref)) })
     .execute();
-  const rows = [...buckets].map(([bucket, e]) => ({ mailbox_id: mailboxId, bucket, lo, gen, entries: encodeBucket(e) }));
+  const rows = [...buckets].map(([bucket, e]) => ({ lo, bucket, gen, entries: encodeBucket(e) }));
   for (let i = 0; i < rows.length; i += 200)
     await tx
       .insertInto('search_postings')
@@ -291,15 +294,9 @@ const takeSegment = async (tx: Executor, mailboxId: string, lo: Buffer): Promise
     .where('lo', '=', lo)
     .executeTakeFirstOrThrow();
   const members: Member[] = refsOf(Buffer.from(seg.refs)).map((ref) => ({ ref: Buffer.from(ref), macs: [] }));
-  const rows = await tx
-    .selectFrom('search_postings')
-    .select(['bucket', 'entries'])
-    .where('mailbox_id', '=', mailboxId)
-    .where('lo', '=', lo)
-    .execute();
-  for (const r of rows)
-    for (const [mac, pos] of decodeBucket(Number(r.bucket), Buffer.from(r.entries))) for (const p of pos) members[p]?.macs.push(mac);
-  await tx.deleteFrom('search_postings').where('mailbox_id', '=', mailboxId).where('lo', '=', lo).execute();
+  const rows = await tx.selectFrom('search_postings').select(['bucket', 'entries']).where('lo', '=', lo).execute();
+  for (const r of rows) for (const [mac, pos] of decodeBucket(Buffer.from(r.entries))) for (const p of pos) members[p]?.macs.push(mac);
+  await tx.deleteFrom('search_postings').where('lo', '=', lo).execute();
   await tx.deleteFrom('search_segments').where('mailbox_id', '=', mailboxId).where('lo', '=', lo).execute();
   return members;
 };
@@ -448,13 +445,8 @@ export const storedEntriesOf = async (ex: Executor, mailboxId: string, messageId
   const pos = refsOf(Buffer.from(seg.refs)).findIndex((r) => r.equals(ref));
   if (pos < 0) return [];
   const out: string[] = [];
-  for (const r of await ex
-    .selectFrom('search_postings')
-    .select(['bucket', 'entries'])
-    .where('mailbox_id', '=', mailboxId)
-    .where('lo', '=', s.lo)
-    .execute())
-    for (const [mac, ps] of decodeBucket(Number(r.bucket), Buffer.from(r.entries)))
+  for (const r of await ex.selectFrom('search_postings').select(['bucket', 'entries']).where('lo', '=', s.lo).execute())
+    for (const [mac, ps] of decodeBucket(Buffer.from(r.entries)))
       if (ps.includes(pos)) out.push(Buffer.from(mac, 'latin1').toString('hex'));
   return out.sort();
 };
@@ -464,7 +456,7 @@ export const entryCount = async (ex: Executor): Promise<number> => {
   let n = 0;
   for (const r of await ex.selectFrom('search_pending').select('macs').execute()) n += r.macs.length / MAC_BYTES;
   for (const r of await ex.selectFrom('search_postings').select(['bucket', 'entries']).execute())
-    for (const [, pos] of decodeBucket(Number(r.bucket), Buffer.from(r.entries))) n += pos.length;
+    for (const [, pos] of decodeBucket(Buffer.from(r.entries))) n += pos.length;
   return n;
 };
 
@@ -474,7 +466,7 @@ export const allStoredEntries = async (ex: Executor): Promise<Set<string>> => {
   for (const r of await ex.selectFrom('search_pending').select('macs').execute())
     for (const m of macsOf(Buffer.from(r.macs))) out.add(Buffer.from(m, 'latin1').toString('hex'));
   for (const r of await ex.selectFrom('search_postings').select(['bucket', 'entries']).execute())
-    for (const [mac] of decodeBucket(Number(r.bucket), Buffer.from(r.entries))) out.add(Buffer.from(mac, 'latin1').toString('hex'));
+    for (const [mac] of decodeBucket(Buffer.from(r.entries))) out.add(Buffer.from(mac, 'latin1').toString('hex'));
   return out;
 };
 
@@ -524,7 +516,7 @@ export const searchCandidates = async (
 ): Promise<string[]> => {
   const gs = groups.map((g) => new Set(g.map((m) => m.toString('latin1'))));
   const want = new Set(gs.flatMap((g) => [...g]));
-  const buckets = [...new Set([...want].map((m) => m.charCodeAt(0)))];
+  const buckets = [...new Set([...want].map(bucketOf))];
   const below = before ? refOf(before) : undefined;
   for (let attempt = 0; attempt < 8; attempt++) {
     const found = new Map<string, Buffer>();
@@ -546,20 +538,20 @@ export const searchCandidates = async (
       const rows = await ex
         .selectFrom('search_postings')
         .select(['lo', 'bucket', 'gen', 'entries'])
-        .where('mailbox_id', '=', mailboxId)
-        .where('bucket', 'in', buckets)
+        // The segments' first refs, read from the mailbox's own segments, name its postings (a ref is one message's).
         .where(
           'lo',
           'in',
           segs.map((s) => s.lo),
         )
+        .where('bucket', 'in', buckets)
         .execute();
       const hits = new Map<string, { gen: number; pos: number[] }>();
       for (const s of segs) {
         const mine = rows.filter((r) => Buffer.from(r.lo).equals(s.lo));
         if (mine.some((r) => Number(r.gen) !== s.gen)) consistent = false;
         const held = new Map<string, number[]>();
-        for (const r of mine) for (const [mac, pos] of decodeBucket(Number(r.bucket), Buffer.from(r.entries), want)) held.set(mac, pos);
+        for (const r of mine) for (const [mac, pos] of decodeBucket(Buffer.from(r.entries), want)) held.set(mac, pos);
         let inAll: number[] | null = null;
         for (const g of gs) {
           const any = new Set<number>();
@@ -720,6 +712,9 @@ export const createSearchCompactor = (d: { store: Store; clock: { now(): Date } 
         r.messages += n;
       }
     }
+    // PostgreSQL keeps deleted rows until a vacuum: the folded pending rows' space is made reusable at once (a small
+    // table), so the next messages' rows take it instead of growing the table. Segments are left to autovacuum.
+    if (r.messages > 0 && d.store.dialect === 'postgres') await sql`vacuum search_pending`.execute(d.store.db);
     return r;
   };
   /** `mailward serve`: every five seconds. */

@@ -337,7 +337,7 @@ export type RecipientIndexTable = {
  */
 export type SearchPendingTable = { mailbox_id: string; message_ref: Buffer; macs: Buffer };
 export type SearchSegmentsTable = { mailbox_id: string; lo: Buffer; hi: Buffer; n: number; gen: number; refs: Buffer };
-export type SearchPostingsTable = { mailbox_id: string; bucket: number; lo: Buffer; gen: number; entries: Buffer };
+export type SearchPostingsTable = { lo: Buffer; bucket: number; gen: number; entries: Buffer };
 
 /** A breach incident (0026, 45 CFR 164.400-414). JSON columns: scope, risk_assessment, notice. */
 export type BreachIncidentsTable = {

@@ -10,8 +10,9 @@ type AnyDb = Kysely<any>;
  * - `search_segments`: up to 256 messages of one mailbox with no other segment of that mailbox between its first
  *   (`lo`) and last (`hi`) message: the messages' 16-byte refs in order (a message's position in the segment is its
  *   index there). `gen` changes with every rewrite, so a reader that read postings and refs of two versions notices.
- * - `search_postings`: per segment and bucket (the first byte of the MAC), the segment's entries of that bucket:
- *   the other 4 bytes of each MAC and the positions of the messages that hold it (a list or a 256-bit bitmap).
+ * - `search_postings`: per segment (its `lo`: a message id's bytes, so unique without the mailbox) and bucket (the
+ *   MAC's first byte mod 64), the segment's entries of that bucket: each MAC and the positions of the messages that
+ *   hold it (a list or a 256-bit bitmap).
  * The 0032 rows cannot be converted without their mailbox, so the table is dropped and every message is marked
  * unindexed: `mailward serve` indexes them again in the background (searched by decrypting until then).
  */
@@ -35,12 +36,11 @@ export const up = async (db: AnyDb): Promise<void> => {
     constraint search_segments_pk primary key (mailbox_id, lo)
   )${rowid}`.execute(db);
   await sql`create table search_postings (
-    mailbox_id text not null,
-    bucket integer not null,
     lo ${bin} not null,
+    bucket integer not null,
     gen integer not null,
     entries ${bin} not null,
-    constraint search_postings_pk primary key (mailbox_id, bucket, lo)
+    constraint search_postings_pk primary key (lo, bucket)
   )${rowid}`.execute(db);
   await sql`drop table search_index`.execute(db);
   await sql`update messages set search_key_version = null where search_key_version is not null`.execute(db);
