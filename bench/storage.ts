@@ -172,6 +172,34 @@ const searchBytes = async (env: Record<string, string>) => {
   }
 };
 
+/** Bytes per table (with its indexes and TOAST), for MAILWARD_BENCH_STORAGE_BREAKDOWN=1: where the bytes went. */
+const tableBytes = async (env: Record<string, string>): Promise<Map<string, number>> => {
+  if (env.DATABASE_URL) {
+    const c = new pg.Client({ connectionString: env.DATABASE_URL });
+    await c.connect();
+    const r = await c.query<{ t: string; n: string }>(
+      "select relname as t, pg_total_relation_size(oid) as n from pg_class where relkind = 'r' and relnamespace = 'public'::regnamespace",
+    );
+    await c.end();
+    return new Map(r.rows.map((x) => [x.t, Number(x.n)]));
+  }
+  const db = new Database(path.join(env.MAILWARD_DATA_DIR!, 'mailward.db'), { readonly: true, fileMustExist: true });
+  try {
+    const rows = db
+      .prepare(
+        'select coalesce(m.tbl_name, d.name) as t, sum(d.pgsize) as n from dbstat d left join sqlite_master m on m.name = d.name group by 1',
+      )
+      .all() as {
+      t: string;
+      n: number;
+    }[];
+    return new Map(rows.map((x) => [x.t, Number(x.n)]));
+  } finally {
+    db.close();
+  }
+};
+const BREAKDOWN = process.env.MAILWARD_BENCH_STORAGE_BREAKDOWN === '1';
+
 /** Messages whose search entries still wait for the compactor (src/mail/search-index.ts). */
 const pendingSearch = async (env: Record<string, string>) => {
   const q = 'select count(*) as n from search_pending';
@@ -231,6 +259,7 @@ for (const kind of kinds) {
     const before = await storeBytes(store.env);
     const sealed0 = await sealedBytes(store.env);
     const search0 = await searchBytes(store.env);
+    const tables0 = BREAKDOWN ? await tableBytes(store.env) : new Map<string, number>();
     const ok = await send(smtpPort, kind.messages.slice(5));
     // The steady state: the compactor folds the last entries into segments within a minute (COMPACT_AFTER_MS).
     const waitStart = Date.now();
@@ -240,6 +269,14 @@ for (const kind of kinds) {
     const after = await storeBytes(store.env);
     const sealed1 = await sealedBytes(store.env);
     const search1 = await searchBytes(store.env);
+    if (BREAKDOWN) {
+      const tables1 = await tableBytes(store.env);
+      const grew = [...tables1]
+        .map(([t, n]) => [t, (n - (tables0.get(t) ?? 0)) / ok] as const)
+        .filter(([, n]) => n >= 50)
+        .sort((a, b) => b[1] - a[1]);
+      console.log(`${dialect} [${kind.name}] bytes/message by table: ${grew.map(([t, n]) => `${t} ${fmt(n)}`).join(', ')}`);
+    }
     await store.drop();
     const per = (after - before) / ok;
     const sent = kind.messages.slice(5).reduce((n, m) => n + m.length, 0) / (N - 5);
