@@ -323,6 +323,43 @@ for (const dialect of testDialects()) {
         }
       }
     }, 240_000);
+
+    it("folds a mailbox's pending rows once 256 wait or the oldest has waited a minute, not before", async () => {
+      const db = t.c.store.db;
+      const mailboxId = `mbx_age_${dialect}`;
+      let n = 0;
+      // A ref as a UUIDv7 holds it: 48 bits of milliseconds first.
+      const refAt = (ms: number) => {
+        const b = Buffer.alloc(16);
+        b.writeUIntBE(ms, 0, 6);
+        b.writeUInt32BE(++n, 12);
+        return b;
+      };
+      const add = (refs: Buffer[]) =>
+        db.transaction().execute(async (tx) => {
+          for (const ref of refs) await insertSearchEntry(tx, { mailbox_id: mailboxId, message_ref: ref, macs: Buffer.from('aaaaabbbbb') });
+        });
+      const pendingRows = async () =>
+        (await db.selectFrom('search_pending').select('message_ref').where('mailbox_id', '=', mailboxId).execute()).length;
+      const segments = async () =>
+        (await db.selectFrom('search_segments').select('n').where('mailbox_id', '=', mailboxId).orderBy('lo').execute()).map((s) =>
+          Number(s.n),
+        );
+      await add(Array.from({ length: 10 }, () => refAt(Date.now() - 5_000)));
+      expect(await t.c.mail.searchCompactor.runOnce({ mailboxId })).toEqual({ mailboxes: 0, messages: 0 });
+      expect(await pendingRows()).toBe(10);
+      await add([refAt(Date.now() - 120_000)]);
+      expect(await t.c.mail.searchCompactor.runOnce({ mailboxId })).toEqual({ mailboxes: 1, messages: 11 });
+      expect(await pendingRows()).toBe(0);
+      expect(await segments()).toEqual([11]);
+      await add(Array.from({ length: 255 }, () => refAt(Date.now())));
+      expect((await t.c.mail.searchCompactor.runOnce({ mailboxId })).messages).toBe(0);
+      await add([refAt(Date.now())]);
+      expect((await t.c.mail.searchCompactor.runOnce({ mailboxId })).messages).toBe(256);
+      // The partial segment took the newer messages until full; the rest starts the next one.
+      expect(await segments()).toEqual([256, 11]);
+      expect(await searchCandidates(db, mailboxId, [[Buffer.from('bbbbb')]], undefined, 300)).toHaveLength(267);
+    });
   });
 }
 

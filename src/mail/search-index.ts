@@ -547,8 +547,15 @@ export const searchCandidates = async (
         .where('bucket', 'in', buckets)
         .execute();
       const hits = new Map<string, { gen: number; pos: number[] }>();
+      const bySeg = new Map<string, typeof rows>();
+      for (const r of rows) {
+        const k = Buffer.from(r.lo).toString('hex');
+        const l = bySeg.get(k);
+        if (l) l.push(r);
+        else bySeg.set(k, [r]);
+      }
       for (const s of segs) {
-        const mine = rows.filter((r) => Buffer.from(r.lo).equals(s.lo));
+        const mine = bySeg.get(s.lo.toString('hex')) ?? [];
         if (mine.some((r) => Number(r.gen) !== s.gen)) consistent = false;
         const held = new Map<string, number[]>();
         for (const r of mine) for (const [mac, pos] of decodeBucket(Buffer.from(r.entries), want)) held.set(mac, pos);
