@@ -152,6 +152,72 @@ const sealedBytes = async (env: Record<string, string>) => {
   }
 };
 
+/** Bytes of the blind search index's three tables and their keys (PostgreSQL: with TOAST and dead rows not yet vacuumed). */
+const searchBytes = async (env: Record<string, string>) => {
+  const tables = ['search_pending', 'search_segments', 'search_postings'];
+  if (env.DATABASE_URL) {
+    const c = new pg.Client({ connectionString: env.DATABASE_URL });
+    await c.connect();
+    const r = await c.query<{ n: string }>('select sum(pg_total_relation_size(t)) as n from unnest($1::text[]) as t', [tables]);
+    await c.end();
+    return Number(r.rows[0]!.n);
+  }
+  const db = new Database(path.join(env.MAILWARD_DATA_DIR!, 'mailward.db'), { readonly: true, fileMustExist: true });
+  try {
+    return Number(
+      (db.prepare(`select sum(pgsize) as n from dbstat where name in (${tables.map((t) => `'${t}'`).join(',')})`).get() as { n: number }).n,
+    );
+  } finally {
+    db.close();
+  }
+};
+
+/** Bytes per table (with its indexes and TOAST), for MAILWARD_BENCH_STORAGE_BREAKDOWN=1: where the bytes went. */
+const tableBytes = async (env: Record<string, string>): Promise<Map<string, number>> => {
+  if (env.DATABASE_URL) {
+    const c = new pg.Client({ connectionString: env.DATABASE_URL });
+    await c.connect();
+    const r = await c.query<{ t: string; n: string }>(
+      "select relname as t, pg_total_relation_size(oid) as n from pg_class where relkind = 'r' and relnamespace = 'public'::regnamespace",
+    );
+    await c.end();
+    return new Map(r.rows.map((x) => [x.t, Number(x.n)]));
+  }
+  const db = new Database(path.join(env.MAILWARD_DATA_DIR!, 'mailward.db'), { readonly: true, fileMustExist: true });
+  try {
+    const rows = db
+      .prepare(
+        'select coalesce(m.tbl_name, d.name) as t, sum(d.pgsize) as n from dbstat d left join sqlite_master m on m.name = d.name group by 1',
+      )
+      .all() as {
+      t: string;
+      n: number;
+    }[];
+    return new Map(rows.map((x) => [x.t, Number(x.n)]));
+  } finally {
+    db.close();
+  }
+};
+const BREAKDOWN = process.env.MAILWARD_BENCH_STORAGE_BREAKDOWN === '1';
+
+/** Messages whose search entries still wait for the compactor (src/mail/search-index.ts). */
+const pendingSearch = async (env: Record<string, string>) => {
+  const q = 'select count(*) as n from search_pending';
+  if (env.DATABASE_URL) {
+    const c = new pg.Client({ connectionString: env.DATABASE_URL });
+    await c.connect();
+    const r = await c.query<{ n: string }>(q);
+    await c.end();
+    return Number(r.rows[0]!.n);
+  }
+  const db = new Database(path.join(env.MAILWARD_DATA_DIR!, 'mailward.db'), { readonly: true, fileMustExist: true });
+  try {
+    return Number((db.prepare(q).get() as { n: number }).n);
+  } finally {
+    db.close();
+  }
+};
+
 const kinds = [
   { name: 'text + HTML', messages: await build(alternative) },
   { name: 'text + 5 KB PDF', messages: await build(withPdf) },
@@ -166,6 +232,7 @@ for (const kind of kinds) {
     'x raw': '1.00',
     'sealed content': '-',
     'sealed raw': '-',
+    'search index': '-',
   });
   for (const dialect of dialects) {
     const store = await benchStore(dialect);
@@ -191,19 +258,35 @@ for (const kind of kinds) {
     await send(smtpPort, kind.messages.slice(0, 5));
     const before = await storeBytes(store.env);
     const sealed0 = await sealedBytes(store.env);
+    const search0 = await searchBytes(store.env);
+    const tables0 = BREAKDOWN ? await tableBytes(store.env) : new Map<string, number>();
     const ok = await send(smtpPort, kind.messages.slice(5));
+    // The steady state: the compactor folds the last entries into segments within a minute (COMPACT_AFTER_MS).
+    const waitStart = Date.now();
+    while ((await pendingSearch(store.env)) > 0 && Date.now() - waitStart < 120_000) await new Promise((r) => setTimeout(r, 2000));
+    const stillPending = await pendingSearch(store.env);
     await server.stop();
     const after = await storeBytes(store.env);
     const sealed1 = await sealedBytes(store.env);
+    const search1 = await searchBytes(store.env);
+    if (BREAKDOWN) {
+      const tables1 = await tableBytes(store.env);
+      const grew = [...tables1]
+        .map(([t, n]) => [t, (n - (tables0.get(t) ?? 0)) / ok] as const)
+        .filter(([, n]) => n >= 50)
+        .sort((a, b) => b[1] - a[1]);
+      console.log(`${dialect} [${kind.name}] bytes/message by table: ${grew.map(([t, n]) => `${t} ${fmt(n)}`).join(', ')}`);
+    }
     await store.drop();
     const per = (after - before) / ok;
     const sent = kind.messages.slice(5).reduce((n, m) => n + m.length, 0) / (N - 5);
     rows.push({
-      store: `mailward (${dialect}) [${kind.name}], ${ok}/${N - 5} stored`,
+      store: `mailward (${dialect}) [${kind.name}], ${ok}/${N - 5} stored${stillPending ? `, ${stillPending} not compacted` : ''}`,
       'bytes/message': fmt(per),
       'x raw': fmt(per / sent, 2),
       'sealed content': fmt((sealed1.content - sealed0.content) / ok),
       'sealed raw': fmt((sealed1.raw - sealed0.raw) / ok),
+      'search index': fmt((search1 - search0) / ok),
     });
   }
 }

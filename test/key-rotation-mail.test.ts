@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { sql } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
+import { allStoredEntries } from '../src/mail/search-index.js';
 import { loadConfig } from '../src/app/config.js';
 import { createContainer } from '../src/app/container.js';
 import { rotateKeys } from '../src/app/key-rotation.js';
@@ -110,8 +111,7 @@ for (const dialect of testDialects()) {
         { from: 'results@lab.example', subject: 'Quarterly newsletter', text: 'Clinic hours change in spring.' },
       ]);
 
-      const searchMacs = async () =>
-        new Set((await app.c.store.db.selectFrom('search_index').select('mac').execute()).map((r) => Buffer.from(r.mac).toString('hex')));
+      const searchMacs = () => allStoredEntries(app.c.store.db);
       const macsBefore = await searchMacs();
       expect(macsBefore.size).toBeGreaterThan(0);
       const before = await envelopesInStore(app.c.store);

@@ -96,6 +96,8 @@ export const registerServe = (program: Command) =>
         const stopMailPurge = c.mail.retention.startPurgeScheduler({ logger: c.logger });
         // Messages stored before the blind search index are indexed in the background (src/mail/search-index.ts).
         const stopSearchBackfill = c.mail.searchBackfill.start({ logger: c.logger });
+        // New messages' search entries are folded into compact segments every few seconds (src/mail/search-index.ts).
+        const stopSearchCompactor = c.mail.searchCompactor.start({ logger: c.logger });
         // Reviewers are told when something waits, in count-only digests (src/oversight/review-notifications.ts).
         const stopNotices = c.reviewNotifications.startScheduler({ logger: c.logger });
         // Privacy officers are reminded 30, 14, 7 and 1 days before a breach's notice deadline (src/compliance/breach-service.ts).
@@ -107,6 +109,7 @@ export const registerServe = (program: Command) =>
             stopVaultPurge();
             stopMailPurge();
             stopSearchBackfill();
+            stopSearchCompactor();
             stopNotices();
             stopBreachReminders();
             stopWebhookNotices();

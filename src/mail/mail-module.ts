@@ -15,7 +15,7 @@ import { createMailResolver, type DnsLookups, loadDnsOverrides } from './dns-ove
 import { createDnsRecordsService } from './dns-records.js';
 import { createHeldMail } from './held-mail.js';
 import { createMailRetention } from './mail-retention.js';
-import { createSearchBackfill } from './search-index.js';
+import { createSearchBackfill, createSearchCompactor } from './search-index.js';
 import { createIdentityVerifier } from './identity-verifier.js';
 import type { MailConfig } from './mail-config.js';
 import { createMailboxService } from './mailbox-service.js';
@@ -87,6 +87,8 @@ export const createMailModule = ({
   const retention = createMailRetention({ db, ring, clock, guard, audit });
   // Messages stored before the blind search index are indexed in the background by `serve`.
   const searchBackfill = createSearchBackfill({ store, ring, clock, audit });
+  // New messages' entries wait in one row each until the compactor folds them into segments (search-index.ts).
+  const searchCompactor = createSearchCompactor({ store, clock });
   const sender = createSmtpSender(config, resolver, () => config.bootstrap.domain);
   const delivery = createDeliveryWorker({
     db,
@@ -119,6 +121,7 @@ export const createMailModule = ({
     onQueued,
     retention,
     searchBackfill,
+    searchCompactor,
     delivery,
     resolver,
     signer,

@@ -251,7 +251,7 @@ export const createMailRetention = ({ db, ring, clock, guard, audit }: Deps) => 
           }
           const at = now();
           const done = await db.transaction().execute(async (tx) => {
-            if (!(await purgeContent(tx, ring, m, sealContent(ring, m, TOMBSTONE).sealed, at))) return false;
+            if (!(await purgeContent(tx, m, sealContent(ring, m, TOMBSTONE).sealed, at))) return false;
             await addMessageEvent(tx, m.id, at, 'content_purged', { retention_days: days });
             await audit.record(tx, {
               action: 'email.content_purged',

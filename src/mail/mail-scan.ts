@@ -147,8 +147,11 @@ export const createMailScan = ({ dialect, ring, audit }: Deps) => {
         : [];
     const indexed = groups.length > 0 && !(await hasUnindexed(ex, mailboxId));
     for (;;) {
-      const n = postFilter ? Math.min(SCAN_CHUNK, SCAN_BUDGET - examined) : f.limit + 1;
-      const candidates = indexed ? await searchCandidates(ex, groups, cursor, n) : null;
+      // Indexed candidates nearly all match, so the first chunk asks for one page (and one more), then grows.
+      const n = postFilter
+        ? Math.min(SCAN_CHUNK, SCAN_BUDGET - examined, indexed ? Math.max(f.limit + 1, examined) : SCAN_CHUNK)
+        : f.limit + 1;
+      const candidates = indexed ? await searchCandidates(ex, mailboxId, groups, cursor, n) : null;
       if (candidates?.length === 0) return done({ items: out, next: null, partial: false, examined });
       // The tag narrows in SQL; the exact check (tagOk) decides. With candidates, only they are read.
       const rows = await mailboxScanPage(ex, dialect, mailboxId, f, cursor, n, candidates ?? undefined);

@@ -9,7 +9,7 @@ import type { MessagesTable } from '../store/schema.js';
 import type { KeyRing } from '../kernel/crypto/keyring.js';
 import type { MessageStatus } from './message-lifecycle.js';
 import { activeIndexKey, type IndexedContent, indexMessage } from './recipient-index.js';
-import { deleteSearchRows } from './search-index.js';
+import { deleteSearchEntries, refOf } from './search-index.js';
 
 /**
  * The messages table's repo (STYLE.md: one repo per table; the vault repo is the model). Every read of
@@ -219,7 +219,6 @@ export const addMessageEvent = (tx: Executor, messageId: string, at: string, typ
  */
 export const purgeContent = async (
   tx: Executor,
-  ring: KeyRing,
   m: Pick<MessagesTable, 'id' | 'org_id' | 'mailbox_id' | 'content_sealed' | 'search_key_version'>,
   tombstone: SealedValue,
   at: string,
@@ -231,7 +230,7 @@ export const purgeContent = async (
     .where('content_purged_at', 'is', null)
     .executeTakeFirst();
   if (Number(u.numUpdatedRows) !== 1) return false;
-  await deleteSearchRows(tx, ring, m);
+  await deleteSearchEntries(tx, m.mailbox_id, [refOf(m.id)]);
   return true;
 };
 

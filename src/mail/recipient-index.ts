@@ -2,11 +2,11 @@ import { createHmac, randomBytes } from 'node:crypto';
 import type { KeyRing, WrappedKey } from '../kernel/crypto/keyring.js';
 import { normaliseAddress } from '../phi/consent-service.js';
 import type { Executor, Store } from '../store/db.js';
-import type { MessagesTable, RecipientIndexTable } from '../store/schema.js';
+import type { MessagesTable, RecipientIndexTable, SearchPendingTable } from '../store/schema.js';
 import type { MessageContent } from './mime.js';
 import { openContent } from './message-store.js';
 import { indexPage, searchKeyInUse, setSearchKeyVersion } from './messages-repo.js';
-import { deleteSearchRows, insertSearchRows, searchKeyOf, searchRowsFor } from './search-index.js';
+import { compactMailbox, deleteSearchEntries, insertSearchEntry, refOf, searchEntryFor, searchKeyOf } from './search-index.js';
 
 /**
  * The recipient index (writer of `recipient_index` and `recipient_index_keys`): HMAC-SHA-256, under a per-organisation
@@ -123,7 +123,7 @@ export const indexMessage = async (
 ) => {
   const rows = rowsFor(m, c, k);
   if (rows.length > 0) await tx.insertInto('recipient_index').values(rows).execute();
-  await insertSearchRows(tx, searchRowsFor(m, c, searchKeyOf(k)));
+  await insertSearchEntry(tx, searchEntryFor(m, c, searchKeyOf(k)));
 };
 
 /**
@@ -134,12 +134,13 @@ export const reindexMessage = async (
   tx: Executor,
   ring: KeyRing,
   m: Pick<MessagesTable, 'id' | 'org_id' | 'mailbox_id' | 'direction' | 'created_at' | 'content_sealed' | 'search_key_version'>,
-  before: IndexedContent,
+  // The content before the edit: no longer needed, the segments find the message by its id (search-index.ts).
+  _before: IndexedContent,
   after: IndexedContent,
 ) => {
   const k = await activeIndexKey(tx, ring, m.org_id, m.created_at);
   await tx.deleteFrom('recipient_index').where('message_id', '=', m.id).execute();
-  await deleteSearchRows(tx, ring, m, { ...before, attachments: [] });
+  await deleteSearchEntries(tx, m.mailbox_id, [refOf(m.id)]);
   await indexMessage(tx, k, m, after);
   await setSearchKeyVersion(tx, m.id, k.version);
 };
@@ -162,10 +163,14 @@ export const rekeyRecipientIndex = async (store: Store, ring: KeyRing, at: strin
     await createKey(store.db, ring, orgId, next, at);
     const k = (await indexKeys(store.db, ring, orgId)).find((x) => x.version === next)!;
     let after = '';
+    const touched = new Set<string>();
     for (;;) {
       const page = await indexPage(store.db, orgId, after, 200);
       if (page.length === 0) break;
       await store.db.transaction().execute(async (tx) => {
+        // The page's search entries go per mailbox in one pass (one rewrite per segment), then come back pending
+        // under the new key; the compactor below folds them.
+        const entries = new Map<string, SearchPendingTable[]>();
         for (const m of page) {
           if (m.content_purged_at) {
             result.kept_under_old_key++;
@@ -175,14 +180,26 @@ export const rekeyRecipientIndex = async (store: Store, ring: KeyRing, at: strin
           await tx.deleteFrom('recipient_index').where('message_id', '=', m.id).execute();
           const rows = rowsFor(m, c, k);
           if (rows.length > 0) await tx.insertInto('recipient_index').values(rows).execute();
-          await deleteSearchRows(tx, ring, m, c);
-          await insertSearchRows(tx, searchRowsFor(m, c, searchKeyOf(k)));
+          const list = entries.get(m.mailbox_id) ?? [];
+          list.push(searchEntryFor(m, c, searchKeyOf(k)));
+          entries.set(m.mailbox_id, list);
           await setSearchKeyVersion(tx, m.id, next);
           result.reindexed++;
         }
+        for (const [mailboxId, list] of entries) {
+          await deleteSearchEntries(
+            tx,
+            mailboxId,
+            list.map((e) => e.message_ref),
+          );
+          for (const e of list) await insertSearchEntry(tx, e);
+          touched.add(mailboxId);
+        }
       });
+      for (const mailboxId of touched) await store.db.transaction().execute((tx) => compactMailbox(tx, mailboxId));
       after = page.at(-1)!.id;
     }
+    for (const mailboxId of touched) await store.db.transaction().execute((tx) => compactMailbox(tx, mailboxId, { force: true }));
     // Old keys: retired when no row uses them, else re-wrapped under the active KEK.
     for (const old of await store.db
       .selectFrom('recipient_index_keys')

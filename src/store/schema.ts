@@ -255,7 +255,7 @@ export type MessagesTable = {
   /** Outbound only (0021): the template and version the message was rendered from; null when it was written freely. */
   template_id?: string | null;
   template_version?: number | null;
-  /** The content-index key version its search entries were computed under (0032); null until it is indexed. */
+  /** The content-index key version its search entries were computed under (0032, 0033); null until it is indexed. */
   search_key_version?: number | null;
 };
 
@@ -343,10 +343,12 @@ export type RecipientIndexTable = {
 };
 
 /**
- * The blind search index (0032, src/mail/search-index.ts): a truncated HMAC of (mailbox, field, word) per message,
- * never the word; `message_ref` is the message id's 16 UUID bytes.
+ * The blind search index (0033, src/mail/search-index.ts): truncated HMACs of (mailbox, field, word), never the
+ * word. `message_ref` and the segment bounds are message ids' 16 UUID bytes.
  */
-export type SearchIndexTable = { mac: Buffer; message_ref: Buffer };
+export type SearchPendingTable = { mailbox_id: string; message_ref: Buffer; macs: Buffer };
+export type SearchSegmentsTable = { mailbox_id: string; lo: Buffer; hi: Buffer; n: number; gen: number; refs: Buffer };
+export type SearchPostingsTable = { lo: Buffer; bucket: number; gen: number; entries: Buffer };
 
 /** A breach incident (0026, 45 CFR 164.400-414). JSON columns: scope, risk_assessment, notice. */
 export type BreachIncidentsTable = {
@@ -433,7 +435,9 @@ export type Database = {
   template_versions: TemplateVersionsTable;
   recipient_index_keys: RecipientIndexKeysTable;
   recipient_index: RecipientIndexTable;
-  search_index: SearchIndexTable;
+  search_pending: SearchPendingTable;
+  search_segments: SearchSegmentsTable;
+  search_postings: SearchPostingsTable;
   breach_incidents: BreachIncidentsTable;
   breach_individuals: BreachIndividualsTable;
   breach_reminders: BreachRemindersTable;

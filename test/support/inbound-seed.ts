@@ -5,7 +5,7 @@ import { sealContent } from '../../src/mail/message-store.js';
 import { addMessageEvent } from '../../src/mail/messages-repo.js';
 import type { MessageContent } from '../../src/mail/mime.js';
 import { activeIndexKey } from '../../src/mail/recipient-index.js';
-import { insertSearchRows, searchKeyOf, searchRowsFor } from '../../src/mail/search-index.js';
+import { insertSearchEntry, searchEntryFor, searchKeyOf } from '../../src/mail/search-index.js';
 import type { MessagesTable } from '../../src/store/schema.js';
 import type { TestApp } from './test-app.js';
 
@@ -49,7 +49,13 @@ const passing = (flags: string[]): InboundAuthResults => ({
  * and a pending approval (direction inbound) for held or quarantined mail.
  * Inserted straight into the store so reading tests control times and statuses.
  */
-export const seedMessages = async (t: TestApp, mailbox: { id: string; address: string }, messages: SeedMessage[]): Promise<string[]> => {
+export const seedMessages = async (
+  t: TestApp,
+  mailbox: { id: string; address: string },
+  messages: SeedMessage[],
+  /** Fold the new search entries into segments afterwards (default), or leave them pending as a fresh message's are. */
+  opts: { compact?: boolean } = {},
+): Promise<string[]> => {
   const db = t.c.store.db;
   const ids: string[] = [];
   const rows: MessagesTable[] = [];
@@ -128,7 +134,7 @@ export const seedMessages = async (t: TestApp, mailbox: { id: string; address: s
       await tx.insertInto('messages').values(chunk).execute();
       for (const r of chunk) {
         const c = contents.get(r.id);
-        if (c) await insertSearchRows(tx, searchRowsFor(r, c, k));
+        if (c) await insertSearchEntry(tx, searchEntryFor(r, c, k));
       }
       // The domain events the repo writes with a stored message, so waiters and feeds see seeded mail too.
       await appendEvents(
@@ -167,5 +173,7 @@ export const seedMessages = async (t: TestApp, mailbox: { id: string; address: s
       .execute();
     await addMessageEvent(db, m.id, m.created_at, 'held', { approval_id: a.id });
   }
+  // The compactor as `serve` runs it (on PostgreSQL it also vacuums the folded rows' space for reuse).
+  if (opts.compact !== false) await t.c.mail.searchCompactor.runOnce({ force: true, mailboxId: mailbox.id });
   return ids;
 };
