@@ -328,7 +328,7 @@ for (const dialect of testDialects()) {
       }
     }, 240_000);
 
-    it('migration 0033 replaces the rows of 0032, which have no mailbox, so the back-fill indexes everything again', async () => {
+    it('migration 0041 replaces the rows of 0032, which have no mailbox, so the back-fill indexes everything again', async () => {
       const fresh = await freshDatabase(dialect);
       const store = openStore(
         dialect === 'sqlite'
@@ -337,7 +337,7 @@ for (const dialect of testDialects()) {
       );
       try {
         const upTo = await new Migrator({ db: store.db, provider: { getMigrations: async () => MIGRATIONS } }).migrateTo(
-          '0032-search-index',
+          '0040-audit-compact',
         );
         expect(upTo.error).toBeUndefined();
         // The 0032 table is gone from today's schema types.
@@ -346,7 +346,7 @@ for (const dialect of testDialects()) {
           .insertInto('search_index')
           .values({ mac: Buffer.alloc(8, 1), message_ref: Buffer.alloc(16, 2) })
           .execute();
-        expect(await migrateToLatest(store)).toContain('0033-search-segments');
+        expect(await migrateToLatest(store)).toContain('0041-search-segments');
         await expect(old.selectFrom('search_index').selectAll().execute()).rejects.toThrow();
         expect(await store.db.selectFrom('search_pending').selectAll().execute()).toEqual([]);
         expect(await store.db.selectFrom('search_segments').selectAll().execute()).toEqual([]);

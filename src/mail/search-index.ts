@@ -14,7 +14,7 @@ import type { MessageContent } from './mime.js';
 import { activeIndexKey } from './recipient-index.js';
 
 /**
- * The blind search index (writer of `search_pending`, `search_segments`, `search_postings`; migrations 0032, 0033).
+ * The blind search index (writer of `search_pending`, `search_segments`, `search_postings`; migrations 0032, 0041).
  * Search must not decrypt a whole mailbox, and no word of a message may be stored in plaintext, so each message is
  * indexed as a set of keyed hashes:
  *
@@ -176,7 +176,7 @@ const macsOf = (b: Buffer): string[] => {
 };
 
 /**
- * Segments (0033). A mailbox's compacted entries are cut into segments of at most SEGMENT_MAX messages whose
+ * Segments (0041). A mailbox's compacted entries are cut into segments of at most SEGMENT_MAX messages whose
  * ranges of ids never overlap; in a segment a message is its position (0-255) in the sorted `refs`, and each entry
  * (MAC) lists the positions holding it, so an entry held by many messages costs a byte or less per message instead
  * of a row per message. Postings are grouped by the MAC's first byte mod BUCKETS (one row per segment and bucket), so a lookup

@@ -28,10 +28,10 @@ import * as m0027OauthRecords from './migrations/0027-oauth-records.js';
 import * as m0028OauthGrantedBy from './migrations/0028-oauth-granted-by.js';
 import * as m0030AuditPending from './migrations/0030-audit-pending.js';
 import * as m0032SearchIndex from './migrations/0032-search-index.js';
-import * as m0033SearchSegments from './migrations/0033-search-segments.js';
 import * as m0038SealedBinary from './migrations/0038-sealed-binary.js';
 import * as m0039OauthRecordsAccount from './migrations/0039-oauth-records-account.js';
 import * as m0040AuditCompact from './migrations/0040-audit-compact.js';
+import * as m0041SearchSegments from './migrations/0041-search-segments.js';
 
 /** Migrations in order. Names are frozen once released; add, never edit. */
 export const MIGRATIONS: Record<string, Migration> = {
@@ -60,10 +60,10 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0028-oauth-granted-by': m0028OauthGrantedBy,
   '0030-audit-pending': m0030AuditPending,
   '0032-search-index': m0032SearchIndex,
-  '0033-search-segments': m0033SearchSegments,
   '0038-sealed-binary': m0038SealedBinary,
   '0039-oauth-records-account': m0039OauthRecordsAccount,
   '0040-audit-compact': m0040AuditCompact,
+  '0041-search-segments': m0041SearchSegments,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };

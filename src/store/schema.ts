@@ -255,7 +255,7 @@ export type MessagesTable = {
   /** Outbound only (0021): the template and version the message was rendered from; null when it was written freely. */
   template_id?: string | null;
   template_version?: number | null;
-  /** The content-index key version its search entries were computed under (0032, 0033); null until it is indexed. */
+  /** The content-index key version its search entries were computed under (0032, 0041); null until it is indexed. */
   search_key_version?: number | null;
 };
 
@@ -343,7 +343,7 @@ export type RecipientIndexTable = {
 };
 
 /**
- * The blind search index (0033, src/mail/search-index.ts): truncated HMACs of (mailbox, field, word), never the
+ * The blind search index (0041, src/mail/search-index.ts): truncated HMACs of (mailbox, field, word), never the
  * word. `message_ref` and the segment bounds are message ids' 16 UUID bytes.
  */
 export type SearchPendingTable = { mailbox_id: string; message_ref: Buffer; macs: Buffer };
