@@ -148,6 +148,12 @@ export const ERROR_CODES: readonly ErrorCodeEntry[] = [
   { code: 'migration_failed', status: 500, summary: 'A migration failed.' },
   { code: 'tls_config_invalid', status: 500, summary: 'The TLS key or certificate is invalid.' },
   { code: 'dns_overrides_invalid', status: 500, summary: 'MAILWARD_DNS_OVERRIDES is not valid.' },
+  {
+    code: 'server_busy',
+    status: 503,
+    summary: 'Too many requests are in progress or waiting; retry after `Retry-After` seconds.',
+    temporary: true,
+  },
   { code: 'store_busy', status: 503, summary: 'The store is busy with another process; retry shortly.', temporary: true },
   { code: 'store_unavailable', status: 503, summary: 'The store is unreachable or cannot write; retry shortly.', temporary: true },
   { code: 'store_read_only', status: 503, summary: 'The store cannot write (disk full or read-only).', temporary: true },

@@ -2696,6 +2696,7 @@ export interface components {
         };
         /**
          * @description 503 Service Unavailable (RFC 9457 problem details). Codes:
+         *     - `server_busy`: Too many requests are in progress or waiting; retry after `Retry-After` seconds.
          *     - `store_busy`: The store is busy with another process; retry shortly.
          *     - `store_unavailable`: The store is unreachable or cannot write; retry shortly.
          *     - `store_read_only`: The store cannot write (disk full or read-only).
@@ -2715,7 +2716,7 @@ export interface components {
              * @description stable snake_case error code
              * @enum {string}
              */
-            code: "store_busy" | "store_unavailable" | "store_read_only" | "migration_locked" | "analysis_failed" | "audit_key_missing" | "public_url_required" | "sso_unavailable";
+            code: "server_busy" | "store_busy" | "store_unavailable" | "store_read_only" | "migration_locked" | "analysis_failed" | "audit_key_missing" | "public_url_required" | "sso_unavailable";
             /** @description what to fix; never PHI, addresses or secrets */
             detail: string;
             request_id: string | null;
@@ -2964,7 +2965,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["BadRequestProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3031,6 +3032,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["BadRequestProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     getKeyDirectory: {
@@ -3062,6 +3072,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["BadRequestProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -3113,6 +3132,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ConflictProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     getMcpProtectedResourceMetadata: {
@@ -3150,7 +3178,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["BadRequestProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3196,7 +3224,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["BadRequestProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3249,6 +3277,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     getMe: {
@@ -3285,6 +3322,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -3332,6 +3378,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -3403,6 +3458,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     getDepartment: {
@@ -3461,6 +3525,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     listHumans: {
@@ -3506,6 +3579,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -3577,6 +3659,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     getHuman: {
@@ -3633,6 +3724,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -3709,6 +3809,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -3791,6 +3900,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     listAgents: {
@@ -3827,6 +3945,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -3916,6 +4043,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     getAgent: {
@@ -3972,6 +4108,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -4054,6 +4199,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     deactivateAgent: {
@@ -4119,6 +4273,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -4201,6 +4364,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     listApiKeys: {
@@ -4248,6 +4420,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -4315,6 +4496,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -4390,6 +4580,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     getAuditCheckpoint: {
@@ -4446,7 +4645,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -4533,6 +4732,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     getAuditConsistencyProof: {
@@ -4610,6 +4818,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     verifyAuditLog: {
@@ -4666,6 +4883,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     listLegalHolds: {
@@ -4720,6 +4946,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -4792,6 +5027,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -4870,6 +5114,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     listDisclosures: {
@@ -4928,6 +5181,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -4990,6 +5252,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     listBreaches: {
@@ -5037,6 +5308,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -5105,6 +5385,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     getBreachHhsLog: {
@@ -5166,6 +5455,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     getBreach: {
@@ -5222,6 +5520,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -5301,6 +5608,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     setBreachRiskAssessment: {
@@ -5363,6 +5679,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -5440,6 +5765,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -5525,6 +5859,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     getBreachHhsFigures: {
@@ -5583,6 +5926,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     getComplianceReport: {
@@ -5630,6 +5982,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     listMailboxes: {
@@ -5666,6 +6027,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -5755,6 +6125,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     getMailbox: {
@@ -5811,6 +6190,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -5891,6 +6279,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -5974,6 +6371,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -6061,6 +6467,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     getAttachment: {
@@ -6127,6 +6542,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -6230,6 +6654,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     replyEmail: {
@@ -6331,6 +6764,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     cancelEmail: {
@@ -6407,6 +6849,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     getEmail: {
@@ -6472,6 +6923,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -6543,6 +7003,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -6619,6 +7088,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     listApprovals: {
@@ -6687,6 +7165,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -6787,6 +7274,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     rejectApproval: {
@@ -6867,6 +7363,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     verifyIdentity: {
@@ -6934,6 +7439,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -7019,6 +7533,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["InternalServerErrorProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -7113,6 +7636,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     deleteSecret: {
@@ -7192,6 +7724,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     listSecrets: {
@@ -7267,6 +7808,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -7354,6 +7904,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["InternalServerErrorProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     listTemplates: {
@@ -7410,6 +7969,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -7518,6 +8086,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -7629,6 +8206,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     updateTemplate: {
@@ -7727,6 +8313,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -7852,6 +8447,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -7985,6 +8589,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     getConsent: {
@@ -8041,6 +8654,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -8123,6 +8745,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     listPart2Consents: {
@@ -8193,6 +8824,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -8298,6 +8938,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     revokePart2Consent: {
@@ -8388,6 +9037,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     getConsentPolicy: {
@@ -8445,6 +9103,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -8522,6 +9189,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     listGrants: {
@@ -8579,6 +9255,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -8675,6 +9360,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     revokeGrant: {
@@ -8752,6 +9446,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     getMailRetention: {
@@ -8809,6 +9512,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -8894,6 +9606,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     listMailLegalHolds: {
@@ -8963,6 +9684,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -9065,6 +9795,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     releaseMailLegalHold: {
@@ -9154,6 +9893,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     listDnsRecords: {
@@ -9208,6 +9956,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -9284,6 +10041,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -9367,7 +10133,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -9445,6 +10211,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -9529,6 +10304,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     endHumanSessions: {
@@ -9598,6 +10382,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     listOwnSessions: {
@@ -9658,6 +10451,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -9728,6 +10530,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -9813,6 +10624,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -9911,6 +10731,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -10055,6 +10884,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     createWebhook: {
@@ -10157,6 +10995,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     getWebhook: {
@@ -10238,6 +11085,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     deleteWebhook: {
@@ -10307,6 +11163,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -10414,6 +11279,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     rotateWebhookSecret: {
@@ -10495,6 +11369,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -10591,6 +11474,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     listWebhookDeliveries: {
@@ -10675,6 +11567,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
