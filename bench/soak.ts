@@ -3,7 +3,8 @@
  * The writers are vault traffic of five agents, each with its own key: three TOTP codes (secret read, HMAC and an
  * audit event in one transaction) to one secret write (a new sealed version and its audit event). Prints latency
  * (p50, p99, max, how many over 2 s), 503 answers (the admission queue's `server_busy` and the store's `store_busy`),
- * and the server's resident and heap memory after the warm-up, every minute of the soak and at the end.
+ * and the server's resident and heap memory after the warm-up, every minute of the soak and at the end (after the warm-up
+ * and at the end after a full garbage collection, asked for over the server's loopback inspector).
  * Targets (issue "Speed at hospital scale"): p99 under 2 s, RSS at the end within 10% of after the warm-up.
  *
  * Alone: `node --import tsx bench/soak.ts [--seconds 600] [--warmup 60] [--connections 200] [--dialect sqlite|postgres]`
@@ -15,7 +16,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
-import { api, benchStore, fmt, repoRoot, startProcess, table } from './support/bench-kit.js';
+import { api, benchStore, fmt, freePort, repoRoot, startProcess, table } from './support/bench-kit.js';
 
 const { values: flags } = parseArgs({
   options: {
@@ -42,7 +43,22 @@ const smaps = (pid: number | undefined) => {
   }
 };
 
-const memory = async (port: number) => {
+/** A full garbage collection in the server, through the Chrome DevTools Protocol (HeapProfiler.collectGarbage). */
+const collectGarbage = async () => {
+  const [target] = (await (await fetch(`http://127.0.0.1:${inspectPort}/json/list`)).json()) as { webSocketDebuggerUrl: string }[];
+  const ws = new WebSocket(target!.webSocketDebuggerUrl);
+  await new Promise((resolve, reject) => {
+    ws.onerror = reject;
+    ws.onopen = () => ws.send(JSON.stringify({ id: 1, method: 'HeapProfiler.collectGarbage' }));
+    ws.onmessage = (e) => {
+      if ((JSON.parse(String(e.data)) as { id?: number }).id === 1) resolve(undefined);
+    };
+  });
+  ws.close();
+};
+
+const memory = async (port: number, gc = false) => {
+  if (gc) await collectGarbage();
   const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
   const metric = (name: string) => Number(text.match(new RegExp(`^${name} (\\S+)`, 'm'))?.[1] ?? Number.NaN);
   return {
@@ -57,7 +73,10 @@ const memory = async (port: number) => {
 };
 
 const store = await benchStore(dialect);
-const server = await startProcess([path.join(repoRoot, 'bin/mailward.js'), 'serve'], {
+// The server's inspector (loopback only) lets the bench run a full garbage collection before reading memory, so
+// what is compared is memory still in use, not garbage the collector has not reached yet.
+const inspectPort = await freePort();
+const server = await startProcess([`--inspect=127.0.0.1:${inspectPort}`, path.join(repoRoot, 'bin/mailward.js'), 'serve'], {
   ...store.env,
   MAILWARD_LOG_LEVEL: 'error',
   MAILWARD_RATE_LIMIT_PER_MINUTE: '100000000',
@@ -130,8 +149,8 @@ try {
 
   const w = await run(warmupSeconds);
   await settle();
-  const afterWarmup = await memory(server.port);
-  row(`after ${warmupSeconds} s warm-up`, afterWarmup, {
+  const afterWarmup = await memory(server.port, true);
+  row(`after ${warmupSeconds} s warm-up, full GC`, afterWarmup, {
     'req/s': fmt(w.r.requests.average),
     'p99 ms': w.r.latency.p99,
     'HTTP 503': busy(w.r),
@@ -145,8 +164,8 @@ try {
   });
   await Promise.all(samples);
   await settle();
-  const end = await memory(server.port);
-  row(`end (${soakSeconds} s)`, end, {
+  const end = await memory(server.port, true);
+  row(`end (${soakSeconds} s), full GC`, end, {
     'req/s': fmt(s.r.requests.average),
     'p50 ms': s.r.latency.p50,
     'p99 ms': s.r.latency.p99,
