@@ -1,6 +1,7 @@
 import { parseWitnesses, type Witness } from '../audit/witness-client.js';
 import path from 'node:path';
 import { z } from 'zod';
+import type { AdmissionConfig } from '../http/admission.js';
 import type { WebhooksConfig } from '../webhooks/webhooks-config.js';
 
 const port = z.coerce.number().int().min(0).max(65535);
@@ -42,6 +43,10 @@ export const envSchema = z.object({
   MAILWARD_AUTH_CACHE_MS: z.coerce.number().int().min(0).max(10_000).default(100),
   MAILWARD_BODY_LIMIT_BYTES: z.coerce.number().int().min(1024).default(1_048_576),
   MAILWARD_TRUST_PROXY: bool.default(false),
+  // HTTP admission queue (src/http/admission.ts): requests running at once (0: no limit), waiting beyond them, longest wait (then 503 server_busy).
+  MAILWARD_HTTP_MAX_IN_FLIGHT: z.coerce.number().int().min(0).max(100_000).default(64),
+  MAILWARD_HTTP_QUEUE_LIMIT: z.coerce.number().int().min(0).max(100_000).default(1024),
+  MAILWARD_HTTP_QUEUE_WAIT_MS: z.coerce.number().int().min(10).max(600_000).default(5000),
   MAILWARD_APPROVAL_TTL: z.coerce
     .number()
     .int()
@@ -174,7 +179,7 @@ export const envSchema = z.object({
 export type Env = z.infer<typeof envSchema>;
 
 export type Config = {
-  http: { host: string; port: number; bodyLimit: number; trustProxy: boolean };
+  http: { host: string; port: number; bodyLimit: number; trustProxy: boolean; admission: AdmissionConfig };
   smtp: { host: string; port: number; maxMessageBytes: number; relay: string | undefined };
   dataDir: string;
   database:
@@ -277,6 +282,11 @@ export const loadConfig = (env: NodeJS.ProcessEnv = process.env): Config => {
       port: e.MAILWARD_HTTP_PORT,
       bodyLimit: e.MAILWARD_BODY_LIMIT_BYTES,
       trustProxy: e.MAILWARD_TRUST_PROXY,
+      admission: {
+        maxInFlight: e.MAILWARD_HTTP_MAX_IN_FLIGHT,
+        queueLimit: e.MAILWARD_HTTP_QUEUE_LIMIT,
+        queueWaitMs: e.MAILWARD_HTTP_QUEUE_WAIT_MS,
+      },
     },
     smtp: {
       host: e.MAILWARD_SMTP_HOST,

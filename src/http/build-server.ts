@@ -30,6 +30,7 @@ import { auditRoutes } from './audit-routes.js';
 import { breachRoutes } from './breach-routes.js';
 import { complianceRoutes } from './compliance-routes.js';
 import { disclosureRoutes } from './disclosure-routes.js';
+import { type AdmissionConfig, createAdmission, mountAdmission } from './admission.js';
 import { createAuthHook } from './auth.js';
 import { consentRoutes } from './consent-routes.js';
 import { dnsRoutes } from './dns-routes.js';
@@ -62,7 +63,7 @@ const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,64}$/;
 
 /** What the REST surface mounts: services and settings, never the container (STYLE.md: each module declares its own config type). */
 export type RestDeps = {
-  config: { http: { bodyLimit: number; trustProxy: boolean }; smtp: { maxMessageBytes: number } };
+  config: { http: { bodyLimit: number; trustProxy: boolean; admission?: AdmissionConfig }; smtp: { maxMessageBytes: number } };
   logger: Logger;
   store: Store;
   identity: IdentityService;
@@ -122,6 +123,12 @@ export const buildRestServer = async (c: RestDeps, { beside = [] }: RestServerOp
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler((req, reply) => sendProblem(reply, req, 404, 'route_not_found', 'No such route.'));
   app.decorateRequest('ctx', null as never);
+  // First hook of all: a request past the admission queue's bounds is refused before any other work (admission.ts).
+  if (c.config.http.admission) {
+    const admission = createAdmission(c.config.http.admission, metrics.admission);
+    metrics.admission.observe(() => ({ inFlight: admission.inFlight(), waiting: admission.waiting() }));
+    mountAdmission(app as unknown as FastifyInstance, admission);
+  }
 
   app.addHook('onSend', async (req, reply) => {
     reply.header('x-request-id', req.id);

@@ -158,6 +158,38 @@ export const createMetrics = (opts: { snapshot?: () => Promise<OpsSnapshot> } = 
     (g, s) => g.set(s.analysisQueue),
   );
 
+  // The HTTP admission queue (admission.ts): requests running, requests waiting, and those refused with 503 server_busy.
+  let admissionState: (() => { inFlight: number; waiting: number }) | null = null;
+  new Gauge({
+    name: 'mailward_http_requests_in_flight',
+    help: 'HTTP requests admitted and not yet answered (liveness, metrics and event streams not counted)',
+    registers,
+    collect() {
+      this.set(admissionState?.().inFlight ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'mailward_http_queue_waiting',
+    help: 'HTTP requests waiting in the admission queue for a slot',
+    registers,
+    collect() {
+      this.set(admissionState?.().waiting ?? 0);
+    },
+  });
+  const admissionRejected = new Counter({
+    name: 'mailward_http_rejected_total',
+    help: 'HTTP requests answered 503 server_busy by the admission queue, by reason (queue_full, wait_expired)',
+    labelNames: ['reason'] as const,
+    registers,
+  });
+  for (const r of ['queue_full', 'wait_expired']) admissionRejected.inc({ reason: r }, 0);
+  const admission = {
+    observe: (state: () => { inFlight: number; waiting: number }) => {
+      admissionState = state;
+    },
+    rejected: (reason: 'queue_full' | 'wait_expired') => admissionRejected.inc({ reason }),
+  };
+
   /** The sink domain code writes to (kernel/metrics.ts). */
   const sink: MetricsSink = {
     deliveryAttempt: (result, smtpClass) => deliveryAttempts.inc({ result, smtp_class: smtpClass }),
@@ -174,7 +206,7 @@ export const createMetrics = (opts: { snapshot?: () => Promise<OpsSnapshot> } = 
     opts.snapshot = fn;
   };
 
-  return { registry, requests, duration, sink, setSnapshot };
+  return { registry, requests, duration, sink, setSnapshot, admission };
 };
 
 export type HttpMetrics = ReturnType<typeof createMetrics>;

@@ -1,4 +1,5 @@
 import { createJsonSchemaTransform, createJsonSchemaTransformObject } from 'fastify-type-provider-zod';
+import { ADMISSION_EXEMPT_ROUTES } from './admission.js';
 import { problemResponse } from './common-schemas.js';
 import { registerOpenApiComponents } from './openapi-components.js';
 import { openApi } from './openapi-registry.js';
@@ -32,6 +33,8 @@ export const documentRoute = (input: RouteInput) => {
   const isPublic = Array.isArray(rest.security) && rest.security.length === 0;
   const response = { ...(docOnly ?? {}), ...((rest.response as Json | undefined) ?? {}) };
   if (!isPublic) for (const s of AUTH_STATUSES) response[s] ??= problemResponse(s);
+  // Every route but liveness, metrics and streams may be refused by the admission queue (admission.ts: 503 server_busy).
+  if (!ADMISSION_EXEMPT_ROUTES.has(input.url)) response[503] ??= problemResponse(503);
   const out = jsonSchemaTransform({ ...input, schema: { ...rest, response } } as RouteInput) as { schema: Json; url: string };
   if (rawBody) {
     out.schema.body = {

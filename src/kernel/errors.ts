@@ -149,6 +149,12 @@ export const ERROR_CODES: readonly ErrorCodeEntry[] = [
   { code: 'tls_config_invalid', status: 500, summary: 'The TLS key or certificate is invalid.' },
   { code: 'oauth_config_invalid', status: 500, summary: 'An OAuth setting cannot be used (MAILWARD_OAUTH_CIMD_CA_FILE unreadable).' },
   { code: 'dns_overrides_invalid', status: 500, summary: 'MAILWARD_DNS_OVERRIDES is not valid.' },
+  {
+    code: 'server_busy',
+    status: 503,
+    summary: 'Too many requests are in progress or waiting; retry after `Retry-After` seconds.',
+    temporary: true,
+  },
   { code: 'store_busy', status: 503, summary: 'The store is busy with another process; retry shortly.', temporary: true },
   { code: 'store_unavailable', status: 503, summary: 'The store is unreachable or cannot write; retry shortly.', temporary: true },
   { code: 'store_read_only', status: 503, summary: 'The store cannot write (disk full or read-only).', temporary: true },

@@ -31,7 +31,15 @@ export type TestApp = {
 /** A fully wired Mailward on a fresh store of `dialect`, initialised with one organisation. */
 export const createTestApp = async (
   dialect: Dialect,
-  opts: { env?: Record<string, string>; clock?: Clock; domain?: string; hostLookup?: HostLookup; logger?: Logger } = {},
+  opts: {
+    env?: Record<string, string>;
+    clock?: Clock;
+    domain?: string;
+    hostLookup?: HostLookup;
+    logger?: Logger;
+    /** Adds test-only routes to the real server before it is ready (the admission test's request holder). */
+    beforeReady?: (app: FastifyInstance) => void;
+  } = {},
 ): Promise<TestApp> => {
   const db = await freshDatabase(dialect);
   const env = { ...db.env, MAILWARD_LOG_LEVEL: 'silent', ...opts.env };
@@ -46,6 +54,7 @@ export const createTestApp = async (
   const init = await c.init({ orgName: 'General Hospital', domain });
   if (!init) throw new Error('init returned nothing');
   const app = await buildServer(c);
+  opts.beforeReady?.(app);
   await app.ready();
   const call: TestApp['call'] = async (method, url, key, body, headers = {}) => {
     const res = await app.inject({

@@ -2697,6 +2697,7 @@ export interface components {
         };
         /**
          * @description 503 Service Unavailable (RFC 9457 problem details). Codes:
+         *     - `server_busy`: Too many requests are in progress or waiting; retry after `Retry-After` seconds.
          *     - `store_busy`: The store is busy with another process; retry shortly.
          *     - `store_unavailable`: The store is unreachable or cannot write; retry shortly.
          *     - `store_read_only`: The store cannot write (disk full or read-only).
@@ -2716,7 +2717,7 @@ export interface components {
              * @description stable snake_case error code
              * @enum {string}
              */
-            code: "store_busy" | "store_unavailable" | "store_read_only" | "migration_locked" | "analysis_failed" | "audit_key_missing" | "public_url_required" | "sso_unavailable";
+            code: "server_busy" | "store_busy" | "store_unavailable" | "store_read_only" | "migration_locked" | "analysis_failed" | "audit_key_missing" | "public_url_required" | "sso_unavailable";
             /** @description what to fix; never PHI, addresses or secrets */
             detail: string;
             request_id: string | null;
@@ -2965,7 +2966,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["BadRequestProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3032,6 +3033,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["BadRequestProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     getKeyDirectory: {
@@ -3063,6 +3073,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["BadRequestProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -3114,6 +3133,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ConflictProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     getMcpProtectedResourceMetadata: {
@@ -3151,7 +3179,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["BadRequestProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3197,7 +3225,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["BadRequestProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3250,6 +3278,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     getMe: {
@@ -3286,6 +3323,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -3333,6 +3379,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -3404,6 +3459,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     getDepartment: {
@@ -3462,6 +3526,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     listHumans: {
@@ -3507,6 +3580,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -3578,6 +3660,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     getHuman: {
@@ -3634,6 +3725,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -3710,6 +3810,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -3792,6 +3901,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     listAgents: {
@@ -3828,6 +3946,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -3917,6 +4044,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     getAgent: {
@@ -3973,6 +4109,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -4055,6 +4200,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     deactivateAgent: {
@@ -4120,6 +4274,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -4202,6 +4365,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     listApiKeys: {
@@ -4249,6 +4421,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -4316,6 +4497,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -4391,6 +4581,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     getAuditCheckpoint: {
@@ -4447,7 +4646,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -4534,6 +4733,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     getAuditConsistencyProof: {
@@ -4611,6 +4819,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     verifyAuditLog: {
@@ -4667,6 +4884,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     listLegalHolds: {
@@ -4721,6 +4947,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -4793,6 +5028,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -4871,6 +5115,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     listDisclosures: {
@@ -4929,6 +5182,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -4991,6 +5253,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     listBreaches: {
@@ -5038,6 +5309,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -5106,6 +5386,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     getBreachHhsLog: {
@@ -5167,6 +5456,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     getBreach: {
@@ -5223,6 +5521,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -5302,6 +5609,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     setBreachRiskAssessment: {
@@ -5364,6 +5680,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -5441,6 +5766,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -5526,6 +5860,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     getBreachHhsFigures: {
@@ -5584,6 +5927,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     getComplianceReport: {
@@ -5631,6 +5983,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     listMailboxes: {
@@ -5667,6 +6028,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -5756,6 +6126,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     getMailbox: {
@@ -5812,6 +6191,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -5892,6 +6280,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -5975,6 +6372,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -6062,6 +6468,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     getAttachment: {
@@ -6128,6 +6543,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -6231,6 +6655,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     replyEmail: {
@@ -6332,6 +6765,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     cancelEmail: {
@@ -6408,6 +6850,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     getEmail: {
@@ -6473,6 +6924,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -6544,6 +7004,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -6620,6 +7089,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     listApprovals: {
@@ -6688,6 +7166,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -6788,6 +7275,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     rejectApproval: {
@@ -6868,6 +7364,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     verifyIdentity: {
@@ -6935,6 +7440,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -7020,6 +7534,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["InternalServerErrorProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -7114,6 +7637,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     deleteSecret: {
@@ -7193,6 +7725,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     listSecrets: {
@@ -7268,6 +7809,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -7355,6 +7905,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["InternalServerErrorProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     listTemplates: {
@@ -7411,6 +7970,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -7519,6 +8087,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -7630,6 +8207,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     updateTemplate: {
@@ -7728,6 +8314,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -7853,6 +8448,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -7986,6 +8590,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     getConsent: {
@@ -8042,6 +8655,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -8124,6 +8746,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     listPart2Consents: {
@@ -8194,6 +8825,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -8299,6 +8939,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     revokePart2Consent: {
@@ -8389,6 +9038,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     getConsentPolicy: {
@@ -8446,6 +9104,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -8523,6 +9190,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     listGrants: {
@@ -8580,6 +9256,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -8676,6 +9361,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     revokeGrant: {
@@ -8753,6 +9447,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     getMailRetention: {
@@ -8810,6 +9513,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -8895,6 +9607,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     listMailLegalHolds: {
@@ -8964,6 +9685,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -9066,6 +9796,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     releaseMailLegalHold: {
@@ -9155,6 +9894,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     listDnsRecords: {
@@ -9209,6 +9957,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -9285,6 +10042,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -9368,7 +10134,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
-            /** @description Problem details; `code` is one of `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -9446,6 +10212,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -9530,6 +10305,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     endHumanSessions: {
@@ -9599,6 +10383,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     listOwnSessions: {
@@ -9659,6 +10452,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -9729,6 +10531,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -9814,6 +10625,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -9912,6 +10732,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -10056,6 +10885,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     createWebhook: {
@@ -10158,6 +10996,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     getWebhook: {
@@ -10239,6 +11086,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     deleteWebhook: {
@@ -10308,6 +11164,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -10415,6 +11280,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     rotateWebhookSecret: {
@@ -10496,6 +11370,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
@@ -10592,6 +11475,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
                 };
             };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
+                };
+            };
         };
     };
     listWebhookDeliveries: {
@@ -10676,6 +11568,15 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["TooManyRequestsProblem"];
+                };
+            };
+            /** @description Problem details; `code` is one of `server_busy`, `store_busy`, `store_unavailable`, `store_read_only`, `migration_locked`, `analysis_failed`, `audit_key_missing`, `public_url_required`, `sso_unavailable` */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ServiceUnavailableProblem"];
                 };
             };
         };
