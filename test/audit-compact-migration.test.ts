@@ -1,7 +1,5 @@
 import { createHash } from 'node:crypto';
-import path from 'node:path';
 import type { Kysely } from 'kysely';
-import { Migrator } from 'kysely/migration';
 import { afterEach, describe, expect, it } from 'vitest';
 import { canonicalOfRow, type EventRow, GENESIS_HASH, recomputeRowHash } from '../src/audit/audit-chain.js';
 import { createAuditService } from '../src/audit/audit-service.js';
@@ -9,9 +7,9 @@ import { canonicalJson } from '../src/audit/canonical.js';
 import { eventRows, selectEventRows } from '../src/audit/event-rows.js';
 import { createTreeStore } from '../src/audit/tree-store.js';
 import { fixedClock } from '../src/kernel/clock.js';
-import { openStore, type Store } from '../src/store/db.js';
-import { MIGRATIONS, migrateToLatest } from '../src/store/migrate.js';
-import { freshDatabase, testDialects } from './support/dialects.js';
+import { migrateToLatest } from '../src/store/migrate.js';
+import { testDialects } from './support/dialects.js';
+import { storeMigratedTo } from './support/migration-store.js';
 
 const CHAINS = [
   [
@@ -64,18 +62,8 @@ for (const dialect of testDialects()) {
     });
 
     const storeBefore0040 = async () => {
-      const fresh = await freshDatabase(dialect);
-      cleanups.push(fresh.drop);
-      const store: Store = openStore(
-        dialect === 'sqlite'
-          ? { kind: 'sqlite', file: path.join(fresh.dataDir, 'mailward.db'), checkpointEveryMs: 0 }
-          : { kind: 'postgres', url: fresh.url! },
-      );
-      cleanups.push(() => store.destroy());
-      const upTo = await new Migrator({ db: store.db, provider: { getMigrations: async () => MIGRATIONS } }).migrateTo(
-        '0039-oauth-records-account',
-      );
-      expect(upTo.error).toBeUndefined();
+      const { store, close } = await storeMigratedTo(dialect, '0039-oauth-records-account');
+      cleanups.push(close);
       return store;
     };
 

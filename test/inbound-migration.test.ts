@@ -1,10 +1,7 @@
-import path from 'node:path';
-import type { Kysely } from 'kysely';
-import { Migrator } from 'kysely/migration';
 import { afterEach, describe, expect, it } from 'vitest';
-import { openStore, type Store } from '../src/store/db.js';
-import { MIGRATIONS, migrateToLatest } from '../src/store/migrate.js';
-import { freshDatabase, testDialects } from './support/dialects.js';
+import { migrateToLatest } from '../src/store/migrate.js';
+import { testDialects } from './support/dialects.js';
+import { storeMigratedTo } from './support/migration-store.js';
 
 for (const dialect of testDialects()) {
   describe(`inbound migration 0010 (${dialect})`, () => {
@@ -14,19 +11,10 @@ for (const dialect of testDialects()) {
     });
 
     it('moves the content-derived tags of stored inbound mail apart from the agent tags, and quarantines where the old implicit flag default was', async () => {
-      const fresh = await freshDatabase(dialect);
-      cleanups.push(fresh.drop);
-      const store: Store = openStore(
-        dialect === 'sqlite'
-          ? { kind: 'sqlite', file: path.join(fresh.dataDir, 'mailward.db'), checkpointEveryMs: 0 }
-          : { kind: 'postgres', url: fresh.url! },
-      );
-      cleanups.push(() => store.destroy());
-      const upTo = await new Migrator({ db: store.db, provider: { getMigrations: async () => MIGRATIONS } }).migrateTo('0007-inbound-mail');
-      expect(upTo.error).toBeUndefined();
+      const { store, old: db, close } = await storeMigratedTo(dialect, '0007-inbound-mail');
+      cleanups.push(close);
 
       // Rows of the schema as it was before 0010 (today's types have system_tags).
-      const db = store.db as unknown as Kysely<any>;
       const at = '2026-01-01T00:00:00.000Z';
       await db
         .insertInto('organizations')

@@ -1,10 +1,7 @@
-import path from 'node:path';
-import type { Kysely } from 'kysely';
-import { Migrator } from 'kysely/migration';
 import { afterEach, describe, expect, it } from 'vitest';
-import { openStore, type Store } from '../src/store/db.js';
-import { MIGRATIONS, migrateToLatest } from '../src/store/migrate.js';
-import { freshDatabase, testDialects } from './support/dialects.js';
+import { migrateToLatest } from '../src/store/migrate.js';
+import { testDialects } from './support/dialects.js';
+import { storeMigratedTo } from './support/migration-store.js';
 
 for (const dialect of testDialects()) {
   describe(`OAuth records migration 0039 (${dialect})`, () => {
@@ -14,20 +11,9 @@ for (const dialect of testDialects()) {
     });
 
     it('fills agent_id and human_id of stored grants and tokens from their accountId, and leaves other rows empty', async () => {
-      const fresh = await freshDatabase(dialect);
-      cleanups.push(fresh.drop);
-      const store: Store = openStore(
-        dialect === 'sqlite'
-          ? { kind: 'sqlite', file: path.join(fresh.dataDir, 'mailward.db'), checkpointEveryMs: 0 }
-          : { kind: 'postgres', url: fresh.url! },
-      );
-      cleanups.push(() => store.destroy());
-      const upTo = await new Migrator({ db: store.db, provider: { getMigrations: async () => MIGRATIONS } }).migrateTo(
-        '0038-sealed-binary',
-      );
-      expect(upTo.error).toBeUndefined();
+      const { store, old: db, close } = await storeMigratedTo(dialect, '0038-sealed-binary');
+      cleanups.push(close);
       // Rows as the store had them before 0039 (today's types have agent_id and human_id).
-      const db = store.db as unknown as Kysely<any>;
       const row = (model: string, idHash: string, payload: Record<string, unknown>) => ({
         model,
         id_hash: idHash,

@@ -1,7 +1,5 @@
 import { createCipheriv } from 'node:crypto';
-import path from 'node:path';
-import { type Kysely, sql } from 'kysely';
-import { Migrator } from 'kysely/migration';
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { keyVersionsInUse, rotateKeys } from '../src/app/key-rotation.js';
 import { SEALED_COLUMNS } from '../src/app/sealed-columns.js';
@@ -9,9 +7,9 @@ import { open, rewrap, SEALED_V2, seal, sealedKeyVersion, sealedVersion, sealWit
 import { sealV1ForTests } from './support/sealed-v1.js';
 import { createLocalKeyRing, type KeyRing, type WrappedKey } from '../src/kernel/crypto/keyring.js';
 import { contentBytes, messageAad } from '../src/mail/message-store.js';
-import { openStore } from '../src/store/db.js';
-import { MIGRATIONS, migrateToLatest } from '../src/store/migrate.js';
-import { freshDatabase, testDialects } from './support/dialects.js';
+import { migrateToLatest } from '../src/store/migrate.js';
+import { testDialects } from './support/dialects.js';
+import { storeMigratedTo } from './support/migration-store.js';
 import { seedMessages } from './support/inbound-seed.js';
 import { seedMailbox } from './support/outbound-sink.js';
 import { createTestApp, type TestApp } from './support/test-app.js';
@@ -117,18 +115,8 @@ for (const dialect of testDialects()) {
     });
 
     it('migration 0038 keeps a value stored as v1 JSON text before it openable and counted under its key version', async () => {
-      const fresh = await freshDatabase(dialect);
-      const store = openStore(
-        dialect === 'sqlite'
-          ? { kind: 'sqlite', file: path.join(fresh.dataDir, 'mailward.db'), checkpointEveryMs: 0 }
-          : { kind: 'postgres', url: fresh.url! },
-      );
+      const { store, old: db, close } = await storeMigratedTo(dialect, '0027-oauth-records');
       try {
-        const upTo = await new Migrator({ db: store.db, provider: { getMigrations: async () => MIGRATIONS } }).migrateTo(
-          '0027-oauth-records',
-        );
-        expect(upTo.error).toBeUndefined();
-        const db = store.db as unknown as Kysely<any>;
         const aad = 'mailward/signing-key/v1|dkim-ed25519|k1';
         const v1 = sealV1ForTests(ring, 'PRIVATE KEY PEM', aad);
         const at = '2026-01-01T00:00:00.000Z';
@@ -178,8 +166,7 @@ for (const dialect of testDialects()) {
         expect(Buffer.compare(back.private_key_sealed as Buffer, v2)).toBe(0);
         expect((await keyVersionsInUse(store, signing))[0]!.count).toBe(2);
       } finally {
-        await store.destroy();
-        await fresh.drop();
+        await close();
       }
     }, 60_000);
 

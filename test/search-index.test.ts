@@ -2,8 +2,6 @@ import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import type { Kysely } from 'kysely';
-import { Migrator } from 'kysely/migration';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SCAN_BUDGET } from '../src/mail/read-service.js';
 import {
@@ -16,9 +14,9 @@ import {
   searchCandidates,
   storedEntriesOf,
 } from '../src/mail/search-index.js';
-import { openStore } from '../src/store/db.js';
-import { MIGRATIONS, migrateToLatest } from '../src/store/migrate.js';
-import { freshDatabase, testDialects } from './support/dialects.js';
+import { migrateToLatest } from '../src/store/migrate.js';
+import { testDialects } from './support/dialects.js';
+import { storeMigratedTo } from './support/migration-store.js';
 import { seedMessages } from './support/inbound-seed.js';
 import { seedMailbox } from './support/outbound-sink.js';
 import { createTestApp, type TestApp } from './support/test-app.js';
@@ -329,19 +327,9 @@ for (const dialect of testDialects()) {
     }, 240_000);
 
     it('migration 0041 replaces the rows of 0032, which have no mailbox, so the back-fill indexes everything again', async () => {
-      const fresh = await freshDatabase(dialect);
-      const store = openStore(
-        dialect === 'sqlite'
-          ? { kind: 'sqlite', file: path.join(fresh.dataDir, 'mailward.db'), checkpointEveryMs: 0 }
-          : { kind: 'postgres', url: fresh.url! },
-      );
+      const { store, old, close } = await storeMigratedTo(dialect, '0040-audit-compact');
       try {
-        const upTo = await new Migrator({ db: store.db, provider: { getMigrations: async () => MIGRATIONS } }).migrateTo(
-          '0040-audit-compact',
-        );
-        expect(upTo.error).toBeUndefined();
-        // The 0032 table is gone from today's schema types.
-        const old = store.db as unknown as Kysely<any>;
+        // The 0032 table is gone from today's schema types (`old` is untyped).
         await old
           .insertInto('search_index')
           .values({ mac: Buffer.alloc(8, 1), message_ref: Buffer.alloc(16, 2) })
@@ -351,8 +339,7 @@ for (const dialect of testDialects()) {
         expect(await store.db.selectFrom('search_pending').selectAll().execute()).toEqual([]);
         expect(await store.db.selectFrom('search_segments').selectAll().execute()).toEqual([]);
       } finally {
-        await store.destroy();
-        await fresh.drop();
+        await close();
       }
     });
 
