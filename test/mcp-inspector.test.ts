@@ -6,10 +6,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fixedClock } from '../src/kernel/clock.js';
 import { launchChromium } from './support/browser.js';
 import { type CimdHost, startCimdHost } from './support/cimd-host.js';
-import { signInInBrowser } from './support/console-browser.js';
 import { tempDir, testDialects } from './support/dialects.js';
 import { inspectorHome, inspectorVersion, runInspector } from './support/inspector.js';
 import { freePort } from './support/processes.js';
+import { signInWithAgent } from './support/mcp-oauth-client.js';
 import { createTestApp, type TestApp } from './support/test-app.js';
 
 /** The Inspector's result on stdout (`--format json`: one JSON object, `{"result": ...}` or `{"error": ...}`). */
@@ -104,20 +104,7 @@ for (const dialect of testDialects()) {
       });
       await t.app.listen({ host: '127.0.0.1', port });
       browser = await launchChromium();
-      const signed = await signInInBrowser(browser, t, origin, clock, {
-        name: 'Dr. Ana Rivera',
-        email: 'ana.rivera@hospital.example',
-        roles: ['reviewer'],
-      });
-      ({ page, context } = signed);
-      const dep = await t.call('POST', '/v1/departments', t.adminKey, { name: 'Cardiology' });
-      const agent = await t.call('POST', '/v1/agents', t.adminKey, {
-        name: 'Ward Assistant',
-        department_id: dep.body.id,
-        responsible_human_id: signed.human.id,
-      });
-      expect(agent.status).toBe(201);
-      agentId = agent.body.id;
+      ({ page, context, agentId } = await signInWithAgent(browser, t, origin, clock));
       const box = await t.call('POST', '/v1/mailboxes', t.adminKey, {
         agent_id: agentId,
         display_name: 'Ward Assistant',

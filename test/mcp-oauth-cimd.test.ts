@@ -1,20 +1,20 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { type OAuthClientProvider, UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
+import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import type { OAuthClientInformationMixed, OAuthClientMetadata, OAuthTokens } from '@modelcontextprotocol/sdk/shared/auth.js';
+import type { OAuthClientMetadata } from '@modelcontextprotocol/sdk/shared/auth.js';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fixedClock } from '../src/kernel/clock.js';
 import { launchChromium } from './support/browser.js';
 import { type CimdHost, startCimdHost } from './support/cimd-host.js';
-import { signInInBrowser } from './support/console-browser.js';
 import { tempDir, testDialects } from './support/dialects.js';
 import { selfSignedCert } from './support/outbound-sink.js';
 import { freePort } from './support/processes.js';
+import { MemoryOAuthProvider, OAUTH_TEST_REDIRECT, s256, signInWithAgent } from './support/mcp-oauth-client.js';
 import { createTestApp, type TestApp } from './support/test-app.js';
 
-const REDIRECT = 'http://127.0.0.1:9/callback';
+const REDIRECT = OAUTH_TEST_REDIRECT;
 
 /** A client metadata document for `url` (its client_id must be that URL: draft-ietf-oauth-client-id-metadata-document 3). */
 const docFor = (url: string, over: Record<string, unknown> = {}) => ({
@@ -26,44 +26,6 @@ const docFor = (url: string, over: Record<string, unknown> = {}) => ({
   token_endpoint_auth_method: 'none',
   ...over,
 });
-
-/** An SDK client provider that names its client by the URL of its metadata document, with nothing registered. */
-class UrlClientProvider implements OAuthClientProvider {
-  info: OAuthClientInformationMixed | undefined;
-  saved: OAuthTokens | undefined;
-  verifier = '';
-  authUrl: URL | undefined;
-  constructor(readonly clientMetadataUrl: string) {}
-  get redirectUrl() {
-    return REDIRECT;
-  }
-  get clientMetadata(): OAuthClientMetadata {
-    return docFor(this.clientMetadataUrl) as OAuthClientMetadata;
-  }
-  clientInformation() {
-    return this.info;
-  }
-  saveClientInformation(i: OAuthClientInformationMixed) {
-    this.info = i;
-  }
-  tokens() {
-    return this.saved;
-  }
-  saveTokens(t: OAuthTokens) {
-    this.saved = t;
-  }
-  redirectToAuthorization(u: URL) {
-    this.authUrl = u;
-  }
-  saveCodeVerifier(v: string) {
-    this.verifier = v;
-  }
-  codeVerifier() {
-    return this.verifier;
-  }
-}
-
-const s256 = (v: string) => createHash('sha256').update(v).digest('base64url');
 
 for (const dialect of testDialects()) {
   describe(`MCP over OAuth 2.1 with a Client ID Metadata Document, no registration (${dialect})`, () => {
@@ -96,20 +58,7 @@ for (const dialect of testDialects()) {
       });
       await t.app.listen({ host: '127.0.0.1', port });
       browser = await launchChromium();
-      const signed = await signInInBrowser(browser, t, origin, clock, {
-        name: 'Dr. Ana Rivera',
-        email: 'ana.rivera@hospital.example',
-        roles: ['reviewer'],
-      });
-      ({ page, context } = signed);
-      const dep = await t.call('POST', '/v1/departments', t.adminKey, { name: 'Cardiology' });
-      const agent = await t.call('POST', '/v1/agents', t.adminKey, {
-        name: 'Ward Assistant',
-        department_id: dep.body.id,
-        responsible_human_id: signed.human.id,
-      });
-      expect(agent.status).toBe(201);
-      agentId = agent.body.id;
+      ({ page, context, agentId } = await signInWithAgent(browser, t, origin, clock));
     }, 120_000);
     afterAll(async () => {
       await browser?.close();
@@ -136,7 +85,7 @@ for (const dialect of testDialects()) {
 
     it('lets an SDK client whose client_id is its metadata document’s https URL connect with consent in Chromium, without registering', async () => {
       const url = listed.urlOf('/clients/ward.json');
-      const provider = new UrlClientProvider(url);
+      const provider = new MemoryOAuthProvider(docFor(url) as OAuthClientMetadata, url);
       const first = new StreamableHTTPClientTransport(new URL(`${origin}/mcp`), { authProvider: provider });
       await expect(new Client({ name: 'ward', version: '1.0.0' }).connect(first)).rejects.toBeInstanceOf(UnauthorizedError);
       expect(provider.authUrl?.searchParams.get('client_id')).toBe(url);

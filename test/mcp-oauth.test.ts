@@ -1,8 +1,8 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { type OAuthClientProvider, UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
+import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import type { OAuthClientInformationMixed, OAuthClientMetadata, OAuthTokens } from '@modelcontextprotocol/sdk/shared/auth.js';
+import type { OAuthClientMetadata } from '@modelcontextprotocol/sdk/shared/auth.js';
 import { decodeJwt } from 'jose';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,55 +14,22 @@ import { oathtoolCode } from './support/console-client.js';
 import { testDialects } from './support/dialects.js';
 import { drainDeliveries, relayEnv, type Sink, startSink } from './support/outbound-sink.js';
 import { freePort, type ServerProcess, startServer } from './support/processes.js';
+import { MemoryOAuthProvider, OAUTH_TEST_REDIRECT, s256, signInWithAgent } from './support/mcp-oauth-client.js';
 import { createTestApp, type TestApp } from './support/test-app.js';
 
-const REDIRECT = 'http://127.0.0.1:9/callback';
+const REDIRECT = OAUTH_TEST_REDIRECT;
 
-/** What an MCP client keeps (the SDK asks its provider for each piece); the browser step is the test's. */
-class MemoryOAuthProvider implements OAuthClientProvider {
-  info: OAuthClientInformationMixed | undefined;
-  saved: OAuthTokens | undefined;
-  verifier = '';
-  authUrl: URL | undefined;
-  get redirectUrl() {
-    return REDIRECT;
-  }
-  get clientMetadata(): OAuthClientMetadata {
-    return {
-      client_name: 'Ward Assistant (test MCP client)',
-      redirect_uris: [REDIRECT],
-      grant_types: ['authorization_code', 'refresh_token'],
-      response_types: ['code'],
-      token_endpoint_auth_method: 'none',
-    };
-  }
-  clientInformation() {
-    return this.info;
-  }
-  saveClientInformation(i: OAuthClientInformationMixed) {
-    this.info = i;
-  }
-  tokens() {
-    return this.saved;
-  }
-  saveTokens(t: OAuthTokens) {
-    this.saved = t;
-  }
-  redirectToAuthorization(u: URL) {
-    this.authUrl = u;
-  }
-  saveCodeVerifier(v: string) {
-    this.verifier = v;
-  }
-  codeVerifier() {
-    return this.verifier;
-  }
-}
+/** The test MCP client's registration metadata (RFC 7591). */
+const CLIENT_METADATA: OAuthClientMetadata = {
+  client_name: 'Ward Assistant (test MCP client)',
+  redirect_uris: [REDIRECT],
+  grant_types: ['authorization_code', 'refresh_token'],
+  response_types: ['code'],
+  token_endpoint_auth_method: 'none',
+};
 
 /** A JSON body, loosely typed (the shapes are the protocols', checked field by field below). */
 const json = async (r: Response | Promise<Response>): Promise<any> => (await r).json();
-
-const s256 = (v: string) => createHash('sha256').update(v).digest('base64url');
 
 for (const dialect of testDialects()) {
   describe(`MCP over OAuth 2.1: discovery, registration, consent in Chromium, tokens (${dialect})`, () => {
@@ -146,27 +113,15 @@ for (const dialect of testDialects()) {
       t = await createTestApp(dialect, { clock, env: relayEnv(sink) });
       await t.app.listen({ host: '127.0.0.1', port });
       browser = await launchChromium();
-      const signed = await signInInBrowser(browser, t, origin, clock, {
-        name: 'Dr. Ana Rivera',
-        email: 'ana.rivera@hospital.example',
-        roles: ['reviewer'],
-      });
-      ({ page, context, human } = signed);
+      const signed = await signInWithAgent(browser, t, origin, clock);
+      ({ page, context, human, agentId } = signed);
       totpSecret = signed.secret;
-      const dep = await t.call('POST', '/v1/departments', t.adminKey, { name: 'Cardiology' });
-      const agent = await t.call('POST', '/v1/agents', t.adminKey, {
-        name: 'Ward Assistant',
-        department_id: dep.body.id,
-        responsible_human_id: human.id,
-      });
-      expect(agent.status).toBe(201);
-      agentId = agent.body.id;
       // Another agent, answered for by someone else: not offered to this human.
       const other = await t.call('POST', '/v1/humans', t.adminKey, { name: 'Dr. Lee', email: 'lee@hospital.example', roles: ['reviewer'] });
       otherHumanId = other.body.id;
       await t.call('POST', '/v1/agents', t.adminKey, {
         name: 'Not Yours',
-        department_id: dep.body.id,
+        department_id: signed.departmentId,
         responsible_human_id: other.body.id,
       });
       const box = await t.call('POST', '/v1/mailboxes', t.adminKey, {
@@ -184,7 +139,7 @@ for (const dialect of testDialects()) {
       await sink?.close();
     });
 
-    const provider = new MemoryOAuthProvider();
+    const provider = new MemoryOAuthProvider(CLIENT_METADATA);
 
     it('publishes RFC 9728 and RFC 8414 metadata: S256 only, DCR and client ID metadata documents, revocation, the /mcp resource', async () => {
       const prm = await json(fetch(`${origin}/.well-known/oauth-protected-resource/mcp`));
