@@ -888,7 +888,8 @@ const judge = (full: string, lowFull: string, subjectEnd: number, findings: Find
   for (const f of findings)
     if (SENSITIVE_SPAN_TYPES.has(f.type) && (f.type === 'ssn' || inHealthMail())) identifiers.add(f.type as IdentifierType);
   // Unlabelled national and health numbers with valid check digits (phi-id-checksums.ts), in health-care mail only.
-  if (/\d{3}/.test(full)) for (const c of checksumIdentifiers(full)) if (inHealthMail()) identifiers.add(c.type);
+  // Only where no labelled identifier decided it already (the hold is the same; the scan is skipped).
+  if (identifiers.size === 0 && /\d{4}/.test(full)) for (const c of checksumIdentifiers(full)) if (inHealthMail()) identifiers.add(c.type);
   if (identifiers.size > 0 && subjectEnd > 0 && labelledIdentifiers(full.slice(0, subjectEnd), lowFull.slice(0, subjectEnd)).length > 0)
     subjectPhi = true;
   if (findings.some((f) => f.field === 'subject' && SENSITIVE_SPAN_TYPES.has(f.type))) subjectPhi = true;

@@ -82,7 +82,7 @@ export const validBcPhn = (value: string): boolean => {
  * letter-digits-letter, RAMQ-shaped letters-digits. One pass; the checks run only on what matched.
  */
 const CANDIDATE_RE =
-  /(?<![\w./-])(?:([STFGstfg][ -]?\d{3}[ -]?\d{4}[ -]?[A-Za-z])|([A-Z]{4}[ -]?\d{4}[ -]?\d{4})|(\d(?:[ -]?\d){9,15})(?:[ -]([A-Z]{1,2}))?)(?![\w/-])/g;
+  /\b(?:([STFGstfg][ -]?\d{3}[ -]?\d{4}[ -]?[A-Za-z])|([A-Z]{4}[ -]?\d{4}[ -]?\d{4})|(\d(?:[ -]?\d){9,15})(?:[ -]([A-Z]{1,2}))?)(?![\w/-])/g;
 /** A phone, fax or other non-patient label just before the number (LABELING.md P4). */
 const NOT_BEFORE_RE =
   /\b(?:tel|phone|ph|call|fax|mobile|mob|cell|text|sms|whatsapp|order|invoice|inv|ref|reference|ticket|tracking|booking|reservation|receipt|serial|card ending|mortgage|loan|po)\b[^\d\n]{0,16}$/i;
@@ -101,6 +101,9 @@ export const checksumIdentifiers = (text: string): { format: ChecksumFormat; typ
   for (let m = CANDIDATE_RE.exec(text); m !== null; m = CANDIDATE_RE.exec(text)) {
     const start = m.index;
     const end = start + m[0].length;
+    // Part of a longer token (`x.1234...`, `ORD-1234...`, `a/1234...`): checked here, cheaper than a look-behind.
+    const before = start > 0 ? text.charCodeAt(start - 1) : 0;
+    if (before === 0x2e || before === 0x2f || before === 0x2d) continue;
     if (NOT_BEFORE_RE.test(text.slice(Math.max(0, start - 32), start))) continue;
     let format: ChecksumFormat | null = null;
     if (m[1] !== undefined) {
