@@ -25,7 +25,7 @@ const PHI_MESSAGE_KINDS = [
 
 const line = z
   .object({
-    id: z.string().regex(/^(?:[dteu]-\d{4}|A-\d{4}|B-[a-z]\d{4}|L-\d{4})$/),
+    id: z.string().regex(/^(?:[dteu]-\d{4}|A-\d{4}|B-[a-z]\d{4}|L-\d{4}|W[45]-\d{4})$/),
     kind: z.enum(PHI_MESSAGE_KINDS),
     hold: z.boolean(),
     part2: z.boolean(),
@@ -39,7 +39,7 @@ const line = z
 
 type Line = z.infer<typeof line>;
 
-const files: { name: string; prefix: string; supplement?: boolean }[] = [
+const files: { name: string; prefix: string; supplement?: boolean; burnt?: boolean }[] = [
   { name: 'dev.jsonl', prefix: 'd' },
   { name: 'test.jsonl', prefix: 't' },
   // The second parts, by a second writer who had seen neither the detector nor the first parts.
@@ -48,14 +48,24 @@ const files: { name: string; prefix: string; supplement?: boolean }[] = [
   // Round 3's training parts, by two more writers (their held-out parts stay with the lead).
   { name: 'train3a.jsonl', prefix: 'A' },
   { name: 'train3b.jsonl', prefix: 'B' },
+  // Round 3's and round 4's held-out parts, each scored once (README) and training data since round 5. Smaller than a
+  // full part by design (200 and 250 lines, 15 to 30 per kind): the size and per-kind minimums are theirs.
+  { name: 'test3a.jsonl', prefix: 'A', burnt: true },
+  { name: 'test3b.jsonl', prefix: 'B', burnt: true },
+  { name: 'test4a.jsonl', prefix: 'W4', burnt: true },
+  { name: 'test4b.jsonl', prefix: 'W5', burnt: true },
   // A supplement of one kind (lookalike), written by the developer of the speed round (not an independent writer),
   // kept apart in developer/ and not trained on (README): the size, per-kind, hold-share and hard-share minimums of a
   // full part do not apply.
   { name: 'developer/train4dev.jsonl', prefix: 'L', supplement: true },
 ];
 const supplements = new Set(files.filter((f) => f.supplement).map((f) => f.name));
+const burnt = new Set(files.filter((f) => f.burnt).map((f) => f.name));
 const MIN_LINES = 300;
 const MIN_PER_KIND = 25;
+/** The former held-out parts: 200 or 250 lines, at least 15 of a kind. */
+const BURNT_MIN_LINES = 200;
+const BURNT_MIN_PER_KIND = 15;
 const MIN_HARD_SHARE = 0.4;
 const HOLD_SHARE = [0.4, 0.6] as const;
 
@@ -113,8 +123,9 @@ for (const [name, rows] of loaded) {
       `${kind.padEnd(15)} ${String(of.length).padStart(5)} ${String(hold).padStart(5)} ${String(of.length - hold).padStart(5)} ` +
         `${String(of.filter((m) => m.part2).length).padStart(5)} ${String(of.filter((m) => m.hard).length).padStart(5)}`,
     );
-    if (!supplements.has(name) && of.length < MIN_PER_KIND)
-      problems.push(`${name}: only ${of.length} lines of kind ${kind} (at least ${MIN_PER_KIND})`);
+    const minPerKind = burnt.has(name) ? BURNT_MIN_PER_KIND : MIN_PER_KIND;
+    if (!supplements.has(name) && of.length < minPerKind)
+      problems.push(`${name}: only ${of.length} lines of kind ${kind} (at least ${minPerKind})`);
   }
   const hold = rows.filter((m) => m.hold).length;
   const hard = rows.filter((m) => m.hard).length;
@@ -123,7 +134,8 @@ for (const [name, rows] of loaded) {
       `${String(rows.filter((m) => m.part2).length).padStart(5)} ${String(hard).padStart(5)}   holds ${pct(hold, rows.length)}, hard ${pct(hard, rows.length)}`,
   );
   if (supplements.has(name)) continue;
-  if (rows.length < MIN_LINES) problems.push(`${name}: ${rows.length} lines (at least ${MIN_LINES})`);
+  const minLines = burnt.has(name) ? BURNT_MIN_LINES : MIN_LINES;
+  if (rows.length < minLines) problems.push(`${name}: ${rows.length} lines (at least ${minLines})`);
   if (hold / rows.length < HOLD_SHARE[0] || hold / rows.length > HOLD_SHARE[1])
     problems.push(`${name}: hold share ${pct(hold, rows.length)}`);
   if (hard / rows.length < MIN_HARD_SHARE) problems.push(`${name}: hard share ${pct(hard, rows.length)} (at least 40%)`);

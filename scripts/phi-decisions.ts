@@ -1,7 +1,7 @@
 /**
  * The message-level decision, pinned: for every message of every corpus file
- * (eval/phi-messages/*.jsonl, the burnt held-out parts eval/phi-messages/heldout/test3a
- * and test3b, the developer's untrained supplement eval/phi-messages/developer/*.jsonl,
+ * (eval/phi-messages/*.jsonl, which since round 5 holds the burnt held-out parts test3a,
+ * test3b, test4a and test4b, the developer's untrained supplement eval/phi-messages/developer/*.jsonl,
  * and the synthetic span corpus test/fixtures/phi-corpus), read in
  * several ways (subject + text; the body as HTML; with the organisation's names,
  * contacts and MRN patterns of the span corpus), the hold a monitored mailbox
@@ -32,7 +32,7 @@ export const SNAPSHOT = path.join(root, 'test', 'phi-decisions.json');
 
 export type Decision = { key: string; hold: boolean; probability: number; digest: string };
 
-/** The files compared: the corpus's training parts, the burnt held-out parts test3a/test3b (never heldout4 or later), developer/. */
+/** The files compared: the corpus's training parts (since round 5 also the burnt held-out parts test3a..test4b), developer/. */
 const corpusFiles = () => {
   const dir = path.join(root, 'eval', 'phi-messages');
   const top = fs
@@ -40,7 +40,6 @@ const corpusFiles = () => {
     .filter((f) => f.endsWith('.jsonl'))
     .sort()
     .map((f) => path.join(dir, f));
-  const burnt = ['test3a.jsonl', 'test3b.jsonl'].map((f) => path.join(dir, 'heldout', f)).filter((f) => fs.existsSync(f));
   const developer = fs.existsSync(path.join(dir, 'developer'))
     ? fs
         .readdirSync(path.join(dir, 'developer'))
@@ -48,7 +47,7 @@ const corpusFiles = () => {
         .sort()
         .map((f) => path.join(dir, 'developer', f))
     : [];
-  return [...top, ...burnt, ...developer];
+  return [...top, ...developer];
 };
 
 const digestOf = (a: Assessment) => {

@@ -12,7 +12,8 @@
  * features match the send path's exactly.
  *
  * Data: every *.jsonl part of the corpus (eval/phi-messages: dev, dev2, test,
- * test2, train3a, train3b; LABELING.md), or the parts named with --parts.
+ * test2, train3a, train3b, and since round 5 the burnt held-out parts test3a,
+ * test3b, test4a, test4b; LABELING.md), or the parts named with --parts.
  * Before the final fit it reports cross-validation on the same data: stratified
  * k-fold (default 5) and leave-one-part-out (each part is one writer's: the
  * closest thing to a new writer's held-out set). The threshold is chosen on the

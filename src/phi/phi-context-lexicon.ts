@@ -1257,6 +1257,12 @@ export const ID_LABELS: readonly { label: string; type: 'ssn' | 'mrn' | 'health_
   { label: 'national insurance(?: number| no)?|ni (?:number|no)|nino', type: 'ssn' },
   { label: 'social insurance(?: number| no)?|sin (?:number|no|#)', type: 'ssn' },
   { label: 'pps(?:n| number| no)|personal public service(?: number)?|tax file number|tfn', type: 'ssn' },
+  // National identity numbers elsewhere (South African ID, India's Aadhaar, Singapore's NRIC/FIN, Malaysia's MyKad).
+  {
+    label:
+      '(?:sa|rsa|south african|national|citizen) id(?:entity)?(?: number| no| card)?|identity (?:number|no|card)|nric|fin (?:number|no)|aadhaa?r(?: number| no| card)?|mykad|uidai',
+    type: 'ssn',
+  },
   // Medical record numbers and national health numbers (NHS, CHI, H&C, NHI, IHI, health card, hospital and unit numbers).
   { label: 'mrn|mr ?#|medical record(?:s)?(?: number| no| #)?|med ?rec|chart(?: number| no| #)?', type: 'mrn' },
   {
@@ -1264,16 +1270,35 @@ export const ID_LABELS: readonly { label: string; type: 'ssn' | 'mrn' | 'health_
     type: 'mrn',
   },
   { label: 'nhs(?: number| no| #)?|chi(?: number| no)|h&c(?: number| no)?|health and care number|nhi(?: number| no)?|ihi', type: 'mrn' },
+  // Hospital numbers of other systems: India's UHID, IP/OP numbers and ABHA health IDs, Australia's UR numbers, clinic folders.
+  {
+    label: 'uhid|[io]pd? (?:no|number|#)|ur (?:number|no)|abha(?: number| no| id| address)?|health id|folder (?:number|no)',
+    type: 'mrn',
+  },
   {
     label:
-      'health ?card(?: number| no)?|health number|personal health number|phn|ohip(?: number| no)?|medicare card|ramq(?: number| no)?|num[ée]ro (?:d.assurance maladie|ramq)',
+      'health ?card(?: number| no)?|health number|personal health number|phn|ohip(?: number| no)?|medicare card|ramq(?: number| no)?|num[ée]ro (?:d.assurance maladie|ramq)|carte d.assurance maladie',
     type: 'mrn',
   },
   // Health-plan numbers: member, subscriber, policy, beneficiary, Medicare and Medicaid, the plan's own ID.
   { label: 'membership (?:number|no|#|id)|member|mbr|subscriber|sub(?:scriber)? ?id|beneficiary|enrollee|enrolee', type: 'health_plan_id' },
   { label: 'policy|pol|insurance|insured|insurer|medicare|medicaid|mbi|hicn|health ?plan|plan|id card|id', type: 'health_plan_id' },
+  // Medical aid and scheme members (South Africa), health funds (Australia), DVA file numbers, AHCCCS (Arizona Medicaid);
+  // a file number counts in health-care mail only (like every health-plan number).
+  {
+    label:
+      'medical aid|medical scheme|scheme (?:number|no|member)|health fund|fund (?:number|no|member)|dependant code|dva(?: file)?(?: number| no)?|file (?:number|no)|ahcccs(?: id)?',
+    type: 'health_plan_id',
+  },
   // A bare card or certificate number counts only in insurance mail (phi-context.ts checks the context, as for a bare ID).
-  { label: '(?:card|certificate|cert) (?:number|no|#)', type: 'health_plan_id' },
+  { label: '(?:card|cert) (?:number|no|#)|certificate', type: 'health_plan_id' },
+  // The same labels in Spanish, Portuguese and French mail (patient accounts, members, records).
+  { label: 'historia cl[íi]nica|n[úu]mero de (?:expediente|historia|prontu[áa]rio|paciente)|num[ée]ro de dossier', type: 'mrn' },
+  {
+    label: '(?:n[úu]mero|no\\.?|n[º°]) de (?:afiliad[oa]|afiliaci[óo]n|asegurad[oa]|beneficiari[oa]|utente|cart[ãa]o sus)',
+    type: 'health_plan_id',
+  },
+  { label: 'n[úu]mero de cuenta(?: del paciente)?|cuenta del paciente|num[ée]ro de compte', type: 'account_number' },
   // Patient accounts (a hospital's or practice's account of the patient).
   { label: '(?:patient|pt|hospital|billing|guarantor|statement)\\.? ?(?:account|acct|a\\/c)|account|acct|a\\/c', type: 'account_number' },
 ];

@@ -23,6 +23,7 @@ import {
 } from './phi-context-lexicon.js';
 import { classifyMessage } from './phi-classifier.js';
 import { blankHtml, type MessageToScan, scanMessage } from './phi-scanner.js';
+import { checksumIdentifiers } from './phi-id-checksums.js';
 import type { Finding, FindingType, IdentifierType, ScanOptions, Sensitivity } from './phi-types.js';
 
 /**
@@ -250,7 +251,7 @@ const SUPPLEMENT_BEFORE_RE =
   /\b(?:vitamins?(?: [a-z]\d?)?|multivitamins?|supplements?|fish oil|omega-?3|magnesium|zinc|calcium|probiotics?|melatonin|paracetamol|ibuprofen|aspirin|sunscreen|spf)\s*(?:\d+\s*)?$/i;
 /** Vets' mail (HIPAA covers people, not animals): a pet's "patient ID" or injection is not PHI. */
 const VET_RE =
-  /\b(?:vet|vets|pet insurance|veterinary|veterinarian|pet|pets|puppy|kitten|heartworm|flea|worming|desex\w*|spay\w*|neuter\w*|canine|feline)\b/i;
+  /\b(?:vet|vets|pet insurance|animal (?:hospital|clinic)|veterinary|veterinarian|pet|pets|puppy|kitten|heartworm|flea|worming|desex\w*|spay\w*|neuter\w*|canine|feline)\b/i;
 /** Quoted titles of books, leaflets and courses ("What to Expect When You're Expecting"): two or more capitalised words in quotes. */
 const QUOTED_TITLE_RE = /['‘“"]((?:[A-Z][\w'’-]*[ ,:]+){1,}[\w'’ ,:-]*?)['’”"]/g;
 /** The reader addressed as a person: then the message is to someone, even with no name in it. */
@@ -295,9 +296,9 @@ const ID_LABEL_ANY_RE = new RegExp(ID_LABEL_RE_SOURCE, 'i');
 const LOOSE_GAP_RE = /^((?:[\s(,:'"]*[A-Za-z'’]{1,12}){1,6}[\s(,:'"#]+)(?=[A-Z]{0,4}[ -]?\d)/;
 /** Insurance and cover words (and insurers' names): where a bare "ID" or "card number" is a member's (LABELING.md H2). */
 const INSURANCE_CONTEXT_RE =
-  /\b(?:plan|insurance|insurer|insured|member|medicare|medicaid|health|subscriber|claims?|rebate|cover(?:age)?|benefits|copay|dob|date of birth|blue cross|blue shield|bupa|aetna|cigna|humana|kaiser|anthem|unitedhealth\w*|medibank|vhi|laya|ohip|nhs|hcf|nib|tricare|chip)\b/i;
-/** A value in any common format: plain, dashed, letter-prefixed, grouped or spaced, letters mixed in. */
-const ID_VALUE_Y = /(?:[A-Z]{1,4}[ /-]?)?[A-Z0-9]*\d[A-Z0-9]*(?:[ ./-][A-Z0-9]*\d[A-Z0-9]*){0,6}(?![\w/.]\d)/y;
+  /\b(?:plan|insurance|insurer|insured|member|medicare|medicaid|health|medical aid|medical scheme|scheme|fund|subscriber|claims?|rebate|cover(?:age)?|benefits|copay|dob|date of birth|blue cross|blue shield|bupa|aetna|cigna|humana|kaiser|anthem|unitedhealth\w*|medibank|vhi|laya|ohip|nhs|hcf|nib|tricare|chip)\b/i;
+/** A value in any common format: plain, dashed, letter-prefixed (one or two groups: `MH/PN/0044/7731`), grouped or spaced, letters mixed in. */
+const ID_VALUE_Y = /(?:[A-Z]{1,4}[ /-]?)?(?:[A-Z]{1,4}[/-])?[A-Z0-9]*\d[A-Z0-9]*(?:[ ./-][A-Z0-9]*\d[A-Z0-9]*){0,6}(?![\w/.]\d)/y;
 const BOUNDARY_RE = /[.!?;]+(?=\s|$)|\n/g;
 const SENSITIVE_SPAN_TYPES: ReadonlySet<FindingType> = new Set<FindingType>(['ssn', 'mrn', 'health_plan_id', 'account_number']);
 
@@ -324,6 +325,8 @@ const labelledIdentifiers = (text: string, low?: string): IdentifierType[] => {
     let gap = m[0];
     // "label + token with digits": the value may sit a few words after its label ("OHIP number for you (we have
     // 9921 033 441 on file"), within the sentence and with no other label between; then it needs six digits.
+    // A label closed in brackets at a sentence's end ("bring your ID (NRIC). Call 6555 0125") has no value further on.
+    if (!v && /[)\]]\s*[.!?;]/.test(m[0])) continue;
     if (!v) {
       // Nothing further on without a digit in reach (most "insurance", "plan", "account" words): skip the slower passes.
       if (!/\d/.test(text.slice(end, end + 72))) continue;
@@ -571,7 +574,7 @@ const inConditionalClause = (head: string) => {
 };
 /** Words of a patient's own care or cover: an account or member number beside them is a patient's (LABELING.md H2). */
 const PATIENT_CONTEXT_RE =
-  /\b(?:patients?|pt(?=\.? ?(?:acct|account|name|id|no|#|:))|copay|co-pay|coinsurance|eob|explanation of benefits|medicare|medicaid|guarantor|date of service|prior auth\w*|dob|date of birth|beneficiary|health (?:plan|insurance|fund|cover)|southern cross|bupa|medibank|nib|hcf|blue cross|blue shield|aetna|cigna|humana|kaiser|anthem|unitedhealth\w*|sun life|manulife|great-west|canada life|vhi|laya|tricare|(?:medical|dental|health) (?:claim|bill|visit))\b/i;
+  /\b(?:patients?|pt(?=\.? ?(?:acct|account|name|id|no|#|:))|copay|co-pay|coinsurance|eob|explanation of benefits|medicare|medicaid|guarantor|date of service|prior auth\w*|dob|date of birth|beneficiary|health (?:plan|insurance|fund|cover)|medical aid|medical scheme|abha|ahcccs|ramq|assurance maladie|(?:main|principal) member|dependant code|southern cross|bupa|medibank|nib|hcf|blue cross|blue shield|aetna|cigna|humana|kaiser|anthem|unitedhealth\w*|sun life|manulife|great-west|canada life|vhi|laya|tricare|(?:medical|dental|health) (?:claim|bill|visit))\b/i;
 /** Words of health care: an account or member number in such mail is a patient's unless another trade is named (LABELING.md H2, P4). */
 const HEALTH_CONTEXT_RE =
   /\b(?:clinic|medical|health|hospital|practice|doctor|dr|physician|pharmacy|lab|dental|hmo|ppo|rx|nurse|specialist|surgery|gp)\b/i;
@@ -884,6 +887,9 @@ const judge = (full: string, lowFull: string, subjectEnd: number, findings: Find
   for (const t of labelledIdentifiers(full, lowFull)) if (t === 'ssn' || t === 'mrn' || inHealthMail()) identifiers.add(t);
   for (const f of findings)
     if (SENSITIVE_SPAN_TYPES.has(f.type) && (f.type === 'ssn' || inHealthMail())) identifiers.add(f.type as IdentifierType);
+  // Unlabelled national and health numbers with valid check digits (phi-id-checksums.ts), in health-care mail only.
+  // Only where no labelled identifier decided it already (the hold is the same; the scan is skipped).
+  if (identifiers.size === 0 && /\d{4}/.test(full)) for (const c of checksumIdentifiers(full)) if (inHealthMail()) identifiers.add(c.type);
   if (identifiers.size > 0 && subjectEnd > 0 && labelledIdentifiers(full.slice(0, subjectEnd), lowFull.slice(0, subjectEnd)).length > 0)
     subjectPhi = true;
   if (findings.some((f) => f.field === 'subject' && SENSITIVE_SPAN_TYPES.has(f.type))) subjectPhi = true;
