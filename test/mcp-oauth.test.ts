@@ -103,6 +103,15 @@ for (const dialect of testDialects()) {
       return { params: await consent(`${origin}/oauth/authorize?${q}`), verifier };
     };
 
+    /** The token request redeeming an authorization's code (RFC 6749 4.1.3, with its PKCE verifier). */
+    const codeGrant = (clientId: string, a: { params: URLSearchParams; verifier: string }) => ({
+      grant_type: 'authorization_code',
+      code: a.params.get('code')!,
+      redirect_uri: REDIRECT,
+      client_id: clientId,
+      code_verifier: a.verifier,
+    });
+
     beforeAll(async () => {
       const dir = (await import('node:os')).tmpdir();
       sink = await startSink(dir, { tls: true });
@@ -260,13 +269,7 @@ for (const dialect of testDialects()) {
     it('refuses a code redeemed twice and then the tokens of its first redemption', async () => {
       const clientId = provider.info!.client_id;
       const { params, verifier } = await authorizeByHand(clientId);
-      const body = {
-        grant_type: 'authorization_code',
-        code: params.get('code')!,
-        redirect_uri: REDIRECT,
-        client_id: clientId,
-        code_verifier: verifier,
-      };
+      const body = codeGrant(clientId, { params, verifier });
       const once = await token(body);
       expect(once.status).toBe(200);
       const issued = await json(once);
@@ -281,15 +284,7 @@ for (const dialect of testDialects()) {
     it('rotates refresh tokens, refuses a revoked one (RFC 7009), and keeps no token in clear in the store', async () => {
       const clientId = provider.info!.client_id;
       const { params, verifier } = await authorizeByHand(clientId);
-      const first = await json(
-        token({
-          grant_type: 'authorization_code',
-          code: params.get('code')!,
-          redirect_uri: REDIRECT,
-          client_id: clientId,
-          code_verifier: verifier,
-        }),
-      );
+      const first = await json(token(codeGrant(clientId, { params, verifier })));
       const rotated = await token({ grant_type: 'refresh_token', refresh_token: first.refresh_token, client_id: clientId });
       expect(rotated.status).toBe(200);
       const second = await json(rotated);
@@ -372,13 +367,7 @@ for (const dialect of testDialects()) {
         const tokensBefore = await count('AccessToken');
         const refreshBefore = await count('RefreshToken');
         failFor('oauth.token.issued');
-        const body = {
-          grant_type: 'authorization_code',
-          code: params.get('code')!,
-          redirect_uri: REDIRECT,
-          client_id: clientId,
-          code_verifier: verifier,
-        };
+        const body = codeGrant(clientId, { params, verifier });
         const r = await token(body);
         const answer = await json(r);
         expect(r.status).toBe(500);
@@ -409,15 +398,7 @@ for (const dialect of testDialects()) {
     it('refuses an expired access token', async () => {
       const clientId = provider.info!.client_id;
       const { params, verifier } = await authorizeByHand(clientId);
-      const issued = await json(
-        token({
-          grant_type: 'authorization_code',
-          code: params.get('code')!,
-          redirect_uri: REDIRECT,
-          client_id: clientId,
-          code_verifier: verifier,
-        }),
-      );
+      const issued = await json(token(codeGrant(clientId, { params, verifier })));
       expect((await mcpCall(issued.access_token)).status).toBe(200);
       clock.advance(601_000);
       const r = await mcpCall(issued.access_token);
@@ -481,15 +462,7 @@ for (const dialect of testDialects()) {
     it('revokes the grants of the human an agent is taken from: handing it back does not revive them', async () => {
       const clientId = provider.info!.client_id;
       const { params, verifier } = await authorizeByHand(clientId);
-      const issued = await json(
-        token({
-          grant_type: 'authorization_code',
-          code: params.get('code')!,
-          redirect_uri: REDIRECT,
-          client_id: clientId,
-          code_verifier: verifier,
-        }),
-      );
+      const issued = await json(token(codeGrant(clientId, { params, verifier })));
       expect((await mcpCall(issued.access_token)).status).toBe(200);
       const accountRows = async () =>
         (
