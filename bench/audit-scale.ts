@@ -1,5 +1,5 @@
 /**
- * Audit log at scale (issue 24 item 3). Run: node --import tsx bench/audit-scale.ts
+ * Audit log at scale. Run: node --import tsx bench/audit-scale.ts
  * Env: MAILWARD_BENCH_SECONDS (load per run, default 8), BENCH_AUDIT_SIZE_EVENTS (default 20,000),
  * MAILWARD_TEST_DATABASE_URL (PostgreSQL admin URL; "off" skips PostgreSQL).
  *

@@ -4,7 +4,7 @@
  * query the blind index cannot narrow) against the bare cost of opening the same sealed documents in a loop; the
  * indexed search and a plain page on that mailbox; and a mailbox of MAILWARD_BENCH_SEARCH_MESSAGES (100,000) messages:
  * a word only its oldest message holds, found by the index in one request, against the decrypting search paging
- * through the whole mailbox for the same message (issue 24 targets: under 1 s in one request; first pages under 50 ms).
+ * through the whole mailbox for the same message (targets: under 1 s in one request; first pages under 50 ms).
  */
 import { sql } from 'kysely';
 import { loadConfig } from '../src/app/config.js';
@@ -19,7 +19,7 @@ import type { TestApp } from '../test/support/test-app.js';
 import { benchStore, fmt, table } from './support/bench-kit.js';
 
 const ROUNDS = Number(process.env.MAILWARD_BENCH_READ_ROUNDS ?? 7);
-/** Messages in the large mailbox (issue 24: 100,000); 0 skips it. */
+/** Messages in the large mailbox (100,000 by default); 0 skips it. */
 const BIG = Number(process.env.MAILWARD_BENCH_SEARCH_MESSAGES ?? 100_000);
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const timed = async (fn: () => Promise<unknown>) => {

@@ -42,7 +42,7 @@ describe('check digits of national and health numbers (known answers)', () => {
     expect(validNric('T1234567D')).toBe(false);
   });
   it('Australian Medicare: weights 1,3,7,9,1,3,7,9 mod 10, issue number, optional IRN', () => {
-    // 2123 4567: 2+3+14+27+4+15+42+63 = 170 -> check 0; issue 1.
+    // 2123 4567: 2+3+14+27+4+15+42+63 = 170 -> check 0; then the card's issue number, 1.
     expect(validMedicare('2123 45670 1')).toBe(true);
     expect(validMedicare('2123456701')).toBe(true);
     expect(validMedicare('2123 45670 1 2')).toBe(true); // IRN 2

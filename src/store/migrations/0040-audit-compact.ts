@@ -4,8 +4,8 @@ import { type Kysely, PostgresAdapter, sql } from 'kysely';
 type AnyDb = Kysely<any>;
 
 /**
- * Compact audit events (issue 24 item 3). The chained content and its canonical form (RFC 8785) do not change,
- * so every event keeps its hash; only the way a row is stored does:
+ * Compact audit events: six years of them are kept (45 CFR 164.316(b)(2)(i)). The chained content and its
+ * canonical form (RFC 8785) do not change, so every event keeps its hash; only the way a row is stored does:
  * - the delegation chain is stored once per distinct chain in `audit_chains` (append-only) and events refer to
  *   it by a small integer `chain_id` (an agent's chain is the same on all its events);
  * - `hash` and `prev_hash` are 32 raw bytes (BLOB / bytea) instead of 64 hex characters, and `content_hash`
