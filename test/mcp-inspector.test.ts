@@ -87,6 +87,17 @@ for (const dialect of testDialects()) {
     let page: Page;
     let context: BrowserContext;
     let origin = '';
+    /** The Inspector CLI against this server's /mcp over HTTP, JSON out: `method` and its flags after. */
+    const overHttp = (method: string, ...rest: string[]) => [
+      `${origin}/mcp`,
+      '--transport',
+      'http',
+      '--method',
+      method,
+      ...rest,
+      '--format',
+      'json',
+    ];
     let agentId = '';
     let agentKey = '';
     /** The Inspector's Client ID Metadata Document, on a loopback HTTPS host Mailward is told to trust. */
@@ -128,13 +139,10 @@ for (const dialect of testDialects()) {
       // One home for both runs: the second reads the OAuth state the first stored (encrypted with this passphrase).
       const home = inspectorHome();
       const env = { MCP_INSPECTOR_SECRET_STORE: 'file', MCP_INSPECTOR_SECRET_KEY: randomBytes(16).toString('hex') };
-      const run = runInspector(
-        [`${origin}/mcp`, '--transport', 'http', '--method', 'tools/list', '--format', 'json', '--callback-url', callback],
-        {
-          home,
-          env,
-        },
-      );
+      const run = runInspector(overHttp('tools/list', '--callback-url', callback), {
+        home,
+        env,
+      });
       await expect.poll(() => run.authorizationUrl() ?? '', { timeout: 60_000 }).toMatch(/^http:\/\/localhost:\d+\/oauth\/authorize\?/);
       const auth = new URL(run.authorizationUrl()!);
       expect(auth.searchParams.get('code_challenge_method')).toBe('S256');
@@ -168,21 +176,7 @@ for (const dialect of testDialects()) {
       expect(issued[0].actor).toEqual({ type: 'agent', id: agentId });
 
       // CI mode: no browser, the stored token only (--stored-auth-only), and whoami answers as the chosen agent.
-      const again = runInspector(
-        [
-          `${origin}/mcp`,
-          '--transport',
-          'http',
-          '--method',
-          'tools/call',
-          '--tool-name',
-          'whoami',
-          '--format',
-          'json',
-          '--stored-auth-only',
-        ],
-        { home, env },
-      );
+      const again = runInspector(overHttp('tools/call', '--tool-name', 'whoami', '--stored-auth-only'), { home, env });
       expect(await exitWithin(again, 60_000), again.stderr()).toBe(0);
       expect(again.authorizationUrl()).toBeUndefined();
       expect(JSON.stringify(resultOf(again.stdout()))).toContain(agentId);
@@ -203,19 +197,7 @@ for (const dialect of testDialects()) {
       const registeredBefore = (
         await t.c.store.db.selectFrom('audit_events').select('id').where('action', '=', 'oauth.client.registered').execute()
       ).length;
-      const run = runInspector([
-        `${origin}/mcp`,
-        '--transport',
-        'http',
-        '--method',
-        'tools/list',
-        '--format',
-        'json',
-        '--callback-url',
-        callback,
-        '--client-metadata-url',
-        docUrl,
-      ]);
+      const run = runInspector(overHttp('tools/list', '--callback-url', callback, '--client-metadata-url', docUrl));
       await expect.poll(() => run.authorizationUrl() ?? '', { timeout: 60_000 }).toMatch(/\/oauth\/authorize\?/);
       const auth = new URL(run.authorizationUrl()!);
       expect(auth.searchParams.get('client_id')).toBe(docUrl);
@@ -239,16 +221,7 @@ for (const dialect of testDialects()) {
     }, 240_000);
 
     it('refuses, without a token and without a browser (--stored-auth-only), with auth_required', async () => {
-      const run = runInspector([
-        `${origin}/mcp`,
-        '--transport',
-        'http',
-        '--method',
-        'tools/list',
-        '--format',
-        'json',
-        '--stored-auth-only',
-      ]);
+      const run = runInspector(overHttp('tools/list', '--stored-auth-only'));
       expect(await exitWithin(run, 60_000)).not.toBe(0);
       expect(`${run.stdout()}${run.stderr()}`).toContain('auth_required');
       expect(run.authorizationUrl()).toBeUndefined();

@@ -116,20 +116,9 @@ for (const dialect of testDialects()) {
         codeChallenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM',
         codeChallengeMethod: 'S256',
       } as never).save();
-      const access = await new a.AccessToken({
-        client,
-        accountId: 'agt_nobody:hum_nobody',
-        grantId,
-        scope: 'mail:read',
-        gty: 'authorization_code',
-      } as never).save();
-      const refresh = await new a.RefreshToken({
-        client,
-        accountId: 'agt_nobody:hum_nobody',
-        grantId,
-        scope: 'mail:read',
-        gty: 'authorization_code',
-      } as never).save();
+      const issuedBy = { client, accountId: 'agt_nobody:hum_nobody', grantId, scope: 'mail:read', gty: 'authorization_code' };
+      const access = await new a.AccessToken(issuedBy as never).save();
+      const refresh = await new a.RefreshToken(issuedBy as never).save();
       await (await a.AuthorizationCode.find(code))!.consume();
       // A second consume changes nothing (compare-and-set) and records nothing.
       await (await a.AuthorizationCode.find(code))!.consume();
