@@ -8,7 +8,7 @@
  * full verification of N events against reading the same rows and raw SHA-256 over the same bytes in the
  * same run (SQLite and PostgreSQL), tree indexing time, and inclusion-proof time at N events.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -20,7 +20,7 @@ import { storedOfContentHash } from '../src/audit/audit-columns.js';
 import { canonicalJson } from '../src/audit/canonical.js';
 import { eventRows, selectEventRows } from '../src/audit/event-rows.js';
 import { systemActor } from '../src/identity/principal.js';
-import { openBenchContainer } from './support/bench-kit.js';
+import { benchStore, openBenchContainer } from './support/bench-kit.js';
 
 const N = Number(process.env.BENCH_AUDIT_EVENTS ?? 1_000_000);
 const PG_URL = process.env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -239,21 +239,13 @@ const main = async () => {
 
   // 2. Appends on PostgreSQL.
   if (PG_URL !== 'off') {
-    const name = `mw_bench_${randomBytes(4).toString('hex')}`;
-    const admin = new pg.Client({ connectionString: PG_URL });
-    await admin.connect();
-    await admin.query(`create database ${name}`);
-    const u = new URL(PG_URL);
-    u.pathname = `/${name}`;
-    const pdir = fs.mkdtempSync(path.join(os.tmpdir(), 'mw-bench-audit-pg-'));
-    const p = await open({ MAILWARD_DATA_DIR: pdir, DATABASE_URL: u.toString() });
+    const store = await benchStore('postgres', PG_URL);
+    const p = await open(store.env);
     await appends(p, 300, 1);
     out('PostgreSQL appends/s (1 caller)', (await appends(p, 3000, 1)).toFixed(0));
     out('PostgreSQL appends/s (8 concurrent callers)', (await appends(p, 8000, 8)).toFixed(0));
     await p.close();
-    await admin.query(`drop database ${name} with (force)`);
-    await admin.end();
-    fs.rmSync(pdir, { recursive: true, force: true });
+    await store.drop();
   }
 
   // 3. Bulk-load N chained events (same shape record() writes) straight into SQLite.
@@ -282,24 +274,16 @@ const main = async () => {
 
   // 7. The same verification against reading on PostgreSQL (BENCH_AUDIT_PG_EVENTS, default N).
   if (PG_URL !== 'off' && PG_N > 0) {
-    const name = `mw_bench_${randomBytes(4).toString('hex')}`;
-    const admin = new pg.Client({ connectionString: PG_URL });
-    await admin.connect();
-    await admin.query(`create database ${name}`);
-    const u = new URL(PG_URL);
-    u.pathname = `/${name}`;
-    const pdir = fs.mkdtempSync(path.join(os.tmpdir(), 'mw-bench-audit-pg-'));
+    const store = await benchStore('postgres', PG_URL);
     try {
-      const p = await open({ MAILWARD_DATA_DIR: pdir, DATABASE_URL: u.toString() });
+      const p = await open(store.env);
       const l0 = process.hrtime.bigint();
-      const pgTotal = await bulkLoadPg(p, u.toString(), PG_N);
+      const pgTotal = await bulkLoadPg(p, store.env.DATABASE_URL!, PG_N);
       out(`PostgreSQL bulk load of ${PG_N.toLocaleString('en')} events (setup)`, `${secs(l0).toFixed(1)} s`);
       await verifyVsRead(p, 'PostgreSQL', pgTotal);
       await p.close();
     } finally {
-      await admin.query(`drop database ${name} with (force)`);
-      await admin.end();
-      fs.rmSync(pdir, { recursive: true, force: true });
+      await store.drop();
     }
   }
 

@@ -72,22 +72,23 @@ export const startProcess = async (args: string[], env: Record<string, string>, 
 /** A throwaway Mailward data dir (SQLite) or PostgreSQL database. */
 export const benchStore = async (
   dialect: 'sqlite' | 'postgres',
+  adminUrl = PG_ADMIN_URL,
 ): Promise<{ env: Record<string, string>; dataDir: string; drop: () => Promise<void> }> => {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), `mw-bench-${dialect}-`));
   if (dialect === 'sqlite')
     return { env: { MAILWARD_DATA_DIR: dataDir }, dataDir, drop: async () => fs.rmSync(dataDir, { recursive: true, force: true }) };
   const name = `mw_bench_${Date.now().toString(36)}`;
-  const c = new pg.Client({ connectionString: PG_ADMIN_URL });
+  const c = new pg.Client({ connectionString: adminUrl });
   await c.connect();
   await c.query(`create database ${name}`);
   await c.end();
-  const u = new URL(PG_ADMIN_URL);
+  const u = new URL(adminUrl);
   u.pathname = `/${name}`;
   return {
     env: { MAILWARD_DATA_DIR: dataDir, DATABASE_URL: u.toString() },
     dataDir,
     drop: async () => {
-      const d = new pg.Client({ connectionString: PG_ADMIN_URL });
+      const d = new pg.Client({ connectionString: adminUrl });
       await d.connect();
       await d.query(`drop database if exists ${name} with (force)`);
       await d.end();
