@@ -77,8 +77,10 @@ const COLS =
   'seq, id, at, org_id, action, actor_type, actor_id, chain_id, target_type, target_id, outcome, request_id, client_ip, content_hash, details, prev_hash, hash';
 
 const bulkLoadSqlite = async (c: Container, file: string, n: number): Promise<number> => {
-  const head = await c.auditLog.tree.headSeq();
-  const headRow = await c.store.db.selectFrom('audit_head').select('hash').where('id', '=', 1).executeTakeFirstOrThrow();
+  // The chain's head, after integrating what start-up appended (the Merkle tree may still be behind it).
+  await c.audit.sync();
+  const headRow = await c.store.db.selectFrom('audit_head').select(['seq', 'hash']).where('id', '=', 1).executeTakeFirstOrThrow();
+  const head = Number(headRow.seq);
   const raw = new SQLite(file);
   raw.pragma('journal_mode = WAL');
   raw.pragma('synchronous = NORMAL');
@@ -111,8 +113,10 @@ const bulkLoadSqlite = async (c: Container, file: string, n: number): Promise<nu
 };
 
 const bulkLoadPg = async (c: Container, url: string, n: number): Promise<number> => {
-  const head = await c.auditLog.tree.headSeq();
-  const headRow = await c.store.db.selectFrom('audit_head').select('hash').where('id', '=', 1).executeTakeFirstOrThrow();
+  // The chain's head, after integrating what start-up appended (the Merkle tree may still be behind it).
+  await c.audit.sync();
+  const headRow = await c.store.db.selectFrom('audit_head').select(['seq', 'hash']).where('id', '=', 1).executeTakeFirstOrThrow();
+  const head = Number(headRow.seq);
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   const chain = canonicalJson(actor.chain);
