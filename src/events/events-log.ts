@@ -97,6 +97,8 @@ export type EventQuery = {
   limit: number;
   types?: readonly string[];
   mailboxIds?: readonly string[];
+  /** Never past this sequence number. */
+  upTo?: number;
 };
 
 /** A stored row as the log returns it: wire shape, `data` parsed. */
@@ -125,6 +127,7 @@ const toEvent = (r: {
 /** Events of one organisation after a cursor, oldest first. */
 export const readEvents = async (ex: Executor, q: EventQuery): Promise<DomainEvent[]> => {
   let query = ex.selectFrom('domain_events').selectAll().where('org_id', '=', q.orgId).where('seq', '>', q.after);
+  if (q.upTo !== undefined) query = query.where('seq', '<=', q.upTo);
   if (q.types?.length) query = query.where('type', 'in', [...q.types]);
   if (q.mailboxIds?.length) query = query.where('mailbox_id', 'in', [...q.mailboxIds]);
   return (await query.orderBy('seq').limit(q.limit).execute()).map(toEvent);

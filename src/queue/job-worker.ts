@@ -7,8 +7,12 @@ import type { Logger } from '../kernel/log.js';
  * next attempt, whose delay comes from a retry schedule kept as data: `retryDelay`).
  */
 export type JobQueue<J> = {
-  /** Claims up to `n` due jobs for `workerId` (lease until `leaseUntil`). */
-  claim: (workerId: string, n: number, leaseUntil: Date) => Promise<J[]>;
+  /**
+   * Claims up to `n` jobs for `workerId` (lease until `leaseUntil`). `due` is false when the last look for due
+   * jobs found fewer than it asked for and nothing was kicked since: a queue with work of its own (`hasFresh`)
+   * may then skip that look.
+   */
+  claim: (workerId: string, n: number, leaseUntil: Date, due: boolean) => Promise<J[]>;
   /** Extends the leases of this worker's jobs in flight. */
   renew: (workerId: string, leaseUntil: Date) => Promise<void>;
   /** Runs one claimed job to its recorded outcome; a throw is logged (the job's lease runs out and it is claimed again). */
@@ -37,6 +41,11 @@ export type JobWorkerOptions = {
   sweep?: () => Promise<unknown>;
   /** Wake-ups from outside (the domain-event feed): called with `kick`; returns an unsubscribe. */
   wakeOn?: (kick: () => void) => () => void;
+  /**
+   * Whether the queue knows of work that is not a due job yet (the webhook worker's events past an endpoint's
+   * cursor, turned into leased jobs by its claim): the loop and `reserve` then claim even when no job was due.
+   */
+  hasFresh?: () => boolean;
 };
 
 /** Seconds before attempt `attempts + 1` from a schedule kept as data, or null when the schedule is exhausted. */
@@ -65,7 +74,8 @@ export const createJobWorker = <J>(queue: JobQueue<J>, o: JobWorkerOptions) => {
   };
 
   const leaseUntil = () => new Date(o.now().getTime() + o.leaseMs);
-  const claim = (n: number) => queue.claim(workerId, n, leaseUntil());
+  const claim = (n: number, due = true) => queue.claim(workerId, n, leaseUntil(), due);
+  const hasFresh = () => o.hasFresh?.() ?? false;
 
   // Wakes the loop: a commit queued work (kick) or an in-flight job finished (a slot is free).
   let signal: (() => void) | null = null;
@@ -158,12 +168,12 @@ export const createJobWorker = <J>(queue: JobQueue<J>, o: JobWorkerOptions) => {
           pump();
           const busy = inFlight.size + held.length + reserved;
           const free = capacity - busy;
-          if (!drained && free > 0 && (free >= chunk || busy === 0)) {
+          if ((!drained || hasFresh()) && free > 0 && (free >= chunk || busy === 0)) {
             const seen = kicks;
             reserved += free;
             let jobs: J[];
             try {
-              jobs = await claim(free);
+              jobs = await claim(free, !drained);
             } finally {
               reserved -= free;
             }
@@ -201,23 +211,29 @@ export const createJobWorker = <J>(queue: JobQueue<J>, o: JobWorkerOptions) => {
   /**
    * A refill: lets the queue claim jobs in a transaction of its own making (the webhook worker claims in the
    * commit that records outcomes, one commit for both) and hand them over. `freeing` is how many jobs in
-   * flight that commit will finish. Returns how many to claim and `fill` (call it once, with the claimed jobs,
-   * or with none when the claim rolled back and `rolledBack`), or null when the worker is stopped, nothing
-   * was due at the last claim, or no slot would be free.
+   * flight that commit will finish. Returns how many to claim, whether due jobs may be waiting (`due`, as
+   * for `claim`), and `fill` (call it once, with the claimed jobs, or with none when the claim rolled back and
+   * `rolledBack`; `dueShort` says whether the look for due jobs found fewer than it asked for, when the
+   * queue knows better than the count of jobs handed over), or null when the worker is stopped, nothing was
+   * due at the last claim and the queue has no fresh work, or no slot would be free.
    */
-  const reserve = (freeing: number): { n: number; fill: (jobs: J[], rolledBack?: boolean) => void } | null => {
+  const reserve = (
+    freeing: number,
+  ): { n: number; due: boolean; fill: (jobs: J[], rolledBack?: boolean, dueShort?: boolean) => void } | null => {
     const n = capacity - (inFlight.size + held.length + reserved) + freeing;
-    if (!running || drained || n <= 0) return null;
+    if (!running || (drained && !hasFresh()) || n <= 0) return null;
     const seen = kicks;
+    const due = !drained;
     reserved += n;
     let filled = false;
     return {
       n,
-      fill: (jobs, rolledBack = false) => {
+      due,
+      fill: (jobs, rolledBack = false, dueShort = jobs.length < n) => {
         if (filled) return;
         filled = true;
         reserved -= n;
-        if (!rolledBack && jobs.length < n && kicks === seen) drained = true;
+        if (!rolledBack && dueShort && kicks === seen) drained = true;
         held.push(...jobs);
         // Stopped meanwhile: the loop's last pass still runs held jobs, or a later start does.
         if (running) pump();

@@ -4,7 +4,7 @@ import http from 'node:http';
 import https from 'node:https';
 import type { AuditService } from '../audit/audit-service.js';
 import type { EventFeed } from '../events/event-feed.js';
-import { appendEvent, type DomainEvent, eventById, eventsByIds, readEvents } from '../events/events-log.js';
+import { appendEvent, type DomainEvent, eventById, eventsByIds, headSeq, readEvents } from '../events/events-log.js';
 import { systemActor } from '../identity/principal.js';
 import type { Clock } from '../kernel/clock.js';
 import { open, type SealedValue } from '../kernel/crypto/envelope.js';
@@ -252,10 +252,104 @@ export const createWebhookWorker = (d: Deps) => {
     }
   };
 
+  /*
+   * Fan-out into leased jobs, while the worker runs. An endpoint's events past its cursor are the queue of its
+   * first attempts: a claim (the worker's, or the refill in an outcome commit) takes the next events of the
+   * endpoints known to have some, as many as it has free slots, and in the same transaction inserts their jobs
+   * already leased to this worker (status `sending`, attempt 1) and moves each cursor with a compare-and-set.
+   * A first attempt then costs one insert and one update of its job, not an insert, a claiming update and an
+   * update; a `kill -9` leaves leased jobs whose lease runs out (taken over as before: at least once), and
+   * two processes never fan out an event twice (the cursor's compare-and-set; the loser inserts nothing).
+   * `backlog` holds the endpoints that may have events past their cursor (woken by the event feed), each with
+   * the generation of its last wake-up: a fan-out that reached the head drops the endpoint only if no wake-up
+   * came after it began, so an event committed meanwhile is never left behind.
+   */
+  const backlog = new Map<string, number>();
+  let generation = 0;
+  const markBacklog = (endpointId: string) => {
+    backlog.delete(endpointId);
+    backlog.set(endpointId, ++generation);
+  };
+  /** What a fan-out into leased jobs did, applied to `backlog` only once its transaction committed. */
+  type Fresh = { jobs: Job[]; caughtUp: [string, number][]; served: string[] };
+  const fanOutLeased = async (tx: Executor, n: number): Promise<Fresh> => {
+    const fresh: Fresh = { jobs: [], caughtUp: [], served: [] };
+    const now = d.clock.now();
+    const at = now.toISOString();
+    const leaseUntil = new Date(now.getTime() + d.leaseMs).toISOString();
+    // In turn: an endpoint served moves to the back (settle), so one with a long backlog does not starve the others.
+    for (const [endpointId, gen] of [...backlog]) {
+      const want = n - fresh.jobs.length;
+      if (want <= 0) break;
+      const ep = await repo.endpointAnyOrg(tx, endpointId);
+      if (ep?.status !== 'active' || ep.deleted_at) {
+        fresh.caughtUp.push([endpointId, gen]);
+        continue;
+      }
+      const from = Number(ep.cursor);
+      const types = JSON.parse(ep.event_types) as string[];
+      const mailboxes = JSON.parse(ep.mailbox_ids) as string[];
+      const filtered = types.length > 0 || mailboxes.length > 0;
+      // Filtered in SQL; the head read first bounds the scan, so a cursor moves past events that did not match.
+      // (Every event up to a committed head is visible: the head and its events commit together, src/events/events-log.ts.)
+      const head = filtered ? await headSeq(tx, ep.org_id) : undefined;
+      const events = await readEvents(tx, { orgId: ep.org_id, after: from, upTo: head, limit: want, types, mailboxIds: mailboxes });
+      const more = events.length === want;
+      const to = more || head === undefined ? (events.at(-1)?.seq ?? from) : head;
+      if (!more) fresh.caughtUp.push([endpointId, gen]);
+      else fresh.served.push(endpointId);
+      if (to <= from) continue;
+      // Another process fanned these events out first: its jobs stand, this one inserts none (and looks again later).
+      if (!(await repo.advanceCursor(tx, ep.id, from, to))) {
+        if (!more) fresh.caughtUp.pop();
+        continue;
+      }
+      if (events.length === 0) continue;
+      const rows = events.map(
+        (e): WebhookDeliveriesTable => ({
+          ...deliveryRow(ep, e, at, false),
+          status: 'sending',
+          attempts: 1,
+          first_attempt_at: at,
+          lease_until: leaseUntil,
+          claimed_by: workerId,
+        }),
+      );
+      await repo.insertDeliveries(tx, rows);
+      const secrets = await repo.liveSecretsOf(tx, [ep.id], at);
+      const opened: Job['opened'] = {};
+      for (let i = 0; i < rows.length; i++) fresh.jobs.push({ ...rows[i]!, event: events[i], endpoint: ep, secrets, opened });
+    }
+    return fresh;
+  };
+  const settle = (fresh: Fresh) => {
+    for (const [id, gen] of fresh.caughtUp) if (backlog.get(id) === gen) backlog.delete(id);
+    for (const id of fresh.served) {
+      const gen = backlog.get(id);
+      if (gen === undefined) continue;
+      backlog.delete(id);
+      backlog.set(id, gen);
+    }
+  };
+
+  /** While the worker runs: notes the organisation's active endpoints as having events to fan out, and wakes the worker. */
+  const markOrg = async (orgId: string) => {
+    try {
+      const eps = await repo.activeEndpoints(d.db, orgId);
+      for (const ep of eps) markBacklog(ep.id);
+      if (eps.length > 0) kickWorker();
+    } catch (e) {
+      d.logger.error({ err: { type: (e as Error)?.name } }, 'webhooks: fan-out failed');
+    }
+  };
+
+  // Without a running worker (tests, a process that only dispatches): jobs for every event up to the head, waiting.
   // One fan-out at a time per organisation in this process; a wake-up meanwhile runs it once more after.
+  let live = false;
   const running = new Map<string, Promise<void>>();
   const again = new Set<string>();
   const fanOut = (orgId: string): Promise<void> => {
+    if (live) return markOrg(orgId);
     if (running.has(orgId)) {
       again.add(orgId);
       return running.get(orgId)!;
@@ -355,7 +449,7 @@ export const createWebhookWorker = (d: Deps) => {
         const group = outcomes.splice(0, 256);
         // The next jobs are claimed in this same commit (one commit, not two): as many as would be free.
         const refill = worker.reserve(group.length);
-        let claimed: WebhookDeliveriesTable[] = [];
+        let claimed: Claimed = { rows: [], fresh: null, dueShort: true };
         try {
           await d.db.transaction().execute(async (tx) => {
             // The common case in a few statements: successes by status code, their log rows in one insert.
@@ -389,12 +483,13 @@ export const createWebhookWorker = (d: Deps) => {
             for (const _ of attempts) d.metrics?.webhookAttempt?.('delivered');
             for (const id of endpoints) await repo.noteResult(tx, id, true, at);
             for (const p of group) if (!p.r.ok) await finishIn(tx, p.job, p.r);
-            if (refill) claimed = await claimIn(tx, refill.n);
+            if (refill) claimed = await claimWithFresh(tx, refill.n, refill.due);
           });
+          if (claimed.fresh) settle(claimed.fresh);
           // Handed over before the finished jobs free their slots, so the loop does not claim for them as well.
           if (refill) {
             try {
-              refill.fill(await hydrate(claimed));
+              refill.fill([...(await hydrate(claimed.rows)), ...(claimed.fresh?.jobs ?? [])], false, claimed.dueShort);
             } catch (e) {
               // Leased but unread: they wait out their lease and are claimed again (at least once still holds).
               refill.fill([], true);
@@ -536,9 +631,28 @@ export const createWebhookWorker = (d: Deps) => {
     const now = d.clock.now();
     const expired = Date.now() - expiredAt >= 1000;
     if (expired) expiredAt = Date.now();
+    dueAt = Date.now();
     return repo.claimDeliveries(ex, d.dialect, workerId, now, d.leaseMs, n, expired);
   };
-  const claim = async (n: number): Promise<Job[]> => hydrate(await claimIn(d.db, n));
+  /*
+   * Due jobs (retries, replays, a dead worker's) are looked for first, then events past the cursors fill what
+   * is left. While fresh events keep every slot busy the worker is never idle long enough for its poll timer,
+   * so the look for due jobs that the last one found none of still runs at least every MAILWARD_WEBHOOK_POLL_MS.
+   */
+  let dueAt = 0;
+  type Claimed = { rows: WebhookDeliveriesTable[]; fresh: Fresh | null; dueShort: boolean };
+  const claimWithFresh = async (ex: Executor, n: number, due: boolean): Promise<Claimed> => {
+    const look = due || Date.now() - dueAt >= d.pollMs;
+    const rows = look ? await claimIn(ex, n) : [];
+    const fresh = rows.length < n && backlog.size > 0 ? await fanOutLeased(ex, n - rows.length) : null;
+    return { rows, fresh, dueShort: !look || rows.length < n };
+  };
+  const claim = async (n: number, due: boolean): Promise<Job[]> => {
+    if (backlog.size === 0) return hydrate(await claimIn(d.db, n));
+    const claimed = await d.db.transaction().execute((tx) => claimWithFresh(tx, n, due));
+    if (claimed.fresh) settle(claimed.fresh);
+    return [...(await hydrate(claimed.rows)), ...(claimed.fresh?.jobs ?? [])];
+  };
   // The claimed jobs' events, endpoints and live secrets in three queries, not three per attempt.
   const hydrate = async (jobs: WebhookDeliveriesTable[]): Promise<Job[]> => {
     if (jobs.length === 0) return [];
@@ -568,7 +682,7 @@ export const createWebhookWorker = (d: Deps) => {
     {
       name: 'webhooks',
       id: (j) => j.id,
-      claim: (_w, n) => claim(n),
+      claim: (_w, n, _lease, due) => claim(n, due),
       renew: (_w, until) => repo.renewLeases(d.db, d.dialect, workerId, until.toISOString()),
       run: (job) => attempt(job),
     },
@@ -580,6 +694,7 @@ export const createWebhookWorker = (d: Deps) => {
       leaseMs: d.leaseMs,
       logger: d.logger,
       now: () => d.clock.now(),
+      hasFresh: () => backlog.size > 0,
     },
   );
   kickWorker = worker.kick;
@@ -605,6 +720,7 @@ export const createWebhookWorker = (d: Deps) => {
   /** Starts fan-out (woken by the event feed of every process sharing the store) and delivery. */
   const start = () => {
     if (unsubscribe) return;
+    live = true;
     unsubscribe = d.feed.subscribe((w) => {
       if (w === '*') void fanOutAll();
       else wake(w.orgId);
@@ -615,6 +731,8 @@ export const createWebhookWorker = (d: Deps) => {
   const stop = async () => {
     unsubscribe?.();
     unsubscribe = null;
+    live = false;
+    backlog.clear();
     if (mergeTimer) clearTimeout(mergeTimer);
     mergeTimer = null;
     wokenOrgs.clear();
