@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import { newId } from '../kernel/ids.js';
 import { paddedIn } from '../store/batch.js';
-import type { Executor } from '../store/db.js';
+import { compiledFor, type Executor } from '../store/db.js';
 import { notifyOnCommit } from '../store/notify.js';
 import type { DomainEventType } from './event-types.js';
 
@@ -124,18 +124,39 @@ const toEvent = (r: {
   data: JSON.parse(r.data) as Record<string, unknown>,
 });
 
-/** Events of one organisation after a cursor, oldest first. */
+/**
+ * Events of one organisation after a cursor, oldest first. Compiled once per shape (bound or not, IN-list
+ * sizes padded: src/store/batch.ts): the webhook dispatcher runs it for every batch it fans out.
+ */
 export const readEvents = async (ex: Executor, q: EventQuery): Promise<DomainEvent[]> => {
-  let query = ex.selectFrom('domain_events').selectAll().where('org_id', '=', q.orgId).where('seq', '>', q.after);
-  if (q.upTo !== undefined) query = query.where('seq', '<=', q.upTo);
-  if (q.types?.length) query = query.where('type', 'in', [...q.types]);
-  if (q.mailboxIds?.length) query = query.where('mailbox_id', 'in', [...q.mailboxIds]);
-  return (await query.orderBy('seq').limit(q.limit).execute()).map(toEvent);
+  const types = q.types?.length ? paddedIn(q.types) : [];
+  const mailboxes = q.mailboxIds?.length ? paddedIn(q.mailboxIds) : [];
+  const bounded = q.upTo !== undefined;
+  const values: unknown[] = [q.orgId, q.after, ...(bounded ? [q.upTo] : []), ...types, ...mailboxes, q.limit];
+  const compiled = compiledFor(ex, `readEvents:${bounded}:${types.length}:${mailboxes.length}`, values.length, (v) => {
+    let i = 0;
+    let query = ex
+      .selectFrom('domain_events')
+      .selectAll()
+      .where('org_id', '=', v[i++] as string)
+      .where('seq', '>', v[i++] as number);
+    if (bounded) query = query.where('seq', '<=', v[i++] as number);
+    if (types.length) query = query.where('type', 'in', v.slice(i, (i += types.length)) as string[]);
+    if (mailboxes.length) query = query.where('mailbox_id', 'in', v.slice(i, (i += mailboxes.length)) as string[]);
+    return query.orderBy('seq').limit(v[i] as number);
+  });
+  return (await ex.executeQuery(compiled(...values))).rows.map(toEvent);
 };
 
 /** The last sequence number an organisation has committed (0 before its first event). */
 export const headSeq = async (ex: Executor, orgId: string): Promise<number> => {
-  const r = await ex.selectFrom('event_heads').select('seq').where('org_id', '=', orgId).executeTakeFirst();
+  const compiled = compiledFor(ex, 'headSeq', 1, ([org]) =>
+    ex
+      .selectFrom('event_heads')
+      .select('seq')
+      .where('org_id', '=', org as string),
+  );
+  const r = (await ex.executeQuery(compiled(orgId))).rows[0];
   return r ? Number(r.seq) : 0;
 };
 

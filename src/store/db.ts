@@ -392,6 +392,22 @@ export const compileOnce = <R>(build: (values: readonly never[]) => Compilable<R
   });
 };
 
+/*
+ * compileOnce per dialect and key, for repos that run the same statement shape many times a second: the first
+ * call builds and compiles it with the executor's own dialect (kept apart per dialect: a process may hold
+ * stores of both), later calls only bind their values.
+ */
+const compiledByKey = new Map<string, (...values: readonly unknown[]) => CompiledQuery<unknown>>();
+export const compiledFor = <R>(ex: Executor, key: string, count: number, build: (values: readonly unknown[]) => Compilable<R>) => {
+  const k = `${ex.getExecutor().adapter instanceof PostgresAdapter ? 'pg' : 'sqlite'}:${key}`;
+  let f = compiledByKey.get(k);
+  if (!f) {
+    f = compileOnce((values) => build(values), count) as (...values: readonly unknown[]) => CompiledQuery<unknown>;
+    compiledByKey.set(k, f);
+  }
+  return f as (...values: readonly unknown[]) => CompiledQuery<R>;
+};
+
 const rollbackCounts = new WeakMap<Executor, number>();
 
 /**

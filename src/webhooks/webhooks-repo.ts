@@ -1,6 +1,6 @@
-import { type Compilable, type CompiledQuery, PostgresAdapter, sql } from 'kysely';
+import { sql } from 'kysely';
 import { batchInsert, paddedIn } from '../store/batch.js';
-import { compileOnce, type Dialect, type Executor } from '../store/db.js';
+import { compiledFor, type Dialect, type Executor } from '../store/db.js';
 import type { WebhookAttemptsTable, WebhookDeliveriesTable, WebhookEndpointsTable, WebhookSecretsTable } from '../store/schema.js';
 
 /** Associated data of a sealed endpoint URL: a row moved to another organisation or endpoint fails to open. */
@@ -10,22 +10,12 @@ export const webhookSecretAad = (r: { org_id: string; endpoint_id: string; id: s
   `mailward/webhook-secret/v1|${r.org_id}|${r.endpoint_id}|${r.id}`;
 
 /*
- * The statements a delivery runs per batch (claim, outcome, the endpoint and secrets it reads), built and
- * compiled by Kysely once per dialect and IN-list size (compileOnce, src/store/db.ts), then executed with
- * each batch's values: building a Kysely query parses every value into an operation node and compiles
- * the lot, several times the cost of running the statement on SQLite. Kept apart per dialect (a process
- * may hold stores of both).
+ * The statements a delivery runs per batch (claim, fan-out, outcome, the endpoint and secrets it reads), built
+ * and compiled by Kysely once per dialect and IN-list size (compiledFor, src/store/db.ts), then executed with
+ * each batch's values: building a Kysely query parses every value into an operation node and compiles the
+ * lot, several times the cost of running the statement on SQLite.
  */
-const compiled = new Map<string, (...values: readonly unknown[]) => CompiledQuery<unknown>>();
-const once = <R>(ex: Executor, key: string, count: number, build: (values: readonly unknown[]) => Compilable<R>) => {
-  const k = `${ex.getExecutor().adapter instanceof PostgresAdapter ? 'pg' : 'sqlite'}:${key}`;
-  let f = compiled.get(k);
-  if (!f) {
-    f = compileOnce((values) => build(values), count) as (...values: readonly unknown[]) => CompiledQuery<unknown>;
-    compiled.set(k, f);
-  }
-  return f as (...values: readonly unknown[]) => CompiledQuery<R>;
-};
+const once = compiledFor;
 
 /**
  * Every query of the webhook tables (STYLE.md: who may write a table is explicit). Deliveries are jobs
@@ -44,7 +34,15 @@ export const webhooksRepo = {
       .where('id', '=', id)
       .where('deleted_at', 'is', null)
       .executeTakeFirst(),
-  endpointAnyOrg: (ex: Executor, id: string) => ex.selectFrom('webhook_endpoints').selectAll().where('id', '=', id).executeTakeFirst(),
+  endpointAnyOrg: async (ex: Executor, id: string): Promise<WebhookEndpointsTable | undefined> => {
+    const q = once(ex, 'endpointAnyOrg', 1, ([id_]) =>
+      ex
+        .selectFrom('webhook_endpoints')
+        .selectAll()
+        .where('id', '=', id_ as string),
+    );
+    return (await ex.executeQuery(q(id))).rows[0];
+  },
   endpoints: (ex: Executor, orgId: string) =>
     ex.selectFrom('webhook_endpoints').selectAll().where('org_id', '=', orgId).where('deleted_at', 'is', null).orderBy('id').execute(),
   activeEndpoints: (ex: Executor, orgId: string) =>
@@ -71,18 +69,17 @@ export const webhooksRepo = {
     Number((await tx.updateTable('webhook_endpoints').set(set).where('id', '=', id).executeTakeFirst()).numUpdatedRows),
 
   /** Compare-and-set of an endpoint's cursor: false when another dispatcher moved it first (its fan-out wins). */
-  advanceCursor: async (tx: Executor, id: string, from: number, to: number) =>
-    Number(
-      (
-        await tx
-          .updateTable('webhook_endpoints')
-          .set({ cursor: to })
-          .where('id', '=', id)
-          .where('cursor', '=', from)
-          .where('status', '=', 'active')
-          .executeTakeFirst()
-      ).numUpdatedRows,
-    ) === 1,
+  advanceCursor: async (tx: Executor, id: string, from: number, to: number) => {
+    const q = once(tx, 'advanceCursor', 3, ([to_, id_, from_]) =>
+      tx
+        .updateTable('webhook_endpoints')
+        .set({ cursor: to_ as number })
+        .where('id', '=', id_ as string)
+        .where('cursor', '=', from_ as number)
+        .where('status', '=', 'active'),
+    );
+    return Number((await tx.executeQuery(q(to, id, from))).numAffectedRows ?? 0) === 1;
+  },
 
   /** Disables an active endpoint (compare-and-set on the status); true when this call disabled it. */
   disableEndpoint: async (tx: Executor, id: string, reason: string, at: string) =>
