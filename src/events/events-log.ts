@@ -134,16 +134,17 @@ export const readEvents = async (ex: Executor, q: EventQuery): Promise<DomainEve
   const bounded = q.upTo !== undefined;
   const values: unknown[] = [q.orgId, q.after, ...(bounded ? [q.upTo] : []), ...types, ...mailboxes, q.limit];
   const compiled = compiledFor(ex, `readEvents:${bounded}:${types.length}:${mailboxes.length}`, values.length, (v) => {
-    let i = 0;
+    const at = 2 + (bounded ? 1 : 0);
     let query = ex
       .selectFrom('domain_events')
       .selectAll()
-      .where('org_id', '=', v[i++] as string)
-      .where('seq', '>', v[i++] as number);
-    if (bounded) query = query.where('seq', '<=', v[i++] as number);
-    if (types.length) query = query.where('type', 'in', v.slice(i, (i += types.length)) as string[]);
-    if (mailboxes.length) query = query.where('mailbox_id', 'in', v.slice(i, (i += mailboxes.length)) as string[]);
-    return query.orderBy('seq').limit(v[i] as number);
+      .where('org_id', '=', v[0] as string)
+      .where('seq', '>', v[1] as number);
+    if (bounded) query = query.where('seq', '<=', v[2] as number);
+    if (types.length) query = query.where('type', 'in', v.slice(at, at + types.length) as string[]);
+    if (mailboxes.length)
+      query = query.where('mailbox_id', 'in', v.slice(at + types.length, at + types.length + mailboxes.length) as string[]);
+    return query.orderBy('seq').limit(v[at + types.length + mailboxes.length] as number);
   });
   return (await ex.executeQuery(compiled(...values))).rows.map(toEvent);
 };
