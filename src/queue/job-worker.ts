@@ -215,13 +215,14 @@ export const createJobWorker = <J>(queue: JobQueue<J>, o: JobWorkerOptions) => {
    * for `claim`), and `fill` (call it once, with the claimed jobs, or with none when the claim rolled back and
    * `rolledBack`; `dueShort` says whether the look for due jobs found fewer than it asked for, when the
    * queue knows better than the count of jobs handed over), or null when the worker is stopped, nothing was
-   * due at the last claim and the queue has no fresh work, or no slot would be free.
+   * due at the last claim and the queue has no fresh work (`fresh`, default `hasFresh`), or no slot would be free.
    */
   const reserve = (
     freeing: number,
+    fresh = hasFresh(),
   ): { n: number; due: boolean; fill: (jobs: J[], rolledBack?: boolean, dueShort?: boolean) => void } | null => {
     const n = capacity - (inFlight.size + held.length + reserved) + freeing;
-    if (!running || (drained && !hasFresh()) || n <= 0) return null;
+    if (!running || (drained && !fresh) || n <= 0) return null;
     const seen = kicks;
     const due = !drained;
     reserved += n;
