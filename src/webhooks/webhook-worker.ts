@@ -187,7 +187,9 @@ export const postWebhook = (
  *
  * Fan-out: each endpoint keeps its own cursor into the log. One transaction reads the events after it,
  * inserts a delivery job for every match and moves the cursor with a compare-and-set, so two processes
- * never fan out an event twice and a crash loses none (the jobs and the cursor commit together).
+ * never fan out an event twice and a crash loses none (the jobs and the cursor commit together). While the
+ * worker runs, its claims do this for as many events as they have free slots, inserting the jobs already
+ * leased to it (`fanOutLeased`); otherwise every event up to the head becomes a waiting job (`fanOutEndpoint`).
  * Delivery: claimed with a lease (a `kill -9` leaves jobs whose lease runs out and another worker takes
  * them), signed per Standard Webhooks, POSTed to the pinned address, and each attempt written to the
  * delivery log with the job's next state in one transaction.
