@@ -436,7 +436,6 @@ for (const dialect of testDialects()) {
     it('streams a tools/call that asks for progress (SSE) and still returns the result', async () => {
       const r = await http.client.callTool(
         { name: 'wait_for_email', arguments: { mailbox_id: mailbox.id, from: 'never@lab.example', timeout_seconds: 1 } },
-        undefined,
         { onprogress: () => {} },
       );
       expect(r.structuredContent).toMatchObject({ result: 'timeout' });

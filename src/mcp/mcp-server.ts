@@ -1,14 +1,5 @@
-import { Server } from '@modelcontextprotocol/sdk/server/index.js';
-import { Protocol } from '@modelcontextprotocol/sdk/shared/protocol.js';
-import {
-  type CallToolResult,
-  CallToolRequestParamsSchema,
-  ErrorCode,
-  McpError,
-  PaginatedRequestParamsSchema,
-  type Tool,
-} from '@modelcontextprotocol/sdk/types.js';
-import { AjvJsonSchemaValidator } from '@modelcontextprotocol/sdk/validation/ajv-provider.js';
+import { type CallToolResult, ProtocolError, ProtocolErrorCode, Server, type ServerContext, type Tool } from '@modelcontextprotocol/server';
+import { AjvJsonSchemaValidator } from '@modelcontextprotocol/server/validators/ajv';
 import { z } from 'zod';
 import type { RequestContext } from '../identity/principal.js';
 import { AppError } from '../kernel/errors.js';
@@ -80,17 +71,30 @@ export const visibleTools = async (deps: McpDeps, ctx: RequestContext): Promise<
   return allowed.filter((t) => !t.needsSendableMailbox || sendable).map((t) => DEFINITIONS.get(t.name) as Tool);
 };
 
-type Extra = {
+/** What a tool call needs of the SDK's per-request context (ServerContext.mcpReq). */
+export type CallExtra = {
   signal: AbortSignal;
-  _meta?: { progressToken?: string | number };
-  sendNotification: (n: {
+  progressToken?: string | number | undefined;
+  notify: (n: {
     method: 'notifications/progress';
     params: { progressToken: string | number; progress: number; total?: number; message?: string };
   }) => Promise<void>;
 };
 
+const extraOf = (ctx: ServerContext): CallExtra => ({
+  signal: ctx.mcpReq.signal,
+  progressToken: ctx.mcpReq._meta?.progressToken,
+  notify: (n) => ctx.mcpReq.notify(n),
+});
+
 /** Runs one tool call. Never throws: every failure is an isError result with a stable code. */
-export const callTool = async (deps: McpDeps, session: McpSession, name: string, args: unknown, extra: Extra): Promise<CallToolResult> => {
+export const callTool = async (
+  deps: McpDeps,
+  session: McpSession,
+  name: string,
+  args: unknown,
+  extra: CallExtra,
+): Promise<CallToolResult> => {
   const tool = TOOL_BY_NAME.get(name);
   if (!tool) {
     const shown = /^[A-Za-z0-9_.-]{1,64}$/.test(name) ? ` ${name}` : '';
@@ -115,13 +119,13 @@ export const callTool = async (deps: McpDeps, session: McpSession, name: string,
     const parsed = tool.input.safeParse(args ?? {});
     if (!parsed.success) throw validationError(parsed.error.issues);
     const signals = session.signal ? [extra.signal, session.signal] : [extra.signal];
-    const token = extra._meta?.progressToken;
+    const token = extra.progressToken;
     const progress =
       token === undefined
         ? undefined
         : (ms: number, totalMs: number) => {
             extra
-              .sendNotification({
+              .notify({
                 method: 'notifications/progress',
                 params: {
                   progressToken: token,
@@ -137,7 +141,7 @@ export const callTool = async (deps: McpDeps, session: McpSession, name: string,
         ? undefined
         : (done: number, total: number, message: string) => {
             extra
-              .sendNotification({ method: 'notifications/progress', params: { progressToken: token, progress: done, total, message } })
+              .notify({ method: 'notifications/progress', params: { progressToken: token, progress: done, total, message } })
               .catch(() => {});
           };
     const r = await tool.run(deps, ctx, parsed.data, {
@@ -159,43 +163,48 @@ type ParamsSchema<P> = {
 
 /** JSON-RPC 2.0 section 5.1: params the method cannot take are -32602 Invalid params; the reason is short (at most three paths), never a schema dump. */
 export const invalidParams = (issues: readonly { path: readonly PropertyKey[]; message: string }[]) =>
-  new McpError(
-    ErrorCode.InvalidParams,
+  new ProtocolError(
+    ProtocolErrorCode.InvalidParams,
     `Invalid params: ${issues
       .slice(0, 3)
       .map((i) => `/${i.path.map(String).join('/')} ${i.message}`)
       .join('; ')}`.slice(0, 300),
   );
 
-type ProtocolSetRequestHandler = (
-  this: Server,
-  schema: z.ZodType,
-  handler: (req: { params?: unknown }, extra: unknown) => Promise<unknown>,
-) => void;
+/** Anything the SDK's 3-argument form can hand over: the params are checked by `onRequest` itself. */
+const ANY_PARAMS = z.looseObject({});
 
 /**
- * Registers a request handler that validates its own params. The SDK parses a
- * request with its schema before any handler runs and answers a mismatch as
- * -32603 Internal error carrying the whole zod report (Server's tools/call
- * override re-parses it likewise); registering on Protocol with an envelope
- * that only fixes the method lets `invalidParams` answer instead. Our tool
- * results are built by callTool, so Server's result re-validation is not needed.
+ * Registers a request handler that validates its own params, so a mismatch is
+ * answered by `invalidParams` (short, paths only) rather than a whole zod
+ * report. The SDK's 3-argument form (a spec method with explicit schemas)
+ * skips its own request parsing; for tools/call, Server still checks the
+ * request and the result against the era's wire schema.
  */
-const onRequest = <P>(server: Server, method: string, params: ParamsSchema<P>, handler: (p: P, extra: unknown) => Promise<unknown>) => {
-  const envelope = z.looseObject({ method: z.literal(method), params: z.unknown().optional() });
-  (Protocol.prototype.setRequestHandler as unknown as ProtocolSetRequestHandler).call(server, envelope, async (req, extra) => {
-    const parsed = params.safeParse(req.params ?? {});
+const onRequest = <P>(
+  server: Server,
+  method: string,
+  params: ParamsSchema<P>,
+  handler: (p: P, ctx: ServerContext) => Promise<Record<string, unknown>>,
+) => {
+  server.setRequestHandler(method, { params: ANY_PARAMS }, async (raw, ctx) => {
+    const { _meta: _drop, ...rest } = raw as Record<string, unknown>;
+    const parsed = params.safeParse(rest);
     if (!parsed.success) throw invalidParams(parsed.error.issues);
-    return handler(parsed.data, extra);
+    return handler(parsed.data, ctx);
   });
 };
 
+const listParams = z.looseObject({ cursor: z.string().optional() });
+const callParams = z.looseObject({ name: z.string(), arguments: z.record(z.string(), z.unknown()).optional() });
+
 /**
  * A Mailward MCP server for one session (stdio) or one request (stateless
- * HTTP). The low-level SDK `Server` rather than `McpServer`: the tool list
- * depends on the caller's scopes, and argument errors must come back as
- * tool results with the stable `validation_failed` code, which McpServer's
- * built-in validation does not give.
+ * HTTP), serving both protocol eras (2025 initialize, 2026-07-28 per-request
+ * envelope) from the same handlers. The low-level SDK `Server` rather than
+ * `McpServer`: the tool list depends on the caller's scopes, and argument
+ * errors must come back as tool results with the stable `validation_failed`
+ * code, which McpServer's built-in validation does not give.
  */
 export const createMcpServer = (deps: McpDeps, session: McpSession) => {
   const server = new Server(
@@ -206,11 +215,11 @@ export const createMcpServer = (deps: McpDeps, session: McpSession) => {
     session.track?.(work);
     return work;
   };
-  onRequest(server, 'tools/list', PaginatedRequestParamsSchema, () =>
+  onRequest(server, 'tools/list', listParams, () =>
     tracked(session.context().then(async (ctx) => ({ tools: await visibleTools(deps, ctx) }))),
   );
-  onRequest(server, 'tools/call', CallToolRequestParamsSchema, (params, extra) =>
-    tracked(callTool(deps, session, params.name, params.arguments, extra as Extra)),
+  onRequest(server, 'tools/call', callParams, (params, ctx) =>
+    tracked(callTool(deps, session, params.name, params.arguments, extraOf(ctx))),
   );
   return server;
 };
