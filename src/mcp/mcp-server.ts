@@ -1,4 +1,13 @@
-import { type CallToolResult, ProtocolError, ProtocolErrorCode, Server, type ServerContext, type Tool } from '@modelcontextprotocol/server';
+import {
+  type CallToolResult,
+  type JSONRPCRequest,
+  ProtocolError,
+  ProtocolErrorCode,
+  type Result,
+  Server,
+  type ServerContext,
+  type Tool,
+} from '@modelcontextprotocol/server';
 import { AjvJsonSchemaValidator } from '@modelcontextprotocol/server/validators/ajv';
 import { z } from 'zod';
 import type { RequestContext } from '../identity/principal.js';
@@ -198,6 +207,25 @@ const onRequest = <P>(
 const listParams = z.looseObject({ cursor: z.string().optional() });
 const callParams = z.looseObject({ name: z.string(), arguments: z.record(z.string(), z.unknown()).optional() });
 
+type Handler = (request: JSONRPCRequest, ctx: ServerContext) => Promise<Result>;
+
+/**
+ * Server checks a tools/call request against the era's wire schema before any handler runs and answers a mismatch
+ * with the whole zod report as its message; the same check done first here answers with `invalidParams` instead.
+ */
+class MailwardServer extends Server {
+  protected override _wrapHandler(method: string, handler: Handler): Handler {
+    const wrapped = super._wrapHandler(method, handler);
+    if (method !== 'tools/call') return wrapped;
+    return async (request, ctx) => {
+      const { _meta: _drop, ...params } = (request.params ?? {}) as Record<string, unknown>;
+      const parsed = callParams.safeParse(params);
+      if (!parsed.success) throw invalidParams(parsed.error.issues);
+      return wrapped(request, ctx);
+    };
+  }
+}
+
 /**
  * A Mailward MCP server for one session (stdio) or one request (stateless
  * HTTP), serving both protocol eras (2025 initialize, 2026-07-28 per-request
@@ -207,7 +235,7 @@ const callParams = z.looseObject({ name: z.string(), arguments: z.record(z.strin
  * code, which McpServer's built-in validation does not give.
  */
 export const createMcpServer = (deps: McpDeps, session: McpSession) => {
-  const server = new Server(
+  const server = new MailwardServer(
     { name: 'mailward', title: 'Mailward', version: MCP_SERVER_VERSION },
     { capabilities: { tools: {} }, instructions: INSTRUCTIONS, jsonSchemaValidator: SHARED_VALIDATOR },
   );
