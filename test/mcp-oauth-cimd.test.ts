@@ -105,7 +105,8 @@ for (const dialect of testDialects()) {
         await context.unroute(`${REDIRECT}**`);
       }
       expect(landed!.searchParams.get('error')).toBeNull();
-      await first.finishAuth(landed!.searchParams.get('code')!);
+      // RFC 9207: the client checks the iss of the authorization response, so it takes the whole callback query.
+      await first.finishAuth(landed!.searchParams);
       expect(provider.saved?.access_token).toBeTruthy();
 
       const client = new Client({ name: 'ward', version: '1.0.0' });

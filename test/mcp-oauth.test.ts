@@ -188,7 +188,8 @@ for (const dialect of testDialects()) {
         await p.check(`input[name=agent_id][value="${agentId}"]`);
         await p.uncheck('input[name=scope][value="vault:write"]');
       });
-      await first.finishAuth(back.get('code')!);
+      // RFC 9207: the client checks the iss of the authorization response, so it takes the whole callback query.
+      await first.finishAuth(back);
       expect(provider.saved?.access_token).toBeTruthy();
       expect(provider.saved?.refresh_token).toBeTruthy();
 

@@ -14,6 +14,7 @@ import type { RequestContext } from '../identity/principal.js';
 import { AppError } from '../kernel/errors.js';
 import { assertSafeText } from '../kernel/text-input.js';
 import { toolErrorOut, toolErrorResult, validationError } from './mcp-errors.js';
+import { createdTask, registerTaskHandlers, TASK_TOOLS, TASKS_EXTENSION, taskRequestOf } from './mcp-tasks.js';
 import { type McpDeps, TOOL_BY_NAME, TOOLS } from './mcp-tools.js';
 import type { Abortable } from './wait-for-email.js';
 
@@ -60,6 +61,8 @@ const DEFINITIONS: ReadonlyMap<string, Tool> = new Map(
       inputSchema: jsonSchemaOf(t.input, 'input') as Tool['inputSchema'],
       outputSchema: { type: 'object', anyOf: [jsonSchemaOf(t.output, 'output'), ERROR_JSON] } as Tool['outputSchema'],
       annotations: { title: t.title, ...t.annotations },
+      // 2025-11-25 tasks: a client may ask for a task; a held send then answers as one (mcp-tasks.ts).
+      ...(TASK_TOOLS.has(t.name) ? { execution: { taskSupport: 'optional' } } : {}),
     },
   ]),
 );
@@ -204,23 +207,41 @@ const onRequest = <P>(
   });
 };
 
+/**
+ * Tools, and tasks for held sends in both generations: the 2026-07-28 Tasks extension and 2025-11-25 core tasks
+ * (mcp-tasks.ts). Listing tasks is not offered: a task is found by the id the send returned.
+ */
+const CAPABILITIES = {
+  tools: {},
+  tasks: { requests: { tools: { call: {} } }, cancel: {} },
+  extensions: { [TASKS_EXTENSION]: {} },
+};
+
 const listParams = z.looseObject({ cursor: z.string().optional() });
 const callParams = z.looseObject({ name: z.string(), arguments: z.record(z.string(), z.unknown()).optional() });
 
 type Handler = (request: JSONRPCRequest, ctx: ServerContext) => Promise<Result>;
 
+const isTaskResult = (r: Result) => r.resultType === 'task' || (typeof r.task === 'object' && r.task !== null);
+
 /**
- * Server checks a tools/call request against the era's wire schema before any handler runs and answers a mismatch
- * with the whole zod report as its message; the same check done first here answers with `invalidParams` instead.
+ * Two things Server's tools/call wrapper does not allow. It checks the request against the era's wire schema before
+ * any handler runs and answers a mismatch with the whole zod report; the same check done first here answers with
+ * `invalidParams` instead. And it validates every result as a CallToolResult, which a task (mcp-tasks.ts) is not: the
+ * handler runs first here, a task goes out as it is, and anything else is handed to Server's wrapper to validate.
  */
 class MailwardServer extends Server {
   protected override _wrapHandler(method: string, handler: Handler): Handler {
-    const wrapped = super._wrapHandler(method, handler);
-    if (method !== 'tools/call') return wrapped;
+    if (method !== 'tools/call') return super._wrapHandler(method, handler);
+    const results = new WeakMap<JSONRPCRequest, Result>();
+    const wrapped = super._wrapHandler(method, async (request, ctx) => results.get(request) ?? handler(request, ctx));
     return async (request, ctx) => {
       const { _meta: _drop, ...params } = (request.params ?? {}) as Record<string, unknown>;
       const parsed = callParams.safeParse(params);
       if (!parsed.success) throw invalidParams(parsed.error.issues);
+      const r = await handler(request, ctx);
+      if (isTaskResult(r)) return r;
+      results.set(request, r);
       return wrapped(request, ctx);
     };
   }
@@ -237,7 +258,7 @@ class MailwardServer extends Server {
 export const createMcpServer = (deps: McpDeps, session: McpSession) => {
   const server = new MailwardServer(
     { name: 'mailward', title: 'Mailward', version: MCP_SERVER_VERSION },
-    { capabilities: { tools: {} }, instructions: INSTRUCTIONS, jsonSchemaValidator: SHARED_VALIDATOR },
+    { capabilities: CAPABILITIES, instructions: INSTRUCTIONS, jsonSchemaValidator: SHARED_VALIDATOR },
   );
   const tracked = <T>(work: Promise<T>): Promise<T> => {
     session.track?.(work);
@@ -247,7 +268,20 @@ export const createMcpServer = (deps: McpDeps, session: McpSession) => {
     tracked(session.context().then(async (ctx) => ({ tools: await visibleTools(deps, ctx) }))),
   );
   onRequest(server, 'tools/call', callParams, (params, ctx) =>
-    tracked(callTool(deps, session, params.name, params.arguments, extraOf(ctx))),
+    tracked(
+      callTool(deps, session, params.name, params.arguments, extraOf(ctx)).then((r): Record<string, unknown> => {
+        // A held send, for a client that asked for a task: answered as one it can poll (mcp-tasks.ts).
+        const held = r.structuredContent as { id?: unknown; status?: unknown } | undefined;
+        const gen =
+          TASK_TOOLS.has(params.name) && !r.isError && held?.status === 'pending_approval' ? taskRequestOf(params, ctx) : undefined;
+        return gen && typeof held?.id === 'string' ? createdTask(gen, held.id, deps.clock.now().toISOString()) : r;
+      }),
+    ),
+  );
+  registerTaskHandlers(
+    (method, params, handler) => onRequest(server, method, params, (p, ctx) => tracked(handler(p, ctx))),
+    deps,
+    session.context,
   );
   return server;
 };
