@@ -124,6 +124,13 @@ for (const dialect of testDialects()) {
       ).toHaveLength(0);
       const issued = (await t.call('GET', '/v1/audit/events?action=oauth.token.issued&limit=20', t.adminKey)).body.events;
       expect(issued.map((e: any) => e.details.client_id)).toContain(url);
+      // Nothing registered, but the client entered the organisation with the human's consent: its admins see that.
+      const granted = (await t.call('GET', '/v1/audit/events?action=oauth.client.granted&limit=10', t.adminKey)).body.events;
+      expect(granted).toHaveLength(1);
+      expect(granted[0]).toMatchObject({
+        target: { type: 'oauth_client', id: url },
+        details: { client_id: url, client_name: null, identified_by: 'metadata_document' },
+      });
     }, 120_000);
 
     it('refuses a document whose client_id is not its own URL', async () => {

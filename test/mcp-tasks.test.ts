@@ -181,6 +181,25 @@ for (const dialect of testDialects()) {
       }
     });
 
+    it('2026-07-28: a review that expires undecided ends the task as cancelled', async () => {
+      const session = await modernSession(box.agentKey);
+      try {
+        const execution = await session.callTool('send_email', sendArgs());
+        if (execution.kind !== 'task') throw new Error('expected a task');
+        // MAILWARD_APPROVAL_TTL passed: the sweeper rejects it as expired.
+        await t.c.store.db
+          .updateTable('approvals')
+          .set({ expires_at: new Date(Date.now() - 1000).toISOString() })
+          .where('message_id', '=', execution.handle.taskId)
+          .execute();
+        expect(await t.c.mail.approvals.expireDue()).toBeGreaterThanOrEqual(1);
+        const { outcome } = await execution.settle();
+        expect(outcome.status).toBe('cancelled');
+      } finally {
+        await session.close();
+      }
+    });
+
     it('2025-11-25: a client that asks for a task gets one it polls with tasks/get and reads with tasks/result', async () => {
       const c = await connectHttp(port, box.agentKey, 'legacy');
       clients.push(c);

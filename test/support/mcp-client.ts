@@ -49,7 +49,7 @@ export const connectHttp = async (port: number, key: string, era: McpEra = 'lega
   return wrap(client);
 };
 
-/** A 2025-era client as deployed agents run it today: the MCP SDK 1.x client (initialize, 2025-11-25 down to 2025-06-18). */
+/** A 2025-era client as deployed agents run it today: the MCP SDK 1.x client (the initialize handshake). */
 export const connectHttp1x = async (port: number, key: string) => {
   const client = new Client1x({ name: 'mailward-test-1x', version: '1.0.0' });
   await client.connect(
