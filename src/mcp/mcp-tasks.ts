@@ -167,7 +167,16 @@ type On = (
  * Registers tasks/get, tasks/cancel and (2025-11-25) tasks/result. The server's era decides which answer shape a
  * request gets: a 2026-07-28 request carries the envelope.
  */
-export const registerTaskHandlers = (on: On, deps: McpDeps, context: () => Promise<RequestContext>) => {
+export const registerTaskHandlers = (register: On, deps: McpDeps, context: () => Promise<RequestContext>) => {
+  // A refusal (scope, rate limit, a store that is busy) is a JSON-RPC error carrying the same stable code as REST.
+  const on: On = (method, params, handler) =>
+    register(method, params, (p, sctx) =>
+      handler(p, sctx).catch((err: unknown) => {
+        if (!isAppError(err)) throw err;
+        const code = err.status >= 500 ? ProtocolErrorCode.InternalError : ProtocolErrorCode.InvalidRequest;
+        throw new ProtocolError(code, err.detail, { code: err.code, status: err.status, temporary: err.temporary });
+      }),
+    );
   const genOf = (ctx: ServerContext): TaskGeneration => (ctx.mcpReq.envelope === undefined ? 'v1' : 'v2');
 
   on('tasks/get', taskIdParams, async ({ taskId }, sctx) => {
