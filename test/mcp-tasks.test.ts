@@ -3,6 +3,7 @@ import { createTaskSessionFromClient, type RawClientDispatch, resultFromTaskOutc
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testDialects } from './support/dialects.js';
 import { connectHttp, type McpClient } from './support/mcp-client.js';
+import { rawStdio } from './support/mcp-stdio-raw.js';
 import { seedMailbox } from './support/outbound-sink.js';
 import { createTestApp, type TestApp } from './support/test-app.js';
 
@@ -216,6 +217,44 @@ for (const dialect of testDialects()) {
         expect(result.structuredContent.id).toBe(emailId);
       } finally {
         await session.close();
+      }
+    });
+
+    it('serves a task made over HTTP to another process on the same store (mailward mcp over stdio)', { timeout: 300_000 }, async () => {
+      const made = await dispatchAs(box.agentKey)({
+        method: 'tools/call',
+        params: {
+          name: 'send_email',
+          arguments: sendArgs(),
+          _meta: {
+            'io.modelcontextprotocol/protocolVersion': MODERN,
+            'io.modelcontextprotocol/clientInfo': { name: 'x', version: '1' },
+            'io.modelcontextprotocol/clientCapabilities': { extensions: { [TASKS]: {} } },
+          },
+        },
+      });
+      expect(made).toMatchObject({ kind: 'result', result: { resultType: 'task', status: 'working' } });
+      const emailId = (made as unknown as { result: { taskId: string } }).result.taskId;
+      const s = rawStdio({ ...t.env, MAILWARD_API_KEY: box.agentKey, MAILWARD_LOG_LEVEL: 'warn' });
+      try {
+        await s.send(
+          JSON.stringify({
+            jsonrpc: '2.0',
+            id: 1,
+            method: 'initialize',
+            params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'other-process', version: '1' } },
+          }),
+        );
+        expect((await s.answer((a) => a.id === 1)).result.capabilities.tasks).toBeTruthy();
+        await s.send(JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }));
+        await s.send(JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'tasks/get', params: { taskId: emailId } }));
+        expect((await s.answer((a) => a.id === 2)).result).toMatchObject({ taskId: emailId, status: 'working' });
+        await t.call('POST', `/v1/approvals/${(await approvalOf(emailId)).id}/approve`, reviewerKey, { comment: 'fine' });
+        await s.send(JSON.stringify({ jsonrpc: '2.0', id: 3, method: 'tasks/result', params: { taskId: emailId } }));
+        expect((await s.answer((a) => a.id === 3)).result.structuredContent.id).toBe(emailId);
+      } finally {
+        s.child.kill('SIGTERM');
+        await s.exited;
       }
     });
 
