@@ -9,9 +9,9 @@
  * against 8 fetch loops on REST (what an agent host sees, client cost included).
  */
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import { api, benchStore, fmt, load, repoRoot, seconds, startProcess, table } from './support/bench-kit.js';
 
 const CALLERS = 8;
@@ -23,6 +23,19 @@ const server = await startProcess(['--import', 'tsx', main, 'serve'], {
   MAILWARD_RATE_LIMIT_PER_MINUTE: '100000000',
 });
 const base = `http://127.0.0.1:${server.port}`;
+
+/** CPU seconds (user + system, all threads) the server process has used so far, from /proc (Linux). */
+const serverCpu = () => {
+  const f = fs.readFileSync(`/proc/${server.child.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100;
+};
+
+/** Runs `measure` and returns its result with the server's CPU milliseconds per request (`count` of them). */
+const withCpu = async <T>(measure: () => Promise<T>, count: (r: T) => number) => {
+  const before = serverCpu();
+  const r = await measure();
+  return { r, cpuMs: ((serverCpu() - before) * 1000) / Math.max(1, count(r)) };
+};
 
 /** Runs `fn` in `n` concurrent loops for `s` seconds; calls per second. */
 const loops = async (n: number, s: number, fn: (i: number) => Promise<void>) => {
@@ -70,18 +83,26 @@ try {
 
   for (const c of calls) {
     await load({ url: c.rest.url, method: c.rest.method, headers: auth, connections: CALLERS, duration: 2 });
-    const rest = await load({ url: c.rest.url, method: c.rest.method, headers: auth, connections: CALLERS });
+    const rest = await withCpu(
+      () => load({ url: c.rest.url, method: c.rest.method, headers: auth, connections: CALLERS }),
+      (x) => x.rps * seconds,
+    );
     await load({ url: `${base}/mcp`, method: 'POST', headers: mcpHeaders, body: rpc(c.tool, c.args), connections: CALLERS, duration: 2 });
-    const mcp = await load({ url: `${base}/mcp`, method: 'POST', headers: mcpHeaders, body: rpc(c.tool, c.args), connections: CALLERS });
+    const mcp = await withCpu(
+      () => load({ url: `${base}/mcp`, method: 'POST', headers: mcpHeaders, body: rpc(c.tool, c.args), connections: CALLERS }),
+      (x) => x.rps * seconds,
+    );
     rows.push({
       call: c.tool,
       load: `autocannon, ${CALLERS} connections`,
-      'REST req/s': fmt(rest.rps),
-      'REST p99 ms': rest.p99,
-      'MCP calls/s': fmt(mcp.rps),
-      'MCP p99 ms': mcp.p99,
-      'MCP of REST': `${fmt((100 * mcp.rps) / rest.rps)}%`,
-      errors: rest.errors + rest.non2xx + mcp.errors + mcp.non2xx,
+      'REST req/s': fmt(rest.r.rps),
+      'REST p99 ms': rest.r.p99,
+      'REST CPU ms/req': fmt(rest.cpuMs, 2),
+      'MCP calls/s': fmt(mcp.r.rps),
+      'MCP p99 ms': mcp.r.p99,
+      'MCP CPU ms/call': fmt(mcp.cpuMs, 2),
+      'MCP of REST': `${fmt((100 * mcp.r.rps) / rest.r.rps)}%`,
+      errors: rest.r.errors + rest.r.non2xx + mcp.r.errors + mcp.r.non2xx,
     });
   }
 
@@ -112,17 +133,25 @@ try {
       if (r.isError) failures++;
     };
     await loops(CALLERS, 2, restCall);
-    const rest = await loops(CALLERS, seconds, restCall);
+    const rest = await withCpu(
+      () => loops(CALLERS, seconds, restCall),
+      (x) => x * seconds,
+    );
     await loops(CALLERS, 2, (i) => mcpCall(i)());
-    const mcp = await loops(CALLERS, seconds, (i) => mcpCall(i)());
+    const mcp = await withCpu(
+      () => loops(CALLERS, seconds, (i) => mcpCall(i)()),
+      (x) => x * seconds,
+    );
     rows.push({
       call: c.tool,
       load: `${CALLERS} SDK clients vs ${CALLERS} fetch loops`,
-      'REST req/s': fmt(rest),
+      'REST req/s': fmt(rest.r),
       'REST p99 ms': '-',
-      'MCP calls/s': fmt(mcp),
+      'REST CPU ms/req': fmt(rest.cpuMs, 2),
+      'MCP calls/s': fmt(mcp.r),
       'MCP p99 ms': '-',
-      'MCP of REST': `${fmt((100 * mcp) / rest)}%`,
+      'MCP CPU ms/call': fmt(mcp.cpuMs, 2),
+      'MCP of REST': `${fmt((100 * mcp.r) / rest.r)}%`,
       errors: failures,
     });
   }
@@ -132,4 +161,10 @@ try {
   await store.drop();
 }
 
-table(`MCP over streamable HTTP vs REST, same server, SQLite (${seconds} s per load; target: MCP >= 50% of REST)`, rows);
+table(
+  `MCP over streamable HTTP vs REST, same server, SQLite (${seconds} s per load; target: MCP >= 50% of REST; CPU = server process user+system per request; load average ${os
+    .loadavg()
+    .map((x) => x.toFixed(2))
+    .join(' ')})`,
+  rows,
+);

@@ -1,8 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import type { OAuthClientMetadata } from '@modelcontextprotocol/sdk/shared/auth.js';
+import { Client, StreamableHTTPClientTransport, UnauthorizedError, type OAuthClientMetadata } from '@modelcontextprotocol/client';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fixedClock } from '../src/kernel/clock.js';
@@ -108,7 +105,8 @@ for (const dialect of testDialects()) {
         await context.unroute(`${REDIRECT}**`);
       }
       expect(landed!.searchParams.get('error')).toBeNull();
-      await first.finishAuth(landed!.searchParams.get('code')!);
+      // RFC 9207: the client checks the iss of the authorization response, so it takes the whole callback query.
+      await first.finishAuth(landed!.searchParams);
       expect(provider.saved?.access_token).toBeTruthy();
 
       const client = new Client({ name: 'ward', version: '1.0.0' });
@@ -126,6 +124,13 @@ for (const dialect of testDialects()) {
       ).toHaveLength(0);
       const issued = (await t.call('GET', '/v1/audit/events?action=oauth.token.issued&limit=20', t.adminKey)).body.events;
       expect(issued.map((e: any) => e.details.client_id)).toContain(url);
+      // Nothing registered, but the client entered the organisation with the human's consent: its admins see that.
+      const granted = (await t.call('GET', '/v1/audit/events?action=oauth.client.granted&limit=10', t.adminKey)).body.events;
+      expect(granted).toHaveLength(1);
+      expect(granted[0]).toMatchObject({
+        target: { type: 'oauth_client', id: url },
+        details: { client_id: url, client_name: null, identified_by: 'metadata_document' },
+      });
     }, 120_000);
 
     it('refuses a document whose client_id is not its own URL', async () => {

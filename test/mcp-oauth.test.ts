@@ -1,8 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import type { OAuthClientMetadata } from '@modelcontextprotocol/sdk/shared/auth.js';
+import { Client, StreamableHTTPClientTransport, UnauthorizedError, type OAuthClientMetadata } from '@modelcontextprotocol/client';
 import { decodeJwt } from 'jose';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -191,7 +188,8 @@ for (const dialect of testDialects()) {
         await p.check(`input[name=agent_id][value="${agentId}"]`);
         await p.uncheck('input[name=scope][value="vault:write"]');
       });
-      await first.finishAuth(back.get('code')!);
+      // RFC 9207: the client checks the iss of the authorization response, so it takes the whole callback query.
+      await first.finishAuth(back);
       expect(provider.saved?.access_token).toBeTruthy();
       expect(provider.saved?.refresh_token).toBeTruthy();
 
@@ -228,6 +226,15 @@ for (const dialect of testDialects()) {
       expect(consentEv.body.events.at(-1).details).toMatchObject({
         client_id: provider.info!.client_id,
         scopes: ['mail:read', 'mail:send', 'vault:read', 'vault:totp'],
+      });
+      // The registration belongs to no organisation; the human's first consent lets the client into theirs, and the
+      // organisation's admins see that as oauth.client.granted with the name it registered under.
+      const granted = (await t.call('GET', '/v1/audit/events?action=oauth.client.granted&limit=10', t.adminKey)).body.events;
+      expect(granted).toHaveLength(1);
+      expect(granted[0]).toMatchObject({
+        actor: { type: 'human', id: human.id },
+        target: { type: 'oauth_client', id: provider.info!.client_id },
+        details: { client_name: 'Ward Assistant (test MCP client)', identified_by: 'registration', agent_id: agentId },
       });
 
       // The identity header of the delivered mail names the human in its chain and as the actor the agent acts for.
@@ -312,6 +319,10 @@ for (const dialect of testDialects()) {
       expect((await json(again)).error).toBe('invalid_grant');
       // Revoking the refresh token revoked its grant: its access token is refused at /mcp too.
       expect((await mcpCall(second.access_token)).status).toBe(401);
+      // Every consent is audited; the client entered the organisation once.
+      const consents = (await t.call('GET', '/v1/audit/events?action=oauth.consent.granted&limit=200', t.adminKey)).body.events;
+      expect(consents.length).toBeGreaterThan(1);
+      expect((await t.call('GET', '/v1/audit/events?action=oauth.client.granted&limit=10', t.adminKey)).body.events).toHaveLength(1);
     });
 
     it('fails closed when the audit write fails: the consent keeps no grant, the token endpoint hands out no token', async () => {

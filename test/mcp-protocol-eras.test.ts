@@ -1,7 +1,8 @@
 import type { AddressInfo } from 'node:net';
+import { ProtocolErrorCode } from '@modelcontextprotocol/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testDialects } from './support/dialects.js';
-import { connectHttp } from './support/mcp-client.js';
+import { connectHttp, connectHttp1x, stdioFromSources } from './support/mcp-client.js';
 import { rawStdio } from './support/mcp-stdio-raw.js';
 import { createTestApp, seedAgent, type TestApp } from './support/test-app.js';
 
@@ -11,9 +12,9 @@ const META = (version: string) => ({
   'io.modelcontextprotocol/clientCapabilities': {},
 });
 
-// Both eras on one endpoint: 2025-era clients with initialize (SDK 1.x), 2026-07-28 clients with per-request _meta and
-// server/discover, written here on the wire (a real client of that revision, the Inspector 2.x CLI on the MCP SDK 2.x
-// client, is in test/mcp-inspector.test.ts).
+// Both eras on one endpoint and one server instance: a 2025-era client (the MCP SDK 1.x client, initialize at
+// 2025-06-18 on the wire) and a 2026-07-28 client (the MCP SDK 2.x client negotiating with server/discover), both served
+// by the MCP SDK 2.x server. The Inspector 2.x CLI speaks both too (test/mcp-inspector.test.ts).
 for (const dialect of testDialects()) {
   describe(`MCP protocol eras on one endpoint (${dialect})`, () => {
     let t: TestApp;
@@ -34,8 +35,16 @@ for (const dialect of testDialects()) {
       });
       return { status: res.status, body: (await res.json()) as any };
     };
+    // SEP-2243: a 2026-07-28 POST names its version and method in headers as well as in the body.
     const modern = (id: number, method: string, params: Record<string, unknown> = {}, version = '2026-07-28') =>
-      post({ jsonrpc: '2.0', id, method, params: { ...params, _meta: META(version) } }, { 'mcp-protocol-version': version });
+      post(
+        { jsonrpc: '2.0', id, method, params: { ...params, _meta: META(version) } },
+        {
+          'mcp-protocol-version': version,
+          'mcp-method': method,
+          ...(typeof params.name === 'string' ? { 'mcp-name': params.name } : {}),
+        },
+      );
 
     beforeAll(async () => {
       t = await createTestApp(dialect);
@@ -52,7 +61,7 @@ for (const dialect of testDialects()) {
       await t?.close();
     });
 
-    it('answers a 2025-06-18 initialize with 2025-06-18, and an SDK 1.x client lists and calls tools', async () => {
+    it('answers a 2025-06-18 initialize with 2025-06-18 in one JSON body, and an SDK 1.x client lists and calls tools', async () => {
       const init = await post({
         jsonrpc: '2.0',
         id: 1,
@@ -64,12 +73,34 @@ for (const dialect of testDialects()) {
       const listed = await post({ jsonrpc: '2.0', id: 2, method: 'tools/list' }, { 'mcp-protocol-version': '2025-06-18' });
       expect(listed.body.result.tools.map((x: { name: string }) => x.name)).toContain('whoami');
       expect(listed.body.result.resultType).toBeUndefined();
-      const sdk = await connectHttp(port, key);
+      const old = await connectHttp1x(port, key);
       try {
-        const who = await sdk.call('whoami');
-        expect(who.structuredContent.principal.id).toBe(agentId);
+        expect(old.getServerVersion()?.name).toBe('mailward');
+        expect((await old.listTools()).tools.map((x) => x.name)).toContain('whoami');
+        const who = await old.callTool({ name: 'whoami', arguments: {} });
+        expect((who.structuredContent as any).principal.id).toBe(agentId);
       } finally {
-        await sdk.close();
+        await old.close();
+      }
+    });
+
+    it('serves an SDK 2.x client that negotiates 2026-07-28 with server/discover, next to the 1.x client on the same server', async () => {
+      const now = await connectHttp(port, key, 'modern');
+      const old = await connectHttp1x(port, key);
+      try {
+        expect(now.client.getNegotiatedProtocolVersion()).toBe('2026-07-28');
+        expect(now.client.getServerVersion()?.name).toBe('mailward');
+        expect(now.client.getInstructions()).toMatch(/whoami/);
+        expect(await now.toolNames()).toContain('whoami');
+        const [a, b] = await Promise.all([now.call('whoami'), old.callTool({ name: 'whoami', arguments: {} })]);
+        expect(a.structuredContent.principal.id).toBe(agentId);
+        expect((b.structuredContent as any).principal.id).toBe(agentId);
+        const bad = await now.call('read_email', { email_id: 'not-an-id' });
+        expect(bad.isError).toBe(true);
+        expect(bad.structuredContent.error.code).toBe('validation_failed');
+      } finally {
+        await now.close();
+        await old.close();
       }
     });
 
@@ -90,10 +121,11 @@ for (const dialect of testDialects()) {
       expect(d.body.result).toMatchObject({
         resultType: 'complete',
         capabilities: { tools: {} },
-        serverInfo: { name: 'mailward' },
+        // 2026-07-28: every result names the server in _meta.
+        _meta: { 'io.modelcontextprotocol/serverInfo': { name: 'mailward' } },
       });
-      expect(d.body.result.supportedVersions[0]).toBe('2026-07-28');
-      expect(d.body.result.supportedVersions).toEqual(expect.arrayContaining(['2025-11-25', '2025-06-18']));
+      // supportedVersions lists the modern revisions; 2025-era versions are negotiated through initialize.
+      expect(d.body.result.supportedVersions).toContain('2026-07-28');
       expect(d.body.result.instructions).toMatch(/whoami/);
     });
 
@@ -116,12 +148,16 @@ for (const dialect of testDialects()) {
       const r = await modern(4, 'tools/list', {}, '2027-01-01');
       expect(r.status).toBe(400);
       expect(r.body.id).toBe(4);
-      expect(r.body.error.code).toBe(-32004);
+      expect(r.body.error.code).toBe(ProtocolErrorCode.UnsupportedProtocolVersion);
       expect(r.body.error.data.supported).toEqual(['2026-07-28']);
     });
 
     it('keeps discovery behind authentication like every other call', async () => {
-      const r = await post({ jsonrpc: '2.0', id: 5, method: 'server/discover', params: { _meta: META('2026-07-28') } }, {}, null);
+      const r = await post(
+        { jsonrpc: '2.0', id: 5, method: 'server/discover', params: { _meta: META('2026-07-28') } },
+        { 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'server/discover' },
+        null,
+      );
       expect(r.status).toBe(401);
     });
   });
@@ -141,40 +177,41 @@ describe('MCP protocol eras over stdio', () => {
     await t?.close();
   });
 
-  it('answers server/discover and 2026-07-28 tools/call without initialize, then a 2025-06-18 initialize in the same process', {
+  // Over stdio the era is the connection's (the SDK pins it on the first message), so each era gets its own process.
+  it('answers server/discover and 2026-07-28 tools/call without initialize, and refuses a version it does not speak', {
     timeout: 300_000,
   }, async () => {
     const s = rawStdio({ ...t.env, MAILWARD_API_KEY: key, MAILWARD_LOG_LEVEL: 'warn' });
     try {
       const line = (id: number, method: string, params: Record<string, unknown> = {}, version = '2026-07-28') =>
         JSON.stringify({ jsonrpc: '2.0', id, method, params: { ...params, _meta: META(version) } });
+      // The opening message picks the era: one naming a revision this server does not speak is refused, and the
+      // connection stays open for one it does.
+      await s.send(line(3, 'tools/list', {}, '2030-01-01'));
+      expect((await s.answer((a) => a.id === 3)).error?.code).toBe(ProtocolErrorCode.UnsupportedProtocolVersion);
       await s.send(line(1, 'server/discover'));
       const d = await s.answer((a) => a.id === 1);
-      expect(d.result.supportedVersions[0]).toBe('2026-07-28');
+      expect(d.result.supportedVersions).toContain('2026-07-28');
       expect(d.result.resultType).toBe('complete');
       await s.send(line(2, 'tools/call', { name: 'whoami', arguments: {} }));
       const who = await s.answer((a) => a.id === 2);
       expect(who.result.resultType).toBe('complete');
       expect(who.result.structuredContent.principal.id).toBe(agentId);
-      await s.send(line(3, 'tools/list', {}, '2030-01-01'));
-      expect((await s.answer((a) => a.id === 3)).error?.code).toBe(-32004);
-      // A 2025-era client probing with server/discover (no _meta) gets method-not-found and falls back to initialize.
-      await s.send(JSON.stringify({ jsonrpc: '2.0', id: 4, method: 'server/discover' }));
-      expect((await s.answer((a) => a.id === 4)).error?.code).toBe(-32601);
-      await s.send(
-        JSON.stringify({
-          jsonrpc: '2.0',
-          id: 5,
-          method: 'initialize',
-          params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'old', version: '1' } },
-        }),
-      );
-      const init = await s.answer((a) => a.id === 5);
-      expect(init.result.protocolVersion).toBe('2025-06-18');
-      expect(init.result.resultType).toBeUndefined();
     } finally {
       s.child.kill('SIGTERM');
       await s.exited;
+    }
+  });
+
+  it('serves the SDK 2.x client in both eras: 2026-07-28 after server/discover, and a 2025 initialize', { timeout: 300_000 }, async () => {
+    for (const era of ['modern', 'legacy'] as const) {
+      const c = await stdioFromSources({ ...t.env, MAILWARD_API_KEY: key, MAILWARD_LOG_LEVEL: 'warn' }, era);
+      try {
+        expect(c.client.getNegotiatedProtocolVersion()).toBe(era === 'modern' ? '2026-07-28' : '2025-11-25');
+        expect((await c.call('whoami')).structuredContent.principal.id).toBe(agentId);
+      } finally {
+        await c.close();
+      }
     }
   });
 });

@@ -2,8 +2,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import { createTransport } from 'nodemailer';
 import * as OTPAuth from 'otpauth';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -436,7 +435,6 @@ for (const dialect of testDialects()) {
     it('streams a tools/call that asks for progress (SSE) and still returns the result', async () => {
       const r = await http.client.callTool(
         { name: 'wait_for_email', arguments: { mailbox_id: mailbox.id, from: 'never@lab.example', timeout_seconds: 1 } },
-        undefined,
         { onprogress: () => {} },
       );
       expect(r.structuredContent).toMatchObject({ result: 'timeout' });
@@ -724,7 +722,6 @@ for (const dialect of testDialects()) {
       const since = new Date().toISOString();
       const wait2 = client.callTool(
         { name: 'wait_for_email', arguments: { mailbox_id: mailboxId, subject: 'second', since, timeout_seconds: 60 } },
-        undefined,
         { timeout: 90_000 },
       );
       await sendSmtp('The second message', 'Hello again.');

@@ -411,7 +411,6 @@ for (const dialect of testDialects()) {
               rows: [0, 1].map((i) => ({ to: [patient(80000 + i)], slots: slotsFor(i), idempotency_key: `mcp-${i}` })),
             },
           },
-          undefined,
           { onprogress: (p) => progress.push(p.progress), timeout: 60_000 },
         )) as { isError?: boolean; structuredContent?: any };
         expect(r.isError).toBeFalsy();

@@ -159,7 +159,7 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
     logger,
     config: { publicUrl: config.accounts.publicUrl, ...config.oauth },
   });
-  const oauthConsent = createOauthConsent({ db, identity: repo, guard });
+  const oauthConsent = createOauthConsent({ db, identity: repo, guard, clock });
   const apiKeys = createApiKeysService({ db, repo, guard, audit, clock, authCache, oauthLive: oauth.isLive });
   const rateLimiter = createRateLimiter({ db, clock, limitPerMinute: config.rateLimitPerMinute, syncMs: config.rateLimitSyncMs });
   rateLimiter.start();

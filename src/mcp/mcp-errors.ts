@@ -1,4 +1,4 @@
-import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import type { CallToolResult } from '@modelcontextprotocol/server';
 import { z } from 'zod';
 import { AppError, isAppError } from '../kernel/errors.js';
 import type { Logger } from '../kernel/log.js';

@@ -1,12 +1,11 @@
 import { Readable } from 'node:stream';
 import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
-import { WebStandardStreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js';
+import { createMcpHandler, isLegacyRequest, WebStandardStreamableHTTPServerTransport } from '@modelcontextprotocol/server';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { AppError } from '../kernel/errors.js';
-import { modernAnswer, modernVersionOf } from './mcp-modern.js';
 import { bearerChallenge, resourceMetadataRoutes, withBearerChallenge } from './mcp-resource-metadata.js';
-import { createMcpServer } from './mcp-server.js';
+import { createMcpServer, type McpSession } from './mcp-server.js';
 import { type McpDeps, TOOL_BY_NAME } from './mcp-tools.js';
 import type { Principal } from '../identity/principal.js';
 import { INVALID_REQUEST, PARSE_ERROR } from './stdio-transport.js';
@@ -41,14 +40,16 @@ export const DEFAULT_MCP_CONCURRENCY_PER_KEY = 8;
 /** Fixed: the transport only reads it for request metadata, and a client's Host header must not flow anywhere. */
 const MCP_URL = 'http://mailward.local/mcp';
 
-const webRequestOf = (req: FastifyRequest, protocolVersion?: string) => {
+type Served = { session: McpSession; server?: ReturnType<typeof createMcpServer> };
+
+/** The fastify request as a web Request for the SDK (the body goes along parsed). */
+const webRequestOf = (req: FastifyRequest) => {
   const headers = new Headers();
   for (const [k, v] of Object.entries(req.headers)) {
     if (v === undefined) continue;
     if (Array.isArray(v)) for (const x of v) headers.append(k, x);
     else headers.set(k, v);
   }
-  if (protocolVersion) headers.set('mcp-protocol-version', protocolVersion);
   return new Request(MCP_URL, { method: 'POST', headers });
 };
 
@@ -77,13 +78,28 @@ const wantsProgress = (body: unknown): boolean => {
 };
 
 /**
- * Streamable HTTP at /mcp (MCP 2025-06-18 to 2025-11-25 through the SDK, and 2026-07-28 through mcp-modern.ts),
- * stateless: every POST gets a new server and transport, authenticated with the same Bearer key check and
- * per-key rate limit as /v1; a refusal carries the RFC 9728 challenge (mcp-resource-metadata.ts). No sessions,
- * so GET (SSE stream) and DELETE (session end) answer 405.
+ * Streamable HTTP at /mcp, both protocol eras through the MCP SDK 2.x, stateless: every POST gets a new server,
+ * authenticated with the same Bearer key check and per-key rate limit as /v1; a refusal carries the RFC 9728
+ * challenge (mcp-resource-metadata.ts). A 2026-07-28 request (its version in `_meta`, no initialize; server/discover
+ * included) goes to the SDK's createMcpHandler; a 2025-era one (initialize, then requests naming the version in the
+ * MCP-Protocol-Version header) to a stateless streamable HTTP transport of the same SDK, which answers in one JSON
+ * body unless the client asked for progress (createMcpHandler's own 2025 fallback always streams). No sessions, so
+ * GET (SSE stream) and DELETE (session end) answer 405.
  */
 export const mcpRoutes = (opts: McpHttpOptions) => async (app: FastifyInstance) => {
   const max = opts.maxConcurrentPerKey ?? DEFAULT_MCP_CONCURRENCY_PER_KEY;
+  /** The session of each request being served, found again by the factory from the web Request the SDK hands it. */
+  const sessions = new WeakMap<Request, Served>();
+  const modern = createMcpHandler(
+    (c) => {
+      const served = c.requestInfo && sessions.get(c.requestInfo);
+      if (!served) throw new Error('MCP request without a session');
+      served.server = createMcpServer(opts.deps, served.session);
+      return served.server;
+    },
+    { legacy: 'reject' },
+  );
+  app.addHook('onClose', async () => modern.close());
   const inFlight = new Map<string, number>();
   const { errorHandler, sendProblem } = opts.edge;
   const authHook = withBearerChallenge(opts.edge.authHook, { publicUrl: opts.publicUrl });
@@ -177,8 +193,6 @@ export const mcpRoutes = (opts: McpHttpOptions) => async (app: FastifyInstance) 
             extra: { retry_after: 1 },
           });
         }
-        // A 2026-07-28 request (its version in _meta, no initialize): discovery and version errors are answered here,
-        // anything else by the SDK as the same stateless call (mcp-modern.ts).
         // MCP authorization (scope challenge): an OAuth token without the scope a tool needs is refused at the HTTP
         // layer with 403 and the scope to ask for (RFC 6750 3.1), so the client can step up; API keys keep the tool's
         // own error result.
@@ -192,12 +206,9 @@ export const mcpRoutes = (opts: McpHttpOptions) => async (app: FastifyInstance) 
             extra: { scope: missing },
           });
         }
-        const version = modernVersionOf(req.body);
-        const modern = version === undefined ? undefined : modernAnswer(req.body, version);
-        if (modern?.kind === 'answer') return reply.code(modern.status).type('application/json').send(JSON.stringify(modern.body));
         inFlight.set(key, n + 1);
         const abort = createAbortable();
-        const server = createMcpServer(opts.deps, { context: async () => req.ctx, signal: abort.signal });
+        const served: Served = { session: { context: async () => req.ctx, signal: abort.signal } };
         let released = false;
         const release = () => {
           if (released) return;
@@ -208,25 +219,36 @@ export const mcpRoutes = (opts: McpHttpOptions) => async (app: FastifyInstance) 
           // The client went away before its answer: end its wait and drop the per-request server.
           if (!reply.raw.writableFinished) {
             abort.abort();
-            server.close().catch(() => {});
+            served.server?.close().catch(() => {});
           }
         };
         reply.raw.once('close', release);
         reply.raw.once('finish', release);
         try {
-          const stream = modern === undefined && wantsProgress(req.body);
-          const transport = new WebStandardStreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: !stream });
-          await server.connect(transport);
-          const res = await transport.handleRequest(webRequestOf(req, modern?.sdkVersion), { parsedBody: req.body });
+          const request = webRequestOf(req);
+          let res: Response;
+          if (await isLegacyRequest(request, req.body)) {
+            served.server = createMcpServer(opts.deps, served.session);
+            const transport = new WebStandardStreamableHTTPServerTransport({
+              sessionIdGenerator: undefined,
+              enableJsonResponse: !wantsProgress(req.body),
+            });
+            await served.server.connect(transport);
+            res = await transport.handleRequest(request, { parsedBody: req.body });
+          } else {
+            sessions.set(request, served);
+            res = await modern.fetch(request, { parsedBody: req.body });
+          }
           (reply as FastifyReply).code(res.status);
           res.headers.forEach((v, k) => {
-            // fastify computes the length of what it sends (a modern answer is rewritten below).
+            // fastify computes the length of what it sends.
             if (k !== 'content-length') reply.header(k, v);
           });
           if (!res.body) return reply.send();
-          if (stream) return reply.send(Readable.fromWeb(res.body as unknown as NodeReadableStream));
-          const text = await res.text();
-          return reply.send(modern ? modern.finish(text) : text);
+          if ((res.headers.get('content-type') ?? '').startsWith('text/event-stream')) {
+            return reply.send(Readable.fromWeb(res.body as unknown as NodeReadableStream));
+          }
+          return reply.send(await res.text());
         } catch (e) {
           release();
           throw e;

@@ -4,6 +4,7 @@ import type { RequestContext } from '../identity/principal.js';
 import type { RateLimiter } from '../identity/rate-limiter.js';
 import { AppError } from '../kernel/errors.js';
 import type { Logger } from '../kernel/log.js';
+import { serveStdio } from '@modelcontextprotocol/server/stdio';
 import { createMcpServer } from './mcp-server.js';
 import type { McpDeps } from './mcp-tools.js';
 import { BoundedStdioTransport } from './stdio-transport.js';
@@ -52,21 +53,21 @@ export const runStdioServer = async (c: StdioServerDeps, rawKey: string | undefi
     work.finally(() => pending.delete(work)).catch(() => {});
   };
   const ending = new AbortController();
-  const server = createMcpServer(c.deps, { context, signal: ending.signal, track });
   const transport = new BoundedStdioTransport({ input: process.stdin, output: process.stdout, maxLineBytes: c.maxLineBytes });
   const closed = new Promise<void>((resolve) => {
-    transport.onclose = () => resolve();
     process.stdin.once('end', () => resolve());
     process.stdin.once('close', () => resolve());
     process.once('SIGINT', () => resolve());
     process.once('SIGTERM', () => resolve());
   });
-  await server.connect(transport);
+  // The SDK decides the connection's era from its first message (a 2025 initialize, or a 2026-07-28 request with its
+  // version in _meta, server/discover included) and pins one server from this factory to it.
+  const handle = serveStdio(() => createMcpServer(c.deps, { context, signal: ending.signal, track }), { transport });
   c.logger.info({ transport: 'stdio' }, 'mailward mcp ready');
   await closed;
   ending.abort();
   await Promise.allSettled([...pending]);
   // The protocol layer writes each answer just after its handler settles.
   await new Promise((resolve) => setImmediate(resolve));
-  await server.close().catch(() => {});
+  await handle.close().catch(() => {});
 };

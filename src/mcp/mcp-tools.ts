@@ -1,4 +1,4 @@
-import type { ToolAnnotations } from '@modelcontextprotocol/sdk/types.js';
+import type { ToolAnnotations } from '@modelcontextprotocol/server';
 import { z } from 'zod';
 import type { ApiKeysService } from '../identity/api-keys-service.js';
 import type { Guard } from '../identity/guard.js';

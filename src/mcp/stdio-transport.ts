@@ -1,7 +1,5 @@
 import type { Readable, Writable } from 'node:stream';
-import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
-import { type JSONRPCMessage, JSONRPCMessageSchema } from '@modelcontextprotocol/sdk/types.js';
-import { modernAnswer, modernVersionOf } from './mcp-modern.js';
+import { type JSONRPCMessage, parseJSONRPCMessage, type Transport } from '@modelcontextprotocol/server';
 
 /** JSON-RPC 2.0 section 5.1 error codes answered by the transport itself. */
 export const PARSE_ERROR = -32700;
@@ -20,7 +18,8 @@ type Options = { input: Readable; output: Writable; maxLineBytes: number };
  * -32600 naming the limit and skipped up to its newline, a line that is not
  * JSON with -32700, one that is not JSON-RPC with -32600, and the session
  * goes on. The id of a refused line is unknown, so the answer's id is null
- * (JSON-RPC 2.0 section 5).
+ * (JSON-RPC 2.0 section 5). The SDK's serveStdio takes it as its transport and
+ * owns everything above the line (the era of the connection, server/discover).
  */
 export class BoundedStdioTransport implements Transport {
   onclose?: () => void;
@@ -35,8 +34,6 @@ export class BoundedStdioTransport implements Transport {
   /** Inside a line already refused for its size: drop bytes up to the next newline. */
   private skipping = false;
   private closed = false;
-  /** Ids of 2026-07-28 requests in flight: their results get `resultType` on the way out (mcp-modern.ts). */
-  private readonly modernIds = new Set<string | number>();
 
   constructor({ input, output, maxLineBytes }: Options) {
     this.input = input;
@@ -85,8 +82,10 @@ export class BoundedStdioTransport implements Transport {
       this.refuse(PARSE_ERROR, 'Parse error: the line is not valid JSON.');
       return;
     }
-    const parsed = JSONRPCMessageSchema.safeParse(value);
-    if (!parsed.success) {
+    let message: JSONRPCMessage;
+    try {
+      message = parseJSONRPCMessage(value);
+    } catch {
       const id = (value as { id?: unknown } | null)?.id;
       this.refuse(
         INVALID_REQUEST,
@@ -95,19 +94,7 @@ export class BoundedStdioTransport implements Transport {
       );
       return;
     }
-    // 2026-07-28 over stdio: a request naming its version in _meta needs no initialize; discovery and version errors are
-    // answered here, and a 2025-era client probing with server/discover still gets -32601 from the SDK and falls back.
-    const version = modernVersionOf(value);
-    if (version !== undefined) {
-      const modern = modernAnswer(value, version);
-      if (modern.kind === 'answer') {
-        this.write(modern.body).catch(() => {});
-        return;
-      }
-      const id = (value as { id?: unknown }).id;
-      if (typeof id === 'string' || typeof id === 'number') this.modernIds.add(id);
-    }
-    this.onmessage?.(parsed.data);
+    this.onmessage?.(message);
   }
 
   private refuse(code: number, message: string, id: string | number | null = null) {
@@ -128,10 +115,6 @@ export class BoundedStdioTransport implements Transport {
   }
 
   send(message: JSONRPCMessage) {
-    const m = message as { id?: string | number; result?: Record<string, unknown> };
-    if (m.id !== undefined && this.modernIds.delete(m.id) && m.result) {
-      return this.write({ ...message, result: { resultType: 'complete', ...m.result } });
-    }
     return this.write(message);
   }
 

@@ -79,6 +79,22 @@ const accountOf = (p: OauthPayload) => {
   return { agent_id: m ? m[1]! : null, human_id: m ? m[2]! : null };
 };
 
+/**
+ * The registration of a client as stored (RFC 7591 Dynamic Client Registration), or undefined for a client that never
+ * registered (a client ID metadata document is fetched, not stored). Read-only: names only, never a secret.
+ */
+export const storedClientOf = async (tx: Executor, clientId: string): Promise<{ client_name: string | null } | undefined> => {
+  const r = await tx
+    .selectFrom('oauth_records')
+    .select('payload')
+    .where('model', '=', 'Client')
+    .where('id_hash', '=', hash('Client', clientId))
+    .executeTakeFirst();
+  if (!r) return undefined;
+  const p = JSON.parse(r.payload) as OauthPayload;
+  return { client_name: typeof p.client_name === 'string' ? p.client_name : null };
+};
+
 export const createOauthRecordsRepo = ({ db, clock, audit }: { db: Db; clock: Clock; audit: OauthAuditHook }) => {
   // The transaction the caller of `within` holds: the library's adapter calls made under it write in it.
   const ambient = new AsyncLocalStorage<Executor>();

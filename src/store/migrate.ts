@@ -33,6 +33,7 @@ import * as m0039OauthRecordsAccount from './migrations/0039-oauth-records-accou
 import * as m0040AuditCompact from './migrations/0040-audit-compact.js';
 import * as m0041SearchSegments from './migrations/0041-search-segments.js';
 import * as m0043WebhookDeliveriesWaitingIndex from './migrations/0043-webhook-deliveries-waiting-index.js';
+import * as m0044OauthClientOrgs from './migrations/0044-oauth-client-orgs.js';
 
 /** Migrations in order. Names are frozen once released; add, never edit. */
 export const MIGRATIONS: Record<string, Migration> = {
@@ -66,6 +67,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0040-audit-compact': m0040AuditCompact,
   '0041-search-segments': m0041SearchSegments,
   '0043-webhook-deliveries-waiting-index': m0043WebhookDeliveriesWaitingIndex,
+  '0044-oauth-client-orgs': m0044OauthClientOrgs,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };

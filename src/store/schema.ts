@@ -419,6 +419,7 @@ export type Database = {
   part2_consents: Part2ConsentsTable;
   grants: GrantsTable;
   oauth_records: OauthRecordsTable;
+  oauth_client_orgs: OauthClientOrgsTable;
   human_credentials: HumanCredentialsTable;
   human_invitations: HumanInvitationsTable;
   human_sessions: HumanSessionsTable;
@@ -628,6 +629,14 @@ export type OauthRecordsTable = {
   /** The agent and the granting human of the payload's `accountId` (0039), for revoking their grants. */
   agent_id: string | null;
   human_id: string | null;
+};
+
+/** The organisations an OAuth client was let into by a human's first consent (0044); written only by oauth/oauth-consent.ts. */
+export type OauthClientOrgsTable = {
+  org_id: string;
+  client_id: string;
+  first_granted_at: string;
+  first_granted_by: string;
 };
 
 export type GrantsTable = {

@@ -1,13 +1,19 @@
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { type CallToolResult, Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
+import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
+import { Client as Client1x } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport as StreamableHTTPClientTransport1x } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { Dialect } from '../../src/store/db.js';
 import { seedMailbox } from './outbound-sink.js';
 import { repoRoot } from './processes.js';
 import { createTestApp } from './test-app.js';
+
+/**
+ * Which protocol era the client speaks: `legacy` is the 2025 initialize handshake (the SDK 2.x client's default),
+ * `modern` probes with server/discover and speaks 2026-07-28 (per-request `_meta`, no initialize).
+ */
+export type McpEra = 'legacy' | 'modern';
 
 export type McpClient = {
   client: Client;
@@ -23,16 +29,19 @@ export type McpClient = {
 const wrap = (client: Client): McpClient => ({
   client,
   call: async (name, args = {}, opts = {}) =>
-    (await client.callTool({ name, arguments: args }, undefined, { timeout: opts.timeoutMs ?? 60_000 })) as CallToolResult & {
+    (await client.callTool({ name, arguments: args }, { timeout: opts.timeoutMs ?? 60_000 })) as CallToolResult & {
       structuredContent?: any;
     },
   toolNames: async () => (await client.listTools()).tools.map((t) => t.name).sort(),
   close: () => client.close(),
 });
 
-/** The SDK's own client over streamable HTTP, with the key as a Bearer header (the README's HTTP configuration). */
-export const connectHttp = async (port: number, key: string): Promise<McpClient> => {
-  const client = new Client({ name: 'mailward-test', version: '1.0.0' });
+export const newClient = (era: McpEra = 'legacy') =>
+  new Client({ name: 'mailward-test', version: '1.0.0' }, era === 'modern' ? { versionNegotiation: { mode: 'auto' } } : {});
+
+/** The SDK 2.x client over streamable HTTP, with the key as a Bearer header (the README's HTTP configuration). */
+export const connectHttp = async (port: number, key: string, era: McpEra = 'legacy'): Promise<McpClient> => {
+  const client = newClient(era);
   const transport = new StreamableHTTPClientTransport(new URL(`http://127.0.0.1:${port}/mcp`), {
     requestInit: { headers: { Authorization: `Bearer ${key}` } },
   });
@@ -40,9 +49,20 @@ export const connectHttp = async (port: number, key: string): Promise<McpClient>
   return wrap(client);
 };
 
-/** The SDK's own client spawning `command args` with `env` over stdio (stderr collected, never mixed into the protocol). */
-export const connectStdio = async (command: string, args: string[], env: Record<string, string>) => {
-  const client = new Client({ name: 'mailward-test', version: '1.0.0' });
+/** A 2025-era client as deployed agents run it today: the MCP SDK 1.x client (the initialize handshake). */
+export const connectHttp1x = async (port: number, key: string) => {
+  const client = new Client1x({ name: 'mailward-test-1x', version: '1.0.0' });
+  await client.connect(
+    new StreamableHTTPClientTransport1x(new URL(`http://127.0.0.1:${port}/mcp`), {
+      requestInit: { headers: { Authorization: `Bearer ${key}` } },
+    }),
+  );
+  return client;
+};
+
+/** The SDK 2.x client spawning `command args` with `env` over stdio (stderr collected, never mixed into the protocol). */
+export const connectStdio = async (command: string, args: string[], env: Record<string, string>, era: McpEra = 'legacy') => {
+  const client = newClient(era);
   const transport = new StdioClientTransport({
     command,
     args,
@@ -59,8 +79,8 @@ export const connectStdio = async (command: string, args: string[], env: Record<
 };
 
 /** `mailward mcp` from the TypeScript sources (what runCli runs). */
-export const stdioFromSources = (env: Record<string, string>) =>
-  connectStdio(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src/cli/main.ts'), 'mcp'], env);
+export const stdioFromSources = (env: Record<string, string>, era: McpEra = 'legacy') =>
+  connectStdio(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src/cli/main.ts'), 'mcp'], env, era);
 
 /**
  * A test app listening on a loopback port, an autonomous mailbox with its agent, and that agent's MCP

@@ -1,6 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { OAuthClientProvider } from '@modelcontextprotocol/sdk/client/auth.js';
-import type { OAuthClientInformationMixed, OAuthClientMetadata, OAuthTokens } from '@modelcontextprotocol/sdk/shared/auth.js';
+import type { OAuthClientInformationMixed, OAuthClientMetadata, OAuthClientProvider, OAuthTokens } from '@modelcontextprotocol/client';
 import type { Browser } from 'playwright-core';
 import { expect } from 'vitest';
 import type { Clock } from '../../src/kernel/clock.js';
