@@ -139,6 +139,48 @@ const DRUG_STEMS = [
   'terol',
   'tropium',
   'nacin',
+  // More USAN stems: antivirals, anticoagulants, antiplatelets, bisphosphonates, gabapentinoids, alpha blockers, NSAIDs,
+  // aromatase inhibitors, antiandrogens, taxanes, antidepressants, antipsychotics, stimulants, steroids, kinase inhibitors.
+  'ovir',
+  'tegravir',
+  'citabine',
+  'gatran',
+  'idogrel',
+  'sugrel',
+  'dronate',
+  'gabalin',
+  'pentin',
+  'zosin',
+  'fenac',
+  'trozole',
+  'lutamide',
+  'taxel',
+  'tecan',
+  'pramine',
+  'faxine',
+  'traline',
+  'talopram',
+  'sidone',
+  'phenidate',
+  'trigine',
+  'morphone',
+  'sonide',
+  'isone',
+  'ciclib',
+  'parib',
+  'rafenib',
+  'nercept',
+  'bercept',
+  'tacept',
+  'patide',
+  'glinide',
+  'vaptan',
+  'fibrate',
+  'dazole',
+  'penem',
+  'mustine',
+  'zomib',
+  'gestrel',
 ];
 const tailKey = (w: string) =>
   ((w.charCodeAt(w.length - 3) << 16) ^ (w.charCodeAt(w.length - 2) << 8) ^ w.charCodeAt(w.length - 1)) & 0x3fffffff;
@@ -213,8 +255,36 @@ const NOT_MODIFIERS = new Set([
   'prevention',
 ]);
 
-const TITLES = new Set(['mr', 'mrs', 'ms', 'miss', 'mx']);
-const CUE_WORDS = new Set([...TITLES, 'dear', 'hi', 'hello', 'patient', 'pt', 'name', 'guardian', 'resident']);
+/** Courtesy titles before a surname, also Spanish, Portuguese, French and Haitian Creole ones ("Sra. Pagán", "Madan Joseph"). */
+const TITLES = new Set(['mr', 'mrs', 'ms', 'miss', 'mx', 'sr', 'sra', 'srta', 'mme', 'mlle', 'madame', 'monsieur', 'madan', 'mesye']);
+/** Labels of the person an order, receipt, invoice or delivery is for ("Customer: ...", "Bill to: ..."): a colon is needed. */
+const PERSON_LABELS = new Set(['customer', 'client', 'clients', 'member', 'recipient', 'consignee']);
+/** "Bill to", "Ship to", "Deliver to": the word before "to" that makes what follows the person's name. */
+const TO_LABELS = new Set(['bill', 'billed', 'ship', 'shipped', 'deliver', 'delivery', 'sold', 'dispensed']);
+/** "Receipt for", "Order #123 for": the document nouns whose "for" introduces the person. */
+const FOR_DOCUMENT_RE = /\b(?:receipt|order|invoice|statement|shipment|prescription|rx|refill|superbill|claim|delivery)\b[^\n.]{0,24}$/i;
+const CUE_WORDS = new Set([
+  ...TITLES,
+  ...PERSON_LABELS,
+  'dear',
+  'hi',
+  'hello',
+  'hola',
+  'estimado',
+  'estimada',
+  'querido',
+  'querida',
+  'bonjour',
+  'bonjou',
+  'patient',
+  'pt',
+  'name',
+  'guardian',
+  'resident',
+  'to',
+  'for',
+]);
+const SALUTATION_WORDS = new Set(['dear', 'hi', 'hello', 'hola', 'estimado', 'estimada', 'querido', 'querida', 'bonjour', 'bonjou']);
 const CLINICIAN_TITLES = new Set(['dr', 'doctor', 'prof', 'professor', 'nurse']);
 
 /** Capitalised words that follow cues but are not names. */
@@ -575,6 +645,13 @@ class Words {
     return count === 0 ? -1 : k;
   }
 
+  /** nameRun, ended at a line break: a label's value is the rest of its line ("Bill to: Karim Nassar\nVasectomy ..."). */
+  nameRunOnLine(j: number, max: number, allowComma: boolean): number {
+    let k = this.nameRun(j, max, allowComma);
+    while (k > j && this.text.slice(this.ends[k - 1]!, this.starts[k]!).includes('\n')) k--;
+    return k;
+  }
+
   pushName(out: Finding[], j: number, k: number, confidence: number, detector: string) {
     out.push({
       type: 'name',
@@ -710,7 +787,7 @@ export const scanLexicon = (
           skipUntil = k;
           continue;
         }
-      } else if ((w === 'dear' || w === 'hi' || w === 'hello') && /^\s+$/.test(gap)) {
+      } else if (SALUTATION_WORDS.has(w) && /^\s+$/.test(gap)) {
         const next = wd.lower(i + 1);
         if (!TITLES.has(next) && !CLINICIAN_TITLES.has(next)) {
           const k = wd.nameRun(i + 1, 2, false);
@@ -719,6 +796,27 @@ export const scanLexicon = (
             skipUntil = k;
             continue;
           }
+        }
+      } else if (
+        (w === 'to' || w === 'for') &&
+        isUpper(text.charCodeAt(starts[i + 1]!)) &&
+        /^\s*:?\s+$/.test(gap) &&
+        i > 0 &&
+        (w === 'to' ? TO_LABELS.has(wd.lower(i - 1)) : FOR_DOCUMENT_RE.test(text.slice(Math.max(0, s - 40), s)))
+      ) {
+        // "Bill to: Karim Nassar", "Delivery to Lourdes Pagán", "Receipt for Andre Lewis", "Order #RXD-558201 for Colin Marsh".
+        const k = wd.nameRunOnLine(i + 1, 3, gap.includes(':'));
+        if (k >= 0) {
+          wd.pushName(out, i + 1, k, 0.8, 'cue.label');
+          skipUntil = k;
+          continue;
+        }
+      } else if (PERSON_LABELS.has(w) && /^\s*:\s+$/.test(gap)) {
+        const k = wd.nameRunOnLine(i + 1, 3, true);
+        if (k >= 0) {
+          wd.pushName(out, i + 1, k, 0.8, 'cue.label');
+          skipUntil = k;
+          continue;
         }
       } else if (
         (w === 'patient' || w === 'pt' || w === 'name' || w === 'guardian' || w === 'resident') &&
