@@ -1291,10 +1291,10 @@ export const ID_LABELS: readonly { label: string; type: 'ssn' | 'mrn' | 'health_
     type: 'health_plan_id',
   },
   // US public programmes' own numbers: Medi-Cal's BIC and CIN, TRICARE's DoD benefits number (DBN) and EDIPI, state
-  // Medicaid programmes by name, a Medicaid recipient ID.
+  // Medicaid programmes by name (MassHealth, TennCare), a Medicaid recipient ID.
   {
     label:
-      'medi-?cal(?: (?:id|number|no|bic|cin))?|bic (?:id|number|no|#)|cin (?:number|no|#)|dod (?:benefits? )?(?:number|no|id)|dbn|edipi|tricare(?: id| number| no)?|masshealth|tenncare|badgercare|soonercare|kancare|peachcare|husky health|medical assistance|recipient id|medicaid id',
+      'medi-?cal(?: bic| cin)?|bic (?:id|number|no|#)|cin (?:number|no|#)|dod (?:benefits? )?(?:number|no|id)|dbn|edipi|tricare|masshealth|tenncare|recipient id',
     type: 'health_plan_id',
   },
   // A bare card or certificate number counts only in insurance mail (phi-context.ts checks the context, as for a bare ID).

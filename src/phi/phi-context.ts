@@ -533,8 +533,13 @@ export type Cue = { disclosure: Disclosure; field: 'subject' | 'text' | 'attachm
  */
 const DOSE_BEFORE_RE =
   /(?<![a-z0-9\u00c0-\u024f-])([a-z][a-z-]{3,})(?:\/[a-z][a-z-]{2,})?(?: (?:er|xr|sr|dr|xl|cr|la|hcl|df|sodium|oral))? ?\(?\d+(?:[.,]\d+)?(?:\/\d+(?:[.,]\d+)?)? ?$/;
-/** "mg" or "mcg" as a unit: the places where DOSE_BEFORE_RE looks back (at most 60 characters). */
-const UNIT_RE = /(?<=[\d ])mc?g(?![a-z/])/g;
+/** The next "mg" or "mcg" after the one at `at` (the places where DOSE_BEFORE_RE looks back, at most 60 characters). */
+const nextUnit = (low: string, at: number) => {
+  const step = low.charCodeAt(at + 1) === 99 ? 3 : 2;
+  const mg = low.indexOf('mg', at + step);
+  const mcg = low.indexOf('mcg', at + step);
+  return mg < 0 ? mcg : mcg < 0 ? mg : Math.min(mg, mcg);
+};
 const STRENGTH_AFTER_RE = /^\s*(?:\/\s*[a-z]+\s*)?\d+(?:[.,]\d+)?(?:\/\d+(?:[.,]\d+)?)?\s?(?:mg|mcg)\b/i;
 /** Words before a number of milligrams that are no drug: amounts, schedules, nutrition labels, supplements. */
 const NOT_DRUG_BEFORE_DOSE = new Set([
@@ -822,12 +827,17 @@ const judge = (full: string, lowFull: string, subjectEnd: number, findings: Find
     }
     // A word followed by a strength ("Descovy 200/25 mg", "Telma 40 mg", "Valacyclovir 500 mg"): a drug, named or not in
     // the vocabulary. Looked for only where a unit of strength occurs at all.
-    if (text === low && low.includes('mg')) {
+    let unit = text === low ? low.indexOf('mg') : -1;
+    if (unit < 0 && text === low) unit = low.indexOf('mcg');
+    if (unit >= 0) {
       const listed = candidates.length;
-      UNIT_RE.lastIndex = 0;
-      for (let u = UNIT_RE.exec(low); u !== null; u = UNIT_RE.exec(low)) {
-        const from = Math.max(0, u.index - 60);
-        const m = DOSE_BEFORE_RE.exec(low.slice(from, u.index));
+      for (; unit >= 0; unit = nextUnit(low, unit)) {
+        const before = low.charCodeAt(unit - 1);
+        const after = low.charCodeAt(unit + (low.charCodeAt(unit + 1) === 99 ? 3 : 2));
+        // A unit after a number or a space, not inside a word, not "mg/dl" (a lab value).
+        if (!((before >= 48 && before <= 57) || before === 32) || (after >= 97 && after <= 122) || after === 47) continue;
+        const from = Math.max(0, unit - 60);
+        const m = DOSE_BEFORE_RE.exec(low.slice(from, unit));
         if (m === null) continue;
         const word = m[1]!;
         if (NOT_DRUG_BEFORE_DOSE.has(word)) continue;

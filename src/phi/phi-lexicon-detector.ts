@@ -147,7 +147,6 @@ const DRUG_STEMS = [
   'gatran',
   'idogrel',
   'sugrel',
-  'dronate',
   'gabalin',
   'pentin',
   'zosin',
@@ -175,7 +174,6 @@ const DRUG_STEMS = [
   'patide',
   'glinide',
   'vaptan',
-  'fibrate',
   'dazole',
   'penem',
   'mustine',
@@ -406,7 +404,14 @@ const NOT_NAMES = new Set([
 ]);
 
 /** Hashes of every word the pass acts on; others are skipped after one integer look-up. */
-const HOT = new IntSet([...LEXICON.keys(), ...CUE_WORDS, ...CONDITION_HEADS, ...PATTERN_CUE_WORDS.keys()].map((w) => hashWord(w)));
+// "to" and "for" are left out: among the commonest words, they are looked at only before a capital (H_TO, H_FOR below).
+const HOT = new IntSet(
+  [...LEXICON.keys(), ...[...CUE_WORDS].filter((w) => w !== 'to' && w !== 'for'), ...CONDITION_HEADS, ...PATTERN_CUE_WORDS.keys()].map(
+    (w) => hashWord(w),
+  ),
+);
+const H_TO = hashWord('to');
+const H_FOR = hashWord('for');
 const PATTERN_CUES = new Map<number, number>([...PATTERN_CUE_WORDS].map(([w, b]) => [hashWord(w), b]));
 
 /** Words after which a capitalised run is a group, not a person: "Hi Nephrology team". */
@@ -704,6 +709,7 @@ export const scanLexicon = (
       !(flags[i]! & F_SLOW) &&
       !hot.has(h) &&
       !(bases[i] !== h && hot.has(bases[i]!)) &&
+      !((h === H_TO || h === H_FOR) && i + 1 < n && isUpper(text.charCodeAt(starts[i + 1]!))) &&
       !(len >= 6 && TAILS.has(tailKeyAt(text, ends[i]!)))
     ) {
       continue;
@@ -778,7 +784,8 @@ export const scanLexicon = (
     }
 
     // Names after cues: "Mr. Okafor", "Dear Maria,", "Patient: Lopez, Maria", "our patient Ana Ruiz".
-    if (i + 1 < n && CUE_WORDS.has(w)) {
+    // "to" and "for" are cues only before a capital (checked first: they are among the commonest words).
+    if (i + 1 < n && CUE_WORDS.has(w) && (!(w === 'to' || w === 'for') || isUpper(text.charCodeAt(starts[i + 1]!)))) {
       const gap = text.slice(ends[i], starts[i + 1]);
       if (TITLES.has(w) && /^\.?\s+$/.test(gap)) {
         const k = wd.nameRun(i + 1, 3, false);
@@ -799,7 +806,6 @@ export const scanLexicon = (
         }
       } else if (
         (w === 'to' || w === 'for') &&
-        isUpper(text.charCodeAt(starts[i + 1]!)) &&
         /^\s*:?\s+$/.test(gap) &&
         i > 0 &&
         (w === 'to' ? TO_LABELS.has(wd.lower(i - 1)) : FOR_DOCUMENT_RE.test(text.slice(Math.max(0, s - 40), s)))

@@ -11,6 +11,11 @@ export const MEDICATIONS: readonly string[] = [
   // oncology, migraine, epilepsy, MS, fertility and contraception.
   'biktarvy',
   'benzonatate',
+  'risedronate',
+  'ibandronate',
+  'zoledronate',
+  'fenofibrate',
+  'gemfibrozil',
   'genvoya',
   'triumeq',
   'dovato',
