@@ -139,7 +139,7 @@ const DRUG_STEMS = [
   'terol',
   'tropium',
   'nacin',
-  // More USAN stems: antivirals, anticoagulants, antiplatelets, bisphosphonates, gabapentinoids, alpha blockers, NSAIDs,
+  // More USAN stems (none whose last three letters end common English words, such as -cept or -tecan): antivirals, anticoagulants, antiplatelets, bisphosphonates, gabapentinoids, alpha blockers, NSAIDs,
   // aromatase inhibitors, antiandrogens, taxanes, antidepressants, antipsychotics, stimulants, steroids, kinase inhibitors.
   'ovir',
   'tegravir',
@@ -154,7 +154,6 @@ const DRUG_STEMS = [
   'trozole',
   'lutamide',
   'taxel',
-  'tecan',
   'pramine',
   'faxine',
   'traline',
@@ -168,9 +167,6 @@ const DRUG_STEMS = [
   'ciclib',
   'parib',
   'rafenib',
-  'nercept',
-  'bercept',
-  'tacept',
   'patide',
   'glinide',
   'vaptan',
@@ -281,6 +277,53 @@ const CUE_WORDS = new Set([
   'resident',
   'to',
   'for',
+]);
+/** Words of an organisation's name: a label's value with one of these (or followed by one) is no person. */
+const ORG_WORDS = new Set([
+  'medicine',
+  'medical',
+  'clinic',
+  'clinica',
+  'health',
+  'healthcare',
+  'hospital',
+  'pharmacy',
+  'practice',
+  'center',
+  'centre',
+  'group',
+  'services',
+  'supply',
+  'supplies',
+  'labs',
+  'laboratory',
+  'laboratories',
+  'inc',
+  'llc',
+  'ltd',
+  'corp',
+  'company',
+  'associates',
+  'partners',
+  'office',
+  'department',
+  'dept',
+  'care',
+  'university',
+  'school',
+  'foundation',
+  'institute',
+  'surgery',
+  'dental',
+  'pediatrics',
+  'paediatrics',
+  'family',
+  'community',
+  'county',
+  'city',
+  'district',
+  'ward',
+  'unit',
 ]);
 const SALUTATION_WORDS = new Set(['dear', 'hi', 'hello', 'hola', 'estimado', 'estimada', 'querido', 'querida', 'bonjour', 'bonjou']);
 const CLINICIAN_TITLES = new Set(['dr', 'doctor', 'prof', 'professor', 'nurse']);
@@ -650,10 +693,15 @@ class Words {
     return count === 0 ? -1 : k;
   }
 
-  /** nameRun, ended at a line break: a label's value is the rest of its line ("Bill to: Karim Nassar\nVasectomy ..."). */
+  /**
+   * nameRun, ended at a line break: a label's value is the rest of its line ("Bill to: Karim Nassar\nVasectomy ...");
+   * -1 when the run names an organisation ("Customer: Larkspur Family Medicine", "Ship to: Harbor Clinic").
+   */
   nameRunOnLine(j: number, max: number, allowComma: boolean): number {
     let k = this.nameRun(j, max, allowComma);
     while (k > j && this.text.slice(this.ends[k - 1]!, this.starts[k]!).includes('\n')) k--;
+    if (k < 0) return k;
+    for (let q = j; q <= k + 1 && q < this.n; q++) if (ORG_WORDS.has(this.lower(q))) return -1;
     return k;
   }
 

@@ -11,6 +11,10 @@ export const MEDICATIONS: readonly string[] = [
   // oncology, migraine, epilepsy, MS, fertility and contraception.
   'biktarvy',
   'benzonatate',
+  'abatacept',
+  'aflibercept',
+  'irinotecan',
+  'topotecan',
   'risedronate',
   'ibandronate',
   'zoledronate',
