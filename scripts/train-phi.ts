@@ -26,7 +26,7 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { encodeTextWeights } from '../src/phi/phi-classifier.js';
+import { encodeTextWeights, exactRuleHold, ownedDisclosure } from '../src/phi/phi-classifier.js';
 import { readForJudgement } from '../src/phi/phi-context.js';
 import { hashTextFeatures, RULE_FEATURES, ruleFeatures, TEXT_GROUPS } from '../src/phi/phi-features.js';
 import type { LabelledMessage } from '../src/phi/message-eval.js';
@@ -70,7 +70,15 @@ const PARAMS = {
   /** Feature groups left out (experiments only): text group names, or "rules". */
   without: (opt('--without') ?? '').split(',').filter(Boolean),
   /** The threshold is the highest at which the out-of-fold recall stays at or above this. */
-  targetRecall: Number(opt('--target-recall') ?? 0.96),
+  targetRecall: Number(opt('--target-recall') ?? 0.975),
+  /**
+   * Fail closed: the highest threshold at which a hold the rules made may be released. Leave-one-part-out precision
+   * alone would push it up (to 0.35 and more), and then the classifier released refill requests naming the drug and
+   * the patient in the synthetic span corpus, whose boilerplate no writer's part resembles.
+   */
+  maxRulesThreshold: Number(opt('--max-rules-threshold') ?? 0.2),
+  /** Which out-of-sample probabilities choose the thresholds: leave-one-part-out ("lopo", by writer) or k-fold ("kfold"). */
+  thresholdOn: opt('--threshold-on') ?? 'lopo',
 };
 
 const parts = (
@@ -127,7 +135,7 @@ const featurize = (m: LabelledMessage, part: string): Example => {
     kind: m.kind,
     part,
     hold: m.hold,
-    exact: rules.part2 || rules.identifiers.length > 0,
+    exact: exactRuleHold(rules) || ownedDisclosure(rules, full, subjectEnd),
     rulesPhi: rules.phi,
     textEnd: entries.filter((e) => e[0] < size).length,
     idx: Int32Array.from(entries.map((e) => e[0])),
@@ -226,7 +234,7 @@ const chooseThreshold = (rows: readonly Scored[]): Thresholds => {
   let best: Thresholds = { rules: 0.5, alone: 0.5 };
   let bestKey = [-1, -1];
   for (let a = 5; a <= 95; a += 5)
-    for (let r = 5; r <= 95; r += 5) {
+    for (let r = 5; r <= Math.round(PARAMS.maxRulesThreshold * 100); r += 5) {
       const t = { rules: r / 100, alone: a / 100 };
       const m = metrics(rows, t);
       // Met: the best precision. Not met by any pair: the best recall, then precision.
@@ -293,7 +301,20 @@ if (runCv && examples.length >= folds * 4) {
     const model = train(examples.filter((e) => foldOf.get(e) !== f));
     for (const e of examples.filter((x) => foldOf.get(x) === f)) oof.push(scored(model, e));
   }
-  threshold = chooseThreshold(oof);
+  // Leave one part (one writer) out: train on the other parts, score this one.
+  const lopoRows = new Map<string, Scored[]>();
+  if (parts.length > 1)
+    for (const p of parts) {
+      const model = train(examples.filter((e) => e.part !== p));
+      lopoRows.set(
+        p,
+        examples.filter((e) => e.part === p).map((e) => scored(model, e)),
+      );
+    }
+  const lopoAll = [...lopoRows.values()].flat();
+  // The thresholds come from the out-of-part probabilities when there are parts to leave out (a new writer's mail is
+  // what the decision meets), else from the k-fold ones.
+  threshold = chooseThreshold(PARAMS.thresholdOn === 'lopo' && lopoAll.length > 0 ? lopoAll : oof);
   console.log(`\n${folds}-fold cross-validation (stratified by kind and label), out-of-fold:`);
   for (const t of [0.3, 0.4, 0.5, 0.6]) {
     const m = metrics(oof, { rules: t, alone: t });
@@ -307,14 +328,12 @@ if (runCv && examples.length >= folds * 4) {
       console.log(`  rules threshold ${r.toFixed(2)}: precision ${m.precision.toFixed(3)} recall ${m.recall.toFixed(3)}`);
     }
   const kfold = report(`${folds}-fold CV`, oof, threshold);
-  // Leave one part (one writer) out.
   const lopo: Record<string, unknown> = {};
   if (parts.length > 1) {
     console.log('\nleave-one-part-out (train on the other parts, score this one):');
     const all: Scored[] = [];
     for (const p of parts) {
-      const model = train(examples.filter((e) => e.part !== p));
-      const rows = examples.filter((e) => e.part === p).map((e) => scored(model, e));
+      const rows = lopoRows.get(p)!;
       all.push(...rows);
       if (args.includes('--show-misses'))
         for (const r of rows)
@@ -333,7 +352,7 @@ if (runCv && examples.length >= folds * 4) {
   }
   cv = {
     folds,
-    threshold_rule: `the pair with the best out-of-fold precision at recall >= ${PARAMS.targetRecall}`,
+    threshold_rule: `the pair with the best ${PARAMS.thresholdOn === 'lopo' ? 'leave-one-part-out' : 'out-of-fold'} precision at recall >= ${PARAMS.targetRecall}`,
     kfold: {
       precision: +kfold.precision.toFixed(3),
       recall: +kfold.recall.toFixed(3),

@@ -49,6 +49,9 @@ describe('message-level PHI holds on the synthetic span corpus (a second, machin
     const withPhi = messages.filter((m) => m.spans.some((s) => SENSITIVE.has(s.type)));
     const held = withPhi.filter((m) => holdsInMonitored(assessMessage({ subject: 'Message', text: m.text }, options)));
     expect(held.length / withPhi.length).toBeGreaterThanOrEqual(0.98);
+    // A named reader's own condition ("Hello Kalani Delgado, ... no changes in your heart failure") is never released
+    // by the classifier (phi-classifier.ts, ownedDisclosure); round 5's classifier released it.
+    expect(held.map((m) => m.id)).toContain('device_clinic-005');
     const clean = messages.filter((m) => m.kind === 'scheduling_no_phi' || m.kind === 'portal_security');
     expect(clean.filter((m) => holdsInMonitored(assessMessage({ subject: 'Message', text: m.text }, options))).map((m) => m.id)).toEqual(
       [],

@@ -32,6 +32,26 @@ const HOLDS: [string, string, string][] = [
   ['Part 2 logistics', 'Check in', 'Hey Jordan, your counsellor at the methadone clinic asked me to remind you about Friday dosing.'],
   ['member id, prefixed', 'Statement', 'Dear Ms. Ruiz, your statement is ready. Member ID: XJH-4471-0932. Balance due $45.00.'],
   [
+    'a receipt for a named customer, a drug not in the vocabulary told by its strength',
+    'Receipt',
+    'Receipt #55102\nCustomer: Dolores Whitfield\nZentrovix 10 mg tablets x 30 ... $12.40\nThank you for shopping with Pinecone Pharmacy.',
+  ],
+  [
+    'an order for a named person, a drug known by its stem',
+    'Your order',
+    'Order #A-20931 for Marcus Bell\nemtricitabine/tenofovir 200/300 mg, 30 tablets, shipped in plain packaging.',
+  ],
+  [
+    'a Medi-Cal BIC number in grouped form',
+    'Coverage',
+    'Hola Rosa, your Medi-Cal is active; the BIC ID we have is 9 4471 2290 8 B. Bring the card Thursday. Clínica del Valle',
+  ],
+  [
+    'a Spanish greeting and a condition in Spanish',
+    'Su consulta',
+    'Estimada Sra. Peralta: el Dr. Vidal quiere hablar con usted sobre su presión alta en la próxima cita.',
+  ],
+  [
     'a referral in Portuguese the rules miss',
     'Pedido de consulta',
     'Cara colega, envio a Sra. Moreira para consulta de Cardiologia por palpitações frequentes desde o verão. Obrigada.',
@@ -54,6 +74,12 @@ const PASSES: [string, string, string][] = [
   ['newsletter', 'Newsletter', 'This month: managing diabetes over the holidays, and our new cancer screening programme. All welcome.'],
   ['order and invoice numbers', 'Order', 'Your order #884213-22 has shipped. Invoice INV-2026-4471 is attached.'],
   ['staff logistics', 'Welcome', 'Welcome to the team, Maria! Your first shift is Monday at 7 am on Ward 4.'],
+  [
+    'an order for a named customer with nothing of health in it',
+    'Order',
+    'Order #55102 for Dolores Whitfield: 2 x garden hose 15 m, 1 x brass nozzle. Delivery on Thursday.',
+  ],
+  ['milligrams in a recipe', 'Newsletter', 'Our winter soup has only 140 mg sodium per serving. Recipe inside, all welcome!'],
 ];
 // A charity event the rules hold on its condition word; the classifier scores it low (below 0.5).
 const CHARITY = ['Volunteer', 'Dear Jo, thank you for volunteering at the cancer fun run on Saturday. Your t-shirt size is M.'] as const;
@@ -149,6 +175,23 @@ describe('the trained message classifier (phi-classifier.ts), the default hold d
         expect(holdsInMonitored(a)).toBe(true);
       }
     });
+  });
+
+  it('never releases a named reader\'s own condition or medication ("your atrial fibrillation"), whatever the classifier says', async () => {
+    const { classifyMessage, ownedDisclosure } = await import('./phi-classifier.js');
+    const never = { ...DEFAULT_CLASSIFIER, bias: -50, threshold: 0.99, thresholdAlone: 0.99 };
+    const subject = 'Device check';
+    const text = 'Hello Wen Li,\nYour home monitor upload arrived. Dr. Ortiz saw nothing new in your atrial fibrillation.';
+    const rules = assessRules({ subject, text });
+    expect(ownedDisclosure(rules, `${subject}\n${text}`, subject.length)).toBe(true);
+    const a = classifyMessage(rules, `${subject}\n${text}`, subject.length, never);
+    expect(a.classifier!.probability).toBeLessThan(0.01);
+    expect(holdsInMonitored(a)).toBe(true);
+    // Without the name, or without "your" before the term, the classifier decides as before.
+    const anon = 'Your home monitor upload arrived. Nothing new was seen in the atrial fibrillation clinic today.';
+    expect(ownedDisclosure(assessRules({ subject, text: anon }), `${subject}\n${anon}`, subject.length)).toBe(false);
+    const unnamed = 'Your home monitor upload arrived. Dr. Ortiz saw nothing new in your atrial fibrillation.';
+    expect(ownedDisclosure(assessRules({ subject, text: unnamed }), `${subject}\n${unnamed}`, subject.length)).toBe(false);
   });
 
   it("never holds for the organisation's own name: the classifier reads the text with it masked", () => {

@@ -156,6 +156,27 @@ export const scoreMessage = (
 /** Rule findings that hold whatever the classifier says: Part 2, and sensitive identifiers in a valid format. */
 export const exactRuleHold = (rules: Assessment) => rules.part2 || rules.identifiers.length > 0;
 
+const OWNER_BEFORE_RE = /\b(?:your|my)\s+$/i;
+/**
+ * A condition or medication said to be a named reader's own ("Hello Kalani Delgado, ... no changes in your heart
+ * failure"): health information tied to an identified person outright (45 CFR 160.103), which the classifier may not
+ * release (fail closed). Needs a name found with confidence and "your"/"my" right before the term; `full` is the
+ * subject + "\n" + body the cues' offsets point into.
+ */
+export const ownedDisclosure = (rules: Assessment, full: string, subjectEnd: number) => {
+  if (!rules.phi) return false;
+  let owned = false;
+  for (const c of rules.cues) {
+    if (c.disclosure !== 'condition' && c.disclosure !== 'medication') continue;
+    const at = c.field === 'subject' ? c.start : c.field === 'text' ? subjectEnd + 1 + c.start : -1;
+    if (at > 0 && OWNER_BEFORE_RE.test(full.slice(Math.max(0, at - 8), at))) {
+      owned = true;
+      break;
+    }
+  }
+  return owned && rules.findings.some((f) => f.type === 'name' && f.confidence >= 0.75);
+};
+
 /** The rules' assessment with the classifier's decision (see the module comment). */
 export const classifyMessage = (
   rules: Assessment,
@@ -167,7 +188,7 @@ export const classifyMessage = (
   const { probability, textLogit, top } = scoreMessage(model, rules, full, subjectEnd, low);
   const threshold = rules.phi ? model.threshold : model.thresholdAlone;
   const classifier = { probability, threshold, top };
-  if (exactRuleHold(rules)) return { ...rules, classifier };
+  if (exactRuleHold(rules) || ownedDisclosure(rules, full, subjectEnd)) return { ...rules, classifier };
   // Where the rules found nothing, the text itself must point to a hold (not just the base rate of a short message).
   const evidence = rules.phi || model.textEvidence === null || textLogit > model.textEvidence;
   if (probability >= threshold && evidence) {

@@ -1290,6 +1290,13 @@ export const ID_LABELS: readonly { label: string; type: 'ssn' | 'mrn' | 'health_
       'medical aid|medical scheme|scheme (?:number|no|member)|health fund|fund (?:number|no|member)|dependant code|dva(?: file)?(?: number| no)?|file (?:number|no)|ahcccs(?: id)?',
     type: 'health_plan_id',
   },
+  // US public programmes' own numbers: Medi-Cal's BIC and CIN, TRICARE's DoD benefits number (DBN) and EDIPI, state
+  // Medicaid programmes by name (MassHealth, TennCare), a Medicaid recipient ID.
+  {
+    label:
+      'medi-?cal(?: bic| cin)?|bic (?:id|number|no|#)|cin (?:number|no|#)|dod (?:benefits? )?(?:number|no|id)|dbn|edipi|tricare|masshealth|tenncare|recipient id',
+    type: 'health_plan_id',
+  },
   // A bare card or certificate number counts only in insurance mail (phi-context.ts checks the context, as for a bare ID).
   { label: '(?:card|cert) (?:number|no|#)|certificate', type: 'health_plan_id' },
   // The same labels in Spanish, Portuguese and French mail (patient accounts, members, records).

@@ -527,8 +527,92 @@ export const assessText = (text: string, options: ContextOptions = {}): Assessme
 /** A place where the judgement found a disclosure: offsets into the subject or the text (for highlighting), never the text. */
 export type Cue = { disclosure: Disclosure; field: 'subject' | 'text' | 'attachment'; start: number; end: number };
 
+/**
+ * A word and a strength after it: "descovy 200/25 mg", "eliquis 5 mg", "metformin er 500 mg", "emtricitabine/tenofovir df
+ * 200/300 mg" (on the lower-cased text). The word is the drug (NOT_DRUG_BEFORE_DOSE: the words that are not).
+ */
+const DOSE_BEFORE_RE =
+  /(?<![a-z0-9\u00c0-\u024f-])([a-z][a-z-]{3,})(?:\/[a-z][a-z-]{2,})?(?: (?:er|xr|sr|dr|xl|cr|la|hcl|df|sodium|oral))? ?\(?\d+(?:[.,]\d+)?(?:\/\d+(?:[.,]\d+)?)? ?$/;
+/** The next "mg" or "mcg" after the one at `at` (the places where DOSE_BEFORE_RE looks back, at most 60 characters). */
+const nextUnit = (low: string, at: number) => {
+  const step = low.charCodeAt(at + 1) === 99 ? 3 : 2;
+  const mg = low.indexOf('mg', at + step);
+  const mcg = low.indexOf('mcg', at + step);
+  return mg < 0 ? mcg : mcg < 0 ? mg : Math.min(mg, mcg);
+};
+const STRENGTH_AFTER_RE = /^\s*(?:\/\s*[a-z]+\s*)?\d+(?:[.,]\d+)?(?:\/\d+(?:[.,]\d+)?)?\s?(?:mg|mcg)\b/i;
+/** Words before a number of milligrams that are no drug: amounts, schedules, nutrition labels, supplements. */
+const NOT_DRUG_BEFORE_DOSE = new Set([
+  'take',
+  'takes',
+  'taking',
+  'took',
+  'dose',
+  'doses',
+  'dosage',
+  'daily',
+  'tablet',
+  'tablets',
+  'capsule',
+  'capsules',
+  'total',
+  'about',
+  'over',
+  'under',
+  'than',
+  'from',
+  'with',
+  'each',
+  'every',
+  'contains',
+  'containing',
+  'strength',
+  'only',
+  'upto',
+  'least',
+  'most',
+  'maximum',
+  'max',
+  'minimum',
+  'twice',
+  'once',
+  'then',
+  'plus',
+  'extra',
+  'another',
+  'sodium',
+  'protein',
+  'sugar',
+  'sugars',
+  'fiber',
+  'fibre',
+  'carbs',
+  'carbohydrate',
+  'cholesterol',
+  'caffeine',
+  'calcium',
+  'iron',
+  'zinc',
+  'magnesium',
+  'vitamin',
+  'omega',
+  'fish',
+  'biotin',
+  'melatonin',
+  'turmeric',
+  'collagen',
+  'serving',
+  'servings',
+  'per',
+  'weight',
+  'weighs',
+  'size',
+  'pack',
+  'bottle',
+  'jar',
+]);
 const SALUTATION_RE =
-  /(?:^|\n)\s*(?:[Dd]ear|[Hh]i|[Hh]iya|[Hh]ey|[Hh]ello|[Hh]owdy|[Gg]'day|[Kk]ia ora|[Tt]ēnā koe|[Tt]alofa|[Mm]alo|[Bb]onjour|[Hh]ola|[Ss]alut|[Gg]reetings|(?:[Gg]ood )?(?:[Mm]orning|[Aa]fternoon|[Ee]vening)|[Cc]ongrat(?:ulation)?s|[Tt]hank you|[Tt]hanks),?\s+(?:(?:Mr|Mrs|Ms|Miss|Mx|Dr)\.?\s+)?([A-Z][a-z\u00e0-\u00ff'’-]+)/;
+  /(?:^|\n)\s*(?:[Dd]ear|[Hh]i|[Hh]iya|[Hh]ey|[Hh]ello|[Hh]owdy|[Gg]'day|[Kk]ia ora|[Tt]ēnā koe|[Tt]alofa|[Mm]alo|[Bb]onjour|[Bb]onjou|[Hh]ola|[Ss]alut|[Gg]reetings|(?:[Gg]ood )?(?:[Mm]orning|[Aa]fternoon|[Ee]vening)|[Cc]ongrat(?:ulation)?s|[Tt]hank you|[Tt]hanks|[Ee]stimad[oa]|[Qq]uerid[oa]|[Bb]uen(?:os|as) (?:d[ií]as|tardes|noches)|[Oo]l[áa]|[Pp]rezad[oa]|[Cc]h[èe]re?|[Xx]in ch[àa]o|[Cc]h[àa]o|[Kk]umusta|[Mm]agandang (?:umaga|hapon|araw|gabi)|[Aa]loha|[Ss]alaan|[Nn]yob zoo|[Hh]abari|[Mm]olo|[Ss]awubona|[Hh]allo|[Aa]ssalamu? ?alaikum|[Ss]alam),?\s+(?:(?:Mr|Mrs|Ms|Miss|Mx|Dr|Sr|Sra|Srta|Don|Doña|Dona|Mme|Madame|Monsieur|Madan|Mesye|Se[ñn]ora?|Senhora?|Bi|Bw|Sis|Txiv|Niam|anh|chị|cô|bà|ông|em|Gng|G)\.?\s+)?([A-Z\u00c0-\u00de\u0100-\u024f\u1e00-\u1eff][a-z\u00e0-\u00ff\u0100-\u024f\u1e00-\u1eff'’-]+)/;
 const NOT_SALUTATION_NAMES = new Set([
   'patients',
   'patient',
@@ -551,6 +635,22 @@ const NOT_SALUTATION_NAMES = new Set([
   'community',
   'you',
   'for',
+  'paciente',
+  'pacientes',
+  'familia',
+  'familias',
+  'todos',
+  'todas',
+  'vecinos',
+  'miembros',
+  'colegas',
+  'equipo',
+  'señor',
+  'señora',
+  'cliente',
+  'clientes',
+  'tous',
+  'pasyan',
 ]);
 /** A word that can make a clinical word someone's: checked before the slower possessive patterns. */
 const POSSESSOR_HINT_RE = /\b(?:you|your|ur|you're|you've|his|her|him|i|i'm|i've|my|our)\b/i;
@@ -574,10 +674,10 @@ const inConditionalClause = (head: string) => {
 };
 /** Words of a patient's own care or cover: an account or member number beside them is a patient's (LABELING.md H2). */
 const PATIENT_CONTEXT_RE =
-  /\b(?:patients?|pt(?=\.? ?(?:acct|account|name|id|no|#|:))|copay|co-pay|coinsurance|eob|explanation of benefits|medicare|medicaid|guarantor|date of service|prior auth\w*|dob|date of birth|beneficiary|health (?:plan|insurance|fund|cover)|medical aid|medical scheme|abha|ahcccs|ramq|assurance maladie|(?:main|principal) member|dependant code|southern cross|bupa|medibank|nib|hcf|blue cross|blue shield|aetna|cigna|humana|kaiser|anthem|unitedhealth\w*|sun life|manulife|great-west|canada life|vhi|laya|tricare|(?:medical|dental|health) (?:claim|bill|visit))\b/i;
+  /\b(?:patients?|pt(?=\.? ?(?:acct|account|name|id|no|#|:))|copay|co-pay|coinsurance|eob|explanation of benefits|medicare|medicaid|guarantor|date of service|prior auth\w*|dob|date of birth|beneficiary|health (?:plan|insurance|fund|cover)|medical aid|medical scheme|abha|ahcccs|ramq|assurance maladie|(?:main|principal) member|dependant code|southern cross|bupa|medibank|nib|hcf|blue cross|blue shield|aetna|cigna|humana|kaiser|anthem|unitedhealth\w*|sun life|manulife|great-west|canada life|vhi|laya|tricare|medi-?cal|masshealth|tenncare|badgercare|soonercare|kancare|peachcare|(?:medical|dental|health) (?:claim|bill|visit))\b/i;
 /** Words of health care: an account or member number in such mail is a patient's unless another trade is named (LABELING.md H2, P4). */
 const HEALTH_CONTEXT_RE =
-  /\b(?:clinic|medical|health|hospital|practice|doctor|dr|physician|pharmacy|lab|dental|hmo|ppo|rx|nurse|specialist|surgery|gp)\b/i;
+  /\b(?:clinic|medical|health|hospital|practice|doctor|dr|physician|pharmacy|lab|dental|hmo|ppo|rx|nurse|specialist|surgery|gp|cl[íi]nica|m[ée]dic[oa]|salud|sa[úu]de|farmacia)\b/i;
 /** Bank and payee details (BSB, IBAN, sort code, remit to): a supplier's account, not a patient's (LABELING.md P4). */
 const PAYEE_RE =
   /\b(?:bsb|iban|swift|bic|sort code|routing|remit(?:tance)?(?: to)?|bpay|biller code|bank(?:ing)? details|pay (?:to|via))\b/i;
@@ -725,6 +825,29 @@ const judge = (full: string, lowFull: string, subjectEnd: number, findings: Find
         if (!covered) candidates.push({ cat: m.groups!['c'] !== undefined ? 'condition' : 'procedure', s, e, span: false });
       }
     }
+    // A word followed by a strength ("Descovy 200/25 mg", "Telma 40 mg", "Valacyclovir 500 mg"): a drug, named or not in
+    // the vocabulary. Looked for only where a unit of strength occurs at all.
+    let unit = text === low ? low.indexOf('mg') : -1;
+    if (unit < 0 && text === low) unit = low.indexOf('mcg');
+    if (unit >= 0) {
+      const listed = candidates.length;
+      for (; unit >= 0; unit = nextUnit(low, unit)) {
+        const before = low.charCodeAt(unit - 1);
+        const after = low.charCodeAt(unit + (low.charCodeAt(unit + 1) === 99 ? 3 : 2));
+        // A unit after a number or a space, not inside a word, not "mg/dl" (a lab value).
+        if (!((before >= 48 && before <= 57) || before === 32) || (after >= 97 && after <= 122) || after === 47) continue;
+        const from = Math.max(0, unit - 60);
+        const m = DOSE_BEFORE_RE.exec(low.slice(from, unit));
+        if (m === null) continue;
+        const word = m[1]!;
+        if (NOT_DRUG_BEFORE_DOSE.has(word)) continue;
+        const s = from + m.index;
+        const e = s + word.length;
+        let covered = false;
+        for (let k = 0; k < listed && !covered; k++) covered = candidates[k]!.s <= s && candidates[k]!.e >= e;
+        if (!covered) candidates.push({ cat: 'medication', s, e, span: false });
+      }
+    }
     // Drug names, diagnoses, lab values and Part 2 terms the span detector knows (its lexicon and USAN stems).
     for (const f of findings) {
       const cat: Category | null =
@@ -738,11 +861,13 @@ const judge = (full: string, lowFull: string, subjectEnd: number, findings: Find
                 ? 'substance_use'
                 : null;
       if (!cat) continue;
-      // A capitalised word with a drug-name ending is more often a person's name ("Olamide") than a drug.
+      // A capitalised word with a drug-name ending is more often a person's name ("Olamide") than a drug, unless a
+      // strength follows it ("Valacyclovir 500 mg").
       if (
         f.detector === 'lexicon.drug_stem' &&
         f.field !== 'attachment' &&
-        /^[A-Z]/.test(fieldText(f.field, full, subjectEnd).slice(f.start, f.start + 1))
+        /^[A-Z]/.test(fieldText(f.field, full, subjectEnd).slice(f.start, f.start + 1)) &&
+        !STRENGTH_AFTER_RE.test(fieldText(f.field, full, subjectEnd).slice(f.end, f.end + 24))
       )
         continue;
       const base = f.field === 'subject' ? 0 : f.field === 'text' || f.field === 'html' ? subjectEnd + 1 : -1;

@@ -139,6 +139,42 @@ const DRUG_STEMS = [
   'terol',
   'tropium',
   'nacin',
+  // More USAN stems (none whose last three letters end common English words, such as -cept or -tecan): antivirals, anticoagulants, antiplatelets, bisphosphonates, gabapentinoids, alpha blockers, NSAIDs,
+  // aromatase inhibitors, antiandrogens, taxanes, antidepressants, antipsychotics, stimulants, steroids, kinase inhibitors.
+  'ovir',
+  'tegravir',
+  'citabine',
+  'gatran',
+  'idogrel',
+  'sugrel',
+  'gabalin',
+  'pentin',
+  'zosin',
+  'fenac',
+  'trozole',
+  'lutamide',
+  'taxel',
+  'pramine',
+  'faxine',
+  'traline',
+  'talopram',
+  'sidone',
+  'phenidate',
+  'trigine',
+  'morphone',
+  'sonide',
+  'isone',
+  'ciclib',
+  'parib',
+  'rafenib',
+  'patide',
+  'glinide',
+  'vaptan',
+  'dazole',
+  'penem',
+  'mustine',
+  'zomib',
+  'gestrel',
 ];
 const tailKey = (w: string) =>
   ((w.charCodeAt(w.length - 3) << 16) ^ (w.charCodeAt(w.length - 2) << 8) ^ w.charCodeAt(w.length - 1)) & 0x3fffffff;
@@ -213,8 +249,83 @@ const NOT_MODIFIERS = new Set([
   'prevention',
 ]);
 
-const TITLES = new Set(['mr', 'mrs', 'ms', 'miss', 'mx']);
-const CUE_WORDS = new Set([...TITLES, 'dear', 'hi', 'hello', 'patient', 'pt', 'name', 'guardian', 'resident']);
+/** Courtesy titles before a surname, also Spanish, Portuguese, French and Haitian Creole ones ("Sra. Pagán", "Madan Joseph"). */
+const TITLES = new Set(['mr', 'mrs', 'ms', 'miss', 'mx', 'sr', 'sra', 'srta', 'mme', 'mlle', 'madame', 'monsieur', 'madan', 'mesye']);
+/** Labels of the person an order, receipt, invoice or delivery is for ("Customer: ...", "Bill to: ..."): a colon is needed. */
+const PERSON_LABELS = new Set(['customer', 'client', 'clients', 'member', 'recipient', 'consignee']);
+/** "Bill to", "Ship to", "Deliver to": the word before "to" that makes what follows the person's name. */
+const TO_LABELS = new Set(['bill', 'billed', 'ship', 'shipped', 'deliver', 'delivery', 'sold', 'dispensed']);
+/** "Receipt for", "Order #123 for": the document nouns whose "for" introduces the person. */
+const FOR_DOCUMENT_RE = /\b(?:receipt|order|invoice|statement|shipment|prescription|rx|refill|superbill|claim|delivery)\b[^\n.]{0,24}$/i;
+const CUE_WORDS = new Set([
+  ...TITLES,
+  ...PERSON_LABELS,
+  'dear',
+  'hi',
+  'hello',
+  'hola',
+  'estimado',
+  'estimada',
+  'querido',
+  'querida',
+  'bonjour',
+  'bonjou',
+  'patient',
+  'pt',
+  'name',
+  'guardian',
+  'resident',
+  'to',
+  'for',
+]);
+/** Words of an organisation's name: a label's value with one of these (or followed by one) is no person. */
+const ORG_WORDS = new Set([
+  'medicine',
+  'medical',
+  'clinic',
+  'clinica',
+  'health',
+  'healthcare',
+  'hospital',
+  'pharmacy',
+  'practice',
+  'center',
+  'centre',
+  'group',
+  'services',
+  'supply',
+  'supplies',
+  'labs',
+  'laboratory',
+  'laboratories',
+  'inc',
+  'llc',
+  'ltd',
+  'corp',
+  'company',
+  'associates',
+  'partners',
+  'office',
+  'department',
+  'dept',
+  'care',
+  'university',
+  'school',
+  'foundation',
+  'institute',
+  'surgery',
+  'dental',
+  'pediatrics',
+  'paediatrics',
+  'family',
+  'community',
+  'county',
+  'city',
+  'district',
+  'ward',
+  'unit',
+]);
+const SALUTATION_WORDS = new Set(['dear', 'hi', 'hello', 'hola', 'estimado', 'estimada', 'querido', 'querida', 'bonjour', 'bonjou']);
 const CLINICIAN_TITLES = new Set(['dr', 'doctor', 'prof', 'professor', 'nurse']);
 
 /** Capitalised words that follow cues but are not names. */
@@ -336,7 +447,14 @@ const NOT_NAMES = new Set([
 ]);
 
 /** Hashes of every word the pass acts on; others are skipped after one integer look-up. */
-const HOT = new IntSet([...LEXICON.keys(), ...CUE_WORDS, ...CONDITION_HEADS, ...PATTERN_CUE_WORDS.keys()].map((w) => hashWord(w)));
+// "to" and "for" are left out: among the commonest words, they are looked at only before a capital (H_TO, H_FOR below).
+const HOT = new IntSet(
+  [...LEXICON.keys(), ...[...CUE_WORDS].filter((w) => w !== 'to' && w !== 'for'), ...CONDITION_HEADS, ...PATTERN_CUE_WORDS.keys()].map(
+    (w) => hashWord(w),
+  ),
+);
+const H_TO = hashWord('to');
+const H_FOR = hashWord('for');
 const PATTERN_CUES = new Map<number, number>([...PATTERN_CUE_WORDS].map(([w, b]) => [hashWord(w), b]));
 
 /** Words after which a capitalised run is a group, not a person: "Hi Nephrology team". */
@@ -575,6 +693,18 @@ class Words {
     return count === 0 ? -1 : k;
   }
 
+  /**
+   * nameRun, ended at a line break: a label's value is the rest of its line ("Bill to: Karim Nassar\nVasectomy ...");
+   * -1 when the run names an organisation ("Customer: Larkspur Family Medicine", "Ship to: Harbor Clinic").
+   */
+  nameRunOnLine(j: number, max: number, allowComma: boolean): number {
+    let k = this.nameRun(j, max, allowComma);
+    while (k > j && this.text.slice(this.ends[k - 1]!, this.starts[k]!).includes('\n')) k--;
+    if (k < 0) return k;
+    for (let q = j; q <= k + 1 && q < this.n; q++) if (ORG_WORDS.has(this.lower(q))) return -1;
+    return k;
+  }
+
   pushName(out: Finding[], j: number, k: number, confidence: number, detector: string) {
     out.push({
       type: 'name',
@@ -627,6 +757,7 @@ export const scanLexicon = (
       !(flags[i]! & F_SLOW) &&
       !hot.has(h) &&
       !(bases[i] !== h && hot.has(bases[i]!)) &&
+      !((h === H_TO || h === H_FOR) && i + 1 < n && isUpper(text.charCodeAt(starts[i + 1]!))) &&
       !(len >= 6 && TAILS.has(tailKeyAt(text, ends[i]!)))
     ) {
       continue;
@@ -701,7 +832,8 @@ export const scanLexicon = (
     }
 
     // Names after cues: "Mr. Okafor", "Dear Maria,", "Patient: Lopez, Maria", "our patient Ana Ruiz".
-    if (i + 1 < n && CUE_WORDS.has(w)) {
+    // "to" and "for" are cues only before a capital (checked first: they are among the commonest words).
+    if (i + 1 < n && CUE_WORDS.has(w) && (!(w === 'to' || w === 'for') || isUpper(text.charCodeAt(starts[i + 1]!)))) {
       const gap = text.slice(ends[i], starts[i + 1]);
       if (TITLES.has(w) && /^\.?\s+$/.test(gap)) {
         const k = wd.nameRun(i + 1, 3, false);
@@ -710,7 +842,7 @@ export const scanLexicon = (
           skipUntil = k;
           continue;
         }
-      } else if ((w === 'dear' || w === 'hi' || w === 'hello') && /^\s+$/.test(gap)) {
+      } else if (SALUTATION_WORDS.has(w) && /^\s+$/.test(gap)) {
         const next = wd.lower(i + 1);
         if (!TITLES.has(next) && !CLINICIAN_TITLES.has(next)) {
           const k = wd.nameRun(i + 1, 2, false);
@@ -719,6 +851,26 @@ export const scanLexicon = (
             skipUntil = k;
             continue;
           }
+        }
+      } else if (
+        (w === 'to' || w === 'for') &&
+        /^\s*:?\s+$/.test(gap) &&
+        i > 0 &&
+        (w === 'to' ? TO_LABELS.has(wd.lower(i - 1)) : FOR_DOCUMENT_RE.test(text.slice(Math.max(0, s - 40), s)))
+      ) {
+        // "Bill to: Karim Nassar", "Delivery to Lourdes Pagán", "Receipt for Andre Lewis", "Order #RXD-558201 for Colin Marsh".
+        const k = wd.nameRunOnLine(i + 1, 3, gap.includes(':'));
+        if (k >= 0) {
+          wd.pushName(out, i + 1, k, 0.8, 'cue.label');
+          skipUntil = k;
+          continue;
+        }
+      } else if (PERSON_LABELS.has(w) && /^\s*:\s+$/.test(gap)) {
+        const k = wd.nameRunOnLine(i + 1, 3, true);
+        if (k >= 0) {
+          wd.pushName(out, i + 1, k, 0.8, 'cue.label');
+          skipUntil = k;
+          continue;
         }
       } else if (
         (w === 'patient' || w === 'pt' || w === 'name' || w === 'guardian' || w === 'resident') &&
