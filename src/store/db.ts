@@ -74,8 +74,8 @@ const pgTypes = {
 /**
  * Kysely prepares every query anew; better-sqlite3 statements are reusable, and
  * preparing is a large share of a small query's cost. Cache them by SQL text
- * (a statement still iterating a stream is never handed out twice), least
- * recently used out first. A prepared statement holds its compiled program in
+ * (a statement still iterating a stream is never handed out twice), oldest
+ * out first. A prepared statement holds its compiled program in
  * native memory, roughly 50 times its SQL text (a 1,000-row insert of 17
  * columns: 36 KB of text, 1.7 MB of memory), so the cache is bounded by the
  * total length of the texts it holds as well as by their number: statements
@@ -105,12 +105,9 @@ const withStatementCache = (sqlite: SQLite.Database, { max = 1000, maxTextChars 
       // BEGIN IMMEDIATE takes the write lock up front, waiting busy_timeout.
       const text = sqlText === 'begin' ? 'begin immediate' : sqlText;
       let stmt = cache.get(text);
-      if (stmt && !stmt.busy) {
-        // Most recently used last: Map keeps insertion order.
-        cache.delete(text);
-        cache.set(text, stmt);
-        return stmt;
-      }
+      // A hit is not moved (the hot path does no bookkeeping): the oldest entry goes first, and a hot
+      // statement evicted that way is prepared again once.
+      if (stmt && !stmt.busy) return stmt;
       stmt = sqlite.prepare(text);
       // A text over a quarter of the budget is prepared for this use only.
       if (text.length > maxTextChars / 4) return stmt;
