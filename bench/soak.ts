@@ -9,7 +9,8 @@
  *
  * Alone: `node --import tsx bench/soak.ts [--seconds 600] [--warmup 60] [--connections 200] [--dialect sqlite|postgres]`
  * (or MAILWARD_BENCH_SOAK_SECONDS, MAILWARD_BENCH_SOAK_WARMUP, MAILWARD_BENCH_CONNECTIONS, MAILWARD_BENCH_DIALECTS).
- * `npm run bench` runs it with the defaults.
+ * `npm run bench` runs it with the defaults. MAILWARD_BENCH_BIN runs another build's `bin/mailward.js` (a copy of an
+ * earlier revision's bin/, dist/ and package.json with a node_modules link), to compare revisions in the same conditions.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -84,11 +85,14 @@ const store = await benchStore(dialect);
 // The server's inspector (loopback only) lets the bench run a full garbage collection before reading memory, so
 // what is compared is memory still in use, not garbage the collector has not reached yet.
 const inspectPort = await freePort();
-const server = await startProcess([`--inspect=127.0.0.1:${inspectPort}`, path.join(repoRoot, 'bin/mailward.js'), 'serve'], {
-  ...store.env,
-  MAILWARD_LOG_LEVEL: 'error',
-  MAILWARD_RATE_LIMIT_PER_MINUTE: '100000000',
-});
+const server = await startProcess(
+  [`--inspect=127.0.0.1:${inspectPort}`, process.env.MAILWARD_BENCH_BIN ?? path.join(repoRoot, 'bin/mailward.js'), 'serve'],
+  {
+    ...store.env,
+    MAILWARD_LOG_LEVEL: 'error',
+    MAILWARD_RATE_LIMIT_PER_MINUTE: '100000000',
+  },
+);
 const base = `http://127.0.0.1:${server.port}`;
 const rows: Record<string, string | number>[] = [];
 try {

@@ -7,13 +7,27 @@
  * costs in CPU per code. Baseline and candidate runs alternate (MAILWARD_BENCH_ROUNDS rounds, 2 by default).
  * Targets: TOTP at least 0.7x the minimal HMAC + insert route; two PostgreSQL processes within 10% CPU per code of one,
  * and more codes per second. CPU per code (user + system of the server processes, from /proc) is the stable figure on
- * a shared machine. Runs the servers from source (tsx), so no build is needed. A 2-second warm-up precedes each load.
+ * a shared machine. Runs the servers from source (tsx), so no build is needed, or with MAILWARD_BENCH_SERVER=dist the
+ * compiled build; MAILWARD_BENCH_NODE_ARGS (e.g. `--cpu-prof --cpu-prof-dir=DIR`) goes to the Mailward servers (bench-kit
+ * serveArgs). A 2-second warm-up precedes each load.
  * MAILWARD_BENCH_DIALECTS=sqlite,postgres picks stores (postgres runs both the one- and two-process rows).
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { api, benchStore, fmt, type LoadResult, load, type Proc, repoRoot, seconds, startProcess, table } from './support/bench-kit.js';
+import {
+  api,
+  benchStore,
+  fmt,
+  type LoadResult,
+  load,
+  type Proc,
+  repoRoot,
+  seconds,
+  serveArgs,
+  startProcess,
+  table,
+} from './support/bench-kit.js';
 
 /**
  * CPU time (user + system, ms) a process has used, from /proc (Linux): on a
@@ -49,7 +63,6 @@ const measure = async (
 };
 
 const bareScript = path.join(repoRoot, 'bench/support/bare-server.ts');
-const main = path.join(repoRoot, 'src/cli/main.ts');
 const rounds = Number(process.env.MAILWARD_BENCH_ROUNDS ?? 2);
 const dialects = (process.env.MAILWARD_BENCH_DIALECTS ?? 'sqlite,postgres').split(',') as ('sqlite' | 'postgres')[];
 
@@ -80,10 +93,10 @@ const stores: { dialect: string; store: Awaited<ReturnType<typeof benchStore>>; 
 try {
   for (const dialect of dialects) {
     const store = await benchStore(dialect);
-    const first = await startProcess(['--import', 'tsx', main, 'serve'], serverEnv(store));
+    const first = await startProcess(serveArgs(), serverEnv(store));
     const { headers } = await seed(first, store.dataDir);
     const procs = [first];
-    if (dialect === 'postgres') procs.push(await startProcess(['--import', 'tsx', main, 'serve'], serverEnv(store)));
+    if (dialect === 'postgres') procs.push(await startProcess(serveArgs(), serverEnv(store)));
     stores.push({ dialect, store, procs, headers });
   }
   for (let round = 1; round <= rounds; round++) {

@@ -3,7 +3,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { sql } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
+import { createAuditService } from '../src/audit/audit-service.js';
+import { systemActor } from '../src/identity/principal.js';
+import { systemClock } from '../src/kernel/clock.js';
 import { openStore, type Store } from '../src/store/db.js';
+import { migrateToLatest } from '../src/store/migrate.js';
 import { tempDir } from './support/dialects.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -94,5 +98,36 @@ describe('SQLite store specifics', () => {
     expect(await childDone).toBe('ok');
     const { rows } = await sql<{ v: number }>`select v from t`.execute(store.db);
     expect(rows[0]!.v).toBe(2);
+  });
+
+  it('bounds the statement cache by the length of its SQL texts, so statements whose text varies cannot pile up', async () => {
+    const { store } = open(0);
+    // 300 distinct texts of about 4 KB: 1.2 M characters, over the cache's budget of 512 K.
+    for (let n = 0; n < 300; n++) await sql.raw(`select ${n} as v -- ${'x'.repeat(4000)}`).execute(store.db);
+    const stats = store.statementCache!();
+    expect(stats.textChars).toBeLessThanOrEqual(512 * 1024);
+    expect(stats.statements).toBeLessThan(300);
+    // The most recent statements are the ones kept.
+    const { rows } = await sql.raw<{ v: number }>(`select 299 as v -- ${'x'.repeat(4000)}`).execute(store.db);
+    expect(rows[0]!.v).toBe(299);
+    expect(store.statementCache!().statements).toBe(stats.statements);
+  });
+
+  it('integrates audit batches of every size with a few statement shapes (a prepared statement per batch size held native memory)', async () => {
+    const { store } = open(0);
+    await migrateToLatest(store);
+    const audit = createAuditService({ db: store.db, dialect: store.dialect, clock: systemClock });
+    const before = store.statementCache!().statements;
+    for (let n = 1; n <= 120; n++) {
+      await store.db.transaction().execute(async (tx) => {
+        for (let i = 0; i < n; i++) await audit.record(tx, { action: 'test.batch', actor: systemActor(), orgId: null, details: { n, i } });
+      });
+      await audit.sync();
+    }
+    const events = await store.db.selectFrom('audit_events').select('seq').execute();
+    expect(events.length).toBe((120 * 121) / 2);
+    expect(await audit.pendingCount()).toBe(0);
+    // Power-of-two inserts and padded IN lists: a handful of texts each, not one per batch size (240 and more).
+    expect(store.statementCache!().statements - before).toBeLessThan(40);
   });
 });

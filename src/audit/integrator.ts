@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { sql } from 'kysely';
 import type { Logger } from '../kernel/log.js';
+import { batchInsert, paddedIn } from '../store/batch.js';
 import type { Db, Dialect, Tx } from '../store/db.js';
 import type { AuditEventsTable, AuditPendingTable } from '../store/schema.js';
 import { canonicalOfRow, type EventRow } from './audit-chain.js';
@@ -39,8 +40,34 @@ const isRef = (v: unknown): v is EventHashRef =>
 
 /** Rows per pass: bounded, so one pass's transaction stays short. */
 export const INTEGRATE_BATCH = 2048;
-/** Rows per INSERT statement (17 parameters each: below SQLite's 32766 and PostgreSQL's 65535). */
-const INSERT_CHUNK = 1000;
+/**
+ * Values per `IN (...)` list. Lists are padded to a power of two (paddedIn) and inserts go in power-of-two row
+ * counts (batchInsert): on SQLite every distinct SQL text is a prepared statement the statement cache keeps
+ * (src/store/db.ts), and a 1,000-row insert of this table is about 1.7 MB of native memory. With a text per batch
+ * size, a long run at a varying rate kept hundreds of them (the soak's RSS growth); with these, a few.
+ */
+const IN_CHUNK = 512;
+
+const insertEvents = batchInsert('audit_events', [
+  'seq',
+  'id',
+  'at',
+  'org_id',
+  'action',
+  'actor_type',
+  'actor_id',
+  'chain_id',
+  'target_type',
+  'target_id',
+  'outcome',
+  'request_id',
+  'client_ip',
+  'content_hash',
+  'details',
+  'prev_hash',
+  'hash',
+]);
+const insertChains = batchInsert('audit_chains', ['id', 'chain']);
 
 type Deps = {
   db: Db;
@@ -75,7 +102,11 @@ export const createIntegrator = ({ db, dialect, intervalMs, batch = INTEGRATE_BA
     collect(parsed);
     const missing = refs.filter((id) => !known.has(id));
     if (missing.length) {
-      const found = await tx.selectFrom('audit_events').select(['id', 'seq', 'hash']).where('id', 'in', missing).execute();
+      const found: { id: string; seq: number; hash: Buffer }[] = [];
+      for (let i = 0; i < missing.length; i += IN_CHUNK) {
+        const ids = paddedIn(missing.slice(i, i + IN_CHUNK));
+        found.push(...(await tx.selectFrom('audit_events').select(['id', 'seq', 'hash']).where('id', 'in', ids).execute()));
+      }
       for (const f of found) known.set(f.id, { seq: Number(f.seq), hash: hexOfStored(f.hash) });
     }
     const replace = (v: unknown): unknown => {
@@ -107,11 +138,11 @@ export const createIntegrator = ({ db, dialect, intervalMs, batch = INTEGRATE_BA
       else out.set(c, id);
     }
     if (missing.length === 0) return out;
-    for (let i = 0; i < missing.length; i += INSERT_CHUNK) {
+    for (let i = 0; i < missing.length; i += IN_CHUNK) {
       for (const f of await tx
         .selectFrom('audit_chains')
         .select(['id', 'chain'])
-        .where('chain', 'in', missing.slice(i, i + INSERT_CHUNK))
+        .where('chain', 'in', paddedIn(missing.slice(i, i + IN_CHUNK)))
         .execute()) {
         chainIds.set(f.chain, Number(f.id));
         out.set(f.chain, Number(f.id));
@@ -123,12 +154,7 @@ export const createIntegrator = ({ db, dialect, intervalMs, batch = INTEGRATE_BA
       const top = await tx.selectFrom('audit_chains').select(sql<number | null>`max(id)`.as('m')).executeTakeFirst();
       let next = Number(top?.m ?? 0);
       const values = fresh.map((chain) => ({ id: ++next, chain }));
-      for (let i = 0; i < values.length; i += INSERT_CHUNK) {
-        await tx
-          .insertInto('audit_chains')
-          .values(values.slice(i, i + INSERT_CHUNK))
-          .execute();
-      }
+      await insertChains(tx, values);
       for (const v of values) {
         out.set(v.chain, v.id);
         added.set(v.chain, v.id);
@@ -198,17 +224,12 @@ export const createIntegrator = ({ db, dialect, intervalMs, batch = INTEGRATE_BA
         });
         done.set(row.id, { seq, hash: row.hash });
       }
-      for (let i = 0; i < stored.length; i += INSERT_CHUNK) {
-        await tx
-          .insertInto('audit_events')
-          .values(stored.slice(i, i + INSERT_CHUNK))
-          .execute();
-      }
+      await insertEvents(tx, stored);
       const pids = pending.map((p) => p.pid);
-      for (let i = 0; i < pids.length; i += INSERT_CHUNK) {
+      for (let i = 0; i < pids.length; i += IN_CHUNK) {
         await tx
           .deleteFrom('audit_pending')
-          .where('pid', 'in', pids.slice(i, i + INSERT_CHUNK))
+          .where('pid', 'in', paddedIn(pids.slice(i, i + IN_CHUNK)))
           .execute();
       }
       await tx.updateTable('audit_head').set({ seq, hash: prev }).where('id', '=', 1).execute();

@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import { AppError } from '../kernel/errors.js';
+import { batchInsert, paddedIn } from '../store/batch.js';
 import type { Db, Dialect, Executor } from '../store/db.js';
 import { type EventRow, GENESIS_HASH, recomputeRowHash } from './audit-chain.js';
 import { eventRows, selectEventRows } from './event-rows.js';
@@ -42,6 +43,9 @@ export const chainBroken = (seq: number) =>
   });
 
 type Deps = { db: Db; dialect: Dialect };
+
+// A fixed set of statement shapes (power-of-two row and value counts): SQLite keeps one prepared statement per SQL text.
+const insertNodes = batchInsert('audit_tree_nodes', ['level', 'idx', 'hash']);
 
 export const createTreeStore = ({ db, dialect }: Deps) => {
   const headSeq = async (ex: Executor = db): Promise<number> => {
@@ -117,12 +121,7 @@ export const createTreeStore = ({ db, dialect }: Deps) => {
             leaves = new CompactRange();
           }
         }
-        for (let i = 0; i < nodes.length; i += 400) {
-          await tx
-            .insertInto('audit_tree_nodes')
-            .values(nodes.slice(i, i + 400))
-            .execute();
-        }
+        await insertNodes(tx, nodes);
         await tx.updateTable('audit_tree_state').set({ size: end }).where('id', '=', 1).execute();
         return end >= target ? end : null;
       });
@@ -142,8 +141,8 @@ export const createTreeStore = ({ db, dialect }: Deps) => {
 
   const storedNodes = async (ex: Executor, ids: NodeId[]): Promise<Map<string, Buffer>> => {
     const out = new Map<string, Buffer>();
-    for (let i = 0; i < ids.length; i += 200) {
-      const chunk = ids.slice(i, i + 200);
+    for (let i = 0; i < ids.length; i += 128) {
+      const chunk = paddedIn(ids.slice(i, i + 128));
       const found = await ex
         .selectFrom('audit_tree_nodes')
         .select(['level', 'idx', 'hash'])

@@ -21,46 +21,58 @@ export const createVaultRepo = ({ dialect }: { dialect: Dialect }) => {
     return q.executeTakeFirst();
   };
 
-  /**
-   * The current version of a live secret, with its head, in one query (the TOTP
-   * hot path). Version columns are null when the head points at a version that
-   * is missing: the caller treats that as an integrity failure, not as 404.
-   */
-  const compileCurrent = (ex: Executor) =>
+  // The TOTP hot path, compiled once each: the head by (agent, name), then its current version by
+  // (secret, version), both through their unique indexes. Two point look-ups, not one LEFT JOIN: on SQLite
+  // 3.54 the joined form ran at about 30 us a call against about 2 us for the pair (raw better-sqlite3, a
+  // seeded server database, inside a write transaction), a quarter of the server CPU per code.
+  const compileHead = (ex: Executor) =>
     compileOnce(
       (v) =>
         ex
-          .selectFrom('vault_secrets as s')
-          .leftJoin('vault_secret_versions as v', (j) => j.onRef('v.secret_id', '=', 's.id').onRef('v.version', '=', 's.current_version'))
-          .select([
-            's.id as secret_id',
-            's.kind as head_kind',
-            's.current_version',
-            'v.id',
-            'v.org_id',
-            'v.agent_id',
-            'v.name',
-            'v.version',
-            'v.kind',
-            'v.metadata',
-            'v.sealed',
-          ])
-          .where('s.agent_id', '=', v[0]!)
-          .where('s.name', '=', v[1]!)
-          .where('s.deleted_at', 'is', null),
+          .selectFrom('vault_secrets')
+          .select(['id', 'kind', 'current_version'])
+          .where('agent_id', '=', v[0]!)
+          .where('name', '=', v[1]!)
+          .where('deleted_at', 'is', null),
       2,
     );
-  let currentQuery: ReturnType<typeof compileCurrent> | undefined;
+  const compileVersion = (ex: Executor) =>
+    compileOnce(
+      (v) =>
+        ex
+          .selectFrom('vault_secret_versions')
+          .select(['id', 'org_id', 'agent_id', 'name', 'version', 'kind', 'metadata', 'sealed'])
+          .where('secret_id', '=', v[0]!)
+          .where('version', '=', v[1]!),
+      2,
+    );
+  let headQuery: ReturnType<typeof compileHead> | undefined;
+  let versionQuery: ReturnType<typeof compileVersion> | undefined;
 
   /**
-   * The current version of a live secret, with its head, in one query (the TOTP
-   * hot path, compiled once). Version columns are null when the head points at
-   * a version that is missing: the caller treats that as an integrity failure, not as 404.
+   * The current version of a live secret, with its head (the TOTP hot path). Version columns are null
+   * when the head points at a version that is missing: the caller treats that as an integrity failure,
+   * not as 404. Undefined when there is no live secret of that name.
    */
   const current = async (ex: Executor, agentId: string, name: string) => {
-    currentQuery ??= compileCurrent(ex);
-    const { rows } = await ex.executeQuery(currentQuery(agentId, name));
-    return rows[0];
+    headQuery ??= compileHead(ex);
+    versionQuery ??= compileVersion(ex);
+    const h = (await ex.executeQuery(headQuery(agentId, name))).rows[0];
+    if (!h) return undefined;
+    const v = (await ex.executeQuery(versionQuery(h.id, h.current_version))).rows[0];
+    return {
+      secret_id: h.id,
+      head_kind: h.kind,
+      current_version: h.current_version,
+      id: v?.id ?? null,
+      org_id: v?.org_id ?? null,
+      agent_id: v?.agent_id ?? null,
+      name: v?.name ?? null,
+      version: v?.version ?? null,
+      kind: v?.kind ?? null,
+      metadata: v?.metadata ?? null,
+      sealed: v?.sealed ?? null,
+    };
   };
 
   const list = (ex: Executor, agentId: string) =>

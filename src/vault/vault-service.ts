@@ -126,7 +126,12 @@ export const createVaultService = ({ db, repo, guard, audit, ring, clock, retent
     if (!consistent) throw new AppError('decrypt_failed', 500, 'The stored version does not match its secret.');
     // The expected owner comes from the request, not from the row: a row moved to another agent fails.
     const aad = vaultAad({ org_id: orgId, agent_id: agentId, name, version: Number(row.version), kind: row.kind, metadata: row.metadata });
-    return JSON.parse(open(ring, row.sealed, aad).toString('utf8')) as Payload;
+    const pt = open(ring, row.sealed, aad);
+    try {
+      return JSON.parse(pt.toString('utf8')) as Payload;
+    } finally {
+      pt.fill(0);
+    }
   };
 
   /** Runs `fn` (a guard.change); an integrity failure is audited as `error` outside the rolled-back transaction. */

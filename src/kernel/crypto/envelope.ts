@@ -1,7 +1,7 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import { AppError } from '../errors.js';
-import type { KeyRing, WrappedKey } from './keyring.js';
+import type { KeyRing, WrappedKey, WrappedKeyBytes } from './keyring.js';
 
 /**
  * Envelope encryption: a fresh 256-bit data key per sealed value, AES-256-GCM
@@ -56,7 +56,12 @@ const malformed = (cause?: unknown) =>
   new AppError('decrypt_failed', 500, 'Stored ciphertext is not in the sealed format.', cause === undefined ? {} : { cause });
 
 /** The parsed form of either version; `flags` is 0 for v1. */
-type Parsed = { version: 1 | 2; flags: number; dk: WrappedKey; iv: Buffer; ct: Buffer; tag: Buffer };
+type Parsed = { version: 1 | 2; flags: number; dk: WrappedKey | WrappedKeyBytes; iv: Buffer; ct: Buffer; tag: Buffer };
+
+const base64Key = (dk: WrappedKey | WrappedKeyBytes): WrappedKey =>
+  typeof dk.iv === 'string'
+    ? (dk as WrappedKey)
+    : { kv: dk.kv, iv: dk.iv.toString('base64'), ct: (dk.ct as Buffer).toString('base64'), tag: (dk.tag as Buffer).toString('base64') };
 
 const parseV2 = (b: Buffer): Parsed => {
   if (b.length < 3) throw malformed();
@@ -71,12 +76,7 @@ const parseV2 = (b: Buffer): Parsed => {
     o += n;
     return s;
   };
-  const dk: WrappedKey = {
-    kv,
-    iv: take(12).toString('base64'),
-    ct: take(32).toString('base64'),
-    tag: take(16).toString('base64'),
-  };
+  const dk: WrappedKeyBytes = { kv, iv: take(12), ct: take(32), tag: take(16) };
   const iv = take(12);
   const ct = b.subarray(o, b.length - 16);
   const tag = b.subarray(b.length - 16);
@@ -138,7 +138,7 @@ export const sealedVersion = (stored: SealedValue): 1 | 2 => parse(stored).versi
 export const sealedKeyVersion = (stored: SealedValue): string => parse(stored).dk.kv;
 
 /** The wrapped data key of a stored value of either version (no decryption). */
-export const parseSealed = (stored: SealedValue): { dk: WrappedKey } => ({ dk: parse(stored).dk });
+export const parseSealed = (stored: SealedValue): { dk: WrappedKey } => ({ dk: base64Key(parse(stored).dk) });
 
 const payloadAad = (version: 1 | 2, flags: number, aad: string) =>
   version === 1 ? Buffer.from(aad) : Buffer.concat([Buffer.from([SEALED_V2, flags]), Buffer.from(aad)]);
@@ -198,13 +198,17 @@ export const seal = (ring: KeyRing, plaintext: Buffer | string, aad: string, opt
 export const open = (ring: KeyRing, stored: SealedValue, aad: string): Buffer => {
   const s = parse(stored);
   const dataKey = ring.unwrap(s.dk, aad);
-  let pt: Buffer;
+  let pt: Buffer | undefined;
   try {
     const d = createDecipheriv('aes-256-gcm', dataKey, s.iv);
     d.setAAD(payloadAad(s.version, s.flags, aad));
     d.setAuthTag(s.tag);
-    pt = Buffer.concat([d.update(s.ct), d.final()]);
+    pt = d.update(s.ct);
+    // GCM adds nothing at final(): it checks the tag and throws when the data or its associated data changed.
+    d.final();
   } catch (e) {
+    // Unauthenticated plaintext is never returned, and not left in memory either.
+    pt?.fill(0);
     throw new AppError('decrypt_failed', 500, 'Decryption failed: wrong key or tampered data.', { cause: e });
   } finally {
     dataKey.fill(0);

@@ -8,12 +8,15 @@ import { AppError } from '../errors.js';
  * A KMS can implement the same interface; only the local ring exists today.
  */
 export type WrappedKey = { kv: string; iv: string; ct: string; tag: string };
+/** A wrapped key with its fields as bytes (the binary sealed format holds them so: no base64 round trip on each open). */
+export type WrappedKeyBytes = { kv: string; iv: Buffer; ct: Buffer; tag: Buffer };
+const bytesOf = (v: string | Buffer) => (typeof v === 'string' ? Buffer.from(v, 'base64') : v);
 
 export type KeyRing = {
   activeVersion: string;
   versions: () => string[];
   wrap: (dataKey: Buffer, context: string) => WrappedKey;
-  unwrap: (wrapped: WrappedKey, context: string) => Buffer;
+  unwrap: (wrapped: WrappedKey | WrappedKeyBytes, context: string) => Buffer;
   /** A public, non-secret fingerprint of a KEK: lets start-up detect a wrong master key. */
   fingerprint: (version: string) => string;
 };
@@ -57,10 +60,18 @@ export const createLocalKeyRing = (entries: KekEntry[], active?: string): KeyRin
     },
     unwrap: (w, context) => {
       try {
-        const d = createDecipheriv('aes-256-gcm', kek(w.kv), Buffer.from(w.iv, 'base64'));
+        const d = createDecipheriv('aes-256-gcm', kek(w.kv), bytesOf(w.iv));
         d.setAAD(Buffer.from(WRAP_AAD_PREFIX + context));
-        d.setAuthTag(Buffer.from(w.tag, 'base64'));
-        return Buffer.concat([d.update(Buffer.from(w.ct, 'base64')), d.final()]);
+        d.setAuthTag(bytesOf(w.tag));
+        const key = d.update(bytesOf(w.ct));
+        // GCM is a stream mode: final() adds no bytes, it checks the tag (and throws when it does not match).
+        try {
+          d.final();
+        } catch (e) {
+          key.fill(0);
+          throw e;
+        }
+        return key;
       } catch (e) {
         if (e instanceof AppError) throw e;
         throw new AppError('decrypt_failed', 500, 'A data key failed to unwrap: wrong key or tampered data.', {
