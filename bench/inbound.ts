@@ -7,7 +7,19 @@ import { type DKIMSignOptions, dkimSign } from 'mailauth';
 import { createTransport } from 'nodemailer';
 import { SMTPServer } from 'smtp-server';
 import { selfSignedCert } from '../test/support/outbound-sink.js';
-import { api, benchStore, fmt, freePort, outsideSender, serveArgs, startProcess, table } from './support/bench-kit.js';
+import {
+  api,
+  benchStore,
+  fmt,
+  freePort,
+  outsideSender,
+  pgBackendCpuMs,
+  pgCpuSince,
+  serveArgs,
+  startProcess,
+  table,
+  threadCpuMs,
+} from './support/bench-kit.js';
 import { maildirCount, peersMissing, startOpenDkim, startPostfix, treeCpuMs } from './support/postfix.js';
 
 const N = Number(process.env.MAILWARD_BENCH_MESSAGES ?? 2000);
@@ -121,6 +133,8 @@ const rows: Record<string, string | number>[] = [
     'of Postfix + OpenDKIM': '-',
     stored: '-',
     'server CPU ms/message': `${fmt(bareCpuMs, 2)} (sink + client)`,
+    'main / workers / other': '-',
+    'PostgreSQL ms/message': '-',
   },
 ];
 
@@ -169,6 +183,8 @@ else
         'of Postfix + OpenDKIM': withDkim ? '100%' : `${fmt((100 * postfixDkimSecs!) / r.secs)}%`,
         stored: `${r.ok}/${N}`,
         'server CPU ms/message': `${fmt(cpuMs, 2)} (Postfix${milter ? ' + OpenDKIM' : ''})`,
+        'main / workers / other': '-',
+        'PostgreSQL ms/message': '-',
       });
     } finally {
       pf.stop();
@@ -210,6 +226,11 @@ for (const dialect of dialects)
         : null;
       const servers = second ? [server, second] : [server];
       const serversCpu = () => servers.reduce((n, s) => n + cpuSeconds(s.child.pid), 0);
+      const threadsCpu = () =>
+        servers
+          .map((s) => threadCpuMs(s.child.pid))
+          .reduce((a, b) => ({ main: a.main + b.main, workers: a.workers + b.workers, other: a.other + b.other }));
+      const pgCpu = () => (store.database ? pgBackendCpuMs(store.database) : Promise.resolve(new Map<number, number>()));
       const base = `http://127.0.0.1:${server.port}`;
       const admin = fs.readFileSync(path.join(store.dataDir, 'bootstrap-admin.key'), 'utf8').trim();
       const call = api(base, admin);
@@ -222,10 +243,17 @@ for (const dialect of dialects)
         for (const [i, p] of (second ? [smtpPort, otherPort] : [smtpPort]).entries())
           await blast(p, messages.slice(N + i * WARMUP, N + (i + 1) * WARMUP));
       const cpu0 = serversCpu();
+      const threads0 = threadsCpu();
+      const pg0 = await pgCpu();
       const client0 = process.cpuUsage();
       const r = await blast(second ? [smtpPort, otherPort] : smtpPort);
       const client = process.cpuUsage(client0);
       const cpuMs = ((serversCpu() - cpu0) * 1000) / N;
+      const threads1 = threadsCpu();
+      const pgPerMessage = store.database ? pgCpuSince(pg0, await pgCpu()) / N : null;
+      const split = [threads1.main - threads0.main, threads1.workers - threads0.workers, threads1.other - threads0.other]
+        .map((ms) => fmt(ms / N, 2))
+        .join(' / ');
       await Promise.all(servers.map((s) => s.stop()));
       if (otherDir) fs.rmSync(otherDir, { recursive: true, force: true });
       await store.drop();
@@ -236,6 +264,8 @@ for (const dialect of dialects)
         'of Postfix + OpenDKIM': postfixDkimSecs ? `${fmt((100 * postfixDkimSecs) / r.secs)}%` : '-',
         stored: `${r.ok}/${N}`,
         'server CPU ms/message': `${fmt(cpuMs, 2)} (client ${fmt((client.user + client.system) / 1000 / N, 2)})`,
+        'main / workers / other': split,
+        'PostgreSQL ms/message': pgPerMessage === null ? '-' : fmt(pgPerMessage, 2),
       });
     }
 fs.rmSync(dir, { recursive: true, force: true });

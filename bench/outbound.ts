@@ -14,7 +14,18 @@ import path from 'node:path';
 import autocannon from 'autocannon';
 import { createTransport } from 'nodemailer';
 import { selfSignedCert } from '../test/support/outbound-sink.js';
-import { api, benchStore, fmt, serveArgs, startCountingSink, startProcess, table } from './support/bench-kit.js';
+import {
+  api,
+  benchStore,
+  fmt,
+  pgBackendCpuMs,
+  pgCpuSince,
+  serveArgs,
+  startCountingSink,
+  startProcess,
+  table,
+  threadCpuMs,
+} from './support/bench-kit.js';
 import { peersMissing, SMTP_SOURCE, startOpenDkim, startPostfix, treeCpuMs } from './support/postfix.js';
 
 const N = Number(process.env.MAILWARD_BENCH_MESSAGES ?? 1000);
@@ -73,6 +84,8 @@ const rows: Record<string, string | number>[] = [
     'of baseline': '100%',
     'of Postfix + OpenDKIM': '-',
     'server CPU ms/msg': '-',
+    'main / workers / other': '-',
+    'PostgreSQL ms/msg': '-',
     'accept p50 ms': '-',
     'accept p99 ms': '-',
   },
@@ -119,6 +132,8 @@ else {
       'of baseline': `${fmt((100 * baselineSecs) / postfixSecs)}%`,
       'of Postfix + OpenDKIM': '100%',
       'server CPU ms/msg': `${cpu.toFixed(2)} (Postfix + OpenDKIM)`,
+      'main / workers / other': '-',
+      'PostgreSQL ms/msg': '-',
       'accept p50 ms': '-',
       'accept p99 ms': '-',
     });
@@ -159,6 +174,11 @@ for (const dialect of dialects)
       const second = otherDir ? await startProcess(serveArgs(), { ...env, MAILWARD_DATA_DIR: otherDir }) : null;
       const servers = second ? [server, second] : [server];
       const serversCpu = () => servers.reduce((n, s) => n + cpuMs(s.child.pid), 0);
+      const threadsCpu = () =>
+        servers
+          .map((s) => threadCpuMs(s.child.pid))
+          .reduce((a, b) => ({ main: a.main + b.main, workers: a.workers + b.workers, other: a.other + b.other }));
+      const pgCpu = () => (store.database ? pgBackendCpuMs(store.database) : Promise.resolve(new Map<number, number>()));
       const base = `http://127.0.0.1:${server.port}`;
       const admin = fs.readFileSync(path.join(store.dataDir, 'bootstrap-admin.key'), 'utf8').trim();
       const call = (method: string, p: string, k: string, body?: unknown) => api(base, k)(method, p, body);
@@ -191,6 +211,8 @@ for (const dialect of dialects)
       }
       // End to end: N sends with 32 in flight (split between the processes), timed until the sink has accepted all N.
       const cpu0 = serversCpu();
+      const threads0 = threadsCpu();
+      const pg0 = await pgCpu();
       const t1 = performance.now();
       let next = 0;
       await Promise.all(
@@ -205,6 +227,11 @@ for (const dialect of dialects)
       await waitFor(N);
       const e2eSecs = (performance.now() - t1) / 1000;
       const cpuPerMessage = (serversCpu() - cpu0) / N;
+      const threads1 = threadsCpu();
+      const pgPerMessage = store.database ? pgCpuSince(pg0, await pgCpu()) / N : null;
+      const split = [threads1.main - threads0.main, threads1.workers - threads0.workers, threads1.other - threads0.other]
+        .map((ms) => (ms / N).toFixed(2))
+        .join(' / ');
 
       // Accept latency at a steady 100 requests/s. First into a gated_send mailbox (held: the same request work,
       // no delivery), then into the autonomous one with delivery running meanwhile: the difference is what
@@ -237,6 +264,8 @@ for (const dialect of dialects)
         'of baseline': `${fmt((100 * baselineSecs) / e2eSecs)}%`,
         'of Postfix + OpenDKIM': postfixSecs ? `${fmt((100 * postfixSecs) / e2eSecs)}%` : '-',
         'server CPU ms/msg': cpuPerMessage.toFixed(2),
+        'main / workers / other': split,
+        'PostgreSQL ms/msg': pgPerMessage === null ? '-' : pgPerMessage.toFixed(2),
         'accept p50 ms': lat.latency.p50,
         'accept p99 ms': `${lat.latency.p99}${lat.non2xx + lat.errors > 0 ? ` (${lat.non2xx + lat.errors} errors)` : ''}`,
       });
@@ -246,6 +275,8 @@ for (const dialect of dialects)
         'of baseline': '-',
         'of Postfix + OpenDKIM': '-',
         'server CPU ms/msg': '-',
+        'main / workers / other': '-',
+        'PostgreSQL ms/msg': '-',
         'accept p50 ms': held.latency.p50,
         'accept p99 ms': `${held.latency.p99}${held.non2xx + held.errors > 0 ? ` (${held.non2xx + held.errors} errors)` : ''}`,
       });

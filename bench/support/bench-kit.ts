@@ -73,7 +73,7 @@ export const startProcess = async (args: string[], env: Record<string, string>, 
 export const benchStore = async (
   dialect: 'sqlite' | 'postgres',
   adminUrl = PG_ADMIN_URL,
-): Promise<{ env: Record<string, string>; dataDir: string; drop: () => Promise<void> }> => {
+): Promise<{ env: Record<string, string>; dataDir: string; database?: string; drop: () => Promise<void> }> => {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), `mw-bench-${dialect}-`));
   if (dialect === 'sqlite')
     return { env: { MAILWARD_DATA_DIR: dataDir }, dataDir, drop: async () => fs.rmSync(dataDir, { recursive: true, force: true }) };
@@ -87,6 +87,7 @@ export const benchStore = async (
   return {
     env: { MAILWARD_DATA_DIR: dataDir, DATABASE_URL: u.toString() },
     dataDir,
+    database: name,
     drop: async () => {
       const d = new pg.Client({ connectionString: adminUrl });
       await d.connect();
@@ -218,3 +219,59 @@ export const startCountingSink = async (tls: { private: string | Buffer; cert: s
     close: () => new Promise<void>((r) => server.close(() => r())),
   };
 };
+
+/** CPU ms (user + system) of one thread or process from its /proc stat line (USER_HZ 100). */
+const statCpuMs = (file: string): number => {
+  const f = fs.readFileSync(file, 'utf8').split(') ')[1]!.split(' ');
+  return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
+};
+
+/**
+ * CPU ms of a process's threads by kind: `main` (the event loop), `workers` (Mailward's named worker threads:
+ * signing, analysis) and `other` (V8's compiler and GC helpers, libuv's pool, the SQLite checkpointer, which are
+ * unnamed or named by Node). A thread that exited is not counted; Mailward's threads live as long as the server.
+ */
+export const threadCpuMs = (pid: number | undefined): { main: number; workers: number; other: number } => {
+  const out = { main: 0, workers: 0, other: 0 };
+  if (!pid) return out;
+  for (const t of fs.readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const comm = fs.readFileSync(`/proc/${pid}/task/${t}/comm`, 'utf8').trim();
+      const ms = statCpuMs(`/proc/${pid}/task/${t}/stat`);
+      if (Number(t) === pid) out.main += ms;
+      else if (comm === 'signing' || comm === 'analysis') out.workers += ms;
+      else out.other += ms;
+    } catch {
+      /* the thread exited meanwhile */
+    }
+  }
+  return out;
+};
+
+/**
+ * CPU ms of the PostgreSQL backends serving `database` (pg_stat_activity), by pid: taken before and after a phase,
+ * the difference is what the database server spent for the bench (other jobs sharing the server are not counted;
+ * a backend that both started and ended inside the phase is missed).
+ */
+export const pgBackendCpuMs = async (database: string, adminUrl = PG_ADMIN_URL): Promise<Map<number, number>> => {
+  const c = new pg.Client({ connectionString: adminUrl });
+  await c.connect();
+  try {
+    const r = await c.query<{ pid: number }>('select pid from pg_stat_activity where datname = $1', [database]);
+    const out = new Map<number, number>();
+    for (const { pid } of r.rows) {
+      try {
+        out.set(pid, statCpuMs(`/proc/${pid}/stat`));
+      } catch {
+        /* ended meanwhile */
+      }
+    }
+    return out;
+  } finally {
+    await c.end();
+  }
+};
+
+/** What the backends in `after` spent since `before` (a backend new in `after` counts from zero). */
+export const pgCpuSince = (before: Map<number, number>, after: Map<number, number>): number =>
+  [...after].reduce((n, [pid, ms]) => n + ms - (before.get(pid) ?? 0), 0);

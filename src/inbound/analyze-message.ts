@@ -7,6 +7,7 @@ import { scanMessage } from '../phi/phi-scanner.js';
 import type { ScanOptions, Sensitivity } from '../phi/phi-types.js';
 import type { PhiFindingOut } from '../phi/phi-schemas.js';
 import type { InboundAuthResults } from './auth-results.js';
+import { installDkimKeyCache } from './dkim-key-cache.js';
 import type { AuthResolver } from './inbound-resolver.js';
 import { type DsnReport, parseDsn } from './dsn.js';
 
@@ -113,6 +114,8 @@ export const analyzeMessage = async (
   try {
     // Imported on first use: mailauth costs about 0.5 s to load, and analysis runs on a worker thread by default.
     const { authenticate } = await import('mailauth');
+    // Public keys imported once per DNS record text, not once per message (dkim-key-cache.ts).
+    installDkimKeyCache();
     const r = await authenticate(raw, {
       ip: env.clientIp,
       helo: env.helo || env.clientIp,

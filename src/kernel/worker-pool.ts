@@ -57,8 +57,9 @@ export const createWorkerPool = <I, O>(o: WorkerPoolOptions<I, O>) => {
         ? new Worker(`import('tsx/esm/api').then((m) => m.register()).then(() => import(${JSON.stringify(o.url.href)}))`, {
             eval: true,
             workerData: o.workerData,
+            name: o.name,
           })
-        : new Worker(o.url, { workerData: o.workerData });
+        : new Worker(o.url, { workerData: o.workerData, name: o.name });
       w.unref();
       w.on('message', (m: { id: number; result?: unknown; failed?: true; code?: string }) => {
         const p = pending.get(m.id);
