@@ -10,6 +10,7 @@ import { type Inbound, outsideSenders, rawMessage, smtpCode, startInbound } from
 import { seedMailbox } from './support/outbound-sink.js';
 import { createTestApp, type TestApp } from './support/test-app.js';
 import { eventRows, selectEventRows } from '../src/audit/event-rows.js';
+import { storedOfId } from '../src/audit/audit-columns.js';
 
 const LAB = 'results@lab.example';
 
@@ -375,7 +376,7 @@ for (const dialect of testDialects()) {
       const audit = await t.c.store.db
         .selectFrom('audit_events')
         .selectAll()
-        .where('target_id', '=', out.id)
+        .where('target_id', '=', storedOfId(out.id))
         .where('action', '=', 'email.bounced')
         .execute();
       expect(audit).toHaveLength(1);
@@ -417,7 +418,7 @@ for (const dialect of testDialects()) {
       expect(view.body.system_tags).toContain('results');
       await t.c.audit.sync();
       const audit = await eventRows(
-        selectEventRows(t.c.store.db).where('e.target_id', '=', rows[0]!.id).where('e.action', '=', 'email.released'),
+        selectEventRows(t.c.store.db).where('e.target_id', '=', storedOfId(rows[0]!.id)).where('e.action', '=', 'email.released'),
       );
       expect(audit).toHaveLength(1);
       expect(audit[0]).toMatchObject({

@@ -4,7 +4,7 @@ import type { Logger } from '../kernel/log.js';
 import type { Db, Dialect, Tx } from '../store/db.js';
 import type { AuditEventsTable, AuditPendingTable } from '../store/schema.js';
 import { canonicalOfRow, type EventRow } from './audit-chain.js';
-import { hexOfStored, storedOfContentHash, storedOfHex } from './audit-columns.js';
+import { hexOfStored, idOfStored, storedOfContentHash, storedOfHex, storedOfId, storedOfIdOrNull } from './audit-columns.js';
 import { canonicalJson } from './canonical.js';
 
 /**
@@ -39,7 +39,7 @@ const isRef = (v: unknown): v is EventHashRef =>
 
 /** Rows per pass: bounded, so one pass's transaction stays short. */
 export const INTEGRATE_BATCH = 2048;
-/** Rows per INSERT statement (17 parameters each: below SQLite's 32766 and PostgreSQL's 65535). */
+/** Rows per INSERT statement (16 parameters each: below SQLite's 32766 and PostgreSQL's 65535). */
 const INSERT_CHUNK = 1000;
 
 type Deps = {
@@ -75,8 +75,8 @@ export const createIntegrator = ({ db, dialect, intervalMs, batch = INTEGRATE_BA
     collect(parsed);
     const missing = refs.filter((id) => !known.has(id));
     if (missing.length) {
-      const found = await tx.selectFrom('audit_events').select(['id', 'seq', 'hash']).where('id', 'in', missing).execute();
-      for (const f of found) known.set(f.id, { seq: Number(f.seq), hash: hexOfStored(f.hash) });
+      const found = await tx.selectFrom('audit_events').select(['id', 'seq', 'hash']).where('id', 'in', missing.map(storedOfId)).execute();
+      for (const f of found) known.set(idOfStored(f.id)!, { seq: Number(f.seq), hash: hexOfStored(f.hash) });
     }
     const replace = (v: unknown): unknown => {
       if (isRef(v)) {
@@ -187,14 +187,23 @@ export const createIntegrator = ({ db, dialect, intervalMs, batch = INTEGRATE_BA
         row.hash = createHash('sha256').update(prev, 'hex').update(canonicalOfRow(row), 'utf8').digest('hex');
         prev = row.hash;
         rows.push(row);
-        const { delegation_chain, prev_hash, hash, content_hash, ...rest } = row;
         stored.push({
-          ...rest,
-          content_hash: storedOfContentHash(content_hash),
+          seq,
+          id: storedOfId(row.id),
+          at: row.at,
+          org_id: storedOfIdOrNull(row.org_id),
+          action: row.action,
+          actor_type: row.actor_type,
+          actor_id: storedOfIdOrNull(row.actor_id),
+          chain_id: chains.get(row.delegation_chain)!,
+          target_type: row.target_type,
+          target_id: storedOfIdOrNull(row.target_id),
           outcome: row.outcome as AuditEventsTable['outcome'],
-          chain_id: chains.get(delegation_chain)!,
-          prev_hash: storedOfHex(prev_hash),
-          hash: storedOfHex(hash),
+          request_id: storedOfIdOrNull(row.request_id),
+          client_ip: row.client_ip,
+          content_hash: storedOfContentHash(row.content_hash),
+          details: row.details,
+          hash: storedOfHex(row.hash),
         });
         done.set(row.id, { seq, hash: row.hash });
       }
