@@ -101,7 +101,7 @@ for (const dialect of testDialects()) {
       expect(Buffer.from(row.raw_sealed!).toString('latin1')).not.toContain(marker);
       expect(Buffer.from(row.content_sealed).toString('latin1')).not.toContain(marker);
       await t.c.audit.sync();
-      const events = await eventRows(selectEventRows(t.c.store.db).where('e.target_id', '=', item.id).orderBy('e.seq'));
+      const events = await eventRows(selectEventRows(t.c.store.db).where('e.target_id', '=', storedOfId(item.id)).orderBy('e.seq'));
       const received = events.find((e) => e.action === 'email.received')!;
       expect(received).toMatchObject({ actor_type: 'system', content_hash: sha256Hex(raw), client_ip: '127.0.0.1', outcome: 'success' });
       expect(JSON.parse(received.delegation_chain).map((c: { type: string }) => c.type)).toEqual(['organization', 'department', 'agent']);
