@@ -75,7 +75,7 @@ const SHAPES: Partial<EventRow>[] = [
   { delegation_chain: 'null' },
   { action: 'quote " backslash \\ newline \n tab \t nul \u0000 del \u007f', outcome: 'denied' },
   { target_id: 'pâtient ✓ 💊 \u2028 "q"', client_ip: '2001:db8::1' },
-  { details: canonicalJson({ z: [1, -0.5, 1e21, true, null, { 'é': 'ü', '\u0000': '' }], a: 'x' }) },
+  { details: canonicalJson({ z: [1, -0.5, 1e21, true, null, { é: 'ü', '\u0000': '' }], a: 'x' }) },
   { seq: 9_007_199_254_740_991 },
 ];
 
