@@ -1,6 +1,6 @@
 /**
  * Audit log at scale. Run: node --import tsx bench/audit-scale.ts
- * Env: MAILWARD_BENCH_SECONDS (load per run, default 8), BENCH_AUDIT_SIZE_EVENTS (default 20,000),
+ * Env: MAILWARD_BENCH_SECONDS (load per run, default 8), BENCH_AUDIT_SIZE_EVENTS (default 20,000), BENCH_AUDIT_BYTES_ONLY=1,
  * MAILWARD_TEST_DATABASE_URL (PostgreSQL admin URL; "off" skips PostgreSQL).
  *
  * Reports, in one run:
@@ -24,6 +24,8 @@ import { BENCH_AUDIT_ACTOR, openBenchContainer, PG_ADMIN_URL, repoRoot, seconds 
 
 const SIZE_EVENTS = Number(process.env.BENCH_AUDIT_SIZE_EVENTS ?? 20_000);
 const STEADY_RATE = Number(process.env.BENCH_AUDIT_STEADY_RATE ?? 200);
+/** BENCH_AUDIT_BYTES_ONLY=1: only the bytes per event on both dialects (no load runs). */
+const BYTES_ONLY = process.env.BENCH_AUDIT_BYTES_ONLY === '1';
 const rows: [string, string][] = [];
 const out = (k: string, v: string) => {
   rows.push([k, v]);
@@ -159,7 +161,7 @@ const main = async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mw-bench-audit-scale-'));
   const s = await open({ MAILWARD_DATA_DIR: dir });
   await bytesSqlite(s, path.join(dir, 'mailward.db'));
-  await steady({ MAILWARD_DATA_DIR: dir }, s, 'SQLite');
+  if (!BYTES_ONLY) await steady({ MAILWARD_DATA_DIR: dir }, s, 'SQLite');
   await s.close();
   fs.rmSync(dir, { recursive: true, force: true });
 
@@ -185,6 +187,7 @@ const main = async () => {
       await c.close();
       fs.rmSync(pdir, { recursive: true, force: true });
     }
+    if (BYTES_ONLY) return report();
     // 1 process, then 2 processes on one database; 8 lanes each. The watcher measures inclusion delays.
     const { env, c, pdir } = await fresh();
     await steady(env, c, 'PostgreSQL');

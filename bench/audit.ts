@@ -16,9 +16,9 @@ import SQLite from 'better-sqlite3';
 import pg from 'pg';
 import type { Container } from '../src/app/container.js';
 import { canonicalOfRow, type EventRow } from '../src/audit/audit-chain.js';
-import { storedOfContentHash } from '../src/audit/audit-columns.js';
+import { storedOfContentHash, storedOfId, storedOfIdOrNull } from '../src/audit/audit-columns.js';
 import { canonicalJson } from '../src/audit/canonical.js';
-import { eventRows, selectEventRows } from '../src/audit/event-rows.js';
+import { eventRows, selectChainRows } from '../src/audit/event-rows.js';
 import { systemActor } from '../src/identity/principal.js';
 import { benchStore, openBenchContainer } from './support/bench-kit.js';
 
@@ -62,19 +62,23 @@ const bulkRow = (head: number, i: number, prev: string, chain: string): EventRow
   r.hash = createHash('sha256').update(Buffer.from(prev, 'hex')).update(canonicalOfRow(r), 'utf8').digest('hex');
   return r;
 };
-/** Its stored form (migration 0031): the chain by reference, hashes as bytes. */
+/** Its stored form (migrations 0040, 0042): the chain by reference, hashes and ids as bytes, no prev_hash. */
 const storedRow = (r: EventRow, chainId: number) => {
-  const { delegation_chain: _, ...rest } = r;
+  const { delegation_chain: _, prev_hash: _prev, ...rest } = r;
   return {
     ...rest,
+    id: storedOfId(r.id),
+    org_id: storedOfIdOrNull(r.org_id),
+    actor_id: storedOfIdOrNull(r.actor_id),
+    target_id: storedOfIdOrNull(r.target_id),
+    request_id: storedOfIdOrNull(r.request_id),
     chain_id: chainId,
     content_hash: storedOfContentHash(r.content_hash),
-    prev_hash: Buffer.from(r.prev_hash, 'hex'),
     hash: Buffer.from(r.hash, 'hex'),
   };
 };
 const COLS =
-  'seq, id, at, org_id, action, actor_type, actor_id, chain_id, target_type, target_id, outcome, request_id, client_ip, content_hash, details, prev_hash, hash';
+  'seq, id, at, org_id, action, actor_type, actor_id, chain_id, target_type, target_id, outcome, request_id, client_ip, content_hash, details, hash';
 
 const bulkLoadSqlite = async (c: Container, file: string, n: number): Promise<number> => {
   // The chain's head, after integrating what start-up appended (the Merkle tree may still be behind it).
@@ -166,12 +170,16 @@ const verifyVsRead = async (c: Container, label: string, total: number) => {
     const r0 = process.hrtime.bigint();
     const c0 = cpuNow();
     let hashCpu = 0;
+    let prev = Buffer.alloc(32);
     for (;;) {
-      const batch = await eventRows(selectEventRows(c.store.db).where('e.seq', '>', after).orderBy('e.seq').limit(5000));
+      const batch = await eventRows(selectChainRows(c.store.db).where('e.seq', '>', after).orderBy('e.seq').limit(5000));
       if (batch.length === 0) break;
       const h0 = process.hrtime.bigint();
       const hc = cpuNow();
-      for (const r of batch) createHash('sha256').update(Buffer.from(r.prev_hash, 'hex')).update(canonicalOfRow(r), 'utf8').digest();
+      for (const r of batch) {
+        createHash('sha256').update(prev).update(canonicalOfRow(r), 'utf8').digest();
+        prev = Buffer.from(r.hash, 'hex');
+      }
       hashCpu += cpuNow() - hc;
       hashTime += secs(h0);
       after = Number(batch.at(-1)!.seq);

@@ -74,7 +74,7 @@ const rewriteFrom = async (t: TestApp, seq: number) => {
     const hash = chainHash(prev, chainedOfRow({ ...r, details }));
     await db
       .updateTable('audit_events')
-      .set({ details, prev_hash: storedOfHex(prev), hash: storedOfHex(hash) })
+      .set({ details, hash: storedOfHex(hash) })
       .where('seq', '=', r.seq)
       .execute();
     prev = hash;

@@ -6,7 +6,7 @@ import { sql } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
 import { chainHash } from '../src/audit/audit-chain.js';
 import { chainedOfRow } from '../src/audit/audit-chain.js';
-import { storedOfHex } from '../src/audit/audit-columns.js';
+import { storedOfHex, storedOfId } from '../src/audit/audit-columns.js';
 import { eventRows, selectEventRows } from '../src/audit/event-rows.js';
 import { canonicalJson } from '../src/audit/canonical.js';
 import { systemActor } from '../src/identity/principal.js';
@@ -123,6 +123,40 @@ for (const dialect of testDialects()) {
       expect(human.stdout).toContain('first bad seq 17');
     });
 
+    it('names the edited event when a stored id is changed, to another id or to bytes of no known form', async () => {
+      const app = await fresh(dialect);
+      await dropTriggers(app);
+      const db = app.c.store.db;
+      // Ids are stored as bytes (migration 0042): another valid id, and bytes that decode to no id at all.
+      const original = (await db.selectFrom('audit_events').select('target_id').where('seq', '=', 9).executeTakeFirstOrThrow()).target_id;
+      await db
+        .updateTable('audit_events')
+        .set({ target_id: storedOfId('msg_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0') })
+        .where('seq', '=', 9)
+        .execute();
+      let r = await verify(app);
+      expect(r.first_bad_seq).toBe(9);
+      expect(r.problems[0]!.code).toBe('hash_mismatch');
+      await db
+        .updateTable('audit_events')
+        .set({ target_id: Buffer.from('x', 'utf8') })
+        .where('seq', '=', 9)
+        .execute();
+      r = await verify(app);
+      expect(r.first_bad_seq).toBe(9);
+      // Changing the stored hash of one row breaks that row, and the next one chains from it (no prev_hash is stored).
+      await db.updateTable('audit_events').set({ target_id: original }).where('seq', '=', 9).execute();
+      expect((await verify(app)).ok).toBe(true);
+      await db
+        .updateTable('audit_events')
+        .set({ hash: Buffer.alloc(32, 7) })
+        .where('seq', '=', 25)
+        .execute();
+      r = await verify(app);
+      expect(r.first_bad_seq).toBe(25);
+      expect(r.problems[0]!.code).toBe('hash_mismatch');
+    });
+
     it('names the gap when a row is deleted', async () => {
       const app = await fresh(dialect);
       await dropTriggers(app);
@@ -179,7 +213,7 @@ for (const dialect of testDialects()) {
         const hash = chainHash(prev, chainedOfRow({ ...r, details }));
         await db
           .updateTable('audit_events')
-          .set({ details, prev_hash: storedOfHex(prev), hash: storedOfHex(hash) })
+          .set({ details, hash: storedOfHex(hash) })
           .where('seq', '=', r.seq)
           .execute();
         prev = hash;

@@ -8,6 +8,7 @@ import { tempDir, testDialects } from './support/dialects.js';
 import { seedMessages } from './support/inbound-seed.js';
 import { drainDeliveries, receivedWithId, relayEnv, type Sink, seedMailbox, startSink } from './support/outbound-sink.js';
 import { createTestApp, type TestApp } from './support/test-app.js';
+import { storedOfId } from '../src/audit/audit-columns.js';
 
 const JWCRYPTO = path.join(import.meta.dirname, 'support', 'jwcrypto-verify.py');
 
@@ -96,7 +97,7 @@ for (const dialect of testDialects()) {
         .selectFrom('audit_events')
         .selectAll()
         .where('action', '=', 'email.submitted')
-        .where('target_id', '=', rev.body.id)
+        .where('target_id', '=', storedOfId(rev.body.id))
         .executeTakeFirstOrThrow();
       expect(JSON.parse(audit.details)).toMatchObject({ revision_of: first.body.id, revision_of_approval: held.body.approval.id });
     });
@@ -163,7 +164,7 @@ for (const dialect of testDialects()) {
         .selectFrom('audit_events')
         .selectAll()
         .where('action', '=', 'email.submitted')
-        .where('target_id', '=', sent.body.id)
+        .where('target_id', '=', storedOfId(sent.body.id))
         .executeTakeFirstOrThrow();
       expect(JSON.parse(audit.details).part2).toEqual({ consents: [consent.body.id] });
       expect((await t.call('POST', `/v1/approvals/${held.body.approval.id}/approve`, reviewerKey, {})).status).toBe(200);
@@ -254,7 +255,7 @@ for (const dialect of testDialects()) {
         .selectFrom('audit_events')
         .selectAll()
         .where('action', '=', 'email.submitted')
-        .where('target_id', '=', sent.body.id)
+        .where('target_id', '=', storedOfId(sent.body.id))
         .executeTakeFirstOrThrow();
       expect(JSON.parse(audit.details).on_behalf_of).toEqual({
         id: dr.body.id,

@@ -8,6 +8,8 @@ import { testDialects } from './support/dialects.js';
 import { drainDeliveries, type Sink, seedMailbox } from './support/outbound-sink.js';
 import type { TestApp } from './support/test-app.js';
 import { hexOfStored } from '../src/audit/audit-columns.js';
+import { textIds, textIdsOf } from './support/audit-rows.js';
+import { storedOfId } from '../src/audit/audit-columns.js';
 
 const consentPath = (email: string) => `/v1/contacts/${encodeURIComponent(email)}/consent`;
 const P1 = 'ana.patient@clinic.example';
@@ -160,12 +162,14 @@ for (const dialect of testDialects()) {
 
       // Every change is audited in the officer's name; the reviewer's attempt as denied.
       await t.c.audit.sync(); // sequenced by the integrator
-      const events = await t.c.store.db
-        .selectFrom('audit_events')
-        .select(['action', 'actor_id', 'outcome'])
-        .where('target_id', '=', id)
-        .orderBy('seq')
-        .execute();
+      const events = textIds(
+        await t.c.store.db
+          .selectFrom('audit_events')
+          .select(['action', 'actor_id', 'outcome'])
+          .where('target_id', '=', storedOfId(id))
+          .orderBy('seq')
+          .execute(),
+      );
       const mine = events.filter((e) => e.outcome === 'success' && e.actor_id === officer.human.id).map((e) => e.action);
       expect(mine).toEqual(expect.arrayContaining(['breach.created', 'breach.scoped', 'breach.risk_assessed', 'breach.notice.sent']));
       expect(events.filter((e) => e.action === 'breach.scoped').map((e) => e.outcome)).toEqual(['success', 'denied']);
@@ -195,11 +199,13 @@ for (const dialect of testDialects()) {
       const hash = createHash('sha256').update(JSON.stringify(pack.report)).digest('hex');
       expect(pack.signature.report_sha256).toBe(hash);
       await t.c.audit.sync();
-      const ev = await t.c.store.db
-        .selectFrom('audit_events')
-        .select(['action', 'actor_id', 'details', 'hash'])
-        .where('seq', '=', pack.signature.seq)
-        .executeTakeFirstOrThrow();
+      const ev = textIdsOf(
+        await t.c.store.db
+          .selectFrom('audit_events')
+          .select(['action', 'actor_id', 'details', 'hash'])
+          .where('seq', '=', pack.signature.seq)
+          .executeTakeFirstOrThrow(),
+      );
       expect(ev).toMatchObject({ action: 'compliance.reported', actor_id: officer.human.id });
       expect(hexOfStored(ev.hash)).toBe(pack.signature.event_hash);
       expect(JSON.parse(ev.details).report_sha256).toBe(hash);

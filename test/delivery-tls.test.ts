@@ -4,6 +4,7 @@ import { createLogger } from '../src/kernel/log.js';
 import { tempDir, testDialects } from './support/dialects.js';
 import { drainDeliveries, relayEnv, type Sink, seedMailbox, startSink } from './support/outbound-sink.js';
 import { createTestApp, type TestApp } from './support/test-app.js';
+import { storedOfId } from '../src/audit/audit-columns.js';
 
 const PATIENT = 'patient@clinic.example';
 
@@ -39,7 +40,7 @@ const attemptOf = async (t: TestApp, id: string) => {
     .selectFrom('audit_events')
     .select(['details'])
     .where('action', '=', 'email.delivery_attempted')
-    .where('target_id', '=', id)
+    .where('target_id', '=', storedOfId(id))
     .execute();
   return rows.map((r) => JSON.parse(r.details) as Record<string, unknown>);
 };

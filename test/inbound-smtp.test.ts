@@ -10,6 +10,7 @@ import { type Inbound, outsideSenders, rawMessage, smtpCode, startInbound } from
 import { seedMailbox } from './support/outbound-sink.js';
 import { createTestApp, type TestApp } from './support/test-app.js';
 import { eventRows, selectEventRows } from '../src/audit/event-rows.js';
+import { storedOfId } from '../src/audit/audit-columns.js';
 
 const LAB = 'results@lab.example';
 
@@ -100,7 +101,7 @@ for (const dialect of testDialects()) {
       expect(Buffer.from(row.raw_sealed!).toString('latin1')).not.toContain(marker);
       expect(Buffer.from(row.content_sealed).toString('latin1')).not.toContain(marker);
       await t.c.audit.sync();
-      const events = await eventRows(selectEventRows(t.c.store.db).where('e.target_id', '=', item.id).orderBy('e.seq'));
+      const events = await eventRows(selectEventRows(t.c.store.db).where('e.target_id', '=', storedOfId(item.id)).orderBy('e.seq'));
       const received = events.find((e) => e.action === 'email.received')!;
       expect(received).toMatchObject({ actor_type: 'system', content_hash: sha256Hex(raw), client_ip: '127.0.0.1', outcome: 'success' });
       expect(JSON.parse(received.delegation_chain).map((c: { type: string }) => c.type)).toEqual(['organization', 'department', 'agent']);
@@ -375,7 +376,7 @@ for (const dialect of testDialects()) {
       const audit = await t.c.store.db
         .selectFrom('audit_events')
         .selectAll()
-        .where('target_id', '=', out.id)
+        .where('target_id', '=', storedOfId(out.id))
         .where('action', '=', 'email.bounced')
         .execute();
       expect(audit).toHaveLength(1);
@@ -417,7 +418,7 @@ for (const dialect of testDialects()) {
       expect(view.body.system_tags).toContain('results');
       await t.c.audit.sync();
       const audit = await eventRows(
-        selectEventRows(t.c.store.db).where('e.target_id', '=', rows[0]!.id).where('e.action', '=', 'email.released'),
+        selectEventRows(t.c.store.db).where('e.target_id', '=', storedOfId(rows[0]!.id)).where('e.action', '=', 'email.released'),
       );
       expect(audit).toHaveLength(1);
       expect(audit[0]).toMatchObject({

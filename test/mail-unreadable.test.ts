@@ -4,6 +4,7 @@ import { testDialects } from './support/dialects.js';
 import { seedMessages } from './support/inbound-seed.js';
 import { seedMailbox } from './support/outbound-sink.js';
 import { createTestApp, type TestApp } from './support/test-app.js';
+import { textIds } from './support/audit-rows.js';
 
 const THREAD = 'thr_0190a1b2c3d47e5f8a9b0c1d2e3f4a5b';
 
@@ -36,7 +37,9 @@ for (const dialect of testDialects()) {
 
     const unreadableEvents = async () => {
       await t.c.audit.sync();
-      return t.c.store.db.selectFrom('audit_events').selectAll().where('action', '=', 'email.unreadable').orderBy('seq').execute();
+      return textIds(
+        await t.c.store.db.selectFrom('audit_events').selectAll().where('action', '=', 'email.unreadable').orderBy('seq').execute(),
+      );
     };
 
     it('skips them in search, answers partial with the count, and audits each as an error', async () => {

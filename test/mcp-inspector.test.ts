@@ -11,6 +11,7 @@ import { inspectorHome, inspectorVersion, runInspector } from './support/inspect
 import { freePort } from './support/processes.js';
 import { signInWithAgent } from './support/mcp-oauth-client.js';
 import { createTestApp, type TestApp } from './support/test-app.js';
+import { textIds } from './support/audit-rows.js';
 
 /** The Inspector's result on stdout (`--format json`: one JSON object, `{"result": ...}` or `{"error": ...}`). */
 const resultOf = (stdout: string): any => {
@@ -161,11 +162,9 @@ for (const dialect of testDialects()) {
 
       // The Inspector registered itself (DCR) and got its token as the chosen agent, the human last in the chain.
       await t.c.audit.sync();
-      const registered = await t.c.store.db
-        .selectFrom('audit_events')
-        .selectAll()
-        .where('action', '=', 'oauth.client.registered')
-        .execute();
+      const registered = textIds(
+        await t.c.store.db.selectFrom('audit_events').selectAll().where('action', '=', 'oauth.client.registered').execute(),
+      );
       expect(registered).toHaveLength(1);
       const clientId = registered[0]!.target_id;
       expect(auth.searchParams.get('client_id')).toBe(clientId);

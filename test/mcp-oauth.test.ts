@@ -13,6 +13,7 @@ import { drainDeliveries, relayEnv, type Sink, startSink } from './support/outbo
 import { freePort, type ServerProcess, startServer } from './support/processes.js';
 import { MemoryOAuthProvider, OAUTH_TEST_REDIRECT, s256, signInWithAgent } from './support/mcp-oauth-client.js';
 import { createTestApp, type TestApp } from './support/test-app.js';
+import { textIds } from './support/audit-rows.js';
 
 const REDIRECT = OAUTH_TEST_REDIRECT;
 
@@ -169,11 +170,9 @@ for (const dialect of testDialects()) {
       // The registration is audited with the client's id (no secret: public clients have none). It belongs to no
       // organisation (an anonymous caller registered it), so it is read from the store, not an organisation's API.
       await t.c.audit.sync();
-      const registered = await t.c.store.db
-        .selectFrom('audit_events')
-        .selectAll()
-        .where('action', '=', 'oauth.client.registered')
-        .execute();
+      const registered = textIds(
+        await t.c.store.db.selectFrom('audit_events').selectAll().where('action', '=', 'oauth.client.registered').execute(),
+      );
       expect(registered.map((e) => e.target_id)).toContain(provider.info!.client_id);
       expect(registered.find((e) => e.target_id === provider.info!.client_id)).toMatchObject({
         actor_type: 'anonymous',

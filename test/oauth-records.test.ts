@@ -6,6 +6,7 @@ import { createOauthAuditHook } from '../src/oauth/oauth-audit.js';
 import { type OauthAuditHook, type OauthChange, createOauthRecordsRepo } from '../src/oauth/oauth-records-repo.js';
 import { testDialects } from './support/dialects.js';
 import { createTestApp, type TestApp } from './support/test-app.js';
+import { textIds } from './support/audit-rows.js';
 
 const CLIENT = { client_id: 'mcp-client', token_endpoint_auth_method: 'none', redirect_uris: ['http://127.0.0.1:1/cb'] } as const;
 
@@ -98,7 +99,7 @@ for (const dialect of testDialects()) {
 
     const eventsOf = async (action: string) => {
       await t.c.audit.sync();
-      return t.c.store.db.selectFrom('audit_events').selectAll().where('action', '=', action).orderBy('seq').execute();
+      return textIds(await t.c.store.db.selectFrom('audit_events').selectAll().where('action', '=', action).orderBy('seq').execute());
     };
 
     it('writes the audit event of each issue, redemption, rotation and revocation, with hashes and ids, never a token', async () => {
@@ -144,7 +145,7 @@ for (const dialect of testDialects()) {
       const revoked = (await eventsOf('oauth.token.revoked')).filter((e) => e.target_id === grantId).map((e) => JSON.parse(e.details));
       expect(revoked.map((d) => `${d.token_type}/${d.reason}`).sort()).toEqual(['access_token/destroyed', 'refresh_token/grant_revoked']);
       expect((await eventsOf('oauth.grant.revoked')).map((e) => e.target_id)).toContain(grantId);
-      const all = JSON.stringify(await t.c.store.db.selectFrom('audit_events').selectAll().execute());
+      const all = JSON.stringify(textIds(await t.c.store.db.selectFrom('audit_events').selectAll().execute()));
       for (const secret of [code, access, refresh]) expect(all).not.toContain(secret);
     });
 

@@ -3,6 +3,7 @@ import { claimOutboxJobs } from '../src/queue/outbox-repo.js';
 import { tempDir, testDialects } from './support/dialects.js';
 import { drainDeliveries, relayEnv, type Sink, seedMailbox, startSink } from './support/outbound-sink.js';
 import { createTestApp, type TestApp } from './support/test-app.js';
+import { storedOfId } from '../src/audit/audit-columns.js';
 
 const PATIENT = 'patient@clinic.example';
 
@@ -31,7 +32,7 @@ for (const dialect of testDialects()) {
       return t.c.store.db
         .selectFrom('audit_events')
         .select(['action', 'outcome'])
-        .where('target_id', '=', id)
+        .where('target_id', '=', storedOfId(id))
         .where('action', '=', 'email.cancelled')
         .execute();
     };

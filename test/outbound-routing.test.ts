@@ -10,6 +10,7 @@ import { tempDir, testDialects } from './support/dialects.js';
 import { receivedWithId, type Sink, startSink } from './support/outbound-sink.js';
 import { freePort } from './support/processes.js';
 import { createTestApp, seedAgent, type TestApp } from './support/test-app.js';
+import { storedOfId } from '../src/audit/audit-columns.js';
 
 const dnsError = (code: string) => Object.assign(new Error(code), { code });
 
@@ -149,7 +150,7 @@ for (const dialect of testDialects()) {
         .selectFrom('audit_events')
         .selectAll()
         .where('action', '=', 'email.delivery_attempted')
-        .where('target_id', '=', id)
+        .where('target_id', '=', storedOfId(id))
         .executeTakeFirstOrThrow();
       const stored = JSON.stringify([a, audit, await message(t, id)]);
       expect(stored).toContain('mailbox busy');

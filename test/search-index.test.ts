@@ -20,6 +20,7 @@ import { storeMigratedTo } from './support/migration-store.js';
 import { seedMessages } from './support/inbound-seed.js';
 import { seedMailbox } from './support/outbound-sink.js';
 import { createTestApp, type TestApp } from './support/test-app.js';
+import { storedOfId } from '../src/audit/audit-columns.js';
 
 const run = promisify(execFile);
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -81,7 +82,7 @@ for (const dialect of testDialects()) {
           .selectFrom('audit_events')
           .selectAll()
           .where('action', '=', 'email.searched')
-          .where('target_id', '=', mailboxId)
+          .where('target_id', '=', storedOfId(mailboxId))
           .orderBy('seq', 'desc')
           .limit(1)
           .executeTakeFirstOrThrow()

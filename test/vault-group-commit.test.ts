@@ -5,6 +5,7 @@ import { systemActor } from '../src/identity/principal.js';
 import { inGroupCommit, openStore, type Store, type Tx } from '../src/store/db.js';
 import { testDialects } from './support/dialects.js';
 import { createTestApp, seedAgent, type TestApp } from './support/test-app.js';
+import { textIds } from './support/audit-rows.js';
 
 const SEED = 'GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ';
 
@@ -22,7 +23,13 @@ const eventsOf = async (s: Store, action: string) => {
   return sequenced(s, action);
 };
 const sequenced = (s: Store, action: string) =>
-  s.db.selectFrom('audit_events').select(['seq', 'details', 'outcome', 'request_id']).where('action', '=', action).orderBy('seq').execute();
+  s.db
+    .selectFrom('audit_events')
+    .select(['seq', 'details', 'outcome', 'request_id'])
+    .where('action', '=', action)
+    .orderBy('seq')
+    .execute()
+    .then(textIds);
 /** Committed events, sequenced or not yet (audit_pending, src/audit/integrator.ts). */
 const committedOf = async (s: Store, action: string) => [
   ...(await s.db.selectFrom('audit_pending').select(['details']).where('action', '=', action).execute()),

@@ -4,6 +4,7 @@ import { openStore } from '../src/store/db.js';
 import { testDialects } from './support/dialects.js';
 import { runCli } from './support/processes.js';
 import { createTestApp, seedAgent, type TestApp } from './support/test-app.js';
+import { idOfStored } from '../src/audit/audit-columns.js';
 
 const DAY = 86_400_000;
 const RETENTION_DAYS = 2190;
@@ -26,9 +27,9 @@ const purgedEvents = async (t: TestApp) =>
       .sync()
       .then(() => t.c.store.db.selectFrom('audit_events').selectAll().where('action', '=', 'vault.secret.purged').orderBy('seq').execute())
   ).map((e) => ({
-    org_id: e.org_id,
+    org_id: idOfStored(e.org_id),
     actor_type: e.actor_type,
-    target_id: e.target_id,
+    target_id: idOfStored(e.target_id),
     outcome: e.outcome,
     details: JSON.parse(e.details) as { name: string; versions: number[]; cutoff: string; retention_days: number; agent_id: string },
   }));

@@ -8,6 +8,7 @@ import { seedMailbox } from './support/outbound-sink.js';
 import { createTestApp, type TestApp } from './support/test-app.js';
 import { type Received, type Receiver, startReceiver } from './support/webhook-receiver.js';
 import { waitFor } from './support/wait.js';
+import { storedOfId } from '../src/audit/audit-columns.js';
 
 /** Standard Webhooks, "Verifying": HMAC-SHA256 over `id.timestamp.body` with the base64 key after `whsec_`; written here, not taken from the package. */
 const independentSignatures = (secret: string, r: Received) => {
@@ -269,7 +270,7 @@ for (const dialect of testDialects()) {
       const ev = await t.call('GET', '/v1/events?types=webhook.disabled&order=desc&limit=5', t.adminKey);
       expect(ev.body.events.find((e: { data: { webhook_id: string } }) => e.data.webhook_id === made.body.id)).toBeTruthy();
       await t.c.audit.sync();
-      const audit = await t.c.store.db.selectFrom('audit_events').selectAll().where('target_id', '=', made.body.id).execute();
+      const audit = await t.c.store.db.selectFrom('audit_events').selectAll().where('target_id', '=', storedOfId(made.body.id)).execute();
       expect(audit.map((a) => a.action)).toContain('webhook.disabled');
       const notices = async () => {
         const box = await t.c.store.db

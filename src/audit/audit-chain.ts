@@ -1,4 +1,3 @@
-import type { AuditEventsTable } from '../store/schema.js';
 import { createHash } from 'node:crypto';
 import { canonicalJson } from './canonical.js';
 
@@ -32,17 +31,32 @@ export const chainHash = (prevHashHex: string, event: ChainedEvent): string =>
 
 /**
  * One event as the chain is defined over it: the stored columns with the delegation chain's RFC 8785 text
- * (stored by reference, `audit_chains`) and the hashes in hex (stored as 32 raw bytes). event-rows.ts reads it.
+ * (stored by reference, `audit_chains`), the ids as text (stored as id bytes) and the hashes in hex (stored as 32
+ * raw bytes; prev_hash is the previous row's). event-rows.ts reads it.
  */
-export type EventRow = Omit<AuditEventsTable, 'outcome' | 'chain_id' | 'prev_hash' | 'hash' | 'content_hash'> & {
-  outcome: string;
+export type EventRow = {
+  seq: number;
+  id: string;
+  at: string;
+  org_id: string | null;
+  action: string;
+  actor_type: string;
+  actor_id: string | null;
   delegation_chain: string;
+  target_type: string | null;
+  target_id: string | null;
+  outcome: string;
+  request_id: string | null;
+  client_ip: string | null;
   content_hash: string | null;
+  details: string; // JSON (RFC 8785)
+  /** The previous event's hash (not stored: migration 0042). */
   prev_hash: string;
   hash: string;
 };
 
 const q = JSON.stringify;
+const HEX64 = /^[0-9a-f]{64}$/;
 
 /**
  * RFC 8785 form of a stored row built by splicing, without parsing the JSON
@@ -104,6 +118,8 @@ export const chainedOfRow = (r: EventRow): ChainedEvent => ({
  * content cannot even be parsed.
  */
 export const recomputeRowHash = (r: EventRow, prevHashHex: string): string | null => {
+  // A previous hash that is no 32-byte hash (a tampered or missing row, event-rows.ts) chains nothing.
+  if (!HEX64.test(prevHashHex)) return null;
   const fast = createHash('sha256').update(prevHashHex, 'hex').update(canonicalOfRow(r), 'utf8').digest('hex');
   if (fast === r.hash) return fast;
   try {

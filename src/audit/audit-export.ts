@@ -2,8 +2,7 @@ import { sql } from 'kysely';
 import { unprocessable } from '../kernel/errors.js';
 import type { Db } from '../store/db.js';
 import { chainedOfRow, type EventRow } from './audit-chain.js';
-import { hexOfStored } from './audit-columns.js';
-import { eventRows, selectEventRows } from './event-rows.js';
+import { eventRows, selectChainRows, selectEventRows } from './event-rows.js';
 import type { Boundary, ExportEvent } from './audit-verify.js';
 import type { CheckpointService } from './checkpoint-service.js';
 import type { TreeStore } from './tree-store.js';
@@ -67,7 +66,8 @@ export const createAuditExporter = ({ db, tree, checkpoints, sync }: Deps) => {
     // Sign first: this checks the chain up to `last` (fail closed) before any line is written.
     const final = await checkpoints.createAt(last);
     const prefixSize = first - 1;
-    const firstRow = await db.selectFrom('audit_events').select('prev_hash').where('seq', '=', first).executeTakeFirstOrThrow();
+    const [firstRow] = await eventRows(selectEventRows(db).where('e.seq', '=', first));
+    if (!firstRow) throw unprocessable('export_empty', 'No audit events fall in that time range.');
     // Right after a retention purge the purged leaves are gone: the purge recorded this very boundary.
     const purge =
       prefixSize === floor && floor > 0
@@ -78,7 +78,7 @@ export const createAuditExporter = ({ db, tree, checkpoints, sync }: Deps) => {
       : {
           size: prefixSize,
           compact_range: (await tree.compactRangeAt(prefixSize)).map((b) => b.toString('hex')),
-          anchor_hash: hexOfStored(firstRow.prev_hash),
+          anchor_hash: firstRow.prev_hash,
           anchor_proof: prefixSize > 0 ? (await tree.inclusionProof(prefixSize - 1, prefixSize)).map((b) => b.toString('hex')) : [],
         };
     await o.write(
@@ -100,10 +100,16 @@ export const createAuditExporter = ({ db, tree, checkpoints, sync }: Deps) => {
     let after = prefixSize;
     let done = 0;
     const total = last - prefixSize;
+    // Each line's prev_hash is the hash of the line before it (not stored: migration 0042), from the first row's on.
+    let prev = firstRow.prev_hash;
     while (after < last) {
-      const rows = await eventRows(selectEventRows(db).where('e.seq', '>', after).where('e.seq', '<=', last).orderBy('e.seq').limit(2000));
+      const rows = await eventRows(selectChainRows(db).where('e.seq', '>', after).where('e.seq', '<=', last).orderBy('e.seq').limit(2000));
       if (rows.length === 0) break;
-      for (const r of rows) await o.write(JSON.stringify(exportEvent(r)));
+      for (const r of rows) {
+        r.prev_hash = prev;
+        prev = r.hash;
+        await o.write(JSON.stringify(exportEvent(r)));
+      }
       done += rows.length;
       after = Number(rows.at(-1)!.seq);
       o.onProgress?.(done, total);

@@ -3,7 +3,7 @@ import type { Db } from '../store/db.js';
 import type { AuditCheckpointsTable } from '../store/schema.js';
 import { GENESIS_HASH } from './audit-chain.js';
 import { hexOfStored } from './audit-columns.js';
-import { eventRows, selectEventRows } from './event-rows.js';
+import { eventRows, selectChainRows } from './event-rows.js';
 import { readPublishedHashes, readPublishedNotes } from './checkpoint-publisher.js';
 import { CHECKPOINT_EVERY_EVENTS, CHECKPOINT_EVERY_MS, checkStoredCheckpoint } from './checkpoint-service.js';
 import os from 'node:os';
@@ -31,8 +31,8 @@ export { type ExportEvent, rowOfExportEvent, verifiersFrom, verifyExportLines } 
 
 /**
  * Verification of the whole audit log (45 CFR 164.312(c)(2); 21 CFR 11.10(e)):
- * gapless seq, every prev_hash link, every chain hash recomputed from the
- * event's content (RFC 8785), the RFC 6962 tree recomputed from the leaves
+ * gapless seq, every chain hash recomputed from the previous event's hash and
+ * the event's content (RFC 8785), the RFC 6962 tree recomputed from the leaves
  * and compared with every signed checkpoint, and every checkpoint signature.
  * Stored Merkle nodes are never trusted here.
  */
@@ -203,7 +203,13 @@ export const verifyStore = async ({
     const jobs: VerifyJob[] = [];
     for (let from = start.size + 1, index = 0; from <= head; index++) {
       const to = Math.min(head, (Math.floor((from - 1) / chunkSize) + 1) * chunkSize);
-      jobs.push({ index, from, to, snapshotsAt: roots.map((r) => r.tree_size).filter((x) => x >= from && x <= to) });
+      jobs.push({
+        index,
+        from,
+        to,
+        snapshotsAt: roots.map((r) => r.tree_size).filter((x) => x >= from && x <= to),
+        prev: from === start.size + 1 ? start.anchor : null,
+      });
       from = to + 1;
     }
     let endAt: number | null = null;
@@ -230,7 +236,7 @@ export const verifyStore = async ({
   }
   if (early.length === 0 && !parallelDone) {
     // The next batch is read while this one is hashed (the store works on another thread or process).
-    const read = (from: number) => eventRows(selectEventRows(db).where('e.seq', '>', from).orderBy('e.seq').limit(BATCH));
+    const read = (from: number) => eventRows(selectChainRows(db).where('e.seq', '>', from).orderBy('e.seq').limit(BATCH));
     let next = read(after);
     for (;;) {
       const rows = await next;

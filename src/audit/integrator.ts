@@ -5,7 +5,7 @@ import { batchInsert, paddedIn } from '../store/batch.js';
 import type { Db, Dialect, Tx } from '../store/db.js';
 import type { AuditEventsTable, AuditPendingTable } from '../store/schema.js';
 import { canonicalOfRow, type EventRow } from './audit-chain.js';
-import { hexOfStored, storedOfContentHash, storedOfHex } from './audit-columns.js';
+import { hexOfStored, idOfStored, storedOfContentHash, storedOfHex, storedOfId, storedOfIdOrNull } from './audit-columns.js';
 import { canonicalJson } from './canonical.js';
 
 /**
@@ -64,7 +64,6 @@ const insertEvents = batchInsert('audit_events', [
   'client_ip',
   'content_hash',
   'details',
-  'prev_hash',
   'hash',
 ]);
 const insertChains = batchInsert('audit_chains', ['id', 'chain']);
@@ -102,12 +101,12 @@ export const createIntegrator = ({ db, dialect, intervalMs, batch = INTEGRATE_BA
     collect(parsed);
     const missing = refs.filter((id) => !known.has(id));
     if (missing.length) {
-      const found: { id: string; seq: number; hash: Buffer }[] = [];
+      const found: { id: Buffer; seq: number; hash: Buffer }[] = [];
       for (let i = 0; i < missing.length; i += IN_CHUNK) {
-        const ids = paddedIn(missing.slice(i, i + IN_CHUNK));
+        const ids = paddedIn(missing.slice(i, i + IN_CHUNK).map(storedOfId));
         found.push(...(await tx.selectFrom('audit_events').select(['id', 'seq', 'hash']).where('id', 'in', ids).execute()));
       }
-      for (const f of found) known.set(f.id, { seq: Number(f.seq), hash: hexOfStored(f.hash) });
+      for (const f of found) known.set(idOfStored(f.id)!, { seq: Number(f.seq), hash: hexOfStored(f.hash) });
     }
     const replace = (v: unknown): unknown => {
       if (isRef(v)) {
@@ -213,14 +212,23 @@ export const createIntegrator = ({ db, dialect, intervalMs, batch = INTEGRATE_BA
         row.hash = createHash('sha256').update(prev, 'hex').update(canonicalOfRow(row), 'utf8').digest('hex');
         prev = row.hash;
         rows.push(row);
-        const { delegation_chain, prev_hash, hash, content_hash, ...rest } = row;
         stored.push({
-          ...rest,
-          content_hash: storedOfContentHash(content_hash),
+          seq,
+          id: storedOfId(row.id),
+          at: row.at,
+          org_id: storedOfIdOrNull(row.org_id),
+          action: row.action,
+          actor_type: row.actor_type,
+          actor_id: storedOfIdOrNull(row.actor_id),
+          chain_id: chains.get(row.delegation_chain)!,
+          target_type: row.target_type,
+          target_id: storedOfIdOrNull(row.target_id),
           outcome: row.outcome as AuditEventsTable['outcome'],
-          chain_id: chains.get(delegation_chain)!,
-          prev_hash: storedOfHex(prev_hash),
-          hash: storedOfHex(hash),
+          request_id: storedOfIdOrNull(row.request_id),
+          client_ip: row.client_ip,
+          content_hash: storedOfContentHash(row.content_hash),
+          details: row.details,
+          hash: storedOfHex(row.hash),
         });
         done.set(row.id, { seq, hash: row.hash });
       }

@@ -3,7 +3,7 @@ import { AppError } from '../kernel/errors.js';
 import { batchInsert, paddedIn } from '../store/batch.js';
 import type { Db, Dialect, Executor } from '../store/db.js';
 import { type EventRow, GENESIS_HASH, recomputeRowHash } from './audit-chain.js';
-import { eventRows, selectEventRows } from './event-rows.js';
+import { eventRows, selectChainRows, selectEventRows } from './event-rows.js';
 import {
   CompactRange,
   consistencyRanges,
@@ -59,9 +59,9 @@ export const createTreeStore = ({ db, dialect }: Deps) => {
     return Number(r?.p ?? 0);
   };
 
-  /** Rows with seq in [from, to], in order. */
+  /** Rows with seq in [from, to], in order, without prev_hash (each chains from the row before it). */
   const rows = (ex: Executor, from: number, to: number): Promise<EventRow[]> =>
-    eventRows(selectEventRows(ex).where('e.seq', '>=', from).where('e.seq', '<=', to).orderBy('e.seq'));
+    eventRows(selectChainRows(ex).where('e.seq', '>=', from).where('e.seq', '<=', to).orderBy('e.seq'));
 
   /** Leaf hashes of leaf indexes [lo, hi) (seq lo+1..hi). Throws if any is missing. */
   const leafHashes = async (ex: Executor, lo: number, hi: number): Promise<Buffer[]> => {
@@ -103,14 +103,16 @@ export const createTreeStore = ({ db, dialect }: Deps) => {
           start = 1;
         }
         const events = batch.slice(start);
+        // Right after a retention purge the row at `size` is gone: the first row's prev_hash is the boundary's anchor.
+        if (prev === null && events[0])
+          prev = (await eventRows(selectEventRows(tx).where('e.seq', '=', Number(events[0].seq))))[0]!.prev_hash;
         if (events.length !== end - size) throw chainBroken(size + 1 + events.findIndex((r, i) => Number(r.seq) !== size + 1 + i));
         const blockLevel = await frontier(tx, size);
         const nodes: { level: number; idx: number; hash: string }[] = [];
         let leaves = new CompactRange();
         for (const [i, r] of events.entries()) {
           if (Number(r.seq) !== size + 1 + i) throw chainBroken(size + 1 + i);
-          if (prev !== null && r.prev_hash !== prev) throw chainBroken(Number(r.seq));
-          if (recomputeRowHash(r, r.prev_hash) !== r.hash) throw chainBroken(Number(r.seq));
+          if (prev === null || recomputeRowHash(r, prev) !== r.hash) throw chainBroken(Number(r.seq));
           prev = r.hash;
           leaves.append(leafHash(fromHex(r.hash)));
           if (leaves.size === BLOCK) {

@@ -1,10 +1,10 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import SQLite from 'better-sqlite3';
 import pg from 'pg';
-import { createHash } from 'node:crypto';
-import { canonicalOfRow, type EventRow, recomputeRowHash } from './audit-chain.js';
-import { contentHashOfStored, EVENT_SELECT, hexOfStored } from './audit-columns.js';
+import { type EventRow, recomputeRowHash } from './audit-chain.js';
+import { contentHashOfStored, EVENT_SELECT, hexOfStored, idOfStored } from './audit-columns.js';
 import { CompactRange, leafHash } from './merkle.js';
+import { createStoredEventHasher } from './stored-event-hash.js';
 
 /**
  * Worker thread of `audit verify`: reads one seq range straight from the
@@ -14,7 +14,8 @@ import { CompactRange, leafHash } from './merkle.js';
  */
 
 export type VerifySource = { kind: 'sqlite'; file: string } | { kind: 'postgres'; url: string };
-export type VerifyJob = { index: number; from: number; to: number; snapshotsAt: number[] };
+/** `prev`: the hash the range chains from when known (the first range: the log's start); else the row before `from`'s. */
+export type VerifyJob = { index: number; from: number; to: number; snapshotsAt: number[]; prev: string | null };
 export type VerifyChunk = {
   index: number;
   from: number;
@@ -33,31 +34,33 @@ const BATCH = 10_000;
 
 const asBuffer = (b: unknown): Buffer | null => (b instanceof Uint8Array ? Buffer.from(b.buffer, b.byteOffset, b.byteLength) : null);
 
+const hasher = createStoredEventHasher();
+
 /**
- * Whether a row's content hashes to `stored` after `prevBytes`: the spliced canonical form, compared as bytes; only
- * when that disagrees, the generic parse-and-canonicalize path of recomputeRowHash (rows stored before the JSON
- * columns were canonical) decides.
+ * Whether a row's content hashes to `stored` after `prevBytes`: the canonical form written from the stored bytes
+ * (stored-event-hash.ts), compared as bytes; only when that disagrees or cannot be written, the generic
+ * parse-and-canonicalize path of recomputeRowHash (rows stored before the JSON columns were canonical) decides.
  */
-const chainOk = (r: EventRow, prevBytes: Buffer, stored: Buffer): boolean => {
-  if (createHash('sha256').update(prevBytes).update(canonicalOfRow(r), 'utf8').digest().equals(stored)) return true;
+const chainOk = (a: unknown[], prevBytes: Buffer, stored: Buffer): boolean => {
+  if (hasher.hash(prevBytes, a)?.equals(stored)) return true;
   const hash = stored.toString('hex');
-  return recomputeRowHash({ ...r, hash }, prevBytes.toString('hex')) === hash;
+  return recomputeRowHash({ ...toRow(a), hash }, prevBytes.toString('hex')) === hash;
 };
 
-/** The row's columns; `prev_hash` and `hash` are left empty (the loop works on their bytes). */
+/** The row's columns in the chain's terms; `prev_hash` and `hash` are left empty (the loop works on their bytes). */
 const toRow = (a: unknown[]): EventRow => ({
   seq: Number(a[0]),
-  id: a[1] as string,
+  id: idOfStored(a[1]) ?? '!null',
   at: a[2] as string,
-  org_id: a[3] as string | null,
+  org_id: idOfStored(a[3]),
   action: a[4] as string,
   actor_type: a[5] as string,
-  actor_id: a[6] as string | null,
+  actor_id: idOfStored(a[6]),
   delegation_chain: (a[7] as string | null) ?? 'null',
   target_type: a[8] as string | null,
-  target_id: a[9] as string | null,
+  target_id: idOfStored(a[9]),
   outcome: a[10] as string,
-  request_id: a[11] as string | null,
+  request_id: idOfStored(a[11]),
   client_ip: a[12] as string | null,
   content_hash: contentHashOfStored(a[13]),
   details: a[14] as string,
@@ -65,27 +68,43 @@ const toRow = (a: unknown[]): EventRow => ({
   hash: '',
 });
 
-const openReader = async (src: VerifySource): Promise<(from: number, to: number) => Promise<unknown[][]>> => {
+type Reader = { rows: (from: number, to: number) => Promise<unknown[][]>; hashAt: (seq: number) => Promise<Buffer | null> };
+
+const HASH_AT = 'select hash from audit_events where seq = $1';
+
+const openReader = async (src: VerifySource): Promise<Reader> => {
   if (src.kind === 'sqlite') {
     const db = new SQLite(src.file, { readonly: true, fileMustExist: true });
     const stmt = db.prepare(SELECT.replace('$1', '?').replace('$2', '?').replace('$3', '?')).raw();
-    return async (from, to) => stmt.all(from, to, BATCH) as unknown[][];
+    const one = db.prepare(HASH_AT.replace('$1', '?')).pluck();
+    return {
+      rows: async (from, to) => stmt.all(from, to, BATCH) as unknown[][],
+      hashAt: async (seq) => asBuffer(one.get(seq)),
+    };
   }
   const client = new pg.Client({ connectionString: src.url });
   await client.connect();
-  return async (from, to) => (await client.query({ text: SELECT, values: [from, to, BATCH], rowMode: 'array' })).rows as unknown[][];
+  return {
+    rows: async (from, to) => (await client.query({ text: SELECT, values: [from, to, BATCH], rowMode: 'array' })).rows as unknown[][],
+    hashAt: async (seq) => asBuffer((await client.query({ text: HASH_AT, values: [seq], rowMode: 'array' })).rows[0]?.[0]),
+  };
 };
 
 const run = async () => {
-  const read = await openReader(workerData as VerifySource);
+  const reader = await openReader(workerData as VerifySource);
+  const read = reader.rows;
   parentPort!.on('message', async (job: VerifyJob) => {
     const leaves = Buffer.allocUnsafe((job.to - job.from + 1) * 32);
     const compact = new CompactRange();
     const wanted = new Set(job.snapshotsAt);
     const snapshots: [number, Uint8Array[]][] = [];
     let expected = job.from;
-    let prev: Buffer | null = null;
-    let firstPrev: string | null = null;
+    // What the range chains from: the given start, else the previous row's hash (prev_hash is not stored, 0042).
+    // The main thread checks it against the previous range's last hash.
+    const startPrev = job.prev !== null ? Buffer.from(job.prev, 'hex') : await reader.hashAt(job.from - 1);
+    const firstPrev: string | null = job.prev ?? (startPrev ? hexOfStored(startPrev) : null);
+    let prev: Buffer | null = startPrev && startPrev.length === 32 ? startPrev : null;
+    let last: Buffer | null = null;
     let problem: VerifyChunk['problem'] = null;
     // The next batch is read while this one is hashed (PostgreSQL answers meanwhile; SQLite reads synchronously).
     let next: Promise<unknown[][]> | null = read(expected, job.to);
@@ -100,20 +119,14 @@ const run = async () => {
       if (rows.length === BATCH && lastSeq < job.to) next = read(lastSeq + 1, job.to);
       for (const a of rows) {
         // Hashes stay bytes (as stored): no hex strings per row, which at a million rows is mostly garbage collection.
-        const r = toRow(a);
-        const storedPrev = asBuffer(a[15]);
-        const stored = asBuffer(a[16]);
-        if (r.seq !== expected) {
-          problem = { code: r.seq > expected ? 'missing_event' : 'out_of_order', seq: expected, found: r.seq };
+        const seq = Number(a[0]);
+        const stored = asBuffer(a[15]);
+        if (seq !== expected) {
+          problem = { code: seq > expected ? 'missing_event' : 'out_of_order', seq: expected, found: seq };
           break outer;
         }
-        if (prev === null) firstPrev = hexOfStored(a[15]);
-        else if (storedPrev === null || !storedPrev.equals(prev)) {
-          problem = { code: 'broken_link', seq: r.seq };
-          break outer;
-        }
-        if (stored === null || stored.length !== 32 || storedPrev === null || !chainOk(r, storedPrev, stored)) {
-          problem = { code: 'hash_mismatch', seq: r.seq };
+        if (stored === null || stored.length !== 32 || prev === null || !chainOk(a, prev, stored)) {
+          problem = { code: 'hash_mismatch', seq };
           break outer;
         }
         // RFC 6962 2.1: leaf hash = SHA-256(0x00 || event hash bytes).
@@ -122,6 +135,7 @@ const run = async () => {
         compact.append(leaf);
         if (wanted.has(expected)) snapshots.push([expected, compact.hashes.map((h) => Buffer.from(h))]);
         prev = stored;
+        last = stored;
         expected++;
       }
     }
@@ -135,7 +149,7 @@ const run = async () => {
       count,
       leaves: leaves.subarray(0, count * 32),
       firstPrev,
-      lastHash: prev === null ? null : prev.toString('hex'),
+      lastHash: last === null ? null : last.toString('hex'),
       compact: compact.hashes,
       snapshots,
       problem,

@@ -7,6 +7,7 @@ import { type RequestContext, systemActor } from '../identity/principal.js';
 import type { Clock } from '../kernel/clock.js';
 import type { Db } from '../store/db.js';
 import { requireOfficer } from './disclosures.js';
+import { storedOfId } from '../audit/audit-columns.js';
 
 type Deps = {
   db: Db;
@@ -70,7 +71,7 @@ export const createComplianceReport = ({ db, audit, auditLog, clock, guard, seal
     const credBy = new Map(creds.map((c) => [c.human_id, c]));
     const last = async (action: string) => {
       let q = db.selectFrom('audit_events').select(['seq', 'at', 'outcome', 'details']).where('action', '=', action);
-      if (orgId) q = q.where((eb) => eb.or([eb('org_id', '=', orgId), eb('org_id', 'is', null)]));
+      if (orgId) q = q.where((eb) => eb.or([eb('org_id', '=', storedOfId(orgId)), eb('org_id', 'is', null)]));
       return q.orderBy('seq', 'desc').limit(1).executeTakeFirst();
     };
     const verified = await last('audit.verified');

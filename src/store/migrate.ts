@@ -32,6 +32,7 @@ import * as m0038SealedBinary from './migrations/0038-sealed-binary.js';
 import * as m0039OauthRecordsAccount from './migrations/0039-oauth-records-account.js';
 import * as m0040AuditCompact from './migrations/0040-audit-compact.js';
 import * as m0041SearchSegments from './migrations/0041-search-segments.js';
+import * as m0042AuditCompact2 from './migrations/0042-audit-compact2.js';
 import * as m0043WebhookDeliveriesWaitingIndex from './migrations/0043-webhook-deliveries-waiting-index.js';
 import * as m0044OauthClientOrgs from './migrations/0044-oauth-client-orgs.js';
 
@@ -66,6 +67,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0039-oauth-records-account': m0039OauthRecordsAccount,
   '0040-audit-compact': m0040AuditCompact,
   '0041-search-segments': m0041SearchSegments,
+  '0042-audit-compact2': m0042AuditCompact2,
   '0043-webhook-deliveries-waiting-index': m0043WebhookDeliveriesWaitingIndex,
   '0044-oauth-client-orgs': m0044OauthClientOrgs,
 };

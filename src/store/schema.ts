@@ -86,24 +86,24 @@ export type RateLimitBucketsTable = { bucket: string; count: number; expires_at:
 
 export type AuditEventsTable = {
   seq: number;
-  id: string;
+  /** Id bytes (src/audit/audit-columns.ts storedOfId; migration 0042), as are org_id, actor_id, target_id and request_id. */
+  id: Buffer;
   at: string;
-  org_id: string | null;
+  org_id: Buffer | null;
   action: string;
   actor_type: string;
-  actor_id: string | null;
+  actor_id: Buffer | null;
   /** The delegation chain, by reference (`audit_chains.id`: one row per distinct chain; migration 0040). */
   chain_id: number;
   target_type: string | null;
-  target_id: string | null;
+  target_id: Buffer | null;
   outcome: 'success' | 'denied' | 'error';
-  request_id: string | null;
+  request_id: Buffer | null;
   client_ip: string | null;
   /** Tagged bytes: 0x01 + SHA-256, or 0x00 + UTF-8 text (src/audit/audit-columns.ts). */
   content_hash: Buffer | null;
   details: string; // JSON
-  /** 32 raw bytes (BLOB / bytea); src/audit/event-rows.ts gives readers the hex form the chain is defined over. */
-  prev_hash: Buffer;
+  /** 32 raw bytes (BLOB / bytea); src/audit/event-rows.ts gives readers the hex form the chain is defined over. The previous row's is its prev_hash (not stored, migration 0042). */
   hash: Buffer;
 };
 
@@ -111,10 +111,21 @@ export type AuditEventsTable = {
 export type AuditChainsTable = { id: number; chain: string };
 
 /** Audit events committed but not yet sequenced (src/audit/integrator.ts); `pid` orders them. */
-export type AuditPendingTable = Omit<AuditEventsTable, 'seq' | 'prev_hash' | 'hash' | 'outcome' | 'chain_id' | 'content_hash'> & {
+export type AuditPendingTable = {
   pid: number;
-  content_hash: string | null;
+  id: string;
+  at: string;
+  org_id: string | null;
+  action: string;
+  actor_type: string;
+  actor_id: string | null;
+  target_type: string | null;
+  target_id: string | null;
   outcome: string;
+  request_id: string | null;
+  client_ip: string | null;
+  content_hash: string | null;
+  details: string; // JSON
   delegation_chain: string; // JSON (RFC 8785); the integrator stores it by reference
 };
 export type AuditPendingInsert = Omit<AuditPendingTable, 'pid'>;

@@ -1,0 +1,148 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { canonicalOfRow, chainedOfRow, chainHash, type EventRow } from '../src/audit/audit-chain.js';
+import { storedOfContentHash, storedOfId, storedOfIdOrNull } from '../src/audit/audit-columns.js';
+import { canonicalJson } from '../src/audit/canonical.js';
+import { createStoredEventHasher } from '../src/audit/stored-event-hash.js';
+
+/** A row as EVENT_SELECT reads it (audit-columns.ts): ids and hashes as bytes, seq as a number or (PostgreSQL bigint) text. */
+const storedOf = (r: EventRow, seqAsText = false): unknown[] => [
+  seqAsText ? String(r.seq) : r.seq,
+  storedOfId(r.id),
+  r.at,
+  storedOfIdOrNull(r.org_id),
+  r.action,
+  r.actor_type,
+  storedOfIdOrNull(r.actor_id),
+  r.delegation_chain === 'null' ? null : r.delegation_chain,
+  r.target_type,
+  storedOfIdOrNull(r.target_id),
+  r.outcome,
+  storedOfIdOrNull(r.request_id),
+  r.client_ip,
+  storedOfContentHash(r.content_hash),
+  r.details,
+  Buffer.from(r.hash, 'hex'),
+];
+
+const base: EventRow = {
+  seq: 42,
+  id: 'evt_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0',
+  at: '2026-03-01T12:00:00.123Z',
+  org_id: 'org_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0',
+  action: 'email.read',
+  actor_type: 'agent',
+  actor_id: 'agt_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0',
+  delegation_chain: canonicalJson([{ type: 'organization', id: 'org_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0', name: 'General Hospital' }]),
+  target_type: 'message',
+  target_id: 'msg_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0',
+  outcome: 'success',
+  request_id: 'req_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0',
+  client_ip: '10.0.0.1',
+  content_hash: 'ab'.repeat(32),
+  details: canonicalJson({ mailbox_id: 'mbx_1', bytes: 1234 }),
+  prev_hash: 'cd'.repeat(32),
+  hash: '',
+};
+
+/** The generic path: the `canonicalize` package over the parsed event (RFC 8785). */
+const generic = (r: EventRow) => canonicalJson(chainedOfRow(r));
+
+const check = (r: EventRow) => {
+  const h = createStoredEventHasher();
+  const want = generic(r);
+  expect(canonicalOfRow(r)).toBe(want);
+  for (const seqAsText of [false, true]) {
+    expect(h.canonical(storedOf(r, seqAsText))).toBe(want);
+    expect(h.hash(Buffer.from(r.prev_hash, 'hex'), storedOf(r, seqAsText))!.toString('hex')).toBe(chainHash(r.prev_hash, chainedOfRow(r)));
+  }
+};
+
+// Every shape of the event: each nullable member null, each id column in each stored form, a target with an empty
+// part (no target, as canonicalOfRow has it), content_hash in text form, a missing chain row, strings JSON escapes.
+const SHAPES: Partial<EventRow>[] = [
+  {},
+  { org_id: null, actor_id: null, target_type: null, target_id: null, request_id: null, client_ip: null, content_hash: null },
+  { target_type: 'message', target_id: null },
+  { target_type: null, target_id: 'msg_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0' },
+  { target_type: '', target_id: 'x' },
+  { target_type: 'message', target_id: '' },
+  { actor_type: 'system', actor_id: 'mailward', target_type: 'oauth_client', target_id: 'https://client.example/cimd.json' },
+  { target_id: 'ab'.repeat(32), request_id: 'req_1', org_id: 'ORG_0190F0F0F0F0F0F0F0F0F0F0F0F0F0F0' },
+  { id: 'legacy-event-7', actor_id: 'agt_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f' },
+  { content_hash: 'sha-1:not-hex ✓' },
+  { content_hash: 'AB'.repeat(32) },
+  { delegation_chain: 'null' },
+  { action: 'quote " backslash \\ newline \n tab \t nul \u0000 del \u007f', outcome: 'denied' },
+  { target_id: 'pâtient ✓ 💊 \u2028 "q"', client_ip: '2001:db8::1' },
+  { details: canonicalJson({ z: [1, -0.5, 1e21, true, null, { é: 'ü', '\u0000': '' }], a: 'x' }) },
+  { seq: 9_007_199_254_740_991 },
+];
+
+describe('the chain hash from stored bytes (stored-event-hash.ts) against the generic RFC 8785 canonicalizer', () => {
+  it('writes the same bytes as the canonicalize package for every event shape', () => {
+    for (const s of SHAPES) check({ ...base, ...s });
+  });
+
+  it('writes the same bytes on fuzzed rows (random strings in every text member and id column, random details)', () => {
+    const pick = <T>(xs: T[]) => xs[Math.floor(Math.random() * xs.length)]!;
+    // Code points of every UTF-8 length, JSON's escapes and the ids' own alphabet; no lone surrogates (not UTF-8).
+    const alphabet = ['a', 'z', '_', '0', 'f', '"', '\\', '\n', '\u0001', '\u001f', ' ', 'é', '€', '\u2028', '😀', '\uffff', 'A'];
+    const str = () => Array.from({ length: Math.floor(Math.random() * 12) }, () => pick(alphabet)).join('');
+    const id = () =>
+      pick([
+        () => `${pick(['evt', 'msg', 'org', 'agt'])}_${randomBytes(16).toString('hex')}`,
+        () => `abc_${randomBytes(16).toString('hex').toUpperCase()}`,
+        () => `abc_${randomBytes(15).toString('hex')}`,
+        str,
+      ])();
+    const value = (depth: number): unknown =>
+      depth > 2
+        ? pick([() => str(), () => Math.floor(Math.random() * 1e6) - 5e5, () => true, () => null])()
+        : pick([
+            () => str(),
+            () => Math.random() * 1e3,
+            () => Array.from({ length: Math.floor(Math.random() * 4) }, () => value(depth + 1)),
+            () => Object.fromEntries(Array.from({ length: Math.floor(Math.random() * 4) }, () => [str(), value(depth + 1)])),
+          ])();
+    const orNull = <T>(f: () => T) => (Math.random() < 0.2 ? null : f());
+    for (let i = 0; i < 2000; i++) {
+      check({
+        seq: 1 + Math.floor(Math.random() * 1e9),
+        id: id(),
+        at: str(),
+        org_id: orNull(id),
+        action: str(),
+        actor_type: str(),
+        actor_id: orNull(id),
+        delegation_chain: Math.random() < 0.1 ? 'null' : canonicalJson(value(0)),
+        target_type: orNull(str),
+        target_id: orNull(id),
+        outcome: str(),
+        request_id: orNull(id),
+        client_ip: orNull(str),
+        content_hash: orNull(() => (Math.random() < 0.5 ? randomBytes(32).toString('hex') : str())),
+        details: canonicalJson(value(0)),
+        prev_hash: randomBytes(32).toString('hex'),
+        hash: '',
+      });
+    }
+  });
+
+  it('declines (null) stored bytes in no known form, so the generic path decides', () => {
+    const h = createStoredEventHasher();
+    const prev = createHash('sha256').update('x').digest();
+    const row = storedOf(base);
+    for (const [col, bad] of [
+      [1, Buffer.from('evt')],
+      [6, Buffer.from([0x41, 0x42, 0x43, ...Buffer.alloc(16)])],
+      [9, 'msg_as_text'],
+      [13, Buffer.from([2, 1, 2])],
+      [4, null],
+    ] as const) {
+      const r = [...row];
+      r[col] = bad;
+      expect(h.hash(prev, r)).toBeNull();
+    }
+  });
+});
