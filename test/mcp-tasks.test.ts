@@ -9,6 +9,12 @@ import { createTestApp, type TestApp } from './support/test-app.js';
 
 const TASKS = 'io.modelcontextprotocol/tasks';
 const MODERN = '2026-07-28';
+/** The `_meta` every 2026-07-28 request carries: its version, the client, and the client's capabilities. */
+const modernMeta = (clientCapabilities: { extensions?: Record<string, Record<string, never>> } = {}) => ({
+  'io.modelcontextprotocol/protocolVersion': MODERN,
+  'io.modelcontextprotocol/clientInfo': { name: 'x', version: '1' },
+  'io.modelcontextprotocol/clientCapabilities': clientCapabilities,
+});
 
 // A held send answered as a task the client polls, in both generations of MCP tasks: the 2026-07-28 Tasks extension
 // (driven by the official ext-tasks client on the MCP SDK 2.x client) and 2025-11-25 core tasks (the same ext-tasks
@@ -114,11 +120,7 @@ for (const dialect of testDialects()) {
           method: 'tasks/get',
           params: {
             taskId: emailId,
-            _meta: {
-              'io.modelcontextprotocol/protocolVersion': MODERN,
-              'io.modelcontextprotocol/clientInfo': { name: 'x', version: '1' },
-              'io.modelcontextprotocol/clientCapabilities': {},
-            },
+            _meta: modernMeta(),
           },
         });
         expect(seen).toMatchObject({ kind: 'result', result: { taskId: emailId, status: 'working', resultType: 'complete' } });
@@ -147,11 +149,7 @@ for (const dialect of testDialects()) {
           method: 'tasks/get',
           params: {
             taskId: emailId,
-            _meta: {
-              'io.modelcontextprotocol/protocolVersion': MODERN,
-              'io.modelcontextprotocol/clientInfo': { name: 'x', version: '1' },
-              'io.modelcontextprotocol/clientCapabilities': {},
-            },
+            _meta: modernMeta(),
           },
         });
         expect(stranger).toMatchObject({ kind: 'error', error: { code: -32602, message: 'Task not found' } });
@@ -226,11 +224,7 @@ for (const dialect of testDialects()) {
         params: {
           name: 'send_email',
           arguments: sendArgs(),
-          _meta: {
-            'io.modelcontextprotocol/protocolVersion': MODERN,
-            'io.modelcontextprotocol/clientInfo': { name: 'x', version: '1' },
-            'io.modelcontextprotocol/clientCapabilities': { extensions: { [TASKS]: {} } },
-          },
+          _meta: modernMeta({ extensions: { [TASKS]: {} } }),
         },
       });
       expect(made).toMatchObject({ kind: 'result', result: { resultType: 'task', status: 'working' } });
