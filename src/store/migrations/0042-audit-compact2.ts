@@ -11,8 +11,9 @@ type AnyDb = Kysely<any>;
  *   other text as 0x00 + its UTF-8, so each reads back exactly and the indexes on them hold 19 bytes, not 36;
  * - `prev_hash` is dropped: it is always the previous row's `hash` (the first after a retention purge: the purge
  *   boundary's anchor; seq 1: the genesis hash), and verification reads in seq order and chains from that hash;
- * - `audit_events_at_idx` is dropped: time ranges (export `--since/--until`, retention's cutoff, the events API's
- *   `since/until`) are answered from the table's seq order, which follows time, filtered by `at`.
+ * - `audit_events_at_idx` is kept: time ranges (export `--since/--until`, retention's cutoff, the events API's
+ *   `since/until`) find their first and last events through it; without it each is a scan of the whole log, which
+ *   holds six years of events.
  * The table is rebuilt (create, copy, drop, rename) on both dialects, its indexes and the append-only triggers
  * (0002, with the retention purge rule of 0040) recreated.
  */
@@ -66,6 +67,7 @@ export const up = async (db: AnyDb): Promise<void> => {
   ] as const) {
     await db.schema.createIndex(name).on('audit_events').columns([col, 'seq']).where(sql.ref(col), 'is not', null).execute();
   }
+  await db.schema.createIndex('audit_events_at_idx').on('audit_events').columns(['at']).execute();
 
   // The append-only triggers (dropped with the old table), as 0040 made them.
   if (isPg) {
