@@ -24,6 +24,12 @@ export const EVENT_COLUMNS = [
   'hash',
 ] as const;
 
+/** The columns of a stored audit_events row, in EVENT_COLUMNS' order: the delegation chain by its `chain_id`. */
+export const STORED_EVENT_COLUMNS = EVENT_COLUMNS.map((c) => (c === 'delegation_chain' ? 'chain_id' : c)) as readonly (
+  | Exclude<(typeof EVENT_COLUMNS)[number], 'delegation_chain'>
+  | 'chain_id'
+)[];
+
 /** The columns stored as id bytes (storedOfId). */
 export const ID_COLUMNS = ['id', 'org_id', 'actor_id', 'target_id', 'request_id'] as const;
 

@@ -5,7 +5,15 @@ import { batchInsert, paddedIn } from '../store/batch.js';
 import type { Db, Dialect, Tx } from '../store/db.js';
 import type { AuditEventsTable, AuditPendingTable } from '../store/schema.js';
 import { canonicalOfRow, type EventRow } from './audit-chain.js';
-import { hexOfStored, idOfStored, storedOfContentHash, storedOfHex, storedOfId, storedOfIdOrNull } from './audit-columns.js';
+import {
+  hexOfStored,
+  idOfStored,
+  STORED_EVENT_COLUMNS,
+  storedOfContentHash,
+  storedOfHex,
+  storedOfId,
+  storedOfIdOrNull,
+} from './audit-columns.js';
 import { canonicalJson } from './canonical.js';
 
 /**
@@ -48,24 +56,7 @@ export const INTEGRATE_BATCH = 2048;
  */
 const IN_CHUNK = 512;
 
-const insertEvents = batchInsert('audit_events', [
-  'seq',
-  'id',
-  'at',
-  'org_id',
-  'action',
-  'actor_type',
-  'actor_id',
-  'chain_id',
-  'target_type',
-  'target_id',
-  'outcome',
-  'request_id',
-  'client_ip',
-  'content_hash',
-  'details',
-  'hash',
-]);
+const insertEvents = batchInsert('audit_events', STORED_EVENT_COLUMNS);
 const insertChains = batchInsert('audit_chains', ['id', 'chain']);
 
 type Deps = {

@@ -334,11 +334,19 @@ export const withNamedStatements = (pool: pg.Pool) => {
         return client.query(text, params);
       }
     };
+    // Methods are bound once per connection and function, not on every access (Kysely calls release() after every
+    // query). The pool assigns a new `release` at every checkout, so a binding is kept only for the function it bound.
+    const bound = new Map<PropertyKey, { of: unknown; f: unknown }>();
     w = new Proxy(client, {
       get: (target, prop) => {
         if (prop === 'query') return query;
         const v = Reflect.get(target, prop, target) as unknown;
-        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+        if (typeof v !== 'function') return v;
+        const hit = bound.get(prop);
+        if (hit?.of === v) return hit.f;
+        const f = (v as (...a: unknown[]) => unknown).bind(target);
+        bound.set(prop, { of: v, f });
+        return f;
       },
     });
     wrapped.set(client, w);
