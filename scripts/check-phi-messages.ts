@@ -25,7 +25,7 @@ const PHI_MESSAGE_KINDS = [
 
 const line = z
   .object({
-    id: z.string().regex(/^(?:[dteu]-\d{4}|A-\d{4}|B-[a-z]\d{4}|L-\d{4}|W[45]-\d{4}|R5[AB]-\d{4})$/),
+    id: z.string().regex(/^(?:[dteu]-\d{4}|A-\d{4}|B-[a-z]\d{4}|L-\d{4}|W[45]-\d{4}|R5[AB]-\d{4}|R6[A-D]-\d{4})$/),
     kind: z.enum(PHI_MESSAGE_KINDS),
     hold: z.boolean(),
     part2: z.boolean(),
@@ -48,15 +48,19 @@ const files: { name: string; prefix: string; supplement?: boolean; burnt?: boole
   // Round 3's training parts, by two more writers (their held-out parts stay with the lead).
   { name: 'train3a.jsonl', prefix: 'A' },
   { name: 'train3b.jsonl', prefix: 'B' },
-  // Round 3's, round 4's and round 5's held-out parts, each scored once (README) and training data since round 5 (3a to
-  // 4b) and round 6 (5a, 5b). Smaller than a full part by design (200 and 250 lines, 15 to 30 per kind): the size and
-  // per-kind minimums are theirs.
+  // Round 3's to round 6's held-out parts, each scored once (README) and training data since round 5 (3a to 4b), round 6
+  // (5a, 5b) and round 7 (6a to 6d). Smaller than a full part by design (200 and 250 lines, 15 to 30 per kind): the size
+  // and per-kind minimums are theirs.
   { name: 'test3a.jsonl', prefix: 'A', burnt: true },
   { name: 'test3b.jsonl', prefix: 'B', burnt: true },
   { name: 'test4a.jsonl', prefix: 'W4', burnt: true },
   { name: 'test4b.jsonl', prefix: 'W5', burnt: true },
   { name: 'test5a.jsonl', prefix: 'R5A', burnt: true },
   { name: 'test5b.jsonl', prefix: 'R5B', burnt: true },
+  { name: 'test6a.jsonl', prefix: 'R6A', burnt: true },
+  { name: 'test6b.jsonl', prefix: 'R6B', burnt: true },
+  { name: 'test6c.jsonl', prefix: 'R6C', burnt: true },
+  { name: 'test6d.jsonl', prefix: 'R6D', burnt: true },
   // A supplement of one kind (lookalike), written by the developer of the speed round (not an independent writer),
   // kept apart in developer/ and not trained on (README): the size, per-kind, hold-share and hard-share minimums of a
   // full part do not apply.
