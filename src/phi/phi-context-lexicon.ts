@@ -28,7 +28,8 @@ export const CONDITION_TERMS: readonly string[] = [
   'pre-?diabet(?:es|ic)',
   'hypertension',
   'high blood pressure',
-  'blood pressure (?:is|was|has been|readings?) (?:high|up|elevated|low)',
+  // A reading said of the person ("your blood pressure today was 134/93") is their result (LABELING.md H1).
+  'blood pressure (?:(?:today )?(?:is|was|has been|readings?) (?:high|up|elevated|low|\\d{2,3}/\\d{2,3})|of \\d{2,3}/\\d{2,3})',
   'hyperlipid(?:a)?emia',
   'high cholesterol',
   'cholesterol (?:is|was) (?:high|up|elevated)',
@@ -543,6 +544,7 @@ export const PROCEDURE_TERMS: readonly string[] = [
   'replacement surgery',
   'extraction',
   'root canal',
+  '(?:permanent|temporary|porcelain) crowns?',
   'excision',
   'rabies',
   'post-?exposure',
@@ -789,7 +791,7 @@ export const MENTAL_HEALTH_TERMS: readonly string[] = [
   'active si',
   'suicidal ideation',
   'psych(?:iatric)? (?:hold|admission|unit|bed)',
-  'our (?:next )?sessions?',
+  'our (?:next |\\w+day |weekly )?sessions?',
   'delusion(?:s|al)?',
   'hallucinat\\w+',
   'hearing voices',
@@ -813,6 +815,14 @@ export const MENTAL_HEALTH_TERMS: readonly string[] = [
   'cbt',
   'dbt',
   'talk therapy',
+  // Round 7: a counsellor's licence after their name ("Marisol Ortega, LCSW"; LABELING.md: a provider's role that
+  // names the care holds like a reason), and therapy and psychiatry in the Spanish, Portuguese and Haitian Creole of
+  // US patients' mail ("seyans terapi ou", "consulta de psiquiatría", "salud mental").
+  'l(?:i?csw|mft|mhc|pcc?|cpc)',
+  'psyd',
+  'terapi[ae]?(?! f[íi]sica| ocupacional)',
+  'psiquiatr\\w*',
+  'sa(?:lud|[úu]de) mental',
 ];
 
 /**

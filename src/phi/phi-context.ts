@@ -612,7 +612,7 @@ const NOT_DRUG_BEFORE_DOSE = new Set([
   'jar',
 ]);
 const SALUTATION_RE =
-  /(?:^|\n)\s*(?:[Dd]ear|[Hh]i|[Hh]iya|[Hh]ey|[Hh]ello|[Hh]owdy|[Gg]'day|[Kk]ia ora|[Tt]ēnā koe|[Tt]alofa|[Mm]alo|[Bb]onjour|[Bb]onjou|[Hh]ola|[Ss]alut|[Gg]reetings|(?:[Gg]ood )?(?:[Mm]orning|[Aa]fternoon|[Ee]vening)|[Cc]ongrat(?:ulation)?s|[Tt]hank you|[Tt]hanks|[Ee]stimad[oa]|[Qq]uerid[oa]|[Bb]uen(?:os|as) (?:d[ií]as|tardes|noches)|[Oo]l[áa]|[Pp]rezad[oa]|[Cc]h[èe]re?|[Xx]in ch[àa]o|[Cc]h[àa]o|[Kk]umusta|[Mm]agandang (?:umaga|hapon|araw|gabi)|[Aa]loha|[Ss]alaan|[Nn]yob zoo|[Hh]abari|[Mm]olo|[Ss]awubona|[Hh]allo|[Aa]ssalamu? ?alaikum|[Ss]alam),?\s+(?:(?:Mr|Mrs|Ms|Miss|Mx|Dr|Sr|Sra|Srta|Don|Doña|Dona|Mme|Madame|Monsieur|Madan|Mesye|Se[ñn]ora?|Senhora?|Bi|Bw|Sis|Txiv|Niam|anh|chị|cô|bà|ông|em|Gng|G)\.?\s+)?([A-Z\u00c0-\u00de\u0100-\u024f\u1e00-\u1eff][a-z\u00e0-\u00ff\u0100-\u024f\u1e00-\u1eff'’-]+)/;
+  /(?:^|\n)\s*(?:[Dd]ear|[Hh]i|[Hh]iya|[Hh]ey|[Hh]ello|[Hh]owdy|[Gg]'day|[Kk]ia ora|[Tt]ēnā koe|[Tt]alofa|[Mm]alo|[Bb]onjour|[Bb]onjou|[Hh]ola|[Ss]alut|[Gg]reetings|(?:[Gg]ood )?(?:[Mm]orning|[Aa]fternoon|[Ee]vening)|[Cc]ongrat(?:ulation)?s|[Tt]hank you|[Tt]hanks|[Ee]stimad[oa]|[Qq]uerid[oa]|[Bb]uen(?:os|as) (?:d[ií]as|tardes|noches)|[Oo]l[áa]|[Pp]rezad[oa]|[Cc]h[èe]re?|[Xx]in ch[àa]o|[Kk][íi]nh g[ửu]i|[Cc]h[àa]o|[Kk]umusta|[Mm]agandang (?:umaga|hapon|araw|gabi)|[Aa]loha|[Ss]alaan|[Nn]yob zoo|[Hh]abari|[Mm]olo|[Ss]awubona|[Hh]allo|[Aa]ssalamu? ?alaikum|[Ss]alam),?\s+(?:(?:Mr|Mrs|Ms|Miss|Mx|Dr|Sr|Sra|Srta|Don|Doña|Dona|Mme|Madame|Monsieur|Madan|Mesye|Se[ñn]ora?|Senhora?|Bi|Bw|Sis|Txiv|Niam|anh|chị|cô|bà|ông|em|Gng|G)\.?\s+)?([A-Z\u00c0-\u00de\u0100-\u024f\u1e00-\u1eff][a-z\u00e0-\u00ff\u0100-\u024f\u1e00-\u1eff'’-]+)/;
 const NOT_SALUTATION_NAMES = new Set([
   'patients',
   'patient',
@@ -702,6 +702,32 @@ const PAYEE_RE_LOW = lowTwin(PAYEE_RE);
 const SECOND_PERSON_RE_LOW = lowTwin(SECOND_PERSON_RE);
 const GENERAL_LOW_RE = lowTwin(GENERAL_RE);
 
+/** Where a forwarded or original message begins under a note (lower-cased text). */
+const FORWARD_MARKER_RE = /-{2,}\s*(?:forwarded|original message)|begin forwarded message/;
+/** A prescription number: "rx 6620183", "rx#6640218", "rx no. 4471029" (lower-cased text). */
+const RX_NUMBER_RE = /\brx\s*(?:#|no\.?|number)?\s*:?\s*\d{5,}/;
+/** A specialty right after "in", "at" or "Location:": the department where a visit is ("with Dr. Kapoor in Nephrology"). */
+const SPECIALTY_PLACE_BEFORE_RE = /\b(?:in|at|location:?)\s+(?:the\s+)?$/i;
+/** "her"/"his" right before a clinical word (not "his or her", "his/her": anyone's). */
+const THIRD_POSSESSOR_RE = /\b(?<!(?:his|her) or |\/)(?:his|her)\s+(?:[\w'-]+\s+){0,3}$/i;
+/** A first and last name: two capitalised words, the first not a common word that opens a sentence or a title. */
+const FULL_NAME_RE =
+  /\b(?!(?:The|Our|All|Free|New|Our|Your|This|That|Please|Join|Dear|Hello|Hi|Happy|Holiday|Open|Patient|Staff|Health|Heart|Team|Winter|Summer|Spring|Fall|Autumn)\b)[A-Z][a-z\u00e0-\u00ff'’-]+ (?:[A-Z]\. )?[A-Z][a-z\u00e0-\u00ff'’-]{2,}\b/;
+/** In a broadcast: a clinical word that is "her"/"his" of a person named in its sentence or the one before (LABELING.md H1). */
+const namedPossessor = (full: string, b: readonly number[], si: number, before: string) =>
+  THIRD_POSSESSOR_RE.test(before) && FULL_NAME_RE.test(full.slice(b[Math.max(0, si - 1)], b[si + 1]));
+/** Treatment given in sessions at a unit ("the Dialysis Unit", "the Infusion Center"): attending it is the treatment. */
+const SESSION_TREATMENT_RE = /\b(?:dialysis|infusions?|chemo\w*|radiation|radiotherapy|transfusions?|wound care|hyperbaric)\b/i;
+/** The reader's own sessions or place in the unit ("your 6:00 AM treatments", "your standing chair"). */
+const OWN_SESSIONS_RE = /\byour\s+(?:[\w':.-]+\s+){0,3}(?:treatments?|sessions?|chair|runs?|infusions?)\b/i;
+/**
+ * A treatment unit's name (LABELING.md P3) is still a clinic's name, unless the sentence says the reader attends it
+ * for their own sessions ("a cab each morning to the Erie Dialysis Clinic for your 6:00 AM treatments"): then it says
+ * what care they receive (H1).
+ */
+const ownTreatmentAt = (full: string, b: readonly number[], si: number, s: number, e: number) =>
+  SESSION_TREATMENT_RE.test(full.slice(s, e)) && OWN_SESSIONS_RE.test(full.slice(b[si], b[si + 1]));
+
 const fieldText = (field: Finding['field'], full: string, subjectEnd: number) =>
   field === 'subject' ? full.slice(0, subjectEnd) : full.slice(subjectEnd + 1);
 
@@ -733,6 +759,20 @@ const judge = (full: string, lowFull: string, subjectEnd: number, findings: Find
   const reply = /^\s*(?:re|aw|sv)\s*:/i.test(full) || (full.includes('>') && /(?:^|\n)\s*>/.test(full));
   const broadcast =
     !salutationName && !namedBySpan && !reply && (sameCase ? BROADCAST_RE_LOW.test(lowFull) : BROADCAST_RE.test(full)) && !strongThird();
+  // A forwarded announcement under a note of the sender's own ("Dad - you already had the colonoscopy ... ---------- Forwarded
+  // message"): the announcement is to everyone, the note is to one person (LABELING.md P2, H1, edge case 16). The note
+  // ends where the forward begins; clinical words in it are judged as in a personal message. Looked for only in a
+  // broadcast that has a forward marker.
+  let noteEnd = -1;
+  if (broadcast && (lowFull.includes('forwarded') || lowFull.includes('original message'))) {
+    const fw = lowFull.search(FORWARD_MARKER_RE);
+    const note = fw > subjectEnd ? full.slice(subjectEnd + 1, fw) : '';
+    if (note.trim().length >= 15 && !BROADCAST_RE.test(note)) noteEnd = fw;
+  }
+  // A prescription number ("Rx 6620183", "Rx#6640218"): a drug dispensed to one person, not a product (vendor mail) and
+  // not a word said to nobody, whoever the shipment or pick-up notice names (LABELING.md edge case 5).
+  let rxMemo: boolean | undefined;
+  const rxNumber = () => (rxMemo ??= lowFull.includes('rx') && RX_NUMBER_RE.test(lowFull));
   // A relative ("my father", "your son") or a named person makes it about someone, whatever else the mail mentions.
   let vendorMemo: boolean | undefined;
   const vendor = () => (vendorMemo ??= !salutationName && !namedBySpan && vendorMail() && !strongThird() && !thirdPerson());
@@ -891,10 +931,12 @@ const judge = (full: string, lowFull: string, subjectEnd: number, findings: Find
     const possessed = strong || (mayPossess && POSSESSED_BEFORE_RE.test(before));
     // About whom: in a message that names nobody (no greeting by name, no named or described person, not a reply), a
     // clinical word ties someone to it only when it is said to be theirs ("your", "you have", "my").
-    if (!possessed && anonymous()) continue;
-    // An announcement ties nobody to anything unless it says so outright ("our records show you were implanted...").
-    if (broadcast && !strong) continue;
-    if (!possessed && (cat === 'procedure' || cat === 'medication') && vendor()) continue;
+    if (!possessed && anonymous() && !(cat === 'medication' && rxNumber())) continue;
+    // An announcement ties nobody to anything unless it says so outright ("our records show you were implanted..."), the
+    // word is in a note above a forwarded announcement, or it is "her"/"his" of a person the sentence (or the one before)
+    // names ("welcoming Maria Estevez back after her breast cancer treatment": H1, a named person's condition).
+    if (broadcast && !strong && !(s > subjectEnd && s < noteEnd) && !namedPossessor(full, b, si, before)) continue;
+    if (!possessed && (cat === 'procedure' || cat === 'medication') && vendor() && !(cat === 'medication' && rxNumber())) continue;
     // "our once-weekly insulin", "our new MRI": the sender's product or service, not anyone's care.
     if (!possessed && (cat === 'procedure' || cat === 'medication') && /\bour\s+(?:[\w'-]+\s+){0,2}$/i.test(before)) continue;
     ADMIN_NOUN_AFTER_RE.lastIndex = e;
@@ -912,7 +954,12 @@ const judge = (full: string, lowFull: string, subjectEnd: number, findings: Find
     if (!strong && kind & 1) continue;
     const named = inInstitutionName(full, s, e);
     // A programme's name is Part 2 only for its client, not in its staff's mail (a job offer, a roster).
-    if (named && !(cat === 'substance_use' && !broadcast && !inServiceList(full, s, e) && !EMPLOYMENT_RE.test(full))) continue;
+    if (
+      named &&
+      !(cat === 'substance_use' && !broadcast && !inServiceList(full, s, e) && !EMPLOYMENT_RE.test(full)) &&
+      !(cat === 'procedure' && !broadcast && ownTreatmentAt(full, b, si, s, e))
+    )
+      continue;
     if (cat === 'weak_result') {
       // "a letter we posted came back marked 'moved'": returned mail, not a result.
       if (RETURNED_MAIL_RE.test(full.slice(Math.max(0, s - 40), s))) continue;
@@ -924,7 +971,11 @@ const judge = (full: string, lowFull: string, subjectEnd: number, findings: Find
       weakCount++;
     } else if (cat === 'specialist') {
       // "you need to see a cardiologist": the need is the disclosure (edge case 4); a specialty in a clinic's name is not.
-      if (!possessed && !/\b(?:see|need|needs|referr\w*|sending|send|consult|with)\b/i.test(full.slice(Math.max(0, s - 40), s))) continue;
+      const head = full.slice(Math.max(0, s - 40), s);
+      if (!possessed && !/\b(?:see|need|needs|referr\w*|sending|send|consult|with)\b/i.test(head)) continue;
+      // "your appointment with Dr. Kapoor in Nephrology", "Location: Cardiology": the department where the visit is, a
+      // name under LABELING.md P3 (edge case 4), unless the sentence says the person needs it.
+      if (SPECIALTY_PLACE_BEFORE_RE.test(head) && !/\b(?:see|need|needs|referr\w*|sending|send|consult)\b/i.test(head)) continue;
       found.add('referral_reason');
     } else {
       found.add(cat);
