@@ -102,6 +102,55 @@ describe('message-level PHI judgement', () => {
     });
   }
 
+  // Round 7's rule categories, on sentences written for this test (no corpus line): each found by the rules themselves.
+  const ROUND7_RULES: [string, string, string, string][] = [
+    [
+      'a note above a forwarded announcement',
+      'FW: Flu clinic Saturday',
+      'Mum - skip this one, the nurse said no live jabs while the chemo is still going. x\n\n---------- Forwarded message ---------\nFrom: Larchmont Surgery\nAll patients over 65 are welcome at our flu clinic on Saturday.',
+      'condition',
+    ],
+    [
+      'her condition, of a person an announcement names',
+      'Team news',
+      'Hello everyone, please welcome Odile Marchand back on Monday after her kidney transplant. Cake at noon!',
+      'condition',
+    ],
+    [
+      'a drug behind a prescription number',
+      'Shipped',
+      'Your order shipped today. Rx 7718204 LAMOTRIGINE 100 MG TAB qty 60. Tracking 1Z 99 AA1 0012 4471.',
+      'medication',
+    ],
+    [
+      'a treatment unit the reader attends for their own sessions',
+      'Parking',
+      'Hi Bram, your permit covers Lot D on Tuesdays and Thursdays for your 7:00 sessions at the Fenwick Dialysis Unit.',
+      'procedure',
+    ],
+    ['a blood-pressure reading', 'Visit', 'Hi Tove, thanks for coming in. Your blood pressure today was 148/96.', 'condition'],
+    ['a counsellor by licence', 'Thursday', 'Hi Ruben, your session with Ana Ibsen, LMFT, moves to Thursday at 4.', 'mental_health'],
+  ];
+  for (const [why, subject, text, disclosure] of ROUND7_RULES) {
+    it(`finds ${why} (rules)`, () => {
+      const r = assessRules({ subject, text });
+      expect(r.phi).toBe(true);
+      expect(r.disclosures).toContain(disclosure);
+    });
+  }
+  it('reads a specialty after "in", "at" or "Location:" as the department of the visit (LABELING.md P3)', () => {
+    for (const text of [
+      'Dear Lars, this is a reminder of your appointment with Dr. Moreau in Nephrology on 4 May at 9:30, Room 2C.',
+      'APPOINTMENT REMINDER\nRe: Priya Sandhu\nDate: 12 June\nLocation: Cardiology, Suite 210',
+    ]) {
+      const a = assessMessage({ subject: 'Reminder', text });
+      expect(a.disclosures).toEqual([]);
+      expect(messageDecision(a, 'monitored').hold).toBe(false);
+    }
+    // The same specialty as the person's need still holds (edge case 4).
+    expect(assessRules({ subject: 'Next steps', text: 'Hi Lars, you need to see Nephrology about your kidney numbers.' }).phi).toBe(true);
+  });
+
   it('says whom and what: the recipient, a named person, nobody; the disclosures as data', () => {
     const own = assessMessage({ subject: 'Results', text: 'Hi Dana, your strep test came back negative.' });
     expect(own).toMatchObject({ about: 'recipient', sensitivity: 'high', part2: false });
