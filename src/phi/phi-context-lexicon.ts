@@ -1085,7 +1085,8 @@ export const BROADCAST_TERMS: readonly string[] = [
   "we(?:'ve| have) moved",
   'has moved',
   "(?:is|are|we(?:'re| are)) moving",
-  'moves? to',
+  // A relocation ("the clinic moves to"), not the reader's own slot moving ("your dosing window moves to 6:00").
+  "(?<!\\b(?:your|ur|his|her|my) (?:[\\w'-]+ ){0,2})moves? to",
   'relocat(?:e|es|ed|ing|ion)',
   'walk[- ]in',
   'no appointment (?:needed|necessary|required)',

@@ -130,6 +130,12 @@ describe('message-level PHI judgement', () => {
     ],
     ['a blood-pressure reading', 'Visit', 'Hi Tove, thanks for coming in. Your blood pressure today was 148/96.', 'condition'],
     ['a counsellor by licence', 'Thursday', 'Hi Ruben, your session with Ana Ibsen, LMFT, moves to Thursday at 4.', 'mental_health'],
+    [
+      'one person called by name, their own slot moving (no broadcast)',
+      'Window',
+      'Tomasz, from Monday your dosing window moves to 7:00 and your take-home days stay the same.',
+      'substance_use',
+    ],
   ];
   for (const [why, subject, text, disclosure] of ROUND7_RULES) {
     it(`finds ${why} (rules)`, () => {

@@ -702,6 +702,53 @@ const PAYEE_RE_LOW = lowTwin(PAYEE_RE);
 const SECOND_PERSON_RE_LOW = lowTwin(SECOND_PERSON_RE);
 const GENERAL_LOW_RE = lowTwin(GENERAL_RE);
 
+/** A first word that calls one person by name, the sentence going on in lower case: "Sergei, good news" (not "Minutes, Board of ..."). */
+const VOCATIVE_RE = /^\s*([A-Z][a-z\u00e0-\u00ff'’-]+),[ \t]+[a-z]/;
+/** First words before a comma that greet or address no one person. */
+const NOT_VOCATIVE = new Set([
+  'hello',
+  'hi',
+  'hey',
+  'dear',
+  'team',
+  'everyone',
+  'friends',
+  'folks',
+  'colleagues',
+  'reminder',
+  'attention',
+  'note',
+  'update',
+  'important',
+  'please',
+  'thanks',
+  'today',
+  'tomorrow',
+  'yes',
+  'no',
+  'ok',
+  'okay',
+  'sorry',
+  'again',
+  'also',
+  'however',
+  'unfortunately',
+  'good',
+  'great',
+  'welcome',
+  'congratulations',
+  'parents',
+  'residents',
+  'members',
+  'neighbours',
+  'neighbors',
+  'families',
+  'staff',
+  'all',
+  'ladies',
+  'guys',
+  'patients',
+]);
 /** Where a forwarded or original message begins under a note (lower-cased text). */
 const FORWARD_MARKER_RE = /-{2,}\s*(?:forwarded|original message)|begin forwarded message/;
 /** A prescription number: "rx 6620183", "rx#6640218", "rx no. 4471029" (lower-cased text). */
@@ -757,8 +804,16 @@ const judge = (full: string, lowFull: string, subjectEnd: number, findings: Find
   const vendorMail = () => (vendorMailMemo ??= sameCase ? VENDOR_RE_LOW.test(lowFull) : VENDOR_RE.test(full));
   // A reply (quoted lines, "Re:") is a conversation with one person, never an announcement. A quoted line needs a '>'.
   const reply = /^\s*(?:re|aw|sv)\s*:/i.test(full) || (full.includes('>') && /(?:^|\n)\s*>/.test(full));
+  // A body that opens by calling one person by name ("Sergei, good news - your dosing window moves..."): mail to them.
+  const voc = VOCATIVE_RE.exec(full.slice(subjectEnd + 1, subjectEnd + 41));
+  const vocative = voc !== null && !NOT_SALUTATION_NAMES.has(voc[1]!.toLowerCase()) && !NOT_VOCATIVE.has(voc[1]!.toLowerCase());
   const broadcast =
-    !salutationName && !namedBySpan && !reply && (sameCase ? BROADCAST_RE_LOW.test(lowFull) : BROADCAST_RE.test(full)) && !strongThird();
+    !salutationName &&
+    !namedBySpan &&
+    !reply &&
+    !vocative &&
+    (sameCase ? BROADCAST_RE_LOW.test(lowFull) : BROADCAST_RE.test(full)) &&
+    !strongThird();
   // A forwarded announcement under a note of the sender's own ("Dad - you already had the colonoscopy ... ---------- Forwarded
   // message"): the announcement is to everyone, the note is to one person (LABELING.md P2, H1, edge case 16). The note
   // ends where the forward begins; clinical words in it are judged as in a personal message. Looked for only in a
