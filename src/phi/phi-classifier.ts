@@ -107,6 +107,23 @@ const counts = new Float64Array(TEXT_GROUPS.length);
 const ruleX = new Float32Array(RULE_FEATURES.length);
 
 /**
+ * Keeps `name` among the three largest positive contributions (largest first), by insertion. A function of the
+ * module rather than a closure per message (closures are allocated, and named ones renamed by tsx, on every call).
+ */
+const consider = (topNames: string[], topValues: number[], name: string, c: number) => {
+  if (c <= 0) return;
+  let k = topValues.length;
+  while (k > 0 && topValues[k - 1]! < c) k--;
+  if (k >= 3) return;
+  topValues.splice(k, 0, c);
+  topNames.splice(k, 0, name);
+  if (topValues.length > 3) {
+    topValues.length = 3;
+    topNames.length = 3;
+  }
+};
+
+/**
  * The classifier's probability that the message should be held, and the features that weighed most.
  * `low` is `full` lower-cased (the judgement has it already; computed here when not given).
  */
@@ -123,31 +140,19 @@ export const scoreMessage = (
   // The three largest positive contributions, kept by insertion (no array of all of them, no sort).
   const topNames: string[] = [];
   const topValues: number[] = [];
-  const consider = (name: string, c: number) => {
-    if (c <= 0) return;
-    let k = topValues.length;
-    while (k > 0 && topValues[k - 1]! < c) k--;
-    if (k >= 3) return;
-    topValues.splice(k, 0, c);
-    topNames.splice(k, 0, name);
-    if (topValues.length > 3) {
-      topValues.length = 3;
-      topNames.length = 3;
-    }
-  };
   for (let g = 0; g < TEXT_GROUPS.length; g++) {
     if (counts[g]! === 0) continue;
     const c = sums[g]! / Math.sqrt(Math.max(model.normFloor, counts[g]!));
     z += c;
     textLogit += c;
-    consider(TEXT_NAMES[g]!, c);
+    consider(topNames, topValues, TEXT_NAMES[g]!, c);
   }
   const x = ruleFeaturesInto(rules, ruleX);
   for (let i = 0; i < x.length; i++) {
     if (x[i] === 0) continue;
     const c = x[i]! * model.rules[i]!;
     z += c;
-    consider(RULE_NAMES[i]!, c);
+    consider(topNames, topValues, RULE_NAMES[i]!, c);
   }
   const top = topNames;
   return { probability: 1 / (1 + Math.exp(-z)), textLogit, top };

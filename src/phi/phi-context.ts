@@ -402,6 +402,12 @@ const isUpperAt = (text: string, i: number) => {
   return (c >= 65 && c <= 90) || (c >= 0xc0 && c <= 0xde);
 };
 
+/** A word that ends a clinic's or programme's name: an institution noun or a specialty ("Clinic", "Orthopedics"). */
+const isNameNoun = (w: string) => {
+  const l = w.toLowerCase().replace(/[’']s$/, '');
+  return INSTITUTION.has(l) || SPECIALTY_NAME_RE.test(l);
+};
+
 /**
  * Whether [s, e) is part of a clinic, department, class or programme name
  * (LABELING.md P3): a run of capitalised words ending in an institution noun
@@ -420,10 +426,6 @@ const inInstitutionName = (text: string, s: number, e: number) => {
   let end = e;
   const own = text.slice(s, e).split(/\s+/);
   let words = own.length;
-  const isNameNoun = (w: string) => {
-    const l = w.toLowerCase().replace(/[’']s$/, '');
-    return INSTITUTION.has(l) || SPECIALTY_NAME_RE.test(l);
-  };
   let hasNoun = isNameNoun(own[own.length - 1]!);
   for (let k = 0; k < 5 && !hasNoun; k++) {
     re.lastIndex = end;
@@ -778,6 +780,115 @@ const ownTreatmentAt = (full: string, b: readonly number[], si: number, s: numbe
 const fieldText = (field: Finding['field'], full: string, subjectEnd: number) =>
   field === 'subject' ? full.slice(0, subjectEnd) : full.slice(subjectEnd + 1);
 
+/**
+ * The whole-message tests of the judgement. They are pure; each runs at most once, and only when its answer is
+ * needed (the cheap conditions of a conjunction first): most personal messages never ask whether they are broadcasts
+ * or vendor mail. A class of the module, so that no closures are made per message.
+ */
+class MessageFacts {
+  private thirdPersonMemo: boolean | undefined;
+  private strongThirdMemo: boolean | undefined;
+  private vendorMailMemo: boolean | undefined;
+  private vendorMemo: boolean | undefined;
+  private anonymousMemo: boolean | undefined;
+  private healthMemo: boolean | undefined;
+  private titles: [number, number][] | undefined;
+  private sentenceKinds: Map<number, number> | undefined;
+
+  constructor(
+    private readonly full: string,
+    private readonly lowFull: string,
+    private readonly sameCase: boolean,
+    private readonly b: readonly number[],
+    private readonly findings: readonly Finding[],
+    private readonly salutationName: boolean,
+    private readonly namedBySpan: boolean,
+    private readonly reply: boolean,
+  ) {}
+
+  thirdPerson(): boolean {
+    this.thirdPersonMemo ??= THIRD_PERSON_RE.test(this.full);
+    return this.thirdPersonMemo;
+  }
+
+  strongThird(): boolean {
+    this.strongThirdMemo ??= STRONG_THIRD_RE.test(this.full);
+    return this.strongThirdMemo;
+  }
+
+  vendorMail(): boolean {
+    this.vendorMailMemo ??= this.sameCase ? VENDOR_RE_LOW.test(this.lowFull) : VENDOR_RE.test(this.full);
+    return this.vendorMailMemo;
+  }
+
+  /** A relative ("my father", "your son") or a named person makes it about someone, whatever else the mail mentions. */
+  vendor(): boolean {
+    this.vendorMemo ??= !this.salutationName && !this.namedBySpan && this.vendorMail() && !this.strongThird() && !this.thirdPerson();
+    return this.vendorMemo;
+  }
+
+  /** Nobody named, greeted, addressed or described. */
+  anonymous(): boolean {
+    const { full, lowFull, sameCase } = this;
+    this.anonymousMemo ??=
+      !this.salutationName &&
+      !this.reply &&
+      !this.findings.some((f) => f.type === 'name') &&
+      !(sameCase ? SECOND_PERSON_RE_LOW.test(lowFull) : SECOND_PERSON_RE.test(full)) &&
+      !this.thirdPerson() &&
+      !PERSON_HINT_RE.test(full);
+    return this.anonymousMemo;
+  }
+
+  /** Whether `at` lies inside a quoted title. */
+  inTitle(at: number): boolean {
+    let titles = this.titles;
+    if (!titles) {
+      titles = [];
+      const full = this.full;
+      QUOTED_TITLE_RE.lastIndex = 0;
+      for (let m = QUOTED_TITLE_RE.exec(full); m !== null; m = QUOTED_TITLE_RE.exec(full))
+        if (m[0].length <= 90 && !/\n/.test(m[0])) titles.push([m.index, m.index + m[0].length]);
+      this.titles = titles;
+    }
+    return titles.some(([a, z]) => a <= at && at < z);
+  }
+
+  /** Bits: 1 general information, 4 rhetorical heading ("Pregnant?"). */
+  sentenceKind(si: number): number {
+    this.sentenceKinds ??= new Map<number, number>();
+    let k = this.sentenceKinds.get(si);
+    if (k === undefined) {
+      const { full, lowFull, sameCase, b } = this;
+      const from = b[si]!;
+      const to = b[si + 1];
+      // A rhetorical heading ends in a question mark: without one in the sentence, no need to slice and test it.
+      const q = full.indexOf('?', from);
+      k =
+        ((sameCase ? GENERAL_LOW_RE.test(lowFull.slice(from, to)) : GENERAL_RE.test(full.slice(from, to))) ? 1 : 0) |
+        (q >= 0 && (to === undefined || q < to) && /^\s*[\w'’ -]{1,30}\?\s*$/.test(full.slice(from, to)) ? 4 : 0);
+      this.sentenceKinds.set(si, k);
+    }
+    return k;
+  }
+
+  /**
+   * A utility, gym or car-insurance account is not a patient's: account, member and policy numbers count in health-care
+   * mail. A patient's own care or cover decides; else a named trade (a utility billing the practice) or a supplier's
+   * bank details say it is not a patient's.
+   */
+  inHealthMail(): boolean {
+    const { full, lowFull, sameCase } = this;
+    this.healthMemo ??=
+      (sameCase ? PATIENT_CONTEXT_RE_LOW.test(lowFull) : PATIENT_CONTEXT_RE.test(full)) ||
+      (!(sameCase ? OTHER_TRADE_RE_LOW.test(lowFull) : OTHER_TRADE_RE.test(full)) &&
+        !(this.vendorMail() && (sameCase ? PAYEE_RE_LOW.test(lowFull) : PAYEE_RE.test(full))) &&
+        ((sameCase ? HEALTH_CONTEXT_RE_LOW.test(lowFull) : HEALTH_CONTEXT_RE.test(full)) ||
+          (sameCase ? LOOSE_HEALTH_RE_LOW.test(lowFull) : LOOSE_HEALTH_RE.test(full))));
+    return this.healthMemo;
+  }
+}
+
 const judge = (full: string, lowFull: string, subjectEnd: number, findings: Finding[]): Assessment => {
   // The term passes run on the lower-cased text without the `i` flag when lower-casing keeps every offset.
   const sameCase = lowFull.length === full.length;
@@ -794,26 +905,19 @@ const judge = (full: string, lowFull: string, subjectEnd: number, findings: Find
   const namedBySpan = findings.some(
     (f) => f.type === 'name' && f.confidence >= 0.75 && !(groupGreeting && f.detector === 'cue.salutation'),
   );
-  // The whole-message tests below are pure; each runs at most once, and only when its answer is needed (the cheap
-  // conditions of a conjunction first): most personal messages never ask whether they are broadcasts or vendor mail.
-  let thirdPersonMemo: boolean | undefined;
-  const thirdPerson = () => (thirdPersonMemo ??= THIRD_PERSON_RE.test(full));
-  let strongThirdMemo: boolean | undefined;
-  const strongThird = () => (strongThirdMemo ??= STRONG_THIRD_RE.test(full));
-  let vendorMailMemo: boolean | undefined;
-  const vendorMail = () => (vendorMailMemo ??= sameCase ? VENDOR_RE_LOW.test(lowFull) : VENDOR_RE.test(full));
   // A reply (quoted lines, "Re:") is a conversation with one person, never an announcement. A quoted line needs a '>'.
   const reply = /^\s*(?:re|aw|sv)\s*:/i.test(full) || (full.includes('>') && /(?:^|\n)\s*>/.test(full));
   // A body that opens by calling one person by name ("Sergei, good news - your dosing window moves..."): mail to them.
   const voc = VOCATIVE_RE.exec(full.slice(subjectEnd + 1, subjectEnd + 41));
   const vocative = voc !== null && !NOT_SALUTATION_NAMES.has(voc[1]!.toLowerCase()) && !NOT_VOCATIVE.has(voc[1]!.toLowerCase());
+  const facts = new MessageFacts(full, lowFull, sameCase, b, findings, salutationName, namedBySpan, reply);
   const broadcast =
     !salutationName &&
     !namedBySpan &&
     !reply &&
     !vocative &&
     (sameCase ? BROADCAST_RE_LOW.test(lowFull) : BROADCAST_RE.test(full)) &&
-    !strongThird();
+    !facts.strongThird();
   // A forwarded announcement under a note of the sender's own ("Dad - you already had the colonoscopy ... ---------- Forwarded
   // message"): the announcement is to everyone, the note is to one person (LABELING.md P2, H1, edge case 16). The note
   // ends where the forward begins; clinical words in it are judged as in a personal message. Looked for only in a
@@ -828,51 +932,12 @@ const judge = (full: string, lowFull: string, subjectEnd: number, findings: Find
   // not a word said to nobody, whoever the shipment or pick-up notice names (LABELING.md edge case 5).
   let rxMemo: boolean | undefined;
   const rxNumber = () => (rxMemo ??= lowFull.includes('rx') && RX_NUMBER_RE.test(lowFull));
-  // A relative ("my father", "your son") or a named person makes it about someone, whatever else the mail mentions.
-  let vendorMemo: boolean | undefined;
-  const vendor = () => (vendorMemo ??= !salutationName && !namedBySpan && vendorMail() && !strongThird() && !thirdPerson());
 
   const found = new Set<Disclosure>();
   const cues: Cue[] = [];
-  // Computed on first need: most messages never ask.
-  let anonymousMemo: boolean | undefined;
-  const anonymous = () =>
-    (anonymousMemo ??=
-      !salutationName &&
-      !reply &&
-      !findings.some((f) => f.type === 'name') &&
-      !(sameCase ? SECOND_PERSON_RE_LOW.test(lowFull) : SECOND_PERSON_RE.test(full)) &&
-      !thirdPerson() &&
-      !PERSON_HINT_RE.test(full));
-  let titles: [number, number][] | undefined;
-  const inTitle = (at: number) => {
-    if (!titles) {
-      titles = [];
-      QUOTED_TITLE_RE.lastIndex = 0;
-      for (let m = QUOTED_TITLE_RE.exec(full); m !== null; m = QUOTED_TITLE_RE.exec(full))
-        if (m[0].length <= 90 && !/\n/.test(m[0])) titles.push([m.index, m.index + m[0].length]);
-    }
-    return titles.some(([a, z]) => a <= at && at < z);
-  };
   let part2 = false;
   let subjectPhi = false;
   let weakCount = 0;
-  const sentenceCache = new Map<number, number>();
-  /** Bits: 1 general information, 4 rhetorical heading ("Pregnant?"). */
-  const sentenceKind = (si: number) => {
-    let k = sentenceCache.get(si);
-    if (k === undefined) {
-      const from = b[si]!;
-      const to = b[si + 1];
-      // A rhetorical heading ends in a question mark: without one in the sentence, no need to slice and test it.
-      const q = full.indexOf('?', from);
-      k =
-        ((sameCase ? GENERAL_LOW_RE.test(lowFull.slice(from, to)) : GENERAL_RE.test(full.slice(from, to))) ? 1 : 0) |
-        (q >= 0 && (to === undefined || q < to) && /^\s*[\w'’ -]{1,30}\?\s*$/.test(full.slice(from, to)) ? 4 : 0);
-      sentenceCache.set(si, k);
-    }
-    return k;
-  };
   const clinicalSentences = new Set<number>();
   const candidates: { cat: Category; s: number; e: number; span: boolean }[] = [];
   {
@@ -979,25 +1044,25 @@ const judge = (full: string, lowFull: string, subjectEnd: number, findings: Find
     if (full.slice(s, e).trim() === '') continue;
     const si = sentenceIndex(b, s);
     const before = full.slice(Math.max(0, s - 48), s);
-    const kind = sentenceKind(si);
+    const kind = facts.sentenceKind(si);
     // The possessive patterns end at the term and backtrack; most words have no possessor near them, so look first.
     const mayPossess = POSSESSOR_HINT_RE.test(before);
     const strong = mayPossess && STRONG_POSSESSED_RE.test(before);
     const possessed = strong || (mayPossess && POSSESSED_BEFORE_RE.test(before));
     // About whom: in a message that names nobody (no greeting by name, no named or described person, not a reply), a
     // clinical word ties someone to it only when it is said to be theirs ("your", "you have", "my").
-    if (!possessed && anonymous() && !(cat === 'medication' && rxNumber())) continue;
+    if (!possessed && facts.anonymous() && !(cat === 'medication' && rxNumber())) continue;
     // An announcement ties nobody to anything unless it says so outright ("our records show you were implanted..."), the
     // word is in a note above a forwarded announcement, or it is "her"/"his" of a person the sentence (or the one before)
     // names ("welcoming Maria Estevez back after her breast cancer treatment": H1, a named person's condition).
     if (broadcast && !strong && !(s > subjectEnd && s < noteEnd) && !namedPossessor(full, b, si, before)) continue;
-    if (!possessed && (cat === 'procedure' || cat === 'medication') && vendor() && !(cat === 'medication' && rxNumber())) continue;
+    if (!possessed && (cat === 'procedure' || cat === 'medication') && facts.vendor() && !(cat === 'medication' && rxNumber())) continue;
     // "our once-weekly insulin", "our new MRI": the sender's product or service, not anyone's care.
     if (!possessed && (cat === 'procedure' || cat === 'medication') && /\bour\s+(?:[\w'-]+\s+){0,2}$/i.test(before)) continue;
     ADMIN_NOUN_AFTER_RE.lastIndex = e;
     if (!possessed && ADMIN_NOUN_AFTER_RE.test(full)) continue;
     if (cat === 'medication' && SUPPLEMENT_BEFORE_RE.test(full.slice(Math.max(0, s - 30), s))) continue;
-    if (inTitle(s)) continue;
+    if (facts.inTitle(s)) continue;
     // "pregnant people", "diabetic patients", "asthma sufferers": a population, not a person.
     POPULATION_AFTER_RE.lastIndex = e;
     if (!possessed && POPULATION_AFTER_RE.test(full)) continue;
@@ -1051,7 +1116,11 @@ const judge = (full: string, lowFull: string, subjectEnd: number, findings: Find
     setRe.lastIndex = 0;
     for (let m = setRe.exec(setText); m !== null; m = setRe.exec(setText)) {
       const si = sentenceIndex(b, m.index);
-      if (sentenceKind(si) & 1 || inConditionalClause(full.slice(b[si], m.index)) || inServiceList(full, m.index, m.index + m[0].length))
+      if (
+        facts.sentenceKind(si) & 1 ||
+        inConditionalClause(full.slice(b[si], m.index)) ||
+        inServiceList(full, m.index, m.index + m[0].length)
+      )
         continue;
       if (!PART2_LOGISTICS_RE.test(`${setText.slice(0, m.index)} ${setText.slice(m.index + m[0].length)}`)) continue;
       part2 = true;
@@ -1080,7 +1149,7 @@ const judge = (full: string, lowFull: string, subjectEnd: number, findings: Find
       const family = PART2_CUE_FAMILIES[k]?.family ?? '';
       if (families.has(family) || ((family === 'dose' || family === 'dispensed dose') && otherDrug)) continue;
       const si = sentenceIndex(b, m.index);
-      if (sentenceKind(si) & 1 || inConditionalClause(full.slice(b[si], m.index))) continue;
+      if (facts.sentenceKind(si) & 1 || inConditionalClause(full.slice(b[si], m.index))) continue;
       families.add(family);
       if (family === 'dispensed dose') families.add('dose').add('dispensing');
       first ??= [m.index, m.index + m[0].length];
@@ -1105,22 +1174,13 @@ const judge = (full: string, lowFull: string, subjectEnd: number, findings: Find
   }
 
   const identifiers = new Set<IdentifierType>();
-  let healthContext: boolean | undefined;
-  // A utility, gym or car-insurance account is not a patient's: account, member and policy numbers count in health-care mail.
-  // A patient's own care or cover decides; else a named trade (a utility billing the practice) or a supplier's bank details say it is not a patient's.
-  const inHealthMail = () =>
-    (healthContext ??=
-      (sameCase ? PATIENT_CONTEXT_RE_LOW.test(lowFull) : PATIENT_CONTEXT_RE.test(full)) ||
-      (!(sameCase ? OTHER_TRADE_RE_LOW.test(lowFull) : OTHER_TRADE_RE.test(full)) &&
-        !(vendorMail() && (sameCase ? PAYEE_RE_LOW.test(lowFull) : PAYEE_RE.test(full))) &&
-        ((sameCase ? HEALTH_CONTEXT_RE_LOW.test(lowFull) : HEALTH_CONTEXT_RE.test(full)) ||
-          (sameCase ? LOOSE_HEALTH_RE_LOW.test(lowFull) : LOOSE_HEALTH_RE.test(full)))));
-  for (const t of labelledIdentifiers(full, lowFull)) if (t === 'ssn' || t === 'mrn' || inHealthMail()) identifiers.add(t);
+  for (const t of labelledIdentifiers(full, lowFull)) if (t === 'ssn' || t === 'mrn' || facts.inHealthMail()) identifiers.add(t);
   for (const f of findings)
-    if (SENSITIVE_SPAN_TYPES.has(f.type) && (f.type === 'ssn' || inHealthMail())) identifiers.add(f.type as IdentifierType);
+    if (SENSITIVE_SPAN_TYPES.has(f.type) && (f.type === 'ssn' || facts.inHealthMail())) identifiers.add(f.type as IdentifierType);
   // Unlabelled national and health numbers with valid check digits (phi-id-checksums.ts), in health-care mail only.
   // Only where no labelled identifier decided it already (the hold is the same; the scan is skipped).
-  if (identifiers.size === 0 && /\d{4}/.test(full)) for (const c of checksumIdentifiers(full)) if (inHealthMail()) identifiers.add(c.type);
+  if (identifiers.size === 0 && /\d{4}/.test(full))
+    for (const c of checksumIdentifiers(full)) if (facts.inHealthMail()) identifiers.add(c.type);
   if (identifiers.size > 0 && subjectEnd > 0 && labelledIdentifiers(full.slice(0, subjectEnd), lowFull.slice(0, subjectEnd)).length > 0)
     subjectPhi = true;
   if (findings.some((f) => f.field === 'subject' && SENSITIVE_SPAN_TYPES.has(f.type))) subjectPhi = true;
@@ -1130,7 +1190,7 @@ const judge = (full: string, lowFull: string, subjectEnd: number, findings: Find
   if (
     (found.size > 0 || identifiers.size > 0) &&
     (VET_RE.test(full.slice(subjectEnd)) || (VET_RE.test(subjectLine) && !subjectLine.includes('?'))) &&
-    !thirdPerson()
+    !facts.thirdPerson()
   ) {
     found.clear();
     identifiers.clear();
@@ -1139,7 +1199,7 @@ const judge = (full: string, lowFull: string, subjectEnd: number, findings: Find
   }
   const disclosures = [...found].sort();
   const phi = disclosures.length > 0 || identifiers.size > 0;
-  const about: About = !phi ? (broadcast ? 'nobody' : 'recipient') : !salutationName && thirdPerson() ? 'named' : 'recipient';
+  const about: About = !phi ? (broadcast ? 'nobody' : 'recipient') : !salutationName && facts.thirdPerson() ? 'named' : 'recipient';
   const weakOnly = disclosures.length === 1 && disclosures[0] === 'result' && weakCount > 0;
   let sensitivity: Sensitivity;
   if (part2) sensitivity = 'restricted';

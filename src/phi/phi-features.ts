@@ -231,22 +231,24 @@ const WEAK = slot('confidence.weak');
 const TWO_OR_MORE = slot('disclosures.two_or_more');
 const CUES_SUBJECT = slot('cues.subject');
 
+/** Sets slot `i` of `x` when there is one (a module function: no closure per message). */
+const setSlot = (x: Float32Array, i: number | undefined) => {
+  if (i !== undefined) x[i] = 1;
+};
+
 /** Fills `x` (RULE_FEATURES.length long) with the rule features of an assessment (see ruleFeatures). */
 export const ruleFeaturesInto = (a: Assessment, x: Float32Array): Float32Array => {
   x.fill(0);
-  const set = (i: number | undefined) => {
-    if (i !== undefined) x[i] = 1;
-  };
   x[BIAS] = 1;
   if (a.phi) x[PHI] = 1;
-  for (const d of a.disclosures) set(DISCLOSURE_SLOT.get(d));
+  for (const d of a.disclosures) setSlot(x, DISCLOSURE_SLOT.get(d));
   if (a.identifiers.length > 0) x[ID_ANY] = 1;
-  for (const t of a.identifiers) set(IDENTIFIER_SLOT.get(t));
+  for (const t of a.identifiers) setSlot(x, IDENTIFIER_SLOT.get(t));
   if (a.part2) x[PART2] = 1;
   if (a.broadcast) x[BROADCAST] = 1;
-  set(ABOUT_SLOT.get(a.about));
+  setSlot(x, ABOUT_SLOT.get(a.about));
   if (a.subjectPhi) x[SUBJECT_PHI] = 1;
-  set(SENSITIVITY_SLOT.get(a.sensitivity));
+  setSlot(x, SENSITIVITY_SLOT.get(a.sensitivity));
   if (a.phi && a.confidence < 0.7) x[WEAK] = 1;
   if (a.disclosures.length >= 2) x[TWO_OR_MORE] = 1;
   for (const c of a.cues)

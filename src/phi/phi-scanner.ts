@@ -36,18 +36,31 @@ const compile = (options: ScanOptions): Compiled => {
   return c;
 };
 
+const byOffsets = (a: Finding, b: Finding) => a.start - b.start || a.end - b.end;
+
 /**
  * Keeps, of overlapping findings, the most confident (then the longest):
  * one span, one type, so a reviewer sees "555-201-3344 is a fax", not three guesses.
  */
 const resolveOverlaps = (found: Finding[]): Finding[] => {
   if (found.length < 2) return found;
+  // Most texts have no overlapping findings: then every one is kept, and the result is the same list in order of
+  // offsets; checked on that order (each finding against the furthest end before it) without ranking them.
+  found.sort(byOffsets);
+  let reach = found[0]!.end;
+  let overlap = false;
+  for (let k = 1; k < found.length && !overlap; k++) {
+    const f = found[k]!;
+    if (f.start < reach) overlap = true;
+    else if (f.end > reach) reach = f.end;
+  }
+  if (!overlap) return found;
   const ranked = found.sort((a, b) => b.confidence - a.confidence || b.end - b.start - (a.end - a.start) || a.start - b.start);
   const kept: Finding[] = [];
   for (const f of ranked) {
     if (!kept.some((k) => f.start < k.end && k.start < f.end)) kept.push(f);
   }
-  return kept.sort((a, b) => a.start - b.start || a.end - b.end);
+  return kept.sort(byOffsets);
 };
 
 /** Identifiers that single a person out on their own (or nearly): with nothing else they already make a message moderate. */
@@ -144,6 +157,20 @@ const IMAGE_NAMES = /\.(?:jpe?g|png|gif|bmp|tiff?|heic|heif|webp)$/i;
 const MAX_ATTACHMENT_SCAN = 2 * 1024 * 1024;
 
 /**
+ * Appends the findings of one field to `out`, marked with the field (and the attachment's index). The findings are
+ * the scan's own new objects, so they are marked in place (the same keys in the same order as a copy would have),
+ * and this is a function of the module, not a closure made per message.
+ */
+const addFindings = (out: Finding[], c: Compiled, field: FindingField, text: string | null | undefined, attachment?: number) => {
+  if (!text) return;
+  for (const f of findingsIn(text, c)) {
+    f.field = field;
+    if (attachment !== undefined) f.attachment = attachment;
+    out.push(f);
+  }
+};
+
+/**
  * Scans subject, text, html (tags blanked) and text attachments (and their
  * file names); image attachments are flagged `possible_full_face_photo`
  * (Safe Harbor (Q)), because nothing here can tell a face from a scan.
@@ -153,15 +180,11 @@ const MAX_ATTACHMENT_SCAN = 2 * 1024 * 1024;
 export const scanMessage = (msg: MessageToScan, options: ScanOptions = EMPTY): ScanResult => {
   const c = compile(options);
   const findings: Finding[] = [];
-  const add = (field: FindingField, text: string | null | undefined, attachment?: number) => {
-    if (!text) return;
-    for (const f of findingsIn(text, c)) findings.push(attachment === undefined ? { ...f, field } : { ...f, field, attachment });
-  };
-  add('subject', msg.subject);
-  add('text', msg.text);
-  if (msg.html) add('html', blankHtml(msg.html));
+  addFindings(findings, c, 'subject', msg.subject);
+  addFindings(findings, c, 'text', msg.text);
+  if (msg.html) addFindings(findings, c, 'html', blankHtml(msg.html));
   (msg.attachments ?? []).forEach((a, i) => {
-    add('attachment_name', a.filename?.replace(/[_.]+/g, ' '), i);
+    addFindings(findings, c, 'attachment_name', a.filename?.replace(/[_.]+/g, ' '), i);
     const type = a.content_type ?? '';
     if (IMAGE_TYPES.test(type) || (!type && a.filename && IMAGE_NAMES.test(a.filename))) {
       findings.push({
@@ -177,7 +200,7 @@ export const scanMessage = (msg: MessageToScan, options: ScanOptions = EMPTY): S
     }
     if (a.content && TEXT_TYPES.test(type)) {
       const buf = Buffer.from(a.content.buffer, a.content.byteOffset, Math.min(a.content.byteLength, MAX_ATTACHMENT_SCAN));
-      add('attachment', buf.toString('utf8'), i);
+      addFindings(findings, c, 'attachment', buf.toString('utf8'), i);
     }
   });
   return { findings, sensitivity: sensitivityOf(findings), categories: categoriesOf(findings) };
