@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Guard } from '../identity/guard.js';
 import { type RequestContext, requireAnyRole } from '../identity/principal.js';
 import { eventById, headSeq, pageEvents } from '../events/events-log.js';
@@ -96,6 +97,7 @@ export const createWebhooksService = ({ db, ring, guard, clock, lookup, allowHos
     const out = await guard.change(ctx, 'webhook.created', { type: 'webhook', id }, async (tx) => {
       const mailboxIds = await checkMailboxes(tx, orgId, body.mailbox_ids);
       const at = now();
+      const start = await headSeq(tx, orgId);
       const row: WebhookEndpointsTable = {
         id,
         org_id: orgId,
@@ -105,7 +107,10 @@ export const createWebhooksService = ({ db, ring, guard, clock, lookup, allowHos
         mailbox_ids: JSON.stringify(mailboxIds),
         status: 'active',
         disabled_reason: null,
-        cursor: await headSeq(tx, orgId),
+        cursor: start,
+        leased_to: start,
+        leased_by: null,
+        lease_until: null,
         last_success_at: null,
         last_failure_at: null,
         consecutive_failures: 0,
@@ -300,13 +305,24 @@ export const createWebhooksService = ({ db, ring, guard, clock, lookup, allowHos
 };
 
 /** A due delivery job of event `e` for endpoint `r` (fan-out and replay both make them here). */
+/**
+ * The delivery id of an event's fan-out to an endpoint (not a replay): derived from both ids, so every process
+ * names it alike. A worker that takes over a dead one's range lease finds by it, with one index probe, whether
+ * the first attempt was recorded already, and the unique (delivery_id, attempt) index of the delivery log (0045)
+ * refuses a second first attempt of the same event for the same endpoint. SHA-256 through node:crypto, cut to
+ * the 128 bits of an id's 32 hex digits (ids of this kind are not time-sorted; nothing orders deliveries by id).
+ */
+export const firstDeliveryId = (endpointId: string, eventId: string) =>
+  `whd_${createHash('sha256').update(`${endpointId}|${eventId}`).digest('hex').slice(0, 32)}`;
+
 export const deliveryRow = (
   r: Pick<WebhookEndpointsTable, 'id' | 'org_id'>,
   e: { id: string; seq: number },
   at: string,
   isReplay: boolean,
+  id = isReplay ? newId('webhookDelivery') : firstDeliveryId(r.id, e.id),
 ): WebhookDeliveriesTable => ({
-  id: newId('webhookDelivery'),
+  id,
   org_id: r.org_id,
   endpoint_id: r.id,
   event_id: e.id,
