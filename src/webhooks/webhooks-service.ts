@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { Guard } from '../identity/guard.js';
 import { type RequestContext, requireAnyRole } from '../identity/principal.js';
 import { eventById, headSeq, pageEvents } from '../events/events-log.js';
@@ -304,17 +304,18 @@ export const createWebhooksService = ({ db, ring, guard, clock, lookup, allowHos
   return { create, list, get, update, remove, rotateSecret, replay, deliveries };
 };
 
-/** A due delivery job of event `e` for endpoint `r` (fan-out and replay both make them here). */
 /**
  * The delivery id of an event's fan-out to an endpoint (not a replay): derived from both ids, so every process
  * names it alike. A worker that takes over a dead one's range lease finds by it, with one index probe, whether
  * the first attempt was recorded already, and the unique (delivery_id, attempt) index of the delivery log (0045)
- * refuses a second first attempt of the same event for the same endpoint. SHA-256 through node:crypto, cut to
- * the 128 bits of an id's 32 hex digits (ids of this kind are not time-sorted; nothing orders deliveries by id).
+ * refuses a second first attempt of the same event for the same endpoint. SHA-256 by node:crypto's one-shot
+ * `hash` (half the cost of a createHash object, measured), cut to the 128 bits of an id's 32 hex digits; ids of
+ * this kind are not time-sorted (nothing orders deliveries by id).
  */
 export const firstDeliveryId = (endpointId: string, eventId: string) =>
-  `whd_${createHash('sha256').update(`${endpointId}|${eventId}`).digest('hex').slice(0, 32)}`;
+  `whd_${hash('sha256', `${endpointId}|${eventId}`, 'hex').slice(0, 32)}`;
 
+/** A due delivery job of event `e` for endpoint `r` (fan-out and replay both make them here). */
 export const deliveryRow = (
   r: Pick<WebhookEndpointsTable, 'id' | 'org_id'>,
   e: { id: string; seq: number },
