@@ -203,14 +203,14 @@ export const postWebhook = (
  * Events out: the dispatcher fans each organisation's events out to its endpoints, and the general job
  * worker (src/queue/job-worker.ts) delivers them, at least once.
  *
- * Fan-out: each endpoint keeps its own cursor into the log. One transaction reads the events after it,
- * inserts a delivery job for every match and moves the cursor with a compare-and-set, so two processes
- * never fan out an event twice and a crash loses none (the jobs and the cursor commit together). While the
- * worker runs, its claims do this for as many events as they have free slots, inserting the jobs already
- * leased to it (`fanOutLeased`); otherwise every event up to the head becomes a waiting job (`fanOutEndpoint`).
- * Delivery: claimed with a lease (a `kill -9` leaves jobs whose lease runs out and another worker takes
- * them), signed per Standard Webhooks, POSTed to the pinned address, and each attempt written to the
- * delivery log with the job's next state in one transaction.
+ * Fan-out: each endpoint keeps its own cursor into the log. While the worker runs, its claims take the events
+ * past the cursors under range leases on the endpoints, as many as they have free slots, and write no job row
+ * for a first attempt: its outcome writes the first row (`fanOutLeased`, `recordRanges`). Otherwise one
+ * transaction reads the events after the cursor, inserts a waiting job for every match and moves the cursor with
+ * a compare-and-set (`fanOutEndpoint`). Either way two processes never fan out an event twice and a crash loses
+ * none. Retries, replays and a dead worker's jobs: claimed with a lease (a `kill -9` leaves jobs whose lease
+ * runs out and another worker takes them), signed per Standard Webhooks, POSTed to the pinned address, and each
+ * attempt written to the delivery log with the job's next state in one transaction.
  */
 export const createWebhookWorker = (d: Deps) => {
   const workerId = `wrk_${randomUUID()}`;

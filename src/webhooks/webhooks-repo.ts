@@ -158,6 +158,7 @@ export const webhooksRepo = {
         .where('lease_until', '<', now)
         .where('leased_by', '<>', workerId)
         .where('status', '=', 'active')
+        .where('deleted_at', 'is', null)
         .execute()
     ).map((r) => r.id),
   /** Which of these deliveries have their first attempt in the delivery log (one probe each of 0045's index). */
