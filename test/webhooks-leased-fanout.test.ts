@@ -3,6 +3,7 @@ import { loadConfig } from '../src/app/config.js';
 import { type Container, createContainer } from '../src/app/container.js';
 import { appendEvent } from '../src/events/events-log.js';
 import { createLogger } from '../src/kernel/log.js';
+import { firstDeliveryId } from '../src/webhooks/webhooks-service.js';
 import { testDialects } from './support/dialects.js';
 import { createTestApp, type TestApp } from './support/test-app.js';
 import { type Receiver, startReceiver } from './support/webhook-receiver.js';
@@ -11,7 +12,7 @@ import { waitFor } from './support/wait.js';
 const EVENTS = 60;
 
 for (const dialect of testDialects()) {
-  describe(`webhook fan-out into leased jobs (${dialect})`, () => {
+  describe(`webhook first attempts from range leases (${dialect})`, () => {
     let t: TestApp;
     let other: Container;
     let rx: Receiver;
@@ -35,7 +36,7 @@ for (const dialect of testDialects()) {
       await rx?.close();
     });
 
-    it('delivers each matching event once per endpoint when two running workers fan out from the cursors, with every job made leased and each cursor at the head, also past events its filter skips', async () => {
+    it('delivers each matching event once per endpoint when two running workers take range leases on the cursors, logging one first attempt per event and no job row, with each cursor at the head, also past events its filter skips', async () => {
       const all = await t.call('POST', '/v1/webhooks', t.adminKey, { url: rx.url('/all') });
       const consentOnly = await t.call('POST', '/v1/webhooks', t.adminKey, { url: rx.url('/c'), event_types: ['consent.changed'] });
       expect(all.status).toBe(201);
@@ -77,15 +78,27 @@ for (const dialect of testDialects()) {
       // Exactly once each: no event twice (two workers), none missing, nothing that the filter excludes.
       expect(ids('/all').sort()).toEqual(events.map((e) => e.id).sort());
       expect(ids('/c').sort()).toEqual(consent.map((e) => e.id).sort());
-      const jobs = await t.c.store.db.selectFrom('webhook_deliveries').selectAll().execute();
-      expect(jobs.filter((j) => j.endpoint_id === all.body.id)).toHaveLength(EVENTS);
-      expect(jobs.filter((j) => j.endpoint_id === consentOnly.body.id)).toHaveLength(consent.length);
-      // Made leased in the fan-out (first attempt at creation, one attempt), and done.
-      for (const j of jobs) expect([j.status, Number(j.attempts), j.first_attempt_at]).toEqual(['done', 1, j.created_at]);
-      expect(jobs.every((j) => j.claimed_by === null && j.lease_until === null)).toBe(true);
-      const attempts = await t.c.store.db.selectFrom('webhook_attempts').select(['delivery_id', 'outcome']).execute();
-      expect(attempts.map((a) => a.delivery_id).sort()).toEqual(jobs.map((j) => j.id).sort());
-      expect(attempts.every((a) => a.outcome === 'delivered')).toBe(true);
+      // First attempts from range leases: a success is its delivery-log row only (no job row), one per event and endpoint.
+      expect(await t.c.store.db.selectFrom('webhook_deliveries').selectAll().execute()).toEqual([]);
+      const attempts = await t.c.store.db.selectFrom('webhook_attempts').selectAll().execute();
+      const of = (id: string) => attempts.filter((a) => a.endpoint_id === id);
+      expect(
+        of(all.body.id)
+          .map((a) => a.event_id)
+          .sort(),
+      ).toEqual(events.map((e) => e.id).sort());
+      expect(
+        of(consentOnly.body.id)
+          .map((a) => a.event_id)
+          .sort(),
+      ).toEqual(consent.map((e) => e.id).sort());
+      for (const a of attempts) {
+        expect([a.outcome, Number(a.attempt)]).toEqual(['delivered', 1]);
+        expect(a.delivery_id).toBe(firstDeliveryId(a.endpoint_id, a.event_id));
+      }
+      // Stopped workers give their range leases back.
+      const leases = await t.c.store.db.selectFrom('webhook_endpoints').select(['leased_by', 'lease_until', 'leased_to']).execute();
+      for (const l of leases) expect([l.leased_by, l.lease_until, Number(l.leased_to)]).toEqual([null, null, head]);
     });
   });
 }

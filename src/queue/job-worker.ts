@@ -43,7 +43,7 @@ export type JobWorkerOptions = {
   wakeOn?: (kick: () => void) => () => void;
   /**
    * Whether the queue knows of work that is not a due job yet (the webhook worker's events past an endpoint's
-   * cursor, turned into leased jobs by its claim): the loop and `reserve` then claim even when no job was due.
+   * cursor, taken under range leases by its claim): the loop and `reserve` then claim even when no job was due.
    */
   hasFresh?: () => boolean;
 };

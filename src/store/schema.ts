@@ -678,6 +678,11 @@ export type WebhookEndpointsTable = {
   disabled_reason: string | null;
   /** The last event `seq` of the organisation's log this endpoint's dispatcher has fanned out. */
   cursor: number;
+  /** The highest `seq` handed out for a first attempt from a range lease; (cursor, leased_to] may hold recorded outcomes (0045). */
+  leased_to: number;
+  /** The worker holding the endpoint's range lease, and until when (0045). */
+  leased_by: string | null;
+  lease_until: string | null;
   last_success_at: string | null;
   last_failure_at: string | null;
   consecutive_failures: number;

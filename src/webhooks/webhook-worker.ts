@@ -19,7 +19,7 @@ import { type CheckedUrl, checkWebhookUrl, type HostLookup } from './url-safety.
 import { type WebhookRetrySchedule, webhookRetryDelay } from './webhook-retry.js';
 import { signDelivery } from './webhook-signing.js';
 import { webhookSecretAad, webhookUrlAad, webhooksRepo as repo } from './webhooks-repo.js';
-import { deliveryRow } from './webhooks-service.js';
+import { deliveryRow, firstDeliveryId } from './webhooks-service.js';
 
 type Deps = {
   db: Db;
@@ -39,8 +39,15 @@ type Deps = {
   metrics?: Pick<MetricsSink, 'webhookAttempt'>;
 };
 
-/** A claimed delivery job with its event, endpoint and live secrets (read fresh for the whole claim at once). */
+/** A range lease this worker holds on an endpoint's first attempts (see `held` in createWebhookWorker). */
+type Lease = { to: number; next: number; recheck: number; outstanding: number[]; finished: Set<number> };
+
+/**
+ * A claimed delivery job with its event, endpoint and live secrets (read fresh for the whole claim at once). A
+ * first attempt taken under a range lease (`range`) has no row yet: its outcome writes the first one.
+ */
 type Job = WebhookDeliveriesTable & {
+  range?: Lease | undefined;
   event?: DomainEvent | undefined;
   endpoint?: WebhookEndpointsTable | undefined;
   secrets: WebhookSecretsTable[];
@@ -48,8 +55,19 @@ type Job = WebhookDeliveriesTable & {
   opened: { url?: string; secrets?: { expires_at: string | null; value: string }[] };
 };
 
+/** A job as its outcome sees it: a row, or a first attempt under a range lease (no row yet). */
+type Attempted = WebhookDeliveriesTable & { range?: Lease | undefined };
+
 /** What one attempt came to: a status code, or an error class (never the response body). */
-type AttemptResult = { ok: boolean; status: number | null; error: string | null; refused: boolean; latencyMs: number };
+type AttemptResult = {
+  ok: boolean;
+  status: number | null;
+  error: string | null;
+  refused: boolean;
+  latencyMs: number;
+  /** Not attempted (a first attempt of a range whose event is not the endpoint's): nothing to record but the cursor. */
+  skipped?: boolean;
+};
 
 /** One row of the delivery log. */
 const attemptRow = (job: WebhookDeliveriesTable, r: AttemptResult, at: string): WebhookAttemptsTable => ({
@@ -185,14 +203,14 @@ export const postWebhook = (
  * Events out: the dispatcher fans each organisation's events out to its endpoints, and the general job
  * worker (src/queue/job-worker.ts) delivers them, at least once.
  *
- * Fan-out: each endpoint keeps its own cursor into the log. One transaction reads the events after it,
- * inserts a delivery job for every match and moves the cursor with a compare-and-set, so two processes
- * never fan out an event twice and a crash loses none (the jobs and the cursor commit together). While the
- * worker runs, its claims do this for as many events as they have free slots, inserting the jobs already
- * leased to it (`fanOutLeased`); otherwise every event up to the head becomes a waiting job (`fanOutEndpoint`).
- * Delivery: claimed with a lease (a `kill -9` leaves jobs whose lease runs out and another worker takes
- * them), signed per Standard Webhooks, POSTed to the pinned address, and each attempt written to the
- * delivery log with the job's next state in one transaction.
+ * Fan-out: each endpoint keeps its own cursor into the log. While the worker runs, its claims take the events
+ * past the cursors under range leases on the endpoints, as many as they have free slots, and write no job row
+ * for a first attempt: its outcome writes the first row (`fanOutLeased`, `recordRanges`). Otherwise one
+ * transaction reads the events after the cursor, inserts a waiting job for every match and moves the cursor with
+ * a compare-and-set (`fanOutEndpoint`). Either way two processes never fan out an event twice and a crash loses
+ * none. Retries, replays and a dead worker's jobs: claimed with a lease (a `kill -9` leaves jobs whose lease
+ * runs out and another worker takes them), signed per Standard Webhooks, POSTed to the pinned address, and each
+ * attempt written to the delivery log with the job's next state in one transaction.
  */
 export const createWebhookWorker = (d: Deps) => {
   const workerId = `wrk_${randomUUID()}`;
@@ -229,6 +247,8 @@ export const createWebhookWorker = (d: Deps) => {
           const ep = await repo.endpointAnyOrg(tx, endpointId);
           if (ep?.status !== 'active' || ep.deleted_at) return 0;
           const from = Number(ep.cursor);
+          // A running worker's range lease (or a dead one's, until another worker takes it over) owns these events.
+          if (ep.leased_by !== null || Number(ep.leased_to) > from) return 0;
           const events = await readEvents(tx, { orgId: ep.org_id, after: from, limit: FANOUT_PAGE });
           if (events.length === 0) return 0;
           more = events.length === FANOUT_PAGE;
@@ -255,15 +275,25 @@ export const createWebhookWorker = (d: Deps) => {
   };
 
   /*
-   * Fan-out into leased jobs, while the worker runs. An endpoint's events past its cursor are the queue of its
-   * first attempts: a claim (the worker's, or the refill in an outcome commit) takes the next events of the
-   * endpoints known to have some, as many as it has free slots, and in the same transaction inserts their jobs
-   * already leased to this worker (status `sending`, attempt 1) and moves each cursor with a compare-and-set.
-   * A first attempt then costs one insert and one update of its job, not an insert, a claiming update and an
-   * update; a `kill -9` leaves leased jobs whose lease runs out (taken over as before: at least once), and
-   * two processes never fan out an event twice (the cursor's compare-and-set; the loser inserts nothing).
-   * `backlog` holds the endpoints that may have events past their cursor (woken by the event feed), each with
-   * the generation of its last wake-up: a fan-out that reached the head drops the endpoint only if no wake-up
+   * First attempts from range leases, while the worker runs. An endpoint's events past its cursor are the queue of
+   * its first attempts. A claim (the worker's, or the refill in an outcome commit) takes the next events of the
+   * endpoints known to have some, as many as it has free slots, under a lease on the endpoint's range: one
+   * compare-and-set of the endpoint's row names this worker (`leased_by`, `lease_until`) and moves `leased_to` past
+   * the events taken (migration 0045). No job row is written for them: the outcome commit records each attempt as
+   * it came out, a success as its delivery-log row, a failure as a waiting job (attempt 1 logged, its retry time
+   * set), and moves the cursor past every event whose outcome is recorded, with the same compare-and-set on the
+   * lease (`recordRange`). Two row writes per failed first attempt, one per successful one (plus one update of the
+   * endpoint's row per claim and per outcome commit, not per event).
+   *
+   * Recovery (at least once): a `kill -9` leaves a lease that runs out; another worker's look for expired leases
+   * (at most once a second, with its look for expired jobs) takes it over with a compare-and-set on the holder and
+   * its `lease_until`, and sends again every event of (cursor, leased_to] whose first attempt is not in the delivery
+   * log (the delivery id of a first attempt is derived from the endpoint and the event: one index probe each). A
+   * holder that lost its lease records nothing (its compare-and-set fails), so the log never holds a second first
+   * attempt, nor a second success, of an event for an endpoint; receivers deduplicate on `webhook-id`.
+   *
+   * `backlog` holds the endpoints that may have events past what this worker took (woken by the event feed), each
+   * with the generation of its last wake-up: a fan-out that reached the head drops the endpoint only if no wake-up
    * came after it began, so an event committed meanwhile is never left behind.
    *
    * An endpoint is `deep` once a fan-out found more of its events than it had slots for: only those are fanned
@@ -284,10 +314,29 @@ export const createWebhookWorker = (d: Deps) => {
     if (v.deep) deepCount++;
   };
   const markBacklog = (endpointId: string) => setBacklog(endpointId, { gen: ++generation, deep: backlog.get(endpointId)?.deep ?? false });
-  /** What a fan-out into leased jobs did, applied to `backlog` only once its transaction committed. */
-  type Fresh = { jobs: Job[]; caughtUp: [string, number][]; served: string[] };
+  /*
+   * The range leases this worker holds, with what it knows of each endpoint's row: `to` is the row's `leased_to`,
+   * `next` the last event taken (or looked past), `recheck` the end of a dead holder's range whose events are looked
+   * up in the delivery log before they are sent again, `outstanding` the events taken whose outcome is not recorded
+   * yet (in seq order), `finished` those of them recorded out of order. A job remembers the lease it was taken under:
+   * one taken under a lease since lost (and maybe taken again) records nothing.
+   */
+  const held = new Map<string, Lease>();
+  /** The cursor once `seqs` (and every earlier finished one) are recorded: just below the first outstanding event left. */
+  const cursorAfter = (h: Lease, seqs: ReadonlySet<number>) => {
+    for (const s of h.outstanding) if (!h.finished.has(s) && !seqs.has(s)) return s - 1;
+    return h.next;
+  };
+  const markFinished = (h: Lease, seqs: Iterable<number>) => {
+    for (const s of seqs) h.finished.add(s);
+    let i = 0;
+    while (i < h.outstanding.length && h.finished.has(h.outstanding[i]!)) h.finished.delete(h.outstanding[i++]!);
+    if (i > 0) h.outstanding.splice(0, i);
+  };
+  /** What a fan-out did, applied to `backlog` and `held` only once its transaction committed. */
+  type Fresh = { jobs: Job[]; caughtUp: [string, number][]; served: string[]; apply: (() => void)[] };
   const fanOutLeased = async (tx: Executor, n: number, deepOnly: boolean): Promise<Fresh> => {
-    const fresh: Fresh = { jobs: [], caughtUp: [], served: [] };
+    const fresh: Fresh = { jobs: [], caughtUp: [], served: [], apply: [] };
     const now = d.clock.now();
     const at = now.toISOString();
     const leaseUntil = new Date(now.getTime() + d.leaseMs).toISOString();
@@ -301,43 +350,96 @@ export const createWebhookWorker = (d: Deps) => {
         fresh.caughtUp.push([endpointId, gen]);
         continue;
       }
-      const from = Number(ep.cursor);
+      const mine = held.get(endpointId);
+      const cursor = Number(ep.cursor);
+      const leasedTo = Math.max(Number(ep.leased_to), cursor);
+      const liveOther = ep.leased_by !== null && ep.leased_by !== workerId && ep.lease_until !== null && ep.lease_until >= at;
+      if (liveOther || (mine && ep.leased_by !== workerId)) {
+        // Another worker's (live) lease: its events are that worker's to send (it hears the same wake-ups).
+        if (mine) fresh.apply.push(() => held.get(endpointId) === mine && held.delete(endpointId));
+        if (liveOther) {
+          fresh.caughtUp.push([endpointId, gen]);
+          continue;
+        }
+      }
+      const extend = mine !== undefined && ep.leased_by === workerId;
+      // Taken over (or free): start at the cursor and look up what (cursor, leased_to] already recorded.
+      const base = extend ? mine : { to: leasedTo, next: cursor, recheck: leasedTo };
       const types = JSON.parse(ep.event_types) as string[];
       const mailboxes = JSON.parse(ep.mailbox_ids) as string[];
       const filtered = types.length > 0 || mailboxes.length > 0;
-      // Filtered in SQL; the head read first bounds the scan, so a cursor moves past events that did not match.
+      // Filtered in SQL; the head read first bounds the scan, so a lease moves past events that did not match.
       // (Every event up to a committed head is visible: the head and its events commit together, src/events/events-log.ts.)
       const head = filtered ? await headSeq(tx, ep.org_id) : undefined;
-      const events = await readEvents(tx, { orgId: ep.org_id, after: from, upTo: head, limit: want, types, mailboxIds: mailboxes });
+      const events = await readEvents(tx, { orgId: ep.org_id, after: base.next, upTo: head, limit: want, types, mailboxIds: mailboxes });
       const more = events.length === want;
-      const to = more || head === undefined ? (events.at(-1)?.seq ?? from) : head;
-      if (!more) fresh.caughtUp.push([endpointId, gen]);
-      else fresh.served.push(endpointId);
-      if (to <= from) continue;
-      // Another process fanned these events out first: its jobs stand, this one inserts none (and looks again later).
-      if (!(await repo.advanceCursor(tx, ep.id, from, to))) {
-        if (!more) fresh.caughtUp.pop();
+      const reached = more || head === undefined ? (events.at(-1)?.seq ?? base.next) : head;
+      // A dead holder's expired lease is taken over even with nothing to send, so the look for expired leases stops finding it.
+      const takeover = !extend && ep.leased_by !== null;
+      if (reached <= base.next && !takeover) {
+        fresh.caughtUp.push([endpointId, gen]);
         continue;
       }
-      if (events.length === 0) continue;
-      const rows = events.map(
-        (e): WebhookDeliveriesTable => ({
-          ...deliveryRow(ep, e, at, false),
+      const to = Math.max(base.to, reached);
+      // Events of a dead holder's range whose first attempt is in the delivery log are not sent again.
+      const ids = events.map((e) => firstDeliveryId(ep.id, e.id));
+      const again = events.some((e) => e.seq <= base.recheck)
+        ? new Set(
+            await repo.recordedFirstAttempts(
+              tx,
+              ids.filter((_, i) => events[i]!.seq <= base.recheck),
+            ),
+          )
+        : null;
+      const sending = events.length - (again?.size ?? 0);
+      // Nothing in flight and nothing to send: no outcome commit will move the cursor, so this take does.
+      const idle = sending === 0 && (!extend || mine.outstanding.length === 0);
+      const taken = await repo.takeRange(
+        tx,
+        { id: ep.id, workerId, leaseUntil, to, cursor, fromTo: extend ? mine.to : Number(ep.leased_to), moveCursor: idle ? reached : null },
+        extend ? { by: workerId, until: null } : ep.leased_by === null ? null : { by: ep.leased_by, until: ep.lease_until },
+      );
+      if (!taken) {
+        // Moved under us: a lease this worker held is lost; another worker's take stands (looked at again later).
+        if (extend) fresh.apply.push(() => held.get(endpointId) === mine && held.delete(endpointId));
+        fresh.caughtUp.push([endpointId, gen]);
+        continue;
+      }
+      if (!more) fresh.caughtUp.push([endpointId, gen]);
+      else fresh.served.push(endpointId);
+      const lease: Lease = extend ? mine : { to: base.to, next: base.next, recheck: base.recheck, outstanding: [], finished: new Set() };
+      const seqs: number[] = [];
+      const secrets = events.length > 0 ? await repo.liveSecretsOf(tx, [ep.id], at) : [];
+      const opened: Job['opened'] = {};
+      for (let i = 0; i < events.length; i++) {
+        const e = events[i]!;
+        if (again?.has(ids[i]!)) continue;
+        seqs.push(e.seq);
+        fresh.jobs.push({
+          ...deliveryRow(ep, e, at, false, ids[i]!),
           status: 'sending',
           attempts: 1,
           first_attempt_at: at,
           lease_until: leaseUntil,
           claimed_by: workerId,
-        }),
-      );
-      await repo.insertDeliveries(tx, rows);
-      const secrets = await repo.liveSecretsOf(tx, [ep.id], at);
-      const opened: Job['opened'] = {};
-      for (let i = 0; i < rows.length; i++) fresh.jobs.push({ ...rows[i]!, event: events[i], endpoint: ep, secrets, opened });
+          event: e,
+          endpoint: ep,
+          secrets,
+          opened,
+          range: lease,
+        });
+      }
+      fresh.apply.push(() => {
+        lease.to = to;
+        lease.next = reached;
+        lease.outstanding.push(...seqs);
+        held.set(endpointId, lease);
+      });
     }
     return fresh;
   };
   const settle = (fresh: Fresh) => {
+    for (const f of fresh.apply) f();
     for (const [id, gen] of fresh.caughtUp) {
       const v = backlog.get(id);
       if (v?.gen === gen) setBacklog(id, undefined);
@@ -411,24 +513,27 @@ export const createWebhookWorker = (d: Deps) => {
     return v;
   };
 
-  /** Writes one attempt: the delivery log row, the job's next state, the endpoint's counters, and an auto-disable. */
-  const finishIn = async (tx: Tx, job: WebhookDeliveriesTable, r: AttemptResult) => {
+  /**
+   * Writes one attempt: the delivery log row, the job's next state, the endpoint's counters, and an auto-disable.
+   * A first attempt from a range lease (whose lease the caller checked in this transaction: recordRange) has no row
+   * yet: a failure inserts its job, waiting for its retry (attempt 1 done); a success writes no job at all.
+   */
+  const finishIn = async (tx: Tx, job: Attempted, r: AttemptResult) => {
     const now = d.clock.now();
     const at = now.toISOString();
     const first = job.first_attempt_at ? new Date(job.first_attempt_at) : now;
     const delay = r.ok ? null : webhookRetryDelay(d.schedule, Number(job.attempts), first, now);
     const status = r.ok ? 'done' : delay === null ? 'failed' : 'pending';
-    const recorded = await repo.recordOutcome(
-      tx,
-      { id: job.id, workerId },
-      {
-        status,
-        next_attempt_at: delay === null ? job.next_attempt_at : new Date(now.getTime() + delay * 1000).toISOString(),
-        last_status_code: r.status,
-        last_error: r.error,
-        updated_at: at,
-      },
-    );
+    const set = {
+      status,
+      next_attempt_at: delay === null ? job.next_attempt_at : new Date(now.getTime() + delay * 1000).toISOString(),
+      last_status_code: r.status,
+      last_error: r.error,
+      updated_at: at,
+    } as const;
+    let recorded = true;
+    if (!job.range) recorded = await repo.recordOutcome(tx, { id: job.id, workerId }, set);
+    else if (!r.ok) await repo.insertDeliveries(tx, [{ ...job, ...set, lease_until: null, claimed_by: null }]);
     if (!recorded) return;
     d.metrics?.webhookAttempt?.(r.ok ? 'delivered' : status === 'failed' ? 'failed' : 'retrying');
     await repo.insertAttempt(tx, attemptRow(job, r, at));
@@ -450,7 +555,7 @@ export const createWebhookWorker = (d: Deps) => {
   };
 
   // Group commit (as the delivery worker's): outcomes arriving together share one transaction.
-  type Pending = { job: WebhookDeliveriesTable; r: AttemptResult; resolve: () => void; reject: (e: unknown) => void };
+  type Pending = { job: Attempted; r: AttemptResult; resolve: () => void; reject: (e: unknown) => void };
   const outcomes: Pending[] = [];
   /*
    * One outcome commit at a time, on both dialects: outcomes arriving meanwhile wait and share the next.
@@ -458,6 +563,44 @@ export const createWebhookWorker = (d: Deps) => {
    * statements per event, lower throughput and more CPU per event in bench/webhooks.ts.
    */
   let committing = false;
+  /*
+   * Records the outcomes of first attempts taken under range leases, per endpoint: the lease's compare-and-set
+   * first (it moves the cursor past every event recorded, and notes a success), then their rows. Returns what to
+   * apply to the lease once the transaction committed; with the lease lost, records nothing and the attempts are
+   * dropped (their events are sent again by the worker that took the lease over: at least once).
+   */
+  const recordRanges = async (tx: Tx, list: Pending[], attempts: WebhookAttemptsTable[], at: string) => {
+    const after: (() => void)[] = [];
+    const byEndpoint = new Map<string, Pending[]>();
+    for (const p of list) {
+      const l = byEndpoint.get(p.job.endpoint_id);
+      if (l) l.push(p);
+      else byEndpoint.set(p.job.endpoint_id, [p]);
+    }
+    // Endpoint rows in id order: two processes' outcome commits never wait on each other in a cycle.
+    for (const id of [...byEndpoint.keys()].sort()) {
+      const group = byEndpoint.get(id)!;
+      const lease = held.get(id);
+      // Taken under a lease since lost (and maybe taken again): not this lease's to record.
+      const mine = group.filter((p) => p.job.range === lease);
+      if (!lease || mine.length === 0) continue;
+      const seqs = new Set(mine.map((p) => Number(p.job.event_seq)));
+      const success = mine.some((p) => p.r.ok);
+      if (!(await repo.recordRange(tx, id, workerId, cursorAfter(lease, seqs), success ? at : null))) {
+        after.push(() => held.get(id) === lease && held.delete(id));
+        continue;
+      }
+      for (const p of mine) {
+        if (p.r.skipped) continue;
+        if (p.r.ok) {
+          attempts.push(attemptRow(p.job, p.r, at));
+          d.metrics?.webhookAttempt?.('delivered');
+        } else await finishIn(tx, p.job, p.r);
+      }
+      after.push(() => markFinished(lease, seqs));
+    }
+    return after;
+  };
   const flush = async () => {
     if (committing) return;
     committing = true;
@@ -467,18 +610,26 @@ export const createWebhookWorker = (d: Deps) => {
         // The next jobs are claimed in this same commit (one commit, not two): as many as would be free.
         const refill = worker.reserve(group.length, deepCount > 0);
         let claimed: Claimed = { rows: [], fresh: null, dueShort: true };
+        const token = {};
+        let after: (() => void)[] = [];
         try {
           await d.db.transaction().execute(async (tx) => {
             // The common case in a few statements: successes by status code, their log rows in one insert.
             const at = d.clock.now().toISOString();
-            const ok = group.filter((p) => p.r.ok);
+            const attempts: WebhookAttemptsTable[] = [];
+            after = await recordRanges(
+              tx,
+              group.filter((p) => p.job.range),
+              attempts,
+              at,
+            );
+            const ok = group.filter((p) => p.r.ok && !p.job.range);
             const byCode = new Map<number, Pending[]>();
             for (const p of ok) {
               const list = byCode.get(p.r.status!);
               if (list) list.push(p);
               else byCode.set(p.r.status!, [p]);
             }
-            const attempts: WebhookAttemptsTable[] = [];
             const endpoints = new Set<string>();
             for (const [code, list] of byCode) {
               const done = new Set(
@@ -494,14 +645,15 @@ export const createWebhookWorker = (d: Deps) => {
                 if (!done.has(p.job.id)) continue;
                 endpoints.add(p.job.endpoint_id);
                 attempts.push(attemptRow(p.job, p.r, at));
+                d.metrics?.webhookAttempt?.('delivered');
               }
             }
             await repo.insertAttempts(tx, attempts);
-            for (const _ of attempts) d.metrics?.webhookAttempt?.('delivered');
             for (const id of endpoints) await repo.noteResult(tx, id, true, at);
-            for (const p of group) if (!p.r.ok) await finishIn(tx, p.job, p.r);
-            if (refill) claimed = await claimWithFresh(tx, refill.n, refill.due, true);
+            for (const p of group) if (!p.r.ok && !p.job.range) await finishIn(tx, p.job, p.r);
+            if (refill) claimed = await claimWithFresh(tx, refill.n, refill.due, true, token);
           });
+          for (const f of after) f();
           if (claimed.fresh) settle(claimed.fresh);
           // Handed over before the finished jobs free their slots, so the loop does not claim for them as well.
           if (refill) {
@@ -519,12 +671,21 @@ export const createWebhookWorker = (d: Deps) => {
           // One bad outcome must not hold back the others.
           for (const p of group) {
             try {
-              await d.db.transaction().execute((tx) => finishIn(tx, p.job, p.r));
+              let one: (() => void)[] = [];
+              await d.db.transaction().execute(async (tx) => {
+                if (!p.job.range) return finishIn(tx, p.job, p.r);
+                const attempts: WebhookAttemptsTable[] = [];
+                one = await recordRanges(tx, [p], attempts, d.clock.now().toISOString());
+                await repo.insertAttempts(tx, attempts);
+              });
+              for (const f of one) f();
               p.resolve();
             } catch (e) {
               p.reject(e);
             }
           }
+        } finally {
+          if (taking === token) taking = null;
         }
       }
     } finally {
@@ -553,7 +714,7 @@ export const createWebhookWorker = (d: Deps) => {
       void flush();
     });
   };
-  const finish = (job: WebhookDeliveriesTable, r: AttemptResult) =>
+  const finish = (job: Attempted, r: AttemptResult) =>
     new Promise<void>((resolve, reject) => {
       outcomes.push({ job, r, resolve, reject });
       if (awaiting === 0 || outcomes.length >= 256) flushSoon();
@@ -564,7 +725,12 @@ export const createWebhookWorker = (d: Deps) => {
         }, COMMIT_WINDOW_MS);
     });
 
-  const cancel = (job: WebhookDeliveriesTable) =>
+  const cancel = (job: Attempted) =>
+    job.range
+      ? // No row to cancel: the outcome commit only moves the range's cursor past it.
+        finish(job, { ok: false, status: null, error: 'endpoint_inactive', refused: false, latencyMs: 0, skipped: true })
+      : cancelRow(job);
+  const cancelRow = (job: Attempted) =>
     d.db.transaction().execute((tx) =>
       repo.recordOutcome(
         tx,
@@ -644,11 +810,13 @@ export const createWebhookWorker = (d: Deps) => {
    * second statement too.
    */
   let expiredAt = 0;
-  const claimIn = (ex: Executor, n: number) => {
+  const claimIn = async (ex: Executor, n: number) => {
     const now = d.clock.now();
     const expired = Date.now() - expiredAt >= 1000;
     if (expired) expiredAt = Date.now();
     dueAt = Date.now();
+    // Range leases that ran out too (a dead worker's first attempts): taken over by the next fan-out.
+    if (expired) for (const id of await repo.expiredRanges(ex, workerId, now.toISOString())) markBacklog(id);
     return repo.claimDeliveries(ex, d.dialect, workerId, now, d.leaseMs, n, expired);
   };
   /*
@@ -658,16 +826,32 @@ export const createWebhookWorker = (d: Deps) => {
    */
   let dueAt = 0;
   type Claimed = { rows: WebhookDeliveriesTable[]; fresh: Fresh | null; dueShort: boolean };
-  const claimWithFresh = async (ex: Executor, n: number, due: boolean, deepOnly: boolean): Promise<Claimed> => {
+  /*
+   * One fan-out at a time in this worker (the loop's claim and an outcome commit's refill run in transactions of
+   * their own, on PostgreSQL at once): a take that extends this worker's lease then fails its compare-and-set only
+   * when the lease was lost. The holder's token is cleared when its transaction ends.
+   */
+  let taking: object | null = null;
+  const claimWithFresh = async (ex: Executor, n: number, due: boolean, deepOnly: boolean, token: object): Promise<Claimed> => {
     const look = due || Date.now() - dueAt >= d.pollMs;
     const rows = look ? await claimIn(ex, n) : [];
-    const fresh = rows.length < n && (deepOnly ? deepCount : backlog.size) > 0 ? await fanOutLeased(ex, n - rows.length, deepOnly) : null;
+    let fresh: Fresh | null = null;
+    if (rows.length < n && (deepOnly ? deepCount : backlog.size) > 0 && taking === null) {
+      taking = token;
+      fresh = await fanOutLeased(ex, n - rows.length, deepOnly);
+    }
     return { rows, fresh, dueShort: !look || rows.length < n };
   };
   const claim = async (n: number, due: boolean): Promise<Job[]> => {
     if (backlog.size === 0) return hydrate(await claimIn(d.db, n));
-    const claimed = await d.db.transaction().execute((tx) => claimWithFresh(tx, n, due, false));
-    if (claimed.fresh) settle(claimed.fresh);
+    const token = {};
+    let claimed: Claimed;
+    try {
+      claimed = await d.db.transaction().execute((tx) => claimWithFresh(tx, n, due, false, token));
+      if (claimed.fresh) settle(claimed.fresh);
+    } finally {
+      if (taking === token) taking = null;
+    }
     return [...(await hydrate(claimed.rows)), ...(claimed.fresh?.jobs ?? [])];
   };
   // The claimed jobs' events, endpoints and live secrets in three queries, not three per attempt.
@@ -700,7 +884,10 @@ export const createWebhookWorker = (d: Deps) => {
       name: 'webhooks',
       id: (j) => j.id,
       claim: (_w, n, _lease, due) => claim(n, due),
-      renew: (_w, until) => repo.renewLeases(d.db, d.dialect, workerId, until.toISOString()),
+      renew: async (_w, until) => {
+        await repo.renewLeases(d.db, d.dialect, workerId, until.toISOString());
+        if (held.size > 0) await repo.renewRanges(d.db, workerId, until.toISOString());
+      },
       run: (job) => attempt(job),
     },
     {
@@ -756,6 +943,13 @@ export const createWebhookWorker = (d: Deps) => {
     wokenOrgs.clear();
     await Promise.all(running.values());
     await worker.stop();
+    // Every attempt has come back and its outcome is recorded: the range leases go back (another worker takes them at once).
+    try {
+      if (held.size > 0) await repo.releaseRanges(d.db, workerId);
+    } catch (e) {
+      d.logger.error({ err: { type: (e as Error)?.name } }, 'webhooks: releasing range leases failed');
+    }
+    held.clear();
     agents.http.destroy();
     agents.https.destroy();
   };

@@ -70,16 +70,109 @@ export const webhooksRepo = {
 
   /** Compare-and-set of an endpoint's cursor: false when another dispatcher moved it first (its fan-out wins). */
   advanceCursor: async (tx: Executor, id: string, from: number, to: number) => {
-    const q = once(tx, 'advanceCursor', 3, ([to_, id_, from_]) =>
+    const q = once(tx, 'advanceCursor', 4, ([to_, id_, from_, leasedUpTo]) =>
       tx
         .updateTable('webhook_endpoints')
         .set({ cursor: to_ as number })
         .where('id', '=', id_ as string)
         .where('cursor', '=', from_ as number)
-        .where('status', '=', 'active'),
+        .where('status', '=', 'active')
+        // Not while a worker holds (or a dead one held) first attempts of this endpoint (0045): that range is its.
+        .where('leased_by', 'is', null)
+        .where('leased_to', '<=', leasedUpTo as number),
     );
-    return Number((await tx.executeQuery(q(to, id, from))).numAffectedRows ?? 0) === 1;
+    return Number((await tx.executeQuery(q(to, id, from, from))).numAffectedRows ?? 0) === 1;
   },
+
+  /**
+   * Range leases (migration 0045; src/webhooks/webhook-worker.ts): the compare-and-set that takes or extends an
+   * endpoint's lease on its first attempts. `mine` extends this worker's lease (the row still names it and its
+   * `leased_to` is the one it knows); otherwise the lease is taken from the holder, and until, that were read
+   * (null: nobody's), with the cursor and `leased_to` read. Sets `leased_to` and a fresh `lease_until`; false
+   * when the row moved (another worker's take, a takeover, a disabling). `moveCursor`: nothing of the lease is in
+   * flight or taken now (events its filter skips, or a dead holder's range found recorded): the cursor moves there.
+   */
+  takeRange: async (
+    tx: Executor,
+    r: { id: string; workerId: string; leaseUntil: string; to: number; cursor: number; fromTo: number; moveCursor: number | null },
+    held: { by: string; until: string | null } | null,
+  ) => {
+    const shape = held === null ? 'free' : held.until === null ? 'by' : 'byUntil';
+    const move = r.moveCursor !== null;
+    // Values in statement order: the set list, then the conditions (each shape binds exactly what it reads).
+    const args: unknown[] = [r.to, r.workerId, r.leaseUntil, ...(move ? [r.moveCursor] : []), r.id, r.cursor, r.fromTo];
+    if (held) args.push(held.by);
+    if (held?.until) args.push(held.until);
+    const q = once(tx, `takeRange:${shape}:${move}`, args.length, (v) => {
+      let i = 0;
+      const next = () => v[i++];
+      const set = { leased_to: next() as number, leased_by: next() as string, lease_until: next() as string };
+      let u = tx
+        .updateTable('webhook_endpoints')
+        .set(move ? { ...set, cursor: next() as number } : set)
+        .where('id', '=', next() as string)
+        .where('cursor', '=', next() as number)
+        .where('leased_to', '=', next() as number)
+        .where('status', '=', 'active');
+      u = shape === 'free' ? u.where('leased_by', 'is', null) : u.where('leased_by', '=', next() as string);
+      if (shape === 'byUntil') u = u.where('lease_until', '=', next() as string);
+      return u;
+    });
+    return Number((await tx.executeQuery(q(...args))).numAffectedRows ?? 0) === 1;
+  },
+  /**
+   * Records first attempts' progress under this worker's range lease: moves the cursor and, with successes among
+   * them, the endpoint's success note. False when the lease is no longer this worker's (taken over after it ran
+   * out): then nothing of those attempts may be recorded. On PostgreSQL the row stays locked to the commit, so a
+   * takeover waits for it and then sees what it recorded.
+   */
+  recordRange: async (tx: Executor, id: string, workerId: string, cursor: number, successAt: string | null) => {
+    const q = once(tx, `recordRange:${successAt !== null}`, successAt !== null ? 4 : 3, (v) =>
+      tx
+        .updateTable('webhook_endpoints')
+        .set(
+          successAt !== null
+            ? { cursor: v[0] as number, last_success_at: v[3] as string, consecutive_failures: 0 }
+            : { cursor: v[0] as number },
+        )
+        .where('id', '=', v[1] as string)
+        .where('leased_by', '=', v[2] as string),
+    );
+    const args: unknown[] = [cursor, id, workerId];
+    if (successAt !== null) args.push(successAt);
+    return Number((await tx.executeQuery(q(...args))).numAffectedRows ?? 0) === 1;
+  },
+  /** Extends this worker's range leases. */
+  renewRanges: (ex: Executor, workerId: string, until: string) =>
+    ex.updateTable('webhook_endpoints').set({ lease_until: until }).where('leased_by', '=', workerId).execute(),
+  /** Gives up this worker's range leases (a stopping worker whose attempts have all come back). */
+  releaseRanges: (ex: Executor, workerId: string) =>
+    ex.updateTable('webhook_endpoints').set({ leased_by: null, lease_until: null }).where('leased_by', '=', workerId).execute(),
+  /** Endpoints whose range lease ran out (a dead worker's), other than this worker's own. */
+  expiredRanges: async (ex: Executor, workerId: string, now: string) =>
+    (
+      await ex
+        .selectFrom('webhook_endpoints')
+        .select('id')
+        .where('leased_by', 'is not', null)
+        .where('lease_until', '<', now)
+        .where('leased_by', '<>', workerId)
+        .where('status', '=', 'active')
+        .where('deleted_at', 'is', null)
+        .execute()
+    ).map((r) => r.id),
+  /** Which of these deliveries have their first attempt in the delivery log (one probe each of 0045's index). */
+  recordedFirstAttempts: async (ex: Executor, deliveryIds: readonly string[]) =>
+    deliveryIds.length === 0
+      ? []
+      : (
+          await ex
+            .selectFrom('webhook_attempts')
+            .select('delivery_id')
+            .where('delivery_id', 'in', [...deliveryIds])
+            .where('attempt', '=', 1)
+            .execute()
+        ).map((r) => r.delivery_id),
 
   /** Disables an active endpoint (compare-and-set on the status); true when this call disabled it. */
   disableEndpoint: async (tx: Executor, id: string, reason: string, at: string) =>
