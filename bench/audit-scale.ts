@@ -76,9 +76,10 @@ const watchInclusion = (c: Container) => {
     after = Number((await c.store.db.selectFrom('audit_head').select('seq').executeTakeFirstOrThrow()).seq);
     while (!stop) {
       const got = await c.store.db.selectFrom('audit_events').select(['seq', 'at']).where('seq', '>', after).orderBy('seq').execute();
+      // `at` is stored as milliseconds (migration 0046).
       const now = Date.now();
       // `at` is the commit-side timestamp (taken in the writer's transaction just before its commit).
-      for (const r of got) delays.push(now - Date.parse(r.at));
+      for (const r of got) delays.push(now - Number(r.at));
       if (got.length) after = Number(got.at(-1)!.seq);
       await new Promise((r) => setTimeout(r, 5));
     }

@@ -16,7 +16,7 @@ import SQLite from 'better-sqlite3';
 import pg from 'pg';
 import type { Container } from '../src/app/container.js';
 import { canonicalOfRow, type EventRow } from '../src/audit/audit-chain.js';
-import { storedOfContentHash, storedOfId, storedOfIdOrNull } from '../src/audit/audit-columns.js';
+import { storedOfAt, storedOfContentHash, storedOfId, storedOfIdOrNull } from '../src/audit/audit-columns.js';
 import { canonicalJson } from '../src/audit/canonical.js';
 import { eventRows, selectChainRows } from '../src/audit/event-rows.js';
 import { systemActor } from '../src/identity/principal.js';
@@ -62,12 +62,13 @@ const bulkRow = (head: number, i: number, prev: string, chain: string): EventRow
   r.hash = createHash('sha256').update(Buffer.from(prev, 'hex')).update(canonicalOfRow(r), 'utf8').digest('hex');
   return r;
 };
-/** Its stored form (migrations 0040, 0042): the chain by reference, hashes and ids as bytes, no prev_hash. */
+/** Its stored form (migrations 0040, 0042, 0046): the chain by reference, hashes and ids as bytes, no prev_hash, `at` as milliseconds. */
 const storedRow = (r: EventRow, chainId: number) => {
   const { delegation_chain: _, prev_hash: _prev, ...rest } = r;
   return {
     ...rest,
     id: storedOfId(r.id),
+    ...storedOfAt(r.at),
     org_id: storedOfIdOrNull(r.org_id),
     actor_id: storedOfIdOrNull(r.actor_id),
     target_id: storedOfIdOrNull(r.target_id),
@@ -78,7 +79,7 @@ const storedRow = (r: EventRow, chainId: number) => {
   };
 };
 const COLS =
-  'seq, id, at, org_id, action, actor_type, actor_id, chain_id, target_type, target_id, outcome, request_id, client_ip, content_hash, details, hash';
+  'seq, id, at, org_id, action, actor_type, actor_id, chain_id, target_type, target_id, outcome, request_id, client_ip, content_hash, details, hash, at_text';
 
 const bulkLoadSqlite = async (c: Container, file: string, n: number): Promise<number> => {
   // The chain's head, after integrating what start-up appended (the Merkle tree may still be behind it).

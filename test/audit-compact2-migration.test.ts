@@ -105,7 +105,7 @@ for (const dialect of testDialects()) {
       expect(Buffer.from(stored[0]!.target_id!).equals(Buffer.from('\0oauth-client-7'))).toBe(true);
       expect(Buffer.from(stored[3]!.actor_id!).equals(Buffer.from('\0mailward'))).toBe(true);
       expect(Buffer.from(stored[12]!.id).equals(Buffer.from('\0legacy-event-13'))).toBe(true);
-      // prev_hash and the time index are gone; the other indexes are back.
+      // prev_hash is gone; the indexes are back (as migration 0046 remade them: on keys of the ids, and the time).
       const cols =
         dialect === 'sqlite'
           ? (await sql<{ name: string }>`select name from pragma_table_info('audit_events')`.execute(store.db)).rows
@@ -124,7 +124,7 @@ for (const dialect of testDialects()) {
             ).rows
           : (await sql<{ name: string }>`select indexname as name from pg_indexes where tablename = 'audit_events'`.execute(store.db)).rows;
       const names = idx.map((i) => i.name);
-      for (const n of ['audit_events_org_seq_idx', 'audit_events_actor_idx', 'audit_events_target_idx', 'audit_events_at_idx'])
+      for (const n of ['audit_events_org_key_idx', 'audit_events_actor_key_idx', 'audit_events_target_key_idx', 'audit_events_at_idx'])
         expect(names).toContain(n);
 
       await expect(store.db.updateTable('audit_events').set({ action: 'x' }).where('seq', '=', 2).execute()).rejects.toThrow(/append-only/);

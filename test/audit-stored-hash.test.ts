@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { canonicalOfRow, chainedOfRow, chainHash, type EventRow } from '../src/audit/audit-chain.js';
-import { storedOfContentHash, storedOfId, storedOfIdOrNull } from '../src/audit/audit-columns.js';
+import { atOfStored, isoOfMs, storedOfAt, storedOfContentHash, storedOfId, storedOfIdOrNull } from '../src/audit/audit-columns.js';
 import { canonicalJson } from '../src/audit/canonical.js';
 import { createStoredEventHasher } from '../src/audit/stored-event-hash.js';
 
@@ -9,7 +9,7 @@ import { createStoredEventHasher } from '../src/audit/stored-event-hash.js';
 const storedOf = (r: EventRow, seqAsText = false): unknown[] => [
   seqAsText ? String(r.seq) : r.seq,
   storedOfId(r.id),
-  r.at,
+  storedOfAt(r.at).at,
   storedOfIdOrNull(r.org_id),
   r.action,
   r.actor_type,
@@ -23,6 +23,7 @@ const storedOf = (r: EventRow, seqAsText = false): unknown[] => [
   storedOfContentHash(r.content_hash),
   r.details,
   Buffer.from(r.hash, 'hex'),
+  storedOfAt(r.at).at_text,
 ];
 
 const base: EventRow = {
@@ -110,7 +111,7 @@ describe('the chain hash from stored bytes (stored-event-hash.ts) against the ge
       check({
         seq: 1 + Math.floor(Math.random() * 1e9),
         id: id(),
-        at: str(),
+        at: Math.random() < 0.5 ? new Date(Math.floor(Math.random() * 4e12)).toISOString() : str(),
         org_id: orNull(id),
         action: str(),
         actor_type: str(),
@@ -139,10 +140,37 @@ describe('the chain hash from stored bytes (stored-event-hash.ts) against the ge
       [9, 'msg_as_text'],
       [13, Buffer.from([2, 1, 2])],
       [4, null],
+      // The time (migration 0046): milliseconds that are no number, and a canonical time kept as text beside other milliseconds.
+      [2, 'not-ms'],
+      [16, `=${base.at}`],
+      [16, 'no-marker'],
     ] as const) {
       const r = [...row];
       r[col] = bad;
       expect(h.hash(prev, r)).toBeNull();
     }
+  });
+
+  it('writes a time from its stored milliseconds exactly as toISOString, and keeps any other text', () => {
+    const edges = [0, -1, 1, 86_399_999, 86_400_000, -62_167_219_200_000, 253_402_300_799_999, 253_402_300_800_000, -62_167_219_200_001];
+    const random = Array.from({ length: 5000 }, () => Math.floor((Math.random() - 0.3) * 1e13));
+    for (const ms of [...edges, ...random]) {
+      const text = new Date(ms).toISOString();
+      expect(isoOfMs(ms)).toBe(text);
+      expect(storedOfAt(text)).toEqual({ at: ms, at_text: '' });
+      expect(atOfStored(ms, '')).toBe(text);
+      expect(atOfStored(String(ms), '')).toBe(text);
+    }
+    for (const text of ['', '2026-03-01T12:00:00Z', '2026-03-01T12:00:00.123+00:00', 'yesterday', '2026-02-30T00:00:00.000Z', '=']) {
+      const s = storedOfAt(text);
+      expect(s.at_text).toBe(`=${text}`);
+      expect(atOfStored(s.at, s.at_text)).toBe(text);
+      // The same text beside other milliseconds does not read back: the time index cannot be moved under it.
+      expect(atOfStored(s.at + 1, s.at_text)).toMatch(/^!/);
+    }
+    // A canonical time kept as text (not its milliseconds' ''), or '' beside no number, never reads as a time.
+    expect(atOfStored(Date.parse(base.at), `=${base.at}`)).toMatch(/^!/);
+    expect(atOfStored('x', '')).toMatch(/^!/);
+    expect(atOfStored(null, '')).toMatch(/^!/);
   });
 });

@@ -157,6 +157,32 @@ for (const dialect of testDialects()) {
       expect(r.problems[0]!.code).toBe('hash_mismatch');
     });
 
+    it('names the edited event when a stored time is changed, in either of its columns', async () => {
+      const app = await fresh(dialect);
+      await dropTriggers(app);
+      const db = app.c.store.db;
+      // `at` is stored as milliseconds with `at_text` '' (migration 0046): a millisecond later, the same time kept as
+      // text (which would let the time index be moved without changing the hashed text), and a kept text beside other
+      // milliseconds all fail verification.
+      const orig = await db.selectFrom('audit_events').select(['at', 'at_text']).where('seq', '=', 11).executeTakeFirstOrThrow();
+      const ms = Number(orig.at);
+      const text = new Date(ms).toISOString();
+      expect(orig.at_text).toBe('');
+      for (const change of [
+        { at: ms + 1, at_text: '' },
+        { at: ms, at_text: `=${text}` },
+        { at: ms - 86_400_000, at_text: `=${text}` },
+        { at: ms, at_text: text },
+      ]) {
+        await db.updateTable('audit_events').set(change).where('seq', '=', 11).execute();
+        const r = await verify(app);
+        expect(r.first_bad_seq, JSON.stringify(change)).toBe(11);
+        expect(r.problems[0]!.code).toBe('hash_mismatch');
+      }
+      await db.updateTable('audit_events').set({ at: ms, at_text: '' }).where('seq', '=', 11).execute();
+      expect((await verify(app)).ok).toBe(true);
+    });
+
     it('names the gap when a row is deleted', async () => {
       const app = await fresh(dialect);
       await dropTriggers(app);

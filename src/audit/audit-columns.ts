@@ -4,6 +4,7 @@
  * `delegation_chain` is stored by reference (`audit_chains`, joined on `chain_id`); `hash` is stored as 32 raw
  * bytes, `content_hash` as tagged bytes (migration 0040); `id`, `org_id`, `actor_id`, `target_id` and `request_id`
  * as id bytes (storedOfId, migration 0042). `prev_hash` is not stored (0042): it is the previous row's `hash`.
+ * `at` is stored as milliseconds since the epoch with `at_text` beside it (storedOfAt, migration 0046).
  */
 export const EVENT_COLUMNS = [
   'seq',
@@ -24,17 +25,24 @@ export const EVENT_COLUMNS = [
   'hash',
 ] as const;
 
-/** The columns of a stored audit_events row, in EVENT_COLUMNS' order: the delegation chain by its `chain_id`. */
-export const STORED_EVENT_COLUMNS = EVENT_COLUMNS.map((c) => (c === 'delegation_chain' ? 'chain_id' : c)) as readonly (
+/**
+ * The columns of a stored audit_events row, in EVENT_COLUMNS' order (the delegation chain by its `chain_id`), then
+ * `at_text` (migration 0046).
+ */
+export const STORED_EVENT_COLUMNS = [...EVENT_COLUMNS.map((c) => (c === 'delegation_chain' ? 'chain_id' : c)), 'at_text'] as readonly (
   | Exclude<(typeof EVENT_COLUMNS)[number], 'delegation_chain'>
   | 'chain_id'
+  | 'at_text'
 )[];
 
 /** The columns stored as id bytes (storedOfId). */
 export const ID_COLUMNS = ['id', 'org_id', 'actor_id', 'target_id', 'request_id'] as const;
 
-/** The select of EVENT_COLUMNS from the stored tables (`e` events, `c` chains), for raw SQL readers. */
-export const EVENT_SELECT = `select ${EVENT_COLUMNS.map((c) => (c === 'delegation_chain' ? 'c.chain as delegation_chain' : `e.${c}`)).join(', ')} from audit_events e left join audit_chains c on c.id = e.chain_id`;
+/**
+ * The select of EVENT_COLUMNS from the stored tables (`e` events, `c` chains), for raw SQL readers: `at` is the
+ * stored milliseconds, and `at_text` follows `hash` (index 16; atOfStored turns the two into the text).
+ */
+export const EVENT_SELECT = `select ${EVENT_COLUMNS.map((c) => (c === 'delegation_chain' ? 'c.chain as delegation_chain' : `e.${c}`)).join(', ')}, e.at_text from audit_events e left join audit_chains c on c.id = e.chain_id`;
 
 /** The drivers hand bytes over as Buffers already; anything else Uint8Array is viewed as one (no copy). */
 const asBuffer = (b: Uint8Array): Buffer => (Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength));
@@ -107,3 +115,75 @@ export const idOfStored = (b: unknown): string | null => {
   return `!${buf.toString('hex')}`;
 };
 const isLower = (c: number) => c >= 0x61 && c <= 0x7a;
+
+/**
+ * The stored form of `at` (migration 0046): the milliseconds since the epoch (an integer column: 6-8 bytes and a
+ * small time index instead of 24 bytes of text) and `at_text`, which is '' when the text is exactly
+ * `new Date(ms).toISOString()` (what every writer stores: the clock's ISO-8601 UTC form, STYLE.md), else `=` and
+ * the text itself, so every value reads back exactly (the chain covers the text). A text kept that way orders by
+ * Date.parse of it, or 0 when it does not parse. Hand-written rather than a library: two cases, nothing to parse.
+ */
+export const storedOfAt = (text: string): { at: number; at_text: string } => {
+  const ms = Date.parse(text);
+  if (Number.isFinite(ms) && isoOfMs(ms) === text) return { at: ms, at_text: '' };
+  return { at: Number.isFinite(ms) ? ms : 0, at_text: `=${text}` };
+};
+
+/**
+ * The text of a stored `at` (see storedOfAt). A row whose two columns disagree (a canonical time kept as text, so
+ * that `at` could be moved in the time index without changing the hashed text; or a value of another form) reads as
+ * text that never verifies: a stored time cannot be changed without failing verification.
+ */
+export const atOfStored = (at: unknown, atText: unknown): string => {
+  const ms = typeof at === 'number' ? at : typeof at === 'bigint' || typeof at === 'string' ? Number(at) : Number.NaN;
+  if (atText === '' && Number.isSafeInteger(ms)) return isoOfMs(ms);
+  if (typeof atText === 'string' && atText.startsWith('=')) {
+    const text = atText.slice(1);
+    const kept = storedOfAt(text);
+    if (kept.at_text === atText && kept.at === ms) return text;
+  }
+  return `!${String(at)}!${String(atText)}`;
+};
+
+/**
+ * `new Date(ms).toISOString()` for the common case, with the date part cached: readers turn every row's `at` back
+ * into text, and most consecutive rows share their day. Years 0-9999 only (else the Date form, which differs).
+ */
+const DAY_MS = 86_400_000;
+let cachedDay = Number.NaN;
+let cachedPrefix = '';
+export const isoOfMs = (ms: number): string => {
+  if (!Number.isSafeInteger(ms)) return new Date(ms).toISOString();
+  const day = Math.floor(ms / DAY_MS);
+  if (day !== cachedDay) {
+    const d = new Date(day * DAY_MS);
+    if (Number.isNaN(d.getTime()) || d.getUTCFullYear() < 0 || d.getUTCFullYear() > 9999) return new Date(ms).toISOString();
+    cachedDay = day;
+    cachedPrefix = d.toISOString().slice(0, 11);
+  }
+  let r = ms - day * DAY_MS;
+  const milli = r % 1000;
+  r = (r - milli) / 1000;
+  const sec = r % 60;
+  r = (r - sec) / 60;
+  const min = r % 60;
+  const hour = (r - min) / 60;
+  return `${cachedPrefix}${two(hour)}:${two(min)}:${two(sec)}.${milli < 10 ? '00' : milli < 100 ? '0' : ''}${milli}Z`;
+};
+const two = (n: number) => (n < 10 ? `0${n}` : String(n));
+
+/**
+ * The keys of the id columns' indexes (migration 0046), so an index entry is 8 bytes with its length instead of 20
+ * (and on PostgreSQL fits one 8-byte alignment unit beside the row pointer). Not unique: a lookup matches the key
+ * (the index) and then the whole value (event-rows.ts idIs). The same expressions, as text, in the migration and in
+ * the queries: both planners match an expression index by its expression.
+ * - `org_id`, `actor_id`, `target_id`: `substr(col, 13, 7)`, the last 7 of a Mailward id's 19 bytes (random bits of
+ *   its UUIDv7), so two organisations, actors or targets rarely share a key;
+ * - `id`: `substr(id, 4, 7)`, the event id's UUIDv7 timestamp and the byte after it: events are integrated in about
+ *   the order their ids were made, so the index grows at its right edge (full pages) instead of at random places
+ *   (half-full pages after splits); the events made in one millisecond share a key, which a lookup then rechecks.
+ * SQLite's and PostgreSQL's substr of bytes agree on every length (a shorter value gives fewer or no bytes).
+ */
+export const idKeyOfStored = (col: string, b: Buffer): Buffer => (col === 'id' ? b.subarray(3, 10) : b.subarray(12, 19));
+export const idKeySql = (col: string): { from: number; length: number } =>
+  col === 'id' ? { from: 4, length: 7 } : { from: 13, length: 7 };

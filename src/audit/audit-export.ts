@@ -2,7 +2,7 @@ import { sql } from 'kysely';
 import { unprocessable } from '../kernel/errors.js';
 import type { Db } from '../store/db.js';
 import { chainedOfRow, type EventRow } from './audit-chain.js';
-import { eventRows, selectChainRows, selectEventRows } from './event-rows.js';
+import { atBound, eventRows, selectChainRows, selectEventRows } from './event-rows.js';
 import type { Boundary, ExportEvent } from './audit-verify.js';
 import type { CheckpointService } from './checkpoint-service.js';
 import type { TreeStore } from './tree-store.js';
@@ -49,7 +49,7 @@ export const createAuditExporter = ({ db, tree, checkpoints, sync }: Deps) => {
       const r = await db
         .selectFrom('audit_events')
         .select(sql<number | null>`min(seq)`.as('s'))
-        .where('at', '>=', o.since)
+        .where('at', '>=', atBound(o.since))
         .executeTakeFirst();
       first = Math.max(first, r?.s == null ? head + 1 : Number(r.s));
     }
@@ -57,7 +57,7 @@ export const createAuditExporter = ({ db, tree, checkpoints, sync }: Deps) => {
       const r = await db
         .selectFrom('audit_events')
         .select(sql<number | null>`max(seq)`.as('s'))
-        .where('at', '<', o.until)
+        .where('at', '<', atBound(o.until))
         .executeTakeFirst();
       last = Math.min(last, r?.s == null ? 0 : Number(r.s));
     }

@@ -1,4 +1,4 @@
-import { EVENT_COLUMNS, hexOfStored, storedOfId } from './audit-columns.js';
+import { EVENT_COLUMNS, hexOfStored } from './audit-columns.js';
 import { sql } from 'kysely';
 import type { Clock } from '../kernel/clock.js';
 import { newId } from '../kernel/ids.js';
@@ -7,7 +7,7 @@ import { compileOnce, type Db, type Dialect, type Executor, inGroupCommit } from
 import { notifyOnCommit } from '../store/notify.js';
 import type { AuditPendingInsert } from '../store/schema.js';
 import { type ChainedEvent, chainedOfRow, type EventRow } from './audit-chain.js';
-import { eventRows, selectEventRows } from './event-rows.js';
+import { atBound, eventRows, idIs, selectEventRows } from './event-rows.js';
 import { createIntegrator } from './integrator.js';
 import { canonicalJson } from './canonical.js';
 
@@ -166,8 +166,7 @@ export const createAuditService = ({ db, dialect, clock, integrateMs = 100, logg
   /** Waits for a committed event's integration and answers its seq and chain hash (call it outside any transaction). */
   const sequenced = async (id: string): Promise<{ id: string; seq: number; hash: string }> => {
     const done = await integrator.sync();
-    const hit =
-      done.get(id) ?? (await db.selectFrom('audit_events').select(['seq', 'hash']).where('id', '=', storedOfId(id)).executeTakeFirst());
+    const hit = done.get(id) ?? (await db.selectFrom('audit_events').select(['seq', 'hash']).where(idIs('id', id)).executeTakeFirst());
     if (!hit) throw new Error('audit: a committed event was not integrated');
     return { id, seq: Number(hit.seq), hash: typeof hit.hash === 'string' ? hit.hash : hexOfStored(hit.hash) };
   };
@@ -181,12 +180,12 @@ export const createAuditService = ({ db, dialect, clock, integrateMs = 100, logg
   const list = async (q: AuditQuery, ex: Executor = db): Promise<AuditEvent[]> => {
     if (ex === db) await sync();
     let query = selectEventRows(ex).orderBy('e.seq', 'asc').limit(q.limit);
-    if (q.orgId !== null) query = query.where('e.org_id', '=', storedOfId(q.orgId));
-    if (q.actorId) query = query.where('e.actor_id', '=', storedOfId(q.actorId));
+    if (q.orgId !== null) query = query.where(idIs('e.org_id', q.orgId));
+    if (q.actorId) query = query.where(idIs('e.actor_id', q.actorId));
     if (q.action) query = query.where('e.action', '=', q.action);
-    if (q.targetId) query = query.where('e.target_id', '=', storedOfId(q.targetId));
-    if (q.since) query = query.where('e.at', '>=', q.since);
-    if (q.until) query = query.where('e.at', '<', q.until);
+    if (q.targetId) query = query.where(idIs('e.target_id', q.targetId));
+    if (q.since) query = query.where('e.at', '>=', atBound(q.since));
+    if (q.until) query = query.where('e.at', '<', atBound(q.until));
     if (q.afterSeq !== undefined) query = query.where('e.seq', '>', q.afterSeq);
     return (await eventRows(query)).map(toAuditEvent);
   };
@@ -201,7 +200,7 @@ export const createAuditService = ({ db, dialect, clock, integrateMs = 100, logg
   const get = async (seq: number, orgId: string | null): Promise<AuditEvent | undefined> => {
     await sync();
     let query = selectEventRows(db).where('e.seq', '=', seq);
-    if (orgId !== null) query = query.where('e.org_id', '=', storedOfId(orgId));
+    if (orgId !== null) query = query.where(idIs('e.org_id', orgId));
     const [row] = await eventRows(query);
     return row ? toAuditEvent(row) : undefined;
   };

@@ -2,7 +2,7 @@ import { createPublicKey } from 'node:crypto';
 import type { Db } from '../store/db.js';
 import type { AuditCheckpointsTable } from '../store/schema.js';
 import { GENESIS_HASH } from './audit-chain.js';
-import { hexOfStored } from './audit-columns.js';
+import { atOfStored, hexOfStored } from './audit-columns.js';
 import { eventRows, selectChainRows } from './event-rows.js';
 import { readPublishedHashes, readPublishedNotes } from './checkpoint-publisher.js';
 import { CHECKPOINT_EVERY_EVENTS, CHECKPOINT_EVERY_MS, checkStoredCheckpoint } from './checkpoint-service.js';
@@ -411,8 +411,8 @@ const coverageOf = async (
     for (let i = 0; i < seqs.length; i += 500) {
       const rows = seqs.slice(i, i + 500);
       if (rows.length === 0) continue;
-      for (const r of await db.selectFrom('audit_events').select(['seq', 'at']).where('seq', 'in', rows).execute())
-        out.set(Number(r.seq), r.at);
+      for (const r of await db.selectFrom('audit_events').select(['seq', 'at', 'at_text']).where('seq', 'in', rows).execute())
+        out.set(Number(r.seq), atOfStored(r.at, r.at_text));
     }
     return out;
   };

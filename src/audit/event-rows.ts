@@ -1,12 +1,13 @@
 import { sql } from 'kysely';
+import { paddedIn } from '../store/batch.js';
 import type { Executor } from '../store/db.js';
 import { type EventRow, GENESIS_HASH } from './audit-chain.js';
-import { contentHashOfStored, hexOfStored, idOfStored } from './audit-columns.js';
+import { atOfStored, contentHashOfStored, hexOfStored, idKeyOfStored, idKeySql, idOfStored, storedOfId } from './audit-columns.js';
 
 /**
  * Reading audit events as the chain is defined over them (EventRow): every reader of whole rows goes through
  * here, so the storage form (migrations 0040 and 0042: the delegation chain by reference, hashes and ids as bytes,
- * no stored prev_hash) stays in one place. The chain is a LEFT join: an event whose chain row is missing reads as
+ * no stored prev_hash; migration 0046: `at` as milliseconds) stays in one place. The chain is a LEFT join: an event whose chain row is missing reads as
  * `null` and fails its hash.
  */
 const columns = (ex: Executor) =>
@@ -30,6 +31,7 @@ const columns = (ex: Executor) =>
       'e.content_hash',
       'e.details',
       'e.hash',
+      'e.at_text',
     ]);
 
 /**
@@ -48,7 +50,8 @@ export const selectChainRows = (ex: Executor) => columns(ex);
 type Selected = {
   seq: number | string;
   id: unknown;
-  at: string;
+  at: unknown;
+  at_text: unknown;
   org_id: unknown;
   action: string;
   actor_type: string;
@@ -85,7 +88,7 @@ const prevOf = (r: Selected): string => {
 export const toEventRow = (r: Selected): EventRow => ({
   seq: Number(r.seq),
   id: idOfStored(r.id) ?? '!null',
-  at: r.at,
+  at: atOfStored(r.at, r.at_text),
   org_id: idOfStored(r.org_id),
   action: r.action,
   actor_type: r.actor_type,
@@ -104,3 +107,33 @@ export const toEventRow = (r: Selected): EventRow => ({
 
 /** Runs a selectEventRows or selectChainRows query and converts its rows. */
 export const eventRows = async (q: { execute: () => Promise<Selected[]> }): Promise<EventRow[]> => (await q.execute()).map(toEventRow);
+
+/**
+ * `col = text` for an id column of audit_events (stored as id bytes, 0042): the index key first (migration 0046
+ * indexes `substr(col, from, length)`, audit-columns.ts idKeySql, written here as there so both planners use the
+ * index), then the whole value.
+ */
+export const idIs = (col: string, text: string) => {
+  const b = storedOfId(text);
+  return sql<boolean>`(${keyOf(col)} = ${idKeyOfStored(bare(col), b)} and ${sql.ref(col)} = ${b})`;
+};
+/** The column without its table alias (`e.id` is `id`). */
+const bare = (col: string) => col.slice(col.lastIndexOf('.') + 1);
+/** The index key expression of an id column (audit-columns.ts idKeySql), with literal positions as the index has them. */
+const keyOf = (col: string) => {
+  const k = idKeySql(bare(col));
+  return sql`substr(${sql.ref(col)}, ${sql.lit(k.from)}, ${sql.lit(k.length)})`;
+};
+/** The same for several values (`col in (...)`, padded to a power of two: paddedIn); an empty list matches nothing. */
+export const idIn = (col: string, texts: string[]) => {
+  if (texts.length === 0) return sql<boolean>`(1 = 0)`;
+  const bs = paddedIn(texts.map(storedOfId));
+  return sql<boolean>`(${keyOf(col)} in (${sql.join(bs.map((b) => idKeyOfStored(bare(col), b)))}) and ${sql.ref(col)} in (${sql.join(bs)}))`;
+};
+
+/** The stored `at` (milliseconds, migration 0046) of an ISO-8601 time bound, for `where at >= ...` on the time index. */
+export const atBound = (iso: string): number => {
+  const ms = Date.parse(iso);
+  if (!Number.isFinite(ms)) throw new RangeError('audit: a time bound that is not a time');
+  return ms;
+};

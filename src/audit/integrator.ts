@@ -9,12 +9,14 @@ import {
   hexOfStored,
   idOfStored,
   STORED_EVENT_COLUMNS,
+  storedOfAt,
   storedOfContentHash,
   storedOfHex,
   storedOfId,
   storedOfIdOrNull,
 } from './audit-columns.js';
 import { canonicalJson } from './canonical.js';
+import { idIn } from './event-rows.js';
 
 /**
  * The audit log's integrator (the sequencer of a transparency log, as Trillian and Tessera have one).
@@ -26,7 +28,7 @@ import { canonicalJson } from './canonical.js';
  * events, deletes their pending rows and moves the head. A crash mid-batch rolls the whole batch back;
  * the pending rows are still there and the next pass (of any process) integrates them: an event cannot be
  * lost between commit and integration, nor be integrated twice (the batch and its deletion commit together,
- * and `audit_events.id` is unique).
+ * under the chain head's lock; the index on `audit_events.id` is a key index, not unique, since migration 0046).
  *
  * One integrator at a time per installation: on PostgreSQL the head row lock elects it (the periodic pass
  * takes it with SKIP LOCKED, so the other processes skip that round; the lock ends with the connection, so a
@@ -94,8 +96,13 @@ export const createIntegrator = ({ db, dialect, intervalMs, batch = INTEGRATE_BA
     if (missing.length) {
       const found: { id: Buffer; seq: number; hash: Buffer }[] = [];
       for (let i = 0; i < missing.length; i += IN_CHUNK) {
-        const ids = paddedIn(missing.slice(i, i + IN_CHUNK).map(storedOfId));
-        found.push(...(await tx.selectFrom('audit_events').select(['id', 'seq', 'hash']).where('id', 'in', ids).execute()));
+        found.push(
+          ...(await tx
+            .selectFrom('audit_events')
+            .select(['id', 'seq', 'hash'])
+            .where(idIn('id', missing.slice(i, i + IN_CHUNK)))
+            .execute()),
+        );
       }
       for (const f of found) known.set(idOfStored(f.id)!, { seq: Number(f.seq), hash: hexOfStored(f.hash) });
     }
@@ -206,7 +213,7 @@ export const createIntegrator = ({ db, dialect, intervalMs, batch = INTEGRATE_BA
         stored.push({
           seq,
           id: storedOfId(row.id),
-          at: row.at,
+          ...storedOfAt(row.at),
           org_id: storedOfIdOrNull(row.org_id),
           action: row.action,
           actor_type: row.actor_type,

@@ -2,8 +2,8 @@ import { createHash } from 'node:crypto';
 import { AppError } from '../kernel/errors.js';
 import type { Db, Executor } from '../store/db.js';
 import { canonicalOfRow, chainedOfRow, type EventRow } from './audit-chain.js';
-import { hexOfStored, idOfStored, storedOfId } from './audit-columns.js';
-import { eventRows, selectEventRows } from './event-rows.js';
+import { hexOfStored, idOfStored } from './audit-columns.js';
+import { eventRows, idIs, selectEventRows } from './event-rows.js';
 import { canonicalJson } from './canonical.js';
 import type { CheckpointService } from './checkpoint-service.js';
 import type { TreeStore } from './tree-store.js';
@@ -32,7 +32,7 @@ export const eventHashesOf = async (ex: Executor, targetId: string, actions: str
     await ex
       .selectFrom('audit_events')
       .select(['action', 'seq', 'hash'])
-      .where('target_id', '=', storedOfId(targetId))
+      .where(idIs('target_id', targetId))
       .where('action', 'in', actions)
       .where('outcome', '=', 'success')
       .orderBy('seq')
@@ -58,7 +58,7 @@ export const eventRefsOf = async (ex: Executor, targetId: string, actions: strin
   const done = await ex
     .selectFrom('audit_events')
     .select(['id', 'hash'])
-    .where('target_id', '=', storedOfId(targetId))
+    .where(idIs('target_id', targetId))
     .where('action', 'in', actions)
     .where('outcome', '=', 'success')
     .orderBy('seq')
@@ -88,11 +88,7 @@ export const createReceiptService = ({ db, tree, checkpoints, sync }: Deps) => {
   const proofFor = async (hash: string): Promise<string> => {
     await sync?.();
     const [row] = await eventRows(
-      selectEventRows(db)
-        .where('e.target_id', '=', storedOfId(hash))
-        .where('e.action', '=', RECEIPT_ACTION)
-        .orderBy('e.seq', 'desc')
-        .limit(1),
+      selectEventRows(db).where(idIs('e.target_id', hash)).where('e.action', '=', RECEIPT_ACTION).orderBy('e.seq', 'desc').limit(1),
     );
     if (!row) throw new AppError('receipt_not_found', 404, 'No receipt for that message.');
     const seq = Number(row.seq);

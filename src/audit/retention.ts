@@ -6,6 +6,7 @@ import { newId } from '../kernel/ids.js';
 import type { Db } from '../store/db.js';
 import type { AuditActor, AuditService } from './audit-service.js';
 import { hexOfStored } from './audit-columns.js';
+import { atBound } from './event-rows.js';
 import type { Boundary } from './audit-verify.js';
 import type { VerifyReport } from './audit-verify.js';
 import type { CheckpointService } from './checkpoint-service.js';
@@ -130,7 +131,7 @@ export const createRetentionService = ({ db, clock, audit, tree, checkpoints, ve
     const old = await db
       .selectFrom('audit_events')
       .select(sql<number | null>`max(seq)`.as('s'))
-      .where('at', '<', cutoff)
+      .where('at', '<', atBound(cutoff))
       .executeTakeFirst();
     const through = Math.floor(Number(old?.s ?? 0) / BLOCK) * BLOCK;
     const nothing: PurgeResult = {

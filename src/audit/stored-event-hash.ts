@@ -1,4 +1,5 @@
 import { hash as oneShotHash } from 'node:crypto';
+import { atOfStored } from './audit-columns.js';
 
 /**
  * The chain hash of a stored audit row, SHA-256(prev hash || RFC 8785 event), computed from the row's stored
@@ -139,11 +140,14 @@ export const createStoredEventHasher = () => {
   /**
    * Writes prev || canonical event of a row in EVENT_SELECT's column order:
    * 0 seq, 1 id, 2 at, 3 org_id, 4 action, 5 actor_type, 6 actor_id, 7 delegation_chain, 8 target_type,
-   * 9 target_id, 10 outcome, 11 request_id, 12 client_ip, 13 content_hash, 14 details (15 hash is not read).
+   * 9 target_id, 10 outcome, 11 request_id, 12 client_ip, 13 content_hash, 14 details (15 hash is not read), 16 at_text.
    */
   const write = (prev: Buffer, a: unknown[]): boolean => {
-    const [seq, evId, at, org, action, actorType, actorId, chain, targetType, targetId, outcome, request, ip, ch, details] = a;
-    if (typeof action !== 'string' || typeof actorType !== 'string' || typeof at !== 'string' || typeof outcome !== 'string') return false;
+    const [seq, evId, atMs, org, action, actorType, actorId, chain, targetType, targetId, outcome, request, ip, ch, details] = a;
+    // The time's text from its stored milliseconds and at_text (migration 0046); a row whose two disagree is the generic path's.
+    const at = atOfStored(atMs, a[16]);
+    if (at.startsWith('!')) return false;
+    if (typeof action !== 'string' || typeof actorType !== 'string' || typeof outcome !== 'string') return false;
     if (typeof details !== 'string' || (chain !== null && typeof chain !== 'string')) return false;
     pos = 0;
     room(32);

@@ -2,7 +2,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import SQLite from 'better-sqlite3';
 import pg from 'pg';
 import { type EventRow, recomputeRowHash } from './audit-chain.js';
-import { contentHashOfStored, EVENT_SELECT, hexOfStored, idOfStored } from './audit-columns.js';
+import { atOfStored, contentHashOfStored, EVENT_SELECT, hexOfStored, idOfStored } from './audit-columns.js';
 import { CompactRange, leafHash } from './merkle.js';
 import { createStoredEventHasher } from './stored-event-hash.js';
 
@@ -51,7 +51,7 @@ const chainOk = (a: unknown[], prevBytes: Buffer, stored: Buffer): boolean => {
 const toRow = (a: unknown[]): EventRow => ({
   seq: Number(a[0]),
   id: idOfStored(a[1]) ?? '!null',
-  at: a[2] as string,
+  at: atOfStored(a[2], a[16]),
   org_id: idOfStored(a[3]),
   action: a[4] as string,
   actor_type: a[5] as string,

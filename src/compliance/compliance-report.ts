@@ -1,13 +1,14 @@
 import { createHash } from 'node:crypto';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { AuditService } from '../audit/audit-service.js';
+import { atOfStored } from '../audit/audit-columns.js';
+import { idIs } from '../audit/event-rows.js';
 import { leafHash } from '../audit/merkle.js';
 import type { Guard } from '../identity/guard.js';
 import { type RequestContext, systemActor } from '../identity/principal.js';
 import type { Clock } from '../kernel/clock.js';
 import type { Db } from '../store/db.js';
 import { requireOfficer } from './disclosures.js';
-import { storedOfId } from '../audit/audit-columns.js';
 
 type Deps = {
   db: Db;
@@ -70,9 +71,10 @@ export const createComplianceReport = ({ db, audit, auditLog, clock, guard, seal
     );
     const credBy = new Map(creds.map((c) => [c.human_id, c]));
     const last = async (action: string) => {
-      let q = db.selectFrom('audit_events').select(['seq', 'at', 'outcome', 'details']).where('action', '=', action);
-      if (orgId) q = q.where((eb) => eb.or([eb('org_id', '=', storedOfId(orgId)), eb('org_id', 'is', null)]));
-      return q.orderBy('seq', 'desc').limit(1).executeTakeFirst();
+      let q = db.selectFrom('audit_events').select(['seq', 'at', 'at_text', 'outcome', 'details']).where('action', '=', action);
+      if (orgId) q = q.where((eb) => eb.or([idIs('org_id', orgId), eb('org_id', 'is', null)]));
+      const r = await q.orderBy('seq', 'desc').limit(1).executeTakeFirst();
+      return r && { ...r, at: atOfStored(r.at, r.at_text) };
     };
     const verified = await last('audit.verified');
     const backup = await last('store.backup');

@@ -36,6 +36,7 @@ import * as m0042AuditCompact2 from './migrations/0042-audit-compact2.js';
 import * as m0043WebhookDeliveriesWaitingIndex from './migrations/0043-webhook-deliveries-waiting-index.js';
 import * as m0044OauthClientOrgs from './migrations/0044-oauth-client-orgs.js';
 import * as m0045WebhookRangeLeases from './migrations/0045-webhook-range-leases.js';
+import * as m0046AuditCompact3 from './migrations/0046-audit-compact3.js';
 
 /** Migrations in order. Names are frozen once released; add, never edit. */
 export const MIGRATIONS: Record<string, Migration> = {
@@ -72,6 +73,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0043-webhook-deliveries-waiting-index': m0043WebhookDeliveriesWaitingIndex,
   '0044-oauth-client-orgs': m0044OauthClientOrgs,
   '0045-webhook-range-leases': m0045WebhookRangeLeases,
+  '0046-audit-compact3': m0046AuditCompact3,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };

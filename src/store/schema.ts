@@ -88,7 +88,8 @@ export type AuditEventsTable = {
   seq: number;
   /** Id bytes (src/audit/audit-columns.ts storedOfId; migration 0042), as are org_id, actor_id, target_id and request_id. */
   id: Buffer;
-  at: string;
+  /** Milliseconds since the epoch (bigint on PostgreSQL, read as text there), with `at_text` (storedOfAt; migration 0046). */
+  at: number;
   org_id: Buffer | null;
   action: string;
   actor_type: string;
@@ -105,6 +106,8 @@ export type AuditEventsTable = {
   details: string; // JSON
   /** 32 raw bytes (BLOB / bytea); src/audit/event-rows.ts gives readers the hex form the chain is defined over. The previous row's is its prev_hash (not stored, migration 0042). */
   hash: Buffer;
+  /** '' when the time's text is the ISO-8601 form of `at`, else `=` and the text (src/audit/audit-columns.ts storedOfAt). */
+  at_text: string;
 };
 
 /** Distinct delegation chains (RFC 8785 JSON), append-only; events refer to them by `id`. */
