@@ -1,12 +1,12 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { sql } from 'kysely';
+import { CompiledQuery, sql } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createAuditService } from '../src/audit/audit-service.js';
 import { systemActor } from '../src/identity/principal.js';
 import { systemClock } from '../src/kernel/clock.js';
-import { openStore, type Store } from '../src/store/db.js';
+import { inGroupCommit, openStore, runCompiled, type Store } from '../src/store/db.js';
 import { migrateToLatest } from '../src/store/migrate.js';
 import { tempDir } from './support/dialects.js';
 
@@ -36,6 +36,34 @@ describe('SQLite store specifics', () => {
     return { store, file };
   };
 
+  it('runs compiled statements on the transaction connection directly, and a rolled-back group caller leaves nothing', async () => {
+    const { store } = open(0);
+    await sql`create table t (id integer primary key, v text not null)`.execute(store.db);
+    const ins = (v: string) => CompiledQuery.raw('insert into t (v) values (?)', [v]);
+    // Inside a transaction the insert is better-sqlite3's own (a synchronous result), and the select sees it.
+    const seen = await store.db.transaction().execute(async (tx) => {
+      const r = runCompiled(tx, ins('a'));
+      expect(r).not.toBeInstanceOf(Promise);
+      return (await runCompiled(tx, CompiledQuery.raw('select v from t order by id'))).rows.map((x) => (x as { v: string }).v);
+    });
+    expect(seen).toEqual(['a']);
+    // Outside a transaction it is Kysely's executor, as before.
+    expect(runCompiled(store.db, CompiledQuery.raw('select 1'))).toBeInstanceOf(Promise);
+    // Three callers share one transaction; the one that throws is rolled back to its savepoint, the others commit.
+    const results = await Promise.allSettled(
+      ['b', 'c', 'd'].map((v) =>
+        inGroupCommit(store.db, async (tx) => {
+          await runCompiled(tx, ins(v));
+          if (v === 'c') throw new Error('refused');
+          return v;
+        }),
+      ),
+    );
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    const rows = await sql<{ v: string }>`select v from t order by id`.execute(store.db);
+    expect(rows.rows.map((x) => x.v)).toEqual(['a', 'b', 'd']);
+  });
+
   it('checkpoints the WAL into the database file from the background thread, not only inside commits', async () => {
     // 200 pages stay below SQLite's own automatic checkpoint (1,000 pages), so only the background thread moves them.
     for (const [every, grows] of [
@@ -59,7 +87,7 @@ describe('SQLite store specifics', () => {
     // This process holds a write transaction for 300 ms; meanwhile another process reads, then writes.
     // With a deferred BEGIN its read snapshot is stale by the time it may write: SQLITE_BUSY_SNAPSHOT at once.
     const child = `
-      import { sql } from 'kysely';
+      import { CompiledQuery, sql } from 'kysely';
       import { openStore } from ${JSON.stringify(path.resolve('src/store/db.ts'))};
       const store = openStore({ kind: 'sqlite', file: process.argv[1], checkpointEveryMs: 0 });
       await sql\`select 1\`.execute(store.db);

@@ -3,7 +3,7 @@ import { sql } from 'kysely';
 import type { Clock } from '../kernel/clock.js';
 import { newId } from '../kernel/ids.js';
 import type { Logger } from '../kernel/log.js';
-import { compileOnce, type Db, type Dialect, type Executor, inGroupCommit } from '../store/db.js';
+import { compileOnce, type Db, type Dialect, type Executor, inGroupCommit, runCompiled } from '../store/db.js';
 import { notifyOnCommit } from '../store/notify.js';
 import type { AuditPendingInsert } from '../store/schema.js';
 import { type ChainedEvent, chainedOfRow, type EventRow } from './audit-chain.js';
@@ -143,7 +143,7 @@ export const createAuditService = ({ db, dialect, clock, integrateMs = 100, logg
       content_hash: input.contentHash ?? null,
       details: canonicalJson(input.details ?? {}),
     };
-    await tx.executeQuery(insertPending(...PENDING_COLUMNS.map((c) => row[c])));
+    await runCompiled(tx, insertPending(...PENDING_COLUMNS.map((c) => row[c])));
     // Wakes the integrator of every process once this transaction commits (once per transaction).
     if (!announced.has(tx)) {
       announced.add(tx);

@@ -130,15 +130,21 @@ export const buildRestServer = async (c: RestDeps, { beside = [] }: RestServerOp
     mountAdmission(app as unknown as FastifyInstance, admission);
   }
 
-  app.addHook('onSend', async (req, reply) => {
+  // Both hooks are synchronous, in fastify's callback form: an async hook costs a promise and a microtask turn
+  // per request for work that awaits nothing (measured on the TOTP route, README speed).
+  app.addHook('onSend', (req, reply, payload, done) => {
     reply.header('x-request-id', req.id);
     reply.header('cache-control', 'no-store');
     reply.header('x-content-type-options', 'nosniff');
+    done(null, payload);
   });
-  app.addHook('onResponse', async (req, reply) => {
+  app.addHook('onResponse', (req, reply, done) => {
     const route = req.routeOptions.url ?? 'unmatched';
     metrics.requests.inc({ method: req.method, route, status: String(reply.statusCode) });
     metrics.duration.observe({ method: req.method, route }, reply.elapsedTime / 1000);
+    const failed = reply.statusCode >= 500;
+    // The line is built only when its level is logged (req.log is c.logger: childLoggerFactory above).
+    if (!c.logger.isLevelEnabled(failed ? 'warn' : 'info')) return done();
     // One line per request: the route pattern, never the URL, query, headers or body,
     // which can hold addresses and keys (45 CFR 164.312(b): the log must not become a disclosure itself).
     const line = {
@@ -149,8 +155,9 @@ export const buildRestServer = async (c: RestDeps, { beside = [] }: RestServerOp
       duration_ms: Math.round(reply.elapsedTime * 100) / 100,
       principal: req.ctx?.principal ? { type: req.ctx.principal.type, id: req.ctx.principal.id } : null,
     };
-    if (reply.statusCode >= 500) req.log.warn(line, 'request failed');
+    if (failed) req.log.warn(line, 'request failed');
     else req.log.info(line, 'request');
+    done();
   });
 
   await app.register(fastifySwagger, {

@@ -1,5 +1,5 @@
 import { sha256Hex } from '../kernel/crypto/hash.js';
-import { compileOnce, type Dialect, type Executor } from '../store/db.js';
+import { compileOnce, type Dialect, type Executor, runCompiled } from '../store/db.js';
 import type { VaultSecretsTable, VaultSecretVersionsTable } from '../store/schema.js';
 
 /**
@@ -57,9 +57,9 @@ export const createVaultRepo = ({ dialect }: { dialect: Dialect }) => {
   const current = async (ex: Executor, agentId: string, name: string) => {
     headQuery ??= compileHead(ex);
     versionQuery ??= compileVersion(ex);
-    const h = (await ex.executeQuery(headQuery(agentId, name))).rows[0];
+    const h = (await runCompiled(ex, headQuery(agentId, name))).rows[0];
     if (!h) return undefined;
-    const v = (await ex.executeQuery(versionQuery(h.id, h.current_version))).rows[0];
+    const v = (await runCompiled(ex, versionQuery(h.id, h.current_version))).rows[0];
     return {
       secret_id: h.id,
       head_kind: h.kind,
