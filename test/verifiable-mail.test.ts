@@ -246,6 +246,16 @@ for (const dialect of testDialects()) {
         delivery_event_hash: (await hashOf('email.delivered', sent.body.id))[0],
       });
       expect(event.details.approval_event_hash).toMatch(/^[0-9a-f]{64}$/);
+      // The message row names its submission event (0048), so the delivery's receipt needs no look-up by target.
+      const submitted = (await t.c.audit.list({ orgId: t.orgId, action: 'email.submitted', targetId: sent.body.id, limit: 5 })).filter(
+        (e) => e.outcome === 'success',
+      );
+      const row = await t.c.store.db
+        .selectFrom('messages')
+        .select('submission_event_id')
+        .where('id', '=', sent.body.id)
+        .executeTakeFirstOrThrow();
+      expect(row.submission_event_id).toBe(submitted[0]!.id);
     });
 
     it('fails when one byte of the message, the receipt or the checkpoint changes', async () => {

@@ -35,6 +35,7 @@ import * as m0041SearchSegments from './migrations/0041-search-segments.js';
 import * as m0042AuditCompact2 from './migrations/0042-audit-compact2.js';
 import * as m0043WebhookDeliveriesWaitingIndex from './migrations/0043-webhook-deliveries-waiting-index.js';
 import * as m0044OauthClientOrgs from './migrations/0044-oauth-client-orgs.js';
+import * as m0048MessageSubmissionEvent from './migrations/0048-message-submission-event.js';
 
 /** Migrations in order. Names are frozen once released; add, never edit. */
 export const MIGRATIONS: Record<string, Migration> = {
@@ -70,6 +71,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0042-audit-compact2': m0042AuditCompact2,
   '0043-webhook-deliveries-waiting-index': m0043WebhookDeliveriesWaitingIndex,
   '0044-oauth-client-orgs': m0044OauthClientOrgs,
+  '0048-message-submission-event': m0048MessageSubmissionEvent,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };
