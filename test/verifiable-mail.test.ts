@@ -246,6 +246,37 @@ for (const dialect of testDialects()) {
         delivery_event_hash: (await hashOf('email.delivered', sent.body.id))[0],
       });
       expect(event.details.approval_event_hash).toMatch(/^[0-9a-f]{64}$/);
+      // The message row names its submission event (0047), so the delivery's receipt needs no look-up by target.
+      const submitted = (await t.c.audit.list({ orgId: t.orgId, action: 'email.submitted', targetId: sent.body.id, limit: 5 })).filter(
+        (e) => e.outcome === 'success',
+      );
+      const row = await t.c.store.db
+        .selectFrom('messages')
+        .select('submission_event_id')
+        .where('id', '=', sent.body.id)
+        .executeTakeFirstOrThrow();
+      expect(row.submission_event_id).toBe(submitted[0]!.id);
+    });
+
+    it('names the submission event in the receipt of a message stored before its id was kept (looked up by target)', async () => {
+      const s = await seedMailbox(t, 'gated_send');
+      const sent = await t.call('POST', `/v1/mailboxes/${s.mailbox.id}/send`, s.agentKey, {
+        to: ['patient@clinic.example'],
+        subject: 'Stored before 0047',
+        text: 'Held first.',
+      });
+      // A row from before migration 0047 has no submission event id.
+      await t.c.store.db.updateTable('messages').set({ submission_event_id: null }).where('id', '=', sent.body.id).execute();
+      const held = await t.call('GET', `/v1/emails/${sent.body.id}`, s.agentKey);
+      const reviewerKey = (await t.call('POST', `/v1/humans/${s.reviewer.id}/api-keys`, t.adminKey, { scopes: ['reviewer'] })).body.key;
+      expect((await t.call('POST', `/v1/approvals/${held.body.approval.id}/approve`, reviewerKey, {})).status).toBe(200);
+      await drainDeliveries(t);
+      await t.c.auditLog.checkpoints.current();
+      const event = JSON.parse(JSON.parse(parseTlogProof(await receiptOf(sent.body.id, s.agentKey)).extra!.toString()).event);
+      const submitted = (await t.c.audit.list({ orgId: t.orgId, action: 'email.submitted', targetId: sent.body.id, limit: 5 })).filter(
+        (e) => e.outcome === 'success',
+      );
+      expect(event.details.submission_event_hash).toBe(submitted[0]!.hash);
     });
 
     it('fails when one byte of the message, the receipt or the checkpoint changes', async () => {

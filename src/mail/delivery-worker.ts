@@ -31,7 +31,8 @@ import { nextRetryDelay } from './retry-schedule.js';
 import type { SmtpSender } from './smtp-deliver.js';
 
 /** A job's signed bytes as sent, their hash, and whether the message went through an approval (a reviewer's decision). */
-type Signed = { raw: Buffer; rawHash: string | null; approved: boolean };
+/** What an attempt sent: the signed bytes, whether the message went through an approval, and its `email.submitted` event's id (0047; null before it). */
+type Signed = { raw: Buffer; rawHash: string | null; approved: boolean; submissionEventId: string | null };
 
 type Outcome = DeliveryOutcome & { rejected?: number; host?: string; tls?: string; tls_version?: string; tls_cipher?: string };
 
@@ -195,7 +196,11 @@ export const createDeliveryWorker = (d: Deps) => {
         });
         // The transparency receipt's leaf, in the same transaction (receipt-event.ts), over the bytes just sent
         // (the stored signed bytes: rawFor stored them, or read them back, before sending).
-        if (signed) await recordReceipt(tx, d.audit, m.id, signed.raw, m.raw_hash, delivered.id, { approved: signed.approved });
+        if (signed)
+          await recordReceipt(tx, d.audit, m.id, signed.raw, m.raw_hash, delivered.id, {
+            approved: signed.approved,
+            submissionEventId: signed.submissionEventId,
+          });
       }
     } else if (jobStatus === 'bounced' || jobStatus === 'failed') {
       const status = jobStatus === 'bounced' ? 'bounced' : 'failed';
@@ -318,7 +323,8 @@ export const createDeliveryWorker = (d: Deps) => {
     const m = await messageById(d.db, job.message_id);
     if (!m) throw new AppError('internal', 500, 'The message of an outbox job is missing.');
     const approved = m.approval_id !== null;
-    if (m.raw_sealed) return { raw: open(d.ring, m.raw_sealed, messageAad(m, 'raw')), rawHash: m.raw_hash, approved };
+    const submissionEventId = m.submission_event_id ?? null;
+    if (m.raw_sealed) return { raw: open(d.ring, m.raw_sealed, messageAad(m, 'raw')), rawHash: m.raw_hash, approved, submissionEventId };
     // First attempt: sign now and keep the bytes, so every retry and route sends the same message.
     const raw = await d.pipeline.sign(d.db, m);
     const hash = sha256Hex(raw);
@@ -326,10 +332,11 @@ export const createDeliveryWorker = (d: Deps) => {
     // Stored (committed) before the first byte is sent, in a commit shared with whatever else is being written
     // at that moment (sends, other messages' signed bytes: store/db.ts inGroupCommit); one UPDATE, no other lock.
     // Two routes of one message may race to sign: the first stored bytes win, the other reads them.
-    if (await inGroupCommit(d.db, (tx) => storeSignedOnce(tx, m.id, sealed, hash, raw.length))) return { raw, rawHash: hash, approved };
+    if (await inGroupCommit(d.db, (tx) => storeSignedOnce(tx, m.id, sealed, hash, raw.length)))
+      return { raw, rawHash: hash, approved, submissionEventId };
     const stored = await signedBytesOf(d.db, m.id);
     if (!stored?.raw_sealed) throw new AppError('internal', 500, 'The signed bytes of a message are missing.');
-    return { raw: open(d.ring, stored.raw_sealed, messageAad(m, 'raw')), rawHash: stored.raw_hash, approved };
+    return { raw: open(d.ring, stored.raw_sealed, messageAad(m, 'raw')), rawHash: stored.raw_hash, approved, submissionEventId };
   };
 
   /**

@@ -34,10 +34,14 @@ export const recordReceipt = async (
   raw: Buffer,
   rawHash: string | null,
   deliveryEventId: string,
-  opts: { approved?: boolean } = {},
+  opts: { approved?: boolean; submissionEventId?: string | null } = {},
 ) => {
   const h = receiptHashes(raw);
-  const submitted = await eventRefsOf(tx, emailId, ['email.submitted']);
+  // The message row keeps its submission event's id (0047): named by id, the integrator writes its chain hash in
+  // whether or not it is sequenced yet, with no look-up here. Messages stored before 0047 look it up by target.
+  const submitted = opts.submissionEventId
+    ? [{ hash: eventHashRef(opts.submissionEventId) }]
+    : await eventRefsOf(tx, emailId, ['email.submitted']);
   // The reviewer's decision (a successful email.approved is audited against the email; refusals against the approval).
   // A message that never had an approval (`approved: false`: its approval_id is null) has no such event to look up.
   const approved = opts.approved === false ? [] : await eventRefsOf(tx, emailId, ['email.approved']);

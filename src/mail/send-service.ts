@@ -287,28 +287,9 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
         grant_id: granted.grantId,
       });
     }
-    await insertMessage(
-      tx,
-      row,
-      { ring, content },
-      { oversight_mode: mailbox.oversight_mode, ...(revised ? { revision_of: revised.id } : {}) },
-    );
-    if (idem) {
-      // The primary key (scope, key) makes a concurrent duplicate fail here; the caller answers with the winner.
-      await tx
-        .insertInto('idempotency_keys')
-        .values({
-          scope: mailbox.id,
-          key: idem.key,
-          request_hash: idem.hash,
-          message_id: id,
-          created_at: at,
-          expires_at: new Date(clock.now().getTime() + IDEMPOTENCY_TTL_MS).toISOString(),
-        })
-        .execute();
-    }
-    await addMessageEvent(tx, id, at, 'submitted', { oversight_mode: mailbox.oversight_mode });
-    await guard.recordIn(
+    // Recorded first so the message row keeps the event's id: its delivery receipt names the event by id
+    // (receipt-event.ts) instead of looking it up by target in both audit tables. Same transaction, same outcome.
+    const submitted = await guard.recordIn(
       tx,
       ctx,
       'email.submitted',
@@ -333,6 +314,28 @@ export const createSendService = ({ db, ring, guard, repo, clock, pipeline, scre
       },
       row.content_hash,
     );
+    row.submission_event_id = submitted.id;
+    await insertMessage(
+      tx,
+      row,
+      { ring, content },
+      { oversight_mode: mailbox.oversight_mode, ...(revised ? { revision_of: revised.id } : {}) },
+    );
+    if (idem) {
+      // The primary key (scope, key) makes a concurrent duplicate fail here; the caller answers with the winner.
+      await tx
+        .insertInto('idempotency_keys')
+        .values({
+          scope: mailbox.id,
+          key: idem.key,
+          request_hash: idem.hash,
+          message_id: id,
+          created_at: at,
+          expires_at: new Date(clock.now().getTime() + IDEMPOTENCY_TTL_MS).toISOString(),
+        })
+        .execute();
+    }
+    await addMessageEvent(tx, id, at, 'submitted', { oversight_mode: mailbox.oversight_mode });
 
     if (reasons.length > 0) {
       const approvalId = newId('approval');

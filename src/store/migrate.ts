@@ -37,6 +37,7 @@ import * as m0043WebhookDeliveriesWaitingIndex from './migrations/0043-webhook-d
 import * as m0044OauthClientOrgs from './migrations/0044-oauth-client-orgs.js';
 import * as m0045WebhookRangeLeases from './migrations/0045-webhook-range-leases.js';
 import * as m0046AuditCompact3 from './migrations/0046-audit-compact3.js';
+import * as m0047MessageSubmissionEvent from './migrations/0047-message-submission-event.js';
 
 /** Migrations in order. Names are frozen once released; add, never edit. */
 export const MIGRATIONS: Record<string, Migration> = {
@@ -74,6 +75,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0044-oauth-client-orgs': m0044OauthClientOrgs,
   '0045-webhook-range-leases': m0045WebhookRangeLeases,
   '0046-audit-compact3': m0046AuditCompact3,
+  '0047-message-submission-event': m0047MessageSubmissionEvent,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };

@@ -271,6 +271,8 @@ export type MessagesTable = {
   template_version?: number | null;
   /** The content-index key version its search entries were computed under (0032, 0041); null until it is indexed. */
   search_key_version?: number | null;
+  /** Outbound (0047): the id of the message's `email.submitted` audit event, which its delivery receipt names; null before 0047 and inbound. */
+  submission_event_id?: string | null;
 };
 
 export type MessageEventsTable = { id: string; message_id: string; at: string; type: string; details: string };
