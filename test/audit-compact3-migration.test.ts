@@ -5,7 +5,7 @@ import { canonicalOfRow, type EventRow, GENESIS_HASH, recomputeRowHash } from '.
 import { storedOfContentHash, storedOfHex, storedOfId, storedOfIdOrNull } from '../src/audit/audit-columns.js';
 import { createAuditService } from '../src/audit/audit-service.js';
 import { canonicalJson } from '../src/audit/canonical.js';
-import { atBound, eventRows, idIs, selectEventRows } from '../src/audit/event-rows.js';
+import { atBound, eventRows, idIs, selectEventRows, seqAtBoundQuery } from '../src/audit/event-rows.js';
 import { createTreeStore } from '../src/audit/tree-store.js';
 import { fixedClock } from '../src/kernel/clock.js';
 import type { Executor } from '../src/store/db.js';
@@ -170,6 +170,9 @@ for (const dialect of testDialects()) {
         target: await planOf(store.db, dialect, ev.where(idIs('e.target_id', 'oauth-client-7')).orderBy('e.seq')),
         since: await planOf(store.db, dialect, ev.where('e.at', '>=', atBound(since)).where('e.at', '<', atBound(until))),
         until: await planOf(store.db, dialect, ev.where('e.at', '<', atBound(ODD_TIMES[0]!))),
+        // An export's --since / --until and the retention cutoff: the range on the time index, not a walk of the key.
+        firstSince: await planOf(store.db, dialect, seqAtBoundQuery(store.db, 'min', '>=', since)),
+        lastBefore: await planOf(store.db, dialect, seqAtBoundQuery(store.db, 'max', '<', until)),
       };
       expect(plans.id).toMatch(/audit_events_id_key_idx/);
       expect(plans.org).toMatch(/audit_events_org_key_idx/);
@@ -177,6 +180,8 @@ for (const dialect of testDialects()) {
       expect(plans.target).toMatch(/audit_events_target_key_idx/);
       expect(plans.since).toMatch(/audit_events_at_idx/);
       expect(plans.until).toMatch(/audit_events_at_idx/);
+      expect(plans.firstSince).toMatch(/audit_events_at_idx/);
+      expect(plans.lastBefore).toMatch(/audit_events_at_idx/);
     }, 120_000);
   });
 }

@@ -1,8 +1,7 @@
-import { sql } from 'kysely';
 import { unprocessable } from '../kernel/errors.js';
 import type { Db } from '../store/db.js';
 import { chainedOfRow, type EventRow } from './audit-chain.js';
-import { atBound, eventRows, selectChainRows, selectEventRows } from './event-rows.js';
+import { eventRows, selectChainRows, selectEventRows, seqAtBound } from './event-rows.js';
 import type { Boundary, ExportEvent } from './audit-verify.js';
 import type { CheckpointService } from './checkpoint-service.js';
 import type { TreeStore } from './tree-store.js';
@@ -46,20 +45,12 @@ export const createAuditExporter = ({ db, tree, checkpoints, sync }: Deps) => {
     let first = floor + 1;
     let last = head;
     if (o.since) {
-      const r = await db
-        .selectFrom('audit_events')
-        .select(sql<number | null>`min(seq)`.as('s'))
-        .where('at', '>=', atBound(o.since))
-        .executeTakeFirst();
-      first = Math.max(first, r?.s == null ? head + 1 : Number(r.s));
+      const s = await seqAtBound(db, 'min', '>=', o.since);
+      first = Math.max(first, s ?? head + 1);
     }
     if (o.until) {
-      const r = await db
-        .selectFrom('audit_events')
-        .select(sql<number | null>`max(seq)`.as('s'))
-        .where('at', '<', atBound(o.until))
-        .executeTakeFirst();
-      last = Math.min(last, r?.s == null ? 0 : Number(r.s));
+      const s = await seqAtBound(db, 'max', '<', o.until);
+      last = Math.min(last, s ?? 0);
     }
     if (last < first) throw unprocessable('export_empty', 'No audit events fall in that time range.');
 

@@ -137,3 +137,22 @@ export const atBound = (iso: string): number => {
   if (!Number.isFinite(ms)) throw new RangeError('audit: a time bound that is not a time');
   return ms;
 };
+
+/**
+ * The first sequence number at or after a time (`'min', '>='`), or the last before one (`'max', '<'`): an export's
+ * `--since` / `--until`, the retention cutoff. A bare `min(seq)` / `max(seq)` lets both SQLite and PostgreSQL answer by
+ * walking the primary key from one end and filtering on `at` (their min/max shortcut): a recent `--since`, or the
+ * retention cutoff six years back, then walks nearly the whole log. `seq + 0` is not the key, so the shortcut does not
+ * apply and the planner takes the time index for the range: the work is proportional to the events in the range,
+ * which the export reads and the purge deletes anyway. (`at` is not monotonic in `seq`, since events are sequenced
+ * after they commit, so the bound cannot be read off the first index entry.)
+ */
+export const seqAtBoundQuery = (ex: Executor, fn: 'min' | 'max', op: '>=' | '<', iso: string) =>
+  ex
+    .selectFrom('audit_events')
+    .select(fn === 'min' ? sql<number | null>`min(seq + 0)`.as('s') : sql<number | null>`max(seq + 0)`.as('s'))
+    .where('at', op, atBound(iso));
+export const seqAtBound = async (ex: Executor, fn: 'min' | 'max', op: '>=' | '<', iso: string): Promise<number | null> => {
+  const r = await seqAtBoundQuery(ex, fn, op, iso).executeTakeFirst();
+  return r?.s == null ? null : Number(r.s);
+};

@@ -1,12 +1,11 @@
 import type { AuditLegalHoldsTable } from '../store/schema.js';
-import { sql } from 'kysely';
 import type { Clock } from '../kernel/clock.js';
 import { AppError, conflict, notFound } from '../kernel/errors.js';
 import { newId } from '../kernel/ids.js';
 import type { Db } from '../store/db.js';
 import type { AuditActor, AuditService } from './audit-service.js';
 import { hexOfStored } from './audit-columns.js';
-import { atBound } from './event-rows.js';
+import { seqAtBound } from './event-rows.js';
 import type { Boundary } from './audit-verify.js';
 import type { VerifyReport } from './audit-verify.js';
 import type { CheckpointService } from './checkpoint-service.js';
@@ -128,12 +127,8 @@ export const createRetentionService = ({ db, clock, audit, tree, checkpoints, ve
       throw conflict('legal_hold_active', `${holds.length} legal hold(s) active: nothing may be purged.`);
     }
     const floor = await tree.purgedThrough();
-    const old = await db
-      .selectFrom('audit_events')
-      .select(sql<number | null>`max(seq)`.as('s'))
-      .where('at', '<', atBound(cutoff))
-      .executeTakeFirst();
-    const through = Math.floor(Number(old?.s ?? 0) / BLOCK) * BLOCK;
+    const old = await seqAtBound(db, 'max', '<', cutoff);
+    const through = Math.floor((old ?? 0) / BLOCK) * BLOCK;
     const nothing: PurgeResult = {
       purged: false,
       dry_run: !!opts.dryRun,
