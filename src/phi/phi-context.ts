@@ -270,6 +270,8 @@ const ASSERTION_RE = /\(\?(?:=|!|<=|<!)|\\[bB]|\^|\$/;
 const ASSERTED_TERM_RE = new RegExp(
   `^(?:${CATEGORIES.flatMap(({ terms }) => terms.filter((t) => ASSERTION_RE.test(t)).map(withoutAssertions)).join('|')})$`,
 );
+/** Whether the judgement may remember a vocabulary match's category by its text (ASSERTED_TERM_RE): for the tests. */
+export const categoryIsContextFree = (match: string): boolean => !ASSERTED_TERM_RE.test(match);
 /** The category of a match without assertions (see ASSERTED_TERM_RE), from its first occurrence; null: none. Bounded. */
 const CATEGORY_OF = new Map<string, Category | null>();
 const CATEGORY_MEMO_LIMIT = 8192;
@@ -1028,7 +1030,7 @@ const judge = (full: string, lowFull: string, subjectEnd: number, findings: Find
           if (k <= cats.length) cat = cats[k - 1]!;
         }
         if (cat !== null) candidates.push({ cat, s, e, span: false });
-        if (!ASSERTED_TERM_RE.test(w)) {
+        if (categoryIsContextFree(w)) {
           if (CATEGORY_OF.size >= CATEGORY_MEMO_LIMIT) CATEGORY_OF.clear();
           CATEGORY_OF.set(w, cat);
         }
