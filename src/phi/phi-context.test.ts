@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { holdsInMonitored } from './message-eval.js';
-import { assessMessage, assessRules, MERGED_PATTERN_LIMIT, mergedPatternLengths } from './phi-context.js';
+import { assessMessage, assessRules, categoryIsContextFree, MERGED_PATTERN_LIMIT, mergedPatternLengths } from './phi-context.js';
 import { messageDecision } from './phi-policy.js';
 
 /** Written for these tests (not taken from any corpus): one line per rule of the judgement. */
@@ -234,4 +234,18 @@ describe.each(['phi-judgement-cases.jsonl', 'phi-judgement-cases-round2.jsonl'])
 it('keeps the merged vocabulary patterns small enough for V8 to optimise them (under 20 KiB of source)', () => {
   // Above the limit V8 compiles the pattern without its optimisations and the judgement slows down several times.
   for (const n of mergedPatternLengths()) expect(n).toBeLessThan(MERGED_PATTERN_LIMIT);
+});
+
+it('remembers the category of a vocabulary match only when no term with an assertion could produce it', () => {
+  // Terms whose match depends on what surrounds them ("therapy" but not after "physical ", "covid" but not before
+  // "vaccine", "the flu" before "shot"): their category is looked up at every match, never remembered.
+  for (const w of ['therapy', 'therapists', 'counselling', 'covid', 'covid-19', 'influenza', 'the flu', 'dose you', 'due date', 'terapia'])
+    expect(categoryIsContextFree(w), w).toBe(false);
+  for (const w of ['asthma', 'insulin', 'colonoscopy', 'talk therapy', 'physical therapy', 'bloodwork'])
+    expect(categoryIsContextFree(w), w).toBe(true);
+  // The same words in different messages of one process keep their own judgements.
+  expect(assessRules({ subject: 'Hi', text: 'Hi Ana, your physical therapy is on Monday.' }).disclosures).toContain('procedure');
+  expect(assessRules({ subject: 'Hi', text: 'Hi Ana, your therapy session is on Monday.' }).disclosures).toContain('mental_health');
+  expect(assessRules({ subject: 'Hi', text: 'Hi Ana, your covid vaccine is on Monday.' }).disclosures).not.toContain('condition');
+  expect(assessRules({ subject: 'Hi', text: 'Hi Ana, your covid test came back and you have covid.' }).disclosures).toContain('condition');
 });

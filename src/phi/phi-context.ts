@@ -218,6 +218,64 @@ for (const ch of 'abcdefghijklmnopqrstuvwxyz0123456789') {
 /** The whole capturing alternation, sticky: the fallback should a first character's pattern ever disagree with the scan. */
 const MERGED_Y_RE = new RegExp(wholeSource(CAPTURING_PARTS), 'y');
 /**
+ * Removes the assertions (lookarounds, `\b`, `^`, `$`) from a pattern's source: what is left matches every string
+ * the pattern matches, whatever surrounds it (a superset), so it can say which strings a term could ever produce.
+ */
+const withoutAssertions = (src: string): string => {
+  /** The index after the character class that opens at `i`. */
+  const classEnd = (i: number) => {
+    let j = i + 1;
+    if (src[j] === '^') j++;
+    if (src[j] === ']') j++;
+    while (j < src.length && src[j] !== ']') j += src[j] === '\\' ? 2 : 1;
+    return j + 1;
+  };
+  let out = '';
+  for (let i = 0; i < src.length; ) {
+    const c = src[i]!;
+    if (c === '\\') {
+      if (src[i + 1] !== 'b' && src[i + 1] !== 'B') out += src.slice(i, i + 2);
+      i += 2;
+    } else if (c === '[') {
+      const j = classEnd(i);
+      out += src.slice(i, j);
+      i = j;
+    } else if (/^\(\?(?:=|!|<=|<!)/.test(src.slice(i, i + 4))) {
+      let depth = 0;
+      let j = i;
+      for (; j < src.length; j++) {
+        if (src[j] === '\\') j++;
+        else if (src[j] === '[') j = classEnd(j) - 1;
+        else if (src[j] === '(') depth++;
+        else if (src[j] === ')' && --depth === 0) break;
+      }
+      i = j + 1;
+      // A quantified assertion would leave its quantifier on whatever precedes it.
+      if (/[?*+{]/.test(src[i] ?? '')) throw new Error('a quantified assertion in a vocabulary term');
+    } else {
+      if (c !== '^' && c !== '$') out += c;
+      i++;
+    }
+  }
+  return out;
+};
+const ASSERTION_RE = /\(\?(?:=|!|<=|<!)|\\[bB]|\^|\$/;
+/**
+ * Whether a match could come from a term with an assertion: those terms with their assertions removed. For any other
+ * match `w` the category is `w`'s alone, wherever it occurs: the alternatives are tried in order and the first that
+ * matches wins, and an alternative without assertions that can produce `w` matches wherever `w` is the match (the
+ * text of `w` and the shared end check are the same), so the winner is always the first alternative that can
+ * produce `w`. The judgement remembers such a match's category (CATEGORY_OF) instead of running START_RES again.
+ */
+const ASSERTED_TERM_RE = new RegExp(
+  `^(?:${CATEGORIES.flatMap(({ terms }) => terms.filter((t) => ASSERTION_RE.test(t)).map(withoutAssertions)).join('|')})$`,
+);
+/** Whether the judgement may remember a vocabulary match's category by its text (ASSERTED_TERM_RE): for the tests. */
+export const categoryIsContextFree = (match: string): boolean => !ASSERTED_TERM_RE.test(match);
+/** The category of a match without assertions (see ASSERTED_TERM_RE), from its first occurrence; null: none. Bounded. */
+const CATEGORY_OF = new Map<string, Category | null>();
+const CATEGORY_MEMO_LIMIT = 8192;
+/**
  * V8 compiles a pattern of more than 20 KiB of source without its optimisations (kRegExpTooLargeToOptimize): measured
  * here, the scan then runs about four times slower. The merged patterns must stay below it (phi-context.test.ts); a
  * vocabulary that outgrows it needs splitting in two passes.
@@ -948,6 +1006,12 @@ const judge = (full: string, lowFull: string, subjectEnd: number, findings: Find
       for (let m = MERGED_SCAN_RE.exec(low); m !== null; m = MERGED_SCAN_RE.exec(low)) {
         const s = m.index;
         const e = s + m[0].length;
+        const w = m[0];
+        const known = CATEGORY_OF.get(w);
+        if (known !== undefined) {
+          if (known !== null) candidates.push({ cat: known, s, e, span: false });
+          continue;
+        }
         // The category: the capturing pattern of the match's first character, at the match (the same alternatives
         // in the same order give the same match); the whole capturing alternation if it ever did not.
         const start = START_RES[low.charCodeAt(s)]!;
@@ -959,10 +1023,17 @@ const judge = (full: string, lowFull: string, subjectEnd: number, findings: Find
           g = MERGED_Y_RE.exec(low);
           cats = GROUP_CATEGORY;
         }
-        if (g === null) continue;
-        let k = 1;
-        while (k <= cats.length && g[k] === undefined) k++;
-        if (k <= cats.length) candidates.push({ cat: cats[k - 1]!, s, e, span: false });
+        let cat: Category | null = null;
+        if (g !== null) {
+          let k = 1;
+          while (k <= cats.length && g[k] === undefined) k++;
+          if (k <= cats.length) cat = cats[k - 1]!;
+        }
+        if (cat !== null) candidates.push({ cat, s, e, span: false });
+        if (categoryIsContextFree(w)) {
+          if (CATEGORY_OF.size >= CATEGORY_MEMO_LIMIT) CATEGORY_OF.clear();
+          CATEGORY_OF.set(w, cat);
+        }
       }
     } else {
       MERGED_I_RE.lastIndex = 0;
