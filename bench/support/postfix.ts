@@ -22,6 +22,9 @@ export const peersMissing = (): string | undefined => {
   if (process.getuid?.() !== 0) return 'peers need root (a private Postfix instance runs its daemons as user postfix)';
   for (const f of [POSTFIX, OPENDKIM, SMTP_SOURCE])
     if (!fs.existsSync(f)) return `${f} is not installed (apt-get install postfix opendkim opendkim-tools)`;
+  // Postfix's daemons run as user postfix: they must pass through the temp dir to reach their queue under it.
+  if ((fs.statSync(os.tmpdir()).mode & 0o001) === 0)
+    return `${os.tmpdir()} is not searchable by other users, so Postfix's daemons cannot reach their queue under it (set TMPDIR=/var/tmp)`;
   return undefined;
 };
 
