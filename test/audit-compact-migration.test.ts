@@ -1,13 +1,13 @@
-import { createHash } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
-import { canonicalOfRow, type EventRow, GENESIS_HASH, recomputeRowHash } from '../src/audit/audit-chain.js';
+import { type EventRow, GENESIS_HASH, recomputeRowHash } from '../src/audit/audit-chain.js';
 import { createAuditService } from '../src/audit/audit-service.js';
 import { canonicalJson } from '../src/audit/canonical.js';
 import { eventRows, selectEventRows } from '../src/audit/event-rows.js';
 import { createTreeStore } from '../src/audit/tree-store.js';
 import { fixedClock } from '../src/kernel/clock.js';
 import { migrateToLatest } from '../src/store/migrate.js';
+import { chainedRows, migrateWithHead } from './support/audit-rows.js';
 import { testDialects } from './support/dialects.js';
 import { storeMigratedTo } from './support/migration-store.js';
 
@@ -24,35 +24,24 @@ const CHAINS = [
 ];
 
 /** Rows in the layout before 0040 (chain as text, hashes as hex), chained as the integrator chained them. */
-const oldRows = (n: number): EventRow[] => {
-  const rows: EventRow[] = [];
-  let prev = GENESIS_HASH;
-  for (let i = 1; i <= n; i++) {
-    const r: EventRow = {
-      seq: i,
-      id: `evt_${i.toString(16).padStart(32, '0')}`,
-      at: new Date(Date.UTC(2026, 0, 1) + i * 1000).toISOString(),
-      org_id: i % 7 === 0 ? null : 'org_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0',
-      action: i % 3 === 0 ? 'email.submitted' : 'email.read',
-      actor_type: 'agent',
-      actor_id: 'agt_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0',
-      delegation_chain: canonicalJson(CHAINS[i % CHAINS.length]),
-      target_type: i % 5 === 0 ? null : 'message',
-      target_id: i % 5 === 0 ? null : `msg_${i.toString(16).padStart(32, '0')}`,
-      outcome: i % 11 === 0 ? 'denied' : 'success',
-      request_id: `req_${i}`,
-      client_ip: i % 2 ? '10.0.0.1' : null,
-      content_hash: i % 4 === 0 ? null : i % 9 === 0 ? 'sha-1:not-hex ✓' : 'ab'.repeat(32),
-      details: canonicalJson({ n: i, note: 'é ✓' }),
-      prev_hash: prev,
-      hash: '',
-    };
-    r.hash = createHash('sha256').update(prev, 'hex').update(canonicalOfRow(r), 'utf8').digest('hex');
-    prev = r.hash;
-    rows.push(r);
-  }
-  return rows;
-};
+const oldRows = (n: number): EventRow[] =>
+  chainedRows(n, (i) => ({
+    seq: i,
+    id: `evt_${i.toString(16).padStart(32, '0')}`,
+    at: new Date(Date.UTC(2026, 0, 1) + i * 1000).toISOString(),
+    org_id: i % 7 === 0 ? null : 'org_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0',
+    action: i % 3 === 0 ? 'email.submitted' : 'email.read',
+    actor_type: 'agent',
+    actor_id: 'agt_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0',
+    delegation_chain: canonicalJson(CHAINS[i % CHAINS.length]),
+    target_type: i % 5 === 0 ? null : 'message',
+    target_id: i % 5 === 0 ? null : `msg_${i.toString(16).padStart(32, '0')}`,
+    outcome: i % 11 === 0 ? 'denied' : 'success',
+    request_id: `req_${i}`,
+    client_ip: i % 2 ? '10.0.0.1' : null,
+    content_hash: i % 4 === 0 ? null : i % 9 === 0 ? 'sha-1:not-hex ✓' : 'ab'.repeat(32),
+    details: canonicalJson({ n: i, note: 'é ✓' }),
+  }));
 
 for (const dialect of testDialects()) {
   describe(`audit migration 0040: compact events (${dialect})`, () => {
@@ -76,15 +65,8 @@ for (const dialect of testDialects()) {
           .insertInto('audit_events')
           .values(before.slice(i, i + 40))
           .execute();
-      await db
-        .updateTable('audit_head')
-        .set({ seq: 120, hash: before.at(-1)!.hash })
-        .where('id', '=', 1)
-        .execute();
 
-      await migrateToLatest(store);
-
-      const after = await eventRows(selectEventRows(store.db).orderBy('e.seq'));
+      const after = await migrateWithHead(store, db, before);
       expect(after).toEqual(before);
       const chains = await store.db.selectFrom('audit_chains').selectAll().orderBy('id').execute();
       expect(chains.map((c) => JSON.parse(c.chain))).toEqual([CHAINS[1], CHAINS[2], CHAINS[0]]);

@@ -1,14 +1,13 @@
-import { createHash } from 'node:crypto';
 import { sql } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
-import { canonicalOfRow, type EventRow, GENESIS_HASH, recomputeRowHash } from '../src/audit/audit-chain.js';
+import { type EventRow, GENESIS_HASH, recomputeRowHash } from '../src/audit/audit-chain.js';
 import { storedOfContentHash, storedOfHex } from '../src/audit/audit-columns.js';
 import { createAuditService } from '../src/audit/audit-service.js';
 import { canonicalJson } from '../src/audit/canonical.js';
 import { eventRows, selectEventRows } from '../src/audit/event-rows.js';
 import { createTreeStore } from '../src/audit/tree-store.js';
 import { fixedClock } from '../src/kernel/clock.js';
-import { migrateToLatest } from '../src/store/migrate.js';
+import { chainedRows, migrateWithHead } from './support/audit-rows.js';
 import { testDialects } from './support/dialects.js';
 import { storeMigratedTo } from './support/migration-store.js';
 
@@ -30,12 +29,10 @@ const TARGETS: (string | null)[] = [
 ];
 
 /** Rows in the 0040 layout (ids as text, hashes as bytes, the chain by reference), chained as the integrator chained them. */
-const rows0040 = (n: number): EventRow[] => {
-  const out: EventRow[] = [];
-  let prev = GENESIS_HASH;
-  for (let i = 1; i <= n; i++) {
+const rows0040 = (n: number): EventRow[] =>
+  chainedRows(n, (i) => {
     const target = TARGETS[i % TARGETS.length]!;
-    const r: EventRow = {
+    return {
       seq: i,
       id: i % 13 === 0 ? `legacy-event-${i}` : `evt_${i.toString(16).padStart(32, '0')}`,
       at: new Date(Date.UTC(2026, 0, 1) + i * 1000).toISOString(),
@@ -51,15 +48,8 @@ const rows0040 = (n: number): EventRow[] => {
       client_ip: '10.0.0.1',
       content_hash: i % 2 ? 'ab'.repeat(32) : null,
       details: canonicalJson({ n: i }),
-      prev_hash: prev,
-      hash: '',
     };
-    r.hash = createHash('sha256').update(prev, 'hex').update(canonicalOfRow(r), 'utf8').digest('hex');
-    prev = r.hash;
-    out.push(r);
-  }
-  return out;
-};
+  });
 
 for (const dialect of testDialects()) {
   describe(`audit migration 0042: ids as bytes, no stored prev_hash (${dialect})`, () => {
@@ -85,15 +75,8 @@ for (const dialect of testDialects()) {
           })),
         )
         .execute();
-      await old
-        .updateTable('audit_head')
-        .set({ seq: 60, hash: before.at(-1)!.hash })
-        .where('id', '=', 1)
-        .execute();
 
-      await migrateToLatest(store);
-
-      const after = await eventRows(selectEventRows(store.db).orderBy('e.seq'));
+      const after = await migrateWithHead(store, old, before);
       expect(after).toEqual(before);
       for (const r of after) expect(recomputeRowHash(r, r.prev_hash)).toBe(r.hash);
       // The id form: 3 prefix bytes + 16 bytes for a Mailward id, 0x00 + UTF-8 for anything else.

@@ -1,7 +1,6 @@
-import { createHash } from 'node:crypto';
 import { sql } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
-import { canonicalOfRow, type EventRow, GENESIS_HASH, recomputeRowHash } from '../src/audit/audit-chain.js';
+import { type EventRow, GENESIS_HASH, recomputeRowHash } from '../src/audit/audit-chain.js';
 import { storedOfContentHash, storedOfHex, storedOfId, storedOfIdOrNull } from '../src/audit/audit-columns.js';
 import { createAuditService } from '../src/audit/audit-service.js';
 import { canonicalJson } from '../src/audit/canonical.js';
@@ -9,7 +8,7 @@ import { atBound, eventRows, idIs, selectEventRows, seqAtBoundQuery } from '../s
 import { createTreeStore } from '../src/audit/tree-store.js';
 import { fixedClock } from '../src/kernel/clock.js';
 import type { Executor } from '../src/store/db.js';
-import { migrateToLatest } from '../src/store/migrate.js';
+import { chainedRows, migrateWithHead } from './support/audit-rows.js';
 import { testDialects } from './support/dialects.js';
 import { storeMigratedTo } from './support/migration-store.js';
 
@@ -30,12 +29,10 @@ const ODD_TIMES = [
 const TARGETS: (string | null)[] = ['msg_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0', 'oauth-client-7', 'ab'.repeat(32), 'pâtient ✓', '', null];
 
 /** Rows as the 0042 layout held them (ids as bytes, no prev_hash, `at` as text), chained as the integrator chained them. */
-const rows0042 = (n: number): EventRow[] => {
-  const out: EventRow[] = [];
-  let prev = GENESIS_HASH;
-  for (let i = 1; i <= n; i++) {
+const rows0042 = (n: number): EventRow[] =>
+  chainedRows(n, (i) => {
     const target = TARGETS[i % TARGETS.length]!;
-    const r: EventRow = {
+    return {
       seq: i,
       id: i % 13 === 0 ? `legacy-event-${i}` : `evt_${i.toString(16).padStart(32, '0')}`,
       at: i % 10 === 5 ? ODD_TIMES[(i / 10) | 0]! : new Date(Date.UTC(2026, 0, 1) + i * 60_000 + i).toISOString(),
@@ -51,15 +48,8 @@ const rows0042 = (n: number): EventRow[] => {
       client_ip: '10.0.0.1',
       content_hash: i % 2 ? 'ab'.repeat(32) : null,
       details: canonicalJson({ n: i }),
-      prev_hash: prev,
-      hash: '',
     };
-    r.hash = createHash('sha256').update(prev, 'hex').update(canonicalOfRow(r), 'utf8').digest('hex');
-    prev = r.hash;
-    out.push(r);
-  }
-  return out;
-};
+  });
 
 /** The plan of a query, as text: SQLite's EXPLAIN QUERY PLAN details, PostgreSQL's EXPLAIN lines. */
 const planOf = async (ex: Executor, dialect: string, q: { compile: () => { sql: string; parameters: readonly unknown[] } }) => {
@@ -102,15 +92,8 @@ for (const dialect of testDialects()) {
           })),
         )
         .execute();
-      await old
-        .updateTable('audit_head')
-        .set({ seq: 60, hash: before.at(-1)!.hash })
-        .where('id', '=', 1)
-        .execute();
 
-      await migrateToLatest(store);
-
-      const after = await eventRows(selectEventRows(store.db).orderBy('e.seq'));
+      const after = await migrateWithHead(store, old, before);
       expect(after).toEqual(before);
       for (const r of after) expect(recomputeRowHash(r, r.prev_hash)).toBe(r.hash);
       // The stored time: milliseconds with '' for the writers' form, the text itself (after `=`) for anything else.

@@ -1,4 +1,10 @@
+import { createHash } from 'node:crypto';
+import type { Kysely } from 'kysely';
+import { canonicalOfRow, type EventRow, GENESIS_HASH } from '../../src/audit/audit-chain.js';
 import { ID_COLUMNS, idOfStored } from '../../src/audit/audit-columns.js';
+import { eventRows, selectEventRows } from '../../src/audit/event-rows.js';
+import type { Store } from '../../src/store/db.js';
+import { migrateToLatest } from '../../src/store/migrate.js';
 
 type IdColumn = (typeof ID_COLUMNS)[number];
 export type TextIds<T> = { [K in keyof T]: K extends IdColumn ? (null extends T[K] ? string | null : string) : T[K] };
@@ -14,3 +20,33 @@ export const textIds = <T extends object>(rows: T[]): TextIds<T>[] =>
     return o as TextIds<T>;
   });
 export const textIdsOf = <T extends object>(row: T): TextIds<T> => textIds([row])[0]!;
+
+/**
+ * `n` audit events chained as the integrator chains them (each `hash` over the previous one and `canonicalOfRow`), with
+ * the fields `row(i)` gives event `i` (1-based): the audit migration tests write them in an older layout.
+ */
+export const chainedRows = (n: number, row: (i: number) => Omit<EventRow, 'prev_hash' | 'hash'>): EventRow[] => {
+  const out: EventRow[] = [];
+  let prev = GENESIS_HASH;
+  for (let i = 1; i <= n; i++) {
+    const r: EventRow = { ...row(i), prev_hash: prev, hash: '' };
+    r.hash = createHash('sha256').update(prev, 'hex').update(canonicalOfRow(r), 'utf8').digest('hex');
+    prev = r.hash;
+    out.push(r);
+  }
+  return out;
+};
+
+/**
+ * Points the chain head at the last of `before` (written by the test in an older layout through `old`), runs every
+ * later migration, and returns the events as the audit service reads them, in order.
+ */
+export const migrateWithHead = async (store: Store, old: Kysely<any>, before: readonly EventRow[]): Promise<EventRow[]> => {
+  await old
+    .updateTable('audit_head')
+    .set({ seq: before.length, hash: before.at(-1)!.hash })
+    .where('id', '=', 1)
+    .execute();
+  await migrateToLatest(store);
+  return eventRows(selectEventRows(store.db).orderBy('e.seq'));
+};
