@@ -107,20 +107,25 @@ const counts = new Float64Array(TEXT_GROUPS.length);
 const ruleX = new Float32Array(RULE_FEATURES.length);
 
 /**
- * Keeps `name` among the three largest positive contributions (largest first), by insertion. A function of the
- * module rather than a closure per message (closures are allocated, and named ones renamed by tsx, on every call).
+ * The three largest positive contributions, largest first (a tie keeps the earlier one first), kept by insertion in
+ * buffers of the module (scoring is synchronous): no arrays grown and spliced per message, no closure per message.
  */
-const consider = (topNames: string[], topValues: number[], name: string, c: number) => {
+const topValues = new Float64Array(3);
+const topNames: string[] = ['', '', ''];
+let topCount = 0;
+/** Keeps `name` among the three largest positive contributions (see topValues). */
+const consider = (name: string, c: number) => {
   if (c <= 0) return;
-  let k = topValues.length;
+  let k = topCount;
   while (k > 0 && topValues[k - 1]! < c) k--;
   if (k >= 3) return;
-  topValues.splice(k, 0, c);
-  topNames.splice(k, 0, name);
-  if (topValues.length > 3) {
-    topValues.length = 3;
-    topNames.length = 3;
+  for (let j = Math.min(topCount, 2); j > k; j--) {
+    topValues[j] = topValues[j - 1]!;
+    topNames[j] = topNames[j - 1]!;
   }
+  topValues[k] = c;
+  topNames[k] = name;
+  if (topCount < 3) topCount++;
 };
 
 /**
@@ -138,23 +143,22 @@ export const scoreMessage = (
   let z = model.bias;
   let textLogit = 0;
   // The three largest positive contributions, kept by insertion (no array of all of them, no sort).
-  const topNames: string[] = [];
-  const topValues: number[] = [];
+  topCount = 0;
   for (let g = 0; g < TEXT_GROUPS.length; g++) {
     if (counts[g]! === 0) continue;
     const c = sums[g]! / Math.sqrt(Math.max(model.normFloor, counts[g]!));
     z += c;
     textLogit += c;
-    consider(topNames, topValues, TEXT_NAMES[g]!, c);
+    consider(TEXT_NAMES[g]!, c);
   }
   const x = ruleFeaturesInto(rules, ruleX);
   for (let i = 0; i < x.length; i++) {
     if (x[i] === 0) continue;
     const c = x[i]! * model.rules[i]!;
     z += c;
-    consider(topNames, topValues, RULE_NAMES[i]!, c);
+    consider(RULE_NAMES[i]!, c);
   }
-  const top = topNames;
+  const top = topNames.slice(0, topCount);
   return { probability: 1 / (1 + Math.exp(-z)), textLogit, top };
 };
 

@@ -22,7 +22,7 @@ import {
   SPECIALIST_TERMS,
 } from './phi-context-lexicon.js';
 import { classifyMessage } from './phi-classifier.js';
-import { blankHtml, type MessageToScan, scanMessage } from './phi-scanner.js';
+import { blankHtml, type MessageToScan, scanMessageFindings } from './phi-scanner.js';
 import { checksumIdentifiers } from './phi-id-checksums.js';
 import type { Finding, FindingType, IdentifierType, ScanOptions, Sensitivity } from './phi-types.js';
 
@@ -283,9 +283,25 @@ const CATEGORY_MEMO_LIMIT = 8192;
 export const MERGED_PATTERN_LIMIT = 20 * 1024;
 /** The source lengths of the merged vocabulary patterns, for the test that keeps them under MERGED_PATTERN_LIMIT. */
 export const mergedPatternLengths = (): number[] => [MERGED_SCAN_RE.source.length, MERGED_I_RE.source.length];
-/** Word endings (CONDITION_ENDINGS, PROCEDURE_ENDINGS), found from the ending back to the word's start: no backtracking over every word. */
-const ENDINGS_RE = new RegExp(`(?<=[a-z]{3})(?:(?<c>${CONDITION_ENDINGS.join('|')})|(?<p>${PROCEDURE_ENDINGS.join('|')}))(?![\\w-])`, 'g');
+/**
+ * Word endings (CONDITION_ENDINGS, PROCEDURE_ENDINGS), found from the ending back to the word's start: no backtracking
+ * over every word. Group 1 is a condition's ending, group 2 a procedure's. The three lower-case letters the ending
+ * needs before it are checked at each match (endingAt) instead of by a look-behind: a pattern that opens with its
+ * literal endings lets the engine skip ahead to them, and where the check fails at a match the scan goes on one
+ * character further, as the look-behind's scan would (it tests the same endings at the same positions).
+ */
+const ENDINGS_RE = new RegExp(`(?:(${CONDITION_ENDINGS.join('|')})|(${PROCEDURE_ENDINGS.join('|')}))(?![\\w-])`, 'g');
 const isLowerAlpha = (c: number) => c >= 97 && c <= 122;
+/** The next match of ENDINGS_RE in `low` from its lastIndex with three lower-case letters before it, as `(?<=[a-z]{3})` would. */
+const endingAt = (low: string): RegExpExecArray | null => {
+  for (let m = ENDINGS_RE.exec(low); m !== null; m = ENDINGS_RE.exec(low)) {
+    const i = m.index;
+    if (i >= 3 && isLowerAlpha(low.charCodeAt(i - 1)) && isLowerAlpha(low.charCodeAt(i - 2)) && isLowerAlpha(low.charCodeAt(i - 3)))
+      return m;
+    ENDINGS_RE.lastIndex = i + 1;
+  }
+  return null;
+};
 const isWordChar = (c: number) => (c >= 48 && c <= 57) || isLowerAlpha(c) || c === 95 || (c >= 0xc0 && c <= 0x24f);
 const BROADCAST_RE = termsRe(BROADCAST_TERMS, 'i');
 const GENERAL_RE = termsRe(GENERAL_SENTENCE_TERMS, 'i');
@@ -534,11 +550,10 @@ const maskOrgNames = (text: string, names: readonly string[] | undefined) => {
 /** The text the judgement reads: subject, then the body (markup blanked), then text attachments. */
 const assessedText = (msg: MessageToScan) => {
   const body = msg.text ?? (msg.html ? blankHtml(msg.html) : '');
-  const plain = /<[a-z/!][^>]*>|&[a-z]+;/i.test(body) ? blankHtml(body) : body;
+  // Markup needs a '<' or a '&': without either, the pattern cannot match and is not run.
+  const plain = (body.includes('<') || body.includes('&')) && /<[a-z/!][^>]*>|&[a-z]+;/i.test(body) ? blankHtml(body) : body;
   return { subject: msg.subject ?? '', body: plain };
 };
-
-const compiledCache = new WeakMap<ContextOptions, ScanOptions>();
 
 /**
  * Reads a message as the judgement does (subject, body with markup blanked, text
@@ -548,23 +563,22 @@ export const readForJudgement = (
   msg: MessageToScan,
   options: ContextOptions = {},
 ): { rules: Assessment; full: string; subjectEnd: number; low: string } => {
-  let scanOptions = compiledCache.get(options);
-  if (!scanOptions) {
-    scanOptions = options;
-    compiledCache.set(options, scanOptions);
-  }
-  const scan = scanMessage(msg, scanOptions);
+  // The findings alone: the judgement makes its own sensitivity (scanMessage's is not computed here).
+  const findings = scanMessageFindings(msg, options);
   const { subject, body } = assessedText(msg);
   // The subject is its own sentence; attachments' text is judged with the body.
-  const attachmentText = (msg.attachments ?? [])
-    .map((a) => (a.content && /^text\//i.test(a.content_type ?? '') ? Buffer.from(a.content).toString('utf8').slice(0, 200_000) : ''))
-    .filter(Boolean)
-    .join('\n');
+  const attachmentText =
+    msg.attachments === undefined || msg.attachments.length === 0
+      ? ''
+      : msg.attachments
+          .map((a) => (a.content && /^text\//i.test(a.content_type ?? '') ? Buffer.from(a.content).toString('utf8').slice(0, 200_000) : ''))
+          .filter(Boolean)
+          .join('\n');
   const full = maskOrgNames(`${subject}\n${body}${attachmentText ? `\n${attachmentText}` : ''}`, options.orgNames);
   const subjectEnd = subject.length;
   // Lower-cased once, for the rules' passes and the classifier's features alike.
   const low = full.toLowerCase();
-  return { rules: judge(full, low, subjectEnd, scan.findings), full, subjectEnd, low };
+  return { rules: judge(full, low, subjectEnd, findings), full, subjectEnd, low };
 };
 
 /** The rules' judgement alone (no trained classifier): the classifier's rule features, and its training input. */
@@ -1046,14 +1060,14 @@ const judge = (full: string, lowFull: string, subjectEnd: number, findings: Find
     if (text === low) {
       const listed = candidates.length;
       ENDINGS_RE.lastIndex = 0;
-      for (let m = ENDINGS_RE.exec(low); m !== null; m = ENDINGS_RE.exec(low)) {
+      for (let m = endingAt(low); m !== null; m = endingAt(low)) {
         const e = m.index + m[0].length;
         let s = m.index;
         while (s > 0 && isLowerAlpha(low.charCodeAt(s - 1))) s--;
         if (s > 0 && isWordChar(low.charCodeAt(s - 1))) continue;
         let covered = false;
         for (let k = 0; k < listed && !covered; k++) covered = candidates[k]!.s <= s && candidates[k]!.e >= e;
-        if (!covered) candidates.push({ cat: m.groups!['c'] !== undefined ? 'condition' : 'procedure', s, e, span: false });
+        if (!covered) candidates.push({ cat: m[1] !== undefined ? 'condition' : 'procedure', s, e, span: false });
       }
     }
     // A word followed by a strength ("Descovy 200/25 mg", "Telma 40 mg", "Valacyclovir 500 mg"): a drug, named or not in
@@ -1182,7 +1196,11 @@ const judge = (full: string, lowFull: string, subjectEnd: number, findings: Find
     );
   }
   // Part 2 through logistics: the person's own programme logistics plus a treatment setting in one message (PART2_LOGISTICS_RE_SOURCE).
-  if (!part2 && !broadcast && (salutationName || namedBySpan || /\b(?:you|your|ur|u)\b/i.test(full))) {
+  // Whether the reader is addressed, looked for only when it matters; remembered for the Part 2 cue families below,
+  // whose pattern has the same words and more (so it matches wherever this one does).
+  const personal = salutationName || namedBySpan;
+  const youWord = !part2 && !broadcast && !personal && /\b(?:you|your|ur|u)\b/i.test(full);
+  if (!part2 && !broadcast && (personal || youWord)) {
     const [setRe, setText] = sameCase ? [PART2_SETTING_LOW_RE, lowFull] : [PART2_SETTING_RE, full];
     setRe.lastIndex = 0;
     for (let m = setRe.exec(setText); m !== null; m = setRe.exec(setText)) {
@@ -1208,7 +1226,7 @@ const judge = (full: string, lowFull: string, subjectEnd: number, findings: Find
   }
   // Part 2 through opioid-treatment logistics: weak cues from two families (PART2_CUE_FAMILIES) in one personal message.
   // A dose of a drug the message names is that drug's ("your dose of amoxicillin"), not a programme's.
-  if (!part2 && !broadcast && (salutationName || namedBySpan || /\b(?:you|your|ur|u|pt|patient)\b/i.test(full))) {
+  if (!part2 && !broadcast && (personal || youWord || /\b(?:you|your|ur|u|pt|patient)\b/i.test(full))) {
     const otherDrug = candidates.some((c) => c.cat === 'medication');
     const families = new Set<string>();
     let first: [number, number] | null = null;

@@ -178,6 +178,12 @@ const addFindings = (out: Finding[], c: Compiled, field: FindingField, text: str
  * finding in the subject is always held by the policy.
  */
 export const scanMessage = (msg: MessageToScan, options: ScanOptions = EMPTY): ScanResult => {
+  const findings = scanMessageFindings(msg, options);
+  return { findings, sensitivity: sensitivityOf(findings), categories: categoriesOf(findings) };
+};
+
+/** The findings of scanMessage alone, without the sensitivity and categories (the message-level judgement makes its own). */
+export const scanMessageFindings = (msg: MessageToScan, options: ScanOptions = EMPTY): Finding[] => {
   const c = compile(options);
   const findings: Finding[] = [];
   addFindings(findings, c, 'subject', msg.subject);
@@ -203,5 +209,5 @@ export const scanMessage = (msg: MessageToScan, options: ScanOptions = EMPTY): S
       addFindings(findings, c, 'attachment', buf.toString('utf8'), i);
     }
   });
-  return { findings, sensitivity: sensitivityOf(findings), categories: categoriesOf(findings) };
+  return findings;
 };
