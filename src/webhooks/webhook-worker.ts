@@ -18,7 +18,7 @@ import type { WebhookAttemptsTable, WebhookDeliveriesTable, WebhookEndpointsTabl
 import { type CheckedUrl, checkWebhookUrl, type HostLookup } from './url-safety.js';
 import { type WebhookRetrySchedule, webhookRetryDelay } from './webhook-retry.js';
 import { signDelivery } from './webhook-signing.js';
-import { webhookSecretAad, webhookUrlAad, webhooksRepo as repo } from './webhooks-repo.js';
+import { type DomainEventJson, secretsKey, webhookSecretAad, webhookUrlAad, webhooksRepo as repo } from './webhooks-repo.js';
 import { deliveryRow, firstDeliveryId } from './webhooks-service.js';
 
 type Deps = {
@@ -322,6 +322,8 @@ export const createWebhookWorker = (d: Deps) => {
    * one taken under a lease since lost (and maybe taken again) records nothing.
    */
   const held = new Map<string, Lease>();
+  /** The live secrets a lease's last take read (PostgreSQL's one-statement refill compares them with the store's: flushRangesPg). */
+  const leaseSecrets = new WeakMap<Lease, WebhookSecretsTable[]>();
   /** The cursor once `seqs` (and every earlier finished one) are recorded: just below the first outstanding event left. */
   const cursorAfter = (h: Lease, seqs: ReadonlySet<number>) => {
     for (const s of h.outstanding) if (!h.finished.has(s) && !seqs.has(s)) return s - 1;
@@ -434,6 +436,7 @@ export const createWebhookWorker = (d: Deps) => {
         lease.next = reached;
         lease.outstanding.push(...seqs);
         held.set(endpointId, lease);
+        if (events.length > 0) leaseSecrets.set(lease, secrets);
       });
     }
     return fresh;
@@ -601,12 +604,196 @@ export const createWebhookWorker = (d: Deps) => {
     }
     return after;
   };
+  /** Records outcomes one by one, each in a transaction of its own (after a group's commit failed: one bad outcome must not hold back the others). */
+  const recordOneByOne = async (list: Pending[]) => {
+    for (const p of list) {
+      try {
+        let one: (() => void)[] = [];
+        await d.db.transaction().execute(async (tx) => {
+          if (!p.job.range) return finishIn(tx, p.job, p.r);
+          const attempts: WebhookAttemptsTable[] = [];
+          one = await recordRanges(tx, [p], attempts, d.clock.now().toISOString());
+          await repo.insertAttempts(tx, attempts);
+        });
+        for (const f of one) f();
+        p.resolve();
+      } catch (e) {
+        p.reject(e);
+      }
+    }
+  };
+  const fromJson = (r: DomainEventJson): DomainEvent => ({
+    id: r.id,
+    seq: Number(r.seq),
+    type: r.type as DomainEvent['type'],
+    occurred_at: r.occurred_at,
+    org_id: r.org_id,
+    mailbox_id: r.mailbox_id,
+    email_id: r.email_id,
+    approval_id: r.approval_id,
+    data: JSON.parse(r.data) as Record<string, unknown>,
+  });
+  /*
+   * PostgreSQL, the common case: every outcome of the group is a first attempt under a range lease that was
+   * delivered (or skipped). Per endpoint one autocommit statement records them and, for the refill, takes the
+   * endpoint's next events (repo.recordAndTakeRangePg): one round trip per wave instead of ten or so (BEGIN, the
+   * lease's compare-and-set, the log's inserts, the take's reads and compare-and-set, COMMIT), each a wait on the
+   * server from this process's one connection at a time. What each endpoint's statement records is independent
+   * of the others' (its own lease, its own rows), so they need not share a transaction; a statement that fails
+   * leaves its endpoint's outcomes to recordOneByOne. Due jobs (retries, replays) are claimed first, as in
+   * claimWithFresh, by their own statement when they may be waiting; failures, and every outcome on SQLite (where
+   * a statement is a call in this thread, not a round trip), go through the transaction of `flush`.
+   */
+  const flushRangesPg = async (group: Pending[]) => {
+    const refill = worker.reserve(group.length, deepCount > 0);
+    const jobs: Job[] = [];
+    let dueShort = true;
+    let filled = false;
+    try {
+      const now = d.clock.now();
+      const at = now.toISOString();
+      const leaseUntil = new Date(now.getTime() + d.leaseMs).toISOString();
+      let left = refill?.n ?? 0;
+      if (refill && (refill.due || Date.now() - dueAt >= d.pollMs)) {
+        try {
+          const rows = await claimIn(d.db, left);
+          dueShort = rows.length < left;
+          left -= rows.length;
+          jobs.push(...(await hydrate(rows)));
+        } catch (e) {
+          // Claimed but unread, or not claimed: they wait out their lease, or the next look finds them (at least once).
+          dueShort = false;
+          d.logger.error({ err: { type: (e as Error)?.name } }, 'webhooks: claiming due jobs failed');
+        }
+      }
+      const byEndpoint = new Map<string, Pending[]>();
+      for (const p of group) {
+        const l = byEndpoint.get(p.job.endpoint_id);
+        if (l) l.push(p);
+        else byEndpoint.set(p.job.endpoint_id, [p]);
+      }
+      const failed: Pending[] = [];
+      // Endpoint rows in id order: two processes' outcome commits never wait on each other in a cycle.
+      for (const id of [...byEndpoint.keys()].sort()) {
+        const list = byEndpoint.get(id)!;
+        const lease = held.get(id);
+        // Taken under a lease since lost (and maybe taken again): not this lease's to record.
+        const mine = lease ? list.filter((p) => p.job.range === lease) : [];
+        if (!lease || mine.length === 0) {
+          for (const p of list) p.resolve();
+          continue;
+        }
+        const seqs = new Set(mine.map((p) => Number(p.job.event_seq)));
+        const delivered = mine.filter((p) => p.r.ok && !p.r.skipped);
+        const b = backlog.get(id);
+        // Only an extension of this lease past what it has looked at (no dead holder's range left to look up first).
+        const take = left > 0 && b?.deep === true && taking === null && lease.next >= lease.recheck;
+        const token = {};
+        if (take) taking = token;
+        let row: Awaited<ReturnType<typeof repo.recordAndTakeRangePg>>;
+        try {
+          row = await repo.recordAndTakeRangePg(
+            d.db,
+            {
+              id,
+              workerId,
+              take,
+              knownTo: lease.to,
+              orgId: mine[0]!.job.org_id,
+              after: lease.next,
+              limit: take ? left : 0,
+              cursor: cursorAfter(lease, seqs),
+              successAt: delivered.length > 0 ? at : null,
+              leaseUntil,
+              secretsAt: at,
+            },
+            delivered.map((p) => attemptRow(p.job, p.r, at)),
+          );
+        } catch {
+          failed.push(...list);
+          continue;
+        } finally {
+          if (taking === token) taking = null;
+        }
+        if (!row) {
+          // The lease is no longer this worker's: nothing was recorded (the worker that took it over sends these again).
+          if (held.get(id) === lease) held.delete(id);
+          for (const p of list) p.resolve();
+          continue;
+        }
+        markFinished(lease, seqs);
+        for (const _ of delivered) d.metrics?.webhookAttempt?.('delivered');
+        if (take && b) {
+          if (row.took) {
+            const events = (row.events ?? []).map(fromJson);
+            const more = events.length === left;
+            if (events.length > 0) {
+              let secrets = leaseSecrets.get(lease);
+              if (!secrets || secretsKey(secrets) !== row.secrets_key) {
+                try {
+                  secrets = await repo.liveSecretsOf(d.db, [id], at);
+                  leaseSecrets.set(lease, secrets);
+                } catch {
+                  // Fail closed: without its secrets read an attempt signs nothing, fails and is retried on its job.
+                  secrets = [];
+                }
+              }
+              const ep: WebhookEndpointsTable = { ...row };
+              delete (ep as Partial<typeof row>).took;
+              delete (ep as Partial<typeof row>).events;
+              delete (ep as Partial<typeof row>).secrets_key;
+              const opened: Job['opened'] = {};
+              for (const e of events) {
+                const deliveryId = firstDeliveryId(id, e.id);
+                jobs.push({
+                  ...deliveryRow(ep, e, at, false, deliveryId),
+                  status: 'sending',
+                  attempts: 1,
+                  first_attempt_at: at,
+                  lease_until: leaseUntil,
+                  claimed_by: workerId,
+                  event: e,
+                  endpoint: ep,
+                  secrets,
+                  opened,
+                  range: lease,
+                });
+                lease.outstanding.push(e.seq);
+              }
+              lease.to = Math.max(lease.to, events.at(-1)!.seq);
+              lease.next = events.at(-1)!.seq;
+              left -= events.length;
+            }
+            settle({ jobs: [], caughtUp: more ? [] : [[id, b.gen]], served: more ? [id] : [], apply: [] });
+          } else if (row.status !== 'active' || row.deleted_at) settle({ jobs: [], caughtUp: [[id, b.gen]], served: [], apply: [] });
+          // Otherwise (filtered since, or the lease moved): the worker's own claim takes it (fanOutLeased).
+        }
+        for (const p of list) p.resolve();
+      }
+      // Handed over before the finished jobs free their slots (the resolves below), so the loop does not claim for them as well.
+      filled = true;
+      refill?.fill(jobs, false, dueShort);
+      if (failed.length > 0) await recordOneByOne(failed);
+    } finally {
+      if (!filled) refill?.fill([], true);
+    }
+  };
   const flush = async () => {
     if (committing) return;
     committing = true;
     try {
       while (outcomes.length > 0) {
         const group = outcomes.splice(0, 256);
+        if (d.dialect === 'postgres' && group.every((p) => p.job.range && (p.r.ok || p.r.skipped))) {
+          try {
+            await flushRangesPg(group);
+          } catch (e) {
+            // Not expected (each statement's failure is handled in it): the outcomes not answered yet fail.
+            d.logger.error({ err: { type: (e as Error)?.name } }, 'webhooks: recording outcomes failed');
+            for (const p of group) p.reject(e);
+          }
+          continue;
+        }
         // The next jobs are claimed in this same commit (one commit, not two): as many as would be free.
         const refill = worker.reserve(group.length, deepCount > 0);
         let claimed: Claimed = { rows: [], fresh: null, dueShort: true };
@@ -669,21 +856,7 @@ export const createWebhookWorker = (d: Deps) => {
         } catch {
           refill?.fill([], true);
           // One bad outcome must not hold back the others.
-          for (const p of group) {
-            try {
-              let one: (() => void)[] = [];
-              await d.db.transaction().execute(async (tx) => {
-                if (!p.job.range) return finishIn(tx, p.job, p.r);
-                const attempts: WebhookAttemptsTable[] = [];
-                one = await recordRanges(tx, [p], attempts, d.clock.now().toISOString());
-                await repo.insertAttempts(tx, attempts);
-              });
-              for (const f of one) f();
-              p.resolve();
-            } catch (e) {
-              p.reject(e);
-            }
-          }
+          await recordOneByOne(group);
         } finally {
           if (taking === token) taking = null;
         }
