@@ -41,7 +41,7 @@ const RECORD_AND_TAKE_PG = `with ep as (
   order by seq limit $7::integer
 ), up as (
   update webhook_endpoints set
-    cursor = $8::bigint,
+    cursor = greatest(cursor, $8::bigint),
     last_success_at = coalesce($9::text, last_success_at),
     consecutive_failures = case when $9::text is null then consecutive_failures else 0 end,
     leased_to = greatest(leased_to, coalesce((select max(seq) from ev), leased_to)),
@@ -212,7 +212,8 @@ export const webhooksRepo = {
    * trip to the server, and node-postgres sends one at a time). Data-modifying CTEs (PostgreSQL docs 7.8.4) run
    * once and to completion, all on the statement's one snapshot, and commit or fail together:
    * - `up` is recordRange's compare-and-set (the row still names this worker: otherwise nothing is recorded), and
-   *   moves the cursor, notes a success and, when the take applies, moves `leased_to` past the events taken;
+   *   moves the cursor forward (never back: a take without outcomes passes 0, and under one holder the cursor only
+   *   grows), notes a success and, when the take applies, moves `leased_to` past the events taken;
    * - `ins` writes the successes' delivery-log rows only when `up` matched (the unique (delivery id, attempt) index
    *   of 0045 still refuses a second first attempt);
    * - `ep` says whether the take applies: asked for, the lease's `leased_to` as this worker knows it, the endpoint
