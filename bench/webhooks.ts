@@ -17,7 +17,7 @@ import { createContainer } from '../src/app/container.js';
 import { appendEvent } from '../src/events/events-log.js';
 import { createLogger } from '../src/kernel/log.js';
 import { signDelivery } from '../src/webhooks/webhook-signing.js';
-import { benchStore, fmt, seconds, table } from './support/bench-kit.js';
+import { benchStore, fmt, PG_ADMIN_URL, seconds, table } from './support/bench-kit.js';
 
 const N = Number(process.env.MAILWARD_BENCH_EVENTS ?? 3000);
 const RATE = 200;
@@ -68,6 +68,8 @@ const startProfile = async () => {
  * Counted by wrapping the drivers' statement methods (about 1 us per statement, in both phases' builds alike).
  */
 const store0 = { statements: 0, cpuUs: 0 };
+/** MAILWARD_BENCH_STATEMENTS=1 (PostgreSQL): count and wall time of each statement text in the measured phase. */
+let byText: Map<string, { n: number; ms: number }> | null = null;
 {
   const probe = new Database(':memory:');
   const proto = Object.getPrototypeOf(probe.prepare('select 1')) as Record<string, (...a: unknown[]) => unknown>;
@@ -88,7 +90,20 @@ const store0 = { statements: 0, cpuUs: 0 };
   const query = pg.Client.prototype.query as (...a: unknown[]) => unknown;
   pg.Client.prototype.query = function (this: unknown, ...a: unknown[]) {
     store0.statements++;
-    return query.apply(this, a);
+    const r = query.apply(this, a);
+    const times = byText;
+    if (times && r instanceof Promise) {
+      const text = typeof a[0] === 'string' ? a[0] : String((a[0] as { text?: unknown })?.text ?? '');
+      const t = performance.now();
+      void r.finally(() => {
+        const k = text.replace(/\s+/g, ' ').slice(0, 90);
+        const v = times.get(k) ?? { n: 0, ms: 0 };
+        v.n++;
+        v.ms += performance.now() - t;
+        times.set(k, v);
+      });
+    }
+    return r;
   } as never;
 }
 
@@ -96,6 +111,35 @@ const store0 = { statements: 0, cpuUs: 0 };
 const cpuSecs = (u: NodeJS.CpuUsage) => (u.user + u.system) / 1e6;
 
 const store = await benchStore(dialect);
+
+/*
+ * PostgreSQL: the CPU its backends for this bench's database spent (user + system from /proc/<pid>/stat, in clock
+ * ticks of 10 ms), read through a connection to another database so that reading it costs them nothing. The
+ * other half of the work on a shared 2-core machine: the server's CPU is not in this process's figures.
+ */
+const admin = dialect === 'postgres' ? new pg.Client({ connectionString: PG_ADMIN_URL }) : null;
+await admin?.connect();
+const backendTicks = async (): Promise<Map<number, number>> => {
+  const out = new Map<number, number>();
+  if (!admin) return out;
+  const r = await admin.query('select pid from pg_stat_activity where datname = $1', [store.database]);
+  for (const { pid } of r.rows as { pid: number }[]) {
+    try {
+      // Fields after the command's closing parenthesis: utime and stime are the 12th and 13th.
+      const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      out.set(pid, Number(f[11]) + Number(f[12]));
+    } catch {
+      /* gone */
+    }
+  }
+  return out;
+};
+/** Backend CPU seconds between two readings (a backend started in between counts from zero). */
+const backendSecs = (a: Map<number, number>, b: Map<number, number>) => {
+  let ticks = 0;
+  for (const [pid, t] of b) ticks += t - (a.get(pid) ?? 0);
+  return ticks / 100;
+};
 const config = loadConfig({
   ...store.env,
   MAILWARD_LOG_LEVEL: 'silent',
@@ -187,7 +231,9 @@ await rxReset();
 // 1. Mailward: the N events waiting in the log, then the worker starts: fan-out, sign, POST, log, commit.
 // MAILWARD_BENCH_PROFILE=file.cpuprofile: a CPU profile of this phase only (what the worker spends its time on).
 const profile = process.env.MAILWARD_BENCH_PROFILE ? await startProfile() : null;
+const b0 = await backendTicks();
 const st0 = { ...store0 };
+if (process.env.MAILWARD_BENCH_STATEMENTS) byText = new Map();
 const c0 = process.cpuUsage();
 const m0 = process.threadCpuUsage();
 const t0 = performance.now();
@@ -198,6 +244,9 @@ const mailwardCpu = cpuSecs(process.cpuUsage(c0));
 const mailwardMain = cpuSecs(process.threadCpuUsage(m0));
 const storeStatements = (store0.statements - st0.statements) / N;
 const storeCpuUs = (store0.cpuUs - st0.cpuUs) / N;
+const mailwardBackend = backendSecs(b0, await backendTicks());
+const statementTimes = byText;
+byText = null;
 if (profile) fs.writeFileSync(process.env.MAILWARD_BENCH_PROFILE!, JSON.stringify(await profile()));
 
 // 2. Baseline: the bare loop.
@@ -252,12 +301,16 @@ table(`webhook deliveries to a loopback receiver (${dialect}, ${N} events, ${CON
     // Per CPU-second of this process: steadier than events/s when other jobs share the cores (PostgreSQL's own CPU is not in it).
     'events/CPU-s': fmt(N / mailwardCpu),
     'CPU vs bare': `${fmt((100 * bareCpu) / mailwardCpu)}%`,
+    // With the PostgreSQL backends' CPU added (the bare loop has no server).
+    'CPU+server vs bare': dialect === 'postgres' ? `${fmt((100 * bareCpu) / (mailwardCpu + mailwardBackend))}%` : '-',
     // The main thread only (threadCpuUsage): what each loop itself did, without CPU that other threads (V8's
     // compiler and GC helpers, the SQLite checkpointer) spent during its phase on work of the phase before.
     'main-thread us/event': fmt((1e6 * mailwardMain) / N),
     'main vs bare': `${fmt((100 * bareMain) / mailwardMain)}%`,
     'statements/event': storeStatements.toFixed(3),
     'SQLite CPU us/event': dialect === 'sqlite' ? storeCpuUs.toFixed(1) : '-',
+    // PostgreSQL's backends for this database (10 ms ticks: coarse over a short phase).
+    'backend CPU us/event': dialect === 'postgres' ? fmt((1e6 * mailwardBackend) / N) : '-',
   },
   {
     path: 'bare loop POSTing the same signed payloads',
@@ -265,17 +318,32 @@ table(`webhook deliveries to a loopback receiver (${dialect}, ${N} events, ${CON
     'vs bare': '100%',
     'events/CPU-s': fmt(N / bareCpu),
     'CPU vs bare': '100%',
+    'CPU+server vs bare': '-',
     'main-thread us/event': fmt((1e6 * bareMain) / N),
     'main vs bare': '100%',
     'statements/event': '-',
     'SQLite CPU us/event': '-',
+    'backend CPU us/event': '-',
   },
 ]);
+if (statementTimes) {
+  const rows = [...statementTimes].sort((a, b) => b[1].ms - a[1].ms).slice(0, 25);
+  table(
+    'statements of the Mailward phase by text (wall time from send to answer, overlapping ones each counted)',
+    rows.map(([text, v]) => ({
+      statement: text,
+      count: String(v.n),
+      'per event': (v.n / N).toFixed(3),
+      'ms each': (v.ms / v.n).toFixed(2),
+    })),
+  );
+}
 table(`commit to delivery at ${RATE} events/s for ${seconds} s (${lat.length} events)`, [
   { p50: `${pct(50)} ms`, p90: `${pct(90)} ms`, p99: `${pct(99)} ms`, max: `${lat.at(-1)} ms`, target: 'p99 < 200 ms' },
 ]);
 
 await c.close();
+await admin?.end();
 rxProc.kill();
 await store.drop();
 process.exit(0);

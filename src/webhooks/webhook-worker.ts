@@ -18,7 +18,7 @@ import type { WebhookAttemptsTable, WebhookDeliveriesTable, WebhookEndpointsTabl
 import { type CheckedUrl, checkWebhookUrl, type HostLookup } from './url-safety.js';
 import { type WebhookRetrySchedule, webhookRetryDelay } from './webhook-retry.js';
 import { signDelivery } from './webhook-signing.js';
-import { webhookSecretAad, webhookUrlAad, webhooksRepo as repo } from './webhooks-repo.js';
+import { type DomainEventJson, secretsKey, webhookSecretAad, webhookUrlAad, webhooksRepo as repo } from './webhooks-repo.js';
 import { deliveryRow, firstDeliveryId } from './webhooks-service.js';
 
 type Deps = {
@@ -40,7 +40,16 @@ type Deps = {
 };
 
 /** A range lease this worker holds on an endpoint's first attempts (see `held` in createWebhookWorker). */
-type Lease = { to: number; next: number; recheck: number; outstanding: number[]; finished: Set<number> };
+type Lease = {
+  to: number;
+  next: number;
+  recheck: number;
+  outstanding: number[];
+  finished: Set<number>;
+  /** The endpoint's organisation, and whether it had no filters at the last take (PostgreSQL's one-statement take: takeHeldPg). */
+  org?: string;
+  unfiltered?: boolean;
+};
 
 /**
  * A claimed delivery job with its event, endpoint and live secrets (read fresh for the whole claim at once). A
@@ -264,7 +273,10 @@ export const createWebhookWorker = (d: Deps) => {
         for (const e of matched) remember(e);
         queued += n;
         // Each committed page is due at once: delivery starts while later pages are still being fanned out.
-        if (n > 0) kickWorker();
+        if (n > 0) {
+          dueKicked = true;
+          kickWorker();
+        }
       } catch (e) {
         // Another process fanned these events out first: its jobs stand, ours rolled back.
         if (e instanceof CursorMoved) continue;
@@ -322,6 +334,8 @@ export const createWebhookWorker = (d: Deps) => {
    * one taken under a lease since lost (and maybe taken again) records nothing.
    */
   const held = new Map<string, Lease>();
+  /** The live secrets a lease's last take read (PostgreSQL's one-statement refill compares them with the store's: flushRangesPg). */
+  const leaseSecrets = new WeakMap<Lease, WebhookSecretsTable[]>();
   /** The cursor once `seqs` (and every earlier finished one) are recorded: just below the first outstanding event left. */
   const cursorAfter = (h: Lease, seqs: ReadonlySet<number>) => {
     for (const s of h.outstanding) if (!h.finished.has(s) && !seqs.has(s)) return s - 1;
@@ -432,8 +446,11 @@ export const createWebhookWorker = (d: Deps) => {
       fresh.apply.push(() => {
         lease.to = to;
         lease.next = reached;
+        lease.org = ep.org_id;
+        lease.unfiltered = !filtered;
         lease.outstanding.push(...seqs);
         held.set(endpointId, lease);
+        if (events.length > 0) leaseSecrets.set(lease, secrets);
       });
     }
     return fresh;
@@ -479,7 +496,10 @@ export const createWebhookWorker = (d: Deps) => {
           again.delete(orgId);
           let queued = 0;
           for (const ep of await repo.activeEndpoints(d.db, orgId)) queued += await fanOutEndpoint(ep.id);
-          if (queued > 0) kickWorker();
+          if (queued > 0) {
+            dueKicked = true;
+            kickWorker();
+          }
         } while (again.has(orgId));
       } catch (e) {
         d.logger.error({ err: { type: (e as Error)?.name } }, 'webhooks: fan-out failed');
@@ -555,7 +575,10 @@ export const createWebhookWorker = (d: Deps) => {
   };
 
   // Group commit (as the delivery worker's): outcomes arriving together share one transaction.
-  type Pending = { job: Attempted; r: AttemptResult; resolve: () => void; reject: (e: unknown) => void };
+  /** An outcome waiting for its commit; `holdsSlot`: its attempt still holds its slot in the job worker until then (see `attempt`). */
+  type Pending = { job: Attempted; r: AttemptResult; holdsSlot: boolean; resolve: () => void; reject: (e: unknown) => void };
+  /** How many of `group` free a slot when their commit answers them (what a refill in that commit may claim for). */
+  const freeing = (group: readonly Pending[]) => group.reduce((n, p) => n + (p.holdsSlot ? 1 : 0), 0);
   const outcomes: Pending[] = [];
   /*
    * One outcome commit at a time, on both dialects: outcomes arriving meanwhile wait and share the next.
@@ -601,14 +624,267 @@ export const createWebhookWorker = (d: Deps) => {
     }
     return after;
   };
+  /** Records outcomes one by one, each in a transaction of its own (after a group's commit failed: one bad outcome must not hold back the others). */
+  const recordOneByOne = async (list: Pending[]) => {
+    for (const p of list) {
+      try {
+        let one: (() => void)[] = [];
+        await d.db.transaction().execute(async (tx) => {
+          if (!p.job.range) return finishIn(tx, p.job, p.r);
+          const attempts: WebhookAttemptsTable[] = [];
+          one = await recordRanges(tx, [p], attempts, d.clock.now().toISOString());
+          await repo.insertAttempts(tx, attempts);
+        });
+        for (const f of one) f();
+        p.resolve();
+      } catch (e) {
+        p.reject(e);
+      }
+    }
+  };
+  const fromJson = (r: DomainEventJson): DomainEvent => ({
+    id: r.id,
+    seq: Number(r.seq),
+    type: r.type as DomainEvent['type'],
+    occurred_at: r.occurred_at,
+    org_id: r.org_id,
+    mailbox_id: r.mailbox_id,
+    email_id: r.email_id,
+    approval_id: r.approval_id,
+    data: JSON.parse(r.data) as Record<string, unknown>,
+  });
+  /*
+   * PostgreSQL, the common case: every outcome of the group is a first attempt under a range lease that was
+   * delivered (or skipped). Per endpoint one autocommit statement records them and, for the refill, takes the
+   * endpoint's next events (repo.recordAndTakeRangePg): one round trip per wave instead of ten or so (BEGIN, the
+   * lease's compare-and-set, the log's inserts, the take's reads and compare-and-set, COMMIT), each a wait on the
+   * server from this process's one connection at a time. What each endpoint's statement records is independent
+   * of the others' (its own lease, its own rows), so they need not share a transaction; a statement that fails
+   * leaves its endpoint's outcomes to recordOneByOne. Due jobs (retries, replays) are claimed first, as in
+   * claimWithFresh, by their own statement when they may be waiting; failures, and every outcome on SQLite (where
+   * a statement is a call in this thread, not a round trip), go through the transaction of `flush`.
+   */
+  /** Whether recordAndTakeRangePg may extend this lease: no dead holder's range left to look up, and no filter. */
+  const canTakeHeldPg = (lease: Lease) => lease.next >= lease.recheck && lease.unfiltered === true && lease.org !== undefined;
+  /**
+   * What a take of recordAndTakeRangePg returned, applied to the lease, `backlog` and `jobs` (the statement has
+   * committed). Returns how many events it took.
+   */
+  const applyTake = async (
+    id: string,
+    lease: Lease,
+    b: { gen: number; deep: boolean },
+    row: NonNullable<Awaited<ReturnType<typeof repo.recordAndTakeRangePg>>>,
+    want: number,
+    at: string,
+    leaseUntil: string,
+    jobs: Job[],
+  ): Promise<number> => {
+    if (!row.took) {
+      if (row.status !== 'active' || row.deleted_at) settle({ jobs: [], caughtUp: [[id, b.gen]], served: [], apply: [] });
+      // Otherwise filtered since (or the lease moved): the general fan-out takes it (fanOutLeased).
+      else lease.unfiltered = false;
+      return 0;
+    }
+    const events = (row.events ?? []).map(fromJson);
+    const more = events.length === want;
+    if (events.length > 0) {
+      let secrets = leaseSecrets.get(lease);
+      if (!secrets || secretsKey(secrets) !== row.secrets_key) {
+        try {
+          secrets = await repo.liveSecretsOf(d.db, [id], at);
+          leaseSecrets.set(lease, secrets);
+        } catch {
+          // Fail closed: without its secrets read an attempt signs nothing, fails and is retried on its job.
+          secrets = [];
+        }
+      }
+      const { took: _t, events: _e, secrets_key: _k, ...ep } = row;
+      const opened: Job['opened'] = {};
+      for (const e of events) {
+        jobs.push({
+          ...deliveryRow(ep, e, at, false, firstDeliveryId(id, e.id)),
+          status: 'sending',
+          attempts: 1,
+          first_attempt_at: at,
+          lease_until: leaseUntil,
+          claimed_by: workerId,
+          event: e,
+          endpoint: ep,
+          secrets,
+          opened,
+          range: lease,
+        });
+        lease.outstanding.push(e.seq);
+      }
+      lease.to = Math.max(lease.to, events.at(-1)!.seq);
+      lease.next = events.at(-1)!.seq;
+    }
+    settle({ jobs: [], caughtUp: more ? [] : [[id, b.gen]], served: more ? [id] : [], apply: [] });
+    return events.length;
+  };
+  /*
+   * PostgreSQL: the loop's claim when every endpoint with events waiting is one whose lease this worker holds and
+   * may extend (canTakeHeldPg): each take is one autocommit statement (recordAndTakeRangePg without outcomes)
+   * instead of a transaction of six round trips. Null (nothing done) otherwise: the general claim runs.
+   */
+  const takeHeldPg = async (n: number, due: boolean): Promise<Job[] | null> => {
+    if (taking !== null) return null;
+    for (const id of backlog.keys()) {
+      const lease = held.get(id);
+      if (!lease || !canTakeHeldPg(lease)) return null;
+    }
+    const token = {};
+    taking = token;
+    try {
+      const jobs: Job[] = [];
+      if (dueLook(due)) jobs.push(...(await hydrate(await claimIn(d.db, n))));
+      let left = n - jobs.length;
+      const now = d.clock.now();
+      const at = now.toISOString();
+      const leaseUntil = new Date(now.getTime() + d.leaseMs).toISOString();
+      // In turn, as fanOutLeased: an endpoint served moves to the back.
+      for (const [id, b] of [...backlog]) {
+        if (left <= 0) break;
+        const lease = held.get(id);
+        if (!lease || !canTakeHeldPg(lease)) continue;
+        const row = await repo.recordAndTakeRangePg(
+          d.db,
+          {
+            id,
+            workerId,
+            take: true,
+            knownTo: lease.to,
+            orgId: lease.org!,
+            after: lease.next,
+            limit: left,
+            cursor: 0,
+            successAt: null,
+            leaseUntil,
+            secretsAt: at,
+          },
+          [],
+        );
+        if (!row) {
+          // Taken over: the general claim looks at it again (it is still in `backlog`).
+          if (held.get(id) === lease) held.delete(id);
+          continue;
+        }
+        left -= await applyTake(id, lease, b, row, left, at, leaseUntil, jobs);
+      }
+      return jobs;
+    } finally {
+      if (taking === token) taking = null;
+    }
+  };
+  const flushRangesPg = async (group: Pending[]) => {
+    const refill = worker.reserve(freeing(group), deepCount > 0);
+    const jobs: Job[] = [];
+    let dueShort = true;
+    let filled = false;
+    try {
+      const now = d.clock.now();
+      const at = now.toISOString();
+      const leaseUntil = new Date(now.getTime() + d.leaseMs).toISOString();
+      let left = refill?.n ?? 0;
+      if (refill && dueLook(refill.due)) {
+        try {
+          const rows = await claimIn(d.db, left);
+          dueShort = rows.length < left;
+          left -= rows.length;
+          jobs.push(...(await hydrate(rows)));
+        } catch (e) {
+          // Claimed but unread, or not claimed: they wait out their lease, or the next look finds them (at least once).
+          dueShort = false;
+          d.logger.error({ err: { type: (e as Error)?.name } }, 'webhooks: claiming due jobs failed');
+        }
+      }
+      const byEndpoint = new Map<string, Pending[]>();
+      for (const p of group) {
+        const l = byEndpoint.get(p.job.endpoint_id);
+        if (l) l.push(p);
+        else byEndpoint.set(p.job.endpoint_id, [p]);
+      }
+      const failed: Pending[] = [];
+      // Endpoint rows in id order: two processes' outcome commits never wait on each other in a cycle.
+      for (const id of [...byEndpoint.keys()].sort()) {
+        const list = byEndpoint.get(id)!;
+        const lease = held.get(id);
+        // Taken under a lease since lost (and maybe taken again): not this lease's to record.
+        const mine = lease ? list.filter((p) => p.job.range === lease) : [];
+        if (!lease || mine.length === 0) {
+          for (const p of list) p.resolve();
+          continue;
+        }
+        const seqs = new Set(mine.map((p) => Number(p.job.event_seq)));
+        const delivered = mine.filter((p) => p.r.ok && !p.r.skipped);
+        const b = backlog.get(id);
+        // Only an extension of this lease past what it has looked at (no dead holder's range left to look up first).
+        const take = left > 0 && b?.deep === true && taking === null && canTakeHeldPg(lease);
+        const token = {};
+        if (take) taking = token;
+        let row: Awaited<ReturnType<typeof repo.recordAndTakeRangePg>>;
+        try {
+          row = await repo.recordAndTakeRangePg(
+            d.db,
+            {
+              id,
+              workerId,
+              take,
+              knownTo: lease.to,
+              orgId: mine[0]!.job.org_id,
+              after: lease.next,
+              limit: take ? left : 0,
+              cursor: cursorAfter(lease, seqs),
+              successAt: delivered.length > 0 ? at : null,
+              leaseUntil,
+              secretsAt: at,
+            },
+            delivered.map((p) => attemptRow(p.job, p.r, at)),
+          );
+        } catch {
+          failed.push(...list);
+          continue;
+        } finally {
+          if (taking === token) taking = null;
+        }
+        if (!row) {
+          // The lease is no longer this worker's: nothing was recorded (the worker that took it over sends these again).
+          if (held.get(id) === lease) held.delete(id);
+          for (const p of list) p.resolve();
+          continue;
+        }
+        markFinished(lease, seqs);
+        for (const _ of delivered) d.metrics?.webhookAttempt?.('delivered');
+        if (take && b) left -= await applyTake(id, lease, b, row, left, at, leaseUntil, jobs);
+        for (const p of list) p.resolve();
+      }
+      // Handed over before the finished jobs free their slots (the resolves below), so the loop does not claim for them as well.
+      filled = true;
+      refill?.fill(jobs, false, dueShort);
+      if (failed.length > 0) await recordOneByOne(failed);
+    } finally {
+      if (!filled) refill?.fill([], true);
+    }
+  };
   const flush = async () => {
     if (committing) return;
     committing = true;
     try {
       while (outcomes.length > 0) {
         const group = outcomes.splice(0, 256);
+        if (d.dialect === 'postgres' && group.every((p) => p.job.range && (p.r.ok || p.r.skipped))) {
+          try {
+            await flushRangesPg(group);
+          } catch (e) {
+            // Not expected (each statement's failure is handled in it): the outcomes not answered yet fail.
+            d.logger.error({ err: { type: (e as Error)?.name } }, 'webhooks: recording outcomes failed');
+            for (const p of group) p.reject(e);
+          }
+          continue;
+        }
         // The next jobs are claimed in this same commit (one commit, not two): as many as would be free.
-        const refill = worker.reserve(group.length, deepCount > 0);
+        const refill = worker.reserve(freeing(group), deepCount > 0);
         let claimed: Claimed = { rows: [], fresh: null, dueShort: true };
         const token = {};
         let after: (() => void)[] = [];
@@ -669,21 +945,7 @@ export const createWebhookWorker = (d: Deps) => {
         } catch {
           refill?.fill([], true);
           // One bad outcome must not hold back the others.
-          for (const p of group) {
-            try {
-              let one: (() => void)[] = [];
-              await d.db.transaction().execute(async (tx) => {
-                if (!p.job.range) return finishIn(tx, p.job, p.r);
-                const attempts: WebhookAttemptsTable[] = [];
-                one = await recordRanges(tx, [p], attempts, d.clock.now().toISOString());
-                await repo.insertAttempts(tx, attempts);
-              });
-              for (const f of one) f();
-              p.resolve();
-            } catch (e) {
-              p.reject(e);
-            }
-          }
+          await recordOneByOne(group);
         } finally {
           if (taking === token) taking = null;
         }
@@ -714,9 +976,9 @@ export const createWebhookWorker = (d: Deps) => {
       void flush();
     });
   };
-  const finish = (job: Attempted, r: AttemptResult) =>
+  const finish = (job: Attempted, r: AttemptResult, holdsSlot = true) =>
     new Promise<void>((resolve, reject) => {
-      outcomes.push({ job, r, resolve, reject });
+      outcomes.push({ job, r, holdsSlot, resolve, reject });
       if (awaiting === 0 || outcomes.length >= 256) flushSoon();
       else
         windowTimer ??= setTimeout(() => {
@@ -800,8 +1062,26 @@ export const createWebhookWorker = (d: Deps) => {
         latencyMs: performance.now() - started,
       };
     }
-    await finish(job, result);
+    /*
+     * While the worker runs, an attempt whose answer is in gives its slot back at once, its outcome still to commit
+     * (at most `concurrency` such outcomes at a time; past that an attempt waits for its commit, as it always does
+     * without a running worker, where `runOnce` returns once the outcomes are recorded). The next requests then go
+     * out while the last ones' outcomes commit, instead of after: on PostgreSQL a commit is a wait on the server
+     * (round trip and WAL flush) during which no request was in flight. At most `concurrency` requests are in flight
+     * as before; what is not committed is only this process's to record (a crash before the commit sends the events
+     * again: at least once), and `stop` gives the range leases back only once every outcome is recorded.
+     */
+    if (!live || unrecorded.size >= d.concurrency) return finish(job, result);
+    const done = finish(job, result, false);
+    unrecorded.add(done);
+    void done
+      .catch((e: unknown) =>
+        d.logger.error({ delivery: job.id, err: { type: (e as Error)?.name } }, 'webhooks: recording an outcome failed'),
+      )
+      .finally(() => unrecorded.delete(done));
   };
+  /** Outcomes of attempts that gave their slot back before their commit (see `attempt`). */
+  const unrecorded = new Set<Promise<void>>();
 
   /** Claims up to `n` due jobs in `ex` (the root handle, or the transaction recording outcomes). */
   /*
@@ -817,8 +1097,21 @@ export const createWebhookWorker = (d: Deps) => {
     dueAt = Date.now();
     // Range leases that ran out too (a dead worker's first attempts): taken over by the next fan-out.
     if (expired) for (const id of await repo.expiredRanges(ex, workerId, now.toISOString())) markBacklog(id);
-    return repo.claimDeliveries(ex, d.dialect, workerId, now, d.leaseMs, n, expired);
+    dueKicked = false;
+    const rows = await repo.claimDeliveries(ex, d.dialect, workerId, now, d.leaseMs, n, expired);
+    dueFull = rows.length >= n;
+    return rows;
   };
+  /*
+   * Whether PostgreSQL's one-statement claims (takeHeldPg, flushRangesPg) look for due jobs first: when jobs may
+   * have become due other than by time (a replay or a fan-out without a worker kicked it: `dueKicked`), when the last
+   * look found as many as it asked for (`dueFull`: more may be waiting), or once every MAILWARD_WEBHOOK_POLL_MS
+   * (retries come due by time). The job worker's `due` is also set by every wake-up for new events, which are
+   * fresh work, not due jobs: looking each time was one more statement per claim.
+   */
+  let dueKicked = false;
+  let dueFull = false;
+  const dueLook = (due: boolean) => (due && (dueKicked || dueFull)) || Date.now() - dueAt >= d.pollMs;
   /*
    * Due jobs (retries, replays, a dead worker's) are looked for first, then events past the cursors fill what
    * is left. While fresh events keep every slot busy the worker is never idle long enough for its poll timer,
@@ -844,6 +1137,10 @@ export const createWebhookWorker = (d: Deps) => {
   };
   const claim = async (n: number, due: boolean): Promise<Job[]> => {
     if (backlog.size === 0) return hydrate(await claimIn(d.db, n));
+    if (d.dialect === 'postgres') {
+      const jobs = await takeHeldPg(n, due);
+      if (jobs) return jobs;
+    }
     const token = {};
     let claimed: Claimed;
     try {
@@ -943,6 +1240,8 @@ export const createWebhookWorker = (d: Deps) => {
     wokenOrgs.clear();
     await Promise.all(running.values());
     await worker.stop();
+    // Attempts that gave their slot back before their outcome committed: recorded before the leases go back.
+    await Promise.allSettled([...unrecorded]);
     // Every attempt has come back and its outcome is recorded: the range leases go back (another worker takes them at once).
     try {
       if (held.size > 0) await repo.releaseRanges(d.db, workerId);
@@ -954,7 +1253,11 @@ export const createWebhookWorker = (d: Deps) => {
     agents.https.destroy();
   };
 
-  return { start, stop, fanOut, fanOutAll, runOnce: worker.runOnce, kick: () => worker.kick(), workerId };
+  const kick = () => {
+    dueKicked = true;
+    worker.kick();
+  };
+  return { start, stop, fanOut, fanOutAll, runOnce: worker.runOnce, kick, workerId };
 };
 
 export type WebhookWorker = ReturnType<typeof createWebhookWorker>;

@@ -1,4 +1,4 @@
-import { sql } from 'kysely';
+import { CompiledQuery, sql } from 'kysely';
 import { batchInsert, paddedIn } from '../store/batch.js';
 import { compiledFor, type Dialect, type Executor } from '../store/db.js';
 import type { WebhookAttemptsTable, WebhookDeliveriesTable, WebhookEndpointsTable, WebhookSecretsTable } from '../store/schema.js';
@@ -16,6 +16,54 @@ export const webhookSecretAad = (r: { org_id: string; endpoint_id: string; id: s
  * lot, several times the cost of running the statement on SQLite.
  */
 const once = compiledFor;
+
+/** A `domain_events` row as json_agg gives it (columns as stored: `data` is the JSON text). */
+export type DomainEventJson = {
+  org_id: string;
+  seq: number;
+  id: string;
+  type: string;
+  occurred_at: string;
+  mailbox_id: string | null;
+  email_id: string | null;
+  approval_id: string | null;
+  data: string;
+};
+
+/** The text of recordAndTakeRangePg (one text: named once per connection, src/store/db.ts withNamedStatements). */
+const RECORD_AND_TAKE_PG = `with ep as (
+  select 1 from webhook_endpoints
+  where id = $1 and leased_by = $2 and $3::boolean and leased_to = $4::bigint and status = 'active'
+    and deleted_at is null and event_types = '[]' and mailbox_ids = '[]'
+), ev as (
+  select * from domain_events
+  where org_id = $5 and seq > $6::bigint and exists (select 1 from ep)
+  order by seq limit $7::integer
+), up as (
+  update webhook_endpoints set
+    cursor = greatest(cursor, $8::bigint),
+    last_success_at = coalesce($9::text, last_success_at),
+    consecutive_failures = case when $9::text is null then consecutive_failures else 0 end,
+    leased_to = greatest(leased_to, coalesce((select max(seq) from ev), leased_to)),
+    lease_until = case when exists (select 1 from ep) then $10::text else lease_until end
+  where id = $1 and leased_by = $2
+  returning *
+), ins as (
+  insert into webhook_attempts (id, org_id, endpoint_id, delivery_id, event_id, attempt, at, outcome, status_code, latency_ms, error)
+  select a.* from unnest($12::text[], $13::text[], $14::text[], $15::text[], $16::text[], $17::integer[], $18::text[],
+    $19::text[], $20::integer[], $21::integer[], $22::text[])
+    as a(id, org_id, endpoint_id, delivery_id, event_id, attempt, at, outcome, status_code, latency_ms, error)
+  where exists (select 1 from up)
+)
+select up.*, exists (select 1 from ep) as took,
+  (select json_agg(ev order by ev.seq) from ev) as events,
+  (select string_agg(s.id || '|' || coalesce(s.expires_at, ''), ',' order by s.created_at desc, s.id desc)
+     from webhook_secrets s where s.endpoint_id = $1 and (s.expires_at is null or s.expires_at > $11)) as secrets_key
+from up`;
+
+/** The key recordAndTakeRangePg returns for these live secrets (given in liveSecretsOf's order). */
+export const secretsKey = (secrets: readonly WebhookSecretsTable[]) =>
+  secrets.length === 0 ? null : secrets.map((s) => `${s.id}|${s.expires_at ?? ''}`).join(',');
 
 /**
  * Every query of the webhook tables (STYLE.md: who may write a table is explicit). Deliveries are jobs
@@ -99,21 +147,36 @@ export const webhooksRepo = {
   ) => {
     const shape = held === null ? 'free' : held.until === null ? 'by' : 'byUntil';
     const move = r.moveCursor !== null;
+    /*
+     * Extending this worker's own lease compares `leased_to` and the holder, not the cursor: while the lease is
+     * this worker's only its own outcome commits move the cursor (recordRange, and recordAndTakeRangePg on
+     * PostgreSQL), and one of those may commit between this take's read of the row and its update, on another
+     * connection; compared, the cursor then failed the take and this worker gave up a lease that was still its
+     * own. `moveCursor` is only set when nothing of the lease is in flight, so no outcome commit races it.
+     */
+    const extend = held !== null && held.by === r.workerId;
     // Values in statement order: the set list, then the conditions (each shape binds exactly what it reads).
-    const args: unknown[] = [r.to, r.workerId, r.leaseUntil, ...(move ? [r.moveCursor] : []), r.id, r.cursor, r.fromTo];
+    const args: unknown[] = [
+      r.to,
+      r.workerId,
+      r.leaseUntil,
+      ...(move ? [r.moveCursor] : []),
+      r.id,
+      ...(extend ? [] : [r.cursor]),
+      r.fromTo,
+    ];
     if (held) args.push(held.by);
     if (held?.until) args.push(held.until);
-    const q = once(tx, `takeRange:${shape}:${move}`, args.length, (v) => {
+    const q = once(tx, `takeRange:${shape}:${move}:${extend}`, args.length, (v) => {
       let i = 0;
       const next = () => v[i++];
       const set = { leased_to: next() as number, leased_by: next() as string, lease_until: next() as string };
       let u = tx
         .updateTable('webhook_endpoints')
         .set(move ? { ...set, cursor: next() as number } : set)
-        .where('id', '=', next() as string)
-        .where('cursor', '=', next() as number)
-        .where('leased_to', '=', next() as number)
-        .where('status', '=', 'active');
+        .where('id', '=', next() as string);
+      if (!extend) u = u.where('cursor', '=', next() as number);
+      u = u.where('leased_to', '=', next() as number).where('status', '=', 'active');
       u = shape === 'free' ? u.where('leased_by', 'is', null) : u.where('leased_by', '=', next() as string);
       if (shape === 'byUntil') u = u.where('lease_until', '=', next() as string);
       return u;
@@ -141,6 +204,74 @@ export const webhooksRepo = {
     const args: unknown[] = [cursor, id, workerId];
     if (successAt !== null) args.push(successAt);
     return Number((await tx.executeQuery(q(...args))).numAffectedRows ?? 0) === 1;
+  },
+  /**
+   * PostgreSQL only: an outcome commit of first attempts under this worker's range lease on one endpoint, and the
+   * refill's take of its next events, as one autocommit statement (one round trip and one commit instead of BEGIN,
+   * recordRange, the log's inserts, the take's four statements and COMMIT: on PostgreSQL every statement is a round
+   * trip to the server, and node-postgres sends one at a time). Data-modifying CTEs (PostgreSQL docs 7.8.4) run
+   * once and to completion, all on the statement's one snapshot, and commit or fail together:
+   * - `up` is recordRange's compare-and-set (the row still names this worker: otherwise nothing is recorded), and
+   *   moves the cursor forward (never back: a take without outcomes passes 0, and under one holder the cursor only
+   *   grows), notes a success and, when the take applies, moves `leased_to` past the events taken;
+   * - `ins` writes the successes' delivery-log rows only when `up` matched (the unique (delivery id, attempt) index
+   *   of 0045 still refuses a second first attempt);
+   * - `ep` says whether the take applies: asked for, the lease's `leased_to` as this worker knows it, the endpoint
+   *   active and unfiltered (a filtered endpoint, whose take bounds its scan by the head and may move the cursor
+   *   past events it skips, is taken by `takeRange` as before);
+   * - `ev` reads the next `limit` events after `after`.
+   * Returns the endpoint's row as updated with the events taken (`events`, seq order), whether the take applied
+   * (`took`) and a key of the endpoint's live secrets (ids and expiry, in liveSecretsOf's order) for the caller to
+   * compare with the secrets it read at its last take; undefined when the lease is no longer this worker's.
+   */
+  recordAndTakeRangePg: async (
+    ex: Executor,
+    r: {
+      id: string;
+      workerId: string;
+      take: boolean;
+      knownTo: number;
+      orgId: string;
+      after: number;
+      limit: number;
+      cursor: number;
+      successAt: string | null;
+      leaseUntil: string;
+      secretsAt: string;
+    },
+    attempts: readonly WebhookAttemptsTable[],
+  ): Promise<(WebhookEndpointsTable & { took: boolean; events: DomainEventJson[] | null; secrets_key: string | null }) | undefined> => {
+    const col = <K extends keyof WebhookAttemptsTable>(k: K) => attempts.map((a) => a[k]);
+    const q = CompiledQuery.raw(RECORD_AND_TAKE_PG, [
+      r.id,
+      r.workerId,
+      r.take,
+      r.knownTo,
+      r.orgId,
+      r.after,
+      r.limit,
+      r.cursor,
+      r.successAt,
+      r.leaseUntil,
+      r.secretsAt,
+      col('id'),
+      col('org_id'),
+      col('endpoint_id'),
+      col('delivery_id'),
+      col('event_id'),
+      col('attempt'),
+      col('at'),
+      col('outcome'),
+      col('status_code'),
+      col('latency_ms'),
+      col('error'),
+    ]);
+    const rows = (await ex.executeQuery(q)).rows as (WebhookEndpointsTable & {
+      took: boolean;
+      events: DomainEventJson[] | null;
+      secrets_key: string | null;
+    })[];
+    return rows[0];
   },
   /** Extends this worker's range leases. */
   renewRanges: (ex: Executor, workerId: string, until: string) =>
