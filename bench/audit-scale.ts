@@ -115,12 +115,16 @@ const bytesSqlite = async (c: Container, file: string) => {
   try {
     const b = raw
       .prepare(
-        "select name, sum(pgsize) as b from dbstat where name = 'audit_events' or name in (select name from sqlite_master where tbl_name = 'audit_events' and type = 'index') group by name",
+        "select name, sum(pgsize) as b from dbstat where name in ('audit_event_rows', 'audit_kinds', 'audit_chains') or name in (select name from sqlite_master where tbl_name = 'audit_event_rows' and type = 'index') group by name",
       )
       .all() as { name: string; b: number }[];
-    const total = b.reduce((s, r) => s + Number(r.b), 0);
-    const table = Number(b.find((r) => r.name === 'audit_events')?.b ?? 0);
+    // The stored rows (migration 0049: `audit_events` is a view of them) and their indexes; the kinds and chains
+    // tables (one row per distinct kind or delegation chain) are shown apart.
+    const dict = (name: string) => Number(b.find((r) => r.name === name)?.b ?? 0);
+    const total = b.reduce((s, r) => s + Number(r.b), 0) - dict('audit_kinds') - dict('audit_chains');
+    const table = dict('audit_event_rows');
     out('SQLite bytes per event (table + indexes; table alone)', `${(total / n).toFixed(0)} (${(table / n).toFixed(0)}) over ${n} events`);
+    out('  SQLite kinds and chains tables', `${dict('audit_kinds')} and ${dict('audit_chains')} bytes in all`);
     out(
       '  SQLite bytes per event by b-tree',
       b
@@ -141,13 +145,12 @@ const bytesPg = async (c: Container) => {
     });
   }
   await c.audit.sync();
-  const { rows: r } = await (await import('kysely')).sql<{ n: string; total: string; heap: string }>`
-    select (select count(*) from audit_events) as n, pg_total_relation_size('audit_events') as total, pg_relation_size('audit_events') as heap`.execute(
-    c.store.db,
-  );
+  const { rows: r } = await (await import('kysely')).sql<{ n: string; total: string; heap: string; kinds: string; chains: string }>`
+    select (select count(*) from audit_events) as n, pg_total_relation_size('audit_event_rows') as total, pg_relation_size('audit_event_rows') as heap,
+      pg_total_relation_size('audit_kinds') as kinds, pg_total_relation_size('audit_chains') as chains`.execute(c.store.db);
   const x = r[0]!;
   const { rows: idx } = await (await import('kysely')).sql<{ name: string; b: string }>`
-    select indexrelid::regclass::text as name, pg_relation_size(indexrelid) as b from pg_index where indrelid = 'audit_events'::regclass order by 2 desc`.execute(
+    select indexrelid::regclass::text as name, pg_relation_size(indexrelid) as b from pg_index where indrelid = 'audit_event_rows'::regclass order by 2 desc`.execute(
     c.store.db,
   );
   out('  PostgreSQL bytes per event by index', idx.map((i) => `${i.name} ${(Number(i.b) / Number(x.n)).toFixed(0)}`).join(', '));
@@ -155,6 +158,7 @@ const bytesPg = async (c: Container) => {
     'PostgreSQL bytes per event (table + indexes + toast; heap alone)',
     `${(Number(x.total) / Number(x.n)).toFixed(0)} (${(Number(x.heap) / Number(x.n)).toFixed(0)}) over ${x.n} events`,
   );
+  out('  PostgreSQL kinds and chains tables (with their indexes)', `${x.kinds} and ${x.chains} bytes in all`);
 };
 
 const main = async () => {
