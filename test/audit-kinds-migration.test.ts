@@ -208,5 +208,24 @@ for (const dialect of testDialects()) {
       expect(plans.range).toMatch(/audit_events_at_idx/);
       for (const p of [plans.id, plans.org, plans.since, plans.range, plans.bySeq]) expect(p).not.toMatch(/audit_kinds/);
     }, 120_000);
+
+    it('fails integration, losing nothing, rather than store a kind beyond the smallint range', async () => {
+      const { store, close } = await storeMigratedTo(dialect, '0049-audit-kinds');
+      cleanups.push(close);
+      const audit = createAuditService({ db: store.db, dialect, clock: fixedClock('2026-03-02T00:00:00Z') });
+      const agent = { type: 'agent' as const, id: AGENT, orgId: ORG, chain: [] };
+      await store.db
+        .insertInto('audit_kinds')
+        .values({ id: 32_767, action: 'email.read', actor_type: 'agent', target_type: null, outcome: 'success', at_text: '' })
+        .execute();
+      // A known kind still integrates; a new one would be kind 32,768.
+      await audit.recordAlone({ action: 'email.read', actor: agent });
+      await audit.sync();
+      expect(Number((await store.db.selectFrom(EVENT_ROWS).select('kind_id').executeTakeFirstOrThrow()).kind_id)).toBe(32_767);
+      await audit.recordAlone({ action: 'kinds.one_too_many', actor: agent });
+      await expect(audit.sync()).rejects.toThrow(/more than 32767 distinct audit event kinds/);
+      expect(await audit.pendingCount()).toBe(1);
+      expect((await store.db.selectFrom('audit_kinds').select('id').execute()).length).toBe(1);
+    }, 60_000);
   });
 }
