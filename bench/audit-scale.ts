@@ -103,24 +103,46 @@ const steady = async (env: Record<string, string>, c: Container, label: string) 
 };
 const pct = (xs: number[], p: number) => xs[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))] ?? Number.NaN;
 
-const bytesSqlite = async (c: Container, file: string) => {
+/**
+ * Records SIZE_EVENTS events (transactions of 200, as the bytes phases always did) and integrates them, and reports
+ * this process's CPU per event (recording writes audit_pending only; the difference between two layouts is the
+ * integrator's, which this process runs) and events per second.
+ */
+const fillTimed = async (c: Container, label: string) => {
+  const cpu = process.cpuUsage();
+  const t0 = performance.now();
   for (let i = 0; i < SIZE_EVENTS; i += 200) {
     await c.store.db.transaction().execute(async (tx) => {
       for (let k = i; k < Math.min(SIZE_EVENTS, i + 200); k++) await c.audit.record(tx, event(k));
     });
   }
   await c.audit.sync();
+  const used = process.cpuUsage(cpu);
+  out(
+    `${label}: record and integrate ${SIZE_EVENTS} events, 1 process (load ${load()})`,
+    `${((used.user + used.system) / SIZE_EVENTS).toFixed(0)} us CPU per event, ${((SIZE_EVENTS / (performance.now() - t0)) * 1000).toFixed(0)} events/s`,
+  );
+};
+
+const bytesSqlite = async (c: Container, file: string) => {
+  await fillTimed(c, 'SQLite');
   const raw = new SQLite(file, { readonly: true });
+  // The stored rows' table: `audit_event_rows` since migration 0049 (`audit_events` is a view of it), before it `audit_events`.
+  const rowsTable = raw.prepare("select 1 from sqlite_master where name = 'audit_event_rows'").get() ? 'audit_event_rows' : 'audit_events';
   const n = Number((raw.prepare('select count(*) as n from audit_events').get() as { n: number }).n);
   try {
     const b = raw
       .prepare(
-        "select name, sum(pgsize) as b from dbstat where name = 'audit_events' or name in (select name from sqlite_master where tbl_name = 'audit_events' and type = 'index') group by name",
+        "select name, sum(pgsize) as b from dbstat where name in (?, 'audit_kinds', 'audit_chains') or name in (select name from sqlite_master where tbl_name = ? and type = 'index') group by name",
       )
-      .all() as { name: string; b: number }[];
-    const total = b.reduce((s, r) => s + Number(r.b), 0);
-    const table = Number(b.find((r) => r.name === 'audit_events')?.b ?? 0);
+      .all(rowsTable, rowsTable) as { name: string; b: number }[];
+    // The stored rows (migration 0049: `audit_events` is a view of them) and their indexes; the kinds and chains
+    // tables (one row per distinct kind or delegation chain) are shown apart.
+    const dict = (name: string) => Number(b.find((r) => r.name === name)?.b ?? 0);
+    const total = b.reduce((s, r) => s + Number(r.b), 0) - dict('audit_kinds') - dict('audit_chains');
+    const table = dict(rowsTable);
     out('SQLite bytes per event (table + indexes; table alone)', `${(total / n).toFixed(0)} (${(table / n).toFixed(0)}) over ${n} events`);
+    out('  SQLite kinds and chains tables', `${dict('audit_kinds')} and ${dict('audit_chains')} bytes in all`);
     out(
       '  SQLite bytes per event by b-tree',
       b
@@ -135,19 +157,18 @@ const bytesSqlite = async (c: Container, file: string) => {
 };
 
 const bytesPg = async (c: Container) => {
-  for (let i = 0; i < SIZE_EVENTS; i += 200) {
-    await c.store.db.transaction().execute(async (tx) => {
-      for (let k = i; k < Math.min(SIZE_EVENTS, i + 200); k++) await c.audit.record(tx, event(k));
-    });
-  }
-  await c.audit.sync();
-  const { rows: r } = await (await import('kysely')).sql<{ n: string; total: string; heap: string }>`
-    select (select count(*) from audit_events) as n, pg_total_relation_size('audit_events') as total, pg_relation_size('audit_events') as heap`.execute(
+  await fillTimed(c, 'PostgreSQL');
+  const kysely = await import('kysely');
+  const { rows: t } = await kysely.sql<{ t: string | null }>`select to_regclass('audit_event_rows')::text as t`.execute(c.store.db);
+  const rowsTable = t[0]?.t ? 'audit_event_rows' : 'audit_events';
+  const { rows: r } = await (await import('kysely')).sql<{ n: string; total: string; heap: string; kinds: string; chains: string }>`
+    select (select count(*) from audit_events) as n, pg_total_relation_size(${rowsTable}) as total, pg_relation_size(${rowsTable}) as heap,
+      coalesce(pg_total_relation_size(to_regclass('audit_kinds')), 0) as kinds, pg_total_relation_size('audit_chains') as chains`.execute(
     c.store.db,
   );
   const x = r[0]!;
   const { rows: idx } = await (await import('kysely')).sql<{ name: string; b: string }>`
-    select indexrelid::regclass::text as name, pg_relation_size(indexrelid) as b from pg_index where indrelid = 'audit_events'::regclass order by 2 desc`.execute(
+    select indexrelid::regclass::text as name, pg_relation_size(indexrelid) as b from pg_index where indrelid = ${rowsTable}::regclass order by 2 desc`.execute(
     c.store.db,
   );
   out('  PostgreSQL bytes per event by index', idx.map((i) => `${i.name} ${(Number(i.b) / Number(x.n)).toFixed(0)}`).join(', '));
@@ -155,6 +176,7 @@ const bytesPg = async (c: Container) => {
     'PostgreSQL bytes per event (table + indexes + toast; heap alone)',
     `${(Number(x.total) / Number(x.n)).toFixed(0)} (${(Number(x.heap) / Number(x.n)).toFixed(0)}) over ${x.n} events`,
   );
+  out('  PostgreSQL kinds and chains tables (with their indexes)', `${x.kinds} and ${x.chains} bytes in all`);
 };
 
 const main = async () => {

@@ -16,7 +16,14 @@ import SQLite from 'better-sqlite3';
 import pg from 'pg';
 import type { Container } from '../src/app/container.js';
 import { canonicalOfRow, type EventRow } from '../src/audit/audit-chain.js';
-import { storedOfAt, storedOfContentHash, storedOfId, storedOfIdOrNull } from '../src/audit/audit-columns.js';
+import {
+  STORED_EVENT_COLUMNS,
+  STORED_EVENT_TABLE,
+  storedOfAt,
+  storedOfContentHash,
+  storedOfId,
+  storedOfIdOrNull,
+} from '../src/audit/audit-columns.js';
 import { canonicalJson } from '../src/audit/canonical.js';
 import { eventRows, selectChainRows } from '../src/audit/event-rows.js';
 import { systemActor } from '../src/identity/principal.js';
@@ -62,24 +69,35 @@ const bulkRow = (head: number, i: number, prev: string, chain: string): EventRow
   r.hash = createHash('sha256').update(Buffer.from(prev, 'hex')).update(canonicalOfRow(r), 'utf8').digest('hex');
   return r;
 };
-/** Its stored form (migrations 0040, 0042, 0046): the chain by reference, hashes and ids as bytes, no prev_hash, `at` as milliseconds. */
-const storedRow = (r: EventRow, chainId: number) => {
-  const { delegation_chain: _, prev_hash: _prev, ...rest } = r;
+/**
+ * Its stored form (migrations 0040, 0042, 0046, 0049): the chain and the kind by reference, hashes and ids as bytes,
+ * no prev_hash, `at` as milliseconds; into `audit_event_rows` (`audit_events` is a view of it since 0049).
+ */
+const storedRow = (r: EventRow, chainId: number, kindId: number) => {
+  const { delegation_chain: _, prev_hash: _prev, action: _a, actor_type: _t, target_type: _tt, outcome: _o, ...rest } = r;
   return {
     ...rest,
     id: storedOfId(r.id),
-    ...storedOfAt(r.at),
+    at: storedOfAt(r.at).at,
     org_id: storedOfIdOrNull(r.org_id),
     actor_id: storedOfIdOrNull(r.actor_id),
     target_id: storedOfIdOrNull(r.target_id),
     request_id: storedOfIdOrNull(r.request_id),
     chain_id: chainId,
+    kind_id: kindId,
     content_hash: storedOfContentHash(r.content_hash),
     hash: Buffer.from(r.hash, 'hex'),
   };
 };
-const COLS =
-  'seq, id, at, org_id, action, actor_type, actor_id, chain_id, target_type, target_id, outcome, request_id, client_ip, content_hash, details, hash, at_text';
+const COLS = STORED_EVENT_COLUMNS.join(', ');
+/** The kind row of an event (audit_kinds, migration 0049), found or added as the integrator does. */
+const KIND_FIND =
+  'select id from audit_kinds where action = $1 and actor_type = $2 and target_type is not distinct from $3 and outcome = $4 and at_text = $5';
+const KIND_ADD =
+  'insert into audit_kinds (id, action, actor_type, target_type, outcome, at_text) select coalesce(max(id), 0) + 1, $1, $2, $3, $4, $5 from audit_kinds returning id';
+const kindParams = (r: EventRow) => [r.action, r.actor_type, r.target_type, r.outcome, storedOfAt(r.at).at_text];
+const kindKeyOf = (r: EventRow) => JSON.stringify(kindParams(r));
+const sqliteText = (q: string) => q.replace(/\$\d/g, '?').replace('is not distinct from', 'is');
 
 const bulkLoadSqlite = async (c: Container, file: string, n: number): Promise<number> => {
   // The chain's head, after integrating what start-up appended (the Merkle tree may still be behind it).
@@ -90,7 +108,7 @@ const bulkLoadSqlite = async (c: Container, file: string, n: number): Promise<nu
   raw.pragma('journal_mode = WAL');
   raw.pragma('synchronous = NORMAL');
   const ins = raw.prepare(
-    `insert into audit_events (${COLS}) values (${COLS.split(', ')
+    `insert into ${STORED_EVENT_TABLE} (${COLS}) values (${COLS.split(', ')
       .map((k) => `@${k}`)
       .join(', ')})`,
   );
@@ -103,12 +121,24 @@ const bulkLoadSqlite = async (c: Container, file: string, n: number): Promise<nu
     Number(
       raw.prepare('insert into audit_chains (id, chain) select coalesce(max(id), 0) + 1, ? from audit_chains').run(chain).lastInsertRowid,
     );
+  const kinds = new Map<string, number>();
+  const findKind = raw.prepare(sqliteText(KIND_FIND)).pluck();
+  const addKind = raw.prepare(sqliteText(KIND_ADD)).pluck();
+  const kindId = (r: EventRow): number => {
+    const k = kindKeyOf(r);
+    let id = kinds.get(k);
+    if (id === undefined) {
+      id = Number(findKind.get(...kindParams(r)) ?? addKind.get(...kindParams(r)));
+      kinds.set(k, id);
+    }
+    return id;
+  };
   for (let start = 0; start < n; start += 50_000) {
     raw.transaction(() => {
       for (let i = start; i < Math.min(n, start + 50_000); i++) {
         const r = bulkRow(head, i, prev, chain);
         prev = r.hash;
-        ins.run(storedRow(r, chainId));
+        ins.run(storedRow(r, chainId, kindId(r)));
       }
     })();
   }
@@ -135,6 +165,17 @@ const bulkLoadPg = async (c: Container, url: string, n: number): Promise<number>
       )
     ).rows[0]!.id;
   const cols = COLS.split(', ');
+  const kinds = new Map<string, number>();
+  const kindId = async (r: EventRow): Promise<number> => {
+    const k = kindKeyOf(r);
+    let id = kinds.get(k);
+    if (id === undefined) {
+      const found = await client.query<{ id: number }>(KIND_FIND, kindParams(r));
+      id = Number(found.rows[0]?.id ?? (await client.query<{ id: number }>(KIND_ADD, kindParams(r))).rows[0]!.id);
+      kinds.set(k, id);
+    }
+    return id;
+  };
   let prev = headRow.hash;
   const per = 1000;
   for (let start = 0; start < n; start += per) {
@@ -143,14 +184,14 @@ const bulkLoadPg = async (c: Container, url: string, n: number): Promise<number>
     for (let i = start; i < Math.min(n, start + per); i++) {
       const r = bulkRow(head, i, prev, chain);
       prev = r.hash;
-      const s = storedRow(r, chainId) as Record<string, unknown>;
+      const s = storedRow(r, chainId, await kindId(r)) as Record<string, unknown>;
       tuples.push(`(${cols.map((_, k) => `$${values.length + k + 1}`).join(', ')})`);
       for (const k of cols) values.push(s[k]);
     }
-    await client.query(`insert into audit_events (${COLS}) values ${tuples.join(', ')}`, values);
+    await client.query(`insert into ${STORED_EVENT_TABLE} (${COLS}) values ${tuples.join(', ')}`, values);
   }
   await client.query('update audit_head set seq = $1, hash = $2 where id = 1', [head + n, prev]);
-  await client.query('vacuum analyze audit_events');
+  await client.query(`vacuum analyze ${STORED_EVENT_TABLE}`);
   await client.end();
   return head + n;
 };

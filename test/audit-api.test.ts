@@ -11,6 +11,7 @@ import { systemActor } from '../src/identity/principal.js';
 import { fixedClock } from '../src/kernel/clock.js';
 import { testDialects } from './support/dialects.js';
 import { createTestApp, seedAgent, type TestApp } from './support/test-app.js';
+import { EVENT_ROWS } from './support/audit-rows.js';
 
 const run = promisify(execFile);
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -245,7 +246,7 @@ for (const dialect of testDialects()) {
       // The trigger still refuses deleting anything the purge did not cover.
       await expect(
         t.c.store.db
-          .deleteFrom('audit_events')
+          .deleteFrom(EVENT_ROWS)
           .where('seq', '=', r.through_seq + 1)
           .execute(),
       ).rejects.toThrow(/append-only/);

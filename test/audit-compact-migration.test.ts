@@ -7,7 +7,7 @@ import { eventRows, selectEventRows } from '../src/audit/event-rows.js';
 import { createTreeStore } from '../src/audit/tree-store.js';
 import { fixedClock } from '../src/kernel/clock.js';
 import { migrateToLatest } from '../src/store/migrate.js';
-import { chainedRows, migrateWithHead } from './support/audit-rows.js';
+import { EVENT_ROWS, chainedRows, migrateWithHead } from './support/audit-rows.js';
 import { testDialects } from './support/dialects.js';
 import { storeMigratedTo } from './support/migration-store.js';
 
@@ -83,8 +83,9 @@ for (const dialect of testDialects()) {
       for (const r of after) expect(recomputeRowHash(r, r.prev_hash)).toBe(r.hash);
 
       // The append-only triggers came back with the rebuilt table, and cover the chains too.
-      await expect(store.db.updateTable('audit_events').set({ action: 'x' }).where('seq', '=', 2).execute()).rejects.toThrow(/append-only/);
-      await expect(store.db.deleteFrom('audit_events').where('seq', '=', 2).execute()).rejects.toThrow(/append-only/);
+      // The stored rows since 0049 (`audit_events` is a view of them).
+      await expect(store.db.updateTable(EVENT_ROWS).set({ details: 'x' }).where('seq', '=', 2).execute()).rejects.toThrow(/append-only/);
+      await expect(store.db.deleteFrom(EVENT_ROWS).where('seq', '=', 2).execute()).rejects.toThrow(/append-only/);
       await expect(store.db.updateTable('audit_chains').set({ chain: '[]' }).where('id', '=', 1).execute()).rejects.toThrow(/append-only/);
       await expect(store.db.deleteFrom('audit_chains').where('id', '=', 1).execute()).rejects.toThrow(/append-only/);
 

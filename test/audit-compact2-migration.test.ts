@@ -7,7 +7,7 @@ import { canonicalJson } from '../src/audit/canonical.js';
 import { eventRows, selectEventRows } from '../src/audit/event-rows.js';
 import { createTreeStore } from '../src/audit/tree-store.js';
 import { fixedClock } from '../src/kernel/clock.js';
-import { chainedRows, migrateWithHead } from './support/audit-rows.js';
+import { EVENT_ROWS, chainedRows, migrateWithHead } from './support/audit-rows.js';
 import { testDialects } from './support/dialects.js';
 import { storeMigratedTo } from './support/migration-store.js';
 
@@ -101,17 +101,19 @@ for (const dialect of testDialects()) {
       const idx =
         dialect === 'sqlite'
           ? (
-              await sql<{ name: string }>`select name from sqlite_master where type = 'index' and tbl_name = 'audit_events'`.execute(
+              await sql<{ name: string }>`select name from sqlite_master where type = 'index' and tbl_name = 'audit_event_rows'`.execute(
                 store.db,
               )
             ).rows
-          : (await sql<{ name: string }>`select indexname as name from pg_indexes where tablename = 'audit_events'`.execute(store.db)).rows;
+          : (await sql<{ name: string }>`select indexname as name from pg_indexes where tablename = 'audit_event_rows'`.execute(store.db))
+              .rows;
       const names = idx.map((i) => i.name);
       for (const n of ['audit_events_org_key_idx', 'audit_events_actor_key_idx', 'audit_events_target_key_idx', 'audit_events_at_idx'])
         expect(names).toContain(n);
 
-      await expect(store.db.updateTable('audit_events').set({ action: 'x' }).where('seq', '=', 2).execute()).rejects.toThrow(/append-only/);
-      await expect(store.db.deleteFrom('audit_events').where('seq', '=', 2).execute()).rejects.toThrow(/append-only/);
+      // The stored rows since 0049 (`audit_events` is a view of them).
+      await expect(store.db.updateTable(EVENT_ROWS).set({ details: 'x' }).where('seq', '=', 2).execute()).rejects.toThrow(/append-only/);
+      await expect(store.db.deleteFrom(EVENT_ROWS).where('seq', '=', 2).execute()).rejects.toThrow(/append-only/);
 
       // New events chain onto the migrated head; the service's filters find old and new rows by their text ids.
       const audit = createAuditService({ db: store.db, dialect, clock: fixedClock('2026-03-01T00:00:00Z') });

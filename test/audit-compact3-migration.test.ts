@@ -8,7 +8,7 @@ import { atBound, eventRows, idIs, selectEventRows, seqAtBoundQuery } from '../s
 import { createTreeStore } from '../src/audit/tree-store.js';
 import { fixedClock } from '../src/kernel/clock.js';
 import type { Executor } from '../src/store/db.js';
-import { chainedRows, migrateWithHead } from './support/audit-rows.js';
+import { EVENT_ROWS, chainedRows, migrateWithHead } from './support/audit-rows.js';
 import { testDialects } from './support/dialects.js';
 import { storeMigratedTo } from './support/migration-store.js';
 
@@ -104,8 +104,9 @@ for (const dialect of testDialects()) {
       expect(odd.map((r) => r.at_text)).toEqual(ODD_TIMES.map((t) => `=${t}`));
       expect(odd.map((r) => Number(r.at))).toEqual(ODD_TIMES.map((t) => (Number.isFinite(Date.parse(t)) ? Date.parse(t) : 0)));
 
-      await expect(store.db.updateTable('audit_events').set({ action: 'x' }).where('seq', '=', 2).execute()).rejects.toThrow(/append-only/);
-      await expect(store.db.deleteFrom('audit_events').where('seq', '=', 2).execute()).rejects.toThrow(/append-only/);
+      // The stored rows since 0049 (`audit_events` is a view of them).
+      await expect(store.db.updateTable(EVENT_ROWS).set({ details: 'x' }).where('seq', '=', 2).execute()).rejects.toThrow(/append-only/);
+      await expect(store.db.deleteFrom(EVENT_ROWS).where('seq', '=', 2).execute()).rejects.toThrow(/append-only/);
 
       // New events chain onto the migrated head; the filters find old and new rows by their text ids and by time.
       const audit = createAuditService({ db: store.db, dialect, clock: fixedClock('2026-03-02T00:00:00Z') });

@@ -17,6 +17,7 @@ import { fixedClock } from '../src/kernel/clock.js';
 import type { Dialect } from '../src/store/db.js';
 import { freshDatabase, tempDir, testDialects } from './support/dialects.js';
 import { createTestApp, type TestApp } from './support/test-app.js';
+import { EVENT_ROWS } from './support/audit-rows.js';
 
 const run = promisify(execFile);
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -41,7 +42,7 @@ const dropTriggers = async (t: TestApp) => {
     for (const name of ['audit_events_no_update', 'audit_events_no_delete', 'audit_checkpoints_no_delete'])
       await sql`drop trigger ${sql.raw(name)}`.execute(db);
   } else {
-    await sql`alter table audit_events disable trigger audit_events_append_only`.execute(db);
+    await sql`alter table audit_event_rows disable trigger audit_events_append_only`.execute(db);
     await sql`alter table audit_checkpoints disable trigger audit_checkpoints_append_only`.execute(db);
   }
 };
@@ -49,7 +50,7 @@ const dropTriggers = async (t: TestApp) => {
 /** Cuts the log after `seq` as a careful insider would: events, checkpoints, head and Merkle index all rewound. */
 const cutAfter = async (t: TestApp, seq: number) => {
   const db = t.c.store.db;
-  await db.deleteFrom('audit_events').where('seq', '>', seq).execute();
+  await db.deleteFrom(EVENT_ROWS).where('seq', '>', seq).execute();
   await db.deleteFrom('audit_checkpoints').where('tree_size', '>', seq).execute();
   const last = await db.selectFrom('audit_events').select('hash').where('seq', '=', seq).executeTakeFirstOrThrow();
   await db
@@ -73,7 +74,7 @@ const rewriteFrom = async (t: TestApp, seq: number) => {
     const details = Number(r.seq) === seq ? canonicalJson({ rewritten: true }) : r.details;
     const hash = chainHash(prev, chainedOfRow({ ...r, details }));
     await db
-      .updateTable('audit_events')
+      .updateTable(EVENT_ROWS)
       .set({ details, hash: storedOfHex(hash) })
       .where('seq', '=', r.seq)
       .execute();

@@ -11,6 +11,7 @@ import { eventRows, selectEventRows } from '../src/audit/event-rows.js';
 import { canonicalJson } from '../src/audit/canonical.js';
 import { systemActor } from '../src/identity/principal.js';
 import type { Dialect } from '../src/store/db.js';
+import { EVENT_ROWS, setKindIdOf, setKindOf } from './support/audit-rows.js';
 import { testDialects } from './support/dialects.js';
 import { createTestApp, type TestApp } from './support/test-app.js';
 
@@ -32,13 +33,17 @@ const append = async (t: TestApp, n: number) => {
   await t.c.audit.sync();
 };
 
-/** The append-only triggers stand in the way of a tamperer with DB access; the test plays one. */
+/**
+ * The append-only triggers stand in the way of a tamperer with DB access; the test plays one. The stored rows are
+ * `audit_event_rows` and the kinds `audit_kinds` (migration 0049; `audit_events` is a view of them).
+ */
 const dropTriggers = async (t: TestApp) => {
   if (t.dialect === 'sqlite') {
-    await sql`drop trigger audit_events_no_update`.execute(t.c.store.db);
-    await sql`drop trigger audit_events_no_delete`.execute(t.c.store.db);
+    for (const name of ['audit_events_no_update', 'audit_events_no_delete', 'audit_kinds_no_update', 'audit_kinds_no_delete'])
+      await sql`drop trigger ${sql.raw(name)}`.execute(t.c.store.db);
   } else {
-    await sql`alter table audit_events disable trigger audit_events_append_only`.execute(t.c.store.db);
+    await sql`alter table audit_event_rows disable trigger audit_events_append_only`.execute(t.c.store.db);
+    await sql`alter table audit_kinds disable trigger audit_kinds_append_only`.execute(t.c.store.db);
   }
 };
 
@@ -98,10 +103,14 @@ for (const dialect of testDialects()) {
 
     it('refuses UPDATE and DELETE on audit rows through its triggers', async () => {
       const app = await fresh(dialect, 3);
-      await expect(app.c.store.db.updateTable('audit_events').set({ action: 'x' }).where('seq', '=', 2).execute()).rejects.toThrow(
-        /append-only/,
-      );
-      await expect(app.c.store.db.deleteFrom('audit_events').where('seq', '=', 2).execute()).rejects.toThrow(/append-only/);
+      const db = app.c.store.db;
+      await expect(db.updateTable(EVENT_ROWS).set({ details: '{}' }).where('seq', '=', 2).execute()).rejects.toThrow(/append-only/);
+      await expect(db.deleteFrom(EVENT_ROWS).where('seq', '=', 2).execute()).rejects.toThrow(/append-only/);
+      await expect(db.updateTable('audit_kinds').set({ action: 'x' }).execute()).rejects.toThrow(/append-only/);
+      await expect(db.deleteFrom('audit_kinds').execute()).rejects.toThrow(/append-only/);
+      // The view the readers use writes nothing.
+      await expect(sql`update audit_events set details = '{}' where seq = 2`.execute(db)).rejects.toThrow();
+      await expect(sql`delete from audit_events where seq = 2`.execute(db)).rejects.toThrow();
       await app.c.auditLog.checkpoints.current();
       await expect(app.c.store.db.deleteFrom('audit_checkpoints').execute()).rejects.toThrow(/append-only/);
       expect((await verify(app)).ok).toBe(true);
@@ -110,7 +119,7 @@ for (const dialect of testDialects()) {
     it('names the edited event when a field is changed, and the CLI exits 1', async () => {
       const app = await fresh(dialect);
       await dropTriggers(app);
-      await app.c.store.db.updateTable('audit_events').set({ action: 'email.read.innocent' }).where('seq', '=', 17).execute();
+      await setKindOf(app.c.store.db, 17, { action: 'email.read.innocent' });
       const r = await verify(app);
       expect(r.ok).toBe(false);
       expect(r.first_bad_seq).toBe(17);
@@ -123,6 +132,32 @@ for (const dialect of testDialects()) {
       expect(human.stdout).toContain('first bad seq 17');
     });
 
+    it('names the first event of a kind when the shared kind row is changed, and an event whose kind row is missing', async () => {
+      const app = await fresh(dialect);
+      await dropTriggers(app);
+      const db = app.c.store.db;
+      // Action, actor type, target type, outcome and at_text are stored once per kind (migration 0049).
+      const kind = (await db.selectFrom('audit_events').select('kind_id').where('seq', '=', 20).executeTakeFirstOrThrow()).kind_id;
+      const first = await db
+        .selectFrom('audit_events')
+        .select(sql<number>`min(seq)`.as('s'))
+        .where('kind_id', '=', kind)
+        .executeTakeFirstOrThrow();
+      for (const change of [{ outcome: 'denied' as const }, { actor_type: 'human' }, { target_type: null }, { at_text: '=x' }]) {
+        const orig = await db.selectFrom('audit_kinds').selectAll().where('id', '=', kind).executeTakeFirstOrThrow();
+        await db.updateTable('audit_kinds').set(change).where('id', '=', kind).execute();
+        const r = await verify(app);
+        expect(r.first_bad_seq, JSON.stringify(change)).toBe(Number(first.s));
+        expect(r.problems[0]!.code).toBe('hash_mismatch');
+        await db.updateTable('audit_kinds').set(orig).where('id', '=', kind).execute();
+      }
+      expect((await verify(app)).ok).toBe(true);
+      await setKindIdOf(db, 23, 30_000);
+      const r = await verify(app);
+      expect(r.first_bad_seq).toBe(23);
+      expect(r.problems[0]!.code).toBe('hash_mismatch');
+    });
+
     it('names the edited event when a stored id is changed, to another id or to bytes of no known form', async () => {
       const app = await fresh(dialect);
       await dropTriggers(app);
@@ -130,7 +165,7 @@ for (const dialect of testDialects()) {
       // Ids are stored as bytes (migration 0042): another valid id, and bytes that decode to no id at all.
       const original = (await db.selectFrom('audit_events').select('target_id').where('seq', '=', 9).executeTakeFirstOrThrow()).target_id;
       await db
-        .updateTable('audit_events')
+        .updateTable(EVENT_ROWS)
         .set({ target_id: storedOfId('msg_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0') })
         .where('seq', '=', 9)
         .execute();
@@ -138,17 +173,17 @@ for (const dialect of testDialects()) {
       expect(r.first_bad_seq).toBe(9);
       expect(r.problems[0]!.code).toBe('hash_mismatch');
       await db
-        .updateTable('audit_events')
+        .updateTable(EVENT_ROWS)
         .set({ target_id: Buffer.from('x', 'utf8') })
         .where('seq', '=', 9)
         .execute();
       r = await verify(app);
       expect(r.first_bad_seq).toBe(9);
       // Changing the stored hash of one row breaks that row, and the next one chains from it (no prev_hash is stored).
-      await db.updateTable('audit_events').set({ target_id: original }).where('seq', '=', 9).execute();
+      await db.updateTable(EVENT_ROWS).set({ target_id: original }).where('seq', '=', 9).execute();
       expect((await verify(app)).ok).toBe(true);
       await db
-        .updateTable('audit_events')
+        .updateTable(EVENT_ROWS)
         .set({ hash: Buffer.alloc(32, 7) })
         .where('seq', '=', 25)
         .execute();
@@ -163,8 +198,8 @@ for (const dialect of testDialects()) {
       const db = app.c.store.db;
       // `at` is stored as milliseconds with `at_text` '' (migration 0046): a millisecond later, the same time kept as
       // text (which would let the time index be moved without changing the hashed text), and a kept text beside other
-      // milliseconds all fail verification.
-      const orig = await db.selectFrom('audit_events').select(['at', 'at_text']).where('seq', '=', 11).executeTakeFirstOrThrow();
+      // milliseconds all fail verification. `at_text` is stored with the event's kind (migration 0049).
+      const orig = await db.selectFrom('audit_events').select(['at', 'at_text', 'kind_id']).where('seq', '=', 11).executeTakeFirstOrThrow();
       const ms = Number(orig.at);
       const text = new Date(ms).toISOString();
       expect(orig.at_text).toBe('');
@@ -174,19 +209,22 @@ for (const dialect of testDialects()) {
         { at: ms - 86_400_000, at_text: `=${text}` },
         { at: ms, at_text: text },
       ]) {
-        await db.updateTable('audit_events').set(change).where('seq', '=', 11).execute();
+        await db.updateTable(EVENT_ROWS).set({ at: change.at }).where('seq', '=', 11).execute();
+        await setKindIdOf(db, 11, orig.kind_id);
+        if (change.at_text !== '') await setKindOf(db, 11, { at_text: change.at_text });
         const r = await verify(app);
         expect(r.first_bad_seq, JSON.stringify(change)).toBe(11);
         expect(r.problems[0]!.code).toBe('hash_mismatch');
       }
-      await db.updateTable('audit_events').set({ at: ms, at_text: '' }).where('seq', '=', 11).execute();
+      await db.updateTable(EVENT_ROWS).set({ at: ms }).where('seq', '=', 11).execute();
+      await setKindIdOf(db, 11, orig.kind_id);
       expect((await verify(app)).ok).toBe(true);
     });
 
     it('names the gap when a row is deleted', async () => {
       const app = await fresh(dialect);
       await dropTriggers(app);
-      await app.c.store.db.deleteFrom('audit_events').where('seq', '=', 12).execute();
+      await app.c.store.db.deleteFrom(EVENT_ROWS).where('seq', '=', 12).execute();
       const r = await verify(app);
       expect(r.first_bad_seq).toBe(12);
       expect(r.problems[0]!.code).toBe('missing_event');
@@ -196,9 +234,9 @@ for (const dialect of testDialects()) {
       const app = await fresh(dialect);
       await dropTriggers(app);
       const db = app.c.store.db;
-      await db.updateTable('audit_events').set({ seq: -1 }).where('seq', '=', 20).execute();
-      await db.updateTable('audit_events').set({ seq: 20 }).where('seq', '=', 21).execute();
-      await db.updateTable('audit_events').set({ seq: 21 }).where('seq', '=', -1).execute();
+      await db.updateTable(EVENT_ROWS).set({ seq: -1 }).where('seq', '=', 20).execute();
+      await db.updateTable(EVENT_ROWS).set({ seq: 20 }).where('seq', '=', 21).execute();
+      await db.updateTable(EVENT_ROWS).set({ seq: 21 }).where('seq', '=', -1).execute();
       const r = await verify(app);
       expect(r.ok).toBe(false);
       expect(r.first_bad_seq).toBe(20);
@@ -210,7 +248,7 @@ for (const dialect of testDialects()) {
       const head = await app.c.auditLog.tree.headSeq();
       await dropTriggers(app);
       await app.c.store.db
-        .deleteFrom('audit_events')
+        .deleteFrom(EVENT_ROWS)
         .where('seq', '>', head - 5)
         .execute();
       let r = await verify(app);
@@ -238,7 +276,7 @@ for (const dialect of testDialects()) {
         const details = r.seq === 30 ? canonicalJson({ rewritten: true }) : r.details;
         const hash = chainHash(prev, chainedOfRow({ ...r, details }));
         await db
-          .updateTable('audit_events')
+          .updateTable(EVENT_ROWS)
           .set({ details, hash: storedOfHex(hash) })
           .where('seq', '=', r.seq)
           .execute();

@@ -12,6 +12,7 @@ import { seedMessages } from './support/inbound-seed.js';
 import { connectHttp } from './support/mcp-client.js';
 import { drainDeliveries, type Sink, seedMailbox } from './support/outbound-sink.js';
 import type { TestApp } from './support/test-app.js';
+import { EVENT_ROWS } from './support/audit-rows.js';
 
 const DKIMPY = path.join(path.dirname(fileURLToPath(import.meta.url)), 'support', 'dkimpy-verify.py');
 const LAB_TEXT = 'Dear Ms Lopez,\nYour results are in. MRN: 4820193. Diagnosis: type 2 diabetes mellitus. Please call us.\n';
@@ -190,8 +191,8 @@ for (const dialect of testDialects()) {
 
       // A row changed in the database (its hash column left alone) by a tamperer past the append-only triggers.
       if (t.dialect === 'sqlite') await sql`drop trigger audit_events_no_update`.execute(t.c.store.db);
-      else await sql`alter table audit_events disable trigger audit_events_append_only`.execute(t.c.store.db);
-      await t.c.store.db.updateTable('audit_events').set({ details: '{"approval_id":"apr_forged"}' }).where('seq', '=', seq).execute();
+      else await sql`alter table audit_event_rows disable trigger audit_events_append_only`.execute(t.c.store.db);
+      await t.c.store.db.updateTable(EVENT_ROWS).set({ details: '{"approval_id":"apr_forged"}' }).where('seq', '=', seq).execute();
       await page.reload();
       await page.click('#verify');
       await expect.poll(() => page.getAttribute('#verify-result', 'data-verdict'), { timeout: 10_000 }).toBe('fail');

@@ -5,6 +5,8 @@
  * bytes, `content_hash` as tagged bytes (migration 0040); `id`, `org_id`, `actor_id`, `target_id` and `request_id`
  * as id bytes (storedOfId, migration 0042). `prev_hash` is not stored (0042): it is the previous row's `hash`.
  * `at` is stored as milliseconds since the epoch with `at_text` beside it (storedOfAt, migration 0046).
+ * `action`, `actor_type`, `target_type`, `outcome` and `at_text` are stored by reference (`audit_kinds`, joined on
+ * `kind_id`; migration 0049).
  */
 export const EVENT_COLUMNS = [
   'seq',
@@ -26,23 +28,45 @@ export const EVENT_COLUMNS = [
 ] as const;
 
 /**
- * The columns of a stored audit_events row, in EVENT_COLUMNS' order (the delegation chain by its `chain_id`), then
- * `at_text` (migration 0046).
+ * The columns an event's kind holds (migration 0049): stored once per distinct combination in `audit_kinds`, the
+ * event refers to it by `kind_id`. `at_text` (storedOfAt) is '' on every row the writers store, so it costs nothing
+ * there and a byte per row in the event.
  */
-export const STORED_EVENT_COLUMNS = [...EVENT_COLUMNS.map((c) => (c === 'delegation_chain' ? 'chain_id' : c)), 'at_text'] as readonly (
-  | Exclude<(typeof EVENT_COLUMNS)[number], 'delegation_chain'>
-  | 'chain_id'
-  | 'at_text'
-)[];
+export const KIND_COLUMNS = ['action', 'actor_type', 'target_type', 'outcome', 'at_text'] as const;
+export type EventKind = { action: string; actor_type: string; target_type: string | null; outcome: string; at_text: string };
+/** A kind's lookup key (kinds are compared whole: equal keys, equal kinds). */
+export const kindKey = (k: EventKind): string => JSON.stringify([k.action, k.actor_type, k.target_type, k.outcome, k.at_text]);
+/** The most kinds a log can hold: `kind_id` is a smallint on PostgreSQL (migration 0049). */
+export const MAX_KINDS = 32_767;
+
+/**
+ * The columns of a stored audit_event_rows row (migration 0049), fixed-width first as the table has them: the
+ * delegation chain by its `chain_id` and the kind by its `kind_id`, the rest of EVENT_COLUMNS in its order.
+ */
+export const STORED_EVENT_COLUMNS = [
+  'seq',
+  'at',
+  'chain_id',
+  'kind_id',
+  ...EVENT_COLUMNS.filter((c) => c !== 'seq' && c !== 'at' && c !== 'delegation_chain' && !(KIND_COLUMNS as readonly string[]).includes(c)),
+] as readonly (Exclude<(typeof EVENT_COLUMNS)[number], 'delegation_chain' | (typeof KIND_COLUMNS)[number]> | 'chain_id' | 'kind_id')[];
+
+/** The stored table of audit events (migration 0049; `audit_events` is a read-only view of it with the kinds joined). */
+export const STORED_EVENT_TABLE = 'audit_event_rows';
 
 /** The columns stored as id bytes (storedOfId). */
 export const ID_COLUMNS = ['id', 'org_id', 'actor_id', 'target_id', 'request_id'] as const;
 
 /**
- * The select of EVENT_COLUMNS from the stored tables (`e` events, `c` chains), for raw SQL readers: `at` is the
- * stored milliseconds, and `at_text` follows `hash` (index 16; atOfStored turns the two into the text).
+ * The select of EVENT_COLUMNS from the stored tables (`e` events, `c` chains, `k` kinds), for raw SQL readers: `at`
+ * is the stored milliseconds, and `at_text` follows `hash` (index 16; atOfStored turns the two into the text). LEFT
+ * joins: an event whose chain or kind row is missing reads with nulls there, and fails its hash.
  */
-export const EVENT_SELECT = `select ${EVENT_COLUMNS.map((c) => (c === 'delegation_chain' ? 'c.chain as delegation_chain' : `e.${c}`)).join(', ')}, e.at_text from audit_events e left join audit_chains c on c.id = e.chain_id`;
+export const EVENT_SELECT = `select ${EVENT_COLUMNS.map((c) =>
+  c === 'delegation_chain' ? 'c.chain as delegation_chain' : (KIND_COLUMNS as readonly string[]).includes(c) ? `k.${c}` : `e.${c}`,
+).join(
+  ', ',
+)}, k.at_text from ${STORED_EVENT_TABLE} e left join audit_chains c on c.id = e.chain_id left join audit_kinds k on k.id = e.kind_id`;
 
 /** The drivers hand bytes over as Buffers already; anything else Uint8Array is viewed as one (no copy). */
 const asBuffer = (b: Uint8Array): Buffer => (Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength));

@@ -3,12 +3,17 @@ import { sql } from 'kysely';
 import type { Logger } from '../kernel/log.js';
 import { batchInsert, paddedIn } from '../store/batch.js';
 import type { Db, Dialect, Tx } from '../store/db.js';
-import type { AuditEventsTable, AuditPendingTable } from '../store/schema.js';
+import type { AuditEventRowsTable, AuditKindsTable, AuditPendingTable } from '../store/schema.js';
 import { canonicalOfRow, type EventRow } from './audit-chain.js';
 import {
+  type EventKind,
   hexOfStored,
   idOfStored,
+  KIND_COLUMNS,
+  kindKey,
+  MAX_KINDS,
   STORED_EVENT_COLUMNS,
+  STORED_EVENT_TABLE,
   storedOfAt,
   storedOfContentHash,
   storedOfHex,
@@ -23,7 +28,7 @@ import { idIn } from './event-rows.js';
  *
  * Writers commit their event UNSEQUENCED into `audit_pending`, in the transaction of the change they
  * describe ("no audit record, no action"), and take no shared lock. The integrator moves pending rows
- * into `audit_events` in batches, in one transaction per batch: it locks the chain head, gives each row
+ * into the log (`audit_event_rows`, read through the `audit_events` view) in batches, in one transaction per batch: it locks the chain head, gives each row
  * the next sequence number, chains its hash (SHA-256(prev_hash || RFC 8785 event), as before), inserts the
  * events, deletes their pending rows and moves the head. A crash mid-batch rolls the whole batch back;
  * the pending rows are still there and the next pass (of any process) integrates them: an event cannot be
@@ -58,8 +63,9 @@ export const INTEGRATE_BATCH = 2048;
  */
 const IN_CHUNK = 512;
 
-const insertEvents = batchInsert('audit_events', STORED_EVENT_COLUMNS);
+const insertEvents = batchInsert(STORED_EVENT_TABLE, STORED_EVENT_COLUMNS);
 const insertChains = batchInsert('audit_chains', ['id', 'chain']);
+const insertKinds = batchInsert('audit_kinds', ['id', ...KIND_COLUMNS]);
 
 type Deps = {
   db: Db;
@@ -121,44 +127,95 @@ export const createIntegrator = ({ db, dialect, intervalMs, batch = INTEGRATE_BA
   };
 
   /**
-   * Delegation chains are stored once each (`audit_chains`) and events refer to them by id. Ids known to be
-   * committed are cached (chains are append-only, never changed or deleted); ids this process inserts join the
-   * cache only after their batch commits, so a rolled-back batch leaves no stale id behind.
+   * Delegation chains (`audit_chains`, migration 0040) and event kinds (`audit_kinds`, 0049) are stored once each
+   * and events refer to them by a small integer. Ids known to be committed are cached (both tables are append-only,
+   * never changed or deleted); ids this process inserts join the cache only after their batch commits, so a
+   * rolled-back batch leaves no stale id behind. New ids are max(id) + 1: the integrator holds the chain head (one
+   * at a time), so that cannot race another integrator.
    */
-  const chainIds = new Map<string, number>();
-  const chainIdsOf = async (tx: Tx, chains: string[], added: Map<string, number>): Promise<Map<string, number>> => {
-    const out = new Map<string, number>();
-    const missing: string[] = [];
-    for (const c of new Set(chains)) {
-      const id = chainIds.get(c);
-      if (id === undefined) missing.push(c);
-      else out.set(c, id);
-    }
-    if (missing.length === 0) return out;
-    for (let i = 0; i < missing.length; i += IN_CHUNK) {
-      for (const f of await tx
-        .selectFrom('audit_chains')
-        .select(['id', 'chain'])
-        .where('chain', 'in', paddedIn(missing.slice(i, i + IN_CHUNK)))
-        .execute()) {
-        chainIds.set(f.chain, Number(f.id));
-        out.set(f.chain, Number(f.id));
-      }
-    }
-    const fresh = missing.filter((c) => !out.has(c));
-    if (fresh.length) {
-      // The integrator holds the chain head (one at a time), so max(id) + 1 cannot race another integrator.
-      const top = await tx.selectFrom('audit_chains').select(sql<number | null>`max(id)`.as('m')).executeTakeFirst();
-      let next = Number(top?.m ?? 0);
-      const values = fresh.map((chain) => ({ id: ++next, chain }));
-      await insertChains(tx, values);
+  const dictionary = <V>(o: {
+    key: (v: V) => string;
+    /** The stored rows among `values` (chunks of at most IN_CHUNK). */
+    find: (tx: Tx, values: V[]) => Promise<{ id: number; value: V }[]>;
+    insert: (tx: Tx, rows: { id: number; value: V }[]) => Promise<void>;
+    top: (tx: Tx) => Promise<number>;
+    max: number;
+    name: string;
+  }) => {
+    const known = new Map<string, number>();
+    const idsOf = async (tx: Tx, values: V[], added: Map<string, number>): Promise<Map<string, number>> => {
+      const out = new Map<string, number>();
+      const missing = new Map<string, V>();
       for (const v of values) {
-        out.set(v.chain, v.id);
-        added.set(v.chain, v.id);
+        const k = o.key(v);
+        const id = known.get(k);
+        if (id === undefined) missing.set(k, v);
+        else out.set(k, id);
       }
-    }
-    return out;
+      if (missing.size === 0) return out;
+      const list = [...missing.values()];
+      for (let i = 0; i < list.length; i += IN_CHUNK) {
+        for (const f of await o.find(tx, list.slice(i, i + IN_CHUNK))) {
+          const k = o.key(f.value);
+          if (!missing.has(k)) continue;
+          known.set(k, f.id);
+          out.set(k, f.id);
+        }
+      }
+      const fresh = [...missing].filter(([k]) => !out.has(k));
+      if (fresh.length) {
+        let next = await o.top(tx);
+        if (next + fresh.length > o.max) throw new Error(`audit: more than ${o.max} distinct ${o.name}`);
+        const rows = fresh.map(([k, value]) => ({ k, id: ++next, value }));
+        await o.insert(tx, rows);
+        for (const r of rows) {
+          out.set(r.k, r.id);
+          added.set(r.k, r.id);
+        }
+      }
+      return out;
+    };
+    const commit = (added: Map<string, number>) => {
+      for (const [k, id] of added) known.set(k, id);
+    };
+    return { idsOf, commit };
   };
+  const chains = dictionary<string>({
+    key: (c) => c,
+    find: async (tx, cs) =>
+      (await tx.selectFrom('audit_chains').select(['id', 'chain']).where('chain', 'in', paddedIn(cs)).execute()).map((r) => ({
+        id: Number(r.id),
+        value: r.chain,
+      })),
+    insert: (tx, rows) =>
+      insertChains(
+        tx,
+        rows.map((r) => ({ id: r.id, chain: r.value })),
+      ),
+    top: async (tx) => Number((await tx.selectFrom('audit_chains').select(sql<number | null>`max(id)`.as('m')).executeTakeFirst())?.m ?? 0),
+    max: Number.MAX_SAFE_INTEGER,
+    name: 'delegation chains',
+  });
+  // The kinds of one action are few (its actor types, target types and outcomes): they are looked up by action.
+  const kinds = dictionary<EventKind>({
+    key: kindKey,
+    find: async (tx, ks) =>
+      (
+        await tx
+          .selectFrom('audit_kinds')
+          .select(['id', ...KIND_COLUMNS])
+          .where('action', 'in', paddedIn([...new Set(ks.map((k) => k.action))]))
+          .execute()
+      ).map(({ id, ...value }) => ({ id: Number(id), value })),
+    insert: (tx, rows) =>
+      insertKinds(
+        tx,
+        rows.map((r) => ({ id: r.id, ...r.value, outcome: r.value.outcome as AuditKindsTable['outcome'] })),
+      ),
+    top: async (tx) => Number((await tx.selectFrom('audit_kinds').select(sql<number | null>`max(id)`.as('m')).executeTakeFirst())?.m ?? 0),
+    max: MAX_KINDS,
+    name: 'audit event kinds (action, actor type, target type, outcome)',
+  });
 
   /**
    * One batch in one transaction. `wait`: wait for the head (a caller that needs its events sequenced)
@@ -166,7 +223,8 @@ export const createIntegrator = ({ db, dialect, intervalMs, batch = INTEGRATE_BA
    * (-1: skipped) and their sequence numbers and hashes.
    */
   const pass = async (wait: boolean): Promise<{ n: number; done: Integrated }> => {
-    const added = new Map<string, number>();
+    const addedChains = new Map<string, number>();
+    const addedKinds = new Map<string, number>();
     const result = await db.transaction().execute(async (tx) => {
       const head = await headQuery(tx, wait).executeTakeFirst();
       if (!head) {
@@ -179,13 +237,24 @@ export const createIntegrator = ({ db, dialect, intervalMs, batch = INTEGRATE_BA
       let seq = Number(head.seq);
       let prev = head.hash;
       const rows: EventRow[] = [];
-      const chains = await chainIdsOf(
+      const chainIds = await chains.idsOf(
         tx,
         pending.map((p) => p.delegation_chain),
-        added,
+        addedChains,
       );
-      const stored: AuditEventsTable[] = [];
-      for (const p of pending) {
+      const ats = pending.map((p) => storedOfAt(p.at));
+      const kindsOf = pending.map(
+        (p, i): EventKind => ({
+          action: p.action,
+          actor_type: p.actor_type,
+          target_type: p.target_type,
+          outcome: p.outcome,
+          at_text: ats[i]!.at_text,
+        }),
+      );
+      const kindIds = await kinds.idsOf(tx, kindsOf, addedKinds);
+      const stored: AuditEventRowsTable[] = [];
+      for (const [i, p] of pending.entries()) {
         seq += 1;
         const row: EventRow = {
           seq,
@@ -212,16 +281,13 @@ export const createIntegrator = ({ db, dialect, intervalMs, batch = INTEGRATE_BA
         rows.push(row);
         stored.push({
           seq,
+          at: ats[i]!.at,
+          chain_id: chainIds.get(row.delegation_chain)!,
+          kind_id: kindIds.get(kindKey(kindsOf[i]!))!,
           id: storedOfId(row.id),
-          ...storedOfAt(row.at),
           org_id: storedOfIdOrNull(row.org_id),
-          action: row.action,
-          actor_type: row.actor_type,
           actor_id: storedOfIdOrNull(row.actor_id),
-          chain_id: chains.get(row.delegation_chain)!,
-          target_type: row.target_type,
           target_id: storedOfIdOrNull(row.target_id),
-          outcome: row.outcome as AuditEventsTable['outcome'],
           request_id: storedOfIdOrNull(row.request_id),
           client_ip: row.client_ip,
           content_hash: storedOfContentHash(row.content_hash),
@@ -242,7 +308,8 @@ export const createIntegrator = ({ db, dialect, intervalMs, batch = INTEGRATE_BA
       if (beforeCommit) await beforeCommit(rows.length);
       return { n: rows.length, done };
     });
-    for (const [c, id] of added) chainIds.set(c, id);
+    chains.commit(addedChains);
+    kinds.commit(addedKinds);
     return result;
   };
 

@@ -4,7 +4,7 @@ import { AppError, conflict, notFound } from '../kernel/errors.js';
 import { newId } from '../kernel/ids.js';
 import type { Db } from '../store/db.js';
 import type { AuditActor, AuditService } from './audit-service.js';
-import { hexOfStored } from './audit-columns.js';
+import { hexOfStored, STORED_EVENT_TABLE } from './audit-columns.js';
 import { seqAtBound } from './event-rows.js';
 import type { Boundary } from './audit-verify.js';
 import type { VerifyReport } from './audit-verify.js';
@@ -175,8 +175,9 @@ export const createRetentionService = ({ db, clock, audit, tree, checkpoints, ve
           boundary: JSON.stringify(boundary),
         })
         .execute();
-      // The append-only triggers let this DELETE through only up to the purge record just written.
-      const r = await tx.deleteFrom('audit_events').where('seq', '<=', through).executeTakeFirst();
+      // The append-only triggers let this DELETE through only up to the purge record just written. The stored rows
+      // (migration 0049: `audit_events` is a view of them); their kinds and chains stay, like the chains always did.
+      const r = await tx.deleteFrom(STORED_EVENT_TABLE).where('seq', '<=', through).executeTakeFirst();
       const n = Number(r.numDeletedRows);
       await audit.record(tx, {
         action: 'audit.purged',

@@ -84,6 +84,10 @@ export type SettingsTable = { key: string; value: string };
 
 export type RateLimitBucketsTable = { bucket: string; count: number; expires_at: string };
 
+/**
+ * `audit_events` is a read-only view since migration 0049 (the stored rows are `audit_event_rows`, with the kind's
+ * columns by reference to `audit_kinds`): the columns below are what it reads as, the kind's joined back.
+ */
 export type AuditEventsTable = {
   seq: number;
   /** Id bytes (src/audit/audit-columns.ts storedOfId; migration 0042), as are org_id, actor_id, target_id and request_id. */
@@ -107,6 +111,28 @@ export type AuditEventsTable = {
   /** 32 raw bytes (BLOB / bytea); src/audit/event-rows.ts gives readers the hex form the chain is defined over. The previous row's is its prev_hash (not stored, migration 0042). */
   hash: Buffer;
   /** '' when the time's text is the ISO-8601 form of `at`, else `=` and the text (src/audit/audit-columns.ts storedOfAt). */
+  at_text: string;
+  /** The event's `audit_kinds` row (migration 0049). */
+  kind_id: number;
+};
+
+/**
+ * The stored audit events (migration 0049): AuditEventsTable's columns without the kind's, which are stored once per
+ * distinct combination in `audit_kinds` and referred to by `kind_id`. Written by the integrator only; append-only
+ * (the retention purge deletes below its boundary).
+ */
+export type AuditEventRowsTable = Omit<AuditEventsTable, 'action' | 'actor_type' | 'target_type' | 'outcome' | 'at_text'>;
+
+/**
+ * Distinct `(action, actor_type, target_type, outcome, at_text)` of audit events (migration 0049), append-only;
+ * events refer to them by `id` (at most 32,767: smallint on PostgreSQL).
+ */
+export type AuditKindsTable = {
+  id: number;
+  action: string;
+  actor_type: string;
+  target_type: string | null;
+  outcome: 'success' | 'denied' | 'error';
   at_text: string;
 };
 
@@ -411,6 +437,8 @@ export type Database = {
   settings: SettingsTable;
   rate_limit_buckets: RateLimitBucketsTable;
   audit_events: AuditEventsTable;
+  audit_event_rows: AuditEventRowsTable;
+  audit_kinds: AuditKindsTable;
   audit_chains: AuditChainsTable;
   audit_head: AuditHeadTable;
   audit_pending: AuditPendingDbTable;

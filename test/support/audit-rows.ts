@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
-import type { Kysely } from 'kysely';
+import { type Kysely, sql } from 'kysely';
 import { canonicalOfRow, type EventRow, GENESIS_HASH } from '../../src/audit/audit-chain.js';
-import { ID_COLUMNS, idOfStored } from '../../src/audit/audit-columns.js';
+import { type EventKind, ID_COLUMNS, idOfStored, KIND_COLUMNS, STORED_EVENT_TABLE } from '../../src/audit/audit-columns.js';
 import { eventRows, selectEventRows } from '../../src/audit/event-rows.js';
-import type { Store } from '../../src/store/db.js';
+import type { Db, Store } from '../../src/store/db.js';
 import { migrateToLatest } from '../../src/store/migrate.js';
 
 type IdColumn = (typeof ID_COLUMNS)[number];
@@ -49,4 +49,36 @@ export const migrateWithHead = async (store: Store, old: Kysely<any>, before: re
     .execute();
   await migrateToLatest(store);
   return eventRows(selectEventRows(store.db).orderBy('e.seq'));
+};
+
+/**
+ * The stored audit events (migration 0049): a tamperer with database access writes here, since `audit_events` is a
+ * read-only view of it.
+ */
+export const EVENT_ROWS = STORED_EVENT_TABLE;
+
+/**
+ * A tamperer's change to one event's action, actor type, target type, outcome or at_text, which are stored once per
+ * kind in `audit_kinds` (migration 0049): a new kind row with the change, and the event pointed at it (kinds are
+ * append-only; inserting one needs no trigger dropped, repointing the event does). Returns the event's kind id
+ * before, to put it back with `setKindIdOf`.
+ */
+export const setKindOf = async (db: Db, seq: number, change: Partial<EventKind>): Promise<number> => {
+  const row = await db
+    .selectFrom('audit_events')
+    .select(['kind_id', ...KIND_COLUMNS])
+    .where('seq', '=', seq)
+    .executeTakeFirstOrThrow();
+  const top = await db.selectFrom('audit_kinds').select(sql<number>`max(id)`.as('m')).executeTakeFirstOrThrow();
+  const id = Number(top.m) + 1;
+  const { kind_id, ...kind } = row;
+  await db
+    .insertInto('audit_kinds')
+    .values({ id, ...kind, ...change } as never)
+    .execute();
+  await setKindIdOf(db, seq, id);
+  return Number(kind_id);
+};
+export const setKindIdOf = async (db: Db, seq: number, kindId: number) => {
+  await db.updateTable(EVENT_ROWS).set({ kind_id: kindId }).where('seq', '=', seq).execute();
 };
