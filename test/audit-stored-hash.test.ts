@@ -3,7 +3,9 @@ import { describe, expect, it } from 'vitest';
 import { canonicalOfRow, chainedOfRow, chainHash, type EventRow } from '../src/audit/audit-chain.js';
 import { atOfStored, isoOfMs, storedOfAt, storedOfContentHash, storedOfId, storedOfIdOrNull } from '../src/audit/audit-columns.js';
 import { canonicalJson } from '../src/audit/canonical.js';
-import { createStoredEventHasher } from '../src/audit/stored-event-hash.js';
+import { FlatCompactRange } from '../src/audit/audit-chain-verifier.js';
+import { CompactRange } from '../src/audit/merkle.js';
+import { createStoredEventHasher, type HexForm, hexDigitsOf } from '../src/audit/stored-event-hash.js';
 
 /** A row as EVENT_SELECT reads it (audit-columns.ts): ids and hashes as bytes, seq as a number or (PostgreSQL bigint) text. */
 const storedOf = (r: EventRow, seqAsText = false): unknown[] => [
@@ -25,6 +27,21 @@ const storedOf = (r: EventRow, seqAsText = false): unknown[] => [
   Buffer.from(r.hash, 'hex'),
   storedOfAt(r.at).at_text,
 ];
+
+/** The binary columns of a stored row (EVENT_SELECT's order). */
+const BINARY = [1, 3, 6, 9, 11, 13, 15];
+/**
+ * The same row as the verify workers read it: binary columns as SQLite's quote() writes them (`X'HEX'` uppercase,
+ * `NULL`, a text quoted) or as PostgreSQL's hex bytea output (`\\x` lowercase hex, SQL NULL as null).
+ */
+const textForm = (row: unknown[], form: HexForm): unknown[] =>
+  row.map((v, i) => {
+    if (!BINARY.includes(i)) return v;
+    if (form === 'pg-hex') return v === null ? null : `\\x${(v as Buffer).toString('hex')}`;
+    if (v === null) return 'NULL';
+    if (typeof v === 'string') return `'${v.replaceAll("'", "''")}'`;
+    return `X'${(v as Buffer).toString('hex').toUpperCase()}'`;
+  });
 
 const base: EventRow = {
   seq: 42,
@@ -56,6 +73,12 @@ const check = (r: EventRow) => {
   for (const seqAsText of [false, true]) {
     expect(h.canonical(storedOf(r, seqAsText))).toBe(want);
     expect(h.hash(Buffer.from(r.prev_hash, 'hex'), storedOf(r, seqAsText))!.toString('hex')).toBe(chainHash(r.prev_hash, chainedOfRow(r)));
+    for (const form of ['sqlite-quote', 'pg-hex'] as const) {
+      const row = textForm(storedOf(r, seqAsText), form);
+      expect(h.canonicalText(row, form)).toBe(want);
+      expect(h.hashText(Buffer.from(r.prev_hash, 'hex'), row, form, 'hex')).toBe(chainHash(r.prev_hash, chainedOfRow(r)));
+      expect(hexDigitsOf(row[15], form)).toBe(r.hash === '' ? '' : form === 'pg-hex' ? r.hash : r.hash.toUpperCase());
+    }
   }
 };
 
@@ -148,6 +171,45 @@ describe('the chain hash from stored bytes (stored-event-hash.ts) against the ge
       const r = [...row];
       r[col] = bad;
       expect(h.hash(prev, r)).toBeNull();
+      // The text forms decline the same values, and a blob turned into a text or a number in a binary column (SQLite
+      // keeps any type in any column): quote() writes those without the X'...' markers.
+      for (const form of ['sqlite-quote', 'pg-hex'] as const) {
+        const t = textForm(r, form);
+        if (col === 9 && form === 'pg-hex') t[9] = 'msg_as_text';
+        expect(h.hashText(prev, t, form, 'hex'), `${form} ${col}`).toBeNull();
+      }
+    }
+    for (const col of BINARY.filter((c) => c !== 15)) {
+      const q = textForm(row, 'sqlite-quote');
+      q[col] = `'${(row[col] as Buffer).toString('latin1')}'`;
+      expect(h.hashText(prev, q, 'sqlite-quote', 'hex')).toBeNull();
+      q[col] = '42';
+      expect(h.hashText(prev, q, 'sqlite-quote', 'hex')).toBeNull();
+      const p = textForm(row, 'pg-hex');
+      p[col] = (row[col] as Buffer).toString('hex');
+      expect(h.hashText(prev, p, 'pg-hex', 'hex')).toBeNull();
+    }
+    // SQL NULL and an empty blob are different values: NULL is written as null, X'' is no id at all.
+    const empty = textForm(row, 'sqlite-quote');
+    empty[3] = "X''";
+    expect(h.hashText(prev, empty, 'sqlite-quote', 'hex')).toBeNull();
+    expect(hexDigitsOf('NULL', 'sqlite-quote')).toBeNull();
+    expect(hexDigitsOf("'ab'", 'sqlite-quote')).toBeNull();
+    expect(hexDigitsOf(null, 'pg-hex')).toBeNull();
+  });
+
+  it('hashes the RFC 6962 subtrees of a worker range as CompactRange does (FlatCompactRange)', () => {
+    for (const n of [0, 1, 2, 3, 5, 8, 13, 64, 100, 255, 256, 1000]) {
+      const leaves = randomBytes(n * 32);
+      const flat = new FlatCompactRange();
+      const ref = new CompactRange();
+      for (let i = 0; i < n; i++) {
+        flat.append(leaves, i * 32);
+        ref.append(leaves.subarray(i * 32, i * 32 + 32));
+        if (i % 7 === 0) expect(flat.hashes().map((x) => x.toString('hex'))).toEqual(ref.hashes.map((x) => x.toString('hex')));
+      }
+      expect(flat.size).toBe(n);
+      expect(flat.hashes().map((x) => x.toString('hex'))).toEqual(ref.hashes.map((x) => x.toString('hex')));
     }
   });
 

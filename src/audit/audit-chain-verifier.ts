@@ -1,3 +1,4 @@
+import { hash as oneShotHash } from 'node:crypto';
 import { type EventRow, GENESIS_HASH, recomputeRowHash } from './audit-chain.js';
 import { CompactRange, decompose, foldRange, leafHash, leafHashHex, MerkleError, verifyInclusion } from './merkle.js';
 import type { VerifyChunk } from './verify-worker.js';
@@ -257,3 +258,39 @@ export const checkBoundary = (b: Boundary): StartPoint => {
 
 /** Worker ranges are aligned on 2^16 leaves, so each one is a complete subtree of the whole tree. */
 export const DEFAULT_CHUNK = 2 ** 16;
+
+/**
+ * The compact range of a verify worker's range (RFC 6962 2.1; the same hashes as CompactRange from size 0, which
+ * test/audit-stored-hash.test.ts checks), kept in one buffer: a leaf is appended from bytes at an offset and the
+ * subtrees it completes are hashed in place. No Buffer is made per hash: node:crypto's one-shot hash costs about
+ * four times as much returning a Buffer as returning a string of the same bytes (0.9 against 0.23 us for a node).
+ */
+export class FlatCompactRange {
+  size = 0;
+  private depth = 0;
+  /** The subtree hashes, largest first, 32 bytes each (at most 53 for a safe-integer size). */
+  private readonly stack = Buffer.alloc(64 * 32);
+  /** RFC 6962 2.1: node hash = SHA-256(0x01 || left || right); left and right are adjacent on the stack. */
+  private readonly node = Buffer.alloc(1 + 64, 0x01);
+
+  /** Appends the leaf hash src[offset, offset + 32). */
+  append(src: Buffer, offset: number): void {
+    src.copy(this.stack, this.depth * 32, offset, offset + 32);
+    this.depth++;
+    // Merge while the new subtree has a left sibling of the same size: bit `level` of its index is 1 (CompactRange.append).
+    let index = this.size;
+    while (index % 2 === 1) {
+      const at = (this.depth - 2) * 32;
+      this.stack.copy(this.node, 1, at, at + 64);
+      this.stack.write(oneShotHash('sha256', this.node, 'binary'), at, 'latin1');
+      this.depth--;
+      index = (index - 1) / 2;
+    }
+    this.size++;
+  }
+
+  /** Copies of the subtree hashes, largest (leftmost) first, as CompactRange.hashes. */
+  hashes(): Buffer[] {
+    return Array.from({ length: this.depth }, (_, i) => Buffer.from(this.stack.subarray(i * 32, i * 32 + 32)));
+  }
+}
