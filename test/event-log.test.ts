@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createEventFeed } from '../src/events/event-feed.js';
 import { appendEvents, type DomainEvent, readEvents } from '../src/events/events-log.js';
-import { openStore, type Store } from '../src/store/db.js';
+import { inGroupCommit, openStore, type Store, type Tx, transact } from '../src/store/db.js';
 import { migrateToLatest } from '../src/store/migrate.js';
 import { freshDatabase, testDialects } from './support/dialects.js';
 import { waitFor } from './support/wait.js';
@@ -53,6 +53,9 @@ for (const dialect of testDialects()) {
         count: fc.integer({ min: 1, max: 4 }),
         rollback: fc.boolean(),
         pauseMs: fc.integer({ min: 0, max: 3 }),
+        // plain: numbered at once (db.transaction); transact and group: numbered just before COMMIT (src/store/db.ts
+        // deferToCommit), a group caller in a savepoint of a transaction shared with the other group writers.
+        mode: fc.constantFrom('plain', 'transact', 'group'),
       });
       let run = 0;
       await fc.assert(
@@ -80,8 +83,11 @@ for (const dialect of testDialects()) {
             const results = await Promise.allSettled(
               // PostgreSQL: writers on both pools at once. SQLite has one writer per file, and two connections in one process would
               // wait on each other's lock with the event loop blocked: there writers share one handle, as they do in a process.
-              writers.map((w, i) =>
-                (i % 2 && dialect === 'postgres' ? one : two).db.transaction().execute(async (tx) => {
+              writers.map((w, i) => {
+                const db = (i % 2 && dialect === 'postgres' ? one : two).db;
+                const exec = (fn: (tx: Tx) => Promise<void>) =>
+                  w.mode === 'plain' ? db.transaction().execute(fn) : w.mode === 'transact' ? transact(db, fn) : inGroupCommit(db, fn);
+                return exec(async (tx) => {
                   await appendEvents(
                     tx,
                     Array.from({ length: w.count }, (_, k) => ({
@@ -93,8 +99,8 @@ for (const dialect of testDialects()) {
                   );
                   await new Promise((r) => setTimeout(r, w.pauseMs));
                   if (w.rollback) throw new Error('rolled back on purpose');
-                }),
-              ),
+                });
+              }),
             );
             writing = false;
             await follow;
@@ -128,6 +134,45 @@ for (const dialect of testDialects()) {
         { numRuns: 15 },
       );
     }, 120_000);
+
+    it('numbers the events of a deferring transaction just before its COMMIT, in the order they were appended', async () => {
+      const event = (k: number) => ({ orgId: 'org_b', type: 'email.queued' as const, at: new Date().toISOString(), data: { deferred: k } });
+      const before = (await readAll(one, 'org_b')).length;
+      await transact(one.db, async (tx) => {
+        for (let k = 0; k < 5; k++) await appendEvents(tx, [event(k)]);
+        // Nothing numbered or written yet inside the transaction: the head and the log are as before.
+        const head = await tx.selectFrom('event_heads').select('seq').where('org_id', '=', 'org_b').executeTakeFirst();
+        expect(Number(head?.seq ?? 0)).toBe(before);
+        expect(await tx.selectFrom('domain_events').select('id').where('org_id', '=', 'org_b').execute()).toHaveLength(before);
+        if (dialect === 'postgres') {
+          // The head is not held yet: a writer on another connection numbers its event without waiting for this one.
+          await two.db.transaction().execute((t2) => appendEvents(t2, [event(99)]));
+        }
+      });
+      const got = (await readAll(one, 'org_b')).slice(before);
+      const expected = dialect === 'postgres' ? [99, 0, 1, 2, 3, 4] : [0, 1, 2, 3, 4];
+      expect(got.map((e) => e.data.deferred)).toEqual(expected);
+      expect(got.map((e) => e.seq)).toEqual(expected.map((_, i) => before + i + 1));
+    });
+
+    it('drops the events of a group caller that failed with its savepoint and numbers the others once, gapless', async () => {
+      const before = (await readAll(one, 'org_a')).length;
+      const results = await Promise.allSettled(
+        [0, 1, 2, 3].map((c) =>
+          inGroupCommit(one.db, async (tx) => {
+            await appendEvents(tx, [
+              { orgId: 'org_a', type: 'email.delivered', at: new Date().toISOString(), data: { caller: c, k: 0 } },
+              { orgId: 'org_a', type: 'email.delivered', at: new Date().toISOString(), data: { caller: c, k: 1 } },
+            ]);
+            if (c === 1) throw new Error('caller 1 fails');
+          }),
+        ),
+      );
+      expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled', 'fulfilled']);
+      const got = (await readAll(one, 'org_a')).slice(before);
+      expect(got.map((e) => `${e.data.caller}:${e.data.k}`)).toEqual(['0:0', '0:1', '2:0', '2:1', '3:0', '3:1']);
+      expect(got.map((e) => e.seq)).toEqual(got.map((_, i) => before + i + 1));
+    });
 
     it('wakes a listener on another connection after the commit, never for a rollback, and reading then finds the event', async () => {
       const feed = createEventFeed(two);

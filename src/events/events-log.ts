@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import { newId } from '../kernel/ids.js';
-import { paddedIn } from '../store/batch.js';
-import { compiledFor, type Executor } from '../store/db.js';
+import { batchInsert, paddedIn } from '../store/batch.js';
+import { compiledFor, deferToCommit, type Executor, runCompiled } from '../store/db.js';
 import { notifyOnCommit } from '../store/notify.js';
 import type { DomainEventType } from './event-types.js';
 
@@ -46,46 +46,86 @@ export const parseWake = (payload: string): Wake | null => {
  * locked until the transaction ends, so numbers commit in the order they were taken and a reader that has
  * seen `seq` k has seen every event below k (no gaps, no skips: a rolled-back transaction gives its numbers
  * back). Audit appends take no shared lock (they commit unsequenced, src/audit/integrator.ts), so this is the
- * only head a writer locks here. SQLite has one writer at a time (BEGIN IMMEDIATE).
+ * only head a writer locks here. SQLite has one writer at a time (BEGIN IMMEDIATE). Compiled once and run on
+ * the transaction's connection directly (src/store/db.ts runCompiled): it runs in every commit that writes events.
  */
 const takeSeqs = async (tx: Executor, orgId: string, n: number): Promise<number> => {
-  const r = await sql<{ seq: number }>`
-    insert into event_heads (org_id, seq) values (${orgId}, ${n})
-    on conflict (org_id) do update set seq = event_heads.seq + excluded.seq
-    returning seq`.execute(tx);
-  const row = r.rows[0];
+  const compiled = compiledFor(tx, 'takeSeqs', 2, ([org, count]) =>
+    tx
+      .insertInto('event_heads')
+      .values({ org_id: org as string, seq: count as number })
+      .onConflict((oc) => oc.column('org_id').doUpdateSet({ seq: sql<number>`event_heads.seq + excluded.seq` }))
+      .returning('seq'),
+  );
+  const row = (await runCompiled(tx, compiled(orgId, n))).rows[0];
   if (!row) throw new Error('event_heads: no sequence number was returned');
   return Number(row.seq);
+};
+
+const insertEventRows = batchInsert('domain_events', [
+  'org_id',
+  'seq',
+  'id',
+  'type',
+  'occurred_at',
+  'mailbox_id',
+  'email_id',
+  'approval_id',
+  'data',
+]);
+
+/** An event waiting for its number: its id is taken when it is appended (UUIDv7: in the order of appending). */
+type Unnumbered = NewDomainEvent & { id: string };
+
+/**
+ * Numbers and inserts events: per organisation (in one fixed order, so two transactions writing events of the
+ * same organisations take their heads in the same order and cannot deadlock on them) one head upsert for all of
+ * them and multi-row inserts, then one wake-up per distinct payload after the commit.
+ */
+const writeEvents = async (tx: Executor, events: readonly Unnumbered[]): Promise<void> => {
+  const byOrg = new Map<string, Unnumbered[]>();
+  for (const e of events) {
+    const list = byOrg.get(e.orgId);
+    if (list) list.push(e);
+    else byOrg.set(e.orgId, [e]);
+  }
+  for (const orgId of [...byOrg.keys()].sort()) {
+    const list = byOrg.get(orgId)!;
+    const last = await takeSeqs(tx, orgId, list.length);
+    const first = last - list.length + 1;
+    await insertEventRows(
+      tx,
+      list.map((e, i) => ({
+        org_id: orgId,
+        seq: first + i,
+        id: e.id,
+        type: e.type,
+        occurred_at: e.at,
+        mailbox_id: e.mailboxId ?? null,
+        email_id: e.emailId ?? null,
+        approval_id: e.approvalId ?? null,
+        data: JSON.stringify(e.data ?? {}),
+      })),
+    );
+    for (const payload of new Set(list.map(wakePayload))) await notifyOnCommit(tx, payload);
+  }
 };
 
 /**
  * Appends events in the caller's transaction (written with the change they describe, or not at all) and
  * announces them to listening processes after the commit. Call it inside the transaction of the change.
+ * In a transaction opened by `transact` or a group commit (src/store/db.ts) the events are numbered and
+ * inserted last, just before COMMIT, together with every other event of that transaction: one head upsert per
+ * organisation and commit instead of one per call, and on PostgreSQL the head row is locked only while the
+ * transaction commits rather than from its first event on (writers of one organisation wait on it). Events of
+ * a group caller that failed are dropped with its savepoint; the order of a transaction's events is the order
+ * they were appended in. Elsewhere they are numbered and inserted now, as before.
  */
 export const appendEvents = async (tx: Executor, events: NewDomainEvent[]): Promise<void> => {
-  const byOrg = new Map<string, NewDomainEvent[]>();
-  for (const e of events) byOrg.set(e.orgId, [...(byOrg.get(e.orgId) ?? []), e]);
-  for (const [orgId, list] of byOrg) {
-    const last = await takeSeqs(tx, orgId, list.length);
-    const first = last - list.length + 1;
-    await tx
-      .insertInto('domain_events')
-      .values(
-        list.map((e, i) => ({
-          org_id: orgId,
-          seq: first + i,
-          id: newId('event'),
-          type: e.type,
-          occurred_at: e.at,
-          mailbox_id: e.mailboxId ?? null,
-          email_id: e.emailId ?? null,
-          approval_id: e.approvalId ?? null,
-          data: JSON.stringify(e.data ?? {}),
-        })),
-      )
-      .execute();
-    for (const payload of new Set(list.map(wakePayload))) await notifyOnCommit(tx, payload);
-  }
+  if (events.length === 0) return;
+  const list = events.map((e) => ({ ...e, id: newId('event') }));
+  if (deferToCommit(tx, 'domain_events', writeEvents, list)) return;
+  await writeEvents(tx, list);
 };
 
 export const appendEvent = (tx: Executor, e: NewDomainEvent) => appendEvents(tx, [e]);

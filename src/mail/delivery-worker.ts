@@ -21,7 +21,7 @@ import {
   renewLeases as renewOutboxLeases,
   rerouteJob,
 } from '../queue/outbox-repo.js';
-import { type Db, type Dialect, inGroupCommit, type Tx } from '../store/db.js';
+import { type Db, type Dialect, inGroupCommit, type Tx, transact } from '../store/db.js';
 import type { DeliveryOutcome } from './bounce-rules.js';
 import { messageAad, sealRaw } from './message-store.js';
 import { addMessageEvent, messageById, signedBytesOf, storeSignedOnce } from './messages-repo.js';
@@ -256,7 +256,7 @@ export const createDeliveryWorker = (d: Deps) => {
     // A lost commit after a 250 means a resend after the lease: retry a transient store error before giving up.
     for (let i = 0; ; i++) {
       try {
-        await d.db.transaction().execute((tx) => finishIn(tx, p.job, p.route, p.signed, p.outcome));
+        await transact(d.db, (tx) => finishIn(tx, p.job, p.route, p.signed, p.outcome));
         p.resolve();
         return;
       } catch (e) {
@@ -426,14 +426,18 @@ export const createDeliveryWorker = (d: Deps) => {
     logAttempt(job, route, outcome, result, delay);
   };
 
-  // One commit for the claim and the messages' new status `sending` (CONTRACT.md statuses).
+  // One commit for the claim and the messages' new status `sending` (CONTRACT.md statuses). On SQLite (one writer,
+  // no row locks) that commit is shared with whatever else is being written at that moment (sends, signed bytes,
+  // outcomes: store/db.ts inGroupCommit), so a claim costs no commit of its own; on PostgreSQL the claim's
+  // SKIP LOCKED row locks are not held through a group (inGroupCommit's rules), it commits alone.
+  const claimIn = async (tx: Tx, n: number, until: Date) => {
+    const jobs = await claimOutboxJobs(tx, d.dialect, workerId, d.clock.now(), until.getTime() - d.clock.now().getTime(), n);
+    const delivering = jobs.filter((j) => j.kind === 'deliver').map((j) => j.message_id);
+    await moveMessage(tx, delivering, 'claim');
+    return jobs;
+  };
   const claim = (_worker: string, n: number, until: Date) =>
-    d.db.transaction().execute(async (tx) => {
-      const jobs = await claimOutboxJobs(tx, d.dialect, workerId, d.clock.now(), until.getTime() - d.clock.now().getTime(), n);
-      const delivering = jobs.filter((j) => j.kind === 'deliver').map((j) => j.message_id);
-      await moveMessage(tx, delivering, 'claim');
-      return jobs;
-    });
+    d.dialect === 'sqlite' ? inGroupCommit(d.db, (tx) => claimIn(tx, n, until)) : transact(d.db, (tx) => claimIn(tx, n, until));
 
   const worker = createJobWorker<OutboxRecord>(
     {

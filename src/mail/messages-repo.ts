@@ -2,7 +2,7 @@ import { sql } from 'kysely';
 import type { SealedValue } from '../kernel/crypto/envelope.js';
 import { appendEvent } from '../events/events-log.js';
 import { newId } from '../kernel/ids.js';
-import type { Dialect, Executor } from '../store/db.js';
+import { compiledFor, type Dialect, type Executor, runCompiled } from '../store/db.js';
 import { mapColumns, objectList, objectOrNull, stringList } from '../store/json-column.js';
 import { type AsMessageRecord, MESSAGE_META, type MessageJson, type MessageMetaRow, type MessageRecord } from '../store/records.js';
 import type { MessagesTable } from '../store/schema.js';
@@ -206,11 +206,21 @@ export const storeSignedOnce = async (ex: Executor, id: string, sealed: SealedVa
 };
 
 /** Appends one event to a message's own history (what the agent sees on GET /v1/emails/{id}). */
-export const addMessageEvent = (tx: Executor, messageId: string, at: string, type: string, details: Record<string, unknown> = {}) =>
-  tx
-    .insertInto('message_events')
-    .values({ id: newId('event'), message_id: messageId, at, type, details: JSON.stringify(details) })
-    .execute();
+export const addMessageEvent = async (
+  tx: Executor,
+  messageId: string,
+  at: string,
+  type: string,
+  details: Record<string, unknown> = {},
+): Promise<void> => {
+  // Compiled once (src/store/db.ts compiledFor): a sent message writes two or three of these.
+  const compiled = compiledFor(tx, 'addMessageEvent', 5, ([id, message, when, kind, facts]) =>
+    tx
+      .insertInto('message_events')
+      .values({ id: id as string, message_id: message as string, at: when as string, type: kind as string, details: facts as string }),
+  );
+  await runCompiled(tx, compiled(newId('event'), messageId, at, type, JSON.stringify(details)));
+};
 
 /**
  * Retention: replaces a message's sealed content with a sealed tombstone and drops the original and signed

@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import type { Dialect, Executor } from '../store/db.js';
+import { compiledFor, type Dialect, type Executor, runCompiled } from '../store/db.js';
 import { objectList } from '../store/json-column.js';
 import type { ChainLink, OutboxRecord } from '../store/records.js';
 import type { OutboxTable } from '../store/schema.js';
@@ -92,13 +92,24 @@ export const recordJobOutcome = async (
   job: { id: string; workerId: string; accepted: boolean },
   set: Pick<OutboxTable, 'status' | 'next_attempt_at' | 'last_code' | 'updated_at'>,
 ): Promise<boolean> => {
-  let q = db
-    .updateTable('outbox')
-    .set({ ...set, lease_until: null, claimed_by: null })
-    .where('id', '=', job.id)
-    .where('status', '=', 'sending');
-  if (!job.accepted) q = q.where('claimed_by', '=', job.workerId);
-  return Number((await q.executeTakeFirst()).numUpdatedRows) === 1;
+  // Compiled once per shape (src/store/db.ts compiledFor): every delivery attempt's outcome commit runs it.
+  const compiled = compiledFor(db, `recordJobOutcome:${job.accepted}`, job.accepted ? 5 : 6, (v) => {
+    const q = db
+      .updateTable('outbox')
+      .set({
+        status: v[0] as OutboxTable['status'],
+        next_attempt_at: v[1] as string,
+        last_code: v[2] as string | null,
+        updated_at: v[3] as string,
+        lease_until: null,
+        claimed_by: null,
+      })
+      .where('id', '=', v[4] as string)
+      .where('status', '=', 'sending');
+    return job.accepted ? q : q.where('claimed_by', '=', v[5] as string);
+  });
+  const values = [set.status, set.next_attempt_at, set.last_code, set.updated_at, job.id, ...(job.accepted ? [] : [job.workerId])];
+  return Number((await runCompiled(db, compiled(...values))).numAffectedRows ?? 0) === 1;
 };
 
 /** Points a job this worker holds at another route and envelope (routing at each attempt); false when the lease was lost. */
@@ -138,14 +149,19 @@ export const cancelPendingJobs = async (db: Executor, messageId: string, at: str
 // ---- Readers ----
 
 /** Whether any delivery job of the message is not done yet (by MX there is one per recipient domain). */
-export const hasOpenDeliveryJob = async (ex: Executor, messageId: string): Promise<boolean> =>
-  (await ex
-    .selectFrom('outbox')
-    .select('id')
-    .where('message_id', '=', messageId)
-    .where('kind', '=', 'deliver')
-    .where('status', '!=', 'done')
-    .executeTakeFirst()) !== undefined;
+export const hasOpenDeliveryJob = async (ex: Executor, messageId: string): Promise<boolean> => {
+  // Compiled once (src/store/db.ts compiledFor): every delivered message's outcome asks it.
+  const compiled = compiledFor(ex, 'hasOpenDeliveryJob', 1, ([message]) =>
+    ex
+      .selectFrom('outbox')
+      .select('id')
+      .where('message_id', '=', message as string)
+      .where('kind', '=', 'deliver')
+      .where('status', '!=', 'done')
+      .limit(1),
+  );
+  return (await runCompiled(ex, compiled(messageId))).rows.length > 0;
+};
 
 /** Whether any job of the message is in SMTP now or done: (part of) the message was handed over. */
 export const wasHandedOver = async (ex: Executor, messageId: string): Promise<boolean> =>

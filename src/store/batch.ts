@@ -1,5 +1,5 @@
 import { type CompiledQuery, PostgresAdapter } from 'kysely';
-import type { Executor } from './db.js';
+import { type Executor, runCompiled } from './db.js';
 import type { Database } from './schema.js';
 
 /** Row counts one multi-row INSERT is compiled for; a batch is cut into the largest that fit (500 rows: 6 statements). */
@@ -45,7 +45,7 @@ export const batchInsert = <T extends keyof Database & string>(table: T, columns
         const row = rows[r] as Record<string, unknown>;
         for (const c of columns) values.push(row[c]);
       }
-      await ex.executeQuery({ ...statement(ex, n), parameters: values });
+      await runCompiled(ex, { ...statement(ex, n), parameters: values });
       i += n;
     }
   };

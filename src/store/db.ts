@@ -536,6 +536,66 @@ export const runCompiled = <R>(ex: Executor, q: CompiledQuery<R>): QueryResult<R
   return { rows: [], numAffectedRows: BigInt(changes) };
 };
 
+/*
+ * Work a transaction does last, just before its COMMIT (`deferToCommit`): the domain-event log takes its
+ * organisation's sequence head there (src/events/events-log.ts), so on PostgreSQL the head row is locked for the
+ * commit only, and a group commit takes it once for all its callers instead of once per event. Only transactions
+ * opened by `transact` or a group commit defer; in any other transaction `deferToCommit` answers false and the
+ * caller writes at once, as before. A group caller that fails is rolled back to its savepoint and its deferred
+ * items are dropped with it. If the deferred work fails, the transaction rolls back (fail closed).
+ */
+type CommitTail = { flush: (tx: Tx, items: unknown[]) => Promise<void>; items: unknown[] };
+const commitTails = new WeakMap<object, Map<string, CommitTail>>();
+
+/**
+ * Queues `items` to be written by `flush(tx, items)` just before `tx` commits (one call with every item queued
+ * under `key` in the transaction, in order). Returns false, queuing nothing, when `tx` is not a transaction
+ * opened by `transact` or `inGroupCommit`: the caller then writes them itself, now.
+ */
+export const deferToCommit = <I>(tx: Executor, key: string, flush: (tx: Tx, items: I[]) => Promise<void>, items: readonly I[]): boolean => {
+  const tails = commitTails.get(tx);
+  if (!tails) return false;
+  let tail = tails.get(key);
+  if (!tail) {
+    tail = { flush: flush as CommitTail['flush'], items: [] };
+    tails.set(key, tail);
+  }
+  for (const item of items) tail.items.push(item);
+  return true;
+};
+
+const openTails = (tx: Tx) => commitTails.set(tx, new Map());
+const markTails = (tx: Tx): Map<string, number> => new Map([...(commitTails.get(tx) ?? [])].map(([k, t]) => [k, t.items.length]));
+const undoTails = (tx: Tx, mark: Map<string, number>) => {
+  for (const [k, t] of commitTails.get(tx) ?? []) t.items.length = mark.get(k) ?? 0;
+};
+const runTails = async (tx: Tx) => {
+  const tails = commitTails.get(tx);
+  if (!tails) return;
+  // A flush that defers more (none does today) is run again until nothing is left.
+  for (let pending = true; pending; ) {
+    pending = false;
+    for (const t of tails.values()) {
+      if (t.items.length === 0) continue;
+      pending = true;
+      await t.flush(tx, t.items.splice(0));
+    }
+  }
+  commitTails.delete(tx);
+};
+
+/**
+ * `db.transaction().execute(fn)` whose deferred work (`deferToCommit`) runs after `fn`, just before COMMIT.
+ * Rolls back, with nothing deferred written, when `fn` or that work throws.
+ */
+export const transact = <T>(db: Db, fn: (tx: Tx) => Promise<T>): Promise<T> =>
+  db.transaction().execute(async (tx) => {
+    openTails(tx);
+    const out = await fn(tx);
+    await runTails(tx);
+    return out;
+  });
+
 const rollbackCounts = new WeakMap<Executor, number>();
 
 /**
@@ -596,7 +656,7 @@ const createGroupCommit = (db: Db) => {
     if (jobs.length === 1) {
       const job = jobs[0]!;
       try {
-        job.resolve(await db.transaction().execute(job.fn));
+        job.resolve(await transact(db, job.fn));
       } catch (e) {
         job.reject(e);
       }
@@ -605,8 +665,10 @@ const createGroupCommit = (db: Db) => {
     const outcomes: Outcome[] = [];
     try {
       await db.transaction().execute(async (tx) => {
+        openTails(tx);
         await control(tx, [SAVEPOINT]);
         for (const [i, job] of jobs.entries()) {
+          const mark = markTails(tx);
           try {
             outcomes.push({ ok: true, value: await job.fn(tx) });
           } catch (error) {
@@ -617,7 +679,10 @@ const createGroupCommit = (db: Db) => {
           // A lost connection or SQLite's own rollback (disk full, I/O error) ended the shared transaction: no
           // savepoint is left to return to, so the group fails with the cause rather than with "no such savepoint".
           if (!outcome.ok && (isStoreUnavailable(outcome.error) || isStoreBusy(outcome.error))) throw outcome.error;
-          if (failed) rollbackCounts.set(tx, rollbacksIn(tx) + 1);
+          if (failed) {
+            rollbackCounts.set(tx, rollbacksIn(tx) + 1);
+            undoTails(tx, mark);
+          }
           // Undo a failed caller's work; COMMIT releases the last savepoint. If a
           // control statement fails the transaction is gone (e.g. SQLite rolled it
           // back): the whole group fails below. Each savepoint is released before the next is taken: nested
@@ -627,6 +692,8 @@ const createGroupCommit = (db: Db) => {
           const statements = failed ? [ROLLBACK_TO, ...next] : next;
           if (statements.length) await control(tx, statements);
         }
+        // The callers' deferred work (the event head and their events) in one go, last, before COMMIT.
+        await runTails(tx);
       });
     } catch (e) {
       // The whole group's transaction was aborted by a deadlock or serialization failure: nothing of it committed.
