@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { createHmac, hkdfSync, randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -8,10 +9,14 @@ import {
   compactMailbox,
   deleteSearchEntries,
   entriesOf,
+  htmlText,
   idOfRef,
   insertSearchEntry,
   occursAtWords,
+  prefixedHmac,
   searchCandidates,
+  searchEntryFor,
+  searchKeyOf,
   storedEntriesOf,
 } from '../src/mail/search-index.js';
 import { migrateToLatest } from '../src/store/migrate.js';
@@ -62,6 +67,162 @@ describe('search words (the rule the blind index serves)', () => {
     expect(occursAtWords('your diabetes visit', 'abetes', true)).toBe(false);
     expect(occursAtWords('x-ray on friday', '-ray', true)).toBe(true);
     expect(occursAtWords('𝒜lpha beta', 'beta', true)).toBe(true);
+  });
+});
+
+/**
+ * The rule as first written (one pass over every word, each prefix and MAC computed anew with createHmac): the
+ * indexer's faster form must give the same entries and the same stored MACs, or existing indexes stop matching.
+ */
+const plainRule = {
+  entries: (c: { from?: { name: string; address: string }; subject?: string; text: string | null; html: string | null }) => {
+    const fold = (x: string) => x.normalize('NFKC').toLowerCase().replace(/\s+/g, ' ');
+    const words = (x: string) => x.match(/[\p{L}\p{N}]+/gu) ?? [];
+    const stop = new Set(
+      (
+        'a an and are as at be been but by can do for from had has have he her his how i if in into is it its me my no not of on or our ' +
+        'she so than that the their them then there these they this to up us was we were what when which who will with would you your ' +
+        'de del el en es la las los por que se su un una y'
+      ).split(' '),
+    );
+    const out = new Set<string>();
+    for (const [tag, text] of [
+      ['f', fold(`${c.from?.name ?? ''} <${c.from?.address ?? ''}>`)],
+      ['s', fold(c.subject ?? '')],
+    ] as const)
+      for (const w of words(text)) {
+        const cs = Array.from(w);
+        if (cs.length === 2) out.add(`${tag}|${w}`);
+        for (let n = 3; n <= Math.min(cs.length, 8); n++) out.add(`${tag}|${cs.slice(0, n).join('')}`);
+      }
+    for (const w of words(fold(`${c.text ?? ''} ${c.html ? htmlText(c.html) : ''}`))) {
+      const cs = Array.from(w);
+      if (cs.length >= 2 && !stop.has(w)) out.add(`b|${cs.slice(0, 64).join('')}`);
+    }
+    return out;
+  },
+  macs: (key: Buffer, mailboxId: string, entries: Set<string>) => {
+    const k = Buffer.from(hkdfSync('sha256', key, Buffer.alloc(0), 'mailward/search-index/v1', 32));
+    const macs = new Set(
+      [...entries].map((e) => createHmac('sha256', k).update(`${mailboxId}|${e}`).digest().subarray(0, 5).toString('latin1')),
+    );
+    return Buffer.from([...macs].sort().join(''), 'latin1');
+  },
+};
+
+describe('the indexer computes what the plain rule does', () => {
+  // Words of many shapes: ASCII, accented, astral (two UTF-16 units per letter: 𠀀 and 𐐀 stay so after NFKC, 𝒜
+  // folds to a), full-width, long, repeated, stop words.
+  const pieces = [
+    'the',
+    'of',
+    'y',
+    'de',
+    'HbA1c',
+    'ＨｂＡ１ｃ',
+    'Zoë',
+    'Ångström',
+    '𝒜',
+    '𝒜b',
+    '𠀀',
+    '𠀀𠀀',
+    '𐐀',
+    '𐐀b',
+    'x',
+    'ab',
+    'lab0',
+    'naïve',
+    'Straße',
+    'ﬁle',
+    '١٢٣',
+    '日本語',
+    'a'.repeat(63),
+    'b'.repeat(64),
+    'c'.repeat(65),
+    '𠀀'.repeat(40),
+    '𐐀'.repeat(70),
+    `${'d'.repeat(63)}𠀀`,
+    `${'d'.repeat(62)}𠀀`,
+    'e-mail',
+    "o'clock",
+    'x\u00a0y',
+    '\ufeffbom',
+    'tab\tsep',
+    'new\r\nline',
+    '<b>bold</b>',
+    '&amp;',
+    '12.5mg',
+    'İstanbul',
+    'ΣΊΣΥΦΟΣ',
+  ];
+  const rand = (n: number) => Math.floor(Math.random() * n);
+  const text = (words: number) => Array.from({ length: words }, () => pieces[rand(pieces.length)]!).join([' ', ', ', '\n', '  '][rand(4)]!);
+
+  it('gives the same entries and stored MACs for generated messages (1,000 of them)', () => {
+    const key = randomBytes(32);
+    for (let i = 0; i < 1000; i++) {
+      const c = {
+        from: { name: text(rand(4)), address: `${text(1).replace(/\s/g, '')}@Lab.example` },
+        subject: text(rand(8)),
+        text: rand(5) === 0 ? null : text(rand(300)),
+        html: rand(3) === 0 ? `<p>${text(rand(50))}</p><script>var zebra = 1</script>` : null,
+      };
+      const want = plainRule.entries(c);
+      expect([...entriesOf(c)].sort()).toEqual([...want].sort());
+      const row = searchEntryFor(
+        { id: 'msg_0190a0b0c0d07e0f8102030405060708', mailbox_id: 'mbx_test' },
+        c,
+        searchKeyOf({ version: 1, key }),
+      );
+      expect(row.macs.equals(plainRule.macs(key, 'mbx_test', want))).toBe(true);
+    }
+  });
+
+  it("computes RFC 4231's HMAC-SHA-256 test cases 1-4, 6 and 7, and createHmac's answer for any key, prefix and entry", () => {
+    // RFC 4231 section 4: key, data, HMAC-SHA-256 (case 5 is a truncated output and adds nothing here).
+    const aa = Buffer.alloc(131, 0xaa);
+    const cases: [Buffer, Buffer, string][] = [
+      [Buffer.alloc(20, 0x0b), Buffer.from('Hi There'), 'b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7'],
+      [
+        Buffer.from('Jefe'),
+        Buffer.from('what do ya want for nothing?'),
+        '5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843',
+      ],
+      [Buffer.alloc(20, 0xaa), Buffer.alloc(50, 0xdd), '773ea91e36800e46854db8ebd09181a72959098b3ef8c122d9635514ced565fe'],
+      [
+        Buffer.from(Array.from({ length: 25 }, (_, i) => i + 1)),
+        Buffer.alloc(50, 0xcd),
+        '82558a389a443c0ea4cc819899f2083a85f0faa3e578f8077a2e3ff46729665b',
+      ],
+      [
+        aa,
+        Buffer.from('Test Using Larger Than Block-Size Key - Hash Key First'),
+        '60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54',
+      ],
+      [
+        aa,
+        Buffer.from(
+          'This is a test using a larger than block-size key and a larger than block-size data. The key needs to be hashed before being used by the HMAC algorithm.',
+        ),
+        '9b09ffa71b942fcb27635fbcd5b0e944bfdc63644f0713938a7f51535c3a35e2',
+      ],
+    ];
+    for (const [key, data, want] of cases) {
+      // The data as the prefix with an empty entry, and split into a prefix and a (textual) entry.
+      expect(prefixedHmac(key, data).mac('').toString('hex')).toBe(want);
+      if (data.every((b) => b < 0x80)) {
+        const cut = Math.floor(data.length / 2);
+        expect(prefixedHmac(key, data.subarray(0, cut)).mac(data.subarray(cut).toString()).toString('hex')).toBe(want);
+      }
+    }
+    for (let i = 0; i < 300; i++) {
+      const key = randomBytes(rand(3) === 0 ? 64 + rand(100) : 1 + rand(64));
+      const prefix = randomBytes(rand(80));
+      const h = prefixedHmac(key, prefix);
+      // One instance serves many entries, a long one (which grows its buffer) among them.
+      for (const entry of ['', text(1), text(3), 'é'.repeat(700), '𝒜'.repeat(400), text(2)])
+        expect(h.mac(entry).equals(createHmac('sha256', key).update(prefix).update(entry).digest())).toBe(true);
+    }
   });
 });
 

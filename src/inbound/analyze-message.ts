@@ -19,7 +19,10 @@ export type InboundAnalysis = {
   auth: InboundAuthResults;
   /** DMARC failed and the sender's domain asks receivers to quarantine or reject (its policy, after pct). */
   dmarcEnforced: boolean;
-  /** The content document (bcc filled per mailbox by the caller). */
+  /**
+   * The content document (bcc filled per mailbox by the caller), as stored: attachments without their bytes
+   * (`content_base64` empty, `size` and `raw_part` set; mime.ts withoutAttachmentBodies), which stay in the raw bytes.
+   */
   content: Omit<MessageContent, 'bcc'>;
   messageId: string | null;
   inReplyTo: string | null;
@@ -131,6 +134,9 @@ export const analyzeMessage = async (
   const dmarcEnforced = auth.dmarc?.result === 'fail' && (auth.dmarc.policy === 'reject' || auth.dmarc.policy === 'quarantine');
 
   let content: Omit<MessageContent, 'bcc'>;
+  // The attachments' bytes, for the scan only: the stored content names them (type, size, part) and the sealed raw
+  // bytes hold them (mime.ts withoutAttachmentBodies), so they never leave this thread.
+  let attachmentBytes: Buffer[] = [];
   let messageId: string | null = null;
   let inReplyTo: string | null = null;
   let references: string[] = [];
@@ -148,9 +154,12 @@ export const analyzeMessage = async (
       attachments: p.attachments.map((a, i) => ({
         filename: oneLine(a.filename ?? `attachment-${i + 1}`, 255),
         content_type: oneLine(a.contentType || 'application/octet-stream', 127),
-        content_base64: a.content.toString('base64'),
+        content_base64: '',
+        size: a.content.length,
+        raw_part: i,
       })),
     };
+    attachmentBytes = p.attachments.map((a) => a.content);
     messageId = ids(p.messageId)[0] ?? null;
     inReplyTo = ids(p.inReplyTo)[0] ?? null;
     references = ids(p.references).slice(-50);
@@ -168,10 +177,10 @@ export const analyzeMessage = async (
       subject: content.subject,
       text: content.text,
       html: content.html,
-      attachments: content.attachments.map((a) => ({
+      attachments: content.attachments.map((a, i) => ({
         filename: a.filename,
         content_type: a.content_type,
-        content: Buffer.from(a.content_base64, 'base64'),
+        content: attachmentBytes[i]!,
       })),
     },
     opts.scanOptions,

@@ -11,5 +11,7 @@ export type InboundConfig = {
     hostname: string | undefined;
     /** Worker threads for authentication, parsing and the PHI scan of received mail (default 1); 0 runs them on the event loop. */
     analysisThreads: number;
+    /** Longest wait, in ms, for messages still being analysed to share a commit (commit-batcher.ts); default 5, 0 never waits. */
+    gatherMs?: number;
   };
 };

@@ -49,6 +49,10 @@ export const createInboundModule = ({ config, store, ring, clock, logger, audit,
     logger,
     inThread: (raw, env, domains) => analyzeMessage(raw, env, { resolver, mta, scanOptions: optionsFor(domains) }),
   });
+  // Messages arriving together share a transaction; each is acknowledged only after its commit. The batcher waits
+  // up to MAILWARD_INBOUND_GATHER_MS for messages still in analysis (receiver.arriving), so they share one too.
+  let arriving = () => 0;
+  const commit = createCommitBatcher(store.db, { arriving: () => arriving(), gatherMs: config.inbound.gatherMs ?? 5 });
   const receiver = createReceiveService({
     db: store.db,
     ring,
@@ -59,10 +63,10 @@ export const createInboundModule = ({ config, store, ring, clock, logger, audit,
     approvalTtlSeconds: config.approvalTtlSeconds,
     identityGeneration,
     analyze: pool.analyze,
-    // Messages arriving together share a transaction; each is acknowledged only after its commit.
-    commit: createCommitBatcher(store.db),
+    commit,
     metrics,
   });
+  arriving = receiver.arriving;
   return { receiver, resolver, pool, close: () => pool.close() };
 };
 

@@ -10,7 +10,7 @@ import type { Logger } from '../kernel/log.js';
 import { sealContent, sealRaw } from '../mail/message-store.js';
 import { addMessageEvent, duplicateOf, holdMessage, insertMessage, messageRow, outboundByMessageIds } from '../mail/messages-repo.js';
 import { authResultLabel, type MetricsSink } from '../kernel/metrics.js';
-import { headerValue, type MessageContent, splitMessage, withoutAttachmentBodies } from '../mail/mime.js';
+import { headerValue, type MessageContent, splitMessage } from '../mail/mime.js';
 import type { Db, Executor, Tx } from '../store/db.js';
 import type { MailboxesTable, MessagesTable } from '../store/schema.js';
 import type { InboundAnalysis, InboundEnvelope } from './analyze-message.js';
@@ -270,6 +270,7 @@ export const createReceiveService = (d: Deps) => {
    * mail events after the commit. Throws 503 store_unavailable (temporary):
    * nothing was stored and the sender must retry.
    */
+  let arrivingNow = 0;
   const receive = async (env: InboundEnvelope, raw: Buffer): Promise<ReceiveResult> => {
     const addresses = [...new Set(env.rcptTo.map((a) => a.toLowerCase()))];
     const { mailboxes, orgDomains } = await wrapStore(async () => {
@@ -277,6 +278,27 @@ export const createReceiveService = (d: Deps) => {
       return { mailboxes: mbx, orgDomains: await domainsOf([...new Set(mbx.map((m) => m.org_id))]) };
     });
     if (mailboxes.length === 0) throw new AppError('no_recipients', 550, 'No valid recipients.');
+    // On its way to the commit (the batcher waits for such messages, commit-batcher.ts) until it gets there or fails.
+    arrivingNow++;
+    let arrived = false;
+    const arrive = () => {
+      if (!arrived) arrivingNow--;
+      arrived = true;
+    };
+    try {
+      return await receiveFor(env, raw, mailboxes, orgDomains, arrive);
+    } finally {
+      arrive();
+    }
+  };
+
+  const receiveFor = async (
+    env: InboundEnvelope,
+    raw: Buffer,
+    mailboxes: MailboxesTable[],
+    orgDomains: string[],
+    arrive: () => void,
+  ): Promise<ReceiveResult> => {
     let analysis: InboundAnalysis;
     try {
       analysis = await d.analyze(raw, env, orgDomains);
@@ -307,8 +329,9 @@ export const createReceiveService = (d: Deps) => {
             now,
           });
           const key = { org_id: mailbox.org_id, mailbox_id: mailbox.id, id };
-          // The raw bytes are kept (sealed); the parsed document leaves out the attachments' bytes they hold.
-          const sealed = sealContent(d.ring, key, withoutAttachmentBodies(content));
+          // The raw bytes are kept (sealed); the parsed document leaves out the attachments' bytes they hold
+          // (the analysis already returns it so, analyze-message.ts).
+          const sealed = sealContent(d.ring, key, content);
           // Status, reason and mode are decided in the transaction, under the mailbox as it is then.
           const row = messageRow({
             id,
@@ -340,14 +363,29 @@ export const createReceiveService = (d: Deps) => {
       ),
     );
 
+    arrive();
     const result = await wrapStore(() =>
       commit(async (tx) => {
         const stored: ReceiveResult['stored'] = [];
         let duplicates = 0;
         for (const { mailbox: before, draft, thread, content } of drafts) {
           // A mode tightened to gated_all while this message was analysed holds it.
-          const mailbox = (await tx.selectFrom('mailboxes').selectAll().where('id', '=', before.id).executeTakeFirst()) ?? before;
-          const { status, reasons } = statusFor(mailbox, analysis, await agentIsActive(tx, mailbox));
+          // The mailbox and its agent's state as they are now, in one statement.
+          const fresh = await tx
+            .selectFrom('mailboxes')
+            .leftJoin('agents', (j) => j.onRef('agents.id', '=', 'mailboxes.agent_id').onRef('agents.org_id', '=', 'mailboxes.org_id'))
+            .selectAll('mailboxes')
+            .select('agents.is_active as agent_is_active')
+            .where('mailboxes.id', '=', before.id)
+            .executeTakeFirst();
+          let mailbox = before;
+          let agentActive: boolean;
+          if (fresh) {
+            const { agent_is_active, ...row } = fresh;
+            mailbox = row;
+            agentActive = agent_is_active === 1;
+          } else agentActive = await agentIsActive(tx, mailbox);
+          const { status, reasons } = statusFor(mailbox, analysis, agentActive);
           const row: MessagesTable = {
             ...draft,
             status,
@@ -438,7 +476,10 @@ export const createReceiveService = (d: Deps) => {
     return { stored: result.stored, duplicates: result.duplicates };
   };
 
-  return { checkRecipient, receive };
+  /** Messages accepted for analysis that have not reached their commit yet (the commit batcher's `arriving`). */
+  const arriving = () => arrivingNow;
+
+  return { checkRecipient, receive, arriving };
 };
 
 export type ReceiveService = ReturnType<typeof createReceiveService>;
