@@ -386,6 +386,16 @@ const notAnIdentifier = (value: string, before: string) => {
   return value.replace(/\D/g, '').length < 5;
 };
 
+/** Whether text[from, to) holds a digit (as `/\d/.test(text.slice(from, to))`, without the slice). */
+const hasDigit = (text: string, from: number, to: number) => {
+  const stop = Math.min(to, text.length);
+  for (let k = from; k < stop; k++) {
+    const c = text.charCodeAt(k);
+    if (c >= 48 && c <= 57) return true;
+  }
+  return false;
+};
+
 /** Sensitive identifiers after their labels, in any format; a P4 label (invoice, order...) nearer to the value wins. */
 const labelledIdentifiers = (text: string, low?: string): IdentifierType[] => {
   const out = new Set<IdentifierType>();
@@ -403,7 +413,7 @@ const labelledIdentifiers = (text: string, low?: string): IdentifierType[] => {
     if (!v && /[)\]]\s*[.!?;]/.test(m[0])) continue;
     if (!v) {
       // Nothing further on without a digit in reach (most "insurance", "plan", "account" words): skip the slower passes.
-      if (!/\d/.test(text.slice(end, end + 72))) continue;
+      if (!hasDigit(text, end, end + 72)) continue;
       const ahead = LOOSE_GAP_RE.exec(text.slice(end, end + 48));
       if (ahead && !NOT_ID_LABEL_ANY_RE.test(ahead[1]!) && !ID_LABEL_ANY_RE.test(ahead[1]!)) {
         ID_VALUE_Y.lastIndex = end + ahead[1]!.length;

@@ -87,12 +87,22 @@ const CANDIDATE_RE =
 const NOT_BEFORE_RE =
   /\b(?:tel|phone|ph|call|fax|mobile|mob|cell|text|sms|whatsapp|order|invoice|inv|ref|reference|ticket|tracking|booking|reservation|receipt|serial|card ending|mortgage|loan|po)\b[^\d\n]{0,16}$/i;
 
-/** The digit grouping of a candidate, e.g. "4-3-3" for "5281 406 735". */
-const grouping = (s: string) =>
-  s
-    .split(/[ -]/)
-    .map((g) => g.length)
-    .join('-');
+/**
+ * The digit grouping of a candidate, e.g. "4-3-3" for "5281 406 735": the lengths of the parts between spaces and
+ * dashes (as `s.split(/[ -]/)` would cut it), joined by dashes; one walk, no array of parts.
+ */
+const grouping = (s: string) => {
+  let out = '';
+  let len = 0;
+  for (let k = 0; k < s.length; k++) {
+    const c = s.charCodeAt(k);
+    if (c === 32 || c === 45) {
+      out += `${len}-`;
+      len = 0;
+    } else len++;
+  }
+  return out + String(len);
+};
 
 /** Identifiers found by their check digits or structure, with the format that matched and the offsets. */
 export const checksumIdentifiers = (text: string): { format: ChecksumFormat; type: ChecksumIdType; start: number; end: number }[] => {
@@ -104,7 +114,6 @@ export const checksumIdentifiers = (text: string): { format: ChecksumFormat; typ
     // Part of a longer token (`x.1234...`, `ORD-1234...`, `a/1234...`): checked here, cheaper than a look-behind.
     const before = start > 0 ? text.charCodeAt(start - 1) : 0;
     if (before === 0x2e || before === 0x2f || before === 0x2d) continue;
-    if (NOT_BEFORE_RE.test(text.slice(Math.max(0, start - 32), start))) continue;
     let format: ChecksumFormat | null = null;
     if (m[1] !== undefined) {
       if (validNric(m[1])) format = 'sg_nric';
@@ -125,7 +134,9 @@ export const checksumIdentifiers = (text: string): { format: ChecksumFormat; typ
       else if (d.length === 13 && code === undefined && (g === '13' || g === '6-4-3' || g === '6-4-2-1') && validZaId(d)) format = 'za_id';
       else if (d.length === 16 && code === undefined && (g === '16' || g === '4-4-4-4') && validIhi(d)) format = 'au_ihi';
     }
-    if (format === null) continue;
+    // The label check after the format's (both must pass; the format's is cheaper and rejects most candidates, such as
+    // phone numbers, whose grouping is no identifier's).
+    if (format === null || NOT_BEFORE_RE.test(text.slice(Math.max(0, start - 32), start))) continue;
     const type: ChecksumIdType =
       format === 'za_id' || format === 'aadhaar' || format === 'sg_nric' ? 'ssn' : format === 'au_medicare' ? 'health_plan_id' : 'mrn';
     out.push({ format, type, start, end });
