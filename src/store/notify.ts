@@ -116,12 +116,33 @@ export const createPostgresListen = (url: string) => {
   let started = false;
   let retryMs = 100;
   let timer: NodeJS.Timeout | null = null;
+  /*
+   * Coalesced wake-ups: the notifications that arrive together (one socket read holds many: every commit of every
+   * process sharing the database announces its events and audit writes) are handed to the listeners once each,
+   * after the current turn of the event loop. A notification is a hint that listeners answer by reading from their
+   * own cursors, so a repeated payload adds nothing but work: without this, each process ran its listeners (delivery
+   * kicks, fan-out wake-ups, integrator kicks) once per notification of every process.
+   */
+  const waiting = new Set<string>();
+  let flushing = false;
+  const flush = () => {
+    flushing = false;
+    const payloads = [...waiting];
+    waiting.clear();
+    for (const p of payloads) emitter.emit('notify', p);
+  };
+  const heard = (payload: string) => {
+    waiting.add(payload);
+    if (flushing) return;
+    flushing = true;
+    setImmediate(flush);
+  };
   const connect = async () => {
     if (closed) return;
     const c = new pg.Client({ connectionString: url });
     c.on('error', () => {});
     c.on('notification', (n) => {
-      if (n.channel === NOTIFY_CHANNEL) emitter.emit('notify', n.payload ?? '*');
+      if (n.channel === NOTIFY_CHANNEL) heard(n.payload ?? '*');
     });
     c.on('end', () => {
       if (client === c) client = null;
