@@ -18,6 +18,8 @@ import path from 'node:path';
 import {
   api,
   benchStore,
+  pgBackendCpuMs,
+  pgCpuSince,
   fmt,
   type LoadResult,
   load,
@@ -39,19 +41,26 @@ const cpuMs = (pid: number | undefined): number => {
 };
 const cpuOf = (procs: Proc[]) => procs.reduce((s, p) => s + cpuMs(p.child.pid), 0);
 
-type Measured = { r: LoadResult; cpuUsPerReq: number };
+type Measured = { r: LoadResult; cpuUsPerReq: number; pgUsPerReq: number | null };
 
-/** Loads `targets` together (one autocannon per target, connections split), after a warm-up; CPU summed over `procs`. */
+/**
+ * Loads `targets` together (one autocannon per target, connections split), after a warm-up; CPU summed over `procs`
+ * (every server process of the store, the idle one too: its background work for the other's commits is part of the
+ * cost), and with `database` the CPU of that database's PostgreSQL backends, reported apart.
+ */
 const measure = async (
   procs: Proc[],
   targets: { url: string; method?: 'GET' | 'POST'; headers?: Record<string, string> }[],
   connections = 50,
+  database?: string,
 ): Promise<Measured> => {
   const each = Math.floor(connections / targets.length);
   await Promise.all(targets.map((t) => load({ ...t, connections: each, duration: 2 })));
+  const pg0 = database ? await pgBackendCpuMs(database) : null;
   const c0 = cpuOf(procs);
   const rs = await Promise.all(targets.map((t) => load({ ...t, connections: each })));
   const c1 = cpuOf(procs);
+  const pg1 = database ? await pgBackendCpuMs(database) : null;
   const r: LoadResult = {
     rps: rs.reduce((s, x) => s + x.rps, 0),
     p50: Math.max(...rs.map((x) => x.p50)),
@@ -59,7 +68,11 @@ const measure = async (
     errors: rs.reduce((s, x) => s + x.errors, 0),
     non2xx: rs.reduce((s, x) => s + x.non2xx, 0),
   };
-  return { r, cpuUsPerReq: (1000 * (c1 - c0)) / (r.rps * seconds) };
+  return {
+    r,
+    cpuUsPerReq: (1000 * (c1 - c0)) / (r.rps * seconds),
+    pgUsPerReq: pg0 && pg1 ? (1000 * pgCpuSince(pg0, pg1)) / (r.rps * seconds) : null,
+  };
 };
 
 const bareScript = path.join(repoRoot, 'bench/support/bare-server.ts');
@@ -109,7 +122,7 @@ try {
       const one = s.procs[0]!;
       samples.push({
         target: `mailward POST .../totp (${s.dialect}${s.dialect === 'postgres' ? ', 1 process' : ''})`,
-        m: await measure([one], [{ url: totpUrl(one), method: 'POST', headers: s.headers }]),
+        m: await measure(s.procs, [{ url: totpUrl(one), method: 'POST', headers: s.headers }], 50, s.store.database),
       });
       if (s.procs.length === 2)
         samples.push({
@@ -117,6 +130,8 @@ try {
           m: await measure(
             s.procs,
             s.procs.map((p) => ({ url: totpUrl(p), method: 'POST' as const, headers: s.headers })),
+            50,
+            s.store.database,
           ),
         });
     }
@@ -150,6 +165,7 @@ const rows = targets.map((t) => {
     'p99 ms': s.ms.at(-1)!.r.p99,
     'server CPU us/req': fmt(s.cpu),
     'CPU by round': s.ms.map((m) => fmt(m.cpuUsPerReq)).join(' / '),
+    'PostgreSQL us/req': s.ms[0]!.pgUsPerReq === null ? '-' : s.ms.map((m) => fmt(m.pgUsPerReq ?? 0)).join(' / '),
     'of HMAC route (req/s, CPU)': `${fmt(s.rps / hmac.rps, 2)}x, ${fmt(hmac.cpu / s.cpu, 2)}x`,
     'of 1 PG process (req/s, CPU)': pgOne && t.includes('postgres') ? `${fmt(s.rps / pgOne.rps, 2)}x, ${fmt(s.cpu / pgOne.cpu, 2)}x` : '-',
     errors: s.ms.reduce((n, m) => n + m.r.errors + m.r.non2xx, 0),

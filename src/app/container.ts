@@ -116,9 +116,17 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
   await registerKeyRing(store, ring, clock);
 
   const db = store.db;
-  const audit = createAuditService({ db, dialect: store.dialect, clock, integrateMs: config.auditIntegrateMs, logger });
+  const audit = createAuditService({
+    db,
+    dialect: store.dialect,
+    clock,
+    integrateMs: config.auditIntegrateMs,
+    logger,
+    ...(store.lead ? { lead: store.lead } : {}),
+  });
   // Every process runs the integrator, woken by commits that wrote audit events in any process sharing the store;
-  // the chain head's lock lets one integrate at a time (integrator.ts).
+  // the leader (one per installation, store.lead) integrates on wake-ups and the chain head's lock lets one
+  // integrate at a time (integrator.ts).
   const stopAuditWakes = store.listen(audit.wakeIntegrator);
   audit.startIntegrator();
   const auditLog = createAuditLog({

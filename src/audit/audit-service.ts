@@ -4,7 +4,7 @@ import type { Clock } from '../kernel/clock.js';
 import { newId } from '../kernel/ids.js';
 import type { Logger } from '../kernel/log.js';
 import { compileOnce, type Db, type Dialect, type Executor, inGroupCommit, runCompiled } from '../store/db.js';
-import { notifyOnCommit } from '../store/notify.js';
+import { type Lead, notifyOnCommit } from '../store/notify.js';
 import type { AuditPendingInsert } from '../store/schema.js';
 import { type ChainedEvent, chainedOfRow, type EventRow } from './audit-chain.js';
 import { atBound, eventRows, idIs, selectEventRows } from './event-rows.js';
@@ -73,6 +73,10 @@ type Deps = {
   /** Milliseconds between the integrator's passes (MAILWARD_AUDIT_INTEGRATE_MS); default 100. */
   integrateMs?: number;
   logger?: Logger;
+  /** Leadership of the integrator among the processes sharing the store (`Store.lead`): only the leader integrates on wake-ups. */
+  lead?: Lead;
+  /** Tests only: the integrator's safety-net delay in a process that does not lead (integrator.ts `followerMs`). */
+  followerMs?: number;
 };
 
 /** The pending row's columns, in one order: the prepared insert's parameters. */
@@ -109,8 +113,15 @@ const canonicalChain = (chain: ChainEntry[]): string => {
 /** The store notification a commit with audit events sends (`!`: not a domain event; store/notify.ts). */
 export const AUDIT_WAKE = '!audit';
 
-export const createAuditService = ({ db, dialect, clock, integrateMs = 100, logger }: Deps) => {
-  const integrator = createIntegrator({ db, dialect, intervalMs: integrateMs, logger });
+export const createAuditService = ({ db, dialect, clock, integrateMs = 100, logger, lead, followerMs }: Deps) => {
+  const integrator = createIntegrator({
+    db,
+    dialect,
+    intervalMs: integrateMs,
+    logger,
+    ...(lead ? { lead } : {}),
+    ...(followerMs !== undefined ? { followerMs } : {}),
+  });
   const announced = new WeakSet<Executor>();
   const insertPending = compileOnce(
     (v) =>
@@ -214,8 +225,10 @@ export const createAuditService = ({ db, dialect, clock, integrateMs = 100, logg
     list,
     count,
     get,
-    /** Starts the integrator (every process runs it; one integrates at a time): a pass now, then on wake-ups. */
+    /** Starts the integrator (every process runs it; the leader integrates on wake-ups): a pass now, then on wake-ups. */
     startIntegrator: integrator.start,
+    /** Whether this process's integrator leads (runs the passes on wake-ups). */
+    isIntegratorLeader: integrator.isLeader,
     /** A store notification arrived: `!audit` (audit events committed) or `*` (another SQLite process committed). */
     wakeIntegrator: (payload: string) => {
       if (payload === AUDIT_WAKE || payload === '*') integrator.kick();

@@ -3,6 +3,7 @@ import { sql } from 'kysely';
 import type { Logger } from '../kernel/log.js';
 import { batchInsert, paddedIn } from '../store/batch.js';
 import type { Db, Dialect, Tx } from '../store/db.js';
+import type { Lead } from '../store/notify.js';
 import type { AuditEventRowsTable, AuditKindsTable, AuditPendingTable } from '../store/schema.js';
 import { canonicalOfRow, type EventRow } from './audit-chain.js';
 import {
@@ -35,11 +36,21 @@ import { idIn } from './event-rows.js';
  * lost between commit and integration, nor be integrated twice (the batch and its deletion commit together,
  * under the chain head's lock; the index on `audit_events.id` is a key index, not unique, since migration 0046).
  *
- * One integrator at a time per installation: on PostgreSQL the head row lock elects it (the periodic pass
- * takes it with SKIP LOCKED, so the other processes skip that round; the lock ends with the connection, so a
- * crashed leader needs no lease to expire); on SQLite the database's one writer lock (BEGIN IMMEDIATE).
- * Every process runs the loop; at most one integrates at any moment.
+ * One integrator at a time per installation: on PostgreSQL the head row lock serialises passes (the periodic
+ * pass takes it with SKIP LOCKED, so a pass that finds it held skips that round; the lock ends with the
+ * connection, so a crashed process needs no lease to expire); on SQLite the database's one writer lock (BEGIN
+ * IMMEDIATE). The lock keeps the chain correct whoever integrates; which process runs the periodic passes is
+ * decided by leadership (`Store.lead`, a session advisory lock on PostgreSQL; every SQLite process leads): only
+ * the leader integrates on wake-ups, so the background work per audit commit does not grow with the number of
+ * processes (every process used to run a pass for every other process's commits). A process that is not the
+ * leader integrates only when it must: `sync` (a reader that needs sequence numbers, and `stop`), and a slow
+ * safety-net pass `followerMs` after a wake-up, which bounds the delay to inclusion even when the leader is alive
+ * but not integrating. A leader killed with SIGKILL loses its session and its lock at once: the next process takes
+ * over and runs a pass immediately (test/audit-leadership.test.ts).
  */
+
+/** The advisory lock key of the integrator's leadership (beside migrate.ts's PG_MIGRATION_LOCK, 7_466_115_001). */
+export const AUDIT_INTEGRATOR_ROLE = 7_466_115_002;
 
 /** A placeholder in an event's details for the chain hash of another event (by id), resolved at integration. */
 export const EVENT_HASH_REF = '$audit_event_hash';
@@ -74,13 +85,26 @@ type Deps = {
   intervalMs: number;
   batch?: number;
   logger?: Logger;
+  /** Leadership among the processes sharing the store (`Store.lead`); without it this process always leads. */
+  lead?: Lead;
+  /** A process that does not lead: milliseconds from a wake-up to its safety-net pass (default 10x `intervalMs`, at least 1 s). */
+  followerMs?: number;
   /** Tests only: runs after a batch is written, before its commit (test/audit-integrator.test.ts kills the process there). */
   beforeCommit?: (rows: number) => Promise<void>;
 };
 
 export type Integrated = Map<string, { seq: number; hash: string }>;
 
-export const createIntegrator = ({ db, dialect, intervalMs, batch = INTEGRATE_BATCH, logger, beforeCommit }: Deps) => {
+export const createIntegrator = ({
+  db,
+  dialect,
+  intervalMs,
+  batch = INTEGRATE_BATCH,
+  logger,
+  beforeCommit,
+  lead,
+  followerMs = Math.max(1000, 10 * intervalMs),
+}: Deps) => {
   const headQuery = (tx: Tx, wait: boolean) => {
     const q = tx.selectFrom('audit_head').select(['seq', 'hash']).where('id', '=', 1);
     if (dialect !== 'postgres') return q;
@@ -352,11 +376,14 @@ export const createIntegrator = ({ db, dialect, intervalMs, batch = INTEGRATE_BA
   const sync = (): Promise<Integrated> => run(true);
 
   // Passes are woken, not polled: a commit that wrote audit events announces it (audit-service.ts, store
-  // notifications, to every process sharing the store), and the woken process integrates within `intervalMs`, so
-  // an idle process runs no store query. A pass that failed, or left a full batch behind, schedules the next one.
+  // notifications, to every process sharing the store), and the leader integrates within `intervalMs`, so an idle
+  // process runs no store query. A pass that failed, or left a full batch behind, schedules the next one.
   let timer: NodeJS.Timeout | null = null;
+  let timerAt = 0;
   let started = false;
   let stopped = false;
+  let leader = !lead;
+  let giveUp: (() => void) | null = null;
   const tick = async () => {
     timer = null;
     let again = false;
@@ -372,34 +399,61 @@ export const createIntegrator = ({ db, dialect, intervalMs, batch = INTEGRATE_BA
     }
     if (again) kick();
   };
-  /** Schedules a pass within `intervalMs` (one at a time): called when a commit wrote audit events. */
-  const kick = () => {
-    if (!started || stopped || timer) return;
-    timer = setTimeout(() => void tick(), intervalMs);
+  /** Schedules a pass within `ms` (one timer at a time; an earlier deadline replaces a later one). */
+  const schedule = (ms: number) => {
+    if (!started || stopped) return;
+    const at = Date.now() + ms;
+    if (timer) {
+      if (timerAt <= at) return;
+      clearTimeout(timer);
+    }
+    timerAt = at;
+    timer = setTimeout(() => void tick(), ms);
     timer.unref();
   };
+  /**
+   * A commit wrote audit events: the leader integrates within `intervalMs`; another process only schedules its
+   * safety-net pass, which finds nothing to do while the leader keeps up.
+   */
+  const kick = () => schedule(leader ? intervalMs : followerMs);
 
   /**
-   * Starts integrating: one pass now (events a crashed process committed and never integrated), then a pass after
-   * each wake-up. A wake-up lost with a process that died between its commit and its announcement (SQLite's
+   * Starts integrating: one pass now (events a crashed process committed and never integrated) in the leader, then
+   * a pass after each wake-up; a process that becomes the leader later runs a pass at once (what a dead leader left). A wake-up lost with a process that died between its commit and its announcement (SQLite's
    * doorbell is written after the commit) is made up by the next audit commit of any process, which drains
    * everything pending, and by every reader, which syncs first.
    */
   const start = () => {
     if (started || stopped) return;
     started = true;
-    kick();
+    if (!lead) {
+      schedule(intervalMs);
+      return;
+    }
+    // The leader's first pass is the start pass; a follower has none (the leader, or whoever takes over, runs it).
+    giveUp = lead(AUDIT_INTEGRATOR_ROLE, (isLeader) => {
+      leader = isLeader;
+      if (isLeader) schedule(0);
+    });
   };
 
-  /** Stops the loop and integrates what this process committed (a CLI's events do not wait for the server). */
+  /**
+   * Stops the loop, gives leadership up (another process takes over at once) and integrates what this process
+   * committed (a CLI's events do not wait for the server).
+   */
   const stop = async () => {
     stopped = true;
     if (timer) clearTimeout(timer);
     timer = null;
+    giveUp?.();
+    giveUp = null;
     await sync().catch((e: unknown) => {
       logger?.error({ code: 'audit_integrate_failed', err: e instanceof Error ? e.name : 'unknown' }, 'audit integration failed');
     });
   };
+
+  /** Whether this process runs the periodic passes now (tests and metrics). */
+  const isLeader = () => leader;
 
   /** Events committed but not yet integrated. */
   const pendingCount = async (): Promise<number> => {
@@ -407,7 +461,7 @@ export const createIntegrator = ({ db, dialect, intervalMs, batch = INTEGRATE_BA
     return Number(r.n);
   };
 
-  return { sync, start, kick, stop, pendingCount, pass };
+  return { sync, start, kick, stop, pendingCount, pass, isLeader };
 };
 
 export type Integrator = ReturnType<typeof createIntegrator>;

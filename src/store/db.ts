@@ -20,11 +20,14 @@ import { AppError } from '../kernel/errors.js';
 import {
   attachSqliteHooks,
   closeSqliteHooks,
+  createPostgresLead,
   createPostgresListen,
   createSqliteListen,
   fireSqliteHooks,
+  type Lead,
   type Listener,
   type SqliteCommitHooks,
+  sqliteLead,
 } from './notify.js';
 import pg from 'pg';
 import { ensurePrivateDir, ensurePrivateFile, tightenFile } from '../kernel/private-files.js';
@@ -63,6 +66,8 @@ export type Store = {
   file?: string;
   /** Hears `notifyOnCommit` payloads of every process sharing this store, after their commits (see notify.ts). */
   listen: (fn: Listener) => () => void;
+  /** Leadership of an installation-wide role among the processes sharing this store (see notify.ts). */
+  lead?: Lead;
   /** SQLite only: how many prepared statements the statement cache holds, and the total length of their SQL texts. */
   statementCache?: () => { statements: number; textChars: number };
 };
@@ -404,7 +409,16 @@ export const openStore = (opts: StoreOptions): Store => {
       await db.destroy();
       closeSqliteHooks(dialect.hooks);
     };
-    return { db, dialect: 'sqlite', destroy, describe: `sqlite:${opts.file}`, file: opts.file, listen, statementCache: statements.stats };
+    return {
+      db,
+      dialect: 'sqlite',
+      destroy,
+      describe: `sqlite:${opts.file}`,
+      file: opts.file,
+      listen,
+      lead: sqliteLead,
+      statementCache: statements.stats,
+    };
   }
   const pool = new pg.Pool({ connectionString: opts.url, max: opts.poolSize ?? 10, types: pgTypes });
   // A client losing its connection (pg_terminate_backend, failover, restart, a pooler or idle timeout) emits
@@ -419,11 +433,20 @@ export const openStore = (opts: StoreOptions): Store => {
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: withNamedStatements(pool) }), ...queryLog(opts.onQuery) });
   const u = new URL(opts.url);
   const listener = createPostgresListen(opts.url);
+  const leadership = createPostgresLead(opts.url);
   const destroy = async () => {
+    await leadership.close();
     await listener.close();
     await db.destroy();
   };
-  return { db, dialect: 'postgres', destroy, describe: `postgres://${u.host}${u.pathname}`, listen: listener.listen };
+  return {
+    db,
+    dialect: 'postgres',
+    destroy,
+    describe: `postgres://${u.host}${u.pathname}`,
+    listen: listener.listen,
+    lead: leadership.lead,
+  };
 };
 
 /**

@@ -116,12 +116,33 @@ export const createPostgresListen = (url: string) => {
   let started = false;
   let retryMs = 100;
   let timer: NodeJS.Timeout | null = null;
+  /*
+   * Coalesced wake-ups: the notifications that arrive together (one socket read holds many: every commit of every
+   * process sharing the database announces its events and audit writes) are handed to the listeners once each,
+   * after the current turn of the event loop. A notification is a hint that listeners answer by reading from their
+   * own cursors, so a repeated payload adds nothing but work: without this, each process ran its listeners (delivery
+   * kicks, fan-out wake-ups, integrator kicks) once per notification of every process.
+   */
+  const waiting = new Set<string>();
+  let flushing = false;
+  const flush = () => {
+    flushing = false;
+    const payloads = [...waiting];
+    waiting.clear();
+    for (const p of payloads) emitter.emit('notify', p);
+  };
+  const heard = (payload: string) => {
+    waiting.add(payload);
+    if (flushing) return;
+    flushing = true;
+    setImmediate(flush);
+  };
   const connect = async () => {
     if (closed) return;
     const c = new pg.Client({ connectionString: url });
     c.on('error', () => {});
     c.on('notification', (n) => {
-      if (n.channel === NOTIFY_CHANNEL) emitter.emit('notify', n.payload ?? '*');
+      if (n.channel === NOTIFY_CHANNEL) heard(n.payload ?? '*');
     });
     c.on('end', () => {
       if (client === c) client = null;
@@ -168,5 +189,111 @@ export const createPostgresListen = (url: string) => {
       client = null;
       await c?.end().catch(() => {});
     },
+  };
+};
+
+/**
+ * Hears whether this process leads a role (`onChange(true)` when it becomes the leader, `false` when it stops);
+ * returns a function that gives the role up. At most one process sharing the store leads a role at any moment.
+ */
+export type Lead = (role: number, onChange: (isLeader: boolean) => void) => () => void;
+
+/**
+ * Leadership of one installation-wide role among the processes sharing a PostgreSQL database: a session
+ * advisory lock (postgresql.org/docs/current/explicit-locking.html#ADVISORY-LOCKS), held on a connection of its
+ * own. A process that is not the leader waits for the lock inside PostgreSQL (`pg_advisory_lock`: no polling),
+ * so it takes over as soon as the leader's session ends: a leader killed with SIGKILL loses its connection, and
+ * with it the lock, at once; a leader that loses its connection stops leading before it connects again and
+ * waits like the others. The waiting connection cannot be the LISTEN one: a backend busy with a statement does
+ * not deliver notifications until the statement ends.
+ */
+export const createPostgresLead = (url: string): { lead: Lead; close: () => Promise<void> } => {
+  type Contender = {
+    role: number;
+    onChange: (isLeader: boolean) => void;
+    client: pg.Client | null;
+    leader: boolean;
+    given: boolean;
+    retryMs: number;
+  };
+  const contenders = new Set<Contender>();
+  let closed = false;
+  const setLeader = (c: Contender, leader: boolean) => {
+    if (c.leader === leader) return;
+    c.leader = leader;
+    c.onChange(leader);
+  };
+  const contend = async (c: Contender) => {
+    if (closed || c.given) return;
+    const client = new pg.Client({ connectionString: url, keepAlive: true });
+    c.client = client;
+    let ended = false;
+    const again = () => {
+      if (ended) return;
+      ended = true;
+      if (c.client === client) c.client = null;
+      setLeader(c, false);
+      if (closed || c.given) return;
+      const t = setTimeout(() => void contend(c), c.retryMs);
+      t.unref();
+      c.retryMs = Math.min(c.retryMs * 2, 5000);
+    };
+    client.on('error', () => {});
+    client.on('end', again);
+    try {
+      await client.connect();
+      c.retryMs = 100;
+      // Waits until the lock is free (the leader's session ended), then holds it for the life of this connection.
+      await client.query('select pg_advisory_lock($1::bigint)', [c.role]);
+      if (closed || c.given) {
+        await client.end().catch(() => {});
+        return;
+      }
+      setLeader(c, true);
+    } catch {
+      await client.end().catch(() => {});
+      again();
+    }
+  };
+  const lead: Lead = (role, onChange) => {
+    const c: Contender = { role, onChange, client: null, leader: false, given: false, retryMs: 100 };
+    contenders.add(c);
+    void contend(c);
+    return () => {
+      if (c.given) return;
+      c.given = true;
+      contenders.delete(c);
+      setLeader(c, false);
+      // Ending the session frees the lock (or ends the wait for it): another process takes over at once.
+      void c.client?.end().catch(() => {});
+      c.client = null;
+    };
+  };
+  return {
+    lead,
+    close: async () => {
+      closed = true;
+      const ending = [...contenders].map(async (c) => {
+        c.given = true;
+        setLeader(c, false);
+        await c.client?.end().catch(() => {});
+        c.client = null;
+      });
+      contenders.clear();
+      await Promise.all(ending);
+    },
+  };
+};
+
+/** A SQLite store's leadership: the one writer lock already lets one integrate at a time, so every process leads. */
+export const sqliteLead: Lead = (_role, onChange) => {
+  let given = false;
+  queueMicrotask(() => {
+    if (!given) onChange(true);
+  });
+  return () => {
+    if (given) return;
+    given = true;
+    onChange(false);
   };
 };
