@@ -338,6 +338,7 @@ export const createContainer = async (config: Config, opts: ContainerOptions = {
       await mail.signer.close();
       await inbound.close();
       authCache.stop();
+      vault.clearKeyCache();
       await rateLimiter.stop();
       stopAuditWakes();
       await audit.stopIntegrator();

@@ -9,7 +9,24 @@ import type { VaultSecretsTable, VaultSecretVersionsTable } from '../store/schem
  * (NIST SP 800-38D: GCM authenticates the AAD with the ciphertext).
  */
 export const vaultAad = (r: Pick<VaultSecretVersionsTable, 'org_id' | 'agent_id' | 'name' | 'version' | 'kind' | 'metadata'>) =>
-  `mailward/vault/v1|${r.org_id}|${r.agent_id}|${r.name}|${Number(r.version)}|${r.kind}|${sha256Hex(r.metadata)}`;
+  `mailward/vault/v1|${r.org_id}|${r.agent_id}|${r.name}|${Number(r.version)}|${r.kind}|${metadataHash(r.metadata)}`;
+
+/**
+ * SHA-256 of a metadata text, remembered for the last texts seen (the TOTP hot path opens the same version
+ * many times a second). Metadata is not secret (listing secrets shows it); the memo is emptied when full.
+ */
+const metadataHashes = new Map<string, string>();
+const metadataHash = (metadata: string): string => {
+  let h = metadataHashes.get(metadata);
+  if (h === undefined) {
+    h = sha256Hex(metadata);
+    if (metadata.length <= 4096) {
+      if (metadataHashes.size >= 1024) metadataHashes.clear();
+      metadataHashes.set(metadata, h);
+    }
+  }
+  return h;
+};
 
 export const versionId = (secretId: string, version: number) => `${secretId}.v${version}`;
 

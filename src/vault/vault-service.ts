@@ -11,6 +11,7 @@ import type { Logger } from '../kernel/log.js';
 import type { Db, Executor } from '../store/db.js';
 import { isUniqueViolation } from '../store/errors.js';
 import type { VaultSecretKind } from '../store/schema.js';
+import { createDataKeyCache, DATA_KEY_CACHE_DEFAULTS, type DataKeyCacheOptions } from './data-key-cache.js';
 import { parseOtpauthUri, parseTotpSeed, type TotpSeed, totpCode } from './totp.js';
 import type { VaultRepo } from './vault-repo.js';
 import { vaultAad, versionId } from './vault-repo.js';
@@ -25,6 +26,8 @@ type Deps = {
   clock: Clock;
   /** How long deleted and superseded versions are kept (MAILWARD_AUDIT_RETENTION_DAYS; six years by default). */
   retentionDays?: number;
+  /** Bounds of the cache of unwrapped data keys of opened versions (data-key-cache.ts); `maxEntries: 0` turns it off. */
+  dataKeyCache?: DataKeyCacheOptions;
 };
 
 /** Six years: 45 CFR 164.316(b)(2), the config default of MAILWARD_AUDIT_RETENTION_DAYS. */
@@ -63,8 +66,19 @@ const requireScope = (ctx: RequestContext, scope: Scope) => {
  * each version sealed with its own data key (164.312(a)(2)(iv)), every access
  * audited with the caller's delegation chain (164.312(b)).
  */
-export const createVaultService = ({ db, repo, guard, audit, ring, clock, retentionDays = DEFAULT_RETENTION_DAYS }: Deps) => {
+export const createVaultService = ({
+  db,
+  repo,
+  guard,
+  audit,
+  ring,
+  clock,
+  retentionDays = DEFAULT_RETENTION_DAYS,
+  dataKeyCache = DATA_KEY_CACHE_DEFAULTS,
+}: Deps) => {
   const now = () => clock.now().toISOString();
+  // Opening a version (codes, reveals) unwraps its data key through a bounded cache; sealing uses the ring itself.
+  const keys = createDataKeyCache(ring, dataKeyCache, () => clock.now().getTime());
 
   /**
    * Whose vault: an agent always its own (another agent's id answers 404);
@@ -126,7 +140,7 @@ export const createVaultService = ({ db, repo, guard, audit, ring, clock, retent
     if (!consistent) throw new AppError('decrypt_failed', 500, 'The stored version does not match its secret.');
     // The expected owner comes from the request, not from the row: a row moved to another agent fails.
     const aad = vaultAad({ org_id: orgId, agent_id: agentId, name, version: Number(row.version), kind: row.kind, metadata: row.metadata });
-    const pt = open(ring, row.sealed, aad);
+    const pt = open(keys.ring, row.sealed, aad);
     try {
       return JSON.parse(pt.toString('utf8')) as Payload;
     } finally {
@@ -443,7 +457,18 @@ export const createVaultService = ({ db, repo, guard, audit, ring, clock, retent
       },
     );
 
-  return { store, list, reveal, totp, remove, purgeDeleted, purgeExpired, startPurgeScheduler };
+  return {
+    store,
+    list,
+    reveal,
+    totp,
+    remove,
+    purgeDeleted,
+    purgeExpired,
+    startPurgeScheduler,
+    /** Zeroes and drops the cached data keys (on close, and for tests). */
+    clearKeyCache: keys.clear,
+  };
 };
 
 export type VaultService = ReturnType<typeof createVaultService>;
