@@ -181,8 +181,8 @@ for (const dialect of testDialects()) {
       expect(r.first_bad_seq).toBe(9);
       if (app.dialect === 'sqlite') {
         // SQLite keeps any type in any column: the same bytes as a text (workers read blobs as quote() text) fail too.
-        await db.updateTable('audit_events').set({ target_id: original }).where('seq', '=', 9).execute();
-        await sql`update audit_events set target_id = cast(target_id as text) where seq = 9`.execute(db);
+        await db.updateTable(EVENT_ROWS).set({ target_id: original }).where('seq', '=', 9).execute();
+        await sql`update audit_event_rows set target_id = cast(target_id as text) where seq = 9`.execute(db);
         r = await verify(app);
         expect(r.first_bad_seq).toBe(9);
         expect(r.problems[0]!.code).toBe('hash_mismatch');
