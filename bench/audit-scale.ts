@@ -127,7 +127,7 @@ const fillTimed = async (c: Container, label: string) => {
 const bytesSqlite = async (c: Container, file: string) => {
   await fillTimed(c, 'SQLite');
   const raw = new SQLite(file, { readonly: true });
-  // The stored rows' table: `audit_event_rows` since migration 0049 (`audit_events` is a view of it), before it `audit_events`.
+  // The stored rows' table: `audit_event_rows` since migration 0048 (`audit_events` is a view of it), before it `audit_events`.
   const rowsTable = raw.prepare("select 1 from sqlite_master where name = 'audit_event_rows'").get() ? 'audit_event_rows' : 'audit_events';
   const n = Number((raw.prepare('select count(*) as n from audit_events').get() as { n: number }).n);
   try {
@@ -136,7 +136,7 @@ const bytesSqlite = async (c: Container, file: string) => {
         "select name, sum(pgsize) as b from dbstat where name in (?, 'audit_kinds', 'audit_chains') or name in (select name from sqlite_master where tbl_name = ? and type = 'index') group by name",
       )
       .all(rowsTable, rowsTable) as { name: string; b: number }[];
-    // The stored rows (migration 0049: `audit_events` is a view of them) and their indexes; the kinds and chains
+    // The stored rows (migration 0048: `audit_events` is a view of them) and their indexes; the kinds and chains
     // tables (one row per distinct kind or delegation chain) are shown apart.
     const dict = (name: string) => Number(b.find((r) => r.name === name)?.b ?? 0);
     const total = b.reduce((s, r) => s + Number(r.b), 0) - dict('audit_kinds') - dict('audit_chains');

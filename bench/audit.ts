@@ -72,8 +72,8 @@ const bulkRow = (head: number, i: number, prev: string, chain: string): EventRow
   return r;
 };
 /**
- * Its stored form (migrations 0040, 0042, 0046, 0049): the chain and the kind by reference, hashes and ids as bytes,
- * no prev_hash, `at` as milliseconds; into `audit_event_rows` (`audit_events` is a view of it since 0049).
+ * Its stored form (migrations 0040, 0042, 0046, 0048): the chain and the kind by reference, hashes and ids as bytes,
+ * no prev_hash, `at` as milliseconds; into `audit_event_rows` (`audit_events` is a view of it since 0048).
  */
 const storedRow = (r: EventRow, chainId: number, kindId: number) => {
   const { delegation_chain: _, prev_hash: _prev, action: _a, actor_type: _t, target_type: _tt, outcome: _o, ...rest } = r;
@@ -92,7 +92,7 @@ const storedRow = (r: EventRow, chainId: number, kindId: number) => {
   };
 };
 const COLS = STORED_EVENT_COLUMNS.join(', ');
-/** The kind row of an event (audit_kinds, migration 0049), found or added as the integrator does. */
+/** The kind row of an event (audit_kinds, migration 0048), found or added as the integrator does. */
 const KIND_FIND =
   'select id from audit_kinds where action = $1 and actor_type = $2 and target_type is not distinct from $3 and outcome = $4 and at_text = $5';
 const KIND_ADD =

@@ -83,7 +83,7 @@ for (const dialect of testDialects()) {
       for (const r of after) expect(recomputeRowHash(r, r.prev_hash)).toBe(r.hash);
 
       // The append-only triggers came back with the rebuilt table, and cover the chains too.
-      // The stored rows since 0049 (`audit_events` is a view of them).
+      // The stored rows since 0048 (`audit_events` is a view of them).
       await expect(store.db.updateTable(EVENT_ROWS).set({ details: 'x' }).where('seq', '=', 2).execute()).rejects.toThrow(/append-only/);
       await expect(store.db.deleteFrom(EVENT_ROWS).where('seq', '=', 2).execute()).rejects.toThrow(/append-only/);
       await expect(store.db.updateTable('audit_chains').set({ chain: '[]' }).where('id', '=', 1).execute()).rejects.toThrow(/append-only/);

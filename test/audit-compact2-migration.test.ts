@@ -111,7 +111,7 @@ for (const dialect of testDialects()) {
       for (const n of ['audit_events_org_key_idx', 'audit_events_actor_key_idx', 'audit_events_target_key_idx', 'audit_events_at_idx'])
         expect(names).toContain(n);
 
-      // The stored rows since 0049 (`audit_events` is a view of them).
+      // The stored rows since 0048 (`audit_events` is a view of them).
       await expect(store.db.updateTable(EVENT_ROWS).set({ details: 'x' }).where('seq', '=', 2).execute()).rejects.toThrow(/append-only/);
       await expect(store.db.deleteFrom(EVENT_ROWS).where('seq', '=', 2).execute()).rejects.toThrow(/append-only/);
 

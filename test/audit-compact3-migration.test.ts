@@ -104,7 +104,7 @@ for (const dialect of testDialects()) {
       expect(odd.map((r) => r.at_text)).toEqual(ODD_TIMES.map((t) => `=${t}`));
       expect(odd.map((r) => Number(r.at))).toEqual(ODD_TIMES.map((t) => (Number.isFinite(Date.parse(t)) ? Date.parse(t) : 0)));
 
-      // The stored rows since 0049 (`audit_events` is a view of them).
+      // The stored rows since 0048 (`audit_events` is a view of them).
       await expect(store.db.updateTable(EVENT_ROWS).set({ details: 'x' }).where('seq', '=', 2).execute()).rejects.toThrow(/append-only/);
       await expect(store.db.deleteFrom(EVENT_ROWS).where('seq', '=', 2).execute()).rejects.toThrow(/append-only/);
 

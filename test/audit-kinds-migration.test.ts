@@ -65,7 +65,7 @@ const planOf = async (ex: Executor, dialect: string, q: { compile: () => { sql: 
 };
 
 for (const dialect of testDialects()) {
-  describe(`audit migration 0049: kinds by reference, audit_events a view (${dialect})`, () => {
+  describe(`audit migration 0048: kinds by reference, audit_events a view (${dialect})`, () => {
     const cleanups: (() => Promise<void>)[] = [];
     afterEach(async () => {
       for (const c of cleanups.splice(0).reverse()) await c();
@@ -210,7 +210,7 @@ for (const dialect of testDialects()) {
     }, 120_000);
 
     it('fails integration, losing nothing, rather than store a kind beyond the smallint range', async () => {
-      const { store, close } = await storeMigratedTo(dialect, '0049-audit-kinds');
+      const { store, close } = await storeMigratedTo(dialect, '0048-audit-kinds');
       cleanups.push(close);
       const audit = createAuditService({ db: store.db, dialect, clock: fixedClock('2026-03-02T00:00:00Z') });
       const agent = { type: 'agent' as const, id: AGENT, orgId: ORG, chain: [] };

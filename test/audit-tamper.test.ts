@@ -35,7 +35,7 @@ const append = async (t: TestApp, n: number) => {
 
 /**
  * The append-only triggers stand in the way of a tamperer with DB access; the test plays one. The stored rows are
- * `audit_event_rows` and the kinds `audit_kinds` (migration 0049; `audit_events` is a view of them).
+ * `audit_event_rows` and the kinds `audit_kinds` (migration 0048; `audit_events` is a view of them).
  */
 const dropTriggers = async (t: TestApp) => {
   if (t.dialect === 'sqlite') {
@@ -136,7 +136,7 @@ for (const dialect of testDialects()) {
       const app = await fresh(dialect);
       await dropTriggers(app);
       const db = app.c.store.db;
-      // Action, actor type, target type, outcome and at_text are stored once per kind (migration 0049).
+      // Action, actor type, target type, outcome and at_text are stored once per kind (migration 0048).
       const kind = (await db.selectFrom('audit_events').select('kind_id').where('seq', '=', 20).executeTakeFirstOrThrow()).kind_id;
       const first = await db
         .selectFrom('audit_events')
@@ -206,7 +206,7 @@ for (const dialect of testDialects()) {
       const db = app.c.store.db;
       // `at` is stored as milliseconds with `at_text` '' (migration 0046): a millisecond later, the same time kept as
       // text (which would let the time index be moved without changing the hashed text), and a kept text beside other
-      // milliseconds all fail verification. `at_text` is stored with the event's kind (migration 0049).
+      // milliseconds all fail verification. `at_text` is stored with the event's kind (migration 0048).
       const orig = await db.selectFrom('audit_events').select(['at', 'at_text', 'kind_id']).where('seq', '=', 11).executeTakeFirstOrThrow();
       const ms = Number(orig.at);
       const text = new Date(ms).toISOString();

@@ -6,7 +6,7 @@
  * as id bytes (storedOfId, migration 0042). `prev_hash` is not stored (0042): it is the previous row's `hash`.
  * `at` is stored as milliseconds since the epoch with `at_text` beside it (storedOfAt, migration 0046).
  * `action`, `actor_type`, `target_type`, `outcome` and `at_text` are stored by reference (`audit_kinds`, joined on
- * `kind_id`; migration 0049).
+ * `kind_id`; migration 0048).
  */
 export const EVENT_COLUMNS = [
   'seq',
@@ -28,7 +28,7 @@ export const EVENT_COLUMNS = [
 ] as const;
 
 /**
- * The columns an event's kind holds (migration 0049): stored once per distinct combination in `audit_kinds`, the
+ * The columns an event's kind holds (migration 0048): stored once per distinct combination in `audit_kinds`, the
  * event refers to it by `kind_id`. `at_text` (storedOfAt) is '' on every row the writers store, so it costs nothing
  * there and a byte per row in the event.
  */
@@ -36,11 +36,11 @@ export const KIND_COLUMNS = ['action', 'actor_type', 'target_type', 'outcome', '
 export type EventKind = { action: string; actor_type: string; target_type: string | null; outcome: string; at_text: string };
 /** A kind's lookup key (kinds are compared whole: equal keys, equal kinds). */
 export const kindKey = (k: EventKind): string => JSON.stringify([k.action, k.actor_type, k.target_type, k.outcome, k.at_text]);
-/** The most kinds a log can hold: `kind_id` is a smallint on PostgreSQL (migration 0049). */
+/** The most kinds a log can hold: `kind_id` is a smallint on PostgreSQL (migration 0048). */
 export const MAX_KINDS = 32_767;
 
 /**
- * The columns of a stored audit_event_rows row (migration 0049), fixed-width first as the table has them: the
+ * The columns of a stored audit_event_rows row (migration 0048), fixed-width first as the table has them: the
  * delegation chain by its `chain_id` and the kind by its `kind_id`, the rest of EVENT_COLUMNS in its order.
  */
 export const STORED_EVENT_COLUMNS = [
@@ -51,7 +51,7 @@ export const STORED_EVENT_COLUMNS = [
   ...EVENT_COLUMNS.filter((c) => c !== 'seq' && c !== 'at' && c !== 'delegation_chain' && !(KIND_COLUMNS as readonly string[]).includes(c)),
 ] as readonly (Exclude<(typeof EVENT_COLUMNS)[number], 'delegation_chain' | (typeof KIND_COLUMNS)[number]> | 'chain_id' | 'kind_id')[];
 
-/** The stored table of audit events (migration 0049; `audit_events` is a read-only view of it with the kinds joined). */
+/** The stored table of audit events (migration 0048; `audit_events` is a read-only view of it with the kinds joined). */
 export const STORED_EVENT_TABLE = 'audit_event_rows';
 
 /** The columns stored as id bytes (storedOfId). */

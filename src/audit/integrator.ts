@@ -151,7 +151,7 @@ export const createIntegrator = ({
   };
 
   /**
-   * Delegation chains (`audit_chains`, migration 0040) and event kinds (`audit_kinds`, 0049) are stored once each
+   * Delegation chains (`audit_chains`, migration 0040) and event kinds (`audit_kinds`, 0048) are stored once each
    * and events refer to them by a small integer. Ids known to be committed are cached (both tables are append-only,
    * never changed or deleted); ids this process inserts join the cache only after their batch commits, so a
    * rolled-back batch leaves no stale id behind. New ids are max(id) + 1: the integrator holds the chain head (one

@@ -176,7 +176,7 @@ export const createRetentionService = ({ db, clock, audit, tree, checkpoints, ve
         })
         .execute();
       // The append-only triggers let this DELETE through only up to the purge record just written. The stored rows
-      // (migration 0049: `audit_events` is a view of them); their kinds and chains stay, like the chains always did.
+      // (migration 0048: `audit_events` is a view of them); their kinds and chains stay, like the chains always did.
       const r = await tx.deleteFrom(STORED_EVENT_TABLE).where('seq', '<=', through).executeTakeFirst();
       const n = Number(r.numDeletedRows);
       await audit.record(tx, {

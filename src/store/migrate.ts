@@ -38,7 +38,7 @@ import * as m0044OauthClientOrgs from './migrations/0044-oauth-client-orgs.js';
 import * as m0045WebhookRangeLeases from './migrations/0045-webhook-range-leases.js';
 import * as m0046AuditCompact3 from './migrations/0046-audit-compact3.js';
 import * as m0047MessageSubmissionEvent from './migrations/0047-message-submission-event.js';
-import * as m0049AuditKinds from './migrations/0049-audit-kinds.js';
+import * as m0048AuditKinds from './migrations/0048-audit-kinds.js';
 
 /** Migrations in order. Names are frozen once released; add, never edit. */
 export const MIGRATIONS: Record<string, Migration> = {
@@ -77,7 +77,7 @@ export const MIGRATIONS: Record<string, Migration> = {
   '0045-webhook-range-leases': m0045WebhookRangeLeases,
   '0046-audit-compact3': m0046AuditCompact3,
   '0047-message-submission-event': m0047MessageSubmissionEvent,
-  '0049-audit-kinds': m0049AuditKinds,
+  '0048-audit-kinds': m0048AuditKinds,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };

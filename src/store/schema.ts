@@ -85,7 +85,7 @@ export type SettingsTable = { key: string; value: string };
 export type RateLimitBucketsTable = { bucket: string; count: number; expires_at: string };
 
 /**
- * `audit_events` is a read-only view since migration 0049 (the stored rows are `audit_event_rows`, with the kind's
+ * `audit_events` is a read-only view since migration 0048 (the stored rows are `audit_event_rows`, with the kind's
  * columns by reference to `audit_kinds`): the columns below are what it reads as, the kind's joined back.
  */
 export type AuditEventsTable = {
@@ -112,19 +112,19 @@ export type AuditEventsTable = {
   hash: Buffer;
   /** '' when the time's text is the ISO-8601 form of `at`, else `=` and the text (src/audit/audit-columns.ts storedOfAt). */
   at_text: string;
-  /** The event's `audit_kinds` row (migration 0049). */
+  /** The event's `audit_kinds` row (migration 0048). */
   kind_id: number;
 };
 
 /**
- * The stored audit events (migration 0049): AuditEventsTable's columns without the kind's, which are stored once per
+ * The stored audit events (migration 0048): AuditEventsTable's columns without the kind's, which are stored once per
  * distinct combination in `audit_kinds` and referred to by `kind_id`. Written by the integrator only; append-only
  * (the retention purge deletes below its boundary).
  */
 export type AuditEventRowsTable = Omit<AuditEventsTable, 'action' | 'actor_type' | 'target_type' | 'outcome' | 'at_text'>;
 
 /**
- * Distinct `(action, actor_type, target_type, outcome, at_text)` of audit events (migration 0049), append-only;
+ * Distinct `(action, actor_type, target_type, outcome, at_text)` of audit events (migration 0048), append-only;
  * events refer to them by `id` (at most 32,767: smallint on PostgreSQL).
  */
 export type AuditKindsTable = {

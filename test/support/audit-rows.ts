@@ -52,14 +52,14 @@ export const migrateWithHead = async (store: Store, old: Kysely<any>, before: re
 };
 
 /**
- * The stored audit events (migration 0049): a tamperer with database access writes here, since `audit_events` is a
+ * The stored audit events (migration 0048): a tamperer with database access writes here, since `audit_events` is a
  * read-only view of it.
  */
 export const EVENT_ROWS = STORED_EVENT_TABLE;
 
 /**
  * A tamperer's change to one event's action, actor type, target type, outcome or at_text, which are stored once per
- * kind in `audit_kinds` (migration 0049): a new kind row with the change, and the event pointed at it (kinds are
+ * kind in `audit_kinds` (migration 0048): a new kind row with the change, and the event pointed at it (kinds are
  * append-only; inserting one needs no trigger dropped, repointing the event does). Returns the event's kind id
  * before, to put it back with `setKindIdOf`.
  */
