@@ -2,15 +2,14 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-import { loadConfig } from '../src/app/config.js';
 import { GENESIS_HASH, recomputeRowHash } from '../src/audit/audit-chain.js';
 import { createAuditService } from '../src/audit/audit-service.js';
 import { createTreeStore } from '../src/audit/tree-store.js';
 import { systemClock } from '../src/kernel/clock.js';
-import { openStore, type Store } from '../src/store/db.js';
-import { migrateToLatest } from '../src/store/migrate.js';
+import type { Store } from '../src/store/db.js';
 import { eventRows, selectEventRows } from '../src/audit/event-rows.js';
-import { freshDatabase, testDialects } from './support/dialects.js';
+import { testDialects } from './support/dialects.js';
+import { migratedDatabase } from './support/migration-store.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -44,12 +43,9 @@ for (const dialect of testDialects()) {
     });
 
     it('loses no committed event when the integrator is killed mid-batch: the next one resumes, gapless and chained', async () => {
-      const db = await freshDatabase(dialect);
-      drop = db.drop;
-      const { DATABASE_URL: _ignored, ...base } = process.env;
-      const env = { ...base, ...db.env };
-      store = openStore(loadConfig(env).database);
-      await migrateToLatest(store);
+      const fresh = await migratedDatabase(dialect);
+      ({ store, drop } = fresh);
+      const env = fresh.env;
 
       // 12 events committed unsequenced; batches of 5; killed after writing the second batch, before its commit.
       const out = await runAndKill(env, ['12', '5', '2']);

@@ -8,10 +8,9 @@ import { eventHashesOf } from '../src/audit/receipts.js';
 import { createTreeStore } from '../src/audit/tree-store.js';
 import { atBound, eventRows, idIs, selectEventRows, seqAtBoundQuery } from '../src/audit/event-rows.js';
 import { fixedClock } from '../src/kernel/clock.js';
-import type { Executor } from '../src/store/db.js';
 import { chainedRows, EVENT_ROWS, migrateWithHead } from './support/audit-rows.js';
 import { testDialects } from './support/dialects.js';
-import { storeMigratedTo } from './support/migration-store.js';
+import { planOf, storeMigratedTo } from './support/migration-store.js';
 
 const CHAIN = canonicalJson([{ type: 'organization', id: 'org_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0', name: 'General Hospital' }]);
 const ORG = 'org_0190f0f0f0f0f0f0f0f0f0f0f0f0f0f0';
@@ -50,19 +49,6 @@ const rows0046 = (n: number): EventRow[] =>
       details: canonicalJson({ n: i }),
     };
   });
-
-/** The plan of a query, as text: SQLite's EXPLAIN QUERY PLAN details, PostgreSQL's EXPLAIN lines. */
-const planOf = async (ex: Executor, dialect: string, q: { compile: () => { sql: string; parameters: readonly unknown[] } }) => {
-  const c = q.compile();
-  const explain = dialect === 'sqlite' ? 'explain query plan ' : 'explain ';
-  const r = await ex.executeQuery<Record<string, unknown>>({
-    ...c,
-    sql: explain + c.sql,
-    query: { kind: 'RawNode' } as never,
-    queryId: { queryId: 'x' },
-  });
-  return r.rows.map((row) => String(row.detail ?? row['QUERY PLAN'])).join('\n');
-};
 
 for (const dialect of testDialects()) {
   describe(`audit migration 0048: kinds by reference, audit_events a view (${dialect})`, () => {

@@ -2,12 +2,11 @@ import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-import { loadConfig } from '../src/app/config.js';
 import { GENESIS_HASH, recomputeRowHash } from '../src/audit/audit-chain.js';
 import { eventRows, selectEventRows } from '../src/audit/event-rows.js';
-import { openStore, type Store } from '../src/store/db.js';
-import { migrateToLatest } from '../src/store/migrate.js';
-import { freshDatabase, testDialects } from './support/dialects.js';
+import type { Store } from '../src/store/db.js';
+import { testDialects } from './support/dialects.js';
+import { migratedDatabase } from './support/migration-store.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -67,12 +66,9 @@ for (const dialect of testDialects()) {
     };
 
     it('integrates on one leader only, and a follower takes over at once when the leader is killed with SIGKILL, losing nothing', async () => {
-      const db = await freshDatabase(dialect);
-      drop = db.drop;
-      const { DATABASE_URL: _ignored, ...base } = process.env;
-      const env = { ...base, ...db.env };
-      store = openStore(loadConfig(env).database);
-      await migrateToLatest(store);
+      const fresh = await migratedDatabase(dialect);
+      ({ store, drop } = fresh);
+      const env = fresh.env;
 
       // A leads, with a pass interval far longer than the test: it integrates only when it takes over.
       const a = startChild(env, 60_000, 60_000);
@@ -120,12 +116,9 @@ for (const dialect of testDialects()) {
     it.skipIf(dialect !== 'postgres')(
       'integrates through the follower when the leader is alive but not integrating (the safety-net pass)',
       async () => {
-        const db = await freshDatabase(dialect);
-        drop = db.drop;
-        const { DATABASE_URL: _ignored, ...base } = process.env;
-        const env = { ...base, ...db.env };
-        store = openStore(loadConfig(env).database);
-        await migrateToLatest(store);
+        const fresh = await migratedDatabase(dialect);
+        ({ store, drop } = fresh);
+        const env = fresh.env;
 
         // A leads and stays alive, but its passes wait 60 s; B follows with a safety net of 300 ms.
         const a = startChild(env, 60_000, 60_000);

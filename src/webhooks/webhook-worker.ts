@@ -64,6 +64,26 @@ type Job = WebhookDeliveriesTable & {
   opened: { url?: string; secrets?: { expires_at: string | null; value: string }[] };
 };
 
+/** A first attempt taken under a range lease (no row yet), as both the take and the held lease's refill start it. */
+const rangeJob = (
+  ep: WebhookEndpointsTable,
+  e: DomainEvent,
+  id: string,
+  c: { at: string; leaseUntil: string; workerId: string; secrets: WebhookSecretsTable[]; opened: Job['opened']; lease: Lease },
+): Job => ({
+  ...deliveryRow(ep, e, c.at, false, id),
+  status: 'sending',
+  attempts: 1,
+  first_attempt_at: c.at,
+  lease_until: c.leaseUntil,
+  claimed_by: c.workerId,
+  event: e,
+  endpoint: ep,
+  secrets: c.secrets,
+  opened: c.opened,
+  range: c.lease,
+});
+
 /** A job as its outcome sees it: a row, or a first attempt under a range lease (no row yet). */
 type Attempted = WebhookDeliveriesTable & { range?: Lease | undefined };
 
@@ -429,19 +449,7 @@ export const createWebhookWorker = (d: Deps) => {
         const e = events[i]!;
         if (again?.has(ids[i]!)) continue;
         seqs.push(e.seq);
-        fresh.jobs.push({
-          ...deliveryRow(ep, e, at, false, ids[i]!),
-          status: 'sending',
-          attempts: 1,
-          first_attempt_at: at,
-          lease_until: leaseUntil,
-          claimed_by: workerId,
-          event: e,
-          endpoint: ep,
-          secrets,
-          opened,
-          range: lease,
-        });
+        fresh.jobs.push(rangeJob(ep, e, ids[i]!, { at, leaseUntil, workerId, secrets, opened, lease }));
       }
       fresh.apply.push(() => {
         lease.to = to;
@@ -702,19 +710,7 @@ export const createWebhookWorker = (d: Deps) => {
       const { took: _t, events: _e, secrets_key: _k, ...ep } = row;
       const opened: Job['opened'] = {};
       for (const e of events) {
-        jobs.push({
-          ...deliveryRow(ep, e, at, false, firstDeliveryId(id, e.id)),
-          status: 'sending',
-          attempts: 1,
-          first_attempt_at: at,
-          lease_until: leaseUntil,
-          claimed_by: workerId,
-          event: e,
-          endpoint: ep,
-          secrets,
-          opened,
-          range: lease,
-        });
+        jobs.push(rangeJob(ep, e, firstDeliveryId(id, e.id), { at, leaseUntil, workerId, secrets, opened, lease }));
         lease.outstanding.push(e.seq);
       }
       lease.to = Math.max(lease.to, events.at(-1)!.seq);

@@ -1,8 +1,9 @@
 import path from 'node:path';
 import type { Kysely } from 'kysely';
 import { Migrator } from 'kysely/migration';
-import { MIGRATIONS } from '../../src/store/migrate.js';
-import { type Dialect, openStore, type Store } from '../../src/store/db.js';
+import { loadConfig } from '../../src/app/config.js';
+import { MIGRATIONS, migrateToLatest } from '../../src/store/migrate.js';
+import { type Dialect, type Executor, openStore, type Store } from '../../src/store/db.js';
 import { freshDatabase } from './dialects.js';
 
 export type MigratedStore = {
@@ -34,4 +35,36 @@ export const storeMigratedTo = async (dialect: Dialect, name: string): Promise<M
     throw new Error(`migrating a test store to ${name} failed: ${String(upTo.error)}`);
   }
   return { store, old: store.db as unknown as Kysely<any>, close };
+};
+
+/** The plan of a query, as text: SQLite's EXPLAIN QUERY PLAN details, PostgreSQL's EXPLAIN lines. */
+export const planOf = async (ex: Executor, dialect: string, q: { compile: () => { sql: string; parameters: readonly unknown[] } }) => {
+  const c = q.compile();
+  const explain = dialect === 'sqlite' ? 'explain query plan ' : 'explain ';
+  const r = await ex.executeQuery<Record<string, unknown>>({
+    ...c,
+    sql: explain + c.sql,
+    query: { kind: 'RawNode' } as never,
+    queryId: { queryId: 'x' },
+  });
+  return r.rows.map((row) => String(row.detail ?? row['QUERY PLAN'])).join('\n');
+};
+
+/**
+ * A fresh database of `dialect`, migrated, with the environment a child server process opens it with (this
+ * process's own without DATABASE_URL, plus the database's): for tests that run processes against one store.
+ */
+export const migratedDatabase = async (dialect: Dialect): Promise<{ env: NodeJS.ProcessEnv; store: Store; drop: () => Promise<void> }> => {
+  const db = await freshDatabase(dialect);
+  const { DATABASE_URL: _ignored, ...base } = process.env;
+  const env = { ...base, ...db.env };
+  const store = openStore(loadConfig(env).database);
+  try {
+    await migrateToLatest(store);
+  } catch (e) {
+    await store.destroy();
+    await db.drop();
+    throw e;
+  }
+  return { env, store, drop: db.drop };
 };
