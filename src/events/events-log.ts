@@ -3,6 +3,7 @@ import { newId } from '../kernel/ids.js';
 import { batchInsert, paddedIn } from '../store/batch.js';
 import { compiledFor, deferToCommit, type Executor, runCompiled } from '../store/db.js';
 import { notifyOnCommit } from '../store/notify.js';
+import type { DomainEventsTable } from '../store/schema.js';
 import type { DomainEventType } from './event-types.js';
 
 /** What a writer appends: the organisation, the type, the ids it concerns and non-PHI facts. */
@@ -141,18 +142,8 @@ export type EventQuery = {
   upTo?: number;
 };
 
-/** A stored row as the log returns it: wire shape, `data` parsed. */
-const toEvent = (r: {
-  id: string;
-  seq: number;
-  type: string;
-  occurred_at: string;
-  org_id: string;
-  mailbox_id: string | null;
-  email_id: string | null;
-  approval_id: string | null;
-  data: string;
-}): DomainEvent => ({
+/** A stored row (or the same columns as json_agg gives them) as the log returns it: wire shape, `data` parsed. */
+export const toEvent = (r: DomainEventsTable): DomainEvent => ({
   id: r.id,
   seq: Number(r.seq),
   type: r.type as DomainEventType,

@@ -4,7 +4,7 @@ import http from 'node:http';
 import https from 'node:https';
 import type { AuditService } from '../audit/audit-service.js';
 import type { EventFeed } from '../events/event-feed.js';
-import { appendEvent, type DomainEvent, eventById, eventsByIds, headSeq, readEvents } from '../events/events-log.js';
+import { appendEvent, type DomainEvent, eventById, eventsByIds, headSeq, readEvents, toEvent } from '../events/events-log.js';
 import { systemActor } from '../identity/principal.js';
 import type { Clock } from '../kernel/clock.js';
 import { open, type SealedValue } from '../kernel/crypto/envelope.js';
@@ -18,7 +18,7 @@ import type { WebhookAttemptsTable, WebhookDeliveriesTable, WebhookEndpointsTabl
 import { type CheckedUrl, checkWebhookUrl, type HostLookup } from './url-safety.js';
 import { type WebhookRetrySchedule, webhookRetryDelay } from './webhook-retry.js';
 import { signDelivery } from './webhook-signing.js';
-import { type DomainEventJson, secretsKey, webhookSecretAad, webhookUrlAad, webhooksRepo as repo } from './webhooks-repo.js';
+import { secretsKey, webhookSecretAad, webhookUrlAad, webhooksRepo as repo } from './webhooks-repo.js';
 import { deliveryRow, firstDeliveryId } from './webhooks-service.js';
 
 type Deps = {
@@ -650,17 +650,6 @@ export const createWebhookWorker = (d: Deps) => {
       }
     }
   };
-  const fromJson = (r: DomainEventJson): DomainEvent => ({
-    id: r.id,
-    seq: Number(r.seq),
-    type: r.type as DomainEvent['type'],
-    occurred_at: r.occurred_at,
-    org_id: r.org_id,
-    mailbox_id: r.mailbox_id,
-    email_id: r.email_id,
-    approval_id: r.approval_id,
-    data: JSON.parse(r.data) as Record<string, unknown>,
-  });
   /*
    * PostgreSQL, the common case: every outcome of the group is a first attempt under a range lease that was
    * delivered (or skipped). Per endpoint one autocommit statement records them and, for the refill, takes the
@@ -694,7 +683,7 @@ export const createWebhookWorker = (d: Deps) => {
       else lease.unfiltered = false;
       return 0;
     }
-    const events = (row.events ?? []).map(fromJson);
+    const events = (row.events ?? []).map(toEvent);
     const more = events.length === want;
     if (events.length > 0) {
       let secrets = leaseSecrets.get(lease);

@@ -1,7 +1,13 @@
 import { CompiledQuery, sql } from 'kysely';
 import { batchInsert, paddedIn } from '../store/batch.js';
 import { compiledFor, type Dialect, type Executor } from '../store/db.js';
-import type { WebhookAttemptsTable, WebhookDeliveriesTable, WebhookEndpointsTable, WebhookSecretsTable } from '../store/schema.js';
+import type {
+  DomainEventsTable,
+  WebhookAttemptsTable,
+  WebhookDeliveriesTable,
+  WebhookEndpointsTable,
+  WebhookSecretsTable,
+} from '../store/schema.js';
 
 /** Associated data of a sealed endpoint URL: a row moved to another organisation or endpoint fails to open. */
 export const webhookUrlAad = (r: { org_id: string; id: string }) => `mailward/webhook-url/v1|${r.org_id}|${r.id}`;
@@ -18,17 +24,7 @@ export const webhookSecretAad = (r: { org_id: string; endpoint_id: string; id: s
 const once = compiledFor;
 
 /** A `domain_events` row as json_agg gives it (columns as stored: `data` is the JSON text). */
-export type DomainEventJson = {
-  org_id: string;
-  seq: number;
-  id: string;
-  type: string;
-  occurred_at: string;
-  mailbox_id: string | null;
-  email_id: string | null;
-  approval_id: string | null;
-  data: string;
-};
+export type DomainEventJson = DomainEventsTable;
 
 /** The text of recordAndTakeRangePg (one text: named once per connection, src/store/db.ts withNamedStatements). */
 const RECORD_AND_TAKE_PG = `with ep as (
