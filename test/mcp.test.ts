@@ -676,16 +676,19 @@ for (const dialect of testDialects()) {
         { mailbox_id: mailboxId, from: 'results@lab.example', timeout_seconds: 60 },
         { timeoutMs: 90_000 },
       );
-      // The wait's first look (authorise, list, audit) settles; then nothing happens for two seconds.
+      // The wait's first look (authorise, list, audit) settles, with the audit integrator's one safety-net pass a
+      // second after that audit commit in a process that does not lead (integrator.ts `followerMs`): unchanged for
+      // two seconds, longer than that delay; then nothing happens for two more seconds.
       let settled = -1;
+      let stableFor = 0;
       const quiet = await waitFor(
         () => {
           const n = queries();
-          const stable = n > 0 && n === settled;
+          stableFor = n > 0 && n === settled ? stableFor + 1 : 0;
           settled = n;
-          return stable;
+          return stableFor >= 4;
         },
-        { timeoutMs: 20_000, everyMs: 500 },
+        { timeoutMs: 30_000, everyMs: 500 },
       );
       if (!quiet) throw new Error(`queries never settled: ${queries()}\n${c.stderr().slice(-3000)}`);
       // Another process's idle waiter asks nothing of the store for two seconds: no polling, no re-read timer
