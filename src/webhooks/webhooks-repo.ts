@@ -26,8 +26,8 @@ const once = compiledFor;
 /** A `domain_events` row as json_agg gives it (columns as stored: `data` is the JSON text). */
 export type DomainEventJson = DomainEventsTable;
 
-/** The text of recordAndTakeRangePg (one text: named once per connection, src/store/db.ts withNamedStatements). */
-const RECORD_AND_TAKE_PG = `with ep as (
+/** The text of recordAndTakeRangePg but its last line (each text is named once per connection, src/store/db.ts withNamedStatements). */
+const RECORD_AND_TAKE_HEAD = `with ep as (
   select 1 from webhook_endpoints
   where id = $1 and leased_by = $2 and $3::boolean and leased_to = $4::bigint and status = 'active'
     and deleted_at is null and event_types = '[]' and mailbox_ids = '[]'
@@ -55,7 +55,32 @@ select up.*, exists (select 1 from ep) as took,
   (select json_agg(ev order by ev.seq) from ev) as events,
   (select string_agg(s.id || '|' || coalesce(s.expires_at, ''), ',' order by s.created_at desc, s.id desc)
      from webhook_secrets s where s.endpoint_id = $1 and (s.expires_at is null or s.expires_at > $11)) as secrets_key
-from up`;
+`;
+/** recordAndTakeRangePg when it records outcomes: a synchronous commit, as the server is set (on by default). */
+const RECORD_AND_TAKE_PG = `${RECORD_AND_TAKE_HEAD}from up`;
+
+/*
+ * The same statement when it records no outcome (a take only: no delivery-log rows, no success, the cursor not
+ * asked to move), committed without waiting for its WAL flush: `set_config(..., true)` is SET LOCAL, and the
+ * statement is its own transaction, whose commit reads `synchronous_commit` (PostgreSQL documentation, "Write Ahead
+ * Log: Settings", synchronous_commit; "Reliability and the Write-Ahead Log: Asynchronous Commit"). Safe for a
+ * take, and only for a take:
+ * - an asynchronous commit is visible at once and, if the server crashes before its WAL is flushed (at most three
+ *   times wal_writer_delay later, per that chapter), it is lost as a whole, never half applied: the documented risk
+ *   is losing the last transactions, not corrupting the database. A lost take only moves the endpoint's lease back
+ *   to what it was (`leased_to`, `lease_until`). The chapter warns against it when the client acts outside the
+ *   database on the transaction (here: POSTs the events taken); that is allowed here because the events past the
+ *   cursor are then taken and sent again, which at least once permits (receivers deduplicate on `webhook-id`, the
+ *   event's id, unchanged). The cursor and the delivery log only move in outcome commits, and those stay
+ *   synchronous (RECORD_AND_TAKE_PG, and recordRange, recordOutcome, finishIn in a transaction);
+ * - WAL is flushed in order: once a later synchronous commit (this worker's outcome commit of the events taken
+ *   here) has returned, this take is durable too. So a recorded outcome never refers to a lost take; and a worker
+ *   whose take was lost finds `leased_to` below what it knows at its next take (the `ep` compare-and-set fails, the
+ *   general fan-out takes the lease again: takeRange with this worker as holder).
+ * The setting is made by the final select (`sc`, joined to it, adds no column); with no row (the lease is not
+ * this worker's) the statement changed nothing and has no commit record to flush.
+ */
+const TAKE_ONLY_PG = `${RECORD_AND_TAKE_HEAD}from up cross join (select set_config('synchronous_commit', 'off', true)) sc`;
 
 /** The key recordAndTakeRangePg returns for these live secrets (given in liveSecretsOf's order). */
 export const secretsKey = (secrets: readonly WebhookSecretsTable[]) =>
@@ -238,7 +263,9 @@ export const webhooksRepo = {
     attempts: readonly WebhookAttemptsTable[],
   ): Promise<(WebhookEndpointsTable & { took: boolean; events: DomainEventJson[] | null; secrets_key: string | null }) | undefined> => {
     const col = <K extends keyof WebhookAttemptsTable>(k: K) => attempts.map((a) => a[k]);
-    const q = CompiledQuery.raw(RECORD_AND_TAKE_PG, [
+    // Records nothing (cursor 0 is never past a real cursor: `greatest`): a take only, committed asynchronously (TAKE_ONLY_PG).
+    const takeOnly = attempts.length === 0 && r.successAt === null && r.cursor === 0;
+    const q = CompiledQuery.raw(takeOnly ? TAKE_ONLY_PG : RECORD_AND_TAKE_PG, [
       r.id,
       r.workerId,
       r.take,
