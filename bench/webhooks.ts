@@ -96,7 +96,8 @@ let byText: Map<string, { n: number; ms: number }> | null = null;
       const text = typeof a[0] === 'string' ? a[0] : String((a[0] as { text?: unknown })?.text ?? '');
       const t = performance.now();
       void r.finally(() => {
-        const k = text.replace(/\s+/g, ' ').slice(0, 90);
+        // A statement that commits asynchronously (webhooks-repo.ts TAKE_ONLY_PG) is counted apart from its synchronous twin.
+        const k = `${text.includes("set_config('synchronous_commit', 'off'") ? '[async] ' : ''}${text.replace(/\s+/g, ' ')}`.slice(0, 90);
         const v = times.get(k) ?? { n: 0, ms: 0 };
         v.n++;
         v.ms += performance.now() - t;
