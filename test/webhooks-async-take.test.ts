@@ -135,6 +135,16 @@ describe.skipIf(dialects.length === 0)('webhook takes commit asynchronously, out
     });
     expect(await leasedTo()).toBe(e3.seq);
 
+    // The worker's general claim transaction (commitAsynchronouslyPg): off until it ends, then on again on that connection.
+    await t.c.store.db.connection().execute(async (conn) => {
+      const inside = await conn.transaction().execute(async (tx) => {
+        await repo.commitAsynchronouslyPg(tx);
+        return setting(tx);
+      });
+      expect(inside).toBe('off');
+      expect(await setting(conn)).toBe('on');
+    });
+
     // Only the outcome wrote the delivery log.
     const log = await t.c.store.db.selectFrom('webhook_attempts').select(['event_id', 'attempt']).where('endpoint_id', '=', ep).execute();
     expect(log.map((a) => [a.event_id, Number(a.attempt)])).toEqual([[e1.id, 1]]);

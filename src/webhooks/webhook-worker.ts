@@ -1131,7 +1131,16 @@ export const createWebhookWorker = (d: Deps) => {
     const token = {};
     let claimed: Claimed;
     try {
-      claimed = await d.db.transaction().execute((tx) => claimWithFresh(tx, n, due, false, token));
+      claimed = await d.db.transaction().execute(async (tx) => {
+        /*
+         * The loop's claim records no outcome (due jobs leased, events taken under a range lease, at most a cursor
+         * moved past events nothing is sent for): on PostgreSQL its commit does not wait for the WAL flush
+         * (webhooks-repo.ts, TAKE_ONLY_PG, says why that is safe). Outcome commits (flush, recordOneByOne, cancelRow)
+         * never do this and stay synchronous.
+         */
+        if (d.dialect === 'postgres') await repo.commitAsynchronouslyPg(tx);
+        return claimWithFresh(tx, n, due, false, token);
+      });
       if (claimed.fresh) settle(claimed.fresh);
     } finally {
       if (taking === token) taking = null;

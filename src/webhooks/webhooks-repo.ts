@@ -71,8 +71,11 @@ const RECORD_AND_TAKE_PG = `${RECORD_AND_TAKE_HEAD}from up`;
  *   to what it was (`leased_to`, `lease_until`). The chapter warns against it when the client acts outside the
  *   database on the transaction (here: POSTs the events taken); that is allowed here because the events past the
  *   cursor are then taken and sent again, which at least once permits (receivers deduplicate on `webhook-id`, the
- *   event's id, unchanged). The cursor and the delivery log only move in outcome commits, and those stay
- *   synchronous (RECORD_AND_TAKE_PG, and recordRange, recordOutcome, finishIn in a transaction);
+ *   event's id, unchanged). The delivery log and the jobs' outcomes are only written by outcome commits, and those
+ *   stay synchronous (RECORD_AND_TAKE_PG, and recordRange, recordOutcome, finishIn in a transaction). The same
+ *   holds for the worker's general claim (commitAsynchronouslyPg): a lost claim of a due job leaves it as it was
+ *   (claimed again, with the same attempt number: its outcome was not recorded, see below), and a lost cursor move
+ *   of a take (takeRange's `moveCursor`: past events nothing is sent for) is a look done again;
  * - WAL is flushed in order: once a later synchronous commit (this worker's outcome commit of the events taken
  *   here) has returned, this take is durable too. So a recorded outcome never refers to a lost take; and a worker
  *   whose take was lost finds `leased_to` below what it knows at its next take (the `ep` compare-and-set fails, the
@@ -295,6 +298,14 @@ export const webhooksRepo = {
       secrets_key: string | null;
     })[];
     return rows[0];
+  },
+  /**
+   * PostgreSQL only: the rest of this transaction commits without waiting for its WAL flush (SET LOCAL: the
+   * connection's setting is back once it ends). For transactions that only take work, never for one that records
+   * an outcome (TAKE_ONLY_PG says why a take may, and src/webhooks/webhook-worker.ts where it is used).
+   */
+  commitAsynchronouslyPg: async (tx: Executor) => {
+    await sql`set local synchronous_commit = off`.execute(tx);
   },
   /** Extends this worker's range leases. */
   renewRanges: (ex: Executor, workerId: string, until: string) =>
