@@ -13,6 +13,7 @@ import {
   foldRange,
   inclusionRanges,
   leafHash,
+  leafHashHex,
   type NodeId,
   nodeKey,
   nodesFor,
@@ -139,7 +140,7 @@ export const createTreeStore = ({ db, dialect }: Deps) => {
         const nodes: { level: number; idx: number; hash: string }[] = [];
         let leaves = new CompactRange();
         const fold = (hash: string) => {
-          leaves.append(leafHash(fromHex(hash)));
+          leaves.append(leafHashHex(hash));
           if (leaves.size === BLOCK) {
             const block = leaves.root();
             const blockIndex = blockLevel.size;
