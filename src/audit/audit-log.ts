@@ -16,7 +16,7 @@ type Deps = {
   db: Db;
   dialect: Dialect;
   clock: Clock;
-  audit: Pick<AuditService, 'record' | 'recordAlone' | 'sync'>;
+  audit: Pick<AuditService, 'record' | 'recordAlone' | 'sync'> & Partial<Pick<AuditService, 'onIntegrated'>>;
   /** The installation's audit-ed25519 key (identity/signing-keys.ts); audit imports no domain. */
   keys: AuditKeys;
   retentionDays: number;
@@ -43,6 +43,8 @@ export const createAuditLog = ({
   logger,
 }: Deps) => {
   const tree = createTreeStore({ db, dialect });
+  // The tree's catch-up takes the chain hashes this process's integrator committed from memory (tree-store.ts).
+  audit.onIntegrated?.(tree.noteIntegrated);
   const publisher = checkpointDir ? createCheckpointPublisher({ db, dir: checkpointDir }) : null;
   const witnessClient = witnesses && witnesses.length > 0 ? createWitnessClient({ db, tree, clock, witnesses, logger }) : null;
   const checkpoints = createCheckpointService({ db, tree, clock, sync: audit.sync, keys, publisher, witnesses: witnessClient });

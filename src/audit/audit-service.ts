@@ -236,6 +236,8 @@ export const createAuditService = ({ db, dialect, clock, integrateMs = 100, logg
     /** Stops them after integrating what is pending (on close). */
     stopIntegrator: integrator.stop,
     pendingCount: integrator.pendingCount,
+    /** Each batch this process integrates, after its commit (integrator.ts `onIntegrated`). */
+    onIntegrated: integrator.onIntegrated,
   };
 };
 

@@ -95,6 +95,12 @@ type Deps = {
 
 export type Integrated = Map<string, { seq: number; hash: string }>;
 
+/**
+ * A committed batch of the chain: seq `from` onwards, chained from `prev` (the hash of seq `from - 1`), as the
+ * integrator computed them. Told to `onIntegrated` listeners after the batch's commit, never before.
+ */
+export type IntegratedRun = { from: number; prev: string; hashes: string[] };
+
 export const createIntegrator = ({
   db,
   dialect,
@@ -246,9 +252,16 @@ export const createIntegrator = ({
    * or skip when another process holds it (the periodic pass). Returns how many rows were integrated
    * (-1: skipped) and their sequence numbers and hashes.
    */
+  const listeners: ((run: IntegratedRun) => void)[] = [];
+  /** Calls `listener` with each batch this process integrates, after its commit (tree-store.ts's catch-up uses it). */
+  const onIntegrated = (listener: (run: IntegratedRun) => void) => {
+    listeners.push(listener);
+  };
+
   const pass = async (wait: boolean): Promise<{ n: number; done: Integrated }> => {
     const addedChains = new Map<string, number>();
     const addedKinds = new Map<string, number>();
+    let run: IntegratedRun | null = null;
     const result = await db.transaction().execute(async (tx) => {
       const head = await headQuery(tx, wait).executeTakeFirst();
       if (!head) {
@@ -330,10 +343,14 @@ export const createIntegrator = ({
       }
       await tx.updateTable('audit_head').set({ seq, hash: prev }).where('id', '=', 1).execute();
       if (beforeCommit) await beforeCommit(rows.length);
+      run = { from: Number(head.seq) + 1, prev: head.hash, hashes: rows.map((r) => r.hash) };
       return { n: rows.length, done };
     });
     chains.commit(addedChains);
     kinds.commit(addedKinds);
+    // Committed: only now may anyone rely on these hashes.
+    const committed = run as IntegratedRun | null;
+    if (committed) for (const l of listeners) l(committed);
     return result;
   };
 
@@ -461,7 +478,7 @@ export const createIntegrator = ({
     return Number(r.n);
   };
 
-  return { sync, start, kick, stop, pendingCount, pass, isLeader };
+  return { sync, start, kick, stop, pendingCount, pass, isLeader, onIntegrated };
 };
 
 export type Integrator = ReturnType<typeof createIntegrator>;
