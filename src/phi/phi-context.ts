@@ -242,6 +242,14 @@ const RUN_BITS = 1 << 18;
 const runStep = (h: number, c: number) => (Math.imul(h, 31) + c) & (RUN_BITS - 1);
 const EXACT_RUN = new Uint8Array(RUN_BITS);
 const PREFIX_RUN = new Uint8Array(RUN_BITS);
+/**
+ * The lengths (in run characters, 31 for any longer) that prefixes in PREFIX_RUN and PAIR_PREFIX have, as bits: the
+ * walk looks a prefix up only at those lengths (measured: a table look-up at every character cost more than the scan
+ * it saves).
+ */
+let PREFIX_LENGTHS = 0;
+let PAIR_PREFIX_LENGTHS = 0;
+const lengthBit = (len: number) => 1 << Math.min(len, 31);
 /** Every word start is a candidate: set when a term opens in a way the expansion does not follow. */
 let EVERY_RUN = false;
 /**
@@ -329,9 +337,15 @@ const endRun = (first: number, acc: string) => {
 const prefixRun = (first: number, acc: string, base: number) => {
   if (first < 0) {
     if (acc === '') EVERY_RUN = true;
-    else PREFIX_RUN[runHash(acc)] = 1;
+    else {
+      PREFIX_RUN[runHash(acc)] = 1;
+      PREFIX_LENGTHS |= lengthBit(acc.length);
+    }
   } else if (acc === '') EXACT_RUN[base] = 1;
-  else PAIR_PREFIX[pairHash(first, runHash(acc))] = 1;
+  else {
+    PAIR_PREFIX[pairHash(first, runHash(acc))] = 1;
+    PAIR_PREFIX_LENGTHS |= lengthBit(acc.length);
+  }
 };
 /** A character after a first run that starts a second run (PAIRED): any the term has literally (not `\s`, read as a tab). */
 const isSeparator = (ch: string) => ch !== '\t';
@@ -459,6 +473,7 @@ export const nextVocabularyMatch = (low: string, from: number): [number, number]
     const p = i;
     const prev = p > 0 ? low.charCodeAt(p - 1) : 32;
     let h = 0;
+    let len = 0;
     let maybe = EVERY_RUN;
     let digit = false;
     for (; i < n; i++) {
@@ -473,7 +488,8 @@ export const nextVocabularyMatch = (low: string, from: number): [number, number]
         digit = false;
         h = runStep(h, c);
       }
-      if (PREFIX_RUN[h] === 1) maybe = true;
+      len++;
+      if ((PREFIX_LENGTHS & lengthBit(len)) !== 0 && PREFIX_RUN[h] === 1) maybe = true;
     }
     // A word start: the run opens after none of [a-z0-9_\u00c0-\u024f] (runs are taken whole, so prev is not a run character).
     if (prev === 95 || (prev >= 0xc0 && prev <= 0x24f)) continue;
@@ -482,8 +498,10 @@ export const nextVocabularyMatch = (low: string, from: number): [number, number]
       if (PAIRED[h] !== 1 || i >= n) continue;
       const key = pairKey(h, low.charCodeAt(i));
       let h2 = 0;
+      let len2 = 0;
       let k = i + 1;
       let digit2 = false;
+      let allowed = false;
       for (; k < n; k++) {
         const c = low.charCodeAt(k);
         if (!isRunChar(c)) break;
@@ -495,9 +513,13 @@ export const nextVocabularyMatch = (low: string, from: number): [number, number]
           digit2 = false;
           h2 = runStep(h2, c);
         }
-        if (PAIR_PREFIX[pairHash(key, h2)] === 1) break;
+        len2++;
+        if ((PAIR_PREFIX_LENGTHS & lengthBit(len2)) !== 0 && PAIR_PREFIX[pairHash(key, h2)] === 1) {
+          allowed = true;
+          break;
+        }
       }
-      if (PAIR_PREFIX[pairHash(key, h2)] !== 1 && PAIR_EXACT[pairHash(key, h2)] !== 1) continue;
+      if (!allowed && PAIR_EXACT[pairHash(key, h2)] !== 1) continue;
     }
     MERGED_SCAN_Y.lastIndex = p;
     if (MERGED_SCAN_Y.test(low)) return [p, MERGED_SCAN_Y.lastIndex];
