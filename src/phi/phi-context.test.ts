@@ -2,7 +2,16 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { holdsInMonitored } from './message-eval.js';
-import { assessMessage, assessRules, categoryIsContextFree, MERGED_PATTERN_LIMIT, mergedPatternLengths } from './phi-context.js';
+import {
+  assessMessage,
+  assessRules,
+  categoryIsContextFree,
+  MERGED_PATTERN_LIMIT,
+  mergedPatternLengths,
+  nextVocabularyMatch,
+  vocabularyMatchesByPattern,
+  vocabularyRunFilter,
+} from './phi-context.js';
 import { messageDecision } from './phi-policy.js';
 
 /** Written for these tests (not taken from any corpus): one line per rule of the judgement. */
@@ -248,4 +257,99 @@ it('remembers the category of a vocabulary match only when no term with an asser
   expect(assessRules({ subject: 'Hi', text: 'Hi Ana, your therapy session is on Monday.' }).disclosures).toContain('mental_health');
   expect(assessRules({ subject: 'Hi', text: 'Hi Ana, your covid vaccine is on Monday.' }).disclosures).not.toContain('condition');
   expect(assessRules({ subject: 'Hi', text: 'Hi Ana, your covid test came back and you have covid.' }).disclosures).toContain('condition');
+});
+
+describe('the vocabulary walk (runs the merged pattern only where a term can begin)', () => {
+  const walk = (low: string) => {
+    const out: [number, number][] = [];
+    for (let m = nextVocabularyMatch(low, 0); m !== null; m = nextVocabularyMatch(low, m[1])) out.push(m);
+    return out;
+  };
+  /** Every message of the corpus files and the span corpus (subject and text as the judgement reads them). */
+  const corpusTexts = () => {
+    const root = path.join(import.meta.dirname, '..', '..');
+    const texts: string[] = [];
+    const read = (dir: string) => {
+      for (const f of fs.readdirSync(dir, { withFileTypes: true })) {
+        const p = path.join(dir, f.name);
+        if (f.isDirectory()) read(p);
+        else if (f.name.endsWith('.jsonl'))
+          for (const l of fs.readFileSync(p, 'utf8').split('\n'))
+            if (l.trim()) {
+              const m = JSON.parse(l) as { subject?: string; text?: string };
+              if (typeof m.text === 'string') texts.push(`${m.subject ?? ''}\n${m.text}`);
+            }
+      }
+    };
+    read(path.join(root, 'eval', 'phi-messages'));
+    read(path.join(root, 'test', 'fixtures', 'phi-corpus'));
+    return texts;
+  };
+
+  it('lets only some word starts through (every term read)', () => {
+    // A term the expansion could not read would let every word start through: still exact, no longer faster.
+    const f = vocabularyRunFilter();
+    expect(f.everyRun).toBe(false);
+    expect(f.exact).toBeGreaterThan(500);
+  });
+
+  it('finds exactly the matches of the merged pattern on every corpus message', () => {
+    const texts = corpusTexts();
+    expect(texts.length).toBeGreaterThan(4000);
+    let matches = 0;
+    for (const t of texts) {
+      const low = t.toLowerCase();
+      const want = vocabularyMatchesByPattern(low);
+      matches += want.length;
+      expect(walk(low)).toEqual(want);
+    }
+    expect(matches).toBeGreaterThan(1000);
+  });
+
+  it('finds exactly the matches of the merged pattern on generated text (corpus words, digits, separators)', () => {
+    // Corpus words and fragments of terms, joined by separators the word-start rule treats differently
+    // ('_' and 'é' are word characters before a term, '-' and "'" are not), so terms open at many kinds of places.
+    const words = [
+      ...new Set(
+        corpusTexts()
+          .slice(0, 600)
+          .join(' ')
+          .toLowerCase()
+          .split(/[^a-z0-9'-]+/),
+      ),
+    ];
+    const fragments = [
+      'your',
+      'his',
+      'her',
+      'the',
+      'at',
+      'to',
+      'is',
+      '12',
+      '4',
+      '7.5',
+      'mg',
+      'weeks',
+      'carries',
+      'therapy',
+      'physical',
+      'due date',
+      'b12',
+      'covid-19',
+      'x-ray',
+    ];
+    const seps = [' ', ' ', ' ', '\n', ', ', '. ', '-', "'", '_', 'é', '/', '+', ' the ', ' your '];
+    let seed = 7;
+    const rnd = (n: number) => {
+      seed = (Math.imul(seed, 1103515245) + 12345) & 0x7fffffff;
+      return seed % n;
+    };
+    const pool = [...words.filter((w) => w.length > 1), ...fragments];
+    for (let i = 0; i < 5000; i++) {
+      let t = '';
+      for (let k = 2 + rnd(14); k > 0; k--) t += pool[rnd(pool.length)]! + seps[rnd(seps.length)]!;
+      expect(walk(t), t).toEqual(vocabularyMatchesByPattern(t));
+    }
+  });
 });

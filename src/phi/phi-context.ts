@@ -203,6 +203,7 @@ const CAPTURING_PARTS = mergedParts(true);
 GROUP_CATEGORY.push(...CAPTURING_PARTS.flatMap((p) => p.cats));
 const MERGED_I_RE = new RegExp(wholeSource(CAPTURING_PARTS), 'gi');
 const MERGED_SCAN_RE = new RegExp(wholeSource(mergedParts(false)), 'g');
+const MERGED_SCAN_Y = new RegExp(MERGED_SCAN_RE.source, 'y');
 /** Per first character code (a-z, 0-9): the parts that can match there, in order, capturing, sticky, with their groups' categories. */
 const START_RES: { re: RegExp; cats: Category[] }[] = [];
 for (const ch of 'abcdefghijklmnopqrstuvwxyz0123456789') {
@@ -215,6 +216,329 @@ for (const ch of 'abcdefghijklmnopqrstuvwxyz0123456789') {
     cats: parts.flatMap((p) => p.cats),
   };
 }
+/**
+ * The vocabulary scan runs the merged pattern only at word starts where a term can begin: a walk over the text in
+ * front of it. The merged pattern matches only at a word start (a letter or digit after none of
+ * [a-z0-9_\u00c0-\u024f]). Call the word's run the letters and digits ([a-z0-9]) from there to the first other
+ * character: a match either has a character outside [a-z0-9] (so it opens with the whole run, which stops there) or
+ * is all run and ends where `(?![\w-])` holds (so it is the whole run). Either way a match opens with the run, ended
+ * where the match's own letters and digits end. EXACT_RUN and PREFIX_RUN hold, for every term, the runs its matches
+ * can open with: exact runs, or prefixes (any run that begins with them) where the term goes on in a way the
+ * expansion (addFirstRuns) does not follow (a repetition, `\w`, a wide class). The expansion only drops assertions
+ * and follows alternatives, so it describes a superset of each term's matches; a position whose run none of them
+ * allows cannot match, and at every other word start the merged pattern itself runs (sticky, MERGED_SCAN_Y), so the
+ * matches are the merged pattern's (phi-context.test.ts compares the two scans on every corpus message and on
+ * generated text). Runs are kept as 18-bit hashes in two bit tables: a collision only lets one more position through
+ * to the pattern. A first run that opens terms only with a character and a second run after it ("your knee", "is
+ * getting worse", "5 mg", "7.5 mmol/l") is PAIRED: it lets a position through only with one of those characters and
+ * second runs after it, so common words and numbers reach the pattern only where such a term could follow (on the
+ * span corpus, 1,063 of 17,488 word starts, for 465 matches). One pattern, not one per first character: measured,
+ * 36 smaller sticky patterns made the judgement slower (0.87x), though each alone scanned as fast; one pattern's
+ * code stays hot. Written here because no regular-expression engine at hand reports the positions where a pattern
+ * can open.
+ */
+const isRunChar = (c: number) => (c >= 97 && c <= 122) || (c >= 48 && c <= 57);
+const RUN_BITS = 1 << 18;
+const runStep = (h: number, c: number) => (Math.imul(h, 31) + c) & (RUN_BITS - 1);
+const EXACT_RUN = new Uint8Array(RUN_BITS);
+const PREFIX_RUN = new Uint8Array(RUN_BITS);
+/**
+ * The lengths (in run characters, 31 for any longer) that prefixes in PREFIX_RUN and PAIR_PREFIX have, as bits: the
+ * walk looks a prefix up only at those lengths (measured: a table look-up at every character cost more than the scan
+ * it saves).
+ */
+let PREFIX_LENGTHS = 0;
+let PAIR_PREFIX_LENGTHS = 0;
+const lengthBit = (len: number) => 1 << Math.min(len, 31);
+/** Every word start is a candidate: set when a term opens in a way the expansion does not follow. */
+let EVERY_RUN = false;
+/**
+ * Runs are read with every sequence of digits as one '#' ("b12" and "b7" are both "b#", "0100" is "#"), so a term's
+ * "\d+" or "\d{1,2}" is one character of its run; a superset still (any number of digits reads the same).
+ */
+const DIGITS = 35;
+const appendRun = (acc: string, ch: string) => {
+  const c = ch.charCodeAt(0);
+  if (c < 48 || c > 57) return acc + ch;
+  return acc.endsWith('#') ? acc : `${acc}#`;
+};
+const runHash = (run: string) => {
+  let h = 0;
+  for (let k = 0; k < run.length; k++) h = runStep(h, run.charCodeAt(k));
+  return h;
+};
+/** The index after the group or character class that opens at `src[i]`, skipping escapes and classes inside. */
+const closingOf = (src: string, i: number): number => {
+  if (src[i] === '[') {
+    let j = i + 1;
+    if (src[j] === '^') j++;
+    if (src[j] === ']') j++;
+    while (j < src.length && src[j] !== ']') j += src[j] === '\\' ? 2 : 1;
+    return j + 1;
+  }
+  let depth = 0;
+  for (let j = i; j < src.length; j++) {
+    const c = src[j]!;
+    if (c === '\\') j++;
+    else if (c === '[') j = closingOf(src, j) - 1;
+    else if (c === '(') depth++;
+    else if (c === ')' && --depth === 0) return j + 1;
+  }
+  throw new Error(`unbalanced vocabulary term: ${src}`);
+};
+/** The top-level alternatives of a source (split at each `|` outside groups and classes). */
+const topAlternatives = (src: string): string[] => {
+  const out: string[] = [];
+  let from = 0;
+  for (let j = 0; j < src.length; j++) {
+    const c = src[j]!;
+    if (c === '\\') j++;
+    else if (c === '(' || c === '[') j = closingOf(src, j) - 1;
+    else if (c === '|') {
+      out.push(src.slice(from, j));
+      from = j + 1;
+    }
+  }
+  out.push(src.slice(from));
+  return out;
+};
+/** The characters of a simple class (`[sz]`, `[4-9]`, `[a-z0-9]`); null for a negated class or one with escapes. */
+const classChars = (body: string): string[] | null => {
+  if (body.startsWith('^') || body.includes('\\')) return null;
+  const out: string[] = [];
+  for (let k = 0; k < body.length; k++) {
+    if (body[k + 1] === '-' && k + 2 < body.length) {
+      for (let c = body.charCodeAt(k); c <= body.charCodeAt(k + 2); c++) out.push(String.fromCharCode(c));
+      k += 2;
+    } else out.push(body[k]!);
+  }
+  return out;
+};
+/**
+ * First runs that are common words ("the", "your", "is") or numbers open few terms, each with one character and a
+ * second run after it ("your knee", "is getting worse", "5 mg"): for those, PAIRED marks the first run, and PAIR_EXACT
+ * / PAIR_PREFIX hold the second runs that may follow it after that character (hashed with the first run and the
+ * character, pairKey). A first run lets a position through when EXACT_RUN or PREFIX_RUN allow it whatever follows, or
+ * when it is PAIRED and the character and the run after it are allowed.
+ */
+const PAIRED = new Uint8Array(RUN_BITS);
+const PAIR_EXACT = new Uint8Array(RUN_BITS);
+const PAIR_PREFIX = new Uint8Array(RUN_BITS);
+const pairHash = (first: number, second: number) => (Math.imul(first, 0x9e3779b1) ^ second) & (RUN_BITS - 1);
+/** The key of a first run (its hash) and the one character after it, for the second runs. */
+const pairKey = (firstRun: number, sep: number) => (Math.imul(firstRun, 31) + sep) & (RUN_BITS - 1);
+/** The run ends here: the whole first run (first < 0), or the second run after the first run and character `first` (pairKey). */
+const endRun = (first: number, acc: string) => {
+  if (first < 0) {
+    if (acc !== '') EXACT_RUN[runHash(acc)] = 1;
+  } else PAIR_EXACT[pairHash(first, runHash(acc))] = 1;
+};
+/** Any run that begins with `acc` (as the first run, or as the second after `first`; `base` is the first run's hash). */
+const prefixRun = (first: number, acc: string, base: number) => {
+  if (first < 0) {
+    if (acc === '') EVERY_RUN = true;
+    else {
+      PREFIX_RUN[runHash(acc)] = 1;
+      PREFIX_LENGTHS |= lengthBit(acc.length);
+    }
+  } else if (acc === '') EXACT_RUN[base] = 1;
+  else {
+    PAIR_PREFIX[pairHash(first, runHash(acc))] = 1;
+    PAIR_PREFIX_LENGTHS |= lengthBit(acc.length);
+  }
+};
+/** A character after a first run that starts a second run (PAIRED): any the term has literally (not `\s`, read as a tab). */
+const isSeparator = (ch: string) => ch !== '\t';
+/**
+ * Adds the first runs of the matches of `src` that begin with the run `acc` (see EXACT_RUN above); with `first` (the
+ * hash of a first run that ended with one space), the second runs instead. `budget` bounds the branching: past it,
+ * `acc` is kept as a prefix (a superset).
+ */
+const addFirstRuns = (src: string, acc: string, budget: { left: number }, first = -1, base = -1): void => {
+  if (--budget.left < 0) {
+    prefixRun(first, acc, base);
+    return;
+  }
+  /** The first run `acc` ends with the separator `ch`: the second runs of `rest` follow. */
+  const second = (ch: string, rest: string) => {
+    const h = runHash(acc);
+    PAIRED[h] = 1;
+    addFirstRuns(rest, '', budget, pairKey(h, ch.charCodeAt(0)), h);
+  };
+  for (let i = 0; ; ) {
+    if (i >= src.length) {
+      endRun(first, acc);
+      return;
+    }
+    const c = src[i]!;
+    // The atom at i (its end j), and its quantifier.
+    let j: number;
+    let chars: string[] | null = null; // the characters the atom matches, when it is one character
+    let group: string | null = null; // the body of a group
+    if (c === '(') {
+      j = closingOf(src, i);
+      if (/^\(\?(?:=|!|<=|<!)/.test(src.slice(i, i + 4))) {
+        // An assertion: dropped (every match of the term matches without it).
+        i = j;
+        continue;
+      }
+      group = src.slice(src.startsWith('(?:', i) ? i + 3 : i + 1, j - 1);
+      if (group.startsWith('?')) throw new Error(`a vocabulary term with a group the expansion does not know: ${src}`);
+    } else if (c === '[') {
+      j = closingOf(src, i);
+      chars = classChars(src.slice(i + 1, j - 1));
+    } else if (c === '\\') {
+      j = i + 2;
+      const e = src[i + 1]!;
+      if (e === 'b' || e === 'B') {
+        i = j;
+        continue;
+      }
+      if (e === 'd') chars = [...'0123456789'];
+      // Any white space: it ends a run, but is not the one space a PAIRED first run needs.
+      else if (e === 's') chars = ['\t'];
+      else if (!/[a-zA-Z0-9]/.test(e)) chars = [e];
+    } else if (c === '^' || c === '$') {
+      i++;
+      continue;
+    } else if (c === '.' || c === '|' || c === ')') {
+      j = i + 1;
+    } else {
+      j = i + 1;
+      chars = [c];
+    }
+    const q = src[j];
+    // Digits repeated ("\d+", "\d{1,2}", "[0-9]*"): one '#' of the run, or none when the repetition may be empty.
+    if (chars?.every((ch) => ch >= '0' && ch <= '9') && (q === '+' || q === '*' || q === '{')) {
+      let close = q === '{' ? src.indexOf('}', j) + 1 : j + 1;
+      if (src[close] === '?') close++;
+      const after = src.slice(close);
+      if (q === '*' || /^\{0\b/.test(src.slice(j))) addFirstRuns(after, acc, budget, first, base);
+      addFirstRuns(after, appendRun(acc, '0'), budget, first, base);
+      return;
+    }
+    // A character repeated at least once ("a+"): the run goes on with one of its characters, then anything.
+    if (chars !== null && (q === '+' || (q === '{' && !/^\{0\b/.test(src.slice(j))))) {
+      for (const ch of chars) {
+        if (isRunChar(ch.charCodeAt(0))) prefixRun(first, appendRun(acc, ch), base);
+        else endRun(first, acc);
+      }
+      return;
+    }
+    if (q === '*' || q === '+' || q === '{' || (group === null && chars === null)) {
+      prefixRun(first, acc, base);
+      return;
+    }
+    const optional = q === '?';
+    const rest = src.slice(optional ? (src[j + 1] === '?' ? j + 2 : j + 1) : j);
+    if (optional) addFirstRuns(rest, acc, budget, first, base);
+    if (group !== null) {
+      for (const alt of topAlternatives(group)) addFirstRuns(alt + rest, acc, budget, first, base);
+      return;
+    }
+    // One character: a run character goes on with the run; any other ends it (a match cannot open with one). A
+    // separator after a first run starts the second run.
+    if (chars!.length === 1 && !optional) {
+      const ch = chars![0]!;
+      if (!isRunChar(ch.charCodeAt(0))) {
+        if (first < 0 && acc !== '' && isSeparator(ch)) second(ch, rest);
+        else endRun(first, acc);
+        return;
+      }
+      acc = appendRun(acc, ch);
+      i = j;
+      continue;
+    }
+    for (const ch of chars!) {
+      if (isRunChar(ch.charCodeAt(0))) addFirstRuns(rest, appendRun(acc, ch), budget, first, base);
+      else if (first < 0 && acc !== '' && isSeparator(ch)) second(ch, rest);
+      else endRun(first, acc);
+    }
+    return;
+  }
+};
+for (const { terms } of CATEGORIES) for (const t of terms) for (const alt of topAlternatives(t)) addFirstRuns(alt, '', { left: 4096 });
+/**
+ * The next match of the merged vocabulary pattern in `low` at or after `from` (a word start, or the end of the
+ * previous match), as [start, end], or null: the walk above; the same matches as MERGED_SCAN_RE's scan.
+ */
+export const nextVocabularyMatch = (low: string, from: number): [number, number] | null => {
+  const n = low.length;
+  let i = from;
+  while (i < n) {
+    if (!isRunChar(low.charCodeAt(i))) {
+      i++;
+      continue;
+    }
+    const p = i;
+    const prev = p > 0 ? low.charCodeAt(p - 1) : 32;
+    let h = 0;
+    let len = 0;
+    let maybe = EVERY_RUN;
+    let digit = false;
+    for (; i < n; i++) {
+      const c = low.charCodeAt(i);
+      if (!isRunChar(c)) break;
+      if (c <= 57) {
+        // A sequence of digits reads as one '#' (appendRun).
+        if (digit) continue;
+        digit = true;
+        h = runStep(h, DIGITS);
+      } else {
+        digit = false;
+        h = runStep(h, c);
+      }
+      len++;
+      if ((PREFIX_LENGTHS & lengthBit(len)) !== 0 && PREFIX_RUN[h] === 1) maybe = true;
+    }
+    // A word start: the run opens after none of [a-z0-9_\u00c0-\u024f] (runs are taken whole, so prev is not a run character).
+    if (prev === 95 || (prev >= 0xc0 && prev <= 0x24f)) continue;
+    if (!maybe && EXACT_RUN[h] !== 1) {
+      // A PAIRED first run: a separator and an allowed second run after it.
+      if (PAIRED[h] !== 1 || i >= n) continue;
+      const key = pairKey(h, low.charCodeAt(i));
+      let h2 = 0;
+      let len2 = 0;
+      let k = i + 1;
+      let digit2 = false;
+      let allowed = false;
+      for (; k < n; k++) {
+        const c = low.charCodeAt(k);
+        if (!isRunChar(c)) break;
+        if (c <= 57) {
+          if (digit2) continue;
+          digit2 = true;
+          h2 = runStep(h2, DIGITS);
+        } else {
+          digit2 = false;
+          h2 = runStep(h2, c);
+        }
+        len2++;
+        if ((PAIR_PREFIX_LENGTHS & lengthBit(len2)) !== 0 && PAIR_PREFIX[pairHash(key, h2)] === 1) {
+          allowed = true;
+          break;
+        }
+      }
+      if (!allowed && PAIR_EXACT[pairHash(key, h2)] !== 1) continue;
+    }
+    MERGED_SCAN_Y.lastIndex = p;
+    if (MERGED_SCAN_Y.test(low)) return [p, MERGED_SCAN_Y.lastIndex];
+  }
+  return null;
+};
+/** For the tests: whether the walk lets every word start through (a term the expansion could not read), and its table sizes. */
+export const vocabularyRunFilter = () => ({
+  everyRun: EVERY_RUN,
+  exact: EXACT_RUN.reduce((a, b) => a + b, 0),
+  prefixes: PREFIX_RUN.reduce((a, b) => a + b, 0),
+});
+/** For the tests: the matches of the merged pattern itself over `low`, as [start, end]. */
+export const vocabularyMatchesByPattern = (low: string): [number, number][] => {
+  const out: [number, number][] = [];
+  MERGED_SCAN_RE.lastIndex = 0;
+  for (let m = MERGED_SCAN_RE.exec(low); m !== null; m = MERGED_SCAN_RE.exec(low)) out.push([m.index, m.index + m[0].length]);
+  return out;
+};
 /** The whole capturing alternation, sticky: the fallback should a first character's pattern ever disagree with the scan. */
 const MERGED_Y_RE = new RegExp(wholeSource(CAPTURING_PARTS), 'y');
 /**
@@ -1026,11 +1350,10 @@ const judge = (full: string, lowFull: string, subjectEnd: number, findings: Find
     const low = lowFull;
     const text = low.length === full.length ? low : full;
     if (text === low) {
-      MERGED_SCAN_RE.lastIndex = 0;
-      for (let m = MERGED_SCAN_RE.exec(low); m !== null; m = MERGED_SCAN_RE.exec(low)) {
-        const s = m.index;
-        const e = s + m[0].length;
-        const w = m[0];
+      for (let m = nextVocabularyMatch(low, 0); m !== null; m = nextVocabularyMatch(low, m[1])) {
+        const s = m[0];
+        const e = m[1];
+        const w = low.slice(s, e);
         const known = CATEGORY_OF.get(w);
         if (known !== undefined) {
           if (known !== null) candidates.push({ cat: known, s, e, span: false });
