@@ -199,6 +199,15 @@ for (const dialect of testDialects()) {
       const got = receivedWithId(sink, delivered.message_id);
       expect(got).toHaveLength(1);
       expect(got[0]!.raw.equals(kept)).toBe(true);
+      // Its history: both attempts, then `delivered` (the last two written together, in this order).
+      const events = await app.c.store.db
+        .selectFrom('message_events')
+        .select(['type', 'details'])
+        .where('message_id', '=', watched)
+        .orderBy('id')
+        .execute();
+      expect(events.map((e) => e.type).slice(-3)).toEqual(['delivery_attempted', 'delivery_attempted', 'delivered']);
+      expect(events.slice(-3, -1).map((e) => JSON.parse(e.details).result)).toEqual(['deferred', 'accepted']);
 
       // Two jobs (the monitored copy to forward_to): both send the bytes stored before the first of them is sent.
       const m = await seedMailbox(app, 'monitored', { forward_to: 'supervisor@hospital.example' });

@@ -227,6 +227,42 @@ export const addMessageEvent = async (
 };
 
 /**
+ * Appends a delivery attempt's event and the event it led to (`delivered`) to a message's history in one
+ * statement, in this order (ids taken in order, as two addMessageEvent calls would). Compiled once.
+ */
+export const addMessageEventPair = async (
+  tx: Executor,
+  messageId: string,
+  at: string,
+  first: { type: string; details: Record<string, unknown> },
+  second: { type: string; details: Record<string, unknown> },
+): Promise<void> => {
+  const compiled = compiledFor(tx, 'addMessageEventPair', 10, ([id1, m1, at1, k1, d1, id2, m2, at2, k2, d2]) =>
+    tx.insertInto('message_events').values([
+      { id: id1 as string, message_id: m1 as string, at: at1 as string, type: k1 as string, details: d1 as string },
+      { id: id2 as string, message_id: m2 as string, at: at2 as string, type: k2 as string, details: d2 as string },
+    ]),
+  );
+  const firstId = newId('event');
+  const secondId = newId('event');
+  await runCompiled(
+    tx,
+    compiled(
+      firstId,
+      messageId,
+      at,
+      first.type,
+      JSON.stringify(first.details),
+      secondId,
+      messageId,
+      at,
+      second.type,
+      JSON.stringify(second.details),
+    ),
+  );
+};
+
+/**
  * Retention: replaces a message's sealed content with a sealed tombstone and drops the original and signed
  * bytes and its search entries, keeping the row's metadata, hashes and recipient-index rows (so the audit log
  * still verifies and disclosures stay accountable). False when it was purged already (another process).
