@@ -36,7 +36,8 @@ type Deps = { ring: KeyRing; clock: Clock; config: Pick<MailConfig, 'smtp'>; sig
  * (cheap, inside the request); the delivery worker signs once, just before the
  * first attempt: MIME, the X-Agent-Identity JWS over the body hash, both DKIM
  * signatures covering it. The signed bytes are stored sealed, so every retry
- * sends exactly the same message.
+ * sends exactly the same message (with the first attempt's outcome, or before
+ * it for a message with several routes: delivery-worker.ts rawFor).
  */
 /** The notice of 42 CFR 2.32, as data (src/mail/part2-notice.json). */
 export const PART2_NOTICE: string = part2Notice.statement;
