@@ -3,11 +3,13 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
+import { open } from '../src/kernel/crypto/envelope.js';
 import { newId } from '../src/kernel/ids.js';
+import { messageAad } from '../src/mail/message-store.js';
 import { claimOutboxJobs } from '../src/queue/outbox-repo.js';
 import { openStore } from '../src/store/db.js';
 import { tempDir, testDialects } from './support/dialects.js';
-import { type Sink, selfSignedCert, startSink, drainDeliveries, receivedWithId } from './support/outbound-sink.js';
+import { type Sink, selfSignedCert, startSink, drainDeliveries, receivedWithId, relayEnv, seedMailbox } from './support/outbound-sink.js';
 import { freePort } from './support/processes.js';
 import { createTestApp, seedAgent, type TestApp } from './support/test-app.js';
 
@@ -151,6 +153,74 @@ for (const dialect of testDialects()) {
         .orderBy('id')
         .execute();
       expect(attempts.map((a) => JSON.parse(a.details).result)).toEqual(['deferred', 'accepted']);
+    });
+
+    it("keeps a one-job message's signed bytes with its attempt's outcome and sends the same bytes on the retry; a message with a copy stores them before sending", async () => {
+      // What the message row holds while the sink has the data and has not answered yet (the sender waits).
+      let t: TestApp | undefined;
+      let watched: string | null = null;
+      const duringSmtp: (string | null)[] = [];
+      const sink = await startSink(dir, {
+        beforeReply: async () => {
+          if (!t || !watched) return;
+          const row = await t.c.store.db.selectFrom('messages').select('raw_hash').where('id', '=', watched).executeTakeFirstOrThrow();
+          duringSmtp.push(row.raw_hash);
+        },
+      });
+      t = await createTestApp(dialect, { env: relayEnv(sink) });
+      const app = t;
+      cleanups.push(async () => {
+        await app.close();
+        await sink.close();
+      });
+      const stored = () =>
+        app.c.store.db
+          .selectFrom('messages')
+          .select(['id', 'org_id', 'mailbox_id', 'raw_sealed', 'raw_hash', 'message_id', 'status'])
+          .where('id', '=', watched!)
+          .executeTakeFirstOrThrow();
+
+      // One route, no copy: the bytes are not stored before the relay's answer, and the deferral's commit keeps them.
+      const s = await autonomousMailbox(app);
+      watched = await sendOne(app, s.agentKey, s.mailbox.id);
+      sink.replies.push({ code: 451, text: '4.3.0 Try again later' });
+      await app.c.mail.delivery.runOnce();
+      const deferred = await stored();
+      expect(deferred.status).toBe('deferred');
+      expect(duringSmtp).toEqual([null]);
+      expect(deferred.raw_hash).toMatch(/^[0-9a-f]{64}$/);
+      const kept = open(app.c.ring, deferred.raw_sealed!, messageAad(deferred, 'raw'));
+      // The retry sends exactly the bytes the deferred attempt signed.
+      await drain(app);
+      const delivered = await stored();
+      expect(delivered.status).toBe('delivered');
+      expect(delivered.raw_hash).toBe(deferred.raw_hash);
+      expect(duringSmtp).toEqual([null, deferred.raw_hash]);
+      const got = receivedWithId(sink, delivered.message_id);
+      expect(got).toHaveLength(1);
+      expect(got[0]!.raw.equals(kept)).toBe(true);
+      // Its history: both attempts, then `delivered` (the last two written together, in this order).
+      const events = await app.c.store.db
+        .selectFrom('message_events')
+        .select(['type', 'details'])
+        .where('message_id', '=', watched)
+        .orderBy('id')
+        .execute();
+      expect(events.map((e) => e.type).slice(-3)).toEqual(['delivery_attempted', 'delivery_attempted', 'delivered']);
+      expect(events.slice(-3, -1).map((e) => JSON.parse(e.details).result)).toEqual(['deferred', 'accepted']);
+
+      // Two jobs (the monitored copy to forward_to): both send the bytes stored before the first of them is sent.
+      const m = await seedMailbox(app, 'monitored', { forward_to: 'supervisor@hospital.example' });
+      watched = await sendOne(app, m.agentKey, m.mailbox.id);
+      duringSmtp.length = 0;
+      await drain(app);
+      const both = await stored();
+      expect(both.status).toBe('delivered');
+      expect(duringSmtp).toHaveLength(2);
+      expect(duringSmtp.every((h) => h === both.raw_hash && h !== null)).toBe(true);
+      const copies = receivedWithId(sink, both.message_id);
+      expect(copies).toHaveLength(2);
+      expect(copies[0]!.raw.equals(copies[1]!.raw)).toBe(true);
     });
 
     it("delivers to the recipient domain's MX from MAILWARD_DNS_OVERRIDES when no relay is set", async () => {

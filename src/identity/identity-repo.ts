@@ -32,7 +32,11 @@ export const createIdentityRepo = () => {
   };
 
   /** organisation > department(s) > agent (CONTRACT.md, POST /v1/agents). */
-  const agentChain = async (db: Executor, a: AgentsTable, orgName: string): Promise<ChainEntry[]> => [
+  const agentChain = async (
+    db: Executor,
+    a: Pick<AgentsTable, 'id' | 'org_id' | 'name' | 'department_id'>,
+    orgName: string,
+  ): Promise<ChainEntry[]> => [
     { type: 'organization', id: a.org_id, name: orgName },
     ...(await departmentPath(db, a.department_id)).map((d) => ({ type: 'department' as const, ...d })),
     { type: 'agent', id: a.id, name: a.name },

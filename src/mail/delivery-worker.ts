@@ -4,7 +4,7 @@ import type { EventFeed } from '../events/event-feed.js';
 import { createJobWorker } from '../queue/job-worker.js';
 import { systemActor } from '../identity/principal.js';
 import type { Clock } from '../kernel/clock.js';
-import { open, seal } from '../kernel/crypto/envelope.js';
+import { open, type SealedValue, seal } from '../kernel/crypto/envelope.js';
 import { sha256Hex } from '../kernel/crypto/hash.js';
 import type { KeyRing } from '../kernel/crypto/keyring.js';
 import { AppError, isAppError } from '../kernel/errors.js';
@@ -24,15 +24,26 @@ import {
 import { type Db, type Dialect, inGroupCommit, type Tx, transact } from '../store/db.js';
 import type { DeliveryOutcome } from './bounce-rules.js';
 import { messageAad, sealRaw } from './message-store.js';
-import { addMessageEvent, messageById, signedBytesOf, storeSignedOnce } from './messages-repo.js';
+import { addMessageEvent, addMessageEventPair, messageForDelivery, signedBytesOf, storeSignedOnce } from './messages-repo.js';
 import { type Envelope, type OutboundPipeline, outboxAad } from './outbound-pipeline.js';
 import { recordReceipt } from './receipt-event.js';
 import { nextRetryDelay } from './retry-schedule.js';
 import type { SmtpSender } from './smtp-deliver.js';
 
-/** A job's signed bytes as sent, their hash, and whether the message went through an approval (a reviewer's decision). */
-/** What an attempt sent: the signed bytes, whether the message went through an approval, and its `email.submitted` event's id (0047; null before it). */
-type Signed = { raw: Buffer; rawHash: string | null; approved: boolean; submissionEventId: string | null };
+/**
+ * What an attempt sent: the signed bytes, whether the message went through an approval, and its `email.submitted`
+ * event's id (0047; null before it). `store`: bytes signed for this attempt and not stored yet; the attempt's
+ * outcome commit stores them (rawFor says when).
+ */
+type Signed = {
+  raw: Buffer;
+  rawHash: string | null;
+  approved: boolean;
+  submissionEventId: string | null;
+  store?: { sealed: SealedValue; size: number };
+  /** The message has had no outbox job but this one, and this attempt makes none (rawFor). */
+  soleJob: boolean;
+};
 
 type Outcome = DeliveryOutcome & { rejected?: number; host?: string; tls?: string; tls_version?: string; tls_cipher?: string };
 
@@ -157,6 +168,10 @@ export const createDeliveryWorker = (d: Deps) => {
     );
     if (!recorded) return;
     const m = { id: job.message_id, raw_hash: rawHash };
+    // The bytes this attempt signed, kept with its outcome (rawFor): from now on every retry sends them. False only
+    // when a worker that took the lease over stored its own first, or the content was purged meanwhile: the receipt
+    // below is still over the bytes this attempt sent.
+    if (signed?.store) await storeSignedOnce(tx, m.id, signed.store.sealed, rawHash!, signed.store.size);
     const actor = actorFor(job);
     const target = { type: 'email', id: m.id };
     // What the peer said (or the network error), scrubbed of addresses: operators see why without reading mail.
@@ -177,31 +192,39 @@ export const createDeliveryWorker = (d: Deps) => {
       ...detail,
       ...(delay !== null ? { retry_in_seconds: delay } : {}),
     };
-    await addMessageEvent(tx, m.id, at, job.kind === 'copy' ? 'copy_attempted' : 'delivery_attempted', attempt);
+    const attemptType = job.kind === 'copy' ? 'copy_attempted' : 'delivery_attempted';
+    // A 250 of a delivery job writes its attempt's message event together with `delivered` below (one statement).
+    const pairs = outcome.kind === 'accepted' && job.kind !== 'copy';
+    if (!pairs) await addMessageEvent(tx, m.id, at, attemptType, attempt);
     await d.audit.record(tx, { action: 'email.delivery_attempted', actor, target, details: attempt });
     if (job.kind === 'copy') return;
 
     if (outcome.kind === 'accepted') {
       // Through a relay a message has one delivery job; by MX one per recipient domain (also after a split, see routeFor): all must be done.
-      if (!(await hasOpenDeliveryJob(tx, m.id))) {
-        // Compare-and-set: when two routes finish at once in two processes, one of them delivers the message.
-        if ((await moveMessage(tx, m.id, 'deliver', { delivered_at: at, status_reason: null, updated_at: at })) === 0) return;
-        await addMessageEvent(tx, m.id, at, 'delivered', {});
-        const delivered = await d.audit.record(tx, {
-          action: 'email.delivered',
-          actor,
-          target,
-          details: { attempts: job.attempts, rejected_recipients: outcome.rejected ?? 0 },
-          contentHash: m.raw_hash,
-        });
-        // The transparency receipt's leaf, in the same transaction (receipt-event.ts), over the bytes just sent
-        // (the stored signed bytes: rawFor stored them, or read them back, before sending).
-        if (signed)
-          await recordReceipt(tx, d.audit, m.id, signed.raw, m.raw_hash, delivered.id, {
-            approved: signed.approved,
-            submissionEventId: signed.submissionEventId,
-          });
+      // A message whose only job this is (rawFor counted them; this attempt split none off) has none open: its job
+      // was set done above, in this transaction, so the look-up is skipped.
+      const last = signed?.soleJob === true || !(await hasOpenDeliveryJob(tx, m.id));
+      // Compare-and-set: when two routes finish at once in two processes, one of them delivers the message.
+      const delivers = last && (await moveMessage(tx, m.id, 'deliver', { delivered_at: at, status_reason: null, updated_at: at })) !== 0;
+      if (!delivers) {
+        await addMessageEvent(tx, m.id, at, attemptType, attempt);
+        return;
       }
+      await addMessageEventPair(tx, m.id, at, { type: attemptType, details: attempt }, { type: 'delivered', details: {} });
+      const delivered = await d.audit.record(tx, {
+        action: 'email.delivered',
+        actor,
+        target,
+        details: { attempts: job.attempts, rejected_recipients: outcome.rejected ?? 0 },
+        contentHash: m.raw_hash,
+      });
+      // The transparency receipt's leaf, in the same transaction (receipt-event.ts), over the bytes just sent
+      // (the signed bytes as stored: before sending, read back on a retry, or stored above in this transaction).
+      if (signed)
+        await recordReceipt(tx, d.audit, m.id, signed.raw, m.raw_hash, delivered.id, {
+          approved: signed.approved,
+          submissionEventId: signed.submissionEventId,
+        });
     } else if (jobStatus === 'bounced' || jobStatus === 'failed') {
       const status = jobStatus === 'bounced' ? 'bounced' : 'failed';
       const bounceCode = outcome.code === null ? 'dns_permanent_failure' : 'smtp_permanent_failure';
@@ -320,23 +343,34 @@ export const createDeliveryWorker = (d: Deps) => {
 
   /** The signed bytes of a job's message: signed and stored on the first attempt, read back on a retry. */
   const rawFor = async (job: OutboxRecord): Promise<Signed> => {
-    const m = await messageById(d.db, job.message_id);
+    const m = await messageForDelivery(d.db, job.message_id);
     if (!m) throw new AppError('internal', 500, 'The message of an outbox job is missing.');
     const approved = m.approval_id !== null;
     const submissionEventId = m.submission_event_id ?? null;
-    if (m.raw_sealed) return { raw: open(d.ring, m.raw_sealed, messageAad(m, 'raw')), rawHash: m.raw_hash, approved, submissionEventId };
+    // The message's only job (one route, no copy), and no split of a relay job into routes is coming (routeFor).
+    const soleJob = m.outbox_jobs === 1 && (d.sender.relayConfigured || job.route !== 'relay');
+    if (m.raw_sealed)
+      return { raw: open(d.ring, m.raw_sealed, messageAad(m, 'raw')), rawHash: m.raw_hash, approved, submissionEventId, soleJob };
     // First attempt: sign now and keep the bytes, so every retry and route sends the same message.
     const raw = await d.pipeline.sign(d.db, m);
     const hash = sha256Hex(raw);
     const sealed = sealRaw(d.ring, m, raw);
+    // The message's only job: no other attempt of this message can be signing now but one that took this job's
+    // lease over after it ran out. Its bytes are then stored in this attempt's outcome commit (finishIn), with the job's new state, not in a
+    // commit of their own before sending: one commit less per message. Every attempt whose outcome is recorded
+    // (delivered, bounced, failed, deferred) keeps its bytes, so a retry after a deferral sends the same bytes as
+    // before. What changes is only the crash window: a process that dies between sending and that commit (the
+    // window of README "Exactly once", in which the relay may have the message already) leaves no bytes, and the
+    // retry signs again: the same Message-ID and content with a new Date and new signatures, instead of the same bytes.
+    if (soleJob) return { raw, rawHash: hash, approved, submissionEventId, soleJob, store: { sealed, size: raw.length } };
     // Stored (committed) before the first byte is sent, in a commit shared with whatever else is being written
     // at that moment (sends, other messages' signed bytes: store/db.ts inGroupCommit); one UPDATE, no other lock.
     // Two routes of one message may race to sign: the first stored bytes win, the other reads them.
     if (await inGroupCommit(d.db, (tx) => storeSignedOnce(tx, m.id, sealed, hash, raw.length)))
-      return { raw, rawHash: hash, approved, submissionEventId };
+      return { raw, rawHash: hash, approved, submissionEventId, soleJob };
     const stored = await signedBytesOf(d.db, m.id);
     if (!stored?.raw_sealed) throw new AppError('internal', 500, 'The signed bytes of a message are missing.');
-    return { raw: open(d.ring, stored.raw_sealed, messageAad(m, 'raw')), rawHash: stored.raw_hash, approved, submissionEventId };
+    return { raw: open(d.ring, stored.raw_sealed, messageAad(m, 'raw')), rawHash: stored.raw_hash, approved, submissionEventId, soleJob };
   };
 
   /**

@@ -193,16 +193,20 @@ export const setAgentTags = (tx: Executor, id: string, tags: string[], at: strin
 
 /**
  * Keeps the signed bytes of a message the first time it is signed; false when another route or process stored
- * them first (that copy wins, so every retry and route sends the same bytes).
+ * them first (that copy wins, so every retry and route sends the same bytes), or when its content was purged
+ * (retention: purged bytes are never written back).
  */
 export const storeSignedOnce = async (ex: Executor, id: string, sealed: SealedValue, hash: string, size: number): Promise<boolean> => {
-  const u = await ex
-    .updateTable('messages')
-    .set({ raw_sealed: sealed, raw_hash: hash, size_bytes: size })
-    .where('id', '=', id)
-    .where('raw_sealed', 'is', null)
-    .executeTakeFirst();
-  return Number(u.numUpdatedRows) > 0;
+  // Compiled once (src/store/db.ts compiledFor): every first delivery attempt runs it.
+  const compiled = compiledFor(ex, 'storeSignedOnce', 4, ([bytes, digest, length, message]) =>
+    ex
+      .updateTable('messages')
+      .set({ raw_sealed: bytes as SealedValue, raw_hash: digest as string, size_bytes: length as number })
+      .where('id', '=', message as string)
+      .where('raw_sealed', 'is', null)
+      .where('content_purged_at', 'is', null),
+  );
+  return Number((await runCompiled(ex, compiled(sealed, hash, size, id))).numAffectedRows ?? 0) > 0;
 };
 
 /** Appends one event to a message's own history (what the agent sees on GET /v1/emails/{id}). */
@@ -220,6 +224,42 @@ export const addMessageEvent = async (
       .values({ id: id as string, message_id: message as string, at: when as string, type: kind as string, details: facts as string }),
   );
   await runCompiled(tx, compiled(newId('event'), messageId, at, type, JSON.stringify(details)));
+};
+
+/**
+ * Appends a delivery attempt's event and the event it led to (`delivered`) to a message's history in one
+ * statement, in this order (ids taken in order, as two addMessageEvent calls would). Compiled once.
+ */
+export const addMessageEventPair = async (
+  tx: Executor,
+  messageId: string,
+  at: string,
+  first: { type: string; details: Record<string, unknown> },
+  second: { type: string; details: Record<string, unknown> },
+): Promise<void> => {
+  const compiled = compiledFor(tx, 'addMessageEventPair', 10, ([id1, m1, at1, k1, d1, id2, m2, at2, k2, d2]) =>
+    tx.insertInto('message_events').values([
+      { id: id1 as string, message_id: m1 as string, at: at1 as string, type: k1 as string, details: d1 as string },
+      { id: id2 as string, message_id: m2 as string, at: at2 as string, type: k2 as string, details: d2 as string },
+    ]),
+  );
+  const firstId = newId('event');
+  const secondId = newId('event');
+  await runCompiled(
+    tx,
+    compiled(
+      firstId,
+      messageId,
+      at,
+      first.type,
+      JSON.stringify(first.details),
+      secondId,
+      messageId,
+      at,
+      second.type,
+      JSON.stringify(second.details),
+    ),
+  );
 };
 
 /**
@@ -250,6 +290,30 @@ export const purgeContent = async (
 export const messageById = async (ex: Executor, id: string): Promise<MessageRecord | undefined> => {
   const r = await ex.selectFrom('messages').selectAll().where('id', '=', id).executeTakeFirst();
   return r && (toMessageRecord(r) as MessageRecord);
+};
+
+/**
+ * A message as the delivery worker reads it before an attempt, with how many outbox jobs it has ever had (every
+ * route and copy; done ones included) in the same statement: a message with one job can keep its signed bytes in
+ * the attempt's outcome commit (delivery-worker.ts rawFor).
+ */
+export const messageForDelivery = async (ex: Executor, id: string): Promise<(MessageRecord & { outbox_jobs: number }) | undefined> => {
+  // Compiled once (src/store/db.ts compiledFor): every delivery attempt reads it.
+  const compiled = compiledFor(ex, 'messageForDelivery', 1, ([message]) =>
+    ex
+      .selectFrom('messages')
+      .selectAll('messages')
+      .select((eb) =>
+        eb
+          .selectFrom('outbox')
+          .select(eb.fn.countAll<number>().as('n'))
+          .whereRef('outbox.message_id', '=', 'messages.id')
+          .as('outbox_jobs'),
+      )
+      .where('messages.id', '=', message as string),
+  );
+  const r = (await runCompiled(ex, compiled(id))).rows[0];
+  return r && ({ ...(toMessageRecord(r) as MessageRecord), outbox_jobs: Number(r.outbox_jobs) } as MessageRecord & { outbox_jobs: number });
 };
 
 /** Messages by id, in no order (missing ids are left out). */

@@ -8,7 +8,7 @@ import type { KeyRing } from '../kernel/crypto/keyring.js';
 import { AppError } from '../kernel/errors.js';
 import { newId } from '../kernel/ids.js';
 import { insertOutboxJob } from '../queue/outbox-repo.js';
-import type { Executor } from '../store/db.js';
+import { compiledFor, type Executor, runCompiled } from '../store/db.js';
 import type { MessageRecord } from '../store/records.js';
 import type { MailboxesTable, MessagesTable, OrganizationsTable, SigningKeysTable } from '../store/schema.js';
 import { approvalById } from '../oversight/approvals-repo.js';
@@ -36,7 +36,8 @@ type Deps = { ring: KeyRing; clock: Clock; config: Pick<MailConfig, 'smtp'>; sig
  * (cheap, inside the request); the delivery worker signs once, just before the
  * first attempt: MIME, the X-Agent-Identity JWS over the body hash, both DKIM
  * signatures covering it. The signed bytes are stored sealed, so every retry
- * sends exactly the same message.
+ * sends exactly the same message (with the first attempt's outcome, or before
+ * it for a message with several routes: delivery-worker.ts rawFor).
  */
 /** The notice of 42 CFR 2.32, as data (src/mail/part2-notice.json). */
 export const PART2_NOTICE: string = part2Notice.statement;
@@ -144,6 +145,49 @@ export const createOutboundPipeline = ({ ring, clock, config, signer = { sign: s
     write(tx, msg, await plan(tx, msg, openContent(ring, msg, msg.content_sealed), mailbox));
 
   /**
+   * The mailbox, organisation, agent and responsible human a message is signed for, as they are now, in one
+   * statement (each was a statement of its own: four round trips per message on PostgreSQL), compiled once
+   * (src/store/db.ts compiledFor). Undefined when the mailbox, the organisation or the agent is missing; `human`
+   * undefined when the responsible human is.
+   */
+  const signerOf = async (ex: Executor, mailboxId: string, orgId: string) => {
+    const compiled = compiledFor(ex, 'outbound.signerOf', 2, ([org, mailbox]) =>
+      ex
+        .selectFrom('mailboxes as m')
+        .innerJoin('organizations as o', (j) => j.on('o.id', '=', org as string))
+        .innerJoin('agents as a', (j) => j.onRef('a.id', '=', 'm.agent_id').onRef('a.org_id', '=', 'o.id'))
+        .leftJoin('humans as h', (j) => j.onRef('h.id', '=', 'a.responsible_human_id').onRef('h.org_id', '=', 'o.id'))
+        .select([
+          'm.address as mailbox_address',
+          'o.domain as org_domain',
+          'o.name as org_name',
+          'a.id as agent_id',
+          'a.name as agent_name',
+          'a.department_id as agent_department_id',
+          'a.responsible_human_id as agent_responsible_human_id',
+          'h.id as human_id',
+          'h.name as human_name',
+          'h.email as human_email',
+        ])
+        .where('m.id', '=', mailbox as string),
+    );
+    const r = (await runCompiled(ex, compiled(orgId, mailboxId))).rows[0];
+    if (!r) return undefined;
+    return {
+      mailbox: { address: r.mailbox_address },
+      org: { domain: r.org_domain, name: r.org_name },
+      agent: {
+        id: r.agent_id,
+        org_id: orgId,
+        name: r.agent_name,
+        department_id: r.agent_department_id,
+        responsible_human_id: r.agent_responsible_human_id,
+      },
+      human: r.human_id === null ? undefined : { id: r.human_id, name: r.human_name!, email: r.human_email! },
+    };
+  };
+
+  /**
    * Signs a queued message (no transaction held): the identity claims come
    * from the store as they are now (agent, chain, responsible human, the
    * approval's reviewer). Throws 413 message_too_large past
@@ -151,11 +195,9 @@ export const createOutboundPipeline = ({ ring, clock, config, signer = { sign: s
    */
   const sign = async (ex: Executor, msg: MessageRecord): Promise<Buffer> => {
     const now = clock.now();
-    const mailbox = await ex.selectFrom('mailboxes').selectAll().where('id', '=', msg.mailbox_id).executeTakeFirst();
-    const org = await repo.org(ex, msg.org_id);
-    const agent = mailbox ? await repo.agent(ex, msg.org_id, mailbox.agent_id) : undefined;
-    if (!mailbox || !org || !agent) throw new AppError('internal', 500, 'Message owner not found.');
-    const human = await repo.human(ex, msg.org_id, agent.responsible_human_id);
+    const owner = await signerOf(ex, msg.mailbox_id, msg.org_id);
+    if (!owner) throw new AppError('internal', 500, 'Message owner not found.');
+    const { mailbox, org, agent, human } = owner;
     // An MCP client sent it with a human's OAuth consent: that human joins the chain and is the one the agent acts for.
     const granted = msg.granted_by ? (JSON.parse(msg.granted_by) as { id: string; name: string }) : null;
     const chain = [

@@ -81,6 +81,8 @@ export const startSink = async (
     tlsMaxVersion?: 'TLSv1.2' | 'TLSv1.3';
     /** Closes a session idle this long (smtp-server's socketTimeout). */
     idleTimeoutMs?: number;
+    /** Runs after a message's data has arrived and before the sink answers it (the sender waits for the reply). */
+    beforeReply?: () => Promise<void>;
   } = {},
 ): Promise<Sink> => {
   const withTls = opts.tls ?? true;
@@ -109,6 +111,7 @@ export const startSink = async (
       stream.on('data', (c: Buffer) => chunks.push(c));
       stream.on('end', async () => {
         if (opts.replyDelayMs) await new Promise((res) => setTimeout(res, opts.replyDelayMs));
+        if (opts.beforeReply) await opts.beforeReply();
         if (closed.has(session.id)) {
           callback(new Error('client gone'));
           return;
