@@ -89,7 +89,7 @@ for (const dialect of dialects)
       const q0 = servers.map((s) => s.queries());
       const c0 = servers.map((s) => cpuMs(s.child.pid));
       await sleep(windowSecs * 1000);
-      servers.forEach((s, i) =>
+      for (const [i, s] of servers.entries())
         rows.push({
           dialect,
           processes: procs,
@@ -97,8 +97,7 @@ for (const dialect of dialects)
           'statements/s': fmt((s.queries() - q0[i]!) / windowSecs, 2),
           'CPU ms/s': fmt((cpuMs(s.child.pid) - c0[i]!) / windowSecs, 2),
           load: os.loadavg()[0]!.toFixed(1),
-        }),
-      );
+        });
     } finally {
       for (const s of servers) await s.stop();
       await store.drop();
