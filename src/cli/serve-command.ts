@@ -10,6 +10,7 @@ import type { Logger } from '../kernel/log.js';
 import { configOrExit, runCommand } from './cli-support.js';
 import { unknownEnvVars } from '../app/config.js';
 import { ensurePostmasters } from '../app/init.js';
+import { SWEEPS_ROLE, whileLeading } from '../store/notify.js';
 
 export const bootstrapKeyPath = (dataDir: string) => path.join(dataDir, 'bootstrap-admin.key');
 
@@ -88,30 +89,36 @@ export const registerServe = (program: Command) =>
           },
           'mailward listening',
         );
-        // Signed audit checkpoints every N events or T seconds (src/audit/checkpoint-service.ts).
-        const stopCheckpoints = c.auditLog.checkpoints.startScheduler({ logger: c.logger });
-        // Sealed versions of deleted or superseded vault secrets are destroyed after retention (src/vault/vault-service.ts).
-        const stopVaultPurge = c.vault.startPurgeScheduler({ logger: c.logger });
-        // Message content past its organisation's retention is destroyed daily, never under a legal hold (src/mail/mail-retention.ts).
-        const stopMailPurge = c.mail.retention.startPurgeScheduler({ logger: c.logger });
-        // Messages stored before the blind search index are indexed in the background (src/mail/search-index.ts).
-        const stopSearchBackfill = c.mail.searchBackfill.start({ logger: c.logger });
-        // New messages' search entries are folded into compact segments every few seconds (src/mail/search-index.ts).
-        const stopSearchCompactor = c.mail.searchCompactor.start({ logger: c.logger });
-        // Reviewers are told when something waits, in count-only digests (src/oversight/review-notifications.ts).
-        const stopNotices = c.reviewNotifications.startScheduler({ logger: c.logger });
-        // Privacy officers are reminded 30, 14, 7 and 1 days before a breach's notice deadline (src/compliance/breach-service.ts).
-        const stopBreachReminders = c.breaches.startReminderScheduler({ logger: c.logger });
+        // The periodic sweeps run in one of the processes sharing the store, the sweeps leader (store/notify.ts
+        // SWEEPS_ROLE; on SQLite every process leads): the others run none of their statements while idle, and
+        // take over at once when the leader's session ends.
+        const stopSweeps = whileLeading(c.store.lead, SWEEPS_ROLE, () => {
+          const stops = [
+            // Approvals expire as they come due (src/oversight/approvals-service.ts).
+            c.mail.approvals.startExpirySweeper({ logger: c.logger }),
+            // Signed audit checkpoints every N events or T seconds (src/audit/checkpoint-service.ts).
+            c.auditLog.checkpoints.startScheduler({ logger: c.logger }),
+            // Sealed versions of deleted or superseded vault secrets are destroyed after retention (src/vault/vault-service.ts).
+            c.vault.startPurgeScheduler({ logger: c.logger }),
+            // Message content past its organisation's retention is destroyed daily, never under a legal hold (src/mail/mail-retention.ts).
+            c.mail.retention.startPurgeScheduler({ logger: c.logger }),
+            // Messages stored before the blind search index are indexed in the background (src/mail/search-index.ts).
+            c.mail.searchBackfill.start({ logger: c.logger }),
+            // New messages' search entries are folded into compact segments every few seconds (src/mail/search-index.ts).
+            c.mail.searchCompactor.start({ logger: c.logger }),
+            // Reviewers are told when something waits, in count-only digests (src/oversight/review-notifications.ts).
+            c.reviewNotifications.startScheduler({ logger: c.logger }),
+            // Privacy officers are reminded 30, 14, 7 and 1 days before a breach's notice deadline (src/compliance/breach-service.ts).
+            c.breaches.startReminderScheduler({ logger: c.logger }),
+          ];
+          return () => {
+            for (const stop of stops) stop();
+          };
+        });
         await new Promise<void>((resolve) => {
           const stop = async (signal: string) => {
             c.logger.info({ signal }, 'shutting down');
-            stopCheckpoints();
-            stopVaultPurge();
-            stopMailPurge();
-            stopSearchBackfill();
-            stopSearchCompactor();
-            stopNotices();
-            stopBreachReminders();
+            stopSweeps();
             stopWebhookNotices();
             await smtp.close();
             await app.close();

@@ -18,6 +18,7 @@ import {
   insertOutboxJob,
   type OutboxRecord,
   recordJobOutcome,
+  nextOutboxDue,
   renewLeases as renewOutboxLeases,
   rerouteJob,
 } from '../queue/outbox-repo.js';
@@ -63,7 +64,7 @@ type Deps = {
   concurrency: number;
   pollMs: number;
   leaseMs?: number;
-  /** Periodic chores run by the loop (expiring approvals). */
+  /** Chores run by `runOnce` (expiring approvals; `serve` sweeps them on the sweeps leader: approvals-service.ts). */
   sweep?: () => Promise<unknown>;
   /** The domain-event feed: commits of other processes that queued mail wake the loop. */
   events?: Pick<EventFeed, 'subscribe'>;
@@ -87,6 +88,8 @@ export const createDeliveryWorker = (d: Deps) => {
   const leaseMs = d.leaseMs ?? 5 * 60_000;
   // The general worker is created below; a split route wakes it to send the new jobs at once.
   let kick = () => {};
+  // The general worker's `dueAt`: a deferral this worker records wakes its idle loop at the retry's time.
+  let later = (_at: Date) => {};
 
   // The system delivers on behalf of the agent: the chain snapshot taken when the message was queued goes with every event.
   const actorFor = (job: OutboxRecord) => ({
@@ -167,6 +170,7 @@ export const createDeliveryWorker = (d: Deps) => {
       },
     );
     if (!recorded) return;
+    if (jobStatus === 'pending' && delay !== null) later(new Date(d.clock.now().getTime() + delay * 1000));
     const m = { id: job.message_id, raw_hash: rawHash };
     // The bytes this attempt signed, kept with its outcome (rawFor): from now on every retry sends them. False only
     // when a worker that took the lease over stored its own first, or the content was purged meanwhile: the receipt
@@ -481,6 +485,7 @@ export const createDeliveryWorker = (d: Deps) => {
       // Rows an outcome commit holds are being finished anyway: skipping them keeps the two from deadlocking.
       renew: (_worker, until) => renewOutboxLeases(d.db, d.dialect, workerId, until.toISOString()),
       run: (job) => process1(job),
+      nextDue: () => nextOutboxDue(d.db, workerId),
     },
     {
       workerId,
@@ -495,6 +500,7 @@ export const createDeliveryWorker = (d: Deps) => {
     },
   );
   kick = worker.kick;
+  later = worker.dueAt;
 
   const stop = async () => {
     await worker.stop();

@@ -40,7 +40,7 @@ type Deps = {
   repo: IdentityRepo;
   consent: Pick<ConsentService, 'consentFor'>;
   dns?: DnsLookups;
-  /** Periodic chores of the delivery loop (the container passes the approvals' expiry). */
+  /** Chores of the delivery worker's `runOnce` (the container passes the approvals' expiry; `serve` runs its own sweeper). */
   sweep?: () => Promise<unknown>;
   metrics?: MetricsSink;
   /** The local PHI model (MAILWARD_PHI_MODEL), loaded at start; null: rules only. */

@@ -163,6 +163,16 @@ export const dueApprovals = async (ex: Executor, at: string, limit: number): Pro
       .execute()
   ).map((r) => toApprovalRecord(r) as ApprovalRecord);
 
+/** When the next pending approval expires (approvals_expiry_idx), or null when none is pending: the expiry sweeper's sleep. */
+export const nextApprovalExpiry = async (ex: Executor): Promise<string | null> =>
+  (
+    await ex
+      .selectFrom('approvals')
+      .select((eb) => eb.fn.min('expires_at').as('at'))
+      .where('status', '=', 'pending')
+      .executeTakeFirst()
+  )?.at ?? null;
+
 /** How the reviewer console's queue is filtered and sorted; `after` is the decoded cursor (expires_at|id, or an id). */
 export type QueuePageQuery = {
   orgId: string;

@@ -2,7 +2,7 @@ import type { MetricsSink } from '../kernel/metrics.js';
 import type { AuditService } from '../audit/audit-service.js';
 import type { Guard } from '../identity/guard.js';
 import type { IdentityRepo } from '../identity/identity-repo.js';
-import { approvalById, approvalInOrg, approvalsPage, decidePendingApproval, dueApprovals } from './approvals-repo.js';
+import { approvalById, approvalInOrg, approvalsPage, decidePendingApproval, dueApprovals, nextApprovalExpiry } from './approvals-repo.js';
 import { actorOf, hasRole, type RequestContext, requireAnyRole, systemActor } from '../identity/principal.js';
 import type { Clock } from '../kernel/clock.js';
 import { decodeCursor, encodeCursor } from '../kernel/cursor.js';
@@ -509,7 +509,48 @@ export const createApprovalsService = ({
     return n;
   };
 
-  return { list, approve: countedApprove, reject: countedReject, expireDue: countedExpire, canReview };
+  /**
+   * `mailward serve`, on the sweeps leader only (store/notify.ts SWEEPS_ROLE): expires approvals as they come due.
+   * Between sweeps it sleeps until the next pending approval's expiry (one read), at least `minMs` (expiry needs
+   * no sub-second precision: at most one sweep a second, as the delivery loop ran it before) and at most `maxMs`
+   * (an approval decided or created since the read, in this process or another, may expire sooner than any
+   * known). An idle store so costs one statement every `maxMs`, not one a second in every process. A late sweep
+   * only records the state late: approve and reject refuse an expired approval themselves (approval_expired).
+   */
+  const startExpirySweeper = (
+    opts: { logger?: { error: (o: object, msg: string) => void }; minMs?: number; maxMs?: number } = {},
+  ): (() => void) => {
+    const minMs = opts.minMs ?? 1000;
+    const maxMs = opts.maxMs ?? 10_000;
+    let stopped = false;
+    let timer: NodeJS.Timeout | null = null;
+    const tick = async () => {
+      timer = null;
+      let next: string | null = null;
+      try {
+        next = await nextApprovalExpiry(db);
+        if (next !== null && next <= now()) {
+          await countedExpire();
+          next = await nextApprovalExpiry(db);
+        }
+      } catch (e) {
+        opts.logger?.error({ code: isAppError(e) ? e.code : 'unexpected' }, 'expiring approvals failed');
+      }
+      if (stopped) return;
+      const until = next === null ? maxMs : Date.parse(next) - clock.now().getTime();
+      timer = setTimeout(() => void tick(), Math.min(maxMs, Math.max(minMs, until)));
+      timer.unref();
+    };
+    timer = setTimeout(() => void tick(), 0);
+    timer.unref();
+    return () => {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+      timer = null;
+    };
+  };
+
+  return { list, approve: countedApprove, reject: countedReject, expireDue: countedExpire, startExpirySweeper, canReview };
 };
 
 export type ApprovalsService = ReturnType<typeof createApprovalsService>;

@@ -20,6 +20,12 @@ export type JobQueue<J> = {
   /** A short label for logs (no data). */
   name: string;
   id: (job: J) => string;
+  /**
+   * The earliest time a job that is not due now becomes due (a retry's next attempt, another worker's lease
+   * running out), or null when none waits: one cheap read. With it, a worker with nothing due sleeps until then
+   * (or a wake-up, or `idleMs`) instead of claiming every `pollMs`; without it the loop polls as before.
+   */
+  nextDue?: () => Promise<Date | null>;
 };
 
 export type JobWorkerOptions = {
@@ -32,12 +38,26 @@ export type JobWorkerOptions = {
    * statements per job fall. 0 (the default) claims only for free slots. Held jobs still run at stop.
    */
   prefetch?: number;
-  /** With nothing due, how long the loop sleeps unless kicked. */
+  /**
+   * With nothing due, how long the loop sleeps unless kicked, when the queue has no `nextDue`. With `nextDue`:
+   * how long it sleeps while slots are busy, and when a job read as due was not claimable (another worker's
+   * claim in flight), so the loop never spins.
+   */
   pollMs: number;
+  /**
+   * A queue with `nextDue`: the longest sleep with nothing due, the safety net for a wake-up that was lost
+   * (a dropped LISTEN connection, another process's retry or a dead worker's lease this one was not told of).
+   * Default: the lease, between `pollMs` and 30 s.
+   */
+  idleMs?: number;
   leaseMs: number;
   logger: Logger;
   now: () => Date;
-  /** Periodic chores run by the loop at most once a second (expiring approvals). */
+  /**
+   * Chores run by `runOnce` (expiring approvals), and by the loop at most once a second when the queue has no
+   * `nextDue`. A queue with `nextDue` sleeps for long stretches, so its chores run elsewhere (`mailward serve`
+   * runs the approvals sweep on the sweeps leader: approvals-service.ts startExpirySweeper).
+   */
   sweep?: () => Promise<unknown>;
   /** Wake-ups from outside (the domain-event feed): called with `kick`; returns an unsubscribe. */
   wakeOn?: (kick: () => void) => () => void;
@@ -57,13 +77,67 @@ export const retryDelay = (schedule: readonly number[], attempts: number): numbe
  * slots are refilled as jobs finish (claims of at least a quarter of the slots, so claim statements stay few
  * under load), a job is claimed only when a slot is free to run it at once (short leases), leases of jobs in
  * flight are renewed every third of the lease while this process lives (a slow job never loses its lease to
- * another worker, which would run it twice), and with nothing due the loop sleeps `pollMs` or until kicked.
+ * another worker, which would run it twice), and with nothing due the loop sleeps until the next due time the
+ * queue reports (`nextDue`: see `sleepFor`), or `pollMs` without one, or until kicked.
  */
 export const createJobWorker = <J>(queue: JobQueue<J>, o: JobWorkerOptions) => {
   const workerId = o.workerId ?? `wrk_${randomUUID()}`;
   let running = false;
   let loop: Promise<void> | null = null;
   let unsubscribe: (() => void) | null = null;
+
+  /*
+   * Idle sleep with `queue.nextDue` (a process with nothing due runs no statements: README, "Two PostgreSQL
+   * processes"): the loop sleeps until `knownDue`, the earliest due time it knows of, or `idleMs` after its last
+   * look, unless woken. `knownDue` is read from the store when the loop is idle and `dueStale` (at start, and
+   * after every timed wake-up: the claim took what was due, or another worker did), and lowered by `dueAt`, the
+   * retries this worker's own outcomes schedule, so a burst of jobs costs no read per job. New jobs are due at
+   * once and wake the loop (`kick`); what no wake-up reaches (another process's retries, a dead worker's lease)
+   * is in the next read, at worst one `idleMs` late. At-least-once delivery is kept: every job is still claimed
+   * by the same statements, only the time of the next look changed.
+   */
+  let knownDue: number | null = null;
+  let dueStale = true;
+  let readingDue = false;
+  let dueWhileReading: number | null = null;
+  let lastLook = 0;
+  const idleMs = o.idleMs ?? Math.min(30_000, Math.max(o.pollMs, o.leaseMs));
+  const minDue = (a: number | null, b: number | null) => (a === null ? b : b === null ? a : Math.min(a, b));
+  /** A job this worker recorded (a retry) becomes due at `at`: the idle loop wakes for it without a read. */
+  const dueAt = (at: Date) => {
+    const t = at.getTime();
+    knownDue = minDue(knownDue, t);
+    if (readingDue) dueWhileReading = minDue(dueWhileReading, t);
+    notify();
+  };
+  const readDue = async () => {
+    if (!queue.nextDue) return;
+    readingDue = true;
+    dueWhileReading = null;
+    try {
+      const next = await queue.nextDue();
+      dueStale = false;
+      knownDue = minDue(next ? next.getTime() : null, dueWhileReading);
+    } catch (e) {
+      // Fail toward looking: the next sleep is `pollMs`'s, and the read is tried again after it.
+      knownDue = o.now().getTime();
+      o.logger.error({ err: { type: (e as Error)?.name } }, `${queue.name}: reading the next due time failed`);
+    } finally {
+      readingDue = false;
+    }
+  };
+  /** How long the loop sleeps now, and whether that is an idle sleep (nothing due: a timed wake-up then reads `nextDue`). */
+  const sleepFor = async (): Promise<{ ms: number; idle: boolean }> => {
+    if (!queue.nextDue || !drained || hasFresh()) return { ms: o.pollMs, idle: false };
+    // Read only with nothing in flight: a finished job reports its retry (`dueAt`), so a busy worker reads nothing.
+    if (dueStale && inFlight.size + held.length + reserved === 0) await readDue();
+    let ms = lastLook + idleMs - Date.now();
+    if (knownDue !== null) {
+      const until = knownDue - o.now().getTime();
+      ms = Math.min(ms, until > 0 ? until : o.pollMs);
+    }
+    return { ms: Math.max(0, ms), idle: true };
+  };
 
   let lastSweep = 0;
   const sweepIfDue = async (force: boolean) => {
@@ -157,6 +231,7 @@ export const createJobWorker = <J>(queue: JobQueue<J>, o: JobWorkerOptions) => {
   const start = () => {
     if (running) return;
     running = true;
+    dueStale = true;
     const chunk = Math.max(1, prefetch > 0 ? Math.ceil(capacity / 2) : Math.ceil(o.concurrency / 4));
     renewTimer = setInterval(() => void renewLeases(), Math.max(100, Math.floor(o.leaseMs / 3)));
     renewTimer.unref();
@@ -164,13 +239,19 @@ export const createJobWorker = <J>(queue: JobQueue<J>, o: JobWorkerOptions) => {
     loop = (async () => {
       while (running) {
         try {
-          await sweepIfDue(false);
+          if (!queue.nextDue) await sweepIfDue(false);
           pump();
           const busy = inFlight.size + held.length + reserved;
           const free = capacity - busy;
           if ((!drained || hasFresh()) && free > 0 && (free >= chunk || busy === 0)) {
             const seen = kicks;
             reserved += free;
+            lastLook = Date.now();
+            // What was known to come due by now is being claimed (here or by another worker): read again when idle.
+            if (knownDue !== null && knownDue <= o.now().getTime()) {
+              knownDue = null;
+              dueStale = true;
+            }
             let jobs: J[];
             try {
               jobs = await claim(free, !drained);
@@ -186,7 +267,17 @@ export const createJobWorker = <J>(queue: JobQueue<J>, o: JobWorkerOptions) => {
           o.logger.error({ err: { type: (e as Error)?.name } }, `${queue.name}: loop pass failed`);
         }
         if (!running) break;
-        if (await wait(o.pollMs)) drained = false;
+        let sleep: { ms: number; idle: boolean };
+        try {
+          sleep = await sleepFor();
+        } catch {
+          sleep = { ms: o.pollMs, idle: false };
+        }
+        if (!running) break;
+        if (await wait(sleep.ms)) {
+          drained = false;
+          if (sleep.idle) dueStale = true;
+        }
       }
       // Held jobs are leased to this worker: run them rather than leave them to wait out their lease.
       while (held.length > 0 || inFlight.size > 0) {
@@ -251,7 +342,7 @@ export const createJobWorker = <J>(queue: JobQueue<J>, o: JobWorkerOptions) => {
     return jobs.length;
   };
 
-  return { start, stop, runOnce, kick, reserve, workerId };
+  return { start, stop, runOnce, kick, reserve, dueAt, workerId };
 };
 
 export type JobWorker = ReturnType<typeof createJobWorker>;

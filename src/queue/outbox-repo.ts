@@ -60,6 +60,31 @@ export const claimOutboxJobs = async (
     .then((rows) => rows.map(toOutboxRecord));
 };
 
+/**
+ * When the next job that is not due yet becomes due (the job worker's `nextDue`): the earliest waiting retry, or
+ * the earliest lease of another worker's job in flight running out (that worker may be dead: claimOutboxJobs takes
+ * such jobs over). One statement (both minima by outbox_due_idx's status prefix); null when neither exists.
+ */
+export const nextOutboxDue = async (db: Executor, workerId: string): Promise<Date | null> => {
+  const row = await db
+    .selectNoFrom((eb) => [
+      eb
+        .selectFrom('outbox')
+        .select((e) => e.fn.min('next_attempt_at').as('at'))
+        .where('status', '=', 'pending')
+        .as('retry'),
+      eb
+        .selectFrom('outbox')
+        .select((e) => e.fn.min('lease_until').as('at'))
+        .where('status', '=', 'sending')
+        .where('claimed_by', '<>', workerId)
+        .as('lease'),
+    ])
+    .executeTakeFirst();
+  const times = [row?.retry, row?.lease].filter((t): t is string => typeof t === 'string').map((t) => Date.parse(t));
+  return times.length === 0 ? null : new Date(Math.min(...times));
+};
+
 /** A new, due delivery job (outbound queueing and re-routing at an attempt both make them here). */
 export const insertOutboxJob = (
   db: Executor,

@@ -297,3 +297,34 @@ export const sqliteLead: Lead = (_role, onChange) => {
     onChange(false);
   };
 };
+
+/**
+ * The role of the periodic sweeps `mailward serve` runs (approval expiry, search compaction and back-fill, audit
+ * checkpoints, purges past retention, reviewer digests, breach reminders): one process sharing the store runs them,
+ * as one integrates the audit log, so the others run none of their statements (README, "Two PostgreSQL
+ * processes"). Each sweep is safe in several processes at once (compare-and-set transitions), so a leader
+ * change that overlaps for a moment does no harm.
+ */
+export const SWEEPS_ROLE = 7_466_115_003;
+
+/**
+ * Runs what `begin` starts only while this process leads `role` (always, without `lead`): begun when this process
+ * becomes the leader, ended (the function `begin` returns) when it stops leading, so another process takes over.
+ * Returns a function that ends it and gives the role up.
+ */
+export const whileLeading = (lead: Lead | undefined, role: number, begin: () => () => void): (() => void) => {
+  if (!lead) return begin();
+  let end: (() => void) | null = null;
+  const giveUp = lead(role, (isLeader) => {
+    if (isLeader && !end) end = begin();
+    else if (!isLeader && end) {
+      end();
+      end = null;
+    }
+  });
+  return () => {
+    giveUp();
+    end?.();
+    end = null;
+  };
+};

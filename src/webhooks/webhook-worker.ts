@@ -244,6 +244,7 @@ export const postWebhook = (
 export const createWebhookWorker = (d: Deps) => {
   const workerId = `wrk_${randomUUID()}`;
   let kickWorker = () => {};
+  let laterWorker = (_at: Date) => {};
   // As many connections per receiver address as attempts may be in flight: none waits in the agent's queue.
   const agents = createWebhookAgents(d.concurrency);
 
@@ -563,6 +564,8 @@ export const createWebhookWorker = (d: Deps) => {
     if (!job.range) recorded = await repo.recordOutcome(tx, { id: job.id, workerId }, set);
     else if (!r.ok) await repo.insertDeliveries(tx, [{ ...job, ...set, lease_until: null, claimed_by: null }]);
     if (!recorded) return;
+    // A retry this worker scheduled wakes its idle job loop then (job-worker.ts `dueAt`), with no read of the time.
+    if (status === 'pending') laterWorker(new Date(set.next_attempt_at));
     d.metrics?.webhookAttempt?.(r.ok ? 'delivered' : status === 'failed' ? 'failed' : 'retrying');
     await repo.insertAttempt(tx, attemptRow(job, r, at));
     await repo.noteResult(tx, job.endpoint_id, r.ok, at);
@@ -1182,6 +1185,7 @@ export const createWebhookWorker = (d: Deps) => {
         if (held.size > 0) await repo.renewRanges(d.db, workerId, until.toISOString());
       },
       run: (job) => attempt(job),
+      nextDue: () => repo.nextDue(d.db, workerId),
     },
     {
       workerId,
@@ -1195,6 +1199,7 @@ export const createWebhookWorker = (d: Deps) => {
     },
   );
   kickWorker = worker.kick;
+  laterWorker = worker.dueAt;
 
   /*
    * Wake-ups are merged per organisation over FANOUT_MERGE_MS: a busy organisation commits events many times a

@@ -422,6 +422,39 @@ export const webhooksRepo = {
   ]),
 
   /**
+   * When the next job that is not due yet becomes due (the job worker's `nextDue`): the earliest waiting retry
+   * (webhook_deliveries_pending_idx), another worker's delivery lease (webhook_deliveries_leased_idx) or range lease
+   * (webhook_endpoints_leased_idx) running out, which claimDeliveries and expiredRanges take over. One statement.
+   */
+  nextDue: async (db: Executor, workerId: string): Promise<Date | null> => {
+    const row = await db
+      .selectNoFrom((eb) => [
+        eb
+          .selectFrom('webhook_deliveries')
+          .select((e) => e.fn.min('next_attempt_at').as('at'))
+          .where('status', '=', 'pending')
+          .as('retry'),
+        eb
+          .selectFrom('webhook_deliveries')
+          .select((e) => e.fn.min('lease_until').as('at'))
+          .where('status', '=', 'sending')
+          .where('claimed_by', '<>', workerId)
+          .as('lease'),
+        eb
+          .selectFrom('webhook_endpoints')
+          .select((e) => e.fn.min('lease_until').as('at'))
+          .where('leased_by', 'is not', null)
+          .where('leased_by', '<>', workerId)
+          .where('status', '=', 'active')
+          .where('deleted_at', 'is', null)
+          .as('range'),
+      ])
+      .executeTakeFirst();
+    const times = [row?.retry, row?.lease, row?.range].filter((t): t is string => typeof t === 'string').map((t) => Date.parse(t));
+    return times.length === 0 ? null : new Date(Math.min(...times));
+  },
+
+  /**
    * Claims up to `limit` due jobs: waiting ones first (read in index order: no sort of every waiting job),
    * then (unless `expired` is false) jobs whose lease ran out (a dead worker's), each in one statement.
    */
