@@ -7,12 +7,12 @@
  *   MAILWARD_BENCH_SERVE_ROOT=/path/to/other/checkout   (runs that checkout's sources: an old build to compare)
  *   MAILWARD_DELIVERY_POLL_MS=50                         (as bench/outbound.ts sets it)
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { benchStore, fmt, freePort, repoRoot, table } from './support/bench-kit.js';
+import { benchStore, fmt, repoRoot, startProcess, table } from './support/bench-kit.js';
 
 const root = process.env.MAILWARD_BENCH_SERVE_ROOT ?? repoRoot;
 const windowSecs = Number(process.env.MAILWARD_BENCH_SECONDS ?? 20);
@@ -26,44 +26,17 @@ const cpuMs = (pid: number | undefined) => {
 type Serve = { child: ChildProcess; queries: () => number; stop: () => Promise<void> };
 
 const serve = async (env: Record<string, string>): Promise<Serve> => {
-  const port = await freePort();
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'src/cli/main.ts'), 'serve'], {
-    cwd: root,
-    env: { ...process.env, ...env, MAILWARD_HTTP_PORT: String(port), MAILWARD_SMTP_PORT: String(await freePort()) },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
   let queries = 0;
   let tail = '';
-  child.stdout?.on('data', (d: Buffer) => {
-    const s = tail + d.toString();
-    const lines = s.split('\n');
-    tail = lines.pop() ?? '';
-    for (const l of lines) if (l.includes('"msg":"store query"')) queries++;
-  });
-  let err = '';
-  child.stderr?.on('data', (d) => {
-    err += d;
-  });
-  const deadline = Date.now() + 180_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`serve exited: ${err}`);
-    try {
-      if ((await fetch(`http://127.0.0.1:${port}/healthz`)).ok) break;
-    } catch {
-      /* starting */
-    }
-    if (Date.now() > deadline) throw new Error(`not ready: ${err}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return {
-    child,
-    queries: () => queries,
-    stop: async () => {
-      const exited = new Promise((r) => child.once('exit', r));
-      child.kill('SIGTERM');
-      await exited;
+  const proc = await startProcess(['--import', 'tsx', path.join(root, 'src/cli/main.ts'), 'serve'], env, '/healthz', {
+    cwd: root,
+    onStdout: (d) => {
+      const lines = (tail + d.toString()).split('\n');
+      tail = lines.pop() ?? '';
+      for (const l of lines) if (l.includes('"msg":"store query"')) queries++;
     },
-  };
+  });
+  return { child: proc.child, queries: () => queries, stop: proc.stop };
 };
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

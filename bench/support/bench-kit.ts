@@ -32,11 +32,19 @@ export const serveArgs = (): string[] => [
 
 export type Proc = { child: ChildProcess; port: number; stop: () => Promise<void> };
 
-/** Starts a server process and waits until `readyPath` answers 200. */
-export const startProcess = async (args: string[], env: Record<string, string>, readyPath = '/healthz'): Promise<Proc> => {
+/**
+ * Starts a server process and waits until `readyPath` answers 200. `cwd` runs another checkout (an old build to
+ * compare); `onStdout` reads the process's log lines (stdout is ignored without it).
+ */
+export const startProcess = async (
+  args: string[],
+  env: Record<string, string>,
+  readyPath = '/healthz',
+  opts: { cwd?: string; onStdout?: (chunk: Buffer) => void } = {},
+): Promise<Proc> => {
   const port = await freePort();
   const child = spawn(process.execPath, args, {
-    cwd: repoRoot,
+    cwd: opts.cwd ?? repoRoot,
     env: {
       ...process.env,
       ...env,
@@ -44,8 +52,9 @@ export const startProcess = async (args: string[], env: Record<string, string>, 
       MAILWARD_HTTP_PORT: String(port),
       MAILWARD_SMTP_PORT: env.MAILWARD_SMTP_PORT ?? String(await freePort()),
     },
-    stdio: ['ignore', 'ignore', 'pipe'],
+    stdio: ['ignore', opts.onStdout ? 'pipe' : 'ignore', 'pipe'],
   });
+  if (opts.onStdout) child.stdout?.on('data', opts.onStdout);
   let err = '';
   child.stderr?.on('data', (d) => {
     err += d;
