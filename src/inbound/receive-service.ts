@@ -11,7 +11,7 @@ import { sealContent, sealRaw } from '../mail/message-store.js';
 import { addMessageEvent, duplicateOf, holdMessage, insertMessage, messageRow, outboundByMessageIds } from '../mail/messages-repo.js';
 import { authResultLabel, type MetricsSink } from '../kernel/metrics.js';
 import { headerValue, type MessageContent, splitMessage } from '../mail/mime.js';
-import type { Db, Executor, Tx } from '../store/db.js';
+import { compiledFor, type Db, type Executor, runCompiled, type Tx } from '../store/db.js';
 import type { MailboxesTable, MessagesTable } from '../store/schema.js';
 import type { InboundAnalysis, InboundEnvelope } from './analyze-message.js';
 import type { DsnReport } from './dsn.js';
@@ -68,15 +68,17 @@ const isOrgDomain = (domain: string | null | undefined, orgDomain: string | unde
   !!domain && !!orgDomain && (domain === orgDomain.toLowerCase() || domain.endsWith(`.${orgDomain.toLowerCase()}`));
 
 /** Whether the mailbox's agent may still receive mail: a deactivated agent must not be sent PHI (45 CFR 164.308(a)(3)(ii)(C)). */
-const agentIsActive = async (ex: Executor, mailbox: Pick<MailboxesTable, 'org_id' | 'agent_id'>) =>
-  (
-    await ex
+const agentIsActive = async (ex: Executor, mailbox: Pick<MailboxesTable, 'org_id' | 'agent_id'>) => {
+  // Compiled once (src/store/db.ts compiledFor): every RCPT TO asks it.
+  const compiled = compiledFor(ex, 'receive:agentIsActive', 2, ([agent, org]) =>
+    ex
       .selectFrom('agents')
       .select('is_active')
-      .where('id', '=', mailbox.agent_id)
-      .where('org_id', '=', mailbox.org_id)
-      .executeTakeFirst()
-  )?.is_active === 1;
+      .where('id', '=', agent as string)
+      .where('org_id', '=', org as string),
+  );
+  return (await runCompiled(ex, compiled(mailbox.agent_id, mailbox.org_id))).rows[0]?.is_active === 1;
+};
 
 /**
  * The stored Message-ID of a message whose header holds no valid msg-id
@@ -371,13 +373,16 @@ export const createReceiveService = (d: Deps) => {
         for (const { mailbox: before, draft, thread, content } of drafts) {
           // A mode tightened to gated_all while this message was analysed holds it.
           // The mailbox and its agent's state as they are now, in one statement.
-          const fresh = await tx
-            .selectFrom('mailboxes')
-            .leftJoin('agents', (j) => j.onRef('agents.id', '=', 'mailboxes.agent_id').onRef('agents.org_id', '=', 'mailboxes.org_id'))
-            .selectAll('mailboxes')
-            .select('agents.is_active as agent_is_active')
-            .where('mailboxes.id', '=', before.id)
-            .executeTakeFirst();
+          // Compiled once (src/store/db.ts compiledFor): the first statement of every stored message.
+          const freshQuery = compiledFor(tx, 'receive:mailboxNow', 1, ([mailboxId]) =>
+            tx
+              .selectFrom('mailboxes')
+              .leftJoin('agents', (j) => j.onRef('agents.id', '=', 'mailboxes.agent_id').onRef('agents.org_id', '=', 'mailboxes.org_id'))
+              .selectAll('mailboxes')
+              .select('agents.is_active as agent_is_active')
+              .where('mailboxes.id', '=', mailboxId as string),
+          );
+          const fresh = (await runCompiled(tx, freshQuery(before.id))).rows[0];
           let mailbox = before;
           let agentActive: boolean;
           if (fresh) {

@@ -5,7 +5,7 @@ import { newId } from '../kernel/ids.js';
 import { compiledFor, type Dialect, type Executor, runCompiled } from '../store/db.js';
 import { mapColumns, objectList, objectOrNull, stringList } from '../store/json-column.js';
 import { type AsMessageRecord, MESSAGE_META, type MessageJson, type MessageMetaRow, type MessageRecord } from '../store/records.js';
-import type { MessagesTable } from '../store/schema.js';
+import type { Database, MessagesTable } from '../store/schema.js';
 import type { KeyRing } from '../kernel/crypto/keyring.js';
 import type { MessageStatus } from './message-lifecycle.js';
 import { activeIndexKey, type IndexedContent, indexMessage } from './recipient-index.js';
@@ -111,6 +111,19 @@ export const messageRow = (m: NewMessage): MessagesTable => ({
 });
 
 /**
+ * One row's insert, compiled once per table and set of columns (src/store/db.ts compiledFor): every stored message
+ * runs it. A column whose value is `undefined` is left out, as Kysely's `values()` leaves it out, so the column
+ * keeps its default; the columns present name the shape, so rows of different shapes never share a statement.
+ */
+export const insertRowQuery = <T extends keyof Database>(ex: Executor, table: T, row: Record<string, unknown>) => {
+  const cols = Object.keys(row).filter((c) => row[c] !== undefined);
+  const compiled = compiledFor(ex, `insertRow:${table}:${cols.join(',')}`, cols.length, (values) =>
+    ex.insertInto(table).values(Object.fromEntries(cols.map((c, i) => [c, values[i]])) as never),
+  );
+  return compiled(...cols.map((c) => row[c]));
+};
+
+/**
  * Stores a new message with its domain event: `email.submitted` (outbound) or `email.received` (inbound, with
  * the status it was stored in), its addresses' HMACs in the recipient index and its words in the blind search
  * index (recipient-index.ts, search-index.ts) under the organisation's active content-index key, all in one
@@ -123,10 +136,7 @@ export const insertMessage = async (
   facts: Record<string, unknown> = {},
 ) => {
   const k = await activeIndexKey(tx, index.ring, row.org_id, row.created_at);
-  await tx
-    .insertInto('messages')
-    .values({ ...row, search_key_version: k.version })
-    .execute();
+  await runCompiled(tx, insertRowQuery(tx, 'messages', { ...row, search_key_version: k.version }));
   await indexMessage(tx, k, row, index.content);
   await appendEvent(tx, {
     orgId: row.org_id,
@@ -415,17 +425,20 @@ export const duplicateOf = async (
   ex: Executor,
   m: Pick<MessagesTable, 'org_id' | 'mailbox_id' | 'message_id'>,
   rawHash: string,
-): Promise<string | undefined> =>
-  (
-    await ex
+): Promise<string | undefined> => {
+  // Compiled once (src/store/db.ts compiledFor): every received message asks it in its store transaction.
+  const compiled = compiledFor(ex, 'duplicateOf', 4, ([org, messageId, mailbox, hash]) =>
+    ex
       .selectFrom('messages')
       .select('id')
-      .where('org_id', '=', m.org_id)
-      .where('message_id', '=', m.message_id)
-      .where('mailbox_id', '=', m.mailbox_id)
-      .where('raw_hash', '=', rawHash)
-      .executeTakeFirst()
-  )?.id;
+      .where('org_id', '=', org as string)
+      .where('message_id', '=', messageId as string)
+      .where('mailbox_id', '=', mailbox as string)
+      .where('raw_hash', '=', hash as string)
+      .limit(1),
+  );
+  return (await runCompiled(ex, compiled(m.org_id, m.message_id, m.mailbox_id, rawHash))).rows[0]?.id;
+};
 
 /** The mailbox's messages with these RFC 5322 Message-IDs (threading by In-Reply-To and References), oldest first. */
 export const threadLinksOf = (ex: Executor, mailbox: { id: string; org_id: string }, messageIds: readonly string[]) =>
