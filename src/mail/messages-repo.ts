@@ -8,7 +8,7 @@ import { type AsMessageRecord, MESSAGE_META, type MessageJson, type MessageMetaR
 import type { Database, MessagesTable } from '../store/schema.js';
 import type { KeyRing } from '../kernel/crypto/keyring.js';
 import type { MessageStatus } from './message-lifecycle.js';
-import { activeIndexKey, type IndexedContent, indexMessage } from './recipient-index.js';
+import { activeIndexKey, type IndexedContent, type IndexKey, indexMessage } from './recipient-index.js';
 import { deleteSearchEntries, refOf } from './search-index.js';
 
 /**
@@ -132,10 +132,12 @@ export const insertRowQuery = <T extends keyof Database>(ex: Executor, table: T,
 export const insertMessage = async (
   tx: Executor,
   row: MessagesTable,
-  index: { ring: KeyRing; content: IndexedContent },
+  index: { ring: KeyRing; content: IndexedContent; key?: IndexKey | undefined },
   facts: Record<string, unknown> = {},
 ) => {
-  const k = await activeIndexKey(tx, index.ring, row.org_id, row.created_at);
+  // `key`: the organisation's newest live key as the caller read it in this transaction (receive-service.ts reads
+  // it with the mailbox), the same row activeIndexKey reads first.
+  const k = index.key ?? (await activeIndexKey(tx, index.ring, row.org_id, row.created_at));
   await runCompiled(tx, insertRowQuery(tx, 'messages', { ...row, search_key_version: k.version }));
   await indexMessage(tx, k, row, index.content);
   await appendEvent(tx, {

@@ -34,6 +34,12 @@ const unwrapKey = (ring: KeyRing, orgId: string, version: number, wrapped: strin
   return k;
 };
 
+/** An organisation's content-index key from its row (version and wrapped key), unwrapped once per row. */
+export const indexKeyOf = (ring: KeyRing, orgId: string, version: number, wrapped: string): IndexKey => ({
+  version,
+  key: unwrapKey(ring, orgId, version, wrapped),
+});
+
 export const addressMac = (key: Buffer, address: string) =>
   createHmac('sha256', key)
     .update(MAC_PREFIX + normaliseAddress(address))
