@@ -427,20 +427,17 @@ export const duplicateOf = async (
   ex: Executor,
   m: Pick<MessagesTable, 'org_id' | 'mailbox_id' | 'message_id'>,
   rawHash: string,
-): Promise<string | undefined> => {
-  // Compiled once (src/store/db.ts compiledFor): every received message asks it in its store transaction.
-  const compiled = compiledFor(ex, 'duplicateOf', 4, ([org, messageId, mailbox, hash]) =>
-    ex
+): Promise<string | undefined> =>
+  (
+    await ex
       .selectFrom('messages')
       .select('id')
-      .where('org_id', '=', org as string)
-      .where('message_id', '=', messageId as string)
-      .where('mailbox_id', '=', mailbox as string)
-      .where('raw_hash', '=', hash as string)
-      .limit(1),
-  );
-  return (await runCompiled(ex, compiled(m.org_id, m.message_id, m.mailbox_id, rawHash))).rows[0]?.id;
-};
+      .where('org_id', '=', m.org_id)
+      .where('message_id', '=', m.message_id)
+      .where('mailbox_id', '=', m.mailbox_id)
+      .where('raw_hash', '=', rawHash)
+      .executeTakeFirst()
+  )?.id;
 
 /** The mailbox's messages with these RFC 5322 Message-IDs (threading by In-Reply-To and References), oldest first. */
 export const threadLinksOf = (ex: Executor, mailbox: { id: string; org_id: string }, messageIds: readonly string[]) =>
