@@ -1,4 +1,4 @@
-import type { Db, Tx } from '../store/db.js';
+import { type Db, transact, type Tx } from '../store/db.js';
 
 type Item = { work: (tx: Tx) => Promise<unknown>; resolve: (v: unknown) => void; reject: (e: unknown) => void; at: number };
 
@@ -23,6 +23,12 @@ export type CommitBatcherOptions = {
  * its writes committed, so no message is acknowledged before it is durable.
  * If a batch fails, each of its items is retried alone: one bad message never
  * fails the others.
+ *
+ * Each transaction is opened by `transact` (src/store/db.ts): work deferred to its commit (`deferToCommit`: the
+ * domain events) is written once for the whole batch just before COMMIT (one head upsert per organisation and one
+ * multi-row insert instead of both per message), in the same transaction, so it commits or rolls back with the
+ * messages as before; a failed batch's deferred work is dropped with it and each item, run alone, defers its own.
+ * Nothing in a message's own writes reads those events back before the commit.
  */
 export const createCommitBatcher = (db: Db, opts: CommitBatcherOptions = {}) => {
   const maxBatch = opts.maxBatch ?? 32;
@@ -34,7 +40,7 @@ export const createCommitBatcher = (db: Db, opts: CommitBatcherOptions = {}) => 
 
   const runAlone = async (it: Item) => {
     try {
-      it.resolve(await db.transaction().execute(it.work));
+      it.resolve(await transact(db, it.work));
     } catch (e) {
       it.reject(e);
     }
@@ -63,7 +69,7 @@ export const createCommitBatcher = (db: Db, opts: CommitBatcherOptions = {}) => 
         }
         let results: unknown[];
         try {
-          results = await db.transaction().execute(async (tx) => {
+          results = await transact(db, async (tx) => {
             const out: unknown[] = [];
             for (const it of batch) out.push(await it.work(tx));
             return out;

@@ -11,11 +11,12 @@ import { sealContent, sealRaw } from '../mail/message-store.js';
 import { addMessageEvent, duplicateOf, holdMessage, insertMessage, messageRow, outboundByMessageIds } from '../mail/messages-repo.js';
 import { authResultLabel, type MetricsSink } from '../kernel/metrics.js';
 import { headerValue, type MessageContent, splitMessage } from '../mail/mime.js';
-import type { Db, Executor, Tx } from '../store/db.js';
+import { compiledFor, type Db, type Executor, runCompiled, type Tx } from '../store/db.js';
 import type { MailboxesTable, MessagesTable } from '../store/schema.js';
 import type { InboundAnalysis, InboundEnvelope } from './analyze-message.js';
 import type { DsnReport } from './dsn.js';
 import { inboundThread } from './threading.js';
+import { type IndexKey, indexKeyOf } from '../mail/recipient-index.js';
 import { moveMessage } from '../mail/message-lifecycle.js';
 import { insertPendingApproval } from '../oversight/approvals-repo.js';
 import { decideHold } from '../oversight/hold-policy.js';
@@ -68,15 +69,17 @@ const isOrgDomain = (domain: string | null | undefined, orgDomain: string | unde
   !!domain && !!orgDomain && (domain === orgDomain.toLowerCase() || domain.endsWith(`.${orgDomain.toLowerCase()}`));
 
 /** Whether the mailbox's agent may still receive mail: a deactivated agent must not be sent PHI (45 CFR 164.308(a)(3)(ii)(C)). */
-const agentIsActive = async (ex: Executor, mailbox: Pick<MailboxesTable, 'org_id' | 'agent_id'>) =>
-  (
-    await ex
+const agentIsActive = async (ex: Executor, mailbox: Pick<MailboxesTable, 'org_id' | 'agent_id'>) => {
+  // Compiled once (src/store/db.ts compiledFor): every RCPT TO asks it.
+  const compiled = compiledFor(ex, 'receive:agentIsActive', 2, ([agent, org]) =>
+    ex
       .selectFrom('agents')
       .select('is_active')
-      .where('id', '=', mailbox.agent_id)
-      .where('org_id', '=', mailbox.org_id)
-      .executeTakeFirst()
-  )?.is_active === 1;
+      .where('id', '=', agent as string)
+      .where('org_id', '=', org as string),
+  );
+  return (await runCompiled(ex, compiled(mailbox.agent_id, mailbox.org_id))).rows[0]?.is_active === 1;
+};
 
 /**
  * The stored Message-ID of a message whose header holds no valid msg-id
@@ -370,20 +373,51 @@ export const createReceiveService = (d: Deps) => {
         let duplicates = 0;
         for (const { mailbox: before, draft, thread, content } of drafts) {
           // A mode tightened to gated_all while this message was analysed holds it.
-          // The mailbox and its agent's state as they are now, in one statement.
-          const fresh = await tx
-            .selectFrom('mailboxes')
-            .leftJoin('agents', (j) => j.onRef('agents.id', '=', 'mailboxes.agent_id').onRef('agents.org_id', '=', 'mailboxes.org_id'))
-            .selectAll('mailboxes')
-            .select('agents.is_active as agent_is_active')
-            .where('mailboxes.id', '=', before.id)
-            .executeTakeFirst();
+          // The mailbox and its agent's state as they are now, whether this message is already stored (a retry after
+          // a lost 250: same Message-ID and raw bytes) and the organisation's newest content-index key, in one
+          // statement: the same reads as one statement each, in the same transaction (on PostgreSQL, one snapshot
+          // instead of three), one round trip instead of three. Compiled once (src/store/db.ts compiledFor).
+          const nowQuery = compiledFor(tx, 'receive:mailboxNow', 5, ([mailboxId, org, messageId, mbx, hash]) =>
+            tx
+              .selectFrom('mailboxes')
+              .leftJoin('agents', (j) => j.onRef('agents.id', '=', 'mailboxes.agent_id').onRef('agents.org_id', '=', 'mailboxes.org_id'))
+              .selectAll('mailboxes')
+              .select('agents.is_active as agent_is_active')
+              .select((eb) => [
+                eb
+                  .selectFrom('messages')
+                  .select('messages.id')
+                  .where('messages.org_id', '=', org as string)
+                  .where('messages.message_id', '=', messageId as string)
+                  .where('messages.mailbox_id', '=', mbx as string)
+                  .where('messages.raw_hash', '=', hash as string)
+                  .limit(1)
+                  .as('duplicate_id'),
+                ...(['version', 'key_wrapped'] as const).map((col) =>
+                  eb
+                    .selectFrom('recipient_index_keys')
+                    .select(`recipient_index_keys.${col}`)
+                    .whereRef('recipient_index_keys.org_id', '=', 'mailboxes.org_id')
+                    .where('recipient_index_keys.retired_at', 'is', null)
+                    .orderBy('recipient_index_keys.version', 'desc')
+                    .limit(1)
+                    .as(`index_key_${col}`),
+                ),
+              ])
+              .where('mailboxes.id', '=', mailboxId as string),
+          );
+          const fresh = (await runCompiled(tx, nowQuery(before.id, draft.org_id, draft.message_id, draft.mailbox_id, rawHash))).rows[0];
           let mailbox = before;
           let agentActive: boolean;
+          let dup: string | null | undefined;
+          let indexKey: IndexKey | undefined;
           if (fresh) {
-            const { agent_is_active, ...row } = fresh;
-            mailbox = row;
+            const { agent_is_active, duplicate_id, index_key_version, index_key_key_wrapped, ...row } = fresh;
+            mailbox = row as MailboxesTable;
             agentActive = agent_is_active === 1;
+            dup = duplicate_id as string | null;
+            if (index_key_version !== null && index_key_key_wrapped !== null)
+              indexKey = indexKeyOf(d.ring, draft.org_id, Number(index_key_version), index_key_key_wrapped as string);
           } else agentActive = await agentIsActive(tx, mailbox);
           const { status, reasons } = statusFor(mailbox, analysis, agentActive);
           const row: MessagesTable = {
@@ -392,14 +426,14 @@ export const createReceiveService = (d: Deps) => {
             oversight_mode: mailbox.oversight_mode,
             status_reason: reasons.length > 0 ? JSON.stringify({ code: status === 'quarantined' ? 'quarantined' : 'held', reasons }) : null,
           };
-          const dup = await duplicateOf(tx, row, rawHash);
+          if (!fresh) dup = await duplicateOf(tx, row, rawHash);
           if (dup) {
             duplicates++;
             continue;
           }
           const actor = await actorFor(tx, mailbox);
           const target = { type: 'email', id: row.id };
-          await insertMessage(tx, row, { ring: d.ring, content });
+          await insertMessage(tx, row, { ring: d.ring, content, key: indexKey });
           await addMessageEvent(tx, row.id, at, 'received', {
             client_ip: env.clientIp,
             helo: heloOf(env),

@@ -5,10 +5,10 @@ import { newId } from '../kernel/ids.js';
 import { compiledFor, type Dialect, type Executor, runCompiled } from '../store/db.js';
 import { mapColumns, objectList, objectOrNull, stringList } from '../store/json-column.js';
 import { type AsMessageRecord, MESSAGE_META, type MessageJson, type MessageMetaRow, type MessageRecord } from '../store/records.js';
-import type { MessagesTable } from '../store/schema.js';
+import type { Database, MessagesTable } from '../store/schema.js';
 import type { KeyRing } from '../kernel/crypto/keyring.js';
 import type { MessageStatus } from './message-lifecycle.js';
-import { activeIndexKey, type IndexedContent, indexMessage } from './recipient-index.js';
+import { activeIndexKey, type IndexedContent, type IndexKey, indexMessage } from './recipient-index.js';
 import { deleteSearchEntries, refOf } from './search-index.js';
 
 /**
@@ -111,6 +111,19 @@ export const messageRow = (m: NewMessage): MessagesTable => ({
 });
 
 /**
+ * One row's insert, compiled once per table and set of columns (src/store/db.ts compiledFor): every stored message
+ * runs it. A column whose value is `undefined` is left out, as Kysely's `values()` leaves it out, so the column
+ * keeps its default; the columns present name the shape, so rows of different shapes never share a statement.
+ */
+export const insertRowQuery = <T extends keyof Database>(ex: Executor, table: T, row: Record<string, unknown>) => {
+  const cols = Object.keys(row).filter((c) => row[c] !== undefined);
+  const compiled = compiledFor(ex, `insertRow:${table}:${cols.join(',')}`, cols.length, (values) =>
+    ex.insertInto(table).values(Object.fromEntries(cols.map((c, i) => [c, values[i]])) as never),
+  );
+  return compiled(...cols.map((c) => row[c]));
+};
+
+/**
  * Stores a new message with its domain event: `email.submitted` (outbound) or `email.received` (inbound, with
  * the status it was stored in), its addresses' HMACs in the recipient index and its words in the blind search
  * index (recipient-index.ts, search-index.ts) under the organisation's active content-index key, all in one
@@ -119,14 +132,13 @@ export const messageRow = (m: NewMessage): MessagesTable => ({
 export const insertMessage = async (
   tx: Executor,
   row: MessagesTable,
-  index: { ring: KeyRing; content: IndexedContent },
+  index: { ring: KeyRing; content: IndexedContent; key?: IndexKey | undefined },
   facts: Record<string, unknown> = {},
 ) => {
-  const k = await activeIndexKey(tx, index.ring, row.org_id, row.created_at);
-  await tx
-    .insertInto('messages')
-    .values({ ...row, search_key_version: k.version })
-    .execute();
+  // `key`: the organisation's newest live key as the caller read it in this transaction (receive-service.ts reads
+  // it with the mailbox), the same row activeIndexKey reads first.
+  const k = index.key ?? (await activeIndexKey(tx, index.ring, row.org_id, row.created_at));
+  await runCompiled(tx, insertRowQuery(tx, 'messages', { ...row, search_key_version: k.version }));
   await indexMessage(tx, k, row, index.content);
   await appendEvent(tx, {
     orgId: row.org_id,

@@ -1,7 +1,7 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import type { KeyRing, WrappedKey } from '../kernel/crypto/keyring.js';
 import { normaliseAddress } from '../phi/consent-service.js';
-import type { Executor, Store } from '../store/db.js';
+import { compiledFor, type Executor, runCompiled, type Store } from '../store/db.js';
 import type { MessagesTable, RecipientIndexTable, SearchPendingTable } from '../store/schema.js';
 import type { MessageContent } from './mime.js';
 import { openContent } from './message-store.js';
@@ -34,6 +34,12 @@ const unwrapKey = (ring: KeyRing, orgId: string, version: number, wrapped: strin
   return k;
 };
 
+/** An organisation's content-index key from its row (version and wrapped key), unwrapped once per row. */
+export const indexKeyOf = (ring: KeyRing, orgId: string, version: number, wrapped: string): IndexKey => ({
+  version,
+  key: unwrapKey(ring, orgId, version, wrapped),
+});
+
 export const addressMac = (key: Buffer, address: string) =>
   createHmac('sha256', key)
     .update(MAC_PREFIX + normaliseAddress(address))
@@ -41,13 +47,16 @@ export const addressMac = (key: Buffer, address: string) =>
 
 /** Every live key of the organisation, newest first (a lookup computes the MAC under each). */
 export const indexKeys = async (ex: Executor, ring: KeyRing, orgId: string): Promise<IndexKey[]> => {
-  const rows = await ex
-    .selectFrom('recipient_index_keys')
-    .selectAll()
-    .where('org_id', '=', orgId)
-    .where('retired_at', 'is', null)
-    .orderBy('version', 'desc')
-    .execute();
+  // Compiled once (src/store/db.ts compiledFor): every stored message reads its organisation's keys.
+  const compiled = compiledFor(ex, 'indexKeys', 1, ([org]) =>
+    ex
+      .selectFrom('recipient_index_keys')
+      .selectAll()
+      .where('org_id', '=', org as string)
+      .where('retired_at', 'is', null)
+      .orderBy('version', 'desc'),
+  );
+  const { rows } = await runCompiled(ex, compiled(orgId));
   return rows.map((r) => ({ version: Number(r.version), key: unwrapKey(ring, orgId, Number(r.version), r.key_wrapped) }));
 };
 
@@ -86,6 +95,18 @@ const entriesOf = (c: Pick<MessageContent, 'from' | 'to' | 'cc' | 'bcc'>): { rol
   ...(c.bcc ?? []).map((address) => ({ role: 'bcc' as const, address })),
 ];
 
+const INDEX_COLUMNS = [
+  'org_id',
+  'message_id',
+  'role',
+  'address_mac',
+  'key_version',
+  'direction',
+  'created_at',
+] as const satisfies readonly (keyof RecipientIndexTable)[];
+/** Messages with more index rows (long recipient lists) insert them through Kysely as built, not a cached statement per count. */
+const COMPILED_ROWS_MAX = 8;
+
 const rowsFor = (
   m: { id: string; org_id: string; direction: string; created_at: string },
   c: Pick<MessageContent, 'from' | 'to' | 'cc' | 'bcc'>,
@@ -122,7 +143,15 @@ export const indexMessage = async (
   c: IndexedContent,
 ) => {
   const rows = rowsFor(m, c, k);
-  if (rows.length > 0) await tx.insertInto('recipient_index').values(rows).execute();
+  if (rows.length > 0 && rows.length <= COMPILED_ROWS_MAX) {
+    // Compiled once per row count (src/store/db.ts compiledFor); a message has a few addresses.
+    const compiled = compiledFor(tx, `recipientIndex:${rows.length}`, rows.length * INDEX_COLUMNS.length, (v) =>
+      tx
+        .insertInto('recipient_index')
+        .values(rows.map((_, r) => Object.fromEntries(INDEX_COLUMNS.map((col, j) => [col, v[r * INDEX_COLUMNS.length + j]])) as never)),
+    );
+    await runCompiled(tx, compiled(...rows.flatMap((r) => INDEX_COLUMNS.map((col) => r[col]))));
+  } else if (rows.length > 0) await tx.insertInto('recipient_index').values(rows).execute();
   await insertSearchEntry(tx, searchEntryFor(m, c, searchKeyOf(k)));
 };
 

@@ -6,7 +6,7 @@ import { systemActor } from '../identity/principal.js';
 import type { KeyRing } from '../kernel/crypto/keyring.js';
 import { isAppError, unavailable } from '../kernel/errors.js';
 import { startPeriodic } from '../kernel/schedule.js';
-import type { Executor, Store } from '../store/db.js';
+import { compiledFor, type Executor, runCompiled, type Store } from '../store/db.js';
 import type { SearchPendingTable } from '../store/schema.js';
 import { openContent } from './message-store.js';
 import { firstUnindexed, setSearchKeyVersion, unindexedPage } from './messages-repo.js';
@@ -235,7 +235,11 @@ export const searchEntryFor = (
 
 /** Indexes a message (its transaction): one row, folded into a segment later by the compactor. */
 export const insertSearchEntry = async (tx: Executor, row: SearchPendingTable) => {
-  await tx.insertInto('search_pending').values(row).execute();
+  // Compiled once (src/store/db.ts compiledFor): every stored message writes one.
+  const compiled = compiledFor(tx, 'insertSearchEntry', 3, ([mailbox, ref, macs]) =>
+    tx.insertInto('search_pending').values({ mailbox_id: mailbox as string, message_ref: ref as Buffer, macs: macs as Buffer }),
+  );
+  await runCompiled(tx, compiled(row.mailbox_id, row.message_ref, row.macs));
 };
 
 const macsOf = (b: Buffer): string[] => {
