@@ -78,7 +78,8 @@ describe('the message lifecycle table', () => {
   // anywhere else in src fails. Each repo may join the others' tables where one statement needs both, named here:
   // the approvals repo's reviewer queue reads the held message's PHI columns (oversight cannot import mail's repo),
   // the messages repo's accounting of disclosures reads the approver, and its delivery read (messageForDelivery)
-  // counts the message's outbox jobs. Not seen by a scan and left on purpose:
+  // counts the message's outbox jobs. The inbound store transaction reads the duplicate check through messages-repo's
+  // duplicateIdOf. Not seen by a scan and left on purpose:
   // app/key-rotation.ts and app/backup.ts walk every sealed column or table by name (src/app/sealed-columns.ts).
   const READER = (table: string) =>
     new RegExp(`selectFrom\\(\\s*\\[?\\s*'${table}( as \\w+)?'|Join\\(\\s*'${table}( as \\w+)?'|\\b(from|join)\\s+${table}\\b`, 'i');

@@ -8,7 +8,15 @@ import { AppError, isAppError } from '../kernel/errors.js';
 import { newId } from '../kernel/ids.js';
 import type { Logger } from '../kernel/log.js';
 import { sealContent, sealRaw } from '../mail/message-store.js';
-import { addMessageEvent, duplicateOf, holdMessage, insertMessage, messageRow, outboundByMessageIds } from '../mail/messages-repo.js';
+import {
+  addMessageEvent,
+  duplicateIdOf,
+  duplicateOf,
+  holdMessage,
+  insertMessage,
+  messageRow,
+  outboundByMessageIds,
+} from '../mail/messages-repo.js';
 import { authResultLabel, type MetricsSink } from '../kernel/metrics.js';
 import { headerValue, type MessageContent, splitMessage } from '../mail/mime.js';
 import { compiledFor, type Db, type Executor, runCompiled, type Tx } from '../store/db.js';
@@ -384,15 +392,9 @@ export const createReceiveService = (d: Deps) => {
               .selectAll('mailboxes')
               .select('agents.is_active as agent_is_active')
               .select((eb) => [
-                eb
-                  .selectFrom('messages')
-                  .select('messages.id')
-                  .where('messages.org_id', '=', org as string)
-                  .where('messages.message_id', '=', messageId as string)
-                  .where('messages.mailbox_id', '=', mbx as string)
-                  .where('messages.raw_hash', '=', hash as string)
-                  .limit(1)
-                  .as('duplicate_id'),
+                duplicateIdOf(eb, { org_id: org as string, message_id: messageId as string, mailbox_id: mbx as string }, hash as string).as(
+                  'duplicate_id',
+                ),
                 ...(['version', 'key_wrapped'] as const).map((col) =>
                   eb
                     .selectFrom('recipient_index_keys')

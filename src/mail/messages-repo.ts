@@ -1,4 +1,4 @@
-import { sql } from 'kysely';
+import { type ExpressionBuilder, sql } from 'kysely';
 import type { SealedValue } from '../kernel/crypto/envelope.js';
 import { appendEvent } from '../events/events-log.js';
 import { newId } from '../kernel/ids.js';
@@ -502,6 +502,24 @@ export const duplicateOf = async (
       .where('raw_hash', '=', rawHash)
       .executeTakeFirst()
   )?.id;
+
+/**
+ * duplicateOf as a scalar subquery, for a statement that reads it together with other tables in one round trip (the
+ * inbound store transaction's mailbox read, src/inbound/receive-service.ts): the same rows, at most one id.
+ */
+export const duplicateIdOf = (
+  eb: ExpressionBuilder<Database, 'mailboxes'>,
+  m: { org_id: string; mailbox_id: string; message_id: string },
+  rawHash: string,
+) =>
+  eb
+    .selectFrom('messages')
+    .select('messages.id')
+    .where('messages.org_id', '=', m.org_id)
+    .where('messages.message_id', '=', m.message_id)
+    .where('messages.mailbox_id', '=', m.mailbox_id)
+    .where('messages.raw_hash', '=', rawHash)
+    .limit(1);
 
 /** The mailbox's messages with these RFC 5322 Message-IDs (threading by In-Reply-To and References), oldest first. */
 export const threadLinksOf = (ex: Executor, mailbox: { id: string; org_id: string }, messageIds: readonly string[]) =>
