@@ -132,6 +132,20 @@ for (const dialect of testDialects()) {
       expect(human.stdout).toContain('first bad seq 17');
     });
 
+    it('stops its worker threads without aborting the process when the first range fails while others still load', async () => {
+      // A log edited at event 2 fails the first range at once, often before the other worker has loaded its native
+      // driver; terminating a thread inside an addon's registration aborted the whole process (CI: "FATAL ERROR:
+      // Error::New napi_get_last_error_info" in this file). Repeated, since the race is a matter of timing.
+      const app = await fresh(dialect, 64);
+      await dropTriggers(app);
+      await setKindOf(app.c.store.db, 2, { action: 'email.read.innocent' });
+      for (let i = 0; i < 20; i++) {
+        const r = await app.c.auditLog.verify(undefined, { parallelFrom: 0, chunkSize: 16 });
+        expect(r.threads).toBeGreaterThan(1);
+        expect([r.ok, r.first_bad_seq]).toEqual([false, 2]);
+      }
+    });
+
     it('names the first event of a kind when the shared kind row is changed, and an event whose kind row is missing', async () => {
       const app = await fresh(dialect);
       await dropTriggers(app);

@@ -69,15 +69,31 @@ const runPool = (source: VerifySource, jobs: VerifyJob[], onChunk: (c: VerifyChu
     let nextJob = 0;
     let nextDone = 0;
     let finished = false;
+    let outcome: { error?: unknown } | null = null;
+    // Workers that have opened their reader (posted `ready`) and workers still running at all.
+    const ready = new Set<Worker>();
+    let live = 0;
+    const settle = () => {
+      if (!outcome || live > 0) return;
+      if (outcome.error) reject(outcome.error);
+      else resolve();
+    };
+    /**
+     * Stops every worker, then settles once all have exited. A worker that has not said `ready` is still loading its
+     * native driver (better-sqlite3 or pg): terminating a thread inside an addon's registration aborts the whole
+     * process (Node's "FATAL ERROR: Error::New napi_get_last_error_info", seen in CI when a tampered log made the
+     * first chunk fail at once), so such a worker is terminated only when it says `ready` or fails on its own.
+     */
     const end = (e?: unknown) => {
       if (finished) return;
       finished = true;
-      for (const w of workers) void w.terminate();
-      if (e) reject(e);
-      else resolve();
+      outcome = e ? { error: e } : {};
+      for (const w of ready) void w.terminate();
+      settle();
     };
     const feed = () => {
       // Bounded look-ahead keeps memory flat whatever the log size.
+      if (finished) return;
       while (idle.length && nextJob < jobs.length && nextJob - nextDone < n * 2) idle.pop()!.postMessage(jobs[nextJob++]);
     };
     for (let i = 0; i < n; i++) {
@@ -89,10 +105,24 @@ const runPool = (source: VerifySource, jobs: VerifyJob[], onChunk: (c: VerifyChu
           })
         : new Worker(url, { workerData: source });
       workers.push(w);
+      live++;
+      w.on('exit', () => {
+        live--;
+        ready.delete(w);
+        if (!finished) end(new Error('audit verify worker exited'));
+        settle();
+      });
       w.on('error', end);
       w.on('message', (m: VerifyChunk | { ready: true } | { failed: string }) => {
-        if ('failed' in m) return end(new Error(m.failed));
-        if (!('ready' in m)) {
+        if ('failed' in m) {
+          // Its reader is past loading (it failed after trying): safe to stop at once.
+          void w.terminate();
+          return end(new Error(m.failed));
+        }
+        if ('ready' in m) {
+          ready.add(w);
+          if (finished) return void w.terminate();
+        } else {
           results.set(m.index, m);
           while (!finished && results.has(nextDone)) {
             const c = results.get(nextDone)!;
