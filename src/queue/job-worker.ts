@@ -2,6 +2,15 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from '../kernel/log.js';
 
 /**
+ * The earliest of the due times a queue's `nextDue` statement read (ISO text, or null where nothing waits), or null
+ * when there is none.
+ */
+export const earliestDue = (times: readonly (string | null | undefined)[]): Date | null => {
+  const ms = times.filter((t): t is string => typeof t === 'string').map((t) => Date.parse(t));
+  return ms.length === 0 ? null : new Date(Math.min(...ms));
+};
+
+/**
  * A job queue's adapter: how to claim due jobs with a lease (SKIP LOCKED on PostgreSQL, one atomic UPDATE on
  * SQLite: see outbox-repo.ts), renew the leases of jobs in flight, and run one job (recording its outcome and
  * next attempt, whose delay comes from a retry schedule kept as data: `retryDelay`).

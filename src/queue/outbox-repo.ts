@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import { compiledFor, type Dialect, type Executor, runCompiled } from '../store/db.js';
 import { objectList } from '../store/json-column.js';
+import { earliestDue } from './job-worker.js';
 import type { ChainLink, OutboxRecord } from '../store/records.js';
 import type { OutboxTable } from '../store/schema.js';
 
@@ -81,8 +82,7 @@ export const nextOutboxDue = async (db: Executor, workerId: string): Promise<Dat
         .as('lease'),
     ])
     .executeTakeFirst();
-  const times = [row?.retry, row?.lease].filter((t): t is string => typeof t === 'string').map((t) => Date.parse(t));
-  return times.length === 0 ? null : new Date(Math.min(...times));
+  return earliestDue([row?.retry, row?.lease]);
 };
 
 /** A new, due delivery job (outbound queueing and re-routing at an attempt both make them here). */

@@ -1,6 +1,7 @@
 import { CompiledQuery, sql } from 'kysely';
 import { batchInsert, paddedIn } from '../store/batch.js';
 import { compiledFor, type Dialect, type Executor } from '../store/db.js';
+import { earliestDue } from '../queue/job-worker.js';
 import type {
   DomainEventsTable,
   WebhookAttemptsTable,
@@ -450,8 +451,7 @@ export const webhooksRepo = {
           .as('range'),
       ])
       .executeTakeFirst();
-    const times = [row?.retry, row?.lease, row?.range].filter((t): t is string => typeof t === 'string').map((t) => Date.parse(t));
-    return times.length === 0 ? null : new Date(Math.min(...times));
+    return earliestDue([row?.retry, row?.lease, row?.range]);
   },
 
   /**
